@@ -1,0 +1,33 @@
+//! Types shared by every meshtel role.
+//!
+//! The trace pipeline speaks OTLP from end to end: ingest converts Zipkin into OTLP
+//! `ResourceSpans`, the store keeps them column by column and hands them back as
+//! `ResourceSpans`, and the query service renders them as Jaeger JSON or OTLP JSON.
+//! This crate owns the vocabulary those stages share:
+//!
+//! ```text
+//!  collector ──SpanSink::write_spans──► store ──TraceReader──► query
+//! ```
+//!
+//! - [`ids`]: trace and span ids, parsed and rendered the way Jaeger does;
+//! - [`duration`]: Go-style duration strings (`1h2m`, `1.5ms`) used by the Jaeger API;
+//! - [`trace`]: search parameters, operations, dependency links, [`trace::Trace`];
+//! - [`read`] / [`write`]: the interfaces between ingest, storage and query;
+//! - [`error`]: the error code vocabulary mapped to gRPC and HTTP in one place.
+
+pub mod duration;
+pub mod error;
+pub mod ids;
+pub mod read;
+pub mod trace;
+pub mod write;
+
+/// The OTLP protobuf types (generated for tonic), re-exported so that every crate uses
+/// one version.
+pub use opentelemetry_proto::tonic as otlp;
+
+pub use error::{Error, ErrorCode, Result};
+pub use ids::{SpanId, TraceId};
+pub use read::TraceReader;
+pub use trace::{DependencyLink, Operation, SpanKind, Trace, TraceQuery};
+pub use write::{SpanSink, WriteError};
