@@ -1,1 +1,551 @@
-//! placeholder
+//! meshtel's persistence.
+//!
+//! ```text
+//!  SpanSink::write_spans ─► encode rows (Arrow) ─► WAL (group commit) ─► head (Arrow, searchable)
+//!                                                                      │ every few s / N rows
+//!                                                                      ▼
+//!                      SQL index (sqlx) ◄── Parquet block (zstd, sorted by trace id, bloom)
+//!                                                                      │ background
+//!                                                                      ▼
+//!                                               compaction of small blocks, retention
+//!  TraceReader ─► catalog (memory, persisted in SQL) │ DataFusion over head ∪ blocks
+//! ```
+//!
+//! - [`wal`]: the write-ahead log; [`writer`]: the thread that owns it and the flusher;
+//! - [`schema`], [`encode`], [`decode`]: the span table and OTLP ↔ Arrow;
+//! - [`block`]: Parquet blocks; [`search`]: DataFusion queries; [`compaction`];
+//! - [`catalog`]: SQL state (services, operations, block index).
+
+pub mod block;
+pub mod catalog;
+pub mod compaction;
+pub mod config;
+pub mod decode;
+pub mod encode;
+mod error;
+pub mod schema;
+pub mod search;
+mod stats;
+pub mod wal;
+mod writer;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow::record_batch::RecordBatch;
+use meshtel_model::otlp::trace::v1::ResourceSpans;
+use meshtel_model::{
+    DependencyLink, Operation, SpanKind, SpanSink, Trace, TraceId, TraceQuery, TraceReader,
+    WriteError,
+};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use config::{StoreConfig, WalConfig, WalSync};
+pub use error::{Error, Result};
+pub use stats::StoreStats;
+
+use block::BlockMeta;
+use catalog::Catalog;
+use search::{Searcher, Source};
+use writer::Command;
+
+/// A head generation sealed for flushing; still searchable until its block is indexed.
+pub(crate) struct Sealed {
+    seq_through: u64,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+}
+
+/// What searches see: head batches and indexed blocks.
+#[derive(Default)]
+pub(crate) struct State {
+    active: Vec<RecordBatch>,
+    active_rows: usize,
+    sealed: Vec<Sealed>,
+    /// Sorted by (max_start, id).
+    blocks: Vec<BlockMeta>,
+}
+
+pub(crate) struct Inner {
+    config: StoreConfig,
+    blocks_dir: PathBuf,
+    wal_dir: PathBuf,
+    state: RwLock<State>,
+    operations: RwLock<BTreeMap<String, BTreeSet<Operation>>>,
+    operation_count: AtomicUsize,
+    catalog: Catalog,
+    ops_tx: mpsc::UnboundedSender<Vec<(String, Operation)>>,
+    searcher: Searcher,
+    next_block_id: AtomicU64,
+    stats: stats::Stats,
+}
+
+impl Inner {
+    fn next_block_id(&self) -> u64 {
+        self.next_block_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds operations not seen before to the in-memory catalog and queues them for SQL.
+    fn register_operations(&self, operations: Vec<(String, Operation)>) {
+        if operations.is_empty() {
+            return;
+        }
+        let fresh: Vec<(String, Operation)> = {
+            let known = self.operations.read();
+            operations
+                .into_iter()
+                .filter(|(svc, op)| !known.get(svc).is_some_and(|ops| ops.contains(op)))
+                .collect()
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let mut known = self.operations.write();
+        let mut added = Vec::new();
+        for (svc, op) in fresh {
+            if self.operation_count.load(Ordering::Relaxed) >= self.config.max_catalog_operations {
+                self.stats.catalog_overflow.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if known.entry(svc.clone()).or_default().insert(op.clone()) {
+                self.operation_count.fetch_add(1, Ordering::Relaxed);
+                added.push((svc, op));
+            }
+        }
+        if !added.is_empty() {
+            let _ = self.ops_tx.send(added);
+        }
+    }
+
+    /// Head first, then blocks newest first, limited to blocks overlapping the window.
+    fn sources(&self, start_min: i64, start_max: i64) -> Vec<Source> {
+        let state = self.state.read();
+        let mut head: Vec<RecordBatch> = state.active.clone();
+        for sealed in &state.sealed {
+            head.extend(sealed.batches.iter().cloned());
+        }
+        let mut sources = vec![Source::Head(head)];
+        for block in state.blocks.iter().rev() {
+            if block.max_start < start_min || block.min_start > start_max {
+                continue;
+            }
+            sources.push(Source::Blocks {
+                paths: vec![block.path(&self.blocks_dir)],
+                max_start: block.max_start,
+            });
+        }
+        sources
+    }
+
+    /// Head plus every block in one source list (fetch by id, dependencies).
+    fn all_sources(&self) -> Vec<Source> {
+        let state = self.state.read();
+        let mut head: Vec<RecordBatch> = state.active.clone();
+        for sealed in &state.sealed {
+            head.extend(sealed.batches.iter().cloned());
+        }
+        let paths: Vec<PathBuf> = state
+            .blocks
+            .iter()
+            .map(|b| b.path(&self.blocks_dir))
+            .collect();
+        let max_start = state.blocks.last().map(|b| b.max_start).unwrap_or(0);
+        vec![Source::Head(head), Source::Blocks { paths, max_start }]
+    }
+}
+
+/// The trace store. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct TraceStore {
+    inner: Arc<Inner>,
+    tx: Arc<Mutex<Option<SyncSender<Command>>>>,
+    queued_bytes: Arc<Semaphore>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+fn now_unix_nano() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl TraceStore {
+    /// Opens the store in `config.data_dir`: runs SQL migrations, loads the catalog and
+    /// the block index, deletes leftovers of interrupted flushes and compactions,
+    /// replays the WAL into the head, and starts the writer, flusher, WAL syncer and
+    /// compaction. Must be called within a Tokio runtime.
+    pub async fn open(config: StoreConfig) -> Result<TraceStore> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        let blocks_dir = data_dir.join("blocks");
+        let wal_dir = data_dir.join("wal");
+        std::fs::create_dir_all(&blocks_dir)?;
+        std::fs::create_dir_all(&wal_dir)?;
+        let catalog = Catalog::open(&data_dir).await?;
+        let mut blocks = catalog.load_blocks().await?;
+        blocks.sort_by_key(|b| (b.max_start, b.id));
+        remove_orphan_block_files(&blocks_dir, &blocks)?;
+        let next_id = blocks.iter().map(|b| b.id).max().unwrap_or(0) + 1;
+
+        let mut operations: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
+        let mut operation_count = 0;
+        for (svc, op) in catalog.load_operations().await? {
+            if operations.entry(svc).or_default().insert(op) {
+                operation_count += 1;
+            }
+        }
+
+        let flushed_through = catalog.flushed_through().await?;
+        let (wal, replayed) = wal::Wal::open(&wal_dir, flushed_through)?;
+        let mut active = Vec::new();
+        let mut replayed_rows = 0;
+        let mut replayed_ops = Vec::new();
+        for segment in &replayed {
+            for record in &segment.records {
+                match writer::decode_record(record) {
+                    Ok(batches) => {
+                        for batch in batches {
+                            replayed_rows += batch.num_rows();
+                            replayed_ops.extend(operations_in(&batch));
+                            active.push(batch);
+                        }
+                    }
+                    Err(e) => warn!(segment = segment.seq, error = %e, "skipping undecodable wal record"),
+                }
+            }
+        }
+        if replayed_rows > 0 {
+            info!(spans = replayed_rows, segments = replayed.len(), "replayed wal into head");
+        }
+
+        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            blocks_dir,
+            wal_dir,
+            state: RwLock::new(State {
+                active,
+                active_rows: replayed_rows,
+                sealed: Vec::new(),
+                blocks,
+            }),
+            operations: RwLock::new(operations),
+            operation_count: AtomicUsize::new(operation_count),
+            catalog: catalog.clone(),
+            ops_tx,
+            searcher: Searcher::new(),
+            next_block_id: AtomicU64::new(next_id),
+            stats: stats::Stats::default(),
+            config: config.clone(),
+        });
+        inner.register_operations(replayed_ops);
+
+        let (tx, rx) = sync_channel(4096);
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let syncer = wal.syncer();
+        let writer_inner = inner.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name("meshtel-wal".into())
+            .spawn(move || writer::run_writer(writer_inner, wal, rx, flush_tx))?;
+        let mut threads = vec![writer_thread];
+        let stop_sync = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if config.wal.sync == WalSync::Interval {
+            let interval = config.wal.sync_interval;
+            let stop = stop_sync.clone();
+            let sync_inner = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("meshtel-wal-sync".into())
+                    .spawn(move || {
+                        while !stop.load(Ordering::Acquire) {
+                            std::thread::sleep(interval);
+                            let started = std::time::Instant::now();
+                            match syncer.sync_if_dirty() {
+                                Ok(true) => sync_inner.stats.record_fsync(started.elapsed()),
+                                Ok(false) => {}
+                                Err(e) => tracing::error!(error = %e, "wal fsync failed"),
+                            }
+                        }
+                        let _ = syncer.sync_if_dirty();
+                    })?,
+            );
+        }
+
+        let tasks = vec![
+            tokio::spawn(writer::run_flusher(inner.clone(), flush_rx)),
+            tokio::spawn(run_catalog_writer(catalog, ops_rx)),
+            tokio::spawn(compaction::run(inner.clone())),
+            tokio::spawn(async move {
+                // Keeps the sync thread's stop flag alive until the store is dropped.
+                let _keep = StopOnDrop(stop_sync);
+                std::future::pending::<()>().await;
+            }),
+        ];
+        Ok(TraceStore {
+            inner,
+            tx: Arc::new(Mutex::new(Some(tx))),
+            queued_bytes: Arc::new(Semaphore::new(config.max_queued_bytes.as_u64() as usize)),
+            tasks: Arc::new(Mutex::new(tasks)),
+            threads: Arc::new(Mutex::new(threads)),
+        })
+    }
+
+    /// Seals the head and waits until its rows are in an indexed block.
+    pub async fn flush(&self) -> Result<()> {
+        let (ack, done) = oneshot::channel();
+        let tx = self.tx.lock().clone().ok_or(Error::Closed)?;
+        tokio::task::spawn_blocking(move || tx.send(Command::Flush { ack }))
+            .await?
+            .map_err(|_| Error::Closed)?;
+        done.await.map_err(|_| Error::Closed)
+    }
+
+    /// Runs one compaction and retention pass now (normally periodic).
+    pub async fn compact_now(&self) -> Result<()> {
+        compaction::run_once(&self.inner, now_unix_nano()).await
+    }
+
+    /// Stops accepting writes, flushes the head to a block, and stops background work.
+    pub async fn shutdown(&self) -> Result<()> {
+        let Some(tx) = self.tx.lock().take() else {
+            return Ok(());
+        };
+        let (ack, done) = oneshot::channel();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = tx.send(Command::Flush { ack });
+            let _ = tx.send(Command::Shutdown);
+        })
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(60), done).await;
+        let threads: Vec<_> = self.threads.lock().drain(..).collect();
+        let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        self.inner.catalog.close().await;
+        info!("store shut down");
+        Ok(())
+    }
+
+    /// Counters about the store, for metrics and benchmarks.
+    pub fn stats(&self) -> StoreStats {
+        let state = self.inner.state.read();
+        self.inner.stats.snapshot(
+            state.active_rows + state.sealed.iter().map(|s| s.rows).sum::<usize>(),
+            &state.blocks,
+        )
+    }
+}
+
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+fn operations_in(batch: &RecordBatch) -> Vec<(String, Operation)> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int8Type;
+    let (Some(svc), Some(name), Some(kind)) = (
+        batch.column_by_name(schema::col::SERVICE),
+        batch.column_by_name(schema::col::NAME),
+        batch.column_by_name(schema::col::KIND),
+    ) else {
+        return Vec::new();
+    };
+    let (Some(svc), Some(name), Some(kind)) = (
+        svc.as_string_opt::<i32>(),
+        name.as_string_opt::<i32>(),
+        kind.as_primitive_opt::<Int8Type>(),
+    ) else {
+        return Vec::new();
+    };
+    let mut set = BTreeSet::new();
+    for row in 0..batch.num_rows() {
+        set.insert((
+            svc.value(row).to_string(),
+            Operation {
+                name: name.value(row).to_string(),
+                span_kind: SpanKind::from_otlp(i32::from(kind.value(row))),
+            },
+        ));
+    }
+    set.into_iter().collect()
+}
+
+fn remove_orphan_block_files(blocks_dir: &std::path::Path, blocks: &[BlockMeta]) -> Result<()> {
+    let known: BTreeSet<&str> = blocks.iter().map(|b| b.file_name.as_str()).collect();
+    for entry in std::fs::read_dir(blocks_dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !known.contains(name.as_str()) {
+            info!(file = %name, "removing block file not in the index");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_catalog_writer(
+    catalog: Catalog,
+    mut rx: mpsc::UnboundedReceiver<Vec<(String, Operation)>>,
+) {
+    while let Some(mut ops) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            ops.extend(more);
+        }
+        if let Err(e) = catalog.insert_operations(&ops).await {
+            warn!(error = %e, "could not persist catalog entries; they are kept in memory");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SpanSink for TraceStore {
+    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
+        let max_head_rows = self.inner.config.max_head_rows;
+        {
+            let state = self.inner.state.read();
+            let held = state.active_rows + state.sealed.iter().map(|s| s.rows).sum::<usize>();
+            if held >= max_head_rows {
+                self.inner.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+        }
+        let (encoded, _skipped) = encode::encode_resource_spans(&spans)
+            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        if encoded.batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let payload = writer::encode_record(&encoded.batch)
+            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        let bytes = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        let permit = match self.queued_bytes.clone().try_acquire_many_owned(bytes) {
+            Ok(p) => p,
+            Err(_) => {
+                self.inner.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Overloaded {
+                    retry_after: Duration::from_millis(500),
+                });
+            }
+        };
+        let tx = self
+            .tx
+            .lock()
+            .clone()
+            .ok_or_else(|| WriteError::Unavailable("store is shutting down".into()))?;
+        let (ack, done) = oneshot::channel();
+        let cmd = Command::Write {
+            payload,
+            batch: encoded.batch,
+            operations: encoded.operations.into_iter().collect(),
+            ack,
+            _permit: permit,
+        };
+        match tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.inner.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Overloaded {
+                    retry_after: Duration::from_millis(500),
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(WriteError::Unavailable("store is shutting down".into()));
+            }
+        }
+        done.await
+            .map_err(|_| WriteError::Unavailable("store is shutting down".into()))?
+    }
+}
+
+#[async_trait::async_trait]
+impl TraceReader for TraceStore {
+    async fn services(&self) -> meshtel_model::Result<Vec<String>> {
+        Ok(self.inner.operations.read().keys().cloned().collect())
+    }
+
+    async fn operations(
+        &self,
+        service: &str,
+        kind: Option<SpanKind>,
+    ) -> meshtel_model::Result<Vec<Operation>> {
+        let known = self.inner.operations.read();
+        Ok(known
+            .get(service)
+            .map(|ops| {
+                ops.iter()
+                    .filter(|op| kind.is_none_or(|k| op.span_kind == k))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn find_traces(&self, query: &TraceQuery) -> meshtel_model::Result<Vec<Trace>> {
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let sources = self.inner.sources(
+            to_i64(query.start_min_unix_nano),
+            to_i64(query.start_max_unix_nano),
+        );
+        let ids = self.inner.searcher.find_trace_ids(query, &sources).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .inner
+            .searcher
+            .fetch_rows(&ids, &self.inner.all_sources())
+            .await?;
+        let mut traces = decode::batches_to_traces(&rows)?;
+        let rank: std::collections::HashMap<TraceId, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        traces.retain(|t| t.span_count() > 0);
+        traces.sort_by_key(|t| rank.get(&t.trace_id).copied().unwrap_or(usize::MAX));
+        Ok(traces)
+    }
+
+    async fn get_trace(&self, trace_id: TraceId) -> meshtel_model::Result<Option<Trace>> {
+        let rows = self
+            .inner
+            .searcher
+            .fetch_rows(&[trace_id], &self.inner.all_sources())
+            .await?;
+        let traces = decode::batches_to_traces(&rows)?;
+        Ok(traces.into_iter().find(|t| t.span_count() > 0))
+    }
+
+    async fn dependencies(
+        &self,
+        end_unix_nano: u64,
+        lookback_nano: u64,
+    ) -> meshtel_model::Result<Vec<DependencyLink>> {
+        let end = i64::try_from(end_unix_nano).unwrap_or(i64::MAX);
+        let start = end.saturating_sub(i64::try_from(lookback_nano).unwrap_or(i64::MAX));
+        let sources = self.inner.sources(start, end);
+        Ok(self.inner.searcher.dependencies(start, end, &sources).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

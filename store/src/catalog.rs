@@ -1,0 +1,199 @@
+//! The SQL side of the store (sqlx, SQLite by default): the catalog of services and
+//! operations, the index of Parquet blocks, and how far the WAL is flushed.
+//! Migrations are embedded from `migrations/sqlite/` and run at open.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use meshtel_model::{Operation, SpanKind};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlSafeStr, SqlitePool};
+
+use crate::Result;
+use crate::block::BlockMeta;
+
+/// Embedded migrations, in order. Never edit one that has shipped; add the next.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        SQLITE_MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The SQL repository.
+#[derive(Clone)]
+pub struct Catalog {
+    pool: SqlitePool,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) `meshtel.db` in `data_dir` and runs migrations.
+    pub async fn open(data_dir: &Path) -> Result<Catalog> {
+        let path = data_dir.join("meshtel.db");
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Catalog { pool })
+    }
+
+    /// Every (service, operation) known.
+    pub async fn load_operations(&self) -> Result<Vec<(String, Operation)>> {
+        let rows = sqlx::query("SELECT service, name, span_kind FROM operations")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    Operation {
+                        name: r.get::<String, _>(1),
+                        span_kind: SpanKind::from_otlp(r.get::<i64, _>(2) as i32),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Records new (service, operation) pairs; known ones are ignored.
+    pub async fn insert_operations(&self, ops: &[(String, Operation)]) -> Result<()> {
+        let now = now_unix_ms();
+        let mut tx = self.pool.begin().await?;
+        for (service, op) in ops {
+            sqlx::query(
+                "INSERT INTO services (name, first_seen_unix_ms) VALUES (?, ?) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(service)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO operations (service, name, span_kind, first_seen_unix_ms) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (service, name, span_kind) DO NOTHING",
+            )
+            .bind(service)
+            .bind(&op.name)
+            .bind(i64::from(op.span_kind.to_otlp()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// All blocks in the index.
+    pub async fn load_blocks(&self) -> Result<Vec<BlockMeta>> {
+        let rows = sqlx::query(
+            "SELECT id, path, min_start_unix_nano, max_start_unix_nano, row_count, byte_size, \
+             level, wal_seq FROM blocks ORDER BY max_start_unix_nano",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| BlockMeta {
+                id: r.get::<i64, _>(0) as u64,
+                file_name: r.get::<String, _>(1),
+                min_start: r.get(2),
+                max_start: r.get(3),
+                rows: r.get::<i64, _>(4) as u64,
+                bytes: r.get::<i64, _>(5) as u64,
+                level: r.get::<i64, _>(6) as u32,
+                wal_seq: r.get::<i64, _>(7) as u64,
+            })
+            .collect())
+    }
+
+    /// Highest WAL segment whose rows are all in blocks.
+    pub async fn flushed_through(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT flushed_through_seq FROM wal_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get::<i64, _>(0) as u64)
+    }
+
+    /// Atomically adds `added` blocks, removes `removed` ones and, when given, advances
+    /// the flushed WAL segment.
+    pub async fn replace_blocks(
+        &self,
+        added: &[BlockMeta],
+        removed: &[u64],
+        flushed_through: Option<u64>,
+    ) -> Result<()> {
+        let now = now_unix_ms();
+        let mut tx = self.pool.begin().await?;
+        for b in added {
+            sqlx::query(
+                "INSERT INTO blocks (id, path, min_start_unix_nano, max_start_unix_nano, \
+                 row_count, byte_size, level, wal_seq, created_unix_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(b.id as i64)
+            .bind(&b.file_name)
+            .bind(b.min_start)
+            .bind(b.max_start)
+            .bind(b.rows as i64)
+            .bind(b.bytes as i64)
+            .bind(i64::from(b.level))
+            .bind(b.wal_seq as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in removed {
+            sqlx::query("DELETE FROM blocks WHERE id = ?")
+                .bind(*id as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(seq) = flushed_through {
+            sqlx::query("UPDATE wal_state SET flushed_through_seq = ? WHERE id = 1")
+                .bind(seq as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,176 @@
+//! Background upkeep of blocks: retention by age and size, then compaction of small
+//! blocks into larger ones.
+//!
+//! Compaction is levelled: blocks flushed from the head are level 0; when a level holds
+//! at least [`MERGE_FAN_IN`] blocks smaller than `compaction_target_rows`, runs of them
+//! (in time order, up to the target) are merged into one block of the next level. Each
+//! span is therefore rewritten a logarithmic number of times, however slow ingest is.
+//! Merged and expired block files are deleted a little later, so that searches that
+//! already planned over them finish.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracing::{error, info};
+
+use crate::block::{self, BlockMeta};
+use crate::{Inner, Result, now_unix_nano};
+
+/// Small blocks of one level merged once there are this many.
+pub const MERGE_FAN_IN: usize = 4;
+
+/// How long replaced block files stay on disk for searches already running.
+const DELETE_GRACE: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut ticker = tokio::time::interval(inner.config.compaction_interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if let Err(e) = run_once(&inner, now_unix_nano()).await {
+            error!(error = %e, "compaction pass failed; will retry");
+        }
+    }
+}
+
+/// One pass of retention then compaction, with `now` as the current time.
+pub(crate) async fn run_once(inner: &Arc<Inner>, now: i64) -> Result<()> {
+    apply_retention(inner, now).await?;
+    while let Some(group) = pick_compaction(inner) {
+        compact(inner, group).await?;
+    }
+    Ok(())
+}
+
+async fn apply_retention(inner: &Arc<Inner>, now: i64) -> Result<()> {
+    let max_age = i64::try_from(inner.config.retention_max_age.as_nanos()).unwrap_or(i64::MAX);
+    let max_bytes = inner.config.retention_max_bytes.as_u64();
+    let expired: Vec<BlockMeta> = {
+        let state = inner.state.read();
+        let mut expired: Vec<BlockMeta> = state
+            .blocks
+            .iter()
+            .filter(|b| b.max_start < now.saturating_sub(max_age))
+            .cloned()
+            .collect();
+        let mut total: u64 = state
+            .blocks
+            .iter()
+            .filter(|b| !expired.contains(b))
+            .map(|b| b.bytes)
+            .sum();
+        // Oldest first (blocks are sorted by max start).
+        for b in state.blocks.iter() {
+            if total <= max_bytes {
+                break;
+            }
+            if !expired.contains(b) {
+                total -= b.bytes;
+                expired.push(b.clone());
+            }
+        }
+        expired
+    };
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<u64> = expired.iter().map(|b| b.id).collect();
+    inner.catalog.replace_blocks(&[], &ids, None).await?;
+    inner.state.write().blocks.retain(|b| !ids.contains(&b.id));
+    inner
+        .stats
+        .blocks_deleted_by_retention
+        .fetch_add(ids.len() as u64, Ordering::Relaxed);
+    info!(blocks = ids.len(), "retention deleted blocks");
+    delete_later(inner, expired);
+    Ok(())
+}
+
+fn pick_compaction(inner: &Arc<Inner>) -> Option<Vec<BlockMeta>> {
+    let target = inner.config.compaction_target_rows as u64;
+    let state = inner.state.read();
+    let mut by_level: BTreeMap<u32, Vec<&BlockMeta>> = BTreeMap::new();
+    for b in state.blocks.iter().filter(|b| b.rows < target) {
+        by_level.entry(b.level).or_default().push(b);
+    }
+    for (_, mut blocks) in by_level {
+        if blocks.len() < MERGE_FAN_IN {
+            continue;
+        }
+        blocks.sort_by_key(|b| (b.min_start, b.id));
+        let mut group = Vec::new();
+        let mut rows = 0;
+        for b in blocks {
+            if !group.is_empty() && rows + b.rows > target {
+                break;
+            }
+            rows += b.rows;
+            group.push(b.clone());
+        }
+        if group.len() >= 2 {
+            return Some(group);
+        }
+    }
+    None
+}
+
+async fn compact(inner: &Arc<Inner>, group: Vec<BlockMeta>) -> Result<()> {
+    let id = inner.next_block_id();
+    let dir = inner.blocks_dir.clone();
+    let row_group_rows = inner.config.row_group_rows;
+    let level = group.iter().map(|b| b.level).max().unwrap_or(0) + 1;
+    let paths: Vec<_> = group.iter().map(|b| b.path(&dir)).collect();
+    let meta = tokio::task::spawn_blocking(move || -> Result<BlockMeta> {
+        let mut batches = Vec::new();
+        for path in &paths {
+            batches.extend(block::read_block(path)?);
+        }
+        block::write_block(&dir, id, &batches, row_group_rows, level, 0)
+    })
+    .await??;
+    let removed: Vec<u64> = group.iter().map(|b| b.id).collect();
+    inner
+        .catalog
+        .replace_blocks(std::slice::from_ref(&meta), &removed, None)
+        .await?;
+    {
+        let mut state = inner.state.write();
+        state.blocks.retain(|b| !removed.contains(&b.id));
+        state.blocks.push(meta.clone());
+        state.blocks.sort_by_key(|b| (b.max_start, b.id));
+    }
+    inner.stats.compactions.fetch_add(1, Ordering::Relaxed);
+    info!(
+        merged = removed.len(),
+        block = meta.id,
+        rows = meta.rows,
+        bytes = meta.bytes,
+        level,
+        "compacted blocks"
+    );
+    delete_later(inner, group);
+    Ok(())
+}
+
+fn delete_later(inner: &Arc<Inner>, blocks: Vec<BlockMeta>) {
+    let dir = inner.blocks_dir.clone();
+    let remove = move || {
+        for b in &blocks {
+            if let Err(e) = std::fs::remove_file(b.path(&dir))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                error!(block = b.id, error = %e, "could not delete replaced block file");
+            }
+        }
+    };
+    if cfg!(test) {
+        remove();
+    } else {
+        tokio::spawn(async move {
+            tokio::time::sleep(DELETE_GRACE).await;
+            remove();
+        });
+    }
+}

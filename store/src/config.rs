@@ -1,0 +1,207 @@
+//! Store configuration: where data lives, how the WAL syncs, when the head is flushed,
+//! how blocks are compacted and how long they are kept.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// When the WAL reaches stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WalSync {
+    /// `fdatasync` before every acknowledgement: nothing acknowledged is lost even on
+    /// power failure, at the cost of one disk flush per group commit.
+    Always,
+    /// `fdatasync` every `wal.sync_interval`: a process crash loses nothing acknowledged
+    /// (the kernel has the bytes); a power failure can lose the last interval.
+    #[default]
+    Interval,
+}
+
+/// Write-ahead log settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    /// `"always"` or `"interval"` (default). See [`WalSync`].
+    #[serde(default)]
+    pub sync: WalSync,
+    /// With `sync = "interval"`: how often the WAL is synced; the window of acknowledged
+    /// spans that a power failure (not a process crash) can lose. Default `100ms`.
+    #[serde(default = "default_sync_interval", with = "humantime_serde_compat")]
+    pub sync_interval: Duration,
+}
+
+fn default_sync_interval() -> Duration {
+    Duration::from_millis(100)
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            sync: WalSync::default(),
+            sync_interval: default_sync_interval(),
+        }
+    }
+}
+
+/// Store settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory holding the WAL, the blocks and the SQLite database. Default
+    /// `./meshtel-data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Write-ahead log.
+    #[serde(default)]
+    pub wal: WalConfig,
+    /// The in-memory head is flushed to a Parquet block at least this often. Default `5s`.
+    #[serde(default = "default_flush_interval", with = "humantime_serde_compat")]
+    pub flush_interval: Duration,
+    /// ... or as soon as it holds this many spans. Default 262144.
+    #[serde(default = "default_flush_rows")]
+    pub flush_rows: usize,
+    /// Bound on spans held in memory (head plus blocks being written); writes beyond it
+    /// are refused with a retry hint until a flush frees room. Default 2097152.
+    #[serde(default = "default_max_head_rows")]
+    pub max_head_rows: usize,
+    /// Bound on request bytes queued for the WAL writer; beyond it writes are refused
+    /// with a retry hint. Default `64MiB`.
+    #[serde(default = "default_max_queued_bytes")]
+    pub max_queued_bytes: ByteSize,
+    /// Rows per Parquet row group. Default 65536.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// Blocks smaller than this many rows are merged by compaction. Default 524288.
+    #[serde(default = "default_compaction_target_rows")]
+    pub compaction_target_rows: usize,
+    /// How often compaction and retention run. Default `30s`.
+    #[serde(default = "default_compaction_interval", with = "humantime_serde_compat")]
+    pub compaction_interval: Duration,
+    /// Blocks whose newest span is older than this are deleted. Default `7d`.
+    #[serde(default = "default_retention_max_age", with = "humantime_serde_compat")]
+    pub retention_max_age: Duration,
+    /// Oldest blocks are deleted while all blocks together exceed this. Default `50GiB`.
+    #[serde(default = "default_retention_max_bytes")]
+    pub retention_max_bytes: ByteSize,
+    /// Most distinct (service, operation, kind) entries kept in the catalog; more are
+    /// counted and not listed. Default 100000.
+    #[serde(default = "default_max_catalog_operations")]
+    pub max_catalog_operations: usize,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./meshtel-data")
+}
+fn default_flush_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_flush_rows() -> usize {
+    262_144
+}
+fn default_max_head_rows() -> usize {
+    2_097_152
+}
+fn default_max_queued_bytes() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_row_group_rows() -> usize {
+    65_536
+}
+fn default_compaction_target_rows() -> usize {
+    524_288
+}
+fn default_compaction_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_retention_max_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_retention_max_bytes() -> ByteSize {
+    ByteSize::gib(50)
+}
+fn default_max_catalog_operations() -> usize {
+    100_000
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: default_data_dir(),
+            wal: WalConfig::default(),
+            flush_interval: default_flush_interval(),
+            flush_rows: default_flush_rows(),
+            max_head_rows: default_max_head_rows(),
+            max_queued_bytes: default_max_queued_bytes(),
+            row_group_rows: default_row_group_rows(),
+            compaction_target_rows: default_compaction_target_rows(),
+            compaction_interval: default_compaction_interval(),
+            retention_max_age: default_retention_max_age(),
+            retention_max_bytes: default_retention_max_bytes(),
+            max_catalog_operations: default_max_catalog_operations(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> crate::Result<()> {
+        let err = |m: &str| Err(crate::Error::Config(m.to_string()));
+        if self.flush_rows == 0 {
+            return err("flush_rows must be at least 1");
+        }
+        if self.max_head_rows < self.flush_rows {
+            return err("max_head_rows must be at least flush_rows");
+        }
+        if self.row_group_rows == 0 {
+            return err("row_group_rows must be at least 1");
+        }
+        if self.flush_interval.is_zero() || self.compaction_interval.is_zero() {
+            return err("flush_interval and compaction_interval must be positive");
+        }
+        if self.wal.sync_interval.is_zero() {
+            return err("wal.sync_interval must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// `Duration` as humantime text (`"100ms"`, `"7d"`) in TOML.
+pub mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes as humantime text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Parses humantime text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_round_trips_through_json() {
+        let config = StoreConfig::default();
+        config.validate().unwrap();
+        let text = serde_json::to_string(&config).unwrap();
+        let back: StoreConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(config, back);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_json::from_str::<StoreConfig>(r#"{"flush_rowz": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("flush_rowz"), "{err}");
+    }
+}

@@ -1,0 +1,300 @@
+//! OTLP `ResourceSpans` → Arrow rows of the span table (see [`crate::schema`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, FixedSizeBinaryBuilder, Int8Builder, Int64Builder, ListBuilder,
+    StringBuilder, UInt32Builder,
+};
+use arrow::record_batch::RecordBatch;
+use meshtel_model::otlp::common::v1::{AnyValue, KeyValue, any_value::Value};
+use meshtel_model::otlp::trace::v1::{ResourceSpans, Span};
+use meshtel_model::{Operation, SpanKind};
+use prost::Message;
+
+use crate::Result;
+use crate::schema::{NO_SERVICE_NAME, span_schema};
+
+/// Separates key from typed value in an encoded attribute entry.
+pub const KEY_SEPARATOR: char = '\0';
+
+/// Arrow rows built from one request, with what the catalog needs to know.
+pub struct EncodedBatch {
+    /// The rows.
+    pub batch: RecordBatch,
+    /// Distinct (service, operation) pairs in the rows.
+    pub operations: HashSet<(String, Operation)>,
+}
+
+/// Appends `key \0 <type><value>` for one attribute to `out`.
+pub fn encode_attribute(key: &str, value: Option<&AnyValue>, out: &mut String) {
+    out.clear();
+    out.push_str(key);
+    out.push(KEY_SEPARATOR);
+    match value.and_then(|v| v.value.as_ref()) {
+        // String-table indices belong to the profiling signal; a trace attribute
+        // carrying one has no value of its own.
+        None | Some(Value::StringValueStrindex(_)) => out.push('s'),
+        Some(Value::StringValue(s)) => {
+            out.push('s');
+            out.push_str(s);
+        }
+        Some(Value::BoolValue(b)) => {
+            out.push('b');
+            out.push_str(if *b { "true" } else { "false" });
+        }
+        Some(Value::IntValue(i)) => {
+            out.push('i');
+            out.push_str(&i.to_string());
+        }
+        Some(Value::DoubleValue(d)) => {
+            out.push('d');
+            out.push_str(&format_double(*d));
+        }
+        Some(Value::BytesValue(b)) => {
+            out.push('x');
+            out.push_str(&hex::encode(b));
+        }
+        Some(other @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => {
+            out.push('j');
+            let any = AnyValue {
+                value: Some(other.clone()),
+            };
+            out.push_str(&serde_json::to_string(&any).unwrap_or_default());
+        }
+    }
+}
+
+/// The canonical text of a double in stored entries (shortest round-trip form).
+pub fn format_double(d: f64) -> String {
+    format!("{d}")
+}
+
+/// The service name Jaeger derives from a resource's attributes.
+pub fn service_name_of(attributes: &[KeyValue]) -> String {
+    if attributes.is_empty() {
+        return NO_SERVICE_NAME.to_string();
+    }
+    attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+struct Builders {
+    trace_id: FixedSizeBinaryBuilder,
+    span_id: FixedSizeBinaryBuilder,
+    parent_span_id: FixedSizeBinaryBuilder,
+    service: StringBuilder,
+    name: StringBuilder,
+    kind: Int8Builder,
+    start: Int64Builder,
+    duration: Int64Builder,
+    status_code: Int8Builder,
+    status_message: StringBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    attributes: ListBuilder<StringBuilder>,
+    resource_attributes: ListBuilder<StringBuilder>,
+    event_attributes: ListBuilder<StringBuilder>,
+    extras: BinaryBuilder,
+}
+
+impl Builders {
+    fn with_capacity(rows: usize) -> Self {
+        Builders {
+            trace_id: FixedSizeBinaryBuilder::with_capacity(rows, 16),
+            span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
+            parent_span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
+            service: StringBuilder::with_capacity(rows, rows * 8),
+            name: StringBuilder::with_capacity(rows, rows * 16),
+            kind: Int8Builder::with_capacity(rows),
+            start: Int64Builder::with_capacity(rows),
+            duration: Int64Builder::with_capacity(rows),
+            status_code: Int8Builder::with_capacity(rows),
+            status_message: StringBuilder::with_capacity(rows, 0),
+            trace_state: StringBuilder::with_capacity(rows, 0),
+            flags: UInt32Builder::with_capacity(rows),
+            scope_name: StringBuilder::with_capacity(rows, rows * 8),
+            scope_version: StringBuilder::with_capacity(rows, rows * 4),
+            attributes: ListBuilder::with_capacity(StringBuilder::new(), rows)
+                .with_field(list_field()),
+            resource_attributes: ListBuilder::with_capacity(StringBuilder::new(), rows)
+                .with_field(list_field()),
+            event_attributes: ListBuilder::with_capacity(StringBuilder::new(), rows)
+                .with_field(list_field()),
+            extras: BinaryBuilder::with_capacity(rows, 0),
+        }
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+            Arc::new(self.service.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.start.finish()),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.scope_name.finish()),
+            Arc::new(self.scope_version.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.resource_attributes.finish()),
+            Arc::new(self.event_attributes.finish()),
+            Arc::new(self.extras.finish()),
+        ];
+        Ok(RecordBatch::try_new(span_schema(), columns)?)
+    }
+}
+
+fn list_field() -> Arc<arrow::datatypes::Field> {
+    Arc::new(arrow::datatypes::Field::new_list_field(
+        arrow::datatypes::DataType::Utf8,
+        false,
+    ))
+}
+
+/// Converts spans to one Arrow batch. Spans whose ids have the wrong length are
+/// skipped (ingest rejects them before this point); the count of skipped spans is
+/// returned alongside.
+pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Result<(EncodedBatch, usize)> {
+    let rows: usize = resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    let mut b = Builders::with_capacity(rows);
+    let mut operations = HashSet::new();
+    let mut skipped = 0;
+    let mut scratch = String::new();
+    for rs in resource_spans {
+        let resource_attrs: &[KeyValue] = rs
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let service = service_name_of(resource_attrs);
+        let encoded_resource: Vec<String> = resource_attrs
+            .iter()
+            .map(|kv| {
+                encode_attribute(&kv.key, kv.value.as_ref(), &mut scratch);
+                scratch.clone()
+            })
+            .collect();
+        for ss in &rs.scope_spans {
+            let (scope_name, scope_version) = ss
+                .scope
+                .as_ref()
+                .map(|s| (s.name.as_str(), s.version.as_str()))
+                .unwrap_or(("", ""));
+            for span in &ss.spans {
+                if span.trace_id.len() != 16
+                    || span.span_id.len() != 8
+                    || !(span.parent_span_id.is_empty() || span.parent_span_id.len() == 8)
+                {
+                    skipped += 1;
+                    continue;
+                }
+                append_span(&mut b, span, &service, &encoded_resource, &mut scratch)?;
+                b.scope_name.append_value(scope_name);
+                b.scope_version.append_value(scope_version);
+                let op = Operation {
+                    name: span.name.clone(),
+                    span_kind: SpanKind::from_otlp(span.kind),
+                };
+                if !operations.contains(&(service.clone(), op.clone())) {
+                    operations.insert((service.clone(), op));
+                }
+            }
+        }
+    }
+    let batch = b.finish()?;
+    Ok((EncodedBatch { batch, operations }, skipped))
+}
+
+fn append_span(
+    b: &mut Builders,
+    span: &Span,
+    service: &str,
+    encoded_resource: &[String],
+    scratch: &mut String,
+) -> Result<()> {
+    b.trace_id.append_value(&span.trace_id)?;
+    b.span_id.append_value(&span.span_id)?;
+    if span.parent_span_id.len() == 8 && span.parent_span_id.iter().any(|&x| x != 0) {
+        b.parent_span_id.append_value(&span.parent_span_id)?;
+    } else {
+        b.parent_span_id.append_null();
+    }
+    b.service.append_value(service);
+    b.name.append_value(&span.name);
+    b.kind.append_value(span.kind.clamp(0, 127) as i8);
+    let start = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
+    b.start.append_value(start);
+    let duration = span
+        .end_time_unix_nano
+        .saturating_sub(span.start_time_unix_nano);
+    b.duration
+        .append_value(i64::try_from(duration).unwrap_or(i64::MAX));
+    let (code, message) = span
+        .status
+        .as_ref()
+        .map(|s| (s.code, s.message.as_str()))
+        .unwrap_or((0, ""));
+    b.status_code.append_value(code.clamp(0, 127) as i8);
+    b.status_message.append_value(message);
+    b.trace_state.append_value(&span.trace_state);
+    b.flags.append_value(span.flags);
+    for kv in &span.attributes {
+        encode_attribute(&kv.key, kv.value.as_ref(), scratch);
+        b.attributes.values().append_value(scratch.as_str());
+    }
+    b.attributes.append(true);
+    for entry in encoded_resource {
+        b.resource_attributes.values().append_value(entry);
+    }
+    b.resource_attributes.append(true);
+    if span.events.is_empty() {
+        b.event_attributes.append_null();
+    } else {
+        for event in &span.events {
+            if !event.name.is_empty() {
+                let name = AnyValue {
+                    value: Some(Value::StringValue(event.name.clone())),
+                };
+                encode_attribute("event", Some(&name), scratch);
+                b.event_attributes.values().append_value(scratch.as_str());
+            }
+            for kv in &event.attributes {
+                encode_attribute(&kv.key, kv.value.as_ref(), scratch);
+                b.event_attributes.values().append_value(scratch.as_str());
+            }
+        }
+        b.event_attributes.append(true);
+    }
+    if span.events.is_empty() && span.links.is_empty() {
+        b.extras.append_null();
+    } else {
+        let extras = Span {
+            events: span.events.clone(),
+            links: span.links.clone(),
+            dropped_events_count: span.dropped_events_count,
+            dropped_links_count: span.dropped_links_count,
+            ..Default::default()
+        };
+        b.extras.append_value(extras.encode_to_vec());
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The span table: one row per span, the columns every read needs.
+//!
+//! Attributes are stored as lists of strings `key \0 <type> <value>` where `<type>` is
+//! one letter (`s` string, `b` bool, `i` int64, `d` double, `x` bytes as hex, `j` array
+//! or map as OTLP JSON). The text after the type letter is Jaeger's `AsString` of the
+//! value, so a tag search `k=v` is an exact list-membership test on a handful of
+//! candidate strings, and Parquet dictionary-encodes the lists well. Events and links,
+//! rare and only read when a whole trace is fetched, live in one binary column
+//! (`extras`, an OTLP `Span` holding just those two fields).
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+/// Column names, so that readers and writers cannot drift apart.
+pub mod col {
+    /// 16-byte trace id.
+    pub const TRACE_ID: &str = "trace_id";
+    /// 8-byte span id.
+    pub const SPAN_ID: &str = "span_id";
+    /// 8-byte parent span id, null for roots.
+    pub const PARENT_SPAN_ID: &str = "parent_span_id";
+    /// `service.name` of the resource (Jaeger's rule for missing names applied).
+    pub const SERVICE: &str = "service";
+    /// Span name (Jaeger operation).
+    pub const NAME: &str = "name";
+    /// OTLP span kind number.
+    pub const KIND: &str = "kind";
+    /// Start, Unix nanoseconds.
+    pub const START: &str = "start_unix_nano";
+    /// End minus start, nanoseconds (0 when end < start).
+    pub const DURATION: &str = "duration_nano";
+    /// OTLP status code number.
+    pub const STATUS_CODE: &str = "status_code";
+    /// Status message.
+    pub const STATUS_MESSAGE: &str = "status_message";
+    /// W3C tracestate.
+    pub const TRACE_STATE: &str = "trace_state";
+    /// OTLP span flags.
+    pub const FLAGS: &str = "flags";
+    /// Instrumentation scope name.
+    pub const SCOPE_NAME: &str = "scope_name";
+    /// Instrumentation scope version.
+    pub const SCOPE_VERSION: &str = "scope_version";
+    /// Span attributes, encoded entries.
+    pub const ATTRIBUTES: &str = "attributes";
+    /// Resource attributes, encoded entries (service.name included).
+    pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
+    /// Event names and attributes, encoded entries, for tag search only.
+    pub const EVENT_ATTRIBUTES: &str = "event_attributes";
+    /// Events and links as an encoded OTLP `Span`, null when there are none.
+    pub const EXTRAS: &str = "extras";
+}
+
+/// Service name Jaeger shows for a resource without any attribute.
+pub const NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
+
+fn string_list() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false)))
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
+        Field::new(col::SPAN_ID, DataType::FixedSizeBinary(8), false),
+        Field::new(col::PARENT_SPAN_ID, DataType::FixedSizeBinary(8), true),
+        Field::new(col::SERVICE, DataType::Utf8, false),
+        Field::new(col::NAME, DataType::Utf8, false),
+        Field::new(col::KIND, DataType::Int8, false),
+        Field::new(col::START, DataType::Int64, false),
+        Field::new(col::DURATION, DataType::Int64, false),
+        Field::new(col::STATUS_CODE, DataType::Int8, false),
+        Field::new(col::STATUS_MESSAGE, DataType::Utf8, false),
+        Field::new(col::TRACE_STATE, DataType::Utf8, false),
+        Field::new(col::FLAGS, DataType::UInt32, false),
+        Field::new(col::SCOPE_NAME, DataType::Utf8, false),
+        Field::new(col::SCOPE_VERSION, DataType::Utf8, false),
+        Field::new(col::ATTRIBUTES, string_list(), false),
+        Field::new(col::RESOURCE_ATTRIBUTES, string_list(), false),
+        Field::new(col::EVENT_ATTRIBUTES, string_list(), true),
+        Field::new(col::EXTRAS, DataType::Binary, true),
+    ]))
+});
+
+/// The Arrow schema of the span table.
+pub fn span_schema() -> SchemaRef {
+    SCHEMA.clone()
+}

@@ -1,0 +1,323 @@
+//! Trace search, trace fetch and dependency links as DataFusion queries over the head
+//! (in-memory Arrow batches) and the Parquet blocks.
+//!
+//! ```text
+//!   TraceQuery ─► filter Expr ─► per source, newest first:            ─► trace ids
+//!                                 head (MemTable) │ block │ block ...     (newest `limit`)
+//!                                 GROUP BY trace_id, max(start) TOP limit
+//!                                 stop once older sources cannot beat the limit-th
+//!   trace ids ─► trace_id IN (...) over head ∪ all blocks (bloom filters prune) ─► traces
+//! ```
+//!
+//! Predicates go into the Parquet scan (`pushdown_filters`), where row-group and page
+//! statistics and the trace id bloom filter skip what cannot match.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::functions_aggregate::expr_fn::{count, max};
+use datafusion::functions_nested::expr_fn::{array_has_any, make_array};
+use datafusion::logical_expr::{Expr, JoinType, col, lit};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
+
+use crate::encode::{KEY_SEPARATOR, format_double};
+use crate::schema::{col as c, span_schema};
+use crate::{Error, Result};
+
+/// Where rows come from for one query.
+#[derive(Clone)]
+pub enum Source {
+    /// Head batches (in memory).
+    Head(Vec<RecordBatch>),
+    /// Block files, with the newest span start among them.
+    Blocks {
+        /// Block file paths.
+        paths: Vec<PathBuf>,
+        /// Newest span start in these blocks, Unix ns.
+        max_start: i64,
+    },
+}
+
+/// Runs queries; holds the DataFusion session (and so its Parquet metadata cache).
+pub struct Searcher {
+    ctx: SessionContext,
+}
+
+impl Default for Searcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Searcher {
+    /// A session tuned for this table: filters pushed into the Parquet scan and
+    /// reordered by cost, page index and bloom filters read.
+    pub fn new() -> Self {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_batch_size(8192);
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
+        parquet.enable_page_index = true;
+        parquet.bloom_filter_on_read = true;
+        Searcher {
+            ctx: SessionContext::new_with_config(config),
+        }
+    }
+
+    async fn frame(&self, source: &Source) -> Result<Option<DataFrame>> {
+        match source {
+            Source::Head(batches) => {
+                if batches.iter().all(|b| b.num_rows() == 0) {
+                    return Ok(None);
+                }
+                let table = MemTable::try_new(span_schema(), vec![batches.clone()])?;
+                Ok(Some(self.ctx.read_table(Arc::new(table))?))
+            }
+            Source::Blocks { paths, .. } => {
+                if paths.is_empty() {
+                    return Ok(None);
+                }
+                let schema = span_schema();
+                let options = ParquetReadOptions::default().schema(&schema);
+                let paths: Vec<String> = paths
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
+                Ok(Some(self.ctx.read_parquet(paths, options).await?))
+            }
+        }
+    }
+
+    /// One frame over every source (head ∪ blocks).
+    async fn union(&self, sources: &[Source]) -> Result<Option<DataFrame>> {
+        let mut out: Option<DataFrame> = None;
+        for source in sources {
+            if let Some(df) = self.frame(source).await? {
+                out = Some(match out {
+                    None => df,
+                    Some(acc) => acc.union(df)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Trace ids with a span matching `query`, newest first, at most `query.limit`.
+    /// `sources` must be ordered newest first (head, then blocks by max start desc).
+    pub async fn find_trace_ids(
+        &self,
+        query: &TraceQuery,
+        sources: &[Source],
+    ) -> Result<Vec<TraceId>> {
+        let limit = query.limit.max(1);
+        let filter = search_filter(query);
+        let mut found: HashMap<[u8; 16], i64> = HashMap::new();
+        for source in sources {
+            if found.len() >= limit
+                && let Source::Blocks { max_start, .. } = source
+            {
+                let mut newest: Vec<i64> = found.values().copied().collect();
+                newest.sort_unstable_by(|a, b| b.cmp(a));
+                if *max_start < newest[limit - 1] {
+                    break;
+                }
+            }
+            let Some(df) = self.frame(source).await? else {
+                continue;
+            };
+            let batches = df
+                .filter(filter.clone())?
+                .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
+                .sort(vec![col("t").sort(false, false)])?
+                .limit(0, Some(limit))?
+                .collect()
+                .await?;
+            for batch in &batches {
+                let ids = batch.column(0).as_fixed_size_binary();
+                let times = batch.column(1).as_primitive::<Int64Type>();
+                for row in 0..batch.num_rows() {
+                    let id: [u8; 16] = ids
+                        .value(row)
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("trace id of wrong width".into()))?;
+                    let t = times.value(row);
+                    let entry = found.entry(id).or_insert(t);
+                    *entry = (*entry).max(t);
+                }
+            }
+        }
+        let mut ranked: Vec<([u8; 16], i64)> = found.into_iter().collect();
+        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(limit);
+        Ok(ranked.into_iter().map(|(id, _)| TraceId(id)).collect())
+    }
+
+    /// Every row of the given traces, from every source.
+    pub async fn fetch_rows(
+        &self,
+        trace_ids: &[TraceId],
+        sources: &[Source],
+    ) -> Result<Vec<RecordBatch>> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(df) = self.union(sources).await? else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<Expr> = trace_ids
+            .iter()
+            .map(|id| lit(ScalarValue::FixedSizeBinary(16, Some(id.0.to_vec()))))
+            .collect();
+        let filter = if ids.len() == 1 {
+            col(c::TRACE_ID).eq(ids[0].clone())
+        } else {
+            col(c::TRACE_ID).in_list(ids, false)
+        };
+        Ok(df.filter(filter)?.collect().await?)
+    }
+
+    /// Caller → callee service pairs from parent/child spans started in the window.
+    pub async fn dependencies(
+        &self,
+        start_min: i64,
+        start_max: i64,
+        sources: &[Source],
+    ) -> Result<Vec<DependencyLink>> {
+        let Some(df) = self.union(sources).await? else {
+            return Ok(Vec::new());
+        };
+        let base = df.filter(
+            col(c::START)
+                .gt_eq(lit(start_min))
+                .and(col(c::START).lt_eq(lit(start_max))),
+        )?;
+        let children = base.clone().select(vec![
+            col(c::TRACE_ID).alias("c_trace"),
+            col(c::PARENT_SPAN_ID).alias("c_parent"),
+            col(c::SERVICE).alias("c_service"),
+        ])?;
+        let parents = base.select(vec![
+            col(c::TRACE_ID).alias("p_trace"),
+            col(c::SPAN_ID).alias("p_span"),
+            col(c::SERVICE).alias("p_service"),
+        ])?;
+        let batches = children
+            .join(
+                parents,
+                JoinType::Inner,
+                &["c_trace", "c_parent"],
+                &["p_trace", "p_span"],
+                Some(col("c_service").not_eq(col("p_service"))),
+            )?
+            .aggregate(
+                vec![col("p_service"), col("c_service")],
+                vec![count(lit(1)).alias("n")],
+            )?
+            .collect()
+            .await?;
+        let mut links = Vec::new();
+        for batch in &batches {
+            let parent = batch.column(0).as_string::<i32>();
+            let child = batch.column(1).as_string::<i32>();
+            let n = batch.column(2).as_primitive::<Int64Type>();
+            for row in 0..batch.num_rows() {
+                if parent.is_null(row) || child.is_null(row) {
+                    continue;
+                }
+                links.push(DependencyLink {
+                    parent: parent.value(row).to_string(),
+                    child: child.value(row).to_string(),
+                    call_count: n.value(row).max(0) as u64,
+                });
+            }
+        }
+        links.sort();
+        Ok(links)
+    }
+}
+
+/// The filter a single span must pass for its trace to match `query`.
+pub fn search_filter(query: &TraceQuery) -> Expr {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let mut filter = col(c::START)
+        .gt_eq(lit(to_i64(query.start_min_unix_nano)))
+        .and(col(c::START).lt_eq(lit(to_i64(query.start_max_unix_nano))));
+    if let Some(service) = &query.service {
+        filter = filter.and(col(c::SERVICE).eq(lit(service.clone())));
+    }
+    if let Some(operation) = &query.operation {
+        filter = filter.and(col(c::NAME).eq(lit(operation.clone())));
+    }
+    if let Some(min) = query.duration_min_nano {
+        filter = filter.and(col(c::DURATION).gt_eq(lit(to_i64(min))));
+    }
+    if let Some(max) = query.duration_max_nano {
+        filter = filter.and(col(c::DURATION).lt_eq(lit(to_i64(max))));
+    }
+    for (key, value) in &query.tags {
+        filter = filter.and(tag_filter(key, value));
+    }
+    filter
+}
+
+/// The stored entries that a tag `key=value` can match: one per value type whose
+/// Jaeger string form could be `value`.
+pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
+    let entry = |t: char, v: &str| format!("{key}{KEY_SEPARATOR}{t}{v}");
+    let mut out = vec![entry('s', value)];
+    if value == "true" || value == "false" {
+        out.push(entry('b', value));
+    }
+    if let Ok(i) = value.parse::<i64>() {
+        out.push(entry('i', &i.to_string()));
+    }
+    if let Ok(d) = value.parse::<f64>() {
+        out.push(entry('d', &format_double(d)));
+    }
+    if !value.is_empty() && value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        out.push(entry('x', &value.to_ascii_lowercase()));
+    }
+    out
+}
+
+/// Matches a tag on the span, its resource or its events, or one of the tags Jaeger
+/// derives from span fields (`error`, `span.kind`, `otel.status_code`, ...).
+fn tag_filter(key: &str, value: &str) -> Expr {
+    let candidates: Vec<Expr> = candidate_entries(key, value)
+        .into_iter()
+        .map(lit)
+        .collect();
+    let mut any = [c::ATTRIBUTES, c::RESOURCE_ATTRIBUTES, c::EVENT_ATTRIBUTES]
+        .iter()
+        .map(|column| array_has_any(col(*column), make_array(candidates.clone())))
+        .reduce(Expr::or)
+        .unwrap_or_else(|| lit(false));
+    let derived = match key {
+        "error" if value == "true" => Some(col(c::STATUS_CODE).eq(lit(2i8))),
+        "span.kind" => SpanKind::from_jaeger_name(value)
+            .filter(|k| *k != SpanKind::Unspecified)
+            .map(|k| col(c::KIND).eq(lit(k.to_otlp() as i8))),
+        "otel.status_code" => match value {
+            "OK" => Some(col(c::STATUS_CODE).eq(lit(1i8))),
+            "ERROR" => Some(col(c::STATUS_CODE).eq(lit(2i8))),
+            _ => None,
+        },
+        "otel.status_description" => Some(col(c::STATUS_MESSAGE).eq(lit(value.to_string()))),
+        "otel.scope.name" => Some(col(c::SCOPE_NAME).eq(lit(value.to_string()))),
+        "otel.scope.version" => Some(col(c::SCOPE_VERSION).eq(lit(value.to_string()))),
+        "w3c.tracestate" => Some(col(c::TRACE_STATE).eq(lit(value.to_string()))),
+        _ => None,
+    };
+    if let Some(derived) = derived {
+        any = any.or(derived);
+    }
+    any
+}

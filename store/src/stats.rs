@@ -1,0 +1,102 @@
+//! Counters the store keeps about itself, read by `/metrics` and benchmarks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::block::BlockMeta;
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub spans_written: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_nanos: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub fsync_nanos: AtomicU64,
+    pub flushes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub blocks_deleted_by_retention: AtomicU64,
+    pub rejected_overload: AtomicU64,
+    pub catalog_overflow: AtomicU64,
+}
+
+impl Stats {
+    pub fn record_commit(&self, took: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.commit_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_fsync(&self, took: Duration) {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.fsync_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_written<T>(&self, spans: usize, writes: &[(Vec<u8>, T, Vec<(String, meshtel_model::Operation)>, tokio::sync::oneshot::Sender<Result<(), meshtel_model::WriteError>>)]) {
+        self.spans_written
+            .fetch_add(spans as u64, Ordering::Relaxed);
+        let bytes: usize = writes.iter().map(|w| w.0.len() + 8).sum();
+        self.wal_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_flush(&self, _meta: &BlockMeta) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, head_rows: usize, blocks: &[BlockMeta]) -> StoreStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StoreStats {
+            spans_written: get(&self.spans_written),
+            wal_bytes: get(&self.wal_bytes),
+            wal_commits: get(&self.commits),
+            wal_commit_seconds: get(&self.commit_nanos) as f64 / 1e9,
+            wal_fsyncs: get(&self.fsyncs),
+            wal_fsync_seconds: get(&self.fsync_nanos) as f64 / 1e9,
+            flushes: get(&self.flushes),
+            compactions: get(&self.compactions),
+            blocks_deleted_by_retention: get(&self.blocks_deleted_by_retention),
+            rejected_overload: get(&self.rejected_overload),
+            catalog_overflow: get(&self.catalog_overflow),
+            head_spans: head_rows as u64,
+            blocks: blocks.len() as u64,
+            block_spans: blocks.iter().map(|b| b.rows).sum(),
+            block_bytes: blocks.iter().map(|b| b.bytes).sum(),
+        }
+    }
+}
+
+/// A point-in-time view of the store's counters.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoreStats {
+    /// Spans acknowledged since start.
+    pub spans_written: u64,
+    /// Bytes appended to the WAL since start.
+    pub wal_bytes: u64,
+    /// WAL group commits since start.
+    pub wal_commits: u64,
+    /// Total time spent in WAL commits.
+    pub wal_commit_seconds: f64,
+    /// WAL fsyncs by the interval syncer.
+    pub wal_fsyncs: u64,
+    /// Total time spent in those fsyncs.
+    pub wal_fsync_seconds: f64,
+    /// Head flushes to blocks.
+    pub flushes: u64,
+    /// Compactions run.
+    pub compactions: u64,
+    /// Blocks deleted by retention.
+    pub blocks_deleted_by_retention: u64,
+    /// Writes refused because the pipeline was full.
+    pub rejected_overload: u64,
+    /// Catalog entries not kept because of `max_catalog_operations`.
+    pub catalog_overflow: u64,
+    /// Spans in memory (head and blocks being written).
+    pub head_spans: u64,
+    /// Blocks in the index.
+    pub blocks: u64,
+    /// Spans in blocks.
+    pub block_spans: u64,
+    /// Bytes of blocks on disk.
+    pub block_bytes: u64,
+}

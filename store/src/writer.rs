@@ -1,0 +1,257 @@
+//! The write path: one thread owns the WAL and is the only one that appends to the head,
+//! so the order of the log and the order of the head are the same.
+//!
+//! ```text
+//!  write_spans ─(encode in caller)─► bounded queue ─► writer thread:
+//!      append group to WAL ─► commit (write, fsync if "always") ─► push rows to head ─► ack
+//!      every flush_interval or flush_rows: rotate WAL, seal head ─► flusher task
+//!  flusher task: sort + write Parquet block ─► index it in SQL ─► drop sealed rows,
+//!      delete WAL segments now covered by blocks
+//! ```
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use meshtel_model::{Operation, WriteError};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+use crate::block::{self, BlockMeta};
+use crate::config::WalSync;
+use crate::schema::span_schema;
+use crate::wal::Wal;
+use crate::{Inner, Result, Sealed};
+
+/// A request to the writer thread.
+pub(crate) enum Command {
+    /// Append rows; ack once they are in the WAL and the head.
+    Write {
+        payload: Vec<u8>,
+        batch: RecordBatch,
+        operations: Vec<(String, Operation)>,
+        ack: oneshot::Sender<Result<(), WriteError>>,
+        _permit: OwnedSemaphorePermit,
+    },
+    /// Seal the head now; ack once it is in a block.
+    Flush { ack: oneshot::Sender<()> },
+    /// Seal the head, hand it to the flusher and stop.
+    Shutdown,
+}
+
+/// A sealed head generation on its way to becoming a block.
+pub(crate) struct SealJob {
+    pub seq_through: u64,
+    pub batches: Vec<RecordBatch>,
+    pub waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// Encodes a batch as an Arrow IPC stream (one WAL record).
+pub(crate) fn encode_record(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut writer = StreamWriter::try_new(Vec::with_capacity(4096), &span_schema())?;
+    writer.write(batch)?;
+    writer.finish()?;
+    Ok(writer.into_inner()?)
+}
+
+/// Decodes one WAL record back into batches.
+pub(crate) fn decode_record(payload: &[u8]) -> Result<Vec<RecordBatch>> {
+    let reader = StreamReader::try_new(Cursor::new(payload), None)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        out.push(RecordBatch::try_new(span_schema(), batch.columns().to_vec())?);
+    }
+    Ok(out)
+}
+
+const MAX_GROUP: usize = 512;
+
+/// The writer thread's loop. Returns when asked to shut down or when every sender is
+/// gone.
+pub(crate) fn run_writer(
+    inner: Arc<Inner>,
+    mut wal: Wal,
+    rx: Receiver<Command>,
+    flush_tx: mpsc::UnboundedSender<SealJob>,
+) {
+    let fsync_each = inner.config.wal.sync == WalSync::Always;
+    let tick = Duration::from_millis(50);
+    let mut last_seal = Instant::now();
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut flush_waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut shutting_down = false;
+    loop {
+        match rx.recv_timeout(tick) {
+            Ok(cmd) => group.push(cmd),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => shutting_down = true,
+        }
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(cmd) => group.push(cmd),
+                Err(_) => break,
+            }
+        }
+        let mut writes = Vec::new();
+        for cmd in group.drain(..) {
+            match cmd {
+                Command::Write {
+                    payload,
+                    batch,
+                    operations,
+                    ack,
+                    _permit,
+                } => writes.push((payload, batch, operations, ack)),
+                Command::Flush { ack } => flush_waiters.push(ack),
+                Command::Shutdown => shutting_down = true,
+            }
+        }
+        if !writes.is_empty() {
+            let started = Instant::now();
+            let mut result = Ok(());
+            for (payload, ..) in &writes {
+                if let Err(e) = wal.append(payload) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            let result = result.and_then(|()| wal.commit(fsync_each));
+            inner.stats.record_commit(started.elapsed());
+            match result {
+                Ok(()) => {
+                    let mut spans = 0;
+                    {
+                        let mut state = inner.state.write();
+                        for (_, batch, ..) in &writes {
+                            spans += batch.num_rows();
+                            state.active_rows += batch.num_rows();
+                            state.active.push(batch.clone());
+                        }
+                    }
+                    inner.stats.record_written(spans, &writes);
+                    for (_, _, operations, ack) in writes {
+                        inner.register_operations(operations);
+                        let _ = ack.send(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "wal append failed; refusing writes");
+                    for (.., ack) in writes {
+                        let _ = ack.send(Err(WriteError::Unavailable(
+                            "write-ahead log is not writable".into(),
+                        )));
+                    }
+                }
+            }
+        }
+        let (active_rows, active_empty) = {
+            let state = inner.state.read();
+            (state.active_rows, state.active.is_empty())
+        };
+        let due = active_rows >= inner.config.flush_rows
+            || (!active_empty && last_seal.elapsed() >= inner.config.flush_interval)
+            || !flush_waiters.is_empty()
+            || shutting_down;
+        if due {
+            last_seal = Instant::now();
+            if active_empty {
+                // Nothing to seal: a flush request is already satisfied once earlier
+                // seals are done, so queue it behind them.
+                let _ = flush_tx.send(SealJob {
+                    seq_through: 0,
+                    batches: Vec::new(),
+                    waiters: std::mem::take(&mut flush_waiters),
+                });
+            } else {
+                match wal.rotate() {
+                    Ok(seq_through) => {
+                        let batches = {
+                            let mut state = inner.state.write();
+                            let batches = std::mem::take(&mut state.active);
+                            let rows = std::mem::take(&mut state.active_rows);
+                            state.sealed.push(Sealed {
+                                seq_through,
+                                batches: batches.clone(),
+                                rows,
+                            });
+                            batches
+                        };
+                        debug!(seq_through, "sealed head");
+                        let _ = flush_tx.send(SealJob {
+                            seq_through,
+                            batches,
+                            waiters: std::mem::take(&mut flush_waiters),
+                        });
+                    }
+                    Err(e) => error!(error = %e, "wal rotation failed; head stays in memory"),
+                }
+            }
+        }
+        if shutting_down {
+            info!(wal_bytes = wal.bytes_written(), "wal writer stopped");
+            return;
+        }
+    }
+}
+
+/// Turns sealed head generations into blocks, in order, retrying on failure.
+pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<SealJob>) {
+    while let Some(job) = rx.recv().await {
+        if !job.batches.is_empty() {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match flush_one(&inner, &job).await {
+                    Ok(meta) => {
+                        info!(
+                            block = meta.id,
+                            rows = meta.rows,
+                            bytes = meta.bytes,
+                            "flushed head to block"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        error!(error = %e, retry_in = ?backoff, "block flush failed; rows stay in the head and the wal");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+        for waiter in job.waiters {
+            let _ = waiter.send(());
+        }
+    }
+}
+
+async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
+    let id = inner.next_block_id();
+    let dir = inner.blocks_dir.clone();
+    let batches = job.batches.clone();
+    let row_group_rows = inner.config.row_group_rows;
+    let seq = job.seq_through;
+    let meta = tokio::task::spawn_blocking(move || {
+        block::write_block(&dir, id, &batches, row_group_rows, 0, seq)
+    })
+    .await??;
+    inner
+        .catalog
+        .replace_blocks(std::slice::from_ref(&meta), &[], Some(seq))
+        .await?;
+    {
+        let mut state = inner.state.write();
+        state.blocks.push(meta.clone());
+        state.blocks.sort_by_key(|b| (b.max_start, b.id));
+        state.sealed.retain(|s| s.seq_through != seq);
+    }
+    inner.stats.record_flush(&meta);
+    if let Err(e) = Wal::remove_through(&inner.wal_dir, seq) {
+        warn!(error = %e, "could not delete flushed wal segments; they are skipped on replay");
+    }
+    Ok(meta)
+}
