@@ -298,6 +298,50 @@ impl TraceStore {
         })
     }
 
+    /// Opens the store for reading only, beside a collector that writes to the same data
+    /// directory: no WAL, no writer, no compaction. The block index and the catalog are
+    /// reloaded from SQL every `refresh` so that new blocks become searchable (spans
+    /// still in the collector's head are not visible to this reader).
+    pub async fn open_read_only(config: StoreConfig, refresh: Duration) -> Result<TraceStore> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        let blocks_dir = data_dir.join("blocks");
+        std::fs::create_dir_all(&blocks_dir)?;
+        let catalog = Catalog::open(&data_dir).await?;
+        let (ops_tx, _ops_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            blocks_dir,
+            wal_dir: data_dir.join("wal"),
+            state: RwLock::new(State::default()),
+            operations: RwLock::new(BTreeMap::new()),
+            operation_count: AtomicUsize::new(0),
+            catalog,
+            ops_tx,
+            searcher: Searcher::new(),
+            next_block_id: AtomicU64::new(0),
+            stats: stats::Stats::default(),
+            config,
+        });
+        reload_index(&inner).await?;
+        let refresher = inner.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(refresh);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = reload_index(&refresher).await {
+                    warn!(error = %e, "could not reload the block index");
+                }
+            }
+        });
+        Ok(TraceStore {
+            inner,
+            tx: Arc::new(Mutex::new(None)),
+            queued_bytes: Arc::new(Semaphore::new(0)),
+            tasks: Arc::new(Mutex::new(vec![task])),
+            threads: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
     /// Seals the head and waits until its rows are in an indexed block.
     pub async fn flush(&self) -> Result<()> {
         let (ack, done) = oneshot::channel();
@@ -316,6 +360,11 @@ impl TraceStore {
     /// Stops accepting writes, flushes the head to a block, and stops background work.
     pub async fn shutdown(&self) -> Result<()> {
         let Some(tx) = self.tx.lock().take() else {
+            // Read-only: only the refresher to stop.
+            for task in self.tasks.lock().drain(..) {
+                task.abort();
+            }
+            self.inner.catalog.close().await;
             return Ok(());
         };
         let (ack, done) = oneshot::channel();
@@ -391,6 +440,19 @@ fn operations_in(batch: &RecordBatch) -> Vec<(String, Operation)> {
     set.into_iter().collect()
 }
 
+/// Replaces the in-memory block list and catalog with what SQL holds now.
+async fn reload_index(inner: &Arc<Inner>) -> Result<()> {
+    let mut blocks = inner.catalog.load_blocks().await?;
+    blocks.sort_by_key(|b| (b.max_start, b.id));
+    let mut operations: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
+    for (svc, op) in inner.catalog.load_operations().await? {
+        operations.entry(svc).or_default().insert(op);
+    }
+    inner.state.write().blocks = blocks;
+    *inner.operations.write() = operations;
+    Ok(())
+}
+
 fn remove_orphan_block_files(blocks_dir: &std::path::Path, blocks: &[BlockMeta]) -> Result<()> {
     let known: BTreeSet<&str> = blocks.iter().map(|b| b.file_name.as_str()).collect();
     for entry in std::fs::read_dir(blocks_dir)? {
@@ -421,6 +483,9 @@ async fn run_catalog_writer(
 #[async_trait::async_trait]
 impl SpanSink for TraceStore {
     async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
+        let tx = self.tx.lock().clone().ok_or_else(|| {
+            WriteError::Unavailable("store is read-only or shutting down".into())
+        })?;
         let max_head_rows = self.inner.config.max_head_rows;
         {
             let state = self.inner.state.read();
@@ -449,11 +514,6 @@ impl SpanSink for TraceStore {
                 });
             }
         };
-        let tx = self
-            .tx
-            .lock()
-            .clone()
-            .ok_or_else(|| WriteError::Unavailable("store is shutting down".into()))?;
         let (ack, done) = oneshot::channel();
         let cmd = Command::Write {
             payload,

@@ -340,3 +340,26 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[tokio::test]
+async fn a_read_only_store_sees_blocks_flushed_by_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = TraceStore::open(config(dir.path())).await.unwrap();
+    let reader = TraceStore::open_read_only(config(dir.path()), Duration::from_millis(50))
+        .await
+        .unwrap();
+    writer.write_spans(vec![trace(1, "svc", 2, *T0, 1000)]).await.unwrap();
+    writer.flush().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ids(&reader, &query("svc")).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "reader never saw the block");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reader.services().await.unwrap(), vec!["svc"]);
+    assert!(matches!(
+        reader.write_spans(vec![trace(2, "svc", 1, *T0, 1)]).await,
+        Err(WriteError::Unavailable(_))
+    ));
+    reader.shutdown().await.unwrap();
+    writer.shutdown().await.unwrap();
+}
