@@ -1,1 +1,48 @@
-fn main() {}
+//! `meshtel`: one binary, several roles. Parses the command line, sets up logging and
+//! hands over to the role.
+
+mod bench;
+mod cli;
+mod config;
+mod metrics;
+mod server;
+mod signal;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+use server::Role;
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing(&args.log_format);
+            server::run(args.resolve()?, Role::All).await
+        }
+        Command::Collector(args) => {
+            init_tracing(&args.log_format);
+            server::run(args.resolve()?, Role::Collector).await
+        }
+        Command::Query(args) => {
+            init_tracing(&args.log_format);
+            server::run(args.resolve()?, Role::Query).await
+        }
+        Command::Bench(bench) => {
+            init_tracing("text");
+            bench::run(bench).await
+        }
+    }
+}

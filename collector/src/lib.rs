@@ -1,1 +1,44 @@
-//! placeholder
+//! meshtel's ingest servers: OTLP over gRPC and HTTP, and Zipkin v2.
+//!
+//! Every protocol is a thin adapter in front of one ingest step, so limits,
+//! validation and acknowledgement behave the same whatever the client speaks:
+//!
+//! ```text
+//!  OTLP/gRPC :4317 ──tonic: gzip, max message size──┐
+//!  OTLP/HTTP :4318 ──body: media type, gzip, size───┤  decoded ExportTraceServiceRequest
+//!  Zipkin    :9411 ──body: gzip, size → JSON → OTLP─┘
+//!                                                   ▼
+//!                 Ingest::export: max spans per request → validate (drop bad ids,
+//!                 attribute limits, drop empty groups) → SpanSink::write_spans
+//!                                                   ▼
+//!                 acknowledged only once durable (WAL); partial_success lists rejects
+//! ```
+//!
+//! - [`otlp_grpc_service`] builds the tonic `TraceService` to add to a
+//!   `tonic::transport::Server`;
+//! - [`otlp_http_router`] and [`zipkin_router`] build axum routers to serve with
+//!   `axum::serve` on an already-bound listener;
+//! - [`IngestLimits`] is the shared configuration; [`Error`] the one error type, mapped
+//!   to gRPC and HTTP codes through [`meshtel_model::ErrorCode`].
+//!
+//! Nothing here stores spans: that is the [`meshtel_model::SpanSink`] given to each
+//! constructor. A sink's `Overloaded` answer becomes gRPC `UNAVAILABLE` with
+//! `RetryInfo`, or HTTP 503 with `Retry-After`, so clients back off and retry.
+
+mod body;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod otlp_grpc;
+pub mod otlp_http;
+pub mod otlp_json;
+pub mod rpc;
+pub mod validate;
+pub mod zipkin;
+
+pub use config::IngestLimits;
+pub use error::{Error, Result};
+pub use ingest::Ingest;
+pub use otlp_grpc::{OtlpGrpcServer, OtlpTraceService, otlp_grpc_service};
+pub use otlp_http::otlp_http_router;
+pub use zipkin::zipkin_router;

@@ -1,1 +1,203 @@
-//! placeholder
+//! meshtel's query service: the Jaeger-compatible HTTP API over the trace store.
+//!
+//! ```text
+//!                      ┌─ /api/...    (v1: Grafana, Jaeger UI ≤ 2.14) ─┐
+//!  HTTP ─► base_path ──┤                                                ├─► JaegerService ─► TraceReader
+//!                      └─ /api/v3/... (v3: newer Jaeger UI)            ─┘
+//! ```
+//!
+//! The binary calls [`router`] with a [`TraceReader`] and a [`QueryConfig`] and serves
+//! the result with `axum::serve` on an already-bound listener.
+//!
+//! - [`jaeger`]: API v1, the Jaeger JSON model and the OTLP → Jaeger conversion;
+//! - [`api_v3`]: API v3 (OTLP JSON);
+//! - [`error`]: [`ApiError`], the one error type, and its HTTP bodies.
+
+pub mod api_v3;
+pub mod error;
+pub mod jaeger;
+pub mod response;
+
+#[cfg(test)]
+mod testing;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::MatchedPath;
+use axum::http::Request;
+use meshtel_model::TraceReader;
+use serde::{Deserialize, Serialize};
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, V3Error};
+pub use jaeger::JaegerService;
+
+/// Settings of the query API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// URL path prefix for every endpoint, like Jaeger's `--query.base-path`: with
+    /// `"/jaeger"` the API answers on `/jaeger/api/...`. Empty (the default) serves at
+    /// the root. Leading and trailing slashes are normalised.
+    pub base_path: String,
+    /// Upper bound on the number of traces one search returns, whatever `limit` asks
+    /// for. Searches without `limit` return Jaeger's default of 100.
+    pub max_search_limit: usize,
+}
+
+/// Default of [`QueryConfig::base_path`]: serve at the root.
+pub fn default_base_path() -> String {
+    String::new()
+}
+
+/// Default of [`QueryConfig::max_search_limit`].
+pub fn default_max_search_limit() -> usize {
+    1500
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            base_path: default_base_path(),
+            max_search_limit: default_max_search_limit(),
+        }
+    }
+}
+
+/// Why a [`QueryConfig`] is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The base path holds characters a route cannot contain.
+    #[error("query.base_path {0:?} may not contain '{{', '}}', '*', '?' or '#'")]
+    BasePath(String),
+    /// The search limit bound is zero.
+    #[error("query.max_search_limit must be at least 1")]
+    MaxSearchLimit,
+}
+
+impl QueryConfig {
+    /// Checks the settings; call it at startup, before [`router`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.base_path.contains(['{', '}', '*', '?', '#']) {
+            return Err(ConfigError::BasePath(self.base_path.clone()));
+        }
+        if self.max_search_limit == 0 {
+            return Err(ConfigError::MaxSearchLimit);
+        }
+        Ok(())
+    }
+
+    /// The base path as a route prefix (`/a/b`), or `None` for the root. Characters
+    /// that [`QueryConfig::validate`] rejects are dropped rather than panicking.
+    pub fn normalized_base_path(&self) -> Option<String> {
+        let cleaned: String = self
+            .base_path
+            .chars()
+            .filter(|c| !matches!(c, '{' | '}' | '*' | '?' | '#'))
+            .collect();
+        let segments: Vec<&str> = cleaned.split('/').filter(|s| !s.is_empty()).collect();
+        (!segments.is_empty()).then(|| format!("/{}", segments.join("/")))
+    }
+}
+
+/// Wall-clock time, injected so that tests control default search windows.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, Unix nanoseconds.
+    fn now_unix_nano(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix_nano(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The query domain.
+    pub jaeger: Arc<JaegerService>,
+}
+
+/// The whole query API (v1 and v3) under `config.base_path`, with request tracing.
+pub fn router(reader: Arc<dyn TraceReader>, config: &QueryConfig) -> Router {
+    router_with_clock(reader, Arc::new(SystemClock), config)
+}
+
+/// [`router`] with an explicit clock.
+pub fn router_with_clock(
+    reader: Arc<dyn TraceReader>,
+    clock: Arc<dyn Clock>,
+    config: &QueryConfig,
+) -> Router {
+    let state = AppState {
+        jaeger: Arc::new(JaegerService::new(reader, clock, config.max_search_limit)),
+    };
+    let api: Router = jaeger::router().merge(api_v3::router()).with_state(state);
+    let app = match config.normalized_base_path() {
+        Some(prefix) => Router::new().nest(&prefix, api),
+        None => api,
+    };
+    app.layer(
+        TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            // Route templates, never raw paths: trace ids must not become span fields.
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            tracing::info_span!("query_request", method = %request.method(), route)
+        }),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_round_trips() {
+        let config = QueryConfig::default();
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<QueryConfig>(&text).unwrap(), config);
+        assert_eq!(serde_json::from_str::<QueryConfig>("{}").unwrap(), config);
+        config.validate().unwrap();
+        assert!(serde_json::from_str::<QueryConfig>(r#"{"nope":1}"#).is_err());
+    }
+
+    #[test]
+    fn base_path_normalisation() {
+        let with = |p: &str| QueryConfig {
+            base_path: p.into(),
+            ..QueryConfig::default()
+        };
+        assert_eq!(with("").normalized_base_path(), None);
+        assert_eq!(with("/").normalized_base_path(), None);
+        assert_eq!(
+            with("jaeger/").normalized_base_path().as_deref(),
+            Some("/jaeger")
+        );
+        assert_eq!(
+            with("//a//b/").normalized_base_path().as_deref(),
+            Some("/a/b")
+        );
+        assert!(with("/{x}").validate().is_err());
+        assert!(
+            QueryConfig {
+                max_search_limit: 0,
+                ..QueryConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

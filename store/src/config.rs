@@ -50,9 +50,9 @@ impl Default for WalConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Directory holding the WAL, the blocks and the SQLite database. Default
-    /// `./meshtel-data`.
-    #[serde(default = "default_data_dir")]
+    /// Directory holding the WAL, the blocks and the SQLite database. Set at the top
+    /// level of the config file (`data_dir`) or with `--data-dir`; not part of `[store]`.
+    #[serde(skip, default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// Write-ahead log.
     #[serde(default)]
@@ -92,7 +92,8 @@ pub struct StoreConfig {
     pub max_catalog_operations: usize,
 }
 
-fn default_data_dir() -> PathBuf {
+/// `./meshtel-data`.
+pub fn default_data_dir() -> PathBuf {
     PathBuf::from("./meshtel-data")
 }
 fn default_flush_interval() -> Duration {

@@ -1,0 +1,158 @@
+//! Reading an HTTP request body under the size limit: `Content-Type` parsing,
+//! `Content-Encoding` (gzip, deflate) and decompression capped so that a small
+//! compressed body cannot expand past `max_request_bytes` (a "gzip bomb").
+
+use std::io::Read;
+
+use axum::body::Body;
+use bytes::Bytes;
+use flate2::read::{MultiGzDecoder, ZlibDecoder};
+use http::HeaderMap;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::error::{Error, Result};
+
+/// The media type of a request without its parameters, lowercased
+/// (`application/json; charset=utf-8` → `application/json`), as Go's
+/// `mime.ParseMediaType` gives it. `None` when the header is absent or not text.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    Some(essence.to_ascii_lowercase())
+}
+
+/// How the body is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContentEncoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+fn content_encoding(headers: &HeaderMap) -> Result<ContentEncoding> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(ContentEncoding::Identity);
+    };
+    let text = value
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match text.as_str() {
+        "" | "identity" => Ok(ContentEncoding::Identity),
+        "gzip" | "x-gzip" => Ok(ContentEncoding::Gzip),
+        "deflate" => Ok(ContentEncoding::Deflate),
+        _ => Err(Error::UnsupportedEncoding(
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        )),
+    }
+}
+
+/// Reads the whole body, decompressing it, refusing anything larger than `limit`
+/// bytes either on the wire or once decompressed.
+pub async fn read_body_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
+    let encoding = content_encoding(headers)?;
+    let declared_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit as u64) {
+        return Err(Error::RequestTooLarge { limit });
+    }
+    let raw = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(Error::RequestTooLarge { limit });
+        }
+        Err(error) => return Err(Error::ReadBody(axum::Error::new(error))),
+    };
+    match encoding {
+        ContentEncoding::Identity => Ok(raw),
+        ContentEncoding::Gzip => decompress_limited(MultiGzDecoder::new(raw.as_ref()), limit),
+        ContentEncoding::Deflate => decompress_limited(ZlibDecoder::new(raw.as_ref()), limit),
+    }
+}
+
+/// Reads at most `limit + 1` bytes out of `decoder`: one byte more than allowed is
+/// enough to know the body is too large, without inflating the rest.
+fn decompress_limited(decoder: impl Read, limit: usize) -> Result<Bytes> {
+    let mut out = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(Error::Decompress)?;
+    if out.len() > limit {
+        return Err(Error::RequestTooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn headers(pairs: &[(http::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn media_type_ignores_parameters_and_case() {
+        let h = headers(&[(CONTENT_TYPE, "Application/JSON; charset=utf-8")]);
+        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
+        assert_eq!(media_type(&HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn reads_plain_and_gzip_bodies() {
+        let plain = read_body_limited(&HeaderMap::new(), Body::from("hello"), 10)
+            .await
+            .unwrap();
+        assert_eq!(plain.as_ref(), b"hello");
+        let h = headers(&[(CONTENT_ENCODING, "gzip")]);
+        let unzipped = read_body_limited(&h, Body::from(gzip(b"hello")), 100)
+            .await
+            .unwrap();
+        assert_eq!(unzipped.as_ref(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn refuses_bodies_over_the_limit_before_and_after_decompression() {
+        let too_long = read_body_limited(&HeaderMap::new(), Body::from("x".repeat(11)), 10).await;
+        assert!(matches!(
+            too_long,
+            Err(Error::RequestTooLarge { limit: 10 })
+        ));
+        let h = headers(&[(CONTENT_ENCODING, "gzip")]);
+        let bomb = gzip(&vec![0u8; 1 << 20]);
+        assert!(bomb.len() < 10_000);
+        let result = read_body_limited(&h, Body::from(bomb), 10_000).await;
+        assert!(matches!(result, Err(Error::RequestTooLarge { .. })));
+    }
+
+    #[tokio::test]
+    async fn rejects_unknown_encodings_and_corrupt_gzip() {
+        let h = headers(&[(CONTENT_ENCODING, "br")]);
+        let result = read_body_limited(&h, Body::from("x"), 10).await;
+        assert!(matches!(result, Err(Error::UnsupportedEncoding(_))));
+        let h = headers(&[(CONTENT_ENCODING, "gzip")]);
+        let result = read_body_limited(&h, Body::from("not gzip"), 100).await;
+        assert!(matches!(result, Err(Error::Decompress(_))));
+    }
+}

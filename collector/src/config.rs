@@ -1,0 +1,165 @@
+//! Limits every ingest server enforces on one request, whatever its protocol.
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Bounds on one ingest request (OTLP gRPC, OTLP HTTP and Zipkin alike).
+///
+/// Too large a body is refused as a whole (gRPC `RESOURCE_EXHAUSTED`, HTTP 413), as is a
+/// request with too many spans (gRPC `INVALID_ARGUMENT`, HTTP 400). The attribute limits
+/// never reject anything: like the OpenTelemetry SDK span limits, they keep the first
+/// attributes, drop the rest and count them in `dropped_attributes_count`, and truncate
+/// long values; the response then carries a warning in `partial_success.error_message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestLimits {
+    /// Largest request body accepted, counted both as received and after
+    /// decompression (gzip), e.g. `"16 MiB"`. Larger requests are refused with gRPC
+    /// `RESOURCE_EXHAUSTED` or HTTP 413 and must not be retried as they are.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: ByteSize,
+    /// Most spans accepted in one request. A request with more is refused as a whole
+    /// (gRPC `INVALID_ARGUMENT`, HTTP 400); clients should send smaller batches.
+    #[serde(default = "default_max_spans_per_request")]
+    pub max_spans_per_request: usize,
+    /// Most attributes kept on one span, span event, span link, resource or scope. The
+    /// first ones are kept; the others are dropped and added to the item's
+    /// `dropped_attributes_count`, as the OpenTelemetry SDK span limits do.
+    #[serde(default = "default_max_attributes_per_span")]
+    pub max_attributes_per_span: usize,
+    /// Longest string (or bytes) attribute value kept, in bytes, e.g. `"64 KiB"`.
+    /// Longer values are truncated (at a UTF-8 character boundary) and counted in the
+    /// response's warning.
+    #[serde(default = "default_max_attribute_value_bytes")]
+    pub max_attribute_value_bytes: ByteSize,
+}
+
+/// 16 MiB: large enough for a busy SDK's batch, small enough to bound memory per request.
+pub fn default_max_request_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+/// 100 000 spans per request.
+pub fn default_max_spans_per_request() -> usize {
+    100_000
+}
+
+/// 128 attributes, the OpenTelemetry SDK's default span limit.
+pub fn default_max_attributes_per_span() -> usize {
+    128
+}
+
+/// 64 KiB per attribute value.
+pub fn default_max_attribute_value_bytes() -> ByteSize {
+    ByteSize::kib(64)
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_request_bytes: default_max_request_bytes(),
+            max_spans_per_request: default_max_spans_per_request(),
+            max_attributes_per_span: default_max_attributes_per_span(),
+            max_attribute_value_bytes: default_max_attribute_value_bytes(),
+        }
+    }
+}
+
+/// gRPC frames carry their length in 32 bits, so no request can be larger than this.
+const MAX_REQUEST_BYTES_CEILING: u64 = u32::MAX as u64;
+
+impl IngestLimits {
+    /// Checks that every limit is usable: all positive, the request size within what a
+    /// gRPC frame can carry.
+    pub fn validate(&self) -> Result<()> {
+        let request = self.max_request_bytes.as_u64();
+        if request == 0 || request > MAX_REQUEST_BYTES_CEILING {
+            return Err(Error::InvalidConfig(format!(
+                "max_request_bytes must be between 1 byte and 4 GiB, got {}",
+                self.max_request_bytes
+            )));
+        }
+        if self.max_spans_per_request == 0 {
+            return Err(Error::InvalidConfig(
+                "max_spans_per_request must be at least 1".to_string(),
+            ));
+        }
+        if self.max_attributes_per_span == 0 {
+            return Err(Error::InvalidConfig(
+                "max_attributes_per_span must be at least 1".to_string(),
+            ));
+        }
+        if self.max_attribute_value_bytes.as_u64() == 0 {
+            return Err(Error::InvalidConfig(
+                "max_attribute_value_bytes must be at least 1 byte".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Self::max_request_bytes`] as a `usize`, saturating on 32-bit targets.
+    pub fn max_request_bytes_usize(&self) -> usize {
+        usize::try_from(self.max_request_bytes.as_u64()).unwrap_or(usize::MAX)
+    }
+
+    /// [`Self::max_attribute_value_bytes`] as a `usize`, saturating on 32-bit targets.
+    pub fn max_attribute_value_bytes_usize(&self) -> usize {
+        usize::try_from(self.max_attribute_value_bytes.as_u64()).unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_round_trips_through_json() {
+        let limits = IngestLimits::default();
+        limits.validate().unwrap();
+        let json = serde_json::to_string(&limits).unwrap();
+        let back: IngestLimits = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, limits);
+        let empty: IngestLimits = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, limits);
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let limits = IngestLimits::default();
+        assert_eq!(limits.max_request_bytes.as_u64(), 16 * 1024 * 1024);
+        assert_eq!(limits.max_spans_per_request, 100_000);
+        assert_eq!(limits.max_attributes_per_span, 128);
+        assert_eq!(limits.max_attribute_value_bytes.as_u64(), 64 * 1024);
+    }
+
+    #[test]
+    fn accepts_human_sizes_and_rejects_unknown_fields() {
+        let limits: IngestLimits =
+            serde_json::from_str(r#"{"max_request_bytes":"4 MiB","max_spans_per_request":10}"#)
+                .unwrap();
+        assert_eq!(limits.max_request_bytes.as_u64(), 4 * 1024 * 1024);
+        assert_eq!(limits.max_spans_per_request, 10);
+        assert!(serde_json::from_str::<IngestLimits>(r#"{"max_spans":1}"#).is_err());
+    }
+
+    #[test]
+    fn validate_rejects_zero_limits() {
+        let zero_spans = IngestLimits {
+            max_spans_per_request: 0,
+            ..IngestLimits::default()
+        };
+        assert!(zero_spans.validate().is_err());
+        let zero_bytes = IngestLimits {
+            max_request_bytes: ByteSize(0),
+            ..IngestLimits::default()
+        };
+        assert!(zero_bytes.validate().is_err());
+        let huge = IngestLimits {
+            max_request_bytes: ByteSize::gib(8),
+            ..IngestLimits::default()
+        };
+        assert!(huge.validate().is_err());
+    }
+}

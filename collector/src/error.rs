@@ -1,0 +1,188 @@
+//! The collector's one error type and its mapping to gRPC and HTTP status codes.
+//!
+//! Every protocol adapter turns an [`Error`] into its wire form through [`Error::code`]
+//! (the shared [`ErrorCode`] vocabulary), [`Error::grpc_status`] and
+//! [`Error::http_status`]; none decides a status code on its own.
+
+use std::time::Duration;
+
+use meshtel_model::{ErrorCode, WriteError};
+
+use crate::rpc;
+
+/// Why an ingest request (or the collector's configuration) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A limit in the configuration is unusable.
+    #[error("invalid ingest configuration: {0}")]
+    InvalidConfig(String),
+    /// The body, as received or once decompressed, is larger than allowed.
+    #[error("request body is larger than max_request_bytes ({limit} bytes)")]
+    RequestTooLarge {
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// More spans in one request than allowed.
+    #[error("request has {count} spans, more than max_spans_per_request ({limit})")]
+    TooManySpans {
+        /// Spans in the request.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A `Content-Type` this endpoint does not decode.
+    #[error("unsupported media type {media_type:?}, supported: [{supported}]")]
+    UnsupportedMediaType {
+        /// The media type as sent.
+        media_type: String,
+        /// The media types this endpoint decodes.
+        supported: &'static str,
+    },
+    /// A `Content-Encoding` this endpoint cannot decompress.
+    #[error("unsupported content encoding {0:?}, supported: [gzip, deflate, identity]")]
+    UnsupportedEncoding(String),
+    /// The body could not be read from the connection.
+    #[error("cannot read the request body")]
+    ReadBody(#[source] axum::Error),
+    /// The compressed body is corrupt.
+    #[error("cannot decompress the request body: {0}")]
+    Decompress(#[source] std::io::Error),
+    /// The body is not a valid protobuf message.
+    #[error("cannot decode the protobuf request: {0}")]
+    DecodeProtobuf(#[from] prost::DecodeError),
+    /// The body is not valid (OTLP or Zipkin) JSON.
+    #[error("cannot decode the JSON request: {0}")]
+    DecodeJson(#[from] serde_json::Error),
+    /// A Zipkin span is invalid; the message names the span index and field.
+    #[error("{0}")]
+    InvalidZipkinSpan(String),
+    /// The span store is full; retry after the delay.
+    #[error("overloaded, retry after {} ms", .retry_after.as_millis())]
+    Overloaded {
+        /// Suggested delay before a retry.
+        retry_after: Duration,
+    },
+    /// The span store cannot accept writes (shutting down, log not writable).
+    #[error("span store unavailable")]
+    Unavailable(#[source] WriteError),
+}
+
+/// Result with the collector's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<WriteError> for Error {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Overloaded { retry_after } => Error::Overloaded { retry_after },
+            other @ WriteError::Unavailable(_) => Error::Unavailable(other),
+        }
+    }
+}
+
+impl Error {
+    /// The protocol-neutral code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::RequestTooLarge { .. } => ErrorCode::TooLarge,
+            Error::TooManySpans { .. }
+            | Error::UnsupportedMediaType { .. }
+            | Error::UnsupportedEncoding(_)
+            | Error::ReadBody(_)
+            | Error::Decompress(_)
+            | Error::DecodeProtobuf(_)
+            | Error::DecodeJson(_)
+            | Error::InvalidZipkinSpan(_) => ErrorCode::BadRequest,
+            Error::Overloaded { .. } | Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::InvalidConfig(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The HTTP status. Follows [`ErrorCode::http_status`], except that an unsupported
+    /// media type is 415 as the OTLP/HTTP spec and the OpenTelemetry Collector answer.
+    pub fn http_status(&self) -> http::StatusCode {
+        if let Error::UnsupportedMediaType { .. } = self {
+            return http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        }
+        http::StatusCode::from_u16(self.code().http_status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The delay a client should wait before retrying, when the error says so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Overloaded { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The message a client may see: the error text, except for internal errors and
+    /// store failures, whose details stay in our logs.
+    pub fn client_message(&self) -> String {
+        match self.code() {
+            ErrorCode::Internal => "internal error".to_string(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// The gRPC status. An overload carries a `google.rpc.RetryInfo` detail and says
+    /// the delay in its message too.
+    pub fn grpc_status(&self) -> tonic::Status {
+        let code = self.code().grpc_code();
+        let message = self.client_message();
+        match self.retry_after() {
+            Some(delay) => {
+                let details = rpc::status_with_retry_info(code as i32, &message, delay);
+                tonic::Status::with_details(code, message, details)
+            }
+            None => tonic::Status::new(code, message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_to_protocol_codes_in_one_place() {
+        let too_large = Error::RequestTooLarge { limit: 10 };
+        assert_eq!(too_large.http_status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            too_large.grpc_status().code(),
+            tonic::Code::ResourceExhausted
+        );
+
+        let too_many = Error::TooManySpans { count: 3, limit: 2 };
+        assert_eq!(too_many.http_status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(too_many.grpc_status().code(), tonic::Code::InvalidArgument);
+        assert!(too_many.to_string().contains("max_spans_per_request"));
+
+        let media = Error::UnsupportedMediaType {
+            media_type: "text/plain".into(),
+            supported: "application/json",
+        };
+        assert_eq!(
+            media.http_status(),
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+
+    #[test]
+    fn overload_is_retryable_with_a_delay() {
+        let error = Error::from(WriteError::Overloaded {
+            retry_after: Duration::from_millis(1500),
+        });
+        assert_eq!(error.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        let status = error.grpc_status();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("1500 ms"), "{}", status.message());
+        assert!(!status.details().is_empty());
+    }
+
+    #[test]
+    fn store_failures_do_not_leak_details() {
+        let error = Error::from(WriteError::Unavailable("disk /var/x is full".into()));
+        assert_eq!(error.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!error.client_message().contains("/var/x"));
+    }
+}

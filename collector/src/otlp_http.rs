@@ -1,0 +1,188 @@
+//! OTLP/HTTP: `POST /v1/traces` in binary protobuf or JSON, plus `/healthz` and
+//! `/readyz`.
+//!
+//! Behaviour copies the OpenTelemetry Collector's receiver (spec §3.1, §3.3):
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `application/x-protobuf` or `application/json` (parameters ignored) | 200 + `ExportTraceServiceResponse` in the same content type |
+//! | another method | 405 text `405 method not allowed, supported: [POST]` |
+//! | another media type | 415 text |
+//! | undecodable body, bad encoding, too many spans | 400 + `google.rpc.Status` in the request's content type |
+//! | body over `max_request_bytes`, as sent or decompressed | 413 + `Status` |
+//! | store overloaded / unavailable | 503 + `Status` (+ `Retry-After` seconds when overloaded) |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use meshtel_model::SpanSink;
+use meshtel_model::otlp::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tracing::{debug, instrument, warn};
+
+use crate::body::{media_type, read_body_limited};
+use crate::config::IngestLimits;
+use crate::error::{Error, Result};
+use crate::ingest::Ingest;
+use crate::otlp_json::{
+    decode_export_request_json, encode_export_response_json, encode_status_json,
+};
+use crate::rpc;
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Builds the OTLP/HTTP router over `sink` with `limits`: `POST /v1/traces`,
+/// `GET /healthz`, `GET /readyz`.
+pub fn otlp_http_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router {
+    Router::new()
+        .route(
+            "/v1/traces",
+            post(export_traces).fallback(method_not_allowed),
+        )
+        .route("/healthz", get(ok))
+        .route("/readyz", get(ok))
+        .with_state(Ingest::new(sink, limits))
+}
+
+/// The two OTLP/HTTP encodings; responses use the request's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        match media_type(headers)?.as_str() {
+            PROTOBUF => Some(Encoding::Protobuf),
+            JSON => Some(Encoding::Json),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => PROTOBUF,
+            Encoding::Json => JSON,
+        }
+    }
+}
+
+#[instrument(skip_all, fields(protocol = "otlp_http"))]
+async fn export_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    let Some(encoding) = Encoding::from_headers(&headers) else {
+        debug!(content_type = ?headers.get(CONTENT_TYPE), "unsupported media type");
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            [(CONTENT_TYPE, TEXT)],
+            format!("415 unsupported media type, supported: [{JSON}, {PROTOBUF}]"),
+        )
+            .into_response();
+    };
+    match decode_and_export(&ingest, &headers, body, encoding).await {
+        Ok(response) => {
+            let body = match encoding {
+                Encoding::Protobuf => response.encode_to_vec(),
+                Encoding::Json => encode_export_response_json(&response),
+            };
+            (
+                StatusCode::OK,
+                [(CONTENT_TYPE, encoding.content_type())],
+                body,
+            )
+                .into_response()
+        }
+        Err(error) => OtlpHttpError { error, encoding }.into_response(),
+    }
+}
+
+async fn decode_and_export(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<ExportTraceServiceResponse> {
+    let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
+    let request = match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes)?,
+        Encoding::Json => decode_export_request_json(&bytes)?,
+    };
+    ingest.export(request.resource_spans).await
+}
+
+/// An error answered as OTLP/HTTP does: the status code of [`Error::http_status`] and
+/// a `google.rpc.Status` body in the request's encoding.
+struct OtlpHttpError {
+    error: Error,
+    encoding: Encoding,
+}
+
+impl IntoResponse for OtlpHttpError {
+    fn into_response(self) -> Response {
+        let status = self.error.http_status();
+        if status.is_server_error() {
+            warn!(error = %self.error, status = status.as_u16(), "export failed");
+        } else {
+            debug!(error = %self.error, status = status.as_u16(), "export refused");
+        }
+        let grpc_code = self.error.code().grpc_code() as i32;
+        let message = self.error.client_message();
+        let retry_after = self.error.retry_after();
+        let body = match (self.encoding, retry_after) {
+            (Encoding::Json, _) => encode_status_json(grpc_code, &message),
+            (Encoding::Protobuf, Some(delay)) => {
+                rpc::status_with_retry_info(grpc_code, &message, delay).to_vec()
+            }
+            (Encoding::Protobuf, None) => rpc::Status {
+                code: grpc_code,
+                message,
+                details: Vec::new(),
+            }
+            .encode_to_vec(),
+        };
+        let mut response =
+            (status, [(CONTENT_TYPE, self.encoding.content_type())], body).into_response();
+        if let Some(delay) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, retry_after_seconds(delay));
+        }
+        response
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up and at least 1.
+pub(crate) fn retry_after_seconds(delay: std::time::Duration) -> HeaderValue {
+    let mut seconds = delay.as_secs();
+    if delay.subsec_nanos() > 0 || seconds == 0 {
+        seconds += 1;
+    }
+    HeaderValue::from(seconds)
+}
+
+/// The OpenTelemetry Collector's answer to a method other than POST.
+pub(crate) async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(ALLOW, "POST"), (CONTENT_TYPE, TEXT)],
+        "405 method not allowed, supported: [POST]",
+    )
+        .into_response()
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+#[cfg(test)]
+mod tests;

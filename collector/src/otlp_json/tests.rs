@@ -1,0 +1,211 @@
+use meshtel_model::otlp::collector::trace::v1::ExportTracePartialSuccess;
+use meshtel_model::otlp::common::v1::any_value::Value as Any;
+
+use super::*;
+
+/// The example of spec §3.2, verbatim.
+const SPEC_EXAMPLE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"my.service"}}]},
+ "scopeSpans":[{"scope":{"name":"my.library","version":"1.0.0"},
+  "spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"eee19b7ec3c1b173",
+   "name":"I'm a server span","kind":2,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000",
+   "attributes":[{"key":"http.status_code","value":{"intValue":"500"}}],
+   "status":{"code":2,"message":"boom"}}]}]}]}"#;
+
+fn only_span(request: &ExportTraceServiceRequest) -> &meshtel_model::otlp::trace::v1::Span {
+    &request.resource_spans[0].scope_spans[0].spans[0]
+}
+
+#[test]
+fn decodes_the_spec_example() {
+    let request = decode_export_request_json(SPEC_EXAMPLE.as_bytes()).unwrap();
+    let resource = request.resource_spans[0].resource.as_ref().unwrap();
+    assert_eq!(resource.attributes[0].key, "service.name");
+    let scope = request.resource_spans[0].scope_spans[0]
+        .scope
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (scope.name.as_str(), scope.version.as_str()),
+        ("my.library", "1.0.0")
+    );
+    let span = only_span(&request);
+    assert_eq!(
+        hex::encode(&span.trace_id),
+        "5b8efff798038103d269b633813fc60c"
+    );
+    assert_eq!(hex::encode(&span.span_id), "eee19b7ec3c1b174");
+    assert_eq!(hex::encode(&span.parent_span_id), "eee19b7ec3c1b173");
+    assert_eq!(span.name, "I'm a server span");
+    assert_eq!(span.kind, 2);
+    assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
+    assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+    assert_eq!(
+        span.attributes[0].value.as_ref().unwrap().value,
+        Some(Any::IntValue(500))
+    );
+    let status = span.status.as_ref().unwrap();
+    assert_eq!((status.code, status.message.as_str()), (2, "boom"));
+}
+
+#[test]
+fn accepts_upper_case_hex_ids() {
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B174"}]}]}]}"#;
+    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    assert_eq!(
+        hex::encode(&only_span(&request).trace_id),
+        "5b8efff798038103d269b633813fc60c"
+    );
+    assert_eq!(
+        hex::encode(&only_span(&request).span_id),
+        "eee19b7ec3c1b174"
+    );
+}
+
+#[test]
+fn accepts_enum_names_and_numeric_strings() {
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+        {"kind":"SPAN_KIND_SERVER","status":{"code":"STATUS_CODE_ERROR"}},
+        {"kind":"span_kind_client","status":{"code":"STATUS_CODE_OK"}},
+        {"kind":"4","status":{"code":0}}]}]}]}"#;
+    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let spans = &request.resource_spans[0].scope_spans[0].spans;
+    let kinds: Vec<_> = spans.iter().map(|s| s.kind).collect();
+    let codes: Vec<_> = spans
+        .iter()
+        .map(|s| s.status.as_ref().unwrap().code)
+        .collect();
+    assert_eq!(kinds, [2, 3, 4]);
+    assert_eq!(codes, [2, 1, 0]);
+}
+
+#[test]
+fn rejects_unknown_enum_names() {
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_BOGUS"}]}]}]}"#;
+    assert!(decode_export_request_json(body.as_bytes()).is_err());
+}
+
+#[test]
+fn accepts_snake_case_keys() {
+    let body = r#"{"resource_spans":[{"scope_spans":[{"spans":[{
+        "trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174",
+        "parent_span_id":"","start_time_unix_nano":1544712660000000000,
+        "end_time_unix_nano":"1544712661000000000","dropped_attributes_count":"2",
+        "events":[{"time_unix_nano":"5","name":"e","dropped_attributes_count":1}],
+        "attributes":[{"key":"k","value":{"string_value":"v"}},
+                      {"key":"n","value":{"kvlist_value":{"values":[{"key":"x","value":{"bool_value":true}}]}}}]}]}]}]}"#;
+    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let span = only_span(&request);
+    assert_eq!(
+        hex::encode(&span.trace_id),
+        "5b8efff798038103d269b633813fc60c"
+    );
+    assert!(span.parent_span_id.is_empty());
+    assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
+    assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+    assert_eq!(span.dropped_attributes_count, 2);
+    assert_eq!(span.events[0].time_unix_nano, 5);
+    assert_eq!(span.events[0].dropped_attributes_count, 1);
+    assert_eq!(
+        span.attributes[0].value.as_ref().unwrap().value,
+        Some(Any::StringValue("v".into()))
+    );
+    let Some(Any::KvlistValue(list)) = &span.attributes[1].value.as_ref().unwrap().value else {
+        panic!("kvlist expected");
+    };
+    assert_eq!(
+        list.values[0].value.as_ref().unwrap().value,
+        Some(Any::BoolValue(true))
+    );
+}
+
+#[test]
+fn camel_case_key_wins_over_its_snake_case_twin() {
+    let mut value: Value = serde_json::from_str(r#"{"name_x":1,"nameX":2}"#).unwrap();
+    normalize_otlp_json(&mut value);
+    assert_eq!(value, json!({"nameX": 2}));
+}
+
+#[test]
+fn accepts_64_bit_integers_as_numbers_or_strings() {
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":7,"endTimeUnixNano":"8",
+        "attributes":[{"key":"a","value":{"intValue":-3}},{"key":"b","value":{"intValue":"9007199254740993"}},
+                      {"key":"c","value":{"doubleValue":"1.5"}}]}]}]}]}"#;
+    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let span = only_span(&request);
+    assert_eq!((span.start_time_unix_nano, span.end_time_unix_nano), (7, 8));
+    let values: Vec<_> = span
+        .attributes
+        .iter()
+        .map(|kv| kv.value.as_ref().unwrap().value.clone())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            Some(Any::IntValue(-3)),
+            Some(Any::IntValue(9_007_199_254_740_993)),
+            Some(Any::DoubleValue(1.5))
+        ]
+    );
+}
+
+#[test]
+fn ignores_unknown_fields_nulls_and_profiling_fields() {
+    let body = r#"{"futureField":{"x":[1,2]},"resourceSpans":[{"resource":null,"somethingNew":true,
+        "scopeSpans":[{"spans":[{"name":"s","newSpanField":"y","links":null,
+        "attributes":[{"key":"k","keyStrindex":"3","value":{"stringValue":"v","stringValueStrindex":4}}]}]}]}]}"#;
+    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let span = only_span(&request);
+    assert_eq!(span.name, "s");
+    assert!(request.resource_spans[0].resource.is_none());
+    assert_eq!(span.attributes[0].key_strindex, 0);
+    assert_eq!(
+        span.attributes[0].value.as_ref().unwrap().value,
+        Some(Any::StringValue("v".into()))
+    );
+}
+
+#[test]
+fn rejects_garbage() {
+    assert!(decode_export_request_json(b"not json").is_err());
+    assert!(decode_export_request_json(br#"{"resourceSpans":{}}"#).is_err());
+    assert!(
+        decode_export_request_json(
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn snake_to_camel_conversion() {
+    assert_eq!(
+        snake_to_lower_camel("start_time_unix_nano"),
+        "startTimeUnixNano"
+    );
+    assert_eq!(snake_to_lower_camel("name"), "name");
+    assert_eq!(snake_to_lower_camel("_x"), "x");
+}
+
+#[test]
+fn encodes_responses_as_proto3_json() {
+    let full = ExportTraceServiceResponse {
+        partial_success: None,
+    };
+    assert_eq!(encode_export_response_json(&full), b"{}");
+    let partial = ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: 3,
+            error_message: "bad ids".into(),
+        }),
+    };
+    let text = String::from_utf8(encode_export_response_json(&partial)).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        value,
+        json!({"partialSuccess":{"rejectedSpans":"3","errorMessage":"bad ids"}})
+    );
+    assert_eq!(
+        encode_status_json(3, "boom"),
+        br#"{"code":3,"message":"boom"}"#
+    );
+}

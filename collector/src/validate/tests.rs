@@ -1,0 +1,201 @@
+use meshtel_model::otlp::common::v1::{ArrayValue, InstrumentationScope};
+use meshtel_model::otlp::resource::v1::Resource;
+use meshtel_model::otlp::trace::v1::ScopeSpans;
+
+use super::*;
+
+fn span(trace_id: Vec<u8>, span_id: Vec<u8>, parent: Vec<u8>) -> Span {
+    Span {
+        trace_id,
+        span_id,
+        parent_span_id: parent,
+        name: "op".into(),
+        start_time_unix_nano: 10,
+        end_time_unix_nano: 20,
+        ..Span::default()
+    }
+}
+
+fn good_span() -> Span {
+    span(vec![1; 16], vec![2; 8], vec![])
+}
+
+fn group(spans: Vec<Span>) -> ResourceSpans {
+    ResourceSpans {
+        resource: Some(Resource::default()),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope::default()),
+            spans,
+            schema_url: String::new(),
+        }],
+        schema_url: String::new(),
+    }
+}
+
+fn string_attribute(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+        key_strindex: 0,
+    }
+}
+
+#[test]
+fn keeps_valid_spans_untouched() {
+    let input = vec![group(vec![
+        good_span(),
+        span(vec![1; 16], vec![3; 8], vec![2; 8]),
+    ])];
+    let out = validate_resource_spans(input.clone(), &IngestLimits::default());
+    assert_eq!(out.resource_spans, input);
+    assert_eq!(out.accepted_spans, 2);
+    assert_eq!(out.rejected_spans, 0);
+    assert_eq!(out.error_message, "");
+}
+
+#[test]
+fn rejects_each_kind_of_bad_id() {
+    let bad = vec![
+        span(vec![1; 15], vec![2; 8], vec![]),
+        span(vec![0; 16], vec![2; 8], vec![]),
+        span(vec![1; 16], vec![2; 7], vec![]),
+        span(vec![1; 16], vec![0; 8], vec![]),
+        span(vec![1; 16], vec![2; 8], vec![3; 4]),
+        span(vec![], vec![], vec![]),
+    ];
+    let mut spans = bad;
+    spans.push(good_span());
+    let out = validate_resource_spans(vec![group(spans)], &IngestLimits::default());
+    assert_eq!(out.accepted_spans, 1);
+    assert_eq!(out.rejected_spans, 6);
+    assert_eq!(count_spans(&out.resource_spans), 1);
+    let message = &out.error_message;
+    assert!(
+        message.starts_with("rejected 6 invalid span(s)"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "resource_spans[0].scope_spans[0].spans[0]: trace id must be 16 bytes, got 15"
+        )
+    );
+    assert!(message.contains("trace id must not be all zeros"));
+    assert!(message.contains("span id must be 8 bytes, got 7"));
+    assert!(message.contains("span id must not be all zeros"));
+    assert!(message.contains("parent span id must be empty or 8 bytes, got 4"));
+    assert!(message.contains("and 1 more"));
+}
+
+#[test]
+fn drops_groups_left_empty() {
+    let input = vec![
+        group(vec![span(vec![0; 16], vec![2; 8], vec![])]),
+        group(vec![good_span()]),
+    ];
+    let out = validate_resource_spans(input, &IngestLimits::default());
+    assert_eq!(out.resource_spans.len(), 1);
+    assert_eq!(out.resource_spans[0].scope_spans.len(), 1);
+    assert_eq!(out.rejected_spans, 1);
+}
+
+#[test]
+fn zero_parent_means_root_and_end_before_start_is_kept() {
+    let mut backwards = span(vec![1; 16], vec![2; 8], vec![0; 8]);
+    backwards.end_time_unix_nano = 1;
+    let out = validate_resource_spans(vec![group(vec![backwards])], &IngestLimits::default());
+    let kept = &out.resource_spans[0].scope_spans[0].spans[0];
+    assert!(kept.parent_span_id.is_empty());
+    assert_eq!(kept.end_time_unix_nano, 1);
+    assert_eq!(out.error_message, "");
+}
+
+#[test]
+fn drops_attributes_over_the_limit_and_counts_them() {
+    let mut s = good_span();
+    s.attributes = (0..5)
+        .map(|i| string_attribute(&format!("k{i}"), "v"))
+        .collect();
+    s.dropped_attributes_count = 1;
+    let limits = IngestLimits {
+        max_attributes_per_span: 3,
+        ..IngestLimits::default()
+    };
+    let out = validate_resource_spans(vec![group(vec![s])], &limits);
+    let kept = &out.resource_spans[0].scope_spans[0].spans[0];
+    let keys: Vec<_> = kept.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["k0", "k1", "k2"]);
+    assert_eq!(kept.dropped_attributes_count, 3);
+    assert_eq!(out.rejected_spans, 0);
+    assert!(
+        out.error_message
+            .contains("dropped 2 attribute(s) over max_attributes_per_span (3)")
+    );
+}
+
+#[test]
+fn truncates_long_values_at_char_boundaries_even_when_nested() {
+    let mut s = good_span();
+    s.attributes = vec![
+        string_attribute("long", "ééééé"),
+        KeyValue {
+            key: "list".into(),
+            value: Some(AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(Value::StringValue("abcdefgh".into())),
+                    }],
+                })),
+            }),
+            key_strindex: 7,
+        },
+    ];
+    let limits = IngestLimits {
+        max_attribute_value_bytes: bytesize::ByteSize(5),
+        ..IngestLimits::default()
+    };
+    let out = validate_resource_spans(vec![group(vec![s])], &limits);
+    let kept = &out.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(
+        kept.attributes[0].value,
+        Some(AnyValue {
+            value: Some(Value::StringValue("éé".into()))
+        })
+    );
+    let Some(Value::ArrayValue(array)) = kept.attributes[1]
+        .value
+        .as_ref()
+        .and_then(|v| v.value.clone())
+    else {
+        panic!("array kept");
+    };
+    assert_eq!(
+        array.values[0].value,
+        Some(Value::StringValue("abcde".into()))
+    );
+    assert_eq!(kept.attributes[1].key_strindex, 0);
+    assert!(out.error_message.contains("truncated 2 attribute value(s)"));
+}
+
+#[test]
+fn drops_links_with_invalid_ids() {
+    let mut s = good_span();
+    s.links = vec![
+        Link {
+            trace_id: vec![1; 16],
+            span_id: vec![9; 8],
+            ..Link::default()
+        },
+        Link {
+            trace_id: vec![1; 3],
+            span_id: vec![9; 8],
+            ..Link::default()
+        },
+    ];
+    let out = validate_resource_spans(vec![group(vec![s])], &IngestLimits::default());
+    let kept = &out.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(kept.links.len(), 1);
+    assert_eq!(kept.dropped_links_count, 1);
+    assert_eq!(out.rejected_spans, 0);
+}

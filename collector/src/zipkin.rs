@@ -1,0 +1,110 @@
+//! Zipkin v2 ingest: `POST /api/v2/spans` (spec §5).
+//!
+//! The body is a JSON array of Zipkin v2 spans, whatever the `Content-Type` says
+//! (Zipkin decodes a missing or unknown type as JSON), optionally gzip- or
+//! deflate-compressed. It is converted to OTLP ([`convert`]) and goes through the same
+//! limits, validation and durable write as OTLP ([`Ingest::export`]).
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | valid span list | 202, empty body |
+//! | undecodable JSON, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span) |
+//! | `application/x-protobuf` (proto3 `ListOfSpans`) | 415, text: not supported, send JSON |
+//! | body over `max_request_bytes` | 413 |
+//! | store overloaded / unavailable | 503 (+ `Retry-After` seconds when overloaded) |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, StatusCode};
+use meshtel_model::SpanSink;
+use tracing::{debug, instrument, warn};
+
+use crate::body::{media_type, read_body_limited};
+use crate::config::IngestLimits;
+use crate::error::{Error, Result};
+use crate::ingest::Ingest;
+use crate::otlp_http::{method_not_allowed, retry_after_seconds};
+
+pub mod convert;
+
+use convert::{decode_zipkin_json, zipkin_spans_to_otlp};
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Builds the Zipkin router over `sink` with `limits`: `POST /api/v2/spans`.
+pub fn zipkin_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router {
+    Router::new()
+        .route(
+            "/api/v2/spans",
+            post(accept_spans).fallback(method_not_allowed),
+        )
+        .with_state(Ingest::new(sink, limits))
+}
+
+#[instrument(skip_all, fields(protocol = "zipkin"))]
+async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    if let Some(media) = media_type(&headers)
+        && media == "application/x-protobuf"
+    {
+        return ZipkinError(Error::UnsupportedMediaType {
+            media_type: media,
+            supported: "application/json (Zipkin v2 JSON span list); protobuf ListOfSpans is not supported",
+        })
+        .into_response();
+    }
+    match decode_and_export(&ingest, &headers, body).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(error) => ZipkinError(error).into_response(),
+    }
+}
+
+async fn decode_and_export(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<()> {
+    let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
+    let zipkin_spans = decode_zipkin_json(&bytes)?;
+    let received = zipkin_spans.len();
+    if received > ingest.limits().max_spans_per_request {
+        return Err(Error::TooManySpans {
+            count: received,
+            limit: ingest.limits().max_spans_per_request,
+        });
+    }
+    let resource_spans = zipkin_spans_to_otlp(zipkin_spans)?;
+    ingest.export(resource_spans).await?;
+    Ok(())
+}
+
+/// A Zipkin error: the status of [`Error::http_status`] and the message as text, as
+/// Go's `http.Error` writes it in the OpenTelemetry Collector's receiver.
+struct ZipkinError(Error);
+
+impl IntoResponse for ZipkinError {
+    fn into_response(self) -> Response {
+        let status = self.0.http_status();
+        if status.is_server_error() {
+            warn!(error = %self.0, status = status.as_u16(), "zipkin ingest failed");
+        } else {
+            debug!(error = %self.0, status = status.as_u16(), "zipkin ingest refused");
+        }
+        let mut response = (
+            status,
+            [(CONTENT_TYPE, TEXT)],
+            format!("{}\n", self.0.client_message()),
+        )
+            .into_response();
+        if let Some(delay) = self.0.retry_after() {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, retry_after_seconds(delay));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,549 @@
+//! Zipkin v2 JSON spans → OTLP `ResourceSpans` (spec §5.2, §5.3; the mapping of the
+//! OpenTelemetry Collector's `zipkinv2` translator, with the Zipkin server's id rules).
+//!
+//! - one `ResourceSpans` per `localEndpoint.serviceName` (first-seen order), with
+//!   `service.name` set and the resource-convention tags (`host.*`, `k8s.*`,
+//!   `service.version`, ...) of the group's first span moved to it; without a service
+//!   name the resource stays empty, which Jaeger shows as `OTLPResourceNoServiceName`;
+//! - one `ScopeSpans` per `otel.scope.name` / `otel.library.name` tag (and version);
+//! - ids: `traceId` 1–32 and `id`/`parentId` 1–16 lower-hex digits, left-padded;
+//!   upper case, other characters and all-zero `traceId`/`id` are refused (400 naming
+//!   the span index and field). An all-zero `parentId`, or one equal to `id`, is
+//!   dropped;
+//! - `name` lower-cased; `kind` CLIENT/SERVER/PRODUCER/CONSUMER, or without one
+//!   INTERNAL when tag `span.kind=internal`, else UNSPECIFIED;
+//! - tags become string attributes, sorted by key. `otel.status_code` /
+//!   `otel.status_description` become the status; an `error` tag (other than
+//!   `"false"`) makes it ERROR and is removed when it is `"true"` (otherwise it keeps
+//!   the error text). `w3c.tracestate` becomes the trace state;
+//! - endpoints add `net.host.ip`, `net.host.port`, `peer.service`, `net.peer.ip`,
+//!   `net.peer.port` (a tag of the same name wins for the strings; ports are ints);
+//! - `timestamp`/`duration` µs → ns, negative → 0; no `timestamp` → start at Unix 0
+//!   and attribute `otel.zipkin.absentField.startTime=true`;
+//! - annotations (sorted, deduplicated) → events; the OpenTelemetry round-trip
+//!   encoding `name|{json attributes}|dropped count` is decoded.
+
+use std::collections::BTreeMap;
+
+use meshtel_model::otlp::common::v1::any_value::Value as AnyValueKind;
+use meshtel_model::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use meshtel_model::otlp::resource::v1::Resource;
+use meshtel_model::otlp::trace::v1::span::Event;
+use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use serde::Deserialize;
+use serde_json::Number;
+
+use crate::error::{Error, Result};
+
+/// Marker attribute for a span sent without a `timestamp`.
+pub const START_TIME_ABSENT_ATTRIBUTE: &str = "otel.zipkin.absentField.startTime";
+
+/// One span of a Zipkin v2 JSON list. Unknown fields (`debug`, `shared`, ...) are
+/// ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZipkinSpan {
+    trace_id: Option<String>,
+    id: Option<String>,
+    parent_id: Option<String>,
+    name: Option<String>,
+    kind: Option<String>,
+    timestamp: Option<Number>,
+    duration: Option<Number>,
+    local_endpoint: Option<Endpoint>,
+    remote_endpoint: Option<Endpoint>,
+    annotations: Option<Vec<Annotation>>,
+    tags: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Endpoint {
+    service_name: Option<String>,
+    ipv4: Option<String>,
+    ipv6: Option<String>,
+    port: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Annotation {
+    timestamp: Option<Number>,
+    value: Option<String>,
+}
+
+/// Parses a Zipkin v2 JSON span list.
+pub fn decode_zipkin_json(body: &[u8]) -> Result<Vec<ZipkinSpan>> {
+    Ok(serde_json::from_slice(body)?)
+}
+
+/// Converts Zipkin spans to OTLP, grouped by service and scope; see the module docs.
+pub fn zipkin_spans_to_otlp(spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans>> {
+    let mut groups: Vec<(String, ResourceSpans)> = Vec::new();
+    for (index, zipkin_span) in spans.into_iter().enumerate() {
+        let converted = convert_span(index, zipkin_span)?;
+        let position = match groups
+            .iter()
+            .position(|(service, _)| *service == converted.service_name)
+        {
+            Some(position) => position,
+            None => {
+                groups.push((
+                    converted.service_name.clone(),
+                    new_resource_group(&converted),
+                ));
+                groups.len() - 1
+            }
+        };
+        let resource_group = &mut groups[position].1;
+        let scope_position = resource_group
+            .scope_spans
+            .iter()
+            .position(|scope_spans| scope_spans.scope.as_ref() == converted.scope.as_ref());
+        match scope_position {
+            Some(scope_position) => resource_group.scope_spans[scope_position]
+                .spans
+                .push(converted.span),
+            None => resource_group.scope_spans.push(ScopeSpans {
+                scope: converted.scope,
+                spans: vec![converted.span],
+                schema_url: String::new(),
+            }),
+        }
+    }
+    Ok(groups.into_iter().map(|(_, group)| group).collect())
+}
+
+fn new_resource_group(first: &ConvertedSpan) -> ResourceSpans {
+    let mut attributes = Vec::new();
+    if !first.service_name.is_empty() {
+        attributes.push(string_attribute("service.name", &first.service_name));
+        for (key, value) in &first.resource_tags {
+            upsert(&mut attributes, string_attribute(key, value));
+        }
+    }
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes,
+            ..Resource::default()
+        }),
+        scope_spans: Vec::new(),
+        schema_url: String::new(),
+    }
+}
+
+struct ConvertedSpan {
+    service_name: String,
+    resource_tags: BTreeMap<String, String>,
+    scope: Option<InstrumentationScope>,
+    span: Span,
+}
+
+fn convert_span(index: usize, zipkin: ZipkinSpan) -> Result<ConvertedSpan> {
+    let trace_id = parse_trace_id(index, zipkin.trace_id.as_deref())?;
+    let span_id = parse_span_id(index, "id", zipkin.id.as_deref().unwrap_or_default())?;
+    if span_id == [0; 8] {
+        return Err(invalid(index, "id", "must not be all zeros"));
+    }
+    let parent_span_id = match zipkin.parent_id.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(text) => {
+            let parent = parse_span_id(index, "parentId", text)?;
+            if parent == [0; 8] || parent == span_id {
+                Vec::new()
+            } else {
+                parent.to_vec()
+            }
+        }
+    };
+    let mut tags = string_tags(index, zipkin.tags)?;
+
+    let service_name = zipkin
+        .local_endpoint
+        .as_ref()
+        .and_then(|endpoint| endpoint.service_name.clone())
+        .unwrap_or_default();
+    let mut resource_tags = BTreeMap::new();
+    if !service_name.is_empty() {
+        let keys: Vec<String> = tags
+            .keys()
+            .filter(|key| is_resource_attribute(key))
+            .cloned()
+            .collect();
+        for key in keys {
+            if let Some(value) = tags.remove(&key) {
+                resource_tags.insert(key, value);
+            }
+        }
+    }
+    let scope = take_scope(&mut tags);
+    let kind = span_kind(index, zipkin.kind.as_deref(), &mut tags)?;
+    let status = take_status(&mut tags);
+    let trace_state = tags.remove("w3c.tracestate").unwrap_or_default();
+
+    let mut attributes: Vec<KeyValue> = tags
+        .iter()
+        .map(|(key, value)| string_attribute(key, value))
+        .collect();
+    endpoint_attributes(
+        &mut attributes,
+        zipkin.local_endpoint.as_ref(),
+        zipkin.remote_endpoint.as_ref(),
+    );
+
+    let duration_nanos = micros_to_nanos(zipkin.duration.as_ref());
+    let start_time_unix_nano = match zipkin.timestamp.as_ref() {
+        Some(timestamp) => micros_to_nanos(Some(timestamp)),
+        None => {
+            attributes.push(KeyValue {
+                key: START_TIME_ABSENT_ATTRIBUTE.to_string(),
+                value: Some(AnyValue {
+                    value: Some(AnyValueKind::BoolValue(true)),
+                }),
+                key_strindex: 0,
+            });
+            0
+        }
+    };
+
+    let span = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        trace_state,
+        parent_span_id,
+        name: zipkin.name.unwrap_or_default().to_lowercase(),
+        kind,
+        start_time_unix_nano,
+        end_time_unix_nano: start_time_unix_nano.saturating_add(duration_nanos),
+        attributes,
+        events: annotations_to_events(zipkin.annotations.unwrap_or_default()),
+        status,
+        ..Span::default()
+    };
+    Ok(ConvertedSpan {
+        service_name,
+        resource_tags,
+        scope,
+        span,
+    })
+}
+
+fn invalid(index: usize, field: &str, problem: &str) -> Error {
+    Error::InvalidZipkinSpan(format!("spans[{index}].{field}: {problem}"))
+}
+
+/// Checks that `text` is 1..=`max_digits` lower-hex digits and returns its value.
+fn parse_lower_hex(index: usize, field: &str, text: &str, max_digits: usize) -> Result<u128> {
+    if text.is_empty() {
+        return Err(invalid(index, field, "is required"));
+    }
+    if text.len() > max_digits {
+        return Err(invalid(
+            index,
+            field,
+            &format!("{text:?} is longer than {max_digits} hex characters"),
+        ));
+    }
+    if let Some(bad) = text.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+        let problem = if bad.is_ascii_hexdigit() {
+            format!("{text:?} should be lower-hex encoded with no prefix")
+        } else {
+            format!("{text:?} is not a hex string")
+        };
+        return Err(invalid(index, field, &problem));
+    }
+    u128::from_str_radix(text, 16).map_err(|_| invalid(index, field, "is not a hex string"))
+}
+
+/// A 64- or 128-bit trace id; shorter forms are left-padded, and a 128-bit id whose
+/// high half is zero equals its 64-bit form, as the Zipkin server reads them.
+fn parse_trace_id(index: usize, text: Option<&str>) -> Result<[u8; 16]> {
+    let value = parse_lower_hex(index, "traceId", text.unwrap_or_default(), 32)?;
+    if value == 0 {
+        return Err(invalid(index, "traceId", "must not be all zeros"));
+    }
+    Ok(value.to_be_bytes())
+}
+
+fn parse_span_id(index: usize, field: &str, text: &str) -> Result<[u8; 8]> {
+    let value = parse_lower_hex(index, field, text, 16)?;
+    let value = u64::try_from(value).map_err(|_| invalid(index, field, "is too long"))?;
+    Ok(value.to_be_bytes())
+}
+
+/// Zipkin tags must be strings; anything else names the tag in the error.
+fn string_tags(
+    index: usize,
+    tags: Option<BTreeMap<String, serde_json::Value>>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (key, value) in tags.unwrap_or_default() {
+        match value {
+            serde_json::Value::String(text) => {
+                out.insert(key, text);
+            }
+            serde_json::Value::Null => {}
+            _ => {
+                return Err(invalid(
+                    index,
+                    &format!("tags.{key}"),
+                    "tag values must be strings",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Resource semantic-convention attributes (semconv 1.6.1, as the Collector lists
+/// them), which Zipkin clients send as tags.
+fn is_resource_attribute(key: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "cloud.",
+        "aws.ecs.",
+        "aws.eks.",
+        "aws.log.",
+        "container.",
+        "device.",
+        "host.",
+        "k8s.",
+        "os.",
+        "process.",
+        "telemetry.sdk.",
+        "webengine.",
+    ];
+    const EXACT: &[&str] = &[
+        "deployment.environment",
+        "faas.name",
+        "faas.id",
+        "faas.version",
+        "faas.instance",
+        "faas.max_memory",
+        "service.name",
+        "service.namespace",
+        "service.instance.id",
+        "service.version",
+        "telemetry.auto.version",
+    ];
+    PREFIXES.iter().any(|prefix| key.starts_with(prefix)) || EXACT.contains(&key)
+}
+
+fn take_scope(tags: &mut BTreeMap<String, String>) -> Option<InstrumentationScope> {
+    let name = tags
+        .remove("otel.scope.name")
+        .or_else(|| tags.remove("otel.library.name"));
+    let version = tags
+        .remove("otel.scope.version")
+        .or_else(|| tags.remove("otel.library.version"));
+    tags.remove("otel.library.name");
+    tags.remove("otel.library.version");
+    if name.is_none() && version.is_none() {
+        return None;
+    }
+    Some(InstrumentationScope {
+        name: name.unwrap_or_default(),
+        version: version.unwrap_or_default(),
+        ..InstrumentationScope::default()
+    })
+}
+
+fn span_kind(index: usize, kind: Option<&str>, tags: &mut BTreeMap<String, String>) -> Result<i32> {
+    Ok(match kind {
+        Some("CLIENT") => 3,
+        Some("SERVER") => 2,
+        Some("PRODUCER") => 4,
+        Some("CONSUMER") => 5,
+        Some(other) => {
+            return Err(invalid(
+                index,
+                "kind",
+                &format!("{other:?} is not one of CLIENT, SERVER, PRODUCER, CONSUMER"),
+            ));
+        }
+        None => match tags.remove("span.kind").as_deref() {
+            Some("internal") => 1,
+            _ => 0,
+        },
+    })
+}
+
+fn take_status(tags: &mut BTreeMap<String, String>) -> Option<Status> {
+    let mut status = None;
+    if let Some(code) = tags.remove("otel.status_code") {
+        let code = match code.to_ascii_uppercase().as_str() {
+            "OK" | "STATUS_CODE_OK" => 1,
+            "ERROR" | "STATUS_CODE_ERROR" => 2,
+            _ => 0,
+        };
+        status = Some(Status {
+            code,
+            message: tags.remove("otel.status_description").unwrap_or_default(),
+        });
+    }
+    match tags.get("error").map(String::as_str) {
+        None | Some("false") => {}
+        Some(value) => {
+            if value == "true" {
+                tags.remove("error");
+            }
+            status.get_or_insert_with(Status::default).code = 2;
+        }
+    }
+    status
+}
+
+fn endpoint_attributes(
+    attributes: &mut Vec<KeyValue>,
+    local: Option<&Endpoint>,
+    remote: Option<&Endpoint>,
+) {
+    if let Some(local) = local {
+        if let Some(ip) = endpoint_ip(local) {
+            insert_if_absent(attributes, string_attribute("net.host.ip", ip));
+        }
+        if let Some(port) = endpoint_port(local) {
+            upsert(attributes, int_attribute("net.host.port", port));
+        }
+    }
+    if let Some(remote) = remote {
+        if let Some(service) = remote.service_name.as_deref().filter(|s| !s.is_empty()) {
+            insert_if_absent(attributes, string_attribute("peer.service", service));
+        }
+        if let Some(ip) = endpoint_ip(remote) {
+            insert_if_absent(attributes, string_attribute("net.peer.ip", ip));
+        }
+        if let Some(port) = endpoint_port(remote) {
+            upsert(attributes, int_attribute("net.peer.port", port));
+        }
+    }
+}
+
+/// IPv4 when present, else IPv6.
+fn endpoint_ip(endpoint: &Endpoint) -> Option<&str> {
+    endpoint
+        .ipv4
+        .as_deref()
+        .filter(|ip| !ip.is_empty())
+        .or_else(|| endpoint.ipv6.as_deref().filter(|ip| !ip.is_empty()))
+}
+
+/// A known port; Zipkin leaves it out (or sends 0) when unknown.
+fn endpoint_port(endpoint: &Endpoint) -> Option<i64> {
+    endpoint.port.filter(|port| (1..=65535).contains(port))
+}
+
+/// Microseconds (integer, or a float some clients send) to nanoseconds; negative
+/// and absent values are 0.
+fn micros_to_nanos(value: Option<&Number>) -> u64 {
+    let Some(value) = value else {
+        return 0;
+    };
+    let micros = value
+        .as_u64()
+        .or_else(|| value.as_i64().map(|_| 0))
+        .or_else(|| value.as_f64().map(|f| if f > 0.0 { f as u64 } else { 0 }))
+        .unwrap_or(0);
+    micros.saturating_mul(1000)
+}
+
+fn annotations_to_events(mut annotations: Vec<Annotation>) -> Vec<Event> {
+    let mut pairs: Vec<(u64, String)> = annotations
+        .drain(..)
+        .map(|annotation| {
+            (
+                micros_to_nanos(annotation.timestamp.as_ref()),
+                annotation.value.unwrap_or_default(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    pairs
+        .into_iter()
+        .map(|(time_unix_nano, value)| annotation_to_event(time_unix_nano, value))
+        .collect()
+}
+
+/// Decodes `name|{json attributes}|dropped count` (OpenTelemetry's encoding of an
+/// event with attributes); any other value is the event name as is.
+fn annotation_to_event(time_unix_nano: u64, value: String) -> Event {
+    let plain = |value: String| Event {
+        time_unix_nano,
+        name: value,
+        ..Event::default()
+    };
+    let parts: Vec<&str> = value.split('|').collect();
+    if parts.len() < 3 {
+        return plain(value);
+    }
+    let json_text = parts[1..parts.len() - 1].join("|");
+    let (Ok(serde_json::Value::Object(map)), Ok(dropped)) = (
+        serde_json::from_str::<serde_json::Value>(&json_text),
+        parts[parts.len() - 1].parse::<u32>(),
+    ) else {
+        return plain(value);
+    };
+    let attributes = map
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let kind = match value {
+                serde_json::Value::String(text) => AnyValueKind::StringValue(text),
+                serde_json::Value::Bool(flag) => AnyValueKind::BoolValue(flag),
+                serde_json::Value::Number(number) => match number.as_i64() {
+                    Some(int) => AnyValueKind::IntValue(int),
+                    None => AnyValueKind::DoubleValue(number.as_f64()?),
+                },
+                _ => return None,
+            };
+            Some(KeyValue {
+                key,
+                value: Some(AnyValue { value: Some(kind) }),
+                key_strindex: 0,
+            })
+        })
+        .collect();
+    Event {
+        time_unix_nano,
+        name: parts[0].to_string(),
+        attributes,
+        dropped_attributes_count: dropped,
+    }
+}
+
+fn string_attribute(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(AnyValueKind::StringValue(value.to_string())),
+        }),
+        key_strindex: 0,
+    }
+}
+
+fn int_attribute(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(AnyValueKind::IntValue(value)),
+        }),
+        key_strindex: 0,
+    }
+}
+
+fn insert_if_absent(attributes: &mut Vec<KeyValue>, attribute: KeyValue) {
+    if !attributes
+        .iter()
+        .any(|existing| existing.key == attribute.key)
+    {
+        attributes.push(attribute);
+    }
+}
+
+fn upsert(attributes: &mut Vec<KeyValue>, attribute: KeyValue) {
+    match attributes
+        .iter_mut()
+        .find(|existing| existing.key == attribute.key)
+    {
+        Some(existing) => *existing = attribute,
+        None => attributes.push(attribute),
+    }
+}

@@ -1,0 +1,311 @@
+use meshtel_model::otlp::common::v1::KeyValue;
+use meshtel_model::otlp::common::v1::any_value::Value as Any;
+use meshtel_model::otlp::trace::v1::{ResourceSpans, Span};
+
+use super::convert::*;
+use crate::error::Error;
+
+/// The example of spec §5.2, verbatim.
+const SPEC_EXAMPLE: &str = r#"[{"id":"352bff9a74ca9ad2","traceId":"5af7183fb1d4cf5f","parentId":"6b221d5bc9e6496c","name":"get /api",
+  "timestamp":1556604172355737,"duration":1431,"kind":"SERVER",
+  "localEndpoint":{"serviceName":"backend","ipv4":"192.168.99.1","port":3306},
+  "remoteEndpoint":{"ipv4":"172.19.0.2","port":58648},"tags":{"http.method":"GET","http.path":"/api"}}]"#;
+
+fn convert(json: &str) -> Result<Vec<ResourceSpans>, Error> {
+    zipkin_spans_to_otlp(decode_zipkin_json(json.as_bytes())?)
+}
+
+fn first_span(groups: &[ResourceSpans]) -> &Span {
+    &groups[0].scope_spans[0].spans[0]
+}
+
+fn attr(attributes: &[KeyValue], key: &str) -> Option<Any> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.clone())
+        .and_then(|v| v.value)
+}
+
+fn error_text(json: &str) -> String {
+    convert(json).unwrap_err().to_string()
+}
+
+#[test]
+fn spec_example_maps_field_by_field() {
+    let groups = convert(SPEC_EXAMPLE).unwrap();
+    assert_eq!(groups.len(), 1);
+    let resource = groups[0].resource.as_ref().unwrap();
+    assert_eq!(resource.attributes.len(), 1);
+    assert_eq!(
+        attr(&resource.attributes, "service.name"),
+        Some(Any::StringValue("backend".into()))
+    );
+    assert_eq!(groups[0].scope_spans.len(), 1);
+    assert_eq!(groups[0].scope_spans[0].scope, None);
+    let span = first_span(&groups);
+    assert_eq!(
+        hex::encode(&span.trace_id),
+        "00000000000000005af7183fb1d4cf5f"
+    );
+    assert_eq!(hex::encode(&span.span_id), "352bff9a74ca9ad2");
+    assert_eq!(hex::encode(&span.parent_span_id), "6b221d5bc9e6496c");
+    assert_eq!(span.name, "get /api");
+    assert_eq!(span.kind, 2);
+    assert_eq!(span.start_time_unix_nano, 1_556_604_172_355_737_000);
+    assert_eq!(
+        span.end_time_unix_nano,
+        1_556_604_172_355_737_000 + 1_431_000
+    );
+    assert_eq!(span.trace_state, "");
+    assert_eq!(span.status, None);
+    assert!(span.events.is_empty());
+    let keys: Vec<_> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "http.method",
+            "http.path",
+            "net.host.ip",
+            "net.host.port",
+            "net.peer.ip",
+            "net.peer.port"
+        ]
+    );
+    assert_eq!(
+        attr(&span.attributes, "http.method"),
+        Some(Any::StringValue("GET".into()))
+    );
+    assert_eq!(
+        attr(&span.attributes, "http.path"),
+        Some(Any::StringValue("/api".into()))
+    );
+    assert_eq!(
+        attr(&span.attributes, "net.host.ip"),
+        Some(Any::StringValue("192.168.99.1".into()))
+    );
+    assert_eq!(
+        attr(&span.attributes, "net.host.port"),
+        Some(Any::IntValue(3306))
+    );
+    assert_eq!(
+        attr(&span.attributes, "net.peer.ip"),
+        Some(Any::StringValue("172.19.0.2".into()))
+    );
+    assert_eq!(
+        attr(&span.attributes, "net.peer.port"),
+        Some(Any::IntValue(58648))
+    );
+}
+
+#[test]
+fn groups_spans_by_local_service() {
+    let json = r#"[
+      {"traceId":"1","id":"1","localEndpoint":{"serviceName":"a"}},
+      {"traceId":"1","id":"2","localEndpoint":{"serviceName":"b"}},
+      {"traceId":"1","id":"3","localEndpoint":{"serviceName":"a"}},
+      {"traceId":"1","id":"4"}]"#;
+    let groups = convert(json).unwrap();
+    assert_eq!(groups.len(), 3);
+    let span_counts: Vec<_> = groups
+        .iter()
+        .map(|g| g.scope_spans[0].spans.len())
+        .collect();
+    assert_eq!(span_counts, [2, 1, 1]);
+    assert!(groups[2].resource.as_ref().unwrap().attributes.is_empty());
+}
+
+#[test]
+fn id_padding_and_parent_rules() {
+    let groups = convert(
+        r#"[{"traceId":"abc","id":"12","parentId":"0000000000000000"},
+            {"traceId":"0000000000000000000000000000000a","id":"13","parentId":"13"},
+            {"traceId":"1234567890abcdef1","id":"14","parentId":""}]"#,
+    )
+    .unwrap();
+    let spans = &groups[0].scope_spans[0].spans;
+    assert_eq!(
+        hex::encode(&spans[0].trace_id),
+        "00000000000000000000000000000abc"
+    );
+    assert_eq!(hex::encode(&spans[0].span_id), "0000000000000012");
+    assert!(spans[0].parent_span_id.is_empty());
+    assert_eq!(
+        hex::encode(&spans[1].trace_id),
+        "0000000000000000000000000000000a"
+    );
+    assert!(spans[1].parent_span_id.is_empty());
+    assert_eq!(
+        hex::encode(&spans[2].trace_id),
+        "0000000000000001234567890abcdef1"
+    );
+}
+
+#[test]
+fn bad_ids_name_the_index_and_field() {
+    let ok = r#"{"traceId":"1","id":"1"}"#;
+    let text = error_text(&format!(
+        r#"[{ok},{{"traceId":"5AF7183FB1D4CF5F","id":"1"}}]"#
+    ));
+    assert!(text.starts_with("spans[1].traceId:"), "{text}");
+    assert!(text.contains("lower-hex"), "{text}");
+    assert!(
+        error_text(r#"[{"traceId":"0000","id":"1"}]"#)
+            .contains("spans[0].traceId: must not be all zeros")
+    );
+    assert!(
+        error_text(r#"[{"traceId":"1","id":"0"}]"#).contains("spans[0].id: must not be all zeros")
+    );
+    assert!(error_text(r#"[{"traceId":"1"}]"#).contains("spans[0].id: is required"));
+    assert!(error_text(r#"[{"id":"1"}]"#).contains("spans[0].traceId: is required"));
+    assert!(error_text(r#"[{"traceId":"1","id":"12345678901234567"}]"#).contains("spans[0].id:"));
+    assert!(
+        error_text(r#"[{"traceId":"1","id":"1","parentId":"xyz"}]"#).contains("spans[0].parentId:")
+    );
+    let too_long = r#"[{"traceId":"1","id":"1","unknown":1},{"traceId":"123456789012345678901234567890123","id":"1"}]"#;
+    assert!(error_text(too_long).contains("spans[1].traceId"));
+    assert!(error_text(r#"[{"traceId":"1","id":"1","tags":{"n":1}}]"#).contains("spans[0].tags.n"));
+    assert!(error_text(r#"[{"traceId":"1","id":"1","kind":"LOCAL"}]"#).contains("spans[0].kind"));
+}
+
+#[test]
+fn undecodable_bodies_are_errors() {
+    assert!(matches!(convert("not json"), Err(Error::DecodeJson(_))));
+    assert!(matches!(
+        convert(r#"{"traceId":"1"}"#),
+        Err(Error::DecodeJson(_))
+    ));
+    assert!(convert("[]").unwrap().is_empty());
+}
+
+#[test]
+fn kind_status_and_trace_state_come_from_tags() {
+    let groups = convert(
+        r#"[{"traceId":"1","id":"1","name":"GET /Users","kind":"CLIENT","tags":{"error":"true","keep":"x"}},
+            {"traceId":"1","id":"2","tags":{"span.kind":"internal","otel.status_code":"OK","otel.status_description":"fine","w3c.tracestate":"k=v"}},
+            {"traceId":"1","id":"3","kind":"PRODUCER","tags":{"error":"timeout"}},
+            {"traceId":"1","id":"4","kind":"CONSUMER","tags":{"otel.status_code":"ERROR"}},
+            {"traceId":"1","id":"5","tags":{"span.kind":"server"}}]"#,
+    )
+    .unwrap();
+    let spans = &groups[0].scope_spans[0].spans;
+    assert_eq!(spans[0].name, "get /users");
+    assert_eq!(spans[0].kind, 3);
+    assert_eq!(spans[0].status.as_ref().unwrap().code, 2);
+    assert_eq!(attr(&spans[0].attributes, "error"), None);
+    assert_eq!(
+        attr(&spans[0].attributes, "keep"),
+        Some(Any::StringValue("x".into()))
+    );
+
+    assert_eq!(spans[1].kind, 1);
+    let status = spans[1].status.as_ref().unwrap();
+    assert_eq!((status.code, status.message.as_str()), (1, "fine"));
+    assert_eq!(spans[1].trace_state, "k=v");
+    assert!(
+        spans[1]
+            .attributes
+            .iter()
+            .all(|kv| !kv.key.starts_with("otel.status") && kv.key != "span.kind")
+    );
+
+    assert_eq!(spans[2].kind, 4);
+    assert_eq!(spans[2].status.as_ref().unwrap().code, 2);
+    assert_eq!(
+        attr(&spans[2].attributes, "error"),
+        Some(Any::StringValue("timeout".into()))
+    );
+
+    assert_eq!(spans[3].kind, 5);
+    assert_eq!(spans[3].status.as_ref().unwrap().code, 2);
+    assert_eq!(spans[4].kind, 0);
+}
+
+#[test]
+fn endpoints_map_to_net_attributes() {
+    let groups = convert(
+        r#"[{"traceId":"1","id":"1","localEndpoint":{"serviceName":"svc","ipv6":"::1"},
+             "remoteEndpoint":{"serviceName":"db","ipv6":"fe80::1","port":0}}]"#,
+    )
+    .unwrap();
+    let span = first_span(&groups);
+    assert_eq!(
+        attr(&span.attributes, "net.host.ip"),
+        Some(Any::StringValue("::1".into()))
+    );
+    assert_eq!(
+        attr(&span.attributes, "peer.service"),
+        Some(Any::StringValue("db".into()))
+    );
+    assert_eq!(
+        attr(&span.attributes, "net.peer.ip"),
+        Some(Any::StringValue("fe80::1".into()))
+    );
+    assert_eq!(attr(&span.attributes, "net.peer.port"), None);
+    assert_eq!(attr(&span.attributes, "net.host.port"), None);
+}
+
+#[test]
+fn timestamps_and_annotations() {
+    let groups = convert(
+        r#"[{"traceId":"1","id":"1","duration":5,
+             "annotations":[{"timestamp":20,"value":"ws"},{"timestamp":10,"value":"cs"},{"timestamp":10,"value":"cs"},
+                            {"timestamp":30,"value":"retry|{\"attempt\":2,\"why\":\"a|b\"}|1"}]},
+            {"traceId":"1","id":"2","timestamp":-5,"duration":-3}]"#,
+    )
+    .unwrap();
+    let spans = &groups[0].scope_spans[0].spans;
+    assert_eq!(spans[0].start_time_unix_nano, 0);
+    assert_eq!(spans[0].end_time_unix_nano, 5_000);
+    assert_eq!(
+        attr(&spans[0].attributes, START_TIME_ABSENT_ATTRIBUTE),
+        Some(Any::BoolValue(true))
+    );
+    let names: Vec<_> = spans[0].events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["cs", "ws", "retry"]);
+    assert_eq!(spans[0].events[0].time_unix_nano, 10_000);
+    let retry = &spans[0].events[2];
+    assert_eq!(attr(&retry.attributes, "attempt"), Some(Any::IntValue(2)));
+    assert_eq!(
+        attr(&retry.attributes, "why"),
+        Some(Any::StringValue("a|b".into()))
+    );
+    assert_eq!(retry.dropped_attributes_count, 1);
+    assert_eq!(
+        (spans[1].start_time_unix_nano, spans[1].end_time_unix_nano),
+        (0, 0)
+    );
+    assert_eq!(
+        attr(&spans[1].attributes, START_TIME_ABSENT_ATTRIBUTE),
+        None
+    );
+}
+
+#[test]
+fn resource_and_scope_tags_move_out_of_span_attributes() {
+    let groups = convert(
+        r#"[{"traceId":"1","id":"1","timestamp":1,"localEndpoint":{"serviceName":"svc"},
+             "tags":{"host.name":"h1","service.version":"1.2","otel.library.name":"lib","otel.library.version":"0.1","x":"y"}}]"#,
+    )
+    .unwrap();
+    let resource = groups[0].resource.as_ref().unwrap();
+    assert_eq!(
+        attr(&resource.attributes, "host.name"),
+        Some(Any::StringValue("h1".into()))
+    );
+    assert_eq!(
+        attr(&resource.attributes, "service.version"),
+        Some(Any::StringValue("1.2".into()))
+    );
+    let scope = groups[0].scope_spans[0].scope.as_ref().unwrap();
+    assert_eq!(
+        (scope.name.as_str(), scope.version.as_str()),
+        ("lib", "0.1")
+    );
+    let keys: Vec<_> = first_span(&groups)
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
+    assert_eq!(keys, ["x"]);
+}

@@ -1,0 +1,206 @@
+//! Zipkin v2 against the real axum server.
+
+use std::time::Duration;
+
+use meshtel_collector::IngestLimits;
+use meshtel_model::otlp::common::v1::KeyValue;
+use meshtel_model::otlp::common::v1::any_value::Value as Any;
+use reqwest::StatusCode;
+
+use crate::support::{Servers, gzip, small_limits};
+
+/// The example of spec §5.2, verbatim.
+const SPEC_EXAMPLE: &str = r#"[{"id":"352bff9a74ca9ad2","traceId":"5af7183fb1d4cf5f","parentId":"6b221d5bc9e6496c","name":"get /api",
+  "timestamp":1556604172355737,"duration":1431,"kind":"SERVER",
+  "localEndpoint":{"serviceName":"backend","ipv4":"192.168.99.1","port":3306},
+  "remoteEndpoint":{"ipv4":"172.19.0.2","port":58648},"tags":{"http.method":"GET","http.path":"/api"}}]"#;
+
+async fn post(
+    servers: &Servers,
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new().post(servers.zipkin_url()).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    if let Some(encoding) = encoding {
+        request = request.header("content-encoding", encoding);
+    }
+    request.send().await.unwrap()
+}
+
+fn string(value: &str) -> Option<Any> {
+    Some(Any::StringValue(value.to_string()))
+}
+
+fn pairs(attributes: &[KeyValue]) -> Vec<(String, Option<Any>)> {
+    attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone().and_then(|v| v.value)))
+        .collect()
+}
+
+#[tokio::test]
+async fn spec_example_is_accepted_and_mapped_to_otlp() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    let response = post(
+        &servers,
+        Some("application/json"),
+        None,
+        SPEC_EXAMPLE.into(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert!(response.bytes().await.unwrap().is_empty());
+
+    let written = servers.sink.written();
+    assert_eq!(written.len(), 1);
+    let resource = written[0].resource.as_ref().unwrap();
+    assert_eq!(
+        pairs(&resource.attributes),
+        [("service.name".to_string(), string("backend"))]
+    );
+    assert_eq!(resource.dropped_attributes_count, 0);
+    assert_eq!(written[0].schema_url, "");
+    assert_eq!(written[0].scope_spans.len(), 1);
+    assert_eq!(written[0].scope_spans[0].scope, None);
+    assert_eq!(written[0].scope_spans[0].spans.len(), 1);
+
+    let span = &written[0].scope_spans[0].spans[0];
+    assert_eq!(
+        hex::encode(&span.trace_id),
+        "00000000000000005af7183fb1d4cf5f"
+    );
+    assert_eq!(hex::encode(&span.span_id), "352bff9a74ca9ad2");
+    assert_eq!(hex::encode(&span.parent_span_id), "6b221d5bc9e6496c");
+    assert_eq!(span.trace_state, "");
+    assert_eq!(span.flags, 0);
+    assert_eq!(span.name, "get /api");
+    assert_eq!(span.kind, 2);
+    assert_eq!(span.start_time_unix_nano, 1_556_604_172_355_737_000);
+    assert_eq!(span.end_time_unix_nano, 1_556_604_172_357_168_000);
+    assert_eq!(
+        pairs(&span.attributes),
+        [
+            ("http.method".to_string(), string("GET")),
+            ("http.path".to_string(), string("/api")),
+            ("net.host.ip".to_string(), string("192.168.99.1")),
+            ("net.host.port".to_string(), Some(Any::IntValue(3306))),
+            ("net.peer.ip".to_string(), string("172.19.0.2")),
+            ("net.peer.port".to_string(), Some(Any::IntValue(58648))),
+        ]
+    );
+    assert_eq!(span.dropped_attributes_count, 0);
+    assert!(span.events.is_empty());
+    assert!(span.links.is_empty());
+    assert_eq!(span.status, None);
+}
+
+#[tokio::test]
+async fn missing_or_other_content_type_is_json_and_gzip_works() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    let response = post(&servers, None, None, SPEC_EXAMPLE.into()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let response = post(
+        &servers,
+        Some("text/plain"),
+        Some("gzip"),
+        gzip(SPEC_EXAMPLE.as_bytes()),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(servers.sink.spans().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_json_is_400() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    let response = post(&servers, Some("application/json"), None, b"[{".to_vec()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("cannot decode the JSON request")
+    );
+    let response = post(
+        &servers,
+        Some("application/json"),
+        None,
+        br#"{"traceId":"1"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(servers.sink.written().is_empty());
+}
+
+#[tokio::test]
+async fn bad_ids_are_400_naming_index_and_field() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    let body = r#"[{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2"},{"traceId":"5af7183fb1d4cf5f","id":"xyz"}]"#;
+    let response = post(&servers, Some("application/json"), None, body.into()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("spans[1].id:"), "{text}");
+    let body = r#"[{"traceId":"0000000000000000","id":"352bff9a74ca9ad2"}]"#;
+    let response = post(&servers, Some("application/json"), None, body.into()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("spans[0].traceId"));
+    assert!(servers.sink.written().is_empty());
+}
+
+#[tokio::test]
+async fn protobuf_is_415_with_a_clear_message() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    let response = post(
+        &servers,
+        Some("application/x-protobuf"),
+        None,
+        vec![1, 2, 3],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("protobuf ListOfSpans is not supported")
+    );
+}
+
+#[tokio::test]
+async fn limits_and_overload() {
+    let servers = Servers::start(small_limits()).await;
+    let many: Vec<String> = (1..=6)
+        .map(|i| format!(r#"{{"traceId":"1","id":"{i}"}}"#))
+        .collect();
+    let response = post(&servers, None, None, format!("[{}]", many.join(",")).into()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("max_spans_per_request")
+    );
+
+    let bomb = gzip(&vec![b' '; 10 * 1024 * 1024]);
+    let response = post(&servers, None, Some("gzip"), bomb).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    servers.sink.overload(Duration::from_secs(4));
+    let response = post(&servers, None, None, SPEC_EXAMPLE.into()).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "4");
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    let response = reqwest::get(servers.zipkin_url()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -1,0 +1,315 @@
+//! The Jaeger query API v3 over HTTP (`/api/v3/...`), as Jaeger's HTTP gateway serves
+//! it: services and operations for Jaeger UI ≥ 2.15 and Grafana's gRPC toggle, traces
+//! as OTLP JSON `{"result":{"resourceSpans":[…]}}`, errors as
+//! `{"error":{"httpCode":…,"message":…}}`.
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::get;
+use meshtel_model::TraceQuery;
+use meshtel_model::duration::parse_go_duration;
+use meshtel_model::otlp::trace::v1::TracesData;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::error::{ApiError, V3Error};
+use crate::jaeger::params::{self, QueryParams, parse_go_bool, parse_go_int, parse_string_map};
+use crate::jaeger::{KindFilter, span_kind_filter};
+use crate::response::json_response;
+
+/// Jaeger's message when a v3 trace lookup or search finds nothing.
+pub const NO_TRACES_FOUND: &str = "No traces found";
+
+type Result<T> = std::result::Result<T, V3Error>;
+
+/// The v3 routes, relative to the base path.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v3/services", get(get_services))
+        .route("/api/v3/operations", get(get_operations))
+        .route("/api/v3/traces", get(find_traces))
+        .route("/api/v3/traces/{trace_id}", get(get_trace))
+}
+
+#[derive(Serialize)]
+struct ServicesResponse {
+    #[serde(rename = "services")]
+    services: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct OperationsResponse {
+    #[serde(rename = "operations")]
+    operations: Vec<OperationJson>,
+}
+
+#[derive(Serialize)]
+struct OperationJson {
+    #[serde(rename = "name")]
+    name: String,
+    #[serde(rename = "spanKind")]
+    span_kind: String,
+}
+
+#[derive(Serialize)]
+struct TracesResponse {
+    #[serde(rename = "result")]
+    result: TracesData,
+}
+
+/// `GET /api/v3/services`: `{"services":[…]}`, never null.
+#[tracing::instrument(skip_all)]
+async fn get_services(State(state): State<AppState>) -> Result<Response> {
+    let services = state.jaeger.services().await?;
+    Ok(json_response(&ServicesResponse { services }, false)?)
+}
+
+/// `GET /api/v3/operations?service=&span_kind=` (`spanKind` accepted too); an
+/// unspecified kind is reported as `internal`, as Jaeger does.
+#[tracing::instrument(skip_all)]
+async fn get_operations(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let service = params.get("service");
+    let kind = match params.get("span_kind") {
+        "" => params.get("spanKind"),
+        k => k,
+    };
+    let ops = match (service, span_kind_filter(kind)) {
+        ("", _) | (_, KindFilter::Unknown) => Vec::new(),
+        (s, KindFilter::All) => state.jaeger.operations(s, None).await?,
+        (s, KindFilter::Only(k)) => state.jaeger.operations(s, Some(k)).await?,
+    };
+    let operations = ops
+        .into_iter()
+        .map(|op| OperationJson {
+            name: op.name,
+            span_kind: match op.span_kind.jaeger_name() {
+                "" => "internal".to_string(),
+                k => k.to_string(),
+            },
+        })
+        .collect();
+    Ok(json_response(&OperationsResponse { operations }, false)?)
+}
+
+/// `GET /api/v3/traces/{trace_id}?start_time=&end_time=&raw_traces=`; the times are
+/// validated and otherwise ignored (the store finds a trace by id alone).
+#[tracing::instrument(skip_all)]
+async fn get_trace(
+    State(state): State<AppState>,
+    trace_id: std::result::Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let Path(trace_id) = trace_id.map_err(ApiError::from)?;
+    let params = QueryParams::parse(query.as_deref());
+    let id = params::parse_trace_id(&trace_id).map_err(|e| malformed("trace_id", &e))?;
+    for name in ["start_time", "end_time"] {
+        let text = params.get(name);
+        if !text.is_empty() {
+            parse_rfc3339_nano(text).map_err(|e| malformed(name, &e))?;
+        }
+    }
+    parse_bool_param(&params, "raw_traces")?;
+    let trace = state.jaeger.get_trace(id).await?;
+    traces_response(trace.into_iter().collect())
+}
+
+/// `GET /api/v3/traces?query.service_name=&query.operation_name=&query.start_time_min=
+/// &query.start_time_max=&query.duration_min=&query.duration_max=&query.search_depth=
+/// &query.attributes=`. Both start times are required (RFC 3339). `query.attributes`
+/// is a meshtel extension: a JSON object of strings, like v1's `tags`.
+#[tracing::instrument(skip_all)]
+async fn find_traces(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let query = parse_find_traces_query(&params)?;
+    let traces = state.jaeger.find_traces(&query).await?;
+    traces_response(traces)
+}
+
+fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
+    let (min_text, max_text) = (
+        params.get("query.start_time_min"),
+        params.get("query.start_time_max"),
+    );
+    if min_text.is_empty() || max_text.is_empty() {
+        return Err(ApiError::BadRequest(
+            "query.start_time_min and query.start_time_max are required".to_string(),
+        )
+        .into());
+    }
+    let start_min =
+        parse_rfc3339_nano(min_text).map_err(|e| malformed("query.start_time_min", &e))?;
+    let start_max =
+        parse_rfc3339_nano(max_text).map_err(|e| malformed("query.start_time_max", &e))?;
+
+    let (depth_name, depth_text) = match params.get("query.search_depth") {
+        "" => ("query.num_traces", params.get("query.num_traces")),
+        text => ("query.search_depth", text),
+    };
+    let mut limit = params::DEFAULT_SEARCH_LIMIT;
+    if !depth_text.is_empty() {
+        let depth = parse_go_int(depth_text, 64)
+            .map_err(|e| e.replace("strconv.ParseInt", "strconv.Atoi"))
+            .map_err(|e| malformed(depth_name, &e))?;
+        if depth > 0 {
+            limit = usize::try_from(depth).unwrap_or(usize::MAX);
+        }
+    }
+    let duration = |name: &str| -> Result<Option<u64>> {
+        let text = params.get(name);
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let d = parse_go_duration(text).map_err(|e| malformed(name, &e.to_string()))?;
+        Ok(Some(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).filter(|d| *d != 0))
+    };
+    let duration_min_nano = duration("query.duration_min")?;
+    let duration_max_nano = duration("query.duration_max")?;
+    parse_bool_param(params, "query.raw_traces")?;
+    let mut tags = Vec::new();
+    for text in params.all("query.attributes") {
+        tags.extend(parse_string_map(text).map_err(|e| malformed("query.attributes", &e))?);
+    }
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Ok(TraceQuery {
+        service: non_empty(params.get("query.service_name")),
+        operation: non_empty(params.get("query.operation_name")),
+        tags,
+        start_min_unix_nano: start_min,
+        start_max_unix_nano: start_max,
+        duration_min_nano,
+        duration_max_nano,
+        limit,
+    })
+}
+
+fn traces_response(traces: Vec<meshtel_model::Trace>) -> Result<Response> {
+    if traces.is_empty() {
+        return Err(ApiError::NotFound(NO_TRACES_FOUND.to_string()).into());
+    }
+    let resource_spans = traces.into_iter().flat_map(|t| t.resource_spans).collect();
+    Ok(json_response(
+        &TracesResponse {
+            result: TracesData { resource_spans },
+        },
+        false,
+    )?)
+}
+
+fn parse_bool_param(params: &QueryParams, name: &str) -> Result<bool> {
+    let text = params.get(name);
+    if text.is_empty() {
+        return Ok(false);
+    }
+    Ok(parse_go_bool(text).map_err(|e| malformed(name, &e))?)
+}
+
+/// `malformed parameter <name>: <cause>`, Jaeger's v3 wording.
+fn malformed(name: &str, cause: &str) -> ApiError {
+    ApiError::BadRequest(format!("malformed parameter {name}: {cause}"))
+}
+
+/// Parses Go's `time.RFC3339Nano` layout (`2006-01-02T15:04:05.999999999Z07:00`) into
+/// Unix nanoseconds; times before the epoch clamp to 0.
+pub fn parse_rfc3339_nano(text: &str) -> std::result::Result<u64, String> {
+    let fail = || {
+        format!(
+            "parsing time {}: not an RFC 3339 time",
+            params::go_quote(text)
+        )
+    };
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> std::result::Result<i64, String> {
+        let part = b.get(range).ok_or_else(fail)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return Err(fail());
+        }
+        Ok(part
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+    };
+    let sep = |i: usize, c: u8| {
+        if b.get(i) == Some(&c) {
+            Ok(())
+        } else {
+            Err(fail())
+        }
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    sep(4, b'-')?;
+    sep(7, b'-')?;
+    sep(10, b'T')?;
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    sep(13, b':')?;
+    sep(16, b':')?;
+    let mut i = 19;
+    let mut nanos = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        let mut end = start;
+        while b.get(end).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        }
+        if end == start || end - start > 9 {
+            return Err(fail());
+        }
+        let digits = num(start..end)?;
+        nanos = digits * 10i64.pow(u32::try_from(9 - (end - start)).map_err(|_| fail())?);
+        i = end;
+    }
+    let offset_seconds = match b.get(i) {
+        Some(b'Z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() => {
+            sep(i + 3, b':')?;
+            let off = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if sign == b'+' { off } else { -off }
+        }
+        _ => return Err(fail()),
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let max_day = usize::try_from(month - 1)
+        .ok()
+        .and_then(|m| month_days.get(m))
+        .copied()
+        .ok_or_else(fail)?;
+    if day < 1 || day > max_day || hour > 23 || minute > 59 || second > 59 {
+        return Err(fail());
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    let total = i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+    Ok(u64::try_from(total.max(0)).unwrap_or(u64::MAX))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! In-process route tests of the v3 API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+
+use super::{NO_TRACES_FOUND, parse_rfc3339_nano};
+use crate::QueryConfig;
+use crate::testing::*;
+
+const T: &str = "5b8efff798038103d269b633813fc60c";
+
+fn reader() -> MemoryReader {
+    let example = trace_of(otlp_example());
+    let internal = resource_spans(
+        "worker",
+        "",
+        vec![span(T, "0000000000000009", "", "tick", 0, 1, 2)],
+    );
+    let other = trace_of(vec![internal]);
+    MemoryReader {
+        traces: vec![example, other],
+        ..Default::default()
+    }
+}
+
+fn assert_v3_error(reply: &Reply, status: StatusCode, message: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.content_type, "text/plain; charset=utf-8");
+    let expected = format!(
+        "{{\"error\":{{\"httpCode\":{},\"message\":{}}}}}\n",
+        status.as_u16(),
+        serde_json::to_string(message).unwrap()
+    );
+    assert_eq!(reply.body, expected);
+}
+
+#[tokio::test]
+async fn services_and_operations() {
+    let app = app(reader());
+    let reply = get(&app, "/api/v3/services").await;
+    assert_eq!(reply.content_type, "application/json");
+    assert_eq!(reply.body, r#"{"services":["my.service","worker"]}"#);
+    assert_eq!(
+        get(
+            &crate::testing::app(MemoryReader::default()),
+            "/api/v3/services"
+        )
+        .await
+        .body,
+        r#"{"services":[]}"#
+    );
+
+    let reply = get(&app, "/api/v3/operations?service=my.service").await;
+    assert_eq!(
+        reply.body,
+        r#"{"operations":[{"name":"I'm a server span","spanKind":"server"}]}"#
+    );
+    // An unspecified kind is reported as internal.
+    let reply = get(&app, "/api/v3/operations?service=worker").await;
+    assert_eq!(
+        reply.body,
+        r#"{"operations":[{"name":"tick","spanKind":"internal"}]}"#
+    );
+    assert_eq!(
+        get(
+            &app,
+            "/api/v3/operations?service=my.service&span_kind=client"
+        )
+        .await
+        .body,
+        r#"{"operations":[]}"#
+    );
+    assert_eq!(
+        get(
+            &app,
+            "/api/v3/operations?service=my.service&spanKind=server"
+        )
+        .await
+        .json()["operations"][0]["name"],
+        "I'm a server span"
+    );
+    assert_eq!(
+        get(&app, "/api/v3/operations").await.body,
+        r#"{"operations":[]}"#
+    );
+}
+
+#[tokio::test]
+async fn trace_by_id_is_otlp_json() {
+    let app = app(reader());
+    let reply = get(&app, &format!("/api/v3/traces/{T}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let v = reply.json();
+    let span = &v["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["traceId"], T);
+    assert_eq!(span["spanId"], "eee19b7ec3c1b174");
+    assert_eq!(span["parentSpanId"], "eee19b7ec3c1b173");
+    assert_eq!(span["startTimeUnixNano"], "1544712660000000000");
+    assert_eq!(span["attributes"][0]["value"]["intValue"], "500");
+    assert_eq!(
+        v["result"]["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+        "my.service"
+    );
+
+    assert_v3_error(
+        &get(&app, "/api/v3/traces/0000000000000001").await,
+        StatusCode::NOT_FOUND,
+        NO_TRACES_FOUND,
+    );
+    let bad = get(&app, "/api/v3/traces/nothex!").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body
+            .starts_with(r#"{"error":{"httpCode":400,"message":"malformed parameter trace_id: "#)
+    );
+    let bad = get(&app, &format!("/api/v3/traces/{T}?start_time=yesterday")).await;
+    assert!(
+        bad.body
+            .contains("malformed parameter start_time: parsing time \\\"yesterday\\\""),
+        "{}",
+        bad.body
+    );
+    let ok = get(&app, &format!("/api/v3/traces/{T}?start_time=2018-12-13T00:00:00Z&end_time=2018-12-14T00:00:00.5%2B01:00&raw_traces=true")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn search() {
+    let reader = Arc::new(reader());
+    let app = app_with(reader.clone(), &QueryConfig::default());
+    let reply = get(
+        &app,
+        "/api/v3/traces?query.service_name=my.service&query.operation_name=I%27m%20a%20server%20span&query.start_time_min=2018-12-13T00:00:00Z&query.start_time_max=2018-12-14T00:00:00.000000001Z&query.duration_min=1ms&query.duration_max=1h&query.search_depth=5&query.attributes=%7B%22error%22%3A%22true%22%7D",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.json()["result"]["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let q = reader.last_query.lock().unwrap().clone().unwrap();
+    assert_eq!(q.service.as_deref(), Some("my.service"));
+    assert_eq!(q.start_min_unix_nano, 1_544_659_200_000_000_000);
+    assert_eq!(q.start_max_unix_nano, 1_544_745_600_000_000_001);
+    assert_eq!(
+        (q.duration_min_nano, q.duration_max_nano),
+        (Some(1_000_000), Some(3_600_000_000_000))
+    );
+    assert_eq!(q.limit, 5);
+    assert_eq!(q.tags, vec![("error".to_string(), "true".to_string())]);
+
+    let none = get(&app, "/api/v3/traces?query.service_name=nobody&query.start_time_min=2018-12-13T00:00:00Z&query.start_time_max=2018-12-14T00:00:00Z").await;
+    assert_v3_error(&none, StatusCode::NOT_FOUND, NO_TRACES_FOUND);
+    assert_v3_error(
+        &get(&app, "/api/v3/traces?query.service_name=a").await,
+        StatusCode::BAD_REQUEST,
+        "query.start_time_min and query.start_time_max are required",
+    );
+    let base = "/api/v3/traces?query.start_time_min=2018-12-13T00:00:00Z&query.start_time_max=2018-12-14T00:00:00Z";
+    assert_v3_error(
+        &get(&app, &format!("{base}&query.search_depth=x")).await,
+        StatusCode::BAD_REQUEST,
+        "malformed parameter query.search_depth: strconv.Atoi: parsing \"x\": invalid syntax",
+    );
+    assert_v3_error(
+        &get(&app, &format!("{base}&query.duration_min=5")).await,
+        StatusCode::BAD_REQUEST,
+        "malformed parameter query.duration_min: time: missing unit in duration \"5\"",
+    );
+}
+
+#[tokio::test]
+async fn storage_errors_are_generic() {
+    let app = app(MemoryReader {
+        fail: true,
+        ..Default::default()
+    });
+    assert_v3_error(
+        &get(&app, "/api/v3/services").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error",
+    );
+}
+
+#[test]
+fn rfc3339_parsing() {
+    assert_eq!(parse_rfc3339_nano("1970-01-01T00:00:00Z"), Ok(0));
+    assert_eq!(parse_rfc3339_nano("2025-01-01T00:00:00Z"), Ok(NOW));
+    assert_eq!(
+        parse_rfc3339_nano("2025-01-01T01:00:00.25+01:00"),
+        Ok(NOW + 250_000_000)
+    );
+    assert_eq!(parse_rfc3339_nano("2024-12-31T23:00:00-01:00"), Ok(NOW));
+    assert_eq!(
+        parse_rfc3339_nano("2024-02-29T00:00:00Z"),
+        Ok(1_709_164_800_000_000_000)
+    );
+    assert_eq!(parse_rfc3339_nano("1960-01-01T00:00:00Z"), Ok(0));
+    for bad in [
+        "",
+        "2023-02-29T00:00:00Z",
+        "2025-01-01 00:00:00Z",
+        "2025-01-01T00:00:00",
+        "2025-01-01T24:00:00Z",
+        "2025-01-01T00:00:00.Z",
+        "2025-01-01T00:00:00.1234567891Z",
+    ] {
+        assert!(parse_rfc3339_nano(bad).is_err(), "{bad}");
+    }
+}

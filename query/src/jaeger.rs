@@ -1,0 +1,252 @@
+//! The Jaeger query HTTP API v1 (`/api/...`), as Jaeger v1.60 serves it and as
+//! Grafana's Jaeger datasource and Jaeger UI (≤ v2.14) call it.
+//!
+//! ```text
+//!  HTTP ─► handler (parse params) ─► JaegerService ─► TraceReader
+//!                                         │
+//!  HTTP ◄─ envelope {"data":…} ◄── convert (OTLP → Jaeger JSON)
+//! ```
+//!
+//! - [`model`]: the Jaeger JSON model and envelope;
+//! - [`convert`]: OTLP → Jaeger JSON;
+//! - [`params`]: query-string parsing with Jaeger's messages;
+//! - [`service`]: [`JaegerService`], the domain type behind both API versions.
+
+pub mod convert;
+pub mod model;
+pub mod params;
+pub mod service;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use meshtel_model::SpanKind;
+use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
+
+pub use service::JaegerService;
+
+use self::model::{DependencyLink, Envelope, Operation, StructuredError};
+use self::params::{QueryParams, TracesRequest};
+use crate::AppState;
+use crate::error::{ApiError, Result, TRACE_NOT_FOUND};
+use crate::response::json_response;
+
+/// The v1 routes, relative to the base path.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/services", get(get_services))
+        .route(
+            "/api/services/{service}/operations",
+            get(get_service_operations),
+        )
+        .route("/api/operations", get(get_operations))
+        .route("/api/traces", get(search_traces))
+        .route("/api/traces/{trace_id}", get(get_trace))
+        .route("/api/dependencies", get(get_dependencies))
+        .route("/api/transform", post(transform))
+        .route("/api/archive/{trace_id}", post(archive_trace))
+}
+
+/// `GET /api/services`: `data` is every service name, `[]` when none.
+#[tracing::instrument(skip_all)]
+async fn get_services(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let services = state.jaeger.services().await?;
+    let total = services.len();
+    json_response(
+        &Envelope::with_total(services, total),
+        params.pretty_print(),
+    )
+}
+
+/// `GET /api/services/{service}/operations`: distinct names over every span kind. The
+/// path segment is percent-decoded once (a `+` stays a `+`).
+#[tracing::instrument(skip_all)]
+async fn get_service_operations(
+    State(state): State<AppState>,
+    service: std::result::Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let Path(service) = service?;
+    let params = QueryParams::parse(query.as_deref());
+    let names = state.jaeger.operation_names(&service).await?;
+    let total = names.len();
+    json_response(&Envelope::with_total(names, total), params.pretty_print())
+}
+
+/// `GET /api/operations?service=&spanKind=`: `[{"name","spanKind"}]`.
+#[tracing::instrument(skip_all)]
+async fn get_operations(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let service = params.get("service");
+    if service.is_empty() {
+        return Err(ApiError::BadRequest(
+            "parameter 'service' is required".to_string(),
+        ));
+    }
+    let operations: Vec<Operation> = match span_kind_filter(params.get("spanKind")) {
+        KindFilter::Unknown => Vec::new(),
+        KindFilter::All => to_operations(state.jaeger.operations(service, None).await?),
+        KindFilter::Only(kind) => {
+            to_operations(state.jaeger.operations(service, Some(kind)).await?)
+        }
+    };
+    let total = operations.len();
+    json_response(
+        &Envelope::with_total(operations, total),
+        params.pretty_print(),
+    )
+}
+
+fn to_operations(ops: Vec<meshtel_model::Operation>) -> Vec<Operation> {
+    ops.into_iter()
+        .map(|op| Operation {
+            name: op.name,
+            span_kind: op.span_kind.jaeger_name().to_string(),
+        })
+        .collect()
+}
+
+/// How a `spanKind` parameter filters operations.
+pub(crate) enum KindFilter {
+    /// `""`: every kind.
+    All,
+    /// One of Jaeger's five kind names.
+    Only(SpanKind),
+    /// Anything else: Jaeger does not validate it, it just matches nothing.
+    Unknown,
+}
+
+/// Reads a `spanKind` parameter the way Jaeger's stores match it.
+pub(crate) fn span_kind_filter(text: &str) -> KindFilter {
+    match text {
+        "" => KindFilter::All,
+        "unspecified" => KindFilter::Unknown,
+        other => SpanKind::from_jaeger_name(other).map_or(KindFilter::Unknown, KindFilter::Only),
+    }
+}
+
+/// `GET /api/traces`: a search, or a fetch by repeated `traceID` where missing ids are
+/// reported in `errors` with status 200.
+#[tracing::instrument(skip_all)]
+async fn search_traces(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let request = params::parse_traces_params(
+        &params,
+        state.jaeger.now_unix_nano(),
+        state.jaeger.max_search_limit(),
+    )?;
+    params::parse_raw_param(&params)?;
+    match request {
+        TracesRequest::Search(query) => {
+            let traces = state.jaeger.find_jaeger_traces(&query).await?;
+            tracing::debug!(traces = traces.len(), "search done");
+            json_response(&Envelope::data(traces), params.pretty_print())
+        }
+        TracesRequest::ByIds(ids) => {
+            let (traces, missing) = state.jaeger.get_jaeger_traces(&ids).await?;
+            let errors = (!missing.is_empty()).then(|| {
+                missing
+                    .iter()
+                    .map(|id| StructuredError {
+                        code: 0,
+                        msg: TRACE_NOT_FOUND.to_string(),
+                        trace_id: id.to_string(),
+                    })
+                    .collect()
+            });
+            json_response(
+                &Envelope {
+                    errors,
+                    ..Envelope::data(traces)
+                },
+                params.pretty_print(),
+            )
+        }
+    }
+}
+
+/// `GET /api/traces/{traceID}`: `data` is a one-element array. `start`/`end` are
+/// ignored: Grafana sends milliseconds where Jaeger expects microseconds, and the store
+/// finds a trace by id alone.
+#[tracing::instrument(skip_all)]
+async fn get_trace(
+    State(state): State<AppState>,
+    trace_id: std::result::Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let Path(trace_id) = trace_id?;
+    let params = QueryParams::parse(query.as_deref());
+    let id = params::parse_trace_id(&trace_id).map_err(ApiError::BadRequest)?;
+    params::parse_raw_param(&params)?;
+    let trace = state.jaeger.get_jaeger_trace(id).await?;
+    json_response(&Envelope::data([trace]), params.pretty_print())
+}
+
+/// `GET /api/dependencies?endTs=&lookback=&service=`: edges with summed call counts.
+#[tracing::instrument(skip_all)]
+async fn get_dependencies(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let deps = params::parse_dependencies_params(&params, state.jaeger.now_unix_nano())?;
+    let links = state
+        .jaeger
+        .dependencies(
+            deps.end_unix_nano,
+            deps.lookback_nano,
+            deps.service.as_deref(),
+        )
+        .await?;
+    let data: Vec<DependencyLink> = links
+        .into_iter()
+        .map(|l| DependencyLink {
+            parent: l.parent,
+            child: l.child,
+            call_count: l.call_count,
+        })
+        .collect();
+    json_response(&Envelope::data(data), params.pretty_print())
+}
+
+/// `POST /api/transform`: an OTLP/JSON `ExportTraceServiceRequest` (as Jaeger UI
+/// uploads it) rendered as Jaeger traces.
+#[tracing::instrument(skip_all)]
+async fn transform(
+    RawQuery(query): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body?;
+    let params = QueryParams::parse(query.as_deref());
+    let request: ExportTraceServiceRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}")))?;
+    let traces = convert::resource_spans_to_jaeger(&request.resource_spans);
+    json_response(&Envelope::data(traces), params.pretty_print())
+}
+
+/// `POST /api/archive/{traceID}`: meshtel has no separate archive storage; Jaeger
+/// answers 500 in that case.
+#[tracing::instrument(skip_all)]
+async fn archive_trace(
+    trace_id: std::result::Result<Path<String>, PathRejection>,
+) -> Result<Response> {
+    let Path(trace_id) = trace_id?;
+    params::parse_trace_id(&trace_id).map_err(ApiError::BadRequest)?;
+    Err(ApiError::ArchiveNotConfigured)
+}
+
+#[cfg(test)]
+mod tests;

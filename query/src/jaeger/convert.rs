@@ -1,0 +1,431 @@
+//! OTLP → Jaeger JSON, exactly as the OpenTelemetry contrib translator and Jaeger v2's
+//! read path do it (spec §4):
+//!
+//! ```text
+//!  ResourceSpans ─► Process (serviceName + resource tags, deduplicated → p1, p2, …)
+//!    ScopeSpans  ─► otel.scope.name / otel.scope.version tags
+//!      Span      ─► Span: refs (parent CHILD_OF first, then links), tags, logs (events)
+//! ```
+//!
+//! Spans are sorted by start time and exact duplicates (same span id, kind and start,
+//! as at-least-once ingest may store twice) are dropped. The converter never panics,
+//! whatever the input: ids of the wrong length are padded or cut to size.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use meshtel_model::otlp::common::v1::{
+    AnyValue, InstrumentationScope, KeyValue as OtlpKeyValue, any_value,
+};
+use meshtel_model::otlp::resource::v1::Resource;
+use meshtel_model::otlp::trace::v1::{ResourceSpans, Span as OtlpSpan, span};
+use meshtel_model::{SpanId, SpanKind, Trace, TraceId};
+
+use super::model::{self, GoFloat, KeyValue, Log, Process, RefType, Reference, TagValue};
+
+/// Service name of a resource without any attribute.
+pub const RESOURCE_NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
+
+/// Converts one stored trace; `None` when it holds no span (never send such a trace:
+/// Grafana panics on it).
+pub fn trace_to_jaeger(trace: &Trace) -> Option<model::Trace> {
+    let processes: Vec<Process> = trace
+        .resource_spans
+        .iter()
+        .map(resource_to_process)
+        .collect();
+    let spans = flatten(&trace.resource_spans);
+    build_trace(trace.trace_id, &processes, spans)
+}
+
+/// Converts any OTLP batch (e.g. an uploaded file) into one Jaeger trace per trace id,
+/// in order of first appearance.
+pub fn resource_spans_to_jaeger(resource_spans: &[ResourceSpans]) -> Vec<model::Trace> {
+    let processes: Vec<Process> = resource_spans.iter().map(resource_to_process).collect();
+    let mut order: Vec<TraceId> = Vec::new();
+    let mut groups: HashMap<TraceId, Vec<FlatSpan<'_>>> = HashMap::new();
+    for flat in flatten(resource_spans) {
+        let id = trace_id_lenient(&flat.span.trace_id);
+        groups
+            .entry(id)
+            .or_insert_with(|| {
+                order.push(id);
+                Vec::new()
+            })
+            .push(flat);
+    }
+    order
+        .into_iter()
+        .filter_map(|id| build_trace(id, &processes, groups.remove(&id).unwrap_or_default()))
+        .collect()
+}
+
+/// One span with the context it was found in.
+struct FlatSpan<'a> {
+    resource_index: usize,
+    scope: Option<&'a InstrumentationScope>,
+    span: &'a OtlpSpan,
+}
+
+fn flatten(resource_spans: &[ResourceSpans]) -> Vec<FlatSpan<'_>> {
+    let mut out = Vec::new();
+    for (resource_index, rs) in resource_spans.iter().enumerate() {
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                out.push(FlatSpan {
+                    resource_index,
+                    scope: ss.scope.as_ref(),
+                    span,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn build_trace(
+    trace_id: TraceId,
+    processes: &[Process],
+    mut spans: Vec<FlatSpan<'_>>,
+) -> Option<model::Trace> {
+    spans.sort_by_key(|s| s.span.start_time_unix_nano);
+    let mut seen = HashSet::new();
+    spans.retain(|s| {
+        seen.insert((
+            s.span.span_id.as_slice(),
+            s.span.kind,
+            s.span.start_time_unix_nano,
+        ))
+    });
+    if spans.is_empty() {
+        return None;
+    }
+
+    let mut table = ProcessTable::default();
+    let mut by_resource: Vec<Option<String>> = vec![None; processes.len()];
+    let mut out = Vec::with_capacity(spans.len());
+    for flat in &spans {
+        let process_id = match by_resource
+            .get(flat.resource_index)
+            .and_then(Option::as_ref)
+        {
+            Some(id) => id.clone(),
+            None => {
+                let process = processes
+                    .get(flat.resource_index)
+                    .cloned()
+                    .unwrap_or_else(no_service_process);
+                let id = table.add(process);
+                if let Some(slot) = by_resource.get_mut(flat.resource_index) {
+                    *slot = Some(id.clone());
+                }
+                id
+            }
+        };
+        out.push(span_to_jaeger(trace_id, flat, process_id));
+    }
+    Some(model::Trace {
+        trace_id: trace_id.to_string(),
+        spans: out,
+        processes: table.into_map(),
+        warnings: None,
+    })
+}
+
+/// Assigns `p1`, `p2`, … to distinct processes in order of first appearance; two
+/// processes are the same when service name and tags are equal.
+#[derive(Default)]
+struct ProcessTable {
+    entries: Vec<(String, Process)>,
+}
+
+impl ProcessTable {
+    fn add(&mut self, process: Process) -> String {
+        if let Some((id, _)) = self.entries.iter().find(|(_, p)| *p == process) {
+            return id.clone();
+        }
+        let id = format!("p{}", self.entries.len() + 1);
+        self.entries.push((id.clone(), process));
+        id
+    }
+
+    fn into_map(self) -> BTreeMap<String, Process> {
+        self.entries.into_iter().collect()
+    }
+}
+
+fn no_service_process() -> Process {
+    Process {
+        service_name: RESOURCE_NO_SERVICE_NAME.to_string(),
+        tags: Vec::new(),
+    }
+}
+
+/// The Jaeger process of a resource: `service.name` becomes the service name (empty
+/// when other attributes exist without it), the rest become tags.
+pub fn resource_to_process(resource_spans: &ResourceSpans) -> Process {
+    let attributes = resource_spans
+        .resource
+        .as_ref()
+        .map(|r: &Resource| r.attributes.as_slice())
+        .unwrap_or_default();
+    if attributes.is_empty() {
+        return no_service_process();
+    }
+    let service_name = attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .map(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                _ => String::new(),
+            },
+        )
+        .unwrap_or_default();
+    let tags = attributes
+        .iter()
+        .filter(|kv| kv.key != "service.name")
+        .map(attribute_to_tag)
+        .collect();
+    Process { service_name, tags }
+}
+
+fn span_to_jaeger(trace_id: TraceId, flat: &FlatSpan<'_>, process_id: String) -> model::Span {
+    let span = flat.span;
+    // The span's own id is authoritative for its references; fall back to the trace's.
+    let own_trace_id = if span.trace_id.len() == 16 {
+        trace_id_lenient(&span.trace_id)
+    } else {
+        trace_id
+    };
+    let start = span.start_time_unix_nano;
+    model::Span {
+        trace_id: own_trace_id.to_string(),
+        span_id: span_id_lenient(&span.span_id).to_string(),
+        parent_span_id: None,
+        flags: 0,
+        operation_name: span.name.clone(),
+        references: references(own_trace_id, span),
+        start_time: start / 1000,
+        duration: span.end_time_unix_nano.saturating_sub(start) / 1000,
+        tags: span_tags(span, flat.scope),
+        logs: span.events.iter().map(event_to_log).collect(),
+        process_id,
+        process: None,
+        warnings: None,
+    }
+}
+
+/// The parent as the first `CHILD_OF`, then one reference per link. A link to the
+/// parent itself does not repeat it but sets the parent reference's type.
+fn references(trace_id: TraceId, span: &OtlpSpan) -> Vec<Reference> {
+    let parent = if span.parent_span_id.is_empty() {
+        None
+    } else {
+        Some(span_id_lenient(&span.parent_span_id))
+    };
+    let parent = parent.filter(|p| !p.is_zero());
+    let mut refs = Vec::with_capacity(span.links.len() + usize::from(parent.is_some()));
+    if let Some(parent) = parent {
+        refs.push(Reference {
+            ref_type: RefType::ChildOf,
+            trace_id: trace_id.to_string(),
+            span_id: parent.to_string(),
+        });
+    }
+    for link in &span.links {
+        let link_trace = trace_id_lenient(&link.trace_id);
+        let link_span = span_id_lenient(&link.span_id);
+        let ref_type = link_ref_type(link);
+        if parent == Some(link_span) && link_trace == trace_id {
+            if let Some(first) = refs.first_mut() {
+                first.ref_type = ref_type;
+            }
+            continue;
+        }
+        refs.push(Reference {
+            ref_type,
+            trace_id: link_trace.to_string(),
+            span_id: link_span.to_string(),
+        });
+    }
+    refs
+}
+
+fn link_ref_type(link: &span::Link) -> RefType {
+    let child_of = link
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "opentracing.ref_type")
+        .is_some_and(|kv| {
+            matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                 Some(any_value::Value::StringValue(s)) if s == "child_of")
+        });
+    if child_of {
+        RefType::ChildOf
+    } else {
+        RefType::FollowsFrom
+    }
+}
+
+/// Tags in the translator's order: scope name and version, attributes, `span.kind`,
+/// `otel.status_code`, `error`, `otel.status_description`, `w3c.tracestate`.
+fn span_tags(span: &OtlpSpan, scope: Option<&InstrumentationScope>) -> Vec<KeyValue> {
+    let mut tags = Vec::with_capacity(span.attributes.len() + 6);
+    if let Some(scope) = scope {
+        if !scope.name.is_empty() {
+            tags.push(KeyValue::string("otel.scope.name", scope.name.clone()));
+        }
+        if !scope.version.is_empty() {
+            tags.push(KeyValue::string(
+                "otel.scope.version",
+                scope.version.clone(),
+            ));
+        }
+    }
+    tags.extend(span.attributes.iter().map(attribute_to_tag));
+    let kind = SpanKind::from_otlp(span.kind);
+    if kind != SpanKind::Unspecified {
+        tags.push(KeyValue::string("span.kind", kind.jaeger_name()));
+    }
+    if let Some(status) = &span.status {
+        match status.code {
+            1 => tags.push(KeyValue::string("otel.status_code", "OK")),
+            2 => {
+                tags.push(KeyValue::string("otel.status_code", "ERROR"));
+                tags.push(KeyValue::bool("error", true));
+            }
+            _ => {}
+        }
+        if !status.message.is_empty() {
+            tags.push(KeyValue::string(
+                "otel.status_description",
+                status.message.clone(),
+            ));
+        }
+    }
+    if !span.trace_state.is_empty() {
+        tags.push(KeyValue::string("w3c.tracestate", span.trace_state.clone()));
+    }
+    tags
+}
+
+/// An event becomes a log; its name comes first as field `event` unless it is empty
+/// or an attribute is already called `event`.
+fn event_to_log(event: &span::Event) -> Log {
+    let mut fields = Vec::with_capacity(event.attributes.len() + 1);
+    if !event.name.is_empty() && !event.attributes.iter().any(|kv| kv.key == "event") {
+        fields.push(KeyValue::string("event", event.name.clone()));
+    }
+    fields.extend(event.attributes.iter().map(attribute_to_tag));
+    Log {
+        timestamp: event.time_unix_nano / 1000,
+        fields,
+    }
+}
+
+/// One OTLP attribute as a typed Jaeger tag. Arrays and maps become their JSON text.
+pub fn attribute_to_tag(kv: &OtlpKeyValue) -> KeyValue {
+    KeyValue {
+        key: kv.key.clone(),
+        value: any_value_to_tag_value(kv.value.as_ref()),
+    }
+}
+
+fn any_value_to_tag_value(value: Option<&AnyValue>) -> TagValue {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => TagValue::String(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => TagValue::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => TagValue::Int64(*i),
+        Some(any_value::Value::DoubleValue(d)) => TagValue::Float64(*d),
+        Some(any_value::Value::BytesValue(b)) => TagValue::Binary(b.clone()),
+        Some(v @ (any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_))) => {
+            let json = serde_json::to_string(&any_value_to_json(Some(v))).unwrap_or_default();
+            TagValue::String(go_html_escape(&json))
+        }
+        Some(any_value::Value::StringValueStrindex(_)) | None => TagValue::String(String::new()),
+    }
+}
+
+/// The raw JSON form pdata's `AsRaw` gives, with map keys sorted as Go's
+/// `encoding/json` writes them (last duplicate wins).
+fn any_value_to_json(value: Option<&any_value::Value>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        Some(any_value::Value::StringValue(s)) => J::String(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => J::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => J::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => {
+            serde_json::to_value(GoFloat(*d)).unwrap_or(J::Null)
+        }
+        Some(any_value::Value::BytesValue(b)) => {
+            use base64::Engine as _;
+            J::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        Some(any_value::Value::ArrayValue(a)) => J::Array(
+            a.values
+                .iter()
+                .map(|v| any_value_to_json(v.value.as_ref()))
+                .collect(),
+        ),
+        Some(any_value::Value::KvlistValue(kvs)) => {
+            let sorted: BTreeMap<&str, J> = kvs
+                .values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.as_str(),
+                        any_value_to_json(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                    )
+                })
+                .collect();
+            J::Object(
+                sorted
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            )
+        }
+        Some(any_value::Value::StringValueStrindex(_)) | None => J::Null,
+    }
+}
+
+/// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings. In
+/// JSON text those characters can only occur inside strings, so a plain replace over
+/// the whole document is exact.
+pub fn go_html_escape(json: &str) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A trace id from OTLP bytes; other lengths than 16 are left-padded or keep the last
+/// 16 bytes, so that malformed stored data still renders.
+pub fn trace_id_lenient(bytes: &[u8]) -> TraceId {
+    let mut out = [0u8; 16];
+    let n = bytes.len().min(16);
+    out[16 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    TraceId(out)
+}
+
+/// A span id from OTLP bytes, lenient like [`trace_id_lenient`].
+pub fn span_id_lenient(bytes: &[u8]) -> SpanId {
+    let mut out = [0u8; 8];
+    let n = bytes.len().min(8);
+    out[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    SpanId(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,452 @@
+//! Tests of the OTLP → Jaeger conversion.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use super::*;
+use crate::jaeger::model::Trace as JTrace;
+use crate::testing::*;
+use meshtel_model::otlp::common::v1::{ArrayValue, KeyValueList};
+use meshtel_model::otlp::trace::v1::{ScopeSpans, Status};
+use proptest::prelude::*;
+
+const T: &str = "5b8efff798038103d269b633813fc60c";
+
+fn convert(rs: Vec<ResourceSpans>) -> JTrace {
+    trace_to_jaeger(&trace_of(rs)).unwrap()
+}
+
+fn json(trace: &JTrace) -> String {
+    String::from_utf8(crate::response::go_json(trace, false).unwrap()).unwrap()
+}
+
+#[test]
+fn worked_example_of_section_4_byte_for_byte() {
+    let trace = convert(otlp_example());
+    let expected = minify(
+        r#"{"traceID":"5b8efff798038103d269b633813fc60c","spans":[
+        {"traceID":"5b8efff798038103d269b633813fc60c","spanID":"eee19b7ec3c1b174","operationName":"I'm a server span",
+         "references":[{"refType":"CHILD_OF","traceID":"5b8efff798038103d269b633813fc60c","spanID":"eee19b7ec3c1b173"}],
+         "startTime":1544712660000000,"duration":1000000,
+         "tags":[{"key":"otel.scope.name","type":"string","value":"my.library"},{"key":"otel.scope.version","type":"string","value":"1.0.0"},
+                 {"key":"http.status_code","type":"int64","value":500},{"key":"span.kind","type":"string","value":"server"},
+                 {"key":"otel.status_code","type":"string","value":"ERROR"},{"key":"error","type":"bool","value":true},
+                 {"key":"otel.status_description","type":"string","value":"boom"}],
+         "logs":[],"processID":"p1","warnings":null}],
+        "processes":{"p1":{"serviceName":"my.service","tags":[]}},"warnings":null}"#,
+    );
+    assert_eq!(json(&trace), expected);
+}
+
+#[test]
+fn resource_service_name_rules() {
+    let mut no_attrs = resource_spans("x", "", vec![span(T, "0000000000000001", "", "a", 0, 1, 2)]);
+    no_attrs.resource = None;
+    let mut no_name = resource_spans("x", "", vec![span(T, "0000000000000002", "", "b", 0, 3, 4)]);
+    no_name.resource.as_mut().unwrap().attributes = vec![str_attr("host.name", "h")];
+    let trace = convert(vec![no_attrs, no_name]);
+    assert_eq!(trace.processes["p1"].service_name, RESOURCE_NO_SERVICE_NAME);
+    assert_eq!(trace.processes["p2"].service_name, "");
+    assert_eq!(
+        trace.processes["p2"].tags,
+        vec![KeyValue::string("host.name", "h")]
+    );
+    // No scope name: no otel.scope.name tag; no kind: no span.kind tag.
+    assert!(trace.spans[0].tags.is_empty());
+}
+
+#[test]
+fn equal_processes_share_an_id_in_first_appearance_order() {
+    let a1 = resource_spans(
+        "a",
+        "s",
+        vec![span(T, "0000000000000003", "", "x", 1, 30, 40)],
+    );
+    let b = resource_spans(
+        "b",
+        "s",
+        vec![span(T, "0000000000000002", "", "y", 1, 20, 30)],
+    );
+    let a2 = resource_spans(
+        "a",
+        "s",
+        vec![span(T, "0000000000000001", "", "z", 1, 10, 20)],
+    );
+    let mut a3 = resource_spans(
+        "a",
+        "s",
+        vec![span(T, "0000000000000004", "", "w", 1, 40, 50)],
+    );
+    a3.resource
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(str_attr("pod", "p"));
+    let trace = convert(vec![a1, b, a2, a3]);
+    let ids: Vec<&str> = trace.spans.iter().map(|s| s.process_id.as_str()).collect();
+    assert_eq!(ids, ["p1", "p2", "p1", "p3"]);
+    assert_eq!(trace.processes.len(), 3);
+    assert_eq!(trace.processes["p1"].service_name, "a");
+    assert_eq!(
+        trace.processes["p3"].tags,
+        vec![KeyValue::string("pod", "p")]
+    );
+}
+
+#[test]
+fn spans_sorted_deduplicated_and_clamped() {
+    let s1 = span(T, "0000000000000001", "", "late", 2, 5_000, 9_999);
+    let s2 = span(T, "0000000000000002", "", "early", 2, 1_000, 500);
+    let dup = s1.clone();
+    let mut other_kind = s1.clone();
+    other_kind.kind = 3;
+    let trace = convert(vec![resource_spans("a", "", vec![s1, s2, dup, other_kind])]);
+    let names: Vec<&str> = trace
+        .spans
+        .iter()
+        .map(|s| s.operation_name.as_str())
+        .collect();
+    assert_eq!(names, ["early", "late", "late"]);
+    assert_eq!(trace.spans[0].duration, 0, "end before start clamps to 0");
+    assert_eq!(trace.spans[1].start_time, 5, "µs truncation");
+    assert_eq!(trace.spans[1].duration, 4);
+    assert!(trace_to_jaeger(&Trace::default()).is_none());
+}
+
+#[test]
+fn links_become_references_after_the_parent() {
+    let mut s = span(T, "0000000000000002", "0000000000000001", "op", 0, 1, 2);
+    let link = |trace: &str, span_hex: &str, child_of: bool| span::Link {
+        trace_id: hex::decode(trace).unwrap(),
+        span_id: hex::decode(span_hex).unwrap(),
+        attributes: if child_of {
+            vec![str_attr("opentracing.ref_type", "child_of")]
+        } else {
+            vec![]
+        },
+        ..Default::default()
+    };
+    let other = "00000000000000000000000000000abc";
+    s.links = vec![
+        link(other, "00000000000000aa", false),
+        link(T, "0000000000000001", false), // the parent again: overrides its type
+        link(other, "00000000000000bb", true),
+    ];
+    let trace = convert(vec![resource_spans("a", "", vec![s])]);
+    let refs = &trace.spans[0].references;
+    assert_eq!(refs.len(), 3);
+    assert_eq!(
+        (refs[0].ref_type, refs[0].span_id.as_str()),
+        (RefType::FollowsFrom, "0000000000000001")
+    );
+    assert_eq!(
+        (refs[1].ref_type, refs[1].trace_id.as_str()),
+        (RefType::FollowsFrom, "0000000000000abc")
+    );
+    assert_eq!(refs[2].ref_type, RefType::ChildOf);
+    // A zero parent id is no parent.
+    let root = span(T, "0000000000000003", "0000000000000000", "root", 0, 1, 2);
+    assert!(
+        convert(vec![resource_spans("a", "", vec![root])]).spans[0]
+            .references
+            .is_empty()
+    );
+}
+
+#[test]
+fn events_become_logs_with_the_event_field_rule() {
+    let mut s = span(T, "0000000000000002", "", "op", 0, 1_000, 2_000);
+    s.events = vec![
+        span::Event {
+            time_unix_nano: 1_500_999,
+            name: "exception".into(),
+            attributes: vec![str_attr("m", "boom")],
+            ..Default::default()
+        },
+        span::Event {
+            time_unix_nano: 1_600,
+            name: "named".into(),
+            attributes: vec![str_attr("event", "own")],
+            ..Default::default()
+        },
+        span::Event {
+            time_unix_nano: 1_700,
+            name: String::new(),
+            attributes: vec![],
+            ..Default::default()
+        },
+    ];
+    let logs = &convert(vec![resource_spans("a", "", vec![s])]).spans[0].logs;
+    assert_eq!(logs[0].timestamp, 1_500);
+    assert_eq!(
+        logs[0].fields,
+        vec![
+            KeyValue::string("event", "exception"),
+            KeyValue::string("m", "boom")
+        ]
+    );
+    assert_eq!(logs[1].fields, vec![KeyValue::string("event", "own")]);
+    assert!(logs[2].fields.is_empty());
+}
+
+#[test]
+fn status_kind_and_tracestate_tags_in_order() {
+    let mut s = span(T, "0000000000000002", "", "op", 3, 1, 2);
+    s.attributes = vec![str_attr("a", "1")];
+    s.status = Some(Status {
+        code: 1,
+        message: "fine".into(),
+    });
+    s.trace_state = "k=v".into();
+    let mut rs = resource_spans("a", "lib", vec![s]);
+    rs.scope_spans[0].scope.as_mut().unwrap().version = "2".into();
+    let keys: Vec<String> = convert(vec![rs]).spans[0]
+        .tags
+        .iter()
+        .map(|t| t.key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "otel.scope.name",
+            "otel.scope.version",
+            "a",
+            "span.kind",
+            "otel.status_code",
+            "otel.status_description",
+            "w3c.tracestate"
+        ]
+    );
+}
+
+#[test]
+fn attribute_values_are_typed_like_jaeger() {
+    use any_value::Value as V;
+    let kv = |v: V| serde_json::to_value(attribute_to_tag(&attr("k", v))).unwrap();
+    assert_eq!(
+        kv(V::IntValue(9_007_199_254_740_991))["value"],
+        9_007_199_254_740_991i64
+    );
+    assert_eq!(
+        kv(V::IntValue(9_007_199_254_740_992))["value"],
+        "9007199254740992"
+    );
+    assert_eq!(
+        kv(V::IntValue(-9_007_199_254_740_992))["value"],
+        "-9007199254740992"
+    );
+    assert_eq!(kv(V::IntValue(i64::MIN))["type"], "int64");
+    assert_eq!(kv(V::DoubleValue(1.5))["value"], 1.5);
+    assert_eq!(
+        kv(V::DoubleValue(2.0)).to_string(),
+        r#"{"key":"k","type":"float64","value":2}"#
+    );
+    assert_eq!(kv(V::BoolValue(true))["type"], "bool");
+    assert_eq!(
+        kv(V::BytesValue(b"blob".to_vec())).to_string(),
+        r#"{"key":"k","type":"binary","value":"YmxvYg=="}"#
+    );
+    let array = V::ArrayValue(ArrayValue {
+        values: vec![
+            AnyValue {
+                value: Some(V::StringValue("a".into())),
+            },
+            AnyValue {
+                value: Some(V::IntValue(1)),
+            },
+        ],
+    });
+    assert_eq!(kv(array)["value"], r#"["a",1]"#);
+    let map = V::KvlistValue(KeyValueList {
+        values: vec![str_attr("z", "<1>"), str_attr("a", "b")],
+    });
+    assert_eq!(kv(map)["value"], r#"{"a":"b","z":"\u003c1\u003e"}"#);
+    let empty = serde_json::to_value(attribute_to_tag(&OtlpKeyValue {
+        key: "e".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(
+        empty.to_string(),
+        r#"{"key":"e","type":"string","value":""}"#
+    );
+}
+
+#[test]
+fn ids_render_64_and_128_bit() {
+    let short = "0000000000000000000000000000abcd";
+    let trace = convert(vec![resource_spans(
+        "a",
+        "",
+        vec![span(short, "00000000000000ff", "", "op", 0, 1, 2)],
+    )]);
+    assert_eq!(trace.trace_id, "000000000000abcd");
+    assert_eq!(trace.spans[0].trace_id, "000000000000abcd");
+    assert_eq!(trace.spans[0].span_id, "00000000000000ff");
+    let long = convert(otlp_example());
+    assert_eq!(long.trace_id.len(), 32);
+}
+
+#[test]
+fn transform_groups_by_trace_id() {
+    let other = "0000000000000000000000000000abcd";
+    let rs = resource_spans(
+        "a",
+        "",
+        vec![
+            span(T, "0000000000000001", "", "x", 0, 1, 2),
+            span(other, "0000000000000002", "", "y", 0, 1, 2),
+        ],
+    );
+    let traces = resource_spans_to_jaeger(&[rs, ResourceSpans::default()]);
+    assert_eq!(traces.len(), 2);
+    assert_eq!(traces[0].trace_id, T);
+    assert_eq!(traces[1].trace_id, "000000000000abcd");
+}
+
+fn any_value() -> impl Strategy<Value = AnyValue> {
+    use any_value::Value as V;
+    let leaf = prop_oneof![
+        Just(None),
+        ".{0,4}".prop_map(|s| Some(V::StringValue(s))),
+        any::<bool>().prop_map(|b| Some(V::BoolValue(b))),
+        any::<i64>().prop_map(|i| Some(V::IntValue(i))),
+        any::<f64>().prop_map(|f| Some(V::DoubleValue(f))),
+        proptest::collection::vec(any::<u8>(), 0..4).prop_map(|b| Some(V::BytesValue(b))),
+        any::<i32>().prop_map(|i| Some(V::StringValueStrindex(i))),
+    ]
+    .prop_map(|value| AnyValue { value });
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(|values| AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values }))
+            }),
+            proptest::collection::vec((".{0,3}", inner), 0..3).prop_map(|kvs| AnyValue {
+                value: Some(any_value::Value::KvlistValue(KeyValueList {
+                    values: kvs
+                        .into_iter()
+                        .map(|(key, v)| OtlpKeyValue {
+                            key,
+                            value: Some(v),
+                            ..Default::default()
+                        })
+                        .collect(),
+                })),
+            }),
+        ]
+    })
+}
+
+fn attributes() -> impl Strategy<Value = Vec<OtlpKeyValue>> {
+    proptest::collection::vec(
+        (
+            prop_oneof![
+                Just("event".to_string()),
+                Just("service.name".to_string()),
+                ".{0,3}"
+            ],
+            proptest::option::of(any_value()),
+        )
+            .prop_map(|(key, value)| OtlpKeyValue {
+                key,
+                value,
+                ..Default::default()
+            }),
+        0..3,
+    )
+}
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..20)
+}
+
+fn otlp_span() -> impl Strategy<Value = OtlpSpan> {
+    (
+        (
+            bytes(),
+            bytes(),
+            bytes(),
+            ".{0,3}",
+            any::<i32>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        (
+            attributes(),
+            proptest::collection::vec((any::<u64>(), ".{0,2}", attributes()), 0..2),
+        ),
+        (
+            proptest::collection::vec((bytes(), bytes(), attributes()), 0..2),
+            proptest::option::of((any::<i32>(), ".{0,2}")),
+        ),
+    )
+        .prop_map(
+            |(
+                (trace_id, span_id, parent_span_id, name, kind, start, end),
+                (attributes, events),
+                (links, status),
+            )| {
+                OtlpSpan {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    name,
+                    kind,
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: end,
+                    attributes,
+                    events: events
+                        .into_iter()
+                        .map(|(t, name, attributes)| span::Event {
+                            time_unix_nano: t,
+                            name,
+                            attributes,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    links: links
+                        .into_iter()
+                        .map(|(trace_id, span_id, attributes)| span::Link {
+                            trace_id,
+                            span_id,
+                            attributes,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    status: status.map(|(code, message)| Status { code, message }),
+                    ..Default::default()
+                }
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn converter_never_panics(
+        spans in proptest::collection::vec(otlp_span(), 0..6),
+        resource_attrs in attributes(),
+        scope in proptest::option::of((".{0,3}", ".{0,3}")),
+    ) {
+        let rs = ResourceSpans {
+            resource: Some(Resource { attributes: resource_attrs, ..Default::default() }),
+            scope_spans: vec![ScopeSpans {
+                scope: scope.map(|(name, version)| InstrumentationScope { name, version, ..Default::default() }),
+                spans: spans.clone(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let trace = Trace { trace_id: TraceId::default(), resource_spans: vec![rs.clone()] };
+        match trace_to_jaeger(&trace) {
+            None => prop_assert!(spans.is_empty()),
+            Some(t) => {
+                prop_assert!(!t.spans.is_empty());
+                for s in &t.spans {
+                    prop_assert!(t.processes.contains_key(&s.process_id));
+                    prop_assert_eq!(s.span_id.len(), 16);
+                }
+                prop_assert!(crate::response::go_json(&t, true).is_ok());
+            }
+        }
+        let _ = resource_spans_to_jaeger(&[rs]);
+    }
+}

@@ -1,0 +1,343 @@
+//! Query-string parsing for the Jaeger v1 API, with Jaeger's defaults and its exact
+//! error messages (spec §1.4, §1.6): Go's `strconv` and `time.ParseDuration` wording
+//! behind Jaeger's `unable to parse param '<name>': ` prefix.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use meshtel_model::duration::parse_go_duration;
+use meshtel_model::{TraceId, TraceQuery};
+
+use crate::error::{ApiError, Result};
+
+/// Jaeger's default number of traces per search (also used for `limit=0`).
+pub const DEFAULT_SEARCH_LIMIT: usize = 100;
+/// Default search window when `start` is absent: 48 hours before `end`.
+pub const DEFAULT_SEARCH_LOOKBACK_NANO: u64 = 48 * 3600 * 1_000_000_000;
+/// Default dependency window when `lookback` is absent: 24 hours.
+pub const DEFAULT_DEPENDENCY_LOOKBACK_NANO: u64 = 24 * 3600 * 1_000_000_000;
+
+/// Decoded query parameters, in order, repeats kept, with Go's `url.Values` reading:
+/// a bare key (`minDuration` without `=`) has the value `""`.
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    /// Decodes a raw query string (`+` is a space, `%xx` escapes).
+    pub fn parse(raw: Option<&str>) -> Self {
+        let pairs = raw
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        QueryParams(pairs)
+    }
+
+    /// The first value of `key`, `""` when absent (Go's `FormValue`).
+    pub fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when `prettyPrint` is set to anything but `""` or `"false"`.
+    pub fn pretty_print(&self) -> bool {
+        !matches!(self.get("prettyPrint"), "" | "false")
+    }
+}
+
+/// What `GET /api/traces` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TracesRequest {
+    /// A search.
+    Search(TraceQuery),
+    /// A fetch of these ids (`traceID=…`, repeated); search parameters are ignored.
+    ByIds(Vec<TraceId>),
+}
+
+/// Parses `/api/traces` parameters in Jaeger's order, so that the first bad parameter
+/// is the one reported. `now_unix_nano` gives the default window; the search limit is
+/// bounded by `max_limit`.
+pub fn parse_traces_params(
+    params: &QueryParams,
+    now_unix_nano: u64,
+    max_limit: usize,
+) -> Result<TracesRequest> {
+    let service = params.get("service");
+    let operation = params.get("operation");
+    let end_default = now_unix_nano;
+    let start_default = now_unix_nano.saturating_sub(DEFAULT_SEARCH_LOOKBACK_NANO);
+    let start = parse_epoch_param(params, "start", 1_000, start_default)?;
+    let end = parse_epoch_param(params, "end", 1_000, end_default)?;
+    let tags = parse_tags(params.all("tag"), params.all("tags"))?;
+
+    let mut limit = DEFAULT_SEARCH_LIMIT as i64;
+    let limit_text = params.get("limit");
+    if !limit_text.is_empty() {
+        limit = parse_go_int(limit_text, 32).map_err(ApiError::BadRequest)?;
+    }
+    let min_duration = parse_duration_param(params, "minDuration")?;
+    let max_duration = parse_duration_param(params, "maxDuration")?;
+
+    let mut trace_ids = Vec::new();
+    for text in params.all("traceID") {
+        let id = parse_trace_id(text)
+            .map_err(|msg| ApiError::BadRequest(format!("cannot parse traceID param: {msg}")))?;
+        trace_ids.push(id);
+    }
+    if !trace_ids.is_empty() {
+        return Ok(TracesRequest::ByIds(trace_ids));
+    }
+    if service.is_empty() {
+        return Err(ApiError::BadRequest(
+            "parameter 'service' is required".to_string(),
+        ));
+    }
+    if let (Some(min), Some(max)) = (min_duration, max_duration)
+        && min != 0
+        && max != 0
+        && max < min
+    {
+        return Err(ApiError::BadRequest(
+            "'maxDuration' should be greater than 'minDuration'".to_string(),
+        ));
+    }
+    let limit = if limit <= 0 {
+        DEFAULT_SEARCH_LIMIT
+    } else {
+        usize::try_from(limit).unwrap_or(max_limit)
+    };
+    Ok(TracesRequest::Search(TraceQuery {
+        service: Some(service.to_string()),
+        operation: (!operation.is_empty()).then(|| operation.to_string()),
+        tags: tags.into_iter().collect(),
+        start_min_unix_nano: start,
+        start_max_unix_nano: end,
+        duration_min_nano: min_duration.filter(|d| *d != 0),
+        duration_max_nano: max_duration.filter(|d| *d != 0),
+        limit: limit.min(max_limit.max(1)),
+    }))
+}
+
+/// `GET /api/dependencies` parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependenciesParams {
+    /// End of the window, Unix ns (`endTs`, ms; default now).
+    pub end_unix_nano: u64,
+    /// Window length, ns (`lookback`, ms; default 24 h).
+    pub lookback_nano: u64,
+    /// Keep only links touching this service (`service`).
+    pub service: Option<String>,
+}
+
+/// Parses `endTs` and `lookback` (integers of milliseconds) and `service`.
+pub fn parse_dependencies_params(
+    params: &QueryParams,
+    now_unix_nano: u64,
+) -> Result<DependenciesParams> {
+    let end_unix_nano = parse_epoch_param(params, "endTs", 1_000_000, now_unix_nano)?;
+    let lookback_text = params.get("lookback");
+    let lookback_nano = if lookback_text.is_empty() {
+        DEFAULT_DEPENDENCY_LOOKBACK_NANO
+    } else {
+        let ms = parse_go_int(lookback_text, 64).map_err(|e| param_error("lookback", &e))?;
+        u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
+    };
+    let service = params.get("service");
+    Ok(DependenciesParams {
+        end_unix_nano,
+        lookback_nano,
+        service: (!service.is_empty()).then(|| service.to_string()),
+    })
+}
+
+/// Parses `raw` (Go `strconv.ParseBool`; absent is false).
+pub fn parse_raw_param(params: &QueryParams) -> Result<bool> {
+    let text = params.get("raw");
+    if text.is_empty() {
+        return Ok(false);
+    }
+    parse_go_bool(text).map_err(|e| param_error("raw", &e))
+}
+
+/// Parses a trace id as Jaeger does: 1 to 32 hex digits in any case; failing that, an
+/// id of at most 24 characters may be 16 bytes of standard or URL-safe base64, padded
+/// or not. The error is the hex parser's message.
+pub fn parse_trace_id(text: &str) -> std::result::Result<TraceId, String> {
+    match TraceId::parse_hex(text) {
+        Ok(id) => Ok(id),
+        Err(hex_error) => {
+            if text.len() <= 24 {
+                use base64::engine::general_purpose::{
+                    STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+                };
+                for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+                    if let Ok(bytes) = engine.decode(text)
+                        && let Ok(id) = TraceId::from_slice(&bytes)
+                    {
+                        return Ok(id);
+                    }
+                }
+            }
+            Err(hex_error.to_string())
+        }
+    }
+}
+
+/// `unable to parse param '<name>': <cause>`.
+fn param_error(name: &str, cause: &str) -> ApiError {
+    ApiError::BadRequest(format!("unable to parse param '{name}': {cause}"))
+}
+
+/// An integer time parameter in `unit_nanos` units since the epoch, as Unix ns;
+/// negative times clamp to the epoch.
+fn parse_epoch_param(
+    params: &QueryParams,
+    name: &str,
+    unit_nanos: u64,
+    default: u64,
+) -> Result<u64> {
+    let text = params.get(name);
+    if text.is_empty() {
+        return Ok(default);
+    }
+    let value = parse_go_int(text, 64).map_err(|e| param_error(name, &e))?;
+    Ok(u64::try_from(value).unwrap_or(0).saturating_mul(unit_nanos))
+}
+
+fn parse_duration_param(params: &QueryParams, name: &str) -> Result<Option<u64>> {
+    let text = params.get(name);
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let duration = parse_go_duration(text).map_err(|e| param_error(name, &e.to_string()))?;
+    Ok(Some(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)))
+}
+
+/// `tag=key:value` (split at the first `:`) then `tags={"k":"v"}` objects, later
+/// entries overriding earlier ones; `tags` overrides `tag`.
+pub fn parse_tags<'a>(
+    simple: impl Iterator<Item = &'a str>,
+    json: impl Iterator<Item = &'a str>,
+) -> Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    for tag in simple {
+        match tag.split_once(':') {
+            Some((k, v)) => {
+                tags.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                return Err(ApiError::BadRequest(format!(
+                    "malformed 'tag' parameter, expecting key:value, received: {tag}"
+                )));
+            }
+        }
+    }
+    for text in json {
+        let object = parse_string_map(text).map_err(|cause| {
+            ApiError::BadRequest(format!(
+                "malformed 'tags' parameter, cannot unmarshal JSON: {cause}"
+            ))
+        })?;
+        tags.extend(object);
+    }
+    Ok(tags)
+}
+
+/// Decodes a JSON object of strings as Go's `json.Unmarshal` into `map[string]string`,
+/// with Go's wording for type mismatches. `null` (whole or as a value) is accepted.
+pub fn parse_string_map(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let type_name = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    };
+    match value {
+        serde_json::Value::Null => Ok(Vec::new()),
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => Ok((k, s)),
+                serde_json::Value::Null => Ok((k, String::new())),
+                other => Err(format!(
+                    "json: cannot unmarshal {} into Go value of type string",
+                    type_name(&other)
+                )),
+            })
+            .collect(),
+        other => Err(format!(
+            "json: cannot unmarshal {} into Go value of type map[string]string",
+            type_name(&other)
+        )),
+    }
+}
+
+/// Go's `strconv.ParseInt(text, 10, bits)` with its error wording.
+pub fn parse_go_int(text: &str, bits: u32) -> std::result::Result<i64, String> {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "strconv.ParseInt: parsing {}: invalid syntax",
+            go_quote(text)
+        ));
+    }
+    let out_of_range = || {
+        format!(
+            "strconv.ParseInt: parsing {}: value out of range",
+            go_quote(text)
+        )
+    };
+    let value: i64 = text.parse().map_err(|_| out_of_range())?;
+    let bound = 1i64.checked_shl(bits.saturating_sub(1)).unwrap_or(i64::MAX);
+    if bits < 64 && (value >= bound || value < -bound) {
+        return Err(out_of_range());
+    }
+    Ok(value)
+}
+
+/// Go's `strconv.ParseBool` with its error wording.
+pub fn parse_go_bool(text: &str) -> std::result::Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!(
+            "strconv.ParseBool: parsing {}: invalid syntax",
+            go_quote(text)
+        )),
+    }
+}
+
+/// Go's `strconv.Quote` for the common cases: double quotes, `\"`, `\\` and escapes
+/// for control characters.
+pub fn go_quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests;

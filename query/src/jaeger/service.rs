@@ -1,0 +1,161 @@
+//! [`JaegerService`]: the query domain over a [`TraceReader`]. HTTP handlers (v1 and
+//! v3) are thin adapters around it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use meshtel_model::{DependencyLink, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader};
+
+use super::convert::trace_to_jaeger;
+use super::model;
+use crate::Clock;
+use crate::error::{ApiError, Result};
+
+/// Answers Jaeger queries from a trace store.
+pub struct JaegerService {
+    reader: Arc<dyn TraceReader>,
+    clock: Arc<dyn Clock>,
+    max_search_limit: usize,
+}
+
+impl JaegerService {
+    /// A service over `reader`; searches return at most `max_search_limit` traces.
+    pub fn new(
+        reader: Arc<dyn TraceReader>,
+        clock: Arc<dyn Clock>,
+        max_search_limit: usize,
+    ) -> Self {
+        JaegerService {
+            reader,
+            clock,
+            max_search_limit: max_search_limit.max(1),
+        }
+    }
+
+    /// Now, Unix nanoseconds, from the injected clock.
+    pub fn now_unix_nano(&self) -> u64 {
+        self.clock.now_unix_nano()
+    }
+
+    /// The bound on a search's `limit`.
+    pub fn max_search_limit(&self) -> usize {
+        self.max_search_limit
+    }
+
+    /// All service names, sorted.
+    pub async fn services(&self) -> Result<Vec<String>> {
+        Ok(self.reader.services().await?)
+    }
+
+    /// Operations of `service` of one kind, or of every kind when `kind` is `None`.
+    pub async fn operations(
+        &self,
+        service: &str,
+        kind: Option<SpanKind>,
+    ) -> Result<Vec<Operation>> {
+        Ok(self.reader.operations(service, kind).await?)
+    }
+
+    /// Distinct operation names of `service` across all span kinds, in store order.
+    pub async fn operation_names(&self, service: &str) -> Result<Vec<String>> {
+        let mut names: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for op in self.operations(service, None).await? {
+            if seen.insert(op.name.clone()) {
+                names.push(op.name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Traces matching `query` (limit bounded), never an empty one.
+    pub async fn find_traces(&self, query: &TraceQuery) -> Result<Vec<Trace>> {
+        let mut bounded = query.clone();
+        bounded.limit = bounded.limit.clamp(1, self.max_search_limit);
+        let mut traces = self.reader.find_traces(&bounded).await?;
+        traces.retain(|t| t.span_count() > 0);
+        traces.truncate(bounded.limit);
+        Ok(traces)
+    }
+
+    /// [`Self::find_traces`] rendered as Jaeger JSON.
+    pub async fn find_jaeger_traces(&self, query: &TraceQuery) -> Result<Vec<model::Trace>> {
+        Ok(self
+            .find_traces(query)
+            .await?
+            .iter()
+            .filter_map(trace_to_jaeger)
+            .collect())
+    }
+
+    /// One trace, `None` when not found or empty.
+    pub async fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>> {
+        Ok(self
+            .reader
+            .get_trace(trace_id)
+            .await?
+            .filter(|t| t.span_count() > 0))
+    }
+
+    /// One trace as Jaeger JSON; [`ApiError::NotFound`] when missing.
+    pub async fn get_jaeger_trace(&self, trace_id: TraceId) -> Result<model::Trace> {
+        self.get_trace(trace_id)
+            .await?
+            .as_ref()
+            .and_then(trace_to_jaeger)
+            .ok_or_else(ApiError::trace_not_found)
+    }
+
+    /// Several traces as Jaeger JSON, with the ids that were not found.
+    pub async fn get_jaeger_traces(
+        &self,
+        trace_ids: &[TraceId],
+    ) -> Result<(Vec<model::Trace>, Vec<TraceId>)> {
+        let mut found = Vec::with_capacity(trace_ids.len());
+        let mut missing = Vec::new();
+        for &id in trace_ids {
+            match self.get_jaeger_trace(id).await {
+                Ok(trace) => found.push(trace),
+                Err(ApiError::NotFound(_)) => missing.push(id),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    /// Service-graph edges in `[end − lookback, end]`, duplicates summed, optionally
+    /// only those with `service` as parent or child; first-seen order.
+    pub async fn dependencies(
+        &self,
+        end_unix_nano: u64,
+        lookback_nano: u64,
+        service: Option<&str>,
+    ) -> Result<Vec<DependencyLink>> {
+        let links = self
+            .reader
+            .dependencies(end_unix_nano, lookback_nano)
+            .await?;
+        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        let mut out: Vec<DependencyLink> = Vec::new();
+        for link in links {
+            if let Some(s) = service
+                && link.parent != s
+                && link.child != s
+            {
+                continue;
+            }
+            match index.get(&(link.parent.clone(), link.child.clone())) {
+                Some(&i) => {
+                    if let Some(existing) = out.get_mut(i) {
+                        existing.call_count = existing.call_count.saturating_add(link.call_count);
+                    }
+                }
+                None => {
+                    index.insert((link.parent.clone(), link.child.clone()), out.len());
+                    out.push(link);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

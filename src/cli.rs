@@ -1,0 +1,145 @@
+//! Command line: subcommands and the flags (each with a `MESHTEL_*` twin) that override
+//! the config file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::{Args, Parser, Subcommand};
+use meshtel_store::WalSync;
+
+use crate::bench::BenchCommand;
+use crate::config::Config;
+
+/// meshtel: a telemetry collector and trace store for service meshes.
+#[derive(Debug, Parser)]
+#[command(name = "meshtel", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles and tools of the one binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run collector and query service in one process (all-in-one).
+    Serve(ServerArgs),
+    /// Run only the collector (ingest, WAL, store writer).
+    Collector(ServerArgs),
+    /// Run only the query service, reading the blocks a collector writes to the same
+    /// data directory.
+    Query(ServerArgs),
+    /// Load generators to point at any deployment.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Flags shared by `serve`, `collector` and `query`. Each overrides the config file;
+/// each has an environment twin.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML config file; flags and MESHTEL_* variables override what it says.
+    #[arg(long, env = "MESHTEL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the WAL, Parquet blocks and SQLite database [default: ./meshtel-data]
+    #[arg(long, env = "MESHTEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// OTLP gRPC listen address, host:port (0 = any free port) [default: 127.0.0.1:4317]
+    #[arg(long, env = "MESHTEL_GRPC_LISTEN")]
+    pub grpc_listen: Option<String>,
+    /// OTLP HTTP, /metrics and health listen address [default: 127.0.0.1:4318]
+    #[arg(long, env = "MESHTEL_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Zipkin v2 listen address [default: 127.0.0.1:9411]
+    #[arg(long, env = "MESHTEL_ZIPKIN_LISTEN")]
+    pub zipkin_listen: Option<String>,
+    /// Jaeger query API listen address [default: 127.0.0.1:16686]
+    #[arg(long, env = "MESHTEL_QUERY_LISTEN")]
+    pub query_listen: Option<String>,
+    /// When the WAL reaches the disk: "interval" (fsync every --wal-sync-interval; a
+    /// power failure can lose that window, a process crash loses nothing) or "always"
+    /// (fsync before every acknowledgement) [default: interval]
+    #[arg(long, env = "MESHTEL_WAL_SYNC", value_parser = parse_wal_sync)]
+    pub wal_sync: Option<WalSync>,
+    /// WAL fsync interval with --wal-sync=interval, e.g. 100ms [default: 100ms]
+    #[arg(long, env = "MESHTEL_WAL_SYNC_INTERVAL", value_parser = humantime::parse_duration)]
+    pub wal_sync_interval: Option<Duration>,
+    /// How often the in-memory head is written to a Parquet block, e.g. 5s [default: 5s]
+    #[arg(long, env = "MESHTEL_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
+    pub flush_interval: Option<Duration>,
+    /// Delete blocks whose newest span is older than this, e.g. 7d [default: 7d]
+    #[arg(long, env = "MESHTEL_RETENTION_MAX_AGE", value_parser = humantime::parse_duration)]
+    pub retention_max_age: Option<Duration>,
+    /// Delete the oldest blocks while all blocks exceed this size, e.g. 50GiB [default: 50GiB]
+    #[arg(long, env = "MESHTEL_RETENTION_MAX_BYTES")]
+    pub retention_max_bytes: Option<ByteSize>,
+    /// Largest ingest request body, before and after decompression [default: 16MiB]
+    #[arg(long, env = "MESHTEL_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<ByteSize>,
+    /// Most spans in one ingest request [default: 100000]
+    #[arg(long, env = "MESHTEL_MAX_SPANS_PER_REQUEST")]
+    pub max_spans_per_request: Option<usize>,
+    /// URL prefix of the query API, e.g. /jaeger [default: none]
+    #[arg(long, env = "MESHTEL_QUERY_BASE_PATH")]
+    pub query_base_path: Option<String>,
+    /// Log format: "text" or "json" [default: text]; the level comes from RUST_LOG
+    /// (default info).
+    #[arg(long, env = "MESHTEL_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+fn parse_wal_sync(text: &str) -> Result<WalSync, String> {
+    match text {
+        "always" => Ok(WalSync::Always),
+        "interval" => Ok(WalSync::Interval),
+        other => Err(format!("expected \"always\" or \"interval\", got {other:?}")),
+    }
+}
+
+impl ServerArgs {
+    /// The config file with every flag and variable applied on top.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let mut c = Config::load(self.config.as_deref())?;
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &self.grpc_listen {
+            c.listen.grpc = v.clone();
+        }
+        if let Some(v) = &self.http_listen {
+            c.listen.http = v.clone();
+        }
+        if let Some(v) = &self.zipkin_listen {
+            c.listen.zipkin = v.clone();
+        }
+        if let Some(v) = &self.query_listen {
+            c.listen.query = v.clone();
+        }
+        if let Some(v) = self.wal_sync {
+            c.store.wal.sync = v;
+        }
+        if let Some(v) = self.wal_sync_interval {
+            c.store.wal.sync_interval = v;
+        }
+        if let Some(v) = self.flush_interval {
+            c.store.flush_interval = v;
+        }
+        if let Some(v) = self.retention_max_age {
+            c.store.retention_max_age = v;
+        }
+        if let Some(v) = self.retention_max_bytes {
+            c.store.retention_max_bytes = v;
+        }
+        if let Some(v) = self.max_request_bytes {
+            c.ingest.max_request_bytes = v;
+        }
+        if let Some(v) = self.max_spans_per_request {
+            c.ingest.max_spans_per_request = v;
+        }
+        if let Some(v) = &self.query_base_path {
+            c.query.base_path = v.clone();
+        }
+        c.finish()
+    }
+}

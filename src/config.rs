@@ -1,0 +1,167 @@
+//! The one configuration of the `meshtel` binary: a TOML file (`--config`), then
+//! `MESHTEL_*` environment variables, then flags, each overriding the one before.
+//!
+//! ```toml
+//! data_dir = "./meshtel-data"
+//! [listen]
+//! grpc = "127.0.0.1:4317"      # OTLP gRPC
+//! http = "127.0.0.1:4318"      # OTLP HTTP, /metrics, /healthz
+//! zipkin = "127.0.0.1:9411"    # Zipkin v2
+//! query = "127.0.0.1:16686"    # Jaeger API
+//! [store]
+//! wal.sync = "interval"        # or "always"
+//! retention_max_age = "7d"
+//! [ingest]
+//! max_request_bytes = "16 MiB"
+//! [query]
+//! base_path = ""
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use meshtel_collector::IngestLimits;
+use meshtel_query::QueryConfig;
+use meshtel_store::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+/// Where each server listens. `host:port`; port 0 picks a free port (the bound
+/// addresses are logged and written to `<data_dir>/listeners.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// OTLP gRPC (`TraceService/Export`). Default `127.0.0.1:4317`.
+    #[serde(default = "default_grpc")]
+    pub grpc: String,
+    /// OTLP HTTP (`POST /v1/traces`), `/metrics`, `/healthz`, `/readyz`. Default
+    /// `127.0.0.1:4318`.
+    #[serde(default = "default_http")]
+    pub http: String,
+    /// Zipkin v2 (`POST /api/v2/spans`). Default `127.0.0.1:9411`.
+    #[serde(default = "default_zipkin")]
+    pub zipkin: String,
+    /// Jaeger query API (`/api/...`, `/api/v3/...`). Default `127.0.0.1:16686`.
+    #[serde(default = "default_query")]
+    pub query: String,
+}
+
+fn default_grpc() -> String {
+    "127.0.0.1:4317".into()
+}
+fn default_http() -> String {
+    "127.0.0.1:4318".into()
+}
+fn default_zipkin() -> String {
+    "127.0.0.1:9411".into()
+}
+fn default_query() -> String {
+    "127.0.0.1:16686".into()
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            grpc: default_grpc(),
+            http: default_http(),
+            zipkin: default_zipkin(),
+            query: default_query(),
+        }
+    }
+}
+
+/// Everything `meshtel serve`, `collector` and `query` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the WAL, the Parquet blocks and the SQLite database. Default
+    /// `./meshtel-data`.
+    #[serde(default = "meshtel_store::config::default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Listen addresses.
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// Trace store: WAL sync, flushing, compaction, retention, memory bounds.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Limits on each ingest request.
+    #[serde(default)]
+    pub ingest: IngestLimits,
+    /// Query API settings.
+    #[serde(default)]
+    pub query: QueryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: meshtel_store::config::default_data_dir(),
+            listen: ListenConfig::default(),
+            store: StoreConfig::default(),
+            ingest: IngestLimits::default(),
+            query: QueryConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file, or the defaults when no file is given.
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Checks every section; the store gets the top-level data directory.
+    pub fn finish(mut self) -> anyhow::Result<Config> {
+        self.store.data_dir = self.data_dir.clone();
+        self.store.validate()?;
+        self.ingest.validate()?;
+        self.query.validate()?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let config = Config::default();
+        let text = toml::to_string(&config).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(config, back);
+        back.finish().unwrap();
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let text = r#"
+data_dir = "/var/lib/meshtel"
+[listen]
+grpc = "0.0.0.0:4317"
+[store]
+wal.sync = "always"
+retention_max_age = "3d"
+[ingest]
+max_request_bytes = "8 MiB"
+[query]
+base_path = "/jaeger"
+"#;
+        let config: Config = toml::from_str(text).unwrap();
+        let config = config.finish().unwrap();
+        assert_eq!(config.store.data_dir, PathBuf::from("/var/lib/meshtel"));
+        assert_eq!(config.store.wal.sync, meshtel_store::WalSync::Always);
+        assert_eq!(config.listen.grpc, "0.0.0.0:4317");
+        assert_eq!(config.listen.http, "127.0.0.1:4318");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = toml::from_str::<Config>("[store]\nretention = \"1d\"\n").unwrap_err();
+        assert!(err.to_string().contains("retention"), "{err}");
+    }
+}

@@ -1,0 +1,166 @@
+//! Composes the roles: binds every listener first (so port 0 works and the bound
+//! addresses can be published), opens the store, starts the servers, and on SIGINT or
+//! SIGTERM stops accepting, lets in-flight requests finish, flushes the head and exits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use meshtel_model::{SpanSink, TraceReader};
+use meshtel_store::TraceStore;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::config::Config;
+use crate::metrics;
+
+/// Which servers a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Collector and query.
+    All,
+    /// Ingest and store writer only.
+    Collector,
+    /// Query API only, over the blocks in the data directory.
+    Query,
+}
+
+impl Role {
+    fn ingests(self) -> bool {
+        matches!(self, Role::All | Role::Collector)
+    }
+    fn queries(self) -> bool {
+        matches!(self, Role::All | Role::Query)
+    }
+}
+
+/// The addresses actually bound, as written to `<data_dir>/listeners.json`.
+#[derive(Debug, Default, Serialize)]
+pub struct Listeners {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zipkin: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<SocketAddr>,
+}
+
+async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+/// Runs `role` until a shutdown signal.
+pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let mut listeners = Listeners::default();
+    let mut ingest_listeners = None;
+    if role.ingests() {
+        let grpc = bind("OTLP gRPC", &config.listen.grpc).await?;
+        let http = bind("OTLP HTTP", &config.listen.http).await?;
+        let zipkin = bind("Zipkin", &config.listen.zipkin).await?;
+        listeners.grpc = Some(grpc.local_addr()?);
+        listeners.http = Some(http.local_addr()?);
+        listeners.zipkin = Some(zipkin.local_addr()?);
+        ingest_listeners = Some((grpc, http, zipkin));
+    }
+    let mut query_listener = None;
+    if role.queries() {
+        let query = bind("query", &config.listen.query).await?;
+        listeners.query = Some(query.local_addr()?);
+        query_listener = Some(query);
+    }
+
+    let store = if role.ingests() {
+        TraceStore::open(config.store.clone()).await
+    } else {
+        TraceStore::open_read_only(config.store.clone(), std::time::Duration::from_secs(1)).await
+    }
+    .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    if let Some((grpc, http, zipkin)) = ingest_listeners {
+        let sink: Arc<dyn SpanSink> = Arc::new(store.clone());
+        let grpc_service = meshtel_collector::otlp_grpc_service(sink.clone(), config.ingest.clone());
+        let stop = stop_signal(stop_rx.clone());
+        servers.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(grpc_service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop)
+                .await
+                .context("OTLP gRPC server")
+        });
+        let http_app = meshtel_collector::otlp_http_router(sink.clone(), config.ingest.clone())
+            .merge(metrics::router(store.clone()));
+        servers.spawn(serve_http(http, http_app, stop_rx.clone(), "OTLP HTTP"));
+        let zipkin_app = meshtel_collector::zipkin_router(sink, config.ingest.clone());
+        servers.spawn(serve_http(zipkin, zipkin_app, stop_rx.clone(), "Zipkin"));
+    }
+    if let Some(query) = query_listener {
+        let reader: Arc<dyn TraceReader> = Arc::new(store.clone());
+        let app = meshtel_query::router(reader, &config.query);
+        servers.spawn(serve_http(query, app, stop_rx.clone(), "query"));
+    }
+
+    let listeners_path = config.data_dir.join("listeners.json");
+    std::fs::write(&listeners_path, serde_json::to_vec_pretty(&listeners)?)
+        .with_context(|| format!("writing {}", listeners_path.display()))?;
+    info!(
+        grpc = ?listeners.grpc,
+        http = ?listeners.http,
+        zipkin = ?listeners.zipkin,
+        query = ?listeners.query,
+        data_dir = %config.data_dir.display(),
+        "meshtel is listening"
+    );
+
+    let result = tokio::select! {
+        () = crate::signal::shutdown_signal() => Ok(()),
+        Some(joined) = servers.join_next() => match joined {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a server stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        },
+    };
+    info!("shutting down: no new connections, finishing requests in flight");
+    let _ = stop_tx.send(true);
+    let drain = async {
+        while let Some(joined) = servers.join_next().await {
+            if let Ok(Err(e)) = joined {
+                tracing::warn!(error = %e, "server stopped with an error");
+            }
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), drain).await.is_err() {
+        tracing::warn!("requests still in flight after 10s; closing them");
+    }
+    store.shutdown().await.context("flushing the store")?;
+    let _ = std::fs::remove_file(&listeners_path);
+    info!("stopped");
+    result
+}
+
+async fn stop_signal(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: watch::Receiver<bool>,
+    what: &'static str,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop_signal(stop))
+        .await
+        .with_context(|| format!("{what} server"))
+}
