@@ -160,6 +160,16 @@ base_path = "/jaeger"
     }
 
     #[test]
+    fn readme_config_example_parses_and_matches_the_defaults() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\ndata_dir").expect("README has the config example");
+        let body = &readme[start + "```toml\n".len()..];
+        let end = body.find("```").expect("config example is closed");
+        let config: Config = toml::from_str(&body[..end]).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = toml::from_str::<Config>("[store]\nretention = \"1d\"\n").unwrap_err();
         assert!(err.to_string().contains("retention"), "{err}");
