@@ -263,3 +263,54 @@ pub fn batches_to_traces(batches: &[RecordBatch]) -> Result<Vec<Trace>> {
     out.sort_by_key(|t| t.trace_id);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::encode::encode_attribute;
+    use crate::search::candidate_entries;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<String>().prop_map(Value::StringValue),
+            any::<bool>().prop_map(Value::BoolValue),
+            any::<i64>().prop_map(Value::IntValue),
+            any::<f64>()
+                .prop_filter("NaN never equals itself", |d| !d.is_nan())
+                .prop_map(Value::DoubleValue),
+            proptest::collection::vec(any::<u8>(), 0..16).prop_map(Value::BytesValue),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn attributes_round_trip(key in "[a-z._]{1,12}", v in value()) {
+            let any = AnyValue { value: Some(v) };
+            let mut entry = String::new();
+            encode_attribute(&key, Some(&any), &mut entry);
+            let kv = decode_attribute(&entry);
+            prop_assert_eq!(kv.key, key);
+            prop_assert_eq!(kv.value, Some(any));
+        }
+
+        #[test]
+        fn a_tag_search_finds_the_value_it_was_given(key in "[a-z._]{1,12}", v in value()) {
+            // Whatever Jaeger would render as the tag's string, searching for it must
+            // produce the stored entry among the candidates.
+            let rendered = match &v {
+                Value::StringValue(s) => s.clone(),
+                Value::BoolValue(b) => b.to_string(),
+                Value::IntValue(i) => i.to_string(),
+                Value::DoubleValue(d) => format!("{d}"),
+                Value::BytesValue(b) => hex::encode(b),
+                _ => unreachable!(),
+            };
+            let any = AnyValue { value: Some(v) };
+            let mut entry = String::new();
+            encode_attribute(&key, Some(&any), &mut entry);
+            prop_assert!(candidate_entries(&key, &rendered).contains(&entry));
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! OTLP `ResourceSpans` → Arrow rows of the span table (see [`crate::schema`]).
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -46,11 +47,11 @@ pub fn encode_attribute(key: &str, value: Option<&AnyValue>, out: &mut String) {
         }
         Some(Value::IntValue(i)) => {
             out.push('i');
-            out.push_str(&i.to_string());
+            let _ = write!(out, "{i}");
         }
         Some(Value::DoubleValue(d)) => {
             out.push('d');
-            out.push_str(&format_double(*d));
+            let _ = write!(out, "{d}");
         }
         Some(Value::BytesValue(b)) => {
             out.push('x');
@@ -66,7 +67,8 @@ pub fn encode_attribute(key: &str, value: Option<&AnyValue>, out: &mut String) {
     }
 }
 
-/// The canonical text of a double in stored entries (shortest round-trip form).
+/// The canonical text of a double in stored entries (shortest round-trip form); must
+/// match what [`encode_attribute`] writes.
 pub fn format_double(d: f64) -> String {
     format!("{d}")
 }
@@ -176,10 +178,12 @@ pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Result<(Encode
         .map(|s| s.spans.len())
         .sum();
     let mut b = Builders::with_capacity(rows);
-    let mut operations = HashSet::new();
+    // (resource index, span name, kind), borrowed from the request: no allocation per span.
+    let mut seen: HashSet<(usize, &str, i32)> = HashSet::new();
+    let mut services = Vec::with_capacity(resource_spans.len());
     let mut skipped = 0;
     let mut scratch = String::new();
-    for rs in resource_spans {
+    for (resource_index, rs) in resource_spans.iter().enumerate() {
         let resource_attrs: &[KeyValue] = rs
             .resource
             .as_ref()
@@ -210,16 +214,23 @@ pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Result<(Encode
                 append_span(&mut b, span, &service, &encoded_resource, &mut scratch)?;
                 b.scope_name.append_value(scope_name);
                 b.scope_version.append_value(scope_version);
-                let op = Operation {
-                    name: span.name.clone(),
-                    span_kind: SpanKind::from_otlp(span.kind),
-                };
-                if !operations.contains(&(service.clone(), op.clone())) {
-                    operations.insert((service.clone(), op));
-                }
+                seen.insert((resource_index, span.name.as_str(), span.kind));
             }
         }
+        services.push(service);
     }
+    let operations = seen
+        .into_iter()
+        .map(|(resource_index, name, kind)| {
+            (
+                services[resource_index].clone(),
+                Operation {
+                    name: name.to_string(),
+                    span_kind: SpanKind::from_otlp(kind),
+                },
+            )
+        })
+        .collect();
     let batch = b.finish()?;
     Ok((EncodedBatch { batch, operations }, skipped))
 }
