@@ -24,16 +24,44 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run collector and query service in one process (all-in-one).
+    #[command(after_help = CONFIG_HELP)]
     Serve(ServerArgs),
     /// Run only the collector (ingest, WAL, store writer).
+    #[command(after_help = CONFIG_HELP)]
     Collector(ServerArgs),
     /// Run only the query service, reading the blocks a collector writes to the same
     /// data directory.
+    #[command(after_help = CONFIG_HELP)]
     Query(ServerArgs),
     /// Load generators to point at any deployment.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
+
+/// Every setting of the config file, shown under `--help`.
+const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTEL_* variables override it:
+  data_dir = "./meshtel-data"
+  [listen]    grpc = "127.0.0.1:4317"   http = "127.0.0.1:4318"
+              zipkin = "127.0.0.1:9411" query = "127.0.0.1:16686"
+  [store]     wal.sync = "interval"            # or "always" (fsync before every ack)
+              wal.sync_interval = "100ms"      # power-failure window with "interval"
+              flush_interval = "5s"            # head -> Parquet block at least this often
+              flush_rows = 262144              # ...or at this many spans
+              max_head_rows = 2097152          # spans held in memory; beyond: 503/UNAVAILABLE
+              max_queued_bytes = "64 MiB"      # requests waiting for the WAL; beyond: 503
+              row_group_rows = 65536           # Parquet row group size
+              compaction_target_rows = 524288  # blocks below this are merged
+              compaction_interval = "30s"
+              retention_max_age = "7d"
+              retention_max_bytes = "50 GiB"
+              max_catalog_operations = 100000  # bound on (service, operation, kind) entries
+  [ingest]    max_request_bytes = "16 MiB"     # before and after gzip; over: 413
+              max_spans_per_request = 100000   # over: 400 / INVALID_ARGUMENT
+              max_attributes_per_span = 128    # extra ones dropped and counted
+              max_attribute_value_bytes = "64 KiB"  # longer values truncated
+  [query]     base_path = ""                   # e.g. "/jaeger"
+              max_search_limit = 1500          # cap on a search's limit
+Log level: RUST_LOG (default "info")."#;
 
 /// Flags shared by `serve`, `collector` and `query`. Each overrides the config file;
 /// each has an environment twin.
