@@ -1,0 +1,474 @@
+//! `meshtel bench ingest`: OTLP/gRPC export load against any collector.
+//!
+//! ```text
+//! templates (encoded once) ──► workers (connections × streams) ──► collector
+//!       fresh ids + times ─┘        ▲ permits                     │ ack
+//!                          pacer ───┘ (with --rate)               ▼
+//!                                           counters ──► progress every 5 s, summary
+//! ```
+//!
+//! Each worker sends one request at a time; `--connections` HTTP/2 connections carry
+//! `--streams-per-connection` workers each. `UNAVAILABLE` (and `RESOURCE_EXHAUSTED`
+//! with a retry hint) is retried after the server's hint, or a doubling backoff, and
+//! counted; other errors are counted and the request dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use rand::SeedableRng;
+use rand::rngs::{SmallRng, StdRng};
+use serde_json::json;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::MissedTickBehavior;
+
+use super::otlp_client::{ExportClient, code_name, retry_advice};
+use super::report::{Latencies, Out, counts_text, merge_counts, round3};
+use super::shape::{Shape, ShapeGenerator};
+use super::template::RequestTemplate;
+
+/// `meshtel bench ingest` flags.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// OTLP/gRPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    pub endpoint: String,
+    /// How long to send, e.g. 60s [default: 60s, or until --total-spans/--traces are
+    /// sent when one of them is given]
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// HTTP/2 connections to open.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Requests in flight on each connection.
+    #[arg(long, default_value_t = 1)]
+    pub streams_per_connection: usize,
+    /// Spans in each export request (whole traces: rounded down to a multiple of
+    /// --spans-per-trace).
+    #[arg(long, default_value_t = 500)]
+    pub spans_per_request: usize,
+    /// Spans in each trace.
+    #[arg(long, default_value_t = 10)]
+    pub spans_per_trace: usize,
+    /// Target rate in spans/s; without it, send as fast as the collector acknowledges.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop after this many traces (sets --total-spans to N × --spans-per-trace).
+    #[arg(long, conflicts_with = "total_spans")]
+    pub traces: Option<u64>,
+    /// Stop after this many spans have been sent.
+    #[arg(long)]
+    pub total_spans: Option<u64>,
+    /// What the spans look like: "mesh" (HTTP services, 10–20 attributes) or "tempo"
+    /// (11 attributes from 97 keys × 1000 values).
+    #[arg(long, value_enum, default_value_t = Shape::Mesh)]
+    pub shape: Shape,
+    /// Seed of the span shapes (trace ids are random on every run).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Distinct requests generated up front and replayed with fresh trace ids.
+    #[arg(long, default_value_t = 32)]
+    pub templates: usize,
+    /// Timeout of one export call.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Compress requests with gzip.
+    #[arg(long)]
+    pub gzip: bool,
+    /// Progress line interval.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub progress_interval: Duration,
+    /// Print a JSON summary line on stdout (the human summary goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Counters shared by the workers, read by the progress reporter.
+#[derive(Default)]
+struct Progress {
+    acked_spans: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// What one worker saw.
+#[derive(Default)]
+struct WorkerReport {
+    latencies: Latencies,
+    errors: BTreeMap<String, u64>,
+    retries: BTreeMap<String, u64>,
+    rejected_spans: u64,
+    sent_spans: u64,
+}
+
+/// Which request a worker sends next, when the run is bounded by a span count.
+struct Plan {
+    full_requests: u64,
+    tail: Option<RequestTemplate>,
+    next: AtomicU64,
+}
+
+enum Claim<'a> {
+    Pool(usize),
+    Tail(&'a RequestTemplate),
+    Done,
+}
+
+impl Plan {
+    fn claim(&self) -> Claim<'_> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        if n < self.full_requests {
+            Claim::Pool(n as usize)
+        } else if n == self.full_requests
+            && let Some(tail) = &self.tail
+        {
+            Claim::Tail(tail)
+        } else {
+            Claim::Done
+        }
+    }
+}
+
+struct Shared {
+    templates: Vec<RequestTemplate>,
+    plan: Option<Plan>,
+    progress: Progress,
+    args: IngestArgs,
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Runs the ingest benchmark and prints its summary.
+pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+    if args.connections == 0 || args.streams_per_connection == 0 {
+        bail!("--connections and --streams-per-connection must be at least 1");
+    }
+    if args.spans_per_trace == 0 {
+        bail!("--spans-per-trace must be at least 1");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number of spans/s");
+    }
+    let traces_per_request = (args.spans_per_request / args.spans_per_trace).max(1);
+    let spans_per_request = (traces_per_request * args.spans_per_trace) as u64;
+    let total_spans = match (args.traces, args.total_spans) {
+        (Some(traces), _) => Some(traces.saturating_mul(args.spans_per_trace as u64)),
+        (None, total) => total,
+    };
+    let duration = match (args.duration, total_spans) {
+        (Some(d), _) => Some(d),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(60)),
+    };
+
+    // Generate and encode every request up front.
+    let generation_started = Instant::now();
+    let generator = ShapeGenerator::new(args.shape, args.spans_per_trace);
+    let mut shape_rng = StdRng::seed_from_u64(args.seed);
+    let base = now_unix_nano();
+    let pool_size = match total_spans {
+        Some(total) => (total.div_ceil(spans_per_request) as usize).clamp(1, args.templates.max(1)),
+        None => args.templates.max(1),
+    };
+    let mut templates = Vec::with_capacity(pool_size);
+    for _ in 0..pool_size {
+        let request = generator.request(traces_per_request, base, &mut shape_rng);
+        templates.push(RequestTemplate::new(&request, base)?);
+    }
+    let plan = match total_spans {
+        None => None,
+        Some(total) => {
+            let full_requests = total / spans_per_request;
+            let tail_traces = (total % spans_per_request).div_ceil(args.spans_per_trace as u64);
+            let tail = if tail_traces > 0 {
+                let request = generator.request(tail_traces as usize, base, &mut shape_rng);
+                Some(RequestTemplate::new(&request, base)?)
+            } else {
+                None
+            };
+            Some(Plan {
+                full_requests,
+                tail,
+                next: AtomicU64::new(0),
+            })
+        }
+    };
+    let request_bytes = templates.first().map_or(0, RequestTemplate::encoded_len);
+    let out = Out::new(args.json);
+    eprintln!(
+        "ingest → {}, shape {}, {} spans/request ({} traces × {}), {} B/request, {} templates in {:.1}s; {} connections × {} streams{}{}{}",
+        args.endpoint,
+        args.shape.name(),
+        spans_per_request,
+        traces_per_request,
+        args.spans_per_trace,
+        request_bytes,
+        templates.len(),
+        generation_started.elapsed().as_secs_f64(),
+        args.connections,
+        args.streams_per_connection,
+        args.rate.map(|r| format!(", target {r:.0} spans/s")).unwrap_or_default(),
+        duration.map(|d| format!(", for {}", humantime::format_duration(d))).unwrap_or_default(),
+        total_spans.map(|t| format!(", {t} spans in total")).unwrap_or_default(),
+    );
+
+    let mut clients = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        clients.push(ExportClient::connect(&args.endpoint, args.gzip).await?);
+    }
+
+    let shared = Arc::new(Shared {
+        templates,
+        plan,
+        progress: Progress::default(),
+        args: args.clone(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers_total = args.connections * args.streams_per_connection;
+
+    let pacer = args.rate.map(|rate| {
+        let permits = Arc::new(Semaphore::new(0));
+        let requests_per_s = rate / spans_per_request as f64;
+        tokio::spawn(run_pacer(permits.clone(), requests_per_s, workers_total, stop_rx.clone()));
+        permits
+    });
+
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for (i, client) in clients.iter().enumerate() {
+        for _ in 0..args.streams_per_connection {
+            workers.spawn(run_worker(
+                shared.clone(),
+                client.clone(),
+                pacer.clone(),
+                i,
+                stop_rx.clone(),
+            ));
+        }
+    }
+    let reporter = tokio::spawn(report_progress(shared.clone(), started, total_spans, stop_rx.clone()));
+
+    // Stop at the deadline or on Ctrl-C; workers also stop by themselves when the plan
+    // runs out.
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let stopper = tokio::spawn(async move {
+        let at_deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = at_deadline => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("interrupted; finishing requests in flight"),
+        }
+        let _ = stop_tx.send(true);
+        stop_tx
+    });
+
+    let mut total = WorkerReport::default();
+    while let Some(joined) = workers.join_next().await {
+        let report = joined.context("ingest worker failed")??;
+        total.latencies.merge(&report.latencies);
+        merge_counts(&mut total.errors, &report.errors);
+        merge_counts(&mut total.retries, &report.retries);
+        total.rejected_spans += report.rejected_spans;
+        total.sent_spans += report.sent_spans;
+    }
+    let elapsed = started.elapsed();
+    stopper.abort();
+    reporter.abort();
+
+    let acked = shared.progress.acked_spans.load(Ordering::Relaxed);
+    let requests = shared.progress.requests.load(Ordering::Relaxed);
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let error_total: u64 = total.errors.values().sum();
+    let retry_total: u64 = total.retries.values().sum();
+    out.line(format!(
+        "ingest summary: {:.1} s, shape {}, {} connections × {} streams, {} spans/request",
+        seconds,
+        args.shape.name(),
+        args.connections,
+        args.streams_per_connection,
+        spans_per_request
+    ));
+    out.line(format!("  acked spans     {acked}  ({:.0} spans/s)", acked as f64 / seconds));
+    out.line(format!("  requests ok     {requests}  ({:.1} req/s)", requests as f64 / seconds));
+    out.line(format!("  rejected spans  {} (partial success)", total.rejected_spans));
+    out.line(format!("  errors          {error_total}: {}", counts_text(&total.errors)));
+    out.line(format!("  retries         {retry_total}: {}", counts_text(&total.retries)));
+    out.line(format!("  latency ms      {}", total.latencies.text()));
+    out.json(&json!({
+        "bench": "ingest",
+        "endpoint": args.endpoint,
+        "shape": args.shape.name(),
+        "connections": args.connections,
+        "streams_per_connection": args.streams_per_connection,
+        "spans_per_request": spans_per_request,
+        "request_bytes": request_bytes,
+        "target_spans_per_s": args.rate,
+        "elapsed_s": round3(seconds),
+        "sent_spans": total.sent_spans,
+        "acked_spans": acked,
+        "spans_per_s": round3(acked as f64 / seconds),
+        "requests": requests,
+        "requests_per_s": round3(requests as f64 / seconds),
+        "rejected_spans": total.rejected_spans,
+        "errors": total.errors,
+        "retries": total.retries,
+        "latency_ms": total.latencies.json(),
+    }));
+    Ok(())
+}
+
+/// Adds request permits at `requests_per_s`, ticking every 10 ms; at most `burst`
+/// permits wait unused, so a stalled collector is not flooded afterwards.
+async fn run_pacer(
+    permits: Arc<Semaphore>,
+    requests_per_s: f64,
+    burst: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    let mut credit = 0.0f64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = Instant::now();
+        credit += requests_per_s * now.duration_since(last).as_secs_f64();
+        last = now;
+        let whole = credit.floor();
+        credit -= whole;
+        let room = burst.saturating_sub(permits.available_permits());
+        permits.add_permits((whole as usize).min(room));
+    }
+}
+
+async fn run_worker(
+    shared: Arc<Shared>,
+    mut client: ExportClient,
+    pacer: Option<Arc<Semaphore>>,
+    index: usize,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<WorkerReport> {
+    let mut report = WorkerReport::default();
+    let mut id_rng = SmallRng::from_os_rng();
+    let mut next_template = index;
+    let timeout = shared.args.timeout;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if let Some(permits) = &pacer {
+            tokio::select! {
+                permit = permits.acquire() => match permit {
+                    Ok(permit) => permit.forget(),
+                    Err(_closed) => break,
+                },
+                _ = stop.changed() => break,
+            }
+        }
+        let template = match &shared.plan {
+            None => {
+                next_template = (next_template + 1) % shared.templates.len();
+                &shared.templates[next_template]
+            }
+            Some(plan) => match plan.claim() {
+                Claim::Pool(n) => &shared.templates[n % shared.templates.len()],
+                Claim::Tail(tail) => tail,
+                Claim::Done => break,
+            },
+        };
+        let body = template.materialize(now_unix_nano(), &mut id_rng);
+        let spans = template.spans();
+        report.sent_spans += spans;
+
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let sent_at = Instant::now();
+            match client.export(body.clone(), timeout).await {
+                Ok(response) => {
+                    report.latencies.record(sent_at.elapsed());
+                    let rejected = response
+                        .partial_success
+                        .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0));
+                    report.rejected_spans += rejected;
+                    let progress = &shared.progress;
+                    progress.acked_spans.fetch_add(spans.saturating_sub(rejected), Ordering::Relaxed);
+                    progress.requests.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(status) => {
+                    let (retry, hint) = retry_advice(&status);
+                    let code = code_name(status.code());
+                    if retry && !*stop.borrow() {
+                        *report.retries.entry(code).or_default() += 1;
+                        shared.progress.retries.fetch_add(1, Ordering::Relaxed);
+                        let wait = hint.unwrap_or(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => continue,
+                            _ = stop.changed() => {}
+                        }
+                    }
+                    if report.errors.is_empty() {
+                        tracing::warn!(code = %status.code(), message = status.message(), "export failed");
+                    }
+                    *report.errors.entry(code_name(status.code())).or_default() += 1;
+                    shared.progress.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn report_progress(
+    shared: Arc<Shared>,
+    started: Instant,
+    total_spans: Option<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let period = shared.args.progress_interval.max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut last_acked = 0u64;
+    let mut last_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let p = &shared.progress;
+        let acked = p.acked_spans.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let rate = (acked - last_acked) as f64 / now.duration_since(last_at).as_secs_f64().max(1e-9);
+        let done = total_spans
+            .map(|t| format!(" ({:.1}%)", 100.0 * acked as f64 / t.max(1) as f64))
+            .unwrap_or_default();
+        eprintln!(
+            "[{:>5.0}s] acked {acked} spans{done}, {rate:.0} spans/s, {} requests, {} errors, {} retries",
+            started.elapsed().as_secs_f64(),
+            p.requests.load(Ordering::Relaxed),
+            p.errors.load(Ordering::Relaxed),
+            p.retries.load(Ordering::Relaxed),
+        );
+        last_acked = acked;
+        last_at = now;
+    }
+}
