@@ -1,0 +1,17 @@
+//! End-to-end tests: each starts the real `meshtel` binary on 127.0.0.1 port-0
+//! listeners with a temporary data directory, talks to it over the wire (OTLP gRPC and
+//! HTTP, Zipkin, the Jaeger API) and stops it, gracefully or with SIGKILL.
+//!
+//! One test binary on purpose: every file under `tests/` would link the whole store
+//! (DataFusion) again.
+
+// clippy.toml allows these inside `#[test]` functions only; the helpers of a test
+// crate are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod durability;
+mod malformed;
+mod roundtrip;
+mod sdk;
+mod search;
+mod support;

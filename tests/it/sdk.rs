@@ -1,0 +1,198 @@
+//! Traces from the real OpenTelemetry Python SDK (gRPC and HTTP exporters, gzip), read
+//! back through the Jaeger API.
+//!
+//! The interpreter is `$MESHTEL_TEST_PYTHON` (set by `scripts/test.sh` to its venv), or
+//! `target/py-venv/bin/python` in the repository. Without one the test fails under CI
+//! (`CI=true`) and is skipped loudly elsewhere.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The environment, read through one function (no `set_var` in tests).
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn python() -> Option<PathBuf> {
+    if let Some(path) = env("MESHTEL_TEST_PYTHON") {
+        return Some(PathBuf::from(path));
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-venv/bin/python");
+    venv.exists().then_some(venv)
+}
+
+fn tag<'a>(tags: &'a Value, key: &str) -> &'a Value {
+    tags.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == key)
+        .unwrap_or_else(|| panic!("no tag {key} in {tags}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_python_sdk_traces_are_served() {
+    let Some(python) = python() else {
+        if env("CI").as_deref() == Some("true") {
+            panic!(
+                "no Python for the OpenTelemetry SDK test: set MESHTEL_TEST_PYTHON or run \
+                 `bash scripts/test.sh`, which creates target/py-venv"
+            );
+        }
+        eprintln!(
+            "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+             !!! SKIPPED opentelemetry_python_sdk_traces_are_served: no Python venv.    !!!\n\
+             !!! Run `bash scripts/test.sh` (creates target/py-venv) or set            !!!\n\
+             !!! MESHTEL_TEST_PYTHON to a python with the OpenTelemetry SDK installed. !!!\n\
+             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+        );
+        return;
+    };
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/send_traces.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .arg("--grpc")
+        .arg(m.grpc.unwrap().to_string())
+        .arg("--http")
+        .arg(m.http_url("/v1/traces"))
+        .args(["--service", "py-shop"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("send_traces.py did not finish within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "send_traces.py failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sent: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "send_traces.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+
+    for transport in ["grpc", "http"] {
+        let ids = &sent[transport];
+        let trace_id = ids["trace_id"].as_str().unwrap();
+        let parent_id = ids["parent"].as_str().unwrap();
+        let child_id = ids["child"].as_str().unwrap();
+        let trace = wait_for_trace(&m, trace_id, 2).await;
+        assert_eq!(trace["traceID"], trace_id);
+        let spans = trace["spans"].as_array().unwrap();
+        let parent = spans
+            .iter()
+            .find(|s| s["spanID"] == parent_id)
+            .expect("parent span");
+        let child = spans
+            .iter()
+            .find(|s| s["spanID"] == child_id)
+            .expect("child span");
+
+        assert_eq!(parent["operationName"], "checkout");
+        assert_eq!(parent["references"], json!([]));
+        assert_eq!(tag(&parent["tags"], "span.kind")["value"], "server");
+        assert_eq!(tag(&parent["tags"], "transport")["value"], transport);
+        assert_eq!(tag(&parent["tags"], "http.request.method")["value"], "POST");
+        assert_eq!(
+            parent["tags"][0],
+            json!({"key": "otel.scope.name", "type": "string", "value": "meshtel.sdk.test"})
+        );
+        assert_eq!(
+            parent["tags"][1],
+            json!({"key": "otel.scope.version", "type": "string", "value": "0.1.0"})
+        );
+
+        assert_eq!(child["operationName"], "charge-card");
+        assert_eq!(
+            child["references"],
+            json!([{"refType": "CHILD_OF", "traceID": trace_id, "spanID": parent_id}])
+        );
+        let tags = &child["tags"];
+        assert_eq!(
+            *tag(tags, "amount"),
+            json!({"key": "amount", "type": "int64", "value": 42})
+        );
+        assert_eq!(
+            *tag(tags, "retry"),
+            json!({"key": "retry", "type": "bool", "value": true})
+        );
+        assert_eq!(
+            *tag(tags, "rate"),
+            json!({"key": "rate", "type": "float64", "value": 0.5})
+        );
+        assert_eq!(tag(tags, "span.kind")["value"], "client");
+        assert_eq!(tag(tags, "otel.status_code")["value"], "ERROR");
+        assert_eq!(
+            *tag(tags, "error"),
+            json!({"key": "error", "type": "bool", "value": true})
+        );
+        assert_eq!(
+            tag(tags, "otel.status_description")["value"],
+            "payment failed"
+        );
+        let logs = child["logs"].as_array().unwrap();
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert_eq!(
+            logs[0]["fields"],
+            json!([
+                {"key": "event", "type": "string", "value": "card.declined"},
+                {"key": "reason", "type": "string", "value": "insufficient funds"},
+            ])
+        );
+        let child_start = child["startTime"].as_u64().unwrap();
+        let parent_start = parent["startTime"].as_u64().unwrap();
+        assert!(parent_start <= child_start);
+        assert!(logs[0]["timestamp"].as_u64().unwrap() >= child_start);
+        assert!(
+            parent_start + parent["duration"].as_u64().unwrap()
+                >= child_start + child["duration"].as_u64().unwrap()
+        );
+
+        let process = &trace["processes"][parent["processID"].as_str().unwrap()];
+        assert_eq!(process["serviceName"], "py-shop");
+        assert_eq!(
+            tag(&process["tags"], "telemetry.sdk.language")["value"],
+            "python"
+        );
+        assert_eq!(
+            tag(&process["tags"], "deployment.environment")["value"],
+            "test"
+        );
+        assert!(
+            process["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["key"] != "service.name"),
+            "service.name is not repeated in process tags"
+        );
+    }
+    let ops = get_json(&m.query_url("/api/services/py-shop/operations")).await;
+    let mut names: Vec<&str> = ops["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["charge-card", "checkout"]);
+    m.stop().await;
+}
