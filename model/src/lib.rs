@@ -13,9 +13,12 @@
 //! - [`duration`]: Go-style duration strings (`1h2m`, `1.5ms`) used by the Jaeger API;
 //! - [`trace`]: search parameters, operations, dependency links, [`trace::Trace`];
 //! - [`read`] / [`write`]: the interfaces between ingest, storage and query;
-//! - [`error`]: the error code vocabulary mapped to gRPC and HTTP in one place.
+//! - [`error`]: the error code vocabulary mapped to gRPC and HTTP in one place;
+//! - [`mixer`]: meshtel's own gRPC protocol between proxies and the collector
+//!   (`model/proto/meshtel/mixer/v1/mixer.proto`): the Report stream of request records.
 
 pub mod duration;
+pub mod mixer;
 pub mod error;
 pub mod ids;
 pub mod read;
