@@ -111,7 +111,13 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         servers.spawn(serve_http(query, app, stop_rx.clone(), "query"));
     }
 
-    let listeners_path = config.data_dir.join("listeners.json");
+    // `serve` writes listeners.json; split roles sharing one data directory each write
+    // their own file so that neither overwrites (or deletes) the other's.
+    let listeners_path = config.data_dir.join(match role {
+        Role::All => "listeners.json",
+        Role::Collector => "listeners-collector.json",
+        Role::Query => "listeners-query.json",
+    });
     std::fs::write(&listeners_path, serde_json::to_vec_pretty(&listeners)?)
         .with_context(|| format!("writing {}", listeners_path.display()))?;
     info!(

@@ -52,7 +52,7 @@ impl TraceId {
         for (i, d) in digits.iter().enumerate() {
             let v = hex_value(*d).ok_or_else(|| IdError::NotHex(text.to_string()))?;
             let pos = offset + i;
-            if pos % 2 == 0 {
+            if pos.is_multiple_of(2) {
                 bytes[pos / 2] |= v << 4;
             } else {
                 bytes[pos / 2] |= v;

@@ -282,7 +282,7 @@ pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
     if let Ok(d) = value.parse::<f64>() {
         out.push(entry('d', &format_double(d)));
     }
-    if value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if value.len().is_multiple_of(2) && value.bytes().all(|b| b.is_ascii_hexdigit()) {
         out.push(entry('x', &value.to_ascii_lowercase()));
     }
     out

@@ -33,11 +33,10 @@ impl Stats {
             .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    pub fn record_written<T>(&self, spans: usize, writes: &[(Vec<u8>, T, Vec<(String, meshtel_model::Operation)>, tokio::sync::oneshot::Sender<Result<(), meshtel_model::WriteError>>)]) {
+    pub fn record_written(&self, spans: usize, wal_bytes: usize) {
         self.spans_written
             .fetch_add(spans as u64, Ordering::Relaxed);
-        let bytes: usize = writes.iter().map(|w| w.0.len() + 8).sum();
-        self.wal_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.wal_bytes.fetch_add(wal_bytes as u64, Ordering::Relaxed);
     }
 
     pub fn record_flush(&self, _meta: &BlockMeta) {

@@ -49,7 +49,7 @@ fn trace(seed: u8, service: &str, n: usize, start: u64, root_duration: u64) -> R
                 kv("user", s(&format!("u{seed}"))),
                 kv("cached", any_value::Value::BoolValue(i % 2 == 0)),
             ],
-            status: (seed % 3 == 0 && i == 0).then(|| Status {
+            status: (seed.is_multiple_of(3) && i == 0).then(|| Status {
                 code: 2,
                 message: "boom".into(),
             }),

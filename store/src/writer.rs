@@ -133,7 +133,8 @@ pub(crate) fn run_writer(
                             state.active.push(batch.clone());
                         }
                     }
-                    inner.stats.record_written(spans, &writes);
+                    let wal_bytes = writes.iter().map(|w| w.0.len() + 8).sum();
+                    inner.stats.record_written(spans, wal_bytes);
                     for (_, _, operations, ack) in writes {
                         inner.register_operations(operations);
                         let _ = ack.send(Ok(()));

@@ -40,6 +40,15 @@ impl Role {
             Role::Query => "query",
         }
     }
+
+    /// The file this role publishes its bound addresses in.
+    fn listeners_file(self) -> &'static str {
+        match self {
+            Role::Serve => "listeners.json",
+            Role::Collector => "listeners-collector.json",
+            Role::Query => "listeners-query.json",
+        }
+    }
 }
 
 /// A temporary directory holding a data directory and the processes' logs; survives
@@ -79,8 +88,8 @@ impl TestDir {
 /// timeout, so no test leaves a process behind, even when it panics.
 pub struct Meshtel {
     child: Option<Child>,
+    listeners_path: PathBuf,
     log: PathBuf,
-    pub data_dir: PathBuf,
     pub grpc: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub zipkin: Option<SocketAddr>,
@@ -97,7 +106,7 @@ impl Meshtel {
     /// 127.0.0.1:0 plus `extra` flags, and waits for `listeners.json`.
     pub async fn start(dir: &TestDir, role: Role, extra: &[&str]) -> Meshtel {
         let data_dir = dir.data_dir();
-        let listeners_path = data_dir.join("listeners.json");
+        let listeners_path = data_dir.join(role.listeners_file());
         // A SIGKILLed process leaves its file behind; never read a stale one.
         let _ = std::fs::remove_file(&listeners_path);
         let log = dir.next_log(role);
@@ -121,8 +130,8 @@ impl Meshtel {
         let child = command.spawn().expect("spawning meshtel");
         let mut process = Meshtel {
             child: Some(child),
+            listeners_path: listeners_path.clone(),
             log,
-            data_dir,
             grpc: None,
             http: None,
             zipkin: None,
@@ -190,8 +199,9 @@ impl Meshtel {
             self.log_text()
         );
         assert!(
-            !self.data_dir.join("listeners.json").exists(),
-            "listeners.json left behind after a clean stop"
+            !self.listeners_path.exists(),
+            "{} left behind after a clean stop",
+            self.listeners_path.display()
         );
     }
 
