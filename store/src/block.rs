@@ -14,11 +14,14 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use arrow::array::{AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch};
+use arrow::compute::interleave_record_batch;
 use arrow::datatypes::Int64Type;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
@@ -88,27 +91,191 @@ fn writer_properties(rows: usize, row_group_rows: usize) -> WriterProperties {
         .build()
 }
 
-/// Sorts rows by (trace id, start).
-pub fn sort_for_block(batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let batch = concat_batches(&span_schema(), batches)?;
-    if batch.num_rows() == 0 {
-        return Ok(batch);
+/// Sort key of one row: trace id, then start time, then where the row lives.
+type RowKey = ([u8; 16], i64, u32, u32);
+
+fn trace_id_and_start(batch: &RecordBatch) -> Result<(&FixedSizeBinaryArray, &Int64Array)> {
+    let ids = batch
+        .column_by_name(col::TRACE_ID)
+        .and_then(|c| c.as_fixed_size_binary_opt())
+        .ok_or_else(|| crate::Error::Corrupt("trace_id column missing".into()))?;
+    let starts = batch
+        .column_by_name(col::START)
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .ok_or_else(|| crate::Error::Corrupt("start column missing".into()))?;
+    Ok((ids, starts))
+}
+
+fn row_key(ids: &FixedSizeBinaryArray, starts: &Int64Array, b: usize, r: usize) -> Result<RowKey> {
+    let id: [u8; 16] = ids
+        .value(r)
+        .try_into()
+        .map_err(|_| crate::Error::Corrupt("trace id of wrong width".into()))?;
+    Ok((id, starts.value(r), b as u32, r as u32))
+}
+
+/// Writes unsorted head batches as a block sorted by (trace id, start). Only an index
+/// of 32 bytes per row is sorted; rows are gathered one row group at a time, so the
+/// memory this needs beyond the input is one row group, not a second copy of it all.
+/// CPU-heavy: call from `spawn_blocking`.
+pub fn write_block_from_batches(
+    blocks_dir: &Path,
+    id: u64,
+    batches: &[RecordBatch],
+    row_group_rows: usize,
+    level: u32,
+    wal_seq: u64,
+) -> Result<BlockMeta> {
+    let mut keys: Vec<RowKey> = Vec::with_capacity(row_count(batches));
+    for (b, batch) in batches.iter().enumerate() {
+        let (ids, starts) = trace_id_and_start(batch)?;
+        for r in 0..batch.num_rows() {
+            keys.push(row_key(ids, starts, b, r)?);
+        }
     }
-    let columns = [col::TRACE_ID, col::START]
-        .iter()
-        .map(|name| {
-            batch
-                .column_by_name(name)
-                .cloned()
-                .map(|values| SortColumn {
-                    values,
-                    options: None,
-                })
-                .ok_or_else(|| crate::Error::Corrupt(format!("column {name} missing")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let indices = lexsort_to_indices(&columns, None)?;
-    Ok(take_record_batch(&batch, &indices)?)
+    keys.sort_unstable();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let chunks = keys.chunks(row_group_rows.max(1)).map(|chunk| {
+        let indices: Vec<(usize, usize)> = chunk
+            .iter()
+            .map(|&(_, _, b, r)| (b as usize, r as usize))
+            .collect();
+        Ok(interleave_record_batch(&refs, &indices)?)
+    });
+    write_sorted_block(blocks_dir, id, chunks, keys.len(), row_group_rows, level, wal_seq)
+}
+
+/// Merges blocks that are each sorted by (trace id, start) into one sorted block,
+/// streaming: it holds one small batch per input and one row group of output.
+/// CPU-heavy: call from `spawn_blocking`.
+pub fn merge_blocks(
+    blocks_dir: &Path,
+    id: u64,
+    inputs: &[PathBuf],
+    total_rows: usize,
+    row_group_rows: usize,
+    level: u32,
+) -> Result<BlockMeta> {
+    let merged = MergedRows::open(inputs, row_group_rows.max(1))?;
+    write_sorted_block(blocks_dir, id, merged, total_rows, row_group_rows, level, 0)
+}
+
+/// One input of a merge: a block read batch by batch.
+struct MergeInput {
+    reader: ParquetRecordBatchReader,
+    /// Slot in `MergedRows::live` of the batch being read, and the row within it.
+    current: Option<(usize, usize)>,
+}
+
+/// The sorted output chunks of a k-way merge.
+struct MergedRows {
+    inputs: Vec<MergeInput>,
+    live: Vec<Option<RecordBatch>>,
+    heap: BinaryHeap<Reverse<([u8; 16], i64, usize)>>,
+    chunk_rows: usize,
+}
+
+impl MergedRows {
+    fn open(paths: &[PathBuf], chunk_rows: usize) -> Result<Self> {
+        let mut merged = MergedRows {
+            inputs: Vec::with_capacity(paths.len()),
+            live: Vec::new(),
+            heap: BinaryHeap::new(),
+            chunk_rows,
+        };
+        for path in paths {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?
+                .with_batch_size(8192)
+                .build()?;
+            merged.inputs.push(MergeInput {
+                reader,
+                current: None,
+            });
+            merged.advance_batch(merged.inputs.len() - 1)?;
+        }
+        Ok(merged)
+    }
+
+    /// Loads the next non-empty batch of `input` and pushes its first row's key.
+    fn advance_batch(&mut self, input: usize) -> Result<()> {
+        loop {
+            match self.inputs[input].reader.next() {
+                None => {
+                    self.inputs[input].current = None;
+                    return Ok(());
+                }
+                Some(batch) => {
+                    let batch = RecordBatch::try_new(span_schema(), batch?.columns().to_vec())?;
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    self.live.push(Some(batch));
+                    self.inputs[input].current = Some((self.live.len() - 1, 0));
+                    return self.push_key(input);
+                }
+            }
+        }
+    }
+
+    fn push_key(&mut self, input: usize) -> Result<()> {
+        if let Some((slot, row)) = self.inputs[input].current
+            && let Some(batch) = &self.live[slot]
+        {
+            let (ids, starts) = trace_id_and_start(batch)?;
+            let (id, start, ..) = row_key(ids, starts, slot, row)?;
+            self.heap.push(Reverse((id, start, input)));
+        }
+        Ok(())
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<RecordBatch>> {
+        let mut indices: Vec<(usize, usize)> = Vec::with_capacity(self.chunk_rows);
+        while indices.len() < self.chunk_rows {
+            let Some(Reverse((_, _, input))) = self.heap.pop() else {
+                break;
+            };
+            let Some((slot, row)) = self.inputs[input].current else {
+                continue;
+            };
+            indices.push((slot, row));
+            let rows = self.live[slot].as_ref().map_or(0, |b| b.num_rows());
+            if row + 1 < rows {
+                self.inputs[input].current = Some((slot, row + 1));
+                self.push_key(input)?;
+            } else {
+                self.advance_batch(input)?;
+            }
+        }
+        if indices.is_empty() {
+            return Ok(None);
+        }
+        // Gather from the live batches, then release those no input reads any more.
+        let empty = RecordBatch::new_empty(span_schema());
+        let refs: Vec<&RecordBatch> = self
+            .live
+            .iter()
+            .map(|b| b.as_ref().unwrap_or(&empty))
+            .collect();
+        let chunk = interleave_record_batch(&refs, &indices)?;
+        let in_use: Vec<usize> = self
+            .inputs
+            .iter()
+            .filter_map(|i| i.current.map(|(slot, _)| slot))
+            .collect();
+        for (slot, batch) in self.live.iter_mut().enumerate() {
+            if !in_use.contains(&slot) {
+                *batch = None;
+            }
+        }
+        Ok(Some(chunk))
+    }
+}
+
+impl Iterator for MergedRows {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk().transpose()
+    }
 }
 
 /// Min and max of the start column.
@@ -124,60 +291,55 @@ fn start_range(batch: &RecordBatch) -> (i64, i64) {
     (min, max)
 }
 
-/// Sorts `batches` and writes them as block `id` into `blocks_dir` (to a temporary
+
+/// Writes already-sorted chunks, one row group each, as block `id` (to a temporary
 /// name, synced, then renamed, so a crash never leaves a half block under a real name).
-/// CPU-heavy: call from `spawn_blocking`.
-pub fn write_block(
+fn write_sorted_block(
     blocks_dir: &Path,
     id: u64,
-    batches: &[RecordBatch],
+    chunks: impl Iterator<Item = Result<RecordBatch>>,
+    expected_rows: usize,
     row_group_rows: usize,
     level: u32,
     wal_seq: u64,
 ) -> Result<BlockMeta> {
-    let batch = sort_for_block(batches)?;
-    let (min_start, max_start) = start_range(&batch);
     let file_name = block_file_name(id);
     let tmp = blocks_dir.join(format!("{file_name}.tmp"));
     let file = File::create(&tmp)?;
-    let props = writer_properties(batch.num_rows(), row_group_rows);
+    let props = writer_properties(expected_rows, row_group_rows);
     let mut writer = ArrowWriter::try_new(file, span_schema(), Some(props))?;
-    writer.write(&batch)?;
+    let (mut min_start, mut max_start, mut rows) = (i64::MAX, i64::MIN, 0u64);
+    for chunk in chunks {
+        let chunk = chunk?;
+        let (lo, hi) = start_range(&chunk);
+        min_start = min_start.min(lo);
+        max_start = max_start.max(hi);
+        rows += chunk.num_rows() as u64;
+        writer.write(&chunk)?;
+        // One chunk, one row group: sorted within, bounded in memory.
+        writer.flush()?;
+    }
     let file = writer.into_inner()?;
     file.sync_all()?;
     let bytes = file.metadata()?.len();
     drop(file);
-    let path = blocks_dir.join(&file_name);
-    fs::rename(&tmp, &path)?;
+    fs::rename(&tmp, blocks_dir.join(&file_name))?;
     if let Ok(dir) = File::open(blocks_dir) {
         let _ = dir.sync_all();
+    }
+    if rows == 0 {
+        (min_start, max_start) = (0, 0);
     }
     Ok(BlockMeta {
         id,
         file_name,
         min_start,
         max_start,
-        rows: batch.num_rows() as u64,
+        rows,
         bytes,
         level,
         wal_seq,
     })
-}
-
-/// Reads a whole block into memory (compaction). CPU-heavy: `spawn_blocking`.
-pub fn read_block(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(65_536)
-        .build()?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch?;
-        // Files written by this version carry exactly our schema; rebuild the batch
-        // on it so that field metadata differences never break concatenation.
-        out.push(RecordBatch::try_new(span_schema(), batch.columns().to_vec())?);
-    }
-    Ok(out)
 }
 
 /// Rows in a batch list.

@@ -122,12 +122,9 @@ async fn compact(inner: &Arc<Inner>, group: Vec<BlockMeta>) -> Result<()> {
     let row_group_rows = inner.config.row_group_rows;
     let level = group.iter().map(|b| b.level).max().unwrap_or(0) + 1;
     let paths: Vec<_> = group.iter().map(|b| b.path(&dir)).collect();
-    let meta = tokio::task::spawn_blocking(move || -> Result<BlockMeta> {
-        let mut batches = Vec::new();
-        for path in &paths {
-            batches.extend(block::read_block(path)?);
-        }
-        block::write_block(&dir, id, &batches, row_group_rows, level, 0)
+    let total_rows = group.iter().map(|b| b.rows as usize).sum();
+    let meta = tokio::task::spawn_blocking(move || {
+        block::merge_blocks(&dir, id, &paths, total_rows, row_group_rows, level)
     })
     .await??;
     let removed: Vec<u64> = group.iter().map(|b| b.id).collect();

@@ -60,11 +60,12 @@ pub struct StoreConfig {
     /// The in-memory head is flushed to a Parquet block at least this often. Default `5s`.
     #[serde(default = "default_flush_interval", with = "humantime_serde_compat")]
     pub flush_interval: Duration,
-    /// ... or as soon as it holds this many spans. Default 262144.
+    /// ... or as soon as it holds this many spans. Default 131072.
     #[serde(default = "default_flush_rows")]
     pub flush_rows: usize,
     /// Bound on spans held in memory (head plus blocks being written); writes beyond it
-    /// are refused with a retry hint until a flush frees room. Default 2097152.
+    /// are refused with a retry hint until a flush frees room. Default 524288 (a few
+    /// hundred MiB for typical spans).
     #[serde(default = "default_max_head_rows")]
     pub max_head_rows: usize,
     /// Bound on request bytes queued for the WAL writer; beyond it writes are refused
@@ -100,10 +101,10 @@ fn default_flush_interval() -> Duration {
     Duration::from_secs(5)
 }
 fn default_flush_rows() -> usize {
-    262_144
+    131_072
 }
 fn default_max_head_rows() -> usize {
-    2_097_152
+    524_288
 }
 fn default_max_queued_bytes() -> ByteSize {
     ByteSize::mib(64)
