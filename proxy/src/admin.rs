@@ -1,0 +1,33 @@
+//! The admin listener: `/healthz`, `/ready`, `/stats/prometheus`.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+
+use crate::body::ResponseBody;
+use crate::stats::Stats;
+
+/// Answers one admin request.
+pub fn handle_admin<B>(stats: &Stats, request: &Request<B>) -> Response<ResponseBody> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n".into());
+    }
+    match request.uri().path() {
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/ready" => {
+            if stats.ready.get() == 1 {
+                reply(StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+            }
+        }
+        "/stats/prometheus" => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", stats.render()),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::plain(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,189 @@
+//! Streaming bodies that count what passes through them.
+//!
+//! Neither body ever holds more than the one frame being handed over: the proxy
+//! never buffers a body. [`ResponseBody`] carries the request's [`Exchange`] and
+//! finishes it (record + span) when the body ends, fails, or is dropped early
+//! (downstream went away: flag `DC`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::forward::ProxyContext;
+use crate::telemetry::{Exchange, grpc_status};
+
+/// The downstream request body on its way upstream, counting its bytes.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    bytes: Arc<AtomicU64>,
+}
+
+impl RequestBody {
+    /// Wraps `inner`, adding its data bytes to `bytes`.
+    pub fn new(inner: Incoming, bytes: Arc<AtomicU64>) -> RequestBody {
+        RequestBody { inner, bytes }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[derive(Debug)]
+enum Source {
+    /// Streamed from the upstream.
+    Upstream(Incoming),
+    /// A local reply (errors), sent in one frame.
+    Local(Option<Bytes>),
+}
+
+/// The response body sent downstream; finishes the exchange when it ends.
+#[derive(Debug)]
+pub struct ResponseBody {
+    source: Source,
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    exchange: Exchange,
+    context: Arc<ProxyContext>,
+    body_bytes: u64,
+    ended: bool,
+}
+
+impl ResponseBody {
+    /// The upstream's body, reporting `exchange` at its end.
+    pub fn upstream(body: Incoming, exchange: Exchange, context: Arc<ProxyContext>) -> ResponseBody {
+        ResponseBody { source: Source::Upstream(body), pending: Some(Pending { exchange, context, body_bytes: 0, ended: false }) }
+    }
+
+    /// A local reply, reporting `exchange` once sent.
+    pub fn local(body: Bytes, exchange: Exchange, context: Arc<ProxyContext>) -> ResponseBody {
+        ResponseBody { source: Source::Local(Some(body)), pending: Some(Pending { exchange, context, body_bytes: 0, ended: false }) }
+    }
+
+    /// A body that reports nothing (admin replies).
+    pub fn plain(body: Bytes) -> ResponseBody {
+        ResponseBody { source: Source::Local(Some(body)), pending: None }
+    }
+
+    fn finish(&mut self, ended: bool) {
+        if let Some(mut pending) = self.pending.take() {
+            pending.ended |= ended;
+            pending.finish();
+        }
+    }
+}
+
+impl Pending {
+    fn finish(mut self) {
+        if !self.ended {
+            // The downstream stopped reading before the end: its connection went away.
+            self.exchange.add_flag("DC");
+        }
+        let (record, span) = self.exchange.finish(self.body_bytes);
+        self.context.reports.submit(record);
+        if let Some(span) = span {
+            self.context.spans.submit(span);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match &mut this.source {
+            Source::Local(body) => {
+                let frame = body.take().filter(|b| !b.is_empty()).map(|b| {
+                    if let Some(pending) = &mut this.pending {
+                        pending.body_bytes += b.len() as u64;
+                    }
+                    Ok(Frame::data(b))
+                });
+                if frame.is_none() {
+                    this.finish(true);
+                }
+                Poll::Ready(frame)
+            }
+            Source::Upstream(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(pending) = &mut this.pending {
+                        if let Some(data) = frame.data_ref() {
+                            pending.body_bytes += data.len() as u64;
+                        } else if let Some(trailers) = frame.trailers_ref() {
+                            pending.body_bytes += crate::telemetry::header_bytes(trailers);
+                            if let Some(status) = grpc_status(trailers) {
+                                pending.exchange.grpc_status = Some(status);
+                            }
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    if let Some(pending) = &mut this.pending {
+                        // The upstream reset the stream mid-body.
+                        pending.exchange.add_flag("UR");
+                        pending.ended = true;
+                    }
+                    this.finish(true);
+                    Poll::Ready(Some(Err(error)))
+                }
+                Poll::Ready(None) => {
+                    this.finish(true);
+                    Poll::Ready(None)
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Upstream(body) => body.is_end_stream(),
+            Source::Local(body) => body.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Upstream(body) => body.size_hint(),
+            Source::Local(body) => SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // hyper drops a body without polling it further once `is_end_stream` says so.
+        let ended = self.is_end_stream();
+        self.finish(ended);
+    }
+}

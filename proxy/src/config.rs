@@ -1,0 +1,212 @@
+//! Command line ([`ProxyArgs`], flattenable into the root `meshtel proxy`) and the
+//! validated configuration it becomes ([`ProxyConfig`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::mesh::WorkloadIdentity;
+
+/// Default outbound listener (the app's calls to other services).
+pub const DEFAULT_OUTBOUND: &str = "127.0.0.1:15001";
+/// Default admin listener.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
+/// Default collector gRPC endpoint (Report stream and OTLP).
+pub const DEFAULT_COLLECTOR: &str = "http://127.0.0.1:4317";
+
+/// `meshtel-proxy` / `meshtel proxy` flags; every flag has a `MESHTEL_PROXY_*` twin.
+///
+/// `--version` is the instance's version label: a command flattening these args must
+/// set `disable_version_flag = true`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// Mesh file (YAML): services, their endpoints and labels; reloaded on change.
+    #[arg(long, env = "MESHTEL_PROXY_MESH")]
+    pub mesh: PathBuf,
+    /// Name of the service this proxy's app belongs to, e.g. `reviews`.
+    #[arg(long, env = "MESHTEL_PROXY_SERVICE")]
+    pub service: String,
+    /// Namespace of this instance.
+    #[arg(long, env = "MESHTEL_PROXY_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Version label of this instance, e.g. `v2`.
+    #[arg(long, env = "MESHTEL_PROXY_VERSION", default_value = "")]
+    pub version: String,
+    /// `app` label of this instance [default: the service name].
+    #[arg(long, env = "MESHTEL_PROXY_APP")]
+    pub app: Option<String>,
+    /// Workload name [default: `<service>-<version>`, or the service without a version].
+    #[arg(long, env = "MESHTEL_PROXY_WORKLOAD")]
+    pub workload: Option<String>,
+    /// Inbound listener and the local app it forwards to: `LISTEN=APP`, e.g.
+    /// `127.0.0.1:15006=127.0.0.1:9080`. Without it the proxy only handles outbound calls.
+    #[arg(long, env = "MESHTEL_PROXY_INBOUND")]
+    pub inbound: Option<InboundSpec>,
+    /// Outbound listener the app sends its calls to.
+    #[arg(long, env = "MESHTEL_PROXY_OUTBOUND", default_value = DEFAULT_OUTBOUND)]
+    pub outbound: SocketAddr,
+    /// Admin listener: /healthz, /ready, /stats/prometheus.
+    #[arg(long, env = "MESHTEL_PROXY_ADMIN", default_value = DEFAULT_ADMIN)]
+    pub admin: SocketAddr,
+    /// Collector gRPC endpoint for the Report stream and OTLP spans.
+    #[arg(long, env = "MESHTEL_PROXY_COLLECTOR", default_value = DEFAULT_COLLECTOR)]
+    pub collector: String,
+    /// Percentage of new traces to sample (0-100); callers' sampling decisions win.
+    #[arg(long, env = "MESHTEL_PROXY_SAMPLING", default_value_t = 1.0)]
+    pub sampling: f64,
+    /// Write the bound listener addresses here as JSON (useful with port 0).
+    #[arg(long, env = "MESHTEL_PROXY_LISTENERS_FILE")]
+    pub listeners_file: Option<PathBuf>,
+    /// Request records held while the collector is slow or down; beyond, dropped.
+    #[arg(long, env = "MESHTEL_PROXY_REPORT_QUEUE", default_value_t = 10_000)]
+    pub report_queue: usize,
+    /// Spans held for export; beyond, dropped.
+    #[arg(long, env = "MESHTEL_PROXY_SPAN_QUEUE", default_value_t = 2_048)]
+    pub span_queue: usize,
+    /// Longest wait for an upstream's response headers (`0s` = no limit).
+    #[arg(long, env = "MESHTEL_PROXY_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Upstream TCP connect timeout.
+    #[arg(long, env = "MESHTEL_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Id of this proxy in the Report stream [default: `<workload>.<namespace>-<pid>`].
+    #[arg(long, env = "MESHTEL_PROXY_ID")]
+    pub proxy_id: Option<String>,
+}
+
+/// `LISTEN=APP` of `--inbound`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundSpec {
+    /// Where the inbound listener binds.
+    pub listen: SocketAddr,
+    /// `host:port` of the local app.
+    pub app: String,
+}
+
+impl FromStr for InboundSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<InboundSpec, String> {
+        let (listen, app) = text.split_once('=').ok_or_else(|| format!("{text:?} is not LISTEN=APP"))?;
+        let listen = listen.trim().parse().map_err(|e| format!("listen address {listen:?}: {e}"))?;
+        let app = app.trim();
+        if app.parse::<http::uri::Authority>().is_err() || !app.contains(':') {
+            return Err(format!("app address {app:?} is not host:port"));
+        }
+        Ok(InboundSpec { listen, app: app.to_owned() })
+    }
+}
+
+/// The proxy's validated configuration.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Mesh file path.
+    pub mesh_file: PathBuf,
+    /// Service short name of this instance.
+    pub service: String,
+    /// This instance's workload identity (name, namespace, app, version).
+    pub identity: WorkloadIdentity,
+    /// Inbound listener and local app, if any.
+    pub inbound: Option<InboundSpec>,
+    /// Outbound listener.
+    pub outbound: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    /// Collector endpoint URI.
+    pub collector: String,
+    /// Head sampling percentage for new traces.
+    pub sample_percent: f64,
+    /// Where to write the bound addresses.
+    pub listeners_file: Option<PathBuf>,
+    /// Record queue capacity.
+    pub report_queue: usize,
+    /// Span queue capacity.
+    pub span_queue: usize,
+    /// Upstream response-header timeout; `None` = no limit.
+    pub request_timeout: Option<Duration>,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Id in the Report stream.
+    pub proxy_id: String,
+}
+
+impl ProxyArgs {
+    /// Resolves defaults and validates.
+    pub fn into_config(self) -> Result<ProxyConfig> {
+        let app = self.app.unwrap_or_else(|| self.service.clone());
+        let workload = self.workload.unwrap_or_else(|| {
+            if self.version.is_empty() { self.service.clone() } else { format!("{}-{}", self.service, self.version) }
+        });
+        let proxy_id = self.proxy_id.unwrap_or_else(|| format!("{workload}.{}-{}", self.namespace, std::process::id()));
+        let config = ProxyConfig {
+            mesh_file: self.mesh,
+            service: self.service,
+            identity: WorkloadIdentity { name: workload, namespace: self.namespace, app, version: self.version },
+            inbound: self.inbound,
+            outbound: self.outbound,
+            admin: self.admin,
+            collector: self.collector,
+            sample_percent: self.sampling,
+            listeners_file: self.listeners_file,
+            report_queue: self.report_queue,
+            span_queue: self.span_queue,
+            request_timeout: Some(self.request_timeout).filter(|t| !t.is_zero()),
+            connect_timeout: self.connect_timeout,
+            proxy_id,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl ProxyConfig {
+    /// A configuration with defaults for everything but the mesh file and service;
+    /// listeners on `127.0.0.1:0` (tests and embedding).
+    pub fn for_service(mesh_file: PathBuf, service: &str, version: &str) -> ProxyConfig {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let workload = if version.is_empty() { service.to_owned() } else { format!("{service}-{version}") };
+        ProxyConfig {
+            mesh_file,
+            service: service.to_owned(),
+            identity: WorkloadIdentity {
+                name: workload.clone(),
+                namespace: "default".to_owned(),
+                app: service.to_owned(),
+                version: version.to_owned(),
+            },
+            inbound: None,
+            outbound: loopback,
+            admin: loopback,
+            collector: DEFAULT_COLLECTOR.to_owned(),
+            sample_percent: 1.0,
+            listeners_file: None,
+            report_queue: 10_000,
+            span_queue: 2_048,
+            request_timeout: Some(Duration::from_secs(15)),
+            connect_timeout: Duration::from_secs(1),
+            proxy_id: format!("{workload}.default"),
+        }
+    }
+
+    /// Checks values clap cannot.
+    pub fn validate(&self) -> Result<()> {
+        if self.service.is_empty() || self.service.contains('.') {
+            return Err(Error::Config(format!("--service {:?} must be a non-empty name without dots", self.service)));
+        }
+        if !(0.0..=100.0).contains(&self.sample_percent) {
+            return Err(Error::Config(format!("--sampling {} is not a percentage in 0..=100", self.sample_percent)));
+        }
+        if self.report_queue == 0 || self.span_queue == 0 {
+            return Err(Error::Config("queue capacities must be at least 1".to_owned()));
+        }
+        if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
+            return Err(Error::Config(format!("--collector {:?} must be an http:// or https:// URI", self.collector)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,47 @@
+use clap::{CommandFactory, Parser};
+
+use super::*;
+
+#[derive(Debug, Parser)]
+#[command(disable_version_flag = true)]
+struct Cli {
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+#[test]
+fn the_flags_form_a_valid_command() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn the_documented_command_line_parses_with_defaults() {
+    let cli = Cli::try_parse_from([
+        "meshtel-proxy", "--mesh", "mesh.yaml", "--service", "reviews", "--version", "v2",
+        "--inbound", "127.0.0.1:15006=127.0.0.1:9080", "--outbound", "127.0.0.1:15001",
+    ])
+    .expect("parses");
+    let config = cli.proxy.into_config().expect("valid");
+    assert_eq!(config.identity.name, "reviews-v2");
+    assert_eq!(config.identity.app, "reviews");
+    assert_eq!(config.identity.namespace, "default");
+    assert_eq!(config.inbound, Some(InboundSpec { listen: "127.0.0.1:15006".parse().expect("addr"), app: "127.0.0.1:9080".into() }));
+    assert_eq!(config.admin.to_string(), DEFAULT_ADMIN);
+    assert_eq!(config.collector, DEFAULT_COLLECTOR);
+    assert!((config.sample_percent - 1.0).abs() < f64::EPSILON);
+    assert_eq!(config.report_queue, 10_000);
+    assert_eq!(config.request_timeout, Some(Duration::from_secs(15)));
+    assert!(config.proxy_id.starts_with("reviews-v2.default-"));
+}
+
+#[test]
+fn bad_values_are_rejected() {
+    assert!("127.0.0.1:15006".parse::<InboundSpec>().is_err());
+    assert!("127.0.0.1:15006=nohost".parse::<InboundSpec>().is_err());
+    let sampling = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--sampling", "150"]).expect("parses");
+    assert!(sampling.proxy.into_config().is_err());
+    let dotted = Cli::try_parse_from(["p", "--mesh", "m", "--service", "a.b"]).expect("parses");
+    assert!(dotted.proxy.into_config().is_err());
+    let no_timeout = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--request-timeout", "0s"]).expect("parses");
+    assert_eq!(no_timeout.proxy.into_config().expect("valid").request_timeout, None);
+}

@@ -1,0 +1,155 @@
+//! The proxy's error vocabulary.
+//!
+//! [`Error`] is what setting the proxy up can fail with (configuration, mesh file,
+//! binding). [`ForwardError`] is why one request could not be forwarded; it is turned
+//! into a `502`/`503`/`504` response with an Envoy response flag in exactly one place,
+//! [`ForwardError::status`] and [`ForwardError::response_flag`], used by
+//! `forward::error_response`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use http::StatusCode;
+
+/// Result of setting up or running the proxy.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What setting up or running the proxy can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The mesh file could not be read.
+    #[error("reading mesh file {path}")]
+    MeshRead {
+        /// The mesh file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The mesh file is not valid YAML for the mesh schema.
+    #[error("parsing mesh file {path}")]
+    MeshParse {
+        /// The mesh file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: yaml_serde::Error,
+    },
+    /// The mesh file parsed but describes an impossible mesh.
+    #[error("invalid mesh file {path}: {reason}")]
+    MeshInvalid {
+        /// The mesh file.
+        path: PathBuf,
+        /// What is wrong, for the operator.
+        reason: String,
+    },
+    /// A command-line or configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A listener could not be bound.
+    #[error("binding the {listener} listener on {addr}")]
+    Bind {
+        /// `inbound`, `outbound` or `admin`.
+        listener: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listeners file could not be written.
+    #[error("writing listeners file {path}")]
+    ListenersFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The collector endpoint is not a valid URI.
+    #[error("invalid collector endpoint {endpoint}")]
+    CollectorEndpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// Our own metrics could not be registered (a programming error: duplicate names).
+    #[error("registering proxy metrics")]
+    Metrics(#[from] prometheus::Error),
+    /// Some other I/O failure.
+    #[error("i/o")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why one request could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The `Host`/`:authority` names no service of the mesh (or none at all).
+    #[error("no service in the mesh for host {host:?}")]
+    UnknownService {
+        /// The host as the app sent it.
+        host: String,
+    },
+    /// The service exists but has no endpoint to send to.
+    #[error("no healthy upstream for service {service}")]
+    NoHealthyUpstream {
+        /// The service FQDN.
+        service: String,
+    },
+    /// The TCP connection to the upstream could not be established.
+    #[error("connecting to upstream {upstream}")]
+    UpstreamConnect {
+        /// The endpoint address.
+        upstream: String,
+        /// Why.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The upstream did not send response headers in time.
+    #[error("upstream {upstream} timed out")]
+    UpstreamTimeout {
+        /// The endpoint address.
+        upstream: String,
+    },
+    /// The upstream connection was reset or closed before a response.
+    #[error("upstream {upstream} closed the connection")]
+    UpstreamReset {
+        /// The endpoint address.
+        upstream: String,
+        /// Why.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The request could not be rewritten for the upstream (bad URI parts).
+    #[error("building the upstream request")]
+    BadUpstreamRequest(#[from] http::Error),
+}
+
+impl ForwardError {
+    /// The HTTP status the downstream gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ForwardError::UnknownService { .. }
+            | ForwardError::NoHealthyUpstream { .. }
+            | ForwardError::UpstreamConnect { .. }
+            | ForwardError::UpstreamReset { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::BadUpstreamRequest(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The Envoy `%RESPONSE_FLAGS%` short code recorded for this failure.
+    pub fn response_flag(&self) -> &'static str {
+        match self {
+            // No route / no healthy upstream: Envoy answers unknown hosts on a
+            // sidecar's outbound with `UH` too once no cluster matches.
+            ForwardError::UnknownService { .. } | ForwardError::NoHealthyUpstream { .. } => "UH",
+            ForwardError::UpstreamConnect { .. } => "UF",
+            ForwardError::UpstreamTimeout { .. } => "UT",
+            ForwardError::UpstreamReset { .. } => "UC",
+            ForwardError::BadUpstreamRequest(_) => "UPE",
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The request pipelines of the two listeners.
+//!
+//! ```text
+//!  app ──► outbound listener ──► [mesh: Host → service → endpoint, round robin]
+//!                                     │ HTTP/1.1 or h2c, pooled
+//!                                     ▼
+//!          inbound listener of the callee's proxy ──► local app
+//! ```
+//!
+//! Each direction is one explicit, ordered pipeline ([`Proxy::inbound`],
+//! [`Proxy::outbound`]) rather than a tower stack: the stages share per-request
+//! state (the [`Exchange`] that becomes the record and span, filled in by identity,
+//! trace context, routing and the response head) and telemetry must see the end of
+//! the response *body*, which hyper 1 hands over long after any tower future has
+//! resolved. Threading that through tower layers would mean request extensions and
+//! boxed futures per layer; an ordered `async fn` keeps the order readable in one
+//! place and costs no allocation. Errors become responses in exactly one place,
+//! [`error_response`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rand::Rng;
+use tracing::debug;
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::error::ForwardError;
+use crate::mesh::{CLUSTER_DOMAIN, SharedMesh, WorkloadIdentity};
+use crate::report::ReportQueue;
+use crate::spans::SpanQueue;
+use crate::stats::{Direction, Stats};
+use crate::telemetry::Exchange;
+use crate::trace_context;
+
+/// Peer identity headers: the outbound proxy adds them, the inbound proxy reads and
+/// strips them (Istio's peer metadata exchange, in plain headers).
+pub const PEER_WORKLOAD: &str = "x-meshtel-peer-workload";
+/// See [`PEER_WORKLOAD`].
+pub const PEER_NAMESPACE: &str = "x-meshtel-peer-namespace";
+/// See [`PEER_WORKLOAD`].
+pub const PEER_APP: &str = "x-meshtel-peer-app";
+/// See [`PEER_WORKLOAD`].
+pub const PEER_VERSION: &str = "x-meshtel-peer-version";
+/// Request id header, added when absent.
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// Everything both pipelines share: identity, mesh, telemetry sinks, client pools.
+#[derive(Debug)]
+pub struct ProxyContext {
+    /// This instance's workload.
+    pub identity: WorkloadIdentity,
+    /// This instance's service: FQDN, short name, namespace.
+    pub service: (String, String, String),
+    /// The mesh in force.
+    pub mesh: SharedMesh,
+    /// Request records.
+    pub reports: ReportQueue,
+    /// Spans.
+    pub spans: SpanQueue,
+    /// Own counters.
+    pub stats: Stats,
+    /// Head sampling rate for new traces, percent.
+    pub sample_percent: f64,
+    /// Longest wait for upstream response headers; `None` waits forever.
+    pub request_timeout: Option<Duration>,
+    http1: Client<HttpConnector, RequestBody>,
+    http2: Client<HttpConnector, RequestBody>,
+}
+
+/// Client pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+}
+
+impl ProxyContext {
+    /// Builds the shared context and its HTTP/1.1 and h2c client pools.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        service_name: &str,
+        identity: WorkloadIdentity,
+        mesh: SharedMesh,
+        reports: ReportQueue,
+        spans: SpanQueue,
+        stats: Stats,
+        sample_percent: f64,
+        request_timeout: Option<Duration>,
+        pool: PoolSettings,
+    ) -> ProxyContext {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(pool.connect_timeout));
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(pool.idle_timeout)
+            .build(connector.clone());
+        let http2 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(pool.idle_timeout)
+            .http2_only(true)
+            .build(connector);
+        let service = (
+            format!("{service_name}.{}.{CLUSTER_DOMAIN}", identity.namespace),
+            service_name.to_owned(),
+            identity.namespace.clone(),
+        );
+        ProxyContext { identity, service, mesh, reports, spans, stats, sample_percent, request_timeout, http1, http2 }
+    }
+}
+
+/// One listener's request handler.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    context: Arc<ProxyContext>,
+    /// `host:port` of the local app (inbound only).
+    local_app: Option<String>,
+}
+
+impl Proxy {
+    /// The handler of the inbound listener, forwarding to `local_app`.
+    pub fn inbound(context: Arc<ProxyContext>, local_app: String) -> Proxy {
+        Proxy { context, local_app: Some(local_app) }
+    }
+
+    /// The handler of the outbound listener.
+    pub fn outbound(context: Arc<ProxyContext>) -> Proxy {
+        Proxy { context, local_app: None }
+    }
+
+    /// Handles one request of this listener.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        match &self.local_app {
+            Some(app) => self.inbound_pipeline(request, app).await,
+            None => self.outbound_pipeline(request).await,
+        }
+    }
+
+    /// Inbound: another service's proxy → the local app. Stages, in order:
+    async fn inbound_pipeline(&self, mut request: Request<Incoming>, local_app: &str) -> Response<ResponseBody> {
+        let context = &self.context;
+        // 1. telemetry: start the clock, count the request (reporter="destination").
+        context.stats.inbound.requests.inc();
+        let mut exchange = Exchange::start(Direction::Inbound, &request);
+        // 2. identity: the caller from the peer headers (stripped before the app sees
+        //    them); the destination is this instance and its service.
+        exchange.source = take_peer_identity(request.headers_mut());
+        exchange.destination = context.identity.clone();
+        exchange.destination_service = context.service.clone();
+        // 3. trace context: continue the caller's trace with our server span.
+        continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
+        // 4. request hygiene: hop-by-hop headers (RFC 9110 §7.6.1), x-request-id.
+        prepare_request_headers(request.headers_mut(), &mut exchange);
+        // 5. route: always the local app.
+        exchange.upstream_address = local_app.to_owned();
+        // 6. forward over the pooled client, bounded by the request timeout.
+        let forwarded = forward(context, request, &mut exchange).await;
+        // 7. respond: errors → 5xx + flag; response hop-by-hop headers; record + span
+        //    when the response body ends.
+        respond(context, forwarded, exchange)
+    }
+
+    /// Outbound: the local app → another service of the mesh. Stages, in order:
+    async fn outbound_pipeline(&self, mut request: Request<Incoming>) -> Response<ResponseBody> {
+        let context = &self.context;
+        // 1. telemetry: start the clock, count the request (reporter="source").
+        context.stats.outbound.requests.inc();
+        let mut exchange = Exchange::start(Direction::Outbound, &request);
+        // 2. identity: the caller is this instance; announce it to the callee's proxy
+        //    (replacing whatever the app may have sent).
+        exchange.source = context.identity.clone();
+        set_peer_identity(request.headers_mut(), &context.identity);
+        // 3. routing: Host/:authority → mesh service → endpoint (round robin).
+        let routed = route_outbound(&context.mesh, &mut exchange);
+        // 4. trace context: continue the app's trace (or start one) with our client span.
+        continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
+        // 5. request hygiene: hop-by-hop headers, x-request-id.
+        prepare_request_headers(request.headers_mut(), &mut exchange);
+        // 6. forward over the pooled client, bounded by the request timeout.
+        let forwarded = match routed {
+            Ok(()) => forward(context, request, &mut exchange).await,
+            Err(error) => Err(error),
+        };
+        // 7. respond: errors → 5xx + flag; record + span when the body ends.
+        respond(context, forwarded, exchange)
+    }
+}
+
+/// Resolves the request's authority through the mesh and picks an endpoint.
+fn route_outbound(mesh: &SharedMesh, exchange: &mut Exchange) -> Result<(), ForwardError> {
+    let mesh = mesh.current();
+    let Some(service) = mesh.resolve(&exchange.authority) else {
+        return Err(ForwardError::UnknownService { host: exchange.authority.clone() });
+    };
+    exchange.destination_service = (service.fqdn.clone(), service.name.clone(), service.namespace.clone());
+    let Some(endpoint) = service.pick_endpoint() else {
+        return Err(ForwardError::NoHealthyUpstream { service: service.fqdn.clone() });
+    };
+    exchange.destination = endpoint.workload.clone();
+    exchange.upstream_address = endpoint.address.clone();
+    Ok(())
+}
+
+/// Extracts the incoming trace context, starts our span, re-injects it.
+fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_percent: f64) {
+    let extracted = trace_context::extract(headers);
+    let span = trace_context::start_span(&extracted, sample_percent);
+    if extracted.formats.w3c && span.sampled {
+        exchange.trace_state = headers
+            .get(trace_context::TRACESTATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+    }
+    trace_context::inject(headers, &extracted, &span);
+    exchange.span = Some(span);
+}
+
+/// Sends the request to `exchange.upstream_address`, HTTP/2 if it came as HTTP/2.
+async fn forward(
+    context: &ProxyContext,
+    request: Request<Incoming>,
+    exchange: &mut Exchange,
+) -> Result<Response<Incoming>, ForwardError> {
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(exchange.upstream_address.as_str())
+        .path_and_query(path_and_query)
+        .build()?;
+    let client = if parts.version == Version::HTTP_2 {
+        &context.http2
+    } else {
+        parts.version = Version::HTTP_11;
+        &context.http1
+    };
+    let request = Request::from_parts(parts, RequestBody::new(body, exchange.request_body_bytes.clone()));
+    let sent = client.request(request);
+    let result = match context.request_timeout {
+        Some(timeout) => match tokio::time::timeout(timeout, sent).await {
+            Ok(result) => result,
+            Err(_) => return Err(ForwardError::UpstreamTimeout { upstream: exchange.upstream_address.clone() }),
+        },
+        None => sent.await,
+    };
+    result.map_err(|source| {
+        let upstream = exchange.upstream_address.clone();
+        if source.is_connect() {
+            context.stats.direction(exchange.direction).upstream_connect_failures.inc();
+            ForwardError::UpstreamConnect { upstream, source }
+        } else {
+            ForwardError::UpstreamReset { upstream, source }
+        }
+    })
+}
+
+/// Turns the forwarding result into the downstream response.
+fn respond(
+    context: &Arc<ProxyContext>,
+    forwarded: Result<Response<Incoming>, ForwardError>,
+    mut exchange: Exchange,
+) -> Response<ResponseBody> {
+    match forwarded {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            remove_hop_by_hop_headers(&mut parts.headers);
+            exchange.response_head(parts.status, &parts.headers);
+            Response::from_parts(parts, ResponseBody::upstream(body, exchange, context.clone()))
+        }
+        Err(error) => {
+            context.stats.direction(exchange.direction).local_errors.inc();
+            debug!(direction = exchange.direction.as_str(), error = %crate::mesh::error_chain(&error), "local reply");
+            error_response(context, &error, exchange)
+        }
+    }
+}
+
+/// THE place where forwarding errors become responses: the status and Envoy
+/// response flag come from [`ForwardError`]; gRPC callers get a trailers-only
+/// response with `grpc-status` (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED) as Envoy does.
+/// Bodies name the failure class only, nothing internal.
+pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, mut exchange: Exchange) -> Response<ResponseBody> {
+    exchange.add_flag(error.response_flag());
+    let status = error.status();
+    let message = match error {
+        ForwardError::UnknownService { .. } | ForwardError::NoHealthyUpstream { .. } => "no healthy upstream",
+        ForwardError::UpstreamConnect { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+        ForwardError::UpstreamReset { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+        ForwardError::UpstreamTimeout { .. } => "upstream request timeout",
+        ForwardError::BadUpstreamRequest(_) => "bad upstream request",
+    };
+    let mut builder = Response::builder();
+    let body = if exchange.protocol == "grpc" {
+        let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { "4" } else { "14" };
+        builder = builder
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header("grpc-status", grpc_status)
+            .header("grpc-message", message);
+        Bytes::new()
+    } else {
+        builder = builder.status(status).header(http::header::CONTENT_TYPE, "text/plain");
+        Bytes::from_static(message.as_bytes())
+    };
+    // The pieces above are static and valid, so building cannot fail; fall back to a
+    // bare status anyway rather than panic.
+    let head = match builder.body(()) {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = Response::new(());
+            *response.status_mut() = status;
+            response
+        }
+    };
+    let (parts, ()) = head.into_parts();
+    exchange.response_head(parts.status, &parts.headers);
+    Response::from_parts(parts, ResponseBody::local(body, exchange, context.clone()))
+}
+
+/// Strips hop-by-hop headers and adds `x-request-id` when absent.
+fn prepare_request_headers(headers: &mut HeaderMap, exchange: &mut Exchange) {
+    remove_hop_by_hop_headers(headers);
+    match headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) if !id.is_empty() => exchange.request_id = id.to_owned(),
+        _ => {
+            let id = new_request_id();
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                headers.insert(X_REQUEST_ID, value);
+            }
+            exchange.request_id = id;
+        }
+    }
+}
+
+/// RFC 9110 §7.6.1: `Connection` and every header it names, `Keep-Alive`,
+/// `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, and `TE` unless it is just
+/// `trailers` (which gRPC needs end to end).
+pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if name != TE {
+                headers.remove(&name);
+            }
+        }
+        headers.remove(CONNECTION);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    headers.remove(TRANSFER_ENCODING);
+    headers.remove(UPGRADE);
+    if let Some(te) = headers.get(TE) {
+        let trailers = te
+            .to_str()
+            .is_ok_and(|v| v.split(',').any(|part| part.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))));
+        if trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        } else {
+            headers.remove(TE);
+        }
+    }
+}
+
+fn set_peer_identity(headers: &mut HeaderMap, identity: &WorkloadIdentity) {
+    for (name, value) in [
+        (PEER_WORKLOAD, &identity.name),
+        (PEER_NAMESPACE, &identity.namespace),
+        (PEER_APP, &identity.app),
+        (PEER_VERSION, &identity.version),
+    ] {
+        match HeaderValue::from_str(value) {
+            Ok(value) if !value.is_empty() => {
+                headers.insert(name, value);
+            }
+            _ => {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+fn take_peer_identity(headers: &mut HeaderMap) -> WorkloadIdentity {
+    let mut take = |name: &str| {
+        headers
+            .remove(name)
+            .and_then(|value| value.to_str().ok().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    WorkloadIdentity { name: take(PEER_WORKLOAD), namespace: take(PEER_NAMESPACE), app: take(PEER_APP), version: take(PEER_VERSION) }
+}
+
+/// A random UUID v4, as Envoy generates for `x-request-id`.
+fn new_request_id() -> String {
+    let mut bytes: [u8; 16] = rand::rng().random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = trace_context::hex(&bytes);
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+use http::HeaderMap;
+
+use super::*;
+
+#[test]
+fn hop_by_hop_headers_are_removed() {
+    let mut headers = HeaderMap::new();
+    headers.insert("connection", "keep-alive, x-hop, te".parse().expect("value"));
+    headers.insert("x-hop", "1".parse().expect("value"));
+    headers.insert("keep-alive", "timeout=5".parse().expect("value"));
+    headers.insert("proxy-connection", "keep-alive".parse().expect("value"));
+    headers.insert("transfer-encoding", "chunked".parse().expect("value"));
+    headers.insert("upgrade", "websocket".parse().expect("value"));
+    headers.insert("te", "trailers, deflate;q=0.5".parse().expect("value"));
+    headers.insert("x-end-to-end", "kept".parse().expect("value"));
+    remove_hop_by_hop_headers(&mut headers);
+    let mut names: Vec<&str> = headers.keys().map(|name| name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["te", "x-end-to-end"]);
+    assert_eq!(headers["te"], "trailers");
+
+    let mut gzip_only = HeaderMap::new();
+    gzip_only.insert("te", "gzip".parse().expect("value"));
+    remove_hop_by_hop_headers(&mut gzip_only);
+    assert!(gzip_only.is_empty());
+}
+
+#[test]
+fn request_ids_are_uuid_v4() {
+    let id = new_request_id();
+    assert_eq!(id.len(), 36);
+    assert_eq!(id.as_bytes()[14], b'4');
+    assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+    assert_ne!(id, new_request_id());
+}
+
+#[test]
+fn peer_identity_round_trips_and_is_stripped() {
+    let identity = WorkloadIdentity { name: "productpage-v1".into(), namespace: "default".into(), app: "productpage".into(), version: "v1".into() };
+    let mut headers = HeaderMap::new();
+    set_peer_identity(&mut headers, &identity);
+    assert_eq!(headers.len(), 4);
+    assert_eq!(take_peer_identity(&mut headers), identity);
+    assert!(headers.is_empty());
+}
+
+#[test]
+fn every_forward_error_maps_to_a_5xx_and_a_flag() {
+    let cases = [
+        (ForwardError::UnknownService { host: "x".into() }, 503, "UH"),
+        (ForwardError::NoHealthyUpstream { service: "x".into() }, 503, "UH"),
+        (ForwardError::UpstreamTimeout { upstream: "x".into() }, 504, "UT"),
+    ];
+    for (error, status, flag) in cases {
+        assert_eq!(error.status().as_u16(), status);
+        assert_eq!(error.response_flag(), flag);
+    }
+}

@@ -1,0 +1,209 @@
+//! meshtel's sidecar proxy: one process beside each service instance.
+//!
+//! ```text
+//!              ┌──────────────────────── meshtel-proxy ─────────────────────────┐
+//!  app ──────► │ outbound :15001 ─ mesh (Host → service → endpoint, round robin) │ ──► callee's proxy
+//!  caller's ─► │ inbound  :15006 ─ local app                                     │ ──► app
+//!   proxy      │ admin    :15000 ─ /healthz /ready /stats/prometheus             │
+//!              └──────┬─────────────────────────────┬────────────────────────────┘
+//!                     │ Report stream (every request)│ OTLP Export (sampled spans)
+//!                     ▼                              ▼
+//!                               collector :4317
+//! ```
+//!
+//! - [`forward`]: the two request pipelines (HTTP/1.1 and h2c, pooled, streaming);
+//! - [`mesh`]: the mesh file and its reloading (format documented there and in
+//!   `proxy/examples/mesh.yaml`);
+//! - [`trace_context`]: W3C and B3 extraction, sampling, injection;
+//! - [`telemetry`] and [`body`]: the request record and span of each request, emitted
+//!   when its response body ends;
+//! - [`report`] and [`spans`]: bounded, non-blocking delivery to the collector;
+//! - [`admin`] and [`stats`]: the admin listener and the proxy's own counters;
+//! - [`config`]: flags ([`ProxyArgs`]) and the validated [`ProxyConfig`].
+//!
+//! Telemetry never hurts the traffic: records and spans are `try_send`, dropped and
+//! counted when the queues are full or the collector is unreachable.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod mesh;
+pub mod report;
+pub mod server;
+pub mod spans;
+pub mod stats;
+pub mod telemetry;
+pub mod trace_context;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::Endpoint;
+use tracing::info;
+
+pub use config::{InboundSpec, ProxyArgs, ProxyConfig};
+pub use error::{Error, ForwardError, Result};
+
+use forward::{PoolSettings, Proxy, ProxyContext};
+use mesh::MeshWatcher;
+use stats::Stats;
+
+/// How long shutdown waits for the last records and spans to reach the collector.
+pub const TELEMETRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The proxy's listeners, bound before serving (STYLE rule 5).
+#[derive(Debug)]
+pub struct Listeners {
+    /// Inbound listener, when configured.
+    pub inbound: Option<TcpListener>,
+    /// Outbound listener.
+    pub outbound: TcpListener,
+    /// Admin listener.
+    pub admin: TcpListener,
+}
+
+/// The bound addresses, as written to `--listeners-file`.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ListenerAddresses {
+    /// Inbound listener, when configured.
+    pub inbound: Option<SocketAddr>,
+    /// Outbound listener.
+    pub outbound: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds every listener of `config` (port 0 picks a free port).
+    pub async fn bind(config: &ProxyConfig) -> Result<Listeners> {
+        async fn bind_one(listener: &'static str, addr: SocketAddr) -> Result<TcpListener> {
+            TcpListener::bind(addr).await.map_err(|source| Error::Bind { listener, addr, source })
+        }
+        let inbound = match &config.inbound {
+            Some(spec) => Some(bind_one("inbound", spec.listen).await?),
+            None => None,
+        };
+        Ok(Listeners { inbound, outbound: bind_one("outbound", config.outbound).await?, admin: bind_one("admin", config.admin).await? })
+    }
+
+    /// The addresses actually bound.
+    pub fn addresses(&self) -> Result<ListenerAddresses> {
+        Ok(ListenerAddresses {
+            inbound: self.inbound.as_ref().map(TcpListener::local_addr).transpose()?,
+            outbound: self.outbound.local_addr()?,
+            admin: self.admin.local_addr()?,
+        })
+    }
+}
+
+/// Binds the listeners of `config` and serves until `shutdown` resolves.
+pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    serve(config, listeners, shutdown).await
+}
+
+/// Serves already-bound `listeners` until `shutdown` resolves, then drains open
+/// connections and flushes the last records and spans.
+pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<()> {
+    config.validate()?;
+    let stats = Stats::new()?;
+    let watcher = MeshWatcher::start(config.mesh_file.clone(), config.identity.namespace.clone())?;
+    let collector = Endpoint::from_shared(config.collector.clone())
+        .map_err(|source| Error::CollectorEndpoint { endpoint: config.collector.clone(), source })?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30));
+    let (reports, report_stream) =
+        report::report_channel(collector.clone(), config.proxy_id.clone(), config.report_queue, stats.clone());
+    let (spans, span_exporter) = spans::span_channel(collector, &config.identity, &config.service, config.span_queue, stats.clone());
+    let context = Arc::new(ProxyContext::new(
+        &config.service,
+        config.identity.clone(),
+        watcher.mesh(),
+        reports,
+        spans,
+        stats.clone(),
+        config.sample_percent,
+        config.request_timeout,
+        PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: Duration::from_secs(90) },
+    ));
+
+    let addresses = listeners.addresses()?;
+    if let Some(path) = &config.listeners_file {
+        let json = serde_json::to_vec_pretty(&addresses).map_err(std::io::Error::other)?;
+        std::fs::write(path, json).map_err(|source| Error::ListenersFile { path: path.clone(), source })?;
+    }
+    info!(
+        service = %config.service,
+        workload = %config.identity.name,
+        inbound = ?addresses.inbound,
+        outbound = %addresses.outbound,
+        admin = %addresses.admin,
+        collector = %config.collector,
+        "proxy listening"
+    );
+
+    // Servers stop first (and drain); telemetry stops after, so the records of the
+    // drained requests still go out.
+    let (stop_servers, servers_stopped) = watch::channel(false);
+    let (stop_telemetry, telemetry_stopped) = watch::channel(false);
+    let mut telemetry = tokio::task::JoinSet::new();
+    telemetry.spawn(report_stream.run(telemetry_stopped.clone()));
+    telemetry.spawn(span_exporter.run(telemetry_stopped.clone()));
+    telemetry.spawn(watcher.run(stats.clone(), telemetry_stopped));
+
+    let mut servers = tokio::task::JoinSet::new();
+    if let (Some(listener), Some(spec)) = (listeners.inbound, &config.inbound) {
+        let proxy = Proxy::inbound(context.clone(), spec.app.clone());
+        servers.spawn(server::serve_listener("inbound", listener, proxy_service(proxy), servers_stopped.clone()));
+    }
+    let proxy = Proxy::outbound(context.clone());
+    servers.spawn(server::serve_listener("outbound", listeners.outbound, proxy_service(proxy), servers_stopped.clone()));
+    let admin_stats = stats.clone();
+    let admin = service_fn(move |request| {
+        let response = admin::handle_admin(&admin_stats, &request);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    servers.spawn(server::serve_listener("admin", listeners.admin, admin, servers_stopped));
+    stats.ready.set(1);
+
+    shutdown.await;
+    info!("shutting down: draining connections");
+    stats.ready.set(0);
+    let _ = stop_servers.send(true);
+    while servers.join_next().await.is_some() {}
+    drop(context);
+    let _ = stop_telemetry.send(true);
+    let flushed = tokio::time::timeout(TELEMETRY_FLUSH_TIMEOUT, async { while telemetry.join_next().await.is_some() {} }).await;
+    if flushed.is_err() {
+        telemetry.abort_all();
+    }
+    info!("proxy stopped");
+    Ok(())
+}
+
+fn proxy_service(
+    proxy: Proxy,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<body::ResponseBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<hyper::Response<body::ResponseBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    service_fn(move |request| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+    })
+}

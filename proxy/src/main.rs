@@ -1,0 +1,77 @@
+//! `meshtel-proxy`: the sidecar on its own, without the store or DataFusion.
+//!
+//! Parse flags, set up logging, bind, serve until SIGINT/SIGTERM, drain.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// meshtel's sidecar proxy: forwards a service instance's traffic and reports every
+/// request to the collector.
+#[derive(Debug, Parser)]
+// `--version` is the instance's version label, so clap's own version flag is off.
+#[command(name = "meshtel-proxy", disable_version_flag = true)]
+struct Cli {
+    #[command(flatten)]
+    proxy: meshtel_proxy::ProxyArgs,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "MESHTEL_PROXY_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let result = async {
+        let config = cli.proxy.into_config()?;
+        meshtel_proxy::run(config, shutdown_signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "proxy failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,343 @@
+//! The mesh file: which services exist, where their instances listen, and how those
+//! instances are labelled.
+//!
+//! The outbound listener resolves the `Host`/`:authority` of every call through it
+//! and load-balances round robin over the service's endpoints. The file is YAML:
+//!
+//! ```yaml
+//! services:
+//!   - name: reviews            # Kubernetes-style service name
+//!     namespace: default       # optional, default "default"
+//!     port: 9080               # the service port apps use (informational)
+//!     endpoints:
+//!       - address: 127.0.0.1:15106   # the inbound listener of that instance's proxy
+//!         workload: reviews-v1       # optional, default "<name>-<version>" or "<name>"
+//!         labels: { app: reviews, version: v1 }
+//! ```
+//!
+//! A service answers to `reviews`, `reviews:9080`, `reviews.default`,
+//! `reviews.default.svc` and `reviews.default.svc.cluster.local` (any port). A bare
+//! name means the service in the proxy's own namespace, or else the only service of
+//! that name. [`MeshWatcher`] polls the file's modification time every second and
+//! swaps in the new mesh; an edit that does not parse is logged and the last good mesh
+//! stays in force.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::RwLock;
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::stats::Stats;
+
+/// Cluster domain suffix of service FQDNs.
+pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+
+/// The mesh file as written by the operator.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MeshFile {
+    /// Every service of the mesh.
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+}
+
+/// One service of the mesh.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Service name, e.g. `reviews`.
+    pub name: String,
+    /// Namespace, e.g. `default`.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The port apps call the service on; informational (any port resolves).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The instances; calls are spread over them round robin.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+/// One instance of a service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// `host:port` of the instance's proxy inbound listener.
+    pub address: String,
+    /// Workload name (`destination_workload`); default `<service>-<version>`, or the
+    /// service name without a version label.
+    #[serde(default)]
+    pub workload: Option<String>,
+    /// Pod labels; `app` and `version` become `destination_app`/`destination_version`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The namespace of services that name none.
+pub fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+/// A workload as the request records label it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkloadIdentity {
+    /// Workload name, e.g. `reviews-v2`.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Label `app`.
+    pub app: String,
+    /// Label `version`.
+    pub version: String,
+}
+
+/// A resolved endpoint: where to connect and who is there.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The workload behind it.
+    pub workload: WorkloadIdentity,
+}
+
+/// A resolved service.
+#[derive(Debug)]
+pub struct Service {
+    /// Short name, e.g. `reviews`.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// `<name>.<namespace>.svc.cluster.local`.
+    pub fqdn: String,
+    /// Instances.
+    pub endpoints: Vec<Endpoint>,
+    next: AtomicUsize,
+}
+
+impl Service {
+    /// The next endpoint, round robin; `None` when the service has none.
+    pub fn pick_endpoint(&self) -> Option<&Endpoint> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        self.endpoints.get(index)
+    }
+}
+
+/// A loaded mesh: services indexed by every host name they answer to.
+#[derive(Debug, Default)]
+pub struct Mesh {
+    by_host: HashMap<String, Arc<Service>>,
+    services: usize,
+}
+
+impl Mesh {
+    /// Builds the index. `own_namespace` decides what bare names mean.
+    pub fn build(file: MeshFile, own_namespace: &str) -> std::result::Result<Mesh, String> {
+        let mut by_host: HashMap<String, Arc<Service>> = HashMap::new();
+        let mut bare: HashMap<String, Vec<Arc<Service>>> = HashMap::new();
+        let services = file.services.len();
+        for spec in file.services {
+            if spec.name.is_empty() || spec.name.contains('.') {
+                return Err(format!("service name {:?} must be non-empty without dots", spec.name));
+            }
+            let endpoints = spec
+                .endpoints
+                .into_iter()
+                .map(|endpoint| endpoint_from_spec(&spec.name, &spec.namespace, endpoint))
+                .collect::<std::result::Result<Vec<_>, String>>()?;
+            let fqdn = format!("{}.{}.{CLUSTER_DOMAIN}", spec.name, spec.namespace);
+            let service = Arc::new(Service {
+                name: spec.name.clone(),
+                namespace: spec.namespace.clone(),
+                fqdn: fqdn.clone(),
+                endpoints,
+                next: AtomicUsize::new(0),
+            });
+            for alias in [
+                format!("{}.{}", spec.name, spec.namespace),
+                format!("{}.{}.svc", spec.name, spec.namespace),
+                fqdn,
+            ] {
+                if by_host.insert(alias.clone(), service.clone()).is_some() {
+                    return Err(format!("service {alias} is listed twice"));
+                }
+            }
+            bare.entry(spec.name).or_default().push(service);
+        }
+        for (name, candidates) in bare {
+            let chosen = candidates
+                .iter()
+                .find(|service| service.namespace == own_namespace)
+                .or(if candidates.len() == 1 { candidates.first() } else { None });
+            if let Some(service) = chosen {
+                by_host.insert(name, service.clone());
+            }
+        }
+        Ok(Mesh { by_host, services })
+    }
+
+    /// The service a `Host`/`:authority` value names, if any (port and case ignored).
+    pub fn resolve(&self, authority: &str) -> Option<&Arc<Service>> {
+        let host = strip_port(authority).trim_end_matches('.');
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.by_host.get(&host.to_ascii_lowercase());
+        }
+        self.by_host.get(host)
+    }
+
+    /// How many services the mesh has.
+    pub fn service_count(&self) -> usize {
+        self.services
+    }
+}
+
+fn endpoint_from_spec(
+    service: &str,
+    namespace: &str,
+    spec: EndpointSpec,
+) -> std::result::Result<Endpoint, String> {
+    if spec.address.parse::<http::uri::Authority>().is_err() || !spec.address.contains(':') {
+        return Err(format!("endpoint address {:?} of {service} must be host:port", spec.address));
+    }
+    let app = spec.labels.get("app").cloned().unwrap_or_else(|| service.to_owned());
+    let version = spec.labels.get("version").cloned().unwrap_or_default();
+    let name = spec.workload.unwrap_or_else(|| {
+        if version.is_empty() { service.to_owned() } else { format!("{service}-{version}") }
+    });
+    Ok(Endpoint {
+        address: spec.address,
+        workload: WorkloadIdentity { name, namespace: namespace.to_owned(), app, version },
+    })
+}
+
+/// `reviews:9080` → `reviews`; `[::1]:80` → `[::1]`.
+pub fn strip_port(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
+        _ => authority,
+    }
+}
+
+/// Reads and validates a mesh file.
+pub fn load_mesh_file(path: &Path, own_namespace: &str) -> Result<Mesh> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| Error::MeshRead { path: path.to_owned(), source })?;
+    let file: MeshFile = yaml_serde::from_str(&text)
+        .map_err(|source| Error::MeshParse { path: path.to_owned(), source })?;
+    Mesh::build(file, own_namespace)
+        .map_err(|reason| Error::MeshInvalid { path: path.to_owned(), reason })
+}
+
+/// The mesh in force, shared by every request, swapped on reload.
+#[derive(Debug, Clone, Default)]
+pub struct SharedMesh(Arc<RwLock<Arc<Mesh>>>);
+
+impl SharedMesh {
+    /// A shared handle on `mesh`.
+    pub fn new(mesh: Mesh) -> SharedMesh {
+        SharedMesh(Arc::new(RwLock::new(Arc::new(mesh))))
+    }
+
+    /// The mesh in force now (cheap: one `Arc` clone under a read lock).
+    pub fn current(&self) -> Arc<Mesh> {
+        self.0.read().clone()
+    }
+
+    fn replace(&self, mesh: Mesh) {
+        *self.0.write() = Arc::new(mesh);
+    }
+}
+
+/// Polls the mesh file and reloads it when its modification time or size changes.
+#[derive(Debug)]
+pub struct MeshWatcher {
+    path: PathBuf,
+    own_namespace: String,
+    mesh: SharedMesh,
+    seen: Option<(SystemTime, u64)>,
+}
+
+/// How often the mesh file is checked for changes.
+pub const MESH_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+impl MeshWatcher {
+    /// Loads the file once (failing if it is bad: a proxy must start from a good mesh).
+    pub fn start(path: PathBuf, own_namespace: String) -> Result<MeshWatcher> {
+        let seen = file_stamp(&path);
+        let mesh = load_mesh_file(&path, &own_namespace)?;
+        info!(path = %path.display(), services = mesh.service_count(), "mesh loaded");
+        Ok(MeshWatcher { path, own_namespace, mesh: SharedMesh::new(mesh), seen })
+    }
+
+    /// The handle requests read the mesh through.
+    pub fn mesh(&self) -> SharedMesh {
+        self.mesh.clone()
+    }
+
+    /// Reloads if the file changed; a bad edit is logged and the last good mesh kept.
+    /// Returns `None` when the file did not change, else whether the new mesh was
+    /// swapped in.
+    pub fn poll_once(&mut self) -> Option<bool> {
+        let stamp = file_stamp(&self.path);
+        if stamp == self.seen {
+            return None;
+        }
+        self.seen = stamp;
+        match load_mesh_file(&self.path, &self.own_namespace) {
+            Ok(mesh) => {
+                info!(path = %self.path.display(), services = mesh.service_count(), "mesh reloaded");
+                self.mesh.replace(mesh);
+                Some(true)
+            }
+            Err(error) => {
+                warn!(path = %self.path.display(), error = %error_chain(&error), "mesh reload failed, keeping the last good mesh");
+                Some(false)
+            }
+        }
+    }
+
+    /// Polls every [`MESH_POLL_INTERVAL`] until `shutdown` flips to true.
+    /// Reloads are counted in `meshtel_proxy_mesh_reloads_total{result}`.
+    pub async fn run(mut self, stats: Stats, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(MESH_POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => match self.poll_once() {
+                    Some(true) => stats.mesh_reloads.with_label_values(&["ok"]).inc(),
+                    Some(false) => stats.mesh_reloads.with_label_values(&["rejected"]).inc(),
+                    None => {}
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// `error: cause: cause` on one line, for logs.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

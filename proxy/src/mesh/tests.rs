@@ -1,0 +1,83 @@
+use std::io::Write;
+
+use super::*;
+
+fn example() -> MeshFile {
+    let text = include_str!("../../examples/mesh.yaml");
+    yaml_serde::from_str(text).expect("the example mesh file parses")
+}
+
+#[test]
+fn example_mesh_file_parses_and_resolves_every_host_form() {
+    let mesh = Mesh::build(example(), "default").expect("valid mesh");
+    for host in ["reviews", "reviews:9080", "reviews.default", "reviews.default.svc", "reviews.default.svc.cluster.local", "REVIEWS.default:80"] {
+        let service = mesh.resolve(host).unwrap_or_else(|| panic!("{host} resolves"));
+        assert_eq!(service.fqdn, "reviews.default.svc.cluster.local");
+        assert_eq!(service.name, "reviews");
+    }
+    assert!(mesh.resolve("nope").is_none());
+    assert!(mesh.resolve("").is_none());
+}
+
+#[test]
+fn endpoints_are_picked_round_robin_with_labels() {
+    let mesh = Mesh::build(example(), "default").expect("valid mesh");
+    let reviews = mesh.resolve("reviews").expect("reviews");
+    let picked: Vec<String> = (0..4).map(|_| reviews.pick_endpoint().expect("endpoint").workload.name.clone()).collect();
+    assert_eq!(picked, ["reviews-v1", "reviews-v2", "reviews-v1", "reviews-v2"]);
+    let v2 = &reviews.endpoints[1].workload;
+    assert_eq!((v2.app.as_str(), v2.version.as_str(), v2.namespace.as_str()), ("reviews", "v2", "default"));
+}
+
+#[test]
+fn bare_names_prefer_the_own_namespace() {
+    let file: MeshFile = yaml_serde::from_str(
+        "services:\n  - {name: db, namespace: a, endpoints: [{address: '127.0.0.1:1'}]}\n  - {name: db, namespace: b, endpoints: [{address: '127.0.0.1:2'}]}\n",
+    )
+    .expect("parses");
+    let mesh = Mesh::build(file.clone(), "b").expect("valid");
+    assert_eq!(mesh.resolve("db").expect("db").namespace, "b");
+    assert_eq!(mesh.resolve("db.a").expect("db.a").namespace, "a");
+    let elsewhere = Mesh::build(file, "c").expect("valid");
+    assert!(elsewhere.resolve("db").is_none(), "ambiguous bare name");
+}
+
+#[test]
+fn invalid_meshes_are_rejected() {
+    for text in [
+        "services:\n  - {name: a, endpoints: [{address: 'nope'}]}\n",
+        "services:\n  - {name: a.b}\n",
+        "services:\n  - {name: a}\n  - {name: a}\n",
+        "services:\n  - {name: a, colour: red}\n",
+    ] {
+        let parsed: std::result::Result<MeshFile, _> = yaml_serde::from_str(text);
+        if let Ok(file) = parsed {
+            assert!(Mesh::build(file, "default").is_err(), "{text}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_edit_keeps_the_last_good_mesh() {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    write!(file, "services:\n  - {{name: a, endpoints: [{{address: '127.0.0.1:1'}}]}}\n").expect("write");
+    let mut watcher = MeshWatcher::start(file.path().to_owned(), "default".to_owned()).expect("loads");
+    let mesh = watcher.mesh();
+    assert_eq!(watcher.poll_once(), None, "unchanged");
+    std::fs::write(file.path(), "services: [ this is not yaml").expect("write");
+    assert_eq!(watcher.poll_once(), Some(false));
+    assert!(mesh.current().resolve("a").is_some(), "last good mesh kept");
+    std::fs::write(file.path(), "services:\n  - {name: bb, endpoints: []}\n").expect("write");
+    assert_eq!(watcher.poll_once(), Some(true));
+    assert!(mesh.current().resolve("a").is_none());
+    assert!(mesh.current().resolve("bb").is_some());
+    file.flush().expect("flush");
+}
+
+#[test]
+fn strip_port_handles_ipv6() {
+    assert_eq!(strip_port("reviews:9080"), "reviews");
+    assert_eq!(strip_port("[::1]:80"), "[::1]");
+    assert_eq!(strip_port("[::1]"), "[::1]");
+    assert_eq!(strip_port("reviews"), "reviews");
+}

@@ -1,0 +1,249 @@
+//! Request records to the collector over one long-lived `Mixer.Report` stream.
+//!
+//! ```text
+//!  request path ──try_send──► bounded queue ──batch──► Report stream ──► collector
+//!       (full: drop + count)         ▲                    │ acks (one per batch)
+//!                                    └── reconnect with exponential backoff
+//! ```
+//!
+//! The request path never waits: [`ReportQueue::submit`] is a `try_send`, and a full
+//! queue drops the record and counts it (`meshtel_proxy_reports_dropped_total`).
+//! While the collector is down, records wait in the queue until it fills. When a
+//! stream breaks, the batches it had not acknowledged are counted as dropped (some
+//! may have arrived; the count errs on the side of reporting loss).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use meshtel_model::mixer::mixer_client::MixerClient;
+use meshtel_model::mixer::{ReportRequest, RequestRecord};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tracing::{debug, info, warn};
+
+use crate::stats::Stats;
+
+/// Most records in one `ReportRequest`.
+pub const MAX_BATCH_RECORDS: usize = 1000;
+/// How long a batch waits for more records after its first.
+pub const BATCH_LINGER: Duration = Duration::from_millis(100);
+/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest reconnect delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long shutdown waits to hand the queued records over.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// The request path's handle on the record queue.
+#[derive(Debug, Clone)]
+pub struct ReportQueue {
+    sender: mpsc::Sender<RequestRecord>,
+    dropped_since_last: Arc<AtomicU64>,
+    stats: Stats,
+}
+
+impl ReportQueue {
+    /// Queues a record without waiting; a full queue drops it and counts the drop.
+    pub fn submit(&self, record: RequestRecord) {
+        if self.sender.try_send(record).is_err() {
+            self.stats.reports_dropped.inc();
+            self.dropped_since_last.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The background half: owns the queue's receiver and the stream.
+#[derive(Debug)]
+pub struct ReportStream {
+    endpoint: Endpoint,
+    proxy_id: String,
+    receiver: mpsc::Receiver<RequestRecord>,
+    dropped_since_last: Arc<AtomicU64>,
+    stats: Stats,
+}
+
+/// A queue of `capacity` records and the task that streams them to `endpoint`.
+pub fn report_channel(endpoint: Endpoint, proxy_id: String, capacity: usize, stats: Stats) -> (ReportQueue, ReportStream) {
+    let (sender, receiver) = mpsc::channel(capacity.max(1));
+    let dropped_since_last = Arc::new(AtomicU64::new(0));
+    let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), stats: stats.clone() };
+    (queue, ReportStream { endpoint, proxy_id, receiver, dropped_since_last, stats })
+}
+
+enum StreamEnd {
+    Shutdown,
+    Broken(String),
+}
+
+impl ReportStream {
+    /// Streams until `shutdown` flips to true, then flushes what is queued (bounded by
+    /// [`SHUTDOWN_FLUSH`]).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = INITIAL_BACKOFF;
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.open_and_pump(&mut shutdown).await {
+                Ok(StreamEnd::Shutdown) => return,
+                Ok(StreamEnd::Broken(reason)) => {
+                    warn!(reason = %reason, "report stream broken, reconnecting");
+                    backoff = INITIAL_BACKOFF;
+                    failures = 0;
+                }
+                Err(reason) => {
+                    failures += 1;
+                    // Say it once loudly, then quietly while the collector stays down.
+                    if failures == 1 {
+                        warn!(endpoint = %self.endpoint.uri(), reason = %reason, "report stream unavailable, retrying with backoff");
+                    } else {
+                        debug!(reason = %reason, backoff_ms = backoff.as_millis() as u64, "report stream still unavailable");
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Opens one stream and feeds it until it breaks or shutdown. `Err` when it could
+    /// not be opened at all.
+    async fn open_and_pump(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<StreamEnd, String> {
+        let channel = tokio::select! {
+            connected = self.endpoint.connect() => connected.map_err(|e| crate::mesh::error_chain(&e))?,
+            _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
+        };
+        let (batches, batch_receiver) = mpsc::channel::<ReportRequest>(4);
+        let mut client = MixerClient::new(channel);
+        let mut responses = tokio::select! {
+            response = client.report(ReceiverStream::new(batch_receiver)) => {
+                response.map_err(|status| format!("{}: {}", status.code(), status.message()))?.into_inner()
+            }
+            _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
+        };
+        self.stats.report_stream_connects.inc();
+        info!(endpoint = %self.endpoint.uri(), "report stream open");
+        let mut unacknowledged: VecDeque<u64> = VecDeque::new();
+        let end = loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    self.flush_on_shutdown(&batches, &mut responses, &mut unacknowledged).await;
+                    break StreamEnd::Shutdown;
+                }
+                message = responses.message() => match message {
+                    Ok(Some(ack)) => {
+                        unacknowledged.pop_front();
+                        self.stats.reports_accepted.inc_by(ack.accepted);
+                    }
+                    Ok(None) => break StreamEnd::Broken("collector closed the stream".to_owned()),
+                    Err(status) => break StreamEnd::Broken(format!("{}: {}", status.code(), status.message())),
+                },
+                first = self.receiver.recv() => {
+                    let Some(first) = first else { break StreamEnd::Shutdown };
+                    let batch = self.fill_batch(first).await;
+                    let count = batch.records.len() as u64;
+                    if batches.send(batch).await.is_err() {
+                        self.count_lost(count);
+                        break StreamEnd::Broken("request stream closed".to_owned());
+                    }
+                    self.stats.reports_sent.inc_by(count);
+                    unacknowledged.push_back(count);
+                }
+            }
+        };
+        if let StreamEnd::Broken(_) = end {
+            self.count_lost(unacknowledged.iter().sum());
+        }
+        Ok(end)
+    }
+
+    /// `first` plus whatever arrives within [`BATCH_LINGER`], up to [`MAX_BATCH_RECORDS`].
+    async fn fill_batch(&mut self, first: RequestRecord) -> ReportRequest {
+        let mut records = Vec::with_capacity(64);
+        records.push(first);
+        let deadline = Instant::now() + BATCH_LINGER;
+        while records.len() < MAX_BATCH_RECORDS {
+            match self.receiver.try_recv() {
+                Ok(record) => records.push(record),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
+                    Ok(Some(record)) => records.push(record),
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        self.batch(records)
+    }
+
+    fn batch(&self, records: Vec<RequestRecord>) -> ReportRequest {
+        ReportRequest {
+            proxy_id: self.proxy_id.clone(),
+            records,
+            dropped_since_last: self.dropped_since_last.swap(0, Ordering::Relaxed),
+            sent_unix_nano: unix_nanos(SystemTime::now()),
+        }
+    }
+
+    fn count_lost(&self, count: u64) {
+        if count > 0 {
+            self.stats.reports_dropped.inc_by(count);
+            self.dropped_since_last.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    async fn flush_on_shutdown(
+        &mut self,
+        batches: &mpsc::Sender<ReportRequest>,
+        responses: &mut tonic::Streaming<meshtel_model::mixer::ReportResponse>,
+        unacknowledged: &mut VecDeque<u64>,
+    ) {
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        let flush = async {
+            let mut records = Vec::new();
+            while let Ok(record) = self.receiver.try_recv() {
+                records.push(record);
+                if records.len() == MAX_BATCH_RECORDS {
+                    let count = records.len() as u64;
+                    if batches.send(self.batch(std::mem::take(&mut records))).await.is_err() {
+                        return;
+                    }
+                    self.stats.reports_sent.inc_by(count);
+                    unacknowledged.push_back(count);
+                }
+            }
+            if !records.is_empty() {
+                let count = records.len() as u64;
+                if batches.send(self.batch(records)).await.is_ok() {
+                    self.stats.reports_sent.inc_by(count);
+                    unacknowledged.push_back(count);
+                }
+            }
+            while !unacknowledged.is_empty() {
+                match responses.message().await {
+                    Ok(Some(ack)) => {
+                        unacknowledged.pop_front();
+                        self.stats.reports_accepted.inc_by(ack.accepted);
+                    }
+                    _ => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, flush).await;
+        self.receiver.close();
+        let lost: u64 = unacknowledged.iter().sum::<u64>() + self.receiver.len() as u64;
+        self.count_lost(lost);
+    }
+}
+
+/// Unix nanoseconds (0 before the epoch).
+pub fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,141 @@
+//! The proxy's own counters, served by the admin listener on `/stats/prometheus`.
+//!
+//! Counters are resolved to their label values once at start-up, so counting on the
+//! request path is one relaxed atomic add.
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::error::Result;
+
+/// Which listener a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Calls from other services to the local app (`reporter="destination"`).
+    Inbound,
+    /// Calls from the local app to other services (`reporter="source"`).
+    Outbound,
+}
+
+impl Direction {
+    /// `inbound` / `outbound`, the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// Counters of one direction.
+#[derive(Debug, Clone)]
+pub struct DirectionStats {
+    /// Requests received.
+    pub requests: IntCounter,
+    /// Requests answered by the proxy itself with a 5xx and a response flag.
+    pub local_errors: IntCounter,
+    /// Upstream connections that could not be established.
+    pub upstream_connect_failures: IntCounter,
+}
+
+/// Every counter the proxy exposes.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    registry: Registry,
+    /// Inbound listener counters.
+    pub inbound: DirectionStats,
+    /// Outbound listener counters.
+    pub outbound: DirectionStats,
+    /// Request records written to the Report stream.
+    pub reports_sent: IntCounter,
+    /// Request records the collector acknowledged.
+    pub reports_accepted: IntCounter,
+    /// Request records dropped (queue full, collector unreachable, stream broken).
+    pub reports_dropped: IntCounter,
+    /// Report stream (re)connections established.
+    pub report_stream_connects: IntCounter,
+    /// Spans the collector accepted.
+    pub spans_sent: IntCounter,
+    /// Spans dropped (queue full, export failed).
+    pub spans_dropped: IntCounter,
+    /// Mesh file reloads.
+    pub mesh_reloads: IntCounterVec,
+    /// 1 once every listener is bound and serving.
+    pub ready: IntGauge,
+}
+
+impl Stats {
+    /// Registers every counter in a fresh registry.
+    pub fn new() -> Result<Stats> {
+        let registry = Registry::new();
+        let requests = counter_vec(&registry, "meshtel_proxy_requests_total", "Requests received, by listener", &["direction"])?;
+        let local_errors = counter_vec(
+            &registry,
+            "meshtel_proxy_local_replies_total",
+            "Requests the proxy answered itself with 5xx and a response flag, by listener",
+            &["direction"],
+        )?;
+        let connect_failures = counter_vec(
+            &registry,
+            "meshtel_proxy_upstream_connect_failures_total",
+            "Upstream connections that could not be established, by listener",
+            &["direction"],
+        )?;
+        let direction = |d: Direction| DirectionStats {
+            requests: requests.with_label_values(&[d.as_str()]),
+            local_errors: local_errors.with_label_values(&[d.as_str()]),
+            upstream_connect_failures: connect_failures.with_label_values(&[d.as_str()]),
+        };
+        Ok(Stats {
+            inbound: direction(Direction::Inbound),
+            outbound: direction(Direction::Outbound),
+            reports_sent: counter(&registry, "meshtel_proxy_reports_sent_total", "Request records written to the Report stream")?,
+            reports_accepted: counter(&registry, "meshtel_proxy_reports_accepted_total", "Request records the collector acknowledged")?,
+            reports_dropped: counter(
+                &registry,
+                "meshtel_proxy_reports_dropped_total",
+                "Request records dropped because the queue was full or the collector unreachable",
+            )?,
+            report_stream_connects: counter(&registry, "meshtel_proxy_report_stream_connects_total", "Report streams opened to the collector")?,
+            spans_sent: counter(&registry, "meshtel_proxy_spans_sent_total", "Spans exported to the collector")?,
+            spans_dropped: counter(&registry, "meshtel_proxy_spans_dropped_total", "Spans dropped because the queue was full or the export failed")?,
+            mesh_reloads: counter_vec(&registry, "meshtel_proxy_mesh_reloads_total", "Mesh file reloads, by result", &["result"])?,
+            ready: {
+                let gauge = IntGauge::new("meshtel_proxy_ready", "1 once every listener is serving")?;
+                registry.register(Box::new(gauge.clone()))?;
+                gauge
+            },
+            registry,
+        })
+    }
+
+    /// The counters of one direction.
+    pub fn direction(&self, direction: Direction) -> &DirectionStats {
+        match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        }
+    }
+
+    /// Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail on I/O; a failure would mean an invalid
+        // metric, which registration already rejected.
+        if TextEncoder::new().encode(&self.registry.gather(), &mut buffer).is_err() {
+            buffer.clear();
+        }
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter> {
+    let counter = IntCounter::new(name, help)?;
+    registry.register(Box::new(counter.clone()))?;
+    Ok(counter)
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(counter.clone()))?;
+    Ok(counter)
+}

@@ -1,0 +1,353 @@
+//! Trace context: W3C `traceparent`/`tracestate` and B3 (multi and single header).
+//!
+//! ```text
+//!  request headers ──extract──► Incoming { parent, formats }
+//!                  ──decide───► SpanContext (new span id, parent, sampled)
+//!                  ──inject───► the same formats, our span as the parent
+//! ```
+//!
+//! The proxy emits its own span per request, so it follows the sidecar rule of
+//! traces.md §6.3: keep the trace id and flags, replace the parent id / B3 span id
+//! (and B3 parent span id) with its own span id. `tracestate` passes through
+//! untouched. `traceparent` is always sent; B3 is sent in the form(s) it came in, and
+//! as multi headers when the request came with no context at all, so apps using
+//! either library continue the trace.
+
+use http::{HeaderMap, HeaderValue};
+use rand::Rng;
+
+/// W3C header.
+pub const TRACEPARENT: &str = "traceparent";
+/// W3C vendor state.
+pub const TRACESTATE: &str = "tracestate";
+/// B3 single header.
+pub const B3: &str = "b3";
+/// B3 multi headers.
+pub const X_B3_TRACEID: &str = "x-b3-traceid";
+/// B3 multi headers.
+pub const X_B3_SPANID: &str = "x-b3-spanid";
+/// B3 multi headers.
+pub const X_B3_PARENTSPANID: &str = "x-b3-parentspanid";
+/// B3 multi headers.
+pub const X_B3_SAMPLED: &str = "x-b3-sampled";
+/// B3 multi headers.
+pub const X_B3_FLAGS: &str = "x-b3-flags";
+
+/// The context a request arrived with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Parent {
+    /// 16-byte trace id (64-bit B3 ids left-padded).
+    pub trace_id: [u8; 16],
+    /// The caller's span id.
+    pub span_id: [u8; 8],
+    /// `Some(true)` sampled, `Some(false)` not, `None` defer to us.
+    pub sampled: Option<bool>,
+    /// W3C random-trace-id flag, kept as received.
+    pub random_flag: bool,
+}
+
+/// What trace headers a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Formats {
+    /// A valid `traceparent`.
+    pub w3c: bool,
+    /// A valid `b3` single header.
+    pub b3_single: bool,
+    /// Valid B3 multi headers.
+    pub b3_multi: bool,
+}
+
+/// The result of extraction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extracted {
+    /// The parent context, when one parsed (W3C wins, then `b3`, then `x-b3-*`).
+    pub parent: Option<Parent>,
+    /// Which formats were present and valid.
+    pub formats: Formats,
+    /// A sampling decision without ids (`b3: 0`, `x-b3-sampled` alone).
+    pub sampling_only: Option<bool>,
+}
+
+/// The proxy's own span for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanContext {
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Our span id.
+    pub span_id: [u8; 8],
+    /// The caller's span id, if any.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// Whether this request's spans are recorded.
+    pub sampled: bool,
+    /// W3C random-trace-id flag to send.
+    pub random_flag: bool,
+}
+
+/// Reads every supported format from `headers`.
+pub fn extract(headers: &HeaderMap) -> Extracted {
+    let mut extracted = Extracted::default();
+    let w3c = headers.get(TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes()));
+    let single = headers.get(B3).map(|v| parse_b3_single(v.as_bytes()));
+    let multi = parse_b3_multi(headers);
+    extracted.formats.w3c = w3c.is_some();
+    if let Some(single) = single {
+        match single {
+            B3Single::Context(parent) => {
+                extracted.formats.b3_single = true;
+                extracted.parent = Some(parent);
+            }
+            B3Single::SamplingOnly(sampled) => extracted.sampling_only = Some(sampled),
+            B3Single::Invalid => {}
+        }
+    }
+    match multi {
+        B3Multi::Context(parent) => {
+            extracted.formats.b3_multi = true;
+            // The single header wins over the multi headers (§6.1).
+            if extracted.parent.is_none() {
+                extracted.parent = Some(parent);
+            }
+        }
+        B3Multi::SamplingOnly(sampled) if extracted.sampling_only.is_none() => {
+            extracted.sampling_only = Some(sampled);
+        }
+        _ => {}
+    }
+    if w3c.is_some() {
+        extracted.parent = w3c;
+    }
+    extracted
+}
+
+/// Decides our span: same trace as the parent (or a new one), a new span id, and the
+/// sampling decision: the parent's when it made one, else `sample_percent`.
+pub fn start_span(extracted: &Extracted, sample_percent: f64) -> SpanContext {
+    let mut rng = rand::rng();
+    let span_id = random_nonzero_id::<8>(&mut rng);
+    let decided = extracted.parent.and_then(|p| p.sampled).or(extracted.sampling_only);
+    let sampled = decided.unwrap_or_else(|| {
+        sample_percent >= 100.0 || (sample_percent > 0.0 && rng.random::<f64>() * 100.0 < sample_percent)
+    });
+    match extracted.parent {
+        Some(parent) => SpanContext {
+            trace_id: parent.trace_id,
+            span_id,
+            parent_span_id: Some(parent.span_id),
+            sampled,
+            random_flag: parent.random_flag,
+        },
+        None => SpanContext {
+            trace_id: random_nonzero_id::<16>(&mut rng),
+            span_id,
+            parent_span_id: None,
+            sampled,
+            random_flag: true,
+        },
+    }
+}
+
+/// Rewrites `headers` so the next hop sees `span` as its parent, in the formats the
+/// request came with (both W3C and B3 multi when it came with none).
+pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext) {
+    let formats = extracted.formats;
+    let none = !formats.w3c && !formats.b3_single && !formats.b3_multi;
+    if !formats.w3c {
+        // A tracestate without a valid traceparent must be discarded (§6.2).
+        headers.remove(TRACESTATE);
+    }
+    // Always send traceparent: one arriving without it should get one (§6.2).
+    insert(headers, TRACEPARENT, &traceparent(span));
+    if formats.b3_single {
+        let mut value = format!("{}-{}-{}", hex(&span.trace_id), hex(&span.span_id), u8::from(span.sampled));
+        if let Some(parent) = span.parent_span_id {
+            value.push('-');
+            value.push_str(&hex(&parent));
+        }
+        insert(headers, B3, &value);
+    } else {
+        headers.remove(B3);
+    }
+    if formats.b3_multi || none {
+        insert(headers, X_B3_TRACEID, &hex(&span.trace_id));
+        insert(headers, X_B3_SPANID, &hex(&span.span_id));
+        match span.parent_span_id {
+            Some(parent) => insert(headers, X_B3_PARENTSPANID, &hex(&parent)),
+            None => {
+                headers.remove(X_B3_PARENTSPANID);
+            }
+        }
+        insert(headers, X_B3_SAMPLED, if span.sampled { "1" } else { "0" });
+        headers.remove(X_B3_FLAGS);
+    }
+}
+
+/// `00-<trace>-<span>-<flags>`.
+pub fn traceparent(span: &SpanContext) -> String {
+    let flags = u8::from(span.sampled) | if span.random_flag { 0x02 } else { 0 };
+    format!("00-{}-{}-{flags:02x}", hex(&span.trace_id), hex(&span.span_id))
+}
+
+fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+fn random_nonzero_id<const N: usize>(rng: &mut impl Rng) -> [u8; N] {
+    loop {
+        let mut id = [0u8; N];
+        rng.fill(&mut id[..]);
+        if id.iter().any(|b| *b != 0) {
+            return id;
+        }
+    }
+}
+
+/// Parses lower-case hex of exactly `2 * N` digits; all-zero ids are invalid.
+fn parse_id<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut id = [0u8; N];
+    for (i, pair) in text.chunks_exact(2).enumerate() {
+        id[i] = (lower_hex_digit(pair[0])? << 4) | lower_hex_digit(pair[1])?;
+    }
+    id.iter().any(|b| *b != 0).then_some(id)
+}
+
+fn lower_hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// A B3 trace id: 32 hex digits, or 16 left-padded with zeros.
+fn parse_b3_trace_id(text: &[u8]) -> Option<[u8; 16]> {
+    let text = trim_ascii(text);
+    if text.len() == 16 {
+        let low = parse_id::<8>(&text.to_ascii_lowercase())?;
+        let mut id = [0u8; 16];
+        id[8..].copy_from_slice(&low);
+        Some(id)
+    } else {
+        parse_id::<16>(&text.to_ascii_lowercase())
+    }
+}
+
+fn parse_b3_span_id(text: &[u8]) -> Option<[u8; 8]> {
+    parse_id::<8>(&trim_ascii(text).to_ascii_lowercase())
+}
+
+fn trim_ascii(text: &[u8]) -> &[u8] {
+    text.trim_ascii()
+}
+
+/// W3C `traceparent` (traces.md §6.2): version 00 exactly 55 chars; higher versions
+/// at least 55 with fields at fixed offsets; `ff` invalid.
+pub fn parse_traceparent(value: &[u8]) -> Option<Parent> {
+    let value = trim_ascii(value);
+    if value.len() < 55 {
+        return None;
+    }
+    let version = parse_id::<1>(&value[0..2]).map(|v| v[0]).or_else(|| (&value[0..2] == b"00").then_some(0))?;
+    if version == 0xff || (version == 0 && value.len() != 55) || (version > 0 && value.len() > 55 && value[55] != b'-') {
+        return None;
+    }
+    if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+        return None;
+    }
+    let trace_id = parse_id::<16>(&value[3..35])?;
+    let span_id = parse_id::<8>(&value[36..52])?;
+    let flags = (lower_hex_digit(value[53])? << 4) | lower_hex_digit(value[54])?;
+    Some(Parent { trace_id, span_id, sampled: Some(flags & 0x01 != 0), random_flag: flags & 0x02 != 0 })
+}
+
+enum B3Single {
+    Context(Parent),
+    SamplingOnly(bool),
+    Invalid,
+}
+
+fn b3_sampling_state(text: &[u8]) -> Option<Option<bool>> {
+    match trim_ascii(text) {
+        b"1" | b"d" | b"true" => Some(Some(true)),
+        b"0" | b"false" => Some(Some(false)),
+        _ => None,
+    }
+}
+
+/// `{TraceId}-{SpanId}[-{SamplingState}[-{ParentSpanId}]]`, or a sampling state alone.
+fn parse_b3_single(value: &[u8]) -> B3Single {
+    let parts: Vec<&[u8]> = value.split(|c| *c == b'-').collect();
+    if parts.len() == 1 {
+        return match b3_sampling_state(parts[0]) {
+            Some(Some(sampled)) => B3Single::SamplingOnly(sampled),
+            _ => B3Single::Invalid,
+        };
+    }
+    if parts.len() > 4 {
+        return B3Single::Invalid;
+    }
+    let (Some(trace_id), Some(span_id)) = (parse_b3_trace_id(parts[0]), parse_b3_span_id(parts[1])) else {
+        return B3Single::Invalid;
+    };
+    let sampled = match parts.get(2) {
+        None => None,
+        Some(state) => match b3_sampling_state(state) {
+            Some(sampled) => sampled,
+            None => return B3Single::Invalid,
+        },
+    };
+    if let Some(parent) = parts.get(3)
+        && parse_b3_span_id(parent).is_none()
+    {
+        return B3Single::Invalid;
+    }
+    B3Single::Context(Parent { trace_id, span_id, sampled, random_flag: false })
+}
+
+enum B3Multi {
+    Context(Parent),
+    SamplingOnly(bool),
+    Absent,
+}
+
+fn parse_b3_multi(headers: &HeaderMap) -> B3Multi {
+    // `get` returns the first value of a repeated header: the first value wins.
+    let debug = headers.get(X_B3_FLAGS).is_some_and(|v| trim_ascii(v.as_bytes()) == b"1");
+    let sampled = match headers.get(X_B3_SAMPLED) {
+        _ if debug => Some(true),
+        Some(value) => b3_sampling_state(value.as_bytes()).flatten(),
+        None => None,
+    };
+    let trace_id = headers.get(X_B3_TRACEID).and_then(|v| parse_b3_trace_id(v.as_bytes()));
+    let span_id = headers.get(X_B3_SPANID).and_then(|v| parse_b3_span_id(v.as_bytes()));
+    let parent_ok = headers
+        .get(X_B3_PARENTSPANID)
+        .is_none_or(|v| parse_b3_span_id(v.as_bytes()).is_some());
+    match (trace_id, span_id) {
+        (Some(trace_id), Some(span_id)) if parent_ok => {
+            B3Multi::Context(Parent { trace_id, span_id, sampled, random_flag: false })
+        }
+        _ => match sampled {
+            Some(sampled) => B3Multi::SamplingOnly(sampled),
+            None => B3Multi::Absent,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+use http::HeaderMap;
+
+use super::*;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const SPAN: &str = "00f067aa0ba902b7";
+
+fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(*name, value.parse().expect("header value"));
+    }
+    map
+}
+
+#[test]
+fn traceparent_parses_and_rejects_invalid_forms() {
+    let parent = parse_traceparent(format!("00-{TRACE}-{SPAN}-01").as_bytes()).expect("valid");
+    assert_eq!(hex(&parent.trace_id), TRACE);
+    assert_eq!(hex(&parent.span_id), SPAN);
+    assert_eq!(parent.sampled, Some(true));
+    assert!(!parent.random_flag);
+    assert_eq!(parse_traceparent(format!("00-{TRACE}-{SPAN}-02").as_bytes()).expect("valid").sampled, Some(false));
+    for bad in [
+        format!("ff-{TRACE}-{SPAN}-01"),
+        format!("00-{}-{SPAN}-01", "0".repeat(32)),
+        format!("00-{TRACE}-{}-01", "0".repeat(16)),
+        format!("00-{}-{SPAN}-01", TRACE.to_uppercase()),
+        format!("00-{TRACE}-{SPAN}-01-extra"),
+        format!("00-{TRACE}-{SPAN}"),
+    ] {
+        assert!(parse_traceparent(bad.as_bytes()).is_none(), "{bad}");
+    }
+    // Higher versions: fields at fixed offsets, the rest ignored.
+    assert!(parse_traceparent(format!("01-{TRACE}-{SPAN}-01-whatever").as_bytes()).is_some());
+}
+
+#[test]
+fn b3_single_wins_over_multi_and_pads_64_bit_ids() {
+    let map = headers(&[
+        ("b3", &format!("{}-{SPAN}-1", &TRACE[16..])),
+        ("x-b3-traceid", TRACE),
+        ("x-b3-spanid", "1111111111111111"),
+    ]);
+    let extracted = extract(&map);
+    let parent = extracted.parent.expect("parent");
+    assert_eq!(hex(&parent.trace_id), format!("{}{}", "0".repeat(16), &TRACE[16..]));
+    assert_eq!(hex(&parent.span_id), SPAN);
+    assert_eq!(parent.sampled, Some(true));
+    assert!(extracted.formats.b3_single && extracted.formats.b3_multi && !extracted.formats.w3c);
+}
+
+#[test]
+fn b3_multi_flags_and_sampling_only() {
+    let debug = extract(&headers(&[("x-b3-traceid", TRACE), ("x-b3-spanid", SPAN), ("x-b3-flags", "1")]));
+    assert_eq!(debug.parent.expect("parent").sampled, Some(true));
+    let deferred = extract(&headers(&[("x-b3-traceid", TRACE), ("x-b3-spanid", SPAN)]));
+    assert_eq!(deferred.parent.expect("parent").sampled, None);
+    let deny = extract(&headers(&[("b3", "0")]));
+    assert!(deny.parent.is_none());
+    assert_eq!(deny.sampling_only, Some(false));
+    assert!(!start_span(&deny, 100.0).sampled, "a deny without ids is respected");
+    let malformed = extract(&headers(&[("x-b3-traceid", TRACE), ("x-b3-spanid", SPAN), ("x-b3-parentspanid", "-")]));
+    assert!(malformed.parent.is_none());
+}
+
+#[test]
+fn the_parent_sampling_decision_wins_over_the_rate() {
+    let sampled = extract(&headers(&[("traceparent", &format!("00-{TRACE}-{SPAN}-01"))]));
+    assert!(start_span(&sampled, 0.0).sampled);
+    let unsampled = extract(&headers(&[("traceparent", &format!("00-{TRACE}-{SPAN}-00"))]));
+    assert!(!start_span(&unsampled, 100.0).sampled);
+    let none = Extracted::default();
+    assert!(start_span(&none, 100.0).sampled);
+    assert!(!start_span(&none, 0.0).sampled);
+}
+
+#[test]
+fn inject_replaces_the_parent_with_our_span_and_keeps_tracestate() {
+    let mut map = headers(&[("traceparent", &format!("00-{TRACE}-{SPAN}-03")), ("tracestate", "a=1,b=2")]);
+    let extracted = extract(&map);
+    let span = start_span(&extracted, 0.0);
+    assert_eq!(span.parent_span_id.map(|p| hex(&p)).as_deref(), Some(SPAN));
+    inject(&mut map, &extracted, &span);
+    assert_eq!(map["traceparent"], format!("00-{TRACE}-{}-03", hex(&span.span_id)).as_str());
+    assert_eq!(map["tracestate"], "a=1,b=2");
+    assert!(!map.contains_key("x-b3-traceid"), "no B3 added to a W3C request");
+}
+
+#[test]
+fn inject_rewrites_b3_in_the_forms_received() {
+    let mut map = headers(&[("x-b3-traceid", TRACE), ("x-b3-spanid", SPAN), ("x-b3-sampled", "1")]);
+    let extracted = extract(&map);
+    let span = start_span(&extracted, 0.0);
+    inject(&mut map, &extracted, &span);
+    assert_eq!(map["x-b3-traceid"], TRACE);
+    assert_eq!(map["x-b3-spanid"], hex(&span.span_id).as_str());
+    assert_eq!(map["x-b3-parentspanid"], SPAN);
+    assert_eq!(map["x-b3-sampled"], "1");
+    assert!(map.contains_key("traceparent"));
+
+    let mut single = headers(&[("b3", &format!("{TRACE}-{SPAN}-1")), ("tracestate", "orphan=1")]);
+    let extracted = extract(&single);
+    let span = start_span(&extracted, 0.0);
+    inject(&mut single, &extracted, &span);
+    assert_eq!(single["b3"], format!("{TRACE}-{}-1-{SPAN}", hex(&span.span_id)).as_str());
+    assert!(!single.contains_key("tracestate"), "tracestate without traceparent is discarded");
+}
+
+#[test]
+fn a_new_trace_gets_w3c_and_b3_multi() {
+    let mut map = HeaderMap::new();
+    let extracted = extract(&map);
+    let span = start_span(&extracted, 100.0);
+    inject(&mut map, &extracted, &span);
+    let parent = parse_traceparent(map["traceparent"].as_bytes()).expect("valid traceparent");
+    assert_eq!(parent.trace_id, span.trace_id);
+    assert_eq!(map["x-b3-traceid"], hex(&span.trace_id).as_str());
+    assert!(!map.contains_key("x-b3-parentspanid"));
+}

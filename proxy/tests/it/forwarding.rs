@@ -1,0 +1,183 @@
+//! Forwarding through outbound → inbound → app: headers, HTTP/2, streaming, flags.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn http1_request_crosses_both_proxies_with_clean_headers() {
+    let mesh = start_mesh(100.0).await;
+    let client = http1_client();
+    let request = get(
+        &mesh.productpage.outbound_url("/reviews/1?x=1"),
+        "reviews:9080",
+        &[
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("x-meshtel-peer-workload", "spoofed"),
+            ("x-end-to-end", "kept"),
+        ],
+    );
+    let (parts, body, _) = send(&client, request).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(body.len(), 0);
+    assert_eq!(parts.headers["x-app"], "upstream");
+    assert!(!parts.headers.contains_key("x-app-hop"), "response hop-by-hop header removed");
+
+    let seen = mesh.upstream.seen.lock().clone();
+    let app = headers_of(&seen.headers);
+    assert_eq!(app.get("x-end-to-end").map(String::as_str), Some("kept"));
+    assert_eq!(app.get("host").map(String::as_str), Some("reviews:9080"));
+    for removed in ["x-hop", "keep-alive", "proxy-connection", "connection"] {
+        assert!(!app.contains_key(removed), "{removed} reached the app: {app:?}");
+    }
+    assert!(app.keys().all(|k| !k.starts_with("x-meshtel-peer")), "peer headers stripped: {app:?}");
+    assert_eq!(app.get("x-request-id").map(String::len), Some(36), "x-request-id added");
+    assert!(app.contains_key("traceparent"));
+    assert_eq!(seen.version, Some(http::Version::HTTP_11));
+
+    // A caller's x-request-id is kept.
+    let (_, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "reviews", &[("x-request-id", "abc")])).await;
+    assert_eq!(mesh.upstream.seen.lock().headers["x-request-id"], "abc");
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
+}
+
+#[tokio::test]
+async fn h2c_and_grpc_pass_through() {
+    let mesh = start_mesh(1.0).await;
+    let client = h2c_client();
+    let request = http::Request::post(mesh.productpage.outbound_url("/grpc.Reviews/Get"))
+        .header("host", "reviews.default.svc.cluster.local")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"\0\0\0\0\x01a")).map_err(|never| match never {}).boxed())
+        .expect("request");
+    let (parts, body, trailers) = send(&client, request).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(parts.version, http::Version::HTTP_2);
+    assert_eq!(&body[..], b"\0\0\0\0\x02hi");
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    let seen = mesh.upstream.seen.lock().clone();
+    assert_eq!(seen.version, Some(http::Version::HTTP_2), "the app got HTTP/2");
+    assert_eq!(seen.headers["te"], "trailers");
+
+    let records = mesh.collector.wait_records(2).await;
+    for record in &records {
+        assert_eq!(record.request_protocol, "grpc");
+        assert_eq!(record.grpc_response_status, Some(0));
+        assert_eq!(record.response_code, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_large_body_streams_without_buffering() {
+    const TOTAL: u64 = 64 * 1024 * 1024;
+    let mesh = start_mesh(1.0).await;
+    let client = http1_client();
+    let response = client
+        .request(get(&mesh.productpage.outbound_url(&format!("/large?bytes={TOTAL}")), "reviews", &[]))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    let mut produced_at_first_byte = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("frame");
+        if let Some(data) = frame.data_ref() {
+            if produced_at_first_byte.is_none() {
+                produced_at_first_byte = Some(mesh.upstream.produced.load(Ordering::SeqCst));
+            }
+            received += data.len() as u64;
+        }
+    }
+    assert_eq!(received, TOTAL);
+    let produced = produced_at_first_byte.expect("some data");
+    assert!(produced < TOTAL / 4, "first bytes arrived only after {produced} of {TOTAL} were produced: buffered");
+
+    // Uploads stream too, and both directions are counted in the records.
+    let upload = http_body_util::StreamBody::new(futures::stream::iter(
+        (0..64).map(|_| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'u'; 64 * 1024])))),
+    ));
+    let request = http::Request::post(mesh.productpage.outbound_url("/echo"))
+        .header("host", "reviews")
+        .body(upload.boxed())
+        .expect("request");
+    let (parts, echoed, _) = send(&client, request).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(echoed.len(), 4 * 1024 * 1024);
+    let records = mesh.collector.wait_records(4).await;
+    let echo = records.iter().find(|r| r.request_path == "/echo").expect("echo record");
+    assert!(echo.request_bytes > 4 * 1024 * 1024 && echo.response_bytes > 4 * 1024 * 1024, "{echo:?}");
+    let large = records.iter().find(|r| r.request_path.starts_with("/large")).expect("large record");
+    assert!(large.response_bytes > TOTAL);
+}
+
+#[tokio::test]
+async fn dead_upstream_is_503_uf_and_unknown_host_is_503_uh() {
+    let mesh = start_mesh(1.0).await;
+    let client = http1_client();
+    let (parts, body, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "dead", &[])).await;
+    assert_eq!(parts.status, 503);
+    assert!(String::from_utf8_lossy(&body).contains("connection failure"));
+    let (parts, body, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "nowhere.example:80", &[])).await;
+    assert_eq!(parts.status, 503);
+    assert_eq!(&body[..], b"no healthy upstream");
+    let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "empty", &[])).await;
+    assert_eq!(parts.status, 503);
+
+    let records = mesh.collector.wait_records(3).await;
+    let flags: Vec<(&str, &str, u32)> =
+        records.iter().map(|r| (r.destination_service_name.as_str(), r.response_flags.as_str(), r.response_code)).collect();
+    assert!(flags.contains(&("dead", "UF", 503)), "{flags:?}");
+    assert!(flags.contains(&("", "UH", 503)), "{flags:?}");
+    assert!(flags.contains(&("empty", "UH", 503)), "{flags:?}");
+    let dead = records.iter().find(|r| r.destination_service_name == "dead").expect("dead");
+    assert_eq!(dead.destination.as_ref().map(|w| w.name.as_str()), Some("dead-v1"));
+
+    let (_, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
+    assert!(stats.contains("meshtel_proxy_upstream_connect_failures_total{direction=\"outbound\"} 1"), "{stats}");
+    assert!(stats.contains("meshtel_proxy_requests_total{direction=\"outbound\"} 3"), "{stats}");
+}
+
+#[tokio::test]
+async fn mesh_edits_are_picked_up_and_bad_edits_ignored() {
+    let mesh = start_mesh(1.0).await;
+    let client = http1_client();
+    let mesh_path = mesh.dir.path().join("mesh.yaml");
+    let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "ratings", &[])).await;
+    assert_eq!(parts.status, 503, "ratings not in the mesh yet");
+
+    let reviews_inbound = mesh.reviews.addresses.inbound.expect("inbound");
+    let mut text = std::fs::read_to_string(&mesh_path).expect("read mesh");
+    text.push_str(&format!("- name: ratings\n  endpoints:\n  - address: {reviews_inbound}\n"));
+    std::fs::write(&mesh_path, &text).expect("write mesh");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "ratings", &[])).await;
+        if parts.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "mesh reload not picked up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    std::fs::write(&mesh_path, "services: [ {name: broken").expect("write bad mesh");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
+        if stats.contains("meshtel_proxy_mesh_reloads_total{result=\"rejected\"} 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bad edit not noticed: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "ratings", &[])).await;
+    assert_eq!(parts.status, 200, "the last good mesh stays in force");
+}

@@ -1,0 +1,171 @@
+//! Request records over the Report stream, spans over OTLP, trace propagation, and
+//! the collector being down.
+
+use meshtel_model::mixer::{Reporter, RequestRecord};
+use meshtel_model::otlp::common::v1::any_value::Value;
+use meshtel_model::otlp::trace::v1::Span;
+
+use crate::support::*;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn by_reporter(records: &[RequestRecord], reporter: Reporter) -> &RequestRecord {
+    records.iter().find(|r| r.reporter == reporter as i32).expect("record of that reporter")
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        _ => None,
+    })
+}
+
+/// The client span (outbound) and server span (inbound) of one request.
+fn client_and_server(spans: &[Span]) -> (&Span, &Span) {
+    let client = spans.iter().find(|s| s.kind == 3).expect("client span");
+    let server = spans.iter().find(|s| s.kind == 2).expect("server span");
+    (client, server)
+}
+
+#[tokio::test]
+async fn records_carry_istio_labels_from_both_reporters() {
+    let mesh = start_mesh(100.0).await;
+    let (parts, _, _) = send(&http1_client(), get(&mesh.productpage.outbound_url("/reviews/7"), "reviews:9080", &[])).await;
+    assert_eq!(parts.status, 200);
+    let records = mesh.collector.wait_records(2).await;
+    assert_eq!(records.len(), 2);
+
+    let source = by_reporter(&records, Reporter::Source);
+    let destination = by_reporter(&records, Reporter::Destination);
+    for record in [source, destination] {
+        let from = record.source.as_ref().expect("source");
+        assert_eq!((from.name.as_str(), from.namespace.as_str(), from.app.as_str(), from.version.as_str()), ("productpage-v1", "default", "productpage", "v1"));
+        let to = record.destination.as_ref().expect("destination");
+        assert_eq!((to.name.as_str(), to.namespace.as_str(), to.app.as_str(), to.version.as_str()), ("reviews-v2", "default", "reviews", "v2"));
+        assert_eq!(record.destination_service, "reviews.default.svc.cluster.local");
+        assert_eq!(record.destination_service_name, "reviews");
+        assert_eq!(record.destination_service_namespace, "default");
+        assert_eq!((record.request_method.as_str(), record.request_path.as_str()), ("GET", "/reviews/7"));
+        assert_eq!(record.request_protocol, "http");
+        assert_eq!(record.response_code, 200);
+        assert_eq!(record.grpc_response_status, None);
+        assert_eq!(record.response_flags, "");
+        assert_eq!(record.trace_id.len(), 16, "sampled at 100%");
+        assert!(record.duration_nanos > 0 && record.start_unix_nano > 0);
+        assert!(record.request_bytes > 0 && record.response_bytes > 0);
+    }
+    assert_eq!(source.connection_security_policy, "");
+    assert_eq!(destination.connection_security_policy, "none");
+    assert_eq!(source.trace_id, destination.trace_id);
+    let batches = mesh.collector.batches.lock().clone();
+    assert!(batches.iter().any(|b| b.proxy_id.starts_with("productpage-v1.default")), "{batches:?}");
+
+    // One trace: client span (root, started by the outbound) → server span.
+    let spans = mesh.collector.wait_spans(2).await;
+    let (client, server) = client_and_server(&spans);
+    assert_eq!(client.trace_id, server.trace_id);
+    assert_eq!(client.trace_id, source.trace_id);
+    assert!(client.parent_span_id.is_empty());
+    assert_eq!(server.parent_span_id, client.span_id);
+    assert_eq!(attribute(client, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(attribute(client, "url.path").as_deref(), Some("/reviews/7"));
+    assert_eq!(attribute(client, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attribute(client, "server.address").as_deref(), Some("reviews"));
+    assert_eq!(attribute(client, "server.port").as_deref(), Some("9080"));
+    assert_eq!(attribute(client, "network.protocol.version").as_deref(), Some("1.1"));
+    assert_eq!(attribute(client, "peer.service").as_deref(), Some("reviews"));
+    assert_eq!(attribute(server, "peer.service").as_deref(), Some("productpage"));
+    // The app sees the server span as its parent.
+    let app_traceparent = mesh.upstream.seen.lock().headers["traceparent"].to_str().expect("ascii").to_owned();
+    assert_eq!(app_traceparent, format!("00-{}-{}-03", hex(&server.trace_id), hex(&server.span_id)));
+
+    let (status, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
+    assert_eq!(status, 200);
+    assert!(stats.contains("meshtel_proxy_reports_sent_total 1"), "{stats}");
+}
+
+#[tokio::test]
+async fn w3c_context_is_continued_and_its_sampling_decision_wins() {
+    let mesh = start_mesh(0.0).await;
+    let traceparent = format!("00-{TRACE}-{PARENT}-01");
+    let request = get(&mesh.productpage.outbound_url("/"), "reviews", &[("traceparent", &traceparent), ("tracestate", "vendor=opaque")]);
+    let (parts, _, _) = send(&http1_client(), request).await;
+    assert_eq!(parts.status, 200);
+    let spans = mesh.collector.wait_spans(2).await;
+    let (client, server) = client_and_server(&spans);
+    assert_eq!(hex(&client.trace_id), TRACE);
+    assert_eq!(hex(&client.parent_span_id), PARENT);
+    assert_eq!(server.parent_span_id, client.span_id);
+    assert_eq!(client.trace_state, "vendor=opaque");
+    let seen = mesh.upstream.seen.lock().headers.clone();
+    assert_eq!(seen["traceparent"], format!("00-{TRACE}-{}-01", hex(&server.span_id)).as_str());
+    assert_eq!(seen["tracestate"], "vendor=opaque");
+}
+
+#[tokio::test]
+async fn b3_multi_and_single_contexts_are_continued() {
+    let mesh = start_mesh(0.0).await;
+    let client = http1_client();
+    let multi = [("x-b3-traceid", TRACE), ("x-b3-spanid", PARENT), ("x-b3-sampled", "1")];
+    let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/multi"), "reviews", &multi)).await;
+    assert_eq!(parts.status, 200);
+    let spans = mesh.collector.wait_spans(2).await;
+    let (client_span, server_span) = client_and_server(&spans);
+    assert_eq!(hex(&client_span.trace_id), TRACE);
+    assert_eq!(hex(&client_span.parent_span_id), PARENT);
+    assert_eq!(server_span.parent_span_id, client_span.span_id);
+    let seen = mesh.upstream.seen.lock().headers.clone();
+    assert_eq!(seen["x-b3-traceid"], TRACE);
+    assert_eq!(seen["x-b3-spanid"], hex(&server_span.span_id).as_str());
+    assert_eq!(seen["x-b3-parentspanid"], hex(&client_span.span_id).as_str());
+    assert_eq!(seen["x-b3-sampled"], "1");
+
+    let single = format!("{}-{PARENT}-1", &TRACE[16..]);
+    let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/single"), "reviews", &[("b3", &single)])).await;
+    assert_eq!(parts.status, 200);
+    let spans = mesh.collector.wait_spans(4).await;
+    let padded = format!("{}{}", "0".repeat(16), &TRACE[16..]);
+    let in_trace: Vec<&Span> = spans.iter().filter(|s| hex(&s.trace_id) == padded).collect();
+    assert_eq!(in_trace.len(), 2, "one trace with two spans");
+    let seen = mesh.upstream.seen.lock().headers.clone();
+    let b3 = seen["b3"].to_str().expect("ascii");
+    assert!(b3.starts_with(&format!("{padded}-")) && b3.contains("-1-"), "{b3}");
+}
+
+#[tokio::test]
+async fn collector_down_changes_nothing_and_drops_are_counted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh_path = dir.path().join("mesh.yaml");
+    let upstream = start_upstream().await;
+    let collector = format!("http://{}", dead_address().await);
+    let reviews = bind_proxy(&mesh_path, "reviews", "v2", Some(upstream.addr), &collector, 100.0).await;
+    let productpage = bind_proxy(&mesh_path, "productpage", "v1", None, &collector, 100.0)
+        .await
+        .configure(|config| {
+            config.report_queue = 5;
+            config.span_queue = 5;
+        });
+    write_mesh(&mesh_path, reviews.addresses.inbound.expect("inbound"), dead_address().await);
+    let (reviews, productpage) = (reviews.start(), productpage.start());
+    let client = http1_client();
+    for _ in 0..30 {
+        let (parts, _, _) = send(&client, get(&productpage.outbound_url("/"), "reviews", &[])).await;
+        assert_eq!(parts.status, 200);
+    }
+    assert_eq!(admin_get(&productpage, "/healthz").await.0, 200);
+    assert_eq!(admin_get(&productpage, "/ready").await.0, 200);
+    let (_, stats) = admin_get(&productpage, "/stats/prometheus").await;
+    // The queue holds 5 records while the collector is unreachable; the rest are
+    // dropped and counted, and none were sent.
+    assert_eq!(counter(&stats, "meshtel_proxy_reports_dropped_total"), 25.0, "{stats}");
+    assert_eq!(counter(&stats, "meshtel_proxy_reports_sent_total"), 0.0, "{stats}");
+    assert_eq!(counter(&stats, "meshtel_proxy_ready"), 1.0, "{stats}");
+    productpage.stop().await;
+    reviews.stop().await;
+}
