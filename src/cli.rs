@@ -45,8 +45,8 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               zipkin = "127.0.0.1:9411" query = "127.0.0.1:16686"
   [store]     wal.sync = "interval"            # or "always" (fsync before every ack)
               wal.sync_interval = "100ms"      # power-failure window with "interval"
-              flush_interval = "5s"            # head -> Parquet block at least this often
-              flush_rows = 131072              # ...or at this many spans
+              flush_interval = "2s"            # head -> Parquet block at least this often
+              flush_rows = 65536               # ...or at this many spans
               max_head_rows = 524288           # spans held in memory; beyond: 503/UNAVAILABLE
               max_queued_bytes = "64 MiB"      # requests waiting for the WAL; beyond: 503
               row_group_rows = 65536           # Parquet row group size
@@ -93,7 +93,7 @@ pub struct ServerArgs {
     /// WAL fsync interval with --wal-sync=interval, e.g. 100ms [default: 100ms]
     #[arg(long, env = "MESHTEL_WAL_SYNC_INTERVAL", value_parser = humantime::parse_duration)]
     pub wal_sync_interval: Option<Duration>,
-    /// How often the in-memory head is written to a Parquet block, e.g. 5s [default: 5s]
+    /// How often the in-memory head is written to a Parquet block, e.g. 5s [default: 2s]
     #[arg(long, env = "MESHTEL_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
     pub flush_interval: Option<Duration>,
     /// Delete blocks whose newest span is older than this, e.g. 7d [default: 7d]

@@ -91,6 +91,11 @@ fn writer_properties(rows: usize, row_group_rows: usize) -> WriterProperties {
         .build()
 }
 
+/// Rows gathered per `interleave`: the transient copy a flush or merge makes at once.
+/// The Parquet writer closes row groups at `row_group_rows` on its own, so this only
+/// bounds memory; it does not shape the file.
+const CHUNK_ROWS: usize = 8192;
+
 /// Sort key of one row: trace id, then start time, then where the row lives.
 type RowKey = ([u8; 16], i64, u32, u32);
 
@@ -135,7 +140,7 @@ pub fn write_block_from_batches(
     }
     keys.sort_unstable();
     let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let chunks = keys.chunks(row_group_rows.max(1)).map(|chunk| {
+    let chunks = keys.chunks(CHUNK_ROWS).map(|chunk| {
         let indices: Vec<(usize, usize)> = chunk
             .iter()
             .map(|&(_, _, b, r)| (b as usize, r as usize))
@@ -156,7 +161,7 @@ pub fn merge_blocks(
     row_group_rows: usize,
     level: u32,
 ) -> Result<BlockMeta> {
-    let merged = MergedRows::open(inputs, row_group_rows.max(1))?;
+    let merged = MergedRows::open(inputs, CHUNK_ROWS)?;
     write_sorted_block(blocks_dir, id, merged, total_rows, row_group_rows, level, 0)
 }
 
@@ -292,7 +297,7 @@ fn start_range(batch: &RecordBatch) -> (i64, i64) {
 }
 
 
-/// Writes already-sorted chunks, one row group each, as block `id` (to a temporary
+/// Writes already-sorted chunks as block `id` (to a temporary
 /// name, synced, then renamed, so a crash never leaves a half block under a real name).
 fn write_sorted_block(
     blocks_dir: &Path,
@@ -315,9 +320,8 @@ fn write_sorted_block(
         min_start = min_start.min(lo);
         max_start = max_start.max(hi);
         rows += chunk.num_rows() as u64;
+        // Chunks arrive sorted, so every row group the writer closes is sorted too.
         writer.write(&chunk)?;
-        // One chunk, one row group: sorted within, bounded in memory.
-        writer.flush()?;
     }
     let file = writer.into_inner()?;
     file.sync_all()?;

@@ -16,11 +16,18 @@ use crate::Result;
 use crate::block::BlockMeta;
 
 /// Embedded migrations, in order. Never edit one that has shipped; add the next.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "edges",
+        include_str!("../../migrations/sqlite/0002_edges.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(
@@ -190,6 +197,11 @@ impl Catalog {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The connection pool, shared with the edge rollups ([`crate::edges`]).
+    pub(crate) fn pool(&self) -> SqlitePool {
+        self.pool.clone()
     }
 
     /// Closes the pool.

@@ -57,10 +57,10 @@ pub struct StoreConfig {
     /// Write-ahead log.
     #[serde(default)]
     pub wal: WalConfig,
-    /// The in-memory head is flushed to a Parquet block at least this often. Default `5s`.
+    /// The in-memory head is flushed to a Parquet block at least this often. Default `2s`.
     #[serde(default = "default_flush_interval", with = "humantime_serde_compat")]
     pub flush_interval: Duration,
-    /// ... or as soon as it holds this many spans. Default 131072.
+    /// ... or as soon as it holds this many spans. Default 65536.
     #[serde(default = "default_flush_rows")]
     pub flush_rows: usize,
     /// Bound on spans held in memory (head plus blocks being written); writes beyond it
@@ -98,10 +98,10 @@ pub fn default_data_dir() -> PathBuf {
     PathBuf::from("./meshtel-data")
 }
 fn default_flush_interval() -> Duration {
-    Duration::from_secs(5)
+    Duration::from_secs(2)
 }
 fn default_flush_rows() -> usize {
-    131_072
+    65_536
 }
 fn default_max_head_rows() -> usize {
     524_288

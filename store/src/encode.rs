@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, FixedSizeBinaryBuilder, Int8Builder, Int64Builder, ListBuilder,
+    Array, ArrayRef, BinaryBuilder, FixedSizeBinaryBuilder, Int8Builder, Int64Builder, ListBuilder,
     StringBuilder, UInt32Builder,
 };
 use arrow::record_batch::RecordBatch;
@@ -137,28 +137,35 @@ impl Builders {
     }
 
     fn finish(mut self) -> Result<RecordBatch> {
+        // Builders grow by doubling; a finished batch lives in the head for seconds, so
+        // give the slack back (up to half of the string bytes otherwise).
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.trace_id.finish()),
-            Arc::new(self.span_id.finish()),
-            Arc::new(self.parent_span_id.finish()),
-            Arc::new(self.service.finish()),
-            Arc::new(self.name.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.start.finish()),
-            Arc::new(self.duration.finish()),
-            Arc::new(self.status_code.finish()),
-            Arc::new(self.status_message.finish()),
-            Arc::new(self.trace_state.finish()),
-            Arc::new(self.flags.finish()),
-            Arc::new(self.scope_name.finish()),
-            Arc::new(self.scope_version.finish()),
-            Arc::new(self.attributes.finish()),
-            Arc::new(self.resource_attributes.finish()),
-            Arc::new(self.event_attributes.finish()),
-            Arc::new(self.extras.finish()),
+            shrunk(self.trace_id.finish()),
+            shrunk(self.span_id.finish()),
+            shrunk(self.parent_span_id.finish()),
+            shrunk(self.service.finish()),
+            shrunk(self.name.finish()),
+            shrunk(self.kind.finish()),
+            shrunk(self.start.finish()),
+            shrunk(self.duration.finish()),
+            shrunk(self.status_code.finish()),
+            shrunk(self.status_message.finish()),
+            shrunk(self.trace_state.finish()),
+            shrunk(self.flags.finish()),
+            shrunk(self.scope_name.finish()),
+            shrunk(self.scope_version.finish()),
+            shrunk(self.attributes.finish()),
+            shrunk(self.resource_attributes.finish()),
+            shrunk(self.event_attributes.finish()),
+            shrunk(self.extras.finish()),
         ];
         Ok(RecordBatch::try_new(span_schema(), columns)?)
     }
+}
+
+fn shrunk<A: Array + 'static>(mut array: A) -> ArrayRef {
+    array.shrink_to_fit();
+    Arc::new(array)
 }
 
 fn list_field() -> Arc<arrow::datatypes::Field> {

@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod compaction;
 pub mod config;
 pub mod decode;
+pub mod edges;
 pub mod encode;
 mod error;
 pub mod schema;
@@ -48,6 +49,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::{StoreConfig, WalConfig, WalSync};
+pub use edges::{EdgeConfig, EdgeRollups};
 pub use error::{Error, Result};
 pub use stats::StoreStats;
 

@@ -234,6 +234,8 @@ async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
     let id = inner.next_block_id();
     let dir = inner.blocks_dir.clone();
     let batches = job.batches.clone();
+    let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    debug!(arrow_bytes, batches = batches.len(), "flushing head generation");
     let row_group_rows = inner.config.row_group_rows;
     let seq = job.seq_through;
     let meta = tokio::task::spawn_blocking(move || {

@@ -1,0 +1,615 @@
+//! Service-graph edge rollups: request records added up per edge in fixed time buckets
+//! (10 s by default), in memory while a bucket is open, in SQL once it closes.
+//!
+//! ```text
+//!  EdgeSink::record_edges ─► bucket of the record's start time (late or future
+//!        │                   records: the current bucket) ─► edge (hash of borrowed
+//!        │                   fields; at most max_edges_per_bucket, overflow counted)
+//!        ▼
+//!  open buckets (memory) ──every second: buckets ended more than flush_grace ago──►
+//!        INSERT edge_rollups (one transaction per flush; kept in memory on failure)
+//!  every prune_interval: DELETE rows older than retention;  shutdown: flush all
+//!
+//!  GraphReader::edges_in_window ─► SQL rows ∪ open buckets, summed per edge
+//! ```
+//!
+//! Rows are append-only: two collectors (or one restarted within a bucket) may write
+//! the same bucket and edge; readers add the rows up. Time comes from an injected
+//! [`UnixClock`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats, LATENCY_SLOTS, UnixClock, reporter_label};
+use meshtel_model::mixer::RequestRecord;
+use meshtel_model::{EdgeSink, GraphReader};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sqlx::{Row, SqlitePool};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::catalog::Catalog;
+use crate::config::humantime_serde_compat;
+use crate::{Error, Result};
+
+/// Edge rollup settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Length of one rollup bucket; graph windows are counted in whole buckets.
+    #[serde(with = "humantime_serde_compat")]
+    pub bucket: Duration,
+    /// How long a bucket stays open after it ends, for records that arrive late.
+    #[serde(with = "humantime_serde_compat")]
+    pub flush_grace: Duration,
+    /// How long rollups are kept in SQL.
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    /// How often rows older than `retention` are deleted.
+    #[serde(with = "humantime_serde_compat")]
+    pub prune_interval: Duration,
+    /// Most distinct edges in one bucket; records of further edges are counted as
+    /// overflow and left out.
+    pub max_edges_per_bucket: usize,
+}
+
+/// Default of [`EdgeConfig::bucket`]: 10 s.
+pub fn default_edge_bucket() -> Duration {
+    Duration::from_secs(10)
+}
+/// Default of [`EdgeConfig::flush_grace`]: 5 s.
+pub fn default_edge_flush_grace() -> Duration {
+    Duration::from_secs(5)
+}
+/// Default of [`EdgeConfig::retention`]: 7 days.
+pub fn default_edge_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+/// Default of [`EdgeConfig::prune_interval`]: 10 minutes.
+pub fn default_edge_prune_interval() -> Duration {
+    Duration::from_secs(600)
+}
+/// Default of [`EdgeConfig::max_edges_per_bucket`].
+pub fn default_max_edges_per_bucket() -> usize {
+    50_000
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            bucket: default_edge_bucket(),
+            flush_grace: default_edge_flush_grace(),
+            retention: default_edge_retention(),
+            prune_interval: default_edge_prune_interval(),
+            max_edges_per_bucket: default_max_edges_per_bucket(),
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.bucket < Duration::from_secs(1) || self.bucket.subsec_nanos() != 0 {
+            return Err(Error::Config(
+                "edges.bucket must be whole seconds, at least 1s".into(),
+            ));
+        }
+        if self.retention < self.bucket {
+            return Err(Error::Config(
+                "edges.retention must be at least one bucket".into(),
+            ));
+        }
+        if self.prune_interval.is_zero() || self.max_edges_per_bucket == 0 {
+            return Err(Error::Config(
+                "edges.prune_interval and edges.max_edges_per_bucket must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A record's edge fields, borrowed: looked up without allocating.
+struct KeyRef<'a> {
+    strings: [&'a str; 11],
+    response_code: u32,
+}
+
+impl<'a> KeyRef<'a> {
+    fn of(record: &'a RequestRecord) -> KeyRef<'a> {
+        let s = record.source.as_ref();
+        let d = record.destination.as_ref();
+        let src = |f: fn(&meshtel_model::mixer::Workload) -> &str| s.map_or("", f);
+        let dst = |f: fn(&meshtel_model::mixer::Workload) -> &str| d.map_or("", f);
+        let mut destination_namespace = dst(|w| &w.namespace);
+        if destination_namespace.is_empty() {
+            destination_namespace = &record.destination_service_namespace;
+        }
+        let flags = if record.response_flags.is_empty() {
+            "-"
+        } else {
+            &record.response_flags
+        };
+        KeyRef {
+            strings: [
+                src(|w| &w.name),
+                src(|w| &w.namespace),
+                src(|w| &w.app),
+                src(|w| &w.version),
+                &record.destination_service,
+                dst(|w| &w.name),
+                destination_namespace,
+                dst(|w| &w.version),
+                &record.request_protocol,
+                flags,
+                reporter_label(record.reporter),
+            ],
+            response_code: record.response_code,
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.strings.hash(&mut hasher);
+        self.response_code.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn matches(&self, key: &EdgeKey) -> bool {
+        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r] = self.strings;
+        self.response_code == key.response_code
+            && sw == key.source_workload
+            && sn == key.source_namespace
+            && sa == key.source_app
+            && sv == key.source_version
+            && ds == key.destination_service
+            && dw == key.destination_workload
+            && dn == key.destination_namespace
+            && dv == key.destination_version
+            && p == key.protocol
+            && f == key.response_flags
+            && r == key.reporter
+    }
+
+    fn to_key(&self) -> EdgeKey {
+        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r] = self.strings.map(str::to_string);
+        EdgeKey {
+            source_workload: sw,
+            source_namespace: sn,
+            source_app: sa,
+            source_version: sv,
+            destination_service: ds,
+            destination_workload: dw,
+            destination_namespace: dn,
+            destination_version: dv,
+            protocol: p,
+            response_code: self.response_code,
+            response_flags: f,
+            reporter: r,
+        }
+    }
+}
+
+/// The edges of one open bucket.
+#[derive(Default)]
+struct Bucket {
+    by_hash: HashMap<u64, Vec<(EdgeKey, EdgeStats)>>,
+    edges: usize,
+}
+
+impl Bucket {
+    fn add(&mut self, record: &RequestRecord, max_edges: usize) -> bool {
+        let key = KeyRef::of(record);
+        let slot = self.by_hash.entry(key.hash()).or_default();
+        if let Some((_, stats)) = slot.iter_mut().find(|(k, _)| key.matches(k)) {
+            stats.add_record(record);
+            return true;
+        }
+        if self.edges >= max_edges {
+            return false;
+        }
+        let mut stats = EdgeStats::default();
+        stats.add_record(record);
+        slot.push((key.to_key(), stats));
+        self.edges += 1;
+        true
+    }
+
+    fn merge(&mut self, other: Bucket) {
+        for (hash, edges) in other.by_hash {
+            let slot = self.by_hash.entry(hash).or_default();
+            for (key, stats) in edges {
+                match slot.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, mine)) => mine.merge(&stats),
+                    None => {
+                        slot.push((key, stats));
+                        self.edges += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &(EdgeKey, EdgeStats)> {
+        self.by_hash.values().flatten()
+    }
+}
+
+struct Inner {
+    pool: SqlitePool,
+    clock: Arc<dyn UnixClock>,
+    config: EdgeConfig,
+    /// Bucket start (Unix ns) → its edges.
+    open: Mutex<BTreeMap<u64, Bucket>>,
+    /// Held for writing while flushed rows move from memory to SQL, so that a reader
+    /// never counts a bucket twice or misses it.
+    flush_gate: tokio::sync::RwLock<()>,
+    overflow: AtomicU64,
+    background: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The edge rollups repository. Cheap to clone; clones share one state.
+#[derive(Clone)]
+pub struct EdgeRollups {
+    inner: Arc<Inner>,
+}
+
+/// Counters of the rollups, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EdgeStatsSnapshot {
+    /// Records left out because a bucket had `max_edges_per_bucket` edges.
+    pub overflow: u64,
+    /// Buckets in memory, not yet in SQL.
+    pub open_buckets: usize,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl EdgeRollups {
+    /// Opens the rollups on the SQLite database in `data_dir` (running migrations).
+    pub async fn open(
+        data_dir: &Path,
+        config: EdgeConfig,
+        clock: Arc<dyn UnixClock>,
+    ) -> Result<EdgeRollups> {
+        let catalog = Catalog::open(data_dir).await?;
+        EdgeRollups::with_pool(catalog.pool(), config, clock)
+    }
+
+    /// Rollups over an already-migrated pool.
+    pub fn with_pool(
+        pool: SqlitePool,
+        config: EdgeConfig,
+        clock: Arc<dyn UnixClock>,
+    ) -> Result<EdgeRollups> {
+        config.validate()?;
+        Ok(EdgeRollups {
+            inner: Arc::new(Inner {
+                pool,
+                clock,
+                config,
+                open: Mutex::new(BTreeMap::new()),
+                flush_gate: tokio::sync::RwLock::new(()),
+                overflow: AtomicU64::new(0),
+                background: Mutex::new(None),
+            }),
+        })
+    }
+
+    fn bucket_nanos(&self) -> u64 {
+        u64::try_from(self.inner.config.bucket.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn bucket_start(&self, unix_nano: u64) -> u64 {
+        unix_nano - unix_nano % self.bucket_nanos()
+    }
+
+    /// Whether the bucket starting at `start` is closed at `now`.
+    fn is_closed(&self, start: u64, now: u64) -> bool {
+        let grace = u64::try_from(self.inner.config.flush_grace.as_nanos()).unwrap_or(u64::MAX);
+        start
+            .saturating_add(self.bucket_nanos())
+            .saturating_add(grace)
+            <= now
+    }
+
+    /// Adds records to their buckets; returns how many overflowed.
+    pub fn record(&self, records: &[&RequestRecord]) -> u64 {
+        let now = self.inner.clock.now_unix_nano();
+        let current = self.bucket_start(now);
+        let max_edges = self.inner.config.max_edges_per_bucket;
+        let mut overflow = 0;
+        let mut open = self.inner.open.lock();
+        for record in records {
+            let start = self.bucket_start(record.start_unix_nano);
+            let bucket =
+                if record.start_unix_nano == 0 || start > current || self.is_closed(start, now) {
+                    current
+                } else {
+                    start
+                };
+            if !open.entry(bucket).or_default().add(record, max_edges) {
+                overflow += 1;
+            }
+        }
+        drop(open);
+        if overflow > 0 {
+            self.inner.overflow.fetch_add(overflow, Ordering::Relaxed);
+            debug!(overflow, "edge rollup bucket full");
+        }
+        overflow
+    }
+
+    /// Writes buckets closed by now to SQL; returns how many buckets were written.
+    pub async fn flush_closed(&self) -> Result<usize> {
+        let now = self.inner.clock.now_unix_nano();
+        self.flush_where(|rollups, start| rollups.is_closed(start, now))
+            .await
+    }
+
+    /// Writes every bucket, open or not (at shutdown).
+    pub async fn flush_all(&self) -> Result<usize> {
+        self.flush_where(|_, _| true).await
+    }
+
+    async fn flush_where(&self, closed: impl Fn(&Self, u64) -> bool) -> Result<usize> {
+        let _gate = self.inner.flush_gate.write().await;
+        let starts: Vec<u64> = {
+            let open = self.inner.open.lock();
+            open.keys().copied().filter(|&s| closed(self, s)).collect()
+        };
+        if starts.is_empty() {
+            return Ok(0);
+        }
+        let taken: Vec<(u64, Bucket)> = {
+            let mut open = self.inner.open.lock();
+            starts
+                .iter()
+                .filter_map(|s| open.remove(s).map(|b| (*s, b)))
+                .collect()
+        };
+        match self.insert_buckets(&taken).await {
+            Ok(rows) => {
+                debug!(buckets = taken.len(), rows, "edge buckets flushed");
+                Ok(taken.len())
+            }
+            Err(error) => {
+                // Keep them for the next attempt rather than lose them.
+                let mut open = self.inner.open.lock();
+                for (start, bucket) in taken {
+                    open.entry(start).or_default().merge(bucket);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn insert_buckets(&self, buckets: &[(u64, Bucket)]) -> Result<usize> {
+        let bucket_seconds = to_i64(self.inner.config.bucket.as_secs());
+        let mut rows = 0;
+        let mut tx = self.inner.pool.begin().await?;
+        for (start, bucket) in buckets {
+            let start_ms = to_i64(start / 1_000_000);
+            for (key, stats) in bucket.rows() {
+                sqlx::query(
+                    "INSERT INTO edge_rollups (bucket_start_unix_ms, bucket_seconds, \
+                     source_workload, source_namespace, source_app, source_version, \
+                     destination_service, destination_workload, destination_namespace, \
+                     destination_version, protocol, response_code, response_flags, reporter, \
+                     request_count, error_count, duration_sum_ms, latency_buckets, \
+                     request_bytes, response_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                )
+                .bind(start_ms)
+                .bind(bucket_seconds)
+                .bind(&key.source_workload)
+                .bind(&key.source_namespace)
+                .bind(&key.source_app)
+                .bind(&key.source_version)
+                .bind(&key.destination_service)
+                .bind(&key.destination_workload)
+                .bind(&key.destination_namespace)
+                .bind(&key.destination_version)
+                .bind(&key.protocol)
+                .bind(i64::from(key.response_code))
+                .bind(&key.response_flags)
+                .bind(&key.reporter)
+                .bind(to_i64(stats.requests))
+                .bind(to_i64(stats.errors))
+                .bind(stats.duration_sum_ms)
+                .bind(encode_latency_buckets(&stats.latency_buckets))
+                .bind(to_i64(stats.request_bytes))
+                .bind(to_i64(stats.response_bytes))
+                .execute(&mut *tx)
+                .await?;
+                rows += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Deletes rows older than the retention; returns how many.
+    pub async fn prune(&self) -> Result<u64> {
+        let now = self.inner.clock.now_unix_nano();
+        let retention = u64::try_from(self.inner.config.retention.as_nanos()).unwrap_or(u64::MAX);
+        let cutoff_ms = to_i64(now.saturating_sub(retention) / 1_000_000);
+        let done = sqlx::query("DELETE FROM edge_rollups WHERE bucket_start_unix_ms < $1")
+            .bind(cutoff_ms)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Edges of buckets starting in `[start, end)`, summed per edge: SQL rows and
+    /// buckets still in memory.
+    pub async fn edges_between(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> Result<Vec<EdgeRow>> {
+        let _gate = self.inner.flush_gate.read().await;
+        let from = self.bucket_start(start_unix_nano);
+        let rows = sqlx::query(
+            "SELECT source_workload, source_namespace, source_app, source_version, \
+             destination_service, destination_workload, destination_namespace, \
+             destination_version, protocol, response_code, response_flags, reporter, \
+             request_count, error_count, duration_sum_ms, latency_buckets, request_bytes, \
+             response_bytes FROM edge_rollups \
+             WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2",
+        )
+        .bind(to_i64(from / 1_000_000))
+        .bind(to_i64(end_unix_nano.div_ceil(1_000_000)))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        let mut summed: HashMap<EdgeKey, EdgeStats> = HashMap::new();
+        for row in &rows {
+            let key = EdgeKey {
+                source_workload: row.get(0),
+                source_namespace: row.get(1),
+                source_app: row.get(2),
+                source_version: row.get(3),
+                destination_service: row.get(4),
+                destination_workload: row.get(5),
+                destination_namespace: row.get(6),
+                destination_version: row.get(7),
+                protocol: row.get(8),
+                response_code: u32::try_from(row.get::<i64, _>(9)).unwrap_or(0),
+                response_flags: row.get(10),
+                reporter: row.get(11),
+            };
+            let stats = EdgeStats {
+                requests: u64::try_from(row.get::<i64, _>(12)).unwrap_or(0),
+                errors: u64::try_from(row.get::<i64, _>(13)).unwrap_or(0),
+                duration_sum_ms: row.get(14),
+                latency_buckets: decode_latency_buckets(row.get::<&str, _>(15))?,
+                request_bytes: u64::try_from(row.get::<i64, _>(16)).unwrap_or(0),
+                response_bytes: u64::try_from(row.get::<i64, _>(17)).unwrap_or(0),
+            };
+            summed.entry(key).or_default().merge(&stats);
+        }
+        {
+            let open = self.inner.open.lock();
+            for (_, bucket) in open.range(from..end_unix_nano) {
+                for (key, stats) in bucket.rows() {
+                    summed.entry(key.clone()).or_default().merge(stats);
+                }
+            }
+        }
+        let mut edges: Vec<EdgeRow> = summed
+            .into_iter()
+            .map(|(key, stats)| EdgeRow { key, stats })
+            .collect();
+        edges.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(edges)
+    }
+
+    /// Counters for `/metrics`.
+    pub fn snapshot(&self) -> EdgeStatsSnapshot {
+        EdgeStatsSnapshot {
+            overflow: self.inner.overflow.load(Ordering::Relaxed),
+            open_buckets: self.inner.open.lock().len(),
+        }
+    }
+
+    /// Starts the background flusher (every second) and pruner (every
+    /// `prune_interval`). Must be called within a Tokio runtime.
+    pub fn start(&self) {
+        let rollups = self.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let prune_every = rollups.inner.config.prune_interval;
+            let mut last_prune: Option<tokio::time::Instant> = None;
+            loop {
+                tick.tick().await;
+                if let Err(error) = rollups.flush_closed().await {
+                    warn!(error = %error, "could not write edge rollups; kept in memory");
+                }
+                if last_prune.is_none_or(|at| at.elapsed() >= prune_every) {
+                    last_prune = Some(tokio::time::Instant::now());
+                    match rollups.prune().await {
+                        Ok(0) => {}
+                        Ok(rows) => info!(rows, "pruned edge rollups past retention"),
+                        Err(error) => warn!(error = %error, "could not prune edge rollups"),
+                    }
+                }
+            }
+        });
+        if let Some(previous) = self.inner.background.lock().replace(task) {
+            previous.abort();
+        }
+    }
+
+    /// Stops the background task and writes every bucket still in memory.
+    pub async fn shutdown(&self) -> Result<()> {
+        let task = self.inner.background.lock().take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.flush_all().await?;
+        Ok(())
+    }
+}
+
+/// Non-cumulative bucket counts as `"3,0,12"`, trailing zeros left out.
+pub fn encode_latency_buckets(counts: &[u64; LATENCY_SLOTS]) -> String {
+    let used = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+    let mut out = String::new();
+    for (i, count) in counts.iter().take(used).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&count.to_string());
+    }
+    out
+}
+
+/// The inverse of [`encode_latency_buckets`].
+pub fn decode_latency_buckets(text: &str) -> Result<[u64; LATENCY_SLOTS]> {
+    let mut counts = [0u64; LATENCY_SLOTS];
+    if text.is_empty() {
+        return Ok(counts);
+    }
+    let mut parts = text.split(',');
+    for (slot, part) in counts.iter_mut().zip(parts.by_ref()) {
+        *slot = part
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("latency bucket count {part:?}")))?;
+    }
+    if parts.next().is_some() {
+        return Err(Error::Corrupt(format!(
+            "too many latency buckets in {text:?}"
+        )));
+    }
+    Ok(counts)
+}
+
+impl EdgeSink for EdgeRollups {
+    fn record_edges(&self, records: &[&RequestRecord]) {
+        self.record(records);
+    }
+}
+
+#[async_trait::async_trait]
+impl GraphReader for EdgeRollups {
+    async fn edges_in_window(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> meshtel_model::Result<Vec<EdgeRow>> {
+        Ok(self.edges_between(start_unix_nano, end_unix_nano).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use meshtel_model::mixer::{Reporter, Workload};
+
+use super::*;
+
+const SEC: u64 = 1_000_000_000;
+/// A bucket boundary.
+const T0: u64 = 1_700_000_000 * SEC;
+
+struct TestClock(AtomicU64);
+
+impl UnixClock for TestClock {
+    fn now_unix_nano(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl TestClock {
+    fn set(&self, unix_nano: u64) {
+        self.0.store(unix_nano, Ordering::Relaxed);
+    }
+}
+
+fn workload(name: &str, app: &str, version: &str) -> Option<Workload> {
+    Some(Workload {
+        name: name.into(),
+        namespace: "default".into(),
+        app: app.into(),
+        version: version.into(),
+        ..Default::default()
+    })
+}
+
+fn record(start: u64, code: u32, ms: u64) -> RequestRecord {
+    RequestRecord {
+        reporter: Reporter::Source as i32,
+        source: workload("productpage-v1", "productpage", "v1"),
+        destination: workload("reviews-v2", "reviews", "v2"),
+        destination_service: "reviews.default.svc.cluster.local".into(),
+        request_protocol: "http".into(),
+        response_code: code,
+        start_unix_nano: start,
+        duration_nanos: ms * 1_000_000,
+        request_bytes: 10,
+        response_bytes: 100,
+        ..Default::default()
+    }
+}
+
+async fn rollups(dir: &Path) -> (EdgeRollups, Arc<TestClock>) {
+    let clock = Arc::new(TestClock(AtomicU64::new(T0)));
+    let rollups = EdgeRollups::open(dir, EdgeConfig::default(), clock.clone())
+        .await
+        .unwrap();
+    (rollups, clock)
+}
+
+async fn sql_rows(rollups: &EdgeRollups) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM edge_rollups")
+        .fetch_one(&rollups.inner.pool)
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn buckets_roll_over_and_flush_only_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    let records = [record(T0 + SEC, 200, 3), record(T0 + 2 * SEC, 503, 40)];
+    rollups.record(&records.iter().collect::<Vec<_>>());
+    // Still open (and within the grace period at 12 s).
+    clock.set(T0 + 12 * SEC);
+    assert_eq!(rollups.flush_closed().await.unwrap(), 0);
+    let next = [record(T0 + 11 * SEC, 200, 3)];
+    rollups.record(&next.iter().collect::<Vec<_>>());
+    assert_eq!(rollups.snapshot().open_buckets, 2);
+    // 10 s bucket + 5 s grace: the first bucket closes at 15 s.
+    clock.set(T0 + 15 * SEC);
+    assert_eq!(rollups.flush_closed().await.unwrap(), 1);
+    assert_eq!(
+        sql_rows(&rollups).await,
+        2,
+        "two edges (200 and 503) in the first bucket"
+    );
+    assert_eq!(rollups.snapshot().open_buckets, 1);
+
+    // A record for the flushed bucket arriving late goes to the current bucket.
+    let late = [record(T0 + 3 * SEC, 200, 3)];
+    rollups.record(&late.iter().collect::<Vec<_>>());
+    let window = rollups.edges_between(T0, T0 + 20 * SEC).await.unwrap();
+    let total: u64 = window.iter().map(|e| e.stats.requests).sum();
+    assert_eq!(
+        total, 4,
+        "SQL rows and open buckets are both read, once each"
+    );
+    let errors: u64 = window.iter().map(|e| e.stats.errors).sum();
+    assert_eq!(errors, 1);
+    // Only the second bucket.
+    let later = rollups
+        .edges_between(T0 + 10 * SEC, T0 + 20 * SEC)
+        .await
+        .unwrap();
+    assert_eq!(later.iter().map(|e| e.stats.requests).sum::<u64>(), 2);
+
+    rollups.shutdown().await.unwrap();
+    assert_eq!(rollups.snapshot().open_buckets, 0);
+    assert_eq!(sql_rows(&rollups).await, 3);
+}
+
+#[tokio::test]
+async fn sql_round_trip_keeps_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    let mut grpc = record(T0 + SEC, 200, 700);
+    grpc.request_protocol = "grpc".into();
+    grpc.grpc_response_status = Some(14);
+    grpc.response_flags = "URX".into();
+    grpc.reporter = Reporter::Destination as i32;
+    let records = [grpc.clone(), grpc.clone(), record(T0 + SEC, 200, 0)];
+    rollups.record(&records.iter().collect::<Vec<_>>());
+    let in_memory = rollups.edges_between(T0, T0 + 10 * SEC).await.unwrap();
+    clock.set(T0 + 60 * SEC);
+    rollups.flush_closed().await.unwrap();
+    assert_eq!(rollups.snapshot().open_buckets, 0);
+    let from_sql = rollups.edges_between(T0, T0 + 10 * SEC).await.unwrap();
+    assert_eq!(in_memory, from_sql);
+    let edge = from_sql.iter().find(|e| e.key.protocol == "grpc").unwrap();
+    assert_eq!(edge.key, EdgeKey::from_record(&grpc));
+    assert_eq!(edge.key.response_flags, "URX");
+    assert_eq!(edge.key.reporter, "destination");
+    assert_eq!(edge.stats.requests, 2);
+    assert_eq!(edge.stats.errors, 2);
+    assert_eq!(edge.stats.request_bytes, 20);
+    assert!((edge.stats.duration_sum_ms - 1400.0).abs() < 1e-9);
+    assert_eq!(edge.stats.latency_buckets[9], 2, "700 ms is in (500, 1000]");
+
+    // Rows reopened by a new repository (a restart) read the same.
+    let (reopened, _) = super::tests::rollups(dir.path()).await;
+    assert_eq!(
+        reopened.edges_between(T0, T0 + 10 * SEC).await.unwrap(),
+        from_sql
+    );
+}
+
+#[tokio::test]
+async fn retention_prunes_old_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    let old = [record(T0, 200, 1)];
+    rollups.record(&old.iter().collect::<Vec<_>>());
+    clock.set(T0 + 3600 * SEC);
+    let new = [record(T0 + 3600 * SEC, 200, 1)];
+    rollups.record(&new.iter().collect::<Vec<_>>());
+    rollups.flush_all().await.unwrap();
+    assert_eq!(sql_rows(&rollups).await, 2);
+    clock.set(T0 + 7 * 24 * 3600 * SEC + 10 * SEC);
+    assert_eq!(rollups.prune().await.unwrap(), 1);
+    assert_eq!(sql_rows(&rollups).await, 1);
+}
+
+#[tokio::test]
+async fn edges_per_bucket_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(AtomicU64::new(T0)));
+    let config = EdgeConfig {
+        max_edges_per_bucket: 2,
+        ..EdgeConfig::default()
+    };
+    let rollups = EdgeRollups::open(dir.path(), config, clock).await.unwrap();
+    let records: Vec<RequestRecord> = (0..4).map(|i| record(T0, 200 + i, 1)).collect();
+    let overflow = rollups.record(&records.iter().collect::<Vec<_>>());
+    assert_eq!(overflow, 2);
+    // Existing edges still count.
+    let again = [record(T0, 200, 1)];
+    assert_eq!(rollups.record(&again.iter().collect::<Vec<_>>()), 0);
+    assert_eq!(rollups.snapshot().overflow, 2);
+}
+
+#[test]
+fn latency_bucket_text_round_trips() {
+    let mut counts = [0u64; LATENCY_SLOTS];
+    assert_eq!(encode_latency_buckets(&counts), "");
+    assert_eq!(decode_latency_buckets("").unwrap(), counts);
+    counts[0] = 3;
+    counts[4] = 12;
+    assert_eq!(encode_latency_buckets(&counts), "3,0,0,0,12");
+    assert_eq!(decode_latency_buckets("3,0,0,0,12").unwrap(), counts);
+    counts[LATENCY_SLOTS - 1] = 1;
+    assert_eq!(
+        decode_latency_buckets(&encode_latency_buckets(&counts)).unwrap(),
+        counts
+    );
+    assert!(decode_latency_buckets("x").is_err());
+    assert!(decode_latency_buckets(&vec!["1"; LATENCY_SLOTS + 1].join(",")).is_err());
+}
+
+#[test]
+fn default_config_round_trips() {
+    let config = EdgeConfig::default();
+    config.validate().unwrap();
+    let text = toml_like(&config);
+    assert_eq!(serde_json::from_str::<EdgeConfig>(&text).unwrap(), config);
+    assert_eq!(serde_json::from_str::<EdgeConfig>("{}").unwrap(), config);
+    assert!(serde_json::from_str::<EdgeConfig>(r#"{"nope":1}"#).is_err());
+    assert!(
+        EdgeConfig {
+            bucket: Duration::from_millis(1500),
+            ..EdgeConfig::default()
+        }
+        .validate()
+        .is_err()
+    );
+}
+
+fn toml_like(config: &EdgeConfig) -> String {
+    serde_json::to_string(config).unwrap()
+}
