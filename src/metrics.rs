@@ -4,21 +4,24 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use meshtel_collector::MeshMetrics;
 use meshtel_store::TraceStore;
-use prometheus::{Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder, Gauge};
+use prometheus::{Counter, Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
 
-/// The `/metrics` route over the store's counters.
-pub fn router(store: TraceStore) -> Router {
+/// The `/metrics` route over the store's counters and, when given, the mesh metrics
+/// (Istio's request metrics and `meshtel_report_*`), appended to the same text.
+pub fn router(store: TraceStore, mesh: Option<MeshMetrics>) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
             let store = store.clone();
-            async move { render(&store) }
+            let mesh = mesh.clone();
+            async move { render(&store, mesh.as_ref()) }
         }),
     )
 }
 
-fn render(store: &TraceStore) -> axum::response::Response {
+fn render(store: &TraceStore, mesh: Option<&MeshMetrics>) -> axum::response::Response {
     let s = store.stats();
     let registry = Registry::new();
     let counter = |name: &str, help: &str, v: u64| {
@@ -33,10 +36,11 @@ fn render(store: &TraceStore) -> axum::response::Response {
             let _ = registry.register(Box::new(g));
         }
     };
+    // Cumulative seconds are counters: promtool refuses `_total` on a gauge.
     let seconds = |name: &str, help: &str, v: f64| {
-        if let Ok(g) = Gauge::with_opts(Opts::new(name, help)) {
-            g.set(v);
-            let _ = registry.register(Box::new(g));
+        if let Ok(c) = Counter::with_opts(Opts::new(name, help)) {
+            c.inc_by(v.max(0.0));
+            let _ = registry.register(Box::new(c));
         }
     };
     counter("meshtel_store_spans_written_total", "Spans acknowledged (in the WAL).", s.spans_written);
@@ -56,5 +60,8 @@ fn render(store: &TraceStore) -> axum::response::Response {
     gauge("meshtel_store_block_bytes", "Bytes of Parquet blocks on disk.", s.block_bytes);
     let mut buffer = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);
+    if let Some(mesh) = mesh {
+        buffer.extend_from_slice(mesh.render_text().as_bytes());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buffer).into_response()
 }

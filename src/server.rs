@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use meshtel_model::{SpanSink, TraceReader};
-use meshtel_store::TraceStore;
+use meshtel_collector::{MeshMetrics, ReportConfig};
+use meshtel_model::graph::SystemUnixClock;
+use meshtel_model::{EdgeSink, GraphReader, SpanSink, TraceReader};
+use meshtel_store::{EdgeConfig, EdgeRollups, TraceStore};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -86,28 +88,48 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     }
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
 
+    // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
+    // SQLite file as the catalog). Only an ingesting process flushes and prunes.
+    // TODO(config): `[report]` / `[edges]` sections; defaults for now.
+    let edges = EdgeRollups::open(&config.data_dir, EdgeConfig::default(), Arc::new(SystemUnixClock))
+        .await
+        .context("opening the edge rollups")?;
+    let report_config = ReportConfig::default();
+    report_config.validate()?;
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
     if let Some((grpc, http, zipkin)) = ingest_listeners {
+        edges.start();
+        let mesh_metrics = MeshMetrics::new(&report_config.metrics)?;
+        let edge_sink: Arc<dyn EdgeSink> = Arc::new(edges.clone());
+        let reports = meshtel_collector::report::reports_with_system_clock(
+            mesh_metrics.clone(),
+            Some(edge_sink),
+            report_config.clone(),
+        );
         let sink: Arc<dyn SpanSink> = Arc::new(store.clone());
         let grpc_service = meshtel_collector::otlp_grpc_service(sink.clone(), config.ingest.clone());
+        let report_service = meshtel_collector::report_grpc_service(reports);
         let stop = stop_signal(stop_rx.clone());
         servers.spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(grpc_service)
+                .add_service(report_service)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop)
                 .await
                 .context("OTLP gRPC server")
         });
         let http_app = meshtel_collector::otlp_http_router(sink.clone(), config.ingest.clone())
-            .merge(metrics::router(store.clone()));
+            .merge(metrics::router(store.clone(), Some(mesh_metrics)));
         servers.spawn(serve_http(http, http_app, stop_rx.clone(), "OTLP HTTP"));
         let zipkin_app = meshtel_collector::zipkin_router(sink, config.ingest.clone());
         servers.spawn(serve_http(zipkin, zipkin_app, stop_rx.clone(), "Zipkin"));
     }
     if let Some(query) = query_listener {
         let reader: Arc<dyn TraceReader> = Arc::new(store.clone());
-        let app = meshtel_query::router(reader, &config.query);
+        let graph: Arc<dyn GraphReader> = Arc::new(edges.clone());
+        let app = meshtel_query::router_with_graph(reader, Some(graph), &config.query);
         servers.spawn(serve_http(query, app, stop_rx.clone(), "query"));
     }
 
@@ -148,6 +170,9 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     };
     if tokio::time::timeout(std::time::Duration::from_secs(10), drain).await.is_err() {
         tracing::warn!("requests still in flight after 10s; closing them");
+    }
+    if role.ingests() {
+        edges.shutdown().await.context("flushing the edge rollups")?;
     }
     store.shutdown().await.context("flushing the store")?;
     let _ = std::fs::remove_file(&listeners_path);

@@ -65,6 +65,17 @@ pub enum Error {
     /// The span store cannot accept writes (shutting down, log not writable).
     #[error("span store unavailable")]
     Unavailable(#[source] WriteError),
+    /// More request records in one Report batch than allowed.
+    #[error("report batch has {count} records, more than max_records_per_batch ({limit})")]
+    TooManyRecords {
+        /// Records in the batch.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A Prometheus metric could not be created or registered.
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// Result with the collector's [`Error`].
@@ -85,6 +96,7 @@ impl Error {
         match self {
             Error::RequestTooLarge { .. } => ErrorCode::TooLarge,
             Error::TooManySpans { .. }
+            | Error::TooManyRecords { .. }
             | Error::UnsupportedMediaType { .. }
             | Error::UnsupportedEncoding(_)
             | Error::ReadBody(_)
@@ -93,7 +105,7 @@ impl Error {
             | Error::DecodeJson(_)
             | Error::InvalidZipkinSpan(_) => ErrorCode::BadRequest,
             Error::Overloaded { .. } | Error::Unavailable(_) => ErrorCode::Unavailable,
-            Error::InvalidConfig(_) => ErrorCode::Internal,
+            Error::InvalidConfig(_) | Error::Metrics(_) => ErrorCode::Internal,
         }
     }
 

@@ -1,4 +1,6 @@
-//! meshtel's ingest servers: OTLP over gRPC and HTTP, and Zipkin v2.
+//! meshtel's ingest servers: OTLP over gRPC and HTTP, Zipkin v2, and the proxies'
+//! Report stream ([`report`]) that feeds the Istio metrics ([`mesh_metrics`]) and the
+//! service-graph edges.
 //!
 //! Every protocol is a thin adapter in front of one ingest step, so limits,
 //! validation and acknowledgement behave the same whatever the client speaks:
@@ -29,9 +31,11 @@ mod body;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod mesh_metrics;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod otlp_json;
+pub mod report;
 pub mod rpc;
 pub mod validate;
 pub mod zipkin;
@@ -40,5 +44,7 @@ pub use config::IngestLimits;
 pub use error::{Error, Result};
 pub use ingest::Ingest;
 pub use otlp_grpc::{OtlpGrpcServer, OtlpTraceService, otlp_grpc_service};
+pub use mesh_metrics::{MeshMetrics, MeshMetricsConfig};
 pub use otlp_http::otlp_http_router;
+pub use report::{ReportConfig, ReportService, Reports, report_grpc_service};
 pub use zipkin::zipkin_router;

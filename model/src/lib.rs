@@ -20,6 +20,7 @@
 pub mod duration;
 pub mod mixer;
 pub mod error;
+pub mod graph;
 pub mod ids;
 pub mod read;
 pub mod trace;
@@ -30,6 +31,7 @@ pub mod write;
 pub use opentelemetry_proto::tonic as otlp;
 
 pub use error::{Error, ErrorCode, Result};
+pub use graph::{EdgeSink, GraphReader};
 pub use ids::{SpanId, TraceId};
 pub use read::TraceReader;
 pub use trace::{DependencyLink, Operation, SpanKind, Trace, TraceQuery};

@@ -11,10 +11,13 @@
 //!
 //! - [`jaeger`]: API v1, the Jaeger JSON model and the OTLP → Jaeger conversion;
 //! - [`api_v3`]: API v3 (OTLP JSON);
+//! - [`graph`]: the service graph (Kiali-style JSON, Graphviz DOT) over edge rollups,
+//!   enabled by [`router_with_graph`];
 //! - [`error`]: [`ApiError`], the one error type, and its HTTP bodies.
 
 pub mod api_v3;
 pub mod error;
+pub mod graph;
 pub mod jaeger;
 pub mod response;
 
@@ -27,7 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::Request;
-use meshtel_model::TraceReader;
+use meshtel_model::{GraphReader, TraceReader};
 use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
 
@@ -139,10 +142,37 @@ pub fn router_with_clock(
     clock: Arc<dyn Clock>,
     config: &QueryConfig,
 ) -> Router {
-    let state = AppState {
-        jaeger: Arc::new(JaegerService::new(reader, clock, config.max_search_limit)),
+    router_with_graph_and_clock(reader, None, clock, config)
+}
+
+/// [`router`] plus the service graph API ([`graph`]) over `edges`, which also answers
+/// `/api/dependencies` whenever the window has edges.
+pub fn router_with_graph(
+    reader: Arc<dyn TraceReader>,
+    edges: Option<Arc<dyn GraphReader>>,
+    config: &QueryConfig,
+) -> Router {
+    router_with_graph_and_clock(reader, edges, Arc::new(SystemClock), config)
+}
+
+/// [`router_with_graph`] with an explicit clock.
+pub fn router_with_graph_and_clock(
+    reader: Arc<dyn TraceReader>,
+    edges: Option<Arc<dyn GraphReader>>,
+    clock: Arc<dyn Clock>,
+    config: &QueryConfig,
+) -> Router {
+    let reader: Arc<dyn TraceReader> = match &edges {
+        Some(edges) => Arc::new(graph::EdgeDependencies::new(reader, edges.clone())),
+        None => reader,
     };
-    let api: Router = jaeger::router().merge(api_v3::router()).with_state(state);
+    let state = AppState {
+        jaeger: Arc::new(JaegerService::new(reader, clock.clone(), config.max_search_limit)),
+    };
+    let mut api: Router = jaeger::router().merge(api_v3::router()).with_state(state);
+    if let Some(edges) = edges {
+        api = api.merge(graph::router(Arc::new(graph::GraphService::new(edges, clock))));
+    }
     let app = match config.normalized_base_path() {
         Some(prefix) => Router::new().nest(&prefix, api),
         None => api,

@@ -1,0 +1,402 @@
+//! Istio's standard request metrics, made from request records, and the collector's
+//! own `meshtel_report_*` / `meshtel_mesh_*` metrics, in one Prometheus registry.
+//!
+//! ```text
+//!  records of a batch ─► labels (25, Istio 1.12+ order, "unknown" filling)
+//!        │                    │ hash of borrowed label values (no allocation)
+//!        │                    ▼
+//!        │         series cache: hash → series ──new series──► cap? ─► overflow
+//!        ▼                    │                                                counted
+//!  istio_requests_total +1, istio_request_duration_milliseconds, istio_request_bytes,
+//!  istio_response_bytes added to the cached series (plain counters under one lock,
+//!  taken once per batch), rendered in Istio's label order at scrape time
+//! ```
+//!
+//! A series is one label set; the four request metrics share label sets, so the cap
+//! ([`MeshMetricsConfig::max_series`]) bounds each metric family. A record that would
+//! create a series beyond the cap is left out of the Istio metrics and counted in
+//! `meshtel_mesh_series_overflow_total`; memory never grows without bound.
+//!
+//! Values follow Istio's stats filter: duration in whole milliseconds (truncated),
+//! sizes as reported (headers + body), `grpc_response_status` empty for non-gRPC and `2`
+//! when a gRPC request has no status, `response_flags` `-` when none, every other empty
+//! label `unknown`; canonical service falls back to the `app` label then the workload
+//! name, canonical revision to the `version` label then `latest`.
+
+mod series;
+
+use std::sync::{Arc, LazyLock};
+
+use meshtel_model::graph::reporter_label;
+use meshtel_model::mixer::{RequestRecord, Workload};
+use parking_lot::Mutex;
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Istio 1.12+ standard labels, in the order the stats filter emits them.
+pub const ISTIO_LABELS: [&str; 25] = [
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_principal",
+    "source_app",
+    "source_version",
+    "source_canonical_service",
+    "source_canonical_revision",
+    "source_cluster",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_principal",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "destination_cluster",
+    "request_protocol",
+    "response_flags",
+    "connection_security_policy",
+    "response_code",
+    "grpc_response_status",
+];
+
+/// The `tag` of `istio_build{component="proxy"}`.
+pub const BUILD_TAG: &str = concat!("meshtel-", env!("CARGO_PKG_VERSION"));
+
+/// Settings of the mesh metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshMetricsConfig {
+    /// Most label sets (series) per Istio metric family. Records that would add a
+    /// series beyond it are counted in `meshtel_mesh_series_overflow_total` and left
+    /// out of the Istio metrics (edges still count them).
+    pub max_series: usize,
+}
+
+/// Default of [`MeshMetricsConfig::max_series`].
+pub fn default_max_series() -> usize {
+    10_000
+}
+
+impl Default for MeshMetricsConfig {
+    fn default() -> Self {
+        MeshMetricsConfig {
+            max_series: default_max_series(),
+        }
+    }
+}
+
+/// Decimal strings of 0..=999 so that codes never allocate.
+static CODES: LazyLock<Vec<String>> = LazyLock::new(|| (0..1000).map(|c| c.to_string()).collect());
+
+/// The text of a status code below 1000 (larger ones are refused by validation).
+fn code_text(code: u32) -> &'static str {
+    CODES.get(code as usize).map_or("unknown", String::as_str)
+}
+
+fn or_unknown(value: &str) -> &str {
+    if value.is_empty() { "unknown" } else { value }
+}
+
+/// The 25 label values of a record, borrowed from it.
+pub fn istio_label_values(record: &RequestRecord) -> [&str; 25] {
+    static EMPTY: Workload = Workload {
+        name: String::new(),
+        namespace: String::new(),
+        app: String::new(),
+        version: String::new(),
+        principal: String::new(),
+        canonical_service: String::new(),
+        canonical_revision: String::new(),
+        cluster: String::new(),
+    };
+    let source = record.source.as_ref().unwrap_or(&EMPTY);
+    let destination = record.destination.as_ref().unwrap_or(&EMPTY);
+    let destination_service = or_unknown(&record.destination_service);
+    let destination_service_name = if record.destination_service_name.is_empty() {
+        destination_service
+    } else {
+        &record.destination_service_name
+    };
+    let destination_service_namespace = if record.destination_service_namespace.is_empty() {
+        or_unknown(&destination.namespace)
+    } else {
+        &record.destination_service_namespace
+    };
+    let grpc_response_status = if record.request_protocol == "grpc" {
+        code_text(record.grpc_response_status.unwrap_or(2))
+    } else {
+        ""
+    };
+    [
+        reporter_label(record.reporter),
+        or_unknown(&source.name),
+        or_unknown(&source.namespace),
+        or_unknown(&source.principal),
+        or_unknown(&source.app),
+        or_unknown(&source.version),
+        canonical_service(source),
+        canonical_revision(source),
+        or_unknown(&source.cluster),
+        or_unknown(&destination.name),
+        or_unknown(&destination.namespace),
+        or_unknown(&destination.principal),
+        or_unknown(&destination.app),
+        or_unknown(&destination.version),
+        destination_service,
+        destination_service_name,
+        destination_service_namespace,
+        canonical_service(destination),
+        canonical_revision(destination),
+        or_unknown(&destination.cluster),
+        or_unknown(&record.request_protocol),
+        if record.response_flags.is_empty() {
+            "-"
+        } else {
+            &record.response_flags
+        },
+        or_unknown(&record.connection_security_policy),
+        code_text(record.response_code),
+        grpc_response_status,
+    ]
+}
+
+fn canonical_service(w: &Workload) -> &str {
+    [&w.canonical_service, &w.app, &w.name]
+        .into_iter()
+        .find(|v| !v.is_empty())
+        .map_or("unknown", String::as_str)
+}
+
+fn canonical_revision(w: &Workload) -> &str {
+    if !w.canonical_revision.is_empty() {
+        &w.canonical_revision
+    } else if !w.version.is_empty() {
+        &w.version
+    } else if w.name.is_empty() && w.app.is_empty() {
+        // No peer metadata at all: the whole peer is unknown.
+        "unknown"
+    } else {
+        "latest"
+    }
+}
+
+/// What one call to [`MeshMetrics::record_requests`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordOutcome {
+    /// Records counted in the Istio metrics.
+    pub recorded: u64,
+    /// Records left out because their series would pass the cap.
+    pub overflowed: u64,
+}
+
+struct Inner {
+    registry: Registry,
+    build: IntGauge,
+    series_count: IntGauge,
+    series_overflow: IntCounter,
+    records: IntCounter,
+    records_rejected: IntCounter,
+    batches: IntCounter,
+    dropped_by_proxies: IntCounter,
+    lag_seconds: Histogram,
+    cache: Mutex<series::SeriesCache>,
+    max_series: usize,
+}
+
+/// The mesh metrics registry. Cheap to clone; clones share one registry.
+#[derive(Clone)]
+pub struct MeshMetrics {
+    inner: Arc<Inner>,
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> Result<C> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+impl MeshMetrics {
+    /// A registry with every metric registered and no series yet.
+    pub fn new(config: &MeshMetricsConfig) -> Result<MeshMetrics> {
+        if config.max_series == 0 {
+            return Err(Error::InvalidConfig(
+                "mesh.max_series must be at least 1".into(),
+            ));
+        }
+        let registry = Registry::new();
+        let build = register(
+            &registry,
+            IntGauge::with_opts(
+                Opts::new(
+                    "istio_build",
+                    "Proxies with an open Report stream, by build.",
+                )
+                .const_label("component", "proxy")
+                .const_label("tag", BUILD_TAG),
+            )?,
+        )?;
+        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help)?);
+        let series_overflow = counter(
+            "meshtel_mesh_series_overflow_total",
+            "Request records left out of the Istio metrics because of mesh.max_series.",
+        )?;
+        let records = counter(
+            "meshtel_report_records_total",
+            "Request records accepted from proxies.",
+        )?;
+        let records_rejected = counter(
+            "meshtel_report_records_rejected_total",
+            "Request records refused as invalid (bad reporter, status code or label size).",
+        )?;
+        let batches = counter("meshtel_report_batches_total", "Report batches received.")?;
+        let dropped_by_proxies = counter(
+            "meshtel_report_dropped_by_proxies_total",
+            "Request records the proxies dropped before sending (queue full, collector down).",
+        )?;
+        let series_count = register(
+            &registry,
+            IntGauge::new(
+                "meshtel_mesh_series",
+                "Label sets in each Istio request metric.",
+            )?,
+        )?;
+        let lag_seconds = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "meshtel_report_lag_seconds",
+                    "Time from a proxy sending a batch to the collector processing it.",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0,
+                ]),
+            )?,
+        )?;
+        Ok(MeshMetrics {
+            inner: Arc::new(Inner {
+                registry,
+                build,
+                series_count,
+                series_overflow,
+                records,
+                records_rejected,
+                batches,
+                dropped_by_proxies,
+                lag_seconds,
+                cache: Mutex::new(series::SeriesCache::default()),
+                max_series: config.max_series,
+            }),
+        })
+    }
+
+    /// Counts `records` (already validated) in the Istio metrics.
+    pub fn record_requests<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a RequestRecord>,
+    ) -> RecordOutcome {
+        let inner = &*self.inner;
+        let mut outcome = RecordOutcome::default();
+        let mut cache = inner.cache.lock();
+        for record in records {
+            let labels = istio_label_values(record);
+            // Istio records whole milliseconds, truncated.
+            let duration_ms = (record.duration_nanos / 1_000_000) as f64;
+            match cache.observe(
+                &labels,
+                inner.max_series,
+                duration_ms,
+                record.request_bytes as f64,
+                record.response_bytes as f64,
+            ) {
+                series::Observed::Counted => outcome.recorded += 1,
+                series::Observed::Overflow => outcome.overflowed += 1,
+            }
+        }
+        inner
+            .series_count
+            .set(i64::try_from(cache.len()).unwrap_or(i64::MAX));
+        drop(cache);
+        if outcome.overflowed > 0 {
+            inner.series_overflow.inc_by(outcome.overflowed);
+        }
+        outcome
+    }
+
+    /// Counts one processed batch: accepted and rejected records, what the proxy says
+    /// it dropped, and the lag between sending and processing.
+    pub fn record_batch(
+        &self,
+        accepted: u64,
+        rejected: u64,
+        dropped_by_proxy: u64,
+        lag_seconds: Option<f64>,
+    ) {
+        let inner = &*self.inner;
+        inner.batches.inc();
+        inner.records.inc_by(accepted);
+        if rejected > 0 {
+            inner.records_rejected.inc_by(rejected);
+        }
+        if dropped_by_proxy > 0 {
+            inner.dropped_by_proxies.inc_by(dropped_by_proxy);
+        }
+        if let Some(lag) = lag_seconds {
+            inner.lag_seconds.observe(lag);
+        }
+    }
+
+    /// A Report stream opened (`istio_build` counts open streams).
+    pub fn stream_opened(&self) {
+        self.inner.build.inc();
+    }
+
+    /// A Report stream closed.
+    pub fn stream_closed(&self) {
+        self.inner.build.dec();
+    }
+
+    /// The `meshtel_*` and `istio_build` families (not the Istio request metrics,
+    /// which [`Self::render_text`] writes itself), for merging with other registries.
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.inner.registry.gather()
+    }
+
+    /// Every mesh metric in the Prometheus text format: the Istio request families
+    /// (labels in Istio order), then [`Self::gather`]'s. Append it to other registries'
+    /// text; family names do not collide with the store's.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        self.inner.cache.lock().render(&mut out);
+        let mut rest = Vec::new();
+        if TextEncoder::new().encode(&self.gather(), &mut rest).is_ok() {
+            out.push_str(&String::from_utf8_lossy(&rest));
+        }
+        out
+    }
+
+    /// The registry (to register more collectors or gather).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Records dropped because of the series cap so far.
+    pub fn series_overflow(&self) -> u64 {
+        self.inner.series_overflow.get()
+    }
+
+    /// Label sets currently in the Istio request metrics.
+    pub fn series(&self) -> usize {
+        self.inner.cache.lock().len()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,300 @@
+//! The Report stream (`meshtel.mixer.v1.Mixer/Report`): request records from the
+//! sidecar proxies become Istio metrics and service-graph edges.
+//!
+//! ```text
+//!  proxy ══ ReportRequest (batch) ══► tonic: gzip, max message size
+//!                                          ▼
+//!              Reports::digest: max records per batch → validate each record
+//!              (bad ones counted, not fatal) → MeshMetrics (Istio series, capped)
+//!                                          → EdgeSink (10 s rollups, SQL)
+//!                                          → meshtel_report_* (per batch)
+//!                                          ▼
+//!  proxy ◄═ ReportResponse{accepted} ═══ one per request, in order
+//! ```
+//!
+//! The handler is a thin adapter over [`Reports`]; digestion is synchronous, in-memory
+//! and fast (no I/O), so it runs inline on the stream. A batch over
+//! `max_records_per_batch` ends the stream with `INVALID_ARGUMENT` naming the limit; a
+//! message over `max_message_bytes` is refused by tonic (`RESOURCE_EXHAUSTED`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytesize::ByteSize;
+use futures::{Stream, StreamExt};
+use meshtel_model::EdgeSink;
+use meshtel_model::graph::{SystemUnixClock, UnixClock};
+use meshtel_model::mixer::mixer_server::{Mixer, MixerServer};
+use meshtel_model::mixer::{ReportRequest, ReportResponse, Reporter, RequestRecord};
+use serde::{Deserialize, Serialize};
+use tonic::codec::CompressionEncoding;
+use tracing::{debug, instrument};
+
+use crate::error::{Error, Result};
+use crate::mesh_metrics::{MeshMetrics, MeshMetricsConfig};
+
+/// Settings of the Report stream and the mesh metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Most request records in one Report batch; larger batches end the stream with
+    /// `INVALID_ARGUMENT`.
+    pub max_records_per_batch: usize,
+    /// Largest Report message, as received or once decompressed.
+    pub max_message_bytes: ByteSize,
+    /// Longest label value (workload, service, path-free fields); records with a
+    /// longer one are refused as invalid.
+    pub max_label_bytes: usize,
+    /// Istio metrics settings.
+    pub metrics: MeshMetricsConfig,
+}
+
+/// Default of [`ReportConfig::max_records_per_batch`].
+pub fn default_max_records_per_batch() -> usize {
+    10_000
+}
+
+/// Default of [`ReportConfig::max_message_bytes`].
+pub fn default_max_message_bytes() -> ByteSize {
+    ByteSize::mib(8)
+}
+
+/// Default of [`ReportConfig::max_label_bytes`].
+pub fn default_max_label_bytes() -> usize {
+    256
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            max_records_per_batch: default_max_records_per_batch(),
+            max_message_bytes: default_max_message_bytes(),
+            max_label_bytes: default_max_label_bytes(),
+            metrics: MeshMetricsConfig::default(),
+        }
+    }
+}
+
+impl ReportConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_records_per_batch == 0 {
+            return Err(Error::InvalidConfig(
+                "max_records_per_batch must be at least 1".into(),
+            ));
+        }
+        if self.max_message_bytes.as_u64() < 1024 {
+            return Err(Error::InvalidConfig(
+                "max_message_bytes must be at least 1 KiB".into(),
+            ));
+        }
+        if self.max_label_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "max_label_bytes must be at least 1".into(),
+            ));
+        }
+        if self.metrics.max_series == 0 {
+            return Err(Error::InvalidConfig(
+                "metrics.max_series must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a record is refused (counted in `meshtel_report_records_rejected_total`).
+fn invalid_record(record: &RequestRecord, max_label_bytes: usize) -> Option<&'static str> {
+    if !matches!(
+        Reporter::try_from(record.reporter),
+        Ok(Reporter::Source | Reporter::Destination)
+    ) {
+        return Some("reporter");
+    }
+    if record.response_code != 0 && !(100..=599).contains(&record.response_code) {
+        return Some("response_code");
+    }
+    if record.grpc_response_status.is_some_and(|s| s > 999) {
+        return Some("grpc_response_status");
+    }
+    let too_long = |s: &str| s.len() > max_label_bytes;
+    let workload_too_long = |w: Option<&meshtel_model::mixer::Workload>| {
+        w.is_some_and(|w| {
+            [
+                &w.name,
+                &w.namespace,
+                &w.app,
+                &w.version,
+                &w.principal,
+                &w.canonical_service,
+                &w.canonical_revision,
+                &w.cluster,
+            ]
+            .into_iter()
+            .any(|v| too_long(v))
+        })
+    };
+    if workload_too_long(record.source.as_ref())
+        || workload_too_long(record.destination.as_ref())
+        || [
+            &record.destination_service,
+            &record.destination_service_name,
+            &record.destination_service_namespace,
+            &record.request_protocol,
+            &record.response_flags,
+            &record.connection_security_policy,
+        ]
+        .into_iter()
+        .any(|v| too_long(v))
+    {
+        return Some("label_too_long");
+    }
+    None
+}
+
+/// The Report domain: digests batches into metrics and edges.
+#[derive(Clone)]
+pub struct Reports {
+    metrics: MeshMetrics,
+    edges: Option<Arc<dyn EdgeSink>>,
+    clock: Arc<dyn UnixClock>,
+    config: ReportConfig,
+}
+
+impl Reports {
+    /// Reports feeding `metrics` and, when given, `edges`.
+    pub fn new(
+        metrics: MeshMetrics,
+        edges: Option<Arc<dyn EdgeSink>>,
+        clock: Arc<dyn UnixClock>,
+        config: ReportConfig,
+    ) -> Self {
+        Reports {
+            metrics,
+            edges,
+            clock,
+            config,
+        }
+    }
+
+    /// The metrics this feeds.
+    pub fn metrics(&self) -> &MeshMetrics {
+        &self.metrics
+    }
+
+    /// Digests one batch; answers how many records were accepted. Invalid records are
+    /// counted and skipped; only an oversized batch is an error.
+    pub fn digest(&self, batch: &ReportRequest) -> Result<ReportResponse> {
+        let count = batch.records.len();
+        if count > self.config.max_records_per_batch {
+            return Err(Error::TooManyRecords {
+                count,
+                limit: self.config.max_records_per_batch,
+            });
+        }
+        let max_label_bytes = self.config.max_label_bytes;
+        let mut rejected = 0u64;
+        let mut first_reason = None;
+        let valid: Vec<&RequestRecord> = batch
+            .records
+            .iter()
+            .filter(|r| match invalid_record(r, max_label_bytes) {
+                Some(reason) => {
+                    rejected += 1;
+                    first_reason.get_or_insert(reason);
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        if let Some(reason) = first_reason {
+            debug!(proxy = %batch.proxy_id, rejected, reason, "invalid request records");
+        }
+        self.metrics.record_requests(valid.iter().copied());
+        if let Some(edges) = &self.edges {
+            edges.record_edges(&valid);
+        }
+        let accepted = valid.len() as u64;
+        let lag = (batch.sent_unix_nano > 0).then(|| {
+            let now = self.clock.now_unix_nano();
+            now.saturating_sub(batch.sent_unix_nano) as f64 / 1e9
+        });
+        self.metrics
+            .record_batch(accepted, rejected, batch.dropped_since_last, lag);
+        Ok(ReportResponse { accepted })
+    }
+}
+
+/// The tonic `Mixer` service over [`Reports`].
+#[derive(Clone)]
+pub struct ReportService {
+    reports: Reports,
+}
+
+/// Decrements `istio_build` when a stream ends, however it ends.
+struct OpenStream(MeshMetrics);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.stream_closed();
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ReportResponse, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Mixer for ReportService {
+    type ReportStream = ResponseStream;
+
+    #[instrument(skip_all, fields(protocol = "report"))]
+    async fn report(
+        &self,
+        request: tonic::Request<tonic::Streaming<ReportRequest>>,
+    ) -> Result<tonic::Response<Self::ReportStream>, tonic::Status> {
+        let inbound = request.into_inner();
+        let reports = self.reports.clone();
+        reports.metrics.stream_opened();
+        let open = OpenStream(reports.metrics.clone());
+        // One response per request, in order; the first error ends the stream.
+        let responses = inbound
+            .map(move |batch| {
+                let _open = &open;
+                batch.and_then(|batch| {
+                    reports.digest(&batch).map_err(|error| {
+                        debug!(proxy = %batch.proxy_id, error = %error, "report batch refused");
+                        error.grpc_status()
+                    })
+                })
+            })
+            .scan(false, |failed, item| {
+                if *failed {
+                    return futures::future::ready(None);
+                }
+                *failed = item.is_err();
+                futures::future::ready(Some(item))
+            });
+        Ok(tonic::Response::new(Box::pin(responses)))
+    }
+}
+
+/// Builds the `Mixer` gRPC service (gzip both ways, message size bound) over `reports`,
+/// for `tonic::transport::Server::add_service` next to the OTLP service.
+pub fn report_grpc_service(reports: Reports) -> MixerServer<ReportService> {
+    let max_message_bytes =
+        usize::try_from(reports.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX);
+    MixerServer::new(ReportService { reports })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message_bytes)
+}
+
+/// [`Reports`] with the system clock: what the binary builds.
+pub fn reports_with_system_clock(
+    metrics: MeshMetrics,
+    edges: Option<Arc<dyn EdgeSink>>,
+    config: ReportConfig,
+) -> Reports {
+    Reports::new(metrics, edges, Arc::new(SystemUnixClock), config)
+}
+
+#[cfg(test)]
+mod tests;

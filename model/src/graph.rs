@@ -1,0 +1,313 @@
+//! The service graph's shared vocabulary: request records rolled up into edges.
+//!
+//! ```text
+//!  collector ──EdgeSink::record_edges──► store (10 s buckets, SQL) ──GraphReader──► query
+//! ```
+//!
+//! An edge is one (source workload → destination service/workload, protocol, response
+//! code, response flags, reporter) combination; its [`EdgeStats`] add up requests,
+//! errors, a latency histogram on Istio's default buckets, and bytes. Values are kept as
+//! the proxy reported them: an empty source workload means "from outside the mesh".
+
+use crate::Result;
+use crate::mixer::{Reporter, RequestRecord};
+
+/// Istio's default histogram bounds (Envoy's), used for latency (ms) and sizes (bytes).
+pub const ISTIO_BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Number of latency counters in [`EdgeStats::latency_buckets`]: one per bound and `+Inf`.
+pub const LATENCY_SLOTS: usize = ISTIO_BUCKETS.len() + 1;
+
+/// Wall-clock time, injected wherever buckets, windows or lag depend on it.
+pub trait UnixClock: Send + Sync + 'static {
+    /// Now, Unix nanoseconds.
+    fn now_unix_nano(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemUnixClock;
+
+impl UnixClock for SystemUnixClock {
+    fn now_unix_nano(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// Who calls whom, as the edge rollups group records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct EdgeKey {
+    /// Source workload name; empty for traffic from outside the mesh.
+    pub source_workload: String,
+    /// Source workload namespace.
+    pub source_namespace: String,
+    /// Source `app` label.
+    pub source_app: String,
+    /// Source `version` label.
+    pub source_version: String,
+    /// Destination service FQDN, e.g. `reviews.default.svc.cluster.local`.
+    pub destination_service: String,
+    /// Destination workload name; empty when no workload answered (e.g. `UH`).
+    pub destination_workload: String,
+    /// Destination workload namespace (or the service's when no workload).
+    pub destination_namespace: String,
+    /// Destination `version` label.
+    pub destination_version: String,
+    /// `http`, `grpc` or `tcp`.
+    pub protocol: String,
+    /// HTTP status, 0 when no response was sent.
+    pub response_code: u32,
+    /// Envoy response flags, `-` when none.
+    pub response_flags: String,
+    /// `source` or `destination`.
+    pub reporter: String,
+}
+
+impl EdgeKey {
+    /// The key of one record.
+    pub fn from_record(record: &RequestRecord) -> EdgeKey {
+        let source = record.source.as_ref();
+        let destination = record.destination.as_ref();
+        let field = |w: Option<&crate::mixer::Workload>, f: fn(&crate::mixer::Workload) -> &str| {
+            w.map(|w| f(w).to_string()).unwrap_or_default()
+        };
+        let mut destination_namespace = field(destination, |w| &w.namespace);
+        if destination_namespace.is_empty() {
+            destination_namespace = record.destination_service_namespace.clone();
+        }
+        EdgeKey {
+            source_workload: field(source, |w| &w.name),
+            source_namespace: field(source, |w| &w.namespace),
+            source_app: field(source, |w| &w.app),
+            source_version: field(source, |w| &w.version),
+            destination_service: record.destination_service.clone(),
+            destination_workload: field(destination, |w| &w.name),
+            destination_namespace,
+            destination_version: field(destination, |w| &w.version),
+            protocol: record.request_protocol.clone(),
+            response_code: record.response_code,
+            response_flags: if record.response_flags.is_empty() {
+                "-".to_string()
+            } else {
+                record.response_flags.clone()
+            },
+            reporter: reporter_label(record.reporter).to_string(),
+        }
+    }
+
+    /// Short destination service name: the FQDN's first label (`reviews`).
+    pub fn destination_service_name(&self) -> &str {
+        self.destination_service
+            .split('.')
+            .next()
+            .unwrap_or(&self.destination_service)
+    }
+}
+
+/// Istio's `reporter` label value of a proto reporter.
+pub fn reporter_label(reporter: i32) -> &'static str {
+    match Reporter::try_from(reporter) {
+        Ok(Reporter::Source) => "source",
+        Ok(Reporter::Destination) => "destination",
+        _ => "unknown",
+    }
+}
+
+/// Whether a record counts as an error in the rollups: a 5xx, no response at all
+/// (code 0), any response flag, or a non-OK gRPC status.
+pub fn is_error_record(record: &RequestRecord) -> bool {
+    record.response_code >= 500
+        || record.response_code == 0
+        || !(record.response_flags.is_empty() || record.response_flags == "-")
+        || (record.request_protocol == "grpc"
+            && record.grpc_response_status.is_some_and(|s| s != 0))
+}
+
+/// Aggregates of one edge over a bucket or a window.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EdgeStats {
+    /// Requests.
+    pub requests: u64,
+    /// Requests that failed (see [`is_error_record`]).
+    pub errors: u64,
+    /// Requests per latency bucket (ms, [`ISTIO_BUCKETS`] then `+Inf`), not cumulative.
+    pub latency_buckets: [u64; LATENCY_SLOTS],
+    /// Sum of durations, milliseconds.
+    pub duration_sum_ms: f64,
+    /// Sum of request sizes, bytes.
+    pub request_bytes: u64,
+    /// Sum of response sizes, bytes.
+    pub response_bytes: u64,
+}
+
+impl EdgeStats {
+    /// Adds one record.
+    pub fn add_record(&mut self, record: &RequestRecord) {
+        let ms = record.duration_nanos as f64 / 1e6;
+        self.requests += 1;
+        if is_error_record(record) {
+            self.errors += 1;
+        }
+        let slot = ISTIO_BUCKETS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(ISTIO_BUCKETS.len());
+        if let Some(count) = self.latency_buckets.get_mut(slot) {
+            *count += 1;
+        }
+        self.duration_sum_ms += ms;
+        self.request_bytes = self.request_bytes.saturating_add(record.request_bytes);
+        self.response_bytes = self.response_bytes.saturating_add(record.response_bytes);
+    }
+
+    /// Adds another aggregate.
+    pub fn merge(&mut self, other: &EdgeStats) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        for (mine, theirs) in self.latency_buckets.iter_mut().zip(other.latency_buckets) {
+            *mine += theirs;
+        }
+        self.duration_sum_ms += other.duration_sum_ms;
+        self.request_bytes = self.request_bytes.saturating_add(other.request_bytes);
+        self.response_bytes = self.response_bytes.saturating_add(other.response_bytes);
+    }
+
+    /// The `q` quantile (0..=1) of latency in ms, interpolated linearly inside the
+    /// bucket as Prometheus' `histogram_quantile` does; `None` without requests. A
+    /// quantile in `+Inf` answers the highest finite bound.
+    pub fn latency_quantile_ms(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.latency_buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut cumulative = 0u64;
+        for (slot, &count) in self.latency_buckets.iter().enumerate() {
+            let below = cumulative;
+            cumulative += count;
+            if count > 0 && cumulative as f64 >= rank {
+                let Some(&upper) = ISTIO_BUCKETS.get(slot) else {
+                    return ISTIO_BUCKETS.last().copied();
+                };
+                let lower = if slot == 0 {
+                    0.0
+                } else {
+                    ISTIO_BUCKETS.get(slot - 1).copied().unwrap_or(0.0)
+                };
+                let fraction = (rank - below as f64) / count as f64;
+                return Some(lower + (upper - lower) * fraction);
+            }
+        }
+        ISTIO_BUCKETS.last().copied()
+    }
+}
+
+/// One edge with its aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeRow {
+    /// Who calls whom.
+    pub key: EdgeKey,
+    /// What the calls add up to.
+    pub stats: EdgeStats,
+}
+
+/// Where the collector hands request records for the service graph.
+pub trait EdgeSink: Send + Sync + 'static {
+    /// Adds accepted records to the in-memory rollups; never blocks on I/O.
+    fn record_edges(&self, records: &[&RequestRecord]);
+}
+
+/// What the graph API needs from storage.
+#[async_trait::async_trait]
+pub trait GraphReader: Send + Sync + 'static {
+    /// Edges of requests started in `[start, end)` (Unix ns, at bucket granularity),
+    /// one row per key with its aggregates summed over the window.
+    async fn edges_in_window(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> Result<Vec<EdgeRow>>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn stats_with(ms: &[f64]) -> EdgeStats {
+        let mut stats = EdgeStats::default();
+        for &m in ms {
+            stats.add_record(&RequestRecord {
+                duration_nanos: (m * 1e6) as u64,
+                response_code: 200,
+                ..Default::default()
+            });
+        }
+        stats
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_buckets() {
+        assert_eq!(EdgeStats::default().latency_quantile_ms(0.5), None);
+        // 100 requests in (5, 10]: p50 is halfway through the bucket.
+        let stats = stats_with(&[7.0; 100]);
+        assert!((stats.latency_quantile_ms(0.5).unwrap() - 7.5).abs() < 1e-9);
+        assert!((stats.latency_quantile_ms(0.99).unwrap() - 9.95).abs() < 1e-9);
+        // 90 fast, 10 slow: p95 lands in the slow bucket (250, 500].
+        let mut ms = vec![0.2; 90];
+        ms.extend([300.0; 10]);
+        let stats = stats_with(&ms);
+        assert!(stats.latency_quantile_ms(0.5).unwrap() <= 0.5);
+        let p95 = stats.latency_quantile_ms(0.95).unwrap();
+        assert!((250.0..=500.0).contains(&p95), "{p95}");
+        assert_eq!(stats_with(&[1e9]).latency_quantile_ms(0.5), Some(3600000.0));
+    }
+
+    #[test]
+    fn errors_are_5xx_no_response_flags_or_grpc_failures() {
+        let ok = RequestRecord {
+            response_code: 200,
+            request_protocol: "http".into(),
+            ..Default::default()
+        };
+        assert!(!is_error_record(&ok));
+        assert!(is_error_record(&RequestRecord {
+            response_code: 503,
+            ..ok.clone()
+        }));
+        assert!(is_error_record(&RequestRecord {
+            response_code: 0,
+            ..ok.clone()
+        }));
+        assert!(is_error_record(&RequestRecord {
+            response_flags: "UH".into(),
+            ..ok.clone()
+        }));
+        assert!(!is_error_record(&RequestRecord {
+            response_code: 404,
+            ..ok.clone()
+        }));
+        let grpc = RequestRecord {
+            request_protocol: "grpc".into(),
+            grpc_response_status: Some(14),
+            ..ok
+        };
+        assert!(is_error_record(&grpc));
+    }
+
+    #[test]
+    fn merge_adds_everything() {
+        let mut a = stats_with(&[1.0, 2.0]);
+        let b = stats_with(&[2000.0]);
+        a.merge(&b);
+        assert_eq!(a.requests, 3);
+        assert_eq!(a.latency_buckets.iter().sum::<u64>(), 3);
+        assert!((a.duration_sum_ms - 2003.0).abs() < 1e-6);
+    }
+}

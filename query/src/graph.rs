@@ -1,0 +1,266 @@
+//! The service graph API, over edge rollups ([`GraphReader`]):
+//!
+//! - `GET /api/graph?window=5m&namespace=&service=&responseTime=95` → Kiali-style
+//!   cytoscape JSON (workload graph): nodes (workloads, services without a workload,
+//!   `unknown` for traffic from outside the mesh) and edges with request rates, error
+//!   percentages, response-code breakdown and latency;
+//! - `GET /api/graph.dot?window=5m` → Graphviz DOT like Istio servicegraph's `/dotgraph`.
+//!
+//! `window` (alias `duration`) is a Go duration (`30s`, `5m`, `1h`; a bare integer is
+//! seconds), default `5m`; rates are requests per second over it. Each edge is counted
+//! from one reporter (see [`build`]). `namespace` takes a comma-separated list.
+//!
+//! [`EdgeDependencies`] makes the Jaeger `/api/dependencies` answer from edges when the
+//! window has any, and from spans otherwise.
+
+pub mod build;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use meshtel_model::duration::parse_go_duration;
+use meshtel_model::graph::EdgeRow;
+use meshtel_model::{
+    DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
+};
+
+use self::build::{Graph, GraphFilter, ResponseTime, one_reporter_per_pair};
+use crate::Clock;
+use crate::error::{ApiError, Result};
+use crate::jaeger::params::QueryParams;
+use crate::response::json_response;
+
+/// Default graph window.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+/// Longest graph window (the default edge retention).
+pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The graph domain: reads edges for a window and shapes them.
+pub struct GraphService {
+    reader: Arc<dyn GraphReader>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A parsed graph request.
+#[derive(Debug, Clone)]
+pub struct GraphRequest {
+    /// Window length.
+    pub window: Duration,
+    /// Namespace and service filter.
+    pub filter: GraphFilter,
+    /// Which latency `responseTime` carries.
+    pub response_time: ResponseTime,
+}
+
+impl GraphRequest {
+    /// Parses `window`/`duration`, `namespace`/`namespaces`, `service`, `responseTime`.
+    pub fn parse(params: &QueryParams) -> Result<GraphRequest> {
+        let text = match params.get("window") {
+            "" => params.get("duration"),
+            w => w,
+        };
+        let window = if text.is_empty() {
+            DEFAULT_WINDOW
+        } else if let Ok(seconds) = text.parse::<u64>() {
+            Duration::from_secs(seconds)
+        } else {
+            parse_go_duration(text)
+                .map_err(|e| ApiError::BadRequest(format!("unable to parse window: {e}")))?
+        };
+        if window < Duration::from_secs(1) || window > MAX_WINDOW {
+            return Err(ApiError::BadRequest(format!(
+                "window must be between 1s and {}h",
+                MAX_WINDOW.as_secs() / 3600
+            )));
+        }
+        let namespaces = [params.get("namespace"), params.get("namespaces")]
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        let service = params.get("service");
+        let response_time = match params.get("responseTime") {
+            "" | "95" => ResponseTime::Quantile(0.95),
+            "avg" => ResponseTime::Average,
+            "50" => ResponseTime::Quantile(0.5),
+            "99" => ResponseTime::Quantile(0.99),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "responseTime must be avg, 50, 95 or 99, not {other:?}"
+                )));
+            }
+        };
+        Ok(GraphRequest {
+            window,
+            filter: GraphFilter {
+                namespaces,
+                service: (!service.is_empty()).then(|| service.to_string()),
+            },
+            response_time,
+        })
+    }
+}
+
+impl GraphService {
+    /// A service over `reader`, with `clock` for "now".
+    pub fn new(reader: Arc<dyn GraphReader>, clock: Arc<dyn Clock>) -> Self {
+        GraphService { reader, clock }
+    }
+
+    /// The graph of the window ending now, and that end (Unix ns).
+    pub async fn graph(&self, request: &GraphRequest) -> Result<(Graph, u64)> {
+        let end = self.clock.now_unix_nano();
+        let window = u64::try_from(request.window.as_nanos()).unwrap_or(u64::MAX);
+        let rows = self
+            .reader
+            .edges_in_window(end.saturating_sub(window), end)
+            .await?;
+        let rows = one_reporter_per_pair(rows);
+        Ok((Graph::build(&rows, &request.filter), end))
+    }
+}
+
+/// The graph routes, with their own state.
+pub fn router(service: Arc<GraphService>) -> Router {
+    Router::new()
+        .route("/api/graph", get(get_graph))
+        .route("/api/graph.dot", get(get_graph_dot))
+        .with_state(service)
+}
+
+/// `GET /api/graph`: Kiali-style JSON.
+#[tracing::instrument(skip_all)]
+async fn get_graph(
+    State(service): State<Arc<GraphService>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let request = GraphRequest::parse(&params)?;
+    let (graph, end) = service.graph(&request).await?;
+    let json = build::to_json(
+        &graph,
+        end / 1_000_000_000,
+        request.window.as_secs(),
+        request.response_time,
+    );
+    tracing::debug!(
+        nodes = json.elements.nodes.len(),
+        edges = json.elements.edges.len(),
+        "graph"
+    );
+    json_response(&json, params.pretty_print())
+}
+
+/// `GET /api/graph.dot`: Graphviz DOT.
+#[tracing::instrument(skip_all)]
+async fn get_graph_dot(
+    State(service): State<Arc<GraphService>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let request = GraphRequest::parse(&params)?;
+    let (graph, _) = service.graph(&request).await?;
+    let mut response = build::to_dot(&graph, request.window.as_secs()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/vnd.graphviz; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// Dependency links from edge rows: parent = source app (else workload), child =
+/// destination service short name (else workload), call count = requests; traffic from
+/// outside the mesh has no parent and is left out.
+pub fn dependencies_from_edges(rows: Vec<EdgeRow>) -> Vec<DependencyLink> {
+    let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for row in one_reporter_per_pair(rows) {
+        let key = &row.key;
+        let parent = if key.source_app.is_empty() {
+            &key.source_workload
+        } else {
+            &key.source_app
+        };
+        let child = match key.destination_service_name() {
+            "" => key.destination_workload.as_str(),
+            name => name,
+        };
+        if parent.is_empty() || child.is_empty() {
+            continue;
+        }
+        *links
+            .entry((parent.clone(), child.to_string()))
+            .or_default() += row.stats.requests;
+    }
+    links
+        .into_iter()
+        .map(|((parent, child), call_count)| DependencyLink {
+            parent,
+            child,
+            call_count,
+        })
+        .collect()
+}
+
+/// A [`TraceReader`] whose `dependencies` come from edges when the window has any, and
+/// from the inner reader's spans otherwise; everything else is the inner reader's.
+pub struct EdgeDependencies {
+    traces: Arc<dyn TraceReader>,
+    edges: Arc<dyn GraphReader>,
+}
+
+impl EdgeDependencies {
+    /// Wraps `traces`, answering dependencies from `edges` first.
+    pub fn new(traces: Arc<dyn TraceReader>, edges: Arc<dyn GraphReader>) -> Self {
+        EdgeDependencies { traces, edges }
+    }
+}
+
+#[async_trait::async_trait]
+impl TraceReader for EdgeDependencies {
+    async fn services(&self) -> meshtel_model::Result<Vec<String>> {
+        self.traces.services().await
+    }
+
+    async fn operations(
+        &self,
+        service: &str,
+        kind: Option<SpanKind>,
+    ) -> meshtel_model::Result<Vec<Operation>> {
+        self.traces.operations(service, kind).await
+    }
+
+    async fn find_traces(&self, query: &TraceQuery) -> meshtel_model::Result<Vec<Trace>> {
+        self.traces.find_traces(query).await
+    }
+
+    async fn get_trace(&self, trace_id: TraceId) -> meshtel_model::Result<Option<Trace>> {
+        self.traces.get_trace(trace_id).await
+    }
+
+    async fn dependencies(
+        &self,
+        end_unix_nano: u64,
+        lookback_nano: u64,
+    ) -> meshtel_model::Result<Vec<DependencyLink>> {
+        let rows = self
+            .edges
+            .edges_in_window(end_unix_nano.saturating_sub(lookback_nano), end_unix_nano)
+            .await?;
+        let links = dependencies_from_edges(rows);
+        if links.is_empty() {
+            return self.traces.dependencies(end_unix_nano, lookback_nano).await;
+        }
+        Ok(links)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Mutex;
+
+use axum::http::StatusCode;
+use meshtel_model::graph::{EdgeKey, EdgeStats};
+use serde_json::json;
+
+use super::*;
+use crate::QueryConfig;
+use crate::testing::{FixedClock, MemoryReader, NOW, get};
+
+#[derive(Default)]
+struct FakeEdges {
+    rows: Vec<EdgeRow>,
+    last_window: Mutex<Option<(u64, u64)>>,
+}
+
+#[async_trait::async_trait]
+impl GraphReader for FakeEdges {
+    async fn edges_in_window(&self, start: u64, end: u64) -> meshtel_model::Result<Vec<EdgeRow>> {
+        *self.last_window.lock().unwrap() = Some((start, end));
+        Ok(self.rows.clone())
+    }
+}
+
+fn key(
+    source: &str,
+    destination_service: &str,
+    destination: &str,
+    code: u32,
+    flags: &str,
+    reporter: &str,
+) -> EdgeKey {
+    let app = |w: &str| w.rsplit_once('-').map_or(w, |(a, _)| a).to_string();
+    EdgeKey {
+        source_workload: source.into(),
+        source_namespace: if source.is_empty() {
+            String::new()
+        } else {
+            "default".into()
+        },
+        source_app: if source.is_empty() {
+            String::new()
+        } else {
+            app(source)
+        },
+        source_version: if source.is_empty() {
+            String::new()
+        } else {
+            "v1".into()
+        },
+        destination_service: format!("{destination_service}.default.svc.cluster.local"),
+        destination_workload: destination.into(),
+        destination_namespace: "default".into(),
+        destination_version: if destination.is_empty() {
+            String::new()
+        } else {
+            "v2".into()
+        },
+        protocol: "http".into(),
+        response_code: code,
+        response_flags: flags.into(),
+        reporter: reporter.into(),
+    }
+}
+
+fn stats(requests: u64, ms: f64, errors: u64) -> EdgeStats {
+    let mut stats = EdgeStats {
+        requests,
+        errors,
+        duration_sum_ms: ms * requests as f64,
+        request_bytes: 100 * requests,
+        response_bytes: 1000 * requests,
+        ..EdgeStats::default()
+    };
+    let slot = meshtel_model::graph::ISTIO_BUCKETS
+        .iter()
+        .position(|b| ms <= *b)
+        .unwrap();
+    stats.latency_buckets[slot] = requests;
+    stats
+}
+
+fn bookinfo() -> Vec<EdgeRow> {
+    let row = |key, stats| EdgeRow { key, stats };
+    vec![
+        row(
+            key(
+                "productpage-v1",
+                "reviews",
+                "reviews-v2",
+                200,
+                "-",
+                "source",
+            ),
+            stats(90, 7.0, 0),
+        ),
+        row(
+            key(
+                "productpage-v1",
+                "reviews",
+                "reviews-v2",
+                503,
+                "-",
+                "source",
+            ),
+            stats(10, 7.0, 10),
+        ),
+        // The same calls seen by the callee: ignored, the caller reported them.
+        row(
+            key(
+                "productpage-v1",
+                "reviews",
+                "reviews-v2",
+                200,
+                "-",
+                "destination",
+            ),
+            stats(88, 5.0, 0),
+        ),
+        // From outside the mesh: only the callee reports.
+        row(
+            key("", "productpage", "productpage-v1", 200, "-", "destination"),
+            stats(20, 30.0, 0),
+        ),
+        // No healthy upstream: a service node, no workload.
+        row(
+            key("productpage-v1", "details", "", 503, "UH", "source"),
+            stats(5, 0.2, 5),
+        ),
+    ]
+}
+
+fn graph_app(rows: Vec<EdgeRow>, links: Vec<DependencyLink>) -> (Router, Arc<FakeEdges>) {
+    let edges = Arc::new(FakeEdges {
+        rows,
+        ..FakeEdges::default()
+    });
+    let reader = Arc::new(MemoryReader {
+        links,
+        ..MemoryReader::default()
+    });
+    let app = crate::router_with_graph_and_clock(
+        reader,
+        Some(edges.clone()),
+        Arc::new(FixedClock),
+        &QueryConfig::default(),
+    );
+    (app, edges)
+}
+
+fn find<'a>(list: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["data"])
+        .find(|d| d["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {list}"))
+}
+
+#[tokio::test]
+async fn graph_json_has_kiali_shape_rates_errors_and_latency() {
+    let (app, edges) = graph_app(bookinfo(), Vec::new());
+    let reply = get(&app, "/api/graph?window=10s").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.content_type, "application/json");
+    assert_eq!(
+        *edges.last_window.lock().unwrap(),
+        Some((NOW - 10_000_000_000, NOW))
+    );
+    let body = reply.json();
+    assert_eq!(body["timestamp"], NOW / 1_000_000_000);
+    assert_eq!(body["duration"], 10);
+    assert_eq!(body["graphType"], "workload");
+    let nodes = &body["elements"]["nodes"];
+    assert_eq!(nodes.as_array().unwrap().len(), 4);
+
+    let unknown = find(nodes, "unknown_source");
+    assert_eq!(unknown["nodeType"], "unknown");
+    assert_eq!(unknown["namespace"], "unknown");
+    assert_eq!(unknown["isRoot"], true);
+    let productpage = find(nodes, "wl_default_productpage-v1");
+    assert_eq!(productpage["nodeType"], "workload");
+    assert_eq!(productpage["app"], "productpage");
+    assert_eq!(productpage["workload"], "productpage-v1");
+    assert_eq!(productpage["cluster"], "unknown");
+    assert_eq!(
+        productpage["traffic"],
+        json!([{"protocol": "http", "rates": {"httpIn": "2.00", "httpOut": "10.50"}}])
+    );
+    let reviews = find(nodes, "wl_default_reviews-v2");
+    assert_eq!(
+        reviews["app"], "reviews",
+        "app from the service it answers for"
+    );
+    assert_eq!(reviews["version"], "v2");
+    assert_eq!(reviews["destServices"][0]["name"], "reviews");
+    assert_eq!(reviews["traffic"][0]["rates"]["httpIn5xx"], "1.00");
+    let details = find(nodes, "svc_default_details");
+    assert_eq!(details["nodeType"], "service");
+    assert_eq!(details["service"], "details");
+
+    let all_edges = &body["elements"]["edges"];
+    assert_eq!(all_edges.as_array().unwrap().len(), 3);
+    let edge = find(
+        all_edges,
+        "wl_default_productpage-v1->wl_default_reviews-v2:http",
+    );
+    assert_eq!(edge["source"], "wl_default_productpage-v1");
+    assert_eq!(edge["target"], "wl_default_reviews-v2");
+    let traffic = &edge["traffic"];
+    assert_eq!(traffic["protocol"], "http");
+    assert_eq!(
+        traffic["rates"],
+        json!({"http": "10.00", "http5xx": "1.00", "httpPercentErr": "10.0", "httpPercentReq": "95.2"})
+    );
+    assert_eq!(
+        traffic["responses"],
+        json!({"200": {"flags": {"-": "90.0"}}, "503": {"flags": {"-": "10.0"}}})
+    );
+    // 100 requests in (5, 10] ms: p95 interpolates to 9.75.
+    assert_eq!(edge["responseTime"], "10");
+    assert_eq!(edge["responseTimes"]["p50"], "7.5");
+    assert_eq!(edge["responseTimes"]["avg"], "7.0");
+    assert_eq!(edge["throughput"], "10000.00");
+    let uh = find(
+        all_edges,
+        "wl_default_productpage-v1->svc_default_details:http",
+    );
+    assert_eq!(
+        uh["traffic"]["responses"],
+        json!({"503": {"flags": {"UH": "100.0"}}})
+    );
+    assert_eq!(uh["traffic"]["rates"]["httpPercentErr"], "100.0");
+    let outside = find(all_edges, "unknown_source->wl_default_productpage-v1:http");
+    assert_eq!(outside["traffic"]["rates"]["http"], "2.00");
+}
+
+#[tokio::test]
+async fn graph_filters_and_params() {
+    let (app, edges) = graph_app(bookinfo(), Vec::new());
+    let body = get(&app, "/api/graph?duration=1h&service=details")
+        .await
+        .json();
+    assert_eq!(body["duration"], 3600);
+    assert_eq!(body["elements"]["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        *edges.last_window.lock().unwrap(),
+        Some((NOW - 3_600_000_000_000, NOW))
+    );
+    let body = get(&app, "/api/graph?namespace=other").await.json();
+    assert_eq!(body["duration"], 300, "default window is 5m");
+    assert_eq!(body["elements"]["nodes"], json!([]));
+    let body = get(&app, "/api/graph?window=60&responseTime=avg")
+        .await
+        .json();
+    assert_eq!(body["duration"], 60);
+    for bad in ["window=5x", "window=0s", "window=30d", "responseTime=90"] {
+        let reply = get(&app, &format!("/api/graph?{bad}")).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn graph_dot_is_like_servicegraph() {
+    let (app, _) = graph_app(bookinfo(), Vec::new());
+    let reply = get(&app, "/api/graph.dot?window=10s").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.content_type.starts_with("text/vnd.graphviz"));
+    let expected = "digraph \"istio-servicegraph\" {\n\
+        \"productpage_(productpage-v1)\" -> \"details_(unknown)\" [label=\"reqs/sec: 0.500000\"];\n\
+        \"productpage_(productpage-v1)\" -> \"reviews_(reviews-v2)\" [label=\"reqs/sec: 10.000000\"];\n\
+        \"unknown_(unknown)\" -> \"productpage_(productpage-v1)\" [label=\"reqs/sec: 2.000000\"];\n\
+        \"unknown_(unknown)\" [label=\"unknown (unknown)\"];\n\
+        \"productpage_(productpage-v1)\" [label=\"productpage (productpage-v1)\"];\n\
+        \"reviews_(reviews-v2)\" [label=\"reviews (reviews-v2)\"];\n\
+        \"details_(unknown)\" [label=\"details (unknown)\"];\n\
+        }\n";
+    assert_eq!(reply.body, expected);
+}
+
+#[tokio::test]
+async fn dependencies_come_from_edges_when_there_are_any() {
+    let span_links = vec![DependencyLink {
+        parent: "from-spans".into(),
+        child: "b".into(),
+        call_count: 1,
+    }];
+    let (app, _) = graph_app(bookinfo(), span_links.clone());
+    let body = get(&app, "/api/dependencies?lookback=60000").await.json();
+    assert_eq!(
+        body["data"],
+        json!([
+            {"parent": "productpage", "child": "details", "callCount": 5},
+            {"parent": "productpage", "child": "reviews", "callCount": 100},
+        ])
+    );
+    let (app, _) = graph_app(Vec::new(), span_links);
+    let body = get(&app, "/api/dependencies").await.json();
+    assert_eq!(body["data"][0]["parent"], "from-spans");
+}
+
+#[tokio::test]
+async fn without_edges_there_is_no_graph_route() {
+    let app = crate::router_with_clock(
+        Arc::new(MemoryReader::default()),
+        Arc::new(FixedClock),
+        &QueryConfig::default(),
+    );
+    assert_eq!(get(&app, "/api/graph").await.status, StatusCode::NOT_FOUND);
+}
