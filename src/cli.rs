@@ -33,6 +33,11 @@ pub enum Command {
     /// data directory.
     #[command(after_help = CONFIG_HELP)]
     Query(ServerArgs),
+    /// Run the sidecar proxy beside one service instance (the same code as the small
+    /// `meshtel-proxy` binary).
+    // `--version` is the instance's version label, so clap's own version flag is off.
+    #[command(disable_version_flag = true)]
+    Proxy(ProxyCommand),
     /// Load generators to point at any deployment.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -62,6 +67,17 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
   [query]     base_path = ""                   # e.g. "/jaeger"
               max_search_limit = 1500          # cap on a search's limit
 Log level: RUST_LOG (default "info")."#;
+
+/// `meshtel proxy` flags.
+#[derive(Debug, Args)]
+pub struct ProxyCommand {
+    /// The proxy's settings.
+    #[command(flatten)]
+    pub proxy: meshtel_proxy::ProxyArgs,
+    /// Log format: "text" or "json".
+    #[arg(long, env = "MESHTEL_PROXY_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
 
 /// Flags shared by `serve`, `collector` and `query`. Each overrides the config file;
 /// each has an environment twin.

@@ -45,6 +45,11 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(&args.log_format);
             server::run(args.resolve()?, Role::Query).await
         }
+        Command::Proxy(args) => {
+            init_tracing(&args.log_format);
+            let config = args.proxy.into_config()?;
+            Ok(meshtel_proxy::run(config, signal::shutdown_signal()).await?)
+        }
         Command::Bench(bench) => {
             init_tracing("text");
             bench::run(bench).await
