@@ -15,9 +15,10 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use std::cmp::Reverse;
+use std::sync::Arc;
 use std::collections::BinaryHeap;
 
-use arrow::array::{AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch};
+use arrow::array::{Array, AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::Int64Type;
 use parquet::arrow::ArrowWriter;
@@ -27,6 +28,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::schema::types::ColumnPath;
 
 use crate::Result;
+use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 use crate::schema::{col, span_schema};
 
 /// What the index knows about one block.
@@ -48,6 +50,8 @@ pub struct BlockMeta {
     pub level: u32,
     /// Highest WAL segment whose rows this block holds (0 for compacted blocks).
     pub wal_seq: u64,
+    /// Keys of the trace ids in the block (see [`crate::trace_index`]).
+    pub trace_ids: Arc<TraceIdSet>,
 }
 
 impl BlockMeta {
@@ -314,8 +318,11 @@ fn write_sorted_block(
     let props = writer_properties(expected_rows, row_group_rows);
     let mut writer = ArrowWriter::try_new(file, span_schema(), Some(props))?;
     let (mut min_start, mut max_start, mut rows) = (i64::MAX, i64::MIN, 0u64);
+    let mut keys: Vec<u64> = Vec::with_capacity(expected_rows);
     for chunk in chunks {
         let chunk = chunk?;
+        let (ids, _) = trace_id_and_start(&chunk)?;
+        keys.extend((0..ids.len()).map(|i| trace_key(ids.value(i))));
         let (lo, hi) = start_range(&chunk);
         min_start = min_start.min(lo);
         max_start = max_start.max(hi);
@@ -327,6 +334,9 @@ fn write_sorted_block(
     file.sync_all()?;
     let bytes = file.metadata()?.len();
     drop(file);
+    // The sidecar first: a block under its real name always has its trace id set.
+    let trace_ids = TraceIdSet::from_keys(keys);
+    trace_ids.write(&sidecar_path(&blocks_dir.join(&file_name)))?;
     fs::rename(&tmp, blocks_dir.join(&file_name))?;
     if let Ok(dir) = File::open(blocks_dir) {
         let _ = dir.sync_all();
@@ -343,6 +353,7 @@ fn write_sorted_block(
         bytes,
         level,
         wal_seq,
+        trace_ids: Arc::new(trace_ids),
     })
 }
 

@@ -143,6 +143,8 @@ impl Catalog {
                 bytes: r.get::<i64, _>(5) as u64,
                 level: r.get::<i64, _>(6) as u32,
                 wal_seq: r.get::<i64, _>(7) as u64,
+                // Filled from the block's sidecar by the store.
+                trace_ids: Default::default(),
             })
             .collect())
     }

@@ -155,10 +155,13 @@ fn delete_later(inner: &Arc<Inner>, blocks: Vec<BlockMeta>) {
     let dir = inner.blocks_dir.clone();
     let remove = move || {
         for b in &blocks {
-            if let Err(e) = std::fs::remove_file(b.path(&dir))
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                error!(block = b.id, error = %e, "could not delete replaced block file");
+            let path = b.path(&dir);
+            for file in [crate::trace_index::sidecar_path(&path), path] {
+                if let Err(e) = std::fs::remove_file(&file)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    error!(block = b.id, error = %e, "could not delete replaced block file");
+                }
             }
         }
     };

@@ -27,6 +27,7 @@ mod error;
 pub mod schema;
 pub mod search;
 mod stats;
+pub mod trace_index;
 pub mod wal;
 mod writer;
 
@@ -126,42 +127,69 @@ impl Inner {
         }
     }
 
-    /// Head first, then blocks newest first, limited to blocks overlapping the window.
-    fn sources(&self, start_min: i64, start_max: i64) -> Vec<Source> {
-        let state = self.state.read();
+    fn head_batches(state: &State) -> Vec<RecordBatch> {
         let mut head: Vec<RecordBatch> = state.active.clone();
         for sealed in &state.sealed {
             head.extend(sealed.batches.iter().cloned());
         }
-        let mut sources = vec![Source::Head(head)];
-        for block in state.blocks.iter().rev() {
-            if block.max_start < start_min || block.min_start > start_max {
-                continue;
-            }
+        head
+    }
+
+    /// Head first, then blocks newest first in groups of [`SCAN_GROUP`] (one parallel
+    /// scan each), limited to blocks overlapping the window.
+    fn sources(&self, start_min: i64, start_max: i64) -> Vec<Source> {
+        let state = self.state.read();
+        let mut sources = vec![Source::Head(Self::head_batches(&state))];
+        let overlapping: Vec<&BlockMeta> = state
+            .blocks
+            .iter()
+            .rev()
+            .filter(|b| b.max_start >= start_min && b.min_start <= start_max)
+            .collect();
+        for group in overlapping.chunks(SCAN_GROUP) {
             sources.push(Source::Blocks {
-                paths: vec![block.path(&self.blocks_dir)],
-                max_start: block.max_start,
+                paths: group.iter().map(|b| b.path(&self.blocks_dir)).collect(),
+                max_start: group.iter().map(|b| b.max_start).max().unwrap_or(i64::MIN),
             });
         }
         sources
     }
 
-    /// Head plus every block in one source list (fetch by id, dependencies).
-    fn all_sources(&self) -> Vec<Source> {
+    /// The head plus the blocks whose trace id sets may hold one of `ids`.
+    fn fetch_sources(&self, ids: &[TraceId]) -> Vec<Source> {
         let state = self.state.read();
-        let mut head: Vec<RecordBatch> = state.active.clone();
-        for sealed in &state.sealed {
-            head.extend(sealed.batches.iter().cloned());
-        }
         let paths: Vec<PathBuf> = state
             .blocks
             .iter()
+            .filter(|b| ids.iter().any(|id| b.trace_ids.may_contain(&id.0)))
             .map(|b| b.path(&self.blocks_dir))
             .collect();
         let max_start = state.blocks.last().map(|b| b.max_start).unwrap_or(0);
-        vec![Source::Head(head), Source::Blocks { paths, max_start }]
+        vec![
+            Source::Head(Self::head_batches(&state)),
+            Source::Blocks { paths, max_start },
+        ]
+    }
+
+    /// Head plus every block overlapping the window, as one source list.
+    fn window_sources(&self, start_min: i64, start_max: i64) -> Vec<Source> {
+        let state = self.state.read();
+        let paths: Vec<PathBuf> = state
+            .blocks
+            .iter()
+            .filter(|b| b.max_start >= start_min && b.min_start <= start_max)
+            .map(|b| b.path(&self.blocks_dir))
+            .collect();
+        vec![
+            Source::Head(Self::head_batches(&state)),
+            Source::Blocks { paths, max_start: start_max },
+        ]
     }
 }
+
+/// Blocks scanned together (in parallel) by one search step; between steps the search
+/// stops once older blocks cannot change the newest `limit` traces.
+const SCAN_GROUP: usize = 8;
 
 /// The trace store. Cheap to clone; all clones share one store.
 #[derive(Clone)]
@@ -196,6 +224,7 @@ impl TraceStore {
         let mut blocks = catalog.load_blocks().await?;
         blocks.sort_by_key(|b| (b.max_start, b.id));
         remove_orphan_block_files(&blocks_dir, &blocks)?;
+        let blocks = load_trace_id_sets(&blocks_dir, blocks, &[]).await?;
         let next_id = blocks.iter().map(|b| b.id).max().unwrap_or(0) + 1;
 
         let mut operations: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
@@ -442,10 +471,37 @@ fn operations_in(batch: &RecordBatch) -> Vec<(String, Operation)> {
     set.into_iter().collect()
 }
 
+/// Gives every block its trace id set: kept from `known` blocks, else read from the
+/// sidecar (or rebuilt from the block) off the async threads.
+async fn load_trace_id_sets(
+    blocks_dir: &std::path::Path,
+    blocks: Vec<BlockMeta>,
+    known: &[BlockMeta],
+) -> Result<Vec<BlockMeta>> {
+    let known: std::collections::HashMap<u64, Arc<trace_index::TraceIdSet>> =
+        known.iter().map(|b| (b.id, b.trace_ids.clone())).collect();
+    let dir = blocks_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        blocks
+            .into_iter()
+            .map(|mut b| {
+                b.trace_ids = match known.get(&b.id) {
+                    Some(set) => set.clone(),
+                    None => Arc::new(trace_index::load_or_rebuild(&b.path(&dir))?),
+                };
+                Ok(b)
+            })
+            .collect()
+    })
+    .await?
+}
+
 /// Replaces the in-memory block list and catalog with what SQL holds now.
 async fn reload_index(inner: &Arc<Inner>) -> Result<()> {
     let mut blocks = inner.catalog.load_blocks().await?;
     blocks.sort_by_key(|b| (b.max_start, b.id));
+    let known = inner.state.read().blocks.clone();
+    let blocks = load_trace_id_sets(&inner.blocks_dir, blocks, &known).await?;
     let mut operations: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
     for (svc, op) in inner.catalog.load_operations().await? {
         operations.entry(svc).or_default().insert(op);
@@ -460,7 +516,8 @@ fn remove_orphan_block_files(blocks_dir: &std::path::Path, blocks: &[BlockMeta])
     for entry in std::fs::read_dir(blocks_dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !known.contains(name.as_str()) {
+        let block_name = name.strip_suffix(".tids").unwrap_or(&name);
+        if !known.contains(block_name) {
             info!(file = %name, "removing block file not in the index");
             std::fs::remove_file(entry.path())?;
         }
@@ -577,7 +634,7 @@ impl TraceReader for TraceStore {
         let rows = self
             .inner
             .searcher
-            .fetch_rows(&ids, &self.inner.all_sources())
+            .fetch_rows(&ids, &self.inner.fetch_sources(&ids))
             .await?;
         let mut traces = decode::batches_to_traces(&rows)?;
         let rank: std::collections::HashMap<TraceId, usize> =
@@ -591,7 +648,7 @@ impl TraceReader for TraceStore {
         let rows = self
             .inner
             .searcher
-            .fetch_rows(&[trace_id], &self.inner.all_sources())
+            .fetch_rows(&[trace_id], &self.inner.fetch_sources(&[trace_id]))
             .await?;
         let traces = decode::batches_to_traces(&rows)?;
         Ok(traces.into_iter().find(|t| t.span_count() > 0))
@@ -604,7 +661,7 @@ impl TraceReader for TraceStore {
     ) -> meshtel_model::Result<Vec<DependencyLink>> {
         let end = i64::try_from(end_unix_nano).unwrap_or(i64::MAX);
         let start = end.saturating_sub(i64::try_from(lookback_nano).unwrap_or(i64::MAX));
-        let sources = self.inner.sources(start, end);
+        let sources = self.inner.window_sources(start, end);
         Ok(self.inner.searcher.dependencies(start, end, &sources).await?)
     }
 }
