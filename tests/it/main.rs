@@ -11,6 +11,7 @@
 
 mod durability;
 mod malformed;
+mod mesh;
 mod roundtrip;
 mod sdk;
 mod search;

@@ -71,6 +71,11 @@ impl TestDir {
         }
     }
 
+    /// The temporary directory itself (mesh files, proxy logs and listener files).
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
     /// The data directory (`--data-dir`).
     pub fn data_dir(&self) -> PathBuf {
         self.tmp.path().join("data")
@@ -525,4 +530,332 @@ pub async fn wait_for_trace(m: &Meshtel, trace_id_hex: &str, spans: usize) -> Va
         },
     )
     .await
+}
+
+// ---------------------------------------------------------------------------------------
+// The sidecar: `meshtel proxy` processes and in-process upstream apps.
+// ---------------------------------------------------------------------------------------
+
+/// One running `meshtel proxy` process, its outbound and admin listeners (and inbound
+/// when asked for) on 127.0.0.1:0. Dropping it kills the process (SIGKILL): a sidecar
+/// holds nothing that must survive the test.
+pub struct MeshProxy {
+    child: Option<Child>,
+    log: PathBuf,
+    pub inbound: Option<SocketAddr>,
+    pub outbound: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl MeshProxy {
+    /// Starts `meshtel proxy --outbound 127.0.0.1:0 --admin 127.0.0.1:0
+    /// --listeners-file <dir>/<name>-listeners.json <args>` and waits for the listeners
+    /// file. `args` carries `--mesh`, `--service`, `--version`, `--inbound`,
+    /// `--collector`, `--sampling`, ... as the test needs.
+    pub async fn start(dir: &TestDir, name: &str, args: &[&str]) -> MeshProxy {
+        let listeners_path = dir.path().join(format!("{name}-listeners.json"));
+        let _ = std::fs::remove_file(&listeners_path);
+        let log = dir.path().join(format!("proxy-{name}.log"));
+        let log_file = File::create(&log).expect("creating the proxy log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meshtel"));
+        command
+            .arg("proxy")
+            .args(["--outbound", "127.0.0.1:0"])
+            .args(["--admin", "127.0.0.1:0"])
+            .arg("--listeners-file")
+            .arg(&listeners_path)
+            .args(["--proxy-id", name])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        // Hermetic: no MESHTEL_PROXY_* of the developer's shell leaks into the proxy.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("MESHTEL_PROXY_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command.spawn().expect("spawning meshtel proxy");
+        let mut proxy = MeshProxy {
+            child: Some(child),
+            log,
+            inbound: None,
+            outbound: ([127, 0, 0, 1], 0).into(),
+            admin: ([127, 0, 0, 1], 0).into(),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let child = proxy.child.as_mut().expect("the proxy is running");
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "meshtel proxy {name} exited during startup with {status}\n{}",
+                    proxy.log_text()
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(&listeners_path)
+                && let Ok(json) = serde_json::from_str::<Value>(&text)
+            {
+                let addr = |key: &str| {
+                    json.get(key)
+                        .and_then(Value::as_str)
+                        .map(|s| s.parse::<SocketAddr>().unwrap())
+                };
+                if let (Some(outbound), Some(admin)) = (addr("outbound"), addr("admin")) {
+                    proxy.inbound = addr("inbound");
+                    proxy.outbound = outbound;
+                    proxy.admin = admin;
+                    return proxy;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "meshtel proxy {name} did not write its listeners file within {START_TIMEOUT:?}\n{}",
+                proxy.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The inbound listener (panics when the proxy has none).
+    pub fn inbound(&self) -> SocketAddr {
+        self.inbound.expect("a proxy with --inbound")
+    }
+
+    /// What the proxy logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `http://<admin>` + `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// The admin `/stats/prometheus` samples of `name`, summed over label sets that
+    /// contain every `(label, value)` of `labels`.
+    pub async fn stat(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let reply = get(&self.admin_url("/stats/prometheus")).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "admin /stats/prometheus: {}",
+            reply.text()
+        );
+        parse_prometheus_text(&reply.text())
+            .iter()
+            .filter(|s| s.name == name && s.has(labels))
+            .map(|s| s.value)
+            .sum()
+    }
+}
+
+impl MeshProxy {
+    /// SIGTERM, then waits up to `within` for a clean exit (status 0); returns how long
+    /// the proxy took to drain and flush.
+    pub async fn stop(mut self, within: Duration) -> Duration {
+        let mut child = self.child.take().expect("the proxy is running");
+        send_signal(child.id(), "TERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "meshtel proxy did not exit cleanly on SIGTERM: {status}\n{}",
+                    self.log_text()
+                );
+                return started.elapsed();
+            }
+            if started.elapsed() > within {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "meshtel proxy did not stop within {within:?} of SIGTERM\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for MeshProxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A 127.0.0.1 address nothing listens on (bound to port 0, then released): a
+/// collector that is down.
+pub fn closed_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// An in-process upstream app on 127.0.0.1:0 speaking HTTP/1.1 and h2c (prior
+/// knowledge) on one port, serving an axum router and/or tonic gRPC services.
+/// `stop` joins the server task so its panics surface; dropping it aborts the task.
+pub struct AppServer {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl AppServer {
+    /// Binds 127.0.0.1:0 and serves `routes` (`Routes::from(axum_router)`, with
+    /// `.add_service(grpc_server)` for gRPC).
+    pub async fn start(routes: tonic::service::Routes) -> AppServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .accept_http1(true)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+                .await
+                .expect("the app server failed");
+        });
+        AppServer {
+            addr,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// `host:port`, as `--inbound LISTEN=APP` wants it.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the server and joins its task (a panic inside surfaces here).
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the app server did not stop")
+                .expect("the app server task panicked");
+        }
+    }
+}
+
+impl Drop for AppServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// One sample of the Prometheus text exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl PromSample {
+    /// Whether every `(label, value)` of `wanted` is on this sample.
+    pub fn has(&self, wanted: &[(&str, &str)]) -> bool {
+        wanted
+            .iter()
+            .all(|(k, v)| self.labels.get(*k).map(String::as_str) == Some(*v))
+    }
+
+    /// A label's value (`""` when absent).
+    pub fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map_or("", String::as_str)
+    }
+}
+
+/// Parses the Prometheus text format (comments skipped; label values unescaped).
+/// Panics on a line it cannot read: a malformed exposition is a failure.
+pub fn parse_prometheus_text(text: &str) -> Vec<PromSample> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name_end = line
+            .find(['{', ' '])
+            .unwrap_or_else(|| panic!("no value on metrics line {line:?}"));
+        let name = line[..name_end].to_string();
+        let mut labels = std::collections::BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(after) = rest.strip_prefix('{') {
+            let mut chars = after.char_indices().peekable();
+            let mut end = None;
+            loop {
+                // label name
+                while chars.peek().is_some_and(|(_, c)| *c == ',' || *c == ' ') {
+                    chars.next();
+                }
+                match chars.peek() {
+                    Some((i, '}')) => {
+                        end = Some(*i);
+                        break;
+                    }
+                    None => break,
+                    _ => {}
+                }
+                let mut key = String::new();
+                for (_, c) in chars.by_ref() {
+                    if c == '=' {
+                        break;
+                    }
+                    key.push(c);
+                }
+                assert_eq!(
+                    chars.next().map(|(_, c)| c),
+                    Some('"'),
+                    "metrics line {line:?}"
+                );
+                let mut value = String::new();
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next().map(|(_, c)| c) {
+                            Some('n') => value.push('\n'),
+                            Some(other) => value.push(other),
+                            None => panic!("metrics line {line:?}"),
+                        },
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+                labels.insert(key.trim().to_string(), value);
+            }
+            let end = end.unwrap_or_else(|| panic!("unterminated labels on {line:?}"));
+            rest = &after[end + 1..];
+        }
+        let value_text = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_else(|| panic!("no value on metrics line {line:?}"));
+        let value = match value_text {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v
+                .parse()
+                .unwrap_or_else(|e| panic!("bad value {v:?} on {line:?}: {e}")),
+        };
+        samples.push(PromSample {
+            name,
+            labels,
+            value,
+        });
+    }
+    samples
 }
