@@ -130,8 +130,8 @@ if needs_servers; then
 fi
 
 if needs_servers && [[ -z ${BENCH_BIN:-} || -z ${BENCH_PROXY_BIN:-} ]]; then
-    log "building release binaries (cargo build --release --bin meshtel --bin meshtel-proxy)"
-    (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release --bin meshtel --bin meshtel-proxy)
+    log "building release binaries (cargo build --release --workspace --bins)"
+    (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release --workspace --bins)
 fi
 BIN=${BENCH_BIN:-$CARGO_TARGET_DIR/release/meshtel}
 PROXY_BIN=${BENCH_PROXY_BIN:-$CARGO_TARGET_DIR/release/meshtel-proxy}

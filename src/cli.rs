@@ -66,6 +66,11 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_attribute_value_bytes = "64 KiB"  # longer values truncated
   [query]     base_path = ""                   # e.g. "/jaeger"
               max_search_limit = 1500          # cap on a search's limit
+  [report]    max_records_per_batch = 10000    max_message_bytes = "8 MiB"
+              max_label_bytes = 256
+              metrics.max_series = 10000       # per Istio metric; beyond: dropped and counted
+  [edges]     bucket = "10s"  flush_grace = "5s"  retention = "7d"
+              prune_interval = "10m"  max_edges_per_bucket = 50000
 Log level: RUST_LOG (default "info")."#;
 
 /// `meshtel proxy` flags.

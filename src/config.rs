@@ -15,14 +15,19 @@
 //! max_request_bytes = "16 MiB"
 //! [query]
 //! base_path = ""
+//! [report]
+//! metrics.max_series = 10000   # Istio series per metric; beyond: dropped and counted
+//! [edges]
+//! retention = "7d"             # service-graph rollups kept this long
 //! ```
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use meshtel_collector::IngestLimits;
+use meshtel_collector::ReportConfig;
 use meshtel_query::QueryConfig;
-use meshtel_store::StoreConfig;
+use meshtel_store::{EdgeConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 /// Where each server listens. `host:port`; port 0 picks a free port (the bound
@@ -89,6 +94,12 @@ pub struct Config {
     /// Query API settings.
     #[serde(default)]
     pub query: QueryConfig,
+    /// Report stream from the proxies and the Istio metrics it feeds (series cap).
+    #[serde(default)]
+    pub report: ReportConfig,
+    /// Service-graph edge rollups (bucket size, retention).
+    #[serde(default)]
+    pub edges: EdgeConfig,
 }
 
 impl Default for Config {
@@ -99,6 +110,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             ingest: IngestLimits::default(),
             query: QueryConfig::default(),
+            report: ReportConfig::default(),
+            edges: EdgeConfig::default(),
         }
     }
 }
@@ -120,6 +133,8 @@ impl Config {
         self.store.validate()?;
         self.ingest.validate()?;
         self.query.validate()?;
+        self.report.validate()?;
+        self.edges.validate()?;
         Ok(self)
     }
 }

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use meshtel_collector::{MeshMetrics, ReportConfig};
+use meshtel_collector::MeshMetrics;
 use meshtel_model::graph::SystemUnixClock;
 use meshtel_model::{EdgeSink, GraphReader, SpanSink, TraceReader};
-use meshtel_store::{EdgeConfig, EdgeRollups, TraceStore};
+use meshtel_store::{EdgeRollups, TraceStore};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -90,12 +90,10 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
 
     // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
     // SQLite file as the catalog). Only an ingesting process flushes and prunes.
-    // TODO(config): `[report]` / `[edges]` sections; defaults for now.
-    let edges = EdgeRollups::open(&config.data_dir, EdgeConfig::default(), Arc::new(SystemUnixClock))
+    let edges = EdgeRollups::open(&config.data_dir, config.edges.clone(), Arc::new(SystemUnixClock))
         .await
         .context("opening the edge rollups")?;
-    let report_config = ReportConfig::default();
-    report_config.validate()?;
+    let report_config = config.report.clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = JoinSet::new();

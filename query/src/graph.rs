@@ -176,9 +176,20 @@ async fn get_graph_dot(
     Ok(response)
 }
 
-/// Dependency links from edge rows: parent = source app (else workload), child =
-/// destination service short name (else workload), call count = requests; traffic from
-/// outside the mesh has no parent and is left out.
+fn qualified(name: &str, namespace: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}.{namespace}")
+    }
+}
+
+/// Dependency links from edge rows, naming services as the proxies name their spans'
+/// `service.name` (Istio's `<service>.<namespace>`), so that Jaeger UI and Grafana match
+/// the links to traced services: parent = source app (else workload) in the source
+/// namespace, child = destination service short name (else workload) in the
+/// destination namespace; call count = requests. Traffic from outside the mesh has no
+/// parent and is left out.
 pub fn dependencies_from_edges(rows: Vec<EdgeRow>) -> Vec<DependencyLink> {
     let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
     for row in one_reporter_per_pair(rows) {
@@ -195,8 +206,10 @@ pub fn dependencies_from_edges(rows: Vec<EdgeRow>) -> Vec<DependencyLink> {
         if parent.is_empty() || child.is_empty() {
             continue;
         }
+        let parent = qualified(parent, &key.source_namespace);
+        let child = qualified(child, &key.destination_namespace);
         *links
-            .entry((parent.clone(), child.to_string()))
+            .entry((parent, child))
             .or_default() += row.stats.requests;
     }
     links

@@ -44,9 +44,21 @@ pub enum Source {
     },
 }
 
-/// Runs queries; holds the DataFusion session (and so its Parquet metadata cache).
+/// Runs queries; holds the DataFusion session (and so its Parquet metadata cache) and
+/// the runtime query plans execute on. Scans are CPU-bound: on their own two threads
+/// they cannot hold up ingest or cheap API calls (`/api/services`) on the main runtime.
 pub struct Searcher {
     ctx: SessionContext,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Searcher {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one blocks; let its threads wind down alone.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Default for Searcher {
@@ -67,8 +79,24 @@ impl Searcher {
         parquet.reorder_filters = true;
         parquet.enable_page_index = true;
         parquet.bloom_filter_on_read = true;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("meshtel-query")
+            .enable_all()
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "no query runtime; queries share the main one"))
+            .ok();
         Searcher {
             ctx: SessionContext::new_with_config(config),
+            runtime,
+        }
+    }
+
+    /// Executes a plan on the query runtime.
+    async fn collect(&self, df: DataFrame) -> Result<Vec<RecordBatch>> {
+        match &self.runtime {
+            Some(runtime) => Ok(runtime.spawn(async move { df.collect().await }).await??),
+            None => Ok(df.collect().await?),
         }
     }
 
@@ -133,13 +161,12 @@ impl Searcher {
             let Some(df) = self.frame(source).await? else {
                 continue;
             };
-            let batches = df
+            let plan = df
                 .filter(filter.clone())?
                 .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
                 .sort(vec![col("t").sort(false, false)])?
-                .limit(0, Some(limit))?
-                .collect()
-                .await?;
+                .limit(0, Some(limit))?;
+            let batches = self.collect(plan).await?;
             for batch in &batches {
                 let ids = batch.column(0).as_fixed_size_binary();
                 let times = batch.column(1).as_primitive::<Int64Type>();
@@ -181,7 +208,7 @@ impl Searcher {
         } else {
             col(c::TRACE_ID).in_list(ids, false)
         };
-        Ok(df.filter(filter)?.collect().await?)
+        self.collect(df.filter(filter)?).await
     }
 
     /// Caller → callee service pairs from parent/child spans started in the window.
@@ -209,7 +236,7 @@ impl Searcher {
             col(c::SPAN_ID).alias("p_span"),
             col(c::SERVICE).alias("p_service"),
         ])?;
-        let batches = children
+        let plan = children
             .join(
                 parents,
                 JoinType::Inner,
@@ -220,9 +247,8 @@ impl Searcher {
             .aggregate(
                 vec![col("p_service"), col("c_service")],
                 vec![count(lit(1)).alias("n")],
-            )?
-            .collect()
-            .await?;
+            )?;
+        let batches = self.collect(plan).await?;
         let mut links = Vec::new();
         for batch in &batches {
             let parent = batch.column(0).as_string::<i32>();

@@ -297,8 +297,8 @@ async fn dependencies_come_from_edges_when_there_are_any() {
     assert_eq!(
         body["data"],
         json!([
-            {"parent": "productpage", "child": "details", "callCount": 5},
-            {"parent": "productpage", "child": "reviews", "callCount": 100},
+            {"parent": "productpage.default", "child": "details.default", "callCount": 5},
+            {"parent": "productpage.default", "child": "reviews.default", "callCount": 100},
         ])
     );
     let (app, _) = graph_app(Vec::new(), span_links);
