@@ -100,6 +100,9 @@ fn writer_properties(rows: usize, row_group_rows: usize) -> WriterProperties {
 /// bounds memory; it does not shape the file.
 const CHUNK_ROWS: usize = 8192;
 
+/// Rows each merge input decodes at a time.
+const MERGE_BATCH_ROWS: usize = 2048;
+
 /// Sort key of one row: trace id, then start time, then where the row lives.
 type RowKey = ([u8; 16], i64, u32, u32);
 
@@ -193,8 +196,9 @@ impl MergedRows {
             chunk_rows,
         };
         for path in paths {
+            // Small batches: a merge holds one per input at a time.
             let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?
-                .with_batch_size(8192)
+                .with_batch_size(MERGE_BATCH_ROWS)
                 .build()?;
             merged.inputs.push(MergeInput {
                 reader,

@@ -21,6 +21,10 @@ use crate::{Inner, Result, now_unix_nano};
 /// Small blocks of one level merged once there are this many.
 pub const MERGE_FAN_IN: usize = 4;
 
+/// Most blocks merged at once: bounds the memory of a merge (one decoded batch and one
+/// row group's compressed column chunks per input).
+pub const MAX_MERGE_INPUTS: usize = 16;
+
 /// How long replaced block files stay on disk for searches already running.
 const DELETE_GRACE: Duration = Duration::from_secs(30);
 
@@ -103,7 +107,7 @@ fn pick_compaction(inner: &Arc<Inner>) -> Option<Vec<BlockMeta>> {
         let mut group = Vec::new();
         let mut rows = 0;
         for b in blocks {
-            if !group.is_empty() && rows + b.rows > target {
+            if !group.is_empty() && (rows + b.rows > target || group.len() >= MAX_MERGE_INPUTS) {
                 break;
             }
             rows += b.rows;
