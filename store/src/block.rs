@@ -66,13 +66,18 @@ pub fn block_file_name(id: u64) -> String {
     format!("{id:016x}.parquet")
 }
 
-fn writer_properties(rows: usize, row_group_rows: usize) -> WriterProperties {
+/// zstd level of blocks flushed from the head: cheap enough to keep up with ingest.
+const FLUSH_ZSTD_LEVEL: i32 = 3;
+/// zstd level of compacted blocks: written once in the background, read for days.
+const MERGE_ZSTD_LEVEL: i32 = 7;
+
+fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> WriterProperties {
     let trace_id = ColumnPath::from(col::TRACE_ID);
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_2_0)
-        // zstd level 3: close to the best ratio for this data at a fraction of the CPU
-        // of higher levels.
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        // zstd: level 3 for flushes (close to the best ratio at a fraction of the CPU),
+        // higher for compacted blocks.
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level).unwrap_or_default()))
         // Row groups are the unit of bloom filters and of parallel reads.
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
         // Page statistics let the reader skip pages by trace id, start time, duration.
@@ -154,7 +159,8 @@ pub fn write_block_from_batches(
             .collect();
         Ok(interleave_record_batch(&refs, &indices)?)
     });
-    write_sorted_block(blocks_dir, id, chunks, keys.len(), row_group_rows, level, wal_seq)
+    let shape = BlockShape { expected_rows: keys.len(), row_group_rows, level, wal_seq, zstd_level: FLUSH_ZSTD_LEVEL };
+    write_sorted_block(blocks_dir, id, chunks, &shape)
 }
 
 /// Merges blocks that are each sorted by (trace id, start) into one sorted block,
@@ -169,7 +175,8 @@ pub fn merge_blocks(
     level: u32,
 ) -> Result<BlockMeta> {
     let merged = MergedRows::open(inputs, CHUNK_ROWS)?;
-    write_sorted_block(blocks_dir, id, merged, total_rows, row_group_rows, level, 0)
+    let shape = BlockShape { expected_rows: total_rows, row_group_rows, level, wal_seq: 0, zstd_level: MERGE_ZSTD_LEVEL };
+    write_sorted_block(blocks_dir, id, merged, &shape)
 }
 
 /// One input of a merge: a block read batch by batch.
@@ -307,19 +314,27 @@ fn start_range(batch: &RecordBatch) -> (i64, i64) {
 
 /// Writes already-sorted chunks as block `id` (to a temporary
 /// name, synced, then renamed, so a crash never leaves a half block under a real name).
-fn write_sorted_block(
-    blocks_dir: &Path,
-    id: u64,
-    chunks: impl Iterator<Item = Result<RecordBatch>>,
+/// How a block is written.
+#[derive(Clone, Copy)]
+struct BlockShape {
     expected_rows: usize,
     row_group_rows: usize,
     level: u32,
     wal_seq: u64,
+    zstd_level: i32,
+}
+
+fn write_sorted_block(
+    blocks_dir: &Path,
+    id: u64,
+    chunks: impl Iterator<Item = Result<RecordBatch>>,
+    shape: &BlockShape,
 ) -> Result<BlockMeta> {
+    let BlockShape { expected_rows, row_group_rows, level, wal_seq, zstd_level } = *shape;
     let file_name = block_file_name(id);
     let tmp = blocks_dir.join(format!("{file_name}.tmp"));
     let file = File::create(&tmp)?;
-    let props = writer_properties(expected_rows, row_group_rows);
+    let props = writer_properties(expected_rows, row_group_rows, zstd_level);
     let mut writer = ArrowWriter::try_new(file, span_schema(), Some(props))?;
     let (mut min_start, mut max_start, mut rows) = (i64::MAX, i64::MIN, 0u64);
     let mut keys: Vec<u64> = Vec::with_capacity(expected_rows);
