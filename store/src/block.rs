@@ -70,6 +70,8 @@ pub fn block_file_name(id: u64) -> String {
 const FLUSH_ZSTD_LEVEL: i32 = 3;
 /// zstd level of compacted blocks: written once in the background, read for days.
 const MERGE_ZSTD_LEVEL: i32 = 7;
+/// Compacted blocks use row groups this many times `row_group_rows`.
+const MERGE_ROW_GROUP_FACTOR: usize = 4;
 
 fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> WriterProperties {
     let trace_id = ColumnPath::from(col::TRACE_ID);
@@ -159,7 +161,13 @@ pub fn write_block_from_batches(
             .collect();
         Ok(interleave_record_batch(&refs, &indices)?)
     });
-    let shape = BlockShape { expected_rows: keys.len(), row_group_rows, level, wal_seq, zstd_level: FLUSH_ZSTD_LEVEL };
+    let shape = BlockShape {
+        expected_rows: keys.len(),
+        row_group_rows,
+        level,
+        wal_seq,
+        zstd_level: FLUSH_ZSTD_LEVEL,
+    };
     write_sorted_block(blocks_dir, id, chunks, &shape)
 }
 
@@ -175,7 +183,16 @@ pub fn merge_blocks(
     level: u32,
 ) -> Result<BlockMeta> {
     let merged = MergedRows::open(inputs, CHUNK_ROWS)?;
-    let shape = BlockShape { expected_rows: total_rows, row_group_rows, level, wal_seq: 0, zstd_level: MERGE_ZSTD_LEVEL };
+    // Larger row groups in compacted blocks: each row group carries its own dictionary
+    // of attribute entries, so fewer, larger groups store it fewer times. The page index
+    // still narrows a trace lookup to a few pages.
+    let shape = BlockShape {
+        expected_rows: total_rows,
+        row_group_rows: row_group_rows.saturating_mul(MERGE_ROW_GROUP_FACTOR),
+        level,
+        wal_seq: 0,
+        zstd_level: MERGE_ZSTD_LEVEL,
+    };
     write_sorted_block(blocks_dir, id, merged, &shape)
 }
 
