@@ -14,6 +14,7 @@
 mod freshness;
 mod ingest;
 mod otlp_client;
+pub mod quota;
 mod report;
 mod search;
 mod shape;
@@ -34,6 +35,8 @@ pub enum BenchCommand {
     Search(SearchArgs),
     /// Time from an OTLP acknowledgement until the trace is found by id.
     Freshness(FreshnessArgs),
+    /// Quota decisions in process, Check over gRPC, and proxy-side leases.
+    Quota(quota::QuotaArgs),
 }
 
 /// Runs one benchmark.
@@ -42,5 +45,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ingest(args) => ingest::run(args).await,
         BenchCommand::Search(args) => search::run(args).await,
         BenchCommand::Freshness(args) => freshness::run(args).await,
+        BenchCommand::Quota(args) => quota::run(args).await,
     }
 }

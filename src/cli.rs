@@ -41,6 +41,10 @@ pub enum Command {
     /// Load generators to point at any deployment.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Quota policies: list, get, apply, delete, import, usage (through the query
+    /// service's /api/quotas).
+    #[command(subcommand)]
+    Quota(crate::quota_cli::QuotaCommand),
 }
 
 /// Every setting of the config file, shown under `--help`.

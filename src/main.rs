@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod metrics;
+mod quota_cli;
 mod server;
 mod signal;
 
@@ -53,6 +54,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(bench) => {
             init_tracing("text");
             bench::run(bench).await
+        }
+        Command::Quota(command) => {
+            init_tracing("text");
+            quota_cli::run(command).await
         }
     }
 }

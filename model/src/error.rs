@@ -12,6 +12,8 @@ pub enum ErrorCode {
     TooLarge,
     /// The server is overloaded or shutting down; retry later.
     Unavailable,
+    /// A conditional write found another version than the one it expected.
+    PreconditionFailed,
     /// A bug or a storage failure; details are logged, not returned.
     Internal,
 }
@@ -24,6 +26,7 @@ impl ErrorCode {
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::TooLarge => tonic::Code::ResourceExhausted,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::PreconditionFailed => tonic::Code::FailedPrecondition,
             ErrorCode::Internal => tonic::Code::Internal,
         }
     }
@@ -35,6 +38,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::TooLarge => 413,
             ErrorCode::Unavailable => 503,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::Internal => 500,
         }
     }
@@ -52,6 +56,9 @@ pub enum Error {
     /// The server is shutting down or overloaded.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A conditional write did not hold (the thing changed meanwhile).
+    #[error("{0}")]
+    PreconditionFailed(String),
 }
 
 impl Error {
@@ -61,6 +68,7 @@ impl Error {
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::Storage(_) => ErrorCode::Internal,
             Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
         }
     }
 }

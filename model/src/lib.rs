@@ -15,10 +15,16 @@
 //! - [`read`] / [`write`]: the interfaces between ingest, storage and query;
 //! - [`error`]: the error code vocabulary mapped to gRPC and HTTP in one place;
 //! - [`mixer`]: meshtel's own gRPC protocol between proxies and the collector
-//!   (`model/proto/meshtel/mixer/v1/mixer.proto`): the Report stream of request records.
+//!   (`model/proto/meshtel/mixer/v1/mixer.proto`): the Report stream of request records,
+//!   quota Check and the policy watch;
+//! - [`quota`]: quota policies, their validation and evaluation, and the interfaces of
+//!   the policy repository and the engine's usage;
+//! - [`rls`]: Envoy's rate limit service v3 protocol.
 
 pub mod duration;
 pub mod mixer;
+pub mod quota;
+pub mod rls;
 pub mod error;
 pub mod graph;
 pub mod ids;

@@ -1,0 +1,44 @@
+//! Quota policies: what a quota matches, how its counters are keyed, how much it grants
+//! and over what window.
+//!
+//! A policy is written by people (YAML or JSON, [`QuotaPolicySpec`]) and compiled once
+//! ([`QuotaPolicySpec::compile`]) into a [`QuotaPolicy`] that the collector's engine and
+//! the proxies evaluate per request. Compilation checks everything and returns every
+//! problem with its field path ([`FieldError`]).
+//!
+//! ```yaml
+//! name: ratings-from-reviews
+//! match: {source: {service: reviews}, destination: {service: ratings}}
+//! dimensions: {source: source.service, sourceVersion: source.version | "unknown"}
+//! maxAmount: 1
+//! validDuration: 1s
+//! algorithm: fixed-window
+//! overrides:
+//!   - dimensions: {sourceVersion: v3}
+//!     maxAmount: 5
+//! ```
+//!
+//! Override precedence and counter keys follow Istio's memquota: the first override whose
+//! every dimension equals the request's wins (a dimension the request lacks equals `""`),
+//! and the counter key is the policy name followed by every dimension in name order,
+//! `name;dim=value;...`, whichever override applies.
+
+mod attrs;
+pub mod import;
+mod policy;
+mod store;
+mod validate;
+
+pub use attrs::{AttributeRef, DimensionExpr};
+pub use policy::{
+    Algorithm, DescriptorEntrySpec, Limit, QuotaMatch, QuotaOverride, QuotaOverrideSpec,
+    QuotaPolicy, QuotaPolicySpec, RateLimitSpec, Resolved, WorkloadMatch,
+};
+pub use store::{
+    AdminTokenStore, AuditEntry, KeyUsage, Precondition, QuotaPolicyStore, QuotaUsage,
+    QuotaUsageReader, StoredPolicy,
+};
+pub use validate::FieldError;
+
+/// The request attributes quotas match and key on (generated from `mixer.proto`).
+pub use crate::mixer::QuotaAttributes;

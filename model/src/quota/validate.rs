@@ -1,0 +1,341 @@
+//! Compiling a [`QuotaPolicySpec`]: every problem is collected with its field path.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::attrs::{AttributeRef, DimensionExpr, is_header_name_byte};
+use super::policy::{Algorithm, Limit, QuotaOverride, QuotaPolicy, QuotaPolicySpec};
+use crate::duration::parse_go_duration;
+
+/// One problem in a policy: where (`overrides[1].maxAmount`) and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Path of the field, in the spec's camelCase names.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Longest name accepted.
+const MAX_NAME: usize = 253;
+/// Most dimensions a quota can key on.
+const MAX_DIMENSIONS: usize = 16;
+/// Most overrides per quota.
+const MAX_OVERRIDES: usize = 1024;
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, field: &str, text: &str) -> Option<Duration> {
+        if text.is_empty() {
+            self.push(field, "is required (a duration such as 1s or 500ms)");
+            return None;
+        }
+        match parse_go_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.push(field, "must be greater than zero");
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.push(field, e.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// Checks a quota or dimension name.
+fn check_name(errors: &mut Errors, field: &str, name: &str) {
+    if name.is_empty() {
+        errors.push(field, "is required");
+    } else if name.len() > MAX_NAME {
+        errors.push(field, format!("is longer than {MAX_NAME} bytes"));
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+        || !name.as_bytes()[0].is_ascii_alphanumeric()
+    {
+        errors.push(
+            field,
+            format!(
+                "{name:?} must start with a letter or digit and hold only lower-case letters, digits, '-', '.' and '_'"
+            ),
+        );
+    }
+}
+
+impl QuotaPolicySpec {
+    /// Validates the spec and builds the evaluable policy, or returns every problem.
+    pub fn compile(&self) -> Result<QuotaPolicy, Vec<FieldError>> {
+        let mut errors = Errors(Vec::new());
+        check_name(&mut errors, "name", &self.name);
+
+        // match
+        let mut requirements = Vec::new();
+        let m = &self.matches;
+        for (side, w, attrs) in [
+            (
+                "source",
+                &m.source,
+                [
+                    AttributeRef::SourceService,
+                    AttributeRef::SourceWorkload,
+                    AttributeRef::SourceVersion,
+                    AttributeRef::SourceNamespace,
+                ],
+            ),
+            (
+                "destination",
+                &m.destination,
+                [
+                    AttributeRef::DestinationService,
+                    AttributeRef::DestinationWorkload,
+                    AttributeRef::DestinationVersion,
+                    AttributeRef::DestinationNamespace,
+                ],
+            ),
+        ] {
+            for (value, attr) in [&w.service, &w.workload, &w.version, &w.namespace]
+                .into_iter()
+                .zip(attrs)
+            {
+                if !value.is_empty() {
+                    requirements.push((attr, value.clone()));
+                }
+            }
+            let _ = side;
+        }
+        if !m.method.is_empty() {
+            if !m.method.bytes().all(|b| b.is_ascii_uppercase()) {
+                errors.push(
+                    "match.method",
+                    format!("{:?} must be an upper-case HTTP method such as GET", m.method),
+                );
+            }
+            requirements.push((AttributeRef::RequestMethod, m.method.clone()));
+        }
+        let path_prefix = if m.path_prefix.is_empty() {
+            None
+        } else {
+            if !m.path_prefix.starts_with('/') {
+                errors.push("match.pathPrefix", "must start with '/'");
+            }
+            Some(m.path_prefix.clone())
+        };
+        for (name, value) in &m.headers {
+            if name.is_empty() || !name.bytes().all(is_header_name_byte) {
+                errors.push(format!("match.headers.{name}"), "is not a valid header name");
+            }
+            requirements.push((AttributeRef::RequestHeader(name.to_ascii_lowercase()), value.clone()));
+        }
+
+        // dimensions
+        let mut dimensions = Vec::new();
+        if self.dimensions.len() > MAX_DIMENSIONS {
+            errors.push("dimensions", format!("at most {MAX_DIMENSIONS} dimensions"));
+        }
+        for (name, text) in &self.dimensions {
+            let field = format!("dimensions.{name}");
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                errors.push(&field, "dimension names hold letters, digits, '-', '_' and '.'");
+            }
+            match DimensionExpr::parse(text) {
+                Ok(e) => dimensions.push((name.clone(), e)),
+                Err(e) => errors.push(field, e),
+            }
+        }
+
+        // limit
+        if !self.unlimited && self.max_amount == 0 {
+            errors.push("maxAmount", "must be greater than zero (or set unlimited: true)");
+        }
+        if self.unlimited && self.shadow {
+            errors.push("shadow", "has no effect on an unlimited quota");
+        }
+        let window = if self.unlimited && self.valid_duration.is_empty() {
+            Some(Duration::from_secs(1))
+        } else {
+            errors.duration("validDuration", &self.valid_duration)
+        };
+        let algorithm_name = self.algorithm.as_deref().unwrap_or("fixed-window");
+        let algorithm = match algorithm_name {
+            "fixed-window" => Some(Algorithm::FixedWindow),
+            "rolling-window" => {
+                let bucket = match &self.bucket_duration {
+                    Some(text) => errors.duration("bucketDuration", text),
+                    None => window.map(|w| (w / 10).max(Duration::from_millis(1))),
+                };
+                if let (Some(b), Some(w)) = (bucket, window)
+                    && b > w
+                {
+                    errors.push("bucketDuration", "must not be longer than validDuration");
+                }
+                bucket.map(|bucket| Algorithm::RollingWindow { bucket })
+            }
+            "token-bucket" => {
+                let burst = self.burst.unwrap_or(self.max_amount);
+                if self.burst == Some(0) {
+                    errors.push("burst", "must be greater than zero");
+                }
+                Some(Algorithm::TokenBucket { burst })
+            }
+            other => {
+                errors.push(
+                    "algorithm",
+                    format!("{other:?} is not one of fixed-window, rolling-window, token-bucket"),
+                );
+                None
+            }
+        };
+        if self.bucket_duration.is_some() && algorithm_name != "rolling-window" {
+            errors.push("bucketDuration", "applies to algorithm rolling-window only");
+        }
+        if self.burst.is_some() && algorithm_name != "token-bucket" {
+            errors.push("burst", "applies to algorithm token-bucket only");
+        }
+
+        // overrides
+        if self.overrides.len() > MAX_OVERRIDES {
+            errors.push("overrides", format!("at most {MAX_OVERRIDES} overrides"));
+        }
+        let mut overrides = Vec::new();
+        for (i, o) in self.overrides.iter().enumerate() {
+            let base = format!("overrides[{i}]");
+            if o.dimensions.is_empty() {
+                errors.push(format!("{base}.dimensions"), "must name at least one dimension");
+            }
+            let mut dims = Vec::new();
+            for (name, value) in &o.dimensions {
+                match dimensions.iter().position(|(n, _)| n == name) {
+                    Some(idx) => dims.push((idx, value.clone())),
+                    None if self.dimensions.contains_key(name) => {}
+                    None => errors.push(
+                        format!("{base}.dimensions.{name}"),
+                        "is not one of the quota's dimensions",
+                    ),
+                }
+            }
+            if o.max_amount == 0 {
+                errors.push(format!("{base}.maxAmount"), "must be greater than zero");
+            }
+            let valid = match &o.valid_duration {
+                Some(text) => errors.duration(&format!("{base}.validDuration"), text),
+                None => window,
+            };
+            if let (Some(valid_duration), Some(algorithm)) = (valid, algorithm) {
+                let algorithm = match algorithm {
+                    Algorithm::TokenBucket { burst } if self.burst.is_none() => {
+                        let _ = burst;
+                        Algorithm::TokenBucket { burst: o.max_amount }
+                    }
+                    Algorithm::RollingWindow { bucket } if bucket > valid_duration => {
+                        errors.push(
+                            format!("{base}.validDuration"),
+                            "must not be shorter than bucketDuration",
+                        );
+                        algorithm
+                    }
+                    other => other,
+                };
+                overrides.push(QuotaOverride {
+                    dimensions: dims,
+                    limit: Limit {
+                        max_amount: o.max_amount,
+                        valid_duration,
+                        algorithm,
+                    },
+                });
+            }
+        }
+
+        // envoy RLS binding
+        if let Some(rl) = &self.rate_limit {
+            if rl.domain.is_empty() {
+                errors.push("rateLimit.domain", "is required");
+            }
+            if rl.descriptors.is_empty() {
+                errors.push("rateLimit.descriptors", "must hold at least one entry");
+            }
+            if !m.is_empty() {
+                errors.push("match", "cannot be combined with rateLimit (descriptors are the match)");
+            }
+            if !self.dimensions.is_empty() {
+                errors.push(
+                    "dimensions",
+                    "cannot be combined with rateLimit (entries without a value are the dimensions)",
+                );
+            }
+            for (i, e) in rl.descriptors.iter().enumerate() {
+                if e.key.is_empty() {
+                    errors.push(format!("rateLimit.descriptors[{i}].key"), "is required");
+                }
+                if let Some(v) = &e.value
+                    && v.find('*').is_some_and(|p| p != v.len() - 1)
+                {
+                    errors.push(
+                        format!("rateLimit.descriptors[{i}].value"),
+                        "a wildcard '*' may only end the value",
+                    );
+                }
+            }
+            for (i, r) in rl.replaces.iter().enumerate() {
+                check_name(&mut errors, &format!("rateLimit.replaces[{i}]"), r);
+            }
+            // Entries without a value key the counter, in order.
+            for e in rl.descriptors.iter().filter(|e| e.value.is_none()) {
+                dimensions.push((
+                    e.key.clone(),
+                    DimensionExpr {
+                        chain: vec![AttributeRef::RequestHeader(e.key.clone())],
+                        default: None,
+                    },
+                ));
+            }
+        }
+
+        if !errors.0.is_empty() {
+            return Err(errors.0);
+        }
+        let (Some(valid_duration), Some(algorithm)) = (window, algorithm) else {
+            return Err(vec![FieldError {
+                field: "validDuration".into(),
+                message: "is invalid".into(),
+            }]);
+        };
+        Ok(QuotaPolicy {
+            spec: self.clone(),
+            requirements,
+            path_prefix,
+            dimensions,
+            limit: Limit {
+                max_amount: self.max_amount,
+                valid_duration,
+                algorithm,
+            },
+            overrides,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
