@@ -73,6 +73,9 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// A quota request (Check or Envoy RLS) is malformed; the message names the field.
+    #[error("{0}")]
+    InvalidQuotaRequest(String),
     /// A Prometheus metric could not be created or registered.
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -103,7 +106,8 @@ impl Error {
             | Error::Decompress(_)
             | Error::DecodeProtobuf(_)
             | Error::DecodeJson(_)
-            | Error::InvalidZipkinSpan(_) => ErrorCode::BadRequest,
+            | Error::InvalidZipkinSpan(_)
+            | Error::InvalidQuotaRequest(_) => ErrorCode::BadRequest,
             Error::Overloaded { .. } | Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::InvalidConfig(_) | Error::Metrics(_) => ErrorCode::Internal,
         }

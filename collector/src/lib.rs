@@ -1,6 +1,7 @@
 //! meshtel's ingest servers: OTLP over gRPC and HTTP, Zipkin v2, and the proxies'
 //! Report stream ([`report`]) that feeds the Istio metrics ([`mesh_metrics`]) and the
-//! service-graph edges.
+//! service-graph edges; and the quota engine ([`quota`]) behind Mixer `Check` and
+//! Envoy's `ShouldRateLimit`.
 //!
 //! Every protocol is a thin adapter in front of one ingest step, so limits,
 //! validation and acknowledgement behave the same whatever the client speaks:
@@ -35,6 +36,7 @@ pub mod mesh_metrics;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod otlp_json;
+pub mod quota;
 pub mod report;
 pub mod rpc;
 pub mod validate;
@@ -46,5 +48,10 @@ pub use ingest::Ingest;
 pub use otlp_grpc::{OtlpGrpcServer, OtlpTraceService, otlp_grpc_service};
 pub use mesh_metrics::{MeshMetrics, MeshMetricsConfig};
 pub use otlp_http::otlp_http_router;
-pub use report::{ReportConfig, ReportService, Reports, report_grpc_service};
+pub use quota::{
+    QuotaConfig, QuotaEngine, rls_grpc_service, spawn_policy_sync, spawn_quota_sweeper,
+};
+pub use report::{
+    MixerService, ReportConfig, ReportService, Reports, mixer_grpc_service, report_grpc_service,
+};
 pub use zipkin::zipkin_router;

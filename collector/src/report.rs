@@ -1,5 +1,7 @@
-//! The Report stream (`meshtel.mixer.v1.Mixer/Report`): request records from the
-//! sidecar proxies become Istio metrics and service-graph edges.
+//! The `meshtel.mixer.v1.Mixer` service: the Report stream (request records from the
+//! sidecar proxies become Istio metrics and service-graph edges) and, when a quota
+//! engine is given ([`mixer_grpc_service`]), `Check` and `WatchQuotas`
+//! ([`crate::quota`]).
 //!
 //! ```text
 //!  proxy ══ ReportRequest (batch) ══► tonic: gzip, max message size
@@ -25,13 +27,17 @@ use futures::{Stream, StreamExt};
 use meshtel_model::EdgeSink;
 use meshtel_model::graph::{SystemUnixClock, UnixClock};
 use meshtel_model::mixer::mixer_server::{Mixer, MixerServer};
-use meshtel_model::mixer::{ReportRequest, ReportResponse, Reporter, RequestRecord};
+use meshtel_model::mixer::{
+    CheckRequest, CheckResponse, ReportRequest, ReportResponse, Reporter, RequestRecord,
+    WatchQuotasRequest,
+};
 use serde::{Deserialize, Serialize};
 use tonic::codec::CompressionEncoding;
 use tracing::{debug, instrument};
 
 use crate::error::{Error, Result};
 use crate::mesh_metrics::{MeshMetrics, MeshMetricsConfig};
+use crate::quota::{PolicyStream, QuotaEngine, empty_policy_stream};
 
 /// Settings of the Report stream and the mesh metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,11 +230,16 @@ impl Reports {
     }
 }
 
-/// The tonic `Mixer` service over [`Reports`].
+/// The tonic `Mixer` service: Report over [`Reports`], Check and WatchQuotas over an
+/// optional [`QuotaEngine`].
 #[derive(Clone)]
-pub struct ReportService {
+pub struct MixerService {
     reports: Reports,
+    quota: Option<Arc<QuotaEngine>>,
 }
+
+/// The former name of [`MixerService`].
+pub type ReportService = MixerService;
 
 /// Decrements `istio_build` when a stream ends, however it ends.
 struct OpenStream(MeshMetrics);
@@ -242,8 +253,9 @@ impl Drop for OpenStream {
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<ReportResponse, tonic::Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Mixer for ReportService {
+impl Mixer for MixerService {
     type ReportStream = ResponseStream;
+    type WatchQuotasStream = PolicyStream;
 
     #[instrument(skip_all, fields(protocol = "report"))]
     async fn report(
@@ -274,14 +286,55 @@ impl Mixer for ReportService {
             });
         Ok(tonic::Response::new(Box::pin(responses)))
     }
+
+    #[instrument(level = "debug", skip_all, fields(protocol = "check"))]
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let Some(engine) = &self.quota else {
+            return Err(tonic::Status::unimplemented(
+                "quota Check is not enabled on this collector (no quota engine)",
+            ));
+        };
+        match engine.check_request(request.get_ref()) {
+            Ok(response) => Ok(tonic::Response::new(response)),
+            Err(error) => {
+                debug!(error = %error, "check refused");
+                Err(error.grpc_status())
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(protocol = "watch_quotas"))]
+    async fn watch_quotas(
+        &self,
+        request: tonic::Request<WatchQuotasRequest>,
+    ) -> Result<tonic::Response<Self::WatchQuotasStream>, tonic::Status> {
+        debug!(proxy = %request.get_ref().proxy_id, "quota policies watched");
+        Ok(tonic::Response::new(match &self.quota {
+            Some(engine) => engine.policy_stream(),
+            None => empty_policy_stream(),
+        }))
+    }
 }
 
-/// Builds the `Mixer` gRPC service (gzip both ways, message size bound) over `reports`,
+/// Builds the `Mixer` gRPC service (gzip both ways, message size bound) over `reports`
+/// without a quota engine (Check answers `UNIMPLEMENTED`, WatchQuotas an empty set),
 /// for `tonic::transport::Server::add_service` next to the OTLP service.
-pub fn report_grpc_service(reports: Reports) -> MixerServer<ReportService> {
+pub fn report_grpc_service(reports: Reports) -> MixerServer<MixerService> {
+    mixer_grpc_service(reports, None)
+}
+
+/// Builds the `Mixer` gRPC service: Report over `reports`, and Check and WatchQuotas
+/// over `quota` when given.
+pub fn mixer_grpc_service(
+    reports: Reports,
+    quota: Option<Arc<QuotaEngine>>,
+) -> MixerServer<MixerService> {
     let max_message_bytes =
         usize::try_from(reports.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX);
-    MixerServer::new(ReportService { reports })
+    MixerServer::new(MixerService { reports, quota })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max_message_bytes)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::mesh::WorkloadIdentity;
+use crate::quota::{self, QuotaSettings};
 
 /// Default outbound listener (the app's calls to other services).
 pub const DEFAULT_OUTBOUND: &str = "127.0.0.1:15001";
@@ -74,6 +75,23 @@ pub struct ProxyArgs {
     /// Id of this proxy in the Report stream [default: `<workload>.<namespace>-<pid>`].
     #[arg(long, env = "MESHTEL_PROXY_ID")]
     pub proxy_id: Option<String>,
+    /// Lease quota tokens ahead from the collector and answer most inbound requests
+    /// locally (`--quota-prefetch=false`: one Check per request).
+    #[arg(long, env = "MESHTEL_PROXY_QUOTA_PREFETCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub quota_prefetch: bool,
+    /// Longest wait for the collector's quota answer; then the failure mode decides.
+    #[arg(long, env = "MESHTEL_PROXY_QUOTA_TIMEOUT", default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub quota_timeout: Duration,
+    /// Deny (500, flag `RLSE`) instead of allowing when the collector cannot answer a
+    /// quota check.
+    #[arg(long, env = "MESHTEL_PROXY_QUOTA_FAIL_CLOSED")]
+    pub quota_fail_closed: bool,
+    /// Smallest lease asked for (capped at a tenth of the limit, at least 1).
+    #[arg(long, env = "MESHTEL_PROXY_QUOTA_MIN_PREFETCH", default_value_t = quota::DEFAULT_MIN_PREFETCH)]
+    pub quota_min_prefetch: u64,
+    /// Demand over this window predicts the next lease's size.
+    #[arg(long, env = "MESHTEL_PROXY_QUOTA_PREDICT_WINDOW", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub quota_predict_window: Duration,
 }
 
 /// `LISTEN=APP` of `--inbound`.
@@ -130,6 +148,8 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Id in the Report stream.
     pub proxy_id: String,
+    /// Quota enforcement on the inbound listener.
+    pub quota: QuotaSettings,
 }
 
 impl ProxyArgs {
@@ -155,6 +175,13 @@ impl ProxyArgs {
             request_timeout: Some(self.request_timeout).filter(|t| !t.is_zero()),
             connect_timeout: self.connect_timeout,
             proxy_id,
+            quota: QuotaSettings {
+                prefetch: self.quota_prefetch,
+                timeout: self.quota_timeout,
+                fail_closed: self.quota_fail_closed,
+                min_prefetch: self.quota_min_prefetch,
+                predict_window: self.quota_predict_window,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -187,6 +214,7 @@ impl ProxyConfig {
             request_timeout: Some(Duration::from_secs(15)),
             connect_timeout: Duration::from_secs(1),
             proxy_id: format!("{workload}.default"),
+            quota: QuotaSettings::default(),
         }
     }
 
@@ -204,7 +232,7 @@ impl ProxyConfig {
         if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
             return Err(Error::Config(format!("--collector {:?} must be an http:// or https:// URI", self.collector)));
         }
-        Ok(())
+        self.quota.validate()
     }
 }
 

@@ -33,6 +33,7 @@ use tracing::debug;
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::ForwardError;
 use crate::mesh::{CLUSTER_DOMAIN, SharedMesh, WorkloadIdentity};
+use crate::quota::{self, Denial, QuotaEnforcer, RequestView};
 use crate::report::ReportQueue;
 use crate::spans::SpanQueue;
 use crate::stats::{Direction, Stats};
@@ -70,6 +71,8 @@ pub struct ProxyContext {
     pub sample_percent: f64,
     /// Longest wait for upstream response headers; `None` waits forever.
     pub request_timeout: Option<Duration>,
+    /// The inbound quota stage.
+    pub quota: QuotaEnforcer,
     http1: Client<HttpConnector, RequestBody>,
     http2: Client<HttpConnector, RequestBody>,
 }
@@ -96,6 +99,7 @@ impl ProxyContext {
         sample_percent: f64,
         request_timeout: Option<Duration>,
         pool: PoolSettings,
+        quota: QuotaEnforcer,
     ) -> ProxyContext {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -110,13 +114,14 @@ impl ProxyContext {
             .pool_idle_timeout(pool.idle_timeout)
             .http2_only(true)
             .build(connector);
-        let service = (
-            format!("{service_name}.{}.{CLUSTER_DOMAIN}", identity.namespace),
-            service_name.to_owned(),
-            identity.namespace.clone(),
-        );
-        ProxyContext { identity, service, mesh, reports, spans, stats, sample_percent, request_timeout, http1, http2 }
+        let service = service_names(service_name, &identity.namespace);
+        ProxyContext { identity, service, mesh, reports, spans, stats, sample_percent, request_timeout, quota, http1, http2 }
     }
+}
+
+/// A service's FQDN, short name and namespace.
+pub fn service_names(service_name: &str, namespace: &str) -> (String, String, String) {
+    (format!("{service_name}.{namespace}.{CLUSTER_DOMAIN}"), service_name.to_owned(), namespace.to_owned())
 }
 
 /// One listener's request handler.
@@ -161,11 +166,23 @@ impl Proxy {
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
         // 4. request hygiene: hop-by-hop headers (RFC 9110 §7.6.1), x-request-id.
         prepare_request_headers(request.headers_mut(), &mut exchange);
-        // 5. route: always the local app.
+        // 5. quota: the policies matching this request must grant it (lease or Check);
+        //    exhausted → 429 `RL`, collector failing → allowed or 500 `RLSE`. With no
+        //    policy for this service this is one atomic load.
+        if !context.quota.is_idle() {
+            let view = RequestView { source: &exchange.source, method: request.method().as_str(), path: request.uri().path(), headers: request.headers() };
+            if let Some(denial) = context.quota.check_inbound(view).await {
+                if denial == Denial::CheckFailed {
+                    context.stats.inbound.local_errors.inc();
+                }
+                return quota::denied_response(context, &denial, exchange);
+            }
+        }
+        // 6. route: always the local app.
         exchange.upstream_address = local_app.to_owned();
-        // 6. forward over the pooled client, bounded by the request timeout.
+        // 7. forward over the pooled client, bounded by the request timeout.
         let forwarded = forward(context, request, &mut exchange).await;
-        // 7. respond: errors → 5xx + flag; response hop-by-hop headers; record + span
+        // 8. respond: errors → 5xx + flag; response hop-by-hop headers; record + span
         //    when the response body ends.
         respond(context, forwarded, exchange)
     }
@@ -290,8 +307,7 @@ fn respond(
 /// response flag come from [`ForwardError`]; gRPC callers get a trailers-only
 /// response with `grpc-status` (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED) as Envoy does.
 /// Bodies name the failure class only, nothing internal.
-pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, mut exchange: Exchange) -> Response<ResponseBody> {
-    exchange.add_flag(error.response_flag());
+pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange) -> Response<ResponseBody> {
     let status = error.status();
     let message = match error {
         ForwardError::UnknownService { .. } | ForwardError::NoHealthyUpstream { .. } => "no healthy upstream",
@@ -300,30 +316,46 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, mut exc
         ForwardError::UpstreamTimeout { .. } => "upstream request timeout",
         ForwardError::BadUpstreamRequest(_) => "bad upstream request",
     };
-    let mut builder = Response::builder();
+    let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { 14 };
+    let reply = LocalReply { flag: error.response_flag(), status, grpc_status, message, body: Bytes::from_static(message.as_bytes()) };
+    local_reply(context, reply, HeaderMap::new(), exchange)
+}
+
+/// A response the proxy sends itself instead of forwarding.
+#[derive(Debug, Clone)]
+pub struct LocalReply<'a> {
+    /// The Envoy response flag recorded for it.
+    pub flag: &'static str,
+    /// The HTTP status (HTTP callers).
+    pub status: StatusCode,
+    /// The `grpc-status` gRPC callers get instead, with HTTP 200.
+    pub grpc_status: u32,
+    /// `grpc-message` for gRPC callers.
+    pub message: &'a str,
+    /// The `text/plain` body for HTTP callers.
+    pub body: Bytes,
+}
+
+/// Builds a local reply (with `headers` added) and reports `exchange` once it is
+/// sent. gRPC callers get a trailers-only response, HTTP callers a text body.
+pub fn local_reply(context: &Arc<ProxyContext>, reply: LocalReply<'_>, headers: HeaderMap, mut exchange: Exchange) -> Response<ResponseBody> {
+    exchange.add_flag(reply.flag);
+    let mut response = Response::new(());
     let body = if exchange.protocol == "grpc" {
-        let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { "4" } else { "14" };
-        builder = builder
-            .status(StatusCode::OK)
-            .header(http::header::CONTENT_TYPE, "application/grpc")
-            .header("grpc-status", grpc_status)
-            .header("grpc-message", message);
+        let response_headers = response.headers_mut();
+        response_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        response_headers.insert("grpc-status", HeaderValue::from(reply.grpc_status));
+        if let Ok(message) = HeaderValue::from_str(reply.message) {
+            response_headers.insert("grpc-message", message);
+        }
         Bytes::new()
     } else {
-        builder = builder.status(status).header(http::header::CONTENT_TYPE, "text/plain");
-        Bytes::from_static(message.as_bytes())
+        *response.status_mut() = reply.status;
+        response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        reply.body
     };
-    // The pieces above are static and valid, so building cannot fail; fall back to a
-    // bare status anyway rather than panic.
-    let head = match builder.body(()) {
-        Ok(response) => response,
-        Err(_) => {
-            let mut response = Response::new(());
-            *response.status_mut() = status;
-            response
-        }
-    };
-    let (parts, ()) = head.into_parts();
+    response.headers_mut().extend(headers);
+    let (parts, ()) = response.into_parts();
     exchange.response_head(parts.status, &parts.headers);
     Response::from_parts(parts, ResponseBody::local(body, exchange, context.clone()))
 }

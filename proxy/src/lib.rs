@@ -18,6 +18,8 @@
 //! - [`telemetry`] and [`body`]: the request record and span of each request, emitted
 //!   when its response body ends;
 //! - [`report`] and [`spans`]: bounded, non-blocking delivery to the collector;
+//! - [`quota`]: quota enforcement on the inbound listener (policy watch, token
+//!   leases, Check, 429 `RL`);
 //! - [`admin`] and [`stats`]: the admin listener and the proxy's own counters;
 //! - [`config`]: flags ([`ProxyArgs`]) and the validated [`ProxyConfig`].
 //!
@@ -30,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod mesh;
+pub mod quota;
 pub mod report;
 pub mod server;
 pub mod spans;
@@ -55,6 +58,7 @@ pub use error::{Error, ForwardError, Result};
 
 use forward::{PoolSettings, Proxy, ProxyContext};
 use mesh::MeshWatcher;
+use quota::QuotaEnforcer;
 use stats::Stats;
 
 /// How long shutdown waits for the last records and spans to reach the collector.
@@ -124,7 +128,10 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         .http2_keep_alive_interval(Duration::from_secs(30));
     let (reports, report_stream) =
         report::report_channel(collector.clone(), config.proxy_id.clone(), config.report_queue, stats.clone());
-    let (spans, span_exporter) = spans::span_channel(collector, &config.identity, &config.service, config.span_queue, stats.clone());
+    let (spans, span_exporter) =
+        spans::span_channel(collector.clone(), &config.identity, &config.service, config.span_queue, stats.clone());
+    let service = forward::service_names(&config.service, &config.identity.namespace);
+    let quota = QuotaEnforcer::new(config.quota, &config.identity, &service, &collector, &config.proxy_id, stats.quota.clone());
     let context = Arc::new(ProxyContext::new(
         &config.service,
         config.identity.clone(),
@@ -135,6 +142,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         config.sample_percent,
         config.request_timeout,
         PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: Duration::from_secs(90) },
+        quota.clone(),
     ));
 
     let addresses = listeners.addresses()?;
@@ -159,6 +167,10 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     let mut telemetry = tokio::task::JoinSet::new();
     telemetry.spawn(report_stream.run(telemetry_stopped.clone()));
     telemetry.spawn(span_exporter.run(telemetry_stopped.clone()));
+    if config.inbound.is_some() {
+        // Only the inbound side enforces quotas, so only it needs the policies.
+        telemetry.spawn(quota.watcher(collector, config.proxy_id.clone()).run(telemetry_stopped.clone()));
+    }
     telemetry.spawn(watcher.run(stats.clone(), telemetry_stopped));
 
     let mut servers = tokio::task::JoinSet::new();

@@ -83,34 +83,20 @@ impl ReportStream {
     /// Streams until `shutdown` flips to true, then flushes what is queued (bounded by
     /// [`SHUTDOWN_FLUSH`]).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = INITIAL_BACKOFF;
-        let mut failures: u32 = 0;
+        let mut reconnect = Reconnect::new("report");
         loop {
             if *shutdown.borrow() {
                 return;
             }
             match self.open_and_pump(&mut shutdown).await {
                 Ok(StreamEnd::Shutdown) => return,
-                Ok(StreamEnd::Broken(reason)) => {
-                    warn!(reason = %reason, "report stream broken, reconnecting");
-                    backoff = INITIAL_BACKOFF;
-                    failures = 0;
-                }
-                Err(reason) => {
-                    failures += 1;
-                    // Say it once loudly, then quietly while the collector stays down.
-                    if failures == 1 {
-                        warn!(endpoint = %self.endpoint.uri(), reason = %reason, "report stream unavailable, retrying with backoff");
-                    } else {
-                        debug!(reason = %reason, backoff_ms = backoff.as_millis() as u64, "report stream still unavailable");
-                    }
-                }
+                Ok(StreamEnd::Broken(reason)) => reconnect.broken(&reason),
+                Err(reason) => reconnect.unavailable(&self.endpoint, &reason),
             }
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(reconnect.next_delay()) => {}
                 _ = shutdown.changed() => return,
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -240,6 +226,47 @@ impl ReportStream {
         self.receiver.close();
         let lost: u64 = unacknowledged.iter().sum::<u64>() + self.receiver.len() as u64;
         self.count_lost(lost);
+    }
+}
+
+/// Reconnecting a long-lived stream to the collector: exponential backoff from
+/// [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`], reset once a stream was open; a failure
+/// is logged loudly once, then quietly while the collector stays down.
+#[derive(Debug)]
+pub struct Reconnect {
+    stream: &'static str,
+    backoff: Duration,
+    failures: u32,
+}
+
+impl Reconnect {
+    /// Backoff state of the stream named `stream` (a log field).
+    pub fn new(stream: &'static str) -> Reconnect {
+        Reconnect { stream, backoff: INITIAL_BACKOFF, failures: 0 }
+    }
+
+    /// An open stream broke: reconnect at once-ish.
+    pub fn broken(&mut self, reason: &str) {
+        warn!(stream = self.stream, reason = %reason, "collector stream broken, reconnecting");
+        self.backoff = INITIAL_BACKOFF;
+        self.failures = 0;
+    }
+
+    /// The stream could not be opened.
+    pub fn unavailable(&mut self, endpoint: &Endpoint, reason: &str) {
+        self.failures += 1;
+        if self.failures == 1 {
+            warn!(stream = self.stream, endpoint = %endpoint.uri(), reason = %reason, "collector stream unavailable, retrying with backoff");
+        } else {
+            debug!(stream = self.stream, reason = %reason, backoff_ms = self.backoff.as_millis() as u64, "collector stream still unavailable");
+        }
+    }
+
+    /// How long to wait before the next attempt (doubling each time).
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        delay
     }
 }
 

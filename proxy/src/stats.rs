@@ -6,6 +6,7 @@
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::error::Result;
+use crate::quota::QuotaStats;
 
 /// Which listener a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,8 @@ pub struct Stats {
     pub mesh_reloads: IntCounterVec,
     /// 1 once every listener is bound and serving.
     pub ready: IntGauge,
+    /// Quota decisions, Check calls, policies and leases.
+    pub quota: QuotaStats,
 }
 
 impl Stats {
@@ -99,11 +102,8 @@ impl Stats {
             spans_sent: counter(&registry, "meshtel_proxy_spans_sent_total", "Spans exported to the collector")?,
             spans_dropped: counter(&registry, "meshtel_proxy_spans_dropped_total", "Spans dropped because the queue was full or the export failed")?,
             mesh_reloads: counter_vec(&registry, "meshtel_proxy_mesh_reloads_total", "Mesh file reloads, by result", &["result"])?,
-            ready: {
-                let gauge = IntGauge::new("meshtel_proxy_ready", "1 once every listener is serving")?;
-                registry.register(Box::new(gauge.clone()))?;
-                gauge
-            },
+            ready: gauge(&registry, "meshtel_proxy_ready", "1 once every listener is serving")?,
+            quota: QuotaStats::register(&registry)?,
             registry,
         })
     }
@@ -128,14 +128,23 @@ impl Stats {
     }
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter> {
+/// Registers an un-labelled counter.
+pub(crate) fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter> {
     let counter = IntCounter::new(name, help)?;
     registry.register(Box::new(counter.clone()))?;
     Ok(counter)
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
+/// Registers a labelled counter.
+pub(crate) fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
     let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(counter.clone()))?;
     Ok(counter)
+}
+
+/// Registers a gauge.
+pub(crate) fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge> {
+    let gauge = IntGauge::new(name, help)?;
+    registry.register(Box::new(gauge.clone()))?;
+    Ok(gauge)
 }

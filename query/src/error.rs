@@ -6,6 +6,8 @@
 //!
 //! - `/api` (v1): `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":400,"msg":"…"}]}`
 //! - `/api/v3`: `{"error":{"httpCode":400,"message":"…"}}` (see [`V3Error`])
+//! - `/api/quotas`: `application/json` `{"error":"…","details":[{"field":"…","message":"…"}]}`
+//!   (see [`AdminError`]; `details` only for invalid policies)
 //!
 //! 5xx bodies never carry internal details; those are logged.
 
@@ -13,6 +15,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use meshtel_model::ErrorCode;
+use meshtel_model::quota::FieldError;
 
 use crate::jaeger::model::{Envelope, StructuredError};
 
@@ -38,6 +41,28 @@ pub enum ApiError {
     /// A response could not be encoded.
     #[error("encoding response: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The request carries no usable bearer token (HTTP 401, `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The bearer token is not valid here (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A quota policy failed validation; every problem with its field path.
+    #[error("invalid quota policy")]
+    InvalidPolicy(Vec<FieldError>),
+    /// A conditional request did not hold (HTTP 412); the message says why.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// This process cannot serve the request (e.g. it runs no quota engine); the
+    /// message says why and is shown to the client.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The method is not served on this path (HTTP 405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The body's media type is not one the endpoint reads (HTTP 415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 /// Result with [`ApiError`].
@@ -49,11 +74,20 @@ impl ApiError {
         ApiError::NotFound(TRACE_NOT_FOUND.to_string())
     }
 
-    /// The protocol-neutral code, mapped to HTTP in one place.
+    /// The protocol-neutral code, mapped to HTTP in one place. The shared vocabulary has
+    /// no authentication or HTTP-only codes: those errors are `BadRequest` here and get
+    /// their own status from [`ApiError::status`].
     pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::BadRequest(_)
+            | ApiError::InvalidPolicy(_)
+            | ApiError::Unauthenticated(_)
+            | ApiError::Forbidden(_)
+            | ApiError::MethodNotAllowed
+            | ApiError::UnsupportedMediaType(_) => ErrorCode::BadRequest,
             ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::ArchiveNotConfigured | ApiError::Encode(_) => ErrorCode::Internal,
             ApiError::Storage(e) => e.code(),
         }
@@ -61,14 +95,21 @@ impl ApiError {
 
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::from_u16(self.code().http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        }
     }
 
     /// The message the client sees: the error itself for 4xx, a generic text for 5xx
     /// (logged here with its details).
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::ArchiveNotConfigured => self.to_string(),
+            ApiError::ArchiveNotConfigured | ApiError::Unavailable(_) => self.to_string(),
             ApiError::Storage(meshtel_model::Error::BadRequest(msg)) => msg.clone(),
             _ if self.status().is_server_error() => {
                 tracing::warn!(error = %self, status = self.status().as_u16(), "query failed");
@@ -156,6 +197,85 @@ fn go_http_error<T: serde::Serialize>(status: StatusCode, body: &T) -> Response 
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// An [`ApiError`] rendered for the quota admin API (`/api/quotas`): `application/json`,
+/// `{"error":"…"}`, with `"details"` (field path and message per problem) for invalid
+/// policies and `WWW-Authenticate: Bearer` on 401.
+#[derive(Debug)]
+pub struct AdminError(pub ApiError);
+
+/// The JSON body of an [`AdminError`]; the CLI reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AdminErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// For invalid policies: every problem with its field path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<AdminFieldError>,
+}
+
+/// One problem of an invalid policy, as the admin API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AdminFieldError {
+    /// Field path in the spec's camelCase names (`overrides[1].maxAmount`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl From<ApiError> for AdminError {
+    fn from(e: ApiError) -> Self {
+        AdminError(e)
+    }
+}
+
+impl From<meshtel_model::Error> for AdminError {
+    fn from(e: meshtel_model::Error) -> Self {
+        AdminError(e.into())
+    }
+}
+
+impl From<PathRejection> for AdminError {
+    fn from(rejection: PathRejection) -> Self {
+        AdminError(rejection.into())
+    }
+}
+
+impl From<BytesRejection> for AdminError {
+    fn from(rejection: BytesRejection) -> Self {
+        AdminError(rejection.into())
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let details = match &self.0 {
+            ApiError::InvalidPolicy(errors) => errors
+                .iter()
+                .map(|e| AdminFieldError {
+                    field: e.field.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let body = AdminErrorBody {
+            error: self.0.public_message(),
+            details,
+        };
+        let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
 }
 
 impl From<PathRejection> for ApiError {

@@ -13,12 +13,15 @@
 //! - [`api_v3`]: API v3 (OTLP JSON);
 //! - [`graph`]: the service graph (Kiali-style JSON, Graphviz DOT) over edge rollups,
 //!   enabled by [`router_with_graph`];
+//! - [`quotas`]: quota policy administration (`/api/quotas`), [`quota_router`], to
+//!   merge into the router;
 //! - [`error`]: [`ApiError`], the one error type, and its HTTP bodies.
 
 pub mod api_v3;
 pub mod error;
 pub mod graph;
 pub mod jaeger;
+pub mod quotas;
 pub mod response;
 
 #[cfg(test)]
@@ -34,8 +37,9 @@ use meshtel_model::{GraphReader, TraceReader};
 use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
 
-pub use error::{ApiError, V3Error};
+pub use error::{AdminError, ApiError, V3Error};
 pub use jaeger::JaegerService;
+pub use quotas::{AdminConfig, ensure_admin_token, quota_router};
 
 /// Settings of the query API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,12 +1,591 @@
-//! `meshtel bench quota`: quota decision and Check latency figures.
+//! `meshtel bench quota`: quota decisions in process, then `Check` over gRPC: latency
+//! at a paced rate (open loop) and the saturated rate per server core.
+//!
+//! ```text
+//!  pacer thread (1/rate s) ─► client thread ──► Check ─┐        ┌─► server (in process:
+//!  workers × concurrency (closed loop) ─────────────┴─ channels ┤   own runtime, CPU of
+//!                                                               │   its threads; or
+//!                                                               └─► --addr, CPU of --pid)
+//! ```
+//!
+//! Without `--addr` the real Mixer service (`mixer_grpc_service` over a `QuotaEngine`)
+//! runs in process on 127.0.0.1:0 in a runtime of its own (`--server-threads`), and
+//! the server's CPU is read from `/proc/self/task/<tid>/stat` of exactly those threads,
+//! so the client's CPU is not counted. With `--addr` (a running `meshtel serve`, gRPC
+//! port 4317) the CPU is that of `--pid` (the whole process), if given; the quota
+//! checked is `--quota`, which should exist there (an unknown one is granted with
+//! NOT_FOUND, which skips the counter).
+//!
+//! Latency is measured on the client, from just before each call to its answer (the
+//! pacer's own lateness is not counted; the achieved rate is printed). CPU times are in clock ticks of 1/100 s (Linux `USER_HZ`).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
 use clap::Args;
+use hdrhistogram::Histogram;
+use meshtel_collector::{
+    MeshMetrics, QuotaConfig, QuotaEngine, ReportConfig, mixer_grpc_service,
+    report::reports_with_system_clock,
+};
+use meshtel_model::mixer::check_request::QuotaParams;
+use meshtel_model::mixer::mixer_client::MixerClient;
+use meshtel_model::mixer::{CheckRequest, QuotaAttributes, Workload};
+use meshtel_model::quota::QuotaPolicySpec;
+use serde_json::json;
+use tonic::transport::Channel;
 
-/// Quota benchmark settings.
+use super::report::Out;
+
+/// `meshtel bench quota` flags.
 #[derive(Debug, Args)]
-pub struct QuotaArgs {}
+pub struct QuotaArgs {
+    /// Mixer gRPC endpoint of a running collector, e.g. http://127.0.0.1:4317; without
+    /// it a server runs in process on 127.0.0.1:0.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// With --addr: the server's process id, to report its CPU per check.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Checks per second of the paced (open loop) phase.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub rate: f64,
+    /// Length of the paced and of the saturated phase.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Checks in flight in the saturated phase.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Distinct counter keys (users) the checks spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub keys: usize,
+    /// Quota to charge.
+    #[arg(long, default_value = "bench-per-user")]
+    pub quota: String,
+    /// Worker threads of the in-process server.
+    #[arg(long, default_value_t = 1)]
+    pub server_threads: usize,
+    /// Print a JSON summary line on stdout (the human summary goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The policy the in-process server enforces: per user, far above the demand.
+fn bench_policy(name: &str) -> anyhow::Result<QuotaPolicySpec> {
+    Ok(serde_json::from_value(json!({
+        "name": name,
+        "dimensions": {"user": "request.headers[\"x-user\"] | \"anonymous\""},
+        "maxAmount": 1_000_000_000_000u64,
+        "validDuration": "1s",
+    }))?)
+}
+
+fn check_request(quota: &str, user: usize) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(QuotaAttributes {
+            source: Some(Workload {
+                app: "productpage".into(),
+                version: "v1".into(),
+                ..Workload::default()
+            }),
+            destination_service_name: "reviews".into(),
+            request_method: "GET".into(),
+            request_path: "/reviews/0".into(),
+            request_headers: [("x-user".to_string(), format!("user-{user:06}"))].into(),
+            ..QuotaAttributes::default()
+        }),
+        deduplication_id: String::new(),
+        quotas: [(
+            quota.to_string(),
+            QuotaParams {
+                amount: 1,
+                best_effort: false,
+            },
+        )]
+        .into(),
+    }
+}
+
+/// `Mutex::lock` that shrugs off poisoning (a panicked task already failed the run).
+trait LockOk<T> {
+    fn lock_ok(&self) -> MutexGuard<'_, T>;
+}
+
+impl<T> LockOk<T> for Mutex<T> {
+    fn lock_ok(&self) -> MutexGuard<'_, T> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// CPU time (user + system) in seconds of some threads or processes.
+enum CpuSource {
+    /// Threads of this process, by id.
+    Threads(Arc<Mutex<Vec<u32>>>),
+    /// A whole process.
+    Process(u32),
+    /// Not measured.
+    None,
+}
+
+/// utime + stime of a `/proc/.../stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+impl CpuSource {
+    fn seconds(&self) -> Option<f64> {
+        match self {
+            CpuSource::Threads(tids) => Some(
+                tids.lock_ok()
+                    .iter()
+                    .filter_map(|tid| stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat")))
+                    .sum(),
+            ),
+            CpuSource::Process(pid) => stat_cpu_seconds(&format!("/proc/{pid}/stat")),
+            CpuSource::None => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            CpuSource::Threads(tids) => format!(
+                "CPU of the in-process server's {} threads (/proc/self/task/<tid>/stat)",
+                tids.lock_ok().len()
+            ),
+            CpuSource::Process(pid) => format!("CPU of process {pid} (/proc/{pid}/stat)"),
+            CpuSource::None => "server CPU not measured (give --pid)".into(),
+        }
+    }
+}
+
+/// The in-process server: its own runtime, so its threads can be measured.
+struct InProcess {
+    runtime: ServerRuntime,
+    engine: Arc<QuotaEngine>,
+}
+
+/// The server's runtime: one thread of its own, or a pool.
+enum ServerRuntime {
+    /// A current-thread runtime run by one thread until the sender is dropped.
+    Own(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>),
+    /// A multi-thread runtime.
+    Pool(tokio::runtime::Runtime),
+}
+
+impl ServerRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match self {
+            ServerRuntime::Own(handle, _) => handle,
+            ServerRuntime::Pool(runtime) => runtime.handle(),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            ServerRuntime::Own(_, stop) => drop(stop),
+            ServerRuntime::Pool(runtime) => runtime.shutdown_background(),
+        }
+    }
+}
+
+/// This thread's id, from `/proc/thread-self`.
+fn current_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+fn start_in_process(
+    args: &QuotaArgs,
+    tids: Arc<Mutex<Vec<u32>>>,
+) -> anyhow::Result<(InProcess, String)> {
+    let runtime = if args.server_threads <= 1 {
+        // One thread: a current-thread runtime driven by a thread of its own (no
+        // work-stealing bookkeeping on a single worker).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the server runtime")?;
+        let handle = runtime.handle().clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("quota-server".into())
+            .spawn(move || {
+                if let Some(tid) = current_tid() {
+                    tids.lock_ok().push(tid);
+                }
+                runtime.block_on(async {
+                    let _ = stop_rx.await;
+                });
+            })?;
+        ServerRuntime::Own(handle, stop_tx)
+    } else {
+        ServerRuntime::Pool(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.server_threads)
+                .thread_name("quota-server")
+                .on_thread_start(move || {
+                    if let Some(tid) = current_tid() {
+                        tids.lock_ok().push(tid);
+                    }
+                })
+                .enable_all()
+                .build()
+                .context("starting the server runtime")?,
+        )
+    };
+    let engine = Arc::new(QuotaEngine::with_system_clock(QuotaConfig::default())?);
+    engine.set_policies(1, vec![bench_policy(&args.quota)?]);
+    let report_config = ReportConfig::default();
+    let reports = reports_with_system_clock(
+        MeshMetrics::new(&report_config.metrics)?,
+        None,
+        report_config,
+    );
+    let service = mixer_grpc_service(reports, Some(engine.clone()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    runtime.handle().spawn(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("quota bench server: {error}");
+                return;
+            }
+        };
+        // Small answers must not wait for Nagle's algorithm.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        if let Err(error) = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await
+        {
+            eprintln!("quota bench server: {error}");
+        }
+    });
+    Ok((InProcess { runtime, engine }, format!("http://{addr}")))
+}
+
+/// Latencies in microseconds.
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+    json!({
+        "count": h.len(),
+        "p50_us": h.value_at_quantile(0.50),
+        "p90_us": h.value_at_quantile(0.90),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+    })
+}
+
+fn percentiles_text(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {} µs  p90 {} µs  p99 {} µs  p99.9 {} µs  max {} µs",
+        h.value_at_quantile(0.50),
+        h.value_at_quantile(0.90),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    )
+}
+
+async fn connect(addr: &str, n: usize) -> anyhow::Result<Vec<MixerClient<Channel>>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let channel = Channel::from_shared(addr.to_string())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        clients.push(MixerClient::new(channel));
+    }
+    Ok(clients)
+}
+
+/// Outcome counts of a phase.
+#[derive(Default)]
+struct Counts {
+    granted: AtomicU64,
+    not_granted: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Counts {
+    fn record(
+        &self,
+        result: &Result<tonic::Response<meshtel_model::mixer::CheckResponse>, tonic::Status>,
+    ) {
+        match result {
+            Ok(r) if r.get_ref().quotas.values().all(|q| q.granted_amount > 0) => {
+                self.granted.fetch_add(1, Ordering::Relaxed)
+            }
+            Ok(_) => self.not_granted.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "granted": self.granted.load(Ordering::Relaxed),
+            "not_granted": self.not_granted.load(Ordering::Relaxed),
+            "errors": self.errors.load(Ordering::Relaxed),
+        })
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "granted {}, not granted {}, errors {}",
+            self.granted.load(Ordering::Relaxed),
+            self.not_granted.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// Open loop: a pacer thread wakes every 1/rate s (sleeping, catching up when late)
+/// and hands one Check to a client thread of its own (a current-thread runtime with
+/// its own connections), which sends it and records its latency. Nothing spins: on a
+/// small machine a spinning client takes CPU from the server it measures.
+async fn paced(
+    args: &QuotaArgs,
+    addr: &str,
+    requests: &Arc<Vec<CheckRequest>>,
+) -> anyhow::Result<(Histogram<u64>, Counts, f64)> {
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1.0));
+    let total = (args.duration.as_secs_f64() * args.rate) as usize;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let client_thread = std::thread::Builder::new()
+        .name("quota-client".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = stop_rx.await;
+            })
+        })?;
+    let clients = handle
+        .spawn(connect_owned(addr.to_string(), args.connections))
+        .await??;
+    let latencies = Arc::new(Mutex::new(histogram()?));
+    let counts = Arc::new(Counts::default());
+    let (requests, latencies_in, counts_in) = (requests.clone(), latencies.clone(), counts.clone());
+    let pacer = std::thread::Builder::new()
+        .name("quota-pacer".into())
+        .spawn(move || {
+            let start = Instant::now();
+            let mut tasks = Vec::with_capacity(total);
+            for i in 0..total {
+                let due = start + interval.mul_f64(i as f64);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let mut client = clients[i % clients.len()].clone();
+                let request = requests[i % requests.len()].clone();
+                let (latencies, counts) = (latencies_in.clone(), counts_in.clone());
+                tasks.push(handle.spawn(async move {
+                    let sent = Instant::now();
+                    let result = client.check(request).await;
+                    let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    latencies.lock_ok().saturating_record(micros.max(1));
+                    counts.record(&result);
+                }));
+            }
+            (tasks, start.elapsed())
+        })?;
+    let (tasks, sending) = tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("pacer thread panicked"))?;
+    for task in tasks {
+        task.await?;
+    }
+    drop(stop_tx);
+    tokio::task::spawn_blocking(move || client_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
+    let achieved = total as f64 / sending.as_secs_f64();
+    let latencies = latencies.lock_ok().clone();
+    let counts = Arc::try_unwrap(counts).unwrap_or_default();
+    Ok((latencies, counts, achieved))
+}
+
+async fn connect_owned(addr: String, n: usize) -> anyhow::Result<Vec<MixerClient<Channel>>> {
+    connect(&addr, n).await
+}
+
+/// Closed loop: `concurrency` workers, each one Check at a time, for `duration`.
+async fn saturated(
+    args: &QuotaArgs,
+    clients: &[MixerClient<Channel>],
+    requests: &Arc<Vec<CheckRequest>>,
+    duration: Duration,
+) -> anyhow::Result<(Histogram<u64>, Counts, f64)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency.max(1) {
+        let mut client = clients[w % clients.len()].clone();
+        let (stop, counts, requests) = (stop.clone(), counts.clone(), requests.clone());
+        let mut latencies = histogram()?;
+        workers.push(tokio::spawn(async move {
+            let mut i = w * 7919;
+            while !stop.load(Ordering::Relaxed) {
+                let request = requests[i % requests.len()].clone();
+                i += 1;
+                let sent = Instant::now();
+                let result = client.check(request).await;
+                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                latencies.saturating_record(micros.max(1));
+                counts.record(&result);
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = histogram()?;
+    for worker in workers {
+        latencies.add(worker.await?)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let counts = Arc::try_unwrap(counts).unwrap_or_default();
+    Ok((latencies, counts, elapsed))
+}
+
+/// In-process engine decisions per second for one second (attribute path, one task).
+fn engine_rate(engine: &QuotaEngine, quota: &str, keys: usize) -> f64 {
+    let attrs: Vec<QuotaAttributes> = (0..keys.max(1))
+        .map(|u| check_request(quota, u).attributes.unwrap_or_default())
+        .collect();
+    let started = Instant::now();
+    let mut n = 0usize;
+    while started.elapsed() < Duration::from_secs(1) {
+        for _ in 0..1000 {
+            std::hint::black_box(engine.check(&attrs[n % attrs.len()], quota, 1, false));
+            n += 1;
+        }
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
 
 /// Runs the quota benchmark.
-pub async fn run(_args: QuotaArgs) -> anyhow::Result<()> {
-    anyhow::bail!("meshtel bench quota is being built")
+pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
+    if args.rate <= 0.0 {
+        bail!("--rate must be positive");
+    }
+    let out = Out::new(args.json);
+    let tids = Arc::new(Mutex::new(Vec::new()));
+    let (server, addr, cpu) = match &args.addr {
+        Some(addr) => {
+            let cpu = args.pid.map_or(CpuSource::None, CpuSource::Process);
+            (None, addr.clone(), cpu)
+        }
+        None => {
+            let (server, addr) = start_in_process(&args, tids.clone())?;
+            (Some(server), addr, CpuSource::Threads(tids))
+        }
+    };
+    let mut summary = json!({"addr": addr, "quota": args.quota, "keys": args.keys});
+    if let Some(server) = &server {
+        let rate = engine_rate(&server.engine, &args.quota, args.keys);
+        out.line(format!(
+            "in-process engine (attribute path, {} keys, 1 thread): {rate:.0} decisions/s",
+            args.keys
+        ));
+        summary["engine_decisions_per_second"] = json!(rate.round());
+    }
+    out.line(format!(
+        "Check over gRPC to {addr}, {} connections; {}",
+        args.connections,
+        cpu.describe()
+    ));
+    let clients = connect(&addr, args.connections).await?;
+    let requests: Arc<Vec<CheckRequest>> = Arc::new(
+        (0..args.keys.max(1))
+            .map(|u| check_request(&args.quota, u))
+            .collect(),
+    );
+
+    // Warm up connections and counters.
+    saturated(&args, &clients, &requests, Duration::from_secs(1)).await?;
+
+    let cpu_before = cpu.seconds();
+    let (latencies, counts, achieved) = paced(&args, &addr, &requests).await?;
+    let cpu_per_check = cpu_before
+        .zip(cpu.seconds())
+        .map(|(before, after)| (after - before) * 1e6 / latencies.len().max(1) as f64);
+    out.line(format!(
+        "paced {:.0} checks/s for {} (achieved {achieved:.0}/s): {}; {}{}",
+        args.rate,
+        humantime::format_duration(args.duration),
+        percentiles_text(&latencies),
+        counts.text(),
+        cpu_per_check.map_or(String::new(), |us| format!(
+            "; server CPU {us:.1} µs per check"
+        ))
+    ));
+    summary["paced"] = json!({
+        "rate": args.rate,
+        "achieved_rate": achieved.round(),
+        "latency": percentiles(&latencies),
+        "counts": counts.json(),
+        "server_cpu_us_per_check": cpu_per_check.map(|us| (us * 10.0).round() / 10.0),
+    });
+
+    let cpu_before = cpu.seconds();
+    let (latencies, counts, elapsed) = saturated(&args, &clients, &requests, args.duration).await?;
+    let cpu_after = cpu.seconds();
+    let done = counts.granted.load(Ordering::Relaxed) + counts.not_granted.load(Ordering::Relaxed);
+    let rate = done as f64 / elapsed;
+    let mut line = format!(
+        "saturated ({} in flight) for {}: {rate:.0} checks/s; {}; {}",
+        args.concurrency,
+        humantime::format_duration(args.duration),
+        percentiles_text(&latencies),
+        counts.text()
+    );
+    let mut saturated_json = json!({
+        "concurrency": args.concurrency,
+        "checks_per_second": rate.round(),
+        "latency": percentiles(&latencies),
+        "counts": counts.json(),
+    });
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        let cores = (after - before) / elapsed;
+        if cores > 0.0 {
+            let per_core = rate / cores;
+            line.push_str(&format!(
+                "; server CPU {cores:.2} cores → {per_core:.0} checks/s per server core"
+            ));
+            saturated_json["server_cores"] = json!((cores * 100.0).round() / 100.0);
+            saturated_json["checks_per_second_per_core"] = json!(per_core.round());
+        }
+    }
+    out.line(line);
+    summary["saturated"] = saturated_json;
+    out.json(&summary);
+    if let Some(server) = server {
+        server.runtime.stop();
+    }
+    Ok(())
 }

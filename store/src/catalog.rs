@@ -27,6 +27,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "edges",
         include_str!("../../migrations/sqlite/0002_edges.sql"),
     ),
+    (
+        3,
+        "quotas",
+        include_str!("../../migrations/sqlite/0003_quotas.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -14,7 +14,8 @@
 //! - [`wal`]: the write-ahead log; [`writer`]: the thread that owns it and the flusher;
 //! - [`schema`], [`encode`], [`decode`]: the span table and OTLP ↔ Arrow;
 //! - [`block`]: Parquet blocks; [`search`]: DataFusion queries; [`compaction`];
-//! - [`catalog`]: SQL state (services, operations, block index).
+//! - [`catalog`]: SQL state (services, operations, block index);
+//! - [`quotas`]: quota policies, their audit log and admin tokens in SQL ([`QuotaRepo`]).
 
 pub mod block;
 pub mod catalog;
@@ -24,6 +25,7 @@ pub mod decode;
 pub mod edges;
 pub mod encode;
 mod error;
+pub mod quotas;
 pub mod schema;
 pub mod search;
 mod stats;
@@ -52,6 +54,7 @@ use tracing::{info, warn};
 pub use config::{StoreConfig, WalConfig, WalSync};
 pub use edges::{EdgeConfig, EdgeRollups};
 pub use error::{Error, Result};
+pub use quotas::QuotaRepo;
 pub use stats::StoreStats;
 
 use block::BlockMeta;

@@ -1,35 +1,266 @@
 //! Importers: Istio memquota/redisquota configuration and envoyproxy/ratelimit
 //! configuration, turned into [`QuotaPolicySpec`]s.
+//!
+//! ```text
+//!  Istio YAML (handler, instance, rule,     ──import_istio──┐
+//!  QuotaSpec, QuotaSpecBinding documents)                   │
+//!                                                           ├─► Vec<QuotaPolicySpec>
+//!  envoyproxy/ratelimit YAML                ──import_envoy_ratelimit──┘   (each compiles)
+//!  (domain + nested descriptors)
+//! ```
+//!
+//! Both importers refuse what meshtel cannot express instead of approximating it: the
+//! error names the document or descriptor, the field path and the offending value or
+//! expression. Every policy they return passes [`QuotaPolicySpec::compile`].
+
+mod cexl;
+mod envoy;
+mod istio;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use yaml_serde::Value;
 
 use super::policy::QuotaPolicySpec;
+use super::validate::FieldError;
 
-/// Why a configuration could not be imported.
+/// Why a configuration could not be imported. Every variant says where: the document
+/// (Istio, counted from 1) or the descriptor path (envoy), and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The input is not what the importer understands; the message says where.
     #[error("{0}")]
     Invalid(String),
+    /// A document is not valid YAML.
+    #[error("{location}: not valid YAML: {source}")]
+    Yaml {
+        /// Which document (`document 2`) or `file`.
+        location: String,
+        /// The parser's error, with line and column.
+        #[source]
+        source: yaml_serde::Error,
+    },
+    /// A field is missing, has the wrong type or a value the source format rejects.
+    #[error("{location}: {message}")]
+    Field {
+        /// Document or descriptor, then the field path, e.g.
+        /// `document 1 (handler quotahandler.istio-system), spec.params.quotas[0].maxAmount`.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A valid source construct that meshtel policies cannot express.
+    #[error("{location}: cannot import `{expression}`: {reason}")]
+    Unsupported {
+        /// Document or descriptor, then the field path.
+        location: String,
+        /// The expression, value or construct as written.
+        expression: String,
+        /// Why it cannot be expressed, and what to write instead when there is a way.
+        reason: String,
+    },
+    /// The input holds no quota at all; the message says what was found.
+    #[error("nothing to import: {0}")]
+    Empty(String),
+    /// An imported policy does not compile (a value the source accepts but meshtel does
+    /// not).
+    #[error("{location}: imported policy {policy:?} is invalid: {}", join_field_errors(.errors))]
+    Policy {
+        /// Where the policy came from.
+        location: String,
+        /// The policy name.
+        policy: String,
+        /// What [`QuotaPolicySpec::compile`] reported.
+        errors: Vec<FieldError>,
+    },
+}
+
+fn join_field_errors(errors: &[FieldError]) -> String {
+    let mut out = String::new();
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        let _ = write!(out, "{e}");
+    }
+    out
 }
 
 /// Imports Istio `handler` (memquota or redisquota), `instance` (quota template),
-/// `rule`, `QuotaSpec` and `QuotaSpecBinding` documents (multi-document YAML).
+/// `rule`, `QuotaSpec` and `QuotaSpecBinding` documents (multi-document YAML,
+/// `apiVersion: config.istio.io/v1alpha2`, new-style or the old `memquota`,
+/// `redisquota` and `quota` kinds). One policy per quota instance bound to a handler by
+/// a rule, named after the instance; other kinds are ignored. Refuses (with the
+/// document and field path) what meshtel cannot express: allocation quotas, charges
+/// other than 1, match expressions other than conjunctions of equalities.
 pub fn import_istio(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
-    let _ = yaml;
-    Err(ImportError::Invalid("the Istio importer is being built".into()))
+    let documents = parse_documents(yaml)?;
+    istio::import(&documents)
 }
 
-/// Imports an envoyproxy/ratelimit configuration file (`domain` + `descriptors`).
+/// Imports an envoyproxy/ratelimit configuration file (`domain` + `descriptors`): one
+/// policy per descriptor that has a `rate_limit`, bound to the RLS domain and the
+/// descriptor path (`rateLimit`). Validates as envoyproxy/ratelimit does (unknown keys,
+/// empty keys, duplicate composite keys, `unlimited` with a `unit`).
 pub fn import_envoy_ratelimit(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
-    let _ = yaml;
-    Err(ImportError::Invalid("the envoy ratelimit importer is being built".into()))
+    let mut documents = parse_documents(yaml)?.into_iter();
+    let Some((_, root)) = documents.next() else {
+        return Err(ImportError::Empty("the file holds no YAML document".into()));
+    };
+    if let Some((index, _)) = documents.next() {
+        return Err(ImportError::Invalid(format!(
+            "document {index}: an envoyproxy/ratelimit configuration is one YAML document \
+             (one domain per file)"
+        )));
+    }
+    envoy::import(&root)
 }
 
-/// Detects the format (Istio documents have `kind`, envoy ratelimit has `domain`) and
-/// imports.
+/// Detects the format and imports: documents with `apiVersion` or `kind` are Istio
+/// configuration, a single document with a top-level `domain` is an envoyproxy/ratelimit
+/// configuration.
 pub fn import_any(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
-    if yaml.lines().any(|l| l.trim_start().starts_with("domain:")) {
+    let documents = parse_documents(yaml)?;
+    let has_key = |key: &str| {
+        documents
+            .iter()
+            .any(|(_, d)| d.as_mapping().is_some_and(|m| m.contains_key(key)))
+    };
+    if has_key("apiVersion") || has_key("kind") {
+        istio::import(&documents)
+    } else if has_key("domain") {
         import_envoy_ratelimit(yaml)
     } else {
-        import_istio(yaml)
+        Err(ImportError::Invalid(
+            "unrecognised configuration: expected Istio documents (with apiVersion and kind) \
+             or an envoyproxy/ratelimit file (with a top-level domain)"
+                .into(),
+        ))
     }
 }
+
+/// Splits multi-document YAML; empty documents are dropped. Documents are numbered
+/// from 1.
+fn parse_documents(yaml: &str) -> Result<Vec<(usize, Value)>, ImportError> {
+    let mut out = Vec::new();
+    for (i, document) in yaml_serde::Deserializer::from_str(yaml).enumerate() {
+        let index = i + 1;
+        let value = Value::deserialize(document).map_err(|source| ImportError::Yaml {
+            location: format!("document {index}"),
+            source,
+        })?;
+        if !value.is_null() {
+            out.push((index, value));
+        }
+    }
+    Ok(out)
+}
+
+/// Longest policy name [`QuotaPolicySpec::compile`] accepts.
+const MAX_NAME: usize = 253;
+
+/// Turns any text into a policy name: lower-case ASCII letters, digits, `-`, `.`, `_`,
+/// starting with a letter or digit, at most 253 bytes. Other characters become `_`.
+fn sanitize_name(raw: &str) -> String {
+    let mapped: String = raw
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    let mut name = if trimmed.is_empty() {
+        "quota".to_string()
+    } else {
+        trimmed.to_string()
+    };
+    name.truncate(MAX_NAME);
+    name
+}
+
+/// Names already given out, so that every imported policy has its own.
+#[derive(Default)]
+struct NameSet(BTreeSet<String>);
+
+impl NameSet {
+    /// Reserves `name` exactly; false when it is taken.
+    fn reserve(&mut self, name: &str) -> bool {
+        self.0.insert(name.to_string())
+    }
+
+    /// `base` if free, else `base-2`, `base-3`, ... (shortening `base` to stay within
+    /// the length limit).
+    fn unique(&mut self, base: &str) -> String {
+        if self.reserve(base) {
+            return base.to_string();
+        }
+        let mut n = 2u64;
+        loop {
+            let suffix = format!("-{n}");
+            let mut candidate = base.to_string();
+            candidate.truncate(MAX_NAME - suffix.len());
+            candidate.push_str(&suffix);
+            if self.reserve(&candidate) {
+                return candidate;
+            }
+            n += 1;
+        }
+    }
+}
+
+/// A scalar as text (`8080` → `"8080"`); `None` for sequences, mappings and null.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A [`ImportError::Field`].
+fn field_error(location: impl Into<String>, message: impl Into<String>) -> ImportError {
+    ImportError::Field {
+        location: location.into(),
+        message: message.into(),
+    }
+}
+
+/// A YAML value for an error message: scalars quoted as written, else its type.
+fn describe(value: &Value) -> String {
+    scalar_text(value).map_or_else(|| type_name(value).to_string(), |s| format!("{s:?}"))
+}
+
+/// A short description of a YAML value's type for error messages.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Checks an imported policy.
+fn check_compiles(spec: &QuotaPolicySpec, location: &str) -> Result<(), ImportError> {
+    spec.compile()
+        .map(|_| ())
+        .map_err(|errors| ImportError::Policy {
+            location: location.to_string(),
+            policy: spec.name.clone(),
+            errors,
+        })
+}
+
+#[cfg(test)]
+mod tests;

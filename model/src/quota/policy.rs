@@ -1,7 +1,6 @@
 //! The policy as written ([`QuotaPolicySpec`]) and as evaluated ([`QuotaPolicy`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -274,10 +273,21 @@ impl QuotaPolicy {
     /// The counter key and limit for dimension values given in dimension order
     /// (the RLS API supplies them from descriptor entries).
     pub fn resolve_values(&self, values: &[&str]) -> Resolved {
-        let mut key = String::with_capacity(self.spec.name.len() + 16 * values.len());
+        let len = self.spec.name.len()
+            + self
+                .dimensions
+                .iter()
+                .zip(values)
+                .map(|((name, _), value)| name.len() + value.len() + 2)
+                .sum::<usize>();
+        let mut key = String::with_capacity(len);
         key.push_str(&self.spec.name);
+        // push_str, not write!: this runs for every quota decision.
         for ((name, _), value) in self.dimensions.iter().zip(values) {
-            let _ = write!(key, ";{name}={value}");
+            key.push(';');
+            key.push_str(name);
+            key.push('=');
+            key.push_str(value);
         }
         let found = self.overrides.iter().enumerate().find(|(_, o)| {
             o.dimensions

@@ -45,3 +45,24 @@ fn bad_values_are_rejected() {
     let no_timeout = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--request-timeout", "0s"]).expect("parses");
     assert_eq!(no_timeout.proxy.into_config().expect("valid").request_timeout, None);
 }
+
+#[test]
+fn quota_flags_default_to_prefetching_fail_open_and_parse() {
+    let defaults = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s"]).expect("parses").proxy.into_config().expect("valid");
+    assert_eq!(defaults.quota, crate::quota::QuotaSettings::default());
+    assert!(defaults.quota.prefetch && !defaults.quota.fail_closed);
+    assert_eq!(defaults.quota.timeout, Duration::from_millis(20));
+    assert_eq!((defaults.quota.min_prefetch, defaults.quota.predict_window), (10, Duration::from_secs(1)));
+    let set = Cli::try_parse_from([
+        "p", "--mesh", "m", "--service", "s", "--quota-prefetch=false", "--quota-timeout", "50ms", "--quota-fail-closed",
+        "--quota-min-prefetch", "5", "--quota-predict-window", "2s",
+    ])
+    .expect("parses")
+    .proxy
+    .into_config()
+    .expect("valid");
+    assert!(!set.quota.prefetch && set.quota.fail_closed);
+    assert_eq!((set.quota.timeout, set.quota.min_prefetch, set.quota.predict_window), (Duration::from_millis(50), 5, Duration::from_secs(2)));
+    let zero = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--quota-timeout", "0s"]).expect("parses");
+    assert!(zero.proxy.into_config().is_err());
+}

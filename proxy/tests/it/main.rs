@@ -7,5 +7,7 @@
 
 mod binary;
 mod forwarding;
+mod quota;
+mod quota_support;
 mod support;
 mod telemetry;

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshtel_model::mixer::mixer_server::{Mixer, MixerServer};
-use meshtel_model::mixer::{ReportRequest, ReportResponse, RequestRecord};
+use meshtel_model::mixer::{CheckRequest, CheckResponse, ReportRequest, ReportResponse, RequestRecord, WatchQuotasRequest};
 use meshtel_model::otlp::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use meshtel_model::otlp::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use meshtel_model::otlp::trace::v1::Span;
@@ -59,6 +59,8 @@ pub struct Upstream {
     pub seen: Arc<Mutex<Seen>>,
     /// Bytes `/large` has produced so far.
     pub produced: Arc<AtomicU64>,
+    /// Requests the app has received.
+    pub requests: Arc<AtomicU64>,
     _task: JoinHandle<()>,
 }
 
@@ -67,12 +69,14 @@ pub async fn start_upstream() -> Upstream {
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let produced = Arc::new(AtomicU64::new(0));
-    let (seen2, produced2) = (seen.clone(), produced.clone());
+    let requests = Arc::new(AtomicU64::new(0));
+    let (seen2, produced2, requests2) = (seen.clone(), produced.clone(), requests.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
-            let (seen, produced) = (seen2.clone(), produced2.clone());
+            let (seen, produced, requests) = (seen2.clone(), produced2.clone(), requests2.clone());
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                requests.fetch_add(1, Ordering::SeqCst);
                 let (seen, produced) = (seen.clone(), produced.clone());
                 async move { Ok::<_, Infallible>(upstream_handle(request, &seen, &produced)) }
             });
@@ -83,7 +87,7 @@ pub async fn start_upstream() -> Upstream {
             });
         }
     });
-    Upstream { addr, seen, produced, _task: task }
+    Upstream { addr, seen, produced, requests, _task: task }
 }
 
 type UpstreamBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
@@ -139,19 +143,17 @@ pub struct Collector {
     _task: JoinHandle<()>,
 }
 
-#[derive(Clone)]
-struct MockMixer {
-    records: Arc<Mutex<Vec<RequestRecord>>>,
-    batches: Arc<Mutex<Vec<ReportRequest>>>,
+#[derive(Clone, Default)]
+pub struct MockMixer {
+    pub records: Arc<Mutex<Vec<RequestRecord>>>,
+    pub batches: Arc<Mutex<Vec<ReportRequest>>>,
 }
 
-type ReportStream = Pin<Box<dyn futures::Stream<Item = Result<ReportResponse, tonic::Status>> + Send>>;
+pub type ReportStream = Pin<Box<dyn futures::Stream<Item = Result<ReportResponse, tonic::Status>> + Send>>;
 
-#[tonic::async_trait]
-impl Mixer for MockMixer {
-    type ReportStream = ReportStream;
-
-    async fn report(&self, request: tonic::Request<tonic::Streaming<ReportRequest>>) -> Result<tonic::Response<ReportStream>, tonic::Status> {
+impl MockMixer {
+    /// Acknowledges every batch, keeping its records.
+    pub fn report_stream(&self, request: tonic::Request<tonic::Streaming<ReportRequest>>) -> ReportStream {
         let this = self.clone();
         let acks = request.into_inner().map(move |batch| {
             let batch = batch?;
@@ -160,7 +162,25 @@ impl Mixer for MockMixer {
             this.batches.lock().push(ReportRequest { records: Vec::new(), ..batch });
             Ok(ReportResponse { accepted })
         });
-        Ok(tonic::Response::new(Box::pin(acks)))
+        Box::pin(acks)
+    }
+}
+
+#[tonic::async_trait]
+impl Mixer for MockMixer {
+    type ReportStream = ReportStream;
+    type WatchQuotasStream = meshtel_collector::quota::PolicyStream;
+
+    async fn report(&self, request: tonic::Request<tonic::Streaming<ReportRequest>>) -> Result<tonic::Response<ReportStream>, tonic::Status> {
+        Ok(tonic::Response::new(self.report_stream(request)))
+    }
+
+    async fn check(&self, _request: tonic::Request<CheckRequest>) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no quota engine in the mock collector"))
+    }
+
+    async fn watch_quotas(&self, _request: tonic::Request<WatchQuotasRequest>) -> Result<tonic::Response<Self::WatchQuotasStream>, tonic::Status> {
+        Ok(tonic::Response::new(meshtel_collector::quota::empty_policy_stream()))
     }
 }
 

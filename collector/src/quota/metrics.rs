@@ -1,0 +1,141 @@
+//! The quota engine's own metrics, in a registry of their own:
+//!
+//! - `meshtel_quota_checks_total{quota,result}`: decisions, `result` one of
+//!   `granted`, `denied`, `shadow_denied`, `unknown_quota`, `overflow`; `quota` is a
+//!   policy name (series are dropped with the policy) or `unknown`;
+//! - `meshtel_quota_decision_seconds`: time inside the engine per decision (each quota
+//!   of a Check, each descriptor of a `ShouldRateLimit`; not the [`super::QuotaEngine::charge`]
+//!   fast path);
+//! - `meshtel_quota_keys`: live counters;
+//! - `meshtel_quota_keys_evicted_total`: idle counters dropped;
+//! - `meshtel_quota_rls_requests_total{domain,code}`: Envoy RLS requests, `domain` a
+//!   configured domain or `unknown`, `code` `ok`, `over_limit` or `invalid_argument`.
+//!
+//! Per-decision counters are resolved once per policy (at load), so a decision costs
+//! a few atomic increments, no label lookup.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::error::Result;
+
+/// The `quota` label of checks for quota names no policy has.
+pub(crate) const UNKNOWN_QUOTA_LABEL: &str = "unknown";
+/// The `quota` label of RLS descriptors that carry their own limit.
+pub(crate) const LIMIT_OVERRIDE_LABEL: &str = "limit_override";
+
+/// Results a policy's checks can have.
+const POLICY_RESULTS: [&str; 4] = ["granted", "denied", "shadow_denied", "overflow"];
+
+/// `meshtel_quota_checks_total` series of one `quota` label.
+#[derive(Clone)]
+pub(crate) struct ResultCounters {
+    pub granted: IntCounter,
+    pub denied: IntCounter,
+    pub shadow_denied: IntCounter,
+    pub overflow: IntCounter,
+}
+
+/// Every quota metric.
+pub(crate) struct QuotaMetrics {
+    pub registry: Registry,
+    checks: IntCounterVec,
+    pub decision_seconds: Histogram,
+    pub keys: IntGauge,
+    pub evicted: IntCounter,
+    rls_requests: IntCounterVec,
+    /// Checks of quota names no policy has.
+    pub unknown_quota: IntCounter,
+    /// RLS descriptors with their own limit.
+    pub limit_override: ResultCounters,
+}
+
+impl QuotaMetrics {
+    pub fn new() -> Result<QuotaMetrics> {
+        let registry = Registry::new();
+        let checks = IntCounterVec::new(
+            Opts::new(
+                "meshtel_quota_checks_total",
+                "Quota decisions by quota and result (granted, denied, shadow_denied, unknown_quota, overflow).",
+            ),
+            &["quota", "result"],
+        )?;
+        registry.register(Box::new(checks.clone()))?;
+        let decision_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "meshtel_quota_decision_seconds",
+                "Time the quota engine takes for one decision (policy lookup, key, counter).",
+            )
+            .buckets(vec![
+                1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025,
+            ]),
+        )?;
+        registry.register(Box::new(decision_seconds.clone()))?;
+        let keys = IntGauge::new("meshtel_quota_keys", "Live quota counters.")?;
+        registry.register(Box::new(keys.clone()))?;
+        let evicted = IntCounter::new(
+            "meshtel_quota_keys_evicted_total",
+            "Idle quota counters dropped (window expired) to bound memory.",
+        )?;
+        registry.register(Box::new(evicted.clone()))?;
+        let rls_requests = IntCounterVec::new(
+            Opts::new(
+                "meshtel_quota_rls_requests_total",
+                "Envoy rate limit service requests by domain and code (ok, over_limit, invalid_argument).",
+            ),
+            &["domain", "code"],
+        )?;
+        registry.register(Box::new(rls_requests.clone()))?;
+        let unknown_quota = checks.with_label_values(&[UNKNOWN_QUOTA_LABEL, "unknown_quota"]);
+        let limit_override = Self::results_of(&checks, LIMIT_OVERRIDE_LABEL);
+        Ok(QuotaMetrics {
+            registry,
+            checks,
+            decision_seconds,
+            keys,
+            evicted,
+            rls_requests,
+            unknown_quota,
+            limit_override,
+        })
+    }
+
+    fn results_of(checks: &IntCounterVec, quota: &str) -> ResultCounters {
+        ResultCounters {
+            granted: checks.with_label_values(&[quota, "granted"]),
+            denied: checks.with_label_values(&[quota, "denied"]),
+            shadow_denied: checks.with_label_values(&[quota, "shadow_denied"]),
+            overflow: checks.with_label_values(&[quota, "overflow"]),
+        }
+    }
+
+    /// The series of one policy (created at zero).
+    pub fn results_for(&self, quota: &str) -> ResultCounters {
+        Self::results_of(&self.checks, quota)
+    }
+
+    /// Drops the series of a removed policy.
+    pub fn forget(&self, quota: &str) {
+        for result in POLICY_RESULTS {
+            let _ = self.checks.remove_label_values(&[quota, result]);
+        }
+    }
+
+    /// Counts one RLS request.
+    pub fn rls_request(&self, domain: &str, code: &str) {
+        self.rls_requests.with_label_values(&[domain, code]).inc();
+    }
+
+    /// Appends every family in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let mut buffer = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_ok()
+        {
+            out.push_str(&String::from_utf8_lossy(&buffer));
+        }
+    }
+}

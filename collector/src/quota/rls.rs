@@ -1,0 +1,428 @@
+//! Envoy's global rate limit service, `envoy.service.ratelimit.v3.RateLimitService/
+//! ShouldRateLimit`, over the same engine, with envoyproxy/ratelimit's semantics:
+//!
+//! ```text
+//!  RateLimitRequest{domain, descriptors[], hits_addend}
+//!    │ domain empty / no descriptors / entry without key ─► INVALID_ARGUMENT
+//!    │ domain unknown ─► OK, every status OK without current_limit
+//!    ▼ per descriptor
+//!  limit override in the descriptor ─► fixed window of requests_per_unit per unit
+//!  else policies with rateLimit{domain} and as many entries: the most specific
+//!  wins, level by level (exact value > prefix* (longer first) > any value)
+//!    ▼
+//!  replaces: a matched policy naming another matched one drops it (no limit)
+//!  unlimited ─► OK, limit_remaining = u32::MAX, no current_limit
+//!  else charge hits (descriptor hits_addend, 0 = check only, else
+//!  max(1, request hits_addend)) to the counter; over ─► OVER_LIMIT (shadow: OK)
+//!    ▼
+//!  overall_code OVER_LIMIT iff any descriptor is
+//! ```
+//!
+//! Counter keys: the policy name, then `;key=value` for every entry without a value
+//! (the policy's dimensions, which its overrides match), then for every wildcard
+//! entry, as envoyproxy/ratelimit keys each value of a wildcard separately. A denied
+//! descriptor charges nothing (envoyproxy/ratelimit's
+//! `STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT`); `limit_remaining` is then 0.
+//!
+//! `current_limit.unit` comes from the policy's window: 1 s SECOND, 1 min MINUTE,
+//! 1 h HOUR, 1 d DAY, 7 d WEEK, 30 d MONTH, 365 d YEAR. Any other window is reported
+//! in the longest of these units not longer than it (SECOND below a second) with
+//! `requests_per_unit` scaled to the same rate, rounded, at least 1: 10 per 5 s is
+//! reported as 2 per SECOND, 100 per 10 min as 10 per MINUTE, 10 per 500 ms as 20 per
+//! SECOND. The counter itself still uses the policy's window.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshtel_model::quota::{Algorithm, DescriptorEntrySpec, Limit};
+use meshtel_model::rls::rate_limit_descriptor::Entry;
+use meshtel_model::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit, rate_limit};
+use meshtel_model::rls::rate_limit_service_server::{RateLimitService, RateLimitServiceServer};
+use meshtel_model::rls::{RateLimitDescriptor, RateLimitRequest, RateLimitResponse};
+use tracing::{debug, instrument};
+
+use super::check::proto_duration;
+use super::engine::{Chargee, QuotaEngine, QuotaOutcome};
+use super::metrics::LIMIT_OVERRIDE_LABEL;
+use super::policies::PolicyEntry;
+use crate::error::{Error, Result};
+
+/// Units of `RateLimitResponse.RateLimit.Unit` with their length in seconds.
+const UNITS: [(rate_limit::Unit, u64); 7] = [
+    (rate_limit::Unit::Second, 1),
+    (rate_limit::Unit::Minute, 60),
+    (rate_limit::Unit::Hour, 3_600),
+    (rate_limit::Unit::Day, 86_400),
+    (rate_limit::Unit::Week, 604_800),
+    (rate_limit::Unit::Month, 2_592_000),
+    (rate_limit::Unit::Year, 31_536_000),
+];
+
+/// Most descriptors per request.
+pub const MAX_DESCRIPTORS: usize = 64;
+/// Most entries per descriptor.
+pub const MAX_ENTRIES: usize = 16;
+
+/// The unit and requests per unit reporting `max_amount` per `window`.
+pub fn rate_limit_unit(max_amount: u64, window: Duration) -> (rate_limit::Unit, u32) {
+    let saturate = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    if window.subsec_nanos() == 0
+        && let Some(&(unit, _)) = UNITS.iter().find(|(_, s)| *s == window.as_secs())
+    {
+        return (unit, saturate(max_amount));
+    }
+    let secs = window.as_secs_f64().max(1e-9);
+    // The longest unit not longer than the window (SECOND below a second).
+    let (unit, unit_secs) = UNITS
+        .iter()
+        .copied()
+        .rev()
+        .find(|(_, s)| *s as f64 <= secs)
+        .unwrap_or((rate_limit::Unit::Second, 1));
+    let scaled = (max_amount as f64 * unit_secs as f64 / secs)
+        .round()
+        .max(1.0);
+    (unit, saturate(scaled as u64))
+}
+
+/// The window of a descriptor's `limit.unit` (`envoy.type.v3.RateLimitUnit`).
+fn override_window(unit: i32) -> Option<(Duration, rate_limit::Unit)> {
+    let (secs, unit) = match unit {
+        1 => (1, rate_limit::Unit::Second),
+        2 => (60, rate_limit::Unit::Minute),
+        3 => (3_600, rate_limit::Unit::Hour),
+        4 => (86_400, rate_limit::Unit::Day),
+        5 => (2_592_000, rate_limit::Unit::Month),
+        6 => (31_536_000, rate_limit::Unit::Year),
+        _ => return None,
+    };
+    Some((Duration::from_secs(secs), unit))
+}
+
+/// How specifically one pattern entry matches one request entry: exact 2, prefix 1
+/// (longer prefixes first), any value 0; `None` when it does not match.
+fn entry_specificity(pattern: &DescriptorEntrySpec, entry: &Entry) -> Option<(u8, usize)> {
+    if pattern.key != entry.key {
+        return None;
+    }
+    match pattern.value.as_deref() {
+        None => Some((0, 0)),
+        Some(v) => match v.strip_suffix('*') {
+            Some(prefix) => entry.value.starts_with(prefix).then_some((1, prefix.len())),
+            None => (v == entry.value).then_some((2, 0)),
+        },
+    }
+}
+
+/// Per entry specificity of a policy's pattern, compared lexicographically.
+type Specificity = Vec<(u8, usize)>;
+
+/// The most specific policy of `candidates` for `entries` (ties: name order).
+fn best_policy<'a>(
+    candidates: &'a [Arc<PolicyEntry>],
+    entries: &[Entry],
+) -> Option<&'a Arc<PolicyEntry>> {
+    let mut best: Option<(&Arc<PolicyEntry>, Specificity)> = None;
+    for candidate in candidates {
+        let Some(rl) = &candidate.policy.spec.rate_limit else {
+            continue;
+        };
+        if rl.descriptors.len() != entries.len() {
+            continue;
+        }
+        let score: Option<Specificity> = rl
+            .descriptors
+            .iter()
+            .zip(entries)
+            .map(|(p, e)| entry_specificity(p, e))
+            .collect();
+        if let Some(score) = score
+            && best.as_ref().is_none_or(|(_, s)| score > *s)
+        {
+            best = Some((candidate, score));
+        }
+    }
+    best.map(|(p, _)| p)
+}
+
+/// What limits one descriptor.
+enum Matched<'a> {
+    Nothing,
+    Policy(&'a Arc<PolicyEntry>),
+    Override {
+        limit: Limit,
+        unit: rate_limit::Unit,
+    },
+}
+
+fn invalid(message: String) -> Error {
+    Error::InvalidQuotaRequest(message)
+}
+
+/// Checks the request's shape; the message names the field.
+fn validate(request: &RateLimitRequest) -> Result<()> {
+    if request.domain.is_empty() {
+        return Err(invalid("domain: is required".into()));
+    }
+    if request.descriptors.is_empty() {
+        return Err(invalid(
+            "descriptors: at least one descriptor is required".into(),
+        ));
+    }
+    if request.descriptors.len() > MAX_DESCRIPTORS {
+        return Err(invalid(format!(
+            "descriptors: at most {MAX_DESCRIPTORS} descriptors"
+        )));
+    }
+    for (i, d) in request.descriptors.iter().enumerate() {
+        if d.entries.is_empty() {
+            return Err(invalid(format!(
+                "descriptors[{i}].entries: at least one entry is required"
+            )));
+        }
+        if d.entries.len() > MAX_ENTRIES {
+            return Err(invalid(format!(
+                "descriptors[{i}].entries: at most {MAX_ENTRIES} entries"
+            )));
+        }
+        if let Some(j) = d.entries.iter().position(|e| e.key.is_empty()) {
+            return Err(invalid(format!(
+                "descriptors[{i}].entries[{j}].key: is required"
+            )));
+        }
+        if let Some(limit) = &d.limit
+            && override_window(limit.unit).is_none()
+        {
+            return Err(invalid(format!(
+                "descriptors[{i}].limit.unit: {} is not SECOND, MINUTE, HOUR, DAY, MONTH or YEAR",
+                limit.unit
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The counter key of `entries` under `policy`.
+fn policy_key(policy: &PolicyEntry, entries: &[Entry]) -> (String, Limit) {
+    let Some(rl) = &policy.policy.spec.rate_limit else {
+        return (policy.name.to_string(), policy.policy.limit);
+    };
+    let values: Vec<&str> = rl
+        .descriptors
+        .iter()
+        .zip(entries)
+        .filter(|(p, _)| p.value.is_none())
+        .map(|(_, e)| e.value.as_str())
+        .collect();
+    let mut resolved = policy.policy.resolve_values(&values);
+    for (p, e) in rl.descriptors.iter().zip(entries) {
+        if p.value.as_deref().is_some_and(|v| v.ends_with('*')) {
+            resolved.key.push(';');
+            resolved.key.push_str(&e.key);
+            resolved.key.push('=');
+            resolved.key.push_str(&e.value);
+        }
+    }
+    (resolved.key, resolved.limit)
+}
+
+/// The counter key of a descriptor carrying its own limit (`:` keeps it apart from
+/// policy keys, whose names cannot hold one).
+fn override_key(domain: &str, descriptor: &RateLimitDescriptor, limit: &Limit) -> String {
+    let mut key = format!("{LIMIT_OVERRIDE_LABEL}:{domain}");
+    for e in &descriptor.entries {
+        key.push(';');
+        key.push_str(&e.key);
+        key.push('=');
+        key.push_str(&e.value);
+    }
+    key.push_str(&format!(
+        ";limit={}/{}s",
+        limit.max_amount,
+        limit.valid_duration.as_secs()
+    ));
+    key
+}
+
+fn status_ok() -> DescriptorStatus {
+    DescriptorStatus {
+        code: Code::Ok as i32,
+        ..DescriptorStatus::default()
+    }
+}
+
+impl QuotaEngine {
+    /// Answers `ShouldRateLimit` (see the module documentation).
+    pub fn should_rate_limit(&self, request: &RateLimitRequest) -> Result<RateLimitResponse> {
+        if let Err(error) = validate(request) {
+            let set = self.policy_set();
+            let domain = if set.domains.contains_key(&request.domain) {
+                request.domain.as_str()
+            } else {
+                "unknown"
+            };
+            self.metrics.rls_request(domain, "invalid_argument");
+            return Err(error);
+        }
+        let set = self.policy_set();
+        let Some(candidates) = set.domains.get(&request.domain) else {
+            self.metrics.rls_request("unknown", "ok");
+            return Ok(RateLimitResponse {
+                overall_code: Code::Ok as i32,
+                statuses: request.descriptors.iter().map(|_| status_ok()).collect(),
+                ..RateLimitResponse::default()
+            });
+        };
+        let mut matched: Vec<Matched<'_>> = request
+            .descriptors
+            .iter()
+            .map(|d| match &d.limit {
+                Some(o) => match override_window(o.unit) {
+                    Some((window, unit)) => Matched::Override {
+                        limit: Limit {
+                            max_amount: u64::from(o.requests_per_unit),
+                            valid_duration: window,
+                            algorithm: Algorithm::FixedWindow,
+                        },
+                        unit,
+                    },
+                    None => Matched::Nothing,
+                },
+                None => {
+                    best_policy(candidates, &d.entries).map_or(Matched::Nothing, Matched::Policy)
+                }
+            })
+            .collect();
+        // `replaces`: a matched limit naming another matched one drops it.
+        let replaced: Vec<&str> = matched
+            .iter()
+            .filter_map(|m| match m {
+                Matched::Policy(p) => p.policy.spec.rate_limit.as_ref(),
+                _ => None,
+            })
+            .flat_map(|rl| rl.replaces.iter().map(String::as_str))
+            .collect();
+        if !replaced.is_empty() {
+            for m in &mut matched {
+                if let Matched::Policy(p) = m
+                    && replaced.contains(&&*p.name)
+                {
+                    *m = Matched::Nothing;
+                }
+            }
+        }
+        let request_hits = u64::from(request.hits_addend.max(1));
+        let override_quota: Arc<str> = Arc::from(LIMIT_OVERRIDE_LABEL);
+        let mut over = false;
+        let statuses = request
+            .descriptors
+            .iter()
+            .zip(&matched)
+            .map(|(descriptor, m)| {
+                let started = Instant::now();
+                let hits = descriptor.hits_addend.unwrap_or(request_hits);
+                let status =
+                    self.descriptor_status(&request.domain, descriptor, m, hits, &override_quota);
+                over |= status.code == Code::OverLimit as i32;
+                self.metrics
+                    .decision_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                status
+            })
+            .collect();
+        let code = if over { Code::OverLimit } else { Code::Ok };
+        self.metrics
+            .rls_request(&request.domain, if over { "over_limit" } else { "ok" });
+        Ok(RateLimitResponse {
+            overall_code: code as i32,
+            statuses,
+            ..RateLimitResponse::default()
+        })
+    }
+
+    fn descriptor_status(
+        &self,
+        domain: &str,
+        descriptor: &RateLimitDescriptor,
+        matched: &Matched<'_>,
+        hits: u64,
+        override_quota: &Arc<str>,
+    ) -> DescriptorStatus {
+        let (decision, name, unit, rpu) = match matched {
+            Matched::Nothing => return status_ok(),
+            Matched::Policy(p) if p.unlimited() => {
+                p.results.granted.inc();
+                return DescriptorStatus {
+                    code: Code::Ok as i32,
+                    limit_remaining: u32::MAX,
+                    ..DescriptorStatus::default()
+                };
+            }
+            Matched::Policy(p) => {
+                let (key, limit) = policy_key(p, &descriptor.entries);
+                let decision = self.charge_key(&Chargee::of(p), &key, &limit, hits, false);
+                let (unit, rpu) = rate_limit_unit(limit.max_amount, limit.valid_duration);
+                (decision, p.name.to_string(), unit, rpu)
+            }
+            Matched::Override { limit, unit } => {
+                let key = override_key(domain, descriptor, limit);
+                let who = Chargee {
+                    quota: override_quota,
+                    results: &self.metrics.limit_override,
+                    stats: None,
+                    shadow: false,
+                };
+                let decision = self.charge_key(&who, &key, limit, hits, false);
+                let rpu = u32::try_from(limit.max_amount).unwrap_or(u32::MAX);
+                (decision, String::new(), *unit, rpu)
+            }
+        };
+        let (code, remaining) = match decision.outcome {
+            QuotaOutcome::Denied => (Code::OverLimit, 0),
+            QuotaOutcome::ShadowDenied => (Code::Ok, 0),
+            QuotaOutcome::Overflow => return status_ok(),
+            _ => (Code::Ok, decision.remaining),
+        };
+        DescriptorStatus {
+            code: code as i32,
+            current_limit: Some(RateLimit {
+                name,
+                requests_per_unit: rpu,
+                unit: unit as i32,
+            }),
+            limit_remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            duration_until_reset: Some(proto_duration(decision.reset_after)),
+            quota: None,
+        }
+    }
+}
+
+/// The tonic `RateLimitService` over a [`QuotaEngine`].
+#[derive(Clone)]
+pub struct RateLimitGrpc {
+    engine: Arc<QuotaEngine>,
+}
+
+#[tonic::async_trait]
+impl RateLimitService for RateLimitGrpc {
+    #[instrument(level = "debug", skip_all, fields(protocol = "rls"))]
+    async fn should_rate_limit(
+        &self,
+        request: tonic::Request<RateLimitRequest>,
+    ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
+        let request = request.into_inner();
+        match self.engine.should_rate_limit(&request) {
+            Ok(response) => Ok(tonic::Response::new(response)),
+            Err(error) => {
+                debug!(domain = %request.domain, error = %error, "rate limit request refused");
+                Err(error.grpc_status())
+            }
+        }
+    }
+}
+
+/// Builds the Envoy `RateLimitService` gRPC service over `engine`, for
+/// `tonic::transport::Server::add_service` next to the Mixer service.
+pub fn rls_grpc_service(engine: Arc<QuotaEngine>) -> RateLimitServiceServer<RateLimitGrpc> {
+    RateLimitServiceServer::new(RateLimitGrpc { engine })
+}

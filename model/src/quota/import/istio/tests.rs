@@ -1,0 +1,491 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::mixer::{QuotaAttributes, Workload};
+use crate::quota::import::tests::assert_all_compile;
+use crate::quota::import::{ImportError, import_istio};
+use crate::quota::{Algorithm, QuotaOverrideSpec, QuotaPolicySpec};
+
+mod fixtures;
+
+pub(in crate::quota::import) use fixtures::BOOKINFO_MEMQUOTA;
+use fixtures::{BOOKINFO_OLD_KINDS, BOOKINFO_REDIS_ROLLING};
+
+fn call(source: &str, version: &str, destination: &str) -> QuotaAttributes {
+    QuotaAttributes {
+        source: Some(Workload {
+            app: source.into(),
+            version: version.into(),
+            ..Default::default()
+        }),
+        destination: Some(Workload {
+            app: destination.into(),
+            version: "v1".into(),
+            ..Default::default()
+        }),
+        destination_service_name: destination.into(),
+        ..Default::default()
+    }
+}
+
+fn dims(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn only(yaml: &str) -> QuotaPolicySpec {
+    let specs = import_istio(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_all_compile(&specs);
+    assert_eq!(specs.len(), 1, "{specs:#?}");
+    specs.into_iter().next().unwrap()
+}
+
+fn error(yaml: &str) -> ImportError {
+    import_istio(yaml).expect_err("should be refused")
+}
+
+#[test]
+fn bookinfo_memquota_sample_is_one_policy_that_limits_reviews_to_ratings() {
+    let spec = only(BOOKINFO_MEMQUOTA);
+    assert_eq!(spec.name, "requestcountquota");
+    assert_eq!(
+        spec.dimensions,
+        dims(&[
+            ("destination", r#"destination.service | "unknown""#),
+            ("destinationVersion", r#"destination.version | "unknown""#),
+            ("source", r#"source.service | "unknown""#),
+            ("sourceVersion", r#"source.version | "unknown""#),
+        ])
+    );
+    assert_eq!(
+        (spec.max_amount, spec.valid_duration.as_str()),
+        (5000, "1s")
+    );
+    assert_eq!(
+        spec.algorithm.as_deref(),
+        Some("rolling-window"),
+        "memquota is a rolling window"
+    );
+    assert_eq!(
+        spec.bucket_duration.as_deref(),
+        Some("100ms"),
+        "of 100 ms ticks"
+    );
+    assert_eq!(
+        spec.overrides,
+        vec![
+            QuotaOverrideSpec {
+                dimensions: dims(&[("destination", "ratings"), ("source", "reviews")]),
+                max_amount: 1,
+                valid_duration: None,
+            },
+            QuotaOverrideSpec {
+                dimensions: dims(&[("destination", "ratings")]),
+                max_amount: 100,
+                valid_duration: None,
+            },
+        ]
+    );
+    assert!(
+        spec.matches.is_empty(),
+        "no rule match, several bound services: {:?}",
+        spec.matches
+    );
+    assert!(
+        spec.description.starts_with(
+            "imported from Istio memquota handler quotahandler.istio-system (spec.params.quotas[0]), \
+             instance requestcountquota.istio-system, rule quota.istio-system"
+        ),
+        "{}",
+        spec.description
+    );
+    assert!(
+        spec.description.contains(
+            "ratings.istio-system, reviews.istio-system, details.istio-system, productpage.istio-system"
+        ),
+        "{}",
+        spec.description
+    );
+
+    let policy = spec.compile().unwrap();
+    let r = policy.resolve(&call("reviews", "v2", "ratings"));
+    assert_eq!((r.limit.max_amount, r.override_index), (1, Some(0)));
+    assert_eq!(r.limit.valid_duration, Duration::from_secs(1));
+    assert_eq!(
+        r.key,
+        "requestcountquota;destination=ratings;destinationVersion=v1;source=reviews;sourceVersion=v2"
+    );
+    let r = policy.resolve(&call("productpage", "v1", "ratings"));
+    assert_eq!((r.limit.max_amount, r.override_index), (100, Some(1)));
+    let r = policy.resolve(&call("productpage", "v1", "details"));
+    assert_eq!((r.limit.max_amount, r.override_index), (5000, None));
+}
+
+#[test]
+fn bookinfo_redis_rolling_window_sample_keeps_algorithm_buckets_and_rule_match() {
+    let spec = only(BOOKINFO_REDIS_ROLLING);
+    assert_eq!(spec.name, "requestcountquota");
+    assert_eq!(
+        (spec.max_amount, spec.valid_duration.as_str()),
+        (5000, "30s")
+    );
+    assert_eq!(spec.algorithm.as_deref(), Some("rolling-window"));
+    assert_eq!(spec.bucket_duration.as_deref(), Some("9s"));
+    let amounts: Vec<(u64, Option<String>)> = spec
+        .overrides
+        .iter()
+        .map(|o| (o.max_amount, o.valid_duration.clone()))
+        .collect();
+    assert_eq!(amounts, vec![(50, None), (100, None)]);
+    assert_eq!(spec.matches.destination.service, "ratings");
+    assert!(spec.matches.destination.namespace.is_empty());
+    assert!(
+        spec.description
+            .contains("redisquota handler redishandler.istio-system"),
+        "{}",
+        spec.description
+    );
+    assert!(
+        spec.description
+            .contains("ratings.default, reviews.default"),
+        "{}",
+        spec.description
+    );
+
+    let policy = spec.compile().unwrap();
+    assert_eq!(
+        policy.limit.algorithm,
+        Algorithm::RollingWindow {
+            bucket: Duration::from_secs(9)
+        }
+    );
+    assert!(policy.matches(&call("reviews", "v2", "ratings")));
+    assert!(!policy.matches(&call("reviews", "v2", "details")));
+    let r = policy.resolve(&call("reviews", "v2", "ratings"));
+    assert_eq!(
+        (r.limit.max_amount, r.limit.valid_duration),
+        (50, Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn redis_fixed_window_ignores_bucket_duration() {
+    let spec = only(&BOOKINFO_REDIS_ROLLING.replace("ROLLING_WINDOW", "FIXED_WINDOW"));
+    assert_eq!(spec.algorithm.as_deref(), Some("fixed-window"));
+    assert_eq!(spec.bucket_duration, None);
+    let spec =
+        only(&BOOKINFO_REDIS_ROLLING.replace("      rateLimitAlgorithm: ROLLING_WINDOW\n", ""));
+    assert_eq!(
+        spec.algorithm.as_deref(),
+        Some("fixed-window"),
+        "FIXED_WINDOW is the default"
+    );
+}
+
+#[test]
+fn old_crd_kinds_and_kind_qualified_references_import_the_same() {
+    let spec = only(BOOKINFO_OLD_KINDS);
+    assert_eq!(spec.name, "requestcount");
+    assert_eq!(spec.dimensions["source"], r#"source.service | "unknown""#);
+    assert_eq!(spec.max_amount, 5000);
+    assert_eq!(spec.overrides.len(), 2);
+    assert!(
+        spec.description
+            .contains("memquota handler handler.istio-system"),
+        "{}",
+        spec.description
+    );
+}
+
+#[test]
+fn productpage_sample_keys_on_a_header_and_restricts_to_its_one_bound_service() {
+    let yaml = BOOKINFO_MEMQUOTA
+        .replace(
+            r#"source: source.labels["app"] | "unknown""#,
+            r#"source: request.headers["x-forwarded-for"] | "unknown""#,
+        )
+        .replace("      sourceVersion: source.labels[\"version\"] | \"unknown\"\n", "")
+        .replace("        validDuration: 1s\n      # The following override applies to 'ratings' regardless", "        validDuration: 5s\n      # x")
+        .replace(
+            "  - name: ratings\n  - name: reviews\n  - name: details\n  - name: productpage\n",
+            "  - name: productpage\n    namespace: default\n",
+        );
+    let spec = only(&yaml);
+    assert_eq!(
+        spec.dimensions["source"],
+        r#"request.headers["x-forwarded-for"] | "unknown""#
+    );
+    assert_eq!(spec.overrides[0].valid_duration.as_deref(), Some("5s"));
+    assert_eq!(spec.overrides[1].valid_duration, None);
+    assert_eq!(spec.matches.destination.service, "productpage");
+    assert_eq!(spec.matches.destination.namespace, "default");
+    assert!(
+        spec.description
+            .contains("binds it to service productpage.default only"),
+        "{}",
+        spec.description
+    );
+    let policy = spec.compile().unwrap();
+    assert_eq!(
+        policy.header_names().collect::<Vec<_>>(),
+        vec!["x-forwarded-for"]
+    );
+}
+
+#[test]
+fn unrelated_documents_are_ignored() {
+    let extra = r#"
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: ratings}
+spec: {hosts: [ratings]}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: handler
+metadata: {name: prom, namespace: istio-system}
+spec: {compiledAdapter: prometheus, params: {metrics: []}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: instance
+metadata: {name: requestcount, namespace: istio-system}
+spec: {compiledTemplate: metric, params: {value: "1"}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {name: promhttp, namespace: istio-system}
+spec:
+  match: context.protocol == "http" || context.protocol == "grpc"
+  actions: [{handler: prom, instances: [requestcount]}]
+"#;
+    let spec = only(&format!("{BOOKINFO_MEMQUOTA}{extra}"));
+    assert_eq!(spec.name, "requestcountquota");
+}
+
+#[test]
+fn an_instance_bound_by_two_rules_gives_two_policies() {
+    let second_rule = r#"---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {name: quota-get, namespace: istio-system}
+spec:
+  match: request.method == "GET" && source.labels["app"] == "productpage"
+  actions: [{handler: quotahandler.istio-system, instances: [requestcountquota.instance.istio-system]}]
+"#;
+    let specs = import_istio(&format!("{BOOKINFO_MEMQUOTA}{second_rule}")).unwrap();
+    assert_all_compile(&specs);
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["requestcountquota", "requestcountquota-2"]);
+    assert_eq!(specs[1].matches.method, "GET");
+    assert_eq!(specs[1].matches.source.service, "productpage");
+    assert!(specs[1].description.contains("rule quota-get.istio-system"));
+}
+
+#[test]
+fn quota_spec_attribute_matches_narrow_the_policy() {
+    let yaml = BOOKINFO_MEMQUOTA.replace(
+        "  - quotas:\n    - charge: 1\n",
+        "  - match:\n    - clause:\n        request.path: {prefix: /api}\n        request.method: {exact: POST}\n    quotas:\n    - charge: 1\n",
+    );
+    let spec = only(&yaml);
+    assert_eq!(spec.matches.path_prefix, "/api");
+    assert_eq!(spec.matches.method, "POST");
+
+    let yaml = BOOKINFO_MEMQUOTA.replace(
+        "  - quotas:\n    - charge: 1\n",
+        "  - match:\n    - clause:\n        request.path: {regex: /api/.*}\n    quotas:\n    - charge: 1\n",
+    );
+    let err = error(&yaml).to_string();
+    assert!(err.contains("document 4 (QuotaSpec request-count.istio-system), spec.rules[0].match[0].clause.request.path"), "{err}");
+    assert!(err.contains("regex"), "{err}");
+}
+
+#[test]
+fn refusals_name_the_document_field_and_expression() {
+    let mut cases: Vec<(String, &str, &str)> = vec![
+        (
+            BOOKINFO_MEMQUOTA.replace(
+                r#"source.labels["version"] | "unknown""#,
+                r#"source.labels["tier"] | "unknown""#,
+            ),
+            "document 2 (instance requestcountquota.istio-system), spec.params.dimensions.sourceVersion",
+            r#"cannot import `source.labels["tier"] | "unknown"`"#,
+        ),
+        (
+            BOOKINFO_REDIS_ROLLING.replace(
+                r#"match: (destination.labels["app"]|"unknown") == "ratings""#,
+                r#"match: destination.labels["app"] == "ratings" || request.method == "GET""#,
+            ),
+            "document 5 (rule quota.istio-system), spec.match",
+            "disjunction",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replace("charge: 1", "charge: 2"),
+            "document 4 (QuotaSpec request-count.istio-system), spec.rules[0].quotas[0].charge",
+            "divide maxAmount",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replacen(
+                "        maxAmount: 1\n        validDuration: 1s\n",
+                "        maxAmount: 1\n",
+                1,
+            ),
+            "document 1 (handler quotahandler.istio-system), spec.params.quotas[0].overrides[0].validDuration",
+            "allocation quota",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replace(
+                "      validDuration: 1s\n      # The first",
+                "      validDuration: 0s\n      # The first",
+            ),
+            "spec.params.quotas[0].validDuration",
+            "allocation quota",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replace(
+                "requestcountquota.instance.istio-system",
+                "other.instance.istio-system",
+            ),
+            "document 1 (handler quotahandler.istio-system), spec.params.quotas",
+            "has no entry named requestcountquota.instance.istio-system",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replace("maxAmount: 5000", "maxAmount: 5000\n      maxAmmount: 1"),
+            "document 1 (handler quotahandler.istio-system), spec.params.quotas[0]",
+            "unknown field `maxAmmount`",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replace("maxAmount: 100", "maxAmount: 0"),
+            "spec.params.quotas[0].overrides[1].maxAmount",
+            "greater than zero",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replace("          source: reviews", "          sauce: reviews"),
+            "spec.params.quotas[0].overrides[0].dimensions.sauce",
+            "never applies",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replace("    - requestcountquota\n", "    - missing\n"),
+            "document 3 (rule quota.istio-system), spec.actions[0].instances[0]",
+            "not a quota instance",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replace("  - handler: quotahandler\n", "  - handler: prom\n"),
+            "spec.actions[0].handler",
+            "not a memquota or redisquota handler",
+        ),
+        (
+            BOOKINFO_REDIS_ROLLING.replace("bucketDuration: 9s", "bucketDuration: 30s"),
+            "spec.params.quotas[0].bucketDuration",
+            "shorter than validDuration",
+        ),
+        (
+            BOOKINFO_REDIS_ROLLING.replace("ROLLING_WINDOW", "SLIDING"),
+            "spec.params.quotas[0].rateLimitAlgorithm",
+            "FIXED_WINDOW or ROLLING_WINDOW",
+        ),
+        (
+            BOOKINFO_REDIS_ROLLING.replace(
+                "        maxAmount: 50\n",
+                "        maxAmount: 50\n        validDuration: 1s\n",
+            ),
+            "spec.params.quotas[0].overrides[0]",
+            "unknown field `validDuration`",
+        ),
+        (
+            BOOKINFO_MEMQUOTA.replacen(
+                "apiVersion: \"config.istio.io/v1alpha2\"\nkind: instance",
+                "kind: instance",
+                1,
+            ),
+            "document 2 (instance), apiVersion",
+            "is required",
+        ),
+    ];
+    let twice = format!(
+        "{BOOKINFO_MEMQUOTA}---\napiVersion: config.istio.io/v1alpha2\nkind: instance\n\
+         metadata: {{name: requestcountquota, namespace: istio-system}}\n\
+         spec: {{compiledTemplate: quota, params: {{dimensions: {{}}}}}}\n"
+    );
+    cases.push((
+        twice,
+        "document 6 (instance requestcountquota.istio-system)",
+        "is also defined by document 2 (instance requestcountquota.istio-system)",
+    ));
+    for (yaml, location, message) in cases {
+        let err = error(&yaml).to_string();
+        assert!(err.contains(location), "expected {location:?} in: {err}");
+        assert!(err.contains(message), "expected {message:?} in: {err}");
+    }
+}
+
+#[test]
+fn input_without_a_bound_quota_is_refused() {
+    let err = error("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
+    assert!(matches!(err, ImportError::Empty(_)), "{err}");
+    assert!(
+        err.to_string().contains("1 document(s) of other kinds"),
+        "{err}"
+    );
+    let without_rule = BOOKINFO_MEMQUOTA.replace("kind: rule", "kind: other");
+    let err = error(&without_rule);
+    assert!(
+        err.to_string()
+            .contains("found 1 memquota/redisquota handler(s), 1 quota instance(s)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kubernetes_lists_are_read_item_by_item() {
+    let mut items = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for doc in BOOKINFO_MEMQUOTA.split("\n---\n") {
+        let value: yaml_serde::Value = yaml_serde::from_str(doc).unwrap();
+        let json = serde_json::to_string(&value).unwrap();
+        items.push_str(&format!("- {json}\n"));
+    }
+    let spec = only(&items);
+    assert_eq!(spec.name, "requestcountquota");
+}
+
+#[test]
+fn memquota_windows_round_up_to_whole_seconds() {
+    let yaml = BOOKINFO_MEMQUOTA
+        .replacen("      validDuration: 1s\n", "      validDuration: 1m\n", 1)
+        .replacen(
+            "        maxAmount: 1\n        validDuration: 1s\n",
+            "        maxAmount: 1\n        validDuration: 1500ms\n",
+            1,
+        );
+    let spec = only(&yaml);
+    assert_eq!(
+        spec.valid_duration, "1m",
+        "whole seconds are kept as written"
+    );
+    assert_eq!(spec.overrides[0].valid_duration.as_deref(), Some("2s"));
+    assert_eq!(spec.overrides[1].valid_duration.as_deref(), Some("1s"));
+    assert!(
+        spec.description
+            .contains("spec.params.quotas[0].overrides[0].validDuration 1500ms rounded up to 2s"),
+        "{}",
+        spec.description
+    );
+}
+
+#[test]
+fn a_bound_handler_without_params_has_no_limit() {
+    let yaml = BOOKINFO_MEMQUOTA.replace(
+        &BOOKINFO_MEMQUOTA[BOOKINFO_MEMQUOTA.find("  params:").unwrap()
+            ..BOOKINFO_MEMQUOTA.find("\n---").unwrap()],
+        "",
+    );
+    let err = error(&yaml).to_string();
+    assert!(
+        err.contains(
+            "spec.params.quotas: has no entry named requestcountquota.instance.istio-system"
+        ),
+        "{err}"
+    );
+}

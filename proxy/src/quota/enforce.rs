@@ -1,0 +1,281 @@
+//! Deciding one inbound request: match, then take from leases (prefetch) or ask the
+//! collector (one Check), then combine the quotas' outcomes into one verdict.
+
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshtel_model::mixer::check_response::QuotaResult;
+use meshtel_model::quota::{Limit, QuotaAttributes, QuotaPolicy};
+use tracing::debug;
+
+use super::client::{duration_of, grant_of, passes};
+use super::lease::{Lease, Take};
+use super::policies::{RequestView, with_attributes};
+use super::response::{Denial, LimitStatus};
+use super::stats::DecisionResult;
+use super::{LeaseEntry, MAX_LEASES, QuotaEnforcer, Shared, evict_idle};
+
+/// What one matched quota said about the request.
+#[derive(Debug)]
+enum Outcome {
+    Granted { remote: bool },
+    Denied { remote: bool, status: LimitStatus },
+    Failed,
+}
+
+/// A matched policy and its counter.
+#[derive(Debug)]
+struct Matched<'a> {
+    policy: &'a QuotaPolicy,
+    key: String,
+    limit: Limit,
+}
+
+/// The first, synchronous step for one matched policy.
+#[derive(Debug)]
+enum FirstStep {
+    /// Taken from (or waiting on) the key's lease.
+    Lease(Take, Option<tokio::sync::watch::Receiver<()>>),
+    /// No lease (prefetch off, or the lease table is full): ask the collector.
+    Direct,
+}
+
+impl QuotaEnforcer {
+    /// Decides an inbound request: `None` lets it through, `Some` says how to deny it.
+    pub async fn check_inbound(&self, request: RequestView<'_>) -> Option<Denial> {
+        let shared = &*self.shared;
+        if shared.policies.is_empty() {
+            return None;
+        }
+        let started = Instant::now();
+        let set = shared.policies.load();
+        let prefetch = shared.settings.prefetch;
+        // Synchronous: match and take from leases on this thread's scratch attributes;
+        // the attributes are copied only when the collector must be asked directly.
+        let (steps, direct_attributes) = with_attributes(&shared.destination, request, &set.header_names, |attrs| {
+            let mut steps: Vec<(Matched<'_>, FirstStep)> = Vec::new();
+            for policy in set.policies.iter().filter(|p| p.matches(attrs)) {
+                let resolved = policy.resolve(attrs);
+                let matched = Matched { policy, key: resolved.key, limit: resolved.limit };
+                let step = if prefetch { shared.take_first(&matched, attrs, started) } else { FirstStep::Direct };
+                steps.push((matched, step));
+            }
+            let direct = steps.iter().any(|(_, s)| matches!(s, FirstStep::Direct)).then(|| attrs.clone());
+            (steps, direct)
+        });
+        if steps.is_empty() {
+            return None;
+        }
+        let deadline = tokio::time::Instant::from_std(started + shared.settings.timeout);
+        let mut outcomes = Vec::with_capacity(steps.len());
+        let direct: Vec<&Matched<'_>> = steps.iter().filter(|(_, s)| matches!(s, FirstStep::Direct)).map(|(m, _)| m).collect();
+        let mut direct_outcomes = match direct_attributes {
+            Some(attributes) => shared.check_direct(attributes, &direct).await.into_iter(),
+            None => Vec::new().into_iter(),
+        };
+        for (matched, step) in &steps {
+            let outcome = match step {
+                FirstStep::Direct => direct_outcomes.next().unwrap_or(Outcome::Failed),
+                FirstStep::Lease(take, receiver) => finish_take(&self.shared, matched, *take, receiver.clone(), deadline).await,
+            };
+            outcomes.push(outcome);
+        }
+        let (result, denial) = shared.combine(&steps, outcomes);
+        shared.stats.decided(result);
+        if result.is_local() {
+            shared.stats.local_decision_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        denial
+    }
+}
+
+impl Shared {
+    /// Records demand and takes from the key's lease (creating it), subscribing to its
+    /// next change when the request must wait.
+    fn take_first(&self, matched: &Matched<'_>, attrs: &QuotaAttributes, now: Instant) -> FirstStep {
+        let mut leases = self.leases.lock();
+        if leases.len() >= MAX_LEASES && !leases.contains_key(&matched.key) {
+            let before = leases.len();
+            evict_idle(&mut leases, now);
+            self.stats.leases_evicted.inc_by((before - leases.len()) as u64);
+            if leases.len() >= MAX_LEASES {
+                self.stats.lease_table_full.inc();
+                return FirstStep::Direct;
+            }
+        }
+        let entry = match leases.entry(matched.key.clone()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(vacant) => {
+                let entry = LeaseEntry {
+                    lease: Lease::new(matched.limit.max_amount, self.settings.sizing(), now),
+                    quota: Arc::from(matched.policy.name()),
+                    attributes: Arc::new(attrs.clone()),
+                    changed: tokio::sync::watch::channel(()).0,
+                };
+                self.stats.leases.inc();
+                vacant.insert(entry)
+            }
+        };
+        entry.lease.set_limit(matched.limit.max_amount);
+        entry.lease.record_demand(now);
+        let take = entry.lease.take(now);
+        let receiver = matches!(take, Take::Wait { .. }).then(|| entry.changed.subscribe());
+        FirstStep::Lease(take, receiver)
+    }
+
+    /// One Check for `matched` (amount 1 each, all or nothing).
+    async fn check_direct(&self, attributes: QuotaAttributes, matched: &[&Matched<'_>]) -> Vec<Outcome> {
+        let quotas = matched.iter().map(|m| (m.policy.name().to_owned(), 1));
+        match self.client.check(attributes, quotas, false).await {
+            Ok(results) => matched
+                .iter()
+                .map(|m| match results.get(m.policy.name()) {
+                    Some(result) if passes(result) => Outcome::Granted { remote: true },
+                    Some(result) => Outcome::Denied { remote: true, status: remote_status(m, result) },
+                    None => Outcome::Failed,
+                })
+                .collect(),
+            Err(_) => matched.iter().map(|_| Outcome::Failed).collect(),
+        }
+    }
+
+    /// One verdict from every matched quota's outcome: any real denial denies (tokens
+    /// taken from the other leases go back); else a failure decides by the failure
+    /// mode; shadow policies never deny.
+    fn combine(&self, steps: &[(Matched<'_>, FirstStep)], outcomes: Vec<Outcome>) -> (DecisionResult, Option<Denial>) {
+        let mut denied = Vec::new();
+        let (mut remote, mut failed, mut shadow_denied) = (false, false, false);
+        for ((matched, _), outcome) in steps.iter().zip(&outcomes) {
+            match outcome {
+                Outcome::Granted { remote: r } => remote |= *r,
+                Outcome::Denied { .. } if matched.policy.spec.shadow => shadow_denied = true,
+                Outcome::Denied { remote: r, status } => {
+                    remote |= *r;
+                    denied.push(status.clone());
+                }
+                Outcome::Failed => failed = true,
+            }
+        }
+        let refuse = !denied.is_empty() || (failed && self.settings.fail_closed);
+        if refuse {
+            self.refund(steps, &outcomes);
+        }
+        if !denied.is_empty() {
+            let result = if remote { DecisionResult::DeniedRemote } else { DecisionResult::DeniedLocal };
+            return (result, Some(Denial::Exhausted { statuses: denied }));
+        }
+        match (failed, self.settings.fail_closed) {
+            (true, true) => (DecisionResult::FailClosed, Some(Denial::CheckFailed)),
+            (true, false) => (DecisionResult::FailOpen, None),
+            _ if shadow_denied => (DecisionResult::ShadowAllowed, None),
+            _ if remote => (DecisionResult::GrantedRemote, None),
+            _ => (DecisionResult::GrantedLocal, None),
+        }
+    }
+
+    /// Gives back the leased tokens of a request that is refused after all.
+    fn refund(&self, steps: &[(Matched<'_>, FirstStep)], outcomes: &[Outcome]) {
+        let now = Instant::now();
+        let mut leases = self.leases.lock();
+        for ((matched, step), outcome) in steps.iter().zip(outcomes) {
+            if matches!((step, outcome), (FirstStep::Lease(..), Outcome::Granted { .. }))
+                && let Some(entry) = leases.get_mut(&matched.key)
+            {
+                entry.lease.refund(now);
+            }
+        }
+    }
+}
+
+/// Follows a lease step to its outcome: starts refills, waits (up to `deadline`)
+/// for an ask in flight and takes again when it completes.
+async fn finish_take(
+    shared: &Arc<Shared>,
+    matched: &Matched<'_>,
+    mut take: Take,
+    mut receiver: Option<tokio::sync::watch::Receiver<()>>,
+    deadline: tokio::time::Instant,
+) -> Outcome {
+    let mut waited = false;
+    loop {
+        match take {
+            Take::Granted { refill } => {
+                if let Some(amount) = refill {
+                    spawn_ask(shared, &matched.key, amount);
+                }
+                return Outcome::Granted { remote: waited };
+            }
+            Take::Denied { until } => {
+                let reset = until.saturating_duration_since(Instant::now());
+                return Outcome::Denied { remote: waited, status: limit_status(matched, 0, reset) };
+            }
+            Take::Unavailable => return Outcome::Failed,
+            Take::Wait { fetch } => {
+                if let Some(amount) = fetch {
+                    spawn_ask(shared, &matched.key, amount);
+                }
+                waited = true;
+                let Some(mut changes) = receiver.take() else { return Outcome::Failed };
+                if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                    debug!(quota = %matched.policy.name(), "quota lease not refilled in time");
+                    return Outcome::Failed;
+                }
+                let mut leases = shared.leases.lock();
+                let Some(entry) = leases.get_mut(&matched.key) else { return Outcome::Failed };
+                take = entry.lease.take(Instant::now());
+                if matches!(take, Take::Wait { .. }) {
+                    receiver = Some(entry.changed.subscribe());
+                }
+            }
+        }
+    }
+}
+
+/// Asks the collector for `amount` tokens of `key` in the background and applies
+/// the answer to its lease.
+fn spawn_ask(shared: &Arc<Shared>, key: &str, amount: u64) {
+    let (quota, attributes) = match shared.leases.lock().get(key) {
+        Some(entry) => (entry.quota.clone(), entry.attributes.clone()),
+        None => return,
+    };
+    let client = shared.client.clone();
+    let shared_key = key.to_owned();
+    let sent = Instant::now();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let answer = client.check(QuotaAttributes::clone(&attributes), [(quota.to_string(), amount as i64)], true).await;
+        let mut leases = shared.leases.lock();
+        let Some(entry) = leases.get_mut(&shared_key) else { return };
+        match answer.as_ref().map(|results| results.get(&*quota)) {
+            Ok(Some(result)) => entry.lease.granted(sent, grant_of(result, amount)),
+            Ok(None) | Err(_) => entry.lease.failed(Instant::now()),
+        }
+        entry.changed.send_replace(());
+    });
+}
+
+fn limit_status(matched: &Matched<'_>, remaining: u64, reset: Duration) -> LimitStatus {
+    LimitStatus {
+        name: matched.policy.name().to_owned(),
+        limit: matched.limit.max_amount,
+        window: matched.limit.valid_duration,
+        remaining,
+        reset,
+    }
+}
+
+/// The limit status the collector reported, falling back to the policy's own limit.
+fn remote_status(matched: &Matched<'_>, result: &QuotaResult) -> LimitStatus {
+    let reset = duration_of(result.reset_after.as_ref())
+        .or_else(|| duration_of(result.retry_after.as_ref()))
+        .unwrap_or_default();
+    let mut status = limit_status(matched, u64::try_from(result.remaining).unwrap_or(0), reset);
+    if result.limit > 0 {
+        status.limit = u64::try_from(result.limit).unwrap_or(status.limit);
+    }
+    if let Some(window) = duration_of(result.window.as_ref()).filter(|w| !w.is_zero()) {
+        status.window = window;
+    }
+    status
+}

@@ -1,0 +1,370 @@
+//! The quota policy administration API, over a [`QuotaPolicyStore`] (SQL), an
+//! [`AdminTokenStore`] and, where this process runs the collector's engine, a
+//! [`QuotaUsageReader`]:
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /api/quotas` | 200 `{"data":[policy, ...]}`, by name |
+//! | `GET /api/quotas/{name}` | 200 policy, `ETag: "<version>"`; 304 for a matching `If-None-Match`; 404 |
+//! | `PUT /api/quotas/{name}` | 201 created / 200 updated (or unchanged), the policy, `ETag`; 400, 412 |
+//! | `DELETE /api/quotas/{name}` | 204; 404; 412 |
+//! | `GET /api/quotas/{name}/usage?limit=100` | 200 live usage; 404 unknown quota; 503 without an engine |
+//! | `GET /api/quotas/audit?name=&limit=100` | 200 `{"data":[entry, ...]}`, newest first |
+//!
+//! A *policy* is the spec's fields (camelCase, see [`QuotaPolicySpec`]) plus `version`,
+//! `updatedAt` (RFC 3339) and `updatedBy` ([`PolicyJson`]). An audit *entry* is
+//! `{"id","at","actor","action":"create|update|delete","name","before","after"}`
+//! ([`AuditJson`]), `before`/`after` being specs or `null`. Usage is
+//! [`meshtel_model::quota::QuotaUsage`]:
+//! `{"name","granted","denied","keyCount","keys":[{"key","dimensions","used","limit","resetAfterMs","granted","denied"}]}`.
+//!
+//! PUT bodies are JSON (`Content-Type: application/json`) or YAML (`application/yaml`,
+//! or no Content-Type); `name` may be left out, and must otherwise equal the path's.
+//! `If-Match: "<version>"` (or `*`) and `If-None-Match: *` make writes conditional: 412
+//! when they do not hold. Writes need `Authorization: Bearer <token>` (401 without,
+//! 403 when invalid), reads too when [`AdminConfig::require_token_for_reads`]. The
+//! audit log records `X-Meshtel-Actor` or else `token:<8 hex digits>`. Every error is
+//! `{"error":"…"}` ([`crate::error::AdminError`]), with
+//! `"details":[{"field":"maxAmount","message":"…"}]` for invalid policies.
+
+mod auth;
+pub mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use meshtel_model::quota::{
+    AdminTokenStore, Precondition, QuotaPolicySpec, QuotaPolicyStore, QuotaUsage, QuotaUsageReader,
+};
+use serde::{Deserialize, Serialize};
+
+pub use self::auth::{
+    ACTOR_HEADER, GENERATED_TOKEN_LABEL, MAX_ACTOR_CHARS, ensure_admin_token, token_digest,
+};
+use self::auth::{Access, Authenticator};
+pub use self::wire::{AuditJson, DataJson, PolicyJson};
+use self::wire::{Condition, body_format, etag, not_modified, parse_limit, parse_policy_body};
+use crate::error::{AdminError, ApiError};
+use crate::jaeger::params::QueryParams;
+
+/// Keys per usage answer when `limit` is absent, and the most it may ask for.
+pub const DEFAULT_USAGE_KEYS: usize = 100;
+/// Most keys per usage answer.
+pub const MAX_USAGE_KEYS: usize = 10_000;
+/// Audit entries per answer when `limit` is absent.
+pub const DEFAULT_AUDIT_ENTRIES: usize = 100;
+/// Most audit entries per answer.
+pub const MAX_AUDIT_ENTRIES: usize = 1_000;
+/// The path segment of the audit log, which no policy may be named.
+pub const AUDIT_SEGMENT: &str = "audit";
+
+/// Settings of the admin API (`[admin]` in the config file).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// A bearer token accepted besides those stored in the database (also
+    /// `MESHTEL_ADMIN_TOKEN`). When unset and the database holds no token, one is
+    /// generated at first start and printed once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Require the token for reads (`GET /api/quotas...`) too; by default reads are open
+    /// and only writes need it.
+    pub require_token_for_reads: bool,
+}
+
+/// Default of [`AdminConfig::require_token_for_reads`]: reads are open.
+pub fn default_require_token_for_reads() -> bool {
+    false
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            require_token_for_reads: default_require_token_for_reads(),
+        }
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("require_token_for_reads", &self.require_token_for_reads)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+struct QuotaAdmin {
+    store: Arc<dyn QuotaPolicyStore>,
+    auth: Arc<Authenticator>,
+    usage: Option<Arc<dyn QuotaUsageReader>>,
+}
+
+type AdminResult<T = Response> = Result<T, AdminError>;
+
+/// The admin routes, with their own state; merge them into the query router (inside
+/// its base path). `usage` is `None` in a process without the collector's quota engine
+/// (`meshtel query`): usage requests then answer 503.
+pub fn quota_router(
+    store: Arc<dyn QuotaPolicyStore>,
+    tokens: Arc<dyn AdminTokenStore>,
+    usage: Option<Arc<dyn QuotaUsageReader>>,
+    config: AdminConfig,
+) -> Router {
+    let auth = Authenticator::new(
+        tokens,
+        config.token.as_deref(),
+        config.require_token_for_reads,
+    );
+    let state = QuotaAdmin {
+        store,
+        auth: Arc::new(auth),
+        usage,
+    };
+    Router::new()
+        .route(
+            "/api/quotas",
+            get(list_policies).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/quotas/audit",
+            get(audit_log)
+                .put(reserved_name)
+                .delete(reserved_name)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/quotas/{name}",
+            get(get_policy)
+                .put(put_policy)
+                .delete(delete_policy)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/quotas/{name}/usage",
+            get(get_usage).fallback(method_not_allowed),
+        )
+        .with_state(state)
+}
+
+async fn method_not_allowed() -> AdminError {
+    AdminError(ApiError::MethodNotAllowed)
+}
+
+async fn reserved_name() -> AdminError {
+    AdminError(ApiError::InvalidPolicy(vec![
+        meshtel_model::quota::FieldError {
+            field: "name".into(),
+            message: format!("{AUDIT_SEGMENT:?} is reserved (the audit log's path)"),
+        },
+    ]))
+}
+
+/// A JSON answer with a status and, for a policy, its ETag.
+fn json<T: Serialize>(status: StatusCode, value: &T, version: Option<u64>) -> AdminResult {
+    let body = serde_json::to_vec(value).map_err(ApiError::from)?;
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(version) = version {
+        headers.insert(header::ETAG, etag(version));
+    }
+    Ok(response)
+}
+
+fn not_found(name: &str) -> AdminError {
+    AdminError(ApiError::NotFound(format!(
+        "quota policy {name:?} not found"
+    )))
+}
+
+/// `GET /api/quotas`.
+#[tracing::instrument(skip_all)]
+async fn list_policies(State(admin): State<QuotaAdmin>, headers: HeaderMap) -> AdminResult {
+    admin.auth.authorize(&headers, Access::Read).await?;
+    let policies: Vec<PolicyJson> = admin
+        .store
+        .list_policies()
+        .await?
+        .into_iter()
+        .map(PolicyJson::from)
+        .collect();
+    json(StatusCode::OK, &DataJson { data: policies }, None)
+}
+
+/// `GET /api/quotas/{name}`.
+#[tracing::instrument(skip_all)]
+async fn get_policy(
+    State(admin): State<QuotaAdmin>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> AdminResult {
+    admin.auth.authorize(&headers, Access::Read).await?;
+    let Path(name) = path?;
+    let Some(policy) = admin.store.get_policy(&name).await? else {
+        return Err(not_found(&name));
+    };
+    if not_modified(&headers, policy.version) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response
+            .headers_mut()
+            .insert(header::ETAG, etag(policy.version));
+        return Ok(response);
+    }
+    let version = policy.version;
+    json(StatusCode::OK, &PolicyJson::from(policy), Some(version))
+}
+
+/// The store's precondition for a write's condition; `If-Match: *` becomes the
+/// current version (412 when there is none).
+async fn precondition(
+    admin: &QuotaAdmin,
+    name: &str,
+    condition: Condition,
+) -> AdminResult<Precondition> {
+    Ok(match condition {
+        Condition::None => Precondition::None,
+        Condition::IfMatch(version) => Precondition::IfMatch(version),
+        Condition::IfNoneExists => Precondition::IfNoneExists,
+        Condition::IfExists => match admin.store.get_policy(name).await? {
+            Some(current) => Precondition::IfMatch(current.version),
+            None => {
+                return Err(AdminError(ApiError::PreconditionFailed(format!(
+                    "quota policy {name:?} does not exist"
+                ))));
+            }
+        },
+    })
+}
+
+/// What every write starts with: the caller's actor (401/403 first), the policy name
+/// and the store precondition of the conditional headers.
+async fn begin_write(
+    admin: &QuotaAdmin,
+    path: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+) -> AdminResult<(String, String, Precondition)> {
+    let actor = admin
+        .auth
+        .authorize(headers, Access::Write)
+        .await?
+        .unwrap_or_default();
+    let Path(name) = path?;
+    let condition = wire::write_condition(headers)?;
+    let precondition = precondition(admin, &name, condition).await?;
+    Ok((actor, name, precondition))
+}
+
+/// `PUT /api/quotas/{name}`.
+#[tracing::instrument(skip_all)]
+async fn put_policy(
+    State(admin): State<QuotaAdmin>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> AdminResult {
+    let (actor, name, precondition) = begin_write(&admin, path, &headers).await?;
+    let spec: QuotaPolicySpec = parse_policy_body(&name, body_format(&headers)?, &body?)?;
+    spec.compile().map_err(ApiError::InvalidPolicy)?;
+    let (stored, created) = admin.store.put_policy(spec, precondition, &actor).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let version = stored.version;
+    json(status, &PolicyJson::from(stored), Some(version))
+}
+
+/// `DELETE /api/quotas/{name}`.
+#[tracing::instrument(skip_all)]
+async fn delete_policy(
+    State(admin): State<QuotaAdmin>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> AdminResult {
+    let (actor, name, precondition) = begin_write(&admin, path, &headers).await?;
+    if admin
+        .store
+        .delete_policy(&name, precondition, &actor)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(not_found(&name))
+    }
+}
+
+/// `GET /api/quotas/{name}/usage?limit=`.
+#[tracing::instrument(skip_all)]
+async fn get_usage(
+    State(admin): State<QuotaAdmin>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> AdminResult {
+    admin.auth.authorize(&headers, Access::Read).await?;
+    let Path(name) = path?;
+    let params = QueryParams::parse(query.as_deref());
+    let limit = parse_limit(params.get("limit"), DEFAULT_USAGE_KEYS, MAX_USAGE_KEYS)?;
+    let Some(reader) = &admin.usage else {
+        return Err(AdminError(ApiError::Unavailable(
+            "quota usage is not available here: this process runs no quota engine \
+             (ask a process running meshtel serve or meshtel collector)"
+                .into(),
+        )));
+    };
+    let usage = match reader.usage(&name, limit) {
+        Some(usage) => usage,
+        // Stored but not (yet) loaded by the engine: nothing counted.
+        None if admin.store.get_policy(&name).await?.is_some() => QuotaUsage {
+            name,
+            granted: 0,
+            denied: 0,
+            keys: Vec::new(),
+            key_count: 0,
+        },
+        None => return Err(not_found(&name)),
+    };
+    json(StatusCode::OK, &usage, None)
+}
+
+/// `GET /api/quotas/audit?name=&limit=`.
+#[tracing::instrument(skip_all)]
+async fn audit_log(
+    State(admin): State<QuotaAdmin>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> AdminResult {
+    admin.auth.authorize(&headers, Access::Read).await?;
+    let params = QueryParams::parse(query.as_deref());
+    let limit = parse_limit(
+        params.get("limit"),
+        DEFAULT_AUDIT_ENTRIES,
+        MAX_AUDIT_ENTRIES,
+    )?;
+    let name = Some(params.get("name")).filter(|n| !n.is_empty());
+    let entries: Vec<AuditJson> = admin
+        .store
+        .audit(name, limit)
+        .await?
+        .into_iter()
+        .map(AuditJson::from)
+        .collect();
+    json(StatusCode::OK, &DataJson { data: entries }, None)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! Bearer tokens of the admin API: who may write (and, when configured, read), and
+//! which actor the audit log records.
+//!
+//! A token is valid when the SHA-256 of what the client presents equals one of the
+//! digests in the [`AdminTokenStore`] or the digest of the configured token. Only
+//! digests are compared, every one of them, in constant time.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, header};
+use meshtel_model::quota::AdminTokenStore;
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::ApiError;
+
+/// Header naming the person or tool behind a write, recorded in the audit log.
+pub const ACTOR_HEADER: &str = "x-meshtel-actor";
+/// Longest actor recorded, in characters.
+pub const MAX_ACTOR_CHARS: usize = 64;
+/// Label of the token generated at first start.
+pub const GENERATED_TOKEN_LABEL: &str = "generated at first start";
+
+/// SHA-256 of a token, lower-case hex: what the [`AdminTokenStore`] keeps.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Makes sure the admin API can be used: when no token is configured and the store
+/// holds none, generates a random one (32 bytes, hex), stores only its digest and
+/// returns it, for the binary to print once. Returns `None` otherwise.
+pub async fn ensure_admin_token(
+    tokens: &dyn AdminTokenStore,
+    configured: Option<&str>,
+) -> meshtel_model::Result<Option<String>> {
+    if configured.is_some_and(|t| !t.trim().is_empty()) {
+        return Ok(None);
+    }
+    if !tokens.token_digests().await?.is_empty() {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    tokens
+        .add_token_digest(&token_digest(&token), GENERATED_TOKEN_LABEL)
+        .await?;
+    tracing::info!("generated an admin token");
+    Ok(Some(token))
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// GET.
+    Read,
+    /// PUT, DELETE.
+    Write,
+}
+
+/// Checks bearer tokens against the store and the configured token.
+pub(crate) struct Authenticator {
+    tokens: Arc<dyn AdminTokenStore>,
+    configured_digest: Option<[u8; 32]>,
+    require_token_for_reads: bool,
+}
+
+impl Authenticator {
+    pub(crate) fn new(
+        tokens: Arc<dyn AdminTokenStore>,
+        configured: Option<&str>,
+        require_token_for_reads: bool,
+    ) -> Self {
+        let configured_digest = configured
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Sha256::digest(t.as_bytes()).into());
+        Authenticator {
+            tokens,
+            configured_digest,
+            require_token_for_reads,
+        }
+    }
+
+    /// Checks the request's token for `access`. Returns the audit actor for writes
+    /// (`X-Meshtel-Actor`, else `token:<first 8 hex digits of the digest>`), `None` for
+    /// reads that need no token.
+    pub(crate) async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        access: Access,
+    ) -> Result<Option<String>, ApiError> {
+        if access == Access::Read && !self.require_token_for_reads {
+            return Ok(None);
+        }
+        let token = bearer_token(headers)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let stored = self.tokens.token_digests().await?;
+        let mut valid = self
+            .configured_digest
+            .is_some_and(|configured| constant_time_eq(&configured, &digest));
+        for text in &stored {
+            let mut known = [0u8; 32];
+            if hex::decode_to_slice(text, &mut known).is_ok() {
+                // `|` rather than `||`: every digest is compared.
+                valid |= constant_time_eq(&known, &digest);
+            }
+        }
+        if !valid {
+            tracing::warn!(?access, "admin request with an invalid token");
+            return Err(ApiError::Forbidden("invalid admin token".into()));
+        }
+        let actor = sanitize_actor(headers)
+            .unwrap_or_else(|| format!("token:{}", &hex::encode(digest)[..8]));
+        Ok(Some(actor))
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthenticated(
+            "an admin token is required: send Authorization: Bearer <token>".into(),
+        ));
+    };
+    let text = value.to_str().unwrap_or("");
+    let (scheme, token) = text.trim().split_once(' ').unwrap_or((text, ""));
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::Unauthenticated(
+            "the Authorization header must be Bearer <token>".into(),
+        ));
+    }
+    Ok(token)
+}
+
+/// The `X-Meshtel-Actor` header with control characters as spaces, trimmed, at most
+/// [`MAX_ACTOR_CHARS`] characters; `None` when absent or empty.
+fn sanitize_actor(headers: &HeaderMap) -> Option<String> {
+    let raw = String::from_utf8_lossy(headers.get(ACTOR_HEADER)?.as_bytes()).into_owned();
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(MAX_ACTOR_CHARS)
+        .collect();
+    let cleaned = cleaned.trim_end().to_string();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn quotas_digest_is_sha256_hex() {
+        assert_eq!(
+            token_digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn quotas_bearer_parsing() {
+        assert!(matches!(
+            bearer_token(&headers(&[])),
+            Err(ApiError::Unauthenticated(_))
+        ));
+        let basic = headers(&[("authorization", "Basic YTpi")]);
+        assert!(matches!(
+            bearer_token(&basic),
+            Err(ApiError::Unauthenticated(_))
+        ));
+        let empty = headers(&[("authorization", "Bearer ")]);
+        assert!(matches!(
+            bearer_token(&empty),
+            Err(ApiError::Unauthenticated(_))
+        ));
+        let ok = headers(&[("authorization", "bearer  s3cret ")]);
+        assert_eq!(bearer_token(&ok).unwrap(), "s3cret");
+    }
+
+    #[test]
+    fn quotas_actor_is_sanitised_and_bounded() {
+        assert_eq!(sanitize_actor(&headers(&[])), None);
+        assert_eq!(sanitize_actor(&headers(&[(ACTOR_HEADER, "  ")])), None);
+        assert_eq!(
+            sanitize_actor(&headers(&[(ACTOR_HEADER, " alice\tsmith ")])).as_deref(),
+            Some("alice smith")
+        );
+        let long = "x".repeat(500);
+        assert_eq!(
+            sanitize_actor(&headers(&[(ACTOR_HEADER, &long)]))
+                .unwrap()
+                .len(),
+            MAX_ACTOR_CHARS
+        );
+    }
+
+    #[test]
+    fn quotas_constant_time_eq() {
+        let a = [7u8; 32];
+        let mut b = a;
+        assert!(constant_time_eq(&a, &b));
+        b[31] = 8;
+        assert!(!constant_time_eq(&a, &b));
+    }
+}

@@ -1,0 +1,375 @@
+//! The admin API against the real SQLite repository, in process (`oneshot`); the
+//! audit log, usage and a test over a real socket are in `tests/audit_usage.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use meshtel_model::quota::{AdminTokenStore, QuotaPolicyStore, QuotaUsageReader};
+use meshtel_store::QuotaRepo;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+
+const TOKEN: &str = "configured-token";
+const STORED: &str = "stored-token";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    repo: Arc<QuotaRepo>,
+    app: Router,
+}
+
+async fn fixture_with(config: AdminConfig, usage: Option<Arc<dyn QuotaUsageReader>>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Arc::new(QuotaRepo::open(dir.path()).await.unwrap());
+    repo.add_token_digest(&token_digest(STORED), "test")
+        .await
+        .unwrap();
+    let app = quota_router(repo.clone(), repo.clone(), usage, config);
+    Fixture {
+        _dir: dir,
+        repo,
+        app,
+    }
+}
+
+async fn fixture() -> Fixture {
+    let config = AdminConfig {
+        token: Some(TOKEN.into()),
+        ..AdminConfig::default()
+    };
+    fixture_with(config, None).await
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn etag(&self) -> &str {
+        self.headers
+            .get(header::ETAG)
+            .map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+/// One request; `headers` as (name, value) pairs; JSON bodies are parsed (else `Null`).
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "application/json",
+            "{status}"
+        );
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+const AUTH: (&str, &str) = ("authorization", "Bearer configured-token");
+const JSON: (&str, &str) = ("content-type", "application/json");
+const YAML: (&str, &str) = ("content-type", "application/yaml");
+
+fn policy_json(max_amount: u64) -> String {
+    json!({"name": "q", "maxAmount": max_amount, "validDuration": "1s"}).to_string()
+}
+
+#[tokio::test]
+async fn quotas_writes_need_a_valid_bearer_token() {
+    let f = fixture().await;
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[JSON],
+        &policy_json(1),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert!(r.body["error"].as_str().unwrap().contains("Bearer"));
+
+    let wrong = ("authorization", "Bearer nope");
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[JSON, wrong],
+        &policy_json(1),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body, json!({"error": "invalid admin token"}));
+    let r = call(&f.app, Method::DELETE, "/api/quotas/q", &[wrong], "").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(f.repo.get_policy("q").await.unwrap().is_none());
+
+    // The configured token and a stored one both work.
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[JSON, AUTH],
+        &policy_json(1),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let stored = ("authorization", "Bearer stored-token");
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[JSON, stored],
+        &policy_json(2),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body["updatedBy"],
+        format!("token:{}", &token_digest(STORED)[..8])
+    );
+
+    // Reads are open by default.
+    assert_eq!(
+        call(&f.app, Method::GET, "/api/quotas", &[], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&f.app, Method::GET, "/api/quotas/q", &[], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn quotas_reads_need_the_token_when_configured() {
+    let config = AdminConfig {
+        token: Some(TOKEN.into()),
+        require_token_for_reads: true,
+    };
+    let f = fixture_with(config, None).await;
+    for uri in [
+        "/api/quotas",
+        "/api/quotas/q",
+        "/api/quotas/audit",
+        "/api/quotas/q/usage",
+    ] {
+        let r = call(&f.app, Method::GET, uri, &[], "").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}");
+        let r = call(
+            &f.app,
+            Method::GET,
+            uri,
+            &[("authorization", "Bearer x")],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri}");
+    }
+    let r = call(&f.app, Method::GET, "/api/quotas", &[AUTH], "").await;
+    assert_eq!((r.status, r.body), (StatusCode::OK, json!({"data": []})));
+}
+
+#[tokio::test]
+async fn quotas_invalid_policies_answer_400_with_field_paths() {
+    let f = fixture().await;
+    let body = json!({
+        "maxAmount": 0,
+        "validDuration": "soon",
+        "dimensions": {"user": "request.headers[\"x-user\"]"},
+        "overrides": [{"dimensions": {"nope": "a"}, "maxAmount": 0}],
+    });
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[JSON, AUTH],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["error"], "invalid quota policy");
+    let fields: Vec<&str> = r.body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    for want in [
+        "maxAmount",
+        "validDuration",
+        "overrides[0].dimensions.nope",
+        "overrides[0].maxAmount",
+    ] {
+        assert!(fields.contains(&want), "{want} not in {fields:?}");
+    }
+    assert!(r.body["details"][0]["message"].as_str().is_some());
+
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[JSON, AUTH],
+        r#"{"name":"other"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["details"][0]["field"], "name");
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/Bad_Name",
+        &[JSON, AUTH],
+        &json!({"maxAmount":1,"validDuration":"1s"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["details"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
+
+    for (body, ct) in [
+        ("{", JSON),
+        ("[1]", JSON),
+        ("", JSON),
+        ("maxAmmount: 1", YAML),
+    ] {
+        let r = call(&f.app, Method::PUT, "/api/quotas/q", &[ct, AUTH], body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(r.body["error"].is_string(), "{body}");
+    }
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[("content-type", "text/plain"), AUTH],
+        "x",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(f.repo.list_policies().await.unwrap().is_empty());
+    assert!(f.repo.audit(None, 10).await.unwrap().is_empty());
+}
+
+/// A request and what it must answer: (method, conditional header, maxAmount of the
+/// body (0: no body), status, the ETag of a success or a part of the error).
+type Step = (
+    Method,
+    Option<(&'static str, &'static str)>,
+    u64,
+    StatusCode,
+    &'static str,
+);
+
+#[tokio::test]
+async fn quotas_conditional_requests() {
+    let f = fixture().await;
+    #[rustfmt::skip]
+    let steps: &[Step] = &[
+        (Method::PUT, Some(("if-none-match", "*")), 1, StatusCode::CREATED, "\"1\""),
+        (Method::PUT, Some(("if-none-match", "*")), 1, StatusCode::PRECONDITION_FAILED, "already exists"),
+        (Method::GET, None, 0, StatusCode::OK, "\"1\""),
+        (Method::GET, Some(("if-none-match", "\"1\"")), 0, StatusCode::NOT_MODIFIED, "\"1\""),
+        (Method::PUT, Some(("if-match", "\"1\"")), 2, StatusCode::OK, "\"2\""),
+        (Method::PUT, Some(("if-match", "\"1\"")), 3, StatusCode::PRECONDITION_FAILED, "version 2, not 1"),
+        // Unchanged: same version.
+        (Method::PUT, Some(("if-match", "*")), 2, StatusCode::OK, "\"2\""),
+        (Method::PUT, Some(("if-match", "one")), 2, StatusCode::BAD_REQUEST, "If-Match must be"),
+        (Method::DELETE, Some(("if-match", "\"1\"")), 0, StatusCode::PRECONDITION_FAILED, "version 2, not 1"),
+        (Method::DELETE, Some(("if-match", "\"2\"")), 0, StatusCode::NO_CONTENT, ""),
+        (Method::DELETE, None, 0, StatusCode::NOT_FOUND, "quota policy \"q\" not found"),
+        (Method::GET, None, 0, StatusCode::NOT_FOUND, "not found"),
+        (Method::PUT, Some(("if-match", "*")), 2, StatusCode::PRECONDITION_FAILED, "does not exist"),
+    ];
+    for (i, (method, condition, amount, status, want)) in steps.iter().enumerate() {
+        let mut headers = vec![JSON, AUTH];
+        headers.extend(*condition);
+        let body = if *amount == 0 {
+            String::new()
+        } else {
+            policy_json(*amount)
+        };
+        let r = call(&f.app, method.clone(), "/api/quotas/q", &headers, &body).await;
+        assert_eq!(r.status, *status, "step {i}: {}", r.body);
+        let seen = match r.body["error"].as_str() {
+            Some(error) => error.to_string(),
+            None => r.etag().to_string(),
+        };
+        assert!(seen.contains(want), "step {i}: {seen:?} lacks {want:?}");
+    }
+}
+
+#[tokio::test]
+async fn quotas_yaml_body_and_policy_shape() {
+    let f = fixture().await;
+    let yaml = "match: {destination: {service: ratings}}\nmaxAmount: 5\nvalidDuration: 1s\n\
+                dimensions: {source: source.service}\n\
+                overrides:\n  - dimensions: {source: reviews}\n    maxAmount: 50\n";
+    let headers = [YAML, AUTH, ("x-meshtel-actor", "alice")];
+    let r = call(&f.app, Method::PUT, "/api/quotas/ratings", &headers, yaml).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = call(&f.app, Method::GET, "/api/quotas", &[], "").await;
+    let policy = &r.body["data"][0];
+    assert_eq!(policy["name"], "ratings");
+    assert_eq!(
+        policy["match"],
+        json!({"destination": {"service": "ratings"}})
+    );
+    assert_eq!(policy["overrides"][0]["maxAmount"], 50);
+    assert_eq!(
+        (policy["version"].as_u64(), policy["updatedBy"].as_str()),
+        (Some(1), Some("alice"))
+    );
+    assert!(policy["updatedAt"].as_str().unwrap().ends_with('Z'));
+
+    // A GET answer sent back is accepted as is (read-only fields ignored): unchanged.
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/ratings",
+        &[JSON, AUTH],
+        &policy.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["version"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+}
+
+mod audit_usage;

@@ -1,0 +1,355 @@
+//! The admin API's JSON shapes (shared with the `meshtel quota` CLI) and request
+//! parsing: policy bodies in JSON or YAML, conditional headers, timestamps.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use meshtel_model::quota::{AuditEntry, QuotaPolicySpec, StoredPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// Fields of [`PolicyJson`] that are not part of the spec; a PUT body may carry them
+/// (a GET answer sent back) and they are ignored.
+pub const READ_ONLY_FIELDS: [&str; 3] = ["version", "updatedAt", "updatedBy"];
+
+/// A stored policy as the API shows it: every field of the spec, plus `version`,
+/// `updatedAt` (RFC 3339, UTC, milliseconds) and `updatedBy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyJson {
+    /// The policy.
+    #[serde(flatten)]
+    pub spec: QuotaPolicySpec,
+    /// Version; the ETag is `"<version>"`.
+    pub version: u64,
+    /// Last change.
+    pub updated_at: String,
+    /// Who made the last change.
+    pub updated_by: String,
+}
+
+impl From<StoredPolicy> for PolicyJson {
+    fn from(p: StoredPolicy) -> Self {
+        PolicyJson {
+            spec: p.spec,
+            version: p.version,
+            updated_at: rfc3339_millis(p.updated_at_unix_ms),
+            updated_by: p.updated_by,
+        }
+    }
+}
+
+/// One audit entry as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditJson {
+    /// Monotonic id.
+    pub id: i64,
+    /// When (RFC 3339, UTC, milliseconds).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    /// The policy's name.
+    pub name: String,
+    /// The spec before the change; `null` on create.
+    pub before: Option<QuotaPolicySpec>,
+    /// The spec after the change; `null` on delete.
+    pub after: Option<QuotaPolicySpec>,
+}
+
+impl From<AuditEntry> for AuditJson {
+    fn from(e: AuditEntry) -> Self {
+        AuditJson {
+            id: e.id,
+            at: rfc3339_millis(e.at_unix_ms),
+            actor: e.actor,
+            action: e.action,
+            name: e.name,
+            before: e.before,
+            after: e.after,
+        }
+    }
+}
+
+/// A list answer: `{"data":[...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataJson<T> {
+    /// The items.
+    pub data: T,
+}
+
+/// Unix milliseconds as RFC 3339 (`2025-01-01T00:00:00.000Z`).
+pub fn rfc3339_millis(unix_ms: i64) -> String {
+    let ms = u64::try_from(unix_ms).unwrap_or(0);
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// The ETag of a version: `"<version>"`.
+pub fn etag(version: u64) -> HeaderValue {
+    // Digits and quotes only: always a valid header value.
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// How a PUT body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFormat {
+    Json,
+    Yaml,
+}
+
+/// The body format from `Content-Type`; none given reads YAML (which accepts JSON).
+pub(crate) fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::Yaml);
+    };
+    let text = value.to_str().unwrap_or("");
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(BodyFormat::Json),
+        e if e.starts_with("application/") && e.ends_with("+json") => Ok(BodyFormat::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            Ok(BodyFormat::Yaml)
+        }
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {text:?} is not supported: send application/json or application/yaml"
+        ))),
+    }
+}
+
+/// Reads one policy from a PUT body for the policy `path_name`: a JSON or YAML object
+/// whose `name` is absent or equals `path_name`; [`READ_ONLY_FIELDS`] are ignored.
+pub(crate) fn parse_policy_body(
+    path_name: &str,
+    format: BodyFormat,
+    body: &[u8],
+) -> Result<QuotaPolicySpec, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "the body is empty: send one quota policy as JSON or YAML".into(),
+        ));
+    }
+    let mut value: serde_json::Value = match format {
+        BodyFormat::Json => serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?,
+        BodyFormat::Yaml => {
+            let text = std::str::from_utf8(body)
+                .map_err(|e| ApiError::BadRequest(format!("the body is not UTF-8: {e}")))?;
+            yaml_serde::from_str(text)
+                .map_err(|e| ApiError::BadRequest(format!("invalid YAML: {e}")))?
+        }
+    };
+    let Some(object) = value.as_object_mut() else {
+        return Err(ApiError::BadRequest(
+            "the body must be one quota policy (an object)".into(),
+        ));
+    };
+    for field in READ_ONLY_FIELDS {
+        object.remove(field);
+    }
+    match object.get("name") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(name)) if name.is_empty() || name == path_name => {}
+        Some(other) => {
+            return Err(ApiError::InvalidPolicy(vec![
+                meshtel_model::quota::FieldError {
+                    field: "name".into(),
+                    message: format!("{other} differs from the name in the path ({path_name:?})"),
+                },
+            ]));
+        }
+    }
+    object.insert(
+        "name".into(),
+        serde_json::Value::String(path_name.to_string()),
+    );
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("invalid quota policy: {e}")))
+}
+
+/// A write's condition from `If-Match` / `If-None-Match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// No conditional header.
+    None,
+    /// `If-Match: "<version>"`.
+    IfMatch(u64),
+    /// `If-Match: *`: the policy must exist.
+    IfExists,
+    /// `If-None-Match: *`: the policy must not exist.
+    IfNoneExists,
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(&name)
+        .map(|v| {
+            v.to_str()
+                .map(str::trim)
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be ASCII")))
+        })
+        .transpose()
+}
+
+/// Parses the conditional headers of a PUT or DELETE.
+pub(crate) fn write_condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
+    let if_match = header_text(headers, header::IF_MATCH)?;
+    let if_none_match = header_text(headers, header::IF_NONE_MATCH)?;
+    match (if_match, if_none_match) {
+        (None, None) => Ok(Condition::None),
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "send either If-Match or If-None-Match, not both".into(),
+        )),
+        (None, Some("*")) => Ok(Condition::IfNoneExists),
+        (None, Some(_)) => Err(ApiError::BadRequest(
+            "If-None-Match on a write takes only * (create only if absent)".into(),
+        )),
+        (Some("*"), None) => Ok(Condition::IfExists),
+        (Some(tag), None) => parse_etag(tag).map(Condition::IfMatch).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "If-Match must be one ETag such as \"3\" (the policy's version) or *, not {tag:?}"
+            ))
+        }),
+    }
+}
+
+/// `"3"` (or a bare `3`) → 3. Weak ETags and lists are not versions.
+fn parse_etag(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let inner = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    inner.parse().ok()
+}
+
+/// True when a GET's `If-None-Match` names `version` (or is `*`): answer 304.
+pub(crate) fn not_modified(headers: &HeaderMap, version: u64) -> bool {
+    let Some(Ok(text)) = headers.get(header::IF_NONE_MATCH).map(HeaderValue::to_str) else {
+        return false;
+    };
+    text.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || parse_etag(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version))
+}
+
+/// A positive count from the query string, `default` when absent, at most `max`.
+pub(crate) fn parse_limit(text: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+    if text.is_empty() {
+        return Ok(default);
+    }
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::BadRequest(format!(
+            "limit must be a whole number from 1 to {max}, not {text:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn quotas_conditions() {
+        assert_eq!(write_condition(&with(&[])).unwrap(), Condition::None);
+        assert_eq!(
+            write_condition(&with(&[(header::IF_MATCH, "\"7\"")])).unwrap(),
+            Condition::IfMatch(7)
+        );
+        assert_eq!(
+            write_condition(&with(&[(header::IF_MATCH, "*")])).unwrap(),
+            Condition::IfExists
+        );
+        assert_eq!(
+            write_condition(&with(&[(header::IF_NONE_MATCH, "*")])).unwrap(),
+            Condition::IfNoneExists
+        );
+        for bad in ["\"1\", \"2\"", "W/\"1\"", "abc", ""] {
+            assert!(
+                write_condition(&with(&[(header::IF_MATCH, bad)])).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(write_condition(&with(&[(header::IF_NONE_MATCH, "\"1\"")])).is_err());
+        assert!(
+            write_condition(&with(&[
+                (header::IF_MATCH, "\"1\""),
+                (header::IF_NONE_MATCH, "*")
+            ]))
+            .is_err()
+        );
+        assert!(not_modified(
+            &with(&[(header::IF_NONE_MATCH, "\"1\", W/\"4\"")]),
+            4
+        ));
+        assert!(!not_modified(&with(&[(header::IF_NONE_MATCH, "\"1\"")]), 4));
+        assert!(not_modified(&with(&[(header::IF_NONE_MATCH, "*")]), 4));
+    }
+
+    #[test]
+    fn quotas_body_formats_and_names() {
+        let json = with(&[(header::CONTENT_TYPE, "application/json; charset=utf-8")]);
+        assert_eq!(body_format(&json).unwrap(), BodyFormat::Json);
+        let yaml = with(&[(header::CONTENT_TYPE, "application/yaml")]);
+        assert_eq!(body_format(&yaml).unwrap(), BodyFormat::Yaml);
+        assert_eq!(body_format(&with(&[])).unwrap(), BodyFormat::Yaml);
+        let text = with(&[(header::CONTENT_TYPE, "text/plain")]);
+        assert!(matches!(
+            body_format(&text),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+
+        let spec =
+            parse_policy_body("q", BodyFormat::Yaml, b"maxAmount: 2\nvalidDuration: 1s\n").unwrap();
+        assert_eq!((spec.name.as_str(), spec.max_amount), ("q", 2));
+        let body =
+            br#"{"name":"q","maxAmount":2,"validDuration":"1s","version":3,"updatedBy":"x"}"#;
+        assert_eq!(
+            parse_policy_body("q", BodyFormat::Json, body).unwrap(),
+            spec
+        );
+        let other = parse_policy_body("q", BodyFormat::Json, br#"{"name":"r"}"#);
+        assert!(matches!(other, Err(ApiError::InvalidPolicy(e)) if e[0].field == "name"));
+        for bad in [&b"[]"[..], b"", b"{", b"maxAmmount: 1"] {
+            assert!(
+                matches!(
+                    parse_policy_body("q", BodyFormat::Yaml, bad),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn quotas_limits_and_times() {
+        assert_eq!(parse_limit("", 100, 1000).unwrap(), 100);
+        assert_eq!(parse_limit("5", 100, 1000).unwrap(), 5);
+        for bad in ["0", "-1", "x", "1001"] {
+            assert!(parse_limit(bad, 100, 1000).is_err(), "{bad}");
+        }
+        assert_eq!(
+            rfc3339_millis(1_735_689_600_123),
+            "2025-01-01T00:00:00.123Z"
+        );
+        assert_eq!(etag(12), "\"12\"");
+    }
+}

@@ -1,0 +1,207 @@
+//! The `/api/quotas` client: one method per endpoint, API errors turned into readable
+//! messages (field errors one per line).
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use meshtel_model::quota::QuotaPolicySpec;
+use meshtel_query::error::AdminErrorBody;
+use meshtel_query::quotas::{ACTOR_HEADER, AuditJson, DataJson, PolicyJson};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, header};
+use serde::de::DeserializeOwned;
+
+use super::ApiArgs;
+
+/// A client of one query service.
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+    actor: Option<String>,
+}
+
+/// The condition of a PUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutCondition {
+    /// Create only (`If-None-Match: *`).
+    Create,
+    /// Replace exactly this version (`If-Match: "<version>"`).
+    Replace(u64),
+}
+
+impl AdminClient {
+    /// A client for `--server`, sending `--token` and `--actor`.
+    pub fn new(args: &ApiArgs) -> anyhow::Result<AdminClient> {
+        let mut base = Url::parse(&args.server)
+            .with_context(|| format!("--server {:?} is not a URL", args.server))?;
+        if base.cannot_be_a_base() {
+            bail!(
+                "--server {:?} is not an http:// or https:// URL",
+                args.server
+            );
+        }
+        // A base path (`http://host/jaeger`) is kept; `Url::join` semantics are not wanted.
+        base.set_query(None);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(AdminClient {
+            http,
+            base,
+            token: args.token.clone().filter(|t| !t.trim().is_empty()),
+            actor: args.actor.clone().filter(|a| !a.trim().is_empty()),
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> anyhow::Result<Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| anyhow!("--server {} cannot take a path", self.base))?
+            .pop_if_empty()
+            .extend(["api", "quotas"])
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let mut request = self.http.request(method, url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(actor) = &self.actor {
+            request = request.header(ACTOR_HEADER, actor.as_str());
+        }
+        request
+    }
+
+    async fn send(&self, request: RequestBuilder, what: &str) -> anyhow::Result<Response> {
+        let response = request.send().await.with_context(|| {
+            format!(
+                "{what}: cannot reach {} (is meshtel serve or meshtel query running? \
+                 set --server or MESHTEL_QUERY_URL)",
+                self.base
+            )
+        })?;
+        Ok(response)
+    }
+
+    /// Every policy.
+    pub async fn list(&self) -> anyhow::Result<Vec<PolicyJson>> {
+        let response = self
+            .send(self.request(Method::GET, self.url(&[])?), "list")
+            .await?;
+        let list: DataJson<Vec<PolicyJson>> = read_json(response, "list").await?;
+        Ok(list.data)
+    }
+
+    /// One policy, `None` when there is none.
+    pub async fn get(&self, name: &str) -> anyhow::Result<Option<PolicyJson>> {
+        let what = format!("get {name}");
+        let response = self
+            .send(self.request(Method::GET, self.url(&[name])?), &what)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        read_json(response, &what).await.map(Some)
+    }
+
+    /// Writes a policy; returns it as stored.
+    pub async fn put(
+        &self,
+        spec: &QuotaPolicySpec,
+        condition: PutCondition,
+    ) -> anyhow::Result<PolicyJson> {
+        let what = format!("apply {}", spec.name);
+        let body = serde_json::to_vec(spec)?;
+        let request = self
+            .request(Method::PUT, self.url(&[&spec.name])?)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let request = match condition {
+            PutCondition::Create => request.header(header::IF_NONE_MATCH, "*"),
+            PutCondition::Replace(version) => {
+                request.header(header::IF_MATCH, format!("\"{version}\""))
+            }
+        };
+        let response = self.send(request, &what).await?;
+        read_json(response, &what).await
+    }
+
+    /// Deletes a policy.
+    pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
+        let what = format!("delete {name}");
+        let response = self
+            .send(self.request(Method::DELETE, self.url(&[name])?), &what)
+            .await?;
+        check(response, &what).await.map(drop)
+    }
+
+    /// Live usage of a quota, with at most `limit` keys.
+    pub async fn usage(&self, name: &str, limit: usize) -> anyhow::Result<serde_json::Value> {
+        let what = format!("usage {name}");
+        let mut url = self.url(&[name, "usage"])?;
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string());
+        let response = self.send(self.request(Method::GET, url), &what).await?;
+        read_json(response, &what).await
+    }
+
+    /// Audit entries, newest first.
+    pub async fn audit(&self, name: Option<&str>, limit: usize) -> anyhow::Result<Vec<AuditJson>> {
+        let mut url = self.url(&["audit"])?;
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string());
+        if let Some(name) = name {
+            url.query_pairs_mut().append_pair("name", name);
+        }
+        let response = self.send(self.request(Method::GET, url), "audit").await?;
+        let list: DataJson<Vec<AuditJson>> = read_json(response, "audit").await?;
+        Ok(list.data)
+    }
+}
+
+/// The response when it is a success, else its error as a readable message.
+async fn check(response: Response, what: &str) -> anyhow::Result<Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let bytes = response.bytes().await.unwrap_or_default();
+    let mut message = match serde_json::from_slice::<AdminErrorBody>(&bytes) {
+        Ok(body) => {
+            let mut text = format!("{what}: {} (HTTP {})", body.error, status.as_u16());
+            for detail in &body.details {
+                text.push_str(&format!("\n  {}: {}", detail.field, detail.message));
+            }
+            text
+        }
+        Err(_) => format!(
+            "{what}: HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes).trim()
+        ),
+    };
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            message.push_str("\n  hint: pass --token or set MESHTEL_ADMIN_TOKEN");
+        }
+        StatusCode::PRECONDITION_FAILED => {
+            message.push_str("\n  hint: the policy changed meanwhile; run the command again");
+        }
+        StatusCode::NOT_FOUND if serde_json::from_slice::<AdminErrorBody>(&bytes).is_err() => {
+            message.push_str("\n  hint: does --server point at a meshtel query service?");
+        }
+        _ => {}
+    }
+    Err(anyhow!(message))
+}
+
+async fn read_json<T: DeserializeOwned>(response: Response, what: &str) -> anyhow::Result<T> {
+    let response = check(response, what).await?;
+    let bytes = response
+        .bytes()
+        .await
+        .with_context(|| format!("{what}: reading the answer"))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{what}: unexpected answer"))
+}

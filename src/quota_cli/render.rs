@@ -1,0 +1,335 @@
+//! Reading policy files (YAML or JSON; one policy, a list, multi-document YAML or a
+//! `{"data":[...]}` list answer) and printing policies, usage and the audit log.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use anyhow::{Context, bail};
+use meshtel_model::quota::{QuotaPolicySpec, WorkloadMatch};
+use meshtel_query::quotas::wire::READ_ONLY_FIELDS;
+use meshtel_query::quotas::{AuditJson, PolicyJson};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Every policy in a file, in order; names must be unique.
+pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
+    let trimmed = text.trim_start();
+    let documents: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        vec![serde_json::from_str(text).context("the file is not valid JSON")?]
+    } else {
+        yaml_serde::Deserializer::from_str(text)
+            .enumerate()
+            .map(|(i, doc)| {
+                Value::deserialize(doc)
+                    .with_context(|| format!("YAML document {} is invalid", i + 1))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut items = Vec::new();
+    for document in documents {
+        match document {
+            Value::Null => {}
+            Value::Array(list) => items.extend(list),
+            Value::Object(mut object) if matches!(object.get("data"), Some(Value::Array(_))) => {
+                if let Some(Value::Array(list)) = object.remove("data") {
+                    items.extend(list);
+                }
+            }
+            other => items.push(other),
+        }
+    }
+    let mut names = BTreeSet::new();
+    let mut specs = Vec::new();
+    for (i, mut item) in items.into_iter().enumerate() {
+        let Some(object) = item.as_object_mut() else {
+            bail!("policy {} is not an object", i + 1);
+        };
+        if object.contains_key("kind") || object.contains_key("domain") {
+            bail!(
+                "policy {} looks like Istio or envoy ratelimit configuration: use meshtel quota import",
+                i + 1
+            );
+        }
+        for field in READ_ONLY_FIELDS {
+            object.remove(field);
+        }
+        let spec: QuotaPolicySpec =
+            serde_json::from_value(item).with_context(|| format!("policy {} is invalid", i + 1))?;
+        if !names.insert(spec.name.clone()) {
+            bail!("policy {:?} appears twice", spec.name);
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+/// Compiles every policy; all problems, one per line, or nothing.
+pub fn validate_all(specs: &[QuotaPolicySpec]) -> anyhow::Result<()> {
+    let mut problems = String::new();
+    for spec in specs {
+        if let Err(errors) = spec.compile() {
+            let _ = writeln!(problems, "policy {:?}:", spec.name);
+            for e in errors {
+                let _ = writeln!(problems, "  {}: {}", e.field, e.message);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "invalid quota policies, nothing applied:\n{}",
+            problems.trim_end()
+        );
+    }
+    Ok(())
+}
+
+/// Policies as multi-document YAML.
+pub fn specs_to_yaml(specs: &[QuotaPolicySpec]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&yaml_serde::to_string(spec)?);
+    }
+    Ok(out)
+}
+
+/// One stored policy as YAML that `apply -f` takes back, headed by a comment.
+pub fn policy_to_yaml(policy: &PolicyJson) -> anyhow::Result<String> {
+    Ok(format!(
+        "# version {}, updated {} by {}\n{}",
+        policy.version,
+        policy.updated_at,
+        policy.updated_by,
+        yaml_serde::to_string(&policy.spec)?
+    ))
+}
+
+fn workload(w: &WorkloadMatch) -> String {
+    let mut text = if w.service.is_empty() {
+        w.workload.clone()
+    } else {
+        w.service.clone()
+    };
+    if text.is_empty() {
+        text.push('*');
+    }
+    if !w.version.is_empty() {
+        let _ = write!(text, "@{}", w.version);
+    }
+    if !w.namespace.is_empty() {
+        let _ = write!(text, ".{}", w.namespace);
+    }
+    text
+}
+
+/// What a policy applies to, in a few words: `reviews -> ratings GET /api*`.
+pub fn match_summary(spec: &QuotaPolicySpec) -> String {
+    if let Some(rl) = &spec.rate_limit {
+        let entries: Vec<String> = rl
+            .descriptors
+            .iter()
+            .map(|e| match &e.value {
+                Some(v) => format!("{}={v}", e.key),
+                None => e.key.clone(),
+            })
+            .collect();
+        return format!("rls {}: {}", rl.domain, entries.join(","));
+    }
+    let m = &spec.matches;
+    let mut parts = Vec::new();
+    if !m.source.is_empty() || !m.destination.is_empty() {
+        parts.push(format!(
+            "{} -> {}",
+            workload(&m.source),
+            workload(&m.destination)
+        ));
+    }
+    if !m.method.is_empty() {
+        parts.push(m.method.clone());
+    }
+    if !m.path_prefix.is_empty() {
+        parts.push(format!("{}*", m.path_prefix));
+    }
+    parts.extend(m.headers.iter().map(|(k, v)| format!("{k}={v}")));
+    if parts.is_empty() {
+        "*".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The default limit: `1/1s fixed-window`, `unlimited`, `(shadow)` when it never denies.
+pub fn limit_summary(spec: &QuotaPolicySpec) -> String {
+    if spec.unlimited {
+        return "unlimited".into();
+    }
+    let algorithm = spec.algorithm.as_deref().unwrap_or("fixed-window");
+    let mut text = format!("{}/{} {algorithm}", spec.max_amount, spec.valid_duration);
+    if let Some(burst) = spec.burst {
+        let _ = write!(text, " burst {burst}");
+    }
+    if spec.shadow {
+        text.push_str(" (shadow)");
+    }
+    text
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header_row: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header_row).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let _ = write!(line, "{cell:<w$}");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `meshtel quota list`.
+pub fn policies_table(policies: &[PolicyJson]) -> String {
+    let rows: Vec<Vec<String>> = policies
+        .iter()
+        .map(|p| {
+            vec![
+                p.spec.name.clone(),
+                match_summary(&p.spec),
+                limit_summary(&p.spec),
+                p.spec.overrides.len().to_string(),
+                p.version.to_string(),
+                p.updated_by.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "MATCH",
+            "LIMIT",
+            "OVERRIDES",
+            "VERSION",
+            "UPDATED BY",
+        ],
+        &rows,
+    )
+}
+
+/// `meshtel quota usage`: a summary line and a table of keys.
+pub fn usage_table(usage: &Value) -> String {
+    let number = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0).to_string();
+    let keys = usage["keys"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mut out = format!(
+        "quota {}: granted {}, denied {}, {} live keys{}\n",
+        usage["name"].as_str().unwrap_or(""),
+        number(usage, "granted"),
+        number(usage, "denied"),
+        number(usage, "keyCount"),
+        if (keys.len() as u64) < usage["keyCount"].as_u64().unwrap_or(0) {
+            format!(" (busiest {} shown)", keys.len())
+        } else {
+            String::new()
+        },
+    );
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k["key"].as_str().unwrap_or("").to_string(),
+                format!("{}/{}", number(k, "used"), number(k, "limit")),
+                format!("{}ms", number(k, "resetAfterMs")),
+                number(k, "granted"),
+                number(k, "denied"),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str(&table(
+            &["KEY", "USED", "RESETS IN", "GRANTED", "DENIED"],
+            &rows,
+        ));
+    }
+    out
+}
+
+/// `meshtel quota audit`.
+pub fn audit_table(entries: &[AuditJson]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.to_string(),
+                e.at.clone(),
+                e.actor.clone(),
+                e.action.clone(),
+                e.name.clone(),
+            ]
+        })
+        .collect();
+    table(&["ID", "AT", "ACTOR", "ACTION", "NAME"], &rows)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_files_in_every_shape() {
+        let one = "name: a\nmaxAmount: 1\nvalidDuration: 1s\n";
+        assert_eq!(parse_policies(one).unwrap().len(), 1);
+        let multi = format!("{one}---\nname: b\nmaxAmount: 2\nvalidDuration: 1s\n---\n");
+        let names: Vec<String> = parse_policies(&multi)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let list = r#"[{"name":"a","maxAmount":1,"validDuration":"1s"}]"#;
+        assert_eq!(parse_policies(list).unwrap()[0].max_amount, 1);
+        let answer = r#"{"data":[{"name":"a","maxAmount":1,"validDuration":"1s","version":3,"updatedAt":"x","updatedBy":"y"}]}"#;
+        assert_eq!(parse_policies(answer).unwrap()[0].name, "a");
+        assert!(parse_policies(&format!("{one}---\n{one}")).is_err());
+        assert!(parse_policies("name: a\nmaxAmmount: 1\n").is_err());
+        assert!(
+            parse_policies("kind: handler\n")
+                .unwrap_err()
+                .to_string()
+                .contains("import")
+        );
+    }
+
+    #[test]
+    fn quota_summaries() {
+        let spec: QuotaPolicySpec = yaml_serde::from_str(
+            "name: q\nmatch: {source: {service: reviews, version: v3}, destination: {service: ratings}, method: GET, pathPrefix: /api}\n\
+             maxAmount: 1\nvalidDuration: 1s\n",
+        )
+        .unwrap();
+        assert_eq!(match_summary(&spec), "reviews@v3 -> ratings GET /api*");
+        assert_eq!(limit_summary(&spec), "1/1s fixed-window");
+        let all = QuotaPolicySpec {
+            unlimited: true,
+            ..spec
+        };
+        assert_eq!(limit_summary(&all), "unlimited");
+        assert_eq!(match_summary(&QuotaPolicySpec::default()), "*");
+        assert_eq!(
+            table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]),
+            "A    BB\nxyz  1\n"
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! Quota policies, their audit log and the admin API's bearer tokens, in SQL (the same
+//! database as the [`Catalog`]; tables from `migrations/sqlite/0003_quotas.sql`).
+//!
+//! ```text
+//!  put_policy / delete_policy ─► one transaction:
+//!      bump quota_state.revision  (first statement: takes the write lock)
+//!      read the current row ─► check the Precondition ─► (unchanged: roll back)
+//!      write quota_policies ─► append quota_audit (before / after as JSON)
+//!  policies_revision ─► quota_state.revision (collectors poll it and reload)
+//! ```
+//!
+//! Because every write starts by writing the revision row, two writers never read the
+//! same version concurrently: the second waits (SQLite busy timeout; a row lock in
+//! PostgreSQL) and then sees the first one's result, so two writes with the same
+//! `If-Match` cannot both succeed. A put of a spec equal to the stored one changes
+//! nothing (no version, audit row or revision).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use meshtel_model::graph::{SystemUnixClock, UnixClock};
+use meshtel_model::quota::{
+    AdminTokenStore, AuditEntry, Precondition, QuotaPolicySpec, QuotaPolicyStore, StoredPolicy,
+};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tracing::info;
+
+use crate::catalog::Catalog;
+use crate::{Error, Result};
+
+/// A write refused by its precondition: the message for the client.
+type Refused = String;
+
+/// The SQL repository of quota policies and admin tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct QuotaRepo {
+    pool: SqlitePool,
+    clock: Arc<dyn UnixClock>,
+}
+
+impl QuotaRepo {
+    /// Opens (creating and migrating if needed) `meshtel.db` in `data_dir`, the database
+    /// the trace catalog and edge rollups use. Works beside a running collector: any
+    /// process on the data directory may read and write policies.
+    pub async fn open(data_dir: &Path) -> Result<QuotaRepo> {
+        let catalog = Catalog::open(data_dir).await?;
+        Ok(QuotaRepo::from_catalog(&catalog))
+    }
+
+    /// The repository over an already-open catalog's connection pool.
+    pub fn from_catalog(catalog: &Catalog) -> QuotaRepo {
+        QuotaRepo {
+            pool: catalog.pool(),
+            clock: Arc::new(SystemUnixClock),
+        }
+    }
+
+    /// The same repository with another clock for `updatedAt` and audit times.
+    pub fn with_clock(mut self, clock: Arc<dyn UnixClock>) -> QuotaRepo {
+        self.clock = clock;
+        self
+    }
+
+    /// Closes the connection pool (of every clone).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn now_unix_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_unix_nano() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    async fn put(
+        &self,
+        spec: QuotaPolicySpec,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Result<(StoredPolicy, bool), Refused>> {
+        let after = spec_to_json(&spec)?;
+        let now = self.now_unix_ms();
+        let mut tx = self.pool.begin().await?;
+        bump_revision(&mut tx).await?;
+        let current = fetch_policy(&mut tx, &spec.name).await?;
+        if let Err(refused) = check_precondition(precondition, &spec.name, current.as_ref()) {
+            return Ok(Err(refused));
+        }
+        let (stored, created, before) = match current {
+            // Dropping the transaction rolls the revision bump back.
+            Some(current) if current.spec == spec => return Ok(Ok((current, false))),
+            Some(current) => {
+                let version = current.version.saturating_add(1);
+                sqlx::query(
+                    "UPDATE quota_policies SET spec = ?, version = ?, updated_unix_ms = ?, \
+                     updated_by = ? WHERE name = ?",
+                )
+                .bind(&after)
+                .bind(version_to_sql(version))
+                .bind(now)
+                .bind(actor)
+                .bind(&spec.name)
+                .execute(&mut *tx)
+                .await?;
+                let before = spec_to_json(&current.spec)?;
+                (stored(spec, version, now, actor), false, Some(before))
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO quota_policies (name, spec, version, updated_unix_ms, updated_by) \
+                     VALUES (?, ?, 1, ?, ?)",
+                )
+                .bind(&spec.name)
+                .bind(&after)
+                .bind(now)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+                (stored(spec, 1, now, actor), true, None)
+            }
+        };
+        let action = if created { "create" } else { "update" };
+        append_audit(
+            &mut tx,
+            now,
+            actor,
+            action,
+            &stored.spec.name,
+            before,
+            Some(after),
+        )
+        .await?;
+        tx.commit().await?;
+        info!(quota = %stored.spec.name, version = stored.version, actor, action, "quota policy written");
+        Ok(Ok((stored, created)))
+    }
+
+    async fn delete(
+        &self,
+        name: &str,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Result<bool, Refused>> {
+        let now = self.now_unix_ms();
+        let mut tx = self.pool.begin().await?;
+        bump_revision(&mut tx).await?;
+        let current = fetch_policy(&mut tx, name).await?;
+        if let Err(refused) = check_precondition(precondition, name, current.as_ref()) {
+            return Ok(Err(refused));
+        }
+        let Some(current) = current else {
+            return Ok(Ok(false));
+        };
+        sqlx::query("DELETE FROM quota_policies WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let before = spec_to_json(&current.spec)?;
+        append_audit(&mut tx, now, actor, "delete", name, Some(before), None).await?;
+        tx.commit().await?;
+        info!(quota = %name, actor, "quota policy deleted");
+        Ok(Ok(true))
+    }
+
+    async fn list(&self) -> Result<Vec<StoredPolicy>> {
+        let rows = sqlx::query(
+            "SELECT name, spec, version, updated_unix_ms, updated_by FROM quota_policies \
+             ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(policy_from_row).collect()
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<StoredPolicy>> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_policy(&mut conn, name).await
+    }
+
+    async fn audit_entries(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match name {
+            Some(name) => {
+                sqlx::query(
+                    "SELECT id, at_unix_ms, actor, action, name, before_spec, after_spec \
+                     FROM quota_audit WHERE name = ? ORDER BY id DESC LIMIT ?",
+                )
+                .bind(name)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, at_unix_ms, actor, action, name, before_spec, after_spec \
+                     FROM quota_audit ORDER BY id DESC LIMIT ?",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    id: row.try_get(0)?,
+                    at_unix_ms: row.try_get(1)?,
+                    actor: row.try_get(2)?,
+                    action: row.try_get(3)?,
+                    name: row.try_get(4)?,
+                    before: optional_spec(row.try_get(5)?)?,
+                    after: optional_spec(row.try_get(6)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revision(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT revision FROM quota_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn digests(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT digest FROM admin_tokens ORDER BY created_unix_ms")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    async fn add_digest(&self, digest: &str, label: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO admin_tokens (digest, label, created_unix_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(label)
+        .bind(self.now_unix_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn stored(spec: QuotaPolicySpec, version: u64, now: i64, actor: &str) -> StoredPolicy {
+    StoredPolicy {
+        spec,
+        version,
+        updated_at_unix_ms: now,
+        updated_by: actor.to_string(),
+    }
+}
+
+/// `Ok` when the write may go ahead, else why not.
+fn check_precondition(
+    precondition: Precondition,
+    name: &str,
+    current: Option<&StoredPolicy>,
+) -> std::result::Result<(), Refused> {
+    match (precondition, current) {
+        (Precondition::None, _) | (Precondition::IfNoneExists, None) => Ok(()),
+        (Precondition::IfNoneExists, Some(c)) => Err(format!(
+            "quota policy {name:?} already exists (version {})",
+            c.version
+        )),
+        (Precondition::IfMatch(want), Some(c)) if c.version == want => Ok(()),
+        (Precondition::IfMatch(want), Some(c)) => Err(format!(
+            "quota policy {name:?} is at version {}, not {want}",
+            c.version
+        )),
+        (Precondition::IfMatch(want), None) => Err(format!(
+            "quota policy {name:?} does not exist (expected version {want})"
+        )),
+    }
+}
+
+async fn bump_revision(conn: &mut SqliteConnection) -> Result<()> {
+    sqlx::query("UPDATE quota_state SET revision = revision + 1 WHERE id = 1")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn fetch_policy(conn: &mut SqliteConnection, name: &str) -> Result<Option<StoredPolicy>> {
+    let row = sqlx::query(
+        "SELECT name, spec, version, updated_unix_ms, updated_by FROM quota_policies \
+         WHERE name = ?",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(policy_from_row).transpose()
+}
+
+async fn append_audit(
+    conn: &mut SqliteConnection,
+    now: i64,
+    actor: &str,
+    action: &str,
+    name: &str,
+    before: Option<String>,
+    after: Option<String>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO quota_audit (at_unix_ms, actor, action, name, before_spec, after_spec) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(now)
+    .bind(actor)
+    .bind(action)
+    .bind(name)
+    .bind(before)
+    .bind(after)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPolicy> {
+    let name: String = row.try_get(0)?;
+    let text: String = row.try_get(1)?;
+    let spec = spec_from_json(&text)?;
+    if spec.name != name {
+        return Err(Error::Corrupt(format!(
+            "quota policy row {name:?} holds a spec named {:?}",
+            spec.name
+        )));
+    }
+    let version: i64 = row.try_get(2)?;
+    Ok(StoredPolicy {
+        spec,
+        version: u64::try_from(version)
+            .map_err(|e| Error::Corrupt(format!("quota policy {name:?} version {version}: {e}")))?,
+        updated_at_unix_ms: row.try_get(3)?,
+        updated_by: row.try_get(4)?,
+    })
+}
+
+fn version_to_sql(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+fn spec_to_json(spec: &QuotaPolicySpec) -> Result<String> {
+    serde_json::to_string(spec)
+        .map_err(|e| Error::Corrupt(format!("quota policy {:?} does not encode: {e}", spec.name)))
+}
+
+fn spec_from_json(text: &str) -> Result<QuotaPolicySpec> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt(format!("stored quota policy does not decode: {e}")))
+}
+
+fn optional_spec(text: Option<String>) -> Result<Option<QuotaPolicySpec>> {
+    text.as_deref().map(spec_from_json).transpose()
+}
+
+/// `Ok(Ok(t))` → `t`; a refused precondition → [`meshtel_model::Error::PreconditionFailed`].
+fn into_model<T>(outcome: Result<Result<T, Refused>>) -> meshtel_model::Result<T> {
+    match outcome {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(refused)) => Err(meshtel_model::Error::PreconditionFailed(refused)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A token digest as the API computes it: 64 lower-case hex digits.
+fn is_sha256_hex(digest: &str) -> bool {
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[async_trait]
+impl QuotaPolicyStore for QuotaRepo {
+    async fn list_policies(&self) -> meshtel_model::Result<Vec<StoredPolicy>> {
+        Ok(self.list().await?)
+    }
+
+    async fn get_policy(&self, name: &str) -> meshtel_model::Result<Option<StoredPolicy>> {
+        Ok(self.get(name).await?)
+    }
+
+    async fn put_policy(
+        &self,
+        spec: QuotaPolicySpec,
+        precondition: Precondition,
+        actor: &str,
+    ) -> meshtel_model::Result<(StoredPolicy, bool)> {
+        into_model(self.put(spec, precondition, actor).await)
+    }
+
+    async fn delete_policy(
+        &self,
+        name: &str,
+        precondition: Precondition,
+        actor: &str,
+    ) -> meshtel_model::Result<bool> {
+        into_model(self.delete(name, precondition, actor).await)
+    }
+
+    async fn audit(
+        &self,
+        name: Option<&str>,
+        limit: usize,
+    ) -> meshtel_model::Result<Vec<AuditEntry>> {
+        Ok(self.audit_entries(name, limit).await?)
+    }
+
+    async fn policies_revision(&self) -> meshtel_model::Result<i64> {
+        Ok(self.revision().await?)
+    }
+}
+
+#[async_trait]
+impl AdminTokenStore for QuotaRepo {
+    async fn token_digests(&self) -> meshtel_model::Result<Vec<String>> {
+        Ok(self.digests().await?)
+    }
+
+    async fn add_token_digest(&self, digest: &str, label: &str) -> meshtel_model::Result<()> {
+        if !is_sha256_hex(digest) {
+            return Err(meshtel_model::Error::BadRequest(
+                "a token digest is 64 lower-case hex digits (SHA-256)".into(),
+            ));
+        }
+        Ok(self.add_digest(digest, label).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

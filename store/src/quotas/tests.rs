@@ -1,0 +1,349 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use meshtel_model::graph::UnixClock;
+use meshtel_model::quota::{AdminTokenStore, Precondition, QuotaPolicySpec, QuotaPolicyStore};
+
+use super::QuotaRepo;
+
+fn spec(name: &str, max_amount: u64) -> QuotaPolicySpec {
+    QuotaPolicySpec {
+        name: name.into(),
+        max_amount,
+        valid_duration: "1s".into(),
+        ..QuotaPolicySpec::default()
+    }
+}
+
+/// A clock that advances one millisecond per reading, from 1_000 ms.
+struct TickingClock(AtomicU64);
+
+impl UnixClock for TickingClock {
+    fn now_unix_nano(&self) -> u64 {
+        (1_000 + self.0.fetch_add(1, Ordering::SeqCst)) * 1_000_000
+    }
+}
+
+async fn repo(dir: &tempfile::TempDir) -> QuotaRepo {
+    QuotaRepo::open(dir.path())
+        .await
+        .unwrap()
+        .with_clock(Arc::new(TickingClock(AtomicU64::new(0))))
+}
+
+fn is_precondition_failed(e: &meshtel_model::Error) -> bool {
+    matches!(e, meshtel_model::Error::PreconditionFailed(_))
+}
+
+#[tokio::test]
+async fn quotas_put_get_list_with_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir).await;
+    assert!(repo.list_policies().await.unwrap().is_empty());
+    assert_eq!(repo.get_policy("a").await.unwrap(), None);
+
+    let (stored, created) = repo
+        .put_policy(spec("a", 1), Precondition::None, "alice")
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.updated_by, "alice");
+    assert_eq!(stored.updated_at_unix_ms, 1_000);
+
+    let (stored, created) = repo
+        .put_policy(spec("a", 2), Precondition::None, "bob")
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!((stored.version, stored.spec.max_amount), (2, 2));
+    repo.put_policy(spec("b", 5), Precondition::None, "bob")
+        .await
+        .unwrap();
+
+    let got = repo.get_policy("a").await.unwrap().unwrap();
+    assert_eq!(got, stored);
+    let names: Vec<String> = repo
+        .list_policies()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.spec.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+
+    // An identical put changes nothing: same version, no audit row, no revision.
+    let revision = repo.policies_revision().await.unwrap();
+    let (same, created) = repo
+        .put_policy(spec("a", 2), Precondition::IfMatch(2), "carol")
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(same, stored);
+    assert_eq!(repo.policies_revision().await.unwrap(), revision);
+    assert_eq!(repo.audit(Some("a"), 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn quotas_preconditions_refuse_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir).await;
+
+    let e = repo
+        .put_policy(spec("a", 1), Precondition::IfMatch(1), "x")
+        .await
+        .unwrap_err();
+    assert!(is_precondition_failed(&e), "{e}");
+    assert_eq!(repo.get_policy("a").await.unwrap(), None);
+
+    repo.put_policy(spec("a", 1), Precondition::IfNoneExists, "x")
+        .await
+        .unwrap();
+    let e = repo
+        .put_policy(spec("a", 9), Precondition::IfNoneExists, "x")
+        .await
+        .unwrap_err();
+    assert!(is_precondition_failed(&e), "{e}");
+    assert!(e.to_string().contains("already exists"), "{e}");
+
+    let e = repo
+        .put_policy(spec("a", 9), Precondition::IfMatch(7), "x")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("version 1, not 7"), "{e}");
+    assert_eq!(
+        repo.get_policy("a").await.unwrap().unwrap().spec.max_amount,
+        1
+    );
+
+    let (stored, _) = repo
+        .put_policy(spec("a", 9), Precondition::IfMatch(1), "x")
+        .await
+        .unwrap();
+    assert_eq!(stored.version, 2);
+
+    let e = repo
+        .delete_policy("a", Precondition::IfMatch(1), "x")
+        .await
+        .unwrap_err();
+    assert!(is_precondition_failed(&e), "{e}");
+    let e = repo
+        .delete_policy("a", Precondition::IfNoneExists, "x")
+        .await
+        .unwrap_err();
+    assert!(is_precondition_failed(&e), "{e}");
+    assert!(repo.get_policy("a").await.unwrap().is_some());
+    assert!(
+        repo.delete_policy("a", Precondition::IfMatch(2), "x")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !repo
+            .delete_policy("a", Precondition::None, "x")
+            .await
+            .unwrap()
+    );
+    let e = repo
+        .delete_policy("a", Precondition::IfMatch(2), "x")
+        .await
+        .unwrap_err();
+    assert!(is_precondition_failed(&e), "{e}");
+    // Only the three successful writes were audited.
+    assert_eq!(repo.audit(None, 100).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn quotas_audit_rows_hold_before_and_after_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir).await;
+    repo.put_policy(spec("a", 1), Precondition::None, "alice")
+        .await
+        .unwrap();
+    repo.put_policy(spec("b", 1), Precondition::None, "alice")
+        .await
+        .unwrap();
+    repo.put_policy(spec("a", 2), Precondition::None, "bob")
+        .await
+        .unwrap();
+    repo.delete_policy("a", Precondition::None, "carol")
+        .await
+        .unwrap();
+
+    let all = repo.audit(None, 100).await.unwrap();
+    let summary: Vec<(&str, &str, &str)> = all
+        .iter()
+        .map(|e| (e.action.as_str(), e.name.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("delete", "a", "carol"),
+            ("update", "a", "bob"),
+            ("create", "b", "alice"),
+            ("create", "a", "alice"),
+        ]
+    );
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].id > w[1].id && w[0].at_unix_ms > w[1].at_unix_ms)
+    );
+
+    let a = repo.audit(Some("a"), 100).await.unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(
+        (a[0].before.clone(), a[0].after.clone()),
+        (Some(spec("a", 2)), None)
+    );
+    assert_eq!(
+        (a[1].before.clone(), a[1].after.clone()),
+        (Some(spec("a", 1)), Some(spec("a", 2)))
+    );
+    assert_eq!(
+        (a[2].before.clone(), a[2].after.clone()),
+        (None, Some(spec("a", 1)))
+    );
+    assert_eq!(repo.audit(Some("a"), 1).await.unwrap()[0].action, "delete");
+    assert!(repo.audit(Some("zzz"), 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn quotas_revision_bumps_on_every_write_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir).await;
+    let r0 = repo.policies_revision().await.unwrap();
+    repo.put_policy(spec("a", 1), Precondition::None, "x")
+        .await
+        .unwrap();
+    let r1 = repo.policies_revision().await.unwrap();
+    assert!(r1 > r0);
+    let _ = repo
+        .put_policy(spec("a", 3), Precondition::IfMatch(5), "x")
+        .await;
+    let _ = repo.delete_policy("nope", Precondition::None, "x").await;
+    assert_eq!(repo.policies_revision().await.unwrap(), r1);
+    repo.put_policy(spec("a", 3), Precondition::None, "x")
+        .await
+        .unwrap();
+    let r2 = repo.policies_revision().await.unwrap();
+    assert!(r2 > r1);
+    repo.delete_policy("a", Precondition::None, "x")
+        .await
+        .unwrap();
+    assert!(repo.policies_revision().await.unwrap() > r2);
+}
+
+#[tokio::test]
+async fn quotas_persist_across_reopen_and_processes_share_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = repo(&dir).await;
+    first
+        .put_policy(spec("a", 4), Precondition::None, "x")
+        .await
+        .unwrap();
+    let second = QuotaRepo::open(dir.path()).await.unwrap();
+    assert_eq!(
+        second
+            .get_policy("a")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .max_amount,
+        4
+    );
+    second
+        .put_policy(spec("a", 5), Precondition::IfMatch(1), "y")
+        .await
+        .unwrap();
+    assert_eq!(first.get_policy("a").await.unwrap().unwrap().version, 2);
+    first.close().await;
+    second.close().await;
+    let third = QuotaRepo::open(dir.path()).await.unwrap();
+    assert_eq!(third.audit(None, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_concurrent_writers_with_one_if_match_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    // Separate pools (as separate processes would have) on the same file.
+    let mut repos = Vec::new();
+    for _ in 0..4 {
+        repos.push(QuotaRepo::open(dir.path()).await.unwrap());
+    }
+    repos[0]
+        .put_policy(spec("a", 1), Precondition::None, "x")
+        .await
+        .unwrap();
+
+    for round in 0..5u64 {
+        let version = 1 + round;
+        let mut tasks = Vec::new();
+        for (i, repo) in repos.iter().cycle().take(8).enumerate() {
+            let repo = repo.clone();
+            tasks.push(tokio::spawn(async move {
+                repo.put_policy(
+                    // Distinct in every round: an unchanged spec would be a no-op.
+                    spec("a", 100 * (round + 2) + i as u64),
+                    Precondition::IfMatch(version),
+                    &format!("w{i}"),
+                )
+                .await
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok((stored, _)) => {
+                    wins += 1;
+                    assert_eq!(stored.version, version + 1);
+                }
+                Err(e) => assert!(is_precondition_failed(&e), "unexpected error: {e}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+
+    // Concurrent creates: one wins, the others see it exists.
+    let mut tasks = Vec::new();
+    for (i, repo) in repos.iter().cycle().take(8).enumerate() {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            repo.put_policy(spec("fresh", 1 + i as u64), Precondition::IfNoneExists, "x")
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        if task.await.unwrap().is_ok() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(repos[0].audit(Some("a"), 100).await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn quotas_admin_token_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir).await;
+    assert!(repo.token_digests().await.unwrap().is_empty());
+    let digest = "ab".repeat(32);
+    repo.add_token_digest(&digest, "generated at first start")
+        .await
+        .unwrap();
+    repo.add_token_digest(&digest, "again").await.unwrap();
+    assert_eq!(repo.token_digests().await.unwrap(), [digest]);
+    let e = repo
+        .add_token_digest("not-a-digest", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, meshtel_model::Error::BadRequest(_)), "{e}");
+    let e = repo
+        .add_token_digest(&"AB".repeat(32), "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, meshtel_model::Error::BadRequest(_)), "{e}");
+}
