@@ -73,6 +73,10 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
   [report]    max_records_per_batch = 10000    max_message_bytes = "8 MiB"
               max_label_bytes = 256
               metrics.max_series = 10000       # per Istio metric; beyond: dropped and counted
+  [quota]     max_keys = 1000000               # live counters; beyond: granted and counted (overflow)
+              sweep_interval = "10s"  dedup_window = "1s"  sync_interval = "250ms"
+  [admin]     token = "..."                    # or MESHTEL_ADMIN_TOKEN; else generated at first start
+              require_token_for_reads = false
   [edges]     bucket = "10s"  flush_grace = "5s"  retention = "7d"
               prune_interval = "10m"  max_edges_per_bucket = 50000
 Log level: RUST_LOG (default "info")."#;
@@ -98,6 +102,10 @@ pub struct ServerArgs {
     /// Directory for the WAL, Parquet blocks and SQLite database [default: ./meshtel-data]
     #[arg(long, env = "MESHTEL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Bearer token for quota administration writes [default: generated at first start,
+    /// printed once, stored hashed]
+    #[arg(long, env = "MESHTEL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// OTLP gRPC listen address, host:port (0 = any free port) [default: 127.0.0.1:4317]
     #[arg(long, env = "MESHTEL_GRPC_LISTEN")]
     pub grpc_listen: Option<String>,
@@ -156,6 +164,9 @@ impl ServerArgs {
         let mut c = Config::load(self.config.as_deref())?;
         if let Some(v) = &self.data_dir {
             c.data_dir = v.clone();
+        }
+        if let Some(v) = self.admin_token.as_ref().filter(|v| !v.is_empty()) {
+            c.admin.token = Some(v.clone());
         }
         if let Some(v) = &self.grpc_listen {
             c.listen.grpc = v.clone();

@@ -100,6 +100,12 @@ pub struct Config {
     /// Service-graph edge rollups (bucket size, retention).
     #[serde(default)]
     pub edges: EdgeConfig,
+    /// Quota engine bounds (counters, eviction, dedup, policy reload).
+    #[serde(default)]
+    pub quota: meshtel_collector::QuotaConfig,
+    /// Administration API: bearer token, whether reads need it.
+    #[serde(default)]
+    pub admin: meshtel_query::AdminConfig,
 }
 
 impl Default for Config {
@@ -112,6 +118,8 @@ impl Default for Config {
             query: QueryConfig::default(),
             report: ReportConfig::default(),
             edges: EdgeConfig::default(),
+            quota: meshtel_collector::QuotaConfig::default(),
+            admin: meshtel_query::AdminConfig::default(),
         }
     }
 }

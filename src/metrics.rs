@@ -1,27 +1,38 @@
 //! `GET /metrics`: meshtel's own counters in the Prometheus text format.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use meshtel_collector::MeshMetrics;
+use meshtel_collector::{MeshMetrics, QuotaEngine};
 use meshtel_store::TraceStore;
 use prometheus::{Counter, Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
 
 /// The `/metrics` route over the store's counters and, when given, the mesh metrics
 /// (Istio's request metrics and `meshtel_report_*`), appended to the same text.
-pub fn router(store: TraceStore, mesh: Option<MeshMetrics>) -> Router {
+pub fn router(
+    store: TraceStore,
+    mesh: Option<MeshMetrics>,
+    quota: Option<Arc<QuotaEngine>>,
+) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
             let store = store.clone();
             let mesh = mesh.clone();
-            async move { render(&store, mesh.as_ref()) }
+            let quota = quota.clone();
+            async move { render(&store, mesh.as_ref(), quota.as_deref()) }
         }),
     )
 }
 
-fn render(store: &TraceStore, mesh: Option<&MeshMetrics>) -> axum::response::Response {
+fn render(
+    store: &TraceStore,
+    mesh: Option<&MeshMetrics>,
+    quota: Option<&QuotaEngine>,
+) -> axum::response::Response {
     let s = store.stats();
     let registry = Registry::new();
     let counter = |name: &str, help: &str, v: u64| {
@@ -62,6 +73,11 @@ fn render(store: &TraceStore, mesh: Option<&MeshMetrics>) -> axum::response::Res
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);
     if let Some(mesh) = mesh {
         buffer.extend_from_slice(mesh.render_text().as_bytes());
+    }
+    if let Some(quota) = quota {
+        let mut text = String::new();
+        quota.render_metrics(&mut text);
+        buffer.extend_from_slice(text.as_bytes());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buffer).into_response()
 }

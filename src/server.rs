@@ -14,7 +14,6 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use crate::config::Config;
@@ -95,6 +94,49 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         .context("opening the edge rollups")?;
     let report_config = config.report.clone();
 
+    // Quota policies and admin tokens live in the same SQLite file; every role opens
+    // them (the admin API is served by the query role, the engine by the collector).
+    let quota_repo = Arc::new(
+        meshtel_store::QuotaRepo::open(&config.data_dir)
+            .await
+            .context("opening the quota policy repository")?,
+    );
+    if role.queries()
+        && let Some(token) = meshtel_query::ensure_admin_token(
+            quota_repo.as_ref(),
+            config.admin.token.as_deref(),
+        )
+        .await
+        .context("creating the admin token")?
+    {
+        eprintln!(
+            "meshtel: generated admin token (shown once, only its SHA-256 is stored): {token}\n\
+             meshtel: use it as MESHTEL_ADMIN_TOKEN for `meshtel quota` or as `Authorization: Bearer` on /api/quotas"
+        );
+    }
+    let quota_engine = if role.ingests() {
+        let engine = Arc::new(
+            meshtel_collector::QuotaEngine::with_system_clock(config.quota.clone())
+                .context("starting the quota engine")?,
+        );
+        meshtel_collector::quota::sync_policies_once(quota_repo.as_ref(), &engine)
+            .await
+            .context("loading the quota policies")?;
+        Some(engine)
+    } else {
+        None
+    };
+    let mut quota_tasks = Vec::new();
+    if let Some(engine) = &quota_engine {
+        let store: Arc<dyn meshtel_model::quota::QuotaPolicyStore> = quota_repo.clone();
+        quota_tasks.push(meshtel_collector::quota::spawn_policy_sync(
+            store,
+            engine.clone(),
+            config.quota.sync_interval,
+        ));
+        quota_tasks.push(meshtel_collector::quota::spawn_quota_sweeper(engine));
+    }
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
     if let Some((grpc, http, zipkin)) = ingest_listeners {
@@ -108,18 +150,23 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         );
         let sink: Arc<dyn SpanSink> = Arc::new(store.clone());
         let grpc_service = meshtel_collector::otlp_grpc_service(sink.clone(), config.ingest.clone());
-        let report_service = meshtel_collector::report_grpc_service(reports);
+        let engine = quota_engine.clone();
+        let report_service = meshtel_collector::mixer_grpc_service(reports, engine.clone());
+        let rls_service = engine.clone().map(meshtel_collector::rls_grpc_service);
         let stop = stop_signal(stop_rx.clone());
         servers.spawn(async move {
+            // No Nagle: Check answers are small and latency-bound.
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
             tonic::transport::Server::builder()
                 .add_service(grpc_service)
                 .add_service(report_service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop)
+                .add_optional_service(rls_service)
+                .serve_with_incoming_shutdown(incoming, stop)
                 .await
                 .context("OTLP gRPC server")
         });
         let http_app = meshtel_collector::otlp_http_router(sink.clone(), config.ingest.clone())
-            .merge(metrics::router(store.clone(), Some(mesh_metrics)));
+            .merge(metrics::router(store.clone(), Some(mesh_metrics), quota_engine.clone()));
         servers.spawn(serve_http(http, http_app, stop_rx.clone(), "OTLP HTTP"));
         let zipkin_app = meshtel_collector::zipkin_router(sink, config.ingest.clone());
         servers.spawn(serve_http(zipkin, zipkin_app, stop_rx.clone(), "Zipkin"));
@@ -127,7 +174,16 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     if let Some(query) = query_listener {
         let reader: Arc<dyn TraceReader> = Arc::new(store.clone());
         let graph: Arc<dyn GraphReader> = Arc::new(edges.clone());
-        let app = meshtel_query::router_with_graph(reader, Some(graph), &config.query);
+        let usage = quota_engine
+            .clone()
+            .map(|e| e as Arc<dyn meshtel_model::quota::QuotaUsageReader>);
+        let quotas = meshtel_query::quota_router(
+            quota_repo.clone(),
+            quota_repo.clone(),
+            usage,
+            config.admin.clone(),
+        );
+        let app = meshtel_query::router_with_graph(reader, Some(graph), Some(quotas), &config.query);
         servers.spawn(serve_http(query, app, stop_rx.clone(), "query"));
     }
 
@@ -158,6 +214,13 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         },
     };
     info!("shutting down: no new connections, finishing requests in flight");
+    if let Some(engine) = &quota_engine {
+        // WatchQuotas streams never end on their own; close them so the server drains.
+        engine.close_watchers();
+    }
+    for task in &quota_tasks {
+        task.abort();
+    }
     let _ = stop_tx.send(true);
     let drain = async {
         while let Some(joined) = servers.join_next().await {

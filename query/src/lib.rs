@@ -146,23 +146,26 @@ pub fn router_with_clock(
     clock: Arc<dyn Clock>,
     config: &QueryConfig,
 ) -> Router {
-    router_with_graph_and_clock(reader, None, clock, config)
+    router_with_graph_and_clock(reader, None, None, clock, config)
 }
 
 /// [`router`] plus the service graph API ([`graph`]) over `edges`, which also answers
-/// `/api/dependencies` whenever the window has edges.
+/// `/api/dependencies` whenever the window has edges, and `extra` routes (the quota
+/// administration API, [`quota_router`]) under the same base path and tracing.
 pub fn router_with_graph(
     reader: Arc<dyn TraceReader>,
     edges: Option<Arc<dyn GraphReader>>,
+    extra: Option<Router>,
     config: &QueryConfig,
 ) -> Router {
-    router_with_graph_and_clock(reader, edges, Arc::new(SystemClock), config)
+    router_with_graph_and_clock(reader, edges, extra, Arc::new(SystemClock), config)
 }
 
 /// [`router_with_graph`] with an explicit clock.
 pub fn router_with_graph_and_clock(
     reader: Arc<dyn TraceReader>,
     edges: Option<Arc<dyn GraphReader>>,
+    extra: Option<Router>,
     clock: Arc<dyn Clock>,
     config: &QueryConfig,
 ) -> Router {
@@ -176,6 +179,9 @@ pub fn router_with_graph_and_clock(
     let mut api: Router = jaeger::router().merge(api_v3::router()).with_state(state);
     if let Some(edges) = edges {
         api = api.merge(graph::router(Arc::new(graph::GraphService::new(edges, clock))));
+    }
+    if let Some(extra) = extra {
+        api = api.merge(extra);
     }
     let app = match config.normalized_base_path() {
         Some(prefix) => Router::new().nest(&prefix, api),

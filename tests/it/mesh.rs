@@ -33,6 +33,7 @@ mod bookinfo;
 mod http2_grpc;
 mod istio_metrics;
 mod no_collector;
+mod quota;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -144,6 +144,7 @@ fn graph_app(rows: Vec<EdgeRow>, links: Vec<DependencyLink>) -> (Router, Arc<Fak
     let app = crate::router_with_graph_and_clock(
         reader,
         Some(edges.clone()),
+        None,
         Arc::new(FixedClock),
         &QueryConfig::default(),
     );
