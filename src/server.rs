@@ -115,6 +115,7 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         );
     }
     let quota_engine = if role.ingests() {
+        config.quota.validate().context("invalid [quota] settings")?;
         let engine = Arc::new(
             meshtel_collector::QuotaEngine::with_system_clock(config.quota.clone())
                 .context("starting the quota engine")?,
