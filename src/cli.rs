@@ -45,6 +45,10 @@ pub enum Command {
     /// service's /api/quotas).
     #[command(subcommand)]
     Quota(crate::quota_cli::QuotaCommand),
+    /// Traffic rules (Istio VirtualService / DestinationRule YAML): validate them and
+    /// show what each one does.
+    #[command(subcommand)]
+    Rules(crate::rules_cli::RulesCommand),
 }
 
 /// Every setting of the config file, shown under `--help`.

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod metrics;
 mod quota_cli;
+mod rules_cli;
 mod server;
 mod signal;
 
@@ -59,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
             init_tracing("text");
             quota_cli::run(command).await
         }
+        Command::Rules(command) => rules_cli::run(command),
     }
 }

@@ -25,6 +25,7 @@ pub mod duration;
 pub mod mixer;
 pub mod quota;
 pub mod rls;
+pub mod routing;
 pub mod error;
 pub mod graph;
 pub mod ids;

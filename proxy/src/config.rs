@@ -26,6 +26,11 @@ pub struct ProxyArgs {
     /// Mesh file (YAML): services, their endpoints and labels; reloaded on change.
     #[arg(long, env = "MESHTEL_PROXY_MESH")]
     pub mesh: PathBuf,
+    /// Traffic rules: a directory of Istio `VirtualService` / `DestinationRule` YAML
+    /// (`networking.istio.io` v1alpha3/v1beta1/v1); reloaded on change, a bad edit is
+    /// rejected and the last good rules stay.
+    #[arg(long, env = "MESHTEL_PROXY_RULES")]
+    pub rules: Option<PathBuf>,
     /// Name of the service this proxy's app belongs to, e.g. `reviews`.
     #[arg(long, env = "MESHTEL_PROXY_SERVICE")]
     pub service: String,
@@ -122,6 +127,8 @@ impl FromStr for InboundSpec {
 pub struct ProxyConfig {
     /// Mesh file path.
     pub mesh_file: PathBuf,
+    /// Traffic rules directory, if any.
+    pub rules_dir: Option<PathBuf>,
     /// Service short name of this instance.
     pub service: String,
     /// This instance's workload identity (name, namespace, app, version).
@@ -162,6 +169,7 @@ impl ProxyArgs {
         let proxy_id = self.proxy_id.unwrap_or_else(|| format!("{workload}.{}-{}", self.namespace, std::process::id()));
         let config = ProxyConfig {
             mesh_file: self.mesh,
+            rules_dir: self.rules,
             service: self.service,
             identity: WorkloadIdentity { name: workload, namespace: self.namespace, app, version: self.version },
             inbound: self.inbound,
@@ -196,6 +204,7 @@ impl ProxyConfig {
         let workload = if version.is_empty() { service.to_owned() } else { format!("{service}-{version}") };
         ProxyConfig {
             mesh_file,
+            rules_dir: None,
             service: service.to_owned(),
             identity: WorkloadIdentity {
                 name: workload.clone(),

@@ -1,0 +1,765 @@
+//! Traffic rules: Istio `VirtualService` and `DestinationRule` documents
+//! (`networking.istio.io` `v1alpha3`, `v1beta1`, `v1`), compiled once into a
+//! [`RuleSet`] that the proxy consults on every outbound request.
+//!
+//! ```text
+//!  rules/*.yaml ──load──► documents ──compile──► RuleSet ──► proxy: route, fault, retry,
+//!  (multi-doc YAML)       (field paths in errors)   │          timeout, mirror, subset,
+//!                                                   │          pool limits, ejection
+//!                                                   └──explain──► `meshtel rules check`
+//! ```
+//!
+//! Loading is all or nothing: every problem of every document is collected with the file,
+//! the object (`VirtualService default/reviews`) and the field path
+//! (`spec.http[0].corsPolicy`); a field meshtel does not implement is refused by name,
+//! never ignored. Host names are normalised the way Istio resolves them: a short name is
+//! relative to the rule's namespace (`reviews` in `default` is
+//! `reviews.default.svc.cluster.local`).
+//!
+//! The compiled types here are what the proxy's data path reads; matching
+//! ([`VirtualService::route`], [`HttpRoute::pick`]) is allocation-free.
+
+mod explain;
+mod load;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+
+pub use load::{LoadError, RuleProblem};
+
+/// Cluster domain suffix of service FQDNs.
+pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+
+/// Every rule in force: virtual services by host, destination rules by host.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RuleSet {
+    /// Virtual services in load order (file name, then document order).
+    pub virtual_services: Vec<Arc<VirtualService>>,
+    /// Destination rules in load order.
+    pub destination_rules: Vec<Arc<DestinationRule>>,
+    /// Where the rules were read from, in order (file names).
+    pub sources: Vec<String>,
+    #[serde(skip)]
+    vs_exact: HashMap<String, usize>,
+    #[serde(skip)]
+    vs_wildcard: Vec<(String, usize)>,
+    #[serde(skip)]
+    dr_exact: HashMap<String, usize>,
+    #[serde(skip)]
+    dr_wildcard: Vec<(String, usize)>,
+}
+
+impl RuleSet {
+    /// Builds the host indexes. The first rule (in load order) naming a host wins for
+    /// that host, as Istio merges nothing across objects for the same sidecar host;
+    /// wildcards (`*.example.com`, `*`) are tried longest suffix first after exact
+    /// names.
+    pub fn new(
+        virtual_services: Vec<Arc<VirtualService>>,
+        destination_rules: Vec<Arc<DestinationRule>>,
+        sources: Vec<String>,
+    ) -> RuleSet {
+        let mut set = RuleSet { virtual_services, destination_rules, sources, ..RuleSet::default() };
+        for (index, vs) in set.virtual_services.iter().enumerate() {
+            for host in &vs.hosts {
+                index_host(&mut set.vs_exact, &mut set.vs_wildcard, host, index);
+            }
+        }
+        for (index, dr) in set.destination_rules.iter().enumerate() {
+            index_host(&mut set.dr_exact, &mut set.dr_wildcard, &dr.host, index);
+        }
+        set.vs_wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        set.dr_wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        set
+    }
+
+    /// No rules at all.
+    pub fn is_empty(&self) -> bool {
+        self.virtual_services.is_empty() && self.destination_rules.is_empty()
+    }
+
+    /// The virtual service for `host` (an FQDN, or a host name as called, without port).
+    pub fn virtual_service(&self, host: &str) -> Option<&Arc<VirtualService>> {
+        lookup(&self.vs_exact, &self.vs_wildcard, host).and_then(|i| self.virtual_services.get(i))
+    }
+
+    /// The destination rule for the service `fqdn`.
+    pub fn destination_rule(&self, fqdn: &str) -> Option<&Arc<DestinationRule>> {
+        lookup(&self.dr_exact, &self.dr_wildcard, fqdn).and_then(|i| self.destination_rules.get(i))
+    }
+
+    /// The traffic policy for `fqdn` and `subset`: the subset's (already merged with the
+    /// rule's own), the rule's, or the default. `None` when the subset is named but not
+    /// defined.
+    pub fn traffic_policy(&self, fqdn: &str, subset: Option<&str>) -> Option<TrafficPolicy> {
+        let rule = self.destination_rule(fqdn);
+        match (rule, subset) {
+            (None, None) => Some(TrafficPolicy::default()),
+            (None, Some(_)) => None,
+            (Some(rule), None) => Some(rule.traffic_policy.clone()),
+            (Some(rule), Some(name)) => rule.subset(name).map(|s| s.traffic_policy.clone()),
+        }
+    }
+}
+
+fn index_host(exact: &mut HashMap<String, usize>, wildcard: &mut Vec<(String, usize)>, host: &str, index: usize) {
+    if let Some(suffix) = host.strip_prefix('*') {
+        if !wildcard.iter().any(|(s, _)| s == suffix) {
+            wildcard.push((suffix.to_owned(), index));
+        }
+    } else {
+        exact.entry(host.to_owned()).or_insert(index);
+    }
+}
+
+fn lookup(exact: &HashMap<String, usize>, wildcard: &[(String, usize)], host: &str) -> Option<usize> {
+    if let Some(index) = exact.get(host) {
+        return Some(*index);
+    }
+    wildcard.iter().find(|(suffix, _)| host.ends_with(suffix.as_str())).map(|(_, i)| *i)
+}
+
+/// Resolves a host as Istio does for a rule in `namespace`: `reviews` →
+/// `reviews.<namespace>.svc.cluster.local`, `reviews.prod` →
+/// `reviews.prod.svc.cluster.local`, `reviews.prod.svc` → `….cluster.local`; anything
+/// else (FQDNs, wildcards, `*`) as written, lower-cased.
+pub fn qualify_host(host: &str, namespace: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    if host.starts_with('*') || host.ends_with(CLUSTER_DOMAIN) {
+        return host;
+    }
+    match host.matches('.').count() {
+        0 => format!("{host}.{namespace}.{CLUSTER_DOMAIN}"),
+        1 => format!("{host}.{CLUSTER_DOMAIN}"),
+        2 if host.ends_with(".svc") => format!("{host}.cluster.local"),
+        _ => host,
+    }
+}
+
+/// One `VirtualService`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualService {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace` (default `default`).
+    pub namespace: String,
+    /// `file#document` it came from.
+    pub source: String,
+    /// `spec.hosts`, qualified ([`qualify_host`]).
+    pub hosts: Vec<String>,
+    /// `spec.http`, in order: the first route whose match applies wins.
+    pub http: Vec<HttpRoute>,
+}
+
+/// What the request looks like to route matching.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestAttrs<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// `http` (or `https`).
+    pub scheme: &'a str,
+    /// `Host`/`:authority` as sent, port included.
+    pub authority: &'a str,
+    /// Path without the query.
+    pub path: &'a str,
+    /// Query string without `?` (empty when none).
+    pub query: &'a str,
+    /// Port the request was addressed to, when the authority names one.
+    pub port: Option<u16>,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// Who is calling: this proxy's own workload.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceAttrs<'a> {
+    /// Pod labels of the calling instance (`app`, `version`, ...).
+    pub labels: &'a BTreeMap<String, String>,
+    /// Namespace of the calling instance.
+    pub namespace: &'a str,
+}
+
+impl VirtualService {
+    /// The first HTTP route that matches; `None` means no route (Envoy answers 404 `NR`).
+    pub fn route(&self, request: &RequestAttrs<'_>, source: &SourceAttrs<'_>) -> Option<&HttpRoute> {
+        self.http.iter().find(|route| route.matches(request, source))
+    }
+}
+
+/// One entry of `spec.http`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpRoute {
+    /// `name`, or `http[i]` when unnamed.
+    pub name: String,
+    /// `match`: any one suffices; empty matches everything.
+    pub matches: Vec<RequestMatch>,
+    /// `route`: destinations with weights.
+    pub route: Vec<RouteDestination>,
+    /// Sum of the weights (at least 1).
+    pub total_weight: u32,
+    /// `fault`.
+    pub fault: Option<Fault>,
+    /// `timeout` over all attempts; `None` when not given, `Some(ZERO)` disables.
+    pub timeout: Option<Duration>,
+    /// `retries`; `None` when not given (the proxy then applies Istio's default).
+    pub retries: Option<RetryPolicy>,
+    /// `mirror` with `mirrorPercentage`.
+    pub mirror: Option<Mirror>,
+    /// `rewrite`.
+    pub rewrite: Option<Rewrite>,
+    /// `headers` (request and response operations).
+    pub headers: HeaderOperations,
+}
+
+impl HttpRoute {
+    /// Whether any of the route's match blocks applies (or it has none).
+    pub fn matches(&self, request: &RequestAttrs<'_>, source: &SourceAttrs<'_>) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(request, source))
+    }
+
+    /// The destination for a roll in `0..total_weight`.
+    pub fn pick(&self, roll: u32) -> Option<&RouteDestination> {
+        let mut upto = 0u32;
+        for destination in &self.route {
+            upto = upto.saturating_add(destination.weight);
+            if roll < upto {
+                return Some(destination);
+            }
+        }
+        self.route.first()
+    }
+
+    /// The match block that applied (for `rewrite.uri` of a prefix match).
+    pub fn matching_block(&self, request: &RequestAttrs<'_>, source: &SourceAttrs<'_>) -> Option<&RequestMatch> {
+        self.matches.iter().find(|m| m.matches(request, source))
+    }
+}
+
+/// One `HTTPMatchRequest`: every condition given must hold.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestMatch {
+    /// `name`.
+    pub name: String,
+    /// `uri`.
+    pub uri: Option<StringMatch>,
+    /// `scheme`.
+    pub scheme: Option<StringMatch>,
+    /// `method`.
+    pub method: Option<StringMatch>,
+    /// `authority`.
+    pub authority: Option<StringMatch>,
+    /// `headers`: lower-cased name → match.
+    pub headers: Vec<(String, StringMatch)>,
+    /// `withoutHeaders`: none of these may match.
+    pub without_headers: Vec<(String, StringMatch)>,
+    /// `queryParams`.
+    pub query_params: Vec<(String, StringMatch)>,
+    /// `sourceLabels`: every label must equal the caller's.
+    pub source_labels: BTreeMap<String, String>,
+    /// `sourceNamespace`.
+    pub source_namespace: Option<String>,
+    /// `port`.
+    pub port: Option<u16>,
+    /// `ignoreUriCase`: `uri` compares case-insensitively.
+    pub ignore_uri_case: bool,
+}
+
+impl RequestMatch {
+    /// Whether every condition holds.
+    pub fn matches(&self, request: &RequestAttrs<'_>, source: &SourceAttrs<'_>) -> bool {
+        if let Some(uri) = &self.uri {
+            let ok = if self.ignore_uri_case { uri.matches_ignore_case(request.path) } else { uri.matches(request.path) };
+            if !ok {
+                return false;
+            }
+        }
+        if self.method.as_ref().is_some_and(|m| !m.matches(request.method))
+            || self.scheme.as_ref().is_some_and(|m| !m.matches(request.scheme))
+            || self.authority.as_ref().is_some_and(|m| !m.matches(request.authority))
+        {
+            return false;
+        }
+        if self.port.is_some() && self.port != request.port {
+            return false;
+        }
+        if let Some(namespace) = &self.source_namespace
+            && namespace != source.namespace
+        {
+            return false;
+        }
+        if !self.source_labels.iter().all(|(k, v)| source.labels.get(k) == Some(v)) {
+            return false;
+        }
+        for (name, matcher) in &self.headers {
+            match header_str(request.headers, name) {
+                Some(value) if matcher.matches(value) => {}
+                _ => return false,
+            }
+        }
+        for (name, matcher) in &self.without_headers {
+            if header_str(request.headers, name).is_some_and(|value| matcher.matches(value)) {
+                return false;
+            }
+        }
+        for (name, matcher) in &self.query_params {
+            match query_param(request.query, name) {
+                Some(value) if matcher.matches(value) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The first value of `name` in a query string (raw, not percent-decoded).
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })
+}
+
+/// Istio's `StringMatch`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StringMatch {
+    /// `exact`.
+    Exact(String),
+    /// `prefix`.
+    Prefix(String),
+    /// `regex` (RE2 syntax, matched against the whole value).
+    Regex(#[serde(serialize_with = "serialize_regex")] AnchoredRegex),
+    /// `{}`: the value is present.
+    Present,
+}
+
+/// A regex compiled anchored (`^(?:…)$`), keeping the source for display.
+#[derive(Debug, Clone)]
+pub struct AnchoredRegex {
+    /// As written.
+    pub source: String,
+    /// Anchored, case-sensitive.
+    pub regex: regex::Regex,
+    /// Anchored, case-insensitive (for `ignoreUriCase`).
+    pub regex_ignore_case: regex::Regex,
+}
+
+impl AnchoredRegex {
+    /// Compiles `source` anchored at both ends.
+    pub fn new(source: &str) -> Result<AnchoredRegex, regex::Error> {
+        let anchored = format!("^(?:{source})$");
+        Ok(AnchoredRegex {
+            source: source.to_owned(),
+            regex: regex::RegexBuilder::new(&anchored).size_limit(1 << 20).build()?,
+            regex_ignore_case: regex::RegexBuilder::new(&anchored).case_insensitive(true).size_limit(1 << 20).build()?,
+        })
+    }
+}
+
+fn serialize_regex<S: serde::Serializer>(regex: &AnchoredRegex, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&regex.source)
+}
+
+impl StringMatch {
+    /// Whether `value` matches.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            StringMatch::Exact(want) => value == want,
+            StringMatch::Prefix(prefix) => value.starts_with(prefix.as_str()),
+            StringMatch::Regex(regex) => regex.regex.is_match(value),
+            StringMatch::Present => true,
+        }
+    }
+
+    /// Whether `value` matches, ignoring ASCII case.
+    pub fn matches_ignore_case(&self, value: &str) -> bool {
+        match self {
+            StringMatch::Exact(want) => value.eq_ignore_ascii_case(want),
+            StringMatch::Prefix(prefix) => {
+                value.len() >= prefix.len() && value.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+            }
+            StringMatch::Regex(regex) => regex.regex_ignore_case.is_match(value),
+            StringMatch::Present => true,
+        }
+    }
+}
+
+impl fmt::Display for StringMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StringMatch::Exact(v) => write!(f, "= {v:?}"),
+            StringMatch::Prefix(v) => write!(f, "starts with {v:?}"),
+            StringMatch::Regex(r) => write!(f, "~ /{}/", r.source),
+            StringMatch::Present => write!(f, "present"),
+        }
+    }
+}
+
+/// One `route[]` entry: where and how much.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteDestination {
+    /// `destination.host`, qualified.
+    pub host: String,
+    /// `destination.subset`.
+    pub subset: Option<String>,
+    /// `destination.port.number`.
+    pub port: Option<u16>,
+    /// `weight` (a lone destination weighs 100).
+    pub weight: u32,
+    /// `headers` of this destination.
+    pub headers: HeaderOperations,
+}
+
+/// `headers`: operations on the request (before forwarding) and the response (before
+/// returning it downstream).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HeaderOperations {
+    /// `headers.request`.
+    pub request: HeaderOps,
+    /// `headers.response`.
+    pub response: HeaderOps,
+}
+
+impl HeaderOperations {
+    /// No operation at all.
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
+}
+
+/// `set` (replace), `add` (append), `remove`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HeaderOps {
+    /// `set`.
+    #[serde(serialize_with = "serialize_headers")]
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// `add`.
+    #[serde(serialize_with = "serialize_headers")]
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    /// `remove`.
+    #[serde(serialize_with = "serialize_names")]
+    pub remove: Vec<HeaderName>,
+}
+
+fn serialize_headers<S: serde::Serializer>(headers: &[(HeaderName, HeaderValue)], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(headers.len()))?;
+    for (name, value) in headers {
+        map.serialize_entry(name.as_str(), value.to_str().unwrap_or("<binary>"))?;
+    }
+    map.end()
+}
+
+fn serialize_names<S: serde::Serializer>(names: &[HeaderName], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(names.iter().map(HeaderName::as_str))
+}
+
+impl HeaderOps {
+    /// No operation.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Applies the operations to `headers`: remove, then set, then add.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// `fault`: delay and abort are independent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    /// `delay`.
+    pub delay: Option<FaultDelay>,
+    /// `abort`.
+    pub abort: Option<FaultAbort>,
+}
+
+/// `fault.delay`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultDelay {
+    /// `fixedDelay`.
+    pub fixed_delay: Duration,
+    /// `percentage.value` (or legacy `percent`); 100 when neither is given.
+    pub percent: f64,
+}
+
+/// `fault.abort`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultAbort {
+    /// `httpStatus` or `grpcStatus`.
+    pub status: AbortStatus,
+    /// `percentage.value` (or legacy `percent`); 100 when neither is given.
+    pub percent: f64,
+}
+
+/// What an injected abort answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AbortStatus {
+    /// `httpStatus`.
+    Http(u16),
+    /// `grpcStatus` (a gRPC code, e.g. 14 for `UNAVAILABLE`).
+    Grpc(u32),
+}
+
+/// `retries`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryPolicy {
+    /// `attempts`: retries after the first try (0 disables).
+    pub attempts: u32,
+    /// `perTryTimeout`.
+    pub per_try_timeout: Option<Duration>,
+    /// `retryOn`.
+    pub retry_on: RetryOn,
+}
+
+impl RetryPolicy {
+    /// What Istio applies to a route that names no `retries`: 2 retries on
+    /// `connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes`
+    /// (503).
+    pub fn istio_default() -> RetryPolicy {
+        RetryPolicy { attempts: 2, per_try_timeout: None, retry_on: RetryOn::istio_default() }
+    }
+}
+
+/// `retryOn`: Envoy's `x-envoy-retry-on` and `x-envoy-retry-grpc-on` conditions; a bare
+/// status code adds it to the retriable status codes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetryOn {
+    /// `5xx`: any 5xx response, a reset or a timeout.
+    pub five_xx: bool,
+    /// `gateway-error`: 502, 503, 504, or a per-try timeout.
+    pub gateway_error: bool,
+    /// `reset`: disconnect or reset before a response, or a per-try timeout.
+    pub reset: bool,
+    /// `connect-failure`.
+    pub connect_failure: bool,
+    /// `refused-stream`.
+    pub refused_stream: bool,
+    /// `retriable-4xx`: 409.
+    pub retriable_4xx: bool,
+    /// `retriable-status-codes` is on (with the codes below).
+    pub retriable_status_codes: bool,
+    /// Status codes retried when `retriable_status_codes` is on.
+    pub status_codes: Vec<u16>,
+    /// gRPC `cancelled`.
+    pub grpc_cancelled: bool,
+    /// gRPC `deadline-exceeded`.
+    pub grpc_deadline_exceeded: bool,
+    /// gRPC `internal`.
+    pub grpc_internal: bool,
+    /// gRPC `resource-exhausted`.
+    pub grpc_resource_exhausted: bool,
+    /// gRPC `unavailable`.
+    pub grpc_unavailable: bool,
+}
+
+impl RetryOn {
+    /// Istio's default conditions (503 as the retriable status code).
+    pub fn istio_default() -> RetryOn {
+        RetryOn {
+            connect_failure: true,
+            refused_stream: true,
+            grpc_unavailable: true,
+            grpc_cancelled: true,
+            retriable_status_codes: true,
+            status_codes: vec![503],
+            ..RetryOn::default()
+        }
+    }
+
+    /// Whether an upstream response with `status` (and gRPC status, when any) is retried.
+    pub fn retries_status(&self, status: u16, grpc_status: Option<u32>) -> bool {
+        (self.five_xx && (500..600).contains(&status))
+            || (self.gateway_error && matches!(status, 502..=504))
+            || (self.retriable_4xx && status == 409)
+            || (self.retriable_status_codes && self.status_codes.contains(&status))
+            || grpc_status.is_some_and(|code| {
+                (self.grpc_cancelled && code == 1)
+                    || (self.grpc_deadline_exceeded && code == 4)
+                    || (self.grpc_resource_exhausted && code == 8)
+                    || (self.grpc_internal && code == 13)
+                    || (self.grpc_unavailable && code == 14)
+            })
+    }
+
+    /// Whether a failed connection is retried.
+    pub fn retries_connect_failure(&self) -> bool {
+        self.connect_failure || self.five_xx || self.gateway_error || self.reset
+    }
+
+    /// Whether a reset before the response head is retried.
+    pub fn retries_reset(&self) -> bool {
+        self.five_xx || self.reset
+    }
+
+    /// Whether a per-try timeout is retried.
+    pub fn retries_per_try_timeout(&self) -> bool {
+        self.five_xx || self.gateway_error || self.reset
+    }
+}
+
+/// `mirror` and `mirrorPercentage`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mirror {
+    /// `mirror.host`, qualified.
+    pub host: String,
+    /// `mirror.subset`.
+    pub subset: Option<String>,
+    /// `mirror.port.number`.
+    pub port: Option<u16>,
+    /// `mirrorPercentage.value` (or legacy `mirrorPercent`); 100 when not given.
+    pub percent: f64,
+}
+
+/// `rewrite`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rewrite {
+    /// `rewrite.uri`: replaces the matched prefix (a `prefix` uri match), else the whole
+    /// path; the query is kept.
+    pub uri: Option<String>,
+    /// `rewrite.authority`: the `Host`/`:authority` sent upstream.
+    pub authority: Option<String>,
+}
+
+impl Rewrite {
+    /// The rewritten path for `path` when the route matched with `matched`.
+    pub fn rewrite_path(&self, path: &str, matched: Option<&RequestMatch>) -> Option<String> {
+        let uri = self.uri.as_ref()?;
+        let prefix = matched.and_then(|m| match &m.uri {
+            Some(StringMatch::Prefix(prefix)) => Some(prefix.as_str()),
+            _ => None,
+        });
+        Some(match prefix {
+            Some(prefix) if path.len() >= prefix.len() => format!("{uri}{}", &path[prefix.len()..]),
+            _ => uri.clone(),
+        })
+    }
+}
+
+/// One `DestinationRule`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationRule {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `file#document` it came from.
+    pub source: String,
+    /// `spec.host`, qualified.
+    pub host: String,
+    /// `spec.trafficPolicy` (defaults filled in).
+    pub traffic_policy: TrafficPolicy,
+    /// `spec.subsets`, each policy already merged over the rule's.
+    pub subsets: Vec<Subset>,
+}
+
+impl DestinationRule {
+    /// The subset called `name`.
+    pub fn subset(&self, name: &str) -> Option<&Subset> {
+        self.subsets.iter().find(|s| s.name == name)
+    }
+}
+
+/// One `subsets[]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subset {
+    /// `name`.
+    pub name: String,
+    /// `labels`: an endpoint belongs when it has every one.
+    pub labels: BTreeMap<String, String>,
+    /// The subset's `trafficPolicy` merged over the rule's: each of `loadBalancer`,
+    /// `connectionPool`, `outlierDetection` given at the subset replaces the rule's.
+    pub traffic_policy: TrafficPolicy,
+}
+
+/// `trafficPolicy`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TrafficPolicy {
+    /// `loadBalancer.simple`.
+    pub load_balancer: LoadBalancer,
+    /// `connectionPool`.
+    pub connection_pool: ConnectionPool,
+    /// `outlierDetection`; `None` disables ejection.
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// `loadBalancer.simple`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadBalancer {
+    /// `ROUND_ROBIN` (meshtel's default).
+    #[default]
+    RoundRobin,
+    /// `RANDOM`.
+    Random,
+    /// `LEAST_REQUEST` (also `LEAST_CONN`): the less busy of two random endpoints.
+    LeastRequest,
+}
+
+/// `connectionPool`; `None` = unlimited (Istio's defaults are 2³²−1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionPool {
+    /// `tcp.maxConnections`: HTTP/1.1 connections (so requests in flight) to the
+    /// destination; more wait as pending.
+    pub max_connections: Option<u32>,
+    /// `tcp.connectTimeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `http.http1MaxPendingRequests`: requests waiting for a connection; beyond, 503 `UO`.
+    pub http1_max_pending_requests: Option<u32>,
+    /// `http.http2MaxRequests`: requests in flight to the destination; beyond, 503 `UO`.
+    pub http2_max_requests: Option<u32>,
+    /// `http.maxRequestsPerConnection`: a connection is closed after this many.
+    pub max_requests_per_connection: Option<u32>,
+    /// `http.maxRetries`: retries in flight to the destination; beyond, no retry (`UO`).
+    pub max_retries: Option<u32>,
+}
+
+/// `outlierDetection`, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutlierDetection {
+    /// `consecutive5xxErrors` (default 5; 0 disables).
+    pub consecutive_5xx_errors: u32,
+    /// `consecutiveGatewayErrors` (502, 503, 504 and connect failures; default 0 =
+    /// off), or the legacy `consecutiveErrors` when only that is given.
+    pub consecutive_gateway_errors: u32,
+    /// `interval` (default 10 s): how often ejections are reviewed.
+    pub interval: Duration,
+    /// `baseEjectionTime` (default 30 s), times the number of ejections so far.
+    pub base_ejection_time: Duration,
+    /// `maxEjectionPercent` (default 10; at least one endpoint can always be ejected).
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> OutlierDetection {
+        OutlierDetection {
+            consecutive_5xx_errors: 5,
+            consecutive_gateway_errors: 0,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_percent: 10,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
