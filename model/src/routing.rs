@@ -73,8 +73,8 @@ impl RuleSet {
         for (index, dr) in set.destination_rules.iter().enumerate() {
             index_host(&mut set.dr_exact, &mut set.dr_wildcard, &dr.host, index);
         }
-        set.vs_wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-        set.dr_wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        set.vs_wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        set.dr_wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         set
     }
 

@@ -1,13 +1,15 @@
-//! The admin listener: `/healthz`, `/ready`, `/stats/prometheus`.
+//! The admin listener: `/healthz`, `/ready`, `/stats/prometheus`, `/config_dump`
+//! (the traffic rules and clusters in force, JSON).
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 
 use crate::body::ResponseBody;
+use crate::routing::{SharedRouting, config_dump};
 use crate::stats::Stats;
 
 /// Answers one admin request.
-pub fn handle_admin<B>(stats: &Stats, request: &Request<B>) -> Response<ResponseBody> {
+pub fn handle_admin<B>(stats: &Stats, routing: &SharedRouting, request: &Request<B>) -> Response<ResponseBody> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n".into());
     }
@@ -19,6 +21,10 @@ pub fn handle_admin<B>(stats: &Stats, request: &Request<B>) -> Response<Response
             } else {
                 reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
             }
+        }
+        "/config_dump" => {
+            let body = serde_json::to_string_pretty(&config_dump(routing)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            reply(StatusCode::OK, "application/json", body)
         }
         "/stats/prometheus" => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", stats.render()),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),

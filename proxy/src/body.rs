@@ -16,17 +16,28 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use crate::forward::ProxyContext;
 use crate::telemetry::{Exchange, grpc_status};
 
-/// The downstream request body on its way upstream, counting its bytes.
+/// The downstream request body on its way upstream: streamed (counting its bytes), or
+/// a copy of a small body buffered so that retries and mirrors can send it again.
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Incoming,
-    bytes: Arc<AtomicU64>,
+    inner: RequestSource,
+}
+
+#[derive(Debug)]
+enum RequestSource {
+    Streaming { body: Incoming, bytes: Arc<AtomicU64> },
+    Buffered(Option<Bytes>),
 }
 
 impl RequestBody {
     /// Wraps `inner`, adding its data bytes to `bytes`.
     pub fn new(inner: Incoming, bytes: Arc<AtomicU64>) -> RequestBody {
-        RequestBody { inner, bytes }
+        RequestBody { inner: RequestSource::Streaming { body: inner, bytes } }
+    }
+
+    /// A buffered body (already counted when it was read).
+    pub fn buffered(bytes: Bytes) -> RequestBody {
+        RequestBody { inner: RequestSource::Buffered(Some(bytes).filter(|b| !b.is_empty())) }
     }
 }
 
@@ -35,21 +46,32 @@ impl Body for RequestBody {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match &mut self.inner {
+            RequestSource::Streaming { body, bytes } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                polled
+            }
+            RequestSource::Buffered(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            RequestSource::Streaming { body, .. } => body.is_end_stream(),
+            RequestSource::Buffered(data) => data.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            RequestSource::Streaming { body, .. } => body.size_hint(),
+            RequestSource::Buffered(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
     }
 }
 

@@ -43,6 +43,15 @@ pub enum Error {
         /// What is wrong, for the operator.
         reason: String,
     },
+    /// The traffic rules directory does not load.
+    #[error("loading traffic rules from {dir}")]
+    Rules {
+        /// The rules directory.
+        dir: PathBuf,
+        /// Every problem found.
+        #[source]
+        source: meshtel_model::routing::LoadError,
+    },
     /// A command-line or configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -122,6 +131,30 @@ pub enum ForwardError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// A virtual service covers the host but none of its routes matches the request.
+    #[error("no route of the virtual service for {host:?} matches")]
+    NoRoute {
+        /// The host as the app sent it.
+        host: String,
+    },
+    /// The route names a destination (service or subset) that does not exist.
+    #[error("no cluster for {cluster}")]
+    ClusterNotFound {
+        /// `host` or `host` + subset.
+        cluster: String,
+    },
+    /// A connection-pool limit of the destination is reached (circuit breaking).
+    #[error("circuit breaker of {cluster} open: {limit}")]
+    Overflow {
+        /// The destination cluster.
+        cluster: String,
+        /// Which limit.
+        limit: &'static str,
+    },
+    /// The downstream's request body failed while being read for replay (or a streamed
+    /// body was asked for twice).
+    #[error("reading the downstream request body")]
+    DownstreamBody,
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
@@ -134,7 +167,11 @@ impl ForwardError {
             ForwardError::UnknownService { .. }
             | ForwardError::NoHealthyUpstream { .. }
             | ForwardError::UpstreamConnect { .. }
-            | ForwardError::UpstreamReset { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | ForwardError::UpstreamReset { .. }
+            | ForwardError::ClusterNotFound { .. }
+            | ForwardError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ForwardError::DownstreamBody => StatusCode::BAD_REQUEST,
             ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::BadUpstreamRequest(_) => StatusCode::BAD_GATEWAY,
         }
@@ -149,6 +186,10 @@ impl ForwardError {
             ForwardError::UpstreamConnect { .. } => "UF",
             ForwardError::UpstreamTimeout { .. } => "UT",
             ForwardError::UpstreamReset { .. } => "UC",
+            ForwardError::NoRoute { .. } => "NR",
+            ForwardError::DownstreamBody => "DPE",
+            ForwardError::ClusterNotFound { .. } => "NC",
+            ForwardError::Overflow { .. } => "UO",
             ForwardError::BadUpstreamRequest(_) => "UPE",
         }
     }

@@ -28,11 +28,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rand::Rng;
+use meshtel_model::routing::{AbortStatus, HeaderOps, RequestAttrs, RequestMatch, RetryPolicy, Rewrite};
+use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::ForwardError;
-use crate::mesh::{CLUSTER_DOMAIN, SharedMesh, WorkloadIdentity};
+use crate::mesh::{CLUSTER_DOMAIN, WorkloadIdentity};
+use crate::routing::SharedRouting;
 use crate::quota::{self, Denial, QuotaEnforcer, RequestView};
 use crate::report::ReportQueue;
 use crate::spans::SpanQueue;
@@ -59,8 +62,8 @@ pub struct ProxyContext {
     pub identity: WorkloadIdentity,
     /// This instance's service: FQDN, short name, namespace.
     pub service: (String, String, String),
-    /// The mesh in force.
-    pub mesh: SharedMesh,
+    /// The mesh and traffic rules in force.
+    pub routing: SharedRouting,
     /// Request records.
     pub reports: ReportQueue,
     /// Spans.
@@ -73,6 +76,8 @@ pub struct ProxyContext {
     pub request_timeout: Option<Duration>,
     /// The inbound quota stage.
     pub quota: QuotaEnforcer,
+    /// Mirrored requests in flight (bounded; beyond, mirrors are dropped).
+    pub mirror_slots: Arc<Semaphore>,
     http1: Client<HttpConnector, RequestBody>,
     http2: Client<HttpConnector, RequestBody>,
 }
@@ -92,7 +97,7 @@ impl ProxyContext {
     pub fn new(
         service_name: &str,
         identity: WorkloadIdentity,
-        mesh: SharedMesh,
+        routing: SharedRouting,
         reports: ReportQueue,
         spans: SpanQueue,
         stats: Stats,
@@ -115,7 +120,21 @@ impl ProxyContext {
             .http2_only(true)
             .build(connector);
         let service = service_names(service_name, &identity.namespace);
-        ProxyContext { identity, service, mesh, reports, spans, stats, sample_percent, request_timeout, quota, http1, http2 }
+        let mirror_slots = Arc::new(Semaphore::new(upstream::MAX_MIRRORS_IN_FLIGHT));
+        ProxyContext {
+            identity,
+            service,
+            routing,
+            reports,
+            spans,
+            stats,
+            sample_percent,
+            request_timeout,
+            quota,
+            mirror_slots,
+            http1,
+            http2,
+        }
     }
 }
 
@@ -157,6 +176,7 @@ impl Proxy {
         // 1. telemetry: start the clock, count the request (reporter="destination").
         context.stats.inbound.requests.inc();
         let mut exchange = Exchange::start(Direction::Inbound, &request);
+        exchange.report_if_abandoned(context.clone());
         // 2. identity: the caller from the peer headers (stripped before the app sees
         //    them); the destination is this instance and its service.
         exchange.source = take_peer_identity(request.headers_mut());
@@ -184,48 +204,133 @@ impl Proxy {
         let forwarded = forward(context, request, &mut exchange).await;
         // 8. respond: errors → 5xx + flag; response hop-by-hop headers; record + span
         //    when the response body ends.
-        respond(context, forwarded, exchange)
+        respond(context, forwarded, exchange, None)
     }
 
     /// Outbound: the local app → another service of the mesh. Stages, in order:
     async fn outbound_pipeline(&self, mut request: Request<Incoming>) -> Response<ResponseBody> {
         let context = &self.context;
-        // 1. telemetry: start the clock, count the request (reporter="source").
+        // 1. telemetry: start the clock, count the request (reporter="source"); a
+        //    request abandoned by the app is still reported (flag DC).
         context.stats.outbound.requests.inc();
         let mut exchange = Exchange::start(Direction::Outbound, &request);
+        exchange.report_if_abandoned(context.clone());
         // 2. identity: the caller is this instance; announce it to the callee's proxy
         //    (replacing whatever the app may have sent).
         exchange.source = context.identity.clone();
         set_peer_identity(request.headers_mut(), &context.identity);
-        // 3. routing: Host/:authority → mesh service → endpoint (round robin).
-        let routed = route_outbound(&context.mesh, &mut exchange);
+        // 3. routing: Host → mesh service / virtual service → first matching route →
+        //    weighted destination → cluster (service or subset).
+        let table = context.routing.current();
+        let roll = rand::rng().random::<u32>();
+        let decided = {
+            let uri = request.uri();
+            let attrs = RequestAttrs {
+                method: request.method().as_str(),
+                scheme: "http",
+                authority: &exchange.authority,
+                path: uri.path(),
+                query: uri.query().unwrap_or(""),
+                port: authority_port(&exchange.authority),
+                headers: request.headers(),
+            };
+            table.decide(&attrs, roll)
+        };
         // 4. trace context: continue the app's trace (or start one) with our client span.
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
         // 5. request hygiene: hop-by-hop headers, x-request-id.
         prepare_request_headers(request.headers_mut(), &mut exchange);
-        // 6. forward over the pooled client, bounded by the request timeout.
-        let forwarded = match routed {
-            Ok(()) => forward(context, request, &mut exchange).await,
-            Err(error) => Err(error),
+        let decision = match decided {
+            Ok(decision) => decision,
+            Err(error) => return respond(context, Err(error), exchange, None),
         };
-        // 7. respond: errors → 5xx + flag; record + span when the body ends.
-        respond(context, forwarded, exchange)
+        exchange.destination_service = decision.cluster.service.clone();
+        exchange.upstream_cluster.clone_from(&decision.cluster.name);
+        // 6. fault injection: delay (DI), then abort (FI).
+        if let Some(fault) = decision.route.and_then(|r| r.fault.as_ref())
+            && let upstream::Injected::Abort(status) = upstream::inject_fault(context, fault, &mut exchange).await
+        {
+            let grpc_status = match status {
+                AbortStatus::Grpc(code) => code,
+                AbortStatus::Http(code) => upstream::grpc_status_for_http(code),
+            };
+            let reply = LocalReply {
+                flag: "",
+                status: upstream::abort_http_status(status),
+                grpc_status,
+                message: "fault filter abort",
+                body: Bytes::from_static(b"fault filter abort"),
+            };
+            return local_reply(context, reply, HeaderMap::new(), exchange);
+        }
+        // 7. request rewrites: `rewrite` (path prefix, authority), header operations.
+        let (mut parts, body) = request.into_parts();
+        if let Some(route) = decision.route {
+            if let Some(rewrite) = &route.rewrite {
+                rewrite_request(&mut parts, rewrite, decision.matched);
+            }
+            route.headers.request.apply(&mut parts.headers);
+        }
+        if let Some(destination) = decision.destination {
+            destination.headers.request.apply(&mut parts.headers);
+        }
+        if parts.version != Version::HTTP_2 {
+            parts.version = Version::HTTP_11;
+        }
+        // 8. resilience plan: retries (the route's, or Istio's default) and timeouts.
+        let plan = upstream::Plan {
+            retries: decision.route.and_then(|r| r.retries.clone()).unwrap_or_else(RetryPolicy::istio_default),
+            timeout: match decision.route.and_then(|r| r.timeout) {
+                Some(timeout) if timeout.is_zero() => None,
+                Some(timeout) => Some(timeout),
+                None => context.request_timeout,
+            },
+        };
+        let mirror = decision.route.and_then(|r| r.mirror.as_ref());
+        let replay = plan.retries.attempts > 0 || mirror.is_some();
+        let mut body = match upstream::OutboundBody::prepare(body, replay, &exchange).await {
+            Ok(body) => body,
+            Err(error) => return respond(context, Err(error), exchange, None),
+        };
+        if replay && !matches!(body, upstream::OutboundBody::Buffered(_)) {
+            context.stats.routing.retries.with_label_values(&["skipped_body"]).inc();
+        }
+        // 9. mirror: a fire-and-forget copy to the shadow destination.
+        if let Some(mirror) = mirror {
+            upstream::mirror(context, &table, mirror, &parts, &body);
+        }
+        // 10. forward with retries under the per-try and overall timeouts.
+        let forwarded = upstream::send(context, decision.cluster, &parts, &mut body, &plan, &mut exchange).await;
+        let response_ops = decision.route.map(|r| (&r.headers.response, decision.destination.map(|d| &d.headers.response)));
+        // 11. respond: errors → 5xx + flag; record + span when the body ends.
+        respond(context, forwarded, exchange, response_ops)
     }
 }
 
-/// Resolves the request's authority through the mesh and picks an endpoint.
-fn route_outbound(mesh: &SharedMesh, exchange: &mut Exchange) -> Result<(), ForwardError> {
-    let mesh = mesh.current();
-    let Some(service) = mesh.resolve(&exchange.authority) else {
-        return Err(ForwardError::UnknownService { host: exchange.authority.clone() });
-    };
-    exchange.destination_service = (service.fqdn.clone(), service.name.clone(), service.namespace.clone());
-    let Some(endpoint) = service.pick_endpoint() else {
-        return Err(ForwardError::NoHealthyUpstream { service: service.fqdn.clone() });
-    };
-    exchange.destination = endpoint.workload.clone();
-    exchange.upstream_address = endpoint.address.clone();
-    Ok(())
+/// The port named by an authority, if any.
+fn authority_port(authority: &str) -> Option<u16> {
+    match authority.rsplit_once(':') {
+        Some((_, port)) if !port.contains(']') => port.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Applies `rewrite` to the request head.
+fn rewrite_request(parts: &mut http::request::Parts, rewrite: &Rewrite, matched: Option<&RequestMatch>) {
+    if let Some(path) = rewrite.rewrite_path(parts.uri.path(), matched) {
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        if let Ok(uri) = Uri::builder().path_and_query(path_and_query).build() {
+            parts.uri = uri;
+        }
+    }
+    if let Some(authority) = &rewrite.authority
+        && let Ok(value) = HeaderValue::from_str(authority)
+    {
+        parts.headers.insert(http::header::HOST, value);
+    }
 }
 
 /// Extracts the incoming trace context, starts our span, re-injects it.
@@ -282,16 +387,24 @@ async fn forward(
     })
 }
 
-/// Turns the forwarding result into the downstream response.
+/// Turns the forwarding result into the downstream response, applying the route's
+/// response header operations.
 fn respond(
     context: &Arc<ProxyContext>,
     forwarded: Result<Response<Incoming>, ForwardError>,
     mut exchange: Exchange,
+    response_ops: Option<(&HeaderOps, Option<&HeaderOps>)>,
 ) -> Response<ResponseBody> {
     match forwarded {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop_headers(&mut parts.headers);
+            if let Some((route_ops, destination_ops)) = response_ops {
+                route_ops.apply(&mut parts.headers);
+                if let Some(ops) = destination_ops {
+                    ops.apply(&mut parts.headers);
+                }
+            }
             exchange.response_head(parts.status, &parts.headers);
             Response::from_parts(parts, ResponseBody::upstream(body, exchange, context.clone()))
         }
@@ -315,8 +428,12 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
         ForwardError::UpstreamReset { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
         ForwardError::UpstreamTimeout { .. } => "upstream request timeout",
         ForwardError::BadUpstreamRequest(_) => "bad upstream request",
+        ForwardError::NoRoute { .. } => "route not found",
+        ForwardError::DownstreamBody => "bad request body",
+        ForwardError::ClusterNotFound { .. } => "cluster not found",
+        ForwardError::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
     };
-    let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { 14 };
+    let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { upstream::grpc_status_for_http(status.as_u16()) };
     let reply = LocalReply { flag: error.response_flag(), status, grpc_status, message, body: Bytes::from_static(message.as_bytes()) };
     local_reply(context, reply, HeaderMap::new(), exchange)
 }
@@ -446,6 +563,8 @@ fn new_request_id() -> String {
     let hex = trace_context::hex(&bytes);
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
+
+mod upstream;
 
 #[cfg(test)]
 mod tests;

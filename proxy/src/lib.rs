@@ -34,6 +34,8 @@ pub mod forward;
 pub mod mesh;
 pub mod quota;
 pub mod report;
+pub mod routing;
+pub mod rules;
 pub mod server;
 pub mod spans;
 pub mod stats;
@@ -57,7 +59,7 @@ pub use config::{InboundSpec, ProxyArgs, ProxyConfig};
 pub use error::{Error, ForwardError, Result};
 
 use forward::{PoolSettings, Proxy, ProxyContext};
-use mesh::MeshWatcher;
+use routing::RoutingWatcher;
 use quota::QuotaEnforcer;
 use stats::Stats;
 
@@ -120,7 +122,7 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Res
 pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<()> {
     config.validate()?;
     let stats = Stats::new()?;
-    let watcher = MeshWatcher::start(config.mesh_file.clone(), config.identity.namespace.clone())?;
+    let watcher = RoutingWatcher::start(config.mesh_file.clone(), config.rules_dir.clone(), config.identity.clone(), stats.routing.clone())?;
     let collector = Endpoint::from_shared(config.collector.clone())
         .map_err(|source| Error::CollectorEndpoint { endpoint: config.collector.clone(), source })?
         .connect_timeout(Duration::from_secs(1))
@@ -135,7 +137,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     let context = Arc::new(ProxyContext::new(
         &config.service,
         config.identity.clone(),
-        watcher.mesh(),
+        watcher.routing(),
         reports,
         spans,
         stats.clone(),
@@ -181,8 +183,9 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     let proxy = Proxy::outbound(context.clone());
     servers.spawn(server::serve_listener("outbound", listeners.outbound, proxy_service(proxy), servers_stopped.clone()));
     let admin_stats = stats.clone();
+    let admin_routing = context.routing.clone();
     let admin = service_fn(move |request| {
-        let response = admin::handle_admin(&admin_stats, &request);
+        let response = admin::handle_admin(&admin_stats, &admin_routing, &request);
         async move { Ok::<_, Infallible>(response) }
     });
     servers.spawn(server::serve_listener("admin", listeners.admin, admin, servers_stopped));

@@ -104,6 +104,8 @@ pub struct Endpoint {
     pub address: String,
     /// The workload behind it.
     pub workload: WorkloadIdentity,
+    /// Its pod labels (what `DestinationRule` subsets select on).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A resolved service.
@@ -135,7 +137,7 @@ impl Service {
 #[derive(Debug, Default)]
 pub struct Mesh {
     by_host: HashMap<String, Arc<Service>>,
-    services: usize,
+    services: Vec<Arc<Service>>,
 }
 
 impl Mesh {
@@ -143,7 +145,7 @@ impl Mesh {
     pub fn build(file: MeshFile, own_namespace: &str) -> std::result::Result<Mesh, String> {
         let mut by_host: HashMap<String, Arc<Service>> = HashMap::new();
         let mut bare: HashMap<String, Vec<Arc<Service>>> = HashMap::new();
-        let services = file.services.len();
+        let mut services = Vec::with_capacity(file.services.len());
         for spec in file.services {
             if spec.name.is_empty() || spec.name.contains('.') {
                 return Err(format!("service name {:?} must be non-empty without dots", spec.name));
@@ -170,6 +172,7 @@ impl Mesh {
                     return Err(format!("service {alias} is listed twice"));
                 }
             }
+            services.push(service.clone());
             bare.entry(spec.name).or_default().push(service);
         }
         for (name, candidates) in bare {
@@ -195,7 +198,12 @@ impl Mesh {
 
     /// How many services the mesh has.
     pub fn service_count(&self) -> usize {
-        self.services
+        self.services.len()
+    }
+
+    /// Every service, in file order.
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.services.iter()
     }
 }
 
@@ -212,9 +220,15 @@ fn endpoint_from_spec(
     let name = spec.workload.unwrap_or_else(|| {
         if version.is_empty() { service.to_owned() } else { format!("{service}-{version}") }
     });
+    let mut labels = spec.labels;
+    labels.entry("app".to_owned()).or_insert_with(|| app.clone());
+    if !version.is_empty() {
+        labels.entry("version".to_owned()).or_insert_with(|| version.clone());
+    }
     Ok(Endpoint {
         address: spec.address,
         workload: WorkloadIdentity { name, namespace: namespace.to_owned(), app, version },
+        labels,
     })
 }
 

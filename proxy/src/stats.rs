@@ -64,6 +64,45 @@ pub struct Stats {
     pub ready: IntGauge,
     /// Quota decisions, Check calls, policies and leases.
     pub quota: QuotaStats,
+    /// Traffic rules: reloads, faults, retries, circuit breaking, ejections, mirrors.
+    pub routing: RoutingStats,
+}
+
+/// Counters of what the traffic rules made the proxy do.
+#[derive(Debug, Clone)]
+pub struct RoutingStats {
+    /// Rules directory reloads, by result (`ok`, `rejected`).
+    pub rules_reloads: IntCounterVec,
+    /// Faults injected, by kind (`delay`, `abort`).
+    pub faults: IntCounterVec,
+    /// Retries sent, and retries given up (`sent`, `exhausted`, `skipped_body`: the
+    /// request body was too large or unsized to replay).
+    pub retries: IntCounterVec,
+    /// Requests refused by a connection-pool limit, by limit.
+    pub overflows: IntCounterVec,
+    /// Endpoints ejected by outlier detection.
+    pub ejections: IntCounter,
+    /// Mirrored requests, by result (`sent`, `failed`, `dropped`: too many in flight
+    /// or a body that cannot be copied).
+    pub mirrors: IntCounterVec,
+}
+
+impl RoutingStats {
+    fn register(registry: &Registry) -> Result<RoutingStats> {
+        Ok(RoutingStats {
+            rules_reloads: counter_vec(registry, "meshtel_proxy_rules_reloads_total", "Traffic rules reloads, by result", &["result"])?,
+            faults: counter_vec(registry, "meshtel_proxy_faults_injected_total", "Faults injected by the traffic rules, by kind", &["kind"])?,
+            retries: counter_vec(registry, "meshtel_proxy_retries_total", "Upstream retries, by result", &["result"])?,
+            overflows: counter_vec(
+                registry,
+                "meshtel_proxy_circuit_breaker_overflows_total",
+                "Requests or retries refused by a connection-pool limit, by limit",
+                &["limit"],
+            )?,
+            ejections: counter(registry, "meshtel_proxy_outlier_ejections_total", "Endpoints ejected by outlier detection")?,
+            mirrors: counter_vec(registry, "meshtel_proxy_mirrored_requests_total", "Mirrored requests, by result", &["result"])?,
+        })
+    }
 }
 
 impl Stats {
@@ -104,6 +143,7 @@ impl Stats {
             mesh_reloads: counter_vec(&registry, "meshtel_proxy_mesh_reloads_total", "Mesh file reloads, by result", &["result"])?,
             ready: gauge(&registry, "meshtel_proxy_ready", "1 once every listener is serving")?,
             quota: QuotaStats::register(&registry)?,
+            routing: RoutingStats::register(&registry)?,
             registry,
         })
     }

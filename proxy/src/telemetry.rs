@@ -21,6 +21,12 @@ use crate::spans::{int_attribute, string_attribute};
 use crate::stats::Direction;
 use crate::trace_context::SpanContext;
 
+/// Envoy's order of `%RESPONSE_FLAGS%` short codes.
+const FLAG_ORDER: [&str; 29] = [
+    "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE",
+    "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF", "DO", "DR",
+];
+
 /// Everything known about one request so far.
 #[derive(Debug)]
 pub struct Exchange {
@@ -61,6 +67,13 @@ pub struct Exchange {
     pub response_flags: String,
     /// Size of the response head.
     pub response_header_bytes: u64,
+    /// Upstream attempts made (retries + 1; 0 for local replies).
+    pub attempts: u32,
+    /// The cluster the request was sent to (`fqdn` or `fqdn|subset`).
+    pub upstream_cluster: String,
+    /// Cluster slots (pool limits, endpoint load) held until the response ends.
+    pub upstream_hold: Option<crate::routing::cluster::UpstreamHold>,
+    abandoned_to: Option<Arc<crate::forward::ProxyContext>>,
 }
 
 impl Exchange {
@@ -108,15 +121,26 @@ impl Exchange {
             grpc_status: None,
             response_flags: String::new(),
             response_header_bytes: 0,
+            attempts: 0,
+            upstream_cluster: String::new(),
+            upstream_hold: None,
+            abandoned_to: None,
         }
     }
 
-    /// Adds an Envoy response flag.
+    /// Adds an Envoy response flag, keeping Envoy's order (`UF,URX`, `UT,DI`) and no
+    /// duplicates.
     pub fn add_flag(&mut self, flag: &str) {
-        if !self.response_flags.is_empty() {
-            self.response_flags.push(',');
+        if flag.is_empty() || self.response_flags.split(',').any(|f| f == flag) {
+            return;
         }
-        self.response_flags.push_str(flag);
+        if self.response_flags.is_empty() {
+            self.response_flags.push_str(flag);
+            return;
+        }
+        let mut flags: Vec<&str> = self.response_flags.split(',').chain(std::iter::once(flag)).collect();
+        flags.sort_by_key(|f| FLAG_ORDER.iter().position(|known| known == f).unwrap_or(FLAG_ORDER.len()));
+        self.response_flags = flags.join(",");
     }
 
     /// Notes the response head about to be sent downstream.
@@ -128,29 +152,42 @@ impl Exchange {
         }
     }
 
+    /// Reports this exchange (flag `DC`, no response) if it is dropped before it
+    /// finishes: the downstream went away while the request was still being handled,
+    /// e.g. a caller's per-try timeout. Without this such attempts would vanish from
+    /// metrics and traces.
+    pub fn report_if_abandoned(&mut self, context: Arc<crate::forward::ProxyContext>) {
+        self.abandoned_to = Some(context);
+    }
+
     /// The request record and, when sampled, the span.
-    pub fn finish(self, response_body_bytes: u64) -> (RequestRecord, Option<Span>) {
+    pub fn finish(mut self, response_body_bytes: u64) -> (RequestRecord, Option<Span>) {
+        self.abandoned_to = None;
+        self.take_record(response_body_bytes)
+    }
+
+    fn take_record(&mut self, response_body_bytes: u64) -> (RequestRecord, Option<Span>) {
         let duration = self.started.elapsed();
         let end_unix_nano = self.start_unix_nano + duration.as_nanos() as u64;
         let sampled_span = self.span.filter(|s| s.sampled);
         let span = sampled_span.map(|context| self.span_of(context, end_unix_nano));
-        let (service_fqdn, service_name, service_namespace) = self.destination_service;
+        let (service_fqdn, service_name, service_namespace) = std::mem::take(&mut self.destination_service);
         let record = RequestRecord {
             reporter: match self.direction {
                 Direction::Inbound => Reporter::Destination,
                 Direction::Outbound => Reporter::Source,
             } as i32,
-            source: Some(workload(self.source)),
-            destination: Some(workload(self.destination)),
+            source: Some(workload(std::mem::take(&mut self.source))),
+            destination: Some(workload(std::mem::take(&mut self.destination))),
             destination_service: service_fqdn,
             destination_service_name: service_name,
             destination_service_namespace: service_namespace,
             request_method: self.method.as_str().to_owned(),
-            request_path: self.path_and_query,
+            request_path: std::mem::take(&mut self.path_and_query),
             request_protocol: self.protocol.to_owned(),
             response_code: u32::from(self.response_code),
             grpc_response_status: if self.protocol == "grpc" { Some(self.grpc_status.unwrap_or(2)) } else { None },
-            response_flags: self.response_flags,
+            response_flags: std::mem::take(&mut self.response_flags),
             start_unix_nano: self.start_unix_nano,
             duration_nanos: duration.as_nanos() as u64,
             request_bytes: self.request_header_bytes + self.request_body_bytes.load(Ordering::Relaxed),
@@ -207,6 +244,12 @@ impl Exchange {
         if !self.response_flags.is_empty() {
             attributes.push(string_attribute("response_flags", self.response_flags.clone()));
         }
+        if !self.upstream_cluster.is_empty() {
+            attributes.push(string_attribute("upstream_cluster", self.upstream_cluster.clone()));
+        }
+        if self.attempts > 1 {
+            attributes.push(int_attribute("upstream.attempts", i64::from(self.attempts)));
+        }
         if let Some(grpc) = self.grpc_status.filter(|_| self.protocol == "grpc") {
             attributes.push(int_attribute("rpc.grpc.status_code", i64::from(grpc)));
         }
@@ -240,6 +283,20 @@ impl Exchange {
                 message: String::new(),
             }),
             ..Default::default()
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if let Some(context) = self.abandoned_to.take() {
+            self.upstream_hold = None;
+            self.add_flag("DC");
+            let (record, span) = self.take_record(0);
+            context.reports.submit(record);
+            if let Some(span) = span {
+                context.spans.submit(span);
+            }
         }
     }
 }

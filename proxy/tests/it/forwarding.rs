@@ -135,7 +135,8 @@ async fn dead_upstream_is_503_uf_and_unknown_host_is_503_uh() {
     let records = mesh.collector.wait_records(3).await;
     let flags: Vec<(&str, &str, u32)> =
         records.iter().map(|r| (r.destination_service_name.as_str(), r.response_flags.as_str(), r.response_code)).collect();
-    assert!(flags.contains(&("dead", "UF", 503)), "{flags:?}");
+    // Istio's default retry policy retries connect failures twice: `UF,URX`.
+    assert!(flags.contains(&("dead", "UF,URX", 503)), "{flags:?}");
     assert!(flags.contains(&("", "UH", 503)), "{flags:?}");
     assert!(flags.contains(&("empty", "UH", 503)), "{flags:?}");
     let dead = records.iter().find(|r| r.destination_service_name == "dead").expect("dead");

@@ -1,0 +1,339 @@
+//! Sending an outbound request to its cluster under the route's resilience policy:
+//! fault injection, pool admission, per-try and overall timeouts, retries with
+//! jittered back-off, outlier feedback, and mirroring.
+//!
+//! Retries and mirrors need the request body again, so a body is buffered when it is
+//! empty or its announced size is at most [`MAX_REPLAY_BODY`]; a larger or unsized
+//! (streamed) body is sent once, without retries or mirror (counted).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use meshtel_model::routing::{AbortStatus, Fault, Mirror, RetryPolicy};
+use rand::Rng;
+use tracing::debug;
+
+use super::ProxyContext;
+use crate::body::RequestBody;
+use crate::error::ForwardError;
+use crate::routing::cluster::{Cluster, Outcome, UpstreamHold};
+use crate::routing::RoutingTable;
+use crate::telemetry::{Exchange, grpc_status};
+
+/// Largest request body buffered for retries and mirroring (Envoy's default buffer
+/// limit is of the same order).
+pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
+/// Base of the retry back-off: the n-th retry waits a random time in
+/// `[0, (2ⁿ − 1) × base]`, capped at ten times the base (Envoy's defaults).
+pub const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(25);
+/// Most mirrored requests in flight per proxy; beyond, mirrors are dropped (counted).
+pub const MAX_MIRRORS_IN_FLIGHT: usize = 256;
+
+/// The request body, streamed once or buffered for replay.
+#[derive(Debug)]
+pub enum OutboundBody {
+    /// Sent as it arrives; one attempt only. `None` once taken.
+    Streaming(Option<Incoming>),
+    /// Buffered: every attempt and the mirror send a copy.
+    Buffered(Bytes),
+}
+
+impl OutboundBody {
+    /// Buffers `body` when it may be replayed and `replay` is wanted.
+    pub async fn prepare(body: Incoming, replay: bool, exchange: &Exchange) -> Result<OutboundBody, ForwardError> {
+        let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= MAX_REPLAY_BODY);
+        if !replay || !small {
+            return Ok(OutboundBody::Streaming(Some(body)));
+        }
+        let limited = http_body_util::Limited::new(body, MAX_REPLAY_BODY as usize);
+        let bytes = limited.collect().await.map_err(|_| ForwardError::DownstreamBody)?.to_bytes();
+        exchange.request_body_bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(OutboundBody::Buffered(bytes))
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, OutboundBody::Buffered(_))
+    }
+
+    fn take(&mut self, exchange: &Exchange) -> Option<RequestBody> {
+        match self {
+            OutboundBody::Streaming(body) => body.take().map(|b| RequestBody::new(b, exchange.request_body_bytes.clone())),
+            OutboundBody::Buffered(bytes) => Some(RequestBody::buffered(bytes.clone())),
+        }
+    }
+}
+
+/// Rolls a percentage (0–100, fractions allowed).
+fn roll(percent: f64) -> bool {
+    percent >= 100.0 || (percent > 0.0 && rand::rng().random::<f64>() * 100.0 < percent)
+}
+
+/// What a fault decided.
+#[derive(Debug)]
+pub enum Injected {
+    /// Forward the request (after any delay).
+    Proceed,
+    /// Answer with this status instead.
+    Abort(AbortStatus),
+}
+
+/// Applies `fault`: the delay first (flag `DI`), then the abort (flag `FI`), each by its
+/// own percentage, as Envoy's fault filter does.
+pub async fn inject_fault(context: &ProxyContext, fault: &Fault, exchange: &mut Exchange) -> Injected {
+    if let Some(delay) = &fault.delay
+        && roll(delay.percent)
+    {
+        context.stats.routing.faults.with_label_values(&["delay"]).inc();
+        exchange.add_flag("DI");
+        tokio::time::sleep(delay.fixed_delay).await;
+    }
+    if let Some(abort) = &fault.abort
+        && roll(abort.percent)
+    {
+        context.stats.routing.faults.with_label_values(&["abort"]).inc();
+        exchange.add_flag("FI");
+        return Injected::Abort(abort.status);
+    }
+    Injected::Proceed
+}
+
+/// gRPC status for an HTTP status a local reply carries (Envoy's mapping).
+pub fn grpc_status_for_http(status: u16) -> u32 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502..=504 => 14,
+        _ => 2,
+    }
+}
+
+/// How one attempt failed.
+#[derive(Debug)]
+enum AttemptError {
+    Connect(hyper_util::client::legacy::Error),
+    Reset(hyper_util::client::legacy::Error),
+    PerTryTimeout,
+    Timeout,
+}
+
+/// The request's resilience settings, resolved from the route (or the defaults).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Retries.
+    pub retries: RetryPolicy,
+    /// Overall timeout (until the response head); `None` = none.
+    pub timeout: Option<Duration>,
+}
+
+/// Sends the request to `cluster` with retries, returning the response head and what
+/// it holds of the cluster.
+pub async fn send(
+    context: &ProxyContext,
+    cluster: &Arc<Cluster>,
+    parts: &Parts,
+    body: &mut OutboundBody,
+    plan: &Plan,
+    exchange: &mut Exchange,
+) -> Result<Response<Incoming>, ForwardError> {
+    let started = Instant::now();
+    let deadline = plan.timeout.map(|t| started + t);
+    let http2 = parts.version == Version::HTTP_2;
+    let retry_on = &plan.retries.retry_on;
+    let mut retry_permit = None;
+    exchange.upstream_cluster.clone_from(&cluster.name);
+    loop {
+        let Some(lease) = cluster.pick() else {
+            return Err(ForwardError::NoHealthyUpstream { service: cluster.name.clone() });
+        };
+        exchange.upstream_address.clone_from(&lease.endpoint().address);
+        exchange.destination = lease.endpoint().workload.clone();
+        let admission = cluster
+            .admit(http2, deadline)
+            .await
+            .map_err(|overflow| ForwardError::Overflow { cluster: cluster.name.clone(), limit: overflow.limit() })?;
+        let Some(request_body) = body.take(exchange) else {
+            // A streamed body was already sent once: nothing to retry with.
+            return Err(ForwardError::DownstreamBody);
+        };
+        let request = upstream_request(parts, request_body, &exchange.upstream_address, cluster.close_connection_after() && !http2)?;
+        exchange.attempts += 1;
+        let per_try_deadline = match (plan.retries.per_try_timeout, deadline) {
+            (Some(per_try), Some(deadline)) => Some((Instant::now() + per_try).min(deadline)),
+            (Some(per_try), None) => Some(Instant::now() + per_try),
+            (None, deadline) => deadline,
+        };
+        let client = if http2 { &context.http2 } else { &context.http1 };
+        let sent = client.request(request);
+        let result = match per_try_deadline {
+            Some(at) => match tokio::time::timeout_at(at.into(), sent).await {
+                Ok(result) => result.map_err(classify),
+                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => Err(AttemptError::Timeout),
+                Err(_) => Err(AttemptError::PerTryTimeout),
+            },
+            None => sent.await.map_err(classify),
+        };
+        let retries_left = exchange.attempts <= plan.retries.attempts;
+        let time_left = deadline.is_none_or(|d| Instant::now() < d);
+        let can_retry = retries_left && time_left && body.replayable();
+        match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                lease.record(Outcome::Status(status));
+                if retry_on.retries_status(status, grpc_status(response.headers())) {
+                    if can_retry {
+                        if let Some(permit) = cluster.try_retry() {
+                            retry_permit = Some(permit);
+                            drop(response);
+                            retry_backoff(context, exchange.attempts, deadline).await;
+                            continue;
+                        }
+                        exchange.add_flag("UO");
+                    } else if plan.retries.attempts > 0 && !retries_left {
+                        context.stats.routing.retries.with_label_values(&["exhausted"]).inc();
+                        exchange.add_flag("URX");
+                    }
+                }
+                exchange.upstream_hold = Some(UpstreamHold { admission, lease, retry: retry_permit });
+                return Ok(response);
+            }
+            Err(error) => {
+                lease.record(Outcome::LocalFailure);
+                let retriable = match &error {
+                    AttemptError::Connect(_) => retry_on.retries_connect_failure(),
+                    AttemptError::Reset(_) => retry_on.retries_reset(),
+                    AttemptError::PerTryTimeout => retry_on.retries_per_try_timeout(),
+                    AttemptError::Timeout => false,
+                };
+                debug!(cluster = %cluster.name, upstream = %exchange.upstream_address, attempt = exchange.attempts, error = ?error, "upstream attempt failed");
+                if retriable && can_retry {
+                    if let Some(permit) = cluster.try_retry() {
+                        retry_permit = Some(permit);
+                        drop((admission, lease));
+                        retry_backoff(context, exchange.attempts, deadline).await;
+                        continue;
+                    }
+                    exchange.add_flag("UO");
+                } else if retriable && plan.retries.attempts > 0 && !retries_left {
+                    context.stats.routing.retries.with_label_values(&["exhausted"]).inc();
+                    exchange.add_flag("URX");
+                }
+                let upstream = exchange.upstream_address.clone();
+                return Err(match error {
+                    AttemptError::Connect(source) => {
+                        context.stats.outbound.upstream_connect_failures.inc();
+                        ForwardError::UpstreamConnect { upstream, source }
+                    }
+                    AttemptError::Reset(source) => ForwardError::UpstreamReset { upstream, source },
+                    AttemptError::PerTryTimeout | AttemptError::Timeout => ForwardError::UpstreamTimeout { upstream },
+                });
+            }
+        }
+    }
+}
+
+fn classify(error: hyper_util::client::legacy::Error) -> AttemptError {
+    if error.is_connect() { AttemptError::Connect(error) } else { AttemptError::Reset(error) }
+}
+
+async fn retry_backoff(context: &ProxyContext, attempt: u32, deadline: Option<Instant>) {
+    context.stats.routing.retries.with_label_values(&["sent"]).inc();
+    let ceiling = RETRY_BACKOFF_BASE
+        .saturating_mul((1u32 << attempt.min(10)).saturating_sub(1))
+        .min(RETRY_BACKOFF_BASE * 10);
+    let wait = ceiling.mul_f64(rand::rng().random::<f64>());
+    let wait = match deadline {
+        Some(deadline) => wait.min(deadline.saturating_duration_since(Instant::now())),
+        None => wait,
+    };
+    tokio::time::sleep(wait).await;
+}
+
+/// The request for one attempt: the original head with the endpoint as authority.
+fn upstream_request(parts: &Parts, body: RequestBody, upstream: &str, close: bool) -> Result<Request<RequestBody>, ForwardError> {
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let uri = Uri::builder().scheme("http").authority(upstream).path_and_query(path_and_query).build()?;
+    let mut builder = Request::builder().method(parts.method.clone()).uri(uri).version(parts.version);
+    if let Some(headers) = builder.headers_mut() {
+        headers.clone_from(&parts.headers);
+        if close {
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+    Ok(builder.body(body)?)
+}
+
+/// `reviews:9080` → `reviews-shadow:9080` (Envoy's shadow host).
+pub fn shadow_authority(authority: &str) -> String {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') && port.bytes().all(|b| b.is_ascii_digit()) => format!("{host}-shadow:{port}"),
+        _ => format!("{authority}-shadow"),
+    }
+}
+
+/// Sends a copy of the request to the mirror destination, fire and forget: bounded in
+/// flight, response discarded, never awaited by the caller.
+pub fn mirror(context: &Arc<ProxyContext>, table: &RoutingTable, mirror: &Mirror, parts: &Parts, body: &OutboundBody) {
+    if !roll(mirror.percent) {
+        return;
+    }
+    let dropped = || context.stats.routing.mirrors.with_label_values(&["dropped"]).inc();
+    let OutboundBody::Buffered(bytes) = body else {
+        dropped();
+        return;
+    };
+    let Some(cluster) = table.cluster(&mirror.host, mirror.subset.as_deref()) else {
+        dropped();
+        return;
+    };
+    let Ok(slot) = context.mirror_slots.clone().try_acquire_owned() else {
+        dropped();
+        return;
+    };
+    let Some(lease) = cluster.pick() else {
+        dropped();
+        return;
+    };
+    let Ok(mut request) = upstream_request(parts, RequestBody::buffered(bytes.clone()), &lease.endpoint().address, false) else {
+        dropped();
+        return;
+    };
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| mirror.host.clone(), str::to_owned);
+    if let Ok(value) = HeaderValue::from_str(&shadow_authority(&host)) {
+        request.headers_mut().insert(http::header::HOST, value);
+    }
+    let context = context.clone();
+    let timeout = context.request_timeout.unwrap_or(Duration::from_secs(15));
+    tokio::spawn(async move {
+        let _slot = slot;
+        let client = if request.version() == Version::HTTP_2 { &context.http2 } else { &context.http1 };
+        let result = tokio::time::timeout(timeout, async {
+            let response = client.request(request).await?;
+            lease.record(Outcome::Status(response.status().as_u16()));
+            // Read and discard the body so the connection goes back to the pool.
+            let _ = response.into_body().collect().await;
+            Ok::<_, hyper_util::client::legacy::Error>(())
+        })
+        .await;
+        let result = if matches!(result, Ok(Ok(()))) { "sent" } else { "failed" };
+        context.stats.routing.mirrors.with_label_values(&[result]).inc();
+    });
+}
+
+/// Status an injected abort answers HTTP callers with.
+pub fn abort_http_status(status: AbortStatus) -> StatusCode {
+    match status {
+        AbortStatus::Http(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        AbortStatus::Grpc(_) => StatusCode::OK,
+    }
+}

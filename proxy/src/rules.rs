@@ -1,0 +1,101 @@
+//! The traffic rules directory (`--rules DIR`): Istio `VirtualService` and
+//! `DestinationRule` YAML, loaded with `meshtel_model::routing` and reloaded when any
+//! file in it changes.
+//!
+//! A reload is all or nothing: the whole directory must load, or the last good rules
+//! stay in force and the problems are logged (and shown under `last_error` in
+//! `/config_dump`). Requests in flight keep the rules they started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use meshtel_model::routing::RuleSet;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+
+/// What changed on disk is detected from the names, sizes and modification times of
+/// the rule files.
+type DirStamp = Vec<(String, u64, Option<SystemTime>)>;
+
+/// Loads and reloads the rules directory.
+#[derive(Debug)]
+pub struct RulesWatcher {
+    dir: PathBuf,
+    seen: DirStamp,
+    /// Problems of the last rejected reload, cleared by a good one.
+    pub last_error: Option<String>,
+}
+
+impl RulesWatcher {
+    /// Loads `dir` once; a proxy must start from good rules, so problems fail startup.
+    pub fn start(dir: PathBuf) -> Result<(RulesWatcher, RuleSet)> {
+        let seen = dir_stamp(&dir);
+        let rules = RuleSet::load_dir(&dir).map_err(|source| Error::Rules { dir: dir.clone(), source })?;
+        info!(
+            dir = %dir.display(),
+            virtual_services = rules.virtual_services.len(),
+            destination_rules = rules.destination_rules.len(),
+            "traffic rules loaded"
+        );
+        Ok((RulesWatcher { dir, seen, last_error: None }, rules))
+    }
+
+    /// The directory watched.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reloads if a file changed. `None`: nothing changed; `Some(Ok(rules))`: new rules
+    /// to swap in; `Some(Err(()))`: the edit was rejected (logged, kept in
+    /// [`RulesWatcher::last_error`]).
+    pub fn poll_once(&mut self) -> Option<std::result::Result<Arc<RuleSet>, ()>> {
+        let stamp = dir_stamp(&self.dir);
+        if stamp == self.seen {
+            return None;
+        }
+        self.seen = stamp;
+        match RuleSet::load_dir(&self.dir) {
+            Ok(rules) => {
+                info!(
+                    dir = %self.dir.display(),
+                    virtual_services = rules.virtual_services.len(),
+                    destination_rules = rules.destination_rules.len(),
+                    "traffic rules reloaded"
+                );
+                self.last_error = None;
+                Some(Ok(Arc::new(rules)))
+            }
+            Err(error) => {
+                for problem in &error.problems {
+                    warn!(
+                        source = %problem.source,
+                        object = %problem.object,
+                        field = %problem.field,
+                        problem = %problem.message,
+                        "traffic rules rejected, keeping the last good rules"
+                    );
+                }
+                self.last_error = Some(error.to_string());
+                Some(Err(()))
+            }
+        }
+    }
+}
+
+fn dir_stamp(dir: &Path) -> DirStamp {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut stamp: DirStamp = entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = entry.metadata().ok()?;
+            meta.is_file().then(|| (name, meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    stamp.sort();
+    stamp
+}
