@@ -6,6 +6,7 @@
 #   benches/proxy.sh rate load           # some sections, in the order given
 #   BENCH_DIGEST=1 benches/proxy.sh      # ... and the collector's digest-rate tests
 #   BENCH_SECONDS=3 BENCH_BIN=... BENCH_PROXY_BIN=... benches/proxy.sh   # smoke run
+#   BENCH_RULES=100 benches/proxy.sh rate load   # every proxy with 100 traffic rules
 #
 # The upstream is an nginx worker answering `200 ok`. Every wrk run lasts BENCH_SECONDS
 # (20) after BENCH_WARMUP (2) unmeasured seconds, with one wrk thread.
@@ -46,6 +47,11 @@
 #
 # CPU per request = (utime + stime of the process, from /proc/PID/stat, over the
 # measured run) / requests wrk completed; nginx's counts master and worker.
+#
+# BENCH_RULES=N loads N VirtualServices and N DestinationRules (`--rules`) into every
+# proxy; the one for `bench` routes by a header match (never true here) then to subset
+# v1 with a retry policy and a timeout, so each request through the outbound proxy
+# goes through route matching, the subset's cluster and the retry loop.
 #
 # Needs wrk and nginx (`apt-get install -y wrk nginx`), taskset, curl, python3.
 # Other knobs: CARGO_TARGET_DIR (default $HOME/.cache/meshtel-target), BENCH_BIN
@@ -146,6 +152,43 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/meshtel-proxy-bench.XXXXXX")
 declare -A PID_OF=()  # name → pid of every server process this script started
+RULES_ARGS=()
+if [[ -n ${BENCH_RULES:-} ]]; then
+    mkdir -p "$WORK/rules"
+    python3 - "$WORK/rules/rules.yaml" "$BENCH_RULES" <<'PY'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+docs = []
+for i in range(n):
+    host = "bench" if i == n - 1 else f"svc{i}"
+    docs.append(f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {host}}}
+spec:
+  hosts: [{host}]
+  http:
+  - match: [{{headers: {{end-user: {{exact: jason}}}}}}]
+    route: [{{destination: {{host: {host}, subset: v2}}}}]
+  - match: [{{uri: {{prefix: /admin}}, method: {{regex: "POST|PUT"}}}}]
+    route: [{{destination: {{host: {host}, subset: v2}}}}]
+  - route: [{{destination: {{host: {host}, subset: v1}}}}]
+    timeout: 10s
+    retries: {{attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,503"}}
+""")
+    docs.append(f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {host}}}
+spec:
+  host: {host}
+  trafficPolicy: {{connectionPool: {{http: {{http2MaxRequests: 100000}}}}}}
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+""")
+open(path, "w").write("---\n".join(docs))
+PY
+    RULES_ARGS=(--rules "$WORK/rules")
+fi
 SAMPLER_PIDS=()
 ROWS=()   # "section|figure|value|target" ; value and target already formatted
 NOTES=()
@@ -318,7 +361,7 @@ start_proxy() {
     RUST_LOG=${RUST_LOG:-warn} $(pinned "$cpu") "${PROXY_CMD[@]}" --mesh "$mesh" \
         --service "$service" --version v1 --admin 127.0.0.1:0 --outbound 127.0.0.1:0 \
         --collector "$collector" --sampling "$SAMPLING" --listeners-file "$listeners" \
-        "$@" >"$WORK/$name.log" 2>&1 &
+        "${RULES_ARGS[@]}" "$@" >"$WORK/$name.log" 2>&1 &
     PID_OF[$name]=$!
     local i
     for i in $(seq 1 100); do

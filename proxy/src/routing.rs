@@ -356,3 +356,6 @@ pub fn config_dump(routing: &SharedRouting) -> serde_json::Value {
         "clusters": clusters,
     })
 }
+
+#[cfg(test)]
+mod tests;

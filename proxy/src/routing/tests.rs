@@ -1,0 +1,199 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshtel_model::routing::{ConnectionPool, LoadBalancer, OutlierDetection, TrafficPolicy};
+
+use super::cluster::{Cluster, Outcome, Overflow};
+use crate::mesh::{Endpoint, WorkloadIdentity};
+use crate::stats::Stats;
+
+fn endpoint(address: &str, version: &str) -> Endpoint {
+    Endpoint {
+        address: address.to_owned(),
+        workload: WorkloadIdentity {
+            name: format!("ratings-{version}"),
+            namespace: "default".to_owned(),
+            app: "ratings".to_owned(),
+            version: version.to_owned(),
+        },
+        labels: BTreeMap::from([("app".to_owned(), "ratings".to_owned()), ("version".to_owned(), version.to_owned())]),
+    }
+}
+
+fn make_cluster(policy: TrafficPolicy, endpoints: &[Endpoint]) -> Arc<Cluster> {
+    let stats = Stats::new().unwrap();
+    let refs: Vec<&Endpoint> = endpoints.iter().collect();
+    let service = ("ratings.default.svc.cluster.local".to_owned(), "ratings".to_owned(), "default".to_owned());
+    Arc::new(Cluster::new("ratings".to_owned(), service, None, policy, &refs, stats.routing))
+}
+
+fn two_endpoints() -> Vec<Endpoint> {
+    vec![endpoint("127.0.0.1:1", "v1"), endpoint("127.0.0.1:2", "v2")]
+}
+
+#[tokio::test]
+async fn max_connections_queue_at_most_the_pending_limit_and_overflow_the_rest() {
+    let policy = TrafficPolicy {
+        connection_pool: ConnectionPool { max_connections: Some(1), http1_max_pending_requests: Some(1), ..Default::default() },
+        ..Default::default()
+    };
+    let cluster = make_cluster(policy, &two_endpoints());
+    let first = cluster.admit(false, None).await.expect("first is admitted");
+    let waiting = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move { cluster.admit(false, None).await.map(|_| ()) })
+    };
+    // Let the second request start waiting for the connection.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(cluster.admit(false, None).await.err(), Some(Overflow::MaxPending), "third overflows");
+    drop(first);
+    waiting.await.unwrap().expect("the pending request gets the connection once it is free");
+    // A pending request that waits past its deadline overflows too.
+    let _held = cluster.admit(false, None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_millis(30);
+    assert_eq!(cluster.admit(false, Some(deadline)).await.err(), Some(Overflow::MaxPending));
+}
+
+#[tokio::test]
+async fn http2_max_requests_bounds_requests_in_flight_over_any_protocol() {
+    let policy = TrafficPolicy {
+        connection_pool: ConnectionPool { http2_max_requests: Some(2), ..Default::default() },
+        ..Default::default()
+    };
+    let cluster = make_cluster(policy, &two_endpoints());
+    let a = cluster.admit(true, None).await.unwrap();
+    let _b = cluster.admit(false, None).await.unwrap();
+    assert_eq!(cluster.admit(true, None).await.err(), Some(Overflow::MaxRequests));
+    drop(a);
+    assert!(cluster.admit(true, None).await.is_ok(), "a finished request frees its slot");
+}
+
+#[tokio::test]
+async fn max_retries_is_a_budget_of_retries_in_flight() {
+    let policy = TrafficPolicy {
+        connection_pool: ConnectionPool { max_retries: Some(1), ..Default::default() },
+        ..Default::default()
+    };
+    let cluster = make_cluster(policy, &two_endpoints());
+    let retry = cluster.try_retry().expect("one retry may be in flight");
+    assert!(cluster.try_retry().is_none());
+    drop(retry);
+    assert!(cluster.try_retry().is_some());
+}
+
+fn ejecting(consecutive_5xx: u32, max_percent: u32, base: Duration) -> TrafficPolicy {
+    TrafficPolicy {
+        outlier_detection: Some(OutlierDetection {
+            consecutive_5xx_errors: consecutive_5xx,
+            consecutive_gateway_errors: 0,
+            interval: Duration::from_secs(1),
+            base_ejection_time: base,
+            max_ejection_percent: max_percent,
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_in_a_row_is_ejected_for_the_base_time_then_comes_back() {
+    let cluster = make_cluster(ejecting(2, 100, Duration::from_millis(200)), &two_endpoints());
+    let broken = |lease: &super::cluster::EndpointLease| lease.endpoint().address == "127.0.0.1:2";
+    // One 500 then a 200 resets the streak; two in a row eject.
+    for status in [500, 200, 500, 500] {
+        let lease = loop {
+            let lease = cluster.pick().unwrap();
+            if broken(&lease) {
+                break lease;
+            }
+        };
+        lease.record(Outcome::Status(status));
+    }
+    assert_eq!(cluster.ejected_count(), 1);
+    for _ in 0..50 {
+        assert!(!broken(&cluster.pick().unwrap()), "an ejected endpoint gets no traffic");
+    }
+    tokio::time::sleep(Duration::from_millis(220)).await;
+    let picked: Vec<bool> = (0..10).map(|_| broken(&cluster.pick().unwrap())).collect();
+    assert!(picked.contains(&true), "back after the ejection time: {picked:?}");
+    assert_eq!(cluster.ejected_count(), 0);
+}
+
+#[tokio::test]
+async fn ejection_stops_at_max_ejection_percent_but_one_endpoint_always_may_go() {
+    let cluster = make_cluster(ejecting(1, 10, Duration::from_secs(30)), &two_endpoints());
+    for _ in 0..4 {
+        cluster.pick().unwrap().record(Outcome::Status(503));
+    }
+    assert_eq!(cluster.ejected_count(), 1, "10 % of two endpoints still ejects one, and only one");
+    assert!(cluster.pick().is_some(), "the other endpoint still serves");
+    let all = make_cluster(ejecting(1, 100, Duration::from_secs(30)), &two_endpoints());
+    for _ in 0..4 {
+        if let Some(lease) = all.pick() {
+            lease.record(Outcome::LocalFailure);
+        }
+    }
+    assert_eq!(all.ejected_count(), 2);
+    assert!(all.pick().is_none(), "everything ejected: no healthy upstream");
+}
+
+#[tokio::test]
+async fn gateway_errors_count_connect_failures_and_502_to_504_only() {
+    let policy = TrafficPolicy {
+        outlier_detection: Some(OutlierDetection {
+            consecutive_5xx_errors: 0,
+            consecutive_gateway_errors: 2,
+            ..OutlierDetection::default()
+        }),
+        ..Default::default()
+    };
+    let cluster = make_cluster(policy, &[endpoint("127.0.0.1:1", "v1")]);
+    let record = |outcome| cluster.pick().unwrap().record(outcome);
+    record(Outcome::Status(500));
+    record(Outcome::Status(500));
+    assert_eq!(cluster.ejected_count(), 0, "500 is not a gateway error");
+    record(Outcome::Status(502));
+    record(Outcome::LocalFailure);
+    assert_eq!(cluster.ejected_count(), 1);
+}
+
+#[tokio::test]
+async fn round_robin_alternates_and_least_request_prefers_the_idle_endpoint() {
+    let rr = make_cluster(TrafficPolicy::default(), &two_endpoints());
+    let picks: Vec<String> = (0..4).map(|_| rr.pick().unwrap().endpoint().address.clone()).collect();
+    assert_eq!(picks[0], picks[2]);
+    assert_ne!(picks[0], picks[1]);
+
+    let lr = make_cluster(TrafficPolicy { load_balancer: LoadBalancer::LeastRequest, ..Default::default() }, &two_endpoints());
+    // Hold many requests on whichever endpoint comes first; new picks then go to the
+    // other one (both candidates are drawn at random, so the idle one wins whenever
+    // it is among them: at least 3 in 4).
+    let busy = lr.pick().unwrap();
+    let busy_address = busy.endpoint().address.clone();
+    let mut held = vec![busy];
+    for _ in 0..20 {
+        let lease = lr.pick().unwrap();
+        if lease.endpoint().address == busy_address {
+            held.push(lease);
+        }
+    }
+    let idle = (0..200).filter(|_| lr.pick().unwrap().endpoint().address != busy_address).count();
+    assert!(idle >= 120, "least request sent {idle} of 200 to the idle endpoint");
+}
+
+#[test]
+fn max_requests_per_connection_closes_every_nth_request() {
+    let policy = |n| TrafficPolicy {
+        connection_pool: ConnectionPool { max_requests_per_connection: Some(n), ..Default::default() },
+        ..Default::default()
+    };
+    let one = make_cluster(policy(1), &two_endpoints());
+    assert!((0..5).all(|_| one.close_connection_after()));
+    let three = make_cluster(policy(3), &two_endpoints());
+    let closes: Vec<bool> = (0..6).map(|_| three.close_connection_after()).collect();
+    assert_eq!(closes, [false, false, true, false, false, true]);
+    let unlimited = make_cluster(TrafficPolicy::default(), &two_endpoints());
+    assert!(!unlimited.close_connection_after());
+}
