@@ -1,11 +1,11 @@
 //! meshtel's sidecar proxy: one process beside each service instance.
 //!
 //! ```text
-//!              ┌──────────────────────── meshtel-proxy ─────────────────────────┐
-//!  app ──────► │ outbound :15001 ─ mesh (Host → service → endpoint, round robin) │ ──► callee's proxy
-//!  caller's ─► │ inbound  :15006 ─ local app                                     │ ──► app
-//!   proxy      │ admin    :15000 ─ /healthz /ready /stats/prometheus             │
-//!              └──────┬─────────────────────────────┬────────────────────────────┘
+//!              ┌──────────────────────────── meshtel-proxy ────────────────────────────┐
+//!  app ──────► │ outbound :15001 ─ routing: mesh + Istio rules → cluster → endpoint     │ ──► callee's proxy
+//!  caller's ─► │ inbound  :15006 ─ quota → local app                                    │ ──► app
+//!   proxy      │ admin    :15000 ─ /healthz /ready /stats/prometheus /config_dump       │
+//!              └──────┬─────────────────────────────┬───────────────────────────────────┘
 //!                     │ Report stream (every request)│ OTLP Export (sampled spans)
 //!                     ▼                              ▼
 //!                               collector :4317
@@ -14,6 +14,9 @@
 //! - [`forward`]: the two request pipelines (HTTP/1.1 and h2c, pooled, streaming);
 //! - [`mesh`]: the mesh file and its reloading (format documented there and in
 //!   `proxy/examples/mesh.yaml`);
+//! - [`rules`] and [`routing`]: Istio traffic rules (`--rules DIR`) over the mesh: the
+//!   routing table, clusters with load balancing, pool limits and outlier ejection;
+//!   `forward`'s outbound pipeline applies faults, retries, timeouts and mirrors;
 //! - [`trace_context`]: W3C and B3 extraction, sampling, injection;
 //! - [`telemetry`] and [`body`]: the request record and span of each request, emitted
 //!   when its response body ends;

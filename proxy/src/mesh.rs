@@ -18,22 +18,21 @@
 //! A service answers to `reviews`, `reviews:9080`, `reviews.default`,
 //! `reviews.default.svc` and `reviews.default.svc.cluster.local` (any port). A bare
 //! name means the service in the proxy's own namespace, or else the only service of
-//! that name. [`MeshWatcher`] polls the file's modification time every second and
-//! swaps in the new mesh; an edit that does not parse is logged and the last good mesh
-//! stays in force.
+//! that name. [`MeshWatcher`] checks the file's modification time (every 250 ms, driven
+//! by `routing::RoutingWatcher`) and swaps in the new mesh; an edit that does not parse
+//! is logged and the last good mesh stays in force.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use parking_lot::RwLock;
 use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::stats::Stats;
 
 /// Cluster domain suffix of service FQDNs.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -279,9 +278,6 @@ pub struct MeshWatcher {
     seen: Option<(SystemTime, u64)>,
 }
 
-/// How often the mesh file is checked for changes.
-pub const MESH_POLL_INTERVAL: Duration = Duration::from_secs(1);
-
 impl MeshWatcher {
     /// Loads the file once (failing if it is bad: a proxy must start from a good mesh).
     pub fn start(path: PathBuf, own_namespace: String) -> Result<MeshWatcher> {
@@ -314,23 +310,6 @@ impl MeshWatcher {
             Err(error) => {
                 warn!(path = %self.path.display(), error = %error_chain(&error), "mesh reload failed, keeping the last good mesh");
                 Some(false)
-            }
-        }
-    }
-
-    /// Polls every [`MESH_POLL_INTERVAL`] until `shutdown` flips to true.
-    /// Reloads are counted in `meshtel_proxy_mesh_reloads_total{result}`.
-    pub async fn run(mut self, stats: Stats, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(MESH_POLL_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => match self.poll_once() {
-                    Some(true) => stats.mesh_reloads.with_label_values(&["ok"]).inc(),
-                    Some(false) => stats.mesh_reloads.with_label_values(&["rejected"]).inc(),
-                    None => {}
-                },
-                _ = shutdown.changed() => return,
             }
         }
     }
