@@ -82,6 +82,38 @@ pub struct ProxyContext {
     http2: Client<HttpConnector, RequestBody>,
 }
 
+/// An HTTP/1.1 and an h2c client pool.
+#[derive(Debug, Clone)]
+pub struct UpstreamClients {
+    /// HTTP/1.1 pool.
+    pub http1: Client<HttpConnector, RequestBody>,
+    /// h2c pool.
+    pub http2: Client<HttpConnector, RequestBody>,
+}
+
+impl UpstreamClients {
+    /// Both pools with `pool`'s settings.
+    pub fn new(pool: PoolSettings) -> UpstreamClients {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(pool.connect_timeout));
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(pool.idle_timeout)
+            .build(connector.clone());
+        let http2 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(pool.idle_timeout)
+            .http2_only(true)
+            .build(connector);
+        UpstreamClients { http1, http2 }
+    }
+}
+
+/// How long an idle upstream connection stays pooled.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Client pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
@@ -106,19 +138,7 @@ impl ProxyContext {
         pool: PoolSettings,
         quota: QuotaEnforcer,
     ) -> ProxyContext {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(pool.connect_timeout));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(pool.idle_timeout)
-            .build(connector.clone());
-        let http2 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(pool.idle_timeout)
-            .http2_only(true)
-            .build(connector);
+        let UpstreamClients { http1, http2 } = UpstreamClients::new(pool);
         let service = service_names(service_name, &identity.namespace);
         let mirror_slots = Arc::new(Semaphore::new(upstream::MAX_MIRRORS_IN_FLIGHT));
         ProxyContext {

@@ -146,7 +146,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         stats.clone(),
         config.sample_percent,
         config.request_timeout,
-        PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: Duration::from_secs(90) },
+        PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: forward::POOL_IDLE_TIMEOUT },
         quota.clone(),
     ));
 

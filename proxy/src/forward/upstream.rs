@@ -169,7 +169,12 @@ pub async fn send(
             (Some(per_try), None) => Some(Instant::now() + per_try),
             (None, deadline) => deadline,
         };
-        let client = if http2 { &context.http2 } else { &context.http1 };
+        let client = match (&cluster.clients, http2) {
+            (Some(own), true) => &own.http2,
+            (Some(own), false) => &own.http1,
+            (None, true) => &context.http2,
+            (None, false) => &context.http1,
+        };
         let sent = client.request(request);
         let result = match per_try_deadline {
             Some(at) => match tokio::time::timeout_at(at.into(), sent).await {

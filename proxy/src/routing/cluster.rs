@@ -28,6 +28,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
+use crate::forward::{POOL_IDLE_TIMEOUT, PoolSettings, UpstreamClients};
 use crate::mesh::{Endpoint, WorkloadIdentity};
 use crate::stats::RoutingStats;
 
@@ -55,6 +56,8 @@ pub struct Cluster {
     requests: AtomicU64,
     ejected: AtomicU32,
     stats: RoutingStats,
+    /// Own client pools when the policy sets `tcp.connectTimeout`; else the proxy's.
+    pub clients: Option<UpstreamClients>,
 }
 
 /// One endpoint of a cluster.
@@ -179,6 +182,10 @@ impl Cluster {
     ) -> Cluster {
         let now = Instant::now();
         let connections = policy.connection_pool.max_connections.map(|n| Arc::new(Semaphore::new(n as usize)));
+        let clients = policy
+            .connection_pool
+            .connect_timeout
+            .map(|connect_timeout| UpstreamClients::new(PoolSettings { connect_timeout, idle_timeout: POOL_IDLE_TIMEOUT }));
         Cluster {
             name,
             service,
@@ -208,6 +215,7 @@ impl Cluster {
             requests: AtomicU64::new(0),
             ejected: AtomicU32::new(0),
             stats,
+            clients,
         }
     }
 
