@@ -1,10 +1,398 @@
 //! What each rule does, in words (`meshtel rules check`).
+//!
+//! ```text
+//! VirtualService default/reviews (rules/reviews.yaml#1), hosts reviews.default.svc.cluster.local
+//!   http[0] "jason": when header end-user = "jason"
+//!     → reviews.default.svc.cluster.local subset v2 (100%)
+//!   http[1]: always
+//!     → reviews.default.svc.cluster.local subset v1 (80%)
+//!     → reviews.default.svc.cluster.local subset v3 (20%)
+//!     fault: delay 7s on 100% of requests; abort 500 on 10%
+//!     timeout 3s; retries: 1 × per try 3s on gateway-error
+//! ```
 
-use super::RuleSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::load::GRPC_CODES;
+use super::{
+    AbortStatus, DestinationRule, HeaderOperations, HeaderOps, HttpRoute, Mirror, RequestMatch, RetryOn, RetryPolicy,
+    RouteDestination, RuleSet, TrafficPolicy, VirtualService,
+};
 
 impl RuleSet {
-    /// A human-readable account of every rule, one block per object.
+    /// A human-readable account of every rule, one block per object (virtual services,
+    /// then destination rules, each in load order), blocks separated by a blank line.
     pub fn explain(&self) -> String {
-        String::new()
+        let mut blocks = Vec::new();
+        for vs in &self.virtual_services {
+            blocks.push(self.explain_virtual_service(vs));
+        }
+        for rule in &self.destination_rules {
+            blocks.push(self.explain_destination_rule(rule));
+        }
+        blocks.join("\n")
     }
+
+    fn explain_virtual_service(&self, vs: &Arc<VirtualService>) -> String {
+        let mut out = String::new();
+        let _ =
+            writeln!(out, "VirtualService {}/{} ({}), hosts {}", vs.namespace, vs.name, vs.source, vs.hosts.join(", "));
+        for host in &vs.hosts {
+            if let Some(winner) = self.virtual_service(host)
+                && !Arc::ptr_eq(winner, vs)
+            {
+                let _ = writeln!(
+                    out,
+                    "  note: {host} is routed by VirtualService {}/{} ({}), read first; this rule does not apply to it",
+                    winner.namespace, winner.name, winner.source
+                );
+            }
+        }
+        for (index, route) in vs.http.iter().enumerate() {
+            explain_route(&mut out, index, route);
+        }
+        if vs.http.last().is_none_or(|route| describe_matches(&route.matches) != "always") {
+            let _ = writeln!(out, "  other requests: 404 no route");
+        }
+        out
+    }
+
+    fn explain_destination_rule(&self, rule: &Arc<DestinationRule>) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "DestinationRule {}/{} ({}), host {}", rule.namespace, rule.name, rule.source, rule.host);
+        if let Some(winner) = self.destination_rule(&rule.host)
+            && !Arc::ptr_eq(winner, rule)
+        {
+            let _ = writeln!(
+                out,
+                "  note: DestinationRule {}/{} ({}) is read first for {}; this rule is not used",
+                winner.namespace, winner.name, winner.source, rule.host
+            );
+        }
+        let _ = writeln!(out, "  traffic policy: {}", describe_policy(&rule.traffic_policy));
+        if !rule.subsets.is_empty() {
+            let subsets: Vec<String> = rule
+                .subsets
+                .iter()
+                .map(|subset| {
+                    let labels: Vec<String> = subset.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    if labels.is_empty() {
+                        format!("{} (every endpoint)", subset.name)
+                    } else {
+                        format!("{} {{{}}}", subset.name, labels.join(", "))
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "  subsets: {}", subsets.join(", "));
+        }
+        for subset in &rule.subsets {
+            if subset.traffic_policy != rule.traffic_policy {
+                let _ = writeln!(
+                    out,
+                    "  subset {} traffic policy: {}",
+                    subset.name,
+                    describe_policy(&subset.traffic_policy)
+                );
+            }
+        }
+        out
+    }
+}
+
+fn explain_route(out: &mut String, index: usize, route: &HttpRoute) {
+    let label = if route.name == format!("http[{index}]") {
+        route.name.clone()
+    } else {
+        format!("http[{index}] {:?}", route.name)
+    };
+    let _ = writeln!(out, "  {label}: {}", describe_matches(&route.matches));
+    for destination in &route.route {
+        let _ = writeln!(out, "    → {}", describe_route_destination(destination, route.total_weight));
+        if !destination.headers.is_empty() {
+            let _ = writeln!(out, "      headers: {}", describe_header_operations(&destination.headers));
+        }
+    }
+    if let Some(fault) = &route.fault {
+        let mut parts = Vec::new();
+        if let Some(delay) = &fault.delay {
+            parts.push(format!(
+                "delay {} on {} of requests",
+                format_duration(delay.fixed_delay),
+                format_percent(delay.percent)
+            ));
+        }
+        if let Some(abort) = &fault.abort {
+            let status = match abort.status {
+                AbortStatus::Http(code) => code.to_string(),
+                AbortStatus::Grpc(code) => match GRPC_CODES.iter().find(|(_, c)| *c == code) {
+                    Some((name, _)) => format!("gRPC {name}"),
+                    None => format!("gRPC {code}"),
+                },
+            };
+            parts.push(format!("abort {status} on {}", format_percent(abort.percent)));
+        }
+        let _ = writeln!(out, "    fault: {}", parts.join("; "));
+    }
+    let mut limits = Vec::new();
+    match route.timeout {
+        Some(timeout) if timeout.is_zero() => limits.push("no timeout".to_owned()),
+        Some(timeout) => limits.push(format!("timeout {}", format_duration(timeout))),
+        None => {}
+    }
+    if let Some(retries) = &route.retries {
+        limits.push(format!("retries: {}", describe_retries(retries)));
+    }
+    if !limits.is_empty() {
+        let _ = writeln!(out, "    {}", limits.join("; "));
+    }
+    if let Some(mirror) = &route.mirror {
+        let _ = writeln!(out, "    {}", describe_mirror(mirror));
+    }
+    if let Some(rewrite) = &route.rewrite {
+        let mut parts = Vec::new();
+        if let Some(uri) = &rewrite.uri {
+            parts.push(format!("uri to {uri:?}"));
+        }
+        if let Some(authority) = &rewrite.authority {
+            parts.push(format!("authority to {authority:?}"));
+        }
+        let _ = writeln!(out, "    rewrite {}", parts.join(", "));
+    }
+    if !route.headers.is_empty() {
+        let _ = writeln!(out, "    headers: {}", describe_header_operations(&route.headers));
+    }
+}
+
+/// `when A and B; or when C`, or `always`.
+fn describe_matches(matches: &[RequestMatch]) -> String {
+    if matches.is_empty() {
+        return "always".to_owned();
+    }
+    let blocks: Vec<String> = matches.iter().map(describe_match).collect();
+    if blocks.iter().any(|b| b.is_empty()) {
+        return "always".to_owned();
+    }
+    format!("when {}", blocks.join("; or when "))
+}
+
+fn describe_match(m: &RequestMatch) -> String {
+    let mut conditions = Vec::new();
+    if let Some(uri) = &m.uri {
+        let case = if m.ignore_uri_case { " (any case)" } else { "" };
+        conditions.push(format!("uri {uri}{case}"));
+    }
+    for (name, matcher) in [("scheme", &m.scheme), ("method", &m.method), ("authority", &m.authority)] {
+        if let Some(matcher) = matcher {
+            conditions.push(format!("{name} {matcher}"));
+        }
+    }
+    if let Some(port) = m.port {
+        conditions.push(format!("port {port}"));
+    }
+    for (name, matcher) in &m.headers {
+        conditions.push(format!("header {name} {matcher}"));
+    }
+    for (name, matcher) in &m.without_headers {
+        conditions.push(format!("not header {name} {matcher}"));
+    }
+    for (name, matcher) in &m.query_params {
+        conditions.push(format!("query {name} {matcher}"));
+    }
+    if let Some(namespace) = &m.source_namespace {
+        conditions.push(format!("caller namespace {namespace}"));
+    }
+    if !m.source_labels.is_empty() {
+        let labels: Vec<String> = m.source_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        conditions.push(format!("caller labels {{{}}}", labels.join(", ")));
+    }
+    conditions.join(" and ")
+}
+
+fn describe_destination(host: &str, port: Option<u16>, subset: Option<&str>) -> String {
+    let mut out = host.to_owned();
+    if let Some(port) = port {
+        let _ = write!(out, ":{port}");
+    }
+    if let Some(subset) = subset {
+        let _ = write!(out, " subset {subset}");
+    }
+    out
+}
+
+fn describe_route_destination(destination: &RouteDestination, total_weight: u32) -> String {
+    let share = f64::from(destination.weight) * 100.0 / f64::from(total_weight.max(1));
+    format!(
+        "{} ({})",
+        describe_destination(&destination.host, destination.port, destination.subset.as_deref()),
+        format_percent(share)
+    )
+}
+
+fn describe_mirror(mirror: &Mirror) -> String {
+    format!(
+        "mirror {} of requests to {}",
+        format_percent(mirror.percent),
+        describe_destination(&mirror.host, mirror.port, mirror.subset.as_deref())
+    )
+}
+
+fn describe_retries(retries: &RetryPolicy) -> String {
+    if retries.attempts == 0 {
+        return "off".to_owned();
+    }
+    let mut out = format!("{} ×", retries.attempts);
+    if let Some(per_try) = retries.per_try_timeout {
+        let _ = write!(out, " per try {}", format_duration(per_try));
+    }
+    let _ = write!(out, " on {}", describe_retry_on(&retries.retry_on));
+    out
+}
+
+/// The conditions as Envoy names them, e.g. `gateway-error,503`.
+pub(crate) fn describe_retry_on(on: &RetryOn) -> String {
+    let flags = [
+        (on.five_xx, "5xx"),
+        (on.gateway_error, "gateway-error"),
+        (on.reset, "reset"),
+        (on.connect_failure, "connect-failure"),
+        (on.refused_stream, "refused-stream"),
+        (on.retriable_4xx, "retriable-4xx"),
+        (on.grpc_cancelled, "cancelled"),
+        (on.grpc_deadline_exceeded, "deadline-exceeded"),
+        (on.grpc_internal, "internal"),
+        (on.grpc_resource_exhausted, "resource-exhausted"),
+        (on.grpc_unavailable, "unavailable"),
+    ];
+    let mut parts: Vec<String> = flags.iter().filter(|(on, _)| *on).map(|(_, name)| (*name).to_owned()).collect();
+    if on.retriable_status_codes {
+        if on.status_codes.is_empty() {
+            parts.push("retriable-status-codes".to_owned());
+        } else {
+            parts.extend(on.status_codes.iter().map(u16::to_string));
+        }
+    }
+    if parts.is_empty() {
+        return "nothing".to_owned();
+    }
+    parts.join(",")
+}
+
+fn describe_header_operations(operations: &HeaderOperations) -> String {
+    let mut parts = Vec::new();
+    for (side, ops) in [("request", &operations.request), ("response", &operations.response)] {
+        if !ops.is_empty() {
+            parts.push(format!("{side} {}", describe_header_ops(ops)));
+        }
+    }
+    parts.join("; ")
+}
+
+fn describe_header_ops(ops: &HeaderOps) -> String {
+    let show = |(name, value): &(http::HeaderName, http::HeaderValue)| {
+        format!("{}: {:?}", name.as_str(), value.to_str().unwrap_or("<binary>"))
+    };
+    let mut parts = Vec::new();
+    if !ops.set.is_empty() {
+        parts.push(format!("set {}", ops.set.iter().map(show).collect::<Vec<_>>().join(", ")));
+    }
+    if !ops.add.is_empty() {
+        parts.push(format!("add {}", ops.add.iter().map(show).collect::<Vec<_>>().join(", ")));
+    }
+    if !ops.remove.is_empty() {
+        parts.push(format!("remove {}", ops.remove.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")));
+    }
+    parts.join(", ")
+}
+
+/// `LEAST_REQUEST; at most 1 connection, 1 pending request; eject after 1 consecutive
+/// 5xx for 30s (check every 1s, up to 100%)`.
+fn describe_policy(policy: &TrafficPolicy) -> String {
+    let balancer = match policy.load_balancer {
+        super::LoadBalancer::RoundRobin => "ROUND_ROBIN",
+        super::LoadBalancer::Random => "RANDOM",
+        super::LoadBalancer::LeastRequest => "LEAST_REQUEST",
+    };
+    let mut parts = vec![balancer.to_owned()];
+    let pool = &policy.connection_pool;
+    let counts: Vec<String> = [
+        (pool.max_connections, "connection", "connections"),
+        (pool.http1_max_pending_requests, "pending request", "pending requests"),
+        (pool.http2_max_requests, "request in flight", "requests in flight"),
+        (pool.max_requests_per_connection, "request per connection", "requests per connection"),
+        (pool.max_retries, "retry in flight", "retries in flight"),
+    ]
+    .into_iter()
+    .filter_map(|(count, one, many)| count.map(|n| format!("{n} {}", if n == 1 { one } else { many })))
+    .collect();
+    if !counts.is_empty() {
+        parts.push(format!("at most {}", counts.join(", ")));
+    }
+    if let Some(timeout) = pool.connect_timeout {
+        parts.push(format!("connect timeout {}", format_duration(timeout)));
+    }
+    if counts.is_empty() && pool.connect_timeout.is_none() {
+        parts.push("no connection limits".to_owned());
+    }
+    match &policy.outlier_detection {
+        None => parts.push("no ejection".to_owned()),
+        Some(od) => {
+            let mut thresholds = Vec::new();
+            if od.consecutive_5xx_errors > 0 {
+                thresholds.push(format!("{} consecutive 5xx", od.consecutive_5xx_errors));
+            }
+            if od.consecutive_gateway_errors > 0 {
+                let noun = if od.consecutive_gateway_errors == 1 { "error" } else { "errors" };
+                thresholds.push(format!("{} consecutive gateway {noun}", od.consecutive_gateway_errors));
+            }
+            if thresholds.is_empty() {
+                parts.push("outlier detection without a threshold (never ejects)".to_owned());
+            } else {
+                parts.push(format!(
+                    "eject after {} for {} (check every {}, up to {}%)",
+                    thresholds.join(" or "),
+                    format_duration(od.base_ejection_time),
+                    format_duration(od.interval),
+                    od.max_ejection_percent
+                ));
+            }
+        }
+    }
+    parts.join("; ")
+}
+
+/// `100%`, `10%`, `0.5%`.
+fn format_percent(percent: f64) -> String {
+    if (percent - percent.round()).abs() < 1e-9 {
+        format!("{}%", percent.round())
+    } else {
+        let text = format!("{percent:.2}");
+        format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+/// `7s`, `500ms`, `3m`, `1h30m`: how a duration reads in a rule (Go's form).
+pub(crate) fn format_duration(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    if nanos.is_multiple_of(1_000_000_000) {
+        let seconds = duration.as_secs();
+        let mut out = String::new();
+        for (unit, value) in [("h", seconds / 3600), ("m", seconds % 3600 / 60), ("s", seconds % 60)] {
+            if value > 0 {
+                let _ = write!(out, "{value}{unit}");
+            }
+        }
+        return out;
+    }
+    if nanos.is_multiple_of(1_000_000) {
+        return format!("{}ms", nanos / 1_000_000);
+    }
+    if nanos.is_multiple_of(1_000) {
+        return format!("{}µs", nanos / 1_000);
+    }
+    format!("{nanos}ns")
 }

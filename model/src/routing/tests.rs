@@ -1,0 +1,497 @@
+//! Loading the Istio samples and others, matching through them, and loading directories.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use proptest::prelude::*;
+
+use super::*;
+
+mod explain;
+mod problems;
+
+const DR_ALL: &str = include_str!("../../tests/data/rules/bookinfo/destination-rule-all.yaml");
+const VS_ALL_V1: &str = include_str!("../../tests/data/rules/bookinfo/virtual-service-all-v1.yaml");
+const REVIEWS_TEST_V2: &str = include_str!("../../tests/data/rules/samples/virtual-service-reviews-test-v2.yaml");
+const REVIEWS_80_20: &str = include_str!("../../tests/data/rules/samples/virtual-service-reviews-80-20.yaml");
+const REVIEWS_90_10: &str = include_str!("../../tests/data/rules/samples/virtual-service-reviews-90-10.yaml");
+const REVIEWS_50_50: &str = include_str!("../../tests/data/rules/samples/virtual-service-reviews-50-50.yaml");
+const RATINGS_DELAY: &str = include_str!("../../tests/data/rules/samples/virtual-service-ratings-test-delay.yaml");
+const RATINGS_ABORT: &str = include_str!("../../tests/data/rules/samples/virtual-service-ratings-test-abort.yaml");
+const CIRCUIT_BREAKER: &str = include_str!("../../tests/data/rules/samples/httpbin-circuit-breaker.yaml");
+const MIRROR: &str = include_str!("../../tests/data/rules/samples/httpbin-mirror.yaml");
+
+const VERSIONS: [&str; 3] = ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"];
+
+/// `text` with its apiVersion replaced by `version`.
+fn at_version(text: &str, version: &str) -> String {
+    text.replace("networking.istio.io/v1\n", &format!("{version}\n"))
+}
+
+fn sources(files: &[(&str, &str)]) -> Vec<(String, String)> {
+    files.iter().map(|(name, text)| ((*name).to_owned(), (*text).to_owned())).collect()
+}
+
+fn load(files: &[(&str, &str)]) -> RuleSet {
+    match RuleSet::from_sources(&sources(files)) {
+        Ok(rules) => rules,
+        Err(error) => panic!("rules should load:\n{}", lines(&error)),
+    }
+}
+
+fn problems(files: &[(&str, &str)]) -> Vec<RuleProblem> {
+    match RuleSet::from_sources(&sources(files)) {
+        Ok(_) => panic!("rules should not load"),
+        Err(error) => error.problems,
+    }
+}
+
+/// `field: message` of every problem, in order.
+fn field_messages(files: &[(&str, &str)]) -> Vec<String> {
+    problems(files).iter().map(|p| format!("{}: {}", p.field, p.message)).collect()
+}
+
+fn lines(error: &LoadError) -> String {
+    error.problems.iter().map(|p| format!("{p}\n")).collect()
+}
+
+/// One VirtualService in `default` with `spec` (YAML, indented by two).
+fn vs(name: &str, spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+/// One DestinationRule in `default` with `spec`.
+fn dr(name: &str, spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+const REVIEWS_HOST: &str = "reviews.default.svc.cluster.local";
+const RATINGS_HOST: &str = "ratings.default.svc.cluster.local";
+const HTTPBIN_HOST: &str = "httpbin.default.svc.cluster.local";
+
+/// A request as the proxy sees it.
+struct Request {
+    method: &'static str,
+    path: &'static str,
+    query: &'static str,
+    headers: HeaderMap,
+    labels: BTreeMap<String, String>,
+}
+
+impl Request {
+    fn get(path: &'static str) -> Request {
+        Request { method: "GET", path, query: "", headers: HeaderMap::new(), labels: BTreeMap::new() }
+    }
+
+    fn header(mut self, name: &'static str, value: &'static str) -> Request {
+        self.headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        self
+    }
+
+    /// The route `host`'s virtual service picks for this request.
+    fn route<'r>(&self, rules: &'r RuleSet, host: &str) -> Option<&'r HttpRoute> {
+        let attrs = RequestAttrs {
+            method: self.method,
+            scheme: "http",
+            authority: host,
+            path: self.path,
+            query: self.query,
+            port: None,
+            headers: &self.headers,
+        };
+        let source = SourceAttrs { labels: &self.labels, namespace: "default" };
+        rules.virtual_service(host)?.route(&attrs, &source)
+    }
+}
+
+/// `(subset, weight)` of each destination.
+fn split(route: &HttpRoute) -> Vec<(Option<&str>, u32)> {
+    route.route.iter().map(|d| (d.subset.as_deref(), d.weight)).collect()
+}
+
+#[test]
+fn bookinfo_all_v1_in_every_api_version() {
+    for version in VERSIONS {
+        let rules = load(&[
+            ("destination-rule-all.yaml", &at_version(DR_ALL, version)),
+            ("virtual-service-all-v1.yaml", &at_version(VS_ALL_V1, version)),
+        ]);
+        assert_eq!(rules.virtual_services.len(), 4, "{version}");
+        assert_eq!(rules.destination_rules.len(), 4, "{version}");
+        for service in ["productpage", "reviews", "ratings", "details"] {
+            let host = format!("{service}.default.svc.cluster.local");
+            let vs = rules.virtual_service(&host).unwrap();
+            assert_eq!((vs.name.as_str(), vs.namespace.as_str()), (service, "default"));
+            assert_eq!(vs.hosts, vec![host.clone()]);
+            assert_eq!(vs.http.len(), 1);
+            let route = &vs.http[0];
+            assert_eq!(route.name, "http[0]");
+            assert!(route.matches.is_empty());
+            assert_eq!(route.route.len(), 1);
+            assert_eq!(route.route[0].host, host);
+            assert_eq!(route.route[0].subset.as_deref(), Some("v1"));
+            assert_eq!(route.route[0].weight, 100);
+            assert_eq!(route.total_weight, 100);
+            assert!(route.fault.is_none() && route.timeout.is_none() && route.retries.is_none());
+            assert_eq!(rules.traffic_policy(&host, Some("v1")), Some(TrafficPolicy::default()));
+        }
+        let reviews = rules.destination_rule(REVIEWS_HOST).unwrap();
+        let subsets: Vec<(&str, Vec<(&str, &str)>)> = reviews
+            .subsets
+            .iter()
+            .map(|s| (s.name.as_str(), s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()))
+            .collect();
+        assert_eq!(
+            subsets,
+            vec![("v1", vec![("version", "v1")]), ("v2", vec![("version", "v2")]), ("v3", vec![("version", "v3")])]
+        );
+        let ratings = rules.destination_rule(RATINGS_HOST).unwrap();
+        let names: Vec<&str> = ratings.subsets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["v1", "v2", "v2-mysql", "v2-mysql-vm"]);
+        assert_eq!(rules.sources, ["destination-rule-all.yaml", "virtual-service-all-v1.yaml"]);
+        assert_eq!(rules.virtual_services[1].source, "virtual-service-all-v1.yaml#2");
+        assert_eq!(rules.destination_rules[3].source, "destination-rule-all.yaml#4");
+    }
+}
+
+#[test]
+fn reviews_test_v2_sends_jason_to_v2() {
+    for version in VERSIONS {
+        let rules =
+            load(&[("dr.yaml", &at_version(DR_ALL, version)), ("vs.yaml", &at_version(REVIEWS_TEST_V2, version))]);
+        let vs = rules.virtual_service(REVIEWS_HOST).unwrap();
+        assert_eq!(vs.http[0].matches[0].headers.len(), 1);
+        assert_eq!(vs.http[0].matches[0].headers[0].0, "end-user");
+        assert!(matches!(&vs.http[0].matches[0].headers[0].1, StringMatch::Exact(v) if v == "jason"));
+
+        let jason = Request::get("/reviews/0").header("end-user", "jason").route(&rules, REVIEWS_HOST).unwrap();
+        assert_eq!(jason.name, "http[0]");
+        assert_eq!(split(jason), [(Some("v2"), 100)]);
+        let other = Request::get("/reviews/0").header("end-user", "mary").route(&rules, REVIEWS_HOST).unwrap();
+        assert_eq!(other.name, "http[1]");
+        assert_eq!(split(other), [(Some("v1"), 100)]);
+        let anonymous = Request::get("/reviews/0").route(&rules, REVIEWS_HOST).unwrap();
+        assert_eq!(anonymous.name, "http[1]");
+        // Header values compare exactly.
+        let upper = Request::get("/").header("end-user", "Jason").route(&rules, REVIEWS_HOST).unwrap();
+        assert_eq!(upper.name, "http[1]");
+    }
+}
+
+#[test]
+fn weighted_splits_pick_by_roll() {
+    for (text, first, second) in [
+        (REVIEWS_80_20, (Some("v1"), 80), (Some("v2"), 20)),
+        (REVIEWS_90_10, (Some("v1"), 90), (Some("v2"), 10)),
+        (REVIEWS_50_50, (Some("v1"), 50), (Some("v3"), 50)),
+    ] {
+        for version in VERSIONS {
+            let rules = load(&[("dr.yaml", &at_version(DR_ALL, version)), ("vs.yaml", &at_version(text, version))]);
+            let route = Request::get("/").route(&rules, REVIEWS_HOST).unwrap();
+            assert_eq!(split(route), [first, second]);
+            assert_eq!(route.total_weight, 100);
+            assert_eq!(route.pick(0).unwrap().subset.as_deref(), first.0);
+            assert_eq!(route.pick(first.1 - 1).unwrap().subset.as_deref(), first.0);
+            assert_eq!(route.pick(first.1).unwrap().subset.as_deref(), second.0);
+            assert_eq!(route.pick(99).unwrap().subset.as_deref(), second.0);
+        }
+    }
+}
+
+#[test]
+fn ratings_delay_and_abort() {
+    for version in VERSIONS {
+        let rules =
+            load(&[("dr.yaml", &at_version(DR_ALL, version)), ("vs.yaml", &at_version(RATINGS_DELAY, version))]);
+        let jason = Request::get("/ratings/0").header("end-user", "jason").route(&rules, RATINGS_HOST).unwrap();
+        let delay = jason.fault.as_ref().unwrap().delay.as_ref().unwrap();
+        assert_eq!(delay.fixed_delay, Duration::from_secs(7));
+        assert_eq!(delay.percent, 100.0);
+        assert!(jason.fault.as_ref().unwrap().abort.is_none());
+        let other = Request::get("/ratings/0").route(&rules, RATINGS_HOST).unwrap();
+        assert!(other.fault.is_none());
+
+        let rules =
+            load(&[("dr.yaml", &at_version(DR_ALL, version)), ("vs.yaml", &at_version(RATINGS_ABORT, version))]);
+        let jason = Request::get("/ratings/0").header("end-user", "jason").route(&rules, RATINGS_HOST).unwrap();
+        let abort = jason.fault.as_ref().unwrap().abort.as_ref().unwrap();
+        assert_eq!(abort.status, AbortStatus::Http(500));
+        assert_eq!(abort.percent, 100.0);
+        assert!(jason.fault.as_ref().unwrap().delay.is_none());
+    }
+}
+
+#[test]
+fn circuit_breaker_policy() {
+    for version in VERSIONS {
+        let rules = load(&[("cb.yaml", &at_version(CIRCUIT_BREAKER, version))]);
+        let expected = TrafficPolicy {
+            load_balancer: LoadBalancer::RoundRobin,
+            connection_pool: ConnectionPool {
+                max_connections: Some(1),
+                connect_timeout: None,
+                http1_max_pending_requests: Some(1),
+                http2_max_requests: None,
+                max_requests_per_connection: Some(1),
+                max_retries: None,
+            },
+            outlier_detection: Some(OutlierDetection {
+                consecutive_5xx_errors: 1,
+                consecutive_gateway_errors: 0,
+                interval: Duration::from_secs(1),
+                base_ejection_time: Duration::from_secs(180),
+                max_ejection_percent: 100,
+            }),
+        };
+        assert_eq!(rules.destination_rule(HTTPBIN_HOST).unwrap().traffic_policy, expected);
+        assert_eq!(rules.traffic_policy(HTTPBIN_HOST, None), Some(expected));
+        assert_eq!(rules.traffic_policy(HTTPBIN_HOST, Some("v1")), None);
+    }
+}
+
+#[test]
+fn mirror_with_percentage() {
+    for version in VERSIONS {
+        let rules = load(&[("mirror.yaml", &at_version(MIRROR, version))]);
+        let route = Request::get("/headers").route(&rules, HTTPBIN_HOST).unwrap();
+        assert_eq!(split(route), [(Some("v1"), 100)]);
+        let mirror = route.mirror.as_ref().unwrap();
+        assert_eq!(mirror.host, HTTPBIN_HOST);
+        assert_eq!(mirror.subset.as_deref(), Some("v2"));
+        assert_eq!(mirror.port, None);
+        assert_eq!(mirror.percent, 100.0);
+    }
+    let legacy = "  hosts: [httpbin]\n  http:\n  - route:\n    - destination: {host: httpbin}\n    \
+                  mirror: {host: shadow, port: {number: 8080}}\n    mirrorPercent: 25\n";
+    let rules = load(&[("vs.yaml", &vs("httpbin", legacy))]);
+    let mirror = rules.virtual_services[0].http[0].mirror.as_ref().unwrap();
+    assert_eq!(
+        (mirror.host.as_str(), mirror.port, mirror.percent),
+        ("shadow.default.svc.cluster.local", Some(8080), 25.0)
+    );
+
+    let no_mirror = "  hosts: [httpbin]\n  http:\n  - route:\n    - destination: {host: httpbin}\n    \
+                     mirrorPercentage: {value: 50}\n";
+    assert_eq!(
+        field_messages(&[("vs.yaml", &vs("httpbin", no_mirror))]),
+        ["spec.http[0].mirrorPercentage: has no effect without mirror"]
+    );
+}
+
+#[test]
+fn matching_conditions() {
+    let spec = r#"  hosts: [api]
+  http:
+  - name: admin
+    match:
+    - uri: {prefix: /admin}
+      method: {regex: "GET|HEAD"}
+      headers:
+        X-Role: {exact: admin}
+        x-trace: {}
+      withoutHeaders:
+        x-debug: {exact: "1"}
+      queryParams:
+        tenant: {regex: "t[0-9]+"}
+      sourceLabels: {app: frontend}
+      sourceNamespace: default
+    route:
+    - destination: {host: admin}
+  - name: case
+    match:
+    - uri: {exact: /Login}
+      ignoreUriCase: true
+    - uri: {regex: "/v[0-9]+/.*"}
+    route:
+    - destination: {host: api}
+"#;
+    let rules = load(&[("vs.yaml", &vs("api", spec))]);
+    let host = "api.default.svc.cluster.local";
+    let admin = || {
+        let mut request = Request::get("/admin/users").header("x-role", "admin").header("x-trace", "");
+        request.query = "tenant=t42&x=1";
+        request.labels.insert("app".to_owned(), "frontend".to_owned());
+        request
+    };
+    assert_eq!(admin().route(&rules, host).map(|r| r.name.as_str()), Some("admin"));
+    let mut post = admin();
+    post.method = "POST";
+    assert!(post.route(&rules, host).is_none());
+    assert!(admin().header("x-debug", "1").route(&rules, host).is_none());
+    assert_eq!(admin().header("x-debug", "2").route(&rules, host).map(|r| r.name.as_str()), Some("admin"));
+    let mut wrong_tenant = admin();
+    wrong_tenant.query = "tenant=acme";
+    assert!(wrong_tenant.route(&rules, host).is_none());
+    let mut stranger = admin();
+    stranger.labels.clear();
+    assert!(stranger.route(&rules, host).is_none());
+    let mut no_trace = admin();
+    no_trace.headers.remove("x-trace");
+    assert!(no_trace.route(&rules, host).is_none());
+
+    assert_eq!(Request::get("/LOGIN").route(&rules, host).map(|r| r.name.as_str()), Some("case"));
+    assert_eq!(Request::get("/v2/items").route(&rules, host).map(|r| r.name.as_str()), Some("case"));
+    // Regexes match the whole path.
+    assert!(Request::get("/api/v2/items").route(&rules, host).is_none());
+    assert!(Request::get("/other").route(&rules, host).is_none());
+}
+
+#[test]
+fn empty_documents_lists_and_json() {
+    let rules = load(&[
+        ("empty.yaml", "# nothing here\n"),
+        ("blank.yaml", ""),
+        ("separators.yaml", "---\n---\n"),
+        (
+            "list.yaml",
+            &format!(
+                "apiVersion: v1\nkind: List\nitems:\n- {}\n",
+                serde_json::json!({
+                    "apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                    "metadata": {"name": "reviews"}, "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}
+                })
+            ),
+        ),
+        (
+            "reviews.json",
+            &serde_json::json!({
+                "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+                "metadata": {"name": "reviews", "namespace": "default"},
+                "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]}
+            })
+            .to_string(),
+        ),
+    ]);
+    assert_eq!((rules.virtual_services.len(), rules.destination_rules.len()), (1, 1));
+    assert_eq!(rules.virtual_services[0].source, "reviews.json#1");
+    assert_eq!(rules.destination_rules[0].source, "list.yaml#1");
+
+    let bad_item = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: DestinationRule\n  \
+                    metadata: {name: r}\n  spec: {host: r, subsets: [{name: V1}]}\n";
+    assert_eq!(
+        problems(&[("list.yaml", bad_item)]).iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["list.yaml#1: DestinationRule default/r: items[0].spec.subsets[0].name: \"V1\" is not a valid subset name \
+             (lower-case letters, digits and '-', at most 63)"]
+    );
+    let json = problems(&[("bad.json", "{\"kind\": ")]);
+    assert!(json[0].message.starts_with("invalid JSON: "), "{}", json[0].message);
+}
+
+#[test]
+fn subset_policies_replace_the_rules_parts() {
+    let spec = r#"  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_CONN}
+    connectionPool:
+      tcp: {maxConnections: 100, connectTimeout: 250ms}
+      http: {http2MaxRequests: 0, maxRetries: 3}
+    outlierDetection: {consecutive5xxErrors: 2}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer: {simple: RANDOM}
+  - name: v3
+    labels: {version: v3}
+    trafficPolicy:
+      connectionPool:
+        http: {http1MaxPendingRequests: 5}
+      outlierDetection: {interval: 5s}
+"#;
+    let rules = load(&[("dr.yaml", &dr("reviews", spec))]);
+    let rule_pool = ConnectionPool {
+        max_connections: Some(100),
+        connect_timeout: Some(Duration::from_millis(250)),
+        max_retries: Some(3),
+        ..ConnectionPool::default()
+    };
+    let rule_outlier = OutlierDetection { consecutive_5xx_errors: 2, ..OutlierDetection::default() };
+    let rule_policy = TrafficPolicy {
+        load_balancer: LoadBalancer::LeastRequest,
+        connection_pool: rule_pool.clone(),
+        outlier_detection: Some(rule_outlier.clone()),
+    };
+    assert_eq!(rules.traffic_policy(REVIEWS_HOST, None), Some(rule_policy.clone()));
+    assert_eq!(rules.traffic_policy(REVIEWS_HOST, Some("v1")), Some(rule_policy.clone()));
+    assert_eq!(
+        rules.traffic_policy(REVIEWS_HOST, Some("v2")),
+        Some(TrafficPolicy { load_balancer: LoadBalancer::Random, ..rule_policy.clone() })
+    );
+    assert_eq!(
+        rules.traffic_policy(REVIEWS_HOST, Some("v3")),
+        Some(TrafficPolicy {
+            load_balancer: LoadBalancer::LeastRequest,
+            // The subset's connectionPool replaces the rule's whole.
+            connection_pool: ConnectionPool { http1_max_pending_requests: Some(5), ..ConnectionPool::default() },
+            outlier_detection: Some(OutlierDetection {
+                interval: Duration::from_secs(5),
+                ..OutlierDetection::default()
+            }),
+        })
+    );
+    assert_eq!(rules.traffic_policy(REVIEWS_HOST, Some("v4")), None);
+}
+
+#[test]
+fn load_dir_reads_rule_files_in_name_order() {
+    let dir = std::env::temp_dir().join(format!("meshtel-rules-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("nested.yaml")).unwrap();
+    std::fs::write(dir.join("b-vs.yaml"), VS_ALL_V1).unwrap();
+    std::fs::write(dir.join("a-dr.yml"), DR_ALL).unwrap();
+    for skipped in [".hidden.yaml", "b-vs.yaml~", "c.yaml.swp", "d.yaml.tmp", "notes.txt"] {
+        std::fs::write(dir.join(skipped), "not: [valid").unwrap();
+    }
+    let rules = RuleSet::load_dir(&dir);
+    let loaded_paths = RuleSet::load_paths(&[dir.join("a-dr.yml"), dir.join("b-vs.yaml")]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let rules = rules.unwrap();
+    let names: Vec<String> = rules.sources.iter().map(|s| s.rsplit('/').next().unwrap().to_owned()).collect();
+    assert_eq!(names, ["a-dr.yml", "b-vs.yaml"]);
+    assert_eq!((rules.virtual_services.len(), rules.destination_rules.len()), (4, 4));
+    assert_eq!(loaded_paths.unwrap().virtual_services.len(), 4);
+
+    let missing = RuleSet::load_dir(&dir).unwrap_err();
+    assert_eq!(missing.problems.len(), 1);
+    assert_eq!(missing.problems[0].source, dir.display().to_string());
+    assert!(missing.problems[0].message.starts_with("cannot read the rules directory: "), "{}", missing.problems[0]);
+    assert!(missing.problems[0].to_string().starts_with(&format!("{}: cannot read", dir.display())));
+}
+
+#[test]
+fn load_dir_on_the_bookinfo_samples() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/rules/bookinfo");
+    let rules = RuleSet::load_dir(&dir).unwrap();
+    assert_eq!((rules.virtual_services.len(), rules.destination_rules.len()), (4, 4));
+    assert!(rules.sources[0].ends_with("destination-rule-all.yaml"));
+}
+
+proptest! {
+    #[test]
+    fn loading_never_panics(text in "\\PC{0,200}") {
+        let _ = RuleSet::from_sources(&[("x.yaml".to_owned(), text.clone()), ("x.json".to_owned(), text)]);
+    }
+
+    #[test]
+    fn weights_pick_every_destination_in_proportion(weights in proptest::collection::vec(0u32..=100, 2..6)) {
+        prop_assume!(weights.iter().sum::<u32>() > 0);
+        let destinations: String = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("    - destination: {{host: s{i}}}\n      weight: {w}\n"))
+            .collect();
+        let rules = load(&[("vs.yaml", &vs("r", &format!("  hosts: [r]\n  http:\n  - route:\n{destinations}")))]);
+        let route = &rules.virtual_services[0].http[0];
+        prop_assert_eq!(route.total_weight, weights.iter().sum::<u32>());
+        let mut counts = vec![0u32; weights.len()];
+        for roll in 0..route.total_weight {
+            let picked = route.pick(roll).unwrap();
+            let index = route.route.iter().position(|d| std::ptr::eq(d, picked)).unwrap();
+            counts[index] += 1;
+        }
+        prop_assert_eq!(counts, weights);
+    }
+}

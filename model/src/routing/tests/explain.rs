@@ -1,0 +1,105 @@
+//! `RuleSet::explain`.
+
+use super::*;
+
+#[test]
+fn explain_tells_the_key_facts() {
+    let vs_text = format!(
+        "{}---\n{}",
+        at_version(REVIEWS_TEST_V2, "networking.istio.io/v1beta1"),
+        vs(
+            "ratings",
+            "  hosts: [ratings]\n  http:\n  - name: slow\n    match:\n    - uri: {prefix: /ratings}\n      \
+             method: {regex: \"GET|HEAD\"}\n    route:\n    - destination: {host: ratings, subset: v1}\n      \
+             weight: 80\n    - destination: {host: ratings, subset: v2}\n      weight: 20\n    \
+             fault:\n      delay: {fixedDelay: 7s}\n      abort: {httpStatus: 500, percentage: {value: 10}}\n    \
+             timeout: 3s\n    retries: {attempts: 1, perTryTimeout: 3s, retryOn: gateway-error}\n    \
+             mirror: {host: ratings, subset: v2}\n    mirrorPercentage: {value: 5}\n"
+        )
+    );
+    let rules = load(&[
+        ("rules/dr.yaml", DR_ALL),
+        ("rules/cb.yaml", &CIRCUIT_BREAKER.replace("httpbin", "reviews-cb")),
+        ("rules/vs.yaml", &vs_text),
+    ]);
+    let text = rules.explain();
+    let expected_vs = "\
+VirtualService default/reviews (rules/vs.yaml#1), hosts reviews.default.svc.cluster.local
+  http[0]: when header end-user = \"jason\"
+    → reviews.default.svc.cluster.local subset v2 (100%)
+  http[1]: always
+    → reviews.default.svc.cluster.local subset v1 (100%)
+
+VirtualService default/ratings (rules/vs.yaml#2), hosts ratings.default.svc.cluster.local
+  http[0] \"slow\": when uri starts with \"/ratings\" and method ~ /GET|HEAD/
+    → ratings.default.svc.cluster.local subset v1 (80%)
+    → ratings.default.svc.cluster.local subset v2 (20%)
+    fault: delay 7s on 100% of requests; abort 500 on 10%
+    timeout 3s; retries: 1 × per try 3s on gateway-error
+    mirror 5% of requests to ratings.default.svc.cluster.local subset v2
+  other requests: 404 no route
+";
+    assert!(text.starts_with(expected_vs), "{text}");
+    assert!(
+        text.contains(
+            "DestinationRule default/reviews (rules/dr.yaml#2), host reviews.default.svc.cluster.local
+  traffic policy: ROUND_ROBIN; no connection limits; no ejection
+  subsets: v1 {version=v1}, v2 {version=v2}, v3 {version=v3}
+"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "DestinationRule default/reviews-cb (rules/cb.yaml#1), host reviews-cb.default.svc.cluster.local
+  traffic policy: ROUND_ROBIN; at most 1 connection, 1 pending request, 1 request per connection; eject after 1 \
+             consecutive 5xx for 3m (check every 1s, up to 100%)
+"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches("\n\n").count(), 6, "one blank line between the 7 blocks:\n{text}");
+}
+
+#[test]
+fn explain_subset_policies_and_shadowed_rules() {
+    let spec = "  host: reviews\n  subsets:\n  - name: v1\n    labels: {}\n  - name: v2\n    labels: {version: v2}\n    \
+                trafficPolicy:\n      loadBalancer: {simple: RANDOM}\n      outlierDetection: {consecutiveErrors: 3}\n";
+    let other = "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n";
+    let rules =
+        load(&[("a.yaml", &dr("reviews", spec)), ("b.yaml", &vs("first", other)), ("c.yaml", &vs("second", other))]);
+    let text = rules.explain();
+    assert!(text.contains("  subsets: v1 (every endpoint), v2 {version=v2}\n"), "{text}");
+    assert!(
+        text.contains(
+            "  subset v2 traffic policy: RANDOM; no connection limits; eject after 3 consecutive gateway errors for \
+             30s (check every 10s, up to 10%)\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  note: reviews.default.svc.cluster.local is routed by VirtualService default/first (b.yaml#1), read \
+             first; this rule does not apply to it\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_says_when_requests_match_no_route() {
+    let routes = |last_match: &str| {
+        let spec = format!(
+            "  hosts: [r]\n  http:\n  - match:\n    - uri: {{exact: /a}}\n    route:\n    - destination: {{host: a}}\n  \
+             - {last_match}route:\n    - destination: {{host: b}}\n"
+        );
+        load(&[("vs.yaml", &vs("r", &spec))]).explain()
+    };
+    let text = routes("match:\n    - queryParams: {debug: {exact: \"1\"}}\n    ");
+    assert!(text.contains("  http[1]: when query debug = \"1\"\n"), "{text}");
+    assert!(text.ends_with("  other requests: 404 no route\n"), "{text}");
+    let text = routes("match:\n    - {}\n    ");
+    assert!(text.contains("  http[1]: always\n"), "{text}");
+    assert!(!text.contains("other requests"), "{text}");
+    assert!(!routes("").contains("other requests"));
+}
