@@ -197,3 +197,72 @@ fn max_requests_per_connection_closes_every_nth_request() {
     let unlimited = make_cluster(TrafficPolicy::default(), &two_endpoints());
     assert!(!unlimited.close_connection_after());
 }
+
+fn example_table() -> super::RoutingTable {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mesh = crate::mesh::load_mesh_file(&root.join("mesh.yaml"), "default").expect("example mesh loads");
+    let rules = meshtel_model::routing::RuleSet::load_dir(&root.join("rules")).expect("example rules load");
+    let identity = WorkloadIdentity {
+        name: "productpage-v1".to_owned(),
+        namespace: "default".to_owned(),
+        app: "productpage".to_owned(),
+        version: "v1".to_owned(),
+    };
+    super::RoutingTable::build(Arc::new(mesh), Arc::new(rules), &identity, None, &Stats::new().unwrap().routing)
+}
+
+fn decide_cluster(table: &super::RoutingTable, host: &str, headers: &[(&str, &str)], roll: u32) -> Result<String, String> {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+    }
+    let attrs = meshtel_model::routing::RequestAttrs {
+        method: "GET",
+        scheme: "http",
+        authority: host,
+        path: "/reviews/0",
+        query: "",
+        port: None,
+        headers: &map,
+    };
+    table.decide(&attrs, roll).map(|d| d.cluster.name.clone()).map_err(|e| format!("{} {}", e.status().as_u16(), e.response_flag()))
+}
+
+#[test]
+fn the_example_rules_route_jason_to_v2_and_split_the_rest_80_20() {
+    let table = example_table();
+    let reviews = "reviews.default.svc.cluster.local";
+    assert_eq!(decide_cluster(&table, "reviews:9080", &[("end-user", "jason")], 99), Ok(format!("{reviews}|v2")));
+    let v2 = (0..100).filter(|roll| decide_cluster(&table, "reviews", &[], *roll).unwrap().ends_with("|v2")).count();
+    assert_eq!(v2, 20, "rolls 80..100 of the 80/20 split go to v2");
+    let cluster = table.cluster(reviews, Some("v2")).unwrap();
+    assert_eq!(cluster.endpoints.len(), 1);
+    assert_eq!(cluster.endpoints[0].address, "127.0.0.1:15206");
+    // Services without a virtual service go to the whole service.
+    assert_eq!(decide_cluster(&table, "details", &[], 0), Ok("details.default.svc.cluster.local".to_owned()));
+    assert_eq!(decide_cluster(&table, "nowhere.example", &[], 0), Err("503 UH".to_owned()));
+    // ratings: the destination rule's pool limits apply to the subset too.
+    let ratings = table.cluster("ratings.default.svc.cluster.local", Some("v1")).unwrap();
+    assert_eq!(ratings.policy.connection_pool.max_connections, Some(1));
+    assert!(ratings.policy.outlier_detection.is_some());
+}
+
+#[test]
+fn a_request_no_route_matches_is_404_nr() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews}}]
+"#;
+    let rules = meshtel_model::routing::RuleSet::from_sources(&[("r.yaml".to_owned(), yaml.to_owned())]).unwrap();
+    let mut table = example_table();
+    table = super::RoutingTable::build(table.mesh.clone(), Arc::new(rules), &WorkloadIdentity::default(), Some(&table), &Stats::new().unwrap().routing);
+    assert_eq!(decide_cluster(&table, "reviews", &[], 0), Err("404 NR".to_owned()));
+    assert_eq!(decide_cluster(&table, "reviews", &[("end-user", "jason")], 0), Ok("reviews.default.svc.cluster.local".to_owned()));
+    assert!(table.cluster("reviews.default.svc.cluster.local", Some("v1")).is_none(), "no destination rule, no subsets");
+}
