@@ -13,6 +13,7 @@ mod durability;
 mod malformed;
 mod mesh;
 mod roundtrip;
+mod rules_cli;
 mod sdk;
 mod search;
 mod support;

@@ -34,6 +34,7 @@ mod http2_grpc;
 mod istio_metrics;
 mod no_collector;
 mod quota;
+mod traffic_routing;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -9,5 +9,7 @@ mod binary;
 mod forwarding;
 mod quota;
 mod quota_support;
+mod routing;
+mod routing_support;
 mod support;
 mod telemetry;
