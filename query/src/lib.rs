@@ -13,6 +13,8 @@
 //! - [`api_v3`]: API v3 (OTLP JSON);
 //! - [`graph`]: the service graph (Kiali-style JSON, Graphviz DOT) over edge rollups,
 //!   enabled by [`router_with_graph`];
+//! - [`metrics`]: request rate, error rate and latency per service and as time series
+//!   (`/api/metrics/...`) over the same edge rollups, enabled with the graph;
 //! - [`quotas`]: quota policy administration (`/api/quotas`), [`quota_router`], to
 //!   merge into the router;
 //! - [`error`]: [`ApiError`], the one error type, and its HTTP bodies.
@@ -21,8 +23,10 @@ pub mod api_v3;
 pub mod error;
 pub mod graph;
 pub mod jaeger;
+pub mod metrics;
 pub mod quotas;
 pub mod response;
+pub mod ui;
 
 #[cfg(test)]
 mod testing;
@@ -149,9 +153,10 @@ pub fn router_with_clock(
     router_with_graph_and_clock(reader, None, None, clock, config)
 }
 
-/// [`router`] plus the service graph API ([`graph`]) over `edges`, which also answers
-/// `/api/dependencies` whenever the window has edges, and `extra` routes (the quota
-/// administration API, [`quota_router`]) under the same base path and tracing.
+/// [`router`] plus the service graph API ([`graph`]) and the metrics API ([`metrics`])
+/// over `edges`, which also answers `/api/dependencies` whenever the window has edges,
+/// and `extra` routes (the quota administration API, [`quota_router`]) under the same
+/// base path and tracing.
 pub fn router_with_graph(
     reader: Arc<dyn TraceReader>,
     edges: Option<Arc<dyn GraphReader>>,
@@ -178,11 +183,18 @@ pub fn router_with_graph_and_clock(
     };
     let mut api: Router = jaeger::router().merge(api_v3::router()).with_state(state);
     if let Some(edges) = edges {
-        api = api.merge(graph::router(Arc::new(graph::GraphService::new(edges, clock))));
+        api = api.merge(graph::router(Arc::new(graph::GraphService::new(
+            edges.clone(),
+            clock.clone(),
+        ))));
+        api = api.merge(metrics::router(Arc::new(metrics::MetricsService::new(
+            edges, clock,
+        ))));
     }
     if let Some(extra) = extra {
         api = api.merge(extra);
     }
+    api = api.merge(ui::router(config.normalized_base_path().as_deref().unwrap_or("")));
     let app = match config.normalized_base_path() {
         Some(prefix) => Router::new().nest(&prefix, api),
         None => api,

@@ -1,0 +1,80 @@
+//! The web UI: the files of `ui/` served at `/` (and under the base path).
+//!
+//! Release builds embed every file at compile time (`rust-embed`), so `cargo run
+//! --release -- serve` needs nothing else; debug builds read them from `ui/` at run time,
+//! so a reload shows an edit. Page URLs (`/search`, `/trace/{id}`, `/graph`, `/metrics`,
+//! `/quotas`) all answer `index.html` — the page's script routes on the path — with the
+//! base path written into it; assets are under `/static/`, revalidated by ETag.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rust_embed::RustEmbed;
+
+/// Everything under `ui/` but its tests and tooling.
+#[derive(RustEmbed)]
+#[folder = "../ui/"]
+#[exclude = "tests/*"]
+#[exclude = "node_modules/*"]
+#[exclude = "*.sh"]
+struct Assets;
+
+#[derive(Clone)]
+struct UiState {
+    base: String,
+}
+
+/// The UI routes; `base` is the base path the router is nested under ("" for none).
+pub fn router(base: &str) -> Router {
+    let state = UiState { base: base.trim_end_matches('/').to_owned() };
+    Router::new()
+        .route("/", get(index))
+        .route("/search", get(index))
+        .route("/trace/{id}", get(index))
+        .route("/graph", get(index))
+        .route("/metrics", get(index))
+        .route("/quotas", get(index))
+        .route("/static/{*path}", get(asset))
+        .with_state(state)
+}
+
+async fn index(State(state): State<UiState>) -> Response {
+    let Some(file) = Assets::get("index.html") else {
+        return (StatusCode::NOT_FOUND, "the UI is not built into this binary").into_response();
+    };
+    let html = String::from_utf8_lossy(&file.data).replace("__MESHTEL_BASE__", &state.base);
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    if path.split('/').any(|part| part == ".." || part.is_empty()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let Some(file) = Assets::get(&path) else {
+        return (StatusCode::NOT_FOUND, format!("no UI file {path}")).into_response();
+    };
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let content_type = file.metadata.mimetype().to_owned();
+    let mut response = file.data.into_owned().into_response();
+    let response_headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&content_type) {
+        response_headers.insert(header::CONTENT_TYPE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response_headers.insert(header::ETAG, value);
+    }
+    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

@@ -1,0 +1,74 @@
+// The one way pages talk to the query service. Every call resolves to the parsed
+// JSON body or throws an ApiError carrying the HTTP status and the server's message
+// (Jaeger's `errors[0].msg`, or `error` / `message` fields), so pages can show it.
+
+export const base = (document.querySelector('meta[name="meshtel-base"]')?.content || '').replace(/\/$/, '').replace('__MESHTEL_BASE__', '');
+
+export class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.body = body;
+  }
+}
+
+function messageOf(body, fallback) {
+  if (!body || typeof body !== 'object') return fallback;
+  if (Array.isArray(body.errors) && body.errors.length) return body.errors.map((e) => e.msg || e.message || JSON.stringify(e)).join('; ');
+  if (typeof body.error === 'string') return body.error;
+  if (body.error && typeof body.error.message === 'string') return body.error.message;
+  if (typeof body.message === 'string') return body.message;
+  return fallback;
+}
+
+/** Builds `path?params` under the base path; array values repeat the key. */
+export function url(path, params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === '') continue;
+    if (Array.isArray(value)) value.forEach((v) => query.append(key, v));
+    else query.append(key, String(value));
+  }
+  const qs = query.toString();
+  return `${base}${path}${qs ? `?${qs}` : ''}`;
+}
+
+/**
+ * fetch + JSON with errors made readable. `options.token` adds a bearer token;
+ * `options.body` (an object) is sent as JSON; `options.signal` aborts.
+ * Resolves to {status, headers, body}.
+ */
+export async function request(method, path, { params, body, token, headers = {}, signal } = {}) {
+  const init = { method, headers: { accept: 'application/json', ...headers }, signal };
+  if (body !== undefined) {
+    init.headers['content-type'] = 'application/json';
+    init.body = typeof body === 'string' ? body : JSON.stringify(body);
+  }
+  if (token) init.headers.authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(url(path, params), init);
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    throw new ApiError(0, `cannot reach meshtel at ${location.host}: ${error.message}`, null);
+  }
+  const text = await response.text();
+  let parsed = null;
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, messageOf(parsed, typeof parsed === 'string' && parsed ? parsed : response.statusText), parsed);
+  }
+  return { status: response.status, headers: response.headers, body: parsed };
+}
+
+/** GET returning the body. */
+export async function get(path, params, options = {}) {
+  return (await request('GET', path, { ...options, params })).body;
+}

@@ -1,0 +1,110 @@
+// The shell: a History-API router over the pages. Every page is a module exporting
+//   title: string
+//   mount(root, ctx) → optional cleanup function (called when leaving the page)
+// with ctx = { params: URLSearchParams, path: string[] (segments after the page
+// name), navigate(href, {replace}), setParams(object, {replace}) }.
+// State lives in the URL, so searches are shareable and the back button works.
+
+import { base } from './api.js';
+import { h, replace, errorState } from './lib/dom.js';
+
+const routes = {
+  search: () => import('./pages/search.js'),
+  trace: () => import('./pages/trace.js'),
+  graph: () => import('./pages/graph.js'),
+  metrics: () => import('./pages/metrics.js'),
+  quotas: () => import('./pages/quotas.js'),
+};
+
+const main = document.getElementById('main');
+let cleanup = null;
+let generation = 0;
+
+/** The page name and the rest of the path, relative to the base path. */
+function parseLocation() {
+  let path = location.pathname;
+  if (base && path.startsWith(base)) path = path.slice(base.length);
+  const segments = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const page = segments[0] || 'search';
+  return { page, rest: segments.slice(1), params: new URLSearchParams(location.search) };
+}
+
+export function navigate(href, { replace: replaceState = false } = {}) {
+  const target = href.startsWith('/') && base && !href.startsWith(`${base}/`) ? base + href : href;
+  if (replaceState) history.replaceState(null, '', target);
+  else history.pushState(null, '', target);
+  render();
+}
+
+/** Replaces the query string with `params` (empty values dropped). */
+export function setParams(params, { replace: replaceState = false } = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === '') continue;
+    if (Array.isArray(value)) value.forEach((v) => query.append(key, v));
+    else query.set(key, String(value));
+  }
+  const qs = query.toString();
+  const href = location.pathname + (qs ? `?${qs}` : '');
+  if (href === location.pathname + location.search) return;
+  if (replaceState) history.replaceState(null, '', href);
+  else history.pushState(null, '', href);
+  render();
+}
+
+async function render() {
+  const mine = ++generation;
+  const { page, rest, params } = parseLocation();
+  if (cleanup) {
+    try {
+      cleanup();
+    } catch (error) {
+      console.warn('page cleanup failed', error);
+    }
+    cleanup = null;
+  }
+  for (const link of document.querySelectorAll('nav a[data-page]')) {
+    const current = link.dataset.page === page || (page === 'trace' && link.dataset.page === 'search');
+    if (current) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  const load = routes[page];
+  if (!load) {
+    replace(main, h('div', { class: 'state state-empty' }, h('h2', {}, 'Page not found'), h('p', {}, h('a', { href: `${base}/search`, 'data-nav': true }, 'Search traces'))));
+    return;
+  }
+  try {
+    const module = await load();
+    if (mine !== generation) return;
+    document.title = `${module.title} · meshtel`;
+    main.replaceChildren();
+    const result = await module.mount(main, { params, path: rest, navigate, setParams });
+    if (mine !== generation) {
+      if (typeof result === 'function') result();
+      return;
+    }
+    cleanup = typeof result === 'function' ? result : null;
+  } catch (error) {
+    console.error(error);
+    if (mine === generation) replace(main, errorState(error));
+  }
+}
+
+// Same-origin links marked data-nav (and any link inside <main> under the base path
+// without a target) navigate without reloading.
+document.addEventListener('click', (event) => {
+  if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const link = event.target.closest('a[href]');
+  if (!link || link.target || link.hasAttribute('download')) return;
+  const href = link.getAttribute('href');
+  if (!href || !href.startsWith('/') || href.startsWith(`${base}/api/`)) return;
+  if (!link.hasAttribute('data-nav') && !link.closest('main')) return;
+  event.preventDefault();
+  navigate(href);
+});
+
+window.addEventListener('popstate', render);
+if (location.pathname === `${base}/` || location.pathname === base || location.pathname === '/') {
+  history.replaceState(null, '', `${base}/search${location.search}`);
+}
+render();
