@@ -342,27 +342,36 @@ pub enum StringMatch {
     Present,
 }
 
-/// A regex compiled anchored (`^(?:…)$`), keeping the source for display.
+/// A regex compiled anchored (`^(?:…)$`), keeping the source for display. The
+/// case-insensitive twin (for `ignoreUriCase`) is compiled on first use only, so rules
+/// that never ask for it do not pay its memory.
 #[derive(Debug, Clone)]
 pub struct AnchoredRegex {
     /// As written.
     pub source: String,
     /// Anchored, case-sensitive.
     pub regex: regex::Regex,
-    /// Anchored, case-insensitive (for `ignoreUriCase`).
-    pub regex_ignore_case: regex::Regex,
+    ignore_case: std::sync::OnceLock<Option<regex::Regex>>,
 }
 
 impl AnchoredRegex {
     /// Compiles `source` anchored at both ends.
     pub fn new(source: &str) -> Result<AnchoredRegex, regex::Error> {
-        let anchored = format!("^(?:{source})$");
         Ok(AnchoredRegex {
             source: source.to_owned(),
-            regex: regex::RegexBuilder::new(&anchored).size_limit(1 << 20).build()?,
-            regex_ignore_case: regex::RegexBuilder::new(&anchored).case_insensitive(true).size_limit(1 << 20).build()?,
+            regex: anchored(source, false)?,
+            ignore_case: std::sync::OnceLock::new(),
         })
     }
+
+    /// The case-insensitive twin (`None` only if it exceeds the size limit).
+    pub fn ignore_case(&self) -> Option<&regex::Regex> {
+        self.ignore_case.get_or_init(|| anchored(&self.source, true).ok()).as_ref()
+    }
+}
+
+fn anchored(source: &str, ignore_case: bool) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{source})$")).case_insensitive(ignore_case).size_limit(1 << 20).build()
 }
 
 fn serialize_regex<S: serde::Serializer>(regex: &AnchoredRegex, serializer: S) -> Result<S::Ok, S::Error> {
@@ -387,7 +396,7 @@ impl StringMatch {
             StringMatch::Prefix(prefix) => {
                 value.len() >= prefix.len() && value.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
             }
-            StringMatch::Regex(regex) => regex.regex_ignore_case.is_match(value),
+            StringMatch::Regex(regex) => regex.ignore_case().is_some_and(|r| r.is_match(value)),
             StringMatch::Present => true,
         }
     }
