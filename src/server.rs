@@ -40,16 +40,31 @@ impl Role {
 }
 
 /// The addresses actually bound, as written to `<data_dir>/listeners.json`.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Listeners {
+    /// OTLP gRPC, Report/Check, Envoy RLS.
     #[serde(skip_serializing_if = "Option::is_none")]
-    grpc: Option<SocketAddr>,
+    pub grpc: Option<SocketAddr>,
+    /// OTLP HTTP, `/metrics`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    http: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    /// Zipkin.
     #[serde(skip_serializing_if = "Option::is_none")]
-    zipkin: Option<SocketAddr>,
+    pub zipkin: Option<SocketAddr>,
+    /// Query API and UI.
     #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<SocketAddr>,
+    pub query: Option<SocketAddr>,
+}
+
+/// What an embedding command (`meshtel demo`) adds to a plain run.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Resolves when the servers should stop; default: SIGINT or SIGTERM.
+    pub shutdown: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// More routes for the query listener.
+    pub extra_query_routes: Option<axum::Router>,
+    /// Told the bound addresses once every server is listening.
+    pub listening: Option<tokio::sync::oneshot::Sender<Listeners>>,
 }
 
 async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
@@ -60,6 +75,12 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
 
 /// Runs `role` until a shutdown signal.
 pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
+    run_with(config, role, RunOptions::default()).await
+}
+
+/// Runs `role` with `options` (see [`RunOptions`]).
+pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow::Result<()> {
+    let RunOptions { shutdown, extra_query_routes, listening } = options;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let mut listeners = Listeners::default();
@@ -184,7 +205,11 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
             usage,
             config.admin.clone(),
         );
-        let app = meshtel_query::router_with_graph(reader, Some(graph), Some(quotas), &config.query);
+        let extra = match extra_query_routes {
+            Some(routes) => quotas.merge(routes),
+            None => quotas,
+        };
+        let app = meshtel_query::router_with_graph(reader, Some(graph), Some(extra), &config.query);
         servers.spawn(serve_http(query, app, stop_rx.clone(), "query"));
     }
 
@@ -206,8 +231,12 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         "meshtel is listening"
     );
 
+    if let Some(listening) = listening {
+        let _ = listening.send(listeners.clone());
+    }
+    let shutdown = shutdown.unwrap_or_else(|| Box::pin(crate::signal::shutdown_signal()));
     let result = tokio::select! {
-        () = crate::signal::shutdown_signal() => Ok(()),
+        () = shutdown => Ok(()),
         Some(joined) = servers.join_next() => match joined {
             Ok(Ok(())) => Err(anyhow::anyhow!("a server stopped unexpectedly")),
             Ok(Err(e)) => Err(e),

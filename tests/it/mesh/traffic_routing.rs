@@ -505,6 +505,33 @@ async fn bookinfo_delay_fault_under_a_per_try_timeout_gives_504_ut_and_one_slow_
     )
     .await;
 
+    // 5. The service graph shows them on the edges, as Kiali does: response code →
+    //    flags → share of the edge's requests.
+    let graph_url = m.query_url("/api/graph?window=5m");
+    eventually(
+        Duration::from_secs(15),
+        "UT on productpage → reviews and DI on reviews → ratings in the graph",
+        || async {
+            let graph = get_json(&graph_url).await;
+            let flags_of = |source: &str, target: &str, code: &str| -> Vec<String> {
+                graph["elements"]["edges"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| &e["data"])
+                    .find(|e| e["source"] == source && e["target"] == target)
+                    .and_then(|e| e["traffic"]["responses"][code]["flags"].as_object())
+                    .map(|flags| flags.keys().cloned().collect())
+                    .unwrap_or_default()
+            };
+            let ut = flags_of("wl_default_productpage-v1", "wl_default_reviews-v2", "504");
+            let di = flags_of("wl_default_reviews-v2", "wl_default_ratings-v1", "200");
+            (ut.iter().any(|f| f.split(',').any(|f| f == "UT")) && di.iter().any(|f| f.split(',').any(|f| f == "DI")))
+                .then_some(())
+        },
+    )
+    .await;
+
     productpage_app.stop().await;
     reviews_app.stop().await;
     ratings_app.stop().await;
