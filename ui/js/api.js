@@ -42,7 +42,8 @@ export function url(path, params = {}) {
 export async function request(method, path, { params, body, token, headers = {}, signal } = {}) {
   const init = { method, headers: { accept: 'application/json', ...headers }, signal };
   if (body !== undefined) {
-    init.headers['content-type'] = 'application/json';
+    const given = Object.keys(init.headers).some((name) => name.toLowerCase() === 'content-type');
+    if (!given) init.headers['content-type'] = 'application/json';
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
   }
   if (token) init.headers.authorization = `Bearer ${token}`;

@@ -1,0 +1,1030 @@
+// Service graph (/graph): who calls whom, how much, how well — Kiali's graph over
+// meshtel's edge rollups (GET /api/graph), drawn with cytoscape + dagre (left → right).
+//
+// URL: ?window=1m|5m|15m|1h|6h|24h &graphType=workload|app|versionedApp|service
+//      &refresh=off|10s|30s|1m
+//
+// The API answers a workload graph; the app, versioned-app and service graphs are
+// folded from it here (rates add up; latencies of merged edges are rate-weighted means,
+// marked ≈). Clicking a node or an edge — or its row in the tables under the graph, which
+// make everything reachable by keyboard — opens #graph-detail with rates, response codes
+// and flags, latency over time (GET /api/metrics/timeseries) and links to the traces.
+//
+// Test hooks: #graph-view[data-ready="true"] once the first answer is shown (data-state
+// = graph | empty | error), rows .graph-edge[data-source][data-target][data-rate (req/s,
+// bytes/s for tcp)][data-error-rate (fraction 0–1)], items .graph-node[data-id],
+// controls #graph-window #graph-type #graph-refresh, side panel #graph-detail.
+
+import { base, get, url } from '../api.js';
+import { h, replace, loading, empty, errorState } from '../lib/dom.js';
+import { loadCytoscape } from '../lib/vendor.js';
+import { createChart } from '../lib/chart.js';
+import {
+  LEVEL_COLORS,
+  QUANTILES,
+  PALETTE,
+  errorLevel,
+  formatRate,
+  shortRate,
+  formatPercent,
+  formatMs,
+  parseWindow,
+  autoStep,
+  lookbackFor,
+  ERROR_TAGS,
+  serviceFqdn,
+  traceServiceName,
+  describeFlags,
+  thresholdText,
+  fetchTimeseries,
+  alignTimeseries,
+  metricsErrorNote,
+  levelBadge,
+} from '../lib/mesh.js';
+
+export const title = 'Service graph';
+
+const WINDOWS = [
+  ['1m', 'Last 1m'],
+  ['5m', 'Last 5m'],
+  ['15m', 'Last 15m'],
+  ['1h', 'Last 1h'],
+  ['6h', 'Last 6h'],
+  ['24h', 'Last 24h'],
+];
+const TYPES = [
+  ['workload', 'Workload graph'],
+  ['app', 'App graph'],
+  ['versionedApp', 'Versioned app graph'],
+  ['service', 'Service graph'],
+];
+const REFRESH = [
+  ['off', 'Refresh: off'],
+  ['10s', 'Every 10s'],
+  ['30s', 'Every 30s'],
+  ['1m', 'Every 1m'],
+];
+const SHAPES = { workload: 'ellipse', app: 'round-rectangle', versionedApp: 'round-rectangle', service: 'round-triangle', unknown: 'diamond' };
+const KIND_NAMES = { workload: 'workload', app: 'app', versionedApp: 'app version', service: 'service', unknown: 'outside the mesh' };
+
+function pick(value, options, fallback) {
+  return options.some(([v]) => v === value) ? value : fallback;
+}
+
+// Node positions of the last layout, per graph type, so that coming back to a graph (or
+// a refresh that adds nothing) keeps the picture people already read.
+const positionCache = new Map();
+
+/* ---------- model: API answer → nodes and edges of the chosen graph type ---------- */
+
+const num = (v) => {
+  const n = parseFloat(v);
+  return Number.isFinite(n) ? n : 0;
+};
+const known = (v) => (v && v !== 'unknown' ? v : '');
+
+/** What a server node becomes in a graph type: {id, kind, label, ...}. */
+function groupOf(d, type, multiNamespace) {
+  const ns = d.namespace || '';
+  const nsSuffix = multiNamespace && known(ns) ? `\n${ns}` : '';
+  const services = (d.destServices || []).map((s) => s.name).filter(Boolean);
+  if (d.service && !services.includes(d.service)) services.push(d.service);
+  const common = { namespace: ns, app: known(d.app), version: known(d.version), workload: known(d.workload), services };
+  if (d.nodeType === 'unknown' || d.id === 'unknown_source') {
+    return { ...common, id: 'unknown_source', kind: 'unknown', label: 'unknown' };
+  }
+  if (d.nodeType === 'service' || type === 'workload' || (d.nodeType && d.nodeType !== 'workload')) {
+    const kind = d.nodeType === 'service' ? 'service' : d.nodeType || 'workload';
+    const name = kind === 'service' ? d.service || d.app || d.id : kind === 'app' ? d.app : kind === 'versionedApp' ? `${d.app} ${d.version || ''}` : d.workload || d.id;
+    return { ...common, id: d.id, kind, label: `${name}${nsSuffix}` };
+  }
+  const app = common.app || common.workload || d.id;
+  if (type === 'app') return { ...common, id: `app_${ns}_${app}`, kind: 'app', label: `${app}${nsSuffix}`, version: '' };
+  if (type === 'versionedApp') {
+    const version = common.version;
+    return { ...common, id: `vapp_${ns}_${app}_${version || 'unknown'}`, kind: 'versionedApp', label: `${app}${version ? ` ${version}` : ''}${nsSuffix}` };
+  }
+  // service graph: a workload stands for the service it answers for, else its app.
+  const service = services[0] || app;
+  return { ...common, id: `svc_${ns}_${service}`, kind: 'service', label: `${service}${nsSuffix}`, version: '', services: [service] };
+}
+
+/** Errors of one API edge as a fraction: 5xx and no response (gRPC: its error rate). */
+function edgeCodes(d) {
+  const codes = new Map();
+  for (const [code, entry] of Object.entries(d.traffic?.responses || {})) {
+    const flags = new Map();
+    for (const [flag, pct] of Object.entries(entry?.flags || {})) flags.set(flag, num(pct));
+    codes.set(code, flags);
+  }
+  return codes;
+}
+
+function isErrorCode(code) {
+  if (code === '-') return true;
+  const n = parseInt(code, 10);
+  return n >= 500 && n <= 599;
+}
+
+/**
+ * The graph of `type` from the API's JSON: {nodes: Map, edges: [], namespaces: Set}.
+ * Edge: {id, source, target, protocol, rate, errorRate, codes: Map<code, Map<flag, pct>>,
+ * times: {p50,p95,p99,avg}, approx, throughput, percentReq}.
+ */
+export function buildModel(json, type) {
+  const serverNodes = (json?.elements?.nodes || []).map((n) => n.data).filter(Boolean);
+  const serverEdges = (json?.elements?.edges || []).map((e) => e.data).filter(Boolean);
+  const native = json?.graphType === type;
+  const namespaces = new Set(serverNodes.map((d) => d.namespace).filter((n) => known(n)));
+  const multi = namespaces.size > 1;
+  const nodes = new Map();
+  const groupOfId = new Map();
+  for (const d of serverNodes) {
+    const g = groupOf(d, native ? 'workload' : type, multi);
+    groupOfId.set(d.id, g.id);
+    const node = nodes.get(g.id);
+    if (!node) {
+      nodes.set(g.id, { ...g, workloads: new Set(g.workload ? [g.workload] : []), versions: new Set(g.version ? [g.version] : []), services: new Set(g.services), members: [d] });
+    } else {
+      if (g.workload) node.workloads.add(g.workload);
+      if (g.version) node.versions.add(g.version);
+      g.services.forEach((s) => node.services.add(s));
+      node.members.push(d);
+    }
+  }
+  // Edges: fold those that land on the same pair of nodes (and protocol).
+  const folded = new Map();
+  for (const d of serverEdges) {
+    const source = groupOfId.get(d.source) || d.source;
+    const target = groupOfId.get(d.target) || d.target;
+    const protocol = d.traffic?.protocol || 'http';
+    const rates = d.traffic?.rates || {};
+    const rate = protocol === 'tcp' ? num(rates.tcp) : protocol === 'grpc' ? num(rates.grpc) : num(rates.http);
+    // Weight for merging percentages: the rate, or a sliver when it rounded to 0.
+    const weight = Math.max(rate, 1e-6);
+    const codes = edgeCodes(d);
+    let errorPct = 0;
+    for (const [code, flags] of codes) if (isErrorCode(code)) for (const pct of flags.values()) errorPct += pct;
+    let errorRate = protocol === 'tcp' ? 0 : errorPct / 100;
+    if (protocol === 'grpc' && rates.grpcPercentErr) errorRate = Math.max(errorRate, num(rates.grpcPercentErr) / 100);
+    const key = `${source}->${target}:${protocol}`;
+    let edge = folded.get(key);
+    if (!edge) {
+      edge = { id: key, source, target, protocol, rate: 0, weight: 0, errorWeight: 0, codes: new Map(), timeWeights: {}, times: {}, throughput: 0, percentReq: null, members: [] };
+      folded.set(key, edge);
+    }
+    edge.members.push(d);
+    // The API writes rates with 2 decimals: "0.00" is traffic below 0.005/s, not none.
+    if (rate === 0 && (rates.http || rates.grpc || rates.tcp)) edge.tiny = true;
+    edge.rate += rate;
+    edge.weight += weight;
+    edge.errorWeight += errorRate * weight;
+    edge.throughput += num(d.throughput);
+    for (const [code, flags] of codes) {
+      const into = edge.codes.get(code) || new Map();
+      for (const [flag, pct] of flags) into.set(flag, (into.get(flag) || 0) + (pct / 100) * weight);
+      edge.codes.set(code, into);
+    }
+    for (const [q, v] of Object.entries(d.responseTimes || {})) {
+      const ms = num(v);
+      edge.timeWeights[q] = (edge.timeWeights[q] || 0) + weight;
+      edge.times[q] = (edge.times[q] || 0) + ms * weight;
+    }
+    if (rates.httpPercentReq || rates.grpcPercentReq) edge.percentReq = num(rates.httpPercentReq || rates.grpcPercentReq) / 100;
+  }
+  const edges = [];
+  for (const edge of folded.values()) {
+    const merged = edge.members.length > 1;
+    const codes = new Map();
+    for (const [code, flags] of edge.codes) {
+      const pcts = new Map();
+      for (const [flag, w] of flags) pcts.set(flag, (w / edge.weight) * 100);
+      codes.set(code, pcts);
+    }
+    const times = {};
+    for (const q of Object.keys(edge.times)) times[q] = edge.times[q] / edge.timeWeights[q];
+    edges.push({
+      id: edge.id,
+      source: edge.source,
+      target: edge.target,
+      protocol: edge.protocol,
+      rate: edge.rate,
+      errorRate: edge.weight ? edge.errorWeight / edge.weight : 0,
+      codes,
+      times,
+      approx: merged,
+      tiny: Boolean(edge.tiny) && edge.rate === 0,
+      throughput: edge.throughput,
+      percentReq: merged ? null : edge.percentReq,
+      members: edge.members,
+    });
+    if (!nodes.has(edge.source)) nodes.set(edge.source, { id: edge.source, kind: 'unknown', label: edge.source, namespace: '', workloads: new Set(), versions: new Set(), services: new Set(), members: [] });
+    if (!nodes.has(edge.target)) nodes.set(edge.target, { id: edge.target, kind: 'service', label: edge.target, namespace: '', workloads: new Set(), versions: new Set(), services: new Set(), members: [] });
+  }
+  edges.sort((a, b) => b.rate - a.rate || a.id.localeCompare(b.id));
+  // Node totals from the edges (the same numbers whatever the graph type).
+  for (const node of nodes.values()) {
+    node.inRate = 0;
+    node.inErrors = 0;
+    node.outRate = 0;
+    node.outErrors = 0;
+    node.incoming = [];
+    node.outgoing = [];
+  }
+  for (const edge of edges) {
+    if (edge.protocol === 'tcp') {
+      nodes.get(edge.target).incoming.push(edge);
+      nodes.get(edge.source).outgoing.push(edge);
+      continue;
+    }
+    const source = nodes.get(edge.source);
+    const target = nodes.get(edge.target);
+    source.outRate += edge.rate;
+    source.outErrors += edge.rate * edge.errorRate;
+    source.outgoing.push(edge);
+    target.inRate += edge.rate;
+    target.inErrors += edge.rate * edge.errorRate;
+    target.incoming.push(edge);
+  }
+  return { nodes, edges, namespaces, type, native, timestamp: json?.timestamp, duration: json?.duration };
+}
+
+/** Codes of several edges merged (rate-weighted), as code → flag → percent. */
+function mergeCodes(edges) {
+  const total = edges.reduce((sum, e) => sum + Math.max(e.rate, 1e-6), 0);
+  const out = new Map();
+  for (const e of edges) {
+    const w = Math.max(e.rate, 1e-6);
+    for (const [code, flags] of e.codes) {
+      const into = out.get(code) || new Map();
+      for (const [flag, pct] of flags) into.set(flag, (into.get(flag) || 0) + (pct * w) / total);
+      out.set(code, into);
+    }
+  }
+  return out;
+}
+
+function formatBytes(rate) {
+  if (!rate) return '0 B/s';
+  if (rate >= 1e6) return `${(rate / 1e6).toFixed(1)} MB/s`;
+  if (rate >= 1e3) return `${(rate / 1e3).toFixed(1)} kB/s`;
+  return `${rate.toFixed(rate < 10 ? 1 : 0)} B/s`;
+}
+
+/** The rate to show: a sliver for traffic the API rounded to 0.00 (shown as "<0.01"). */
+function shownRate(edge) {
+  return edge.rate || (edge.tiny ? 0.001 : 0);
+}
+
+function edgeRateText(edge) {
+  return edge.protocol === 'tcp' ? formatBytes(shownRate(edge)) : formatRate(shownRate(edge));
+}
+
+function edgeLevel(edge) {
+  if (edge.protocol === 'tcp') return edge.rate > 0 ? 'ok' : 'idle';
+  return errorLevel(edge.errorRate, edge.rate > 0 || edge.members.length > 0);
+}
+
+function nodeLevel(node) {
+  if (node.inRate > 0) return errorLevel(node.inErrors / node.inRate);
+  if (node.incoming.length) return errorLevel(0);
+  return 'idle';
+}
+
+function plainLabel(node) {
+  return node.label.replace(/\n/g, ' · ');
+}
+
+/* ---------- cytoscape elements and style ---------- */
+
+function elementsOf(model) {
+  const nodes = [...model.nodes.values()].map((node) => ({
+    group: 'nodes',
+    data: { id: node.id, label: node.label, kind: node.kind, shape: SHAPES[node.kind] || 'ellipse', color: LEVEL_COLORS[nodeLevel(node)] },
+  }));
+  const edges = model.edges.map((edge) => {
+    const level = edgeLevel(edge);
+    const label = edge.protocol === 'tcp' ? formatBytes(shownRate(edge)).replace(' ', '') : `${shortRate(shownRate(edge))}${edge.errorRate > 0 ? `\n${formatPercent(edge.errorRate).replace(' ', '')} err` : ''}`;
+    return {
+      group: 'edges',
+      data: {
+        id: edge.id,
+        source: edge.source,
+        target: edge.target,
+        label,
+        color: LEVEL_COLORS[level],
+        width: Math.min(7, 1.5 + Math.log10(1 + edge.rate) * 2),
+        dashed: edge.protocol === 'tcp' ? 'dashed' : 'solid',
+      },
+    };
+  });
+  return [...nodes, ...edges];
+}
+
+const STYLE = [
+  {
+    selector: 'node',
+    style: {
+      shape: 'data(shape)',
+      width: 30,
+      height: 30,
+      'background-color': '#ffffff',
+      'border-width': 3,
+      'border-color': 'data(color)',
+      label: 'data(label)',
+      'font-size': 11,
+      'font-family': 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif',
+      color: '#1d2330',
+      'text-valign': 'bottom',
+      'text-halign': 'center',
+      'text-margin-y': 6,
+      'text-wrap': 'wrap',
+      'text-max-width': 160,
+      'text-background-color': '#ffffff',
+      'text-background-opacity': 0.85,
+      'text-background-padding': 2,
+      'text-background-shape': 'roundrectangle',
+    },
+  },
+  { selector: 'node[kind = "service"]', style: { 'background-color': '#eef2ff' } },
+  { selector: 'node[kind = "unknown"]', style: { 'border-style': 'dashed', 'border-color': '#9aa3b2', 'background-color': '#f6f7f9' } },
+  {
+    selector: 'edge',
+    style: {
+      width: 'data(width)',
+      'line-color': 'data(color)',
+      'line-style': 'data(dashed)',
+      'target-arrow-color': 'data(color)',
+      'target-arrow-shape': 'triangle',
+      'arrow-scale': 0.9,
+      'curve-style': 'bezier',
+      'control-point-step-size': 36,
+      label: 'data(label)',
+      'font-size': 10,
+      'font-family': 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif',
+      color: '#374151',
+      'text-wrap': 'wrap',
+      'text-background-color': '#ffffff',
+      'text-background-opacity': 0.9,
+      'text-background-padding': 2,
+      'text-background-shape': 'roundrectangle',
+    },
+  },
+  { selector: 'node:selected', style: { 'overlay-color': '#2563eb', 'overlay-opacity': 0.18, 'overlay-padding': 8, 'border-width': 4 } },
+  { selector: 'edge:selected', style: { 'overlay-color': '#2563eb', 'overlay-opacity': 0.16, 'overlay-padding': 5, 'font-weight': 'bold' } },
+  { selector: '.faded', style: { opacity: 0.22 } },
+];
+
+const LAYOUT = { name: 'dagre', rankDir: 'LR', nodeSep: 46, rankSep: 150, edgeSep: 24, nodeDimensionsIncludeLabels: true, padding: 36, fit: true, animate: false };
+
+/* ---------- the page ---------- */
+
+export async function mount(root, ctx) {
+  const windowParam = pick(ctx.params.get('window'), WINDOWS, '5m');
+  const type = pick(ctx.params.get('graphType'), TYPES, 'workload');
+  const refresh = pick(ctx.params.get('refresh'), REFRESH, 'off');
+  const windowSeconds = parseWindow(windowParam);
+  const state = { model: null, cy: null, selected: null, panel: null, timer: null, loadSeq: 0, destroyed: false, lastError: null };
+
+  const setAll = (change) => ctx.setParams({ window: windowParam, graphType: type, refresh, ...change });
+  const select = (id, label, value, options, onchange) =>
+    h('label', { class: 'field' }, label, h('select', { id, onchange: (e) => onchange(e.target.value) }, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text))));
+
+  const status = h('span', { class: 'graph-status muted small', role: 'status', 'aria-live': 'polite' });
+  const canvas = h('div', { class: 'graph-canvas', role: 'img', 'aria-label': 'Service graph (loading)', 'aria-describedby': 'graph-legend' });
+  const legend = renderLegend(type);
+  const canvasWrap = h('div', { class: 'graph-canvas-wrap panel', hidden: true }, canvas, legend);
+  const body = h('div', { class: 'graph-body' }, loading('Loading the service graph…'));
+  const lists = h('div', { class: 'graph-lists' });
+  const view = h(
+    'section',
+    { id: 'graph-view', class: 'graph-page', 'aria-labelledby': 'graph-title' },
+    h(
+      'div',
+      { class: 'graph-head' },
+      h('h1', { id: 'graph-title' }, 'Service graph'),
+      status,
+    ),
+    h(
+      'div',
+      { class: 'panel graph-toolbar row', role: 'group', 'aria-label': 'Graph settings' },
+      select('graph-window', 'Traffic window', windowParam, WINDOWS, (v) => setAll({ window: v })),
+      select('graph-type', 'Graph type', type, TYPES, (v) => setAll({ graphType: v })),
+      select('graph-refresh', 'Refresh', refresh, REFRESH, (v) => setAll({ refresh: v })),
+      h('div', { class: 'grow' }),
+      h('button', { class: 'btn', type: 'button', onclick: () => fit(), title: 'Fit the whole graph in view' }, 'Fit'),
+      h('button', { class: 'btn', type: 'button', onclick: () => relayout(), title: 'Lay the graph out again' }, 'Re-layout'),
+      h('button', { class: 'btn', type: 'button', onclick: () => load(), title: 'Fetch the graph now' }, 'Refresh now'),
+      h('a', { class: 'btn graph-dot-link', href: url('/api/graph.dot', { window: windowParam }), download: `mesh-${windowParam}.dot`, title: 'The same graph in Graphviz DOT (Istio servicegraph format)' }, 'DOT'),
+    ),
+    body,
+    lists,
+  );
+  root.append(view);
+
+  function fit() {
+    if (!state.cy) return;
+    state.cy.fit(undefined, 36);
+    if (state.cy.zoom() > 1.4) {
+      state.cy.zoom(1.4);
+      state.cy.center();
+    }
+  }
+
+  /** After the canvas changed size (side panel): fit again if part of the graph is out of view. */
+  function refitIfClipped() {
+    if (!state.cy) return;
+    state.cy.resize();
+    const box = state.cy.elements().renderedBoundingBox();
+    if (box.x1 < 0 || box.y1 < 0 || box.x2 > state.cy.width() || box.y2 > state.cy.height()) fit();
+  }
+
+  function relayout() {
+    if (!state.cy) return;
+    positionCache.delete(type);
+    const layout = state.cy.layout(LAYOUT);
+    layout.one('layoutstop', () => {
+      fit();
+      savePositions();
+    });
+    layout.run();
+  }
+
+  function savePositions() {
+    if (!state.cy) return;
+    const positions = new Map();
+    state.cy.nodes().forEach((n) => positions.set(n.id(), { ...n.position() }));
+    positionCache.set(type, positions);
+  }
+
+  async function load() {
+    const seq = ++state.loadSeq;
+    let json;
+    try {
+      json = await get('/api/graph', { window: windowParam, graphType: type });
+    } catch (error) {
+      if (state.destroyed || seq !== state.loadSeq) return;
+      state.lastError = error;
+      if (!state.model) {
+        replace(body, errorState(error, () => {
+          replace(body, loading('Loading the service graph…'));
+          load();
+        }));
+        view.dataset.state = 'error';
+        view.dataset.ready = 'true';
+      } else {
+        status.textContent = `Refresh failed: ${error.status ? `HTTP ${error.status}: ` : ''}${error.message} — showing the graph of ${new Date(state.updatedAt).toLocaleTimeString()}`;
+        status.classList.add('graph-status-error');
+      }
+      return;
+    }
+    if (state.destroyed || seq !== state.loadSeq) return;
+    status.classList.remove('graph-status-error');
+    state.lastError = null;
+    state.updatedAt = Date.now();
+    const model = buildModel(json, type);
+    state.model = model;
+    if (!model.nodes.size) {
+      destroyCy();
+      closePanel();
+      replace(body, renderEmpty(windowParam, setAll));
+      replace(lists);
+      status.textContent = `No traffic in the last ${windowParam} · checked ${new Date().toLocaleTimeString()}`;
+      view.dataset.state = 'empty';
+      view.dataset.ready = 'true';
+      return;
+    }
+    status.textContent = `${model.nodes.size} nodes · ${model.edges.length} edges · last ${windowParam} · updated ${new Date().toLocaleTimeString()}`;
+    if (!canvasWrap.isConnected) {
+      canvasWrap.hidden = false;
+      replace(body, canvasWrap);
+    }
+    try {
+      await draw(model);
+    } catch (error) {
+      if (state.destroyed) return;
+      console.error(error);
+      replace(body, errorState(new Error(`the graph could not be drawn: ${error.message}`)));
+    }
+    if (state.destroyed || seq !== state.loadSeq) return;
+    renderLists(model);
+    canvas.setAttribute('aria-label', `Service graph of the last ${windowParam}: ${model.nodes.size} nodes and ${model.edges.length} edges. Every node and edge is also listed in the tables below the graph.`);
+    if (state.panel) state.panel.update(model);
+    view.dataset.state = 'graph';
+    view.dataset.ready = 'true';
+  }
+
+  async function draw(model) {
+    const cytoscape = await loadCytoscape();
+    if (state.destroyed) return;
+    const elements = elementsOf(model);
+    if (!state.cy) {
+      state.cy = cytoscape({ container: canvas, elements: [], style: STYLE, minZoom: 0.15, maxZoom: 3, boxSelectionEnabled: false, selectionType: 'single' });
+      state.cy.on('tap', 'node', (e) => openDetail('node', e.target.id()));
+      state.cy.on('tap', 'edge', (e) => openDetail('edge', e.target.id()));
+      state.cy.on('tap', (e) => {
+        if (e.target === state.cy) closePanel(false);
+      });
+      state.cy.on('mouseover', 'node', (e) => {
+        const hood = e.target.closedNeighborhood();
+        state.cy.elements().not(hood).addClass('faded');
+        canvas.style.cursor = 'pointer';
+      });
+      state.cy.on('mouseout', 'node', () => {
+        state.cy.elements().removeClass('faded');
+        canvas.style.cursor = '';
+      });
+      state.cy.on('mouseover', 'edge', () => {
+        canvas.style.cursor = 'pointer';
+      });
+      state.cy.on('mouseout', 'edge', () => {
+        canvas.style.cursor = '';
+      });
+      state.cy.on('dragfree', 'node', savePositions);
+    }
+    const cy = state.cy;
+    const wanted = new Set(elements.map((e) => e.data.id));
+    const had = new Set(cy.elements().map((e) => e.id()));
+    const sameShape = wanted.size === had.size && [...wanted].every((id) => had.has(id));
+    cy.batch(() => {
+      cy.elements().forEach((el) => {
+        if (!wanted.has(el.id())) el.remove();
+      });
+      for (const el of elements) {
+        const existing = cy.getElementById(el.data.id);
+        if (existing.nonempty()) existing.data(el.data);
+        else cy.add(el);
+      }
+    });
+    if (sameShape && had.size) return; // a refresh with the same nodes and edges: keep the picture
+    const cached = positionCache.get(type);
+    const nodeIds = cy.nodes().map((n) => n.id());
+    if (cached && nodeIds.every((id) => cached.has(id))) {
+      cy.layout({ name: 'preset', positions: (n) => cached.get(n.id()), fit: false }).run();
+      fit();
+      return;
+    }
+    await new Promise((resolve) => {
+      const layout = cy.layout(LAYOUT);
+      layout.one('layoutstop', resolve);
+      layout.run();
+    });
+    fit();
+    savePositions();
+  }
+
+  function destroyCy() {
+    if (state.cy) state.cy.destroy();
+    state.cy = null;
+    canvasWrap.hidden = true;
+  }
+
+  /* ----- the tables under the graph: keyboard access to every node and edge ----- */
+
+  function renderLists(model) {
+    const nodeName = (id) => plainLabel(model.nodes.get(id) || { label: id });
+    const edgeRows = model.edges.map((edge) => {
+      const level = edgeLevel(edge);
+      const p95 = edge.times.p95;
+      return h(
+        'tr',
+        {
+          class: `graph-edge level-${level}`,
+          dataset: {
+            id: edge.id,
+            source: edge.source,
+            target: edge.target,
+            protocol: edge.protocol,
+            rate: String(edge.rate),
+            errorRate: String(edge.errorRate),
+          },
+          'aria-selected': state.selected?.kind === 'edge' && state.selected.id === edge.id ? 'true' : null,
+        },
+        h('td', {}, h('button', { type: 'button', class: 'btn-link', onclick: () => openDetail('edge', edge.id), 'aria-label': `Details of ${nodeName(edge.source)} to ${nodeName(edge.target)}` }, nodeName(edge.source), h('span', { 'aria-hidden': 'true', class: 'graph-arrow' }, ' → '), nodeName(edge.target))),
+        h('td', {}, edge.protocol),
+        h('td', { class: 'num' }, edgeRateText(edge)),
+        h('td', { class: 'num' }, edge.protocol === 'tcp' ? '–' : h('span', { class: 'graph-err' }, h('span', { class: `swatch level-${level}`, 'aria-hidden': 'true' }), formatPercent(edge.errorRate))),
+        h('td', { class: 'num' }, p95 !== undefined ? `${edge.approx ? '≈' : ''}${formatMs(p95)}` : '–'),
+      );
+    });
+    const nodeItems = [...model.nodes.values()]
+      .sort((a, b) => plainLabel(a).localeCompare(plainLabel(b)))
+      .map((node) =>
+        h(
+          'li',
+          { class: `graph-node level-${nodeLevel(node)}`, dataset: { id: node.id, kind: node.kind } },
+          h('button', { type: 'button', class: 'btn-link', onclick: () => openDetail('node', node.id) }, plainLabel(node)),
+          ' ',
+          h('span', { class: 'muted small' }, KIND_NAMES[node.kind] || node.kind),
+          node.inRate > 0 ? h('span', { class: 'small graph-node-stat' }, `in ${formatRate(node.inRate)}, ${formatPercent(node.inErrors / node.inRate)} err`) : null,
+        ),
+      );
+    replace(
+      lists,
+      h(
+        'section',
+        { class: 'panel graph-edges', 'aria-labelledby': 'graph-edges-title' },
+        h('h2', { id: 'graph-edges-title' }, `Edges (${model.edges.length})`),
+        h(
+          'table',
+          { class: 'data' },
+          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'From → to'), h('th', { scope: 'col' }, 'Protocol'), h('th', { scope: 'col', class: 'num' }, 'Rate'), h('th', { scope: 'col', class: 'num' }, 'Errors'), h('th', { scope: 'col', class: 'num' }, 'p95'))),
+          h('tbody', {}, edgeRows),
+        ),
+      ),
+      h('section', { class: 'panel graph-nodes', 'aria-labelledby': 'graph-nodes-title' }, h('h2', { id: 'graph-nodes-title' }, `Nodes (${model.nodes.size})`), h('ul', { class: 'graph-node-list' }, nodeItems)),
+    );
+  }
+
+  /* ----- the side panel ----- */
+
+  function openDetail(kind, id) {
+    if (!state.model) return;
+    const exists = kind === 'edge' ? state.model.edges.some((e) => e.id === id) : state.model.nodes.has(id);
+    if (!exists) return;
+    if (state.panel && state.panel.kind === kind && state.panel.id === id) {
+      state.panel.focus();
+      return;
+    }
+    closePanel(false);
+    state.selected = { kind, id };
+    if (state.cy) {
+      state.cy.elements().unselect();
+      state.cy.getElementById(id).select();
+    }
+    for (const row of lists.querySelectorAll('.graph-edge')) row.setAttribute('aria-selected', String(kind === 'edge' && row.dataset.id === id));
+    state.panel = detailPanel({ kind, id, model: state.model, windowParam, windowSeconds, type, onClose: () => closePanel(), onOpen: openDetail });
+    view.classList.add('has-detail');
+    view.append(state.panel.el);
+    refitIfClipped();
+    state.panel.focus();
+  }
+
+  function closePanel(restoreFocus = true) {
+    if (!state.panel) return;
+    const { kind, id } = state.panel;
+    state.panel.destroy();
+    state.panel = null;
+    state.selected = null;
+    view.classList.remove('has-detail');
+    if (state.cy) state.cy.elements().unselect();
+    refitIfClipped();
+    for (const row of lists.querySelectorAll('.graph-edge[aria-selected="true"]')) row.removeAttribute('aria-selected');
+    if (restoreFocus) {
+      const selector = kind === 'edge' ? `.graph-edge[data-id="${CSS.escape(id)}"] button` : `.graph-node[data-id="${CSS.escape(id)}"] button`;
+      const back = lists.querySelector(selector);
+      if (back && (!document.activeElement || document.activeElement === document.body || !document.activeElement.isConnected)) back.focus({ preventScroll: true });
+    }
+  }
+
+  const onKey = (event) => {
+    if (event.key === 'Escape' && state.panel && !event.defaultPrevented && !document.querySelector('dialog[open]')) closePanel();
+  };
+  document.addEventListener('keydown', onKey);
+
+  const onVisible = () => {
+    if (!document.hidden && refresh !== 'off') load();
+  };
+  document.addEventListener('visibilitychange', onVisible);
+  if (refresh !== 'off') {
+    state.timer = setInterval(() => {
+      if (!document.hidden) load();
+    }, parseWindow(refresh) * 1000);
+  }
+
+  await load();
+
+  return () => {
+    state.destroyed = true;
+    clearInterval(state.timer);
+    document.removeEventListener('keydown', onKey);
+    document.removeEventListener('visibilitychange', onVisible);
+    if (state.panel) state.panel.destroy();
+    state.panel = null;
+    if (state.cy) {
+      savePositions();
+      state.cy.destroy();
+    }
+    state.cy = null;
+  };
+}
+
+function renderLegend(type) {
+  const t = thresholdText();
+  const item = (cls, text) => h('li', {}, h('span', { class: `legend-line ${cls}`, 'aria-hidden': 'true' }), text);
+  const shape = (cls, text) => h('li', {}, h('span', { class: `legend-shape ${cls}`, 'aria-hidden': 'true' }), text);
+  return h(
+    'details',
+    { class: 'graph-legend', id: 'graph-legend', open: true },
+    h('summary', {}, 'Legend'),
+    h('div', { class: 'small' }, 'Edge colour: error rate (5xx or no response; gRPC errors)'),
+    h('ul', {}, item('level-ok', `Healthy: ${t.ok}`), item('level-warn', `Degraded: ${t.warn}`), item('level-error', `Failing: ${t.error}`), item('level-tcp', 'TCP (bytes/s)')),
+    h('div', { class: 'small' }, 'Edge label: requests/s over the window (+ error %); width grows with rate. Node border: errors of its inbound traffic.'),
+    h(
+      'ul',
+      { class: 'legend-shapes' },
+      type === 'workload' ? shape('shape-workload', 'Workload') : null,
+      type === 'app' ? shape('shape-app', 'App') : null,
+      type === 'versionedApp' ? shape('shape-app', 'App version') : null,
+      shape('shape-service', 'Service'),
+      shape('shape-unknown', 'Outside the mesh'),
+    ),
+  );
+}
+
+function renderEmpty(windowParam, setAll) {
+  const longer = WINDOWS.map(([w]) => w).filter((w) => parseWindow(w) > parseWindow(windowParam));
+  return empty(
+    `No traffic in the last ${windowParam}`,
+    h('p', {}, "The graph is drawn from the request records meshtel's sidecar proxies report: each request through a proxy becomes an edge from the caller to the service it called. No proxy reported a request in this window."),
+    longer.length ? h('p', {}, 'Traffic may be older: ', ...longer.map((w, i) => [i ? ', ' : '', h('button', { type: 'button', class: 'btn-link', onclick: () => setAll({ window: w }) }, `last ${w}`)])) : null,
+    h('p', {}, 'To get edges, run a proxy beside each service and send requests through them (see the README section "Sidecar proxy, Istio metrics and the service graph"):'),
+    h(
+      'pre',
+      {},
+      [
+        'meshtel serve &',
+        '# reviews: its app on :9080, the proxy in front of it',
+        'meshtel proxy --mesh mesh.yaml --service reviews --version v1 \\',
+        '    --inbound 127.0.0.1:15106=127.0.0.1:9080 --outbound 127.0.0.1:15101 &',
+        '# productpage calls reviews through its own proxy',
+        'meshtel proxy --mesh mesh.yaml --service productpage --version v1 \\',
+        '    --inbound 127.0.0.1:15006=127.0.0.1:9081 --outbound 127.0.0.1:15001 &',
+        "curl -H 'Host: reviews' http://127.0.0.1:15001/reviews/1",
+      ].join('\n'),
+    ),
+    h('p', {}, 'Or see it end to end from a checkout: ', h('code', {}, 'cargo test --test it mesh'), ' (while this server runs elsewhere, the tests use their own).'),
+  );
+}
+
+/* ---------- the detail panel (#graph-detail) ---------- */
+
+function statList(items) {
+  return h(
+    'dl',
+    { class: 'graph-stats' },
+    items.filter(Boolean).map(([term, value, extra]) => h('div', { class: 'graph-stat' }, h('dt', {}, term), h('dd', extra || {}, value))),
+  );
+}
+
+function codesTable(codes) {
+  const rows = [];
+  const sorted = [...codes.entries()].sort(([a], [b]) => (a === '-' ? 1 : b === '-' ? -1 : a.localeCompare(b, undefined, { numeric: true })));
+  for (const [code, flags] of sorted) {
+    for (const [flag, pct] of [...flags.entries()].sort((a, b) => b[1] - a[1])) {
+      const error = isErrorCode(code);
+      const four = /^4/.test(code);
+      rows.push(
+        h(
+          'tr',
+          { class: error ? 'code-error' : four ? 'code-client' : '' },
+          h('td', {}, code === '-' ? h('span', { title: 'no response (connection failed or reset)' }, 'none') : code),
+          h('td', {}, describeFlags(flag).map(({ flag: f, meaning }, i) => [i ? ', ' : '', f === '-' ? h('span', { class: 'muted' }, '–') : h('abbr', { title: meaning }, f), f === '-' ? null : h('span', { class: 'muted small' }, ` ${meaning}`)])),
+          h('td', { class: 'num' }, `${pct >= 10 ? pct.toFixed(0) : pct.toFixed(1)} %`),
+        ),
+      );
+    }
+  }
+  if (!rows.length) return h('p', { class: 'muted small' }, 'No response codes recorded.');
+  return h('table', { class: 'data graph-codes' }, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Code'), h('th', { scope: 'col' }, 'Flags'), h('th', { scope: 'col', class: 'num' }, 'Requests'))), h('tbody', {}, rows));
+}
+
+function searchHref(service, windowSeconds, errorsOnly) {
+  const params = new URLSearchParams({ service, lookback: lookbackFor(windowSeconds) });
+  if (errorsOnly) params.set('tags', ERROR_TAGS);
+  return `${base}/search?${params}`;
+}
+
+function metricsWindow(windowSeconds) {
+  const options = [
+    [300, '5m'],
+    [900, '15m'],
+    [3600, '1h'],
+    [21600, '6h'],
+    [86400, '24h'],
+  ];
+  return (options.find(([s]) => s >= windowSeconds) ?? options[options.length - 1])[1];
+}
+
+function only(set) {
+  return set && set.size === 1 ? [...set][0] : '';
+}
+
+/** The timeseries query of a selection, or null when it has no service to ask about. */
+function seriesQuery(kind, id, model) {
+  if (kind === 'edge') {
+    const edge = model.edges.find((e) => e.id === id);
+    const source = model.nodes.get(edge.source);
+    const target = model.nodes.get(edge.target);
+    const service = only(target.services) || [...target.services][0];
+    if (!service) return null;
+    const params = { service: serviceFqdn(service, target.namespace) };
+    if (source.kind !== 'unknown' && only(source.workloads)) {
+      params.sourceWorkload = only(source.workloads);
+      params.sourceNamespace = source.namespace;
+    }
+    if (only(target.workloads)) {
+      params.destinationWorkload = only(target.workloads);
+      params.destinationNamespace = target.namespace;
+    }
+    return params;
+  }
+  const node = model.nodes.get(id);
+  const service = [...node.services][0];
+  if (!service || !node.incoming.length) return null;
+  const params = { service: serviceFqdn(service, node.namespace) };
+  if (only(node.workloads)) {
+    params.destinationWorkload = only(node.workloads);
+    params.destinationNamespace = node.namespace;
+  }
+  return params;
+}
+
+function detailPanel({ kind, id, model: initialModel, windowParam, windowSeconds, type, onClose, onOpen }) {
+  let model = initialModel;
+  const heading = h('h2', { id: 'graph-detail-title', tabindex: '-1' });
+  const subtitle = h('div', { class: 'muted small graph-detail-sub' });
+  const stats = h('div', { class: 'graph-detail-stats' });
+  const links = h('div', { class: 'graph-detail-links' });
+  const chartsNote = h('div', { class: 'graph-detail-chart-note' });
+  const rateBox = h('div', { class: 'graph-chart', dataset: { metric: 'rate' } });
+  const durationBox = h('div', { class: 'graph-chart', dataset: { metric: 'duration' } });
+  const chartsSection = h('section', { class: 'graph-detail-charts', 'aria-label': 'Over time' }, h('h3', {}, `Over the last ${windowParam}`), chartsNote, rateBox, durationBox);
+  const el = h(
+    'aside',
+    { id: 'graph-detail', class: 'side-panel graph-detail', role: 'complementary', 'aria-labelledby': 'graph-detail-title' },
+    h('div', { class: 'graph-detail-head' }, h('div', { class: 'grow' }, heading, subtitle), h('button', { type: 'button', class: 'btn graph-detail-close', 'aria-label': 'Close details', title: 'Close (Esc)', onclick: onClose }, '×')),
+    stats,
+    links,
+    chartsSection,
+  );
+  const sync = `graph-detail-${Math.random().toString(36).slice(2)}`;
+  let rateChart = null;
+  let durationChart = null;
+  let abort = null;
+  let destroyed = false;
+
+  function render() {
+    const name = (nid) => plainLabel(model.nodes.get(nid) || { label: nid });
+    if (kind === 'edge') {
+      const edge = model.edges.find((e) => e.id === id);
+      if (!edge) {
+        replace(stats, h('p', { class: 'inline-error' }, 'This edge had no traffic in the latest refresh.'));
+        return;
+      }
+      const target = model.nodes.get(edge.target);
+      const source = model.nodes.get(edge.source);
+      replace(heading, name(edge.source), h('span', { class: 'graph-arrow', 'aria-label': 'to' }, ' → '), name(edge.target));
+      replace(subtitle, `${edge.protocol.toUpperCase()} edge · ${KIND_NAMES[source.kind]} → ${KIND_NAMES[target.kind]} · last ${windowParam}`);
+      const level = edgeLevel(edge);
+      const approx = edge.approx ? '≈' : '';
+      let fourxx = 0;
+      let fivexx = 0;
+      let none = 0;
+      for (const [code, flags] of edge.codes) {
+        const sum = [...flags.values()].reduce((a, b) => a + b, 0) / 100;
+        if (code === '-') none += sum;
+        else if (/^4/.test(code)) fourxx += sum;
+        else if (/^5/.test(code)) fivexx += sum;
+      }
+      replace(
+        stats,
+        statList([
+          [edge.protocol === 'tcp' ? 'Throughput' : 'Request rate', edgeRateText(edge)],
+          edge.protocol === 'tcp' ? null : ['Error rate', levelBadge(level, formatPercent(edge.errorRate)), { class: `level-${level}` }],
+          edge.protocol === 'http' ? ['5xx · no response · 4xx', `${formatPercent(fivexx)} · ${formatPercent(none)} · ${formatPercent(fourxx)}`] : null,
+          edge.percentReq !== null && edge.percentReq !== undefined ? ["Share of caller's requests", formatPercent(edge.percentReq)] : null,
+          edge.times.p50 !== undefined ? ['Latency p50 / p95 / p99', `${approx}${formatMs(edge.times.p50)} / ${approx}${formatMs(edge.times.p95)} / ${approx}${formatMs(edge.times.p99)}`] : null,
+          edge.throughput && edge.protocol !== 'tcp' ? ['Response bytes', formatBytes(edge.throughput)] : null,
+        ]),
+        edge.approx ? h('p', { class: 'muted small' }, `Merged from ${edge.members.length} workload edges: latencies are rate-weighted means of theirs.`) : null,
+        h('h3', {}, 'Responses'),
+        codesTable(edge.codes),
+      );
+      const service = [...target.services][0] || target.app || only(target.workloads);
+      renderLinks(service, target.namespace, edge.errorRate > 0);
+    } else {
+      const node = model.nodes.get(id);
+      if (!node) {
+        replace(stats, h('p', { class: 'inline-error' }, 'This node had no traffic in the latest refresh.'));
+        return;
+      }
+      replace(heading, plainLabel(node));
+      replace(subtitle, `${KIND_NAMES[node.kind] || node.kind}${known(node.namespace) ? ` · namespace ${node.namespace}` : ''} · last ${windowParam}`);
+      const inLevel = nodeLevel(node);
+      const facts = [];
+      if (node.workloads.size) facts.push(['Workload' + (node.workloads.size > 1 ? 's' : ''), [...node.workloads].join(', ')]);
+      if (node.app) facts.push(['App', node.app]);
+      if (node.versions.size) facts.push(['Version' + (node.versions.size > 1 ? 's' : ''), [...node.versions].sort().join(', ')]);
+      if (node.services.size) facts.push(['Serves', [...node.services].join(', ')]);
+      const edgeLink = (edge, other) =>
+        h(
+          'li',
+          {},
+          h('button', { type: 'button', class: 'btn-link', onclick: () => onOpen('edge', edge.id) }, other),
+          ' ',
+          h('span', { class: 'muted small' }, `${edgeRateText(edge)}${edge.protocol === 'tcp' ? '' : `, ${formatPercent(edge.errorRate)} err`}`),
+        );
+      replace(
+        stats,
+        statList([
+          ...facts,
+          ['Inbound', node.inRate > 0 ? formatRate(node.inRate) : 'none'],
+          node.inRate > 0 ? ['Inbound errors', levelBadge(inLevel, formatPercent(node.inErrors / node.inRate))] : null,
+          ['Outbound', node.outRate > 0 ? formatRate(node.outRate) : 'none'],
+          node.outRate > 0 ? ['Outbound errors', formatPercent(node.outErrors / node.outRate)] : null,
+        ]),
+        node.incoming.length ? [h('h3', {}, 'Inbound responses'), codesTable(mergeCodes(node.incoming.filter((e) => e.protocol !== 'tcp')))] : null,
+        node.incoming.length ? [h('h3', {}, `Called by (${node.incoming.length})`), h('ul', { class: 'graph-detail-edges' }, node.incoming.map((e) => edgeLink(e, name(e.source))))] : null,
+        node.outgoing.length ? [h('h3', {}, `Calls (${node.outgoing.length})`), h('ul', { class: 'graph-detail-edges' }, node.outgoing.map((e) => edgeLink(e, name(e.target))))] : null,
+      );
+      const service = [...node.services][0] || node.app || only(node.workloads);
+      renderLinks(node.kind === 'unknown' ? '' : service, node.namespace, node.inErrors > 0);
+    }
+  }
+
+  function renderLinks(service, namespace, hasErrors) {
+    if (!service) {
+      replace(links);
+      return;
+    }
+    const traced = traceServiceName(service, namespace);
+    const fqdn = serviceFqdn(service, namespace);
+    replace(
+      links,
+      h('h3', {}, 'Go to'),
+      h(
+        'ul',
+        { class: 'graph-detail-linklist' },
+        h('li', {}, h('a', { href: searchHref(traced, windowSeconds, false), 'data-nav': true }, `Traces of ${traced}`)),
+        h('li', {}, h('a', { href: searchHref(traced, windowSeconds, true), 'data-nav': true, class: hasErrors ? 'graph-error-link' : null }, `Error traces of ${traced}`)),
+        fqdn.includes('.') ? h('li', {}, h('a', { href: `${base}/metrics?${new URLSearchParams({ service: fqdn, window: metricsWindow(windowSeconds) })}`, 'data-nav': true }, `Metrics of ${service}`)) : null,
+      ),
+    );
+  }
+
+  async function loadCharts() {
+    const query = seriesQuery(kind, id, model);
+    if (!query) {
+      chartsSection.hidden = true;
+      return;
+    }
+    chartsSection.hidden = false;
+    if (abort) abort.abort();
+    abort = new AbortController();
+    const step = autoStep(windowSeconds);
+    if (!rateChart) {
+      rateChart = createChart(rateBox, { title: 'Requests/s and errors/s', format: (v) => formatRate(v, '/s'), height: 150, sync });
+      durationChart = createChart(durationBox, { title: 'Duration', format: formatMs, height: 150, sync });
+    }
+    let body;
+    try {
+      body = await fetchTimeseries({ ...query, window: windowParam, step: `${step}s` }, { signal: abort.signal });
+    } catch (error) {
+      if (error.name === 'AbortError' || destroyed) return;
+      replace(chartsNote, metricsErrorNote(error));
+      rateBox.hidden = true;
+      durationBox.hidden = true;
+      return;
+    }
+    if (destroyed) return;
+    replace(chartsNote);
+    rateBox.hidden = false;
+    durationBox.hidden = false;
+    const { x, series } = alignTimeseries(body);
+    const all = series[0] || { points: [] };
+    const value = (p, f) => (p && p[f] !== null && p[f] !== undefined ? p[f] : null);
+    rateChart.setData(x, [
+      { label: 'requests/s', color: PALETTE[0], values: all.points.map((p) => (p ? p.perSecond : null)) },
+      { label: 'errors/s', color: LEVEL_COLORS.error, values: all.points.map((p) => (p ? p.errorsPerSecond : null)) },
+    ]);
+    durationChart.setData(
+      x,
+      QUANTILES.map((q, i) => ({ label: q.label, color: ['#0891b2', '#2563eb', '#9333ea'][i], dash: q.dash, values: all.points.map((p) => value(p, q.field)) })),
+    );
+  }
+
+  render();
+  loadCharts();
+
+  return {
+    el,
+    kind,
+    id,
+    focus() {
+      heading.focus();
+    },
+    update(next) {
+      model = next;
+      render();
+      loadCharts();
+    },
+    destroy() {
+      destroyed = true;
+      if (abort) abort.abort();
+      if (rateChart) rateChart.destroy();
+      if (durationChart) durationChart.destroy();
+      el.remove();
+    },
+  };
+}

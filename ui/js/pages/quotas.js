@@ -1,0 +1,1056 @@
+// Quota policies (/quotas): the policies with their live usage (refreshed every few
+// seconds while the tab is visible), a YAML/JSON editor that shows the API's validation
+// errors next to the text, conditional writes (If-Match on edit, If-None-Match on create,
+// 412 explained), delete behind a confirmation dialog, and the audit history.
+//
+// API: query/src/quotas.rs — GET /api/quotas, GET|PUT|DELETE /api/quotas/{name},
+// GET /api/quotas/{name}/usage, GET /api/quotas/audit. Writes carry the admin token,
+// which this page keeps in sessionStorage (this tab only), never in localStorage.
+//
+// Test hooks: #quotas-view (data-ready="true" once the list is shown), #quota-token,
+// #quota-token-save, #quota-new, #quota-editor, #quota-save, .quota-field-error
+// [data-field], .quota-row[data-name], .quota-usage, .quota-delete, #quota-confirm,
+// #quota-confirm-yes, .quota-audit-entry.
+
+import { request, url, ApiError } from '../api.js';
+import { h, replace, loading, empty, errorState, formatNumber, formatAgo } from '../lib/dom.js';
+
+export const title = 'Quota policies';
+
+const TOKEN_KEY = 'meshtel.adminToken';
+const USAGE_EVERY_MS = 3000;
+const LIST_EVERY_MS = 15000;
+const MAX_POLLED = 50;
+
+const EXAMPLE = `# A quota policy (YAML or JSON). Fields: README "Quotas".
+name: ratings-limit
+description: 1 req/s to ratings when the caller is reviews
+match:
+  source: {service: reviews}
+  destination: {service: ratings}
+dimensions:                      # one counter per distinct combination
+  source: source.service
+  sourceVersion: source.version | "unknown"
+maxAmount: 1
+validDuration: 1s
+algorithm: fixed-window          # or rolling-window (bucketDuration), token-bucket (burst)
+overrides:                       # first match wins
+  - dimensions: {sourceVersion: v3}
+    maxAmount: 5
+`;
+
+const READ_ONLY = ['version', 'updatedAt', 'updatedBy'];
+
+/* ---------- token (sessionStorage only) ---------- */
+
+function readToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch {
+    return '';
+  }
+}
+
+function writeToken(token) {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // storage disabled: the token lives as long as the page
+  }
+}
+
+/* ---------- YAML out (for editing a stored policy) and small text helpers ---------- */
+
+const PLAIN = /^[A-Za-z0-9_./][A-Za-z0-9_ ./()-]*$/;
+const RESERVED = /^(true|false|null|yes|no|on|off|y|n|~|[-+]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?|0x[0-9a-fA-F]+|0o[0-7]+|\.inf|\.nan)$/i;
+
+function yamlScalar(value) {
+  if (value === null || value === undefined) return 'null';
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  const s = String(value);
+  if (!s || !PLAIN.test(s) || RESERVED.test(s) || s.endsWith(' ')) return JSON.stringify(s);
+  return s;
+}
+
+function yamlKey(key) {
+  return /^[A-Za-z0-9_.-]+$/.test(key) && !RESERVED.test(key) ? key : JSON.stringify(key);
+}
+
+function isObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** A JSON value as block YAML (objects and arrays nested, scalars quoted when needed). */
+export function toYaml(value, indent = 0) {
+  const pad = ' '.repeat(indent);
+  const lines = [];
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      if (isObject(item) && Object.keys(item).length) {
+        const [first, ...rest] = toYaml(item, indent + 2).split('\n');
+        lines.push(`${pad}- ${first.slice(indent + 2)}`, ...rest);
+      } else if (Array.isArray(item) && item.length) {
+        lines.push(`${pad}-`, toYaml(item, indent + 2));
+      } else {
+        lines.push(`${pad}- ${isObject(item) ? '{}' : Array.isArray(item) ? '[]' : yamlScalar(item)}`);
+      }
+    }
+    return lines.join('\n');
+  }
+  for (const [key, v] of Object.entries(value)) {
+    if (isObject(v) && Object.keys(v).length) lines.push(`${pad}${yamlKey(key)}:`, toYaml(v, indent + 2));
+    else if (Array.isArray(v) && v.length) lines.push(`${pad}${yamlKey(key)}:`, toYaml(v, indent + 2));
+    else lines.push(`${pad}${yamlKey(key)}: ${isObject(v) ? '{}' : Array.isArray(v) ? '[]' : yamlScalar(v)}`);
+  }
+  return lines.join('\n');
+}
+
+function specOf(policy) {
+  const spec = { ...policy };
+  for (const f of READ_ONLY) delete spec[f];
+  return spec;
+}
+
+/** The policy name written in the editor's text (YAML top-level `name:` or JSON). */
+function nameInText(text) {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('{')) {
+    try {
+      const v = JSON.parse(trimmed);
+      return typeof v?.name === 'string' ? v.name : '';
+    } catch {
+      return '';
+    }
+  }
+  const m = /^name:[ \t]*(?:"([^"]*)"|'([^']*)'|([^\s#]+))/m.exec(text);
+  return m ? m[1] ?? m[2] ?? m[3] ?? '' : '';
+}
+
+/** Line (0-based) of a field path (`overrides[1].maxAmount`) in YAML or JSON text. */
+export function locateField(text, path) {
+  const lines = text.split('\n');
+  const segments = String(path || '')
+    .split(/\.|\[(\d+)\]/)
+    .filter((s) => s !== undefined && s !== '');
+  let line = -1;
+  let from = 0;
+  for (const seg of segments) {
+    if (/^\d+$/.test(seg)) {
+      let seen = -1;
+      for (let i = from; i < lines.length; i += 1) {
+        if (/^\s*-(\s|$)/.test(lines[i]) || /^\s*\{/.test(lines[i])) {
+          seen += 1;
+          if (seen === Number(seg)) {
+            line = i;
+            from = i;
+            break;
+          }
+        }
+      }
+      continue;
+    }
+    const escaped = seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const key = new RegExp(`(^|[\\s{,-])["']?${escaped}["']?\\s*:`);
+    let found = -1;
+    for (let i = from; i < lines.length; i += 1) {
+      if (key.test(lines[i].replace(/#.*$/, ''))) {
+        found = i;
+        break;
+      }
+    }
+    if (found < 0) break;
+    line = found;
+    from = found;
+  }
+  return line;
+}
+
+function selectLine(textarea, line) {
+  if (line < 0) return;
+  const lines = textarea.value.split('\n');
+  let start = 0;
+  for (let i = 0; i < line; i += 1) start += lines[i].length + 1;
+  textarea.focus();
+  textarea.setSelectionRange(start, start + (lines[line] || '').length);
+  const lineHeight = parseFloat(getComputedStyle(textarea).lineHeight) || 18;
+  textarea.scrollTop = Math.max(0, line * lineHeight - textarea.clientHeight / 3);
+}
+
+/** PUT with a YAML body: api.request always sends JSON's Content-Type, so this is fetch. */
+async function putText(path, text, { token, headers }) {
+  const json = text.trim().startsWith('{');
+  const init = {
+    method: 'PUT',
+    headers: { accept: 'application/json', 'content-type': json ? 'application/json' : 'application/yaml', ...headers },
+    body: text,
+  };
+  if (token) init.headers.authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(url(path), init);
+  } catch (error) {
+    throw new ApiError(0, `cannot reach meshtel at ${location.host}: ${error.message}`, null);
+  }
+  const raw = await response.text();
+  let body = null;
+  try {
+    body = raw ? JSON.parse(raw) : null;
+  } catch {
+    body = raw;
+  }
+  if (!response.ok) {
+    const message = body && typeof body === 'object' && typeof body.error === 'string' ? body.error : typeof body === 'string' && body ? body : response.statusText;
+    throw new ApiError(response.status, message, body);
+  }
+  return { status: response.status, headers: response.headers, body };
+}
+
+/** Field errors of an API error body: `details` (meshtel) or `fields` / `errors` shapes. */
+function fieldErrorsOf(body) {
+  if (!body || typeof body !== 'object') return [];
+  const list = body.details || body.fields || (Array.isArray(body.errors) ? body.errors : []);
+  return Array.isArray(list) ? list.filter((e) => e && (e.field || e.path)).map((e) => ({ field: e.field || e.path, message: e.message || e.msg || '' })) : [];
+}
+
+/* ---------- summaries ---------- */
+
+function matchText(match) {
+  if (!match || !Object.keys(match).length) return 'every request';
+  const side = (w) => (w ? [w.service, w.workload, w.version && `(${w.version})`, w.namespace && `in ${w.namespace}`].filter(Boolean).join(' ') : '');
+  const parts = [];
+  const src = side(match.source);
+  const dst = side(match.destination);
+  if (src || dst) parts.push(`${src || 'any'} → ${dst || 'any'}`);
+  if (match.method) parts.push(match.method);
+  if (match.pathPrefix) parts.push(`${match.pathPrefix}*`);
+  for (const [k, v] of Object.entries(match.headers || {})) parts.push(`${k}: ${v}`);
+  return parts.join(' · ');
+}
+
+function limitText(p) {
+  if (p.unlimited) return 'unlimited';
+  const algorithm = p.algorithm || 'fixed-window';
+  return `${formatNumber(p.maxAmount ?? 0, 1)} / ${p.validDuration || '?'} · ${algorithm}${p.burst ? ` (burst ${p.burst})` : ''}`;
+}
+
+function whenText(rfc3339) {
+  const ms = Date.parse(rfc3339);
+  if (Number.isNaN(ms)) return rfc3339 || '';
+  return formatAgo(ms * 1000);
+}
+
+/** Changed leaves between two specs: [{path, before, after}]. */
+function diffSpecs(before, after, prefix = '') {
+  const out = [];
+  const keys = new Set([...Object.keys(before || {}), ...Object.keys(after || {})]);
+  for (const key of keys) {
+    const a = before ? before[key] : undefined;
+    const b = after ? after[key] : undefined;
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (isObject(a) && isObject(b)) out.push(...diffSpecs(a, b, path));
+    else if (JSON.stringify(a) !== JSON.stringify(b)) out.push({ path, before: a, after: b });
+  }
+  return out;
+}
+
+function short(value) {
+  if (value === undefined) return '∅';
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.length > 60 ? `${text.slice(0, 57)}…` : text;
+}
+
+/* ---------- the page ---------- */
+
+export async function mount(root) {
+  const state = {
+    destroyed: false,
+    policies: null,
+    usage: new Map(), // name → {body, at} | {error}
+    previous: new Map(), // name → {granted, denied, at}
+    expanded: new Set(),
+    usageUnavailable: null,
+    editing: null, // {mode: 'new'|'edit', name, etag, version}
+    pendingDelete: null,
+    auditName: '',
+    timers: [],
+  };
+
+  /* ----- token ----- */
+  const tokenInput = h('input', {
+    id: 'quota-token',
+    type: 'password',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: readToken() ? '•••••• (set)' : 'paste the admin token',
+    'aria-describedby': 'quota-token-help',
+  });
+  const tokenHelp = h('span', { id: 'quota-token-help', class: 'muted small', role: 'status', 'aria-live': 'polite' });
+  const forgetButton = h('button', { type: 'button', class: 'btn-link small', onclick: () => forgetToken() }, 'Forget');
+  // A form (Enter submits); the hidden username field lets password managers file the token.
+  const tokenBox = h(
+    'form',
+    {
+      class: 'quota-token-box',
+      autocomplete: 'off',
+      onsubmit: (e) => {
+        e.preventDefault();
+        saveToken();
+      },
+    },
+    h('input', { type: 'text', name: 'username', value: 'meshtel-admin', autocomplete: 'username', hidden: true, 'aria-hidden': 'true', tabindex: '-1' }),
+    h('label', { for: 'quota-token', class: 'quota-token-label' }, 'Admin token'),
+    tokenInput,
+    h('button', { id: 'quota-token-save', type: 'submit', class: 'btn' }, 'Use token'),
+    forgetButton,
+    tokenHelp,
+  );
+
+  function renderTokenState(message) {
+    const has = Boolean(readToken());
+    forgetButton.hidden = !has;
+    tokenInput.placeholder = has ? '•••••• (set)' : 'paste the admin token';
+    tokenHelp.textContent = message || (has ? 'Token set for this tab (sessionStorage; gone when the tab closes).' : 'Needed to create, change or delete policies.');
+  }
+
+  function saveToken() {
+    const value = tokenInput.value.trim();
+    if (!value) {
+      tokenInput.setAttribute('aria-invalid', 'true');
+      renderTokenState('Paste a token first.');
+      tokenInput.focus();
+      return;
+    }
+    writeToken(value);
+    tokenInput.value = '';
+    tokenInput.removeAttribute('aria-invalid');
+    renderTokenState('Token saved for this tab.');
+    if (state.authFailed) {
+      loadList();
+      loadAudit();
+    }
+  }
+
+  function forgetToken() {
+    writeToken('');
+    renderTokenState('Token forgotten.');
+  }
+
+  function needToken(error) {
+    tokenInput.setAttribute('aria-invalid', 'true');
+    if (error.status === 401) renderTokenState('This needs the admin token: paste it here.');
+    else renderTokenState('The server refused this token: paste a valid one.');
+  }
+
+  function authMessage(error, action) {
+    if (error.status === 401) {
+      return [
+        h('strong', {}, `${action} needs the admin token. `),
+        'Paste it in “Admin token” above. ',
+        h('span', { class: 'muted' }, 'meshtel serve prints a generated token once at first start; MESHTEL_ADMIN_TOKEN or [admin] token sets one.'),
+      ];
+    }
+    return [h('strong', {}, `The server refused the admin token (HTTP 403). `), 'Check it, or paste a valid one in “Admin token” above.', error.message ? h('span', { class: 'muted' }, ` Server: ${error.message}`) : null];
+  }
+
+  /* ----- layout ----- */
+  const flash = h('div', { class: 'quota-flash', role: 'status', 'aria-live': 'polite' });
+  const listError = h('div', { class: 'quota-list-error', role: 'alert' });
+  const listBody = h('div', { class: 'quota-list-body' }, loading('Loading quota policies…'));
+  const editorSlot = h('div', { class: 'quota-editor-slot' });
+  const auditBody = h('div', { class: 'quota-audit-body' }, loading('Loading history…'));
+  const auditFilter = h('select', { id: 'quota-audit-name', 'aria-label': 'Show the history of', onchange: (e) => {
+    state.auditName = e.target.value;
+    loadAudit();
+  } });
+  const dialogText = h('p', {});
+  const dialogError = h('div', { class: 'quota-dialog-error' });
+  const confirmYes = h('button', { id: 'quota-confirm-yes', type: 'button', class: 'btn btn-danger', onclick: () => confirmDelete() }, 'Delete');
+  const dialog = h(
+    'dialog',
+    { id: 'quota-confirm', 'aria-labelledby': 'quota-confirm-title' },
+    h('h2', { id: 'quota-confirm-title' }, 'Delete quota policy?'),
+    dialogText,
+    dialogError,
+    h('div', { class: 'row quota-dialog-actions' }, h('div', { class: 'grow' }), h('button', { type: 'button', class: 'btn', onclick: () => dialog.close() }, 'Cancel'), confirmYes),
+  );
+  dialog.addEventListener('close', () => {
+    const name = state.pendingDelete?.name;
+    state.pendingDelete = null;
+    if (name) view.querySelector(`.quota-row[data-name="${CSS.escape(name)}"] .quota-delete`)?.focus();
+  });
+
+  const view = h(
+    'section',
+    { id: 'quotas-view', class: 'quotas-page', 'aria-labelledby': 'quotas-title' },
+    h('div', { class: 'quotas-head row' }, h('h1', { id: 'quotas-title', class: 'grow' }, 'Quota policies'), tokenBox),
+    flash,
+    editorSlot,
+    h(
+      'section',
+      { class: 'panel quota-list', 'aria-labelledby': 'quota-list-title' },
+      h(
+        'div',
+        { class: 'row quota-list-head' },
+        h('h2', { id: 'quota-list-title', class: 'grow' }, 'Policies'),
+        h('span', { class: 'muted small quota-live', 'aria-hidden': 'true' }, h('span', { class: 'quota-live-dot' }), `usage live, every ${USAGE_EVERY_MS / 1000}s`),
+        h('button', { id: 'quota-new', type: 'button', class: 'btn btn-primary', onclick: () => openEditor({ mode: 'new' }) }, 'New policy'),
+      ),
+      listError,
+      listBody,
+    ),
+    h(
+      'section',
+      { class: 'panel quota-audit', 'aria-labelledby': 'quota-audit-title' },
+      h('div', { class: 'row' }, h('h2', { id: 'quota-audit-title', class: 'grow' }, 'History'), auditFilter),
+      auditBody,
+    ),
+    dialog,
+  );
+  root.append(view);
+  renderTokenState();
+
+  function say(message, kind = 'ok') {
+    replace(flash, message ? h('div', { class: `quota-flash-${kind}` }, message) : null);
+  }
+
+  /* ----- list ----- */
+
+  async function loadList() {
+    let body;
+    try {
+      ({ body } = await request('GET', '/api/quotas', { token: readToken() }));
+    } catch (error) {
+      if (state.destroyed) return;
+      if (error.status === 401 || error.status === 403) {
+        state.authFailed = true;
+        needToken(error);
+        replace(listBody, h('div', { class: 'inline-error', role: 'alert' }, authMessage(error, 'Reading the policies')));
+      } else if (!state.policies) {
+        replace(listBody, errorState(error, () => loadList()));
+      } else {
+        replace(listError, h('div', { class: 'inline-error' }, `Could not refresh the list: ${error.status ? `HTTP ${error.status}: ` : ''}${error.message}`));
+      }
+      view.dataset.ready = 'true';
+      return;
+    }
+    if (state.destroyed) return;
+    state.authFailed = false;
+    replace(listError);
+    const policies = Array.isArray(body?.data) ? body.data : [];
+    const same = state.policies && JSON.stringify(policies) === JSON.stringify(state.policies);
+    state.policies = policies;
+    if (!same) renderList();
+    renderAuditFilter();
+    view.dataset.ready = 'true';
+    pollUsage();
+  }
+
+  function renderList() {
+    const policies = state.policies || [];
+    if (!policies.length) {
+      replace(
+        listBody,
+        empty(
+          'No quota policies yet',
+          h('p', {}, 'A policy limits the requests that match it: the proxy in front of a service asks the collector and answers 429 above the limit. Create one with “New policy” (an example is filled in), or from a shell:'),
+          h('pre', {}, 'meshtel quota apply -f ratings-limit.yaml\nmeshtel quota import memquota.yaml --apply   # Istio memquota / envoy ratelimit'),
+        ),
+      );
+      return;
+    }
+    const rows = [];
+    for (const p of policies) {
+      const usageCell = h('td', { class: 'quota-usage', dataset: { name: p.name }, 'aria-live': 'off' });
+      renderUsageCell(usageCell, p);
+      rows.push(
+        h(
+          'tr',
+          { class: 'quota-row', dataset: { name: p.name, version: String(p.version) } },
+          h(
+            'th',
+            { scope: 'row' },
+            h('span', { class: 'quota-name mono' }, p.name),
+            p.shadow ? h('span', { class: 'badge badge-warn', title: 'counts but never denies' }, 'shadow') : null,
+            p.unlimited ? h('span', { class: 'badge', title: 'never denies, keeps no counter' }, 'unlimited') : null,
+            p.rateLimit ? h('span', { class: 'badge', title: 'answered by the Envoy rate limit service API' }, `RLS ${p.rateLimit.domain}`) : null,
+            p.description ? h('div', { class: 'muted small' }, p.description) : null,
+          ),
+          h('td', {}, matchText(p.match), p.dimensions && Object.keys(p.dimensions).length ? h('div', { class: 'muted small' }, `per ${Object.keys(p.dimensions).join(', ')}`) : null),
+          h('td', { class: 'nowrap' }, limitText(p), p.overrides?.length ? h('div', { class: 'muted small' }, `${p.overrides.length} override${p.overrides.length === 1 ? '' : 's'}`) : null),
+          usageCell,
+          h('td', { class: 'small' }, h('span', { title: p.updatedAt }, whenText(p.updatedAt)), h('div', { class: 'muted' }, `v${p.version} · ${p.updatedBy || '?'}`)),
+          h(
+            'td',
+            { class: 'quota-actions nowrap' },
+            h('button', { type: 'button', class: 'btn quota-edit', onclick: () => openEditor({ mode: 'edit', name: p.name }), 'aria-label': `Edit ${p.name}` }, 'Edit'),
+            h('button', { type: 'button', class: 'btn quota-history', onclick: () => showHistory(p.name), 'aria-label': `History of ${p.name}` }, 'History'),
+            h('button', { type: 'button', class: 'btn quota-delete', onclick: () => askDelete(p), 'aria-label': `Delete ${p.name}` }, 'Delete'),
+          ),
+        ),
+      );
+      if (state.expanded.has(p.name)) rows.push(h('tr', { class: 'quota-keys-row', dataset: { name: p.name } }, h('td', { colspan: 6 }, keysTable(p.name))));
+    }
+    // Keep the keyboard focus on the same control across a re-render.
+    const active = document.activeElement;
+    const activeRow = active && listBody.contains(active) ? active.closest('[data-name]') : null;
+    const refocus = activeRow ? `${activeRow.classList.contains('quota-row') ? '.quota-row' : '.quota-keys-row'}[data-name="${CSS.escape(activeRow.dataset.name)}"] .${[...active.classList].find((c) => c.startsWith('quota-')) || 'btn'}` : null;
+    replace(
+      listBody,
+      h(
+        'table',
+        { class: 'data quota-table' },
+        h('thead', {}, h('tr', {}, ['Policy', 'Match', 'Limit', 'Live usage', 'Changed', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, rows),
+      ),
+    );
+    if (refocus) listBody.querySelector(refocus)?.focus();
+  }
+
+  function renderUsageCell(cell, policy) {
+    if (state.usageUnavailable) {
+      replace(cell, h('span', { class: 'muted small', title: state.usageUnavailable }, 'not available here'));
+      return;
+    }
+    const entry = state.usage.get(policy.name);
+    if (!entry) {
+      replace(cell, h('span', { class: 'muted small' }, '…'));
+      return;
+    }
+    if (entry.error) {
+      replace(cell, h('span', { class: 'muted small', title: entry.error.message }, entry.error.status === 404 ? 'not loaded yet' : `error ${entry.error.status || ''}`));
+      return;
+    }
+    const u = entry.body;
+    const busiest = (u.keys || [])[0];
+    const deniedRate = entry.deniedRate;
+    const denying = deniedRate > 0;
+    const expanded = state.expanded.has(policy.name);
+    replace(
+      cell,
+      h(
+        'div',
+        { class: 'quota-usage-line' },
+        h('span', { title: 'granted since the collector started' }, `${formatNumber(u.granted, 1)} granted`),
+        ' · ',
+        h('span', { class: u.denied ? 'quota-denied' : 'muted', title: 'denied since the collector started' }, `${formatNumber(u.denied, 1)} denied`),
+        denying ? h('span', { class: 'badge badge-error quota-denying' }, `denying ${deniedRate >= 10 ? Math.round(deniedRate) : deniedRate.toFixed(1)}/s`) : null,
+      ),
+      busiest && !policy.unlimited
+        ? h(
+            'div',
+            { class: 'quota-meter-line small' },
+            h('meter', { min: 0, max: Math.max(1, busiest.limit), value: Math.min(busiest.used, busiest.limit), high: Math.max(1, busiest.limit) * 0.8, optimum: 0, 'aria-label': `busiest counter ${busiest.used} of ${busiest.limit}` }),
+            ` ${busiest.used}/${busiest.limit}`,
+            h('span', { class: 'muted' }, ` busiest · resets in ${(busiest.resetAfterMs / 1000).toFixed(busiest.resetAfterMs < 10000 ? 1 : 0)}s`),
+          )
+        : null,
+      u.keyCount
+        ? h(
+            'button',
+            {
+              type: 'button',
+              class: 'btn-link small quota-keys-toggle',
+              'aria-expanded': String(expanded),
+              onclick: () => {
+                if (expanded) state.expanded.delete(policy.name);
+                else state.expanded.add(policy.name);
+                renderList();
+                view.querySelector(`.quota-row[data-name="${CSS.escape(policy.name)}"] .quota-keys-toggle`)?.focus();
+                if (!expanded) pollUsage();
+              },
+            },
+            `${expanded ? 'Hide' : 'Show'} ${u.keyCount} counter${u.keyCount === 1 ? '' : 's'}`,
+          )
+        : h('div', { class: 'muted small' }, 'no live counters'),
+    );
+  }
+
+  function keysTable(name) {
+    const u = state.usage.get(name)?.body;
+    if (!u || !u.keys?.length) return h('p', { class: 'muted small' }, 'No live counters.');
+    return h(
+      'table',
+      { class: 'data quota-keys' },
+      h('caption', { class: 'muted small' }, `Busiest ${u.keys.length} of ${u.keyCount} counters`),
+      h('thead', {}, h('tr', {}, ['Dimensions', 'Used / limit', 'Resets in', 'Granted', 'Denied'].map((t) => h('th', { scope: 'col' }, t)))),
+      h(
+        'tbody',
+        {},
+        u.keys.map((k) =>
+          h(
+            'tr',
+            {},
+            h('td', { class: 'mono small' }, Object.entries(k.dimensions || {}).map(([d, v]) => `${d}=${v || '""'}`).join(' ') || k.key),
+            h('td', {}, h('meter', { min: 0, max: Math.max(1, k.limit), value: Math.min(k.used, k.limit), high: Math.max(1, k.limit) * 0.8, optimum: 0 }), ` ${k.used} / ${k.limit}`),
+            h('td', {}, `${(k.resetAfterMs / 1000).toFixed(1)}s`),
+            h('td', {}, formatNumber(k.granted, 1)),
+            h('td', { class: k.denied ? 'quota-denied' : null }, formatNumber(k.denied, 1)),
+          ),
+        ),
+      ),
+    );
+  }
+
+  async function pollUsage() {
+    if (state.destroyed || !state.policies || state.usageUnavailable || document.hidden || state.polling) return;
+    state.polling = true;
+    try {
+      await pollUsageOnce();
+    } finally {
+      state.polling = false;
+    }
+  }
+
+  async function pollUsageOnce() {
+    const names = state.policies.slice(0, MAX_POLLED).map((p) => p.name);
+    const token = readToken();
+    await Promise.all(
+      names.map(async (name) => {
+        const limit = state.expanded.has(name) ? 20 : 1;
+        try {
+          const { body } = await request('GET', `/api/quotas/${encodeURIComponent(name)}/usage`, { params: { limit }, token });
+          const now = Date.now();
+          const prev = state.previous.get(name);
+          const deniedRate = prev && now > prev.at ? Math.max(0, (body.denied - prev.denied) / ((now - prev.at) / 1000)) : 0;
+          state.previous.set(name, { denied: body.denied, granted: body.granted, at: now });
+          state.usage.set(name, { body, deniedRate });
+        } catch (error) {
+          if (error.status === 503) state.usageUnavailable = error.message;
+          else state.usage.set(name, { error });
+        }
+      }),
+    );
+    if (state.destroyed) return;
+    const focusedCell = document.activeElement?.closest?.('.quota-usage');
+    for (const p of state.policies) {
+      const cell = view.querySelector(`.quota-usage[data-name="${CSS.escape(p.name)}"]`);
+      if (cell) renderUsageCell(cell, p);
+      if (cell && cell === focusedCell) cell.querySelector('button')?.focus();
+      const keysRow = view.querySelector(`.quota-keys-row[data-name="${CSS.escape(p.name)}"] td`);
+      if (keysRow) replace(keysRow, keysTable(p.name));
+    }
+  }
+
+  /* ----- editor ----- */
+
+  async function openEditor({ mode, name }) {
+    say('');
+    if (mode === 'edit') {
+      replace(editorSlot, h('div', { class: 'panel' }, loading(`Loading ${name}…`)));
+      try {
+        const { body, headers } = await request('GET', `/api/quotas/${encodeURIComponent(name)}`, { token: readToken() });
+        if (state.destroyed) return;
+        state.editing = { mode, name, etag: headers.get('etag') || `"${body.version}"`, version: body.version, updatedBy: body.updatedBy, original: '' };
+        renderEditor(toYaml(specOf(body)) + '\n');
+      } catch (error) {
+        if (error.status === 401 || error.status === 403) needToken(error);
+        replace(editorSlot, h('div', { class: 'panel' }, errorState(error, () => openEditor({ mode, name }))));
+      }
+      return;
+    }
+    state.editing = { mode: 'new', name: '', etag: null, version: null, original: '' };
+    renderEditor(EXAMPLE);
+  }
+
+  function closeEditor() {
+    const name = state.editing?.name;
+    state.editing = null;
+    replace(editorSlot);
+    const back = name ? view.querySelector(`.quota-row[data-name="${CSS.escape(name)}"] .quota-edit`) : document.getElementById('quota-new');
+    back?.focus();
+  }
+
+  let editorRefs = null;
+
+  function renderEditor(text) {
+    const editing = state.editing;
+    editing.original = text;
+    editing.dirty = false;
+    const textarea = h('textarea', {
+      id: 'quota-editor',
+      rows: Math.min(28, Math.max(14, text.split('\n').length + 2)),
+      spellcheck: 'false',
+      autocapitalize: 'off',
+      autocomplete: 'off',
+      'aria-label': 'Quota policy, YAML or JSON',
+      'aria-describedby': 'quota-errors quota-editor-help',
+      oninput: () => {
+        editing.dirty = textarea.value !== editing.original;
+      },
+      onkeydown: (e) => {
+        if ((e.ctrlKey || e.metaKey) && (e.key === 'Enter' || e.key === 's')) {
+          e.preventDefault();
+          save();
+        }
+      },
+    });
+    textarea.value = text;
+    const errors = h('div', { id: 'quota-errors', class: 'quota-errors', 'aria-live': 'polite' });
+    const saveButton = h('button', { id: 'quota-save', type: 'button', class: 'btn btn-primary', onclick: () => save() }, editing.mode === 'new' ? 'Create policy' : 'Save changes');
+    editorRefs = { textarea, errors, saveButton };
+    const heading =
+      editing.mode === 'new'
+        ? h('h2', { id: 'quota-editor-title', tabindex: '-1' }, 'New quota policy')
+        : h('h2', { id: 'quota-editor-title', tabindex: '-1' }, 'Edit ', h('span', { class: 'mono' }, editing.name), h('span', { class: 'muted small' }, ` version ${editing.version}${editing.updatedBy ? `, last changed by ${editing.updatedBy}` : ''}`));
+    replace(
+      editorSlot,
+      h(
+        'section',
+        { class: 'panel quota-editor-panel', 'aria-labelledby': 'quota-editor-title' },
+        heading,
+        h(
+          'div',
+          { class: 'quota-editor-grid' },
+          h(
+            'div',
+            { class: 'quota-editor-main' },
+            textarea,
+            h(
+              'div',
+              { class: 'row quota-editor-actions' },
+              saveButton,
+              h('button', { type: 'button', class: 'btn', onclick: () => closeEditor() }, 'Cancel'),
+              editing.mode === 'new'
+                ? h('button', { type: 'button', class: 'btn-link', onclick: () => {
+                    textarea.value = EXAMPLE;
+                    editing.dirty = false;
+                    clearErrors();
+                  } }, 'Reset to the example')
+                : null,
+              h('span', { class: 'muted small' }, 'Ctrl+Enter saves'),
+            ),
+          ),
+          h(
+            'div',
+            { class: 'quota-editor-side' },
+            errors,
+            h(
+              'details',
+              { id: 'quota-editor-help', class: 'quota-help small' },
+              h('summary', {}, 'Policy fields'),
+              h(
+                'dl',
+                {},
+                ...[
+                  ['name', 'lower-case letters, digits, - . _ (the URL of the policy)'],
+                  ['match', 'source / destination {service, workload, version, namespace}, method, pathPrefix, headers — all must hold; empty matches every request'],
+                  ['dimensions', 'name → attribute expression (source.service, source.labels["version"], request.headers["x-user-id"], …, a | b | "literal"): one counter per combination'],
+                  ['maxAmount', 'requests granted per validDuration'],
+                  ['validDuration', 'window, e.g. 1s, 500ms, 1m'],
+                  ['algorithm', 'fixed-window (default), rolling-window (bucketDuration), token-bucket (burst)'],
+                  ['overrides', 'list of {dimensions, maxAmount, validDuration?}: the first whose dimensions all match wins'],
+                  ['shadow / unlimited', 'count but never deny / never count'],
+                ].flatMap(([term, text2]) => [h('dt', { class: 'mono' }, term), h('dd', {}, text2)]),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+    textarea.focus();
+    textarea.setSelectionRange(0, 0);
+    textarea.scrollTop = 0;
+    editorSlot.scrollIntoView({ block: 'nearest' });
+  }
+
+  function clearErrors() {
+    if (!editorRefs) return;
+    replace(editorRefs.errors);
+    editorRefs.textarea.removeAttribute('aria-invalid');
+  }
+
+  function showErrors(message, fields = [], extra = null, invalid = true) {
+    if (!editorRefs) return;
+    const { textarea, errors } = editorRefs;
+    const text = textarea.value;
+    const items = fields.map((f) => {
+      const line = locateField(text, f.field);
+      return h(
+        'li',
+        { class: 'quota-field-error field-error', dataset: { field: f.field } },
+        line >= 0
+          ? h('button', { type: 'button', class: 'btn-link mono quota-field-name', onclick: () => selectLine(textarea, line), title: `Go to line ${line + 1}` }, f.field)
+          : h('span', { class: 'mono quota-field-name' }, f.field),
+        h('span', { class: 'quota-field-message' }, ` ${f.message}`),
+        line >= 0 ? h('span', { class: 'muted small' }, ` (line ${line + 1})`) : null,
+      );
+    });
+    // A YAML/JSON syntax error names a line: offer to go there.
+    const lineMatch = /line (\d+)/.exec(message || '');
+    replace(
+      errors,
+      h(
+        'div',
+        { class: 'inline-error', role: 'alert' },
+        h('div', {}, message),
+        items.length ? h('ul', { class: 'quota-field-errors' }, items) : null,
+        lineMatch && !items.length ? h('button', { type: 'button', class: 'btn-link', onclick: () => selectLine(textarea, Number(lineMatch[1]) - 1) }, `Go to line ${lineMatch[1]}`) : null,
+        extra,
+      ),
+    );
+    if (invalid) textarea.setAttribute('aria-invalid', 'true');
+  }
+
+  async function save() {
+    const editing = state.editing;
+    if (!editing || !editorRefs) return;
+    const { textarea, saveButton } = editorRefs;
+    const text = textarea.value;
+    clearErrors();
+    let name = editing.mode === 'edit' ? editing.name : nameInText(text);
+    if (!text.trim()) {
+      showErrors('The policy is empty.', []);
+      return;
+    }
+    if (!name) {
+      showErrors('The policy needs a name.', [{ field: 'name', message: 'is required (lower-case letters, digits, “-”, “.” and “_”)' }]);
+      return;
+    }
+    if (editing.mode === 'new' && !/^[a-z0-9][a-z0-9._-]*$/.test(name)) {
+      showErrors('The policy name is not valid.', [{ field: 'name', message: `${JSON.stringify(name)} must start with a letter or digit and hold only lower-case letters, digits, “-”, “.” and “_”` }]);
+      return;
+    }
+    if (editing.mode === 'new' && name === 'audit') {
+      showErrors('The policy name is not valid.', [{ field: 'name', message: '“audit” is reserved' }]);
+      return;
+    }
+    const headers = editing.mode === 'new' ? { 'if-none-match': '*' } : { 'if-match': editing.etag };
+    saveButton.disabled = true;
+    saveButton.textContent = 'Saving…';
+    try {
+      const { status, body } = await putText(`/api/quotas/${encodeURIComponent(name)}`, text, { token: readToken(), headers });
+      if (state.destroyed) return;
+      state.editing = null;
+      editorRefs = null;
+      replace(editorSlot);
+      say(`${status === 201 ? 'Created' : 'Saved'} ${name} (version ${body?.version ?? '?'}). The collector enforces it within a second.`);
+      await Promise.all([loadList(), loadAudit()]);
+      view.querySelector(`.quota-row[data-name="${CSS.escape(name)}"] .quota-edit`)?.focus();
+    } catch (error) {
+      if (state.destroyed) return;
+      saveButton.disabled = false;
+      saveButton.textContent = editing.mode === 'new' ? 'Create policy' : 'Save changes';
+      await explainSaveError(error, name, editing);
+    }
+  }
+
+  async function explainSaveError(error, name, editing) {
+    if (error.status === 401 || error.status === 403) {
+      needToken(error);
+      showErrors(h('span', {}, authMessage(error, 'Saving')), [], null, false);
+      tokenInput.focus();
+      return;
+    }
+    if (error.status === 412 && editing.mode === 'new') {
+      showErrors(
+        `A policy named “${name}” already exists.`,
+        [],
+        h('button', { type: 'button', class: 'btn', onclick: () => {
+          state.editing.dirty = false;
+          openEditor({ mode: 'edit', name });
+        } }, `Open ${name} for editing`),
+        false,
+      );
+      return;
+    }
+    if (error.status === 412) {
+      let now = null;
+      try {
+        ({ body: now } = await request('GET', `/api/quotas/${encodeURIComponent(name)}`, { token: readToken() }));
+      } catch {
+        // deleted meanwhile, or unreadable: say so below
+      }
+      const who = now ? ` It is now version ${now.version}, changed by ${now.updatedBy || 'someone'} ${whenText(now.updatedAt)}.` : ' It may have been deleted.';
+      showErrors(
+        `Someone else changed “${name}” since you opened it.${who}`,
+        [],
+        h(
+          'div',
+          { class: 'row quota-conflict-actions' },
+          h('button', { type: 'button', class: 'btn', onclick: () => {
+            state.editing.dirty = false;
+            openEditor({ mode: 'edit', name });
+          } }, 'Load their version (drop my edits)'),
+          now
+            ? h('button', { type: 'button', class: 'btn btn-danger', onclick: () => {
+                editing.etag = `"${now.version}"`;
+                editing.version = now.version;
+                save();
+              } }, 'Save mine over theirs')
+            : null,
+        ),
+        false,
+      );
+      return;
+    }
+    const fields = fieldErrorsOf(error.body);
+    const prefix = error.status === 400 || error.status === 422 ? '' : error.status ? `HTTP ${error.status}: ` : '';
+    showErrors(`${prefix}${error.message}`, fields, null, error.status === 400 || error.status === 422);
+    if (fields.length) {
+      const first = locateField(editorRefs.textarea.value, fields[0].field);
+      if (first >= 0) selectLine(editorRefs.textarea, first);
+    }
+  }
+
+  /* ----- delete ----- */
+
+  function askDelete(policy) {
+    state.pendingDelete = { name: policy.name, version: policy.version };
+    replace(dialogText, 'Delete ', h('strong', { class: 'mono' }, policy.name), ` (version ${policy.version})? Requests it limits will no longer be limited once the collector reloads (within a second). The audit history keeps its last version.`);
+    replace(dialogError);
+    confirmYes.disabled = false;
+    dialog.showModal();
+    dialog.querySelector('.btn:not(.btn-danger)')?.focus();
+  }
+
+  async function confirmDelete() {
+    const pending = state.pendingDelete;
+    if (!pending) return;
+    confirmYes.disabled = true;
+    try {
+      await request('DELETE', `/api/quotas/${encodeURIComponent(pending.name)}`, { token: readToken(), headers: { 'if-match': `"${pending.version}"` } });
+      if (state.destroyed) return;
+      state.pendingDelete = null;
+      dialog.close();
+      if (state.editing?.name === pending.name) {
+        state.editing = null;
+        replace(editorSlot);
+      }
+      say(`Deleted ${pending.name}.`);
+      await Promise.all([loadList(), loadAudit()]);
+      document.getElementById('quota-new')?.focus();
+    } catch (error) {
+      if (state.destroyed) return;
+      confirmYes.disabled = false;
+      if (error.status === 401 || error.status === 403) {
+        needToken(error);
+        replace(dialogError, h('div', { class: 'inline-error', role: 'alert' }, authMessage(error, 'Deleting')));
+      } else if (error.status === 412) {
+        replace(dialogError, h('div', { class: 'inline-error', role: 'alert' }, `“${pending.name}” changed since the list was loaded. The list is reloaded: check the new version before deleting.`));
+        confirmYes.disabled = true;
+        loadList();
+      } else if (error.status === 404) {
+        state.pendingDelete = null;
+        dialog.close();
+        say(`${pending.name} was already deleted.`, 'warn');
+        loadList();
+      } else {
+        replace(dialogError, h('div', { class: 'inline-error', role: 'alert' }, `${error.status ? `HTTP ${error.status}: ` : ''}${error.message}`));
+      }
+    }
+  }
+
+  /* ----- audit ----- */
+
+  function renderAuditFilter() {
+    const names = new Set((state.policies || []).map((p) => p.name));
+    if (state.auditName) names.add(state.auditName);
+    replace(auditFilter, h('option', { value: '' }, 'All policies'), [...names].sort().map((n) => h('option', { value: n, selected: n === state.auditName }, n)));
+  }
+
+  function showHistory(name) {
+    state.auditName = name;
+    renderAuditFilter();
+    loadAudit();
+    view.querySelector('.quota-audit')?.scrollIntoView({ block: 'start', behavior: 'smooth' });
+    document.getElementById('quota-audit-title')?.setAttribute('tabindex', '-1');
+    document.getElementById('quota-audit-title')?.focus({ preventScroll: true });
+  }
+
+  async function loadAudit() {
+    let body;
+    try {
+      ({ body } = await request('GET', '/api/quotas/audit', { params: { name: state.auditName, limit: 50 }, token: readToken() }));
+    } catch (error) {
+      if (state.destroyed) return;
+      replace(auditBody, error.status === 401 || error.status === 403 ? h('div', { class: 'inline-error' }, authMessage(error, 'Reading the history')) : h('div', { class: 'inline-error' }, `Could not load the history: ${error.status ? `HTTP ${error.status}: ` : ''}${error.message}`));
+      return;
+    }
+    if (state.destroyed) return;
+    const entries = Array.isArray(body?.data) ? body.data : [];
+    if (!entries.length) {
+      replace(auditBody, h('p', { class: 'muted' }, state.auditName ? `No changes to ${state.auditName} recorded.` : 'No changes recorded yet.'));
+      return;
+    }
+    const open = new Set([...auditBody.querySelectorAll('details[open]')].map((d) => d.dataset.id));
+    replace(
+      auditBody,
+      h(
+        'ol',
+        { class: 'quota-audit-list' },
+        entries.map((e) => {
+          const changes = e.action === 'update' ? diffSpecs(e.before, e.after) : [];
+          const badge = { create: 'badge badge-ok', update: 'badge badge-warn', delete: 'badge badge-error' }[e.action] || 'badge';
+          return h(
+            'li',
+            { class: 'quota-audit-entry', dataset: { id: String(e.id), name: e.name, action: e.action } },
+            h(
+              'div',
+              { class: 'quota-audit-line' },
+              h('span', { class: badge }, e.action),
+              ' ',
+              h('span', { class: 'mono' }, e.name),
+              ' by ',
+              h('strong', {}, e.actor || 'unknown'),
+              ' ',
+              h('time', { datetime: e.at, title: e.at, class: 'muted' }, whenText(e.at)),
+            ),
+            changes.length
+              ? h(
+                  'ul',
+                  { class: 'quota-audit-changes small' },
+                  changes.slice(0, 8).map((c) => h('li', {}, h('span', { class: 'mono' }, c.path), ': ', h('del', {}, short(c.before)), ' → ', h('ins', {}, short(c.after)))),
+                  changes.length > 8 ? h('li', { class: 'muted' }, `and ${changes.length - 8} more`) : null,
+                )
+              : e.action === 'update'
+                ? h('div', { class: 'muted small' }, 'no change to the spec')
+                : null,
+            h(
+              'details',
+              { class: 'quota-audit-details small', dataset: { id: String(e.id) }, open: open.has(String(e.id)) },
+              h('summary', {}, 'Before / after'),
+              h(
+                'div',
+                { class: 'quota-audit-diff' },
+                h('div', {}, h('div', { class: 'muted' }, 'Before'), h('pre', {}, e.before ? toYaml(e.before) : '(none)')),
+                h('div', {}, h('div', { class: 'muted' }, 'After'), h('pre', {}, e.after ? toYaml(e.after) : '(deleted)')),
+              ),
+            ),
+          );
+        }),
+      ),
+    );
+  }
+
+  /* ----- timers ----- */
+
+  state.timers.push(setInterval(pollUsage, USAGE_EVERY_MS));
+  state.timers.push(
+    setInterval(() => {
+      if (!document.hidden && !dialog.open) {
+        loadList();
+        loadAudit();
+      }
+    }, LIST_EVERY_MS),
+  );
+  const onVisible = () => {
+    if (!document.hidden) pollUsage();
+  };
+  document.addEventListener('visibilitychange', onVisible);
+  const onBeforeUnload = (e) => {
+    if (state.editing?.dirty) e.preventDefault();
+  };
+  window.addEventListener('beforeunload', onBeforeUnload);
+
+  renderAuditFilter();
+  await Promise.all([loadList(), loadAudit()]);
+
+  return () => {
+    state.destroyed = true;
+    state.timers.forEach(clearInterval);
+    document.removeEventListener('visibilitychange', onVisible);
+    window.removeEventListener('beforeunload', onBeforeUnload);
+    if (dialog.open) dialog.close();
+  };
+}
