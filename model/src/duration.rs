@@ -2,6 +2,9 @@
 //! `maxDuration`: an optional sign, then one or more decimal numbers each with a unit
 //! (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`), e.g. `1h2m`, `1.5ms`. `0` alone needs
 //! no unit. Errors carry Go's wording so that clients see the messages Jaeger gives.
+//!
+//! [`parse_prometheus_duration`] reads Prometheus' syntax instead (`1d`, `1h30m`, or a
+//! bare number of seconds), which the metrics API takes for windows and steps.
 
 use std::time::Duration;
 
@@ -86,6 +89,87 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_nanos(total_nanos.round() as u64))
 }
 
+/// Prometheus' units, largest first, in milliseconds.
+const PROMETHEUS_UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 24 * 3_600_000),
+    ("w", 7 * 24 * 3_600_000),
+    ("d", 24 * 3_600_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+/// Parses a Prometheus duration: integers each with a unit, largest unit first and each
+/// at most once (`1d12h`, `90m`, `30s`, `500ms`; units `y` = 365 d, `w`, `d`, `h`, `m`,
+/// `s`, `ms`), or a bare non-negative number of seconds (`60`, `1.5`), as Prometheus'
+/// HTTP API also accepts for `step`. Errors use [`DurationError`]'s wording; negative
+/// values are rejected.
+pub fn parse_prometheus_duration(text: &str) -> Result<Duration, DurationError> {
+    let invalid = || DurationError::Invalid(text.to_string());
+    if let Some(rest) = text.strip_prefix('-') {
+        return match parse_prometheus_duration(rest) {
+            Ok(d) if d.is_zero() => Ok(d),
+            Ok(_) => Err(DurationError::Negative(text.to_string())),
+            Err(_) => Err(invalid()),
+        };
+    }
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // A bare number of seconds.
+        if text == "." || text.matches('.').count() > 1 {
+            return Err(invalid());
+        }
+        let seconds: f64 = text.parse().map_err(|_| invalid())?;
+        return Duration::try_from_secs_f64(seconds).map_err(|_| invalid());
+    }
+    let mut rest = text;
+    let mut total_ms: u64 = 0;
+    let mut previous_unit: Option<usize> = None;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        if unit.is_empty() {
+            return Err(DurationError::MissingUnit(text.to_string()));
+        }
+        if unit.starts_with('.') {
+            return Err(invalid());
+        }
+        let Some((rank, (_, unit_ms))) = PROMETHEUS_UNITS
+            .iter()
+            .enumerate()
+            .find(|(_, (name, _))| *name == unit)
+        else {
+            return Err(DurationError::UnknownUnit {
+                unit: unit.to_string(),
+                text: text.to_string(),
+            });
+        };
+        if previous_unit.is_some_and(|previous| rank <= previous) {
+            return Err(invalid());
+        }
+        previous_unit = Some(rank);
+        total_ms = number
+            .checked_mul(*unit_ms)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(invalid)?;
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +201,55 @@ mod tests {
         );
     }
 
+    #[test]
+    fn prometheus_durations() {
+        let secs = |s: u64| Ok(Duration::from_secs(s));
+        assert_eq!(parse_prometheus_duration("30s"), secs(30));
+        assert_eq!(parse_prometheus_duration("5m"), secs(300));
+        assert_eq!(parse_prometheus_duration("1h"), secs(3600));
+        assert_eq!(parse_prometheus_duration("1d"), secs(86_400));
+        assert_eq!(parse_prometheus_duration("1w"), secs(7 * 86_400));
+        assert_eq!(parse_prometheus_duration("1y"), secs(365 * 86_400));
+        assert_eq!(parse_prometheus_duration("1d12h30m"), secs(131_400));
+        assert_eq!(
+            parse_prometheus_duration("1s500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_prometheus_duration("60"), secs(60));
+        assert_eq!(
+            parse_prometheus_duration("1.5"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_prometheus_duration("0"), secs(0));
+        assert_eq!(parse_prometheus_duration("-0s"), secs(0));
+        for bad in [
+            "",
+            ".",
+            "1..2",
+            "s",
+            "1.5h",
+            "1h1d",
+            "1m1m",
+            "1h5",
+            "--1s",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_prometheus_duration(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            parse_prometheus_duration("-5m"),
+            Err(DurationError::Negative(_))
+        ));
+        assert!(matches!(
+            parse_prometheus_duration("1h5"),
+            Err(DurationError::MissingUnit(_))
+        ));
+        assert_eq!(
+            parse_prometheus_duration("5x").unwrap_err().to_string(),
+            "time: unknown unit \"x\" in duration \"5x\""
+        );
+    }
+
     proptest! {
         #[test]
         fn millis_round_trip(ms in 0u64..10_000_000) {
@@ -126,6 +259,14 @@ mod tests {
         #[test]
         fn never_panics(s in "\\PC{0,12}") {
             let _ = parse_go_duration(&s);
+            let _ = parse_prometheus_duration(&s);
+        }
+
+        #[test]
+        fn prometheus_units_add_up(d in 0u64..8, h in 0u64..24, m in 0u64..60, s in 0u64..60) {
+            let text = format!("{d}d{h}h{m}m{s}s");
+            let expected = Duration::from_secs(((d * 24 + h) * 60 + m) * 60 + s);
+            prop_assert_eq!(parse_prometheus_duration(&text).unwrap(), expected);
         }
     }
 }

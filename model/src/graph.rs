@@ -8,6 +8,8 @@
 //! code, response flags, reporter) combination; its [`EdgeStats`] add up requests,
 //! errors, a latency histogram on Istio's default buckets, and bytes. Values are kept as
 //! the proxy reported them: an empty source workload means "from outside the mesh".
+//! [`GraphReader`] reads them summed over a window (the graph) or step by step (the
+//! metrics time series).
 
 use crate::Result;
 use crate::mixer::{Reporter, RequestRecord};
@@ -120,11 +122,12 @@ pub fn reporter_label(reporter: i32) -> &'static str {
 }
 
 /// Whether a record counts as an error in the rollups: a 5xx, no response at all
-/// (code 0), any response flag, or a non-OK gRPC status.
+/// (code 0), a response flag that marks a failure (every flag but `DI`, an injected
+/// delay, which still ends in the upstream's answer), or a non-OK gRPC status.
 pub fn is_error_record(record: &RequestRecord) -> bool {
     record.response_code >= 500
         || record.response_code == 0
-        || !(record.response_flags.is_empty() || record.response_flags == "-")
+        || record.response_flags.split(',').any(|flag| !matches!(flag.trim(), "" | "-" | "DI"))
         || (record.request_protocol == "grpc"
             && record.grpc_response_status.is_some_and(|s| s != 0))
 }
@@ -233,6 +236,20 @@ pub trait GraphReader: Send + Sync + 'static {
         start_unix_nano: u64,
         end_unix_nano: u64,
     ) -> Result<Vec<EdgeRow>>;
+
+    /// Edges of requests started in `[start, end)` (Unix ns, at bucket granularity),
+    /// period by period: one `(period start in Unix ms, row)` per period and key.
+    /// Periods are `step` long and aligned to multiples of `step` since the epoch; each
+    /// bucket (its stored copies and its still-open part summed) counts in the period
+    /// holding its start, so a `step` of one bucket (or zero) gives the buckets
+    /// themselves. Sorted by period then key; summed over periods, the rows equal
+    /// [`GraphReader::edges_in_window`]'s for the same window.
+    async fn edge_buckets_in_window(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        step: std::time::Duration,
+    ) -> Result<Vec<(u64, EdgeRow)>>;
 }
 
 #[cfg(test)]
@@ -287,6 +304,15 @@ mod tests {
         }));
         assert!(is_error_record(&RequestRecord {
             response_flags: "UH".into(),
+            ..ok.clone()
+        }));
+        assert!(!is_error_record(&RequestRecord {
+            response_flags: "DI".into(),
+            ..ok.clone()
+        }), "a delayed request that succeeded is not an error");
+        assert!(is_error_record(&RequestRecord {
+            response_code: 429,
+            response_flags: "RL".into(),
             ..ok.clone()
         }));
         assert!(!is_error_record(&RequestRecord {

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! - [`ids`]: trace and span ids, parsed and rendered the way Jaeger does;
-//! - [`duration`]: Go-style duration strings (`1h2m`, `1.5ms`) used by the Jaeger API;
+//! - [`duration`]: Go-style duration strings (`1h2m`, `1.5ms`) used by the Jaeger API,
+//!   and Prometheus-style ones (`1d`, `30s`) used by the metrics API;
 //! - [`trace`]: search parameters, operations, dependency links, [`trace::Trace`];
 //! - [`read`] / [`write`]: the interfaces between ingest, storage and query;
 //! - [`error`]: the error code vocabulary mapped to gRPC and HTTP in one place;

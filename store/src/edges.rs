@@ -10,7 +10,8 @@
 //!        INSERT edge_rollups (one transaction per flush; kept in memory on failure)
 //!  every prune_interval: DELETE rows older than retention;  shutdown: flush all
 //!
-//!  GraphReader::edges_in_window ─► SQL rows ∪ open buckets, summed per edge
+//!  GraphReader::edges_in_window        ─► SQL rows ∪ open buckets, summed per edge
+//!  GraphReader::edge_buckets_in_window ─► the same, summed per (step, edge)
 //! ```
 //!
 //! Rows are append-only: two collectors (or one restarted within a bucket) may write
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats, LATENCY_SLOTS, UnixClock, reporter_label};
 use meshtel_model::mixer::RequestRecord;
 use meshtel_model::{EdgeSink, GraphReader};
@@ -456,22 +458,66 @@ impl EdgeRollups {
         start_unix_nano: u64,
         end_unix_nano: u64,
     ) -> Result<Vec<EdgeRow>> {
+        let summed = self
+            .sum_between(start_unix_nano, end_unix_nano, |_, key| key)
+            .await?;
+        let mut edges: Vec<EdgeRow> = summed
+            .into_iter()
+            .map(|(key, stats)| EdgeRow { key, stats })
+            .collect();
+        edges.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(edges)
+    }
+
+    /// Edges of buckets starting in `[start, end)`, per `step`-long period aligned to
+    /// multiples of `step` since the epoch: `(period start in Unix ms, row)`, every SQL
+    /// row and open bucket of one period and edge summed, sorted by period then edge.
+    /// A step of one bucket (or zero) reads bucket by bucket.
+    pub async fn edge_buckets_between(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        step: Duration,
+    ) -> Result<Vec<(u64, EdgeRow)>> {
+        let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX).max(1);
+        let summed = self
+            .sum_between(start_unix_nano, end_unix_nano, |bucket_ms, key| {
+                (bucket_ms - bucket_ms % step_ms, key)
+            })
+            .await?;
+        let mut periods: Vec<(u64, EdgeRow)> = summed
+            .into_iter()
+            .map(|((period_ms, key), stats)| (period_ms, EdgeRow { key, stats }))
+            .collect();
+        periods.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
+        Ok(periods)
+    }
+
+    /// Every SQL row and open-bucket edge of buckets starting in `[start, end)`,
+    /// summed per `group(bucket start in Unix ms, key)`: memory grows with the groups,
+    /// not the rows (SQL rows are streamed). One place reads both sources, under the
+    /// flush gate, so that no bucket is counted twice or missed.
+    async fn sum_between<G: Hash + Eq>(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        group: impl Fn(u64, EdgeKey) -> G,
+    ) -> Result<HashMap<G, EdgeStats>> {
         let _gate = self.inner.flush_gate.read().await;
         let from = self.bucket_start(start_unix_nano);
-        let rows = sqlx::query(
+        let mut rows = sqlx::query(
             "SELECT source_workload, source_namespace, source_app, source_version, \
              destination_service, destination_workload, destination_namespace, \
              destination_version, protocol, response_code, response_flags, reporter, \
              request_count, error_count, duration_sum_ms, latency_buckets, request_bytes, \
-             response_bytes FROM edge_rollups \
+             response_bytes, bucket_start_unix_ms FROM edge_rollups \
              WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2",
         )
         .bind(to_i64(from / 1_000_000))
         .bind(to_i64(end_unix_nano.div_ceil(1_000_000)))
-        .fetch_all(&self.inner.pool)
-        .await?;
-        let mut summed: HashMap<EdgeKey, EdgeStats> = HashMap::new();
-        for row in &rows {
+        .fetch(&self.inner.pool);
+        let mut summed: HashMap<G, EdgeStats> = HashMap::new();
+        while let Some(row) = rows.try_next().await? {
             let key = EdgeKey {
                 source_workload: row.get(0),
                 source_namespace: row.get(1),
@@ -494,22 +540,26 @@ impl EdgeRollups {
                 request_bytes: u64::try_from(row.get::<i64, _>(16)).unwrap_or(0),
                 response_bytes: u64::try_from(row.get::<i64, _>(17)).unwrap_or(0),
             };
-            summed.entry(key).or_default().merge(&stats);
+            let bucket_ms = u64::try_from(row.get::<i64, _>(18)).unwrap_or(0);
+            summed
+                .entry(group(bucket_ms, key))
+                .or_default()
+                .merge(&stats);
         }
+        drop(rows);
         {
             let open = self.inner.open.lock();
-            for (_, bucket) in open.range(from..end_unix_nano) {
+            for (start, bucket) in open.range(from..end_unix_nano) {
+                let bucket_ms = start / 1_000_000;
                 for (key, stats) in bucket.rows() {
-                    summed.entry(key.clone()).or_default().merge(stats);
+                    summed
+                        .entry(group(bucket_ms, key.clone()))
+                        .or_default()
+                        .merge(stats);
                 }
             }
         }
-        let mut edges: Vec<EdgeRow> = summed
-            .into_iter()
-            .map(|(key, stats)| EdgeRow { key, stats })
-            .collect();
-        edges.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(edges)
+        Ok(summed)
     }
 
     /// Counters for `/metrics`.
@@ -608,6 +658,17 @@ impl GraphReader for EdgeRollups {
         end_unix_nano: u64,
     ) -> meshtel_model::Result<Vec<EdgeRow>> {
         Ok(self.edges_between(start_unix_nano, end_unix_nano).await?)
+    }
+
+    async fn edge_buckets_in_window(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        step: Duration,
+    ) -> meshtel_model::Result<Vec<(u64, EdgeRow)>> {
+        Ok(self
+            .edge_buckets_between(start_unix_nano, end_unix_nano, step)
+            .await?)
     }
 }
 

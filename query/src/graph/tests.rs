@@ -22,6 +22,18 @@ impl GraphReader for FakeEdges {
         *self.last_window.lock().unwrap() = Some((start, end));
         Ok(self.rows.clone())
     }
+
+    /// Every row in the window's first 10 s bucket.
+    async fn edge_buckets_in_window(
+        &self,
+        start: u64,
+        end: u64,
+        _step: std::time::Duration,
+    ) -> meshtel_model::Result<Vec<(u64, EdgeRow)>> {
+        *self.last_window.lock().unwrap() = Some((start, end));
+        let bucket_ms = start / 1_000_000 / 10_000 * 10_000;
+        Ok(self.rows.iter().map(|r| (bucket_ms, r.clone())).collect())
+    }
 }
 
 fn key(

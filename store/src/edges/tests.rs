@@ -7,6 +7,8 @@ use super::*;
 const SEC: u64 = 1_000_000_000;
 /// A bucket boundary.
 const T0: u64 = 1_700_000_000 * SEC;
+/// The default bucket.
+const BUCKET: Duration = Duration::from_secs(10);
 
 struct TestClock(AtomicU64);
 
@@ -141,6 +143,129 @@ async fn sql_round_trip_keeps_every_field() {
     assert_eq!(
         reopened.edges_between(T0, T0 + 10 * SEC).await.unwrap(),
         from_sql
+    );
+}
+
+#[tokio::test]
+async fn buckets_read_back_line_up_with_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    let first = [
+        record(T0 + SEC, 200, 3),
+        record(T0 + 9 * SEC, 200, 7),
+        record(T0 + 2 * SEC, 503, 40),
+    ];
+    rollups.record(&first.iter().collect::<Vec<_>>());
+    clock.set(T0 + 12 * SEC);
+    let second = [record(T0 + 11 * SEC, 200, 3)];
+    rollups.record(&second.iter().collect::<Vec<_>>());
+    // The first bucket goes to SQL, the second stays open.
+    clock.set(T0 + 15 * SEC);
+    assert_eq!(rollups.flush_closed().await.unwrap(), 1);
+    // Another collector wrote the same bucket and edge: its row adds up with ours.
+    let other_clock = Arc::new(TestClock(AtomicU64::new(T0 + 5 * SEC)));
+    let other = EdgeRollups::with_pool(
+        rollups.inner.pool.clone(),
+        EdgeConfig::default(),
+        other_clock,
+    )
+    .unwrap();
+    let theirs = [record(T0 + 4 * SEC, 200, 3)];
+    other.record(&theirs.iter().collect::<Vec<_>>());
+    other.flush_all().await.unwrap();
+    assert_eq!(sql_rows(&rollups).await, 3);
+
+    let buckets = rollups
+        .edge_buckets_between(T0, T0 + 20 * SEC, BUCKET)
+        .await
+        .unwrap();
+    let t0_ms = T0 / 1_000_000;
+    let summary: Vec<(u64, u32, u64, u64)> = buckets
+        .iter()
+        .map(|(ms, row)| {
+            (
+                *ms,
+                row.key.response_code,
+                row.stats.requests,
+                row.stats.errors,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (t0_ms, 200, 3, 0),
+            (t0_ms, 503, 1, 1),
+            (t0_ms + 10_000, 200, 1, 0),
+        ]
+    );
+    let ok = &buckets[0].1.stats;
+    assert_eq!(ok.latency_buckets[2], 2, "two 3 ms requests in (1, 5]");
+    assert_eq!(ok.latency_buckets[3], 1, "one 7 ms request in (5, 10]");
+    assert!((ok.duration_sum_ms - 13.0).abs() < 1e-9);
+    assert_eq!(buckets[0].1.key, EdgeKey::from_record(&first[0]));
+
+    // Summed over buckets, the rows are the window's totals.
+    let mut totals: HashMap<EdgeKey, EdgeStats> = HashMap::new();
+    for (_, row) in &buckets {
+        totals.entry(row.key.clone()).or_default().merge(&row.stats);
+    }
+    let mut totals: Vec<EdgeRow> = totals
+        .into_iter()
+        .map(|(key, stats)| EdgeRow { key, stats })
+        .collect();
+    totals.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        totals,
+        rollups.edges_between(T0, T0 + 20 * SEC).await.unwrap()
+    );
+
+    // Windows are read in whole buckets: starting mid-bucket reads that bucket.
+    let later = rollups
+        .edge_buckets_between(T0 + 13 * SEC, T0 + 20 * SEC, BUCKET)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].0, t0_ms + 10_000);
+    assert!(
+        rollups
+            .edge_buckets_between(T0 + 20 * SEC, T0 + 30 * SEC, BUCKET)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Longer steps sum the buckets of each period, aligned to the step: T0 is 20 s
+    // into a minute, so both buckets are in that minute. A zero step reads buckets.
+    let minutes = rollups
+        .edge_buckets_between(T0, T0 + 20 * SEC, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let summary: Vec<(u64, u32, u64)> = minutes
+        .iter()
+        .map(|(ms, row)| (*ms, row.key.response_code, row.stats.requests))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(t0_ms - 20_000, 200, 4), (t0_ms - 20_000, 503, 1)]
+    );
+    assert_eq!(
+        rollups
+            .edge_buckets_between(T0, T0 + 20 * SEC, Duration::ZERO)
+            .await
+            .unwrap(),
+        buckets
+    );
+
+    // Once every bucket is in SQL, the answer is the same.
+    rollups.flush_all().await.unwrap();
+    assert_eq!(rollups.snapshot().open_buckets, 0);
+    assert_eq!(
+        rollups
+            .edge_buckets_between(T0, T0 + 20 * SEC, BUCKET)
+            .await
+            .unwrap(),
+        buckets
     );
 }
 
