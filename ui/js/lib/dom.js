@@ -115,12 +115,21 @@ export function errorState(error, retry) {
   );
 }
 
-/** A stable colour per service name (hue from a string hash). */
+const assignedColors = new Map();
+
+/** A colour per service name, stable for the page's lifetime: names get hues in the
+ * order they are first asked for, each a golden angle (137.5°) from the previous, so
+ * the services of one trace or graph always look different (as Jaeger UI does). */
 export function serviceColor(name) {
-  let hash = 0;
-  for (let i = 0; i < name.length; i += 1) hash = (hash * 31 + name.charCodeAt(i)) | 0;
-  const hue = Math.abs(hash) % 360;
-  return `hsl(${hue} 62% 48%)`;
+  let color = assignedColors.get(name);
+  if (!color) {
+    const n = assignedColors.size;
+    const hue = Math.round((200 + n * 137.508) % 360);
+    const lightness = [44, 36, 52][Math.floor(n / 8) % 3];
+    color = `hsl(${hue} 62% ${lightness}%)`;
+    assignedColors.set(name, color);
+  }
+  return color;
 }
 
 /** Debounces `fn` by `ms`. */
