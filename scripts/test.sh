@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README): builds and runs every test of the workspace,
-# including the end-to-end suite (tests/it) that starts the real `meshtel` binary and
-# the OpenTelemetry Python SDK test, whose interpreter lives in a venv under target/.
+# including the end-to-end suite (tests/it) that starts the real `meshtel` binary, the
+# OpenTelemetry Python SDK test, whose interpreter lives in a venv under target/, and
+# the browser test of the web UI, whose playwright-core lives under target/ui-node/.
 #
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh -- --nocapture  # extra arguments go to `cargo test`
@@ -39,5 +40,22 @@ then
 fi
 MESHTEL_TEST_PYTHON="$(pwd)/$PY"
 export MESHTEL_TEST_PYTHON
+
+# The browser test (tests/it/ui.rs) drives Debian's Chromium with playwright-core,
+# installed from ui/tests/package-lock.json into target/ui-node/ when node and npm are
+# there (again only when the lock file changed). No browser is ever downloaded.
+UI_NODE="target/ui-node"
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    if ! cmp -s ui/tests/package-lock.json "$UI_NODE/package-lock.json" \
+        || [[ ! -f "$UI_NODE/node_modules/playwright-core/package.json" ]]; then
+        echo "== installing playwright-core into $UI_NODE"
+        mkdir -p "$UI_NODE"
+        cp ui/tests/package.json ui/tests/package-lock.json "$UI_NODE/"
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$UI_NODE" \
+            --ignore-scripts --no-audit --no-fund --loglevel=error
+    fi
+else
+    echo "== no node/npm: the browser test will be skipped (it fails under CI=true)"
+fi
 
 CARGO_INCREMENTAL=0 cargo test --workspace "$@"

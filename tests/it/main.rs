@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `meshtel` binary on 127.0.0.1 port-0
 //! listeners with a temporary data directory, talks to it over the wire (OTLP gRPC and
-//! HTTP, Zipkin, the Jaeger API) and stops it, gracefully or with SIGKILL.
+//! HTTP, Zipkin, the Jaeger API) and stops it, gracefully or with SIGKILL; [`ui`] drives
+//! the web UI in headless Chromium.
 //!
 //! One test binary on purpose: every file under `tests/` would link the whole store
 //! (DataFusion) again.
@@ -17,3 +18,4 @@ mod rules_cli;
 mod sdk;
 mod search;
 mod support;
+mod ui;

@@ -26,8 +26,8 @@
 //!   prompt clean stop.
 //!
 //! This file holds the shared scenario (the mesh file, the Bookinfo apps productpage
-//! and reviews); [`istio_metrics`] the `istio_*` series expected of it; each test
-//! has its own file.
+//! and reviews), also used by the browser test [`crate::ui`]; [`istio_metrics`] the
+//! `istio_*` series expected of it; each test has its own file.
 
 mod bookinfo;
 mod http2_grpc;
@@ -62,14 +62,14 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// Replaces the mesh file atomically (the proxies poll it every second).
-fn write_mesh(path: &Path, yaml: &str) {
+pub(crate) fn write_mesh(path: &Path, yaml: &str) {
     let tmp = path.with_extension("yaml.tmp");
     std::fs::write(&tmp, yaml).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
 /// Waits until `proxy` has swapped in a new mesh file `reloads` times.
-async fn wait_for_mesh_reload(proxy: &MeshProxy, reloads: f64) {
+pub(crate) async fn wait_for_mesh_reload(proxy: &MeshProxy, reloads: f64) {
     eventually(
         Duration::from_secs(10),
         "the proxy reloads the mesh file",
@@ -97,15 +97,15 @@ const PROPAGATED: [&str; 5] = [
 ];
 
 #[derive(Clone)]
-struct Productpage {
+pub(crate) struct Productpage {
     /// The outbound listener of productpage's proxy, known once the proxy runs.
-    outbound: Arc<OnceLock<SocketAddr>>,
-    client: reqwest::Client,
+    pub(crate) outbound: Arc<OnceLock<SocketAddr>>,
+    pub(crate) client: reqwest::Client,
 }
 
 /// `/productpage` calls `reviews /reviews/0`, `/productpage/fail` calls `reviews
 /// /fail`, both through the sidecar's outbound listener, copying the trace headers.
-async fn productpage(State(app): State<Productpage>, uri: Uri, headers: HeaderMap) -> Response {
+pub(crate) async fn productpage(State(app): State<Productpage>, uri: Uri, headers: HeaderMap) -> Response {
     let reviews_path = if uri.path().ends_with("/fail") {
         "/fail"
     } else {
@@ -160,7 +160,7 @@ fn reviews_request_problem(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-fn reviews_app() -> Router {
+pub(crate) fn reviews_app() -> Router {
     Router::new()
         .route(
             "/reviews/{id}",
