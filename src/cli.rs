@@ -49,6 +49,9 @@ pub enum Command {
     /// show what each one does.
     #[command(subcommand)]
     Rules(crate::rules_cli::RulesCommand),
+    /// Bookinfo with a meshtel proxy beside every instance, traffic and the Istio lab
+    /// scenarios, all in this process; or `list` / `apply` a scenario in a running demo.
+    Demo(crate::demo::DemoCommand),
 }
 
 /// Every setting of the config file, shown under `--help`.

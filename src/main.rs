@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod config;
+mod demo;
 mod metrics;
 mod quota_cli;
 mod rules_cli;
@@ -22,7 +23,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use server::Role;
 
 fn init_tracing(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_tracing_with_default(format, "info");
+}
+
+/// As [`init_tracing`], with `default_filter` when RUST_LOG is not set.
+fn init_tracing_with_default(format: &str, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -61,5 +67,10 @@ async fn main() -> anyhow::Result<()> {
             quota_cli::run(command).await
         }
         Command::Rules(command) => rules_cli::run(command),
+        Command::Demo(command) => {
+            // The demo's guide and traffic lines are the output; logs only for trouble.
+            init_tracing_with_default(&command.run.server.log_format, "warn,meshtel::demo=info");
+            demo::run(command).await
+        }
     }
 }

@@ -1,0 +1,616 @@
+//! Switching scenarios while the demo runs: the [`Controller`], its HTTP API on the query
+//! port, a small page to click through the scenarios, and the `meshtel demo list` /
+//! `apply` client.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /api/demo` | `{"scenarios":[{name, title, description, lookAt, file}], "current": name or null, "ingress", "rulesFile", "traffic": {...}}` |
+//! | `PUT /api/demo/scenario` | body `{"name": "jason-to-v2"}` (`null` or `"none"`: base rules only) → `{"current", "quotas", "tookMs"}` once every proxy runs the new rules; 400 `{"error", "scenarios"}` for an unknown name |
+//! | `GET /api/demo/scenarios/{name}` | the scenario's YAML |
+//! | `GET /demo` | the page: every scenario with what to look at, one click to apply |
+//!
+//! Applying writes the composed rules file ([`super::scenarios::plan`]) by rename,
+//! waits until every proxy's `meshtel_proxy_rules_reloads_total{result="ok"}` moved,
+//! then replaces the quota policies through `/api/quotas` (the demo's admin token) and
+//! waits until the proxies hold them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::load::TrafficStats;
+use super::scenarios::{self, NONE, SCENARIOS, Scenario};
+
+/// How long applying waits for every proxy to load the new rules or quotas.
+pub const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the controller talks to, known once everything is bound.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// `http://<query>[<base path>]`.
+    pub query_base: String,
+    /// Bearer token for `/api/quotas`.
+    pub admin_token: String,
+    /// Every proxy's admin listener.
+    pub proxy_admins: Vec<SocketAddr>,
+    /// The Bookinfo page.
+    pub ingress_url: String,
+    /// When the demo started, for the traffic summary.
+    pub started: Instant,
+    /// The traffic counts.
+    pub traffic: Arc<TrafficStats>,
+}
+
+/// Applies scenarios, one at a time.
+pub struct Controller {
+    rules_file: PathBuf,
+    staging_file: PathBuf,
+    current: Mutex<Option<&'static Scenario>>,
+    applied_quotas: tokio::sync::Mutex<Vec<String>>,
+    wiring: OnceLock<Wiring>,
+    http: reqwest::Client,
+}
+
+/// Why a scenario was not applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// No such scenario.
+    Unknown(String),
+    /// The demo is still starting.
+    NotReady,
+    /// Writing the rules or quotas failed, or a proxy did not take them.
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Unknown(name) => write!(
+                f,
+                "unknown scenario {name:?}; the scenarios are: {}",
+                scenarios::names()
+            ),
+            ApplyError::NotReady => f.write_str("the demo is still starting"),
+            ApplyError::Failed(error) => write!(f, "{error:#}"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// What applying did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    /// The scenario now in force (`null`: base rules only).
+    pub current: Option<&'static str>,
+    /// The quota policies it put in place.
+    pub quotas: Vec<String>,
+    /// How long until every proxy had it.
+    pub took_ms: u64,
+}
+
+impl Controller {
+    /// A controller writing `<data>/rules/demo.yaml` (staged as `<data>/demo-rules.next`).
+    pub fn new(data_dir: &std::path::Path) -> anyhow::Result<Controller> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Controller {
+            rules_file: rules_dir(data_dir).join("demo.yaml"),
+            staging_file: data_dir.join("demo-rules.next"),
+            current: Mutex::new(None),
+            applied_quotas: tokio::sync::Mutex::new(Vec::new()),
+            wiring: OnceLock::new(),
+            http,
+        })
+    }
+
+    /// The rules file every proxy reads.
+    pub fn rules_file(&self) -> &std::path::Path {
+        &self.rules_file
+    }
+
+    /// The scenario in force.
+    pub fn current(&self) -> Option<&'static Scenario> {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_current(&self, scenario: Option<&'static Scenario>) {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = scenario;
+    }
+
+    /// Writes the rules of `scenario` before any proxy runs (no waiting).
+    pub fn write_initial_rules(&self, scenario: Option<&'static Scenario>) -> anyhow::Result<()> {
+        let plan = scenarios::plan(scenario)?;
+        std::fs::create_dir_all(rules_dir_of(&self.rules_file))
+            .context("creating the rules directory")?;
+        self.write_rules(&plan.rules)?;
+        self.set_current(scenario);
+        Ok(())
+    }
+
+    /// Tells the controller what it talks to; before this, applying answers NotReady.
+    pub fn wire(&self, wiring: Wiring) {
+        let _ = self.wiring.set(wiring);
+    }
+
+    /// The wiring, once set.
+    pub fn wiring(&self) -> Option<&Wiring> {
+        self.wiring.get()
+    }
+
+    /// Puts the quota policies of the scenario in force (at start, after the proxies).
+    pub async fn apply_initial_quotas(&self) -> Result<Applied, ApplyError> {
+        let started = Instant::now();
+        let wiring = self.wiring.get().ok_or(ApplyError::NotReady)?;
+        let scenario = self.current();
+        let plan = scenarios::plan(scenario).map_err(ApplyError::Failed)?;
+        let mut applied = self.applied_quotas.lock().await;
+        self.replace_quotas(wiring, &mut applied, &plan.quotas)
+            .await
+            .map_err(ApplyError::Failed)?;
+        Ok(Applied {
+            current: scenario.map(|s| s.name),
+            quotas: applied.clone(),
+            took_ms: elapsed_ms(started),
+        })
+    }
+
+    /// Applies `name` (`None` or `"none"`: the base rules only), replacing the previous
+    /// scenario entirely; returns once every proxy has it.
+    pub async fn apply(&self, name: Option<&str>) -> Result<Applied, ApplyError> {
+        let started = Instant::now();
+        let scenario = match name.map(str::trim) {
+            None | Some(NONE) | Some("") => None,
+            Some(name) => {
+                Some(scenarios::find(name).ok_or_else(|| ApplyError::Unknown(name.to_owned()))?)
+            }
+        };
+        let wiring = self.wiring.get().ok_or(ApplyError::NotReady)?;
+        let plan = scenarios::plan(scenario).map_err(ApplyError::Failed)?;
+        // One switch at a time: the rules file and the quotas change together.
+        let mut applied = self.applied_quotas.lock().await;
+        let before = self.proxy_stats(wiring).await.map_err(ApplyError::Failed)?;
+        self.write_rules(&plan.rules).map_err(ApplyError::Failed)?;
+        self.wait_for_proxies(wiring, "load the new rules", |i, stats| {
+            if stats.rules_rejected > before[i].rules_rejected {
+                return Err(anyhow::anyhow!(
+                    "a proxy rejected the rules of {}; see its log",
+                    scenario.map_or(NONE, |s| s.name)
+                ));
+            }
+            Ok(stats.rules_ok > before[i].rules_ok)
+        })
+        .await
+        .map_err(ApplyError::Failed)?;
+        self.set_current(scenario);
+        self.replace_quotas(wiring, &mut applied, &plan.quotas)
+            .await
+            .map_err(ApplyError::Failed)?;
+        let done = Applied {
+            current: scenario.map(|s| s.name),
+            quotas: applied.clone(),
+            took_ms: elapsed_ms(started),
+        };
+        info!(
+            scenario = done.current.unwrap_or(NONE),
+            took_ms = done.took_ms,
+            "scenario applied"
+        );
+        Ok(done)
+    }
+
+    fn write_rules(&self, rules: &str) -> anyhow::Result<()> {
+        // Staged outside the rules directory: the proxies watch every file in it.
+        std::fs::write(&self.staging_file, rules)
+            .with_context(|| format!("writing {}", self.staging_file.display()))?;
+        std::fs::rename(&self.staging_file, &self.rules_file)
+            .with_context(|| format!("replacing {}", self.rules_file.display()))
+    }
+
+    /// Deletes the policies applied before, puts `quotas`, waits until the proxies hold
+    /// them.
+    async fn replace_quotas(
+        &self,
+        wiring: &Wiring,
+        applied: &mut Vec<String>,
+        quotas: &[meshtel_model::quota::QuotaPolicySpec],
+    ) -> anyhow::Result<()> {
+        if applied.is_empty() && quotas.is_empty() {
+            return Ok(());
+        }
+        for name in applied
+            .iter()
+            .filter(|n| !quotas.iter().any(|q| &q.name == *n))
+        {
+            let response = self
+                .admin_request(wiring, reqwest::Method::DELETE, name)
+                .send()
+                .await
+                .with_context(|| format!("deleting quota {name}"))?;
+            if !(response.status().is_success()
+                || response.status() == reqwest::StatusCode::NOT_FOUND)
+            {
+                bail!("deleting quota {name}: {}", response_text(response).await);
+            }
+        }
+        for spec in quotas {
+            let body = serde_json::to_vec(spec).context("encoding a quota policy")?;
+            let response = self
+                .admin_request(wiring, reqwest::Method::PUT, &spec.name)
+                .header(header::CONTENT_TYPE.as_str(), "application/json")
+                .body(body)
+                .send()
+                .await
+                .with_context(|| format!("putting quota {}", spec.name))?;
+            if !response.status().is_success() {
+                bail!(
+                    "putting quota {}: {}",
+                    spec.name,
+                    response_text(response).await
+                );
+            }
+        }
+        *applied = quotas.iter().map(|q| q.name.clone()).collect();
+        let want_some = !quotas.is_empty();
+        self.wait_for_proxies_total(wiring, want_some).await
+    }
+
+    fn admin_request(
+        &self,
+        wiring: &Wiring,
+        method: reqwest::Method,
+        name: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/api/quotas/{name}", wiring.query_base))
+            .bearer_auth(&wiring.admin_token)
+            .header("x-meshtel-actor", "meshtel-demo")
+    }
+
+    async fn proxy_stats(&self, wiring: &Wiring) -> anyhow::Result<Vec<ProxyStats>> {
+        let mut out = Vec::with_capacity(wiring.proxy_admins.len());
+        for admin in &wiring.proxy_admins {
+            let text = self
+                .http
+                .get(format!("http://{admin}/stats/prometheus"))
+                .send()
+                .await
+                .with_context(|| format!("reading the stats of the proxy with admin {admin}"))?
+                .text()
+                .await
+                .with_context(|| format!("reading the stats of the proxy with admin {admin}"))?;
+            out.push(ProxyStats::parse(&text));
+        }
+        Ok(out)
+    }
+
+    /// Polls every proxy until `done(index, stats)` holds for each.
+    async fn wait_for_proxies(
+        &self,
+        wiring: &Wiring,
+        what: &str,
+        done: impl Fn(usize, &ProxyStats) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + PROPAGATION_TIMEOUT;
+        loop {
+            let stats = self.proxy_stats(wiring).await?;
+            let mut all = true;
+            for (i, s) in stats.iter().enumerate() {
+                all &= done(i, s)?;
+            }
+            if all {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the proxies did not {what} within {PROPAGATION_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the proxies hold some quota policy (or none).
+    async fn wait_for_proxies_total(&self, wiring: &Wiring, want_some: bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + PROPAGATION_TIMEOUT;
+        loop {
+            let total: f64 = self
+                .proxy_stats(wiring)
+                .await?
+                .iter()
+                .map(|s| s.quota_policies)
+                .sum();
+            if (total > 0.0) == want_some {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the proxies did not receive the quota policies within {PROPAGATION_TIMEOUT:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn response_text(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    format!("HTTP {status}: {body}")
+}
+
+/// `<data>/rules`.
+pub fn rules_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("rules")
+}
+
+fn rules_dir_of(rules_file: &std::path::Path) -> &std::path::Path {
+    rules_file.parent().unwrap_or(rules_file)
+}
+
+/// The few proxy counters applying waits on.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProxyStats {
+    /// `meshtel_proxy_rules_reloads_total{result="ok"}`.
+    pub rules_ok: f64,
+    /// `meshtel_proxy_rules_reloads_total{result="rejected"}`.
+    pub rules_rejected: f64,
+    /// `meshtel_proxy_quota_policies`.
+    pub quota_policies: f64,
+}
+
+impl ProxyStats {
+    /// Reads them from a Prometheus text page (absent series are 0).
+    pub fn parse(text: &str) -> ProxyStats {
+        let mut stats = ProxyStats::default();
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            match series {
+                r#"meshtel_proxy_rules_reloads_total{result="ok"}"# => stats.rules_ok = value,
+                r#"meshtel_proxy_rules_reloads_total{result="rejected"}"# => {
+                    stats.rules_rejected = value
+                }
+                "meshtel_proxy_quota_policies" => stats.quota_policies = value,
+                _ => {}
+            }
+        }
+        stats
+    }
+}
+
+/// One scenario in `GET /api/demo`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScenarioJson {
+    /// Name to apply it by.
+    pub name: String,
+    /// One line.
+    pub title: String,
+    /// What the lab step shows.
+    pub description: String,
+    /// Where to see it.
+    pub look_at: String,
+    /// Its file in the source tree.
+    pub file: String,
+}
+
+impl ScenarioJson {
+    fn of(s: &Scenario) -> ScenarioJson {
+        ScenarioJson {
+            name: s.name.to_owned(),
+            title: s.title(),
+            description: s.description(),
+            look_at: s.look_at(),
+            file: s.file(),
+        }
+    }
+}
+
+/// `PUT /api/demo/scenario` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioChoice {
+    name: Option<String>,
+}
+
+/// The routes (merged into the query service).
+pub fn router(controller: Arc<Controller>) -> Router {
+    Router::new()
+        .route("/api/demo", get(overview))
+        .route("/api/demo/scenario", put(apply_scenario))
+        .route("/api/demo/scenarios/{name}", get(scenario_yaml))
+        .route("/demo", get(|| async { Html(PAGE) }))
+        .with_state(controller)
+}
+
+fn error(status: StatusCode, message: impl Into<String>, extra: Option<(&str, Value)>) -> Response {
+    let mut body = json!({"error": message.into()});
+    if let Some((key, value)) = extra {
+        body[key] = value;
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+async fn overview(State(controller): State<Arc<Controller>>) -> Response {
+    let wiring = controller.wiring();
+    axum::Json(json!({
+        "scenarios": SCENARIOS.iter().map(ScenarioJson::of).collect::<Vec<_>>(),
+        "current": controller.current().map(|s| s.name),
+        "ingress": wiring.map(|w| w.ingress_url.clone()),
+        "rulesFile": controller.rules_file().display().to_string(),
+        "traffic": wiring.map(|w| w.traffic.total(w.started)),
+    }))
+    .into_response()
+}
+
+#[tracing::instrument(skip_all)]
+async fn apply_scenario(State(controller): State<Arc<Controller>>, body: Bytes) -> Response {
+    let choice: ScenarioChoice = match serde_json::from_slice(&body) {
+        Ok(choice) => choice,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"name\": \"<scenario>\"}}: {e}"),
+                None,
+            );
+        }
+    };
+    match controller.apply(choice.name.as_deref()).await {
+        Ok(applied) => axum::Json(applied).into_response(),
+        Err(e @ ApplyError::Unknown(_)) => {
+            let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+            error(
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+                Some(("scenarios", json!(names))),
+            )
+        }
+        Err(e @ ApplyError::NotReady) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
+        }
+        Err(ApplyError::Failed(e)) => {
+            warn!(error = %format!("{e:#}"), "applying a scenario failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "applying the scenario failed; the demo's log says why",
+                None,
+            )
+        }
+    }
+}
+
+async fn scenario_yaml(Path(name): Path<String>) -> Response {
+    match scenarios::find(&name) {
+        Some(s) => (
+            [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+            s.yaml,
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            ApplyError::Unknown(name).to_string(),
+            None,
+        ),
+    }
+}
+
+const PAGE: &str = include_str!("page.html");
+
+/// `meshtel demo list` / `apply`: the client of this API.
+pub mod client {
+    use super::*;
+
+    fn http() -> anyhow::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")
+    }
+
+    fn url(base: &str, path: &str) -> String {
+        format!("{}{path}", base.trim_end_matches('/'))
+    }
+
+    async fn json_of(response: reqwest::Response, what: &str) -> anyhow::Result<Value> {
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer to {what}"))?;
+        let json: Value = serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "{what}: HTTP {status}, not JSON: {}",
+                String::from_utf8_lossy(&body)
+            )
+        })?;
+        if !status.is_success() {
+            bail!(
+                "{what}: {}",
+                json["error"].as_str().unwrap_or(&json.to_string())
+            );
+        }
+        Ok(json)
+    }
+
+    /// Prints every scenario, the current one marked.
+    pub async fn list(base: &str) -> anyhow::Result<()> {
+        let response = http()?
+            .get(url(base, "/api/demo"))
+            .send()
+            .await
+            .with_context(|| format!("is `meshtel demo` running? no answer from {base}"))?;
+        let overview = json_of(response, "GET /api/demo").await?;
+        let current = overview["current"].as_str();
+        let scenarios: Vec<ScenarioJson> = serde_json::from_value(overview["scenarios"].clone())
+            .context("reading the scenario list")?;
+        let width = scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        println!("  {:width$}  base rules only", NONE, width = width);
+        for s in &scenarios {
+            let mark = if Some(s.name.as_str()) == current {
+                '*'
+            } else {
+                ' '
+            };
+            println!("{mark} {:width$}  {}", s.name, s.title, width = width);
+        }
+        if current.is_none() {
+            println!("(no scenario applied; `meshtel demo apply NAME` applies one)");
+        }
+        Ok(())
+    }
+
+    /// Applies a scenario and prints what to look at.
+    pub async fn apply(base: &str, name: &str) -> anyhow::Result<()> {
+        let response = http()?
+            .put(url(base, "/api/demo/scenario"))
+            .header(header::CONTENT_TYPE.as_str(), "application/json")
+            .body(json!({"name": name}).to_string())
+            .send()
+            .await
+            .with_context(|| format!("is `meshtel demo` running? no answer from {base}"))?;
+        let applied = json_of(response, "PUT /api/demo/scenario").await?;
+        let took = applied["tookMs"].as_u64().unwrap_or(0);
+        match scenarios::find(name) {
+            Some(s) => {
+                println!(
+                    "{}: {} (in force on every proxy after {took} ms)",
+                    s.name,
+                    s.title()
+                );
+                println!("\nLook at: {}", s.look_at());
+            }
+            None => {
+                println!("no scenario: base rules only (in force on every proxy after {took} ms)")
+            }
+        }
+        Ok(())
+    }
+}
