@@ -260,9 +260,9 @@ pub fn plan(scenario: Option<&Scenario>) -> anyhow::Result<Plan> {
     }
     let mut rules = match scenario {
         Some(s) => format!(
-            "# Written by `meshtel demo` for the scenario {name}: its rules ({}), then the base\n\
-             # rules (src/demo/scenarios/base.yaml) for the hosts it leaves alone. Replaced on\n\
-             # every switch (`meshtel demo apply NAME`); edits here last until then.\n---\n",
+            "# Written by `meshtel demo` for the scenario {name}: its rules ({}),\n\
+             # then the base rules (src/demo/scenarios/base.yaml) for the hosts it leaves alone.\n\
+             # Replaced on every switch (`meshtel demo apply NAME`); edits here last until then.\n---\n",
             s.file()
         ),
         None => "# Written by `meshtel demo`: no scenario, the base rules only\n\

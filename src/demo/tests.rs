@@ -277,3 +277,11 @@ fn the_instances_match_the_mesh_the_rules_expect() {
         ]
     );
 }
+
+#[test]
+fn the_help_names_every_scenario() {
+    for s in &SCENARIOS {
+        assert!(DEMO_HELP.contains(s.name), "{} missing from the help", s.name);
+    }
+    assert_eq!(DEMO_HELP.matches(", ").count() + 1, SCENARIOS.len() + 1, "{DEMO_HELP}");
+}
