@@ -18,6 +18,13 @@
 //!
 //! Latency is measured on the client, from just before each call to its answer (the
 //! pacer's own lateness is not counted; the achieved rate is printed). CPU times are in clock ticks of 1/100 s (Linux `USER_HZ`).
+//!
+//! The reference: before the Check phase, the same pacer and client send an empty gRPC
+//! call (`grpc.health.v1.Health/Check`) to the same server at the same rate, so the
+//! Check figures can be read against what this machine does for any tonic unary call.
+//! By default the in-process server's thread is pinned to the last CPU and the client's
+//! threads to the others (`--pin false` leaves placement to the scheduler);
+//! `--idle-poll` keeps idle CPUs polling while the benchmark runs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +43,8 @@ use meshtel_model::mixer::{CheckRequest, QuotaAttributes, Workload};
 use meshtel_model::quota::QuotaPolicySpec;
 use serde_json::json;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
 use super::report::Out;
 
@@ -70,9 +79,66 @@ pub struct QuotaArgs {
     /// Worker threads of the in-process server.
     #[arg(long, default_value_t = 1)]
     pub server_threads: usize,
+    /// Pin the in-process server's thread to the last CPU and the client's threads to
+    /// the others, so that neither waits for the other's time slice.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin: bool,
+    /// Keep idle CPUs polling instead of halting while the benchmark runs, by holding
+    /// `/dev/cpu_dma_latency` at 0 (Linux, needs root). On a virtual machine a halted
+    /// vCPU takes tens of µs to wake for each call.
+    #[arg(long)]
+    pub idle_poll: bool,
+    /// Skip the reference phase (an empty gRPC call paced the same way).
+    #[arg(long)]
+    pub no_reference: bool,
     /// Print a JSON summary line on stdout (the human summary goes to stderr).
     #[arg(long)]
     pub json: bool,
+}
+
+/// What the paced phase sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `Mixer/Check` with one quota.
+    Check,
+    /// `grpc.health.v1.Health/Check`: the reference, an empty unary call.
+    Empty,
+}
+
+/// CPUs to pin to: (server, client) when pinning applies.
+fn pin_plan(args: &QuotaArgs) -> Option<(core_affinity::CoreId, core_affinity::CoreId)> {
+    if !args.pin || args.addr.is_some() || args.server_threads > 1 {
+        return None;
+    }
+    let cores = core_affinity::get_core_ids()?;
+    match (cores.first(), cores.last()) {
+        (Some(client), Some(server)) if cores.len() >= 2 => Some((*server, *client)),
+        _ => None,
+    }
+}
+
+/// Pins the calling thread, saying so when it cannot.
+fn pin_current(core: Option<core_affinity::CoreId>, who: &str) {
+    if let Some(core) = core
+        && !core_affinity::set_for_current(core)
+    {
+        eprintln!(
+            "quota bench: could not pin the {who} thread to CPU {}",
+            core.id
+        );
+    }
+}
+
+/// Holds `/dev/cpu_dma_latency` at 0 while alive: idle CPUs poll instead of halting.
+fn hold_idle_poll() -> anyhow::Result<std::fs::File> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/cpu_dma_latency")
+        .context("--idle-poll needs /dev/cpu_dma_latency (Linux) and root")?;
+    file.write_all(&0i32.to_ne_bytes())
+        .context("writing 0 to /dev/cpu_dma_latency")?;
+    Ok(file)
 }
 
 /// The policy the in-process server enforces: per user, far above the demand.
@@ -174,6 +240,8 @@ impl CpuSource {
 struct InProcess {
     runtime: ServerRuntime,
     engine: Arc<QuotaEngine>,
+    /// Keeps the health service's status (the reference call) alive.
+    _health: tonic_health::server::HealthReporter,
 }
 
 /// The server's runtime: one thread of its own, or a pool.
@@ -219,9 +287,11 @@ fn start_in_process(
             .context("starting the server runtime")?;
         let handle = runtime.handle().clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let core = pin_plan(args).map(|(server, _)| server);
         std::thread::Builder::new()
             .name("quota-server".into())
             .spawn(move || {
+                pin_current(core, "server");
                 if let Some(tid) = current_tid() {
                     tids.lock_ok().push(tid);
                 }
@@ -254,6 +324,7 @@ fn start_in_process(
         report_config,
     );
     let service = mixer_grpc_service(reports, Some(engine.clone()));
+    let (health_reporter, health) = tonic_health::server::health_reporter();
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -270,13 +341,21 @@ fn start_in_process(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         if let Err(error) = tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(health)
             .serve_with_incoming(incoming)
             .await
         {
             eprintln!("quota bench server: {error}");
         }
     });
-    Ok((InProcess { runtime, engine }, format!("http://{addr}")))
+    Ok((
+        InProcess {
+            runtime,
+            engine,
+            _health: health_reporter,
+        },
+        format!("http://{addr}"),
+    ))
 }
 
 /// Latencies in microseconds.
@@ -306,17 +385,17 @@ fn percentiles_text(h: &Histogram<u64>) -> String {
     )
 }
 
-async fn connect(addr: &str, n: usize) -> anyhow::Result<Vec<MixerClient<Channel>>> {
-    let mut clients = Vec::with_capacity(n);
+async fn connect(addr: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
         let channel = Channel::from_shared(addr.to_string())?
             .tcp_nodelay(true)
             .connect()
             .await
             .with_context(|| format!("connecting to {addr}"))?;
-        clients.push(MixerClient::new(channel));
+        channels.push(channel);
     }
-    Ok(clients)
+    Ok(channels)
 }
 
 /// Outcome counts of a phase.
@@ -337,6 +416,14 @@ impl Counts {
                 self.granted.fetch_add(1, Ordering::Relaxed)
             }
             Ok(_) => self.not_granted.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// The reference call: an answer counts as granted.
+    fn record_empty<T>(&self, result: &Result<T, tonic::Status>) {
+        match result {
+            Ok(_) => self.granted.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.errors.fetch_add(1, Ordering::Relaxed),
         };
     }
@@ -367,7 +454,9 @@ async fn paced(
     args: &QuotaArgs,
     addr: &str,
     requests: &Arc<Vec<CheckRequest>>,
+    call: Call,
 ) -> anyhow::Result<(Histogram<u64>, Counts, f64)> {
+    let client_core = pin_plan(args).map(|(_, client)| client);
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(1.0));
     let total = (args.duration.as_secs_f64() * args.rate) as usize;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -378,11 +467,12 @@ async fn paced(
     let client_thread = std::thread::Builder::new()
         .name("quota-client".into())
         .spawn(move || {
+            pin_current(client_core, "client");
             runtime.block_on(async {
                 let _ = stop_rx.await;
             })
         })?;
-    let clients = handle
+    let channels = handle
         .spawn(connect_owned(addr.to_string(), args.connections))
         .await??;
     let latencies = Arc::new(Mutex::new(histogram()?));
@@ -391,6 +481,7 @@ async fn paced(
     let pacer = std::thread::Builder::new()
         .name("quota-pacer".into())
         .spawn(move || {
+            pin_current(client_core, "pacer");
             let start = Instant::now();
             let mut tasks = Vec::with_capacity(total);
             for i in 0..total {
@@ -399,15 +490,28 @@ async fn paced(
                 if due > now {
                     std::thread::sleep(due - now);
                 }
-                let mut client = clients[i % clients.len()].clone();
+                let channel = channels[i % channels.len()].clone();
                 let request = requests[i % requests.len()].clone();
                 let (latencies, counts) = (latencies_in.clone(), counts_in.clone());
                 tasks.push(handle.spawn(async move {
                     let sent = Instant::now();
-                    let result = client.check(request).await;
-                    let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    latencies.lock_ok().saturating_record(micros.max(1));
-                    counts.record(&result);
+                    let micros = |sent: Instant| {
+                        u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX)
+                    };
+                    match call {
+                        Call::Check => {
+                            let result = MixerClient::new(channel).check(request).await;
+                            latencies.lock_ok().saturating_record(micros(sent).max(1));
+                            counts.record(&result);
+                        }
+                        Call::Empty => {
+                            let result = HealthClient::new(channel)
+                                .check(HealthCheckRequest::default())
+                                .await;
+                            latencies.lock_ok().saturating_record(micros(sent).max(1));
+                            counts.record_empty(&result);
+                        }
+                    }
                 }));
             }
             (tasks, start.elapsed())
@@ -428,14 +532,14 @@ async fn paced(
     Ok((latencies, counts, achieved))
 }
 
-async fn connect_owned(addr: String, n: usize) -> anyhow::Result<Vec<MixerClient<Channel>>> {
+async fn connect_owned(addr: String, n: usize) -> anyhow::Result<Vec<Channel>> {
     connect(&addr, n).await
 }
 
 /// Closed loop: `concurrency` workers, each one Check at a time, for `duration`.
 async fn saturated(
     args: &QuotaArgs,
-    clients: &[MixerClient<Channel>],
+    channels: &[Channel],
     requests: &Arc<Vec<CheckRequest>>,
     duration: Duration,
 ) -> anyhow::Result<(Histogram<u64>, Counts, f64)> {
@@ -443,7 +547,7 @@ async fn saturated(
     let counts = Arc::new(Counts::default());
     let mut workers = Vec::new();
     for w in 0..args.concurrency.max(1) {
-        let mut client = clients[w % clients.len()].clone();
+        let mut client = MixerClient::new(channels[w % channels.len()].clone());
         let (stop, counts, requests) = (stop.clone(), counts.clone(), requests.clone());
         let mut latencies = histogram()?;
         workers.push(tokio::spawn(async move {
@@ -494,6 +598,11 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         bail!("--rate must be positive");
     }
     let out = Out::new(args.json);
+    let _idle_poll = if args.idle_poll {
+        Some(hold_idle_poll()?)
+    } else {
+        None
+    };
     let tids = Arc::new(Mutex::new(Vec::new()));
     let (server, addr, cpu) = match &args.addr {
         Some(addr) => {
@@ -514,12 +623,24 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         ));
         summary["engine_decisions_per_second"] = json!(rate.round());
     }
+    let placement = match pin_plan(&args) {
+        Some((server, client)) => format!(
+            "server thread on CPU {}, client threads on CPU {}",
+            server.id, client.id
+        ),
+        None => "threads placed by the scheduler".into(),
+    };
     out.line(format!(
-        "Check over gRPC to {addr}, {} connections; {}",
+        "Check over gRPC to {addr}, {} connections; {}; {placement}{}",
         args.connections,
-        cpu.describe()
+        cpu.describe(),
+        if args.idle_poll {
+            "; idle CPUs polling"
+        } else {
+            ""
+        }
     ));
-    let clients = connect(&addr, args.connections).await?;
+    let channels = connect(&addr, args.connections).await?;
     let requests: Arc<Vec<CheckRequest>> = Arc::new(
         (0..args.keys.max(1))
             .map(|u| check_request(&args.quota, u))
@@ -527,10 +648,31 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     );
 
     // Warm up connections and counters.
-    saturated(&args, &clients, &requests, Duration::from_secs(1)).await?;
+    saturated(&args, &channels, &requests, Duration::from_secs(1)).await?;
+    summary["pinned"] = json!(pin_plan(&args).is_some());
+    summary["idle_poll"] = json!(args.idle_poll);
+
+    let reference = if args.no_reference || args.addr.is_some() {
+        None
+    } else {
+        let (latencies, counts, achieved) = paced(&args, &addr, &requests, Call::Empty).await?;
+        out.line(format!(
+            "reference: empty gRPC call (grpc.health.v1.Health/Check) paced {:.0}/s (achieved {achieved:.0}/s): {}; {}",
+            args.rate,
+            percentiles_text(&latencies),
+            counts.text()
+        ));
+        summary["reference"] = json!({
+            "call": "grpc.health.v1.Health/Check",
+            "achieved_rate": achieved.round(),
+            "latency": percentiles(&latencies),
+            "counts": counts.json(),
+        });
+        Some(latencies)
+    };
 
     let cpu_before = cpu.seconds();
-    let (latencies, counts, achieved) = paced(&args, &addr, &requests).await?;
+    let (latencies, counts, achieved) = paced(&args, &addr, &requests, Call::Check).await?;
     let cpu_per_check = cpu_before
         .zip(cpu.seconds())
         .map(|(before, after)| (after - before) * 1e6 / latencies.len().max(1) as f64);
@@ -551,9 +693,20 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         "counts": counts.json(),
         "server_cpu_us_per_check": cpu_per_check.map(|us| (us * 10.0).round() / 10.0),
     });
+    if let Some(reference) = reference {
+        let over =
+            |q: f64| latencies.value_at_quantile(q) as i64 - reference.value_at_quantile(q) as i64;
+        out.line(format!(
+            "Check over the empty call: p50 {:+} µs, p99 {:+} µs",
+            over(0.50),
+            over(0.99)
+        ));
+        summary["paced"]["over_reference_us"] = json!({"p50": over(0.50), "p99": over(0.99)});
+    }
 
     let cpu_before = cpu.seconds();
-    let (latencies, counts, elapsed) = saturated(&args, &clients, &requests, args.duration).await?;
+    let (latencies, counts, elapsed) =
+        saturated(&args, &channels, &requests, args.duration).await?;
     let cpu_after = cpu.seconds();
     let done = counts.granted.load(Ordering::Relaxed) + counts.not_granted.load(Ordering::Relaxed);
     let rate = done as f64 / elapsed;

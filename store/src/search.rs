@@ -21,7 +21,6 @@ use arrow::datatypes::Int64Type;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::functions_aggregate::expr_fn::{count, max};
-use datafusion::functions_nested::expr_fn::{array_has_any, make_array};
 use datafusion::logical_expr::{Expr, JoinType, col, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
@@ -29,6 +28,9 @@ use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
 use crate::encode::{KEY_SEPARATOR, format_double};
 use crate::schema::{col as c, span_schema};
 use crate::{Error, Result};
+
+mod entries;
+use entries::entries_has_any;
 
 /// Where rows come from for one query.
 #[derive(Clone)]
@@ -317,13 +319,10 @@ pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
 /// Matches a tag on the span, its resource or its events, or one of the tags Jaeger
 /// derives from span fields (`error`, `span.kind`, `otel.status_code`, ...).
 fn tag_filter(key: &str, value: &str) -> Expr {
-    let candidates: Vec<Expr> = candidate_entries(key, value)
-        .into_iter()
-        .map(lit)
-        .collect();
+    let candidates = candidate_entries(key, value);
     let mut any = [c::ATTRIBUTES, c::RESOURCE_ATTRIBUTES, c::EVENT_ATTRIBUTES]
         .iter()
-        .map(|column| array_has_any(col(*column), make_array(candidates.clone())))
+        .map(|column| entries_has_any(col(*column), &candidates))
         .reduce(Expr::or)
         .unwrap_or_else(|| lit(false));
     let derived = match key {
