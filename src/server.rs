@@ -175,14 +175,19 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         let engine = quota_engine.clone();
         let report_service = meshtel_collector::mixer_grpc_service(reports, engine.clone());
         let rls_service = engine.clone().map(meshtel_collector::rls_grpc_service);
+        // grpc.health.v1 for load balancers and Kubernetes gRPC probes: the server ("")
+        // is SERVING while this listener runs.
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let stop = stop_signal(stop_rx.clone());
         servers.spawn(async move {
+            let _health_reporter = health_reporter;
             // No Nagle: Check answers are small and latency-bound.
             let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
             tonic::transport::Server::builder()
                 .add_service(grpc_service)
                 .add_service(report_service)
                 .add_optional_service(rls_service)
+                .add_service(health_service)
                 .serve_with_incoming_shutdown(incoming, stop)
                 .await
                 .context("OTLP gRPC server")

@@ -652,7 +652,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     summary["pinned"] = json!(pin_plan(&args).is_some());
     summary["idle_poll"] = json!(args.idle_poll);
 
-    let reference = if args.no_reference || args.addr.is_some() {
+    let reference = if args.no_reference {
         None
     } else {
         let (latencies, counts, achieved) = paced(&args, &addr, &requests, Call::Empty).await?;

@@ -129,6 +129,29 @@ async fn bad_ingest_requests_get_clear_errors_and_the_server_stays_healthy() {
 async fn check_grpc(m: &Meshtel) {
     let mut client = m.grpc_client().await;
 
+    // grpc.health.v1 on the same port: the server is SERVING, an unknown service NOT_FOUND.
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", m.grpc.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting for the health check");
+    let mut health = HealthClient::new(channel);
+    let serving = health
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("grpc.health.v1.Health/Check")
+        .into_inner();
+    assert_eq!(serving.status, ServingStatus::Serving as i32);
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .expect_err("an unknown service");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+
     // Not a protobuf message.
     let (status, grpc_status, message) = raw_grpc(m, b"\xff\xff\xff\xff garbage").await;
     assert_eq!(status, 200, "gRPC errors travel in grpc-status");
