@@ -64,6 +64,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               flush_interval = "2s"            # head -> Parquet block at least this often
               flush_rows = 65536               # ...or at this many spans
               max_head_rows = 524288           # spans held in memory; beyond: 503/UNAVAILABLE
+              max_head_bytes = "192 MiB"       # their Arrow memory; beyond: 503/UNAVAILABLE
               max_queued_bytes = "64 MiB"      # requests waiting for the WAL; beyond: 503
               row_group_rows = 65536           # Parquet row group size
               compaction_target_rows = 524288  # blocks below this are merged

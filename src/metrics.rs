@@ -54,21 +54,86 @@ fn render(
             let _ = registry.register(Box::new(c));
         }
     };
-    counter("meshtel_store_spans_written_total", "Spans acknowledged (in the WAL).", s.spans_written);
-    counter("meshtel_wal_bytes_total", "Bytes appended to the write-ahead log.", s.wal_bytes);
-    counter("meshtel_wal_commits_total", "WAL group commits.", s.wal_commits);
-    seconds("meshtel_wal_commit_seconds_total", "Time spent in WAL group commits.", s.wal_commit_seconds);
-    counter("meshtel_wal_fsyncs_total", "WAL fsyncs by the interval syncer.", s.wal_fsyncs);
-    seconds("meshtel_wal_fsync_seconds_total", "Time spent in WAL fsyncs.", s.wal_fsync_seconds);
-    counter("meshtel_store_flushes_total", "Head flushes to Parquet blocks.", s.flushes);
-    counter("meshtel_store_compactions_total", "Block compactions.", s.compactions);
-    counter("meshtel_store_blocks_expired_total", "Blocks deleted by retention.", s.blocks_deleted_by_retention);
-    counter("meshtel_store_writes_rejected_overload_total", "Writes refused because the pipeline was full.", s.rejected_overload);
-    counter("meshtel_store_catalog_overflow_total", "Operations not catalogued because of max_catalog_operations.", s.catalog_overflow);
-    gauge("meshtel_store_head_spans", "Spans in memory, not yet in a block.", s.head_spans);
-    gauge("meshtel_store_blocks", "Parquet blocks in the index.", s.blocks);
-    gauge("meshtel_store_block_spans", "Spans in Parquet blocks.", s.block_spans);
-    gauge("meshtel_store_block_bytes", "Bytes of Parquet blocks on disk.", s.block_bytes);
+    counter(
+        "meshtel_store_spans_written_total",
+        "Spans acknowledged (in the WAL).",
+        s.spans_written,
+    );
+    counter(
+        "meshtel_wal_bytes_total",
+        "Bytes appended to the write-ahead log.",
+        s.wal_bytes,
+    );
+    counter(
+        "meshtel_wal_commits_total",
+        "WAL group commits.",
+        s.wal_commits,
+    );
+    seconds(
+        "meshtel_wal_commit_seconds_total",
+        "Time spent in WAL group commits.",
+        s.wal_commit_seconds,
+    );
+    counter(
+        "meshtel_wal_fsyncs_total",
+        "WAL fsyncs by the interval syncer.",
+        s.wal_fsyncs,
+    );
+    seconds(
+        "meshtel_wal_fsync_seconds_total",
+        "Time spent in WAL fsyncs.",
+        s.wal_fsync_seconds,
+    );
+    counter(
+        "meshtel_store_flushes_total",
+        "Head flushes to Parquet blocks.",
+        s.flushes,
+    );
+    counter(
+        "meshtel_store_compactions_total",
+        "Block compactions.",
+        s.compactions,
+    );
+    counter(
+        "meshtel_store_blocks_expired_total",
+        "Blocks deleted by retention.",
+        s.blocks_deleted_by_retention,
+    );
+    counter(
+        "meshtel_store_writes_rejected_overload_total",
+        "Writes refused because the pipeline was full.",
+        s.rejected_overload,
+    );
+    counter(
+        "meshtel_store_catalog_overflow_total",
+        "Operations not catalogued because of max_catalog_operations.",
+        s.catalog_overflow,
+    );
+    gauge(
+        "meshtel_store_head_spans",
+        "Spans in memory, not yet in a block.",
+        s.head_spans,
+    );
+    gauge(
+        "meshtel_store_head_bytes",
+        "Arrow memory of the spans not yet in a block (bounded by store.max_head_bytes).",
+        s.head_bytes,
+    );
+    gauge(
+        "meshtel_store_blocks",
+        "Parquet blocks in the index.",
+        s.blocks,
+    );
+    gauge(
+        "meshtel_store_block_spans",
+        "Spans in Parquet blocks.",
+        s.block_spans,
+    );
+    gauge(
+        "meshtel_store_block_bytes",
+        "Bytes of Parquet blocks on disk.",
+        s.block_bytes,
+    );
     let mut buffer = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);
     if let Some(mesh) = mesh {
@@ -79,5 +144,9 @@ fn render(
         quota.render_metrics(&mut text);
         buffer.extend_from_slice(text.as_bytes());
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buffer).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        buffer,
+    )
+        .into_response()
 }

@@ -15,21 +15,21 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use std::cmp::Reverse;
-use std::sync::Arc;
 use std::collections::BinaryHeap;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::Int64Type;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
 use crate::Result;
-use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 use crate::schema::{col, span_schema};
+use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 
 /// What the index knows about one block.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,20 +66,56 @@ pub fn block_file_name(id: u64) -> String {
     format!("{id:016x}.parquet")
 }
 
-/// zstd level of blocks flushed from the head: cheap enough to keep up with ingest.
-const FLUSH_ZSTD_LEVEL: i32 = 3;
+/// zstd level of blocks flushed from the head: the cheapest, as compaction rewrites
+/// them within minutes and ingest waits for nothing else.
+const FLUSH_ZSTD_LEVEL: i32 = 1;
 /// zstd level of compacted blocks: written once in the background, read for days.
 const MERGE_ZSTD_LEVEL: i32 = 7;
 /// Compacted blocks use row groups this many times `row_group_rows`.
 const MERGE_ROW_GROUP_FACTOR: usize = 4;
 
+/// Columns whose min/max statistics prune something: trace lookups (trace id), searches
+/// (service, operation, kind, start, duration, status). Other columns, the attribute
+/// lists above all, get none: their min/max would never skip a page, and computing them
+/// compares every string a flush or merge writes.
+const PRUNING_COLUMNS: [&str; 7] = [
+    col::TRACE_ID,
+    col::SERVICE,
+    col::NAME,
+    col::KIND,
+    col::START,
+    col::DURATION,
+    col::STATUS_CODE,
+];
+
+/// Leaf column paths of the span table in Parquet (nested lists have leaves such as
+/// `attributes.list.item`).
+fn leaf_paths() -> &'static [ColumnPath] {
+    static PATHS: OnceLock<Vec<ColumnPath>> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        ArrowSchemaConverter::new()
+            .convert(&span_schema())
+            .map(|descr| descr.columns().iter().map(|c| c.path().clone()).collect())
+            .unwrap_or_default()
+    })
+}
+
 fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> WriterProperties {
     let trace_id = ColumnPath::from(col::TRACE_ID);
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for path in leaf_paths() {
+        let top = path.parts().first().map(String::as_str).unwrap_or_default();
+        if !PRUNING_COLUMNS.contains(&top) {
+            builder = builder.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
+        }
+    }
+    builder
         .set_writer_version(WriterVersion::PARQUET_2_0)
-        // zstd: level 3 for flushes (close to the best ratio at a fraction of the CPU),
+        // zstd: level 1 for flushes (they are rewritten by compaction soon),
         // higher for compacted blocks.
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(zstd_level).unwrap_or_default(),
+        ))
         // Row groups are the unit of bloom filters and of parallel reads.
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
         // Page statistics let the reader skip pages by trace id, start time, duration.
@@ -90,7 +126,10 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
         .set_bloom_filter_enabled(false)
         .set_column_bloom_filter_enabled(trace_id.clone(), true)
         .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
-        .set_column_bloom_filter_max_ndv(trace_id, (row_group_rows.min(rows.max(1)) as u64 / 4).max(64))
+        .set_column_bloom_filter_max_ndv(
+            trace_id,
+            (row_group_rows.min(rows.max(1)) as u64 / 4).max(64),
+        )
         // Random ids do not repeat across traces; a dictionary would only cost.
         .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
         .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false)
@@ -98,7 +137,10 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
         .set_column_dictionary_enabled(ColumnPath::from(col::START), false)
         .set_column_encoding(ColumnPath::from(col::START), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from(col::DURATION), false)
-        .set_column_encoding(ColumnPath::from(col::DURATION), Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(
+            ColumnPath::from(col::DURATION),
+            Encoding::DELTA_BINARY_PACKED,
+        )
         .build()
 }
 
@@ -328,7 +370,6 @@ fn start_range(batch: &RecordBatch) -> (i64, i64) {
     (min, max)
 }
 
-
 /// Writes already-sorted chunks as block `id` (to a temporary
 /// name, synced, then renamed, so a crash never leaves a half block under a real name).
 /// How a block is written.
@@ -347,7 +388,13 @@ fn write_sorted_block(
     chunks: impl Iterator<Item = Result<RecordBatch>>,
     shape: &BlockShape,
 ) -> Result<BlockMeta> {
-    let BlockShape { expected_rows, row_group_rows, level, wal_seq, zstd_level } = *shape;
+    let BlockShape {
+        expected_rows,
+        row_group_rows,
+        level,
+        wal_seq,
+        zstd_level,
+    } = *shape;
     let file_name = block_file_name(id);
     let tmp = blocks_dir.join(format!("{file_name}.tmp"));
     let file = File::create(&tmp)?;
@@ -397,4 +444,3 @@ fn write_sorted_block(
 pub fn row_count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
-

@@ -68,6 +68,12 @@ pub struct StoreConfig {
     /// hundred MiB for typical spans).
     #[serde(default = "default_max_head_rows")]
     pub max_head_rows: usize,
+    /// Bound on the Arrow memory of spans held in memory (head plus blocks being
+    /// written), the larger part of the collector's resident memory under heavy ingest;
+    /// writes beyond it are refused with a retry hint until a flush frees room. Default
+    /// `192MiB`.
+    #[serde(default = "default_max_head_bytes")]
+    pub max_head_bytes: ByteSize,
     /// Bound on request bytes queued for the WAL writer; beyond it writes are refused
     /// with a retry hint. Default `64MiB`.
     #[serde(default = "default_max_queued_bytes")]
@@ -79,7 +85,10 @@ pub struct StoreConfig {
     #[serde(default = "default_compaction_target_rows")]
     pub compaction_target_rows: usize,
     /// How often compaction and retention run. Default `30s`.
-    #[serde(default = "default_compaction_interval", with = "humantime_serde_compat")]
+    #[serde(
+        default = "default_compaction_interval",
+        with = "humantime_serde_compat"
+    )]
     pub compaction_interval: Duration,
     /// Blocks whose newest span is older than this are deleted. Default `7d`.
     #[serde(default = "default_retention_max_age", with = "humantime_serde_compat")]
@@ -105,6 +114,9 @@ fn default_flush_rows() -> usize {
 }
 fn default_max_head_rows() -> usize {
     524_288
+}
+fn default_max_head_bytes() -> ByteSize {
+    ByteSize::mib(192)
 }
 fn default_max_queued_bytes() -> ByteSize {
     ByteSize::mib(64)
@@ -136,6 +148,7 @@ impl Default for StoreConfig {
             flush_interval: default_flush_interval(),
             flush_rows: default_flush_rows(),
             max_head_rows: default_max_head_rows(),
+            max_head_bytes: default_max_head_bytes(),
             max_queued_bytes: default_max_queued_bytes(),
             row_group_rows: default_row_group_rows(),
             compaction_target_rows: default_compaction_target_rows(),
@@ -153,6 +166,9 @@ impl StoreConfig {
         let err = |m: &str| Err(crate::Error::Config(m.to_string()));
         if self.flush_rows == 0 {
             return err("flush_rows must be at least 1");
+        }
+        if self.max_head_bytes.as_u64() < ByteSize::mib(1).as_u64() {
+            return err("max_head_bytes must be at least 1MiB");
         }
         if self.max_head_rows < self.flush_rows {
             return err("max_head_rows must be at least flush_rows");

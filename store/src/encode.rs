@@ -81,10 +81,12 @@ pub fn service_name_of(attributes: &[KeyValue]) -> String {
     attributes
         .iter()
         .find(|kv| kv.key == "service.name")
-        .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(Value::StringValue(s)) => Some(s.clone()),
-            _ => None,
-        })
+        .and_then(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            },
+        )
         .unwrap_or_default()
 }
 

@@ -67,6 +67,8 @@ pub(crate) struct Sealed {
     seq_through: u64,
     batches: Vec<RecordBatch>,
     rows: usize,
+    /// Arrow memory of `batches`.
+    bytes: usize,
 }
 
 /// What searches see: head batches and indexed blocks.
@@ -74,9 +76,23 @@ pub(crate) struct Sealed {
 pub(crate) struct State {
     active: Vec<RecordBatch>,
     active_rows: usize,
+    /// Arrow memory of `active`.
+    active_bytes: usize,
     sealed: Vec<Sealed>,
     /// Sorted by (max_start, id).
     blocks: Vec<BlockMeta>,
+}
+
+impl State {
+    /// Spans in memory: the head and the generations being flushed.
+    fn held_rows(&self) -> usize {
+        self.active_rows + self.sealed.iter().map(|s| s.rows).sum::<usize>()
+    }
+
+    /// Arrow memory of those spans.
+    fn held_bytes(&self) -> usize {
+        self.active_bytes + self.sealed.iter().map(|s| s.bytes).sum::<usize>()
+    }
 }
 
 pub(crate) struct Inner {
@@ -196,7 +212,10 @@ impl Inner {
             .collect();
         vec![
             Source::Head(Self::head_batches(&state)),
-            Source::Blocks { paths, max_start: start_max },
+            Source::Blocks {
+                paths,
+                max_start: start_max,
+            },
         ]
     }
 }
@@ -253,6 +272,7 @@ impl TraceStore {
         let (wal, replayed) = wal::Wal::open(&wal_dir, flushed_through)?;
         let mut active = Vec::new();
         let mut replayed_rows = 0;
+        let mut replayed_bytes = 0;
         let mut replayed_ops = Vec::new();
         for segment in &replayed {
             for record in &segment.records {
@@ -260,16 +280,23 @@ impl TraceStore {
                     Ok(batches) => {
                         for batch in batches {
                             replayed_rows += batch.num_rows();
+                            replayed_bytes += batch.get_array_memory_size();
                             replayed_ops.extend(operations_in(&batch));
                             active.push(batch);
                         }
                     }
-                    Err(e) => warn!(segment = segment.seq, error = %e, "skipping undecodable wal record"),
+                    Err(e) => {
+                        warn!(segment = segment.seq, error = %e, "skipping undecodable wal record")
+                    }
                 }
             }
         }
         if replayed_rows > 0 {
-            info!(spans = replayed_rows, segments = replayed.len(), "replayed wal into head");
+            info!(
+                spans = replayed_rows,
+                segments = replayed.len(),
+                "replayed wal into head"
+            );
         }
 
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
@@ -279,6 +306,7 @@ impl TraceStore {
             state: RwLock::new(State {
                 active,
                 active_rows: replayed_rows,
+                active_bytes: replayed_bytes,
                 sealed: Vec::new(),
                 blocks,
             }),
@@ -441,10 +469,9 @@ impl TraceStore {
     /// Counters about the store, for metrics and benchmarks.
     pub fn stats(&self) -> StoreStats {
         let state = self.inner.state.read();
-        self.inner.stats.snapshot(
-            state.active_rows + state.sealed.iter().map(|s| s.rows).sum::<usize>(),
-            &state.blocks,
-        )
+        self.inner
+            .stats
+            .snapshot(state.held_rows(), state.held_bytes(), &state.blocks)
     }
 }
 
@@ -556,15 +583,20 @@ async fn run_catalog_writer(
 #[async_trait::async_trait]
 impl SpanSink for TraceStore {
     async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
-        let tx = self.tx.lock().clone().ok_or_else(|| {
-            WriteError::Unavailable("store is read-only or shutting down".into())
-        })?;
-        let max_head_rows = self.inner.config.max_head_rows;
+        let tx =
+            self.tx.lock().clone().ok_or_else(|| {
+                WriteError::Unavailable("store is read-only or shutting down".into())
+            })?;
+        let config = &self.inner.config;
         {
             let state = self.inner.state.read();
-            let held = state.active_rows + state.sealed.iter().map(|s| s.rows).sum::<usize>();
-            if held >= max_head_rows {
-                self.inner.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+            if state.held_rows() >= config.max_head_rows
+                || state.held_bytes() as u64 >= config.max_head_bytes.as_u64()
+            {
+                self.inner
+                    .stats
+                    .rejected_overload
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Overloaded {
                     retry_after: Duration::from_secs(1),
                 });
@@ -581,7 +613,10 @@ impl SpanSink for TraceStore {
         let permit = match self.queued_bytes.clone().try_acquire_many_owned(bytes) {
             Ok(p) => p,
             Err(_) => {
-                self.inner.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .rejected_overload
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Overloaded {
                     retry_after: Duration::from_millis(500),
                 });
@@ -598,7 +633,10 @@ impl SpanSink for TraceStore {
         match tx.try_send(cmd) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.inner.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .rejected_overload
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Overloaded {
                     retry_after: Duration::from_millis(500),
                 });
@@ -676,7 +714,11 @@ impl TraceReader for TraceStore {
         let end = i64::try_from(end_unix_nano).unwrap_or(i64::MAX);
         let start = end.saturating_sub(i64::try_from(lookback_nano).unwrap_or(i64::MAX));
         let sources = self.inner.window_sources(start, end);
-        Ok(self.inner.searcher.dependencies(start, end, &sources).await?)
+        Ok(self
+            .inner
+            .searcher
+            .dependencies(start, end, &sources)
+            .await?)
     }
 }
 

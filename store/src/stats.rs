@@ -36,14 +36,20 @@ impl Stats {
     pub fn record_written(&self, spans: usize, wal_bytes: usize) {
         self.spans_written
             .fetch_add(spans as u64, Ordering::Relaxed);
-        self.wal_bytes.fetch_add(wal_bytes as u64, Ordering::Relaxed);
+        self.wal_bytes
+            .fetch_add(wal_bytes as u64, Ordering::Relaxed);
     }
 
     pub fn record_flush(&self, _meta: &BlockMeta) {
         self.flushes.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self, head_rows: usize, blocks: &[BlockMeta]) -> StoreStats {
+    pub fn snapshot(
+        &self,
+        head_rows: usize,
+        head_bytes: usize,
+        blocks: &[BlockMeta],
+    ) -> StoreStats {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StoreStats {
             spans_written: get(&self.spans_written),
@@ -58,6 +64,7 @@ impl Stats {
             rejected_overload: get(&self.rejected_overload),
             catalog_overflow: get(&self.catalog_overflow),
             head_spans: head_rows as u64,
+            head_bytes: head_bytes as u64,
             blocks: blocks.len() as u64,
             block_spans: blocks.iter().map(|b| b.rows).sum(),
             block_bytes: blocks.iter().map(|b| b.bytes).sum(),
@@ -92,6 +99,8 @@ pub struct StoreStats {
     pub catalog_overflow: u64,
     /// Spans in memory (head and blocks being written).
     pub head_spans: u64,
+    /// Arrow memory of those spans, bounded by `max_head_bytes`.
+    pub head_bytes: u64,
     /// Blocks in the index.
     pub blocks: u64,
     /// Spans in blocks.

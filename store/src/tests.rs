@@ -10,9 +10,8 @@ use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use super::*;
 
 /// One hour ago, rounded to the second: test spans must be inside retention.
-static T0: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
-    (now_unix_nano() as u64 / 1_000_000_000 - 3600) * 1_000_000_000
-});
+static T0: std::sync::LazyLock<u64> =
+    std::sync::LazyLock::new(|| (now_unix_nano() as u64 / 1_000_000_000 - 3600) * 1_000_000_000);
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
@@ -40,12 +39,19 @@ fn trace(seed: u8, service: &str, n: usize, start: u64, root_duration: u64) -> R
             } else {
                 vec![seed, 1, 0, 0, 0, 0, 0, 1]
             },
-            name: if i == 0 { "GET /".into() } else { format!("call-{i}") },
+            name: if i == 0 {
+                "GET /".into()
+            } else {
+                format!("call-{i}")
+            },
             kind: if i == 0 { 2 } else { 3 },
             start_time_unix_nano: start + i as u64 * 1000,
             end_time_unix_nano: start + i as u64 * 1000 + if i == 0 { root_duration } else { 500 },
             attributes: vec![
-                kv("http.status_code", any_value::Value::IntValue(200 + i as i64)),
+                kv(
+                    "http.status_code",
+                    any_value::Value::IntValue(200 + i as i64),
+                ),
                 kv("user", s(&format!("u{seed}"))),
                 kv("cached", any_value::Value::BoolValue(i % 2 == 0)),
             ],
@@ -118,7 +124,13 @@ async fn seed(store: &TraceStore) {
     for i in 0..20u8 {
         let service = if i % 2 == 0 { "frontend" } else { "backend" };
         store
-            .write_spans(vec![trace(i, service, 3, *T0 + i as u64 * 1_000_000, (i as u64 + 1) * 1_000_000)])
+            .write_spans(vec![trace(
+                i,
+                service,
+                3,
+                *T0 + i as u64 * 1_000_000,
+                (i as u64 + 1) * 1_000_000,
+            )])
             .await
             .unwrap();
     }
@@ -153,7 +165,10 @@ async fn spans_are_searchable_in_the_head_and_identical_after_flush_and_compacti
     assert_eq!(in_head[0].len(), 10);
     assert_eq!(in_head[1].len(), 10);
     // Newest first.
-    assert_eq!(in_head[0][0], TraceId([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 18]).to_string());
+    assert_eq!(
+        in_head[0][0],
+        TraceId([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 18]).to_string()
+    );
     // frontend roots have durations 1,3,5,...,19 ms: 5..=15 ms matches 5,7,9,11,13,15.
     assert_eq!(in_head[2].len(), 6);
     assert_eq!(in_head[3].len(), 1);
@@ -169,7 +184,13 @@ async fn spans_are_searchable_in_the_head_and_identical_after_flush_and_compacti
     // More small blocks, then compaction into one.
     for round in 0..4u8 {
         store
-            .write_spans(vec![trace(100 + round, "late", 2, *T0 + 10_000_000_000, 1000)])
+            .write_spans(vec![trace(
+                100 + round,
+                "late",
+                2,
+                *T0 + 10_000_000_000,
+                1000,
+            )])
             .await
             .unwrap();
         store.flush().await.unwrap();
@@ -207,19 +228,47 @@ async fn tag_search_covers_types_resources_events_and_derived_tags() {
     seed(&store).await;
     let with = |tags: &[(&str, &str)]| {
         let mut q = query("frontend");
-        q.tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        q.tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         q
     };
-    assert_eq!(ids(&store, &with(&[("http.status_code", "201")])).await.len(), 10);
+    assert_eq!(
+        ids(&store, &with(&[("http.status_code", "201")]))
+            .await
+            .len(),
+        10
+    );
     assert_eq!(ids(&store, &with(&[("cached", "true")])).await.len(), 10);
     assert_eq!(ids(&store, &with(&[("host.name", "h1")])).await.len(), 10);
     assert_eq!(ids(&store, &with(&[("event", "retry")])).await.len(), 10);
     assert_eq!(ids(&store, &with(&[("attempt", "2")])).await.len(), 10);
-    assert_eq!(ids(&store, &with(&[("span.kind", "server")])).await.len(), 10);
-    assert_eq!(ids(&store, &with(&[("otel.scope.name", "lib")])).await.len(), 10);
-    assert_eq!(ids(&store, &with(&[("otel.status_code", "ERROR")])).await.len(), 4);
+    assert_eq!(
+        ids(&store, &with(&[("span.kind", "server")])).await.len(),
+        10
+    );
+    assert_eq!(
+        ids(&store, &with(&[("otel.scope.name", "lib")]))
+            .await
+            .len(),
+        10
+    );
+    assert_eq!(
+        ids(&store, &with(&[("otel.status_code", "ERROR")]))
+            .await
+            .len(),
+        4
+    );
     // One span must carry every tag: the root has status 200, not 201.
-    assert!(ids(&store, &with(&[("http.status_code", "201"), ("span.kind", "server")])).await.is_empty());
+    assert!(
+        ids(
+            &store,
+            &with(&[("http.status_code", "201"), ("span.kind", "server")])
+        )
+        .await
+        .is_empty()
+    );
     assert!(ids(&store, &with(&[("user", "nobody")])).await.is_empty());
     store.shutdown().await.unwrap();
 }
@@ -239,19 +288,40 @@ async fn catalog_and_dependencies() {
     store.write_spans(vec![cross, child]).await.unwrap();
     assert_eq!(store.services().await.unwrap(), vec!["backend", "frontend"]);
     let ops = store.operations("frontend", None).await.unwrap();
-    assert_eq!(ops, vec![Operation { name: "GET /home".into(), span_kind: SpanKind::Server }]);
-    assert_eq!(store.operations("backend", Some(SpanKind::Client)).await.unwrap().len(), 1);
+    assert_eq!(
+        ops,
+        vec![Operation {
+            name: "GET /home".into(),
+            span_kind: SpanKind::Server
+        }]
+    );
+    assert_eq!(
+        store
+            .operations("backend", Some(SpanKind::Client))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let links = store
         .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
         .await
         .unwrap();
     assert_eq!(
         links,
-        vec![DependencyLink { parent: "frontend".into(), child: "backend".into(), call_count: 2 }]
+        vec![DependencyLink {
+            parent: "frontend".into(),
+            child: "backend".into(),
+            call_count: 2
+        }]
     );
     store.flush().await.unwrap();
     assert_eq!(
-        store.dependencies(*T0 + 1_000_000_000, 2_000_000_000).await.unwrap().len(),
+        store
+            .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     store.shutdown().await.unwrap();
@@ -288,14 +358,19 @@ async fn retention_drops_old_blocks_only() {
     let mut cfg = config(dir.path());
     cfg.retention_max_age = Duration::from_secs(60);
     let store = TraceStore::open(cfg).await.unwrap();
-    store.write_spans(vec![trace(1, "old", 2, *T0, 1000)]).await.unwrap();
+    store
+        .write_spans(vec![trace(1, "old", 2, *T0, 1000)])
+        .await
+        .unwrap();
     store.flush().await.unwrap();
     store
         .write_spans(vec![trace(2, "new", 2, *T0 + 120_000_000_000, 1000)])
         .await
         .unwrap();
     store.flush().await.unwrap();
-    compaction::run_once(&store.inner, (*T0 + 150_000_000_000) as i64).await.unwrap();
+    compaction::run_once(&store.inner, (*T0 + 150_000_000_000) as i64)
+        .await
+        .unwrap();
     assert_eq!(store.stats().blocks, 1);
     assert!(ids(&store, &query("old")).await.is_empty());
     assert_eq!(ids(&store, &query("new")).await.len(), 1);
@@ -313,7 +388,10 @@ async fn overload_is_refused_not_queued() {
     // The writer seals at 4 rows and the flusher empties the head; fill faster than
     // one flush by writing 4 rows, then check an immediate second write is refused or
     // accepted but never lost.
-    store.write_spans(vec![trace(1, "a", 4, *T0, 1)]).await.unwrap();
+    store
+        .write_spans(vec![trace(1, "a", 4, *T0, 1)])
+        .await
+        .unwrap();
     let mut refused = 0;
     for i in 0..50u8 {
         match store.write_spans(vec![trace(10 + i, "a", 4, *T0, 1)]).await {
@@ -348,11 +426,17 @@ async fn a_read_only_store_sees_blocks_flushed_by_the_writer() {
     let reader = TraceStore::open_read_only(config(dir.path()), Duration::from_millis(50))
         .await
         .unwrap();
-    writer.write_spans(vec![trace(1, "svc", 2, *T0, 1000)]).await.unwrap();
+    writer
+        .write_spans(vec![trace(1, "svc", 2, *T0, 1000)])
+        .await
+        .unwrap();
     writer.flush().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while ids(&reader, &query("svc")).await.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "reader never saw the block");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reader never saw the block"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(reader.services().await.unwrap(), vec!["svc"]);
@@ -362,4 +446,82 @@ async fn a_read_only_store_sees_blocks_flushed_by_the_writer() {
     ));
     reader.shutdown().await.unwrap();
     writer.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn blocks_keep_statistics_only_on_columns_that_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    store.flush().await.unwrap();
+    let block = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(block).unwrap())
+            .unwrap();
+    use parquet::file::reader::FileReader;
+    let row_group = reader.metadata().row_group(0);
+    let mut with_stats = Vec::new();
+    for column in row_group.columns() {
+        if column
+            .statistics()
+            .is_some_and(|s| s.min_bytes_opt().is_some())
+        {
+            with_stats.push(column.column_path().string());
+        }
+    }
+    with_stats.sort();
+    assert_eq!(
+        with_stats,
+        [
+            "duration_nano",
+            "kind",
+            "name",
+            "service",
+            "start_unix_nano",
+            "status_code",
+            "trace_id"
+        ]
+    );
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_memory_bound_refuses_writes_until_a_flush_frees_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_head_bytes = bytesize::ByteSize::mib(1);
+    cfg.flush_interval = Duration::from_secs(3600);
+    let store = TraceStore::open(cfg).await.unwrap();
+    // A trace with large attributes: about 300 KiB of Arrow memory per write.
+    let big = |seed: u8| {
+        let mut t = trace(seed, "big", 4, *T0, 1);
+        for span in &mut t.scope_spans[0].spans {
+            span.attributes
+                .push(kv("payload", s(&"x".repeat(64 << 10))));
+        }
+        t
+    };
+    let mut accepted = 0;
+    let mut refused = 0;
+    for i in 0..12u8 {
+        match store.write_spans(vec![big(i)]).await {
+            Ok(()) => accepted += 1,
+            Err(WriteError::Overloaded { retry_after }) => {
+                assert!(retry_after > Duration::ZERO);
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(
+            store.stats().head_bytes <= 2 << 20,
+            "head grew past the bound"
+        );
+    }
+    assert!(refused > 0, "a 1 MiB bound never refused 3.6 MiB of writes");
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().head_bytes, 0);
+    assert_eq!(store.stats().block_spans as usize, accepted * 4);
+    // Room again after the flush.
+    store.write_spans(vec![big(99)]).await.unwrap();
+    store.shutdown().await.unwrap();
 }

@@ -32,7 +32,10 @@ pub fn trace_key(id: &[u8]) -> u64 {
         lo.copy_from_slice(&id[8..]);
     }
     // Multiply-rotate the high half so equal halves do not cancel out.
-    u64::from_be_bytes(lo) ^ u64::from_be_bytes(hi).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+    u64::from_be_bytes(lo)
+        ^ u64::from_be_bytes(hi)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29)
 }
 
 impl TraceIdSet {
@@ -103,7 +106,10 @@ impl TraceIdSet {
             .position(|c| c.name() == col::TRACE_ID)
             .ok_or_else(|| crate::Error::Corrupt("block without a trace_id column".into()))?;
         let mask = ProjectionMask::leaves(builder.parquet_schema(), [index]);
-        let reader = builder.with_projection(mask).with_batch_size(65_536).build()?;
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(65_536)
+            .build()?;
         let mut keys = Vec::new();
         for batch in reader {
             let batch = batch?;

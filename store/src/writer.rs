@@ -52,7 +52,10 @@ pub(crate) struct SealJob {
 
 /// Encodes a batch as an Arrow IPC stream (one WAL record).
 pub(crate) fn encode_record(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut writer = StreamWriter::try_new(Vec::with_capacity(4096), &span_schema())?;
+    // The stream holds the batch's buffers plus schema and framing: size it once
+    // instead of growing it by doubling (each growth copies everything written so far).
+    let capacity = batch.get_array_memory_size() + 4096;
+    let mut writer = StreamWriter::try_new(Vec::with_capacity(capacity), &span_schema())?;
     writer.write(batch)?;
     writer.finish()?;
     Ok(writer.into_inner()?)
@@ -64,7 +67,10 @@ pub(crate) fn decode_record(payload: &[u8]) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch?;
-        out.push(RecordBatch::try_new(span_schema(), batch.columns().to_vec())?);
+        out.push(RecordBatch::try_new(
+            span_schema(),
+            batch.columns().to_vec(),
+        )?);
     }
     Ok(out)
 }
@@ -130,6 +136,7 @@ pub(crate) fn run_writer(
                         for (_, batch, ..) in &writes {
                             spans += batch.num_rows();
                             state.active_rows += batch.num_rows();
+                            state.active_bytes += batch.get_array_memory_size();
                             state.active.push(batch.clone());
                         }
                     }
@@ -150,11 +157,18 @@ pub(crate) fn run_writer(
                 }
             }
         }
-        let (active_rows, active_empty) = {
+        let (active_rows, active_bytes, active_empty) = {
             let state = inner.state.read();
-            (state.active_rows, state.active.is_empty())
+            (
+                state.active_rows,
+                state.active_bytes,
+                state.active.is_empty(),
+            )
         };
+        // Sealing at a quarter of the memory bound keeps room for the generations
+        // being flushed, whatever the size of spans.
         let due = active_rows >= inner.config.flush_rows
+            || active_bytes as u64 >= inner.config.max_head_bytes.as_u64() / 4
             || (!active_empty && last_seal.elapsed() >= inner.config.flush_interval)
             || !flush_waiters.is_empty()
             || shutting_down;
@@ -175,10 +189,12 @@ pub(crate) fn run_writer(
                             let mut state = inner.state.write();
                             let batches = std::mem::take(&mut state.active);
                             let rows = std::mem::take(&mut state.active_rows);
+                            let bytes = std::mem::take(&mut state.active_bytes);
                             state.sealed.push(Sealed {
                                 seq_through,
                                 batches: batches.clone(),
                                 rows,
+                                bytes,
                             });
                             batches
                         };
@@ -235,7 +251,11 @@ async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
     let dir = inner.blocks_dir.clone();
     let batches = job.batches.clone();
     let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-    debug!(arrow_bytes, batches = batches.len(), "flushing head generation");
+    debug!(
+        arrow_bytes,
+        batches = batches.len(),
+        "flushing head generation"
+    );
     let row_group_rows = inner.config.row_group_rows;
     let seq = job.seq_through;
     let meta = tokio::task::spawn_blocking(move || {

@@ -24,7 +24,10 @@ fn replays_records_in_order_and_truncates_a_torn_tail() {
 
     let (mut wal, replayed) = Wal::open(dir.path(), 0).unwrap();
     let all: Vec<Vec<u8>> = replayed.into_iter().flat_map(|s| s.records).collect();
-    assert_eq!(all, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    assert_eq!(
+        all,
+        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
     wal.append(b"four").unwrap();
     wal.commit(true).unwrap();
     drop(wal);
