@@ -82,16 +82,36 @@ impl Drop for Searcher {
 
 /// A query runtime, or `None` (queries then share the caller's runtime) when the
 /// threads cannot be had.
-fn query_runtime(threads: usize, name: &str) -> Option<tokio::runtime::Runtime> {
+fn query_runtime(threads: usize, name: &str, nice: i32) -> Option<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name(name)
+        .on_thread_start(move || lower_priority(nice))
         .enable_all()
         .build()
         .map_err(|e| {
             tracing::warn!(error = %e, runtime = name, "no query runtime; queries share the main one");
         })
         .ok()
+}
+
+/// Nice value of the scan lane's threads: when a tag scan and a fetch both want a core,
+/// the kernel's scheduler gives the fetch most of it (nice 10 weighs about a tenth of
+/// nice 0), and a scan alone still has the whole machine.
+const SCAN_LANE_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to `nice` (Linux: per thread).
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+            tracing::debug!(error = %e, nice, "could not lower a query thread's priority");
+        }
+    }
 }
 
 impl Default for Searcher {
@@ -114,8 +134,8 @@ impl Searcher {
         parquet.bloom_filter_on_read = true;
         Searcher {
             ctx: SessionContext::new_with_config(config),
-            scan: query_runtime(2, "meshtel-query"),
-            fast: query_runtime(2, "meshtel-fetch"),
+            scan: query_runtime(2, "meshtel-query", SCAN_LANE_NICE),
+            fast: query_runtime(2, "meshtel-fetch", 0),
         }
     }
 
