@@ -68,6 +68,24 @@ pub(crate) fn write_mesh(path: &Path, yaml: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// The mesh file of productpage v1 → reviews v1, each behind its proxy's inbound address.
+pub(crate) fn productpage_reviews_mesh(productpage: SocketAddr, reviews: SocketAddr) -> String {
+    format!(
+        "services:\n\
+         \x20 - name: productpage\n\
+         \x20   port: 9080\n\
+         \x20   endpoints:\n\
+         \x20     - address: {productpage}\n\
+         \x20       labels: {{ app: productpage, version: v1 }}\n\
+         \x20 - name: reviews\n\
+         \x20   port: 9080\n\
+         \x20   endpoints:\n\
+         \x20     - address: {reviews}\n\
+         \x20       workload: reviews-v1\n\
+         \x20       labels: {{ app: reviews, version: v1 }}\n"
+    )
+}
+
 /// Waits until `proxy` has swapped in a new mesh file `reloads` times.
 pub(crate) async fn wait_for_mesh_reload(proxy: &MeshProxy, reloads: f64) {
     eventually(

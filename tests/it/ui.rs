@@ -34,7 +34,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, Status};
 use serde_json::{Value, json};
 use tonic::service::Routes;
 
-use crate::mesh::{Productpage, productpage, reviews_app, wait_for_mesh_reload, write_mesh};
+use crate::mesh::{
+    Productpage, productpage, productpage_reviews_mesh, reviews_app, wait_for_mesh_reload,
+    write_mesh,
+};
 use crate::support::*;
 
 /// The service of the slow trace and of three fast ones.
@@ -407,22 +410,7 @@ async fn web_ui_in_headless_chromium() {
     outbound.set(productpage_proxy.outbound).unwrap();
     write_mesh(
         &mesh_path,
-        &format!(
-            "services:\n\
-             \x20 - name: productpage\n\
-             \x20   port: 9080\n\
-             \x20   endpoints:\n\
-             \x20     - address: {}\n\
-             \x20       labels: {{ app: productpage, version: v1 }}\n\
-             \x20 - name: reviews\n\
-             \x20   port: 9080\n\
-             \x20   endpoints:\n\
-             \x20     - address: {}\n\
-             \x20       workload: reviews-v1\n\
-             \x20       labels: {{ app: reviews, version: v1 }}\n",
-            productpage_proxy.inbound(),
-            reviews_proxy.inbound()
-        ),
+        &productpage_reviews_mesh(productpage_proxy.inbound(), reviews_proxy.inbound()),
     );
     wait_for_mesh_reload(&productpage_proxy, 1.0).await;
     let client = http();

@@ -17,8 +17,8 @@ use super::istio_metrics::{
     reviews_series_labels, series_counts,
 };
 use super::{
-    FAILING, OUTAGE_REQUESTS, Productpage, REQUESTS, productpage, reviews_app,
-    wait_for_mesh_reload, write_mesh,
+    FAILING, OUTAGE_REQUESTS, Productpage, REQUESTS, productpage, productpage_reviews_mesh,
+    reviews_app, wait_for_mesh_reload, write_mesh,
 };
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -136,22 +136,7 @@ async fn bookinfo_metrics_graph_and_traces_then_collector_down() {
     outbound.set(productpage_proxy.outbound).unwrap();
     write_mesh(
         &mesh_path,
-        &format!(
-            "services:\n\
-             \x20 - name: productpage\n\
-             \x20   port: 9080\n\
-             \x20   endpoints:\n\
-             \x20     - address: {}\n\
-             \x20       labels: {{ app: productpage, version: v1 }}\n\
-             \x20 - name: reviews\n\
-             \x20   port: 9080\n\
-             \x20   endpoints:\n\
-             \x20     - address: {}\n\
-             \x20       workload: reviews-v1\n\
-             \x20       labels: {{ app: reviews, version: v1 }}\n",
-            productpage_proxy.inbound(),
-            reviews_proxy.inbound()
-        ),
+        &productpage_reviews_mesh(productpage_proxy.inbound(), reviews_proxy.inbound()),
     );
     wait_for_mesh_reload(&productpage_proxy, 1.0).await;
 
