@@ -607,7 +607,8 @@ impl SpanSink for TraceStore {
         if encoded.batch.num_rows() == 0 {
             return Ok(());
         }
-        let payload = writer::encode_record(&encoded.batch)
+        let arrow_bytes = encoded.batch.get_array_memory_size();
+        let payload = writer::encode_record(&encoded.batch, arrow_bytes)
             .map_err(|e| WriteError::Unavailable(e.to_string()))?;
         let bytes = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         let permit = match self.queued_bytes.clone().try_acquire_many_owned(bytes) {
@@ -626,6 +627,7 @@ impl SpanSink for TraceStore {
         let cmd = Command::Write {
             payload,
             batch: encoded.batch,
+            arrow_bytes,
             operations: encoded.operations.into_iter().collect(),
             ack,
             _permit: permit,

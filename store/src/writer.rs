@@ -33,6 +33,8 @@ pub(crate) enum Command {
     Write {
         payload: Vec<u8>,
         batch: RecordBatch,
+        /// Arrow memory of `batch`, counted against `max_head_bytes`.
+        arrow_bytes: usize,
         operations: Vec<(String, Operation)>,
         ack: oneshot::Sender<Result<(), WriteError>>,
         _permit: OwnedSemaphorePermit,
@@ -50,11 +52,12 @@ pub(crate) struct SealJob {
     pub waiters: Vec<oneshot::Sender<()>>,
 }
 
-/// Encodes a batch as an Arrow IPC stream (one WAL record).
-pub(crate) fn encode_record(batch: &RecordBatch) -> Result<Vec<u8>> {
+/// Encodes a batch as an Arrow IPC stream (one WAL record); `arrow_bytes` is the
+/// batch's Arrow memory, which sizes the buffer.
+pub(crate) fn encode_record(batch: &RecordBatch, arrow_bytes: usize) -> Result<Vec<u8>> {
     // The stream holds the batch's buffers plus schema and framing: size it once
     // instead of growing it by doubling (each growth copies everything written so far).
-    let capacity = batch.get_array_memory_size() + 4096;
+    let capacity = arrow_bytes + 4096;
     let mut writer = StreamWriter::try_new(Vec::with_capacity(capacity), &span_schema())?;
     writer.write(batch)?;
     writer.finish()?;
@@ -109,10 +112,11 @@ pub(crate) fn run_writer(
                 Command::Write {
                     payload,
                     batch,
+                    arrow_bytes,
                     operations,
                     ack,
                     _permit,
-                } => writes.push((payload, batch, operations, ack)),
+                } => writes.push((payload, (batch, arrow_bytes), operations, ack)),
                 Command::Flush { ack } => flush_waiters.push(ack),
                 Command::Shutdown => shutting_down = true,
             }
@@ -133,10 +137,10 @@ pub(crate) fn run_writer(
                     let mut spans = 0;
                     {
                         let mut state = inner.state.write();
-                        for (_, batch, ..) in &writes {
+                        for (_, (batch, arrow_bytes), ..) in &writes {
                             spans += batch.num_rows();
                             state.active_rows += batch.num_rows();
-                            state.active_bytes += batch.get_array_memory_size();
+                            state.active_bytes += arrow_bytes;
                             state.active.push(batch.clone());
                         }
                     }
