@@ -1,6 +1,7 @@
 //! Limits every ingest server enforces on one request, whatever its protocol.
 
 use bytesize::ByteSize;
+use meshtel_model::validate::SpanLimits;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -107,6 +108,15 @@ impl IngestLimits {
     /// [`Self::max_attribute_value_bytes`] as a `usize`, saturating on 32-bit targets.
     pub fn max_attribute_value_bytes_usize(&self) -> usize {
         usize::try_from(self.max_attribute_value_bytes.as_u64()).unwrap_or(usize::MAX)
+    }
+
+    /// The limits span validation applies.
+    pub fn span_limits(&self) -> SpanLimits {
+        SpanLimits {
+            max_spans_per_request: self.max_spans_per_request,
+            max_attributes_per_span: self.max_attributes_per_span,
+            max_attribute_value_bytes: self.max_attribute_value_bytes_usize(),
+        }
     }
 }
 

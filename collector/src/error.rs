@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use meshtel_model::{ErrorCode, WriteError};
+use meshtel_model::{ErrorCode, ExportError, WriteError};
 
 use crate::rpc;
 
@@ -51,6 +51,9 @@ pub enum Error {
     #[error("cannot decode the protobuf request: {0}")]
     DecodeProtobuf(#[from] prost::DecodeError),
     /// The body is not valid (OTLP or Zipkin) JSON.
+    /// The body is not a valid OTLP protobuf request, as the sink's decoder found.
+    #[error("cannot decode the protobuf request: {0}")]
+    DecodeOtlp(String),
     #[error("cannot decode the JSON request: {0}")]
     DecodeJson(#[from] serde_json::Error),
     /// A Zipkin span is invalid; the message names the span index and field.
@@ -84,6 +87,16 @@ pub enum Error {
 /// Result with the collector's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<ExportError> for Error {
+    fn from(error: ExportError) -> Self {
+        match error {
+            ExportError::Decode(message) => Error::DecodeOtlp(message),
+            ExportError::TooManySpans { count, limit } => Error::TooManySpans { count, limit },
+            ExportError::Write(error) => error.into(),
+        }
+    }
+}
+
 impl From<WriteError> for Error {
     fn from(error: WriteError) -> Self {
         match error {
@@ -105,6 +118,7 @@ impl Error {
             | Error::ReadBody(_)
             | Error::Decompress(_)
             | Error::DecodeProtobuf(_)
+            | Error::DecodeOtlp(_)
             | Error::DecodeJson(_)
             | Error::InvalidZipkinSpan(_)
             | Error::InvalidQuotaRequest(_) => ErrorCode::BadRequest,

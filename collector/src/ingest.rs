@@ -1,24 +1,27 @@
-//! The protocol-neutral ingest step every server calls once it has decoded a request:
+//! The protocol-neutral ingest step every server calls once it has read a request:
 //! request-level limits, validation, the durable write, and the OTLP response.
 
 use std::sync::Arc;
 
-use meshtel_model::SpanSink;
+use bytes::Bytes;
 use meshtel_model::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use meshtel_model::otlp::trace::v1::ResourceSpans;
+use meshtel_model::validate::SpanLimits;
+use meshtel_model::write::write_resource_spans;
+use meshtel_model::{ExportSummary, SpanSink};
 use tracing::debug;
 
 use crate::config::IngestLimits;
-use crate::error::{Error, Result};
-use crate::validate::{count_spans, validate_resource_spans};
+use crate::error::Result;
 
 /// What every ingest server shares: where spans go and the limits they must respect.
 #[derive(Clone)]
 pub struct Ingest {
     sink: Arc<dyn SpanSink>,
     limits: Arc<IngestLimits>,
+    span_limits: Arc<SpanLimits>,
 }
 
 impl Ingest {
@@ -26,6 +29,7 @@ impl Ingest {
     pub fn new(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Self {
         Ingest {
             sink,
+            span_limits: Arc::new(limits.span_limits()),
             limits: Arc::new(limits),
         }
     }
@@ -42,31 +46,43 @@ impl Ingest {
         &self,
         resource_spans: Vec<ResourceSpans>,
     ) -> Result<ExportTraceServiceResponse> {
-        let received = count_spans(&resource_spans);
-        if received > self.limits.max_spans_per_request {
-            return Err(Error::TooManySpans {
-                count: received,
-                limit: self.limits.max_spans_per_request,
-            });
-        }
-        let validated = validate_resource_spans(resource_spans, &self.limits);
-        if !validated.resource_spans.is_empty() {
-            self.sink.write_spans(validated.resource_spans).await?;
-        }
-        debug!(
-            spans = validated.accepted_spans,
-            rejected = validated.rejected_spans,
-            "accepted"
-        );
-        let partial_success = if validated.rejected_spans > 0 || !validated.error_message.is_empty()
-        {
-            Some(ExportTracePartialSuccess {
-                rejected_spans: i64::try_from(validated.rejected_spans).unwrap_or(i64::MAX),
-                error_message: validated.error_message,
-            })
-        } else {
-            None
-        };
-        Ok(ExportTraceServiceResponse { partial_success })
+        let summary =
+            write_resource_spans(self.sink.as_ref(), resource_spans, &self.span_limits).await?;
+        Ok(response(summary))
     }
+
+    /// As [`Self::export`], for a protobuf `ExportTraceServiceRequest` not yet decoded:
+    /// the sink decodes it (the store reads it straight into its columns). A body that
+    /// does not decode fails as a whole.
+    pub async fn export_protobuf(&self, request: Bytes) -> Result<ExportTraceServiceResponse> {
+        let summary = self
+            .sink
+            .write_export_request(request, &self.span_limits)
+            .await?;
+        Ok(response(summary))
+    }
+}
+
+/// The OTLP response for what became of a request's spans.
+fn response(summary: ExportSummary) -> ExportTraceServiceResponse {
+    debug!(
+        spans = summary.accepted_spans,
+        rejected = summary.rejected_spans,
+        "accepted"
+    );
+    if summary.ends_before_start > 0 {
+        debug!(
+            spans = summary.ends_before_start,
+            "spans end before they start"
+        );
+    }
+    let partial_success = if summary.rejected_spans > 0 || !summary.error_message.is_empty() {
+        Some(ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(summary.rejected_spans).unwrap_or(i64::MAX),
+            error_message: summary.error_message,
+        })
+    } else {
+        None
+    };
+    ExportTraceServiceResponse { partial_success }
 }

@@ -7,15 +7,20 @@
 //! validation and acknowledgement behave the same whatever the client speaks:
 //!
 //! ```text
-//!  OTLP/gRPC :4317 ──tonic: gzip, max message size──┐
-//!  OTLP/HTTP :4318 ──body: media type, gzip, size───┤  decoded ExportTraceServiceRequest
-//!  Zipkin    :9411 ──body: gzip, size → JSON → OTLP─┘
+//!  OTLP/gRPC :4317 ──tonic: gzip, max message size──┐  protobuf bytes
+//!  OTLP/HTTP :4318 ──body: media type, gzip, size───┤  (JSON: decoded structs)
+//!  Zipkin    :9411 ──body: gzip, size → JSON → OTLP─┘  (decoded structs)
 //!                                                   ▼
-//!                 Ingest::export: max spans per request → validate (drop bad ids,
-//!                 attribute limits, drop empty groups) → SpanSink::write_spans
+//!     Ingest::export_protobuf → SpanSink::write_export_request
+//!     Ingest::export → meshtel_model::write::write_resource_spans
+//!         both: max spans per request → validate (drop bad ids, attribute limits,
+//!         drop empty groups; meshtel_model::validate) → durable write
 //!                                                   ▼
 //!                 acknowledged only once durable (WAL); partial_success lists rejects
 //! ```
+//!
+//! The protobuf path hands the undecoded request to the sink: the trace store reads
+//! the wire format straight into its columns and skips building OTLP structs.
 //!
 //! - [`otlp_grpc_service`] builds the tonic `TraceService` to add to a
 //!   `tonic::transport::Server`;
@@ -39,14 +44,14 @@ pub mod otlp_json;
 pub mod quota;
 pub mod report;
 pub mod rpc;
-pub mod validate;
 pub mod zipkin;
 
 pub use config::IngestLimits;
 pub use error::{Error, Result};
 pub use ingest::Ingest;
-pub use otlp_grpc::{OtlpGrpcServer, OtlpTraceService, otlp_grpc_service};
 pub use mesh_metrics::{MeshMetrics, MeshMetricsConfig};
+pub use meshtel_model::validate;
+pub use otlp_grpc::{OtlpGrpcServer, OtlpTraceService, otlp_grpc_service};
 pub use otlp_http::otlp_http_router;
 pub use quota::{
     QuotaConfig, QuotaEngine, rls_grpc_service, spawn_policy_sync, spawn_quota_sweeper,

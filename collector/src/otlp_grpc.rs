@@ -1,7 +1,8 @@
 //! OTLP/gRPC `TraceService/Export`.
 //!
-//! The handler stays thin (decoded request → [`Ingest::export`] → response or
-//! `Status`); limits and decompression are the server's job:
+//! The service takes the request message undecoded (a byte codec in place of prost's)
+//! and hands it to [`Ingest::export_protobuf`]: the store reads the protobuf encoding
+//! straight into its columns. Limits and decompression are tonic's job:
 //!
 //! - gzip request messages are accepted, and responses are gzip-compressed for
 //!   clients that ask for it;
@@ -9,6 +10,7 @@
 //!   message as received and once decompressed. Tonic answers `OUT_OF_RANGE` for an
 //!   uncompressed message over the limit; the OTLP spec wants `RESOURCE_EXHAUSTED`
 //!   (not retryable), so [`OtlpGrpcServer`] rewrites that code on the way out;
+//! - a message that is not a valid request → `INVALID_ARGUMENT`;
 //! - too many spans → `INVALID_ARGUMENT` naming `max_spans_per_request`;
 //! - an overloaded store → `UNAVAILABLE` with a `google.rpc.RetryInfo` detail.
 
@@ -18,21 +20,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use meshtel_model::SpanSink;
-use meshtel_model::otlp::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use meshtel_model::otlp::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use tonic::codec::CompressionEncoding;
-use tonic::server::NamedService;
-use tracing::{debug, instrument};
+use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceResponse;
+use meshtel_model::otlp::collector::trace::v1::trace_service_server::SERVICE_NAME;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic_prost::ProstEncoder;
+use tracing::{Instrument, debug, debug_span};
 
 use crate::config::IngestLimits;
 use crate::ingest::Ingest;
 
-/// The `TraceService` implementation over a [`SpanSink`].
+/// The gRPC path of `TraceService/Export`.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The `TraceService/Export` handler over an [`Ingest`] step.
 #[derive(Clone)]
 pub struct OtlpTraceService {
     ingest: Ingest,
@@ -47,45 +50,81 @@ impl OtlpTraceService {
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for OtlpTraceService {
-    #[instrument(skip_all, fields(protocol = "otlp_grpc"))]
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let request = request.into_inner();
-        match self.ingest.export(request.resource_spans).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(error) => {
-                debug!(error = %error, "export refused");
-                Err(error.grpc_status())
+impl UnaryService<Bytes> for OtlpTraceService {
+    type Response = ExportTraceServiceResponse;
+    type Future = Pin<
+        Box<dyn Future<Output = Result<tonic::Response<Self::Response>, tonic::Status>> + Send>,
+    >;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let ingest = self.ingest.clone();
+        let export = async move {
+            match ingest.export_protobuf(request.into_inner()).await {
+                Ok(response) => Ok(tonic::Response::new(response)),
+                Err(error) => {
+                    debug!(error = %error, "export refused");
+                    Err(error.grpc_status())
+                }
             }
-        }
+        };
+        Box::pin(export.instrument(debug_span!("export", protocol = "otlp_grpc")))
+    }
+}
+
+/// Request messages as the bytes received (after decompression), responses through
+/// prost.
+#[derive(Clone, Copy, Default)]
+struct ExportCodec;
+
+impl Codec for ExportCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ProstEncoder<ExportTraceServiceResponse>;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesDecoder
+    }
+}
+
+/// Takes a whole message as [`Bytes`] without copying it.
+#[derive(Clone, Copy, Default)]
+struct BytesDecoder;
+
+impl Decoder for BytesDecoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
     }
 }
 
 /// The OTLP gRPC trace service, ready for `tonic::transport::Server::add_service`
-/// (or `tonic::service::Routes`). It is tonic's generated `TraceServiceServer` with
-/// the limits applied and `OUT_OF_RANGE` (tonic's answer to an oversized message)
-/// reported as `RESOURCE_EXHAUSTED`.
+/// (or `tonic::service::Routes`): `TraceService/Export` with gzip both ways, the
+/// message size limit, and `OUT_OF_RANGE` (tonic's answer to an oversized message)
+/// reported as `RESOURCE_EXHAUSTED`. Other methods answer `UNIMPLEMENTED`.
 #[derive(Clone)]
 pub struct OtlpGrpcServer {
-    inner: TraceServiceServer<OtlpTraceService>,
+    service: OtlpTraceService,
+    max_message_bytes: usize,
 }
 
 /// Builds the OTLP gRPC trace service over `sink` with `limits`.
 pub fn otlp_grpc_service(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> OtlpGrpcServer {
     let max_message_bytes = limits.max_request_bytes_usize();
-    let inner = TraceServiceServer::new(OtlpTraceService::new(sink, limits))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_message_bytes);
-    OtlpGrpcServer { inner }
+    OtlpGrpcServer {
+        service: OtlpTraceService::new(sink, limits),
+        max_message_bytes,
+    }
 }
 
 impl NamedService for OtlpGrpcServer {
-    const NAME: &'static str = <TraceServiceServer<OtlpTraceService> as NamedService>::NAME;
+    const NAME: &'static str = SERVICE_NAME;
 }
 
 impl<B> tower::Service<http::Request<B>> for OtlpGrpcServer
@@ -97,14 +136,21 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        tower::Service::<http::Request<B>>::poll_ready(&mut self.inner, cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let response = tower::Service::call(&mut self.inner, request);
+        if request.uri().path() != EXPORT_PATH {
+            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
+        }
+        let service = self.service.clone();
+        let mut grpc = Grpc::new(ExportCodec)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(self.max_message_bytes);
         Box::pin(async move {
-            let mut response = response.await?;
+            let mut response = grpc.unary(service, request).await;
             out_of_range_to_resource_exhausted(response.headers_mut());
             decode_error_to_invalid_argument(response.headers_mut());
             Ok(response)
@@ -164,7 +210,10 @@ mod tests {
         assert_eq!(headers["grpc-status"], "3");
         let mut headers = http::HeaderMap::new();
         headers.insert("grpc-status", http::HeaderValue::from_static("13"));
-        headers.insert("grpc-message", http::HeaderValue::from_static("disk on fire"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("disk on fire"),
+        );
         decode_error_to_invalid_argument(&mut headers);
         assert_eq!(headers["grpc-status"], "13");
     }

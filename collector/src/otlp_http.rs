@@ -22,9 +22,7 @@ use axum::routing::{get, post};
 use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use meshtel_model::SpanSink;
-use meshtel_model::otlp::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tracing::{debug, instrument, warn};
 
@@ -113,11 +111,13 @@ async fn decode_and_export(
     encoding: Encoding,
 ) -> Result<ExportTraceServiceResponse> {
     let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
-    let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes)?,
-        Encoding::Json => decode_export_request_json(&bytes)?,
-    };
-    ingest.export(request.resource_spans).await
+    match encoding {
+        Encoding::Protobuf => ingest.export_protobuf(bytes).await,
+        Encoding::Json => {
+            let request = decode_export_request_json(&bytes)?;
+            ingest.export(request.resource_spans).await
+        }
+    }
 }
 
 /// An error answered as OTLP/HTTP does: the status code of [`Error::http_status`] and

@@ -14,6 +14,7 @@
 //!   and Prometheus-style ones (`1d`, `30s`) used by the metrics API;
 //! - [`trace`]: search parameters, operations, dependency links, [`trace::Trace`];
 //! - [`read`] / [`write`]: the interfaces between ingest, storage and query;
+//! - [`validate`]: the span validation and attribute limits every ingest path applies;
 //! - [`error`]: the error code vocabulary mapped to gRPC and HTTP in one place;
 //! - [`mixer`]: meshtel's own gRPC protocol between proxies and the collector
 //!   (`model/proto/meshtel/mixer/v1/mixer.proto`): the Report stream of request records,
@@ -23,15 +24,16 @@
 //! - [`rls`]: Envoy's rate limit service v3 protocol.
 
 pub mod duration;
-pub mod mixer;
-pub mod quota;
-pub mod rls;
-pub mod routing;
 pub mod error;
 pub mod graph;
 pub mod ids;
+pub mod mixer;
+pub mod quota;
 pub mod read;
+pub mod rls;
+pub mod routing;
 pub mod trace;
+pub mod validate;
 pub mod write;
 
 /// The OTLP protobuf types (generated for tonic), re-exported so that every crate uses
@@ -43,4 +45,4 @@ pub use graph::{EdgeSink, GraphReader};
 pub use ids::{SpanId, TraceId};
 pub use read::TraceReader;
 pub use trace::{DependencyLink, Operation, SpanKind, Trace, TraceQuery};
-pub use write::{SpanSink, WriteError};
+pub use write::{ExportError, ExportSummary, SpanSink, WriteError};

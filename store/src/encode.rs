@@ -28,43 +28,77 @@ pub struct EncodedBatch {
     pub operations: HashSet<(String, Operation)>,
 }
 
-/// Appends `key \0 <type><value>` for one attribute to `out`.
-pub fn encode_attribute(key: &str, value: Option<&AnyValue>, out: &mut String) {
+/// A scalar attribute value, borrowed from wherever it was decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    /// No value (or a profiling string-table index, which has none for traces).
+    None,
+    /// `string_value`.
+    Str(&'a str),
+    /// `bool_value`.
+    Bool(bool),
+    /// `int_value`.
+    Int(i64),
+    /// `double_value`.
+    Double(f64),
+    /// `bytes_value`.
+    Bytes(&'a [u8]),
+}
+
+/// Writes `key \0 <type><value>` for one scalar attribute to `out` (cleared first).
+pub fn encode_scalar(key: &str, value: Scalar<'_>, out: &mut String) {
     out.clear();
     out.push_str(key);
     out.push(KEY_SEPARATOR);
-    match value.and_then(|v| v.value.as_ref()) {
-        // String-table indices belong to the profiling signal; a trace attribute
-        // carrying one has no value of its own.
-        None | Some(Value::StringValueStrindex(_)) => out.push('s'),
-        Some(Value::StringValue(s)) => {
+    match value {
+        Scalar::None => out.push('s'),
+        Scalar::Str(s) => {
             out.push('s');
             out.push_str(s);
         }
-        Some(Value::BoolValue(b)) => {
+        Scalar::Bool(b) => {
             out.push('b');
-            out.push_str(if *b { "true" } else { "false" });
+            out.push_str(if b { "true" } else { "false" });
         }
-        Some(Value::IntValue(i)) => {
+        Scalar::Int(i) => {
             out.push('i');
             let _ = write!(out, "{i}");
         }
-        Some(Value::DoubleValue(d)) => {
+        Scalar::Double(d) => {
             out.push('d');
             let _ = write!(out, "{d}");
         }
-        Some(Value::BytesValue(b)) => {
+        Scalar::Bytes(b) => {
             out.push('x');
             out.push_str(&hex::encode(b));
         }
+    }
+}
+
+/// Writes `key \0 <type><value>` for one attribute to `out` (cleared first).
+pub fn encode_attribute(key: &str, value: Option<&AnyValue>, out: &mut String) {
+    let scalar = match value.and_then(|v| v.value.as_ref()) {
+        // String-table indices belong to the profiling signal; a trace attribute
+        // carrying one has no value of its own.
+        None | Some(Value::StringValueStrindex(_)) => Scalar::None,
+        Some(Value::StringValue(s)) => Scalar::Str(s),
+        Some(Value::BoolValue(b)) => Scalar::Bool(*b),
+        Some(Value::IntValue(i)) => Scalar::Int(*i),
+        Some(Value::DoubleValue(d)) => Scalar::Double(*d),
+        Some(Value::BytesValue(b)) => Scalar::Bytes(b),
         Some(other @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => {
+            out.clear();
+            out.push_str(key);
+            out.push(KEY_SEPARATOR);
             out.push('j');
             let any = AnyValue {
                 value: Some(other.clone()),
             };
             out.push_str(&serde_json::to_string(&any).unwrap_or_default());
+            return;
         }
-    }
+    };
+    encode_scalar(key, scalar, out);
 }
 
 /// The canonical text of a double in stored entries (shortest round-trip form); must
@@ -90,7 +124,8 @@ pub fn service_name_of(attributes: &[KeyValue]) -> String {
         .unwrap_or_default()
 }
 
-struct Builders {
+/// One column builder per column of the span table.
+pub(crate) struct Builders {
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
     parent_span_id: FixedSizeBinaryBuilder,
@@ -105,14 +140,53 @@ struct Builders {
     flags: UInt32Builder,
     scope_name: StringBuilder,
     scope_version: StringBuilder,
-    attributes: ListBuilder<StringBuilder>,
+    pub(crate) attributes: ListBuilder<StringBuilder>,
     resource_attributes: ListBuilder<StringBuilder>,
     event_attributes: ListBuilder<StringBuilder>,
     extras: BinaryBuilder,
 }
 
+/// The fields of a span every row stores, borrowed from a decoded `Span` or straight
+/// from the protobuf encoding.
+pub(crate) struct SpanFields<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub trace_state: &'a str,
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub flags: u32,
+    pub status_code: i32,
+    pub status_message: &'a str,
+}
+
+impl<'a> SpanFields<'a> {
+    fn of(span: &'a Span) -> Self {
+        let (status_code, status_message) = span
+            .status
+            .as_ref()
+            .map(|s| (s.code, s.message.as_str()))
+            .unwrap_or((0, ""));
+        SpanFields {
+            trace_id: &span.trace_id,
+            span_id: &span.span_id,
+            parent_span_id: &span.parent_span_id,
+            trace_state: &span.trace_state,
+            name: &span.name,
+            kind: span.kind,
+            start_time_unix_nano: span.start_time_unix_nano,
+            end_time_unix_nano: span.end_time_unix_nano,
+            flags: span.flags,
+            status_code,
+            status_message,
+        }
+    }
+}
+
 impl Builders {
-    fn with_capacity(rows: usize) -> Self {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
         Builders {
             trace_id: FixedSizeBinaryBuilder::with_capacity(rows, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
@@ -138,7 +212,7 @@ impl Builders {
         }
     }
 
-    fn finish(mut self) -> Result<RecordBatch> {
+    pub(crate) fn finish(mut self) -> Result<RecordBatch> {
         // Builders grow by doubling; a finished batch lives in the head for seconds, so
         // give the slack back (up to half of the string bytes otherwise).
         let columns: Vec<ArrayRef> = vec![
@@ -175,6 +249,26 @@ fn list_field() -> Arc<arrow::datatypes::Field> {
         arrow::datatypes::DataType::Utf8,
         false,
     ))
+}
+
+/// The distinct (service, operation) pairs of `seen` (resource index, span name, kind),
+/// with each resource's service from `services`.
+pub(crate) fn operations_of<'a>(
+    seen: impl IntoIterator<Item = (usize, &'a str, i32)>,
+    services: &[String],
+) -> HashSet<(String, Operation)> {
+    seen.into_iter()
+        .filter_map(|(resource_index, name, kind)| {
+            let service = services.get(resource_index)?;
+            Some((
+                service.clone(),
+                Operation {
+                    name: name.to_string(),
+                    span_kind: SpanKind::from_otlp(kind),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Converts spans to one Arrow batch. Spans whose ids have the wrong length are
@@ -221,80 +315,37 @@ pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Result<(Encode
                     continue;
                 }
                 append_span(&mut b, span, &service, &encoded_resource, &mut scratch)?;
-                b.scope_name.append_value(scope_name);
-                b.scope_version.append_value(scope_version);
+                b.append_scope(scope_name, scope_version);
                 seen.insert((resource_index, span.name.as_str(), span.kind));
             }
         }
         services.push(service);
     }
-    let operations = seen
-        .into_iter()
-        .map(|(resource_index, name, kind)| {
-            (
-                services[resource_index].clone(),
-                Operation {
-                    name: name.to_string(),
-                    span_kind: SpanKind::from_otlp(kind),
-                },
-            )
-        })
-        .collect();
+    let operations = operations_of(seen, &services);
     let batch = b.finish()?;
     Ok((EncodedBatch { batch, operations }, skipped))
 }
 
-fn append_span(
+/// Appends a span decoded into OTLP structs: its fields, attributes, events and links.
+pub(crate) fn append_span(
     b: &mut Builders,
     span: &Span,
     service: &str,
     encoded_resource: &[String],
     scratch: &mut String,
 ) -> Result<()> {
-    b.trace_id.append_value(&span.trace_id)?;
-    b.span_id.append_value(&span.span_id)?;
-    if span.parent_span_id.len() == 8 && span.parent_span_id.iter().any(|&x| x != 0) {
-        b.parent_span_id.append_value(&span.parent_span_id)?;
-    } else {
-        b.parent_span_id.append_null();
-    }
-    b.service.append_value(service);
-    b.name.append_value(&span.name);
-    b.kind.append_value(span.kind.clamp(0, 127) as i8);
-    let start = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
-    b.start.append_value(start);
-    let duration = span
-        .end_time_unix_nano
-        .saturating_sub(span.start_time_unix_nano);
-    b.duration
-        .append_value(i64::try_from(duration).unwrap_or(i64::MAX));
-    let (code, message) = span
-        .status
-        .as_ref()
-        .map(|s| (s.code, s.message.as_str()))
-        .unwrap_or((0, ""));
-    b.status_code.append_value(code.clamp(0, 127) as i8);
-    b.status_message.append_value(message);
-    b.trace_state.append_value(&span.trace_state);
-    b.flags.append_value(span.flags);
+    b.append_fields(&SpanFields::of(span), service, encoded_resource)?;
     for kv in &span.attributes {
         encode_attribute(&kv.key, kv.value.as_ref(), scratch);
         b.attributes.values().append_value(scratch.as_str());
     }
     b.attributes.append(true);
-    for entry in encoded_resource {
-        b.resource_attributes.values().append_value(entry);
-    }
-    b.resource_attributes.append(true);
     if span.events.is_empty() {
         b.event_attributes.append_null();
     } else {
         for event in &span.events {
             if !event.name.is_empty() {
-                let name = AnyValue {
-                    value: Some(Value::StringValue(event.name.clone())),
-                };
-                encode_attribute("event", Some(&name), scratch);
+                encode_scalar("event", Scalar::Str(&event.name), scratch);
                 b.event_attributes.values().append_value(scratch.as_str());
             }
             for kv in &event.attributes {
@@ -317,4 +368,55 @@ fn append_span(
         b.extras.append_value(extras.encode_to_vec());
     }
     Ok(())
+}
+
+impl Builders {
+    /// Appends everything of a row but its span attributes, events and extras: the
+    /// caller appends those next.
+    pub(crate) fn append_fields(
+        &mut self,
+        span: &SpanFields<'_>,
+        service: &str,
+        encoded_resource: &[String],
+    ) -> Result<()> {
+        self.trace_id.append_value(span.trace_id)?;
+        self.span_id.append_value(span.span_id)?;
+        if span.parent_span_id.len() == 8 && span.parent_span_id.iter().any(|&x| x != 0) {
+            self.parent_span_id.append_value(span.parent_span_id)?;
+        } else {
+            self.parent_span_id.append_null();
+        }
+        self.service.append_value(service);
+        self.name.append_value(span.name);
+        self.kind.append_value(span.kind.clamp(0, 127) as i8);
+        let start = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
+        self.start.append_value(start);
+        let duration = span
+            .end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano);
+        self.duration
+            .append_value(i64::try_from(duration).unwrap_or(i64::MAX));
+        self.status_code
+            .append_value(span.status_code.clamp(0, 127) as i8);
+        self.status_message.append_value(span.status_message);
+        self.trace_state.append_value(span.trace_state);
+        self.flags.append_value(span.flags);
+        for entry in encoded_resource {
+            self.resource_attributes.values().append_value(entry);
+        }
+        self.resource_attributes.append(true);
+        Ok(())
+    }
+
+    /// Appends the scope columns of the row just started.
+    pub(crate) fn append_scope(&mut self, name: &str, version: &str) {
+        self.scope_name.append_value(name);
+        self.scope_version.append_value(version);
+    }
+
+    /// Ends the row just started as a span without events or links.
+    pub(crate) fn append_no_events(&mut self) {
+        self.event_attributes.append_null();
+        self.extras.append_null();
+    }
 }

@@ -31,6 +31,7 @@ pub mod search;
 mod stats;
 pub mod trace_index;
 pub mod wal;
+mod wire;
 mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,12 +42,18 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::otlp::trace::v1::ResourceSpans;
+use meshtel_model::validate::SpanLimits;
+use meshtel_model::write::write_resource_spans;
 use meshtel_model::{
     DependencyLink, Operation, SpanKind, SpanSink, Trace, TraceId, TraceQuery, TraceReader,
     WriteError,
 };
+use meshtel_model::{ExportError, ExportSummary};
 use parking_lot::{Mutex, RwLock};
+use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -580,9 +587,9 @@ async fn run_catalog_writer(
     }
 }
 
-#[async_trait::async_trait]
-impl SpanSink for TraceStore {
-    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
+impl TraceStore {
+    /// The write channel, or why there is none; refuses early when the head is full.
+    fn admit_write(&self) -> Result<SyncSender<Command>, WriteError> {
         let tx =
             self.tx.lock().clone().ok_or_else(|| {
                 WriteError::Unavailable("store is read-only or shutting down".into())
@@ -602,8 +609,15 @@ impl SpanSink for TraceStore {
                 });
             }
         }
-        let (encoded, _skipped) = encode::encode_resource_spans(&spans)
-            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        Ok(tx)
+    }
+
+    /// Sends encoded rows to the writer and waits until they are in the WAL.
+    async fn write_encoded(
+        &self,
+        tx: SyncSender<Command>,
+        encoded: encode::EncodedBatch,
+    ) -> Result<(), WriteError> {
         if encoded.batch.num_rows() == 0 {
             return Ok(());
         }
@@ -649,6 +663,37 @@ impl SpanSink for TraceStore {
         }
         done.await
             .map_err(|_| WriteError::Unavailable("store is shutting down".into()))?
+    }
+}
+
+#[async_trait::async_trait]
+impl SpanSink for TraceStore {
+    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
+        let tx = self.admit_write()?;
+        let (encoded, _skipped) = encode::encode_resource_spans(&spans)
+            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        self.write_encoded(tx, encoded).await
+    }
+
+    /// Reads the request's encoding straight into rows ([`wire`]); requests that
+    /// reader leaves to prost take the decoding path.
+    async fn write_export_request(
+        &self,
+        request: Bytes,
+        limits: &SpanLimits,
+    ) -> Result<ExportSummary, ExportError> {
+        let tx = self.admit_write()?;
+        match wire::encode_export_request(&request, limits)? {
+            Some((encoded, summary)) => {
+                self.write_encoded(tx, encoded).await?;
+                Ok(summary)
+            }
+            None => {
+                let request = ExportTraceServiceRequest::decode(request)
+                    .map_err(|error| ExportError::Decode(error.to_string()))?;
+                write_resource_spans(self, request.resource_spans, limits).await
+            }
+        }
     }
 }
 

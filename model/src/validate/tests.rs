@@ -1,6 +1,6 @@
-use meshtel_model::otlp::common::v1::{ArrayValue, InstrumentationScope};
-use meshtel_model::otlp::resource::v1::Resource;
-use meshtel_model::otlp::trace::v1::ScopeSpans;
+use crate::otlp::common::v1::{ArrayValue, InstrumentationScope};
+use crate::otlp::resource::v1::Resource;
+use crate::otlp::trace::v1::ScopeSpans;
 
 use super::*;
 
@@ -48,7 +48,7 @@ fn keeps_valid_spans_untouched() {
         good_span(),
         span(vec![1; 16], vec![3; 8], vec![2; 8]),
     ])];
-    let out = validate_resource_spans(input.clone(), &IngestLimits::default());
+    let out = validate_resource_spans(input.clone(), &SpanLimits::default());
     assert_eq!(out.resource_spans, input);
     assert_eq!(out.accepted_spans, 2);
     assert_eq!(out.rejected_spans, 0);
@@ -67,7 +67,7 @@ fn rejects_each_kind_of_bad_id() {
     ];
     let mut spans = bad;
     spans.push(good_span());
-    let out = validate_resource_spans(vec![group(spans)], &IngestLimits::default());
+    let out = validate_resource_spans(vec![group(spans)], &SpanLimits::default());
     assert_eq!(out.accepted_spans, 1);
     assert_eq!(out.rejected_spans, 6);
     assert_eq!(count_spans(&out.resource_spans), 1);
@@ -94,7 +94,7 @@ fn drops_groups_left_empty() {
         group(vec![span(vec![0; 16], vec![2; 8], vec![])]),
         group(vec![good_span()]),
     ];
-    let out = validate_resource_spans(input, &IngestLimits::default());
+    let out = validate_resource_spans(input, &SpanLimits::default());
     assert_eq!(out.resource_spans.len(), 1);
     assert_eq!(out.resource_spans[0].scope_spans.len(), 1);
     assert_eq!(out.rejected_spans, 1);
@@ -104,7 +104,7 @@ fn drops_groups_left_empty() {
 fn zero_parent_means_root_and_end_before_start_is_kept() {
     let mut backwards = span(vec![1; 16], vec![2; 8], vec![0; 8]);
     backwards.end_time_unix_nano = 1;
-    let out = validate_resource_spans(vec![group(vec![backwards])], &IngestLimits::default());
+    let out = validate_resource_spans(vec![group(vec![backwards])], &SpanLimits::default());
     let kept = &out.resource_spans[0].scope_spans[0].spans[0];
     assert!(kept.parent_span_id.is_empty());
     assert_eq!(kept.end_time_unix_nano, 1);
@@ -118,9 +118,9 @@ fn drops_attributes_over_the_limit_and_counts_them() {
         .map(|i| string_attribute(&format!("k{i}"), "v"))
         .collect();
     s.dropped_attributes_count = 1;
-    let limits = IngestLimits {
+    let limits = SpanLimits {
         max_attributes_per_span: 3,
-        ..IngestLimits::default()
+        ..SpanLimits::default()
     };
     let out = validate_resource_spans(vec![group(vec![s])], &limits);
     let kept = &out.resource_spans[0].scope_spans[0].spans[0];
@@ -151,9 +151,9 @@ fn truncates_long_values_at_char_boundaries_even_when_nested() {
             key_strindex: 7,
         },
     ];
-    let limits = IngestLimits {
-        max_attribute_value_bytes: bytesize::ByteSize(5),
-        ..IngestLimits::default()
+    let limits = SpanLimits {
+        max_attribute_value_bytes: 5,
+        ..SpanLimits::default()
     };
     let out = validate_resource_spans(vec![group(vec![s])], &limits);
     let kept = &out.resource_spans[0].scope_spans[0].spans[0];
@@ -193,7 +193,7 @@ fn drops_links_with_invalid_ids() {
             ..Link::default()
         },
     ];
-    let out = validate_resource_spans(vec![group(vec![s])], &IngestLimits::default());
+    let out = validate_resource_spans(vec![group(vec![s])], &SpanLimits::default());
     let kept = &out.resource_spans[0].scope_spans[0].spans[0];
     assert_eq!(kept.links.len(), 1);
     assert_eq!(kept.dropped_links_count, 1);

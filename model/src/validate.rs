@@ -17,13 +17,32 @@
 //! - profiling-only fields (`key_strindex`, `string_value_strindex`) are ignored;
 //! - resource and scope groups left without spans are dropped.
 
-use meshtel_model::otlp::common::v1::any_value::Value;
-use meshtel_model::otlp::common::v1::{AnyValue, KeyValue};
-use meshtel_model::otlp::trace::v1::span::Link;
-use meshtel_model::otlp::trace::v1::{ResourceSpans, Span};
-use tracing::debug;
+use crate::otlp::common::v1::any_value::Value;
+use crate::otlp::common::v1::{AnyValue, KeyValue};
+use crate::otlp::trace::v1::span::Link;
+use crate::otlp::trace::v1::{ResourceSpans, Span};
 
-use crate::config::IngestLimits;
+/// The per-span limits validation applies (the collector's `[ingest]` settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanLimits {
+    /// Most spans in one request; more refuse the request as a whole.
+    pub max_spans_per_request: usize,
+    /// Most attributes kept on a span, event, link, resource or scope.
+    pub max_attributes_per_span: usize,
+    /// Longest string or bytes attribute value kept, in bytes.
+    pub max_attribute_value_bytes: usize,
+}
+
+impl Default for SpanLimits {
+    /// The collector's defaults: 100,000 spans, 128 attributes, 64 KiB values.
+    fn default() -> Self {
+        SpanLimits {
+            max_spans_per_request: 100_000,
+            max_attributes_per_span: 128,
+            max_attribute_value_bytes: 64 * 1024,
+        }
+    }
+}
 
 /// Most rejection reasons quoted in the response message; the rest are counted.
 const MAX_REASONS_QUOTED: usize = 5;
@@ -40,6 +59,8 @@ pub struct ValidatedSpans {
     /// English explanation of rejections and warnings (dropped attributes, truncated
     /// values), for OTLP `partial_success.error_message`; empty when there is none.
     pub error_message: String,
+    /// Spans kept whose end is before their start (kept as sent, worth a debug line).
+    pub ends_before_start: usize,
 }
 
 /// Spans in a request, before any validation.
@@ -54,7 +75,7 @@ pub fn count_spans(resource_spans: &[ResourceSpans]) -> usize {
 /// Drops invalid spans and applies the attribute limits; see the module docs.
 pub fn validate_resource_spans(
     resource_spans: Vec<ResourceSpans>,
-    limits: &IngestLimits,
+    limits: &SpanLimits,
 ) -> ValidatedSpans {
     let mut report = Report::default();
     let mut limiter = AttributeLimiter::new(limits);
@@ -64,10 +85,10 @@ pub fn validate_resource_spans(
         for (scope_index, mut scope_group) in scopes.into_iter().enumerate() {
             let spans = std::mem::take(&mut scope_group.spans);
             for (span_index, mut span) in spans.into_iter().enumerate() {
-                if let Some(problem) = span_problem(&span) {
-                    report.reject(format!(
-                        "resource_spans[{resource_index}].scope_spans[{scope_index}].spans[{span_index}]: {problem}"
-                    ));
+                if let Some(problem) =
+                    span_problem(&span.trace_id, &span.span_id, &span.parent_span_id)
+                {
+                    report.reject_span(resource_index, scope_index, span_index, &problem);
                     continue;
                 }
                 if span.parent_span_id.iter().all(|b| *b == 0) {
@@ -99,44 +120,33 @@ pub fn validate_resource_spans(
         }
         clean.push(resource_group);
     }
-    if report.ends_before_start > 0 {
-        debug!(
-            spans = report.ends_before_start,
-            "spans end before they start"
-        );
-    }
     ValidatedSpans {
         resource_spans: clean,
         accepted_spans: report.accepted,
         rejected_spans: report.rejected,
-        error_message: report.message(&limiter, limits),
+        error_message: report.message(&limiter),
+        ends_before_start: report.ends_before_start,
     }
 }
 
-/// Why a span cannot be stored, or `None` when its ids are valid.
-fn span_problem(span: &Span) -> Option<String> {
-    if span.trace_id.len() != 16 {
-        return Some(format!(
-            "trace id must be 16 bytes, got {}",
-            span.trace_id.len()
-        ));
+/// Why a span with these ids cannot be stored, or `None` when its ids are valid.
+pub fn span_problem(trace_id: &[u8], span_id: &[u8], parent_span_id: &[u8]) -> Option<String> {
+    if trace_id.len() != 16 {
+        return Some(format!("trace id must be 16 bytes, got {}", trace_id.len()));
     }
-    if is_all_zero(&span.trace_id) {
+    if is_all_zero(trace_id) {
         return Some("trace id must not be all zeros".to_string());
     }
-    if span.span_id.len() != 8 {
-        return Some(format!(
-            "span id must be 8 bytes, got {}",
-            span.span_id.len()
-        ));
+    if span_id.len() != 8 {
+        return Some(format!("span id must be 8 bytes, got {}", span_id.len()));
     }
-    if is_all_zero(&span.span_id) {
+    if is_all_zero(span_id) {
         return Some("span id must not be all zeros".to_string());
     }
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+    if !parent_span_id.is_empty() && parent_span_id.len() != 8 {
         return Some(format!(
             "parent span id must be empty or 8 bytes, got {}",
-            span.parent_span_id.len()
+            parent_span_id.len()
         ));
     }
     None
@@ -146,7 +156,8 @@ fn is_all_zero(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| *b == 0)
 }
 
-fn link_is_valid(link: &Link) -> bool {
+/// Whether a link's ids could be stored: 16-byte trace id, 8-byte span id, neither zero.
+pub fn link_is_valid(link: &Link) -> bool {
     link.trace_id.len() == 16
         && !is_all_zero(&link.trace_id)
         && link.span_id.len() == 8
@@ -155,7 +166,7 @@ fn link_is_valid(link: &Link) -> bool {
 
 /// Applies attribute limits to a span, its events and links; drops invalid links and
 /// returns how many.
-fn clean_span(span: &mut Span, limiter: &mut AttributeLimiter) -> usize {
+pub fn clean_span(span: &mut Span, limiter: &mut AttributeLimiter) -> usize {
     limiter.limit_list(&mut span.attributes, &mut span.dropped_attributes_count);
     for event in &mut span.events {
         limiter.limit_list(&mut event.attributes, &mut event.dropped_attributes_count);
@@ -173,24 +184,37 @@ fn clean_span(span: &mut Span, limiter: &mut AttributeLimiter) -> usize {
 }
 
 /// Counts what validation did, to explain it in the response.
-#[derive(Default)]
-struct Report {
-    accepted: usize,
-    rejected: usize,
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Spans kept.
+    pub accepted: usize,
+    /// Spans dropped as invalid.
+    pub rejected: usize,
     reasons: Vec<String>,
-    ends_before_start: usize,
-    invalid_links: usize,
+    /// Spans kept that end before they start.
+    pub ends_before_start: usize,
+    /// Links dropped for invalid ids.
+    pub invalid_links: usize,
 }
 
 impl Report {
-    fn reject(&mut self, reason: String) {
+    /// Counts the rejected span `resource_spans[resource].scope_spans[scope].spans[span]`.
+    pub fn reject_span(&mut self, resource: usize, scope: usize, span: usize, problem: &str) {
+        self.reject(format!(
+            "resource_spans[{resource}].scope_spans[{scope}].spans[{span}]: {problem}"
+        ));
+    }
+
+    /// Counts a rejected span, quoting `reason` if fewer than a handful were quoted.
+    pub fn reject(&mut self, reason: String) {
         self.rejected += 1;
         if self.reasons.len() < MAX_REASONS_QUOTED {
             self.reasons.push(reason);
         }
     }
 
-    fn message(&self, limiter: &AttributeLimiter, limits: &IngestLimits) -> String {
+    /// The `partial_success.error_message` for what was counted, empty when nothing was.
+    pub fn message(&self, limiter: &AttributeLimiter) -> String {
         let mut parts = Vec::new();
         if self.rejected > 0 {
             let mut text = format!(
@@ -209,14 +233,13 @@ impl Report {
         if limiter.dropped_attributes > 0 {
             parts.push(format!(
                 "dropped {} attribute(s) over max_attributes_per_span ({})",
-                limiter.dropped_attributes, limits.max_attributes_per_span
+                limiter.dropped_attributes, limiter.max_count
             ));
         }
         if limiter.truncated_values > 0 {
             parts.push(format!(
                 "truncated {} attribute value(s) longer than max_attribute_value_bytes ({})",
-                limiter.truncated_values,
-                limits.max_attribute_value_bytes.as_u64()
+                limiter.truncated_values, limiter.max_value_bytes
             ));
         }
         if self.invalid_links > 0 {
@@ -231,7 +254,8 @@ impl Report {
 
 /// Enforces `max_attributes_per_span` and `max_attribute_value_bytes`, counting what
 /// it dropped or cut.
-struct AttributeLimiter {
+#[derive(Debug)]
+pub struct AttributeLimiter {
     max_count: usize,
     max_value_bytes: usize,
     dropped_attributes: usize,
@@ -239,16 +263,19 @@ struct AttributeLimiter {
 }
 
 impl AttributeLimiter {
-    fn new(limits: &IngestLimits) -> Self {
+    /// A limiter for `limits` that has counted nothing yet.
+    pub fn new(limits: &SpanLimits) -> Self {
         AttributeLimiter {
             max_count: limits.max_attributes_per_span,
-            max_value_bytes: limits.max_attribute_value_bytes_usize(),
+            max_value_bytes: limits.max_attribute_value_bytes,
             dropped_attributes: 0,
             truncated_values: 0,
         }
     }
 
-    fn limit_list(&mut self, attributes: &mut Vec<KeyValue>, dropped_count: &mut u32) {
+    /// Keeps the first `max_attributes_per_span` of `attributes`, adding the others to
+    /// `dropped_count`, and truncates long values.
+    pub fn limit_list(&mut self, attributes: &mut Vec<KeyValue>, dropped_count: &mut u32) {
         if attributes.len() > self.max_count {
             let extra = attributes.len() - self.max_count;
             attributes.truncate(self.max_count);
@@ -260,6 +287,44 @@ impl AttributeLimiter {
         }
     }
 
+    /// Most attributes kept in one list.
+    pub fn max_count(&self) -> usize {
+        self.max_count
+    }
+
+    /// Adds what `other` counted to this limiter's counts.
+    pub fn absorb(&mut self, other: &AttributeLimiter) {
+        self.dropped_attributes += other.dropped_attributes;
+        self.truncated_values += other.truncated_values;
+    }
+
+    /// Counts `extra` attributes dropped from a list over the limit.
+    pub fn count_dropped(&mut self, extra: usize) {
+        self.dropped_attributes += extra;
+    }
+
+    /// `text` cut to `max_attribute_value_bytes` at a character boundary, counted when cut.
+    pub fn limit_str<'a>(&mut self, text: &'a str) -> &'a str {
+        if text.len() <= self.max_value_bytes {
+            return text;
+        }
+        let mut end = self.max_value_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.truncated_values += 1;
+        &text[..end]
+    }
+
+    /// `bytes` cut to `max_attribute_value_bytes`, counted when cut.
+    pub fn limit_bytes<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
+        if bytes.len() <= self.max_value_bytes {
+            return bytes;
+        }
+        self.truncated_values += 1;
+        &bytes[..self.max_value_bytes]
+    }
+
     fn limit_key_value(&mut self, attribute: &mut KeyValue) {
         attribute.key_strindex = 0;
         if let Some(value) = attribute.value.as_mut() {
@@ -269,17 +334,13 @@ impl AttributeLimiter {
 
     fn limit_value(&mut self, value: &mut AnyValue) {
         match value.value.as_mut() {
-            Some(Value::StringValue(text)) if text.len() > self.max_value_bytes => {
-                let mut end = self.max_value_bytes;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
+            Some(Value::StringValue(text)) => {
+                let end = self.limit_str(text).len();
                 text.truncate(end);
-                self.truncated_values += 1;
             }
-            Some(Value::BytesValue(bytes)) if bytes.len() > self.max_value_bytes => {
-                bytes.truncate(self.max_value_bytes);
-                self.truncated_values += 1;
+            Some(Value::BytesValue(bytes)) => {
+                let end = self.limit_bytes(bytes).len();
+                bytes.truncate(end);
             }
             Some(Value::ArrayValue(array)) => {
                 for item in &mut array.values {
