@@ -89,6 +89,11 @@ fn render(
         "Head flushes to Parquet blocks.",
         s.flushes,
     );
+    seconds(
+        "meshtel_store_flush_seconds_total",
+        "Time spent flushing the head to blocks (sort, encode, write, index).",
+        s.flush_seconds,
+    );
     counter(
         "meshtel_store_compactions_total",
         "Block compactions.",

@@ -605,7 +605,7 @@ impl TraceStore {
                     .rejected_overload
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Overloaded {
-                    retry_after: Duration::from_secs(1),
+                    retry_after: self.inner.stats.head_full_retry_after(),
                 });
             }
         }

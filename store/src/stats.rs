@@ -14,6 +14,9 @@ pub(crate) struct Stats {
     pub fsyncs: AtomicU64,
     pub fsync_nanos: AtomicU64,
     pub flushes: AtomicU64,
+    pub flush_nanos: AtomicU64,
+    /// How long the latest flush took, the wait advised to writers the head refuses.
+    pub last_flush_nanos: AtomicU64,
     pub compactions: AtomicU64,
     pub blocks_deleted_by_retention: AtomicU64,
     pub rejected_overload: AtomicU64,
@@ -40,8 +43,22 @@ impl Stats {
             .fetch_add(wal_bytes as u64, Ordering::Relaxed);
     }
 
-    pub fn record_flush(&self, _meta: &BlockMeta) {
+    pub fn record_flush(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.last_flush_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// When a writer the full head refused should come back: the time the latest
+    /// flush took (the head frees a generation as each flush ends), between 100 ms
+    /// and 2 s; 1 s before the first flush.
+    pub fn head_full_retry_after(&self) -> Duration {
+        match self.last_flush_nanos.load(Ordering::Relaxed) {
+            0 => Duration::from_secs(1),
+            nanos => Duration::from_nanos(nanos)
+                .clamp(Duration::from_millis(100), Duration::from_secs(2)),
+        }
     }
 
     pub fn snapshot(
@@ -59,6 +76,7 @@ impl Stats {
             wal_fsyncs: get(&self.fsyncs),
             wal_fsync_seconds: get(&self.fsync_nanos) as f64 / 1e9,
             flushes: get(&self.flushes),
+            flush_seconds: get(&self.flush_nanos) as f64 / 1e9,
             compactions: get(&self.compactions),
             blocks_deleted_by_retention: get(&self.blocks_deleted_by_retention),
             rejected_overload: get(&self.rejected_overload),
@@ -89,6 +107,8 @@ pub struct StoreStats {
     pub wal_fsync_seconds: f64,
     /// Head flushes to blocks.
     pub flushes: u64,
+    /// Total time those flushes took, from sealed head to block in the index.
+    pub flush_seconds: f64,
     /// Compactions run.
     pub compactions: u64,
     /// Blocks deleted by retention.
@@ -107,4 +127,22 @@ pub struct StoreStats {
     pub block_spans: u64,
     /// Bytes of blocks on disk.
     pub block_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_head_advises_the_time_of_the_latest_flush() {
+        let stats = Stats::default();
+        assert_eq!(stats.head_full_retry_after(), Duration::from_secs(1));
+        stats.record_flush(Duration::from_millis(400));
+        assert_eq!(stats.head_full_retry_after(), Duration::from_millis(400));
+        stats.record_flush(Duration::from_millis(3));
+        assert_eq!(stats.head_full_retry_after(), Duration::from_millis(100));
+        stats.record_flush(Duration::from_secs(9));
+        assert_eq!(stats.head_full_retry_after(), Duration::from_secs(2));
+        assert_eq!(stats.flushes.load(Ordering::Relaxed), 3);
+    }
 }

@@ -251,6 +251,7 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
 }
 
 async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
+    let started = std::time::Instant::now();
     let id = inner.next_block_id();
     let dir = inner.blocks_dir.clone();
     let batches = job.batches.clone();
@@ -276,7 +277,7 @@ async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
         state.blocks.sort_by_key(|b| (b.max_start, b.id));
         state.sealed.retain(|s| s.seq_through != seq);
     }
-    inner.stats.record_flush(&meta);
+    inner.stats.record_flush(started.elapsed());
     if let Err(e) = Wal::remove_through(&inner.wal_dir, seq) {
         warn!(error = %e, "could not delete flushed wal segments; they are skipped on replay");
     }
