@@ -31,7 +31,7 @@ pub mod search;
 mod stats;
 pub mod trace_index;
 pub mod wal;
-mod wire;
+pub mod wire;
 mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};

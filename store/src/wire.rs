@@ -391,7 +391,7 @@ fn parse_any_value<'a>(bytes: &'a [u8], value: &mut Scalar<'a>) -> Read<bool> {
 /// [`meshtel_model::validate`] and [`crate::encode`] would after prost decoding:
 /// the rows of the valid spans and the summary for the response. `Ok(None)` when the
 /// request should go through prost instead (see the module docs).
-pub(crate) fn encode_export_request(
+pub fn encode_export_request(
     request: &[u8],
     limits: &SpanLimits,
 ) -> Result<Option<(EncodedBatch, ExportSummary)>, ExportError> {
