@@ -112,6 +112,13 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
     }
     builder
         .set_writer_version(WriterVersion::PARQUET_2_0)
+        // Plain is the encoding of columns without a dictionary (span ids) and the
+        // fallback of those with one. The format-2 default for byte arrays,
+        // DELTA_BYTE_ARRAY, allocates two 1 MiB bit writers per byte-array column of
+        // every writer before a value is written (60 MiB of the heap's peak at a steady
+        // 10,000 spans/s under heaptrack), for ids that share no prefixes. Plain: 12.7-
+        // 12.8 % of a core at that rate against 14.4-14.6 %, 51.0 bytes/span against 51.4.
+        .set_encoding(Encoding::PLAIN)
         // zstd: level 1 for flushes (they are rewritten by compaction soon),
         // higher for compacted blocks.
         .set_compression(Compression::ZSTD(
