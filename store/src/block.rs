@@ -21,14 +21,16 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::Int64Type;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
 use crate::Result;
-use crate::schema::{col, span_schema};
+use crate::schema::{col, span_schema, stored_schema};
 use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 
 /// What the index knows about one block.
@@ -270,10 +272,13 @@ impl MergedRows {
             chunk_rows,
         };
         for path in paths {
-            // Small batches: a merge holds one per input at a time.
-            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?
-                .with_batch_size(MERGE_BATCH_ROWS)
-                .build()?;
+            // Small batches: a merge holds one per input at a time. Plain strings: the
+            // rows are gathered across inputs, whose dictionaries differ.
+            let options = ArrowReaderOptions::new().with_schema(span_schema());
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new_with_options(File::open(path)?, options)?
+                    .with_batch_size(MERGE_BATCH_ROWS)
+                    .build()?;
             merged.inputs.push(MergeInput {
                 reader,
                 current: None,
@@ -406,8 +411,14 @@ fn write_sorted_block(
     let file_name = block_file_name(id);
     let tmp = blocks_dir.join(format!("{file_name}.tmp"));
     let file = File::create(&tmp)?;
-    let props = writer_properties(expected_rows, row_group_rows, zstd_level);
-    let mut writer = ArrowWriter::try_new(file, span_schema(), Some(props))?;
+    let mut props = writer_properties(expected_rows, row_group_rows, zstd_level);
+    // The rows are written as plain strings; the schema readers see by default is the
+    // stored one, with the attribute lists as dictionary keys (see `stored_schema`).
+    add_encoded_arrow_schema_to_metadata(&stored_schema(), &mut props);
+    let options = ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true);
+    let mut writer = ArrowWriter::try_new_with_options(file, span_schema(), options)?;
     let (mut min_start, mut max_start, mut rows) = (i64::MAX, i64::MIN, 0u64);
     let mut keys: Vec<u64> = Vec::with_capacity(expected_rows);
     for chunk in chunks {

@@ -86,3 +86,39 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub fn span_schema() -> SchemaRef {
     SCHEMA.clone()
 }
+
+/// The columns whose entries a tag search compares: the attribute lists.
+pub const ENTRY_COLUMNS: [&str; 3] = [
+    col::ATTRIBUTES,
+    col::RESOURCE_ATTRIBUTES,
+    col::EVENT_ATTRIBUTES,
+];
+
+static STORED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let entries = DataType::List(Arc::new(Field::new_list_field(
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        false,
+    )));
+    let fields: Vec<Field> = SCHEMA
+        .fields()
+        .iter()
+        .map(|f| {
+            if ENTRY_COLUMNS.contains(&f.name().as_str()) {
+                f.as_ref().clone().with_data_type(entries.clone())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+/// The span table as blocks declare it to readers (the Arrow schema embedded in each
+/// Parquet file): the attribute lists as lists of dictionary keys. A Parquet reader
+/// then hands out each row group's dictionary page once, shared by every batch, and
+/// per entry only its key, instead of copying every entry's bytes; a tag search
+/// compares each distinct entry of a row group once. Readers that want plain strings
+/// (compaction, trace fetches) ask for [`span_schema`] instead.
+pub fn stored_schema() -> SchemaRef {
+    STORED_SCHEMA.clone()
+}

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::functions_aggregate::expr_fn::{count, max};
@@ -26,7 +26,7 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionC
 use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
 
 use crate::encode::{KEY_SEPARATOR, format_double};
-use crate::schema::{col as c, span_schema};
+use crate::schema::{ENTRY_COLUMNS, col as c, span_schema, stored_schema};
 use crate::{Error, Result};
 
 mod entries;
@@ -151,7 +151,10 @@ impl Searcher {
         }
     }
 
-    async fn frame(&self, source: &Source) -> Result<Option<DataFrame>> {
+    /// A frame over one source. Blocks are read as `block_schema`: [`span_schema`]
+    /// gives plain strings, [`stored_schema`] the attribute lists as dictionary keys
+    /// (what tag search compares fastest).
+    async fn frame(&self, source: &Source, block_schema: SchemaRef) -> Result<Option<DataFrame>> {
         match source {
             Source::Head(batches) => {
                 if batches.iter().all(|b| b.num_rows() == 0) {
@@ -164,8 +167,7 @@ impl Searcher {
                 if paths.is_empty() {
                     return Ok(None);
                 }
-                let schema = span_schema();
-                let options = ParquetReadOptions::default().schema(&schema);
+                let options = ParquetReadOptions::default().schema(&block_schema);
                 let paths: Vec<String> = paths
                     .iter()
                     .map(|p| p.to_string_lossy().into_owned())
@@ -179,7 +181,7 @@ impl Searcher {
     async fn union(&self, sources: &[Source]) -> Result<Option<DataFrame>> {
         let mut out: Option<DataFrame> = None;
         for source in sources {
-            if let Some(df) = self.frame(source).await? {
+            if let Some(df) = self.frame(source, span_schema()).await? {
                 out = Some(match out {
                     None => df,
                     Some(acc) => acc.union(df)?,
@@ -214,7 +216,7 @@ impl Searcher {
                     break;
                 }
             }
-            let Some(df) = self.frame(source).await? else {
+            let Some(df) = self.frame(source, stored_schema()).await? else {
                 continue;
             };
             let plan = df
@@ -222,7 +224,17 @@ impl Searcher {
                 .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
                 .sort(vec![col("t").sort(false, false)])?
                 .limit(0, Some(limit))?;
+            let started = std::time::Instant::now();
             let batches = self.collect(plan, lane).await?;
+            tracing::debug!(
+                source = match source {
+                    Source::Head(_) => "head",
+                    Source::Blocks { .. } => "blocks",
+                },
+                traces = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "searched a source"
+            );
             for batch in &batches {
                 let ids = batch.column(0).as_fixed_size_binary();
                 let times = batch.column(1).as_primitive::<Int64Type>();
@@ -374,7 +386,7 @@ pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
 /// derives from span fields (`error`, `span.kind`, `otel.status_code`, ...).
 fn tag_filter(key: &str, value: &str) -> Expr {
     let candidates = candidate_entries(key, value);
-    let mut any = [c::ATTRIBUTES, c::RESOURCE_ATTRIBUTES, c::EVENT_ATTRIBUTES]
+    let mut any = ENTRY_COLUMNS
         .iter()
         .map(|column| entries_has_any(col(*column), &candidates))
         .reduce(Expr::or)

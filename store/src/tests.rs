@@ -8,6 +8,7 @@ use meshtel_model::otlp::trace::v1::span::Event;
 use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
 use super::*;
+use crate::schema::span_schema;
 
 /// One hour ago, rounded to the second: test spans must be inside retention.
 static T0: std::sync::LazyLock<u64> =
@@ -226,6 +227,16 @@ async fn tag_search_covers_types_resources_events_and_derived_tags() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     seed(&store).await;
+    // In the head (plain strings), then in a block (dictionary keys).
+    for phase in ["head", "block"] {
+        tag_search_checks(&store, phase).await;
+        store.flush().await.unwrap();
+    }
+    assert_eq!(store.stats().blocks, 1);
+    store.shutdown().await.unwrap();
+}
+
+async fn tag_search_checks(store: &TraceStore, phase: &str) {
     let with = |tags: &[(&str, &str)]| {
         let mut q = query("frontend");
         q.tags = tags
@@ -235,42 +246,63 @@ async fn tag_search_covers_types_resources_events_and_derived_tags() {
         q
     };
     assert_eq!(
-        ids(&store, &with(&[("http.status_code", "201")]))
+        ids(store, &with(&[("http.status_code", "201")]))
             .await
             .len(),
-        10
-    );
-    assert_eq!(ids(&store, &with(&[("cached", "true")])).await.len(), 10);
-    assert_eq!(ids(&store, &with(&[("host.name", "h1")])).await.len(), 10);
-    assert_eq!(ids(&store, &with(&[("event", "retry")])).await.len(), 10);
-    assert_eq!(ids(&store, &with(&[("attempt", "2")])).await.len(), 10);
-    assert_eq!(
-        ids(&store, &with(&[("span.kind", "server")])).await.len(),
-        10
+        10,
+        "{phase}"
     );
     assert_eq!(
-        ids(&store, &with(&[("otel.scope.name", "lib")]))
+        ids(store, &with(&[("cached", "true")])).await.len(),
+        10,
+        "{phase}"
+    );
+    assert_eq!(
+        ids(store, &with(&[("host.name", "h1")])).await.len(),
+        10,
+        "{phase}"
+    );
+    assert_eq!(
+        ids(store, &with(&[("event", "retry")])).await.len(),
+        10,
+        "{phase}"
+    );
+    assert_eq!(
+        ids(store, &with(&[("attempt", "2")])).await.len(),
+        10,
+        "{phase}"
+    );
+    assert_eq!(
+        ids(store, &with(&[("span.kind", "server")])).await.len(),
+        10,
+        "{phase}"
+    );
+    assert_eq!(
+        ids(store, &with(&[("otel.scope.name", "lib")])).await.len(),
+        10,
+        "{phase}"
+    );
+    assert_eq!(
+        ids(store, &with(&[("otel.status_code", "ERROR")]))
             .await
             .len(),
-        10
-    );
-    assert_eq!(
-        ids(&store, &with(&[("otel.status_code", "ERROR")]))
-            .await
-            .len(),
-        4
+        4,
+        "{phase}"
     );
     // One span must carry every tag: the root has status 200, not 201.
     assert!(
         ids(
-            &store,
+            store,
             &with(&[("http.status_code", "201"), ("span.kind", "server")])
         )
         .await
-        .is_empty()
+        .is_empty(),
+        "{phase}"
     );
-    assert!(ids(&store, &with(&[("user", "nobody")])).await.is_empty());
-    store.shutdown().await.unwrap();
+    assert!(
+        ids(store, &with(&[("user", "nobody")])).await.is_empty(),
+        "{phase}"
+    );
 }
 
 #[tokio::test]
@@ -523,5 +555,83 @@ async fn the_memory_bound_refuses_writes_until_a_flush_frees_room() {
     assert_eq!(store.stats().block_spans as usize, accepted * 4);
     // Room again after the flush.
     store.write_spans(vec![big(99)]).await.unwrap();
+    store.shutdown().await.unwrap();
+}
+
+/// Rewrites a block file as blocks were written before they declared their attribute
+/// lists as dictionary keys: the same rows with the plain-string schema embedded.
+fn rewrite_with_plain_string_schema(path: &std::path::Path) {
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    let options = ArrowReaderOptions::new().with_schema(span_schema());
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+        std::fs::File::open(path).unwrap(),
+        options,
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        span_schema(),
+        None,
+    )
+    .unwrap();
+    for batch in &batches {
+        writer.write(batch).unwrap();
+    }
+    writer.close().unwrap();
+}
+
+#[tokio::test]
+async fn blocks_hand_out_attribute_entries_as_dictionary_keys_and_older_blocks_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    let in_head = all_query_results(&store).await;
+    store.flush().await.unwrap();
+    let block = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&block).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        builder.schema().as_ref(),
+        crate::schema::stored_schema().as_ref()
+    );
+    assert_ne!(crate::schema::stored_schema(), span_schema());
+    let id = TraceId([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4]);
+    let fetched = store.get_trace(id).await.unwrap().unwrap();
+    assert_eq!(all_query_results(&store).await, in_head);
+
+    // A block from before: plain strings embedded. Searches, fetches and compaction
+    // read it the same.
+    rewrite_with_plain_string_schema(&block);
+    let plain = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&block).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plain.schema().fields(), span_schema().fields());
+    store.shutdown().await.unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(all_query_results(&store).await, in_head);
+    assert_eq!(store.get_trace(id).await.unwrap().unwrap(), fetched);
+    for round in 0..4u8 {
+        store
+            .write_spans(vec![trace(
+                100 + round,
+                "late",
+                2,
+                *T0 + 10_000_000_000,
+                1000,
+            )])
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    store.compact_now().await.unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    assert_eq!(all_query_results(&store).await, in_head);
+    assert_eq!(store.get_trace(id).await.unwrap().unwrap(), fetched);
     store.shutdown().await.unwrap();
 }

@@ -7,25 +7,69 @@
 //! keeps `datafusion-functions-nested` (over a minute of a cold release build) out of
 //! the binary.
 
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow::array::{Array, AsArray, BooleanArray, GenericListArray, OffsetSizeTrait};
-use arrow::datatypes::DataType;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, GenericListArray, OffsetSizeTrait};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int32Type};
 use datafusion::common::{ScalarValue, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
 
 /// The function; see the module documentation.
-#[derive(Debug, PartialEq, Eq, Hash)]
+///
+/// Blocks hand the attribute lists out as dictionary keys (see
+/// [`crate::schema::stored_schema`]), and every batch decoded from one row group shares
+/// that row group's dictionary. The function remembers, for the last few dictionaries
+/// it saw, which of their values are candidates: each distinct entry of a row group is
+/// compared once, and each stored entry costs one lookup by key.
+#[derive(Debug)]
 struct EntriesHasAny {
     signature: Signature,
+    dictionaries: Mutex<Vec<RememberedDictionary>>,
+}
+
+/// A dictionary and which of its values are candidates.
+#[derive(Debug)]
+struct RememberedDictionary {
+    /// Held, so that its address is not reused while it is remembered.
+    dictionary: ArrayRef,
+    candidates: Vec<String>,
+    hits: Arc<DictionaryHits>,
+}
+
+/// Which values of one dictionary are candidates.
+#[derive(Debug)]
+struct DictionaryHits {
+    hits: Vec<bool>,
+    any: bool,
+}
+
+/// Dictionaries remembered per function (one per column of a query): a query runs on
+/// two partitions, each reading one row group at a time.
+const REMEMBERED_DICTIONARIES: usize = 4;
+
+impl PartialEq for EntriesHasAny {
+    fn eq(&self, other: &Self) -> bool {
+        self.signature == other.signature
+    }
+}
+
+impl Eq for EntriesHasAny {}
+
+impl Hash for EntriesHasAny {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.signature.hash(state);
+    }
 }
 
 /// `entries_has_any(list, candidates...)` as an expression.
 pub fn entries_has_any(list: Expr, candidates: &[String]) -> Expr {
     let udf = ScalarUDF::new_from_impl(EntriesHasAny {
         signature: Signature::variadic_any(Volatility::Immutable),
+        dictionaries: Mutex::new(Vec::new()),
     });
     let mut args = Vec::with_capacity(candidates.len() + 1);
     args.push(list);
@@ -72,38 +116,115 @@ impl ScalarUDFImpl for EntriesHasAny {
         }
         let list = list.into_array(args.number_rows)?;
         let matched = match list.data_type() {
-            DataType::List(_) => has_any(list.as_list::<i32>(), &candidates)?,
-            DataType::LargeList(_) => has_any(list.as_list::<i64>(), &candidates)?,
+            DataType::List(_) => self.has_any(list.as_list::<i32>(), &candidates)?,
+            DataType::LargeList(_) => self.has_any(list.as_list::<i64>(), &candidates)?,
             other => return exec_err!("entries_has_any: expected a list, got {other}"),
         };
         Ok(ColumnarValue::Array(Arc::new(matched)))
     }
 }
 
-/// Per row: does the row's list hold any candidate? Null lists give null.
-fn has_any<O: OffsetSizeTrait>(
-    list: &GenericListArray<O>,
-    candidates: &[String],
-) -> datafusion::common::Result<BooleanArray> {
-    let values = list.values();
+impl EntriesHasAny {
+    /// Per row: does the row's list hold any candidate? Null lists give null.
+    fn has_any<O: OffsetSizeTrait>(
+        &self,
+        list: &GenericListArray<O>,
+        candidates: &[String],
+    ) -> datafusion::common::Result<BooleanArray> {
+        // One pass over the stored entries, then a look over each row's range.
+        let hits = self.entry_hits(list.values(), candidates)?;
+        let offsets = list.value_offsets();
+        Ok((0..list.len())
+            .map(|row| {
+                if list.is_null(row) {
+                    return None;
+                }
+                let Some(hits) = &hits else {
+                    return Some(false);
+                };
+                let (start, end) = (offsets[row].as_usize(), offsets[row + 1].as_usize());
+                Some(hits.get(start..end).is_some_and(|r| r.iter().any(|h| *h)))
+            })
+            .collect())
+    }
+
+    /// Per stored entry: is it a candidate? `None` when none is.
+    fn entry_hits(
+        &self,
+        values: &ArrayRef,
+        candidates: &[String],
+    ) -> datafusion::common::Result<Option<Vec<bool>>> {
+        let DataType::Dictionary(key_type, _) = values.data_type() else {
+            let hits = string_hits(values, candidates)?;
+            return Ok(hits.contains(&true).then_some(hits));
+        };
+        if **key_type != DataType::Int32 {
+            let plain = cast(values, &DataType::Utf8)?;
+            let hits = string_hits(&plain, candidates)?;
+            return Ok(hits.contains(&true).then_some(hits));
+        }
+        let dictionary = values.as_dictionary::<Int32Type>();
+        let known = self.dictionary_hits(dictionary.values(), candidates)?;
+        if !known.any {
+            return Ok(None);
+        }
+        let hit = |key: i32| {
+            usize::try_from(key)
+                .ok()
+                .and_then(|k| known.hits.get(k).copied())
+                .unwrap_or(false)
+        };
+        let keys = dictionary.keys();
+        Ok(Some(if keys.null_count() == 0 {
+            keys.values().iter().map(|k| hit(*k)).collect()
+        } else {
+            keys.iter().map(|k| k.is_some_and(hit)).collect()
+        }))
+    }
+
+    /// Which values of `dictionary` are candidates, remembered for the batches that
+    /// share it.
+    fn dictionary_hits(
+        &self,
+        dictionary: &ArrayRef,
+        candidates: &[String],
+    ) -> datafusion::common::Result<Arc<DictionaryHits>> {
+        let mut remembered = self
+            .dictionaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = remembered
+            .iter()
+            .find(|r| Arc::ptr_eq(&r.dictionary, dictionary) && r.candidates == candidates)
+        {
+            return Ok(r.hits.clone());
+        }
+        let hits = string_hits(dictionary, candidates)?;
+        let known = Arc::new(DictionaryHits {
+            any: hits.contains(&true),
+            hits,
+        });
+        if remembered.len() >= REMEMBERED_DICTIONARIES {
+            remembered.remove(0);
+        }
+        remembered.push(RememberedDictionary {
+            dictionary: dictionary.clone(),
+            candidates: candidates.to_vec(),
+            hits: known.clone(),
+        });
+        Ok(known)
+    }
+}
+
+/// Per string: is it a candidate?
+fn string_hits(values: &ArrayRef, candidates: &[String]) -> datafusion::common::Result<Vec<bool>> {
     let is_candidate = |v: Option<&str>| v.is_some_and(|v| candidates.iter().any(|c| c == v));
-    // One pass over the stored entries, then a look over each row's range.
-    let hits: Vec<bool> = match values.data_type() {
+    Ok(match values.data_type() {
         DataType::Utf8 => values.as_string::<i32>().iter().map(is_candidate).collect(),
         DataType::LargeUtf8 => values.as_string::<i64>().iter().map(is_candidate).collect(),
         DataType::Utf8View => values.as_string_view().iter().map(is_candidate).collect(),
         other => return exec_err!("entries_has_any: expected a list of strings, got {other}"),
-    };
-    let offsets = list.value_offsets();
-    Ok((0..list.len())
-        .map(|row| {
-            if list.is_null(row) {
-                return None;
-            }
-            let (start, end) = (offsets[row].as_usize(), offsets[row + 1].as_usize());
-            Some(hits.get(start..end).is_some_and(|r| r.iter().any(|h| *h)))
-        })
-        .collect())
+    })
 }
 
 #[cfg(test)]
@@ -111,6 +232,20 @@ mod tests {
     use super::*;
     use arrow::array::{ListBuilder, StringBuilder};
     use arrow::datatypes::Field;
+
+    fn function() -> EntriesHasAny {
+        EntriesHasAny {
+            signature: Signature::variadic_any(Volatility::Immutable),
+            dictionaries: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn has_any(
+        list: &GenericListArray<i32>,
+        candidates: &[String],
+    ) -> datafusion::common::Result<BooleanArray> {
+        function().has_any(list, candidates)
+    }
 
     fn list(rows: &[Option<&[&str]>]) -> GenericListArray<i32> {
         let mut builder = ListBuilder::new(StringBuilder::new());
@@ -145,6 +280,47 @@ mod tests {
         );
         let none = has_any(&rows, &["z".into()]).unwrap();
         assert_eq!(none.true_count(), 0);
+    }
+
+    /// Lists of keys into `dictionary`, one list per row.
+    fn dictionary_list(dictionary: &ArrayRef, rows: &[&[i32]]) -> GenericListArray<i32> {
+        let keys: Vec<i32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        let values = arrow::array::DictionaryArray::<Int32Type>::try_new(
+            arrow::array::Int32Array::from(keys),
+            dictionary.clone(),
+        )
+        .unwrap();
+        let offsets = arrow::buffer::OffsetBuffer::from_lengths(rows.iter().map(|r| r.len()));
+        let field = Arc::new(Field::new_list_field(values.data_type().clone(), false));
+        GenericListArray::new(field, offsets, Arc::new(values), None)
+    }
+
+    #[test]
+    fn dictionary_keys_match_like_strings_and_each_dictionary_is_compared_once() {
+        let dictionary: ArrayRef = Arc::new(arrow::array::StringArray::from(vec!["a", "b", "c"]));
+        let f = function();
+        let first = dictionary_list(&dictionary, &[&[0, 1], &[], &[2], &[0]]);
+        let got: Vec<Option<bool>> = f.has_any(&first, &["b".into()]).unwrap().iter().collect();
+        assert_eq!(got, vec![Some(true), Some(false), Some(false), Some(false)]);
+        // A second batch over the same dictionary reuses what the first learnt.
+        let second = dictionary_list(&dictionary, &[&[2, 2], &[1]]);
+        let got: Vec<Option<bool>> = f.has_any(&second, &["b".into()]).unwrap().iter().collect();
+        assert_eq!(got, vec![Some(false), Some(true)]);
+        assert_eq!(f.dictionaries.lock().unwrap().len(), 1);
+        // A candidate in no dictionary entry: every row false, none null.
+        let got = f.has_any(&second, &["z".into()]);
+        assert_eq!(got.unwrap().false_count(), 2);
+        assert_eq!(f.dictionaries.lock().unwrap().len(), 2);
+        // Dictionaries beyond the bound push the oldest out.
+        for _ in 0..REMEMBERED_DICTIONARIES + 2 {
+            let other: ArrayRef = Arc::new(arrow::array::StringArray::from(vec!["b"]));
+            let rows = dictionary_list(&other, &[&[0]]);
+            assert_eq!(f.has_any(&rows, &["b".into()]).unwrap().true_count(), 1);
+        }
+        assert_eq!(
+            f.dictionaries.lock().unwrap().len(),
+            REMEMBERED_DICTIONARIES
+        );
     }
 
     #[test]
