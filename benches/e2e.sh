@@ -14,7 +14,8 @@
 #              11 attributes from 97 keys × 1000 values), wait for flush and compaction,
 #              bytes per span = meshtel_store_block_bytes / meshtel_store_block_spans
 #   search     BENCH_SEARCH_SECONDS (30) of the search mix over the storage data (loads
-#              it first when `storage` was not run)
+#              it first when `storage` was not run), then BENCH_SEARCH_ALONE_SECONDS (15)
+#              of each of trace, service and tag alone, one request at a time
 #
 # Other knobs: CARGO_TARGET_DIR (default $HOME/.cache/meshtel-target), BENCH_CONFIG (a
 # meshtel TOML config for every server), BENCH_BIN (use this binary, skip the build),
@@ -35,6 +36,7 @@ STEADY_SECONDS=${BENCH_STEADY_SECONDS:-60}
 FRESHNESS_SAMPLES=${BENCH_FRESHNESS_SAMPLES:-50}
 SEARCH_SECONDS=${BENCH_SEARCH_SECONDS:-30}
 SEARCH_CONCURRENCY=${BENCH_SEARCH_CONCURRENCY:-4}
+SEARCH_ALONE_SECONDS=${BENCH_SEARCH_ALONE_SECONDS:-15}
 CONNECTIONS=${BENCH_CONNECTIONS:-4}
 STORAGE_TIMEOUT=${BENCH_STORAGE_TIMEOUT:-3600}
 SETTLE_TIMEOUT=${BENCH_SETTLE_TIMEOUT:-900}
@@ -364,6 +366,18 @@ section_search() {
     else
         add search "result" "FAILED (see above)"
     fi
+    local kind
+    for kind in trace service tag; do
+        log "search: $kind alone, ${SEARCH_ALONE_SECONDS}s, one request at a time"
+        out=$WORK/search-$kind.json
+        if run_bench $((SEARCH_ALONE_SECONDS + 300)) "$out" search --endpoint "$QUERY" \
+            --duration "${SEARCH_ALONE_SECONDS}s" --concurrency 1 --mix "$kind=1"; then
+            add search "$kind alone p50 / p99 (ms)" \
+                "$(jget "$out" ".kinds.$kind.latency_ms.p50") / $(jget "$out" ".kinds.$kind.latency_ms.p99")"
+        else
+            add search "$kind alone" "FAILED (see above)"
+        fi
+    done
 }
 
 if [[ -z ${BENCH_BIN:-} ]]; then

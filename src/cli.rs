@@ -67,6 +67,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_head_bytes = "192 MiB"       # their Arrow memory; beyond: 503/UNAVAILABLE
               max_queued_bytes = "64 MiB"      # requests waiting for the WAL; beyond: 503
               row_group_rows = 65536           # Parquet row group size
+              block_order = "trace"            # or "service" (searches faster, fetches slower)
               compaction_target_rows = 524288  # blocks below this are merged
               compaction_interval = "30s"
               retention_max_age = "7d"
@@ -162,7 +163,9 @@ fn parse_wal_sync(text: &str) -> Result<WalSync, String> {
     match text {
         "always" => Ok(WalSync::Always),
         "interval" => Ok(WalSync::Interval),
-        other => Err(format!("expected \"always\" or \"interval\", got {other:?}")),
+        other => Err(format!(
+            "expected \"always\" or \"interval\", got {other:?}"
+        )),
     }
 }
 

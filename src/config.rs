@@ -169,6 +169,7 @@ grpc = "0.0.0.0:4317"
 [store]
 wal.sync = "always"
 retention_max_age = "3d"
+block_order = "service"
 [ingest]
 max_request_bytes = "8 MiB"
 [query]
@@ -178,6 +179,7 @@ base_path = "/jaeger"
         let config = config.finish().unwrap();
         assert_eq!(config.store.data_dir, PathBuf::from("/var/lib/meshtel"));
         assert_eq!(config.store.wal.sync, meshtel_store::WalSync::Always);
+        assert_eq!(config.store.block_order, meshtel_store::BlockOrder::Service);
         assert_eq!(config.listen.grpc, "0.0.0.0:4317");
         assert_eq!(config.listen.http, "127.0.0.1:4318");
     }
@@ -185,7 +187,9 @@ base_path = "/jaeger"
     #[test]
     fn readme_config_example_parses_and_matches_the_defaults() {
         let readme = include_str!("../README.md");
-        let start = readme.find("```toml\ndata_dir").expect("README has the config example");
+        let start = readme
+            .find("```toml\ndata_dir")
+            .expect("README has the config example");
         let body = &readme[start + "```toml\n".len()..];
         let end = body.find("```").expect("config example is closed");
         let config: Config = toml::from_str(&body[..end]).unwrap();

@@ -1,8 +1,13 @@
-//! Parquet blocks: immutable files of spans sorted by trace id.
+//! Parquet blocks: immutable files of spans sorted by trace id (or by service, then
+//! trace id: [`BlockOrder`]).
 //!
 //! Layout choices, each for one of the two reads that matter:
-//! - rows sorted by (trace id, start): a trace's spans sit together, and the trace id
-//!   column's row-group and page statistics narrow a fetch-by-id to a page or two;
+//! - rows sorted by (trace id, start), in pages of at most [`PAGE_ROWS`] rows: a
+//!   trace's spans sit together, and the trace id column's row-group and page
+//!   statistics narrow a fetch-by-id to a page or two. With [`BlockOrder::Service`]
+//!   the service leads the order: every Jaeger search names a service, and a search then
+//!   skips the pages of other services (the attribute lists above all), while a fetch
+//!   reads a page per service the trace crosses;
 //! - a bloom filter on the trace id column: row groups (and so whole blocks) that do not
 //!   hold a trace are skipped without reading a page;
 //! - page-level statistics on start time and duration, and the block's time range in
@@ -15,10 +20,10 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{Array, AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch};
+use arrow::array::{Array, AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::Int64Type;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
@@ -30,6 +35,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::schema::types::ColumnPath;
 
 use crate::Result;
+use crate::config::BlockOrder;
 use crate::schema::{col, span_schema, stored_schema};
 use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 
@@ -128,8 +134,10 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
         ))
         // Row groups are the unit of bloom filters and of parallel reads.
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-        // Page statistics let the reader skip pages by trace id, start time, duration.
+        // Page statistics let the reader skip pages by service, trace id, start time,
+        // duration; small pages let them skip more.
         .set_statistics_enabled(EnabledStatistics::Page)
+        .set_data_page_row_count_limit(PAGE_ROWS)
         // Attribute lists repeat a few thousand distinct entries: let the dictionary grow
         // large enough to hold them instead of falling back to plain encoding.
         .set_dictionary_page_size_limit(8 << 20)
@@ -162,8 +170,13 @@ const CHUNK_ROWS: usize = 8192;
 /// Rows each merge input decodes at a time.
 const MERGE_BATCH_ROWS: usize = 2048;
 
-/// Sort key of one row: trace id, then start time, then where the row lives.
-type RowKey = ([u8; 16], i64, u32, u32);
+/// Rows per data page, at most: the unit page statistics prune at, so the pages of one
+/// service (or one trace) are not diluted by their neighbours'.
+const PAGE_ROWS: usize = 8192;
+
+/// Sort key of one row: service (its rank among the flush's services with
+/// [`BlockOrder::Service`], else 0), trace id, then start time, then where the row lives.
+type RowKey = (u32, [u8; 16], i64, u32, u32);
 
 fn trace_id_and_start(batch: &RecordBatch) -> Result<(&FixedSizeBinaryArray, &Int64Array)> {
     let ids = batch
@@ -177,16 +190,30 @@ fn trace_id_and_start(batch: &RecordBatch) -> Result<(&FixedSizeBinaryArray, &In
     Ok((ids, starts))
 }
 
-fn row_key(ids: &FixedSizeBinaryArray, starts: &Int64Array, b: usize, r: usize) -> Result<RowKey> {
-    let id: [u8; 16] = ids
-        .value(r)
+fn trace_id_at(ids: &FixedSizeBinaryArray, r: usize) -> Result<[u8; 16]> {
+    ids.value(r)
         .try_into()
-        .map_err(|_| crate::Error::Corrupt("trace id of wrong width".into()))?;
-    Ok((id, starts.value(r), b as u32, r as u32))
+        .map_err(|_| crate::Error::Corrupt("trace id of wrong width".into()))
 }
 
-/// Writes unsorted head batches as a block sorted by (trace id, start). Only an index
-/// of 32 bytes per row is sorted; rows are gathered one row group at a time, so the
+fn service_column(batch: &RecordBatch) -> Result<&StringArray> {
+    batch
+        .column_by_name(col::SERVICE)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| crate::Error::Corrupt("service column missing".into()))
+}
+
+/// Each service of `batches` with its rank in byte order.
+fn service_ranks(batches: &[RecordBatch]) -> Result<HashMap<&str, u32>> {
+    let mut names = BTreeSet::new();
+    for batch in batches {
+        names.extend(service_column(batch)?.iter().flatten());
+    }
+    Ok(names.into_iter().zip(0..).collect())
+}
+
+/// Writes unsorted head batches as a block sorted by `order`. Only an index of 36 bytes
+/// per row is sorted; rows are gathered one row group at a time, so the
 /// memory this needs beyond the input is one row group, not a second copy of it all.
 /// CPU-heavy: call from `spawn_blocking`.
 pub fn write_block_from_batches(
@@ -194,14 +221,29 @@ pub fn write_block_from_batches(
     id: u64,
     batches: &[RecordBatch],
     row_group_rows: usize,
+    order: BlockOrder,
     level: u32,
     wal_seq: u64,
 ) -> Result<BlockMeta> {
+    let ranks = match order {
+        BlockOrder::Service => Some(service_ranks(batches)?),
+        BlockOrder::Trace => None,
+    };
     let mut keys: Vec<RowKey> = Vec::with_capacity(row_count(batches));
     for (b, batch) in batches.iter().enumerate() {
         let (ids, starts) = trace_id_and_start(batch)?;
+        let services = service_column(batch)?;
         for r in 0..batch.num_rows() {
-            keys.push(row_key(ids, starts, b, r)?);
+            let rank = ranks.as_ref().map_or(0, |ranks| {
+                ranks.get(services.value(r)).copied().unwrap_or(u32::MAX)
+            });
+            keys.push((
+                rank,
+                trace_id_at(ids, r)?,
+                starts.value(r),
+                b as u32,
+                r as u32,
+            ));
         }
     }
     keys.sort_unstable();
@@ -209,7 +251,7 @@ pub fn write_block_from_batches(
     let chunks = keys.chunks(CHUNK_ROWS).map(|chunk| {
         let indices: Vec<(usize, usize)> = chunk
             .iter()
-            .map(|&(_, _, b, r)| (b as usize, r as usize))
+            .map(|&(_, _, _, b, r)| (b as usize, r as usize))
             .collect();
         Ok(interleave_record_batch(&refs, &indices)?)
     });
@@ -223,8 +265,10 @@ pub fn write_block_from_batches(
     write_sorted_block(blocks_dir, id, chunks, &shape)
 }
 
-/// Merges blocks that are each sorted by (trace id, start) into one sorted block,
-/// streaming: it holds one small batch per input and one row group of output.
+/// Merges blocks that are each sorted by `order` into one sorted block, streaming: it
+/// holds one small batch per input and one row group of output. (Inputs written in
+/// another order, before `block_order` changed, come out complete, merely less well
+/// ordered.)
 /// CPU-heavy: call from `spawn_blocking`.
 pub fn merge_blocks(
     blocks_dir: &Path,
@@ -232,9 +276,10 @@ pub fn merge_blocks(
     inputs: &[PathBuf],
     total_rows: usize,
     row_group_rows: usize,
+    order: BlockOrder,
     level: u32,
 ) -> Result<BlockMeta> {
-    let merged = MergedRows::open(inputs, CHUNK_ROWS)?;
+    let merged = MergedRows::open(inputs, CHUNK_ROWS, order)?;
     // Larger row groups in compacted blocks: each row group carries its own dictionary
     // of attribute entries, so fewer, larger groups store it fewer times. The page index
     // still narrows a trace lookup to a few pages.
@@ -253,23 +298,32 @@ struct MergeInput {
     reader: ParquetRecordBatchReader,
     /// Slot in `MergedRows::live` of the batch being read, and the row within it.
     current: Option<(usize, usize)>,
+    /// Service of the current row with [`BlockOrder::Service`] (else empty), shared
+    /// with its heap entry: rows arrive grouped by service, so this is allocated once
+    /// per service, not per row.
+    service: Arc<str>,
 }
+
+/// Merge order of one input's current row: service, trace id, start, input.
+type MergeKey = (Arc<str>, [u8; 16], i64, usize);
 
 /// The sorted output chunks of a k-way merge.
 struct MergedRows {
     inputs: Vec<MergeInput>,
     live: Vec<Option<RecordBatch>>,
-    heap: BinaryHeap<Reverse<([u8; 16], i64, usize)>>,
+    heap: BinaryHeap<Reverse<MergeKey>>,
     chunk_rows: usize,
+    order: BlockOrder,
 }
 
 impl MergedRows {
-    fn open(paths: &[PathBuf], chunk_rows: usize) -> Result<Self> {
+    fn open(paths: &[PathBuf], chunk_rows: usize, order: BlockOrder) -> Result<Self> {
         let mut merged = MergedRows {
             inputs: Vec::with_capacity(paths.len()),
             live: Vec::new(),
             heap: BinaryHeap::new(),
             chunk_rows,
+            order,
         };
         for path in paths {
             // Small batches: a merge holds one per input at a time. Plain strings: the
@@ -282,6 +336,7 @@ impl MergedRows {
             merged.inputs.push(MergeInput {
                 reader,
                 current: None,
+                service: Arc::from(""),
             });
             merged.advance_batch(merged.inputs.len() - 1)?;
         }
@@ -314,8 +369,20 @@ impl MergedRows {
             && let Some(batch) = &self.live[slot]
         {
             let (ids, starts) = trace_id_and_start(batch)?;
-            let (id, start, ..) = row_key(ids, starts, slot, row)?;
-            self.heap.push(Reverse((id, start, input)));
+            let input_state = &mut self.inputs[input];
+            if self.order == BlockOrder::Service {
+                let service = service_column(batch)?.value(row);
+                if *input_state.service != *service {
+                    input_state.service = Arc::from(service);
+                }
+            }
+            let key = (
+                input_state.service.clone(),
+                trace_id_at(ids, row)?,
+                starts.value(row),
+                input,
+            );
+            self.heap.push(Reverse(key));
         }
         Ok(())
     }
@@ -323,7 +390,7 @@ impl MergedRows {
     fn next_chunk(&mut self) -> Result<Option<RecordBatch>> {
         let mut indices: Vec<(usize, usize)> = Vec::with_capacity(self.chunk_rows);
         while indices.len() < self.chunk_rows {
-            let Some(Reverse((_, _, input))) = self.heap.pop() else {
+            let Some(Reverse((_, _, _, input))) = self.heap.pop() else {
                 break;
             };
             let Some((slot, row)) = self.inputs[input].current else {

@@ -20,6 +20,24 @@ pub enum WalSync {
     Interval,
 }
 
+/// How rows are ordered within a block: the trade between fetching a trace and
+/// searching one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockOrder {
+    /// By trace id, then start: a trace's spans sit together, so a fetch by id reads
+    /// the fewest pages and ids and parent ids compress best (51 bytes/span in the
+    /// storage benchmark).
+    #[default]
+    Trace,
+    /// By service, then trace id, then start: a search (every Jaeger search names a
+    /// service) decodes the pages of one service instead of all, which made tag
+    /// searches over 10M spans of 10 services 3.5 times faster; a trace's spans are
+    /// split by service, so fetches read more pages and blocks take about a tenth more
+    /// disk (55.7 bytes/span).
+    Service,
+}
+
 /// Write-ahead log settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +99,10 @@ pub struct StoreConfig {
     /// Rows per Parquet row group. Default 65536.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// `"trace"` (default) or `"service"`: how rows are ordered in blocks written from
+    /// now on. See [`BlockOrder`].
+    #[serde(default)]
+    pub block_order: BlockOrder,
     /// Blocks smaller than this many rows are merged by compaction. Default 524288.
     #[serde(default = "default_compaction_target_rows")]
     pub compaction_target_rows: usize,
@@ -151,6 +173,7 @@ impl Default for StoreConfig {
             max_head_bytes: default_max_head_bytes(),
             max_queued_bytes: default_max_queued_bytes(),
             row_group_rows: default_row_group_rows(),
+            block_order: BlockOrder::default(),
             compaction_target_rows: default_compaction_target_rows(),
             compaction_interval: default_compaction_interval(),
             retention_max_age: default_retention_max_age(),

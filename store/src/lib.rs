@@ -58,7 +58,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-pub use config::{StoreConfig, WalConfig, WalSync};
+pub use config::{BlockOrder, StoreConfig, WalConfig, WalSync};
 pub use edges::{EdgeConfig, EdgeRollups};
 pub use error::{Error, Result};
 pub use quotas::QuotaRepo;

@@ -262,9 +262,10 @@ async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
         "flushing head generation"
     );
     let row_group_rows = inner.config.row_group_rows;
+    let order = inner.config.block_order;
     let seq = job.seq_through;
     let meta = tokio::task::spawn_blocking(move || {
-        block::write_block_from_batches(&dir, id, &batches, row_group_rows, 0, seq)
+        block::write_block_from_batches(&dir, id, &batches, row_group_rows, order, 0, seq)
     })
     .await??;
     inner
