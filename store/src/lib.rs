@@ -161,34 +161,22 @@ impl Inner {
         head
     }
 
-    /// Head first, then blocks newest first in growing groups of at most
-    /// [`SCAN_GROUP`] (one parallel scan each), limited to blocks overlapping the window.
+    /// Head first, then each block overlapping the window, newest first. The search
+    /// decides how many blocks to scan at once (see [`Searcher::find_trace_ids`]).
     fn sources(&self, start_min: i64, start_max: i64) -> Vec<Source> {
         let state = self.state.read();
         let mut sources = vec![Source::Head(Self::head_batches(&state))];
-        let overlapping: Vec<&BlockMeta> = state
-            .blocks
-            .iter()
-            .rev()
-            .filter(|b| b.max_start >= start_min && b.min_start <= start_max)
-            .collect();
-        // Group sizes 1, 1, 2, 4, 8, 8, ...: most searches are answered by the newest
-        // block or two; wide ones still get parallel scans.
-        let mut rest = overlapping.as_slice();
-        let mut size = 1;
-        let mut groups = 0;
-        while !rest.is_empty() {
-            let (group, tail) = rest.split_at(size.min(rest.len()));
-            sources.push(Source::Blocks {
-                paths: group.iter().map(|b| b.path(&self.blocks_dir)).collect(),
-                max_start: group.iter().map(|b| b.max_start).max().unwrap_or(i64::MIN),
-            });
-            rest = tail;
-            groups += 1;
-            if groups >= 2 {
-                size = (size * 2).min(SCAN_GROUP);
-            }
-        }
+        sources.extend(
+            state
+                .blocks
+                .iter()
+                .rev()
+                .filter(|b| b.max_start >= start_min && b.min_start <= start_max)
+                .map(|b| Source::Blocks {
+                    paths: vec![b.path(&self.blocks_dir)],
+                    max_start: b.max_start,
+                }),
+        );
         sources
     }
 
@@ -226,10 +214,6 @@ impl Inner {
         ]
     }
 }
-
-/// Blocks scanned together (in parallel) by one search step; between steps the search
-/// stops once older blocks cannot change the newest `limit` traces.
-const SCAN_GROUP: usize = 8;
 
 /// The trace store. Cheap to clone; all clones share one store.
 #[derive(Clone)]

@@ -193,6 +193,12 @@ impl Searcher {
 
     /// Trace ids with a span matching `query`, newest first, at most `query.limit`.
     /// `sources` must be ordered newest first (head, then blocks by max start desc).
+    ///
+    /// Blocks are scanned in steps, newest first, several at once (in parallel), and
+    /// the search stops once older blocks cannot change the newest `limit` traces. How
+    /// many blocks a step takes follows from what earlier steps found: as many as the
+    /// traces still missing need at the rate found so far, at most as many as were
+    /// scanned before (doubling while nothing is found) and at most [`SCAN_GROUP`].
     pub async fn find_trace_ids(
         &self,
         query: &TraceQuery,
@@ -206,17 +212,45 @@ impl Searcher {
             Lane::Scan
         };
         let mut found: HashMap<[u8; 16], i64> = HashMap::new();
-        for source in sources {
-            if found.len() >= limit
-                && let Source::Blocks { max_start, .. } = source
-            {
-                let mut newest: Vec<i64> = found.values().copied().collect();
-                newest.sort_unstable_by(|a, b| b.cmp(a));
-                if *max_start < newest[limit - 1] {
-                    break;
+        let mut rest = sources;
+        let mut blocks_scanned = 0;
+        while let Some(first) = rest.first() {
+            let step = match first {
+                Source::Head(_) => {
+                    rest = &rest[1..];
+                    first.clone()
                 }
-            }
-            let Some(df) = self.frame(source, stored_schema()).await? else {
+                Source::Blocks { max_start, .. } => {
+                    if found.len() >= limit {
+                        let mut newest: Vec<i64> = found.values().copied().collect();
+                        newest.sort_unstable_by(|a, b| b.cmp(a));
+                        if *max_start < newest[limit - 1] {
+                            break;
+                        }
+                    }
+                    let take = step_blocks(blocks_scanned, found.len(), limit);
+                    let mut paths = Vec::new();
+                    let mut newest = i64::MIN;
+                    let mut taken = 0;
+                    while taken < take
+                        && let Some(Source::Blocks {
+                            paths: p,
+                            max_start,
+                        }) = rest.first()
+                    {
+                        paths.extend(p.iter().cloned());
+                        newest = newest.max(*max_start);
+                        rest = &rest[1..];
+                        taken += 1;
+                    }
+                    blocks_scanned += paths.len();
+                    Source::Blocks {
+                        paths,
+                        max_start: newest,
+                    }
+                }
+            };
+            let Some(df) = self.frame(&step, stored_schema()).await? else {
                 continue;
             };
             let plan = df
@@ -227,9 +261,9 @@ impl Searcher {
             let started = std::time::Instant::now();
             let batches = self.collect(plan, lane).await?;
             tracing::debug!(
-                source = match source {
-                    Source::Head(_) => "head",
-                    Source::Blocks { .. } => "blocks",
+                blocks = match &step {
+                    Source::Head(_) => 0,
+                    Source::Blocks { paths, .. } => paths.len(),
                 },
                 traces = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -338,6 +372,21 @@ impl Searcher {
     }
 }
 
+/// Most blocks one search step scans at once.
+const SCAN_GROUP: usize = 8;
+
+/// Blocks the next search step scans, after `scanned` blocks gave `found` of `limit`
+/// traces: the estimate of what the missing ones need at the rate so far, between one
+/// and `scanned` (so steps at most double) and at most [`SCAN_GROUP`].
+fn step_blocks(scanned: usize, found: usize, limit: usize) -> usize {
+    let most = scanned.clamp(1, SCAN_GROUP);
+    if found == 0 || found >= limit {
+        return most;
+    }
+    let missing = limit - found;
+    (scanned * missing).div_ceil(found).clamp(1, most)
+}
+
 /// The filter a single span must pass for its trace to match `query`.
 pub fn search_filter(query: &TraceQuery) -> Expr {
     let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -411,4 +460,32 @@ fn tag_filter(key: &str, value: &str) -> Expr {
         any = any.or(derived);
     }
     any
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_steps_double_while_nothing_is_found_and_follow_the_rate_after() {
+        // Nothing found yet: 1, 1, 2, 4, 8, 8 blocks.
+        let mut scanned = 0;
+        let mut steps = Vec::new();
+        for _ in 0..6 {
+            let step = step_blocks(scanned, 0, 20);
+            steps.push(step);
+            scanned += step;
+        }
+        assert_eq!(steps, [1, 1, 2, 4, 8, 8]);
+        // 4 of 20 in 1 block: 4 more needed, but at most as many as scanned.
+        assert_eq!(step_blocks(1, 4, 20), 1);
+        // 9 of 20 in 2 blocks: about 2.4 more; 2 allowed.
+        assert_eq!(step_blocks(2, 9, 20), 2);
+        // 18 of 20 in 4 blocks: one more.
+        assert_eq!(step_blocks(4, 18, 20), 1);
+        // 1 of 20 in 16 blocks: as many as allowed.
+        assert_eq!(step_blocks(16, 1, 20), SCAN_GROUP);
+        // Enough found but older blocks overlap in time: keep stepping.
+        assert_eq!(step_blocks(4, 20, 20), 4);
+    }
 }
