@@ -12,6 +12,7 @@
 //! Predicates go into the Parquet scan (`pushdown_filters`), where row-group and page
 //! statistics and the trace id bloom filter skip what cannot match.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -218,7 +219,7 @@ impl Searcher {
             let step = match first {
                 Source::Head(_) => {
                     rest = &rest[1..];
-                    first.clone()
+                    Cow::Borrowed(first)
                 }
                 Source::Blocks { max_start, .. } => {
                     if found.len() >= limit {
@@ -244,10 +245,10 @@ impl Searcher {
                         taken += 1;
                     }
                     blocks_scanned += paths.len();
-                    Source::Blocks {
+                    Cow::Owned(Source::Blocks {
                         paths,
                         max_start: newest,
-                    }
+                    })
                 }
             };
             let Some(df) = self.frame(&step, stored_schema()).await? else {
@@ -261,7 +262,7 @@ impl Searcher {
             let started = std::time::Instant::now();
             let batches = self.collect(plan, lane).await?;
             tracing::debug!(
-                blocks = match &step {
+                blocks = match step.as_ref() {
                     Source::Head(_) => 0,
                     Source::Blocks { paths, .. } => paths.len(),
                 },
