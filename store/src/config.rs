@@ -88,8 +88,10 @@ pub struct StoreConfig {
     pub max_head_rows: usize,
     /// Bound on the Arrow memory of spans held in memory (head plus blocks being
     /// written), the larger part of the collector's resident memory under heavy ingest;
-    /// writes beyond it are refused with a retry hint until a flush frees room. Default
-    /// `192MiB`.
+    /// writes beyond it are refused with a retry hint until a flush frees room. The head
+    /// is also flushed once it holds a quarter of this. Default `96MiB`: at full ingest
+    /// speed the allocator keeps about as much again as the head holds, and this keeps
+    /// the collector under 512 MiB without slowing ingest (see the README).
     #[serde(default = "default_max_head_bytes")]
     pub max_head_bytes: ByteSize,
     /// Bound on request bytes queued for the WAL writer; beyond it writes are refused
@@ -138,7 +140,7 @@ fn default_max_head_rows() -> usize {
     524_288
 }
 fn default_max_head_bytes() -> ByteSize {
-    ByteSize::mib(192)
+    ByteSize::mib(96)
 }
 fn default_max_queued_bytes() -> ByteSize {
     ByteSize::mib(64)
