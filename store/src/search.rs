@@ -291,6 +291,11 @@ impl Searcher {
     }
 
     /// Every row of the given traces, from every source.
+    ///
+    /// Blocks are read as [`stored_schema`]: the attribute lists come out as keys into
+    /// each row group's dictionary, which the reader decodes once, instead of every
+    /// entry of every page the selected rows sit in being copied as a string. Only the
+    /// rows that match are turned into strings, at the end.
     pub async fn fetch_rows(
         &self,
         trace_ids: &[TraceId],
@@ -299,9 +304,6 @@ impl Searcher {
         if trace_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(df) = self.union(sources).await? else {
-            return Ok(Vec::new());
-        };
         let ids: Vec<Expr> = trace_ids
             .iter()
             .map(|id| lit(ScalarValue::FixedSizeBinary(16, Some(id.0.to_vec()))))
@@ -311,7 +313,22 @@ impl Searcher {
         } else {
             col(c::TRACE_ID).in_list(ids, false)
         };
-        self.collect(df.filter(filter)?, Lane::Fast).await
+        let fetches = sources.iter().map(|source| {
+            let filter = filter.clone();
+            async move {
+                let Some(df) = self.frame(source, stored_schema()).await? else {
+                    return Ok(Vec::new());
+                };
+                self.collect(df.filter(filter)?, Lane::Fast).await
+            }
+        });
+        let mut rows = Vec::new();
+        for batches in futures::future::try_join_all(fetches).await? {
+            for batch in batches {
+                rows.push(as_span_schema(&batch)?);
+            }
+        }
+        Ok(rows)
     }
 
     /// Caller → callee service pairs from parent/child spans started in the window.
@@ -386,6 +403,28 @@ fn step_blocks(scanned: usize, found: usize, limit: usize) -> usize {
     }
     let missing = limit - found;
     (scanned * missing).div_ceil(found).clamp(1, most)
+}
+
+/// `batch` with the columns of [`span_schema`]: dictionary-keyed entry lists become
+/// plain strings (a copy of the rows' entries only).
+fn as_span_schema(batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = span_schema();
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The filter a single span must pass for its trace to match `query`.
