@@ -254,19 +254,29 @@ impl Searcher {
             let Some(df) = self.frame(&step, stored_schema()).await? else {
                 continue;
             };
-            let plan = df
-                .filter(filter.clone())?
-                .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
-                .sort(vec![col("t").sort(false, false)])?
-                .limit(0, Some(limit))?;
             let started = std::time::Instant::now();
-            let batches = self.collect(plan, lane).await?;
+            let newest = if query.tags.is_empty() {
+                self.newest_rows(df.clone(), &filter, limit).await?
+            } else {
+                None
+            };
+            let batches = match newest {
+                Some(batches) => batches,
+                None => {
+                    let plan = df
+                        .filter(filter.clone())?
+                        .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
+                        .sort(vec![col("t").sort(false, false)])?
+                        .limit(0, Some(limit))?;
+                    self.collect(plan, lane).await?
+                }
+            };
             tracing::debug!(
                 blocks = match step.as_ref() {
                     Source::Head(_) => 0,
                     Source::Blocks { paths, .. } => paths.len(),
                 },
-                traces = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                 "searched a source"
             );
@@ -288,6 +298,43 @@ impl Searcher {
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(limit);
         Ok(ranked.into_iter().map(|(id, _)| TraceId(id)).collect())
+    }
+
+    /// (trace id, start) of the newest rows matching `filter`, newest first, enough of
+    /// them to hold `limit` distinct traces (or every matching row). The first time a
+    /// trace appears is its newest matching span, so these rank traces exactly as
+    /// grouping by trace would, while the scan keeps a small top-k instead of a hash
+    /// table of every matching trace. `None` when [`MAX_NEWEST_ROWS`] rows still hold
+    /// too few traces: then grouping by trace is the cheaper way.
+    async fn newest_rows(
+        &self,
+        df: DataFrame,
+        filter: &Expr,
+        limit: usize,
+    ) -> Result<Option<Vec<RecordBatch>>> {
+        let mut rows = limit.saturating_mul(NEWEST_ROWS_PER_TRACE);
+        loop {
+            let plan = df
+                .clone()
+                .filter(filter.clone())?
+                .select(vec![col(c::TRACE_ID), col(c::START)])?
+                .sort(vec![col(c::START).sort(false, false)])?
+                .limit(0, Some(rows))?;
+            let batches = self.collect(plan, Lane::Fast).await?;
+            let returned: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let mut distinct = std::collections::HashSet::new();
+            for batch in &batches {
+                let ids = batch.column(0).as_fixed_size_binary();
+                distinct.extend(ids.iter().flatten());
+            }
+            if returned < rows || distinct.len() >= limit {
+                return Ok(Some(batches));
+            }
+            if rows >= MAX_NEWEST_ROWS {
+                return Ok(None);
+            }
+            rows = rows.saturating_mul(8);
+        }
     }
 
     /// Every row of the given traces, from every source.
@@ -404,6 +451,14 @@ fn step_blocks(scanned: usize, found: usize, limit: usize) -> usize {
     let missing = limit - found;
     (scanned * missing).div_ceil(found).clamp(1, most)
 }
+
+/// Rows a search without tags asks for per trace it wants, at first: matching spans of
+/// one trace rarely exceed a few. Asked again with 8 times more while too few distinct
+/// traces come back.
+const NEWEST_ROWS_PER_TRACE: usize = 8;
+
+/// Most rows the newest-rows search asks for before it groups by trace instead.
+const MAX_NEWEST_ROWS: usize = 1 << 16;
 
 /// `batch` with the columns of [`span_schema`]: dictionary-keyed entry lists become
 /// plain strings (a copy of the rows' entries only).

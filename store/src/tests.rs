@@ -717,3 +717,47 @@ async fn blocks_are_sorted_by_trace_by_default() {
     assert!(rows.windows(2).filter(|w| w[0].0 != w[1].0).count() > 1);
     store.shutdown().await.unwrap();
 }
+
+/// A search without tags asks for the newest matching spans, `limit` × 8 at first.
+/// When one trace's spans fill that, it asks again for more, so the older traces
+/// still come back, in the same order as grouping by trace gives, in the head and in
+/// a block.
+#[tokio::test]
+async fn a_trace_with_many_new_spans_does_not_hide_older_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    // Traces 1..=3 of three spans, then trace 9 with 40 spans newer than all of them.
+    for i in 1..=3u8 {
+        let start = *T0 + i as u64 * 1_000_000;
+        store
+            .write_spans(vec![trace(i, "shop", 3, start, 500)])
+            .await
+            .unwrap();
+    }
+    let newest = *T0 + 10_000_000;
+    store
+        .write_spans(vec![trace(9, "shop", 40, newest, 500)])
+        .await
+        .unwrap();
+    let mut q = query("shop");
+    q.limit = 3;
+    let expected = |seeds: &[u8]| -> Vec<String> {
+        seeds
+            .iter()
+            .map(|&seed| {
+                let mut id = [0u8; 16];
+                id[0] = 1;
+                id[15] = seed;
+                TraceId(id).to_string()
+            })
+            .collect()
+    };
+    assert_eq!(ids(&store, &q).await, expected(&[9, 3, 2]), "head");
+    store.flush().await.unwrap();
+    assert_eq!(ids(&store, &q).await, expected(&[9, 3, 2]), "block");
+    q.limit = 10;
+    assert_eq!(ids(&store, &q).await, expected(&[9, 3, 2, 1]), "block, all");
+    // The 40-span trace comes back whole.
+    let traces = store.find_traces(&q).await.unwrap();
+    assert_eq!(traces[0].span_count(), 40);
+}
