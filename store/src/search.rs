@@ -304,8 +304,12 @@ impl Searcher {
     /// them to hold `limit` distinct traces (or every matching row). The first time a
     /// trace appears is its newest matching span, so these rank traces exactly as
     /// grouping by trace would, while the scan keeps a small top-k instead of a hash
-    /// table of every matching trace. `None` when [`MAX_NEWEST_ROWS`] rows still hold
-    /// too few traces: then grouping by trace is the cheaper way.
+    /// table of every matching trace.
+    ///
+    /// Each ask scans the source again, so there are at most two: `limit` ×
+    /// [`NEWEST_ROWS_PER_TRACE`] rows, then, when those held too few traces, twice the
+    /// rows per trace they showed. `None` when that is still too few or would exceed
+    /// [`MAX_NEWEST_ROWS`]: grouping by trace is then the cheaper way.
     async fn newest_rows(
         &self,
         df: DataFrame,
@@ -313,7 +317,7 @@ impl Searcher {
         limit: usize,
     ) -> Result<Option<Vec<RecordBatch>>> {
         let mut rows = limit.saturating_mul(NEWEST_ROWS_PER_TRACE);
-        loop {
+        for _ask in 0..2 {
             let plan = df
                 .clone()
                 .filter(filter.clone())?
@@ -330,11 +334,13 @@ impl Searcher {
             if returned < rows || distinct.len() >= limit {
                 return Ok(Some(batches));
             }
-            if rows >= MAX_NEWEST_ROWS {
-                return Ok(None);
+            let per_trace = returned.div_ceil(distinct.len().max(1));
+            rows = limit.saturating_mul(per_trace).saturating_mul(2);
+            if rows > MAX_NEWEST_ROWS {
+                break;
             }
-            rows = rows.saturating_mul(8);
         }
+        Ok(None)
     }
 
     /// Every row of the given traces, from every source.
@@ -452,10 +458,10 @@ fn step_blocks(scanned: usize, found: usize, limit: usize) -> usize {
     (scanned * missing).div_ceil(found).clamp(1, most)
 }
 
-/// Rows a search without tags asks for per trace it wants, at first: matching spans of
-/// one trace rarely exceed a few. Asked again with 8 times more while too few distinct
-/// traces come back.
-const NEWEST_ROWS_PER_TRACE: usize = 8;
+/// Rows a search without tags asks for per trace it wants, at first: a trace rarely
+/// has more matching spans than this, and a top-k of a few hundred rows costs no more
+/// to keep than one of twenty.
+const NEWEST_ROWS_PER_TRACE: usize = 32;
 
 /// Most rows the newest-rows search asks for before it groups by trace instead.
 const MAX_NEWEST_ROWS: usize = 1 << 16;

@@ -718,15 +718,32 @@ async fn blocks_are_sorted_by_trace_by_default() {
     store.shutdown().await.unwrap();
 }
 
-/// A search without tags asks for the newest matching spans, `limit` × 8 at first.
-/// When one trace's spans fill that, it asks again for more, so the older traces
-/// still come back, in the same order as grouping by trace gives, in the head and in
-/// a block.
+/// `trace(seed, ..)` with `n` spans, any number of them: span ids from the index.
+fn wide_trace(seed: u8, service: &str, n: u32, start: u64) -> ResourceSpans {
+    let mut wide = trace(seed, service, 1, start, 500);
+    let template = wide.scope_spans[0].spans[0].clone();
+    wide.scope_spans[0].spans = (0..n)
+        .map(|i| {
+            let mut span = template.clone();
+            span.span_id = [&[seed, 0, 0, 0][..], &i.to_be_bytes()[..]].concat();
+            span.start_time_unix_nano = start + u64::from(i) * 1000;
+            span.end_time_unix_nano = span.start_time_unix_nano + 500;
+            span
+        })
+        .collect();
+    wide
+}
+
+/// A search without tags asks for the newest matching spans, `limit` × 32 at first.
+/// When one trace's spans fill that, it asks again for as many rows per trace as it
+/// saw, and beyond 65,536 rows it groups by trace instead; either way the older traces
+/// still come back, in the order grouping by trace gives, from the head and a block.
 #[tokio::test]
 async fn a_trace_with_many_new_spans_does_not_hide_older_traces() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
-    // Traces 1..=3 of three spans, then trace 9 with 40 spans newer than all of them.
+    // Traces 1..=3 of three spans, then two traces with many spans, newer than them:
+    // 8 (120 spans) is older than 9 (1,500 spans).
     for i in 1..=3u8 {
         let start = *T0 + i as u64 * 1_000_000;
         store
@@ -734,13 +751,14 @@ async fn a_trace_with_many_new_spans_does_not_hide_older_traces() {
             .await
             .unwrap();
     }
-    let newest = *T0 + 10_000_000;
     store
-        .write_spans(vec![trace(9, "shop", 40, newest, 500)])
+        .write_spans(vec![wide_trace(8, "shop", 120, *T0 + 10_000_000)])
         .await
         .unwrap();
-    let mut q = query("shop");
-    q.limit = 3;
+    store
+        .write_spans(vec![wide_trace(9, "shop", 1500, *T0 + 1_000_000_000)])
+        .await
+        .unwrap();
     let expected = |seeds: &[u8]| -> Vec<String> {
         seeds
             .iter()
@@ -752,12 +770,25 @@ async fn a_trace_with_many_new_spans_does_not_hide_older_traces() {
             })
             .collect()
     };
-    assert_eq!(ids(&store, &q).await, expected(&[9, 3, 2]), "head");
-    store.flush().await.unwrap();
-    assert_eq!(ids(&store, &q).await, expected(&[9, 3, 2]), "block");
-    q.limit = 10;
-    assert_eq!(ids(&store, &q).await, expected(&[9, 3, 2, 1]), "block, all");
-    // The 40-span trace comes back whole.
+    let mut q = query("shop");
+    for phase in ["head", "block"] {
+        // 96 rows, all of trace 9: asked again for 3 × 96 × 2.
+        q.limit = 3;
+        assert_eq!(
+            ids(&store, &q).await,
+            expected(&[9, 8, 3]),
+            "{phase}, limit 3"
+        );
+        // 1,280 rows of trace 9, then 40 × 1,280 × 2 would be too many: grouped.
+        q.limit = 40;
+        assert_eq!(
+            ids(&store, &q).await,
+            expected(&[9, 8, 3, 2, 1]),
+            "{phase}, limit 40"
+        );
+        store.flush().await.unwrap();
+    }
     let traces = store.find_traces(&q).await.unwrap();
-    assert_eq!(traces[0].span_count(), 40);
+    assert_eq!(traces[0].span_count(), 1500);
+    assert_eq!(traces[1].span_count(), 120);
 }
