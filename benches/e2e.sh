@@ -366,14 +366,23 @@ section_search() {
     else
         add search "result" "FAILED (see above)"
     fi
-    local kind
+    # Alone, the collector's CPU per request is also given: on a machine whose speed
+    # and scheduling vary from minute to minute it moves less than the percentiles.
+    # It includes the bench's discovery requests (under a second of the run).
+    local kind c0 c1 hz
+    hz=$(getconf CLK_TCK)
     for kind in trace service tag; do
         log "search: $kind alone, ${SEARCH_ALONE_SECONDS}s, one request at a time"
         out=$WORK/search-$kind.json
+        c0=$(cpu_ticks "$SERVER_PID")
         if run_bench $((SEARCH_ALONE_SECONDS + 300)) "$out" search --endpoint "$QUERY" \
             --duration "${SEARCH_ALONE_SECONDS}s" --concurrency 1 --mix "$kind=1"; then
+            c1=$(cpu_ticks "$SERVER_PID")
             add search "$kind alone p50 / p99 (ms)" \
                 "$(jget "$out" ".kinds.$kind.latency_ms.p50") / $(jget "$out" ".kinds.$kind.latency_ms.p99")"
+            add search "$kind alone: collector CPU per request (ms)" \
+                "$(awk -v c="$((c1 - c0))" -v hz="$hz" -v n="$(jget "$out" .requests)" \
+                    'BEGIN {printf "%.1f", 1000 * c / hz / n}')"
         else
             add search "$kind alone" "FAILED (see above)"
         fi
