@@ -308,8 +308,9 @@ impl Searcher {
     ///
     /// Each ask scans the source again, so there are at most two: `limit` ×
     /// [`NEWEST_ROWS_PER_TRACE`] rows, then, when those held too few traces, twice the
-    /// rows per trace they showed. `None` when that is still too few or would exceed
-    /// [`MAX_NEWEST_ROWS`]: grouping by trace is then the cheaper way.
+    /// rows per trace they showed. `None` when that is still too few, or when an ask
+    /// would exceed [`MAX_NEWEST_ROWS`] (a large `limit` too): grouping by trace is then
+    /// the cheaper way.
     async fn newest_rows(
         &self,
         df: DataFrame,
@@ -318,6 +319,9 @@ impl Searcher {
     ) -> Result<Option<Vec<RecordBatch>>> {
         let mut rows = limit.saturating_mul(NEWEST_ROWS_PER_TRACE);
         for _ask in 0..2 {
+            if rows > MAX_NEWEST_ROWS {
+                break;
+            }
             let plan = df
                 .clone()
                 .filter(filter.clone())?
@@ -336,9 +340,6 @@ impl Searcher {
             }
             let per_trace = returned.div_ceil(distinct.len().max(1));
             rows = limit.saturating_mul(per_trace).saturating_mul(2);
-            if rows > MAX_NEWEST_ROWS {
-                break;
-            }
         }
         Ok(None)
     }

@@ -736,8 +736,9 @@ fn wide_trace(seed: u8, service: &str, n: u32, start: u64) -> ResourceSpans {
 
 /// A search without tags asks for the newest matching spans, `limit` × 32 at first.
 /// When one trace's spans fill that, it asks again for as many rows per trace as it
-/// saw, and beyond 65,536 rows it groups by trace instead; either way the older traces
-/// still come back, in the order grouping by trace gives, from the head and a block.
+/// saw; beyond 65,536 rows (a large `limit` too) it groups by trace instead. Either
+/// way the older traces still come back, in the order grouping by trace gives, from the
+/// head and a block.
 #[tokio::test]
 async fn a_trace_with_many_new_spans_does_not_hide_older_traces() {
     let dir = tempfile::tempdir().unwrap();
@@ -785,6 +786,13 @@ async fn a_trace_with_many_new_spans_does_not_hide_older_traces() {
             ids(&store, &q).await,
             expected(&[9, 8, 3, 2, 1]),
             "{phase}, limit 40"
+        );
+        // 3,000 × 32 rows would be too many from the start: grouped.
+        q.limit = 3000;
+        assert_eq!(
+            ids(&store, &q).await,
+            expected(&[9, 8, 3, 2, 1]),
+            "{phase}, limit 3000"
         );
         store.flush().await.unwrap();
     }
