@@ -2,9 +2,10 @@
 //! trace id: [`BlockOrder`]).
 //!
 //! Layout choices, each for one of the two reads that matter:
-//! - rows sorted by (trace id, start), in pages of at most [`PAGE_ROWS`] rows: a
-//!   trace's spans sit together, and the trace id column's row-group and page
-//!   statistics narrow a fetch-by-id to a page or two. With [`BlockOrder::Service`]
+//! - rows sorted by (trace id, start), in pages of at most [`PAGE_ROWS`] rows (and
+//!   attribute lists in pages of at most [`ENTRY_PAGE_BYTES`]): a trace's spans sit
+//!   together, and the trace id column's row-group and page statistics narrow a
+//!   fetch-by-id to a page or two of each column. With [`BlockOrder::Service`]
 //!   the service leads the order: every Jaeger search names a service, and a search then
 //!   skips the pages of other services (the attribute lists above all), while a fetch
 //!   reads a page per service the trace crosses;
@@ -36,7 +37,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::Result;
 use crate::config::BlockOrder;
-use crate::schema::{col, span_schema, stored_schema};
+use crate::schema::{ENTRY_COLUMNS, col, span_schema, stored_schema};
 use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 
 /// What the index knows about one block.
@@ -117,6 +118,9 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
         if !PRUNING_COLUMNS.contains(&top) {
             builder = builder.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
         }
+        if ENTRY_COLUMNS.contains(&top) {
+            builder = builder.set_column_data_page_size_limit(path.clone(), ENTRY_PAGE_BYTES);
+        }
     }
     builder
         .set_writer_version(WriterVersion::PARQUET_2_0)
@@ -173,6 +177,11 @@ const MERGE_BATCH_ROWS: usize = 2048;
 /// Rows per data page, at most: the unit page statistics prune at, so the pages of one
 /// service (or one trace) are not diluted by their neighbours'.
 const PAGE_ROWS: usize = 8192;
+
+/// Bytes of one data page of an attribute list, at most (before compression): about
+/// 1,500 spans of eleven entries. A fetch decompresses and steps through every page a
+/// selected row sits in, and these are the widest columns.
+const ENTRY_PAGE_BYTES: usize = 32 << 10;
 
 /// Sort key of one row: service (its rank among the flush's services with
 /// [`BlockOrder::Service`], else 0), trace id, then start time, then where the row lives.

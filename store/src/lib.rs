@@ -174,6 +174,7 @@ impl Inner {
                 .filter(|b| b.max_start >= start_min && b.min_start <= start_max)
                 .map(|b| Source::Blocks {
                     paths: vec![b.path(&self.blocks_dir)],
+                    min_start: b.min_start,
                     max_start: b.max_start,
                 }),
         );
@@ -192,7 +193,11 @@ impl Inner {
         let max_start = state.blocks.last().map(|b| b.max_start).unwrap_or(0);
         vec![
             Source::Head(Self::head_batches(&state)),
-            Source::Blocks { paths, max_start },
+            Source::Blocks {
+                paths,
+                min_start: i64::MIN,
+                max_start,
+            },
         ]
     }
 
@@ -209,6 +214,7 @@ impl Inner {
             Source::Head(Self::head_batches(&state)),
             Source::Blocks {
                 paths,
+                min_start: start_min,
                 max_start: start_max,
             },
         ]

@@ -4,6 +4,7 @@
 //! ```text
 //!   TraceQuery ─► filter Expr ─► per source, newest first:            ─► trace ids
 //!                                 head (MemTable) │ block │ block ...     (newest `limit`)
+//!                                 (a block inside the window skips the start test)
 //!                                 GROUP BY trace_id, max(start) TOP limit
 //!                                 stop once older sources cannot beat the limit-th
 //!   trace ids ─► trace_id IN (...) over head ∪ all blocks (bloom filters prune) ─► traces
@@ -42,6 +43,8 @@ pub enum Source {
     Blocks {
         /// Block file paths.
         paths: Vec<PathBuf>,
+        /// Oldest span start in these blocks, Unix ns.
+        min_start: i64,
         /// Newest span start in these blocks, Unix ns.
         max_start: i64,
     },
@@ -207,6 +210,7 @@ impl Searcher {
     ) -> Result<Vec<TraceId>> {
         let limit = query.limit.max(1);
         let filter = search_filter(query);
+        let unwindowed = span_filter(query);
         let lane = if query.tags.is_empty() {
             Lane::Fast
         } else {
@@ -231,15 +235,17 @@ impl Searcher {
                     }
                     let take = step_blocks(blocks_scanned, found.len(), limit);
                     let mut paths = Vec::new();
-                    let mut newest = i64::MIN;
+                    let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
                     let mut taken = 0;
                     while taken < take
                         && let Some(Source::Blocks {
                             paths: p,
+                            min_start,
                             max_start,
                         }) = rest.first()
                     {
                         paths.extend(p.iter().cloned());
+                        oldest = oldest.min(*min_start);
                         newest = newest.max(*max_start);
                         rest = &rest[1..];
                         taken += 1;
@@ -247,6 +253,7 @@ impl Searcher {
                     blocks_scanned += paths.len();
                     Cow::Owned(Source::Blocks {
                         paths,
+                        min_start: oldest,
                         max_start: newest,
                     })
                 }
@@ -255,16 +262,25 @@ impl Searcher {
                 continue;
             };
             let started = std::time::Instant::now();
+            // Blocks whose spans all started inside the window need not compare each
+            // span's start with it: one predicate fewer to decode and evaluate per row.
+            let step_filter = match step.as_ref() {
+                Source::Blocks {
+                    min_start,
+                    max_start,
+                    ..
+                } if within(*min_start, *max_start, query) => unwindowed.as_ref(),
+                _ => Some(&filter),
+            };
             let newest = if query.tags.is_empty() {
-                self.newest_rows(df.clone(), &filter, limit).await?
+                self.newest_rows(df.clone(), step_filter, limit).await?
             } else {
                 None
             };
             let batches = match newest {
                 Some(batches) => batches,
                 None => {
-                    let plan = df
-                        .filter(filter.clone())?
+                    let plan = filtered(df, step_filter)?
                         .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
                         .sort(vec![col("t").sort(false, false)])?
                         .limit(0, Some(limit))?;
@@ -314,7 +330,7 @@ impl Searcher {
     async fn newest_rows(
         &self,
         df: DataFrame,
-        filter: &Expr,
+        filter: Option<&Expr>,
         limit: usize,
     ) -> Result<Option<Vec<RecordBatch>>> {
         let mut rows = limit.saturating_mul(NEWEST_ROWS_PER_TRACE);
@@ -322,9 +338,7 @@ impl Searcher {
             if rows > MAX_NEWEST_ROWS {
                 break;
             }
-            let plan = df
-                .clone()
-                .filter(filter.clone())?
+            let plan = filtered(df.clone(), filter)?
                 .select(vec![col(c::TRACE_ID), col(c::START)])?
                 .sort(vec![col(c::START).sort(false, false)])?
                 .limit(0, Some(rows))?;
@@ -444,6 +458,23 @@ impl Searcher {
     }
 }
 
+/// `df` keeping the rows that pass `filter`; all of them without one.
+fn filtered(df: DataFrame, filter: Option<&Expr>) -> Result<DataFrame> {
+    Ok(match filter {
+        Some(filter) => df.filter(filter.clone())?,
+        None => df,
+    })
+}
+
+/// Whether every span started between `min_start` and `max_start` lies in the
+/// query's window.
+fn within(min_start: i64, max_start: i64, query: &TraceQuery) -> bool {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    min_start <= max_start
+        && min_start >= to_i64(query.start_min_unix_nano)
+        && max_start <= to_i64(query.start_max_unix_nano)
+}
+
 /// Most blocks one search step scans at once.
 const SCAN_GROUP: usize = 8;
 
@@ -492,25 +523,36 @@ fn as_span_schema(batch: &RecordBatch) -> Result<RecordBatch> {
 /// The filter a single span must pass for its trace to match `query`.
 pub fn search_filter(query: &TraceQuery) -> Expr {
     let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let mut filter = col(c::START)
+    let window = col(c::START)
         .gt_eq(lit(to_i64(query.start_min_unix_nano)))
         .and(col(c::START).lt_eq(lit(to_i64(query.start_max_unix_nano))));
+    match span_filter(query) {
+        Some(rest) => window.and(rest),
+        None => window,
+    }
+}
+
+/// [`search_filter`] without the time window: what a block whose every span started
+/// inside the window must still check. `None` when that is nothing.
+fn span_filter(query: &TraceQuery) -> Option<Expr> {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let mut parts = Vec::new();
     if let Some(service) = &query.service {
-        filter = filter.and(col(c::SERVICE).eq(lit(service.clone())));
+        parts.push(col(c::SERVICE).eq(lit(service.clone())));
     }
     if let Some(operation) = &query.operation {
-        filter = filter.and(col(c::NAME).eq(lit(operation.clone())));
+        parts.push(col(c::NAME).eq(lit(operation.clone())));
     }
     if let Some(min) = query.duration_min_nano {
-        filter = filter.and(col(c::DURATION).gt_eq(lit(to_i64(min))));
+        parts.push(col(c::DURATION).gt_eq(lit(to_i64(min))));
     }
     if let Some(max) = query.duration_max_nano {
-        filter = filter.and(col(c::DURATION).lt_eq(lit(to_i64(max))));
+        parts.push(col(c::DURATION).lt_eq(lit(to_i64(max))));
     }
     for (key, value) in &query.tags {
-        filter = filter.and(tag_filter(key, value));
+        parts.push(tag_filter(key, value));
     }
-    filter
+    parts.into_iter().reduce(Expr::and)
 }
 
 /// The stored entries that a tag `key=value` can match: one per value type whose

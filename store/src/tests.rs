@@ -205,6 +205,50 @@ async fn spans_are_searchable_in_the_head_and_identical_after_flush_and_compacti
     store.shutdown().await.unwrap();
 }
 
+/// A block that lies inside the search window is searched without comparing each
+/// span's start with the window; one that straddles it still is. Both must agree with
+/// the head, which always compares.
+#[tokio::test]
+async fn windows_inside_and_across_a_block_find_what_the_head_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    // Trace i starts at T0 + i ms with spans 1 µs apart (ends later: starts count).
+    let window = |min: u64, max: u64, service: &str| TraceQuery {
+        start_min_unix_nano: *T0 + min,
+        start_max_unix_nano: *T0 + max,
+        ..query(service)
+    };
+    let queries = [
+        // Across the block: traces 6..=12 start inside, the rest outside.
+        window(6_000_000, 12_000_000, "frontend"),
+        window(6_000_000, 12_000_000, "backend"),
+        // Exactly the block's first and last span start: inside, bounds included.
+        window(0, 19_000_000 + 2_000, "backend"),
+        window(0, 19_000_000 + 2_000, "frontend"),
+        // Ends inside the last trace's spans: its first span matches, so it does.
+        window(0, 19_000_000 + 500, "backend"),
+        // Between two traces' spans: nothing.
+        window(3_500_000, 3_900_000, "backend"),
+    ];
+    let mut in_head = Vec::new();
+    for q in &queries {
+        in_head.push(ids(&store, q).await);
+    }
+    assert_eq!(in_head[0].len(), 4, "frontend traces 6, 8, 10, 12");
+    assert_eq!(in_head[1].len(), 3, "backend traces 7, 9, 11");
+    assert_eq!(in_head[2].len(), 10);
+    assert_eq!(in_head[3].len(), 10);
+    assert_eq!(in_head[4].len(), 10);
+    assert!(in_head[5].is_empty());
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    for (q, expected) in queries.iter().zip(&in_head) {
+        assert_eq!(&ids(&store, q).await, expected, "{q:?}");
+    }
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn fetched_trace_round_trips_every_field() {
     let dir = tempfile::tempdir().unwrap();
