@@ -15,7 +15,8 @@
 #              bytes per span = meshtel_store_block_bytes / meshtel_store_block_spans
 #   search     BENCH_SEARCH_SECONDS (30) of the search mix over the storage data (loads
 #              it first when `storage` was not run), then BENCH_SEARCH_ALONE_SECONDS (15)
-#              of each of trace, service and tag alone, one request at a time
+#              of each of trace, service, operation (service + operation + duration)
+#              and tag alone, one request at a time
 #
 # Other knobs: CARGO_TARGET_DIR (default $HOME/.cache/meshtel-target), BENCH_CONFIG (a
 # meshtel TOML config for every server), BENCH_BIN (use this binary, skip the build),
@@ -371,7 +372,7 @@ section_search() {
     # It includes the bench's discovery requests (under a second of the run).
     local kind c0 c1 hz
     hz=$(getconf CLK_TCK)
-    for kind in trace service tag; do
+    for kind in trace service operation tag; do
         log "search: $kind alone, ${SEARCH_ALONE_SECONDS}s, one request at a time"
         out=$WORK/search-$kind.json
         c0=$(cpu_ticks "$SERVER_PID")
