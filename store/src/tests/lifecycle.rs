@@ -1,0 +1,219 @@
+//! The store over time: catalog, WAL replay, retention, overload, readers, memory bound.
+
+use super::*;
+
+#[tokio::test]
+async fn catalog_and_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    // A frontend root calling into backend within one trace.
+    let mut cross = trace(1, "frontend", 1, *T0, 1000);
+    let mut child = trace(1, "backend", 2, *T0 + 10, 1000);
+    for span in &mut child.scope_spans[0].spans {
+        span.span_id[0] = 99;
+        span.parent_span_id = cross.scope_spans[0].spans[0].span_id.clone();
+    }
+    cross.scope_spans[0].spans[0].name = "GET /home".into();
+    store.write_spans(vec![cross, child]).await.unwrap();
+    assert_eq!(store.services().await.unwrap(), vec!["backend", "frontend"]);
+    let ops = store.operations("frontend", None).await.unwrap();
+    assert_eq!(
+        ops,
+        vec![Operation {
+            name: "GET /home".into(),
+            span_kind: SpanKind::Server
+        }]
+    );
+    assert_eq!(
+        store
+            .operations("backend", Some(SpanKind::Client))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let links = store
+        .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        links,
+        vec![DependencyLink {
+            parent: "frontend".into(),
+            child: "backend".into(),
+            call_count: 2
+        }]
+    );
+    store.flush().await.unwrap();
+    assert_eq!(
+        store
+            .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store.shutdown().await.unwrap();
+    // The catalog survives a restart.
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.services().await.unwrap(), vec!["backend", "frontend"]);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unflushed_spans_are_replayed_from_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    store.flush().await.unwrap();
+    store
+        .write_spans(vec![trace(200, "after-flush", 4, *T0, 1000)])
+        .await
+        .unwrap();
+    // Copy the data directory while the store runs, as a crash would leave it.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    store.shutdown().await.unwrap();
+    let reopened = TraceStore::open(config(copy.path())).await.unwrap();
+    assert_eq!(reopened.stats().head_spans, 4);
+    assert_eq!(ids(&reopened, &query("after-flush")).await.len(), 1);
+    assert_eq!(ids(&reopened, &query("frontend")).await.len(), 10);
+    reopened.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn retention_drops_old_blocks_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.retention_max_age = Duration::from_secs(60);
+    let store = TraceStore::open(cfg).await.unwrap();
+    store
+        .write_spans(vec![trace(1, "old", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    store
+        .write_spans(vec![trace(2, "new", 2, *T0 + 120_000_000_000, 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    compaction::run_once(&store.inner, (*T0 + 150_000_000_000) as i64)
+        .await
+        .unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    assert!(ids(&store, &query("old")).await.is_empty());
+    assert_eq!(ids(&store, &query("new")).await.len(), 1);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn overload_is_refused_not_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flush_rows = 4;
+    cfg.max_head_rows = 4;
+    cfg.flush_interval = Duration::from_secs(3600);
+    let store = TraceStore::open(cfg).await.unwrap();
+    // The writer seals at 4 rows and the flusher empties the head; fill faster than
+    // one flush by writing 4 rows, then check an immediate second write is refused or
+    // accepted but never lost.
+    store
+        .write_spans(vec![trace(1, "a", 4, *T0, 1)])
+        .await
+        .unwrap();
+    let mut refused = 0;
+    for i in 0..50u8 {
+        match store.write_spans(vec![trace(10 + i, "a", 4, *T0, 1)]).await {
+            Ok(()) => {}
+            Err(WriteError::Overloaded { .. }) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    store.flush().await.unwrap();
+    let stored = store.stats().block_spans as usize;
+    assert_eq!(stored, 4 + (50 - refused) * 4);
+    store.shutdown().await.unwrap();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_store_sees_blocks_flushed_by_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = TraceStore::open(config(dir.path())).await.unwrap();
+    let reader = TraceStore::open_read_only(config(dir.path()), Duration::from_millis(50))
+        .await
+        .unwrap();
+    writer
+        .write_spans(vec![trace(1, "svc", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    writer.flush().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ids(&reader, &query("svc")).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reader never saw the block"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reader.services().await.unwrap(), vec!["svc"]);
+    assert!(matches!(
+        reader.write_spans(vec![trace(2, "svc", 1, *T0, 1)]).await,
+        Err(WriteError::Unavailable(_))
+    ));
+    reader.shutdown().await.unwrap();
+    writer.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_memory_bound_refuses_writes_until_a_flush_frees_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_head_bytes = bytesize::ByteSize::mib(1);
+    cfg.flush_interval = Duration::from_secs(3600);
+    let store = TraceStore::open(cfg).await.unwrap();
+    // A trace with large attributes: about 300 KiB of Arrow memory per write.
+    let big = |seed: u8| {
+        let mut t = trace(seed, "big", 4, *T0, 1);
+        for span in &mut t.scope_spans[0].spans {
+            span.attributes
+                .push(kv("payload", s(&"x".repeat(64 << 10))));
+        }
+        t
+    };
+    let mut accepted = 0;
+    let mut refused = 0;
+    for i in 0..12u8 {
+        match store.write_spans(vec![big(i)]).await {
+            Ok(()) => accepted += 1,
+            Err(WriteError::Overloaded { retry_after }) => {
+                assert!(retry_after > Duration::ZERO);
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(
+            store.stats().head_bytes <= 2 << 20,
+            "head grew past the bound"
+        );
+    }
+    assert!(refused > 0, "a 1 MiB bound never refused 3.6 MiB of writes");
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().head_bytes, 0);
+    assert_eq!(store.stats().block_spans as usize, accepted * 4);
+    // Room again after the flush.
+    store.write_spans(vec![big(99)]).await.unwrap();
+    store.shutdown().await.unwrap();
+}

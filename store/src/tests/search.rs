@@ -1,0 +1,252 @@
+//! Search and fetch: head and blocks answer alike, windows, tags, ranking.
+
+use super::*;
+
+#[tokio::test]
+async fn spans_are_searchable_in_the_head_and_identical_after_flush_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    let in_head = all_query_results(&store).await;
+    assert_eq!(in_head[0].len(), 10);
+    assert_eq!(in_head[1].len(), 10);
+    // Newest first.
+    assert_eq!(
+        in_head[0][0],
+        TraceId([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 18]).to_string()
+    );
+    // frontend roots have durations 1,3,5,...,19 ms: 5..=15 ms matches 5,7,9,11,13,15.
+    assert_eq!(in_head[2].len(), 6);
+    assert_eq!(in_head[3].len(), 1);
+    // error=true: seeds divisible by 3 among even seeds: 0, 6, 12, 18.
+    assert_eq!(in_head[4].len(), 4);
+    assert_eq!(in_head[5].len(), 3);
+
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().head_spans, 0);
+    assert_eq!(store.stats().blocks, 1);
+    assert_eq!(all_query_results(&store).await, in_head);
+
+    // More small blocks, then compaction into one.
+    for round in 0..4u8 {
+        store
+            .write_spans(vec![trace(
+                100 + round,
+                "late",
+                2,
+                *T0 + 10_000_000_000,
+                1000,
+            )])
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    assert_eq!(store.stats().blocks, 5);
+    store.compact_now().await.unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    assert_eq!(store.stats().block_spans, 60 + 8);
+    assert_eq!(all_query_results(&store).await, in_head);
+    assert_eq!(ids(&store, &query("late")).await.len(), 4);
+    store.shutdown().await.unwrap();
+}
+
+/// A block that lies inside the search window is searched without comparing each
+/// span's start with the window; one that straddles it still is. Both must agree with
+/// the head, which always compares.
+#[tokio::test]
+async fn windows_inside_and_across_a_block_find_what_the_head_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    // Trace i starts at T0 + i ms with spans 1 µs apart (ends later: starts count).
+    let window = |min: u64, max: u64, service: &str| TraceQuery {
+        start_min_unix_nano: *T0 + min,
+        start_max_unix_nano: *T0 + max,
+        ..query(service)
+    };
+    let queries = [
+        // Across the block: traces 6..=12 start inside, the rest outside.
+        window(6_000_000, 12_000_000, "frontend"),
+        window(6_000_000, 12_000_000, "backend"),
+        // Exactly the block's first and last span start: inside, bounds included.
+        window(0, 19_000_000 + 2_000, "backend"),
+        window(0, 19_000_000 + 2_000, "frontend"),
+        // Ends inside the last trace's spans: its first span matches, so it does.
+        window(0, 19_000_000 + 500, "backend"),
+        // Between two traces' spans: nothing.
+        window(3_500_000, 3_900_000, "backend"),
+    ];
+    let mut in_head = Vec::new();
+    for q in &queries {
+        in_head.push(ids(&store, q).await);
+    }
+    assert_eq!(in_head[0].len(), 4, "frontend traces 6, 8, 10, 12");
+    assert_eq!(in_head[1].len(), 3, "backend traces 7, 9, 11");
+    assert_eq!(in_head[2].len(), 10);
+    assert_eq!(in_head[3].len(), 10);
+    assert_eq!(in_head[4].len(), 10);
+    assert!(in_head[5].is_empty());
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    for (q, expected) in queries.iter().zip(&in_head) {
+        assert_eq!(&ids(&store, q).await, expected, "{q:?}");
+    }
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn fetched_trace_round_trips_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let original = trace(3, "frontend", 3, *T0, 7_000_000);
+    store.write_spans(vec![original.clone()]).await.unwrap();
+    let id = TraceId::from_slice(&original.scope_spans[0].spans[0].trace_id).unwrap();
+    for phase in ["head", "block"] {
+        let got = store.get_trace(id).await.unwrap().expect(phase);
+        assert_eq!(got.resource_spans.len(), 1, "{phase}");
+        assert_eq!(got.resource_spans[0], original, "{phase}");
+        store.flush().await.unwrap();
+    }
+    assert!(store.get_trace(TraceId([9; 16])).await.unwrap().is_none());
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tag_search_covers_types_resources_events_and_derived_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    // In the head (plain strings), then in a block (dictionary keys).
+    for phase in ["head", "block"] {
+        tag_search_checks(&store, phase).await;
+        store.flush().await.unwrap();
+    }
+    assert_eq!(store.stats().blocks, 1);
+    store.shutdown().await.unwrap();
+}
+
+async fn tag_search_checks(store: &TraceStore, phase: &str) {
+    let with = |tags: &[(&str, &str)]| {
+        let mut q = query("frontend");
+        q.tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        q
+    };
+    // (tag, value, traces of the 10 frontend ones that match)
+    let expected = [
+        ("http.status_code", "201", 10),
+        ("cached", "true", 10),
+        ("host.name", "h1", 10),
+        ("event", "retry", 10),
+        ("attempt", "2", 10),
+        ("span.kind", "server", 10),
+        ("otel.scope.name", "lib", 10),
+        ("otel.status_code", "ERROR", 4),
+    ];
+    for (key, value, traces) in expected {
+        assert_eq!(
+            ids(store, &with(&[(key, value)])).await.len(),
+            traces,
+            "{phase}: {key}={value}"
+        );
+    }
+    // One span must carry every tag: the root has status 200, not 201.
+    assert!(
+        ids(
+            store,
+            &with(&[("http.status_code", "201"), ("span.kind", "server")])
+        )
+        .await
+        .is_empty(),
+        "{phase}"
+    );
+    assert!(
+        ids(store, &with(&[("user", "nobody")])).await.is_empty(),
+        "{phase}"
+    );
+}
+
+/// `trace(seed, ..)` with `n` spans, any number of them: span ids from the index.
+fn wide_trace(seed: u8, service: &str, n: u32, start: u64) -> ResourceSpans {
+    let mut wide = trace(seed, service, 1, start, 500);
+    let template = wide.scope_spans[0].spans[0].clone();
+    wide.scope_spans[0].spans = (0..n)
+        .map(|i| {
+            let mut span = template.clone();
+            span.span_id = [&[seed, 0, 0, 0][..], &i.to_be_bytes()[..]].concat();
+            span.start_time_unix_nano = start + u64::from(i) * 1000;
+            span.end_time_unix_nano = span.start_time_unix_nano + 500;
+            span
+        })
+        .collect();
+    wide
+}
+
+/// A search without tags asks for the newest matching spans, `limit` × 32 at first.
+/// When one trace's spans fill that, it asks again for as many rows per trace as it
+/// saw; beyond 65,536 rows (a large `limit` too) it groups by trace instead. Either
+/// way the older traces still come back, in the order grouping by trace gives, from the
+/// head and a block.
+#[tokio::test]
+async fn a_trace_with_many_new_spans_does_not_hide_older_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    // Traces 1..=3 of three spans, then two traces with many spans, newer than them:
+    // 8 (120 spans) is older than 9 (1,500 spans).
+    for i in 1..=3u8 {
+        let start = *T0 + i as u64 * 1_000_000;
+        store
+            .write_spans(vec![trace(i, "shop", 3, start, 500)])
+            .await
+            .unwrap();
+    }
+    store
+        .write_spans(vec![wide_trace(8, "shop", 120, *T0 + 10_000_000)])
+        .await
+        .unwrap();
+    store
+        .write_spans(vec![wide_trace(9, "shop", 1500, *T0 + 1_000_000_000)])
+        .await
+        .unwrap();
+    let expected = |seeds: &[u8]| -> Vec<String> {
+        seeds
+            .iter()
+            .map(|&seed| {
+                let mut id = [0u8; 16];
+                id[0] = 1;
+                id[15] = seed;
+                TraceId(id).to_string()
+            })
+            .collect()
+    };
+    let mut q = query("shop");
+    for phase in ["head", "block"] {
+        // 96 rows, all of trace 9: asked again for 3 × 96 × 2.
+        q.limit = 3;
+        assert_eq!(
+            ids(&store, &q).await,
+            expected(&[9, 8, 3]),
+            "{phase}, limit 3"
+        );
+        // 1,280 rows of trace 9, then 40 × 1,280 × 2 would be too many: grouped.
+        q.limit = 40;
+        assert_eq!(
+            ids(&store, &q).await,
+            expected(&[9, 8, 3, 2, 1]),
+            "{phase}, limit 40"
+        );
+        // 3,000 × 32 rows would be too many from the start: grouped.
+        q.limit = 3000;
+        assert_eq!(
+            ids(&store, &q).await,
+            expected(&[9, 8, 3, 2, 1]),
+            "{phase}, limit 3000"
+        );
+        store.flush().await.unwrap();
+    }
+    let traces = store.find_traces(&q).await.unwrap();
+    assert_eq!(traces[0].span_count(), 1500);
+    assert_eq!(traces[1].span_count(), 120);
+}
