@@ -37,7 +37,7 @@ use tracing::{debug, info, warn};
 
 use crate::catalog::Catalog;
 use crate::config::humantime_serde_compat;
-use crate::{Error, Result};
+use crate::{Error, Result, to_i64};
 
 /// Edge rollup settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,10 +267,6 @@ pub struct EdgeStatsSnapshot {
     pub overflow: u64,
     /// Buckets in memory, not yet in SQL.
     pub open_buckets: usize,
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 impl EdgeRollups {

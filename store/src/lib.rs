@@ -35,7 +35,7 @@ pub mod wire;
 mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
@@ -172,11 +172,7 @@ impl Inner {
                 .iter()
                 .rev()
                 .filter(|b| b.max_start >= start_min && b.min_start <= start_max)
-                .map(|b| Source::Blocks {
-                    paths: vec![b.path(&self.blocks_dir)],
-                    min_start: b.min_start,
-                    max_start: b.max_start,
-                }),
+                .map(|b| blocks_source([b], &self.blocks_dir)),
         );
         sources
     }
@@ -184,39 +180,26 @@ impl Inner {
     /// The head plus the blocks whose trace id sets may hold one of `ids`.
     fn fetch_sources(&self, ids: &[TraceId]) -> Vec<Source> {
         let state = self.state.read();
-        let paths: Vec<PathBuf> = state
+        let blocks = state
             .blocks
             .iter()
-            .filter(|b| ids.iter().any(|id| b.trace_ids.may_contain(&id.0)))
-            .map(|b| b.path(&self.blocks_dir))
-            .collect();
-        let max_start = state.blocks.last().map(|b| b.max_start).unwrap_or(0);
+            .filter(|b| ids.iter().any(|id| b.trace_ids.may_contain(&id.0)));
         vec![
             Source::Head(Self::head_batches(&state)),
-            Source::Blocks {
-                paths,
-                min_start: i64::MIN,
-                max_start,
-            },
+            blocks_source(blocks, &self.blocks_dir),
         ]
     }
 
     /// Head plus every block overlapping the window, as one source list.
     fn window_sources(&self, start_min: i64, start_max: i64) -> Vec<Source> {
         let state = self.state.read();
-        let paths: Vec<PathBuf> = state
+        let blocks = state
             .blocks
             .iter()
-            .filter(|b| b.max_start >= start_min && b.min_start <= start_max)
-            .map(|b| b.path(&self.blocks_dir))
-            .collect();
+            .filter(|b| b.max_start >= start_min && b.min_start <= start_max);
         vec![
             Source::Head(Self::head_batches(&state)),
-            Source::Blocks {
-                paths,
-                min_start: start_min,
-                max_start: start_max,
-            },
+            blocks_source(blocks, &self.blocks_dir),
         ]
     }
 }
@@ -711,7 +694,6 @@ impl TraceReader for TraceStore {
     }
 
     async fn find_traces(&self, query: &TraceQuery) -> meshtel_model::Result<Vec<Trace>> {
-        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let sources = self.inner.sources(
             to_i64(query.start_min_unix_nano),
             to_i64(query.start_max_unix_nano),
@@ -757,6 +739,30 @@ impl TraceReader for TraceStore {
             .dependencies(start, end, &sources)
             .await?)
     }
+}
+
+/// One source over `blocks`, with the time range their spans started in (0..0 when
+/// there are none).
+fn blocks_source<'a>(blocks: impl IntoIterator<Item = &'a BlockMeta>, dir: &Path) -> Source {
+    let (mut paths, mut min_start, mut max_start) = (Vec::new(), i64::MAX, i64::MIN);
+    for block in blocks {
+        paths.push(block.path(dir));
+        min_start = min_start.min(block.min_start);
+        max_start = max_start.max(block.max_start);
+    }
+    if paths.is_empty() {
+        (min_start, max_start) = (0, 0);
+    }
+    Source::Blocks {
+        paths,
+        min_start,
+        max_start,
+    }
+}
+
+/// Unix nanoseconds (or any count) as the i64 the store keeps, saturating.
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
 
 use crate::encode::{KEY_SEPARATOR, format_double};
 use crate::schema::{ENTRY_COLUMNS, col as c, span_schema, stored_schema};
-use crate::{Error, Result};
+use crate::{Error, Result, to_i64};
 
 mod entries;
 use entries::entries_has_any;
@@ -469,7 +469,6 @@ fn filtered(df: DataFrame, filter: Option<&Expr>) -> Result<DataFrame> {
 /// Whether every span started between `min_start` and `max_start` lies in the
 /// query's window.
 fn within(min_start: i64, max_start: i64, query: &TraceQuery) -> bool {
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     min_start <= max_start
         && min_start >= to_i64(query.start_min_unix_nano)
         && max_start <= to_i64(query.start_max_unix_nano)
@@ -522,7 +521,6 @@ fn as_span_schema(batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// The filter a single span must pass for its trace to match `query`.
 pub fn search_filter(query: &TraceQuery) -> Expr {
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let window = col(c::START)
         .gt_eq(lit(to_i64(query.start_min_unix_nano)))
         .and(col(c::START).lt_eq(lit(to_i64(query.start_max_unix_nano))));
@@ -535,7 +533,6 @@ pub fn search_filter(query: &TraceQuery) -> Expr {
 /// [`search_filter`] without the time window: what a block whose every span started
 /// inside the window must still check. `None` when that is nothing.
 fn span_filter(query: &TraceQuery) -> Option<Expr> {
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let mut parts = Vec::new();
     if let Some(service) = &query.service {
         parts.push(col(c::SERVICE).eq(lit(service.clone())));
