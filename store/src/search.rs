@@ -50,6 +50,16 @@ pub enum Source {
     },
 }
 
+impl Source {
+    /// Block files this source reads (0 for the head).
+    pub fn block_count(&self) -> usize {
+        match self {
+            Source::Head(_) => 0,
+            Source::Blocks { paths, .. } => paths.len(),
+        }
+    }
+}
+
 /// Runs queries; holds the DataFusion session (and so its Parquet metadata cache) and
 /// the runtimes query plans execute on. Scans are CPU-bound: on threads of their own
 /// they cannot hold up ingest or cheap API calls (`/api/services`) on the main runtime.
@@ -288,10 +298,7 @@ impl Searcher {
                 }
             };
             tracing::debug!(
-                blocks = match step.as_ref() {
-                    Source::Head(_) => 0,
-                    Source::Blocks { paths, .. } => paths.len(),
-                },
+                blocks = step.block_count(),
                 rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                 "searched a source"

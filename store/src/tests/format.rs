@@ -3,7 +3,7 @@
 use super::*;
 
 #[tokio::test]
-async fn blocks_keep_statistics_only_on_columns_that_prune() {
+async fn blocks_keep_statistics_only_on_columns_that_prune_and_lz4_only_on_entry_lists() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     seed(&store).await;
@@ -15,7 +15,13 @@ async fn blocks_keep_statistics_only_on_columns_that_prune() {
     use parquet::file::reader::FileReader;
     let row_group = reader.metadata().row_group(0);
     let mut with_stats = Vec::new();
+    let mut lz4 = Vec::new();
     for column in row_group.columns() {
+        match column.compression() {
+            parquet::basic::Compression::LZ4_RAW => lz4.push(column.column_path().string()),
+            parquet::basic::Compression::ZSTD(_) => {}
+            other => panic!("{} compressed with {other}", column.column_path()),
+        }
         if column
             .statistics()
             .is_some_and(|s| s.min_bytes_opt().is_some())
@@ -34,6 +40,15 @@ async fn blocks_keep_statistics_only_on_columns_that_prune() {
             "start_unix_nano",
             "status_code",
             "trace_id"
+        ]
+    );
+    lz4.sort();
+    assert_eq!(
+        lz4,
+        [
+            "attributes.list.item",
+            "event_attributes.list.item",
+            "resource_attributes.list.item"
         ]
     );
     store.shutdown().await.unwrap();
