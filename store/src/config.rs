@@ -205,6 +205,10 @@ impl StoreConfig {
         if self.row_group_rows == 0 {
             return err("row_group_rows must be at least 1");
         }
+        if self.compaction_target_rows == 0 {
+            // 0 would silently turn compaction off: no block is smaller than it.
+            return err("compaction_target_rows must be at least 1");
+        }
         if self.flush_interval.is_zero() || self.compaction_interval.is_zero() {
             return err("flush_interval and compaction_interval must be positive");
         }
@@ -244,6 +248,16 @@ mod tests {
         let text = serde_json::to_string(&config).unwrap();
         let back: StoreConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(config, back);
+    }
+
+    #[test]
+    fn a_zero_compaction_target_is_refused_by_name() {
+        let config = StoreConfig {
+            compaction_target_rows: 0,
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("compaction_target_rows"), "{err}");
     }
 
     #[test]
