@@ -118,19 +118,7 @@ async fn blocks_hand_out_attribute_entries_as_dictionary_keys_and_older_blocks_s
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     assert_eq!(all_query_results(&store).await, in_head);
     assert_eq!(store.get_trace(id).await.unwrap().unwrap(), fetched);
-    for round in 0..4u8 {
-        store
-            .write_spans(vec![trace(
-                100 + round,
-                "late",
-                2,
-                *T0 + 10_000_000_000,
-                1000,
-            )])
-            .await
-            .unwrap();
-        store.flush().await.unwrap();
-    }
+    flush_late_blocks(&store, 4).await;
     store.compact_now().await.unwrap();
     assert_eq!(store.stats().blocks, 1);
     assert_eq!(all_query_results(&store).await, in_head);

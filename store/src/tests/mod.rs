@@ -141,6 +141,24 @@ async fn seed(store: &TraceStore) {
     }
 }
 
+/// Flushes `blocks` small blocks, each of one two-span trace of service "late" (seeds
+/// 100, 101, ...), 10 s after [`T0`].
+async fn flush_late_blocks(store: &TraceStore, blocks: u8) {
+    for round in 0..blocks {
+        store
+            .write_spans(vec![trace(
+                100 + round,
+                "late",
+                2,
+                *T0 + 10_000_000_000,
+                1000,
+            )])
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+}
+
 async fn all_query_results(store: &TraceStore) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     out.push(ids(store, &query("frontend")).await);

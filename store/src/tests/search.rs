@@ -28,19 +28,7 @@ async fn spans_are_searchable_in_the_head_and_identical_after_flush_and_compacti
     assert_eq!(all_query_results(&store).await, in_head);
 
     // More small blocks, then compaction into one.
-    for round in 0..4u8 {
-        store
-            .write_spans(vec![trace(
-                100 + round,
-                "late",
-                2,
-                *T0 + 10_000_000_000,
-                1000,
-            )])
-            .await
-            .unwrap();
-        store.flush().await.unwrap();
-    }
+    flush_late_blocks(&store, 4).await;
     assert_eq!(store.stats().blocks, 5);
     store.compact_now().await.unwrap();
     assert_eq!(store.stats().blocks, 1);
