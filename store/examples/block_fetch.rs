@@ -39,19 +39,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 /// Merges BLOCK alone into OUT_DIR as block 1, with the compaction's settings.
 fn rewrite(block: PathBuf, out: PathBuf) -> Result<(), Box<dyn Error>> {
     std::fs::create_dir_all(&out)?;
-    let rows = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&block)?)?
-        .metadata()
-        .file_metadata()
-        .num_rows();
-    let meta = merge_blocks(
-        &out,
-        1,
-        &[block],
-        usize::try_from(rows)?,
-        65_536,
-        BlockOrder::Trace,
-        1,
-    )?;
+    let meta = merge_blocks(&out, 1, &[block], 65_536, BlockOrder::Trace, 1)?;
     println!(
         "{}: {} rows, {} bytes",
         out.join(&meta.file_name).display(),

@@ -14,9 +14,15 @@
 //! - page-level statistics on start time and duration, and the block's time range in
 //!   the SQL index: searches skip blocks outside their window and pages outside their
 //!   duration bounds;
-//! - zstd (LZ4 for the attribute lists, whose dictionary every read decompresses),
-//!   dictionary encoding on the low-cardinality string columns (service, name,
-//!   attribute lists), no dictionary for random ids.
+//! - in compacted blocks, zstd (LZ4 for the attribute lists, whose dictionary every
+//!   read decompresses), dictionary encoding on the low-cardinality string columns
+//!   (service, name, attribute lists), no dictionary for random ids. Blocks flushed from
+//!   the head live until the next compaction and are written light: LZ4, no
+//!   dictionaries ([`BlockEncoding::Light`]).
+//!
+//! Flushes and merges write a block one column chunk at a time ([`write_columns`]), and
+//! a merge reads one column of each input at a time: what they hold at once is one
+//! column's worth, not one row group's.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -25,16 +31,21 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::ArrayRef;
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray};
-use arrow::compute::interleave_record_batch;
+use arrow::compute::interleave;
 use arrow::datatypes::Int64Type;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, RowSelection, RowSelector};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
+use std::ops::Range;
 
 use crate::Result;
 use crate::config::BlockOrder;
@@ -76,9 +87,22 @@ pub fn block_file_name(id: u64) -> String {
     format!("{id:016x}.parquet")
 }
 
-/// zstd level of blocks flushed from the head: the cheapest, as compaction rewrites
-/// them within minutes and ingest waits for nothing else.
-const FLUSH_ZSTD_LEVEL: i32 = 1;
+/// How a block's pages are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockEncoding {
+    /// Blocks flushed from the head: compaction rewrites them within a minute, so they
+    /// are written as cheaply as possible and read back by a merge as cheaply as
+    /// possible. Plain values, no dictionaries, LZ4 everywhere. Dictionaries cost twice
+    /// here: interning every value was a third of a flush's CPU, and a merge holds each
+    /// input's decoded dictionaries (about 2 MiB per attribute list) and one zstd
+    /// context per column (160 KiB) at once, most of the collector's memory at a steady
+    /// 10,000 spans/s. Searches read these blocks as any other.
+    Light,
+    /// Compacted blocks: dictionaries, zstd at [`MERGE_ZSTD_LEVEL`] and LZ4 for the
+    /// attribute lists ([`ENTRY_COMPRESSION`]).
+    Compact,
+}
+
 /// zstd level of compacted blocks. Level 7 stored the benchmark's spans in 51.2 bytes
 /// against 51.4 at level 3 (50.9 against 51.0 for 10M spans) for more CPU per byte.
 const MERGE_ZSTD_LEVEL: i32 = 3;
@@ -111,7 +135,11 @@ fn leaf_paths() -> &'static [ColumnPath] {
     })
 }
 
-fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> WriterProperties {
+fn writer_properties(
+    rows: usize,
+    row_group_rows: usize,
+    encoding: BlockEncoding,
+) -> WriterProperties {
     let trace_id = ColumnPath::from(col::TRACE_ID);
     let mut builder = WriterProperties::builder();
     for path in leaf_paths() {
@@ -125,7 +153,7 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
                 .set_column_compression(path.clone(), ENTRY_COMPRESSION);
         }
     }
-    builder
+    builder = builder
         .set_writer_version(WriterVersion::PARQUET_2_0)
         // Plain is the encoding of columns without a dictionary (span ids) and the
         // fallback of those with one. The format-2 default for byte arrays,
@@ -134,10 +162,8 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
         // 10,000 spans/s under heaptrack), for ids that share no prefixes. Plain: 12.7-
         // 12.8 % of a core at that rate against 14.4-14.6 %, 51.0 bytes/span against 51.4.
         .set_encoding(Encoding::PLAIN)
-        // zstd: level 1 for flushes (they are rewritten by compaction soon),
-        // higher for compacted blocks.
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(zstd_level).unwrap_or_default(),
+            ZstdLevel::try_new(MERGE_ZSTD_LEVEL).unwrap_or_default(),
         ))
         // Row groups are the unit of bloom filters and of parallel reads.
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
@@ -165,8 +191,18 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
         .set_column_encoding(
             ColumnPath::from(col::DURATION),
             Encoding::DELTA_BINARY_PACKED,
-        )
-        .build()
+        );
+    if encoding == BlockEncoding::Light {
+        builder = builder
+            .set_dictionary_enabled(false)
+            .set_compression(Compression::LZ4_RAW);
+        for path in leaf_paths() {
+            builder = builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_compression(path.clone(), Compression::LZ4_RAW);
+        }
+    }
+    builder.build()
 }
 
 /// Codec of the attribute lists. Their data pages are bit-packed dictionary keys, which
@@ -177,13 +213,13 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
 /// CPU for 60 fetches), for 2 % more disk (README, Performance).
 const ENTRY_COMPRESSION: Compression = Compression::LZ4_RAW;
 
-/// Rows gathered per `interleave`: the transient copy a flush or merge makes at once.
-/// The Parquet writer closes row groups at `row_group_rows` on its own, so this only
-/// bounds memory; it does not shape the file.
+/// Rows of one column gathered per `interleave`: the transient copy a flush or merge
+/// makes at once. It only bounds memory; it does not shape the file.
 const CHUNK_ROWS: usize = 8192;
 
-/// Rows each merge input decodes at a time.
-const MERGE_BATCH_ROWS: usize = 2048;
+/// Rows of one column each merge input decodes at a time: a merge holds one such batch
+/// per input (up to [`crate::compaction::MAX_MERGE_INPUTS`]).
+const MERGE_BATCH_ROWS: usize = 512;
 
 /// Rows per data page, at most: the unit page statistics prune at, so the pages of one
 /// service (or one trace) are not diluted by their neighbours'.
@@ -233,8 +269,8 @@ fn service_ranks(batches: &[RecordBatch]) -> Result<HashMap<&str, u32>> {
 }
 
 /// Writes unsorted head batches as a block sorted by `order`. Only an index of 36 bytes
-/// per row is sorted; rows are gathered one row group at a time, so the
-/// memory this needs beyond the input is one row group, not a second copy of it all.
+/// per row is sorted; the block is then written one column at a time (see
+/// [`write_columns`]), so the memory this needs beyond the input is one column chunk.
 /// CPU-heavy: call from `spawn_blocking`.
 pub fn write_block_from_batches(
     blocks_dir: &Path,
@@ -267,283 +303,390 @@ pub fn write_block_from_batches(
         }
     }
     keys.sort_unstable();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let chunks = keys.chunks(CHUNK_ROWS).map(|chunk| {
-        let indices: Vec<(usize, usize)> = chunk
+    let rows = RowsInOrder {
+        trace_keys: keys.iter().map(|k| trace_key(&k.1)).collect(),
+        start_range: start_range_of(keys.iter().map(|k| k.2)),
+    };
+    let mut source = HeadColumns {
+        batches,
+        order: keys
             .iter()
             .map(|&(_, _, _, b, r)| (b as usize, r as usize))
-            .collect();
-        Ok(interleave_record_batch(&refs, &indices)?)
-    });
+            .collect(),
+    };
+    drop(keys);
     let shape = BlockShape {
-        expected_rows: keys.len(),
         row_group_rows,
         level,
         wal_seq,
-        zstd_level: FLUSH_ZSTD_LEVEL,
+        encoding: BlockEncoding::Light,
     };
-    write_sorted_block(blocks_dir, id, chunks, &shape)
+    write_columns(blocks_dir, id, &mut source, rows, &shape)
 }
 
-/// Merges blocks that are each sorted by `order` into one sorted block, streaming: it
-/// holds one small batch per input and one row group of output. (Inputs written in
-/// another order, before `block_order` changed, come out complete, merely less well
-/// ordered.)
+/// Merges blocks that are each sorted by `order` into one sorted block, streaming and
+/// one column at a time: it first merges the inputs' sort keys alone, then writes each
+/// column by reading that column of every input in small batches (see
+/// [`MergeColumns`]). It holds the keys (about 26 bytes per row), one batch of one
+/// column per input and one column chunk of output. (Inputs written in another order,
+/// before `block_order` changed, come out complete, merely less well ordered.)
 /// CPU-heavy: call from `spawn_blocking`.
 pub fn merge_blocks(
     blocks_dir: &Path,
     id: u64,
     inputs: &[PathBuf],
-    total_rows: usize,
     row_group_rows: usize,
     order: BlockOrder,
     level: u32,
 ) -> Result<BlockMeta> {
-    let merged = MergedRows::open(inputs, CHUNK_ROWS, order)?;
+    let (mut source, rows) = MergeColumns::open(inputs, order)?;
     // Larger row groups in compacted blocks: each row group carries its own dictionary
     // of attribute entries, so fewer, larger groups store it fewer times. The page index
     // still narrows a trace lookup to a few pages.
     let shape = BlockShape {
-        expected_rows: total_rows,
         row_group_rows: row_group_rows.saturating_mul(MERGE_ROW_GROUP_FACTOR),
         level,
         wal_seq: 0,
-        zstd_level: MERGE_ZSTD_LEVEL,
+        encoding: BlockEncoding::Compact,
     };
-    write_sorted_block(blocks_dir, id, merged, &shape)
+    write_columns(blocks_dir, id, &mut source, rows, &shape)
 }
 
-/// One input of a merge: a block read batch by batch.
-struct MergeInput {
-    reader: ParquetRecordBatchReader,
-    /// Slot in `MergedRows::live` of the batch being read, and the row within it.
-    current: Option<(usize, usize)>,
-    /// Service of the current row with [`BlockOrder::Service`] (else empty), shared
-    /// with its heap entry: rows arrive grouped by service, so this is allocated once
-    /// per service, not per row.
-    service: Arc<str>,
+/// What a block's writer knows of its rows before writing them: the key of each row's
+/// trace id (for the sidecar set) and the range of start times, in output order.
+struct RowsInOrder {
+    trace_keys: Vec<u64>,
+    start_range: (i64, i64),
 }
 
-/// Merge order of one input's current row: service, trace id, start, input.
-type MergeKey = (Arc<str>, [u8; 16], i64, usize);
-
-/// The sorted output chunks of a k-way merge.
-struct MergedRows {
-    inputs: Vec<MergeInput>,
-    live: Vec<Option<RecordBatch>>,
-    heap: BinaryHeap<Reverse<MergeKey>>,
-    chunk_rows: usize,
-    order: BlockOrder,
+fn start_range_of(starts: impl Iterator<Item = i64>) -> (i64, i64) {
+    starts.fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s), hi.max(s)))
 }
 
-impl MergedRows {
-    fn open(paths: &[PathBuf], chunk_rows: usize, order: BlockOrder) -> Result<Self> {
-        let mut merged = MergedRows {
-            inputs: Vec::with_capacity(paths.len()),
-            live: Vec::new(),
-            heap: BinaryHeap::new(),
-            chunk_rows,
-            order,
-        };
-        for path in paths {
-            // Small batches: a merge holds one per input at a time. Plain strings: the
-            // rows are gathered across inputs, whose dictionaries differ.
-            let options = ArrowReaderOptions::new().with_schema(span_schema());
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new_with_options(File::open(path)?, options)?
-                    .with_batch_size(MERGE_BATCH_ROWS)
-                    .build()?;
-            merged.inputs.push(MergeInput {
-                reader,
-                current: None,
-                service: Arc::from(""),
-            });
-            merged.advance_batch(merged.inputs.len() - 1)?;
-        }
-        Ok(merged)
-    }
+/// The rows of a block being written, handed out one top-level column at a time.
+trait ColumnSource {
+    /// Calls `out` with the values of top-level column `column` for the output rows
+    /// `rows`, in order, in arrays of at most [`CHUNK_ROWS`] rows.
+    fn column(
+        &mut self,
+        column: usize,
+        rows: Range<usize>,
+        out: &mut dyn FnMut(ArrayRef) -> Result<()>,
+    ) -> Result<()>;
+}
 
-    /// Loads the next non-empty batch of `input` and pushes its first row's key.
-    fn advance_batch(&mut self, input: usize) -> Result<()> {
-        loop {
-            match self.inputs[input].reader.next() {
-                None => {
-                    self.inputs[input].current = None;
-                    return Ok(());
-                }
-                Some(batch) => {
-                    let batch = RecordBatch::try_new(span_schema(), batch?.columns().to_vec())?;
-                    if batch.num_rows() == 0 {
-                        continue;
-                    }
-                    self.live.push(Some(batch));
-                    self.inputs[input].current = Some((self.live.len() - 1, 0));
-                    return self.push_key(input);
-                }
-            }
-        }
-    }
+/// Head batches and the sorted order of their rows.
+struct HeadColumns<'a> {
+    batches: &'a [RecordBatch],
+    /// (batch, row) of each output row.
+    order: Vec<(usize, usize)>,
+}
 
-    fn push_key(&mut self, input: usize) -> Result<()> {
-        if let Some((slot, row)) = self.inputs[input].current
-            && let Some(batch) = &self.live[slot]
-        {
-            let (ids, starts) = trace_id_and_start(batch)?;
-            let input_state = &mut self.inputs[input];
-            if self.order == BlockOrder::Service {
-                let service = service_column(batch)?.value(row);
-                if *input_state.service != *service {
-                    input_state.service = Arc::from(service);
-                }
-            }
-            let key = (
-                input_state.service.clone(),
-                trace_id_at(ids, row)?,
-                starts.value(row),
-                input,
-            );
-            self.heap.push(Reverse(key));
+impl ColumnSource for HeadColumns<'_> {
+    fn column(
+        &mut self,
+        column: usize,
+        rows: Range<usize>,
+        out: &mut dyn FnMut(ArrayRef) -> Result<()>,
+    ) -> Result<()> {
+        let arrays: Vec<&dyn Array> = self
+            .batches
+            .iter()
+            .map(|b| b.column(column).as_ref())
+            .collect();
+        for chunk in self.order[rows].chunks(CHUNK_ROWS) {
+            out(interleave(&arrays, chunk)?)?;
         }
         Ok(())
     }
+}
 
-    fn next_chunk(&mut self) -> Result<Option<RecordBatch>> {
-        let mut indices: Vec<(usize, usize)> = Vec::with_capacity(self.chunk_rows);
-        while indices.len() < self.chunk_rows {
-            let Some(Reverse((_, _, _, input))) = self.heap.pop() else {
-                break;
+/// The inputs of a merge, read one column at a time in merged order.
+struct MergeColumns {
+    inputs: Vec<(File, ArrowReaderMetadata)>,
+    /// Input of each output row. Each input's rows are taken in their stored order, so
+    /// this alone says which row comes next.
+    source: Vec<u16>,
+}
+
+impl MergeColumns {
+    /// Reads the sort keys of every input and merges them.
+    fn open(paths: &[PathBuf], order: BlockOrder) -> Result<(Self, RowsInOrder)> {
+        if paths.len() > usize::from(u16::MAX) {
+            return Err(crate::Error::Corrupt(format!(
+                "a merge of {} blocks is more than one can hold",
+                paths.len()
+            )));
+        }
+        // Plain strings: the rows are gathered across inputs, whose dictionaries differ.
+        let options = ArrowReaderOptions::new().with_schema(span_schema());
+        let schema = span_schema();
+        let mut key_columns = vec![
+            index_of(&schema, col::TRACE_ID)?,
+            index_of(&schema, col::START)?,
+        ];
+        if order == BlockOrder::Service {
+            key_columns.push(index_of(&schema, col::SERVICE)?);
+        }
+        // A projection hands columns out in schema order.
+        key_columns.sort_unstable();
+        let mut inputs = Vec::with_capacity(paths.len());
+        let mut keys: Vec<RecordBatch> = Vec::with_capacity(paths.len());
+        for path in paths {
+            let file = File::open(path)?;
+            let metadata = ArrowReaderMetadata::load(&file, options.clone())?;
+            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                file.try_clone()?,
+                metadata.clone(),
+            );
+            let mask = ProjectionMask::roots(builder.parquet_schema(), key_columns.iter().copied());
+            let reader = builder
+                .with_projection(mask)
+                .with_batch_size(KEY_BATCH_ROWS)
+                .build()?;
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+            let projected = Arc::new(schema.project(&key_columns)?);
+            keys.push(arrow::compute::concat_batches(&projected, &batches)?);
+            inputs.push((file, metadata));
+        }
+        let total: usize = keys.iter().map(RecordBatch::num_rows).sum();
+        let mut columns = Vec::with_capacity(keys.len());
+        for batch in &keys {
+            let (ids, starts) = trace_id_and_start(batch)?;
+            let services = match order {
+                BlockOrder::Service => Some(service_column(batch)?),
+                BlockOrder::Trace => None,
             };
-            let Some((slot, row)) = self.inputs[input].current else {
-                continue;
-            };
-            indices.push((slot, row));
-            let rows = self.live[slot].as_ref().map_or(0, |b| b.num_rows());
-            if row + 1 < rows {
-                self.inputs[input].current = Some((slot, row + 1));
-                self.push_key(input)?;
-            } else {
-                self.advance_batch(input)?;
+            columns.push((ids, starts, services));
+        }
+        let key_at = |input: usize, row: usize| -> Result<MergeKey<'_>> {
+            let (ids, starts, services) = &columns[input];
+            Ok((
+                services.map_or("", |s| s.value(row)),
+                trace_id_at(ids, row)?,
+                starts.value(row),
+                input,
+            ))
+        };
+        let mut heap = BinaryHeap::with_capacity(keys.len());
+        for (input, batch) in keys.iter().enumerate() {
+            if batch.num_rows() > 0 {
+                heap.push(Reverse((key_at(input, 0)?, 0usize)));
             }
         }
-        if indices.is_empty() {
-            return Ok(None);
-        }
-        // Gather from the live batches, then release those no input reads any more.
-        let empty = RecordBatch::new_empty(span_schema());
-        let refs: Vec<&RecordBatch> = self
-            .live
-            .iter()
-            .map(|b| b.as_ref().unwrap_or(&empty))
-            .collect();
-        let chunk = interleave_record_batch(&refs, &indices)?;
-        let in_use: Vec<usize> = self
-            .inputs
-            .iter()
-            .filter_map(|i| i.current.map(|(slot, _)| slot))
-            .collect();
-        for (slot, batch) in self.live.iter_mut().enumerate() {
-            if !in_use.contains(&slot) {
-                *batch = None;
+        let mut source = Vec::with_capacity(total);
+        let mut trace_keys = Vec::with_capacity(total);
+        let mut start_range = (i64::MAX, i64::MIN);
+        while let Some(Reverse(((_, id, start, input), row))) = heap.pop() {
+            source.push(input as u16);
+            trace_keys.push(trace_key(&id));
+            start_range = (start_range.0.min(start), start_range.1.max(start));
+            if row + 1 < keys[input].num_rows() {
+                heap.push(Reverse((key_at(input, row + 1)?, row + 1)));
             }
         }
-        Ok(Some(chunk))
+        Ok((
+            MergeColumns { inputs, source },
+            RowsInOrder {
+                trace_keys,
+                start_range,
+            },
+        ))
     }
 }
 
-impl Iterator for MergedRows {
-    type Item = Result<RecordBatch>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk().transpose()
+/// Merge order of one input's row: service (empty unless blocks lead with it), trace
+/// id, start, input.
+type MergeKey<'a> = (&'a str, [u8; 16], i64, usize);
+
+/// Rows each sort-key read decodes at a time.
+const KEY_BATCH_ROWS: usize = 8192;
+
+impl ColumnSource for MergeColumns {
+    fn column(
+        &mut self,
+        column: usize,
+        rows: Range<usize>,
+        out: &mut dyn FnMut(ArrayRef) -> Result<()>,
+    ) -> Result<()> {
+        // Each input's rows in `rows` are a run of its stored rows: skip the ones
+        // taken before, read the ones taken here.
+        let mut skip = vec![0usize; self.inputs.len()];
+        let mut take = vec![0usize; self.inputs.len()];
+        for &input in &self.source[..rows.start] {
+            skip[usize::from(input)] += 1;
+        }
+        for &input in &self.source[rows.clone()] {
+            take[usize::from(input)] += 1;
+        }
+        let mut readers = Vec::with_capacity(self.inputs.len());
+        for (i, (file, metadata)) in self.inputs.iter().enumerate() {
+            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                file.try_clone()?,
+                metadata.clone(),
+            );
+            let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+            let selection = RowSelection::from(vec![
+                RowSelector::skip(skip[i]),
+                RowSelector::select(take[i]),
+            ]);
+            readers.push(
+                builder
+                    .with_projection(mask)
+                    .with_row_selection(selection)
+                    .with_batch_size(MERGE_BATCH_ROWS)
+                    .build()?,
+            );
+        }
+        // Per input: the slot in `live` of the batch being read and the row within it.
+        let mut current: Vec<Option<(usize, usize)>> = vec![None; readers.len()];
+        let mut live: Vec<Option<ArrayRef>> = Vec::new();
+        for chunk in self.source[rows].chunks(CHUNK_ROWS) {
+            let mut indices = Vec::with_capacity(chunk.len());
+            for &input in chunk {
+                let input = usize::from(input);
+                let (slot, row) = match current[input] {
+                    Some((slot, row)) if live[slot].as_ref().is_some_and(|a| row < a.len()) => {
+                        (slot, row)
+                    }
+                    _ => {
+                        let batch = readers[input].next().ok_or_else(|| {
+                            crate::Error::Corrupt(format!(
+                                "merge input {input} ended before its rows did"
+                            ))
+                        })??;
+                        live.push(Some(batch.column(0).clone()));
+                        (live.len() - 1, 0)
+                    }
+                };
+                indices.push((slot, row));
+                current[input] = Some((slot, row + 1));
+            }
+            let empty = arrow::array::new_empty_array(span_schema().field(column).data_type());
+            let arrays: Vec<&dyn Array> = live
+                .iter()
+                .map(|a| a.as_ref().map_or(empty.as_ref(), |a| a.as_ref()))
+                .collect();
+            out(interleave(&arrays, &indices)?)?;
+            // Release the batches no input reads any more.
+            for (slot, array) in live.iter_mut().enumerate() {
+                if !current.iter().flatten().any(|&(s, _)| s == slot) {
+                    *array = None;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// Min and max of the start column.
-fn start_range(batch: &RecordBatch) -> (i64, i64) {
-    let Some(start) = batch
-        .column_by_name(col::START)
-        .and_then(|c| c.as_primitive_opt::<Int64Type>())
-    else {
-        return (0, 0);
-    };
-    let min = arrow::compute::min(start).unwrap_or(0);
-    let max = arrow::compute::max(start).unwrap_or(0);
-    (min, max)
+fn index_of(schema: &arrow::datatypes::Schema, name: &str) -> Result<usize> {
+    schema
+        .index_of(name)
+        .map_err(|_| crate::Error::Corrupt(format!("{name} column missing")))
 }
 
-/// Writes already-sorted chunks as block `id` (to a temporary
-/// name, synced, then renamed, so a crash never leaves a half block under a real name).
 /// How a block is written.
 #[derive(Clone, Copy)]
 struct BlockShape {
-    expected_rows: usize,
     row_group_rows: usize,
     level: u32,
     wal_seq: u64,
-    zstd_level: i32,
+    encoding: BlockEncoding,
 }
 
-fn write_sorted_block(
+/// Writes the rows of `source` as block `id`, one row group at a time and within it one
+/// top-level column at a time: each column chunk is encoded and written out before the
+/// next is read, so a flush or merge holds one column chunk of output, not a whole row
+/// group. The file gets a temporary name, is synced, then renamed, so a crash never
+/// leaves a half block under a real name.
+fn write_columns(
     blocks_dir: &Path,
     id: u64,
-    chunks: impl Iterator<Item = Result<RecordBatch>>,
+    source: &mut dyn ColumnSource,
+    rows: RowsInOrder,
     shape: &BlockShape,
 ) -> Result<BlockMeta> {
     let BlockShape {
-        expected_rows,
         row_group_rows,
         level,
         wal_seq,
-        zstd_level,
+        encoding,
     } = *shape;
+    let total = rows.trace_keys.len();
     let file_name = block_file_name(id);
     let tmp = blocks_dir.join(format!("{file_name}.tmp"));
     let file = File::create(&tmp)?;
-    let mut props = writer_properties(expected_rows, row_group_rows, zstd_level);
+    let mut props = writer_properties(total, row_group_rows, encoding);
     // The rows are written as plain strings; the schema readers see by default is the
     // stored one, with the attribute lists as dictionary keys (see `stored_schema`).
     add_encoded_arrow_schema_to_metadata(&stored_schema(), &mut props);
     let options = ArrowWriterOptions::new()
         .with_properties(props)
         .with_skip_arrow_metadata(true);
-    let mut writer = ArrowWriter::try_new_with_options(file, span_schema(), options)?;
-    let (mut min_start, mut max_start, mut rows) = (i64::MAX, i64::MIN, 0u64);
-    let mut keys: Vec<u64> = Vec::with_capacity(expected_rows);
-    for chunk in chunks {
-        let chunk = chunk?;
-        let (ids, _) = trace_id_and_start(&chunk)?;
-        keys.extend((0..ids.len()).map(|i| trace_key(ids.value(i))));
-        let (lo, hi) = start_range(&chunk);
-        min_start = min_start.min(lo);
-        max_start = max_start.max(hi);
-        rows += chunk.num_rows() as u64;
-        // Chunks arrive sorted, so every row group the writer closes is sorted too.
-        writer.write(&chunk)?;
+    let schema = span_schema();
+    let (mut writer, factory) = ArrowWriter::try_new_with_options(file, schema.clone(), options)?
+        .into_serialized_writer()?;
+    let leaves = leaves_per_column();
+    let group_rows = row_group_rows.max(1);
+    for (group, start) in (0..total).step_by(group_rows).enumerate() {
+        let range = start..(start + group_rows).min(total);
+        let mut column_writers = factory.create_column_writers(group)?.into_iter();
+        let mut row_group = writer.next_row_group()?;
+        for (column, field) in schema.fields().iter().enumerate() {
+            let mut writers: Vec<_> = column_writers
+                .by_ref()
+                .take(leaves.get(column).copied().unwrap_or(1))
+                .collect();
+            source.column(column, range.clone(), &mut |array| {
+                for (leaf, writer) in compute_leaves(field, &array)?.iter().zip(&mut writers) {
+                    writer.write(leaf)?;
+                }
+                Ok(())
+            })?;
+            for writer in writers {
+                writer.close()?.append_to_row_group(&mut row_group)?;
+            }
+        }
+        row_group.close()?;
     }
     let file = writer.into_inner()?;
     file.sync_all()?;
     let bytes = file.metadata()?.len();
     drop(file);
     // The sidecar first: a block under its real name always has its trace id set.
-    let trace_ids = TraceIdSet::from_keys(keys);
+    let trace_ids = TraceIdSet::from_keys(rows.trace_keys);
     trace_ids.write(&sidecar_path(&blocks_dir.join(&file_name)))?;
     fs::rename(&tmp, blocks_dir.join(&file_name))?;
     if let Ok(dir) = File::open(blocks_dir) {
         let _ = dir.sync_all();
     }
-    if rows == 0 {
-        (min_start, max_start) = (0, 0);
-    }
+    let (min_start, max_start) = if total == 0 { (0, 0) } else { rows.start_range };
     Ok(BlockMeta {
         id,
         file_name,
         min_start,
         max_start,
-        rows,
+        rows: total as u64,
         bytes,
         level,
         wal_seq,
         trace_ids: Arc::new(trace_ids),
     })
+}
+
+/// Parquet leaf columns of each top-level column of the span schema, in order.
+fn leaves_per_column() -> Vec<usize> {
+    let schema = span_schema();
+    schema
+        .fields()
+        .iter()
+        .map(|field| {
+            leaf_paths()
+                .iter()
+                .filter(|p| p.parts().first().map(String::as_str) == Some(field.name().as_str()))
+                .count()
+        })
+        .collect()
 }
 
 /// Rows in a batch list.

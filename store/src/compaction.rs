@@ -127,9 +127,8 @@ async fn compact(inner: &Arc<Inner>, group: Vec<BlockMeta>) -> Result<()> {
     let order = inner.config.block_order;
     let level = group.iter().map(|b| b.level).max().unwrap_or(0) + 1;
     let paths: Vec<_> = group.iter().map(|b| b.path(&dir)).collect();
-    let total_rows = group.iter().map(|b| b.rows as usize).sum();
     let meta = tokio::task::spawn_blocking(move || {
-        block::merge_blocks(&dir, id, &paths, total_rows, row_group_rows, order, level)
+        block::merge_blocks(&dir, id, &paths, row_group_rows, order, level)
     })
     .await??;
     let removed: Vec<u64> = group.iter().map(|b| b.id).collect();

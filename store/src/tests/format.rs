@@ -2,46 +2,76 @@
 
 use super::*;
 
-#[tokio::test]
-async fn blocks_keep_statistics_only_on_columns_that_prune_and_lz4_only_on_entry_lists() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = TraceStore::open(config(dir.path())).await.unwrap();
-    seed(&store).await;
-    store.flush().await.unwrap();
-    let block = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
-    let reader =
-        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(block).unwrap())
-            .unwrap();
+/// Per column chunk of a block's first row group: the columns with min/max statistics,
+/// and the codec and whether it has a dictionary page, by column path.
+fn column_chunks(path: &std::path::Path) -> (Vec<String>, Vec<(String, String, bool)>) {
     use parquet::file::reader::FileReader;
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(path).unwrap())
+            .unwrap();
     let row_group = reader.metadata().row_group(0);
     let mut with_stats = Vec::new();
-    let mut lz4 = Vec::new();
+    let mut chunks = Vec::new();
     for column in row_group.columns() {
-        match column.compression() {
-            parquet::basic::Compression::LZ4_RAW => lz4.push(column.column_path().string()),
-            parquet::basic::Compression::ZSTD(_) => {}
-            other => panic!("{} compressed with {other}", column.column_path()),
-        }
         if column
             .statistics()
             .is_some_and(|s| s.min_bytes_opt().is_some())
         {
             with_stats.push(column.column_path().string());
         }
+        let codec = match column.compression() {
+            parquet::basic::Compression::ZSTD(_) => "zstd".to_string(),
+            other => other.to_string(),
+        };
+        chunks.push((
+            column.column_path().string(),
+            codec,
+            column.dictionary_page_offset().is_some(),
+        ));
     }
     with_stats.sort();
-    assert_eq!(
-        with_stats,
-        [
-            "duration_nano",
-            "kind",
-            "name",
-            "service",
-            "start_unix_nano",
-            "status_code",
-            "trace_id"
-        ]
-    );
+    (with_stats, chunks)
+}
+
+const PRUNING: [&str; 7] = [
+    "duration_nano",
+    "kind",
+    "name",
+    "service",
+    "start_unix_nano",
+    "status_code",
+    "trace_id",
+];
+
+#[tokio::test]
+async fn flushed_blocks_are_light_and_compacted_blocks_keep_dictionaries_zstd_and_lz4_entry_lists()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    store.flush().await.unwrap();
+    let flushed = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
+    let (with_stats, chunks) = column_chunks(&flushed);
+    assert_eq!(with_stats, PRUNING);
+    // Flushed blocks: LZ4 everywhere, no dictionaries (a merge reads them back cheaply).
+    for (path, codec, dictionary) in &chunks {
+        assert_eq!(codec, "LZ4_RAW", "{path} of a flushed block");
+        assert!(!dictionary, "{path} of a flushed block has a dictionary");
+    }
+    flush_late_blocks(&store, 3).await;
+    store.compact_now().await.unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    let compacted = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
+    let (with_stats, chunks) = column_chunks(&compacted);
+    assert_eq!(with_stats, PRUNING);
+    let mut lz4: Vec<&str> = Vec::new();
+    for (path, codec, _) in &chunks {
+        match codec.as_str() {
+            "LZ4_RAW" => lz4.push(path),
+            "zstd" => {}
+            other => panic!("{path} of a compacted block compressed with {other}"),
+        }
+    }
     lz4.sort();
     assert_eq!(
         lz4,
@@ -51,6 +81,11 @@ async fn blocks_keep_statistics_only_on_columns_that_prune_and_lz4_only_on_entry
             "resource_attributes.list.item"
         ]
     );
+    // Low-cardinality strings keep their dictionaries; random ids get none.
+    let dictionary = |name: &str| chunks.iter().find(|c| c.0 == name).unwrap().2;
+    assert!(dictionary("service"));
+    assert!(dictionary("attributes.list.item"));
+    assert!(!dictionary("span_id"));
     store.shutdown().await.unwrap();
 }
 
@@ -126,6 +161,16 @@ async fn blocks_hand_out_attribute_entries_as_dictionary_keys_and_older_blocks_s
     store.shutdown().await.unwrap();
 }
 
+/// The files of the store's blocks.
+fn block_paths(store: &TraceStore) -> Vec<std::path::PathBuf> {
+    let state = store.inner.state.read();
+    state
+        .blocks
+        .iter()
+        .map(|b| b.path(&store.inner.blocks_dir))
+        .collect()
+}
+
 /// (service, trace id, start) of every row of a block file, in file order.
 fn block_order(path: &std::path::Path) -> Vec<(String, Vec<u8>, i64)> {
     use arrow::array::AsArray;
@@ -179,14 +224,7 @@ async fn blocks_are_sorted_by_service_then_trace_through_flush_and_compaction() 
         store.flush().await.unwrap();
     }
     let sorted = |rows: &[(String, Vec<u8>, i64)]| rows.windows(2).all(|w| w[0] <= w[1]);
-    let paths: Vec<_> = {
-        let state = store.inner.state.read();
-        state
-            .blocks
-            .iter()
-            .map(|b| b.path(&store.inner.blocks_dir))
-            .collect()
-    };
+    let paths = block_paths(&store);
     assert_eq!(paths.len(), 4);
     for path in &paths {
         let rows = block_order(path);
@@ -225,5 +263,83 @@ async fn blocks_are_sorted_by_trace_by_default() {
     );
     // Both services appear interleaved: the order is not by service.
     assert!(rows.windows(2).filter(|w| w[0].0 != w[1].0).count() > 1);
+    store.shutdown().await.unwrap();
+}
+
+/// Every row of a block file rendered as text, sorted: the block's rows as a multiset.
+fn block_rows_as_text(paths: &[std::path::PathBuf]) -> Vec<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut rows = Vec::new();
+    for path in paths {
+        for batch in read_block_as_strings(path) {
+            let options = FormatOptions::default();
+            let columns: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                .collect();
+            for r in 0..batch.num_rows() {
+                let row: Vec<String> = columns.iter().map(|c| c.value(r).to_string()).collect();
+                rows.push(row.join("|"));
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn a_merge_across_row_groups_and_input_batches_keeps_every_row_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(StoreConfig {
+        row_group_rows: 100,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    // Four flushes of 640 spans (more than a merge input reads at once), whose trace
+    // ids interleave across the flushes.
+    for flush in 0..4u8 {
+        let traces = (0..64u8)
+            .map(|i| trace(i * 4 + flush, "svc", 10, *T0 + u64::from(i) * 1000, 1000))
+            .collect();
+        store.write_spans(traces).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    let flushed = block_paths(&store);
+    assert_eq!(flushed.len(), 4);
+    let before = block_rows_as_text(&flushed);
+    assert_eq!(before.len(), 2560);
+    store.compact_now().await.unwrap();
+    let compacted = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
+    assert_eq!(block_rows_as_text(std::slice::from_ref(&compacted)), before);
+    let order: Vec<_> = block_order(&compacted)
+        .into_iter()
+        .map(|(_, id, start)| (id, start))
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] <= w[1]),
+        "compacted block out of order"
+    );
+    // Row groups of four times `row_group_rows` in a compacted block.
+    use parquet::file::reader::FileReader;
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&compacted).unwrap())
+            .unwrap();
+    let groups: Vec<i64> = reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    assert_eq!(groups, [400, 400, 400, 400, 400, 400, 160]);
+    // Every trace is still found whole.
+    for seed in [0u8, 77, 255] {
+        let mut id = [0u8; 16];
+        id[0] = 1;
+        id[15] = seed;
+        let trace = store.get_trace(TraceId(id)).await.unwrap().unwrap();
+        assert_eq!(trace.resource_spans[0].scope_spans[0].spans.len(), 10);
+    }
     store.shutdown().await.unwrap();
 }
