@@ -14,11 +14,9 @@
 //! - page-level statistics on start time and duration, and the block's time range in
 //!   the SQL index: searches skip blocks outside their window and pages outside their
 //!   duration bounds;
-//! - in compacted blocks, zstd (LZ4 for the attribute lists, whose dictionary every
-//!   read decompresses), dictionary encoding on the low-cardinality string columns
-//!   (service, name, attribute lists), no dictionary for random ids. Blocks flushed from
-//!   the head live until the next compaction and are written light: LZ4, no
-//!   dictionaries ([`BlockEncoding::Light`]).
+//! - zstd (LZ4 for the attribute lists, whose dictionary every read decompresses),
+//!   dictionary encoding on the low-cardinality string columns (service, name,
+//!   attribute lists), no dictionary for random ids.
 //!
 //! Flushes and merges write a block one column chunk at a time ([`write_columns`]), and
 //! a merge reads one column of each input at a time: what they hold at once is one
@@ -87,22 +85,12 @@ pub fn block_file_name(id: u64) -> String {
     format!("{id:016x}.parquet")
 }
 
-/// How a block's pages are encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BlockEncoding {
-    /// Blocks flushed from the head: compaction rewrites them within a minute, so they
-    /// are written as cheaply as possible and read back by a merge as cheaply as
-    /// possible. Plain values, no dictionaries, LZ4 everywhere. Dictionaries cost twice
-    /// here: interning every value was a third of a flush's CPU, and a merge holds each
-    /// input's decoded dictionaries (about 2 MiB per attribute list) and one zstd
-    /// context per column (160 KiB) at once, most of the collector's memory at a steady
-    /// 10,000 spans/s. Searches read these blocks as any other.
-    Light,
-    /// Compacted blocks: dictionaries, zstd at [`MERGE_ZSTD_LEVEL`] and LZ4 for the
-    /// attribute lists ([`ENTRY_COMPRESSION`]).
-    Compact,
-}
-
+/// zstd level of blocks flushed from the head: the cheapest, as compaction rewrites
+/// them within a minute and ingest waits for nothing else. They keep their dictionaries:
+/// without them (LZ4 alone) max-rate ingest was 10 % faster, but a tag search over
+/// flushed blocks took three times as long, and the newest spans are what searches
+/// look at most.
+const FLUSH_ZSTD_LEVEL: i32 = 1;
 /// zstd level of compacted blocks. Level 7 stored the benchmark's spans in 51.2 bytes
 /// against 51.4 at level 3 (50.9 against 51.0 for 10M spans) for more CPU per byte.
 const MERGE_ZSTD_LEVEL: i32 = 3;
@@ -135,11 +123,7 @@ fn leaf_paths() -> &'static [ColumnPath] {
     })
 }
 
-fn writer_properties(
-    rows: usize,
-    row_group_rows: usize,
-    encoding: BlockEncoding,
-) -> WriterProperties {
+fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> WriterProperties {
     let trace_id = ColumnPath::from(col::TRACE_ID);
     let mut builder = WriterProperties::builder();
     for path in leaf_paths() {
@@ -163,7 +147,7 @@ fn writer_properties(
         // 12.8 % of a core at that rate against 14.4-14.6 %, 51.0 bytes/span against 51.4.
         .set_encoding(Encoding::PLAIN)
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(MERGE_ZSTD_LEVEL).unwrap_or_default(),
+            ZstdLevel::try_new(zstd_level).unwrap_or_default(),
         ))
         // Row groups are the unit of bloom filters and of parallel reads.
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
@@ -192,16 +176,6 @@ fn writer_properties(
             ColumnPath::from(col::DURATION),
             Encoding::DELTA_BINARY_PACKED,
         );
-    if encoding == BlockEncoding::Light {
-        builder = builder
-            .set_dictionary_enabled(false)
-            .set_compression(Compression::LZ4_RAW);
-        for path in leaf_paths() {
-            builder = builder
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_compression(path.clone(), Compression::LZ4_RAW);
-        }
-    }
     builder.build()
 }
 
@@ -319,7 +293,7 @@ pub fn write_block_from_batches(
         row_group_rows,
         level,
         wal_seq,
-        encoding: BlockEncoding::Light,
+        zstd_level: FLUSH_ZSTD_LEVEL,
     };
     write_columns(blocks_dir, id, &mut source, rows, &shape)
 }
@@ -347,7 +321,7 @@ pub fn merge_blocks(
         row_group_rows: row_group_rows.saturating_mul(MERGE_ROW_GROUP_FACTOR),
         level,
         wal_seq: 0,
-        encoding: BlockEncoding::Compact,
+        zstd_level: MERGE_ZSTD_LEVEL,
     };
     write_columns(blocks_dir, id, &mut source, rows, &shape)
 }
@@ -591,7 +565,7 @@ struct BlockShape {
     row_group_rows: usize,
     level: u32,
     wal_seq: u64,
-    encoding: BlockEncoding,
+    zstd_level: i32,
 }
 
 /// Writes the rows of `source` as block `id`, one row group at a time and within it one
@@ -610,13 +584,13 @@ fn write_columns(
         row_group_rows,
         level,
         wal_seq,
-        encoding,
+        zstd_level,
     } = *shape;
     let total = rows.trace_keys.len();
     let file_name = block_file_name(id);
     let tmp = blocks_dir.join(format!("{file_name}.tmp"));
     let file = File::create(&tmp)?;
-    let mut props = writer_properties(total, row_group_rows, encoding);
+    let mut props = writer_properties(total, row_group_rows, zstd_level);
     // The rows are written as plain strings; the schema readers see by default is the
     // stored one, with the attribute lists as dictionary keys (see `stored_schema`).
     add_encoded_arrow_schema_to_metadata(&stored_schema(), &mut props);

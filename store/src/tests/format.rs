@@ -44,48 +44,43 @@ const PRUNING: [&str; 7] = [
 ];
 
 #[tokio::test]
-async fn flushed_blocks_are_light_and_compacted_blocks_keep_dictionaries_zstd_and_lz4_entry_lists()
-{
+async fn blocks_keep_statistics_only_on_columns_that_prune_and_lz4_only_on_entry_lists() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     seed(&store).await;
     store.flush().await.unwrap();
-    let flushed = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
-    let (with_stats, chunks) = column_chunks(&flushed);
-    assert_eq!(with_stats, PRUNING);
-    // Flushed blocks: LZ4 everywhere, no dictionaries (a merge reads them back cheaply).
-    for (path, codec, dictionary) in &chunks {
-        assert_eq!(codec, "LZ4_RAW", "{path} of a flushed block");
-        assert!(!dictionary, "{path} of a flushed block has a dictionary");
-    }
+    let flushed = column_chunks(&block_paths(&store)[0]);
     flush_late_blocks(&store, 3).await;
     store.compact_now().await.unwrap();
     assert_eq!(store.stats().blocks, 1);
     let compacted = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
-    let (with_stats, chunks) = column_chunks(&compacted);
-    assert_eq!(with_stats, PRUNING);
-    let mut lz4: Vec<&str> = Vec::new();
-    for (path, codec, _) in &chunks {
-        match codec.as_str() {
-            "LZ4_RAW" => lz4.push(path),
-            "zstd" => {}
-            other => panic!("{path} of a compacted block compressed with {other}"),
+    // Flushed and compacted blocks alike (only their zstd level differs).
+    for chunks in [flushed, column_chunks(&compacted)] {
+        let (with_stats, chunks) = chunks;
+        assert_eq!(with_stats, PRUNING);
+        let mut lz4: Vec<&str> = Vec::new();
+        for (path, codec, _) in &chunks {
+            match codec.as_str() {
+                "LZ4_RAW" => lz4.push(path),
+                "zstd" => {}
+                other => panic!("{path} compressed with {other}"),
+            }
         }
+        lz4.sort();
+        assert_eq!(
+            lz4,
+            [
+                "attributes.list.item",
+                "event_attributes.list.item",
+                "resource_attributes.list.item"
+            ]
+        );
+        // Low-cardinality strings keep their dictionaries; random ids get none.
+        let dictionary = |name: &str| chunks.iter().find(|c| c.0 == name).unwrap().2;
+        assert!(dictionary("service"));
+        assert!(dictionary("attributes.list.item"));
+        assert!(!dictionary("span_id"));
     }
-    lz4.sort();
-    assert_eq!(
-        lz4,
-        [
-            "attributes.list.item",
-            "event_attributes.list.item",
-            "resource_attributes.list.item"
-        ]
-    );
-    // Low-cardinality strings keep their dictionaries; random ids get none.
-    let dictionary = |name: &str| chunks.iter().find(|c| c.0 == name).unwrap().2;
-    assert!(dictionary("service"));
-    assert!(dictionary("attributes.list.item"));
-    assert!(!dictionary("span_id"));
     store.shutdown().await.unwrap();
 }
 
