@@ -137,7 +137,7 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
                 .set_column_compression(path.clone(), ENTRY_COMPRESSION);
         }
     }
-    builder = builder
+    builder
         .set_writer_version(WriterVersion::PARQUET_2_0)
         // Plain is the encoding of columns without a dictionary (span ids) and the
         // fallback of those with one. The format-2 default for byte arrays,
@@ -175,8 +175,8 @@ fn writer_properties(rows: usize, row_group_rows: usize, zstd_level: i32) -> Wri
         .set_column_encoding(
             ColumnPath::from(col::DURATION),
             Encoding::DELTA_BINARY_PACKED,
-        );
-    builder.build()
+        )
+        .build()
 }
 
 /// Codec of the attribute lists. Their data pages are bit-packed dictionary keys, which
