@@ -97,6 +97,11 @@ pub struct ProxyArgs {
     /// Demand over this window predicts the next lease's size.
     #[arg(long, env = "MESHTEL_PROXY_QUOTA_PREDICT_WINDOW", default_value = "1s", value_parser = humantime::parse_duration)]
     pub quota_predict_window: Duration,
+    /// Worker threads serving the inbound and outbound listeners, each with its own
+    /// event loop and upstream connection pools (Istio's `concurrency`); `0` = one per
+    /// CPU this process may use [default: 2, or fewer when fewer CPUs are available].
+    #[arg(long, env = "MESHTEL_PROXY_CONCURRENCY")]
+    pub concurrency: Option<usize>,
 }
 
 /// `LISTEN=APP` of `--inbound`.
@@ -157,6 +162,26 @@ pub struct ProxyConfig {
     pub proxy_id: String,
     /// Quota enforcement on the inbound listener.
     pub quota: QuotaSettings,
+    /// Worker threads serving the inbound and outbound listeners (at least 1).
+    pub concurrency: usize,
+}
+
+/// Most worker threads `--concurrency` accepts.
+pub const MAX_CONCURRENCY: usize = 256;
+
+/// Istio's default sidecar `concurrency`.
+pub const DEFAULT_CONCURRENCY: usize = 2;
+
+/// Worker threads for `--concurrency`: `0` is one per available CPU; unset is
+/// [`DEFAULT_CONCURRENCY`], or fewer when the process may use fewer CPUs (affinity,
+/// cgroup quota).
+pub fn resolve_concurrency(requested: Option<usize>) -> usize {
+    let available = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    match requested {
+        Some(0) => available,
+        Some(workers) => workers,
+        None => DEFAULT_CONCURRENCY.min(available),
+    }
 }
 
 impl ProxyArgs {
@@ -190,6 +215,7 @@ impl ProxyArgs {
                 min_prefetch: self.quota_min_prefetch,
                 predict_window: self.quota_predict_window,
             },
+            concurrency: resolve_concurrency(self.concurrency),
         };
         config.validate()?;
         Ok(config)
@@ -224,6 +250,7 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(1),
             proxy_id: format!("{workload}.default"),
             quota: QuotaSettings::default(),
+            concurrency: 1,
         }
     }
 
@@ -234,6 +261,9 @@ impl ProxyConfig {
         }
         if !(0.0..=100.0).contains(&self.sample_percent) {
             return Err(Error::Config(format!("--sampling {} is not a percentage in 0..=100", self.sample_percent)));
+        }
+        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
+            return Err(Error::Config(format!("--concurrency {} must be in 1..={MAX_CONCURRENCY}", self.concurrency)));
         }
         if self.report_queue == 0 || self.span_queue == 0 {
             return Err(Error::Config("queue capacities must be at least 1".to_owned()));

@@ -87,6 +87,17 @@ pub enum Error {
     /// Our own metrics could not be registered (a programming error: duplicate names).
     #[error("registering proxy metrics")]
     Metrics(#[from] prometheus::Error),
+    /// A worker thread could not be started, or stopped serving on its own.
+    #[error("worker {index}: {what}")]
+    Worker {
+        /// Which worker.
+        index: usize,
+        /// What failed.
+        what: &'static str,
+        /// Why, when the system said.
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// Some other I/O failure.
     #[error("i/o")]
     Io(#[from] std::io::Error),

@@ -17,10 +17,12 @@
 //! place and costs no allocation. Errors become responses in exactly one place,
 //! [`error_response`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::Either;
 use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -168,13 +170,13 @@ pub fn service_names(service_name: &str, namespace: &str) -> (String, String, St
 pub struct Proxy {
     context: Arc<ProxyContext>,
     /// `host:port` of the local app (inbound only).
-    local_app: Option<String>,
+    local_app: Option<Arc<str>>,
 }
 
 impl Proxy {
     /// The handler of the inbound listener, forwarding to `local_app`.
     pub fn inbound(context: Arc<ProxyContext>, local_app: String) -> Proxy {
-        Proxy { context, local_app: Some(local_app) }
+        Proxy { context, local_app: Some(local_app.into()) }
     }
 
     /// The handler of the outbound listener.
@@ -183,15 +185,19 @@ impl Proxy {
     }
 
     /// Handles one request of this listener.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
-        match &self.local_app {
-            Some(app) => self.inbound_pipeline(request, app).await,
-            None => self.outbound_pipeline(request).await,
+    ///
+    /// Each pipeline owns its `Proxy` and is returned as is, not awaited inside
+    /// another `async fn`: hyper moves the request's future by value, and every level
+    /// of nesting would hold the request once more.
+    pub fn handle(self, request: Request<Incoming>) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
+        match self.local_app.clone() {
+            Some(app) => Either::Left(self.inbound_pipeline(request, app)),
+            None => Either::Right(self.outbound_pipeline(request)),
         }
     }
 
     /// Inbound: another service's proxy → the local app. Stages, in order:
-    async fn inbound_pipeline(&self, mut request: Request<Incoming>, local_app: &str) -> Response<ResponseBody> {
+    async fn inbound_pipeline(self, mut request: Request<Incoming>, local_app: Arc<str>) -> Response<ResponseBody> {
         let context = &self.context;
         // 1. telemetry: start the clock, count the request (reporter="destination").
         context.stats.inbound.requests.inc();
@@ -211,7 +217,9 @@ impl Proxy {
         //    policy for this service this is one atomic load.
         if !context.quota.is_idle() {
             let view = RequestView { source: &exchange.source, method: request.method().as_str(), path: request.uri().path(), headers: request.headers() };
-            if let Some(denial) = context.quota.check_inbound(view).await {
+            // Boxed: the quota stage's state (gRPC calls) would otherwise be part of
+            // every request's future, and hyper moves that future around by value.
+            if let Some(denial) = Box::pin(context.quota.check_inbound(view)).await {
                 if denial == Denial::CheckFailed {
                     context.stats.inbound.local_errors.inc();
                 }
@@ -219,7 +227,7 @@ impl Proxy {
             }
         }
         // 6. route: always the local app.
-        exchange.upstream_address = local_app.to_owned();
+        exchange.upstream_address = local_app.as_ref().to_owned();
         // 7. forward over the pooled client, bounded by the request timeout.
         let forwarded = forward(context, request, &mut exchange).await;
         // 8. respond: errors → 5xx + flag; response hop-by-hop headers; record + span
@@ -228,7 +236,7 @@ impl Proxy {
     }
 
     /// Outbound: the local app → another service of the mesh. Stages, in order:
-    async fn outbound_pipeline(&self, mut request: Request<Incoming>) -> Response<ResponseBody> {
+    async fn outbound_pipeline(self, mut request: Request<Incoming>) -> Response<ResponseBody> {
         let context = &self.context;
         // 1. telemetry: start the clock, count the request (reporter="source"); a
         //    request abandoned by the app is still reported (flag DC).
@@ -268,7 +276,7 @@ impl Proxy {
         exchange.upstream_cluster.clone_from(&decision.cluster.name);
         // 6. fault injection: delay (DI), then abort (FI).
         if let Some(fault) = decision.route.and_then(|r| r.fault.as_ref())
-            && let upstream::Injected::Abort(status) = upstream::inject_fault(context, fault, &mut exchange).await
+            && let upstream::Injected::Abort(status) = Box::pin(upstream::inject_fault(context, fault, &mut exchange)).await
         {
             let grpc_status = match status {
                 AbortStatus::Grpc(code) => code,

@@ -23,6 +23,9 @@
 //! - [`report`] and [`spans`]: bounded, non-blocking delivery to the collector;
 //! - [`quota`]: quota enforcement on the inbound listener (policy watch, token
 //!   leases, Check, 429 `RL`);
+//! - [`server`]: the accept loops and the worker threads (`--concurrency`, default
+//!   2): each a current-thread runtime with its own upstream pools, all accepting on
+//!   the same listeners, so a request is handled on one thread from end to end;
 //! - [`admin`] and [`stats`]: the admin listener and the proxy's own counters;
 //! - [`config`]: flags ([`ProxyArgs`]) and the validated [`ProxyConfig`].
 //!
@@ -51,6 +54,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use hyper::service::service_fn;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -126,6 +130,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     config.validate()?;
     let stats = Stats::new()?;
     let watcher = RoutingWatcher::start(config.mesh_file.clone(), config.rules_dir.clone(), config.identity.clone(), stats.routing.clone())?;
+    let routing = watcher.routing();
     let collector = Endpoint::from_shared(config.collector.clone())
         .map_err(|source| Error::CollectorEndpoint { endpoint: config.collector.clone(), source })?
         .connect_timeout(Duration::from_secs(1))
@@ -137,18 +142,22 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         spans::span_channel(collector.clone(), &config.identity, &config.service, config.span_queue, stats.clone());
     let service = forward::service_names(&config.service, &config.identity.namespace);
     let quota = QuotaEnforcer::new(config.quota, &config.identity, &service, &collector, &config.proxy_id, stats.quota.clone());
-    let context = Arc::new(ProxyContext::new(
-        &config.service,
-        config.identity.clone(),
-        watcher.routing(),
-        reports,
-        spans,
-        stats.clone(),
-        config.sample_percent,
-        config.request_timeout,
-        PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: forward::POOL_IDLE_TIMEOUT },
-        quota.clone(),
-    ));
+    // Each worker gets its own context: the shared routing, queues, counters and quota
+    // state, but its own upstream client pools.
+    let worker_context = || {
+        Arc::new(ProxyContext::new(
+            &config.service,
+            config.identity.clone(),
+            routing.clone(),
+            reports.clone(),
+            spans.clone(),
+            stats.clone(),
+            config.sample_percent,
+            config.request_timeout,
+            PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: forward::POOL_IDLE_TIMEOUT },
+            quota.clone(),
+        ))
+    };
 
     let addresses = listeners.addresses()?;
     if let Some(path) = &config.listeners_file {
@@ -178,28 +187,49 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     }
     telemetry.spawn(watcher.run(stats.clone(), telemetry_stopped));
 
-    let mut servers = tokio::task::JoinSet::new();
-    if let (Some(listener), Some(spec)) = (listeners.inbound, &config.inbound) {
-        let proxy = Proxy::inbound(context.clone(), spec.app.clone());
-        servers.spawn(server::serve_listener("inbound", listener, proxy_service(proxy), servers_stopped.clone()));
+    let inbound = match (listeners.inbound, &config.inbound) {
+        (Some(listener), Some(spec)) => Some((listener.into_std()?, spec.app.clone())),
+        _ => None,
+    };
+    let outbound = listeners.outbound.into_std()?;
+    let mut workers = Vec::with_capacity(config.concurrency);
+    for index in 0..config.concurrency {
+        let listeners = server::WorkerListeners {
+            inbound: match &inbound {
+                Some((listener, app)) => Some((listener.try_clone()?, app.clone())),
+                None => None,
+            },
+            outbound: outbound.try_clone()?,
+        };
+        let context = worker_context();
+        let service = move |app: Option<String>| match app {
+            Some(app) => proxy_service(Proxy::inbound(context.clone(), app)),
+            None => proxy_service(Proxy::outbound(context.clone())),
+        };
+        workers.push(server::Worker::spawn(index, listeners, stats.connections.clone(), servers_stopped.clone(), service)?);
     }
-    let proxy = Proxy::outbound(context.clone());
-    servers.spawn(server::serve_listener("outbound", listeners.outbound, proxy_service(proxy), servers_stopped.clone()));
+    drop((inbound, outbound, worker_context));
+    let mut running = Vec::with_capacity(workers.len());
+    for worker in workers {
+        running.push(worker.started().await?);
+    }
     let admin_stats = stats.clone();
-    let admin_routing = context.routing.clone();
     let admin = service_fn(move |request| {
-        let response = admin::handle_admin(&admin_stats, &admin_routing, &request);
+        let response = admin::handle_admin(&admin_stats, &routing, &request);
         async move { Ok::<_, Infallible>(response) }
     });
-    servers.spawn(server::serve_listener("admin", listeners.admin, admin, servers_stopped));
+    let admin_connections = stats.connections.with_label_values(&["admin", "main"]);
+    let admin_server = tokio::spawn(server::serve_listener("admin", listeners.admin, admin, admin_connections, servers_stopped));
     stats.ready.set(1);
 
     shutdown.await;
     info!("shutting down: draining connections");
     stats.ready.set(0);
     let _ = stop_servers.send(true);
-    while servers.join_next().await.is_some() {}
-    drop(context);
+    for worker in running {
+        worker.stopped().await;
+    }
+    let _ = admin_server.await;
     let _ = stop_telemetry.send(true);
     let flushed = tokio::time::timeout(TELEMETRY_FLUSH_TIMEOUT, async { while telemetry.join_next().await.is_some() {} }).await;
     if flushed.is_err() {
@@ -221,7 +251,6 @@ fn proxy_service(
 + Sync
 + 'static {
     service_fn(move |request| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+        proxy.clone().handle(request).map(Ok::<_, Infallible>)
     })
 }

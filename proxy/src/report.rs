@@ -31,6 +31,9 @@ use crate::stats::Stats;
 pub const MAX_BATCH_RECORDS: usize = 1000;
 /// How long a batch waits for more records after its first.
 pub const BATCH_LINGER: Duration = Duration::from_millis(100);
+/// While a batch lingers, how often it takes what has been queued: the request path
+/// never wakes the sender, so it wakes at most this often however busy the proxy is.
+pub const BATCH_POLL: Duration = Duration::from_millis(10);
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
@@ -155,17 +158,7 @@ impl ReportStream {
     async fn fill_batch(&mut self, first: RequestRecord) -> ReportRequest {
         let mut records = Vec::with_capacity(64);
         records.push(first);
-        let deadline = Instant::now() + BATCH_LINGER;
-        while records.len() < MAX_BATCH_RECORDS {
-            match self.receiver.try_recv() {
-                Ok(record) => records.push(record),
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
-                    Ok(Some(record)) => records.push(record),
-                    Ok(None) | Err(_) => break,
-                },
-            }
-        }
+        gather(&mut self.receiver, &mut records, MAX_BATCH_RECORDS, BATCH_LINGER).await;
         self.batch(records)
     }
 
@@ -267,6 +260,28 @@ impl Reconnect {
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         delay
+    }
+}
+
+/// Fills `batch` (which holds the first item) from `receiver` for up to `linger` or
+/// until it holds `max` items, taking what is queued every [`BATCH_POLL`] rather than
+/// waiting on each item: a wake-up per request would cost the request path a
+/// cross-thread notification each time.
+pub(crate) async fn gather<T>(receiver: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, linger: Duration) {
+    let deadline = Instant::now() + linger;
+    loop {
+        while batch.len() < max {
+            match receiver.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+        let now = Instant::now();
+        if batch.len() >= max || now >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.min(now + BATCH_POLL)).await;
     }
 }
 

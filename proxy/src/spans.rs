@@ -13,7 +13,6 @@ use meshtel_model::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue, 
 use meshtel_model::otlp::resource::v1::Resource;
 use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
@@ -82,16 +81,7 @@ impl SpanExporter {
             };
             let Some(first) = first else { break };
             let mut spans = vec![first];
-            let deadline = Instant::now() + BATCH_LINGER;
-            while spans.len() < MAX_BATCH_SPANS {
-                tokio::select! {
-                    span = tokio::time::timeout_at(deadline, self.receiver.recv()) => match span {
-                        Ok(Some(span)) => spans.push(span),
-                        Ok(None) | Err(_) => break,
-                    },
-                    _ = shutdown.changed() => break,
-                }
-            }
+            crate::report::gather(&mut self.receiver, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER).await;
             if self.export(&mut client, spans).await {
                 backoff = Duration::ZERO;
             } else {

@@ -62,6 +62,8 @@ pub struct Stats {
     pub mesh_reloads: IntCounterVec,
     /// 1 once every listener is bound and serving.
     pub ready: IntGauge,
+    /// Downstream connections accepted, by listener and worker (`admin` on `main`).
+    pub connections: IntCounterVec,
     /// Quota decisions, Check calls, policies and leases.
     pub quota: QuotaStats,
     /// Traffic rules: reloads, faults, retries, circuit breaking, ejections, mirrors.
@@ -142,6 +144,12 @@ impl Stats {
             spans_dropped: counter(&registry, "meshtel_proxy_spans_dropped_total", "Spans dropped because the queue was full or the export failed")?,
             mesh_reloads: counter_vec(&registry, "meshtel_proxy_mesh_reloads_total", "Mesh file reloads, by result", &["result"])?,
             ready: gauge(&registry, "meshtel_proxy_ready", "1 once every listener is serving")?,
+            connections: counter_vec(
+                &registry,
+                "meshtel_proxy_downstream_connections_total",
+                "Downstream connections accepted, by listener and worker thread",
+                &["listener", "worker"],
+            )?,
             quota: QuotaStats::register(&registry)?,
             routing: RoutingStats::register(&registry)?,
             registry,

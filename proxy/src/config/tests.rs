@@ -66,3 +66,18 @@ fn quota_flags_default_to_prefetching_fail_open_and_parse() {
     let zero = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--quota-timeout", "0s"]).expect("parses");
     assert!(zero.proxy.into_config().is_err());
 }
+
+#[test]
+fn concurrency_defaults_to_two_workers_capped_by_the_cpus_available() {
+    let parse = |extra: &[&str]| {
+        let mut args = vec!["meshtel-proxy", "--mesh", "mesh.yaml", "--service", "reviews"];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args).expect("parses").proxy.into_config()
+    };
+    let available = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(parse(&[]).expect("valid").concurrency, DEFAULT_CONCURRENCY.min(available));
+    assert_eq!(parse(&["--concurrency", "0"]).expect("valid").concurrency, available);
+    assert_eq!(parse(&["--concurrency", "3"]).expect("valid").concurrency, 3);
+    let error = parse(&["--concurrency", "1000"]).expect_err("too many").to_string();
+    assert!(error.contains("--concurrency 1000"), "{error}");
+}

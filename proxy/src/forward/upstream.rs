@@ -50,8 +50,13 @@ impl OutboundBody {
         if !replay || !small {
             return Ok(OutboundBody::Streaming(Some(body)));
         }
+        if body.is_end_stream() {
+            return Ok(OutboundBody::Buffered(Bytes::new()));
+        }
         let limited = http_body_util::Limited::new(body, MAX_REPLAY_BODY as usize);
-        let bytes = limited.collect().await.map_err(|_| ForwardError::DownstreamBody)?.to_bytes();
+        // Boxed, as every rare wait of the pipeline: it would otherwise enlarge every
+        // request's future, which hyper moves by value.
+        let bytes = Box::pin(limited.collect()).await.map_err(|_| ForwardError::DownstreamBody)?.to_bytes();
         exchange.request_body_bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(OutboundBody::Buffered(bytes))
     }
@@ -196,7 +201,7 @@ pub async fn send(
                         if let Some(permit) = cluster.try_retry() {
                             retry_permit = Some(permit);
                             drop(response);
-                            retry_backoff(context, exchange.attempts, deadline).await;
+                            Box::pin(retry_backoff(context, exchange.attempts, deadline)).await;
                             continue;
                         }
                         exchange.add_flag("UO");
@@ -221,7 +226,7 @@ pub async fn send(
                     if let Some(permit) = cluster.try_retry() {
                         retry_permit = Some(permit);
                         drop((admission, lease));
-                        retry_backoff(context, exchange.attempts, deadline).await;
+                        Box::pin(retry_backoff(context, exchange.attempts, deadline)).await;
                         continue;
                     }
                     exchange.add_flag("UO");

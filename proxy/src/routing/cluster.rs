@@ -251,9 +251,11 @@ impl Cluster {
                         return release(self, Overflow::MaxPending);
                     }
                     let acquire = connections.clone().acquire_owned();
+                    // Boxed: the wait is rare and would otherwise enlarge every request's
+                    // future.
                     let acquired = match deadline {
-                        Some(deadline) => tokio::time::timeout_at(deadline.into(), acquire).await.ok(),
-                        None => Some(acquire.await),
+                        Some(deadline) => Box::pin(tokio::time::timeout_at(deadline.into(), acquire)).await.ok(),
+                        None => Some(Box::pin(acquire).await),
                     };
                     self.pending.fetch_sub(1, Ordering::Relaxed);
                     match acquired {

@@ -49,6 +49,47 @@ async fn http1_request_crosses_both_proxies_with_clean_headers() {
 }
 
 #[tokio::test]
+async fn connections_are_served_by_every_worker_and_each_request_reported_once() {
+    const CONNECTIONS: usize = 48;
+    let mesh = start_mesh(0.0).await;
+    // Each task is its own client, so its own connection; all are open at once, and
+    // whichever worker is free accepts each.
+    let requests = (0..CONNECTIONS).map(|i| {
+        let url = mesh.productpage.outbound_url(&format!("/reviews/{i}"));
+        tokio::spawn(async move {
+            let client = http1_client();
+            let mut statuses = Vec::new();
+            for _ in 0..3 {
+                statuses.push(send(&client, get(&url, "reviews", &[])).await.0.status.as_u16());
+            }
+            statuses
+        })
+    });
+    for statuses in futures::future::join_all(requests).await {
+        assert_eq!(statuses.expect("client task"), [200, 200, 200]);
+    }
+    let (_, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
+    let accepted = labelled_counters(&stats, "meshtel_proxy_downstream_connections_total", r#"listener="outbound""#);
+    assert_eq!(accepted.len(), 2, "one series per worker: {accepted:?}");
+    assert_eq!(accepted.values().sum::<f64>(), CONNECTIONS as f64, "every connection counted once: {accepted:?}");
+    assert!(accepted.values().all(|&n| n > 0.0), "both workers accepted connections: {accepted:?}");
+    // The inbound side's connections come from the outbound workers' own pools.
+    let (_, stats) = admin_get(&mesh.reviews, "/stats/prometheus").await;
+    assert!(labelled_counters(&stats, "meshtel_proxy_downstream_connections_total", r#"listener="inbound""#).values().sum::<f64>() >= 1.0);
+    // Both proxies report every request exactly once, whichever worker served it.
+    mesh.collector.wait_records(2 * 3 * CONNECTIONS).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // longer than a batch lingers
+    let records = mesh.collector.wait_records(2 * 3 * CONNECTIONS).await;
+    assert_eq!(records.len(), 2 * 3 * CONNECTIONS, "no record twice");
+    let mut paths: Vec<(i32, String)> = records.iter().map(|r| (r.reporter, r.request_path.clone())).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), 2 * CONNECTIONS, "each path from each reporter");
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
+}
+
+#[tokio::test]
 async fn h2c_and_grpc_pass_through() {
     let mesh = start_mesh(1.0).await;
     let client = h2c_client();

@@ -330,8 +330,10 @@ pub async fn start_mesh(sampling: f64) -> Mesh {
     let mesh_path = dir.path().join("mesh.yaml");
     let upstream = start_upstream().await;
     let collector = start_collector().await;
-    let reviews = bind_proxy(&mesh_path, "reviews", "v2", Some(upstream.addr), &collector.url(), sampling).await;
-    let productpage = bind_proxy(&mesh_path, "productpage", "v1", None, &collector.url(), sampling).await;
+    // Two workers each, so every forwarding test also crosses worker threads.
+    let two_workers = |config: &mut ProxyConfig| config.concurrency = 2;
+    let reviews = bind_proxy(&mesh_path, "reviews", "v2", Some(upstream.addr), &collector.url(), sampling).await.configure(two_workers);
+    let productpage = bind_proxy(&mesh_path, "productpage", "v1", None, &collector.url(), sampling).await.configure(two_workers);
     write_mesh(&mesh_path, reviews.addresses.inbound.expect("inbound"), dead_address().await);
     Mesh { upstream, collector, reviews: reviews.start(), productpage: productpage.start(), dir }
 }
@@ -376,6 +378,17 @@ pub async fn admin_get(proxy: &RunningProxy, path: &str) -> (u16, String) {
     let url = format!("http://{}{path}", proxy.addresses.admin);
     let (parts, body, _) = send(&http1_client(), Request::get(url).body(empty()).expect("request")).await;
     (parts.status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The values of a labelled counter in Prometheus text whose labels include
+/// `labels` (e.g. `listener="outbound"`), by their whole label set.
+pub fn labelled_counters(text: &str, name: &str, labels: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
+        .filter_map(|rest| rest.split_once("} "))
+        .filter(|(set, _)| set.contains(labels))
+        .filter_map(|(set, value)| Some((set.to_owned(), value.trim().parse().ok()?)))
+        .collect()
 }
 
 /// The value of one un-labelled counter in Prometheus text.
