@@ -47,15 +47,19 @@ use crate::trace_context;
 
 /// Peer identity headers: the outbound proxy adds them, the inbound proxy reads and
 /// strips them (Istio's peer metadata exchange, in plain headers).
-pub const PEER_WORKLOAD: &str = "x-meshtel-peer-workload";
+pub const PEER_WORKLOAD: HeaderName = HeaderName::from_static("x-meshtel-peer-workload");
 /// See [`PEER_WORKLOAD`].
-pub const PEER_NAMESPACE: &str = "x-meshtel-peer-namespace";
+pub const PEER_NAMESPACE: HeaderName = HeaderName::from_static("x-meshtel-peer-namespace");
 /// See [`PEER_WORKLOAD`].
-pub const PEER_APP: &str = "x-meshtel-peer-app";
+pub const PEER_APP: HeaderName = HeaderName::from_static("x-meshtel-peer-app");
 /// See [`PEER_WORKLOAD`].
-pub const PEER_VERSION: &str = "x-meshtel-peer-version";
+pub const PEER_VERSION: HeaderName = HeaderName::from_static("x-meshtel-peer-version");
 /// Request id header, added when absent.
-pub const X_REQUEST_ID: &str = "x-request-id";
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Hop-by-hop headers without a constant in `http`.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// See [`KEEP_ALIVE`].
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Everything both pipelines share: identity, mesh, telemetry sinks, client pools.
 #[derive(Debug)]
@@ -512,10 +516,10 @@ fn prepare_request_headers(headers: &mut HeaderMap, exchange: &mut Exchange) {
         Some(id) if !id.is_empty() => exchange.request_id = id.to_owned(),
         _ => {
             let id = new_request_id();
-            if let Ok(value) = HeaderValue::from_str(&id) {
+            if let Ok(value) = HeaderValue::from_bytes(&id) {
                 headers.insert(X_REQUEST_ID, value);
             }
-            exchange.request_id = id;
+            exchange.request_id = String::from_utf8_lossy(&id).into_owned();
         }
     }
 }
@@ -524,6 +528,14 @@ fn prepare_request_headers(headers: &mut HeaderMap, exchange: &mut Exchange) {
 /// `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, and `TE` unless it is just
 /// `trailers` (which gRPC needs end to end).
 pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
+    // Most requests and responses carry none: one pass over the names is cheaper than
+    // six lookups.
+    let hop_by_hop = |name: &HeaderName| {
+        [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TRANSFER_ENCODING, UPGRADE, TE].iter().any(|hop| hop == name)
+    };
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
@@ -539,8 +551,8 @@ pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
         }
         headers.remove(CONNECTION);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
     headers.remove(TRANSFER_ENCODING);
     headers.remove(UPGRADE);
     if let Some(te) = headers.get(TE) {
@@ -574,7 +586,7 @@ fn set_peer_identity(headers: &mut HeaderMap, identity: &WorkloadIdentity) {
 }
 
 fn take_peer_identity(headers: &mut HeaderMap) -> WorkloadIdentity {
-    let mut take = |name: &str| {
+    let mut take = |name: HeaderName| {
         headers
             .remove(name)
             .and_then(|value| value.to_str().ok().map(str::to_owned))
@@ -583,13 +595,16 @@ fn take_peer_identity(headers: &mut HeaderMap) -> WorkloadIdentity {
     WorkloadIdentity { name: take(PEER_WORKLOAD), namespace: take(PEER_NAMESPACE), app: take(PEER_APP), version: take(PEER_VERSION) }
 }
 
-/// A random UUID v4, as Envoy generates for `x-request-id`.
-fn new_request_id() -> String {
+/// A random UUID v4, as Envoy generates for `x-request-id` (lower-case hex).
+fn new_request_id() -> [u8; 36] {
     let mut bytes: [u8; 16] = rand::rng().random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = trace_context::hex(&bytes);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    let mut text = *b"00000000-0000-0000-0000-000000000000";
+    for (from, to) in [(0..4, 0..8), (4..6, 9..13), (6..8, 14..18), (8..10, 19..23), (10..16, 24..36)] {
+        trace_context::hex_into(&bytes[from], &mut text[to]);
+    }
+    text
 }
 
 mod upstream;

@@ -13,25 +13,27 @@
 //! as multi headers when the request came with no context at all, so apps using
 //! either library continue the trace.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
+// Header names as `HeaderName` constants: looked up by a `&str`, every get, insert
+// and remove would parse and validate the name first.
 /// W3C header.
-pub const TRACEPARENT: &str = "traceparent";
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// W3C vendor state.
-pub const TRACESTATE: &str = "tracestate";
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// B3 single header.
-pub const B3: &str = "b3";
+pub const B3: HeaderName = HeaderName::from_static("b3");
 /// B3 multi headers.
-pub const X_B3_TRACEID: &str = "x-b3-traceid";
+pub const X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
 /// B3 multi headers.
-pub const X_B3_SPANID: &str = "x-b3-spanid";
+pub const X_B3_SPANID: HeaderName = HeaderName::from_static("x-b3-spanid");
 /// B3 multi headers.
-pub const X_B3_PARENTSPANID: &str = "x-b3-parentspanid";
+pub const X_B3_PARENTSPANID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
 /// B3 multi headers.
-pub const X_B3_SAMPLED: &str = "x-b3-sampled";
+pub const X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 /// B3 multi headers.
-pub const X_B3_FLAGS: &str = "x-b3-flags";
+pub const X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
 
 /// The context a request arrived with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,52 +158,70 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
         headers.remove(TRACESTATE);
     }
     // Always send traceparent: one arriving without it should get one (§6.2).
-    insert(headers, TRACEPARENT, &traceparent(span));
+    insert(headers, TRACEPARENT, &traceparent_bytes(span));
     if formats.b3_single {
         let mut value = format!("{}-{}-{}", hex(&span.trace_id), hex(&span.span_id), u8::from(span.sampled));
         if let Some(parent) = span.parent_span_id {
             value.push('-');
             value.push_str(&hex(&parent));
         }
-        insert(headers, B3, &value);
+        insert(headers, B3, value.as_bytes());
     } else {
         headers.remove(B3);
     }
     if formats.b3_multi || none {
-        insert(headers, X_B3_TRACEID, &hex(&span.trace_id));
-        insert(headers, X_B3_SPANID, &hex(&span.span_id));
+        let mut trace_id = [0u8; 32];
+        hex_into(&span.trace_id, &mut trace_id);
+        insert(headers, X_B3_TRACEID, &trace_id);
+        let mut span_id = [0u8; 16];
+        hex_into(&span.span_id, &mut span_id);
+        insert(headers, X_B3_SPANID, &span_id);
         match span.parent_span_id {
-            Some(parent) => insert(headers, X_B3_PARENTSPANID, &hex(&parent)),
+            Some(parent) => {
+                let mut parent_id = [0u8; 16];
+                hex_into(&parent, &mut parent_id);
+                insert(headers, X_B3_PARENTSPANID, &parent_id);
+            }
             None => {
                 headers.remove(X_B3_PARENTSPANID);
             }
         }
-        insert(headers, X_B3_SAMPLED, if span.sampled { "1" } else { "0" });
+        insert(headers, X_B3_SAMPLED, if span.sampled { b"1" } else { b"0" });
         headers.remove(X_B3_FLAGS);
     }
 }
 
 /// `00-<trace>-<span>-<flags>`.
-pub fn traceparent(span: &SpanContext) -> String {
+fn traceparent_bytes(span: &SpanContext) -> [u8; 55] {
     let flags = u8::from(span.sampled) | if span.random_flag { 0x02 } else { 0 };
-    format!("00-{}-{}-{flags:02x}", hex(&span.trace_id), hex(&span.span_id))
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex_into(&span.trace_id, &mut text[3..35]);
+    hex_into(&span.span_id, &mut text[36..52]);
+    hex_into(&[flags], &mut text[53..55]);
+    text
 }
 
-fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
+    if let Ok(value) = HeaderValue::from_bytes(value) {
         headers.insert(name, value);
     }
 }
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
+    let mut text = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Lower-case hex of `bytes` into `out`, two digits per byte (`out` is at least twice
+/// as long).
+pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
-    text
 }
 
 fn random_nonzero_id<const N: usize>(rng: &mut impl Rng) -> [u8; N] {

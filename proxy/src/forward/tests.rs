@@ -28,9 +28,12 @@ fn hop_by_hop_headers_are_removed() {
 #[test]
 fn request_ids_are_uuid_v4() {
     let id = new_request_id();
-    assert_eq!(id.len(), 36);
-    assert_eq!(id.as_bytes()[14], b'4');
-    assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+    let text = std::str::from_utf8(&id).expect("ascii");
+    let groups: Vec<&str> = text.split('-').collect();
+    assert_eq!(groups.iter().map(|g| g.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12], "{text}");
+    assert!(groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))), "{text}");
+    assert_eq!(id[14], b'4');
+    assert!(matches!(id[19], b'8' | b'9' | b'a' | b'b'));
     assert_ne!(id, new_request_id());
 }
 
