@@ -2,7 +2,7 @@
 # Instructions per forwarded request in meshtel-proxy's own process, counted by
 # valgrind's callgrind: a figure that does not move with the machine's load, for
 # comparing two builds of the proxy on a noisy shared machine (CPU time per request
-# swings by 30 % and more there; this count repeats within 1 %).
+# swings by 30 % and more there; this count repeats within 3 %).
 #
 #   benches/proxy_instructions.sh [PROXY_BIN ...]     # default: the release build
 #   BENCH_REQUESTS=2000 BENCH_LISTENER=outbound benches/proxy_instructions.sh A B

@@ -528,21 +528,29 @@ fn prepare_request_headers(headers: &mut HeaderMap, exchange: &mut Exchange) {
 /// `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, and `TE` unless it is just
 /// `trailers` (which gRPC needs end to end).
 pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
-    // Most requests and responses carry none: one pass over the names is cheaper than
-    // six lookups.
-    let hop_by_hop = |name: &HeaderName| {
-        [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TRANSFER_ENCODING, UPGRADE, TE].iter().any(|hop| hop == name)
-    };
-    if !headers.keys().any(hop_by_hop) {
-        return;
+    // One pass over the names says which are present: most requests carry none, and
+    // most HTTP/1.1 responses only `Connection: keep-alive`.
+    let (mut connection, mut te, mut others) = (false, false, false);
+    for name in headers.keys() {
+        if name == CONNECTION {
+            connection = true;
+        } else if name == TE {
+            te = true;
+        } else if name == TRANSFER_ENCODING || name == UPGRADE || matches!(name.as_str(), "keep-alive" | "proxy-connection") {
+            others = true;
+        }
     }
-    if headers.contains_key(CONNECTION) {
+    if connection {
+        // The headers `Connection` names; its usual tokens name no header to remove
+        // (`keep-alive`, the header, is removed below with the others).
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|token| !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close"))
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {
             if name != TE {
@@ -551,12 +559,14 @@ pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
         }
         headers.remove(CONNECTION);
     }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
-    headers.remove(TRANSFER_ENCODING);
-    headers.remove(UPGRADE);
-    if let Some(te) = headers.get(TE) {
-        let trailers = te
+    if others {
+        headers.remove(KEEP_ALIVE);
+        headers.remove(PROXY_CONNECTION);
+        headers.remove(TRANSFER_ENCODING);
+        headers.remove(UPGRADE);
+    }
+    if te && let Some(value) = headers.get(TE) {
+        let trailers = value
             .to_str()
             .is_ok_and(|v| v.split(',').any(|part| part.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))));
         if trailers {

@@ -23,6 +23,21 @@ fn hop_by_hop_headers_are_removed() {
     gzip_only.insert("te", "gzip".parse().expect("value"));
     remove_hop_by_hop_headers(&mut gzip_only);
     assert!(gzip_only.is_empty());
+
+    // A usual HTTP/1.1 response: only `Connection` goes.
+    let mut response = HeaderMap::new();
+    response.insert("connection", "Keep-Alive".parse().expect("value"));
+    response.insert("content-length", "2".parse().expect("value"));
+    remove_hop_by_hop_headers(&mut response);
+    assert_eq!(response.keys().map(|name| name.as_str()).collect::<Vec<_>>(), ["content-length"]);
+
+    // `close` names no header; a `Keep-Alive` header goes whether named or not.
+    let mut closing = HeaderMap::new();
+    closing.insert("connection", "close".parse().expect("value"));
+    closing.insert("keep-alive", "timeout=5".parse().expect("value"));
+    closing.insert("x-end-to-end", "kept".parse().expect("value"));
+    remove_hop_by_hop_headers(&mut closing);
+    assert_eq!(closing.keys().map(|name| name.as_str()).collect::<Vec<_>>(), ["x-end-to-end"]);
 }
 
 #[test]
