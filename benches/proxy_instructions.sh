@@ -12,8 +12,9 @@
 # Python client to an nginx upstream through the BENCH_LISTENER (inbound) listener with
 # instrumentation on. Printed: user-space instructions per request (kernel time is not
 # counted). Telemetry goes to a closed port with queues of one, as in
-# benches/proxy.sh's "telemetry off". CALLGRIND_KEEP=DIR keeps each profile there for
-# `callgrind_annotate --inclusive=yes`.
+# benches/proxy.sh's "telemetry off"; BENCH_COLLECTOR=http://HOST:PORT sends it to a
+# running `meshtel serve` instead (every record streamed and acknowledged).
+# CALLGRIND_KEEP=DIR keeps each profile there for `callgrind_annotate --inclusive=yes`.
 #
 # Needs valgrind and nginx (`apt-get install -y valgrind nginx`), curl, python3.
 set -euo pipefail
@@ -22,6 +23,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meshtel-target}
 REQUESTS=${BENCH_REQUESTS:-1000}
 LISTENER=${BENCH_LISTENER:-inbound}
+TELEMETRY=(--collector http://127.0.0.1:9 --report-queue 1 --span-queue 1)
+[[ -n ${BENCH_COLLECTOR:-} ]] && TELEMETRY=(--collector "$BENCH_COLLECTOR")
 for tool in valgrind callgrind_control nginx python3; do
     command -v "$tool" >/dev/null 2>&1 || [[ -x /usr/sbin/$tool ]] || {
         echo "benches/proxy_instructions.sh needs $tool (apt-get install -y valgrind nginx)" >&2
@@ -84,8 +87,8 @@ for bin in "$@"; do
     mkdir -p "$run"
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$run/callgrind.out" --instr-atstart=no \
         "$bin" --mesh "$WORK/mesh.yaml" --service bench --version v1 --admin 127.0.0.1:0 \
-        --outbound 127.0.0.1:0 --inbound "127.0.0.1:0=127.0.0.1:$UPSTREAM" --collector http://127.0.0.1:9 \
-        --report-queue 1 --span-queue 1 --listeners-file "$run/listeners.json" >"$run/proxy.log" 2>&1 &
+        --outbound 127.0.0.1:0 --inbound "127.0.0.1:0=127.0.0.1:$UPSTREAM" "${TELEMETRY[@]}" \
+        --listeners-file "$run/listeners.json" >"$run/proxy.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     for _ in $(seq 1 600); do [[ -s $run/listeners.json ]] && break; sleep 0.1; done
