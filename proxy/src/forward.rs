@@ -84,6 +84,8 @@ pub struct ProxyContext {
     pub quota: QuotaEnforcer,
     /// Mirrored requests in flight (bounded; beyond, mirrors are dropped).
     pub mirror_slots: Arc<Semaphore>,
+    /// This instance's peer identity headers, built once.
+    peer_headers: PeerHeaders,
     http1: Client<HttpConnector, RequestBody>,
     http2: Client<HttpConnector, RequestBody>,
 }
@@ -147,6 +149,7 @@ impl ProxyContext {
         let UpstreamClients { http1, http2 } = UpstreamClients::new(pool);
         let service = service_names(service_name, &identity.namespace);
         let mirror_slots = Arc::new(Semaphore::new(upstream::MAX_MIRRORS_IN_FLIGHT));
+        let peer_headers = PeerHeaders::of(&identity);
         ProxyContext {
             identity,
             service,
@@ -158,6 +161,7 @@ impl ProxyContext {
             request_timeout,
             quota,
             mirror_slots,
+            peer_headers,
             http1,
             http2,
         }
@@ -250,7 +254,7 @@ impl Proxy {
         // 2. identity: the caller is this instance; announce it to the callee's proxy
         //    (replacing whatever the app may have sent).
         exchange.source = context.identity.clone();
-        set_peer_identity(request.headers_mut(), &context.identity);
+        context.peer_headers.set(request.headers_mut());
         // 3. routing: Host → mesh service / virtual service → first matching route →
         //    weighted destination → cluster (service or subset).
         let table = context.routing.current();
@@ -577,19 +581,32 @@ pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
     }
 }
 
-fn set_peer_identity(headers: &mut HeaderMap, identity: &WorkloadIdentity) {
-    for (name, value) in [
-        (PEER_WORKLOAD, &identity.name),
-        (PEER_NAMESPACE, &identity.namespace),
-        (PEER_APP, &identity.app),
-        (PEER_VERSION, &identity.version),
-    ] {
-        match HeaderValue::from_str(value) {
-            Ok(value) if !value.is_empty() => {
-                headers.insert(name, value);
-            }
-            _ => {
-                headers.remove(name);
+/// The peer identity headers the outbound proxy sends: values built once, since the
+/// identity never changes; empty ones are not sent.
+#[derive(Debug)]
+struct PeerHeaders([(HeaderName, Option<HeaderValue>); 4]);
+
+impl PeerHeaders {
+    fn of(identity: &WorkloadIdentity) -> PeerHeaders {
+        let value = |text: &str| HeaderValue::from_str(text).ok().filter(|value| !value.is_empty());
+        PeerHeaders([
+            (PEER_WORKLOAD, value(&identity.name)),
+            (PEER_NAMESPACE, value(&identity.namespace)),
+            (PEER_APP, value(&identity.app)),
+            (PEER_VERSION, value(&identity.version)),
+        ])
+    }
+
+    /// Announces this instance, replacing whatever the app may have sent.
+    fn set(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.0 {
+            match value {
+                Some(value) => {
+                    headers.insert(name, value.clone());
+                }
+                None => {
+                    headers.remove(name);
+                }
             }
         }
     }

@@ -186,7 +186,7 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
                 headers.remove(X_B3_PARENTSPANID);
             }
         }
-        insert(headers, X_B3_SAMPLED, if span.sampled { b"1" } else { b"0" });
+        headers.insert(X_B3_SAMPLED, HeaderValue::from_static(if span.sampled { "1" } else { "0" }));
         headers.remove(X_B3_FLAGS);
     }
 }

@@ -56,10 +56,17 @@ fn request_ids_are_uuid_v4() {
 fn peer_identity_round_trips_and_is_stripped() {
     let identity = WorkloadIdentity { name: "productpage-v1".into(), namespace: "default".into(), app: "productpage".into(), version: "v1".into() };
     let mut headers = HeaderMap::new();
-    set_peer_identity(&mut headers, &identity);
+    PeerHeaders::of(&identity).set(&mut headers);
     assert_eq!(headers.len(), 4);
     assert_eq!(take_peer_identity(&mut headers), identity);
     assert!(headers.is_empty());
+
+    // An empty label is not sent, and what the app sent in its place is dropped.
+    let unversioned = WorkloadIdentity { version: String::new(), ..identity };
+    headers.insert("x-meshtel-peer-version", "spoofed".parse().expect("value"));
+    PeerHeaders::of(&unversioned).set(&mut headers);
+    assert_eq!(headers.len(), 3);
+    assert!(!headers.contains_key("x-meshtel-peer-version"));
 }
 
 #[test]
