@@ -81,7 +81,11 @@ impl SpanExporter {
             };
             let Some(first) = first else { break };
             let mut spans = vec![first];
-            crate::report::gather(&mut self.receiver, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER).await;
+            // Shutdown cuts the linger short; what was gathered is exported below.
+            tokio::select! {
+                () = crate::report::gather(&mut self.receiver, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER) => {}
+                _ = shutdown.changed() => {}
+            }
             if self.export(&mut client, spans).await {
                 backoff = Duration::ZERO;
             } else {
