@@ -381,6 +381,43 @@ struct MergeColumns {
     /// Input of each output row. Each input's rows are taken in their stored order, so
     /// this alone says which row comes next.
     source: Vec<u16>,
+    /// The runs of the row group being written, shared by its columns.
+    runs: Runs,
+}
+
+/// For the output rows `rows`: how many rows of each input come before them (`skip`)
+/// and how many of each they hold (`take`).
+#[derive(Default)]
+struct Runs {
+    rows: Range<usize>,
+    skip: Vec<usize>,
+    take: Vec<usize>,
+}
+
+impl Runs {
+    /// Moves to `rows`: counted once per row group, not once per column, and from the
+    /// previous row group when it is the next one.
+    fn of(&mut self, source: &[u16], inputs: usize, rows: Range<usize>) -> &Runs {
+        if self.rows == rows && self.skip.len() == inputs {
+            return self;
+        }
+        if rows.start == self.rows.end && self.skip.len() == inputs {
+            for (skip, take) in self.skip.iter_mut().zip(&self.take) {
+                *skip += take;
+            }
+        } else {
+            self.skip = vec![0; inputs];
+            for &input in &source[..rows.start] {
+                self.skip[usize::from(input)] += 1;
+            }
+        }
+        self.take = vec![0; inputs];
+        for &input in &source[rows.clone()] {
+            self.take[usize::from(input)] += 1;
+        }
+        self.rows = rows;
+        self
+    }
 }
 
 impl MergeColumns {
@@ -460,7 +497,11 @@ impl MergeColumns {
             }
         }
         Ok((
-            MergeColumns { inputs, source },
+            MergeColumns {
+                inputs,
+                source,
+                runs: Runs::default(),
+            },
             RowsInOrder {
                 trace_keys,
                 start_range,
@@ -485,14 +526,7 @@ impl ColumnSource for MergeColumns {
     ) -> Result<()> {
         // Each input's rows in `rows` are a run of its stored rows: skip the ones
         // taken before, read the ones taken here.
-        let mut skip = vec![0usize; self.inputs.len()];
-        let mut take = vec![0usize; self.inputs.len()];
-        for &input in &self.source[..rows.start] {
-            skip[usize::from(input)] += 1;
-        }
-        for &input in &self.source[rows.clone()] {
-            take[usize::from(input)] += 1;
-        }
+        let Runs { skip, take, .. } = self.runs.of(&self.source, self.inputs.len(), rows.clone());
         let mut readers = Vec::with_capacity(self.inputs.len());
         for (i, (file, metadata)) in self.inputs.iter().enumerate() {
             let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
