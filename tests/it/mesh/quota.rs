@@ -145,7 +145,16 @@ async fn bookinfo_ratings_limit_through_real_proxies() {
         ]
     };
     let mut ratings_args = common("ratings", "v1");
-    ratings_args.extend(["--inbound".into(), inbound, "--quota-prefetch".into(), "false".into()]);
+    // One Check per request, each allowed up to 1 s: with the default 20 ms a Check
+    // slowed by the other tests running in parallel fails open and lets one more in.
+    ratings_args.extend([
+        "--inbound".into(),
+        inbound,
+        "--quota-prefetch".into(),
+        "false".into(),
+        "--quota-timeout".into(),
+        "1s".into(),
+    ]);
     let ratings_args: Vec<&str> = ratings_args.iter().map(String::as_str).collect();
     let ratings_proxy = MeshProxy::start(&dir, "ratings-v1", &ratings_args).await;
     let reviews_args = common("reviews", "v2");
