@@ -98,14 +98,18 @@ pub struct ListenerAddresses {
 impl Listeners {
     /// Binds every listener of `config` (port 0 picks a free port).
     pub async fn bind(config: &ProxyConfig) -> Result<Listeners> {
-        async fn bind_one(listener: &'static str, addr: SocketAddr) -> Result<TcpListener> {
-            TcpListener::bind(addr).await.map_err(|source| Error::Bind { listener, addr, source })
+        // The proxy listeners take SO_REUSEPORT: each further worker opens its own
+        // sockets on the same addresses when serving starts.
+        fn bind_proxy(listener: &'static str, addr: SocketAddr) -> Result<TcpListener> {
+            server::bind_first(addr).and_then(TcpListener::from_std).map_err(|source| Error::Bind { listener, addr, source })
         }
         let inbound = match &config.inbound {
-            Some(spec) => Some(bind_one("inbound", spec.listen).await?),
+            Some(spec) => Some(bind_proxy("inbound", spec.listen)?),
             None => None,
         };
-        Ok(Listeners { inbound, outbound: bind_one("outbound", config.outbound).await?, admin: bind_one("admin", config.admin).await? })
+        let admin = config.admin;
+        let admin = TcpListener::bind(admin).await.map_err(|source| Error::Bind { listener: "admin", addr: admin, source })?;
+        Ok(Listeners { inbound, outbound: bind_proxy("outbound", config.outbound)?, admin })
     }
 
     /// The addresses actually bound.
@@ -191,16 +195,14 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         (Some(listener), Some(spec)) => Some((listener.into_std()?, spec.app.clone())),
         _ => None,
     };
-    let outbound = listeners.outbound.into_std()?;
+    let first = server::WorkerListeners { inbound, outbound: listeners.outbound.into_std()? };
+    let mut worker_listeners = Vec::with_capacity(config.concurrency);
+    for _ in 1..config.concurrency {
+        worker_listeners.push(first.another()?);
+    }
+    worker_listeners.insert(0, first);
     let mut workers = Vec::with_capacity(config.concurrency);
-    for index in 0..config.concurrency {
-        let listeners = server::WorkerListeners {
-            inbound: match &inbound {
-                Some((listener, app)) => Some((listener.try_clone()?, app.clone())),
-                None => None,
-            },
-            outbound: outbound.try_clone()?,
-        };
+    for (index, listeners) in worker_listeners.into_iter().enumerate() {
         let context = worker_context();
         let service = move |app: Option<String>| match app {
             Some(app) => proxy_service(Proxy::inbound(context.clone(), app)),
@@ -208,7 +210,6 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         };
         workers.push(server::Worker::spawn(index, listeners, stats.connections.clone(), servers_stopped.clone(), service)?);
     }
-    drop((inbound, outbound, worker_context));
     let mut running = Vec::with_capacity(workers.len());
     for worker in workers {
         running.push(worker.started().await?);

@@ -5,16 +5,20 @@
 //!   control thread (caller's runtime): admin, Report stream, OTLP, watchers
 //!   worker 0 ─ current-thread runtime ─ accept inbound + outbound ─ own client pools
 //!   worker 1 ─ current-thread runtime ─ accept inbound + outbound ─ own client pools
-//!   ...        (every worker accepts on the same listening sockets)
+//!   ...        (each worker listens on its own SO_REUSEPORT sockets)
 //! ```
 //!
 //! A connection lives on the worker that accepted it, with the upstream connections
 //! its requests use, so a request never crosses threads: no work stealing, no
-//! cross-thread wake-ups, as in Envoy's and nginx's worker models. Whichever worker is
-//! idle accepts first, which spreads connections by load.
+//! cross-thread wake-ups, as in Envoy's and nginx's worker models. Every worker has
+//! its own listening sockets on the same addresses (`SO_REUSEPORT`), and the kernel
+//! spreads new connections over them by their addresses and ports. With one shared
+//! socket, the worker that woke first took a whole burst of connections while the
+//! other slept.
 
 use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -24,6 +28,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
@@ -33,6 +38,36 @@ use crate::error::{Error, Result};
 
 /// How long open connections may take to finish once shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pending connections a listening socket queues, as tokio's `TcpListener::bind`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Opens the first listening socket of a proxy listener on `addr` (port 0 picks a
+/// free one), ready for more workers to join with [`WorkerListeners::another`].
+///
+/// `SO_REUSEPORT` would let a second proxy started on the same port join silently and
+/// take half its connections, so a plain bind goes first: it fails with "address in
+/// use" while any other socket listens there, whether or not that one shares.
+pub fn bind_first(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())?;
+    let addr = probe.local_addr()?.as_socket().ok_or_else(|| io::Error::other("bound address is not an IP address"))?;
+    drop(probe);
+    bind_reuseport(addr)
+}
+
+/// Opens a listening socket on `addr` with `SO_REUSEPORT` (and `SO_REUSEADDR`), so
+/// each worker can open its own on the same address: see [`WorkerListeners::another`].
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
 
 /// Serves `service` on every connection of `listener` until `shutdown` flips to
 /// true, then lets open connections finish (bounded by [`DRAIN_TIMEOUT`]). Counts
@@ -87,14 +122,32 @@ pub async fn serve_listener<S, B>(
     }
 }
 
-/// One worker's handles on the proxy listeners: clones of the same listening sockets,
-/// so every worker accepts from one queue.
+/// One worker's proxy listeners: its own sockets, bound with [`bind_reuseport`] on the
+/// same addresses as every other worker's, each with its own accept queue.
 #[derive(Debug)]
 pub struct WorkerListeners {
     /// The inbound listener and the local app's `host:port`, when configured.
     pub inbound: Option<(std::net::TcpListener, String)>,
     /// The outbound listener.
     pub outbound: std::net::TcpListener,
+}
+
+impl WorkerListeners {
+    /// Opens sockets for another worker on the addresses these listen on. Fails with
+    /// [`Error::Bind`] when they were not bound with [`bind_reuseport`].
+    pub fn another(&self) -> Result<WorkerListeners> {
+        let rebind = |listener: &'static str, bound: &std::net::TcpListener| -> Result<std::net::TcpListener> {
+            let addr = bound.local_addr()?;
+            bind_reuseport(addr).map_err(|source| Error::Bind { listener, addr, source })
+        };
+        Ok(WorkerListeners {
+            inbound: match &self.inbound {
+                Some((bound, app)) => Some((rebind("inbound", bound)?, app.clone())),
+                None => None,
+            },
+            outbound: rebind("outbound", &self.outbound)?,
+        })
+    }
 }
 
 /// A worker thread: one current-thread runtime serving the inbound and outbound
@@ -188,5 +241,46 @@ impl RunningWorker {
         if self.stopped.await.is_err() {
             error!(worker = self.index, "worker thread ended abnormally");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any_port() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    #[test]
+    fn workers_share_an_address_that_a_second_proxy_cannot_take() {
+        let first = bind_first(any_port()).expect("first socket");
+        let addr = first.local_addr().expect("bound");
+        assert_ne!(addr.port(), 0);
+        let worker = WorkerListeners { inbound: None, outbound: first };
+        let other = worker.another().expect("another worker's socket");
+        assert_eq!(other.outbound.local_addr().expect("bound"), addr);
+        // A second proxy on the same port is refused, though the sockets share.
+        let refused = bind_first(addr).expect_err("address in use");
+        assert_eq!(refused.kind(), io::ErrorKind::AddrInUse, "{refused}");
+        // Sockets bound without SO_REUSEPORT take no workers.
+        let plain = std::net::TcpListener::bind(any_port()).expect("plain socket");
+        let plain = WorkerListeners { inbound: None, outbound: plain };
+        match plain.another() {
+            Err(Error::Bind { listener: "outbound", source, .. }) => assert_eq!(source.kind(), io::ErrorKind::AddrInUse),
+            other => panic!("expected a bind error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_worker_socket_gets_a_share_of_new_connections() {
+        let first = WorkerListeners { inbound: None, outbound: bind_first(any_port()).expect("bind") };
+        let second = first.another().expect("another");
+        let addr = first.outbound.local_addr().expect("bound");
+        let clients: Vec<_> = (0..32).map(|_| std::net::TcpStream::connect(addr).expect("connect")).collect();
+        let queued = |listener: &std::net::TcpListener| std::iter::from_fn(|| listener.accept().ok()).count();
+        let (a, b) = (queued(&first.outbound), queued(&second.outbound));
+        assert_eq!(a + b, clients.len(), "every connection queued once");
+        assert!(a > 0 && b > 0, "both sockets got connections: {a} and {b}");
     }
 }
