@@ -14,6 +14,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::forward::ProxyContext;
+use crate::pool::Reusable;
 use crate::telemetry::{Exchange, grpc_status};
 
 /// The downstream request body on its way upstream: streamed (counting its bytes), or
@@ -83,11 +84,13 @@ enum Source {
     Local(Option<Bytes>),
 }
 
-/// The response body sent downstream; finishes the exchange when it ends.
+/// The response body sent downstream; finishes the exchange when it ends, and returns
+/// the upstream connection to its pool when the upstream's body ended cleanly.
 #[derive(Debug)]
 pub struct ResponseBody {
     source: Source,
     pending: Option<Pending>,
+    connection: Option<Reusable>,
 }
 
 #[derive(Debug)]
@@ -99,19 +102,29 @@ struct Pending {
 }
 
 impl ResponseBody {
-    /// The upstream's body, reporting `exchange` at its end.
-    pub fn upstream(body: Incoming, exchange: Exchange, context: Arc<ProxyContext>) -> ResponseBody {
-        ResponseBody { source: Source::Upstream(body), pending: Some(Pending { exchange, context, body_bytes: 0, ended: false }) }
+    /// The upstream's body, reporting `exchange` at its end; `connection` goes back to
+    /// its pool if the body ends cleanly.
+    pub fn upstream(body: Incoming, connection: Option<Reusable>, exchange: Exchange, context: Arc<ProxyContext>) -> ResponseBody {
+        let pending = Some(Pending { exchange, context, body_bytes: 0, ended: false });
+        ResponseBody { source: Source::Upstream(body), pending, connection }
     }
 
     /// A local reply, reporting `exchange` once sent.
     pub fn local(body: Bytes, exchange: Exchange, context: Arc<ProxyContext>) -> ResponseBody {
-        ResponseBody { source: Source::Local(Some(body)), pending: Some(Pending { exchange, context, body_bytes: 0, ended: false }) }
+        let pending = Some(Pending { exchange, context, body_bytes: 0, ended: false });
+        ResponseBody { source: Source::Local(Some(body)), pending, connection: None }
     }
 
     /// A body that reports nothing (admin replies).
     pub fn plain(body: Bytes) -> ResponseBody {
-        ResponseBody { source: Source::Local(Some(body)), pending: None }
+        ResponseBody { source: Source::Local(Some(body)), pending: None, connection: None }
+    }
+
+    /// The upstream body ended cleanly: its connection can carry another request.
+    fn release_connection(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.release();
+        }
     }
 
     fn finish(&mut self, ended: bool) {
@@ -171,6 +184,7 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(error))) => {
+                    this.connection = None;
                     if let Some(pending) = &mut this.pending {
                         // The upstream reset the stream mid-body.
                         pending.exchange.add_flag("UR");
@@ -180,6 +194,7 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Err(error)))
                 }
                 Poll::Ready(None) => {
+                    this.release_connection();
                     this.finish(true);
                     Poll::Ready(None)
                 }
@@ -206,6 +221,9 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         // hyper drops a body without polling it further once `is_end_stream` says so.
         let ended = self.is_end_stream();
+        if ended {
+            self.release_connection();
+        }
         self.finish(ended);
     }
 }

@@ -125,7 +125,7 @@ pub enum ForwardError {
         upstream: String,
         /// Why.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::pool::BoxError,
     },
     /// The upstream did not send response headers in time.
     #[error("upstream {upstream} timed out")]
@@ -140,7 +140,7 @@ pub enum ForwardError {
         upstream: String,
         /// Why.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::pool::BoxError,
     },
     /// A virtual service covers the host but none of its routes matches the request.
     #[error("no route of the virtual service for {host:?} matches")]

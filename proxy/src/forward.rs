@@ -26,9 +26,6 @@ use futures::future::Either;
 use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rand::Rng;
 use meshtel_model::routing::{AbortStatus, HeaderOps, RequestAttrs, RequestMatch, RetryPolicy, Rewrite};
 use tokio::sync::Semaphore;
@@ -37,6 +34,7 @@ use tracing::debug;
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::ForwardError;
 use crate::mesh::{CLUSTER_DOMAIN, WorkloadIdentity};
+use crate::pool::{Failure, PoolSettings, Upstream, UpstreamPool};
 use crate::routing::SharedRouting;
 use crate::quota::{self, Denial, QuotaEnforcer, RequestView};
 use crate::report::ReportQueue;
@@ -61,7 +59,8 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// See [`KEEP_ALIVE`].
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Everything both pipelines share: identity, mesh, telemetry sinks, client pools.
+/// Everything both pipelines share: identity, mesh, telemetry sinks, the worker's
+/// upstream connection pool.
 #[derive(Debug)]
 pub struct ProxyContext {
     /// This instance's workload.
@@ -86,53 +85,11 @@ pub struct ProxyContext {
     pub mirror_slots: Arc<Semaphore>,
     /// This instance's peer identity headers, built once.
     peer_headers: PeerHeaders,
-    http1: Client<HttpConnector, RequestBody>,
-    http2: Client<HttpConnector, RequestBody>,
-}
-
-/// An HTTP/1.1 and an h2c client pool.
-#[derive(Debug, Clone)]
-pub struct UpstreamClients {
-    /// HTTP/1.1 pool.
-    pub http1: Client<HttpConnector, RequestBody>,
-    /// h2c pool.
-    pub http2: Client<HttpConnector, RequestBody>,
-}
-
-impl UpstreamClients {
-    /// Both pools with `pool`'s settings.
-    pub fn new(pool: PoolSettings) -> UpstreamClients {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(pool.connect_timeout));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(pool.idle_timeout)
-            .build(connector.clone());
-        let http2 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(pool.idle_timeout)
-            .http2_only(true)
-            .build(connector);
-        UpstreamClients { http1, http2 }
-    }
-}
-
-/// How long an idle upstream connection stays pooled.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Client pool settings.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-    /// How long an idle pooled connection is kept.
-    pub idle_timeout: Duration,
+    upstream: UpstreamPool,
 }
 
 impl ProxyContext {
-    /// Builds the shared context and its HTTP/1.1 and h2c client pools.
+    /// Builds the shared context and its upstream connection pool.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         service_name: &str,
@@ -146,7 +103,7 @@ impl ProxyContext {
         pool: PoolSettings,
         quota: QuotaEnforcer,
     ) -> ProxyContext {
-        let UpstreamClients { http1, http2 } = UpstreamClients::new(pool);
+        let upstream = UpstreamPool::new(pool);
         let service = service_names(service_name, &identity.namespace);
         let mirror_slots = Arc::new(Semaphore::new(upstream::MAX_MIRRORS_IN_FLIGHT));
         let peer_headers = PeerHeaders::of(&identity);
@@ -162,8 +119,7 @@ impl ProxyContext {
             quota,
             mirror_slots,
             peer_headers,
-            http1,
-            http2,
+            upstream,
         }
     }
 }
@@ -385,26 +341,9 @@ fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_perce
 }
 
 /// Sends the request to `exchange.upstream_address`, HTTP/2 if it came as HTTP/2.
-async fn forward(
-    context: &ProxyContext,
-    request: Request<Incoming>,
-    exchange: &mut Exchange,
-) -> Result<Response<Incoming>, ForwardError> {
-    let (mut parts, body) = request.into_parts();
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(exchange.upstream_address.as_str())
-        .path_and_query(path_and_query)
-        .build()?;
-    let client = if parts.version == Version::HTTP_2 {
-        &context.http2
-    } else {
-        parts.version = Version::HTTP_11;
-        &context.http1
-    };
-    let request = Request::from_parts(parts, RequestBody::new(body, exchange.request_body_bytes.clone()));
-    let sent = client.request(request);
+async fn forward(context: &ProxyContext, request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, ForwardError> {
+    let request = request.map(|body| RequestBody::new(body, exchange.request_body_bytes.clone()));
+    let sent = context.upstream.send(&exchange.upstream_address, request);
     let result = match context.request_timeout {
         Some(timeout) => match tokio::time::timeout(timeout, sent).await {
             Ok(result) => result,
@@ -412,13 +351,14 @@ async fn forward(
         },
         None => sent.await,
     };
-    result.map_err(|source| {
+    result.map_err(|failure| {
         let upstream = exchange.upstream_address.clone();
-        if source.is_connect() {
-            context.stats.direction(exchange.direction).upstream_connect_failures.inc();
-            ForwardError::UpstreamConnect { upstream, source }
-        } else {
-            ForwardError::UpstreamReset { upstream, source }
+        match failure {
+            Failure::Connect(source) => {
+                context.stats.direction(exchange.direction).upstream_connect_failures.inc();
+                ForwardError::UpstreamConnect { upstream, source }
+            }
+            Failure::Reset(source) => ForwardError::UpstreamReset { upstream, source },
         }
     })
 }
@@ -427,12 +367,12 @@ async fn forward(
 /// response header operations.
 fn respond(
     context: &Arc<ProxyContext>,
-    forwarded: Result<Response<Incoming>, ForwardError>,
+    forwarded: Result<Upstream, ForwardError>,
     mut exchange: Exchange,
     response_ops: Option<(&HeaderOps, Option<&HeaderOps>)>,
 ) -> Response<ResponseBody> {
     match forwarded {
-        Ok(response) => {
+        Ok(Upstream { response, connection }) => {
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop_headers(&mut parts.headers);
             if let Some((route_ops, destination_ops)) = response_ops {
@@ -442,7 +382,7 @@ fn respond(
                 }
             }
             exchange.response_head(parts.status, &parts.headers);
-            Response::from_parts(parts, ResponseBody::upstream(body, exchange, context.clone()))
+            Response::from_parts(parts, ResponseBody::upstream(body, connection, exchange, context.clone()))
         }
         Err(error) => {
             context.stats.direction(exchange.direction).local_errors.inc();

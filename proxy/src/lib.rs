@@ -38,6 +38,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod mesh;
+pub mod pool;
 pub mod quota;
 pub mod report;
 pub mod routing;
@@ -65,7 +66,8 @@ use tracing::info;
 pub use config::{InboundSpec, ProxyArgs, ProxyConfig};
 pub use error::{Error, ForwardError, Result};
 
-use forward::{PoolSettings, Proxy, ProxyContext};
+use forward::{Proxy, ProxyContext};
+use pool::{POOL_IDLE_TIMEOUT, PoolSettings};
 use routing::RoutingWatcher;
 use quota::QuotaEnforcer;
 use stats::Stats;
@@ -158,7 +160,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
             stats.clone(),
             config.sample_percent,
             config.request_timeout,
-            PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: forward::POOL_IDLE_TIMEOUT },
+            PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: POOL_IDLE_TIMEOUT },
             quota.clone(),
         ))
     };

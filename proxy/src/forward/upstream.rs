@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Request, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use meshtel_model::routing::{AbortStatus, Fault, Mirror, RetryPolicy};
@@ -21,6 +21,7 @@ use tracing::debug;
 use super::ProxyContext;
 use crate::body::RequestBody;
 use crate::error::ForwardError;
+use crate::pool::{BoxError, Failure, Upstream};
 use crate::routing::cluster::{Cluster, Outcome, UpstreamHold};
 use crate::routing::RoutingTable;
 use crate::telemetry::{Exchange, grpc_status};
@@ -122,8 +123,8 @@ pub fn grpc_status_for_http(status: u16) -> u32 {
 /// How one attempt failed.
 #[derive(Debug)]
 enum AttemptError {
-    Connect(hyper_util::client::legacy::Error),
-    Reset(hyper_util::client::legacy::Error),
+    Connect(BoxError),
+    Reset(BoxError),
     PerTryTimeout,
     Timeout,
 }
@@ -146,7 +147,7 @@ pub async fn send(
     body: &mut OutboundBody,
     plan: &Plan,
     exchange: &mut Exchange,
-) -> Result<Response<Incoming>, ForwardError> {
+) -> Result<Upstream, ForwardError> {
     let started = Instant::now();
     let deadline = plan.timeout.map(|t| started + t);
     let http2 = parts.version == Version::HTTP_2;
@@ -167,20 +168,15 @@ pub async fn send(
             // A streamed body was already sent once: nothing to retry with.
             return Err(ForwardError::DownstreamBody);
         };
-        let request = upstream_request(parts, request_body, &exchange.upstream_address, cluster.close_connection_after() && !http2)?;
+        let request = upstream_request(parts, request_body, cluster.close_connection_after() && !http2)?;
         exchange.attempts += 1;
         let per_try_deadline = match (plan.retries.per_try_timeout, deadline) {
             (Some(per_try), Some(deadline)) => Some((Instant::now() + per_try).min(deadline)),
             (Some(per_try), None) => Some(Instant::now() + per_try),
             (None, deadline) => deadline,
         };
-        let client = match (&cluster.clients, http2) {
-            (Some(own), true) => &own.http2,
-            (Some(own), false) => &own.http1,
-            (None, true) => &context.http2,
-            (None, false) => &context.http1,
-        };
-        let sent = client.request(request);
+        let pool = cluster.pool.as_ref().unwrap_or(&context.upstream);
+        let sent = pool.send(&exchange.upstream_address, request);
         let result = match per_try_deadline {
             Some(at) => match tokio::time::timeout_at(at.into(), sent).await {
                 Ok(result) => result.map_err(classify),
@@ -193,14 +189,14 @@ pub async fn send(
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
         let can_retry = retries_left && time_left && body.replayable();
         match result {
-            Ok(response) => {
-                let status = response.status().as_u16();
+            Ok(upstream) => {
+                let status = upstream.response.status().as_u16();
                 lease.record(Outcome::Status(status));
-                if retry_on.retries_status(status, grpc_status(response.headers())) {
+                if retry_on.retries_status(status, grpc_status(upstream.response.headers())) {
                     if can_retry {
                         if let Some(permit) = cluster.try_retry() {
                             retry_permit = Some(permit);
-                            drop(response);
+                            drop(upstream);
                             Box::pin(retry_backoff(context, exchange.attempts, deadline)).await;
                             continue;
                         }
@@ -211,7 +207,7 @@ pub async fn send(
                     }
                 }
                 exchange.upstream_hold = Some(UpstreamHold { admission, lease, retry: retry_permit });
-                return Ok(response);
+                return Ok(upstream);
             }
             Err(error) => {
                 lease.record(Outcome::LocalFailure);
@@ -248,8 +244,11 @@ pub async fn send(
     }
 }
 
-fn classify(error: hyper_util::client::legacy::Error) -> AttemptError {
-    if error.is_connect() { AttemptError::Connect(error) } else { AttemptError::Reset(error) }
+fn classify(failure: Failure) -> AttemptError {
+    match failure {
+        Failure::Connect(error) => AttemptError::Connect(error),
+        Failure::Reset(error) => AttemptError::Reset(error),
+    }
 }
 
 async fn retry_backoff(context: &ProxyContext, attempt: u32, deadline: Option<Instant>) {
@@ -265,11 +264,10 @@ async fn retry_backoff(context: &ProxyContext, attempt: u32, deadline: Option<In
     tokio::time::sleep(wait).await;
 }
 
-/// The request for one attempt: the original head with the endpoint as authority.
-fn upstream_request(parts: &Parts, body: RequestBody, upstream: &str, close: bool) -> Result<Request<RequestBody>, ForwardError> {
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let uri = Uri::builder().scheme("http").authority(upstream).path_and_query(path_and_query).build()?;
-    let mut builder = Request::builder().method(parts.method.clone()).uri(uri).version(parts.version);
+/// The request for one attempt: the original head (the pool sets the URI's form for
+/// the connection and the endpoint).
+fn upstream_request(parts: &Parts, body: RequestBody, close: bool) -> Result<Request<RequestBody>, ForwardError> {
+    let mut builder = Request::builder().method(parts.method.clone()).uri(parts.uri.clone()).version(parts.version);
     if let Some(headers) = builder.headers_mut() {
         headers.clone_from(&parts.headers);
         if close {
@@ -310,7 +308,7 @@ pub fn mirror(context: &Arc<ProxyContext>, table: &RoutingTable, mirror: &Mirror
         dropped();
         return;
     };
-    let Ok(mut request) = upstream_request(parts, RequestBody::buffered(bytes.clone()), &lease.endpoint().address, false) else {
+    let Ok(mut request) = upstream_request(parts, RequestBody::buffered(bytes.clone()), false) else {
         dropped();
         return;
     };
@@ -324,15 +322,19 @@ pub fn mirror(context: &Arc<ProxyContext>, table: &RoutingTable, mirror: &Mirror
     }
     let context = context.clone();
     let timeout = context.request_timeout.unwrap_or(Duration::from_secs(15));
+    let pool = cluster.pool.as_ref().unwrap_or(&context.upstream).clone();
     tokio::spawn(async move {
         let _slot = slot;
-        let client = if request.version() == Version::HTTP_2 { &context.http2 } else { &context.http1 };
         let result = tokio::time::timeout(timeout, async {
-            let response = client.request(request).await?;
+            let Upstream { response, connection } = pool.send(&lease.endpoint().address, request).await?;
             lease.record(Outcome::Status(response.status().as_u16()));
             // Read and discard the body so the connection goes back to the pool.
-            let _ = response.into_body().collect().await;
-            Ok::<_, hyper_util::client::legacy::Error>(())
+            if response.into_body().collect().await.is_ok()
+                && let Some(connection) = connection
+            {
+                connection.release();
+            }
+            Ok::<_, Failure>(())
         })
         .await;
         let result = if matches!(result, Ok(Ok(()))) { "sent" } else { "failed" };

@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
-use crate::forward::{POOL_IDLE_TIMEOUT, PoolSettings, UpstreamClients};
+use crate::pool::{POOL_IDLE_TIMEOUT, PoolSettings, UpstreamPool};
 use crate::mesh::{Endpoint, WorkloadIdentity};
 use crate::stats::RoutingStats;
 
@@ -57,7 +57,7 @@ pub struct Cluster {
     ejected: AtomicU32,
     stats: RoutingStats,
     /// Own client pools when the policy sets `tcp.connectTimeout`; else the proxy's.
-    pub clients: Option<UpstreamClients>,
+    pub pool: Option<UpstreamPool>,
 }
 
 /// One endpoint of a cluster.
@@ -182,10 +182,10 @@ impl Cluster {
     ) -> Cluster {
         let now = Instant::now();
         let connections = policy.connection_pool.max_connections.map(|n| Arc::new(Semaphore::new(n as usize)));
-        let clients = policy
+        let pool = policy
             .connection_pool
             .connect_timeout
-            .map(|connect_timeout| UpstreamClients::new(PoolSettings { connect_timeout, idle_timeout: POOL_IDLE_TIMEOUT }));
+            .map(|connect_timeout| UpstreamPool::new(PoolSettings { connect_timeout, idle_timeout: POOL_IDLE_TIMEOUT }));
         Cluster {
             name,
             service,
@@ -215,7 +215,7 @@ impl Cluster {
             requests: AtomicU64::new(0),
             ejected: AtomicU32::new(0),
             stats,
-            clients,
+            pool,
         }
     }
 

@@ -1,0 +1,501 @@
+//! Upstream connection pools: HTTP/1.1 connections kept alive per upstream address,
+//! one multiplexed h2c connection per address.
+//!
+//! ```text
+//!   send(addr, request) ─► idle HTTP/1.1 connection for addr?  ──► send on it
+//!                           │ none (or all closed)                    │
+//!                           └─► connect (connect timeout) ─► handshake ┘
+//!   response body ends ─► Reusable::release ─► back on addr's idle list (LIFO)
+//! ```
+//!
+//! A connection returns to the pool when the downstream has read its response to the
+//! end ([`Reusable`], carried by the response body), not through a task per request
+//! that waits for the connection to become ready again. Only connections whose last
+//! exchange ended are pooled, so a pooled connection is ready as soon as its
+//! connection task has run. A pooled connection the upstream closed meanwhile is
+//! skipped, and a request that never left on it is sent on the next one.
+//!
+//! Idle connections are closed after [`PoolSettings::idle_timeout`], by a sweep every
+//! [`SWEEP_INTERVAL`]; at most [`MAX_IDLE_PER_UPSTREAM`] stay idle per address.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use http::header::{HOST, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::body::RequestBody;
+
+/// Idle HTTP/1.1 connections kept per upstream address; more are closed when released.
+pub const MAX_IDLE_PER_UPSTREAM: usize = 256;
+
+/// How often idle connections past their idle timeout are closed.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A boxed error from connecting or from the HTTP exchange.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long an idle pooled connection stays open.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Client pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection to the upstream could be opened (refused, timed out, handshake).
+    Connect(BoxError),
+    /// The connection failed or closed before the response head arrived.
+    Reset(BoxError),
+}
+
+/// A response head and, for HTTP/1.1, the connection to return to the pool once the
+/// response body has been read to its end.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The response; its body streams from the connection.
+    pub response: Response<Incoming>,
+    /// The HTTP/1.1 connection it came on.
+    pub connection: Option<Reusable>,
+}
+
+/// The HTTP/1.1 and h2c connections of one pool owner: a worker (its own, used from
+/// its thread alone) or a cluster with its own connect timeout.
+#[derive(Debug, Clone)]
+pub struct UpstreamPool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    settings: PoolSettings,
+    state: Mutex<PoolState>,
+    sweeping: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    http1: HashMap<Arc<str>, IdleList>,
+    http2: HashMap<Box<str>, Shared>,
+}
+
+/// One upstream address's idle connections, with the key lent connections carry.
+#[derive(Debug)]
+struct IdleList {
+    key: Arc<str>,
+    idle: Vec<Idle>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct Shared {
+    sender: http2::SendRequest<RequestBody>,
+    last_used: Instant,
+}
+
+/// An HTTP/1.1 connection lent to one exchange. [`Reusable::release`] returns it to
+/// its pool; dropped otherwise, it closes.
+#[derive(Debug)]
+pub struct Reusable {
+    sender: http1::SendRequest<RequestBody>,
+    pool: Weak<PoolInner>,
+    upstream: Arc<str>,
+}
+
+impl Reusable {
+    /// Returns the connection to its pool: its response was read to the end.
+    pub fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        if let Some(pool) = self.pool.upgrade() {
+            let mut state = pool.state.lock();
+            let list = state.http1.entry(self.upstream.clone()).or_insert_with(|| IdleList { key: self.upstream, idle: Vec::new() });
+            if list.idle.len() < MAX_IDLE_PER_UPSTREAM {
+                list.idle.push(Idle { sender: self.sender, since: Instant::now() });
+            }
+        }
+    }
+}
+
+impl UpstreamPool {
+    /// An empty pool.
+    pub fn new(settings: PoolSettings) -> UpstreamPool {
+        UpstreamPool {
+            inner: Arc::new(PoolInner { settings, state: Mutex::new(PoolState::default()), sweeping: AtomicBool::new(false) }),
+        }
+    }
+
+    /// Sends `request` to `upstream` (`host:port`): over h2c when the request is
+    /// HTTP/2, else over HTTP/1.1. The request's URI is rewritten for the connection:
+    /// origin-form for HTTP/1.1 (with `Host` set to `upstream` when the request has
+    /// none), absolute with `upstream` as authority for h2c.
+    pub async fn send(&self, upstream: &str, mut request: Request<RequestBody>) -> Result<Upstream, Failure> {
+        if request.version() == Version::HTTP_2 {
+            set_absolute_uri(&mut request, upstream).map_err(|e| Failure::Reset(e.into()))?;
+            let response = self.send_http2(upstream, request).await?;
+            return Ok(Upstream { response, connection: None });
+        }
+        *request.version_mut() = Version::HTTP_11;
+        set_origin_form(&mut request);
+        if !request.headers().contains_key(HOST) {
+            let host = HeaderValue::from_str(upstream).map_err(|e| Failure::Reset(e.into()))?;
+            request.headers_mut().insert(HOST, host);
+        }
+        // Pooled connections first, most recently used first; each failure to send
+        // that left the request unsent moves on to the next.
+        let key = loop {
+            let (idle, key) = self.take_idle(upstream);
+            let Some(mut sender) = idle else { break key };
+            if !sender.is_ready() && sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(Upstream { response, connection: Some(self.lend(sender, key)) }),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => {
+                        debug!(upstream, error = %error.error(), "pooled connection closed, trying another");
+                        request = unsent;
+                    }
+                    None => return Err(Failure::Reset(error.into_error().into())),
+                },
+            }
+        };
+        let io = self.connect(upstream).await?;
+        let (mut sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(error = %error, "upstream connection ended");
+            }
+        });
+        let response = sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))?;
+        Ok(Upstream { response, connection: Some(self.lend(sender, key)) })
+    }
+
+    async fn send_http2(&self, upstream: &str, request: Request<RequestBody>) -> Result<Response<Incoming>, Failure> {
+        let shared = {
+            let mut state = self.inner.state.lock();
+            match state.http2.get_mut(upstream) {
+                Some(shared) if !shared.sender.is_closed() => {
+                    shared.last_used = Instant::now();
+                    Some(shared.sender.clone())
+                }
+                _ => None,
+            }
+        };
+        let mut sender = match shared {
+            Some(sender) => sender,
+            None => {
+                let io = self.connect(upstream).await?;
+                let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(|e| Failure::Connect(e.into()))?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        debug!(error = %error, "upstream h2c connection ended");
+                    }
+                });
+                let shared = Shared { sender: sender.clone(), last_used: Instant::now() };
+                self.inner.state.lock().http2.insert(upstream.into(), shared);
+                sender
+            }
+        };
+        sender.ready().await.map_err(|e| Failure::Reset(e.into()))?;
+        sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))
+    }
+
+    /// The most recently released open connection to `upstream`, if any, and the
+    /// pool's key for `upstream` (shared, so lending a connection allocates nothing).
+    fn take_idle(&self, upstream: &str) -> (Option<http1::SendRequest<RequestBody>>, Arc<str>) {
+        let mut state = self.inner.state.lock();
+        let Some(list) = state.http1.get_mut(upstream) else { return (None, Arc::from(upstream)) };
+        while let Some(Idle { sender, since }) = list.idle.pop() {
+            if !sender.is_closed() && since.elapsed() < self.inner.settings.idle_timeout {
+                return (Some(sender), list.key.clone());
+            }
+        }
+        (None, list.key.clone())
+    }
+
+    fn lend(&self, sender: http1::SendRequest<RequestBody>, upstream: Arc<str>) -> Reusable {
+        Reusable { sender, pool: Arc::downgrade(&self.inner), upstream }
+    }
+
+    /// A new TCP connection to `upstream` (no Nagle), within the connect timeout.
+    async fn connect(&self, upstream: &str) -> Result<TokioIo<TcpStream>, Failure> {
+        self.start_sweeping();
+        let timeout = self.inner.settings.connect_timeout;
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(upstream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(Failure::Connect(error.into())),
+            Err(_) => return Err(Failure::Connect(format!("connect timed out after {timeout:?}").into())),
+        };
+        stream.set_nodelay(true).map_err(|e| Failure::Connect(e.into()))?;
+        Ok(TokioIo::new(stream))
+    }
+
+    /// Starts the idle sweep with the pool's first connection, on the runtime that
+    /// opened it; it ends with the pool.
+    fn start_sweeping(&self) {
+        if self.inner.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let pool = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.sweep();
+            }
+        });
+    }
+
+    /// Idle HTTP/1.1 connections per upstream address (for tests and stats).
+    pub fn idle_connections(&self, upstream: &str) -> usize {
+        self.inner.state.lock().http1.get(upstream).map_or(0, |list| list.idle.len())
+    }
+
+    /// Closes idle connections past the idle timeout now.
+    pub fn sweep(&self) {
+        self.inner.sweep();
+    }
+}
+
+impl PoolInner {
+    fn sweep(&self) {
+        let timeout = self.settings.idle_timeout;
+        // Dropped outside the lock: closing a connection wakes its task.
+        let mut closed = Vec::new();
+        let mut state = self.state.lock();
+        for list in state.http1.values_mut() {
+            let (keep, expired): (Vec<Idle>, Vec<Idle>) =
+                list.idle.drain(..).partition(|i| !i.sender.is_closed() && i.since.elapsed() < timeout);
+            list.idle = keep;
+            closed.extend(expired.into_iter().map(|i| i.sender));
+        }
+        state.http1.retain(|_, list| !list.idle.is_empty());
+        state.http2.retain(|_, shared| !shared.sender.is_closed() && shared.last_used.elapsed() < timeout);
+        drop(state);
+        drop(closed);
+    }
+}
+
+/// Origin-form (`/path?query`) for an HTTP/1.1 upstream.
+fn set_origin_form(request: &mut Request<RequestBody>) {
+    let uri = request.uri();
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return;
+    }
+    let path = uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(path);
+}
+
+/// Absolute form with `upstream` as authority, for an h2c upstream.
+fn set_absolute_uri(request: &mut Request<RequestBody>, upstream: &str) -> Result<(), http::Error> {
+    let path = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(Authority::try_from(upstream)?);
+    parts.path_and_query = Some(path);
+    *request.uri_mut() = Uri::from_parts(parts)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A real HTTP/1.1 server on 127.0.0.1 answering `hello` (or a 64 KiB body for
+    /// `/large`), counting the connections it accepted; with `close_idle`, it closes
+    /// each connection after its first response without saying so.
+    struct App {
+        addr: String,
+        accepted: Arc<AtomicUsize>,
+    }
+
+    async fn start_app(close_idle: bool) -> App {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|request: Request<Incoming>| async move {
+                        let body = if request.uri().path() == "/large" { Bytes::from(vec![b'x'; 64 * 1024]) } else { Bytes::from_static(b"hello") };
+                        let host = request.headers().get(HOST).cloned();
+                        let mut response = Response::new(Full::new(body));
+                        if let Some(host) = host {
+                            response.headers_mut().insert("x-host", host);
+                        }
+                        response.headers_mut().insert("x-uri", HeaderValue::from_str(&request.uri().to_string()).expect("uri"));
+                        Ok::<_, Infallible>(response)
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    if close_idle {
+                        // Answer one request, then drop the connection while idle.
+                        let mut connection = std::pin::pin!(connection);
+                        let _ = tokio::time::timeout(Duration::from_millis(50), connection.as_mut()).await;
+                    } else {
+                        let _ = connection.await;
+                    }
+                });
+            }
+        });
+        App { addr, accepted }
+    }
+
+    fn pool(idle_timeout: Duration) -> UpstreamPool {
+        UpstreamPool::new(PoolSettings { connect_timeout: Duration::from_secs(1), idle_timeout })
+    }
+
+    fn get(path: &str) -> Request<RequestBody> {
+        let mut request = Request::new(RequestBody::buffered(Bytes::new()));
+        *request.uri_mut() = Uri::try_from(path).expect("uri");
+        request
+    }
+
+    /// Sends, reads the body to the end, releases the connection; returns the body.
+    async fn exchange(pool: &UpstreamPool, app: &App, request: Request<RequestBody>) -> (Response<()>, Bytes) {
+        let Upstream { response, connection } = pool.send(&app.addr, request).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        connection.expect("HTTP/1.1 connection").release();
+        (Response::from_parts(parts, ()), body)
+    }
+
+    #[tokio::test]
+    async fn a_released_connection_carries_the_next_requests() {
+        let app = start_app(false).await;
+        let pool = pool(POOL_IDLE_TIMEOUT);
+        for _ in 0..20 {
+            let (response, body) = exchange(&pool, &app, get("http://ignored:1/a?b=c")).await;
+            assert_eq!(&body[..], b"hello");
+            // Origin-form on the wire, and the upstream as Host when the request had none.
+            assert_eq!(response.headers()["x-uri"], "/a?b=c");
+            assert_eq!(response.headers()["x-host"], app.addr.as_str());
+        }
+        assert_eq!(app.accepted.load(Ordering::SeqCst), 1, "one connection for sequential requests");
+        assert_eq!(pool.idle_connections(&app.addr), 1);
+        // A Host the request carries is kept.
+        let mut request = get("/");
+        request.headers_mut().insert(HOST, HeaderValue::from_static("reviews:9080"));
+        let (response, _) = exchange(&pool, &app, request).await;
+        assert_eq!(response.headers()["x-host"], "reviews:9080");
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_open_connections_and_all_return_to_the_pool() {
+        let app = start_app(false).await;
+        let pool = pool(POOL_IDLE_TIMEOUT);
+        // Response heads held at once: each needs its own connection.
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(pool.send(&app.addr, get("/large")).await.expect("response"));
+        }
+        assert_eq!(app.accepted.load(Ordering::SeqCst), 5);
+        for Upstream { response, connection } in held {
+            assert_eq!(response.into_body().collect().await.expect("body").to_bytes().len(), 64 * 1024);
+            connection.expect("connection").release();
+        }
+        assert_eq!(pool.idle_connections(&app.addr), 5);
+        for _ in 0..10 {
+            exchange(&pool, &app, get("/")).await;
+        }
+        assert_eq!(app.accepted.load(Ordering::SeqCst), 5, "pooled connections reused");
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_body_was_not_read_is_not_reused() {
+        let app = start_app(false).await;
+        let pool = pool(POOL_IDLE_TIMEOUT);
+        let Upstream { response, connection } = pool.send(&app.addr, get("/large")).await.expect("response");
+        drop((response, connection));
+        assert_eq!(pool.idle_connections(&app.addr), 0);
+        exchange(&pool, &app, get("/")).await;
+        assert_eq!(app.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_upstream_closed_is_skipped() {
+        let app = start_app(true).await;
+        let pool = pool(POOL_IDLE_TIMEOUT);
+        exchange(&pool, &app, get("/")).await;
+        assert_eq!(pool.idle_connections(&app.addr), 1);
+        // The app drops the idle connection; the next request still gets an answer.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (_, body) = exchange(&pool, &app, get("/")).await;
+        assert_eq!(&body[..], b"hello");
+        assert_eq!(app.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_past_the_idle_timeout_are_closed() {
+        let app = start_app(false).await;
+        let pool = pool(Duration::from_millis(100));
+        exchange(&pool, &app, get("/")).await;
+        pool.sweep();
+        assert_eq!(pool.idle_connections(&app.addr), 1, "not idle long enough yet");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        pool.sweep();
+        assert_eq!(pool.idle_connections(&app.addr), 0);
+        exchange(&pool, &app, get("/")).await;
+        assert_eq!(app.accepted.load(Ordering::SeqCst), 2, "a new connection after the timeout");
+    }
+
+    #[tokio::test]
+    async fn connection_failures_are_told_apart() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = closed.local_addr().expect("addr").to_string();
+        drop(closed);
+        let pool = pool(POOL_IDLE_TIMEOUT);
+        match pool.send(&addr, get("/")).await {
+            Err(Failure::Connect(error)) => assert!(error.to_string().contains("refused"), "{error}"),
+            other => panic!("expected a connect failure, got {other:?}"),
+        }
+        // A server that accepts and closes without answering: a reset, not a connect failure.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        assert!(matches!(pool.send(&addr, get("/")).await, Err(Failure::Reset(_))));
+    }
+}
