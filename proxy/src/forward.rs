@@ -329,7 +329,7 @@ fn rewrite_request(parts: &mut http::request::Parts, rewrite: &Rewrite, matched:
 fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_percent: f64) {
     let extracted = trace_context::extract(headers);
     let span = trace_context::start_span(&extracted, sample_percent);
-    if extracted.formats.w3c && span.sampled {
+    if extracted.formats.w3c && span.sampled && extracted.present.tracestate() {
         exchange.trace_state = headers
             .get(trace_context::TRACESTATE)
             .and_then(|v| v.to_str().ok())
@@ -553,6 +553,10 @@ impl PeerHeaders {
 }
 
 fn take_peer_identity(headers: &mut HeaderMap) -> WorkloadIdentity {
+    // One pass over the names first: removing an absent header still hashes its name.
+    if !headers.keys().any(|name| name.as_str().starts_with("x-meshtel-peer-")) {
+        return WorkloadIdentity::default();
+    }
     let mut take = |name: HeaderName| {
         headers
             .remove(name)

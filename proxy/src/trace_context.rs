@@ -68,6 +68,65 @@ pub struct Extracted {
     pub formats: Formats,
     /// A sampling decision without ids (`b3: 0`, `x-b3-sampled` alone).
     pub sampling_only: Option<bool>,
+    /// Which trace headers were there at all, valid or not.
+    pub present: Present,
+}
+
+/// Which trace headers a request carries, found in one pass over its header names.
+/// Most requests carry few or none, and looking up or removing an absent header still
+/// hashes its name: extraction and injection touch only the ones that are there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Present(u8);
+
+impl Present {
+    const TRACEPARENT: u8 = 1;
+    const TRACESTATE: u8 = 1 << 1;
+    const B3: u8 = 1 << 2;
+    const X_B3_TRACEID: u8 = 1 << 3;
+    const X_B3_SPANID: u8 = 1 << 4;
+    const X_B3_PARENTSPANID: u8 = 1 << 5;
+    const X_B3_SAMPLED: u8 = 1 << 6;
+    const X_B3_FLAGS: u8 = 1 << 7;
+
+    /// The trace headers among `headers`' names.
+    pub fn of(headers: &HeaderMap) -> Present {
+        let mut bits = 0;
+        for name in headers.keys() {
+            bits |= match name.as_str() {
+                "traceparent" => Self::TRACEPARENT,
+                "tracestate" => Self::TRACESTATE,
+                "b3" => Self::B3,
+                "x-b3-traceid" => Self::X_B3_TRACEID,
+                "x-b3-spanid" => Self::X_B3_SPANID,
+                "x-b3-parentspanid" => Self::X_B3_PARENTSPANID,
+                "x-b3-sampled" => Self::X_B3_SAMPLED,
+                "x-b3-flags" => Self::X_B3_FLAGS,
+                _ => 0,
+            };
+        }
+        Present(bits)
+    }
+
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// Whether a `tracestate` header came.
+    pub fn tracestate(self) -> bool {
+        self.has(Self::TRACESTATE)
+    }
+
+    /// `headers.get(name)` when `bit` says the header is there.
+    fn get(self, headers: &HeaderMap, bit: u8, name: HeaderName) -> Option<&HeaderValue> {
+        if self.has(bit) { headers.get(name) } else { None }
+    }
+
+    /// `headers.remove(name)` when `bit` says the header is there.
+    fn remove(self, headers: &mut HeaderMap, bit: u8, name: HeaderName) {
+        if self.has(bit) {
+            headers.remove(name);
+        }
+    }
 }
 
 /// The proxy's own span for one request.
@@ -87,10 +146,11 @@ pub struct SpanContext {
 
 /// Reads every supported format from `headers`.
 pub fn extract(headers: &HeaderMap) -> Extracted {
-    let mut extracted = Extracted::default();
-    let w3c = headers.get(TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes()));
-    let single = headers.get(B3).map(|v| parse_b3_single(v.as_bytes()));
-    let multi = parse_b3_multi(headers);
+    let present = Present::of(headers);
+    let mut extracted = Extracted { present, ..Extracted::default() };
+    let w3c = present.get(headers, Present::TRACEPARENT, TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes()));
+    let single = present.get(headers, Present::B3, B3).map(|v| parse_b3_single(v.as_bytes()));
+    let multi = parse_b3_multi(headers, present);
     extracted.formats.w3c = w3c.is_some();
     if let Some(single) = single {
         match single {
@@ -152,10 +212,11 @@ pub fn start_span(extracted: &Extracted, sample_percent: f64) -> SpanContext {
 /// request came with (both W3C and B3 multi when it came with none).
 pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext) {
     let formats = extracted.formats;
+    let present = extracted.present;
     let none = !formats.w3c && !formats.b3_single && !formats.b3_multi;
     if !formats.w3c {
         // A tracestate without a valid traceparent must be discarded (§6.2).
-        headers.remove(TRACESTATE);
+        present.remove(headers, Present::TRACESTATE, TRACESTATE);
     }
     // Always send traceparent: one arriving without it should get one (§6.2).
     insert(headers, TRACEPARENT, &traceparent_bytes(span));
@@ -167,7 +228,7 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
         }
         insert(headers, B3, value.as_bytes());
     } else {
-        headers.remove(B3);
+        present.remove(headers, Present::B3, B3);
     }
     if formats.b3_multi || none {
         let mut trace_id = [0u8; 32];
@@ -182,12 +243,10 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
                 hex_into(&parent, &mut parent_id);
                 insert(headers, X_B3_PARENTSPANID, &parent_id);
             }
-            None => {
-                headers.remove(X_B3_PARENTSPANID);
-            }
+            None => present.remove(headers, Present::X_B3_PARENTSPANID, X_B3_PARENTSPANID),
         }
         headers.insert(X_B3_SAMPLED, HeaderValue::from_static(if span.sampled { "1" } else { "0" }));
-        headers.remove(X_B3_FLAGS);
+        present.remove(headers, Present::X_B3_FLAGS, X_B3_FLAGS);
     }
 }
 
@@ -345,18 +404,18 @@ enum B3Multi {
     Absent,
 }
 
-fn parse_b3_multi(headers: &HeaderMap) -> B3Multi {
+fn parse_b3_multi(headers: &HeaderMap, present: Present) -> B3Multi {
     // `get` returns the first value of a repeated header: the first value wins.
-    let debug = headers.get(X_B3_FLAGS).is_some_and(|v| trim_ascii(v.as_bytes()) == b"1");
-    let sampled = match headers.get(X_B3_SAMPLED) {
+    let debug = present.get(headers, Present::X_B3_FLAGS, X_B3_FLAGS).is_some_and(|v| trim_ascii(v.as_bytes()) == b"1");
+    let sampled = match present.get(headers, Present::X_B3_SAMPLED, X_B3_SAMPLED) {
         _ if debug => Some(true),
         Some(value) => b3_sampling_state(value.as_bytes()).flatten(),
         None => None,
     };
-    let trace_id = headers.get(X_B3_TRACEID).and_then(|v| parse_b3_trace_id(v.as_bytes()));
-    let span_id = headers.get(X_B3_SPANID).and_then(|v| parse_b3_span_id(v.as_bytes()));
-    let parent_ok = headers
-        .get(X_B3_PARENTSPANID)
+    let trace_id = present.get(headers, Present::X_B3_TRACEID, X_B3_TRACEID).and_then(|v| parse_b3_trace_id(v.as_bytes()));
+    let span_id = present.get(headers, Present::X_B3_SPANID, X_B3_SPANID).and_then(|v| parse_b3_span_id(v.as_bytes()));
+    let parent_ok = present
+        .get(headers, Present::X_B3_PARENTSPANID, X_B3_PARENTSPANID)
         .is_none_or(|v| parse_b3_span_id(v.as_bytes()).is_some());
     match (trace_id, span_id) {
         (Some(trace_id), Some(span_id)) if parent_ok => {

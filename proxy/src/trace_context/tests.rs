@@ -118,3 +118,19 @@ fn a_new_trace_gets_w3c_and_b3_multi() {
     assert_eq!(map["x-b3-traceid"], hex(&span.trace_id).as_str());
     assert!(!map.contains_key("x-b3-parentspanid"));
 }
+
+#[test]
+fn stale_trace_headers_are_removed_whichever_are_present() {
+    let mut map = headers(&[("x-b3-parentspanid", SPAN), ("x-b3-flags", "0"), ("tracestate", "orphan=1"), ("b3", "garbage"), ("x-other", "kept")]);
+    let extracted = extract(&map);
+    assert_eq!(extracted.formats, Formats::default(), "no valid context");
+    assert!(extracted.present.tracestate());
+    let span = start_span(&extracted, 100.0);
+    inject(&mut map, &extracted, &span);
+    for removed in ["x-b3-parentspanid", "x-b3-flags", "tracestate", "b3"] {
+        assert!(!map.contains_key(removed), "{removed} left: {map:?}");
+    }
+    assert_eq!(map["x-b3-traceid"], hex(&span.trace_id).as_str());
+    assert_eq!(map["x-other"], "kept");
+    assert_eq!(Present::of(&HeaderMap::new()), Present::default());
+}
