@@ -10,7 +10,8 @@
 # proxy serves its inbound listener with telemetry to a closed port and queues of one
 # (as "telemetry off" in benches/proxy.sh); COLLECTOR=http://ADDR PROXY_EXTRA=" " sends
 # it to a running collector instead. Printed per hop: the median (min, max) over the
-# rounds of requests/s and of CPU per request (utime + stime / requests).
+# rounds of requests/s and of CPU per request (utime + stime / requests), and the
+# medians of its user and system (kernel) parts.
 # Needs wrk, nginx, taskset, python3.
 set -euo pipefail
 NGINX_USER=""
@@ -38,15 +39,16 @@ for b in "$@"; do
   fi
   i=$((i+1))
 done
-ticks() { local s=0 p; for p in $1; do s=$((s + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $s; }
+# utime and stime, summed over the hop's processes, in clock ticks.
+ticks() { local u=0 s=0 p; for p in $1; do read -r pu ps < <(awk '{print $14, $15}' /proc/$p/stat); u=$((u + pu)); s=$((s + ps)); done; echo "$u $s"; }
 for r in $(seq $ROUNDS); do
   for j in $(seq 0 $((i-1))); do
     taskset -c 1 wrk -t1 -c16 -d1s http://${ADDR[$j]}/ >/dev/null
-    t0=$(ticks "${PIDS[$j]}")
+    read -r u0 s0 < <(ticks "${PIDS[$j]}")
     taskset -c 1 wrk -t1 -c16 -d${SECS}s http://${ADDR[$j]}/ > $W/wrk.txt
-    t1=$(ticks "${PIDS[$j]}")
+    read -r u1 s1 < <(ticks "${PIDS[$j]}")
     REQ=$(awk '/requests in/ {print $1}' $W/wrk.txt)
-    echo "$j $r $(awk '/Requests\/sec/ {print $2}' $W/wrk.txt) $(awk -v t=$((t1-t0)) -v r=$REQ 'BEGIN{printf "%.1f", t*10000/r}')" >> $W/res
+    echo "$j $r $(awk '/Requests\/sec/ {print $2}' $W/wrk.txt) $(awk -v u=$((u1-u0)) -v s=$((s1-s0)) -v r=$REQ 'BEGIN{printf "%.1f %.1f %.1f", (u+s)*10000/r, u*10000/r, s*10000/r}')" >> $W/res
   done
 done
 python3 - "$W/res" "$@" <<'PY'
@@ -55,8 +57,11 @@ rows = [line.split() for line in open(sys.argv[1])]
 for j, name in enumerate(sys.argv[2:]):
     rps = [float(r[2]) for r in rows if int(r[0]) == j]
     cpu = [float(r[3]) for r in rows if int(r[0]) == j]
+    user = [float(r[4]) for r in rows if int(r[0]) == j]
+    system = [float(r[5]) for r in rows if int(r[0]) == j]
     print(f"{name:<40} req/s median {statistics.median(rps):8.0f} (min {min(rps):6.0f} max {max(rps):6.0f})"
-          f"  CPU/request median {statistics.median(cpu):5.1f} µs (min {min(cpu):5.1f} max {max(cpu):5.1f})")
+          f"  CPU/request median {statistics.median(cpu):5.1f} µs (min {min(cpu):5.1f} max {max(cpu):5.1f})"
+          f"  user {statistics.median(user):5.1f} system {statistics.median(system):5.1f} µs")
 PY
 for j in $(seq 0 $((i-1))); do kill ${PID[$j]} 2>/dev/null || true; done
 kill $NG; wait 2>/dev/null; rm -rf $W
