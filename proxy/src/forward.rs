@@ -437,9 +437,9 @@ pub fn local_reply(context: &Arc<ProxyContext>, reply: LocalReply<'_>, headers: 
     let body = if exchange.protocol == "grpc" {
         let response_headers = response.headers_mut();
         response_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        response_headers.insert("grpc-status", HeaderValue::from(reply.grpc_status));
+        response_headers.insert(crate::telemetry::GRPC_STATUS, HeaderValue::from(reply.grpc_status));
         if let Ok(message) = HeaderValue::from_str(reply.message) {
-            response_headers.insert("grpc-message", message);
+            response_headers.insert(crate::telemetry::GRPC_MESSAGE, message);
         }
         Bytes::new()
     } else {
@@ -484,24 +484,26 @@ pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
             others = true;
         }
     }
-    if connection {
+    if connection && let http::header::Entry::Occupied(entry) = headers.entry(CONNECTION) {
         // The headers `Connection` names; its usual tokens name no header to remove
         // (`keep-alive`, the header, is removed below with the others).
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .filter(|token| !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close"))
-            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-            .collect();
+        let mut named = Vec::new();
+        for value in entry.remove_entry_mult().1 {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if !token.eq_ignore_ascii_case("keep-alive")
+                    && !token.eq_ignore_ascii_case("close")
+                    && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+                {
+                    named.push(name);
+                }
+            }
+        }
         for name in named {
             if name != TE {
                 headers.remove(&name);
             }
         }
-        headers.remove(CONNECTION);
     }
     if others {
         headers.remove(KEEP_ALIVE);

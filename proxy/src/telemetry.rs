@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
+use http::header::{CONTENT_TYPE, HOST, HeaderName, USER_AGENT};
 use http::{HeaderMap, Method, Request, Version};
 use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
 use meshtel_model::otlp::trace::v1::{Span, Status, span, status};
@@ -79,14 +80,23 @@ pub struct Exchange {
 impl Exchange {
     /// Starts the clock on a request that just arrived.
     pub fn start<B>(direction: Direction, request: &Request<B>) -> Exchange {
-        let headers = request.headers();
-        let is_grpc = headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        // One pass over the headers: their size, and the first value of the three read
+        // here (each lookup by name would hash it).
+        let (mut host, mut content_type, mut user_agent, mut header_bytes) = (None, None, None, 0);
+        for (name, value) in request.headers() {
+            header_bytes += (name.as_str().len() + value.len() + 4) as u64;
+            if name == HOST {
+                host.get_or_insert(value);
+            } else if name == CONTENT_TYPE {
+                content_type.get_or_insert(value);
+            } else if name == USER_AGENT {
+                user_agent.get_or_insert(value);
+            }
+        }
+        let is_grpc = content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         // `Host` first: an h2c app that dials the outbound listener directly can only
         // name the service there (its `:authority` is the listener's address).
-        let authority = headers
-            .get(http::header::HOST)
+        let authority = host
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned)
             .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
@@ -97,8 +107,7 @@ impl Exchange {
             started: Instant::now(),
             start_unix_nano: unix_nanos(SystemTime::now()),
             method: request.method().clone(),
-            request_header_bytes: (request.method().as_str().len() + path_and_query.len() + 12) as u64
-                + header_bytes(headers),
+            request_header_bytes: (request.method().as_str().len() + path_and_query.len() + 12) as u64 + header_bytes,
             path_and_query,
             http_version: match request.version() {
                 Version::HTTP_2 => "2",
@@ -108,7 +117,7 @@ impl Exchange {
             },
             protocol: if is_grpc { "grpc" } else { "http" },
             authority,
-            user_agent: headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            user_agent: user_agent.and_then(|v| v.to_str().ok()).map(str::to_owned),
             request_body_bytes: Arc::new(AtomicU64::new(0)),
             source: WorkloadIdentity::default(),
             destination: WorkloadIdentity::default(),
@@ -311,6 +320,11 @@ fn workload(identity: WorkloadIdentity) -> Workload {
     }
 }
 
+/// gRPC's status header (and trailer).
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// gRPC's status message header (and trailer).
+pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
 /// Bytes of a header block as sent on HTTP/1.1 (`name: value\r\n` each).
 pub fn header_bytes(headers: &HeaderMap) -> u64 {
     headers.iter().map(|(name, value)| (name.as_str().len() + value.len() + 4) as u64).sum()
@@ -318,5 +332,5 @@ pub fn header_bytes(headers: &HeaderMap) -> u64 {
 
 /// `grpc-status` from a header or trailer block.
 pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+    headers.get(GRPC_STATUS)?.to_str().ok()?.trim().parse().ok()
 }
