@@ -31,8 +31,9 @@ use crate::stats::Stats;
 pub const MAX_BATCH_RECORDS: usize = 1000;
 /// How long a batch waits for more records after its first.
 pub const BATCH_LINGER: Duration = Duration::from_millis(100);
-/// While a batch lingers, how often it takes what has been queued: the request path
-/// never wakes the sender, so it wakes at most this often however busy the proxy is.
+/// While a batch lingers, the shortest wait between two takes of what has been
+/// queued: the request path never wakes the sender, so it wakes at most this often
+/// however busy the proxy is (see [`gather`]).
 pub const BATCH_POLL: Duration = Duration::from_millis(10);
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -264,28 +265,96 @@ impl Reconnect {
 }
 
 /// Fills `batch` (which holds the first item) from `receiver` for up to `linger` or
-/// until it holds `max` items, taking what is queued every [`BATCH_POLL`] rather than
+/// until it holds `max` items, taking what is queued from time to time rather than
 /// waiting on each item: a wake-up per request would cost the request path a
-/// cross-thread notification each time.
-pub(crate) async fn gather<T>(receiver: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, linger: Duration) {
-    let deadline = Instant::now() + linger;
+/// cross-thread notification each time. Between two takes it waits half the time the
+/// items' rate so far says the batch (or half the queue) needs to fill, at least
+/// [`BATCH_POLL`], at most until `linger` ends: a proxy at 100 requests/s wakes twice
+/// per batch, one at 50,000 every 10 ms. Returns how many times it took from the queue.
+pub(crate) async fn gather<T>(receiver: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, linger: Duration) -> usize {
+    let started = Instant::now();
+    let deadline = started + linger;
+    let mut takes = 0;
     loop {
+        takes += 1;
         while batch.len() < max {
             match receiver.try_recv() {
                 Ok(item) => batch.push(item),
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => return takes,
             }
         }
         let now = Instant::now();
         if batch.len() >= max || now >= deadline {
-            return;
+            return takes;
         }
-        tokio::time::sleep_until(deadline.min(now + BATCH_POLL)).await;
+        let room = (max - batch.len()).min(receiver.max_capacity() / 2).max(1);
+        let per_item = now.saturating_duration_since(started).div_f64(batch.len().max(1) as f64);
+        let fill = per_item.saturating_mul(u32::try_from(room).unwrap_or(u32::MAX));
+        tokio::time::sleep_until(deadline.min(now + (fill / 2).max(BATCH_POLL))).await;
     }
 }
 
 /// Unix nanoseconds (0 before the epoch).
 pub fn unix_nanos(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Queues `count` items, `burst` every `every` (the timer ticks in milliseconds),
+    /// then stops.
+    fn produce(sender: mpsc::Sender<u32>, count: u32, every: Duration, burst: u32) {
+        tokio::spawn(async move {
+            for i in 0..count {
+                if i % burst == 0 {
+                    tokio::time::sleep(every).await;
+                }
+                if sender.try_send(i).is_err() {
+                    panic!("item {i} found the queue full");
+                }
+            }
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_stream_is_taken_twice_per_batch_and_a_fast_one_fills_it_early() {
+        // 100 items/s: the batch waits out its linger, taking from the queue only twice
+        // after the first item (and once at the end), not every 10 ms.
+        let (sender, mut receiver) = mpsc::channel(10_000);
+        produce(sender, 1_000, Duration::from_millis(10), 1);
+        let mut batch = vec![receiver.recv().await.expect("first item")];
+        let started = Instant::now();
+        let takes = gather(&mut receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+        assert_eq!(started.elapsed(), BATCH_LINGER);
+        assert!((10..=11).contains(&batch.len()), "{} items", batch.len());
+        assert!(takes <= 3, "{takes} takes");
+
+        // 50,000 items/s: full long before the linger ends, polled every 10 ms.
+        let (sender, mut receiver) = mpsc::channel(10_000);
+        produce(sender, 5_000, Duration::from_millis(1), 50);
+        let mut batch = vec![receiver.recv().await.expect("first item")];
+        let started = Instant::now();
+        let takes = gather(&mut receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+        assert_eq!(batch.len(), MAX_BATCH_RECORDS);
+        assert!(started.elapsed() <= Duration::from_millis(30), "{:?}", started.elapsed());
+        assert!(takes <= 4, "{takes} takes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_queue_is_taken_from_before_it_fills() {
+        // A queue of 100 at 2,000 items/s: waits stay short enough that the producer
+        // never finds it full (it panics if it does).
+        let (sender, mut receiver) = mpsc::channel(100);
+        produce(sender, 400, Duration::from_millis(1), 2);
+        let mut seen = 0;
+        while let Some(first) = receiver.recv().await {
+            let mut batch = vec![first];
+            gather(&mut receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+            seen += batch.len();
+        }
+        assert_eq!(seen, 400);
+    }
 }

@@ -83,7 +83,7 @@ impl SpanExporter {
             let mut spans = vec![first];
             // Shutdown cuts the linger short; what was gathered is exported below.
             tokio::select! {
-                () = crate::report::gather(&mut self.receiver, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER) => {}
+                _ = crate::report::gather(&mut self.receiver, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER) => {}
                 _ = shutdown.changed() => {}
             }
             if self.export(&mut client, spans).await {
