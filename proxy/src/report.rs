@@ -8,6 +8,9 @@
 //!
 //! The request path never waits: [`ReportQueue::submit`] is a `try_send`, and a full
 //! queue drops the record and counts it (`meshtel_proxy_reports_dropped_total`).
+//! Each record is encoded on the worker that served its request, into a buffer of
+//! its own: the Report stream only frames encoded records into `ReportRequest`s
+//! ([`ReportCodec`]), and the worker frees what it allocated.
 //! While the collector is down, records wait in the queue until it fills. When a
 //! stream breaks, the batches it had not acknowledged are counted as dropped (some
 //! may have arrived; the count errs on the side of reporting loss).
@@ -17,9 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use meshtel_model::mixer::mixer_client::MixerClient;
-use meshtel_model::mixer::{ReportRequest, RequestRecord};
+use bytes::BufMut;
+use meshtel_model::mixer::{ReportRequest, ReportResponse, RequestRecord};
+use prost::Message;
 use tokio::sync::{mpsc, watch};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic_prost::ProstDecoder;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -42,30 +48,92 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long shutdown waits to hand the queued records over.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
+/// A `RequestRecord` message, encoded.
+type EncodedRecord = Vec<u8>;
+
 /// The request path's handle on the record queue.
 #[derive(Debug, Clone)]
 pub struct ReportQueue {
-    sender: mpsc::Sender<RequestRecord>,
+    sender: mpsc::Sender<EncodedRecord>,
     dropped_since_last: Arc<AtomicU64>,
     stats: Stats,
 }
 
 impl ReportQueue {
-    /// Queues a record without waiting; a full queue drops it and counts the drop.
+    /// Encodes and queues a record without waiting; a full queue drops it (not
+    /// encoded, when the queue was full already) and counts the drop.
     pub fn submit(&self, record: RequestRecord) {
-        if self.sender.try_send(record).is_err() {
+        let queued = self.sender.capacity() > 0 && self.sender.try_send(record.encode_to_vec()).is_ok();
+        if !queued {
             self.stats.reports_dropped.inc();
             self.dropped_since_last.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
+/// A `ReportRequest` whose records were encoded by the workers.
+#[derive(Debug)]
+struct EncodedBatch {
+    head: ReportRequest,
+    records: Vec<EncodedRecord>,
+}
+
+impl EncodedBatch {
+    /// The `ReportRequest` message: the head's fields, then each record as field 2
+    /// (protobuf accepts fields in any order; a repeated message field is its
+    /// elements, each tagged and length-prefixed).
+    fn encode_into(&self, buf: &mut impl BufMut) {
+        const RECORDS_KEY: u8 = (2 << 3) | 2; // field 2, length-delimited
+        let _ = self.head.encode(buf);
+        for record in &self.records {
+            buf.put_u8(RECORDS_KEY);
+            let _ = prost::encode_length_delimiter(record.len(), buf);
+            buf.put_slice(record);
+        }
+    }
+}
+
+/// The Report stream's codec: [`EncodedBatch`]es out, `ReportResponse`s in.
+#[derive(Debug, Default)]
+struct ReportCodec;
+
+impl Codec for ReportCodec {
+    type Encode = EncodedBatch;
+    type Decode = ReportResponse;
+    type Encoder = BatchEncoder;
+    type Decoder = ProstDecoder<ReportResponse>;
+
+    fn encoder(&mut self) -> BatchEncoder {
+        BatchEncoder
+    }
+
+    fn decoder(&mut self) -> ProstDecoder<ReportResponse> {
+        ProstDecoder::default()
+    }
+}
+
+#[derive(Debug)]
+struct BatchEncoder;
+
+impl Encoder for BatchEncoder {
+    type Item = EncodedBatch;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, batch: EncodedBatch, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        batch.encode_into(dst);
+        Ok(())
+    }
+}
+
+/// The path of `meshtel.mixer.v1.Mixer/Report`.
+const REPORT_PATH: &str = "/meshtel.mixer.v1.Mixer/Report";
+
 /// The background half: owns the queue's receiver and the stream.
 #[derive(Debug)]
 pub struct ReportStream {
     endpoint: Endpoint,
     proxy_id: String,
-    receiver: mpsc::Receiver<RequestRecord>,
+    receiver: mpsc::Receiver<EncodedRecord>,
     dropped_since_last: Arc<AtomicU64>,
     stats: Stats,
 }
@@ -111,10 +179,15 @@ impl ReportStream {
             connected = self.endpoint.connect() => connected.map_err(|e| crate::mesh::error_chain(&e))?,
             _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
         };
-        let (batches, batch_receiver) = mpsc::channel::<ReportRequest>(4);
-        let mut client = MixerClient::new(channel);
+        let (batches, batch_receiver) = mpsc::channel::<EncodedBatch>(4);
+        let mut client = tonic::client::Grpc::new(channel);
+        let report = async {
+            client.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let path = http::uri::PathAndQuery::from_static(REPORT_PATH);
+            client.streaming(tonic::Request::new(ReceiverStream::new(batch_receiver)), path, ReportCodec).await
+        };
         let mut responses = tokio::select! {
-            response = client.report(ReceiverStream::new(batch_receiver)) => {
+            response = report => {
                 response.map_err(|status| format!("{}: {}", status.code(), status.message()))?.into_inner()
             }
             _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
@@ -156,20 +229,21 @@ impl ReportStream {
     }
 
     /// `first` plus whatever arrives within [`BATCH_LINGER`], up to [`MAX_BATCH_RECORDS`].
-    async fn fill_batch(&mut self, first: RequestRecord) -> ReportRequest {
+    async fn fill_batch(&mut self, first: EncodedRecord) -> EncodedBatch {
         let mut records = Vec::with_capacity(64);
         records.push(first);
         gather(&mut self.receiver, &mut records, MAX_BATCH_RECORDS, BATCH_LINGER).await;
         self.batch(records)
     }
 
-    fn batch(&self, records: Vec<RequestRecord>) -> ReportRequest {
-        ReportRequest {
+    fn batch(&self, records: Vec<EncodedRecord>) -> EncodedBatch {
+        let head = ReportRequest {
             proxy_id: self.proxy_id.clone(),
-            records,
+            records: Vec::new(),
             dropped_since_last: self.dropped_since_last.swap(0, Ordering::Relaxed),
             sent_unix_nano: unix_nanos(SystemTime::now()),
-        }
+        };
+        EncodedBatch { head, records }
     }
 
     fn count_lost(&self, count: u64) {
@@ -181,8 +255,8 @@ impl ReportStream {
 
     async fn flush_on_shutdown(
         &mut self,
-        batches: &mpsc::Sender<ReportRequest>,
-        responses: &mut tonic::Streaming<meshtel_model::mixer::ReportResponse>,
+        batches: &mpsc::Sender<EncodedBatch>,
+        responses: &mut tonic::Streaming<ReportResponse>,
         unacknowledged: &mut VecDeque<u64>,
     ) {
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
@@ -317,6 +391,33 @@ mod tests {
                 }
             }
         });
+    }
+
+    #[test]
+    fn an_encoded_batch_decodes_as_the_report_request_it_stands_for() {
+        let record = |path: &str, code: u32| RequestRecord {
+            request_path: path.to_owned(),
+            response_code: code,
+            destination_service: "reviews.default.svc.cluster.local".to_owned(),
+            source: Some(meshtel_model::mixer::Workload { name: "productpage-v1".to_owned(), ..Default::default() }),
+            start_unix_nano: 1_700_000_000_000_000_000,
+            ..Default::default()
+        };
+        // A record longer than 127 bytes takes a two-byte length prefix.
+        let long = record(&format!("/{}", "x".repeat(300)), 200);
+        let records = vec![record("/a", 200), long, record("/b", 503)];
+        let expected = ReportRequest {
+            proxy_id: "productpage-v1-1".to_owned(),
+            records: records.clone(),
+            dropped_since_last: 7,
+            sent_unix_nano: 42,
+        };
+        let head = ReportRequest { records: Vec::new(), ..expected.clone() };
+        let batch = EncodedBatch { head, records: records.iter().map(Message::encode_to_vec).collect() };
+        let mut encoded = Vec::new();
+        batch.encode_into(&mut encoded);
+        assert_eq!(ReportRequest::decode(&encoded[..]).expect("decodes"), expected);
+        assert_eq!(encoded.len(), expected.encoded_len());
     }
 
     #[tokio::test]
