@@ -11,8 +11,10 @@
 //! A connection returns to the pool when the downstream has read its response to the
 //! end ([`Reusable`], carried by the response body), not through a task per request
 //! that waits for the connection to become ready again. Only connections whose last
-//! exchange ended are pooled, so a pooled connection is ready as soon as its
-//! connection task has run. A pooled connection the upstream closed meanwhile is
+//! response ended are pooled, so a pooled connection is ready as soon as its
+//! connection task has run, or, when the upstream answered before reading the whole
+//! request body, once that body is sent: a request waits [`BUSY_WAIT`] for it at most
+//! and leaves it for later. A pooled connection the upstream closed meanwhile is
 //! skipped, and a request that never left on it is sent on the next one.
 //!
 //! Idle connections are closed after [`PoolSettings::idle_timeout`], by a sweep every
@@ -37,6 +39,11 @@ use crate::body::RequestBody;
 
 /// Idle HTTP/1.1 connections kept per upstream address; more are closed when released.
 pub const MAX_IDLE_PER_UPSTREAM: usize = 256;
+
+/// How long a request waits for a pooled connection that is not ready yet, which
+/// normally becomes ready as soon as its connection task runs; one still busy
+/// sending a request body is left for later and another one is used.
+pub const BUSY_WAIT: Duration = Duration::from_millis(1);
 
 /// How often idle connections past their idle timeout are closed.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
@@ -126,6 +133,15 @@ pub struct Reusable {
 impl Reusable {
     /// Returns the connection to its pool: its response was read to the end.
     pub fn release(self) {
+        self.put_back(false);
+    }
+
+    /// Returns a connection still busy sending a request body, last in line.
+    fn park(self) {
+        self.put_back(true);
+    }
+
+    fn put_back(self, last: bool) {
         if self.sender.is_closed() {
             return;
         }
@@ -133,7 +149,9 @@ impl Reusable {
             let mut state = pool.state.lock();
             let list = state.http1.entry(self.upstream.clone()).or_insert_with(|| IdleList { key: self.upstream, idle: Vec::new() });
             if list.idle.len() < MAX_IDLE_PER_UPSTREAM {
-                list.idle.push(Idle { sender: self.sender, since: Instant::now() });
+                let idle = Idle { sender: self.sender, since: Instant::now() };
+                // Taken from the end: most recently used first, parked ones last.
+                if last { list.idle.insert(0, idle) } else { list.idle.push(idle) }
             }
         }
     }
@@ -165,14 +183,27 @@ impl UpstreamPool {
         }
         // Pooled connections first, most recently used first; each failure to send
         // that left the request unsent moves on to the next.
+        let mut busy = Vec::new();
         let key = loop {
             let (idle, key) = self.take_idle(upstream);
             let Some(mut sender) = idle else { break key };
-            if !sender.is_ready() && sender.ready().await.is_err() {
-                continue;
+            if !sender.is_ready() {
+                match tokio::time::timeout(BUSY_WAIT, sender.ready()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => continue,
+                    Err(_) => {
+                        // Still sending the last request's body (the upstream answered
+                        // before reading it all): back to the pool once this is sent.
+                        busy.push(self.lend(sender, key.clone()));
+                        continue;
+                    }
+                }
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(Upstream { response, connection: Some(self.lend(sender, key)) }),
+                Ok(response) => {
+                    busy.into_iter().for_each(Reusable::park);
+                    return Ok(Upstream { response, connection: Some(self.lend(sender, key)) });
+                }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => {
                         debug!(upstream, error = %error.error(), "pooled connection closed, trying another");
@@ -182,6 +213,7 @@ impl UpstreamPool {
                 },
             }
         };
+        busy.into_iter().for_each(Reusable::park);
         let io = self.connect(upstream).await?;
         let (mut sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
         tokio::spawn(async move {

@@ -229,3 +229,66 @@ async fn mesh_edits_are_picked_up_and_bad_edits_ignored() {
     let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "ratings", &[])).await;
     assert_eq!(parts.status, 200, "the last good mesh stays in force");
 }
+
+#[tokio::test]
+async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
+    // The app answers each request as soon as it has the head, as one that rejects an
+    // upload would, then reads and discards the rest without closing (a plain TCP
+    // server: closing with unread data would reset the connection). The upload never
+    // ends here, so the upstream connection that carries it stays busy sending it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let app = listener.local_addr().expect("app addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut head = Vec::new();
+                loop {
+                    let Ok(n) = stream.read(&mut buffer).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buffer[..n]);
+                    // One answer per request head seen (the uploads' bytes hold no
+                    // blank line).
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly").await.is_err() {
+                            return;
+                        }
+                    }
+                    if head.len() > 8192 {
+                        head.clear();
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mesh_file = dir.path().join("mesh.yaml");
+    let dead = dead_address().await;
+    write_mesh(&mesh_file, dead, dead);
+    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0).await.start();
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+
+    let (mut upload, chunks) = futures::channel::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>(4);
+    futures::SinkExt::send(&mut upload, Ok(hyper::body::Frame::data(bytes::Bytes::from(vec![b'u'; 64 * 1024])))).await.expect("first chunk");
+    let request = http::Request::post(format!("http://{inbound}/upload"))
+        .header("host", "reviews")
+        .body(http_body_util::StreamBody::new(chunks).boxed())
+        .expect("request");
+    let first = http1_client().request(request).await.expect("early answer");
+    assert_eq!(first.status(), 200);
+    assert_eq!(&first.into_body().collect().await.expect("body").to_bytes()[..], b"early");
+
+    // Another caller's request, with the upload still going: answered, not stuck
+    // waiting for that connection.
+    let second = tokio::time::timeout(Duration::from_secs(5), send(&http1_client(), get(&format!("http://{inbound}/next"), "reviews", &[])))
+        .await
+        .expect("second request answered while the upload still runs");
+    assert_eq!(second.0.status, 200);
+    assert_eq!(&second.1[..], b"early");
+    drop(upload);
+    proxy.stop().await;
+}
