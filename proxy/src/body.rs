@@ -177,11 +177,17 @@ impl Body for ResponseBody {
                         if let Some(data) = frame.data_ref() {
                             pending.body_bytes += data.len() as u64;
                         } else if let Some(trailers) = frame.trailers_ref() {
+                            // The last frame: hyper drops the body after it without asking
+                            // for the end.
+                            pending.ended = true;
                             pending.body_bytes += crate::telemetry::header_bytes(trailers);
                             if let Some(status) = grpc_status(trailers) {
                                 pending.exchange.grpc_status = Some(status);
                             }
                         }
+                    }
+                    if frame.is_trailers() {
+                        this.release_connection();
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }

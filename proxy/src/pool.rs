@@ -133,25 +133,25 @@ pub struct Reusable {
 impl Reusable {
     /// Returns the connection to its pool: its response was read to the end.
     pub fn release(self) {
-        self.put_back(false);
-    }
-
-    /// Returns a connection still busy sending a request body, last in line.
-    fn park(self) {
-        self.put_back(true);
-    }
-
-    fn put_back(self, last: bool) {
-        if self.sender.is_closed() {
-            return;
-        }
         if let Some(pool) = self.pool.upgrade() {
-            let mut state = pool.state.lock();
-            let list = state.http1.entry(self.upstream.clone()).or_insert_with(|| IdleList { key: self.upstream, idle: Vec::new() });
-            if list.idle.len() < MAX_IDLE_PER_UPSTREAM {
-                let idle = Idle { sender: self.sender, since: Instant::now() };
-                // Taken from the end: most recently used first, parked ones last.
-                if last { list.idle.insert(0, idle) } else { list.idle.push(idle) }
+            pool.put_back(self.upstream, Idle { sender: self.sender, since: Instant::now() }, false);
+        }
+    }
+}
+
+/// Connections a checkout found still busy sending a request body: back in the pool
+/// last in line, with their idle clock kept (so one stalled for good is swept), however
+/// the checkout ends (sent, failed, or cancelled by a timeout).
+struct Parked {
+    pool: Weak<PoolInner>,
+    connections: Vec<(Arc<str>, Idle)>,
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            for (key, idle) in self.connections.drain(..) {
+                pool.put_back(key, idle, true);
             }
         }
     }
@@ -183,25 +183,32 @@ impl UpstreamPool {
         }
         // Pooled connections first, most recently used first; each failure to send
         // that left the request unsent moves on to the next.
-        let mut busy = Vec::new();
+        let mut parked = Parked { pool: Arc::downgrade(&self.inner), connections: Vec::new() };
+        let mut waited = false;
         let key = loop {
             let (idle, key) = self.take_idle(upstream);
-            let Some(mut sender) = idle else { break key };
+            let Some(Idle { mut sender, since }) = idle else { break key };
             if !sender.is_ready() {
-                match tokio::time::timeout(BUSY_WAIT, sender.ready()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => continue,
-                    Err(_) => {
-                        // Still sending the last request's body (the upstream answered
-                        // before reading it all): back to the pool once this is sent.
-                        busy.push(self.lend(sender, key.clone()));
+                // Normally ready as soon as its connection task runs: waited for once
+                // per checkout, briefly. One still sending the last request's body (the
+                // upstream answered before reading it all) is parked.
+                let ready = if waited {
+                    None
+                } else {
+                    waited = true;
+                    tokio::time::timeout(BUSY_WAIT, sender.ready()).await.ok()
+                };
+                match ready {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => continue,
+                    None => {
+                        parked.connections.push((key, Idle { sender, since }));
                         continue;
                     }
                 }
             }
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    busy.into_iter().for_each(Reusable::park);
                     return Ok(Upstream { response, connection: Some(self.lend(sender, key)) });
                 }
                 Err(mut error) => match error.take_message() {
@@ -213,7 +220,7 @@ impl UpstreamPool {
                 },
             }
         };
-        busy.into_iter().for_each(Reusable::park);
+        drop(parked);
         let io = self.connect(upstream).await?;
         let (mut sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
         tokio::spawn(async move {
@@ -226,6 +233,26 @@ impl UpstreamPool {
     }
 
     async fn send_http2(&self, upstream: &str, request: Request<RequestBody>) -> Result<Response<Incoming>, Failure> {
+        let mut sender = self.shared_http2(upstream).await?;
+        let request = match sender.try_send_request(request).await {
+            Ok(response) => return Ok(response),
+            Err(mut error) => match error.take_message() {
+                // The shared connection was closing (GOAWAY, max age) before the
+                // request left: once more on a new one.
+                Some(unsent) => {
+                    debug!(upstream, error = %error.error(), "h2c connection closed, reconnecting");
+                    self.inner.state.lock().http2.retain(|_, shared| !shared.sender.is_closed());
+                    unsent
+                }
+                None => return Err(Failure::Reset(error.into_error().into())),
+            },
+        };
+        let mut sender = self.shared_http2(upstream).await?;
+        sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))
+    }
+
+    /// The shared h2c connection to `upstream`, opened when there is none (or it closed).
+    async fn shared_http2(&self, upstream: &str) -> Result<http2::SendRequest<RequestBody>, Failure> {
         let shared = {
             let mut state = self.inner.state.lock();
             match state.http2.get_mut(upstream) {
@@ -256,17 +283,17 @@ impl UpstreamPool {
             }
         };
         sender.ready().await.map_err(|e| Failure::Reset(e.into()))?;
-        sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))
+        Ok(sender)
     }
 
     /// The most recently released open connection to `upstream`, if any, and the
     /// pool's key for `upstream` (shared, so lending a connection allocates nothing).
-    fn take_idle(&self, upstream: &str) -> (Option<http1::SendRequest<RequestBody>>, Arc<str>) {
+    fn take_idle(&self, upstream: &str) -> (Option<Idle>, Arc<str>) {
         let mut state = self.inner.state.lock();
         let Some(list) = state.http1.get_mut(upstream) else { return (None, Arc::from(upstream)) };
-        while let Some(Idle { sender, since }) = list.idle.pop() {
-            if !sender.is_closed() && since.elapsed() < self.inner.settings.idle_timeout {
-                return (Some(sender), list.key.clone());
+        while let Some(idle) = list.idle.pop() {
+            if !idle.sender.is_closed() && idle.since.elapsed() < self.inner.settings.idle_timeout {
+                return (Some(idle), list.key.clone());
             }
         }
         (None, list.key.clone())
@@ -319,6 +346,22 @@ impl UpstreamPool {
 }
 
 impl PoolInner {
+    /// Pools `idle` under `key`: taken next (from the end), or last when `last`.
+    fn put_back(&self, key: Arc<str>, idle: Idle, last: bool) {
+        if idle.sender.is_closed() {
+            return;
+        }
+        let mut state = self.state.lock();
+        let list = state.http1.entry(key.clone()).or_insert_with(|| IdleList { key, idle: Vec::new() });
+        if list.idle.len() < MAX_IDLE_PER_UPSTREAM {
+            if last {
+                list.idle.insert(0, idle);
+            } else {
+                list.idle.push(idle);
+            }
+        }
+    }
+
     fn sweep(&self) {
         let timeout = self.settings.idle_timeout;
         // Dropped outside the lock: closing a connection wakes its task.

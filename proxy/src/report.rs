@@ -41,6 +41,10 @@ pub const BATCH_LINGER: Duration = Duration::from_millis(100);
 /// queued: the request path never wakes the sender, so it wakes at most this often
 /// however busy the proxy is (see [`gather`]).
 pub const BATCH_POLL: Duration = Duration::from_millis(10);
+/// The highest rate, in items per second, that [`gather`] plans for: between two takes
+/// it never waits longer than half its queue takes to fill at this rate, so a burst
+/// after a quiet spell does not overflow the queue.
+pub const PEAK_RATE: f64 = 100_000.0;
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
@@ -343,8 +347,10 @@ impl Reconnect {
 /// waiting on each item: a wake-up per request would cost the request path a
 /// cross-thread notification each time. Between two takes it waits half the time the
 /// items' rate so far says the batch (or half the queue) needs to fill, at least
-/// [`BATCH_POLL`], at most until `linger` ends: a proxy at 100 requests/s wakes twice
-/// per batch, one at 50,000 every 10 ms. Returns how many times it took from the queue.
+/// [`BATCH_POLL`], at most until `linger` ends and at most what half the queue takes to
+/// fill at [`PEAK_RATE`] (50 ms for 10,000 records): a proxy at 100 requests/s takes
+/// from the queue four times per 100 ms batch, one at 50,000 every 10 ms. Returns how
+/// many times it took from the queue.
 pub(crate) async fn gather<T>(receiver: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, linger: Duration) -> usize {
     let started = Instant::now();
     let deadline = started + linger;
@@ -365,7 +371,8 @@ pub(crate) async fn gather<T>(receiver: &mut mpsc::Receiver<T>, batch: &mut Vec<
         let room = (max - batch.len()).min(receiver.max_capacity() / 2).max(1);
         let per_item = now.saturating_duration_since(started).div_f64(batch.len().max(1) as f64);
         let fill = per_item.saturating_mul(u32::try_from(room).unwrap_or(u32::MAX));
-        tokio::time::sleep_until(deadline.min(now + (fill / 2).max(BATCH_POLL))).await;
+        let longest = Duration::from_secs_f64(receiver.max_capacity() as f64 / 2.0 / PEAK_RATE).max(BATCH_POLL);
+        tokio::time::sleep_until(deadline.min(now + (fill / 2).clamp(BATCH_POLL, longest))).await;
     }
 }
 
@@ -377,6 +384,17 @@ pub fn unix_nanos(time: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes batches as the Report stream does until the producer is done; how many items.
+    async fn take_in_batches(receiver: &mut mpsc::Receiver<u32>) -> usize {
+        let mut seen = 0;
+        while let Some(first) = receiver.recv().await {
+            let mut batch = vec![first];
+            gather(receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+            seen += batch.len();
+        }
+        seen
+    }
 
     /// Queues `count` items, `burst` every `every` (the timer ticks in milliseconds),
     /// then stops.
@@ -422,8 +440,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_stream_is_taken_twice_per_batch_and_a_fast_one_fills_it_early() {
-        // 100 items/s: the batch waits out its linger, taking from the queue only twice
-        // after the first item (and once at the end), not every 10 ms.
+        // 100 items/s: the batch waits out its linger, taking from the queue four times,
+        // not every 10 ms.
         let (sender, mut receiver) = mpsc::channel(10_000);
         produce(sender, 1_000, Duration::from_millis(10), 1);
         let mut batch = vec![receiver.recv().await.expect("first item")];
@@ -431,7 +449,7 @@ mod tests {
         let takes = gather(&mut receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
         assert!(started.elapsed() >= BATCH_LINGER);
         assert!((5..=12).contains(&batch.len()), "{} items", batch.len());
-        assert!(takes <= 3, "{takes} takes");
+        assert!(takes <= 4, "{takes} takes");
 
         // 50,000 items/s: full long before the linger ends.
         let (sender, mut receiver) = mpsc::channel(10_000);
@@ -444,17 +462,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_burst_after_a_quiet_start_does_not_overflow_the_queue() {
+        // One item, 15 quiet ms (long enough for the rate so far to promise a slow
+        // batch), then 50 items a millisecond: the queue of 1,000 must never fill
+        // (the producer panics if it does).
+        let (sender, mut receiver) = mpsc::channel(1_000);
+        tokio::spawn(async move {
+            let _ = sender.try_send(0);
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            for i in 1..=4_000 {
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                if sender.try_send(i).is_err() {
+                    panic!("item {i} found the queue full");
+                }
+            }
+        });
+        let seen = take_in_batches(&mut receiver).await;
+        assert_eq!(seen, 4_001);
+    }
+
+    #[tokio::test]
     async fn a_small_queue_is_taken_from_before_it_fills() {
         // A queue of 100 at 2,000 items/s: waits stay short enough that the producer
         // never finds it full (it panics if it does).
         let (sender, mut receiver) = mpsc::channel(100);
         produce(sender, 400, Duration::from_millis(1), 2);
-        let mut seen = 0;
-        while let Some(first) = receiver.recv().await {
-            let mut batch = vec![first];
-            gather(&mut receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
-            seen += batch.len();
-        }
+        let seen = take_in_batches(&mut receiver).await;
         assert_eq!(seen, 400);
     }
 }

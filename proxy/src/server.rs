@@ -53,8 +53,11 @@ pub fn bind_first(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     probe.set_reuse_address(true)?;
     probe.bind(&addr.into())?;
     let addr = probe.local_addr()?.as_socket().ok_or_else(|| io::Error::other("bound address is not an IP address"))?;
+    // The probe holds the port (port 0 included) until the listening socket has it:
+    // both allow address reuse and the probe never listens, so they do not conflict.
+    let listener = bind_reuseport(addr);
     drop(probe);
-    bind_reuseport(addr)
+    listener
 }
 
 /// Opens a listening socket on `addr` with `SO_REUSEPORT` (and `SO_REUSEADDR`), so
