@@ -196,7 +196,7 @@ pub async fn send(
                     if can_retry {
                         if let Some(permit) = cluster.try_retry() {
                             retry_permit = Some(permit);
-                            drop(upstream);
+                            Box::pin(drain_for_reuse(upstream)).await;
                             Box::pin(retry_backoff(context, exchange.attempts, deadline)).await;
                             continue;
                         }
@@ -241,6 +241,27 @@ pub async fn send(
                 });
             }
         }
+    }
+}
+
+/// Largest body of a response given up for a retry that is read so that its
+/// connection can be reused (a `503` page, a gRPC status); longer ones close it.
+pub const MAX_DRAIN: u64 = 16 * 1024;
+/// How long reading such a body may take.
+pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
+
+/// Reads the short body of a response given up for a retry, so its connection goes
+/// back to the pool instead of closing: retries happen when the upstream is
+/// struggling, the worst time to open new connections to it.
+async fn drain_for_reuse(upstream: Upstream) {
+    let Upstream { response, connection } = upstream;
+    let Some(connection) = connection else { return };
+    let body = response.into_body();
+    if body.size_hint().upper().is_none_or(|bytes| bytes > MAX_DRAIN) {
+        return;
+    }
+    if let Ok(Ok(_)) = tokio::time::timeout(DRAIN_WAIT, body.collect()).await {
+        connection.release();
     }
 }
 

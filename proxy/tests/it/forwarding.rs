@@ -292,3 +292,24 @@ async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
     drop(upload);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn retried_503s_reuse_their_upstream_connection() {
+    // Istio's default policy retries a 503 twice: three attempts per call, each on the
+    // connection the one before used (its short body is read, not dropped).
+    let mesh = start_mesh(0.0).await;
+    let client = http1_client();
+    for _ in 0..5 {
+        let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/status/503"), "reviews", &[])).await;
+        assert_eq!(parts.status, 503);
+    }
+    let (_, stats) = admin_get(&mesh.reviews, "/stats/prometheus").await;
+    let opened = labelled_counters(&stats, "meshtel_proxy_downstream_connections_total", r#"listener="inbound""#).values().sum::<f64>();
+    // One client connection lands on one outbound worker, whose pool needs one.
+    assert_eq!(opened, 1.0, "15 attempts over {opened} connections");
+    let (_, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
+    let retried = labelled_counters(&stats, "meshtel_proxy_retries_total", r#"result="sent""#).values().sum::<f64>();
+    assert_eq!(retried, 10.0, "two retries per call");
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
+}
