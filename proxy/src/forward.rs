@@ -351,16 +351,20 @@ async fn forward(context: &ProxyContext, request: Request<Incoming>, exchange: &
         },
         None => sent.await,
     };
-    result.map_err(|failure| {
-        let upstream = exchange.upstream_address.clone();
-        match failure {
-            Failure::Connect(source) => {
-                context.stats.direction(exchange.direction).upstream_connect_failures.inc();
-                ForwardError::UpstreamConnect { upstream, source }
-            }
-            Failure::Reset(source) => ForwardError::UpstreamReset { upstream, source },
+    result.map_err(|failure| failed(context, exchange, failure))
+}
+
+/// A request that got no response from `exchange.upstream_address`, as the error its
+/// caller answers with; connect failures are counted.
+fn failed(context: &ProxyContext, exchange: &Exchange, failure: Failure) -> ForwardError {
+    let upstream = exchange.upstream_address.clone();
+    match failure {
+        Failure::Connect(source) => {
+            context.stats.direction(exchange.direction).upstream_connect_failures.inc();
+            ForwardError::UpstreamConnect { upstream, source }
         }
-    })
+        Failure::Reset(source) => ForwardError::UpstreamReset { upstream, source },
+    }
 }
 
 /// Turns the forwarding result into the downstream response, applying the route's

@@ -197,12 +197,12 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         (Some(listener), Some(spec)) => Some((listener.into_std()?, spec.app.clone())),
         _ => None,
     };
-    let first = server::WorkerListeners { inbound, outbound: listeners.outbound.into_std()? };
     let mut worker_listeners = Vec::with_capacity(config.concurrency);
+    worker_listeners.push(server::WorkerListeners { inbound, outbound: listeners.outbound.into_std()? });
     for _ in 1..config.concurrency {
-        worker_listeners.push(first.another()?);
+        let another = worker_listeners[0].another()?;
+        worker_listeners.push(another);
     }
-    worker_listeners.insert(0, first);
     let mut workers = Vec::with_capacity(config.concurrency);
     for (index, listeners) in worker_listeners.into_iter().enumerate() {
         let context = worker_context();

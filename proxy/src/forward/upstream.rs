@@ -21,7 +21,7 @@ use tracing::debug;
 use super::ProxyContext;
 use crate::body::RequestBody;
 use crate::error::ForwardError;
-use crate::pool::{BoxError, Failure, Upstream};
+use crate::pool::{Failure, Upstream};
 use crate::routing::cluster::{Cluster, Outcome, UpstreamHold};
 use crate::routing::RoutingTable;
 use crate::telemetry::{Exchange, grpc_status};
@@ -123,8 +123,7 @@ pub fn grpc_status_for_http(status: u16) -> u32 {
 /// How one attempt failed.
 #[derive(Debug)]
 enum AttemptError {
-    Connect(BoxError),
-    Reset(BoxError),
+    Failed(Failure),
     PerTryTimeout,
     Timeout,
 }
@@ -179,11 +178,11 @@ pub async fn send(
         let sent = pool.send(&exchange.upstream_address, request);
         let result = match per_try_deadline {
             Some(at) => match tokio::time::timeout_at(at.into(), sent).await {
-                Ok(result) => result.map_err(classify),
+                Ok(result) => result.map_err(AttemptError::Failed),
                 Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => Err(AttemptError::Timeout),
                 Err(_) => Err(AttemptError::PerTryTimeout),
             },
-            None => sent.await.map_err(classify),
+            None => sent.await.map_err(AttemptError::Failed),
         };
         let retries_left = exchange.attempts <= plan.retries.attempts;
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
@@ -212,8 +211,8 @@ pub async fn send(
             Err(error) => {
                 lease.record(Outcome::LocalFailure);
                 let retriable = match &error {
-                    AttemptError::Connect(_) => retry_on.retries_connect_failure(),
-                    AttemptError::Reset(_) => retry_on.retries_reset(),
+                    AttemptError::Failed(Failure::Connect(_)) => retry_on.retries_connect_failure(),
+                    AttemptError::Failed(Failure::Reset(_)) => retry_on.retries_reset(),
                     AttemptError::PerTryTimeout => retry_on.retries_per_try_timeout(),
                     AttemptError::Timeout => false,
                 };
@@ -230,14 +229,11 @@ pub async fn send(
                     context.stats.routing.retries.with_label_values(&["exhausted"]).inc();
                     exchange.add_flag("URX");
                 }
-                let upstream = exchange.upstream_address.clone();
                 return Err(match error {
-                    AttemptError::Connect(source) => {
-                        context.stats.outbound.upstream_connect_failures.inc();
-                        ForwardError::UpstreamConnect { upstream, source }
+                    AttemptError::Failed(failure) => super::failed(context, exchange, failure),
+                    AttemptError::PerTryTimeout | AttemptError::Timeout => {
+                        ForwardError::UpstreamTimeout { upstream: exchange.upstream_address.clone() }
                     }
-                    AttemptError::Reset(source) => ForwardError::UpstreamReset { upstream, source },
-                    AttemptError::PerTryTimeout | AttemptError::Timeout => ForwardError::UpstreamTimeout { upstream },
                 });
             }
         }
@@ -262,13 +258,6 @@ async fn drain_for_reuse(upstream: Upstream) {
     }
     if let Ok(Ok(_)) = tokio::time::timeout(DRAIN_WAIT, body.collect()).await {
         connection.release();
-    }
-}
-
-fn classify(failure: Failure) -> AttemptError {
-    match failure {
-        Failure::Connect(error) => AttemptError::Connect(error),
-        Failure::Reset(error) => AttemptError::Reset(error),
     }
 }
 
