@@ -223,11 +223,7 @@ impl UpstreamPool {
         drop(parked);
         let io = self.connect(upstream).await?;
         let (mut sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(error = %error, "upstream connection ended");
-            }
-        });
+        drive(connection, "http/1.1");
         let response = sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))?;
         Ok(Upstream { response, connection: Some(self.lend(sender, key)) })
     }
@@ -272,11 +268,7 @@ impl UpstreamPool {
                     .handshake(io)
                     .await
                     .map_err(|e| Failure::Connect(e.into()))?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        debug!(error = %error, "upstream h2c connection ended");
-                    }
-                });
+                drive(connection, "h2c");
                 let shared = Shared { sender: sender.clone(), last_used: Instant::now() };
                 self.inner.state.lock().http2.insert(upstream.into(), shared);
                 sender
@@ -378,6 +370,15 @@ impl PoolInner {
         drop(state);
         drop(closed);
     }
+}
+
+/// Runs an upstream connection's task on the current runtime until it ends.
+fn drive(connection: impl Future<Output = hyper::Result<()>> + Send + 'static, protocol: &'static str) {
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            debug!(protocol, error = %error, "upstream connection ended");
+        }
+    });
 }
 
 /// Origin-form (`/path?query`) for an HTTP/1.1 upstream.
