@@ -140,11 +140,13 @@ if needs_servers; then
 fi
 
 if needs_servers && [[ -z ${BENCH_BIN:-} || -z ${BENCH_PROXY_BIN:-} ]]; then
-    log "building release binaries (cargo build --release --workspace --bins)"
-    (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release --workspace --bins)
+    # The sidecar is measured as it ships: the `sidecar` profile (release + fat LTO).
+    log "building meshtel (--release) and meshtel-proxy (--profile sidecar)"
+    (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release --bin meshtel)
+    (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --profile sidecar -p meshtel-proxy --bin meshtel-proxy)
 fi
 BIN=${BENCH_BIN:-$CARGO_TARGET_DIR/release/meshtel}
-PROXY_BIN=${BENCH_PROXY_BIN:-$CARGO_TARGET_DIR/release/meshtel-proxy}
+PROXY_BIN=${BENCH_PROXY_BIN:-$CARGO_TARGET_DIR/sidecar/meshtel-proxy}
 PROXY_CMD=("$PROXY_BIN")
 [[ $(basename "$PROXY_BIN") == meshtel ]] && PROXY_CMD+=(proxy)
 if needs_servers; then

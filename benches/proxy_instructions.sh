@@ -4,7 +4,7 @@
 # comparing two builds of the proxy on a noisy shared machine (CPU time per request
 # swings by 30 % and more there; this count repeats within 3 %).
 #
-#   benches/proxy_instructions.sh [PROXY_BIN ...]     # default: the release build
+#   benches/proxy_instructions.sh [PROXY_BIN ...]     # default: the sidecar build
 #   BENCH_REQUESTS=2000 BENCH_LISTENER=outbound benches/proxy_instructions.sh A B
 #
 # Each binary runs under callgrind with instrumentation off, forwards 500 warm-up
@@ -33,8 +33,8 @@ for tool in valgrind callgrind_control nginx python3; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [[ $# -eq 0 ]]; then
-    (cd "$ROOT" && cargo build --release -p meshtel-proxy --bin meshtel-proxy)
-    set -- "$CARGO_TARGET_DIR/release/meshtel-proxy"
+    (cd "$ROOT" && cargo build --profile sidecar -p meshtel-proxy --bin meshtel-proxy)
+    set -- "$CARGO_TARGET_DIR/sidecar/meshtel-proxy"
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/meshtel-proxy-instructions.XXXXXX")
