@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BufMut;
 use meshtel_model::mixer::{ReportRequest, ReportResponse, RequestRecord};
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic_prost::ProstDecoder;
 use tokio::time::Instant;
@@ -38,13 +38,10 @@ pub const MAX_BATCH_RECORDS: usize = 1000;
 /// How long a batch waits for more records after its first.
 pub const BATCH_LINGER: Duration = Duration::from_millis(100);
 /// While a batch lingers, the shortest wait between two takes of what has been
-/// queued: the request path never wakes the sender, so it wakes at most this often
-/// however busy the proxy is (see [`gather`]).
+/// queued: the request path wakes the sender only when the queue passes half full
+/// ([`HalfFull`]), so it wakes at most this often however busy the proxy is (see
+/// [`gather`]).
 pub const BATCH_POLL: Duration = Duration::from_millis(10);
-/// The highest rate, in items per second, that [`gather`] plans for: between two takes
-/// it never waits longer than half its queue takes to fill at this rate, so a burst
-/// after a quiet spell does not overflow the queue.
-pub const PEAK_RATE: f64 = 100_000.0;
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
@@ -59,6 +56,7 @@ type EncodedRecord = Vec<u8>;
 #[derive(Debug, Clone)]
 pub struct ReportQueue {
     sender: mpsc::Sender<EncodedRecord>,
+    half_full: Arc<HalfFull>,
     dropped_since_last: Arc<AtomicU64>,
     stats: Stats,
 }
@@ -68,7 +66,9 @@ impl ReportQueue {
     /// encoded, when the queue was full already) and counts the drop.
     pub fn submit(&self, record: RequestRecord) {
         let queued = self.sender.capacity() > 0 && self.sender.try_send(record.encode_to_vec()).is_ok();
-        if !queued {
+        if queued {
+            self.half_full.queued(&self.sender);
+        } else {
             self.stats.reports_dropped.inc();
             self.dropped_since_last.fetch_add(1, Ordering::Relaxed);
         }
@@ -138,6 +138,7 @@ pub struct ReportStream {
     endpoint: Endpoint,
     proxy_id: String,
     receiver: mpsc::Receiver<EncodedRecord>,
+    half_full: Arc<HalfFull>,
     dropped_since_last: Arc<AtomicU64>,
     stats: Stats,
 }
@@ -145,9 +146,10 @@ pub struct ReportStream {
 /// A queue of `capacity` records and the task that streams them to `endpoint`.
 pub fn report_channel(endpoint: Endpoint, proxy_id: String, capacity: usize, stats: Stats) -> (ReportQueue, ReportStream) {
     let (sender, receiver) = mpsc::channel(capacity.max(1));
+    let half_full = HalfFull::new(capacity.max(1));
     let dropped_since_last = Arc::new(AtomicU64::new(0));
-    let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), stats: stats.clone() };
-    (queue, ReportStream { endpoint, proxy_id, receiver, dropped_since_last, stats })
+    let queue = ReportQueue { sender, half_full: half_full.clone(), dropped_since_last: dropped_since_last.clone(), stats: stats.clone() };
+    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, stats })
 }
 
 enum StreamEnd {
@@ -236,7 +238,7 @@ impl ReportStream {
     async fn fill_batch(&mut self, first: EncodedRecord) -> EncodedBatch {
         let mut records = Vec::with_capacity(64);
         records.push(first);
-        gather(&mut self.receiver, &mut records, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+        gather(&mut self.receiver, &self.half_full, &mut records, MAX_BATCH_RECORDS, BATCH_LINGER).await;
         self.batch(records)
     }
 
@@ -342,16 +344,42 @@ impl Reconnect {
     }
 }
 
+/// Wakes a batch that [`gather`] lingers over once its queue is half full, so that a
+/// burst after a quiet spell cannot fill the queue while the batch sleeps. The request
+/// path pays an atomic load per item; a wake-up (a cross-thread notification) happens
+/// only when the queue passes half full, which a proxy whose collector keeps up never
+/// sees.
+#[derive(Debug)]
+pub(crate) struct HalfFull {
+    wake: Notify,
+    /// Free slots at or below which the queue counts as half full.
+    free_at_half: usize,
+}
+
+impl HalfFull {
+    /// For a queue of `capacity` items.
+    pub(crate) fn new(capacity: usize) -> Arc<HalfFull> {
+        Arc::new(HalfFull { wake: Notify::new(), free_at_half: capacity / 2 })
+    }
+
+    /// Called after an item was queued on `sender`.
+    pub(crate) fn queued<T>(&self, sender: &mpsc::Sender<T>) {
+        if sender.capacity() <= self.free_at_half {
+            self.wake.notify_one();
+        }
+    }
+}
+
 /// Fills `batch` (which holds the first item) from `receiver` for up to `linger` or
 /// until it holds `max` items, taking what is queued from time to time rather than
 /// waiting on each item: a wake-up per request would cost the request path a
 /// cross-thread notification each time. Between two takes it waits half the time the
 /// items' rate so far says the batch (or half the queue) needs to fill, at least
-/// [`BATCH_POLL`], at most until `linger` ends and at most what half the queue takes to
-/// fill at [`PEAK_RATE`] (50 ms for 10,000 records): a proxy at 100 requests/s takes
-/// from the queue four times per 100 ms batch, one at 50,000 every 10 ms. Returns how
-/// many times it took from the queue.
-pub(crate) async fn gather<T>(receiver: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize, linger: Duration) -> usize {
+/// [`BATCH_POLL`] and at most until `linger` ends, or until the queue passes half full
+/// (`half_full`). A proxy at 1,000 requests/s takes from the queue once or twice per
+/// 100 ms batch, one sampling 10 spans/s once per second, one at 50,000 every 10 ms.
+/// Returns how many times it took from the queue.
+pub(crate) async fn gather<T>(receiver: &mut mpsc::Receiver<T>, half_full: &HalfFull, batch: &mut Vec<T>, max: usize, linger: Duration) -> usize {
     let started = Instant::now();
     let deadline = started + linger;
     let mut takes = 0;
@@ -371,8 +399,10 @@ pub(crate) async fn gather<T>(receiver: &mut mpsc::Receiver<T>, batch: &mut Vec<
         let room = (max - batch.len()).min(receiver.max_capacity() / 2).max(1);
         let per_item = now.saturating_duration_since(started).div_f64(batch.len().max(1) as f64);
         let fill = per_item.saturating_mul(u32::try_from(room).unwrap_or(u32::MAX));
-        let longest = Duration::from_secs_f64(receiver.max_capacity() as f64 / 2.0 / PEAK_RATE).max(BATCH_POLL);
-        tokio::time::sleep_until(deadline.min(now + (fill / 2).clamp(BATCH_POLL, longest))).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.min(now + (fill / 2).max(BATCH_POLL))) => {}
+            () = half_full.wake.notified() => {}
+        }
     }
 }
 
@@ -386,11 +416,11 @@ mod tests {
     use super::*;
 
     /// Takes batches as the Report stream does until the producer is done; how many items.
-    async fn take_in_batches(receiver: &mut mpsc::Receiver<u32>) -> usize {
+    async fn take_in_batches(receiver: &mut mpsc::Receiver<u32>, half_full: &HalfFull) -> usize {
         let mut seen = 0;
         while let Some(first) = receiver.recv().await {
             let mut batch = vec![first];
-            gather(receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+            gather(receiver, half_full, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
             seen += batch.len();
         }
         seen
@@ -398,17 +428,29 @@ mod tests {
 
     /// Queues `count` items, `burst` every `every` (the timer ticks in milliseconds),
     /// then stops.
-    fn produce(sender: mpsc::Sender<u32>, count: u32, every: Duration, burst: u32) {
+    fn produce(sender: mpsc::Sender<u32>, half_full: Arc<HalfFull>, count: u32, every: Duration, burst: u32) {
         tokio::spawn(async move {
             for i in 0..count {
                 if i % burst == 0 {
                     tokio::time::sleep(every).await;
                 }
-                if sender.try_send(i).is_err() {
-                    panic!("item {i} found the queue full");
-                }
+                send(&sender, &half_full, i);
             }
         });
+    }
+
+    /// Queues `item` as the request path does; panics when the queue is full.
+    fn send(sender: &mpsc::Sender<u32>, half_full: &HalfFull, item: u32) {
+        if sender.try_send(item).is_err() {
+            panic!("item {item} found the queue full");
+        }
+        half_full.queued(sender);
+    }
+
+    /// A queue of `capacity` and its half-full wake.
+    fn queue(capacity: usize) -> (mpsc::Sender<u32>, mpsc::Receiver<u32>, Arc<HalfFull>) {
+        let (sender, receiver) = mpsc::channel(capacity);
+        (sender, receiver, HalfFull::new(capacity))
     }
 
     #[test]
@@ -440,25 +482,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_stream_is_taken_twice_per_batch_and_a_fast_one_fills_it_early() {
-        // 100 items/s: the batch waits out its linger, taking from the queue four times,
-        // not every 10 ms.
-        let (sender, mut receiver) = mpsc::channel(10_000);
-        produce(sender, 1_000, Duration::from_millis(10), 1);
+        // 100 items/s: the batch waits out its linger, taking from the queue at most
+        // twice more, not every 10 ms.
+        let (sender, mut receiver, half_full) = queue(10_000);
+        produce(sender, half_full.clone(), 1_000, Duration::from_millis(10), 1);
         let mut batch = vec![receiver.recv().await.expect("first item")];
         let started = Instant::now();
-        let takes = gather(&mut receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+        let takes = gather(&mut receiver, &half_full, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
         assert!(started.elapsed() >= BATCH_LINGER);
         assert!((5..=12).contains(&batch.len()), "{} items", batch.len());
-        assert!(takes <= 4, "{takes} takes");
+        assert!(takes <= 3, "{takes} takes");
 
         // 50,000 items/s: full long before the linger ends.
-        let (sender, mut receiver) = mpsc::channel(10_000);
-        produce(sender, 5_000, Duration::from_millis(1), 50);
+        let (sender, mut receiver, half_full) = queue(10_000);
+        produce(sender, half_full.clone(), 5_000, Duration::from_millis(1), 50);
         let mut batch = vec![receiver.recv().await.expect("first item")];
         let started = Instant::now();
-        gather(&mut receiver, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+        gather(&mut receiver, &half_full, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
         assert_eq!(batch.len(), MAX_BATCH_RECORDS);
         assert!(started.elapsed() < BATCH_LINGER, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_sparse_span_stream_is_taken_once_per_linger() {
+        // 20 spans/s into a queue of 2,048 with a 1 s linger (the span exporter's
+        // shape): the batch sleeps through its linger instead of waking every 10 ms.
+        let (sender, mut receiver, half_full) = queue(2_048);
+        produce(sender, half_full.clone(), 40, Duration::from_millis(50), 1);
+        let mut batch = vec![receiver.recv().await.expect("first item")];
+        let takes = gather(&mut receiver, &half_full, &mut batch, 512, Duration::from_secs(1)).await;
+        assert!(takes <= 3, "{takes} takes");
+        assert!((15..=25).contains(&batch.len()), "{} items", batch.len());
     }
 
     #[tokio::test]
@@ -466,30 +520,50 @@ mod tests {
         // One item, 15 quiet ms (long enough for the rate so far to promise a slow
         // batch), then 50 items a millisecond: the queue of 1,000 must never fill
         // (the producer panics if it does).
-        let (sender, mut receiver) = mpsc::channel(1_000);
+        let (sender, mut receiver, half_full) = queue(1_000);
+        let producer = half_full.clone();
         tokio::spawn(async move {
-            let _ = sender.try_send(0);
+            send(&sender, &producer, 0);
             tokio::time::sleep(Duration::from_millis(15)).await;
             for i in 1..=4_000 {
                 if i % 50 == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                if sender.try_send(i).is_err() {
-                    panic!("item {i} found the queue full");
-                }
+                send(&sender, &producer, i);
             }
         });
-        let seen = take_in_batches(&mut receiver).await;
+        let seen = take_in_batches(&mut receiver, &half_full).await;
         assert_eq!(seen, 4_001);
+    }
+
+    #[tokio::test]
+    async fn a_burst_wakes_a_batch_lingering_over_a_sparse_stream() {
+        // A batch lingering for a second over a quiet queue of 1,000: 550 items at once
+        // pass half full and wake it, so it fills (500) long before its linger ends.
+        // Without the wake it would sleep on, at the rate the first item promised.
+        let (sender, mut receiver, half_full) = queue(1_000);
+        send(&sender, &half_full, 0);
+        let mut batch = vec![receiver.recv().await.expect("first item")];
+        let producer = half_full.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            for i in 1..=550 {
+                send(&sender, &producer, i);
+            }
+        });
+        let started = Instant::now();
+        gather(&mut receiver, &half_full, &mut batch, 500, Duration::from_secs(1)).await;
+        assert_eq!(batch.len(), 500);
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
     }
 
     #[tokio::test]
     async fn a_small_queue_is_taken_from_before_it_fills() {
         // A queue of 100 at 2,000 items/s: waits stay short enough that the producer
         // never finds it full (it panics if it does).
-        let (sender, mut receiver) = mpsc::channel(100);
-        produce(sender, 400, Duration::from_millis(1), 2);
-        let seen = take_in_batches(&mut receiver).await;
+        let (sender, mut receiver, half_full) = queue(100);
+        produce(sender, half_full.clone(), 400, Duration::from_millis(1), 2);
+        let seen = take_in_batches(&mut receiver, &half_full).await;
         assert_eq!(seen, 400);
     }
 }

@@ -5,6 +5,7 @@
 //!       (full: drop + count)                     (failed: drop + count, back off)
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
@@ -17,6 +18,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
 use crate::mesh::WorkloadIdentity;
+use crate::report::{HalfFull, gather};
 use crate::stats::Stats;
 
 /// Most spans in one export.
@@ -30,13 +32,16 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SpanQueue {
     sender: mpsc::Sender<Span>,
+    half_full: Arc<HalfFull>,
     stats: Stats,
 }
 
 impl SpanQueue {
     /// Queues a span without waiting; a full queue drops it and counts the drop.
     pub fn submit(&self, span: Span) {
-        if self.sender.try_send(span).is_err() {
+        if self.sender.try_send(span).is_ok() {
+            self.half_full.queued(&self.sender);
+        } else {
             self.stats.spans_dropped.inc();
         }
     }
@@ -48,12 +53,14 @@ pub struct SpanExporter {
     endpoint: Endpoint,
     resource: Resource,
     receiver: mpsc::Receiver<Span>,
+    half_full: Arc<HalfFull>,
     stats: Stats,
 }
 
 /// A queue of `capacity` spans and the exporter that sends them to `endpoint`.
 pub fn span_channel(endpoint: Endpoint, identity: &WorkloadIdentity, service: &str, capacity: usize, stats: Stats) -> (SpanQueue, SpanExporter) {
     let (sender, receiver) = mpsc::channel(capacity.max(1));
+    let half_full = HalfFull::new(capacity.max(1));
     let resource = Resource {
         attributes: vec![
             // Istio's proxies name their spans' service `<service>.<namespace>`.
@@ -66,7 +73,7 @@ pub fn span_channel(endpoint: Endpoint, identity: &WorkloadIdentity, service: &s
         ],
         ..Default::default()
     };
-    (SpanQueue { sender, stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, stats })
+    (SpanQueue { sender, half_full: half_full.clone(), stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, half_full, stats })
 }
 
 impl SpanExporter {
@@ -83,7 +90,7 @@ impl SpanExporter {
             let mut spans = vec![first];
             // Shutdown cuts the linger short; what was gathered is exported below.
             tokio::select! {
-                _ = crate::report::gather(&mut self.receiver, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER) => {}
+                _ = gather(&mut self.receiver, &self.half_full, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER) => {}
                 _ = shutdown.changed() => {}
             }
             if self.export(&mut client, spans).await {
