@@ -40,7 +40,15 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/meshtel-proxy-instructions.XXXXXX")
 PIDS=()
 cleanup() {
-    local pid
+    # TERM first: an nginx master killed with KILL leaves its worker behind.
+    local pid alive
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 30); do
+        alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
     for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
