@@ -55,8 +55,7 @@ type EncodedRecord = Vec<u8>;
 /// The request path's handle on the record queue.
 #[derive(Debug, Clone)]
 pub struct ReportQueue {
-    sender: mpsc::Sender<EncodedRecord>,
-    half_full: Arc<HalfFull>,
+    sender: BatchSender<EncodedRecord>,
     dropped_since_last: Arc<AtomicU64>,
     stats: Stats,
 }
@@ -65,10 +64,8 @@ impl ReportQueue {
     /// Encodes and queues a record without waiting; a full queue drops it (not
     /// encoded, when the queue was full already) and counts the drop.
     pub fn submit(&self, record: RequestRecord) {
-        let queued = self.sender.capacity() > 0 && self.sender.try_send(record.encode_to_vec()).is_ok();
-        if queued {
-            self.half_full.queued(&self.sender);
-        } else {
+        let queued = self.sender.has_room() && self.sender.try_send(record.encode_to_vec());
+        if !queued {
             self.stats.reports_dropped.inc();
             self.dropped_since_last.fetch_add(1, Ordering::Relaxed);
         }
@@ -145,10 +142,9 @@ pub struct ReportStream {
 
 /// A queue of `capacity` records and the task that streams them to `endpoint`.
 pub fn report_channel(endpoint: Endpoint, proxy_id: String, capacity: usize, stats: Stats) -> (ReportQueue, ReportStream) {
-    let (sender, receiver) = mpsc::channel(capacity.max(1));
-    let half_full = HalfFull::new(capacity.max(1));
+    let (sender, receiver, half_full) = batch_channel(capacity);
     let dropped_since_last = Arc::new(AtomicU64::new(0));
-    let queue = ReportQueue { sender, half_full: half_full.clone(), dropped_since_last: dropped_since_last.clone(), stats: stats.clone() };
+    let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), stats: stats.clone() };
     (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, stats })
 }
 
@@ -356,18 +352,46 @@ pub(crate) struct HalfFull {
     free_at_half: usize,
 }
 
-impl HalfFull {
-    /// For a queue of `capacity` items.
-    pub(crate) fn new(capacity: usize) -> Arc<HalfFull> {
-        Arc::new(HalfFull { wake: Notify::new(), free_at_half: capacity / 2 })
+/// The request path's end of a bounded queue that a batching task drains with
+/// [`gather`]: sending never waits, and wakes the task only when the queue passes
+/// half full.
+#[derive(Debug)]
+pub(crate) struct BatchSender<T> {
+    sender: mpsc::Sender<T>,
+    half_full: Arc<HalfFull>,
+}
+
+impl<T> Clone for BatchSender<T> {
+    fn clone(&self) -> Self {
+        BatchSender { sender: self.sender.clone(), half_full: self.half_full.clone() }
+    }
+}
+
+impl<T> BatchSender<T> {
+    /// Whether the queue has a free slot now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.sender.capacity() > 0
     }
 
-    /// Called after an item was queued on `sender`.
-    pub(crate) fn queued<T>(&self, sender: &mpsc::Sender<T>) {
-        if sender.capacity() <= self.free_at_half {
-            self.wake.notify_one();
+    /// Queues `item` without waiting; false when the queue is full or closed.
+    pub(crate) fn try_send(&self, item: T) -> bool {
+        if self.sender.try_send(item).is_err() {
+            return false;
         }
+        if self.sender.capacity() <= self.half_full.free_at_half {
+            self.half_full.wake.notify_one();
+        }
+        true
     }
+}
+
+/// A queue of `capacity` items (at least one): the request path's end, and the
+/// batching task's receiver and half-full wake for [`gather`].
+pub(crate) fn batch_channel<T>(capacity: usize) -> (BatchSender<T>, mpsc::Receiver<T>, Arc<HalfFull>) {
+    let capacity = capacity.max(1);
+    let (sender, receiver) = mpsc::channel(capacity);
+    let half_full = Arc::new(HalfFull { wake: Notify::new(), free_at_half: capacity / 2 });
+    (BatchSender { sender, half_full: half_full.clone() }, receiver, half_full)
 }
 
 /// Fills `batch` (which holds the first item) from `receiver` for up to `linger` or
@@ -428,30 +452,24 @@ mod tests {
 
     /// Queues `count` items, `burst` every `every` (the timer ticks in milliseconds),
     /// then stops.
-    fn produce(sender: mpsc::Sender<u32>, half_full: Arc<HalfFull>, count: u32, every: Duration, burst: u32) {
+    fn produce(sender: BatchSender<u32>, count: u32, every: Duration, burst: u32) {
         tokio::spawn(async move {
             for i in 0..count {
                 if i % burst == 0 {
                     tokio::time::sleep(every).await;
                 }
-                send(&sender, &half_full, i);
+                send(&sender, i);
             }
         });
     }
 
     /// Queues `item` as the request path does; panics when the queue is full.
-    fn send(sender: &mpsc::Sender<u32>, half_full: &HalfFull, item: u32) {
-        if sender.try_send(item).is_err() {
+    fn send(sender: &BatchSender<u32>, item: u32) {
+        if !sender.try_send(item) {
             panic!("item {item} found the queue full");
         }
-        half_full.queued(sender);
     }
 
-    /// A queue of `capacity` and its half-full wake.
-    fn queue(capacity: usize) -> (mpsc::Sender<u32>, mpsc::Receiver<u32>, Arc<HalfFull>) {
-        let (sender, receiver) = mpsc::channel(capacity);
-        (sender, receiver, HalfFull::new(capacity))
-    }
 
     #[test]
     fn an_encoded_batch_decodes_as_the_report_request_it_stands_for() {
@@ -484,8 +502,8 @@ mod tests {
     async fn a_slow_stream_is_taken_twice_per_batch_and_a_fast_one_fills_it_early() {
         // 100 items/s: the batch waits out its linger, taking from the queue at most
         // twice more, not every 10 ms.
-        let (sender, mut receiver, half_full) = queue(10_000);
-        produce(sender, half_full.clone(), 1_000, Duration::from_millis(10), 1);
+        let (sender, mut receiver, half_full) = batch_channel(10_000);
+        produce(sender, 1_000, Duration::from_millis(10), 1);
         let mut batch = vec![receiver.recv().await.expect("first item")];
         let started = Instant::now();
         let takes = gather(&mut receiver, &half_full, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
@@ -494,8 +512,8 @@ mod tests {
         assert!(takes <= 3, "{takes} takes");
 
         // 50,000 items/s: full long before the linger ends.
-        let (sender, mut receiver, half_full) = queue(10_000);
-        produce(sender, half_full.clone(), 5_000, Duration::from_millis(1), 50);
+        let (sender, mut receiver, half_full) = batch_channel(10_000);
+        produce(sender, 5_000, Duration::from_millis(1), 50);
         let mut batch = vec![receiver.recv().await.expect("first item")];
         let started = Instant::now();
         gather(&mut receiver, &half_full, &mut batch, MAX_BATCH_RECORDS, BATCH_LINGER).await;
@@ -507,8 +525,8 @@ mod tests {
     async fn a_sparse_span_stream_is_taken_once_per_linger() {
         // 20 spans/s into a queue of 2,048 with a 1 s linger (the span exporter's
         // shape): the batch sleeps through its linger instead of waking every 10 ms.
-        let (sender, mut receiver, half_full) = queue(2_048);
-        produce(sender, half_full.clone(), 40, Duration::from_millis(50), 1);
+        let (sender, mut receiver, half_full) = batch_channel(2_048);
+        produce(sender, 40, Duration::from_millis(50), 1);
         let mut batch = vec![receiver.recv().await.expect("first item")];
         let takes = gather(&mut receiver, &half_full, &mut batch, 512, Duration::from_secs(1)).await;
         assert!(takes <= 3, "{takes} takes");
@@ -520,16 +538,15 @@ mod tests {
         // One item, 15 quiet ms (long enough for the rate so far to promise a slow
         // batch), then 50 items a millisecond: the queue of 1,000 must never fill
         // (the producer panics if it does).
-        let (sender, mut receiver, half_full) = queue(1_000);
-        let producer = half_full.clone();
+        let (sender, mut receiver, half_full) = batch_channel(1_000);
         tokio::spawn(async move {
-            send(&sender, &producer, 0);
+            send(&sender, 0);
             tokio::time::sleep(Duration::from_millis(15)).await;
             for i in 1..=4_000 {
                 if i % 50 == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                send(&sender, &producer, i);
+                send(&sender, i);
             }
         });
         let seen = take_in_batches(&mut receiver, &half_full).await;
@@ -541,14 +558,13 @@ mod tests {
         // A batch lingering for a second over a quiet queue of 1,000: 550 items at once
         // pass half full and wake it, so it fills (500) long before its linger ends.
         // Without the wake it would sleep on, at the rate the first item promised.
-        let (sender, mut receiver, half_full) = queue(1_000);
-        send(&sender, &half_full, 0);
+        let (sender, mut receiver, half_full) = batch_channel(1_000);
+        send(&sender, 0);
         let mut batch = vec![receiver.recv().await.expect("first item")];
-        let producer = half_full.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(30)).await;
             for i in 1..=550 {
-                send(&sender, &producer, i);
+                send(&sender, i);
             }
         });
         let started = Instant::now();
@@ -561,8 +577,8 @@ mod tests {
     async fn a_small_queue_is_taken_from_before_it_fills() {
         // A queue of 100 at 2,000 items/s: waits stay short enough that the producer
         // never finds it full (it panics if it does).
-        let (sender, mut receiver, half_full) = queue(100);
-        produce(sender, half_full.clone(), 400, Duration::from_millis(1), 2);
+        let (sender, mut receiver, half_full) = batch_channel(100);
+        produce(sender, 400, Duration::from_millis(1), 2);
         let seen = take_in_batches(&mut receiver, &half_full).await;
         assert_eq!(seen, 400);
     }

@@ -18,7 +18,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
 use crate::mesh::WorkloadIdentity;
-use crate::report::{HalfFull, gather};
+use crate::report::{BatchSender, HalfFull, batch_channel, gather};
 use crate::stats::Stats;
 
 /// Most spans in one export.
@@ -31,17 +31,14 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The request path's handle on the span queue.
 #[derive(Debug, Clone)]
 pub struct SpanQueue {
-    sender: mpsc::Sender<Span>,
-    half_full: Arc<HalfFull>,
+    sender: BatchSender<Span>,
     stats: Stats,
 }
 
 impl SpanQueue {
     /// Queues a span without waiting; a full queue drops it and counts the drop.
     pub fn submit(&self, span: Span) {
-        if self.sender.try_send(span).is_ok() {
-            self.half_full.queued(&self.sender);
-        } else {
+        if !self.sender.try_send(span) {
             self.stats.spans_dropped.inc();
         }
     }
@@ -59,8 +56,7 @@ pub struct SpanExporter {
 
 /// A queue of `capacity` spans and the exporter that sends them to `endpoint`.
 pub fn span_channel(endpoint: Endpoint, identity: &WorkloadIdentity, service: &str, capacity: usize, stats: Stats) -> (SpanQueue, SpanExporter) {
-    let (sender, receiver) = mpsc::channel(capacity.max(1));
-    let half_full = HalfFull::new(capacity.max(1));
+    let (sender, receiver, half_full) = batch_channel(capacity);
     let resource = Resource {
         attributes: vec![
             // Istio's proxies name their spans' service `<service>.<namespace>`.
@@ -73,7 +69,7 @@ pub fn span_channel(endpoint: Endpoint, identity: &WorkloadIdentity, service: &s
         ],
         ..Default::default()
     };
-    (SpanQueue { sender, half_full: half_full.clone(), stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, half_full, stats })
+    (SpanQueue { sender, stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, half_full, stats })
 }
 
 impl SpanExporter {
