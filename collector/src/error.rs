@@ -50,12 +50,21 @@ pub enum Error {
     /// The body is not a valid protobuf message.
     #[error("cannot decode the protobuf request: {0}")]
     DecodeProtobuf(#[from] prost::DecodeError),
-    /// The body is not valid (OTLP or Zipkin) JSON.
     /// The body is not a valid OTLP protobuf request, as the sink's decoder found.
     #[error("cannot decode the protobuf request: {0}")]
     DecodeOtlp(String),
+    /// The body is not valid (OTLP or Zipkin) JSON.
     #[error("cannot decode the JSON request: {0}")]
     DecodeJson(#[from] serde_json::Error),
+    /// A field of a JSON request holds what its type cannot (an id of odd length, a
+    /// string where a number belongs, ...).
+    #[error("cannot decode the JSON request: {path}: {source}")]
+    DecodeJsonField {
+        /// Where, e.g. `resourceSpans[0].scopeSpans[0].spans[0].traceId`.
+        path: String,
+        /// What was wrong there.
+        source: serde_json::Error,
+    },
     /// A Zipkin span is invalid; the message names the span index and field.
     #[error("{0}")]
     InvalidZipkinSpan(String),
@@ -120,6 +129,7 @@ impl Error {
             | Error::DecodeProtobuf(_)
             | Error::DecodeOtlp(_)
             | Error::DecodeJson(_)
+            | Error::DecodeJsonField { .. }
             | Error::InvalidZipkinSpan(_)
             | Error::InvalidQuotaRequest(_) => ErrorCode::BadRequest,
             Error::Overloaded { .. } | Error::Unavailable(_) => ErrorCode::Unavailable,

@@ -23,7 +23,7 @@ use meshtel_model::otlp::collector::trace::v1::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// `Span.kind` names, as `SpanKind` numbers them.
 const SPAN_KIND_NAMES: &[(&str, i64)] = &[
@@ -57,7 +57,10 @@ const PROFILING_ONLY_FIELDS: &[&str] = &["keyStrindex", "stringValueStrindex"];
 pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceRequest> {
     let mut value: Value = serde_json::from_slice(body)?;
     normalize_otlp_json(&mut value);
-    Ok(serde_json::from_value(value)?)
+    serde_path_to_error::deserialize(value).map_err(|e| Error::DecodeJsonField {
+        path: e.path().to_string(),
+        source: e.into_inner(),
+    })
 }
 
 /// Rewrites an OTLP/JSON tree into the form the generated serde impls accept; see

@@ -657,10 +657,13 @@ impl Rewrite {
             Some(StringMatch::Prefix(prefix)) => Some(prefix.as_str()),
             _ => None,
         });
-        Some(match prefix {
+        let rewritten = match prefix {
             Some(prefix) if path.len() >= prefix.len() => format!("{uri}{}", &path[prefix.len()..]),
             _ => uri.clone(),
-        })
+        };
+        // The request target must stay a path: `/` for nothing left, a leading `/`
+        // for a rewrite such as `v2` of `/api/x`.
+        Some(if rewritten.starts_with('/') { rewritten } else { format!("/{rewritten}") })
     }
 }
 

@@ -243,6 +243,14 @@ pub fn strip_port(authority: &str) -> &str {
 pub fn load_mesh_file(path: &Path, own_namespace: &str) -> Result<Mesh> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| Error::MeshRead { path: path.to_owned(), source })?;
+    // Most likely a file caught between an editor's truncate and its write: taking it
+    // at its word would drop every service of the mesh.
+    if text.trim().is_empty() {
+        return Err(Error::MeshInvalid {
+            path: path.to_owned(),
+            reason: "the file is empty; a mesh without services is written `services: []`".to_owned(),
+        });
+    }
     let file: MeshFile = yaml_serde::from_str(&text)
         .map_err(|source| Error::MeshParse { path: path.to_owned(), source })?;
     Mesh::build(file, own_namespace)

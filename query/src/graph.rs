@@ -59,7 +59,8 @@ pub struct GraphRequest {
 }
 
 impl GraphRequest {
-    /// Parses `window`/`duration`, `namespace`/`namespaces`, `service`, `responseTime`.
+    /// Parses `window`/`duration`, `namespace`/`namespaces`, `service`, `responseTime`,
+    /// `graphType`.
     pub fn parse(params: &QueryParams) -> Result<GraphRequest> {
         let text = match params.get("window") {
             "" => params.get("duration"),
@@ -98,6 +99,17 @@ impl GraphRequest {
                 )));
             }
         };
+        // Kiali's graph types. The graph is always built per workload (its
+        // `graphType` says so) and a client groups it by app, version or service
+        // itself, as the UI does; anything else is a mistake worth telling.
+        match params.get("graphType") {
+            "" | "workload" | "app" | "versionedApp" | "service" => {}
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "graphType must be workload, app, versionedApp or service, not {other:?}"
+                )));
+            }
+        }
         Ok(GraphRequest {
             window,
             filter: GraphFilter {

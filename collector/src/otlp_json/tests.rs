@@ -209,3 +209,21 @@ fn encodes_responses_as_proto3_json() {
         br#"{"code":3,"message":"boom"}"#
     );
 }
+
+#[test]
+fn a_bad_field_is_named_in_the_error() {
+    for (bad, field) in [
+        (r#""traceId":"5b8efff798038103d269b633813fc60""#, "traceId"),
+        (r#""traceId":"zz8efff798038103d269b633813fc60c""#, "traceId"),
+        (r#""spanId":"eee19b7ec3c1b17""#, "spanId"),
+    ] {
+        let field_start = SPEC_EXAMPLE.find(&format!("\"{field}\"")).unwrap();
+        let field_end = field_start + SPEC_EXAMPLE[field_start..].find(',').unwrap();
+        let body = format!("{}{bad}{}", &SPEC_EXAMPLE[..field_start], &SPEC_EXAMPLE[field_end..]);
+        let error = decode_export_request_json(body.as_bytes()).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("resourceSpans[0].scopeSpans[0].spans[0].{field}: ")),
+            "{bad}: {error}"
+        );
+    }
+}

@@ -9,6 +9,9 @@ use super::attrs::{AttributeRef, DimensionExpr, is_header_name_byte};
 use super::policy::{Algorithm, Limit, QuotaOverride, QuotaPolicy, QuotaPolicySpec};
 use crate::duration::parse_go_duration;
 
+/// Largest `maxAmount` and `burst`: Check's limit, remaining and granted amounts are int64.
+const MAX_AMOUNT: u64 = i64::MAX as u64;
+
 /// One problem in a policy: where (`overrides[1].maxAmount`) and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -169,6 +172,12 @@ impl QuotaPolicySpec {
         if !self.unlimited && self.max_amount == 0 {
             errors.push("maxAmount", "must be greater than zero (or set unlimited: true)");
         }
+        if self.max_amount > MAX_AMOUNT {
+            errors.push("maxAmount", format!("must be at most {MAX_AMOUNT} (Check reports amounts as int64)"));
+        }
+        if self.burst.is_some_and(|b| b > MAX_AMOUNT) {
+            errors.push("burst", format!("must be at most {MAX_AMOUNT} (Check reports amounts as int64)"));
+        }
         if self.unlimited && self.shadow {
             errors.push("shadow", "has no effect on an unlimited quota");
         }
@@ -237,6 +246,9 @@ impl QuotaPolicySpec {
             }
             if o.max_amount == 0 {
                 errors.push(format!("{base}.maxAmount"), "must be greater than zero");
+            }
+            if o.max_amount > MAX_AMOUNT {
+                errors.push(format!("{base}.maxAmount"), format!("must be at most {MAX_AMOUNT} (Check reports amounts as int64)"));
             }
             let valid = match &o.valid_duration {
                 Some(text) => errors.duration(&format!("{base}.validDuration"), text),

@@ -197,6 +197,15 @@ fn read_dir_sources(dir: &Path, problems: &mut Vec<RuleProblem>) -> Vec<(String,
 fn read_file(path: &Path, problems: &mut Vec<RuleProblem>) -> Option<String> {
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
+            // Most likely a file caught between an editor's truncate and its write:
+            // taking it at its word would drop every rule it held.
+            Ok(text) if text.trim().is_empty() => {
+                problems.push(read_problem(
+                    path,
+                    "is empty: delete the file to remove its rules, or leave a comment in it".to_owned(),
+                ));
+                None
+            }
             Ok(text) => Some(text),
             Err(error) => {
                 problems.push(read_problem(path, format!("is not UTF-8 text: {}", error.utf8_error())));

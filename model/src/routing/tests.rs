@@ -456,6 +456,25 @@ fn load_dir_reads_rule_files_in_name_order() {
 
     let missing = RuleSet::load_dir(&dir).unwrap_err();
     assert_eq!(missing.problems.len(), 1);
+
+    // An empty rule file (an editor's truncate before its write) is refused, not read
+    // as no rules; a file holding only a comment is a deliberate edit.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a-dr.yml"), DR_ALL).unwrap();
+    std::fs::write(dir.join("b-vs.yaml"), " \n").unwrap();
+    let empty = RuleSet::load_dir(&dir);
+    std::fs::write(dir.join("b-vs.yaml"), "# no virtual services for now\n").unwrap();
+    let commented = RuleSet::load_dir(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let empty = empty.unwrap_err();
+    assert_eq!(empty.problems.len(), 1, "{empty}");
+    assert!(empty.problems[0].source.ends_with("b-vs.yaml"), "{empty}");
+    assert!(empty.problems[0].message.starts_with("is empty"), "{empty}");
+    let commented = commented.unwrap();
+    assert_eq!((commented.virtual_services.len(), commented.destination_rules.len()), (0, 4));
+
+    let missing = RuleSet::load_dir(&dir).unwrap_err();
+    assert_eq!(missing.problems.len(), 1);
     assert_eq!(missing.problems[0].source, dir.display().to_string());
     assert!(missing.problems[0].message.starts_with("cannot read the rules directory: "), "{}", missing.problems[0]);
     assert!(missing.problems[0].to_string().starts_with(&format!("{}: cannot read", dir.display())));

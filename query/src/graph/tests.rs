@@ -269,7 +269,11 @@ async fn graph_filters_and_params() {
         .await
         .json();
     assert_eq!(body["duration"], 60);
-    for bad in ["window=5x", "window=0s", "window=30d", "responseTime=90"] {
+    for kiali in ["workload", "app", "versionedApp", "service"] {
+        let body = get(&app, &format!("/api/graph?graphType={kiali}")).await.json();
+        assert_eq!(body["graphType"], "workload", "{kiali}: built per workload, grouped by the client");
+    }
+    for bad in ["window=5x", "window=0s", "window=30d", "responseTime=90", "graphType=bogus"] {
         let reply = get(&app, &format!("/api/graph?{bad}")).await;
         assert_eq!(
             reply.status,

@@ -221,3 +221,25 @@ fn specs_round_trip_through_json() {
     let back: QuotaPolicySpec = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn amounts_beyond_int64_are_refused() {
+    // Check answers limit, remaining and granted amounts as int64.
+    let errors = spec(
+        r#"
+name: q
+dimensions: {user: 'request.headers["x-user"]'}
+maxAmount: 18446744073709551615
+validDuration: 1s
+algorithm: token-bucket
+burst: 9223372036854775808
+overrides: [{dimensions: {user: jason}, maxAmount: 9223372036854775808}]
+"#,
+    )
+    .compile()
+    .unwrap_err();
+    assert_eq!(fields(&errors), ["maxAmount", "burst", "overrides[0].maxAmount"]);
+    assert!(errors[0].message.contains("9223372036854775807"), "{}", errors[0].message);
+    let at_most = spec("name: q\nmaxAmount: 9223372036854775807\nvalidDuration: 1s\n").compile();
+    assert!(at_most.is_ok());
+}

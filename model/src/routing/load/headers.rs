@@ -36,7 +36,8 @@ pub(super) fn compile_rewrite(cx: &mut Cx<'_>, value: &Value, path: &str) -> Opt
                 cx.push(&path, "must be a path, without query, fragment or spaces");
                 return None;
             }
-            Some(uri.to_owned())
+            // As in Istio, whose proto3 fields read "" as unset: no path rewrite.
+            (!uri.is_empty()).then(|| uri.to_owned())
         }
         None => None,
     };

@@ -476,6 +476,22 @@ fn rewrite_and_header_operations() {
     let rewrite = route.rewrite.as_ref().unwrap();
     assert_eq!((rewrite.uri.as_deref(), rewrite.authority.as_deref()), (Some("/new"), Some("web.internal")));
     assert_eq!(rewrite.rewrite_path("/old/a?x", route.matches.first()), Some("/new/a?x".to_owned()));
+    // The request target stays a path whatever the rewrite leaves of it.
+    let bare = Rewrite { uri: Some("v2".to_owned()), authority: None };
+    assert_eq!(bare.rewrite_path("/old/a", route.matches.first()), Some("/v2/a".to_owned()));
+    let empty_rest = Rewrite { uri: Some("v2".to_owned()), authority: None };
+    assert_eq!(empty_rest.rewrite_path("/old", route.matches.first()), Some("/v2".to_owned()));
+    // `uri: ""` is unset, as in Istio: the authority alone is rewritten, and with
+    // nothing else the rewrite is refused.
+    let blank = spec.replace("uri: /new", "uri: ''");
+    let rules = load(&[("vs.yaml", &vs("web", &blank))]);
+    let rewrite = rules.virtual_services[0].http[0].rewrite.as_ref().unwrap();
+    assert_eq!((rewrite.uri.as_deref(), rewrite.authority.as_deref()), (None, Some("web.internal")));
+    let only_blank = spec.replace("uri: /new, authority: web.internal", "uri: ''");
+    assert_eq!(
+        field_messages(&[("vs.yaml", &vs("web", &only_blank))]),
+        ["spec.http[0].rewrite: give uri, authority, or both"]
+    );
     let mut headers = HeaderMap::new();
     headers.insert("x-debug", HeaderValue::from_static("1"));
     headers.insert("x-tag", HeaderValue::from_static("z"));
