@@ -278,6 +278,27 @@ async fn put_policy(
     let (actor, name, precondition) = begin_write(&admin, path, &headers).await?;
     let spec: QuotaPolicySpec = parse_policy_body(&name, body_format(&headers)?, &body?)?;
     spec.compile().map_err(ApiError::InvalidPolicy)?;
+    if let Some(rate_limit) = &spec.rate_limit {
+        let policies = admin.store.list_policies().await?;
+        if let Some(other) = policies.iter().find(|p| {
+            p.spec.name != spec.name
+                && p.spec.rate_limit.as_ref().is_some_and(|o| {
+                    o.domain == rate_limit.domain && o.descriptors == rate_limit.descriptors
+                })
+        }) {
+            // As envoyproxy/ratelimit refuses a config with a duplicate descriptor:
+            // only one of the two would ever be applied.
+            return Err(AdminError(ApiError::InvalidPolicy(vec![
+                meshtel_model::quota::FieldError {
+                    field: "rateLimit.descriptors".to_owned(),
+                    message: format!(
+                        "policy {:?} already limits these descriptors in domain {:?}: edit it, or delete it first",
+                        other.spec.name, rate_limit.domain
+                    ),
+                },
+            ])));
+        }
+    }
     let (stored, created) = admin.store.put_policy(spec, precondition, &actor).await?;
     let status = if created {
         StatusCode::CREATED

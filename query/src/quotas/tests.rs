@@ -206,6 +206,52 @@ async fn quotas_reads_need_the_token_when_configured() {
 }
 
 #[tokio::test]
+async fn a_second_policy_for_the_same_rate_limit_descriptors_is_refused() {
+    let f = fixture().await;
+    let policy = |descriptors: Value| {
+        json!({
+            "maxAmount": 10,
+            "validDuration": "1s",
+            "rateLimit": {"domain": "edge", "descriptors": descriptors},
+        })
+        .to_string()
+    };
+    let put = |name: &'static str, body: String| {
+        let app = f.app.clone();
+        async move {
+            call(
+                &app,
+                Method::PUT,
+                &format!("/api/quotas/{name}"),
+                &[JSON, AUTH],
+                &body,
+            )
+            .await
+        }
+    };
+    let first = json!([{"key": "user", "value": "jason"}]);
+    assert_eq!(
+        put("rl1", policy(first.clone())).await.status,
+        StatusCode::CREATED
+    );
+    let r = put("rl2", policy(first.clone())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["details"][0]["field"], "rateLimit.descriptors");
+    assert!(
+        r.body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"rl1\""),
+        "{}",
+        r.body
+    );
+    // The policy itself may be edited; another value or domain is another limit.
+    assert_eq!(put("rl1", policy(first)).await.status, StatusCode::OK);
+    let other = json!([{"key": "user", "value": "bob"}]);
+    assert_eq!(put("rl2", policy(other)).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
 async fn quotas_invalid_policies_answer_400_with_field_paths() {
     let f = fixture().await;
     let body = json!({
