@@ -219,10 +219,18 @@ fn a_bad_field_is_named_in_the_error() {
     ] {
         let field_start = SPEC_EXAMPLE.find(&format!("\"{field}\"")).unwrap();
         let field_end = field_start + SPEC_EXAMPLE[field_start..].find(',').unwrap();
-        let body = format!("{}{bad}{}", &SPEC_EXAMPLE[..field_start], &SPEC_EXAMPLE[field_end..]);
-        let error = decode_export_request_json(body.as_bytes()).unwrap_err().to_string();
+        let body = format!(
+            "{}{bad}{}",
+            &SPEC_EXAMPLE[..field_start],
+            &SPEC_EXAMPLE[field_end..]
+        );
+        let error = decode_export_request_json(body.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(
-            error.contains(&format!("resourceSpans[0].scopeSpans[0].spans[0].{field}: ")),
+            error.contains(&format!(
+                "resourceSpans[0].scopeSpans[0].spans[0].{field}: "
+            )),
             "{bad}: {error}"
         );
     }
