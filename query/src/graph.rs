@@ -220,9 +220,7 @@ pub fn dependencies_from_edges(rows: Vec<EdgeRow>) -> Vec<DependencyLink> {
         }
         let parent = qualified(parent, &key.source_namespace);
         let child = qualified(child, &key.destination_namespace);
-        *links
-            .entry((parent, child))
-            .or_default() += row.stats.requests;
+        *links.entry((parent, child)).or_default() += row.stats.requests;
     }
     links
         .into_iter()

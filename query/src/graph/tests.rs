@@ -270,10 +270,21 @@ async fn graph_filters_and_params() {
         .json();
     assert_eq!(body["duration"], 60);
     for kiali in ["workload", "app", "versionedApp", "service"] {
-        let body = get(&app, &format!("/api/graph?graphType={kiali}")).await.json();
-        assert_eq!(body["graphType"], "workload", "{kiali}: built per workload, grouped by the client");
+        let body = get(&app, &format!("/api/graph?graphType={kiali}"))
+            .await
+            .json();
+        assert_eq!(
+            body["graphType"], "workload",
+            "{kiali}: built per workload, grouped by the client"
+        );
     }
-    for bad in ["window=5x", "window=0s", "window=30d", "responseTime=90", "graphType=bogus"] {
+    for bad in [
+        "window=5x",
+        "window=0s",
+        "window=30d",
+        "responseTime=90",
+        "graphType=bogus",
+    ] {
         let reply = get(&app, &format!("/api/graph?{bad}")).await;
         assert_eq!(
             reply.status,
