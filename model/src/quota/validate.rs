@@ -12,6 +12,25 @@ use crate::duration::parse_go_duration;
 /// Largest `maxAmount` and `burst`: Check's limit, remaining and granted amounts are int64.
 const MAX_AMOUNT: u64 = i64::MAX as u64;
 
+/// Most buckets in one rolling window. A key's counter keeps one entry per bucket its
+/// window holds grants in, so this bounds its memory (16 bytes an entry): a 1 s window
+/// may have 10 µs buckets, a 7-day window buckets of 7 s and more.
+const MAX_BUCKETS_PER_WINDOW: u128 = 100_000;
+
+fn too_many_buckets(bucket: Duration, window: Duration) -> bool {
+    window.as_nanos() > bucket.as_nanos().saturating_mul(MAX_BUCKETS_PER_WINDOW)
+}
+
+fn too_many_buckets_message(window: Duration) -> String {
+    let shortest = Duration::from_nanos(
+        u64::try_from(window.as_nanos().div_ceil(MAX_BUCKETS_PER_WINDOW)).unwrap_or(u64::MAX),
+    );
+    format!(
+        "makes more than {MAX_BUCKETS_PER_WINDOW} buckets per window, each kept per key: \
+         use buckets of at least {shortest:?} for a window of {window:?}"
+    )
+}
+
 /// One problem in a policy: where (`overrides[1].maxAmount`) and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -194,10 +213,12 @@ impl QuotaPolicySpec {
                     Some(text) => errors.duration("bucketDuration", text),
                     None => window.map(|w| (w / 10).max(Duration::from_millis(1))),
                 };
-                if let (Some(b), Some(w)) = (bucket, window)
-                    && b > w
-                {
-                    errors.push("bucketDuration", "must not be longer than validDuration");
+                if let (Some(b), Some(w)) = (bucket, window) {
+                    if b > w {
+                        errors.push("bucketDuration", "must not be longer than validDuration");
+                    } else if too_many_buckets(b, w) {
+                        errors.push("bucketDuration", too_many_buckets_message(w));
+                    }
                 }
                 bucket.map(|bucket| Algorithm::RollingWindow { bucket })
             }
@@ -265,6 +286,10 @@ impl QuotaPolicySpec {
                             format!("{base}.validDuration"),
                             "must not be shorter than bucketDuration",
                         );
+                        algorithm
+                    }
+                    Algorithm::RollingWindow { bucket } if too_many_buckets(bucket, valid_duration) => {
+                        errors.push(format!("{base}.validDuration"), too_many_buckets_message(valid_duration));
                         algorithm
                     }
                     other => other,

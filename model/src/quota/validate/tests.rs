@@ -243,3 +243,20 @@ overrides: [{dimensions: {user: jason}, maxAmount: 9223372036854775808}]
     let at_most = spec("name: q\nmaxAmount: 9223372036854775807\nvalidDuration: 1s\n").compile();
     assert!(at_most.is_ok());
 }
+
+#[test]
+fn a_rolling_window_has_a_bounded_number_of_buckets() {
+    let base = "name: q\nmaxAmount: 10\nalgorithm: rolling-window\n";
+    let errors = spec(&format!("{base}validDuration: 168h\nbucketDuration: 1ns\n")).compile().unwrap_err();
+    assert_eq!(fields(&errors), ["bucketDuration"]);
+    assert!(errors[0].message.contains("6.048s"), "{}", errors[0].message);
+    assert!(spec(&format!("{base}validDuration: 168h\nbucketDuration: 7s\n")).compile().is_ok());
+    assert!(spec(&format!("{base}validDuration: 1s\nbucketDuration: 10us\n")).compile().is_ok());
+    // An override's own window counts too.
+    let overridden = format!(
+        "{base}validDuration: 1s\nbucketDuration: 1ms\ndimensions: {{user: 'request.headers[\"x-user\"]'}}\n\
+         overrides: [{{dimensions: {{user: jason}}, maxAmount: 1, validDuration: 24h}}]\n"
+    );
+    let errors = spec(&overridden).compile().unwrap_err();
+    assert_eq!(fields(&errors), ["overrides[0].validDuration"]);
+}
