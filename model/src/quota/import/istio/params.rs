@@ -182,13 +182,14 @@ fn memquota_quota(
             },
         ));
     }
+    let bucket_duration = memquota_bucket(window, &overrides, &field, &mut notes);
     Ok(HandlerQuota {
         field,
         instance,
         max_amount,
         valid_duration: window_text,
         algorithm: "rolling-window",
-        bucket_duration: Some(MEMQUOTA_TICK.to_string()),
+        bucket_duration: Some(bucket_duration),
         overrides,
         notes,
     })
@@ -374,6 +375,31 @@ fn duration(
 /// A memquota window, as text and value: required and non-zero (zero is an allocation
 /// quota), rounded up to whole seconds as memquota does (the text is kept when no
 /// rounding is needed).
+/// memquota's 100 ms tick, or longer buckets when a window (the quota's or an
+/// override's) would hold more than meshtel keeps per key (100,000 buckets).
+fn memquota_bucket(
+    window: Duration,
+    overrides: &[(String, QuotaOverrideSpec)],
+    field: &str,
+    notes: &mut Vec<String>,
+) -> String {
+    const MOST_BUCKETS: u128 = 100_000;
+    let longest = overrides
+        .iter()
+        .filter_map(|(_, o)| o.valid_duration.as_deref())
+        .filter_map(|text| crate::duration::parse_go_duration(text).ok())
+        .fold(window, Duration::max);
+    let tick_ms = longest.as_millis().div_ceil(MOST_BUCKETS).max(100);
+    if tick_ms == 100 {
+        return MEMQUOTA_TICK.to_string();
+    }
+    notes.push(format!(
+        "{field}: buckets of {tick_ms}ms instead of memquota's 100ms ticks, so that a window of \
+         {longest:?} holds at most {MOST_BUCKETS} of them"
+    ));
+    format!("{tick_ms}ms")
+}
+
 fn memquota_window(
     value: Option<&Value>,
     label: &str,

@@ -475,6 +475,20 @@ fn memquota_windows_round_up_to_whole_seconds() {
 }
 
 #[test]
+fn memquota_ticks_lengthen_for_windows_beyond_100000_of_them() {
+    // A 24 h override: 100 ms ticks would make 864,000 buckets per key.
+    let yaml = BOOKINFO_MEMQUOTA.replacen(
+        "        maxAmount: 1\n        validDuration: 1s\n",
+        "        maxAmount: 1\n        validDuration: 24h\n",
+        1,
+    );
+    let spec = only(&yaml); // compiles
+    assert_eq!(spec.bucket_duration.as_deref(), Some("864ms"));
+    assert!(spec.description.contains("buckets of 864ms"), "{}", spec.description);
+    assert_eq!(only(BOOKINFO_MEMQUOTA).bucket_duration.as_deref(), Some("100ms"));
+}
+
+#[test]
 fn a_bound_handler_without_params_has_no_limit() {
     let yaml = BOOKINFO_MEMQUOTA.replace(
         &BOOKINFO_MEMQUOTA[BOOKINFO_MEMQUOTA.find("  params:").unwrap()
