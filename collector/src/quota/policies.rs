@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use meshtel_model::quota::{FieldError, QuotaPolicy, QuotaPolicySpec};
+use meshtel_model::quota::{DescriptorEntrySpec, FieldError, QuotaPolicy, QuotaPolicySpec};
 use tracing::warn;
 
 use super::metrics::{QuotaMetrics, ResultCounters};
@@ -201,8 +201,37 @@ pub(crate) fn compile_set(
         set.by_name.insert(spec.name.clone(), entry);
         valid_specs.push(spec);
     }
-    for list in set.domains.values_mut() {
+    for (domain, list) in set.domains.iter_mut() {
         list.sort_by(|a, b| a.name.cmp(&b.name));
+        // Two policies for the same descriptors (the API refuses the second, but two
+        // writes can race): the first by name applies, the other is reported.
+        let mut kept: Vec<Arc<PolicyEntry>> = Vec::with_capacity(list.len());
+        for entry in list.drain(..) {
+            fn descriptors(e: &PolicyEntry) -> Option<&[DescriptorEntrySpec]> {
+                e.policy
+                    .spec
+                    .rate_limit
+                    .as_ref()
+                    .map(|r| r.descriptors.as_slice())
+            }
+            if let Some(first) = kept.iter().find(|k| descriptors(k) == descriptors(&entry)) {
+                warn!(quota = %entry.name, first = %first.name, domain = %domain, revision,
+                    "quota policy limits the same rate-limit descriptors as another; only the first by name applies");
+                load.invalid.push(InvalidPolicy {
+                    name: entry.name.to_string(),
+                    errors: vec![FieldError {
+                        field: "rateLimit.descriptors".into(),
+                        message: format!(
+                            "policy {:?} already limits these descriptors in domain {domain:?}",
+                            first.name
+                        ),
+                    }],
+                });
+                continue;
+            }
+            kept.push(entry);
+        }
+        *list = kept;
     }
     valid_specs.sort_by(|a, b| a.name.cmp(&b.name));
     load.loaded = set.by_name.len();

@@ -506,6 +506,26 @@ fn invalid_policies_are_skipped_and_reported() {
 }
 
 #[test]
+fn of_two_policies_for_the_same_rate_limit_descriptors_the_first_by_name_applies() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = QuotaEngine::new(QuotaConfig::default(), clock).unwrap();
+    let rls = |name: &str| {
+        spec(json!({
+            "name": name, "maxAmount": 1, "validDuration": "1s",
+            "rateLimit": {"domain": "edge", "descriptors": [{"key": "user", "value": "jason"}]},
+        }))
+    };
+    let load = engine.set_policies(4, vec![rls("rl3"), rls("rl2")]);
+    assert_eq!(load.invalid.len(), 1, "{:?}", load.invalid);
+    assert_eq!(load.invalid[0].name, "rl3");
+    assert!(
+        load.invalid[0].errors[0].message.contains("\"rl2\""),
+        "{:?}",
+        load.invalid
+    );
+}
+
+#[test]
 fn fast_path_charges_a_resolved_key() {
     let (engine, _) = engine(vec![bookinfo()]);
     let handle = engine.handle("requestcountquota").unwrap();
