@@ -661,8 +661,8 @@ impl Rewrite {
             Some(prefix) if path.len() >= prefix.len() => format!("{uri}{}", &path[prefix.len()..]),
             _ => uri.clone(),
         };
-        // The request target must stay a path: `/` for nothing left, a leading `/`
-        // for a rewrite such as `v2` of `/api/x`.
+        // The request target must stay a path: a rewrite such as `v2` of `/api/x`
+        // (prefix `/api`) sends `/v2/x`.
         Some(if rewritten.starts_with('/') { rewritten } else { format!("/{rewritten}") })
     }
 }
