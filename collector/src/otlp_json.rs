@@ -57,9 +57,24 @@ const PROFILING_ONLY_FIELDS: &[&str] = &["keyStrindex", "stringValueStrindex"];
 pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceRequest> {
     let mut value: Value = serde_json::from_slice(body)?;
     normalize_otlp_json(&mut value);
-    serde_path_to_error::deserialize(value).map_err(|e| Error::DecodeJsonField {
-        path: e.path().to_string(),
-        source: e.into_inner(),
+    match serde_json::from_value(value) {
+        Ok(request) => Ok(request),
+        // Decoded again to find where it went wrong: tracking the path of every field
+        // would cost each good request, and bad ones are rare.
+        Err(error) => Err(locate_json_error(body).unwrap_or(Error::DecodeJson(error))),
+    }
+}
+
+/// The error of decoding `body`, with the path of the field it happened at (`None`
+/// when it happened at the top, or not again).
+fn locate_json_error(body: &[u8]) -> Option<Error> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    normalize_otlp_json(&mut value);
+    let error = serde_path_to_error::deserialize::<_, ExportTraceServiceRequest>(value).err()?;
+    let path = error.path().to_string();
+    (path != ".").then(|| Error::DecodeJsonField {
+        path,
+        source: error.into_inner(),
     })
 }
 

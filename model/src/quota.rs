@@ -39,6 +39,7 @@ pub use store::{
     QuotaUsageReader, StoredPolicy,
 };
 pub use validate::FieldError;
+pub(crate) use validate::MAX_BUCKETS_PER_WINDOW;
 
 /// The request attributes quotas match and key on (generated from `mixer.proto`).
 pub use crate::mixer::QuotaAttributes;

@@ -285,6 +285,8 @@ async fn put_policy(
                 && p.spec.rate_limit.as_ref().is_some_and(|o| {
                     o.domain == rate_limit.domain && o.descriptors == rate_limit.descriptors
                 })
+                // One the engine would skip as invalid does not count.
+                && p.spec.compile().is_ok()
         }) {
             // As envoyproxy/ratelimit refuses a config with a duplicate descriptor:
             // only one of the two would ever be applied.

@@ -235,3 +235,12 @@ fn a_bad_field_is_named_in_the_error() {
         );
     }
 }
+
+#[test]
+fn a_body_wrong_at_the_top_has_no_empty_path() {
+    let error = decode_export_request_json(b"5").unwrap_err().to_string();
+    assert!(
+        error.starts_with("cannot decode the JSON request: invalid type"),
+        "{error}"
+    );
+}

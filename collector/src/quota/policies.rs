@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use meshtel_model::quota::{DescriptorEntrySpec, FieldError, QuotaPolicy, QuotaPolicySpec};
+use meshtel_model::quota::{FieldError, QuotaPolicy, QuotaPolicySpec};
 use tracing::warn;
 
 use super::metrics::{QuotaMetrics, ResultCounters};
@@ -152,6 +152,11 @@ pub(crate) fn compile_set(
     };
     let mut load = PolicyLoad::default();
     let mut valid_specs = Vec::with_capacity(specs.len());
+    // In name order (stable: of two policies of one name, the first given stays
+    // first), so that of two policies for the same rate-limit descriptors the first by
+    // name is the one loaded.
+    let mut specs = specs;
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
     for spec in specs {
         let policy = match spec.compile() {
             Ok(policy) => policy,
@@ -180,6 +185,33 @@ pub(crate) fn compile_set(
             });
             continue;
         }
+        // The API refuses a second policy for the same descriptors, but two writes
+        // can race: the first by name applies, the other is reported and not loaded.
+        if let Some(rl) = &spec.rate_limit
+            && let Some(first) = set.domains.get(&rl.domain).and_then(|list| {
+                list.iter().find(|e| {
+                    e.policy
+                        .spec
+                        .rate_limit
+                        .as_ref()
+                        .is_some_and(|o| o.descriptors == rl.descriptors)
+                })
+            })
+        {
+            warn!(quota = %spec.name, first = %first.name, domain = %rl.domain, revision,
+                "quota policy limits the same rate-limit descriptors as another; only the first by name is loaded");
+            load.invalid.push(InvalidPolicy {
+                name: spec.name.clone(),
+                errors: vec![FieldError {
+                    field: "rateLimit.descriptors".into(),
+                    message: format!(
+                        "policy {:?} already limits these descriptors in domain {:?}",
+                        first.name, rl.domain
+                    ),
+                }],
+            });
+            continue;
+        }
         let stats = previous
             .by_name
             .get(&spec.name)
@@ -201,37 +233,8 @@ pub(crate) fn compile_set(
         set.by_name.insert(spec.name.clone(), entry);
         valid_specs.push(spec);
     }
-    for (domain, list) in set.domains.iter_mut() {
+    for list in set.domains.values_mut() {
         list.sort_by(|a, b| a.name.cmp(&b.name));
-        // Two policies for the same descriptors (the API refuses the second, but two
-        // writes can race): the first by name applies, the other is reported.
-        let mut kept: Vec<Arc<PolicyEntry>> = Vec::with_capacity(list.len());
-        for entry in list.drain(..) {
-            fn descriptors(e: &PolicyEntry) -> Option<&[DescriptorEntrySpec]> {
-                e.policy
-                    .spec
-                    .rate_limit
-                    .as_ref()
-                    .map(|r| r.descriptors.as_slice())
-            }
-            if let Some(first) = kept.iter().find(|k| descriptors(k) == descriptors(&entry)) {
-                warn!(quota = %entry.name, first = %first.name, domain = %domain, revision,
-                    "quota policy limits the same rate-limit descriptors as another; only the first by name applies");
-                load.invalid.push(InvalidPolicy {
-                    name: entry.name.to_string(),
-                    errors: vec![FieldError {
-                        field: "rateLimit.descriptors".into(),
-                        message: format!(
-                            "policy {:?} already limits these descriptors in domain {domain:?}",
-                            first.name
-                        ),
-                    }],
-                });
-                continue;
-            }
-            kept.push(entry);
-        }
-        *list = kept;
     }
     valid_specs.sort_by(|a, b| a.name.cmp(&b.name));
     load.loaded = set.by_name.len();

@@ -518,6 +518,8 @@ fn of_two_policies_for_the_same_rate_limit_descriptors_the_first_by_name_applies
     let load = engine.set_policies(4, vec![rls("rl3"), rls("rl2")]);
     assert_eq!(load.invalid.len(), 1, "{:?}", load.invalid);
     assert_eq!(load.invalid[0].name, "rl3");
+    assert_eq!(load.loaded, 1);
+    assert_eq!(engine.policy_names(), vec!["rl2".to_string()]);
     assert!(
         load.invalid[0].errors[0].message.contains("\"rl2\""),
         "{:?}",

@@ -15,7 +15,7 @@ const MAX_AMOUNT: u64 = i64::MAX as u64;
 /// Most buckets in one rolling window. A key's counter keeps one entry per bucket its
 /// window holds grants in, so this bounds its memory (16 bytes an entry): a 1 s window
 /// may have 10 µs buckets, a 7-day window buckets of 6.048 s and more.
-const MAX_BUCKETS_PER_WINDOW: u128 = 100_000;
+pub(crate) const MAX_BUCKETS_PER_WINDOW: u128 = 100_000;
 
 fn too_many_buckets(bucket: Duration, window: Duration) -> bool {
     window.as_nanos() > bucket.as_nanos().saturating_mul(MAX_BUCKETS_PER_WINDOW)

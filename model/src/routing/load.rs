@@ -202,7 +202,7 @@ fn read_file(path: &Path, problems: &mut Vec<RuleProblem>) -> Option<String> {
             Ok(text) if text.trim().is_empty() => {
                 problems.push(read_problem(
                     path,
-                    "is empty: delete the file to remove its rules, or leave a comment in it".to_owned(),
+                    "is empty: delete the file to remove its rules, or leave a comment in it (`null` in a JSON file)".to_owned(),
                 ));
                 None
             }

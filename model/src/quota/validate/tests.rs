@@ -251,6 +251,9 @@ fn a_rolling_window_has_a_bounded_number_of_buckets() {
     assert_eq!(fields(&errors), ["bucketDuration"]);
     assert!(errors[0].message.contains("6.048s"), "{}", errors[0].message);
     assert!(spec(&format!("{base}validDuration: 168h\nbucketDuration: 7s\n")).compile().is_ok());
+    // Exactly 100,000 buckets is the most.
+    assert!(spec(&format!("{base}validDuration: 168h\nbucketDuration: 6048ms\n")).compile().is_ok());
+    assert!(spec(&format!("{base}validDuration: 168h\nbucketDuration: 6047ms\n")).compile().is_err());
     assert!(spec(&format!("{base}validDuration: 1s\nbucketDuration: 10us\n")).compile().is_ok());
     // An override's own window counts too.
     let overridden = format!(

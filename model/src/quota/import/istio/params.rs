@@ -2,7 +2,8 @@
 //!
 //! - memquota counts in a rolling window of 100 ms ticks whose length is
 //!   `validDuration` rounded up to whole seconds: `algorithm: rolling-window`,
-//!   `bucketDuration: 100ms`, the window rounded up the same way. Overrides carry their
+//!   `bucketDuration: 100ms` (longer for windows over 10,000 s, which would hold more
+//!   buckets than meshtel keeps per key), the window rounded up the same way. Overrides carry their
 //!   own `validDuration`; without one memquota keeps a counter that never resets (an
 //!   allocation quota), which meshtel does not have, so it is refused.
 //! - redisquota: `FIXED_WINDOW` (default) → `fixed-window`; `ROLLING_WINDOW` →
@@ -19,6 +20,7 @@ use super::{ObjectId, at, parse, resolve_ref};
 use crate::duration::parse_go_duration;
 use crate::quota::import::{ImportError, describe, field_error, scalar_text, type_name};
 use crate::quota::policy::QuotaOverrideSpec;
+use crate::quota::MAX_BUCKETS_PER_WINDOW;
 
 /// memquota's tick: its windows are made of 100 ms slots.
 const MEMQUOTA_TICK: &str = "100ms";
@@ -182,7 +184,7 @@ fn memquota_quota(
             },
         ));
     }
-    let bucket_duration = memquota_bucket(window, &overrides, &field, &mut notes);
+    let bucket_duration = memquota_bucket(window, &overrides, label, &field, &mut notes)?;
     Ok(HandlerQuota {
         field,
         instance,
@@ -372,34 +374,50 @@ fn duration(
     }
 }
 
-/// A memquota window, as text and value: required and non-zero (zero is an allocation
-/// quota), rounded up to whole seconds as memquota does (the text is kept when no
-/// rounding is needed).
 /// memquota's 100 ms tick, or longer buckets when a window (the quota's or an
-/// override's) would hold more than meshtel keeps per key (100,000 buckets).
+/// override's) would hold more than meshtel keeps per key
+/// ([`MAX_BUCKETS_PER_WINDOW`]). A policy has one bucket length, no longer than its
+/// shortest window: windows further apart than that bound are refused.
 fn memquota_bucket(
     window: Duration,
     overrides: &[(String, QuotaOverrideSpec)],
+    label: &str,
     field: &str,
     notes: &mut Vec<String>,
-) -> String {
-    const MOST_BUCKETS: u128 = 100_000;
-    let longest = overrides
+) -> Result<String, ImportError> {
+    let windows: Vec<Duration> = overrides
         .iter()
         .filter_map(|(_, o)| o.valid_duration.as_deref())
-        .filter_map(|text| crate::duration::parse_go_duration(text).ok())
-        .fold(window, Duration::max);
-    let tick_ms = longest.as_millis().div_ceil(MOST_BUCKETS).max(100);
+        .filter_map(|text| parse_go_duration(text).ok())
+        .chain([window])
+        .collect();
+    let longest = windows.iter().copied().fold(window, Duration::max);
+    let shortest = windows.iter().copied().fold(window, Duration::min);
+    let tick_ms = longest.as_millis().div_ceil(MAX_BUCKETS_PER_WINDOW).max(100);
     if tick_ms == 100 {
-        return MEMQUOTA_TICK.to_string();
+        return Ok(MEMQUOTA_TICK.to_string());
+    }
+    if Duration::from_millis(u64::try_from(tick_ms).unwrap_or(u64::MAX)) > shortest {
+        return Err(ImportError::Unsupported {
+            location: at(label, field),
+            expression: format!("windows of {shortest:?} and {longest:?}"),
+            reason: format!(
+                "a meshtel rolling window has one bucket length for the quota and its \
+                 overrides, at most its shortest window and at least a \
+                 {MAX_BUCKETS_PER_WINDOW}th of its longest; split the quota in two"
+            ),
+        });
     }
     notes.push(format!(
         "{field}: buckets of {tick_ms}ms instead of memquota's 100ms ticks, so that a window of \
-         {longest:?} holds at most {MOST_BUCKETS} of them"
+         {longest:?} holds at most {MAX_BUCKETS_PER_WINDOW} of them"
     ));
-    format!("{tick_ms}ms")
+    Ok(format!("{tick_ms}ms"))
 }
 
+/// A memquota window, as text and value: required and non-zero (zero is an allocation
+/// quota), rounded up to whole seconds as memquota does (the text is kept when no
+/// rounding is needed).
 fn memquota_window(
     value: Option<&Value>,
     label: &str,

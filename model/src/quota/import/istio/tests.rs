@@ -486,6 +486,14 @@ fn memquota_ticks_lengthen_for_windows_beyond_100000_of_them() {
     assert_eq!(spec.bucket_duration.as_deref(), Some("864ms"));
     assert!(spec.description.contains("buckets of 864ms"), "{}", spec.description);
     assert_eq!(only(BOOKINFO_MEMQUOTA).bucket_duration.as_deref(), Some("100ms"));
+    // One bucket length cannot serve a 1 s window and a 28 h one (1,008 ms buckets).
+    let apart = BOOKINFO_MEMQUOTA.replacen(
+        "        maxAmount: 1\n        validDuration: 1s\n",
+        "        maxAmount: 1\n        validDuration: 28h\n",
+        1,
+    );
+    let message = error(&apart).to_string();
+    assert!(message.contains("one bucket length"), "{message}");
 }
 
 #[test]
