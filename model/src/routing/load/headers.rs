@@ -36,8 +36,9 @@ pub(super) fn compile_rewrite(cx: &mut Cx<'_>, value: &Value, path: &str) -> Opt
                 cx.push(&path, "must be a path, without query, fragment or spaces");
                 return None;
             }
-            // As in Istio, whose proto3 fields read "" as unset: no path rewrite.
-            (!uri.is_empty()).then(|| uri.to_owned())
+            // As in Istio, whose proto3 fields read "" as unset: no path rewrite. A
+            // path is sent with its leading `/`, and `rules check` shows it so.
+            (!uri.is_empty()).then(|| if uri.starts_with('/') { uri.to_owned() } else { format!("/{uri}") })
         }
         None => None,
     };

@@ -487,6 +487,10 @@ fn rewrite_and_header_operations() {
     let rules = load(&[("vs.yaml", &vs("web", &blank))]);
     let rewrite = rules.virtual_services[0].http[0].rewrite.as_ref().unwrap();
     assert_eq!((rewrite.uri.as_deref(), rewrite.authority.as_deref()), (None, Some("web.internal")));
+    let bare = spec.replace("uri: /new", "uri: v2");
+    let rules = load(&[("vs.yaml", &vs("web", &bare))]);
+    let route = &rules.virtual_services[0].http[0];
+    assert_eq!(route.rewrite.as_ref().unwrap().uri.as_deref(), Some("/v2"), "loaded as the path sent");
     let only_blank = spec.replace("uri: /new, authority: web.internal", "uri: ''");
     assert_eq!(
         field_messages(&[("vs.yaml", &vs("web", &only_blank))]),
