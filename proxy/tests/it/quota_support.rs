@@ -230,15 +230,29 @@ pub async fn start_quota_proxy(collector: &str, configure: impl FnOnce(&mut Prox
     let upstream = start_upstream().await;
     let bound = bind_proxy(&mesh_path, "reviews", "v2", Some(upstream.addr), collector, 0.0).await;
     write_mesh(&mesh_path, bound.addresses.inbound.expect("inbound"), dead_address().await);
-    let proxy = bound.configure(configure).start();
+    // A generous Check timeout: on a loaded machine (CI runs tests side by side on two
+    // cores) a Check can outlast the 20 ms default, and its fail-open grant would break
+    // the exact counts these tests assert. Tests of the timeout set it back.
+    let proxy = bound
+        .configure(|c| {
+            c.quota.timeout = Duration::from_secs(2);
+            configure(c);
+        })
+        .start();
     QuotaProxy { proxy, upstream, _dir: dir }
 }
 
 /// A fail-open proxy (configured by `open`) and a fail-closed one without prefetch,
 /// both holding one policy.
+/// Both with the default Check timeout, which these tests are about.
 pub async fn start_open_and_closed(collector: &str, open: impl FnOnce(&mut ProxyConfig)) -> (QuotaProxy, QuotaProxy) {
-    let open = start_quota_proxy(collector, open).await;
+    let open = start_quota_proxy(collector, |c| {
+        c.quota.timeout = meshtel_proxy::quota::DEFAULT_TIMEOUT;
+        open(c);
+    })
+    .await;
     let closed = start_quota_proxy(collector, |c| {
+        c.quota.timeout = meshtel_proxy::quota::DEFAULT_TIMEOUT;
         c.quota.fail_closed = true;
         c.quota.prefetch = false;
     })
