@@ -282,9 +282,11 @@ async fn put_policy(
         let policies = admin.store.list_policies().await?;
         if let Some(other) = policies.iter().find(|p| {
             p.spec.name != spec.name
-                && p.spec.rate_limit.as_ref().is_some_and(|o| {
-                    o.domain == rate_limit.domain && o.descriptors == rate_limit.descriptors
-                })
+                && p
+                    .spec
+                    .rate_limit
+                    .as_ref()
+                    .is_some_and(|o| o.same_descriptors(rate_limit))
                 // One the engine would skip as invalid does not count.
                 && p.spec.compile().is_ok()
         }) {

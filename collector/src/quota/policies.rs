@@ -194,7 +194,7 @@ pub(crate) fn compile_set(
                         .spec
                         .rate_limit
                         .as_ref()
-                        .is_some_and(|o| o.descriptors == rl.descriptors)
+                        .is_some_and(|o| o.same_descriptors(rl))
                 })
             })
         {

@@ -148,6 +148,14 @@ pub struct RateLimitSpec {
     pub replaces: Vec<String>,
 }
 
+impl RateLimitSpec {
+    /// Whether `other` limits the same descriptors: the same domain and the same entries
+    /// in the same order. Only one of two such policies can ever apply.
+    pub fn same_descriptors(&self, other: &RateLimitSpec) -> bool {
+        self.domain == other.domain && self.descriptors == other.descriptors
+    }
+}
+
 /// One descriptor entry pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

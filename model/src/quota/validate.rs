@@ -12,6 +12,11 @@ use crate::duration::parse_go_duration;
 /// Largest `maxAmount` and `burst`: Check's limit, remaining and granted amounts are int64.
 const MAX_AMOUNT: u64 = i64::MAX as u64;
 
+/// What is wrong with an amount above [`MAX_AMOUNT`].
+fn too_large_amount() -> String {
+    format!("must be at most {MAX_AMOUNT} (Check reports amounts as int64)")
+}
+
 /// Most buckets in one rolling window. A key's counter keeps one entry per bucket its
 /// window holds grants in, so this bounds its memory (16 bytes an entry): a 1 s window
 /// may have 10 µs buckets, a 7-day window buckets of 6.048 s and more.
@@ -192,10 +197,10 @@ impl QuotaPolicySpec {
             errors.push("maxAmount", "must be greater than zero (or set unlimited: true)");
         }
         if self.max_amount > MAX_AMOUNT {
-            errors.push("maxAmount", format!("must be at most {MAX_AMOUNT} (Check reports amounts as int64)"));
+            errors.push("maxAmount", too_large_amount());
         }
         if self.burst.is_some_and(|b| b > MAX_AMOUNT) {
-            errors.push("burst", format!("must be at most {MAX_AMOUNT} (Check reports amounts as int64)"));
+            errors.push("burst", too_large_amount());
         }
         if self.unlimited && self.shadow {
             errors.push("shadow", "has no effect on an unlimited quota");
@@ -269,7 +274,7 @@ impl QuotaPolicySpec {
                 errors.push(format!("{base}.maxAmount"), "must be greater than zero");
             }
             if o.max_amount > MAX_AMOUNT {
-                errors.push(format!("{base}.maxAmount"), format!("must be at most {MAX_AMOUNT} (Check reports amounts as int64)"));
+                errors.push(format!("{base}.maxAmount"), too_large_amount());
             }
             let valid = match &o.valid_duration {
                 Some(text) => errors.duration(&format!("{base}.validDuration"), text),

@@ -163,6 +163,7 @@ fn memquota_quota(
         &mut notes,
     )?;
     let mut overrides = Vec::new();
+    let mut windows = vec![window];
     for (j, value) in q.overrides.iter().enumerate() {
         let of = format!("{field}.overrides[{j}]");
         let o: MemquotaOverride = parse(value, || at(label, &of))?;
@@ -174,6 +175,7 @@ fn memquota_quota(
             &format!("{of}.validDuration"),
             &mut notes,
         )?;
+        windows.push(valid);
         let valid_duration = (valid != window).then_some(valid_text);
         overrides.push((
             of,
@@ -184,7 +186,7 @@ fn memquota_quota(
             },
         ));
     }
-    let bucket_duration = memquota_bucket(window, &overrides, label, &field, &mut notes)?;
+    let bucket_duration = memquota_bucket(&windows, label, &field, &mut notes)?;
     Ok(HandlerQuota {
         field,
         instance,
@@ -379,20 +381,13 @@ fn duration(
 /// ([`MAX_BUCKETS_PER_WINDOW`]). A policy has one bucket length, no longer than its
 /// shortest window: windows further apart than that bound are refused.
 fn memquota_bucket(
-    window: Duration,
-    overrides: &[(String, QuotaOverrideSpec)],
+    windows: &[Duration],
     label: &str,
     field: &str,
     notes: &mut Vec<String>,
 ) -> Result<String, ImportError> {
-    let windows: Vec<Duration> = overrides
-        .iter()
-        .filter_map(|(_, o)| o.valid_duration.as_deref())
-        .filter_map(|text| parse_go_duration(text).ok())
-        .chain([window])
-        .collect();
-    let longest = windows.iter().copied().fold(window, Duration::max);
-    let shortest = windows.iter().copied().fold(window, Duration::min);
+    let longest = windows.iter().copied().max().unwrap_or_default();
+    let shortest = windows.iter().copied().min().unwrap_or_default();
     let tick_ms = longest.as_millis().div_ceil(MAX_BUCKETS_PER_WINDOW).max(100);
     if tick_ms == 100 {
         return Ok(MEMQUOTA_TICK.to_string());
