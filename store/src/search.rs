@@ -1,5 +1,5 @@
-//! Trace search, trace fetch and dependency links as DataFusion queries over the head
-//! (in-memory Arrow batches) and the Parquet blocks.
+//! Trace search and dependency links as DataFusion queries over the head (in-memory
+//! Arrow batches) and the Parquet blocks; trace fetch by id straight from both.
 //!
 //! ```text
 //!   TraceQuery ─► filter Expr ─► per source, newest first:            ─► trace ids
@@ -7,11 +7,12 @@
 //!                                 (a block inside the window skips the start test)
 //!                                 GROUP BY trace_id, max(start) TOP limit
 //!                                 stop once older sources cannot beat the limit-th
-//!   trace ids ─► trace_id IN (...) over head ∪ all blocks (bloom filters prune) ─► traces
+//!   trace ids ─► head rows filtered in place ∪ the blocks whose id sets hold them,
+//!                read through the page index (not a query: [`fetch`]) ─► traces
 //! ```
 //!
-//! Predicates go into the Parquet scan (`pushdown_filters`), where row-group and page
-//! statistics and the trace id bloom filter skip what cannot match.
+//! Search predicates go into the Parquet scan (`pushdown_filters`), where row-group and
+//! page statistics skip what cannot match.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, SchemaRef};
-use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Expr, JoinType, col, lit};
@@ -32,7 +32,10 @@ use crate::schema::{ENTRY_COLUMNS, col as c, span_schema, stored_schema};
 use crate::{Error, Result, to_i64};
 
 mod entries;
+mod fetch;
 use entries::entries_has_any;
+#[cfg(test)]
+pub(crate) use fetch::candidate_rows as fetch_candidate_rows;
 
 /// Where rows come from for one query.
 #[derive(Clone)]
@@ -76,6 +79,8 @@ pub struct Searcher {
     ctx: SessionContext,
     scan: Option<tokio::runtime::Runtime>,
     fast: Option<tokio::runtime::Runtime>,
+    /// Metadata of the blocks fetched from (fetches read Parquet directly).
+    blocks: Arc<fetch::BlockMetadata>,
 }
 
 /// Which runtime a plan executes on; see [`Searcher`].
@@ -150,6 +155,7 @@ impl Searcher {
             ctx: SessionContext::new_with_config(config),
             scan: query_runtime(2, "meshtel-query", SCAN_LANE_NICE),
             fast: query_runtime(2, "meshtel-fetch", 0),
+            blocks: Arc::default(),
         }
     }
 
@@ -367,10 +373,12 @@ impl Searcher {
 
     /// Every row of the given traces, from every source.
     ///
-    /// Blocks are read as [`stored_schema`]: the attribute lists come out as keys into
-    /// each row group's dictionary, which the reader decodes once, instead of every
-    /// entry of every page the selected rows sit in being copied as a string. Only the
-    /// rows that match are turned into strings, at the end.
+    /// Not a DataFusion query: the head's batches are filtered in place, and each block
+    /// is read through its page index (see [`fetch`]), on the fast lane. Blocks hand
+    /// out their attribute lists as keys into each row group's dictionary, which the
+    /// reader decodes once, instead of every entry of every page the selected rows sit
+    /// in being copied as a string; only the rows that match are turned into strings,
+    /// at the end.
     pub async fn fetch_rows(
         &self,
         trace_ids: &[TraceId],
@@ -379,27 +387,26 @@ impl Searcher {
         if trace_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Expr> = trace_ids
-            .iter()
-            .map(|id| lit(ScalarValue::FixedSizeBinary(16, Some(id.0.to_vec()))))
-            .collect();
-        let filter = if ids.len() == 1 {
-            col(c::TRACE_ID).eq(ids[0].clone())
-        } else {
-            col(c::TRACE_ID).in_list(ids, false)
-        };
-        let fetches = sources.iter().map(|source| {
-            let filter = filter.clone();
-            async move {
-                let Some(df) = self.frame(source, stored_schema()).await? else {
-                    return Ok(Vec::new());
-                };
-                self.collect(df.filter(filter)?, Lane::Fast).await
-            }
-        });
+        let ids: Arc<[[u8; 16]]> = trace_ids.iter().map(|id| id.0).collect();
         let mut rows = Vec::new();
-        for batches in futures::future::try_join_all(fetches).await? {
-            for batch in batches {
+        let mut reads = Vec::new();
+        for source in sources {
+            match source {
+                Source::Head(batches) => rows.extend(fetch::head_rows(batches, &ids)?),
+                Source::Blocks { paths, .. } => {
+                    for path in paths {
+                        let (blocks, ids, path) = (self.blocks.clone(), ids.clone(), path.clone());
+                        let read = move || blocks.block_rows(&path, &ids);
+                        reads.push(match &self.fast {
+                            Some(runtime) => runtime.spawn(async move { read() }),
+                            None => tokio::task::spawn_blocking(read),
+                        });
+                    }
+                }
+            }
+        }
+        for read in reads {
+            for batch in read.await?? {
                 rows.push(as_span_schema(&batch)?);
             }
         }

@@ -238,3 +238,59 @@ async fn a_trace_with_many_new_spans_does_not_hide_older_traces() {
     assert_eq!(traces[0].span_count(), 1500);
     assert_eq!(traces[1].span_count(), 120);
 }
+
+/// `trace` with a trace id of its own for every `n` up to 65,535 (`trace` alone has
+/// 256).
+fn numbered_trace(n: u16, spans: usize) -> ResourceSpans {
+    let [hi, lo] = n.to_be_bytes();
+    let mut t = trace(lo, "frontend", spans, *T0 + u64::from(n) * 1000, 5000);
+    for span in &mut t.scope_spans[0].spans {
+        span.trace_id[1] = hi;
+    }
+    t
+}
+
+#[tokio::test]
+async fn a_fetch_reads_only_the_pages_that_can_hold_its_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    // 12,000 spans: one row group, so the trace id column spans two pages.
+    let traces: Vec<ResourceSpans> = (0..1200u16).map(|n| numbered_trace(n, 10)).collect();
+    store.write_spans(traces.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    let path = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
+    let first = traces[0].scope_spans[0].spans[0].trace_id.clone();
+    let last = traces[1199].scope_spans[0].spans[0].trace_id.clone();
+    let id = |bytes: &[u8]| <[u8; 16]>::try_from(bytes).unwrap();
+
+    let file = std::fs::File::open(&path).unwrap();
+    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+    let metadata =
+        parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options).unwrap();
+    let selected = |ids: &[[u8; 16]]| {
+        crate::search::fetch_candidate_rows(metadata.metadata(), ids)
+            .map(|(_, selection)| selection.row_count())
+    };
+    // One id: the rows of one page, not the whole block.
+    let one = selected(&[id(&first)]).unwrap();
+    assert!(one > 0 && one < 12_000, "selected {one} of 12,000 rows");
+    // Ids at both ends: both pages.
+    assert_eq!(selected(&[id(&first), id(&last)]), Some(12_000));
+    // An id below every page's minimum: nothing to read.
+    assert_eq!(selected(&[[0u8; 16]]), None);
+
+    // Each trace comes back whole and alone, one at a time and together.
+    for n in [0u16, 599, 600, 1199] {
+        let original = &traces[usize::from(n)];
+        let trace_id = TraceId::from_slice(&original.scope_spans[0].spans[0].trace_id).unwrap();
+        let got = store.get_trace(trace_id).await.unwrap().expect("fetched");
+        assert_eq!(got.resource_spans, vec![original.clone()], "trace {n}");
+    }
+    let q = TraceQuery {
+        limit: 1200,
+        ..query("frontend")
+    };
+    assert_eq!(store.find_traces(&q).await.unwrap().len(), 1200);
+    store.shutdown().await.unwrap();
+}
