@@ -8,11 +8,11 @@
 //! DataFusion query (listing the files, building and optimizing a plan, reading the
 //! bloom filters the id sets had made moot) cost about a fifth of a fetch's CPU.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, FixedSizeBinaryArray, RecordBatch};
+use arrow::buffer::BooleanBuffer;
 use arrow::compute::filter_record_batch;
 use hashlink::LinkedHashMap;
 use parking_lot::Mutex;
@@ -110,16 +110,11 @@ impl BlockMetadata {
             return Ok(Vec::new());
         };
         let trace_id = stored_schema().index_of(col::TRACE_ID)?;
-        let wanted: HashSet<[u8; 16]> = ids.iter().copied().collect();
+        let wanted = WantedIds::new(ids);
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata);
         let mask = ProjectionMask::roots(builder.parquet_schema(), [trace_id]);
         let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-            let ids = batch.column(0).as_fixed_size_binary();
-            Ok(BooleanArray::from_iter(ids.iter().map(|id| {
-                Some(id.is_some_and(|id| {
-                    <[u8; 16]>::try_from(id).is_ok_and(|id| wanted.contains(&id))
-                }))
-            })))
+            Ok(wanted.matches(batch.column(0).as_fixed_size_binary()))
         });
         let reader = builder
             .with_row_groups(row_groups)
@@ -231,22 +226,86 @@ fn page_selectors(
     }
 }
 
+/// The trace ids a fetch wants, sorted, for testing a column of ids against them: a
+/// predicate runs over every row of the candidate pages (about 100,000 rows for 20
+/// ids in a compacted block), where hashing each id cost a tenth of a search.
+struct WantedIds {
+    sorted: Vec<u128>,
+}
+
+impl WantedIds {
+    fn new(ids: &[[u8; 16]]) -> Self {
+        let mut sorted: Vec<u128> = ids.iter().map(|id| u128::from_be_bytes(*id)).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        WantedIds { sorted }
+    }
+
+    /// Which rows of `column` hold one of the ids (nulls and ids of another width do
+    /// not).
+    fn matches(&self, column: &FixedSizeBinaryArray) -> BooleanArray {
+        let (Some(&lowest), Some(&highest)) = (self.sorted.first(), self.sorted.last()) else {
+            return BooleanArray::from(vec![false; column.len()]);
+        };
+        let width = usize::try_from(column.value_length()).unwrap_or(0);
+        if width != 16 {
+            return BooleanArray::from(vec![false; column.len()]);
+        }
+        let keep = BooleanBuffer::collect_bool(column.len(), |row| {
+            let Ok(id) = <[u8; 16]>::try_from(column.value(row)) else {
+                return false;
+            };
+            let id = u128::from_be_bytes(id);
+            id >= lowest
+                && id <= highest
+                && column.is_valid(row)
+                && self.sorted.binary_search(&id).is_ok()
+        });
+        BooleanArray::new(keep, None)
+    }
+}
+
 /// The rows of head batches that belong to the traces `ids`.
 pub(super) fn head_rows(batches: &[RecordBatch], ids: &[[u8; 16]]) -> Result<Vec<RecordBatch>> {
-    let wanted: HashSet<&[u8]> = ids.iter().map(|id| &id[..]).collect();
+    let wanted = WantedIds::new(ids);
     let trace_id = stored_schema().index_of(col::TRACE_ID)?;
     let mut out = Vec::new();
     for batch in batches {
-        let column = batch.column(trace_id).as_fixed_size_binary();
-        let keep = BooleanArray::from_iter(
-            column
-                .iter()
-                .map(|id| Some(id.is_some_and(|id| wanted.contains(id)))),
-        );
+        let keep = wanted.matches(batch.column(trace_id).as_fixed_size_binary());
         if keep.true_count() == 0 {
             continue;
         }
         out.push(filter_record_batch(batch, &keep)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wanted_ids_match_exactly_those_ids_in_sliced_and_nullable_columns() {
+        let id = |n: u8| {
+            let mut id = [0u8; 16];
+            id[0] = n;
+            id[15] = n;
+            id
+        };
+        let column = FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            [Some(id(1)), Some(id(2)), None, Some(id(3)), Some(id(9)), Some(id(4))]
+                .into_iter()
+                .map(|v| v.map(|v| v.to_vec())),
+            16,
+        )
+        .unwrap();
+        let wanted = WantedIds::new(&[id(4), id(2), id(2), id(7)]);
+        let got: Vec<bool> = wanted.matches(&column).iter().map(|v| v.unwrap()).collect();
+        assert_eq!(got, [false, true, false, false, false, true]);
+        let sliced = column.slice(3, 3);
+        let got: Vec<bool> = wanted.matches(&sliced).iter().map(|v| v.unwrap()).collect();
+        assert_eq!(got, [false, false, true]);
+        let none = WantedIds::new(&[]);
+        assert_eq!(none.matches(&column).true_count(), 0);
+    }
 }
