@@ -11,9 +11,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, BooleanArray, FixedSizeBinaryArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::filter_record_batch;
+use arrow::error::ArrowError;
 use hashlink::LinkedHashMap;
 use parking_lot::Mutex;
 use parquet::arrow::ProjectionMask;
@@ -24,8 +25,8 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, RowGroupMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
-use crate::Result;
 use crate::schema::{col, stored_schema};
+use crate::{Error, Result};
 
 /// Bytes of block metadata (footers and page indexes) kept between fetches, at most;
 /// the least recently fetched block's goes first. About 30 KiB per compacted block of
@@ -114,7 +115,9 @@ impl BlockMetadata {
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata);
         let mask = ProjectionMask::roots(builder.parquet_schema(), [trace_id]);
         let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-            Ok(wanted.matches(batch.column(0).as_fixed_size_binary()))
+            wanted.matches(batch.column(0).as_ref()).ok_or_else(|| {
+                ArrowError::SchemaError("a block's trace id column is not binary".into())
+            })
         });
         let reader = builder
             .with_row_groups(row_groups)
@@ -242,14 +245,15 @@ impl WantedIds {
     }
 
     /// Which rows of `column` hold one of the ids (nulls and ids of another width do
-    /// not).
-    fn matches(&self, column: &FixedSizeBinaryArray) -> BooleanArray {
+    /// not); `None` when it is not a column of fixed-size binary values.
+    fn matches(&self, column: &dyn Array) -> Option<BooleanArray> {
+        let column = column.as_fixed_size_binary_opt()?;
         let (Some(&lowest), Some(&highest)) = (self.sorted.first(), self.sorted.last()) else {
-            return BooleanArray::from(vec![false; column.len()]);
+            return Some(BooleanArray::from(vec![false; column.len()]));
         };
         let width = usize::try_from(column.value_length()).unwrap_or(0);
         if width != 16 {
-            return BooleanArray::from(vec![false; column.len()]);
+            return Some(BooleanArray::from(vec![false; column.len()]));
         }
         let keep = BooleanBuffer::collect_bool(column.len(), |row| {
             let Ok(id) = <[u8; 16]>::try_from(column.value(row)) else {
@@ -261,7 +265,7 @@ impl WantedIds {
                 && column.is_valid(row)
                 && self.sorted.binary_search(&id).is_ok()
         });
-        BooleanArray::new(keep, None)
+        Some(BooleanArray::new(keep, None))
     }
 }
 
@@ -271,7 +275,9 @@ pub(super) fn head_rows(batches: &[RecordBatch], ids: &[[u8; 16]]) -> Result<Vec
     let trace_id = stored_schema().index_of(col::TRACE_ID)?;
     let mut out = Vec::new();
     for batch in batches {
-        let keep = wanted.matches(batch.column(trace_id).as_fixed_size_binary());
+        let keep = wanted
+            .matches(batch.column(trace_id).as_ref())
+            .ok_or_else(|| Error::Corrupt("a head batch's trace id column is not binary".into()))?;
         if keep.true_count() == 0 {
             continue;
         }
@@ -283,6 +289,7 @@ pub(super) fn head_rows(batches: &[RecordBatch], ids: &[[u8; 16]]) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::FixedSizeBinaryArray;
 
     #[test]
     fn wanted_ids_match_exactly_those_ids_in_sliced_and_nullable_columns() {
@@ -293,19 +300,38 @@ mod tests {
             id
         };
         let column = FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-            [Some(id(1)), Some(id(2)), None, Some(id(3)), Some(id(9)), Some(id(4))]
-                .into_iter()
-                .map(|v| v.map(|v| v.to_vec())),
+            [
+                Some(id(1)),
+                Some(id(2)),
+                None,
+                Some(id(3)),
+                Some(id(9)),
+                Some(id(4)),
+            ]
+            .into_iter()
+            .map(|v| v.map(|v| v.to_vec())),
             16,
         )
         .unwrap();
         let wanted = WantedIds::new(&[id(4), id(2), id(2), id(7)]);
-        let got: Vec<bool> = wanted.matches(&column).iter().map(|v| v.unwrap()).collect();
+        let got: Vec<bool> = wanted
+            .matches(&column)
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap())
+            .collect();
         assert_eq!(got, [false, true, false, false, false, true]);
         let sliced = column.slice(3, 3);
-        let got: Vec<bool> = wanted.matches(&sliced).iter().map(|v| v.unwrap()).collect();
+        let got: Vec<bool> = wanted
+            .matches(&sliced)
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap())
+            .collect();
         assert_eq!(got, [false, false, true]);
         let none = WantedIds::new(&[]);
-        assert_eq!(none.matches(&column).true_count(), 0);
+        assert_eq!(none.matches(&column).unwrap().true_count(), 0);
+        let strings = arrow::array::StringArray::from(vec!["a"]);
+        assert!(wanted.matches(&strings).is_none());
     }
 }
