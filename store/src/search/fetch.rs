@@ -248,24 +248,19 @@ impl WantedIds {
     /// not); `None` when it is not a column of fixed-size binary values.
     fn matches(&self, column: &dyn Array) -> Option<BooleanArray> {
         let column = column.as_fixed_size_binary_opt()?;
-        let (Some(&lowest), Some(&highest)) = (self.sorted.first(), self.sorted.last()) else {
-            return Some(BooleanArray::from(vec![false; column.len()]));
-        };
-        let width = usize::try_from(column.value_length()).unwrap_or(0);
-        if width != 16 {
-            return Some(BooleanArray::from(vec![false; column.len()]));
-        }
         let keep = BooleanBuffer::collect_bool(column.len(), |row| {
-            let Ok(id) = <[u8; 16]>::try_from(column.value(row)) else {
-                return false;
-            };
-            let id = u128::from_be_bytes(id);
-            id >= lowest
-                && id <= highest
-                && column.is_valid(row)
-                && self.sorted.binary_search(&id).is_ok()
+            column.is_valid(row)
+                && <[u8; 16]>::try_from(column.value(row))
+                    .is_ok_and(|id| self.contains(u128::from_be_bytes(id)))
         });
         Some(BooleanArray::new(keep, None))
+    }
+
+    fn contains(&self, id: u128) -> bool {
+        // Most rows lie outside the wanted range: two comparisons, no search.
+        self.sorted.first().is_some_and(|lowest| id >= *lowest)
+            && self.sorted.last().is_some_and(|highest| id <= *highest)
+            && self.sorted.binary_search(&id).is_ok()
     }
 }
 
