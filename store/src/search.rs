@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Search predicates go into the Parquet scan (`pushdown_filters`), where row-group and
-//! page statistics skip what cannot match.
+//! page statistics skip what cannot match. A search with tags first scans each block's
+//! attribute-list pages for the tags' entries ([`entry_scan`]), and its query then reads
+//! only the rows that hold them ([`selected`]): the step that decoded every attribute
+//! list of every block it searched now decodes those of a few rows.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::datasource::MemTable;
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Expr, JoinType, col, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
@@ -32,10 +36,17 @@ use crate::schema::{ENTRY_COLUMNS, col as c, span_schema, stored_schema};
 use crate::{Error, Result, to_i64};
 
 mod entries;
+mod entry_scan;
 mod fetch;
+mod selected;
 use entries::entries_has_any;
+#[cfg(not(test))]
+use entry_scan::RowGroupRows;
+#[cfg(test)]
+pub(crate) use entry_scan::{RowGroupRows, matching_rows as entry_scan_rows};
 #[cfg(test)]
 pub(crate) use fetch::candidate_rows as fetch_candidate_rows;
+use selected::{SelectedBlocks, SelectedFile};
 
 /// Where rows come from for one query.
 #[derive(Clone)]
@@ -227,6 +238,14 @@ impl Searcher {
         let limit = query.limit.max(1);
         let filter = search_filter(query);
         let unwindowed = span_filter(query);
+        // The tags whose entries a block's pages can be scanned for ahead of its query
+        // (see `entry_scan`): not those that span fields can match as well.
+        let scanned_tags: Vec<Vec<String>> = query
+            .tags
+            .iter()
+            .filter(|(key, value)| derived_tag(key, value).is_none())
+            .map(|(key, value)| candidate_entries(key, value))
+            .collect();
         let lane = if query.tags.is_empty() {
             Lane::Fast
         } else {
@@ -274,10 +293,16 @@ impl Searcher {
                     })
                 }
             };
-            let Some(df) = self.frame(&step, stored_schema()).await? else {
+            let started = std::time::Instant::now();
+            let frame = match step.as_ref() {
+                Source::Blocks { paths, .. } if !scanned_tags.is_empty() => {
+                    self.selected_frame(paths, &scanned_tags).await?
+                }
+                _ => self.frame(&step, stored_schema()).await?,
+            };
+            let Some(df) = frame else {
                 continue;
             };
-            let started = std::time::Instant::now();
             // Blocks whose spans all started inside the window need not compare each
             // span's start with it: one predicate fewer to decode and evaluate per row.
             let step_filter = match step.as_ref() {
@@ -327,6 +352,36 @@ impl Searcher {
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(limit);
         Ok(ranked.into_iter().map(|(id, _)| TraceId(id)).collect())
+    }
+
+    /// A frame over the rows of `paths` that hold an entry of every tag in `tags`
+    /// (each tag's candidate entries), found by scanning the attribute lists' pages on
+    /// the scan lane, one task per block; `None` when no block has such a row. Row
+    /// groups the scan cannot read are read whole.
+    async fn selected_frame(
+        &self,
+        paths: &[PathBuf],
+        tags: &[Vec<String>],
+    ) -> Result<Option<DataFrame>> {
+        let tags: Arc<[Vec<String>]> = tags.into();
+        let mut scans = Vec::with_capacity(paths.len());
+        for path in paths {
+            let (blocks, tags, path) = (self.blocks.clone(), tags.clone(), path.clone());
+            let scan = move || selected_file(&blocks, &path, &tags);
+            scans.push(match &self.scan {
+                Some(runtime) => runtime.spawn(async move { scan() }),
+                None => tokio::task::spawn_blocking(scan),
+            });
+        }
+        let mut files = Vec::new();
+        for scan in scans {
+            files.extend(scan.await??);
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let table = SelectedBlocks::new(stored_schema(), files);
+        Ok(Some(self.ctx.read_table(Arc::new(table))?))
     }
 
     /// (trace id, start) of the newest rows matching `filter`, newest first, enough of
@@ -472,6 +527,64 @@ impl Searcher {
     }
 }
 
+/// The block at `path` with the rows that hold an entry of every tag; `None` when
+/// it has none.
+fn selected_file(
+    blocks: &fetch::BlockMetadata,
+    path: &std::path::Path,
+    tags: &[Vec<String>],
+) -> Result<Option<SelectedFile>> {
+    let (file, metadata) = blocks.open(path)?;
+    let size = file.metadata()?.len();
+    let parquet = metadata.metadata();
+    let columns: Vec<usize> = parquet
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, column)| {
+            column
+                .path()
+                .parts()
+                .first()
+                .is_some_and(|top| ENTRY_COLUMNS.contains(&top.as_str()))
+        })
+        .map(|(index, _)| index)
+        .collect();
+    let found = entry_scan::matching_rows(&Arc::new(file), parquet, &columns, tags)?;
+    let plan = ParquetAccessPlan::new(
+        found
+            .iter()
+            .zip(parquet.row_groups())
+            .map(|(rows, row_group)| match rows {
+                RowGroupRows::Unknown => RowGroupAccess::Scan,
+                RowGroupRows::Rows(rows) if rows.is_empty() => RowGroupAccess::Skip,
+                RowGroupRows::Rows(rows) => {
+                    let num_rows = usize::try_from(row_group.num_rows()).unwrap_or(0);
+                    RowGroupAccess::Selection(entry_scan::selection(rows, num_rows))
+                }
+            })
+            .collect(),
+    );
+    let rows: usize = found
+        .iter()
+        .map(|r| match r {
+            RowGroupRows::Unknown => usize::MAX,
+            RowGroupRows::Rows(rows) => rows.len(),
+        })
+        .fold(0, usize::saturating_add);
+    tracing::debug!(block = %path.display(), rows, "scanned a block's attribute lists");
+    if plan.row_group_index_iter().next().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(SelectedFile {
+        path: path.to_string_lossy().into_owned(),
+        size,
+        plan,
+    }))
+}
+
 /// `df` keeping the rows that pass `filter`; all of them without one.
 fn filtered(df: DataFrame, filter: Option<&Expr>) -> Result<DataFrame> {
     Ok(match filter {
@@ -595,7 +708,16 @@ fn tag_filter(key: &str, value: &str) -> Expr {
         .map(|column| entries_has_any(col(*column), &candidates))
         .reduce(Expr::or)
         .unwrap_or_else(|| lit(false));
-    let derived = match key {
+    if let Some(derived) = derived_tag(key, value) {
+        any = any.or(derived);
+    }
+    any
+}
+
+/// The test of a span field that Jaeger shows as tag `key=value` (`error`,
+/// `span.kind`, `otel.status_code`, ...), if `key` is one.
+fn derived_tag(key: &str, value: &str) -> Option<Expr> {
+    match key {
         "error" if value == "true" => Some(col(c::STATUS_CODE).eq(lit(2i8))),
         "span.kind" => SpanKind::from_jaeger_name(value)
             .filter(|k| *k != SpanKind::Unspecified)
@@ -610,11 +732,7 @@ fn tag_filter(key: &str, value: &str) -> Expr {
         "otel.scope.version" => Some(col(c::SCOPE_VERSION).eq(lit(value.to_string()))),
         "w3c.tracestate" => Some(col(c::TRACE_STATE).eq(lit(value.to_string()))),
         _ => None,
-    };
-    if let Some(derived) = derived {
-        any = any.or(derived);
     }
-    any
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ struct Cached {
 
 impl BlockMetadata {
     /// The block's file and metadata, loaded once per block while it stays cached.
-    fn open(&self, path: &Path) -> Result<(File, ArrowReaderMetadata)> {
+    pub(super) fn open(&self, path: &Path) -> Result<(File, ArrowReaderMetadata)> {
         let file = File::open(path)?;
         let file_len = file.metadata()?.len();
         {

@@ -1,6 +1,7 @@
 //! Search and fetch: head and blocks answer alike, windows, tags, ranking.
 
 use super::*;
+use arrow::array::{Array, AsArray};
 
 #[tokio::test]
 async fn spans_are_searchable_in_the_head_and_identical_after_flush_and_compaction() {
@@ -266,8 +267,7 @@ async fn a_fetch_reads_only_the_pages_that_can_hold_its_traces() {
     let file = std::fs::File::open(&path).unwrap();
     let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
         .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
-    let metadata =
-        parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options).unwrap();
+    let metadata = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options).unwrap();
     let selected = |ids: &[[u8; 16]]| {
         crate::search::fetch_candidate_rows(metadata.metadata(), ids)
             .map(|(_, selection)| selection.row_count())
@@ -292,5 +292,187 @@ async fn a_fetch_reads_only_the_pages_that_can_hold_its_traces() {
         ..query("frontend")
     };
     assert_eq!(store.find_traces(&q).await.unwrap().len(), 1200);
+    store.shutdown().await.unwrap();
+}
+
+/// 2,000 traces of 10 spans whose attributes vary by span: a rare value (one span in
+/// 997), a dense one (one in three), spans without attributes, and event attributes.
+fn varied_trace(n: u16) -> ResourceSpans {
+    let mut t = numbered_trace(n, 10);
+    for (i, span) in t.scope_spans[0].spans.iter_mut().enumerate() {
+        let g = usize::from(n) * 10 + i;
+        span.attributes = if g % 11 == 0 {
+            Vec::new()
+        } else {
+            vec![
+                kv("k", s(&format!("v{}", g % 997))),
+                kv("color", s(["red", "green", "blue"][g % 3])),
+            ]
+        };
+        span.events = if g % 13 == 0 {
+            vec![Event {
+                time_unix_nano: span.start_time_unix_nano,
+                name: "e".into(),
+                attributes: vec![kv("ev", s(&format!("e{}", g % 5)))],
+                dropped_attributes_count: 0,
+            }]
+        } else {
+            Vec::new()
+        };
+    }
+    t
+}
+
+#[tokio::test]
+async fn tag_searches_over_blocks_read_only_the_rows_whose_entries_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let traces: Vec<ResourceSpans> = (0..2000u16).map(varied_trace).collect();
+    store.write_spans(traces.clone()).await.unwrap();
+    let cases: [&[(&str, &str)]; 5] = [
+        &[("k", "v5")],
+        &[("k", "v5"), ("color", "blue")],
+        &[("ev", "e3")],
+        &[("k", "v5000")],
+        &[("color", "red"), ("k", "v17")],
+    ];
+    // What a span-by-span look at the traces says each search finds.
+    let span_has = |span: &Span, key: &str, value: &str| {
+        span.attributes
+            .iter()
+            .chain(span.events.iter().flat_map(|e| &e.attributes))
+            .any(|a| {
+                a.key == key
+                    && a.value
+                        == Some(AnyValue {
+                            value: Some(s(value)),
+                        })
+            })
+    };
+    let expected = |tags: &[(&str, &str)]| {
+        let mut out: Vec<String> = traces
+            .iter()
+            .filter(|t| {
+                t.scope_spans[0]
+                    .spans
+                    .iter()
+                    .any(|span| tags.iter().all(|(k, v)| span_has(span, k, v)))
+            })
+            .map(|t| {
+                TraceId::from_slice(&t.scope_spans[0].spans[0].trace_id)
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let found = async |tags: &[(&str, &str)]| {
+        let q = TraceQuery {
+            limit: 2000,
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..query("frontend")
+        };
+        let mut out = ids(&store, &q).await;
+        out.sort();
+        out
+    };
+    for tags in cases {
+        assert_eq!(found(tags).await, expected(tags), "head: {tags:?}");
+    }
+    store.flush().await.unwrap();
+    for tags in cases {
+        assert_eq!(found(tags).await, expected(tags), "block: {tags:?}");
+    }
+    // The rare value is in a few traces, the dense one in most.
+    assert!((10..30).contains(&expected(cases[0]).len()));
+    assert!(expected(&[("color", "red")]).len() > 1900);
+    assert!(expected(cases[3]).is_empty());
+
+    // The page scan finds exactly the rows that hold the entries, across the
+    // block's pages (20,000 rows, at most 8,192 per page).
+    let path = store.inner.state.read().blocks[0].path(&store.inner.blocks_dir);
+    let file = std::fs::File::open(&path).unwrap();
+    let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .unwrap();
+    let columns: Vec<usize> = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| crate::schema::ENTRY_COLUMNS.contains(&c.path().parts()[0].as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(columns.len(), 3);
+    let rows_in_block = {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let mut per_row = vec![String::new(); batch.num_rows()];
+            for column in crate::schema::ENTRY_COLUMNS {
+                let list = arrow::compute::cast(
+                    batch.column_by_name(column).unwrap(),
+                    &crate::schema::span_schema()
+                        .field_with_name(column)
+                        .unwrap()
+                        .data_type()
+                        .clone(),
+                )
+                .unwrap();
+                let list = list.as_list::<i32>();
+                for (row, entries) in per_row.iter_mut().enumerate() {
+                    if list.is_valid(row) {
+                        for entry in list.value(row).as_string::<i32>().iter().flatten() {
+                            entries.push_str(entry);
+                            entries.push('\n');
+                        }
+                    }
+                }
+            }
+            rows.extend(
+                per_row
+                    .into_iter()
+                    .map(|r| r.lines().map(str::to_string).collect()),
+            );
+        }
+        rows
+    };
+    assert_eq!(rows_in_block.len(), 20_000);
+    for tags in cases {
+        let candidates: Vec<Vec<String>> = tags
+            .iter()
+            .map(|(k, v)| crate::search::candidate_entries(k, v))
+            .collect();
+        let want: Vec<u32> = (0..rows_in_block.len() as u32)
+            .filter(|row| {
+                candidates
+                    .iter()
+                    .all(|c| rows_in_block[*row as usize].iter().any(|e| c.contains(e)))
+            })
+            .collect();
+        let got = crate::search::entry_scan_rows(
+            &std::sync::Arc::new(file.try_clone().unwrap()),
+            &metadata,
+            &columns,
+            &candidates,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![crate::search::RowGroupRows::Rows(want)],
+            "{tags:?}"
+        );
+    }
     store.shutdown().await.unwrap();
 }

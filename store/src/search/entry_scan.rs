@@ -1,0 +1,420 @@
+//! Which rows of a block hold a tag's attribute entries, read straight from the pages
+//! of the attribute lists before a tag search's query runs.
+//!
+//! A tag search's query spends most of its time having arrow-rs turn every page of the
+//! attribute lists into list arrays (offsets from the repetition levels, nulls from the
+//! definition levels, then the keys) only to test each key against a few candidates.
+//! Here each row group's dictionary is compared once, and each data page's keys are
+//! unpacked and looked up in that comparison; a page none of whose keys is a candidate
+//! is done with then, and only a page with a hit has its levels decoded, to find which
+//! rows the hits belong to. The query then reads those rows only (a
+//! [`ParquetAccessPlan`] per block), and still applies the whole filter to them.
+//!
+//! Whatever this reader does not know (a page layout or an encoding meshtel does not
+//! write, a column nested deeper) leaves the row group to the query in full: the pass
+//! only ever narrows what the query reads, it never decides a match on its own.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::basic::Encoding;
+use parquet::column::page::Page;
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
+use parquet::file::serialized_reader::SerializedPageReader;
+
+use crate::Result;
+
+/// Most tags one pass tracks (one bit each); a search's further tags are left to its
+/// query.
+pub(super) const MAX_TAGS: usize = 8;
+
+/// What the pass found in one row group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RowGroupRows {
+    /// The pass could not read it: the query reads every row.
+    Unknown,
+    /// The rows (ascending, within the row group) that hold an entry of every tag.
+    Rows(Vec<u32>),
+}
+
+/// Per row group of the block, the rows holding, for each tag, one of its candidate
+/// entries in one of the `columns` (leaf column indexes of the attribute lists).
+/// `tags[t]` are tag `t`'s candidate entries; at most [`MAX_TAGS`] are used.
+pub(crate) fn matching_rows(
+    file: &Arc<File>,
+    metadata: &ParquetMetaData,
+    columns: &[usize],
+    tags: &[Vec<String>],
+) -> Result<Vec<RowGroupRows>> {
+    let tags = &tags[..tags.len().min(MAX_TAGS)];
+    let all_tags: u8 = if tags.len() == MAX_TAGS {
+        u8::MAX
+    } else {
+        (1u8 << tags.len()) - 1
+    };
+    let mut out = Vec::with_capacity(metadata.num_row_groups());
+    for row_group in metadata.row_groups() {
+        let num_rows = usize::try_from(row_group.num_rows()).unwrap_or(0);
+        let mut masks: Vec<(u32, u8)> = Vec::new();
+        let mut known = !columns.is_empty() && !tags.is_empty();
+        for &column in columns {
+            let Some(chunk) = row_group.columns().get(column) else {
+                known = false;
+                break;
+            };
+            match column_hits(file, chunk, num_rows, tags)? {
+                Some(hits) => masks.extend(hits),
+                None => {
+                    known = false;
+                    break;
+                }
+            }
+        }
+        if !known {
+            out.push(RowGroupRows::Unknown);
+            continue;
+        }
+        masks.sort_unstable_by_key(|(row, _)| *row);
+        let mut rows = Vec::new();
+        let mut at = 0;
+        while at < masks.len() {
+            let row = masks[at].0;
+            let mut mask = 0;
+            while at < masks.len() && masks[at].0 == row {
+                mask |= masks[at].1;
+                at += 1;
+            }
+            if mask == all_tags {
+                rows.push(row);
+            }
+        }
+        out.push(RowGroupRows::Rows(rows));
+    }
+    Ok(out)
+}
+
+/// `rows` (ascending, within a row group of `num_rows`) as a selection.
+pub(super) fn selection(rows: &[u32], num_rows: usize) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut next = 0usize;
+    let mut at = 0;
+    while at < rows.len() {
+        let start = rows[at] as usize;
+        let mut end = start + 1;
+        at += 1;
+        while at < rows.len() && rows[at] as usize == end {
+            end += 1;
+            at += 1;
+        }
+        if start > next {
+            selectors.push(RowSelector::skip(start - next));
+        }
+        selectors.push(RowSelector::select(end - start));
+        next = end;
+    }
+    if num_rows > next {
+        selectors.push(RowSelector::skip(num_rows - next));
+    }
+    selectors.into()
+}
+
+/// (row, tag bits) for every entry of one column chunk that is a candidate of some
+/// tag; `None` when the chunk is not laid out as this reader knows.
+fn column_hits(
+    file: &Arc<File>,
+    chunk: &ColumnChunkMetaData,
+    num_rows: usize,
+    tags: &[Vec<String>],
+) -> Result<Option<Vec<(u32, u8)>>> {
+    let descr = chunk.column_descr();
+    // A flat list of strings: one repetition level, a row starting at level 0.
+    if descr.max_rep_level() != 1 {
+        return Ok(None);
+    }
+    let max_def = u16::try_from(descr.max_def_level()).unwrap_or(u16::MAX);
+    let def_width = bit_width(u32::from(max_def));
+    let pages = SerializedPageReader::new(file.clone(), chunk, num_rows, None)?;
+    // The tag bits of each dictionary entry, and whether any is a candidate.
+    let mut dictionary: Option<(Vec<u8>, bool)> = None;
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    let mut row_base = 0u32;
+    for page in pages {
+        match page? {
+            Page::DictionaryPage {
+                buf,
+                num_values,
+                encoding,
+                ..
+            } => {
+                if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
+                    return Ok(None);
+                }
+                match plain_masks(&buf, num_values as usize, tags) {
+                    Some(masks) => {
+                        let any = masks.iter().any(|m| *m != 0);
+                        dictionary = Some((masks, any));
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                encoding,
+                num_nulls,
+                num_rows,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                let (rep_len, def_len) =
+                    (rep_levels_byte_len as usize, def_levels_byte_len as usize);
+                let (Some(rep), Some(def), Some(values)) = (
+                    buf.get(..rep_len),
+                    buf.get(rep_len..rep_len + def_len),
+                    buf.get(rep_len + def_len..),
+                ) else {
+                    return Ok(None);
+                };
+                let levels = num_values as usize;
+                let present = levels.saturating_sub(num_nulls as usize);
+                scratch.hits.clear();
+                let decoded = match encoding {
+                    Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => match &dictionary {
+                        // No entry of this row group's dictionary is a candidate.
+                        Some((_, false)) => Some(()),
+                        Some((masks, true)) => {
+                            dictionary_hits(values, present, masks, &mut scratch)
+                        }
+                        None => None,
+                    },
+                    Encoding::PLAIN => plain_masks(values, present, tags).map(|masks| {
+                        scratch.hits.extend(
+                            masks
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, m)| **m != 0)
+                                .map(|(i, m)| (i as u32, *m)),
+                        );
+                    }),
+                    _ => None,
+                };
+                if decoded.is_none() {
+                    return Ok(None);
+                }
+                if !scratch.hits.is_empty() {
+                    scratch.rep.clear();
+                    scratch.def.clear();
+                    if rle_hybrid(rep, 1, levels, &mut scratch.rep).is_none()
+                        || rle_hybrid(def, def_width, levels, &mut scratch.def).is_none()
+                    {
+                        return Ok(None);
+                    }
+                    if !hit_rows(&scratch, max_def, row_base, &mut out) {
+                        return Ok(None);
+                    }
+                }
+                row_base = row_base.saturating_add(num_rows);
+            }
+            // Format-1 data pages: meshtel writes format 2.
+            Page::DataPage { .. } => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Buffers reused across the pages of a column chunk.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<u32>,
+    /// (value ordinal within the page, tag bits), ascending.
+    hits: Vec<(u32, u8)>,
+    rep: Vec<u32>,
+    def: Vec<u32>,
+}
+
+/// The candidate hits among a page's dictionary keys (`values`: bit width byte, then
+/// the keys RLE/bit-packed), into `scratch.hits`.
+fn dictionary_hits(
+    values: &[u8],
+    present: usize,
+    masks: &[u8],
+    scratch: &mut Scratch,
+) -> Option<()> {
+    if present == 0 {
+        return Some(());
+    }
+    let (&width, keys) = values.split_first()?;
+    scratch.keys.clear();
+    rle_hybrid(keys, width, present, &mut scratch.keys)?;
+    for (ordinal, key) in scratch.keys.iter().enumerate() {
+        // A key past the dictionary is a corrupt page: leave it to the query.
+        let mask = *masks.get(*key as usize)?;
+        if mask != 0 {
+            scratch.hits.push((ordinal as u32, mask));
+        }
+    }
+    Some(())
+}
+
+/// Maps the page's hits (by value ordinal) to rows: a row starts at each repetition
+/// level 0, and a value is present where the definition level is at its maximum.
+/// False when the levels do not hold the hits' values.
+fn hit_rows(scratch: &Scratch, max_def: u16, row_base: u32, out: &mut Vec<(u32, u8)>) -> bool {
+    let mut hits = scratch.hits.iter().peekable();
+    let mut row: Option<u32> = None;
+    let mut ordinal = 0u32;
+    for (rep, def) in scratch.rep.iter().zip(&scratch.def) {
+        if *rep == 0 {
+            row = Some(row.map_or(0, |r| r + 1));
+        }
+        if *def == u32::from(max_def) {
+            while let Some((_, mask)) = hits.next_if(|(at, _)| *at == ordinal) {
+                match row {
+                    Some(r) => out.push((row_base + r, *mask)),
+                    None => return false,
+                }
+            }
+            ordinal += 1;
+        }
+    }
+    hits.peek().is_none()
+}
+
+/// For `count` plain-encoded byte arrays (little-endian u32 length, then the bytes):
+/// the bits of the tags each is a candidate of.
+fn plain_masks(mut data: &[u8], count: usize, tags: &[Vec<String>]) -> Option<Vec<u8>> {
+    let mut masks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, rest) = data.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let value = rest.get(..len)?;
+        data = &rest[len..];
+        let mut mask = 0u8;
+        for (t, candidates) in tags.iter().enumerate() {
+            if candidates.iter().any(|c| c.as_bytes() == value) {
+                mask |= 1 << t;
+            }
+        }
+        masks.push(mask);
+    }
+    Some(masks)
+}
+
+/// Bits needed to write `max`.
+fn bit_width(max: u32) -> u8 {
+    (32 - max.leading_zeros()) as u8
+}
+
+/// Decodes `count` values of the RLE/bit-packing hybrid (Parquet's levels and
+/// dictionary keys) into `out`. `None` when `data` ends first or a width is over 32.
+fn rle_hybrid(data: &[u8], width: u8, count: usize, out: &mut Vec<u32>) -> Option<()> {
+    if width > 32 {
+        return None;
+    }
+    let target = out.len() + count;
+    if width == 0 {
+        out.resize(target, 0);
+        return Some(());
+    }
+    let mask = if width == 32 {
+        u64::from(u32::MAX)
+    } else {
+        (1u64 << width) - 1
+    };
+    let value_bytes = usize::from(width).div_ceil(8);
+    let mut at = 0;
+    while out.len() < target {
+        let (header, used) = uleb128(data.get(at..)?)?;
+        at += used;
+        let wanted = target - out.len();
+        if header & 1 == 1 {
+            // Bit-packed: (header >> 1) groups of eight values.
+            let values = usize::try_from(header >> 1).ok()?.checked_mul(8)?;
+            let bytes = (values * usize::from(width)).div_ceil(8);
+            let run = data.get(at..at + bytes)?;
+            at += bytes;
+            for j in 0..values.min(wanted) {
+                let bit = j * usize::from(width);
+                let word = read_u64(run, bit / 8);
+                out.push(((word >> (bit % 8)) & mask) as u32);
+            }
+        } else {
+            let repeat = usize::try_from(header >> 1).ok()?;
+            let mut value = [0u8; 4];
+            value[..value_bytes].copy_from_slice(data.get(at..at + value_bytes)?);
+            at += value_bytes;
+            let value = u32::from_le_bytes(value);
+            out.resize(out.len() + repeat.min(wanted), value);
+        }
+    }
+    Some(())
+}
+
+/// Eight bytes of `data` from `at`, little-endian, zero past its end.
+fn read_u64(data: &[u8], at: usize) -> u64 {
+    match data.get(at..at + 8) {
+        Some(word) => u64::from_le_bytes(word.try_into().unwrap_or_default()),
+        None => {
+            let mut word = [0u8; 8];
+            let rest = data.get(at..).unwrap_or_default();
+            word[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(word)
+        }
+    }
+}
+
+/// An unsigned LEB128 varint and the bytes it took.
+fn uleb128(data: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, byte) in data.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hybrid_decoder_reads_rle_and_bit_packed_runs_and_stops_at_the_count() {
+        // RLE run of 3 × 5 (width 3: one value byte), then one bit-packed group of 8
+        // values 0..8 at width 3 (3 bytes), of which only 6 are wanted.
+        let mut data = vec![3 << 1, 5, (1 << 1) | 1];
+        let mut bits = 0u32;
+        for v in 0..8u32 {
+            bits |= v << (3 * v);
+        }
+        data.extend_from_slice(&bits.to_le_bytes()[..3]);
+        let mut out = Vec::new();
+        assert_eq!(rle_hybrid(&data, 3, 9, &mut out), Some(()));
+        assert_eq!(out, [5, 5, 5, 0, 1, 2, 3, 4, 5]);
+        // Asking for more than the data holds is an error, not a panic.
+        let mut out = Vec::new();
+        assert_eq!(rle_hybrid(&data, 3, 12, &mut out), None);
+        assert_eq!(rle_hybrid(&[0xff], 3, 1, &mut Vec::new()), None);
+        assert_eq!(rle_hybrid(&data, 33, 1, &mut Vec::new()), None);
+    }
+
+    #[test]
+    fn selections_skip_between_runs_of_rows() {
+        let selection = selection(&[2, 3, 4, 9], 12);
+        let selectors: Vec<RowSelector> = selection.into();
+        assert_eq!(
+            selectors,
+            [
+                RowSelector::skip(2),
+                RowSelector::select(3),
+                RowSelector::skip(4),
+                RowSelector::select(1),
+                RowSelector::skip(2)
+            ]
+        );
+    }
+}
