@@ -22,27 +22,10 @@ if [[ $# -eq 0 ]]; then
     (cd "$ROOT" && cargo build --release --bin meshtel)
     set -- "$CARGO_TARGET_DIR/release/meshtel"
 fi
-SERVER=""
-cleanup() {
-    if [[ -n $SERVER ]]; then
-        kill "$SERVER" 2>/dev/null || true
-        wait "$SERVER" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
+. "$ROOT/benches/kept_dir.sh"
 
 for bin in "$@"; do
-    rm -f "$DATA/listeners.json"
-    RUST_LOG=warn "$bin" serve --data-dir "$DATA" \
-        --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-        --zipkin-listen 127.0.0.1:0 --query-listen 127.0.0.1:0 >"$DATA/fetch_block.log" 2>&1 &
-    SERVER=$!
-    for _ in $(seq 1 300); do
-        [[ -s $DATA/listeners.json ]] && break
-        kill -0 "$SERVER" 2>/dev/null || { cat "$DATA/fetch_block.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    sleep 0.5
+    start_server "$bin" "$DATA" "$DATA/fetch_block.log"
     printf '%s: ' "$bin"
     python3 - "$DATA" "$SERVER" "${BENCH_BLOCK_ROWS:-200000}" "${BENCH_TRACES:-300}" \
         "${BENCH_ROUNDS:-3}" <<'PY'
@@ -90,7 +73,5 @@ print("block %d (%d spans), %d traces × %d: p50 %.2f ms, p99 %.2f ms, %.2f ms o
     block, rows, len(ids), rounds, latencies[len(latencies) // 2],
     latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], used * 1000.0 / hz / len(latencies)))
 PY
-    kill "$SERVER"
-    wait "$SERVER" 2>/dev/null || true
-    SERVER=""
+    stop_server
 done

@@ -228,7 +228,6 @@ fn column_hits(
 /// Buffers reused across the pages of a column chunk.
 #[derive(Default)]
 struct Scratch {
-    keys: Vec<u32>,
     /// (value ordinal within the page, tag bits), ascending.
     hits: Vec<(u32, u8)>,
     rep: Vec<u32>,
@@ -247,16 +246,15 @@ fn dictionary_hits(
         return Some(());
     }
     let (&width, keys) = values.split_first()?;
-    scratch.keys.clear();
-    rle_hybrid(keys, width, present, &mut scratch.keys)?;
-    for (ordinal, key) in scratch.keys.iter().enumerate() {
+    let hits = &mut scratch.hits;
+    rle_hybrid_runs(keys, width, present, |ordinal, key, repeat| {
         // A key past the dictionary is a corrupt page: leave it to the query.
-        let mask = *masks.get(*key as usize)?;
+        let mask = *masks.get(key as usize)?;
         if mask != 0 {
-            scratch.hits.push((ordinal as u32, mask));
+            hits.extend((ordinal..ordinal + repeat).map(|o| (o as u32, mask)));
         }
-    }
-    Some(())
+        Some(())
+    })
 }
 
 /// Maps the page's hits (by value ordinal) to rows: a row starts at each repetition
@@ -294,7 +292,12 @@ fn plain_masks(mut data: &[u8], count: usize, tags: &[Vec<String>]) -> Option<Ve
         data = &rest[len..];
         let mut mask = 0u8;
         for (t, candidates) in tags.iter().enumerate() {
-            if candidates.iter().any(|c| c.as_bytes() == value) {
+            // Entries of one key share their first bytes: the last tells most apart.
+            if candidates.iter().any(|c| {
+                c.len() == value.len()
+                    && c.as_bytes().last() == value.last()
+                    && c.as_bytes() == value
+            }) {
                 mask |= 1 << t;
             }
         }
@@ -311,59 +314,79 @@ fn bit_width(max: u32) -> u8 {
 /// Decodes `count` values of the RLE/bit-packing hybrid (Parquet's levels and
 /// dictionary keys) into `out`. `None` when `data` ends first or a width is over 32.
 fn rle_hybrid(data: &[u8], width: u8, count: usize, out: &mut Vec<u32>) -> Option<()> {
+    out.reserve(count);
+    rle_hybrid_runs(data, width, count, |_, value, repeat| {
+        out.resize(out.len() + repeat, value);
+        Some(())
+    })
+}
+
+/// Visits `count` values of the RLE/bit-packing hybrid as `visit(ordinal, value,
+/// repeat)`: a run of `repeat` equal values starting at `ordinal` (bit-packed values
+/// come one at a time). `None` when `data` ends first, a width is over 32, or `visit`
+/// says `None`.
+fn rle_hybrid_runs(
+    data: &[u8],
+    width: u8,
+    count: usize,
+    mut visit: impl FnMut(usize, u32, usize) -> Option<()>,
+) -> Option<()> {
     if width > 32 {
         return None;
     }
-    let target = out.len() + count;
     if width == 0 {
-        out.resize(target, 0);
-        return Some(());
+        return if count > 0 {
+            visit(0, 0, count)
+        } else {
+            Some(())
+        };
     }
+    let w = usize::from(width);
     let mask = if width == 32 {
         u64::from(u32::MAX)
     } else {
         (1u64 << width) - 1
     };
-    let value_bytes = usize::from(width).div_ceil(8);
+    let mut ordinal = 0;
     let mut at = 0;
-    while out.len() < target {
+    while ordinal < count {
         let (header, used) = uleb128(data.get(at..)?)?;
         at += used;
-        let wanted = target - out.len();
+        let groups = usize::try_from(header >> 1).ok()?;
         if header & 1 == 1 {
-            // Bit-packed: (header >> 1) groups of eight values.
-            let values = usize::try_from(header >> 1).ok()?.checked_mul(8)?;
-            let bytes = (values * usize::from(width)).div_ceil(8);
-            let run = data.get(at..at + bytes)?;
+            // Bit-packed: groups of eight values, `w` bytes each.
+            let bytes = groups.checked_mul(w)?;
+            let run = data.get(at..at.checked_add(bytes)?)?;
             at += bytes;
-            for j in 0..values.min(wanted) {
-                let bit = j * usize::from(width);
-                let word = read_u64(run, bit / 8);
-                out.push(((word >> (bit % 8)) & mask) as u32);
+            for group in run.chunks_exact(w) {
+                // Zero-padded, so every value's eight-byte window is inside it.
+                let mut padded = [0u8; 40];
+                padded[..w].copy_from_slice(group);
+                for k in 0..8 {
+                    if ordinal == count {
+                        return Some(());
+                    }
+                    let bit = k * w;
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(&padded[bit / 8..bit / 8 + 8]);
+                    let value = (u64::from_le_bytes(word) >> (bit % 8)) & mask;
+                    visit(ordinal, value as u32, 1)?;
+                    ordinal += 1;
+                }
             }
         } else {
-            let repeat = usize::try_from(header >> 1).ok()?;
+            let value_bytes = w.div_ceil(8);
             let mut value = [0u8; 4];
             value[..value_bytes].copy_from_slice(data.get(at..at + value_bytes)?);
             at += value_bytes;
-            let value = u32::from_le_bytes(value);
-            out.resize(out.len() + repeat.min(wanted), value);
+            let repeat = groups.min(count - ordinal);
+            if repeat > 0 {
+                visit(ordinal, u32::from_le_bytes(value), repeat)?;
+                ordinal += repeat;
+            }
         }
     }
     Some(())
-}
-
-/// Eight bytes of `data` from `at`, little-endian, zero past its end.
-fn read_u64(data: &[u8], at: usize) -> u64 {
-    match data.get(at..at + 8) {
-        Some(word) => u64::from_le_bytes(word.try_into().unwrap_or_default()),
-        None => {
-            let mut word = [0u8; 8];
-            let rest = data.get(at..).unwrap_or_default();
-            word[..rest.len()].copy_from_slice(rest);
-            u64::from_le_bytes(word)
-        }
-    }
 }
 
 /// An unsigned LEB128 varint and the bytes it took.
