@@ -342,11 +342,6 @@ fn rle_hybrid_runs(
         };
     }
     let w = usize::from(width);
-    let mask = if width == 32 {
-        u64::from(u32::MAX)
-    } else {
-        (1u64 << width) - 1
-    };
     let mut ordinal = 0;
     let mut at = 0;
     while ordinal < count {
@@ -358,22 +353,15 @@ fn rle_hybrid_runs(
             let bytes = groups.checked_mul(w)?;
             let run = data.get(at..at.checked_add(bytes)?)?;
             at += bytes;
-            for group in run.chunks_exact(w) {
-                // Zero-padded, so every value's eight-byte window is inside it.
-                let mut padded = [0u8; 40];
-                padded[..w].copy_from_slice(group);
-                for k in 0..8 {
-                    if ordinal == count {
-                        return Some(());
+            macro_rules! unpack_width {
+                ($($n:literal)*) => {
+                    match w {
+                        $($n => unpack::<$n>(run, &mut ordinal, count, &mut visit)?,)*
+                        _ => return None,
                     }
-                    let bit = k * w;
-                    let mut word = [0u8; 8];
-                    word.copy_from_slice(&padded[bit / 8..bit / 8 + 8]);
-                    let value = (u64::from_le_bytes(word) >> (bit % 8)) & mask;
-                    visit(ordinal, value as u32, 1)?;
-                    ordinal += 1;
-                }
+                };
             }
+            unpack_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
         } else {
             let value_bytes = w.div_ceil(8);
             let mut value = [0u8; 4];
@@ -384,6 +372,43 @@ fn rle_hybrid_runs(
                 visit(ordinal, u32::from_le_bytes(value), repeat)?;
                 ordinal += repeat;
             }
+        }
+    }
+    Some(())
+}
+
+/// Visits the values of a bit-packed run of `W`-bit values from `ordinal` on, until
+/// `count`. A width known when compiling lets each group of eight unpack without
+/// bounds checks or a loop (the bit-packed keys of a tag search's page scan are most
+/// of its work).
+fn unpack<const W: usize>(
+    run: &[u8],
+    ordinal: &mut usize,
+    count: usize,
+    visit: &mut impl FnMut(usize, u32, usize) -> Option<()>,
+) -> Option<()> {
+    let mask = if W == 32 {
+        u64::from(u32::MAX)
+    } else {
+        (1u64 << W) - 1
+    };
+    for group in run.chunks_exact(W) {
+        // Zero-padded, so every value's eight-byte window is inside it.
+        let mut padded = [0u8; 40];
+        padded[..W].copy_from_slice(group);
+        let mut values = [0u32; 8];
+        for (k, value) in values.iter_mut().enumerate() {
+            let bit = k * W;
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&padded[bit / 8..bit / 8 + 8]);
+            *value = ((u64::from_le_bytes(word) >> (bit % 8)) & mask) as u32;
+        }
+        for value in &values[..(count - *ordinal).min(8)] {
+            visit(*ordinal, *value, 1)?;
+            *ordinal += 1;
+        }
+        if *ordinal == count {
+            break;
         }
     }
     Some(())
@@ -423,6 +448,44 @@ mod tests {
         assert_eq!(rle_hybrid(&data, 3, 12, &mut out), None);
         assert_eq!(rle_hybrid(&[0xff], 3, 1, &mut Vec::new()), None);
         assert_eq!(rle_hybrid(&data, 33, 1, &mut Vec::new()), None);
+    }
+
+    #[test]
+    fn bit_packed_runs_of_every_width_decode_to_what_was_packed() {
+        for width in 1..=32u8 {
+            let mask = if width == 32 {
+                u64::from(u32::MAX)
+            } else {
+                (1u64 << width) - 1
+            };
+            let values: Vec<u32> = (0..20u64)
+                .map(|i| ((i + 1).wrapping_mul(2_654_435_761) & mask) as u32)
+                .collect();
+            // Three groups of eight (the last padded), least significant bit first.
+            let mut packed = vec![0u8; 3 * usize::from(width)];
+            for (i, value) in values.iter().enumerate() {
+                for b in 0..usize::from(width) {
+                    if value >> b & 1 == 1 {
+                        let bit = i * usize::from(width) + b;
+                        packed[bit / 8] |= 1 << (bit % 8);
+                    }
+                }
+            }
+            let mut data = vec![(3 << 1) | 1];
+            data.extend_from_slice(&packed);
+            let mut out = Vec::new();
+            assert_eq!(
+                rle_hybrid(&data, width, 20, &mut out),
+                Some(()),
+                "width {width}"
+            );
+            assert_eq!(out, values, "width {width}");
+            // A run cut short is an error.
+            assert_eq!(
+                rle_hybrid(&data[..data.len() - 1], width, 20, &mut Vec::new()),
+                None
+            );
+        }
     }
 
     #[test]
