@@ -268,7 +268,12 @@ impl Searcher {
                             break;
                         }
                     }
-                    let take = step_blocks(blocks_scanned, found.len(), limit);
+                    let mut take = step_blocks(blocks_scanned, found.len(), limit);
+                    if !scanned_tags.is_empty() && found.len() < limit {
+                        // Each block's page scan is a task of its own: two run on the
+                        // two cores in the time of one.
+                        take = take.max(2);
+                    }
                     let mut paths = Vec::new();
                     let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
                     let mut taken = 0;
