@@ -212,7 +212,7 @@ fn column_hits(
                     {
                         return Ok(None);
                     }
-                    if !hit_rows(&scratch, max_def, row_base, &mut out) {
+                    if !hit_rows(&scratch, max_def, present, row_base, &mut out) {
                         return Ok(None);
                     }
                 }
@@ -259,8 +259,15 @@ fn dictionary_hits(
 
 /// Maps the page's hits (by value ordinal) to rows: a row starts at each repetition
 /// level 0, and a value is present where the definition level is at its maximum.
-/// False when the levels do not hold the hits' values.
-fn hit_rows(scratch: &Scratch, max_def: u16, row_base: u32, out: &mut Vec<(u32, u8)>) -> bool {
+/// False when the levels do not hold the hits' values, or hold other than `present`
+/// values (the page header's count, by which its keys were read).
+fn hit_rows(
+    scratch: &Scratch,
+    max_def: u16,
+    present: usize,
+    row_base: u32,
+    out: &mut Vec<(u32, u8)>,
+) -> bool {
     let mut hits = scratch.hits.iter().peekable();
     let mut row: Option<u32> = None;
     let mut ordinal = 0u32;
@@ -278,7 +285,7 @@ fn hit_rows(scratch: &Scratch, max_def: u16, row_base: u32, out: &mut Vec<(u32, 
             ordinal += 1;
         }
     }
-    hits.peek().is_none()
+    hits.peek().is_none() && ordinal as usize == present
 }
 
 /// For `count` plain-encoded byte arrays (little-endian u32 length, then the bytes):
