@@ -36,14 +36,11 @@ use crate::schema::{ENTRY_COLUMNS, col as c, span_schema, stored_schema};
 use crate::{Error, Result, to_i64};
 
 mod entries;
-mod entry_scan;
+pub(crate) mod entry_scan;
 mod fetch;
 mod selected;
 use entries::entries_has_any;
-#[cfg(not(test))]
 use entry_scan::RowGroupRows;
-#[cfg(test)]
-pub(crate) use entry_scan::{RowGroupRows, matching_rows as entry_scan_rows};
 #[cfg(test)]
 pub(crate) use fetch::candidate_rows as fetch_candidate_rows;
 use selected::{SelectedBlocks, SelectedFile};
@@ -572,14 +569,19 @@ fn selected_file(
             })
             .collect(),
     );
-    let rows: usize = found
-        .iter()
-        .map(|r| match r {
-            RowGroupRows::Unknown => usize::MAX,
-            RowGroupRows::Rows(rows) => rows.len(),
-        })
-        .fold(0, usize::saturating_add);
-    tracing::debug!(block = %path.display(), rows, "scanned a block's attribute lists");
+    let (mut rows, mut read_whole) = (0, 0);
+    for found in &found {
+        match found {
+            RowGroupRows::Unknown => read_whole += 1,
+            RowGroupRows::Rows(found) => rows += found.len(),
+        }
+    }
+    tracing::debug!(
+        block = %path.display(),
+        rows,
+        row_groups_read_whole = read_whole,
+        "scanned a block's attribute lists"
+    );
     if plan.row_group_index_iter().next().is_none() {
         return Ok(None);
     }

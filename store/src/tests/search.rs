@@ -461,7 +461,7 @@ async fn tag_searches_over_blocks_read_only_the_rows_whose_entries_match() {
                     .all(|c| rows_in_block[*row as usize].iter().any(|e| c.contains(e)))
             })
             .collect();
-        let got = crate::search::entry_scan_rows(
+        let got = crate::search::entry_scan::matching_rows(
             &std::sync::Arc::new(file.try_clone().unwrap()),
             &metadata,
             &columns,
@@ -470,7 +470,7 @@ async fn tag_searches_over_blocks_read_only_the_rows_whose_entries_match() {
         .unwrap();
         assert_eq!(
             got,
-            vec![crate::search::RowGroupRows::Rows(want)],
+            vec![crate::search::entry_scan::RowGroupRows::Rows(want)],
             "{tags:?}"
         );
     }
