@@ -495,6 +495,75 @@ mod tests {
         }
     }
 
+    /// A file of one list-of-strings column, `rows[i]` the list of row `i`, written in
+    /// Parquet format `version`.
+    fn list_file(
+        rows: &[&[&str]],
+        version: parquet::file::properties::WriterVersion,
+    ) -> std::fs::File {
+        use arrow::array::{ListBuilder, RecordBatch, StringBuilder};
+        let mut lists = ListBuilder::new(StringBuilder::new());
+        for row in rows {
+            for entry in *row {
+                lists.values().append_value(entry);
+            }
+            lists.append(true);
+        }
+        let batch =
+            RecordBatch::try_from_iter([("attributes", Arc::new(lists.finish()) as _)]).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_writer_version(version)
+            .set_data_page_row_count_limit(2)
+            .set_write_batch_size(2)
+            .build();
+        let mut file = tempfile::tempfile().unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            file.try_clone().unwrap(),
+            batch.schema(),
+            Some(props),
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        use std::io::Seek;
+        file.rewind().unwrap();
+        file
+    }
+
+    #[test]
+    fn rows_are_found_across_pages_and_format_1_pages_are_left_to_the_query() {
+        use parquet::file::properties::WriterVersion;
+        let rows: &[&[&str]] = &[&["a", "b"], &[], &["c"], &["b", "a"], &["x"], &["a"]];
+        let conditions = [vec!["a".to_string()], vec!["b".to_string()]];
+        for (version, a, a_and_b) in [
+            (
+                WriterVersion::PARQUET_2_0,
+                RowGroupRows::Rows(vec![0, 3, 5]),
+                RowGroupRows::Rows(vec![0, 3]),
+            ),
+            (
+                WriterVersion::PARQUET_1_0,
+                RowGroupRows::Unknown,
+                RowGroupRows::Unknown,
+            ),
+        ] {
+            let file = Arc::new(list_file(rows, version));
+            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .parse_and_finish(file.as_ref())
+                .unwrap();
+            assert_eq!(
+                matching_rows(&file, &metadata, &[0], &conditions[..1]).unwrap(),
+                [a],
+                "{version:?}"
+            );
+            assert_eq!(
+                matching_rows(&file, &metadata, &[0], &conditions).unwrap(),
+                [a_and_b],
+                "{version:?}"
+            );
+        }
+    }
+
     #[test]
     fn selections_skip_between_runs_of_rows() {
         let selection = selection(&[2, 3, 4, 9], 12);
