@@ -89,6 +89,12 @@ pub(crate) fn matching_rows(
                 rows.push(row);
             }
         }
+        // Rows past the row group's end come of page headers that disagree with the
+        // footer: leave the row group to the query.
+        if rows.last().is_some_and(|row| *row as usize >= num_rows) {
+            out.push(RowGroupRows::Unknown);
+            continue;
+        }
         out.push(RowGroupRows::Rows(rows));
     }
     Ok(out)
@@ -278,7 +284,10 @@ fn hit_rows(
         if *def == u32::from(max_def) {
             while let Some((_, mask)) = hits.next_if(|(at, _)| *at == ordinal) {
                 match row {
-                    Some(r) => out.push((row_base + r, *mask)),
+                    Some(r) => match row_base.checked_add(r) {
+                        Some(row) => out.push((row, *mask)),
+                        None => return false,
+                    },
                     None => return false,
                 }
             }
