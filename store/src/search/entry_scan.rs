@@ -27,7 +27,7 @@ use crate::Result;
 
 /// Most tags one pass tracks (one bit each); a search's further tags are left to its
 /// query.
-pub(super) const MAX_TAGS: usize = 8;
+const MAX_TAGS: usize = 8;
 
 /// What the pass found in one row group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -570,6 +570,39 @@ mod tests {
                 [a_and_b],
                 "{version:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_damaged_file_gives_an_error_or_leaves_rows_to_the_query_never_a_panic() {
+        use std::io::{Read, Seek, Write};
+        let rows: &[&[&str]] = &[&["a", "b"], &[], &["c"], &["b", "a"], &["x"], &["a"]];
+        let mut file = list_file(rows, parquet::file::properties::WriterVersion::PARQUET_2_0);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .unwrap();
+        let conditions = [vec!["a".to_string()]];
+        // Every byte before the footer, flipped in turn: the footer read before still
+        // describes the file, as a cached one would.
+        let footer =
+            u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+        let data_end = bytes.len() - 8 - footer as usize;
+        let mut damaged = tempfile::tempfile().unwrap();
+        for at in 4..data_end {
+            let mut copy = bytes.clone();
+            copy[at] ^= 0xff;
+            damaged.set_len(0).unwrap();
+            damaged.rewind().unwrap();
+            damaged.write_all(&copy).unwrap();
+            let damaged = Arc::new(damaged.try_clone().unwrap());
+            if let Ok(found) = matching_rows(&damaged, &metadata, &[0], &conditions) {
+                assert_eq!(found.len(), 1, "byte {at}");
+                if let RowGroupRows::Rows(rows) = &found[0] {
+                    assert!(rows.iter().all(|row| *row < 6), "byte {at}");
+                }
+            }
         }
     }
 

@@ -309,21 +309,16 @@ mod tests {
         )
         .unwrap();
         let wanted = WantedIds::new(&[id(4), id(2), id(2), id(7)]);
-        let got: Vec<bool> = wanted
-            .matches(&column)
-            .unwrap()
-            .iter()
-            .map(|v| v.unwrap())
-            .collect();
-        assert_eq!(got, [false, true, false, false, false, true]);
-        let sliced = column.slice(3, 3);
-        let got: Vec<bool> = wanted
-            .matches(&sliced)
-            .unwrap()
-            .iter()
-            .map(|v| v.unwrap())
-            .collect();
-        assert_eq!(got, [false, false, true]);
+        let matched = |column: &dyn Array| -> Vec<bool> {
+            wanted
+                .matches(column)
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap())
+                .collect()
+        };
+        assert_eq!(matched(&column), [false, true, false, false, false, true]);
+        assert_eq!(matched(&column.slice(3, 3)), [false, false, true]);
         let none = WantedIds::new(&[]);
         assert_eq!(none.matches(&column).unwrap().true_count(), 0);
         let strings = arrow::array::StringArray::from(vec!["a"]);
