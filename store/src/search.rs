@@ -167,15 +167,32 @@ impl Searcher {
         }
     }
 
+    /// A lane's runtime; `None` when it could not be had.
+    fn runtime(&self, lane: Lane) -> Option<&tokio::runtime::Runtime> {
+        match lane {
+            Lane::Scan => self.scan.as_ref(),
+            Lane::Fast => self.fast.as_ref(),
+        }
+    }
+
     /// Executes a plan on a lane's runtime.
     async fn collect(&self, df: DataFrame, lane: Lane) -> Result<Vec<RecordBatch>> {
-        let runtime = match lane {
-            Lane::Scan => &self.scan,
-            Lane::Fast => &self.fast,
-        };
-        match runtime {
+        match self.runtime(lane) {
             Some(runtime) => Ok(runtime.spawn(async move { df.collect().await }).await??),
             None => Ok(df.collect().await?),
+        }
+    }
+
+    /// Runs a CPU-bound read of Parquet pages on a lane's runtime (on the blocking
+    /// pool when the lane has none).
+    fn spawn_read<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        read: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<T>> {
+        match self.runtime(lane) {
+            Some(runtime) => runtime.spawn(async move { read() }),
+            None => tokio::task::spawn_blocking(read),
         }
     }
 
@@ -369,11 +386,7 @@ impl Searcher {
         let mut scans = Vec::with_capacity(paths.len());
         for path in paths {
             let (blocks, tags, path) = (self.blocks.clone(), tags.clone(), path.clone());
-            let scan = move || selected_file(&blocks, &path, &tags);
-            scans.push(match &self.scan {
-                Some(runtime) => runtime.spawn(async move { scan() }),
-                None => tokio::task::spawn_blocking(scan),
-            });
+            scans.push(self.spawn_read(Lane::Scan, move || selected_file(&blocks, &path, &tags)));
         }
         let mut files = Vec::new();
         for scan in scans {
@@ -453,11 +466,9 @@ impl Searcher {
                 Source::Blocks { paths, .. } => {
                     for path in paths {
                         let (blocks, ids, path) = (self.blocks.clone(), ids.clone(), path.clone());
-                        let read = move || blocks.block_rows(&path, &ids);
-                        reads.push(match &self.fast {
-                            Some(runtime) => runtime.spawn(async move { read() }),
-                            None => tokio::task::spawn_blocking(read),
-                        });
+                        reads.push(
+                            self.spawn_read(Lane::Fast, move || blocks.block_rows(&path, &ids)),
+                        );
                     }
                 }
             }
