@@ -99,19 +99,24 @@ static STORED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
         false,
     )));
-    let fields: Vec<Field> = SCHEMA
+    retyped(&SCHEMA, &ENTRY_COLUMNS, &entries)
+});
+
+/// `schema` with the fields named in `columns` of type `data_type`.
+fn retyped(schema: &Schema, columns: &[&str], data_type: &DataType) -> SchemaRef {
+    let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| {
-            if ENTRY_COLUMNS.contains(&f.name().as_str()) {
-                f.as_ref().clone().with_data_type(entries.clone())
+            if columns.contains(&f.name().as_str()) {
+                f.as_ref().clone().with_data_type(data_type.clone())
             } else {
                 f.as_ref().clone()
             }
         })
         .collect();
     Arc::new(Schema::new(fields))
-});
+}
 
 /// The span table as blocks declare it to readers (the Arrow schema embedded in each
 /// Parquet file): the attribute lists as lists of dictionary keys. A Parquet reader
@@ -121,4 +126,19 @@ static STORED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// (compaction, trace fetches) ask for [`span_schema`] instead.
 pub fn stored_schema() -> SchemaRef {
     STORED_SCHEMA.clone()
+}
+
+/// The columns a search compares as string views: a Parquet reader hands out each
+/// value of a dictionary-encoded page as a 16-byte view into the row group's
+/// dictionary instead of copying its bytes, and a comparison with a short name is a
+/// comparison of the views.
+const VIEW_COLUMNS: [&str; 2] = [col::SERVICE, col::NAME];
+
+static SEARCH_SCHEMA: LazyLock<SchemaRef> =
+    LazyLock::new(|| retyped(&STORED_SCHEMA, &VIEW_COLUMNS, &DataType::Utf8View));
+
+/// The span table as searches read blocks: [`stored_schema`] with `service` and `name`
+/// as string views (see `VIEW_COLUMNS`).
+pub fn search_schema() -> SchemaRef {
+    SEARCH_SCHEMA.clone()
 }

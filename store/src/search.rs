@@ -32,7 +32,7 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionC
 use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
 
 use crate::encode::{KEY_SEPARATOR, format_double};
-use crate::schema::{ENTRY_COLUMNS, col as c, span_schema, stored_schema};
+use crate::schema::{ENTRY_COLUMNS, col as c, search_schema, span_schema};
 use crate::{Error, Result, to_i64};
 
 mod entries;
@@ -197,8 +197,8 @@ impl Searcher {
     }
 
     /// A frame over one source. Blocks are read as `block_schema`: [`span_schema`]
-    /// gives plain strings, [`stored_schema`] the attribute lists as dictionary keys
-    /// (what tag search compares fastest).
+    /// gives plain strings, [`search_schema`] the attribute lists as dictionary keys
+    /// (what tag search compares fastest) and `service` and `name` as string views.
     async fn frame(&self, source: &Source, block_schema: SchemaRef) -> Result<Option<DataFrame>> {
         match source {
             Source::Head(batches) => {
@@ -317,7 +317,7 @@ impl Searcher {
                 Source::Blocks { paths, .. } if !scanned_tags.is_empty() => {
                     self.selected_frame(paths, &scanned_tags).await?
                 }
-                _ => self.frame(&step, stored_schema()).await?,
+                _ => self.frame(&step, search_schema()).await?,
             };
             let Some(df) = frame else {
                 continue;
@@ -395,7 +395,7 @@ impl Searcher {
         if files.is_empty() {
             return Ok(None);
         }
-        let table = SelectedBlocks::new(stored_schema(), files);
+        let table = SelectedBlocks::new(search_schema(), files);
         Ok(Some(self.ctx.read_table(Arc::new(table))?))
     }
 

@@ -40,7 +40,7 @@ pub(super) struct SelectedBlocks {
 }
 
 impl SelectedBlocks {
-    /// Blocks read as `schema` (the schema they declare, [`crate::schema::stored_schema`]).
+    /// Blocks read as `schema` ([`crate::schema::search_schema`]).
     pub(super) fn new(schema: SchemaRef, files: Vec<SelectedFile>) -> Self {
         SelectedBlocks { schema, files }
     }
