@@ -66,6 +66,7 @@ async fn fetch(block: PathBuf, traces: usize) -> Result<(), Box<dyn Error>> {
         paths: vec![block.clone()],
         min_start: 0,
         max_start: 0,
+        rows: 0,
     }];
     let mut rng = rand::rng();
     let mut times = Vec::with_capacity(ROUNDS);

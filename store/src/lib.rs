@@ -752,11 +752,12 @@ impl TraceReader for TraceStore {
 /// One source over `blocks`, with the time range their spans started in (0..0 when
 /// there are none).
 fn blocks_source<'a>(blocks: impl IntoIterator<Item = &'a BlockMeta>, dir: &Path) -> Source {
-    let (mut paths, mut min_start, mut max_start) = (Vec::new(), i64::MAX, i64::MIN);
+    let (mut paths, mut min_start, mut max_start, mut rows) = (Vec::new(), i64::MAX, i64::MIN, 0);
     for block in blocks {
         paths.push(block.path(dir));
         min_start = min_start.min(block.min_start);
         max_start = max_start.max(block.max_start);
+        rows += block.rows;
     }
     if paths.is_empty() {
         (min_start, max_start) = (0, 0);
@@ -765,6 +766,7 @@ fn blocks_source<'a>(blocks: impl IntoIterator<Item = &'a BlockMeta>, dir: &Path
         paths,
         min_start,
         max_start,
+        rows,
     }
 }
 

@@ -58,6 +58,8 @@ pub enum Source {
         min_start: i64,
         /// Newest span start in these blocks, Unix ns.
         max_start: i64,
+        /// Spans in these blocks.
+        rows: u64,
     },
 }
 
@@ -265,6 +267,13 @@ impl Searcher {
         } else {
             Lane::Scan
         };
+        // More than a service (an operation, a duration bound) matches a fraction of
+        // its spans: a small newest block rarely holds `limit` traces of them, so the
+        // first step reads the blocks after it as well, in parallel.
+        let selective = query.tags.is_empty()
+            && (query.operation.is_some()
+                || query.duration_min_nano.is_some()
+                || query.duration_max_nano.is_some());
         let mut found: HashMap<[u8; 16], i64> = HashMap::new();
         let mut rest = sources;
         let mut blocks_scanned = 0;
@@ -288,28 +297,15 @@ impl Searcher {
                         // two cores in the time of one.
                         take = take.max(2);
                     }
-                    let mut paths = Vec::new();
-                    let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
-                    let mut taken = 0;
-                    while taken < take
-                        && let Some(Source::Blocks {
-                            paths: p,
-                            min_start,
-                            max_start,
-                        }) = rest.first()
-                    {
-                        paths.extend(p.iter().cloned());
-                        oldest = oldest.min(*min_start);
-                        newest = newest.max(*max_start);
-                        rest = &rest[1..];
-                        taken += 1;
-                    }
-                    blocks_scanned += paths.len();
-                    Cow::Owned(Source::Blocks {
-                        paths,
-                        min_start: oldest,
-                        max_start: newest,
-                    })
+                    let least_rows = if blocks_scanned == 0 && selective {
+                        FIRST_STEP_ROWS
+                    } else {
+                        0
+                    };
+                    let (step, taken) = next_step(rest, take, least_rows);
+                    rest = &rest[taken..];
+                    blocks_scanned += step.block_count();
+                    Cow::Owned(step)
                 }
             };
             let started = std::time::Instant::now();
@@ -619,8 +615,45 @@ fn within(min_start: i64, max_start: i64, query: &TraceQuery) -> bool {
         && max_start <= to_i64(query.start_max_unix_nano)
 }
 
+/// The next search step: the first of `rest`'s block sources, `take` of them or as
+/// many more as hold `least_rows` spans together (at most [`SCAN_GROUP`]), merged into
+/// one source; and how many it took.
+fn next_step(rest: &[Source], take: usize, least_rows: u64) -> (Source, usize) {
+    let mut paths = Vec::new();
+    let (mut oldest, mut newest, mut step_rows) = (i64::MAX, i64::MIN, 0);
+    let mut taken = 0;
+    while (taken < take.max(1) || step_rows < least_rows)
+        && taken < SCAN_GROUP
+        && let Some(Source::Blocks {
+            paths: p,
+            min_start,
+            max_start,
+            rows,
+        }) = rest.get(taken)
+    {
+        paths.extend(p.iter().cloned());
+        oldest = oldest.min(*min_start);
+        newest = newest.max(*max_start);
+        step_rows += rows;
+        taken += 1;
+    }
+    let step = Source::Blocks {
+        paths,
+        min_start: oldest,
+        max_start: newest,
+        rows: step_rows,
+    };
+    (step, taken)
+}
+
 /// Most blocks one search step scans at once.
 const SCAN_GROUP: usize = 8;
+
+/// Spans the first step of a search for more than a service reads at least (see
+/// `selective` in [`Searcher::find_trace_ids`]): half a compacted block. The newest
+/// block, which the flushes since the last merge keep small, then shares the step with
+/// the one after it.
+const FIRST_STEP_ROWS: u64 = 1 << 17;
 
 /// Blocks the next search step scans, after `scanned` blocks gave `found` of `limit`
 /// traces: the estimate of what the missing ones need at the rate so far, between one
@@ -778,5 +811,49 @@ mod tests {
         assert_eq!(step_blocks(16, 1, 20), SCAN_GROUP);
         // Enough found but older blocks overlap in time: keep stepping.
         assert_eq!(step_blocks(4, 20, 20), 4);
+    }
+
+    fn blocks(rows: &[u64]) -> Vec<Source> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, &rows)| Source::Blocks {
+                paths: vec![PathBuf::from(format!("{i}.parquet"))],
+                min_start: 100 - i as i64 * 10,
+                max_start: 110 - i as i64 * 10,
+                rows,
+            })
+            .collect()
+    }
+
+    fn summary(step: &Source) -> (usize, u64, i64, i64) {
+        match step {
+            Source::Blocks {
+                paths,
+                rows,
+                min_start,
+                max_start,
+            } => (paths.len(), *rows, *min_start, *max_start),
+            Source::Head(_) => panic!("a step of blocks came out as the head"),
+        }
+    }
+
+    #[test]
+    fn a_first_step_with_a_row_floor_takes_the_blocks_after_a_small_newest_one() {
+        let sources = blocks(&[44_500, 248_000, 251_000, 250_000]);
+        // A search for a service alone: the newest block only.
+        let (step, taken) = next_step(&sources, 1, 0);
+        assert_eq!((taken, summary(&step)), (1, (1, 44_500, 100, 110)));
+        // For more than a service: up to half a compacted block, so the next one too,
+        // with the time range of both.
+        let (step, taken) = next_step(&sources, 1, FIRST_STEP_ROWS);
+        assert_eq!((taken, summary(&step)), (2, (2, 292_500, 90, 110)));
+        // A large newest block holds the floor alone.
+        let (_, taken) = next_step(&sources[1..], 1, FIRST_STEP_ROWS);
+        assert_eq!(taken, 1);
+        // Never past the sources there are, nor past SCAN_GROUP, nor fewer than one.
+        let small = blocks(&[10; 12]);
+        assert_eq!(next_step(&small[..3], 1, FIRST_STEP_ROWS).1, 3);
+        assert_eq!(next_step(&small, 1, FIRST_STEP_ROWS).1, SCAN_GROUP);
+        assert_eq!(next_step(&small, 0, 0).1, 1);
     }
 }

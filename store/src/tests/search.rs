@@ -31,6 +31,9 @@ async fn spans_are_searchable_in_the_head_and_identical_after_flush_and_compacti
     // More small blocks, then compaction into one.
     flush_late_blocks(&store, 4).await;
     assert_eq!(store.stats().blocks, 5);
+    // Over five small blocks: searches for more than a service take them all in their
+    // first step, the others one at a time.
+    assert_eq!(all_query_results(&store).await, in_head);
     store.compact_now().await.unwrap();
     assert_eq!(store.stats().blocks, 1);
     assert_eq!(store.stats().block_spans, 60 + 8);
