@@ -441,10 +441,10 @@ impl Searcher {
     ///
     /// Not a DataFusion query: the head's batches are filtered in place, and each block
     /// is read through its page index (see [`fetch`]), on the fast lane. Blocks hand
-    /// out their attribute lists as keys into each row group's dictionary, which the
-    /// reader decodes once, instead of every entry of every page the selected rows sit
-    /// in being copied as a string; only the rows that match are turned into strings,
-    /// at the end.
+    /// out their attribute lists as string views into each row group's dictionary
+    /// page, which the reader decodes once without copying its bytes, instead of every
+    /// entry of every page the selected rows sit in being copied as a string; only the
+    /// rows that match are turned into strings, at the end.
     pub async fn fetch_rows(
         &self,
         trace_ids: &[TraceId],

@@ -25,7 +25,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, RowGroupMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
-use crate::schema::{col, stored_schema};
+use crate::schema::{col, fetch_schema, stored_schema};
 use crate::{Error, Result};
 
 /// Bytes of block metadata (footers and page indexes) kept between fetches, at most;
@@ -73,11 +73,11 @@ impl BlockMetadata {
                 return Ok((file, metadata));
             }
         }
-        // Blocks declare their attribute lists as dictionary keys; blocks written
-        // before that read the same way.
+        // The attribute lists as string views (see `fetch_schema`), whether a block
+        // declares them as dictionary keys or, written before that, as strings.
         let options = ArrowReaderOptions::new()
             .with_page_index_policy(PageIndexPolicy::Optional)
-            .with_schema(stored_schema());
+            .with_schema(fetch_schema());
         let metadata = ArrowReaderMetadata::load(&file, options)?;
         let bytes = metadata.metadata().memory_size();
         tracing::debug!(block = %path.display(), bytes, "read block metadata");
@@ -103,7 +103,7 @@ impl BlockMetadata {
     }
 
     /// Every row of the traces `ids` in the block at `path`, as the block's schema
-    /// has them (see [`stored_schema`]).
+    /// reads them (see [`fetch_schema`]).
     pub(super) fn block_rows(&self, path: &Path, ids: &[[u8; 16]]) -> Result<Vec<RecordBatch>> {
         let (file, metadata) = self.open(path)?;
         let parquet = metadata.metadata().clone();
