@@ -245,7 +245,9 @@ impl Searcher {
     /// the search stops once older blocks cannot change the newest `limit` traces. How
     /// many blocks a step takes follows from what earlier steps found: as many as the
     /// traces still missing need at the rate found so far, at most as many as were
-    /// scanned before (doubling while nothing is found) and at most [`SCAN_GROUP`].
+    /// scanned before (doubling while nothing is found) and at most [`SCAN_GROUP`]; the
+    /// first step of a search for more than a service holds [`FIRST_STEP_ROWS`] spans
+    /// at least.
     pub async fn find_trace_ids(
         &self,
         query: &TraceQuery,
@@ -675,8 +677,8 @@ const NEWEST_ROWS_PER_TRACE: usize = 32;
 /// Most rows the newest-rows search asks for before it groups by trace instead.
 const MAX_NEWEST_ROWS: usize = 1 << 16;
 
-/// `batch` with the columns of [`span_schema`]: dictionary-keyed entry lists become
-/// plain strings (a copy of the rows' entries only).
+/// `batch` with the columns of [`span_schema`]: entry lists of string views (or of
+/// dictionary keys) become plain strings (a copy of the rows' entries only).
 fn as_span_schema(batch: &RecordBatch) -> Result<RecordBatch> {
     let schema = span_schema();
     if batch.schema().fields() == schema.fields() {
