@@ -161,6 +161,12 @@ impl Searcher {
         parquet.reorder_filters = true;
         parquet.enable_page_index = true;
         parquet.bloom_filter_on_read = true;
+        // No cutting a step's files into byte ranges for more partitions: a block is
+        // one row group (up to 262,144 spans), which a single partition reads whole,
+        // so the extra ranges only open the file again. Without it, searches by
+        // service took p50 12.6 against 13.1 ms, 12.7 against 13.4 ms of CPU each
+        // (two alternating rounds on a 10M load).
+        config.options_mut().optimizer.repartition_file_scans = false;
         Searcher {
             ctx: SessionContext::new_with_config(config),
             scan: query_runtime(2, "meshtel-query", SCAN_LANE_NICE),
