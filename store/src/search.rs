@@ -29,21 +29,24 @@ use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroup
 use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Expr, JoinType, col, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
-use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
+use meshtel_model::{DependencyLink, TraceId, TraceQuery};
 
-use crate::encode::{KEY_SEPARATOR, format_double};
 use crate::schema::{ENTRY_COLUMNS, col as c, search_schema, span_schema};
-use crate::{Error, Result, to_i64};
+use crate::{Error, Result};
 
 mod entries;
 pub(crate) mod entry_scan;
 mod fetch;
+mod filter;
 mod selected;
-use entries::entries_has_any;
+mod steps;
 use entry_scan::RowGroupRows;
 #[cfg(test)]
 pub(crate) use fetch::candidate_rows as fetch_candidate_rows;
+pub use filter::{candidate_entries, search_filter};
+use filter::{derived_tag, span_filter};
 use selected::{SelectedBlocks, SelectedFile};
+use steps::{FIRST_STEP_ROWS, next_step, step_blocks, within};
 
 /// Where rows come from for one query.
 #[derive(Clone)]
@@ -251,9 +254,9 @@ impl Searcher {
     /// the search stops once older blocks cannot change the newest `limit` traces. How
     /// many blocks a step takes follows from what earlier steps found: as many as the
     /// traces still missing need at the rate found so far, at most as many as were
-    /// scanned before (doubling while nothing is found) and at most [`SCAN_GROUP`]; the
-    /// first step of a search for more than a service holds [`FIRST_STEP_ROWS`] spans
-    /// at least.
+    /// scanned before (doubling while nothing is found) and at most
+    /// [`steps::SCAN_GROUP`]; the first step of a search for more than a service holds
+    /// [`FIRST_STEP_ROWS`] spans at least.
     pub async fn find_trace_ids(
         &self,
         query: &TraceQuery,
@@ -615,66 +618,6 @@ fn filtered(df: DataFrame, filter: Option<&Expr>) -> Result<DataFrame> {
     })
 }
 
-/// Whether every span started between `min_start` and `max_start` lies in the
-/// query's window.
-fn within(min_start: i64, max_start: i64, query: &TraceQuery) -> bool {
-    min_start <= max_start
-        && min_start >= to_i64(query.start_min_unix_nano)
-        && max_start <= to_i64(query.start_max_unix_nano)
-}
-
-/// The next search step: the first of `rest`'s block sources, `take` of them or as
-/// many more as hold `least_rows` spans together (at most [`SCAN_GROUP`]), merged into
-/// one source; and how many it took.
-fn next_step(rest: &[Source], take: usize, least_rows: u64) -> (Source, usize) {
-    let mut paths = Vec::new();
-    let (mut oldest, mut newest, mut step_rows) = (i64::MAX, i64::MIN, 0);
-    let mut taken = 0;
-    while (taken < take.max(1) || step_rows < least_rows)
-        && taken < SCAN_GROUP
-        && let Some(Source::Blocks {
-            paths: p,
-            min_start,
-            max_start,
-            rows,
-        }) = rest.get(taken)
-    {
-        paths.extend(p.iter().cloned());
-        oldest = oldest.min(*min_start);
-        newest = newest.max(*max_start);
-        step_rows += rows;
-        taken += 1;
-    }
-    let step = Source::Blocks {
-        paths,
-        min_start: oldest,
-        max_start: newest,
-        rows: step_rows,
-    };
-    (step, taken)
-}
-
-/// Most blocks one search step scans at once.
-const SCAN_GROUP: usize = 8;
-
-/// Spans the first step of a search for more than a service reads at least (see
-/// `selective` in [`Searcher::find_trace_ids`]): half a compacted block. The newest
-/// block, which the flushes since the last merge keep small, then shares the step with
-/// the one after it.
-const FIRST_STEP_ROWS: u64 = 1 << 17;
-
-/// Blocks the next search step scans, after `scanned` blocks gave `found` of `limit`
-/// traces: the estimate of what the missing ones need at the rate so far, between one
-/// and `scanned` (so steps at most double) and at most [`SCAN_GROUP`].
-fn step_blocks(scanned: usize, found: usize, limit: usize) -> usize {
-    let most = scanned.clamp(1, SCAN_GROUP);
-    if found == 0 || found >= limit {
-        return most;
-    }
-    let missing = limit - found;
-    (scanned * missing).div_ceil(found).clamp(1, most)
-}
-
 /// Rows a search without tags asks for per trace it wants, at first: a trace rarely
 /// has more matching spans than this, and a top-k of a few hundred rows costs no more
 /// to keep than one of twenty.
@@ -703,165 +646,4 @@ fn as_span_schema(batch: &RecordBatch) -> Result<RecordBatch> {
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(schema, columns)?)
-}
-
-/// The filter a single span must pass for its trace to match `query`.
-pub fn search_filter(query: &TraceQuery) -> Expr {
-    let window = col(c::START)
-        .gt_eq(lit(to_i64(query.start_min_unix_nano)))
-        .and(col(c::START).lt_eq(lit(to_i64(query.start_max_unix_nano))));
-    match span_filter(query) {
-        Some(rest) => window.and(rest),
-        None => window,
-    }
-}
-
-/// [`search_filter`] without the time window: what a block whose every span started
-/// inside the window must still check. `None` when that is nothing.
-fn span_filter(query: &TraceQuery) -> Option<Expr> {
-    let mut parts = Vec::new();
-    if let Some(service) = &query.service {
-        parts.push(col(c::SERVICE).eq(lit(service.clone())));
-    }
-    if let Some(operation) = &query.operation {
-        parts.push(col(c::NAME).eq(lit(operation.clone())));
-    }
-    if let Some(min) = query.duration_min_nano {
-        parts.push(col(c::DURATION).gt_eq(lit(to_i64(min))));
-    }
-    if let Some(max) = query.duration_max_nano {
-        parts.push(col(c::DURATION).lt_eq(lit(to_i64(max))));
-    }
-    for (key, value) in &query.tags {
-        parts.push(tag_filter(key, value));
-    }
-    parts.into_iter().reduce(Expr::and)
-}
-
-/// The stored entries that a tag `key=value` can match: one per value type whose
-/// Jaeger string form could be `value`.
-pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
-    let entry = |t: char, v: &str| format!("{key}{KEY_SEPARATOR}{t}{v}");
-    let mut out = vec![entry('s', value)];
-    if value == "true" || value == "false" {
-        out.push(entry('b', value));
-    }
-    if let Ok(i) = value.parse::<i64>() {
-        out.push(entry('i', &i.to_string()));
-    }
-    if let Ok(d) = value.parse::<f64>() {
-        out.push(entry('d', &format_double(d)));
-    }
-    if value.len().is_multiple_of(2) && value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        out.push(entry('x', &value.to_ascii_lowercase()));
-    }
-    out
-}
-
-/// Matches a tag on the span, its resource or its events, or one of the tags Jaeger
-/// derives from span fields (`error`, `span.kind`, `otel.status_code`, ...).
-fn tag_filter(key: &str, value: &str) -> Expr {
-    let candidates = candidate_entries(key, value);
-    let mut any = ENTRY_COLUMNS
-        .iter()
-        .map(|column| entries_has_any(col(*column), &candidates))
-        .reduce(Expr::or)
-        .unwrap_or_else(|| lit(false));
-    if let Some(derived) = derived_tag(key, value) {
-        any = any.or(derived);
-    }
-    any
-}
-
-/// The test of a span field that Jaeger shows as tag `key=value` (`error`,
-/// `span.kind`, `otel.status_code`, ...), if `key` is one.
-fn derived_tag(key: &str, value: &str) -> Option<Expr> {
-    match key {
-        "error" if value == "true" => Some(col(c::STATUS_CODE).eq(lit(2i8))),
-        "span.kind" => SpanKind::from_jaeger_name(value)
-            .filter(|k| *k != SpanKind::Unspecified)
-            .map(|k| col(c::KIND).eq(lit(k.to_otlp() as i8))),
-        "otel.status_code" => match value {
-            "OK" => Some(col(c::STATUS_CODE).eq(lit(1i8))),
-            "ERROR" => Some(col(c::STATUS_CODE).eq(lit(2i8))),
-            _ => None,
-        },
-        "otel.status_description" => Some(col(c::STATUS_MESSAGE).eq(lit(value.to_string()))),
-        "otel.scope.name" => Some(col(c::SCOPE_NAME).eq(lit(value.to_string()))),
-        "otel.scope.version" => Some(col(c::SCOPE_VERSION).eq(lit(value.to_string()))),
-        "w3c.tracestate" => Some(col(c::TRACE_STATE).eq(lit(value.to_string()))),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_steps_double_while_nothing_is_found_and_follow_the_rate_after() {
-        // Nothing found yet: 1, 1, 2, 4, 8, 8 blocks.
-        let mut scanned = 0;
-        let mut steps = Vec::new();
-        for _ in 0..6 {
-            let step = step_blocks(scanned, 0, 20);
-            steps.push(step);
-            scanned += step;
-        }
-        assert_eq!(steps, [1, 1, 2, 4, 8, 8]);
-        // 4 of 20 in 1 block: 4 more needed, but at most as many as scanned.
-        assert_eq!(step_blocks(1, 4, 20), 1);
-        // 9 of 20 in 2 blocks: about 2.4 more; 2 allowed.
-        assert_eq!(step_blocks(2, 9, 20), 2);
-        // 18 of 20 in 4 blocks: one more.
-        assert_eq!(step_blocks(4, 18, 20), 1);
-        // 1 of 20 in 16 blocks: as many as allowed.
-        assert_eq!(step_blocks(16, 1, 20), SCAN_GROUP);
-        // Enough found but older blocks overlap in time: keep stepping.
-        assert_eq!(step_blocks(4, 20, 20), 4);
-    }
-
-    fn blocks(rows: &[u64]) -> Vec<Source> {
-        rows.iter()
-            .enumerate()
-            .map(|(i, &rows)| Source::Blocks {
-                paths: vec![PathBuf::from(format!("{i}.parquet"))],
-                min_start: 100 - i as i64 * 10,
-                max_start: 110 - i as i64 * 10,
-                rows,
-            })
-            .collect()
-    }
-
-    fn summary(step: &Source) -> (usize, u64, i64, i64) {
-        match step {
-            Source::Blocks {
-                paths,
-                rows,
-                min_start,
-                max_start,
-            } => (paths.len(), *rows, *min_start, *max_start),
-            Source::Head(_) => panic!("a step of blocks came out as the head"),
-        }
-    }
-
-    #[test]
-    fn a_first_step_with_a_row_floor_takes_the_blocks_after_a_small_newest_one() {
-        let sources = blocks(&[44_500, 248_000, 251_000, 250_000]);
-        // A search for a service alone: the newest block only.
-        let (step, taken) = next_step(&sources, 1, 0);
-        assert_eq!((taken, summary(&step)), (1, (1, 44_500, 100, 110)));
-        // For more than a service: up to half a compacted block, so the next one too,
-        // with the time range of both.
-        let (step, taken) = next_step(&sources, 1, FIRST_STEP_ROWS);
-        assert_eq!((taken, summary(&step)), (2, (2, 292_500, 90, 110)));
-        // A large newest block holds the floor alone.
-        let (_, taken) = next_step(&sources[1..], 1, FIRST_STEP_ROWS);
-        assert_eq!(taken, 1);
-        // Never past the sources there are, nor past SCAN_GROUP, nor fewer than one.
-        let small = blocks(&[10; 12]);
-        assert_eq!(next_step(&small[..3], 1, FIRST_STEP_ROWS).1, 3);
-        assert_eq!(next_step(&small, 1, FIRST_STEP_ROWS).1, SCAN_GROUP);
-        assert_eq!(next_step(&small, 0, 0).1, 1);
-    }
 }

@@ -1,0 +1,99 @@
+//! A search query as a DataFusion filter over the span table: its window, service,
+//! operation, durations and tags.
+
+use datafusion::logical_expr::{Expr, col, lit};
+use meshtel_model::{SpanKind, TraceQuery};
+
+use super::entries::entries_has_any;
+use crate::encode::{KEY_SEPARATOR, format_double};
+use crate::schema::{ENTRY_COLUMNS, col as c};
+use crate::to_i64;
+
+/// The filter a single span must pass for its trace to match `query`.
+pub fn search_filter(query: &TraceQuery) -> Expr {
+    let window = col(c::START)
+        .gt_eq(lit(to_i64(query.start_min_unix_nano)))
+        .and(col(c::START).lt_eq(lit(to_i64(query.start_max_unix_nano))));
+    match span_filter(query) {
+        Some(rest) => window.and(rest),
+        None => window,
+    }
+}
+
+/// [`search_filter`] without the time window: what a block whose every span started
+/// inside the window must still check. `None` when that is nothing.
+pub(super) fn span_filter(query: &TraceQuery) -> Option<Expr> {
+    let mut parts = Vec::new();
+    if let Some(service) = &query.service {
+        parts.push(col(c::SERVICE).eq(lit(service.clone())));
+    }
+    if let Some(operation) = &query.operation {
+        parts.push(col(c::NAME).eq(lit(operation.clone())));
+    }
+    if let Some(min) = query.duration_min_nano {
+        parts.push(col(c::DURATION).gt_eq(lit(to_i64(min))));
+    }
+    if let Some(max) = query.duration_max_nano {
+        parts.push(col(c::DURATION).lt_eq(lit(to_i64(max))));
+    }
+    for (key, value) in &query.tags {
+        parts.push(tag_filter(key, value));
+    }
+    parts.into_iter().reduce(Expr::and)
+}
+
+/// The stored entries that a tag `key=value` can match: one per value type whose
+/// Jaeger string form could be `value`.
+pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
+    let entry = |t: char, v: &str| format!("{key}{KEY_SEPARATOR}{t}{v}");
+    let mut out = vec![entry('s', value)];
+    if value == "true" || value == "false" {
+        out.push(entry('b', value));
+    }
+    if let Ok(i) = value.parse::<i64>() {
+        out.push(entry('i', &i.to_string()));
+    }
+    if let Ok(d) = value.parse::<f64>() {
+        out.push(entry('d', &format_double(d)));
+    }
+    if value.len().is_multiple_of(2) && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        out.push(entry('x', &value.to_ascii_lowercase()));
+    }
+    out
+}
+
+/// Matches a tag on the span, its resource or its events, or one of the tags Jaeger
+/// derives from span fields (`error`, `span.kind`, `otel.status_code`, ...).
+fn tag_filter(key: &str, value: &str) -> Expr {
+    let candidates = candidate_entries(key, value);
+    let mut any = ENTRY_COLUMNS
+        .iter()
+        .map(|column| entries_has_any(col(*column), &candidates))
+        .reduce(Expr::or)
+        .unwrap_or_else(|| lit(false));
+    if let Some(derived) = derived_tag(key, value) {
+        any = any.or(derived);
+    }
+    any
+}
+
+/// The test of a span field that Jaeger shows as tag `key=value` (`error`,
+/// `span.kind`, `otel.status_code`, ...), if `key` is one.
+pub(super) fn derived_tag(key: &str, value: &str) -> Option<Expr> {
+    match key {
+        "error" if value == "true" => Some(col(c::STATUS_CODE).eq(lit(2i8))),
+        "span.kind" => SpanKind::from_jaeger_name(value)
+            .filter(|k| *k != SpanKind::Unspecified)
+            .map(|k| col(c::KIND).eq(lit(k.to_otlp() as i8))),
+        "otel.status_code" => match value {
+            "OK" => Some(col(c::STATUS_CODE).eq(lit(1i8))),
+            "ERROR" => Some(col(c::STATUS_CODE).eq(lit(2i8))),
+            _ => None,
+        },
+        "otel.status_description" => Some(col(c::STATUS_MESSAGE).eq(lit(value.to_string()))),
+        "otel.scope.name" => Some(col(c::SCOPE_NAME).eq(lit(value.to_string()))),
+        "otel.scope.version" => Some(col(c::SCOPE_VERSION).eq(lit(value.to_string()))),
+        "w3c.tracestate" => Some(col(c::TRACE_STATE).eq(lit(value.to_string()))),
+        _ => None,
+    }
+}
