@@ -26,13 +26,14 @@ pub struct RequestBody {
 
 #[derive(Debug)]
 enum RequestSource {
-    Streaming { body: Incoming, bytes: Arc<AtomicU64> },
+    Streaming { body: Incoming, bytes: Option<Arc<AtomicU64>> },
     Buffered(Option<Bytes>),
 }
 
 impl RequestBody {
-    /// Wraps `inner`, adding its data bytes to `bytes`.
-    pub fn new(inner: Incoming, bytes: Arc<AtomicU64>) -> RequestBody {
+    /// Wraps `inner`, adding its data bytes to `bytes` (`None`: a body known to be
+    /// empty, nothing to count).
+    pub fn new(inner: Incoming, bytes: Option<Arc<AtomicU64>>) -> RequestBody {
         RequestBody { inner: RequestSource::Streaming { body: inner, bytes } }
     }
 
@@ -52,6 +53,7 @@ impl Body for RequestBody {
                 let polled = Pin::new(body).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(frame))) = &polled
                     && let Some(data) = frame.data_ref()
+                    && let Some(bytes) = bytes
                 {
                     bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
@@ -143,11 +145,8 @@ impl Pending {
             // The downstream stopped reading before the end: its connection went away.
             self.exchange.add_flag("DC");
         }
-        let (record, span) = self.exchange.finish(self.body_bytes);
-        self.context.reports.submit(record);
-        if let Some(span) = span {
-            self.context.spans.submit(span);
-        }
+        let context = &self.context;
+        self.exchange.finish(self.body_bytes, &context.reports, &context.spans);
     }
 }
 

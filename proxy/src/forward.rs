@@ -33,7 +33,7 @@ use tracing::debug;
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::ForwardError;
-use crate::mesh::{CLUSTER_DOMAIN, WorkloadIdentity};
+use crate::mesh::{CLUSTER_DOMAIN, ServiceNames, WorkloadIdentity};
 use crate::pool::{Failure, PoolSettings, Upstream, UpstreamPool};
 use crate::routing::SharedRouting;
 use crate::quota::{self, Denial, QuotaEnforcer, RequestView};
@@ -64,9 +64,9 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 #[derive(Debug)]
 pub struct ProxyContext {
     /// This instance's workload.
-    pub identity: WorkloadIdentity,
+    pub identity: Arc<WorkloadIdentity>,
     /// This instance's service: FQDN, short name, namespace.
-    pub service: (String, String, String),
+    pub service: Arc<ServiceNames>,
     /// The mesh and traffic rules in force.
     pub routing: SharedRouting,
     /// Request records.
@@ -108,8 +108,8 @@ impl ProxyContext {
         let mirror_slots = Arc::new(Semaphore::new(upstream::MAX_MIRRORS_IN_FLIGHT));
         let peer_headers = PeerHeaders::of(&identity);
         ProxyContext {
-            identity,
-            service,
+            identity: Arc::new(identity),
+            service: Arc::new(service),
             routing,
             reports,
             spans,
@@ -125,7 +125,7 @@ impl ProxyContext {
 }
 
 /// A service's FQDN, short name and namespace.
-pub fn service_names(service_name: &str, namespace: &str) -> (String, String, String) {
+pub fn service_names(service_name: &str, namespace: &str) -> ServiceNames {
     (format!("{service_name}.{namespace}.{CLUSTER_DOMAIN}"), service_name.to_owned(), namespace.to_owned())
 }
 
@@ -169,9 +169,9 @@ impl Proxy {
         exchange.report_if_abandoned(context.clone());
         // 2. identity: the caller from the peer headers (stripped before the app sees
         //    them); the destination is this instance and its service.
-        exchange.source = take_peer_identity(request.headers_mut());
-        exchange.destination = context.identity.clone();
-        exchange.destination_service = context.service.clone();
+        exchange.source = take_peer_identity(request.headers_mut()).map(Arc::new);
+        exchange.destination = Some(context.identity.clone());
+        exchange.destination_service = Some(context.service.clone());
         // 3. trace context: continue the caller's trace with our server span.
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
         // 4. request hygiene: hop-by-hop headers (RFC 9110 §7.6.1), x-request-id.
@@ -180,7 +180,7 @@ impl Proxy {
         //    exhausted → 429 `RL`, collector failing → allowed or 500 `RLSE`. With no
         //    policy for this service this is one atomic load.
         if !context.quota.is_idle() {
-            let view = RequestView { source: &exchange.source, method: request.method().as_str(), path: request.uri().path(), headers: request.headers() };
+            let view = RequestView { source: exchange.source(), method: request.method().as_str(), path: request.uri().path(), headers: request.headers() };
             // Boxed: the quota stage's state (gRPC calls) would otherwise be part of
             // every request's future, and hyper moves that future around by value.
             if let Some(denial) = Box::pin(context.quota.check_inbound(view)).await {
@@ -191,7 +191,7 @@ impl Proxy {
             }
         }
         // 6. route: always the local app.
-        exchange.upstream_address = local_app.as_ref().to_owned();
+        exchange.upstream_address = Some(local_app);
         // 7. forward over the pooled client, bounded by the request timeout.
         let forwarded = forward(context, request, &mut exchange).await;
         // 8. respond: errors → 5xx + flag; response hop-by-hop headers; record + span
@@ -209,7 +209,7 @@ impl Proxy {
         exchange.report_if_abandoned(context.clone());
         // 2. identity: the caller is this instance; announce it to the callee's proxy
         //    (replacing whatever the app may have sent).
-        exchange.source = context.identity.clone();
+        exchange.source = Some(context.identity.clone());
         context.peer_headers.set(request.headers_mut());
         // 3. routing: Host → mesh service / virtual service → first matching route →
         //    weighted destination → cluster (service or subset).
@@ -220,10 +220,10 @@ impl Proxy {
             let attrs = RequestAttrs {
                 method: request.method().as_str(),
                 scheme: "http",
-                authority: &exchange.authority,
+                authority: exchange.authority(),
                 path: uri.path(),
                 query: uri.query().unwrap_or(""),
-                port: authority_port(&exchange.authority),
+                port: authority_port(exchange.authority()),
                 headers: request.headers(),
             };
             table.decide(&attrs, roll)
@@ -236,7 +236,7 @@ impl Proxy {
             Ok(decision) => decision,
             Err(error) => return respond(context, Err(error), exchange, None),
         };
-        exchange.destination_service = decision.cluster.service.clone();
+        exchange.destination_service = Some(decision.cluster.service.clone());
         exchange.upstream_cluster.clone_from(&decision.cluster.name);
         // 6. fault injection: delay (DI), then abort (FI).
         if let Some(fault) = decision.route.and_then(|r| r.fault.as_ref())
@@ -280,7 +280,7 @@ impl Proxy {
         };
         let mirror = decision.route.and_then(|r| r.mirror.as_ref());
         let replay = plan.retries.attempts > 0 || mirror.is_some();
-        let mut body = match upstream::OutboundBody::prepare(body, replay, &exchange).await {
+        let mut body = match upstream::OutboundBody::prepare(body, replay, &mut exchange).await {
             Ok(body) => body,
             Err(error) => return respond(context, Err(error), exchange, None),
         };
@@ -342,12 +342,15 @@ fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_perce
 
 /// Sends the request to `exchange.upstream_address`, HTTP/2 if it came as HTTP/2.
 async fn forward(context: &ProxyContext, request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, ForwardError> {
-    let request = request.map(|body| RequestBody::new(body, exchange.request_body_bytes.clone()));
-    let sent = context.upstream.send(&exchange.upstream_address, request);
+    let request = request.map(|body| {
+        let counter = exchange.body_counter(&body);
+        RequestBody::new(body, counter)
+    });
+    let sent = context.upstream.send(exchange.upstream_address(), request);
     let result = match context.request_timeout {
         Some(timeout) => match tokio::time::timeout(timeout, sent).await {
             Ok(result) => result,
-            Err(_) => return Err(ForwardError::UpstreamTimeout { upstream: exchange.upstream_address.clone() }),
+            Err(_) => return Err(ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() }),
         },
         None => sent.await,
     };
@@ -357,7 +360,7 @@ async fn forward(context: &ProxyContext, request: Request<Incoming>, exchange: &
 /// A request that got no response from `exchange.upstream_address`, as the error its
 /// caller answers with; connect failures are counted.
 fn failed(context: &ProxyContext, exchange: &Exchange, failure: Failure) -> ForwardError {
-    let upstream = exchange.upstream_address.clone();
+    let upstream = exchange.upstream_address().to_owned();
     match failure {
         Failure::Connect(source) => {
             context.stats.direction(exchange.direction).upstream_connect_failures.inc();
@@ -460,14 +463,13 @@ pub fn local_reply(context: &Arc<ProxyContext>, reply: LocalReply<'_>, headers: 
 /// Strips hop-by-hop headers and adds `x-request-id` when absent.
 fn prepare_request_headers(headers: &mut HeaderMap, exchange: &mut Exchange) {
     remove_hop_by_hop_headers(headers);
-    match headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        Some(id) if !id.is_empty() => exchange.request_id = id.to_owned(),
+    match headers.get(X_REQUEST_ID) {
+        Some(id) if !id.is_empty() && id.to_str().is_ok() => exchange.request_id = Some(id.clone()),
         _ => {
-            let id = new_request_id();
-            if let Ok(value) = HeaderValue::from_bytes(&id) {
-                headers.insert(X_REQUEST_ID, value);
+            if let Ok(value) = HeaderValue::from_bytes(&new_request_id()) {
+                headers.insert(X_REQUEST_ID, value.clone());
+                exchange.request_id = Some(value);
             }
-            exchange.request_id = String::from_utf8_lossy(&id).into_owned();
         }
     }
 }
@@ -558,10 +560,11 @@ impl PeerHeaders {
     }
 }
 
-fn take_peer_identity(headers: &mut HeaderMap) -> WorkloadIdentity {
+/// The caller's identity from the peer headers (removed); `None` without any.
+fn take_peer_identity(headers: &mut HeaderMap) -> Option<WorkloadIdentity> {
     // One pass over the names first: removing an absent header still hashes its name.
     if !headers.keys().any(|name| name.as_str().starts_with("x-meshtel-peer-")) {
-        return WorkloadIdentity::default();
+        return None;
     }
     let mut take = |name: HeaderName| {
         headers
@@ -569,7 +572,7 @@ fn take_peer_identity(headers: &mut HeaderMap) -> WorkloadIdentity {
             .and_then(|value| value.to_str().ok().map(str::to_owned))
             .unwrap_or_default()
     };
-    WorkloadIdentity { name: take(PEER_WORKLOAD), namespace: take(PEER_NAMESPACE), app: take(PEER_APP), version: take(PEER_VERSION) }
+    Some(WorkloadIdentity { name: take(PEER_WORKLOAD), namespace: take(PEER_NAMESPACE), app: take(PEER_APP), version: take(PEER_VERSION) })
 }
 
 /// A random UUID v4, as Envoy generates for `x-request-id` (lower-case hex).

@@ -96,13 +96,22 @@ pub struct WorkloadIdentity {
     pub version: String,
 }
 
+impl WorkloadIdentity {
+    /// A workload nothing is known of (every field empty).
+    pub const UNKNOWN: WorkloadIdentity =
+        WorkloadIdentity { name: String::new(), namespace: String::new(), app: String::new(), version: String::new() };
+}
+
+/// A service's FQDN, short name and namespace.
+pub type ServiceNames = (String, String, String);
+
 /// A resolved endpoint: where to connect and who is there.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// `host:port` to connect to.
     pub address: String,
-    /// The workload behind it.
-    pub workload: WorkloadIdentity,
+    /// The workload behind it (shared with every request record that names it).
+    pub workload: Arc<WorkloadIdentity>,
     /// Its pod labels (what `DestinationRule` subsets select on).
     pub labels: BTreeMap<String, String>,
 }
@@ -226,7 +235,7 @@ fn endpoint_from_spec(
     }
     Ok(Endpoint {
         address: spec.address,
-        workload: WorkloadIdentity { name, namespace: namespace.to_owned(), app, version },
+        workload: Arc::new(WorkloadIdentity { name, namespace: namespace.to_owned(), app, version }),
         labels,
     })
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BufMut;
-use meshtel_model::mixer::{ReportRequest, ReportResponse, RequestRecord};
+use meshtel_model::mixer::{ReportRequest, ReportResponse};
 use prost::Message;
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::codec::{Codec, EncodeBuf, Encoder};
@@ -61,10 +61,11 @@ pub struct ReportQueue {
 }
 
 impl ReportQueue {
-    /// Encodes and queues a record without waiting; a full queue drops it (not
-    /// encoded, when the queue was full already) and counts the drop.
-    pub fn submit(&self, record: RequestRecord) {
-        let queued = self.sender.has_room() && self.sender.try_send(record.encode_to_vec());
+    /// Queues the `RequestRecord` message `encode` writes, without waiting; a full
+    /// queue drops it (`encode` is not called when the queue was full already) and
+    /// counts the drop.
+    pub fn submit(&self, encode: impl FnOnce() -> EncodedRecord) {
+        let queued = self.sender.has_room() && self.sender.try_send(encode());
         if !queued {
             self.stats.reports_dropped.inc();
             self.dropped_since_last.fetch_add(1, Ordering::Relaxed);
@@ -473,7 +474,7 @@ mod tests {
 
     #[test]
     fn an_encoded_batch_decodes_as_the_report_request_it_stands_for() {
-        let record = |path: &str, code: u32| RequestRecord {
+        let record = |path: &str, code: u32| meshtel_model::mixer::RequestRecord {
             request_path: path.to_owned(),
             response_code: code,
             destination_service: "reviews.default.svc.cluster.local".to_owned(),

@@ -81,7 +81,7 @@ impl RoutingTable {
         let mut clusters = HashMap::new();
         let mut source_labels = BTreeMap::new();
         for service in mesh.services() {
-            if let Some(own) = service.endpoints.iter().find(|e| e.workload == *identity) {
+            if let Some(own) = service.endpoints.iter().find(|e| *e.workload == *identity) {
                 source_labels.extend(own.labels.clone());
             }
             let service_names = (service.fqdn.clone(), service.name.clone(), service.namespace.clone());

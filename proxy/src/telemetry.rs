@@ -6,21 +6,33 @@
 //! response body, and finished exactly once when that body ends, fails or is dropped
 //! (see `body::ResponseBody`). Finishing submits the record and, when sampled, the
 //! span: both `try_send`, so reporting never delays the request.
+//!
+//! What an exchange holds it mostly shares rather than copies: identities, service
+//! names and upstream addresses are `Arc`s of the routing table's and the proxy's own,
+//! header values are the request's (reference-counted bytes), and the record is
+//! written straight from the exchange into its encoded `RequestRecord` message. A
+//! forwarded request used to allocate about 26 times in the proxy, a dozen of them
+//! strings copied into the record and freed again once it was encoded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{CONTENT_TYPE, HOST, HeaderName, USER_AGENT};
+use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Version};
-use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
+use meshtel_model::mixer::Reporter;
 use meshtel_model::otlp::trace::v1::{Span, Status, span, status};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
-use crate::mesh::WorkloadIdentity;
-use crate::report::unix_nanos;
-use crate::spans::{int_attribute, string_attribute};
+use crate::mesh::{ServiceNames, WorkloadIdentity};
+use crate::report::{ReportQueue, unix_nanos};
+use crate::spans::{SpanQueue, int_attribute, string_attribute};
 use crate::stats::Direction;
 use crate::trace_context::SpanContext;
+
+/// What [`Exchange::source`] and [`Exchange::destination`] give when unknown.
+static UNKNOWN_WORKLOAD: WorkloadIdentity = WorkloadIdentity::UNKNOWN;
 
 /// Envoy's order of `%RESPONSE_FLAGS%` short codes.
 const FLAG_ORDER: [&str; 29] = [
@@ -36,30 +48,31 @@ pub struct Exchange {
     started: Instant,
     start_unix_nano: u64,
     method: Method,
-    path_and_query: String,
+    path_and_query: PathAndQuery,
     http_version: &'static str,
     /// `grpc` or `http`.
     pub protocol: &'static str,
-    /// `Host`/`:authority` as received.
-    pub authority: String,
-    user_agent: Option<String>,
+    /// `Host`/`:authority` as received (visible ASCII; see [`Exchange::authority`]).
+    authority: HeaderValue,
+    user_agent: Option<HeaderValue>,
     request_header_bytes: u64,
-    /// Request body bytes, counted by the request body as it streams upstream.
-    pub request_body_bytes: Arc<AtomicU64>,
-    /// The calling workload.
-    pub source: WorkloadIdentity,
-    /// The called workload.
-    pub destination: WorkloadIdentity,
-    /// Destination service FQDN, short name and namespace (empty when unknown).
-    pub destination_service: (String, String, String),
+    /// Request body bytes, counted by the request body as it streams upstream; `None`
+    /// until a body is sent (most requests have none).
+    request_body_bytes: Option<Arc<AtomicU64>>,
+    /// The calling workload; `None` when unknown.
+    pub source: Option<Arc<WorkloadIdentity>>,
+    /// The called workload; `None` when unknown.
+    pub destination: Option<Arc<WorkloadIdentity>>,
+    /// Destination service FQDN, short name and namespace; `None` when unknown.
+    pub destination_service: Option<Arc<ServiceNames>>,
     /// `x-request-id` of the request.
-    pub request_id: String,
+    pub request_id: Option<HeaderValue>,
     /// The proxy's span for this request.
     pub span: Option<SpanContext>,
     /// `tracestate` as received, passed into the span.
     pub trace_state: String,
-    /// The endpoint the request was sent to.
-    pub upstream_address: String,
+    /// The endpoint the request was sent to; `None` until one is picked.
+    pub upstream_address: Option<Arc<str>>,
     /// HTTP status sent downstream; 0 until a response head exists.
     pub response_code: u16,
     /// gRPC status from response headers (trailers-only) or trailers.
@@ -97,17 +110,17 @@ impl Exchange {
         // `Host` first: an h2c app that dials the outbound listener directly can only
         // name the service there (its `:authority` is the listener's address).
         let authority = host
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
-            .unwrap_or_default();
-        let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+            .filter(|h| h.to_str().is_ok())
+            .cloned()
+            .or_else(|| request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        let path_and_query = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         Exchange {
             direction,
             started: Instant::now(),
             start_unix_nano: unix_nanos(SystemTime::now()),
             method: request.method().clone(),
-            request_header_bytes: (request.method().as_str().len() + path_and_query.len() + 12) as u64 + header_bytes,
+            request_header_bytes: (request.method().as_str().len() + path_and_query.as_str().len() + 12) as u64 + header_bytes,
             path_and_query,
             http_version: match request.version() {
                 Version::HTTP_2 => "2",
@@ -117,15 +130,15 @@ impl Exchange {
             },
             protocol: if is_grpc { "grpc" } else { "http" },
             authority,
-            user_agent: user_agent.and_then(|v| v.to_str().ok()).map(str::to_owned),
-            request_body_bytes: Arc::new(AtomicU64::new(0)),
-            source: WorkloadIdentity::default(),
-            destination: WorkloadIdentity::default(),
-            destination_service: Default::default(),
-            request_id: String::new(),
+            user_agent: user_agent.cloned(),
+            request_body_bytes: None,
+            source: None,
+            destination: None,
+            destination_service: None,
+            request_id: None,
             span: None,
             trace_state: String::new(),
-            upstream_address: String::new(),
+            upstream_address: None,
             response_code: 0,
             grpc_status: None,
             response_flags: String::new(),
@@ -169,61 +182,141 @@ impl Exchange {
         self.abandoned_to = Some(context);
     }
 
-    /// The request record and, when sampled, the span.
-    pub fn finish(mut self, response_body_bytes: u64) -> (RequestRecord, Option<Span>) {
-        self.abandoned_to = None;
-        self.take_record(response_body_bytes)
+    /// `Host`/`:authority` as received (`Host` first: an h2c app that dials the
+    /// outbound listener directly can only name the service there).
+    pub fn authority(&self) -> &str {
+        self.authority.to_str().unwrap_or_default()
     }
 
-    fn take_record(&mut self, response_body_bytes: u64) -> (RequestRecord, Option<Span>) {
+    /// Where the request body's bytes are counted as it streams upstream; `None` when
+    /// `body` is known to be empty.
+    pub fn body_counter(&mut self, body: &impl hyper::body::Body) -> Option<Arc<AtomicU64>> {
+        if body.is_end_stream() {
+            return None;
+        }
+        Some(self.request_body_bytes.get_or_insert_with(Arc::default).clone())
+    }
+
+    /// Counts request body bytes sent upstream in one piece (a buffered body).
+    pub fn add_request_body_bytes(&mut self, bytes: u64) {
+        self.request_body_bytes.get_or_insert_with(Arc::default).fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The calling workload (all fields empty when unknown).
+    pub fn source(&self) -> &WorkloadIdentity {
+        self.source.as_deref().unwrap_or(&UNKNOWN_WORKLOAD)
+    }
+
+    /// The called workload (all fields empty when unknown).
+    pub fn destination(&self) -> &WorkloadIdentity {
+        self.destination.as_deref().unwrap_or(&UNKNOWN_WORKLOAD)
+    }
+
+    /// The endpoint the request was sent to; empty until one is picked.
+    pub fn upstream_address(&self) -> &str {
+        self.upstream_address.as_deref().unwrap_or_default()
+    }
+
+    /// Destination service FQDN, short name and namespace (empty when unknown).
+    fn service(&self) -> (&str, &str, &str) {
+        match self.destination_service.as_deref() {
+            Some((fqdn, name, namespace)) => (fqdn, name, namespace),
+            None => ("", "", ""),
+        }
+    }
+
+    /// Submits the request record and, when sampled, the span.
+    pub fn finish(mut self, response_body_bytes: u64, reports: &ReportQueue, spans: &SpanQueue) {
+        self.abandoned_to = None;
+        self.report(response_body_bytes, reports, spans);
+    }
+
+    fn report(&mut self, response_body_bytes: u64, reports: &ReportQueue, spans: &SpanQueue) {
         let duration = self.started.elapsed();
-        let end_unix_nano = self.start_unix_nano + duration.as_nanos() as u64;
         let sampled_span = self.span.filter(|s| s.sampled);
-        let span = sampled_span.map(|context| self.span_of(context, end_unix_nano));
-        let (service_fqdn, service_name, service_namespace) = std::mem::take(&mut self.destination_service);
-        let record = RequestRecord {
-            reporter: match self.direction {
-                Direction::Inbound => Reporter::Destination,
-                Direction::Outbound => Reporter::Source,
-            } as i32,
-            source: Some(workload(std::mem::take(&mut self.source))),
-            destination: Some(workload(std::mem::take(&mut self.destination))),
-            destination_service: service_fqdn,
-            destination_service_name: service_name,
-            destination_service_namespace: service_namespace,
-            request_method: self.method.as_str().to_owned(),
-            request_path: std::mem::take(&mut self.path_and_query),
-            request_protocol: self.protocol.to_owned(),
-            response_code: u32::from(self.response_code),
-            grpc_response_status: if self.protocol == "grpc" { Some(self.grpc_status.unwrap_or(2)) } else { None },
-            response_flags: std::mem::take(&mut self.response_flags),
-            start_unix_nano: self.start_unix_nano,
-            duration_nanos: duration.as_nanos() as u64,
-            request_bytes: self.request_header_bytes + self.request_body_bytes.load(Ordering::Relaxed),
-            response_bytes: self.response_header_bytes + response_body_bytes,
-            trace_id: sampled_span.map(|s| s.trace_id.to_vec()).unwrap_or_default(),
-            // No mTLS between meshtel proxies: inbound knows the connection is plain,
-            // outbound leaves it unknown (mesh.md §1.3).
-            connection_security_policy: match self.direction {
-                Direction::Inbound => "none".to_owned(),
-                Direction::Outbound => String::new(),
-            },
+        if let Some(context) = sampled_span {
+            spans.submit(self.span_of(context, self.start_unix_nano + duration.as_nanos() as u64));
+        }
+        let trace_id = sampled_span.map(|s| s.trace_id);
+        reports.submit(|| self.encode_record(duration, response_body_bytes, trace_id.as_ref()));
+    }
+
+    /// The `RequestRecord` message of this exchange, written field by field in the
+    /// order prost writes them (proto3: fields at their default are left out; the two
+    /// workloads are always present, as `Some` of a message).
+    fn encode_record(&self, duration: Duration, response_body_bytes: u64, trace_id: Option<&[u8; 16]>) -> Vec<u8> {
+        let (service_fqdn, service_name, service_namespace) = self.service();
+        let (source, destination) = (self.source(), self.destination());
+        let reporter = match self.direction {
+            Direction::Inbound => Reporter::Destination,
+            Direction::Outbound => Reporter::Source,
         };
-        (record, span)
+        // No mTLS between meshtel proxies: inbound knows the connection is plain,
+        // outbound leaves it unknown (mesh.md §1.3).
+        let security_policy = match self.direction {
+            Direction::Inbound => "none",
+            Direction::Outbound => "",
+        };
+        let strings = [
+            service_fqdn,
+            service_name,
+            service_namespace,
+            self.method.as_str(),
+            self.path_and_query.as_str(),
+            self.protocol,
+            &self.response_flags,
+            security_policy,
+        ];
+        let (source_len, destination_len) = (workload_len(source), workload_len(destination));
+        let capacity = 64
+            + source_len
+            + destination_len
+            + strings.iter().map(|s| s.len() + 2).sum::<usize>()
+            + trace_id.map_or(0, |_| 18);
+        let mut out = Vec::with_capacity(capacity);
+        let buf = &mut out;
+        put_varint(buf, 1, reporter as u64);
+        put_workload(buf, 2, source, source_len);
+        put_workload(buf, 3, destination, destination_len);
+        put_str(buf, 4, service_fqdn);
+        put_str(buf, 5, service_name);
+        put_str(buf, 6, service_namespace);
+        put_str(buf, 7, self.method.as_str());
+        put_str(buf, 8, self.path_and_query.as_str());
+        put_str(buf, 9, self.protocol);
+        put_varint(buf, 10, u64::from(self.response_code));
+        if self.protocol == "grpc" {
+            // `optional`: written when set, zero (OK) included.
+            encode_key(11, WireType::Varint, buf);
+            encode_varint(u64::from(self.grpc_status.unwrap_or(2)), buf);
+        }
+        put_str(buf, 12, &self.response_flags);
+        if self.start_unix_nano != 0 {
+            encode_key(13, WireType::SixtyFourBit, buf);
+            buf.extend_from_slice(&self.start_unix_nano.to_le_bytes());
+        }
+        put_varint(buf, 14, duration.as_nanos() as u64);
+        let body_bytes = self.request_body_bytes.as_ref().map_or(0, |bytes| bytes.load(Ordering::Relaxed));
+        put_varint(buf, 15, self.request_header_bytes + body_bytes);
+        put_varint(buf, 16, self.response_header_bytes + response_body_bytes);
+        if let Some(trace_id) = trace_id {
+            put_bytes(buf, 17, trace_id);
+        }
+        put_str(buf, 18, security_policy);
+        out
     }
 
     fn span_of(&self, context: SpanContext, end_unix_nano: u64) -> Span {
+        let (_, service_name, _) = self.service();
         let (kind, peer_service) = match self.direction {
-            Direction::Inbound => (span::SpanKind::Server, self.source.app.as_str()),
-            Direction::Outbound => (span::SpanKind::Client, self.destination_service.1.as_str()),
+            Direction::Inbound => (span::SpanKind::Server, self.source().app.as_str()),
+            Direction::Outbound => (span::SpanKind::Client, service_name),
         };
-        let (path, query) = match self.path_and_query.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (self.path_and_query.as_str(), None),
-        };
-        let (host, port) = match self.authority.rsplit_once(':') {
+        let (path, query) = (self.path_and_query.path(), self.path_and_query.query());
+        let authority = self.authority();
+        let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) if !port.contains(']') => (host, port.parse::<i64>().ok()),
-            _ => (self.authority.as_str(), None),
+            _ => (authority, None),
         };
         let mut attributes = vec![
             string_attribute("http.request.method", self.method.as_str().to_owned()),
@@ -233,7 +326,7 @@ impl Exchange {
             string_attribute("network.protocol.name", "http".to_owned()),
             string_attribute("network.protocol.version", self.http_version.to_owned()),
             int_attribute("http.response.status_code", i64::from(self.response_code)),
-            string_attribute("guid:x-request-id", self.request_id.clone()),
+            string_attribute("guid:x-request-id", header_text(self.request_id.as_ref())),
         ];
         if let Some(query) = query {
             attributes.push(string_attribute("url.query", query.to_owned()));
@@ -245,10 +338,10 @@ impl Exchange {
             attributes.push(string_attribute("peer.service", peer_service.to_owned()));
         }
         if let Some(agent) = &self.user_agent {
-            attributes.push(string_attribute("user_agent.original", agent.clone()));
+            attributes.push(string_attribute("user_agent.original", header_text(Some(agent))));
         }
-        if !self.upstream_address.is_empty() {
-            attributes.push(string_attribute("upstream.address", self.upstream_address.clone()));
+        if !self.upstream_address().is_empty() {
+            attributes.push(string_attribute("upstream.address", self.upstream_address().to_owned()));
         }
         if !self.response_flags.is_empty() {
             attributes.push(string_attribute("response_flags", self.response_flags.clone()));
@@ -263,8 +356,8 @@ impl Exchange {
             attributes.push(int_attribute("rpc.grpc.status_code", i64::from(grpc)));
         }
         let own = match self.direction {
-            Direction::Inbound => &self.destination,
-            Direction::Outbound => &self.source,
+            Direction::Inbound => self.destination(),
+            Direction::Outbound => self.source(),
         };
         attributes.push(string_attribute("istio.namespace", own.namespace.clone()));
         // Server spans fail on 5xx only (the caller's fault otherwise); client spans
@@ -275,7 +368,7 @@ impl Exchange {
                 span::SpanKind::Server => self.response_code >= 500,
                 _ => self.response_code >= 400,
             };
-        let service_label = if self.destination_service.1.is_empty() { host } else { self.destination_service.1.as_str() };
+        let service_label = if service_name.is_empty() { host } else { service_name };
         Span {
             trace_id: context.trace_id.to_vec(),
             span_id: context.span_id.to_vec(),
@@ -301,22 +394,55 @@ impl Drop for Exchange {
         if let Some(context) = self.abandoned_to.take() {
             self.upstream_hold = None;
             self.add_flag("DC");
-            let (record, span) = self.take_record(0);
-            context.reports.submit(record);
-            if let Some(span) = span {
-                context.spans.submit(span);
-            }
+            self.report(0, &context.reports, &context.spans);
         }
     }
 }
 
-fn workload(identity: WorkloadIdentity) -> Workload {
-    Workload {
-        name: identity.name,
-        namespace: identity.namespace,
-        app: identity.app,
-        version: identity.version,
-        ..Default::default()
+/// A header value as span attribute text (lossy: header values may hold any byte).
+fn header_text(value: Option<&HeaderValue>) -> String {
+    value.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default()
+}
+
+/// Encoded size of a string field; 0 for an empty string, which proto3 leaves out.
+fn str_len(tag: u32, value: &str) -> usize {
+    if value.is_empty() { 0 } else { key_len(tag) + encoded_len_varint(value.len() as u64) + value.len() }
+}
+
+/// Encoded size of a `Workload` message's body.
+fn workload_len(identity: &WorkloadIdentity) -> usize {
+    str_len(1, &identity.name) + str_len(2, &identity.namespace) + str_len(3, &identity.app) + str_len(4, &identity.version)
+}
+
+/// A `Workload` message field (`len` from [`workload_len`]).
+fn put_workload(buf: &mut Vec<u8>, tag: u32, identity: &WorkloadIdentity, len: usize) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+    put_str(buf, 1, &identity.name);
+    put_str(buf, 2, &identity.namespace);
+    put_str(buf, 3, &identity.app);
+    put_str(buf, 4, &identity.version);
+}
+
+/// A string field, left out when empty.
+fn put_str(buf: &mut Vec<u8>, tag: u32, value: &str) {
+    if !value.is_empty() {
+        put_bytes(buf, tag, value.as_bytes());
+    }
+}
+
+/// A bytes field.
+fn put_bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(value.len() as u64, buf);
+    buf.extend_from_slice(value);
+}
+
+/// A varint field, left out when zero.
+fn put_varint(buf: &mut Vec<u8>, tag: u32, value: u64) {
+    if value != 0 {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(value, buf);
     }
 }
 
@@ -333,4 +459,96 @@ pub fn header_bytes(headers: &HeaderMap) -> u64 {
 /// `grpc-status` from a header or trailer block.
 pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
     headers.get(GRPC_STATUS)?.to_str().ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use meshtel_model::mixer::{RequestRecord, Workload};
+    use prost::Message;
+
+    use super::*;
+
+    fn identity(app: &str, version: &str) -> Arc<WorkloadIdentity> {
+        Arc::new(WorkloadIdentity {
+            name: format!("{app}-{version}"),
+            namespace: "default".into(),
+            app: app.into(),
+            version: version.into(),
+        })
+    }
+
+    fn workload(app: &str, version: &str) -> Option<Workload> {
+        Some(Workload {
+            name: format!("{app}-{version}"),
+            namespace: "default".into(),
+            app: app.into(),
+            version: version.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn records_are_encoded_byte_for_byte_as_prost_encodes_them() {
+        // Inbound gRPC with every field known, status OK (0, still written), sampled.
+        let request = Request::builder()
+            .method("POST")
+            .uri("/reviews.Reviews/Get?x=1")
+            .header(HOST, "reviews:9080")
+            .header(CONTENT_TYPE, "application/grpc")
+            .body(())
+            .expect("request");
+        let mut exchange = Exchange::start(Direction::Inbound, &request);
+        exchange.source = Some(identity("productpage", "v1"));
+        exchange.destination = Some(identity("reviews", "v2"));
+        exchange.destination_service =
+            Some(Arc::new(("reviews.default.svc.cluster.local".into(), "reviews".into(), "default".into())));
+        exchange.response_code = 200;
+        exchange.grpc_status = Some(0);
+        exchange.add_flag("URX");
+        exchange.add_request_body_bytes(10);
+        exchange.response_header_bytes = 40;
+        let trace_id = [7u8; 16];
+        let encoded = exchange.encode_record(Duration::from_micros(1500), 7, Some(&trace_id));
+        let expected = RequestRecord {
+            reporter: Reporter::Destination as i32,
+            source: workload("productpage", "v1"),
+            destination: workload("reviews", "v2"),
+            destination_service: "reviews.default.svc.cluster.local".into(),
+            destination_service_name: "reviews".into(),
+            destination_service_namespace: "default".into(),
+            request_method: "POST".into(),
+            request_path: "/reviews.Reviews/Get?x=1".into(),
+            request_protocol: "grpc".into(),
+            response_code: 200,
+            grpc_response_status: Some(0),
+            response_flags: "URX".into(),
+            start_unix_nano: exchange.start_unix_nano,
+            duration_nanos: 1_500_000,
+            request_bytes: exchange.request_header_bytes + 10,
+            response_bytes: 47,
+            trace_id: trace_id.to_vec(),
+            connection_security_policy: "none".into(),
+        };
+        assert_eq!(RequestRecord::decode(&encoded[..]).expect("decodes"), expected);
+        assert_eq!(encoded, expected.encode_to_vec());
+
+        // Outbound HTTP with nothing known and no response: the workloads are still
+        // there (empty), no gRPC status, no trace id, no security policy.
+        let request = Request::builder().uri("/").body(()).expect("request");
+        let exchange = Exchange::start(Direction::Outbound, &request);
+        let encoded = exchange.encode_record(Duration::ZERO, 0, None);
+        let expected = RequestRecord {
+            reporter: Reporter::Source as i32,
+            source: Some(Workload::default()),
+            destination: Some(Workload::default()),
+            request_method: "GET".into(),
+            request_path: "/".into(),
+            request_protocol: "http".into(),
+            start_unix_nano: exchange.start_unix_nano,
+            request_bytes: exchange.request_header_bytes,
+            ..Default::default()
+        };
+        assert_eq!(RequestRecord::decode(&encoded[..]).expect("decodes"), expected);
+        assert_eq!(encoded, expected.encode_to_vec());
+    }
 }

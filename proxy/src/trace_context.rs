@@ -13,6 +13,7 @@
 //! as multi headers when the request came with no context at all, so apps using
 //! either library continue the trace.
 
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
@@ -210,16 +211,38 @@ pub fn start_span(extracted: &Extracted, sample_percent: f64) -> SpanContext {
 
 /// Rewrites `headers` so the next hop sees `span` as its parent, in the formats the
 /// request came with (both W3C and B3 multi when it came with none).
+///
+/// The ids' hex text is written once into one buffer, and each header value is a
+/// slice of it: one allocation for up to four values.
 pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext) {
     let formats = extracted.formats;
     let present = extracted.present;
     let none = !formats.w3c && !formats.b3_single && !formats.b3_multi;
+    let b3_multi = formats.b3_multi || none;
     if !formats.w3c {
         // A tracestate without a valid traceparent must be discarded (§6.2).
         present.remove(headers, Present::TRACESTATE, TRACESTATE);
     }
+    let mut text = BytesMut::with_capacity(TRACEPARENT_LEN + if b3_multi { 64 } else { 0 });
+    text.extend_from_slice(&traceparent_bytes(span));
+    if b3_multi {
+        // Trace id, span id and, when there is one, parent id, as B3 writes them.
+        let mut ids = [0u8; 64];
+        hex_into(&span.trace_id, &mut ids[..32]);
+        hex_into(&span.span_id, &mut ids[32..48]);
+        let len = match span.parent_span_id {
+            Some(parent) => {
+                hex_into(&parent, &mut ids[48..]);
+                64
+            }
+            None => 48,
+        };
+        text.extend_from_slice(&ids[..len]);
+    }
+    let text = text.freeze();
+    let slice = |range: std::ops::Range<usize>| text.slice(range);
     // Always send traceparent: one arriving without it should get one (§6.2).
-    insert(headers, TRACEPARENT, &traceparent_bytes(span));
+    insert_shared(headers, TRACEPARENT, slice(0..TRACEPARENT_LEN));
     if formats.b3_single {
         let mut value = format!("{}-{}-{}", hex(&span.trace_id), hex(&span.span_id), u8::from(span.sampled));
         if let Some(parent) = span.parent_span_id {
@@ -230,19 +253,12 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
     } else {
         present.remove(headers, Present::B3, B3);
     }
-    if formats.b3_multi || none {
-        let mut trace_id = [0u8; 32];
-        hex_into(&span.trace_id, &mut trace_id);
-        insert(headers, X_B3_TRACEID, &trace_id);
-        let mut span_id = [0u8; 16];
-        hex_into(&span.span_id, &mut span_id);
-        insert(headers, X_B3_SPANID, &span_id);
+    if b3_multi {
+        let ids = TRACEPARENT_LEN;
+        insert_shared(headers, X_B3_TRACEID, slice(ids..ids + 32));
+        insert_shared(headers, X_B3_SPANID, slice(ids + 32..ids + 48));
         match span.parent_span_id {
-            Some(parent) => {
-                let mut parent_id = [0u8; 16];
-                hex_into(&parent, &mut parent_id);
-                insert(headers, X_B3_PARENTSPANID, &parent_id);
-            }
+            Some(_) => insert_shared(headers, X_B3_PARENTSPANID, slice(ids + 48..ids + 64)),
             None => present.remove(headers, Present::X_B3_PARENTSPANID, X_B3_PARENTSPANID),
         }
         headers.insert(X_B3_SAMPLED, HeaderValue::from_static(if span.sampled { "1" } else { "0" }));
@@ -250,8 +266,11 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
     }
 }
 
+/// Length of a `traceparent` value.
+const TRACEPARENT_LEN: usize = 55;
+
 /// `00-<trace>-<span>-<flags>`.
-fn traceparent_bytes(span: &SpanContext) -> [u8; 55] {
+fn traceparent_bytes(span: &SpanContext) -> [u8; TRACEPARENT_LEN] {
     let flags = u8::from(span.sampled) | if span.random_flag { 0x02 } else { 0 };
     let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
     hex_into(&span.trace_id, &mut text[3..35]);
@@ -262,6 +281,13 @@ fn traceparent_bytes(span: &SpanContext) -> [u8; 55] {
 
 fn insert(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
     if let Ok(value) = HeaderValue::from_bytes(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// Inserts a value that shares `value`'s buffer (no copy).
+fn insert_shared(headers: &mut HeaderMap, name: HeaderName, value: Bytes) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(value) {
         headers.insert(name, value);
     }
 }

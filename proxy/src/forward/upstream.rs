@@ -46,7 +46,7 @@ pub enum OutboundBody {
 
 impl OutboundBody {
     /// Buffers `body` when it may be replayed and `replay` is wanted.
-    pub async fn prepare(body: Incoming, replay: bool, exchange: &Exchange) -> Result<OutboundBody, ForwardError> {
+    pub async fn prepare(body: Incoming, replay: bool, exchange: &mut Exchange) -> Result<OutboundBody, ForwardError> {
         let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= MAX_REPLAY_BODY);
         if !replay || !small {
             return Ok(OutboundBody::Streaming(Some(body)));
@@ -58,7 +58,7 @@ impl OutboundBody {
         // Boxed, as every rare wait of the pipeline: it would otherwise enlarge every
         // request's future, which hyper moves by value.
         let bytes = Box::pin(limited.collect()).await.map_err(|_| ForwardError::DownstreamBody)?.to_bytes();
-        exchange.request_body_bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        exchange.add_request_body_bytes(bytes.len() as u64);
         Ok(OutboundBody::Buffered(bytes))
     }
 
@@ -66,9 +66,12 @@ impl OutboundBody {
         matches!(self, OutboundBody::Buffered(_))
     }
 
-    fn take(&mut self, exchange: &Exchange) -> Option<RequestBody> {
+    fn take(&mut self, exchange: &mut Exchange) -> Option<RequestBody> {
         match self {
-            OutboundBody::Streaming(body) => body.take().map(|b| RequestBody::new(b, exchange.request_body_bytes.clone())),
+            OutboundBody::Streaming(body) => body.take().map(|b| {
+                let counter = exchange.body_counter(&b);
+                RequestBody::new(b, counter)
+            }),
             OutboundBody::Buffered(bytes) => Some(RequestBody::buffered(bytes.clone())),
         }
     }
@@ -157,8 +160,8 @@ pub async fn send(
         let Some(lease) = cluster.pick() else {
             return Err(ForwardError::NoHealthyUpstream { service: cluster.name.clone() });
         };
-        exchange.upstream_address.clone_from(&lease.endpoint().address);
-        exchange.destination = lease.endpoint().workload.clone();
+        exchange.upstream_address = Some(lease.endpoint().address.clone());
+        exchange.destination = Some(lease.endpoint().workload.clone());
         let admission = cluster
             .admit(http2, deadline)
             .await
@@ -175,7 +178,7 @@ pub async fn send(
             (None, deadline) => deadline,
         };
         let pool = cluster.pool.as_ref().unwrap_or(&context.upstream);
-        let sent = pool.send(&exchange.upstream_address, request);
+        let sent = pool.send(exchange.upstream_address(), request);
         let result = match per_try_deadline {
             Some(at) => match tokio::time::timeout_at(at.into(), sent).await {
                 Ok(result) => result.map_err(AttemptError::Failed),
@@ -216,7 +219,7 @@ pub async fn send(
                     AttemptError::PerTryTimeout => retry_on.retries_per_try_timeout(),
                     AttemptError::Timeout => false,
                 };
-                debug!(cluster = %cluster.name, upstream = %exchange.upstream_address, attempt = exchange.attempts, error = ?error, "upstream attempt failed");
+                debug!(cluster = %cluster.name, upstream = exchange.upstream_address(), attempt = exchange.attempts, error = ?error, "upstream attempt failed");
                 if retriable && can_retry {
                     if let Some(permit) = cluster.try_retry() {
                         retry_permit = Some(permit);
@@ -232,7 +235,7 @@ pub async fn send(
                 return Err(match error {
                     AttemptError::Failed(failure) => super::failed(context, exchange, failure),
                     AttemptError::PerTryTimeout | AttemptError::Timeout => {
-                        ForwardError::UpstreamTimeout { upstream: exchange.upstream_address.clone() }
+                        ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() }
                     }
                 });
             }

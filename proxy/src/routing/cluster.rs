@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 use crate::pool::{POOL_IDLE_TIMEOUT, PoolSettings, UpstreamPool};
-use crate::mesh::{Endpoint, WorkloadIdentity};
+use crate::mesh::{Endpoint, ServiceNames, WorkloadIdentity};
 use crate::stats::RoutingStats;
 
 /// Longest ejection, whatever the multiplier (Envoy's default `max_ejection_time`).
@@ -40,8 +40,8 @@ pub const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
 pub struct Cluster {
     /// `fqdn` or `fqdn|subset`.
     pub name: String,
-    /// Service FQDN, short name and namespace.
-    pub service: (String, String, String),
+    /// Service FQDN, short name and namespace (shared with the records of its requests).
+    pub service: Arc<ServiceNames>,
     /// Subset name, if this is a subset.
     pub subset: Option<String>,
     /// The policy in force for it.
@@ -63,10 +63,11 @@ pub struct Cluster {
 /// One endpoint of a cluster.
 #[derive(Debug)]
 pub struct ClusterEndpoint {
-    /// `host:port` of its proxy's inbound listener.
-    pub address: String,
+    /// `host:port` of its proxy's inbound listener (shared with the records of its
+    /// requests).
+    pub address: Arc<str>,
     /// The workload there.
-    pub workload: WorkloadIdentity,
+    pub workload: Arc<WorkloadIdentity>,
     active: AtomicU32,
     ejected: AtomicBool,
     outlier: Mutex<OutlierState>,
@@ -174,7 +175,7 @@ impl Cluster {
     /// A cluster of `endpoints` under `policy`.
     pub fn new(
         name: String,
-        service: (String, String, String),
+        service: ServiceNames,
         subset: Option<String>,
         policy: TrafficPolicy,
         endpoints: &[&Endpoint],
@@ -188,12 +189,12 @@ impl Cluster {
             .map(|connect_timeout| UpstreamPool::new(PoolSettings { connect_timeout, idle_timeout: POOL_IDLE_TIMEOUT }));
         Cluster {
             name,
-            service,
+            service: Arc::new(service),
             subset,
             endpoints: endpoints
                 .iter()
                 .map(|e| ClusterEndpoint {
-                    address: e.address.clone(),
+                    address: e.address.as_str().into(),
                     workload: e.workload.clone(),
                     active: AtomicU32::new(0),
                     ejected: AtomicBool::new(false),
@@ -223,7 +224,7 @@ impl Cluster {
     pub fn same_shape(&self, endpoints: &[&Endpoint], policy: &TrafficPolicy) -> bool {
         self.policy == *policy
             && self.endpoints.len() == endpoints.len()
-            && self.endpoints.iter().zip(endpoints).all(|(a, b)| a.address == b.address && a.workload == b.workload)
+            && self.endpoints.iter().zip(endpoints).all(|(a, b)| *a.address == *b.address && a.workload == b.workload)
     }
 
     /// Admits a request under the connection-pool limits. HTTP/1.1 requests beyond
@@ -412,7 +413,7 @@ impl Cluster {
                 .map(|e| {
                     let state = e.outlier.lock();
                     EndpointDump {
-                        address: e.address.clone(),
+                        address: e.address.to_string(),
                         workload: e.workload.name.clone(),
                         version: e.workload.version.clone(),
                         active: e.active.load(Ordering::Relaxed),

@@ -13,12 +13,12 @@ use crate::stats::Stats;
 fn endpoint(address: &str, version: &str) -> Endpoint {
     Endpoint {
         address: address.to_owned(),
-        workload: WorkloadIdentity {
+        workload: Arc::new(WorkloadIdentity {
             name: format!("ratings-{version}"),
             namespace: "default".to_owned(),
             app: "ratings".to_owned(),
             version: version.to_owned(),
-        },
+        }),
         labels: BTreeMap::from([("app".to_owned(), "ratings".to_owned()), ("version".to_owned(), version.to_owned())]),
     }
 }
@@ -100,7 +100,7 @@ fn ejecting(consecutive_5xx: u32, max_percent: u32, base: Duration) -> TrafficPo
 #[tokio::test]
 async fn an_endpoint_failing_in_a_row_is_ejected_for_the_base_time_then_comes_back() {
     let cluster = make_cluster(ejecting(2, 100, Duration::from_millis(200)), &two_endpoints());
-    let broken = |lease: &super::cluster::EndpointLease| lease.endpoint().address == "127.0.0.1:2";
+    let broken = |lease: &super::cluster::EndpointLease| &*lease.endpoint().address == "127.0.0.1:2";
     // One 500 then a 200 resets the streak; two in a row eject.
     for status in [500, 200, 500, 500] {
         let lease = loop {
@@ -162,7 +162,7 @@ async fn gateway_errors_count_connect_failures_and_502_to_504_only() {
 #[tokio::test]
 async fn round_robin_alternates_and_least_request_prefers_the_idle_endpoint() {
     let rr = make_cluster(TrafficPolicy::default(), &two_endpoints());
-    let picks: Vec<String> = (0..4).map(|_| rr.pick().unwrap().endpoint().address.clone()).collect();
+    let picks: Vec<String> = (0..4).map(|_| rr.pick().unwrap().endpoint().address.to_string()).collect();
     assert_eq!(picks[0], picks[2]);
     assert_ne!(picks[0], picks[1]);
 
@@ -237,7 +237,7 @@ fn the_example_rules_route_jason_to_v2_and_split_the_rest_80_20() {
     assert_eq!(v2, 20, "rolls 80..100 of the 80/20 split go to v2");
     let cluster = table.cluster(reviews, Some("v2")).unwrap();
     assert_eq!(cluster.endpoints.len(), 1);
-    assert_eq!(cluster.endpoints[0].address, "127.0.0.1:15206");
+    assert_eq!(&*cluster.endpoints[0].address, "127.0.0.1:15206");
     // Services without a virtual service go to the whole service.
     assert_eq!(decide_cluster(&table, "details", &[], 0), Ok("details.default.svc.cluster.local".to_owned()));
     assert_eq!(decide_cluster(&table, "nowhere.example", &[], 0), Err("503 UH".to_owned()));
