@@ -22,11 +22,12 @@
 #          this script did not start took over 10% of that core).
 #          "Telemetry off" means the proxy's --collector points at a closed port and
 #          its queues hold one record and one span (--report-queue 1 --span-queue 1):
-#          every request still builds its record (and its span, when sampled,
-#          BENCH_SAMPLING %), which is then dropped at the queue's try_send and
-#          counted; nothing is encoded or sent, and the Report stream only retries its
-#          connection (backoff up to 10 s). The proxy has no switch that skips the
-#          telemetry work itself, so "off" is "no export", not "no telemetry code".
+#          every request still gathers what its record needs (and builds its span,
+#          when sampled, BENCH_SAMPLING %); the full queue drops the record before it
+#          is encoded and counts it, nothing is sent, and the Report stream only
+#          retries its connection (backoff up to 10 s). The proxy has no switch that
+#          skips the telemetry work itself, so "off" is "no export", not "no
+#          telemetry code".
 #   rate   latency at a fixed offered rate, BENCH_RATE (1000) req/s over
 #          BENCH_RATE_CONNS (10) connections (wrk has no open-loop mode and Debian
 #          has no wrk2: each connection waits CONNS*1000/RATE ms after a response
