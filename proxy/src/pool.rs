@@ -98,8 +98,8 @@ struct PoolInner {
 
 #[derive(Debug, Default)]
 struct PoolState {
-    http1: HashMap<Arc<str>, IdleList>,
-    http2: HashMap<Box<str>, Shared>,
+    http1: HashMap<Arc<str>, IdleList, foldhash::fast::RandomState>,
+    http2: HashMap<Box<str>, Shared, foldhash::fast::RandomState>,
 }
 
 /// One upstream address's idle connections, with the key lent connections carry.
