@@ -490,7 +490,10 @@ pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
             others = true;
         }
     }
-    if connection && let http::header::Entry::Occupied(entry) = headers.entry(CONNECTION) {
+    if connection && connection_names_no_header(headers) {
+        // The usual case (`Connection: keep-alive` or `close`): nothing else to remove.
+        headers.remove(CONNECTION);
+    } else if connection && let http::header::Entry::Occupied(entry) = headers.entry(CONNECTION) {
         // The headers `Connection` names; its usual tokens name no header to remove
         // (`keep-alive`, the header, is removed below with the others).
         let mut named = Vec::new();
@@ -526,6 +529,19 @@ pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
         } else {
             headers.remove(TE);
         }
+    }
+}
+
+/// Whether `headers` has one `Connection` value, `keep-alive` or `close`: tokens that
+/// name no header to remove.
+fn connection_names_no_header(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => {
+            let value = value.as_bytes();
+            value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close")
+        }
+        _ => false,
     }
 }
 

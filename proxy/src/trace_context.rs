@@ -226,10 +226,11 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
     let mut text = BytesMut::with_capacity(TRACEPARENT_LEN + if b3_multi { 64 } else { 0 });
     text.extend_from_slice(&traceparent_bytes(span));
     if b3_multi {
-        // Trace id, span id and, when there is one, parent id, as B3 writes them.
+        // Trace id, span id and, when there is one, parent id, as B3 writes them: the
+        // first two are the traceparent's own digits.
         let mut ids = [0u8; 64];
-        hex_into(&span.trace_id, &mut ids[..32]);
-        hex_into(&span.span_id, &mut ids[32..48]);
+        ids[..32].copy_from_slice(&text[3..35]);
+        ids[32..48].copy_from_slice(&text[36..52]);
         let len = match span.parent_span_id {
             Some(parent) => {
                 hex_into(&parent, &mut ids[48..]);

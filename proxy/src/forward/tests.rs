@@ -38,6 +38,15 @@ fn hop_by_hop_headers_are_removed() {
     closing.insert("x-end-to-end", "kept".parse().expect("value"));
     remove_hop_by_hop_headers(&mut closing);
     assert_eq!(closing.keys().map(|name| name.as_str()).collect::<Vec<_>>(), ["x-end-to-end"]);
+
+    // `Connection` on two lines: the second one's names go too.
+    let mut two_lines = HeaderMap::new();
+    two_lines.append("connection", "keep-alive".parse().expect("value"));
+    two_lines.append("connection", "x-hop".parse().expect("value"));
+    two_lines.insert("x-hop", "1".parse().expect("value"));
+    two_lines.insert("x-end-to-end", "kept".parse().expect("value"));
+    remove_hop_by_hop_headers(&mut two_lines);
+    assert_eq!(two_lines.keys().map(|name| name.as_str()).collect::<Vec<_>>(), ["x-end-to-end"]);
 }
 
 #[test]
