@@ -23,6 +23,7 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
+use foldhash::fast::RandomState;
 use meshtel_model::otlp::common::v1::InstrumentationScope;
 use meshtel_model::otlp::resource::v1::Resource;
 use meshtel_model::otlp::trace::v1::Span;
@@ -59,7 +60,21 @@ impl<'a> Reader<'a> {
         !self.buf.is_empty()
     }
 
+    /// One byte is the common case by far (field keys, short lengths, small enums): it
+    /// is inlined, the longer forms are not.
+    #[inline(always)]
     fn varint(&mut self) -> Read<u64> {
+        match self.buf.split_first() {
+            Some((&byte, rest)) if byte < 0x80 => {
+                self.buf = rest;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Read<u64> {
         let mut value = 0u64;
         for (i, &byte) in self.buf.iter().take(10).enumerate() {
             if i == 9 && byte > 1 {
@@ -436,9 +451,10 @@ impl<'l> Encoder<'l> {
     fn encode(mut self, index: &Index<'_>) -> Read<crate::Result<(EncodedBatch, ExportSummary)>> {
         let mut services = Vec::with_capacity(index.groups.len());
         // (resource index, span name, kind): borrowed from the request when read
-        // from the encoding, owned when the span went through prost.
-        let mut seen: HashSet<(usize, &str, i32)> = HashSet::new();
-        let mut seen_decoded: HashSet<(usize, String, i32)> = HashSet::new();
+        // from the encoding, owned when the span went through prost. One insert per
+        // span: hashed with foldhash (randomly seeded) rather than SipHash.
+        let mut seen: HashSet<(usize, &str, i32), RandomState> = HashSet::default();
+        let mut seen_decoded: HashSet<(usize, String, i32), RandomState> = HashSet::default();
         let mut attributes = Vec::new();
         for (group_index, (resource, scopes)) in index.groups.iter().enumerate() {
             let mut group_limiter = AttributeLimiter::new(self.limits);
