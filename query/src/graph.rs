@@ -10,8 +10,8 @@
 //! seconds), default `5m`; rates are requests per second over it. Each edge is counted
 //! from one reporter (see [`build`]). `namespace` takes a comma-separated list.
 //!
-//! [`EdgeDependencies`] makes the Jaeger `/api/dependencies` answer from edges when the
-//! window has any, and from spans otherwise.
+//! [`EdgeDependencies`] makes the Jaeger `/api/dependencies` answer from edges and,
+//! for the service pairs no proxy reported, from spans.
 
 pub mod build;
 
@@ -232,8 +232,9 @@ pub fn dependencies_from_edges(rows: Vec<EdgeRow>) -> Vec<DependencyLink> {
         .collect()
 }
 
-/// A [`TraceReader`] whose `dependencies` come from edges when the window has any, and
-/// from the inner reader's spans otherwise; everything else is the inner reader's.
+/// A [`TraceReader`] whose `dependencies` come from edges, with the links of the inner
+/// reader's spans added for the pairs the edges do not have (services traced by an SDK
+/// without a proxy beside them); everything else is the inner reader's.
 pub struct EdgeDependencies {
     traces: Arc<dyn TraceReader>,
     edges: Arc<dyn GraphReader>,
@@ -277,12 +278,38 @@ impl TraceReader for EdgeDependencies {
             .edges
             .edges_in_window(end_unix_nano.saturating_sub(lookback_nano), end_unix_nano)
             .await?;
-        let links = dependencies_from_edges(rows);
-        if links.is_empty() {
-            return self.traces.dependencies(end_unix_nano, lookback_nano).await;
-        }
-        Ok(links)
+        let spans = self
+            .traces
+            .dependencies(end_unix_nano, lookback_nano)
+            .await?;
+        Ok(merge_dependencies(dependencies_from_edges(rows), spans))
     }
+}
+
+/// `edges` and the links of `spans` whose (parent, child) pair is not among them: a
+/// pair the proxies reported is counted from their edges (every request), not from the
+/// spans of the requests that were sampled. Sorted by pair.
+pub fn merge_dependencies(
+    edges: Vec<DependencyLink>,
+    spans: Vec<DependencyLink>,
+) -> Vec<DependencyLink> {
+    let mut links: BTreeMap<(String, String), u64> = edges
+        .into_iter()
+        .map(|link| ((link.parent, link.child), link.call_count))
+        .collect();
+    for link in spans {
+        links
+            .entry((link.parent, link.child))
+            .or_insert(link.call_count);
+    }
+    links
+        .into_iter()
+        .map(|((parent, child), call_count)| DependencyLink {
+            parent,
+            child,
+            call_count,
+        })
+        .collect()
 }
 
 #[cfg(test)]

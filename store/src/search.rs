@@ -503,16 +503,25 @@ impl Searcher {
                 .gt_eq(lit(start_min))
                 .and(col(c::START).lt_eq(lit(start_max))),
         )?;
-        let children = base.clone().select(vec![
-            col(c::TRACE_ID).alias("c_trace"),
-            col(c::PARENT_SPAN_ID).alias("c_parent"),
-            col(c::SERVICE).alias("c_service"),
-        ])?;
-        let parents = base.select(vec![
-            col(c::TRACE_ID).alias("p_trace"),
-            col(c::SPAN_ID).alias("p_span"),
-            col(c::SERVICE).alias("p_service"),
-        ])?;
+        // A span stored twice (an exporter's retry: ingest is at-least-once) is one
+        // call: each side is made distinct first, or n copies of a parent and its child
+        // would count n² calls.
+        let children = base
+            .clone()
+            .select(vec![
+                col(c::TRACE_ID).alias("c_trace"),
+                col(c::SPAN_ID).alias("c_span"),
+                col(c::PARENT_SPAN_ID).alias("c_parent"),
+                col(c::SERVICE).alias("c_service"),
+            ])?
+            .distinct()?;
+        let parents = base
+            .select(vec![
+                col(c::TRACE_ID).alias("p_trace"),
+                col(c::SPAN_ID).alias("p_span"),
+                col(c::SERVICE).alias("p_service"),
+            ])?
+            .distinct()?;
         let plan = children
             .join(
                 parents,

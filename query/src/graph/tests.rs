@@ -314,17 +314,27 @@ async fn graph_dot_is_like_servicegraph() {
 }
 
 #[tokio::test]
-async fn dependencies_come_from_edges_when_there_are_any() {
-    let span_links = vec![DependencyLink {
-        parent: "from-spans".into(),
-        child: "b".into(),
-        call_count: 1,
-    }];
+async fn dependencies_come_from_edges_and_from_spans_for_other_pairs() {
+    let span_links = vec![
+        // A pair the proxies reported: counted from the edges, not from sampled spans.
+        DependencyLink {
+            parent: "productpage.default".into(),
+            child: "reviews.default".into(),
+            call_count: 7,
+        },
+        // A pair only an SDK's spans show.
+        DependencyLink {
+            parent: "from-spans".into(),
+            child: "b".into(),
+            call_count: 1,
+        },
+    ];
     let (app, _) = graph_app(bookinfo(), span_links.clone());
     let body = get(&app, "/api/dependencies?lookback=60000").await.json();
     assert_eq!(
         body["data"],
         json!([
+            {"parent": "from-spans", "child": "b", "callCount": 1},
             {"parent": "productpage.default", "child": "details.default", "callCount": 5},
             {"parent": "productpage.default", "child": "reviews.default", "callCount": 100},
         ])
@@ -332,6 +342,7 @@ async fn dependencies_come_from_edges_when_there_are_any() {
     let (app, _) = graph_app(Vec::new(), span_links);
     let body = get(&app, "/api/dependencies").await.json();
     assert_eq!(body["data"][0]["parent"], "from-spans");
+    assert_eq!(body["data"][1]["callCount"], 7);
 }
 
 #[tokio::test]
