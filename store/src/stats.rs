@@ -101,7 +101,7 @@ pub struct StoreStats {
     pub wal_commits: u64,
     /// Total time spent in WAL commits.
     pub wal_commit_seconds: f64,
-    /// WAL fsyncs by the interval syncer.
+    /// WAL fsyncs: by the interval syncer, or of every commit with `wal.sync = "always"`.
     pub wal_fsyncs: u64,
     /// Total time spent in those fsyncs.
     pub wal_fsync_seconds: f64,

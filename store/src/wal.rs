@@ -21,6 +21,7 @@ use std::io::{self, BufWriter, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -193,15 +194,18 @@ impl Wal {
         Ok(())
     }
 
-    /// Writes the buffered group to the OS; with `fsync`, also to stable storage.
-    pub fn commit(&mut self, fsync: bool) -> Result<()> {
+    /// Writes the buffered group to the OS; with `fsync`, also to stable storage, and
+    /// then returns how long that sync took.
+    pub fn commit(&mut self, fsync: bool) -> Result<Option<Duration>> {
         self.writer.flush()?;
         if fsync {
+            let started = Instant::now();
             self.writer.get_ref().sync_data()?;
+            Ok(Some(started.elapsed()))
         } else {
             self.dirty.store(true, Ordering::Release);
+            Ok(None)
         }
-        Ok(())
     }
 
     /// Syncs and closes the current segment and starts the next; returns the closed

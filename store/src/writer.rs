@@ -133,7 +133,10 @@ pub(crate) fn run_writer(
             let result = result.and_then(|()| wal.commit(fsync_each));
             inner.stats.record_commit(started.elapsed());
             match result {
-                Ok(()) => {
+                Ok(synced) => {
+                    if let Some(took) = synced {
+                        inner.stats.record_fsync(took);
+                    }
                     let mut spans = 0;
                     {
                         let mut state = inner.state.write();

@@ -66,6 +66,25 @@ async fn catalog_and_dependencies() {
 }
 
 #[tokio::test]
+async fn every_commit_is_an_fsync_counted_with_sync_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.wal.sync = crate::config::WalSync::Always;
+    let store = TraceStore::open(cfg).await.unwrap();
+    assert_eq!(store.stats().wal_fsyncs, 0);
+    for n in 0..3 {
+        store
+            .write_spans(vec![trace(200 + n, "synced", 1, *T0, 1000)])
+            .await
+            .unwrap();
+    }
+    // One commit per write here (each waited for its ack); the interval syncer has
+    // nothing left to sync.
+    assert_eq!(store.stats().wal_fsyncs, 3);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn unflushed_spans_are_replayed_from_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
