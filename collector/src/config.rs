@@ -35,6 +35,11 @@ pub struct IngestLimits {
     /// response's warning.
     #[serde(default = "default_max_attribute_value_bytes")]
     pub max_attribute_value_bytes: ByteSize,
+    /// Longest span name, span event name or attribute key kept, in bytes, e.g.
+    /// `"1 KiB"`. Longer ones are truncated (at a UTF-8 character boundary) and counted in
+    /// the response's warning: names are listed as operations and keys as tags.
+    #[serde(default = "default_max_name_bytes")]
+    pub max_name_bytes: ByteSize,
 }
 
 /// 16 MiB: large enough for a busy SDK's batch, small enough to bound memory per request.
@@ -57,6 +62,11 @@ pub fn default_max_attribute_value_bytes() -> ByteSize {
     ByteSize::kib(64)
 }
 
+/// 1 KiB per span name, event name or attribute key.
+pub fn default_max_name_bytes() -> ByteSize {
+    ByteSize::kib(1)
+}
+
 impl Default for IngestLimits {
     fn default() -> Self {
         IngestLimits {
@@ -64,6 +74,7 @@ impl Default for IngestLimits {
             max_spans_per_request: default_max_spans_per_request(),
             max_attributes_per_span: default_max_attributes_per_span(),
             max_attribute_value_bytes: default_max_attribute_value_bytes(),
+            max_name_bytes: default_max_name_bytes(),
         }
     }
 }
@@ -97,6 +108,11 @@ impl IngestLimits {
                 "max_attribute_value_bytes must be at least 1 byte".to_string(),
             ));
         }
+        if self.max_name_bytes.as_u64() == 0 {
+            return Err(Error::InvalidConfig(
+                "max_name_bytes must be at least 1 byte".to_string(),
+            ));
+        }
         Ok(())
     }
 
@@ -116,6 +132,7 @@ impl IngestLimits {
             max_spans_per_request: self.max_spans_per_request,
             max_attributes_per_span: self.max_attributes_per_span,
             max_attribute_value_bytes: self.max_attribute_value_bytes_usize(),
+            max_name_bytes: usize::try_from(self.max_name_bytes.as_u64()).unwrap_or(usize::MAX),
         }
     }
 }

@@ -13,7 +13,8 @@
 //! - attribute lists (span, event, link, resource, scope) keep their first
 //!   `max_attributes_per_span` entries; the others are counted in
 //!   `dropped_attributes_count`. String and bytes values longer than
-//!   `max_attribute_value_bytes` are truncated. Both produce a warning in the response;
+//!   `max_attribute_value_bytes` are truncated, and so are span names, event names and
+//!   attribute keys longer than `max_name_bytes`. These produce a warning in the response;
 //! - profiling-only fields (`key_strindex`, `string_value_strindex`) are ignored;
 //! - resource and scope groups left without spans are dropped.
 
@@ -31,15 +32,20 @@ pub struct SpanLimits {
     pub max_attributes_per_span: usize,
     /// Longest string or bytes attribute value kept, in bytes.
     pub max_attribute_value_bytes: usize,
+    /// Longest span name, event name or attribute key kept, in bytes: names are listed
+    /// as operations and keys as tags, so they are held much shorter than values.
+    pub max_name_bytes: usize,
 }
 
 impl Default for SpanLimits {
-    /// The collector's defaults: 100,000 spans, 128 attributes, 64 KiB values.
+    /// The collector's defaults: 100,000 spans, 128 attributes, 64 KiB values, 1 KiB
+    /// names and keys.
     fn default() -> Self {
         SpanLimits {
             max_spans_per_request: 100_000,
             max_attributes_per_span: 128,
             max_attribute_value_bytes: 64 * 1024,
+            max_name_bytes: 1024,
         }
     }
 }
@@ -167,8 +173,10 @@ pub fn link_is_valid(link: &Link) -> bool {
 /// Applies attribute limits to a span, its events and links; drops invalid links and
 /// returns how many.
 pub fn clean_span(span: &mut Span, limiter: &mut AttributeLimiter) -> usize {
+    limiter.limit_name_string(&mut span.name);
     limiter.limit_list(&mut span.attributes, &mut span.dropped_attributes_count);
     for event in &mut span.events {
+        limiter.limit_name_string(&mut event.name);
         limiter.limit_list(&mut event.attributes, &mut event.dropped_attributes_count);
     }
     let links_before = span.links.len();
@@ -242,6 +250,12 @@ impl Report {
                 limiter.truncated_values, limiter.max_value_bytes
             ));
         }
+        if limiter.truncated_names > 0 {
+            parts.push(format!(
+                "truncated {} name(s) or attribute key(s) longer than max_name_bytes ({})",
+                limiter.truncated_names, limiter.max_name_bytes
+            ));
+        }
         if self.invalid_links > 0 {
             parts.push(format!(
                 "dropped {} span link(s) with invalid ids",
@@ -252,14 +266,16 @@ impl Report {
     }
 }
 
-/// Enforces `max_attributes_per_span` and `max_attribute_value_bytes`, counting what
-/// it dropped or cut.
+/// Enforces `max_attributes_per_span`, `max_attribute_value_bytes` and
+/// `max_name_bytes`, counting what it dropped or cut.
 #[derive(Debug)]
 pub struct AttributeLimiter {
     max_count: usize,
     max_value_bytes: usize,
+    max_name_bytes: usize,
     dropped_attributes: usize,
     truncated_values: usize,
+    truncated_names: usize,
 }
 
 impl AttributeLimiter {
@@ -268,8 +284,10 @@ impl AttributeLimiter {
         AttributeLimiter {
             max_count: limits.max_attributes_per_span,
             max_value_bytes: limits.max_attribute_value_bytes,
+            max_name_bytes: limits.max_name_bytes,
             dropped_attributes: 0,
             truncated_values: 0,
+            truncated_names: 0,
         }
     }
 
@@ -296,6 +314,7 @@ impl AttributeLimiter {
     pub fn absorb(&mut self, other: &AttributeLimiter) {
         self.dropped_attributes += other.dropped_attributes;
         self.truncated_values += other.truncated_values;
+        self.truncated_names += other.truncated_names;
     }
 
     /// Counts `extra` attributes dropped from a list over the limit.
@@ -308,12 +327,24 @@ impl AttributeLimiter {
         if text.len() <= self.max_value_bytes {
             return text;
         }
-        let mut end = self.max_value_bytes;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
         self.truncated_values += 1;
-        &text[..end]
+        cut_at_char(text, self.max_value_bytes)
+    }
+
+    /// A span name, event name or attribute key cut to `max_name_bytes` at a character
+    /// boundary, counted when cut.
+    pub fn limit_name<'a>(&mut self, name: &'a str) -> &'a str {
+        if name.len() <= self.max_name_bytes {
+            return name;
+        }
+        self.truncated_names += 1;
+        cut_at_char(name, self.max_name_bytes)
+    }
+
+    /// [`Self::limit_name`] in place.
+    pub fn limit_name_string(&mut self, name: &mut String) {
+        let end = self.limit_name(name).len();
+        name.truncate(end);
     }
 
     /// `bytes` cut to `max_attribute_value_bytes`, counted when cut.
@@ -327,6 +358,7 @@ impl AttributeLimiter {
 
     fn limit_key_value(&mut self, attribute: &mut KeyValue) {
         attribute.key_strindex = 0;
+        self.limit_name_string(&mut attribute.key);
         if let Some(value) = attribute.value.as_mut() {
             self.limit_value(value);
         }
@@ -356,6 +388,15 @@ impl AttributeLimiter {
             _ => {}
         }
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn cut_at_char(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[cfg(test)]

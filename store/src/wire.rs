@@ -500,8 +500,8 @@ impl<'l> Encoder<'l> {
                         scope_version,
                     };
                     let appended = match parse_span(bytes, &mut attributes)? {
-                        Parsed::Plain(span) => {
-                            let kept = self.append_plain(&span, &attributes, &row, at);
+                        Parsed::Plain(mut span) => {
+                            let kept = self.append_plain(&mut span, &attributes, &row, at);
                             if matches!(kept, Ok(true)) {
                                 seen.insert((group_index, span.name, span.kind));
                             }
@@ -553,10 +553,11 @@ impl<'l> Encoder<'l> {
             .map(|batch| (EncodedBatch { batch, operations }, summary)))
     }
 
-    /// Validates and appends a span read from the encoding; false when rejected.
+    /// Validates and appends a span read from the encoding (its name cut to the limit);
+    /// false when rejected.
     fn append_plain(
         &mut self,
-        span: &SpanFields<'_>,
+        span: &mut SpanFields<'_>,
         attributes: &[(&str, Scalar<'_>)],
         row: &Row<'_>,
         at: Position,
@@ -564,6 +565,7 @@ impl<'l> Encoder<'l> {
         if !self.accept(span.trace_id, span.span_id, span.parent_span_id, at) {
             return Ok(false);
         }
+        span.name = self.limiter.limit_name(span.name);
         if span.end_time_unix_nano < span.start_time_unix_nano {
             self.report.ends_before_start += 1;
         }
@@ -579,7 +581,7 @@ impl<'l> Encoder<'l> {
                 Scalar::Bytes(bytes) => Scalar::Bytes(self.limiter.limit_bytes(bytes)),
                 other => other,
             };
-            encode_scalar(key, value, &mut self.scratch);
+            encode_scalar(self.limiter.limit_name(key), value, &mut self.scratch);
             b.attributes.values().append_value(self.scratch.as_str());
         }
         b.attributes.append(true);

@@ -1,6 +1,7 @@
 use crate::otlp::common::v1::{ArrayValue, InstrumentationScope};
 use crate::otlp::resource::v1::Resource;
 use crate::otlp::trace::v1::ScopeSpans;
+use crate::otlp::trace::v1::span::Event;
 
 use super::*;
 
@@ -176,6 +177,36 @@ fn truncates_long_values_at_char_boundaries_even_when_nested() {
     );
     assert_eq!(kept.attributes[1].key_strindex, 0);
     assert!(out.error_message.contains("truncated 2 attribute value(s)"));
+}
+
+#[test]
+fn truncates_long_names_and_keys_at_a_character_boundary() {
+    let mut s = good_span();
+    s.name = "GET /ééééé".into();
+    s.attributes = vec![
+        string_attribute("http.ééé", "v"),
+        string_attribute("ok", "v"),
+    ];
+    s.events = vec![Event {
+        name: "exception.thrown".into(),
+        ..Event::default()
+    }];
+    let limits = SpanLimits {
+        max_name_bytes: 8,
+        ..SpanLimits::default()
+    };
+    let out = validate_resource_spans(vec![group(vec![s])], &limits);
+    let kept = &out.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(kept.name, "GET /é");
+    let keys: Vec<_> = kept.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["http.é", "ok"]);
+    assert_eq!(kept.events[0].name, "exceptio");
+    assert!(
+        out.error_message
+            .contains("truncated 3 name(s) or attribute key(s) longer than max_name_bytes (8)"),
+        "{}",
+        out.error_message
+    );
 }
 
 #[test]

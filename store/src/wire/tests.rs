@@ -204,11 +204,17 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
 }
 
 prop_compose! {
-    fn limits()(spans in 1..20usize, count in 1..6usize, bytes in 1..12usize) -> SpanLimits {
+    fn limits()(
+        spans in 1..20usize,
+        count in 1..6usize,
+        bytes in 1..12usize,
+        names in 1..12usize,
+    ) -> SpanLimits {
         SpanLimits {
             max_spans_per_request: spans,
             max_attributes_per_span: count,
             max_attribute_value_bytes: bytes,
+            max_name_bytes: names,
         }
     }
 }

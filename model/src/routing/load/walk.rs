@@ -176,7 +176,10 @@ impl Cx<'_> {
         };
         if !range.contains(&number) {
             let (low, high) = (range.start(), range.end());
-            let message = if *high == i64::from(u32::MAX) || *high == i64::MAX {
+            let wide = *high == i64::from(u32::MAX) || *high == i64::MAX;
+            let message = if wide && number > *high {
+                format!("must be at most {high}, found {number}")
+            } else if wide {
                 format!("must be at least {low}, found {number}")
             } else {
                 format!("must be between {low} and {high}, found {number}")

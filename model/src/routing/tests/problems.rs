@@ -566,3 +566,15 @@ fn hosts_gateways_and_namespaces() {
         ]
     );
 }
+
+#[test]
+fn a_number_over_its_bound_says_the_bound() {
+    let text = dr("big", "  host: big\n  trafficPolicy:\n    connectionPool:\n      http: {http1MaxPendingRequests: 99999999999999}\n");
+    let found = problems(&[("big.yaml", &text)]);
+    let got: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["big.yaml#1: DestinationRule default/big: spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests: must be at \
+          most 4294967295, found 99999999999999"]
+    );
+}
