@@ -3,19 +3,80 @@
 //! Neither body ever holds more than the one frame being handed over: the proxy
 //! never buffers a body. [`ResponseBody`] carries the request's [`Exchange`] and
 //! finishes it (record + span) when the body ends, fails, or is dropped early
-//! (downstream went away: flag `DC`).
+//! (downstream went away: flag `DC`). [`RequestBody`] notes in [`BodyProgress`] whether
+//! the downstream's body broke or stalled, so that a failed upstream exchange is
+//! blamed on the side that caused it.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use crate::forward::ProxyContext;
-use crate::pool::Reusable;
+use crate::pool::{BoxError, Reusable};
 use crate::telemetry::{Exchange, grpc_status};
+
+/// The downstream request body as the proxy has read it so far: its data bytes, and
+/// whether it is still arriving, ended, broke or stalled. Shared by the body on its way
+/// upstream and the pipeline, which reads it when the upstream exchange fails.
+#[derive(Debug, Default)]
+pub struct BodyProgress {
+    bytes: AtomicU64,
+    state: AtomicU8,
+}
+
+/// The last read gave a frame (or none was tried yet).
+const READING: u8 = 0;
+/// The last read found nothing: the proxy waits for the downstream's bytes.
+const WAITING: u8 = 1;
+/// The body ended cleanly.
+const ENDED: u8 = 2;
+/// The body broke: malformed (a bad chunk), or the downstream went away mid-body.
+const BROKEN: u8 = 3;
+/// The body stopped arriving for the body idle timeout.
+const STALLED: u8 = 4;
+
+/// How the downstream's request body, not the upstream, ended an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    /// It broke (400 `DPE`).
+    Broken,
+    /// It stopped arriving (408 `SI`).
+    Stalled,
+}
+
+impl BodyProgress {
+    /// Data bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts `bytes` more data bytes.
+    pub fn add_bytes(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Why the exchange failed on the downstream's account, if it did: the body broke
+    /// or stalled; with `timed_out` (a request timeout ended the exchange), also a body
+    /// the proxy was still waiting for.
+    pub fn fault(&self, timed_out: bool) -> Option<BodyFault> {
+        match self.state.load(Ordering::Relaxed) {
+            BROKEN => Some(BodyFault::Broken),
+            STALLED => Some(BodyFault::Stalled),
+            WAITING if timed_out => Some(BodyFault::Stalled),
+            _ => None,
+        }
+    }
+
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::Relaxed);
+    }
+}
 
 /// The downstream request body on its way upstream: streamed (counting its bytes), or
 /// a copy of a small body buffered so that retries and mirrors can send it again.
@@ -26,15 +87,34 @@ pub struct RequestBody {
 
 #[derive(Debug)]
 enum RequestSource {
-    Streaming { body: Incoming, bytes: Option<Arc<AtomicU64>> },
+    Streaming(Box<Streaming>),
     Buffered(Option<Bytes>),
 }
 
+/// A streamed body and what watches it (boxed: a request moves by value).
+#[derive(Debug)]
+struct Streaming {
+    body: Incoming,
+    progress: Option<Arc<BodyProgress>>,
+    /// The body idle timeout, and its timer once the body has made the proxy wait.
+    idle: Option<Duration>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the last read found nothing (the timer runs since then).
+    waiting: bool,
+}
+
 impl RequestBody {
-    /// Wraps `inner`, adding its data bytes to `bytes` (`None`: a body known to be
-    /// empty, nothing to count).
-    pub fn new(inner: Incoming, bytes: Option<Arc<AtomicU64>>) -> RequestBody {
-        RequestBody { inner: RequestSource::Streaming { body: inner, bytes } }
+    /// Wraps `inner`, noting its bytes and state in `progress` (`None`: a body known to
+    /// be empty, nothing to note). With `idle`, a body that makes the proxy wait that
+    /// long for its next bytes fails (noted as stalled), which aborts the upstream
+    /// request it feeds.
+    pub fn new(inner: Incoming, progress: Option<Arc<BodyProgress>>, idle: Option<Duration>) -> RequestBody {
+        if inner.is_end_stream() {
+            // Nothing to read, watch or count (most requests): no box for it.
+            return RequestBody { inner: RequestSource::Buffered(None) };
+        }
+        let streaming = Streaming { body: inner, progress, idle, timer: None, waiting: false };
+        RequestBody { inner: RequestSource::Streaming(Box::new(streaming)) }
     }
 
     /// A buffered body (already counted when it was read).
@@ -43,36 +123,75 @@ impl RequestBody {
     }
 }
 
+impl Streaming {
+    fn note(&self, state: u8) {
+        if let Some(progress) = &self.progress {
+            progress.set(state);
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(progress) = &self.progress {
+                    if let Some(data) = frame.data_ref() {
+                        progress.add_bytes(data.len() as u64);
+                    }
+                    progress.set(READING);
+                }
+                self.waiting = false;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.note(BROKEN);
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => {
+                self.note(ENDED);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                self.note(WAITING);
+                let Some(idle) = self.idle else { return Poll::Pending };
+                // One timer per body, created the first time it makes the proxy wait
+                // (most bodies arrive with their head and never do).
+                let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if !self.waiting {
+                    self.waiting = true;
+                    timer.as_mut().reset(Instant::now() + idle);
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.note(STALLED);
+                let message = format!("no request body bytes for {idle:?}");
+                Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message).into())))
+            }
+        }
+    }
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.inner {
-            RequestSource::Streaming { body, bytes } => {
-                let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(frame))) = &polled
-                    && let Some(data) = frame.data_ref()
-                    && let Some(bytes) = bytes
-                {
-                    bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-                polled
-            }
+            RequestSource::Streaming(streaming) => streaming.poll_frame(cx),
             RequestSource::Buffered(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            RequestSource::Streaming { body, .. } => body.is_end_stream(),
+            RequestSource::Streaming(streaming) => streaming.body.is_end_stream(),
             RequestSource::Buffered(data) => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            RequestSource::Streaming { body, .. } => body.size_hint(),
+            RequestSource::Streaming(streaming) => streaming.body.size_hint(),
             RequestSource::Buffered(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }
@@ -124,10 +243,15 @@ impl ResponseBody {
         ResponseBody { source: Source::Local(Some(body)), pending: None, connection: None }
     }
 
-    /// The upstream body ended cleanly: its connection can carry another request.
+    /// The upstream body ended cleanly: its connection can carry another request,
+    /// unless the upstream answered before a request body that then broke or stalled
+    /// (it got part of a request).
     fn release_connection(&mut self) {
         if let Some(connection) = self.connection.take() {
-            connection.release();
+            let partial = self.pending.as_ref().is_some_and(|p| p.exchange.request_body_fault(false).is_some());
+            if !partial {
+                connection.release();
+            }
         }
     }
 
@@ -193,8 +317,14 @@ impl Body for ResponseBody {
                 Poll::Ready(Some(Err(error))) => {
                     this.connection = None;
                     if let Some(pending) = &mut this.pending {
-                        // The upstream reset the stream mid-body.
-                        pending.exchange.add_flag("UR");
+                        // The upstream reset the stream mid-body, or the connection
+                        // ended because the request body it was still sending failed.
+                        let flag = match pending.exchange.request_body_fault(false) {
+                            Some(BodyFault::Broken) => "DPE",
+                            Some(BodyFault::Stalled) => "SI",
+                            None => "UR",
+                        };
+                        pending.exchange.add_flag(flag);
                         pending.ended = true;
                     }
                     this.finish(true);

@@ -74,6 +74,11 @@ pub struct ProxyArgs {
     /// Longest wait for an upstream's response headers (`0s` = no limit).
     #[arg(long, env = "MESHTEL_PROXY_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Longest pause in the arrival of a request body; the request is then answered
+    /// 408 (flag `SI`, Envoy's stream idle timeout) and its connection closed (`0s` = no
+    /// limit).
+    #[arg(long, env = "MESHTEL_PROXY_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_idle_timeout: Duration,
     /// Upstream TCP connect timeout.
     #[arg(long, env = "MESHTEL_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
@@ -156,6 +161,8 @@ pub struct ProxyConfig {
     pub span_queue: usize,
     /// Upstream response-header timeout; `None` = no limit.
     pub request_timeout: Option<Duration>,
+    /// Longest pause in a request body's arrival; `None` = no limit.
+    pub body_idle_timeout: Option<Duration>,
     /// Upstream connect timeout.
     pub connect_timeout: Duration,
     /// Id in the Report stream.
@@ -165,6 +172,9 @@ pub struct ProxyConfig {
     /// Worker threads serving the inbound and outbound listeners (at least 1).
     pub concurrency: usize,
 }
+
+/// `--body-idle-timeout`'s default: the downstream header read timeout's 30 s.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most worker threads `--concurrency` accepts.
 pub const MAX_CONCURRENCY: usize = 256;
@@ -206,6 +216,7 @@ impl ProxyArgs {
             report_queue: self.report_queue,
             span_queue: self.span_queue,
             request_timeout: Some(self.request_timeout).filter(|t| !t.is_zero()),
+            body_idle_timeout: Some(self.body_idle_timeout).filter(|t| !t.is_zero()),
             connect_timeout: self.connect_timeout,
             proxy_id,
             quota: QuotaSettings {
@@ -247,6 +258,7 @@ impl ProxyConfig {
             report_queue: 10_000,
             span_queue: 2_048,
             request_timeout: Some(Duration::from_secs(15)),
+            body_idle_timeout: Some(DEFAULT_BODY_IDLE_TIMEOUT),
             connect_timeout: Duration::from_secs(1),
             proxy_id: format!("{workload}.default"),
             quota: QuotaSettings::default(),

@@ -162,10 +162,15 @@ pub enum ForwardError {
         /// Which limit.
         limit: &'static str,
     },
-    /// The downstream's request body failed while being read for replay (or a streamed
-    /// body was asked for twice).
+    /// The downstream's request body broke while being read (malformed chunks, the
+    /// downstream gone mid-body), or a streamed body was asked for twice. The upstream
+    /// is not blamed (no outlier feedback, no retry).
     #[error("reading the downstream request body")]
     DownstreamBody,
+    /// The downstream's request body stopped arriving: idle for the body idle timeout,
+    /// or still awaited when the request timeout ended. The upstream is not blamed.
+    #[error("the downstream request body stopped arriving")]
+    DownstreamTimeout,
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
@@ -183,6 +188,7 @@ impl ForwardError {
             | ForwardError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ForwardError::DownstreamBody => StatusCode::BAD_REQUEST,
+            ForwardError::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::BadUpstreamRequest(_) => StatusCode::BAD_GATEWAY,
         }
@@ -199,6 +205,8 @@ impl ForwardError {
             ForwardError::UpstreamReset { .. } => "UC",
             ForwardError::NoRoute { .. } => "NR",
             ForwardError::DownstreamBody => "DPE",
+            // Envoy's stream idle timeout, 408 while the request is incomplete.
+            ForwardError::DownstreamTimeout => "SI",
             ForwardError::ClusterNotFound { .. } => "NC",
             ForwardError::Overflow { .. } => "UO",
             ForwardError::BadUpstreamRequest(_) => "UPE",

@@ -31,7 +31,7 @@ use meshtel_model::routing::{AbortStatus, HeaderOps, RequestAttrs, RequestMatch,
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{BodyFault, RequestBody, ResponseBody};
 use crate::error::ForwardError;
 use crate::mesh::{CLUSTER_DOMAIN, ServiceNames, WorkloadIdentity};
 use crate::pool::{Failure, PoolSettings, Upstream, UpstreamPool};
@@ -79,6 +79,8 @@ pub struct ProxyContext {
     pub sample_percent: f64,
     /// Longest wait for upstream response headers; `None` waits forever.
     pub request_timeout: Option<Duration>,
+    /// Longest pause in a request body's arrival; `None` waits forever.
+    pub body_idle_timeout: Option<Duration>,
     /// The inbound quota stage.
     pub quota: QuotaEnforcer,
     /// Mirrored requests in flight (bounded; beyond, mirrors are dropped).
@@ -100,6 +102,7 @@ impl ProxyContext {
         stats: Stats,
         sample_percent: f64,
         request_timeout: Option<Duration>,
+        body_idle_timeout: Option<Duration>,
         pool: PoolSettings,
         quota: QuotaEnforcer,
     ) -> ProxyContext {
@@ -116,6 +119,7 @@ impl ProxyContext {
             stats,
             sample_percent,
             request_timeout,
+            body_idle_timeout,
             quota,
             mirror_slots,
             peer_headers,
@@ -280,7 +284,7 @@ impl Proxy {
         };
         let mirror = decision.route.and_then(|r| r.mirror.as_ref());
         let replay = plan.retries.attempts > 0 || mirror.is_some();
-        let mut body = match upstream::OutboundBody::prepare(body, replay, &mut exchange).await {
+        let mut body = match upstream::OutboundBody::prepare(body, replay, context.body_idle_timeout, &mut exchange).await {
             Ok(body) => body,
             Err(error) => return respond(context, Err(error), exchange, None),
         };
@@ -343,23 +347,46 @@ fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_perce
 /// Sends the request to `exchange.upstream_address`, HTTP/2 if it came as HTTP/2.
 async fn forward(context: &ProxyContext, request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, ForwardError> {
     let request = request.map(|body| {
-        let counter = exchange.body_counter(&body);
-        RequestBody::new(body, counter)
+        let progress = exchange.body_progress(&body);
+        RequestBody::new(body, progress, context.body_idle_timeout)
     });
     let sent = context.upstream.send(exchange.upstream_address(), request);
     let result = match context.request_timeout {
         Some(timeout) => match tokio::time::timeout(timeout, sent).await {
             Ok(result) => result,
-            Err(_) => return Err(ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() }),
+            Err(_) => return Err(timed_out(exchange)),
         },
         None => sent.await,
     };
     result.map_err(|failure| failed(context, exchange, failure))
 }
 
+/// The error for a failed upstream exchange that the downstream's request body caused,
+/// if it did: it broke (400 `DPE`) or stalled (408 `SI`); with `timed_out` (the request
+/// timeout ended the exchange), a body the proxy was still waiting for counts as
+/// stalled. Such a failure says nothing about the upstream: it feeds no outlier
+/// detection and is not retried.
+fn downstream_error(exchange: &Exchange, timed_out: bool) -> Option<ForwardError> {
+    exchange.request_body_fault(timed_out).map(|fault| match fault {
+        BodyFault::Broken => ForwardError::DownstreamBody,
+        BodyFault::Stalled => ForwardError::DownstreamTimeout,
+    })
+}
+
+/// The request timeout ended the exchange: the upstream's fault unless the proxy was
+/// still waiting for the request body.
+fn timed_out(exchange: &Exchange) -> ForwardError {
+    downstream_error(exchange, true).unwrap_or_else(|| ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() })
+}
+
 /// A request that got no response from `exchange.upstream_address`, as the error its
-/// caller answers with; connect failures are counted.
+/// caller answers with (the downstream's when its request body broke or stalled);
+/// connect failures are counted.
 fn failed(context: &ProxyContext, exchange: &Exchange, failure: Failure) -> ForwardError {
+    if let Some(error) = downstream_error(exchange, false) {
+        debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), failure = ?failure, "request body failed");
+        return error;
+    }
     let upstream = exchange.upstream_address().to_owned();
     match failure {
         Failure::Connect(source) => {
@@ -413,6 +440,7 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
         ForwardError::BadUpstreamRequest(_) => "bad upstream request",
         ForwardError::NoRoute { .. } => "route not found",
         ForwardError::DownstreamBody => "bad request body",
+        ForwardError::DownstreamTimeout => "stream timeout",
         ForwardError::ClusterNotFound { .. } => "cluster not found",
         ForwardError::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
     };

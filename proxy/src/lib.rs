@@ -160,6 +160,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
             stats.clone(),
             config.sample_percent,
             config.request_timeout,
+            config.body_idle_timeout,
             PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: POOL_IDLE_TIMEOUT },
             quota.clone(),
         ))

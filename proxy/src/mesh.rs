@@ -220,8 +220,20 @@ fn endpoint_from_spec(
     namespace: &str,
     spec: EndpointSpec,
 ) -> std::result::Result<Endpoint, String> {
-    if spec.address.parse::<http::uri::Authority>().is_err() || !spec.address.contains(':') {
+    let Ok(authority) = spec.address.parse::<http::uri::Authority>() else {
         return Err(format!("endpoint address {:?} of {service} must be host:port", spec.address));
+    };
+    // `Authority` takes any text after the last colon as the port (`99999`, `-5`), and
+    // a missing one: the port must be a number that fits in 16 bits.
+    let port_digits = authority.port().is_some_and(|port| {
+        let digits = port.as_str();
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    });
+    if !port_digits || authority.port_u16().is_none() {
+        return Err(format!(
+            "endpoint address {:?} of {service} must be host:port with a port from 0 to 65535",
+            spec.address
+        ));
     }
     let app = spec.labels.get("app").cloned().unwrap_or_else(|| service.to_owned());
     let version = spec.labels.get("version").cloned().unwrap_or_default();

@@ -15,7 +15,6 @@
 //! strings copied into the record and freed again once it was encoded.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
@@ -25,6 +24,7 @@ use meshtel_model::mixer::Reporter;
 use meshtel_model::otlp::trace::v1::{Span, Status, span, status};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
+use crate::body::{BodyFault, BodyProgress};
 use crate::mesh::{ServiceNames, WorkloadIdentity};
 use crate::report::{ReportQueue, unix_nanos};
 use crate::spans::{SpanQueue, int_attribute, string_attribute};
@@ -56,9 +56,9 @@ pub struct Exchange {
     authority: HeaderValue,
     user_agent: Option<HeaderValue>,
     request_header_bytes: u64,
-    /// Request body bytes, counted by the request body as it streams upstream; `None`
-    /// until a body is sent (most requests have none).
-    request_body_bytes: Option<Arc<AtomicU64>>,
+    /// Request body bytes and state, noted by the request body as it is read; `None`
+    /// until a body is read (most requests have none).
+    request_body: Option<Arc<BodyProgress>>,
     /// The calling workload; `None` when unknown.
     pub source: Option<Arc<WorkloadIdentity>>,
     /// The called workload; `None` when unknown.
@@ -131,7 +131,7 @@ impl Exchange {
             protocol: if is_grpc { "grpc" } else { "http" },
             authority,
             user_agent: user_agent.cloned(),
-            request_body_bytes: None,
+            request_body: None,
             source: None,
             destination: None,
             destination_service: None,
@@ -188,18 +188,24 @@ impl Exchange {
         self.authority.to_str().unwrap_or_default()
     }
 
-    /// Where the request body's bytes are counted as it streams upstream; `None` when
+    /// Where the request body's bytes and state are noted as it is read; `None` when
     /// `body` is known to be empty.
-    pub fn body_counter(&mut self, body: &impl hyper::body::Body) -> Option<Arc<AtomicU64>> {
+    pub fn body_progress(&mut self, body: &impl hyper::body::Body) -> Option<Arc<BodyProgress>> {
         if body.is_end_stream() {
             return None;
         }
-        Some(self.request_body_bytes.get_or_insert_with(Arc::default).clone())
+        Some(self.request_body.get_or_insert_with(Arc::default).clone())
     }
 
-    /// Counts request body bytes sent upstream in one piece (a buffered body).
+    /// Counts request body bytes sent upstream in one piece.
     pub fn add_request_body_bytes(&mut self, bytes: u64) {
-        self.request_body_bytes.get_or_insert_with(Arc::default).fetch_add(bytes, Ordering::Relaxed);
+        self.request_body.get_or_insert_with(Arc::default).add_bytes(bytes);
+    }
+
+    /// Whether the request body broke or stalled (see [`BodyProgress::fault`]): the
+    /// downstream's fault, not the upstream's.
+    pub fn request_body_fault(&self, timed_out: bool) -> Option<BodyFault> {
+        self.request_body.as_ref().and_then(|progress| progress.fault(timed_out))
     }
 
     /// The calling workload (all fields empty when unknown).
@@ -296,7 +302,7 @@ impl Exchange {
             buf.extend_from_slice(&self.start_unix_nano.to_le_bytes());
         }
         put_varint(buf, 14, duration.as_nanos() as u64);
-        let body_bytes = self.request_body_bytes.as_ref().map_or(0, |bytes| bytes.load(Ordering::Relaxed));
+        let body_bytes = self.request_body.as_ref().map_or(0, |progress| progress.bytes());
         put_varint(buf, 15, self.request_header_bytes + body_bytes);
         put_varint(buf, 16, self.response_header_bytes + response_body_bytes);
         if let Some(trace_id) = trace_id {

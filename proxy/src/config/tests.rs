@@ -31,6 +31,7 @@ fn the_documented_command_line_parses_with_defaults() {
     assert!((config.sample_percent - 1.0).abs() < f64::EPSILON);
     assert_eq!(config.report_queue, 10_000);
     assert_eq!(config.request_timeout, Some(Duration::from_secs(15)));
+    assert_eq!(config.body_idle_timeout, Some(DEFAULT_BODY_IDLE_TIMEOUT));
     assert!(config.proxy_id.starts_with("reviews-v2.default-"));
 }
 
@@ -44,6 +45,8 @@ fn bad_values_are_rejected() {
     assert!(dotted.proxy.into_config().is_err());
     let no_timeout = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--request-timeout", "0s"]).expect("parses");
     assert_eq!(no_timeout.proxy.into_config().expect("valid").request_timeout, None);
+    let no_idle = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--body-idle-timeout", "0s"]).expect("parses");
+    assert_eq!(no_idle.proxy.into_config().expect("valid").body_idle_timeout, None);
 }
 
 #[test]

@@ -45,8 +45,9 @@ pub enum OutboundBody {
 }
 
 impl OutboundBody {
-    /// Buffers `body` when it may be replayed and `replay` is wanted.
-    pub async fn prepare(body: Incoming, replay: bool, exchange: &mut Exchange) -> Result<OutboundBody, ForwardError> {
+    /// Buffers `body` when it may be replayed and `replay` is wanted; a body that
+    /// breaks is 400 `DPE`, one idle for `idle` while it is read 408 `SI`.
+    pub async fn prepare(body: Incoming, replay: bool, idle: Option<Duration>, exchange: &mut Exchange) -> Result<OutboundBody, ForwardError> {
         let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= MAX_REPLAY_BODY);
         if !replay || !small {
             return Ok(OutboundBody::Streaming(Some(body)));
@@ -54,23 +55,26 @@ impl OutboundBody {
         if body.is_end_stream() {
             return Ok(OutboundBody::Buffered(Bytes::new()));
         }
-        let limited = http_body_util::Limited::new(body, MAX_REPLAY_BODY as usize);
+        // Counted (and watched for a stall) as it is read.
+        let progress = exchange.body_progress(&body);
+        let limited = http_body_util::Limited::new(RequestBody::new(body, progress, idle), MAX_REPLAY_BODY as usize);
         // Boxed, as every rare wait of the pipeline: it would otherwise enlarge every
         // request's future, which hyper moves by value.
-        let bytes = Box::pin(limited.collect()).await.map_err(|_| ForwardError::DownstreamBody)?.to_bytes();
-        exchange.add_request_body_bytes(bytes.len() as u64);
-        Ok(OutboundBody::Buffered(bytes))
+        match Box::pin(limited.collect()).await {
+            Ok(collected) => Ok(OutboundBody::Buffered(collected.to_bytes())),
+            Err(_) => Err(super::downstream_error(exchange, false).unwrap_or(ForwardError::DownstreamBody)),
+        }
     }
 
     fn replayable(&self) -> bool {
         matches!(self, OutboundBody::Buffered(_))
     }
 
-    fn take(&mut self, exchange: &mut Exchange) -> Option<RequestBody> {
+    fn take(&mut self, exchange: &mut Exchange, idle: Option<Duration>) -> Option<RequestBody> {
         match self {
             OutboundBody::Streaming(body) => body.take().map(|b| {
-                let counter = exchange.body_counter(&b);
-                RequestBody::new(b, counter)
+                let progress = exchange.body_progress(&b);
+                RequestBody::new(b, progress, idle)
             }),
             OutboundBody::Buffered(bytes) => Some(RequestBody::buffered(bytes.clone())),
         }
@@ -166,7 +170,7 @@ pub async fn send(
             .admit(http2, deadline)
             .await
             .map_err(|overflow| ForwardError::Overflow { cluster: cluster.name.clone(), limit: overflow.limit() })?;
-        let Some(request_body) = body.take(exchange) else {
+        let Some(request_body) = body.take(exchange, context.body_idle_timeout) else {
             // A streamed body was already sent once: nothing to retry with.
             return Err(ForwardError::DownstreamBody);
         };
@@ -212,6 +216,13 @@ pub async fn send(
                 return Ok(upstream);
             }
             Err(error) => {
+                // The request body broke or stalled: the downstream's failure, which says
+                // nothing of the endpoint (no outlier feedback) and is not retried.
+                let timed_out = matches!(error, AttemptError::PerTryTimeout | AttemptError::Timeout);
+                if let Some(downstream) = super::downstream_error(exchange, timed_out) {
+                    debug!(cluster = %cluster.name, upstream = exchange.upstream_address(), attempt = exchange.attempts, error = ?error, "request body failed");
+                    return Err(downstream);
+                }
                 lease.record(Outcome::LocalFailure);
                 let retriable = match &error {
                     AttemptError::Failed(Failure::Connect(_)) => retry_on.retries_connect_failure(),

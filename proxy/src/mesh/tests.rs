@@ -86,6 +86,27 @@ fn a_bad_edit_keeps_the_last_good_mesh() {
 }
 
 #[test]
+fn endpoint_ports_outside_0_to_65535_are_refused_at_load_and_reload() {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    write!(file, "services:\n  - {{name: a, endpoints: [{{address: '127.0.0.1:65535'}}, {{address: '[::1]:0'}}]}}\n").expect("write");
+    file.flush().expect("flush");
+    let mut watcher = MeshWatcher::start(file.path().to_owned(), "default".to_owned()).expect("ports 0 and 65535 load");
+    let mesh = watcher.mesh();
+    for (i, address) in ["127.0.0.1:99999", "127.0.0.1:-5", "127.0.0.1:65536", "[::1]:70000", "reviews:+80", "127.0.0.1:"].into_iter().enumerate() {
+        // A comment of another length each time: the watcher sees a change even within
+        // one modification-time tick.
+        let text = format!("services:\n  - {{name: b, endpoints: [{{address: '{address}'}}]}}\n#{}\n", "#".repeat(i * 20));
+        std::fs::write(file.path(), text).expect("write");
+        let error = error_chain(&load_mesh_file(file.path(), "default").expect_err(address));
+        let path = file.path().display().to_string();
+        assert!(error.contains(&path) && error.contains(&format!("{address:?} of b")), "{address}: {error}");
+        assert!(error.contains("port from 0 to 65535"), "{address}: {error}");
+        assert_eq!(watcher.poll_once(), Some(false), "{address}: a reload refuses it too");
+        assert!(mesh.current().resolve("a").is_some() && mesh.current().resolve("b").is_none(), "{address}: last good mesh kept");
+    }
+}
+
+#[test]
 fn strip_port_handles_ipv6() {
     assert_eq!(strip_port("reviews:9080"), "reviews");
     assert_eq!(strip_port("[::1]:80"), "[::1]");

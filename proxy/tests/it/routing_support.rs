@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshtel_model::mixer::RequestRecord;
 use meshtel_model::otlp::common::v1::any_value::Value as AnyValue;
 use meshtel_model::otlp::trace::v1::Span;
+use meshtel_proxy::ProxyConfig;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -203,6 +204,11 @@ pub struct RoutingMesh {
 /// Starts `apps`, writes the mesh file and `rules` (as `rules/rules.yaml`), and starts
 /// the calling proxy with `sampling` percent.
 pub async fn start_routing(apps: Vec<AppSpec>, rules: &str, sampling: f64) -> RoutingMesh {
+    start_routing_with(apps, rules, sampling, |_| {}).await
+}
+
+/// [`start_routing`], with `change` applied to the calling proxy's configuration.
+pub async fn start_routing_with(apps: Vec<AppSpec>, rules: &str, sampling: f64, change: impl FnOnce(&mut ProxyConfig)) -> RoutingMesh {
     let dir = tempfile::tempdir().expect("temp dir");
     let rules_dir = dir.path().join("rules");
     std::fs::create_dir(&rules_dir).expect("rules dir");
@@ -217,6 +223,7 @@ pub async fn start_routing(apps: Vec<AppSpec>, rules: &str, sampling: f64) -> Ro
     let proxy = bind_proxy(&mesh_path, "productpage", "v1", None, &collector.url(), sampling)
         .await
         .configure(|config| config.rules_dir = Some(rules_dir.clone()))
+        .configure(change)
         .start();
     let mesh = RoutingMesh { dir, rules_dir, apps: started, collector, proxy };
     mesh.wait_rules_in_force().await;
@@ -307,6 +314,48 @@ impl RoutingMesh {
 }
 
 pub type HttpClient = Client<HttpConnector, BoxBody>;
+
+/// What a raw HTTP/1.1 exchange got back.
+#[derive(Debug, Clone)]
+pub struct RawOutcome {
+    /// The status line (`HTTP/1.1 400 Bad Request`); empty when nothing came.
+    pub status_line: String,
+    /// The response body (everything after the head).
+    pub body: String,
+    /// Whether the proxy closed the connection (EOF) within the wait.
+    pub closed: bool,
+    pub latency: Duration,
+}
+
+/// Writes `request` as is to `addr` (for bodies no HTTP client would send: malformed
+/// chunks, a body that stops short), then reads until the proxy closes the connection
+/// or `wait` is up.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> RawOutcome {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the proxy");
+    stream.write_all(request).await.expect("write the request");
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(wait, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    RawOutcome {
+        status_line: head.lines().next().unwrap_or("").to_owned(),
+        body: body.to_owned(),
+        closed,
+        latency: started.elapsed(),
+    }
+}
 
 /// `GET url` with `Host: <host>:9080`; the whole body read.
 pub async fn call(client: &HttpClient, url: &str, host: &str, headers: &[(&str, &str)]) -> Outcome {
