@@ -19,9 +19,13 @@
 //! metrics.max_series = 10000   # Istio series per metric; beyond: dropped and counted
 //! [edges]
 //! retention = "7d"             # service-graph rollups kept this long
+//! [http]
+//! header_read_timeout = "10s"  # OTLP HTTP, Zipkin, query: headers not complete by then → closed
+//! body_read_timeout = "30s"    # body not complete by then → 408
 //! ```
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use meshtel_collector::IngestLimits;
@@ -74,6 +78,66 @@ impl Default for ListenConfig {
     }
 }
 
+/// Bounds on slow clients of the HTTP listeners (OTLP HTTP, Zipkin, query); the gRPC
+/// listener has its own HTTP/2 flow control and keep-alive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// Longest time a connection may take to send a request's headers, counted from
+    /// its first byte, or from the end of the previous response on a keep-alive
+    /// connection. When it passes, the connection is closed without an answer (a
+    /// slowloris client) and counted in
+    /// `meshtel_http_connections_timed_out_total{phase="headers"}`. Default `10s`.
+    #[serde(
+        default = "default_header_read_timeout",
+        with = "meshtel_store::config::humantime_serde_compat"
+    )]
+    pub header_read_timeout: Duration,
+    /// Longest time a request's body may take to arrive, counted from the end of its
+    /// headers. When it passes, the request is answered 408 and its connection closed,
+    /// counted in `meshtel_http_connections_timed_out_total{phase="body"}`. Default
+    /// `30s`.
+    #[serde(
+        default = "default_body_read_timeout",
+        with = "meshtel_store::config::humantime_serde_compat"
+    )]
+    pub body_read_timeout: Duration,
+}
+
+/// 10 s for a request's headers: a client sends them in one write, so only a stalled or
+/// hostile one needs longer.
+pub fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// 30 s for a request's body: 16 MiB (the largest ingest body) at about 560 KB/s, and
+/// three times an OpenTelemetry SDK exporter's own 10 s timeout.
+pub fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        HttpServerConfig {
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+        }
+    }
+}
+
+impl HttpServerConfig {
+    /// Both timeouts must be positive.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.header_read_timeout.is_zero() {
+            anyhow::bail!("http.header_read_timeout must be positive");
+        }
+        if self.body_read_timeout.is_zero() {
+            anyhow::bail!("http.body_read_timeout must be positive");
+        }
+        Ok(())
+    }
+}
+
 /// Everything `meshtel serve`, `collector` and `query` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +170,9 @@ pub struct Config {
     /// Administration API: bearer token, whether reads need it.
     #[serde(default)]
     pub admin: meshtel_query::AdminConfig,
+    /// Timeouts of the HTTP listeners (OTLP HTTP, Zipkin, query).
+    #[serde(default)]
+    pub http: HttpServerConfig,
 }
 
 impl Default for Config {
@@ -120,6 +187,7 @@ impl Default for Config {
             edges: EdgeConfig::default(),
             quota: meshtel_collector::QuotaConfig::default(),
             admin: meshtel_query::AdminConfig::default(),
+            http: HttpServerConfig::default(),
         }
     }
 }
@@ -143,6 +211,7 @@ impl Config {
         self.query.validate()?;
         self.report.validate()?;
         self.edges.validate()?;
+        self.http.validate()?;
         Ok(self)
     }
 }

@@ -8,6 +8,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use meshtel_collector::{MeshMetrics, QuotaEngine};
 use meshtel_store::TraceStore;
+
+use crate::http_server::HttpTimeoutMetrics;
 use prometheus::{Counter, Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
 
 /// The `/metrics` route over the store's counters and, when given, the mesh metrics
@@ -16,6 +18,7 @@ pub fn router(
     store: TraceStore,
     mesh: Option<MeshMetrics>,
     quota: Option<Arc<QuotaEngine>>,
+    http_timeouts: HttpTimeoutMetrics,
 ) -> Router {
     Router::new().route(
         "/metrics",
@@ -23,7 +26,8 @@ pub fn router(
             let store = store.clone();
             let mesh = mesh.clone();
             let quota = quota.clone();
-            async move { render(&store, mesh.as_ref(), quota.as_deref()) }
+            let http_timeouts = http_timeouts.clone();
+            async move { render(&store, mesh.as_ref(), quota.as_deref(), &http_timeouts) }
         }),
     )
 }
@@ -32,9 +36,11 @@ fn render(
     store: &TraceStore,
     mesh: Option<&MeshMetrics>,
     quota: Option<&QuotaEngine>,
+    http_timeouts: &HttpTimeoutMetrics,
 ) -> axum::response::Response {
     let s = store.stats();
     let registry = Registry::new();
+    let _ = registry.register(http_timeouts.collector());
     let counter = |name: &str, help: &str, v: u64| {
         if let Ok(c) = IntCounter::with_opts(Opts::new(name, help)) {
             c.inc_by(v);

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::config::Config;
+use crate::http_server::{HttpTimeoutMetrics, serve_http};
 use crate::metrics;
 
 /// Which servers a process runs.
@@ -80,7 +81,11 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
 
 /// Runs `role` with `options` (see [`RunOptions`]).
 pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow::Result<()> {
-    let RunOptions { shutdown, extra_query_routes, listening } = options;
+    let RunOptions {
+        shutdown,
+        extra_query_routes,
+        listening,
+    } = options;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let mut listeners = Listeners::default();
@@ -110,9 +115,13 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
 
     // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
     // SQLite file as the catalog). Only an ingesting process flushes and prunes.
-    let edges = EdgeRollups::open(&config.data_dir, config.edges.clone(), Arc::new(SystemUnixClock))
-        .await
-        .context("opening the edge rollups")?;
+    let edges = EdgeRollups::open(
+        &config.data_dir,
+        config.edges.clone(),
+        Arc::new(SystemUnixClock),
+    )
+    .await
+    .context("opening the edge rollups")?;
     let report_config = config.report.clone();
 
     // Quota policies and admin tokens live in the same SQLite file; every role opens
@@ -123,12 +132,10 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             .context("opening the quota policy repository")?,
     );
     if role.queries()
-        && let Some(token) = meshtel_query::ensure_admin_token(
-            quota_repo.as_ref(),
-            config.admin.token.as_deref(),
-        )
-        .await
-        .context("creating the admin token")?
+        && let Some(token) =
+            meshtel_query::ensure_admin_token(quota_repo.as_ref(), config.admin.token.as_deref())
+                .await
+                .context("creating the admin token")?
     {
         eprintln!(
             "meshtel: generated admin token (shown once, only its SHA-256 is stored): {token}\n\
@@ -136,7 +143,10 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         );
     }
     let quota_engine = if role.ingests() {
-        config.quota.validate().context("invalid [quota] settings")?;
+        config
+            .quota
+            .validate()
+            .context("invalid [quota] settings")?;
         let engine = Arc::new(
             meshtel_collector::QuotaEngine::with_system_clock(config.quota.clone())
                 .context("starting the quota engine")?,
@@ -161,6 +171,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
+    let http_timeouts = HttpTimeoutMetrics::new()?;
     if let Some((grpc, http, zipkin)) = ingest_listeners {
         edges.start();
         let mesh_metrics = MeshMetrics::new(&report_config.metrics)?;
@@ -171,7 +182,8 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             report_config.clone(),
         );
         let sink: Arc<dyn SpanSink> = Arc::new(store.clone());
-        let grpc_service = meshtel_collector::otlp_grpc_service(sink.clone(), config.ingest.clone());
+        let grpc_service =
+            meshtel_collector::otlp_grpc_service(sink.clone(), config.ingest.clone());
         let engine = quota_engine.clone();
         let report_service = meshtel_collector::mixer_grpc_service(reports, engine.clone());
         let rls_service = engine.clone().map(meshtel_collector::rls_grpc_service);
@@ -182,7 +194,8 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         servers.spawn(async move {
             let _health_reporter = health_reporter;
             // No Nagle: Check answers are small and latency-bound.
-            let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
             tonic::transport::Server::builder()
                 .add_service(grpc_service)
                 .add_service(report_service)
@@ -193,10 +206,29 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 .context("OTLP gRPC server")
         });
         let http_app = meshtel_collector::otlp_http_router(sink.clone(), config.ingest.clone())
-            .merge(metrics::router(store.clone(), Some(mesh_metrics), quota_engine.clone()));
-        servers.spawn(serve_http(http, http_app, stop_rx.clone(), "OTLP HTTP"));
+            .merge(metrics::router(
+                store.clone(),
+                Some(mesh_metrics),
+                quota_engine.clone(),
+                http_timeouts.clone(),
+            ));
+        servers.spawn(serve(
+            http,
+            http_app,
+            &config,
+            &http_timeouts,
+            &stop_rx,
+            "otlp_http",
+        ));
         let zipkin_app = meshtel_collector::zipkin_router(sink, config.ingest.clone());
-        servers.spawn(serve_http(zipkin, zipkin_app, stop_rx.clone(), "Zipkin"));
+        servers.spawn(serve(
+            zipkin,
+            zipkin_app,
+            &config,
+            &http_timeouts,
+            &stop_rx,
+            "zipkin",
+        ));
     }
     if let Some(query) = query_listener {
         let reader: Arc<dyn TraceReader> = Arc::new(store.clone());
@@ -215,7 +247,14 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             None => quotas,
         };
         let app = meshtel_query::router_with_graph(reader, Some(graph), Some(extra), &config.query);
-        servers.spawn(serve_http(query, app, stop_rx.clone(), "query"));
+        servers.spawn(serve(
+            query,
+            app,
+            &config,
+            &http_timeouts,
+            &stop_rx,
+            "query",
+        ));
     }
 
     // `serve` writes listeners.json; split roles sharing one data directory each write
@@ -264,11 +303,17 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             }
         }
     };
-    if tokio::time::timeout(std::time::Duration::from_secs(10), drain).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("requests still in flight after 10s; closing them");
     }
     if role.ingests() {
-        edges.shutdown().await.context("flushing the edge rollups")?;
+        edges
+            .shutdown()
+            .await
+            .context("flushing the edge rollups")?;
     }
     store.shutdown().await.context("flushing the store")?;
     let _ = std::fs::remove_file(&listeners_path);
@@ -280,14 +325,22 @@ async fn stop_signal(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-async fn serve_http(
+/// One HTTP listener, bounded against slow clients ([`serve_http`]).
+fn serve(
     listener: TcpListener,
     app: axum::Router,
-    stop: watch::Receiver<bool>,
+    config: &Config,
+    metrics: &HttpTimeoutMetrics,
+    stop: &watch::Receiver<bool>,
     what: &'static str,
-) -> anyhow::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop_signal(stop))
-        .await
-        .with_context(|| format!("{what} server"))
+) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+    let served = serve_http(
+        listener,
+        app,
+        config.http.clone(),
+        metrics.clone(),
+        what,
+        stop.clone(),
+    );
+    async move { served.await.with_context(|| format!("{what} server")) }
 }

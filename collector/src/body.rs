@@ -65,13 +65,33 @@ pub async fn read_body_limited(headers: &HeaderMap, body: Body, limit: usize) ->
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(Error::RequestTooLarge { limit });
         }
-        Err(error) => return Err(Error::ReadBody(axum::Error::new(error))),
+        Err(error) => {
+            return Err(match timed_out(error.as_ref()) {
+                Some(timeout) => Error::BodyTimeout(timeout),
+                None => Error::ReadBody(axum::Error::new(error)),
+            });
+        }
     };
     match encoding {
         ContentEncoding::Identity => Ok(raw),
         ContentEncoding::Gzip => decompress_limited(MultiGzDecoder::new(raw.as_ref()), limit),
         ContentEncoding::Deflate => decompress_limited(ZlibDecoder::new(raw.as_ref()), limit),
     }
+}
+
+/// The `TimedOut` I/O error somewhere in `error`'s chain (the server's body read
+/// timeout), copied out of it.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> Option<std::io::Error> {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return Some(std::io::Error::new(io.kind(), io.to_string()));
+        }
+        source = error.source();
+    }
+    None
 }
 
 /// Reads at most `limit + 1` bytes out of `decoder`: one byte more than allowed is

@@ -44,6 +44,9 @@ pub enum Error {
     /// The body could not be read from the connection.
     #[error("cannot read the request body")]
     ReadBody(#[source] axum::Error),
+    /// The body did not arrive in time (the server's body read timeout); HTTP 408.
+    #[error("{0}")]
+    BodyTimeout(#[source] std::io::Error),
     /// The compressed body is corrupt.
     #[error("cannot decompress the request body: {0}")]
     Decompress(#[source] std::io::Error),
@@ -125,6 +128,7 @@ impl Error {
             | Error::UnsupportedMediaType { .. }
             | Error::UnsupportedEncoding(_)
             | Error::ReadBody(_)
+            | Error::BodyTimeout(_)
             | Error::Decompress(_)
             | Error::DecodeProtobuf(_)
             | Error::DecodeOtlp(_)
@@ -138,10 +142,15 @@ impl Error {
     }
 
     /// The HTTP status. Follows [`ErrorCode::http_status`], except that an unsupported
-    /// media type is 415 as the OTLP/HTTP spec and the OpenTelemetry Collector answer.
+    /// media type is 415 as the OTLP/HTTP spec and the OpenTelemetry Collector answer,
+    /// and a body that did not arrive in time is 408.
     pub fn http_status(&self) -> http::StatusCode {
-        if let Error::UnsupportedMediaType { .. } = self {
-            return http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        match self {
+            Error::UnsupportedMediaType { .. } => {
+                return http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            }
+            Error::BodyTimeout(_) => return http::StatusCode::REQUEST_TIMEOUT,
+            _ => {}
         }
         http::StatusCode::from_u16(self.code().http_status())
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)

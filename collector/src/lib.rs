@@ -36,6 +36,7 @@
 mod body;
 pub mod config;
 pub mod error;
+pub mod grpc_decode;
 pub mod ingest;
 pub mod mesh_metrics;
 pub mod otlp_grpc;
@@ -48,6 +49,7 @@ pub mod zipkin;
 
 pub use config::IngestLimits;
 pub use error::{Error, Result};
+pub use grpc_decode::InvalidArgumentOnDecodeError;
 pub use ingest::Ingest;
 pub use mesh_metrics::{MeshMetrics, MeshMetricsConfig};
 pub use meshtel_model::validate;

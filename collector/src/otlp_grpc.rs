@@ -29,6 +29,8 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic_prost::ProstEncoder;
 use tracing::{Instrument, debug, debug_span};
 
+use crate::grpc_decode::decode_error_to_invalid_argument;
+
 use crate::config::IngestLimits;
 use crate::ingest::Ingest;
 
@@ -174,49 +176,9 @@ fn out_of_range_to_resource_exhausted(headers: &mut http::HeaderMap) {
     }
 }
 
-/// Tonic answers a body that is not a valid protobuf message with `INTERNAL` and the
-/// message "failed to decode Protobuf message"; for OTLP that is bad data from the
-/// client, `INVALID_ARGUMENT` (not retryable), as the specification asks.
-fn decode_error_to_invalid_argument(headers: &mut http::HeaderMap) {
-    let internal = (tonic::Code::Internal as i32).to_string();
-    let is_internal = headers
-        .get("grpc-status")
-        .is_some_and(|value| value.as_bytes() == internal.as_bytes());
-    let is_decode_error = headers.get("grpc-message").is_some_and(|m| {
-        let m = m.as_bytes();
-        m.starts_with(b"failed to decode") || m.starts_with(b"failed%20to%20decode")
-    });
-    if is_internal && is_decode_error {
-        let invalid = (tonic::Code::InvalidArgument as i32).to_string();
-        if let Ok(value) = http::HeaderValue::from_str(&invalid) {
-            headers.insert("grpc-status", value);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rewrites_decode_errors_only() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert("grpc-status", http::HeaderValue::from_static("13"));
-        headers.insert(
-            "grpc-message",
-            http::HeaderValue::from_static("failed%20to%20decode%20Protobuf%20message"),
-        );
-        decode_error_to_invalid_argument(&mut headers);
-        assert_eq!(headers["grpc-status"], "3");
-        let mut headers = http::HeaderMap::new();
-        headers.insert("grpc-status", http::HeaderValue::from_static("13"));
-        headers.insert(
-            "grpc-message",
-            http::HeaderValue::from_static("disk on fire"),
-        );
-        decode_error_to_invalid_argument(&mut headers);
-        assert_eq!(headers["grpc-status"], "13");
-    }
 
     #[test]
     fn rewrites_only_out_of_range() {

@@ -36,6 +36,7 @@ use tonic::codec::CompressionEncoding;
 use tracing::{debug, instrument};
 
 use crate::error::{Error, Result};
+use crate::grpc_decode::InvalidArgumentOnDecodeError;
 use crate::mesh_metrics::{MeshMetrics, MeshMetricsConfig};
 use crate::quota::{PolicyStream, QuotaEngine, empty_policy_stream};
 
@@ -322,22 +323,26 @@ impl Mixer for MixerService {
 /// Builds the `Mixer` gRPC service (gzip both ways, message size bound) over `reports`
 /// without a quota engine (Check answers `UNIMPLEMENTED`, WatchQuotas an empty set),
 /// for `tonic::transport::Server::add_service` next to the OTLP service.
-pub fn report_grpc_service(reports: Reports) -> MixerServer<MixerService> {
+pub fn report_grpc_service(
+    reports: Reports,
+) -> InvalidArgumentOnDecodeError<MixerServer<MixerService>> {
     mixer_grpc_service(reports, None)
 }
 
 /// Builds the `Mixer` gRPC service: Report over `reports`, and Check and WatchQuotas
-/// over `quota` when given.
+/// over `quota` when given. An undecodable request gets `INVALID_ARGUMENT`.
 pub fn mixer_grpc_service(
     reports: Reports,
     quota: Option<Arc<QuotaEngine>>,
-) -> MixerServer<MixerService> {
+) -> InvalidArgumentOnDecodeError<MixerServer<MixerService>> {
     let max_message_bytes =
         usize::try_from(reports.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX);
-    MixerServer::new(MixerService { reports, quota })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_message_bytes)
+    InvalidArgumentOnDecodeError::new(
+        MixerServer::new(MixerService { reports, quota })
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_message_bytes),
+    )
 }
 
 /// [`Reports`] with the system clock: what the binary builds.

@@ -637,3 +637,50 @@ async fn rls_refuses_malformed_requests_naming_the_field() {
         "{text}"
     );
 }
+
+/// A raw unary gRPC call carrying `payload` as the message: `(grpc-status, grpc-message)`.
+async fn raw_unary(addr: SocketAddr, path: &str, payload: &[u8]) -> (String, String) {
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(payload);
+    let response = client
+        .post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    (header("grpc-status"), header("grpc-message"))
+}
+
+#[tokio::test]
+async fn undecodable_check_and_rate_limit_requests_are_invalid_argument() {
+    let server = Server::start(Vec::new(), true).await;
+    for path in [
+        "/meshtel.mixer.v1.Mixer/Check",
+        "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+    ] {
+        let (status, message) = raw_unary(server.addr, path, b"\xff\xff\xff").await;
+        assert_eq!(
+            status,
+            (tonic::Code::InvalidArgument as i32).to_string(),
+            "{path}: {message}"
+        );
+        assert!(
+            message.starts_with("failed%20to%20decode") || message.starts_with("failed to decode"),
+            "{path}: {message}"
+        );
+    }
+}

@@ -25,6 +25,7 @@
 
 mod attrs;
 pub mod import;
+pub mod parse;
 mod policy;
 mod store;
 mod validate;

@@ -63,6 +63,20 @@ pub enum ApiError {
     /// The body's media type is not one the endpoint reads (HTTP 415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The body is larger than the query API reads (HTTP 413).
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes ([`crate::MAX_REQUEST_BODY_BYTES`]).
+        limit: usize,
+    },
+    /// The body did not arrive within the server's body read timeout (HTTP 408); the
+    /// message names the setting.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// An endpoint of the Jaeger API that meshtel does not provide (HTTP 501), such as
+    /// Jaeger's SPM metrics; the message is Jaeger's.
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 /// Result with [`ApiError`].
@@ -84,11 +98,15 @@ impl ApiError {
             | ApiError::Unauthenticated(_)
             | ApiError::Forbidden(_)
             | ApiError::MethodNotAllowed
+            | ApiError::RequestTimeout(_)
             | ApiError::UnsupportedMediaType(_) => ErrorCode::BadRequest,
+            ApiError::TooLarge { .. } => ErrorCode::TooLarge,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
-            ApiError::ArchiveNotConfigured | ApiError::Encode(_) => ErrorCode::Internal,
+            ApiError::ArchiveNotConfigured | ApiError::Encode(_) | ApiError::NotImplemented(_) => {
+                ErrorCode::Internal
+            }
             ApiError::Storage(e) => e.code(),
         }
     }
@@ -100,6 +118,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::from_u16(self.code().http_status())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
@@ -109,7 +129,9 @@ impl ApiError {
     /// (logged here with its details).
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::ArchiveNotConfigured | ApiError::Unavailable(_) => self.to_string(),
+            ApiError::ArchiveNotConfigured
+            | ApiError::Unavailable(_)
+            | ApiError::NotImplemented(_) => self.to_string(),
             ApiError::Storage(meshtel_model::Error::BadRequest(msg)) => msg.clone(),
             _ if self.status().is_server_error() => {
                 tracing::warn!(error = %self, status = self.status().as_u16(), "query failed");
@@ -284,8 +306,25 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+/// A body that could not be read: 413 over the size limit, 408 when it did not arrive
+/// in time (the server's body read timeout ends it with a `TimedOut` I/O error), 400
+/// otherwise.
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::TooLarge {
+                limit: crate::MAX_REQUEST_BODY_BYTES,
+            };
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(error) = source {
+            if let Some(io) = error.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                return ApiError::RequestTimeout(io.to_string());
+            }
+            source = error.source();
+        }
         ApiError::BadRequest(rejection.body_text())
     }
 }

@@ -191,6 +191,7 @@ async fn get_trace(
     let params = QueryParams::parse(query.as_deref());
     let id = params::parse_trace_id(&trace_id).map_err(ApiError::BadRequest)?;
     params::parse_raw_param(&params)?;
+    params::parse_trace_window_hints(&params)?;
     let trace = state.jaeger.get_jaeger_trace(id).await?;
     json_response(&Envelope::data([trace]), params.pretty_print())
 }

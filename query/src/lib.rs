@@ -35,8 +35,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::MatchedPath;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::Request;
+use axum::routing::any;
 use meshtel_model::{GraphReader, TraceReader};
 use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
@@ -44,6 +45,15 @@ use tower_http::trace::TraceLayer;
 pub use error::{AdminError, ApiError, V3Error};
 pub use jaeger::JaegerService;
 pub use quotas::{AdminConfig, ensure_admin_token, quota_router};
+
+/// Largest request body the query API reads (`PUT /api/quotas/{name}`,
+/// `POST /api/transform`): 2 MiB, axum's default, stated here so that the 413 answer
+/// can name it.
+pub const MAX_REQUEST_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Jaeger's message when its metrics store (SPM) is disabled, answered with 501 on
+/// `/api/metrics/{latencies,calls,errors,minstep}`: meshtel has no SPM metrics.
+pub const METRICS_DISABLED: &str = "metrics querying is currently disabled";
 
 /// Settings of the query API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,7 +189,11 @@ pub fn router_with_graph_and_clock(
         None => reader,
     };
     let state = AppState {
-        jaeger: Arc::new(JaegerService::new(reader, clock.clone(), config.max_search_limit)),
+        jaeger: Arc::new(JaegerService::new(
+            reader,
+            clock.clone(),
+            config.max_search_limit,
+        )),
     };
     let mut api: Router = jaeger::router().merge(api_v3::router()).with_state(state);
     if let Some(edges) = edges {
@@ -194,21 +208,51 @@ pub fn router_with_graph_and_clock(
     if let Some(extra) = extra {
         api = api.merge(extra);
     }
-    api = api.merge(ui::router(config.normalized_base_path().as_deref().unwrap_or("")));
+    // What no route above serves under /api answers in the API's JSON error shape, not
+    // with axum's empty 404: Jaeger's SPM endpoints 501 as Jaeger answers with its
+    // metrics store disabled, any other path 404.
+    api = api
+        .route("/api/metrics/{kind}", any(metrics_disabled))
+        .route("/api/v3/{*rest}", any(v3_not_found))
+        .route("/api/{*rest}", any(api_not_found));
+    api = api.merge(ui::router(
+        config.normalized_base_path().as_deref().unwrap_or(""),
+    ));
     let app = match config.normalized_base_path() {
         Some(prefix) => Router::new().nest(&prefix, api),
         None => api,
     };
-    app.layer(
-        TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            // Route templates, never raw paths: trace ids must not become span fields.
-            let route = request
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", MatchedPath::as_str);
-            tracing::info_span!("query_request", method = %request.method(), route)
-        }),
-    )
+    app.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                // Route templates, never raw paths: trace ids must not become span fields.
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("query_request", method = %request.method(), route)
+            }),
+        )
+}
+
+async fn metrics_disabled() -> ApiError {
+    ApiError::NotImplemented(METRICS_DISABLED.to_string())
+}
+
+async fn api_not_found(request: Request<axum::body::Body>) -> ApiError {
+    ApiError::NotFound(format!(
+        "no API endpoint {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn v3_not_found(request: Request<axum::body::Body>) -> V3Error {
+    V3Error(ApiError::NotFound(format!(
+        "no API endpoint {} {}",
+        request.method(),
+        request.uri().path()
+    )))
 }
 
 #[cfg(test)]

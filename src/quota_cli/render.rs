@@ -4,27 +4,32 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use anyhow::{Context, bail};
-use meshtel_model::quota::{QuotaPolicySpec, WorkloadMatch};
+use anyhow::bail;
+use meshtel_model::quota::parse::{spec_from_value, strict_json_value, strict_yaml_value};
+use meshtel_model::quota::{FieldError, QuotaPolicySpec, WorkloadMatch};
 use meshtel_query::quotas::wire::READ_ONLY_FIELDS;
 use meshtel_query::quotas::{AuditJson, PolicyJson};
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Every policy in a file, in order; names must be unique.
 pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
     let trimmed = text.trim_start();
-    let documents: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        vec![serde_json::from_str(text).context("the file is not valid JSON")?]
-    } else {
-        yaml_serde::Deserializer::from_str(text)
-            .enumerate()
-            .map(|(i, doc)| {
-                Value::deserialize(doc)
-                    .with_context(|| format!("YAML document {} is invalid", i + 1))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    // A repeated key (its last value would silently win) is refused with its path.
+    let documents: Vec<Value> =
+        if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            vec![strict_json_value(text.as_bytes()).map_err(|e| {
+                anyhow::anyhow!("the file is not valid JSON: {}", field_problem(&e))
+            })?]
+        } else {
+            yaml_serde::Deserializer::from_str(text)
+                .enumerate()
+                .map(|(i, doc)| {
+                    strict_yaml_value(doc).map_err(|e| {
+                        anyhow::anyhow!("YAML document {} is invalid: {}", i + 1, field_problem(&e))
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
     let mut items = Vec::new();
     for document in documents {
         match document {
@@ -53,14 +58,23 @@ pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
         for field in READ_ONLY_FIELDS {
             object.remove(field);
         }
-        let spec: QuotaPolicySpec =
-            serde_json::from_value(item).with_context(|| format!("policy {} is invalid", i + 1))?;
+        let spec: QuotaPolicySpec = spec_from_value(item)
+            .map_err(|e| anyhow::anyhow!("policy {} is invalid: {}", i + 1, field_problem(&e)))?;
         if !names.insert(spec.name.clone()) {
             bail!("policy {:?} appears twice", spec.name);
         }
         specs.push(spec);
     }
     Ok(specs)
+}
+
+/// `field: message`, or the message alone when it concerns no one field.
+fn field_problem(error: &FieldError) -> String {
+    if error.field.is_empty() {
+        error.message.clone()
+    } else {
+        error.to_string()
+    }
 }
 
 /// Compiles every policy; all problems, one per line, or nothing.

@@ -46,6 +46,7 @@ use super::engine::{Chargee, QuotaEngine, QuotaOutcome};
 use super::metrics::LIMIT_OVERRIDE_LABEL;
 use super::policies::PolicyEntry;
 use crate::error::{Error, Result};
+use crate::grpc_decode::InvalidArgumentOnDecodeError;
 
 /// Units of `RateLimitResponse.RateLimit.Unit` with their length in seconds.
 const UNITS: [(rate_limit::Unit, u64); 7] = [
@@ -423,6 +424,8 @@ impl RateLimitService for RateLimitGrpc {
 
 /// Builds the Envoy `RateLimitService` gRPC service over `engine`, for
 /// `tonic::transport::Server::add_service` next to the Mixer service.
-pub fn rls_grpc_service(engine: Arc<QuotaEngine>) -> RateLimitServiceServer<RateLimitGrpc> {
-    RateLimitServiceServer::new(RateLimitGrpc { engine })
+pub fn rls_grpc_service(
+    engine: Arc<QuotaEngine>,
+) -> InvalidArgumentOnDecodeError<RateLimitServiceServer<RateLimitGrpc>> {
+    InvalidArgumentOnDecodeError::new(RateLimitServiceServer::new(RateLimitGrpc { engine }))
 }

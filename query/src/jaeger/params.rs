@@ -168,6 +168,19 @@ pub fn parse_raw_param(params: &QueryParams) -> Result<bool> {
     parse_go_bool(text).map_err(|e| param_error("raw", &e))
 }
 
+/// Checks `start` and `end` of a trace fetch (integers of microseconds, each
+/// optional) as Jaeger parses them: a non-integer is a 400 naming the parameter. Their
+/// values are only hints, which the store does not need.
+pub fn parse_trace_window_hints(params: &QueryParams) -> Result<()> {
+    for name in ["start", "end"] {
+        let text = params.get(name);
+        if !text.is_empty() {
+            parse_go_int(text, 64).map_err(|e| param_error(name, &e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Parses a trace id as Jaeger does: 1 to 32 hex digits in any case; failing that, an
 /// id of at most 24 characters may be 16 bytes of standard or URL-safe base64, padded
 /// or not. The error is the hex parser's message.

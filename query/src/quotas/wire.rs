@@ -4,6 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use meshtel_model::quota::parse::{spec_from_value, strict_json_value, strict_yaml_value};
 use meshtel_model::quota::{AuditEntry, QuotaPolicySpec, StoredPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -136,14 +137,14 @@ pub(crate) fn parse_policy_body(
             "the body is empty: send one quota policy as JSON or YAML".into(),
         ));
     }
+    // A repeated key (its last value would silently win) and a value of the wrong type
+    // are refused like validation errors: with their field path.
     let mut value: serde_json::Value = match format {
-        BodyFormat::Json => serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?,
+        BodyFormat::Json => strict_json_value(body).map_err(body_error)?,
         BodyFormat::Yaml => {
             let text = std::str::from_utf8(body)
                 .map_err(|e| ApiError::BadRequest(format!("the body is not UTF-8: {e}")))?;
-            yaml_serde::from_str(text)
-                .map_err(|e| ApiError::BadRequest(format!("invalid YAML: {e}")))?
+            strict_yaml_value(yaml_serde::Deserializer::from_str(text)).map_err(body_error)?
         }
     };
     let Some(object) = value.as_object_mut() else {
@@ -170,8 +171,17 @@ pub(crate) fn parse_policy_body(
         "name".into(),
         serde_json::Value::String(path_name.to_string()),
     );
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::BadRequest(format!("invalid quota policy: {e}")))
+    spec_from_value(value).map_err(|e| ApiError::InvalidPolicy(vec![e]))
+}
+
+/// A problem reading the body: without a field it is not JSON or YAML at all (400 with
+/// the parser's message), with one it is a policy problem at that field.
+fn body_error(error: meshtel_model::quota::FieldError) -> ApiError {
+    if error.field.is_empty() {
+        ApiError::BadRequest(error.message)
+    } else {
+        ApiError::InvalidPolicy(vec![error])
+    }
 }
 
 /// A write's condition from `If-Match` / `If-None-Match`.
@@ -327,7 +337,13 @@ mod tests {
         );
         let other = parse_policy_body("q", BodyFormat::Json, br#"{"name":"r"}"#);
         assert!(matches!(other, Err(ApiError::InvalidPolicy(e)) if e[0].field == "name"));
-        for bad in [&b"[]"[..], b"", b"{", b"maxAmmount: 1"] {
+        // Unknown fields and type errors are policy problems at a field.
+        let unknown = parse_policy_body("q", BodyFormat::Yaml, b"maxAmmount: 1");
+        assert!(
+            matches!(&unknown, Err(ApiError::InvalidPolicy(e)) if e[0].message.contains("maxAmmount")),
+            "{unknown:?}"
+        );
+        for bad in [&b"[]"[..], b"", b"{"] {
             assert!(
                 matches!(
                     parse_policy_body("q", BodyFormat::Yaml, bad),

@@ -1,0 +1,102 @@
+//! Undecodable gRPC requests answered as bad input: tonic answers a request message that
+//! is not valid protobuf with `INTERNAL` and "failed to decode Protobuf message", a code
+//! that tells clients the server is broken and invites retries. Every service of the
+//! collector's port (OTLP `Export`, Mixer `Check`/`Report`/`WatchQuotas`, Envoy
+//! `ShouldRateLimit`) answers `INVALID_ARGUMENT` instead, keeping tonic's message.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tonic::server::NamedService;
+
+/// Rewrites a trailers-only `INTERNAL` "failed to decode ..." answer (the `grpc-status`
+/// and `grpc-message` headers tonic writes when it cannot decode the request) to
+/// `INVALID_ARGUMENT`; any other answer is left alone.
+pub(crate) fn decode_error_to_invalid_argument(headers: &mut http::HeaderMap) {
+    let internal = (tonic::Code::Internal as i32).to_string();
+    let is_internal = headers
+        .get("grpc-status")
+        .is_some_and(|value| value.as_bytes() == internal.as_bytes());
+    let is_decode_error = headers.get("grpc-message").is_some_and(|m| {
+        let m = m.as_bytes();
+        m.starts_with(b"failed to decode") || m.starts_with(b"failed%20to%20decode")
+    });
+    if is_internal && is_decode_error {
+        let invalid = (tonic::Code::InvalidArgument as i32).to_string();
+        if let Ok(value) = http::HeaderValue::from_str(&invalid) {
+            headers.insert("grpc-status", value);
+        }
+    }
+}
+
+/// A tonic service whose undecodable requests get `INVALID_ARGUMENT` (see the module
+/// documentation); add it to a `tonic::transport::Server` as the service itself.
+#[derive(Debug, Clone)]
+pub struct InvalidArgumentOnDecodeError<S> {
+    inner: S,
+}
+
+impl<S> InvalidArgumentOnDecodeError<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        InvalidArgumentOnDecodeError { inner }
+    }
+}
+
+impl<S: NamedService> NamedService for InvalidArgumentOnDecodeError<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for InvalidArgumentOnDecodeError<S>
+where
+    S: tower::Service<
+            http::Request<B>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            decode_error_to_invalid_argument(response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_decode_errors_only() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-status", http::HeaderValue::from_static("13"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("failed%20to%20decode%20Protobuf%20message"),
+        );
+        decode_error_to_invalid_argument(&mut headers);
+        assert_eq!(headers["grpc-status"], "3");
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-status", http::HeaderValue::from_static("13"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("disk on fire"),
+        );
+        decode_error_to_invalid_argument(&mut headers);
+        assert_eq!(headers["grpc-status"], "13");
+    }
+}

@@ -1,0 +1,225 @@
+//! Reading policies from JSON and YAML so that every problem names its field, as
+//! [`FieldError`]s in the same shape validation uses:
+//!
+//! - [`strict_json_value`] and [`strict_yaml_value`] read a document into a
+//!   `serde_json::Value`, refusing a key repeated in one object (`serde_json` and YAML
+//!   readers would keep its last value; a derived struct refuses repeats only when it
+//!   reads the text itself, not through a `Value`);
+//! - [`spec_from_value`] turns one policy object into a [`QuotaPolicySpec`], a type
+//!   error giving the path of the field (`overrides[0].maxAmount`), through
+//!   `serde_path_to_error`.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::Deserializer;
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use super::{FieldError, QuotaPolicySpec};
+
+/// Reads a JSON document, refusing repeated keys; the error names the field.
+pub fn strict_json_value(bytes: &[u8]) -> Result<Value, FieldError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = strict_value(&mut deserializer, "invalid JSON")?;
+    deserializer.end().map_err(|e| FieldError {
+        field: String::new(),
+        message: format!("invalid JSON: {e}"),
+    })?;
+    Ok(value)
+}
+
+/// Reads one YAML document (a `yaml_serde::Deserializer`, e.g. one of a
+/// multi-document file's), refusing repeated keys; the error names the field.
+pub fn strict_yaml_value<'de, D: Deserializer<'de>>(document: D) -> Result<Value, FieldError>
+where
+    D::Error: fmt::Display,
+{
+    strict_value(document, "invalid YAML")
+}
+
+/// One policy object as a spec; a type error (or an unknown or missing field) names
+/// its field path.
+pub fn spec_from_value(value: Value) -> Result<QuotaPolicySpec, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        FieldError {
+            field: if path == "." { String::new() } else { path },
+            message: error.into_inner().to_string(),
+        }
+    })
+}
+
+fn strict_value<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    syntax: &str,
+) -> Result<Value, FieldError>
+where
+    D::Error: fmt::Display,
+{
+    let duplicate = RefCell::new(None);
+    let seed = StrictSeed {
+        path: String::new(),
+        duplicate: &duplicate,
+    };
+    seed.deserialize(deserializer).map_err(|error| {
+        duplicate.into_inner().unwrap_or_else(|| FieldError {
+            field: String::new(),
+            message: format!("{syntax}: {error}"),
+        })
+    })
+}
+
+/// Reads any value into a `Value`, remembering the path it is at so that a repeated
+/// key can be reported with its own path (in `duplicate`).
+struct StrictSeed<'a> {
+    path: String,
+    duplicate: &'a RefCell<Option<FieldError>>,
+}
+
+impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON or YAML value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            let seed = StrictSeed {
+                path: format!("{}[{}]", self.path, items.len()),
+                duplicate: self.duplicate,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if object.contains_key(&key) {
+                let message = format!("duplicate key `{key}`: give each key once");
+                let error = A::Error::custom(format!("{path}: {message}"));
+                *self.duplicate.borrow_mut() = Some(FieldError {
+                    field: path,
+                    message,
+                });
+                return Err(error);
+            }
+            let seed = StrictSeed {
+                path,
+                duplicate: self.duplicate,
+            };
+            let value = map.next_value_seed(seed)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_keys_are_refused_with_their_path() {
+        let error = strict_json_value(br#"{"maxAmount":1,"maxAmount":1000000}"#).unwrap_err();
+        assert_eq!(error.field, "maxAmount");
+        assert!(
+            error.message.contains("duplicate key `maxAmount`"),
+            "{error}"
+        );
+        let error =
+            strict_json_value(br#"{"overrides":[{"dimensions":{"a":"1","a":"2"}}]}"#).unwrap_err();
+        assert_eq!(error.field, "overrides[0].dimensions.a");
+        let yaml = "name: a\nmaxAmount: 1\nmaxAmount: 2\n";
+        let error = strict_yaml_value(yaml_serde::Deserializer::from_str(yaml)).unwrap_err();
+        assert_eq!(error.field, "maxAmount", "{error}");
+    }
+
+    #[test]
+    fn values_read_as_serde_json_reads_them() {
+        let text = r#"{"a":[1,-2,2.5,"x",true,null],"b":{"c":{}}}"#;
+        let strict = strict_json_value(text.as_bytes()).unwrap();
+        let plain: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(strict, plain);
+        assert!(strict_json_value(b"{\"a\":1} x").is_err());
+        assert!(
+            strict_json_value(b"{")
+                .unwrap_err()
+                .message
+                .starts_with("invalid JSON")
+        );
+    }
+
+    #[test]
+    fn type_errors_name_their_field() {
+        let value = strict_json_value(
+            br#"{"name":"p1","maxAmount":1,"validDuration":"1s","overrides":[{"dimensions":{},"maxAmount":-3}]}"#,
+        )
+        .unwrap();
+        let error = spec_from_value(value).unwrap_err();
+        assert_eq!(error.field, "overrides[0].maxAmount");
+        assert!(error.message.contains("-3"), "{error}");
+        let value = strict_json_value(
+            br#"{"name":"p2","maxAmount":1,"validDuration":"1s","match":{"headers":{"x":{"regex":"a"}}}}"#,
+        )
+        .unwrap();
+        let error = spec_from_value(value).unwrap_err();
+        assert_eq!(error.field, "match.headers.x");
+    }
+}

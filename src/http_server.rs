@@ -1,0 +1,215 @@
+//! Serves an axum router on an already-bound listener (OTLP HTTP, Zipkin, query) with
+//! bounds on slow clients, which `axum::serve` does not have:
+//!
+//! - hyper's header read timeout: a connection whose request headers are not complete
+//!   within `http.header_read_timeout` (a slowloris client, or an idle keep-alive
+//!   connection) is closed without an answer;
+//! - a deadline on the request body: a body not complete within
+//!   `http.body_read_timeout` of its headers ends with a `TimedOut` I/O error, which
+//!   the handlers answer with 408; hyper then closes the connection.
+//!
+//! Both are counted in `meshtel_http_connections_timed_out_total{listener,phase}`.
+//! On shutdown the listener stops accepting and open connections finish their
+//! requests (the caller bounds how long).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::{Body, HttpBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::{IntCounter, IntCounterVec, Opts};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Sleep;
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::config::HttpServerConfig;
+
+/// Connections the HTTP listeners closed for a slow client, by listener and phase
+/// (`headers`, `body`): `meshtel_http_connections_timed_out_total`.
+#[derive(Clone)]
+pub struct HttpTimeoutMetrics {
+    timed_out: IntCounterVec,
+}
+
+impl HttpTimeoutMetrics {
+    /// A new, unregistered counter family.
+    pub fn new() -> anyhow::Result<HttpTimeoutMetrics> {
+        let timed_out = IntCounterVec::new(
+            Opts::new(
+                "meshtel_http_connections_timed_out_total",
+                "HTTP connections closed because request headers (phase=headers) or a \
+                 request body (phase=body, answered 408) did not arrive within \
+                 http.header_read_timeout / http.body_read_timeout.",
+            ),
+            &["listener", "phase"],
+        )
+        .context("creating meshtel_http_connections_timed_out_total")?;
+        Ok(HttpTimeoutMetrics { timed_out })
+    }
+
+    /// The counter family, to register in a registry.
+    pub fn collector(&self) -> Box<dyn prometheus::core::Collector> {
+        Box::new(self.timed_out.clone())
+    }
+
+    fn counter(&self, listener: &'static str, phase: &'static str) -> IntCounter {
+        self.timed_out.with_label_values(&[listener, phase])
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then lets open connections
+/// finish. `listener_name` labels the metrics and logs (`otlp_http`, `zipkin`, `query`).
+pub async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    config: HttpServerConfig,
+    metrics: HttpTimeoutMetrics,
+    listener_name: &'static str,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let header_timeouts = metrics.counter(listener_name, "headers");
+    let body_timeouts = metrics.counter(listener_name, "body");
+    // Touch both series so that they read 0 before the first timeout.
+    header_timeouts.inc_by(0);
+    body_timeouts.inc_by(0);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let body_read_timeout = config.body_read_timeout;
+    if *stop.borrow() {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        warn!(listener = listener_name, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let body_timeouts = body_timeouts.clone();
+                let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                    let body_timeouts = body_timeouts.clone();
+                    let request = request.map(|body| {
+                        Body::new(DeadlineBody::new(body, body_read_timeout, body_timeouts))
+                    });
+                    app.clone().oneshot(request)
+                });
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                let header_timeouts = header_timeouts.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        if is_header_timeout(error.as_ref()) {
+                            header_timeouts.inc();
+                            debug!(listener = listener_name, %peer, "request headers timed out, connection closed");
+                        } else {
+                            debug!(listener = listener_name, %peer, %error, "connection ended with an error");
+                        }
+                    }
+                });
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
+            return hyper_error.is_timeout();
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// A request body that fails with an [`std::io::ErrorKind::TimedOut`] error once its
+/// deadline passes before its end.
+struct DeadlineBody {
+    inner: Incoming,
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+    timed_out: IntCounter,
+    done: bool,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, timeout: Duration, timed_out: IntCounter) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timed_out,
+            done: false,
+        }
+    }
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if frame.is_none() {
+                this.done = true;
+            }
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.done = true;
+            this.timed_out.inc();
+            debug!(timeout = ?this.timeout, "request body timed out");
+            return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "request body not received within http.body_read_timeout ({})",
+                    humantime::format_duration(this.timeout)
+                ),
+            )))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,220 @@
+//! Bad input to the query port answers in the API's JSON error shapes: quota policies
+//! with a type error or a repeated key name the field (admin API, JSON and YAML, and
+//! `meshtel quota apply`); bodies over the limit are 413 stating it; unknown `/api`
+//! paths are JSON 404s and Jaeger's SPM endpoints 501; a non-numeric `start`/`end` on a
+//! trace fetch is 400.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const TOKEN: &str = "query-errors-test-token";
+
+async fn put_policy(m: &Meshtel, name: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    let response = http()
+        .put(m.query_url(&format!("/api/quotas/{name}")))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("PUT");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap().to_vec();
+    Reply {
+        status,
+        content_type,
+        headers,
+        body,
+    }
+}
+
+/// `(field, message)` of the only problem of an invalid-policy answer.
+fn only_problem(reply: &Reply) -> (String, String) {
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!(reply.content_type, "application/json");
+    let body = reply.json();
+    assert_eq!(body["error"], "invalid quota policy", "{body}");
+    let details = body["details"].as_array().expect("details");
+    assert_eq!(details.len(), 1, "{body}");
+    (
+        details[0]["field"].as_str().unwrap().to_string(),
+        details[0]["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_policy_type_errors_and_repeated_keys_name_the_field() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &["--admin-token", TOKEN]).await;
+    let json = "application/json";
+
+    let reply = put_policy(&m, "p1", json, br#"{"name":"p1","maxAmount":1,"validDuration":"1s","overrides":[{"dimensions":{},"maxAmount":-3}]}"#.to_vec()).await;
+    let (field, message) = only_problem(&reply);
+    assert_eq!(field, "overrides[0].maxAmount");
+    assert!(message.contains("-3"), "{message}");
+
+    let reply = put_policy(&m, "p2", json, br#"{"name":"p2","maxAmount":1,"validDuration":"1s","match":{"headers":{"x":{"regex":"a"}}}}"#.to_vec()).await;
+    let (field, message) = only_problem(&reply);
+    assert_eq!(field, "match.headers.x");
+    assert!(message.contains("invalid type: map"), "{message}");
+
+    let reply = put_policy(
+        &m,
+        "p3",
+        json,
+        br#"{"name":"p3","maxAmount":1,"maxAmount":1000000,"validDuration":"1s"}"#.to_vec(),
+    )
+    .await;
+    let (field, message) = only_problem(&reply);
+    assert_eq!(field, "maxAmount");
+    assert!(message.contains("duplicate key `maxAmount`"), "{message}");
+    let missing = get(&m.query_url("/api/quotas/p3")).await;
+    assert_eq!(
+        missing.status,
+        404,
+        "the policy was stored: {}",
+        missing.text()
+    );
+
+    let yaml = "application/yaml";
+    let reply = put_policy(&m, "p4", yaml, b"name: p4\nmaxAmount: 1\nvalidDuration: 1s\noverrides:\n  - dimensions: {}\n    maxAmount: -3\n".to_vec()).await;
+    assert_eq!(only_problem(&reply).0, "overrides[0].maxAmount");
+    let reply = put_policy(&m, "p5", yaml, b"name: p5\nmaxAmount: 1\nvalidDuration: 1s\ndimensions:\n  a: source.service\n  a: request.method\n".to_vec()).await;
+    let (field, message) = only_problem(&reply);
+    assert_eq!(field, "dimensions.a");
+    assert!(message.contains("duplicate key"), "{message}");
+
+    // Not JSON at all stays a plain 400 with the parser's message.
+    let reply = put_policy(&m, "p6", json, b"{".to_vec()).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON")
+    );
+
+    // The CLI reads files the same way.
+    let cli = |file: &str, text: &str| {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+            .args(["quota", "apply", "-f"])
+            .arg(&path)
+            .env("MESHTEL_QUERY_URL", m.query_url(""))
+            .env("MESHTEL_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let (ok, text) = cli(
+        "bad-type.yaml",
+        "name: c1\nmaxAmount: 1\nvalidDuration: 1s\noverrides:\n  - dimensions: {}\n    maxAmount: -3\n",
+    );
+    assert!(!ok && text.contains("overrides[0].maxAmount"), "{text}");
+    let (ok, text) = cli(
+        "repeated.json",
+        r#"{"name":"c2","maxAmount":1,"maxAmount":1000000,"validDuration":"1s"}"#,
+    );
+    assert!(!ok && text.contains("duplicate key `maxAmount`"), "{text}");
+    let (ok, text) = cli(
+        "repeated.yaml",
+        "name: c3\nmaxAmount: 1\nmaxAmount: 1000000\nvalidDuration: 1s\n",
+    );
+    assert!(!ok && text.contains("maxAmount"), "{text}");
+    let (ok, text) = cli("good.yaml", "name: c4\nmaxAmount: 1\nvalidDuration: 1s\n");
+    assert!(ok, "{text}");
+    m.stop().await;
+}
+
+/// The v1 error envelope's only error: `(code, msg)`.
+fn v1_error(reply: &Reply) -> (u64, String) {
+    let body = reply.json();
+    assert!(body["data"].is_null(), "{body}");
+    let error = &body["errors"][0];
+    (
+        error["code"].as_u64().unwrap(),
+        error["msg"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_port_answers_limits_unknown_paths_and_bad_hints_in_json() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &["--admin-token", TOKEN]).await;
+    let big = vec![b' '; 3_000_000];
+
+    let reply = put_policy(&m, "big", "application/json", big.clone()).await;
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    assert_eq!(reply.content_type, "application/json");
+    let error = reply.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("2097152 bytes"), "{error}");
+
+    let reply = post(
+        &m.query_url("/api/transform"),
+        &[("content-type", "application/json")],
+        big,
+    )
+    .await;
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    let (code, msg) = v1_error(&reply);
+    assert_eq!(code, 413);
+    assert!(msg.contains("2097152 bytes"), "{msg}");
+
+    for kind in ["calls", "latencies", "errors", "minstep"] {
+        let reply = get(&m.query_url(&format!("/api/metrics/{kind}?service=x"))).await;
+        assert_eq!(reply.status, 501, "{kind}: {}", reply.text());
+        assert_eq!(
+            v1_error(&reply),
+            (501, "metrics querying is currently disabled".to_string())
+        );
+    }
+    // meshtel's own metrics endpoints still answer.
+    let services = get(&m.query_url("/api/metrics/services")).await;
+    assert_eq!(services.status, 200, "{}", services.text());
+
+    let reply = get(&m.query_url("/api/nope")).await;
+    assert_eq!(reply.status, 404);
+    assert!(
+        reply.content_type.starts_with("text/plain"),
+        "{}",
+        reply.content_type
+    );
+    let (code, msg) = v1_error(&reply);
+    assert_eq!(code, 404);
+    assert!(msg.contains("/api/nope"), "{msg}");
+    let reply = get(&m.query_url("/api/v3/nope")).await;
+    assert_eq!(reply.status, 404);
+    let body: Value = reply.json();
+    assert_eq!(body["error"]["httpCode"], 404, "{body}");
+
+    let id = "5b8efff798038103d269b633813fc60c";
+    for name in ["start", "end"] {
+        let reply = get(&m.query_url(&format!("/api/traces/{id}?{name}=abc"))).await;
+        assert_eq!(reply.status, 400, "{name}: {}", reply.text());
+        let (code, msg) = v1_error(&reply);
+        assert_eq!(code, 400);
+        assert!(
+            msg.starts_with(&format!("unable to parse param '{name}'")),
+            "{msg}"
+        );
+    }
+    // Numeric values stay hints: the trace is simply not there.
+    let reply = get(&m.query_url(&format!("/api/traces/{id}?start=1&end=2"))).await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    m.stop().await;
+}

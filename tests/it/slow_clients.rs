@@ -1,0 +1,127 @@
+//! Slow clients on the HTTP listeners (OTLP HTTP, Zipkin, query): a request whose
+//! headers stall is closed after `http.header_read_timeout`, one whose body stalls is
+//! answered 408 after `http.body_read_timeout`, and both are counted.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Sends `data` and reads until the server answers or closes, at most `wait`:
+/// `(seconds taken, what came back)`; `None` when the connection is still open.
+fn send_and_wait(addr: SocketAddr, data: &[u8], wait: Duration) -> (f64, Option<String>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let started = Instant::now();
+    stream.write_all(data).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if answer.is_empty() {
+                    return (started.elapsed().as_secs_f64(), None);
+                }
+                break;
+            }
+            // A reset is the server closing too.
+            Err(_) => break,
+        }
+    }
+    (
+        started.elapsed().as_secs_f64(),
+        Some(String::from_utf8_lossy(&answer).into_owned()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_headers_and_bodies_are_cut_off_and_counted() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(
+        &config,
+        "[http]\nheader_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let wait = Duration::from_secs(8);
+    let partial_headers = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n".as_slice();
+
+    let mut tasks = Vec::new();
+    for (name, addr) in [
+        ("http", m.http.unwrap()),
+        ("zipkin", m.zipkin.unwrap()),
+        ("query", m.query.unwrap()),
+    ] {
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let (seconds, answer) = send_and_wait(addr, partial_headers, wait);
+            assert!(
+                answer.as_deref() == Some(""),
+                "{name}: partial headers not closed after {seconds:.1}s: {answer:?}"
+            );
+            assert!(seconds < 4.0, "{name}: closed only after {seconds:.1}s");
+        }));
+    }
+    let http = m.http.unwrap();
+    tasks.push(tokio::task::spawn_blocking(move || {
+        let request = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        let (seconds, answer) = send_and_wait(http, request, wait);
+        let answer = answer.unwrap_or_default();
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "OTLP HTTP stalled body after {seconds:.1}s: {answer:?}"
+        );
+        assert!(seconds < 4.0, "stalled body answered after {seconds:.1}s");
+    }));
+    let zipkin = m.zipkin.unwrap();
+    tasks.push(tokio::task::spawn_blocking(move || {
+        let request = b"POST /api/v2/spans HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n[";
+        let (seconds, answer) = send_and_wait(zipkin, request, wait);
+        let answer = answer.unwrap_or_default();
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "Zipkin stalled body after {seconds:.1}s: {answer:?}"
+        );
+    }));
+    let query = m.query.unwrap();
+    tasks.push(tokio::task::spawn_blocking(move || {
+        let request = b"POST /api/transform HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        let (seconds, answer) = send_and_wait(query, request, wait);
+        let answer = answer.unwrap_or_default();
+        assert!(
+            answer.starts_with("HTTP/1.1 408") && answer.contains("http.body_read_timeout"),
+            "query stalled body after {seconds:.1}s: {answer:?}"
+        );
+    }));
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    // A request sent in one piece is still served.
+    let healthy = get(&m.http_url("/healthz")).await;
+    assert_eq!(healthy.status, 200);
+
+    let metrics = get(&m.http_url("/metrics")).await.text();
+    for (listener, phase) in [
+        ("otlp_http", "headers"),
+        ("zipkin", "headers"),
+        ("query", "headers"),
+        ("otlp_http", "body"),
+        ("zipkin", "body"),
+        ("query", "body"),
+    ] {
+        let series = format!(
+            "meshtel_http_connections_timed_out_total{{listener=\"{listener}\",phase=\"{phase}\"}} 1"
+        );
+        assert!(metrics.contains(&series), "no {series} in\n{metrics}");
+    }
+    m.stop().await;
+}
