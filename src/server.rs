@@ -266,11 +266,13 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     });
     std::fs::write(&listeners_path, serde_json::to_vec_pretty(&listeners)?)
         .with_context(|| format!("writing {}", listeners_path.display()))?;
+    // "-" for a listener this role does not run.
+    let shown = |addr: Option<SocketAddr>| addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
     info!(
-        grpc = ?listeners.grpc,
-        http = ?listeners.http,
-        zipkin = ?listeners.zipkin,
-        query = ?listeners.query,
+        grpc = %shown(listeners.grpc),
+        http = %shown(listeners.http),
+        zipkin = %shown(listeners.zipkin),
+        query = %shown(listeners.query),
         data_dir = %config.data_dir.display(),
         "meshtel is listening"
     );

@@ -28,6 +28,7 @@ pub mod error;
 pub mod graph;
 pub mod ids;
 pub mod mixer;
+pub mod otlp_json;
 pub mod quota;
 pub mod read;
 pub mod rls;

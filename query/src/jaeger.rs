@@ -232,8 +232,13 @@ async fn transform(
 ) -> Result<Response> {
     let body = body?;
     let params = QueryParams::parse(query.as_deref());
-    let request: ExportTraceServiceRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}")))?;
+    // Read as the OTLP/HTTP receiver reads it: snake_case keys and enum names too.
+    let unmarshal =
+        |e: serde_json::Error| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}"));
+    let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(unmarshal)?;
+    meshtel_model::otlp_json::normalize_otlp_json(&mut value);
+    let request: ExportTraceServiceRequest =
+        serde_json::from_value(value).map_err(unmarshal)?;
     let traces = convert::resource_spans_to_jaeger(&request.resource_spans);
     json_response(&Envelope::data(traces), params.pretty_print())
 }

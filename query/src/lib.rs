@@ -219,7 +219,9 @@ pub fn router_with_graph_and_clock(
         config.normalized_base_path().as_deref().unwrap_or(""),
     ));
     let app = match config.normalized_base_path() {
-        Some(prefix) => Router::new().nest(&prefix, api),
+        Some(prefix) => Router::new()
+            .nest(&prefix, api)
+            .route(&format!("{prefix}/"), ui::index_route(&prefix)),
         None => api,
     };
     app.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))

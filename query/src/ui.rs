@@ -40,6 +40,12 @@ pub fn router(base: &str) -> Router {
         .with_state(state)
 }
 
+/// The UI's start page alone, for `<base>/` (a nested router serves `<base>` but not
+/// `<base>/`).
+pub fn index_route(base: &str) -> axum::routing::MethodRouter {
+    get(index).with_state(UiState { base: base.trim_end_matches('/').to_owned() })
+}
+
 async fn index(State(state): State<UiState>) -> Response {
     let Some(file) = Assets::get("index.html") else {
         return (StatusCode::NOT_FOUND, "the UI is not built into this binary").into_response();

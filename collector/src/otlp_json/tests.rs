@@ -177,16 +177,6 @@ fn rejects_garbage() {
 }
 
 #[test]
-fn snake_to_camel_conversion() {
-    assert_eq!(
-        snake_to_lower_camel("start_time_unix_nano"),
-        "startTimeUnixNano"
-    );
-    assert_eq!(snake_to_lower_camel("name"), "name");
-    assert_eq!(snake_to_lower_camel("_x"), "x");
-}
-
-#[test]
 fn encodes_responses_as_proto3_json() {
     let full = ExportTraceServiceResponse {
         partial_success: None,

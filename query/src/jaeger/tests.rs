@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use meshtel_model::otlp::trace::v1::{Status, span::Event};
 use meshtel_model::{DependencyLink, TraceQuery};
+use serde_json::json;
 
 use crate::QueryConfig;
 use crate::testing::*;
@@ -470,6 +471,11 @@ async fn base_path_prefixes_every_route() {
         get(&app, "/api/services").await.status,
         StatusCode::NOT_FOUND
     );
+    // The UI answers at the base path with and without its trailing slash.
+    let bare = get(&app, "/jaeger").await;
+    let slash = get(&app, "/jaeger/").await;
+    assert_eq!(bare.status, StatusCode::OK);
+    assert_eq!((slash.status, slash.body), (bare.status, bare.body));
 }
 
 #[tokio::test]
@@ -483,6 +489,26 @@ async fn transform_renders_uploaded_otlp() {
     let bad = call(&app, Method::POST, "/api/transform", "{nope").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("cannot unmarshal OTLP traces"));
+}
+
+#[tokio::test]
+async fn transform_reads_otlp_json_as_the_receiver_does() {
+    // Enum names and snake_case keys, which OTLP/HTTP ingest accepts too.
+    let body = r#"{"resource_spans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},
+        "scope_spans":[{"spans":[{"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174",
+        "name":"n","kind":"SPAN_KIND_CLIENT","start_time_unix_nano":"1544712660000000000",
+        "end_time_unix_nano":"1544712661000000000","status":{"code":"STATUS_CODE_ERROR"}}]}]}]}"#;
+    let app = app(MemoryReader::default());
+    let reply = call(&app, Method::POST, "/api/transform", body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let span = &reply.json()["data"][0]["spans"][0];
+    assert_eq!(span["startTime"], 1_544_712_660_000_000u64);
+    assert_eq!(span["duration"], 1_000_000);
+    let tags = span["tags"].as_array().unwrap();
+    let kind = json!({"key": "span.kind", "type": "string", "value": "client"});
+    assert!(tags.contains(&kind), "{tags:?}");
+    let error = json!({"key": "error", "type": "bool", "value": true});
+    assert!(tags.contains(&error), "{tags:?}");
 }
 
 #[tokio::test]
