@@ -6,6 +6,10 @@
 //! - a span whose trace id is not 16 bytes or all zero, whose span id is not 8 bytes or
 //!   all zero, or whose parent span id is neither empty nor 8 bytes is dropped and
 //!   counted as rejected, with the reason in the OTLP `partial_success` message;
+//! - a span that starts more than [`MAX_START_AHEAD`] after the collector's clock is
+//!   dropped the same way: blocks are deleted by the age of their newest span, and one
+//!   span dated years ahead would keep its block, and every span merged with it, past
+//!   retention;
 //! - an all-zero parent span id means "no parent" and is cleared;
 //! - a span that ends before it starts is kept as sent (the store and the UI cope), and
 //!   only logged at debug level;
@@ -50,6 +54,19 @@ impl Default for SpanLimits {
     }
 }
 
+/// How far past the collector's clock a span may start (clock skew between hosts is
+/// seconds; a day leaves room for anything but a wrong clock).
+pub const MAX_START_AHEAD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The latest start time a span may have now: the collector's clock plus
+/// [`MAX_START_AHEAD`], in Unix nanoseconds.
+pub fn latest_start_now() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from((now + MAX_START_AHEAD).as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Most rejection reasons quoted in the response message; the rest are counted.
 const MAX_REASONS_QUOTED: usize = 5;
 
@@ -85,15 +102,19 @@ pub fn validate_resource_spans(
 ) -> ValidatedSpans {
     let mut report = Report::default();
     let mut limiter = AttributeLimiter::new(limits);
+    let latest_start = latest_start_now();
     let mut clean = Vec::with_capacity(resource_spans.len());
     for (resource_index, mut resource_group) in resource_spans.into_iter().enumerate() {
         let scopes = std::mem::take(&mut resource_group.scope_spans);
         for (scope_index, mut scope_group) in scopes.into_iter().enumerate() {
             let spans = std::mem::take(&mut scope_group.spans);
             for (span_index, mut span) in spans.into_iter().enumerate() {
-                if let Some(problem) =
-                    span_problem(&span.trace_id, &span.span_id, &span.parent_span_id)
-                {
+                let ids = (
+                    &span.trace_id[..],
+                    &span.span_id[..],
+                    &span.parent_span_id[..],
+                );
+                if let Some(problem) = span_problem(ids, span.start_time_unix_nano, latest_start) {
                     report.reject_span(resource_index, scope_index, span_index, &problem);
                     continue;
                 }
@@ -135,8 +156,13 @@ pub fn validate_resource_spans(
     }
 }
 
-/// Why a span with these ids cannot be stored, or `None` when its ids are valid.
-pub fn span_problem(trace_id: &[u8], span_id: &[u8], parent_span_id: &[u8]) -> Option<String> {
+/// Why a span with these ids (trace, span, parent) and start cannot be stored, or
+/// `None` when it can; `latest_start` is [`latest_start_now`] for the request.
+pub fn span_problem(
+    (trace_id, span_id, parent_span_id): (&[u8], &[u8], &[u8]),
+    start_time_unix_nano: u64,
+    latest_start: u64,
+) -> Option<String> {
     if trace_id.len() != 16 {
         return Some(format!("trace id must be 16 bytes, got {}", trace_id.len()));
     }
@@ -153,6 +179,17 @@ pub fn span_problem(trace_id: &[u8], span_id: &[u8], parent_span_id: &[u8]) -> O
         return Some(format!(
             "parent span id must be empty or 8 bytes, got {}",
             parent_span_id.len()
+        ));
+    }
+    if start_time_unix_nano > latest_start {
+        // Whole seconds ahead of the clock, rounded.
+        let ahead = (start_time_unix_nano - latest_start)
+            .saturating_add(u64::try_from(MAX_START_AHEAD.as_nanos()).unwrap_or(u64::MAX))
+            .saturating_add(500_000_000)
+            / 1_000_000_000;
+        return Some(format!(
+            "start time is {ahead} s ahead of the collector's clock (at most {} s allowed)",
+            MAX_START_AHEAD.as_secs()
         ));
     }
     None

@@ -27,7 +27,9 @@ use foldhash::fast::RandomState;
 use meshtel_model::otlp::common::v1::InstrumentationScope;
 use meshtel_model::otlp::resource::v1::Resource;
 use meshtel_model::otlp::trace::v1::Span;
-use meshtel_model::validate::{AttributeLimiter, Report, SpanLimits, clean_span, span_problem};
+use meshtel_model::validate::{
+    AttributeLimiter, Report, SpanLimits, clean_span, latest_start_now, span_problem,
+};
 use meshtel_model::{ExportError, ExportSummary};
 use prost::Message;
 
@@ -435,6 +437,8 @@ struct Encoder<'l> {
     report: Report,
     limiter: AttributeLimiter,
     scratch: String,
+    /// The latest start a span of this request may have (see `span_problem`).
+    latest_start: u64,
 }
 
 impl<'l> Encoder<'l> {
@@ -445,6 +449,7 @@ impl<'l> Encoder<'l> {
             report: Report::default(),
             limiter: AttributeLimiter::new(limits),
             scratch: String::new(),
+            latest_start: latest_start_now(),
         }
     }
 
@@ -562,7 +567,8 @@ impl<'l> Encoder<'l> {
         row: &Row<'_>,
         at: Position,
     ) -> crate::Result<bool> {
-        if !self.accept(span.trace_id, span.span_id, span.parent_span_id, at) {
+        let ids = (span.trace_id, span.span_id, span.parent_span_id);
+        if !self.accept(ids, span.start_time_unix_nano, at) {
             return Ok(false);
         }
         span.name = self.limiter.limit_name(span.name);
@@ -597,7 +603,12 @@ impl<'l> Encoder<'l> {
         row: &Row<'_>,
         at: Position,
     ) -> crate::Result<Option<(String, i32)>> {
-        if !self.accept(&span.trace_id, &span.span_id, &span.parent_span_id, at) {
+        let ids = (
+            &span.trace_id[..],
+            &span.span_id[..],
+            &span.parent_span_id[..],
+        );
+        if !self.accept(ids, span.start_time_unix_nano, at) {
             return Ok(None);
         }
         if span.parent_span_id.iter().all(|b| *b == 0) {
@@ -620,8 +631,8 @@ impl<'l> Encoder<'l> {
     }
 
     /// Whether a span's ids are valid; a rejection is counted with its position.
-    fn accept(&mut self, trace_id: &[u8], span_id: &[u8], parent: &[u8], at: Position) -> bool {
-        match span_problem(trace_id, span_id, parent) {
+    fn accept(&mut self, ids: (&[u8], &[u8], &[u8]), start: u64, at: Position) -> bool {
+        match span_problem(ids, start, self.latest_start) {
             None => true,
             Some(problem) => {
                 self.report

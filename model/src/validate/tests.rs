@@ -210,6 +210,34 @@ fn truncates_long_names_and_keys_at_a_character_boundary() {
 }
 
 #[test]
+fn drops_spans_that_start_more_than_a_day_ahead() {
+    let now = latest_start_now() - MAX_START_AHEAD.as_nanos() as u64;
+    let hour = 3_600_000_000_000;
+    let mut soon = good_span();
+    soon.start_time_unix_nano = now + hour;
+    let mut late = span(vec![1; 16], vec![3; 8], vec![]);
+    late.start_time_unix_nano = now + 48 * hour;
+    let mut year_2262 = span(vec![1; 16], vec![4; 8], vec![]);
+    year_2262.start_time_unix_nano = u64::MAX;
+    let out = validate_resource_spans(
+        vec![group(vec![soon, late, year_2262])],
+        &SpanLimits::default(),
+    );
+    assert_eq!((out.accepted_spans, out.rejected_spans), (1, 2));
+    assert_eq!(
+        out.resource_spans[0].scope_spans[0].spans[0].span_id,
+        vec![2; 8]
+    );
+    assert!(
+        out.error_message.contains(
+            "spans[1]: start time is 172800 s ahead of the collector's clock (at most 86400 s allowed)"
+        ),
+        "{}",
+        out.error_message
+    );
+}
+
+#[test]
 fn drops_links_with_invalid_ids() {
     let mut s = good_span();
     s.links = vec![
