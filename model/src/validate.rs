@@ -182,13 +182,11 @@ pub fn span_problem(
         ));
     }
     if start_time_unix_nano > latest_start {
-        // Whole seconds ahead of the clock, rounded.
-        let ahead = (start_time_unix_nano - latest_start)
-            .saturating_add(u64::try_from(MAX_START_AHEAD.as_nanos()).unwrap_or(u64::MAX))
-            .saturating_add(500_000_000)
-            / 1_000_000_000;
+        // The start itself, not its distance from the clock: the same request read
+        // twice gets the same message.
         return Some(format!(
-            "start time is {ahead} s ahead of the collector's clock (at most {} s allowed)",
+            "start time {start_time_unix_nano} (Unix ns) is more than {} s ahead of the \
+             collector's clock",
             MAX_START_AHEAD.as_secs()
         ));
     }
