@@ -238,12 +238,15 @@ enum Parsed<'a> {
     NeedsStructs,
 }
 
-/// `Span` fields (see the OTLP trace proto); attributes go to `attributes`.
+/// `Span` fields (see the OTLP trace proto); attributes go to `attributes` (`raw`
+/// holds their encodings meanwhile).
 fn parse_span<'a>(
     bytes: &'a [u8],
     attributes: &mut Vec<(&'a str, Scalar<'a>)>,
+    raw: &mut Vec<&'a [u8]>,
 ) -> Read<Parsed<'a>> {
     attributes.clear();
+    raw.clear();
     let mut span = SpanFields {
         trace_id: &[],
         span_id: &[],
@@ -295,10 +298,7 @@ fn parse_span<'a>(
             }
             9 => {
                 expect(wire, LEN)?;
-                match parse_key_value(r.bytes()?)? {
-                    Some(attribute) => attributes.push(attribute),
-                    None => return Ok(Parsed::NeedsStructs),
-                }
+                raw.push(r.bytes()?);
             }
             10 | 12 | 14 => {
                 expect(wire, VARINT)?;
@@ -316,7 +316,73 @@ fn parse_span<'a>(
             _ => r.skip(wire)?,
         }
     }
+    if !parse_attributes(bytes, raw, attributes)? {
+        return Ok(Parsed::NeedsStructs);
+    }
     Ok(Parsed::Plain(span))
+}
+
+/// A span's attributes from their encodings `raw` (slices of the span's `bytes`); false
+/// when one has an array or map value. Their keys and string values, a dozen bytes
+/// each, are checked as UTF-8 in one pass over the bytes from the first attribute to
+/// the last (see [`Utf8Run`]): a check per string cost a quarter of this reader's
+/// instructions.
+fn parse_attributes<'a>(
+    bytes: &'a [u8],
+    raw: &[&'a [u8]],
+    attributes: &mut Vec<(&'a str, Scalar<'a>)>,
+) -> Read<bool> {
+    let (Some(first), Some(last)) = (raw.first(), raw.last()) else {
+        return Ok(true);
+    };
+    let start = offset_in(bytes, first);
+    let end = offset_in(bytes, last).saturating_add(last.len());
+    let run = Utf8Run::of(bytes.get(start..end).unwrap_or_default());
+    for attribute in raw {
+        match parse_key_value(attribute, &run)? {
+            Some(attribute) => attributes.push(attribute),
+            None => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Where `part` starts in `whole` (meaningful when it is a slice of it).
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize)
+}
+
+/// Bytes that hold many short strings between protobuf framing, checked as UTF-8 once.
+/// A string inside the checked part is valid exactly when it starts and ends on a
+/// character boundary of it: framing bytes are ASCII (tags, lengths under 128) or
+/// they end the valid part (longer lengths, integers, doubles), after which strings are
+/// checked one by one.
+struct Utf8Run<'a> {
+    bytes: &'a [u8],
+    /// The longest valid UTF-8 prefix of `bytes`.
+    text: &'a str,
+}
+
+impl<'a> Utf8Run<'a> {
+    fn of(bytes: &'a [u8]) -> Self {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => std::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap_or_default(),
+        };
+        Utf8Run { bytes, text }
+    }
+
+    /// `piece` as a string when it is valid UTF-8: sliced from the checked text when it
+    /// lies in it, checked on its own otherwise.
+    fn str(&self, piece: &'a [u8]) -> Read<&'a str> {
+        let at = offset_in(self.bytes, piece);
+        if let Some(end) = at.checked_add(piece.len())
+            && end <= self.text.len()
+        {
+            return self.text.get(at..end).ok_or(Unusual);
+        }
+        std::str::from_utf8(piece).map_err(|_| Unusual)
+    }
 }
 
 /// `Status`: 2 message, 3 code. A status given twice merges, as prost does.
@@ -340,7 +406,7 @@ fn parse_status<'a>(bytes: &'a [u8], span: &mut SpanFields<'a>) -> Read<()> {
 
 /// `KeyValue`: 1 key, 2 value, 3 key_strindex (profiling only, ignored). `None` for
 /// an array or map value.
-fn parse_key_value(bytes: &[u8]) -> Read<Option<(&str, Scalar<'_>)>> {
+fn parse_key_value<'a>(bytes: &'a [u8], run: &Utf8Run<'a>) -> Read<Option<(&'a str, Scalar<'a>)>> {
     let mut key = "";
     let mut value = Scalar::None;
     let mut r = Reader::new(bytes);
@@ -348,11 +414,11 @@ fn parse_key_value(bytes: &[u8]) -> Read<Option<(&str, Scalar<'_>)>> {
         match r.key()? {
             (1, wire) => {
                 expect(wire, LEN)?;
-                key = r.str()?;
+                key = run.str(r.bytes()?)?;
             }
             (2, wire) => {
                 expect(wire, LEN)?;
-                if !parse_any_value(r.bytes()?, &mut value)? {
+                if !parse_any_value(r.bytes()?, &mut value, run)? {
                     return Ok(None);
                 }
             }
@@ -368,13 +434,13 @@ fn parse_key_value(bytes: &[u8]) -> Read<Option<(&str, Scalar<'_>)>> {
 
 /// `AnyValue`'s oneof into `value` (the last member given wins, as in prost); false
 /// for an array (5) or map (6).
-fn parse_any_value<'a>(bytes: &'a [u8], value: &mut Scalar<'a>) -> Read<bool> {
+fn parse_any_value<'a>(bytes: &'a [u8], value: &mut Scalar<'a>, run: &Utf8Run<'a>) -> Read<bool> {
     let mut r = Reader::new(bytes);
     while r.has_more() {
         match r.key()? {
             (1, wire) => {
                 expect(wire, LEN)?;
-                *value = Scalar::Str(r.str()?);
+                *value = Scalar::Str(run.str(r.bytes()?)?);
             }
             (2, wire) => {
                 expect(wire, VARINT)?;
@@ -461,6 +527,7 @@ impl<'l> Encoder<'l> {
         let mut seen: HashSet<(usize, &str, i32), RandomState> = HashSet::default();
         let mut seen_decoded: HashSet<(usize, String, i32), RandomState> = HashSet::default();
         let mut attributes = Vec::new();
+        let mut raw = Vec::new();
         for (group_index, (resource, scopes)) in index.groups.iter().enumerate() {
             let mut group_limiter = AttributeLimiter::new(self.limits);
             let mut resource_attributes = Vec::new();
@@ -504,7 +571,7 @@ impl<'l> Encoder<'l> {
                         scope_name,
                         scope_version,
                     };
-                    let appended = match parse_span(bytes, &mut attributes)? {
+                    let appended = match parse_span(bytes, &mut attributes, &mut raw)? {
                         Parsed::Plain(mut span) => {
                             let kept = self.append_plain(&mut span, &attributes, &row, at);
                             if matches!(kept, Ok(true)) {
