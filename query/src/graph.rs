@@ -222,6 +222,11 @@ pub fn dependencies_from_edges(rows: Vec<EdgeRow>) -> Vec<DependencyLink> {
         let child = qualified(child, &key.destination_namespace);
         *links.entry((parent, child)).or_default() += row.stats.requests;
     }
+    as_links(links)
+}
+
+/// Links from (parent, child) → call count, sorted by pair.
+fn as_links(links: BTreeMap<(String, String), u64>) -> Vec<DependencyLink> {
     links
         .into_iter()
         .map(|((parent, child), call_count)| DependencyLink {
@@ -302,14 +307,7 @@ pub fn merge_dependencies(
             .entry((link.parent, link.child))
             .or_insert(link.call_count);
     }
-    links
-        .into_iter()
-        .map(|((parent, child), call_count)| DependencyLink {
-            parent,
-            child,
-            call_count,
-        })
-        .collect()
+    as_links(links)
 }
 
 #[cfg(test)]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Instructions per span that the store's OTLP wire reader spends turning a protobuf
+# export request into span rows (`meshtel_store::wire::encode_export_request`),
+# counted by valgrind's callgrind over the `otlp_read` bench (500-span requests of the
+# ingest shape). A figure that does not move with the machine's load, for comparing
+# two versions of the reader on a noisy machine; it repeats within 1 %.
+#
+#   benches/otlp_read_instructions.sh
+#
+# Prints the instructions per span and the functions that spend the most of them.
+# Needs valgrind (Debian: apt-get install valgrind). Takes about two minutes.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meshtel-target}
+for tool in valgrind callgrind_annotate; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install valgrind)" >&2; exit 1; }
+done
+
+BENCH=$(cd "$ROOT" && cargo bench -p meshtel-store --bench otlp_read --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "otlp_read" and m.get("executable"):
+        print(m["executable"])')
+[[ -x $BENCH ]] || { echo "could not build the otlp_read bench" >&2; exit 1; }
+
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/meshtel-otlp-read.XXXXXX")
+trap 'rm -rf "$OUT"' EXIT
+valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+    --toggle-collect='*encode_export_request*' \
+    "$BENCH" --bench --warm-up-time 0.05 --measurement-time 0.2 wire >/dev/null 2>&1
+
+calls=$(callgrind_annotate --tree=caller "$OUT/callgrind.out" 2>/dev/null |
+    grep '< .*by_wire' | head -1 | sed -E 's/.*\(([0-9,]+)x\).*/\1/' | tr -d ,)
+total=$(callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | grep 'PROGRAM TOTALS' | awk '{print $1}' | tr -d ,)
+[[ -n $calls && -n $total ]] || { echo "no calls of encode_export_request were counted" >&2; exit 1; }
+echo "encode_export_request: $calls requests of 500 spans, $((total / calls / 500)) instructions per span"
+callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | sed -n '/file:function/,$p' | sed -n '2,9p'
