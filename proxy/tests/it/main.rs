@@ -9,6 +9,7 @@ mod binary;
 mod forwarding;
 mod quota;
 mod quota_support;
+mod request_body;
 mod routing;
 mod routing_support;
 mod support;
