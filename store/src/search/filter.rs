@@ -2,6 +2,7 @@
 //! operation, durations and tags.
 
 use datafusion::logical_expr::{Expr, col, lit};
+use meshtel_model::otlp::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
 use meshtel_model::{SpanKind, TraceQuery};
 
 use super::entries::entries_has_any;
@@ -59,7 +60,60 @@ pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
     if value.len().is_multiple_of(2) && value.bytes().all(|b| b.is_ascii_hexdigit()) {
         out.push(entry('x', &value.to_ascii_lowercase()));
     }
+    if let Some(stored) = stored_json_value(value) {
+        out.push(entry('j', &stored));
+    }
     out
+}
+
+/// The stored form of an array or map attribute value that Jaeger shows as the JSON
+/// text `value` (see [`crate::encode::encode_attribute`]): strings, bools, integers and
+/// other numbers as themselves, maps with their keys in the order the text gives (the
+/// order Jaeger shows them in, sorted). A double with an integral value, bytes (shown
+/// as base64) and a map sent with its keys in another order are stored otherwise and
+/// not found this way.
+fn stored_json_value(value: &str) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(value).ok()?;
+    if !(json.is_array() || json.is_object()) {
+        return None;
+    }
+    let any = AnyValue {
+        value: any_value_of(&json),
+    };
+    serde_json::to_string(&any).ok()
+}
+
+fn any_value_of(json: &serde_json::Value) -> Option<any_value::Value> {
+    use serde_json::Value as J;
+    Some(match json {
+        J::Null => return None,
+        J::Bool(b) => any_value::Value::BoolValue(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => any_value::Value::IntValue(i),
+            None => any_value::Value::DoubleValue(n.as_f64()?),
+        },
+        J::String(s) => any_value::Value::StringValue(s.clone()),
+        J::Array(items) => any_value::Value::ArrayValue(ArrayValue {
+            values: items
+                .iter()
+                .map(|item| AnyValue {
+                    value: any_value_of(item),
+                })
+                .collect(),
+        }),
+        J::Object(fields) => any_value::Value::KvlistValue(KeyValueList {
+            values: fields
+                .iter()
+                .map(|(key, item)| KeyValue {
+                    key: key.clone(),
+                    value: Some(AnyValue {
+                        value: any_value_of(item),
+                    }),
+                    ..KeyValue::default()
+                })
+                .collect(),
+        }),
+    })
 }
 
 /// Matches a tag on the span, its resource or its events, or one of the tags Jaeger

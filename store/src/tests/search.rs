@@ -160,6 +160,43 @@ async fn tag_search_checks(store: &TraceStore, phase: &str) {
     );
 }
 
+#[tokio::test]
+async fn array_and_map_values_are_found_by_the_json_text_jaeger_shows() {
+    use meshtel_model::otlp::common::v1::{ArrayValue, KeyValueList};
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let mut t = trace(50, "jsonish", 1, *T0, 1000);
+    let strings = |items: &[&str]| {
+        any_value::Value::ArrayValue(ArrayValue {
+            values: items
+                .iter()
+                .map(|s| AnyValue {
+                    value: Some(any_value::Value::StringValue(s.to_string())),
+                })
+                .collect(),
+        })
+    };
+    let map = any_value::Value::KvlistValue(KeyValueList {
+        values: vec![kv("k", s("v")), kv("n", any_value::Value::IntValue(1))],
+    });
+    t.scope_spans[0].spans[0].attributes = vec![kv("arr", strings(&["a", "b"])), kv("map", map)];
+    store.write_spans(vec![t]).await.unwrap();
+    for phase in ["head", "block"] {
+        for (key, value, found) in [
+            ("arr", r#"["a","b"]"#, 1),
+            ("arr", r#"["a"]"#, 0),
+            ("map", r#"{"k":"v","n":1}"#, 1),
+            ("map", r#"{"k":"v","n":2}"#, 0),
+        ] {
+            let mut q = query("jsonish");
+            q.tags = vec![(key.to_string(), value.to_string())];
+            assert_eq!(ids(&store, &q).await.len(), found, "{phase}: {key}={value}");
+        }
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}
+
 /// `trace(seed, ..)` with `n` spans, any number of them: span ids from the index.
 fn wide_trace(seed: u8, service: &str, n: u32, start: u64) -> ResourceSpans {
     let mut wide = trace(seed, service, 1, start, 500);
