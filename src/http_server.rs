@@ -155,17 +155,19 @@ fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 struct DeadlineBody {
     inner: Incoming,
     timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// `None` for a body known to be empty (most GETs): nothing to wait for.
+    deadline: Option<Pin<Box<Sleep>>>,
     timed_out: IntCounter,
     done: bool,
 }
 
 impl DeadlineBody {
     fn new(inner: Incoming, timeout: Duration, timed_out: IntCounter) -> DeadlineBody {
+        let deadline = (!inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(timeout)));
         DeadlineBody {
             inner,
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline,
             timed_out,
             done: false,
         }
@@ -190,7 +192,9 @@ impl HttpBody for DeadlineBody {
             }
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
             this.done = true;
             this.timed_out.inc();
             debug!(timeout = ?this.timeout, "request body timed out");
