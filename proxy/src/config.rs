@@ -53,7 +53,7 @@ pub struct ProxyArgs {
     /// Outbound listener the app sends its calls to.
     #[arg(long, env = "MESHTEL_PROXY_OUTBOUND", default_value = DEFAULT_OUTBOUND)]
     pub outbound: SocketAddr,
-    /// Admin listener: /healthz, /ready, /stats/prometheus.
+    /// Admin listener: /healthz, /ready, /stats/prometheus, /config_dump.
     #[arg(long, env = "MESHTEL_PROXY_ADMIN", default_value = DEFAULT_ADMIN)]
     pub admin: SocketAddr,
     /// Collector gRPC endpoint for the Report stream and OTLP spans.

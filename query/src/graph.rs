@@ -6,9 +6,10 @@
 //!   percentages, response-code breakdown and latency;
 //! - `GET /api/graph.dot?window=5m` → Graphviz DOT like Istio servicegraph's `/dotgraph`.
 //!
-//! `window` (alias `duration`) is a Go duration (`30s`, `5m`, `1h`; a bare integer is
-//! seconds), default `5m`; rates are requests per second over it. Each edge is counted
-//! from one reporter (see [`build`]). `namespace` takes a comma-separated list.
+//! `window` (alias `duration`) is a Go or Prometheus duration (`30s`, `5m`, `1h`, `1d`;
+//! a bare integer is seconds), default `5m`; rates are requests per second over it.
+//! Each edge is counted from one reporter (see [`build`]). `namespace` takes a
+//! comma-separated list.
 //!
 //! [`EdgeDependencies`] makes the Jaeger `/api/dependencies` answer from edges and,
 //! for the service pairs no proxy reported, from spans.
@@ -24,7 +25,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use meshtel_model::duration::parse_go_duration;
+use meshtel_model::duration::{parse_go_duration, parse_prometheus_duration};
 use meshtel_model::graph::EdgeRow;
 use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
@@ -71,7 +72,10 @@ impl GraphRequest {
         } else if let Ok(seconds) = text.parse::<u64>() {
             Duration::from_secs(seconds)
         } else {
+            // Go's form (`1h30m`, `1.5h`) as Kiali sends it, or Prometheus' (`1d`, `1w`)
+            // as the metrics API takes it.
             parse_go_duration(text)
+                .or_else(|go| parse_prometheus_duration(text).map_err(|_| go))
                 .map_err(|e| ApiError::BadRequest(format!("unable to parse window: {e}")))?
         };
         if window < Duration::from_secs(1) || window > MAX_WINDOW {

@@ -304,8 +304,9 @@ async fn drive(
     while in_flight.join_next().await.is_some() {}
 }
 
+/// Loads one page and counts it once it has an outcome (a page still loading when the
+/// load stops is not counted), so that a summary's pages add up to its outcomes.
 async fn load_page(stats: Arc<TrafficStats>, client: reqwest::Client, url: String, jason: bool) {
-    stats.update(|c| c.pages += 1);
     let mut request = client
         .get(&url)
         .header("accept", "application/json")
@@ -318,29 +319,36 @@ async fn load_page(stats: Arc<TrafficStats>, client: reqwest::Client, url: Strin
     let response = match request.send().await {
         Ok(response) => response,
         Err(_) => {
-            stats.update(|c| c.failed += 1);
+            stats.update(|c| {
+                c.pages += 1;
+                c.failed += 1;
+            });
             return;
         }
     };
-    let status = response.status();
+    let status = response.status().as_u16();
     let body = response.bytes().await;
     stats.record_latency(started.elapsed());
     let user = if jason { "jason" } else { "anonymous" };
-    match (status.as_u16(), body) {
-        (200..=299, Ok(body)) => {
-            let page = serde_json::from_slice::<Page>(&body).ok();
-            stats.update(|c| {
+    let page = match (status, &body) {
+        (200..=299, Ok(body)) => serde_json::from_slice::<Page>(body).ok(),
+        _ => None,
+    };
+    stats.update(|c| {
+        c.pages += 1;
+        match (status, &body) {
+            (200..=299, Ok(_)) => {
                 c.ok += 1;
                 if let Some(page) = &page {
                     c.add_page(user, page);
                 }
-            });
+            }
+            (400..=499, _) => c.client_errors += 1,
+            (500..=599, _) => c.server_errors += 1,
+            (_, Err(_)) => c.failed += 1,
+            _ => c.ok += 1,
         }
-        (400..=499, _) => stats.update(|c| c.client_errors += 1),
-        (500..=599, _) => stats.update(|c| c.server_errors += 1),
-        (_, Err(_)) => stats.update(|c| c.failed += 1),
-        _ => stats.update(|c| c.ok += 1),
-    }
+    });
 }
 
 impl TrafficSummary {

@@ -269,6 +269,13 @@ async fn graph_filters_and_params() {
         .await
         .json();
     assert_eq!(body["duration"], 60);
+    // Prometheus units as the metrics API takes them, Go's fractions as Kiali sends.
+    for (window, seconds) in [("1d", 86_400), ("1w", 604_800), ("1.5h", 5_400)] {
+        let body = get(&app, &format!("/api/graph?window={window}"))
+            .await
+            .json();
+        assert_eq!(body["duration"], seconds, "{window}");
+    }
     for kiali in ["workload", "app", "versionedApp", "service"] {
         let body = get(&app, &format!("/api/graph?graphType={kiali}"))
             .await
