@@ -100,10 +100,11 @@ fn build_trace(
         return None;
     }
 
+    let shared = SharedIds::find(&spans);
     let mut table = ProcessTable::default();
     let mut by_resource: Vec<Option<String>> = vec![None; processes.len()];
     let mut out = Vec::with_capacity(spans.len());
-    for flat in &spans {
+    for (index, flat) in spans.iter().enumerate() {
         let process_id = match by_resource
             .get(flat.resource_index)
             .and_then(Option::as_ref)
@@ -121,7 +122,9 @@ fn build_trace(
                 id
             }
         };
-        out.push(span_to_jaeger(trace_id, flat, process_id));
+        let mut span = span_to_jaeger(trace_id, flat, process_id);
+        shared.apply(index, flat.span, &mut span);
+        out.push(span);
     }
     Some(model::Trace {
         trace_id: trace_id.to_string(),
@@ -129,6 +132,94 @@ fn build_trace(
         processes: table.into_map(),
         warnings: None,
     })
+}
+
+/// Zipkin-style RPCs (B3 without a new span id per hop) report the client and the
+/// server side of one call under the same span id. Jaeger UI and Grafana need every id
+/// once, so, as Jaeger's query service does, a server span that shares its id with a
+/// client span gets a new id (the lowest one unused in the trace, counting from 1); its
+/// parent becomes the shared id, that is the client span, and its children follow it.
+#[derive(Default)]
+struct SharedIds {
+    /// The new id of the span at each index that gets one.
+    new_ids: HashMap<usize, SpanId>,
+    /// Shared id → the new id of its server span.
+    moved: HashMap<SpanId, SpanId>,
+}
+
+impl SharedIds {
+    fn find(spans: &[FlatSpan<'_>]) -> SharedIds {
+        let client_ids: HashSet<SpanId> = spans
+            .iter()
+            .filter(|s| SpanKind::from_otlp(s.span.kind) == SpanKind::Client)
+            .map(|s| span_id_lenient(&s.span.span_id))
+            .collect();
+        let mut out = SharedIds::default();
+        if client_ids.is_empty() {
+            return out;
+        }
+        let used: HashSet<SpanId> = spans
+            .iter()
+            .map(|s| span_id_lenient(&s.span.span_id))
+            .collect();
+        let mut next: u64 = 0;
+        for (index, flat) in spans.iter().enumerate() {
+            let id = span_id_lenient(&flat.span.span_id);
+            if SpanKind::from_otlp(flat.span.kind) != SpanKind::Server || !client_ids.contains(&id)
+            {
+                continue;
+            }
+            let new_id = loop {
+                next += 1;
+                let candidate = SpanId(next.to_be_bytes());
+                if !used.contains(&candidate) {
+                    break candidate;
+                }
+            };
+            out.new_ids.insert(index, new_id);
+            out.moved.insert(id, new_id);
+        }
+        out
+    }
+
+    /// Rewrites the id and parent of the converted `span` (at `index`, from `otlp`). The
+    /// parent is the first reference into the same trace, as Jaeger reads it.
+    fn apply(&self, index: usize, otlp: &OtlpSpan, span: &mut model::Span) {
+        if self.moved.is_empty() {
+            return;
+        }
+        let own_id = span_id_lenient(&otlp.span_id);
+        let parent = match self.new_ids.get(&index) {
+            Some(new_id) => {
+                span.span_id = new_id.to_string();
+                own_id
+            }
+            None if otlp.parent_span_id.is_empty() => return,
+            None => {
+                let old_parent = span_id_lenient(&otlp.parent_span_id);
+                match self.moved.get(&old_parent) {
+                    Some(new_parent) if *new_parent != own_id => *new_parent,
+                    _ => return,
+                }
+            }
+        };
+        let parent = parent.to_string();
+        match span
+            .references
+            .iter_mut()
+            .find(|r| r.trace_id == span.trace_id)
+        {
+            Some(reference) => reference.span_id = parent,
+            None => span.references.insert(
+                0,
+                Reference {
+                    ref_type: RefType::ChildOf,
+                    trace_id: span.trace_id.clone(),
+                    span_id: parent,
+                },
+            ),
+        }
+    }
 }
 
 /// Assigns `p1`, `p2`, … to distinct processes in order of first appearance; two

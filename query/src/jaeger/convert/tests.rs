@@ -113,6 +113,83 @@ fn spans_sorted_deduplicated_and_clamped() {
 }
 
 #[test]
+fn a_server_span_sharing_its_id_with_a_client_span_gets_a_new_one() {
+    // Zipkin-style B3: the client and the server report one RPC under one span id.
+    let root = span(T, "0000000000000001", "", "root", 2, 1_000, 9_000);
+    let client = span(
+        T,
+        "00000000000000aa",
+        "0000000000000001",
+        "call",
+        3,
+        2_000,
+        8_000,
+    );
+    let server = span(
+        T,
+        "00000000000000aa",
+        "0000000000000001",
+        "serve",
+        2,
+        3_000,
+        7_000,
+    );
+    let below = span(
+        T,
+        "00000000000000bb",
+        "00000000000000aa",
+        "query",
+        3,
+        4_000,
+        6_000,
+    );
+    let trace = convert(vec![
+        resource_spans("front", "", vec![root, client]),
+        resource_spans("back", "", vec![server, below]),
+    ]);
+    let by_name = |name: &str| {
+        let s = trace
+            .spans
+            .iter()
+            .find(|s| s.operation_name == name)
+            .unwrap();
+        let parent = s
+            .references
+            .first()
+            .map(|r| (r.ref_type, r.span_id.as_str()));
+        (s.span_id.as_str(), parent)
+    };
+    let child_of = |id| Some((RefType::ChildOf, id));
+    assert_eq!(by_name("root"), ("0000000000000001", None));
+    assert_eq!(
+        by_name("call"),
+        ("00000000000000aa", child_of("0000000000000001"))
+    );
+    // The lowest id unused in the trace: 1 is the root's.
+    assert_eq!(
+        by_name("serve"),
+        ("0000000000000002", child_of("00000000000000aa"))
+    );
+    assert_eq!(
+        by_name("query"),
+        ("00000000000000bb", child_of("0000000000000002"))
+    );
+    let ids: HashSet<&str> = trace.spans.iter().map(|s| s.span_id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "every span id once");
+
+    // Two server spans sharing an id (no client) and a client with its own id: unchanged.
+    let a = span(T, "00000000000000cc", "", "a", 2, 1, 2);
+    let b = span(T, "00000000000000cc", "", "b", 2, 3, 4);
+    let c = span(T, "00000000000000dd", "00000000000000cc", "c", 3, 5, 6);
+    let trace = convert(vec![resource_spans("x", "", vec![a, b, c])]);
+    let ids: Vec<&str> = trace.spans.iter().map(|s| s.span_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["00000000000000cc", "00000000000000cc", "00000000000000dd"]
+    );
+}
+
+#[test]
 fn links_become_references_after_the_parent() {
     let mut s = span(T, "0000000000000002", "0000000000000001", "op", 0, 1, 2);
     let link = |trace: &str, span_hex: &str, child_of: bool| span::Link {
