@@ -6,6 +6,14 @@ pub enum Error {
     /// File system failure (WAL, blocks).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The data directory cannot be created or resolved.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory as configured.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// Arrow failure while building or reading rows.
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

@@ -228,7 +228,7 @@ impl TraceStore {
     /// compaction. Must be called within a Tokio runtime.
     pub async fn open(config: StoreConfig) -> Result<TraceStore> {
         config.validate()?;
-        let data_dir = config.data_dir.clone();
+        let data_dir = absolute_data_dir(&config.data_dir)?;
         let blocks_dir = data_dir.join("blocks");
         let wal_dir = data_dir.join("wal");
         std::fs::create_dir_all(&blocks_dir)?;
@@ -357,7 +357,7 @@ impl TraceStore {
     /// still in the collector's head are not visible to this reader).
     pub async fn open_read_only(config: StoreConfig, refresh: Duration) -> Result<TraceStore> {
         config.validate()?;
-        let data_dir = config.data_dir.clone();
+        let data_dir = absolute_data_dir(&config.data_dir)?;
         let blocks_dir = data_dir.join("blocks");
         std::fs::create_dir_all(&blocks_dir)?;
         let catalog = Catalog::open(&data_dir).await?;
@@ -530,6 +530,18 @@ async fn reload_index(inner: &Arc<Inner>) -> Result<()> {
     inner.state.write().blocks = blocks;
     *inner.operations.write() = operations;
     Ok(())
+}
+
+/// Creates `data_dir` if needed and returns it as an absolute path: searches hand block
+/// paths to DataFusion's object store, which reads a relative path (the default
+/// `./meshtel-data`) from the root.
+fn absolute_data_dir(data_dir: &Path) -> Result<PathBuf> {
+    let failed = |source| Error::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(failed)?;
+    std::fs::canonicalize(data_dir).map_err(failed)
 }
 
 fn remove_orphan_block_files(blocks_dir: &std::path::Path, blocks: &[BlockMeta]) -> Result<()> {

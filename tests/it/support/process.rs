@@ -113,10 +113,12 @@ impl Meshtel {
         let log = dir.next_log(role);
         let log_file = File::create(&log).expect("creating the log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_meshtel"));
+        // A relative data directory, as the default `./meshtel-data` is.
         command
+            .current_dir(dir.path())
             .arg(role.subcommand())
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg("data")
             .args(["--grpc-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0"])
             .args(["--zipkin-listen", "127.0.0.1:0"])
