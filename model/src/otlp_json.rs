@@ -13,7 +13,10 @@
 //! - `null` for a field, which proto3 JSON reads as the default: removed;
 //! - `doubleValue` as a string (`"1.5"`, `"NaN"`): parsed; non-finite values cannot be
 //!   held in a JSON tree and become empty values;
-//! - profiling-only fields (`keyStrindex`, `stringValueStrindex`): removed.
+//! - profiling-only fields (`keyStrindex`, `stringValueStrindex`): removed;
+//! - fields at their default left out, as proto3 JSON encoders do, where the impls
+//!   require them: an empty `arrayValue`/`kvlistValue` (`{}`) and an empty
+//!   attribute key: filled in.
 //!
 //! So the body is parsed into a `serde_json::Value`, normalised by
 //! [`normalize_otlp_json`], then deserialised. Every key of an OTLP trace document is
@@ -82,6 +85,18 @@ pub fn normalize_otlp_json(value: &mut Value) {
                     "kind" => enum_name_to_number(&mut field, SPAN_KIND_NAMES),
                     "code" => enum_name_to_number(&mut field, STATUS_CODE_NAMES),
                     "doubleValue" => double_string_to_number(&mut field),
+                    "arrayValue" => default_values(&mut field),
+                    "kvlistValue" => {
+                        default_values(&mut field);
+                        if let Some(Value::Array(items)) = field.get_mut("values") {
+                            items.iter_mut().for_each(default_key);
+                        }
+                    }
+                    "attributes" => {
+                        if let Value::Array(items) = &mut field {
+                            items.iter_mut().for_each(default_key);
+                        }
+                    }
                     k if U32_FIELDS.contains(&k) => integer_string_to_number(&mut field),
                     _ => {}
                 }
@@ -93,6 +108,23 @@ pub fn normalize_otlp_json(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(normalize_otlp_json),
         _ => {}
+    }
+}
+
+/// An empty `arrayValue` or `kvlistValue` as proto3 JSON writes it (`{}`, its repeated
+/// field left out): given its empty `values`.
+fn default_values(field: &mut Value) {
+    if let Value::Object(map) = field {
+        map.entry("values")
+            .or_insert_with(|| Value::Array(Vec::new()));
+    }
+}
+
+/// A `KeyValue` whose `key` is the empty string, which proto3 JSON leaves out.
+fn default_key(item: &mut Value) {
+    if let Value::Object(map) = item {
+        map.entry("key")
+            .or_insert_with(|| Value::String(String::new()));
     }
 }
 

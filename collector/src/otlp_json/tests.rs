@@ -234,3 +234,34 @@ fn a_body_wrong_at_the_top_has_no_empty_path() {
         "{error}"
     );
 }
+
+#[test]
+fn accepts_every_default_a_proto3_encoder_leaves_out() {
+    // What protobuf's own JSON printers write for an empty array, an empty map and an
+    // empty key, plus the other fields at their default.
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"scope":{},"spans":[{
+        "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+        "attributes":[{"key":"a","value":{"arrayValue":{}}},{"key":"m","value":{"kvlistValue":{}}},
+                      {"value":{"stringValue":"x"}},{"key":"e","value":{}},{"key":"n"},
+                      {"key":"k","value":{"kvlistValue":{"values":[{"value":{"intValue":"1"}}]}}}],
+        "status":{},"events":[{}]}]}]}]}"#;
+    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let span = only_span(&request);
+    let value = |i: usize| {
+        span.attributes[i]
+            .value
+            .as_ref()
+            .and_then(|v| v.value.clone())
+    };
+    assert!(matches!(value(0), Some(Any::ArrayValue(a)) if a.values.is_empty()));
+    assert!(matches!(value(1), Some(Any::KvlistValue(m)) if m.values.is_empty()));
+    assert_eq!(span.attributes[2].key, "");
+    assert_eq!(value(2), Some(Any::StringValue("x".into())));
+    assert_eq!(value(3), None);
+    assert_eq!(value(4), None);
+    let Some(Any::KvlistValue(map)) = value(5) else {
+        panic!("a map: {:?}", value(5));
+    };
+    assert_eq!(map.values[0].key, "");
+    assert_eq!(span.events.len(), 1);
+}
