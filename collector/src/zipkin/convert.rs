@@ -1,10 +1,10 @@
 //! Zipkin v2 JSON spans → OTLP `ResourceSpans` (spec §5.2, §5.3; the mapping of the
 //! OpenTelemetry Collector's `zipkinv2` translator, with the Zipkin server's id rules).
 //!
-//! - one `ResourceSpans` per `localEndpoint.serviceName` (first-seen order), with
-//!   `service.name` set and the resource-convention tags (`host.*`, `k8s.*`,
-//!   `service.version`, ...) of the group's first span moved to it; without a service
-//!   name the resource stays empty, which Jaeger shows as `OTLPResourceNoServiceName`;
+//! - one `ResourceSpans` per `localEndpoint.serviceName` and set of resource-convention
+//!   tags (`host.*`, `k8s.*`, `service.version`, ...) (first-seen order), with
+//!   `service.name` set and those tags moved to it; without a service name the
+//!   resource stays empty, which Jaeger shows as `OTLPResourceNoServiceName`;
 //! - one `ScopeSpans` per `otel.scope.name` / `otel.library.name` tag (and version);
 //! - ids: `traceId` 1–32 and `id`/`parentId` 1–16 lower-hex digits, left-padded;
 //!   upper case, other characters and all-zero `traceId`/`id` are refused (400 naming
@@ -78,19 +78,21 @@ pub fn decode_zipkin_json(body: &[u8]) -> Result<Vec<ZipkinSpan>> {
 
 /// Converts Zipkin spans to OTLP, grouped by service and scope; see the module docs.
 pub fn zipkin_spans_to_otlp(spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans>> {
-    let mut groups: Vec<(String, ResourceSpans)> = Vec::new();
+    // Spans of one service with other resource tags (two pods of it) are two resources.
+    type ResourceKey = (String, BTreeMap<String, String>);
+    let mut groups: Vec<(ResourceKey, ResourceSpans)> = Vec::new();
     for (index, zipkin_span) in spans.into_iter().enumerate() {
         let converted = convert_span(index, zipkin_span)?;
-        let position = match groups
-            .iter()
-            .position(|(service, _)| *service == converted.service_name)
-        {
+        let position = match groups.iter().position(|((service, tags), _)| {
+            *service == converted.service_name && *tags == converted.resource_tags
+        }) {
             Some(position) => position,
             None => {
-                groups.push((
+                let key = (
                     converted.service_name.clone(),
-                    new_resource_group(&converted),
-                ));
+                    converted.resource_tags.clone(),
+                );
+                groups.push((key, new_resource_group(&converted)));
                 groups.len() - 1
             }
         };

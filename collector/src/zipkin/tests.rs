@@ -282,6 +282,37 @@ fn timestamps_and_annotations() {
 }
 
 #[test]
+fn spans_of_one_service_with_other_resource_tags_get_their_own_resource() {
+    let groups = convert(
+        r#"[{"traceId":"1","id":"1","localEndpoint":{"serviceName":"svc"},"tags":{"host.name":"pod-1"}},
+            {"traceId":"1","id":"2","localEndpoint":{"serviceName":"svc"},
+             "tags":{"host.name":"pod-2","k8s.pod.name":"svc-7d9f"}},
+            {"traceId":"1","id":"3","localEndpoint":{"serviceName":"svc"},"tags":{"host.name":"pod-1"}}]"#,
+    )
+    .unwrap();
+    assert_eq!(groups.len(), 2);
+    let resource =
+        |i: usize, key: &str| attr(&groups[i].resource.as_ref().unwrap().attributes, key);
+    assert_eq!(
+        resource(0, "host.name"),
+        Some(Any::StringValue("pod-1".into()))
+    );
+    assert_eq!(groups[0].scope_spans[0].spans.len(), 2);
+    assert_eq!(
+        resource(1, "host.name"),
+        Some(Any::StringValue("pod-2".into()))
+    );
+    assert_eq!(
+        resource(1, "k8s.pod.name"),
+        Some(Any::StringValue("svc-7d9f".into()))
+    );
+    assert_eq!(
+        resource(1, "service.name"),
+        Some(Any::StringValue("svc".into()))
+    );
+}
+
+#[test]
 fn resource_and_scope_tags_move_out_of_span_attributes() {
     let groups = convert(
         r#"[{"traceId":"1","id":"1","timestamp":1,"localEndpoint":{"serviceName":"svc"},
