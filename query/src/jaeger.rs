@@ -155,6 +155,10 @@ async fn search_traces(
             tracing::debug!(traces = traces.len(), "search done");
             json_response(&Envelope::data(traces), params.pretty_print())
         }
+        TracesRequest::Nothing => json_response(
+            &Envelope::data(Vec::<model::Trace>::new()),
+            params.pretty_print(),
+        ),
         TracesRequest::ByIds(ids) => {
             let (traces, missing) = state.jaeger.get_jaeger_traces(&ids).await?;
             let errors = (!missing.is_empty()).then(|| {
@@ -237,8 +241,7 @@ async fn transform(
         |e: serde_json::Error| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}"));
     let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(unmarshal)?;
     meshtel_model::otlp_json::normalize_otlp_json(&mut value);
-    let request: ExportTraceServiceRequest =
-        serde_json::from_value(value).map_err(unmarshal)?;
+    let request: ExportTraceServiceRequest = serde_json::from_value(value).map_err(unmarshal)?;
     let traces = convert::resource_spans_to_jaeger(&request.resource_spans);
     json_response(&Envelope::data(traces), params.pretty_print())
 }

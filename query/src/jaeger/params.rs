@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use meshtel_model::duration::parse_go_duration;
+use meshtel_model::duration::{DurationError, parse_go_duration};
 use meshtel_model::{TraceId, TraceQuery};
 
 use crate::error::{ApiError, Result};
@@ -61,6 +61,8 @@ pub enum TracesRequest {
     Search(TraceQuery),
     /// A fetch of these ids (`traceID=…`, repeated); search parameters are ignored.
     ByIds(Vec<TraceId>),
+    /// A search no span can match: a negative `maxDuration`, which Jaeger accepts.
+    Nothing,
 }
 
 /// Parses `/api/traces` parameters in Jaeger's order, so that the first bad parameter
@@ -110,6 +112,15 @@ pub fn parse_traces_params(
             "'maxDuration' should be greater than 'minDuration'".to_string(),
         ));
     }
+    // Jaeger takes signed durations: a negative minimum bounds nothing, a negative
+    // maximum lets no span through.
+    if max_duration.is_some_and(|max| max < 0) {
+        return Ok(TracesRequest::Nothing);
+    }
+    let bound = |d: Option<i128>| {
+        d.filter(|d| *d > 0)
+            .map(|d| u64::try_from(d).unwrap_or(u64::MAX))
+    };
     let limit = if limit <= 0 {
         DEFAULT_SEARCH_LIMIT
     } else {
@@ -121,8 +132,8 @@ pub fn parse_traces_params(
         tags: tags.into_iter().collect(),
         start_min_unix_nano: start,
         start_max_unix_nano: end,
-        duration_min_nano: min_duration.filter(|d| *d != 0),
-        duration_max_nano: max_duration.filter(|d| *d != 0),
+        duration_min_nano: bound(min_duration),
+        duration_max_nano: bound(max_duration),
         limit: limit.min(max_limit.max(1)),
     }))
 }
@@ -226,13 +237,38 @@ fn parse_epoch_param(
     Ok(u64::try_from(value).unwrap_or(0).saturating_mul(unit_nanos))
 }
 
-fn parse_duration_param(params: &QueryParams, name: &str) -> Result<Option<u64>> {
+/// A Go duration in nanoseconds, signed as Go's are.
+fn parse_duration_param(params: &QueryParams, name: &str) -> Result<Option<i128>> {
     let text = params.get(name);
     if text.is_empty() {
         return Ok(None);
     }
-    let duration = parse_go_duration(text).map_err(|e| param_error(name, &e.to_string()))?;
-    Ok(Some(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)))
+    let (sign, magnitude) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text),
+    };
+    if sign < 0 && magnitude.starts_with(['-', '+']) {
+        return Err(param_error(
+            name,
+            &DurationError::Invalid(text.into()).to_string(),
+        ));
+    }
+    let duration = parse_go_duration(magnitude).map_err(|e| {
+        // Errors name the parameter as written.
+        let e = match e {
+            DurationError::Invalid(_) => DurationError::Invalid(text.into()),
+            DurationError::MissingUnit(_) => DurationError::MissingUnit(text.into()),
+            DurationError::UnknownUnit { unit, .. } => DurationError::UnknownUnit {
+                unit,
+                text: text.into(),
+            },
+            other => other,
+        };
+        param_error(name, &e.to_string())
+    })?;
+    Ok(Some(
+        sign * i128::try_from(duration.as_nanos()).unwrap_or(i128::MAX),
+    ))
 }
 
 /// `tag=key:value` (split at the first `:`) then `tags={"k":"v"}` objects, later

@@ -26,6 +26,24 @@ fn error(q: &str) -> String {
 }
 
 #[test]
+fn signed_durations_as_go_reads_them() {
+    // A negative minimum bounds nothing; a negative maximum lets no span through.
+    let q = query("service=s&minDuration=-1s&maxDuration=%2B2ms");
+    assert_eq!(
+        (q.duration_min_nano, q.duration_max_nano),
+        (None, Some(2_000_000))
+    );
+    assert!(matches!(
+        search("service=s&maxDuration=-1ms"),
+        Ok(TracesRequest::Nothing)
+    ));
+    assert!(matches!(
+        search("service=s&minDuration=-5s&maxDuration=-1s"),
+        Ok(TracesRequest::Nothing)
+    ));
+}
+
+#[test]
 fn defaults() {
     let q = query("service=frontend");
     assert_eq!(q.service.as_deref(), Some("frontend"));
@@ -108,6 +126,18 @@ fn error_messages_match_jaeger() {
     assert_eq!(
         error("service=s&minDuration=2s&maxDuration=1s"),
         "'maxDuration' should be greater than 'minDuration'"
+    );
+    assert_eq!(
+        error("service=s&minDuration=1s&maxDuration=-1s"),
+        "'maxDuration' should be greater than 'minDuration'"
+    );
+    assert_eq!(
+        error("service=s&minDuration=--1s"),
+        "unable to parse param 'minDuration': time: invalid duration \"--1s\""
+    );
+    assert_eq!(
+        error("service=s&maxDuration=-2d"),
+        "unable to parse param 'maxDuration': time: unknown unit \"d\" in duration \"-2d\""
     );
     assert_eq!(
         error("service=s&tag=novalue"),
