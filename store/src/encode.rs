@@ -344,7 +344,8 @@ pub(crate) fn append_span(
         b.event_attributes.append_null();
     } else {
         for event in &span.events {
-            if !event.name.is_empty() {
+            // The name is the log's `event` field unless an attribute takes that key.
+            if !event.name.is_empty() && !event.attributes.iter().any(|kv| kv.key == "event") {
                 encode_scalar("event", Scalar::Str(&event.name), scratch);
                 b.event_attributes.values().append_value(scratch.as_str());
             }

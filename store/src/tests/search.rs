@@ -197,6 +197,31 @@ async fn array_and_map_values_are_found_by_the_json_text_jaeger_shows() {
     store.shutdown().await.unwrap();
 }
 
+/// Jaeger shows an event's name as its log's `event` field only when no attribute is
+/// called `event`; a search finds what it shows.
+#[tokio::test]
+async fn an_event_attribute_named_event_hides_the_event_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let mut t = trace(51, "events", 1, *T0, 1000);
+    t.scope_spans[0].spans[0].events = vec![Event {
+        time_unix_nano: *T0 + 10,
+        name: "cache.miss".into(),
+        attributes: vec![kv("event", s("lookup"))],
+        dropped_attributes_count: 0,
+    }];
+    store.write_spans(vec![t]).await.unwrap();
+    for phase in ["head", "block"] {
+        for (value, found) in [("lookup", 1), ("cache.miss", 0)] {
+            let mut q = query("events");
+            q.tags = vec![("event".to_string(), value.to_string())];
+            assert_eq!(ids(&store, &q).await.len(), found, "{phase}: event={value}");
+        }
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}
+
 /// `trace(seed, ..)` with `n` spans, any number of them: span ids from the index.
 fn wide_trace(seed: u8, service: &str, n: u32, start: u64) -> ResourceSpans {
     let mut wide = trace(seed, service, 1, start, 500);
