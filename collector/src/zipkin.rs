@@ -1,15 +1,15 @@
 //! Zipkin v2 ingest: `POST /api/v2/spans` (spec §5).
 //!
-//! The body is a JSON array of Zipkin v2 spans, whatever the `Content-Type` says
-//! (Zipkin decodes a missing or unknown type as JSON), optionally gzip- or
+//! The body is a proto3 `ListOfSpans` when the `Content-Type` is
+//! `application/x-protobuf`, else a JSON array of Zipkin v2 spans, whatever the type
+//! says (Zipkin decodes a missing or unknown type as JSON); optionally gzip- or
 //! deflate-compressed. It is converted to OTLP ([`convert`]) and goes through the same
 //! limits, validation and durable write as OTLP ([`Ingest::export`]).
 //!
 //! | request | answer |
 //! | --- | --- |
 //! | valid span list | 202, empty body |
-//! | undecodable JSON, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span) |
-//! | `application/x-protobuf` (proto3 `ListOfSpans`) | 415, text: not supported, send JSON |
+//! | undecodable JSON or protobuf, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span) |
 //! | body over `max_request_bytes` | 413 |
 //! | store overloaded / unavailable | 503 (+ `Retry-After` seconds when overloaded) |
 
@@ -33,7 +33,7 @@ use crate::otlp_http::{method_not_allowed, retry_after_seconds};
 
 pub mod convert;
 
-use convert::{decode_zipkin_json, zipkin_spans_to_otlp};
+use convert::{decode_zipkin_json, decode_zipkin_proto, zipkin_spans_to_otlp};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -49,15 +49,6 @@ pub fn zipkin_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router {
 
 #[instrument(skip_all, fields(protocol = "zipkin"))]
 async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
-    if let Some(media) = media_type(&headers)
-        && media == "application/x-protobuf"
-    {
-        return ZipkinError(Error::UnsupportedMediaType {
-            media_type: media,
-            supported: "application/json (Zipkin v2 JSON span list); protobuf ListOfSpans is not supported",
-        })
-        .into_response();
-    }
     match decode_and_export(&ingest, &headers, body).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(error) => ZipkinError(error).into_response(),
@@ -66,7 +57,12 @@ async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Bo
 
 async fn decode_and_export(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<()> {
     let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
-    let zipkin_spans = decode_zipkin_json(&bytes)?;
+    let protobuf = media_type(headers).is_some_and(|media| media == "application/x-protobuf");
+    let zipkin_spans = if protobuf {
+        decode_zipkin_proto(&bytes)?
+    } else {
+        decode_zipkin_json(&bytes)?
+    };
     let received = zipkin_spans.len();
     if received > ingest.limits().max_spans_per_request {
         return Err(Error::TooManySpans {

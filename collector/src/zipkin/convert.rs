@@ -35,6 +35,10 @@ use serde_json::Number;
 
 use crate::error::{Error, Result};
 
+pub mod proto;
+
+pub use proto::decode_zipkin_proto;
+
 /// Marker attribute for a span sent without a `timestamp`.
 pub const START_TIME_ABSENT_ATTRIBUTE: &str = "otel.zipkin.absentField.startTime";
 

@@ -152,24 +152,61 @@ async fn bad_ids_are_400_naming_index_and_field() {
     assert!(servers.sink.written().is_empty());
 }
 
+/// The spec example as proto3 `ListOfSpans`, the way Brave's PROTO3 encoding sends it.
+fn spec_example_proto() -> Vec<u8> {
+    use meshtel_collector::zipkin::convert::proto::{ListOfSpans, ProtoEndpoint, ProtoSpan};
+    use prost::Message;
+    let span = ProtoSpan {
+        trace_id: hex::decode("5af7183fb1d4cf5f").unwrap(),
+        parent_id: hex::decode("6b221d5bc9e6496c").unwrap(),
+        id: hex::decode("352bff9a74ca9ad2").unwrap(),
+        kind: 2,
+        name: "get /api".into(),
+        timestamp: 1_556_604_172_355_737,
+        duration: 1431,
+        local_endpoint: Some(ProtoEndpoint {
+            service_name: "backend".into(),
+            ipv4: vec![192, 168, 99, 1],
+            port: 3306,
+            ..Default::default()
+        }),
+        remote_endpoint: Some(ProtoEndpoint {
+            ipv4: vec![172, 19, 0, 2],
+            port: 58648,
+            ..Default::default()
+        }),
+        tags: [("http.method", "GET"), ("http.path", "/api")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    ListOfSpans { spans: vec![span] }.encode_to_vec()
+}
+
 #[tokio::test]
-async fn protobuf_is_415_with_a_clear_message() {
-    let servers = Servers::start(IngestLimits::default()).await;
+async fn protobuf_list_of_spans_maps_like_the_json_one() {
+    let json = Servers::start(IngestLimits::default()).await;
+    let response = post(&json, Some("application/json"), None, SPEC_EXAMPLE.into()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let proto = Servers::start(IngestLimits::default()).await;
     let response = post(
-        &servers,
+        &proto,
         Some("application/x-protobuf"),
         None,
-        vec![1, 2, 3],
+        spec_example_proto(),
     )
     .await;
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("protobuf ListOfSpans is not supported")
-    );
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert!(response.bytes().await.unwrap().is_empty());
+    assert_eq!(proto.sink.written(), json.sink.written());
+
+    // Not protobuf at all: 400 naming the decoder, nothing written.
+    let bad = Servers::start(IngestLimits::default()).await;
+    let response = post(&bad, Some("application/x-protobuf"), None, vec![0xff, 0xff]).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!response.text().await.unwrap().is_empty());
+    assert!(bad.sink.written().is_empty());
 }
 
 #[tokio::test]
