@@ -8,7 +8,10 @@
 //! `apply` validates every policy in the file first (nothing is written when one is
 //! invalid), then for each: GET it, and PUT it with `If-None-Match: *` (created) or
 //! `If-Match: "<version>"` (updated) unless it is unchanged, so a concurrent change is
-//! reported instead of overwritten.
+//! reported instead of overwritten. `import --apply` also refuses, before writing
+//! anything, to replace a stored policy of another origin: a limit of another
+//! rate-limit domain, or a policy that is not a rate-limit one
+//! ([`meshtel_model::quota::import::replace_conflict`]).
 
 mod client;
 mod render;
@@ -18,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use meshtel_model::quota::QuotaPolicySpec;
-use meshtel_model::quota::import::import_any;
+use meshtel_model::quota::import::{import_any, replace_conflict};
 
 use self::client::{AdminClient, PutCondition};
 
@@ -126,7 +129,7 @@ pub async fn run(command: QuotaCommand) -> anyhow::Result<()> {
         QuotaCommand::Apply { file, api } => {
             let specs = render::parse_policies(&read_input(&file)?)
                 .with_context(|| format!("reading {}", file.display()))?;
-            apply(&AdminClient::new(&api)?, specs).await?;
+            apply(&AdminClient::new(&api)?, specs, Origin::File).await?;
         }
         QuotaCommand::Delete { name, api } => {
             AdminClient::new(&api)?.delete(&name).await?;
@@ -140,7 +143,7 @@ pub async fn run(command: QuotaCommand) -> anyhow::Result<()> {
             let specs = import_any(&read_input(&file)?)
                 .with_context(|| format!("importing {}", file.display()))?;
             if write {
-                apply(&AdminClient::new(&api)?, specs).await?;
+                apply(&AdminClient::new(&api)?, specs, Origin::Import).await?;
             } else {
                 print!("{}", render::specs_to_yaml(&specs)?);
             }
@@ -171,14 +174,47 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Validates every policy, then writes each one that differs from what is stored.
-async fn apply(client: &AdminClient, specs: Vec<QuotaPolicySpec>) -> anyhow::Result<()> {
+/// Where the policies `apply` writes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// `quota apply -f`: the user's own policies, which may replace anything.
+    File,
+    /// `quota import --apply`: converted configuration, which must not replace a
+    /// policy of another origin.
+    Import,
+}
+
+/// Validates every policy and reads what is stored under their names; an import is
+/// refused (nothing written) when it would replace a policy of another origin. Then
+/// writes each one that differs from what is stored.
+async fn apply(
+    client: &AdminClient,
+    specs: Vec<QuotaPolicySpec>,
+    origin: Origin,
+) -> anyhow::Result<()> {
     if specs.is_empty() {
         anyhow::bail!("no quota policies in the input");
     }
     render::validate_all(&specs)?;
-    for spec in specs {
-        let outcome = match client.get(&spec.name).await? {
+    let mut stored = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        stored.push(client.get(&spec.name).await?);
+    }
+    if origin == Origin::Import {
+        let conflicts: Vec<String> = specs
+            .iter()
+            .zip(&stored)
+            .filter_map(|(spec, current)| replace_conflict(&current.as_ref()?.spec, spec))
+            .collect();
+        if !conflicts.is_empty() {
+            anyhow::bail!(
+                "nothing applied: the import would replace policies it did not write:\n  {}",
+                conflicts.join("\n  ")
+            );
+        }
+    }
+    for (spec, current) in specs.into_iter().zip(stored) {
+        let outcome = match current {
             None => {
                 client.put(&spec, PutCondition::Create).await?;
                 "created".to_string()

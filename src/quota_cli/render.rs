@@ -145,6 +145,7 @@ pub fn match_summary(spec: &QuotaPolicySpec) -> String {
             .descriptors
             .iter()
             .map(|e| match &e.value {
+                Some(v) if e.share_threshold => format!("{}={v} (shared)", e.key),
                 Some(v) => format!("{}={v}", e.key),
                 None => e.key.clone(),
             })
@@ -327,6 +328,47 @@ mod tests {
     }
 
     #[test]
+    fn imported_policies_print_as_yaml_that_reads_back_the_same() {
+        // What `quota import` prints and `quota get` shows is what `apply -f` takes:
+        // scalars kept as written, shareThreshold, the reported name (empty: none),
+        // a limit of 0, whitelisted (unlimited) descriptors.
+        let specs = meshtel_model::quota::import::import_envoy_ratelimit(
+            r#"
+domain: scal
+descriptors:
+  - key: api_version
+    value: 1.10
+    rate_limit: {unit: minute, requests_per_unit: 0}
+  - key: hexish
+    value: 0x1F
+    rate_limit: {unit: minute, requests_per_unit: 1, name: 1e3}
+  - key: flag
+    value: yes
+  - key: path
+    value: /api/*
+    share_threshold: true
+    rate_limit: {unit: minute, requests_per_unit: 2}
+"#,
+        )
+        .unwrap();
+        let yaml = specs_to_yaml(&specs).unwrap();
+        assert_eq!(parse_policies(&yaml).unwrap(), specs, "{yaml}");
+        assert!(yaml.contains("shareThreshold: true"), "{yaml}");
+        let stored = PolicyJson {
+            spec: specs[0].clone(),
+            version: 1,
+            updated_at: "t".into(),
+            updated_by: "u".into(),
+        };
+        let shown = policy_to_yaml(&stored).unwrap();
+        assert_eq!(
+            parse_policies(&shown).unwrap(),
+            vec![specs[0].clone()],
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn quota_summaries() {
         let spec: QuotaPolicySpec = yaml_serde::from_str(
             "name: q\nmatch: {source: {service: reviews, version: v3}, destination: {service: ratings}, method: GET, pathPrefix: /api}\n\
@@ -341,6 +383,11 @@ mod tests {
         };
         assert_eq!(limit_summary(&all), "unlimited");
         assert_eq!(match_summary(&QuotaPolicySpec::default()), "*");
+        let shared = meshtel_model::quota::import::import_envoy_ratelimit(
+            "domain: s\ndescriptors: [{key: path, value: /api/*, share_threshold: true, rate_limit: {unit: minute, requests_per_unit: 2}}]\n",
+        )
+        .unwrap();
+        assert_eq!(match_summary(&shared[0]), "rls s: path=/api/* (shared)");
         assert_eq!(
             table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]),
             "A    BB\nxyz  1\n"

@@ -15,6 +15,7 @@ mod durability;
 mod malformed;
 mod mesh;
 mod query_errors;
+mod quota_import;
 mod roundtrip;
 mod rules_cli;
 mod sdk;

@@ -9,7 +9,9 @@
 //! - token bucket: `max_amount` tokens refill per `valid_duration`, up to `burst`,
 //!   counted exactly in units of `1 / valid_duration_ns` token (no floating point).
 //!
-//! A decision never grants more than is left; a denied request charges nothing.
+//! A decision never grants more than is left; a denied request charges nothing. A
+//! limit of 0 denies every request that asks for anything, whatever the algorithm (a
+//! token bucket with a `burst` but no refill included), until the window ends.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -188,10 +190,10 @@ impl Counter {
     /// changed) and charges what is granted.
     pub fn charge(&mut self, limit: &Limit, amount: u64, mode: Mode, now: u64) -> Step {
         self.apply_limit(limit, now);
-        let step = match self.limit.algorithm {
-            Algorithm::FixedWindow => self.charge_fixed(amount, mode, now),
-            Algorithm::RollingWindow { bucket } => self.charge_rolling(bucket, amount, mode, now),
-            Algorithm::TokenBucket { burst } => self.charge_token(burst, amount, mode, now),
+        let step = if self.limit.max_amount == 0 && amount > 0 {
+            self.refuse_zero_limit(amount, mode, now)
+        } else {
+            self.charge_algorithm(amount, mode, now)
         };
         if step.denied {
             self.denied += 1;
@@ -199,6 +201,25 @@ impl Counter {
             self.granted = self.granted.saturating_add(step.granted);
         }
         step
+    }
+
+    /// A limit of 0: nothing is ever left. Denied (shadow: granted) until the fixed
+    /// window ends, or for a whole window (the other algorithms never free anything).
+    fn refuse_zero_limit(&self, amount: u64, mode: Mode, now: u64) -> Step {
+        let w = window_ns(&self.limit);
+        let until = match self.limit.algorithm {
+            Algorithm::FixedWindow => w - now % w,
+            _ => w,
+        };
+        Step::refused(amount, mode, 0, until, until, until)
+    }
+
+    fn charge_algorithm(&mut self, amount: u64, mode: Mode, now: u64) -> Step {
+        match self.limit.algorithm {
+            Algorithm::FixedWindow => self.charge_fixed(amount, mode, now),
+            Algorithm::RollingWindow { bucket } => self.charge_rolling(bucket, amount, mode, now),
+            Algorithm::TokenBucket { burst } => self.charge_token(burst, amount, mode, now),
+        }
     }
 
     /// How much of `avail` to grant for `amount`: Some(grant) or None when denied.

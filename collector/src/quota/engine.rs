@@ -77,7 +77,7 @@ pub struct QuotaDecision {
     pub valid_duration: Duration,
     /// When denied: when the amount could be granted.
     pub retry_after: Option<Duration>,
-    /// The limit that applied (0 when none did).
+    /// The limit that applied (0 when none did, or when it is a limit of 0).
     pub limit: u64,
     /// What is left of it.
     pub remaining: u64,

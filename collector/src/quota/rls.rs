@@ -7,8 +7,9 @@
 //!    │ domain unknown ─► OK, every status OK without current_limit
 //!    ▼ per descriptor
 //!  limit override in the descriptor ─► fixed window of requests_per_unit per unit
-//!  else policies with rateLimit{domain} and as many entries: the most specific
-//!  wins, level by level (exact value > prefix* (longer first) > any value)
+//!  else walk the domain's descriptor tree, one level per entry (greedy, no going
+//!  back): exact value > prefix* (longest first) > any value; no node ─► no limit;
+//!  the limit is the one of the node reached at the last entry, if it has one
 //!    ▼
 //!  replaces: a matched policy naming another matched one drops it (no limit)
 //!  unlimited ─► OK, limit_remaining = u32::MAX, no current_limit
@@ -18,18 +19,36 @@
 //!  overall_code OVER_LIMIT iff any descriptor is
 //! ```
 //!
+//! The descriptor tree is not stored: its nodes are the prefixes of the `rateLimit.
+//! descriptors` of the domain's policies (a node is a key and a value, or a key alone),
+//! and a node has a limit when a policy's descriptors end there. At each level the walk
+//! takes, among the children of the node it is at, the one whose value equals the
+//! entry's, else a wildcard (`value` ending in `*`) the entry's value starts with,
+//! else the one with the entry's key and no value; when none fits there is no limit,
+//! even if another branch would have fitted (envoyproxy/ratelimit's `GetLimit`). Of
+//! several fitting wildcards the longest prefix wins: envoyproxy/ratelimit takes the
+//! first in its file, an order the policies do not keep. A descriptor envoyproxy/
+//! ratelimit whitelists (no limit, no children) is an `unlimited` policy, so the walk
+//! stops there instead of falling back to a more general limit.
+//!
 //! Counter keys: the policy name, then `;key=value` for every entry without a value
 //! (the policy's dimensions, which its overrides match), then for every wildcard
-//! entry, as envoyproxy/ratelimit keys each value of a wildcard separately. A denied
-//! descriptor charges nothing (envoyproxy/ratelimit's
-//! `STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT`); `limit_remaining` is then 0.
+//! entry, as envoyproxy/ratelimit keys each value of a wildcard separately; with
+//! `shareThreshold` the wildcard pattern stands for the value, so every value it
+//! matches shares one counter. A denied descriptor charges nothing (envoyproxy/
+//! ratelimit's `STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT`); `limit_remaining` is then
+//! 0. A `maxAmount` of 0 denies every descriptor that asks for a hit.
+//!
+//! `current_limit.name` is `rateLimit.name` when the policy has one (what `meshtel
+//! quota import` keeps of `rate_limit.name`; empty sends no name, as for a limit the
+//! envoyproxy/ratelimit file does not name), else the policy's name.
 //!
 //! `current_limit.unit` comes from the policy's window: 1 s SECOND, 1 min MINUTE,
 //! 1 h HOUR, 1 d DAY, 7 d WEEK, 30 d MONTH, 365 d YEAR. Any other window is reported
 //! in the longest of these units not longer than it (SECOND below a second) with
-//! `requests_per_unit` scaled to the same rate, rounded, at least 1: 10 per 5 s is
-//! reported as 2 per SECOND, 100 per 10 min as 10 per MINUTE, 10 per 500 ms as 20 per
-//! SECOND. The counter itself still uses the policy's window.
+//! `requests_per_unit` scaled to the same rate, rounded, at least 1 (0 stays 0): 10
+//! per 5 s is reported as 2 per SECOND, 100 per 10 min as 10 per MINUTE, 10 per 500 ms
+//! as 20 per SECOND. The counter itself still uses the policy's window.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +86,11 @@ pub const MAX_ENTRIES: usize = 16;
 /// The unit and requests per unit reporting `max_amount` per `window`.
 pub fn rate_limit_unit(max_amount: u64, window: Duration) -> (rate_limit::Unit, u32) {
     let saturate = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    if max_amount == 0 {
+        // Whatever the unit: nothing is allowed.
+        let (unit, _) = rate_limit_unit(1, window);
+        return (unit, 0);
+    }
     if window.subsec_nanos() == 0
         && let Some(&(unit, _)) = UNITS.iter().find(|(_, s)| *s == window.as_secs())
     {
@@ -100,50 +124,56 @@ fn override_window(unit: i32) -> Option<(Duration, rate_limit::Unit)> {
     Some((Duration::from_secs(secs), unit))
 }
 
-/// How specifically one pattern entry matches one request entry: exact 2, prefix 1
-/// (longer prefixes first), any value 0; `None` when it does not match.
-fn entry_specificity(pattern: &DescriptorEntrySpec, entry: &Entry) -> Option<(u8, usize)> {
-    if pattern.key != entry.key {
-        return None;
+/// Of the children `children` of one tree node (with repeats), the one the walk takes
+/// for `entry`: the exact value, else the longest wildcard prefix of the entry's
+/// value, else the key without a value.
+fn best_child<'a>(
+    children: impl Iterator<Item = &'a DescriptorEntrySpec>,
+    entry: &Entry,
+) -> Option<&'a DescriptorEntrySpec> {
+    // (rank, prefix length): exact 2, wildcard 1, any value 0.
+    let mut best: Option<(&DescriptorEntrySpec, (u8, usize))> = None;
+    for child in children.filter(|c| c.key == entry.key) {
+        let rank = match child.value.as_deref() {
+            None => (0, 0),
+            Some(v) if v == entry.value => (2, 0),
+            Some(v) => match v.strip_suffix('*') {
+                Some(prefix) if entry.value.starts_with(prefix) => (1, prefix.len()),
+                _ => continue,
+            },
+        };
+        if best.is_none_or(|(_, r)| rank > r) {
+            best = Some((child, rank));
+        }
     }
-    match pattern.value.as_deref() {
-        None => Some((0, 0)),
-        Some(v) => match v.strip_suffix('*') {
-            Some(prefix) => entry.value.starts_with(prefix).then_some((1, prefix.len())),
-            None => (v == entry.value).then_some((2, 0)),
-        },
-    }
+    best.map(|(child, _)| child)
 }
 
-/// Per entry specificity of a policy's pattern, compared lexicographically.
-type Specificity = Vec<(u8, usize)>;
-
-/// The most specific policy of `candidates` for `entries` (ties: name order).
-fn best_policy<'a>(
+/// The policy the greedy walk of the domain's descriptor tree reaches for `entries`
+/// (see the module documentation), if the node it ends at has one.
+fn walk_descriptor_tree<'a>(
     candidates: &'a [Arc<PolicyEntry>],
     entries: &[Entry],
 ) -> Option<&'a Arc<PolicyEntry>> {
-    let mut best: Option<(&Arc<PolicyEntry>, Specificity)> = None;
-    for candidate in candidates {
-        let Some(rl) = &candidate.policy.spec.rate_limit else {
-            continue;
-        };
-        if rl.descriptors.len() != entries.len() {
-            continue;
-        }
-        let score: Option<Specificity> = rl
-            .descriptors
-            .iter()
-            .zip(entries)
-            .map(|(p, e)| entry_specificity(p, e))
-            .collect();
-        if let Some(score) = score
-            && best.as_ref().is_none_or(|(_, s)| score > *s)
-        {
-            best = Some((candidate, score));
-        }
+    // The policies at or below the node reached so far, with their descriptors. Every
+    // policy counts, whatever its depth: a shorter one still makes a node that may win
+    // a level (and then end the walk).
+    let mut below: Vec<(&'a Arc<PolicyEntry>, &'a [DescriptorEntrySpec])> = candidates
+        .iter()
+        .filter_map(|p| {
+            let rl = p.policy.spec.rate_limit.as_ref()?;
+            Some((p, rl.descriptors.as_slice()))
+        })
+        .collect();
+    for (level, entry) in entries.iter().enumerate() {
+        let node = best_child(below.iter().filter_map(|&(_, d)| d.get(level)), entry)?;
+        below.retain(|&(_, d)| d.get(level).is_some_and(|e| e.same_node(node)));
     }
-    best.map(|(p, _)| p)
+    // Only a policy whose descriptors end at the last entry's node limits it.
+    below
+        .into_iter()
+        .find(|(_, d)| d.len() == entries.len())
+        .map(|(p, _)| p)
 }
 
 /// What limits one descriptor.
@@ -217,11 +247,14 @@ fn policy_key(policy: &PolicyEntry, entries: &[Entry]) -> (String, Limit) {
         .collect();
     let mut resolved = policy.policy.resolve_values(&values);
     for (p, e) in rl.descriptors.iter().zip(entries) {
-        if p.value.as_deref().is_some_and(|v| v.ends_with('*')) {
+        if let Some(pattern) = p.value.as_deref().filter(|v| v.ends_with('*')) {
             resolved.key.push(';');
             resolved.key.push_str(&e.key);
             resolved.key.push('=');
-            resolved.key.push_str(&e.value);
+            // share_threshold: the pattern stands for every value it matches.
+            resolved
+                .key
+                .push_str(if p.share_threshold { pattern } else { &e.value });
         }
     }
     (resolved.key, resolved.limit)
@@ -289,9 +322,8 @@ impl QuotaEngine {
                     },
                     None => Matched::Nothing,
                 },
-                None => {
-                    best_policy(candidates, &d.entries).map_or(Matched::Nothing, Matched::Policy)
-                }
+                None => walk_descriptor_tree(candidates, &d.entries)
+                    .map_or(Matched::Nothing, Matched::Policy),
             })
             .collect();
         // `replaces`: a matched limit naming another matched one drops it.
@@ -363,7 +395,13 @@ impl QuotaEngine {
                 let (key, limit) = policy_key(p, &descriptor.entries);
                 let decision = self.charge_key(&Chargee::of(p), &key, &limit, hits, false);
                 let (unit, rpu) = rate_limit_unit(limit.max_amount, limit.valid_duration);
-                (decision, p.name.to_string(), unit, rpu)
+                let name = p
+                    .policy
+                    .spec
+                    .rate_limit
+                    .as_ref()
+                    .map_or(&*p.name, |rl| rl.reported_name(&p.name));
+                (decision, name.to_string(), unit, rpu)
             }
             Matched::Override { limit, unit } => {
                 let key = override_key(domain, descriptor, limit);
@@ -429,3 +467,6 @@ pub fn rls_grpc_service(
 ) -> InvalidArgumentOnDecodeError<RateLimitServiceServer<RateLimitGrpc>> {
     InvalidArgumentOnDecodeError::new(RateLimitServiceServer::new(RateLimitGrpc { engine }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -496,12 +496,13 @@ fn invalid_policies_are_skipped_and_reported() {
     assert_eq!(load.loaded, 1);
     assert_eq!(load.invalid.len(), 2);
     assert_eq!(load.invalid[0].name, "Bad Name");
-    assert!(
-        load.invalid[0]
-            .errors
-            .iter()
-            .any(|e| e.field == "maxAmount")
-    );
+    // Every problem is reported: the name, and the missing window.
+    let fields: Vec<&str> = load.invalid[0]
+        .errors
+        .iter()
+        .map(|e| e.field.as_str())
+        .collect();
+    assert_eq!(fields, ["name", "validDuration"]);
     assert_eq!(engine.policy_names(), vec!["ok".to_string()]);
 }
 
@@ -764,3 +765,5 @@ mod sync {
         sweeper.abort();
     }
 }
+
+mod zero_limit;

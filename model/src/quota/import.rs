@@ -101,9 +101,11 @@ pub fn import_istio(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
 }
 
 /// Imports an envoyproxy/ratelimit configuration file (`domain` + `descriptors`): one
-/// policy per descriptor that has a `rate_limit`, bound to the RLS domain and the
+/// policy per descriptor that has a `rate_limit` or is whitelisted (neither a
+/// `rate_limit` nor children: an `unlimited` policy), bound to the RLS domain and the
 /// descriptor path (`rateLimit`). Validates as envoyproxy/ratelimit does (unknown keys,
-/// empty keys, duplicate composite keys, `unlimited` with a `unit`).
+/// empty keys, duplicate composite keys, `unlimited` with a `unit`); refuses
+/// `quota_mode`.
 pub fn import_envoy_ratelimit(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
     let mut documents = parse_documents(yaml)?.into_iter();
     let Some((_, root)) = documents.next() else {
@@ -115,7 +117,7 @@ pub fn import_envoy_ratelimit(yaml: &str) -> Result<Vec<QuotaPolicySpec>, Import
              (one domain per file)"
         )));
     }
-    envoy::import(&root)
+    envoy::import(&root, yaml)
 }
 
 /// Detects the format and imports: documents with `apiVersion` or `kind` are Istio
@@ -139,6 +141,46 @@ pub fn import_any(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
                 .into(),
         ))
     }
+}
+
+/// Why an imported policy must not replace `current`, the stored policy of the same
+/// name: it belongs to another rate-limit domain, or it is not a rate-limit policy (or,
+/// for an Istio import, it is one). The message names both. `None`: replacing it is an
+/// update of what an earlier import of the same source wrote.
+///
+/// Policies are named by `rate_limit.name` or by the descriptor path, so an import can
+/// reach a policy of another domain through an explicit name used in both files, or
+/// through derived names that coincide (domain `a.b` with key `c`, domain `a` with `b`
+/// then `c`, both `a.b.c`); `meshtel quota import --apply` refuses then instead of
+/// moving the other domain's limit.
+pub fn replace_conflict(current: &QuotaPolicySpec, imported: &QuotaPolicySpec) -> Option<String> {
+    let name = &imported.name;
+    let origin = |spec: &QuotaPolicySpec| match &spec.rate_limit {
+        Some(rl) => format!("a limit of rate-limit domain {:?}", rl.domain),
+        None => "a policy that is not bound to a rate-limit domain (it limits Checks)".to_string(),
+    };
+    let same_source = match (&current.rate_limit, &imported.rate_limit) {
+        (Some(a), Some(b)) => a.domain == b.domain,
+        (None, None) => true,
+        _ => false,
+    };
+    if same_source {
+        return None;
+    }
+    let hint = match &imported.rate_limit {
+        Some(rl) if rl.name.as_deref() == Some("") => {
+            "; its name is derived from the descriptor path: give the descriptor a \
+             rate_limit.name to tell them apart"
+        }
+        Some(_) => "; give the imported limit another rate_limit.name",
+        None => "",
+    };
+    Some(format!(
+        "policy {name:?} is {} and the import would replace it with {}{hint}, or delete \
+         the stored policy first",
+        origin(current),
+        origin(imported),
+    ))
 }
 
 /// Splits multi-document YAML; empty documents are dropped. Documents are numbered

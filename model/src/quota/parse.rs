@@ -39,15 +39,26 @@ where
 }
 
 /// One policy object as a spec; a type error (or an unknown or missing field) names
-/// its field path.
+/// its field path. `maxAmount` must be given unless `unlimited` is true: 0 is a limit
+/// (it denies every request), so leaving the field out is not read as 0.
 pub fn spec_from_value(value: Value) -> Result<QuotaPolicySpec, FieldError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
+    let states_amount = value
+        .as_object()
+        .is_none_or(|object| object.contains_key("maxAmount"));
+    let spec: QuotaPolicySpec = serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         FieldError {
             field: if path == "." { String::new() } else { path },
             message: error.into_inner().to_string(),
         }
-    })
+    })?;
+    if !states_amount && !spec.unlimited {
+        return Err(FieldError {
+            field: "maxAmount".into(),
+            message: "is required (0 denies every request; or set unlimited: true)".into(),
+        });
+    }
+    Ok(spec)
 }
 
 fn strict_value<'de, D: Deserializer<'de>>(
@@ -221,5 +232,18 @@ mod tests {
         .unwrap();
         let error = spec_from_value(value).unwrap_err();
         assert_eq!(error.field, "match.headers.x");
+    }
+
+    #[test]
+    fn max_amount_is_required_unless_unlimited() {
+        // 0 denies everything, so a policy that leaves the field out is not read as 0.
+        let value = strict_json_value(br#"{"name":"p","validDuration":"1s"}"#).unwrap();
+        let error = spec_from_value(value).unwrap_err();
+        assert_eq!(error.field, "maxAmount");
+        assert!(error.message.contains("is required"), "{error}");
+        let zero = strict_json_value(br#"{"name":"p","maxAmount":0,"validDuration":"1s"}"#);
+        assert_eq!(spec_from_value(zero.unwrap()).unwrap().max_amount, 0);
+        let unlimited = strict_json_value(br#"{"name":"p","unlimited":true}"#).unwrap();
+        assert!(spec_from_value(unlimited).unwrap().unlimited);
     }
 }

@@ -25,7 +25,9 @@ pub struct QuotaPolicySpec {
     /// Empty: one counter for the whole quota.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub dimensions: BTreeMap<String, String>,
-    /// Amount granted per window (requests, usually). Ignored when `unlimited`.
+    /// Amount granted per window (requests, usually); 0 denies every request (as
+    /// envoyproxy/ratelimit's `requests_per_unit: 0`). Required unless `unlimited`,
+    /// which ignores it.
     #[serde(default)]
     pub max_amount: u64,
     /// Window length (`fixed-window`, `rolling-window`) or the time to refill
@@ -146,13 +148,31 @@ pub struct RateLimitSpec {
     /// Names of other policies this one replaces when both match (envoy `replaces`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaces: Vec<String>,
+    /// The name RLS answers give this limit in `current_limit.name` (envoyproxy/
+    /// ratelimit's `rate_limit.name`, as written). Absent: the policy's name. Empty:
+    /// no name, as envoyproxy/ratelimit sends for a limit its file does not name (what
+    /// `meshtel quota import` writes for a policy whose name it derived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl RateLimitSpec {
     /// Whether `other` limits the same descriptors: the same domain and the same entries
-    /// in the same order. Only one of two such policies can ever apply.
+    /// (keys and values) in the same order. Only one of two such policies can ever
+    /// apply.
     pub fn same_descriptors(&self, other: &RateLimitSpec) -> bool {
-        self.domain == other.domain && self.descriptors == other.descriptors
+        self.domain == other.domain
+            && self.descriptors.len() == other.descriptors.len()
+            && self
+                .descriptors
+                .iter()
+                .zip(&other.descriptors)
+                .all(|(a, b)| a.same_node(b))
+    }
+
+    /// The name RLS answers report (`current_limit.name`) for a policy named `policy`.
+    pub fn reported_name<'a>(&'a self, policy: &'a str) -> &'a str {
+        self.name.as_deref().unwrap_or(policy)
     }
 }
 
@@ -165,6 +185,24 @@ pub struct DescriptorEntrySpec {
     /// Exact value, or prefix ending in `*`; absent matches any value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// Wildcard values only (`value` ending in `*`): every value the wildcard matches
+    /// shares one counter, keyed by the pattern instead of the value (envoyproxy/
+    /// ratelimit's `share_threshold`). By default each value has its own.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub share_threshold: bool,
+}
+
+impl DescriptorEntrySpec {
+    /// True when the value is a prefix pattern (`value` ending in `*`).
+    pub fn is_wildcard(&self) -> bool {
+        self.value.as_deref().is_some_and(|v| v.ends_with('*'))
+    }
+
+    /// Whether `other` is the same node of the descriptor tree: same key and value
+    /// (`shareThreshold` only shapes counter keys).
+    pub fn same_node(&self, other: &DescriptorEntrySpec) -> bool {
+        self.key == other.key && self.value == other.value
+    }
 }
 
 /// How a quota counts.

@@ -192,10 +192,7 @@ impl QuotaPolicySpec {
             }
         }
 
-        // limit
-        if !self.unlimited && self.max_amount == 0 {
-            errors.push("maxAmount", "must be greater than zero (or set unlimited: true)");
-        }
+        // limit: 0 is allowed and denies every request that asks for anything.
         if self.max_amount > MAX_AMOUNT {
             errors.push("maxAmount", too_large_amount());
         }
@@ -270,9 +267,6 @@ impl QuotaPolicySpec {
                     ),
                 }
             }
-            if o.max_amount == 0 {
-                errors.push(format!("{base}.maxAmount"), "must be greater than zero");
-            }
             if o.max_amount > MAX_AMOUNT {
                 errors.push(format!("{base}.maxAmount"), too_large_amount());
             }
@@ -337,6 +331,22 @@ impl QuotaPolicySpec {
                     errors.push(
                         format!("rateLimit.descriptors[{i}].value"),
                         "a wildcard '*' may only end the value",
+                    );
+                }
+                if e.share_threshold && !e.is_wildcard() {
+                    errors.push(
+                        format!("rateLimit.descriptors[{i}].shareThreshold"),
+                        "applies to a wildcard value (ending in '*') only",
+                    );
+                }
+            }
+            if let Some(name) = &rl.name {
+                if name.len() > MAX_NAME {
+                    errors.push("rateLimit.name", format!("is longer than {MAX_NAME} bytes"));
+                } else if name.chars().any(|c| c.is_control() || c == '"') {
+                    errors.push(
+                        "rateLimit.name",
+                        "must not hold control characters or '\"' (it is sent in headers)",
                     );
                 }
             }

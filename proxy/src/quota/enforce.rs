@@ -16,10 +16,11 @@ use super::response::{Denial, LimitStatus};
 use super::stats::DecisionResult;
 use super::{LeaseEntry, MAX_LEASES, QuotaEnforcer, Shared, evict_idle};
 
-/// What one matched quota said about the request.
+/// What one matched quota said about the request, with its limit's state when known
+/// (for the `x-ratelimit-*` headers of a denial).
 #[derive(Debug)]
 enum Outcome {
-    Granted { remote: bool },
+    Granted { remote: bool, status: Option<LimitStatus> },
     Denied { remote: bool, status: LimitStatus },
     Failed,
 }
@@ -35,8 +36,8 @@ struct Matched<'a> {
 /// The first, synchronous step for one matched policy.
 #[derive(Debug)]
 enum FirstStep {
-    /// Taken from (or waiting on) the key's lease.
-    Lease(Take, Option<tokio::sync::watch::Receiver<()>>),
+    /// Taken from (or waiting on) the key's lease; the tokens it has left.
+    Lease(Take, Option<tokio::sync::watch::Receiver<()>>, u64),
     /// No lease (prefetch off, or the lease table is full): ask the collector.
     Direct,
 }
@@ -77,7 +78,7 @@ impl QuotaEnforcer {
         for (matched, step) in &steps {
             let outcome = match step {
                 FirstStep::Direct => direct_outcomes.next().unwrap_or(Outcome::Failed),
-                FirstStep::Lease(take, receiver) => finish_take(&self.shared, matched, *take, receiver.clone(), deadline).await,
+                FirstStep::Lease(take, receiver, left) => finish_take(&self.shared, matched, *take, receiver.clone(), *left, deadline).await,
             };
             outcomes.push(outcome);
         }
@@ -121,7 +122,7 @@ impl Shared {
         entry.lease.record_demand(now);
         let take = entry.lease.take(now);
         let receiver = matches!(take, Take::Wait { .. }).then(|| entry.changed.subscribe());
-        FirstStep::Lease(take, receiver)
+        FirstStep::Lease(take, receiver, entry.lease.available(now))
     }
 
     /// One Check for `matched` (amount 1 each, all or nothing).
@@ -131,7 +132,9 @@ impl Shared {
             Ok(results) => matched
                 .iter()
                 .map(|m| match results.get(m.policy.name()) {
-                    Some(result) if passes(result) => Outcome::Granted { remote: true },
+                    // An unknown quota (the collector grants it) has no limit to show.
+                    Some(result) if passes(result) && result.status_code == tonic::Code::NotFound as i32 => Outcome::Granted { remote: true, status: None },
+                    Some(result) if passes(result) => Outcome::Granted { remote: true, status: Some(remote_status(m, result)) },
                     Some(result) => Outcome::Denied { remote: true, status: remote_status(m, result) },
                     None => Outcome::Failed,
                 })
@@ -142,28 +145,43 @@ impl Shared {
 
     /// One verdict from every matched quota's outcome: any real denial denies (tokens
     /// taken from the other leases go back); else a failure decides by the failure
-    /// mode; shadow policies never deny.
+    /// mode; shadow policies never deny. A denial carries the state of every matched
+    /// quota with a limit (unlimited ones and failed calls have none), in policy order,
+    /// as Envoy lists every status with a `current_limit`.
     fn combine(&self, steps: &[(Matched<'_>, FirstStep)], outcomes: Vec<Outcome>) -> (DecisionResult, Option<Denial>) {
-        let mut denied = Vec::new();
-        let (mut remote, mut failed, mut shadow_denied) = (false, false, false);
+        let mut statuses = Vec::new();
+        let (mut remote, mut failed, mut shadow_denied, mut denied) = (false, false, false, false);
         for ((matched, _), outcome) in steps.iter().zip(&outcomes) {
-            match outcome {
-                Outcome::Granted { remote: r } => remote |= *r,
-                Outcome::Denied { .. } if matched.policy.spec.shadow => shadow_denied = true,
+            let status = match outcome {
+                Outcome::Granted { remote: r, status } => {
+                    remote |= *r;
+                    status.clone()
+                }
+                Outcome::Denied { status, .. } if matched.policy.spec.shadow => {
+                    shadow_denied = true;
+                    Some(LimitStatus { denied: false, ..status.clone() })
+                }
                 Outcome::Denied { remote: r, status } => {
                     remote |= *r;
-                    denied.push(status.clone());
+                    denied = true;
+                    Some(status.clone())
                 }
-                Outcome::Failed => failed = true,
+                Outcome::Failed => {
+                    failed = true;
+                    None
+                }
+            };
+            if let Some(status) = status.filter(|_| !matched.policy.spec.unlimited) {
+                statuses.push(status);
             }
         }
-        let refuse = !denied.is_empty() || (failed && self.settings.fail_closed);
+        let refuse = denied || (failed && self.settings.fail_closed);
         if refuse {
             self.refund(steps, &outcomes);
         }
-        if !denied.is_empty() {
+        if denied {
             let result = if remote { DecisionResult::DeniedRemote } else { DecisionResult::DeniedLocal };
-            return (result, Some(Denial::Exhausted { statuses: denied }));
+            return (result, Some(Denial::Exhausted { statuses }));
         }
         match (failed, self.settings.fail_closed) {
             (true, true) => (DecisionResult::FailClosed, Some(Denial::CheckFailed)),
@@ -189,12 +207,14 @@ impl Shared {
 }
 
 /// Follows a lease step to its outcome: starts refills, waits (up to `deadline`)
-/// for an ask in flight and takes again when it completes.
+/// for an ask in flight and takes again when it completes. `left`: the tokens the
+/// lease has after the take (what the proxy knows is left of the limit).
 async fn finish_take(
     shared: &Arc<Shared>,
     matched: &Matched<'_>,
     mut take: Take,
     mut receiver: Option<tokio::sync::watch::Receiver<()>>,
+    mut left: u64,
     deadline: tokio::time::Instant,
 ) -> Outcome {
     let mut waited = false;
@@ -204,7 +224,8 @@ async fn finish_take(
                 if let Some(amount) = refill {
                     spawn_ask(shared, &matched.key, amount);
                 }
-                return Outcome::Granted { remote: waited };
+                let status = LimitStatus { denied: false, ..limit_status(matched, left, Duration::ZERO) };
+                return Outcome::Granted { remote: waited, status: Some(status) };
             }
             Take::Denied { until } => {
                 let reset = until.saturating_duration_since(Instant::now());
@@ -223,7 +244,9 @@ async fn finish_take(
                 }
                 let mut leases = shared.leases.lock();
                 let Some(entry) = leases.get_mut(&matched.key) else { return Outcome::Failed };
-                take = entry.lease.take(Instant::now());
+                let now = Instant::now();
+                take = entry.lease.take(now);
+                left = entry.lease.available(now);
                 if matches!(take, Take::Wait { .. }) {
                     receiver = Some(entry.changed.subscribe());
                 }
@@ -255,6 +278,7 @@ fn spawn_ask(shared: &Arc<Shared>, key: &str, amount: u64) {
     });
 }
 
+/// A denying quota's state (callers flip `denied` for the others).
 fn limit_status(matched: &Matched<'_>, remaining: u64, reset: Duration) -> LimitStatus {
     LimitStatus {
         name: matched.policy.name().to_owned(),
@@ -262,15 +286,18 @@ fn limit_status(matched: &Matched<'_>, remaining: u64, reset: Duration) -> Limit
         window: matched.limit.valid_duration,
         remaining,
         reset,
+        denied: true,
     }
 }
 
-/// The limit status the collector reported, falling back to the policy's own limit.
+/// The limit status the collector reported, falling back to the policy's own limit;
+/// `denied` when the answer denies.
 fn remote_status(matched: &Matched<'_>, result: &QuotaResult) -> LimitStatus {
     let reset = duration_of(result.reset_after.as_ref())
         .or_else(|| duration_of(result.retry_after.as_ref()))
         .unwrap_or_default();
     let mut status = limit_status(matched, u64::try_from(result.remaining).unwrap_or(0), reset);
+    status.denied = !passes(result);
     if result.limit > 0 {
         status.limit = u64::try_from(result.limit).unwrap_or(status.limit);
     }

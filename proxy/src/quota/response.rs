@@ -21,7 +21,8 @@ pub const FLAG_RATE_LIMITED: &str = "RL";
 /// Response flag of a request denied because the quota check failed (fail-closed).
 pub const FLAG_RATE_LIMIT_SERVICE_ERROR: &str = "RLSE";
 
-/// One quota's state when it denied a request, for the `x-ratelimit-*` headers.
+/// One matched quota's state when a request is denied, for the `x-ratelimit-*`
+/// headers (Envoy's `DescriptorStatus` with a `current_limit`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitStatus {
     /// The quota (policy) name.
@@ -32,8 +33,10 @@ pub struct LimitStatus {
     pub window: Duration,
     /// What is left of it.
     pub remaining: u64,
-    /// Until the window resets.
+    /// Until the window resets (zero when the proxy does not know).
     pub reset: Duration,
+    /// This quota denied the request (others matched it and had room, or are shadow).
+    pub denied: bool,
 }
 
 /// Why a request is not forwarded.
@@ -41,7 +44,7 @@ pub struct LimitStatus {
 pub enum Denial {
     /// One or more quotas are exhausted: 429 `RL`.
     Exhausted {
-        /// The quotas that denied.
+        /// Every matched quota with a limit, in policy order; at least one denied.
         statuses: Vec<LimitStatus>,
     },
     /// The collector could not answer and the proxy fails closed: 500 `RLSE`.
@@ -59,10 +62,12 @@ pub struct RateLimitHeaders {
     pub reset: String,
 }
 
-/// Envoy's computation: the quota with the least remaining leads; then every quota
-/// is listed with its window in whole seconds (rounded up) and name.
+/// Envoy's computation (mesh.md §4.2): the quota closest to its limit (least
+/// remaining; of equals, the first that denied, else the first) leads; then every
+/// quota, denying or not, is listed with its window in whole seconds (rounded up) and
+/// name.
 pub fn rate_limit_headers(statuses: &[LimitStatus]) -> Option<RateLimitHeaders> {
-    let lead = statuses.iter().min_by_key(|s| s.remaining)?;
+    let lead = statuses.iter().min_by_key(|s| (s.remaining, !s.denied))?;
     let mut limit = lead.limit.to_string();
     for status in statuses {
         let _ = write!(limit, ", {}", status.limit);
@@ -86,7 +91,7 @@ pub fn whole_seconds_up(duration: Duration) -> u64 {
 pub fn denied_response(context: &Arc<ProxyContext>, denial: &Denial, exchange: Exchange) -> Response<ResponseBody> {
     match denial {
         Denial::Exhausted { statuses } => {
-            let names: Vec<&str> = statuses.iter().map(|s| s.name.as_str()).collect();
+            let names: Vec<&str> = statuses.iter().filter(|s| s.denied).map(|s| s.name.as_str()).collect();
             let message = format!("Quota is exhausted for: {}", names.join(", "));
             let body = Bytes::from(format!("RESOURCE_EXHAUSTED:{message}"));
             let reply = LocalReply { flag: FLAG_RATE_LIMITED, status: StatusCode::TOO_MANY_REQUESTS, grpc_status: 8, message: &message, body };
@@ -116,7 +121,8 @@ fn exhausted_headers(statuses: &[LimitStatus]) -> HeaderMap {
             }
         }
     }
-    let retry_after = statuses.iter().map(|s| s.reset).max().unwrap_or_default();
+    // When every denying quota has room again.
+    let retry_after = statuses.iter().filter(|s| s.denied).map(|s| s.reset).max().unwrap_or_default();
     headers.insert(http::header::RETRY_AFTER, HeaderValue::from(whole_seconds_up(retry_after).max(1)));
     headers
 }

@@ -190,6 +190,7 @@ fn rate_limit_headers_follow_envoy() {
         window: Duration::from_millis(window),
         remaining,
         reset: Duration::from_millis(reset),
+        denied: remaining == 0,
     };
     let one = rate_limit_headers(&[status("per-ip", 10, 1000, 0, 400)]).expect("headers");
     assert_eq!(one.limit, r#"10, 10;w=1;name="per-ip""#);
@@ -198,6 +199,11 @@ fn rate_limit_headers_follow_envoy() {
     assert_eq!(two.limit, r#"10, 1000;w=3600;name="a", 10;w=2;name="b""#, "the least remaining leads");
     assert_eq!((two.remaining.as_str(), two.reset.as_str()), ("0", "1"));
     assert_eq!(rate_limit_headers(&[]), None);
+    // Of two at 0 left, the one that denied leads (the other granted its last token).
+    let granted_last = LimitStatus { denied: false, ..status("last", 5, 60_000, 0, 0) };
+    let tie = rate_limit_headers(&[granted_last, status("full", 1, 1000, 0, 700)]).expect("headers");
+    assert_eq!(tie.limit, r#"1, 5;w=60;name="last", 1;w=1;name="full""#);
+    assert_eq!(tie.reset, "0");
     assert_eq!(whole_seconds_up(ms(1)), 1);
     assert_eq!(whole_seconds_up(Duration::from_secs(2)), 2);
 }

@@ -49,6 +49,43 @@ async fn an_exhausted_quota_answers_429_with_ratelimit_headers_and_flag_rl_witho
     reviews.stop().await;
 }
 
+/// Two quotas match; the tighter one denies. Envoy lists every status with a limit in
+/// `x-ratelimit-limit`, the one closest to its limit first (mesh.md §4.2), not only the
+/// one that denied.
+#[tokio::test]
+async fn a_denial_lists_every_matched_quota_in_the_ratelimit_limit_header() {
+    const TIGHT: &str = r#"{"name": "px-shared", "match": {"destination": {"service": "reviews"}}, "maxAmount": 1, "validDuration": "1m"}"#;
+    const LOOSE: &str = r#"{"name": "px-second", "match": {"destination": {"service": "reviews"}}, "dimensions": {"m": "request.method"}, "maxAmount": 100, "validDuration": "1m"}"#;
+    const UNLIMITED: &str = r#"{"name": "px-free", "match": {"destination": {"service": "reviews"}}, "unlimited": true}"#;
+    for prefetch in [false, true] {
+        let collector = start_quota_collector().await;
+        collector.set_policies(1, &[TIGHT, LOOSE, UNLIMITED]);
+        let reviews = start_quota_proxy(&collector.url(), |c| c.quota.prefetch = prefetch).await;
+        // The unlimited one never denies: the proxy does not keep it.
+        reviews.wait_policies(2).await;
+        let client = http1_client();
+        let mut statuses = Vec::new();
+        let mut last = None;
+        for _ in 0..3 {
+            let (parts, _, _) = send(&client, reviews.request("/reviews/1")).await;
+            statuses.push(parts.status.as_u16());
+            last = Some(parts);
+        }
+        assert_eq!(statuses, [200, 429, 429], "prefetch {prefetch}");
+        let headers = headers_of(&last.expect("a response").headers);
+        // Policy (name) order.
+        assert_eq!(
+            headers["x-ratelimit-limit"],
+            r#"1, 100;w=60;name="px-second", 1;w=60;name="px-shared""#,
+            "prefetch {prefetch}"
+        );
+        assert_eq!(headers["x-ratelimit-remaining"], "0");
+        let retry_after: u64 = headers["retry-after"].parse().expect("seconds");
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        reviews.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn grpc_callers_get_resource_exhausted() {
     let collector = start_quota_collector().await;

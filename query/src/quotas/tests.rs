@@ -254,11 +254,12 @@ async fn a_second_policy_for_the_same_rate_limit_descriptors_is_refused() {
 #[tokio::test]
 async fn quotas_invalid_policies_answer_400_with_field_paths() {
     let f = fixture().await;
+    // (0 is a limit that denies everything; an amount beyond int64 is not.)
     let body = json!({
-        "maxAmount": 0,
+        "maxAmount": 9_223_372_036_854_775_808u64,
         "validDuration": "soon",
         "dimensions": {"user": "request.headers[\"x-user\"]"},
-        "overrides": [{"dimensions": {"nope": "a"}, "maxAmount": 0}],
+        "overrides": [{"dimensions": {"nope": "a"}, "maxAmount": 9_223_372_036_854_775_808u64}],
     });
     let r = call(
         &f.app,
@@ -419,3 +420,70 @@ async fn quotas_yaml_body_and_policy_shape() {
 }
 
 mod audit_usage;
+
+#[tokio::test]
+async fn rate_limit_fields_and_a_zero_limit_round_trip() {
+    let f = fixture().await;
+    let body = json!({
+        "maxAmount": 0,
+        "validDuration": "1m",
+        "rateLimit": {
+            "domain": "share",
+            "name": "API paths",
+            "descriptors": [{"key": "path", "value": "/api/*", "shareThreshold": true}],
+        },
+    });
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/shared",
+        &[JSON, AUTH],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = call(&f.app, Method::GET, "/api/quotas/shared", &[], "").await;
+    assert_eq!(r.body["maxAmount"], 0);
+    assert_eq!(r.body["rateLimit"]["name"], "API paths");
+    assert_eq!(
+        r.body["rateLimit"]["descriptors"],
+        json!([{"key": "path", "value": "/api/*", "shareThreshold": true}])
+    );
+    // The GET answer sent back is the same policy.
+    let again = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/shared",
+        &[JSON, AUTH],
+        &r.body.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.body["version"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    // shareThreshold only shapes counter keys: the same descriptors are still one limit.
+    let mut twin = body.clone();
+    twin["rateLimit"]["descriptors"][0]["shareThreshold"] = json!(false);
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/twin",
+        &[JSON, AUTH],
+        &twin.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["details"][0]["field"], "rateLimit.descriptors");
+    // Leaving maxAmount out is not a limit of 0.
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/no-amount",
+        &[YAML, AUTH],
+        "validDuration: 1s\n",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["details"][0]["field"], "maxAmount");
+}

@@ -208,3 +208,54 @@ fn amount_zero_only_checks() {
     );
     assert!(c.charge(&limit, 1, ENFORCE, T0).denied);
 }
+
+#[test]
+fn a_zero_limit_denies_every_request_under_every_algorithm() {
+    let w = Duration::from_secs(10);
+    let limits = [
+        fixed(0, w),
+        rolling(0, w, Duration::from_secs(1)),
+        token(0, w, 0),
+        // A burst with nothing refilling it: still nothing is granted.
+        token(0, w, 5),
+    ];
+    for limit in limits {
+        let start = T0 + 4 * S;
+        let mut c = Counter::new(&limit, start);
+        for (i, mode) in [ENFORCE, BEST_EFFORT, ENFORCE].into_iter().enumerate() {
+            let now = start + i as u64 * 7 * S;
+            let step = c.charge(&limit, 1, mode, now);
+            assert!(step.denied, "{limit:?} {mode:?}");
+            assert_eq!((step.granted, step.remaining), (0, 0), "{limit:?}");
+            assert!(step.retry_ns > 0 && step.reset_ns > 0, "{limit:?} {step:?}");
+        }
+        // Shadow mode lets it through and says it would have been denied.
+        let shadow = c.charge(&limit, 2, Mode::Shadow, start);
+        assert_eq!((shadow.granted, shadow.denied), (2, true), "{limit:?}");
+        // Asking for nothing (envoy's hits_addend 0) is not over the limit.
+        assert!(!c.charge(&limit, 0, ENFORCE, start).denied, "{limit:?}");
+        assert_eq!((c.granted, c.denied), (0, 4), "{limit:?}");
+    }
+    // Fixed windows: denied until the window ends.
+    let limit = fixed(0, w);
+    let mut c = Counter::new(&limit, T0 + 4 * S);
+    assert_eq!(c.charge(&limit, 1, ENFORCE, T0 + 4 * S).retry_ns, 6 * S);
+}
+
+#[test]
+fn a_limit_lowered_to_zero_applies_at_once() {
+    for (before, after) in [
+        (
+            fixed(5, Duration::from_secs(10)),
+            fixed(0, Duration::from_secs(10)),
+        ),
+        (
+            token(5, Duration::from_secs(10), 5),
+            token(0, Duration::from_secs(10), 5),
+        ),
+    ] {
+        let mut c = Counter::new(&before, T0);
+        assert!(!c.charge(&before, 1, ENFORCE, T0).denied);
+        assert!(c.charge(&after, 1, ENFORCE, T0 + S).denied, "{after:?}");
+    }
+}

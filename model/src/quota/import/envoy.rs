@@ -7,19 +7,34 @@
 //!
 //! Every descriptor with a `rate_limit` becomes one policy bound to the RLS API
 //! (`rateLimit`): the domain, the entries from the root to that descriptor (an entry
-//! without a value matches, and keys the counter by, any value), `replaces`;
-//! `maxAmount = requests_per_unit`, `validDuration` from `unit` (a month is 30 days and
-//! a year 365, as in envoyproxy/ratelimit), `algorithm: fixed-window` (its only
-//! algorithm), `unlimited`, and `shadow` from `shadow_mode`. The policy is named by the
-//! limit's `name`, else by envoy's stats key `<domain>.<key>_<value>.<key>...`, made a
-//! valid, unique policy name. `detailed_metric` and `value_to_metric` only shape
-//! envoy's metrics and are ignored; `quota_mode` is not applied (noted in the
-//! description).
+//! without a value matches, and keys the counter by, any value; `share_threshold` on a
+//! wildcard value becomes the entry's `shareThreshold`), `replaces`;
+//! `maxAmount = requests_per_unit` (0, envoyproxy/ratelimit's way to block, denies every
+//! request), `validDuration` from `unit` (a month is 30 days and a year 365, as in
+//! envoyproxy/ratelimit), `algorithm: fixed-window` (its only algorithm), `unlimited`,
+//! and `shadow` from `shadow_mode`. A descriptor with neither a `rate_limit` nor
+//! children, which envoyproxy/ratelimit whitelists (its node ends the tree walk with no
+//! limit), becomes an `unlimited` policy, so that a more general limit does not apply
+//! to it instead.
+//!
+//! The policy is named by the limit's `name`, else by envoy's stats key
+//! `<domain>.<key>_<value>.<key>...`, made a valid, unique policy name; `rateLimit.name`
+//! keeps the `name` as written (what RLS answers report), or is empty for a derived
+//! name (envoyproxy/ratelimit reports none). Derived names of two domains can be equal
+//! (domain `a.b` with key `c`, domain `a` with `b` then `c`): `meshtel quota import
+//! --apply` refuses to replace a policy of another domain. Scalars keep their text as
+//! written (`value: 1.10` is `"1.10"`, as envoyproxy/ratelimit reads it, see
+//! [`raw`]). `detailed_metric` and `value_to_metric` only shape envoy's metrics and are
+//! ignored; `quota_mode` (a descriptor over its limit counts only when every quota-mode
+//! descriptor is) is refused: meshtel decides each descriptor on its own.
+
+mod raw;
 
 use std::collections::BTreeMap;
 
 use yaml_serde::{Mapping, Value};
 
+use self::raw::{RawDescriptor, RawRoot, RawText};
 use super::{
     ImportError, NameSet, check_compiles, describe, field_error, sanitize_name, scalar_text,
     type_name,
@@ -57,8 +72,10 @@ struct Limit {
     notes: Vec<String>,
 }
 
-/// Imports the (single) document.
-pub(super) fn import(root: &Value) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+/// Imports the (single) document `root`; `yaml` is the file's text, read again for
+/// the scalars as written.
+pub(super) fn import(root: &Value, yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+    let raw = raw::read(yaml);
     let Some(map) = root.as_mapping() else {
         return Err(field_error(
             "file",
@@ -69,7 +86,7 @@ pub(super) fn import(root: &Value) -> Result<Vec<QuotaPolicySpec>, ImportError> 
         ));
     };
     check_keys(map, ROOT_KEYS, "file")?;
-    let domain = text_field(map, "domain", "domain")?.unwrap_or_default();
+    let domain = text_field(map, "domain", "domain", raw.domain.as_ref())?.unwrap_or_default();
     if domain.is_empty() {
         return Err(field_error(
             "domain",
@@ -80,6 +97,7 @@ pub(super) fn import(root: &Value) -> Result<Vec<QuotaPolicySpec>, ImportError> 
     let descriptors = list_field(map, "descriptors", "descriptors")?;
     walk(
         descriptors,
+        raw_list(&raw),
         "descriptors",
         &domain,
         &mut Vec::new(),
@@ -87,7 +105,7 @@ pub(super) fn import(root: &Value) -> Result<Vec<QuotaPolicySpec>, ImportError> 
     )?;
     if limits.is_empty() {
         return Err(ImportError::Empty(format!(
-            "domain {domain:?} defines no rate_limit (descriptors without one are whitelisted)"
+            "domain {domain:?} defines no descriptors"
         )));
     }
 
@@ -107,9 +125,13 @@ pub(super) fn import(root: &Value) -> Result<Vec<QuotaPolicySpec>, ImportError> 
     }
     let mut out = Vec::with_capacity(limits.len());
     for limit in &limits {
-        let name = match &limit.name {
-            Some((_, name)) => name.clone(),
-            None => names.unique(&sanitize_name(&limit.stats_key)),
+        // rateLimit.name: the name as written, or none (empty) for a derived one.
+        let (name, reported) = match &limit.name {
+            Some((raw, name)) => (name.clone(), raw.clone()),
+            None => (
+                names.unique(&sanitize_name(&limit.stats_key)),
+                String::new(),
+            ),
         };
         let mut description = format!(
             "imported from envoyproxy/ratelimit domain {domain}, {}",
@@ -131,6 +153,7 @@ pub(super) fn import(root: &Value) -> Result<Vec<QuotaPolicySpec>, ImportError> 
                 domain: domain.clone(),
                 descriptors: limit.entries.clone(),
                 replaces: limit.replaces.clone(),
+                name: Some(reported),
             }),
             ..QuotaPolicySpec::default()
         };
@@ -140,15 +163,24 @@ pub(super) fn import(root: &Value) -> Result<Vec<QuotaPolicySpec>, ImportError> 
     Ok(out)
 }
 
-/// Walks one descriptor list; `entries` holds the path from the root.
+/// The descriptors of the raw file, by position.
+fn raw_list(raw: &RawRoot) -> &[RawDescriptor] {
+    raw.descriptors.as_deref().unwrap_or(&[])
+}
+
+/// Walks one descriptor list (`raw`: the same list read for its text); `entries` holds
+/// the path from the root.
 fn walk(
     list: &[Value],
+    raw: &[RawDescriptor],
     path: &str,
     parent_key: &str,
     entries: &mut Vec<DescriptorEntrySpec>,
     limits: &mut Vec<Limit>,
 ) -> Result<(), ImportError> {
     let mut composite_keys: BTreeMap<String, String> = BTreeMap::new();
+    // The raw list is used only when it has the same shape.
+    let raw = if raw.len() == list.len() { raw } else { &[] };
     for (i, item) in list.iter().enumerate() {
         let at = format!("{path}[{i}]");
         let Some(map) = item.as_mapping() else {
@@ -157,14 +189,28 @@ fn walk(
                 format!("is {}, expected a descriptor mapping", type_name(item)),
             ));
         };
-        let key = text_field(map, "key", &format!("{at}.key"))?.unwrap_or_default();
+        let raw_item = raw.get(i);
+        let raw_text = |f: fn(&RawDescriptor) -> Option<&RawText>| raw_item.and_then(f);
+        let key = text_field(
+            map,
+            "key",
+            &format!("{at}.key"),
+            raw_text(|r| r.key.as_ref()),
+        )?
+        .unwrap_or_default();
         if key.is_empty() {
             return Err(field_error(
                 format!("{at}.key"),
                 "is required (descriptor has empty key)",
             ));
         }
-        let value = text_field(map, "value", &format!("{at}.value"))?.unwrap_or_default();
+        let value = text_field(
+            map,
+            "value",
+            &format!("{at}.value"),
+            raw_text(|r| r.value.as_ref()),
+        )?
+        .unwrap_or_default();
         let composite = if value.is_empty() {
             key.clone()
         } else {
@@ -204,39 +250,63 @@ fn walk(
         flag("detailed_metric")?;
         flag("value_to_metric")?;
 
+        if quota_mode {
+            return Err(ImportError::Unsupported {
+                location: format!("{label}, quota_mode"),
+                expression: "quota_mode: true".into(),
+                reason: "envoyproxy/ratelimit answers OVER_LIMIT for quota-mode descriptors only \
+                         when all of them are over their limits; meshtel decides each descriptor \
+                         on its own. Remove quota_mode to import the limit as an ordinary one"
+                    .into(),
+            });
+        }
+
         let wildcard = value.ends_with('*');
+        let mut notes = Vec::new();
+        if share_threshold && !wildcard {
+            notes.push(
+                "share_threshold has no effect: the value is not a wildcard (ending in '*')"
+                    .to_string(),
+            );
+        }
         entries.push(DescriptorEntrySpec {
             key,
             value: (!value.is_empty()).then_some(value),
+            share_threshold: share_threshold && wildcard,
         });
-        match map.get("rate_limit") {
-            None | Some(Value::Null) => {}
-            Some(Value::Mapping(rl)) => {
-                let mut limit = rate_limit(rl, &label, shadow_mode)?;
-                if quota_mode {
-                    limit
-                        .notes
-                        .push("quota_mode is not applied: the limit counts like any other".into());
+        let children = list_field(map, "descriptors", &format!("{label}, descriptors"))?;
+        let limit = match map.get("rate_limit") {
+            // Whitelisted: envoyproxy/ratelimit's walk stops here with no limit.
+            None | Some(Value::Null) if children.is_empty() => {
+                let mut limit = Limit::whitelisted(&label);
+                if shadow_mode {
+                    notes.push("shadow_mode has no effect without a rate_limit".into());
                 }
-                if wildcard && !share_threshold {
-                    limit.notes.push(
-                        "share_threshold is false: envoyproxy/ratelimit counts each value matching the wildcard separately".into(),
-                    );
-                }
-                limit.stats_key = stats_key.clone();
-                limit.entries = entries.clone();
-                limits.push(limit);
+                limit.notes.push(
+                    "whitelisted in the imported file (no rate_limit and no descriptors): \
+                     imposes no limit"
+                        .into(),
+                );
+                Some(limit)
             }
+            None | Some(Value::Null) => None,
+            Some(Value::Mapping(rl)) => Some(rate_limit(rl, raw_item, &label, shadow_mode)?),
             Some(other) => {
                 return Err(field_error(
                     format!("{label}, rate_limit"),
                     format!("is {}, expected a mapping", type_name(other)),
                 ));
             }
+        };
+        if let Some(mut limit) = limit {
+            limit.notes.extend(notes);
+            limit.stats_key = stats_key.clone();
+            limit.entries = entries.clone();
+            limits.push(limit);
         }
-        let children = list_field(map, "descriptors", &format!("{label}, descriptors"))?;
         walk(
             children,
+            raw_item.map_or(&[], RawDescriptor::children),
             &format!("{at}.descriptors"),
             &stats_key,
             entries,
@@ -247,12 +317,36 @@ fn walk(
     Ok(())
 }
 
-/// One `rate_limit` block.
-fn rate_limit(map: &Mapping, label: &str, shadow_mode: bool) -> Result<Limit, ImportError> {
+impl Limit {
+    /// A whitelisted descriptor's policy: no limit.
+    fn whitelisted(label: &str) -> Limit {
+        Limit {
+            label: label.to_string(),
+            stats_key: String::new(),
+            entries: Vec::new(),
+            name: None,
+            replaces: Vec::new(),
+            requests_per_unit: 0,
+            window: "",
+            unlimited: true,
+            shadow: false,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// One `rate_limit` block (`raw`: the descriptor read for its text).
+fn rate_limit(
+    map: &Mapping,
+    raw: Option<&RawDescriptor>,
+    label: &str,
+    shadow_mode: bool,
+) -> Result<Limit, ImportError> {
     let at = |field: &str| format!("{label}, rate_limit.{field}");
+    let raw = raw.and_then(|r| r.rate_limit.as_ref());
     check_keys(map, RATE_LIMIT_KEYS, &format!("{label}, rate_limit"))?;
     let unlimited = bool_field(map, "unlimited", &at("unlimited"))?;
-    let unit = text_field(map, "unit", &at("unit"))?.unwrap_or_default();
+    let unit = text_field(map, "unit", &at("unit"), None)?.unwrap_or_default();
     let window = unit_window(&unit);
     let requests_per_unit = match map.get("requests_per_unit") {
         None | Some(Value::Null) => 0,
@@ -266,7 +360,8 @@ fn rate_limit(map: &Mapping, label: &str, shadow_mode: bool) -> Result<Limit, Im
                 )
             })?,
     };
-    let name = text_field(map, "name", &at("name"))?.filter(|n| !n.is_empty());
+    let name = text_field(map, "name", &at("name"), raw.and_then(|r| r.name.as_ref()))?
+        .filter(|n| !n.is_empty());
     let mut replaces = Vec::new();
     for (i, item) in list_field(map, "replaces", &at("replaces"))?
         .iter()
@@ -280,7 +375,9 @@ fn rate_limit(map: &Mapping, label: &str, shadow_mode: bool) -> Result<Limit, Im
             ));
         };
         check_keys(entry, &["name"], &field)?;
-        let target = text_field(entry, "name", &format!("{field}.name"))?.unwrap_or_default();
+        let raw_target = raw.and_then(|r| r.replaces_name(i));
+        let target =
+            text_field(entry, "name", &format!("{field}.name"), raw_target)?.unwrap_or_default();
         if target.is_empty() {
             return Err(field_error(
                 format!("{field}.name"),
@@ -315,11 +412,7 @@ fn rate_limit(map: &Mapping, label: &str, shadow_mode: bool) -> Result<Limit, Im
             ));
         };
         if requests_per_unit == 0 {
-            return Err(ImportError::Unsupported {
-                location: at("requests_per_unit"),
-                expression: "0".into(),
-                reason: "a limit of 0 rejects every request, which meshtel quotas cannot express (maxAmount must be greater than zero)".into(),
-            });
+            notes.push("requests_per_unit 0: every request is over the limit".into());
         }
         window
     };
@@ -380,13 +473,26 @@ fn check_keys(map: &Mapping, allowed: &[&str], location: &str) -> Result<(), Imp
     Ok(())
 }
 
-/// A scalar field as text (`value: 50.0.0.5`, `value: 200` are both text).
-fn text_field(map: &Mapping, key: &str, location: &str) -> Result<Option<String>, ImportError> {
+/// A scalar field as text (`value: 50.0.0.5`, `value: 200` are both text), as written
+/// when `raw` has it (`1.10` stays `1.10`).
+fn text_field(
+    map: &Mapping,
+    key: &str,
+    location: &str,
+    raw: Option<&RawText>,
+) -> Result<Option<String>, ImportError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => scalar_text(v).map(Some).ok_or_else(|| {
-            field_error(location, format!("is {}, expected a string", type_name(v)))
-        }),
+        Some(v) => {
+            let text = scalar_text(v).ok_or_else(|| {
+                field_error(location, format!("is {}, expected a string", type_name(v)))
+            })?;
+            Ok(Some(match raw {
+                // A number or boolean read back from its resolved value would change it.
+                Some(raw) if !v.is_string() => raw.0.clone(),
+                _ => text,
+            }))
+        }
     }
 }
 

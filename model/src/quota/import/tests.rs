@@ -232,3 +232,51 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn an_import_may_not_replace_a_policy_of_another_origin() {
+    let first = import_envoy_ratelimit(
+        "domain: rep\ndescriptors:\n  - key: key1\n    rate_limit: {unit: minute, requests_per_unit: 1, name: one}\n",
+    )
+    .unwrap();
+    // Another domain that reuses the name `one`.
+    let second = import_envoy_ratelimit(
+        "domain: other_domain\ndescriptors:\n  - key: api_key\n    rate_limit: {unit: hour, requests_per_unit: 1000, name: one}\n",
+    )
+    .unwrap();
+    assert_eq!(first[0].name, second[0].name);
+    let message = replace_conflict(&first[0], &second[0]).unwrap();
+    assert!(message.contains(r#"policy "one""#), "{message}");
+    assert!(message.contains(r#"domain "rep""#), "{message}");
+    assert!(message.contains(r#"domain "other_domain""#), "{message}");
+    assert!(message.contains("another rate_limit.name"), "{message}");
+    // Derived names coincide: domain a.b + key c, domain a + b → c.
+    let ab = import_envoy_ratelimit("domain: a.b\ndescriptors:\n  - key: c\n    rate_limit: {unit: second, requests_per_unit: 1}\n").unwrap();
+    let a = import_envoy_ratelimit(
+        "domain: a\ndescriptors:\n  - key: b\n    descriptors:\n      - key: c\n        rate_limit: {unit: second, requests_per_unit: 2}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (ab[0].name.as_str(), a[0].name.as_str()),
+        ("a.b.c", "a.b.c")
+    );
+    let message = replace_conflict(&ab[0], &a[0]).unwrap();
+    assert!(
+        message.contains("derived from the descriptor path"),
+        "{message}"
+    );
+    // A policy that limits Checks is not an import's to replace, either way.
+    let mut by_hand = first[0].clone();
+    by_hand.rate_limit = None;
+    let message = replace_conflict(&by_hand, &first[0]).unwrap();
+    assert!(
+        message.contains("not bound to a rate-limit domain"),
+        "{message}"
+    );
+    assert!(replace_conflict(&first[0], &by_hand).is_some());
+    // The same domain imported again: an update.
+    let mut again = first[0].clone();
+    again.max_amount = 5;
+    assert_eq!(replace_conflict(&first[0], &again), None);
+    assert_eq!(replace_conflict(&by_hand, &by_hand), None);
+}

@@ -144,18 +144,71 @@ overrides:
         "match.pathPrefix",
         "match.headers.bad header",
         "dimensions.user",
-        "maxAmount",
         "validDuration",
         "algorithm",
         "bucketDuration",
         "burst",
         "overrides[0].dimensions.nope",
-        "overrides[0].maxAmount",
         "overrides[0].validDuration",
         "overrides[1].dimensions",
     ] {
         assert!(got.contains(&want), "missing {want} in {errors:#?}");
     }
+    // A limit of 0 is valid: it denies every request.
+    assert!(!got.contains(&"maxAmount"), "{errors:#?}");
+    assert!(!got.contains(&"overrides[0].maxAmount"), "{errors:#?}");
+}
+
+#[test]
+fn a_zero_limit_compiles_for_every_algorithm() {
+    for algorithm in ["fixed-window", "rolling-window", "token-bucket"] {
+        let policy = spec(&format!(
+            "name: blocked\nmaxAmount: 0\nvalidDuration: 1s\nalgorithm: {algorithm}\n\
+             dimensions: {{user: 'request.headers[\"x-user\"]'}}\n\
+             overrides: [{{dimensions: {{user: vip}}, maxAmount: 0}}]\n"
+        ))
+        .compile()
+        .unwrap_or_else(|e| panic!("{algorithm}: {e:?}"));
+        assert_eq!(policy.limit.max_amount, 0, "{algorithm}");
+        assert_eq!(policy.overrides[0].limit.max_amount, 0, "{algorithm}");
+    }
+}
+
+#[test]
+fn share_threshold_and_the_reported_name_are_checked() {
+    let errors = spec(
+        r#"
+name: q
+maxAmount: 1
+validDuration: 1s
+rateLimit:
+  domain: d
+  name: "bad\"name"
+  descriptors: [{key: path, value: /api, shareThreshold: true}, {key: user, shareThreshold: true}]
+"#,
+    )
+    .compile()
+    .unwrap_err();
+    assert_eq!(
+        fields(&errors),
+        [
+            "rateLimit.descriptors[0].shareThreshold",
+            "rateLimit.descriptors[1].shareThreshold",
+            "rateLimit.name"
+        ]
+    );
+    let ok = spec(
+        "name: q\nmaxAmount: 1\nvalidDuration: 1s\n\
+         rateLimit: {domain: d, name: Per IP, descriptors: [{key: path, value: /api/*, shareThreshold: true}]}\n",
+    );
+    let policy = ok.compile().unwrap();
+    let rl = policy.spec.rate_limit.as_ref().unwrap();
+    assert!(rl.descriptors[0].share_threshold);
+    assert_eq!(rl.reported_name("q"), "Per IP");
+    // JSON keeps the field name of its neighbours (camelCase) and round-trips.
+    let json = serde_json::to_string(&ok).unwrap();
+    assert!(json.contains(r#""shareThreshold":true"#), "{json}");
+    assert_eq!(serde_json::from_str::<QuotaPolicySpec>(&json).unwrap(), ok);
 }
 
 #[test]

@@ -20,6 +20,7 @@ fn entry(key: &str, value: Option<&str>) -> DescriptorEntrySpec {
     DescriptorEntrySpec {
         key: key.into(),
         value: value.map(str::to_string),
+        share_threshold: false,
     }
 }
 
@@ -139,8 +140,9 @@ descriptors:
 }
 
 #[test]
-fn example_3_a_zero_limit_blacklist_is_refused() {
-    let example = r#"
+fn example_3_a_zero_limit_blacklist_denies_everything() {
+    let specs = import(
+        r#"
 domain: edge_proxy_per_ip
 descriptors:
   - key: remote_address
@@ -154,24 +156,32 @@ descriptors:
     rate_limit:
       unit: second
       requests_per_unit: 0
-"#;
-    let err = import_envoy_ratelimit(example).unwrap_err();
-    assert!(matches!(err, ImportError::Unsupported { .. }), "{err}");
-    let err = err.to_string();
-    assert!(
-        err.starts_with(
-            "descriptors[1] (edge_proxy_per_ip.remote_address_50.0.0.5), rate_limit.requests_per_unit"
-        ),
-        "{err}"
+"#,
     );
-    assert!(err.contains("rejects every request"), "{err}");
-
-    let allowed = example.replace("requests_per_unit: 0", "requests_per_unit: 1");
-    let specs = import(&allowed);
-    assert_eq!(specs[1].name, "edge_proxy_per_ip.remote_address_50.0.0.5");
     assert_eq!(
-        specs[1].rate_limit.as_ref().unwrap().descriptors,
-        vec![entry("remote_address", Some("50.0.0.5"))]
+        summary(&specs),
+        vec![
+            (
+                "edge_proxy_per_ip.remote_address",
+                vec![entry("remote_address", None)],
+                10,
+                "1s"
+            ),
+            (
+                "edge_proxy_per_ip.remote_address_50.0.0.5",
+                vec![entry("remote_address", Some("50.0.0.5"))],
+                0,
+                "1s"
+            ),
+        ]
+    );
+    assert!(!specs[1].unlimited);
+    assert!(
+        specs[1]
+            .description
+            .contains("requests_per_unit 0: every request is over the limit"),
+        "{}",
+        specs[1].description
     );
 }
 
@@ -359,17 +369,135 @@ descriptors:
         specs[0].rate_limit.as_ref().unwrap().descriptors,
         vec![entry("key1", Some("value*"))]
     );
+    // Each value has its own counter in envoyproxy/ratelimit as in meshtel: no note.
     assert!(
-        specs[0].description.contains("share_threshold is false"),
+        !specs[0].description.contains("share_threshold"),
         "{}",
         specs[0].description
     );
+    // share_threshold: every value the wildcard matches shares one counter.
+    let shared = DescriptorEntrySpec {
+        share_threshold: true,
+        ..entry("path", Some("/foo*"))
+    };
     assert_eq!(
         specs[1].rate_limit.as_ref().unwrap().descriptors,
-        vec![entry("path", Some("/foo*"))]
+        vec![shared]
     );
     assert_eq!(specs[1].valid_duration, "1h");
     assert!(!specs[1].description.contains("share_threshold"));
+}
+
+#[test]
+fn share_threshold_without_a_wildcard_is_noted_not_kept() {
+    let specs = import(
+        "domain: d\ndescriptors:\n  - key: path\n    value: /foo\n    share_threshold: true\n    rate_limit: {unit: hour, requests_per_unit: 3}\n",
+    );
+    assert_eq!(
+        specs[0].rate_limit.as_ref().unwrap().descriptors,
+        vec![entry("path", Some("/foo"))]
+    );
+    assert!(
+        specs[0]
+            .description
+            .contains("share_threshold has no effect"),
+        "{}",
+        specs[0].description
+    );
+}
+
+#[test]
+fn quota_mode_is_refused() {
+    let err = import_envoy_ratelimit(
+        "domain: qm\ndescriptors:\n  - key: user\n    quota_mode: true\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
+    )
+    .unwrap_err();
+    assert!(matches!(err, ImportError::Unsupported { .. }), "{err}");
+    let err = err.to_string();
+    assert!(
+        err.starts_with("descriptors[0] (qm.user), quota_mode"),
+        "{err}"
+    );
+    assert!(err.contains("Remove quota_mode"), "{err}");
+    // quota_mode: false is what envoyproxy/ratelimit does by default.
+    import(
+        "domain: qm\ndescriptors:\n  - key: user\n    quota_mode: false\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
+    );
+}
+
+#[test]
+fn unquoted_scalars_keep_the_text_as_written() {
+    let specs = import(
+        r#"
+domain: scal
+descriptors:
+  - key: api_version
+    value: 1.10
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: area_code
+    value: 0123
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: hexish
+    value: 0x1F
+    rate_limit: {unit: minute, requests_per_unit: 1, name: 1.50}
+  - key: big
+    value: 1e3
+    rate_limit: {unit: minute, requests_per_unit: 1, replaces: [{name: 1.50}]}
+  - key: flag
+    value: yes
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: 2.0
+    value: True
+    descriptors:
+      - key: 0o17
+        value: "1.10"
+        rate_limit: {unit: minute, requests_per_unit: 1}
+"#,
+    );
+    let values: Vec<Vec<(&str, Option<&str>)>> = specs
+        .iter()
+        .map(|s| {
+            s.rate_limit
+                .as_ref()
+                .unwrap()
+                .descriptors
+                .iter()
+                .map(|e| (e.key.as_str(), e.value.as_deref()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            vec![("api_version", Some("1.10"))],
+            vec![("area_code", Some("0123"))],
+            vec![("hexish", Some("0x1F"))],
+            vec![("big", Some("1e3"))],
+            vec![("flag", Some("yes"))],
+            vec![("2.0", Some("True")), ("0o17", Some("1.10"))],
+        ]
+    );
+    assert_eq!(specs[0].name, "scal.api_version_1.10");
+    assert_eq!(specs[2].name, "1.50");
+    assert_eq!(
+        specs[2].rate_limit.as_ref().unwrap().name.as_deref(),
+        Some("1.50")
+    );
+    assert_eq!(specs[3].rate_limit.as_ref().unwrap().replaces, ["1.50"]);
+    assert_eq!(specs[5].name, "scal.2.0_true.0o17_1.10");
+}
+
+#[test]
+fn the_limit_name_is_kept_as_written_and_derived_names_report_none() {
+    let specs = import(
+        "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {name: Per Caller, unit: second, requests_per_unit: 1}\n  - key: b\n    rate_limit: {unit: second, requests_per_unit: 1}\n",
+    );
+    let rl = |i: usize| specs[i].rate_limit.as_ref().unwrap();
+    assert_eq!(specs[0].name, "per_caller");
+    assert_eq!(rl(0).name.as_deref(), Some("Per Caller"));
+    assert_eq!(rl(0).reported_name(&specs[0].name), "Per Caller");
+    assert_eq!(specs[1].name, "d.b");
+    assert_eq!(rl(1).reported_name(&specs[1].name), "");
 }
 
 #[test]
@@ -412,12 +540,16 @@ descriptors:
 }
 
 #[test]
-fn whitelist_nodes_produce_nothing() {
+fn whitelisted_descriptors_become_unlimited_policies() {
     let specs = import(
         r#"
 domain: d
 descriptors:
   - key: internal
+  - key: remote_address
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: remote_address
+    value: 10.0.0.1
   - key: api
     descriptors:
       - key: ok
@@ -425,16 +557,54 @@ descriptors:
         rate_limit: {unit: second, requests_per_unit: 4}
 "#,
     );
+    let shape: Vec<(&str, Vec<DescriptorEntrySpec>, bool)> = specs
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.rate_limit.as_ref().unwrap().descriptors.clone(),
+                s.unlimited,
+            )
+        })
+        .collect();
     assert_eq!(
-        summary(&specs),
-        vec![(
-            "d.api.user",
-            vec![entry("api", None), entry("user", None)],
-            4,
-            "1s"
-        )]
+        shape,
+        vec![
+            ("d.internal", vec![entry("internal", None)], true),
+            (
+                "d.remote_address",
+                vec![entry("remote_address", None)],
+                false
+            ),
+            (
+                "d.remote_address_10.0.0.1",
+                vec![entry("remote_address", Some("10.0.0.1"))],
+                true
+            ),
+            // `api` has children: a node of the tree, not a policy of its own.
+            (
+                "d.api.ok",
+                vec![entry("api", None), entry("ok", None)],
+                true
+            ),
+            (
+                "d.api.user",
+                vec![entry("api", None), entry("user", None)],
+                false
+            ),
+        ]
     );
-    let err = import_envoy_ratelimit("domain: d\ndescriptors:\n  - key: internal\n").unwrap_err();
+    assert!(
+        specs[2]
+            .description
+            .contains("whitelisted in the imported file"),
+        "{}",
+        specs[2].description
+    );
+    // A file of whitelisted descriptors only imports them.
+    let only = import("domain: d\ndescriptors:\n  - key: internal\n");
+    assert!(only[0].unlimited);
+    let err = import_envoy_ratelimit("domain: d\ndescriptors: []\n").unwrap_err();
     assert!(matches!(err, ImportError::Empty(_)), "{err}");
 }
 

@@ -118,24 +118,68 @@ impl Config {
                 DimensionExpr::parse(text).map_err(|reason| unsupported(location, text, reason))?;
             dimensions.insert(name.clone(), canonical(expr));
         }
+        let mut notes = quota.notes.clone();
+        let (mut max_amount, mut valid_duration) = (quota.max_amount, quota.valid_duration.clone());
+        let mut overrides = Vec::with_capacity(quota.overrides.len());
         for (field, o) in &quota.overrides {
+            let mut o = o.clone();
+            // memquota reads a dimension the instance lacks as "" (spec §3.3): an override
+            // asking for "" there always holds; redisquota wants the dimension present.
+            let absent_empty: Vec<String> = o
+                .dimensions
+                .iter()
+                .filter(|(n, v)| !dimensions.contains_key(*n) && v.is_empty())
+                .map(|(n, _)| n.clone())
+                .collect();
+            if handler.adapter == "memquota" {
+                for name in &absent_empty {
+                    o.dimensions.remove(name);
+                    notes.push(format!(
+                        "{field}.dimensions.{name}: \"\" always holds (the instance has no {name} \
+                         dimension, which memquota reads as \"\")"
+                    ));
+                }
+            }
             if let Some(name) = o.dimensions.keys().find(|n| !dimensions.contains_key(*n)) {
                 let known: Vec<&str> = dimensions.keys().map(String::as_str).collect();
+                let why = if handler.adapter == "memquota" {
+                    "memquota reads it as \"\""
+                } else {
+                    "redisquota needs the dimension present"
+                };
                 return Err(field_error(
                     at(&handler.label, &format!("{field}.dimensions.{name}")),
                     format!(
-                        "is not a dimension of instance {} (it has {}), so this override never applies",
+                        "is not a dimension of instance {} (it has {}) and {why}, so this override \
+                         never applies",
                         instance.id,
                         known.join(", ")
                     ),
                 ));
             }
+            if o.dimensions.is_empty() {
+                // It applies to every request no earlier override took: the default limit
+                // for them, and the overrides after it never apply.
+                max_amount = o.max_amount;
+                if let Some(valid) = o.valid_duration.take() {
+                    valid_duration = valid;
+                }
+                notes.push(format!(
+                    "{field} always applies: its limit is the default{}",
+                    match quota.overrides.len() - overrides.len() - 1 {
+                        0 => String::new(),
+                        n => format!(" and the {n} override(s) after it never apply"),
+                    }
+                ));
+                // The overrides before it still come first.
+                break;
+            }
+            overrides.push(o);
         }
 
         let mut matches = MatchBuilder::default();
         cexl::translate_match(&rule.match_text, &mut matches)
             .map_err(|u| unsupported(at(&rule.label, "spec.match"), u.term, u.reason))?;
-        let mut notes = quota.notes.clone();
         self.apply_quota_specs(instance, &mut matches, &mut notes)?;
 
         let mut description = format!(
@@ -151,11 +195,11 @@ impl Config {
             description,
             matches: matches.into_match(),
             dimensions,
-            max_amount: quota.max_amount,
-            valid_duration: quota.valid_duration.clone(),
+            max_amount,
+            valid_duration,
             algorithm: Some(quota.algorithm.to_string()),
             bucket_duration: quota.bucket_duration.clone(),
-            overrides: quota.overrides.iter().map(|(_, o)| o.clone()).collect(),
+            overrides,
             ..QuotaPolicySpec::default()
         };
         check_compiles(
@@ -254,7 +298,7 @@ impl Config {
             }
             [(shown, binding, i, service)] => {
                 let location = at(&binding.label, &format!("spec.services[{i}]"));
-                restrict_to_service(service, matches)
+                restrict_to_service(service, &binding.id.namespace, matches)
                     .map_err(|r| unsupported(location, shown, r))?;
                 notes.push(format!(
                     "QuotaSpecBinding {} binds it to service {shown} only",
@@ -317,8 +361,13 @@ fn apply_attribute_match(
     Ok(())
 }
 
-/// Requires the one bound service as the destination.
-fn restrict_to_service(service: &IstioService, matches: &mut MatchBuilder) -> Result<(), String> {
+/// Requires the one bound service as the destination: its host, or its name in its
+/// namespace, which defaults to the binding's (`IstioService.namespace`, spec §3.1).
+fn restrict_to_service(
+    service: &IstioService,
+    binding_namespace: &str,
+    matches: &mut MatchBuilder,
+) -> Result<(), String> {
     if !service.service.is_empty() {
         return matches.require(&AttributeRef::DestinationHost, &service.service);
     }
@@ -326,8 +375,13 @@ fn restrict_to_service(service: &IstioService, matches: &mut MatchBuilder) -> Re
         return Err("a bound service needs a name or a service host".into());
     }
     matches.require(&AttributeRef::DestinationService, &service.name)?;
-    if !service.namespace.is_empty() {
-        matches.require(&AttributeRef::DestinationNamespace, &service.namespace)?;
+    let namespace = if service.namespace.is_empty() {
+        binding_namespace
+    } else {
+        &service.namespace
+    };
+    if !namespace.is_empty() {
+        matches.require(&AttributeRef::DestinationNamespace, namespace)?;
     }
     Ok(())
 }

@@ -235,6 +235,95 @@ fn productpage_sample_keys_on_a_header_and_restricts_to_its_one_bound_service() 
 }
 
 #[test]
+fn a_bound_service_without_namespace_is_in_the_bindings_namespace() {
+    // The binding is in istio-system and its one service names no namespace: Istio
+    // reads it as ratings.istio-system, and so must the match.
+    let yaml = BOOKINFO_MEMQUOTA.replace(
+        "  - name: ratings\n  - name: reviews\n  - name: details\n  - name: productpage\n",
+        "  - name: ratings\n",
+    );
+    let spec = only(&yaml);
+    assert_eq!(spec.matches.destination.service, "ratings");
+    assert_eq!(spec.matches.destination.namespace, "istio-system");
+    assert!(
+        spec.description
+            .contains("binds it to service ratings.istio-system only"),
+        "{}",
+        spec.description
+    );
+    let policy = spec.compile().unwrap();
+    let mut ratings_in_default = call("reviews", "v2", "ratings");
+    ratings_in_default.destination.as_mut().unwrap().namespace = "default".into();
+    assert!(!policy.matches(&ratings_in_default));
+    ratings_in_default.destination.as_mut().unwrap().namespace = "istio-system".into();
+    assert!(policy.matches(&ratings_in_default));
+}
+
+#[test]
+fn a_memquota_override_asking_for_an_absent_dimension_to_be_empty_always_holds() {
+    // memquota reads a dimension the instance lacks as "" (spec §3.3).
+    let extra = BOOKINFO_MEMQUOTA.replace(
+        "          destination: ratings\n          source: reviews\n",
+        "          destination: ratings\n          source: reviews\n          tenant: \"\"\n",
+    );
+    let spec = only(&extra);
+    assert_eq!(
+        spec.overrides[0].dimensions,
+        dims(&[("destination", "ratings"), ("source", "reviews")])
+    );
+    assert!(
+        spec.description
+            .contains("overrides[0].dimensions.tenant: \"\" always holds"),
+        "{}",
+        spec.description
+    );
+    // An override on such dimensions only applies to every request the overrides before
+    // it did not take: its limit is the default, the overrides after it never apply.
+    let everything = BOOKINFO_MEMQUOTA.replace(
+        "      - dimensions:\n          destination: ratings\n        maxAmount: 100\n",
+        "      - dimensions:\n          tenant: \"\"\n        maxAmount: 100\n",
+    );
+    assert_ne!(everything, BOOKINFO_MEMQUOTA, "the fixture changed");
+    let spec = only(&everything);
+    assert_eq!(
+        (spec.max_amount, spec.overrides.len()),
+        (100, 1),
+        "{spec:#?}"
+    );
+    assert!(
+        spec.description.contains("overrides[1] always applies"),
+        "{}",
+        spec.description
+    );
+    let policy = spec.compile().unwrap();
+    assert_eq!(
+        policy
+            .resolve(&call("reviews", "v2", "ratings"))
+            .limit
+            .max_amount,
+        1
+    );
+    assert_eq!(
+        policy
+            .resolve(&call("productpage", "v1", "details"))
+            .limit
+            .max_amount,
+        100
+    );
+    // redisquota wants the dimension present: that override never applies.
+    let redis = BOOKINFO_REDIS_ROLLING.replace(
+        "          source: reviews\n",
+        "          source: reviews\n          tenant: \"\"\n",
+    );
+    assert_ne!(redis, BOOKINFO_REDIS_ROLLING, "the fixture changed");
+    let err = error(&redis).to_string();
+    assert!(
+        err.contains("redisquota needs the dimension present"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unrelated_documents_are_ignored() {
     let extra = r#"
 ---

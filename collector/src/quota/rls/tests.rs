@@ -1,0 +1,316 @@
+//! `ShouldRateLimit` on the engine, with policies imported from envoyproxy/ratelimit
+//! files (the cases of its README and of its `GetLimit`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use meshtel_model::quota::import::import_envoy_ratelimit;
+use meshtel_model::quota::{QuotaPolicySpec, QuotaUsageReader};
+use meshtel_model::rls::rate_limit_descriptor::Entry;
+use meshtel_model::rls::rate_limit_response::{Code, DescriptorStatus};
+use meshtel_model::rls::{RateLimitDescriptor, RateLimitRequest};
+use serde_json::json;
+
+use super::super::tests::spec;
+use super::super::{ManualClock, QuotaConfig, QuotaEngine};
+
+/// A whole day: windows of every unit start here.
+const T0: u64 = 1_699_920_000 * 1_000_000_000;
+
+fn engine_of(specs: Vec<QuotaPolicySpec>) -> Arc<QuotaEngine> {
+    let engine = QuotaEngine::new(QuotaConfig::default(), Arc::new(ManualClock::new(T0))).unwrap();
+    let load = engine.set_policies(1, specs);
+    assert!(load.invalid.is_empty(), "{:?}", load.invalid);
+    Arc::new(engine)
+}
+
+fn imported(files: &[&str]) -> Arc<QuotaEngine> {
+    engine_of(
+        files
+            .iter()
+            .flat_map(|f| import_envoy_ratelimit(f).unwrap_or_else(|e| panic!("{e}")))
+            .collect(),
+    )
+}
+
+fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
+    RateLimitDescriptor {
+        entries: entries
+            .iter()
+            .map(|(k, v)| Entry {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        limit: None,
+        hits_addend: None,
+    }
+}
+
+/// One descriptor's status.
+fn ask(engine: &QuotaEngine, domain: &str, entries: &[(&str, &str)]) -> DescriptorStatus {
+    let request = RateLimitRequest {
+        domain: domain.into(),
+        descriptors: vec![descriptor(entries)],
+        hits_addend: 0,
+    };
+    let response = engine.should_rate_limit(&request).unwrap();
+    assert_eq!(response.statuses.len(), 1);
+    response.statuses[0].clone()
+}
+
+/// (code, limit name, requests per unit) of a status; `None` without a limit.
+fn limit_of(status: &DescriptorStatus) -> (i32, Option<(String, u32)>) {
+    (
+        status.code,
+        status
+            .current_limit
+            .as_ref()
+            .map(|l| (l.name.clone(), l.requests_per_unit)),
+    )
+}
+
+const OK: i32 = Code::Ok as i32;
+const OVER: i32 = Code::OverLimit as i32;
+
+const GREEDY: &str = "
+domain: greedy
+descriptors:
+  - key: a
+    value: x
+    descriptors:
+      - key: b
+        value: y
+        rate_limit: {unit: minute, requests_per_unit: 100}
+  - key: a
+    descriptors:
+      - key: b
+        rate_limit: {unit: minute, requests_per_unit: 1}
+";
+
+#[test]
+fn the_tree_walk_is_greedy_and_never_backtracks() {
+    let engine = imported(&[GREEDY]);
+    // a=x wins the first level; its only child is b=y, so b=z finds nothing there, and
+    // the walk does not go back to try `a` (any value) → `b`.
+    for _ in 0..3 {
+        assert_eq!(
+            limit_of(&ask(&engine, "greedy", &[("a", "x"), ("b", "z")])),
+            (OK, None)
+        );
+    }
+    let exact = ask(&engine, "greedy", &[("a", "x"), ("b", "y")]);
+    assert_eq!(limit_of(&exact), (OK, Some((String::new(), 100))));
+    assert_eq!(exact.limit_remaining, 99);
+    // Another value of a takes the `a` branch: 1 per minute.
+    assert_eq!(
+        limit_of(&ask(&engine, "greedy", &[("a", "w"), ("b", "z")]))
+            .1
+            .unwrap()
+            .1,
+        1
+    );
+    assert_eq!(ask(&engine, "greedy", &[("a", "w"), ("b", "z")]).code, OVER);
+}
+
+#[test]
+fn a_shorter_branch_that_wins_a_level_ends_the_walk() {
+    let engine = imported(&["
+domain: d
+descriptors:
+  - key: a
+    value: x
+    rate_limit: {unit: minute, requests_per_unit: 5}
+  - key: a
+    descriptors:
+      - key: b
+        rate_limit: {unit: minute, requests_per_unit: 1}
+"]);
+    // a=x has a limit but no children: a request with two entries gets none.
+    assert_eq!(
+        limit_of(&ask(&engine, "d", &[("a", "x"), ("b", "z")])),
+        (OK, None)
+    );
+    assert_eq!(limit_of(&ask(&engine, "d", &[("a", "x")])).1.unwrap().1, 5);
+    assert_eq!(
+        limit_of(&ask(&engine, "d", &[("a", "q"), ("b", "z")]))
+            .1
+            .unwrap()
+            .1,
+        1
+    );
+    // The `a` node itself has no limit.
+    assert_eq!(limit_of(&ask(&engine, "d", &[("a", "q")])), (OK, None));
+}
+
+#[test]
+fn a_whitelisted_descriptor_is_not_limited_by_a_more_general_one() {
+    let engine = imported(&["
+domain: wl
+descriptors:
+  - key: remote_address
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: remote_address
+    value: 10.0.0.1
+"]);
+    for _ in 0..3 {
+        let status = ask(&engine, "wl", &[("remote_address", "10.0.0.1")]);
+        assert_eq!(limit_of(&status), (OK, None));
+    }
+    assert_eq!(
+        ask(&engine, "wl", &[("remote_address", "1.2.3.4")]).code,
+        OK
+    );
+    assert_eq!(
+        ask(&engine, "wl", &[("remote_address", "1.2.3.4")]).code,
+        OVER
+    );
+}
+
+#[test]
+fn share_threshold_makes_every_value_of_a_wildcard_share_one_counter() {
+    let engine = imported(&["
+domain: share
+descriptors:
+  - key: path
+    value: /api/*
+    share_threshold: true
+    rate_limit: {unit: minute, requests_per_unit: 2}
+  - key: path
+    value: /web/*
+    rate_limit: {unit: minute, requests_per_unit: 2}
+"]);
+    let codes: Vec<i32> = ["/api/a", "/api/b", "/api/c", "/api/d"]
+        .iter()
+        .map(|v| ask(&engine, "share", &[("path", v)]).code)
+        .collect();
+    assert_eq!(codes, [OK, OK, OVER, OVER]);
+    // Without it, each value has its own counter.
+    let codes: Vec<i32> = ["/web/a", "/web/b", "/web/c", "/web/a", "/web/a"]
+        .iter()
+        .map(|v| ask(&engine, "share", &[("path", v)]).code)
+        .collect();
+    assert_eq!(codes, [OK, OK, OK, OK, OVER]);
+    let shared = engine.usage("share.path__api__", 10).unwrap();
+    let keys: Vec<&str> = shared.keys.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(keys, ["share.path__api__;path=/api/*"]);
+    assert_eq!(shared.keys[0].dimensions["path"], "/api/*");
+}
+
+#[test]
+fn of_two_wildcards_the_longest_prefix_wins() {
+    let engine = imported(&["
+domain: wco
+descriptors:
+  - key: p
+    value: /a*
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: p
+    value: /ab*
+    rate_limit: {unit: minute, requests_per_unit: 100}
+"]);
+    assert_eq!(
+        limit_of(&ask(&engine, "wco", &[("p", "/abc")]))
+            .1
+            .unwrap()
+            .1,
+        100
+    );
+    assert_eq!(
+        limit_of(&ask(&engine, "wco", &[("p", "/axy")]))
+            .1
+            .unwrap()
+            .1,
+        1
+    );
+    assert_eq!(limit_of(&ask(&engine, "wco", &[("p", "/b")])), (OK, None));
+}
+
+#[test]
+fn a_limit_of_zero_denies_every_request() {
+    // envoyproxy/ratelimit's README example 3: block one address.
+    let engine = imported(&["
+domain: edge_proxy_per_ip
+descriptors:
+  - key: remote_address
+    rate_limit: {unit: second, requests_per_unit: 10}
+  - key: remote_address
+    value: 50.0.0.5
+    rate_limit: {unit: second, requests_per_unit: 0}
+"]);
+    for _ in 0..2 {
+        let blocked = ask(
+            &engine,
+            "edge_proxy_per_ip",
+            &[("remote_address", "50.0.0.5")],
+        );
+        assert_eq!(limit_of(&blocked), (OVER, Some((String::new(), 0))));
+        assert_eq!(blocked.limit_remaining, 0);
+    }
+    let other = ask(
+        &engine,
+        "edge_proxy_per_ip",
+        &[("remote_address", "50.0.0.6")],
+    );
+    assert_eq!((other.code, other.limit_remaining), (OK, 9));
+    // A check that asks for nothing (hits_addend 0) is not over the limit.
+    let mut check_only = descriptor(&[("remote_address", "50.0.0.5")]);
+    check_only.hits_addend = Some(0);
+    let request = RateLimitRequest {
+        domain: "edge_proxy_per_ip".into(),
+        descriptors: vec![check_only],
+        hits_addend: 0,
+    };
+    let response = engine.should_rate_limit(&request).unwrap();
+    assert_eq!(response.overall_code, OK);
+    // Any window: 0 is reported as 0 per unit.
+    let odd_window = engine_with_window("90s");
+    let status = ask(&odd_window, "z", &[("k", "v")]);
+    assert_eq!(limit_of(&status), (OVER, Some(("z0".into(), 0))));
+}
+
+fn engine_with_window(window: &str) -> Arc<QuotaEngine> {
+    engine_of(vec![spec(json!({
+        "name": "z0", "maxAmount": 0, "validDuration": window,
+        "rateLimit": {"domain": "z", "descriptors": [{"key": "k"}]},
+    }))])
+}
+
+#[test]
+fn current_limit_names_the_configured_name_only() {
+    let engine = imported(&["
+domain: rep
+descriptors:
+  - key: key1
+    rate_limit: {unit: minute, requests_per_unit: 5, name: First Limit}
+  - key: key2
+    rate_limit: {unit: minute, requests_per_unit: 5}
+"]);
+    // The name as written in the file, not the policy name made of it.
+    let named = ask(&engine, "rep", &[("key1", "v")]);
+    assert_eq!(limit_of(&named).1.unwrap().0, "First Limit");
+    // A limit the file does not name has none (the policy's derived name is not sent).
+    let derived = ask(&engine, "rep", &[("key2", "v")]);
+    assert_eq!(limit_of(&derived).1.unwrap().0, "");
+    // A policy written for meshtel reports its own name unless rateLimit.name says
+    // otherwise.
+    let by_hand = engine_of(vec![
+        spec(json!({
+            "name": "by-hand", "maxAmount": 3, "validDuration": "1m",
+            "rateLimit": {"domain": "h", "descriptors": [{"key": "a"}]},
+        })),
+        spec(json!({
+            "name": "renamed", "maxAmount": 3, "validDuration": "1m",
+            "rateLimit": {"domain": "h", "name": "per-b", "descriptors": [{"key": "b"}]},
+        })),
+    ]);
+    assert_eq!(
+        limit_of(&ask(&by_hand, "h", &[("a", "1")])).1.unwrap().0,
+        "by-hand"
+    );
+    assert_eq!(
+        limit_of(&ask(&by_hand, "h", &[("b", "1")])).1.unwrap().0,
+        "per-b"
+    );
+}
