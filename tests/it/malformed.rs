@@ -414,7 +414,10 @@ async fn check_zipkin(m: &Meshtel) {
         vec![1, 2, 3],
     )
     .await;
-    assert_eq!(reply.status, 415, "{}", reply.text());
+    // Not a protobuf ListOfSpans.
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.content_type.starts_with("text/plain"));
+    assert!(!reply.text().trim().is_empty(), "an explanation");
     let reply = get(&url).await;
     assert_eq!(reply.status, 405);
     let too_many: Vec<Value> = (1..=6)
