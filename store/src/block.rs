@@ -378,6 +378,8 @@ impl ColumnSource for HeadColumns<'_> {
 /// The inputs of a merge, read one column at a time in merged order.
 struct MergeColumns {
     inputs: Vec<(File, ArrowReaderMetadata)>,
+    /// The inputs' paths, which errors reading them name.
+    paths: Vec<PathBuf>,
     /// Input of each output row. Each input's rows are taken in their stored order, so
     /// this alone says which row comes next.
     source: Vec<u16>,
@@ -444,20 +446,31 @@ impl MergeColumns {
         let mut inputs = Vec::with_capacity(paths.len());
         let mut keys: Vec<RecordBatch> = Vec::with_capacity(paths.len());
         for path in paths {
-            let file = File::open(path)?;
-            let metadata = ArrowReaderMetadata::load(&file, options.clone())?;
-            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                file.try_clone()?,
-                metadata.clone(),
-            );
-            let mask = ProjectionMask::roots(builder.parquet_schema(), key_columns.iter().copied());
-            let reader = builder
-                .with_projection(mask)
-                .with_batch_size(KEY_BATCH_ROWS)
-                .build()?;
-            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-            let projected = Arc::new(schema.project(&key_columns)?);
-            keys.push(arrow::compute::concat_batches(&projected, &batches)?);
+            let read_keys = || -> Result<_> {
+                let file = File::open(path)?;
+                let metadata = ArrowReaderMetadata::load(&file, options.clone())?;
+                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                    file.try_clone()?,
+                    metadata.clone(),
+                );
+                let mask =
+                    ProjectionMask::roots(builder.parquet_schema(), key_columns.iter().copied());
+                let reader = builder
+                    .with_projection(mask)
+                    .with_batch_size(KEY_BATCH_ROWS)
+                    .build()?;
+                let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+                let projected = Arc::new(schema.project(&key_columns)?);
+                let keys = arrow::compute::concat_batches(&projected, &batches)?;
+                // Checked here, where a bad column names its block.
+                trace_id_and_start(&keys)?;
+                if order == BlockOrder::Service {
+                    service_column(&keys)?;
+                }
+                Ok((file, metadata, keys))
+            };
+            let (file, metadata, batch) = read_keys().map_err(crate::Error::in_block(path))?;
+            keys.push(batch);
             inputs.push((file, metadata));
         }
         let total: usize = keys.iter().map(RecordBatch::num_rows).sum();
@@ -499,6 +512,7 @@ impl MergeColumns {
         Ok((
             MergeColumns {
                 inputs,
+                paths: paths.to_vec(),
                 source,
                 runs: Runs::default(),
             },
@@ -529,22 +543,23 @@ impl ColumnSource for MergeColumns {
         let Runs { skip, take, .. } = self.runs.of(&self.source, self.inputs.len(), rows.clone());
         let mut readers = Vec::with_capacity(self.inputs.len());
         for (i, (file, metadata)) in self.inputs.iter().enumerate() {
-            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                file.try_clone()?,
-                metadata.clone(),
-            );
-            let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
-            let selection = RowSelection::from(vec![
-                RowSelector::skip(skip[i]),
-                RowSelector::select(take[i]),
-            ]);
-            readers.push(
-                builder
+            let reader = || -> Result<_> {
+                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                    file.try_clone()?,
+                    metadata.clone(),
+                );
+                let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+                let selection = RowSelection::from(vec![
+                    RowSelector::skip(skip[i]),
+                    RowSelector::select(take[i]),
+                ]);
+                Ok(builder
                     .with_projection(mask)
                     .with_row_selection(selection)
                     .with_batch_size(MERGE_BATCH_ROWS)
-                    .build()?,
-            );
+                    .build()?)
+            };
+            readers.push(reader().map_err(crate::Error::in_block(&self.paths[i]))?);
         }
         // Per input: the slot in `live` of the batch being read and the row within it.
         let mut current: Vec<Option<(usize, usize)>> = vec![None; readers.len()];
@@ -558,11 +573,17 @@ impl ColumnSource for MergeColumns {
                         (slot, row)
                     }
                     _ => {
-                        let batch = readers[input].next().ok_or_else(|| {
-                            crate::Error::Corrupt(format!(
-                                "merge input {input} ended before its rows did"
-                            ))
-                        })??;
+                        let batch = match readers[input].next() {
+                            Some(Ok(batch)) => batch,
+                            Some(Err(e)) => {
+                                return Err(crate::Error::in_block(&self.paths[input])(e));
+                            }
+                            None => {
+                                return Err(crate::Error::in_block(&self.paths[input])(
+                                    crate::Error::Corrupt("ended before its rows did".to_string()),
+                                ));
+                            }
+                        };
                         live.push(Some(batch.column(0).clone()));
                         (live.len() - 1, 0)
                     }
@@ -608,6 +629,24 @@ struct BlockShape {
 /// group. The file gets a temporary name, is synced, then renamed, so a crash never
 /// leaves a half block under a real name.
 fn write_columns(
+    blocks_dir: &Path,
+    id: u64,
+    source: &mut dyn ColumnSource,
+    rows: RowsInOrder,
+    shape: &BlockShape,
+) -> Result<BlockMeta> {
+    let written = write_columns_once(blocks_dir, id, source, rows, shape);
+    if written.is_err() {
+        // Never indexed, never renamed: what the failed write left is garbage (and on
+        // a full disk, the space the next try needs).
+        let file_name = block_file_name(id);
+        let _ = fs::remove_file(blocks_dir.join(format!("{file_name}.tmp")));
+        let _ = fs::remove_file(sidecar_path(&blocks_dir.join(&file_name)));
+    }
+    written
+}
+
+fn write_columns_once(
     blocks_dir: &Path,
     id: u64,
     source: &mut dyn ColumnSource,

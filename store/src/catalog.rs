@@ -32,6 +32,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "quotas",
         include_str!("../../migrations/sqlite/0003_quotas.sql"),
     ),
+    (
+        4,
+        "replaced_blocks",
+        include_str!("../../migrations/sqlite/0004_replaced_blocks.sql"),
+    ),
+    (
+        5,
+        "edge_grpc_status",
+        include_str!("../../migrations/sqlite/0005_edge_grpc_status.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
@@ -65,11 +75,21 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Opens (creating if needed) `meshtel.db` in `data_dir` and runs migrations.
+    /// Opens (creating if needed) `meshtel.db` in `data_dir` and runs migrations; an
+    /// error names the file.
     pub async fn open(data_dir: &Path) -> Result<Catalog> {
         let path = data_dir.join("meshtel.db");
+        Self::open_file(&path)
+            .await
+            .map_err(|e| crate::Error::Database {
+                path,
+                source: Box::new(e),
+            })
+    }
+
+    async fn open_file(path: &Path) -> Result<Catalog> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(&path)
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -162,8 +182,9 @@ impl Catalog {
         Ok(row.get::<i64, _>(0) as u64)
     }
 
-    /// Atomically adds `added` blocks, removes `removed` ones and, when given, advances
-    /// the flushed WAL segment.
+    /// Atomically adds `added` blocks, removes `removed` ones (their files are to be
+    /// deleted: they are listed in [`Catalog::replaced_block_files`] until
+    /// [`Catalog::forget_replaced`]) and, when given, advances the flushed WAL segment.
     pub async fn replace_blocks(
         &self,
         added: &[BlockMeta],
@@ -191,6 +212,15 @@ impl Catalog {
             .await?;
         }
         for id in removed {
+            sqlx::query(
+                "INSERT INTO replaced_blocks (path, replaced_unix_ms) \
+                 SELECT path, ? FROM blocks WHERE id = ? \
+                 ON CONFLICT (path) DO UPDATE SET replaced_unix_ms = excluded.replaced_unix_ms",
+            )
+            .bind(now)
+            .bind(*id as i64)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM blocks WHERE id = ?")
                 .bind(*id as i64)
                 .execute(&mut *tx)
@@ -199,6 +229,42 @@ impl Catalog {
         if let Some(seq) = flushed_through {
             sqlx::query("UPDATE wal_state SET flushed_through_seq = ? WHERE id = 1")
                 .bind(seq as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes blocks out of the index without listing their files as replaced: blocks
+    /// set aside (missing or unreadable ones), whose files are not to be deleted.
+    pub async fn drop_blocks(&self, ids: &[u64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM blocks WHERE id = ?")
+                .bind(*id as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// File names of blocks that compaction or retention replaced and that may still
+    /// be on disk.
+    pub async fn replaced_block_files(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT path FROM replaced_blocks")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Forgets replaced block files once they are deleted.
+    pub async fn forget_replaced(&self, file_names: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for name in file_names {
+            sqlx::query("DELETE FROM replaced_blocks WHERE path = ?")
+                .bind(name)
                 .execute(&mut *tx)
                 .await?;
         }

@@ -6,17 +6,23 @@
 //! (in time order, up to the target) are merged into one block of the next level. Each
 //! span is therefore rewritten a logarithmic number of times, however slow ingest is.
 //! Merged and expired block files are deleted a little later, so that searches that
-//! already planned over them finish.
+//! already planned over them finish; until then SQL lists them as replaced, so that a
+//! restart in between deletes them instead of setting them aside as unindexed.
+//!
+//! A block that fails to read in a merge is set aside ([`block_files::set_aside_unreadable`]:
+//! out of the index, into `blocks/corrupt/`, an ERROR, counted in
+//! `meshtel_store_blocks_unreadable_total`) and compaction goes on without it, instead
+//! of failing the same merge at every pass.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::block::{self, BlockMeta};
-use crate::{Inner, Result, now_unix_nano};
+use crate::{Inner, Result, block_files, now_unix_nano};
 
 /// Small blocks of one level merged once there are this many.
 pub const MERGE_FAN_IN: usize = 4;
@@ -43,7 +49,15 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 pub(crate) async fn run_once(inner: &Arc<Inner>, now: i64) -> Result<()> {
     apply_retention(inner, now).await?;
     while let Some(group) = pick_compaction(inner) {
-        compact(inner, group).await?;
+        if let Err(e) = compact(inner, &group).await {
+            let unreadable = e
+                .block_path()
+                .and_then(|path| group.iter().find(|b| b.path(&inner.blocks_dir) == path));
+            match unreadable {
+                Some(block) => block_files::set_aside_unreadable(inner, block, &e).await?,
+                None => return Err(e),
+            }
+        }
     }
     Ok(())
 }
@@ -120,7 +134,9 @@ fn pick_compaction(inner: &Arc<Inner>) -> Option<Vec<BlockMeta>> {
     None
 }
 
-async fn compact(inner: &Arc<Inner>, group: Vec<BlockMeta>) -> Result<()> {
+/// Merges `group` into one block. An error reading one of the inputs is an
+/// [`crate::Error::Block`] naming it.
+async fn compact(inner: &Arc<Inner>, group: &[BlockMeta]) -> Result<()> {
     let id = inner.next_block_id();
     let dir = inner.blocks_dir.clone();
     let row_group_rows = inner.config.row_group_rows;
@@ -151,30 +167,46 @@ async fn compact(inner: &Arc<Inner>, group: Vec<BlockMeta>) -> Result<()> {
         level,
         "compacted blocks"
     );
-    delete_later(inner, group);
+    delete_later(inner, group.to_vec());
     Ok(())
 }
 
+/// Deletes the files of blocks taken out of the index, after [`DELETE_GRACE`] (at
+/// once in tests), then forgets them in SQL.
 fn delete_later(inner: &Arc<Inner>, blocks: Vec<BlockMeta>) {
     let dir = inner.blocks_dir.clone();
     let remove = move || {
-        for b in &blocks {
+        let mut deleted = Vec::new();
+        for b in blocks {
             let path = b.path(&dir);
+            let mut gone = true;
             for file in [crate::trace_index::sidecar_path(&path), path] {
                 if let Err(e) = std::fs::remove_file(&file)
                     && e.kind() != std::io::ErrorKind::NotFound
                 {
-                    error!(block = b.id, error = %e, "could not delete replaced block file");
+                    gone = false;
+                    error!(file = %file.display(), error = %e, "could not delete replaced block file");
                 }
             }
+            if gone {
+                deleted.push(b.file_name);
+            }
+        }
+        deleted
+    };
+    let catalog = inner.catalog.clone();
+    let forget = |deleted: Vec<String>| async move {
+        if let Err(e) = catalog.forget_replaced(&deleted).await {
+            // Listed ones are deleted again (found missing) at the next start.
+            warn!(error = %e, "could not forget deleted block files");
         }
     };
     if cfg!(test) {
-        remove();
+        tokio::spawn(forget(remove()));
     } else {
         tokio::spawn(async move {
             tokio::time::sleep(DELETE_GRACE).await;
-            remove();
+            forget(remove()).await;
         });
     }
 }

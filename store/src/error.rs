@@ -1,18 +1,78 @@
 //! The store's one error type.
 
+use std::path::{Path, PathBuf};
+
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// File system failure (WAL, blocks).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
-    /// The data directory cannot be created or resolved.
-    #[error("data directory {path}: {source}")]
+    /// A directory or file of the data directory cannot be created, opened or read:
+    /// the data directory itself, `blocks/`, `wal/`, a WAL segment, the lock file.
+    #[error("{what} {}: {source}", path.display())]
     DataDir {
-        /// The directory as configured.
-        path: std::path::PathBuf,
+        /// What the path is, for the message: "data directory", "WAL segment", ...
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
         /// What the file system said.
         source: std::io::Error,
+    },
+    /// Another process holds the data directory's lock: two writers on one data
+    /// directory would overwrite each other's blocks.
+    #[error(
+        "data directory {} is in use by another meshtel process{} holding the lock on {}: \
+         stop it first, or use another data directory (`meshtel query` can run beside it)",
+        path.display(),
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
+        path.join(crate::lock::LOCK_FILE).display()
+    )]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// The process id the holder wrote into the lock file, when readable.
+        holder: Option<u32>,
+    },
+    /// The SQL database (`meshtel.db`) cannot be opened or migrated.
+    #[error("database {}: {source}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A block file that cannot be read: missing, truncated or corrupt.
+    #[error("block {}: {source}", path.display())]
+    Block {
+        /// The block file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A read over several blocks at once failed in one of them.
+    #[error("one of the blocks {}: {source}", list_paths(paths))]
+    Blocks {
+        /// The block files read together.
+        paths: Vec<PathBuf>,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// None of the blocks the index lists is on disk: most likely the blocks live on
+    /// a volume that is not mounted.
+    #[error(
+        "none of the {count} blocks the index lists is in {}; if the blocks live on \
+         another volume, mount it and start again",
+        path.display()
+    )]
+    BlocksMissing {
+        /// The blocks directory.
+        path: PathBuf,
+        /// Blocks the index lists.
+        count: usize,
     },
     /// Arrow failure while building or reading rows.
     #[error("arrow error: {0}")]
@@ -44,6 +104,45 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// An I/O failure on `path` ([`Error::DataDir`]), for `map_err`.
+    pub(crate) fn at(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.to_path_buf();
+        move |source| Error::DataDir { what, path, source }
+    }
+
+    /// A failure reading the block at `path` ([`Error::Block`]), for `map_err`.
+    pub(crate) fn in_block<E: Into<Error>>(path: &Path) -> impl FnOnce(E) -> Error {
+        let path = path.to_path_buf();
+        move |source| Error::Block {
+            path,
+            source: Box::new(source.into()),
+        }
+    }
+
+    /// The block file this error names, when it names exactly one.
+    pub(crate) fn block_path(&self) -> Option<&Path> {
+        match self {
+            Error::Block { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Up to four paths of a list, then how many more.
+fn list_paths(paths: &[PathBuf]) -> String {
+    const SHOWN: usize = 4;
+    let mut out: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if paths.len() > SHOWN {
+        out.push(format!("and {} more", paths.len() - SHOWN));
+    }
+    out.join(", ")
 }
 
 /// Result with the store's [`Error`].

@@ -14,10 +14,14 @@
 //! - [`wal`]: the write-ahead log; [`writer`]: the thread that owns it and the flusher;
 //! - [`schema`], [`encode`], [`decode`]: the span table and OTLP ↔ Arrow;
 //! - [`block`]: Parquet blocks; [`search`]: DataFusion queries; [`compaction`];
+//! - [`block_files`]: the blocks directory against the index (leftovers, blocks the
+//!   index does not name, blocks that cannot be read); `lock`: one writer per data
+//!   directory;
 //! - [`catalog`]: SQL state (services, operations, block index);
 //! - [`quotas`]: quota policies, their audit log and admin tokens in SQL ([`QuotaRepo`]).
 
 pub mod block;
+pub mod block_files;
 pub mod catalog;
 pub mod compaction;
 pub mod config;
@@ -25,6 +29,7 @@ pub mod decode;
 pub mod edges;
 pub mod encode;
 mod error;
+mod lock;
 pub mod quotas;
 pub mod schema;
 pub mod search;
@@ -61,6 +66,7 @@ use tracing::{info, warn};
 pub use config::{BlockOrder, StoreConfig, WalConfig, WalSync};
 pub use edges::{EdgeConfig, EdgeRollups};
 pub use error::{Error, Result};
+pub use lock::LOCK_FILE;
 pub use quotas::QuotaRepo;
 pub use stats::StoreStats;
 
@@ -114,6 +120,9 @@ pub(crate) struct Inner {
     searcher: Searcher,
     next_block_id: AtomicU64,
     stats: stats::Stats,
+    /// The data directory's lock (writers only), released by [`TraceStore::shutdown`]
+    /// once the writer has stopped, or when the last user of the store is gone.
+    dir_lock: Mutex<Option<lock::DataDirLock>>,
 }
 
 impl Inner {
@@ -222,23 +231,25 @@ fn now_unix_nano() -> i64 {
 }
 
 impl TraceStore {
-    /// Opens the store in `config.data_dir`: runs SQL migrations, loads the catalog and
-    /// the block index, deletes leftovers of interrupted flushes and compactions,
-    /// replays the WAL into the head, and starts the writer, flusher, WAL syncer and
+    /// Opens the store in `config.data_dir` for writing: locks the directory (a second
+    /// writer gets [`Error::Locked`]), runs SQL migrations, loads the catalog and the
+    /// block index, sorts out the blocks directory ([`block_files`]: leftovers of
+    /// interrupted writes deleted, unindexed and unreadable blocks set aside), replays
+    /// the WAL into the head, and starts the writer, flusher, WAL syncer and
     /// compaction. Must be called within a Tokio runtime.
     pub async fn open(config: StoreConfig) -> Result<TraceStore> {
         config.validate()?;
-        let data_dir = absolute_data_dir(&config.data_dir)?;
+        let data_dir = lock::absolute_data_dir(&config.data_dir)?;
+        // Before anything is read or written: one writer per data directory.
+        let dir_lock = lock::DataDirLock::acquire(&data_dir)?;
         let blocks_dir = data_dir.join("blocks");
         let wal_dir = data_dir.join("wal");
-        std::fs::create_dir_all(&blocks_dir)?;
-        std::fs::create_dir_all(&wal_dir)?;
+        lock::create_dir("blocks directory", &blocks_dir)?;
+        lock::create_dir("WAL directory", &wal_dir)?;
         let catalog = Catalog::open(&data_dir).await?;
-        let mut blocks = catalog.load_blocks().await?;
-        blocks.sort_by_key(|b| (b.max_start, b.id));
-        remove_orphan_block_files(&blocks_dir, &blocks)?;
-        let blocks = load_trace_id_sets(&blocks_dir, blocks, &[]).await?;
-        let next_id = blocks.iter().map(|b| b.id).max().unwrap_or(0) + 1;
+        let stats = stats::Stats::default();
+        let block_files::Prepared { blocks, next_id } =
+            block_files::prepare(&catalog, &blocks_dir, &stats).await?;
 
         let mut operations: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
         let mut operation_count = 0;
@@ -296,8 +307,9 @@ impl TraceStore {
             ops_tx,
             searcher: Searcher::new(),
             next_block_id: AtomicU64::new(next_id),
-            stats: stats::Stats::default(),
+            stats,
             config: config.clone(),
+            dir_lock: Mutex::new(Some(dir_lock)),
         });
         inner.register_operations(replayed_ops);
 
@@ -357,9 +369,9 @@ impl TraceStore {
     /// still in the collector's head are not visible to this reader).
     pub async fn open_read_only(config: StoreConfig, refresh: Duration) -> Result<TraceStore> {
         config.validate()?;
-        let data_dir = absolute_data_dir(&config.data_dir)?;
+        let data_dir = lock::absolute_data_dir(&config.data_dir)?;
         let blocks_dir = data_dir.join("blocks");
-        std::fs::create_dir_all(&blocks_dir)?;
+        lock::create_dir("blocks directory", &blocks_dir)?;
         let catalog = Catalog::open(&data_dir).await?;
         let (ops_tx, _ops_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -374,14 +386,16 @@ impl TraceStore {
             next_block_id: AtomicU64::new(0),
             stats: stats::Stats::default(),
             config,
+            dir_lock: Mutex::new(None),
         });
-        reload_index(&inner).await?;
+        let warned = Arc::default();
+        reload_index(&inner, &warned).await?;
         let refresher = inner.clone();
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(refresh);
             loop {
                 ticker.tick().await;
-                if let Err(e) = reload_index(&refresher).await {
+                if let Err(e) = reload_index(&refresher, &warned).await {
                     warn!(error = %e, "could not reload the block index");
                 }
             }
@@ -442,6 +456,7 @@ impl TraceStore {
         })
         .await;
         self.inner.catalog.close().await;
+        self.inner.dir_lock.lock().take();
         info!("store shut down");
         Ok(())
     }
@@ -492,69 +507,19 @@ fn operations_in(batch: &RecordBatch) -> Vec<(String, Operation)> {
     set.into_iter().collect()
 }
 
-/// Gives every block its trace id set: kept from `known` blocks, else read from the
-/// sidecar (or rebuilt from the block) off the async threads.
-async fn load_trace_id_sets(
-    blocks_dir: &std::path::Path,
-    blocks: Vec<BlockMeta>,
-    known: &[BlockMeta],
-) -> Result<Vec<BlockMeta>> {
-    let known: std::collections::HashMap<u64, Arc<trace_index::TraceIdSet>> =
-        known.iter().map(|b| (b.id, b.trace_ids.clone())).collect();
-    let dir = blocks_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        blocks
-            .into_iter()
-            .map(|mut b| {
-                b.trace_ids = match known.get(&b.id) {
-                    Some(set) => set.clone(),
-                    None => Arc::new(trace_index::load_or_rebuild(&b.path(&dir))?),
-                };
-                Ok(b)
-            })
-            .collect()
-    })
-    .await?
-}
-
 /// Replaces the in-memory block list and catalog with what SQL holds now.
-async fn reload_index(inner: &Arc<Inner>) -> Result<()> {
+async fn reload_index(inner: &Arc<Inner>, warned: &Arc<Mutex<BTreeSet<u64>>>) -> Result<()> {
     let mut blocks = inner.catalog.load_blocks().await?;
     blocks.sort_by_key(|b| (b.max_start, b.id));
     let known = inner.state.read().blocks.clone();
-    let blocks = load_trace_id_sets(&inner.blocks_dir, blocks, &known).await?;
+    let blocks =
+        block_files::load_trace_id_sets(&inner.blocks_dir, blocks, &known, warned.clone()).await?;
     let mut operations: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
     for (svc, op) in inner.catalog.load_operations().await? {
         operations.entry(svc).or_default().insert(op);
     }
     inner.state.write().blocks = blocks;
     *inner.operations.write() = operations;
-    Ok(())
-}
-
-/// Creates `data_dir` if needed and returns it as an absolute path: searches hand block
-/// paths to DataFusion's object store, which reads a relative path (the default
-/// `./meshtel-data`) from the root.
-fn absolute_data_dir(data_dir: &Path) -> Result<PathBuf> {
-    let failed = |source| Error::DataDir {
-        path: data_dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(data_dir).map_err(failed)?;
-    std::fs::canonicalize(data_dir).map_err(failed)
-}
-
-fn remove_orphan_block_files(blocks_dir: &std::path::Path, blocks: &[BlockMeta]) -> Result<()> {
-    let known: BTreeSet<&str> = blocks.iter().map(|b| b.file_name.as_str()).collect();
-    for entry in std::fs::read_dir(blocks_dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let block_name = name.strip_suffix(".tids").unwrap_or(&name);
-        if !known.contains(block_name) {
-            info!(file = %name, "removing block file not in the index");
-            std::fs::remove_file(entry.path())?;
-        }
-    }
     Ok(())
 }
 

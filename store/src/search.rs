@@ -320,15 +320,6 @@ impl Searcher {
                 }
             };
             let started = std::time::Instant::now();
-            let frame = match step.as_ref() {
-                Source::Blocks { paths, .. } if !scanned_tags.is_empty() => {
-                    self.selected_frame(paths, &scanned_tags).await?
-                }
-                _ => self.frame(&step, search_schema()).await?,
-            };
-            let Some(df) = frame else {
-                continue;
-            };
             // Blocks whose spans all started inside the window need not compare each
             // span's start with it: one predicate fewer to decode and evaluate per row.
             let step_filter = match step.as_ref() {
@@ -339,20 +330,34 @@ impl Searcher {
                 } if within(*min_start, *max_start, query) => unwindowed.as_ref(),
                 _ => Some(&filter),
             };
-            let newest = if query.tags.is_empty() {
-                self.newest_rows(df.clone(), step_filter, limit).await?
-            } else {
-                None
+            let searched = async {
+                let frame = match step.as_ref() {
+                    Source::Blocks { paths, .. } if !scanned_tags.is_empty() => {
+                        self.selected_frame(paths, &scanned_tags).await?
+                    }
+                    _ => self.frame(&step, search_schema()).await?,
+                };
+                let Some(df) = frame else {
+                    return Ok(None);
+                };
+                let newest = if query.tags.is_empty() {
+                    self.newest_rows(df.clone(), step_filter, limit).await?
+                } else {
+                    None
+                };
+                Ok::<_, Error>(Some(match newest {
+                    Some(batches) => batches,
+                    None => {
+                        let plan = filtered(df, step_filter)?
+                            .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
+                            .sort(vec![col("t").sort(false, false)])?
+                            .limit(0, Some(limit))?;
+                        self.collect(plan, lane).await?
+                    }
+                }))
             };
-            let batches = match newest {
-                Some(batches) => batches,
-                None => {
-                    let plan = filtered(df, step_filter)?
-                        .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
-                        .sort(vec![col("t").sort(false, false)])?
-                        .limit(0, Some(limit))?;
-                    self.collect(plan, lane).await?
-                }
+            let Some(batches) = searched.await.map_err(|e| in_blocks(&step, e))? else {
+                continue;
             };
             tracing::debug!(
                 blocks = step.block_count(),
@@ -393,7 +398,9 @@ impl Searcher {
         let mut scans = Vec::with_capacity(paths.len());
         for path in paths {
             let (blocks, tags, path) = (self.blocks.clone(), tags.clone(), path.clone());
-            scans.push(self.spawn_read(Lane::Scan, move || selected_file(&blocks, &path, &tags)));
+            scans.push(self.spawn_read(Lane::Scan, move || {
+                selected_file(&blocks, &path, &tags).map_err(Error::in_block(&path))
+            }));
         }
         let mut files = Vec::new();
         for scan in scans {
@@ -473,9 +480,11 @@ impl Searcher {
                 Source::Blocks { paths, .. } => {
                     for path in paths {
                         let (blocks, ids, path) = (self.blocks.clone(), ids.clone(), path.clone());
-                        reads.push(
-                            self.spawn_read(Lane::Fast, move || blocks.block_rows(&path, &ids)),
-                        );
+                        reads.push(self.spawn_read(Lane::Fast, move || {
+                            blocks
+                                .block_rows(&path, &ids)
+                                .map_err(Error::in_block(&path))
+                        }));
                     }
                 }
             }
@@ -490,6 +499,39 @@ impl Searcher {
 
     /// Caller → callee service pairs from parent/child spans started in the window.
     pub async fn dependencies(
+        &self,
+        start_min: i64,
+        start_max: i64,
+        sources: &[Source],
+    ) -> Result<Vec<DependencyLink>> {
+        let in_any_block = |e| {
+            let paths: Vec<PathBuf> = sources
+                .iter()
+                .flat_map(|s| match s {
+                    Source::Head(_) => &[][..],
+                    Source::Blocks { paths, .. } => &paths[..],
+                })
+                .cloned()
+                .collect();
+            match paths.len() {
+                0 => e,
+                _ => in_blocks(
+                    &Source::Blocks {
+                        paths,
+                        min_start: 0,
+                        max_start: 0,
+                        rows: 0,
+                    },
+                    e,
+                ),
+            }
+        };
+        self.dependency_links(start_min, start_max, sources)
+            .await
+            .map_err(in_any_block)
+    }
+
+    async fn dependency_links(
         &self,
         start_min: i64,
         start_max: i64,
@@ -617,6 +659,22 @@ fn selected_file(
         size,
         plan,
     }))
+}
+
+/// `e`, from reading `source`, naming its block file(s); errors that already name
+/// one are kept as they are.
+fn in_blocks(source: &Source, e: Error) -> Error {
+    match (source, &e) {
+        (_, Error::Block { .. } | Error::Blocks { .. }) | (Source::Head(_), _) => e,
+        (Source::Blocks { paths, .. }, _) => match &paths[..] {
+            [] => e,
+            [path] => Error::in_block(path)(e),
+            _ => Error::Blocks {
+                paths: paths.clone(),
+                source: Box::new(e),
+            },
+        },
+    }
 }
 
 /// `df` keeping the rows that pass `filter`; all of them without one.

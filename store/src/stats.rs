@@ -19,6 +19,8 @@ pub(crate) struct Stats {
     pub last_flush_nanos: AtomicU64,
     pub compactions: AtomicU64,
     pub blocks_deleted_by_retention: AtomicU64,
+    /// Blocks taken out of the index because they could not be read.
+    pub blocks_unreadable: AtomicU64,
     pub rejected_overload: AtomicU64,
     pub catalog_overflow: AtomicU64,
 }
@@ -79,6 +81,7 @@ impl Stats {
             flush_seconds: get(&self.flush_nanos) as f64 / 1e9,
             compactions: get(&self.compactions),
             blocks_deleted_by_retention: get(&self.blocks_deleted_by_retention),
+            blocks_unreadable: get(&self.blocks_unreadable),
             rejected_overload: get(&self.rejected_overload),
             catalog_overflow: get(&self.catalog_overflow),
             head_spans: head_rows as u64,
@@ -113,6 +116,9 @@ pub struct StoreStats {
     pub compactions: u64,
     /// Blocks deleted by retention.
     pub blocks_deleted_by_retention: u64,
+    /// Blocks taken out of the index because they could not be read (missing, or moved
+    /// to `blocks/corrupt/`), at startup or by compaction.
+    pub blocks_unreadable: u64,
     /// Writes refused because the pipeline was full.
     pub rejected_overload: u64,
     /// Catalog entries not kept because of `max_catalog_operations`.

@@ -4,28 +4,39 @@
 //!  wal/00000000000000000007.wal:  [len u32 LE][crc32 u32 LE][payload] [len][crc][payload] ...
 //! ```
 //!
-//! A record's payload is one ingest request's rows as an Arrow IPC stream. The writer
-//! appends a group of records, hands them to the OS with one `write`, and (with
-//! `sync = "always"`) calls `fdatasync` before anyone is acknowledged; with `sync =
-//! "interval"` a background thread calls it every interval instead. Either way a process
-//! crash after the acknowledgement loses nothing: the bytes are in the kernel.
+//! A record's payload is one ingest request's rows as an Arrow IPC stream (never
+//! empty: a zero length marks the end of the log, see [`replay`]). The writer appends
+//! a group of records, hands them to the OS (small records gathered into one `write`,
+//! large ones in a `writev` each), and (with `sync = "always"`) calls `fdatasync`
+//! before anyone is acknowledged; with `sync = "interval"` a background thread calls it
+//! every interval instead. Either way a process crash after the acknowledgement loses
+//! nothing: the bytes are in the kernel.
+//!
+//! A write that fails (a full disk) may leave part of a record in the segment. Before
+//! anything else is appended, the segment is cut back to the end of the last committed
+//! group; when even that fails, the writer goes on in a new segment, and while it can
+//! do neither it refuses every write. So an acknowledged record never follows bytes
+//! that replay cannot read.
 //!
 //! When the head is flushed to a block, the writer rotates to a new segment; segments
-//! whose every record is in a block are deleted. Replay reads the segments that are
-//! left, oldest first, and stops a segment at the first torn or corrupt record (the tail
-//! of a write that was never acknowledged), truncating it so that appends continue
-//! after good data.
+//! whose every record is in a block are deleted. Replay ([`replay`]) reads the segments
+//! that are left, oldest first, and stops a segment at the first torn or corrupt
+//! record.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::Result;
+use crate::{Error, Result};
+
+mod replay;
+
+pub use replay::{CORRUPT_DIR, MAX_CORRUPT_COPIES};
 
 const HEADER_BYTES: usize = 8;
 /// Small records are gathered in a buffer of this size and written once per group.
@@ -45,11 +56,37 @@ pub struct ReplayedSegment {
 pub struct Wal {
     dir: PathBuf,
     seq: u64,
-    writer: BufWriter<File>,
+    file: File,
+    /// Records of the group being appended that are not in the file yet.
+    buffer: Vec<u8>,
+    /// Length of the segment at the end of the last committed group: every byte before
+    /// it belongs to a whole record. A failed write is cut back to it.
+    committed_len: u64,
+    /// Length of the segment as written so far: `committed_len` plus what the group
+    /// being appended has handed to the file.
+    written_len: u64,
+    /// A failed write could not be cut off: the bytes after `committed_len` may be part
+    /// of a record. Nothing is appended until [`Wal::recover`] has dealt with them.
+    damaged: bool,
     /// A second handle on the current segment for the interval sync thread.
     sync_handle: Arc<parking_lot::Mutex<Arc<File>>>,
     dirty: Arc<AtomicBool>,
     bytes_written: u64,
+    #[cfg(test)]
+    faults: Faults,
+}
+
+/// Failures tests inject into the segment file.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Faults {
+    /// Writes past this segment length fail with "no space left", after writing what
+    /// fits (as a full disk does).
+    pub write_limit: Option<u64>,
+    /// Cutting a segment back fails.
+    pub fail_set_len: bool,
+    /// Creating a segment fails.
+    pub fail_new_segment: bool,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -58,9 +95,17 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 
 /// Sequence numbers of the segments in `dir`, ascending.
 pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let failed = Error::at("WAL directory", dir);
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return Err(failed(e)),
+    };
+    for entry in entries {
+        let name = match entry {
+            Ok(entry) => entry.file_name(),
+            Err(e) => return Err(Error::at("WAL directory", dir)(e)),
+        };
         let name = name.to_string_lossy();
         if let Some(stem) = name.strip_suffix(".wal")
             && let Ok(seq) = stem.parse::<u64>()
@@ -72,60 +117,22 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(out)
 }
 
-/// Reads one segment's valid records; truncates a torn tail when `repair` is set.
-fn read_segment(path: &Path, repair: bool) -> Result<Vec<Vec<u8>>> {
-    let mut file = OpenOptions::new().read(true).write(repair).open(path)?;
-    let len = file.metadata()?.len();
-    let mut data = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut data)?;
-    let mut records = Vec::new();
-    let mut pos = 0usize;
-    while pos + HEADER_BYTES <= data.len() {
-        let size = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
-        let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
-        let start = pos + HEADER_BYTES;
-        let end = start + size as usize;
-        if size > MAX_RECORD_BYTES || end > data.len() {
-            break;
-        }
-        let payload = &data[start..end];
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        records.push(payload.to_vec());
-        pos = end;
-    }
-    if pos != data.len() {
-        warn!(
-            segment = %path.display(),
-            valid_bytes = pos,
-            total_bytes = data.len(),
-            "wal segment has a torn or corrupt tail; truncating it"
-        );
-        if repair {
-            file.set_len(pos as u64)?;
-            file.sync_all()?;
-        }
-    }
-    Ok(records)
-}
-
 impl Wal {
     /// Opens the log in `dir`, returning the surviving records of every segment with a
     /// sequence number above `flushed_through` (older ones are deleted: their rows are
     /// in blocks). New appends go to a fresh segment.
     pub fn open(dir: &Path, flushed_through: u64) -> Result<(Wal, Vec<ReplayedSegment>)> {
-        fs::create_dir_all(dir)?;
+        crate::lock::create_dir("WAL directory", dir)?;
         let mut replayed = Vec::new();
         let mut last_seq = flushed_through;
         for seq in list_segments(dir)? {
             let path = segment_path(dir, seq);
             last_seq = last_seq.max(seq);
             if seq <= flushed_through {
-                fs::remove_file(&path)?;
+                fs::remove_file(&path).map_err(Error::at("WAL segment", &path))?;
                 continue;
             }
-            let records = read_segment(&path, true)?;
+            let records = replay::replay_segment(&path)?;
             info!(
                 segment = seq,
                 records = records.len(),
@@ -135,30 +142,63 @@ impl Wal {
         }
         let seq = last_seq + 1;
         let file = Self::create_segment(dir, seq)?;
-        let sync_handle = Arc::new(parking_lot::Mutex::new(Arc::new(file.try_clone()?)));
+        let sync_handle = Arc::new(parking_lot::Mutex::new(Arc::new(
+            file.try_clone()
+                .map_err(Error::at("WAL segment", &segment_path(dir, seq)))?,
+        )));
         Ok((
             Wal {
                 dir: dir.to_path_buf(),
                 seq,
-                writer: BufWriter::with_capacity(BUFFER_BYTES, file),
+                file,
+                buffer: Vec::with_capacity(BUFFER_BYTES),
+                committed_len: 0,
+                written_len: 0,
+                damaged: false,
                 sync_handle,
                 dirty: Arc::new(AtomicBool::new(false)),
                 bytes_written: 0,
+                #[cfg(test)]
+                faults: Faults::default(),
             },
             replayed,
         ))
     }
 
     fn create_segment(dir: &Path, seq: u64) -> Result<File> {
+        let path = segment_path(dir, seq);
         let file = OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .append(true)
-            .open(segment_path(dir, seq))?;
+            .open(&path)
+            .map_err(Error::at("WAL segment", &path))?;
         // Make the new name itself durable.
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(file)
+    }
+
+    /// Moves on to segment `seq`, empty.
+    fn start_segment(&mut self, seq: u64) -> Result<()> {
+        #[cfg(test)]
+        if self.faults.fail_new_segment {
+            return Err(Error::at("WAL segment", &segment_path(&self.dir, seq))(
+                io::Error::new(io::ErrorKind::StorageFull, "injected: no space left"),
+            ));
+        }
+        let file = Self::create_segment(&self.dir, seq)?;
+        let handle = file
+            .try_clone()
+            .map_err(Error::at("WAL segment", &segment_path(&self.dir, seq)))?;
+        *self.sync_handle.lock() = Arc::new(handle);
+        self.file = file;
+        self.seq = seq;
+        self.committed_len = 0;
+        self.written_len = 0;
+        self.damaged = false;
+        self.buffer.clear();
+        Ok(())
     }
 
     /// Sequence number of the segment being written.
@@ -171,64 +211,222 @@ impl Wal {
         self.bytes_written
     }
 
-    /// Buffers one record; call [`Wal::commit`] to hand the group to the OS.
+    /// Adds one record to the group; call [`Wal::commit`] to hand the group to the OS.
+    /// On an error the whole group is dropped (the segment cut back to the last
+    /// commit): answer every writer of the group with the error.
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
+        if payload.is_empty() {
+            // Replay reads a zero length as the end of the log.
+            return Err(Error::Corrupt("an empty wal record".into()));
+        }
         let size = u32::try_from(payload.len())
-            .map_err(|_| crate::Error::Corrupt("wal record over 4 GiB".into()))?;
+            .map_err(|_| Error::Corrupt("wal record over 4 GiB".into()))?;
+        self.recover()?;
         let mut header = [0u8; HEADER_BYTES];
         header[..4].copy_from_slice(&size.to_le_bytes());
         header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        // Records of BUFFER_BYTES or more go to the file in one `writev`, not through
-        // the buffer: a request's record is often hundreds of KiB and copying it once
-        // more costs more than the system call.
-        let written = self
-            .writer
-            .write_vectored(&[IoSlice::new(&header), IoSlice::new(payload)])?;
-        if written < HEADER_BYTES {
-            self.writer.write_all(&header[written..])?;
-            self.writer.write_all(payload)?;
+        let record_bytes = HEADER_BYTES + payload.len();
+        let written = if record_bytes >= BUFFER_BYTES {
+            // Large records go to the file in one `writev`, not through the buffer: a
+            // request's record is often hundreds of KiB and copying it once more costs
+            // more than the system call.
+            self.write_buffer()
+                .and_then(|()| self.write_to_file(&[&header, payload]))
         } else {
-            self.writer.write_all(&payload[written - HEADER_BYTES..])?;
+            let room = if self.buffer.len() + record_bytes > BUFFER_BYTES {
+                self.write_buffer()
+            } else {
+                Ok(())
+            };
+            room.map(|()| {
+                self.buffer.extend_from_slice(&header);
+                self.buffer.extend_from_slice(payload);
+            })
+        };
+        if let Err(e) = written {
+            self.abandon_group();
+            return Err(self.segment_error(e));
         }
-        self.bytes_written += (HEADER_BYTES + payload.len()) as u64;
+        self.bytes_written += record_bytes as u64;
         Ok(())
     }
 
-    /// Writes the buffered group to the OS; with `fsync`, also to stable storage, and
-    /// then returns how long that sync took.
+    /// Writes the group to the OS; with `fsync`, also to stable storage, and then
+    /// returns how long that sync took. On an error the group is dropped, as for
+    /// [`Wal::append`].
     pub fn commit(&mut self, fsync: bool) -> Result<Option<Duration>> {
-        self.writer.flush()?;
-        if fsync {
+        self.recover()?;
+        if let Err(e) = self.write_buffer() {
+            self.abandon_group();
+            return Err(self.segment_error(e));
+        }
+        let synced = if fsync {
             let started = Instant::now();
-            self.writer.get_ref().sync_data()?;
-            Ok(Some(started.elapsed()))
+            if let Err(e) = self.file.sync_data() {
+                // What the kernel did with the group's pages is unknown: cut it off.
+                self.abandon_group();
+                return Err(self.segment_error(e));
+            }
+            Some(started.elapsed())
         } else {
             self.dirty.store(true, Ordering::Release);
-            Ok(None)
-        }
+            None
+        };
+        self.committed_len = self.written_len;
+        Ok(synced)
     }
 
     /// Syncs and closes the current segment and starts the next; returns the closed
     /// segment's number.
     pub fn rotate(&mut self) -> Result<u64> {
-        self.writer.flush()?;
-        self.writer.get_ref().sync_data()?;
+        self.recover()?;
+        if let Err(e) = self.write_buffer() {
+            self.abandon_group();
+            return Err(self.segment_error(e));
+        }
+        self.file.sync_data().map_err(|e| self.segment_error(e))?;
+        self.committed_len = self.written_len;
         let closed = self.seq;
-        self.seq += 1;
-        let file = Self::create_segment(&self.dir, self.seq)?;
-        *self.sync_handle.lock() = Arc::new(file.try_clone()?);
-        self.writer = BufWriter::with_capacity(BUFFER_BYTES, file);
+        self.start_segment(self.seq + 1)?;
         Ok(closed)
+    }
+
+    /// Hands the buffered records to the file.
+    fn write_buffer(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.write_to_file(&[&buffer]);
+        self.buffer = buffer;
+        self.buffer.clear();
+        result
+    }
+
+    /// Writes `parts` at the end of the segment, counting what lands in
+    /// `written_len` (also when a write stops part way).
+    fn write_to_file(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match self.write_some(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written_len += n as u64;
+                    IoSlice::advance_slices(&mut slices, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    fn write_some(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.file.write_vectored(slices)
+    }
+
+    #[cfg(test)]
+    fn write_some(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let Some(limit) = self.faults.write_limit else {
+            return self.file.write_vectored(slices);
+        };
+        let room = usize::try_from(limit.saturating_sub(self.written_len)).unwrap_or(usize::MAX);
+        if room == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected: no space left",
+            ));
+        }
+        let first: &[u8] = slices
+            .iter()
+            .find(|s| !s.is_empty())
+            .map_or(&[], |s| &s[..]);
+        self.file.write(&first[..first.len().min(room)])
+    }
+
+    /// Drops the group being appended after a failed write: the buffer, and whatever
+    /// reached the file since the last commit.
+    fn abandon_group(&mut self) {
+        self.buffer.clear();
+        match self.cut_to_committed() {
+            Ok(()) => {
+                if self.written_len != self.committed_len {
+                    warn!(
+                        segment = %segment_path(&self.dir, self.seq).display(),
+                        cut_bytes = self.written_len - self.committed_len,
+                        "cut a failed write off the wal segment"
+                    );
+                }
+                self.written_len = self.committed_len;
+            }
+            Err(e) => {
+                error!(
+                    segment = %segment_path(&self.dir, self.seq).display(),
+                    error = %e,
+                    "could not cut a failed write off the wal segment; the next write \
+                     goes to a new segment"
+                );
+                self.damaged = true;
+            }
+        }
+    }
+
+    /// Cuts the segment back to the end of the last committed group.
+    fn cut_to_committed(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.faults.fail_set_len {
+            return Err(io::Error::other("injected: cannot truncate"));
+        }
+        // The file is opened for appending: the next write lands at the new end.
+        self.file.set_len(self.committed_len)
+    }
+
+    /// Makes the log appendable after a failed write that could not be cut off: cuts
+    /// it now, or else leaves those bytes at the end of this segment (replay stops
+    /// there, after every acknowledged record) and goes on in a new segment. While it
+    /// can do neither, every write is refused.
+    fn recover(&mut self) -> Result<()> {
+        if !self.damaged {
+            return Ok(());
+        }
+        if self.cut_to_committed().is_ok() {
+            self.written_len = self.committed_len;
+            self.damaged = false;
+            info!(segment = self.seq, "cut a failed write off the wal segment");
+            return Ok(());
+        }
+        let old = self.seq;
+        self.start_segment(old + 1)?;
+        warn!(
+            segment = old,
+            next = self.seq,
+            "wal segment ends in a failed write that could not be cut off; appending to \
+             the next segment"
+        );
+        Ok(())
+    }
+
+    fn segment_error(&self, e: io::Error) -> Error {
+        Error::at("WAL segment", &segment_path(&self.dir, self.seq))(e)
+    }
+
+    /// Injected failures, for tests.
+    #[cfg(test)]
+    pub(crate) fn faults(&mut self) -> &mut Faults {
+        &mut self.faults
     }
 
     /// Deletes every segment numbered `seq` or lower.
     pub fn remove_through(dir: &Path, seq: u64) -> Result<()> {
         for s in list_segments(dir)? {
             if s <= seq {
-                match fs::remove_file(segment_path(dir, s)) {
+                let path = segment_path(dir, s);
+                match fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(Error::at("WAL segment", &path)(e)),
                 }
             }
         }
@@ -266,7 +464,8 @@ impl WalSyncer {
 
 /// Used by tests and tools: the records of one segment without repairing it.
 pub fn read_segment_for_inspection(path: &Path) -> Result<Vec<Vec<u8>>> {
-    read_segment(path, false)
+    let data = fs::read(path).map_err(Error::at("WAL segment", path))?;
+    Ok(replay::scan(&data).records)
 }
 
 #[cfg(test)]

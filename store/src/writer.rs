@@ -155,7 +155,9 @@ pub(crate) fn run_writer(
                     }
                 }
                 Err(e) => {
-                    error!(error = %e, "wal append failed; refusing writes");
+                    // The WAL has cut the group off (or moved on to a new segment):
+                    // nothing of it replays, and the next group starts on good bytes.
+                    error!(error = %e, requests = writes.len(), "wal append failed; the group's requests are refused");
                     for (.., ack) in writes {
                         let _ = ack.send(Err(WriteError::Unavailable(
                             "write-ahead log is not writable".into(),

@@ -1,5 +1,6 @@
 //! Nothing acknowledged is lost: SIGKILL while requests are in flight, WAL replay
-//! without duplicates, and a collector and a query process sharing a data directory.
+//! without duplicates, a collector and a query process sharing a data directory, and
+//! a second writer refused on it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -361,4 +362,37 @@ async fn collector_and_query_processes_share_a_data_dir() {
 
     query.stop().await;
     collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_on_a_data_dir_is_refused_while_a_query_process_runs_beside_it() {
+    let dir = TestDir::new();
+    let first = Meshtel::start(&dir, Role::Serve, &["--flush-interval", "200ms"]).await;
+    let id = random_trace_id();
+    export_grpc(first.grpc.unwrap(), trace_request("one-writer", &id)).await;
+    let data_dir = std::fs::canonicalize(dir.data_dir()).unwrap();
+    for role in [Role::Serve, Role::Collector] {
+        let (status, log) = Meshtel::run_expecting_exit(&dir, role, &[]).await;
+        assert!(!status.success(), "a second {role:?} started:\n{log}");
+        assert!(
+            log.contains(&format!(
+                "data directory {} is in use by another meshtel process (pid {})",
+                data_dir.display(),
+                first.pid()
+            )),
+            "{role:?}:\n{log}"
+        );
+    }
+    // The reader takes no lock: it runs beside the writer and sees its blocks.
+    let query = Meshtel::start(&dir, Role::Query, &[]).await;
+    let hex_id = jaeger_trace_id(&id);
+    wait_for_trace(&query, &hex_id, SPANS_PER_REQUEST).await;
+    // The writer was not disturbed.
+    let trace = fetch_trace(&first, &hex_id).await;
+    assert_eq!(trace["spans"].as_array().unwrap().len(), SPANS_PER_REQUEST);
+    query.stop().await;
+    first.stop().await;
+    // Its lock goes with it.
+    let again = Meshtel::serve(&dir).await;
+    again.stop().await;
 }

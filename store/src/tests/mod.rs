@@ -12,6 +12,7 @@ use crate::schema::span_schema;
 
 mod format;
 mod lifecycle;
+mod recovery;
 mod search;
 
 /// One hour ago, rounded to the second: test spans must be inside retention.

@@ -71,3 +71,205 @@ fn flushed_segments_are_removed_on_open() {
     let all: Vec<Vec<u8>> = replayed.into_iter().flat_map(|s| s.records).collect();
     assert_eq!(all, vec![b"pending".to_vec()]);
 }
+
+fn replay_all(dir: &Path) -> Vec<Vec<u8>> {
+    let (_wal, replayed) = Wal::open(dir, 0).unwrap();
+    replayed.into_iter().flat_map(|s| s.records).collect()
+}
+
+/// A record large enough to bypass the buffer.
+fn large(byte: u8) -> Vec<u8> {
+    vec![byte; BUFFER_BYTES + 1000]
+}
+
+#[test]
+fn a_large_record_that_fails_part_way_is_cut_off_before_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        wal.append(b"before").unwrap();
+        wal.commit(false).unwrap();
+        // The disk fills in the middle of the large record's write.
+        wal.faults().write_limit = Some(wal.written_len + 20_000);
+        assert!(wal.append(&large(7)).is_err());
+        // Space again: what is acknowledged from now on must replay.
+        wal.faults().write_limit = None;
+        wal.append(b"after-1").unwrap();
+        wal.commit(false).unwrap();
+        wal.append(&large(8)).unwrap();
+        wal.append(b"after-2").unwrap();
+        wal.commit(true).unwrap();
+    }
+    assert_eq!(
+        replay_all(dir.path()),
+        vec![
+            b"before".to_vec(),
+            b"after-1".to_vec(),
+            large(8),
+            b"after-2".to_vec()
+        ]
+    );
+    // Nothing was left to cut or copy on replay.
+    assert!(!dir.path().join(CORRUPT_DIR).exists());
+}
+
+#[test]
+fn a_buffered_group_that_fails_part_way_is_dropped_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        wal.append(b"kept").unwrap();
+        wal.commit(false).unwrap();
+        wal.faults().write_limit = Some(wal.written_len + 12);
+        wal.append(b"refused-1").unwrap();
+        wal.append(b"refused-2").unwrap();
+        assert!(wal.commit(false).is_err());
+        wal.faults().write_limit = None;
+        wal.append(b"acked").unwrap();
+        wal.commit(false).unwrap();
+    }
+    assert_eq!(
+        replay_all(dir.path()),
+        vec![b"kept".to_vec(), b"acked".to_vec()]
+    );
+}
+
+#[test]
+fn a_failed_write_that_cannot_be_cut_off_moves_on_to_a_new_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        let first = wal.current_seq();
+        wal.append(b"one").unwrap();
+        wal.commit(false).unwrap();
+        wal.faults().write_limit = Some(wal.written_len + 100);
+        wal.faults().fail_set_len = true;
+        assert!(wal.append(&large(1)).is_err());
+        // Neither a cut nor a new segment: every write is refused.
+        wal.faults().write_limit = None;
+        wal.faults().fail_new_segment = true;
+        assert!(wal.append(b"refused").is_err());
+        assert!(wal.commit(false).is_err());
+        // A new segment can be had again.
+        wal.faults().fail_new_segment = false;
+        wal.append(b"two").unwrap();
+        wal.commit(false).unwrap();
+        assert_eq!(wal.current_seq(), first + 1);
+    }
+    assert_eq!(
+        replay_all(dir.path()),
+        vec![b"one".to_vec(), b"two".to_vec()]
+    );
+}
+
+#[test]
+fn a_zero_filled_tail_is_the_end_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq;
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        seq = wal.current_seq();
+        wal.append(b"one").unwrap();
+        wal.commit(true).unwrap();
+    }
+    let path = segment_path(dir.path(), seq);
+    let good = fs::metadata(&path).unwrap().len();
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&vec![0u8; 64 << 10]).unwrap();
+    drop(f);
+    let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+    assert_eq!(replayed[0].records, vec![b"one".to_vec()]);
+    assert_eq!(fs::metadata(&path).unwrap().len(), good, "zeros cut off");
+    assert!(
+        !dir.path().join(CORRUPT_DIR).exists(),
+        "a torn tail is no damage"
+    );
+}
+
+#[test]
+fn an_empty_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+    assert!(wal.append(b"").is_err());
+}
+
+#[test]
+fn damage_before_the_end_keeps_a_copy_of_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq;
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        seq = wal.current_seq();
+        for i in 0..40u8 {
+            wal.append(&vec![i + 1; 4000]).unwrap();
+            wal.commit(false).unwrap();
+        }
+    }
+    let path = segment_path(dir.path(), seq);
+    let mut bytes = fs::read(&path).unwrap();
+    let original = bytes.clone();
+    // A flipped byte in the payload of record 5 of 40.
+    bytes[5 * 4008 + HEADER_BYTES + 100] ^= 0xff;
+    fs::write(&path, &bytes).unwrap();
+
+    let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+    assert_eq!(replayed[0].records.len(), 5);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 5 * 4008);
+    let copy = dir.path().join(CORRUPT_DIR).join(path.file_name().unwrap());
+    let mut damaged = original;
+    damaged[5 * 4008 + HEADER_BYTES + 100] ^= 0xff;
+    assert_eq!(
+        fs::read(copy).unwrap(),
+        damaged,
+        "the copy is the segment as found"
+    );
+}
+
+#[test]
+fn a_record_cut_short_is_a_torn_tail_without_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq;
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        seq = wal.current_seq();
+        for i in 0..40u8 {
+            wal.append(&vec![i + 1; 4000]).unwrap();
+        }
+        wal.append(&large(9)).unwrap();
+        wal.commit(false).unwrap();
+    }
+    let path = segment_path(dir.path(), seq);
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 1000)
+        .unwrap();
+    let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+    assert_eq!(replayed[0].records.len(), 40);
+    assert!(!dir.path().join(CORRUPT_DIR).exists());
+}
+
+#[test]
+fn copies_of_damaged_segments_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..(MAX_CORRUPT_COPIES + 2) {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        let seq = wal.current_seq();
+        for i in 0..3u8 {
+            wal.append(&[i + 1; 100]).unwrap();
+        }
+        wal.commit(false).unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), seq);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[HEADER_BYTES] ^= 0xff;
+        // Bytes after the damage that are more than a torn write leaves.
+        bytes.extend(std::iter::repeat_n(1u8, BUFFER_BYTES));
+        fs::write(&path, &bytes).unwrap();
+    }
+    let _ = Wal::open(dir.path(), 0).unwrap();
+    let copies = fs::read_dir(dir.path().join(CORRUPT_DIR)).unwrap().count();
+    assert_eq!(copies, MAX_CORRUPT_COPIES);
+}

@@ -20,6 +20,18 @@ pub(super) const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a graceful stop (flush included) may take before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Every listener on 127.0.0.1:0 (a role ignores the flags of listeners it has not).
+const LISTEN_ON_ANY_PORT: [&str; 8] = [
+    "--grpc-listen",
+    "127.0.0.1:0",
+    "--http-listen",
+    "127.0.0.1:0",
+    "--zipkin-listen",
+    "127.0.0.1:0",
+    "--query-listen",
+    "127.0.0.1:0",
+];
+
 /// Which subcommand to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -175,6 +187,49 @@ impl Meshtel {
                 "meshtel did not write listeners.json within {START_TIMEOUT:?}\n{}",
                 process.log_text()
             );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `meshtel <role>` on `dir`'s data directory (listeners on 127.0.0.1:0, plus
+    /// `extra`) when it is expected not to start: waits for it to exit and returns its
+    /// status and what it printed. Leaves the listener files of processes already
+    /// running there alone.
+    pub async fn run_expecting_exit(
+        dir: &TestDir,
+        role: Role,
+        extra: &[&str],
+    ) -> (ExitStatus, String) {
+        let log = dir.next_log(role);
+        let log_file = File::create(&log).expect("creating the log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+            .current_dir(dir.path())
+            .arg(role.subcommand())
+            .arg("--data-dir")
+            .arg("data")
+            .args(LISTEN_ON_ANY_PORT)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("MESHTEL_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawning meshtel");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "meshtel {} kept running; expected it to exit\n{}",
+                    role.subcommand(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

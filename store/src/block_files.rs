@@ -1,0 +1,435 @@
+//! The blocks directory against the SQL index: what startup does with each file, and
+//! what happens to a block that cannot be read.
+//!
+//! ```text
+//!  blocks/
+//!    0000000000000012.parquet (+ .tids)   in the index: checked, then searched
+//!    *.tmp                                an interrupted write: deleted
+//!    a block compaction or retention      deleted (SQL lists it as replaced)
+//!      replaced
+//!    another *.parquet (+ .tids)          not in the index: moved to orphaned/, WARN
+//!    orphaned/                            blocks the index does not name; never deleted
+//!    corrupt/                             blocks that could not be read, out of the index
+//!    anything else (README, lost+found/)  left alone
+//! ```
+//!
+//! A block the index names is checked at startup without reading its pages: the file
+//! exists and has Parquet's magic bytes at both ends (a truncated or extended file has
+//! not), and its trace id set loads. One that fails is moved to `corrupt/` (or, when missing,
+//! only taken out of the index) with an ERROR naming it, and the store starts with the
+//! rest; compaction does the same with a block it cannot read
+//! ([`set_aside_unreadable`]). When every block the index names is missing, startup
+//! stops instead: the blocks most likely live on a volume that is not mounted.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tracing::{error, info, warn};
+
+use crate::block::BlockMeta;
+use crate::catalog::Catalog;
+use crate::trace_index::{self, TraceIdSet, sidecar_path};
+use crate::{Error, Inner, Result, stats::Stats};
+
+/// Where blocks the index does not name are set aside, inside the blocks directory.
+pub const ORPHANED_DIR: &str = "orphaned";
+
+/// Where blocks that cannot be read are set aside, inside the blocks directory.
+pub const CORRUPT_DIR: &str = "corrupt";
+
+const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+
+/// The index as startup leaves it.
+pub(crate) struct Prepared {
+    /// Blocks to search, each with its trace id set.
+    pub blocks: Vec<BlockMeta>,
+    /// The next block id: above every id in the index and in any file name on disk,
+    /// so a new block never takes the name of a file set aside or awaiting deletion.
+    pub next_id: u64,
+}
+
+/// Brings the blocks directory and the index into agreement at startup (see the
+/// module's doc).
+pub(crate) async fn prepare(
+    catalog: &Catalog,
+    blocks_dir: &Path,
+    stats: &Stats,
+) -> Result<Prepared> {
+    let mut blocks = catalog.load_blocks().await?;
+    blocks.sort_by_key(|b| (b.max_start, b.id));
+    let replaced: BTreeSet<String> = catalog.replaced_block_files().await?.into_iter().collect();
+    let indexed: BTreeSet<String> = blocks.iter().map(|b| b.file_name.clone()).collect();
+    let dir = blocks_dir.to_path_buf();
+    let swept = tokio::task::spawn_blocking(move || sweep(&dir, &indexed, &replaced)).await??;
+    catalog.forget_replaced(&swept.forgotten).await?;
+
+    let dir = blocks_dir.to_path_buf();
+    let listed = blocks.len();
+    let checked = tokio::task::spawn_blocking(move || {
+        blocks
+            .into_iter()
+            .map(|b| {
+                let verdict = check_block(&dir, &b)?;
+                Ok((b, verdict))
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .await??;
+    let missing = checked
+        .iter()
+        .filter(|(_, v)| matches!(v, Verdict::Missing))
+        .count();
+    if listed >= 2 && missing == listed {
+        return Err(Error::BlocksMissing {
+            path: blocks_dir.to_path_buf(),
+            count: listed,
+        });
+    }
+    let mut next_id = swept.highest_id;
+    let mut good = Vec::with_capacity(listed);
+    let mut dropped = Vec::new();
+    for (mut block, verdict) in checked {
+        next_id = next_id.max(block.id);
+        let path = block.path(blocks_dir);
+        match verdict {
+            Verdict::Good(trace_ids) => {
+                block.trace_ids = trace_ids;
+                good.push(block);
+            }
+            Verdict::Missing => {
+                // Its trace id set, if left, goes with the other remains.
+                let _ = move_aside(blocks_dir, &block.file_name, CORRUPT_DIR);
+                error!(
+                    block = %path.display(),
+                    spans = block.rows,
+                    "block file missing; taken out of the index, its spans are lost unless \
+                     the file is restored (it would then be set aside in blocks/orphaned/)"
+                );
+                dropped.push(block.id);
+            }
+            Verdict::Damaged(e) => {
+                let moved = move_aside(blocks_dir, &block.file_name, CORRUPT_DIR)
+                    .map_err(Error::at("block", &path))?;
+                error!(
+                    block = %path.display(),
+                    moved_to = %moved.display(),
+                    spans = block.rows,
+                    error = %e,
+                    "block cannot be read; set aside and taken out of the index, its spans \
+                     are no longer searchable"
+                );
+                dropped.push(block.id);
+            }
+        }
+    }
+    if !dropped.is_empty() {
+        catalog.drop_blocks(&dropped).await?;
+        stats
+            .blocks_unreadable
+            .fetch_add(dropped.len() as u64, Ordering::Relaxed);
+    }
+    Ok(Prepared {
+        blocks: good,
+        next_id: next_id.saturating_add(1),
+    })
+}
+
+/// Takes a block that failed to read (in compaction) out of the index and moves it to
+/// `corrupt/`, so that the work it held up goes on.
+pub(crate) async fn set_aside_unreadable(
+    inner: &Arc<Inner>,
+    block: &BlockMeta,
+    cause: &Error,
+) -> Result<()> {
+    let path = block.path(&inner.blocks_dir);
+    inner.catalog.drop_blocks(&[block.id]).await?;
+    inner.state.write().blocks.retain(|b| b.id != block.id);
+    inner
+        .stats
+        .blocks_unreadable
+        .fetch_add(1, Ordering::Relaxed);
+    // Searches that planned over the block fail on it as they would have anyway.
+    match move_aside(&inner.blocks_dir, &block.file_name, CORRUPT_DIR) {
+        Ok(moved) => error!(
+            block = %path.display(),
+            moved_to = %moved.display(),
+            spans = block.rows,
+            error = %cause,
+            "block cannot be read; set aside and taken out of the index, its spans are no \
+             longer searchable"
+        ),
+        Err(e) => error!(
+            block = %path.display(),
+            spans = block.rows,
+            error = %cause,
+            move_error = %e,
+            "block cannot be read; taken out of the index, its spans are no longer \
+             searchable (it could not be moved to blocks/corrupt/; it is set aside at the \
+             next start)"
+        ),
+    }
+    Ok(())
+}
+
+/// What startup's sweep found.
+struct Swept {
+    /// Replaced block files no longer on disk: their SQL rows can go.
+    forgotten: Vec<String>,
+    /// The highest block id in any file name under the blocks directory.
+    highest_id: u64,
+}
+
+/// The block id in a block's file name (`<16 hex digits>.parquet…`, see
+/// [`crate::block::block_file_name`]), if it is one.
+fn block_id_of(name: &str) -> Option<u64> {
+    let hex = name.get(..16)?;
+    if !name[16..].starts_with(".parquet") {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Sorts out the files of the blocks directory that the index does not name (see the
+/// module's doc).
+fn sweep(dir: &Path, indexed: &BTreeSet<String>, replaced: &BTreeSet<String>) -> Result<Swept> {
+    let failed = |e| Error::at("blocks directory", dir)(e);
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(failed)? {
+        let entry = entry.map_err(failed)?;
+        let is_dir = entry.file_type().map_err(failed)?.is_dir();
+        entries.push((entry.file_name().to_string_lossy().into_owned(), is_dir));
+    }
+    let names: BTreeSet<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    let mut highest_id = 0;
+    let (mut leftovers, mut superseded) = (0, 0);
+    for (name, is_dir) in &entries {
+        if *is_dir {
+            if name == ORPHANED_DIR || name == CORRUPT_DIR {
+                highest_id = highest_id.max(highest_id_in(&dir.join(name)));
+            }
+            continue;
+        }
+        highest_id = highest_id.max(block_id_of(name).unwrap_or(0));
+        let path = dir.join(name);
+        if name.ends_with(".tmp") {
+            remove(&path)?;
+            leftovers += 1;
+            continue;
+        }
+        let (block, is_sidecar) = match name.strip_suffix(".tids") {
+            Some(block) => (block, true),
+            None => (name.as_str(), false),
+        };
+        if !block.ends_with(".parquet") || indexed.contains(block) {
+            continue;
+        }
+        if replaced.contains(block) {
+            remove(&path)?;
+            superseded += 1;
+            continue;
+        }
+        if is_sidecar {
+            if names.contains(block) {
+                // Moves with its block.
+                continue;
+            }
+            if names.contains(format!("{block}.tmp").as_str()) {
+                // Written just before its block's interrupted write would have been
+                // renamed.
+                remove(&path)?;
+                leftovers += 1;
+                continue;
+            }
+        }
+        let moved = move_aside(dir, block, ORPHANED_DIR).map_err(Error::at("block", &path))?;
+        warn!(
+            file = %path.display(),
+            moved_to = %moved.display(),
+            why = "it is the output of a flush or compaction interrupted before it was indexed \
+                   (its spans are then also in the WAL or in other blocks), or meshtel.db is \
+                   older than the blocks (restored from a backup, or lost)",
+            what_to_do = "its spans are not searchable; keep the file if meshtel.db was \
+                          restored or lost (any Parquet reader opens it), else delete it",
+            "block file not in the index set aside"
+        );
+    }
+    if leftovers > 0 {
+        info!(files = leftovers, dir = %dir.display(), "deleted leftovers of interrupted block writes");
+    }
+    if superseded > 0 {
+        info!(files = superseded, dir = %dir.display(), "deleted block files that compaction or retention replaced");
+    }
+    let forgotten = replaced
+        .iter()
+        .filter(|name| {
+            indexed.contains(*name)
+                || (!dir.join(name).exists() && !sidecar_path(&dir.join(name)).exists())
+        })
+        .cloned()
+        .collect();
+    Ok(Swept {
+        forgotten,
+        highest_id,
+    })
+}
+
+fn highest_id_in(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| block_id_of(&e.file_name().to_string_lossy()))
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::at("block file", path)(e)),
+    }
+}
+
+/// Moves the block `file_name` (when present) and its sidecar (when present) from
+/// `blocks_dir` into its subdirectory `sub`, under a name no file there has yet;
+/// returns the block's new path.
+pub(crate) fn move_aside(
+    blocks_dir: &Path,
+    file_name: &str,
+    sub: &str,
+) -> std::io::Result<PathBuf> {
+    let target_dir = blocks_dir.join(sub);
+    fs::create_dir_all(&target_dir)?;
+    let mut target = target_dir.join(file_name);
+    let mut n = 1;
+    while target.exists() || sidecar_path(&target).exists() {
+        let stem = file_name.strip_suffix(".parquet").unwrap_or(file_name);
+        target = target_dir.join(format!("{stem}-{n}.parquet"));
+        n += 1;
+    }
+    let source = blocks_dir.join(file_name);
+    for (from, to) in [
+        (sidecar_path(&source), sidecar_path(&target)),
+        (source, target.clone()),
+    ] {
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Ok(d) = File::open(blocks_dir) {
+        let _ = d.sync_all();
+    }
+    Ok(target)
+}
+
+/// What startup's check found of one indexed block.
+enum Verdict {
+    Good(Arc<TraceIdSet>),
+    Missing,
+    Damaged(Error),
+}
+
+/// Checks one indexed block without reading its pages, and loads its trace id set.
+/// Errors only for what an operator fixes rather than the block: permissions.
+fn check_block(dir: &Path, block: &BlockMeta) -> Result<Verdict> {
+    let path = block.path(dir);
+    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    let metadata = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verdict::Missing),
+        Err(e) if denied(&e) => return Err(Error::at("block", &path)(e)),
+        Err(e) => return Ok(Verdict::Damaged(e.into())),
+    };
+    // Not its size against the index: a block rewritten in place (by hand, by a tool)
+    // reads as well as it did.
+    if !metadata.is_file() {
+        return Ok(Verdict::Damaged(Error::Corrupt("not a file".into())));
+    }
+    match has_parquet_magic(&path) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Ok(Verdict::Damaged(Error::Corrupt(
+                "no Parquet magic bytes at its start or end".into(),
+            )));
+        }
+        Err(e) if denied(&e) => return Err(Error::at("block", &path)(e)),
+        Err(e) => return Ok(Verdict::Damaged(e.into())),
+    }
+    Ok(match load_trace_ids(&path) {
+        Ok(set) => Verdict::Good(Arc::new(set)),
+        Err(e) => Verdict::Damaged(e),
+    })
+}
+
+fn has_parquet_magic(path: &Path) -> std::io::Result<bool> {
+    let mut file = File::open(path)?;
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 4];
+    file.read_exact(&mut head)?;
+    file.seek(SeekFrom::End(-4))?;
+    file.read_exact(&mut tail)?;
+    Ok(&head == PARQUET_MAGIC && &tail == PARQUET_MAGIC)
+}
+
+/// A block's trace id set: from its sidecar, else rebuilt from the block (and the
+/// sidecar written again when it can be; a block is not bad for a sidecar that
+/// cannot be written).
+fn load_trace_ids(block: &Path) -> Result<TraceIdSet> {
+    let sidecar = sidecar_path(block);
+    if let Ok(set) = TraceIdSet::read(&sidecar) {
+        return Ok(set);
+    }
+    let set = TraceIdSet::from_block(block)?;
+    if let Err(e) = set.write(&sidecar) {
+        warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id set; it is rebuilt at every start");
+    }
+    Ok(set)
+}
+
+/// Gives every block its trace id set: kept from `known` blocks, else read from the
+/// sidecar (or rebuilt from the block) off the async threads. For the read-only
+/// store: a block whose set cannot be had is left out (not searchable here) with a
+/// WARN the first time, and the rest are kept.
+pub(crate) async fn load_trace_id_sets(
+    blocks_dir: &Path,
+    blocks: Vec<BlockMeta>,
+    known: &[BlockMeta],
+    warned: Arc<parking_lot::Mutex<BTreeSet<u64>>>,
+) -> Result<Vec<BlockMeta>> {
+    let known: std::collections::HashMap<u64, Arc<TraceIdSet>> =
+        known.iter().map(|b| (b.id, b.trace_ids.clone())).collect();
+    let dir = blocks_dir.to_path_buf();
+    Ok(tokio::task::spawn_blocking(move || {
+        blocks
+            .into_iter()
+            .filter_map(|mut b| {
+                b.trace_ids = match known.get(&b.id) {
+                    Some(set) => set.clone(),
+                    None => match trace_index::load_or_rebuild(&b.path(&dir)) {
+                        Ok(set) => Arc::new(set),
+                        Err(e) => {
+                            if warned.lock().insert(b.id) {
+                                warn!(block = %b.path(&dir).display(), error = %e, "block cannot be read; not searchable from this process");
+                            }
+                            return None;
+                        }
+                    },
+                };
+                Some(b)
+            })
+            .collect()
+    })
+    .await?)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! One writer per data directory.
+//!
+//! Two processes that write (`serve`, `collector`) on one data directory would each
+//! number blocks from the same index and overwrite each other's files. The writer
+//! takes an exclusive lock on `<data_dir>/LOCK` ([`File::try_lock`]: `flock` on Linux)
+//! for as long as it runs; a second writer is refused with [`Error::Locked`]. The lock
+//! goes with the process: a `kill -9` leaves the file behind but not the lock. The
+//! read-only `query` role takes no lock and runs beside a writer.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+use crate::{Error, Result};
+
+/// The lock file's name in the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The held lock; released when dropped.
+#[derive(Debug)]
+pub(crate) struct DataDirLock {
+    _file: Option<File>,
+}
+
+impl DataDirLock {
+    /// Locks `data_dir` for this process, or says who holds it. The holder's process id
+    /// is written into the file for operators (and for the message a second process
+    /// prints).
+    pub(crate) fn acquire(data_dir: &Path) -> Result<DataDirLock> {
+        let path = data_dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Error::at("lock file", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: data_dir.to_path_buf(),
+                    holder: holder_pid(&mut file),
+                });
+            }
+            Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                // Some network file systems have no `flock`: refusing to start there
+                // would take meshtel away from data directories it ran on before.
+                warn!(
+                    lock = %path.display(),
+                    error = %e,
+                    "this file system cannot lock the data directory; make sure only one \
+                     meshtel serve or collector uses it"
+                );
+                return Ok(DataDirLock { _file: None });
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::at("lock file", &path)(e)),
+        }
+        if let Err(e) = write_pid(&mut file) {
+            warn!(lock = %path.display(), error = %e, "could not write the process id into the lock file");
+        }
+        Ok(DataDirLock { _file: Some(file) })
+    }
+}
+
+fn write_pid(file: &mut File) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())
+}
+
+fn holder_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Creates `data_dir` if needed and returns it as an absolute path: searches hand block
+/// paths to DataFusion's object store, which reads a relative path (the default
+/// `./meshtel-data`) from the root.
+pub(crate) fn absolute_data_dir(data_dir: &Path) -> Result<PathBuf> {
+    create_dir("data directory", data_dir)?;
+    std::fs::canonicalize(data_dir).map_err(Error::at("data directory", data_dir))
+}
+
+/// Creates the directory `path` (and its parents) if needed; an error names it, and
+/// says so when a file is in its way.
+pub(crate) fn create_dir(what: &'static str, path: &Path) -> Result<()> {
+    match std::fs::create_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if path.exists() && !path.is_dir() => {
+            Err(Error::at(what, path)(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("a file is in the way of the directory ({e})"),
+            )))
+        }
+        Err(e) => Err(Error::at(what, path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_one_directory_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDirLock::acquire(dir.path()).unwrap();
+        let err = DataDirLock::acquire(dir.path()).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, Error::Locked { holder: Some(pid), .. } if pid == std::process::id()),
+            "{message}"
+        );
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("another meshtel process"), "{message}");
+        drop(first);
+        DataDirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_file_in_the_way_of_a_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = dir.path().join("blocks");
+        std::fs::write(&blocks, b"x").unwrap();
+        let message = create_dir("blocks directory", &blocks)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(&blocks.display().to_string()), "{message}");
+        assert!(
+            message.contains("not a directory") || message.contains("in the way"),
+            "{message}"
+        );
+    }
+}

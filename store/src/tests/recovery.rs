@@ -1,0 +1,281 @@
+//! What the store does with a data directory it did not leave in order: a second
+//! writer, blocks the index does not name, blocks that cannot be read.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::block_files::{CORRUPT_DIR, ORPHANED_DIR};
+
+fn trace_id(seed: u8) -> TraceId {
+    let mut id = [0u8; 16];
+    id[0] = 1;
+    id[15] = seed;
+    TraceId(id)
+}
+
+/// Writes one trace of `service` (seed `seed`) and flushes it to a block of its own.
+async fn flush_trace(store: &TraceStore, seed: u8, service: &str) {
+    store
+        .write_spans(vec![trace(seed, service, 2, *T0, 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+}
+
+/// The indexed blocks' files, oldest id first.
+fn block_paths(store: &TraceStore) -> Vec<PathBuf> {
+    let state = store.inner.state.read();
+    let mut blocks: Vec<_> = state.blocks.iter().collect();
+    blocks.sort_by_key(|b| b.id);
+    blocks
+        .iter()
+        .map(|b| b.path(&store.inner.blocks_dir))
+        .collect()
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn truncate_to_half(path: &Path) {
+    let len = std::fs::metadata(path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+}
+
+/// The SQLite files of a stopped store.
+fn copy_database(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name.to_string_lossy().starts_with("meshtel.db") {
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_writer_is_refused_while_a_reader_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = TraceStore::open(config(dir.path())).await.unwrap();
+    let err = TraceStore::open(config(dir.path())).await.err().unwrap();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Locked { .. }), "{message}");
+    assert!(message.contains("another meshtel process"), "{message}");
+    let reader = TraceStore::open_read_only(config(dir.path()), Duration::from_secs(1))
+        .await
+        .unwrap();
+    reader.shutdown().await.unwrap();
+    writer.shutdown().await.unwrap();
+    // Shut down, the directory is free again.
+    let writer = TraceStore::open(config(dir.path())).await.unwrap();
+    writer.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_older_index_sets_newer_blocks_aside_and_leaves_other_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "before-backup").await;
+    store.shutdown().await.unwrap();
+    // Last night's backup of meshtel.db.
+    copy_database(dir.path(), backup.path());
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 2, "after-backup").await;
+    let newer = block_paths(&store)[1].clone();
+    store.shutdown().await.unwrap();
+    // The backup is restored; the blocks directory holds things meshtel did not write.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("meshtel.db")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    copy_database(backup.path(), dir.path());
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::write(blocks_dir.join("README.txt"), b"ours").unwrap();
+    std::fs::create_dir(blocks_dir.join("lost+found")).unwrap();
+    std::fs::write(blocks_dir.join("0000000000000063.parquet.tmp"), b"half").unwrap();
+
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(ids(&store, &query("before-backup")).await.len(), 1);
+    assert!(ids(&store, &query("after-backup")).await.is_empty());
+    let newer_name = newer.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        file_names(&blocks_dir.join(ORPHANED_DIR)),
+        vec![newer_name.clone(), format!("{newer_name}.tids")],
+        "the unindexed block is kept, with its trace id set"
+    );
+    let left = file_names(&blocks_dir);
+    assert!(left.contains(&"README.txt".to_string()), "{left:?}");
+    assert!(left.contains(&"lost+found".to_string()), "{left:?}");
+    assert!(!left.iter().any(|n| n.ends_with(".tmp")), "{left:?}");
+    // A new block does not take the name of the one set aside.
+    flush_trace(&store, 3, "after-restore").await;
+    let names: Vec<_> = block_paths(&store)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.contains(&newer_name), "{names:?}");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn blocks_that_cannot_be_read_at_startup_are_set_aside_and_the_rest_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 1..=3 {
+        flush_trace(&store, seed, &format!("svc-{seed}")).await;
+    }
+    let paths = block_paths(&store);
+    store.shutdown().await.unwrap();
+    // Block 2 truncated (its trace id set intact), block 3 deleted with its set.
+    truncate_to_half(&paths[1]);
+    std::fs::remove_file(&paths[2]).unwrap();
+    std::fs::remove_file(crate::trace_index::sidecar_path(&paths[2])).unwrap();
+
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(ids(&store, &query("svc-1")).await.len(), 1);
+    assert!(ids(&store, &query("svc-2")).await.is_empty());
+    assert!(store.get_trace(trace_id(2)).await.unwrap().is_none());
+    let stats = store.stats();
+    assert_eq!((stats.blocks, stats.blocks_unreadable), (1, 2));
+    let corrupt = dir.path().join("blocks").join(CORRUPT_DIR);
+    let name = paths[1].file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        file_names(&corrupt),
+        vec![name.clone(), format!("{name}.tids")]
+    );
+    store.shutdown().await.unwrap();
+    // Out of the index for good: the next start is quiet.
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.stats().blocks_unreadable, 0);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_whose_blocks_are_all_missing_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "a").await;
+    flush_trace(&store, 2, "b").await;
+    let paths = block_paths(&store);
+    store.shutdown().await.unwrap();
+    for path in &paths {
+        std::fs::remove_file(path).unwrap();
+    }
+    let message = TraceStore::open(config(dir.path()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("none of the 2 blocks"), "{message}");
+    assert!(message.contains("blocks"), "{message}");
+}
+
+#[tokio::test]
+async fn a_search_over_a_block_that_cannot_be_read_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "damaged").await;
+    let path = block_paths(&store)[0].clone();
+    truncate_to_half(&path);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let fetched = store.get_trace(trace_id(1)).await.unwrap_err().to_string();
+    assert!(fetched.contains(&name), "{fetched}");
+    let searched = store
+        .find_traces(&query("damaged"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(searched.contains(&name), "{searched}");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn compaction_sets_aside_a_block_it_cannot_read_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 1..=5 {
+        flush_trace(&store, seed, "compacted").await;
+    }
+    let bad = block_paths(&store)[0].clone();
+    truncate_to_half(&bad);
+    store.compact_now().await.unwrap();
+    let stats = store.stats();
+    assert_eq!(
+        (stats.compactions, stats.blocks, stats.blocks_unreadable),
+        (1, 1, 1)
+    );
+    assert_eq!(ids(&store, &query("compacted")).await.len(), 4);
+    let corrupt = dir.path().join("blocks").join(CORRUPT_DIR);
+    assert!(corrupt.join(bad.file_name().unwrap()).exists());
+    store.shutdown().await.unwrap();
+    // The index agrees after a restart.
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    assert_eq!(ids(&store, &query("compacted")).await.len(), 4);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn startup_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocks"), b"not a directory").unwrap();
+    let message = TraceStore::open(config(dir.path()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    let blocks = std::fs::canonicalize(dir.path()).unwrap().join("blocks");
+    assert!(message.contains(&blocks.display().to_string()), "{message}");
+}
+
+#[tokio::test]
+async fn the_index_lists_replaced_blocks_until_they_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(dir.path()).await.unwrap();
+    let block = |id: u64| BlockMeta {
+        id,
+        file_name: block::block_file_name(id),
+        min_start: 0,
+        max_start: 0,
+        rows: 1,
+        bytes: 1,
+        level: 0,
+        wal_seq: 0,
+        trace_ids: Default::default(),
+    };
+    catalog
+        .replace_blocks(&[block(1), block(2), block(3)], &[], None)
+        .await
+        .unwrap();
+    catalog.replace_blocks(&[], &[1], None).await.unwrap();
+    // Set aside, not replaced: its file is not to be deleted.
+    catalog.drop_blocks(&[2]).await.unwrap();
+    assert_eq!(
+        catalog.replaced_block_files().await.unwrap(),
+        vec![block::block_file_name(1)]
+    );
+    catalog
+        .forget_replaced(&[block::block_file_name(1)])
+        .await
+        .unwrap();
+    assert!(catalog.replaced_block_files().await.unwrap().is_empty());
+    assert_eq!(catalog.load_blocks().await.unwrap().len(), 1);
+    catalog.close().await;
+}
