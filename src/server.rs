@@ -206,12 +206,13 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 .context("OTLP gRPC server")
         });
         let http_app = meshtel_collector::otlp_http_router(sink.clone(), config.ingest.clone())
-            .merge(metrics::router(
-                store.clone(),
-                Some(mesh_metrics),
-                quota_engine.clone(),
-                http_timeouts.clone(),
-            ));
+            .merge(metrics::router(metrics::Sources {
+                store: store.clone(),
+                mesh: Some(mesh_metrics),
+                edges: Some(edges.clone()),
+                quota: quota_engine.clone(),
+                http_timeouts: http_timeouts.clone(),
+            }));
         servers.spawn(serve(
             http,
             http_app,

@@ -9,7 +9,8 @@
 //!        ▼                    │                                                counted
 //!  istio_requests_total +1, istio_request_duration_milliseconds, istio_request_bytes,
 //!  istio_response_bytes added to the cached series (plain counters under one lock,
-//!  taken once per batch), rendered in Istio's label order at scrape time
+//!  taken once per batch); a scrape copies the counters out under that lock, then
+//!  writes them in Istio's label order without it
 //! ```
 //!
 //! A series is one label set; the four request metrics share label sets, so the cap
@@ -373,13 +374,23 @@ impl MeshMetrics {
     /// (labels in Istio order), then [`Self::gather`]'s. Append it to other registries'
     /// text; family names do not collide with the store's.
     pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        self.inner.cache.lock().render(&mut out);
-        let mut rest = Vec::new();
-        if TextEncoder::new().encode(&self.gather(), &mut rest).is_ok() {
-            out.push_str(&String::from_utf8_lossy(&rest));
-        }
-        out
+        let mut out = Vec::new();
+        // Writing to a `Vec` cannot fail.
+        let _ = self.write_text(&mut out);
+        String::from_utf8(out)
+            .unwrap_or_else(|text| String::from_utf8_lossy(text.as_bytes()).into_owned())
+    }
+
+    /// [`Self::render_text`] written to `out` in 64 KiB pieces (a scrape of 10,000
+    /// series is 500 MB of text). The series lock is held only to copy the counters
+    /// out, so recording never waits for the text to be formatted or sent.
+    pub fn write_text(&self, mut out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let snapshot = self.inner.cache.lock().snapshot();
+        series::write_text(&snapshot, out)?;
+        drop(snapshot);
+        TextEncoder::new()
+            .encode(&self.gather(), &mut out)
+            .map_err(std::io::Error::other)
     }
 
     /// The registry (to register more collectors or gather).

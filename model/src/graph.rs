@@ -5,9 +5,10 @@
 //! ```
 //!
 //! An edge is one (source workload → destination service/workload, protocol, response
-//! code, response flags, reporter) combination; its [`EdgeStats`] add up requests,
-//! errors, a latency histogram on Istio's default buckets, and bytes. Values are kept as
-//! the proxy reported them: an empty source workload means "from outside the mesh".
+//! code, gRPC status, response flags, reporter) combination; its [`EdgeStats`] add up
+//! requests, errors, a latency histogram on Istio's default buckets, and bytes. Values
+//! are kept as the proxy reported them: an empty source workload means "from outside
+//! the mesh".
 //! [`GraphReader`] reads them summed over a window (the graph) or step by step (the
 //! metrics time series).
 
@@ -65,6 +66,9 @@ pub struct EdgeKey {
     pub protocol: String,
     /// HTTP status, 0 when no response was sent.
     pub response_code: u32,
+    /// gRPC status of a gRPC request (Istio's `grpc_response_status`: 2 when the
+    /// response had none); `None` for other protocols.
+    pub grpc_response_status: Option<u32>,
     /// Envoy response flags, `-` when none.
     pub response_flags: String,
     /// `source` or `destination`.
@@ -94,6 +98,7 @@ impl EdgeKey {
             destination_version: field(destination, |w| &w.version),
             protocol: record.request_protocol.clone(),
             response_code: record.response_code,
+            grpc_response_status: grpc_response_status(record),
             response_flags: if record.response_flags.is_empty() {
                 "-".to_string()
             } else {
@@ -110,6 +115,12 @@ impl EdgeKey {
             .next()
             .unwrap_or(&self.destination_service)
     }
+}
+
+/// The gRPC status an edge keys a record by: Istio's `grpc_response_status` (2,
+/// unknown, when a gRPC response had none), `None` unless the protocol is gRPC.
+pub fn grpc_response_status(record: &RequestRecord) -> Option<u32> {
+    (record.request_protocol == "grpc").then(|| record.grpc_response_status.unwrap_or(2))
 }
 
 /// Istio's `reporter` label value of a proto reporter.

@@ -16,6 +16,9 @@ pub const DEFAULT_OUTBOUND: &str = "127.0.0.1:15001";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
 /// Default collector gRPC endpoint (Report stream and OTLP).
 pub const DEFAULT_COLLECTOR: &str = "http://127.0.0.1:4317";
+/// Default cluster id: Istio's own default (`global.multiCluster.clusterName`), which
+/// Kiali expects in `source_cluster` / `destination_cluster`.
+pub const DEFAULT_CLUSTER: &str = "Kubernetes";
 
 /// `meshtel-proxy` / `meshtel proxy` flags; every flag has a `MESHTEL_PROXY_*` twin.
 ///
@@ -46,6 +49,11 @@ pub struct ProxyArgs {
     /// Workload name [default: `<service>-<version>`, or the service without a version].
     #[arg(long, env = "MESHTEL_PROXY_WORKLOAD")]
     pub workload: Option<String>,
+    /// Cluster id of this instance (`source_cluster` / `destination_cluster`, Istio's
+    /// `global.multiCluster.clusterName`); also the cluster of mesh-file endpoints that
+    /// name none.
+    #[arg(long, env = "MESHTEL_PROXY_CLUSTER", default_value = DEFAULT_CLUSTER)]
+    pub cluster: String,
     /// Inbound listener and the local app it forwards to: `LISTEN=APP`, e.g.
     /// `127.0.0.1:15006=127.0.0.1:9080`. Without it the proxy only handles outbound calls.
     #[arg(long, env = "MESHTEL_PROXY_INBOUND")]
@@ -143,6 +151,8 @@ pub struct ProxyConfig {
     pub service: String,
     /// This instance's workload identity (name, namespace, app, version).
     pub identity: WorkloadIdentity,
+    /// The cluster this instance runs in.
+    pub cluster: String,
     /// Inbound listener and local app, if any.
     pub inbound: Option<InboundSpec>,
     /// Outbound listener.
@@ -207,6 +217,7 @@ impl ProxyArgs {
             rules_dir: self.rules,
             service: self.service,
             identity: WorkloadIdentity { name: workload, namespace: self.namespace, app, version: self.version },
+            cluster: self.cluster,
             inbound: self.inbound,
             outbound: self.outbound,
             admin: self.admin,
@@ -249,6 +260,7 @@ impl ProxyConfig {
                 app: service.to_owned(),
                 version: version.to_owned(),
             },
+            cluster: DEFAULT_CLUSTER.to_owned(),
             inbound: None,
             outbound: loopback,
             admin: loopback,
@@ -270,6 +282,10 @@ impl ProxyConfig {
     pub fn validate(&self) -> Result<()> {
         if self.service.is_empty() || self.service.contains('.') {
             return Err(Error::Config(format!("--service {:?} must be a non-empty name without dots", self.service)));
+        }
+        // It travels to the callee's proxy in a header.
+        if self.cluster.is_empty() || !self.cluster.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Config(format!("--cluster {:?} must be non-empty visible ASCII without spaces", self.cluster)));
         }
         if !(0.0..=100.0).contains(&self.sample_percent) {
             return Err(Error::Config(format!("--sampling {} is not a percentage in 0..=100", self.sample_percent)));

@@ -52,6 +52,8 @@ pub const PEER_NAMESPACE: HeaderName = HeaderName::from_static("x-meshtel-peer-n
 pub const PEER_APP: HeaderName = HeaderName::from_static("x-meshtel-peer-app");
 /// See [`PEER_WORKLOAD`].
 pub const PEER_VERSION: HeaderName = HeaderName::from_static("x-meshtel-peer-version");
+/// See [`PEER_WORKLOAD`]: the caller's cluster id.
+pub const PEER_CLUSTER: HeaderName = HeaderName::from_static("x-meshtel-peer-cluster");
 /// Request id header, added when absent.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Hop-by-hop headers without a constant in `http`.
@@ -65,6 +67,8 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 pub struct ProxyContext {
     /// This instance's workload.
     pub identity: Arc<WorkloadIdentity>,
+    /// This instance's cluster id (also the cluster of mesh endpoints naming none).
+    pub cluster: Arc<str>,
     /// This instance's service: FQDN, short name, namespace.
     pub service: Arc<ServiceNames>,
     /// The mesh and traffic rules in force.
@@ -96,6 +100,7 @@ impl ProxyContext {
     pub fn new(
         service_name: &str,
         identity: WorkloadIdentity,
+        cluster: &str,
         routing: SharedRouting,
         reports: ReportQueue,
         spans: SpanQueue,
@@ -109,9 +114,10 @@ impl ProxyContext {
         let upstream = UpstreamPool::new(pool);
         let service = service_names(service_name, &identity.namespace);
         let mirror_slots = Arc::new(Semaphore::new(upstream::MAX_MIRRORS_IN_FLIGHT));
-        let peer_headers = PeerHeaders::of(&identity);
+        let peer_headers = PeerHeaders::of(&identity, cluster);
         ProxyContext {
             identity: Arc::new(identity),
+            cluster: cluster.into(),
             service: Arc::new(service),
             routing,
             reports,
@@ -173,8 +179,12 @@ impl Proxy {
         exchange.report_if_abandoned(context.clone());
         // 2. identity: the caller from the peer headers (stripped before the app sees
         //    them); the destination is this instance and its service.
-        exchange.source = take_peer_identity(request.headers_mut()).map(Arc::new);
+        if let Some((caller, cluster)) = take_peer_identity(request.headers_mut()) {
+            exchange.source = Some(Arc::new(caller));
+            exchange.source_cluster = cluster.and_then(|value| peer_cluster(&value, &context.cluster));
+        }
         exchange.destination = Some(context.identity.clone());
+        exchange.destination_cluster = Some(context.cluster.clone());
         exchange.destination_service = Some(context.service.clone());
         // 3. trace context: continue the caller's trace with our server span.
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
@@ -214,6 +224,7 @@ impl Proxy {
         // 2. identity: the caller is this instance; announce it to the callee's proxy
         //    (replacing whatever the app may have sent).
         exchange.source = Some(context.identity.clone());
+        exchange.source_cluster = Some(context.cluster.clone());
         context.peer_headers.set(request.headers_mut());
         // 3. routing: Host → mesh service / virtual service → first matching route →
         //    weighted destination → cluster (service or subset).
@@ -576,16 +587,17 @@ fn connection_names_no_header(headers: &HeaderMap) -> bool {
 /// The peer identity headers the outbound proxy sends: values built once, since the
 /// identity never changes; empty ones are not sent.
 #[derive(Debug)]
-struct PeerHeaders([(HeaderName, Option<HeaderValue>); 4]);
+struct PeerHeaders([(HeaderName, Option<HeaderValue>); 5]);
 
 impl PeerHeaders {
-    fn of(identity: &WorkloadIdentity) -> PeerHeaders {
+    fn of(identity: &WorkloadIdentity, cluster: &str) -> PeerHeaders {
         let value = |text: &str| HeaderValue::from_str(text).ok().filter(|value| !value.is_empty());
         PeerHeaders([
             (PEER_WORKLOAD, value(&identity.name)),
             (PEER_NAMESPACE, value(&identity.namespace)),
             (PEER_APP, value(&identity.app)),
             (PEER_VERSION, value(&identity.version)),
+            (PEER_CLUSTER, value(cluster)),
         ])
     }
 
@@ -604,8 +616,9 @@ impl PeerHeaders {
     }
 }
 
-/// The caller's identity from the peer headers (removed); `None` without any.
-fn take_peer_identity(headers: &mut HeaderMap) -> Option<WorkloadIdentity> {
+/// The caller's identity and cluster id header from the peer headers (removed); `None`
+/// without any.
+fn take_peer_identity(headers: &mut HeaderMap) -> Option<(WorkloadIdentity, Option<HeaderValue>)> {
     // One pass over the names first: removing an absent header still hashes its name.
     if !headers.keys().any(|name| name.as_str().starts_with("x-meshtel-peer-")) {
         return None;
@@ -616,7 +629,17 @@ fn take_peer_identity(headers: &mut HeaderMap) -> Option<WorkloadIdentity> {
             .and_then(|value| value.to_str().ok().map(str::to_owned))
             .unwrap_or_default()
     };
-    Some(WorkloadIdentity { name: take(PEER_WORKLOAD), namespace: take(PEER_NAMESPACE), app: take(PEER_APP), version: take(PEER_VERSION) })
+    let identity = WorkloadIdentity { name: take(PEER_WORKLOAD), namespace: take(PEER_NAMESPACE), app: take(PEER_APP), version: take(PEER_VERSION) };
+    Some((identity, headers.remove(PEER_CLUSTER)))
+}
+
+/// The caller's cluster id from its header: this proxy's own when the same, the usual
+/// case (shared, not copied); `None` when empty or not text.
+fn peer_cluster(value: &HeaderValue, own: &Arc<str>) -> Option<Arc<str>> {
+    if value.as_bytes() == own.as_bytes() {
+        return Some(own.clone());
+    }
+    value.to_str().ok().filter(|text| !text.is_empty()).map(Arc::from)
 }
 
 /// A random UUID v4, as Envoy generates for `x-request-id` (lower-case hex).

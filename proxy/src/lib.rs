@@ -154,6 +154,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         Arc::new(ProxyContext::new(
             &config.service,
             config.identity.clone(),
+            &config.cluster,
             routing.clone(),
             reports.clone(),
             spans.clone(),
@@ -174,6 +175,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     info!(
         service = %config.service,
         workload = %config.identity.name,
+        cluster = %config.cluster,
         inbound = ?addresses.inbound,
         outbound = %addresses.outbound,
         admin = %addresses.admin,

@@ -12,6 +12,7 @@
 //!     endpoints:
 //!       - address: 127.0.0.1:15106   # the inbound listener of that instance's proxy
 //!         workload: reviews-v1       # optional, default "<name>-<version>" or "<name>"
+//!         cluster: east              # optional, default the reading proxy's `--cluster`
 //!         labels: { app: reviews, version: v1 }
 //! ```
 //!
@@ -73,6 +74,10 @@ pub struct EndpointSpec {
     /// service name without a version label.
     #[serde(default)]
     pub workload: Option<String>,
+    /// Cluster id of the instance (`destination_cluster`); default: the cluster of the
+    /// proxy reading the file (one cluster for the whole mesh).
+    #[serde(default)]
+    pub cluster: Option<String>,
     /// Pod labels; `app` and `version` become `destination_app`/`destination_version`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -112,6 +117,8 @@ pub struct Endpoint {
     pub address: String,
     /// The workload behind it (shared with every request record that names it).
     pub workload: Arc<WorkloadIdentity>,
+    /// Its cluster id; `None`: the cluster of the proxy reading the mesh.
+    pub cluster: Option<Arc<str>>,
     /// Its pod labels (what `DestinationRule` subsets select on).
     pub labels: BTreeMap<String, String>,
 }
@@ -235,6 +242,11 @@ fn endpoint_from_spec(
             spec.address
         ));
     }
+    if let Some(cluster) = &spec.cluster
+        && (cluster.is_empty() || !cluster.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(format!("cluster {cluster:?} of endpoint {} of {service} must be non-empty visible ASCII without spaces", spec.address));
+    }
     let app = spec.labels.get("app").cloned().unwrap_or_else(|| service.to_owned());
     let version = spec.labels.get("version").cloned().unwrap_or_default();
     let name = spec.workload.unwrap_or_else(|| {
@@ -248,6 +260,7 @@ fn endpoint_from_spec(
     Ok(Endpoint {
         address: spec.address,
         workload: Arc::new(WorkloadIdentity { name, namespace: namespace.to_owned(), app, version }),
+        cluster: spec.cluster.map(Arc::from),
         labels,
     })
 }

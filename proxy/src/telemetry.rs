@@ -63,6 +63,10 @@ pub struct Exchange {
     pub source: Option<Arc<WorkloadIdentity>>,
     /// The called workload; `None` when unknown.
     pub destination: Option<Arc<WorkloadIdentity>>,
+    /// The calling workload's cluster id; `None` when unknown.
+    pub source_cluster: Option<Arc<str>>,
+    /// The called workload's cluster id; `None` when unknown.
+    pub destination_cluster: Option<Arc<str>>,
     /// Destination service FQDN, short name and namespace; `None` when unknown.
     pub destination_service: Option<Arc<ServiceNames>>,
     /// `x-request-id` of the request.
@@ -134,6 +138,8 @@ impl Exchange {
             request_body: None,
             source: None,
             destination: None,
+            source_cluster: None,
+            destination_cluster: None,
             destination_service: None,
             request_id: None,
             span: None,
@@ -253,6 +259,8 @@ impl Exchange {
     fn encode_record(&self, duration: Duration, response_body_bytes: u64, trace_id: Option<&[u8; 16]>) -> Vec<u8> {
         let (service_fqdn, service_name, service_namespace) = self.service();
         let (source, destination) = (self.source(), self.destination());
+        let source_cluster = self.source_cluster.as_deref().unwrap_or_default();
+        let destination_cluster = self.destination_cluster.as_deref().unwrap_or_default();
         let reporter = match self.direction {
             Direction::Inbound => Reporter::Destination,
             Direction::Outbound => Reporter::Source,
@@ -273,7 +281,8 @@ impl Exchange {
             &self.response_flags,
             security_policy,
         ];
-        let (source_len, destination_len) = (workload_len(source), workload_len(destination));
+        let (source_len, destination_len) =
+            (workload_len(source, source_cluster), workload_len(destination, destination_cluster));
         let capacity = 64
             + source_len
             + destination_len
@@ -282,8 +291,8 @@ impl Exchange {
         let mut out = Vec::with_capacity(capacity);
         let buf = &mut out;
         put_varint(buf, 1, reporter as u64);
-        put_workload(buf, 2, source, source_len);
-        put_workload(buf, 3, destination, destination_len);
+        put_workload(buf, 2, source, source_cluster, source_len);
+        put_workload(buf, 3, destination, destination_cluster, destination_len);
         put_str(buf, 4, service_fqdn);
         put_str(buf, 5, service_name);
         put_str(buf, 6, service_namespace);
@@ -416,18 +425,23 @@ fn str_len(tag: u32, value: &str) -> usize {
 }
 
 /// Encoded size of a `Workload` message's body.
-fn workload_len(identity: &WorkloadIdentity) -> usize {
-    str_len(1, &identity.name) + str_len(2, &identity.namespace) + str_len(3, &identity.app) + str_len(4, &identity.version)
+fn workload_len(identity: &WorkloadIdentity, cluster: &str) -> usize {
+    str_len(1, &identity.name)
+        + str_len(2, &identity.namespace)
+        + str_len(3, &identity.app)
+        + str_len(4, &identity.version)
+        + str_len(8, cluster)
 }
 
 /// A `Workload` message field (`len` from [`workload_len`]).
-fn put_workload(buf: &mut Vec<u8>, tag: u32, identity: &WorkloadIdentity, len: usize) {
+fn put_workload(buf: &mut Vec<u8>, tag: u32, identity: &WorkloadIdentity, cluster: &str, len: usize) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
     put_str(buf, 1, &identity.name);
     put_str(buf, 2, &identity.namespace);
     put_str(buf, 3, &identity.app);
     put_str(buf, 4, &identity.version);
+    put_str(buf, 8, cluster);
 }
 
 /// A string field, left out when empty.
@@ -483,12 +497,13 @@ mod tests {
         })
     }
 
-    fn workload(app: &str, version: &str) -> Option<Workload> {
+    fn workload(app: &str, version: &str, cluster: &str) -> Option<Workload> {
         Some(Workload {
             name: format!("{app}-{version}"),
             namespace: "default".into(),
             app: app.into(),
             version: version.into(),
+            cluster: cluster.into(),
             ..Default::default()
         })
     }
@@ -506,6 +521,8 @@ mod tests {
         let mut exchange = Exchange::start(Direction::Inbound, &request);
         exchange.source = Some(identity("productpage", "v1"));
         exchange.destination = Some(identity("reviews", "v2"));
+        exchange.source_cluster = Some("east".into());
+        exchange.destination_cluster = Some("Kubernetes".into());
         exchange.destination_service =
             Some(Arc::new(("reviews.default.svc.cluster.local".into(), "reviews".into(), "default".into())));
         exchange.response_code = 200;
@@ -517,8 +534,8 @@ mod tests {
         let encoded = exchange.encode_record(Duration::from_micros(1500), 7, Some(&trace_id));
         let expected = RequestRecord {
             reporter: Reporter::Destination as i32,
-            source: workload("productpage", "v1"),
-            destination: workload("reviews", "v2"),
+            source: workload("productpage", "v1", "east"),
+            destination: workload("reviews", "v2", "Kubernetes"),
             destination_service: "reviews.default.svc.cluster.local".into(),
             destination_service_name: "reviews".into(),
             destination_service_namespace: "default".into(),

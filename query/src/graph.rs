@@ -4,10 +4,14 @@
 //!   cytoscape JSON (workload graph): nodes (workloads, services without a workload,
 //!   `unknown` for traffic from outside the mesh) and edges with request rates, error
 //!   percentages, response-code breakdown and latency;
-//! - `GET /api/graph.dot?window=5m` → Graphviz DOT like Istio servicegraph's `/dotgraph`.
+//! - `GET /api/graph.dot?window=5m` → Graphviz DOT like Istio servicegraph's `/dotgraph`:
+//!   also edges idle in the window but used in the hour before it, at 0 requests/s
+//!   (servicegraph shows an edge as long as Prometheus has its series), unless
+//!   `filter_empty=true`.
 //!
-//! `window` (alias `duration`) is a Go or Prometheus duration (`30s`, `5m`, `1h`, `1d`;
-//! a bare integer is seconds), default `5m`; rates are requests per second over it.
+//! `window` (aliases `duration`, Kiali's, and `time_horizon`, servicegraph's) is a Go
+//! or Prometheus duration (`30s`, `5m`, `1h`, `1d`; a bare integer is seconds), default
+//! `5m`; rates are requests per second over it.
 //! Each edge is counted from one reporter (see [`build`]). `namespace` takes a
 //! comma-separated list.
 //!
@@ -26,7 +30,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshtel_model::duration::{parse_go_duration, parse_prometheus_duration};
-use meshtel_model::graph::EdgeRow;
+use meshtel_model::graph::{EdgeRow, EdgeStats};
 use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
@@ -41,6 +45,9 @@ use crate::response::json_response;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
 /// Longest graph window (the default edge retention).
 pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long before the window the DOT graph looks for idle edges (without
+/// `filter_empty=true`).
+pub const IDLE_EDGE_LOOKBACK: Duration = Duration::from_secs(3600);
 
 /// The graph domain: reads edges for a window and shapes them.
 pub struct GraphService {
@@ -57,16 +64,19 @@ pub struct GraphRequest {
     pub filter: GraphFilter,
     /// Which latency `responseTime` carries.
     pub response_time: ResponseTime,
+    /// servicegraph's `filter_empty=true`: the DOT graph leaves out idle edges.
+    pub filter_empty: bool,
 }
 
 impl GraphRequest {
-    /// Parses `window`/`duration`, `namespace`/`namespaces`, `service`, `responseTime`,
-    /// `graphType`.
+    /// Parses `window`/`duration`/`time_horizon`, `namespace`/`namespaces`, `service`,
+    /// `responseTime`, `graphType`, `filter_empty`.
     pub fn parse(params: &QueryParams) -> Result<GraphRequest> {
-        let text = match params.get("window") {
-            "" => params.get("duration"),
-            w => w,
-        };
+        let text = ["window", "duration", "time_horizon"]
+            .into_iter()
+            .map(|name| params.get(name))
+            .find(|value| !value.is_empty())
+            .unwrap_or_default();
         let window = if text.is_empty() {
             DEFAULT_WINDOW
         } else if let Ok(seconds) = text.parse::<u64>() {
@@ -121,6 +131,8 @@ impl GraphRequest {
                 service: (!service.is_empty()).then(|| service.to_string()),
             },
             response_time,
+            // As servicegraph reads it: only `true` filters.
+            filter_empty: params.get("filter_empty") == "true",
         })
     }
 }
@@ -141,6 +153,32 @@ impl GraphService {
             .await?;
         let rows = one_reporter_per_pair(rows);
         Ok((Graph::build(&rows, &request.filter), end))
+    }
+
+    /// The graph of the window ending now plus, unless `filter_empty`, the edges used
+    /// in the [`IDLE_EDGE_LOOKBACK`] before the window but not in it, with no requests.
+    pub async fn graph_with_idle_edges(&self, request: &GraphRequest) -> Result<Graph> {
+        let end = self.clock.now_unix_nano();
+        let window = u64::try_from(request.window.as_nanos()).unwrap_or(u64::MAX);
+        let start = end.saturating_sub(window);
+        let mut rows = one_reporter_per_pair(self.reader.edges_in_window(start, end).await?);
+        if !request.filter_empty {
+            let lookback = u64::try_from(IDLE_EDGE_LOOKBACK.as_nanos()).unwrap_or(u64::MAX);
+            let earlier = self
+                .reader
+                .edges_in_window(start.saturating_sub(lookback), start)
+                .await?;
+            // Their nodes and pairs only: the rates are the window's.
+            rows.extend(
+                one_reporter_per_pair(earlier)
+                    .into_iter()
+                    .map(|row| EdgeRow {
+                        key: row.key,
+                        stats: EdgeStats::default(),
+                    }),
+            );
+        }
+        Ok(Graph::build(&rows, &request.filter))
     }
 }
 
@@ -183,7 +221,7 @@ async fn get_graph_dot(
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
     let request = GraphRequest::parse(&params)?;
-    let (graph, _) = service.graph(&request).await?;
+    let graph = service.graph_with_idle_edges(&request).await?;
     let mut response = build::to_dot(&graph, request.window.as_secs()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -26,7 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats, LATENCY_SLOTS, UnixClock, reporter_label};
+use meshtel_model::graph::{
+    EdgeKey, EdgeRow, EdgeStats, LATENCY_SLOTS, UnixClock, grpc_response_status, reporter_label,
+};
 use meshtel_model::mixer::RequestRecord;
 use meshtel_model::{EdgeSink, GraphReader};
 use parking_lot::Mutex;
@@ -119,6 +121,7 @@ impl EdgeConfig {
 struct KeyRef<'a> {
     strings: [&'a str; 11],
     response_code: u32,
+    grpc_response_status: Option<u32>,
 }
 
 impl<'a> KeyRef<'a> {
@@ -151,6 +154,7 @@ impl<'a> KeyRef<'a> {
                 reporter_label(record.reporter),
             ],
             response_code: record.response_code,
+            grpc_response_status: grpc_response_status(record),
         }
     }
 
@@ -158,12 +162,14 @@ impl<'a> KeyRef<'a> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.strings.hash(&mut hasher);
         self.response_code.hash(&mut hasher);
+        self.grpc_response_status.hash(&mut hasher);
         hasher.finish()
     }
 
     fn matches(&self, key: &EdgeKey) -> bool {
         let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r] = self.strings;
         self.response_code == key.response_code
+            && self.grpc_response_status == key.grpc_response_status
             && sw == key.source_workload
             && sn == key.source_namespace
             && sa == key.source_app
@@ -190,6 +196,7 @@ impl<'a> KeyRef<'a> {
             destination_version: dv,
             protocol: p,
             response_code: self.response_code,
+            grpc_response_status: self.grpc_response_status,
             response_flags: f,
             reporter: r,
         }
@@ -403,8 +410,9 @@ impl EdgeRollups {
                      destination_service, destination_workload, destination_namespace, \
                      destination_version, protocol, response_code, response_flags, reporter, \
                      request_count, error_count, duration_sum_ms, latency_buckets, \
-                     request_bytes, response_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                     request_bytes, response_bytes, grpc_response_status) VALUES ($1, $2, $3, \
+                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                     $19, $20, $21)",
                 )
                 .bind(start_ms)
                 .bind(bucket_seconds)
@@ -426,6 +434,7 @@ impl EdgeRollups {
                 .bind(encode_latency_buckets(&stats.latency_buckets))
                 .bind(to_i64(stats.request_bytes))
                 .bind(to_i64(stats.response_bytes))
+                .bind(key.grpc_response_status.map(i64::from))
                 .execute(&mut *tx)
                 .await?;
                 rows += 1;
@@ -506,7 +515,7 @@ impl EdgeRollups {
              destination_service, destination_workload, destination_namespace, \
              destination_version, protocol, response_code, response_flags, reporter, \
              request_count, error_count, duration_sum_ms, latency_buckets, request_bytes, \
-             response_bytes, bucket_start_unix_ms FROM edge_rollups \
+             response_bytes, bucket_start_unix_ms, grpc_response_status FROM edge_rollups \
              WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2",
         )
         .bind(to_i64(from / 1_000_000))
@@ -525,6 +534,9 @@ impl EdgeRollups {
                 destination_version: row.get(7),
                 protocol: row.get(8),
                 response_code: u32::try_from(row.get::<i64, _>(9)).unwrap_or(0),
+                grpc_response_status: row
+                    .get::<Option<i64>, _>(19)
+                    .and_then(|status| u32::try_from(status).ok()),
                 response_flags: row.get(10),
                 reporter: row.get(11),
             };

@@ -375,6 +375,21 @@ async fn demo_without_a_scenario_rotates_reviews_and_switches_live() {
     let requests = demo.requests().await;
     assert_eq!(requests.sum(&[("destination_workload", "details-v2")]), 0.0);
     assert!(requests.received_by("ratings-v1") > 0.0);
+    // Every proxy of the demo is in Istio's default cluster (Kiali drops series of a
+    // known namespace whose cluster is unknown); only callers outside the mesh (the
+    // load generator at the ingress) have an unknown one.
+    for sample in &requests.0 {
+        let outside = sample.label("source_workload") == "unknown";
+        let source = if outside { "unknown" } else { "Kubernetes" };
+        assert_eq!(sample.label("source_cluster"), source, "{sample:?}");
+        if sample.label("destination_workload") != "unknown" {
+            assert_eq!(
+                sample.label("destination_cluster"),
+                "Kubernetes",
+                "{sample:?}"
+            );
+        }
+    }
 
     // One trace across the four services, found by the Jaeger API.
     let search = demo.query_url("/api/traces?service=productpage.default&limit=50&lookback=1h");

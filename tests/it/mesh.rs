@@ -24,6 +24,9 @@
 //! - [`no_collector::a_proxy_without_a_collector_serves_and_stops`] checks a proxy
 //!   whose collector was never there: traffic served, records dropped and counted, a
 //!   prompt clean stop.
+//! - [`scrape::metrics_are_gzipped_for_prometheus_and_edge_overflow_is_counted`]
+//!   checks `/metrics` gzipped as Prometheus asks for it, and the graph's edge cap
+//!   overflow counted.
 //!
 //! This file holds the shared scenario (the mesh file, the Bookinfo apps productpage
 //! and reviews), also used by the browser test [`crate::ui`]; [`istio_metrics`] the
@@ -34,6 +37,7 @@ mod http2_grpc;
 mod istio_metrics;
 mod no_collector;
 mod quota;
+mod scrape;
 mod traffic_routing;
 
 use std::net::SocketAddr;

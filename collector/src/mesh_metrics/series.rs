@@ -5,17 +5,24 @@
 //! crate sorts label names alphabetically, and Istio's exposition keeps its own order
 //! ([`super::ISTIO_LABELS`]); rendering straight from the cache also avoids building
 //! protobuf families of 25 owned labels per series at every scrape.
+//!
+//! A scrape holds the mutex only to copy the counters out ([`SeriesCache::snapshot`]:
+//! about 0.5 KB per series, each series' label text shared, escaped once when the
+//! series was created), then formats without it: the Report stream never waits for
+//! the text of thousands of series to be written.
 
 use std::collections::HashMap;
-use std::fmt::Write;
+use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
+use std::io;
+use std::sync::Arc;
 
 use meshtel_model::graph::{ISTIO_BUCKETS, LATENCY_SLOTS};
 
 use super::ISTIO_LABELS;
 
 /// A histogram on Istio's bounds: per-bucket counts (not cumulative) and the sum.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Hist {
     counts: [u64; LATENCY_SLOTS],
     sum: f64,
@@ -35,16 +42,28 @@ impl Hist {
 }
 
 /// Picks one of a series' histograms.
-type HistOf = fn(&Series) -> &Hist;
+type HistOf = fn(&Counts) -> &Hist;
 
-/// One label set of the four request metrics.
-struct Series {
-    labels: Box<[Box<str>]>,
+/// The counters of one label set of the four request metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Counts {
     requests: u64,
     duration_ms: Hist,
     request_bytes: Hist,
     response_bytes: Hist,
 }
+
+/// One label set of the four request metrics.
+struct Series {
+    /// The values, compared when a hash matches.
+    labels: Box<[Box<str>]>,
+    /// `name="value",...` in Istio order, escaped: written as is at every scrape.
+    text: Arc<str>,
+    counts: Counts,
+}
+
+/// The series of a scrape, copied out under the lock.
+pub(super) type Snapshot = Vec<(Arc<str>, Counts)>;
 
 /// Label-set hash → indexes into `series`; collisions resolved by comparing labels.
 #[derive(Default)]
@@ -90,12 +109,12 @@ impl SeriesCache {
             None if self.series.len() >= max_series => return Observed::Overflow,
             None => {
                 let index = self.series.len();
+                let mut text = String::new();
+                write_labels(&mut text, labels);
                 self.series.push(Series {
                     labels: labels.iter().map(|l| Box::<str>::from(*l)).collect(),
-                    requests: 0,
-                    duration_ms: Hist::default(),
-                    request_bytes: Hist::default(),
-                    response_bytes: Hist::default(),
+                    text: text.into(),
+                    counts: Counts::default(),
                 });
                 self.by_hash.entry(hash).or_default().push(index);
                 index
@@ -103,70 +122,89 @@ impl SeriesCache {
         };
         match self.series.get_mut(index) {
             Some(series) => {
-                series.requests += 1;
-                series.duration_ms.observe(duration_ms);
-                series.request_bytes.observe(request_bytes);
-                series.response_bytes.observe(response_bytes);
+                let counts = &mut series.counts;
+                counts.requests += 1;
+                counts.duration_ms.observe(duration_ms);
+                counts.request_bytes.observe(request_bytes);
+                counts.response_bytes.observe(response_bytes);
                 Observed::Counted
             }
             None => Observed::Overflow,
         }
     }
 
-    /// Appends the four families in the Prometheus text format (0.0.4).
-    pub(super) fn render(&self, out: &mut String) {
-        let counter = "istio_requests_total";
-        let _ = writeln!(
-            out,
-            "# HELP {counter} Requests, as reported by the mesh proxies."
-        );
-        let _ = writeln!(out, "# TYPE {counter} counter");
-        let mut labels = String::new();
-        for series in &self.series {
-            labels.clear();
-            write_labels(&mut labels, &series.labels);
-            let _ = writeln!(out, "{counter}{{{labels}}} {}", series.requests);
-        }
-        let histograms: [(&str, &str, HistOf); 3] = [
-            (
-                "istio_request_duration_milliseconds",
-                "Request durations in milliseconds, first request byte to last response byte.",
-                |s| &s.duration_ms,
-            ),
-            (
-                "istio_request_bytes",
-                "Request sizes (headers and body) in bytes.",
-                |s| &s.request_bytes,
-            ),
-            (
-                "istio_response_bytes",
-                "Response sizes (headers and body) in bytes.",
-                |s| &s.response_bytes,
-            ),
-        ];
-        for (name, help, hist_of) in histograms {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} histogram");
-            for series in &self.series {
-                labels.clear();
-                write_labels(&mut labels, &series.labels);
-                let hist = hist_of(series);
-                let mut cumulative = 0u64;
-                for (bound, count) in ISTIO_BUCKETS.iter().zip(hist.counts) {
-                    cumulative += count;
-                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-                }
-                let total: u64 = hist.counts.iter().sum();
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
-                let _ = writeln!(out, "{name}_sum{{{labels}}} {}", hist.sum);
-                let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
-            }
-        }
+    /// Every series' label text (shared) and counters, for [`write_text`] to format
+    /// once the lock is released.
+    pub(super) fn snapshot(&self) -> Snapshot {
+        self.series
+            .iter()
+            .map(|series| (series.text.clone(), series.counts))
+            .collect()
     }
 }
 
+/// Text written before it is handed to the writer (a socket, gzip).
+const CHUNK: usize = 64 * 1024;
+
+/// Writes the four families of `snapshot` in the Prometheus text format (0.0.4).
+pub(super) fn write_text(snapshot: &Snapshot, out: &mut dyn io::Write) -> io::Result<()> {
+    let mut buf = String::with_capacity(2 * CHUNK);
+    let mut flush = |buf: &mut String, at_least: usize| -> io::Result<()> {
+        if buf.len() >= at_least {
+            out.write_all(buf.as_bytes())?;
+            buf.clear();
+        }
+        Ok(())
+    };
+    let counter = "istio_requests_total";
+    let _ = writeln!(
+        buf,
+        "# HELP {counter} Requests, as reported by the mesh proxies."
+    );
+    let _ = writeln!(buf, "# TYPE {counter} counter");
+    for (labels, counts) in snapshot {
+        let _ = writeln!(buf, "{counter}{{{labels}}} {}", counts.requests);
+        flush(&mut buf, CHUNK)?;
+    }
+    let histograms: [(&str, &str, HistOf); 3] = [
+        (
+            "istio_request_duration_milliseconds",
+            "Request durations in milliseconds, first request byte to last response byte.",
+            |c| &c.duration_ms,
+        ),
+        (
+            "istio_request_bytes",
+            "Request sizes (headers and body) in bytes.",
+            |c| &c.request_bytes,
+        ),
+        (
+            "istio_response_bytes",
+            "Response sizes (headers and body) in bytes.",
+            |c| &c.response_bytes,
+        ),
+    ];
+    for (name, help, hist_of) in histograms {
+        let _ = writeln!(buf, "# HELP {name} {help}");
+        let _ = writeln!(buf, "# TYPE {name} histogram");
+        for (labels, counts) in snapshot {
+            let hist = hist_of(counts);
+            let mut cumulative = 0u64;
+            for (bound, count) in ISTIO_BUCKETS.iter().zip(hist.counts) {
+                cumulative += count;
+                let _ = writeln!(buf, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+            }
+            let total: u64 = hist.counts.iter().sum();
+            let _ = writeln!(buf, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+            let _ = writeln!(buf, "{name}_sum{{{labels}}} {}", hist.sum);
+            let _ = writeln!(buf, "{name}_count{{{labels}}} {total}");
+            flush(&mut buf, CHUNK)?;
+        }
+    }
+    flush(&mut buf, 0)
+}
+
 /// `name="value",...` in Istio order, values escaped as the text format requires.
-fn write_labels(out: &mut String, values: &[Box<str>]) {
+fn write_labels(out: &mut String, values: &[&str; 25]) {
     for (i, (name, value)) in ISTIO_LABELS.iter().zip(values).enumerate() {
         if i > 0 {
             out.push(',');

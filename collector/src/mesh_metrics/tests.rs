@@ -230,6 +230,75 @@ fn build_gauge_counts_open_streams() {
     );
 }
 
+/// A scrape's writer that records a batch the first time it is written to: the
+/// Report stream recording while a scrape is being written, on one thread. If the
+/// series lock were held while writing, this would deadlock.
+struct RecordingWriter {
+    metrics: MeshMetrics,
+    recorded: bool,
+    text: Vec<u8>,
+}
+
+impl std::io::Write for RecordingWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if !self.recorded {
+            self.recorded = true;
+            self.metrics
+                .record_requests(&[record(200, 3), record(418, 3)]);
+        }
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn recording_does_not_wait_for_a_scrape_being_written() {
+    let metrics = MeshMetrics::new(&MeshMetricsConfig::default()).unwrap();
+    // Enough series for the text to be written in several pieces.
+    let fill: Vec<RequestRecord> = (0..300).map(|i| record(200 + i, 1)).collect();
+    metrics.record_requests(&fill);
+    let (done, finished) = std::sync::mpsc::channel();
+    let scraping = metrics.clone();
+    std::thread::spawn(move || {
+        let mut writer = RecordingWriter {
+            metrics: scraping.clone(),
+            recorded: false,
+            text: Vec::new(),
+        };
+        let written = scraping.write_text(&mut writer);
+        let _ = done.send((written, writer.text));
+    });
+    let (written, text) = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("recording during a scrape finished: the scrape does not hold the series lock");
+    written.unwrap();
+    let text = String::from_utf8(text).unwrap();
+    // The scrape shows the counters as they were when it began; the next one has the
+    // batch recorded meanwhile.
+    assert_eq!(
+        sample(&text, "istio_requests_total", &[("response_code", "200")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "istio_requests_total", &[("response_code", "418")]),
+        Some(1.0)
+    );
+    let next = render(&metrics);
+    assert_eq!(
+        sample(&next, "istio_requests_total", &[("response_code", "200")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&next, "istio_requests_total", &[("response_code", "418")]),
+        Some(2.0)
+    );
+    assert_eq!(text.lines().count(), next.lines().count());
+}
+
 #[test]
 fn zero_cap_is_refused() {
     assert!(MeshMetrics::new(&MeshMetricsConfig { max_series: 0 }).is_err());
@@ -295,4 +364,90 @@ fn digest_rate() {
     }
     let rate = (rounds * batch.len()) as f64 / started.elapsed().as_secs_f64();
     println!("mesh metrics digest: {rate:.0} records/s");
+}
+
+/// What a scrape of ~5,000 Istio series costs the Report stream: the time to render
+/// `/metrics`, and how long `record_requests` (one 100-record batch, as a proxy sends)
+/// waits while scrapes run back to back on another thread (run with `--ignored
+/// --nocapture`, release).
+#[test]
+#[ignore = "timing; run in release with --ignored --nocapture"]
+fn scrape_stall() {
+    let metrics = MeshMetrics::new(&MeshMetricsConfig::default()).unwrap();
+    // 21 destination services × 250 response codes, as the review's repro fills.
+    let fill: Vec<RequestRecord> = (0..21 * 250)
+        .map(|i| {
+            let mut r = record(200 + (i % 250) as u32, (i % 300) as u64);
+            r.destination_service = format!("svc{}.ns2.svc.cluster.local", i / 250);
+            r
+        })
+        .collect();
+    metrics.record_requests(&fill);
+    assert_eq!(metrics.series(), 21 * 250);
+    let started = std::time::Instant::now();
+    let size = render(&metrics).len();
+    println!(
+        "render: {} series, {:.1} MB in {:?}",
+        metrics.series(),
+        size as f64 / 1e6,
+        started.elapsed()
+    );
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        metrics.write_text(&mut std::io::sink()).unwrap();
+        println!("write_text to a sink: {:?}", started.elapsed());
+    }
+    for (name, level) in [
+        ("fast", flate2::Compression::fast()),
+        ("default", flate2::Compression::default()),
+    ] {
+        let started = std::time::Instant::now();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), level);
+        metrics.write_text(&mut gzip).unwrap();
+        let size = gzip.finish().unwrap().len();
+        println!(
+            "write_text gzipped ({name}): {:.2} MB in {:?}",
+            size as f64 / 1e6,
+            started.elapsed()
+        );
+    }
+    let started = std::time::Instant::now();
+    let snapshot = metrics.inner.cache.lock().snapshot();
+    println!(
+        "series lock held by a scrape (the snapshot): {:?} for {} series",
+        started.elapsed(),
+        snapshot.len()
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let (metrics, stop) = (metrics.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut scrapes = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::black_box(render(&metrics));
+                scrapes += 1;
+            }
+            scrapes
+        })
+    };
+    let batch: Vec<RequestRecord> = fill.iter().step_by(53).take(100).cloned().collect();
+    let mut waits = Vec::new();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        let started = std::time::Instant::now();
+        metrics.record_requests(&batch);
+        waits.push(started.elapsed());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper.join().unwrap();
+    waits.sort();
+    let at = |q: f64| waits[((waits.len() - 1) as f64 * q) as usize];
+    println!(
+        "record_requests during {scrapes} back-to-back scrapes: {} batches, p50 {:?}, p99 {:?}, max {:?}",
+        waits.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
 }

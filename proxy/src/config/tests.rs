@@ -33,6 +33,7 @@ fn the_documented_command_line_parses_with_defaults() {
     assert_eq!(config.request_timeout, Some(Duration::from_secs(15)));
     assert_eq!(config.body_idle_timeout, Some(DEFAULT_BODY_IDLE_TIMEOUT));
     assert!(config.proxy_id.starts_with("reviews-v2.default-"));
+    assert_eq!(config.cluster, "Kubernetes", "Istio's default cluster id");
 }
 
 #[test]
@@ -47,6 +48,12 @@ fn bad_values_are_rejected() {
     assert_eq!(no_timeout.proxy.into_config().expect("valid").request_timeout, None);
     let no_idle = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--body-idle-timeout", "0s"]).expect("parses");
     assert_eq!(no_idle.proxy.into_config().expect("valid").body_idle_timeout, None);
+    let cluster = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--cluster", "east-1"]).expect("parses");
+    assert_eq!(cluster.proxy.into_config().expect("valid").cluster, "east-1");
+    for bad in ["", "caf\u{e9}"] {
+        let cluster = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--cluster", bad]).expect("parses");
+        assert!(cluster.proxy.into_config().is_err(), "--cluster {bad:?}");
+    }
 }
 
 #[test]

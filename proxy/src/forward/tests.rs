@@ -65,17 +65,30 @@ fn request_ids_are_uuid_v4() {
 fn peer_identity_round_trips_and_is_stripped() {
     let identity = WorkloadIdentity { name: "productpage-v1".into(), namespace: "default".into(), app: "productpage".into(), version: "v1".into() };
     let mut headers = HeaderMap::new();
-    PeerHeaders::of(&identity).set(&mut headers);
-    assert_eq!(headers.len(), 4);
-    assert_eq!(take_peer_identity(&mut headers), Some(identity.clone()));
+    PeerHeaders::of(&identity, "Kubernetes").set(&mut headers);
+    assert_eq!(headers.len(), 5);
+    assert_eq!(headers["x-meshtel-peer-cluster"], "Kubernetes");
+    let (caller, cluster) = take_peer_identity(&mut headers).expect("peer headers");
+    assert_eq!(caller, identity);
     assert!(headers.is_empty());
+    // The caller's cluster is shared with this proxy's own when the same.
+    let cluster = cluster.expect("cluster header");
+    let own: Arc<str> = Arc::from("Kubernetes");
+    assert!(Arc::ptr_eq(&peer_cluster(&cluster, &own).expect("cluster"), &own));
+    let east = peer_cluster(&cluster, &Arc::from("east")).expect("cluster");
+    assert_eq!(&*east, "Kubernetes");
 
     // An empty label is not sent, and what the app sent in its place is dropped.
-    let unversioned = WorkloadIdentity { version: String::new(), ..identity };
+    let unversioned = WorkloadIdentity { version: String::new(), ..identity.clone() };
     headers.insert("x-meshtel-peer-version", "spoofed".parse().expect("value"));
-    PeerHeaders::of(&unversioned).set(&mut headers);
-    assert_eq!(headers.len(), 3);
+    PeerHeaders::of(&unversioned, "Kubernetes").set(&mut headers);
+    assert_eq!(headers.len(), 4);
     assert!(!headers.contains_key("x-meshtel-peer-version"));
+
+    // A caller that sends no cluster (an older proxy): its cluster is unknown.
+    let mut headers = HeaderMap::new();
+    headers.insert("x-meshtel-peer-workload", "productpage-v1".parse().expect("value"));
+    assert_eq!(take_peer_identity(&mut headers).map(|(_, cluster)| cluster), Some(None));
 }
 
 #[test]

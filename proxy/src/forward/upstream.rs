@@ -166,6 +166,7 @@ pub async fn send(
         };
         exchange.upstream_address = Some(lease.endpoint().address.clone());
         exchange.destination = Some(lease.endpoint().workload.clone());
+        exchange.destination_cluster = Some(lease.endpoint().cluster.clone().unwrap_or_else(|| context.cluster.clone()));
         let admission = cluster
             .admit(http2, deadline)
             .await

@@ -30,6 +30,17 @@ fn endpoints_are_picked_round_robin_with_labels() {
 }
 
 #[test]
+fn an_endpoint_names_its_cluster_or_is_in_the_readers_own() {
+    let file: MeshFile = yaml_serde::from_str(
+        "services:\n  - {name: db, endpoints: [{address: '127.0.0.1:1', cluster: east}, {address: '127.0.0.1:2'}]}\n",
+    )
+    .expect("parses");
+    let mesh = Mesh::build(file, "default").expect("valid");
+    let clusters: Vec<Option<&str>> = mesh.resolve("db").expect("db").endpoints.iter().map(|e| e.cluster.as_deref()).collect();
+    assert_eq!(clusters, [Some("east"), None]);
+}
+
+#[test]
 fn bare_names_prefer_the_own_namespace() {
     let file: MeshFile = yaml_serde::from_str(
         "services:\n  - {name: db, namespace: a, endpoints: [{address: '127.0.0.1:1'}]}\n  - {name: db, namespace: b, endpoints: [{address: '127.0.0.1:2'}]}\n",
@@ -49,6 +60,7 @@ fn invalid_meshes_are_rejected() {
         "services:\n  - {name: a.b}\n",
         "services:\n  - {name: a}\n  - {name: a}\n",
         "services:\n  - {name: a, colour: red}\n",
+        "services:\n  - {name: a, endpoints: [{address: '127.0.0.1:1', cluster: ''}]}\n",
     ] {
         let parsed: std::result::Result<MeshFile, _> = yaml_serde::from_str(text);
         if let Ok(file) = parsed {

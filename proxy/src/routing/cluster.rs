@@ -68,6 +68,8 @@ pub struct ClusterEndpoint {
     pub address: Arc<str>,
     /// The workload there.
     pub workload: Arc<WorkloadIdentity>,
+    /// Its cluster id; `None`: this proxy's own cluster.
+    pub cluster: Option<Arc<str>>,
     active: AtomicU32,
     ejected: AtomicBool,
     outlier: Mutex<OutlierState>,
@@ -196,6 +198,7 @@ impl Cluster {
                 .map(|e| ClusterEndpoint {
                     address: e.address.as_str().into(),
                     workload: e.workload.clone(),
+                    cluster: e.cluster.clone(),
                     active: AtomicU32::new(0),
                     ejected: AtomicBool::new(false),
                     outlier: Mutex::new(OutlierState {
@@ -224,7 +227,7 @@ impl Cluster {
     pub fn same_shape(&self, endpoints: &[&Endpoint], policy: &TrafficPolicy) -> bool {
         self.policy == *policy
             && self.endpoints.len() == endpoints.len()
-            && self.endpoints.iter().zip(endpoints).all(|(a, b)| *a.address == *b.address && a.workload == b.workload)
+            && self.endpoints.iter().zip(endpoints).all(|(a, b)| *a.address == *b.address && a.workload == b.workload && a.cluster == b.cluster)
     }
 
     /// Admits a request under the connection-pool limits. HTTP/1.1 requests beyond

@@ -19,6 +19,7 @@ fn endpoint(address: &str, version: &str) -> Endpoint {
             app: "ratings".to_owned(),
             version: version.to_owned(),
         }),
+        cluster: None,
         labels: BTreeMap::from([("app".to_owned(), "ratings".to_owned()), ("version".to_owned(), version.to_owned())]),
     }
 }

@@ -48,6 +48,8 @@ async fn records_carry_istio_labels_from_both_reporters() {
         assert_eq!((from.name.as_str(), from.namespace.as_str(), from.app.as_str(), from.version.as_str()), ("productpage-v1", "default", "productpage", "v1"));
         let to = record.destination.as_ref().expect("destination");
         assert_eq!((to.name.as_str(), to.namespace.as_str(), to.app.as_str(), to.version.as_str()), ("reviews-v2", "default", "reviews", "v2"));
+        // Istio's default cluster id on both sides: the mesh file names none for reviews.
+        assert_eq!((from.cluster.as_str(), to.cluster.as_str()), ("Kubernetes", "Kubernetes"));
         assert_eq!(record.destination_service, "reviews.default.svc.cluster.local");
         assert_eq!(record.destination_service_name, "reviews");
         assert_eq!(record.destination_service_namespace, "default");
@@ -88,6 +90,69 @@ async fn records_carry_istio_labels_from_both_reporters() {
     let (status, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
     assert_eq!(status, 200);
     assert!(stats.contains("meshtel_proxy_reports_sent_total 1"), "{stats}");
+}
+
+/// The (source, destination) cluster ids of a record.
+fn clusters(record: &RequestRecord) -> (&str, &str) {
+    let source = record.source.as_ref().map_or("", |w| w.cluster.as_str());
+    let destination = record.destination.as_ref().map_or("", |w| w.cluster.as_str());
+    (source, destination)
+}
+
+#[tokio::test]
+async fn records_carry_each_sides_cluster_and_unknown_only_for_an_unknown_peer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh_path = dir.path().join("mesh.yaml");
+    let upstream = start_upstream().await;
+    let collector = start_collector().await;
+    let reviews = bind_proxy(&mesh_path, "reviews", "v2", Some(upstream.addr), &collector.url(), 0.0)
+        .await
+        .configure(|config| config.cluster = "east".to_owned());
+    let productpage = bind_proxy(&mesh_path, "productpage", "v1", None, &collector.url(), 0.0)
+        .await
+        .configure(|config| config.cluster = "west".to_owned());
+    let reviews_inbound = reviews.addresses.inbound.expect("inbound");
+    let dead = dead_address().await;
+    std::fs::write(
+        &mesh_path,
+        format!(
+            "services:\n\
+             - name: reviews\n  endpoints:\n  - address: {reviews_inbound}\n    cluster: east\n    labels: {{app: reviews, version: v2}}\n\
+             - name: dead\n  endpoints:\n  - address: {dead}\n"
+        ),
+    )
+    .expect("write mesh");
+    let (reviews, productpage) = (reviews.start(), productpage.start());
+    let client = http1_client();
+
+    // productpage (west) → reviews (east, as the mesh file says): both reporters agree.
+    let (parts, _, _) = send(&client, get(&productpage.outbound_url("/"), "reviews", &[])).await;
+    assert_eq!(parts.status, 200);
+    let records = collector.wait_records(2).await;
+    assert_eq!(clusters(by_reporter(&records, Reporter::Source)), ("west", "east"));
+    assert_eq!(clusters(by_reporter(&records, Reporter::Destination)), ("west", "east"));
+
+    // A caller outside the mesh (no proxy, no peer headers): its cluster is unknown.
+    let inbound = format!("http://{reviews_inbound}/");
+    let (parts, _, _) = send(&client, get(&inbound, "reviews", &[])).await;
+    assert_eq!(parts.status, 200);
+    let records = collector.wait_records(3).await;
+    assert_eq!(clusters(&records[2]), ("", "east"));
+
+    // An endpoint naming no cluster is in the caller's own (here: the refused one,
+    // 503 UF); a host naming no service has no destination at all (503 UH).
+    let (parts, _, _) = send(&client, get(&productpage.outbound_url("/"), "dead", &[])).await;
+    assert_eq!(parts.status, 503);
+    let (parts, _, _) = send(&client, get(&productpage.outbound_url("/"), "nowhere", &[])).await;
+    assert_eq!(parts.status, 503);
+    let records = collector.wait_records(5).await;
+    let refused = records.iter().find(|r| r.destination_service.starts_with("dead.")).expect("the record of dead");
+    assert_eq!(clusters(refused), ("west", "west"));
+    let unknown = records.iter().find(|r| r.response_flags == "UH").expect("the UH record");
+    assert_eq!(clusters(unknown), ("west", ""));
+
+    productpage.stop().await;
+    reviews.stop().await;
 }
 
 #[tokio::test]

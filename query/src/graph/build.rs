@@ -119,7 +119,8 @@ fn destination_node(key: &EdgeKey) -> NodeRef {
 pub struct EdgeTotals {
     /// Merged stats of every row.
     pub stats: EdgeStats,
-    /// Requests by response code (`"-"` for none) and flags.
+    /// Requests by response code (see [`response_key`]: `"-"` for none, the gRPC status
+    /// for gRPC) and flags.
     pub responses: BTreeMap<String, BTreeMap<String, u64>>,
     /// Requests by class: 3xx, 4xx, 5xx, no response.
     pub by_class: [u64; 4],
@@ -171,13 +172,9 @@ impl Graph {
                 .entry((source, target, key.protocol.clone()))
                 .or_default();
             totals.stats.merge(&row.stats);
-            let code = match key.response_code {
-                0 => "-".to_string(),
-                c => c.to_string(),
-            };
             *totals
                 .responses
-                .entry(code)
+                .entry(response_key(key))
                 .or_default()
                 .entry(key.response_flags.clone())
                 .or_default() += row.stats.requests;
@@ -205,9 +202,31 @@ impl Graph {
     }
 }
 
-/// A rate as Kiali writes it: 2 decimals, `None` (omitted) when zero.
-fn rate(value: f64) -> Option<String> {
-    (value > 0.0).then(|| format!("{value:.2}"))
+/// The key of an edge's `responses`, as Kiali's `HandleResponseCode` makes it: `-`
+/// for no response; for gRPC the gRPC status, unless the HTTP status is an error
+/// (4xx/5xx) or the row predates gRPC statuses in the rollups; else the HTTP status.
+pub fn response_key(key: &EdgeKey) -> String {
+    match (key.response_code, key.grpc_response_status) {
+        (0, _) => "-".to_string(),
+        (400..=599, _) => key.response_code.to_string(),
+        (_, Some(status)) if key.protocol == "grpc" => status.to_string(),
+        (code, _) => code.to_string(),
+    }
+}
+
+/// A rate as Kiali writes it (`rateToString`): at least 2 decimals, more until one
+/// significant digit shows (at most 5: `0.002`, `0.00001`); `None` (omitted) when
+/// zero.
+pub fn rate(value: f64) -> Option<String> {
+    (value > 0.0).then(|| {
+        let mut decimals = 0;
+        let mut scaled = value;
+        while decimals < 5 && scaled < 1.0 {
+            scaled *= 10.0;
+            decimals += 1;
+        }
+        format!("{value:.*}", decimals.max(2))
+    })
 }
 
 /// A percentage: 1 decimal, `None` when zero.

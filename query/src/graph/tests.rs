@@ -12,15 +12,24 @@ use crate::testing::{FixedClock, MemoryReader, NOW, get};
 
 #[derive(Default)]
 struct FakeEdges {
+    /// The rows of any window ending now.
     rows: Vec<EdgeRow>,
+    /// The rows of any window ending before now.
+    earlier: Vec<EdgeRow>,
     last_window: Mutex<Option<(u64, u64)>>,
+    windows: Mutex<Vec<(u64, u64)>>,
 }
 
 #[async_trait::async_trait]
 impl GraphReader for FakeEdges {
     async fn edges_in_window(&self, start: u64, end: u64) -> meshtel_model::Result<Vec<EdgeRow>> {
         *self.last_window.lock().unwrap() = Some((start, end));
-        Ok(self.rows.clone())
+        self.windows.lock().unwrap().push((start, end));
+        Ok(if end < NOW {
+            self.earlier.clone()
+        } else {
+            self.rows.clone()
+        })
     }
 
     /// Every row in the window's first 10 s bucket.
@@ -72,6 +81,7 @@ fn key(
         },
         protocol: "http".into(),
         response_code: code,
+        grpc_response_status: None,
         response_flags: flags.into(),
         reporter: reporter.into(),
     }
@@ -360,4 +370,160 @@ async fn without_edges_there_is_no_graph_route() {
         &QueryConfig::default(),
     );
     assert_eq!(get(&app, "/api/graph").await.status, StatusCode::NOT_FOUND);
+}
+
+fn grpc_row(code: u32, grpc_status: Option<u32>, requests: u64) -> EdgeRow {
+    let mut key = key(
+        "productpage-v1",
+        "reviews",
+        "reviews-v2",
+        code,
+        "-",
+        "source",
+    );
+    key.protocol = "grpc".into();
+    key.grpc_response_status = grpc_status;
+    let errors = if code == 200 && grpc_status == Some(0) {
+        0
+    } else {
+        requests
+    };
+    EdgeRow {
+        key,
+        stats: stats(requests, 7.0, errors),
+    }
+}
+
+#[tokio::test]
+async fn grpc_responses_are_keyed_by_grpc_status_as_kiali_does() {
+    let rows = vec![
+        grpc_row(200, Some(0), 80),
+        grpc_row(200, Some(14), 10),
+        // An HTTP error wins over the gRPC status; no response is `-`.
+        grpc_row(503, Some(14), 5),
+        grpc_row(0, Some(2), 3),
+        // A row written before the rollups kept gRPC statuses: its HTTP status.
+        grpc_row(200, None, 2),
+    ];
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph?window=10s").await.json();
+    let edge = find(
+        &body["elements"]["edges"],
+        "wl_default_productpage-v1->wl_default_reviews-v2:grpc",
+    );
+    assert_eq!(
+        edge["traffic"]["responses"],
+        json!({
+            "0": {"flags": {"-": "80.0"}},
+            "14": {"flags": {"-": "10.0"}},
+            "503": {"flags": {"-": "5.0"}},
+            "-": {"flags": {"-": "3.0"}},
+            "200": {"flags": {"-": "2.0"}},
+        }),
+        "{edge:#}"
+    );
+    assert_eq!(
+        edge["traffic"]["rates"]["grpcPercentErr"], "20.0",
+        "{edge:#}"
+    );
+    assert_eq!(
+        edge["traffic"]["rates"]["grpcNoResponse"], "0.30",
+        "{edge:#}"
+    );
+}
+
+#[test]
+fn rates_show_one_significant_digit_as_kiali_does() {
+    use super::build::rate;
+    assert_eq!(rate(0.0), None);
+    assert_eq!(rate(12.5).as_deref(), Some("12.50"));
+    assert_eq!(rate(0.5).as_deref(), Some("0.50"));
+    assert_eq!(rate(0.02).as_deref(), Some("0.02"));
+    assert_eq!(rate(0.002).as_deref(), Some("0.002"));
+    assert_eq!(rate(1.0 / 3600.0).as_deref(), Some("0.0003"));
+    assert_eq!(rate(0.000_01).as_deref(), Some("0.00001"));
+    // At most 5 decimals, as Kiali's calcPrecision(val, 5).
+    assert_eq!(rate(0.000_000_1).as_deref(), Some("0.00000"));
+}
+
+#[tokio::test]
+async fn a_tiny_rate_is_not_printed_as_zero() {
+    // One request in an hour: 0.00028/s.
+    let rows = vec![EdgeRow {
+        key: key(
+            "productpage-v1",
+            "reviews",
+            "reviews-v2",
+            500,
+            "-",
+            "source",
+        ),
+        stats: stats(1, 7.0, 1),
+    }];
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph?window=1h").await.json();
+    let edge = find(
+        &body["elements"]["edges"],
+        "wl_default_productpage-v1->wl_default_reviews-v2:http",
+    );
+    assert_eq!(
+        edge["traffic"]["rates"],
+        json!({"http": "0.0003", "http5xx": "0.0003", "httpPercentErr": "100.0", "httpPercentReq": "100.0"})
+    );
+    let reviews = find(&body["elements"]["nodes"], "wl_default_reviews-v2");
+    assert_eq!(reviews["traffic"][0]["rates"]["httpIn"], "0.0003");
+}
+
+#[tokio::test]
+async fn graph_dot_takes_servicegraphs_time_horizon_and_filter_empty() {
+    // ratings was called in the hour before the window, not in it.
+    let earlier = vec![EdgeRow {
+        key: key("reviews-v2", "ratings", "ratings-v1", 200, "-", "source"),
+        stats: stats(30, 3.0, 0),
+    }];
+    let edges = Arc::new(FakeEdges {
+        rows: bookinfo(),
+        earlier,
+        ..FakeEdges::default()
+    });
+    let app = crate::router_with_graph_and_clock(
+        Arc::new(MemoryReader::default()),
+        Some(edges.clone()),
+        None,
+        Arc::new(FixedClock),
+        &QueryConfig::default(),
+    );
+    let idle =
+        "\"reviews_(reviews-v2)\" -> \"ratings_(ratings-v1)\" [label=\"reqs/sec: 0.000000\"];";
+    let reply = get(&app, "/api/graph.dot?time_horizon=10s").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply.body.contains("[label=\"reqs/sec: 10.000000\"]"),
+        "rates over 10 s:\n{}",
+        reply.body
+    );
+    assert!(
+        reply.body.lines().any(|l| l == idle),
+        "an idle edge at 0:\n{}",
+        reply.body
+    );
+    assert_eq!(
+        *edges.windows.lock().unwrap(),
+        [
+            (NOW - 10_000_000_000, NOW),
+            (
+                NOW - 10_000_000_000 - 3_600_000_000_000,
+                NOW - 10_000_000_000
+            ),
+        ]
+    );
+    let filtered = get(&app, "/api/graph.dot?time_horizon=10s&filter_empty=true").await;
+    assert!(
+        !filtered.body.contains("ratings"),
+        "filter_empty=true leaves idle edges out:\n{}",
+        filtered.body
+    );
+    assert!(filtered.body.contains("[label=\"reqs/sec: 10.000000\"]"));
+    let reply = get(&app, "/api/graph.dot?time_horizon=5x").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
 }

@@ -111,6 +111,7 @@ fn key(
         destination_version: version.into(),
         protocol: "http".into(),
         response_code: code,
+        grpc_response_status: None,
         response_flags: flags.into(),
         reporter: reporter.into(),
     }

@@ -130,6 +130,7 @@ async fn sql_round_trip_keeps_every_field() {
     assert_eq!(in_memory, from_sql);
     let edge = from_sql.iter().find(|e| e.key.protocol == "grpc").unwrap();
     assert_eq!(edge.key, EdgeKey::from_record(&grpc));
+    assert_eq!(edge.key.grpc_response_status, Some(14));
     assert_eq!(edge.key.response_flags, "URX");
     assert_eq!(edge.key.reporter, "destination");
     assert_eq!(edge.stats.requests, 2);
@@ -283,6 +284,41 @@ async fn retention_prunes_old_rows() {
     clock.set(T0 + 7 * 24 * 3600 * SEC + 10 * SEC);
     assert_eq!(rollups.prune().await.unwrap(), 1);
     assert_eq!(sql_rows(&rollups).await, 1);
+}
+
+#[tokio::test]
+async fn grpc_statuses_are_edges_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    let grpc = |status: Option<u32>| {
+        let mut r = record(T0 + SEC, 200, 1);
+        r.request_protocol = "grpc".into();
+        r.grpc_response_status = status;
+        r
+    };
+    let records = [
+        grpc(Some(0)),
+        grpc(Some(0)),
+        grpc(Some(14)),
+        grpc(None),
+        record(T0 + SEC, 200, 1),
+    ];
+    rollups.record(&records.iter().collect::<Vec<_>>());
+    clock.set(T0 + 60 * SEC);
+    rollups.flush_closed().await.unwrap();
+    let mut statuses: Vec<(Option<u32>, u64)> = rollups
+        .edges_between(T0, T0 + 10 * SEC)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.key.grpc_response_status, e.stats.requests))
+        .collect();
+    statuses.sort();
+    // No status on a gRPC response is Istio's 2 (UNKNOWN); HTTP has none.
+    assert_eq!(
+        statuses,
+        [(None, 1), (Some(0), 2), (Some(2), 1), (Some(14), 1)]
+    );
 }
 
 #[tokio::test]

@@ -231,6 +231,9 @@ async fn bookinfo_metrics_graph_and_traces_then_collector_down() {
                 ("source_workload_namespace", "unknown"),
                 ("source_app", "unknown"),
                 ("source_version", "unknown"),
+                // The caller is outside the mesh: only its cluster is unknown.
+                ("source_cluster", "unknown"),
+                ("destination_cluster", "Kubernetes"),
                 ("destination_workload_namespace", "default"),
                 ("destination_app", "productpage"),
                 ("destination_version", "v1"),

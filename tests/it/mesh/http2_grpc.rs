@@ -382,5 +382,27 @@ async fn http2_grpc_and_streamed_bodies_pass_through_a_proxy_pair() {
             "{metric}: {bytes} bytes for 12 MiB of bodies plus headers"
         );
     }
+
+    // The graph keys the gRPC edge's responses by gRPC status, as Kiali does: OK and
+    // PERMISSION_DENIED, one each, both over HTTP 200.
+    let graph_url = m.query_url("/api/graph?window=5m");
+    let edge = eventually(Duration::from_secs(15), "the gRPC graph edge", || async {
+        let graph = get_json(&graph_url).await;
+        graph["elements"]["edges"]
+            .as_array()?
+            .iter()
+            .map(|e| e["data"].clone())
+            .find(|e| e["id"] == "wl_default_frontend-v1->wl_default_backend-v1:grpc")
+    })
+    .await;
+    assert_eq!(
+        edge["traffic"]["responses"],
+        serde_json::json!({"0": {"flags": {"-": "50.0"}}, "7": {"flags": {"-": "50.0"}}}),
+        "{edge:#}"
+    );
+    assert_eq!(
+        edge["traffic"]["rates"]["grpcPercentErr"], "50.0",
+        "{edge:#}"
+    );
     backend.stop().await;
 }

@@ -60,7 +60,8 @@ pub(super) fn reviews_series_labels() -> BTreeMap<&'static str, &'static str> {
         ("source_version", "v1"),
         ("source_canonical_service", "productpage"),
         ("source_canonical_revision", "v1"),
-        ("source_cluster", "unknown"),
+        // Istio's default cluster id: neither proxy sets --cluster.
+        ("source_cluster", "Kubernetes"),
         ("destination_workload", "reviews-v1"),
         ("destination_workload_namespace", "default"),
         ("destination_principal", "unknown"),
@@ -71,7 +72,7 @@ pub(super) fn reviews_series_labels() -> BTreeMap<&'static str, &'static str> {
         ("destination_service_namespace", "default"),
         ("destination_canonical_service", "reviews"),
         ("destination_canonical_revision", "v1"),
-        ("destination_cluster", "unknown"),
+        ("destination_cluster", "Kubernetes"),
         ("request_protocol", "http"),
         ("response_flags", "-"),
         ("grpc_response_status", ""),

@@ -1,0 +1,147 @@
+//! `/metrics` as Prometheus scrapes it: gzipped when asked, and the service graph's
+//! edge cap overflow counted.
+
+use std::io::Read;
+
+use meshtel_model::mixer::mixer_client::MixerClient;
+use meshtel_model::mixer::{ReportRequest, Reporter, RequestRecord, Workload};
+
+use crate::support::*;
+
+/// A record of productpage → reviews answered `code`: one graph edge per code.
+fn record(code: u32) -> RequestRecord {
+    let workload = |name: &str, app: &str| Workload {
+        name: name.into(),
+        namespace: "default".into(),
+        app: app.into(),
+        version: "v1".into(),
+        cluster: "Kubernetes".into(),
+        ..Default::default()
+    };
+    RequestRecord {
+        reporter: Reporter::Source as i32,
+        source: Some(workload("productpage-v1", "productpage")),
+        destination: Some(workload("reviews-v1", "reviews")),
+        destination_service: "reviews.default.svc.cluster.local".into(),
+        destination_service_name: "reviews".into(),
+        destination_service_namespace: "default".into(),
+        request_method: "GET".into(),
+        request_path: "/reviews/0".into(),
+        request_protocol: "http".into(),
+        response_code: code,
+        start_unix_nano: now_nanos(),
+        duration_nanos: 2_000_000,
+        request_bytes: 100,
+        response_bytes: 1000,
+        ..Default::default()
+    }
+}
+
+/// `GET /metrics` with `Accept-Encoding`: (status, `Content-Encoding`, body).
+async fn scrape(url: &str, accept_encoding: &str) -> (u16, Option<String>, Vec<u8>) {
+    let reply = http()
+        .get(url)
+        .header("accept-encoding", accept_encoding)
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status().as_u16();
+    let encoding = reply
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, encoding, reply.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_gzipped_for_prometheus_and_edge_overflow_is_counted() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(&config, "[edges]\nmax_edges_per_bucket = 3\n").unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+
+    // 10 response codes: 10 edges in one bucket, 3 kept, 7 left out of the graph.
+    let mut client = MixerClient::connect(format!("http://{}", m.grpc.unwrap()))
+        .await
+        .unwrap();
+    let batch = ReportRequest {
+        proxy_id: "test".into(),
+        records: (0..10).map(|i| record(200 + i)).collect(),
+        sent_unix_nano: now_nanos(),
+        ..Default::default()
+    };
+    let mut acks = client
+        .report(futures::stream::iter([batch]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acks.message().await.unwrap().unwrap().accepted, 10);
+
+    let url = m.http_url("/metrics");
+    let plain = eventually(
+        std::time::Duration::from_secs(10),
+        "the batch counted",
+        || async {
+            let text = get(&url).await.text();
+            let samples = parse_prometheus_text(&text);
+            let records = samples
+                .iter()
+                .find(|s| s.name == "meshtel_report_records_total")?;
+            (records.value == 10.0).then_some(text)
+        },
+    )
+    .await;
+    let samples = parse_prometheus_text(&plain);
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} in\n{plain}"))
+            .value
+    };
+    assert_eq!(value("meshtel_edges_overflow_total"), 7.0);
+    assert_eq!(value("meshtel_edges_open_buckets"), 1.0);
+    assert_eq!(value("meshtel_mesh_series_overflow_total"), 0.0);
+
+    // Prometheus asks for gzip: the same exposition, compressed.
+    let (status, encoding, body) = scrape(&url, "gzip").await;
+    assert_eq!(status, 200);
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let istio = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("istio_") || l.starts_with("meshtel_edges"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(istio(&text), istio(&plain));
+    assert_eq!(
+        parse_prometheus_text(&text)
+            .iter()
+            .filter(|s| s.name == "istio_requests_total")
+            .count(),
+        10
+    );
+    assert!(
+        body.len() * 4 < plain.len(),
+        "{} of {} bytes",
+        body.len(),
+        plain.len()
+    );
+    // As Prometheus sends it, and refusals.
+    let prometheus = "gzip, deflate, br;q=0.5";
+    assert_eq!(scrape(&url, prometheus).await.1.as_deref(), Some("gzip"));
+    for refused in ["gzip;q=0", "identity", "br"] {
+        let (status, encoding, body) = scrape(&url, refused).await;
+        assert_eq!((status, encoding), (200, None), "{refused}");
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("istio_requests_total{")
+        );
+    }
+    m.stop().await;
+}
