@@ -177,14 +177,13 @@ fn canonical_service(w: &Workload) -> &str {
         .map_or("unknown", String::as_str)
 }
 
+/// The canonical-revision label, else the version, else `latest`, as Istio's stats
+/// plugin writes it: for a peer without any metadata too.
 fn canonical_revision(w: &Workload) -> &str {
     if !w.canonical_revision.is_empty() {
         &w.canonical_revision
     } else if !w.version.is_empty() {
         &w.version
-    } else if w.name.is_empty() && w.app.is_empty() {
-        // No peer metadata at all: the whole peer is unknown.
-        "unknown"
     } else {
         "latest"
     }

@@ -65,7 +65,8 @@ fn label_values_fill_unknown_and_keep_istio_order() {
         ISTIO_LABELS.iter().copied().zip(values).collect();
     assert_eq!(by_name["reporter"], "source");
     assert_eq!(by_name["source_workload"], "unknown");
-    assert_eq!(by_name["source_canonical_revision"], "unknown");
+    // Istio writes `latest` for a revision it does not know, also for an unknown peer.
+    assert_eq!(by_name["source_canonical_revision"], "latest");
     assert_eq!(by_name["destination_service"], "unknown");
     assert_eq!(by_name["destination_service_name"], "unknown");
     assert_eq!(by_name["response_code"], "503");
