@@ -716,15 +716,23 @@ impl TraceReader for TraceStore {
         lookback_nano: u64,
     ) -> meshtel_model::Result<Vec<DependencyLink>> {
         let end = i64::try_from(end_unix_nano).unwrap_or(i64::MAX);
-        let start = end.saturating_sub(i64::try_from(lookback_nano).unwrap_or(i64::MAX));
-        let sources = self.inner.window_sources(start, end);
+        let lookback = i64::try_from(lookback_nano).unwrap_or(i64::MAX);
+        let start = end.saturating_sub(lookback);
+        // A child in the window may have a parent that started before it: parents are
+        // looked for one window further back, at most PARENT_LOOKBACK_NANO (so a short
+        // window costs at most twice its own scan).
+        let parent_start = start.saturating_sub(lookback.min(PARENT_LOOKBACK_NANO));
+        let sources = self.inner.window_sources(parent_start, end);
         Ok(self
             .inner
             .searcher
-            .dependencies(start, end, &sources)
+            .dependencies(parent_start, start, end, &sources)
             .await?)
     }
 }
+
+/// How far before a dependencies window its parents are looked for, at most: an hour.
+const PARENT_LOOKBACK_NANO: i64 = 3_600_000_000_000;
 
 /// One source over `blocks`, with the time range their spans started in (0..0 when
 /// there are none).

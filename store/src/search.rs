@@ -497,9 +497,11 @@ impl Searcher {
         Ok(rows)
     }
 
-    /// Caller → callee service pairs from parent/child spans started in the window.
+    /// Caller → callee service pairs from child spans started in the window and their
+    /// parents started from `parent_start_min` on.
     pub async fn dependencies(
         &self,
+        parent_start_min: i64,
         start_min: i64,
         start_max: i64,
         sources: &[Source],
@@ -526,13 +528,14 @@ impl Searcher {
                 ),
             }
         };
-        self.dependency_links(start_min, start_max, sources)
+        self.dependency_links(parent_start_min, start_min, start_max, sources)
             .await
             .map_err(in_any_block)
     }
 
     async fn dependency_links(
         &self,
+        parent_start_min: i64,
         start_min: i64,
         start_max: i64,
         sources: &[Source],
@@ -540,16 +543,18 @@ impl Searcher {
         let Some(df) = self.union(sources).await? else {
             return Ok(Vec::new());
         };
-        let base = df.filter(
+        let started = |from: i64| {
             col(c::START)
-                .gt_eq(lit(start_min))
-                .and(col(c::START).lt_eq(lit(start_max))),
-        )?;
+                .gt_eq(lit(from))
+                .and(col(c::START).lt_eq(lit(start_max)))
+        };
+        let base = df.filter(started(parent_start_min))?;
         // A span stored twice (an exporter's retry: ingest is at-least-once) is one
         // call: each side is made distinct first, or n copies of a parent and its child
         // would count n² calls.
         let children = base
             .clone()
+            .filter(col(c::START).gt_eq(lit(start_min)))?
             .select(vec![
                 col(c::TRACE_ID).alias("c_trace"),
                 col(c::SPAN_ID).alias("c_span"),

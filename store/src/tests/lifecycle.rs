@@ -65,6 +65,45 @@ async fn catalog_and_dependencies() {
     store.shutdown().await.unwrap();
 }
 
+/// A child in the window whose parent started before it still makes a link, as long as
+/// the parent started at most one window (and an hour) earlier.
+#[tokio::test]
+async fn dependencies_find_a_parent_that_started_before_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let minute = 60_000_000_000u64;
+    let parent = trace(2, "batch", 1, *T0, 40 * minute);
+    let mut child = trace(2, "db", 1, *T0 + 30 * minute, 1000);
+    child.scope_spans[0].spans[0].span_id[0] = 77;
+    child.scope_spans[0].spans[0].parent_span_id = parent.scope_spans[0].spans[0].span_id.clone();
+    store.write_spans(vec![parent, child]).await.unwrap();
+    let link = vec![DependencyLink {
+        parent: "batch".into(),
+        child: "db".into(),
+        call_count: 1,
+    }];
+    for phase in ["head", "block"] {
+        // The window holds the child only: 20..40 min, the parent at 0 min.
+        let end = *T0 + 40 * minute;
+        assert_eq!(
+            store.dependencies(end, 20 * minute).await.unwrap(),
+            link,
+            "{phase}"
+        );
+        // A 5 min window (25..30 min] looks 5 min further back only: not to 0 min.
+        assert!(
+            store
+                .dependencies(*T0 + 30 * minute, 5 * minute)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{phase}"
+        );
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn every_commit_is_an_fsync_counted_with_sync_always() {
     let dir = tempfile::tempdir().unwrap();
