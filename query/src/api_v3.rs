@@ -1,7 +1,10 @@
 //! The Jaeger query API v3 over HTTP (`/api/v3/...`), as Jaeger's HTTP gateway serves
-//! it: services and operations for Jaeger UI ≥ 2.15 and Grafana's gRPC toggle, traces
-//! as OTLP JSON `{"result":{"resourceSpans":[…]}}`, errors as
+//! it: services and operations for Jaeger UI ≥ 2.15 and Grafana's gRPC toggle, trace
+//! summaries for the search page of Jaeger UI ≥ 2.20, dependencies, traces as OTLP
+//! JSON `{"result":{"resourceSpans":[…]}}`, errors as
 //! `{"error":{"httpCode":…,"message":…}}`.
+
+mod summaries;
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
@@ -31,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v3/operations", get(get_operations))
         .route("/api/v3/traces", get(find_traces))
         .route("/api/v3/traces/{trace_id}", get(get_trace))
+        .route("/api/v3/trace-summaries", get(find_trace_summaries))
+        .route("/api/v3/dependencies", get(get_dependencies))
 }
 
 #[derive(Serialize)]
@@ -51,6 +56,23 @@ struct OperationJson {
     name: String,
     #[serde(rename = "spanKind")]
     span_kind: String,
+}
+
+#[derive(Serialize)]
+struct DependenciesResponse {
+    #[serde(rename = "dependencies")]
+    dependencies: Vec<DependencyJson>,
+}
+
+/// `jaeger.api_v3.Dependency`; `callCount` is a `uint64`, so a decimal string in JSON.
+#[derive(Serialize)]
+struct DependencyJson {
+    #[serde(rename = "parent")]
+    parent: String,
+    #[serde(rename = "child")]
+    child: String,
+    #[serde(rename = "callCount")]
+    call_count: String,
 }
 
 #[derive(Serialize)]
@@ -121,14 +143,73 @@ async fn get_trace(
 
 /// `GET /api/v3/traces?query.service_name=&query.operation_name=&query.start_time_min=
 /// &query.start_time_max=&query.duration_min=&query.duration_max=&query.search_depth=
-/// &query.attributes=`. Both start times are required (RFC 3339). `query.attributes`
-/// is a meshtel extension: a JSON object of strings, like v1's `tags`.
+/// &query.attributes=`. Both start times are required (RFC 3339); `query.attributes` is
+/// a JSON object of strings, like v1's `tags`; `query.num_traces` and `query.span_name`
+/// (Jaeger UI's names) stand for `search_depth` and `operation_name`.
 #[tracing::instrument(skip_all)]
 async fn find_traces(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
     let query = parse_find_traces_query(&params)?;
     let traces = state.jaeger.find_traces(&query).await?;
     traces_response(traces)
+}
+
+/// `GET /api/v3/trace-summaries?query.…`: the same search as `/api/v3/traces`, answered
+/// with one summary per trace (`{"summaries":[…]}`, empty when nothing matched, as
+/// Jaeger answers). Jaeger UI ≥ 2.20 lists its search results from it.
+#[tracing::instrument(skip_all)]
+async fn find_trace_summaries(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let query = parse_find_traces_query(&params)?;
+    let traces = state.jaeger.find_traces(&query).await?;
+    let summaries = traces.iter().map(summaries::summarize).collect();
+    Ok(json_response(
+        &summaries::SummariesResponse { summaries },
+        false,
+    )?)
+}
+
+/// `GET /api/v3/dependencies?start_time=&end_time=` (RFC 3339; `startTime` and
+/// `endTime` accepted too): the edges of `/api/dependencies` over that window.
+#[tracing::instrument(skip_all)]
+async fn get_dependencies(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = QueryParams::parse(query.as_deref());
+    let time = |name: &'static str, old: &'static str| -> Result<u64> {
+        let (name, text) = match (params.get(name), params.get(old)) {
+            ("", old_text) if !old_text.is_empty() => (old, old_text),
+            (text, _) => (name, text),
+        };
+        if text.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "missing required parameter: {name}"
+            ))
+            .into());
+        }
+        Ok(parse_rfc3339_nano(text).map_err(|e| malformed(name, &e))?)
+    };
+    let start = time("start_time", "startTime")?;
+    let end = time("end_time", "endTime")?;
+    if end <= start {
+        return Err(
+            ApiError::BadRequest("end_time must be after start_time".to_string()).into(),
+        );
+    }
+    let links = state.jaeger.dependencies(end, end - start, None).await?;
+    let dependencies = links
+        .into_iter()
+        .map(|l| DependencyJson {
+            parent: l.parent,
+            child: l.child,
+            call_count: l.call_count.to_string(),
+        })
+        .collect();
+    Ok(json_response(&DependenciesResponse { dependencies }, false)?)
 }
 
 fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
@@ -178,7 +259,9 @@ fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     Ok(TraceQuery {
         service: non_empty(params.get("query.service_name")),
-        operation: non_empty(params.get("query.operation_name")),
+        // Jaeger UI ≥ 2.20 names the operation `query.span_name`.
+        operation: non_empty(params.get("query.operation_name"))
+            .or_else(|| non_empty(params.get("query.span_name"))),
         tags,
         start_min_unix_nano: start_min,
         start_max_unix_nano: start_max,

@@ -461,6 +461,49 @@ async fn check_searches(m: &Meshtel, data: &Data) {
         json!([{"name": "db.write", "spanKind": "client"}])
     );
 
+    // Trace summaries, as Jaeger UI ≥ 2.20 searches: B alone matches `GET /b`.
+    let window = "query.start_time_min=1970-01-01T00:00:00.000Z&query.start_time_max=2100-01-01T00:00:00.000Z";
+    let summaries = get_json(&m.query_url(&format!(
+        "/api/v3/trace-summaries?query.service_name=front&query.span_name=GET%20%2Fb&{window}&query.num_traces=20"
+    )))
+    .await;
+    let b_start = now_ns - 5 * MIN;
+    assert_eq!(
+        summaries,
+        json!({"summaries": [{
+            "traceId": format!("{b:0>32}"),
+            "rootServiceName": "front",
+            "rootOperationName": "GET /b",
+            "minStartTimeUnixNano": b_start.to_string(),
+            "maxEndTimeUnixNano": (b_start + 50 * MS).to_string(),
+            "spanCount": 2,
+            "errorSpanCount": 1,
+            "orphanSpanCount": 0,
+            "services": [
+                {"name": "back", "spanCount": 1, "errorSpanCount": 0},
+                {"name": "front", "spanCount": 1, "errorSpanCount": 1}
+            ]
+        }]})
+    );
+    let all = get_json(&m.query_url(&format!(
+        "/api/v3/trace-summaries?query.service_name=front&{window}"
+    )))
+    .await;
+    assert_eq!(all["summaries"].as_array().unwrap().len(), 4, "{all}");
+    let none = get_json(&m.query_url(&format!(
+        "/api/v3/trace-summaries?query.service_name=nobody&{window}"
+    )))
+    .await;
+    assert_eq!(none, json!({"summaries": []}));
+    let deps = get_json(&m.query_url(
+        "/api/v3/dependencies?start_time=1970-01-01T00:00:00Z&end_time=2100-01-01T00:00:00Z",
+    ))
+    .await;
+    assert_eq!(
+        deps,
+        json!({"dependencies": [{"parent": "front", "child": "back", "callCount": "2"}]})
+    );
+
     // Dependencies: front → back twice (A and B) within the hour, nothing in a window
     // before the data.
     let end_ms = now_ns / MS + 60_000;

@@ -214,3 +214,123 @@ fn rfc3339_parsing() {
         assert!(parse_rfc3339_nano(bad).is_err(), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn trace_summaries_as_jaeger_ui_searches() {
+    // A trace as the search page lists it: a root in `front`, a child in `back` that
+    // failed, and a span whose parent was never received.
+    const ID: &str = "0af7651916cd43dd8448eb211c80319c";
+    let mut failed = span(ID, "00000000000000b2", "00000000000000a1", "GET /item", 3, 1_200, 1_900);
+    failed.status = Some(meshtel_model::otlp::trace::v1::Status {
+        code: 2,
+        ..Default::default()
+    });
+    let trace = trace_of(vec![
+        resource_spans(
+            "front",
+            "",
+            vec![
+                span(ID, "00000000000000a1", "", "GET /page", 2, 1_000, 5_000),
+                span(ID, "00000000000000a9", "00000000000000ff", "late", 1, 900, 6_500),
+            ],
+        ),
+        resource_spans("back", "", vec![failed]),
+    ]);
+    let reader = Arc::new(MemoryReader {
+        traces: vec![trace],
+        ..Default::default()
+    });
+    let app = app_with(reader.clone(), &QueryConfig::default());
+    // The parameters Jaeger UI 2.20 sends (`span_name`, `num_traces`).
+    let reply = get(
+        &app,
+        "/api/v3/trace-summaries?query.service_name=front&query.span_name=GET%20%2Fpage&query.start_time_min=1970-01-01T00:00:00.000Z&query.start_time_max=2018-12-14T00:00:00.000Z&query.num_traces=20&query.duration_min=1us",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.content_type, "application/json");
+    assert_eq!(
+        reply.body,
+        minify(
+            r#"{"summaries":[{"traceId":"0af7651916cd43dd8448eb211c80319c",
+            "rootServiceName":"front","rootOperationName":"GET /page",
+            "minStartTimeUnixNano":"900","maxEndTimeUnixNano":"6500",
+            "spanCount":3,"errorSpanCount":1,"orphanSpanCount":1,
+            "services":[{"name":"back","spanCount":1,"errorSpanCount":1},
+                        {"name":"front","spanCount":2,"errorSpanCount":0}]}]}"#
+        )
+    );
+    let q = reader.last_query.lock().unwrap().clone().unwrap();
+    assert_eq!(q.operation.as_deref(), Some("GET /page"));
+    assert_eq!(q.limit, 20);
+    assert_eq!(q.duration_min_nano, Some(1_000));
+
+    // Nothing found is an empty list, not a 404 as for /api/v3/traces.
+    let none = get(&crate::testing::app(MemoryReader::default()), "/api/v3/trace-summaries?query.start_time_min=2018-12-13T00:00:00Z&query.start_time_max=2018-12-14T00:00:00Z").await;
+    assert_eq!((none.status, none.body.as_str()), (StatusCode::OK, r#"{"summaries":[]}"#));
+    assert_v3_error(
+        &get(&app, "/api/v3/trace-summaries?query.service_name=front").await,
+        StatusCode::BAD_REQUEST,
+        "query.start_time_min and query.start_time_max are required",
+    );
+}
+
+#[tokio::test]
+async fn a_trace_without_a_parentless_span_takes_its_earliest_as_root() {
+    const ID: &str = "0af7651916cd43dd8448eb211c80319d";
+    let trace = trace_of(vec![resource_spans(
+        "late-joiner",
+        "",
+        vec![
+            span(ID, "0000000000000002", "0000000000000001", "second", 2, 20, 30),
+            span(ID, "0000000000000003", "0000000000000001", "first", 2, 10, 40),
+        ],
+    )]);
+    let summary = super::summaries::summarize(&trace);
+    assert_eq!(summary.root_operation_name, "first");
+    assert_eq!(summary.orphan_span_count, 2);
+    assert_eq!(
+        (summary.min_start_time_unix_nano.as_str(), summary.max_end_time_unix_nano.as_str()),
+        ("10", "40")
+    );
+}
+
+#[tokio::test]
+async fn dependencies_over_a_window() {
+    let reader = Arc::new(MemoryReader {
+        links: vec![meshtel_model::DependencyLink {
+            parent: "front".into(),
+            child: "back".into(),
+            call_count: 7,
+        }],
+        ..Default::default()
+    });
+    let app = app_with(reader.clone(), &QueryConfig::default());
+    let reply = get(
+        &app,
+        "/api/v3/dependencies?start_time=2024-12-31T23:00:00Z&end_time=2025-01-01T00:00:00Z",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        r#"{"dependencies":[{"parent":"front","child":"back","callCount":"7"}]}"#
+    );
+    assert_eq!(
+        *reader.last_window.lock().unwrap(),
+        Some((NOW, 3_600_000_000_000))
+    );
+    // The older camelCase names are read too.
+    let old = get(&app, "/api/v3/dependencies?startTime=2024-12-31T23:00:00Z&endTime=2025-01-01T00:00:00Z").await;
+    assert_eq!(old.status, StatusCode::OK, "{}", old.body);
+    assert_v3_error(
+        &get(&app, "/api/v3/dependencies?end_time=2025-01-01T00:00:00Z").await,
+        StatusCode::BAD_REQUEST,
+        "missing required parameter: start_time",
+    );
+    assert_v3_error(
+        &get(&app, "/api/v3/dependencies?start_time=2025-01-01T00:00:00Z&end_time=2025-01-01T00:00:00Z").await,
+        StatusCode::BAD_REQUEST,
+        "end_time must be after start_time",
+    );
+}
