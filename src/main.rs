@@ -23,6 +23,12 @@ use cli::{Cli, Command};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use server::Role;
 
+/// Colours only on a terminal (and not under NO_COLOR): a log file, a pipe, journald
+/// or `kubectl logs` get plain text that grep finds.
+fn colour_logs() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_tracing(format: &str) {
     init_tracing_with_default(format, "info");
 }
@@ -30,7 +36,7 @@ fn init_tracing(format: &str) {
 /// As [`init_tracing`], with `default_filter` when RUST_LOG is not set.
 fn init_tracing_with_default(format: &str, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour_logs());
     if format == "json" {
         builder.json().init();
     } else {

@@ -261,6 +261,7 @@ impl Meshtel {
             "{} left behind after a clean stop",
             self.listeners_path.display()
         );
+        assert_plain_log(&self.log_text());
     }
 
     async fn terminate(&mut self) -> ExitStatus {
@@ -340,4 +341,13 @@ pub(super) fn send_signal(pid: u32, signal: &str) {
         .status()
         .expect("running kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// A log written to a file has no terminal colour codes: grep, journald and
+/// `kubectl logs` must see the text as it is.
+pub fn assert_plain_log(log: &str) {
+    assert!(
+        !log.contains("\u{1b}["),
+        "ANSI escape codes in a log written to a file:\n{log}"
+    );
 }

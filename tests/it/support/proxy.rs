@@ -139,6 +139,7 @@ impl MeshProxy {
                     "meshtel proxy did not exit cleanly on SIGTERM: {status}\n{}",
                     self.log_text()
                 );
+                super::process::assert_plain_log(&self.log_text());
                 return started.elapsed();
             }
             if started.elapsed() > within {
