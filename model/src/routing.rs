@@ -30,7 +30,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
-pub use load::{LoadError, RuleProblem};
+pub use load::{ExportTo, LoadError, RuleProblem};
 
 /// Cluster domain suffix of service FQDNs.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -154,6 +154,8 @@ pub struct VirtualService {
     pub hosts: Vec<String>,
     /// `spec.http`, in order: the first route whose match applies wins.
     pub http: Vec<HttpRoute>,
+    /// `spec.exportTo`: the namespaces whose proxies apply it.
+    pub export_to: ExportTo,
 }
 
 /// What the request looks like to route matching.
@@ -682,6 +684,8 @@ pub struct DestinationRule {
     pub traffic_policy: TrafficPolicy,
     /// `spec.subsets`, each policy already merged over the rule's.
     pub subsets: Vec<Subset>,
+    /// `spec.exportTo`: the namespaces whose proxies apply it.
+    pub export_to: ExportTo,
 }
 
 impl DestinationRule {

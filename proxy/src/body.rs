@@ -1,11 +1,13 @@
 //! Streaming bodies that count what passes through them.
 //!
-//! Neither body ever holds more than the one frame being handed over: the proxy
-//! never buffers a body. [`ResponseBody`] carries the request's [`Exchange`] and
+//! Neither body ever holds back more than the one frame being handed over: the proxy
+//! never waits for a body's end before forwarding it. [`ResponseBody`] carries the request's [`Exchange`] and
 //! finishes it (record + span) when the body ends, fails, or is dropped early
 //! (downstream went away: flag `DC`). [`RequestBody`] notes in [`BodyProgress`] whether
 //! the downstream's body broke or stalled, so that a failed upstream exchange is
-//! blamed on the side that caused it.
+//! blamed on the side that caused it. A request body that may be retried keeps a
+//! [`ReplayCopy`]: the frames it forwarded (refcounted, up to a limit), or the body
+//! itself when an attempt dropped it unread.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,8 +15,9 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 
 use crate::forward::ProxyContext;
@@ -101,6 +104,117 @@ struct Streaming {
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether the last read found nothing (the timer runs since then).
     waiting: bool,
+    /// Where the frames read are copied for a retry (a body that may be retried).
+    copy: Option<Arc<ReplayCopy>>,
+    /// Whether a read gave anything (a frame, the end or an error): until then the body
+    /// is untouched and goes back to `copy` when dropped.
+    touched: bool,
+}
+
+/// A streamed request body kept for a retry, as Envoy's retry buffer: each frame
+/// forwarded is copied (a refcount, not the bytes) up to a limit; a body that ended
+/// within it can be sent again. A body an attempt dropped without reading a frame (the
+/// connection failed before the request left) comes back here whole, whatever its
+/// size, for the next attempt to stream. The body is never held back: frames go on as
+/// they arrive.
+#[derive(Debug)]
+pub struct ReplayCopy {
+    limit: u64,
+    state: Mutex<CopyState>,
+}
+
+#[derive(Debug, Default)]
+struct CopyState {
+    /// The body, back unread from an attempt that dropped it.
+    unread: Option<Incoming>,
+    /// The data frames read so far, in order.
+    chunks: Vec<Bytes>,
+    /// Their length.
+    len: u64,
+    /// The body ended with every frame in `chunks`.
+    complete: bool,
+    /// Past the limit, trailers, or broken: cannot be sent again.
+    lost: bool,
+}
+
+/// What the next attempt of a request can send.
+#[derive(Debug)]
+pub enum Replay {
+    /// The body, unread: stream it.
+    Unread(Incoming),
+    /// The whole body, copied as it was forwarded.
+    Copy(Bytes),
+}
+
+impl ReplayCopy {
+    /// An empty copy that keeps at most `limit` bytes.
+    pub fn new(limit: u64) -> ReplayCopy {
+        ReplayCopy { limit, state: Mutex::new(CopyState::default()) }
+    }
+
+    /// Whether the next attempt can send the body: it came back unread, or it ended
+    /// within the limit.
+    pub fn replayable(&self) -> bool {
+        let state = self.state.lock();
+        state.unread.is_some() || (state.complete && !state.lost)
+    }
+
+    /// The body for the next attempt, if it can be sent again.
+    pub fn take_replay(&self) -> Option<Replay> {
+        let mut state = self.state.lock();
+        if let Some(body) = state.unread.take() {
+            return Some(Replay::Unread(body));
+        }
+        if !state.complete || state.lost {
+            return None;
+        }
+        Some(Replay::Copy(match state.chunks.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            chunks => {
+                let mut all = BytesMut::with_capacity(state.len as usize);
+                for chunk in chunks {
+                    all.extend_from_slice(chunk);
+                }
+                all.freeze()
+            }
+        }))
+    }
+
+    fn note_frame(&self, frame: &Frame<Bytes>, ended: bool) {
+        let mut state = self.state.lock();
+        if state.lost {
+            return;
+        }
+        match frame.data_ref() {
+            Some(data) if state.len + data.len() as u64 <= self.limit => {
+                state.len += data.len() as u64;
+                state.chunks.push(data.clone());
+                state.complete = ended;
+            }
+            // Past the limit, or trailers (kept by no replay): sent once.
+            _ => state.lose(),
+        }
+    }
+
+    fn note_end(&self) {
+        self.state.lock().complete = true;
+    }
+
+    fn note_broken(&self) {
+        self.state.lock().lose();
+    }
+
+    fn give_back(&self, body: Incoming) {
+        self.state.lock().unread = Some(body);
+    }
+}
+
+impl CopyState {
+    fn lose(&mut self) {
+        self.lost = true;
+        self.chunks = Vec::new();
+    }
 }
 
 impl RequestBody {
@@ -113,8 +227,20 @@ impl RequestBody {
             // Nothing to read, watch or count (most requests): no box for it.
             return RequestBody { inner: RequestSource::Buffered(None) };
         }
-        let streaming = Streaming { body: inner, progress, idle, timer: None, waiting: false };
+        let streaming = Streaming { body: inner, progress, idle, timer: None, waiting: false, copy: None, touched: false };
         RequestBody { inner: RequestSource::Streaming(Box::new(streaming)) }
+    }
+
+    /// As [`RequestBody::new`], copying what is read into `copy` for a retry; dropped
+    /// before anything was read, the body goes back to `copy`.
+    pub fn teed(inner: Incoming, progress: Option<Arc<BodyProgress>>, idle: Option<Duration>, copy: Arc<ReplayCopy>) -> RequestBody {
+        let mut body = RequestBody::new(inner, progress, idle);
+        match &mut body.inner {
+            RequestSource::Streaming(streaming) => streaming.copy = Some(copy),
+            // Known empty: complete as it is.
+            RequestSource::Buffered(_) => copy.note_end(),
+        }
+        body
     }
 
     /// A buffered body (already counted when it was read).
@@ -139,15 +265,27 @@ impl Streaming {
                     }
                     progress.set(READING);
                 }
+                if let Some(copy) = &self.copy {
+                    copy.note_frame(&frame, self.body.is_end_stream());
+                }
                 self.waiting = false;
+                self.touched = true;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
                 self.note(BROKEN);
+                self.touched = true;
+                if let Some(copy) = &self.copy {
+                    copy.note_broken();
+                }
                 Poll::Ready(Some(Err(error.into())))
             }
             Poll::Ready(None) => {
                 self.note(ENDED);
+                self.touched = true;
+                if let Some(copy) = &self.copy {
+                    copy.note_end();
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -193,6 +331,20 @@ impl Body for RequestBody {
         match &self.inner {
             RequestSource::Streaming(streaming) => streaming.body.size_hint(),
             RequestSource::Buffered(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        // An attempt that never read the body (its connection failed first) hands it
+        // back whole for the next one.
+        let untouched = matches!(&self.inner, RequestSource::Streaming(s) if s.copy.is_some() && !s.touched);
+        if untouched && let RequestSource::Streaming(streaming) = std::mem::replace(&mut self.inner, RequestSource::Buffered(None)) {
+            let Streaming { body, copy, .. } = *streaming;
+            if let Some(copy) = copy {
+                copy.give_back(body);
+            }
         }
     }
 }

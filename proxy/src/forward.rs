@@ -188,8 +188,9 @@ impl Proxy {
         exchange.destination_service = Some(context.service.clone());
         // 3. trace context: continue the caller's trace with our server span.
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
-        // 4. request hygiene: hop-by-hop headers (RFC 9110 §7.6.1), x-request-id.
-        prepare_request_headers(request.headers_mut(), &mut exchange);
+        // 4. request hygiene: hop-by-hop headers (RFC 9110 §7.6.1; a WebSocket
+        //    upgrade's kept), x-request-id.
+        let upgrade = prepare_request_headers(&mut request, &mut exchange);
         // 5. quota: the policies matching this request must grant it (lease or Check);
         //    exhausted → 429 `RL`, collector failing → allowed or 500 `RLSE`. With no
         //    policy for this service this is one atomic load.
@@ -209,8 +210,8 @@ impl Proxy {
         // 7. forward over the pooled client, bounded by the request timeout.
         let forwarded = forward(context, request, &mut exchange).await;
         // 8. respond: errors → 5xx + flag; response hop-by-hop headers; record + span
-        //    when the response body ends.
-        respond(context, forwarded, exchange, None)
+        //    when the response body ends (a WebSocket's when its connection closes).
+        respond(context, forwarded, exchange, None, upgrade)
     }
 
     /// Outbound: the local app → another service of the mesh. Stages, in order:
@@ -245,11 +246,11 @@ impl Proxy {
         };
         // 4. trace context: continue the app's trace (or start one) with our client span.
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
-        // 5. request hygiene: hop-by-hop headers, x-request-id.
-        prepare_request_headers(request.headers_mut(), &mut exchange);
+        // 5. request hygiene: hop-by-hop headers (a WebSocket upgrade's kept), x-request-id.
+        let upgrade = prepare_request_headers(&mut request, &mut exchange);
         let decision = match decided {
             Ok(decision) => decision,
-            Err(error) => return respond(context, Err(error), exchange, None),
+            Err(error) => return respond(context, Err(error), exchange, None, None),
         };
         exchange.destination_service = Some(decision.cluster.service.clone());
         exchange.upstream_cluster.clone_from(&decision.cluster.name);
@@ -297,11 +298,8 @@ impl Proxy {
         let replay = plan.retries.attempts > 0 || mirror.is_some();
         let mut body = match upstream::OutboundBody::prepare(body, replay, context.body_idle_timeout, &mut exchange).await {
             Ok(body) => body,
-            Err(error) => return respond(context, Err(error), exchange, None),
+            Err(error) => return respond(context, Err(error), exchange, None, None),
         };
-        if replay && !matches!(body, upstream::OutboundBody::Buffered(_)) {
-            context.stats.routing.retries.with_label_values(&["skipped_body"]).inc();
-        }
         // 9. mirror: a fire-and-forget copy to the shadow destination.
         if let Some(mirror) = mirror {
             upstream::mirror(context, &table, mirror, &parts, &body);
@@ -309,8 +307,9 @@ impl Proxy {
         // 10. forward with retries under the per-try and overall timeouts.
         let forwarded = upstream::send(context, decision.cluster, &parts, &mut body, &plan, &mut exchange).await;
         let response_ops = decision.route.map(|r| (&r.headers.response, decision.destination.map(|d| &d.headers.response)));
-        // 11. respond: errors → 5xx + flag; record + span when the body ends.
-        respond(context, forwarded, exchange, response_ops)
+        // 11. respond: errors → 5xx + flag; record + span when the body ends (a
+        //     WebSocket's when its connection closes).
+        respond(context, forwarded, exchange, response_ops, upgrade)
     }
 }
 
@@ -409,17 +408,20 @@ fn failed(context: &ProxyContext, exchange: &Exchange, failure: Failure) -> Forw
 }
 
 /// Turns the forwarding result into the downstream response, applying the route's
-/// response header operations.
+/// response header operations. A `101` to a WebSocket request (`upgrade`: the
+/// downstream connection's) splices the two connections.
 fn respond(
     context: &Arc<ProxyContext>,
     forwarded: Result<Upstream, ForwardError>,
     mut exchange: Exchange,
     response_ops: Option<(&HeaderOps, Option<&HeaderOps>)>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResponseBody> {
     match forwarded {
         Ok(Upstream { response, connection }) => {
             let (mut parts, body) = response.into_parts();
-            remove_hop_by_hop_headers(&mut parts.headers);
+            let switching = upgrade.is_some() && parts.status == StatusCode::SWITCHING_PROTOCOLS;
+            strip_hop_by_hop_headers(&mut parts.headers, switching);
             if let Some((route_ops, destination_ops)) = response_ops {
                 route_ops.apply(&mut parts.headers);
                 if let Some(ops) = destination_ops {
@@ -427,6 +429,14 @@ fn respond(
                 }
             }
             exchange.response_head(parts.status, &parts.headers);
+            if switching
+                && let (Some(downstream), Some(upstream)) = (upgrade, parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            {
+                // The upstream connection now carries the WebSocket: never pooled again.
+                drop((body, connection));
+                upgrade::splice(context.clone(), exchange, downstream, upstream);
+                return Response::from_parts(parts, ResponseBody::plain(Bytes::new()));
+            }
             Response::from_parts(parts, ResponseBody::upstream(body, connection, exchange, context.clone()))
         }
         Err(error) => {
@@ -499,9 +509,14 @@ pub fn local_reply(context: &Arc<ProxyContext>, reply: LocalReply<'_>, headers: 
     Response::from_parts(parts, ResponseBody::local(body, exchange, context.clone()))
 }
 
-/// Strips hop-by-hop headers and adds `x-request-id` when absent.
-fn prepare_request_headers(headers: &mut HeaderMap, exchange: &mut Exchange) {
-    remove_hop_by_hop_headers(headers);
+/// Strips hop-by-hop headers and adds `x-request-id` when absent. An HTTP/1.1
+/// WebSocket upgrade keeps `Upgrade` and `Connection: upgrade`, and its downstream
+/// connection's upgrade is returned.
+fn prepare_request_headers(request: &mut Request<Incoming>, exchange: &mut Exchange) -> Option<hyper::upgrade::OnUpgrade> {
+    let http11 = request.version() == Version::HTTP_11;
+    let websocket = strip_hop_by_hop_headers(request.headers_mut(), http11);
+    let upgrade = if websocket { request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() } else { None };
+    let headers = request.headers_mut();
     match headers.get(X_REQUEST_ID) {
         Some(id) if !id.is_empty() && id.to_str().is_ok() => exchange.request_id = Some(id.clone()),
         _ => {
@@ -511,24 +526,35 @@ fn prepare_request_headers(headers: &mut HeaderMap, exchange: &mut Exchange) {
             }
         }
     }
+    upgrade
 }
 
 /// RFC 9110 §7.6.1: `Connection` and every header it names, `Keep-Alive`,
 /// `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, and `TE` unless it is just
 /// `trailers` (which gRPC needs end to end).
 pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop_headers(headers, false);
+}
+
+/// [`remove_hop_by_hop_headers`], except that with `websocket` an HTTP/1.1 WebSocket
+/// upgrade (`Connection: upgrade`, `Upgrade: websocket`) keeps those two headers;
+/// returns whether it did.
+fn strip_hop_by_hop_headers(headers: &mut HeaderMap, websocket: bool) -> bool {
     // One pass over the names says which are present: most requests carry none, and
     // most HTTP/1.1 responses only `Connection: keep-alive`.
-    let (mut connection, mut te, mut others) = (false, false, false);
+    let (mut connection, mut te, mut others, mut upgrade) = (false, false, false, false);
     for name in headers.keys() {
         if name == CONNECTION {
             connection = true;
         } else if name == TE {
             te = true;
-        } else if name == TRANSFER_ENCODING || name == UPGRADE || matches!(name.as_str(), "keep-alive" | "proxy-connection") {
+        } else if name == UPGRADE {
+            (others, upgrade) = (true, true);
+        } else if name == TRANSFER_ENCODING || matches!(name.as_str(), "keep-alive" | "proxy-connection") {
             others = true;
         }
     }
+    let kept = if websocket && upgrade && connection { upgrade::websocket_upgrade(headers) } else { None };
     if connection && connection_names_no_header(headers) {
         // The usual case (`Connection: keep-alive` or `close`): nothing else to remove.
         headers.remove(CONNECTION);
@@ -568,6 +594,14 @@ pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
         } else {
             headers.remove(TE);
         }
+    }
+    match kept {
+        Some(value) => {
+            headers.insert(UPGRADE, value);
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            true
+        }
+        None => false,
     }
 }
 
@@ -654,6 +688,7 @@ fn new_request_id() -> [u8; 36] {
     text
 }
 
+mod upgrade;
 mod upstream;
 
 #[cfg(test)]

@@ -49,6 +49,9 @@ pub mod stats;
 pub mod telemetry;
 pub mod trace_context;
 
+#[cfg(test)]
+mod test_support;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

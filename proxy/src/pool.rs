@@ -223,7 +223,9 @@ impl UpstreamPool {
         drop(parked);
         let io = self.connect(upstream).await?;
         let (mut sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
-        drive(connection, "http/1.1");
+        // With upgrades: a `101` to a WebSocket request hands the connection over
+        // (forward::upgrade); such a connection never returns to the pool.
+        drive(connection.with_upgrades(), "http/1.1");
         let response = sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))?;
         Ok(Upstream { response, connection: Some(self.lend(sender, key)) })
     }

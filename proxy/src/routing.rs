@@ -78,6 +78,12 @@ impl RoutingTable {
         previous: Option<&RoutingTable>,
         stats: &RoutingStats,
     ) -> RoutingTable {
+        // Rules with `exportTo: ["."]` apply only to callers in their own namespace
+        // (Istio's visibility): the others' proxies route as if they were not there.
+        let rules = match rules.visible_from(&identity.namespace) {
+            Some(visible) => Arc::new(visible),
+            None => rules,
+        };
         let mut clusters = HashMap::new();
         let mut source_labels = BTreeMap::new();
         for service in mesh.services() {

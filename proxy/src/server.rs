@@ -108,7 +108,9 @@ pub async fn serve_listener<S, B>(
                 if let Err(error) = stream.set_nodelay(true) {
                     debug!(listener = name, %error, "set_nodelay failed");
                 }
-                let connection = builder.serve_connection(TokioIo::new(stream), service.clone()).into_owned();
+                // With upgrades: a WebSocket's `101` hands the connection to the proxy
+                // (forward::upgrade), as Envoy and Istio allow by default.
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone()).into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {

@@ -78,7 +78,8 @@ pub struct RoutingStats {
     /// Faults injected, by kind (`delay`, `abort`).
     pub faults: IntCounterVec,
     /// Retries sent, and retries given up (`sent`, `exhausted`, `skipped_body`: the
-    /// request body was too large or unsized to replay).
+    /// request body was streamed past the replay limit, or had not ended, when the retry
+    /// was due).
     pub retries: IntCounterVec,
     /// Requests refused by a connection-pool limit, by limit.
     pub overflows: IntCounterVec,

@@ -58,6 +58,12 @@ pub struct Formats {
     pub b3_single: bool,
     /// Valid B3 multi headers.
     pub b3_multi: bool,
+    /// The B3 form whose context won came with a 64-bit (16-digit) trace id: it goes
+    /// on as 16 digits in the B3 headers (W3C has it left-padded to 32).
+    pub b3_trace_id_64: bool,
+    /// The B3 form whose context won said debug (`X-B3-Flags: 1`, `b3: …-d`): it goes
+    /// on as debug, not as plain sampled.
+    pub b3_debug: bool,
 }
 
 /// The result of extraction.
@@ -155,20 +161,22 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
     extracted.formats.w3c = w3c.is_some();
     if let Some(single) = single {
         match single {
-            B3Single::Context(parent) => {
+            B3Single::Context(parent, kept) => {
                 extracted.formats.b3_single = true;
                 extracted.parent = Some(parent);
+                (extracted.formats.b3_trace_id_64, extracted.formats.b3_debug) = (kept.trace_id_64, kept.debug);
             }
             B3Single::SamplingOnly(sampled) => extracted.sampling_only = Some(sampled),
             B3Single::Invalid => {}
         }
     }
     match multi {
-        B3Multi::Context(parent) => {
+        B3Multi::Context(parent, kept) => {
             extracted.formats.b3_multi = true;
             // The single header wins over the multi headers (§6.1).
             if extracted.parent.is_none() {
                 extracted.parent = Some(parent);
+                (extracted.formats.b3_trace_id_64, extracted.formats.b3_debug) = (kept.trace_id_64, kept.debug);
             }
         }
         B3Multi::SamplingOnly(sampled) if extracted.sampling_only.is_none() => {
@@ -210,7 +218,9 @@ pub fn start_span(extracted: &Extracted, sample_percent: f64) -> SpanContext {
 }
 
 /// Rewrites `headers` so the next hop sees `span` as its parent, in the formats the
-/// request came with (both W3C and B3 multi when it came with none).
+/// request came with (both W3C and B3 multi when it came with none). B3 keeps the
+/// trace id's width (16 or 32 digits) and the debug flag it came with (traces.md §6.3:
+/// only the span ids change).
 ///
 /// The ids' hex text is written once into one buffer, and each header value is a
 /// slice of it: one allocation for up to four values.
@@ -242,10 +252,15 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
     }
     let text = text.freeze();
     let slice = |range: std::ops::Range<usize>| text.slice(range);
+    // A 64-bit B3 trace id goes on as its own 16 digits (the low half of the padded id).
+    let short = formats.b3_trace_id_64 && span.trace_id[..8].iter().all(|b| *b == 0);
+    let debug = formats.b3_debug && span.sampled;
     // Always send traceparent: one arriving without it should get one (§6.2).
     insert_shared(headers, TRACEPARENT, slice(0..TRACEPARENT_LEN));
     if formats.b3_single {
-        let mut value = format!("{}-{}-{}", hex(&span.trace_id), hex(&span.span_id), u8::from(span.sampled));
+        let trace_id = if short { &span.trace_id[8..] } else { &span.trace_id[..] };
+        let state = if debug { "d" } else if span.sampled { "1" } else { "0" };
+        let mut value = format!("{}-{}-{state}", hex(trace_id), hex(&span.span_id));
         if let Some(parent) = span.parent_span_id {
             value.push('-');
             value.push_str(&hex(&parent));
@@ -256,14 +271,20 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
     }
     if b3_multi {
         let ids = TRACEPARENT_LEN;
-        insert_shared(headers, X_B3_TRACEID, slice(ids..ids + 32));
+        insert_shared(headers, X_B3_TRACEID, slice(if short { ids + 16 } else { ids }..ids + 32));
         insert_shared(headers, X_B3_SPANID, slice(ids + 32..ids + 48));
         match span.parent_span_id {
             Some(_) => insert_shared(headers, X_B3_PARENTSPANID, slice(ids + 48..ids + 64)),
             None => present.remove(headers, Present::X_B3_PARENTSPANID, X_B3_PARENTSPANID),
         }
-        headers.insert(X_B3_SAMPLED, HeaderValue::from_static(if span.sampled { "1" } else { "0" }));
-        present.remove(headers, Present::X_B3_FLAGS, X_B3_FLAGS);
+        if debug {
+            // Debug implies sampled; B3 says not to send both.
+            headers.insert(X_B3_FLAGS, HeaderValue::from_static("1"));
+            present.remove(headers, Present::X_B3_SAMPLED, X_B3_SAMPLED);
+        } else {
+            headers.insert(X_B3_SAMPLED, HeaderValue::from_static(if span.sampled { "1" } else { "0" }));
+            present.remove(headers, Present::X_B3_FLAGS, X_B3_FLAGS);
+        }
     }
 }
 
@@ -340,17 +361,27 @@ fn lower_hex_digit(c: u8) -> Option<u8> {
     }
 }
 
-/// A B3 trace id: 32 hex digits, or 16 left-padded with zeros.
-fn parse_b3_trace_id(text: &[u8]) -> Option<[u8; 16]> {
+/// A B3 trace id: 32 hex digits, or 16 left-padded with zeros (then `true`: it was a
+/// 64-bit id).
+fn parse_b3_trace_id(text: &[u8]) -> Option<([u8; 16], bool)> {
     let text = trim_ascii(text);
     if text.len() == 16 {
         let low = parse_id::<8>(&text.to_ascii_lowercase())?;
         let mut id = [0u8; 16];
         id[8..].copy_from_slice(&low);
-        Some(id)
+        Some((id, true))
     } else {
-        parse_id::<16>(&text.to_ascii_lowercase())
+        parse_id::<16>(&text.to_ascii_lowercase()).map(|id| (id, false))
     }
+}
+
+/// What of a B3 context goes on unchanged besides the trace id's value.
+#[derive(Debug, Clone, Copy, Default)]
+struct B3Kept {
+    /// The trace id had 16 digits.
+    trace_id_64: bool,
+    /// Debug sampling (`X-B3-Flags: 1`, state `d`).
+    debug: bool,
 }
 
 fn parse_b3_span_id(text: &[u8]) -> Option<[u8; 8]> {
@@ -382,7 +413,7 @@ pub fn parse_traceparent(value: &[u8]) -> Option<Parent> {
 }
 
 enum B3Single {
-    Context(Parent),
+    Context(Parent, B3Kept),
     SamplingOnly(bool),
     Invalid,
 }
@@ -407,9 +438,10 @@ fn parse_b3_single(value: &[u8]) -> B3Single {
     if parts.len() > 4 {
         return B3Single::Invalid;
     }
-    let (Some(trace_id), Some(span_id)) = (parse_b3_trace_id(parts[0]), parse_b3_span_id(parts[1])) else {
+    let (Some((trace_id, trace_id_64)), Some(span_id)) = (parse_b3_trace_id(parts[0]), parse_b3_span_id(parts[1])) else {
         return B3Single::Invalid;
     };
+    let debug = parts.get(2).is_some_and(|state| trim_ascii(state) == b"d");
     let sampled = match parts.get(2) {
         None => None,
         Some(state) => match b3_sampling_state(state) {
@@ -422,11 +454,11 @@ fn parse_b3_single(value: &[u8]) -> B3Single {
     {
         return B3Single::Invalid;
     }
-    B3Single::Context(Parent { trace_id, span_id, sampled, random_flag: false })
+    B3Single::Context(Parent { trace_id, span_id, sampled, random_flag: false }, B3Kept { trace_id_64, debug })
 }
 
 enum B3Multi {
-    Context(Parent),
+    Context(Parent, B3Kept),
     SamplingOnly(bool),
     Absent,
 }
@@ -445,8 +477,8 @@ fn parse_b3_multi(headers: &HeaderMap, present: Present) -> B3Multi {
         .get(headers, Present::X_B3_PARENTSPANID, X_B3_PARENTSPANID)
         .is_none_or(|v| parse_b3_span_id(v.as_bytes()).is_some());
     match (trace_id, span_id) {
-        (Some(trace_id), Some(span_id)) if parent_ok => {
-            B3Multi::Context(Parent { trace_id, span_id, sampled, random_flag: false })
+        (Some((trace_id, trace_id_64)), Some(span_id)) if parent_ok => {
+            B3Multi::Context(Parent { trace_id, span_id, sampled, random_flag: false }, B3Kept { trace_id_64, debug })
         }
         _ => match sampled {
             Some(sampled) => B3Multi::SamplingOnly(sampled),

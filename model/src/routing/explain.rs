@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::load::GRPC_CODES;
 use super::{
-    AbortStatus, DestinationRule, HeaderOperations, HeaderOps, HttpRoute, Mirror, RequestMatch, RetryOn, RetryPolicy,
+    AbortStatus, DestinationRule, ExportTo, HeaderOperations, HeaderOps, HttpRoute, Mirror, RequestMatch, RetryOn, RetryPolicy,
     RouteDestination, RuleSet, TrafficPolicy, VirtualService,
 };
 
@@ -39,6 +39,7 @@ impl RuleSet {
         let mut out = String::new();
         let _ =
             writeln!(out, "VirtualService {}/{} ({}), hosts {}", vs.namespace, vs.name, vs.source, vs.hosts.join(", "));
+        explain_export_to(&mut out, vs.export_to, &vs.namespace);
         for host in &vs.hosts {
             if let Some(winner) = self.virtual_service(host)
                 && !Arc::ptr_eq(winner, vs)
@@ -62,6 +63,7 @@ impl RuleSet {
     fn explain_destination_rule(&self, rule: &Arc<DestinationRule>) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "DestinationRule {}/{} ({}), host {}", rule.namespace, rule.name, rule.source, rule.host);
+        explain_export_to(&mut out, rule.export_to, &rule.namespace);
         if let Some(winner) = self.destination_rule(&rule.host)
             && !Arc::ptr_eq(winner, rule)
         {
@@ -98,6 +100,16 @@ impl RuleSet {
             }
         }
         out
+    }
+}
+
+/// Says who applies a rule when `exportTo` narrows it (nothing for `*`, the default).
+fn explain_export_to(out: &mut String, export_to: ExportTo, namespace: &str) {
+    if export_to == ExportTo::OwnNamespace {
+        let _ = writeln!(
+            out,
+            "  exportTo \".\": applies only to calls from proxies in namespace {namespace}; callers in other namespaces ignore it"
+        );
     }
 }
 

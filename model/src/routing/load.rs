@@ -550,17 +550,58 @@ fn check_host(host: &str, wildcard: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `exportTo`: visibility between namespaces. meshtel applies every rule it reads, which
-/// is what `*` (and, for a single namespace's rules, `.`) say.
-fn check_export_to(cx: &mut Cx<'_>, value: &Value, path: &str) {
-    for (target, field) in cx.strings(value, path) {
-        if target != "*" && target != "." {
+/// `spec.exportTo` of a rule: which namespaces' proxies apply it (Istio's visibility).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum ExportTo {
+    /// `*`, or no `exportTo` (Istio's default): proxies in every namespace.
+    #[default]
+    #[serde(rename = "*")]
+    All,
+    /// `.` alone: only proxies in the rule's own namespace.
+    #[serde(rename = ".")]
+    OwnNamespace,
+}
+
+impl ExportTo {
+    /// Whether a rule of `rule_namespace` applies to calls from a proxy in `caller_namespace`.
+    pub fn visible_from(self, rule_namespace: &str, caller_namespace: &str) -> bool {
+        match self {
+            ExportTo::All => true,
+            ExportTo::OwnNamespace => rule_namespace == caller_namespace,
+        }
+    }
+}
+
+/// `exportTo`: visibility between namespaces, `*` (all) and `.` (the rule's own); a list
+/// with `*` in it, or an empty one, is all.
+fn check_export_to(cx: &mut Cx<'_>, value: &Value, path: &str) -> ExportTo {
+    let targets = cx.strings(value, path);
+    for (target, field) in &targets {
+        if *target != "*" && *target != "." {
             cx.push(
-                &field,
+                field,
                 format!(
-                    "exportTo {target:?} is not supported by meshtel (only \"*\" and \".\": every rule read applies)"
+                    "exportTo {target:?} is not supported by meshtel (only \"*\", every namespace, and \".\", the rule's own)"
                 ),
             );
         }
+    }
+    if !targets.is_empty() && targets.iter().all(|(target, _)| *target == ".") { ExportTo::OwnNamespace } else { ExportTo::All }
+}
+
+impl RuleSet {
+    /// The rules a proxy in `namespace` applies, when `exportTo: ["."]` hides some of
+    /// them from it; `None` when every rule is visible (the usual case: no copy).
+    pub fn visible_from(&self, namespace: &str) -> Option<RuleSet> {
+        let hidden = self.virtual_services.iter().any(|vs| !vs.export_to.visible_from(&vs.namespace, namespace))
+            || self.destination_rules.iter().any(|dr| !dr.export_to.visible_from(&dr.namespace, namespace));
+        if !hidden {
+            return None;
+        }
+        let virtual_services =
+            self.virtual_services.iter().filter(|vs| vs.export_to.visible_from(&vs.namespace, namespace)).cloned().collect();
+        let destination_rules =
+            self.destination_rules.iter().filter(|dr| dr.export_to.visible_from(&dr.namespace, namespace)).cloned().collect();
+        Some(RuleSet::new(virtual_services, destination_rules, self.sources.clone()))
     }
 }

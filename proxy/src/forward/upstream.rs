@@ -3,8 +3,12 @@
 //! jittered back-off, outlier feedback, and mirroring.
 //!
 //! Retries and mirrors need the request body again, so a body is buffered when it is
-//! empty or its announced size is at most [`MAX_REPLAY_BODY`]; a larger or unsized
-//! (streamed) body is sent once, without retries or mirror (counted).
+//! empty or its announced size is at most [`MAX_REPLAY_BODY`]. Any other body (gRPC,
+//! chunked, larger) is streamed as it arrives and copied as it goes (a [`ReplayCopy`],
+//! up to [`MAX_REPLAY_BODY`]): a retry sends that copy if the body ended within the
+//! limit, or the body itself if no attempt read any of it (a refused connection, as
+//! Envoy retries). Otherwise the retry is skipped (counted) and a streamed body gets no
+//! mirror.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +23,7 @@ use rand::Rng;
 use tracing::debug;
 
 use super::ProxyContext;
-use crate::body::RequestBody;
+use crate::body::{Replay, ReplayCopy, RequestBody};
 use crate::error::ForwardError;
 use crate::pool::{Failure, Upstream};
 use crate::routing::cluster::{Cluster, Outcome, UpstreamHold};
@@ -35,11 +39,17 @@ pub const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(25);
 /// Most mirrored requests in flight per proxy; beyond, mirrors are dropped (counted).
 pub const MAX_MIRRORS_IN_FLIGHT: usize = 256;
 
-/// The request body, streamed once or buffered for replay.
+/// The request body, streamed or buffered for replay.
 #[derive(Debug)]
 pub enum OutboundBody {
-    /// Sent as it arrives; one attempt only. `None` once taken.
-    Streaming(Option<Incoming>),
+    /// Sent as it arrives (`body`, `None` once taken); with `copy` (retries wanted), what
+    /// is sent is copied for the next attempt.
+    Streaming {
+        /// The body, until an attempt takes it.
+        body: Option<Incoming>,
+        /// What a retry can send again.
+        copy: Option<Arc<ReplayCopy>>,
+    },
     /// Buffered: every attempt and the mirror send a copy.
     Buffered(Bytes),
 }
@@ -48,9 +58,16 @@ impl OutboundBody {
     /// Buffers `body` when it may be replayed and `replay` is wanted; a body that
     /// breaks is 400 `DPE`, one idle for `idle` while it is read 408 `SI`.
     pub async fn prepare(body: Incoming, replay: bool, idle: Option<Duration>, exchange: &mut Exchange) -> Result<OutboundBody, ForwardError> {
-        let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= MAX_REPLAY_BODY);
-        if !replay || !small {
-            return Ok(OutboundBody::Streaming(Some(body)));
+        let announced = body.size_hint().exact();
+        let small = body.is_end_stream() || announced.is_some_and(|n| n <= MAX_REPLAY_BODY);
+        if !replay {
+            return Ok(OutboundBody::Streaming { body: Some(body), copy: None });
+        }
+        if !small {
+            // Copied as it streams; one announced larger than the limit keeps no copy,
+            // only the chance to go again unread.
+            let limit = if announced.is_some() { 0 } else { MAX_REPLAY_BODY };
+            return Ok(OutboundBody::Streaming { body: Some(body), copy: Some(Arc::new(ReplayCopy::new(limit))) });
         }
         if body.is_end_stream() {
             return Ok(OutboundBody::Buffered(Bytes::new()));
@@ -66,18 +83,36 @@ impl OutboundBody {
         }
     }
 
+    /// Whether another attempt can send the body: buffered, not taken yet, back
+    /// unread, or copied whole.
     fn replayable(&self) -> bool {
-        matches!(self, OutboundBody::Buffered(_))
+        match self {
+            OutboundBody::Buffered(_) => true,
+            OutboundBody::Streaming { body, copy } => body.is_some() || copy.as_ref().is_some_and(|c| c.replayable()),
+        }
     }
 
     fn take(&mut self, exchange: &mut Exchange, idle: Option<Duration>) -> Option<RequestBody> {
-        match self {
-            OutboundBody::Streaming(body) => body.take().map(|b| {
-                let progress = exchange.body_progress(&b);
-                RequestBody::new(b, progress, idle)
-            }),
-            OutboundBody::Buffered(bytes) => Some(RequestBody::buffered(bytes.clone())),
-        }
+        let (body, copy) = match self {
+            OutboundBody::Buffered(bytes) => return Some(RequestBody::buffered(bytes.clone())),
+            OutboundBody::Streaming { body, copy } => (body, copy),
+        };
+        let body = match body.take() {
+            Some(body) => body,
+            None => match copy.as_ref()?.take_replay()? {
+                Replay::Unread(body) => body,
+                Replay::Copy(bytes) => {
+                    // Complete: from now on every attempt sends this copy.
+                    *self = OutboundBody::Buffered(bytes.clone());
+                    return Some(RequestBody::buffered(bytes));
+                }
+            },
+        };
+        let progress = exchange.body_progress(&body);
+        Some(match copy {
+            Some(copy) => RequestBody::teed(body, progress, idle, copy.clone()),
+            None => RequestBody::new(body, progress, idle),
+        })
     }
 }
 
@@ -194,7 +229,9 @@ pub async fn send(
         };
         let retries_left = exchange.attempts <= plan.retries.attempts;
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
-        let can_retry = retries_left && time_left && body.replayable();
+        let wants_retry = retries_left && time_left;
+        let can_retry = wants_retry && body.replayable();
+        let skipped_body = || context.stats.routing.retries.with_label_values(&["skipped_body"]).inc();
         match result {
             Ok(upstream) => {
                 let status = upstream.response.status().as_u16();
@@ -208,6 +245,10 @@ pub async fn send(
                             continue;
                         }
                         exchange.add_flag("UO");
+                    } else if wants_retry {
+                        // A streamed body that was read and did not end within the
+                        // replay limit: this response stands.
+                        skipped_body();
                     } else if plan.retries.attempts > 0 && !retries_left {
                         context.stats.routing.retries.with_label_values(&["exhausted"]).inc();
                         exchange.add_flag("URX");
@@ -240,6 +281,8 @@ pub async fn send(
                         continue;
                     }
                     exchange.add_flag("UO");
+                } else if retriable && wants_retry {
+                    skipped_body();
                 } else if retriable && plan.retries.attempts > 0 && !retries_left {
                     context.stats.routing.retries.with_label_values(&["exhausted"]).inc();
                     exchange.add_flag("URX");
@@ -374,3 +417,6 @@ pub fn abort_http_status(status: AbortStatus) -> StatusCode {
         AbortStatus::Grpc(_) => StatusCode::OK,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -267,3 +267,30 @@ spec:
     assert_eq!(decide_cluster(&table, "reviews", &[("end-user", "jason")], 0), Ok("reviews.default.svc.cluster.local".to_owned()));
     assert!(table.cluster("reviews.default.svc.cluster.local", Some("v1")).is_none(), "no destination rule, no subsets");
 }
+
+#[test]
+fn a_rule_exported_to_its_own_namespace_applies_only_to_callers_there() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  exportTo: ["."]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews}}]
+"#;
+    let rules = Arc::new(meshtel_model::routing::RuleSet::from_sources(&[("r.yaml".to_owned(), yaml.to_owned())]).unwrap());
+    let base = example_table();
+    let caller = |namespace: &str| WorkloadIdentity { namespace: namespace.to_owned(), ..WorkloadIdentity::default() };
+    let stats = Stats::new().unwrap().routing;
+    let same = super::RoutingTable::build(base.mesh.clone(), rules.clone(), &caller("default"), Some(&base), &stats);
+    assert_eq!(decide_cluster(&same, "reviews.default", &[], 0), Err("404 NR".to_owned()), "the rule applies in its namespace");
+    let other = super::RoutingTable::build(base.mesh.clone(), rules, &caller("shop"), Some(&base), &stats);
+    assert_eq!(
+        decide_cluster(&other, "reviews.default", &[], 0),
+        Ok("reviews.default.svc.cluster.local".to_owned()),
+        "a caller in another namespace does not see it"
+    );
+}

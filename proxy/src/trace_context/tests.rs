@@ -134,3 +134,35 @@ fn stale_trace_headers_are_removed_whichever_are_present() {
     assert_eq!(map["x-other"], "kept");
     assert_eq!(Present::of(&HeaderMap::new()), Present::default());
 }
+
+#[test]
+fn inject_keeps_a_64_bit_b3_trace_id_and_the_debug_flag() {
+    let short = &TRACE[16..];
+    let mut multi = headers(&[("x-b3-traceid", short), ("x-b3-spanid", SPAN), ("x-b3-flags", "1")]);
+    let extracted = extract(&multi);
+    let span = start_span(&extracted, 0.0);
+    assert!(span.sampled, "debug implies sampled");
+    inject(&mut multi, &extracted, &span);
+    assert_eq!(multi["x-b3-traceid"], short, "16 digits stay 16 digits");
+    assert_eq!(multi["x-b3-spanid"], hex(&span.span_id).as_str());
+    assert_eq!(multi["x-b3-parentspanid"], SPAN);
+    assert_eq!(multi["x-b3-flags"], "1");
+    assert!(!multi.contains_key("x-b3-sampled"), "debug is not sent with sampled");
+    // W3C has the id left-padded to 32 digits (traces.md §6.3).
+    let w3c = parse_traceparent(multi["traceparent"].as_bytes()).expect("valid traceparent");
+    assert_eq!(hex(&w3c.trace_id), format!("{}{short}", "0".repeat(16)));
+
+    let mut single = headers(&[("b3", &format!("{short}-{SPAN}-d"))]);
+    let extracted = extract(&single);
+    let span = start_span(&extracted, 0.0);
+    inject(&mut single, &extracted, &span);
+    assert_eq!(single["b3"], format!("{short}-{}-d-{SPAN}", hex(&span.span_id)).as_str());
+
+    // A 128-bit id whose high half is zero but which came as 32 digits stays 32 digits.
+    let padded = format!("{}{short}", "0".repeat(16));
+    let mut long = headers(&[("b3", &format!("{padded}-{SPAN}-1"))]);
+    let extracted = extract(&long);
+    let span = start_span(&extracted, 0.0);
+    inject(&mut long, &extracted, &span);
+    assert_eq!(long["b3"], format!("{padded}-{}-1-{SPAN}", hex(&span.span_id)).as_str());
+}

@@ -4,7 +4,7 @@
 
 use yaml_serde::Value;
 
-use super::check_export_to;
+use super::{ExportTo, check_export_to};
 use super::walk::{Cx, Fields, index_path};
 use crate::routing::{
     ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Subset, TrafficPolicy, qualify_host,
@@ -108,6 +108,7 @@ pub(super) fn compile(cx: &mut Cx<'_>, spec: &Value, spec_path: &str, name: &str
         host: String::new(),
         traffic_policy: TrafficPolicy::default(),
         subsets: Vec::new(),
+        export_to: ExportTo::All,
     };
     let Some(spec) = cx.object(spec, spec_path, &SPEC) else {
         return rule;
@@ -124,7 +125,7 @@ pub(super) fn compile(cx: &mut Cx<'_>, spec: &Value, spec_path: &str, name: &str
         }
     }
     if let Some((value, path)) = spec.get("exportTo") {
-        check_export_to(cx, value, &path);
+        rule.export_to = check_export_to(cx, value, &path);
     }
     let parts = match spec.get("trafficPolicy") {
         Some((value, path)) => compile_traffic_policy(cx, value, &path),

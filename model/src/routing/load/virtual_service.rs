@@ -8,7 +8,7 @@ use yaml_serde::Value;
 use super::fault_retry::{compile_fault, compile_retries};
 use super::headers::{compile_header_operations, compile_rewrite};
 use super::walk::{Cx, Fields, Object, index_path, regex_error_message};
-use super::{SubsetRef, check_export_to, check_host};
+use super::{ExportTo, SubsetRef, check_export_to, check_host};
 use crate::routing::{
     AnchoredRegex, HeaderOperations, HttpRoute, Mirror, RequestMatch, RouteDestination, StringMatch, VirtualService,
     qualify_host,
@@ -98,6 +98,7 @@ pub(super) fn compile(
         source: cx.source.to_owned(),
         hosts: Vec::new(),
         http: Vec::new(),
+        export_to: ExportTo::All,
     };
     let Some(spec) = cx.object(spec, spec_path, &SPEC) else {
         return vs;
@@ -131,7 +132,7 @@ pub(super) fn compile(
         check_mesh_gateways(cx, value, &path);
     }
     if let Some((value, path)) = spec.get("exportTo") {
-        check_export_to(cx, value, &path);
+        vs.export_to = check_export_to(cx, value, &path);
     }
     match spec.get("http") {
         None if spec.has("tcp") || spec.has("tls") => {}

@@ -103,3 +103,24 @@ fn explain_says_when_requests_match_no_route() {
     assert!(!text.contains("other requests"), "{text}");
     assert!(!routes("").contains("other requests"));
 }
+
+#[test]
+fn export_to_dot_hides_a_rule_from_other_namespaces_and_is_explained() {
+    let own = vs("reviews", "  hosts: [reviews]\n  exportTo: [\".\"]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v2}\n");
+    let rule = dr("reviews", "  host: reviews\n  exportTo: [\".\"]\n  subsets:\n  - name: v2\n    labels: {version: v2}\n");
+    let everyone = vs("ratings", "  hosts: [ratings]\n  exportTo: [\"*\", \".\"]\n  http:\n  - route:\n    - destination: {host: ratings}\n");
+    let rules = load(&[("rules/a.yaml", &own), ("rules/b.yaml", &rule), ("rules/c.yaml", &everyone)]);
+    let reviews = "reviews.default.svc.cluster.local";
+    assert_eq!(rules.virtual_service(reviews).map(|vs| vs.export_to), Some(ExportTo::OwnNamespace));
+    assert_eq!(rules.virtual_service("ratings.default.svc.cluster.local").map(|vs| vs.export_to), Some(ExportTo::All));
+    // A proxy in the rules' namespace sees them all, as they are (no copy).
+    assert!(rules.visible_from("default").is_none());
+    // One in another namespace sees only what is exported to every namespace.
+    let other = rules.visible_from("shop").expect("some rules hidden");
+    assert!(other.virtual_service(reviews).is_none());
+    assert!(other.destination_rule(reviews).is_none());
+    assert!(other.virtual_service("ratings.default.svc.cluster.local").is_some());
+    let text = rules.explain();
+    let line = "  exportTo \".\": applies only to calls from proxies in namespace default; callers in other namespaces ignore it";
+    assert_eq!(text.matches(line).count(), 2, "{text}");
+}

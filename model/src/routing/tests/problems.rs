@@ -153,8 +153,8 @@ spec:
              only \"mesh\")"
         ),
         format!(
-            "{vs} | spec.exportTo[0] | exportTo \"other\" is not supported by meshtel (only \"*\" and \".\": every rule \
-             read applies)"
+            "{vs} | spec.exportTo[0] | exportTo \"other\" is not supported by meshtel (only \"*\", every namespace, and \
+             \".\", the rule's own)"
         ),
         format!("{vs} | spec.http[0].corsPolicy | corsPolicy is not supported by meshtel"),
         format!("{vs} | spec.http[0].redirect | redirect is not supported by meshtel"),

@@ -1,0 +1,78 @@
+//! WebSocket through the proxy: an HTTP/1.1 request with `Connection: upgrade` and
+//! `Upgrade: websocket` is forwarded with those two headers (every other upgrade is
+//! stripped as hop-by-hop, as Envoy does with Istio's default `upgrade_configs`). When
+//! the upstream answers `101 Switching Protocols`, the proxy sends the `101` on and
+//! splices the two connections, bytes copied both ways until either side closes. Any
+//! other answer is forwarded as usual.
+//!
+//! ```text
+//!  downstream ──GET, Upgrade: websocket──► proxy ──► upstream
+//!             ◄──────────── 101 ───────── proxy ◄──
+//!  downstream ◄═══ copy_bidirectional ═══► upstream (the connection leaves the pool)
+//! ```
+//!
+//! The request is reported once, when the spliced connection closes, with status 101
+//! and the WebSocket's whole life as its duration, as Envoy reports an upgraded stream;
+//! its request and response bytes include what crossed the spliced connection.
+
+use std::sync::Arc;
+
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderMap, HeaderValue};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tracing::debug;
+
+use super::ProxyContext;
+use crate::telemetry::Exchange;
+
+/// The `Upgrade` value to keep when `headers` ask for a WebSocket upgrade: `Upgrade`
+/// names `websocket` and `Connection` names `upgrade` (tokens, any case).
+pub(super) fn websocket_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    let has_token = |values: http::header::GetAll<'_, HeaderValue>, wanted: &str| {
+        values.iter().any(|value| {
+            value.to_str().is_ok_and(|text| text.split(',').any(|token| token.trim().eq_ignore_ascii_case(wanted)))
+        })
+    };
+    if !has_token(headers.get_all(CONNECTION), "upgrade") || !has_token(headers.get_all(UPGRADE), "websocket") {
+        return None;
+    }
+    headers.get(UPGRADE).cloned()
+}
+
+/// Splices the downstream and upstream connections once both have switched protocols,
+/// on a task of its own; reports `exchange` when the splice ends.
+pub(super) fn splice(context: Arc<ProxyContext>, mut exchange: Exchange, downstream: OnUpgrade, upstream: OnUpgrade) {
+    tokio::spawn(async move {
+        let (downstream, upstream) = tokio::join!(downstream, upstream);
+        let (sent, received) = match (downstream, upstream) {
+            (Ok(downstream), Ok(upstream)) => {
+                let (mut downstream, mut upstream) = (TokioIo::new(downstream), TokioIo::new(upstream));
+                match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        // Most often one side going away without a close handshake.
+                        debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), error = %error, "websocket ended");
+                        (0, 0)
+                    }
+                }
+            }
+            (downstream, upstream) => {
+                debug!(
+                    direction = exchange.direction.as_str(),
+                    upstream = exchange.upstream_address(),
+                    downstream_error = ?downstream.err(),
+                    upstream_error = ?upstream.err(),
+                    "upgrade failed"
+                );
+                exchange.add_flag("UR");
+                (0, 0)
+            }
+        };
+        exchange.add_request_body_bytes(sent);
+        exchange.finish(received, &context.reports, &context.spans);
+    });
+}
+
+#[cfg(test)]
+mod tests;
