@@ -15,8 +15,10 @@
 //! `updatedAt` (RFC 3339) and `updatedBy` ([`PolicyJson`]). An audit *entry* is
 //! `{"id","at","actor","action":"create|update|delete","name","before","after"}`
 //! ([`AuditJson`]), `before`/`after` being specs or `null`. Usage is
-//! [`meshtel_model::quota::QuotaUsage`]:
-//! `{"name","granted","denied","keyCount","keys":[{"key","dimensions","used","limit","resetAfterMs","granted","denied"}]}`.
+//! [`wire::UsageJson`]:
+//! `{"name","tokensGranted","checksDenied","granted","denied","keyCount","keys":[{"key","dimensions","used","limit","resetAfterMs","tokensGranted","checksDenied","granted","denied"}]}`:
+//! Check decisions and tokens, not requests (`granted`/`denied` are the older names of
+//! `tokensGranted`/`checksDenied`).
 //!
 //! PUT bodies are JSON (`Content-Type: application/json`) or YAML (`application/yaml`,
 //! or no Content-Type); `name` may be left out, and must otherwise equal the path's.
@@ -363,7 +365,7 @@ async fn get_usage(
         },
         None => return Err(not_found(&name)),
     };
-    json(StatusCode::OK, &usage, None)
+    json(StatusCode::OK, &wire::UsageJson::from(usage), None)
 }
 
 /// `GET /api/quotas/audit?name=&limit=`.

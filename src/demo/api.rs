@@ -5,14 +5,17 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `GET /api/demo` | `{"scenarios":[{name, title, description, lookAt, file}], "current": name or null, "ingress", "rulesFile", "traffic": {...}}` |
-//! | `PUT /api/demo/scenario` | body `{"name": "jason-to-v2"}` (`null` or `"none"`: base rules only) → `{"current", "quotas", "tookMs"}` once every proxy runs the new rules; 400 `{"error", "scenarios"}` for an unknown name |
+//! | `PUT /api/demo/scenario` | body `{"name": "jason-to-v2"}` (`null` or `"none"`: base rules only) → `{"current", "quotas", "tookMs"}` once every proxy runs the new rules; 400 `{"error", "scenarios"}` for an unknown name; 500 `{"error", "current"}` when a proxy did not take them (`current`: the scenario in force) |
 //! | `GET /api/demo/scenarios/{name}` | the scenario's YAML |
 //! | `GET /demo` | the page: every scenario with what to look at, one click to apply |
 //!
 //! Applying writes the composed rules file ([`super::scenarios::plan`]) by rename,
-//! waits until every proxy's `meshtel_proxy_rules_reloads_total{result="ok"}` moved,
-//! then replaces the quota policies through `/api/quotas` (the demo's admin token) and
-//! waits until the proxies hold them.
+//! waits until every proxy's `meshtel_proxy_rules_reloads_total{result="ok"}` moved (a
+//! proxy that rejects them keeps the old ones: the old file is put back), then replaces
+//! the demo's quota policies through `/api/quotas` (the demo's admin token) and waits
+//! until every proxy holds the stored policies that can match there ([`quotas`]); the
+//! user's own policies are left alone. `current` names the scenario whose rules are in
+//! force, also when its quotas failed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,8 +33,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use self::quotas::ProxyDestination;
 use super::load::TrafficStats;
 use super::scenarios::{self, NONE, SCENARIOS, Scenario};
+
+pub mod quotas;
 
 /// How long applying waits for every proxy to load the new rules or quotas.
 pub const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -191,22 +197,41 @@ impl Controller {
         // One switch at a time: the rules file and the quotas change together.
         let mut applied = self.applied_quotas.lock().await;
         let before = self.proxy_stats(wiring).await.map_err(ApplyError::Failed)?;
+        let previous = self.current();
         self.write_rules(&plan.rules).map_err(ApplyError::Failed)?;
-        self.wait_for_proxies(wiring, "load the new rules", |i, stats| {
-            if stats.rules_rejected > before[i].rules_rejected {
-                return Err(anyhow::anyhow!(
-                    "a proxy rejected the rules of {}; see its log",
-                    scenario.map_or(NONE, |s| s.name)
-                ));
-            }
-            Ok(stats.rules_ok > before[i].rules_ok)
-        })
-        .await
-        .map_err(ApplyError::Failed)?;
+        let loaded = self
+            .wait_for_proxies(wiring, "load the new rules", |i, stats| {
+                if stats.rules_rejected > before[i].rules_rejected {
+                    return Err(anyhow::anyhow!(
+                        "a proxy rejected the rules of {}; see its log",
+                        scenario.map_or(NONE, |s| s.name)
+                    ));
+                }
+                Ok(stats.rules_ok > before[i].rules_ok)
+            })
+            .await;
+        if let Err(error) = loaded {
+            // The proxies keep the rules they run: put that file back so that the file,
+            // `current` and what is in force agree.
+            let restored = scenarios::plan(previous).and_then(|p| self.write_rules(&p.rules));
+            let kept = previous.map_or(NONE, |s| s.name);
+            return Err(ApplyError::Failed(match restored {
+                Ok(()) => error.context(format!("the rules of {kept} stay in force")),
+                Err(restore) => error.context(format!(
+                    "the rules file could not be put back to {kept} either: {restore:#}"
+                )),
+            }));
+        }
+        // The new rules are in force from here on, whatever the quotas do.
         self.set_current(scenario);
         self.replace_quotas(wiring, &mut applied, &plan.quotas)
             .await
-            .map_err(ApplyError::Failed)?;
+            .map_err(|e| {
+                ApplyError::Failed(e.context(format!(
+                    "the rules of {} are in force, its quota policies not on every proxy",
+                    scenario.map_or(NONE, |s| s.name)
+                )))
+            })?;
         let done = Applied {
             current: scenario.map(|s| s.name),
             quotas: applied.clone(),
@@ -228,8 +253,10 @@ impl Controller {
             .with_context(|| format!("replacing {}", self.rules_file.display()))
     }
 
-    /// Deletes the policies applied before, puts `quotas`, waits until the proxies hold
-    /// them.
+    /// Deletes the policies applied before, puts `quotas`, then waits until every proxy
+    /// holds the policies of `quotas` that can match there and none of those deleted
+    /// (policies of the user's own stay as they are). `applied` follows each write, so a
+    /// failure leaves it naming what is stored.
     async fn replace_quotas(
         &self,
         wiring: &Wiring,
@@ -239,10 +266,13 @@ impl Controller {
         if applied.is_empty() && quotas.is_empty() {
             return Ok(());
         }
-        for name in applied
+        let present: Vec<String> = quotas.iter().map(|q| q.name.clone()).collect();
+        let absent: Vec<String> = applied
             .iter()
-            .filter(|n| !quotas.iter().any(|q| &q.name == *n))
-        {
+            .filter(|n| !present.contains(n))
+            .cloned()
+            .collect();
+        for name in &absent {
             let response = self
                 .admin_request(wiring, reqwest::Method::DELETE, name)
                 .send()
@@ -253,6 +283,7 @@ impl Controller {
             {
                 bail!("deleting quota {name}: {}", response_text(response).await);
             }
+            applied.retain(|n| n != name);
         }
         for spec in quotas {
             let body = serde_json::to_vec(spec).context("encoding a quota policy")?;
@@ -270,10 +301,84 @@ impl Controller {
                     response_text(response).await
                 );
             }
+            if !applied.contains(&spec.name) {
+                applied.push(spec.name.clone());
+            }
         }
-        *applied = quotas.iter().map(|q| q.name.clone()).collect();
-        let want_some = !quotas.is_empty();
-        self.wait_for_proxies_total(wiring, want_some).await
+        *applied = present.clone();
+        self.wait_for_quota_policies(wiring, &present, &absent).await
+    }
+
+    /// Polls until every proxy holds exactly the stored policies that can match at it,
+    /// the store holding every name of `present` and none of `absent`
+    /// ([`quotas`] says why by count).
+    async fn wait_for_quota_policies(
+        &self,
+        wiring: &Wiring,
+        present: &[String],
+        absent: &[String],
+    ) -> anyhow::Result<()> {
+        let proxies = self.proxy_destinations(wiring).await?;
+        let deadline = Instant::now() + PROPAGATION_TIMEOUT;
+        loop {
+            let listing = self
+                .admin_get(wiring, "/api/quotas")
+                .await
+                .context("listing the quota policies")?;
+            let policies = quotas::compiled_policies(&listing)?;
+            quotas::check_stored(&policies, present, absent)?;
+            let held: Vec<f64> = self
+                .proxy_stats(wiring)
+                .await?
+                .iter()
+                .map(|s| s.quota_policies)
+                .collect();
+            let lagging = quotas::lagging(&proxies, &held, &policies);
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "after {PROPAGATION_TIMEOUT:?} not every proxy holds the stored quota policies: {}",
+                    lagging.join("; ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every proxy's destination, from its `/config_dump`.
+    async fn proxy_destinations(&self, wiring: &Wiring) -> anyhow::Result<Vec<ProxyDestination>> {
+        let mut out = Vec::with_capacity(wiring.proxy_admins.len());
+        for &admin in &wiring.proxy_admins {
+            let what = || format!("reading /config_dump of the proxy with admin {admin}");
+            let body = self
+                .http
+                .get(format!("http://{admin}/config_dump"))
+                .send()
+                .await
+                .with_context(what)?
+                .bytes()
+                .await
+                .with_context(what)?;
+            let dump: Value = serde_json::from_slice(&body).with_context(what)?;
+            out.push(ProxyDestination::from_config_dump(admin, &dump)?);
+        }
+        Ok(out)
+    }
+
+    async fn admin_get(&self, wiring: &Wiring, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", wiring.query_base))
+            .bearer_auth(&wiring.admin_token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("GET {path}: {}", response_text(response).await);
+        }
+        let body = response.bytes().await?;
+        serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
     }
 
     fn admin_request(
@@ -324,28 +429,6 @@ impl Controller {
             }
             if Instant::now() > deadline {
                 bail!("the proxies did not {what} within {PROPAGATION_TIMEOUT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until the proxies hold some quota policy (or none).
-    async fn wait_for_proxies_total(&self, wiring: &Wiring, want_some: bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + PROPAGATION_TIMEOUT;
-        loop {
-            let total: f64 = self
-                .proxy_stats(wiring)
-                .await?
-                .iter()
-                .map(|s| s.quota_policies)
-                .sum();
-            if (total > 0.0) == want_some {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the proxies did not receive the quota policies within {PROPAGATION_TIMEOUT:?}"
-                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -497,11 +580,19 @@ async fn apply_scenario(State(controller): State<Arc<Controller>>, body: Bytes) 
             error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
         }
         Err(ApplyError::Failed(e)) => {
-            warn!(error = %format!("{e:#}"), "applying a scenario failed");
+            let current = controller.current().map(|s| s.name);
+            warn!(
+                error = %format!("{e:#}"),
+                current = current.unwrap_or(NONE),
+                "applying a scenario failed"
+            );
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "applying the scenario failed; the demo's log says why",
-                None,
+                format!(
+                    "applying the scenario failed; the demo's log says why. In force: {}",
+                    current.unwrap_or(NONE)
+                ),
+                Some(("current", json!(current))),
             )
         }
     }

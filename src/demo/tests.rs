@@ -285,3 +285,36 @@ fn the_help_names_every_scenario() {
     }
     assert_eq!(DEMO_HELP.matches(", ").count() + 1, SCENARIOS.len() + 1, "{DEMO_HELP}");
 }
+
+#[test]
+fn proxies_are_waited_on_for_the_stored_policies_that_can_match_at_them() {
+    use super::api::quotas::{ProxyDestination, check_stored, compiled_policies, lagging};
+    let admin: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let proxy = |app: &str| {
+        let dump = serde_json::json!({"source_labels": {"app": app, "version": "v1"}});
+        ProxyDestination::from_config_dump(admin, &dump).unwrap()
+    };
+    let proxies = [proxy("ratings"), proxy("productpage")];
+    let scenario = scenarios::find("rate-limit-ratings");
+    let demo = plan(scenario).unwrap().quotas;
+    let user = serde_json::json!({"name": "ratings-limit", "version": 3, "updatedAt": "x",
+        "updatedBy": "y", "match": {"destination": {"service": "ratings"}},
+        "maxAmount": 1, "validDuration": "1s"});
+    let mut data = vec![user];
+    data.extend(demo.iter().map(|q| serde_json::to_value(q).unwrap()));
+    let both = compiled_policies(&serde_json::json!({ "data": data.clone() })).unwrap();
+    let user_only = compiled_policies(&serde_json::json!({ "data": [data[0].clone()] })).unwrap();
+    let demo_names: Vec<String> = demo.iter().map(|q| q.name.clone()).collect();
+
+    // Switching to the scenario: ratings' proxy must hold both, not just any one.
+    check_stored(&both, &demo_names, &[]).unwrap();
+    assert_eq!(lagging(&proxies, &[2.0, 0.0], &both), Vec::<String>::new());
+    let late = lagging(&proxies, &[1.0, 0.0], &both);
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert!(late[0].starts_with("ratings-v1 holds 1 quota policies, expected 2"), "{late:?}");
+    // Switching away: done once only the user's is left, not when none is.
+    check_stored(&user_only, &[], &demo_names).unwrap();
+    assert!(check_stored(&both, &[], &demo_names).is_err());
+    assert_eq!(lagging(&proxies, &[1.0, 0.0], &user_only), Vec::<String>::new());
+    assert_eq!(lagging(&proxies, &[2.0, 0.0], &user_only).len(), 1);
+}

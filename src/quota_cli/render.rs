@@ -243,21 +243,35 @@ pub fn policies_table(policies: &[PolicyJson]) -> String {
     )
 }
 
-/// `meshtel quota usage`: a summary line and a table of keys.
+/// `meshtel quota usage`: a summary line, what it counts, and a table of keys. The
+/// engine counts Check decisions and tokens, not requests (see `UsageJson` in the query
+/// service); servers before `tokensGranted` / `checksDenied` answer `granted` / `denied`.
 pub fn usage_table(usage: &Value) -> String {
     let number = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0).to_string();
+    let either = |v: &Value, new: &str, old: &str| {
+        v[new]
+            .as_u64()
+            .or_else(|| v[old].as_u64())
+            .unwrap_or(0)
+            .to_string()
+    };
     let keys = usage["keys"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let mut out = format!(
-        "quota {}: granted {}, denied {}, {} live keys{}\n",
+        "quota {}: {} tokens granted, {} checks denied, {} live keys{}\n",
         usage["name"].as_str().unwrap_or(""),
-        number(usage, "granted"),
-        number(usage, "denied"),
+        either(usage, "tokensGranted", "granted"),
+        either(usage, "checksDenied", "denied"),
         number(usage, "keyCount"),
         if (keys.len() as u64) < usage["keyCount"].as_u64().unwrap_or(0) {
             format!(" (busiest {} shown)", keys.len())
         } else {
             String::new()
         },
+    );
+    out.push_str(
+        "  (Check decisions, not requests: proxies lease tokens ahead and answer 429 themselves \
+         after a denied Check;\n   requests answered 429: \
+         istio_requests_total{response_code=\"429\",response_flags=\"RL\"} on the collector's /metrics)\n",
     );
     let rows: Vec<Vec<String>> = keys
         .iter()
@@ -266,14 +280,20 @@ pub fn usage_table(usage: &Value) -> String {
                 k["key"].as_str().unwrap_or("").to_string(),
                 format!("{}/{}", number(k, "used"), number(k, "limit")),
                 format!("{}ms", number(k, "resetAfterMs")),
-                number(k, "granted"),
-                number(k, "denied"),
+                either(k, "tokensGranted", "granted"),
+                either(k, "checksDenied", "denied"),
             ]
         })
         .collect();
     if !rows.is_empty() {
         out.push_str(&table(
-            &["KEY", "USED", "RESETS IN", "GRANTED", "DENIED"],
+            &[
+                "KEY",
+                "USED",
+                "RESETS IN",
+                "TOKENS GRANTED",
+                "CHECKS DENIED",
+            ],
             &rows,
         ));
     }
@@ -301,6 +321,31 @@ pub fn audit_table(entries: &[AuditJson]) -> String {
 #[allow(clippy::unwrap_used)] // test code
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_says_it_counts_checks_and_tokens_not_requests() {
+        let usage = serde_json::json!({
+            "name": "q", "tokensGranted": 40, "checksDenied": 3, "granted": 40, "denied": 3,
+            "keyCount": 1,
+            "keys": [{"key": "q;u=a", "used": 1, "limit": 5, "resetAfterMs": 200,
+                      "tokensGranted": 40, "checksDenied": 3, "granted": 40, "denied": 3}],
+        });
+        let text = usage_table(&usage);
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "quota q: 40 tokens granted, 3 checks denied, 1 live keys"
+        );
+        assert!(text.contains(r#"response_flags="RL""#), "{text}");
+        assert!(
+            text.contains("TOKENS GRANTED") && text.contains("CHECKS DENIED"),
+            "{text}"
+        );
+        // An older server: only the old names.
+        let old =
+            serde_json::json!({"name": "q", "granted": 7, "denied": 2, "keyCount": 0, "keys": []});
+        assert!(usage_table(&old).starts_with("quota q: 7 tokens granted, 2 checks denied"));
+    }
 
     #[test]
     fn quota_files_in_every_shape() {

@@ -16,11 +16,13 @@
 //!   canary-v2-buggy;
 //! - [`resilience`]: delay-jason, abort-jason, circuit-breaker, eject-broken-instance,
 //!   rate-limit-ratings;
+//! - [`quotas`]: switching around a quota policy of the user's own;
 //! - here: the harness and the demo without a scenario, switched live with
 //!   `meshtel demo apply`.
 //!
 //! Run with `cargo test --test it demo`.
 
+mod quotas;
 mod resilience;
 mod routing;
 

@@ -1,6 +1,7 @@
 //! The web UI in a real browser: `ui/tests/ui.test.mjs` drives Debian's headless
 //! Chromium with playwright-core against a real `meshtel serve` that this test fed with
-//! mesh traffic (the Bookinfo pair of [`crate::mesh`]) and with traces of known shape.
+//! mesh traffic (the Bookinfo pair of [`crate::mesh`], plus a few 404s straight to
+//! reviews: an edge with client errors only) and with traces of known shape.
 //!
 //! ```text
 //!  test ──► productpage proxy ──► productpage app ──► reviews proxy ──► reviews app
@@ -48,6 +49,8 @@ const BIG_SPANS: usize = 1_000;
 const QUOTA: &str = "ui-reviews-limit";
 /// Requests through productpage (every fifth fails in reviews).
 const REQUESTS: usize = 20;
+/// Requests straight to reviews' inbound that its app answers 404 (a 4xx-only edge).
+const CLIENT_ERRORS: usize = 4;
 /// The driver's own deadline; the test kills it a little after.
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(65);
 
@@ -285,12 +288,14 @@ fn big_trace() -> Vec<Planned> {
 
 // ---------------------------------------------------------------------------------------
 
-/// The admin token `meshtel serve` prints at first start.
+/// The admin token `meshtel serve` prints at first start (a bare word, or a log field
+/// `token="..."`).
 fn generated_token(log: &str) -> Option<String> {
     log.lines()
         .filter(|l| l.contains("generated admin token"))
         .find_map(|l| {
             l.split_whitespace()
+                .map(|w| w.trim_start_matches("token=").trim_matches('"'))
                 .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
         })
         .map(str::to_string)
@@ -432,6 +437,15 @@ async fn web_ui_in_headless_chromium() {
             reply.text().await.unwrap_or_default()
         );
     }
+    // An edge with client errors only: straight to reviews' inbound, a path it lacks (404).
+    for _ in 0..CLIENT_ERRORS {
+        let reply = client
+            .get(format!("http://{}/no-such-page", reviews_proxy.inbound()))
+            .send()
+            .await
+            .expect("GET reviews /no-such-page");
+        assert_eq!(reply.status(), 404);
+    }
 
     // 2. Traces of known shape: the slow one, three fast ones of the same service, and
     //    the big one.
@@ -486,7 +500,8 @@ async fn web_ui_in_headless_chromium() {
                     .any(|e| e["data"]["source"] == s && e["data"]["target"] == t)
             };
             (has("unknown_source", "wl_default_productpage-v1")
-                && has("wl_default_productpage-v1", "wl_default_reviews-v1"))
+                && has("wl_default_productpage-v1", "wl_default_reviews-v1")
+                && has("unknown_source", "wl_default_reviews-v1"))
             .then_some(())
         },
     )
@@ -540,6 +555,10 @@ async fn web_ui_in_headless_chromium() {
                  "sourceApp": "unknown", "targetApp": "productpage", "errors": false},
                 {"source": "wl_default_productpage-v1", "target": "wl_default_reviews-v1",
                  "sourceApp": "productpage", "targetApp": "reviews", "errors": true},
+                // 404s only: an error rate as /api/graph's httpPercentErr (Kiali) counts it.
+                {"source": "unknown_source", "target": "wl_default_reviews-v1",
+                 "sourceApp": "unknown", "targetApp": "reviews", "errors": true,
+                 "clientErrorsOnly": true},
             ],
         },
         "metrics": { "services": ["productpage", "reviews"] },

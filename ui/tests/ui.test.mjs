@@ -507,6 +507,30 @@ async function graphStep(page, ctx) {
   };
   await check();
   await ctx.shot('graph');
+  // An edge of 4xx only is not healthy: its error rate is the API's (Kiali's) own.
+  const clientErrors = facts.graph.edges.find((e) => e.clientErrorsOnly);
+  const clientRow = page.locator(`.graph-edge[data-source="${clientErrors.source}"][data-target="${clientErrors.target}"]`).first();
+  const clientClass = (await clientRow.getAttribute('class')) || '';
+  const clientErrText = (await clientRow.locator('td').nth(3).innerText()).trim();
+  expect(!/\blevel-ok\b/.test(clientClass) && /[1-9]/.test(clientErrText), `4xx-only edge ${clientErrors.source} → ${clientErrors.target} shown as healthy: class "${clientClass}", errors "${clientErrText}"`);
+  // The selection is in the URL: a reload reopens it, Back closes it.
+  const unselected = page.url();
+  await clientRow.locator('button').first().click();
+  await hook(page, P, '#graph-detail', { state: 'visible' });
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('edge'), null, { timeout: HOOK_MS, polling: 100 })
+    .catch(() => { throw new Check(`selecting an edge leaves the URL at ${page.url()}`); });
+  const selectedUrl = page.url();
+  expect(new URL(selectedUrl).searchParams.get('window') !== null || !new URL(unselected).searchParams.get('window'), `selecting dropped the other parameters: ${unselected} → ${selectedUrl}`);
+  await page.reload();
+  await waitAttr(page, '#graph-view', 'data-ready', 'true');
+  await page.locator('#graph-detail').first().waitFor({ state: 'visible', timeout: HOOK_MS })
+    .catch(() => { throw new Check(`reloading ${selectedUrl} does not reopen #graph-detail`); });
+  // Back re-renders the page from the URL: wait for the new view, not the old one.
+  await page.evaluate(() => { document.querySelector('#graph-view').dataset.before = 'back'; });
+  await page.goBack();
+  await page.waitForFunction(() => document.querySelector('#graph-view[data-ready="true"]:not([data-before])') && !document.querySelector('#graph-detail') && !new URLSearchParams(location.search).get('edge'), null, { timeout: READY_MS, polling: 100 })
+    .catch(() => { throw new Check(`Back from ${selectedUrl} does not close #graph-detail (now ${page.url()})`); });
+  expect(page.url().includes('/graph'), `Back left the graph page: ${page.url()}`);
   // A node's detail (the node may be an SVG shape or a list item with a button).
   const reviews = facts.graph.edges.find((e) => e.errors);
   const node = page.locator(`.graph-node[data-id="${reviews.target}"], .graph-node[data-id="${reviews.targetApp}"]`).first();

@@ -82,9 +82,10 @@ enum State {
 pub(crate) struct Counter {
     limit: Limit,
     state: State,
-    /// Amount granted since the counter was created.
+    /// Tokens granted since the counter was created (a proxy's lease counts in full).
     pub granted: u64,
-    /// Requests denied since the counter was created (shadow ones included).
+    /// Check decisions denied since the counter was created (shadow ones included): one
+    /// per denied Check, not per request a proxy then answers 429 from its lease.
     pub denied: u64,
 }
 
@@ -186,8 +187,8 @@ impl Counter {
         self.limit = *limit;
     }
 
-    /// Decides one request of `amount` under `limit` (which applies at once if it
-    /// changed) and charges what is granted.
+    /// Decides one Check of `amount` under `limit` (which applies at once if it
+    /// changed) and charges what is granted; counts the tokens granted or one denial.
     pub fn charge(&mut self, limit: &Limit, amount: u64, mode: Mode, now: u64) -> Step {
         self.apply_limit(limit, now);
         let step = if self.limit.max_amount == 0 && amount > 0 {

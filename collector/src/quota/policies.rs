@@ -9,16 +9,23 @@ use tracing::warn;
 
 use super::metrics::{QuotaMetrics, ResultCounters};
 
-/// Totals of one quota since the collector started (kept across policy edits).
+/// Totals of one quota since the collector started (kept across policy edits), as the
+/// engine sees them: Check decisions, not requests. A proxy leases tokens ahead and,
+/// after a denied Check, answers the requests that follow 429 by itself until the
+/// window resets; those requests are counted by `istio_requests_total{response_code=
+/// "429",response_flags="RL"}`, not here. The usage API shows these as
+/// `tokensGranted` / `checksDenied`.
 #[derive(Debug, Default)]
 pub(crate) struct QuotaStats {
-    /// Amount granted.
+    /// Tokens granted (a lease counts every token it holds, used or not).
     pub granted: AtomicU64,
-    /// Requests denied (shadow ones included).
+    /// Check decisions that denied (shadow ones included): one per denied Check, however
+    /// many requests the proxy then answers 429 from that denial.
     pub denied: AtomicU64,
 }
 
 impl QuotaStats {
+    /// Counts one Check decision: the tokens it granted, or one denial.
     pub fn record(&self, granted: u64, denied: bool) {
         if denied {
             self.denied.fetch_add(1, Ordering::Relaxed);

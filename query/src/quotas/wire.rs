@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use meshtel_model::quota::parse::{spec_from_value, strict_json_value, strict_yaml_value};
-use meshtel_model::quota::{AuditEntry, QuotaPolicySpec, StoredPolicy};
+use meshtel_model::quota::{AuditEntry, KeyUsage, QuotaPolicySpec, QuotaUsage, StoredPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -71,6 +71,85 @@ impl From<AuditEntry> for AuditJson {
             name: e.name,
             before: e.before,
             after: e.after,
+        }
+    }
+}
+
+/// `GET /api/quotas/{name}/usage`: what the quota engine decided, named for what it
+/// counts. The engine sees Check calls, not requests: a proxy leases tokens ahead
+/// (`granted` counts every leased token, used or not) and, once a Check is denied,
+/// answers the requests that follow with 429 itself until the window resets (`denied`
+/// counts the denied Check, not those requests). Requests answered 429 are
+/// `istio_requests_total{response_code="429",response_flags="RL"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageJson {
+    /// The quota.
+    pub name: String,
+    /// Tokens granted since the collector started (leases included).
+    pub tokens_granted: u64,
+    /// Check decisions that denied, since the collector started (shadow ones included).
+    pub checks_denied: u64,
+    /// Same as `tokensGranted` (the name before it).
+    pub granted: u64,
+    /// Same as `checksDenied` (the name before it).
+    pub denied: u64,
+    /// Live counters, busiest first.
+    pub keys: Vec<KeyUsageJson>,
+    /// Live counters in all.
+    pub key_count: u64,
+}
+
+/// One live counter in [`UsageJson`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUsageJson {
+    /// Counter key (`name;dim=value;...`).
+    pub key: String,
+    /// Dimension values of the key.
+    pub dimensions: std::collections::BTreeMap<String, String>,
+    /// Amount in use in the current window (or taken from the bucket).
+    pub used: u64,
+    /// The limit that applies to this key.
+    pub limit: u64,
+    /// Milliseconds until the window resets (or a token refills).
+    pub reset_after_ms: u64,
+    /// Tokens granted since the counter was created.
+    pub tokens_granted: u64,
+    /// Check decisions that denied since the counter was created.
+    pub checks_denied: u64,
+    /// Same as `tokensGranted`.
+    pub granted: u64,
+    /// Same as `checksDenied`.
+    pub denied: u64,
+}
+
+impl From<QuotaUsage> for UsageJson {
+    fn from(u: QuotaUsage) -> Self {
+        UsageJson {
+            name: u.name,
+            tokens_granted: u.granted,
+            checks_denied: u.denied,
+            granted: u.granted,
+            denied: u.denied,
+            keys: u.keys.into_iter().map(KeyUsageJson::from).collect(),
+            key_count: u.key_count,
+        }
+    }
+}
+
+impl From<KeyUsage> for KeyUsageJson {
+    fn from(k: KeyUsage) -> Self {
+        KeyUsageJson {
+            key: k.key,
+            dimensions: k.dimensions,
+            used: k.used,
+            limit: k.limit,
+            reset_after_ms: k.reset_after_ms,
+            tokens_granted: k.granted,
+            checks_denied: k.denied,
+            granted: k.granted,
+            denied: k.denied,
         }
     }
 }

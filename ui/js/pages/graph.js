@@ -2,11 +2,14 @@
 // meshtel's edge rollups (GET /api/graph), drawn with cytoscape + dagre (left → right).
 //
 // URL: ?window=1m|5m|15m|1h|6h|24h &graphType=workload|app|versionedApp|service
-//      &refresh=off|10s|30s|1m
+//      &refresh=off|10s|30s|1m [&node={id} | &edge={id}] (the open detail panel; opening
+//      or closing it is a history entry, so Back closes it and a shared URL reopens it)
 //
 // The API answers a workload graph; the app, versioned-app and service graphs are
 // folded from it here (rates add up; latencies of merged edges are rate-weighted means,
-// marked ≈). Clicking a node or an edge — or its row in the tables under the graph, which
+// marked ≈). Error rates are the API's own (httpPercentErr / grpcPercentErr, counted as
+// Kiali does: 4xx, 5xx and no response; gRPC: non-OK), never recomputed from the codes;
+// a node's is the rate-weighted error rate of the edges into it. Clicking a node or an edge — or its row in the tables under the graph, which
 // make everything reachable by keyboard — opens #graph-detail with rates, response codes
 // and flags, latency over time (GET /api/metrics/timeseries) and links to the traces.
 //
@@ -109,7 +112,7 @@ function groupOf(d, type, multiNamespace) {
   return { ...common, id: `svc_${ns}_${service}`, kind: 'service', label: `${service}${nsSuffix}`, version: '', services: [service] };
 }
 
-/** Errors of one API edge as a fraction: 5xx and no response (gRPC: its error rate). */
+/** Response code → flag → percent of one API edge. */
 function edgeCodes(d) {
   const codes = new Map();
   for (const [code, entry] of Object.entries(d.traffic?.responses || {})) {
@@ -120,10 +123,21 @@ function edgeCodes(d) {
   return codes;
 }
 
-function isErrorCode(code) {
+/** A server error or no response: the codes drawn in the error colour (4xx: client). */
+function isServerErrorCode(code) {
   if (code === '-') return true;
   const n = parseInt(code, 10);
   return n >= 500 && n <= 599;
+}
+
+/**
+ * The error rate of one API edge as a fraction, as the API gives it: httpPercentErr
+ * (4xx, 5xx and no response, as Kiali counts) or grpcPercentErr; the API leaves the
+ * field out when there was no error.
+ */
+function apiErrorRate(rates, protocol) {
+  if (protocol === 'tcp') return 0;
+  return num(protocol === 'grpc' ? rates.grpcPercentErr : rates.httpPercentErr) / 100;
 }
 
 /**
@@ -163,10 +177,7 @@ export function buildModel(json, type) {
     // Weight for merging percentages: the rate, or a sliver when it rounded to 0.
     const weight = Math.max(rate, 1e-6);
     const codes = edgeCodes(d);
-    let errorPct = 0;
-    for (const [code, flags] of codes) if (isErrorCode(code)) for (const pct of flags.values()) errorPct += pct;
-    let errorRate = protocol === 'tcp' ? 0 : errorPct / 100;
-    if (protocol === 'grpc' && rates.grpcPercentErr) errorRate = Math.max(errorRate, num(rates.grpcPercentErr) / 100);
+    const errorRate = apiErrorRate(rates, protocol);
     const key = `${source}->${target}:${protocol}`;
     let edge = folded.get(key);
     if (!edge) {
@@ -385,8 +396,25 @@ export async function mount(root, ctx) {
   const refresh = pick(ctx.params.get('refresh'), REFRESH, 'off');
   const windowSeconds = parseWindow(windowParam);
   const state = { model: null, cy: null, selected: null, panel: null, timer: null, loadSeq: 0, destroyed: false, lastError: null };
+  // The selection the URL asks for, opened once the graph it belongs to is shown.
+  let wanted = ctx.params.get('edge') ? { kind: 'edge', id: ctx.params.get('edge') } : ctx.params.get('node') ? { kind: 'node', id: ctx.params.get('node') } : null;
 
-  const setAll = (change) => ctx.setParams({ window: windowParam, graphType: type, refresh, ...change });
+  // Another window or refresh keeps the selection (same ids); another graph type drops it.
+  const setAll = (change) => {
+    const keep = state.selected && (!change.graphType || change.graphType === type) ? { [state.selected.kind]: state.selected.id } : {};
+    ctx.setParams({ window: windowParam, graphType: type, refresh, ...keep, ...change });
+  };
+
+  /** Writes the selection into the URL as a new history entry (Back undoes it). */
+  function pushSelection(selected) {
+    const params = new URLSearchParams(location.search);
+    params.delete('node');
+    params.delete('edge');
+    if (selected) params.set(selected.kind, selected.id);
+    const qs = params.toString();
+    const href = location.pathname + (qs ? `?${qs}` : '');
+    if (href !== location.pathname + location.search) history.pushState(null, '', href);
+  }
   const select = (id, label, value, options, onchange) =>
     h('label', { class: 'field' }, label, h('select', { id, onchange: (e) => onchange(e.target.value) }, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text))));
 
@@ -510,6 +538,12 @@ export async function mount(root, ctx) {
     renderLists(model);
     canvas.setAttribute('aria-label', `Service graph of the last ${windowParam}: ${model.nodes.size} nodes and ${model.edges.length} edges. Every node and edge is also listed in the tables below the graph.`);
     if (state.panel) state.panel.update(model);
+    if (wanted) {
+      // From the URL (a shared link, a reload, Back/Forward): no new history entry.
+      const { kind, id } = wanted;
+      wanted = null;
+      openDetail(kind, id, { history: false, focus: false });
+    }
     view.dataset.state = 'graph';
     view.dataset.ready = 'true';
   }
@@ -523,7 +557,7 @@ export async function mount(root, ctx) {
       state.cy.on('tap', 'node', (e) => openDetail('node', e.target.id()));
       state.cy.on('tap', 'edge', (e) => openDetail('edge', e.target.id()));
       state.cy.on('tap', (e) => {
-        if (e.target === state.cy) closePanel(false);
+        if (e.target === state.cy) closePanel(false, { history: true });
       });
       state.cy.on('mouseover', 'node', (e) => {
         const hood = e.target.closedNeighborhood();
@@ -638,7 +672,8 @@ export async function mount(root, ctx) {
 
   /* ----- the side panel ----- */
 
-  function openDetail(kind, id) {
+  /** Opens the panel of a node or edge; `history`: record it in the URL (a user's click). */
+  function openDetail(kind, id, { history: record = true, focus = true } = {}) {
     if (!state.model) return;
     const exists = kind === 'edge' ? state.model.edges.some((e) => e.id === id) : state.model.nodes.has(id);
     if (!exists) return;
@@ -648,21 +683,24 @@ export async function mount(root, ctx) {
     }
     closePanel(false);
     state.selected = { kind, id };
+    if (record) pushSelection(state.selected);
     if (state.cy) {
       state.cy.elements().unselect();
       state.cy.getElementById(id).select();
     }
     for (const row of lists.querySelectorAll('.graph-edge')) row.setAttribute('aria-selected', String(kind === 'edge' && row.dataset.id === id));
-    state.panel = detailPanel({ kind, id, model: state.model, windowParam, windowSeconds, type, onClose: () => closePanel(), onOpen: openDetail });
+    state.panel = detailPanel({ kind, id, model: state.model, windowParam, windowSeconds, type, onClose: () => closePanel(true, { history: true }), onOpen: (k, i) => openDetail(k, i) });
     view.classList.add('has-detail');
     view.append(state.panel.el);
     refitIfClipped();
-    state.panel.focus();
+    if (focus) state.panel.focus();
   }
 
-  function closePanel(restoreFocus = true) {
+  /** Closes the panel; `history`: record it in the URL (the user closed it). */
+  function closePanel(restoreFocus = true, { history: record = false } = {}) {
     if (!state.panel) return;
     const { kind, id } = state.panel;
+    if (record) pushSelection(null);
     state.panel.destroy();
     state.panel = null;
     state.selected = null;
@@ -678,7 +716,7 @@ export async function mount(root, ctx) {
   }
 
   const onKey = (event) => {
-    if (event.key === 'Escape' && state.panel && !event.defaultPrevented && !document.querySelector('dialog[open]')) closePanel();
+    if (event.key === 'Escape' && state.panel && !event.defaultPrevented && !document.querySelector('dialog[open]')) closePanel(true, { history: true });
   };
   document.addEventListener('keydown', onKey);
 
@@ -717,7 +755,7 @@ function renderLegend(type) {
     'details',
     { class: 'graph-legend', id: 'graph-legend', open: true },
     h('summary', {}, 'Legend'),
-    h('div', { class: 'small' }, 'Edge colour: error rate (5xx or no response; gRPC errors)'),
+    h('div', { class: 'small' }, 'Edge colour: error rate, as Kiali counts it: responses 4xx and 5xx (429 rate limited too) and requests without a response; gRPC: non-OK status'),
     h('ul', {}, item('level-ok', `Healthy: ${t.ok}`), item('level-warn', `Degraded: ${t.warn}`), item('level-error', `Failing: ${t.error}`), item('level-tcp', 'TCP (bytes/s)')),
     h('div', { class: 'small' }, 'Edge label: requests/s over the window (+ error %); width grows with rate. Node border: errors of its inbound traffic.'),
     h(
@@ -772,7 +810,7 @@ function codesTable(codes) {
   const sorted = [...codes.entries()].sort(([a], [b]) => (a === '-' ? 1 : b === '-' ? -1 : a.localeCompare(b, undefined, { numeric: true })));
   for (const [code, flags] of sorted) {
     for (const [flag, pct] of [...flags.entries()].sort((a, b) => b[1] - a[1])) {
-      const error = isErrorCode(code);
+      const error = isServerErrorCode(code);
       const four = /^4/.test(code);
       rows.push(
         h(

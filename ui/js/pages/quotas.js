@@ -21,6 +21,12 @@ const TOKEN_KEY = 'meshtel.adminToken';
 const USAGE_EVERY_MS = 3000;
 const LIST_EVERY_MS = 15000;
 const MAX_POLLED = 50;
+// Usage counts what the collector decided: Check calls and tokens, not requests.
+const USAGE_HINT =
+  'Usage counts Check decisions and tokens, not requests: a proxy leases tokens ahead, and after one denied Check answers the requests that follow with 429 by itself until the window resets. Requests answered 429 are istio_requests_total{response_code="429",response_flags="RL"} on the collector\'s /metrics.';
+// Older servers answer granted / denied only.
+const tokensGranted = (u) => u.tokensGranted ?? u.granted ?? 0;
+const checksDenied = (u) => u.checksDenied ?? u.denied ?? 0;
 
 const EXAMPLE = `# A quota policy (YAML or JSON). Fields: README "Quotas".
 name: ratings-limit
@@ -503,6 +509,7 @@ export async function mount(root) {
         h('thead', {}, h('tr', {}, ['Policy', 'Match', 'Limit', 'Live usage', 'Changed', ''].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, rows),
       ),
+      h('p', { class: 'muted small quota-usage-hint' }, USAGE_HINT),
     );
     if (refocus) listBody.querySelector(refocus)?.focus();
   }
@@ -531,10 +538,10 @@ export async function mount(root) {
       h(
         'div',
         { class: 'quota-usage-line' },
-        h('span', { title: 'granted since the collector started' }, `${formatNumber(u.granted, 1)} granted`),
+        h('span', { title: 'tokens granted since the collector started; a proxy leases tokens ahead, so this counts leased tokens, used or not' }, `${formatNumber(tokensGranted(u), 1)} tokens granted`),
         ' · ',
-        h('span', { class: u.denied ? 'quota-denied' : 'muted', title: 'denied since the collector started' }, `${formatNumber(u.denied, 1)} denied`),
-        denying ? h('span', { class: 'badge badge-error quota-denying' }, `denying ${deniedRate >= 10 ? Math.round(deniedRate) : deniedRate.toFixed(1)}/s`) : null,
+        h('span', { class: checksDenied(u) ? 'quota-denied' : 'muted', title: `Check decisions that denied since the collector started. ${USAGE_HINT}` }, `${formatNumber(checksDenied(u), 1)} checks denied`),
+        denying ? h('span', { class: 'badge badge-error quota-denying' }, `denying ${deniedRate >= 10 ? Math.round(deniedRate) : deniedRate.toFixed(1)} checks/s`) : null,
       ),
       busiest && !policy.unlimited
         ? h(
@@ -573,7 +580,7 @@ export async function mount(root) {
       'table',
       { class: 'data quota-keys' },
       h('caption', { class: 'muted small' }, `Busiest ${u.keys.length} of ${u.keyCount} counters`),
-      h('thead', {}, h('tr', {}, ['Dimensions', 'Used / limit', 'Resets in', 'Granted', 'Denied'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('thead', {}, h('tr', {}, ['Dimensions', 'Used / limit', 'Resets in', 'Tokens granted', 'Checks denied'].map((t) => h('th', { scope: 'col' }, t)))),
       h(
         'tbody',
         {},
@@ -584,8 +591,8 @@ export async function mount(root) {
             h('td', { class: 'mono small' }, Object.entries(k.dimensions || {}).map(([d, v]) => `${d}=${v || '""'}`).join(' ') || k.key),
             h('td', {}, h('meter', { min: 0, max: Math.max(1, k.limit), value: Math.min(k.used, k.limit), high: Math.max(1, k.limit) * 0.8, optimum: 0 }), ` ${k.used} / ${k.limit}`),
             h('td', {}, `${(k.resetAfterMs / 1000).toFixed(1)}s`),
-            h('td', {}, formatNumber(k.granted, 1)),
-            h('td', { class: k.denied ? 'quota-denied' : null }, formatNumber(k.denied, 1)),
+            h('td', {}, formatNumber(tokensGranted(k), 1)),
+            h('td', { class: checksDenied(k) ? 'quota-denied' : null }, formatNumber(checksDenied(k), 1)),
           ),
         ),
       ),
@@ -612,8 +619,8 @@ export async function mount(root) {
           const { body } = await request('GET', `/api/quotas/${encodeURIComponent(name)}/usage`, { params: { limit }, token });
           const now = Date.now();
           const prev = state.previous.get(name);
-          const deniedRate = prev && now > prev.at ? Math.max(0, (body.denied - prev.denied) / ((now - prev.at) / 1000)) : 0;
-          state.previous.set(name, { denied: body.denied, granted: body.granted, at: now });
+          const deniedRate = prev && now > prev.at ? Math.max(0, (checksDenied(body) - prev.denied) / ((now - prev.at) / 1000)) : 0;
+          state.previous.set(name, { denied: checksDenied(body), granted: tokensGranted(body), at: now });
           state.usage.set(name, { body, deniedRate });
         } catch (error) {
           if (error.status === 503) state.usageUnavailable = error.message;

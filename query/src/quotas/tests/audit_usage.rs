@@ -141,6 +141,22 @@ async fn quotas_usage_from_the_engine_or_503() {
         (r.body["granted"].as_u64(), r.body["keyCount"].as_u64()),
         (Some(7), Some(3))
     );
+    // Named for what the engine counts: tokens and Check decisions, not requests.
+    assert_eq!(
+        (
+            r.body["tokensGranted"].as_u64(),
+            r.body["checksDenied"].as_u64()
+        ),
+        (Some(7), Some(2))
+    );
+    assert_eq!(
+        (
+            r.body["keys"][0]["tokensGranted"].as_u64(),
+            r.body["keys"][0]["checksDenied"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
+    assert_eq!(r.body["denied"], 2, "the older name stays");
     assert_eq!(r.body["keys"].as_array().unwrap().len(), 2);
     assert_eq!(r.body["keys"][0]["dimensions"], json!({"user": "u0"}));
     assert_eq!(r.body["keys"][0]["resetAfterMs"], 400);
@@ -158,7 +174,7 @@ async fn quotas_usage_from_the_engine_or_503() {
     let r = call(&f.app, Method::GET, "/api/quotas/fresh/usage", &[], "").await;
     assert_eq!(
         r.body,
-        json!({"name":"fresh","granted":0,"denied":0,"keys":[],"keyCount":0})
+        json!({"name":"fresh","tokensGranted":0,"checksDenied":0,"granted":0,"denied":0,"keys":[],"keyCount":0})
     );
     let r = call(&f.app, Method::GET, "/api/quotas/q/usage?limit=x", &[], "").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
