@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use meshtel_store::WalSync;
 
 use crate::bench::BenchCommand;
 use crate::config::Config;
+use crate::server::Role;
 
 /// meshtel: a telemetry collector and trace store for service meshes.
 #[derive(Debug, Parser)]
@@ -54,6 +55,47 @@ pub enum Command {
     Demo(crate::demo::DemoCommand),
 }
 
+impl Command {
+    /// Whether the subcommand runs servers until a signal (`serve`, `collector`,
+    /// `query`, `proxy`, `demo` without a subcommand) rather than printing and ending.
+    pub fn serves(&self) -> bool {
+        match self {
+            Command::Serve(_) | Command::Collector(_) | Command::Query(_) | Command::Proxy(_) => {
+                true
+            }
+            Command::Demo(demo) => demo.action.is_none(),
+            Command::Bench(_) | Command::Quota(_) | Command::Rules(_) => false,
+        }
+    }
+}
+
+/// For the subcommands that print and end ([`Command::serves`] is false): a reader
+/// that closes the pipe early (`meshtel rules check DIR | head -1`) ends the process
+/// quietly with status 0, as ripgrep does, instead of a "failed printing to stdout:
+/// Broken pipe" panic and status 101. Rust ignores SIGPIPE, and the workspace forbids
+/// the `unsafe` call that would set it back to its default, so the panic `println!`
+/// raises on a closed stdout is recognised here; any other panic goes to the default
+/// hook.
+pub fn end_quietly_on_broken_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(is_broken_stdout_panic) {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
+}
+
+/// The message of `println!`'s panic when stdout's reader has gone.
+fn is_broken_stdout_panic(message: &str) -> bool {
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
+}
+
 /// Every setting of the config file, shown under `--help`.
 const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTEL_* variables override it:
   data_dir = "./meshtel-data"
@@ -77,6 +119,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_spans_per_request = 100000   # over: 400 / INVALID_ARGUMENT
               max_attributes_per_span = 128    # extra ones dropped and counted
               max_attribute_value_bytes = "64 KiB"  # longer values truncated
+              max_name_bytes = "1 KiB"         # span/event names, attribute keys; longer ones cut
   [query]     base_path = ""                   # e.g. "/jaeger"
               max_search_limit = 1500          # cap on a search's limit
   [report]    max_records_per_batch = 10000    max_message_bytes = "8 MiB"
@@ -98,9 +141,18 @@ pub struct ProxyCommand {
     /// The proxy's settings.
     #[command(flatten)]
     pub proxy: meshtel_proxy::ProxyArgs,
-    /// Log format: "text" or "json".
-    #[arg(long, env = "MESHTEL_PROXY_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format.
+    #[arg(long, env = "MESHTEL_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Flags shared by `serve`, `collector` and `query`. Each overrides the config file;
@@ -155,10 +207,9 @@ pub struct ServerArgs {
     /// URL prefix of the query API, e.g. /jaeger [default: none]
     #[arg(long, env = "MESHTEL_QUERY_BASE_PATH")]
     pub query_base_path: Option<String>,
-    /// Log format: "text" or "json" [default: text]; the level comes from RUST_LOG
-    /// (default info).
-    #[arg(long, env = "MESHTEL_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "MESHTEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 fn parse_wal_sync(text: &str) -> Result<WalSync, String> {
@@ -172,6 +223,76 @@ fn parse_wal_sync(text: &str) -> Result<WalSync, String> {
 }
 
 impl ServerArgs {
+    /// The flags (or their variables) given that `role` has no use for, as
+    /// `--flag (MESHTEL_FLAG)`: a query process does not ingest or write, a collector
+    /// serves neither the query API nor the admin API. Listen addresses are left out:
+    /// one set of flags for every role is how the roles are started side by side.
+    pub fn ignored_flags(&self, role: Role) -> Vec<&'static str> {
+        let mut ignored = Vec::new();
+        let mut check = |given: bool, flag: &'static str| {
+            if given {
+                ignored.push(flag);
+            }
+        };
+        match role {
+            Role::All => {}
+            Role::Query => {
+                check(self.wal_sync.is_some(), "--wal-sync (MESHTEL_WAL_SYNC)");
+                check(
+                    self.wal_sync_interval.is_some(),
+                    "--wal-sync-interval (MESHTEL_WAL_SYNC_INTERVAL)",
+                );
+                check(
+                    self.flush_interval.is_some(),
+                    "--flush-interval (MESHTEL_FLUSH_INTERVAL)",
+                );
+                check(
+                    self.retention_max_age.is_some(),
+                    "--retention-max-age (MESHTEL_RETENTION_MAX_AGE)",
+                );
+                check(
+                    self.retention_max_bytes.is_some(),
+                    "--retention-max-bytes (MESHTEL_RETENTION_MAX_BYTES)",
+                );
+                check(
+                    self.max_request_bytes.is_some(),
+                    "--max-request-bytes (MESHTEL_MAX_REQUEST_BYTES)",
+                );
+                check(
+                    self.max_spans_per_request.is_some(),
+                    "--max-spans-per-request (MESHTEL_MAX_SPANS_PER_REQUEST)",
+                );
+            }
+            Role::Collector => {
+                check(
+                    self.query_base_path.is_some(),
+                    "--query-base-path (MESHTEL_QUERY_BASE_PATH)",
+                );
+                check(
+                    self.admin_token.as_ref().is_some_and(|t| !t.is_empty()),
+                    "--admin-token (MESHTEL_ADMIN_TOKEN)",
+                );
+            }
+        }
+        ignored
+    }
+
+    /// Logs one WARN for each flag `role` ignores ([`Self::ignored_flags`]).
+    pub fn warn_ignored_flags(&self, role: Role) {
+        let subcommand = match role {
+            Role::All => "serve",
+            Role::Collector => "collector",
+            Role::Query => "query",
+        };
+        for flag in self.ignored_flags(role) {
+            tracing::warn!(
+                flag,
+                role = subcommand,
+                "flag ignored: this role does not use it"
+            );
+        }
+    }
+
     /// The config file with every flag and variable applied on top.
     pub fn resolve(&self) -> anyhow::Result<Config> {
         let mut c = Config::load(self.config.as_deref())?;

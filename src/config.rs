@@ -129,10 +129,10 @@ impl HttpServerConfig {
     /// Both timeouts must be positive.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.header_read_timeout.is_zero() {
-            anyhow::bail!("http.header_read_timeout must be positive");
+            anyhow::bail!("invalid configuration: [http] header_read_timeout must be positive");
         }
         if self.body_read_timeout.is_zero() {
-            anyhow::bail!("http.body_read_timeout must be positive");
+            anyhow::bail!("invalid configuration: [http] body_read_timeout must be positive");
         }
         Ok(())
     }
@@ -203,7 +203,9 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }
 
-    /// Checks every section; the store gets the top-level data directory.
+    /// Checks every section, and the settings that bound each other, before anything
+    /// is created or written (the admin token, the data directory); the store gets the
+    /// top-level data directory.
     pub fn finish(mut self) -> anyhow::Result<Config> {
         self.store.data_dir = self.data_dir.clone();
         self.store.validate()?;
@@ -211,7 +213,20 @@ impl Config {
         self.query.validate()?;
         self.report.validate()?;
         self.edges.validate()?;
+        self.quota.validate()?;
         self.http.validate()?;
+        // A request of the largest size allowed must fit in the WAL write queue, or it
+        // would be refused on an idle server every time it is retried.
+        if self.store.max_queued_bytes.as_u64() < self.ingest.max_request_bytes.as_u64() {
+            anyhow::bail!(
+                "invalid configuration: [store] max_queued_bytes ({}) is smaller than \
+                 [ingest] max_request_bytes ({}); a request of the largest allowed size \
+                 could never be queued for the WAL: raise max_queued_bytes or lower \
+                 max_request_bytes",
+                self.store.max_queued_bytes,
+                self.ingest.max_request_bytes
+            );
+        }
         Ok(self)
     }
 }
@@ -263,6 +278,60 @@ base_path = "/jaeger"
         let end = body.find("```").expect("config example is closed");
         let config: Config = toml::from_str(&body[..end]).unwrap();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn a_write_queue_smaller_than_a_request_is_refused_naming_both() {
+        let text =
+            "[store]\nmax_queued_bytes = \"1 MiB\"\n[ingest]\nmax_request_bytes = \"2 MiB\"\n";
+        let config: Config = toml::from_str(text).unwrap();
+        let err = config.finish().unwrap_err().to_string();
+        for needle in [
+            "[store] max_queued_bytes",
+            "[ingest] max_request_bytes",
+            "1.0 MiB",
+            "2.0 MiB",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        let equal: Config = toml::from_str("[store]\nmax_queued_bytes = \"16 MiB\"\n").unwrap();
+        equal.finish().unwrap();
+    }
+
+    #[test]
+    fn every_section_is_checked_before_start_and_named_as_the_file_spells_it() {
+        for (text, expected) in [
+            ("[quota]\nmax_keys = 0\n", "[quota] max_keys"),
+            (
+                "[report]\nmax_records_per_batch = 0\n",
+                "[report] max_records_per_batch must be",
+            ),
+            (
+                "[report]\nmax_message_bytes = \"100 B\"\n",
+                "[report] max_message_bytes",
+            ),
+            ("[edges]\nbucket = \"0s\"\n", "[edges] bucket"),
+            ("[store]\nflush_rows = 0\n", "[store] flush_rows"),
+            (
+                "[store]\nmax_queued_bytes = 0\n",
+                "[store] max_queued_bytes",
+            ),
+            (
+                "[ingest]\nmax_spans_per_request = 0\n",
+                "[ingest] max_spans_per_request",
+            ),
+            (
+                "[http]\nbody_read_timeout = \"0s\"\n",
+                "[http] body_read_timeout",
+            ),
+        ] {
+            let config: Config = toml::from_str(text).unwrap();
+            let err = format!("{:#}", config.finish().unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+            for wrong in ["ingest configuration", "store config", "quota.", "edges."] {
+                assert!(!err.contains(wrong), "{text}: {err}");
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod signal;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, LogFormat};
 
 /// mimalloc: less fragmentation than glibc's allocator under many threads building and
 /// dropping Arrow batches, so the collector's resident memory tracks what it holds.
@@ -29,54 +29,67 @@ fn colour_logs() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     init_tracing_with_default(format, "info");
 }
 
-/// As [`init_tracing`], with `default_filter` when RUST_LOG is not set.
-fn init_tracing_with_default(format: &str, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+/// As [`init_tracing`], with `default_filter` when RUST_LOG is not set. A RUST_LOG that
+/// does not parse falls back to `default_filter` with one warning naming it.
+fn init_tracing_with_default(format: LogFormat, default_filter: &str) {
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok().filter(|v| !v.trim().is_empty());
+    let (filter, refused) = match rust_log.as_deref().map(EnvFilter::try_new) {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(error)) => (EnvFilter::new(default_filter), Some(error)),
+        None => (EnvFilter::new(default_filter), None),
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour_logs());
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    if let (Some(error), Some(value)) = (refused, rust_log) {
+        tracing::warn!(rust_log = %value, %error, fallback = default_filter, "RUST_LOG is not a valid filter; using the default");
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if !cli.command.serves() {
+        cli::end_quietly_on_broken_stdout();
+    }
     match cli.command {
         Command::Serve(args) => {
-            init_tracing(&args.log_format);
+            init_tracing(args.log_format);
             server::run(args.resolve()?, Role::All).await
         }
         Command::Collector(args) => {
-            init_tracing(&args.log_format);
+            init_tracing(args.log_format);
+            args.warn_ignored_flags(Role::Collector);
             server::run(args.resolve()?, Role::Collector).await
         }
         Command::Query(args) => {
-            init_tracing(&args.log_format);
+            init_tracing(args.log_format);
+            args.warn_ignored_flags(Role::Query);
             server::run(args.resolve()?, Role::Query).await
         }
         Command::Proxy(args) => {
-            init_tracing(&args.log_format);
+            init_tracing(args.log_format);
             let config = args.proxy.into_config()?;
             Ok(meshtel_proxy::run(config, signal::shutdown_signal()).await?)
         }
         Command::Bench(bench) => {
-            init_tracing("text");
+            init_tracing(LogFormat::Text);
             bench::run(bench).await
         }
         Command::Quota(command) => {
-            init_tracing("text");
+            init_tracing(LogFormat::Text);
             quota_cli::run(command).await
         }
         Command::Rules(command) => rules_cli::run(command),
         Command::Demo(command) => {
             // The demo's guide and traffic lines are the output; logs only for trouble.
-            init_tracing_with_default(&command.run.server.log_format, "warn,meshtel::demo=info");
+            init_tracing_with_default(command.run.server.log_format, "warn,meshtel::demo=info");
             demo::run(command).await
         }
     }

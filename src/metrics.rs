@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use meshtel_collector::{MeshMetrics, QuotaEngine};
+use meshtel_collector::{IngestMetrics, MeshMetrics, QuotaEngine};
 use meshtel_store::{EdgeRollups, TraceStore};
 
 use crate::http_server::HttpTimeoutMetrics;
@@ -27,6 +27,8 @@ use prometheus::{Counter, Encoder, IntCounter, IntGauge, Opts, Registry, TextEnc
 pub struct Sources {
     /// The trace store.
     pub store: TraceStore,
+    /// Refused ingest requests and rejected spans, on a collector.
+    pub ingest: Option<IngestMetrics>,
     /// The mesh metrics, on a collector.
     pub mesh: Option<MeshMetrics>,
     /// The service-graph edge rollups, on a collector.
@@ -112,6 +114,11 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
     let s = sources.store.stats();
     let registry = Registry::new();
     let _ = registry.register(sources.http_timeouts.collector());
+    if let Some(ingest) = &sources.ingest {
+        for collector in ingest.collectors() {
+            let _ = registry.register(collector);
+        }
+    }
     let counter = |name: &str, help: &str, v: u64| {
         if let Ok(c) = IntCounter::with_opts(Opts::new(name, help)) {
             c.inc_by(v);

@@ -3,6 +3,7 @@
 //! SIGTERM stops accepting, lets in-flight requests finish, flushes the head and exits.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -86,8 +87,22 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         extra_query_routes,
         listening,
     } = options;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    if role == Role::Query {
+        require_data_dir_of_a_collector(&config.data_dir)?;
+    } else {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    }
+    // `serve` writes listeners.json; split roles sharing one data directory each write
+    // their own file so that neither overwrites (or deletes) the other's.
+    let listeners_path = config.data_dir.join(match role {
+        Role::All => "listeners.json",
+        Role::Collector => "listeners-collector.json",
+        Role::Query => "listeners-query.json",
+    });
+    // A file left by a process that was killed names its dead ports: gone before this
+    // one binds, so a reader waiting for the file never reads stale addresses.
+    remove_stale_listeners_file(&listeners_path)?;
     let mut listeners = Listeners::default();
     let mut ingest_listeners = None;
     if role.ingests() {
@@ -131,22 +146,17 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             .await
             .context("opening the quota policy repository")?,
     );
+    // Every setting was checked by `Config::finish` before this point: a token
+    // generated here is never followed by a configuration error that hides it.
     if role.queries()
         && let Some(token) =
             meshtel_query::ensure_admin_token(quota_repo.as_ref(), config.admin.token.as_deref())
                 .await
                 .context("creating the admin token")?
     {
-        eprintln!(
-            "meshtel: generated admin token (shown once, only its SHA-256 is stored): {token}\n\
-             meshtel: use it as MESHTEL_ADMIN_TOKEN for `meshtel quota` or as `Authorization: Bearer` on /api/quotas"
-        );
+        show_generated_admin_token(&token, &config.data_dir.join("meshtel.db"));
     }
     let quota_engine = if role.ingests() {
-        config
-            .quota
-            .validate()
-            .context("invalid [quota] settings")?;
         let engine = Arc::new(
             meshtel_collector::QuotaEngine::with_system_clock(config.quota.clone())
                 .context("starting the quota engine")?,
@@ -182,8 +192,13 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             report_config.clone(),
         );
         let sink: Arc<dyn SpanSink> = Arc::new(store.clone());
-        let grpc_service =
-            meshtel_collector::otlp_grpc_service(sink.clone(), config.ingest.clone());
+        // One set of refusal counters for the three ingest servers.
+        let ingest_metrics = meshtel_collector::IngestMetrics::new()?;
+        let grpc_service = meshtel_collector::otlp_grpc_service_with_metrics(
+            sink.clone(),
+            config.ingest.clone(),
+            ingest_metrics.clone(),
+        );
         let engine = quota_engine.clone();
         let report_service = meshtel_collector::mixer_grpc_service(reports, engine.clone());
         let rls_service = engine.clone().map(meshtel_collector::rls_grpc_service);
@@ -205,14 +220,19 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 .await
                 .context("OTLP gRPC server")
         });
-        let http_app = meshtel_collector::otlp_http_router(sink.clone(), config.ingest.clone())
-            .merge(metrics::router(metrics::Sources {
-                store: store.clone(),
-                mesh: Some(mesh_metrics),
-                edges: Some(edges.clone()),
-                quota: quota_engine.clone(),
-                http_timeouts: http_timeouts.clone(),
-            }));
+        let http_app = meshtel_collector::otlp_http_router_with_metrics(
+            sink.clone(),
+            config.ingest.clone(),
+            ingest_metrics.clone(),
+        )
+        .merge(metrics::router(metrics::Sources {
+            store: store.clone(),
+            ingest: Some(ingest_metrics.clone()),
+            mesh: Some(mesh_metrics),
+            edges: Some(edges.clone()),
+            quota: quota_engine.clone(),
+            http_timeouts: http_timeouts.clone(),
+        }));
         servers.spawn(serve(
             http,
             http_app,
@@ -221,7 +241,11 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             &stop_rx,
             "otlp_http",
         ));
-        let zipkin_app = meshtel_collector::zipkin_router(sink, config.ingest.clone());
+        let zipkin_app = meshtel_collector::zipkin_router_with_metrics(
+            sink,
+            config.ingest.clone(),
+            ingest_metrics,
+        );
         servers.spawn(serve(
             zipkin,
             zipkin_app,
@@ -258,15 +282,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         ));
     }
 
-    // `serve` writes listeners.json; split roles sharing one data directory each write
-    // their own file so that neither overwrites (or deletes) the other's.
-    let listeners_path = config.data_dir.join(match role {
-        Role::All => "listeners.json",
-        Role::Collector => "listeners-collector.json",
-        Role::Query => "listeners-query.json",
-    });
-    std::fs::write(&listeners_path, serde_json::to_vec_pretty(&listeners)?)
-        .with_context(|| format!("writing {}", listeners_path.display()))?;
+    write_listeners_file(&listeners_path, &listeners)?;
     // "-" for a listener this role does not run.
     let shown = |addr: Option<SocketAddr>| addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
     info!(
@@ -322,6 +338,81 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     let _ = std::fs::remove_file(&listeners_path);
     info!("stopped");
     result
+}
+
+/// `meshtel query` only reads what a collector writes: on a data directory that does
+/// not exist (a typo, an unmounted volume) it would create an empty one and answer
+/// every search with nothing. Refuses to start instead, naming the path.
+fn require_data_dir_of_a_collector(data_dir: &Path) -> anyhow::Result<()> {
+    let database = data_dir.join("meshtel.db");
+    if !data_dir.is_dir() {
+        anyhow::bail!(
+            "data directory {} does not exist; `meshtel query` only reads a data directory \
+             that a collector (`meshtel collector` or `meshtel serve`) creates: check \
+             --data-dir, or start the collector first",
+            data_dir.display()
+        );
+    }
+    if !database.is_file() {
+        anyhow::bail!(
+            "{} does not exist; `meshtel query` only reads a data directory that a \
+             collector (`meshtel collector` or `meshtel serve`) creates: check --data-dir, \
+             or start the collector first",
+            database.display()
+        );
+    }
+    Ok(())
+}
+
+/// Shows a generated admin token once, through the log so that JSON logs stay JSON:
+/// a WARN event with the token as a field. Only its SHA-256 is kept (in `database`).
+/// When WARN events are filtered out (`RUST_LOG=error`), it goes to stderr instead:
+/// the token is never lost.
+fn show_generated_admin_token(token: &str, database: &Path) {
+    const USE: &str = "use it as MESHTEL_ADMIN_TOKEN for `meshtel quota` or as \
+                       `Authorization: Bearer` on /api/quotas";
+    if tracing::enabled!(tracing::Level::WARN) {
+        tracing::warn!(
+            token,
+            digest_stored_in = %database.display(),
+            usage = USE,
+            "generated admin token, shown once: only its SHA-256 is stored"
+        );
+    } else {
+        eprintln!(
+            "meshtel: generated admin token (shown once, only its SHA-256 is stored in {}): \
+             {token}\nmeshtel: {USE}",
+            database.display()
+        );
+    }
+}
+
+/// Removes a listeners file left behind by an earlier process.
+fn remove_stale_listeners_file(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::debug!(path = %path.display(), "removed a stale listeners file");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing the stale {}", path.display())),
+    }
+}
+
+/// Writes the listeners file atomically: a temporary file in the same directory,
+/// renamed over the target, so a reader sees either no file or the whole of it.
+fn write_listeners_file(path: &Path, listeners: &Listeners) -> anyhow::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    std::fs::write(&temporary, serde_json::to_vec_pretty(listeners)?)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    if let Err(e) = std::fs::rename(&temporary, path) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e)
+            .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()));
+    }
+    Ok(())
 }
 
 async fn stop_signal(mut rx: watch::Receiver<bool>) {

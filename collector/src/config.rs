@@ -89,28 +89,28 @@ impl IngestLimits {
         let request = self.max_request_bytes.as_u64();
         if request == 0 || request > MAX_REQUEST_BYTES_CEILING {
             return Err(Error::InvalidConfig(format!(
-                "max_request_bytes must be between 1 byte and 4 GiB, got {}",
+                "[ingest] max_request_bytes must be between 1 byte and 4 GiB, got {}",
                 self.max_request_bytes
             )));
         }
         if self.max_spans_per_request == 0 {
             return Err(Error::InvalidConfig(
-                "max_spans_per_request must be at least 1".to_string(),
+                "[ingest] max_spans_per_request must be at least 1".to_string(),
             ));
         }
         if self.max_attributes_per_span == 0 {
             return Err(Error::InvalidConfig(
-                "max_attributes_per_span must be at least 1".to_string(),
+                "[ingest] max_attributes_per_span must be at least 1".to_string(),
             ));
         }
         if self.max_attribute_value_bytes.as_u64() == 0 {
             return Err(Error::InvalidConfig(
-                "max_attribute_value_bytes must be at least 1 byte".to_string(),
+                "[ingest] max_attribute_value_bytes must be at least 1 byte".to_string(),
             ));
         }
         if self.max_name_bytes.as_u64() == 0 {
             return Err(Error::InvalidConfig(
-                "max_name_bytes must be at least 1 byte".to_string(),
+                "[ingest] max_name_bytes must be at least 1 byte".to_string(),
             ));
         }
         Ok(())

@@ -13,8 +13,9 @@ use crate::rpc;
 /// Why an ingest request (or the collector's configuration) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A limit in the configuration is unusable.
-    #[error("invalid ingest configuration: {0}")]
+    /// A setting in the configuration is unusable; the message names the section and
+    /// key as the config file spells them (`[report] max_records_per_batch must be ...`).
+    #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// The body, as received or once decompressed, is larger than allowed.
     #[error("request body is larger than max_request_bytes ({limit} bytes)")]
@@ -77,6 +78,14 @@ pub enum Error {
         /// Suggested delay before a retry.
         retry_after: Duration,
     },
+    /// The request, encoded for the WAL, is larger than the whole WAL write queue
+    /// (`store.max_queued_bytes`): it can never be accepted, however long the client
+    /// waits, so no retry is advised. HTTP 413 / gRPC `RESOURCE_EXHAUSTED`.
+    #[error(
+        "request is larger than the whole WAL write queue (store.max_queued_bytes) once \
+         encoded; send smaller batches or raise store.max_queued_bytes"
+    )]
+    LargerThanWriteQueue,
     /// The span store cannot accept writes (shutting down, log not writable).
     #[error("span store unavailable")]
     Unavailable(#[source] WriteError),
@@ -112,6 +121,8 @@ impl From<ExportError> for Error {
 impl From<WriteError> for Error {
     fn from(error: WriteError) -> Self {
         match error {
+            // No wait makes room for it: permanent.
+            WriteError::LargerThanQueue { .. } => Error::LargerThanWriteQueue,
             WriteError::Overloaded { retry_after } => Error::Overloaded { retry_after },
             other @ WriteError::Unavailable(_) => Error::Unavailable(other),
         }
@@ -122,7 +133,7 @@ impl Error {
     /// The protocol-neutral code of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::RequestTooLarge { .. } => ErrorCode::TooLarge,
+            Error::RequestTooLarge { .. } | Error::LargerThanWriteQueue => ErrorCode::TooLarge,
             Error::TooManySpans { .. }
             | Error::TooManyRecords { .. }
             | Error::UnsupportedMediaType { .. }
@@ -226,6 +237,23 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("1500 ms"), "{}", status.message());
         assert!(!status.details().is_empty());
+    }
+
+    #[test]
+    fn a_write_larger_than_the_queue_is_permanent_and_names_the_setting() {
+        let error = Error::from(WriteError::LargerThanQueue {
+            queue_bytes: 1 << 20,
+        });
+        assert_eq!(error.http_status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error.retry_after(), None);
+        let status = error.grpc_status();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.details().is_empty(), "no RetryInfo");
+        assert!(
+            status.message().contains("store.max_queued_bytes"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

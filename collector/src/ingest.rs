@@ -14,23 +14,49 @@ use meshtel_model::{ExportSummary, SpanSink};
 use tracing::debug;
 
 use crate::config::IngestLimits;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::ingest_metrics::{IngestMetrics, Protocol, RefusalReason};
 
-/// What every ingest server shares: where spans go and the limits they must respect.
+/// What every ingest server shares: where spans go, the limits they must respect, and
+/// the counters of what they refuse.
 #[derive(Clone)]
 pub struct Ingest {
     sink: Arc<dyn SpanSink>,
     limits: Arc<IngestLimits>,
     span_limits: Arc<SpanLimits>,
+    protocol: Protocol,
+    metrics: Option<IngestMetrics>,
 }
 
 impl Ingest {
-    /// An ingest step writing to `sink` under `limits`.
-    pub fn new(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Self {
+    /// An ingest step of `protocol` writing to `sink` under `limits`, counting what it
+    /// refuses in `metrics` when given.
+    pub fn new(
+        sink: Arc<dyn SpanSink>,
+        limits: IngestLimits,
+        protocol: Protocol,
+        metrics: Option<IngestMetrics>,
+    ) -> Self {
         Ingest {
             sink,
             span_limits: Arc::new(limits.span_limits()),
             limits: Arc::new(limits),
+            protocol,
+            metrics,
+        }
+    }
+
+    /// Counts (and, within the rate limit, logs) a request refused with `error`.
+    pub fn refused(&self, error: &Error) {
+        if let Some(metrics) = &self.metrics {
+            metrics.request_refused(self.protocol, error);
+        }
+    }
+
+    /// Counts (and, within the rate limit, logs) a request refused for `reason`.
+    pub fn refused_for(&self, reason: RefusalReason, detail: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.refused_for(self.protocol, reason, detail);
         }
     }
 
@@ -48,7 +74,7 @@ impl Ingest {
     ) -> Result<ExportTraceServiceResponse> {
         let summary =
             write_resource_spans(self.sink.as_ref(), resource_spans, &self.span_limits).await?;
-        Ok(response(summary))
+        Ok(self.response(summary))
     }
 
     /// As [`Self::export`], for a protobuf `ExportTraceServiceRequest` not yet decoded:
@@ -59,7 +85,15 @@ impl Ingest {
             .sink
             .write_export_request(request, &self.span_limits)
             .await?;
-        Ok(response(summary))
+        Ok(self.response(summary))
+    }
+
+    /// The OTLP response for `summary`, its rejected spans counted.
+    fn response(&self, summary: ExportSummary) -> ExportTraceServiceResponse {
+        if let Some(metrics) = &self.metrics {
+            metrics.spans_rejected(self.protocol, summary.rejected_spans);
+        }
+        response(summary)
     }
 }
 

@@ -32,12 +32,14 @@
 //! Nothing here stores spans: that is the [`meshtel_model::SpanSink`] given to each
 //! constructor. A sink's `Overloaded` answer becomes gRPC `UNAVAILABLE` with
 //! `RetryInfo`, or HTTP 503 with `Retry-After`, so clients back off and retry.
+//! Whatever is refused is counted per protocol and reason ([`ingest_metrics`]).
 
 mod body;
 pub mod config;
 pub mod error;
 pub mod grpc_decode;
 pub mod ingest;
+pub mod ingest_metrics;
 pub mod mesh_metrics;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -51,14 +53,17 @@ pub use config::IngestLimits;
 pub use error::{Error, Result};
 pub use grpc_decode::InvalidArgumentOnDecodeError;
 pub use ingest::Ingest;
+pub use ingest_metrics::IngestMetrics;
 pub use mesh_metrics::{MeshMetrics, MeshMetricsConfig};
 pub use meshtel_model::validate;
-pub use otlp_grpc::{OtlpGrpcServer, OtlpTraceService, otlp_grpc_service};
-pub use otlp_http::otlp_http_router;
+pub use otlp_grpc::{
+    OtlpGrpcServer, OtlpTraceService, otlp_grpc_service, otlp_grpc_service_with_metrics,
+};
+pub use otlp_http::{otlp_http_router, otlp_http_router_with_metrics};
 pub use quota::{
     QuotaConfig, QuotaEngine, rls_grpc_service, spawn_policy_sync, spawn_quota_sweeper,
 };
 pub use report::{
     MixerService, ReportConfig, ReportService, Reports, mixer_grpc_service, report_grpc_service,
 };
-pub use zipkin::zipkin_router;
+pub use zipkin::{zipkin_router, zipkin_router_with_metrics};

@@ -228,7 +228,7 @@ impl MeshMetrics {
     pub fn new(config: &MeshMetricsConfig) -> Result<MeshMetrics> {
         if config.max_series == 0 {
             return Err(Error::InvalidConfig(
-                "mesh.max_series must be at least 1".into(),
+                "[report] metrics.max_series must be at least 1".into(),
             ));
         }
         let registry = Registry::new();

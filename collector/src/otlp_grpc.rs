@@ -18,6 +18,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -33,6 +34,7 @@ use crate::grpc_decode::decode_error_to_invalid_argument;
 
 use crate::config::IngestLimits;
 use crate::ingest::Ingest;
+use crate::ingest_metrics::{IngestMetrics, Protocol, RefusalReason};
 
 /// The gRPC path of `TraceService/Export`.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -41,14 +43,27 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 #[derive(Clone)]
 pub struct OtlpTraceService {
     ingest: Ingest,
+    /// Set when the handler ran for the call this clone serves: a failed call whose
+    /// handler did not run was refused by tonic (too large, undecodable).
+    handled: Arc<AtomicBool>,
 }
 
 impl OtlpTraceService {
     /// A service writing to `sink` under `limits`.
     pub fn new(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Self {
+        Self::with_ingest(Ingest::new(sink, limits, Protocol::OtlpGrpc, None))
+    }
+
+    fn with_ingest(ingest: Ingest) -> Self {
         OtlpTraceService {
-            ingest: Ingest::new(sink, limits),
+            ingest,
+            handled: Arc::default(),
         }
+    }
+
+    /// A clone for one call, with its own `handled` flag.
+    fn for_one_call(&self) -> Self {
+        Self::with_ingest(self.ingest.clone())
     }
 }
 
@@ -59,12 +74,14 @@ impl UnaryService<Bytes> for OtlpTraceService {
     >;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        self.handled.store(true, Ordering::Relaxed);
         let ingest = self.ingest.clone();
         let export = async move {
             match ingest.export_protobuf(request.into_inner()).await {
                 Ok(response) => Ok(tonic::Response::new(response)),
                 Err(error) => {
                     debug!(error = %error, "export refused");
+                    ingest.refused(&error);
                     Err(error.grpc_status())
                 }
             }
@@ -116,11 +133,27 @@ pub struct OtlpGrpcServer {
     max_message_bytes: usize,
 }
 
-/// Builds the OTLP gRPC trace service over `sink` with `limits`.
+/// Builds the OTLP gRPC trace service over `sink` with `limits`. Refusals are not
+/// counted; see [`otlp_grpc_service_with_metrics`].
 pub fn otlp_grpc_service(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> OtlpGrpcServer {
     let max_message_bytes = limits.max_request_bytes_usize();
     OtlpGrpcServer {
         service: OtlpTraceService::new(sink, limits),
+        max_message_bytes,
+    }
+}
+
+/// As [`otlp_grpc_service`], counting refused requests (those tonic refuses before the
+/// handler included) and rejected spans in `metrics`.
+pub fn otlp_grpc_service_with_metrics(
+    sink: Arc<dyn SpanSink>,
+    limits: IngestLimits,
+    metrics: IngestMetrics,
+) -> OtlpGrpcServer {
+    let max_message_bytes = limits.max_request_bytes_usize();
+    let ingest = Ingest::new(sink, limits, Protocol::OtlpGrpc, Some(metrics));
+    OtlpGrpcServer {
+        service: OtlpTraceService::with_ingest(ingest),
         max_message_bytes,
     }
 }
@@ -146,7 +179,9 @@ where
         if request.uri().path() != EXPORT_PATH {
             return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
         }
-        let service = self.service.clone();
+        let service = self.service.for_one_call();
+        let handled = service.handled.clone();
+        let ingest = service.ingest.clone();
         let mut grpc = Grpc::new(ExportCodec)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
@@ -155,8 +190,27 @@ where
             let mut response = grpc.unary(service, request).await;
             out_of_range_to_resource_exhausted(response.headers_mut());
             decode_error_to_invalid_argument(response.headers_mut());
+            if !handled.load(Ordering::Relaxed) {
+                count_refused_before_the_handler(&ingest, response.headers());
+            }
             Ok(response)
         })
+    }
+}
+
+/// Counts a call tonic answered with an error before the handler ran (a trailers-only
+/// answer: `grpc-status` in the headers).
+fn count_refused_before_the_handler(ingest: &Ingest, headers: &http::HeaderMap) {
+    let code = headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok());
+    if let Some(code) = code.filter(|code| *code != tonic::Code::Ok as i32) {
+        let detail = headers
+            .get("grpc-message")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        ingest.refused_for(RefusalReason::of_grpc_code(code), detail);
     }
 }
 

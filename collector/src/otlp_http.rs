@@ -24,12 +24,13 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use meshtel_model::SpanSink;
 use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use tracing::{debug, instrument, warn};
+use tracing::{debug, instrument};
 
 use crate::body::{media_type, read_body_limited};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
+use crate::ingest_metrics::{IngestMetrics, Protocol, RefusalReason};
 use crate::otlp_json::{
     decode_export_request_json, encode_export_response_json, encode_status_json,
 };
@@ -40,8 +41,22 @@ const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Builds the OTLP/HTTP router over `sink` with `limits`: `POST /v1/traces`,
-/// `GET /healthz`, `GET /readyz`.
+/// `GET /healthz`, `GET /readyz`. Refusals are not counted; see
+/// [`otlp_http_router_with_metrics`].
 pub fn otlp_http_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router {
+    router(Ingest::new(sink, limits, Protocol::OtlpHttp, None))
+}
+
+/// As [`otlp_http_router`], counting refused requests and rejected spans in `metrics`.
+pub fn otlp_http_router_with_metrics(
+    sink: Arc<dyn SpanSink>,
+    limits: IngestLimits,
+    metrics: IngestMetrics,
+) -> Router {
+    router(Ingest::new(sink, limits, Protocol::OtlpHttp, Some(metrics)))
+}
+
+fn router(ingest: Ingest) -> Router {
     Router::new()
         .route(
             "/v1/traces",
@@ -49,7 +64,7 @@ pub fn otlp_http_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router
         )
         .route("/healthz", get(ok))
         .route("/readyz", get(ok))
-        .with_state(Ingest::new(sink, limits))
+        .with_state(ingest)
 }
 
 /// The two OTLP/HTTP encodings; responses use the request's.
@@ -80,6 +95,10 @@ impl Encoding {
 async fn export_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     let Some(encoding) = Encoding::from_headers(&headers) else {
         debug!(content_type = ?headers.get(CONTENT_TYPE), "unsupported media type");
+        ingest.refused_for(
+            RefusalReason::UnsupportedMediaType,
+            "unsupported media type",
+        );
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             [(CONTENT_TYPE, TEXT)],
@@ -100,7 +119,10 @@ async fn export_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: B
             )
                 .into_response()
         }
-        Err(error) => OtlpHttpError { error, encoding }.into_response(),
+        Err(error) => {
+            ingest.refused(&error);
+            OtlpHttpError { error, encoding }.into_response()
+        }
     }
 }
 
@@ -129,12 +151,9 @@ struct OtlpHttpError {
 
 impl IntoResponse for OtlpHttpError {
     fn into_response(self) -> Response {
+        // Each refusal is counted and logged, rate-limited, by `Ingest::refused`.
         let status = self.error.http_status();
-        if status.is_server_error() {
-            warn!(error = %self.error, status = status.as_u16(), "export failed");
-        } else {
-            debug!(error = %self.error, status = status.as_u16(), "export refused");
-        }
+        debug!(error = %self.error, status = status.as_u16(), "export refused");
         let grpc_code = self.error.code().grpc_code() as i32;
         let message = self.error.client_message();
         let retry_after = self.error.retry_after();

@@ -87,22 +87,22 @@ impl ReportConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_records_per_batch == 0 {
             return Err(Error::InvalidConfig(
-                "max_records_per_batch must be at least 1".into(),
+                "[report] max_records_per_batch must be at least 1".into(),
             ));
         }
         if self.max_message_bytes.as_u64() < 1024 {
             return Err(Error::InvalidConfig(
-                "max_message_bytes must be at least 1 KiB".into(),
+                "[report] max_message_bytes must be at least 1 KiB".into(),
             ));
         }
         if self.max_label_bytes == 0 {
             return Err(Error::InvalidConfig(
-                "max_label_bytes must be at least 1".into(),
+                "[report] max_label_bytes must be at least 1".into(),
             ));
         }
         if self.metrics.max_series == 0 {
             return Err(Error::InvalidConfig(
-                "metrics.max_series must be at least 1".into(),
+                "[report] metrics.max_series must be at least 1".into(),
             ));
         }
         Ok(())

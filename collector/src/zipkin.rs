@@ -23,12 +23,13 @@ use axum::routing::post;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use meshtel_model::SpanSink;
-use tracing::{debug, instrument, warn};
+use tracing::{debug, instrument};
 
 use crate::body::{media_type, read_body_limited};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
+use crate::ingest_metrics::{IngestMetrics, Protocol};
 use crate::otlp_http::{method_not_allowed, retry_after_seconds};
 
 pub mod convert;
@@ -37,21 +38,38 @@ use convert::{decode_zipkin_json, decode_zipkin_proto, zipkin_spans_to_otlp};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Builds the Zipkin router over `sink` with `limits`: `POST /api/v2/spans`.
+/// Builds the Zipkin router over `sink` with `limits`: `POST /api/v2/spans`. Refusals
+/// are not counted; see [`zipkin_router_with_metrics`].
 pub fn zipkin_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router {
+    router(Ingest::new(sink, limits, Protocol::Zipkin, None))
+}
+
+/// As [`zipkin_router`], counting refused requests and rejected spans in `metrics`.
+pub fn zipkin_router_with_metrics(
+    sink: Arc<dyn SpanSink>,
+    limits: IngestLimits,
+    metrics: IngestMetrics,
+) -> Router {
+    router(Ingest::new(sink, limits, Protocol::Zipkin, Some(metrics)))
+}
+
+fn router(ingest: Ingest) -> Router {
     Router::new()
         .route(
             "/api/v2/spans",
             post(accept_spans).fallback(method_not_allowed),
         )
-        .with_state(Ingest::new(sink, limits))
+        .with_state(ingest)
 }
 
 #[instrument(skip_all, fields(protocol = "zipkin"))]
 async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     match decode_and_export(&ingest, &headers, body).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(error) => ZipkinError(error).into_response(),
+        Err(error) => {
+            ingest.refused(&error);
+            ZipkinError(error).into_response()
+        }
     }
 }
 
@@ -81,12 +99,9 @@ struct ZipkinError(Error);
 
 impl IntoResponse for ZipkinError {
     fn into_response(self) -> Response {
+        // Each refusal is counted and logged, rate-limited, by `Ingest::refused`.
         let status = self.0.http_status();
-        if status.is_server_error() {
-            warn!(error = %self.0, status = status.as_u16(), "zipkin ingest failed");
-        } else {
-            debug!(error = %self.0, status = status.as_u16(), "zipkin ingest refused");
-        }
+        debug!(error = %self.0, status = status.as_u16(), "zipkin ingest refused");
         let mut response = (
             status,
             [(CONTENT_TYPE, TEXT)],

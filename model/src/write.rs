@@ -21,6 +21,13 @@ pub enum WriteError {
     /// The store is shutting down or its log cannot be written.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The write, encoded for the log, is larger than the whole write queue
+    /// (`store.max_queued_bytes`): no wait makes room for it.
+    #[error("larger than the whole write queue ({queue_bytes} bytes)")]
+    LargerThanQueue {
+        /// The queue's size in bytes.
+        queue_bytes: u64,
+    },
 }
 
 /// Why an export request was not accepted as a whole. Nothing of it is stored.

@@ -190,9 +190,10 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Checks values that serde cannot.
+    /// Checks values that serde cannot. Each message names the key as the config file
+    /// spells it (`[store] flush_rows ...`).
     pub fn validate(&self) -> crate::Result<()> {
-        let err = |m: &str| Err(crate::Error::Config(m.to_string()));
+        let err = |m: &str| Err(crate::Error::Config(format!("[store] {m}")));
         if self.flush_rows == 0 {
             return err("flush_rows must be at least 1");
         }
@@ -201,6 +202,10 @@ impl StoreConfig {
         }
         if self.max_head_rows < self.flush_rows {
             return err("max_head_rows must be at least flush_rows");
+        }
+        if self.max_queued_bytes.as_u64() == 0 {
+            // 0 would refuse every write: no request fits in an empty queue.
+            return err("max_queued_bytes must be at least 1 byte");
         }
         if self.row_group_rows == 0 {
             return err("row_group_rows must be at least 1");
@@ -214,6 +219,14 @@ impl StoreConfig {
         }
         if self.wal.sync_interval.is_zero() {
             return err("wal.sync_interval must be positive");
+        }
+        if self.retention_max_age.is_zero() {
+            // 0 would acknowledge every span and delete it at the next compaction pass.
+            return err("retention_max_age must be positive");
+        }
+        if self.max_catalog_operations == 0 {
+            // 0 would store spans whose services never appear in /api/services.
+            return err("max_catalog_operations must be at least 1");
         }
         Ok(())
     }
@@ -258,6 +271,45 @@ mod tests {
         };
         let err = config.validate().unwrap_err();
         assert!(err.to_string().contains("compaction_target_rows"), "{err}");
+    }
+
+    #[test]
+    fn values_that_would_refuse_or_lose_every_span_are_refused_by_name() {
+        let cases = [
+            (
+                StoreConfig {
+                    max_queued_bytes: ByteSize::b(0),
+                    ..Default::default()
+                },
+                "[store] max_queued_bytes",
+            ),
+            (
+                StoreConfig {
+                    retention_max_age: Duration::ZERO,
+                    ..Default::default()
+                },
+                "[store] retention_max_age",
+            ),
+            (
+                StoreConfig {
+                    max_catalog_operations: 0,
+                    ..Default::default()
+                },
+                "[store] max_catalog_operations",
+            ),
+            (
+                StoreConfig {
+                    flush_rows: 0,
+                    ..Default::default()
+                },
+                "[store] flush_rows must be at least 1",
+            ),
+        ];
+        for (config, key) in cases {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            assert!(!err.contains("store config"), "{err}");
+        }
     }
 
     #[test]

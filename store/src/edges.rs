@@ -100,17 +100,17 @@ impl EdgeConfig {
     pub fn validate(&self) -> Result<()> {
         if self.bucket < Duration::from_secs(1) || self.bucket.subsec_nanos() != 0 {
             return Err(Error::Config(
-                "edges.bucket must be whole seconds, at least 1s".into(),
+                "[edges] bucket must be whole seconds, at least 1s".into(),
             ));
         }
         if self.retention < self.bucket {
             return Err(Error::Config(
-                "edges.retention must be at least one bucket".into(),
+                "[edges] retention must be at least one bucket".into(),
             ));
         }
         if self.prune_interval.is_zero() || self.max_edges_per_bucket == 0 {
             return Err(Error::Config(
-                "edges.prune_interval and edges.max_edges_per_bucket must be positive".into(),
+                "[edges] prune_interval and max_edges_per_bucket must be positive".into(),
             ));
         }
         Ok(())

@@ -95,8 +95,9 @@ pub enum Error {
     /// An events/links column that does not decode.
     #[error("corrupt extras column: {0}")]
     Decode(#[from] prost::DecodeError),
-    /// Invalid configuration.
-    #[error("invalid store config: {0}")]
+    /// Invalid configuration; the message names the section and key as the config
+    /// file spells them (`[store] flush_rows must be at least 1`).
+    #[error("invalid configuration: {0}")]
     Config(String),
     /// The store has shut down.
     #[error("store is shut down")]

@@ -537,6 +537,7 @@ async fn run_catalog_writer(
     }
 }
 
+
 impl TraceStore {
     /// The write channel, or why there is none; refuses early when the head is full.
     fn admit_write(&self) -> Result<SyncSender<Command>, WriteError> {
@@ -574,6 +575,13 @@ impl TraceStore {
         let arrow_bytes = encoded.batch.get_array_memory_size();
         let payload = writer::encode_record(&encoded.batch, arrow_bytes)
             .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        if payload.len() as u64 > self.inner.config.max_queued_bytes.as_u64() {
+            // Larger than the whole queue: no retry can ever fit, even on an idle
+            // server, so this is a permanent refusal and not an overload.
+            return Err(WriteError::LargerThanQueue {
+                queue_bytes: self.inner.config.max_queued_bytes.as_u64(),
+            });
+        }
         let bytes = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         let permit = match self.queued_bytes.clone().try_acquire_many_owned(bytes) {
             Ok(p) => p,

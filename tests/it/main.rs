@@ -12,6 +12,7 @@
 
 mod demo;
 mod durability;
+mod ingest_refusals;
 mod malformed;
 mod mesh;
 mod query_errors;
@@ -21,5 +22,6 @@ mod rules_cli;
 mod sdk;
 mod search;
 mod slow_clients;
+mod startup;
 mod support;
 mod ui;

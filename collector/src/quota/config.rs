@@ -76,7 +76,7 @@ impl QuotaConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_keys == 0 {
             return Err(Error::InvalidConfig(
-                "quota.max_keys must be at least 1".into(),
+                "[quota] max_keys must be at least 1".into(),
             ));
         }
         let bounds = Duration::from_millis(1)..=Duration::from_secs(3600);
@@ -87,7 +87,7 @@ impl QuotaConfig {
         ] {
             if !bounds.contains(&value) {
                 return Err(Error::InvalidConfig(format!(
-                    "quota.{name} must be between 1ms and 1h, got {}",
+                    "[quota] {name} must be between 1ms and 1h, got {}",
                     humantime::format_duration(value)
                 )));
             }

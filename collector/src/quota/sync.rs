@@ -27,9 +27,11 @@ pub async fn sync_policies_once(
 
 /// Polls `store.policies_revision()` every `interval` (see
 /// [`super::QuotaConfig::sync_interval`], 250 ms by default) and reloads every policy
-/// when it changed, so that an edit through the admin API is enforced within about
-/// one interval. The first poll happens at once. Store errors are logged and retried
-/// at the next tick; the engine keeps the policies it has.
+/// when it differs from the revision the engine holds, so that an edit through the
+/// admin API is enforced within about one interval. The first poll happens at once and
+/// reloads nothing when [`sync_policies_once`] already loaded that revision (one
+/// "quota policies loaded" line at start, not two). Store errors are logged and
+/// retried at the next tick; the engine keeps the policies it has.
 pub fn spawn_policy_sync(
     store: Arc<dyn QuotaPolicyStore>,
     engine: Arc<QuotaEngine>,
@@ -39,7 +41,6 @@ pub fn spawn_policy_sync(
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut loaded: Option<i64> = None;
         loop {
             ticker.tick().await;
             let Some(engine) = engine.upgrade() else {
@@ -52,14 +53,13 @@ pub fn spawn_policy_sync(
                     continue;
                 }
             };
-            if loaded == Some(revision) {
+            if engine.revision() == revision {
                 continue;
             }
             match store.list_policies().await {
                 Ok(policies) => {
                     let specs = policies.into_iter().map(|p| p.spec).collect();
                     engine.set_policies(revision, specs);
-                    loaded = Some(revision);
                 }
                 Err(error) => warn!(revision, error = %error, "quota policies unavailable"),
             }

@@ -32,6 +32,7 @@ fn generated_token(log: &str) -> Option<String> {
         .filter(|l| l.contains("generated admin token"))
         .find_map(|l| {
             l.split_whitespace()
+                .map(|w| w.trim_start_matches("token=").trim_matches('"'))
                 .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
         })
         .map(str::to_string)

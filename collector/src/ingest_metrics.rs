@@ -1,0 +1,289 @@
+//! What ingest refuses, counted and logged without flooding the log:
+//!
+//! - `meshtel_ingest_refused_total{protocol, reason}`: requests answered with an error,
+//!   nothing of them stored. `protocol` is `otlp_grpc`, `otlp_http` or `zipkin`;
+//!   `reason` is `overloaded` (503 / `UNAVAILABLE`: the pipeline is full or the store
+//!   cannot write), `too_large` (413 / `RESOURCE_EXHAUSTED`), `bad_request` (400 /
+//!   `INVALID_ARGUMENT`) or `unsupported_media_type` (415);
+//! - `meshtel_ingest_spans_rejected_total{protocol}`: spans dropped from requests that
+//!   were accepted, as reported to the client in OTLP `partial_success`.
+//!
+//! Every series exists from the start (at 0), so a rate or an alert works before the
+//! first refusal. Refusals are also logged, at most one line per 10 s for each protocol
+//! and reason, saying how many were refused since the previous line: WARN for
+//! `overloaded`, INFO for the client's mistakes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use prometheus::{IntCounterVec, Opts};
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use meshtel_model::ErrorCode;
+
+/// How often, at most, one (protocol, reason) pair writes a log line.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The ingest protocols, as the `protocol` label spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP over gRPC (`TraceService/Export`).
+    OtlpGrpc,
+    /// OTLP over HTTP (`POST /v1/traces`).
+    OtlpHttp,
+    /// Zipkin v2 (`POST /api/v2/spans`).
+    Zipkin,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 3] = [Protocol::OtlpGrpc, Protocol::OtlpHttp, Protocol::Zipkin];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::OtlpGrpc => "otlp_grpc",
+            Protocol::OtlpHttp => "otlp_http",
+            Protocol::Zipkin => "zipkin",
+        }
+    }
+}
+
+/// Why a whole request was refused, as the `reason` label spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// 503 / `UNAVAILABLE`: the pipeline is full, or the store cannot write.
+    Overloaded,
+    /// 413 / `RESOURCE_EXHAUSTED`.
+    TooLarge,
+    /// 400 / `INVALID_ARGUMENT` (and 408, a body that did not arrive in time).
+    BadRequest,
+    /// 415.
+    UnsupportedMediaType,
+}
+
+impl RefusalReason {
+    const ALL: [RefusalReason; 4] = [
+        RefusalReason::Overloaded,
+        RefusalReason::TooLarge,
+        RefusalReason::BadRequest,
+        RefusalReason::UnsupportedMediaType,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Overloaded => "overloaded",
+            RefusalReason::TooLarge => "too_large",
+            RefusalReason::BadRequest => "bad_request",
+            RefusalReason::UnsupportedMediaType => "unsupported_media_type",
+        }
+    }
+
+    /// The reason of an ingest error; `None` for errors that are ours, not the
+    /// request's (an internal error is logged where it happens).
+    pub fn of(error: &Error) -> Option<RefusalReason> {
+        if matches!(error, Error::UnsupportedMediaType { .. }) {
+            return Some(RefusalReason::UnsupportedMediaType);
+        }
+        match error.code() {
+            ErrorCode::TooLarge => Some(RefusalReason::TooLarge),
+            ErrorCode::Unavailable => Some(RefusalReason::Overloaded),
+            ErrorCode::Internal => None,
+            ErrorCode::BadRequest | ErrorCode::NotFound | ErrorCode::PreconditionFailed => {
+                Some(RefusalReason::BadRequest)
+            }
+        }
+    }
+
+    /// The reason of a gRPC status code tonic answered before our handler ran.
+    pub fn of_grpc_code(code: i32) -> RefusalReason {
+        if code == tonic::Code::ResourceExhausted as i32 {
+            RefusalReason::TooLarge
+        } else if code == tonic::Code::Unavailable as i32 {
+            RefusalReason::Overloaded
+        } else {
+            RefusalReason::BadRequest
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// When the next log line of one (protocol, reason) may be written, and how many
+/// refusals went unlogged since the last one. Time is passed in, so tests need no
+/// sleeping.
+#[derive(Debug, Default)]
+pub struct RefusalLogWindow {
+    last_line: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLogWindow {
+    /// Notes one refusal at `now`. Returns how many refusals the line to write now
+    /// stands for (this one included), or `None` when a line was written less than
+    /// [`REFUSAL_LOG_INTERVAL`] ago.
+    pub fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let due = self
+            .last_line
+            .is_none_or(|last| now.saturating_duration_since(last) >= REFUSAL_LOG_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+/// The ingest refusal counters and their log windows; cheap to clone, shared by the
+/// three ingest servers of a process.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    refused: IntCounterVec,
+    spans_rejected: IntCounterVec,
+    windows: Arc<Mutex<[[RefusalLogWindow; 4]; 3]>>,
+}
+
+impl IngestMetrics {
+    /// New, unregistered counter families, every series at 0.
+    pub fn new() -> Result<IngestMetrics> {
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "meshtel_ingest_refused_total",
+                "Ingest requests refused as a whole (nothing stored), by protocol and \
+                 reason: overloaded (503/UNAVAILABLE), too_large (413/RESOURCE_EXHAUSTED), \
+                 bad_request (400/INVALID_ARGUMENT), unsupported_media_type (415).",
+            ),
+            &["protocol", "reason"],
+        )?;
+        let spans_rejected = IntCounterVec::new(
+            Opts::new(
+                "meshtel_ingest_spans_rejected_total",
+                "Spans dropped from accepted ingest requests as invalid, reported to the \
+                 client in OTLP partial_success.",
+            ),
+            &["protocol"],
+        )?;
+        for protocol in Protocol::ALL {
+            spans_rejected
+                .with_label_values(&[protocol.as_str()])
+                .inc_by(0);
+            for reason in RefusalReason::ALL {
+                refused
+                    .with_label_values(&[protocol.as_str(), reason.as_str()])
+                    .inc_by(0);
+            }
+        }
+        Ok(IngestMetrics {
+            refused,
+            spans_rejected,
+            windows: Arc::default(),
+        })
+    }
+
+    /// The counter families, to register in a registry.
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.refused.clone()),
+            Box::new(self.spans_rejected.clone()),
+        ]
+    }
+
+    /// Counts a request refused with `error` and logs it within the rate limit.
+    pub fn request_refused(&self, protocol: Protocol, error: &Error) {
+        if let Some(reason) = RefusalReason::of(error) {
+            self.refused_for(protocol, reason, &error.to_string());
+        }
+    }
+
+    /// Counts a request refused for `reason` (`detail` says what was wrong) and logs
+    /// it within the rate limit.
+    pub fn refused_for(&self, protocol: Protocol, reason: RefusalReason, detail: &str) {
+        self.refused
+            .with_label_values(&[protocol.as_str(), reason.as_str()])
+            .inc();
+        let line = self.windows.lock()[protocol as usize][reason.index()].refused(Instant::now());
+        let Some(refused) = line else {
+            return;
+        };
+        let (protocol, reason_label) = (protocol.as_str(), reason.as_str());
+        let every = humantime::format_duration(REFUSAL_LOG_INTERVAL).to_string();
+        if reason == RefusalReason::Overloaded {
+            warn!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
+        } else {
+            info!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
+        }
+    }
+
+    /// Counts spans dropped from an accepted request.
+    pub fn spans_rejected(&self, protocol: Protocol, spans: usize) {
+        if spans > 0 {
+            self.spans_rejected
+                .with_label_values(&[protocol.as_str()])
+                .inc_by(u64::try_from(spans).unwrap_or(u64::MAX));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_interval_says_how_many_were_refused_since_the_last() {
+        let t0 = Instant::now();
+        let mut window = RefusalLogWindow::default();
+        assert_eq!(window.refused(t0), Some(1));
+        for i in 1..=99 {
+            assert_eq!(window.refused(t0 + Duration::from_millis(i * 50)), None);
+        }
+        assert_eq!(window.refused(t0 + REFUSAL_LOG_INTERVAL), Some(100));
+        assert_eq!(window.refused(t0 + REFUSAL_LOG_INTERVAL), None);
+        assert_eq!(window.refused(t0 + 3 * REFUSAL_LOG_INTERVAL), Some(2));
+    }
+
+    #[test]
+    fn every_series_exists_at_zero_and_reasons_follow_the_status() {
+        let metrics = IngestMetrics::new().unwrap();
+        let families: Vec<_> = metrics
+            .collectors()
+            .iter()
+            .flat_map(|c| c.collect())
+            .collect();
+        let series: usize = families.iter().map(|f| f.get_metric().len()).sum();
+        assert_eq!(series, 3 * 4 + 3);
+        let overloaded = Error::Overloaded {
+            retry_after: Duration::from_millis(500),
+        };
+        assert_eq!(
+            RefusalReason::of(&overloaded),
+            Some(RefusalReason::Overloaded)
+        );
+        assert_eq!(
+            RefusalReason::of(&Error::LargerThanWriteQueue),
+            Some(RefusalReason::TooLarge)
+        );
+        assert_eq!(
+            RefusalReason::of(&Error::TooManySpans { count: 2, limit: 1 }),
+            Some(RefusalReason::BadRequest)
+        );
+        metrics.request_refused(Protocol::OtlpGrpc, &overloaded);
+        metrics.request_refused(Protocol::OtlpGrpc, &overloaded);
+        metrics.spans_rejected(Protocol::Zipkin, 3);
+        assert_eq!(
+            metrics
+                .refused
+                .with_label_values(&["otlp_grpc", "overloaded"])
+                .get(),
+            2
+        );
+        assert_eq!(
+            metrics.spans_rejected.with_label_values(&["zipkin"]).get(),
+            3
+        );
+    }
+}

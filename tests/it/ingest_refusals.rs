@@ -1,0 +1,174 @@
+//! What ingest refuses: a request larger than the whole WAL write queue is refused for
+//! good (413 / `RESOURCE_EXHAUSTED`, no retry hint), and every refusal is counted in
+//! `meshtel_ingest_refused_total{protocol,reason}` (rejected spans in
+//! `meshtel_ingest_spans_rejected_total{protocol}`) and logged at most once per 10 s
+//! per protocol and reason.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use crate::support::*;
+
+/// Many spans with little in them: a small protobuf request whose WAL record (one
+/// Arrow row per span, every column) is several times larger.
+fn many_small_spans(count: usize) -> ExportTraceServiceRequest {
+    let trace_id = random_trace_id();
+    let start = now_nanos() - 60_000_000_000;
+    let spans = (0..count)
+        .map(|_| simple_span(&trace_id, &random_span_id(), None, "s", start, 1_000))
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans("big", spans)],
+    }
+}
+
+async fn refused_count(m: &Meshtel, protocol: &str, reason: &str) -> f64 {
+    let text = get(&m.http_url("/metrics")).await.text();
+    parse_prometheus_text(&text)
+        .into_iter()
+        .find(|s| {
+            s.name == "meshtel_ingest_refused_total"
+                && s.has(&[("protocol", protocol), ("reason", reason)])
+        })
+        .unwrap_or_else(|| panic!("no {protocol}/{reason} series in\n{text}"))
+        .value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_larger_than_the_whole_write_queue_is_refused_for_good() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(
+        &config,
+        "[store]\nmax_queued_bytes = \"256 KiB\"\n[ingest]\nmax_request_bytes = \"256 KiB\"\n",
+    )
+    .unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let request = many_small_spans(4_000);
+    let body = request.encode_to_vec();
+    assert!(body.len() < 256 << 10, "the request fits max_request_bytes");
+
+    // Twice: an idle server answers the same, and never with a retry hint.
+    for _ in 0..2 {
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", "application/x-protobuf")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(reply.status, 413, "{}", reply.text());
+        assert!(reply.headers.get("retry-after").is_none());
+        assert!(
+            reply.text().contains("store.max_queued_bytes"),
+            "{}",
+            reply.text()
+        );
+    }
+    let status = m
+        .grpc_client()
+        .await
+        .export(request)
+        .await
+        .expect_err("too large for the queue");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.details().is_empty(), "no RetryInfo: {status:?}");
+    assert!(
+        status.message().contains("store.max_queued_bytes"),
+        "{status:?}"
+    );
+
+    assert_eq!(refused_count(&m, "otlp_http", "too_large").await, 2.0);
+    assert_eq!(refused_count(&m, "otlp_grpc", "too_large").await, 1.0);
+    assert_eq!(refused_count(&m, "otlp_http", "overloaded").await, 0.0);
+    // A request that fits is still taken.
+    export_grpc(m.grpc.unwrap(), many_small_spans(10)).await;
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_and_rejected_spans_are_counted_and_logged_sparingly() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &["--max-request-bytes", "64KiB"]).await;
+    for _ in 0..5 {
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", "text/plain")],
+            b"x".to_vec(),
+        )
+        .await;
+        assert_eq!(reply.status, 415);
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", "application/json")],
+            b"{\"resourceSpans\":[{".to_vec(),
+        )
+        .await;
+        assert_eq!(reply.status, 400);
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", "application/x-protobuf")],
+            vec![0u8; 70_000],
+        )
+        .await;
+        assert_eq!(reply.status, 413);
+        let reply = post(
+            &m.zipkin_url(),
+            &[("content-type", "application/json")],
+            br#"[{"id":"0000000000000000","traceId":"5af7183fb1d4cf70"}]"#.to_vec(),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{}", reply.text());
+    }
+    // Over max_request_bytes on gRPC: refused by tonic, before the handler.
+    let status = m
+        .grpc_client()
+        .await
+        .export(many_small_spans(4_000))
+        .await
+        .expect_err("over max_request_bytes");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    // A span three days ahead: accepted request, one span rejected (partial_success).
+    let mut ahead = many_small_spans(2);
+    let span = &mut ahead.resource_spans[0].scope_spans[0].spans[0];
+    span.start_time_unix_nano = now_nanos() + 3 * 86_400_000_000_000;
+    span.end_time_unix_nano = span.start_time_unix_nano + 1_000;
+    let response = m
+        .grpc_client()
+        .await
+        .export(ahead)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.partial_success.unwrap().rejected_spans, 1);
+
+    assert_eq!(
+        refused_count(&m, "otlp_http", "unsupported_media_type").await,
+        5.0
+    );
+    assert_eq!(refused_count(&m, "otlp_http", "bad_request").await, 5.0);
+    assert_eq!(refused_count(&m, "otlp_http", "too_large").await, 5.0);
+    assert_eq!(refused_count(&m, "zipkin", "bad_request").await, 5.0);
+    assert_eq!(refused_count(&m, "otlp_grpc", "too_large").await, 1.0);
+    let text = get(&m.http_url("/metrics")).await.text();
+    let rejected = parse_prometheus_text(&text)
+        .into_iter()
+        .find(|s| {
+            s.name == "meshtel_ingest_spans_rejected_total" && s.has(&[("protocol", "otlp_grpc")])
+        })
+        .unwrap_or_else(|| panic!("no rejected spans series in\n{text}"));
+    assert_eq!(rejected.value, 1.0);
+
+    // Five refusals of each kind within 10 s: one line each.
+    let log = m.log_text();
+    let lines = |reason: &str| {
+        log.lines()
+            .filter(|l| l.contains("ingest requests refused"))
+            .filter(|l| l.contains(&format!("reason=\"{reason}\"")))
+            .filter(|l| l.contains("protocol=\"otlp_http\""))
+            .count()
+    };
+    assert_eq!(lines("unsupported_media_type"), 1, "{log}");
+    assert_eq!(lines("bad_request"), 1, "{log}");
+    assert_eq!(lines("too_large"), 1, "{log}");
+    m.stop().await;
+}

@@ -1,0 +1,255 @@
+//! Starting and refusing to start: every setting is checked before anything is written
+//! (the admin token among them), `meshtel query` does not invent a data directory, the
+//! listeners file never names a dead process's ports, logs stay in their format, flags
+//! a role ignores are named, and printing subcommands end quietly on a closed pipe.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn config_file(dir: &TestDir, text: &str) -> String {
+    let path = dir.path().join("meshtel.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_bad_setting_is_refused_by_name_before_an_admin_token_is_made() {
+    for (text, named) in [
+        ("[quota]\nmax_keys = 0\n", "[quota] max_keys"),
+        (
+            "[report]\nmax_records_per_batch = 0\n",
+            "[report] max_records_per_batch must be",
+        ),
+        ("[edges]\nbucket = \"0s\"\n", "[edges] bucket"),
+        (
+            "[store]\nretention_max_age = \"0s\"\n",
+            "[store] retention_max_age",
+        ),
+        (
+            "[store]\nmax_catalog_operations = 0\n",
+            "[store] max_catalog_operations",
+        ),
+        (
+            "[store]\nmax_queued_bytes = 0\n",
+            "[store] max_queued_bytes",
+        ),
+        (
+            "[store]\nmax_queued_bytes = \"1 MiB\"\n",
+            "[store] max_queued_bytes (1.0 MiB) is smaller than [ingest] max_request_bytes (16.0 MiB)",
+        ),
+    ] {
+        let dir = TestDir::new();
+        let config = config_file(&dir, text);
+        let (status, log) =
+            Meshtel::run_expecting_exit(&dir, Role::Serve, &["--config", &config]).await;
+        assert!(!status.success(), "{text}: {log}");
+        assert!(log.contains(named), "{text}: {log}");
+        assert!(
+            !log.contains("admin token"),
+            "{text}: a token was made: {log}"
+        );
+        assert!(
+            !dir.data_dir().join("meshtel.db").exists(),
+            "{text}: the database was created"
+        );
+    }
+}
+
+#[tokio::test]
+async fn query_refuses_a_data_directory_no_collector_made() {
+    let dir = TestDir::new();
+    // The directory exists but holds no meshtel.db.
+    let (status, log) = Meshtel::run_expecting_exit(&dir, Role::Query, &[]).await;
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("meshtel.db does not exist") && log.contains("collector"),
+        "{log}"
+    );
+    assert!(!dir.data_dir().join("meshtel.db").exists());
+    // No directory at all: named, and not created.
+    std::fs::remove_dir_all(dir.data_dir()).unwrap();
+    let (status, log) = Meshtel::run_expecting_exit(&dir, Role::Query, &[]).await;
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("data directory") && log.contains("does not exist"),
+        "{log}"
+    );
+    assert!(!dir.data_dir().exists(), "query created the data directory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_listeners_file_is_gone_before_binding_and_the_new_one_is_whole() {
+    let dir = TestDir::new();
+    let stale = dir.data_dir().join("listeners.json");
+    std::fs::write(&stale, r#"{"grpc":"127.0.0.1:1"}"#).unwrap();
+    // A start that fails (the data directory is a running collector's) still removes
+    // the file a killed process left.
+    let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
+    let (status, log) = Meshtel::run_expecting_exit(&dir, Role::Serve, &[]).await;
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("in use"), "{log}");
+    assert!(
+        !stale.exists(),
+        "the stale listeners.json survived a failed start"
+    );
+    collector.stop().await;
+    // A started process leaves exactly its file, no temporary one.
+    let m = Meshtel::serve(&dir).await;
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&stale).unwrap()).unwrap();
+    assert_eq!(json["grpc"], m.grpc.unwrap().to_string());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.data_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_stay_json_and_carry_the_token_and_policies_load_once() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &["--log-format", "json"]).await;
+    // The policy sync polls every 250 ms: give it two polls to load again, if it would.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let log = m.log_text();
+    let events: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let token = events
+        .iter()
+        .find(|e| e["level"] == "WARN" && e["fields"]["token"].is_string())
+        .unwrap_or_else(|| panic!("no WARN with the token: {log}"));
+    assert_eq!(token["fields"]["token"].as_str().unwrap().len(), 64);
+    let loads = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "quota policies loaded")
+        .count();
+    assert_eq!(loads, 1, "{log}");
+    m.stop().await;
+}
+
+fn meshtel(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meshtel"));
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("MESHTEL_LOG_FORMAT");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn log_format_is_checked_and_a_bad_rust_log_is_named() {
+    let output = meshtel(&["serve", "--log-format", "yaml"], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'yaml'") && stderr.contains("json"),
+        "{stderr}"
+    );
+    let help = String::from_utf8_lossy(&meshtel(&["serve", "--help"], &[]).stdout).into_owned();
+    let log_format = help
+        .split("--log-format")
+        .nth(1)
+        .unwrap()
+        .split("\n      --")
+        .next()
+        .unwrap();
+    assert_eq!(
+        log_format.matches("[default: text]").count(),
+        1,
+        "{log_format}"
+    );
+    assert!(help.contains("max_name_bytes = \"1 KiB\""), "{help}");
+
+    let output = meshtel(
+        &["quota", "list"],
+        &[
+            ("RUST_LOG", "meshtel_store=dbug"),
+            ("MESHTEL_QUERY_URL", "http://127.0.0.1:1"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("RUST_LOG is not a valid filter"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("meshtel_store=dbug"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_a_role_ignores_are_named_at_start() {
+    let dir = TestDir::new();
+    let collector = Meshtel::start(
+        &dir,
+        Role::Collector,
+        &["--query-base-path", "/jaeger", "--admin-token", "secret"],
+    )
+    .await;
+    let query = Meshtel::start(
+        &dir,
+        Role::Query,
+        &[
+            "--wal-sync",
+            "always",
+            "--max-request-bytes",
+            "1KiB",
+            "--flush-interval",
+            "1h",
+        ],
+    )
+    .await;
+    let warned = |log: &str, flag: &str| {
+        log.lines()
+            .filter(|l| l.contains("WARN") && l.contains("flag ignored") && l.contains(flag))
+            .count()
+    };
+    let log = collector.log_text();
+    assert_eq!(warned(&log, "--query-base-path"), 1, "{log}");
+    assert_eq!(warned(&log, "--admin-token"), 1, "{log}");
+    let log = query.log_text();
+    for flag in ["--wal-sync ", "--max-request-bytes", "--flush-interval"] {
+        assert_eq!(warned(&log, flag), 1, "{flag}: {log}");
+    }
+    query.stop().await;
+    collector.stop().await;
+}
+
+#[test]
+fn a_printing_subcommand_ends_quietly_when_its_reader_goes() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy/examples/rules");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+        .args(["rules", "check"])
+        .arg(&examples)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader closes before the first line is written, as `| head -0` would.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    let by_sigpipe = std::os::unix::process::ExitStatusExt::signal(&status) == Some(13);
+    assert!(status.success() || by_sigpipe, "{status}: {stderr}");
+}
