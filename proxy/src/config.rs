@@ -58,6 +58,11 @@ pub struct ProxyArgs {
     /// `127.0.0.1:15006=127.0.0.1:9080`. Without it the proxy only handles outbound calls.
     #[arg(long, env = "MESHTEL_PROXY_INBOUND")]
     pub inbound: Option<InboundSpec>,
+    /// Protocol the inbound listener speaks to the local app: `auto` (the caller's:
+    /// HTTP/1.1 or h2c) or `http1` (always HTTP/1.1: an app that does not speak h2c
+    /// still serves h2c callers; gRPC needs h2c end to end).
+    #[arg(long, env = "MESHTEL_PROXY_APP_PROTOCOL", value_enum, default_value_t = AppProtocol::Auto)]
+    pub app_protocol: AppProtocol,
     /// Outbound listener the app sends its calls to.
     #[arg(long, env = "MESHTEL_PROXY_OUTBOUND", default_value = DEFAULT_OUTBOUND)]
     pub outbound: SocketAddr,
@@ -117,6 +122,16 @@ pub struct ProxyArgs {
     pub concurrency: Option<usize>,
 }
 
+/// What the inbound listener speaks to the local app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AppProtocol {
+    /// The caller's protocol.
+    #[default]
+    Auto,
+    /// HTTP/1.1 whatever the caller spoke.
+    Http1,
+}
+
 /// `LISTEN=APP` of `--inbound`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundSpec {
@@ -155,6 +170,8 @@ pub struct ProxyConfig {
     pub cluster: String,
     /// Inbound listener and local app, if any.
     pub inbound: Option<InboundSpec>,
+    /// What the inbound listener speaks to the local app.
+    pub app_protocol: AppProtocol,
     /// Outbound listener.
     pub outbound: SocketAddr,
     /// Admin listener.
@@ -219,6 +236,7 @@ impl ProxyArgs {
             identity: WorkloadIdentity { name: workload, namespace: self.namespace, app, version: self.version },
             cluster: self.cluster,
             inbound: self.inbound,
+            app_protocol: self.app_protocol,
             outbound: self.outbound,
             admin: self.admin,
             collector: self.collector,
@@ -262,6 +280,7 @@ impl ProxyConfig {
             },
             cluster: DEFAULT_CLUSTER.to_owned(),
             inbound: None,
+            app_protocol: AppProtocol::Auto,
             outbound: loopback,
             admin: loopback,
             collector: DEFAULT_COLLECTOR.to_owned(),

@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::body::{BodyFault, RequestBody, ResponseBody};
+use crate::config::AppProtocol;
 use crate::error::ForwardError;
 use crate::mesh::{CLUSTER_DOMAIN, ServiceNames, WorkloadIdentity};
 use crate::pool::{Failure, PoolSettings, Upstream, UpstreamPool};
@@ -89,6 +90,8 @@ pub struct ProxyContext {
     pub quota: QuotaEnforcer,
     /// Mirrored requests in flight (bounded; beyond, mirrors are dropped).
     pub mirror_slots: Arc<Semaphore>,
+    /// What the inbound listener speaks to the local app.
+    pub app_protocol: AppProtocol,
     /// This instance's peer identity headers, built once.
     peer_headers: PeerHeaders,
     upstream: UpstreamPool,
@@ -128,6 +131,7 @@ impl ProxyContext {
             body_idle_timeout,
             quota,
             mirror_slots,
+            app_protocol: AppProtocol::Auto,
             peer_headers,
             upstream,
         }
@@ -354,8 +358,18 @@ fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_perce
     exchange.span = Some(span);
 }
 
-/// Sends the request to `exchange.upstream_address`, HTTP/2 if it came as HTTP/2.
-async fn forward(context: &ProxyContext, request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, ForwardError> {
+/// Sends the request to `exchange.upstream_address`, HTTP/2 if it came as HTTP/2 (and
+/// the app protocol is `auto`), else HTTP/1.1.
+async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, ForwardError> {
+    if context.app_protocol == AppProtocol::Http1 && request.version() == Version::HTTP_2 {
+        // The app only speaks HTTP/1.1: the caller's `:authority` becomes `Host`.
+        if !request.headers().contains_key(http::header::HOST)
+            && let Some(host) = request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        *request.version_mut() = Version::HTTP_11;
+    }
     let request = request.map(|body| {
         let progress = exchange.body_progress(&body);
         RequestBody::new(body, progress, context.body_idle_timeout)

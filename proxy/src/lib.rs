@@ -66,7 +66,7 @@ use tokio::sync::watch;
 use tonic::transport::Endpoint;
 use tracing::info;
 
-pub use config::{InboundSpec, ProxyArgs, ProxyConfig};
+pub use config::{AppProtocol, InboundSpec, ProxyArgs, ProxyConfig};
 pub use error::{Error, ForwardError, Result};
 
 use forward::{Proxy, ProxyContext};
@@ -154,7 +154,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     // Each worker gets its own context: the shared routing, queues, counters and quota
     // state, but its own upstream client pools.
     let worker_context = || {
-        Arc::new(ProxyContext::new(
+        let mut context = ProxyContext::new(
             &config.service,
             config.identity.clone(),
             &config.cluster,
@@ -167,7 +167,9 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
             config.body_idle_timeout,
             PoolSettings { connect_timeout: config.connect_timeout, idle_timeout: POOL_IDLE_TIMEOUT },
             quota.clone(),
-        ))
+        );
+        context.app_protocol = config.app_protocol;
+        Arc::new(context)
     };
 
     let addresses = listeners.addresses()?;

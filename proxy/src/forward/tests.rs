@@ -103,3 +103,53 @@ fn every_forward_error_maps_to_a_5xx_and_a_flag() {
         assert_eq!(error.response_flag(), flag);
     }
 }
+
+/// An app that speaks only HTTP/1.1, answering with the version and `Host` it saw.
+async fn http1_only_app() -> std::net::SocketAddr {
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let addr = listener.local_addr().expect("app addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                    let host = request.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("-").to_owned();
+                    let text = format!("{:?} {host}", request.version());
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(Bytes::from(text))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends an h2c (prior knowledge) GET to `addr` for `host`.
+async fn h2c_get(addr: std::net::SocketAddr, host: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect inbound");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("h2c handshake");
+    tokio::spawn(connection);
+    let request = Request::get(format!("http://{host}/")).version(Version::HTTP_2).body(http_body_util::Empty::<Bytes>::new()).expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn an_h2c_caller_reaches_an_http1_app_with_app_protocol_http1() {
+    use crate::test_support::start_proxy;
+    let app = http1_only_app().await;
+    let mesh = "services:\n  - name: reviews\n    endpoints: []\n";
+    // The caller's protocol (the default): the app cannot answer h2c.
+    let auto = start_proxy(mesh, "reviews", Some(app), |_| {}).await;
+    let inbound = auto.addresses.inbound.expect("inbound listener");
+    let (status, _) = h2c_get(inbound, "reviews:9080").await;
+    assert_eq!(status, 503, "an h2c request forwarded as h2c to an HTTP/1.1-only app");
+    // `--app-protocol http1`: converted, with `:authority` as `Host`.
+    let http1 = start_proxy(mesh, "reviews", Some(app), |config| config.app_protocol = AppProtocol::Http1).await;
+    let inbound = http1.addresses.inbound.expect("inbound listener");
+    assert_eq!(h2c_get(inbound, "reviews:9080").await, (200, "HTTP/1.1 reviews:9080".to_owned()));
+}
