@@ -225,8 +225,9 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         running.push(worker.started().await?);
     }
     let admin_stats = stats.clone();
+    let admin_quota = quota.clone();
     let admin = service_fn(move |request| {
-        let response = admin::handle_admin(&admin_stats, &routing, &request);
+        let response = admin::handle_admin(&admin_stats, &routing, &admin_quota, &request);
         async move { Ok::<_, Infallible>(response) }
     });
     let admin_connections = stats.connections.with_label_values(&["admin", "main"]);

@@ -311,14 +311,15 @@ impl Controller {
 
     /// Polls until every proxy holds exactly the stored policies that can match at it,
     /// the store holding every name of `present` and none of `absent`
-    /// ([`quotas`] says why by count).
+    /// ([`quotas`] says how).
     async fn wait_for_quota_policies(
         &self,
         wiring: &Wiring,
         present: &[String],
         absent: &[String],
     ) -> anyhow::Result<()> {
-        let proxies = self.proxy_destinations(wiring).await?;
+        let proxies: Vec<ProxyDestination> =
+            self.proxy_dumps(wiring).await?.into_iter().map(|(destination, _)| destination).collect();
         let deadline = Instant::now() + PROPAGATION_TIMEOUT;
         loop {
             let listing = self
@@ -327,12 +328,8 @@ impl Controller {
                 .context("listing the quota policies")?;
             let policies = quotas::compiled_policies(&listing)?;
             quotas::check_stored(&policies, present, absent)?;
-            let held: Vec<f64> = self
-                .proxy_stats(wiring)
-                .await?
-                .iter()
-                .map(|s| s.quota_policies)
-                .collect();
+            let held: Vec<Vec<String>> =
+                self.proxy_dumps(wiring).await?.into_iter().map(|(_, names)| names).collect();
             let lagging = quotas::lagging(&proxies, &held, &policies);
             if lagging.is_empty() {
                 return Ok(());
@@ -347,8 +344,9 @@ impl Controller {
         }
     }
 
-    /// Every proxy's destination, from its `/config_dump`.
-    async fn proxy_destinations(&self, wiring: &Wiring) -> anyhow::Result<Vec<ProxyDestination>> {
+    /// Every proxy's destination and the quota policy names it holds, from its
+    /// `/config_dump`.
+    async fn proxy_dumps(&self, wiring: &Wiring) -> anyhow::Result<Vec<(ProxyDestination, Vec<String>)>> {
         let mut out = Vec::with_capacity(wiring.proxy_admins.len());
         for &admin in &wiring.proxy_admins {
             let what = || format!("reading /config_dump of the proxy with admin {admin}");
@@ -362,7 +360,7 @@ impl Controller {
                 .await
                 .with_context(what)?;
             let dump: Value = serde_json::from_slice(&body).with_context(what)?;
-            out.push(ProxyDestination::from_config_dump(admin, &dump)?);
+            out.push((ProxyDestination::from_config_dump(admin, &dump)?, quotas::held_names(admin, &dump)?));
         }
         Ok(out)
     }

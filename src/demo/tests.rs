@@ -308,13 +308,18 @@ fn proxies_are_waited_on_for_the_stored_policies_that_can_match_at_them() {
 
     // Switching to the scenario: ratings' proxy must hold both, not just any one.
     check_stored(&both, &demo_names, &[]).unwrap();
-    assert_eq!(lagging(&proxies, &[2.0, 0.0], &both), Vec::<String>::new());
-    let late = lagging(&proxies, &[1.0, 0.0], &both);
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let both_held = [names(&["requestcountquota", "ratings-limit"]), names(&[])];
+    assert_eq!(lagging(&proxies, &both_held, &both), Vec::<String>::new());
+    let late = lagging(&proxies, &[names(&["ratings-limit"]), names(&[])], &both);
     assert_eq!(late.len(), 1, "{late:?}");
-    assert!(late[0].starts_with("ratings-v1 holds 1 quota policies, expected 2"), "{late:?}");
+    assert!(late[0].starts_with("ratings-v1 holds ratings-limit, expected ratings-limit, requestcountquota"), "{late:?}");
+    // Another policy of the same count is not the one wanted: names, not a count.
+    let swapped = lagging(&proxies, &[names(&["ratings-limit", "someone-elses"]), names(&[])], &both);
+    assert_eq!(swapped.len(), 1, "{swapped:?}");
     // Switching away: done once only the user's is left, not when none is.
     check_stored(&user_only, &[], &demo_names).unwrap();
     assert!(check_stored(&both, &[], &demo_names).is_err());
-    assert_eq!(lagging(&proxies, &[1.0, 0.0], &user_only), Vec::<String>::new());
-    assert_eq!(lagging(&proxies, &[2.0, 0.0], &user_only).len(), 1);
+    assert_eq!(lagging(&proxies, &[names(&["ratings-limit"]), names(&[])], &user_only), Vec::<String>::new());
+    assert_eq!(lagging(&proxies, &[names(&["ratings-limit", "requestcountquota"]), names(&[])], &user_only).len(), 1);
 }

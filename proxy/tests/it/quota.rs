@@ -220,6 +220,9 @@ async fn a_collector_gone_keeps_the_policies_and_fails_open_or_closed_with_500_r
     let stats = open.stats().await;
     assert_eq!(decisions(&stats, "fail_open"), 3);
     assert_eq!(counter(&stats, "meshtel_proxy_quota_policies"), 1.0, "the last policies stay in force");
+    // `/config_dump` names them, with the collector's revision.
+    let dump: serde_json::Value = serde_json::from_str(&admin_get(&open.proxy, "/config_dump").await.1).expect("config_dump JSON");
+    assert_eq!(dump["quota_policies"], serde_json::json!({"revision": 1, "names": ["per-path"]}));
 
     let (parts, body, _) = send(&client, closed.request("/a")).await;
     assert_eq!(parts.status, 500);

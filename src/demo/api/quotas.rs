@@ -2,16 +2,15 @@
 //! longer hold those it deleted, whatever policies of the user's own are stored beside
 //! them.
 //!
-//! A proxy publishes how many policies can match at it
-//! (`meshtel_proxy_quota_policies`), not their names. So the names come from the store:
-//! every poll reads `GET /api/quotas`, keeps the policies that compile (the collector
+//! Every poll reads `GET /api/quotas`, keeps the policies that compile (the collector
 //! pushes no others) and, with the proxy's own filter ([`PolicySet::new`] over the
 //! proxy's destination), works out by name which of them can match at each proxy. A
-//! proxy is done when it holds that many.
+//! proxy is done when the names its `/config_dump` shows (`quota_policies.names`, what
+//! its request path holds) are exactly those.
 //!
 //! ```text
 //!  GET /api/quotas ──► compile ──► per proxy: PolicySet::new(.., destination) ──► names
-//!  GET <admin>/stats/prometheus ──► meshtel_proxy_quota_policies ──► == names.len() ?
+//!  GET <admin>/config_dump ──► quota_policies.names ──────────────────────────► same set?
 //! ```
 
 use std::net::SocketAddr;
@@ -116,23 +115,27 @@ pub fn check_stored(
     Ok(())
 }
 
+/// The quota policy names a proxy's `/config_dump` says it holds.
+pub fn held_names(admin: SocketAddr, dump: &Value) -> anyhow::Result<Vec<String>> {
+    let names = dump["quota_policies"]["names"]
+        .as_array()
+        .with_context(|| format!("the proxy with admin {admin} shows no quota_policies.names in /config_dump"))?;
+    Ok(names.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+}
+
 /// The proxies that do not hold what they should yet, each as
-/// `"<workload> holds N, expected M (names)"`; empty when all do.
-pub fn lagging(proxies: &[ProxyDestination], held: &[f64], policies: &[QuotaPolicy]) -> Vec<String> {
+/// `"<workload> holds (names), expected (names)"`; empty when all do.
+pub fn lagging(proxies: &[ProxyDestination], held: &[Vec<String>], policies: &[QuotaPolicy]) -> Vec<String> {
+    let list = |names: &[String]| if names.is_empty() { "none".to_owned() } else { names.join(", ") };
     proxies
         .iter()
         .zip(held)
-        .filter_map(|(proxy, &held)| {
-            let want = names_at(proxy, policies);
-            // A gauge of a small whole number: exact in f64.
-            (held != want.len() as f64).then(|| {
-                format!(
-                    "{} holds {held} quota policies, expected {} ({})",
-                    proxy.workload,
-                    want.len(),
-                    if want.is_empty() { "none".to_owned() } else { want.join(", ") }
-                )
-            })
+        .filter_map(|(proxy, held)| {
+            let mut want = names_at(proxy, policies);
+            want.sort();
+            let mut held = held.clone();
+            held.sort();
+            (held != want).then(|| format!("{} holds {}, expected {}", proxy.workload, list(&held), list(&want)))
         })
         .collect()
 }
