@@ -186,19 +186,14 @@ async fn get_dependencies(
             (text, _) => (name, text),
         };
         if text.is_empty() {
-            return Err(ApiError::BadRequest(format!(
-                "missing required parameter: {name}"
-            ))
-            .into());
+            return Err(ApiError::BadRequest(format!("missing required parameter: {name}")).into());
         }
         Ok(parse_rfc3339_nano(text).map_err(|e| malformed(name, &e))?)
     };
     let start = time("start_time", "startTime")?;
     let end = time("end_time", "endTime")?;
     if end <= start {
-        return Err(
-            ApiError::BadRequest("end_time must be after start_time".to_string()).into(),
-        );
+        return Err(ApiError::BadRequest("end_time must be after start_time".to_string()).into());
     }
     let links = state.jaeger.dependencies(end, end - start, None).await?;
     let dependencies = links
@@ -209,7 +204,10 @@ async fn get_dependencies(
             call_count: l.call_count.to_string(),
         })
         .collect();
-    Ok(json_response(&DependenciesResponse { dependencies }, false)?)
+    Ok(json_response(
+        &DependenciesResponse { dependencies },
+        false,
+    )?)
 }
 
 fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {

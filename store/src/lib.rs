@@ -537,7 +537,6 @@ async fn run_catalog_writer(
     }
 }
 
-
 impl TraceStore {
     /// The write channel, or why there is none; refuses early when the head is full.
     fn admit_write(&self) -> Result<SyncSender<Command>, WriteError> {

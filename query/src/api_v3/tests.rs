@@ -220,7 +220,15 @@ async fn trace_summaries_as_jaeger_ui_searches() {
     // A trace as the search page lists it: a root in `front`, a child in `back` that
     // failed, and a span whose parent was never received.
     const ID: &str = "0af7651916cd43dd8448eb211c80319c";
-    let mut failed = span(ID, "00000000000000b2", "00000000000000a1", "GET /item", 3, 1_200, 1_900);
+    let mut failed = span(
+        ID,
+        "00000000000000b2",
+        "00000000000000a1",
+        "GET /item",
+        3,
+        1_200,
+        1_900,
+    );
     failed.status = Some(meshtel_model::otlp::trace::v1::Status {
         code: 2,
         ..Default::default()
@@ -231,7 +239,15 @@ async fn trace_summaries_as_jaeger_ui_searches() {
             "",
             vec![
                 span(ID, "00000000000000a1", "", "GET /page", 2, 1_000, 5_000),
-                span(ID, "00000000000000a9", "00000000000000ff", "late", 1, 900, 6_500),
+                span(
+                    ID,
+                    "00000000000000a9",
+                    "00000000000000ff",
+                    "late",
+                    1,
+                    900,
+                    6_500,
+                ),
             ],
         ),
         resource_spans("back", "", vec![failed]),
@@ -267,7 +283,10 @@ async fn trace_summaries_as_jaeger_ui_searches() {
 
     // Nothing found is an empty list, not a 404 as for /api/v3/traces.
     let none = get(&crate::testing::app(MemoryReader::default()), "/api/v3/trace-summaries?query.start_time_min=2018-12-13T00:00:00Z&query.start_time_max=2018-12-14T00:00:00Z").await;
-    assert_eq!((none.status, none.body.as_str()), (StatusCode::OK, r#"{"summaries":[]}"#));
+    assert_eq!(
+        (none.status, none.body.as_str()),
+        (StatusCode::OK, r#"{"summaries":[]}"#)
+    );
     assert_v3_error(
         &get(&app, "/api/v3/trace-summaries?query.service_name=front").await,
         StatusCode::BAD_REQUEST,
@@ -282,15 +301,34 @@ async fn a_trace_without_a_parentless_span_takes_its_earliest_as_root() {
         "late-joiner",
         "",
         vec![
-            span(ID, "0000000000000002", "0000000000000001", "second", 2, 20, 30),
-            span(ID, "0000000000000003", "0000000000000001", "first", 2, 10, 40),
+            span(
+                ID,
+                "0000000000000002",
+                "0000000000000001",
+                "second",
+                2,
+                20,
+                30,
+            ),
+            span(
+                ID,
+                "0000000000000003",
+                "0000000000000001",
+                "first",
+                2,
+                10,
+                40,
+            ),
         ],
     )]);
     let summary = super::summaries::summarize(&trace);
     assert_eq!(summary.root_operation_name, "first");
     assert_eq!(summary.orphan_span_count, 2);
     assert_eq!(
-        (summary.min_start_time_unix_nano.as_str(), summary.max_end_time_unix_nano.as_str()),
+        (
+            summary.min_start_time_unix_nano.as_str(),
+            summary.max_end_time_unix_nano.as_str()
+        ),
         ("10", "40")
     );
 }
@@ -321,7 +359,11 @@ async fn dependencies_over_a_window() {
         Some((NOW, 3_600_000_000_000))
     );
     // The older camelCase names are read too.
-    let old = get(&app, "/api/v3/dependencies?startTime=2024-12-31T23:00:00Z&endTime=2025-01-01T00:00:00Z").await;
+    let old = get(
+        &app,
+        "/api/v3/dependencies?startTime=2024-12-31T23:00:00Z&endTime=2025-01-01T00:00:00Z",
+    )
+    .await;
     assert_eq!(old.status, StatusCode::OK, "{}", old.body);
     assert_v3_error(
         &get(&app, "/api/v3/dependencies?end_time=2025-01-01T00:00:00Z").await,
@@ -329,7 +371,11 @@ async fn dependencies_over_a_window() {
         "missing required parameter: start_time",
     );
     assert_v3_error(
-        &get(&app, "/api/v3/dependencies?start_time=2025-01-01T00:00:00Z&end_time=2025-01-01T00:00:00Z").await,
+        &get(
+            &app,
+            "/api/v3/dependencies?start_time=2025-01-01T00:00:00Z&end_time=2025-01-01T00:00:00Z",
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "end_time must be after start_time",
     );
