@@ -100,9 +100,6 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         Role::Collector => "listeners-collector.json",
         Role::Query => "listeners-query.json",
     });
-    // A file left by a process that was killed names its dead ports: gone before this
-    // one binds, so a reader waiting for the file never reads stale addresses.
-    remove_stale_listeners_file(&listeners_path)?;
     let mut listeners = Listeners::default();
     let mut ingest_listeners = None;
     if role.ingests() {
@@ -127,6 +124,10 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         TraceStore::open_read_only(config.store.clone(), std::time::Duration::from_secs(1)).await
     }
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    // A file left by a process that was killed names its dead ports. Removed only now
+    // that the store holds the data directory's lock: a second server refused by that
+    // lock must not delete the running one's file.
+    remove_stale_listeners_file(&listeners_path)?;
 
     // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
     // SQLite file as the catalog). Only an ingesting process flushes and prunes.

@@ -84,24 +84,21 @@ async fn query_refuses_a_data_directory_no_collector_made() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_listeners_file_is_gone_before_binding_and_the_new_one_is_whole() {
+async fn a_start_refused_by_the_lock_leaves_the_running_servers_listeners_file() {
     let dir = TestDir::new();
-    let stale = dir.data_dir().join("listeners.json");
-    std::fs::write(&stale, r#"{"grpc":"127.0.0.1:1"}"#).unwrap();
-    // A start that fails (the data directory is a running collector's) still removes
-    // the file a killed process left.
-    let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
+    let file = dir.data_dir().join("listeners.json");
+    // A second server refused by the data directory's lock leaves the running
+    // server's file alone.
+    let running = Meshtel::serve(&dir).await;
     let (status, log) = Meshtel::run_expecting_exit(&dir, Role::Serve, &[]).await;
     assert!(!status.success(), "{log}");
     assert!(log.contains("in use"), "{log}");
-    assert!(
-        !stale.exists(),
-        "the stale listeners.json survived a failed start"
-    );
-    collector.stop().await;
-    // A started process leaves exactly its file, no temporary one.
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(json["grpc"], running.grpc.unwrap().to_string());
+    running.stop().await;
+    // The file is written whole (a temporary file renamed): none is left behind.
     let m = Meshtel::serve(&dir).await;
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(&stale).unwrap()).unwrap();
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(json["grpc"], m.grpc.unwrap().to_string());
     let leftovers: Vec<_> = std::fs::read_dir(dir.data_dir())
         .unwrap()
