@@ -67,6 +67,16 @@ impl Command {
             Command::Bench(_) | Command::Quota(_) | Command::Rules(_) => false,
         }
     }
+
+    /// The log format the subcommand was given, for those that take one.
+    pub fn log_format(&self) -> Option<LogFormat> {
+        match self {
+            Command::Serve(args) | Command::Collector(args) | Command::Query(args) => Some(args.log_format),
+            Command::Proxy(proxy) => Some(proxy.log_format),
+            Command::Demo(demo) => Some(demo.run.server.log_format),
+            Command::Bench(_) | Command::Quota(_) | Command::Rules(_) => None,
+        }
+    }
 }
 
 /// For the subcommands that print and end ([`Command::serves`] is false): a reader

@@ -53,11 +53,27 @@ fn init_tracing_with_default(format: LogFormat, default_filter: &str) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if !cli.command.serves() {
         cli::end_quietly_on_broken_stdout();
     }
+    let json_logs = cli.command.log_format() == Some(LogFormat::Json);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            if json_logs {
+                // Every line stays JSON: the failure is the last event, its causes joined.
+                tracing::error!(error = format!("{error:#}"), "meshtel failed");
+            } else {
+                eprintln!("Error: {error:?}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format);

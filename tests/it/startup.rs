@@ -250,3 +250,27 @@ fn a_printing_subcommand_ends_quietly_when_its_reader_goes() {
     let by_sigpipe = std::os::unix::process::ExitStatusExt::signal(&status) == Some(13);
     assert!(status.success() || by_sigpipe, "{status}: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_a_failed_start_is_a_json_line_too() {
+    let dir = TestDir::new();
+    let (status, log) = Meshtel::run_expecting_exit(
+        &dir,
+        Role::Serve,
+        &["--log-format", "json", "--retention-max-age", "0s"],
+    )
+    .await;
+    assert!(!status.success(), "{log}");
+    let events: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = events.last().expect("a line");
+    assert_eq!(last["level"], "ERROR", "{log}");
+    assert!(
+        last["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("retention_max_age")),
+        "{log}"
+    );
+}
