@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::jaeger::convert::resource_to_process;
 use meshtel_model::Trace;
-use meshtel_model::otlp::common::v1::any_value;
 use meshtel_model::otlp::trace::v1::{ResourceSpans, Span, status::StatusCode};
 use serde::Serialize;
 
@@ -57,17 +57,10 @@ pub struct ServiceSummary {
     pub error_span_count: u32,
 }
 
-/// The `service.name` of a resource; empty when it has none.
-fn service_name(resource_spans: &ResourceSpans) -> &str {
-    resource_spans
-        .resource
-        .as_ref()
-        .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-        .map_or("", |v| match v {
-            any_value::Value::StringValue(s) => s.as_str(),
-            _ => "",
-        })
+/// The service of a resource as every other answer names it (`service.name`, or
+/// Jaeger's `OTLPResourceNoServiceName` for a resource without attributes).
+fn service_name(resource_spans: &ResourceSpans) -> String {
+    resource_to_process(resource_spans).service_name
 }
 
 fn is_error(span: &Span) -> bool {
@@ -76,29 +69,34 @@ fn is_error(span: &Span) -> bool {
         .is_some_and(|s| s.code == StatusCode::Error as i32)
 }
 
-/// Summarises one trace. The root is the earliest span without a parent; a trace
-/// whose every span has a parent elsewhere (a partial trace) takes its earliest span.
+/// Summarises one trace. The root is the earliest span without a parent; in a partial
+/// trace, the earliest span whose parent was never received (as the trace view shows
+/// it at the top, whatever skewed clocks say of its children); failing both (a cycle
+/// of parents), the earliest span.
 pub fn summarize(trace: &Trace) -> TraceSummary {
+    let services: Vec<String> = trace.resource_spans.iter().map(service_name).collect();
     let spans: Vec<(&str, &Span)> = trace
         .resource_spans
         .iter()
-        .flat_map(|rs| {
-            let service = service_name(rs);
+        .zip(&services)
+        .flat_map(|(rs, service)| {
             rs.scope_spans
                 .iter()
-                .flat_map(move |ss| ss.spans.iter().map(move |s| (service, s)))
+                .flat_map(move |ss| ss.spans.iter().map(move |s| (service.as_str(), s)))
         })
         .collect();
     let ids: HashSet<&[u8]> = spans.iter().map(|(_, s)| s.span_id.as_slice()).collect();
     let is_orphan =
         |s: &Span| !s.parent_span_id.is_empty() && !ids.contains(s.parent_span_id.as_slice());
-    let earliest = |root_only: bool| {
+    let earliest = |keep: &dyn Fn(&Span) -> bool| {
         spans
             .iter()
-            .filter(|(_, s)| !root_only || s.parent_span_id.is_empty())
+            .filter(|(_, s)| keep(s))
             .min_by_key(|(_, s)| s.start_time_unix_nano)
     };
-    let root = earliest(true).or_else(|| earliest(false));
+    let root = earliest(&|s| s.parent_span_id.is_empty())
+        .or_else(|| earliest(&|s| is_orphan(s)))
+        .or_else(|| earliest(&|_| true));
 
     let mut services: BTreeMap<&str, ServiceSummary> = BTreeMap::new();
     let (mut errors, mut orphans) = (0u32, 0u32);

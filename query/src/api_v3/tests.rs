@@ -380,3 +380,56 @@ async fn dependencies_over_a_window() {
         "end_time must be after start_time",
     );
 }
+
+#[tokio::test]
+async fn the_root_is_a_span_whose_parent_is_missing_even_when_a_skewed_child_starts_earlier() {
+    const ID: &str = "0af7651916cd43dd8448eb211c80319e";
+    // `checkout`'s parent never arrived; its child started 1 µs before it (clock skew).
+    let trace = trace_of(vec![resource_spans(
+        "shop",
+        "",
+        vec![
+            span(
+                ID,
+                "0000000000000002",
+                "0000000000000001",
+                "checkout",
+                2,
+                20_000,
+                90_000,
+            ),
+            span(
+                ID,
+                "0000000000000003",
+                "0000000000000002",
+                "charge",
+                3,
+                19_000,
+                40_000,
+            ),
+        ],
+    )]);
+    let summary = super::summaries::summarize(&trace);
+    assert_eq!(summary.root_operation_name, "checkout");
+    assert_eq!(summary.orphan_span_count, 1);
+}
+
+#[tokio::test]
+async fn a_resource_without_attributes_is_named_as_the_other_answers_name_it() {
+    const ID: &str = "0af7651916cd43dd8448eb211c80319f";
+    let mut nameless = resource_spans(
+        "x",
+        "",
+        vec![span(ID, "0000000000000002", "", "tick", 1, 1, 2)],
+    );
+    nameless.resource = None;
+    let summary = super::summaries::summarize(&trace_of(vec![nameless]));
+    assert_eq!(
+        summary.root_service_name,
+        crate::jaeger::convert::RESOURCE_NO_SERVICE_NAME
+    );
+    assert_eq!(
+        summary.services[0].name,
+        crate::jaeger::convert::RESOURCE_NO_SERVICE_NAME
+    );
+}
