@@ -22,6 +22,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -90,14 +91,18 @@ pub async fn serve_http(
     if *stop.borrow() {
         return Ok(());
     }
+    let mut accept_errors = LogWindow::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        warn!(listener = listener_name, %error, "accept failed");
+                        // Out of file descriptors and the like: back off briefly, and
+                        // log one line per interval however long it lasts.
+                        if let Some(failures) = accept_errors.note(std::time::Instant::now()) {
+                            warn!(listener = listener_name, %error, failures, every = ?LOG_INTERVAL, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }

@@ -14,7 +14,7 @@
 //! `overloaded`, INFO for the client's mistakes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use prometheus::{IntCounterVec, Opts};
@@ -22,9 +22,10 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use meshtel_model::ErrorCode;
+use meshtel_model::log_window::LogWindow;
 
 /// How often, at most, one (protocol, reason) pair writes a log line.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub use meshtel_model::log_window::LOG_INTERVAL as REFUSAL_LOG_INTERVAL;
 
 /// The ingest protocols, as the `protocol` label spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,39 +114,13 @@ impl RefusalReason {
     }
 }
 
-/// When the next log line of one (protocol, reason) may be written, and how many
-/// refusals went unlogged since the last one. Time is passed in, so tests need no
-/// sleeping.
-#[derive(Debug, Default)]
-pub struct RefusalLogWindow {
-    last_line: Option<Instant>,
-    unlogged: u64,
-}
-
-impl RefusalLogWindow {
-    /// Notes one refusal at `now`. Returns how many refusals the line to write now
-    /// stands for (this one included), or `None` when a line was written less than
-    /// [`REFUSAL_LOG_INTERVAL`] ago.
-    pub fn refused(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        let due = self
-            .last_line
-            .is_none_or(|last| now.saturating_duration_since(last) >= REFUSAL_LOG_INTERVAL);
-        if !due {
-            return None;
-        }
-        self.last_line = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
 /// The ingest refusal counters and their log windows; cheap to clone, shared by the
 /// three ingest servers of a process.
 #[derive(Clone)]
 pub struct IngestMetrics {
     refused: IntCounterVec,
     spans_rejected: IntCounterVec,
-    windows: Arc<Mutex<[[RefusalLogWindow; 4]; 3]>>,
+    windows: Arc<Mutex<[[LogWindow; 4]; 3]>>,
 }
 
 impl IngestMetrics {
@@ -206,7 +181,7 @@ impl IngestMetrics {
         self.refused
             .with_label_values(&[protocol.as_str(), reason.as_str()])
             .inc();
-        let line = self.windows.lock()[protocol as usize][reason.index()].refused(Instant::now());
+        let line = self.windows.lock()[protocol as usize][reason.index()].note(Instant::now());
         let Some(refused) = line else {
             return;
         };
@@ -234,19 +209,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_line_per_interval_says_how_many_were_refused_since_the_last() {
-        let t0 = Instant::now();
-        let mut window = RefusalLogWindow::default();
-        assert_eq!(window.refused(t0), Some(1));
-        for i in 1..=99 {
-            assert_eq!(window.refused(t0 + Duration::from_millis(i * 50)), None);
-        }
-        assert_eq!(window.refused(t0 + REFUSAL_LOG_INTERVAL), Some(100));
-        assert_eq!(window.refused(t0 + REFUSAL_LOG_INTERVAL), None);
-        assert_eq!(window.refused(t0 + 3 * REFUSAL_LOG_INTERVAL), Some(2));
-    }
-
-    #[test]
     fn every_series_exists_at_zero_and_reasons_follow_the_status() {
         let metrics = IngestMetrics::new().unwrap();
         let families: Vec<_> = metrics
@@ -257,7 +219,7 @@ mod tests {
         let series: usize = families.iter().map(|f| f.get_metric().len()).sum();
         assert_eq!(series, 3 * 4 + 3);
         let overloaded = Error::Overloaded {
-            retry_after: Duration::from_millis(500),
+            retry_after: std::time::Duration::from_millis(500),
         };
         assert_eq!(
             RefusalReason::of(&overloaded),

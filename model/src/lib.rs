@@ -27,6 +27,7 @@ pub mod duration;
 pub mod error;
 pub mod graph;
 pub mod ids;
+pub mod log_window;
 pub mod mixer;
 pub mod otlp_json;
 pub mod quota;

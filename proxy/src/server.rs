@@ -28,6 +28,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -92,14 +93,18 @@ pub async fn serve_listener<S, B>(
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let mut accept_errors = LogWindow::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        warn!(listener = name, %error, "accept failed");
+                        // Out of file descriptors and the like: back off briefly, and
+                        // log one line per interval however long it lasts.
+                        if let Some(failures) = accept_errors.note(std::time::Instant::now()) {
+                            warn!(listener = name, %error, failures, every = ?LOG_INTERVAL, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
