@@ -44,11 +44,20 @@ impl RuleSet {
             if let Some(winner) = self.virtual_service(host)
                 && !Arc::ptr_eq(winner, vs)
             {
-                let _ = writeln!(
-                    out,
-                    "  note: {host} is routed by VirtualService {}/{} ({}), read first; this rule does not apply to it",
-                    winner.namespace, winner.name, winner.source
-                );
+                let _ = match winner.export_to {
+                    ExportTo::All => writeln!(
+                        out,
+                        "  note: {host} is routed by VirtualService {}/{} ({}), read first; this rule does not apply to it",
+                        winner.namespace, winner.name, winner.source
+                    ),
+                    ExportTo::OwnNamespace => writeln!(
+                        out,
+                        "  note: for callers in namespace {ns}, {host} is routed by VirtualService {ns}/{} ({}), read first (exportTo \".\"); this rule applies to callers in other namespaces",
+                        winner.name,
+                        winner.source,
+                        ns = winner.namespace
+                    ),
+                };
             }
         }
         for (index, route) in vs.http.iter().enumerate() {
@@ -67,11 +76,21 @@ impl RuleSet {
         if let Some(winner) = self.destination_rule(&rule.host)
             && !Arc::ptr_eq(winner, rule)
         {
-            let _ = writeln!(
-                out,
-                "  note: DestinationRule {}/{} ({}) is read first for {}; this rule is not used",
-                winner.namespace, winner.name, winner.source, rule.host
-            );
+            let _ = match winner.export_to {
+                ExportTo::All => writeln!(
+                    out,
+                    "  note: DestinationRule {}/{} ({}) is read first for {}; this rule is not used",
+                    winner.namespace, winner.name, winner.source, rule.host
+                ),
+                ExportTo::OwnNamespace => writeln!(
+                    out,
+                    "  note: for callers in namespace {ns}, DestinationRule {ns}/{} ({}) is read first for {} (exportTo \".\"); this rule applies to callers in other namespaces",
+                    winner.name,
+                    winner.source,
+                    rule.host,
+                    ns = winner.namespace
+                ),
+            };
         }
         let _ = writeln!(out, "  traffic policy: {}", describe_policy(&rule.traffic_policy));
         if !rule.subsets.is_empty() {

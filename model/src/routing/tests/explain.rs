@@ -124,3 +124,15 @@ fn export_to_dot_hides_a_rule_from_other_namespaces_and_is_explained() {
     let line = "  exportTo \".\": applies only to calls from proxies in namespace default; callers in other namespaces ignore it";
     assert_eq!(text.matches(line).count(), 2, "{text}");
 }
+
+#[test]
+fn a_rule_behind_one_exported_to_its_own_namespace_is_said_to_apply_elsewhere() {
+    let own = vs("reviews-own", "  hosts: [reviews]\n  exportTo: [\".\"]\n  http:\n  - route:\n    - destination: {host: reviews}\n");
+    let everyone = vs("reviews-all", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n");
+    let text = load(&[("rules/a.yaml", &own), ("rules/b.yaml", &everyone)]).explain();
+    assert!(
+        text.contains("note: for callers in namespace default, reviews.default.svc.cluster.local is routed by VirtualService default/reviews-own (rules/a.yaml#1), read first (exportTo \".\"); this rule applies to callers in other namespaces"),
+        "{text}"
+    );
+    assert!(!text.contains("this rule does not apply"), "{text}");
+}
