@@ -194,9 +194,12 @@ pub async fn send(
     let http2 = parts.version == Version::HTTP_2;
     let retry_on = &plan.retries.retry_on;
     let mut retry_permit = None;
+    // Endpoints of the attempts so far: a retry goes elsewhere when it can. Allocated
+    // only when a request is retried.
+    let mut tried: Vec<usize> = Vec::new();
     exchange.upstream_cluster.clone_from(&cluster.name);
     loop {
-        let Some(lease) = cluster.pick() else {
+        let Some(lease) = cluster.pick_avoiding(&tried) else {
             return Err(ForwardError::NoHealthyUpstream { service: cluster.name.clone() });
         };
         exchange.upstream_address = Some(lease.endpoint().address.clone());
@@ -240,6 +243,7 @@ pub async fn send(
                     if can_retry {
                         if let Some(permit) = cluster.try_retry() {
                             retry_permit = Some(permit);
+                            tried.push(lease.index());
                             Box::pin(drain_for_reuse(upstream)).await;
                             Box::pin(retry_backoff(context, exchange.attempts, deadline)).await;
                             continue;
@@ -276,6 +280,7 @@ pub async fn send(
                 if retriable && can_retry {
                     if let Some(permit) = cluster.try_retry() {
                         retry_permit = Some(permit);
+                        tried.push(lease.index());
                         drop((admission, lease));
                         Box::pin(retry_backoff(context, exchange.attempts, deadline)).await;
                         continue;

@@ -125,6 +125,10 @@ impl Drop for Admission {
     }
 }
 
+/// Picks a retry makes to find an endpoint it has not tried (Istio's
+/// `host_selection_retry_max_attempts`).
+pub const HOST_SELECTION_ATTEMPTS: usize = 5;
+
 /// An endpoint chosen for one attempt; counts as active (least request) until dropped.
 #[derive(Debug)]
 pub struct EndpointLease {
@@ -133,6 +137,11 @@ pub struct EndpointLease {
 }
 
 impl EndpointLease {
+    /// The endpoint's position in its cluster.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// The endpoint.
     pub fn endpoint(&self) -> &ClusterEndpoint {
         &self.cluster.endpoints[self.index]
@@ -320,6 +329,21 @@ impl Cluster {
         }?;
         self.endpoints[index].active.fetch_add(1, Ordering::Relaxed);
         Some(EndpointLease { cluster: self.clone(), index })
+    }
+
+    /// As [`Cluster::pick`], avoiding the endpoints a request already tried (Istio's
+    /// default `previous_hosts` retry predicate): up to [`HOST_SELECTION_ATTEMPTS`]
+    /// picks, then whatever the last one gave (a cluster of one endpoint, or every
+    /// other one ejected).
+    pub fn pick_avoiding(self: &Arc<Self>, tried: &[usize]) -> Option<EndpointLease> {
+        let mut lease = self.pick()?;
+        for _ in 1..HOST_SELECTION_ATTEMPTS {
+            if !tried.contains(&lease.index) {
+                break;
+            }
+            lease = self.pick()?;
+        }
+        Some(lease)
     }
 
     /// Endpoints ejected right now.

@@ -294,3 +294,19 @@ spec:
         "a caller in another namespace does not see it"
     );
 }
+
+#[test]
+fn a_retry_picks_an_endpoint_it_has_not_tried_when_there_is_one() {
+    let cluster = make_cluster(TrafficPolicy::default(), &two_endpoints());
+    // Round robin alone hands every other request the endpoint just tried when other
+    // requests pick in between: avoided here whatever the counter says.
+    for _ in 0..10 {
+        let first = cluster.pick().unwrap().index();
+        // Another request's pick moves the round-robin counter on.
+        drop(cluster.pick());
+        assert_ne!(cluster.pick_avoiding(&[first]).unwrap().index(), first);
+    }
+    // A cluster of one endpoint retries it.
+    let one = make_cluster(TrafficPolicy::default(), &two_endpoints()[..1]);
+    assert_eq!(one.pick_avoiding(&[0]).unwrap().index(), 0);
+}
