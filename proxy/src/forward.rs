@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::body::{BodyFault, RequestBody, ResponseBody};
+use app_hints::AppProtocolHints;
 use crate::config::AppProtocol;
 use crate::error::ForwardError;
 use crate::mesh::{CLUSTER_DOMAIN, ServiceNames, WorkloadIdentity};
@@ -92,6 +93,8 @@ pub struct ProxyContext {
     pub mirror_slots: Arc<Semaphore>,
     /// What the inbound listener speaks to the local app.
     pub app_protocol: AppProtocol,
+    /// Warnings when that does not suit the app.
+    app_hints: AppProtocolHints,
     /// This instance's peer identity headers, built once.
     peer_headers: PeerHeaders,
     upstream: UpstreamPool,
@@ -132,6 +135,7 @@ impl ProxyContext {
             quota,
             mirror_slots,
             app_protocol: AppProtocol::Auto,
+            app_hints: AppProtocolHints::default(),
             peer_headers,
             upstream,
         }
@@ -361,7 +365,11 @@ fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_perce
 /// Sends the request to `exchange.upstream_address`, HTTP/2 if it came as HTTP/2 (and
 /// the app protocol is `auto`), else HTTP/1.1.
 async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, ForwardError> {
+    let h2c_to_app = request.version() == Version::HTTP_2 && context.app_protocol == AppProtocol::Auto;
     if context.app_protocol == AppProtocol::Http1 && request.version() == Version::HTTP_2 {
+        if exchange.protocol == "grpc" {
+            context.app_hints.grpc_as_http1(exchange.upstream_address());
+        }
         // The app only speaks HTTP/1.1: the caller's `:authority` becomes `Host`.
         if !request.headers().contains_key(http::header::HOST)
             && let Some(host) = request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -382,7 +390,12 @@ async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchang
         },
         None => sent.await,
     };
-    result.map_err(|failure| failed(context, exchange, failure))
+    result.map_err(|failure| {
+        if h2c_to_app && matches!(failure, Failure::Reset(_)) {
+            context.app_hints.h2c_dropped(exchange.upstream_address());
+        }
+        failed(context, exchange, failure)
+    })
 }
 
 /// The error for a failed upstream exchange that the downstream's request body caused,
@@ -702,6 +715,7 @@ fn new_request_id() -> [u8; 36] {
     text
 }
 
+mod app_hints;
 mod upgrade;
 mod upstream;
 

@@ -406,3 +406,127 @@ async fn http2_grpc_and_streamed_bodies_pass_through_a_proxy_pair() {
     );
     backend.stop().await;
 }
+
+/// An app on 127.0.0.1:0 that speaks only HTTP/1.1, as many do: it answers "ok", and
+/// an h2c connection preface gets no answer but a closed connection.
+async fn http1_only_app() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_request| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Body::from("ok")))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// Polls the proxy's log until it holds `text`.
+async fn logged(proxy: &MeshProxy, text: &str) {
+    eventually(Duration::from_secs(10), text, || async {
+        proxy.log_text().contains(text).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_app_protocol_is_named_in_the_proxy_log() {
+    let dir = TestDir::new();
+    let mesh_path = dir.path().join("mesh.yaml");
+    let mesh_arg = mesh_path.to_str().unwrap().to_string();
+    write_mesh(&mesh_path, "services: []\n");
+    let collector = closed_address().to_string();
+    let collector = format!("http://{collector}");
+    let start = |name: &'static str, inbound: String, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "--mesh".to_owned(),
+            mesh_arg.clone(),
+            "--service".to_owned(),
+            name.to_owned(),
+            "--inbound".to_owned(),
+            inbound,
+            "--collector".to_owned(),
+            collector.clone(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let dir = &dir;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            MeshProxy::start(dir, name, &args).await
+        }
+    };
+
+    // `auto` (the default): an h2c caller of an HTTP/1.1-only app gets 503, and the
+    // log says which flag fixes it.
+    let app = http1_only_app().await;
+    let auto = start("web", format!("127.0.0.1:0={app}"), &[]).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let reply = h2
+        .get(format!("http://{}/", auto.inbound()))
+        .send()
+        .await
+        .expect("h2c GET");
+    assert_eq!(reply.status(), 503);
+    logged(&auto, "start this proxy with --app-protocol http1").await;
+    // HTTP/1.1 callers are served, and the flag fixes the h2c ones.
+    assert_eq!(
+        http()
+            .get(format!("http://{}/", auto.inbound()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let fixed = start(
+        "web-http1",
+        format!("127.0.0.1:0={app}"),
+        &["--app-protocol", "http1"],
+    )
+    .await;
+    let reply = h2
+        .get(format!("http://{}/", fixed.inbound()))
+        .send()
+        .await
+        .expect("h2c GET");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.text().await.unwrap(), "ok");
+
+    // `http1` in front of a gRPC app: the log says gRPC needs `auto`.
+    let backend = AppServer::start(backend_routes()).await;
+    let grpc_proxy = start(
+        "backend",
+        format!("127.0.0.1:0={}", backend.authority()),
+        &["--app-protocol", "http1"],
+    )
+    .await;
+    let channel = Endpoint::from_shared(format!("http://{}", grpc_proxy.inbound()))
+        .unwrap()
+        .timeout(Duration::from_secs(15))
+        .connect()
+        .await
+        .expect("connecting to the inbound listener");
+    let _ = TraceServiceClient::new(channel)
+        .export(ExportTraceServiceRequest::default())
+        .await;
+    logged(
+        &grpc_proxy,
+        "start the proxy of a gRPC app with --app-protocol auto",
+    )
+    .await;
+    assert!(
+        !fixed.log_text().contains("--app-protocol"),
+        "{}",
+        fixed.log_text()
+    );
+    backend.stop().await;
+}
