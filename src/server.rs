@@ -195,6 +195,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         let sink: Arc<dyn SpanSink> = Arc::new(store.clone());
         // One set of refusal counters for the three ingest servers.
         let ingest_metrics = meshtel_collector::IngestMetrics::new()?;
+        ingest_metrics.spawn_log_timer();
         let grpc_service = meshtel_collector::otlp_grpc_service_with_metrics(
             sink.clone(),
             config.ingest.clone(),

@@ -11,9 +11,10 @@
 //! Every series exists from the start (at 0), so a rate or an alert works before the
 //! first refusal. Refusals are also logged, at most one line per 10 s for each protocol
 //! and reason, saying how many were refused since the previous line: WARN for
-//! `overloaded`, INFO for the client's mistakes.
+//! `overloaded`, INFO for the client's mistakes. A timer writes the line for refusals
+//! left untold when a burst ends ([`IngestMetrics::spawn_log_timer`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -120,7 +121,14 @@ impl RefusalReason {
 pub struct IngestMetrics {
     refused: IntCounterVec,
     spans_rejected: IntCounterVec,
-    windows: Arc<Mutex<[[LogWindow; 4]; 3]>>,
+    windows: Arc<Mutex<[[RefusalLog; 4]; 3]>>,
+}
+
+/// The log window of one (protocol, reason) and what its last refusal said.
+#[derive(Default)]
+struct RefusalLog {
+    window: LogWindow,
+    last_error: String,
 }
 
 impl IngestMetrics {
@@ -181,17 +189,35 @@ impl IngestMetrics {
         self.refused
             .with_label_values(&[protocol.as_str(), reason.as_str()])
             .inc();
-        let line = self.windows.lock()[protocol as usize][reason.index()].note(Instant::now());
-        let Some(refused) = line else {
-            return;
+        let line = {
+            let mut windows = self.windows.lock();
+            let log = &mut windows[protocol as usize][reason.index()];
+            let line = log.window.note(Instant::now());
+            if line.is_none() {
+                detail.clone_into(&mut log.last_error);
+            }
+            line
         };
-        let (protocol, reason_label) = (protocol.as_str(), reason.as_str());
-        let every = humantime::format_duration(REFUSAL_LOG_INTERVAL).to_string();
-        if reason == RefusalReason::Overloaded {
-            warn!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
-        } else {
-            info!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
+        if let Some(refused) = line {
+            log_refusals(protocol, reason, refused, detail);
         }
+    }
+
+    /// Starts the timer that logs the refusals no line has told yet, once a line is
+    /// due (it looks every second). It ends when the last clone of these metrics is
+    /// dropped.
+    pub fn spawn_log_timer(&self) {
+        let windows = Arc::downgrade(&self.windows);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if !log_untold_refusals(&windows, Instant::now()) {
+                    return;
+                }
+            }
+        });
     }
 
     /// Counts spans dropped from an accepted request.
@@ -201,6 +227,43 @@ impl IngestMetrics {
                 .with_label_values(&[protocol.as_str()])
                 .inc_by(u64::try_from(spans).unwrap_or(u64::MAX));
         }
+    }
+}
+
+/// Logs the refusals of every (protocol, reason) that no line has told yet, where a
+/// line is due at `now`; false once the metrics are gone.
+fn log_untold_refusals(windows: &Weak<Mutex<[[RefusalLog; 4]; 3]>>, now: Instant) -> bool {
+    let Some(windows) = windows.upgrade() else {
+        return false;
+    };
+    let mut lines = Vec::new();
+    for (protocol, logs) in Protocol::ALL.into_iter().zip(windows.lock().iter_mut()) {
+        for (reason, log) in RefusalReason::ALL.into_iter().zip(logs.iter_mut()) {
+            if let Some(refused) = log.window.flush(now) {
+                lines.push((
+                    protocol,
+                    reason,
+                    refused,
+                    std::mem::take(&mut log.last_error),
+                ));
+            }
+        }
+    }
+    for (protocol, reason, refused, detail) in lines {
+        log_refusals(protocol, reason, refused, &detail);
+    }
+    true
+}
+
+/// One log line for `refused` requests of `protocol` refused for `reason`, the last of
+/// them with `detail`.
+fn log_refusals(protocol: Protocol, reason: RefusalReason, refused: u64, detail: &str) {
+    let (protocol, reason_label) = (protocol.as_str(), reason.as_str());
+    let every = humantime::format_duration(REFUSAL_LOG_INTERVAL).to_string();
+    if reason == RefusalReason::Overloaded {
+        warn!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
+    } else {
+        info!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
     }
 }
 
@@ -247,5 +310,37 @@ mod tests {
             metrics.spans_rejected.with_label_values(&["zipkin"]).get(),
             3
         );
+    }
+
+    #[test]
+    fn the_timer_tells_untold_refusals_and_stops_with_the_metrics() {
+        let metrics = IngestMetrics::new().unwrap();
+        let start = Instant::now();
+        let (zipkin, bad) = (Protocol::Zipkin as usize, RefusalReason::BadRequest.index());
+        // The first refusal is logged at once, the second waits for a line.
+        metrics.refused_for(Protocol::Zipkin, RefusalReason::BadRequest, "first");
+        metrics.refused_for(Protocol::Zipkin, RefusalReason::BadRequest, "second");
+        assert_eq!(metrics.windows.lock()[zipkin][bad].last_error, "second");
+        let windows = Arc::downgrade(&metrics.windows);
+        assert!(log_untold_refusals(
+            &windows,
+            start + REFUSAL_LOG_INTERVAL * 2
+        ));
+        {
+            let mut logs = metrics.windows.lock();
+            assert_eq!(logs[zipkin][bad].last_error, "", "told");
+            assert_eq!(
+                logs[zipkin][bad]
+                    .window
+                    .flush(start + REFUSAL_LOG_INTERVAL * 4),
+                None,
+                "nothing left to tell"
+            );
+        }
+        drop(metrics);
+        assert!(!log_untold_refusals(
+            &windows,
+            start + REFUSAL_LOG_INTERVAL * 6
+        ));
     }
 }

@@ -21,10 +21,17 @@ impl LogWindow {
     /// [`LOG_INTERVAL`] ago.
     pub fn note(&mut self, now: Instant) -> Option<u64> {
         self.unlogged += 1;
+        self.flush(now)
+    }
+
+    /// For a timer: how many events went unlogged, when there are any and a line is
+    /// due at `now`. Without it, the events after a burst's first line would be told
+    /// only by the next event, which may never come.
+    pub fn flush(&mut self, now: Instant) -> Option<u64> {
         let due = self
             .last_line
             .is_none_or(|last| now.saturating_duration_since(last) >= LOG_INTERVAL);
-        if !due {
+        if self.unlogged == 0 || !due {
             return None;
         }
         self.last_line = Some(now);
@@ -46,5 +53,22 @@ mod tests {
         }
         assert_eq!(window.note(t0 + LOG_INTERVAL), Some(100));
         assert_eq!(window.note(t0 + LOG_INTERVAL), None);
+    }
+
+    #[test]
+    fn a_timer_tells_the_events_of_a_burst_that_ended() {
+        let t0 = Instant::now();
+        let mut window = LogWindow::default();
+        assert_eq!(window.flush(t0), None, "nothing happened");
+        assert_eq!(window.note(t0), Some(1));
+        for i in 1..5 {
+            assert_eq!(window.note(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(window.flush(t0 + LOG_INTERVAL / 2), None, "too early");
+        assert_eq!(window.flush(t0 + LOG_INTERVAL), Some(4));
+        assert_eq!(window.flush(t0 + LOG_INTERVAL * 3), None, "all told");
+        // The timer's line starts a new interval for the events that follow.
+        assert_eq!(window.note(t0 + LOG_INTERVAL * 3 / 2), None);
+        assert_eq!(window.flush(t0 + LOG_INTERVAL * 2), Some(1));
     }
 }
