@@ -1,5 +1,8 @@
 //! Which blocks hold which traces: per block, the sorted 64-bit keys of its trace ids,
-//! kept in memory (8 bytes per trace) and beside the block as `<block>.tids`.
+//! kept in memory (8 bytes per trace) and beside the block as `<block>.tids`: the keys
+//! (u64 LE each), then `TIDS` and the CRC-32 of the keys (u32 LE). A sidecar that is
+//! missing, damaged or of the earlier format without that trailer is rebuilt from the
+//! block, so a damaged one never hides a trace.
 //!
 //! A fetch by trace id opens only the blocks whose set contains the id's key, instead of
 //! asking every block's bloom filters. Keys are a hash of the 128-bit id, so a false
@@ -15,6 +18,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::Result;
 use crate::schema::col;
+
+/// What follows the keys in a sidecar, before their CRC-32.
+const TRAILER_MAGIC: &[u8; 4] = b"TIDS";
 
 /// Sorted, deduplicated trace id keys of one block.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -66,9 +72,13 @@ impl TraceIdSet {
     pub fn write(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("tids.tmp");
         let mut out = BufWriter::new(File::create(&tmp)?);
+        let mut crc = crc32fast::Hasher::new();
         for key in &self.keys {
             out.write_all(&key.to_le_bytes())?;
+            crc.update(&key.to_le_bytes());
         }
+        out.write_all(TRAILER_MAGIC)?;
+        out.write_all(&crc.finalize().to_le_bytes())?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -79,13 +89,18 @@ impl TraceIdSet {
     pub fn read(path: &Path) -> Result<Self> {
         let mut bytes = Vec::new();
         BufReader::new(File::open(path)?).read_to_end(&mut bytes)?;
-        if bytes.len() % 8 != 0 {
-            return Err(crate::Error::Corrupt(format!(
-                "{} is not a whole number of keys",
-                path.display()
-            )));
+        let corrupt = |what: &str| crate::Error::Corrupt(format!("{}: {what}", path.display()));
+        let Some(keys_len) = bytes.len().checked_sub(8).filter(|len| len % 8 == 0) else {
+            return Err(corrupt("not whole keys and a trailer"));
+        };
+        let (keys, trailer) = bytes.split_at(keys_len);
+        if &trailer[..4] != TRAILER_MAGIC {
+            return Err(corrupt("no trailer (written by an earlier version)"));
         }
-        let keys = bytes
+        if trailer[4..] != crc32fast::hash(keys).to_le_bytes() {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let keys = keys
             .chunks_exact(8)
             .map(|c| {
                 let mut k = [0u8; 8];
@@ -134,7 +149,10 @@ pub fn load_or_rebuild(block: &Path) -> Result<TraceIdSet> {
     let sidecar = sidecar_path(block);
     match TraceIdSet::read(&sidecar) {
         Ok(set) => Ok(set),
-        Err(_) => {
+        Err(error) => {
+            if sidecar.exists() {
+                tracing::info!(file = %sidecar.display(), %error, "rebuilding a block's trace id index from the block");
+            }
             let set = TraceIdSet::from_block(block)?;
             set.write(&sidecar)?;
             Ok(set)
@@ -156,5 +174,26 @@ mod tests {
         let path = dir.path().join("b.parquet.tids");
         set.write(&path).unwrap();
         assert_eq!(TraceIdSet::read(&path).unwrap(), set);
+    }
+
+    #[test]
+    fn a_damaged_or_old_sidecar_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.parquet.tids");
+        let set = TraceIdSet::from_keys((1..=50).collect());
+        set.write(&path).unwrap();
+        let good = fs::read(&path).unwrap();
+        assert_eq!(good.len(), 50 * 8 + 8);
+        // One flipped bit in a key: that key's trace would be looked for elsewhere.
+        let mut flipped = good.clone();
+        flipped[17] ^= 0x10;
+        fs::write(&path, &flipped).unwrap();
+        let error = TraceIdSet::read(&path).unwrap_err().to_string();
+        assert!(error.contains("checksum mismatch"), "{error}");
+        // Cut short, and the format before the trailer (keys only).
+        for bytes in [&good[..good.len() - 3], &good[..good.len() - 8], &[][..]] {
+            fs::write(&path, bytes).unwrap();
+            assert!(TraceIdSet::read(&path).is_err(), "{} bytes", bytes.len());
+        }
     }
 }

@@ -168,6 +168,25 @@ async fn blocks_that_cannot_be_read_at_startup_are_set_aside_and_the_rest_starts
 }
 
 #[tokio::test]
+async fn a_damaged_trace_id_sidecar_is_rebuilt_and_hides_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "svc-1").await;
+    let sidecar = crate::trace_index::sidecar_path(&block_paths(&store)[0]);
+    store.shutdown().await.unwrap();
+    // One flipped bit: the block's only key no longer matches its trace.
+    let good = std::fs::read(&sidecar).unwrap();
+    let mut damaged = good.clone();
+    damaged[0] ^= 0x01;
+    std::fs::write(&sidecar, &damaged).unwrap();
+
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert!(store.get_trace(trace_id(1)).await.unwrap().is_some());
+    assert_eq!(std::fs::read(&sidecar).unwrap(), good, "rewritten");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_store_whose_blocks_are_all_missing_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
