@@ -3,7 +3,9 @@
 //!
 //! - hyper's header read timeout: a connection whose request headers are not complete
 //!   within `http.header_read_timeout` (a slowloris client, or an idle keep-alive
-//!   connection) is closed without an answer;
+//!   connection) is closed without an answer; so is one that sends nothing at all in
+//!   that time, and an h2c connection on which no request starts for that long is
+//!   shut down gracefully ([`conn_life`]), a vanished h2c peer being found by pings;
 //! - a deadline on the request body: a body not complete within
 //!   `http.body_read_timeout` of its headers ends with a `TimedOut` I/O error, which
 //!   the handlers answer with 408; hyper then closes the connection.
@@ -21,7 +23,7 @@ use axum::body::{Body, HttpBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use meshtel_model::conn_life::{self, RequestCounter};
 use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::net::TcpListener;
@@ -31,6 +33,13 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::config::HttpServerConfig;
+
+/// How often an h2c connection is pinged to tell a live client from a vanished one
+/// that holds open streams (an idle connection is closed sooner, see
+/// [`conn_life`]).
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections the HTTP listeners closed for a slow client, by listener and phase
 /// (`headers`, `body`): `meshtel_http_connections_timed_out_total`.
@@ -85,8 +94,15 @@ pub async fn serve_http(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+    // A connection that sends nothing, or starts no request, for this long is closed.
+    let idle = config.header_read_timeout;
+    // Each connection task holds a receiver; `closed()` is when every one has ended.
+    let (drained, connection_token) = watch::channel(());
     let body_read_timeout = config.body_read_timeout;
     if *stop.borrow() {
         return Ok(());
@@ -109,20 +125,31 @@ pub async fn serve_http(
                 };
                 let app = app.clone();
                 let body_timeouts = body_timeouts.clone();
-                let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                    let body_timeouts = body_timeouts.clone();
-                    let request = request.map(|body| {
-                        Body::new(DeadlineBody::new(body, body_read_timeout, body_timeouts))
-                    });
-                    app.clone().oneshot(request)
-                });
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
                 let header_timeouts = header_timeouts.clone();
+                let builder = builder.clone();
+                let stop = stop.clone();
+                let token = connection_token.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                    let _token = token;
+                    if !conn_life::first_byte(&stream, idle).await {
+                        header_timeouts.inc();
+                        debug!(listener = listener_name, %peer, "nothing sent, connection closed");
+                        return;
+                    }
+                    let requests = RequestCounter::default();
+                    let counter = requests.clone();
+                    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                        counter.started();
+                        let body_timeouts = body_timeouts.clone();
+                        let request = request.map(|body| {
+                            Body::new(DeadlineBody::new(body, body_read_timeout, body_timeouts))
+                        });
+                        app.clone().oneshot(request)
+                    });
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection = std::pin::pin!(connection);
+                    let graceful: fn(std::pin::Pin<&mut _>) = |connection| auto::Connection::graceful_shutdown(connection);
+                    if let Err(error) = conn_life::drive(connection, graceful, &requests, idle, stop).await {
                         if is_header_timeout(error.as_ref()) {
                             header_timeouts.inc();
                             debug!(listener = listener_name, %peer, "request headers timed out, connection closed");
@@ -140,9 +167,56 @@ pub async fn serve_http(
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    drop(connection_token);
+    drained.closed().await;
     Ok(())
 }
+
+/// The connections of a gRPC listener, for tonic: each once it has sent its first
+/// byte within `idle` (one that sends nothing is closed, as on the HTTP listeners;
+/// tonic's own reading of the HTTP/2 preface has no timeout), with Nagle off (Check
+/// answers are small and latency-bound). The accept task ends with the server.
+pub fn grpc_incoming(
+    listener: TcpListener,
+    idle: Duration,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<tokio::net::TcpStream>> {
+    let (ready, incoming) = tokio::sync::mpsc::channel(GRPC_ACCEPT_QUEUE);
+    tokio::spawn(async move {
+        let mut accept_errors = LogWindow::default();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(error) => {
+                            if let Some(failures) = accept_errors.note(std::time::Instant::now()) {
+                                warn!(listener = "otlp_grpc", %error, failures, every = ?LOG_INTERVAL, "accept failed");
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    if let Err(error) = stream.set_nodelay(true) {
+                        debug!(listener = "otlp_grpc", %error, "set_nodelay failed");
+                    }
+                    let ready = ready.clone();
+                    tokio::spawn(async move {
+                        if conn_life::first_byte(&stream, idle).await {
+                            let _ = ready.send(Ok(stream)).await;
+                        } else {
+                            debug!(listener = "otlp_grpc", %peer, "nothing sent, connection closed");
+                        }
+                    });
+                }
+                () = ready.closed() => return,
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(incoming)
+}
+
+/// Connections that have spoken, waiting for tonic to take them.
+const GRPC_ACCEPT_QUEUE: usize = 64;
 
 fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);

@@ -21,6 +21,13 @@ use crate::config::Config;
 use crate::http_server::{HttpTimeoutMetrics, serve_http};
 use crate::metrics;
 
+/// How often the gRPC server pings a client (a proxy's Report stream, an exporter's
+/// channel), and how long an unanswered ping waits before the connection is closed:
+/// a vanished client's connection and streams are let go.
+const GRPC_KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// See [`GRPC_KEEP_ALIVE_INTERVAL`].
+const GRPC_KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Which servers a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -208,12 +215,14 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         // is SERVING while this listener runs.
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let stop = stop_signal(stop_rx.clone());
+        let first_byte_timeout = config.http.header_read_timeout;
         servers.spawn(async move {
             let _health_reporter = health_reporter;
-            // No Nagle: Check answers are small and latency-bound.
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+            // Connections that send nothing are closed; see `grpc_incoming`.
+            let incoming = crate::http_server::grpc_incoming(grpc, first_byte_timeout);
             tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(GRPC_KEEP_ALIVE_INTERVAL))
+                .http2_keepalive_timeout(Some(GRPC_KEEP_ALIVE_TIMEOUT))
                 .add_service(grpc_service)
                 .add_service(report_service)
                 .add_optional_service(rls_service)

@@ -23,6 +23,7 @@
 //!   the policy repository and the engine's usage;
 //! - [`rls`]: Envoy's rate limit service v3 protocol.
 
+pub mod conn_life;
 pub mod duration;
 pub mod error;
 pub mod graph;

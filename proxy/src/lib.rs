@@ -231,7 +231,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         async move { Ok::<_, Infallible>(response) }
     });
     let admin_connections = stats.connections.with_label_values(&["admin", "main"]);
-    let admin_server = tokio::spawn(server::serve_listener("admin", listeners.admin, admin, admin_connections, servers_stopped));
+    let admin_server = tokio::spawn(server::serve_listener("admin", listeners.admin, admin, admin_connections, server::IDLE_TIMEOUT, servers_stopped));
     stats.ready.set(1);
 
     shutdown.await;

@@ -27,7 +27,7 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use meshtel_model::conn_life::{self, RequestCounter};
 use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
@@ -39,6 +39,15 @@ use crate::error::{Error, Result};
 
 /// How long open connections may take to finish once shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A downstream connection that sends nothing, or starts no request, for this long is
+/// closed (see [`conn_life`]); also hyper's HTTP/1.1 header read timeout.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an h2c connection is pinged to tell a live client from a vanished one
+/// that still holds open streams.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pending connections a listening socket queues, as tokio's `TcpListener::bind`.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -75,12 +84,14 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// Serves `service` on every connection of `listener` until `shutdown` flips to
 /// true, then lets open connections finish (bounded by [`DRAIN_TIMEOUT`]). Counts
-/// accepted connections in `connections`.
+/// accepted connections in `connections`. A connection that sends nothing, or starts
+/// no request, for `idle` ([`IDLE_TIMEOUT`]) is closed.
 pub async fn serve_listener<S, B>(
     name: &'static str,
     listener: TcpListener,
     service: S,
     connections: IntCounter,
+    idle: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
@@ -90,9 +101,14 @@ pub async fn serve_listener<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    builder.http1().timer(TokioTimer::new()).keep_alive(true).header_read_timeout(idle);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+    // Each connection task holds a receiver; `closed()` is when every one has ended.
+    let (drained, connection_token) = watch::channel(());
     let mut accept_errors = LogWindow::default();
     loop {
         tokio::select! {
@@ -113,12 +129,24 @@ pub async fn serve_listener<S, B>(
                 if let Err(error) = stream.set_nodelay(true) {
                     debug!(listener = name, %error, "set_nodelay failed");
                 }
-                // With upgrades: a WebSocket's `101` hands the connection to the proxy
-                // (forward::upgrade), as Envoy and Istio allow by default.
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone()).into_owned();
-                let connection = graceful.watch(connection);
+                let builder = builder.clone();
+                let service = service.clone();
+                let stop = shutdown.clone();
+                let token = connection_token.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                    let _token = token;
+                    if !conn_life::first_byte(&stream, idle).await {
+                        debug!(listener = name, %peer, "nothing sent, connection closed");
+                        return;
+                    }
+                    let requests = RequestCounter::default();
+                    let service = Counted { inner: service, requests: requests.clone() };
+                    // With upgrades: a WebSocket's `101` hands the connection to the
+                    // proxy (forward::upgrade), as Envoy and Istio allow by default.
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let connection = std::pin::pin!(connection);
+                    let graceful: fn(std::pin::Pin<&mut _>) = |connection| auto::UpgradeableConnection::graceful_shutdown(connection);
+                    if let Err(error) = conn_life::drive(connection, graceful, &requests, idle, stop).await {
                         debug!(listener = name, %peer, error = %error, "connection ended with an error");
                     }
                 });
@@ -127,8 +155,31 @@ pub async fn serve_listener<S, B>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    drop(connection_token);
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained.closed()).await.is_err() {
         info!(listener = name, "drain timed out, closing remaining connections");
+    }
+}
+
+/// A listener's request handler that also counts the requests of its connection, for
+/// [`conn_life::drive`] to tell an idle connection.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    requests: RequestCounter,
+}
+
+impl<S, R> Service<R> for Counted<S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.requests.started();
+        self.inner.call(request)
     }
 }
 
@@ -210,11 +261,11 @@ impl Worker {
                         if let Some((listener, app)) = listeners.inbound {
                             let listener = TcpListener::from_std(listener)?;
                             let counter = connections.with_label_values(&["inbound", &worker]);
-                            servers.spawn(serve_listener("inbound", listener, service(Some(app)), counter, shutdown.clone()));
+                            servers.spawn(serve_listener("inbound", listener, service(Some(app)), counter, IDLE_TIMEOUT, shutdown.clone()));
                         }
                         let listener = TcpListener::from_std(listeners.outbound)?;
                         let counter = connections.with_label_values(&["outbound", &worker]);
-                        servers.spawn(serve_listener("outbound", listener, service(None), counter, shutdown));
+                        servers.spawn(serve_listener("outbound", listener, service(None), counter, IDLE_TIMEOUT, shutdown));
                         Ok(())
                     })();
                     let serving = registered.is_ok();
@@ -280,6 +331,56 @@ mod tests {
             Err(Error::Bind { listener: "outbound", source, .. }) => assert_eq!(source.kind(), io::ErrorKind::AddrInUse),
             other => panic!("expected a bind error, got {other:?}"),
         }
+    }
+
+    /// Seconds until the server closes a connection that sent `data`, at most `wait`.
+    fn closed_after(addr: SocketAddr, data: &[u8], wait: Duration) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(wait)).expect("read timeout");
+        let started = std::time::Instant::now();
+        stream.write_all(data).expect("write");
+        let mut buffer = [0u8; 1024];
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => return Some(started.elapsed().as_secs_f64()),
+                Ok(_) if started.elapsed() < wait => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return None,
+                Ok(_) => return None,
+                Err(_) => return Some(started.elapsed().as_secs_f64()),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_that_send_nothing_or_start_no_request_are_closed() {
+        let listener = TcpListener::bind(any_port()).await.expect("bind");
+        let addr = listener.local_addr().expect("bound");
+        let service = hyper::service::service_fn(|_request: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok"))))
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let counter = IntCounter::new("c", "c").expect("counter");
+        let server = tokio::spawn(serve_listener("test", listener, service, counter, Duration::from_millis(500), shutdown));
+        let wait = Duration::from_secs(8);
+        let cases: [(&str, &[u8]); 2] = [("silent", b""), ("HTTP/1.1 after a response", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")];
+        for (what, data) in cases {
+            let seconds = tokio::task::spawn_blocking(move || closed_after(addr, data, wait)).await.expect("client");
+            let seconds = seconds.unwrap_or_else(|| panic!("{what}: still open after {wait:?}"));
+            assert!(seconds < 4.0, "{what}: closed after {seconds:.1} s");
+        }
+        // An h2c client that opens no stream after one request: GOAWAY, then closed.
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("h2c handshake");
+        let connection = tokio::spawn(connection);
+        let request = Request::get("http://x/").body(http_body_util::Empty::<bytes::Bytes>::new()).expect("request");
+        assert_eq!(sender.send_request(request).await.expect("h2c response").status(), 200);
+        let started = std::time::Instant::now();
+        tokio::time::timeout(wait, connection).await.expect("h2c connection still open").expect("task").expect("clean end");
+        assert!(started.elapsed() < Duration::from_secs(4), "h2c: closed after {:?}", started.elapsed());
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), server).await.expect("stopped").expect("server task");
     }
 
     #[test]

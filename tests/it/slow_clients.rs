@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
 use crate::support::*;
 
 /// Sends `data` and reads until the server answers or closes, at most `wait`:
@@ -123,5 +125,63 @@ async fn stalled_headers_and_bodies_are_cut_off_and_counted() {
         );
         assert!(metrics.contains(&series), "no {series} in\n{metrics}");
     }
+    m.stop().await;
+}
+
+/// Seconds until the server closes a connection that sent nothing, at most `wait`.
+fn silent_closed_after(addr: SocketAddr, wait: Duration) -> Option<f64> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let started = Instant::now();
+    match stream.read(&mut [0u8; 64]) {
+        Ok(0) => Some(started.elapsed().as_secs_f64()),
+        Err(e)
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Some(started.elapsed().as_secs_f64())
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_nothing_are_closed_on_every_listener() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(&config, "[http]\nheader_read_timeout = \"1s\"\n").unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let wait = Duration::from_secs(8);
+    let mut tasks = Vec::new();
+    for (name, addr) in [
+        ("otlp_grpc", m.grpc.unwrap()),
+        ("otlp_http", m.http.unwrap()),
+        ("zipkin", m.zipkin.unwrap()),
+        ("query", m.query.unwrap()),
+    ] {
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let seconds = silent_closed_after(addr, wait)
+                .unwrap_or_else(|| panic!("{name}: a silent connection still open after {wait:?}"));
+            assert!(seconds < 4.0, "{name}: closed only after {seconds:.1}s");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Counted as header timeouts on the HTTP listeners, and gRPC still serves.
+    let metrics = get(&m.http_url("/metrics")).await.text();
+    for listener in ["otlp_http", "zipkin", "query"] {
+        let series = format!(
+            "meshtel_http_connections_timed_out_total{{listener=\"{listener}\",phase=\"headers\"}} 1"
+        );
+        assert!(metrics.contains(&series), "no {series} in\n{metrics}");
+    }
+    let mut client = m.grpc_client().await;
+    client
+        .export(ExportTraceServiceRequest::default())
+        .await
+        .expect("an empty Export over gRPC");
     m.stop().await;
 }

@@ -1,0 +1,212 @@
+//! How long the HTTP servers (meshtel's listeners and the sidecar's) keep a client
+//! connection that does not use it, beyond what hyper bounds itself:
+//!
+//! - a connection that sends nothing at all is closed once `idle` passes: hyper reads
+//!   the first bytes (to choose HTTP/1.1 or h2c) with no timeout of its own, so a
+//!   client could otherwise hold a file descriptor forever without a byte;
+//! - a connection on which no request starts for a whole `idle` (checked every
+//!   `idle`, so it goes after between one and two) is shut down gracefully: h2c gets
+//!   GOAWAY and its open streams finish, HTTP/1.1 closes after the response in flight.
+//!
+//! Shutdown of the whole server reaches each connection the same way.
+//!
+//! ```text
+//!  accept ──► first byte within idle? ──no──► closed
+//!                    │ yes
+//!                    ▼
+//!            serve ◄── every idle: a request started since? ──no──► graceful shutdown
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Whether `stream` has something to read (bytes or its end) within `idle`.
+pub async fn first_byte(stream: &TcpStream, idle: Duration) -> bool {
+    // `peek`, not `readable`: a socket's readiness can be reported before any byte.
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(idle, stream.peek(&mut byte)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// How many requests a connection has started; its service bumps it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<AtomicU64>);
+
+impl RequestCounter {
+    /// One more request started.
+    pub fn started(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Drives `connection` to its end, calling `graceful` on it (once) when no request
+/// started on it for a whole `idle`, or when `stop` turns true.
+pub async fn drive<C: Future>(
+    mut connection: Pin<&mut C>,
+    graceful: fn(Pin<&mut C>),
+    requests: &RequestCounter,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> C::Output {
+    if *stop.borrow_and_update() {
+        graceful(connection.as_mut());
+        return connection.await;
+    }
+    let mut seen = requests.count();
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+    loop {
+        tokio::select! {
+            // The connection first: it is what wakes this task nearly every time.
+            biased;
+            output = connection.as_mut() => return output,
+            _ = ticks.tick() => {
+                let now = requests.count();
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    graceful(connection.as_mut());
+    connection.await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A connection that ends when told to shut down, recording that it was.
+    struct Conn {
+        shut: bool,
+        waker: Option<std::task::Waker>,
+    }
+
+    impl Future for Conn {
+        type Output = bool;
+        fn poll(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<bool> {
+            if self.shut {
+                std::task::Poll::Ready(true)
+            } else {
+                self.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    fn shut_down(mut conn: Pin<&mut Conn>) {
+        conn.shut = true;
+        if let Some(waker) = conn.waker.take() {
+            waker.wake();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_shut_down_and_a_busy_one_is_not() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let requests = RequestCounter::default();
+        let idle = Duration::from_millis(400);
+        let mut conn = std::pin::pin!(Conn {
+            shut: false,
+            waker: None
+        });
+        let busy = {
+            let requests = requests.clone();
+            async move {
+                for _ in 0..10 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    requests.started();
+                }
+                tokio::time::Instant::now()
+            }
+        };
+        let (shut, busy_until) =
+            tokio::join!(drive(conn.as_mut(), shut_down, &requests, idle, stop), busy);
+        assert!(shut);
+        // Kept while requests came (every 50 ms for 500 ms, longer than `idle`), shut
+        // down within two `idle`s of the last one.
+        let after = busy_until.elapsed();
+        assert!(
+            after <= idle * 2 + Duration::from_millis(300),
+            "{after:?} after the last request"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_shuts_every_connection_down() {
+        let (stop_tx, stop) = watch::channel(false);
+        let requests = RequestCounter::default();
+        let mut conn = std::pin::pin!(Conn {
+            shut: false,
+            waker: None
+        });
+        let stopper = async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop_tx.send_replace(true);
+            stop_tx
+        };
+        let started = tokio::time::Instant::now();
+        let (shut, _) = tokio::join!(
+            drive(
+                conn.as_mut(),
+                shut_down,
+                &requests,
+                Duration::from_secs(60),
+                stop
+            ),
+            stopper
+        );
+        assert!(shut);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // Already stopped: shut down at once.
+        let (_tx, stopped) = watch::channel(true);
+        let mut conn = std::pin::pin!(Conn {
+            shut: false,
+            waker: None
+        });
+        assert!(
+            drive(
+                conn.as_mut(),
+                shut_down,
+                &requests,
+                Duration::from_secs(60),
+                stopped
+            )
+            .await
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_told_apart_from_one_that_writes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!first_byte(&accepted, Duration::from_millis(200)).await);
+        let mut talker = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        talker.write_all(b"G").await.unwrap();
+        assert!(first_byte(&accepted, Duration::from_secs(5)).await);
+    }
+}
