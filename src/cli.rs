@@ -135,6 +135,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
   [report]    max_records_per_batch = 10000    max_message_bytes = "8 MiB"
               max_label_bytes = 256
               metrics.max_series = 10000       # per Istio metric; beyond: dropped and counted
+              metrics.series_expiry = "1h"     # series without a request this long removed; "0s": never
   [quota]     max_keys = 1000000               # live counters; beyond: granted and counted (overflow)
               sweep_interval = "10s"  dedup_window = "1s"  sync_interval = "250ms"
   [admin]     token = "..."                    # or MESHTEL_ADMIN_TOKEN; else generated at first start

@@ -16,7 +16,15 @@
 //! A series is one label set; the four request metrics share label sets, so the cap
 //! ([`MeshMetricsConfig::max_series`]) bounds each metric family. A record that would
 //! create a series beyond the cap is left out of the Istio metrics and counted in
-//! `meshtel_mesh_series_overflow_total`; memory never grows without bound.
+//! `meshtel_mesh_series_overflow_total`, and a WARN says so at most once per 10 s
+//! (how many records since the previous line); memory never grows without bound.
+//!
+//! A series without a request for [`MeshMetricsConfig::series_expiry`] (default 1 h) is
+//! removed, as Mixer's Prometheus adapter did with `metricsExpiryDuration`: series of
+//! deleted workloads, old versions and rare response codes do not hold the cap
+//! forever. The Report path and scrapes look for idle series at most once per
+//! `min(series_expiry / 10, 60 s)`; a label set seen again starts from 0, which
+//! Prometheus' `rate()` and `increase()` take as a counter reset.
 //!
 //! Values follow Istio's stats filter: duration in whole milliseconds (truncated),
 //! sizes as reported (headers + body), `grpc_response_status` empty for non-gRPC and `2`
@@ -27,8 +35,10 @@
 mod series;
 
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use meshtel_model::graph::reporter_label;
+use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
 use meshtel_model::mixer::{RequestRecord, Workload};
 use parking_lot::Mutex;
 use prometheus::core::Collector;
@@ -37,6 +47,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder,
 };
 use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 
@@ -78,8 +89,18 @@ pub const BUILD_TAG: &str = concat!("meshtel-", env!("CARGO_PKG_VERSION"));
 pub struct MeshMetricsConfig {
     /// Most label sets (series) per Istio metric family. Records that would add a
     /// series beyond it are counted in `meshtel_mesh_series_overflow_total` and left
-    /// out of the Istio metrics (edges still count them).
+    /// out of the Istio metrics (edges still count them), with a WARN at most once
+    /// per 10 s.
     pub max_series: usize,
+    /// A series (label set) without a request for this long is removed from the Istio
+    /// metrics, freeing its place under `max_series` (Mixer's `metricsExpiryDuration`).
+    /// If its label set comes back, it starts from 0: Prometheus `rate()` and
+    /// `increase()` see a counter reset and stay right. Keep it several scrape
+    /// intervals long: a series removed before a scrape has seen its last requests
+    /// loses them. `"0s"`: series never expire. Default `"1h"`; otherwise at least
+    /// `"1m"`.
+    #[serde(with = "crate::quota::config::duration_text")]
+    pub series_expiry: Duration,
 }
 
 /// Default of [`MeshMetricsConfig::max_series`].
@@ -87,11 +108,41 @@ pub fn default_max_series() -> usize {
     10_000
 }
 
+/// Default of [`MeshMetricsConfig::series_expiry`]: an hour, long beside any scrape
+/// interval and dashboard `rate()` window, short beside the life of a collector.
+pub fn default_series_expiry() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Shortest [`MeshMetricsConfig::series_expiry`] other than 0.
+const MIN_SERIES_EXPIRY: Duration = Duration::from_secs(60);
+
 impl Default for MeshMetricsConfig {
     fn default() -> Self {
         MeshMetricsConfig {
             max_series: default_max_series(),
+            series_expiry: default_series_expiry(),
         }
+    }
+}
+
+impl MeshMetricsConfig {
+    /// Checks the settings: at least one series; an expiry of 0 (never) or at least
+    /// a minute.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_series == 0 {
+            return Err(Error::InvalidConfig(
+                "[report] metrics.max_series must be at least 1".into(),
+            ));
+        }
+        if !self.series_expiry.is_zero() && self.series_expiry < MIN_SERIES_EXPIRY {
+            return Err(Error::InvalidConfig(format!(
+                "[report] metrics.series_expiry must be \"0s\" (never) or at least {}, got {}",
+                humantime::format_duration(MIN_SERIES_EXPIRY),
+                humantime::format_duration(self.series_expiry)
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -203,6 +254,7 @@ struct Inner {
     build: IntGauge,
     series_count: IntGauge,
     series_overflow: IntCounter,
+    series_expired: IntCounter,
     records: IntCounter,
     records_rejected: IntCounter,
     batches: IntCounter,
@@ -210,6 +262,16 @@ struct Inner {
     lag_seconds: Histogram,
     cache: Mutex<series::SeriesCache>,
     max_series: usize,
+    /// Rate limit of the WARN about records refused at the cap (its own lock, never
+    /// taken with `cache`).
+    overflow_log: Mutex<OverflowLog>,
+}
+
+/// The log window of the series cap and the records refused since its last line.
+#[derive(Default)]
+struct OverflowLog {
+    window: LogWindow,
+    untold: u64,
 }
 
 /// The mesh metrics registry. Cheap to clone; clones share one registry.
@@ -226,11 +288,7 @@ fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -
 impl MeshMetrics {
     /// A registry with every metric registered and no series yet.
     pub fn new(config: &MeshMetricsConfig) -> Result<MeshMetrics> {
-        if config.max_series == 0 {
-            return Err(Error::InvalidConfig(
-                "[report] metrics.max_series must be at least 1".into(),
-            ));
-        }
+        config.validate()?;
         let registry = Registry::new();
         let build = register(
             &registry,
@@ -246,7 +304,11 @@ impl MeshMetrics {
         let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help)?);
         let series_overflow = counter(
             "meshtel_mesh_series_overflow_total",
-            "Request records left out of the Istio metrics because of mesh.max_series.",
+            "Request records left out of the Istio metrics because of [report] metrics.max_series.",
+        )?;
+        let series_expired = counter(
+            "meshtel_mesh_series_expired_total",
+            "Istio series removed after [report] metrics.series_expiry without a request.",
         )?;
         let records = counter(
             "meshtel_report_records_total",
@@ -286,13 +348,15 @@ impl MeshMetrics {
                 build,
                 series_count,
                 series_overflow,
+                series_expired,
                 records,
                 records_rejected,
                 batches,
                 dropped_by_proxies,
                 lag_seconds,
-                cache: Mutex::new(series::SeriesCache::default()),
+                cache: Mutex::new(series::SeriesCache::new(config.series_expiry)),
                 max_series: config.max_series,
+                overflow_log: Mutex::default(),
             }),
         })
     }
@@ -302,9 +366,20 @@ impl MeshMetrics {
         &self,
         records: impl IntoIterator<Item = &'a RequestRecord>,
     ) -> RecordOutcome {
+        self.record_requests_at(records, Instant::now())
+    }
+
+    /// [`Self::record_requests`] at `now`: idle series are removed first (when a sweep
+    /// is due), so that their places serve this batch.
+    fn record_requests_at<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a RequestRecord>,
+        now: Instant,
+    ) -> RecordOutcome {
         let inner = &*self.inner;
         let mut outcome = RecordOutcome::default();
         let mut cache = inner.cache.lock();
+        let expired = cache.expire_idle(now);
         for record in records {
             let labels = istio_label_values(record);
             // Istio records whole milliseconds, truncated.
@@ -312,6 +387,7 @@ impl MeshMetrics {
             match cache.observe(
                 &labels,
                 inner.max_series,
+                now,
                 duration_ms,
                 record.request_bytes as f64,
                 record.response_bytes as f64,
@@ -320,14 +396,72 @@ impl MeshMetrics {
                 series::Observed::Overflow => outcome.overflowed += 1,
             }
         }
-        inner
-            .series_count
-            .set(i64::try_from(cache.len()).unwrap_or(i64::MAX));
+        let series = cache.len();
         drop(cache);
+        self.series_changed(series, expired.len());
+        drop(expired);
         if outcome.overflowed > 0 {
             inner.series_overflow.inc_by(outcome.overflowed);
+            self.note_overflow(outcome.overflowed, series, now);
         }
         outcome
+    }
+
+    /// Updates `meshtel_mesh_series` and counts the series a sweep removed.
+    fn series_changed(&self, series: usize, expired: usize) {
+        let inner = &*self.inner;
+        inner
+            .series_count
+            .set(i64::try_from(series).unwrap_or(i64::MAX));
+        if expired > 0 {
+            inner
+                .series_expired
+                .inc_by(u64::try_from(expired).unwrap_or(u64::MAX));
+            debug!(expired, series, "idle istio series removed");
+        }
+    }
+
+    /// Notes `refused` records left out at the cap at `now`, and logs them with those
+    /// still untold when a line is due; answers how many the line written told.
+    fn note_overflow(&self, refused: u64, series: usize, now: Instant) -> Option<u64> {
+        let told = {
+            let mut log = self.inner.overflow_log.lock();
+            log.untold += refused;
+            log.window
+                .note(now)
+                .map(|_| std::mem::take(&mut log.untold))
+        };
+        if let Some(refused) = told {
+            self.log_overflow(refused, series);
+        }
+        told
+    }
+
+    /// Logs the refused records no line has told yet, when a line is due at `now`
+    /// (at a scrape: a burst's last refusals are told without waiting for another).
+    fn tell_untold_overflow(&self, series: usize, now: Instant) -> Option<u64> {
+        let told = {
+            let mut log = self.inner.overflow_log.lock();
+            log.window
+                .flush(now)
+                .map(|_| std::mem::take(&mut log.untold))
+        };
+        if let Some(refused) = told {
+            self.log_overflow(refused, series);
+        }
+        told
+    }
+
+    fn log_overflow(&self, refused: u64, series: usize) {
+        let every = humantime::format_duration(LOG_INTERVAL).to_string();
+        warn!(
+            setting = "[report] metrics.max_series",
+            max_series = self.inner.max_series,
+            series,
+            refused,
+            at_most_every = %every,
+            "istio series cap reached: new label sets left out of the istio metrics"
+        );
     }
 
     /// Counts one processed batch: accepted and rejected records, what the proxy says
@@ -383,8 +517,21 @@ impl MeshMetrics {
     /// [`Self::render_text`] written to `out` in 64 KiB pieces (a scrape of 10,000
     /// series is 500 MB of text). The series lock is held only to copy the counters
     /// out, so recording never waits for the text to be formatted or sent.
-    pub fn write_text(&self, mut out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        let snapshot = self.inner.cache.lock().snapshot();
+    pub fn write_text(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.write_text_at(out, Instant::now())
+    }
+
+    /// [`Self::write_text`] at `now`: idle series are removed first (when a sweep is
+    /// due), so they leave the exposition even when no more requests come.
+    fn write_text_at(&self, mut out: &mut dyn std::io::Write, now: Instant) -> std::io::Result<()> {
+        let (snapshot, series, expired) = {
+            let mut cache = self.inner.cache.lock();
+            let expired = cache.expire_idle(now);
+            (cache.snapshot(), cache.len(), expired)
+        };
+        self.series_changed(series, expired.len());
+        drop(expired);
+        self.tell_untold_overflow(series, now);
         series::write_text(&snapshot, out)?;
         drop(snapshot);
         TextEncoder::new()

@@ -31,7 +31,7 @@
 //! [`crate::report::mixer_grpc_service`].
 
 mod check;
-mod config;
+pub(crate) mod config;
 mod counter;
 mod dedup;
 mod engine;

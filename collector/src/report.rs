@@ -100,12 +100,7 @@ impl ReportConfig {
                 "[report] max_label_bytes must be at least 1".into(),
             ));
         }
-        if self.metrics.max_series == 0 {
-            return Err(Error::InvalidConfig(
-                "[report] metrics.max_series must be at least 1".into(),
-            ));
-        }
-        Ok(())
+        self.metrics.validate()
     }
 }
 

@@ -10,12 +10,19 @@
 //! about 0.5 KB per series, each series' label text shared, escaped once when the
 //! series was created), then formats without it: the Report stream never waits for
 //! the text of thousands of series to be written.
+//!
+//! Series idle for longer than the expiry are removed by [`SeriesCache::expire_idle`]
+//! (at most once per [`sweep_interval`]): a scan of the series' last-update instants,
+//! then a `swap_remove` and two index fix-ups per removed series (no rehashing); the
+//! removed series are freed after the lock is released. Observing costs the same as
+//! without expiry (one `Instant` stored per observation, taken once per batch).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use meshtel_model::graph::{ISTIO_BUCKETS, LATENCY_SLOTS};
 
@@ -55,6 +62,10 @@ pub(super) struct Counts {
 
 /// One label set of the four request metrics.
 struct Series {
+    /// The hash of `labels`: its key in [`SeriesCache::by_hash`].
+    hash: u64,
+    /// When a request was last counted in it.
+    last_update: Instant,
     /// The values, compared when a hash matches.
     labels: Box<[Box<str>]>,
     /// `name="value",...` in Istio order, escaped: written as is at every scrape.
@@ -66,10 +77,28 @@ struct Series {
 pub(super) type Snapshot = Vec<(Arc<str>, Counts)>;
 
 /// Label-set hash → indexes into `series`; collisions resolved by comparing labels.
-#[derive(Default)]
 pub(super) struct SeriesCache {
     by_hash: HashMap<u64, Vec<usize>>,
     series: Vec<Series>,
+    /// Series without a request for this long are removed; `None`: never.
+    expiry: Option<Duration>,
+    /// When [`Self::expire_idle`] next looks at the series; `None`: at its next call.
+    next_sweep: Option<Instant>,
+}
+
+/// How often, at most, the series are scanned for idle ones: a tenth of the expiry,
+/// and at least once a minute, so a series goes at most that much after its expiry.
+pub(super) fn sweep_interval(expiry: Duration) -> Duration {
+    (expiry / 10).min(Duration::from_secs(60))
+}
+
+/// The series a sweep removed, to drop once the lock is released.
+pub(super) struct Expired(Vec<Series>);
+
+impl Expired {
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// What one observation did.
@@ -79,16 +108,28 @@ pub(super) enum Observed {
 }
 
 impl SeriesCache {
+    /// An empty cache whose series expire after `expiry` without a request
+    /// (`Duration::ZERO`: never).
+    pub(super) fn new(expiry: Duration) -> SeriesCache {
+        SeriesCache {
+            by_hash: HashMap::new(),
+            series: Vec::new(),
+            expiry: (!expiry.is_zero()).then_some(expiry),
+            next_sweep: None,
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.series.len()
     }
 
-    /// Counts one request under `labels`, creating its series unless `max_series`
-    /// are already there.
+    /// Counts one request at `now` under `labels`, creating its series unless
+    /// `max_series` are already there.
     pub(super) fn observe(
         &mut self,
         labels: &[&str; 25],
         max_series: usize,
+        now: Instant,
         duration_ms: f64,
         request_bytes: f64,
         response_bytes: f64,
@@ -112,6 +153,8 @@ impl SeriesCache {
                 let mut text = String::new();
                 write_labels(&mut text, labels);
                 self.series.push(Series {
+                    hash,
+                    last_update: now,
                     labels: labels.iter().map(|l| Box::<str>::from(*l)).collect(),
                     text: text.into(),
                     counts: Counts::default(),
@@ -122,6 +165,7 @@ impl SeriesCache {
         };
         match self.series.get_mut(index) {
             Some(series) => {
+                series.last_update = now;
                 let counts = &mut series.counts;
                 counts.requests += 1;
                 counts.duration_ms.observe(duration_ms);
@@ -131,6 +175,57 @@ impl SeriesCache {
             }
             None => Observed::Overflow,
         }
+    }
+
+    /// Removes the series without a request for the expiry, when a sweep is due at
+    /// `now` (at most once per [`sweep_interval`]). A removed label set seen again
+    /// starts from 0. Drop the answer once the lock is released: freeing the labels
+    /// of thousands of series is most of a sweep's cost.
+    pub(super) fn expire_idle(&mut self, now: Instant) -> Expired {
+        let mut expired = Expired(Vec::new());
+        let Some(expiry) = self.expiry else {
+            return expired;
+        };
+        if self.next_sweep.is_some_and(|next| now < next) {
+            return expired;
+        }
+        self.next_sweep = now.checked_add(sweep_interval(expiry));
+        let mut index = 0;
+        while let Some(series) = self.series.get(index) {
+            if now.saturating_duration_since(series.last_update) >= expiry {
+                // The last series moves to `index`: look at it next.
+                expired.0.extend(self.remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        expired
+    }
+
+    /// Removes the series at `index`, moving the last one into its place and fixing
+    /// both index entries.
+    fn remove(&mut self, index: usize) -> Option<Series> {
+        if index >= self.series.len() {
+            return None;
+        }
+        let last = self.series.len() - 1;
+        let removed = self.series.swap_remove(index);
+        if let Some(slots) = self.by_hash.get_mut(&removed.hash) {
+            slots.retain(|&slot| slot != index);
+            if slots.is_empty() {
+                self.by_hash.remove(&removed.hash);
+            }
+        }
+        if index == last {
+            return Some(removed);
+        }
+        let moved = self.series.get(index).map(|series| series.hash);
+        if let Some(slots) = moved.and_then(|hash| self.by_hash.get_mut(&hash)) {
+            for slot in slots.iter_mut().filter(|slot| **slot == last) {
+                *slot = index;
+            }
+        }
+        Some(removed)
     }
 
     /// Every series' label text (shared) and counters, for [`write_text`] to format

@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::time::Instant;
+
 use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
 
 use super::*;
@@ -177,7 +179,11 @@ fn counts_exactly_per_label_set() {
 
 #[test]
 fn series_cap_counts_overflow_and_keeps_existing_series_counting() {
-    let metrics = MeshMetrics::new(&MeshMetricsConfig { max_series: 3 }).unwrap();
+    let metrics = MeshMetrics::new(&MeshMetricsConfig {
+        max_series: 3,
+        ..Default::default()
+    })
+    .unwrap();
     let batch: Vec<RequestRecord> = (0..5).map(|i| record(200 + i, 1)).collect();
     let outcome = metrics.record_requests(&batch);
     assert_eq!(
@@ -212,6 +218,194 @@ fn series_cap_counts_overflow_and_keeps_existing_series_counting() {
         None
     );
     assert_eq!(sample(&text, "meshtel_mesh_series", &[]), Some(3.0));
+}
+
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn metrics_with(max_series: usize, series_expiry: std::time::Duration) -> MeshMetrics {
+    MeshMetrics::new(&MeshMetricsConfig {
+        max_series,
+        series_expiry,
+    })
+    .unwrap()
+}
+
+/// The exposition as a scrape at `now` writes it.
+fn render_at(metrics: &MeshMetrics, now: Instant) -> String {
+    let mut out = Vec::new();
+    metrics.write_text_at(&mut out, now).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn requests(text: &str, code: &str) -> Option<f64> {
+    sample(text, "istio_requests_total", &[("response_code", code)])
+}
+
+#[test]
+fn idle_series_expire_and_free_their_place_under_the_cap() {
+    let metrics = metrics_with(2, HOUR);
+    let t0 = Instant::now();
+    metrics.record_requests_at(&[record(200, 1), record(201, 1)], t0);
+    // 200 is used again within the hour, 201 is not.
+    metrics.record_requests_at(&[record(200, 1)], t0 + 30 * MINUTE);
+    let outcome = metrics.record_requests_at(&[record(202, 1)], t0 + HOUR + MINUTE);
+    assert_eq!(
+        outcome,
+        RecordOutcome {
+            recorded: 1,
+            overflowed: 0
+        },
+        "201's place went to 202"
+    );
+    let text = render_at(&metrics, t0 + HOUR + MINUTE);
+    assert_eq!(
+        requests(&text, "200"),
+        Some(2.0),
+        "updated within the expiry"
+    );
+    assert_eq!(requests(&text, "201"), None, "idle past the expiry");
+    assert_eq!(requests(&text, "202"), Some(1.0));
+    assert_eq!(
+        sample(&text, "meshtel_mesh_series_expired_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "meshtel_mesh_series", &[]), Some(2.0));
+    // At the cap again: a new label set is still left out and counted.
+    let outcome = metrics.record_requests_at(&[record(201, 1)], t0 + HOUR + 2 * MINUTE);
+    assert_eq!(outcome.overflowed, 1);
+    assert_eq!(metrics.series_overflow(), 1);
+}
+
+#[test]
+fn idle_series_leave_the_exposition_without_more_requests() {
+    let metrics = metrics_with(10, HOUR);
+    let t0 = Instant::now();
+    metrics.record_requests_at(&[record(200, 1)], t0);
+    metrics.record_requests_at(
+        &[record(503, 1)],
+        t0 + 30 * std::time::Duration::from_secs(1),
+    );
+    let text = render_at(&metrics, t0 + HOUR - MINUTE);
+    assert_eq!(requests(&text, "200"), Some(1.0));
+    let text = render_at(&metrics, t0 + HOUR);
+    assert_eq!(
+        requests(&text, "200"),
+        None,
+        "the scrape's sweep removed it"
+    );
+    assert_eq!(requests(&text, "503"), Some(1.0), "idle 59.5 min");
+    assert_eq!(metrics.series(), 1);
+    // Sweeps run at most once per min(expiry / 10, 60 s): 503, idle 1 h 10 s at the
+    // next scrape, waits for the next sweep.
+    let text = render_at(&metrics, t0 + HOUR + 40 * std::time::Duration::from_secs(1));
+    assert_eq!(requests(&text, "503"), Some(1.0));
+    let text = render_at(&metrics, t0 + HOUR + MINUTE);
+    assert_eq!(requests(&text, "503"), None);
+    assert_eq!(sample(&text, "meshtel_mesh_series", &[]), Some(0.0));
+    // A label set that comes back starts from 0 (a counter reset for rate()).
+    metrics.record_requests_at(&[record(200, 1)], t0 + 2 * HOUR);
+    let text = render_at(&metrics, t0 + 2 * HOUR);
+    assert_eq!(requests(&text, "200"), Some(1.0));
+}
+
+#[test]
+fn expiry_keeps_the_index_of_the_remaining_series_right() {
+    let metrics = metrics_with(50, HOUR);
+    let t0 = Instant::now();
+    let all: Vec<RequestRecord> = (0..50).map(|i| record(200 + i, 1)).collect();
+    let even: Vec<RequestRecord> = all.iter().step_by(2).cloned().collect();
+    metrics.record_requests_at(&all, t0);
+    metrics.record_requests_at(&even, t0 + 30 * MINUTE);
+    // The odd codes expire; every label set then counts once more, each in its own
+    // series (a stale index entry would count in another series or add a duplicate).
+    let outcome = metrics.record_requests_at(&all, t0 + HOUR + MINUTE);
+    assert_eq!(outcome.overflowed, 0);
+    assert_eq!(metrics.series(), 50);
+    let text = render_at(&metrics, t0 + HOUR + MINUTE);
+    for code in 200..250u32 {
+        let expected = if code % 2 == 0 { 3.0 } else { 1.0 };
+        assert_eq!(requests(&text, &code.to_string()), Some(expected), "{code}");
+    }
+    let outcome = metrics.record_requests_at(&all, t0 + HOUR + 2 * MINUTE);
+    assert_eq!(outcome.overflowed, 0);
+    assert_eq!(metrics.series(), 50);
+}
+
+#[test]
+fn zero_expiry_never_expires() {
+    let metrics = metrics_with(1, std::time::Duration::ZERO);
+    let t0 = Instant::now();
+    metrics.record_requests_at(&[record(200, 1)], t0);
+    let later = t0 + 1000 * 24 * HOUR;
+    let outcome = metrics.record_requests_at(&[record(201, 1)], later);
+    assert_eq!(
+        outcome,
+        RecordOutcome {
+            recorded: 0,
+            overflowed: 1
+        }
+    );
+    let text = render_at(&metrics, later);
+    assert_eq!(requests(&text, "200"), Some(1.0));
+    assert_eq!(requests(&text, "201"), None);
+    assert_eq!(
+        sample(&text, "meshtel_mesh_series_overflow_total", &[]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn overflow_is_logged_at_most_every_ten_seconds_with_the_count() {
+    let metrics = metrics_with(1, HOUR);
+    let untold = || metrics.inner.overflow_log.lock().untold;
+    let t0 = Instant::now();
+    let three: Vec<RequestRecord> = (0..3).map(|i| record(200 + i, 1)).collect();
+    let second = std::time::Duration::from_secs(1);
+    // The first refusals are told at once.
+    metrics.record_requests_at(&three, t0);
+    assert_eq!(untold(), 0);
+    metrics.record_requests_at(&three, t0 + second);
+    assert_eq!(untold(), 2, "within 10 s of the previous line");
+    metrics.record_requests_at(&three, t0 + 5 * second);
+    assert_eq!(untold(), 4);
+    // A scrape tells them once a line is due.
+    assert_eq!(metrics.tell_untold_overflow(1, t0 + 9 * second), None);
+    render_at(&metrics, t0 + LOG_INTERVAL);
+    assert_eq!(untold(), 0);
+    metrics.record_requests_at(&three, t0 + LOG_INTERVAL + second);
+    assert_eq!(untold(), 2);
+    assert_eq!(
+        metrics.note_overflow(3, 1, t0 + 2 * LOG_INTERVAL),
+        Some(5),
+        "one line for the refusals since the previous one"
+    );
+    assert_eq!(metrics.series_overflow(), 8, "every refusal counted");
+}
+
+#[test]
+fn series_expiry_is_humantime_and_validated() {
+    let config: MeshMetricsConfig = serde_json::from_str(r#"{"series_expiry": "0s"}"#).unwrap();
+    assert_eq!(config.series_expiry, std::time::Duration::ZERO);
+    assert_eq!(config.max_series, default_max_series());
+    config.validate().unwrap();
+    let config: MeshMetricsConfig = serde_json::from_str(r#"{"series_expiry": "90m"}"#).unwrap();
+    assert_eq!(config.series_expiry, 90 * MINUTE);
+    let default = MeshMetricsConfig::default();
+    assert_eq!(default.series_expiry, HOUR);
+    let text = serde_json::to_string(&default).unwrap();
+    assert!(text.contains(r#""series_expiry":"1h""#), "{text}");
+    assert_eq!(
+        serde_json::from_str::<MeshMetricsConfig>(&text).unwrap(),
+        default
+    );
+    let short = MeshMetricsConfig {
+        series_expiry: std::time::Duration::from_secs(30),
+        ..Default::default()
+    };
+    let error = short.validate().unwrap_err().to_string();
+    assert!(error.contains("[report] metrics.series_expiry"), "{error}");
+    assert!(MeshMetrics::new(&short).is_err());
 }
 
 #[test]
@@ -302,7 +496,13 @@ fn recording_does_not_wait_for_a_scrape_being_written() {
 
 #[test]
 fn zero_cap_is_refused() {
-    assert!(MeshMetrics::new(&MeshMetricsConfig { max_series: 0 }).is_err());
+    assert!(
+        MeshMetrics::new(&MeshMetricsConfig {
+            max_series: 0,
+            ..Default::default()
+        })
+        .is_err()
+    );
 }
 
 /// `promtool check metrics` on the exposition, when promtool is installed. The one
@@ -450,5 +650,50 @@ fn scrape_stall() {
         at(0.5),
         at(0.99),
         at(1.0)
+    );
+}
+
+/// How long a sweep holds the series lock at the default cap: when no series is idle
+/// (the common case) and when half of them expire (run with `--ignored --nocapture`,
+/// release).
+#[test]
+#[ignore = "timing; run in release with --ignored --nocapture"]
+fn expiry_sweep_cost() {
+    let metrics = metrics_with(default_max_series(), HOUR);
+    let t0 = Instant::now();
+    let all: Vec<RequestRecord> = (0..default_max_series())
+        .map(|i| {
+            let mut r = record(200 + (i % 250) as u32, 1);
+            r.destination_service = format!("svc{}.ns2.svc.cluster.local", i / 250);
+            r
+        })
+        .collect();
+    let half: Vec<RequestRecord> = all.iter().step_by(2).cloned().collect();
+    metrics.record_requests_at(&all, t0);
+    metrics.record_requests_at(&half, t0 + 30 * MINUTE);
+    assert_eq!(metrics.series(), default_max_series());
+    let mut cache = metrics.inner.cache.lock();
+    let started = Instant::now();
+    assert_eq!(cache.expire_idle(t0 + 59 * MINUTE).len(), 0);
+    println!(
+        "sweep of {} series, none idle: {:?}",
+        cache.len(),
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let expired = cache.expire_idle(t0 + HOUR + MINUTE);
+    println!(
+        "sweep removing {} of {} series (lock held): {:?}",
+        expired.len(),
+        default_max_series(),
+        started.elapsed()
+    );
+    drop(cache);
+    let started = Instant::now();
+    assert_eq!(expired.len(), default_max_series() / 2);
+    drop(expired);
+    println!(
+        "freeing them after the lock is released: {:?}",
+        started.elapsed()
     );
 }

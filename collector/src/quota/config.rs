@@ -96,8 +96,9 @@ impl QuotaConfig {
     }
 }
 
-/// Durations as humantime text (`250ms`, `10s`).
-mod duration_text {
+/// Durations as humantime text (`250ms`, `10s`), for `#[serde(with)]` in this crate's
+/// configs.
+pub(crate) mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
