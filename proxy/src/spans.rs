@@ -2,8 +2,16 @@
 //!
 //! ```text
 //!  request path ──try_send──► bounded queue ──batch (≤512, ≤1 s)──► TraceService.Export
-//!       (full: drop + count)                     (failed: drop + count, back off)
+//!       (full: drop + count)          ▲           (UNAVAILABLE & co: held, sent again
+//!                                     └─ fills meanwhile   after a backoff; other
+//!                                                          failures: drop + count)
 //! ```
+//!
+//! A batch refused with a status OTLP calls retryable (the collector down or
+//! restarting, or overloaded) is kept and sent again, with the queue filling behind it,
+//! so a collector restart loses no span unless the queue overflows. Each export sends
+//! a copy of its batch, to have it back when it fails. A timed-out export is not sent
+//! again: the collector may have stored it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,43 +85,60 @@ impl SpanExporter {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut client = TraceServiceClient::new(self.endpoint.connect_lazy());
         let mut backoff = Duration::ZERO;
+        // A batch the collector could not take yet, sent again before anything else.
+        let mut held: Vec<Span> = Vec::new();
         loop {
-            let first = tokio::select! {
-                span = self.receiver.recv() => span,
-                _ = shutdown.changed() => None,
-            };
-            let Some(first) = first else { break };
-            let mut spans = vec![first];
-            // Shutdown cuts the linger short; what was gathered is exported below.
-            tokio::select! {
-                _ = gather(&mut self.receiver, &self.half_full, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER) => {}
-                _ = shutdown.changed() => {}
-            }
-            if self.export(&mut client, spans).await {
-                backoff = Duration::ZERO;
-            } else {
-                backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            let spans = if held.is_empty() {
+                let first = tokio::select! {
+                    span = self.receiver.recv() => span,
+                    _ = shutdown.changed() => None,
+                };
+                let Some(first) = first else { break };
+                let mut spans = vec![first];
+                // Shutdown cuts the linger short; what was gathered is exported below.
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => break,
+                    _ = gather(&mut self.receiver, &self.half_full, &mut spans, MAX_BATCH_SPANS, BATCH_LINGER) => {}
+                    _ = shutdown.changed() => {}
+                }
+                spans
+            } else {
+                std::mem::take(&mut held)
+            };
+            match self.export(&mut client, spans).await {
+                Exported::Sent => backoff = Duration::ZERO,
+                failed => {
+                    if let Exported::Retry(spans) = failed {
+                        held = spans;
+                    }
+                    backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => break,
+                    }
                 }
             }
             if *shutdown.borrow() {
                 break;
             }
         }
-        // Shutdown: one last export of what is queued, bounded by the export timeout.
-        let mut spans = Vec::new();
+        // Shutdown: one last export of what is held and queued, bounded by the export
+        // timeout; what it cannot send is dropped and counted.
+        let mut spans = held;
         while let Ok(span) = self.receiver.try_recv() {
             spans.push(span);
         }
-        if !spans.is_empty() {
-            self.export(&mut client, spans).await;
+        if !spans.is_empty()
+            && let Exported::Retry(spans) = self.export(&mut client, spans).await
+        {
+            self.stats.spans_dropped.inc_by(spans.len() as u64);
+            warn!(spans = spans.len(), "spans not exported before shutdown, dropped");
         }
     }
 
-    async fn export(&self, client: &mut TraceServiceClient<tonic::transport::Channel>, spans: Vec<Span>) -> bool {
+    /// Sends `spans` in one export request.
+    async fn export(&self, client: &mut TraceServiceClient<tonic::transport::Channel>, spans: Vec<Span>) -> Exported {
         let count = spans.len() as u64;
+        let kept = spans.clone();
         let request = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(self.resource.clone()),
@@ -129,20 +154,40 @@ impl SpanExporter {
             Ok(Ok(_)) => {
                 self.stats.spans_sent.inc_by(count);
                 debug!(spans = count, "spans exported");
-                true
+                Exported::Sent
+            }
+            Ok(Err(status)) if retryable(status.code()) => {
+                debug!(spans = count, code = ?status.code(), message = status.message(), "span export failed, kept to send again");
+                Exported::Retry(kept)
             }
             Ok(Err(status)) => {
                 self.stats.spans_dropped.inc_by(count);
                 warn!(spans = count, code = ?status.code(), message = status.message(), "span export failed, dropped");
-                false
+                Exported::Dropped
             }
             Err(_) => {
                 self.stats.spans_dropped.inc_by(count);
                 warn!(spans = count, "span export timed out, dropped");
-                false
+                Exported::Dropped
             }
         }
     }
+}
+
+/// What became of one export's batch.
+enum Exported {
+    Sent,
+    /// Refused for now: the batch, to send again.
+    Retry(Vec<Span>),
+    Dropped,
+}
+
+/// The gRPC statuses OTLP says an exporter retries (a collector that is down answers
+/// `UNAVAILABLE`); `RESOURCE_EXHAUSTED` is not among them, as meshtel's collector
+/// answers it to a request that can never fit.
+fn retryable(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(code, Code::Unavailable | Code::Cancelled | Code::Aborted | Code::OutOfRange | Code::DataLoss | Code::DeadlineExceeded)
 }
 
 /// A string attribute.

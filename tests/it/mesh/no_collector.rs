@@ -76,3 +76,99 @@ async fn a_proxy_without_a_collector_serves_and_stops() {
     eprintln!("proxy stopped {took:?} after SIGTERM with the collector unreachable");
     app.stop().await;
 }
+
+/// A collector stand-in: counts the spans it is sent.
+#[derive(Clone, Default)]
+struct SpanCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for SpanCounter
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let spans: usize = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0.fetch_add(spans, std::sync::atomic::Ordering::SeqCst);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_wait_for_a_collector_that_comes_back() {
+    let dir = TestDir::new();
+    let address = closed_address();
+    let collector = format!("http://{address}");
+    let mesh_path = dir.path().join("mesh.yaml");
+    write_mesh(&mesh_path, "services: []\n");
+    let app = AppServer::start(Routes::from(reviews_app())).await;
+    let inbound = format!("127.0.0.1:0={}", app.authority());
+    let proxy = MeshProxy::start(
+        &dir,
+        "reviews-v1",
+        &[
+            "--mesh",
+            mesh_path.to_str().unwrap(),
+            "--service",
+            "reviews",
+            "--inbound",
+            &inbound,
+            "--collector",
+            &collector,
+            "--sampling",
+            "100",
+        ],
+    )
+    .await;
+    let client = http();
+    for _ in 0..20 {
+        let reply = client
+            .get(format!("http://{}/reviews/1", proxy.inbound()))
+            .send()
+            .await
+            .expect("GET /reviews/1");
+        assert_eq!(reply.status(), 200);
+    }
+    // The exports fail while nobody listens (the batch waits 1 s, then is refused).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let received = SpanCounter::default();
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .expect("the collector's address is free again");
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+                    received.clone(),
+                ),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the 20 spans, sent again",
+        || async { (received.0.load(std::sync::atomic::Ordering::SeqCst) >= 20).then_some(()) },
+    )
+    .await;
+    assert_eq!(received.0.load(std::sync::atomic::Ordering::SeqCst), 20);
+    assert_eq!(
+        proxy.stat("meshtel_proxy_spans_dropped_total", &[]).await,
+        0.0
+    );
+    server.abort();
+    app.stop().await;
+}
