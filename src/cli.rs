@@ -112,18 +112,20 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
   [listen]    grpc = "127.0.0.1:4317"   http = "127.0.0.1:4318"
               zipkin = "127.0.0.1:9411" query = "127.0.0.1:16686"
   [store]     wal.sync = "interval"            # or "always" (fsync before every ack)
-              wal.sync_interval = "100ms"      # power-failure window with "interval"
+              wal.sync_interval = "100ms"      # power-failure window with "interval"; at most 10s
               flush_interval = "2s"            # head -> Parquet block at least this often
               flush_rows = 65536               # ...or at this many spans
               max_head_rows = 524288           # spans held in memory; beyond: 503/UNAVAILABLE
               max_head_bytes = "96 MiB"        # their Arrow memory; beyond: 503/UNAVAILABLE
-              max_queued_bytes = "64 MiB"      # requests waiting for the WAL; beyond: 503
+              max_queued_bytes = "64 MiB"      # requests waiting for the WAL; beyond: 503 (at most 16 GiB)
               row_group_rows = 65536           # Parquet row group size
               block_order = "trace"            # or "service" (searches faster, fetches slower)
               compaction_target_rows = 262144  # blocks below this are merged
               compaction_interval = "30s"
               retention_max_age = "7d"
               retention_max_bytes = "50 GiB"
+              max_catalog_services = 10000     # services listed
+              max_catalog_operations_per_service = 1000
               max_catalog_operations = 100000  # bound on (service, operation, kind) entries
   [ingest]    max_request_bytes = "16 MiB"     # before and after gzip; over: 413
               max_spans_per_request = 100000   # over: 400 / INVALID_ARGUMENT

@@ -17,10 +17,12 @@
 //! base_path = ""
 //! [report]
 //! metrics.max_series = 10000   # Istio series per metric; beyond: dropped and counted
+//! metrics.series_expiry = "1h"  # Istio series without a request this long are removed; "0s" = never
 //! [edges]
 //! retention = "7d"             # service-graph rollups kept this long
 //! [http]
 //! header_read_timeout = "10s"  # OTLP HTTP, Zipkin, query: headers not complete by then → closed
+//!                              # (and every port's connections that send nothing by then)
 //! body_read_timeout = "30s"    # body not complete by then → 408
 //! ```
 
@@ -85,8 +87,10 @@ impl Default for ListenConfig {
 pub struct HttpServerConfig {
     /// Longest time a connection may take to send a request's headers, counted from
     /// its first byte, or from the end of the previous response on a keep-alive
-    /// connection. When it passes, the connection is closed without an answer (a
-    /// slowloris client) and counted in
+    /// connection; also how long any connection, the gRPC port's included, may stay
+    /// silent after it opens, and an h2c connection without a new request. When it
+    /// passes, the connection is closed without an answer (a slowloris client) and
+    /// counted in
     /// `meshtel_http_connections_timed_out_total{phase="headers"}`. Default `10s`.
     #[serde(
         default = "default_header_read_timeout",
@@ -323,6 +327,18 @@ base_path = "/jaeger"
             (
                 "[http]\nbody_read_timeout = \"0s\"\n",
                 "[http] body_read_timeout",
+            ),
+            (
+                "[store]\nmax_queued_bytes = \"4 EiB\"\n",
+                "[store] max_queued_bytes must be between 1 byte and 16 GiB, got 4.0 EiB",
+            ),
+            (
+                "[store]\nwal.sync_interval = \"30s\"\n",
+                "[store] wal.sync_interval must be positive and at most 10s, got 30s",
+            ),
+            (
+                "[store]\nmax_catalog_services = 0\n",
+                "[store] max_catalog_services",
             ),
         ] {
             let config: Config = toml::from_str(text).unwrap();

@@ -200,7 +200,7 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
     );
     counter(
         "meshtel_store_catalog_overflow_total",
-        "Operations not catalogued because of max_catalog_operations.",
+        "Services and operations not listed in the catalog because of max_catalog_services, max_catalog_operations_per_service or max_catalog_operations (their spans are stored).",
         s.catalog_overflow,
     );
     gauge(

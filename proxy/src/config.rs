@@ -79,9 +79,10 @@ pub struct ProxyArgs {
     #[arg(long, env = "MESHTEL_PROXY_LISTENERS_FILE")]
     pub listeners_file: Option<PathBuf>,
     /// Request records held while the collector is slow or down; beyond, dropped.
+    /// 1 to 1000000 (a record is a few hundred bytes).
     #[arg(long, env = "MESHTEL_PROXY_REPORT_QUEUE", default_value_t = 10_000)]
     pub report_queue: usize,
-    /// Spans held for export; beyond, dropped.
+    /// Spans held for export; beyond, dropped. 1 to 100000 (a span is about a KiB).
     #[arg(long, env = "MESHTEL_PROXY_SPAN_QUEUE", default_value_t = 2_048)]
     pub span_queue: usize,
     /// Longest wait for an upstream's response headers (`0s` = no limit).
@@ -206,6 +207,15 @@ pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most worker threads `--concurrency` accepts.
 pub const MAX_CONCURRENCY: usize = 256;
 
+/// Most records `--report-queue` accepts: 100 times the default, a few hundred MiB of
+/// encoded records at most, minutes of a busy proxy's traffic while the collector is
+/// down. A sidecar holding more would be a memory problem before it was a help.
+pub const MAX_REPORT_QUEUE: usize = 1_000_000;
+
+/// Most spans `--span-queue` accepts: about 50 times the default, on the order of
+/// 100 MiB of spans at most.
+pub const MAX_SPAN_QUEUE: usize = 100_000;
+
 /// Istio's default sidecar `concurrency`.
 pub const DEFAULT_CONCURRENCY: usize = 2;
 
@@ -312,8 +322,11 @@ impl ProxyConfig {
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
             return Err(Error::Config(format!("--concurrency {} must be in 1..={MAX_CONCURRENCY}", self.concurrency)));
         }
-        if self.report_queue == 0 || self.span_queue == 0 {
-            return Err(Error::Config("queue capacities must be at least 1".to_owned()));
+        if !(1..=MAX_REPORT_QUEUE).contains(&self.report_queue) {
+            return Err(Error::Config(format!("--report-queue {} must be between 1 and {MAX_REPORT_QUEUE} records", self.report_queue)));
+        }
+        if !(1..=MAX_SPAN_QUEUE).contains(&self.span_queue) {
+            return Err(Error::Config(format!("--span-queue {} must be between 1 and {MAX_SPAN_QUEUE} spans", self.span_queue)));
         }
         if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
             return Err(Error::Config(format!("--collector {:?} must be an http:// or https:// URI", self.collector)));

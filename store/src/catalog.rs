@@ -102,6 +102,33 @@ impl Catalog {
         Ok(Catalog { pool })
     }
 
+    /// Every service known, with or without operations.
+    pub async fn load_services(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM services")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Records new services (listed before any of their operations is, or without
+    /// them when the operation bounds are reached); known ones are ignored.
+    pub async fn insert_services(&self, services: &[String]) -> Result<()> {
+        let now = now_unix_ms();
+        let mut tx = self.pool.begin().await?;
+        for service in services {
+            sqlx::query(
+                "INSERT INTO services (name, first_seen_unix_ms) VALUES (?, ?) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(service)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every (service, operation) known.
     pub async fn load_operations(&self) -> Result<Vec<(String, Operation)>> {
         let rows = sqlx::query("SELECT service, name, span_kind FROM operations")

@@ -46,7 +46,8 @@ pub struct WalConfig {
     #[serde(default)]
     pub sync: WalSync,
     /// With `sync = "interval"`: how often the WAL is synced; the window of acknowledged
-    /// spans that a power failure (not a process crash) can lose. Default `100ms`.
+    /// spans that a power failure (not a process crash) can lose. Default `100ms`; at
+    /// most `10s` ([`MAX_WAL_SYNC_INTERVAL`]).
     #[serde(default = "default_sync_interval", with = "humantime_serde_compat")]
     pub sync_interval: Duration,
 }
@@ -54,6 +55,18 @@ pub struct WalConfig {
 fn default_sync_interval() -> Duration {
     Duration::from_millis(100)
 }
+
+/// Longest `wal.sync_interval` accepted: 10 s. The interval is the window of
+/// acknowledged spans a power failure can lose, and syncing less often than this saves
+/// nothing measurable (one `fdatasync` per 10 s is already negligible next to ingest),
+/// while the window keeps growing.
+pub const MAX_WAL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Largest `max_queued_bytes` accepted: 16 GiB. The queue holds request bytes in
+/// memory until the WAL writer takes them; this is 256 times the default and four
+/// requests of the largest size `[ingest] max_request_bytes` allows (4 GiB). A larger
+/// queue would only accept more than a collector can hold in memory before refusing.
+pub const MAX_QUEUED_BYTES: ByteSize = ByteSize::gib(16);
 
 impl Default for WalConfig {
     fn default() -> Self {
@@ -95,7 +108,8 @@ pub struct StoreConfig {
     #[serde(default = "default_max_head_bytes")]
     pub max_head_bytes: ByteSize,
     /// Bound on request bytes queued for the WAL writer; beyond it writes are refused
-    /// with a retry hint. Default `64MiB`.
+    /// with a retry hint. Default `64MiB`; between 1 byte and `16GiB`
+    /// ([`MAX_QUEUED_BYTES`]), and at least `[ingest] max_request_bytes`.
     #[serde(default = "default_max_queued_bytes")]
     pub max_queued_bytes: ByteSize,
     /// Rows per Parquet row group. Default 65536.
@@ -124,8 +138,23 @@ pub struct StoreConfig {
     /// Oldest blocks are deleted while all blocks together exceed this. Default `50GiB`.
     #[serde(default = "default_retention_max_bytes")]
     pub retention_max_bytes: ByteSize,
-    /// Most distinct (service, operation, kind) entries kept in the catalog; more are
-    /// counted and not listed. Default 100000.
+    /// Most services the catalog lists (`/api/services`, the UI's service list). A
+    /// service seen for the first time is listed while fewer than this many are, however
+    /// many operations the others have; beyond it, new services are not listed (their
+    /// spans are still stored and searchable), counted in
+    /// `meshtel_store_catalog_overflow_total` and logged. Default 10000.
+    #[serde(default = "default_max_catalog_services")]
+    pub max_catalog_services: usize,
+    /// Most distinct (operation, kind) entries the catalog lists for one service
+    /// (`/api/operations`), so that a service that puts ids in its span names cannot
+    /// take the catalog from the others. More are counted and logged, not listed.
+    /// Default 1000: a hundredth of `max_catalog_operations`.
+    #[serde(default = "default_max_catalog_operations_per_service")]
+    pub max_catalog_operations_per_service: usize,
+    /// Most distinct (service, operation, kind) entries the catalog lists over all
+    /// services; more are counted and logged, not listed. A service whose first
+    /// operation finds the catalog full is still listed by `/api/services` (bounded by
+    /// `max_catalog_services`), without that operation. Default 100000.
     #[serde(default = "default_max_catalog_operations")]
     pub max_catalog_operations: usize,
 }
@@ -164,6 +193,12 @@ fn default_retention_max_age() -> Duration {
 fn default_retention_max_bytes() -> ByteSize {
     ByteSize::gib(50)
 }
+fn default_max_catalog_services() -> usize {
+    10_000
+}
+fn default_max_catalog_operations_per_service() -> usize {
+    1_000
+}
 fn default_max_catalog_operations() -> usize {
     100_000
 }
@@ -184,6 +219,8 @@ impl Default for StoreConfig {
             compaction_interval: default_compaction_interval(),
             retention_max_age: default_retention_max_age(),
             retention_max_bytes: default_retention_max_bytes(),
+            max_catalog_services: default_max_catalog_services(),
+            max_catalog_operations_per_service: default_max_catalog_operations_per_service(),
             max_catalog_operations: default_max_catalog_operations(),
         }
     }
@@ -203,9 +240,13 @@ impl StoreConfig {
         if self.max_head_rows < self.flush_rows {
             return err("max_head_rows must be at least flush_rows");
         }
-        if self.max_queued_bytes.as_u64() == 0 {
-            // 0 would refuse every write: no request fits in an empty queue.
-            return err("max_queued_bytes must be at least 1 byte");
+        let queued = self.max_queued_bytes.as_u64();
+        // 0 would refuse every write: no request fits in an empty queue.
+        if queued == 0 || queued > MAX_QUEUED_BYTES.as_u64() {
+            return err(&format!(
+                "max_queued_bytes must be between 1 byte and 16 GiB, got {}",
+                self.max_queued_bytes
+            ));
         }
         if self.row_group_rows == 0 {
             return err("row_group_rows must be at least 1");
@@ -217,16 +258,28 @@ impl StoreConfig {
         if self.flush_interval.is_zero() || self.compaction_interval.is_zero() {
             return err("flush_interval and compaction_interval must be positive");
         }
-        if self.wal.sync_interval.is_zero() {
-            return err("wal.sync_interval must be positive");
+        if self.wal.sync_interval.is_zero() || self.wal.sync_interval > MAX_WAL_SYNC_INTERVAL {
+            return err(&format!(
+                "wal.sync_interval must be positive and at most {}, got {}: it is the \
+                 window of acknowledged spans a power failure can lose",
+                humantime::format_duration(MAX_WAL_SYNC_INTERVAL),
+                humantime::format_duration(self.wal.sync_interval)
+            ));
         }
         if self.retention_max_age.is_zero() {
             // 0 would acknowledge every span and delete it at the next compaction pass.
             return err("retention_max_age must be positive");
         }
-        if self.max_catalog_operations == 0 {
+        if self.max_catalog_services == 0 {
             // 0 would store spans whose services never appear in /api/services.
+            return err("max_catalog_services must be at least 1");
+        }
+        // 0 would list services with no operation to pick.
+        if self.max_catalog_operations == 0 {
             return err("max_catalog_operations must be at least 1");
+        }
+        if self.max_catalog_operations_per_service == 0 {
+            return err("max_catalog_operations_per_service must be at least 1");
         }
         Ok(())
     }
@@ -310,6 +363,70 @@ mod tests {
             assert!(err.contains(key), "{err}");
             assert!(!err.contains("store config"), "{err}");
         }
+    }
+
+    #[test]
+    fn values_beyond_their_maximum_are_refused_by_name_with_the_range() {
+        let cases = [
+            (
+                StoreConfig {
+                    max_queued_bytes: ByteSize::eib(4),
+                    ..Default::default()
+                },
+                "[store] max_queued_bytes must be between 1 byte and 16 GiB, got 4.0 EiB",
+            ),
+            (
+                StoreConfig {
+                    max_queued_bytes: ByteSize::b(MAX_QUEUED_BYTES.as_u64() + 1),
+                    ..Default::default()
+                },
+                "[store] max_queued_bytes must be between 1 byte and 16 GiB",
+            ),
+            (
+                StoreConfig {
+                    wal: WalConfig {
+                        sync_interval: Duration::from_secs(30),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "[store] wal.sync_interval must be positive and at most 10s, got 30s",
+            ),
+            (
+                StoreConfig {
+                    max_catalog_services: 0,
+                    ..Default::default()
+                },
+                "[store] max_catalog_services must be at least 1",
+            ),
+            (
+                StoreConfig {
+                    max_catalog_operations_per_service: 0,
+                    ..Default::default()
+                },
+                "[store] max_catalog_operations_per_service must be at least 1",
+            ),
+        ];
+        for (config, message) in cases {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+        }
+        // The maxima themselves are accepted.
+        StoreConfig {
+            max_queued_bytes: MAX_QUEUED_BYTES,
+            wal: WalConfig {
+                sync_interval: MAX_WAL_SYNC_INTERVAL,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            MAX_QUEUED_BYTES,
+            ByteSize::gib(16),
+            "the message says 16 GiB"
+        );
     }
 
     #[test]

@@ -17,12 +17,14 @@
 //! - [`block_files`]: the blocks directory against the index (leftovers, blocks the
 //!   index does not name, blocks that cannot be read); `lock`: one writer per data
 //!   directory;
-//! - [`catalog`]: SQL state (services, operations, block index);
+//! - [`catalog`]: SQL state (services, operations, block index); `catalog_memory`: the
+//!   services and operations listed, in memory, and their bounds;
 //! - [`quotas`]: quota policies, their audit log and admin tokens in SQL ([`QuotaRepo`]).
 
 pub mod block;
 pub mod block_files;
 pub mod catalog;
+mod catalog_memory;
 pub mod compaction;
 pub mod config;
 pub mod decode;
@@ -39,10 +41,10 @@ pub mod wal;
 pub mod wire;
 mod writer;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,6 +74,7 @@ pub use stats::StoreStats;
 
 use block::BlockMeta;
 use catalog::Catalog;
+use catalog_memory::{CatalogAdditions, MemoryCatalog};
 use search::{Searcher, Source};
 use writer::Command;
 
@@ -113,10 +116,10 @@ pub(crate) struct Inner {
     blocks_dir: PathBuf,
     wal_dir: PathBuf,
     state: RwLock<State>,
-    operations: RwLock<BTreeMap<String, BTreeSet<Operation>>>,
-    operation_count: AtomicUsize,
+    /// The services and operations listed, bounded.
+    known: MemoryCatalog,
     catalog: Catalog,
-    ops_tx: mpsc::UnboundedSender<Vec<(String, Operation)>>,
+    ops_tx: mpsc::UnboundedSender<CatalogAdditions>,
     searcher: Searcher,
     next_block_id: AtomicU64,
     stats: stats::Stats,
@@ -130,35 +133,16 @@ impl Inner {
         self.next_block_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds operations not seen before to the in-memory catalog and queues them for SQL.
+    /// Lists services and operations not seen before, within the catalog's bounds
+    /// ([`catalog_memory`]), and queues them for SQL.
     fn register_operations(&self, operations: Vec<(String, Operation)>) {
-        if operations.is_empty() {
-            return;
-        }
-        let fresh: Vec<(String, Operation)> = {
-            let known = self.operations.read();
-            operations
-                .into_iter()
-                .filter(|(svc, op)| !known.get(svc).is_some_and(|ops| ops.contains(op)))
-                .collect()
-        };
-        if fresh.is_empty() {
-            return;
-        }
-        let mut known = self.operations.write();
-        let mut added = Vec::new();
-        for (svc, op) in fresh {
-            if self.operation_count.load(Ordering::Relaxed) >= self.config.max_catalog_operations {
-                self.stats.catalog_overflow.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if known.entry(svc.clone()).or_default().insert(op.clone()) {
-                self.operation_count.fetch_add(1, Ordering::Relaxed);
-                added.push((svc, op));
-            }
-        }
-        if !added.is_empty() {
-            let _ = self.ops_tx.send(added);
+        let registered = self.known.register(
+            operations,
+            &self.stats.catalog_overflow,
+            std::time::Instant::now(),
+        );
+        if !registered.added.is_empty() {
+            let _ = self.ops_tx.send(registered.added);
         }
     }
 
@@ -251,13 +235,11 @@ impl TraceStore {
         let block_files::Prepared { blocks, next_id } =
             block_files::prepare(&catalog, &blocks_dir, &stats).await?;
 
-        let mut operations: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
-        let mut operation_count = 0;
-        for (svc, op) in catalog.load_operations().await? {
-            if operations.entry(svc).or_default().insert(op) {
-                operation_count += 1;
-            }
-        }
+        let known = MemoryCatalog::new(&config);
+        known.replace(
+            catalog.load_services().await?,
+            catalog.load_operations().await?,
+        );
 
         let flushed_through = catalog.flushed_through().await?;
         let (wal, replayed) = wal::Wal::open(&wal_dir, flushed_through)?;
@@ -301,8 +283,7 @@ impl TraceStore {
                 sealed: Vec::new(),
                 blocks,
             }),
-            operations: RwLock::new(operations),
-            operation_count: AtomicUsize::new(operation_count),
+            known,
             catalog: catalog.clone(),
             ops_tx,
             searcher: Searcher::new(),
@@ -321,43 +302,48 @@ impl TraceStore {
             .name("meshtel-wal".into())
             .spawn(move || writer::run_writer(writer_inner, wal, rx, flush_tx))?;
         let mut threads = vec![writer_thread];
-        let stop_sync = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The sync thread stops as soon as this sender is dropped: when shutdown aborts
+        // the task holding it, or when the runtime ends.
+        let (stop_sync, stop_sync_rx) = std::sync::mpsc::channel::<()>();
         if config.wal.sync == WalSync::Interval {
             let interval = config.wal.sync_interval;
-            let stop = stop_sync.clone();
             let sync_inner = inner.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("meshtel-wal-sync".into())
                     .spawn(move || {
-                        while !stop.load(Ordering::Acquire) {
-                            std::thread::sleep(interval);
-                            let started = std::time::Instant::now();
-                            match syncer.sync_if_dirty() {
-                                Ok(true) => sync_inner.stats.record_fsync(started.elapsed()),
-                                Ok(false) => {}
-                                Err(e) => tracing::error!(error = %e, "wal fsync failed"),
-                            }
-                        }
-                        let _ = syncer.sync_if_dirty();
+                        writer::run_wal_syncer(&syncer, interval, &stop_sync_rx, &sync_inner.stats)
                     })?,
             );
         }
 
+        let log_inner = inner.clone();
         let tasks = vec![
             tokio::spawn(writer::run_flusher(inner.clone(), flush_rx)),
             tokio::spawn(run_catalog_writer(catalog, ops_rx)),
             tokio::spawn(compaction::run(inner.clone())),
             tokio::spawn(async move {
-                // Keeps the sync thread's stop flag alive until the store is dropped.
-                let _keep = StopOnDrop(stop_sync);
-                std::future::pending::<()>().await;
+                // Holds the sync thread's stop sender until the store shuts down, and
+                // logs catalog refusals no line has told yet.
+                let _stop_sync = stop_sync;
+                let mut ticks = tokio::time::interval(Duration::from_secs(1));
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    log_inner.known.log_untold(std::time::Instant::now());
+                }
             }),
         ];
         Ok(TraceStore {
             inner,
             tx: Arc::new(Mutex::new(Some(tx))),
-            queued_bytes: Arc::new(Semaphore::new(config.max_queued_bytes.as_u64() as usize)),
+            // Validation keeps the queue within MAX_QUEUED_BYTES, far below the
+            // semaphore's limit; the `min` only guards against a panic.
+            queued_bytes: Arc::new(Semaphore::new(
+                usize::try_from(config.max_queued_bytes.as_u64())
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             tasks: Arc::new(Mutex::new(tasks)),
             threads: Arc::new(Mutex::new(threads)),
         })
@@ -378,8 +364,7 @@ impl TraceStore {
             blocks_dir,
             wal_dir: data_dir.join("wal"),
             state: RwLock::new(State::default()),
-            operations: RwLock::new(BTreeMap::new()),
-            operation_count: AtomicUsize::new(0),
+            known: MemoryCatalog::new(&config),
             catalog,
             ops_tx,
             searcher: Searcher::new(),
@@ -470,13 +455,6 @@ impl TraceStore {
     }
 }
 
-struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
 fn operations_in(batch: &RecordBatch) -> Vec<(String, Operation)> {
     use arrow::array::AsArray;
     use arrow::datatypes::Int8Type;
@@ -514,24 +492,23 @@ async fn reload_index(inner: &Arc<Inner>, warned: &Arc<Mutex<BTreeSet<u64>>>) ->
     let known = inner.state.read().blocks.clone();
     let blocks =
         block_files::load_trace_id_sets(&inner.blocks_dir, blocks, &known, warned.clone()).await?;
-    let mut operations: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
-    for (svc, op) in inner.catalog.load_operations().await? {
-        operations.entry(svc).or_default().insert(op);
-    }
+    let services = inner.catalog.load_services().await?;
+    let operations = inner.catalog.load_operations().await?;
     inner.state.write().blocks = blocks;
-    *inner.operations.write() = operations;
+    inner.known.replace(services, operations);
     Ok(())
 }
 
-async fn run_catalog_writer(
-    catalog: Catalog,
-    mut rx: mpsc::UnboundedReceiver<Vec<(String, Operation)>>,
-) {
-    while let Some(mut ops) = rx.recv().await {
+async fn run_catalog_writer(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<CatalogAdditions>) {
+    while let Some(mut added) = rx.recv().await {
         while let Ok(more) = rx.try_recv() {
-            ops.extend(more);
+            added.extend(more);
         }
-        if let Err(e) = catalog.insert_operations(&ops).await {
+        let persisted = match catalog.insert_services(&added.services).await {
+            Ok(()) => catalog.insert_operations(&added.operations).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = persisted {
             warn!(error = %e, "could not persist catalog entries; they are kept in memory");
         }
     }
@@ -657,7 +634,7 @@ impl SpanSink for TraceStore {
 #[async_trait::async_trait]
 impl TraceReader for TraceStore {
     async fn services(&self) -> meshtel_model::Result<Vec<String>> {
-        Ok(self.inner.operations.read().keys().cloned().collect())
+        Ok(self.inner.known.services())
     }
 
     async fn operations(
@@ -665,16 +642,7 @@ impl TraceReader for TraceStore {
         service: &str,
         kind: Option<SpanKind>,
     ) -> meshtel_model::Result<Vec<Operation>> {
-        let known = self.inner.operations.read();
-        Ok(known
-            .get(service)
-            .map(|ops| {
-                ops.iter()
-                    .filter(|op| kind.is_none_or(|k| op.span_kind == k))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(self.inner.known.operations(service, kind))
     }
 
     async fn find_traces(&self, query: &TraceQuery) -> meshtel_model::Result<Vec<Trace>> {

@@ -121,7 +121,9 @@ pub struct StoreStats {
     pub blocks_unreadable: u64,
     /// Writes refused because the pipeline was full.
     pub rejected_overload: u64,
-    /// Catalog entries not kept because of `max_catalog_operations`.
+    /// Catalog entries (services or operations) not listed because of
+    /// `max_catalog_services`, `max_catalog_operations_per_service` or
+    /// `max_catalog_operations`.
     pub catalog_overflow: u64,
     /// Spans in memory (head and blocks being written).
     pub head_spans: u64,

@@ -24,7 +24,8 @@ use tracing::{debug, error, info, warn};
 use crate::block::{self, BlockMeta};
 use crate::config::WalSync;
 use crate::schema::span_schema;
-use crate::wal::Wal;
+use crate::stats::Stats;
+use crate::wal::{Wal, WalSyncer};
 use crate::{Inner, Result, Sealed};
 
 /// A request to the writer thread.
@@ -79,6 +80,30 @@ pub(crate) fn decode_record(payload: &[u8]) -> Result<Vec<RecordBatch>> {
 }
 
 const MAX_GROUP: usize = 512;
+
+/// The interval sync thread (`wal.sync = "interval"`): `fdatasync`s the WAL every
+/// `interval` when anything was written since, until `stop`'s sender is dropped (or
+/// sends), which wakes it at once however long the interval; then syncs one last time,
+/// so that shutdown waits for one sync and not for the rest of an interval.
+pub(crate) fn run_wal_syncer(
+    syncer: &WalSyncer,
+    interval: Duration,
+    stop: &Receiver<()>,
+    stats: &Stats,
+) {
+    let sync = || {
+        let started = Instant::now();
+        match syncer.sync_if_dirty() {
+            Ok(true) => stats.record_fsync(started.elapsed()),
+            Ok(false) => {}
+            Err(e) => error!(error = %e, "wal fsync failed"),
+        }
+    };
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+        sync();
+    }
+    sync();
+}
 
 /// The writer thread's loop. Returns when asked to shut down or when every sender is
 /// gone.

@@ -43,6 +43,15 @@ async fn a_bad_setting_is_refused_by_name_before_an_admin_token_is_made() {
             "[store]\nmax_queued_bytes = \"1 MiB\"\n",
             "[store] max_queued_bytes (1.0 MiB) is smaller than [ingest] max_request_bytes (16.0 MiB)",
         ),
+        // Beyond what the write queue's semaphore can count: refused, not a panic.
+        (
+            "[store]\nmax_queued_bytes = \"4 EiB\"\n",
+            "[store] max_queued_bytes must be between 1 byte and 16 GiB",
+        ),
+        (
+            "[store]\nwal.sync_interval = \"30s\"\n",
+            "[store] wal.sync_interval must be positive and at most 10s",
+        ),
     ] {
         let dir = TestDir::new();
         let config = config_file(&dir, text);
@@ -50,6 +59,7 @@ async fn a_bad_setting_is_refused_by_name_before_an_admin_token_is_made() {
             Meshtel::run_expecting_exit(&dir, Role::Serve, &["--config", &config]).await;
         assert!(!status.success(), "{text}: {log}");
         assert!(log.contains(named), "{text}: {log}");
+        assert!(!log.contains("panicked"), "{text}: {log}");
         assert!(
             !log.contains("admin token"),
             "{text}: a token was made: {log}"

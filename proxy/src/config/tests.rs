@@ -91,3 +91,19 @@ fn concurrency_defaults_to_two_workers_capped_by_the_cpus_available() {
     let error = parse(&["--concurrency", "1000"]).expect_err("too many").to_string();
     assert!(error.contains("--concurrency 1000"), "{error}");
 }
+
+#[test]
+fn queue_capacities_are_refused_outside_their_range_by_flag() {
+    let parse = |flag: &str, value: &str| {
+        Cli::try_parse_from(["meshtel-proxy", "--mesh", "m", "--service", "s", flag, value]).expect("parses").proxy.into_config()
+    };
+    for (flag, max) in [("--report-queue", MAX_REPORT_QUEUE), ("--span-queue", MAX_SPAN_QUEUE)] {
+        // What used to panic at start: more permits than a semaphore can count.
+        for bad in ["0", "18446744073709551615", &(max + 1).to_string()] {
+            let error = parse(flag, bad).expect_err("out of range").to_string();
+            assert!(error.contains(&format!("{flag} {bad} must be between 1 and {max}")), "{error}");
+        }
+        assert!(parse(flag, &max.to_string()).is_ok(), "{flag} {max}");
+        assert!(parse(flag, "1").is_ok(), "{flag} 1");
+    }
+}

@@ -280,3 +280,63 @@ async fn the_memory_bound_refuses_writes_until_a_flush_frees_room() {
     store.write_spans(vec![big(99)]).await.unwrap();
     store.shutdown().await.unwrap();
 }
+
+/// The WAL sync thread waits out its interval interruptibly: shutdown does not wait for
+/// the rest of a long `wal.sync_interval`, and still syncs once more before it ends.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_the_wal_sync_interval_and_syncs_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.wal.sync_interval = crate::config::MAX_WAL_SYNC_INTERVAL;
+    let store = TraceStore::open(cfg.clone()).await.unwrap();
+    store
+        .write_spans(vec![trace(1, "acked", 3, *T0, 1000)])
+        .await
+        .unwrap();
+    assert_eq!(store.stats().wal_fsyncs, 0, "no interval has passed");
+    let started = std::time::Instant::now();
+    store.shutdown().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    assert!(store.stats().wal_fsyncs >= 1, "the last sync did not run");
+    let reopened = TraceStore::open(cfg).await.unwrap();
+    assert_eq!(ids(&reopened, &query("acked")).await.len(), 1);
+    reopened.shutdown().await.unwrap();
+}
+
+/// One service's many operations fill `max_catalog_operations`; a service seen later is
+/// still listed (and after a restart, and by a reader), its spans searchable.
+#[tokio::test]
+async fn a_noisy_service_does_not_keep_a_later_service_out_of_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_catalog_operations = 3;
+    let store = TraceStore::open(cfg.clone()).await.unwrap();
+    // Four operations: "GET /", "call-1", "call-2", "call-3".
+    store
+        .write_spans(vec![trace(1, "noisy", 4, *T0, 1000)])
+        .await
+        .unwrap();
+    store
+        .write_spans(vec![trace(2, "checkout", 1, *T0, 1000)])
+        .await
+        .unwrap();
+    assert_eq!(store.services().await.unwrap(), vec!["checkout", "noisy"]);
+    assert_eq!(store.operations("noisy", None).await.unwrap().len(), 3);
+    assert!(store.operations("checkout", None).await.unwrap().is_empty());
+    assert_eq!(store.stats().catalog_overflow, 2);
+    assert_eq!(ids(&store, &query("checkout")).await.len(), 1);
+    store.shutdown().await.unwrap();
+
+    let reopened = TraceStore::open(cfg.clone()).await.unwrap();
+    assert_eq!(
+        reopened.services().await.unwrap(),
+        vec!["checkout", "noisy"]
+    );
+    let reader = TraceStore::open_read_only(cfg, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(reader.services().await.unwrap(), vec!["checkout", "noisy"]);
+    reader.shutdown().await.unwrap();
+    reopened.shutdown().await.unwrap();
+}
