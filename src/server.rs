@@ -27,6 +27,10 @@ use crate::metrics;
 const GRPC_KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// See [`GRPC_KEEP_ALIVE_INTERVAL`].
 const GRPC_KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Streams one gRPC connection may have open at once (a proxy uses three: Report,
+/// WatchQuotas and its exports), as the HTTP listeners allow 200: thousands of
+/// Export streams whose bodies never come held hundreds of MiB.
+const GRPC_MAX_STREAMS: u32 = 256;
 
 /// Which servers a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +227,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(GRPC_KEEP_ALIVE_INTERVAL))
                 .http2_keepalive_timeout(Some(GRPC_KEEP_ALIVE_TIMEOUT))
+                .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
                 .add_service(grpc_service)
                 .add_service(report_service)
                 .add_optional_service(rls_service)
