@@ -459,8 +459,12 @@ fn respond(
             if switching
                 && let (Some(downstream), Some(upstream)) = (upgrade, parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
             {
-                // The upstream connection now carries the WebSocket: never pooled again.
-                drop((body, connection));
+                // The upstream connection now carries the WebSocket: never pooled again,
+                // and its task lives on to hand it over.
+                drop(body);
+                if let Some(connection) = connection {
+                    connection.detach();
+                }
                 upgrade::splice(context.clone(), exchange, downstream, upstream);
                 return Response::from_parts(parts, ResponseBody::plain(Bytes::new()));
             }

@@ -111,8 +111,39 @@ struct IdleList {
 
 #[derive(Debug)]
 struct Idle {
-    sender: http1::SendRequest<RequestBody>,
+    conn: Http1Conn,
     since: Instant,
+}
+
+/// An HTTP/1.1 connection: the handle requests go through, and its connection task,
+/// aborted when this is dropped. Dropping the handle alone would leave a task that is
+/// still sending a request body running for as long as the upstream does not read it
+/// (a request given up on by a timeout), holding both connections and the downstream's
+/// body; aborting closes the upstream connection and drops the body, so the
+/// downstream connection goes too, as Envoy resets the upstream stream.
+#[derive(Debug)]
+struct Http1Conn {
+    sender: http1::SendRequest<RequestBody>,
+    task: AbortOnDrop,
+}
+
+/// Aborts a task when dropped, unless [`AbortOnDrop::detach`]ed.
+#[derive(Debug)]
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    /// Lets the task run on by itself.
+    fn detach(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -125,7 +156,7 @@ struct Shared {
 /// its pool; dropped otherwise, it closes.
 #[derive(Debug)]
 pub struct Reusable {
-    sender: http1::SendRequest<RequestBody>,
+    conn: Http1Conn,
     pool: Weak<PoolInner>,
     upstream: Arc<str>,
 }
@@ -134,8 +165,14 @@ impl Reusable {
     /// Returns the connection to its pool: its response was read to the end.
     pub fn release(self) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.put_back(self.upstream, Idle { sender: self.sender, since: Instant::now() }, false);
+            pool.put_back(self.upstream, Idle { conn: self.conn, since: Instant::now() }, false);
         }
+    }
+
+    /// Leaves the connection to its task for good: after a `101`, the task hands the
+    /// connection over to the upgrade ([`hyper::upgrade`]) and must finish doing so.
+    pub fn detach(self) {
+        self.conn.task.detach();
     }
 }
 
@@ -187,8 +224,8 @@ impl UpstreamPool {
         let mut waited = false;
         let key = loop {
             let (idle, key) = self.take_idle(upstream);
-            let Some(Idle { mut sender, since }) = idle else { break key };
-            if !sender.is_ready() {
+            let Some(Idle { mut conn, since }) = idle else { break key };
+            if !conn.sender.is_ready() {
                 // Normally ready as soon as its connection task runs: waited for once
                 // per checkout, briefly. One still sending the last request's body (the
                 // upstream answered before reading it all) is parked.
@@ -196,20 +233,20 @@ impl UpstreamPool {
                     None
                 } else {
                     waited = true;
-                    tokio::time::timeout(BUSY_WAIT, sender.ready()).await.ok()
+                    tokio::time::timeout(BUSY_WAIT, conn.sender.ready()).await.ok()
                 };
                 match ready {
                     Some(Ok(())) => {}
                     Some(Err(_)) => continue,
                     None => {
-                        parked.connections.push((key, Idle { sender, since }));
+                        parked.connections.push((key, Idle { conn, since }));
                         continue;
                     }
                 }
             }
-            match sender.try_send_request(request).await {
+            match conn.sender.try_send_request(request).await {
                 Ok(response) => {
-                    return Ok(Upstream { response, connection: Some(self.lend(sender, key)) });
+                    return Ok(Upstream { response, connection: Some(self.lend(conn, key)) });
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => {
@@ -222,12 +259,14 @@ impl UpstreamPool {
         };
         drop(parked);
         let io = self.connect(upstream).await?;
-        let (mut sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
+        let (sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
         // With upgrades: a `101` to a WebSocket request hands the connection over
         // (forward::upgrade); such a connection never returns to the pool.
-        drive(connection.with_upgrades(), "http/1.1");
-        let response = sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))?;
-        Ok(Upstream { response, connection: Some(self.lend(sender, key)) })
+        let mut conn = Http1Conn { sender, task: drive(connection.with_upgrades(), "http/1.1") };
+        // Given up on before the response head (a timeout drops this future), the
+        // connection goes with `conn`.
+        let response = conn.sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))?;
+        Ok(Upstream { response, connection: Some(self.lend(conn, key)) })
     }
 
     async fn send_http2(&self, upstream: &str, request: Request<RequestBody>) -> Result<Response<Incoming>, Failure> {
@@ -270,7 +309,8 @@ impl UpstreamPool {
                     .handshake(io)
                     .await
                     .map_err(|e| Failure::Connect(e.into()))?;
-                drive(connection, "h2c");
+                // One shared connection, ending by itself once every sender is gone.
+                drive(connection, "h2c").detach();
                 let shared = Shared { sender: sender.clone(), last_used: Instant::now() };
                 self.inner.state.lock().http2.insert(upstream.into(), shared);
                 sender
@@ -286,15 +326,15 @@ impl UpstreamPool {
         let mut state = self.inner.state.lock();
         let Some(list) = state.http1.get_mut(upstream) else { return (None, Arc::from(upstream)) };
         while let Some(idle) = list.idle.pop() {
-            if !idle.sender.is_closed() && idle.since.elapsed() < self.inner.settings.idle_timeout {
+            if !idle.conn.sender.is_closed() && idle.since.elapsed() < self.inner.settings.idle_timeout {
                 return (Some(idle), list.key.clone());
             }
         }
         (None, list.key.clone())
     }
 
-    fn lend(&self, sender: http1::SendRequest<RequestBody>, upstream: Arc<str>) -> Reusable {
-        Reusable { sender, pool: Arc::downgrade(&self.inner), upstream }
+    fn lend(&self, conn: Http1Conn, upstream: Arc<str>) -> Reusable {
+        Reusable { conn, pool: Arc::downgrade(&self.inner), upstream }
     }
 
     /// A new TCP connection to `upstream` (no Nagle), within the connect timeout.
@@ -342,7 +382,7 @@ impl UpstreamPool {
 impl PoolInner {
     /// Pools `idle` under `key`: taken next (from the end), or last when `last`.
     fn put_back(&self, key: Arc<str>, idle: Idle, last: bool) {
-        if idle.sender.is_closed() {
+        if idle.conn.sender.is_closed() {
             return;
         }
         let mut state = self.state.lock();
@@ -363,9 +403,9 @@ impl PoolInner {
         let mut state = self.state.lock();
         for list in state.http1.values_mut() {
             let (keep, expired): (Vec<Idle>, Vec<Idle>) =
-                list.idle.drain(..).partition(|i| !i.sender.is_closed() && i.since.elapsed() < timeout);
+                list.idle.drain(..).partition(|i| !i.conn.sender.is_closed() && i.since.elapsed() < timeout);
             list.idle = keep;
-            closed.extend(expired.into_iter().map(|i| i.sender));
+            closed.extend(expired);
         }
         state.http1.retain(|_, list| !list.idle.is_empty());
         state.http2.retain(|_, shared| !shared.sender.is_closed() && shared.last_used.elapsed() < timeout);
@@ -375,12 +415,13 @@ impl PoolInner {
 }
 
 /// Runs an upstream connection's task on the current runtime until it ends.
-fn drive(connection: impl Future<Output = hyper::Result<()>> + Send + 'static, protocol: &'static str) {
-    tokio::spawn(async move {
+fn drive(connection: impl Future<Output = hyper::Result<()>> + Send + 'static, protocol: &'static str) -> AbortOnDrop {
+    let task = tokio::spawn(async move {
         if let Err(error) = connection.await {
             debug!(protocol, error = %error, "upstream connection ended");
         }
     });
+    AbortOnDrop(Some(task.abort_handle()))
 }
 
 /// Origin-form (`/path?query`) for an HTTP/1.1 upstream.
@@ -475,6 +516,35 @@ mod tests {
         let body = body.collect().await.expect("body").to_bytes();
         connection.expect("HTTP/1.1 connection").release();
         (Response::from_parts(parts, ()), body)
+    }
+
+    #[tokio::test]
+    async fn a_request_given_up_before_its_answer_closes_its_connection() {
+        use tokio::io::AsyncReadExt;
+        // An upstream that never reads the request: the body cannot be sent whole.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("bound").to_string();
+        let pool = pool(POOL_IDLE_TIMEOUT);
+        let mut request = Request::new(RequestBody::buffered(Bytes::from(vec![7u8; 32 << 20])));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = Uri::from_static("/upload");
+        let send = tokio::time::timeout(Duration::from_millis(500), pool.send(&addr, request));
+        let (accepted, given_up) = tokio::join!(listener.accept(), send);
+        assert!(given_up.is_err(), "no answer was expected");
+        let (mut upstream, _) = accepted.expect("accept");
+        // Given up on: the connection closes, so reading what was sent reaches its end.
+        let read_to_end = async {
+            let mut buffer = vec![0u8; 1 << 16];
+            let mut total = 0usize;
+            loop {
+                match upstream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let total = tokio::time::timeout(Duration::from_secs(5), read_to_end).await.expect("the connection stayed open");
+        assert!(total < 32 << 20, "the whole body was sent ({total} bytes)");
     }
 
     #[tokio::test]
