@@ -447,6 +447,12 @@ fn respond(
     match forwarded {
         Ok(Upstream { response, connection }) => {
             let (mut parts, body) = response.into_parts();
+            // The proxy answers in its own HTTP version (RFC 9110 §2.5), so an app's
+            // HTTP/1.0 answer does not close an HTTP/1.1 caller's keep-alive connection
+            // (hyper answers an HTTP/1.0 caller as such).
+            if parts.version < Version::HTTP_11 {
+                parts.version = Version::HTTP_11;
+            }
             let switching = upgrade.is_some() && parts.status == StatusCode::SWITCHING_PROTOCOLS;
             strip_hop_by_hop_headers(&mut parts.headers, switching);
             if let Some((route_ops, destination_ops)) = response_ops {

@@ -153,3 +153,40 @@ async fn an_h2c_caller_reaches_an_http1_app_with_app_protocol_http1() {
     let inbound = http1.addresses.inbound.expect("inbound listener");
     assert_eq!(h2c_get(inbound, "reviews:9080").await, (200, "HTTP/1.1 reviews:9080".to_owned()));
 }
+
+#[tokio::test]
+async fn an_http10_app_does_not_close_an_http11_callers_connection() {
+    use crate::test_support::start_proxy;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An app that answers every request in HTTP/1.0 and closes, as old servers do.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let app = listener.local_addr().expect("app addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 1024];
+                let _ = stream.read(&mut head).await;
+                let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+            });
+        }
+    });
+    let mesh = "services:\n  - name: reviews\n    endpoints: []\n";
+    let proxy = start_proxy(mesh, "reviews", Some(app), |_| {}).await;
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    let mut caller = tokio::net::TcpStream::connect(inbound).await.expect("connect");
+    for i in 0..2 {
+        caller.write_all(b"GET / HTTP/1.1\r\nHost: reviews\r\n\r\n").await.expect("request");
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"ok") {
+            let mut buffer = [0u8; 1024];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), caller.read(&mut buffer))
+                .await
+                .expect("an answer")
+                .expect("read");
+            assert!(n > 0, "request {i}: the connection was closed after {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "request {i}: {text}");
+    }
+}
