@@ -233,6 +233,16 @@ fn validate(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the config file at `path` sets the top-level `data_dir`.
+fn config_file_sets_data_dir(path: Option<&std::path::Path>) -> anyhow::Result<bool> {
+    let Some(path) = path else { return Ok(false) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+    Ok(table.contains_key("data_dir"))
+}
+
 async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
     validate(&args)?;
     let scenario = match args.scenario.as_deref().map(str::trim) {
@@ -244,9 +254,11 @@ async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
             )
         })?),
     };
-    args.server
-        .data_dir
-        .get_or_insert_with(|| PathBuf::from(DEFAULT_DATA_DIR));
+    // The demo's own data directory unless a flag, MESHTEL_DATA_DIR or the config
+    // file names one.
+    if args.server.data_dir.is_none() && !config_file_sets_data_dir(args.server.config.as_deref())? {
+        args.server.data_dir = Some(PathBuf::from(DEFAULT_DATA_DIR));
+    }
     let mut config = args.server.resolve()?;
     if args.server.config.is_none() {
         // The demo's store stays small: compaction merges at most this many spans at a

@@ -323,3 +323,19 @@ fn proxies_are_waited_on_for_the_stored_policies_that_can_match_at_them() {
     assert_eq!(lagging(&proxies, &[names(&["ratings-limit"]), names(&[])], &user_only), Vec::<String>::new());
     assert_eq!(lagging(&proxies, &[names(&["ratings-limit", "requestcountquota"]), names(&[])], &user_only).len(), 1);
 }
+
+#[test]
+fn a_config_file_naming_a_data_dir_is_not_overridden_by_the_demo_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = dir.path().join("with.toml");
+    std::fs::write(&with, "data_dir = \"/srv/demo\"\n[store]\nflush_rows = 100\n").unwrap();
+    let without = dir.path().join("without.toml");
+    std::fs::write(&without, "[store]\ndata_dir = \"not-the-top-level-key\"\n").unwrap();
+    assert!(config_file_sets_data_dir(Some(&with)).unwrap());
+    assert!(!config_file_sets_data_dir(Some(&without)).unwrap());
+    assert!(!config_file_sets_data_dir(None).unwrap());
+    let missing = config_file_sets_data_dir(Some(&dir.path().join("missing.toml")))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("missing.toml"), "{missing}");
+}
