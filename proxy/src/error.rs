@@ -142,6 +142,16 @@ pub enum ForwardError {
         #[source]
         source: crate::pool::BoxError,
     },
+    /// The upstream's response could not be read as HTTP (a malformed status line or
+    /// header, too many or too large headers): Envoy's upstream protocol error.
+    #[error("upstream {upstream} sent a malformed response")]
+    UpstreamProtocol {
+        /// The endpoint address.
+        upstream: String,
+        /// What was wrong.
+        #[source]
+        source: crate::pool::BoxError,
+    },
     /// A virtual service covers the host but none of its routes matches the request.
     #[error("no route of the virtual service for {host:?} matches")]
     NoRoute {
@@ -190,7 +200,7 @@ impl ForwardError {
             ForwardError::DownstreamBody => StatusCode::BAD_REQUEST,
             ForwardError::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ForwardError::BadUpstreamRequest(_) => StatusCode::BAD_GATEWAY,
+            ForwardError::BadUpstreamRequest(_) | ForwardError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -209,7 +219,7 @@ impl ForwardError {
             ForwardError::DownstreamTimeout => "SI",
             ForwardError::ClusterNotFound { .. } => "NC",
             ForwardError::Overflow { .. } => "UO",
-            ForwardError::BadUpstreamRequest(_) => "UPE",
+            ForwardError::BadUpstreamRequest(_) | ForwardError::UpstreamProtocol { .. } => "UPE",
         }
     }
 }

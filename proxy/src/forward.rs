@@ -430,8 +430,22 @@ fn failed(context: &ProxyContext, exchange: &Exchange, failure: Failure) -> Forw
             context.stats.direction(exchange.direction).upstream_connect_failures.inc();
             ForwardError::UpstreamConnect { upstream, source }
         }
+        Failure::Reset(source) if is_protocol_error(&*source) => ForwardError::UpstreamProtocol { upstream, source },
         Failure::Reset(source) => ForwardError::UpstreamReset { upstream, source },
     }
+}
+
+/// Whether an exchange failed because the upstream's response was not valid HTTP
+/// (hyper could not parse its head), rather than because the connection ended.
+fn is_protocol_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
+            return hyper_error.is_parse() || hyper_error.is_parse_status() || hyper_error.is_parse_too_large();
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Turns the forwarding result into the downstream response, applying the route's
@@ -494,6 +508,7 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
         ForwardError::UnknownService { .. } | ForwardError::NoHealthyUpstream { .. } => "no healthy upstream",
         ForwardError::UpstreamConnect { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
         ForwardError::UpstreamReset { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+        ForwardError::UpstreamProtocol { .. } => "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
         ForwardError::UpstreamTimeout { .. } => "upstream request timeout",
         ForwardError::BadUpstreamRequest(_) => "bad upstream request",
         ForwardError::NoRoute { .. } => "route not found",

@@ -97,6 +97,7 @@ fn every_forward_error_maps_to_a_5xx_and_a_flag() {
         (ForwardError::UnknownService { host: "x".into() }, 503, "UH"),
         (ForwardError::NoHealthyUpstream { service: "x".into() }, 503, "UH"),
         (ForwardError::UpstreamTimeout { upstream: "x".into() }, 504, "UT"),
+        (ForwardError::UpstreamProtocol { upstream: "x".into(), source: "bad".into() }, 502, "UPE"),
     ];
     for (error, status, flag) in cases {
         assert_eq!(error.status().as_u16(), status);
@@ -188,5 +189,38 @@ async fn an_http10_app_does_not_close_an_http11_callers_connection() {
         }
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("HTTP/1.1 200 OK"), "request {i}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_answer_is_a_protocol_error_and_a_closed_connection_is_not() {
+    use crate::test_support::start_proxy;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An app whose answer depends on the path: garbage, or nothing at all.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let app = listener.local_addr().expect("app addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 1024];
+                let n = stream.read(&mut head).await.unwrap_or(0);
+                if head[..n].starts_with(b"GET /garbage") {
+                    let _ = stream.write_all(b"HTTP/1.1 2000 Nope\r\nbad header: x\r\n\r\n").await;
+                }
+            });
+        }
+    });
+    let mesh = "services:\n  - name: reviews\n    endpoints: []\n";
+    let proxy = start_proxy(mesh, "reviews", Some(app), |_| {}).await;
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Empty<Bytes>>();
+    for (path, status, reason) in [("/garbage", 502, "protocol error"), ("/closed", 503, "connection termination")] {
+        let uri: http::Uri = format!("http://{inbound}{path}").parse().expect("uri");
+        let response = client.get(uri).await.expect("an answer from the proxy");
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.ends_with(&format!("reset reason: {reason}")), "{path}: {body}");
     }
 }
