@@ -146,6 +146,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               prune_interval = "10m"  max_edges_per_bucket = 50000
   [http]      header_read_timeout = "10s"      # OTLP HTTP, Zipkin, query: headers late -> closed
               body_read_timeout = "30s"        # body late -> 408, closed
+              write_timeout = "30s"            # answer not read -> closed
 Log level: RUST_LOG (default "info")."#;
 
 /// `meshtel proxy` flags.

@@ -24,6 +24,7 @@
 //! header_read_timeout = "10s"  # OTLP HTTP, Zipkin, query: headers not complete by then → closed
 //!                              # (and every port's connections that send nothing by then)
 //! body_read_timeout = "30s"    # body not complete by then → 408
+//! write_timeout = "30s"        # client reads nothing of its answer this long → closed
 //! ```
 
 use std::path::PathBuf;
@@ -106,6 +107,21 @@ pub struct HttpServerConfig {
         with = "meshtel_store::config::humantime_serde_compat"
     )]
     pub body_read_timeout: Duration,
+    /// Longest time a client may read nothing of its response while the server has
+    /// more to send. When it passes, the connection is closed, freeing the answer it
+    /// held, and counted in `meshtel_http_connections_timed_out_total{phase="write"}`.
+    /// Default `30s`.
+    #[serde(
+        default = "default_write_timeout",
+        with = "meshtel_store::config::humantime_serde_compat"
+    )]
+    pub write_timeout: Duration,
+}
+
+/// 30 s without reading a byte of an answer: a client's own timeouts are shorter, so
+/// only a stuck or hostile one takes longer.
+pub fn default_write_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// 10 s for a request's headers: a client sends them in one write, so only a stalled or
@@ -125,13 +141,17 @@ impl Default for HttpServerConfig {
         HttpServerConfig {
             header_read_timeout: default_header_read_timeout(),
             body_read_timeout: default_body_read_timeout(),
+            write_timeout: default_write_timeout(),
         }
     }
 }
 
 impl HttpServerConfig {
-    /// Both timeouts must be positive.
+    /// Every timeout must be positive.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.write_timeout.is_zero() {
+            anyhow::bail!("invalid configuration: [http] write_timeout must be positive");
+        }
         if self.header_read_timeout.is_zero() {
             anyhow::bail!("invalid configuration: [http] header_read_timeout must be positive");
         }

@@ -10,7 +10,11 @@
 //!   `http.body_read_timeout` of its headers ends with a `TimedOut` I/O error, which
 //!   the handlers answer with 408; hyper then closes the connection.
 //!
-//! Both are counted in `meshtel_http_connections_timed_out_total{listener,phase}`.
+//! - a write deadline: a client that reads nothing of its answer for
+//!   `http.write_timeout` while there is more to send is disconnected, freeing the
+//!   answer ([`WriteStall`]).
+//!
+//! All are counted in `meshtel_http_connections_timed_out_total{listener,phase}`.
 //! On shutdown the listener stops accepting and open connections finish their
 //! requests (the caller bounds how long).
 
@@ -23,7 +27,7 @@ use axum::body::{Body, HttpBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use meshtel_model::conn_life::{self, RequestCounter};
+use meshtel_model::conn_life::{self, RequestCounter, WriteStall};
 use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::net::TcpListener;
@@ -42,7 +46,7 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections the HTTP listeners closed for a slow client, by listener and phase
-/// (`headers`, `body`): `meshtel_http_connections_timed_out_total`.
+/// (`headers`, `body`, `write`): `meshtel_http_connections_timed_out_total`.
 #[derive(Clone)]
 pub struct HttpTimeoutMetrics {
     timed_out: IntCounterVec,
@@ -56,7 +60,8 @@ impl HttpTimeoutMetrics {
                 "meshtel_http_connections_timed_out_total",
                 "HTTP connections closed because request headers (phase=headers) or a \
                  request body (phase=body, answered 408) did not arrive within \
-                 http.header_read_timeout / http.body_read_timeout.",
+                 http.header_read_timeout / http.body_read_timeout, or because the client \
+                 read nothing of its answer within http.write_timeout (phase=write).",
             ),
             &["listener", "phase"],
         )
@@ -86,9 +91,12 @@ pub async fn serve_http(
 ) -> anyhow::Result<()> {
     let header_timeouts = metrics.counter(listener_name, "headers");
     let body_timeouts = metrics.counter(listener_name, "body");
-    // Touch both series so that they read 0 before the first timeout.
+    let write_timeouts = metrics.counter(listener_name, "write");
+    // Touch every series so that they read 0 before the first timeout.
     header_timeouts.inc_by(0);
     body_timeouts.inc_by(0);
+    write_timeouts.inc_by(0);
+    let write_timeout = config.write_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -126,6 +134,7 @@ pub async fn serve_http(
                 let app = app.clone();
                 let body_timeouts = body_timeouts.clone();
                 let header_timeouts = header_timeouts.clone();
+                let write_timeouts = write_timeouts.clone();
                 let builder = builder.clone();
                 let stop = stop.clone();
                 let token = connection_token.clone();
@@ -145,6 +154,11 @@ pub async fn serve_http(
                             Body::new(DeadlineBody::new(body, body_read_timeout, body_timeouts))
                         });
                         app.clone().oneshot(request)
+                    });
+                    // A client that reads nothing of its answer is let go (`write_timeout`).
+                    let stream = WriteStall::new(stream, write_timeout, move || {
+                        write_timeouts.inc();
+                        debug!(listener = listener_name, %peer, "the client read nothing of its answer in time, connection closed");
                     });
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     let connection = std::pin::pin!(connection);

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -87,6 +88,122 @@ pub async fn drive<C: Future>(
     }
     graceful(connection.as_mut());
     connection.await
+}
+
+/// A connection whose writes fail with [`std::io::ErrorKind::TimedOut`] once the peer
+/// has taken nothing for `limit` while there was something to send: a client that
+/// stops reading its answer cannot hold the connection, and the answer's memory, for
+/// ever. `on_stall` runs when it happens (a counter). Reads are untouched.
+pub struct WriteStall<T> {
+    inner: T,
+    limit: Duration,
+    /// Set while writes are pending, cleared by any progress.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    on_stall: Box<dyn Fn() + Send + Sync>,
+}
+
+impl<T> WriteStall<T> {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: T,
+        limit: Duration,
+        on_stall: impl Fn() + Send + Sync + 'static,
+    ) -> WriteStall<T> {
+        WriteStall {
+            inner,
+            limit,
+            deadline: None,
+            on_stall: Box::new(on_stall),
+        }
+    }
+
+    /// After a pending write: `Ready(Err)` once the peer has taken nothing for `limit`.
+    fn stalled<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        let limit = self.limit;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                (self.on_stall)();
+                std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client read nothing of the response in time",
+                )))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => this.stalled(cx),
+            ready => {
+                this.deadline = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => this.stalled(cx),
+            ready => {
+                this.deadline = None;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            std::task::Poll::Pending => this.stalled(cx),
+            ready => {
+                this.deadline = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +312,48 @@ mod tests {
             )
             .await
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_nothing_fails_the_writes_after_the_limit() {
+        use std::sync::atomic::AtomicUsize;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut reader = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let stalls = Arc::new(AtomicUsize::new(0));
+        let counted = stalls.clone();
+        let mut writer = WriteStall::new(accepted, Duration::from_millis(300), move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        // A reader that keeps up: far more than the limit's worth of time, no error.
+        let chunk = vec![1u8; 64 * 1024];
+        let reading = tokio::spawn(async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            let mut total = 0usize;
+            while total < 8 << 20 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                total += reader.read(&mut buffer).await.unwrap();
+            }
+            reader
+        });
+        let mut sent = 0usize;
+        while sent < 8 << 20 {
+            writer.write_all(&chunk).await.expect("a reading client");
+            sent += chunk.len();
+        }
+        let _reader = reading.await.unwrap();
+        // Nobody reads any more: the writes fail once the buffers are full for 300 ms.
+        let started = tokio::time::Instant::now();
+        let error = loop {
+            if let Err(error) = writer.write_all(&chunk).await {
+                break error;
+            }
+        };
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(stalls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

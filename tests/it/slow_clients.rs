@@ -185,3 +185,77 @@ async fn connections_that_send_nothing_are_closed_on_every_listener() {
         .expect("an empty Export over gRPC");
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_nothing_of_a_large_answer_is_let_go() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(&config, "[http]\nwrite_timeout = \"1s\"\n").unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    // One trace whose JSON is about 16 MiB: far more than the socket buffers hold.
+    let trace_id = random_trace_id();
+    let padding = "x".repeat(8 * 1024);
+    for _ in 0..4 {
+        let spans = (0..500)
+            .map(|i| {
+                let mut span = simple_span(
+                    &trace_id,
+                    &random_span_id(),
+                    None,
+                    "op",
+                    now_nanos(),
+                    1_000 + i,
+                );
+                span.attributes.push(kv_str("padding", &padding));
+                span
+            })
+            .collect();
+        export_grpc(
+            m.grpc.unwrap(),
+            ExportTraceServiceRequest {
+                resource_spans: vec![resource_spans("big", spans)],
+            },
+        )
+        .await;
+    }
+    let query = m.query.unwrap();
+    let path = format!("/api/traces/{}", hex::encode(&trace_id));
+    let (seconds, _) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(query).unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        // Read nothing for 4 s, then all there is: the end comes only if the server
+        // closed the connection.
+        std::thread::sleep(Duration::from_secs(4));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let ended = stream.read_to_end(&mut answer).is_ok();
+        assert!(
+            ended,
+            "still open after {:.1}s and {} bytes",
+            started.elapsed().as_secs_f64(),
+            answer.len()
+        );
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        );
+        assert!(
+            answer.len() < 16 << 20,
+            "the whole answer came: {} bytes",
+            answer.len()
+        );
+        (started.elapsed().as_secs_f64(), answer.len())
+    })
+    .await
+    .unwrap();
+    assert!(seconds < 5.0);
+    let metrics = get(&m.http_url("/metrics")).await.text();
+    let series = "meshtel_http_connections_timed_out_total{listener=\"query\",phase=\"write\"} 1";
+    assert!(metrics.contains(series), "no {series} in\n{metrics}");
+    m.stop().await;
+}
