@@ -119,7 +119,7 @@ pub(crate) struct Inner {
     /// The services and operations listed, bounded.
     known: MemoryCatalog,
     catalog: Catalog,
-    ops_tx: mpsc::UnboundedSender<CatalogAdditions>,
+    ops_tx: mpsc::UnboundedSender<CatalogMessage>,
     searcher: Searcher,
     next_block_id: AtomicU64,
     stats: stats::Stats,
@@ -142,7 +142,7 @@ impl Inner {
             std::time::Instant::now(),
         );
         if !registered.added.is_empty() {
-            let _ = self.ops_tx.send(registered.added);
+            let _ = self.ops_tx.send(CatalogMessage::Add(registered.added));
         }
     }
 
@@ -426,6 +426,12 @@ impl TraceStore {
         })
         .await;
         let _ = tokio::time::timeout(Duration::from_secs(60), done).await;
+        // The catalog entries of what was just flushed reach SQL before the writer
+        // stops: the WAL no longer holds those spans to list them again at start.
+        let (ack, written) = oneshot::channel();
+        if self.inner.ops_tx.send(CatalogMessage::Barrier(ack)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), written).await;
+        }
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
         let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
         for task in &tasks {
@@ -499,17 +505,39 @@ async fn reload_index(inner: &Arc<Inner>, warned: &Arc<Mutex<BTreeSet<u64>>>) ->
     Ok(())
 }
 
-async fn run_catalog_writer(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<CatalogAdditions>) {
-    while let Some(mut added) = rx.recv().await {
-        while let Ok(more) = rx.try_recv() {
-            added.extend(more);
+/// What the catalog writer is sent.
+#[derive(Debug)]
+enum CatalogMessage {
+    /// Entries to write to SQL.
+    Add(CatalogAdditions),
+    /// Answered once everything sent before is written (shutdown waits for it).
+    Barrier(oneshot::Sender<()>),
+}
+
+async fn run_catalog_writer(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<CatalogMessage>) {
+    while let Some(first) = rx.recv().await {
+        // Everything queued goes in one write; barriers are answered after it.
+        let mut added = CatalogAdditions::default();
+        let mut barriers = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                CatalogMessage::Add(more) => added.extend(more),
+                CatalogMessage::Barrier(ack) => barriers.push(ack),
+            }
+            next = rx.try_recv().ok();
         }
-        let persisted = match catalog.insert_services(&added.services).await {
-            Ok(()) => catalog.insert_operations(&added.operations).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = persisted {
-            warn!(error = %e, "could not persist catalog entries; they are kept in memory");
+        if !added.is_empty() {
+            let persisted = match catalog.insert_services(&added.services).await {
+                Ok(()) => catalog.insert_operations(&added.operations).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = persisted {
+                warn!(error = %e, "could not persist catalog entries; they are kept in memory");
+            }
+        }
+        for ack in barriers {
+            let _ = ack.send(());
         }
     }
 }

@@ -340,3 +340,27 @@ async fn a_noisy_service_does_not_keep_a_later_service_out_of_the_catalog() {
     reader.shutdown().await.unwrap();
     reopened.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn services_written_just_before_shutdown_are_listed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mut expected = Vec::new();
+    for seed in 1..=8u8 {
+        let store = TraceStore::open(cfg.clone()).await.unwrap();
+        let service = format!("svc-{seed}");
+        store
+            .write_spans(vec![trace(seed, &service, 2, *T0, 1000)])
+            .await
+            .unwrap();
+        store.shutdown().await.unwrap();
+        expected.push(service);
+        let reopened = TraceStore::open(cfg.clone()).await.unwrap();
+        assert_eq!(
+            reopened.services().await.unwrap(),
+            expected,
+            "after restart {seed}"
+        );
+        reopened.shutdown().await.unwrap();
+    }
+}
