@@ -11,8 +11,9 @@
 //! - enum names (`"SPAN_KIND_SERVER"`, `"STATUS_CODE_ERROR"`): mapped to numbers;
 //! - 32-bit counters (`flags`, `dropped*Count`) written as strings: made numbers;
 //! - `null` for a field, which proto3 JSON reads as the default: removed;
-//! - `doubleValue` as a string (`"1.5"`, `"NaN"`): parsed; non-finite values cannot be
-//!   held in a JSON tree and become empty values;
+//! - `doubleValue` as a string (`"1.5"`): parsed; a non-finite one (`"NaN"`,
+//!   `"Infinity"`, `"-Infinity"`) cannot be held in a JSON tree and is kept as a
+//!   `stringValue` of that text, where protobuf keeps a double;
 //! - profiling-only fields (`keyStrindex`, `stringValueStrindex`): removed;
 //! - fields at their default left out, as proto3 JSON encoders do, where the impls
 //!   require them: an empty `arrayValue`/`kvlistValue` (`{}`) and an empty
@@ -84,7 +85,14 @@ pub fn normalize_otlp_json(value: &mut Value) {
                 match key.as_str() {
                     "kind" => enum_name_to_number(&mut field, SPAN_KIND_NAMES),
                     "code" => enum_name_to_number(&mut field, STATUS_CODE_NAMES),
-                    "doubleValue" => double_string_to_number(&mut field),
+                    "doubleValue" => {
+                        if let Some(text) = non_finite_double(&field) {
+                            // Kept as its text rather than lost (see the module doc).
+                            normalized.insert("stringValue".to_owned(), Value::String(text));
+                            continue;
+                        }
+                        double_string_to_number(&mut field);
+                    }
                     "arrayValue" => default_values(&mut field),
                     "kvlistValue" => {
                         default_values(&mut field);
@@ -169,8 +177,27 @@ fn integer_string_to_number(field: &mut Value) {
     }
 }
 
-/// proto3 JSON lets doubles be strings, including `"NaN"` and `"Infinity"`; a JSON
-/// tree cannot hold those, so they become `null` (an empty value).
+/// `"NaN"`, `"Infinity"` or `"-Infinity"` for a `doubleValue` proto3 JSON wrote as one
+/// of those strings (a JSON tree cannot hold the number).
+fn non_finite_double(field: &Value) -> Option<String> {
+    let text = field.as_str()?.trim();
+    let number = text.parse::<f64>().ok()?;
+    if number.is_finite() {
+        return None;
+    }
+    Some(
+        if number.is_nan() {
+            "NaN"
+        } else if number > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        }
+        .to_owned(),
+    )
+}
+
+/// proto3 JSON lets doubles be strings (`"1.5"`); they become numbers.
 fn double_string_to_number(field: &mut Value) {
     if let Value::String(text) = field {
         *field = match text.trim().parse::<f64>() {
@@ -183,6 +210,27 @@ fn double_string_to_number(field: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_doubles_are_kept_as_their_text() {
+        let mut tree = serde_json::json!({"attributes": [
+            {"key": "a", "value": {"doubleValue": "NaN"}},
+            {"key": "b", "value": {"doubleValue": "-Infinity"}},
+            {"key": "c", "value": {"doubleValue": "1.5"}},
+            {"key": "d", "value": {"doubleValue": 2.5}},
+        ]});
+        normalize_otlp_json(&mut tree);
+        let values: Vec<&Value> = tree["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| &kv["value"])
+            .collect();
+        assert_eq!(values[0], &serde_json::json!({"stringValue": "NaN"}));
+        assert_eq!(values[1], &serde_json::json!({"stringValue": "-Infinity"}));
+        assert_eq!(values[2], &serde_json::json!({"doubleValue": 1.5}));
+        assert_eq!(values[3], &serde_json::json!({"doubleValue": 2.5}));
+    }
 
     #[test]
     fn snake_to_camel_conversion() {
