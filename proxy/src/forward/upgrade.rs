@@ -15,12 +15,15 @@
 //! and the WebSocket's whole life as its duration, as Envoy reports an upgraded stream;
 //! its request and response bytes include what crossed the spliced connection.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 
 use super::ProxyContext;
@@ -47,15 +50,15 @@ pub(super) fn splice(context: Arc<ProxyContext>, mut exchange: Exchange, downstr
         let (downstream, upstream) = tokio::join!(downstream, upstream);
         let (sent, received) = match (downstream, upstream) {
             (Ok(downstream), Ok(upstream)) => {
-                let (mut downstream, mut upstream) = (TokioIo::new(downstream), TokioIo::new(upstream));
-                match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
-                    Ok(bytes) => bytes,
-                    Err(error) => {
-                        // Most often one side going away without a close handshake.
-                        debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), error = %error, "websocket ended");
-                        (0, 0)
-                    }
+                // Counted as read, so that a splice ended by an error still reports
+                // what crossed it.
+                let mut downstream = ReadCount { inner: TokioIo::new(downstream), bytes: 0 };
+                let mut upstream = ReadCount { inner: TokioIo::new(upstream), bytes: 0 };
+                if let Err(error) = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
+                    // Most often one side going away without a close handshake.
+                    debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), error = %error, "websocket ended");
                 }
+                (downstream.bytes, upstream.bytes)
             }
             (downstream, upstream) => {
                 debug!(
@@ -72,6 +75,36 @@ pub(super) fn splice(context: Arc<ProxyContext>, mut exchange: Exchange, downstr
         exchange.add_request_body_bytes(sent);
         exchange.finish(received, &context.reports, &context.spans);
     });
+}
+
+/// A connection counting the bytes read from it.
+struct ReadCount<T> {
+    inner: T,
+    bytes: u64,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ReadCount<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before);
+        self.bytes += read as u64;
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ReadCount<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

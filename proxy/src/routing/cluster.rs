@@ -404,7 +404,7 @@ impl Cluster {
         let healthy_intervals = if detection.interval.is_zero() {
             0
         } else {
-            (now.duration_since(state.healthy_since).as_nanos() / detection.interval.as_nanos()) as u32
+            u32::try_from(now.duration_since(state.healthy_since).as_nanos() / detection.interval.as_nanos()).unwrap_or(u32::MAX)
         };
         state.times_ejected = state.times_ejected.saturating_sub(healthy_intervals) + 1;
         let ejection = detection.base_ejection_time.saturating_mul(state.times_ejected).min(MAX_EJECTION_TIME);
