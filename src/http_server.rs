@@ -28,13 +28,13 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use meshtel_model::conn_life::{self, RequestCounter, WriteStall};
-use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
+use meshtel_model::log_window::LogWindow;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 use tower::ServiceExt;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::HttpServerConfig;
 
@@ -118,19 +118,7 @@ pub async fn serve_http(
     let mut accept_errors = LogWindow::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off briefly, and
-                        // log one line per interval however long it lasts.
-                        if let Some(failures) = accept_errors.note(std::time::Instant::now()) {
-                            warn!(listener = listener_name, %error, failures, every = ?LOG_INTERVAL, "accept failed");
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = conn_life::accept(&listener, listener_name, &mut accept_errors) => {
                 let app = app.clone();
                 let body_timeouts = body_timeouts.clone();
                 let header_timeouts = header_timeouts.clone();
@@ -199,17 +187,7 @@ pub fn grpc_incoming(
         let mut accept_errors = LogWindow::default();
         loop {
             tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(error) => {
-                            if let Some(failures) = accept_errors.note(std::time::Instant::now()) {
-                                warn!(listener = "otlp_grpc", %error, failures, every = ?LOG_INTERVAL, "accept failed");
-                            }
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                (stream, peer) = conn_life::accept(&listener, "otlp_grpc", &mut accept_errors) => {
                     if let Err(error) = stream.set_nodelay(true) {
                         debug!(listener = "otlp_grpc", %error, "set_nodelay failed");
                     }

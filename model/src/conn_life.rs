@@ -8,7 +8,8 @@
 //!   `idle`, so it goes after between one and two) is shut down gracefully: h2c gets
 //!   GOAWAY and its open streams finish, HTTP/1.1 closes after the response in flight.
 //!
-//! Shutdown of the whole server reaches each connection the same way.
+//! Shutdown of the whole server reaches each connection the same way. [`accept`] is the
+//! accept step all those servers share.
 //!
 //! ```text
 //!  accept ──► first byte within idle? ──no──► closed
@@ -26,6 +27,32 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+/// The next connection of `listener`. A failed accept (out of file descriptors and the
+/// like) is retried after a short pause, and logged at most once per
+/// [`LOG_INTERVAL`](crate::log_window::LOG_INTERVAL) with how many failed, however long
+/// it lasts: the accept loop neither spins nor floods the log.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    name: &'static str,
+    errors: &mut crate::log_window::LogWindow,
+) -> (TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                if let Some(failures) = errors.note(std::time::Instant::now()) {
+                    let every = crate::log_window::LOG_INTERVAL;
+                    tracing::warn!(listener = name, %error, failures, ?every, "accept failed");
+                }
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// How long [`accept`] waits after a failed accept.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Whether `stream` has something to read (bytes or its end) within `idle`.
 pub async fn first_byte(stream: &TcpStream, idle: Duration) -> bool {

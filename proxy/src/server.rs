@@ -28,12 +28,12 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use meshtel_model::conn_life::{self, RequestCounter};
-use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
+use meshtel_model::log_window::LogWindow;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use crate::error::{Error, Result};
 
@@ -112,19 +112,7 @@ pub async fn serve_listener<S, B>(
     let mut accept_errors = LogWindow::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off briefly, and
-                        // log one line per interval however long it lasts.
-                        if let Some(failures) = accept_errors.note(std::time::Instant::now()) {
-                            warn!(listener = name, %error, failures, every = ?LOG_INTERVAL, "accept failed");
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = conn_life::accept(&listener, name, &mut accept_errors) => {
                 connections.inc();
                 if let Err(error) = stream.set_nodelay(true) {
                     debug!(listener = name, %error, "set_nodelay failed");
