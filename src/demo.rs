@@ -187,7 +187,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
         if !dir.join(MARKER_FILE).exists() {
             bail!(
                 "{} is not the demo's data directory (it has no {MARKER_FILE} file) and the demo wipes its \
-                 data directory at start; pass another --data-dir",
+                 data directory at start; give it another one (--data-dir, or data_dir in the --config file)",
                 dir.display()
             );
         }

@@ -124,13 +124,15 @@ pub async fn serve_http(
                 let header_timeouts = header_timeouts.clone();
                 let write_timeouts = write_timeouts.clone();
                 let builder = builder.clone();
-                let stop = stop.clone();
+                let mut stop = stop.clone();
                 let token = connection_token.clone();
                 tokio::spawn(async move {
                     let _token = token;
-                    if !conn_life::first_byte(&stream, idle).await {
-                        header_timeouts.inc();
-                        debug!(listener = listener_name, %peer, "nothing sent, connection closed");
+                    if !conn_life::first_byte_unless_stopped(&stream, idle, &mut stop).await {
+                        if !*stop.borrow() {
+                            header_timeouts.inc();
+                            debug!(listener = listener_name, %peer, "nothing sent, connection closed");
+                        }
                         return;
                     }
                     let requests = RequestCounter::default();

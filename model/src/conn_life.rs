@@ -51,6 +51,22 @@ pub async fn accept(
     }
 }
 
+/// [`first_byte`], given up as soon as `stop` turns true: a connection that has not
+/// spoken by then has no request to finish, and must not hold the server's shutdown.
+pub async fn first_byte_unless_stopped(
+    stream: &TcpStream,
+    idle: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    if *stop.borrow_and_update() {
+        return false;
+    }
+    tokio::select! {
+        spoke = first_byte(stream, idle) => spoke,
+        _ = stop.wait_for(|stopped| *stopped) => false,
+    }
+}
+
 /// How long [`accept`] waits after a failed accept.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -381,6 +397,28 @@ mod tests {
         assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(stalls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_for_a_silent_clients_first_byte() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _silent = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let (stop_tx, mut stop) = watch::channel(false);
+        let stopper = async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop_tx.send_replace(true);
+            stop_tx
+        };
+        let started = tokio::time::Instant::now();
+        let (spoke, _) = tokio::join!(
+            first_byte_unless_stopped(&accepted, Duration::from_secs(60), &mut stop),
+            stopper
+        );
+        assert!(!spoke);
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[tokio::test]

@@ -119,11 +119,11 @@ pub async fn serve_listener<S, B>(
                 }
                 let builder = builder.clone();
                 let service = service.clone();
-                let stop = shutdown.clone();
+                let mut stop = shutdown.clone();
                 let token = connection_token.clone();
                 tokio::spawn(async move {
                     let _token = token;
-                    if !conn_life::first_byte(&stream, idle).await {
+                    if !conn_life::first_byte_unless_stopped(&stream, idle, &mut stop).await {
                         debug!(listener = name, %peer, "nothing sent, connection closed");
                         return;
                     }
@@ -369,6 +369,24 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(4), "h2c: closed after {:?}", started.elapsed());
         stop.send_replace(true);
         tokio::time::timeout(Duration::from_secs(10), server).await.expect("stopped").expect("server task");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_that_never_speaks_does_not_hold_up_shutdown() {
+        let listener = TcpListener::bind(any_port()).await.expect("bind");
+        let addr = listener.local_addr().expect("bound");
+        let service = hyper::service::service_fn(|_request: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let counter = IntCounter::new("c", "c").expect("counter");
+        let server = tokio::spawn(serve_listener("test", listener, service, counter, Duration::from_secs(60), shutdown));
+        let _silent = std::net::TcpStream::connect(addr).expect("connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopping = std::time::Instant::now();
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), server).await.expect("stopped").expect("server task");
+        assert!(stopping.elapsed() < Duration::from_secs(2), "stopping took {:?}", stopping.elapsed());
     }
 
     #[test]

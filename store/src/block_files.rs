@@ -364,7 +364,7 @@ fn check_block(dir: &Path, block: &BlockMeta) -> Result<Verdict> {
         Err(e) if denied(&e) => return Err(Error::at("block", &path)(e)),
         Err(e) => return Ok(Verdict::Damaged(e.into())),
     }
-    Ok(match load_trace_ids(&path) {
+    Ok(match trace_index::load_or_rebuild(&path) {
         Ok(set) => Verdict::Good(Arc::new(set)),
         Err(e) => Verdict::Damaged(e),
     })
@@ -378,21 +378,6 @@ fn has_parquet_magic(path: &Path) -> std::io::Result<bool> {
     file.seek(SeekFrom::End(-4))?;
     file.read_exact(&mut tail)?;
     Ok(&head == PARQUET_MAGIC && &tail == PARQUET_MAGIC)
-}
-
-/// A block's trace id set: from its sidecar, else rebuilt from the block (and the
-/// sidecar written again when it can be; a block is not bad for a sidecar that
-/// cannot be written).
-fn load_trace_ids(block: &Path) -> Result<TraceIdSet> {
-    let sidecar = sidecar_path(block);
-    if let Ok(set) = TraceIdSet::read(&sidecar) {
-        return Ok(set);
-    }
-    let set = TraceIdSet::from_block(block)?;
-    if let Err(e) = set.write(&sidecar) {
-        warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id set; it is rebuilt at every start");
-    }
-    Ok(set)
 }
 
 /// Gives every block its trace id set: kept from `known` blocks, else read from the

@@ -144,7 +144,8 @@ pub fn sidecar_path(block: &Path) -> PathBuf {
 }
 
 /// The set of a block: from its sidecar, or rebuilt from the block (and the sidecar
-/// rewritten) when the sidecar is missing or unreadable.
+/// rewritten, an INFO naming a damaged one) when the sidecar is missing or unreadable;
+/// a sidecar that cannot be written is only warned about.
 pub fn load_or_rebuild(block: &Path) -> Result<TraceIdSet> {
     let sidecar = sidecar_path(block);
     match TraceIdSet::read(&sidecar) {
@@ -154,7 +155,9 @@ pub fn load_or_rebuild(block: &Path) -> Result<TraceIdSet> {
                 tracing::info!(file = %sidecar.display(), %error, "rebuilding a block's trace id index from the block");
             }
             let set = TraceIdSet::from_block(block)?;
-            set.write(&sidecar)?;
+            if let Err(e) = set.write(&sidecar) {
+                tracing::warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id set; it is rebuilt at every start");
+            }
             Ok(set)
         }
     }

@@ -259,3 +259,19 @@ async fn a_client_that_reads_nothing_of_a_large_answer_is_let_go() {
     assert!(metrics.contains(series), "no {series} in\n{metrics}");
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_does_not_hold_up_shutdown() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    let _silent = [m.http.unwrap(), m.query.unwrap(), m.grpc.unwrap()]
+        .map(|addr| TcpStream::connect(addr).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    m.stop().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "stopping took {took:?} with silent connections open"
+    );
+}
