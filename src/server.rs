@@ -213,7 +213,12 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             ingest_metrics.clone(),
         );
         let engine = quota_engine.clone();
-        let report_service = meshtel_collector::mixer_grpc_service(reports, engine.clone());
+        // Report and WatchQuotas streams end at shutdown instead of holding it up.
+        let report_service = meshtel_collector::mixer_grpc_service_until(
+            reports,
+            engine.clone(),
+            Some(stop_rx.clone()),
+        );
         let rls_service = engine.clone().map(meshtel_collector::rls_grpc_service);
         // grpc.health.v1 for load balancers and Kubernetes gRPC probes: the server ("")
         // is SERVING while this listener runs.

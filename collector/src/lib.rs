@@ -64,6 +64,7 @@ pub use quota::{
     QuotaConfig, QuotaEngine, rls_grpc_service, spawn_policy_sync, spawn_quota_sweeper,
 };
 pub use report::{
-    MixerService, ReportConfig, ReportService, Reports, mixer_grpc_service, report_grpc_service,
+    MixerService, ReportConfig, ReportService, Reports, mixer_grpc_service,
+    mixer_grpc_service_until, report_grpc_service,
 };
 pub use zipkin::{zipkin_router, zipkin_router_with_metrics};

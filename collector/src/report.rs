@@ -32,6 +32,7 @@ use meshtel_model::mixer::{
     WatchQuotasRequest,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
 use tracing::{debug, instrument};
 
@@ -232,6 +233,25 @@ impl Reports {
 pub struct MixerService {
     reports: Reports,
     quota: Option<Arc<QuotaEngine>>,
+    /// Turns true when the server shuts down: the long-lived streams (Report,
+    /// WatchQuotas) end then, so that they do not hold up the shutdown; proxies
+    /// reconnect to the next collector.
+    stop: Option<watch::Receiver<bool>>,
+}
+
+impl MixerService {
+    /// `stream`, ended once [`MixerService::stop`] turns true.
+    fn until_stopped<T: Send + 'static>(
+        &self,
+        stream: impl Stream<Item = T> + Send + 'static,
+    ) -> Pin<Box<dyn Stream<Item = T> + Send>> {
+        let Some(mut stop) = self.stop.clone() else {
+            return Box::pin(stream);
+        };
+        Box::pin(stream.take_until(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }))
+    }
 }
 
 /// The former name of [`MixerService`].
@@ -280,7 +300,7 @@ impl Mixer for MixerService {
                 *failed = item.is_err();
                 futures::future::ready(Some(item))
             });
-        Ok(tonic::Response::new(Box::pin(responses)))
+        Ok(tonic::Response::new(self.until_stopped(responses)))
     }
 
     #[instrument(level = "debug", skip_all, fields(protocol = "check"))]
@@ -308,10 +328,11 @@ impl Mixer for MixerService {
         request: tonic::Request<WatchQuotasRequest>,
     ) -> Result<tonic::Response<Self::WatchQuotasStream>, tonic::Status> {
         debug!(proxy = %request.get_ref().proxy_id, "quota policies watched");
-        Ok(tonic::Response::new(match &self.quota {
+        let policies = match &self.quota {
             Some(engine) => engine.policy_stream(),
             None => empty_policy_stream(),
-        }))
+        };
+        Ok(tonic::Response::new(self.until_stopped(policies)))
     }
 }
 
@@ -330,13 +351,27 @@ pub fn mixer_grpc_service(
     reports: Reports,
     quota: Option<Arc<QuotaEngine>>,
 ) -> InvalidArgumentOnDecodeError<MixerServer<MixerService>> {
+    mixer_grpc_service_until(reports, quota, None)
+}
+
+/// [`mixer_grpc_service`] whose long-lived streams end when `stop` turns true (the
+/// server's shutdown), instead of holding it up until the proxies hang up.
+pub fn mixer_grpc_service_until(
+    reports: Reports,
+    quota: Option<Arc<QuotaEngine>>,
+    stop: Option<watch::Receiver<bool>>,
+) -> InvalidArgumentOnDecodeError<MixerServer<MixerService>> {
     let max_message_bytes =
         usize::try_from(reports.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX);
     InvalidArgumentOnDecodeError::new(
-        MixerServer::new(MixerService { reports, quota })
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(max_message_bytes),
+        MixerServer::new(MixerService {
+            reports,
+            quota,
+            stop,
+        })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message_bytes),
     )
 }
 

@@ -172,3 +172,55 @@ async fn spans_wait_for_a_collector_that_comes_back() {
     server.abort();
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_streams_do_not_hold_up_the_collectors_shutdown() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    let mesh_path = dir.path().join("mesh.yaml");
+    write_mesh(&mesh_path, "services: []\n");
+    let app = AppServer::start(Routes::from(reviews_app())).await;
+    let inbound = format!("127.0.0.1:0={}", app.authority());
+    let collector = format!("http://{}", m.grpc.unwrap());
+    // An inbound proxy holds a Report stream and a quota watch open.
+    let proxy = MeshProxy::start(
+        &dir,
+        "reviews-v1",
+        &[
+            "--mesh",
+            mesh_path.to_str().unwrap(),
+            "--service",
+            "reviews",
+            "--inbound",
+            &inbound,
+            "--collector",
+            &collector,
+        ],
+    )
+    .await;
+    let reply = http()
+        .get(format!("http://{}/reviews/1", proxy.inbound()))
+        .send()
+        .await
+        .expect("GET /reviews/1");
+    assert_eq!(reply.status(), 200);
+    eventually(
+        Duration::from_secs(10),
+        "the Report stream open",
+        || async {
+            let connects = proxy
+                .stat("meshtel_proxy_report_stream_connects_total", &[])
+                .await;
+            (connects >= 1.0).then_some(())
+        },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    m.stop().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the collector took {took:?} to stop with a proxy attached"
+    );
+    app.stop().await;
+}
