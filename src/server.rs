@@ -292,7 +292,40 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             Some(routes) => quotas.merge(routes),
             None => quotas,
         };
-        let app = meshtel_query::router_with_graph(reader, Some(graph), Some(extra), &config.query);
+        let mut app =
+            meshtel_query::router_with_graph(reader, Some(graph), Some(extra), &config.query);
+        if !role.ingests() {
+            // The query role alone has no collector port: its own `/metrics` answers a
+            // scraper here, while a browser still gets the UI's metrics page.
+            let path = format!(
+                "{}/metrics",
+                config.query.normalized_base_path().unwrap_or_default()
+            );
+            let scrape = metrics::router(metrics::Sources {
+                store: store.clone(),
+                ingest: None,
+                mesh: None,
+                edges: None,
+                quota: None,
+                http_timeouts: http_timeouts.clone(),
+            });
+            app = app.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let scrape = scrape.clone();
+                    let for_scraper = request.uri().path() == path && !wants_html(request.headers());
+                    async move {
+                        if for_scraper {
+                            let mut request = request;
+                            *request.uri_mut() = axum::http::Uri::from_static("/metrics");
+                            return tower::ServiceExt::oneshot(scrape, request)
+                                .await
+                                .unwrap_or_else(|never| match never {});
+                        }
+                        next.run(request).await
+                    }
+                },
+            ));
+        }
         servers.spawn(serve(
             query,
             app,
@@ -434,6 +467,15 @@ fn write_listeners_file(path: &Path, listeners: &Listeners) -> anyhow::Result<()
             .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()));
     }
     Ok(())
+}
+
+/// Whether a request's `Accept` asks for HTML (a browser), not metrics (a scraper).
+fn wants_html(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("text/html"))
 }
 
 async fn stop_signal(mut rx: watch::Receiver<bool>) {

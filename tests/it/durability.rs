@@ -360,6 +360,26 @@ async fn collector_and_query_processes_share_a_data_dir() {
     assert_eq!(search["data"].as_array().unwrap().len(), 1, "{search}");
     assert_eq!(search["data"][0]["traceID"], hex_id.as_str());
 
+    // The query process's own metrics for a scraper, the UI's page for a browser.
+    let metrics = get(&query.query_url("/metrics")).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        text.contains("meshtel_store_blocks ")
+            && text.contains(
+                "meshtel_http_connections_timed_out_total{listener=\"query\",phase=\"headers\"} 0"
+            ),
+        "{text}"
+    );
+    let page = http()
+        .get(query.query_url("/metrics"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<html"), "the UI page");
+
     query.stop().await;
     collector.stop().await;
 }
