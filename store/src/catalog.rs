@@ -110,25 +110,6 @@ impl Catalog {
         Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
     }
 
-    /// Records new services (listed before any of their operations is, or without
-    /// them when the operation bounds are reached); known ones are ignored.
-    pub async fn insert_services(&self, services: &[String]) -> Result<()> {
-        let now = now_unix_ms();
-        let mut tx = self.pool.begin().await?;
-        for service in services {
-            sqlx::query(
-                "INSERT INTO services (name, first_seen_unix_ms) VALUES (?, ?) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(service)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Every (service, operation) known.
     pub async fn load_operations(&self) -> Result<Vec<(String, Operation)>> {
         let rows = sqlx::query("SELECT service, name, span_kind FROM operations")
@@ -148,11 +129,14 @@ impl Catalog {
             .collect())
     }
 
-    /// Records new (service, operation) pairs; known ones are ignored.
-    pub async fn insert_operations(&self, ops: &[(String, Operation)]) -> Result<()> {
+    /// Records new services (listed with or without operations) and new (service,
+    /// operation) pairs, in one transaction; known ones are ignored. An operation's
+    /// service is recorded too, in case its first listing never reached SQL.
+    pub async fn insert(&self, services: &[String], ops: &[(String, Operation)]) -> Result<()> {
         let now = now_unix_ms();
         let mut tx = self.pool.begin().await?;
-        for (service, op) in ops {
+        let op_services = ops.iter().map(|(service, _)| service);
+        for service in services.iter().chain(op_services) {
             sqlx::query(
                 "INSERT INTO services (name, first_seen_unix_ms) VALUES (?, ?) \
                  ON CONFLICT (name) DO NOTHING",
@@ -161,6 +145,8 @@ impl Catalog {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
+        for (service, op) in ops {
             sqlx::query(
                 "INSERT INTO operations (service, name, span_kind, first_seen_unix_ms) \
                  VALUES (?, ?, ?, ?) ON CONFLICT (service, name, span_kind) DO NOTHING",

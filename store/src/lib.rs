@@ -528,11 +528,7 @@ async fn run_catalog_writer(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<Ca
             next = rx.try_recv().ok();
         }
         if !added.is_empty() {
-            let persisted = match catalog.insert_services(&added.services).await {
-                Ok(()) => catalog.insert_operations(&added.operations).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = persisted {
+            if let Err(e) = catalog.insert(&added.services, &added.operations).await {
                 warn!(error = %e, "could not persist catalog entries; they are kept in memory");
             }
         }
