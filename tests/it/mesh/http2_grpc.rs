@@ -33,13 +33,7 @@ impl TraceService for Backend {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
+        let spans = span_count(request.get_ref());
         if spans == 0 {
             return Err(tonic::Status::permission_denied("backend wants spans"));
         }

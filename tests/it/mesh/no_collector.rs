@@ -8,28 +8,42 @@ use crate::support::*;
 
 use super::{reviews_app, write_mesh};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_proxy_without_a_collector_serves_and_stops() {
-    let dir = TestDir::new();
-    let collector = format!("http://{}", closed_address());
+/// The reviews app behind an inbound proxy reporting to `collector`, with `extra`
+/// flags.
+async fn reviews_behind_a_proxy(
+    dir: &TestDir,
+    collector: &str,
+    extra: &[&str],
+) -> (AppServer, MeshProxy) {
     let mesh_path = dir.path().join("mesh.yaml");
     write_mesh(&mesh_path, "services: []\n");
     let app = AppServer::start(Routes::from(reviews_app())).await;
     let inbound = format!("127.0.0.1:0={}", app.authority());
-    let proxy = MeshProxy::start(
+    let mut args = vec![
+        "--mesh",
+        mesh_path.to_str().unwrap(),
+        "--service",
+        "reviews",
+        "--inbound",
+        &inbound,
+        "--collector",
+        collector,
+    ];
+    args.extend_from_slice(extra);
+    let proxy = MeshProxy::start(dir, "reviews-v1", &args).await;
+    (app, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_without_a_collector_serves_and_stops() {
+    let dir = TestDir::new();
+    let collector = format!("http://{}", closed_address());
+    let (app, proxy) = reviews_behind_a_proxy(
         &dir,
-        "reviews-v1",
+        &collector,
         &[
-            "--mesh",
-            mesh_path.to_str().unwrap(),
-            "--service",
-            "reviews",
             "--version",
             "v1",
-            "--inbound",
-            &inbound,
-            "--collector",
-            &collector,
             "--sampling",
             "100",
             "--report-queue",
@@ -96,14 +110,10 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
         >,
         tonic::Status,
     > {
-        let spans: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        self.0.fetch_add(spans, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_add(
+            span_count(request.get_ref()),
+            std::sync::atomic::Ordering::SeqCst,
+        );
         Ok(tonic::Response::new(Default::default()))
     }
 }
@@ -113,27 +123,7 @@ async fn spans_wait_for_a_collector_that_comes_back() {
     let dir = TestDir::new();
     let address = closed_address();
     let collector = format!("http://{address}");
-    let mesh_path = dir.path().join("mesh.yaml");
-    write_mesh(&mesh_path, "services: []\n");
-    let app = AppServer::start(Routes::from(reviews_app())).await;
-    let inbound = format!("127.0.0.1:0={}", app.authority());
-    let proxy = MeshProxy::start(
-        &dir,
-        "reviews-v1",
-        &[
-            "--mesh",
-            mesh_path.to_str().unwrap(),
-            "--service",
-            "reviews",
-            "--inbound",
-            &inbound,
-            "--collector",
-            &collector,
-            "--sampling",
-            "100",
-        ],
-    )
-    .await;
+    let (app, proxy) = reviews_behind_a_proxy(&dir, &collector, &["--sampling", "100"]).await;
     let client = http();
     for _ in 0..20 {
         let reply = client
@@ -177,27 +167,9 @@ async fn spans_wait_for_a_collector_that_comes_back() {
 async fn proxies_streams_do_not_hold_up_the_collectors_shutdown() {
     let dir = TestDir::new();
     let m = Meshtel::serve(&dir).await;
-    let mesh_path = dir.path().join("mesh.yaml");
-    write_mesh(&mesh_path, "services: []\n");
-    let app = AppServer::start(Routes::from(reviews_app())).await;
-    let inbound = format!("127.0.0.1:0={}", app.authority());
-    let collector = format!("http://{}", m.grpc.unwrap());
     // An inbound proxy holds a Report stream and a quota watch open.
-    let proxy = MeshProxy::start(
-        &dir,
-        "reviews-v1",
-        &[
-            "--mesh",
-            mesh_path.to_str().unwrap(),
-            "--service",
-            "reviews",
-            "--inbound",
-            &inbound,
-            "--collector",
-            &collector,
-        ],
-    )
-    .await;
+    let collector = format!("http://{}", m.grpc.unwrap());
+    let (app, proxy) = reviews_behind_a_proxy(&dir, &collector, &[]).await;
     let reply = http()
         .get(format!("http://{}/reviews/1", proxy.inbound()))
         .send()

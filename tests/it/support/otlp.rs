@@ -92,3 +92,15 @@ pub fn simple_span(
         ..Span::default()
     }
 }
+
+/// The spans an export request carries.
+pub fn span_count(
+    request: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}
