@@ -527,10 +527,10 @@ async fn run_catalog_writer(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<Ca
             }
             next = rx.try_recv().ok();
         }
-        if !added.is_empty() {
-            if let Err(e) = catalog.insert(&added.services, &added.operations).await {
-                warn!(error = %e, "could not persist catalog entries; they are kept in memory");
-            }
+        if !added.is_empty()
+            && let Err(e) = catalog.insert(&added.services, &added.operations).await
+        {
+            warn!(error = %e, "could not persist catalog entries; they are kept in memory");
         }
         for ack in barriers {
             let _ = ack.send(());
