@@ -203,6 +203,11 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         "Services and operations not listed in the catalog because of max_catalog_services, max_catalog_operations_per_service or max_catalog_operations (their spans are stored).",
         s.catalog_overflow,
     );
+    counter(
+        "meshtel_store_catalog_forgotten_total",
+        "Services and operations no longer listed because retention deleted every span of theirs.",
+        s.catalog_forgotten,
+    );
     gauge(
         "meshtel_store_head_spans",
         "Spans in memory, not yet in a block.",

@@ -42,6 +42,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "edge_grpc_status",
         include_str!("../../migrations/sqlite/0005_edge_grpc_status.sql"),
     ),
+    (
+        6,
+        "catalog_last_seen",
+        include_str!("../../migrations/sqlite/0006_catalog_last_seen.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
@@ -66,6 +71,27 @@ fn now_unix_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A change to the catalog's SQL copy, applied in the order made
+/// ([`Catalog::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogChange {
+    /// Entries listed for the first time.
+    Add {
+        services: Vec<String>,
+        operations: Vec<(String, Operation)>,
+    },
+    /// Known entries seen again, with when (Unix ms).
+    Seen {
+        services: Vec<(String, i64)>,
+        operations: Vec<(String, Operation, i64)>,
+    },
+    /// Entries forgotten: a service goes with all its operations.
+    Forget {
+        services: Vec<String>,
+        operations: Vec<(String, Operation)>,
+    },
 }
 
 /// The SQL repository.
@@ -102,19 +128,24 @@ impl Catalog {
         Ok(Catalog { pool })
     }
 
-    /// Every service known, with or without operations.
-    pub async fn load_services(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT name FROM services")
+    /// Every service known, with or without operations, and when it was last seen
+    /// (Unix ms).
+    pub async fn load_services(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT name, last_seen_unix_ms FROM services")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect())
     }
 
-    /// Every (service, operation) known.
-    pub async fn load_operations(&self) -> Result<Vec<(String, Operation)>> {
-        let rows = sqlx::query("SELECT service, name, span_kind FROM operations")
-            .fetch_all(&self.pool)
-            .await?;
+    /// Every (service, operation) known, and when it was last seen (Unix ms).
+    pub async fn load_operations(&self) -> Result<Vec<(String, Operation, i64)>> {
+        let rows =
+            sqlx::query("SELECT service, name, span_kind, last_seen_unix_ms FROM operations")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -124,39 +155,108 @@ impl Catalog {
                         name: r.get::<String, _>(1),
                         span_kind: SpanKind::from_otlp(r.get::<i64, _>(2) as i32),
                     },
+                    r.get::<i64, _>(3),
                 )
             })
             .collect())
     }
 
-    /// Records new services (listed with or without operations) and new (service,
-    /// operation) pairs, in one transaction; known ones are ignored. An operation's
-    /// service is recorded too, in case its first listing never reached SQL.
-    pub async fn insert(&self, services: &[String], ops: &[(String, Operation)]) -> Result<()> {
+    /// Applies catalog changes in order, in one transaction: new entries (known ones
+    /// are ignored; an operation's service is recorded too, in case its first listing
+    /// never reached SQL), later sightings of known ones, and entries forgotten.
+    pub async fn apply(&self, changes: &[CatalogChange]) -> Result<()> {
         let now = now_unix_ms();
         let mut tx = self.pool.begin().await?;
-        let op_services = ops.iter().map(|(service, _)| service);
-        for service in services.iter().chain(op_services) {
-            sqlx::query(
-                "INSERT INTO services (name, first_seen_unix_ms) VALUES (?, ?) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(service)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (service, op) in ops {
-            sqlx::query(
-                "INSERT INTO operations (service, name, span_kind, first_seen_unix_ms) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT (service, name, span_kind) DO NOTHING",
-            )
-            .bind(service)
-            .bind(&op.name)
-            .bind(i64::from(op.span_kind.to_otlp()))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for change in changes {
+            match change {
+                CatalogChange::Add {
+                    services,
+                    operations,
+                } => {
+                    let op_services = operations.iter().map(|(service, _)| service);
+                    for service in services.iter().chain(op_services) {
+                        sqlx::query(
+                            "INSERT INTO services (name, first_seen_unix_ms, last_seen_unix_ms) \
+                             VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+                             last_seen_unix_ms = MAX(last_seen_unix_ms, excluded.last_seen_unix_ms)",
+                        )
+                        .bind(service)
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    for (service, op) in operations {
+                        sqlx::query(
+                            "INSERT INTO operations \
+                             (service, name, span_kind, first_seen_unix_ms, last_seen_unix_ms) \
+                             VALUES (?, ?, ?, ?, ?) ON CONFLICT (service, name, span_kind) \
+                             DO UPDATE SET last_seen_unix_ms = \
+                             MAX(last_seen_unix_ms, excluded.last_seen_unix_ms)",
+                        )
+                        .bind(service)
+                        .bind(&op.name)
+                        .bind(i64::from(op.span_kind.to_otlp()))
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                CatalogChange::Seen {
+                    services,
+                    operations,
+                } => {
+                    for (service, at) in services {
+                        sqlx::query(
+                            "UPDATE services SET last_seen_unix_ms = MAX(last_seen_unix_ms, ?) \
+                             WHERE name = ?",
+                        )
+                        .bind(at)
+                        .bind(service)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    for (service, op, at) in operations {
+                        sqlx::query(
+                            "UPDATE operations SET last_seen_unix_ms = MAX(last_seen_unix_ms, ?) \
+                             WHERE service = ? AND name = ? AND span_kind = ?",
+                        )
+                        .bind(at)
+                        .bind(service)
+                        .bind(&op.name)
+                        .bind(i64::from(op.span_kind.to_otlp()))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                CatalogChange::Forget {
+                    services,
+                    operations,
+                } => {
+                    for (service, op) in operations {
+                        sqlx::query(
+                            "DELETE FROM operations \
+                             WHERE service = ? AND name = ? AND span_kind = ?",
+                        )
+                        .bind(service)
+                        .bind(&op.name)
+                        .bind(i64::from(op.span_kind.to_otlp()))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    for service in services {
+                        sqlx::query("DELETE FROM operations WHERE service = ?")
+                            .bind(service)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query("DELETE FROM services WHERE name = ?")
+                            .bind(service)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
         }
         tx.commit().await?;
         Ok(())

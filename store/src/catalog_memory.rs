@@ -12,11 +12,15 @@
 //! ```
 //!
 //! A service is registered on its own, before its operations: a service that finds the
-//! operation bounds reached is still listed, without operations. Entries are never
-//! removed while the process runs (nor by retention).
+//! operation bounds reached is still listed, without operations.
+//!
+//! Each entry knows when a write last named it (Unix ms, set under the read lock with
+//! one atomic store). [`MemoryCatalog::upkeep`], after each retention pass, forgets the
+//! entries last seen before the oldest span still stored, which frees their room under
+//! the bounds, and hands SQL the sightings it has not heard of for a while.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use meshtel_model::log_window::LogWindow;
@@ -24,6 +28,7 @@ use meshtel_model::{Operation, SpanKind};
 use parking_lot::{Mutex, RwLock};
 use tracing::warn;
 
+use crate::catalog::CatalogChange;
 use crate::config::StoreConfig;
 
 /// What a write added to the catalog, for SQL.
@@ -40,9 +45,12 @@ impl CatalogAdditions {
         self.services.is_empty() && self.operations.is_empty()
     }
 
-    pub(crate) fn extend(&mut self, more: CatalogAdditions) {
-        self.services.extend(more.services);
-        self.operations.extend(more.operations);
+    /// As a change for SQL.
+    pub(crate) fn into_change(self) -> CatalogChange {
+        CatalogChange::Add {
+            services: self.services,
+            operations: self.operations,
+        }
     }
 }
 
@@ -94,9 +102,59 @@ impl CatalogBound {
     }
 }
 
+/// When an entry was last named by a write, and what SQL last heard of it (Unix ms).
+struct Seen {
+    last: AtomicI64,
+    persisted: i64,
+}
+
+impl Seen {
+    fn at(unix_ms: i64) -> Seen {
+        Seen {
+            last: AtomicI64::new(unix_ms),
+            persisted: unix_ms,
+        }
+    }
+
+    /// Under the read lock: a store only when the time moved, so that the cache line
+    /// stays shared between writes of the same millisecond.
+    fn note(&self, unix_ms: i64) {
+        if self.last.load(Ordering::Relaxed) < unix_ms {
+            self.last.store(unix_ms, Ordering::Relaxed);
+        }
+    }
+
+    fn last(&self) -> i64 {
+        self.last.load(Ordering::Relaxed)
+    }
+
+    /// The time to tell SQL, when it is `granularity_ms` or more past what SQL holds.
+    fn untold(&mut self, granularity_ms: i64) -> Option<i64> {
+        let last = self.last();
+        (last - self.persisted >= granularity_ms).then(|| {
+            self.persisted = last;
+            last
+        })
+    }
+}
+
+struct ServiceEntry {
+    seen: Seen,
+    ops: BTreeMap<Operation, Seen>,
+}
+
+impl ServiceEntry {
+    fn at(unix_ms: i64) -> ServiceEntry {
+        ServiceEntry {
+            seen: Seen::at(unix_ms),
+            ops: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Known {
-    services: BTreeMap<String, BTreeSet<Operation>>,
+    services: BTreeMap<String, ServiceEntry>,
     /// Operations over all services.
     operations: usize,
 }
@@ -129,31 +187,41 @@ impl MemoryCatalog {
         }
     }
 
-    /// Replaces the whole catalog with what SQL holds (at open, and for a read-only
-    /// store at each reload). Not bounded: SQL holds what a writer listed within its
-    /// bounds.
-    pub(crate) fn replace(&self, services: Vec<String>, operations: Vec<(String, Operation)>) {
+    /// Replaces the whole catalog with what SQL holds, with when each entry was last
+    /// seen (Unix ms): at open, and for a read-only store at each reload. Not bounded:
+    /// SQL holds what a writer listed within its bounds.
+    pub(crate) fn replace(
+        &self,
+        services: Vec<(String, i64)>,
+        operations: Vec<(String, Operation, i64)>,
+    ) {
         let mut known = Known::default();
-        for service in services {
-            known.services.entry(service).or_default();
+        for (service, seen) in services {
+            known.services.insert(service, ServiceEntry::at(seen));
         }
-        for (service, op) in operations {
-            if known.services.entry(service).or_default().insert(op) {
+        for (service, op, seen) in operations {
+            let entry = known
+                .services
+                .entry(service)
+                .or_insert_with(|| ServiceEntry::at(seen));
+            if entry.ops.insert(op, Seen::at(seen)).is_none() {
                 known.operations += 1;
             }
         }
         *self.known.write() = known;
     }
 
-    /// Lists the services and operations of `seen` not listed yet, within the bounds;
-    /// refused entries are added to `overflow` and logged (at most one WARN per bound
-    /// per [`meshtel_model::log_window::LOG_INTERVAL`], with a count). Returns what was
+    /// Notes that a write named `seen` at `now_unix_ms`, and lists the services and
+    /// operations not listed yet, within the bounds; refused entries are added to
+    /// `overflow` and logged (at most one WARN per bound per
+    /// [`meshtel_model::log_window::LOG_INTERVAL`], with a count). Returns what was
     /// added and the lines logged.
     pub(crate) fn register(
         &self,
         seen: Vec<(String, Operation)>,
         overflow: &AtomicU64,
         now: Instant,
+        now_unix_ms: i64,
     ) -> Registered {
         let mut registered = Registered::default();
         if seen.is_empty() {
@@ -162,7 +230,19 @@ impl MemoryCatalog {
         let fresh: Vec<(String, Operation)> = {
             let known = self.known.read();
             seen.into_iter()
-                .filter(|(svc, op)| !known.services.get(svc).is_some_and(|ops| ops.contains(op)))
+                .filter(|(svc, op)| {
+                    let Some(entry) = known.services.get(svc) else {
+                        return true;
+                    };
+                    entry.seen.note(now_unix_ms);
+                    match entry.ops.get(op) {
+                        Some(op_seen) => {
+                            op_seen.note(now_unix_ms);
+                            false
+                        }
+                        None => true,
+                    }
+                })
                 .collect()
         };
         if fresh.is_empty() {
@@ -179,13 +259,16 @@ impl MemoryCatalog {
                         refused.push((CatalogBound::Services, svc));
                         continue;
                     }
-                    known.services.insert(svc.clone(), BTreeSet::new());
+                    known
+                        .services
+                        .insert(svc.clone(), ServiceEntry::at(now_unix_ms));
                     added.services.push(svc.clone());
                 }
-                let Some(ops) = known.services.get_mut(&svc) else {
+                let Some(entry) = known.services.get_mut(&svc) else {
                     continue;
                 };
-                if ops.contains(&op) {
+                let ops = &mut entry.ops;
+                if ops.contains_key(&op) {
                     continue;
                 }
                 if ops.len() >= self.max_operations_per_service {
@@ -193,7 +276,7 @@ impl MemoryCatalog {
                 } else if known.operations >= self.max_operations {
                     refused.push((CatalogBound::Operations, svc));
                 } else {
-                    ops.insert(op.clone());
+                    ops.insert(op.clone(), Seen::at(now_unix_ms));
                     known.operations += 1;
                     added.operations.push((svc, op));
                 }
@@ -281,13 +364,78 @@ impl MemoryCatalog {
             .read()
             .services
             .get(service)
-            .map(|ops| {
-                ops.iter()
+            .map(|entry| {
+                entry
+                    .ops
+                    .keys()
                     .filter(|op| kind.is_none_or(|k| op.span_kind == k))
                     .cloned()
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Forgets the entries last seen before `cutoff_unix_ms` and collects the
+    /// sightings SQL has not heard of for `granularity_ms` or more. `send` gets the
+    /// changes (sightings first) while the catalog is still locked, so that SQL forgets
+    /// an entry before it hears of its listing again. Returns how many services and
+    /// operations were forgotten.
+    pub(crate) fn upkeep(
+        &self,
+        cutoff_unix_ms: i64,
+        granularity_ms: i64,
+        send: impl FnOnce(Vec<CatalogChange>),
+    ) -> (usize, usize) {
+        let mut known = self.known.write();
+        let known = &mut *known;
+        let mut seen_services = Vec::new();
+        let mut seen_operations = Vec::new();
+        let mut forget_services = Vec::new();
+        let mut forget_operations = Vec::new();
+        let mut forgotten_operations = 0;
+        for (service, entry) in known.services.iter_mut() {
+            if entry.seen.last() < cutoff_unix_ms {
+                forget_services.push(service.clone());
+                forgotten_operations += entry.ops.len();
+                continue;
+            }
+            if let Some(at) = entry.seen.untold(granularity_ms) {
+                seen_services.push((service.clone(), at));
+            }
+            entry.ops.retain(|op, seen| {
+                if seen.last() < cutoff_unix_ms {
+                    forget_operations.push((service.clone(), op.clone()));
+                    return false;
+                }
+                if let Some(at) = seen.untold(granularity_ms) {
+                    seen_operations.push((service.clone(), op.clone(), at));
+                }
+                true
+            });
+        }
+        for service in &forget_services {
+            known.services.remove(service);
+        }
+        forgotten_operations += forget_operations.len();
+        known.operations -= forgotten_operations;
+        let forgotten = (forget_services.len(), forgotten_operations);
+        let mut changes = Vec::new();
+        if !seen_services.is_empty() || !seen_operations.is_empty() {
+            changes.push(CatalogChange::Seen {
+                services: seen_services,
+                operations: seen_operations,
+            });
+        }
+        if !forget_services.is_empty() || !forget_operations.is_empty() {
+            changes.push(CatalogChange::Forget {
+                services: forget_services,
+                operations: forget_operations,
+            });
+        }
+        if !changes.is_empty() {
+            send(changes);
+        }
+        forgotten
     }
 }
 

@@ -48,6 +48,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// One pass of retention then compaction, with `now` as the current time.
 pub(crate) async fn run_once(inner: &Arc<Inner>, now: i64) -> Result<()> {
     apply_retention(inner, now).await?;
+    crate::catalog_writer::upkeep(inner, now);
     while let Some(group) = pick_compaction(inner) {
         if let Err(e) = compact(inner, &group).await {
             let unreadable = e

@@ -25,6 +25,7 @@ pub mod block;
 pub mod block_files;
 pub mod catalog;
 mod catalog_memory;
+mod catalog_writer;
 pub mod compaction;
 pub mod config;
 pub mod decode;
@@ -74,7 +75,8 @@ pub use stats::StoreStats;
 
 use block::BlockMeta;
 use catalog::Catalog;
-use catalog_memory::{CatalogAdditions, MemoryCatalog};
+use catalog_memory::MemoryCatalog;
+use catalog_writer::CatalogMessage;
 use search::{Searcher, Source};
 use writer::Command;
 
@@ -140,9 +142,12 @@ impl Inner {
             operations,
             &self.stats.catalog_overflow,
             std::time::Instant::now(),
+            now_unix_nano() / 1_000_000,
         );
         if !registered.added.is_empty() {
-            let _ = self.ops_tx.send(CatalogMessage::Add(registered.added));
+            let _ = self.ops_tx.send(CatalogMessage::Changes(vec![
+                registered.added.into_change(),
+            ]));
         }
     }
 
@@ -320,7 +325,7 @@ impl TraceStore {
         let log_inner = inner.clone();
         let tasks = vec![
             tokio::spawn(writer::run_flusher(inner.clone(), flush_rx)),
-            tokio::spawn(run_catalog_writer(catalog, ops_rx)),
+            tokio::spawn(catalog_writer::run(catalog, ops_rx)),
             tokio::spawn(compaction::run(inner.clone())),
             tokio::spawn(async move {
                 // Holds the sync thread's stop sender until the store shuts down, and
@@ -426,12 +431,9 @@ impl TraceStore {
         })
         .await;
         let _ = tokio::time::timeout(Duration::from_secs(60), done).await;
-        // The catalog entries of what was just flushed reach SQL before the writer
-        // stops: the WAL no longer holds those spans to list them again at start.
-        let (ack, written) = oneshot::channel();
-        if self.inner.ops_tx.send(CatalogMessage::Barrier(ack)).is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), written).await;
-        }
+        // Catalog changes made since the last flush (sightings, entries forgotten)
+        // reach SQL before the writer stops.
+        catalog_writer::written(&self.inner, Duration::from_secs(10)).await;
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
         let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
         for task in &tasks {
@@ -503,39 +505,6 @@ async fn reload_index(inner: &Arc<Inner>, warned: &Arc<Mutex<BTreeSet<u64>>>) ->
     inner.state.write().blocks = blocks;
     inner.known.replace(services, operations);
     Ok(())
-}
-
-/// What the catalog writer is sent.
-#[derive(Debug)]
-enum CatalogMessage {
-    /// Entries to write to SQL.
-    Add(CatalogAdditions),
-    /// Answered once everything sent before is written (shutdown waits for it).
-    Barrier(oneshot::Sender<()>),
-}
-
-async fn run_catalog_writer(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<CatalogMessage>) {
-    while let Some(first) = rx.recv().await {
-        // Everything queued goes in one write; barriers are answered after it.
-        let mut added = CatalogAdditions::default();
-        let mut barriers = Vec::new();
-        let mut next = Some(first);
-        while let Some(message) = next {
-            match message {
-                CatalogMessage::Add(more) => added.extend(more),
-                CatalogMessage::Barrier(ack) => barriers.push(ack),
-            }
-            next = rx.try_recv().ok();
-        }
-        if !added.is_empty()
-            && let Err(e) = catalog.insert(&added.services, &added.operations).await
-        {
-            warn!(error = %e, "could not persist catalog entries; they are kept in memory");
-        }
-        for ack in barriers {
-            let _ = ack.send(());
-        }
-    }
 }
 
 impl TraceStore {

@@ -23,6 +23,8 @@ pub(crate) struct Stats {
     pub blocks_unreadable: AtomicU64,
     pub rejected_overload: AtomicU64,
     pub catalog_overflow: AtomicU64,
+    /// Services and operations the catalog forgot after retention deleted their spans.
+    pub catalog_forgotten: AtomicU64,
 }
 
 impl Stats {
@@ -84,6 +86,7 @@ impl Stats {
             blocks_unreadable: get(&self.blocks_unreadable),
             rejected_overload: get(&self.rejected_overload),
             catalog_overflow: get(&self.catalog_overflow),
+            catalog_forgotten: get(&self.catalog_forgotten),
             head_spans: head_rows as u64,
             head_bytes: head_bytes as u64,
             blocks: blocks.len() as u64,
@@ -125,6 +128,9 @@ pub struct StoreStats {
     /// `max_catalog_services`, `max_catalog_operations_per_service` or
     /// `max_catalog_operations`.
     pub catalog_overflow: u64,
+    /// Services and operations no longer listed because retention deleted every span
+    /// of theirs.
+    pub catalog_forgotten: u64,
     /// Spans in memory (head and blocks being written).
     pub head_spans: u64,
     /// Arrow memory of those spans, bounded by `max_head_bytes`.

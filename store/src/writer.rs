@@ -298,6 +298,14 @@ async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
         block::write_block_from_batches(&dir, id, &batches, row_group_rows, order, 0, seq)
     })
     .await??;
+    // The catalog entries of these spans reach SQL before their WAL segments go
+    // (crate::catalog_writer).
+    if !crate::catalog_writer::written(inner, Duration::from_secs(10)).await {
+        warn!(
+            block = id,
+            "catalog entries not yet written; flushing the block anyway"
+        );
+    }
     inner
         .catalog
         .replace_blocks(std::slice::from_ref(&meta), &[], Some(seq))

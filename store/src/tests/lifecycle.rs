@@ -364,3 +364,84 @@ async fn services_written_just_before_shutdown_are_listed_after_a_restart() {
         reopened.shutdown().await.unwrap();
     }
 }
+
+/// Retention deletes a service's last spans: the catalog stops listing it, in memory,
+/// in SQL (a restart) and in a read-only store's reload; a live service stays.
+#[tokio::test]
+async fn retention_forgets_services_whose_spans_are_all_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // The slack is then the 1 s floor.
+    cfg.retention_max_age = Duration::from_secs(2);
+    let store = TraceStore::open(cfg.clone()).await.unwrap();
+    let reader = TraceStore::open_read_only(cfg.clone(), Duration::from_millis(50))
+        .await
+        .unwrap();
+    let now = || now_unix_nano() as u64;
+    store
+        .write_spans(vec![trace(1, "gone", 2, now(), 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    store
+        .write_spans(vec![trace(2, "live", 2, now(), 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.services().await.unwrap(), vec!["gone", "live"]);
+
+    store.compact_now().await.unwrap();
+    assert_eq!(store.stats().blocks, 1, "retention deleted the first block");
+    assert_eq!(store.services().await.unwrap(), vec!["live"]);
+    assert!(store.operations("gone", None).await.unwrap().is_empty());
+    assert_eq!(store.operations("live", None).await.unwrap().len(), 2);
+    // One service and its two operations.
+    assert_eq!(store.stats().catalog_forgotten, 3);
+
+    // The reader hears of it from SQL.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while reader.services().await.unwrap() != vec!["live"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader still lists {:?}",
+            reader.services().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.shutdown().await.unwrap();
+    store.shutdown().await.unwrap();
+    let reopened = TraceStore::open(cfg).await.unwrap();
+    assert_eq!(reopened.services().await.unwrap(), vec!["live"]);
+    reopened.shutdown().await.unwrap();
+}
+
+/// When a flush returns, SQL lists the services of its spans: their WAL segments are
+/// gone, so a crash right after could not list them again.
+#[tokio::test]
+async fn a_flushed_block_has_its_catalog_entries_in_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for (i, service) in ["a", "b", "c"].into_iter().enumerate() {
+        store
+            .write_spans(vec![trace(i as u8, service, 2, *T0, 1000)])
+            .await
+            .unwrap();
+    }
+    store.flush().await.unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let catalog = Catalog::open(copy.path()).await.unwrap();
+    let mut services: Vec<String> = catalog
+        .load_services()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    services.sort();
+    assert_eq!(services, vec!["a", "b", "c"]);
+    assert_eq!(catalog.load_operations().await.unwrap().len(), 6);
+    catalog.close().await;
+    store.shutdown().await.unwrap();
+}
