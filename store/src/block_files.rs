@@ -20,6 +20,13 @@
 //! rest; compaction does the same with a block it cannot read
 //! ([`set_aside_unreadable`]). When every block the index names is missing, startup
 //! stops instead: the blocks most likely live on a volume that is not mounted.
+//!
+//! A block damaged behind intact headers passes that check and fails the searches that
+//! read its pages. When a search or fetch fails naming blocks, each named block is read
+//! whole; one whose pages do not decode is set aside as compaction would (a read-only
+//! store, beside a collector, only stops reading it), and the search runs again without
+//! it ([`without_unreadable_blocks`]). A block that reads well is left alone: the failure
+//! was elsewhere (too many open files, a cancelled query), and the search reports it.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -173,6 +180,109 @@ pub(crate) async fn set_aside_unreadable(
         ),
     }
     Ok(())
+}
+
+/// Most times a read runs again after setting aside blocks it could not read.
+const UNREADABLE_RETRIES: usize = 3;
+
+/// Runs `read`; when it fails on blocks whose pages do not decode, sets them aside
+/// ([`set_aside_if_unreadable`]) and runs it again without them.
+pub(crate) async fn without_unreadable_blocks<T, F, Fut>(inner: &Arc<Inner>, read: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut retries = 0;
+    loop {
+        match read().await {
+            Err(e) if retries < UNREADABLE_RETRIES && set_aside_if_unreadable(inner, &e).await => {
+                retries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// After a read failed with `e`: each indexed block `e` names is read whole, and one
+/// whose pages do not decode (or whose file is gone) is set aside by a writer, or no
+/// longer read by a read-only store. Returns whether any block was, so that the read
+/// is worth running again.
+async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
+    let paths: &[PathBuf] = match e {
+        Error::Block { path, .. } => std::slice::from_ref(path),
+        Error::Blocks { paths, .. } => paths,
+        _ => return false,
+    };
+    let named: Vec<BlockMeta> = {
+        let state = inner.state.read();
+        state
+            .blocks
+            .iter()
+            .filter(|b| paths.contains(&b.path(&inner.blocks_dir)))
+            .cloned()
+            .collect()
+    };
+    let mut any = false;
+    for block in named {
+        let path = block.path(&inner.blocks_dir);
+        let checked = path.clone();
+        let cause = match tokio::task::spawn_blocking(move || verify_pages(&checked)).await {
+            Ok(Ok(Some(cause))) => Error::in_block(&path)(cause),
+            // It decodes: what failed was not the block.
+            Ok(Ok(None)) => continue,
+            Ok(Err(io)) => {
+                warn!(block = %path.display(), error = %io, "could not read a block a search failed on, to check it");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if inner.read_only {
+            inner.unreadable.lock().insert(block.id);
+            inner.state.write().blocks.retain(|b| b.id != block.id);
+            inner
+                .stats
+                .blocks_unreadable
+                .fetch_add(1, Ordering::Relaxed);
+            error!(
+                block = %path.display(),
+                spans = block.rows,
+                error = %cause,
+                "block cannot be read; this process no longer searches it (the collector \
+                 sets it aside when it reads it; or stop the collector and move the file \
+                 to blocks/corrupt/)"
+            );
+            any = true;
+        } else {
+            match set_aside_unreadable(inner, &block, &cause).await {
+                Ok(()) => any = true,
+                Err(e) => {
+                    error!(block = %path.display(), error = %e, "could not take an unreadable block out of the index")
+                }
+            }
+        }
+    }
+    any
+}
+
+/// Reads every page of the block at `path`. `Ok(Some(cause))` when its bytes do not
+/// decode or the file is gone; `Err` for what the operator fixes, not the block
+/// (permissions, too many open files): the file is read into memory first, so every
+/// error after that is the bytes'.
+fn verify_pages(path: &Path) -> std::io::Result<Option<Error>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes::Bytes::from(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(e.into())),
+        Err(e) => return Err(e),
+    };
+    let decode = || -> Result<()> {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
+            .build()?;
+        for batch in reader {
+            batch?;
+        }
+        Ok(())
+    };
+    Ok(decode().err())
 }
 
 /// What startup's sweep found.

@@ -128,6 +128,12 @@ pub(crate) struct Inner {
     /// The data directory's lock (writers only), released by [`TraceStore::shutdown`]
     /// once the writer has stopped, or when the last user of the store is gone.
     dir_lock: Mutex<Option<lock::DataDirLock>>,
+    /// Opened beside a writer ([`TraceStore::open_read_only`]): never changes the data
+    /// directory.
+    read_only: bool,
+    /// Blocks a read-only store found unreadable and no longer searches, by id (a
+    /// writer sets them aside instead).
+    unreadable: Mutex<BTreeSet<u64>>,
 }
 
 impl Inner {
@@ -296,6 +302,8 @@ impl TraceStore {
             stats,
             config: config.clone(),
             dir_lock: Mutex::new(Some(dir_lock)),
+            read_only: false,
+            unreadable: Mutex::default(),
         });
         inner.register_operations(replayed_ops);
 
@@ -377,6 +385,8 @@ impl TraceStore {
             stats: stats::Stats::default(),
             config,
             dir_lock: Mutex::new(None),
+            read_only: true,
+            unreadable: Mutex::default(),
         });
         let warned = Arc::default();
         reload_index(&inner, &warned).await?;
@@ -497,6 +507,10 @@ fn operations_in(batch: &RecordBatch) -> Vec<(String, Operation)> {
 async fn reload_index(inner: &Arc<Inner>, warned: &Arc<Mutex<BTreeSet<u64>>>) -> Result<()> {
     let mut blocks = inner.catalog.load_blocks().await?;
     blocks.sort_by_key(|b| (b.max_start, b.id));
+    {
+        let unreadable = inner.unreadable.lock();
+        blocks.retain(|b| !unreadable.contains(&b.id));
+    }
     let known = inner.state.read().blocks.clone();
     let blocks =
         block_files::load_trace_id_sets(&inner.blocks_dir, blocks, &known, warned.clone()).await?;
@@ -639,6 +653,33 @@ impl TraceReader for TraceStore {
     }
 
     async fn find_traces(&self, query: &TraceQuery) -> meshtel_model::Result<Vec<Trace>> {
+        Ok(
+            block_files::without_unreadable_blocks(&self.inner, || self.find_traces_once(query))
+                .await?,
+        )
+    }
+
+    async fn get_trace(&self, trace_id: TraceId) -> meshtel_model::Result<Option<Trace>> {
+        Ok(
+            block_files::without_unreadable_blocks(&self.inner, || self.get_trace_once(trace_id))
+                .await?,
+        )
+    }
+
+    async fn dependencies(
+        &self,
+        end_unix_nano: u64,
+        lookback_nano: u64,
+    ) -> meshtel_model::Result<Vec<DependencyLink>> {
+        Ok(block_files::without_unreadable_blocks(&self.inner, || {
+            self.dependencies_once(end_unix_nano, lookback_nano)
+        })
+        .await?)
+    }
+}
+
+impl TraceStore {
+    async fn find_traces_once(&self, query: &TraceQuery) -> Result<Vec<Trace>> {
         let sources = self.inner.sources(
             to_i64(query.start_min_unix_nano),
             to_i64(query.start_max_unix_nano),
@@ -668,7 +709,7 @@ impl TraceReader for TraceStore {
         Ok(traces)
     }
 
-    async fn get_trace(&self, trace_id: TraceId) -> meshtel_model::Result<Option<Trace>> {
+    async fn get_trace_once(&self, trace_id: TraceId) -> Result<Option<Trace>> {
         let rows = self
             .inner
             .searcher
@@ -678,11 +719,11 @@ impl TraceReader for TraceStore {
         Ok(traces.into_iter().find(|t| t.span_count() > 0))
     }
 
-    async fn dependencies(
+    async fn dependencies_once(
         &self,
         end_unix_nano: u64,
         lookback_nano: u64,
-    ) -> meshtel_model::Result<Vec<DependencyLink>> {
+    ) -> Result<Vec<DependencyLink>> {
         let end = i64::try_from(end_unix_nano).unwrap_or(i64::MAX);
         let lookback = i64::try_from(lookback_nano).unwrap_or(i64::MAX);
         let start = end.saturating_sub(lookback);
@@ -691,11 +732,10 @@ impl TraceReader for TraceStore {
         // window costs at most twice its own scan).
         let parent_start = start.saturating_sub(lookback.min(PARENT_LOOKBACK_NANO));
         let sources = self.inner.window_sources(parent_start, end);
-        Ok(self
-            .inner
+        self.inner
             .searcher
             .dependencies(parent_start, start, end, &sources)
-            .await?)
+            .await
     }
 }
 
