@@ -178,7 +178,8 @@ impl Catalog {
                         sqlx::query(
                             "INSERT INTO services (name, first_seen_unix_ms, last_seen_unix_ms) \
                              VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
-                             last_seen_unix_ms = MAX(last_seen_unix_ms, excluded.last_seen_unix_ms)",
+                             last_seen_unix_ms = excluded.last_seen_unix_ms \
+                             WHERE services.last_seen_unix_ms < excluded.last_seen_unix_ms",
                         )
                         .bind(service)
                         .bind(now)
@@ -191,8 +192,8 @@ impl Catalog {
                             "INSERT INTO operations \
                              (service, name, span_kind, first_seen_unix_ms, last_seen_unix_ms) \
                              VALUES (?, ?, ?, ?, ?) ON CONFLICT (service, name, span_kind) \
-                             DO UPDATE SET last_seen_unix_ms = \
-                             MAX(last_seen_unix_ms, excluded.last_seen_unix_ms)",
+                             DO UPDATE SET last_seen_unix_ms = excluded.last_seen_unix_ms \
+                             WHERE operations.last_seen_unix_ms < excluded.last_seen_unix_ms",
                         )
                         .bind(service)
                         .bind(&op.name)
@@ -209,23 +210,26 @@ impl Catalog {
                 } => {
                     for (service, at) in services {
                         sqlx::query(
-                            "UPDATE services SET last_seen_unix_ms = MAX(last_seen_unix_ms, ?) \
-                             WHERE name = ?",
+                            "UPDATE services SET last_seen_unix_ms = ? \
+                             WHERE name = ? AND last_seen_unix_ms < ?",
                         )
                         .bind(at)
                         .bind(service)
+                        .bind(at)
                         .execute(&mut *tx)
                         .await?;
                     }
                     for (service, op, at) in operations {
                         sqlx::query(
-                            "UPDATE operations SET last_seen_unix_ms = MAX(last_seen_unix_ms, ?) \
-                             WHERE service = ? AND name = ? AND span_kind = ?",
+                            "UPDATE operations SET last_seen_unix_ms = ? \
+                             WHERE service = ? AND name = ? AND span_kind = ? \
+                             AND last_seen_unix_ms < ?",
                         )
                         .bind(at)
                         .bind(service)
                         .bind(&op.name)
                         .bind(i64::from(op.span_kind.to_otlp()))
+                        .bind(at)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -393,5 +397,68 @@ impl Catalog {
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(name: &str) -> Operation {
+        Operation {
+            name: name.into(),
+            span_kind: SpanKind::Server,
+        }
+    }
+
+    /// Adds, later sightings (never moving back) and forgetting, as SQL keeps them.
+    #[tokio::test]
+    async fn catalog_changes_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).await.unwrap();
+        catalog
+            .apply(&[CatalogChange::Add {
+                services: vec!["quiet".into()],
+                operations: vec![("svc".into(), op("a")), ("svc".into(), op("b"))],
+            }])
+            .await
+            .unwrap();
+        let added = now_unix_ms();
+        let later = added + 60_000;
+        catalog
+            .apply(&[
+                CatalogChange::Seen {
+                    services: vec![("svc".into(), later), ("quiet".into(), 1)],
+                    operations: vec![("svc".into(), op("a"), later)],
+                },
+                CatalogChange::Forget {
+                    services: vec![],
+                    operations: vec![("svc".into(), op("b"))],
+                },
+            ])
+            .await
+            .unwrap();
+        let mut services = catalog.load_services().await.unwrap();
+        services.sort();
+        assert_eq!(services[0].0, "quiet");
+        assert!(
+            services[0].1 >= added - 1_000,
+            "an older sighting moves nothing"
+        );
+        assert_eq!(services[1], ("svc".into(), later));
+        assert_eq!(
+            catalog.load_operations().await.unwrap(),
+            vec![("svc".into(), op("a"), later)]
+        );
+        catalog
+            .apply(&[CatalogChange::Forget {
+                services: vec!["svc".into()],
+                operations: vec![],
+            }])
+            .await
+            .unwrap();
+        assert_eq!(catalog.load_services().await.unwrap().len(), 1);
+        assert!(catalog.load_operations().await.unwrap().is_empty());
+        catalog.close().await;
     }
 }
