@@ -5,7 +5,11 @@
 //! finishes it (record + span) when the body ends, fails, or is dropped early
 //! (downstream went away: flag `DC`). [`RequestBody`] notes in [`BodyProgress`] whether
 //! the downstream's body broke or stalled, so that a failed upstream exchange is
-//! blamed on the side that caused it. A request body that may be retried keeps a
+//! blamed on the side that caused it. Both bodies are bounded by the body idle timeout
+//! (`--body-idle-timeout`, Envoy's stream idle timeout): a request body that stops
+//! arriving is answered 408 `SI`; a response body the upstream stops sending is cut
+//! short downstream (its head is gone already) and recorded with the status sent and
+//! `SI`, its upstream connection closed. A request body that may be retried keeps a
 //! [`ReplayCopy`]: the frames it forwarded (refcounted, up to a limit), or the body
 //! itself when an attempt dropped it unread.
 
@@ -19,7 +23,9 @@ use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
+use tracing::debug;
 
+use crate::error::BodyError;
 use crate::forward::ProxyContext;
 use crate::pool::{BoxError, Reusable};
 use crate::telemetry::{Exchange, grpc_status};
@@ -355,6 +361,9 @@ enum Source {
     Upstream(Incoming),
     /// A local reply (errors), sent in one frame.
     Local(Option<Bytes>),
+    /// An upstream body the proxy cut short (idle too long): dropped, so that an h2
+    /// stream is reset; the body ended with an error.
+    Cut,
 }
 
 /// The response body sent downstream; finishes the exchange when it ends, and returns
@@ -374,19 +383,56 @@ struct Pending {
     context: Arc<ProxyContext>,
     body_bytes: u64,
     ended: bool,
+    /// Whether hyper has had anything of the body but an error: a frame, or a wait (it
+    /// then flushes the head). Until then it has written nothing downstream.
+    answered: bool,
+    idle: IdleWatch,
+}
+
+/// The body idle timeout of an upstream response body: how long the upstream has made
+/// the proxy wait for the next frame. Nothing is armed while frames come at once (a
+/// short response read in one go never touches the clock); the first wait reads the
+/// clock and arms one timer, which later waits reuse: a wait only notes when it
+/// started, and a timer that fires before `since + idle` (the body moved meanwhile)
+/// is re-armed then, not on every frame.
+#[derive(Debug, Default)]
+struct IdleWatch {
+    /// Armed at or before `since + idle`.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When the current wait started; `None` while frames arrive.
+    since: Option<Instant>,
+}
+
+impl IdleWatch {
+    /// The body made the proxy wait (its inner body is pending): whether it has been
+    /// waiting for `idle`; if not, the timer wakes `cx` when it will have.
+    fn stalled(&mut self, idle: Duration, cx: &mut Context<'_>) -> bool {
+        let deadline = *self.since.get_or_insert_with(Instant::now) + idle;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if timer.deadline() >= deadline {
+                return true;
+            }
+            // Armed for an earlier wait: the body moved since; wait for this one.
+            timer.as_mut().reset(deadline);
+        }
+    }
 }
 
 impl ResponseBody {
     /// The upstream's body, reporting `exchange` at its end; `connection` goes back to
     /// its pool if the body ends cleanly.
     pub fn upstream(body: Incoming, connection: Option<Reusable>, exchange: Exchange, context: Arc<ProxyContext>) -> ResponseBody {
-        let pending = Some(Box::new(Pending { exchange, context, body_bytes: 0, ended: false }));
+        let pending = Some(Box::new(Pending { exchange, context, body_bytes: 0, ended: false, answered: false, idle: IdleWatch::default() }));
         ResponseBody { source: Source::Upstream(body), pending, connection }
     }
 
     /// A local reply, reporting `exchange` once sent.
     pub fn local(body: Bytes, exchange: Exchange, context: Arc<ProxyContext>) -> ResponseBody {
-        let pending = Some(Box::new(Pending { exchange, context, body_bytes: 0, ended: false }));
+        let pending = Some(Box::new(Pending { exchange, context, body_bytes: 0, ended: false, answered: false, idle: IdleWatch::default() }));
         ResponseBody { source: Source::Local(Some(body)), pending, connection: None }
     }
 
@@ -413,6 +459,25 @@ impl ResponseBody {
             pending.finish();
         }
     }
+
+    /// The upstream sent nothing for the body idle timeout, `idle`: as Envoy on its
+    /// stream idle timeout, the stream is reset both ways. The upstream connection is
+    /// closed (an h2 stream reset), the downstream gets an error instead of the rest of
+    /// the body, and the exchange is reported with the status already sent and `SI`.
+    fn cut_idle(&mut self, idle: Duration) -> BoxError {
+        self.connection = None;
+        self.source = Source::Cut;
+        let mut upstream = String::new();
+        if let Some(pending) = &mut self.pending {
+            let exchange = &mut pending.exchange;
+            debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), ?idle, "response body idle, reset");
+            upstream.push_str(exchange.upstream_address());
+            exchange.add_flag("SI");
+            pending.ended = true;
+        }
+        self.finish(true);
+        Box::new(BodyError::ResponseIdle { upstream, idle })
+    }
 }
 
 impl Pending {
@@ -428,9 +493,9 @@ impl Pending {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match &mut this.source {
             Source::Local(body) => {
@@ -445,10 +510,23 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(frame)
             }
+            Source::Cut => Poll::Ready(None),
             Source::Upstream(body) => match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    if let Some(pending) = &mut this.pending {
+                        pending.answered = true;
+                        if let Some(idle) = pending.context.body_idle_timeout
+                            && pending.idle.stalled(idle, cx)
+                        {
+                            return Poll::Ready(Some(Err(this.cut_idle(idle))));
+                        }
+                    }
+                    Poll::Pending
+                }
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(pending) = &mut this.pending {
+                        pending.answered = true;
+                        pending.idle.since = None;
                         if let Some(data) = frame.data_ref() {
                             pending.body_bytes += data.len() as u64;
                         } else if let Some(trailers) = frame.trailers_ref() {
@@ -478,9 +556,16 @@ impl Body for ResponseBody {
                         };
                         pending.exchange.add_flag(flag);
                         pending.ended = true;
+                        if !pending.answered {
+                            // Broken on hyper's first read, before it wrote the head: the
+                            // downstream got no status at all (an HTTP/1.1 connection
+                            // closed, an h2 stream reset before its headers).
+                            pending.exchange.response_code = 0;
+                            pending.exchange.response_header_bytes = 0;
+                        }
                     }
                     this.finish(true);
-                    Poll::Ready(Some(Err(error)))
+                    Poll::Ready(Some(Err(error.into())))
                 }
                 Poll::Ready(None) => {
                     this.release_connection();
@@ -495,6 +580,7 @@ impl Body for ResponseBody {
         match &self.source {
             Source::Upstream(body) => body.is_end_stream(),
             Source::Local(body) => body.as_ref().is_none_or(Bytes::is_empty),
+            Source::Cut => false,
         }
     }
 
@@ -502,6 +588,7 @@ impl Body for ResponseBody {
         match &self.source {
             Source::Upstream(body) => body.size_hint(),
             Source::Local(body) => SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64)),
+            Source::Cut => SizeHint::default(),
         }
     }
 }
@@ -516,3 +603,6 @@ impl Drop for ResponseBody {
         self.finish(ended);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -88,9 +88,12 @@ pub struct ProxyArgs {
     /// Longest wait for an upstream's response headers (`0s` = no limit).
     #[arg(long, env = "MESHTEL_PROXY_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// Longest pause in the arrival of a request body; the request is then answered
-    /// 408 (flag `SI`, Envoy's stream idle timeout) and its connection closed (`0s` = no
-    /// limit).
+    /// Longest pause in the arrival of a request or response body (Envoy's stream idle
+    /// timeout, flag `SI`; `0s` = no limit). A stalled request body is answered 408 and
+    /// its connection closed; a response body the upstream stops sending is cut short
+    /// downstream (its status is already sent) and its upstream connection closed.
+    /// Long streams (gRPC server streaming, long polls) that may stay silent longer
+    /// need `0s` or a longer limit.
     #[arg(long, env = "MESHTEL_PROXY_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_idle_timeout: Duration,
     /// Upstream TCP connect timeout.
@@ -189,7 +192,7 @@ pub struct ProxyConfig {
     pub span_queue: usize,
     /// Upstream response-header timeout; `None` = no limit.
     pub request_timeout: Option<Duration>,
-    /// Longest pause in a request body's arrival; `None` = no limit.
+    /// Longest pause in a request or response body's arrival; `None` = no limit.
     pub body_idle_timeout: Option<Duration>,
     /// Upstream connect timeout.
     pub connect_timeout: Duration,

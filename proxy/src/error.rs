@@ -4,10 +4,12 @@
 //! binding). [`ForwardError`] is why one request could not be forwarded; it is turned
 //! into a `502`/`503`/`504` response with an Envoy response flag in exactly one place,
 //! [`ForwardError::status`] and [`ForwardError::response_flag`], used by
-//! `forward::error_response`.
+//! `forward::error_response`. [`BodyError`] is why the proxy cut a response body
+//! short after its head had gone downstream, when no status can be sent any more.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -184,6 +186,22 @@ pub enum ForwardError {
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
+}
+
+/// Why the proxy ended a response body with an error, after its head had gone
+/// downstream: the downstream sees the body cut short (an HTTP/1.1 connection closed,
+/// an h2 stream reset), never a clean end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The upstream sent nothing of its response body for the body idle timeout
+    /// (Envoy's stream idle timeout; flag `SI`).
+    #[error("upstream {upstream} sent no response body bytes for {idle:?}")]
+    ResponseIdle {
+        /// The endpoint address.
+        upstream: String,
+        /// The body idle timeout.
+        idle: Duration,
+    },
 }
 
 impl ForwardError {

@@ -34,6 +34,7 @@ use tracing::debug;
 use crate::body::{BodyFault, RequestBody, ResponseBody};
 use app_hints::AppProtocolHints;
 use crate::config::AppProtocol;
+use crate::drain::Upgrades;
 use crate::error::ForwardError;
 use crate::mesh::{CLUSTER_DOMAIN, ServiceNames, WorkloadIdentity};
 use crate::pool::{Failure, PoolSettings, Upstream, UpstreamPool};
@@ -85,7 +86,7 @@ pub struct ProxyContext {
     pub sample_percent: f64,
     /// Longest wait for upstream response headers; `None` waits forever.
     pub request_timeout: Option<Duration>,
-    /// Longest pause in a request body's arrival; `None` waits forever.
+    /// Longest pause in a request or response body's arrival; `None` waits forever.
     pub body_idle_timeout: Option<Duration>,
     /// The inbound quota stage.
     pub quota: QuotaEnforcer,
@@ -93,6 +94,8 @@ pub struct ProxyContext {
     pub mirror_slots: Arc<Semaphore>,
     /// What the inbound listener speaks to the local app.
     pub app_protocol: AppProtocol,
+    /// This worker's WebSockets, drained on shutdown.
+    pub upgrades: Upgrades,
     /// Warnings when that does not suit the app.
     app_hints: AppProtocolHints,
     /// This instance's peer identity headers, built once.
@@ -135,6 +138,7 @@ impl ProxyContext {
             quota,
             mirror_slots,
             app_protocol: AppProtocol::Auto,
+            upgrades: Upgrades::default(),
             app_hints: AppProtocolHints::default(),
             peer_headers,
             upstream,

@@ -26,6 +26,7 @@
 //! - [`server`]: the accept loops and the worker threads (`--concurrency`, default
 //!   2): each a current-thread runtime with its own upstream pools, all accepting on
 //!   the same listeners, so a request is handled on one thread from end to end;
+//!   [`drain`]: the WebSockets a worker drains beside its connections on shutdown;
 //! - [`admin`] and [`stats`]: the admin listener and the proxy's own counters;
 //! - [`config`]: flags ([`ProxyArgs`]) and the validated [`ProxyConfig`].
 //!
@@ -35,6 +36,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod forward;
 pub mod mesh;
@@ -214,11 +216,12 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     let mut workers = Vec::with_capacity(config.concurrency);
     for (index, listeners) in worker_listeners.into_iter().enumerate() {
         let context = worker_context();
+        let upgrades = context.upgrades.clone();
         let service = move |app: Option<String>| match app {
             Some(app) => proxy_service(Proxy::inbound(context.clone(), app)),
             None => proxy_service(Proxy::outbound(context.clone())),
         };
-        workers.push(server::Worker::spawn(index, listeners, stats.connections.clone(), servers_stopped.clone(), service)?);
+        workers.push(server::Worker::spawn(index, listeners, stats.connections.clone(), servers_stopped.clone(), upgrades, service)?);
     }
     let mut running = Vec::with_capacity(workers.len());
     for worker in workers {

@@ -35,9 +35,11 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info};
 
+use crate::drain::Upgrades;
 use crate::error::{Error, Result};
 
-/// How long open connections may take to finish once shutdown starts.
+/// How long open connections, WebSockets included, may take to finish once shutdown
+/// starts; those still open then are closed.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A downstream connection that sends nothing, or starts no request, for this long is
@@ -218,12 +220,15 @@ pub struct RunningWorker {
 impl Worker {
     /// Starts worker `index` on its own thread. `service` makes the request handler of
     /// a listener: `Some(app)` for the inbound one, `None` for the outbound one; it
-    /// runs on the worker, so the handler's client pools are the worker's own.
+    /// runs on the worker, so the handler's client pools are the worker's own. On
+    /// shutdown the worker drains its connections and `upgrades` (its handlers'
+    /// WebSockets), both for [`DRAIN_TIMEOUT`].
     pub fn spawn<F, S, B>(
         index: usize,
         listeners: WorkerListeners,
         connections: IntCounterVec,
         shutdown: watch::Receiver<bool>,
+        upgrades: Upgrades,
         service: F,
     ) -> Result<Worker>
     where
@@ -245,6 +250,7 @@ impl Worker {
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut servers = JoinSet::new();
+                    let mut stop = shutdown.clone();
                     let registered = (|| {
                         if let Some((listener, app)) = listeners.inbound {
                             let listener = TcpListener::from_std(listener)?;
@@ -260,7 +266,15 @@ impl Worker {
                     let _ = started_tx.send(registered);
                     if serving {
                         debug!(worker = index, "worker serving");
-                        while servers.join_next().await.is_some() {}
+                        let listeners_drained = async { while servers.join_next().await.is_some() {} };
+                        // Upgraded connections belong to no connection task any more:
+                        // drained beside the listeners, from the same stop, as long.
+                        let upgrades_drained = async {
+                            if stop.wait_for(|stopped| *stopped).await.is_ok() {
+                                upgrades.drain(DRAIN_TIMEOUT).await;
+                            }
+                        };
+                        tokio::join!(listeners_drained, upgrades_drained);
                     }
                 });
                 // Dropping the runtime ends what is left on it (idle pooled upstream

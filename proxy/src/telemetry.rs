@@ -77,7 +77,8 @@ pub struct Exchange {
     pub trace_state: String,
     /// The endpoint the request was sent to; `None` until one is picked.
     pub upstream_address: Option<Arc<str>>,
-    /// HTTP status sent downstream; 0 until a response head exists.
+    /// HTTP status sent downstream; 0 until a response head exists, and when none
+    /// reached the downstream (its body broke before hyper wrote the head).
     pub response_code: u16,
     /// gRPC status from response headers (trailers-only) or trailers.
     pub grpc_status: Option<u32>,

@@ -137,11 +137,12 @@ impl Collector {
     }
 }
 
-/// A proxy serving on 127.0.0.1:0; stopped when dropped (its task aborted).
+/// A proxy serving on 127.0.0.1:0; stopped when dropped (its task aborted), or
+/// gracefully with [`TestProxy::stop`].
 pub struct TestProxy {
     /// Its listeners.
     pub addresses: ListenerAddresses,
-    _stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<crate::Result<()>>,
     _dir: tempfile::TempDir,
 }
@@ -149,6 +150,17 @@ pub struct TestProxy {
 impl Drop for TestProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl TestProxy {
+    /// Tells the proxy to stop, as a signal would, and waits until it has drained and
+    /// flushed its telemetry.
+    pub async fn stop(mut self) -> crate::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("proxy task joined")
     }
 }
 
@@ -168,7 +180,7 @@ pub async fn start_proxy(mesh: &str, service: &str, inbound: Option<SocketAddr>,
     let task = tokio::spawn(crate::serve(config, listeners, async move {
         let _ = stopped.await;
     }));
-    TestProxy { addresses, _stop: stop, task, _dir: dir }
+    TestProxy { addresses, stop: Some(stop), task, _dir: dir }
 }
 
 /// The value of counter `name{labels}` on the proxy's admin port (0 when absent).

@@ -13,7 +13,10 @@
 //!
 //! The request is reported once, when the spliced connection closes, with status 101
 //! and the WebSocket's whole life as its duration, as Envoy reports an upgraded stream;
-//! its request and response bytes include what crossed the spliced connection.
+//! its request and response bytes include what crossed the spliced connection. On
+//! shutdown a WebSocket is drained as the listeners' connections are (see
+//! [`crate::drain`]): spliced on for the drain, then closed by the proxy and reported
+//! with flag `DC`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,23 +47,43 @@ pub(super) fn websocket_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Splices the downstream and upstream connections once both have switched protocols,
-/// on a task of its own; reports `exchange` when the splice ends.
+/// on a task of its own; reports `exchange` when the splice ends, or when the shutdown
+/// drain is over and the proxy closes it (flag `DC`).
 pub(super) fn splice(context: Arc<ProxyContext>, mut exchange: Exchange, downstream: OnUpgrade, upstream: OnUpgrade) {
+    // Counted by the worker's drain from now until the record is written.
+    let mut open = context.upgrades.open();
     tokio::spawn(async move {
-        let (downstream, upstream) = tokio::join!(downstream, upstream);
-        let (sent, received) = match (downstream, upstream) {
-            (Ok(downstream), Ok(upstream)) => {
+        let switched = tokio::select! {
+            both = async { tokio::join!(downstream, upstream) } => Some(both),
+            () = open.closing() => None,
+        };
+        let (sent, received) = match switched {
+            None => {
+                exchange.add_flag("DC");
+                (0, 0)
+            }
+            Some((Ok(downstream), Ok(upstream))) => {
                 // Counted as read, so that a splice ended by an error still reports
                 // what crossed it.
                 let mut downstream = ReadCount { inner: TokioIo::new(downstream), bytes: 0 };
                 let mut upstream = ReadCount { inner: TokioIo::new(upstream), bytes: 0 };
-                if let Err(error) = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
-                    // Most often one side going away without a close handshake.
-                    debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), error = %error, "websocket ended");
+                tokio::select! {
+                    copied = tokio::io::copy_bidirectional(&mut downstream, &mut upstream) => {
+                        if let Err(error) = copied {
+                            // Most often one side going away without a close handshake.
+                            debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), error = %error, "websocket ended");
+                        }
+                    }
+                    () = open.closing() => {
+                        // The shutdown drain is over: the proxy closes both sides
+                        // (dropping them), as the downstream connection ends.
+                        debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), "websocket closed at shutdown");
+                        exchange.add_flag("DC");
+                    }
                 }
                 (downstream.bytes, upstream.bytes)
             }
-            (downstream, upstream) => {
+            Some((downstream, upstream)) => {
                 debug!(
                     direction = exchange.direction.as_str(),
                     upstream = exchange.upstream_address(),
@@ -74,6 +97,8 @@ pub(super) fn splice(context: Arc<ProxyContext>, mut exchange: Exchange, downstr
         };
         exchange.add_request_body_bytes(sent);
         exchange.finish(received, &context.reports, &context.spans);
+        // Reported: the drain may end.
+        drop(open);
     });
 }
 

@@ -124,6 +124,91 @@ async fn an_upgrade_the_app_refuses_is_forwarded_as_a_plain_response() {
     assert_eq!(sender.send_request(h2c).await.expect("response").status(), StatusCode::BAD_REQUEST);
 }
 
+/// A raw upstream that answers every WebSocket handshake with `101`, then echoes.
+async fn raw_websocket_app() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let addr = listener.local_addr().expect("app addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let (mut reader, mut writer) = stream.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Opens a WebSocket through `proxy` and checks that it echoes.
+async fn open_websocket(proxy: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect");
+    stream.write_all(format!("GET /ws HTTP/1.1\r\n{HANDSHAKE}").as_bytes()).await.expect("write");
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    echo(&mut stream, b"ping").await;
+    stream
+}
+
+async fn echo(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).await.expect("write message");
+    let mut echoed = vec![0u8; message.len()];
+    stream.read_exact(&mut echoed).await.expect("echo");
+    assert_eq!(echoed, message);
+}
+
+/// A proxy told to stop keeps its WebSockets spliced for the drain, as its other
+/// connections; one still open when the drain ends is closed. Each is reported before
+/// the proxy exits: the one its caller closed as usual, the one the proxy closed `DC`.
+#[tokio::test]
+async fn websockets_open_at_shutdown_are_drained_and_reported() {
+    use std::time::{Duration, Instant};
+    let collector = start_collector().await;
+    let app = raw_websocket_app().await;
+    let proxy = start_proxy("services: []\n", "echo", Some(app), |config| config.collector = collector.url()).await;
+    let inbound = proxy.addresses.inbound.expect("inbound");
+    let mut closed_by_caller = open_websocket(inbound).await;
+    let mut left_open = open_websocket(inbound).await;
+    // Both open, neither reported yet.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(collector.records.lock().is_empty(), "reported before the close");
+
+    let stopping = Instant::now();
+    let stopped = tokio::spawn(proxy.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still spliced during the drain.
+    echo(&mut closed_by_caller, b"during the drain").await;
+    drop(closed_by_caller);
+    let result = tokio::time::timeout(crate::server::DRAIN_TIMEOUT + Duration::from_secs(5), stopped).await;
+    result.expect("the proxy stopped").expect("proxy task").expect("proxy ran cleanly");
+    let took = stopping.elapsed();
+    let drain = crate::server::DRAIN_TIMEOUT;
+    assert!(took >= drain && took < drain + Duration::from_secs(2), "stopped after {took:?}");
+    // The proxy closed the WebSocket left open.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(1), left_open.read(&mut byte)).await.expect("closed by the proxy");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Both reported before the proxy exited.
+    let mut records = collector.records.lock().clone();
+    records.sort_by(|a, b| a.response_flags.cmp(&b.response_flags));
+    let summary: Vec<_> = records.iter().map(|r| (r.response_code, r.response_flags.as_str())).collect();
+    assert_eq!(summary, [(101, ""), (101, "DC")], "{records:?}");
+    assert!(records[0].request_bytes >= 20 && records[0].response_bytes >= 20, "spliced bytes counted: {:?}", records[0]);
+    assert!(records[1].duration_nanos >= drain.as_nanos() as u64, "whole life: {:?}", records[1]);
+}
+
 #[test]
 fn only_a_websocket_upgrade_is_kept() {
     let headers = |connection: &str, upgrade: &str| {
