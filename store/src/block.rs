@@ -485,12 +485,12 @@ impl MergeColumns {
         }
         let key_at = |input: usize, row: usize| -> Result<MergeKey<'_>> {
             let (ids, starts, services) = &columns[input];
-            Ok((
-                services.map_or("", |s| s.value(row)),
-                trace_id_at(ids, row)?,
-                starts.value(row),
+            Ok(MergeKey {
+                service: services.map(|s| s.value(row)),
+                trace_id: u128::from_be_bytes(trace_id_at(ids, row)?),
+                start: starts.value(row),
                 input,
-            ))
+            })
         };
         let mut heap = BinaryHeap::with_capacity(keys.len());
         for (input, batch) in keys.iter().enumerate() {
@@ -501,12 +501,28 @@ impl MergeColumns {
         let mut source = Vec::with_capacity(total);
         let mut trace_keys = Vec::with_capacity(total);
         let mut start_range = (i64::MAX, i64::MIN);
-        while let Some(Reverse(((_, id, start, input), row))) = heap.pop() {
-            source.push(input as u16);
-            trace_keys.push(trace_key(&id));
-            start_range = (start_range.0.min(start), start_range.1.max(start));
-            if row + 1 < keys[input].num_rows() {
-                heap.push(Reverse((key_at(input, row + 1)?, row + 1)));
+        while let Some(Reverse((mut key, mut row))) = heap.pop() {
+            let input = key.input;
+            let rows = keys[input].num_rows();
+            // Rows of one input come out in a run while they sort before every other
+            // input's next row (a trace's spans sit together): one comparison each,
+            // no heap operation.
+            loop {
+                source.push(input as u16);
+                trace_keys.push(trace_key(&key.trace_id.to_be_bytes()));
+                start_range = (start_range.0.min(key.start), start_range.1.max(key.start));
+                row += 1;
+                if row == rows {
+                    break;
+                }
+                let next = key_at(input, row)?;
+                match heap.peek() {
+                    Some(Reverse((other, _))) if *other < next => {
+                        heap.push(Reverse((next, row)));
+                        break;
+                    }
+                    _ => key = next,
+                }
             }
         }
         Ok((
@@ -524,9 +540,16 @@ impl MergeColumns {
     }
 }
 
-/// Merge order of one input's row: service (empty unless blocks lead with it), trace
-/// id, start, input.
-type MergeKey<'a> = (&'a str, [u8; 16], i64, usize);
+/// Merge order of one input's row: service (when blocks lead with it), trace id, start,
+/// input. The trace id as a big-endian integer sorts as its bytes do, and compares
+/// without a call to `memcmp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct MergeKey<'a> {
+    service: Option<&'a str>,
+    trace_id: u128,
+    start: i64,
+    input: usize,
+}
 
 /// Rows each sort-key read decodes at a time.
 const KEY_BATCH_ROWS: usize = 8192;
