@@ -25,6 +25,7 @@
 //!                              # (and every port's connections that send nothing by then)
 //! body_read_timeout = "30s"    # body not complete by then → 408
 //! write_timeout = "30s"        # client reads nothing of its answer this long → closed
+//! allowed_hosts = []           # names answered besides localhost while bound to loopback
 //! ```
 
 use std::path::PathBuf;
@@ -116,6 +117,14 @@ pub struct HttpServerConfig {
         with = "meshtel_store::config::humantime_serde_compat"
     )]
     pub write_timeout: Duration,
+    /// Host names meshtel's HTTP listeners answer under while bound to a loopback
+    /// address, besides loopback names (`localhost`, `*.localhost`, `127.0.0.0/8`,
+    /// `[::1]`), which are always answered: a request naming another host is refused
+    /// with 403, a guard against DNS rebinding (see `host_check`). Add the name a
+    /// reverse proxy on the same machine sends in `Host`. Listeners bound to other
+    /// addresses answer any host. Default empty.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// 30 s without reading a byte of an answer: a client's own timeouts are shorter, so
@@ -142,6 +151,7 @@ impl Default for HttpServerConfig {
             header_read_timeout: default_header_read_timeout(),
             body_read_timeout: default_body_read_timeout(),
             write_timeout: default_write_timeout(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -157,6 +167,14 @@ impl HttpServerConfig {
         }
         if self.body_read_timeout.is_zero() {
             anyhow::bail!("invalid configuration: [http] body_read_timeout must be positive");
+        }
+        for host in &self.allowed_hosts {
+            if host.is_empty() || host.contains([':', '/', ' ', '*']) {
+                anyhow::bail!(
+                    "invalid configuration: [http] allowed_hosts: {host:?} is not a host name \
+                     (give the name alone, without scheme, port or wildcard)"
+                );
+            }
         }
         Ok(())
     }

@@ -50,6 +50,9 @@ const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct HttpTimeoutMetrics {
     timed_out: IntCounterVec,
+    /// Requests refused before their handler, by listener and reason
+    /// (`meshtel_http_requests_refused_total`; reason `host`: see `host_check`).
+    refused: IntCounterVec,
 }
 
 impl HttpTimeoutMetrics {
@@ -66,12 +69,29 @@ impl HttpTimeoutMetrics {
             &["listener", "phase"],
         )
         .context("creating meshtel_http_connections_timed_out_total")?;
-        Ok(HttpTimeoutMetrics { timed_out })
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "meshtel_http_requests_refused_total",
+                "HTTP requests refused before their handler: reason=host, a request naming \
+                 a host that a listener bound to a loopback address does not answer (see \
+                 http.allowed_hosts).",
+            ),
+            &["listener", "reason"],
+        )
+        .context("creating meshtel_http_requests_refused_total")?;
+        Ok(HttpTimeoutMetrics { timed_out, refused })
     }
 
-    /// The counter family, to register in a registry.
-    pub fn collector(&self) -> Box<dyn prometheus::core::Collector> {
-        Box::new(self.timed_out.clone())
+    /// The counter families, to register in a registry.
+    pub fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 2] {
+        [Box::new(self.timed_out.clone()), Box::new(self.refused.clone())]
+    }
+
+    /// Requests of `listener` refused for `reason`, touched so that it reads 0 first.
+    pub fn refused(&self, listener: &'static str, reason: &'static str) -> IntCounter {
+        let counter = self.refused.with_label_values(&[listener, reason]);
+        counter.inc_by(0);
+        counter
     }
 
     fn counter(&self, listener: &'static str, phase: &'static str) -> IntCounter {

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod demo;
+mod host_check;
 mod http_server;
 mod metrics;
 mod quota_cli;

@@ -113,7 +113,9 @@ fn render(sources: &Sources, gzip: bool) -> std::io::Result<axum::response::Resp
 fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> {
     let s = sources.store.stats();
     let registry = Registry::new();
-    let _ = registry.register(sources.http_timeouts.collector());
+    for collector in sources.http_timeouts.collectors() {
+        let _ = registry.register(collector);
+    }
     if let Some(ingest) = &sources.ingest {
         for collector in ingest.collectors() {
             let _ = registry.register(collector);

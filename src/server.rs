@@ -491,6 +491,16 @@ fn serve(
     stop: &watch::Receiver<bool>,
     what: &'static str,
 ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+    let app = match listener.local_addr() {
+        Ok(local) => crate::host_check::guard(
+            app,
+            local,
+            &config.http.allowed_hosts,
+            metrics.refused(what, "host"),
+            what,
+        ),
+        Err(_) => app,
+    };
     let served = serve_http(
         listener,
         app,

@@ -12,6 +12,7 @@
 
 mod demo;
 mod durability;
+mod host_check;
 mod ingest_refusals;
 mod malformed;
 mod mesh;

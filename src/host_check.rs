@@ -1,0 +1,153 @@
+//! DNS rebinding guard for meshtel's own HTTP listeners (OTLP HTTP, Zipkin, query).
+//!
+//! A listener bound to a loopback address is out of the network's reach, but not out
+//! of a browser's: a web page can point a name it controls at 127.0.0.1 and then talk
+//! to the port as its own origin, reading traces and changing the demo's scenario. So
+//! while a listener is bound to a loopback address, a request must name a loopback
+//! host (`localhost`, `*.localhost`, `127.0.0.0/8`, `[::1]`) or one of
+//! `[http] allowed_hosts` in its `Host` header (or HTTP/2 `:authority`); anything else
+//! is answered 403 with a JSON body saying which setting admits it, and counted in
+//! `meshtel_http_requests_refused_total{listener,reason="host"}`. A request without a
+//! host is let through: browsers always send one. A listener bound to any other
+//! address (`0.0.0.0`, a pod's address) is reached under names meshtel cannot know, and
+//! is not checked.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::IntCounter;
+use tracing::debug;
+
+/// Wraps `app` with the guard when `local` is a loopback address; `allowed` are the
+/// configured extra host names, `refused` counts what it turns away.
+pub fn guard(
+    app: axum::Router,
+    local: SocketAddr,
+    allowed: &[String],
+    refused: IntCounter,
+    listener: &'static str,
+) -> axum::Router {
+    if !local.ip().is_loopback() {
+        return app;
+    }
+    let allowed: Arc<[String]> = allowed.iter().map(|h| h.to_ascii_lowercase()).collect();
+    app.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        let verdict = check(&request, &allowed);
+        let refused = refused.clone();
+        async move {
+            match verdict {
+                Ok(()) => next.run(request).await,
+                Err(host) => {
+                    refused.inc();
+                    debug!(listener, %host, "request for a host this loopback listener does not answer");
+                    refusal(&host)
+                }
+            }
+        }
+    }))
+}
+
+/// `Err(host)` when the request names a host the guard does not admit.
+fn check(request: &Request, allowed: &[String]) -> Result<(), String> {
+    let named = match request.uri().authority() {
+        Some(authority) => Some(authority.host().to_owned()),
+        None => match request.headers().get(header::HOST) {
+            // An unreadable Host admits nothing.
+            Some(value) => Some(host_of(
+                value.to_str().map_err(|_| "(not text)".to_owned())?,
+            )),
+            None => None,
+        },
+    };
+    match named {
+        None => Ok(()),
+        Some(host) if admitted(&host, allowed) => Ok(()),
+        Some(host) => Err(host),
+    }
+}
+
+/// The host of a `Host` header value: without its port, and without the brackets of
+/// an IPv6 address.
+fn host_of(value: &str) -> String {
+    let value = value.trim();
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default().to_owned();
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
+        _ => value.to_owned(),
+    }
+}
+
+fn admitted(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    if host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    allowed.iter().any(|a| *a == host)
+}
+
+fn refusal(host: &str) -> Response {
+    let message = format!(
+        "host {host:?} is not served here: this listener is bound to a loopback address \
+         and answers loopback names only (a guard against DNS rebinding); to reach it \
+         under this name, add it to [http] allowed_hosts"
+    );
+    let body = serde_json::json!({ "error": message }).to_string();
+    (
+        StatusCode::FORBIDDEN,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names_and_allowed_hosts_are_admitted() {
+        let allowed = vec!["tracing.example.com".to_owned()];
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "app.localhost",
+            "localhost.",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "tracing.example.com",
+        ] {
+            assert!(admitted(host, &allowed), "{host}");
+        }
+        for host in [
+            "rebind.attacker.test",
+            "10.0.0.1",
+            "localhost.attacker.test",
+            "example.com",
+        ] {
+            assert!(!admitted(host, &allowed), "{host}");
+        }
+    }
+
+    #[test]
+    fn host_headers_lose_their_port() {
+        assert_eq!(host_of("localhost:16686"), "localhost");
+        assert_eq!(host_of("[::1]:16686"), "::1");
+        assert_eq!(host_of("[::1]"), "::1");
+        assert_eq!(host_of("rebind.attacker.test"), "rebind.attacker.test");
+    }
+}

@@ -1,0 +1,103 @@
+//! meshtel's HTTP listeners bound to a loopback address answer loopback names and
+//! `[http] allowed_hosts` only (a guard against DNS rebinding); other hosts get a 403
+//! naming the setting, counted in `meshtel_http_requests_refused_total`.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+/// Status and body of a GET of `path` naming `host`, over a raw connection.
+async fn get_as(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_listeners_answer_loopback_names_and_allowed_hosts_only() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(
+        &config,
+        "[http]\nallowed_hosts = [\"Tracing.Example.com\"]\n",
+    )
+    .unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let query = m.query.unwrap();
+    let port = query.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        format!("[::1]:{port}"),
+        "tracing.example.com".to_owned(),
+    ] {
+        let (status, body) = get_as(query, "/api/services", &host).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    let (status, body) = get_as(
+        query,
+        "/api/services",
+        &format!("rebind.attacker.test:{port}"),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("rebind.attacker.test") && body.contains("[http] allowed_hosts"),
+        "{body}"
+    );
+    // The UI and the other HTTP listeners alike.
+    assert_eq!(
+        get_as(query, "/search", "rebind.attacker.test").await.0,
+        403
+    );
+    assert_eq!(
+        get_as(m.http.unwrap(), "/metrics", "rebind.attacker.test")
+            .await
+            .0,
+        403
+    );
+    let metrics = get(&m.http_url("/metrics")).await.text();
+    assert!(
+        metrics
+            .contains("meshtel_http_requests_refused_total{listener=\"query\",reason=\"host\"} 2"),
+        "{metrics}"
+    );
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_host_with_a_port_is_refused_at_start() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(
+        &config,
+        "[http]\nallowed_hosts = [\"tracing.example.com:443\"]\n",
+    )
+    .unwrap();
+    let (status, log) =
+        Meshtel::run_expecting_exit(&dir, Role::Serve, &["--config", config.to_str().unwrap()])
+            .await;
+    assert!(!status.success());
+    assert!(
+        log.contains("[http] allowed_hosts") && log.contains("tracing.example.com:443"),
+        "{log}"
+    );
+}
