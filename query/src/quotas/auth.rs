@@ -1,8 +1,11 @@
 //! Bearer tokens of the admin API: who may write (and, when configured, read), and
 //! which actor the audit log records.
 //!
-//! A token is valid when the SHA-256 of what the client presents equals one of the
-//! digests in the [`AdminTokenStore`] or the digest of the configured token. Only
+//! A token is valid when the SHA-256 of what the client presents equals the digest of
+//! the configured token, or, when none is configured, one of the digests in the
+//! [`AdminTokenStore`] (the token generated at first start). A configured token
+//! replaces the generated one: while it is set, stored digests are not accepted, so an
+//! operator retires a generated (or leaked) token by configuring a new one. Only
 //! digests are compared, every one of them, in constant time.
 
 use std::sync::Arc;
@@ -33,10 +36,17 @@ pub async fn ensure_admin_token(
     tokens: &dyn AdminTokenStore,
     configured: Option<&str>,
 ) -> meshtel_model::Result<Option<String>> {
+    let stored = tokens.token_digests().await?.len();
     if configured.is_some_and(|t| !t.trim().is_empty()) {
+        if stored > 0 {
+            tracing::info!(
+                stored,
+                "an admin token is configured: the token generated at first start is not accepted"
+            );
+        }
         return Ok(None);
     }
-    if !tokens.token_digests().await?.is_empty() {
+    if stored > 0 {
         return Ok(None);
     }
     let mut bytes = [0u8; 32];
@@ -95,17 +105,21 @@ impl Authenticator {
         }
         let token = bearer_token(headers)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let stored = self.tokens.token_digests().await?;
-        let mut valid = self
-            .configured_digest
-            .is_some_and(|configured| constant_time_eq(&configured, &digest));
-        for text in &stored {
-            let mut known = [0u8; 32];
-            if hex::decode_to_slice(text, &mut known).is_ok() {
-                // `|` rather than `||`: every digest is compared.
-                valid |= constant_time_eq(&known, &digest);
+        let valid = match &self.configured_digest {
+            // The configured token replaces the generated ones.
+            Some(configured) => constant_time_eq(configured, &digest),
+            None => {
+                let mut valid = false;
+                for text in &self.tokens.token_digests().await? {
+                    let mut known = [0u8; 32];
+                    if hex::decode_to_slice(text, &mut known).is_ok() {
+                        // `|` rather than `||`: every digest is compared.
+                        valid |= constant_time_eq(&known, &digest);
+                    }
+                }
+                valid
             }
-        }
+        };
         if !valid {
             tracing::warn!(?access, "admin request with an invalid token");
             return Err(ApiError::Forbidden("invalid admin token".into()));

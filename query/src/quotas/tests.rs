@@ -136,7 +136,8 @@ async fn quotas_writes_need_a_valid_bearer_token() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(f.repo.get_policy("q").await.unwrap().is_none());
 
-    // The configured token and a stored one both work.
+    // The configured token works; the stored (generated) one no longer does while a
+    // token is configured: configuring one retires it.
     let r = call(
         &f.app,
         Method::PUT,
@@ -146,6 +147,10 @@ async fn quotas_writes_need_a_valid_bearer_token() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        r.body["updatedBy"],
+        format!("token:{}", &token_digest(TOKEN)[..8])
+    );
     let stored = ("authorization", "Bearer stored-token");
     let r = call(
         &f.app,
@@ -155,7 +160,19 @@ async fn quotas_writes_need_a_valid_bearer_token() {
         &policy_json(2),
     )
     .await;
-    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Without a configured token, the stored one is the key.
+    let open = fixture_with(AdminConfig::default(), None).await;
+    let r = call(
+        &open.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[JSON, stored],
+        &policy_json(2),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(
         r.body["updatedBy"],
         format!("token:{}", &token_digest(STORED)[..8])
