@@ -183,6 +183,14 @@ pub enum ForwardError {
     /// or still awaited when the request timeout ended. The upstream is not blamed.
     #[error("the downstream request body stopped arriving")]
     DownstreamTimeout,
+    /// The request has more than one `Host` header line (RFC 9112 §3.2): refused, as
+    /// the proxy and the app could each pick a different one.
+    #[error("more than one Host header")]
+    RepeatedHost,
+    /// The request's `Host` (or absolute-form target authority) is not `host[:port]`
+    /// (RFC 9112 §3.2).
+    #[error("invalid Host header")]
+    InvalidHost,
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
@@ -215,7 +223,7 @@ impl ForwardError {
             | ForwardError::ClusterNotFound { .. }
             | ForwardError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ForwardError::DownstreamBody => StatusCode::BAD_REQUEST,
+            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost => StatusCode::BAD_REQUEST,
             ForwardError::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::BadUpstreamRequest(_) | ForwardError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -232,7 +240,8 @@ impl ForwardError {
             ForwardError::UpstreamTimeout { .. } => "UT",
             ForwardError::UpstreamReset { .. } => "UC",
             ForwardError::NoRoute { .. } => "NR",
-            ForwardError::DownstreamBody => "DPE",
+            // Envoy's downstream protocol error: a malformed request.
+            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost => "DPE",
             // Envoy's stream idle timeout, 408 while the request is incomplete.
             ForwardError::DownstreamTimeout => "SI",
             ForwardError::ClusterNotFound { .. } => "NC",

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::Either;
-use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use rand::Rng;
@@ -33,6 +33,8 @@ use tracing::debug;
 
 use crate::body::{BodyFault, RequestBody, ResponseBody};
 use app_hints::AppProtocolHints;
+use headers::strip_hop_by_hop_headers;
+pub use headers::remove_hop_by_hop_headers;
 use crate::config::AppProtocol;
 use crate::drain::Upgrades;
 use crate::error::ForwardError;
@@ -59,10 +61,6 @@ pub const PEER_VERSION: HeaderName = HeaderName::from_static("x-meshtel-peer-ver
 pub const PEER_CLUSTER: HeaderName = HeaderName::from_static("x-meshtel-peer-cluster");
 /// Request id header, added when absent.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Hop-by-hop headers without a constant in `http`.
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-/// See [`KEEP_ALIVE`].
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Everything both pipelines share: identity, mesh, telemetry sinks, the worker's
 /// upstream connection pool.
@@ -189,7 +187,14 @@ impl Proxy {
         context.stats.inbound.requests.inc();
         let mut exchange = Exchange::start(Direction::Inbound, &request);
         exchange.report_if_abandoned(context.clone());
-        // 2. identity: the caller from the peer headers (stripped before the app sees
+        // 2. the request as received: one valid `Host` (else 400 `DPE`), an
+        //    absolute-form target's authority as `Host`; hop-by-hop headers (RFC 9110
+        //    §7.6.1; a WebSocket upgrade's kept) removed before the proxy adds any.
+        let upgrade = match headers::receive_request(&mut request, &exchange) {
+            Ok(upgrade) => upgrade,
+            Err(error) => return respond(context, Err(error), exchange, None, None),
+        };
+        // 3. identity: the caller from the peer headers (stripped before the app sees
         //    them); the destination is this instance and its service.
         if let Some((caller, cluster)) = take_peer_identity(request.headers_mut()) {
             exchange.source = Some(Arc::new(caller));
@@ -198,11 +203,10 @@ impl Proxy {
         exchange.destination = Some(context.identity.clone());
         exchange.destination_cluster = Some(context.cluster.clone());
         exchange.destination_service = Some(context.service.clone());
-        // 3. trace context: continue the caller's trace with our server span.
+        // 4. trace context: continue the caller's trace with our server span;
+        //    x-request-id when absent.
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
-        // 4. request hygiene: hop-by-hop headers (RFC 9110 §7.6.1; a WebSocket
-        //    upgrade's kept), x-request-id.
-        let upgrade = prepare_request_headers(&mut request, &mut exchange);
+        headers::ensure_request_id(request.headers_mut(), &mut exchange);
         // 5. quota: the policies matching this request must grant it (lease or Check);
         //    exhausted → 429 `RL`, collector failing → allowed or 500 `RLSE`. With no
         //    policy for this service this is one atomic load.
@@ -234,12 +238,20 @@ impl Proxy {
         context.stats.outbound.requests.inc();
         let mut exchange = Exchange::start(Direction::Outbound, &request);
         exchange.report_if_abandoned(context.clone());
-        // 2. identity: the caller is this instance; announce it to the callee's proxy
+        // 2. the request as received: one valid `Host` (else 400 `DPE`), an
+        //    absolute-form target's authority as `Host`; hop-by-hop headers (a WebSocket
+        //    upgrade's kept) removed before the proxy adds any, so that the app's
+        //    `Connection` cannot remove the identity or trace headers.
+        let upgrade = match headers::receive_request(&mut request, &exchange) {
+            Ok(upgrade) => upgrade,
+            Err(error) => return respond(context, Err(error), exchange, None, None),
+        };
+        // 3. identity: the caller is this instance; announce it to the callee's proxy
         //    (replacing whatever the app may have sent).
         exchange.source = Some(context.identity.clone());
         exchange.source_cluster = Some(context.cluster.clone());
         context.peer_headers.set(request.headers_mut());
-        // 3. routing: Host → mesh service / virtual service → first matching route →
+        // 4. routing: Host → mesh service / virtual service → first matching route →
         //    weighted destination → cluster (service or subset).
         let table = context.routing.current();
         let roll = rand::rng().random::<u32>();
@@ -256,10 +268,10 @@ impl Proxy {
             };
             table.decide(&attrs, roll)
         };
-        // 4. trace context: continue the app's trace (or start one) with our client span.
+        // 5. trace context: continue the app's trace (or start one) with our client
+        //    span; x-request-id when absent.
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
-        // 5. request hygiene: hop-by-hop headers (a WebSocket upgrade's kept), x-request-id.
-        let upgrade = prepare_request_headers(&mut request, &mut exchange);
+        headers::ensure_request_id(request.headers_mut(), &mut exchange);
         let decision = match decided {
             Ok(decision) => decision,
             Err(error) => return respond(context, Err(error), exchange, None, None),
@@ -517,6 +529,8 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
         ForwardError::BadUpstreamRequest(_) => "bad upstream request",
         ForwardError::NoRoute { .. } => "route not found",
         ForwardError::DownstreamBody => "bad request body",
+        ForwardError::RepeatedHost => "bad request: more than one Host header",
+        ForwardError::InvalidHost => "bad request: invalid Host header",
         ForwardError::DownstreamTimeout => "stream timeout",
         ForwardError::ClusterNotFound { .. } => "cluster not found",
         ForwardError::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
@@ -563,115 +577,6 @@ pub fn local_reply(context: &Arc<ProxyContext>, reply: LocalReply<'_>, headers: 
     let (parts, ()) = response.into_parts();
     exchange.response_head(parts.status, &parts.headers);
     Response::from_parts(parts, ResponseBody::local(body, exchange, context.clone()))
-}
-
-/// Strips hop-by-hop headers and adds `x-request-id` when absent. An HTTP/1.1
-/// WebSocket upgrade keeps `Upgrade` and `Connection: upgrade`, and its downstream
-/// connection's upgrade is returned.
-fn prepare_request_headers(request: &mut Request<Incoming>, exchange: &mut Exchange) -> Option<hyper::upgrade::OnUpgrade> {
-    let http11 = request.version() == Version::HTTP_11;
-    let websocket = strip_hop_by_hop_headers(request.headers_mut(), http11);
-    let upgrade = if websocket { request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() } else { None };
-    let headers = request.headers_mut();
-    match headers.get(X_REQUEST_ID) {
-        Some(id) if !id.is_empty() && id.to_str().is_ok() => exchange.request_id = Some(id.clone()),
-        _ => {
-            if let Ok(value) = HeaderValue::from_bytes(&new_request_id()) {
-                headers.insert(X_REQUEST_ID, value.clone());
-                exchange.request_id = Some(value);
-            }
-        }
-    }
-    upgrade
-}
-
-/// RFC 9110 §7.6.1: `Connection` and every header it names, `Keep-Alive`,
-/// `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, and `TE` unless it is just
-/// `trailers` (which gRPC needs end to end).
-pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
-    strip_hop_by_hop_headers(headers, false);
-}
-
-/// [`remove_hop_by_hop_headers`], except that with `websocket` an HTTP/1.1 WebSocket
-/// upgrade (`Connection: upgrade`, `Upgrade: websocket`) keeps those two headers;
-/// returns whether it did.
-fn strip_hop_by_hop_headers(headers: &mut HeaderMap, websocket: bool) -> bool {
-    // One pass over the names says which are present: most requests carry none, and
-    // most HTTP/1.1 responses only `Connection: keep-alive`.
-    let (mut connection, mut te, mut others, mut upgrade) = (false, false, false, false);
-    for name in headers.keys() {
-        if name == CONNECTION {
-            connection = true;
-        } else if name == TE {
-            te = true;
-        } else if name == UPGRADE {
-            (others, upgrade) = (true, true);
-        } else if name == TRANSFER_ENCODING || matches!(name.as_str(), "keep-alive" | "proxy-connection") {
-            others = true;
-        }
-    }
-    let kept = if websocket && upgrade && connection { upgrade::websocket_upgrade(headers) } else { None };
-    if connection && connection_names_no_header(headers) {
-        // The usual case (`Connection: keep-alive` or `close`): nothing else to remove.
-        headers.remove(CONNECTION);
-    } else if connection && let http::header::Entry::Occupied(entry) = headers.entry(CONNECTION) {
-        // The headers `Connection` names; its usual tokens name no header to remove
-        // (`keep-alive`, the header, is removed below with the others).
-        let mut named = Vec::new();
-        for value in entry.remove_entry_mult().1 {
-            let Ok(value) = value.to_str() else { continue };
-            for token in value.split(',').map(str::trim) {
-                if !token.eq_ignore_ascii_case("keep-alive")
-                    && !token.eq_ignore_ascii_case("close")
-                    && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
-                {
-                    named.push(name);
-                }
-            }
-        }
-        for name in named {
-            if name != TE {
-                headers.remove(&name);
-            }
-        }
-    }
-    if others {
-        headers.remove(KEEP_ALIVE);
-        headers.remove(PROXY_CONNECTION);
-        headers.remove(TRANSFER_ENCODING);
-        headers.remove(UPGRADE);
-    }
-    if te && let Some(value) = headers.get(TE) {
-        let trailers = value
-            .to_str()
-            .is_ok_and(|v| v.split(',').any(|part| part.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))));
-        if trailers {
-            headers.insert(TE, HeaderValue::from_static("trailers"));
-        } else {
-            headers.remove(TE);
-        }
-    }
-    match kept {
-        Some(value) => {
-            headers.insert(UPGRADE, value);
-            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            true
-        }
-        None => false,
-    }
-}
-
-/// Whether `headers` has one `Connection` value, `keep-alive` or `close`: tokens that
-/// name no header to remove.
-fn connection_names_no_header(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(CONNECTION).iter();
-    match (values.next(), values.next()) {
-        (Some(value), None) => {
-            let value = value.as_bytes();
-            value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close")
-        }
-        _ => false,
-    }
 }
 
 /// The peer identity headers the outbound proxy sends: values built once, since the
@@ -745,6 +650,7 @@ fn new_request_id() -> [u8; 36] {
 }
 
 mod app_hints;
+mod headers;
 mod upgrade;
 mod upstream;
 

@@ -40,6 +40,34 @@ const FLAG_ORDER: [&str; 29] = [
     "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF", "DO", "DR",
 ];
 
+/// Why a request's `Host` is refused (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostFault {
+    /// More than one `Host` header line.
+    Repeated,
+    /// A `Host` (or absolute-form target authority) that is not `host[:port]`.
+    Invalid,
+}
+
+/// Whether `value` can be a `Host`: `uri-host [":" port]` (RFC 3986 reg-name, IPv4 or
+/// IP-literal characters), possibly empty. Also proves it visible ASCII.
+fn is_valid_host(value: &[u8]) -> bool {
+    value.iter().all(|&b| HOST_BYTES[usize::from(b)])
+}
+
+/// The bytes [`is_valid_host`] accepts, as a table: one load per byte on every request.
+static HOST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'[' | b']');
+        b += 1;
+    }
+    table
+};
+
 /// Everything known about one request so far.
 #[derive(Debug)]
 pub struct Exchange {
@@ -52,8 +80,11 @@ pub struct Exchange {
     http_version: &'static str,
     /// `grpc` or `http`.
     pub protocol: &'static str,
-    /// `Host`/`:authority` as received (visible ASCII; see [`Exchange::authority`]).
+    /// `Host`/`:authority` as received, or an HTTP/1 absolute-form target's authority
+    /// (visible ASCII; see [`Exchange::authority`]).
     authority: HeaderValue,
+    /// What is wrong with the request's `Host`, if anything.
+    host_fault: Option<HostFault>,
     user_agent: Option<HeaderValue>,
     request_header_bytes: u64,
     /// Request body bytes and state, noted by the request body as it is read; `None`
@@ -100,10 +131,11 @@ impl Exchange {
     pub fn start<B>(direction: Direction, request: &Request<B>) -> Exchange {
         // One pass over the headers: their size, and the first value of the three read
         // here (each lookup by name would hash it).
-        let (mut host, mut content_type, mut user_agent, mut header_bytes) = (None, None, None, 0);
+        let (mut host, mut hosts, mut content_type, mut user_agent, mut header_bytes) = (None, 0u32, None, None, 0);
         for (name, value) in request.headers() {
             header_bytes += (name.as_str().len() + value.len() + 4) as u64;
             if name == HOST {
+                hosts += 1;
                 host.get_or_insert(value);
             } else if name == CONTENT_TYPE {
                 content_type.get_or_insert(value);
@@ -112,13 +144,24 @@ impl Exchange {
             }
         }
         let is_grpc = content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        // `Host` first: an h2c app that dials the outbound listener directly can only
-        // name the service there (its `:authority` is the listener's address).
-        let authority = host
-            .filter(|h| h.to_str().is_ok())
-            .cloned()
-            .or_else(|| request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
-            .unwrap_or_else(|| HeaderValue::from_static(""));
+        let target = || request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        // An HTTP/1 absolute-form target (`GET http://reviews/ HTTP/1.1`) names the host,
+        // whatever `Host` says (RFC 9112 §3.2.2). Otherwise `Host` first: an h2c app that
+        // dials the outbound listener directly can only name the service there (its
+        // `:authority` is the listener's address).
+        let absolute = request.version() != Version::HTTP_2 && request.uri().authority().is_some();
+        let host_valid = host.is_none_or(|h| is_valid_host(h.as_bytes()));
+        let authority = if absolute || !host_valid { target() } else { host.cloned().or_else(target) };
+        let authority = authority.unwrap_or_else(|| HeaderValue::from_static(""));
+        // RFC 9112 §3.2: one `Host` line, a valid `host[:port]` (a target naming
+        // userinfo is no better, RFC 9110 §4.2.4).
+        let host_fault = if hosts > 1 {
+            Some(HostFault::Repeated)
+        } else if !host_valid || (absolute && !is_valid_host(authority.as_bytes())) {
+            Some(HostFault::Invalid)
+        } else {
+            None
+        };
         let path_and_query = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         Exchange {
             direction,
@@ -135,6 +178,7 @@ impl Exchange {
             },
             protocol: if is_grpc { "grpc" } else { "http" },
             authority,
+            host_fault,
             user_agent: user_agent.cloned(),
             request_body: None,
             source: None,
@@ -193,6 +237,16 @@ impl Exchange {
     /// outbound listener directly can only name the service there).
     pub fn authority(&self) -> &str {
         self.authority.to_str().unwrap_or_default()
+    }
+
+    /// [`Exchange::authority`] as a header value.
+    pub fn authority_header(&self) -> &HeaderValue {
+        &self.authority
+    }
+
+    /// What is wrong with the request's `Host` (RFC 9112 §3.2), if anything.
+    pub fn host_fault(&self) -> Option<HostFault> {
+        self.host_fault
     }
 
     /// Where the request body's bytes and state are noted as it is read; `None` when

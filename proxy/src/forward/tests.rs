@@ -47,6 +47,14 @@ fn hop_by_hop_headers_are_removed() {
     two_lines.insert("x-end-to-end", "kept".parse().expect("value"));
     remove_hop_by_hop_headers(&mut two_lines);
     assert_eq!(two_lines.keys().map(|name| name.as_str()).collect::<Vec<_>>(), ["x-end-to-end"]);
+
+    // `Host` is end to end, whatever `Connection` says.
+    let mut host = HeaderMap::new();
+    host.insert("connection", "host, x-hop".parse().expect("value"));
+    host.insert("host", "reviews".parse().expect("value"));
+    host.insert("x-hop", "1".parse().expect("value"));
+    remove_hop_by_hop_headers(&mut host);
+    assert_eq!(host.keys().map(|name| name.as_str()).collect::<Vec<_>>(), ["host"]);
 }
 
 #[test]
