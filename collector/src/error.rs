@@ -3,7 +3,13 @@
 //! Every protocol adapter turns an [`Error`] into its wire form through [`Error::code`]
 //! (the shared [`ErrorCode`] vocabulary), [`Error::grpc_status`] and
 //! [`Error::http_status`]; none decides a status code on its own.
+//!
+//! A refusal is answered and logged, so a value of the request that an error repeats
+//! goes through [`echo`] (or, for a library's message that quotes one,
+//! [`shorten_quoted`]): at most [`ECHO_MAX_CHARS`] characters of it, then `…` and its
+//! length. A 4 MB `kind` string must not become a 4 MB answer and log line.
 
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use meshtel_model::{ErrorCode, ExportError, WriteError};
@@ -32,7 +38,7 @@ pub enum Error {
         limit: usize,
     },
     /// A `Content-Type` this endpoint does not decode.
-    #[error("unsupported media type {media_type:?}, supported: [{supported}]")]
+    #[error("unsupported media type {}, supported: [{supported}]", echo(.media_type))]
     UnsupportedMediaType {
         /// The media type as sent.
         media_type: String,
@@ -40,7 +46,7 @@ pub enum Error {
         supported: &'static str,
     },
     /// A `Content-Encoding` this endpoint cannot decompress.
-    #[error("unsupported content encoding {0:?}, supported: [gzip, deflate, identity]")]
+    #[error("unsupported content encoding {}, supported: [gzip, deflate, identity]", echo(.0))]
     UnsupportedEncoding(String),
     /// The body could not be read from the connection.
     #[error("cannot read the request body")]
@@ -58,11 +64,15 @@ pub enum Error {
     #[error("cannot decode the protobuf request: {0}")]
     DecodeOtlp(String),
     /// The body is not valid (OTLP or Zipkin) JSON.
-    #[error("cannot decode the JSON request: {0}")]
+    #[error("cannot decode the JSON request: {}", shorten_quoted(&.0.to_string()))]
     DecodeJson(#[from] serde_json::Error),
     /// A field of a JSON request holds what its type cannot (an id of odd length, a
     /// string where a number belongs, ...).
-    #[error("cannot decode the JSON request: {path}: {source}")]
+    #[error(
+        "cannot decode the JSON request: {}: {}",
+        shorten_quoted(path),
+        shorten_quoted(&source.to_string())
+    )]
     DecodeJsonField {
         /// Where, e.g. `resourceSpans[0].scopeSpans[0].spans[0].traceId`.
         path: String,
@@ -103,6 +113,100 @@ pub enum Error {
     /// A Prometheus metric could not be created or registered.
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+}
+
+/// The most characters of a request's value that an error message repeats.
+pub const ECHO_MAX_CHARS: usize = 64;
+
+/// The longest message [`shorten_quoted`] returns, in characters, however many values
+/// it quotes.
+const MESSAGE_MAX_CHARS: usize = 512;
+
+/// `value` as an error message repeats it: quoted and escaped like `{:?}`, and when it
+/// is longer than [`ECHO_MAX_CHARS`] characters cut there (on a character boundary),
+/// with `…` and its whole length: `"aaaa…" (4000000 bytes)`.
+pub fn echo(value: &str) -> Echo<'_> {
+    Echo(value)
+}
+
+/// The [`fmt::Display`] of [`echo`].
+#[derive(Debug, Clone, Copy)]
+pub struct Echo<'a>(&'a str);
+
+impl fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match prefix_chars(self.0, ECHO_MAX_CHARS) {
+            None => write!(f, "{:?}", self.0),
+            Some(prefix) => {
+                let quoted = format!("{prefix:?}");
+                let open = quoted.strip_suffix('"').unwrap_or(&quoted);
+                write!(f, "{open}…\" ({} bytes)", self.0.len())
+            }
+        }
+    }
+}
+
+/// The first `max` characters of `text`, or `None` when it has no more than that.
+fn prefix_chars(text: &str, max: usize) -> Option<&str> {
+    text.char_indices().nth(max).map(|(end, _)| &text[..end])
+}
+
+/// A library's message that quotes values in double quotes or backticks (serde's
+/// `invalid type: string "…", expected i32`) with each quoted value cut as [`echo`]
+/// cuts one (the length given is the quoted text's), and the whole cut after
+/// 512 characters.
+pub fn shorten_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MESSAGE_MAX_CHARS * 2));
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = &rest[open..=open];
+        out.push_str(&rest[..=open]);
+        let inside = &rest[open + 1..];
+        let close = closing_quote(inside, quote);
+        let quoted = &inside[..close.unwrap_or(inside.len())];
+        let cut = prefix_chars(quoted, ECHO_MAX_CHARS);
+        match cut {
+            None => out.push_str(quoted),
+            Some(prefix) => {
+                // Not ending inside an escape, which would swallow the closing quote.
+                let trailing = prefix.len() - prefix.trim_end_matches('\\').len();
+                out.push_str(&prefix[..prefix.len() - trailing % 2]);
+                out.push('…');
+            }
+        }
+        let Some(close) = close else {
+            rest = "";
+            break;
+        };
+        out.push_str(quote);
+        if cut.is_some() {
+            let _ = write!(out, " ({} bytes)", quoted.len());
+        }
+        rest = &inside[close + 1..];
+    }
+    out.push_str(rest);
+    match prefix_chars(&out, MESSAGE_MAX_CHARS) {
+        None => out,
+        Some(prefix) => format!("{prefix}…"),
+    }
+}
+
+/// Where the quote that `text` (just after an opening `quote`) ends: a backtick at the
+/// next one, a double quote at the next one not escaped by a backslash.
+fn closing_quote(text: &str, quote: &str) -> Option<usize> {
+    if quote == "`" {
+        return text.find('`');
+    }
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(at),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Result with the collector's [`Error`].
@@ -254,6 +358,50 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[test]
+    fn echo_repeats_short_values_and_cuts_long_ones() {
+        assert_eq!(echo("text/plain").to_string(), "\"text/plain\"");
+        assert_eq!(echo("a\u{0}b").to_string(), "\"a\\0b\"");
+        let long = "é".repeat(100);
+        assert_eq!(
+            echo(&long).to_string(),
+            format!("\"{}…\" (200 bytes)", "é".repeat(ECHO_MAX_CHARS))
+        );
+        let error = Error::UnsupportedMediaType {
+            media_type: "x".repeat(400_000),
+            supported: "application/json",
+        };
+        assert!(error.to_string().len() < 200, "{error}");
+    }
+
+    #[test]
+    fn shorten_quoted_cuts_each_quoted_value() {
+        let long = "k".repeat(1000);
+        let message = format!("invalid type: string \"{long}\", expected i32 at line 1");
+        assert_eq!(
+            shorten_quoted(&message),
+            format!(
+                "invalid type: string \"{}…\" (1000 bytes), expected i32 at line 1",
+                &long[..ECHO_MAX_CHARS]
+            )
+        );
+        let message = format!("unknown variant `{long}`, expected one of `a`, `b`");
+        assert_eq!(
+            shorten_quoted(&message),
+            format!(
+                "unknown variant `{}…` (1000 bytes), expected one of `a`, `b`",
+                &long[..ECHO_MAX_CHARS]
+            )
+        );
+        // An escape cut in half does not swallow the closing quote; short text stays.
+        let escaped = format!("string \"{}\\\\{long}\" end", "q".repeat(63));
+        let short = shorten_quoted(&escaped);
+        assert!(short.ends_with("…\" (1065 bytes) end"), "{short}");
+        assert_eq!(shorten_quoted("expected `,` or `]`"), "expected `,` or `]`");
+        assert_eq!(shorten_quoted("unterminated \"abc"), "unterminated \"abc");
+        assert!(shorten_quoted(&"z".repeat(10_000)).len() < 600);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tracing::{debug, instrument};
 
 use crate::body::{media_type, read_body_limited};
 use crate::config::IngestLimits;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, echo};
 use crate::ingest::Ingest;
 use crate::ingest_metrics::{IngestMetrics, Protocol, RefusalReason};
 use crate::otlp_json::{
@@ -94,7 +94,13 @@ impl Encoding {
 #[instrument(skip_all, fields(protocol = "otlp_http"))]
 async fn export_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     let Some(encoding) = Encoding::from_headers(&headers) else {
-        debug!(content_type = ?headers.get(CONTENT_TYPE), "unsupported media type");
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        debug!(
+            content_type = %echo(content_type.as_deref().unwrap_or("")),
+            "unsupported media type"
+        );
         ingest.refused_for(
             RefusalReason::UnsupportedMediaType,
             "unsupported media type",

@@ -1,14 +1,18 @@
 //! Zipkin v2 ingest: `POST /api/v2/spans` (spec §5).
 //!
 //! The body is a proto3 `ListOfSpans` when the `Content-Type` is
-//! `application/x-protobuf`, else a JSON array of Zipkin v2 spans, whatever the type
-//! says (Zipkin decodes a missing or unknown type as JSON); optionally gzip- or
-//! deflate-compressed. It is converted to OTLP ([`convert`]) and goes through the same
-//! limits, validation and durable write as OTLP ([`Ingest::export`]).
+//! `application/x-protobuf`, a JSON array of Zipkin v2 spans when it is
+//! `application/json` or absent (old Zipkin clients send none); parameters such as
+//! `; charset=utf-8` are ignored. Any other type is refused with 415: `text/plain`,
+//! form and multipart posts are what a web page may send cross-site without a CORS
+//! preflight, and must not plant spans. The body may be gzip- or deflate-compressed.
+//! It is converted to OTLP ([`convert`]) and goes through the same limits, validation
+//! and durable write as OTLP ([`Ingest::export`]).
 //!
 //! | request | answer |
 //! | --- | --- |
 //! | valid span list | 202, empty body |
+//! | `Content-Type` other than JSON or protobuf | 415, text naming the accepted types |
 //! | undecodable JSON or protobuf, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span) |
 //! | body over `max_request_bytes` | 413 |
 //! | store overloaded / unavailable | 503 (+ `Retry-After` seconds when overloaded) |
@@ -37,6 +41,8 @@ pub mod convert;
 use convert::{decode_zipkin_json, decode_zipkin_proto, zipkin_spans_to_otlp};
 
 const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+const PROTOBUF: &str = "application/x-protobuf";
 
 /// Builds the Zipkin router over `sink` with `limits`: `POST /api/v2/spans`. Refusals
 /// are not counted; see [`zipkin_router_with_metrics`].
@@ -73,13 +79,36 @@ async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Bo
     }
 }
 
+/// The two encodings of a span list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Protobuf,
+}
+
+/// The encoding the `Content-Type` names, or 415. No `Content-Type` at all is JSON:
+/// old Zipkin clients send none, and a browser cannot send a cross-site POST with a
+/// body and no type, so this opens nothing to web pages.
+fn encoding(headers: &HeaderMap) -> Result<Encoding> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(Encoding::Json);
+    };
+    match media_type(headers).as_deref() {
+        Some(JSON) => Ok(Encoding::Json),
+        Some(PROTOBUF) => Ok(Encoding::Protobuf),
+        _ => Err(Error::UnsupportedMediaType {
+            media_type: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            supported: "application/json, application/x-protobuf",
+        }),
+    }
+}
+
 async fn decode_and_export(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<()> {
+    let encoding = encoding(headers)?;
     let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
-    let protobuf = media_type(headers).is_some_and(|media| media == "application/x-protobuf");
-    let zipkin_spans = if protobuf {
-        decode_zipkin_proto(&bytes)?
-    } else {
-        decode_zipkin_json(&bytes)?
+    let zipkin_spans = match encoding {
+        Encoding::Protobuf => decode_zipkin_proto(&bytes)?,
+        Encoding::Json => decode_zipkin_json(&bytes)?,
     };
     let received = zipkin_spans.len();
     if received > ingest.limits().max_spans_per_request {

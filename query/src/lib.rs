@@ -36,7 +36,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
-use axum::http::Request;
+use axum::http::{HeaderValue, Request, header};
+use axum::response::Response;
 use axum::routing::any;
 use meshtel_model::{GraphReader, TraceReader};
 use serde::{Deserialize, Serialize};
@@ -225,6 +226,7 @@ pub fn router_with_graph_and_clock(
         None => api,
     };
     app.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(axum::middleware::map_response(no_sniffing))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 // Route templates, never raw paths: trace ids must not become span fields.
@@ -235,6 +237,16 @@ pub fn router_with_graph_and_clock(
                 tracing::info_span!("query_request", method = %request.method(), route)
             }),
         )
+}
+
+/// `X-Content-Type-Options: nosniff` on every answer, JSON and UI alike: a browser
+/// takes each body as the type it is sent with, never guessing script or HTML from it.
+async fn no_sniffing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    response
 }
 
 async fn metrics_disabled() -> ApiError {

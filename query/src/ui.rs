@@ -5,6 +5,11 @@
 //! so a reload shows an edit. Page URLs (`/search`, `/trace/{id}`, `/graph`, `/metrics`,
 //! `/quotas`) all answer `index.html` — the page's script routes on the path — with the
 //! base path written into it; assets are under `/static/`, revalidated by ETag.
+//!
+//! The page carries a Content-Security-Policy that allows what the UI needs and no
+//! more ([`CONTENT_SECURITY_POLICY`]), is not to be framed, and sends no referrer: the
+//! UI shows span data anyone who can send spans wrote, so a mistake in escaping it
+//! must not become script.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -20,6 +25,19 @@ use rust_embed::RustEmbed;
 #[exclude = "node_modules/*"]
 #[exclude = "*.sh"]
 struct Assets;
+
+/// The UI's Content-Security-Policy. Scripts are the UI's own modules and the vendored
+/// libraries, all under `/static/` (no inline script, `eval` or worker); styles are our
+/// stylesheets plus the one `<style>` element cytoscape inserts
+/// (`.__________cytoscape_container { position: relative; }`), allowed by its hash (a
+/// unit test checks it against the vendored file, and the browser test fails on any
+/// violation); inline `style="..."` attributes are refused, so the scripts set styles
+/// through the DOM. Images are ours and the empty `data:,` favicon; fetches go to the
+/// same origin only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self' 'sha256-pgvDUBa4IjFA2yuSJ2cqcyxmNYJMborsd0ORcRv9vw8='; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
 
 #[derive(Clone)]
 struct UiState {
@@ -55,6 +73,10 @@ async fn index(State(state): State<UiState>) -> Response {
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         ],
         html,
     )
@@ -84,3 +106,6 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
+
+#[cfg(test)]
+mod tests;

@@ -172,3 +172,44 @@ async fn refused_requests_and_rejected_spans_are_counted_and_logged_sparingly() 
     assert_eq!(lines("too_large"), 1, "{log}");
     m.stop().await;
 }
+
+/// A refused request's offending value is repeated cut short: a 4 MB `kind` (OTLP/JSON)
+/// or `traceId` (Zipkin) gives a short 400 and a short log line, not 4 MB of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_long_value_is_cut_in_the_answer_and_the_log() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let long = "K".repeat(4_000_000);
+    let otlp = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"a","kind":"{long}"}}]}}]}}]}}"#
+    );
+    let zipkin = format!(r#"[{{"traceId":"{}","id":"1"}}]"#, long.to_lowercase());
+    let json = [("content-type", "application/json")];
+    let reply = post(&m.http_url("/v1/traces"), &json, otlp.into_bytes()).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.body.len() < 400, "{} bytes", reply.body.len());
+    assert!(reply.text().contains("spans[0].kind"), "{}", reply.text());
+    let reply = post(&m.zipkin_url(), &json, zipkin.into_bytes()).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.body.len() < 300, "{} bytes", reply.body.len());
+    assert!(
+        reply.text().starts_with("spans[0].traceId: \"kkkk"),
+        "{}",
+        reply.text()
+    );
+    let log = eventually(
+        std::time::Duration::from_secs(5),
+        "both refusals are logged",
+        || async {
+            let log = m.log_text();
+            let refused = log
+                .lines()
+                .filter(|l| l.contains("ingest requests refused"));
+            (refused.count() >= 2).then_some(log)
+        },
+    )
+    .await;
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2_000, "a log line of {longest} bytes");
+    m.stop().await;
+}

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::span::Link;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, Status};
 use serde_json::{Value, json};
 use tonic::service::Routes;
@@ -123,6 +124,9 @@ struct Planned {
     start_ms: f64,
     duration_ms: f64,
     error: bool,
+    /// A span of another trace this one links to (an OTLP link, a FOLLOWS_FROM
+    /// reference to that trace in Jaeger's model).
+    link: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Planned {
@@ -141,6 +145,7 @@ impl Planned {
             start_ms,
             duration_ms,
             error: false,
+            link: None,
         }
     }
 
@@ -214,6 +219,13 @@ fn otlp_request(trace_id: &[u8], start_ns: u64, spans: &[Planned]) -> ExportTrac
                         start_ns + ns(s.start_ms),
                         ns(s.duration_ms),
                     );
+                    if let Some((trace_id, span_id)) = &s.link {
+                        span.links.push(Link {
+                            trace_id: trace_id.clone(),
+                            span_id: span_id.clone(),
+                            ..Link::default()
+                        });
+                    }
                     if s.error {
                         span.status = Some(Status {
                             message: "card declined".into(),
@@ -244,7 +256,8 @@ fn otlp_request(trace_id: &[u8], start_ns: u64, spans: &[Planned]) -> ExportTrac
 ///
 /// Tree order (load-cart, SELECT cart, charge) differs from start order (load-cart,
 /// charge, SELECT cart). Critical path (Jaeger's): GET /checkout, render, charge,
-/// fraud-check; never SELECT cart.
+/// fraud-check; never SELECT cart. The root links to a span of another trace: it is
+/// still the root (no "no root span" badge).
 fn slow_trace() -> (Vec<Planned>, Vec<Option<bool>>) {
     let mut spans = vec![
         Planned::new(None, SHOP, "GET /checkout", 0.0, 2000.0),
@@ -255,6 +268,7 @@ fn slow_trace() -> (Vec<Planned>, Vec<Option<bool>>) {
         Planned::new(Some(0), SHOP, "render", 1920.0, 70.0),
     ];
     spans[3].error = true;
+    spans[0].link = Some((random_trace_id(), random_span_id()));
     let critical = vec![
         Some(true),
         None,

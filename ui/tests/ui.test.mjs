@@ -234,6 +234,11 @@ function installMarks() {
   new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-ready', 'class', 'data-trace-id'] });
 }
 
+/** An init script: a Content-Security-Policy violation is a console error, so a step fails on it. */
+function reportCspViolations() {
+  document.addEventListener('securitypolicyviolation', (e) => console.error(`Content Security Policy violation: ${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`));
+}
+
 /**
  * Navigates to `url` and returns ms from navigation start to `mark` (the page must show
  * `first` within HOOK_MS, so that a missing page fails fast).
@@ -334,6 +339,7 @@ async function searchStep(page, ctx) {
   expect(Number(row['data-duration-us']) === slow.durationUs, `data-duration-us=${row['data-duration-us']}, want ${slow.durationUs}`);
   expect(Number(row['data-spans']) === slow.spans.length, `data-spans=${row['data-spans']}, want ${slow.spans.length}`);
   expect(Number(row['data-errors']) === slow.spans.filter((s) => s.error).length, `data-errors=${row['data-errors']}, want ${slow.spans.filter((s) => s.error).length}`);
+  expect(!(await page.locator('.search-result .sr-noroot').count()), 'the slow trace, whose root links to another trace, is marked "no root span"');
   const count = await (await hook(page, P, '#search-count')).first().innerText();
   expect(/\b1\b/.test(count), `#search-count says ${JSON.stringify(count)}, want 1`);
   await hook(page, P, '#search-scatter');
@@ -379,6 +385,8 @@ async function traceStep(page, ctx) {
   expect(view.id === slow.traceId, `#trace-view data-trace-id=${view.id}, want ${slow.traceId}`);
   expect(Number(view.count) === slow.spans.length, `data-span-count=${view.count}, want ${slow.spans.length}`);
   const want = slow.spans.map((s) => s.spanId);
+  const badges = await attrsOf(page, '.trace-header .badge-warn', ['title']);
+  expect(!badges.length, `the root span, which links to another trace, gets the badge ${JSON.stringify(badges)}`);
   expect(view.order === want.join(','), `data-span-order:\n          saw  ${view.order}\n          want ${want.join(',')} (tree order, children by start time: ${slow.spans.map((s) => s.operation).join(' > ')})`);
 
   await hook(page, P, '.span-row');
@@ -774,6 +782,7 @@ log(`${executablePath} ${browser.version()} against ${base}; screenshots in ${sh
 try {
   const context = await browser.newContext({ viewport: VIEWPORT, acceptDownloads: true });
   await context.addInitScript(installMarks);
+  await context.addInitScript(reportCspViolations);
   await step('search: service, sort, minDuration finds the slow trace; URL reload and back', 'search', context, searchStep, { budget: 40_000 });
   await step('trace: the slow trace in tree order, critical path, errors, collapse, detail, find, download', 'trace', context, traceStep);
   await step(`trace: ${big.spanCount}-span trace becomes interactive`, 'trace', context, bigTraceStep, { budget: 40_000, shot: 'trace-1000' });

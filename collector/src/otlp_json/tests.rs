@@ -265,3 +265,24 @@ fn accepts_every_default_a_proto3_encoder_leaves_out() {
     assert_eq!(map.values[0].key, "");
     assert_eq!(span.events.len(), 1);
 }
+
+#[test]
+fn an_over_long_value_is_cut_in_the_error() {
+    let kind = "K".repeat(4_000_000);
+    let body = SPEC_EXAMPLE.replace(r#""kind":2"#, &format!(r#""kind":"{kind}""#));
+    let error = decode_export_request_json(body.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.len() < 300,
+        "{} bytes: {}",
+        error.len(),
+        &error[..300]
+    );
+    assert!(
+        error.contains("resourceSpans[0].scopeSpans[0].spans[0].kind: "),
+        "{error}"
+    );
+    assert!(error.contains(&format!("\"{}…\"", &kind[..64])), "{error}");
+    assert!(error.contains("(4000000 bytes)"), "{error}");
+}

@@ -33,7 +33,7 @@ use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use serde::Deserialize;
 use serde_json::Number;
 
-use crate::error::{Error, Result};
+use crate::error::{ECHO_MAX_CHARS, Error, Result, echo};
 
 pub mod proto;
 
@@ -237,6 +237,15 @@ fn invalid(index: usize, field: &str, problem: &str) -> Error {
     Error::InvalidZipkinSpan(format!("spans[{index}].{field}: {problem}"))
 }
 
+/// `tags.<key>`; a key too long or odd to repeat as is goes through [`echo`].
+fn tag_field(key: &str) -> String {
+    if key.len() <= ECHO_MAX_CHARS && !key.contains(char::is_control) {
+        format!("tags.{key}")
+    } else {
+        format!("tags.{}", echo(key))
+    }
+}
+
 /// Checks that `text` is 1..=`max_digits` lower-hex digits and returns its value.
 fn parse_lower_hex(index: usize, field: &str, text: &str, max_digits: usize) -> Result<u128> {
     if text.is_empty() {
@@ -246,14 +255,14 @@ fn parse_lower_hex(index: usize, field: &str, text: &str, max_digits: usize) -> 
         return Err(invalid(
             index,
             field,
-            &format!("{text:?} is longer than {max_digits} hex characters"),
+            &format!("{} is longer than {max_digits} hex characters", echo(text)),
         ));
     }
     if let Some(bad) = text.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
         let problem = if bad.is_ascii_hexdigit() {
-            format!("{text:?} should be lower-hex encoded with no prefix")
+            format!("{} should be lower-hex encoded with no prefix", echo(text))
         } else {
-            format!("{text:?} is not a hex string")
+            format!("{} is not a hex string", echo(text))
         };
         return Err(invalid(index, field, &problem));
     }
@@ -291,7 +300,7 @@ fn string_tags(
             _ => {
                 return Err(invalid(
                     index,
-                    &format!("tags.{key}"),
+                    &tag_field(&key),
                     "tag values must be strings",
                 ));
             }
@@ -362,7 +371,10 @@ fn span_kind(index: usize, kind: Option<&str>, tags: &mut BTreeMap<String, Strin
             return Err(invalid(
                 index,
                 "kind",
-                &format!("{other:?} is not one of CLIENT, SERVER, PRODUCER, CONSUMER"),
+                &format!(
+                    "{} is not one of CLIENT, SERVER, PRODUCER, CONSUMER",
+                    echo(other)
+                ),
             ));
         }
         None => match tags.remove("span.kind").as_deref() {

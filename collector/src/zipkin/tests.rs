@@ -340,3 +340,46 @@ fn resource_and_scope_tags_move_out_of_span_attributes() {
         .collect();
     assert_eq!(keys, ["x"]);
 }
+
+#[test]
+fn over_long_values_are_cut_in_errors() {
+    let long = "a".repeat(4_000_000);
+    for (json, field) in [
+        (
+            format!(r#"[{{"traceId":"{long}","id":"1"}}]"#),
+            "spans[0].traceId: ",
+        ),
+        (
+            format!(r#"[{{"traceId":"1","id":"{long}"}}]"#),
+            "spans[0].id: ",
+        ),
+        (
+            format!(r#"[{{"traceId":"1","id":"1","kind":"{long}"}}]"#),
+            "spans[0].kind: ",
+        ),
+        (
+            format!(r#"[{{"traceId":"1","id":"1","tags":{{"{long}":1}}}}]"#),
+            "spans[0].tags.",
+        ),
+        (
+            format!(r#"[{{"traceId":"x{long}","id":"1"}}]"#),
+            "spans[0].traceId: ",
+        ),
+    ] {
+        let text = error_text(&json);
+        assert!(
+            text.len() < 300,
+            "{field} {} bytes: {}",
+            text.len(),
+            &text[..300]
+        );
+        assert!(text.starts_with(field), "{text}");
+        assert!(text.contains(&format!("{}…\" (", &long[..60])), "{text}");
+        assert!(text.contains("bytes)"), "{text}");
+    }
+    // Short values are repeated whole, as before.
+    assert!(
+        error_text(r#"[{"traceId":"1","id":"1","kind":"LOCAL"}]"#)
+            .contains("\"LOCAL\" is not one of")
+    );
+}

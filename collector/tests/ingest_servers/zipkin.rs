@@ -99,19 +99,58 @@ async fn spec_example_is_accepted_and_mapped_to_otlp() {
 }
 
 #[tokio::test]
-async fn missing_or_other_content_type_is_json_and_gzip_works() {
+async fn missing_or_json_content_type_is_json_and_gzip_works() {
     let servers = Servers::start(IngestLimits::default()).await;
     let response = post(&servers, None, None, SPEC_EXAMPLE.into()).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let response = post(
         &servers,
-        Some("text/plain"),
+        Some("Application/JSON; charset=utf-8"),
         Some("gzip"),
         gzip(SPEC_EXAMPLE.as_bytes()),
     )
     .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(servers.sink.spans().len(), 2);
+}
+
+/// What a web page can send cross-site without a CORS preflight (text, forms), and any
+/// other type: 415 naming the accepted ones, nothing written.
+#[tokio::test]
+async fn other_content_types_are_415() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    for content_type in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/x-thrift",
+        "",
+    ] {
+        let response = post(&servers, Some(content_type), None, SPEC_EXAMPLE.into()).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains("supported: [application/json, application/x-protobuf]"),
+            "{content_type}: {text}"
+        );
+    }
+    assert!(servers.sink.written().is_empty());
+}
+
+#[tokio::test]
+async fn an_over_long_value_is_cut_in_the_400() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    let body = format!(r#"[{{"traceId":"{}","id":"1"}}]"#, "a".repeat(4_000_000));
+    let response = post(&servers, Some("application/json"), None, body.into()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = response.text().await.unwrap();
+    assert!(text.len() < 300, "{} bytes", text.len());
+    assert!(text.starts_with("spans[0].traceId: \"aaaa"), "{text}");
 }
 
 #[tokio::test]

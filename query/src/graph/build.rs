@@ -648,6 +648,24 @@ pub fn to_dot(graph: &Graph, window_seconds: u64) -> String {
     out
 }
 
+/// `text` inside a DOT quoted string: a backslash and `"` escaped, a newline as `\n`
+/// (a line break in a label), and every other control character (C0, DEL, C1) and the
+/// non-characters U+FFFE/U+FFFF as the text `\u{0}` (escaped, so that a label shows
+/// it). Graphviz refuses a whole file for a NUL byte and writes other controls into
+/// SVG, which XML forbids: none may reach it raw, so that the file parses whatever a
+/// workload is called.
 fn escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() || matches!(c, '\u{fffe}' | '\u{ffff}') => {
+                let _ = write!(out, "\\\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }

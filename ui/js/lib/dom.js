@@ -37,12 +37,16 @@ function append(el, children) {
   }
 }
 
-/** SVG element builder (same conventions as `h`). */
+/**
+ * SVG element builder (same conventions as `h`). Styles go in as objects: a `style`
+ * attribute string is an inline style, which the UI's Content-Security-Policy refuses.
+ */
 export function svg(tag, attrs = {}, ...children) {
   const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2).toLowerCase(), value);
+    else if (key === 'style' && typeof value === 'object') Object.assign(el.style, value);
     else el.setAttribute(key, String(value));
   }
   append(el, children);

@@ -125,7 +125,7 @@ export function renderScatter(container, points, { height = 170, onOpen } = {}) 
       svg('text', { class: 'scatter-ylabel', x: 12, y: MARGIN.top + innerH / 2, transform: `rotate(-90 12 ${MARGIN.top + innerH / 2})`, 'text-anchor': 'middle' }, 'Duration'),
       grid,
       dotLayer,
-      svg('circle', { class: 'scatter-ring', r: 0, style: 'display:none', 'pointer-events': 'none' }),
+      svg('circle', { class: 'scatter-ring', r: 0, style: { display: 'none' }, 'pointer-events': 'none' }),
     );
     container.replaceChildren(plot, tip);
     if (highlighted) highlight(highlighted);

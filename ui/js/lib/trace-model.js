@@ -50,6 +50,23 @@ function parentRef(span, traceID, ids) {
   return follows;
 }
 
+/**
+ * True for a root span: one without a CHILD_OF reference to a span of its own trace.
+ * A link (FOLLOWS_FROM) or a reference to another trace does not make a span a child;
+ * a CHILD_OF to a span of the trace that was not received makes it an orphan, not a root.
+ */
+export function isRootSpan(span, traceID) {
+  const refs = span.references;
+  if (!refs) return true;
+  for (let i = 0; i < refs.length; i += 1) {
+    const ref = refs[i];
+    if (ref.refType === 'FOLLOWS_FROM' || ref.spanID === span.spanID) continue;
+    if (ref.traceID && traceID && ref.traceID !== traceID) continue;
+    return false;
+  }
+  return true;
+}
+
 function serviceOf(span, processes) {
   const process = processes[span.processID] || span.process;
   return (process && process.serviceName) || 'unknown';
@@ -82,8 +99,8 @@ export function summarizeTrace(trace) {
     const service = serviceOf(span, processes);
     services.set(service, (services.get(service) || 0) + 1);
     if (!parentRef(span, traceID, ids)) {
-      // Prefer a true root (no references at all), then the earliest, then the longest.
-      const trueRoot = !span.references || span.references.length === 0 ? 0 : 1;
+      // Prefer a true root (no CHILD_OF parent in the trace), then the earliest, then the longest.
+      const trueRoot = isRootSpan(span, traceID) ? 0 : 1;
       const score = [trueRoot, s, -(span.duration || 0)];
       if (!rootScore || score[0] < rootScore[0] || (score[0] === rootScore[0] && (score[1] < rootScore[1] || (score[1] === rootScore[1] && score[2] < rootScore[2])))) {
         root = span;
@@ -96,7 +113,7 @@ export function summarizeTrace(trace) {
     traceID,
     rootService: root ? serviceOf(root, processes) : spans[0] ? serviceOf(spans[0], processes) : 'unknown',
     rootOperation: root ? root.operationName : spans[0] ? spans[0].operationName : '',
-    hasRoot: Boolean(root && (!root.references || root.references.length === 0)),
+    hasRoot: Boolean(root && isRootSpan(root, traceID)),
     start,
     duration: Math.max(0, end - start),
     spanCount: spans.length,
@@ -232,11 +249,11 @@ export function buildTraceModel(trace) {
     }
   }
 
-  // The root that names the trace: a span without references, else the earliest orphan.
+  // The root that names the trace: a span without a CHILD_OF parent in the trace, else
+  // the earliest orphan.
   let root = null;
   for (const candidate of roots) {
-    const refs = candidate.span.references;
-    if (!refs || refs.length === 0) {
+    if (isRootSpan(candidate.span, traceID)) {
       root = candidate;
       break;
     }

@@ -5,7 +5,7 @@
 
 import { get, base, url } from '../api.js';
 import { h, replace, formatDuration, formatTime, loading, empty, errorState, serviceColor, debounce } from '../lib/dom.js';
-import { buildTraceModel, criticalPath, searchText } from '../lib/trace-model.js';
+import { buildTraceModel, criticalPath, isRootSpan, searchText } from '../lib/trace-model.js';
 import { createMinimap } from '../lib/trace-minimap.js';
 import { spanDetail } from '../lib/span-detail.js';
 
@@ -117,7 +117,7 @@ function renderTrace(view, trace, ctx) {
   // so no copy of a large trace is serialised up front.
   const downloadHref = url(`/api/traces/${encodeURIComponent(model.traceID)}`, { prettyPrint: 'true' });
   const stat = (label, value) => h('div', { class: 'trace-stat' }, h('dt', {}, label), h('dd', {}, value));
-  const hasTrueRoot = !rootNode.span.references || rootNode.span.references.length === 0;
+  const hasTrueRoot = isRootSpan(rootNode.span, model.traceID);
   const header = h(
     'header',
     { class: 'panel trace-header' },
