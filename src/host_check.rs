@@ -92,7 +92,7 @@ fn admitted(host: &str, allowed: &[String]) -> bool {
     if host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
         return true;
     }
-    allowed.iter().any(|a| *a == host)
+    allowed.contains(&host)
 }
 
 fn refusal(host: &str) -> Response {
