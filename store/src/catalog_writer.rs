@@ -20,6 +20,8 @@
 //! collector's by more than the slack can leave the list before its last spans leave
 //! the store.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -37,15 +39,54 @@ pub(crate) enum CatalogMessage {
     Barrier(oneshot::Sender<()>),
 }
 
-pub(crate) async fn run(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<CatalogMessage>) {
+/// The way to the catalog writer: its channel, and how many change messages are sent
+/// and not yet written, so that a flush with nothing new to write waits for nothing.
+#[derive(Debug)]
+pub(crate) struct CatalogQueue {
+    tx: mpsc::UnboundedSender<CatalogMessage>,
+    pending: Arc<AtomicU64>,
+}
+
+impl CatalogQueue {
+    /// The queue, and what [`run`] takes.
+    pub(crate) fn new() -> (CatalogQueue, CatalogInbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicU64::new(0));
+        let inbox = CatalogInbox {
+            rx,
+            pending: pending.clone(),
+        };
+        (CatalogQueue { tx, pending }, inbox)
+    }
+
+    /// Queues `changes` for SQL.
+    pub(crate) fn send(&self, changes: Vec<CatalogChange>) {
+        // Counted before it is sent: the writer uncounts it only once written.
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(CatalogMessage::Changes(changes)).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The writer's end of a [`CatalogQueue`].
+pub(crate) struct CatalogInbox {
+    rx: mpsc::UnboundedReceiver<CatalogMessage>,
+    pending: Arc<AtomicU64>,
+}
+
+pub(crate) async fn run(catalog: Catalog, inbox: CatalogInbox) {
+    let CatalogInbox { mut rx, pending } = inbox;
     while let Some(first) = rx.recv().await {
         // Everything queued goes in one transaction; barriers are answered after it.
         let mut changes = Vec::new();
         let mut barriers = Vec::new();
+        let mut received = 0;
         let mut next = Some(first);
         while let Some(message) = next {
             match message {
                 CatalogMessage::Changes(more) => {
+                    received += 1;
                     for change in more {
                         push_merged(&mut changes, change);
                     }
@@ -59,6 +100,7 @@ pub(crate) async fn run(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<Catalo
         {
             warn!(error = %e, "could not persist catalog changes; memory keeps them");
         }
+        pending.fetch_sub(received, Ordering::AcqRel);
         for ack in barriers {
             let _ = ack.send(());
         }
@@ -85,11 +127,15 @@ fn push_merged(changes: &mut Vec<CatalogChange>, change: CatalogChange) {
     }
 }
 
-/// Waits until every catalog change sent so far is written, at most `within`.
-/// Returns whether it was.
+/// Waits until every catalog change sent so far is written, at most `within`:
+/// at once when there is none. Returns whether it was.
 pub(crate) async fn written(inner: &Inner, within: Duration) -> bool {
+    let queue = &inner.catalog_queue;
+    if queue.pending.load(Ordering::Acquire) == 0 {
+        return true;
+    }
     let (ack, done) = oneshot::channel();
-    if inner.ops_tx.send(CatalogMessage::Barrier(ack)).is_err() {
+    if queue.tx.send(CatalogMessage::Barrier(ack)).is_err() {
         return false;
     }
     matches!(tokio::time::timeout(within, done).await, Ok(Ok(())))
@@ -130,13 +176,13 @@ pub(crate) fn upkeep(inner: &Inner, now_unix_nano: i64) {
         }
     };
     let (services, operations) = inner.known.upkeep(cutoff, slack, |changes| {
-        let _ = inner.ops_tx.send(CatalogMessage::Changes(changes));
+        inner.catalog_queue.send(changes);
     });
     if services + operations > 0 {
-        inner.stats.catalog_forgotten.fetch_add(
-            (services + operations) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        inner
+            .stats
+            .catalog_forgotten
+            .fetch_add((services + operations) as u64, Ordering::Relaxed);
         info!(
             services,
             operations, "catalog forgot entries whose spans retention deleted"

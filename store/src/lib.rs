@@ -76,7 +76,7 @@ pub use stats::StoreStats;
 use block::BlockMeta;
 use catalog::Catalog;
 use catalog_memory::MemoryCatalog;
-use catalog_writer::CatalogMessage;
+use catalog_writer::CatalogQueue;
 use search::{Searcher, Source};
 use writer::Command;
 
@@ -121,7 +121,7 @@ pub(crate) struct Inner {
     /// The services and operations listed, bounded.
     known: MemoryCatalog,
     catalog: Catalog,
-    ops_tx: mpsc::UnboundedSender<CatalogMessage>,
+    catalog_queue: CatalogQueue,
     searcher: Searcher,
     next_block_id: AtomicU64,
     stats: stats::Stats,
@@ -151,9 +151,8 @@ impl Inner {
             now_unix_nano() / 1_000_000,
         );
         if !registered.added.is_empty() {
-            let _ = self.ops_tx.send(CatalogMessage::Changes(vec![
-                registered.added.into_change(),
-            ]));
+            self.catalog_queue
+                .send(vec![registered.added.into_change()]);
         }
     }
 
@@ -283,7 +282,7 @@ impl TraceStore {
             );
         }
 
-        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let (catalog_queue, catalog_inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,
             wal_dir,
@@ -296,7 +295,7 @@ impl TraceStore {
             }),
             known,
             catalog: catalog.clone(),
-            ops_tx,
+            catalog_queue,
             searcher: Searcher::new(),
             next_block_id: AtomicU64::new(next_id),
             stats,
@@ -333,7 +332,7 @@ impl TraceStore {
         let log_inner = inner.clone();
         let tasks = vec![
             tokio::spawn(writer::run_flusher(inner.clone(), flush_rx)),
-            tokio::spawn(catalog_writer::run(catalog, ops_rx)),
+            tokio::spawn(catalog_writer::run(catalog, catalog_inbox)),
             tokio::spawn(compaction::run(inner.clone())),
             tokio::spawn(async move {
                 // Holds the sync thread's stop sender until the store shuts down, and
@@ -372,14 +371,14 @@ impl TraceStore {
         let blocks_dir = data_dir.join("blocks");
         lock::create_dir("blocks directory", &blocks_dir)?;
         let catalog = Catalog::open(&data_dir).await?;
-        let (ops_tx, _ops_rx) = mpsc::unbounded_channel();
+        let (catalog_queue, _inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,
             wal_dir: data_dir.join("wal"),
             state: RwLock::new(State::default()),
             known: MemoryCatalog::new(&config),
             catalog,
-            ops_tx,
+            catalog_queue,
             searcher: Searcher::new(),
             next_block_id: AtomicU64::new(0),
             stats: stats::Stats::default(),
