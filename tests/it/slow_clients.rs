@@ -55,7 +55,7 @@ async fn stalled_headers_and_bodies_are_cut_off_and_counted() {
     .unwrap();
     let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
     let wait = Duration::from_secs(8);
-    let partial_headers = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n".as_slice();
+    let partial_headers = b"POST /v1/traces HTTP/1.1\r\nHost: localhost\r\n".as_slice();
 
     let mut tasks = Vec::new();
     for (name, addr) in [
@@ -74,7 +74,7 @@ async fn stalled_headers_and_bodies_are_cut_off_and_counted() {
     }
     let http = m.http.unwrap();
     tasks.push(tokio::task::spawn_blocking(move || {
-        let request = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        let request = b"POST /v1/traces HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n{";
         let (seconds, answer) = send_and_wait(http, request, wait);
         let answer = answer.unwrap_or_default();
         assert!(
@@ -85,7 +85,7 @@ async fn stalled_headers_and_bodies_are_cut_off_and_counted() {
     }));
     let zipkin = m.zipkin.unwrap();
     tasks.push(tokio::task::spawn_blocking(move || {
-        let request = b"POST /api/v2/spans HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n[";
+        let request = b"POST /api/v2/spans HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n[";
         let (seconds, answer) = send_and_wait(zipkin, request, wait);
         let answer = answer.unwrap_or_default();
         assert!(
@@ -95,7 +95,7 @@ async fn stalled_headers_and_bodies_are_cut_off_and_counted() {
     }));
     let query = m.query.unwrap();
     tasks.push(tokio::task::spawn_blocking(move || {
-        let request = b"POST /api/transform HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        let request = b"POST /api/transform HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\nContent-Length: 100\r\n\r\n{";
         let (seconds, answer) = send_and_wait(query, request, wait);
         let answer = answer.unwrap_or_default();
         assert!(
@@ -222,7 +222,7 @@ async fn a_client_that_reads_nothing_of_a_large_answer_is_let_go() {
     let path = format!("/api/traces/{}", hex::encode(&trace_id));
     let (seconds, _) = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(query).unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         stream.write_all(request.as_bytes()).unwrap();
         // Read nothing for 4 s, then all there is: the end comes only if the server
         // closed the connection.
