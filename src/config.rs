@@ -169,7 +169,10 @@ impl HttpServerConfig {
             anyhow::bail!("invalid configuration: [http] body_read_timeout must be positive");
         }
         for host in &self.allowed_hosts {
-            if host.is_empty() || host.contains([':', '/', ' ', '*']) {
+            if host.is_empty()
+                || host.contains([':', '/', '*'])
+                || host.contains(|c: char| c.is_whitespace() || c.is_control())
+            {
                 anyhow::bail!(
                     "invalid configuration: [http] allowed_hosts: {host:?} is not a host name \
                      (give the name alone, without scheme, port or wildcard)"

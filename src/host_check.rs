@@ -34,7 +34,11 @@ pub fn guard(
     if !local.ip().is_loopback() {
         return app;
     }
-    let allowed: Arc<[String]> = allowed.iter().map(|h| h.to_ascii_lowercase()).collect();
+    // Compared as requests' hosts are: lower case, without a trailing dot.
+    let allowed: Arc<[String]> = allowed
+        .iter()
+        .map(|h| h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase())
+        .collect();
     app.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
         let verdict = check(&request, &allowed);
         let refused = refused.clone();

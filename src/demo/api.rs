@@ -528,7 +528,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/api/demo", get(overview))
         .route("/api/demo/scenario", put(apply_scenario))
         .route("/api/demo/scenarios/{name}", get(scenario_yaml))
-        .route("/demo", get(|| async { Html(PAGE) }))
+        .route("/demo", get(page))
         .with_state(controller)
 }
 
@@ -612,6 +612,28 @@ async fn scenario_yaml(Path(name): Path<String>) -> Response {
 }
 
 const PAGE: &str = include_str!("page.html");
+
+/// The scenario page's Content-Security-Policy: its one inline script and one inline
+/// style allowed by their SHA-256 (`page_policy_hashes_match_the_page` checks them
+/// against `page.html`), fetches to the same origin, and no framing, so another site
+/// cannot trick a click on "Apply".
+const PAGE_POLICY: &str = "default-src 'self'; \
+    script-src 'sha256-/r+tCh73184i3R6muKIB0VIgSgTbaPABvsf14qb//Lo='; \
+    style-src 'sha256-R+BvI3qhDZRFZvSrIIR4+LwEBUhFr/7bSlXPx/J7Djs='; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(PAGE),
+    )
+        .into_response()
+}
 
 /// `meshtel demo list` / `apply`: the client of this API.
 pub mod client {
@@ -701,5 +723,45 @@ pub mod client {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest as _, Sha256};
+
+    use super::{PAGE, PAGE_POLICY};
+
+    fn base64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            }
+        }
+        while !out.len().is_multiple_of(4) {
+            out.push('=');
+        }
+        out
+    }
+
+    /// The text between `open` and `close` in the page.
+    fn inline<'a>(open: &str, close: &str) -> &'a str {
+        let start = PAGE.find(open).unwrap() + open.len();
+        let end = start + PAGE[start..].find(close).unwrap();
+        &PAGE[start..end]
+    }
+
+    #[test]
+    fn page_policy_hashes_match_the_page() {
+        assert_eq!(PAGE.matches("<script").count(), 1);
+        assert_eq!(PAGE.matches("<style").count(), 1);
+        assert!(!PAGE.contains("style=\""), "an inline style attribute the policy refuses");
+        for (open, close) in [("<script type=\"module\">", "</script>"), ("<style>", "</style>")] {
+            let hash = base64(&Sha256::digest(inline(open, close).as_bytes()));
+            assert!(PAGE_POLICY.contains(&format!("'sha256-{hash}'")), "{open}: sha256-{hash}");
+        }
     }
 }

@@ -13,12 +13,13 @@
 //! spans and lists them again at start.
 //!
 //! After each retention pass, entries last seen before the oldest span still stored
-//! (less a slack of a hundredth of `retention_max_age`, between 1 s and 1 h) are
-//! forgotten: `/api/services` stops listing services whose spans are all deleted, and
-//! their room under the catalog's bounds goes to new ones. "Seen" is the collector's
-//! clock when a write named the entry, so a service whose clock runs ahead of the
-//! collector's by more than the slack can leave the list before its last spans leave
-//! the store.
+//! and more than `retention_max_age` ago (less a slack of a hundredth of
+//! `retention_max_age`, between 1 s and 1 h) are forgotten: `/api/services` stops
+//! listing services whose spans are all deleted, and their room under the catalog's
+//! bounds goes to new ones. "Seen" is the collector's clock when a write named the
+//! entry: a service that still sends is never forgotten, but one whose clock runs
+//! ahead of the collector's can leave the list up to that lead before its last spans
+//! leave the store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,7 +167,14 @@ pub(crate) fn upkeep(inner: &Inner, now_unix_nano: i64) {
                 .map(|b| b.min_start / 1_000_000)
                 .min()
                 .unwrap_or(i64::MAX);
-            let mut cutoff = oldest_block.min(now_ms).saturating_sub(slack);
+            // Last seen before the oldest stored span and more than a retention age
+            // ago: the second keeps a service whose spans are dated ahead of this
+            // clock (every block in the future) listed while it sends.
+            let max_age =
+                i64::try_from(inner.config.retention_max_age.as_millis()).unwrap_or(i64::MAX);
+            let mut cutoff = oldest_block
+                .min(now_ms.saturating_sub(max_age))
+                .saturating_sub(slack);
             if state.active_rows > 0 {
                 // The head's spans were written within the last flush interval.
                 let flush_ms = inner.config.flush_interval.as_millis() as i64;

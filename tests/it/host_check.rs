@@ -36,7 +36,7 @@ async fn loopback_listeners_answer_loopback_names_and_allowed_hosts_only() {
     let config = dir.path().join("meshtel.toml");
     std::fs::write(
         &config,
-        "[http]\nallowed_hosts = [\"Tracing.Example.com\"]\n",
+        "[http]\nallowed_hosts = [\"Tracing.Example.com.\"]\n",
     )
     .unwrap();
     let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;

@@ -383,7 +383,8 @@ async fn retention_forgets_services_whose_spans_are_all_deleted() {
         .await
         .unwrap();
     store.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    // Past the retention age and its 1 s slack.
+    tokio::time::sleep(Duration::from_millis(3_300)).await;
     store
         .write_spans(vec![trace(2, "live", 2, now(), 1000)])
         .await
@@ -443,5 +444,27 @@ async fn a_flushed_block_has_its_catalog_entries_in_sql() {
     assert_eq!(services, vec!["a", "b", "c"]);
     assert_eq!(catalog.load_operations().await.unwrap().len(), 6);
     catalog.close().await;
+    store.shutdown().await.unwrap();
+}
+
+/// A service whose spans are all dated ahead of the collector's clock (every block in
+/// the future) stays listed while it sends, however short the retention.
+#[tokio::test]
+async fn a_service_dated_ahead_of_the_clock_stays_listed_while_it_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.retention_max_age = Duration::from_secs(2);
+    let store = TraceStore::open(cfg).await.unwrap();
+    let ahead = now_unix_nano() as u64 + 86_400_000_000_000;
+    store
+        .write_spans(vec![trace(1, "ahead", 2, ahead, 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    // Past the 1 s slack, within the retention age.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    store.compact_now().await.unwrap();
+    assert_eq!(store.services().await.unwrap(), vec!["ahead"]);
+    assert_eq!(store.stats().catalog_forgotten, 0);
     store.shutdown().await.unwrap();
 }
