@@ -29,6 +29,7 @@ pub mod error;
 pub mod graph;
 pub mod ids;
 pub mod log_window;
+pub mod loopback_host;
 pub mod mixer;
 pub mod otlp_json;
 pub mod quota;

@@ -229,8 +229,9 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     }
     let admin_stats = stats.clone();
     let admin_quota = quota.clone();
+    let loopback_only = listeners.admin.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let admin = service_fn(move |request| {
-        let response = admin::handle_admin(&admin_stats, &routing, &admin_quota, &request);
+        let response = admin::handle_admin(&admin_stats, &routing, &admin_quota, loopback_only, &request);
         async move { Ok::<_, Infallible>(response) }
     });
     let admin_connections = stats.connections.with_label_values(&["admin", "main"]);

@@ -188,7 +188,7 @@ pub async fn admin_counter(proxy: &TestProxy, name_and_labels: &str) -> f64 {
     let stream = tokio::net::TcpStream::connect(proxy.addresses.admin).await.expect("admin");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
     tokio::spawn(connection);
-    let request = Request::get("/stats/prometheus").header("host", "admin").body(http_body_util::Empty::<Bytes>::new()).expect("request");
+    let request = Request::get("/stats/prometheus").header("host", "localhost").body(http_body_util::Empty::<Bytes>::new()).expect("request");
     let response = sender.send_request(request).await.expect("admin response");
     let body = http_body_util::BodyExt::collect(response.into_body()).await.expect("admin body").to_bytes();
     let text = String::from_utf8_lossy(&body).into_owned();

@@ -1,0 +1,71 @@
+//! Whether a request names a loopback host: the DNS rebinding guard of every listener
+//! bound to a loopback address (meshtel's HTTP listeners, the proxy's admin port). A
+//! page on another site can point a name it controls at 127.0.0.1 and talk to such a
+//! listener as its own origin; requests it sends that way name its host, not ours.
+
+use std::net::IpAddr;
+
+/// The host of a `Host` header value or an authority: without its port, and without
+/// the brackets of an IPv6 address.
+pub fn host_of(value: &str) -> &str {
+    let value = value.trim();
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => value,
+    }
+}
+
+/// `host` (without port) in the form requests compare: lower case, no brackets, no
+/// trailing dot.
+pub fn normalize(host: &str) -> String {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+}
+
+/// `localhost`, a name under `.localhost` (RFC 6761), or a loopback address.
+pub fn is_loopback(host: &str) -> bool {
+    let host = normalize(host);
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names_and_addresses() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "app.localhost",
+            "localhost.",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "rebind.attacker.test",
+            "10.0.0.1",
+            "localhost.attacker.test",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn host_headers_lose_their_port() {
+        assert_eq!(host_of("localhost:16686"), "localhost");
+        assert_eq!(host_of("[::1]:16686"), "::1");
+        assert_eq!(host_of("[::1]"), "::1");
+        assert_eq!(host_of("rebind.attacker.test"), "rebind.attacker.test");
+    }
+}
