@@ -18,6 +18,17 @@ pub fn host_of(value: &str) -> &str {
     }
 }
 
+/// The host a request names: its authority (HTTP/2 `:authority`, an absolute-form
+/// target), else its `Host` header, without port. `None` when it names none (browsers
+/// always do); `Some(Err(()))` when the `Host` header is not text.
+pub fn requested_host<B>(request: &http::Request<B>) -> Option<Result<&str, ()>> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(Ok(authority.host()));
+    }
+    let value = request.headers().get(http::header::HOST)?;
+    Some(value.to_str().map(host_of).map_err(|_| ()))
+}
+
 /// `host` (without port) in the form requests compare: lower case, no brackets, no
 /// trailing dot.
 pub fn normalize(host: &str) -> String {

@@ -48,12 +48,10 @@ pub fn handle_admin<B>(stats: &Stats, routing: &SharedRouting, quota: &QuotaEnfo
 /// Whether the request's authority or `Host` names a loopback host (none at all does:
 /// browsers always send one).
 fn names_loopback<B>(request: &Request<B>) -> bool {
-    match request.uri().authority() {
-        Some(authority) => loopback_host::is_loopback(authority.host()),
-        None => match request.headers().get(header::HOST) {
-            Some(value) => value.to_str().is_ok_and(|v| loopback_host::is_loopback(loopback_host::host_of(v))),
-            None => true,
-        },
+    match loopback_host::requested_host(request) {
+        None => true,
+        Some(Ok(host)) => loopback_host::is_loopback(host),
+        Some(Err(())) => false,
     }
 }
 
