@@ -191,6 +191,10 @@ pub enum ForwardError {
     /// (RFC 9112 §3.2).
     #[error("invalid Host header")]
     InvalidHost,
+    /// An HTTP/1.1 request without a `Host` header or an absolute-form target (RFC
+    /// 9112 §3.2: a server must answer 400).
+    #[error("missing Host header")]
+    MissingHost,
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
@@ -223,7 +227,7 @@ impl ForwardError {
             | ForwardError::ClusterNotFound { .. }
             | ForwardError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost => StatusCode::BAD_REQUEST,
+            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost | ForwardError::MissingHost => StatusCode::BAD_REQUEST,
             ForwardError::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::BadUpstreamRequest(_) | ForwardError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -241,7 +245,7 @@ impl ForwardError {
             ForwardError::UpstreamReset { .. } => "UC",
             ForwardError::NoRoute { .. } => "NR",
             // Envoy's downstream protocol error: a malformed request.
-            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost => "DPE",
+            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost | ForwardError::MissingHost => "DPE",
             // Envoy's stream idle timeout, 408 while the request is incomplete.
             ForwardError::DownstreamTimeout => "SI",
             ForwardError::ClusterNotFound { .. } => "NC",

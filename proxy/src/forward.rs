@@ -531,6 +531,7 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
         ForwardError::DownstreamBody => "bad request body",
         ForwardError::RepeatedHost => "bad request: more than one Host header",
         ForwardError::InvalidHost => "bad request: invalid Host header",
+        ForwardError::MissingHost => "bad request: missing Host header",
         ForwardError::DownstreamTimeout => "stream timeout",
         ForwardError::ClusterNotFound { .. } => "cluster not found",
         ForwardError::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",

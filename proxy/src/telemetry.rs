@@ -47,6 +47,8 @@ pub enum HostFault {
     Repeated,
     /// A `Host` (or absolute-form target authority) that is not `host[:port]`.
     Invalid,
+    /// An HTTP/1.1 request with neither a `Host` nor an absolute-form target.
+    Missing,
 }
 
 /// Whether `value` can be a `Host`: `uri-host [":" port]` (RFC 3986 reg-name, IPv4 or
@@ -154,11 +156,14 @@ impl Exchange {
         let authority = if absolute || !host_valid { target() } else { host.cloned().or_else(target) };
         let authority = authority.unwrap_or_else(|| HeaderValue::from_static(""));
         // RFC 9112 §3.2: one `Host` line, a valid `host[:port]` (a target naming
-        // userinfo is no better, RFC 9110 §4.2.4).
+        // userinfo is no better, RFC 9110 §4.2.4), and an HTTP/1.1 request without one
+        // is a bad request (HTTP/1.0 predates `Host`; an absolute-form target names it).
         let host_fault = if hosts > 1 {
             Some(HostFault::Repeated)
         } else if !host_valid || (absolute && !is_valid_host(authority.as_bytes())) {
             Some(HostFault::Invalid)
+        } else if hosts == 0 && !absolute && request.version() == Version::HTTP_11 {
+            Some(HostFault::Missing)
         } else {
             None
         };

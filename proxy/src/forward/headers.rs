@@ -2,7 +2,7 @@
 //! adds a header, and on the upstream's response before the proxy adds its own:
 //!
 //! ```text
-//!  received ──► Host: one, valid; an absolute-form target's authority replaces it
+//!  received ──► Host: one (HTTP/1.1: required), valid; an absolute-form target's authority replaces it
 //!           ──► hop-by-hop headers out (Connection names only what its sender sent)
 //!           ──► identity, routing, trace context, x-request-id: the proxy's own, kept
 //! ```
@@ -27,8 +27,8 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// See [`KEEP_ALIVE`].
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The first stage of both pipelines, on the request as received: a repeated or
-/// invalid `Host` is refused (400 `DPE`, RFC 9112 §3.2); an HTTP/1 absolute-form
+/// The first stage of both pipelines, on the request as received: a repeated, invalid
+/// or (HTTP/1.1) missing `Host` is refused (400 `DPE`, RFC 9112 §3.2); an HTTP/1 absolute-form
 /// target's authority becomes the one `Host` (§3.2.2), as routing reads it; hop-by-hop
 /// headers go. An HTTP/1.1 WebSocket upgrade keeps `Upgrade` and
 /// `Connection: upgrade`, and its downstream connection's upgrade is returned.
@@ -36,6 +36,7 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
     match exchange.host_fault() {
         Some(HostFault::Repeated) => return Err(ForwardError::RepeatedHost),
         Some(HostFault::Invalid) => return Err(ForwardError::InvalidHost),
+        Some(HostFault::Missing) => return Err(ForwardError::MissingHost),
         None => {}
     }
     let version = request.version();

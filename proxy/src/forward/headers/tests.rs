@@ -173,7 +173,7 @@ async fn a_websocket_upgrade_keeps_its_connection_header() {
 }
 
 #[tokio::test]
-async fn two_host_headers_are_a_bad_request_on_both_listeners() {
+async fn a_repeated_invalid_or_missing_host_is_a_bad_request_on_both_listeners() {
     let upstream = RawUpstream::start().await;
     let collector = start_collector().await;
     let proxy = start_proxy(&mesh_of(&[("up", upstream.addr)]), "front", Some(upstream.addr), |config| config.collector = collector.url()).await;
@@ -186,11 +186,18 @@ async fn two_host_headers_are_a_bad_request_on_both_listeners() {
     // An invalid one too.
     let (status, body) = exchange(inbound, "GET / HTTP/1.1\r\nHost: up@evil.example\r\nConnection: close\r\n\r\n").await;
     assert_eq!((status, body.as_str()), (400, "bad request: invalid Host header"));
-    let records = collector.wait_records(3).await;
+    // None at all, in HTTP/1.1.
+    for listener in [proxy.addresses.outbound, inbound] {
+        let (status, body) = exchange(listener, "GET /nohost HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+        assert_eq!((status, body.as_str()), (400, "bad request: missing Host header"));
+    }
+    let records = collector.wait_records(5).await;
     assert!(records.iter().all(|r| r.response_code == 400 && r.response_flags == "DPE"), "{records:?}");
     assert!(upstream.heads().is_empty(), "forwarded: {:?}", upstream.heads());
-    // One Host header goes through as before.
+    // One Host header goes through as before; HTTP/1.0 needs none.
     let (status, _) = exchange(proxy.addresses.outbound, "GET / HTTP/1.1\r\nHost: up\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 200);
+    let (status, _) = exchange(inbound, "GET /old HTTP/1.0\r\n\r\n").await;
     assert_eq!(status, 200);
 }
 
