@@ -29,7 +29,7 @@ use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroup
 use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Expr, JoinType, col, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
-use meshtel_model::{DependencyLink, TraceId, TraceQuery};
+use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
 
 use crate::schema::{ENTRY_COLUMNS, col as c, search_schema, span_schema};
 use crate::{Error, Result};
@@ -560,6 +560,7 @@ impl Searcher {
                 col(c::SPAN_ID).alias("c_span"),
                 col(c::PARENT_SPAN_ID).alias("c_parent"),
                 col(c::SERVICE).alias("c_service"),
+                col(c::KIND).alias("c_kind"),
             ])?
             .distinct()?;
         let parents = base
@@ -567,20 +568,56 @@ impl Searcher {
                 col(c::TRACE_ID).alias("p_trace"),
                 col(c::SPAN_ID).alias("p_span"),
                 col(c::SERVICE).alias("p_service"),
+                col(c::KIND).alias("p_kind"),
             ])?
             .distinct()?;
-        let plan = children
+        let link = [
+            col("c_trace"),
+            col("c_span"),
+            col("c_service"),
+            col("p_service"),
+        ];
+        // The `kind` column holds OTLP's numbers.
+        let kind = |k: SpanKind| lit(i8::try_from(k.to_otlp()).unwrap_or_default());
+        // Zipkin-style RPCs report the client and the server side under one span id
+        // (`shared`): a parent id can name a span in the child's own service and one in
+        // the caller's. A parent in the child's own service is its parent, so children
+        // with one are no call; the others are joined to their parent in another service.
+        let called = children
+            .clone()
             .join(
-                parents,
+                parents
+                    .clone()
+                    .select(vec![col("p_trace"), col("p_span"), col("p_service")])?,
+                JoinType::LeftAnti,
+                &["c_trace", "c_parent", "c_service"],
+                &["p_trace", "p_span", "p_service"],
+                None,
+            )?
+            .join(
+                parents.clone(),
                 JoinType::Inner,
                 &["c_trace", "c_parent"],
                 &["p_trace", "p_span"],
                 Some(col("c_service").not_eq(col("p_service"))),
             )?
-            .aggregate(
-                vec![col("p_service"), col("c_service")],
-                vec![count(lit(1)).alias("n")],
-            )?;
+            .select(link.to_vec())?;
+        // And the server side of a shared id is called by its client side, whatever
+        // their parent ids say (a client span that starts a trace has none).
+        let shared = children
+            .filter(col("c_kind").eq(kind(SpanKind::Server)))?
+            .join(
+                parents.filter(col("p_kind").eq(kind(SpanKind::Client)))?,
+                JoinType::Inner,
+                &["c_trace", "c_span"],
+                &["p_trace", "p_span"],
+                Some(col("c_service").not_eq(col("p_service"))),
+            )?
+            .select(link.to_vec())?;
+        let plan = called.union(shared)?.distinct()?.aggregate(
+            vec![col("p_service"), col("c_service")],
+            vec![count(lit(1)).alias("n")],
+        )?;
         let batches = self.collect(plan, Lane::Scan).await?;
         let mut links = Vec::new();
         for batch in &batches {

@@ -104,6 +104,54 @@ async fn dependencies_find_a_parent_that_started_before_the_window() {
     store.shutdown().await.unwrap();
 }
 
+/// Zipkin-style RPCs put the client and the server side under one span id: the server
+/// side is called by the client side even when the client span starts the trace, and
+/// the server side's own children (whose parent id names both) are no further calls.
+#[tokio::test]
+async fn dependencies_of_shared_span_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let span = |service: &str, kind: i32, id: u8, parent: Option<u8>| {
+        let mut rs = trace(5, service, 1, *T0 + u64::from(id) * 1000, 1000);
+        let span = &mut rs.scope_spans[0].spans[0];
+        span.kind = kind;
+        span.span_id = vec![5, id, 0, 0, 0, 0, 0, 1];
+        span.parent_span_id = parent
+            .map(|p| vec![5, p, 0, 0, 0, 0, 0, 1])
+            .unwrap_or_default();
+        rs
+    };
+    // gamma's client span 1 starts the trace; delta serves it as span 1 too, works in
+    // span 2 and calls epsilon with span 3, which epsilon serves as span 4.
+    let spans = vec![
+        span("gamma", 3, 1, None),
+        span("delta", 2, 1, None),
+        span("delta", 1, 2, Some(1)),
+        span("delta", 3, 3, Some(1)),
+        span("epsilon", 2, 4, Some(3)),
+    ];
+    store.write_spans(spans).await.unwrap();
+    let link = |parent: &str, child: &str| DependencyLink {
+        parent: parent.into(),
+        child: child.into(),
+        call_count: 1,
+    };
+    for phase in ["head", "block"] {
+        let mut links = store
+            .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
+            .await
+            .unwrap();
+        links.sort_by(|a, b| (&a.parent, &a.child).cmp(&(&b.parent, &b.child)));
+        assert_eq!(
+            links,
+            vec![link("delta", "epsilon"), link("gamma", "delta")],
+            "{phase}"
+        );
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn every_commit_is_an_fsync_counted_with_sync_always() {
     let dir = tempfile::tempdir().unwrap();
