@@ -118,22 +118,22 @@ pub(super) fn compile_retries(cx: &mut Cx<'_>, value: &Value, path: &str) -> Opt
         Some((value, path)) => cx.u32(value, &path),
         None => Some(0),
     };
+    // Every field is read before any failure returns, so that each problem is reported.
     let per_try_timeout = match object.get("perTryTimeout") {
-        Some((value, path)) => Some(cx.duration(value, &path, false)?),
-        None => None,
+        Some((value, path)) => cx.duration(value, &path, false).map(Some),
+        None => Some(None),
     };
     let retry_on = match object.get("retryOn") {
-        Some((value, path)) => {
-            let text = cx.string(value, &path)?;
-            if text.trim().is_empty() { RetryOn::istio_default() } else { parse_retry_on(cx, text, &path)? }
-        }
-        None => RetryOn::istio_default(),
+        Some((value, path)) => cx.string(value, &path).and_then(|text| {
+            if text.trim().is_empty() { Some(RetryOn::istio_default()) } else { parse_retry_on(cx, text, &path) }
+        }),
+        None => Some(RetryOn::istio_default()),
     };
     if let Some((value, path)) = object.get("retryRemoteLocalities") {
         // Locality-aware retries: meshtel has no localities, so there is nothing to do.
         let _ = cx.boolean(value, &path);
     }
-    Some(RetryPolicy { attempts: attempts?, per_try_timeout, retry_on })
+    Some(RetryPolicy { attempts: attempts?, per_try_timeout: per_try_timeout?, retry_on: retry_on? })
 }
 
 /// `retryOn`: a comma-separated list of Envoy conditions and status codes.

@@ -29,30 +29,30 @@ const RESERVED_HEADERS: &[(&str, &str)] = &[
 
 pub(super) fn compile_rewrite(cx: &mut Cx<'_>, value: &Value, path: &str) -> Option<Rewrite> {
     let object = cx.object(value, path, &REWRITE)?;
+    // Both fields are read before a failure returns, so that each problem is reported.
     let uri = match object.get("uri") {
-        Some((value, path)) => {
-            let uri = cx.string(value, &path)?;
+        Some((value, path)) => cx.string(value, &path).and_then(|uri| {
             if uri.contains(['?', '#']) || uri.chars().any(char::is_whitespace) {
                 cx.push(&path, "must be a path, without query, fragment or spaces");
                 return None;
             }
             // As in Istio, whose proto3 fields read "" as unset: no path rewrite. A
             // path is sent with its leading `/`, and `rules check` shows it so.
-            (!uri.is_empty()).then(|| if uri.starts_with('/') { uri.to_owned() } else { format!("/{uri}") })
-        }
-        None => None,
+            Some((!uri.is_empty()).then(|| if uri.starts_with('/') { uri.to_owned() } else { format!("/{uri}") }))
+        }),
+        None => Some(None),
     };
     let authority = match object.get("authority") {
-        Some((value, path)) => {
-            let authority = cx.required_string(value, &path)?;
+        Some((value, path)) => cx.required_string(value, &path).and_then(|authority| {
             if HeaderValue::from_str(authority).is_err() || authority.contains(['/', ' ']) {
                 cx.push(&path, format!("{authority:?} is not a valid authority"));
                 return None;
             }
-            Some(authority.to_owned())
-        }
-        None => None,
+            Some(Some(authority.to_owned()))
+        }),
+        None => Some(None),
     };
+    let (uri, authority) = (uri?, authority?);
     if uri.is_none() && authority.is_none() {
         if !object.has("uriRegexRewrite") {
             cx.push(path, "give uri, authority, or both");

@@ -228,7 +228,11 @@ fn every_problem_of_a_file_is_reported() {
         "{}---\n{}---\n# only a comment\n---\n{}---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: \
          {{name: gw}}\n---\napiVersion: apps/v1\nkind: VirtualService\nmetadata: {{name: x}}\nspec: {{}}\n",
         vs("one", "  hosts: [one]\n  http:\n  - route:\n    - destination: {host: one, subsett: v1}\n"),
-        vs("two", "  hosts: two\n  http:\n  - timeout: 5\n    retries: {attempts: -1, perTryTimeout: 0s}\n"),
+        vs(
+            "two",
+            "  hosts: two\n  http:\n  - timeout: 5\n    retries: {attempts: -1, perTryTimeout: 0s, retryOn: bogus}\n    \
+             rewrite: {uri: \"/a?b\", authority: \"x y\"}\n"
+        ),
         dr("three", "  trafficPolicy:\n    loadBalancer: {simple: round_robin}\n"),
     );
     let found = problems(&[("bad.yaml", &text)]);
@@ -244,6 +248,14 @@ fn every_problem_of_a_file_is_reported() {
              \"500ms\", found a number (5)",
             "bad.yaml#2: VirtualService default/two: spec.http[0].retries.attempts: must be at least 0, found -1",
             "bad.yaml#2: VirtualService default/two: spec.http[0].retries.perTryTimeout: must be greater than zero",
+            "bad.yaml#2: VirtualService default/two: spec.http[0].retries.retryOn: unknown retry condition \"bogus\" \
+             (meshtel knows 5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx, \
+             retriable-status-codes, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable and \
+             status codes such as 503)",
+            "bad.yaml#2: VirtualService default/two: spec.http[0].rewrite.uri: must be a path, without query, \
+             fragment or spaces",
+            "bad.yaml#2: VirtualService default/two: spec.http[0].rewrite.authority: \"x y\" is not a valid \
+             authority",
             "bad.yaml#4: DestinationRule default/three: spec.host: is required: the service this rule applies to",
             "bad.yaml#4: DestinationRule default/three: spec.trafficPolicy.loadBalancer.simple: unknown load balancer \
              \"round_robin\"; expected ROUND_ROBIN, RANDOM or LEAST_REQUEST (did you mean ROUND_ROBIN?)",
