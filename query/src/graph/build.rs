@@ -215,13 +215,14 @@ pub fn response_key(key: &EdgeKey) -> String {
 }
 
 /// A rate as Kiali writes it (`rateToString`): at least 2 decimals, more until one
-/// significant digit shows (at most 5: `0.002`, `0.00001`); `None` (omitted) when
-/// zero.
+/// significant digit shows (`0.002`, `0.00001`); `None` (omitted) when zero. Kiali
+/// stops at 5 decimals, which prints one request in a 7-day window (the longest
+/// allowed) as `0.00000`; 8 show it (`0.0000017`), and clients read numbers anyway.
 pub fn rate(value: f64) -> Option<String> {
     (value > 0.0).then(|| {
         let mut decimals = 0;
         let mut scaled = value;
-        while decimals < 5 && scaled < 1.0 {
+        while decimals < 8 && scaled < 1.0 {
             scaled *= 10.0;
             decimals += 1;
         }
@@ -613,6 +614,7 @@ pub fn to_dot(graph: &Graph, window_seconds: u64) -> String {
         match node {
             NodeRef::Unknown => "unknown (unknown)".to_string(),
             NodeRef::Workload(_, workload) => format!("{app} ({workload})"),
+            NodeRef::Service(_, service) if service.is_empty() => "unknown (unknown)".to_string(),
             NodeRef::Service(_, service) => format!("{service} (unknown)"),
         }
     };

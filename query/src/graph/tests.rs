@@ -330,6 +330,26 @@ async fn graph_dot_is_like_servicegraph() {
     assert_eq!(reply.body, expected);
 }
 
+/// A call to a host outside the mesh names no destination service: its node is
+/// `unknown (unknown)` as servicegraph names it, not a blank.
+#[tokio::test]
+async fn graph_dot_names_an_unknown_destination() {
+    let rows = vec![EdgeRow {
+        key: key("productpage-v1", "", "", 503, "UH", "source"),
+        stats: stats(3, 1.0, 3),
+    }];
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph.dot?window=10s").await.body;
+    assert!(
+        body.contains("\"productpage_(productpage-v1)\" -> \"unknown_(unknown)\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("\"unknown_(unknown)\" [label=\"unknown (unknown)\"];"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn dependencies_come_from_edges_and_from_spans_for_other_pairs() {
     let span_links = vec![
@@ -442,8 +462,11 @@ fn rates_show_one_significant_digit_as_kiali_does() {
     assert_eq!(rate(0.002).as_deref(), Some("0.002"));
     assert_eq!(rate(1.0 / 3600.0).as_deref(), Some("0.0003"));
     assert_eq!(rate(0.000_01).as_deref(), Some("0.00001"));
-    // At most 5 decimals, as Kiali's calcPrecision(val, 5).
-    assert_eq!(rate(0.000_000_1).as_deref(), Some("0.00000"));
+    // One request in 7 days (the longest window) is not zero; Kiali stops at 5
+    // decimals, meshtel at 8.
+    assert_eq!(rate(1.0 / (7.0 * 86400.0)).as_deref(), Some("0.000002"));
+    assert_eq!(rate(0.000_000_01).as_deref(), Some("0.00000001"));
+    assert_eq!(rate(0.000_000_000_1).as_deref(), Some("0.00000000"));
 }
 
 #[tokio::test]
