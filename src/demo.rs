@@ -553,7 +553,7 @@ impl Guide<'_> {
             Some(s) => format!("{}: {}\n  look at: {}", s.name, s.title(), s.look_at()),
             None => "none: the base rules only; reviews rotates v1 -> v2 -> v3, details v2 gets no traffic".to_owned(),
         };
-        let admin = self.productpage_admin.map_or_else(String::new, |a| format!("  proxy admin       http://{a}/config_dump (productpage's; every address: --listeners-file)\n"));
+        let admin = self.productpage_admin.map_or_else(String::new, |a| format!("  proxy admin       http://{a}/stats/prometheus and /config_dump (productpage's; every address: --listeners-file)\n"));
         format!(
             "\n\
 meshtel demo: Bookinfo with a meshtel proxy beside each of its 7 instances, in this process

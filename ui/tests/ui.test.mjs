@@ -5,16 +5,15 @@
 //
 //   node ui/tests/ui.test.mjs FACTS.json
 //
-// Every step opens a fresh page, fails on any console error, uncaught exception,
-// failed request or 5xx answer (a step may allow the ones it provokes), waits on the
-// stable hooks the pages provide (ids, classes, data-* attributes) and saves a
-// 1280×800 screenshot under FACTS.screenshotsDir. It prints the time from navigation to
-// "interactive" of the search results and of a 1,000-span trace, and exits 1 with the
-// list of failures (and of hooks never seen) when anything is wrong.
+// Every step opens a fresh page, fails on any console error, uncaught exception, failed
+// request or 5xx answer (a step may allow the ones it provokes), waits on the pages'
+// stable hooks (ids, classes, data-* attributes) and saves a 1280×800 screenshot under
+// FACTS.screenshotsDir. It prints the time to "interactive" of the search results and of
+// a 1,000-span trace, and exits 1 listing the failures and hooks never seen.
 //
-// playwright-core comes from $MESHTEL_UI_NODE_MODULES (default target/ui-node/
-// node_modules, where scripts/test.sh installs ui/tests/package-lock.json); Chromium
-// from $MESHTEL_CHROMIUM (default /usr/bin/chromium). Nothing is downloaded.
+// playwright-core comes from $MESHTEL_UI_NODE_MODULES (default target/ui-node/node_modules,
+// where scripts/test.sh installs it); Chromium from $MESHTEL_CHROMIUM (default
+// /usr/bin/chromium). Nothing is downloaded.
 
 import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -736,6 +735,12 @@ async function quotasStep(page, ctx) {
   expect(audit.some((a) => a.text.includes(q.name) && /creat/i.test(a.text)), `no .quota-audit-entry for the creation of ${q.name}: ${JSON.stringify(audit.map((a) => a.text))}`);
   await ctx.shot('quotas');
 
+  // Delete: without the token, the page asks for it in its field (not in the modal dialog).
+  await page.evaluate(() => sessionStorage.clear());
+  await (await hook(page, P, `.quota-row[data-name="${q.name}"] .quota-delete`)).first().click();
+  await page.waitForFunction(() => !document.querySelector('#quota-confirm')?.open && document.activeElement?.id === 'quota-token' && /needs the admin token/.test(document.querySelector('.quota-flash')?.textContent), null, { timeout: HOOK_MS })
+    .catch(() => { throw new Check('Delete without the admin token does not ask for it in #quota-token'); });
+  await page.locator('#quota-token').first().fill(facts.adminToken).then(() => page.locator('#quota-token-save').first().click());
   // Delete with confirmation.
   await (await hook(page, P, `.quota-row[data-name="${q.name}"] .quota-delete`)).first().click();
   markHook(P, '.quota-delete');
@@ -753,10 +758,7 @@ async function quotasStep(page, ctx) {
 function report() {
   for (const line of timings) console.log(line);
   const missing = [...hooks].map(([pageName, map]) => [pageName, [...map].filter(([, seen]) => !seen).map(([s]) => s)]).filter(([, list]) => list.length);
-  if (missing.length) {
-    log('hooks never found:');
-    for (const [pageName, list] of missing) log(`  ${pageName}: ${list.join(' ')}`);
-  }
+  if (missing.length) log(`hooks never found:\n${missing.map(([pageName, list]) => `  ${pageName}: ${list.join(' ')}`).join('\n')}`);
   if (failures.length) {
     console.error(`\n[ui] FAILED: ${failures.length} problem(s):`);
     for (const f of failures) console.error(`  - ${f}`);

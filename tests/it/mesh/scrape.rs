@@ -145,3 +145,56 @@ async fn metrics_are_gzipped_for_prometheus_and_edge_overflow_is_counted() {
     }
     m.stop().await;
 }
+
+/// The metric families of `# HELP` lines named `meshtel_*`.
+fn own_families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| name.starts_with("meshtel_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every metric meshtel keeps about itself, the collector's and a sidecar's, is in the
+/// README's "Metrics about meshtel" section: an SRE reading a dashboard finds it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_own_metric_is_in_the_readme() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split_once("\n## Metrics about meshtel\n")
+        .and_then(|(_, rest)| rest.split("\n## ").next())
+        .expect("README has a section \"Metrics about meshtel\"");
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    let mesh = dir.path().join("mesh.yaml");
+    super::write_mesh(&mesh, "services: []\n");
+    let collector = format!("http://{}", m.grpc.unwrap());
+    let proxy = MeshProxy::start(
+        &dir,
+        "own-metrics",
+        &[
+            "--mesh",
+            mesh.to_str().unwrap(),
+            "--service",
+            "s",
+            "--collector",
+            &collector,
+        ],
+    )
+    .await;
+    let collector_families = own_families(&get(&m.http_url("/metrics")).await.text());
+    let proxy_families = own_families(&get(&proxy.admin_url("/stats/prometheus")).await.text());
+    assert!(collector_families.len() > 20, "{collector_families:?}");
+    assert!(proxy_families.len() > 10, "{proxy_families:?}");
+    let missing: Vec<&String> = collector_families
+        .iter()
+        .chain(&proxy_families)
+        .filter(|name| !section.contains(&format!("`{name}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in README's \"Metrics about meshtel\": {missing:?}"
+    );
+}

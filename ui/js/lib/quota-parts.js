@@ -1,5 +1,6 @@
 // The quota policies page's pieces that hold no page state (pages/quotas.js): the admin
-// token in sessionStorage, the example policy, the usage hint, and one audit history entry.
+// token in sessionStorage and what a refused token says, the example policy, the usage hint,
+// and one audit history entry.
 
 import { h } from './dom.js';
 import { diffSpecs, short, toYaml, whenText } from './quota-text.js';
@@ -84,4 +85,16 @@ export function auditEntry(e, open) {
       ),
     ),
   );
+}
+
+/** What a write refused for its token (401 none, 403 wrong) says, and where to get one. */
+export function authMessage(error, action) {
+  if (error.status === 401) {
+    return [
+      h('strong', {}, `${action} needs the admin token. `),
+      'Paste it in “Admin token” above. ',
+      h('span', { class: 'muted' }, 'meshtel serve prints a generated token once at first start, meshtel demo in its guide; MESHTEL_ADMIN_TOKEN or [admin] token sets one.'),
+    ];
+  }
+  return [h('strong', {}, `The server refused the admin token (HTTP 403). `), 'Check it, or paste a valid one in “Admin token” above.', error.message ? h('span', { class: 'muted' }, ` Server: ${error.message}`) : null];
 }

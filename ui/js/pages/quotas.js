@@ -26,7 +26,7 @@ import {
   limitText,
   whenText,
 } from '../lib/quota-text.js';
-import { auditEntry, EXAMPLE, USAGE_HINT, readToken, writeToken } from '../lib/quota-parts.js';
+import { auditEntry, authMessage, EXAMPLE, USAGE_HINT, readToken, writeToken } from '../lib/quota-parts.js';
 
 export const title = 'Quota policies';
 
@@ -36,7 +36,6 @@ const MAX_POLLED = 50;
 // Older servers answer granted / denied only.
 const tokensGranted = (u) => u.tokensGranted ?? u.granted ?? 0;
 const checksDenied = (u) => u.checksDenied ?? u.denied ?? 0;
-
 
 
 /* ---------- the page ---------- */
@@ -121,16 +120,6 @@ export async function mount(root) {
     else renderTokenState('The server refused this token: paste a valid one.');
   }
 
-  function authMessage(error, action) {
-    if (error.status === 401) {
-      return [
-        h('strong', {}, `${action} needs the admin token. `),
-        'Paste it in “Admin token” above. ',
-        h('span', { class: 'muted' }, 'meshtel serve prints a generated token once at first start; MESHTEL_ADMIN_TOKEN or [admin] token sets one.'),
-      ];
-    }
-    return [h('strong', {}, `The server refused the admin token (HTTP 403). `), 'Check it, or paste a valid one in “Admin token” above.', error.message ? h('span', { class: 'muted' }, ` Server: ${error.message}`) : null];
-  }
 
   /* ----- layout ----- */
   const flash = h('div', { class: 'quota-flash', role: 'status', 'aria-live': 'polite' });
@@ -675,7 +664,18 @@ export async function mount(root) {
 
   /* ----- delete ----- */
 
+  /** Asks for the admin token in its field (a modal dialog would hide the field). */
+  function askForToken(error, action) {
+    needToken(error);
+    say(h('span', {}, authMessage(error, action)), 'warn');
+    tokenInput.focus();
+  }
+
   function askDelete(policy) {
+    if (!readToken()) {
+      askForToken({ status: 401 }, 'Deleting');
+      return;
+    }
     state.pendingDelete = { name: policy.name, version: policy.version };
     replace(dialogText, 'Delete ', h('strong', { class: 'mono' }, policy.name), ` (version ${policy.version})? Requests it limits will no longer be limited once the collector reloads (within a second). The audit history keeps its last version.`);
     replace(dialogError);
@@ -704,8 +704,10 @@ export async function mount(root) {
       if (state.destroyed) return;
       confirmYes.disabled = false;
       if (error.status === 401 || error.status === 403) {
-        needToken(error);
-        replace(dialogError, h('div', { class: 'inline-error', role: 'alert' }, authMessage(error, 'Deleting')));
+        // Closed first, so that its close handler does not take the focus back.
+        state.pendingDelete = null;
+        dialog.close();
+        askForToken(error, 'Deleting');
       } else if (error.status === 412) {
         replace(dialogError, h('div', { class: 'inline-error', role: 'alert' }, `“${pending.name}” changed since the list was loaded. The list is reloaded: check the new version before deleting.`));
         confirmYes.disabled = true;

@@ -404,7 +404,7 @@ export function mount(root, ctx) {
   function noDataState() {
     return empty(
       'No traces yet',
-      h('p', {}, 'meshtel has not received any spans. Point an OpenTelemetry SDK or collector at one of its receivers:'),
+      h('p', {}, 'meshtel has not received any spans. Point an OpenTelemetry SDK or collector at one of its receivers (their default addresses; a meshtel started on other ports or hosts lists its own in ', h('code', {}, 'listeners.json'), ' in its data directory):'),
       h(
         'ul',
         { class: 'search-receivers' },
