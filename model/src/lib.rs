@@ -36,6 +36,7 @@ pub mod quota;
 pub mod read;
 pub mod rls;
 pub mod routing;
+mod suggest;
 pub mod trace;
 pub mod validate;
 pub mod write;

@@ -21,7 +21,9 @@
 //! `tokensGranted`/`checksDenied`).
 //!
 //! PUT bodies are JSON (`Content-Type: application/json`) or YAML (`application/yaml`,
-//! or no Content-Type); `name` may be left out, and must otherwise equal the path's.
+//! no Content-Type, or `application/x-www-form-urlencoded` as `curl -d` sends; YAML
+//! takes JSON too); `name` may be left out, and must otherwise equal the path's. An
+//! invalid policy is answered with every problem at once.
 //! `If-Match: "<version>"` (or `*`) and `If-None-Match: *` make writes conditional: 412
 //! when they do not hold. Writes need `Authorization: Bearer <token>` (401 without,
 //! 403 when invalid), reads too when [`AdminConfig::require_token_for_reads`]. The

@@ -44,7 +44,7 @@ pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
         }
     }
     let mut names = BTreeSet::new();
-    let mut specs = Vec::new();
+    let mut read = Vec::new();
     for (i, mut item) in items.into_iter().enumerate() {
         let Some(object) = item.as_object_mut() else {
             bail!("policy {} is not an object", i + 1);
@@ -58,14 +58,46 @@ pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
         for field in READ_ONLY_FIELDS {
             object.remove(field);
         }
-        let spec: QuotaPolicySpec = spec_from_value(item)
-            .map_err(|e| anyhow::anyhow!("policy {} is invalid: {}", i + 1, field_problem(&e)))?;
-        if !names.insert(spec.name.clone()) {
+        let label = match object.get("name") {
+            Some(Value::String(name)) => format!("{name:?}"),
+            _ => (i + 1).to_string(),
+        };
+        let spec = spec_from_value(item);
+        if let Ok(spec) = &spec
+            && !names.insert(spec.name.clone())
+        {
             bail!("policy {:?} appears twice", spec.name);
         }
-        specs.push(spec);
+        read.push((label, spec));
     }
-    Ok(specs)
+    if read.iter().all(|(_, spec)| spec.is_ok()) {
+        return Ok(read.into_iter().filter_map(|(_, spec)| spec.ok()).collect());
+    }
+    // Every problem of every policy at once: those that did not read, and what
+    // validation finds in the others.
+    let mut problems = String::new();
+    for (label, spec) in &read {
+        let errors = match spec {
+            Err(errors) => errors.clone(),
+            Ok(spec) => spec.compile().err().unwrap_or_default(),
+        };
+        write_problems(&mut problems, label, &errors);
+    }
+    bail!(
+        "invalid quota policies, nothing applied:\n{}",
+        problems.trim_end()
+    )
+}
+
+/// `policy <label>:` and one `  field: message` line per problem; nothing for none.
+fn write_problems(out: &mut String, label: &str, errors: &[FieldError]) {
+    if errors.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "policy {label}:");
+    for e in errors {
+        let _ = writeln!(out, "  {}", field_problem(e));
+    }
 }
 
 /// `field: message`, or the message alone when it concerns no one field.
@@ -82,10 +114,7 @@ pub fn validate_all(specs: &[QuotaPolicySpec]) -> anyhow::Result<()> {
     let mut problems = String::new();
     for spec in specs {
         if let Err(errors) = spec.compile() {
-            let _ = writeln!(problems, "policy {:?}:", spec.name);
-            for e in errors {
-                let _ = writeln!(problems, "  {}: {}", e.field, e.message);
-            }
+            write_problems(&mut problems, &format!("{:?}", spec.name), &errors);
         }
     }
     if !problems.is_empty() {
@@ -364,6 +393,18 @@ mod tests {
         assert_eq!(parse_policies(answer).unwrap()[0].name, "a");
         assert!(parse_policies(&format!("{one}---\n{one}")).is_err());
         assert!(parse_policies("name: a\nmaxAmmount: 1\n").is_err());
+        // Every problem of every policy, those that read and those that did not.
+        let text = "name: a\nmaxAmount: -3\nvalidDuration: 0s\nshadw: true\n---\n\
+                    name: b\nmaxAmount: 1\nvalidDuration: 1s\nalgorithm: leaky\n";
+        let error = parse_policies(text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid quota policies, nothing applied:\n\
+             policy \"a\":\n  shadw: unknown field `shadw`; did you mean `shadow`?\n\
+             \x20 maxAmount: must be a whole number ≥ 0, not -3\n\
+             \x20 validDuration: must be greater than zero\n\
+             policy \"b\":\n  algorithm: \"leaky\" is not one of fixed-window, rolling-window, token-bucket"
+        );
         assert!(
             parse_policies("kind: handler\n")
                 .unwrap_err()

@@ -1,6 +1,7 @@
 //! Bad input to the query port answers in the API's JSON error shapes: quota policies
-//! with a type error or a repeated key name the field (admin API, JSON and YAML, and
-//! `meshtel quota apply`); bodies over the limit are 413 stating it; unknown `/api`
+//! with a type error or a repeated key name the field, every problem at once (admin
+//! API, JSON and YAML, and `meshtel quota apply`); `curl -d`'s form content type is
+//! read as a policy body; bodies over the limit are 413 stating it; unknown `/api`
 //! paths are JSON 404s and Jaeger's SPM endpoints 501; a non-numeric `start`/`end` on a
 //! trace fetch is 400.
 
@@ -37,18 +38,29 @@ async fn put_policy(m: &Meshtel, name: &str, content_type: &str, body: Vec<u8>) 
     }
 }
 
-/// `(field, message)` of the only problem of an invalid-policy answer.
-fn only_problem(reply: &Reply) -> (String, String) {
+/// `(field, message)` of every problem of an invalid-policy answer.
+fn problems(reply: &Reply) -> Vec<(String, String)> {
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert_eq!(reply.content_type, "application/json");
     let body = reply.json();
     assert_eq!(body["error"], "invalid quota policy", "{body}");
     let details = body["details"].as_array().expect("details");
-    assert_eq!(details.len(), 1, "{body}");
-    (
-        details[0]["field"].as_str().unwrap().to_string(),
-        details[0]["message"].as_str().unwrap().to_string(),
-    )
+    details
+        .iter()
+        .map(|d| {
+            (
+                d["field"].as_str().unwrap().to_string(),
+                d["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `(field, message)` of the only problem of an invalid-policy answer.
+fn only_problem(reply: &Reply) -> (String, String) {
+    let mut all = problems(reply);
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,15 +69,26 @@ async fn quota_policy_type_errors_and_repeated_keys_name_the_field() {
     let m = Meshtel::start(&dir, Role::Serve, &["--admin-token", TOKEN]).await;
     let json = "application/json";
 
+    // The type error, and what validation finds in the fields that did read.
     let reply = put_policy(&m, "p1", json, br#"{"name":"p1","maxAmount":1,"validDuration":"1s","overrides":[{"dimensions":{},"maxAmount":-3}]}"#.to_vec()).await;
-    let (field, message) = only_problem(&reply);
-    assert_eq!(field, "overrides[0].maxAmount");
-    assert!(message.contains("-3"), "{message}");
+    assert_eq!(
+        problems(&reply),
+        [
+            (
+                "overrides[0].maxAmount".to_string(),
+                "must be a whole number ≥ 0, not -3".to_string()
+            ),
+            (
+                "overrides[0].dimensions".to_string(),
+                "must name at least one dimension".to_string()
+            ),
+        ]
+    );
 
     let reply = put_policy(&m, "p2", json, br#"{"name":"p2","maxAmount":1,"validDuration":"1s","match":{"headers":{"x":{"regex":"a"}}}}"#.to_vec()).await;
     let (field, message) = only_problem(&reply);
     assert_eq!(field, "match.headers.x");
-    assert!(message.contains("invalid type: map"), "{message}");
+    assert_eq!(message, "must be a string, not an object");
 
     let reply = put_policy(
         &m,
@@ -87,7 +110,7 @@ async fn quota_policy_type_errors_and_repeated_keys_name_the_field() {
 
     let yaml = "application/yaml";
     let reply = put_policy(&m, "p4", yaml, b"name: p4\nmaxAmount: 1\nvalidDuration: 1s\noverrides:\n  - dimensions: {}\n    maxAmount: -3\n".to_vec()).await;
-    assert_eq!(only_problem(&reply).0, "overrides[0].maxAmount");
+    assert_eq!(problems(&reply)[0].0, "overrides[0].maxAmount");
     let reply = put_policy(&m, "p5", yaml, b"name: p5\nmaxAmount: 1\nvalidDuration: 1s\ndimensions:\n  a: source.service\n  a: request.method\n".to_vec()).await;
     let (field, message) = only_problem(&reply);
     assert_eq!(field, "dimensions.a");
@@ -102,6 +125,24 @@ async fn quota_policy_type_errors_and_repeated_keys_name_the_field() {
             .unwrap()
             .starts_with("invalid JSON")
     );
+
+    // `curl -d @policy.json` (application/x-www-form-urlencoded) is read as a policy.
+    let reply = put_policy(
+        &m,
+        "form",
+        "application/x-www-form-urlencoded",
+        br#"{"name":"form","maxAmount":1,"validDuration":"1s"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = put_policy(
+        &m,
+        "form",
+        "multipart/form-data; boundary=x",
+        b"--x--".to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, 415, "{}", reply.text());
 
     // The CLI reads files the same way.
     let cli = |file: &str, text: &str| {
@@ -126,6 +167,24 @@ async fn quota_policy_type_errors_and_repeated_keys_name_the_field() {
         "name: c1\nmaxAmount: 1\nvalidDuration: 1s\noverrides:\n  - dimensions: {}\n    maxAmount: -3\n",
     );
     assert!(!ok && text.contains("overrides[0].maxAmount"), "{text}");
+    assert!(
+        text.contains("overrides[0].dimensions: must name"),
+        "{text}"
+    );
+    // Every problem at once, as the reviewer's policy has them.
+    let (ok, text) = cli(
+        "four.json",
+        r#"{"name":"c5","maxAmount":-3,"validDuration":"0s","algorithm":"fixed-windw","dimensions":{"u":"request.bogus"}}"#,
+    );
+    assert!(!ok, "{text}");
+    for want in [
+        "maxAmount: must be a whole number ≥ 0, not -3",
+        "dimensions.u: ",
+        "validDuration: must be greater than zero",
+        "algorithm: \"fixed-windw\" is not one of",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
     let (ok, text) = cli(
         "repeated.json",
         r#"{"name":"c2","maxAmount":1,"maxAmount":1000000,"validDuration":"1s"}"#,

@@ -5,9 +5,10 @@
 //!   `serde_json::Value`, refusing a key repeated in one object (`serde_json` and YAML
 //!   readers would keep its last value; a derived struct refuses repeats only when it
 //!   reads the text itself, not through a `Value`);
-//! - [`spec_from_value`] turns one policy object into a [`QuotaPolicySpec`], a type
-//!   error giving the path of the field (`overrides[0].maxAmount`), through
-//!   `serde_path_to_error`.
+//! - [`spec_from_value`] turns one policy object into a [`QuotaPolicySpec`], or returns
+//!   every problem in it: each unknown key and each value of the wrong type with the
+//!   path of its field (`overrides[0].maxAmount`), and the validation problems
+//!   ([`QuotaPolicySpec::compile`]) of the fields that did read.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -17,6 +18,8 @@ use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use super::{FieldError, QuotaPolicySpec};
+
+mod fields;
 
 /// Reads a JSON document, refusing repeated keys; the error names the field.
 pub fn strict_json_value(bytes: &[u8]) -> Result<Value, FieldError> {
@@ -38,27 +41,24 @@ where
     strict_value(document, "invalid YAML")
 }
 
-/// One policy object as a spec; a type error (or an unknown or missing field) names
-/// its field path. `maxAmount` must be given unless `unlimited` is true: 0 is a limit
-/// (it denies every request), so leaving the field out is not read as 0.
-pub fn spec_from_value(value: Value) -> Result<QuotaPolicySpec, FieldError> {
-    let states_amount = value
-        .as_object()
-        .is_none_or(|object| object.contains_key("maxAmount"));
-    let spec: QuotaPolicySpec = serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        FieldError {
-            field: if path == "." { String::new() } else { path },
-            message: error.into_inner().to_string(),
-        }
-    })?;
-    if !states_amount && !spec.unlimited {
-        return Err(FieldError {
-            field: "maxAmount".into(),
-            message: "is required (0 denies every request; or set unlimited: true)".into(),
-        });
+/// One policy object as a spec, or every problem in it, each with its field path:
+/// unknown keys (with a suggestion when one looks misspelt), values of the wrong type,
+/// required fields left out, and then what [`QuotaPolicySpec::compile`] finds in the
+/// fields that did read. `maxAmount` must be given unless `unlimited` is true: 0 is a
+/// limit (it denies every request), so leaving the field out is not read as 0. A `null`
+/// field is read as absent.
+///
+/// A spec returned here has not been validated: compile it.
+pub fn spec_from_value(value: Value) -> Result<QuotaPolicySpec, Vec<FieldError>> {
+    let (spec, mut reading) = fields::read_spec(&value);
+    if reading.errors.is_empty() {
+        return Ok(spec);
     }
-    Ok(spec)
+    let mut errors = std::mem::take(&mut reading.errors);
+    if let Err(problems) = spec.compile() {
+        errors.extend(problems.into_iter().filter(|p| !reading.hides(&p.field)));
+    }
+    Err(errors)
 }
 
 fn strict_value<'de, D: Deserializer<'de>>(
@@ -182,68 +182,4 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // test code
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repeated_keys_are_refused_with_their_path() {
-        let error = strict_json_value(br#"{"maxAmount":1,"maxAmount":1000000}"#).unwrap_err();
-        assert_eq!(error.field, "maxAmount");
-        assert!(
-            error.message.contains("duplicate key `maxAmount`"),
-            "{error}"
-        );
-        let error =
-            strict_json_value(br#"{"overrides":[{"dimensions":{"a":"1","a":"2"}}]}"#).unwrap_err();
-        assert_eq!(error.field, "overrides[0].dimensions.a");
-        let yaml = "name: a\nmaxAmount: 1\nmaxAmount: 2\n";
-        let error = strict_yaml_value(yaml_serde::Deserializer::from_str(yaml)).unwrap_err();
-        assert_eq!(error.field, "maxAmount", "{error}");
-    }
-
-    #[test]
-    fn values_read_as_serde_json_reads_them() {
-        let text = r#"{"a":[1,-2,2.5,"x",true,null],"b":{"c":{}}}"#;
-        let strict = strict_json_value(text.as_bytes()).unwrap();
-        let plain: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(strict, plain);
-        assert!(strict_json_value(b"{\"a\":1} x").is_err());
-        assert!(
-            strict_json_value(b"{")
-                .unwrap_err()
-                .message
-                .starts_with("invalid JSON")
-        );
-    }
-
-    #[test]
-    fn type_errors_name_their_field() {
-        let value = strict_json_value(
-            br#"{"name":"p1","maxAmount":1,"validDuration":"1s","overrides":[{"dimensions":{},"maxAmount":-3}]}"#,
-        )
-        .unwrap();
-        let error = spec_from_value(value).unwrap_err();
-        assert_eq!(error.field, "overrides[0].maxAmount");
-        assert!(error.message.contains("-3"), "{error}");
-        let value = strict_json_value(
-            br#"{"name":"p2","maxAmount":1,"validDuration":"1s","match":{"headers":{"x":{"regex":"a"}}}}"#,
-        )
-        .unwrap();
-        let error = spec_from_value(value).unwrap_err();
-        assert_eq!(error.field, "match.headers.x");
-    }
-
-    #[test]
-    fn max_amount_is_required_unless_unlimited() {
-        // 0 denies everything, so a policy that leaves the field out is not read as 0.
-        let value = strict_json_value(br#"{"name":"p","validDuration":"1s"}"#).unwrap();
-        let error = spec_from_value(value).unwrap_err();
-        assert_eq!(error.field, "maxAmount");
-        assert!(error.message.contains("is required"), "{error}");
-        let zero = strict_json_value(br#"{"name":"p","maxAmount":0,"validDuration":"1s"}"#);
-        assert_eq!(spec_from_value(zero.unwrap()).unwrap().max_amount, 0);
-        let unlimited = strict_json_value(br#"{"name":"p","unlimited":true}"#).unwrap();
-        assert!(spec_from_value(unlimited).unwrap().unlimited);
-    }
-}
+mod tests;

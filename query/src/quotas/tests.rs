@@ -350,6 +350,83 @@ async fn quotas_invalid_policies_answer_400_with_field_paths() {
     assert!(f.repo.audit(None, 10).await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn quotas_put_answers_every_problem_of_a_policy_at_once() {
+    let f = fixture().await;
+    // A type error, an unknown key and three validation problems: all five, one answer.
+    let body = r#"{"maxAmount":-3,"validDuration":"0s","algorithm":"fixed-windw","dimensions":{"u":"request.bogus"},"match":{"source":{"sevice":"x"}}}"#;
+    let r = call(&f.app, Method::PUT, "/api/quotas/bad", &[JSON, AUTH], body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let details: Vec<(&str, &str)> = r.body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["field"].as_str().unwrap(), d["message"].as_str().unwrap()))
+        .collect();
+    let fields: Vec<&str> = details.iter().map(|(field, _)| *field).collect();
+    assert_eq!(
+        fields,
+        [
+            "match.source.sevice",
+            "maxAmount",
+            "dimensions.u",
+            "validDuration",
+            "algorithm"
+        ],
+        "{details:?}"
+    );
+    assert_eq!(
+        details[0].1,
+        "unknown field `sevice`; did you mean `service`?"
+    );
+    assert_eq!(details[1].1, "must be a whole number ≥ 0, not -3");
+    // The same in YAML.
+    let yaml = "maxAmount: -3\nvalidDuration: 0s\nalgorithm: fixed-windw\ndimensions: {u: request.bogus}\nmatch: {source: {sevice: x}}\n";
+    let r = call(&f.app, Method::PUT, "/api/quotas/bad", &[YAML, AUTH], yaml).await;
+    assert_eq!(r.body["details"].as_array().unwrap().len(), 5, "{}", r.body);
+    assert!(f.repo.list_policies().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn quotas_put_reads_what_curl_d_sends() {
+    // `curl -d @policy.json` sends application/x-www-form-urlencoded: read like a body
+    // without Content-Type (YAML, which takes JSON too).
+    let f = fixture().await;
+    const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[FORM, AUTH],
+        &policy_json(1),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let yaml = "maxAmount: 2\nvalidDuration: 1s\n";
+    let r = call(&f.app, Method::PUT, "/api/quotas/y", &[FORM, AUTH], yaml).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["maxAmount"], 2);
+    let r = call(&f.app, Method::PUT, "/api/quotas/n", &[AUTH], yaml).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    for other in ["multipart/form-data; boundary=x", "text/html"] {
+        let r = call(
+            &f.app,
+            Method::PUT,
+            "/api/quotas/m",
+            &[("content-type", other), AUTH],
+            &policy_json(1),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{other}");
+        let error = r.body["error"].as_str().unwrap();
+        assert!(
+            error.contains("application/json or application/yaml"),
+            "{error}"
+        );
+    }
+    assert_eq!(f.repo.list_policies().await.unwrap().len(), 3);
+}
+
 /// A request and what it must answer: (method, conditional header, maxAmount of the
 /// body (0: no body), status, the ETag of a success or a part of the error).
 type Step = (

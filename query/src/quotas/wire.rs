@@ -180,7 +180,10 @@ pub(crate) enum BodyFormat {
     Yaml,
 }
 
-/// The body format from `Content-Type`; none given reads YAML (which accepts JSON).
+/// The body format from `Content-Type`; none given reads YAML (which accepts JSON), and
+/// so does `application/x-www-form-urlencoded`, what `curl -d` sends: a write needs the
+/// bearer token, which a cross-site form cannot send, so refusing the type protects
+/// nothing. Other types (`multipart/form-data`, `text/html`, ...) are 415.
 pub(crate) fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(BodyFormat::Yaml);
@@ -198,8 +201,11 @@ pub(crate) fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
             Ok(BodyFormat::Yaml)
         }
+        "application/x-www-form-urlencoded" => Ok(BodyFormat::Yaml),
         _ => Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type {text:?} is not supported: send application/json or application/yaml"
+            "Content-Type {text:?} is not supported: send the policy as application/json or \
+             application/yaml (a body without Content-Type, or with curl -d's \
+             application/x-www-form-urlencoded, is read as YAML, which takes JSON too)"
         ))),
     }
 }
@@ -250,7 +256,8 @@ pub(crate) fn parse_policy_body(
         "name".into(),
         serde_json::Value::String(path_name.to_string()),
     );
-    spec_from_value(value).map_err(|e| ApiError::InvalidPolicy(vec![e]))
+    // Every unknown key and wrong type, with the validation problems of the rest.
+    spec_from_value(value).map_err(ApiError::InvalidPolicy)
 }
 
 /// A problem reading the body: without a field it is not JSON or YAML at all (400 with
@@ -399,11 +406,17 @@ mod tests {
         let yaml = with(&[(header::CONTENT_TYPE, "application/yaml")]);
         assert_eq!(body_format(&yaml).unwrap(), BodyFormat::Yaml);
         assert_eq!(body_format(&with(&[])).unwrap(), BodyFormat::Yaml);
-        let text = with(&[(header::CONTENT_TYPE, "text/plain")]);
-        assert!(matches!(
-            body_format(&text),
-            Err(ApiError::UnsupportedMediaType(_))
-        ));
+        // What `curl -d` sends reads like no Content-Type.
+        let form = with(&[(header::CONTENT_TYPE, "application/x-www-form-urlencoded")]);
+        assert_eq!(body_format(&form).unwrap(), BodyFormat::Yaml);
+        for other in ["text/plain", "text/html", "multipart/form-data; boundary=x"] {
+            let headers = with(&[(header::CONTENT_TYPE, other)]);
+            let refused = body_format(&headers);
+            assert!(
+                matches!(&refused, Err(ApiError::UnsupportedMediaType(m)) if m.contains("application/json or application/yaml")),
+                "{other}: {refused:?}"
+            );
+        }
 
         let spec =
             parse_policy_body("q", BodyFormat::Yaml, b"maxAmount: 2\nvalidDuration: 1s\n").unwrap();

@@ -14,6 +14,7 @@ use yaml_serde::{Mapping, Sequence, Value};
 
 use super::RuleProblem;
 use crate::duration::parse_go_duration;
+use crate::suggest::closest;
 
 /// Where problems go while one object (one document, or one `items[]` entry) is read.
 pub(super) struct Cx<'a> {
@@ -307,38 +308,6 @@ impl Cx<'_> {
     }
 }
 
-/// The name among `names` that `key` most likely misspells: same letters ignoring case
-/// and `_`/`-` (`per_try_timeout` → `perTryTimeout`), or within two edits.
-fn closest<'n>(key: &str, names: impl Iterator<Item = &'n str>) -> Option<&'n str> {
-    let squash =
-        |s: &str| s.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect::<String>();
-    let key_squashed = squash(key);
-    let mut best: Option<(usize, &str)> = None;
-    for name in names {
-        let distance = if squash(name) == key_squashed { 0 } else { edit_distance(&key_squashed, &squash(name)) };
-        if distance <= 2 && best.is_none_or(|(d, _)| distance < d) {
-            best = Some((distance, name));
-        }
-    }
-    best.map(|(_, name)| name)
-}
-
-/// Levenshtein distance.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
-}
-
 /// A regex error on one line: the reason, without the caret diagram.
 pub(super) fn regex_error_message(error: &regex::Error) -> String {
     match error {
@@ -354,16 +323,6 @@ pub(super) fn regex_error_message(error: &regex::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn suggestions() {
-        let names = ["subset", "host", "perTryTimeout"];
-        assert_eq!(closest("subsett", names.into_iter()), Some("subset"));
-        assert_eq!(closest("per_try_timeout", names.into_iter()), Some("perTryTimeout"));
-        assert_eq!(closest("Host", names.into_iter()), Some("host"));
-        assert_eq!(closest("labels", names.into_iter()), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-    }
 
     #[test]
     fn paths() {
