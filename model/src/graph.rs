@@ -5,10 +5,10 @@
 //! ```
 //!
 //! An edge is one (source workload → destination service/workload, protocol, response
-//! code, gRPC status, response flags, reporter) combination; its [`EdgeStats`] add up
-//! requests, errors, a latency histogram on Istio's default buckets, and bytes. Values
-//! are kept as the proxy reported them: an empty source workload means "from outside
-//! the mesh".
+//! code, gRPC status, response flags, reporter, clusters) combination; its
+//! [`EdgeStats`] add up requests, errors, a latency histogram on Istio's default
+//! buckets, and bytes. Values are kept as the proxy reported them: an empty source
+//! workload means "from outside the mesh".
 //! [`GraphReader`] reads them summed over a window (the graph) or step by step (the
 //! metrics time series).
 
@@ -73,6 +73,12 @@ pub struct EdgeKey {
     pub response_flags: String,
     /// `source` or `destination`.
     pub reporter: String,
+    /// Cluster of the source workload as reported (Istio's `source_cluster`); empty
+    /// when unknown (a caller outside the mesh, or a row older than this field).
+    pub source_cluster: String,
+    /// Cluster of the destination workload as reported (`destination_cluster`); empty
+    /// when unknown.
+    pub destination_cluster: String,
 }
 
 impl EdgeKey {
@@ -105,6 +111,8 @@ impl EdgeKey {
                 record.response_flags.clone()
             },
             reporter: reporter_label(record.reporter).to_string(),
+            source_cluster: field(source, |w| &w.cluster),
+            destination_cluster: field(destination, |w| &w.cluster),
         }
     }
 
@@ -231,6 +239,35 @@ pub struct EdgeRow {
     pub stats: EdgeStats,
 }
 
+/// `unix_nano` rounded down to a multiple of `bucket` (unchanged for a zero bucket).
+pub fn bucket_floor(unix_nano: u64, bucket: std::time::Duration) -> u64 {
+    match u64::try_from(bucket.as_nanos()) {
+        Ok(0) => unix_nano,
+        Ok(nanos) => unix_nano - unix_nano % nanos,
+        Err(_) => 0,
+    }
+}
+
+/// `unix_nano` rounded up to a multiple of `bucket` (unchanged for a zero bucket).
+pub fn bucket_ceil(unix_nano: u64, bucket: std::time::Duration) -> u64 {
+    let floor = bucket_floor(unix_nano, bucket);
+    if floor == unix_nano {
+        return floor;
+    }
+    floor.saturating_add(u64::try_from(bucket.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Seconds of requests that the `bucket`-long buckets starting in `[from, to)` hold:
+/// from `from` to `to`, both rounded up to a bucket boundary, the end no later than
+/// `now` (a bucket still running has counted requests only until now); 0 when that
+/// is empty. A per-second figure divides by this, not by the asked length: a window
+/// `[start, end)` reads from the bucket holding `start` (see
+/// [`GraphReader::edges_in_window`]), so pass `from = bucket_floor(start, bucket)`.
+pub fn covered_seconds(bucket: std::time::Duration, from: u64, to: u64, now: u64) -> f64 {
+    let end = bucket_ceil(to, bucket).min(now);
+    end.saturating_sub(bucket_ceil(from, bucket)) as f64 / 1e9
+}
+
 /// Where the collector hands request records for the service graph.
 pub trait EdgeSink: Send + Sync + 'static {
     /// Adds accepted records to the in-memory rollups; never blocks on I/O.
@@ -240,8 +277,17 @@ pub trait EdgeSink: Send + Sync + 'static {
 /// What the graph API needs from storage.
 #[async_trait::async_trait]
 pub trait GraphReader: Send + Sync + 'static {
-    /// Edges of requests started in `[start, end)` (Unix ns, at bucket granularity),
-    /// one row per key with its aggregates summed over the window.
+    /// Length of the buckets the rows are summed in: a window's rows hold whole
+    /// buckets, from the one holding the window's start. Per-second figures divide by
+    /// [`covered_seconds`] of it. Zero (the default): rows are exact to the window.
+    fn bucket(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// Edges of requests started in `[start, end)` (Unix ns, at bucket granularity:
+    /// the buckets starting from the one holding `start` up to `end`, so up to one
+    /// bucket more than the window), one row per key with its aggregates summed over
+    /// the window.
     async fn edges_in_window(
         &self,
         start_unix_nano: u64,
@@ -336,6 +382,36 @@ mod tests {
             ..ok
         };
         assert!(is_error_record(&grpc));
+    }
+
+    #[test]
+    fn covered_seconds_run_from_the_first_bucket_to_now() {
+        use std::time::Duration;
+        const SEC: u64 = 1_000_000_000;
+        let bucket = Duration::from_secs(10);
+        assert_eq!(bucket_floor(1234 * SEC + 5, bucket), 1230 * SEC);
+        assert_eq!(bucket_ceil(1234 * SEC, bucket), 1240 * SEC);
+        assert_eq!(bucket_ceil(1240 * SEC, bucket), 1240 * SEC);
+        assert_eq!(bucket_floor(1234, Duration::ZERO), 1234);
+        assert_eq!(bucket_ceil(1234, Duration::ZERO), 1234);
+        // A 10 s window ending at 1234 s reads the buckets 1220 and 1230: 14 s so far.
+        let now = 1234 * SEC;
+        let from = bucket_floor(now - 10 * SEC, bucket);
+        assert!((covered_seconds(bucket, from, now, now) - 14.0).abs() < 1e-9);
+        // 15 s steps: the one at 1200 s holds the buckets 1200 and 1210 (20 s; 14 s of
+        // them at 1214 s), the one at 1215 s only 1220 (10 s).
+        let step = 15 * SEC;
+        let covered = |from: u64, now: u64| covered_seconds(bucket, from, from + step, now);
+        assert!((covered(1200 * SEC, u64::MAX) - 20.0).abs() < 1e-9);
+        assert!((covered(1200 * SEC, 1214 * SEC) - 14.0).abs() < 1e-9);
+        assert!((covered(1215 * SEC, u64::MAX) - 10.0).abs() < 1e-9);
+        // A step whose first bucket has not started yet covers nothing.
+        assert_eq!(
+            covered_seconds(bucket, 1245 * SEC, 1260 * SEC, 1241 * SEC),
+            0.0
+        );
+        // Without buckets, the window itself.
+        assert!((covered_seconds(Duration::ZERO, 5 * SEC, 65 * SEC, 70 * SEC) - 60.0).abs() < 1e-9);
     }
 
     #[test]

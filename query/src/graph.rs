@@ -11,7 +11,9 @@
 //!
 //! `window` (aliases `duration`, Kiali's, and `time_horizon`, servicegraph's) is a Go
 //! or Prometheus duration (`30s`, `5m`, `1h`, `1d`; a bare integer is seconds), default
-//! `5m`; rates are requests per second over it.
+//! `5m`; rates are requests per second over the time the window's rollup buckets
+//! cover: from the start of the bucket holding the window's start (whole buckets are
+//! read) to now, so that steady traffic reads steady at any window.
 //! Each edge is counted from one reporter (see [`build`]). `namespace` takes a
 //! comma-separated list.
 //!
@@ -30,7 +32,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshtel_model::duration::{parse_go_duration, parse_prometheus_duration};
-use meshtel_model::graph::{EdgeRow, EdgeStats};
+use meshtel_model::graph::{EdgeRow, EdgeStats, bucket_floor, covered_seconds};
 use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
@@ -143,21 +145,31 @@ impl GraphService {
         GraphService { reader, clock }
     }
 
-    /// The graph of the window ending now, and that end (Unix ns).
-    pub async fn graph(&self, request: &GraphRequest) -> Result<(Graph, u64)> {
+    /// Seconds the rows of the window `[start, now)` cover, at least one: the reader
+    /// sums whole buckets from the one holding `start`, so dividing by the window
+    /// would overstate rates by up to a bucket (twice at a 10 s window).
+    fn rate_seconds(&self, start: u64, now: u64) -> f64 {
+        let bucket = self.reader.bucket();
+        covered_seconds(bucket, bucket_floor(start, bucket), now, now).max(1.0)
+    }
+
+    /// The graph of the window ending now.
+    pub async fn graph(&self, request: &GraphRequest) -> Result<WindowGraph> {
         let end = self.clock.now_unix_nano();
         let window = u64::try_from(request.window.as_nanos()).unwrap_or(u64::MAX);
-        let rows = self
-            .reader
-            .edges_in_window(end.saturating_sub(window), end)
-            .await?;
+        let start = end.saturating_sub(window);
+        let rows = self.reader.edges_in_window(start, end).await?;
         let rows = one_reporter_per_pair(rows);
-        Ok((Graph::build(&rows, &request.filter), end))
+        Ok(WindowGraph {
+            graph: Graph::build(&rows, &request.filter),
+            end_unix_nano: end,
+            rate_seconds: self.rate_seconds(start, end),
+        })
     }
 
     /// The graph of the window ending now plus, unless `filter_empty`, the edges used
     /// in the [`IDLE_EDGE_LOOKBACK`] before the window but not in it, with no requests.
-    pub async fn graph_with_idle_edges(&self, request: &GraphRequest) -> Result<Graph> {
+    pub async fn graph_with_idle_edges(&self, request: &GraphRequest) -> Result<WindowGraph> {
         let end = self.clock.now_unix_nano();
         let window = u64::try_from(request.window.as_nanos()).unwrap_or(u64::MAX);
         let start = end.saturating_sub(window);
@@ -178,8 +190,23 @@ impl GraphService {
                     }),
             );
         }
-        Ok(Graph::build(&rows, &request.filter))
+        Ok(WindowGraph {
+            graph: Graph::build(&rows, &request.filter),
+            end_unix_nano: end,
+            rate_seconds: self.rate_seconds(start, end),
+        })
     }
+}
+
+/// A graph with the time its figures were counted over.
+#[derive(Debug)]
+pub struct WindowGraph {
+    /// Nodes and edges.
+    pub graph: Graph,
+    /// End of the window (now), Unix ns.
+    pub end_unix_nano: u64,
+    /// Seconds the rows cover (see [`GraphService::graph`]): what rates divide by.
+    pub rate_seconds: f64,
 }
 
 /// The graph routes, with their own state.
@@ -198,11 +225,12 @@ async fn get_graph(
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
     let request = GraphRequest::parse(&params)?;
-    let (graph, end) = service.graph(&request).await?;
+    let window = service.graph(&request).await?;
     let json = build::to_json(
-        &graph,
-        end / 1_000_000_000,
+        &window.graph,
+        window.end_unix_nano / 1_000_000_000,
         request.window.as_secs(),
+        window.rate_seconds,
         request.response_time,
     );
     tracing::debug!(
@@ -221,8 +249,8 @@ async fn get_graph_dot(
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
     let request = GraphRequest::parse(&params)?;
-    let graph = service.graph_with_idle_edges(&request).await?;
-    let mut response = build::to_dot(&graph, request.window.as_secs()).into_response();
+    let window = service.graph_with_idle_edges(&request).await?;
+    let mut response = build::to_dot(&window.graph, window.rate_seconds).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/vnd.graphviz; charset=utf-8"),

@@ -21,6 +21,12 @@
 //! only (see [`Reporter`]). Errors are [`EdgeStats::errors`]: 5xx, no response (code
 //! 0), any Envoy response flag, or a non-OK gRPC status. `window` and `step` are
 //! Prometheus durations (`30s`, `5m`, `1h`, `1d`; a bare number is seconds).
+//!
+//! Rates divide by the time the summed rollup buckets really cover
+//! ([`covered_seconds`]), not by the nominal window or step: a window reads whole
+//! buckets from the one holding its start, a step the buckets starting in it (a 15 s
+//! step holds one or two 10 s buckets), and the running bucket has counted only until
+//! now.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -32,7 +38,7 @@ use axum::response::Response;
 use axum::routing::get;
 use meshtel_model::GraphReader;
 use meshtel_model::duration::parse_prometheus_duration;
-use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats};
+use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats, bucket_floor, covered_seconds};
 use serde::Serialize;
 
 use crate::Clock;
@@ -292,7 +298,8 @@ pub struct ServiceMetrics {
     pub namespace: String,
     /// Destination versions seen, sorted; empty labels left out.
     pub versions: Vec<String>,
-    /// Requests per second over the window.
+    /// Requests per second over the time the window's rollup buckets cover (from the
+    /// start of the one holding the window's start to now).
     pub rate: f64,
     /// Errors / requests, 0 without requests.
     #[serde(rename = "errorRate")]
@@ -345,7 +352,8 @@ pub struct Point {
     pub requests: u64,
     /// Of which errors.
     pub errors: u64,
-    /// Requests per second over the step.
+    /// Requests per second over the time the step's rollup buckets cover (the step
+    /// itself when it is a multiple of the bucket; so far, for the running step).
     pub rate: f64,
     /// Errors / requests, 0 without requests.
     #[serde(rename = "errorRate")]
@@ -437,10 +445,8 @@ impl MetricsService {
     pub async fn services(&self, window: Duration) -> Result<ServicesJson> {
         let end = self.clock.now_unix_nano();
         let window_nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let rows = self
-            .reader
-            .edges_in_window(end.saturating_sub(window_nanos), end)
-            .await?;
+        let start = end.saturating_sub(window_nanos);
+        let rows = self.reader.edges_in_window(start, end).await?;
         let mut by_service: BTreeMap<&str, ServiceRows<'_>> = BTreeMap::new();
         for row in &rows {
             if row.key.destination_service.is_empty() {
@@ -455,7 +461,8 @@ impl MetricsService {
                 entry.source.push(row);
             }
         }
-        let seconds = window.as_secs_f64().max(1.0);
+        let bucket = self.reader.bucket();
+        let seconds = covered_seconds(bucket, bucket_floor(start, bucket), end, end).max(1.0);
         let mut services = Vec::new();
         for (fqdn, rows) in by_service {
             let chosen = if rows.destination.is_empty() {
@@ -498,7 +505,8 @@ impl MetricsService {
     pub async fn timeseries(&self, request: &TimeseriesRequest) -> Result<TimeseriesJson> {
         let step_ms = request.step.as_secs().max(1) * 1000;
         let points = points_in(request.window, request.step);
-        let now_ms = self.clock.now_unix_nano() / 1_000_000;
+        let now = self.clock.now_unix_nano();
+        let now_ms = now / 1_000_000;
         let last = now_ms - now_ms % step_ms;
         let start = last.saturating_sub((points - 1) * step_ms);
         let end = last + step_ms;
@@ -561,17 +569,29 @@ impl MetricsService {
         }
 
         let step_seconds = request.step.as_secs().max(1);
+        // What each step's requests were counted over: its buckets, up to now.
+        let bucket = self.reader.bucket();
+        let covered: Vec<f64> = (0..points)
+            .map(|i| {
+                let from = (start + i * step_ms).saturating_mul(1_000_000);
+                covered_seconds(bucket, from, from + step_ms * 1_000_000, now)
+            })
+            .collect();
         let series = groups
             .into_iter()
             .map(|(key, steps)| Series {
                 key: key.to_json(),
                 points: (0..)
                     .zip(steps)
-                    .map(|(i, stats): (u64, EdgeStats)| Point {
+                    .zip(&covered)
+                    .map(|((i, stats), &seconds): ((u64, EdgeStats), &f64)| Point {
                         t: start + i * step_ms,
                         requests: stats.requests,
                         errors: stats.errors,
-                        rate: stats.requests as f64 / step_seconds as f64,
+                        // At least a second: a step's first bucket may have run for
+                        // a moment only (and a step none of whose buckets has
+                        // started has no requests).
+                        rate: stats.requests as f64 / seconds.max(1.0),
                         error_rate: error_rate(&stats),
                         p50_ms: quantile_ms(&stats, 0.5),
                         p95_ms: quantile_ms(&stats, 0.95),

@@ -47,6 +47,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "catalog_last_seen",
         include_str!("../../migrations/sqlite/0006_catalog_last_seen.sql"),
     ),
+    (
+        7,
+        "edge_clusters",
+        include_str!("../../migrations/sqlite/0007_edge_clusters.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

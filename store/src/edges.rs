@@ -119,7 +119,7 @@ impl EdgeConfig {
 
 /// A record's edge fields, borrowed: looked up without allocating.
 struct KeyRef<'a> {
-    strings: [&'a str; 11],
+    strings: [&'a str; 13],
     response_code: u32,
     grpc_response_status: Option<u32>,
 }
@@ -152,6 +152,8 @@ impl<'a> KeyRef<'a> {
                 &record.request_protocol,
                 flags,
                 reporter_label(record.reporter),
+                src(|w| &w.cluster),
+                dst(|w| &w.cluster),
             ],
             response_code: record.response_code,
             grpc_response_status: grpc_response_status(record),
@@ -167,7 +169,7 @@ impl<'a> KeyRef<'a> {
     }
 
     fn matches(&self, key: &EdgeKey) -> bool {
-        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r] = self.strings;
+        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r, sc, dc] = self.strings;
         self.response_code == key.response_code
             && self.grpc_response_status == key.grpc_response_status
             && sw == key.source_workload
@@ -181,10 +183,12 @@ impl<'a> KeyRef<'a> {
             && p == key.protocol
             && f == key.response_flags
             && r == key.reporter
+            && sc == key.source_cluster
+            && dc == key.destination_cluster
     }
 
     fn to_key(&self) -> EdgeKey {
-        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r] = self.strings.map(str::to_string);
+        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r, sc, dc] = self.strings.map(str::to_string);
         EdgeKey {
             source_workload: sw,
             source_namespace: sn,
@@ -199,6 +203,8 @@ impl<'a> KeyRef<'a> {
             grpc_response_status: self.grpc_response_status,
             response_flags: f,
             reporter: r,
+            source_cluster: sc,
+            destination_cluster: dc,
         }
     }
 }
@@ -410,9 +416,9 @@ impl EdgeRollups {
                      destination_service, destination_workload, destination_namespace, \
                      destination_version, protocol, response_code, response_flags, reporter, \
                      request_count, error_count, duration_sum_ms, latency_buckets, \
-                     request_bytes, response_bytes, grpc_response_status) VALUES ($1, $2, $3, \
-                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                     $19, $20, $21)",
+                     request_bytes, response_bytes, grpc_response_status, source_cluster, \
+                     destination_cluster) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
                 )
                 .bind(start_ms)
                 .bind(bucket_seconds)
@@ -435,6 +441,8 @@ impl EdgeRollups {
                 .bind(to_i64(stats.request_bytes))
                 .bind(to_i64(stats.response_bytes))
                 .bind(key.grpc_response_status.map(i64::from))
+                .bind(&key.source_cluster)
+                .bind(&key.destination_cluster)
                 .execute(&mut *tx)
                 .await?;
                 rows += 1;
@@ -509,13 +517,19 @@ impl EdgeRollups {
         group: impl Fn(u64, EdgeKey) -> G,
     ) -> Result<HashMap<G, EdgeStats>> {
         let _gate = self.inner.flush_gate.read().await;
+        // The bucket holding `start` is read whole, so a window holds up to one bucket
+        // more than asked: readers divide by the time really covered
+        // (`meshtel_model::graph::covered_seconds`), which is never shorter than the
+        // window, rather than leave that bucket out, which would leave as little as a
+        // fraction of a second of a short window while its first bucket is young.
         let from = self.bucket_start(start_unix_nano);
         let mut rows = sqlx::query(
             "SELECT source_workload, source_namespace, source_app, source_version, \
              destination_service, destination_workload, destination_namespace, \
              destination_version, protocol, response_code, response_flags, reporter, \
              request_count, error_count, duration_sum_ms, latency_buckets, request_bytes, \
-             response_bytes, bucket_start_unix_ms, grpc_response_status FROM edge_rollups \
+             response_bytes, bucket_start_unix_ms, grpc_response_status, source_cluster, \
+             destination_cluster FROM edge_rollups \
              WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2",
         )
         .bind(to_i64(from / 1_000_000))
@@ -539,6 +553,8 @@ impl EdgeRollups {
                     .and_then(|status| u32::try_from(status).ok()),
                 response_flags: row.get(10),
                 reporter: row.get(11),
+                source_cluster: row.get(20),
+                destination_cluster: row.get(21),
             };
             let stats = EdgeStats {
                 requests: u64::try_from(row.get::<i64, _>(12)).unwrap_or(0),
@@ -660,6 +676,10 @@ impl EdgeSink for EdgeRollups {
 
 #[async_trait::async_trait]
 impl GraphReader for EdgeRollups {
+    fn bucket(&self) -> Duration {
+        self.inner.config.bucket
+    }
+
     async fn edges_in_window(
         &self,
         start_unix_nano: u64,

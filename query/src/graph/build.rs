@@ -135,6 +135,10 @@ pub struct NodeInfo {
     pub version: String,
     /// Destination services the node answered for.
     pub services: Vec<String>,
+    /// Cluster its proxy reported (`source_cluster` of its outgoing rows,
+    /// `destination_cluster` of its incoming ones, the first non-empty one); empty
+    /// when none did.
+    pub cluster: String,
 }
 
 /// The graph: nodes and (source, target, protocol) edges.
@@ -159,9 +163,15 @@ impl Graph {
                 src_info.app.clone_from(&key.source_app);
                 src_info.version.clone_from(&key.source_version);
             }
+            if src_info.cluster.is_empty() {
+                src_info.cluster.clone_from(&key.source_cluster);
+            }
             let dst_info = graph.nodes.entry(target.clone()).or_default();
             if dst_info.version.is_empty() {
                 dst_info.version.clone_from(&key.destination_version);
+            }
+            if dst_info.cluster.is_empty() {
+                dst_info.cluster.clone_from(&key.destination_cluster);
             }
             let service = key.destination_service_name().to_string();
             if !dst_info.services.contains(&service) {
@@ -268,8 +278,8 @@ pub struct Wrapped<T> {
 /// A destination service of a node.
 #[derive(Debug, Serialize)]
 pub struct DestService {
-    /// Always `unknown` (no multi-cluster yet).
-    pub cluster: &'static str,
+    /// The node's cluster.
+    pub cluster: String,
     /// Namespace.
     pub namespace: String,
     /// Short name.
@@ -303,8 +313,9 @@ pub struct NodeData {
     /// `workload`, `service` or `unknown`.
     #[serde(rename = "nodeType")]
     pub node_type: &'static str,
-    /// Always `unknown`.
-    pub cluster: &'static str,
+    /// Cluster its proxy reported (Istio's `source_cluster`/`destination_cluster`),
+    /// `unknown` when none did (always for traffic from outside the mesh).
+    pub cluster: String,
     /// Namespace (`unknown` for the outside).
     pub namespace: String,
     /// Workload name.
@@ -370,14 +381,17 @@ fn latency(stats: &EdgeStats, which: ResponseTime) -> Option<f64> {
     }
 }
 
-/// The Kiali-style JSON of `graph` over a `window_seconds` window.
+/// The Kiali-style JSON of `graph` over a `window_seconds` window (its `duration`),
+/// whose rows cover `rate_seconds` (whole rollup buckets: see
+/// [`meshtel_model::graph::covered_seconds`]), what the rates divide by.
 pub fn to_json(
     graph: &Graph,
     end_unix_seconds: u64,
     window_seconds: u64,
+    rate_seconds: f64,
     response_time: ResponseTime,
 ) -> GraphJson {
-    let window = window_seconds.max(1) as f64;
+    let window = rate_seconds.max(1.0);
     // Node in/out totals per protocol: requests, classes, errors, bytes.
     #[derive(Default)]
     struct Io {
@@ -451,11 +465,12 @@ pub fn to_json(
                 s.to_string()
             })
         };
+        let cluster = some(&info.cluster).unwrap_or_default();
         let data = match node {
             NodeRef::Unknown => NodeData {
                 id: node.id(),
                 node_type: "unknown",
-                cluster: "unknown",
+                cluster: "unknown".into(),
                 namespace: "unknown".into(),
                 workload: some(""),
                 app: some(""),
@@ -468,7 +483,7 @@ pub fn to_json(
             NodeRef::Workload(ns, name) => NodeData {
                 id: node.id(),
                 node_type: "workload",
-                cluster: "unknown",
+                cluster: cluster.clone(),
                 namespace: some(ns).unwrap_or_default(),
                 workload: some(name),
                 app: some(&info.app),
@@ -478,7 +493,7 @@ pub fn to_json(
                     .services
                     .iter()
                     .map(|s| DestService {
-                        cluster: "unknown",
+                        cluster: cluster.clone(),
                         namespace: ns.clone(),
                         name: s.clone(),
                     })
@@ -489,7 +504,7 @@ pub fn to_json(
             NodeRef::Service(ns, name) => NodeData {
                 id: node.id(),
                 node_type: "service",
-                cluster: "unknown",
+                cluster,
                 namespace: some(ns).unwrap_or_default(),
                 workload: None,
                 app: some(name),
@@ -602,9 +617,10 @@ pub fn to_json(
 
 /// Graphviz DOT as Istio's servicegraph `/dotgraph` writes it: nodes named
 /// `"<app> (<workload>)"`, ids with `/`, `.` and spaces replaced by `_`, edges labelled
-/// `reqs/sec: %.6f` summed over protocols and codes.
-pub fn to_dot(graph: &Graph, window_seconds: u64) -> String {
-    let window = window_seconds.max(1) as f64;
+/// `reqs/sec: %.6f` summed over protocols and codes, over the `rate_seconds` the rows
+/// cover.
+pub fn to_dot(graph: &Graph, rate_seconds: f64) -> String {
+    let window = rate_seconds.max(1.0);
     let name = |node: &NodeRef| -> String {
         let info = graph.nodes.get(node);
         let app = info

@@ -10,6 +10,8 @@ use super::*;
 use crate::QueryConfig;
 use crate::testing::{FixedClock, MemoryReader, NOW, get};
 
+mod rates;
+
 #[derive(Default)]
 struct FakeEdges {
     /// The rows of any window ending now.
@@ -84,6 +86,18 @@ fn key(
         grpc_response_status: None,
         response_flags: flags.into(),
         reporter: reporter.into(),
+        // As the proxies report them: none for a caller outside the mesh or a
+        // destination no workload answered for.
+        source_cluster: if source.is_empty() {
+            String::new()
+        } else {
+            "Kubernetes".into()
+        },
+        destination_cluster: if destination.is_empty() {
+            String::new()
+        } else {
+            "Kubernetes".into()
+        },
     }
 }
 
@@ -203,11 +217,12 @@ async fn graph_json_has_kiali_shape_rates_errors_and_latency() {
     assert_eq!(unknown["nodeType"], "unknown");
     assert_eq!(unknown["namespace"], "unknown");
     assert_eq!(unknown["isRoot"], true);
+    assert_eq!(unknown["cluster"], "unknown");
     let productpage = find(nodes, "wl_default_productpage-v1");
     assert_eq!(productpage["nodeType"], "workload");
     assert_eq!(productpage["app"], "productpage");
     assert_eq!(productpage["workload"], "productpage-v1");
-    assert_eq!(productpage["cluster"], "unknown");
+    assert_eq!(productpage["cluster"], "Kubernetes");
     assert_eq!(
         productpage["traffic"],
         json!([{"protocol": "http", "rates": {"httpIn": "2.00", "httpOut": "10.50"}}])
@@ -219,10 +234,16 @@ async fn graph_json_has_kiali_shape_rates_errors_and_latency() {
     );
     assert_eq!(reviews["version"], "v2");
     assert_eq!(reviews["destServices"][0]["name"], "reviews");
+    assert_eq!(reviews["cluster"], "Kubernetes");
+    assert_eq!(reviews["destServices"][0]["cluster"], "Kubernetes");
     assert_eq!(reviews["traffic"][0]["rates"]["httpIn5xx"], "1.00");
     let details = find(nodes, "svc_default_details");
     assert_eq!(details["nodeType"], "service");
     assert_eq!(details["service"], "details");
+    assert_eq!(
+        details["cluster"], "unknown",
+        "no workload, no proxy reported one"
+    );
 
     let all_edges = &body["elements"]["edges"];
     assert_eq!(all_edges.as_array().unwrap().len(), 3);
@@ -637,4 +658,48 @@ async fn graph_dot_escapes_control_characters_so_that_dot_parses_it() {
         "the SVG holds a character XML forbids"
     );
     assert_eq!(svg.matches("class=\"node\"").count(), names.len() + 1);
+}
+
+#[tokio::test]
+async fn nodes_carry_the_cluster_their_proxies_reported() {
+    let mut from_east = key(
+        "productpage-v1",
+        "reviews",
+        "reviews-v2",
+        200,
+        "-",
+        "source",
+    );
+    from_east.source_cluster = "east".into();
+    from_east.destination_cluster = "west".into();
+    // A row from before the rollups kept clusters: it names none.
+    let mut old = key("reviews-v2", "ratings", "ratings-v1", 200, "-", "source");
+    old.source_cluster.clear();
+    old.destination_cluster.clear();
+    let rows = vec![
+        EdgeRow {
+            key: from_east,
+            stats: stats(10, 5.0, 0),
+        },
+        EdgeRow {
+            key: old,
+            stats: stats(10, 5.0, 0),
+        },
+    ];
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph?window=5m").await.json();
+    let nodes = &body["elements"]["nodes"];
+    assert_eq!(find(nodes, "wl_default_productpage-v1")["cluster"], "east");
+    let reviews = find(nodes, "wl_default_reviews-v2");
+    assert_eq!(
+        reviews["cluster"], "west",
+        "the first cluster reported for it"
+    );
+    assert_eq!(
+        reviews["destServices"],
+        json!([{"cluster": "west", "namespace": "default", "name": "reviews"}])
+    );
+    let ratings = find(nodes, "wl_default_ratings-v1");
+    assert_eq!(ratings["cluster"], "unknown");
+    assert_eq!(ratings["destServices"][0]["cluster"], "unknown");
 }

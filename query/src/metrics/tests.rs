@@ -62,6 +62,10 @@ impl FakeBuckets {
 
 #[async_trait::async_trait]
 impl GraphReader for FakeBuckets {
+    fn bucket(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
     async fn edges_in_window(&self, start: u64, end: u64) -> meshtel_model::Result<Vec<EdgeRow>> {
         let mut summed: BTreeMap<EdgeKey, EdgeStats> = BTreeMap::new();
         for (_, row) in self.in_window(start, end, Duration::ZERO) {
@@ -114,6 +118,8 @@ fn key(
         grpc_response_status: None,
         response_flags: flags.into(),
         reporter: reporter.into(),
+        source_cluster: String::new(),
+        destination_cluster: String::new(),
     }
 }
 
@@ -270,18 +276,19 @@ async fn services_count_each_request_once_from_the_destination_if_it_reported() 
         *edges.windows.lock().unwrap(),
         vec![(NOW + 25 * SEC - 180 * SEC, NOW + 25 * SEC, Duration::ZERO)]
     );
-    // reviews: destination rows A, B, C, D, M (14 requests, 2 errors over 180 s);
-    // ratings: source rows only; details: destination. Quantiles are rounded to the µs
-    // (reviews p50 = 5 + 5/6).
+    // reviews: destination rows A, B, C, D, M (14 requests, 2 errors); ratings: source
+    // rows only; details: destination. Rates are over the 185 s the buckets cover:
+    // from NOW - 160 s (the bucket holding the window's start) to now. Quantiles are
+    // rounded to the µs (reviews p50 = 5 + 5/6).
     let expected = r#"{"services":[
         {"service":"details.default.svc.cluster.local","name":"details","namespace":"default",
-         "versions":["v1"],"rate":0.05555555555555555,"errorRate":0.0,
+         "versions":["v1"],"rate":0.05405405405405406,"errorRate":0.0,
          "p50Ms":0.75,"p95Ms":0.975,"p99Ms":0.995},
         {"service":"ratings.default.svc.cluster.local","name":"ratings","namespace":"default",
-         "versions":[],"rate":0.016666666666666666,"errorRate":1.0,
+         "versions":[],"rate":0.016216216216216217,"errorRate":1.0,
          "p50Ms":0.25,"p95Ms":0.475,"p99Ms":0.495},
         {"service":"reviews.default.svc.cluster.local","name":"reviews","namespace":"default",
-         "versions":["v1","v2"],"rate":0.07777777777777778,"errorRate":0.14285714285714285,
+         "versions":["v1","v2"],"rate":0.07567567567567568,"errorRate":0.14285714285714285,
          "p50Ms":5.833,"p95Ms":41.25,"p99Ms":48.25}
     ]}"#;
     assert_eq!(body, minify(expected));
@@ -317,14 +324,15 @@ async fn timeseries_by_version_has_every_step_zeros_and_nulls_included() {
         )
     };
     // v1: A (4 × 7 ms) in S0; D (4 × 3 ms) and M (2 × 7 ms) in S2.
-    // v2: B (2 × 30 ms) and C (2 × 0.2 ms, 503) in S0. Source rows are left out.
+    // v2: B (2 × 30 ms) and C (2 × 0.2 ms, 503) in S0. Source rows are left out. S2's
+    // rate is over the 25 s it has run.
     let expected = format!(
         r#"{{"start":{S0},"end":{end},"stepSeconds":60,"series":[
             {{"key":{{"version":"v1"}},"points":[
                 {{"t":{S0},"requests":4,"errors":0,"rate":0.06666666666666667,"errorRate":0.0,
                   "p50Ms":7.5,"p95Ms":9.75,"p99Ms":9.95}},
                 {z1},
-                {{"t":{S2},"requests":6,"errors":0,"rate":0.1,"errorRate":0.0,
+                {{"t":{S2},"requests":6,"errors":0,"rate":0.24,"errorRate":0.0,
                   "p50Ms":4.0,"p95Ms":9.25,"p99Ms":9.85}}]}},
             {{"key":{{"version":"v2"}},"points":[
                 {{"t":{S0},"requests":4,"errors":2,"rate":0.06666666666666667,"errorRate":0.5,
@@ -358,14 +366,14 @@ async fn timeseries_by_code_from_the_source_with_codes_and_flags() {
                   "p50Ms":8.75,"p95Ms":46.25,"p99Ms":49.25}},
                 {{"t":{S1},"requests":0,"errors":0,"rate":0.0,"errorRate":0.0,
                   "p50Ms":null,"p95Ms":null,"p99Ms":null}},
-                {{"t":{S2},"requests":4,"errors":0,"rate":0.06666666666666667,"errorRate":0.0,
+                {{"t":{S2},"requests":4,"errors":0,"rate":0.16,"errorRate":0.0,
                   "p50Ms":3.0,"p95Ms":4.8,"p99Ms":4.96}}]}},
             {{"key":{{"code":"503"}},"points":[
                 {{"t":{S0},"requests":2,"errors":2,"rate":0.03333333333333333,"errorRate":1.0,
                   "p50Ms":0.75,"p95Ms":0.975,"p99Ms":0.995}},
                 {{"t":{S1},"requests":0,"errors":0,"rate":0.0,"errorRate":0.0,
                   "p50Ms":null,"p95Ms":null,"p99Ms":null}},
-                {{"t":{S2},"requests":3,"errors":3,"rate":0.05,"errorRate":1.0,
+                {{"t":{S2},"requests":3,"errors":3,"rate":0.12,"errorRate":1.0,
                   "p50Ms":0.25,"p95Ms":0.475,"p99Ms":0.495}}]}}],
             "codes":{{"200":10,"503":5}},"flags":{{"UF":1,"UO":2,"URX":1}}}}"#,
         end = NOW_MS + 60_000,

@@ -120,6 +120,10 @@ async fn sql_round_trip_keeps_every_field() {
     grpc.grpc_response_status = Some(14);
     grpc.response_flags = "URX".into();
     grpc.reporter = Reporter::Destination as i32;
+    if let (Some(source), Some(destination)) = (&mut grpc.source, &mut grpc.destination) {
+        source.cluster = "east".into();
+        destination.cluster = "west".into();
+    }
     let records = [grpc.clone(), grpc.clone(), record(T0 + SEC, 200, 0)];
     rollups.record(&records.iter().collect::<Vec<_>>());
     let in_memory = rollups.edges_between(T0, T0 + 10 * SEC).await.unwrap();
@@ -133,6 +137,13 @@ async fn sql_round_trip_keeps_every_field() {
     assert_eq!(edge.key.grpc_response_status, Some(14));
     assert_eq!(edge.key.response_flags, "URX");
     assert_eq!(edge.key.reporter, "destination");
+    assert_eq!(
+        (
+            edge.key.source_cluster.as_str(),
+            edge.key.destination_cluster.as_str()
+        ),
+        ("east", "west")
+    );
     assert_eq!(edge.stats.requests, 2);
     assert_eq!(edge.stats.errors, 2);
     assert_eq!(edge.stats.request_bytes, 20);
@@ -144,6 +155,34 @@ async fn sql_round_trip_keeps_every_field() {
     assert_eq!(
         reopened.edges_between(T0, T0 + 10 * SEC).await.unwrap(),
         from_sql
+    );
+
+    // A row written before the rollups kept clusters names none.
+    sqlx::query(
+        "INSERT INTO edge_rollups (bucket_start_unix_ms, bucket_seconds, source_workload, \
+         source_namespace, source_app, source_version, destination_service, \
+         destination_workload, destination_namespace, destination_version, protocol, \
+         response_code, response_flags, reporter, request_count, error_count, \
+         duration_sum_ms, latency_buckets, request_bytes, response_bytes) VALUES \
+         ($1, 10, 'old-v1', 'default', 'old', 'v1', 'reviews.default.svc.cluster.local', \
+         'reviews-v2', 'default', 'v2', 'http', 200, '-', 'source', 1, 0, 1.0, '', 0, 0)",
+    )
+    .bind(to_i64((T0 + 20 * SEC) / 1_000_000))
+    .execute(&reopened.inner.pool)
+    .await
+    .unwrap();
+    let old = reopened
+        .edges_between(T0 + 20 * SEC, T0 + 30 * SEC)
+        .await
+        .unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].key.source_workload, "old-v1");
+    assert_eq!(
+        (
+            old[0].key.source_cluster.as_str(),
+            old[0].key.destination_cluster.as_str()
+        ),
+        ("", "")
     );
 }
 

@@ -308,6 +308,16 @@ async fn bookinfo_metrics_graph_and_traces_then_collector_down() {
             .unwrap_or_else(|| panic!("node {id} in {graph:#}"))
     };
     assert_eq!(node("unknown_source")["nodeType"], "unknown");
+    // Each node in the cluster its proxy reported (--cluster, default Kubernetes); the
+    // caller outside the mesh has none.
+    assert_eq!(node("unknown_source")["cluster"], "unknown");
+    for id in ["wl_default_productpage-v1", "wl_default_reviews-v1"] {
+        assert_eq!(node(id)["cluster"], "Kubernetes", "{graph:#}");
+    }
+    assert_eq!(
+        node("wl_default_reviews-v1")["destServices"][0]["cluster"],
+        "Kubernetes"
+    );
     let reviews_node = node("wl_default_reviews-v1");
     assert_eq!(reviews_node["app"], "reviews", "{reviews_node:#}");
     assert_eq!(reviews_node["version"], "v1", "{reviews_node:#}");
@@ -319,11 +329,22 @@ async fn bookinfo_metrics_graph_and_traces_then_collector_down() {
     let dot = get(&m.query_url("/api/graph.dot?window=5m")).await;
     assert_eq!(dot.status, 200, "{}", dot.text());
     let dot = dot.text();
-    for line in [
-        "\"unknown_(unknown)\" -> \"productpage_(productpage-v1)\" [label=\"reqs/sec: 0.166667\"];",
-        "\"productpage_(productpage-v1)\" -> \"reviews_(reviews-v1)\" [label=\"reqs/sec: 0.166667\"];",
+    // 50 requests over the time the window's 10 s buckets cover: the 300 s and up to
+    // one bucket before them (the one holding the window's start).
+    for edge in [
+        "\"unknown_(unknown)\" -> \"productpage_(productpage-v1)\" [label=\"reqs/sec: ",
+        "\"productpage_(productpage-v1)\" -> \"reviews_(reviews-v1)\" [label=\"reqs/sec: ",
     ] {
-        assert!(dot.lines().any(|l| l.trim() == line), "{line} in\n{dot}");
+        let rate: f64 = dot
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(edge)?.strip_suffix("\"];"))
+            .unwrap_or_else(|| panic!("{edge} in\n{dot}"))
+            .parse()
+            .unwrap();
+        assert!(
+            (50.0 / 310.0..=50.0 / 300.0).contains(&rate),
+            "{edge}{rate} in\n{dot}"
+        );
     }
     assert!(dot.starts_with("digraph"), "{dot}");
 
