@@ -50,6 +50,15 @@
 //! be burstier by up to one lease than the algorithm alone allows. Where exactness
 //! matters more than latency, `--quota-prefetch=false` asks once per request.
 //!
+//! **Policy edits.** A policy pushed over `WatchQuotas` with a spec that differs from
+//! the one in force (limit, window, algorithm, overrides, match, ...) gets a new
+//! generation number; the leases of its counter keys are reset on the push: leased
+//! tokens dropped, a denial or failure held forgotten, an ask in flight disowned. The
+//! next request asks the collector, which decides by the edited policy, so an edit
+//! applies within the collector's sync interval plus a round trip. Leases of a
+//! removed policy go; leases of unchanged policies are untouched. On the request path
+//! this costs one integer comparison per lease.
+//!
 //! # Failure
 //!
 //! A Check that fails or exceeds `--quota-timeout` (20 ms, Envoy's rate limit filter
@@ -154,7 +163,8 @@ struct LeaseEntry {
     quota: Arc<str>,
     /// The attributes of the request that created the lease (they resolve to its key).
     attributes: Arc<QuotaAttributes>,
-    /// Bumped whenever an ask completes, waking the requests waiting on it.
+    /// Bumped whenever an ask completes or the lease is reset, waking the requests
+    /// waiting on it.
     changed: tokio::sync::watch::Sender<()>,
 }
 
@@ -173,11 +183,8 @@ struct Shared {
 impl Shared {
     fn publish(&self, set: PolicySet) {
         self.stats.policies.set(set.policies.len() as i64);
-        self.policies.store(set);
-        // The limits may have changed: forget denials, keep tokens already charged.
-        for entry in self.leases.lock().values_mut() {
-            entry.lease.forget_denial();
-        }
+        let set = self.policies.store(set);
+        self.follow_policies(&set);
     }
 
     fn evict_idle_leases(&self) {

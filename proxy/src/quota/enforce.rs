@@ -1,6 +1,7 @@
 //! Deciding one inbound request: match, then take from leases (prefetch) or ask the
 //! collector (one Check), then combine the quotas' outcomes into one verdict.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use tracing::debug;
 
 use super::client::{duration_of, grant_of, passes};
 use super::lease::{Lease, Take};
-use super::policies::{RequestView, with_attributes};
+use super::policies::{PolicySet, RequestView, with_attributes};
 use super::response::{Denial, LimitStatus};
 use super::stats::DecisionResult;
 use super::{LeaseEntry, MAX_LEASES, QuotaEnforcer, Shared, evict_idle};
@@ -25,10 +26,11 @@ enum Outcome {
     Failed,
 }
 
-/// A matched policy and its counter.
+/// A matched policy (at its generation) and its counter.
 #[derive(Debug)]
 struct Matched<'a> {
     policy: &'a QuotaPolicy,
+    generation: u64,
     key: String,
     limit: Limit,
 }
@@ -36,8 +38,9 @@ struct Matched<'a> {
 /// The first, synchronous step for one matched policy.
 #[derive(Debug)]
 enum FirstStep {
-    /// Taken from (or waiting on) the key's lease; the tokens it has left.
-    Lease(Take, Option<tokio::sync::watch::Receiver<()>>, u64),
+    /// Taken from (or waiting on) the key's lease; the tokens it has left; the lease's
+    /// generation (an ask it starts is for that one).
+    Lease(Take, Option<tokio::sync::watch::Receiver<()>>, u64, u64),
     /// No lease (prefetch off, or the lease table is full): ask the collector.
     Direct,
 }
@@ -56,9 +59,9 @@ impl QuotaEnforcer {
         // the attributes are copied only when the collector must be asked directly.
         let (steps, direct_attributes) = with_attributes(&shared.destination, request, &set.header_names, |attrs| {
             let mut steps: Vec<(Matched<'_>, FirstStep)> = Vec::new();
-            for policy in set.policies.iter().filter(|p| p.matches(attrs)) {
+            for (policy, generation) in set.with_generations().filter(|(p, _)| p.matches(attrs)) {
                 let resolved = policy.resolve(attrs);
-                let matched = Matched { policy, key: resolved.key, limit: resolved.limit };
+                let matched = Matched { policy, generation, key: resolved.key, limit: resolved.limit };
                 let step = if prefetch { shared.take_first(&matched, attrs, started) } else { FirstStep::Direct };
                 steps.push((matched, step));
             }
@@ -78,7 +81,9 @@ impl QuotaEnforcer {
         for (matched, step) in &steps {
             let outcome = match step {
                 FirstStep::Direct => direct_outcomes.next().unwrap_or(Outcome::Failed),
-                FirstStep::Lease(take, receiver, left) => finish_take(&self.shared, matched, *take, receiver.clone(), *left, deadline).await,
+                FirstStep::Lease(take, receiver, left, generation) => {
+                    finish_take(&self.shared, matched, *take, receiver.clone(), (*left, *generation), deadline).await
+                }
             };
             outcomes.push(outcome);
         }
@@ -118,11 +123,43 @@ impl Shared {
                 vacant.insert(entry)
             }
         };
-        entry.lease.set_limit(matched.limit.max_amount);
+        // One comparison unless the policy changed and the push has not reset the
+        // lease yet (the push resets it too).
+        entry.lease.follow_policy(matched.generation, matched.limit.max_amount);
         entry.lease.record_demand(now);
         let take = entry.lease.take(now);
         let receiver = matches!(take, Take::Wait { .. }).then(|| entry.changed.subscribe());
-        FirstStep::Lease(take, receiver, entry.lease.available(now))
+        FirstStep::Lease(take, receiver, entry.lease.available(now), entry.lease.generation())
+    }
+
+    /// Makes the leases follow a newly published `set`: those of a changed policy
+    /// start over (tokens dropped, denial and failure forgotten, waiting requests woken
+    /// to ask again), those of a removed policy, or of a counter the changed policy no
+    /// longer has, go. Leases of unchanged policies are left alone.
+    pub(super) fn follow_policies(&self, set: &PolicySet) {
+        let policies: HashMap<&str, (&QuotaPolicy, u64)> = set.with_generations().map(|(policy, generation)| (policy.name(), (policy, generation))).collect();
+        let mut leases = self.leases.lock();
+        let before = leases.len();
+        let mut reset = 0u64;
+        leases.retain(|key, entry| {
+            let Some((policy, generation)) = policies.get(&*entry.quota) else { return false };
+            if *generation <= entry.lease.generation() {
+                return true;
+            }
+            let resolved = policy.resolve(&entry.attributes);
+            if resolved.key != *key {
+                return false;
+            }
+            entry.lease.reset(*generation, resolved.limit.max_amount);
+            entry.changed.send_replace(());
+            reset += 1;
+            true
+        });
+        let removed = before - leases.len();
+        self.stats.leases.set(leases.len() as i64);
+        if reset > 0 || removed > 0 {
+            debug!(revision = set.revision, reset, removed, "quota leases follow changed policies");
+        }
     }
 
     /// One Check for `matched` (amount 1 each, all or nothing).
@@ -197,8 +234,10 @@ impl Shared {
         let now = Instant::now();
         let mut leases = self.leases.lock();
         for ((matched, step), outcome) in steps.iter().zip(outcomes) {
-            if matches!((step, outcome), (FirstStep::Lease(..), Outcome::Granted { .. }))
+            // A lease reset since gave the token up with the rest.
+            if let (FirstStep::Lease(.., generation), Outcome::Granted { .. }) = (step, outcome)
                 && let Some(entry) = leases.get_mut(&matched.key)
+                && entry.lease.generation() == *generation
             {
                 entry.lease.refund(now);
             }
@@ -207,14 +246,15 @@ impl Shared {
 }
 
 /// Follows a lease step to its outcome: starts refills, waits (up to `deadline`)
-/// for an ask in flight and takes again when it completes. `left`: the tokens the
-/// lease has after the take (what the proxy knows is left of the limit).
+/// for an ask in flight and takes again when it completes (or the lease is reset).
+/// `left`: the tokens the lease has after the take (what the proxy knows is left of
+/// the limit); `generation`: the lease's when it was taken from.
 async fn finish_take(
     shared: &Arc<Shared>,
     matched: &Matched<'_>,
     mut take: Take,
     mut receiver: Option<tokio::sync::watch::Receiver<()>>,
-    mut left: u64,
+    (mut left, mut generation): (u64, u64),
     deadline: tokio::time::Instant,
 ) -> Outcome {
     let mut waited = false;
@@ -222,7 +262,7 @@ async fn finish_take(
         match take {
             Take::Granted { refill } => {
                 if let Some(amount) = refill {
-                    spawn_ask(shared, &matched.key, amount);
+                    spawn_ask(shared, &matched.key, amount, generation);
                 }
                 let status = LimitStatus { denied: false, ..limit_status(matched, left, Duration::ZERO) };
                 return Outcome::Granted { remote: waited, status: Some(status) };
@@ -234,7 +274,7 @@ async fn finish_take(
             Take::Unavailable => return Outcome::Failed,
             Take::Wait { fetch } => {
                 if let Some(amount) = fetch {
-                    spawn_ask(shared, &matched.key, amount);
+                    spawn_ask(shared, &matched.key, amount, generation);
                 }
                 waited = true;
                 let Some(mut changes) = receiver.take() else { return Outcome::Failed };
@@ -243,10 +283,13 @@ async fn finish_take(
                     return Outcome::Failed;
                 }
                 let mut leases = shared.leases.lock();
-                let Some(entry) = leases.get_mut(&matched.key) else { return Outcome::Failed };
+                // Gone while an ask was in flight: the policy was removed (or no longer
+                // has this counter), so it no longer limits the request.
+                let Some(entry) = leases.get_mut(&matched.key) else { return Outcome::Granted { remote: true, status: None } };
                 let now = Instant::now();
                 take = entry.lease.take(now);
                 left = entry.lease.available(now);
+                generation = entry.lease.generation();
                 if matches!(take, Take::Wait { .. }) {
                     receiver = Some(entry.changed.subscribe());
                 }
@@ -256,11 +299,12 @@ async fn finish_take(
 }
 
 /// Asks the collector for `amount` tokens of `key` in the background and applies
-/// the answer to its lease.
-fn spawn_ask(shared: &Arc<Shared>, key: &str, amount: u64) {
+/// the answer to its lease, unless the lease was reset since the ask was started at
+/// `generation` (the answer would be by the policy as it was).
+fn spawn_ask(shared: &Arc<Shared>, key: &str, amount: u64, generation: u64) {
     let (quota, attributes) = match shared.leases.lock().get(key) {
-        Some(entry) => (entry.quota.clone(), entry.attributes.clone()),
-        None => return,
+        Some(entry) if entry.lease.generation() == generation => (entry.quota.clone(), entry.attributes.clone()),
+        _ => return,
     };
     let client = shared.client.clone();
     let shared_key = key.to_owned();
@@ -270,6 +314,10 @@ fn spawn_ask(shared: &Arc<Shared>, key: &str, amount: u64) {
         let answer = client.check(QuotaAttributes::clone(&attributes), [(quota.to_string(), amount as i64)], true).await;
         let mut leases = shared.leases.lock();
         let Some(entry) = leases.get_mut(&shared_key) else { return };
+        if entry.lease.generation() != generation {
+            // Reset while the ask was out; the reset woke the requests waiting on it.
+            return;
+        }
         match answer.as_ref().map(|results| results.get(&*quota)) {
             Ok(Some(result)) => entry.lease.granted(sent, grant_of(result, amount)),
             Ok(None) | Err(_) => entry.lease.failed(Instant::now()),

@@ -1,6 +1,10 @@
 //! One counter key's token lease: pure state, no I/O, time passed in (tests drive it
 //! with made-up instants).
 //!
+//! A lease follows one version of its policy (a generation number, see
+//! [`super::PolicySet::generations`]): when the policy changes, the lease is
+//! [reset](Lease::reset) and the next request asks the collector again.
+//!
 //! ```text
 //!  take ──► tokens left? ── yes ─► Granted (+ refill in the background when below the low-water mark)
 //!                │ no
@@ -102,6 +106,8 @@ pub struct Grant {
 /// The token lease of one counter key.
 #[derive(Debug, Clone)]
 pub struct Lease {
+    /// The generation of the policy the lease follows (0: none yet).
+    generation: u64,
     /// The limit per window, which no lease exceeds.
     limit: u64,
     sizing: LeaseSizing,
@@ -118,6 +124,7 @@ impl Lease {
     /// An empty lease for a quota of `limit` per window.
     pub fn new(limit: u64, sizing: LeaseSizing, now: Instant) -> Lease {
         Lease {
+            generation: 0,
             limit,
             sizing,
             batches: VecDeque::new(),
@@ -130,9 +137,35 @@ impl Lease {
         }
     }
 
-    /// Follows a change of the policy's limit.
-    pub fn set_limit(&mut self, limit: u64) {
+    /// Follows the policy at `generation` (whose limit for this key is `limit`): a
+    /// newer generation [resets](Lease::reset) the lease, the same or an older one (a
+    /// request that read the policies just before they changed) leaves it alone. One
+    /// comparison when nothing changed.
+    pub fn follow_policy(&mut self, generation: u64, limit: u64) {
+        if generation > self.generation {
+            self.reset(generation, limit);
+        }
+    }
+
+    /// Starts over under the policy at `generation`: leased tokens are dropped and a
+    /// denial or failure held is forgotten, so the next request asks the collector,
+    /// which decides by the policy as it is now. An ask in flight is disowned: its
+    /// answer, computed under the old policy, is not applied (see
+    /// [`Lease::generation`]). The demand seen so far still sizes the next lease.
+    pub fn reset(&mut self, generation: u64, limit: u64) {
+        self.generation = generation;
         self.limit = limit;
+        self.batches.clear();
+        self.denied_until = None;
+        self.unavailable_until = None;
+        self.in_flight = false;
+        self.last_ask = 0;
+    }
+
+    /// The generation of the policy the lease follows: an ask's answer applies only
+    /// while it is the one the ask was sent under.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Counts one request towards the demand prediction (once per request).
@@ -209,11 +242,6 @@ impl Lease {
     pub fn failed(&mut self, now: Instant) {
         self.in_flight = false;
         self.unavailable_until = Some(now + FAILURE_HOLD);
-    }
-
-    /// Forgets a denial (the policies changed, so the limit may have too).
-    pub fn forget_denial(&mut self) {
-        self.denied_until = None;
     }
 
     /// Usable tokens at `now`.

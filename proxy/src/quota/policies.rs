@@ -5,11 +5,16 @@
 //! requirements this proxy's own service and workload do not meet never matches an
 //! inbound request here. With none left, [`PolicyCell::is_empty`] is one atomic load
 //! and the request path pays nothing else.
+//!
+//! Each policy of a published set carries a generation number: kept from the set
+//! before when its spec is the same, a new (higher) one when it is new or changed.
+//! Leases follow it (see [`super::Lease::follow_policy`]), so that an edit resets the
+//! leases of the edited policy's counters and no other.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use http::HeaderMap;
 use meshtel_model::mixer::Workload;
@@ -25,6 +30,9 @@ pub struct PolicySet {
     pub revision: i64,
     /// Policies that can match at this proxy, in the order received.
     pub policies: Vec<QuotaPolicy>,
+    /// The generation of each of `policies` (same index), numbered by
+    /// [`PolicyCell::store`]; 0 before.
+    pub generations: Vec<u64>,
     /// Lower-case names of the headers some policy reads.
     pub header_names: Vec<String>,
 }
@@ -73,7 +81,13 @@ impl PolicySet {
     pub fn new(revision: i64, policies: Vec<QuotaPolicy>, destination: &QuotaAttributes) -> PolicySet {
         let policies: Vec<QuotaPolicy> = policies.into_iter().filter(|policy| can_match_at(policy, destination)).collect();
         let header_names: BTreeSet<String> = policies.iter().flat_map(QuotaPolicy::header_names).map(str::to_owned).collect();
-        PolicySet { revision, policies, header_names: header_names.into_iter().collect() }
+        let generations = vec![0; policies.len()];
+        PolicySet { revision, policies, generations, header_names: header_names.into_iter().collect() }
+    }
+
+    /// The policies with their generations.
+    pub fn with_generations(&self) -> impl Iterator<Item = (&QuotaPolicy, u64)> {
+        self.policies.iter().zip(self.generations.iter().copied())
     }
 }
 
@@ -111,6 +125,8 @@ fn join_field_errors(errors: &[FieldError]) -> String {
 pub struct PolicyCell {
     any: AtomicBool,
     current: RwLock<Arc<PolicySet>>,
+    /// The last generation given to a policy.
+    last_generation: AtomicU64,
 }
 
 impl PolicyCell {
@@ -124,11 +140,26 @@ impl PolicyCell {
         self.current.read().clone()
     }
 
-    /// Publishes `set`.
-    pub fn store(&self, set: PolicySet) {
+    /// Publishes `set`, numbering its policies: one whose spec is the same as in the
+    /// set in force keeps its generation, a new or changed one gets the next. Returns
+    /// the set as published.
+    pub fn store(&self, mut set: PolicySet) -> Arc<PolicySet> {
+        let mut current = self.current.write();
+        let before: HashMap<&str, (&QuotaPolicySpec, u64)> =
+            current.with_generations().map(|(policy, generation)| (policy.name(), (&policy.spec, generation))).collect();
+        set.generations = set
+            .policies
+            .iter()
+            .map(|policy| match before.get(policy.name()) {
+                Some((spec, generation)) if **spec == policy.spec => *generation,
+                _ => self.last_generation.fetch_add(1, Ordering::Relaxed) + 1,
+            })
+            .collect();
         let any = !set.policies.is_empty();
-        *self.current.write() = Arc::new(set);
+        let set = Arc::new(set);
+        *current = set.clone();
         self.any.store(any, Ordering::Release);
+        set
     }
 }
 

@@ -6,6 +6,8 @@ use meshtel_model::quota::QuotaAttributes;
 use super::*;
 use crate::mesh::WorkloadIdentity;
 
+mod edits;
+
 const SIZING: LeaseSizing = LeaseSizing { min_prefetch: 10, predict_window: Duration::from_secs(1) };
 
 fn ms(n: u64) -> Duration {
@@ -262,4 +264,50 @@ fn default_settings_are_valid_and_zero_values_are_not() {
     assert!(QuotaSettings { timeout: Duration::ZERO, ..QuotaSettings::default() }.validate().is_err());
     assert!(QuotaSettings { min_prefetch: 0, ..QuotaSettings::default() }.validate().is_err());
     assert!(QuotaSettings { predict_window: Duration::ZERO, ..QuotaSettings::default() }.validate().is_err());
+}
+
+#[test]
+fn a_newer_policy_generation_resets_the_lease_and_an_older_or_equal_one_does_not() {
+    let t0 = Instant::now();
+    let mut lease = Lease::new(1000, SIZING, t0);
+    lease.follow_policy(1, 1000);
+    assert_eq!(lease.take(t0), Take::Wait { fetch: Some(10) });
+    lease.granted(t0, grant(10, Duration::from_secs(1)));
+    lease.follow_policy(1, 1000);
+    assert_eq!(lease.available(t0), 10, "the same generation leaves the lease alone");
+    lease.follow_policy(2, 5);
+    assert_eq!((lease.generation(), lease.available(t0)), (2, 0), "an edit drops the leased tokens");
+    assert_eq!(lease.take(t0), Take::Wait { fetch: Some(1) }, "asks again, sized by the new limit");
+    lease.granted(t0, Grant { granted: 0, valid_duration: ms(700), retry_after: Duration::from_secs(3600) });
+    assert!(matches!(lease.take(t0), Take::Denied { .. }));
+    lease.follow_policy(1, 1000);
+    assert!(matches!(lease.take(t0), Take::Denied { .. }), "an older generation (a request that read the set before the push) changes nothing");
+    lease.follow_policy(3, 1000);
+    assert_eq!(lease.take(t0), Take::Wait { fetch: Some(10) }, "the denial is forgotten");
+    lease.follow_policy(4, 1000);
+    assert_eq!(lease.take(t0), Take::Wait { fetch: Some(10) }, "the ask in flight is disowned: a new one starts");
+    lease.failed(t0);
+    lease.follow_policy(5, 1000);
+    assert!(matches!(lease.take(t0), Take::Wait { fetch: Some(_) }), "a failure held is forgotten");
+}
+
+#[test]
+fn a_policy_keeps_its_generation_until_its_spec_changes() {
+    let (identity, service) = reviews();
+    let destination = destination_attributes(&identity, &service);
+    let set = |revision: i64, specs: &[&str]| PolicySet::from_json(revision, &format!("[{}]", specs.join(",")), &destination).0;
+    let a = r#"{"name": "a", "maxAmount": 5, "validDuration": "1s"}"#;
+    let b = r#"{"name": "b", "maxAmount": 5, "validDuration": "1s"}"#;
+    let b_edited = r#"{"name": "b", "maxAmount": 5, "validDuration": "1m"}"#;
+    let cell = PolicyCell::default();
+    let first = cell.store(set(1, &[a, b]));
+    assert!(first.generations.iter().all(|g| *g > 0) && first.generations[0] != first.generations[1]);
+    let second = cell.store(set(2, &[a, b_edited]));
+    assert_eq!(second.generations[0], first.generations[0], "unchanged");
+    assert!(second.generations[1] > first.generations[1], "edited");
+    let third = cell.store(set(3, &[b_edited]));
+    assert_eq!(third.generations, [second.generations[1]]);
+    let fourth = cell.store(set(4, &[a, b_edited]));
+    assert!(fourth.generations[0] > second.generations[1], "removed then added again: a new generation");
+    assert_eq!(cell.load().generations, fourth.generations);
 }
