@@ -579,41 +579,53 @@ impl Searcher {
         ];
         // The `kind` column holds OTLP's numbers.
         let kind = |k: SpanKind| lit(i8::try_from(k.to_otlp()).unwrap_or_default());
-        // Zipkin-style RPCs report the client and the server side under one span id
-        // (`shared`): a parent id can name a span in the child's own service and one in
-        // the caller's. A parent in the child's own service is its parent, so children
-        // with one are no call; the others are joined to their parent in another service.
-        let called = children
+        // Zipkin-style RPCs report the client and the server side of a call under one
+        // span id (`shared`): the server side is called by the client side, whatever
+        // their parent ids say (a client span that starts a trace has none).
+        let shared = children
             .clone()
+            .filter(col("c_kind").eq(kind(SpanKind::Server)))?
             .join(
                 parents
                     .clone()
-                    .select(vec![col("p_trace"), col("p_span"), col("p_service")])?,
-                JoinType::LeftAnti,
-                &["c_trace", "c_parent", "c_service"],
-                &["p_trace", "p_span", "p_service"],
-                None,
-            )?
-            .join(
-                parents.clone(),
-                JoinType::Inner,
-                &["c_trace", "c_parent"],
-                &["p_trace", "p_span"],
-                Some(col("c_service").not_eq(col("p_service"))),
-            )?
-            .select(link.to_vec())?;
-        // And the server side of a shared id is called by its client side, whatever
-        // their parent ids say (a client span that starts a trace has none).
-        let shared = children
-            .filter(col("c_kind").eq(kind(SpanKind::Server)))?
-            .join(
-                parents.filter(col("p_kind").eq(kind(SpanKind::Client)))?,
+                    .filter(col("p_kind").eq(kind(SpanKind::Client)))?,
                 JoinType::Inner,
                 &["c_trace", "c_span"],
                 &["p_trace", "p_span"],
                 Some(col("c_service").not_eq(col("p_service"))),
             )?
+            .select(vec![
+                col("c_trace").alias("s_trace"),
+                col("c_span").alias("s_span"),
+                col("c_service").alias("s_service"),
+                col("p_service").alias("s_client"),
+            ])?;
+        // A child is called from its parent's service. The children of a shared id's
+        // server side name both sides as parent; theirs is the one in their own
+        // service, so their pairs with the client side are taken out (few rows: only
+        // cross-service pairs reach that step).
+        let called = children
+            .join(
+                parents,
+                JoinType::Inner,
+                &["c_trace", "c_parent"],
+                &["p_trace", "p_span"],
+                Some(col("c_service").not_eq(col("p_service"))),
+            )?
+            .join(
+                shared.clone(),
+                JoinType::LeftAnti,
+                &["c_trace", "c_parent", "c_service", "p_service"],
+                &["s_trace", "s_span", "s_service", "s_client"],
+                None,
+            )?
             .select(link.to_vec())?;
+        let shared = shared.select(vec![
+            col("s_trace").alias("c_trace"),
+            col("s_span").alias("c_span"),
+            col("s_service").alias("c_service"),
+            col("s_client").alias("p_service"),
+        ])?;
         let plan = called.union(shared)?.distinct()?.aggregate(
             vec![col("p_service"), col("c_service")],
             vec![count(lit(1)).alias("n")],
