@@ -93,17 +93,32 @@ pub struct RoutingStats {
 impl RoutingStats {
     fn register(registry: &Registry) -> Result<RoutingStats> {
         Ok(RoutingStats {
-            rules_reloads: counter_vec(registry, "meshtel_proxy_rules_reloads_total", "Traffic rules reloads, by result", &["result"])?,
-            faults: counter_vec(registry, "meshtel_proxy_faults_injected_total", "Faults injected by the traffic rules, by kind", &["kind"])?,
-            retries: counter_vec(registry, "meshtel_proxy_retries_total", "Upstream retries, by result", &["result"])?,
-            overflows: counter_vec(
-                registry,
-                "meshtel_proxy_circuit_breaker_overflows_total",
-                "Requests or retries refused by a connection-pool limit, by limit",
-                &["limit"],
-            )?,
+            rules_reloads: from_zero(
+                counter_vec(registry, "meshtel_proxy_rules_reloads_total", "Traffic rules reloads, by result", &["result"])?,
+                &["ok", "rejected"],
+            ),
+            faults: from_zero(
+                counter_vec(registry, "meshtel_proxy_faults_injected_total", "Faults injected by the traffic rules, by kind", &["kind"])?,
+                &["delay", "abort"],
+            ),
+            retries: from_zero(
+                counter_vec(registry, "meshtel_proxy_retries_total", "Upstream retries, by result", &["result"])?,
+                &["sent", "exhausted", "skipped_body"],
+            ),
+            overflows: from_zero(
+                counter_vec(
+                    registry,
+                    "meshtel_proxy_circuit_breaker_overflows_total",
+                    "Requests or retries refused by a connection-pool limit, by limit",
+                    &["limit"],
+                )?,
+                &["http2MaxRequests", "http1MaxPendingRequests", "maxRetries"],
+            ),
             ejections: counter(registry, "meshtel_proxy_outlier_ejections_total", "Endpoints ejected by outlier detection")?,
-            mirrors: counter_vec(registry, "meshtel_proxy_mirrored_requests_total", "Mirrored requests, by result", &["result"])?,
+            mirrors: from_zero(
+                counter_vec(registry, "meshtel_proxy_mirrored_requests_total", "Mirrored requests, by result", &["result"])?,
+                &["sent", "failed", "dropped"],
+            ),
         })
     }
 }
@@ -112,17 +127,17 @@ impl Stats {
     /// Registers every counter in a fresh registry.
     pub fn new() -> Result<Stats> {
         let registry = Registry::new();
-        let requests = counter_vec(&registry, "meshtel_proxy_requests_total", "Requests received, by listener", &["direction"])?;
+        let requests = counter_vec(&registry, "meshtel_proxy_requests_total", "Requests received, by direction (inbound, outbound)", &["direction"])?;
         let local_errors = counter_vec(
             &registry,
             "meshtel_proxy_local_replies_total",
-            "Requests the proxy answered itself with an error and a response flag, by listener: 5xx (UH, UF, UO, UT, ...), 400 DPE, 404 NR, 408 SI, 500 RLSE; quota 429s are not counted here",
+            "Requests the proxy answered itself with an error and a response flag, by direction (inbound, outbound): 5xx (UH, UF, UO, UT, ...), 400 DPE, 404 NR, 408 SI, 500 RLSE; quota 429s are not counted here",
             &["direction"],
         )?;
         let connect_failures = counter_vec(
             &registry,
             "meshtel_proxy_upstream_connect_failures_total",
-            "Upstream connections that could not be established, by listener",
+            "Upstream connections that could not be established, by direction (inbound, outbound)",
             &["direction"],
         )?;
         let direction = |d: Direction| DirectionStats {
@@ -143,7 +158,10 @@ impl Stats {
             report_stream_connects: counter(&registry, "meshtel_proxy_report_stream_connects_total", "Report streams opened to the collector")?,
             spans_sent: counter(&registry, "meshtel_proxy_spans_sent_total", "Spans exported to the collector")?,
             spans_dropped: counter(&registry, "meshtel_proxy_spans_dropped_total", "Spans dropped because the queue was full or the export failed")?,
-            mesh_reloads: counter_vec(&registry, "meshtel_proxy_mesh_reloads_total", "Mesh file reloads, by result", &["result"])?,
+            mesh_reloads: from_zero(
+                counter_vec(&registry, "meshtel_proxy_mesh_reloads_total", "Mesh file reloads, by result", &["result"])?,
+                &["ok", "rejected"],
+            ),
             ready: gauge(&registry, "meshtel_proxy_ready", "1 once every listener is serving")?,
             connections: counter_vec(
                 &registry,
@@ -189,6 +207,16 @@ pub(crate) fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &
     let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(counter.clone()))?;
     Ok(counter)
+}
+
+/// `counter` with a series at 0 for each of `values` (its one label's values known in
+/// advance), so that a scrape shows them before the first event and `rate()` has a
+/// start.
+fn from_zero(counter: IntCounterVec, values: &[&str]) -> IntCounterVec {
+    for value in values {
+        counter.with_label_values(&[value]);
+    }
+    counter
 }
 
 /// Registers a gauge.

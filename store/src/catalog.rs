@@ -129,7 +129,14 @@ impl Catalog {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        migrator().run(&pool).await?;
+        migrator().run(&pool).await.map_err(|error| match error {
+            // A version this build does not know: a newer meshtel wrote the directory.
+            sqlx::migrate::MigrateError::VersionMissing(found) => crate::Error::NewerSchema {
+                found,
+                known: SQLITE_MIGRATIONS.last().map_or(0, |m| m.0),
+            },
+            other => other.into(),
+        })?;
         Ok(Catalog { pool })
     }
 
@@ -408,6 +415,24 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database a newer meshtel migrated says so, rather than naming a migration.
+    #[tokio::test]
+    async fn a_newer_schema_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (999, 'from the future', TRUE, x'00', 0)",
+        )
+        .execute(&catalog.pool)
+        .await
+        .unwrap();
+        catalog.pool.close().await;
+        let error = Catalog::open(dir.path()).await.err().unwrap().to_string();
+        assert!(error.contains("newer meshtel"), "{error}");
+        assert!(error.contains("999"), "{error}");
+    }
 
     fn op(name: &str) -> Operation {
         Operation {

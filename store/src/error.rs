@@ -89,6 +89,17 @@ pub enum Error {
     /// Migration failure at start-up.
     #[error("sql migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer meshtel than this one.
+    #[error(
+        "it was written by a newer meshtel (schema version {found}; this one knows up to {known}): \
+         run that version or a newer one, or start from a copy of the data directory made before the upgrade"
+    )]
+    NewerSchema {
+        /// The highest schema version recorded in the database.
+        found: i64,
+        /// The highest this build knows.
+        known: i64,
+    },
     /// Stored bytes that do not decode.
     #[error("corrupt data: {0}")]
     Corrupt(String),

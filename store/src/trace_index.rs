@@ -153,6 +153,8 @@ pub fn load_or_rebuild(block: &Path) -> Result<TraceIdSet> {
         Err(error) => {
             if sidecar.exists() {
                 tracing::info!(file = %sidecar.display(), %error, "rebuilding a block's trace id index from the block");
+            } else {
+                tracing::info!(file = %sidecar.display(), "rebuilding a block's missing trace id index from the block");
             }
             let set = TraceIdSet::from_block(block)?;
             if let Err(e) = set.write(&sidecar) {

@@ -52,9 +52,10 @@ impl RuleSet {
                     ),
                     ExportTo::OwnNamespace => writeln!(
                         out,
-                        "  note: for callers in namespace {ns}, {host} is routed by VirtualService {ns}/{} ({}), read first (exportTo \".\"); this rule applies to callers in other namespaces",
+                        "  note: for callers in namespace {ns}, {host} is routed by VirtualService {ns}/{} ({}), read first (exportTo \".\"); {}",
                         winner.name,
                         winner.source,
+                        applies_elsewhere(vs.export_to, &vs.namespace, &winner.namespace),
                         ns = winner.namespace
                     ),
                 };
@@ -84,10 +85,11 @@ impl RuleSet {
                 ),
                 ExportTo::OwnNamespace => writeln!(
                     out,
-                    "  note: for callers in namespace {ns}, DestinationRule {ns}/{} ({}) is read first for {} (exportTo \".\"); this rule applies to callers in other namespaces",
+                    "  note: for callers in namespace {ns}, DestinationRule {ns}/{} ({}) is read first for {} (exportTo \".\"); {}",
                     winner.name,
                     winner.source,
                     rule.host,
+                    applies_elsewhere(rule.export_to, &rule.namespace, &winner.namespace),
                     ns = winner.namespace
                 ),
             };
@@ -119,6 +121,18 @@ impl RuleSet {
             }
         }
         out
+    }
+}
+
+/// Who a rule (exported as `export_to` from `namespace`) still applies to when a rule
+/// exported only to `winner_namespace` is read before it there.
+fn applies_elsewhere(export_to: ExportTo, namespace: &str, winner_namespace: &str) -> String {
+    match export_to {
+        ExportTo::All => "this rule applies to callers in other namespaces".to_owned(),
+        ExportTo::OwnNamespace if namespace == winner_namespace => {
+            format!("this rule applies to no caller (it too is visible in namespace {namespace} only)")
+        }
+        ExportTo::OwnNamespace => format!("this rule applies to callers in namespace {namespace}"),
     }
 }
 

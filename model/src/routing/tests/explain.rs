@@ -136,3 +136,14 @@ fn a_rule_behind_one_exported_to_its_own_namespace_is_said_to_apply_elsewhere() 
     );
     assert!(!text.contains("this rule does not apply"), "{text}");
 }
+
+#[test]
+fn a_rule_behind_one_in_the_same_namespace_both_exported_to_it_applies_to_no_caller() {
+    let first = vs("reviews-a", "  hosts: [reviews]\n  exportTo: [\".\"]\n  http:\n  - route:\n    - destination: {host: reviews}\n");
+    let second = vs("reviews-b", "  hosts: [reviews]\n  exportTo: [\".\"]\n  http:\n  - route:\n    - destination: {host: reviews}\n");
+    let rule_a = dr("reviews-a", "  host: reviews\n  exportTo: [\".\"]\n");
+    let rule_b = dr("reviews-b", "  host: reviews\n  exportTo: [\".\"]\n");
+    let text = load(&[("rules/a.yaml", &first), ("rules/b.yaml", &second), ("rules/c.yaml", &rule_a), ("rules/d.yaml", &rule_b)]).explain();
+    assert_eq!(text.matches("this rule applies to no caller (it too is visible in namespace default only)").count(), 2, "{text}");
+    assert!(!text.contains("this rule applies to callers in other namespaces"), "{text}");
+}
