@@ -197,9 +197,11 @@ fn delete_later(inner: &Arc<Inner>, blocks: Vec<BlockMeta>) {
     };
     let catalog = inner.catalog.clone();
     let forget = |deleted: Vec<String>| async move {
-        if let Err(e) = catalog.forget_replaced(&deleted).await {
-            // Listed ones are deleted again (found missing) at the next start.
-            warn!(error = %e, "could not forget deleted block files");
+        // Listed ones are deleted again (found missing) at the next start. A pool
+        // closed by a shutdown that came first is no reason to warn.
+        match catalog.forget_replaced(&deleted).await {
+            Ok(()) | Err(crate::Error::Sql(sqlx::Error::PoolClosed)) => {}
+            Err(e) => warn!(error = %e, "could not forget deleted block files"),
         }
     };
     if cfg!(test) {
