@@ -132,7 +132,7 @@ impl ApiError {
             ApiError::ArchiveNotConfigured
             | ApiError::Unavailable(_)
             | ApiError::NotImplemented(_) => self.to_string(),
-            ApiError::Storage(meshtel_model::Error::BadRequest(msg)) => msg.clone(),
+            ApiError::Storage(meshtel_model::Error::BadRequest(msg)) => shorten(msg),
             _ if self.status().is_server_error() => {
                 tracing::warn!(error = %self, status = self.status().as_u16(), "query failed");
                 match self.code() {
@@ -140,8 +140,20 @@ impl ApiError {
                     _ => "internal error".to_string(),
                 }
             }
-            _ => self.to_string(),
+            _ => shorten(&self.to_string()),
         }
+    }
+}
+
+/// Characters of a 4xx message shown: enough for the parameter's name, the cause and
+/// the start of the value, which can be as long as a query string (64 KiB).
+const MESSAGE_MAX_CHARS: usize = 300;
+
+/// `message`, cut after [`MESSAGE_MAX_CHARS`] characters with its full length said.
+fn shorten(message: &str) -> String {
+    match message.char_indices().nth(MESSAGE_MAX_CHARS) {
+        None => message.to_owned(),
+        Some((end, _)) => format!("{}… ({} bytes)", &message[..end], message.len()),
     }
 }
 

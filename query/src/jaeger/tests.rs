@@ -354,6 +354,30 @@ async fn search_errors() {
     }
 }
 
+/// A value as long as a query string is not echoed whole: the message names the
+/// parameter and shows the value's start.
+#[tokio::test]
+async fn a_long_bad_value_is_cut_in_the_message() {
+    let app = app(reader());
+    let long = "9".repeat(20_000);
+    let reply = get(&app, &format!("/api/traces?service=a&minDuration={long}")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(
+        reply.body.len() < 600,
+        "{} bytes: {}",
+        reply.body.len(),
+        reply.body
+    );
+    assert!(
+        reply.body.contains(
+            "unable to parse param 'minDuration': time: missing unit in duration \\\"999"
+        ),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("… (20070 bytes)"), "{}", reply.body);
+}
+
 #[tokio::test]
 async fn search_by_trace_ids_reports_missing_ones() {
     let app = app(reader());
