@@ -45,7 +45,7 @@ pub(crate) struct Step {
     /// What is left of the limit after the decision.
     pub remaining: u64,
     /// How long the grant may be used: until the window ends (fixed), until the
-    /// grant's bucket leaves the window (rolling), until the next token (token bucket).
+    /// grant's bucket leaves the window (rolling), one refill period (token bucket).
     pub valid_ns: u64,
     /// When denied: until the amount asked could be granted (or, if it never can, until
     /// the counter is fresh again).
@@ -344,7 +344,11 @@ impl Counter {
                     granted: g,
                     denied: false,
                     remaining: u64::try_from(*scaled / v).unwrap_or(u64::MAX),
-                    valid_ns: next_token(*scaled),
+                    // Taken tokens are spent whenever they are used: a grant holds for
+                    // one refill period, so that a proxy's lease (Mixer's prefetch)
+                    // serves requests for that long, not until the next token
+                    // (a millisecond at 1,000/s, which made every request ask again).
+                    valid_ns: u64::try_from(v).unwrap_or(u64::MAX),
                     retry_ns: 0,
                     reset_ns: ceil_div(cap - *scaled, rate),
                 }

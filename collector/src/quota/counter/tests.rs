@@ -148,7 +148,8 @@ fn token_bucket_refills_at_the_rate_up_to_the_burst() {
     let mut c = Counter::new(&limit, T0);
     let first = c.charge(&limit, 5, ENFORCE, T0);
     assert_eq!((first.granted, first.remaining), (5, 0));
-    assert_eq!(first.valid_ns, 100 * MS);
+    // Taken tokens hold for one refill period: a proxy's lease of them lasts.
+    assert_eq!(first.valid_ns, 1000 * MS);
     assert_eq!(first.reset_ns, 500 * MS);
     let denied = c.charge(&limit, 1, ENFORCE, T0 + 99 * MS);
     assert!(denied.denied);

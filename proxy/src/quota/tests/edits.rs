@@ -229,3 +229,25 @@ async fn a_push_that_changes_another_policy_costs_the_unchanged_ones_no_check() 
     assert!(proxy.allowed("/tight").await);
     assert!(proxy.leased("hot").is_some());
 }
+
+/// A token bucket's leased tokens last a refill period: a steady rate well under the
+/// limit is answered from the lease, and never refused. (A grant valid until the next
+/// token, a millisecond here, made every request ask again and each ask drain the
+/// bucket.)
+#[tokio::test]
+async fn a_token_bucket_lease_serves_a_steady_rate_under_the_limit() {
+    let proxy = Harness::start(10).await;
+    let bucket = r#"{"name": "bucket", "match": {"destination": {"service": "reviews"}}, "maxAmount": 1000, "validDuration": "1s", "algorithm": "token-bucket", "burst": 1000}"#;
+    proxy.set_policies(1, &[bucket]).await;
+    let before = proxy.check_rpcs();
+    let mut refused = 0;
+    for _ in 0..150 {
+        if !proxy.allowed("/reviews/1").await {
+            refused += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let checks = proxy.check_rpcs() - before;
+    assert_eq!(refused, 0, "refused under a tenth of the limit ({checks} Checks)");
+    assert!(checks <= 30, "{checks} Checks for 150 requests: the lease is not serving them");
+}
