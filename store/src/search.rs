@@ -602,8 +602,10 @@ impl Searcher {
             ])?;
         // A child is called from its parent's service. The children of a shared id's
         // server side name both sides as parent; theirs is the one in their own
-        // service, so their pairs with the client side are taken out (few rows: only
-        // cross-service pairs reach that step).
+        // service, so their pairs with the client side are taken out. A shared id's
+        // server side is called by its client side only (above), whatever its parent
+        // id, which is its client's parent and can itself be a shared id. Few rows
+        // reach these two steps: only cross-service pairs.
         let called = children
             .join(
                 parents,
@@ -617,6 +619,17 @@ impl Searcher {
                 JoinType::LeftAnti,
                 &["c_trace", "c_parent", "c_service", "p_service"],
                 &["s_trace", "s_span", "s_service", "s_client"],
+                None,
+            )?
+            .join(
+                shared.clone().select(vec![
+                    col("s_trace").alias("x_trace"),
+                    col("s_span").alias("x_span"),
+                    col("s_service").alias("x_service"),
+                ])?,
+                JoinType::LeftAnti,
+                &["c_trace", "c_span", "c_service"],
+                &["x_trace", "x_span", "x_service"],
                 None,
             )?
             .select(link.to_vec())?;

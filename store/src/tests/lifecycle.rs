@@ -122,13 +122,16 @@ async fn dependencies_of_shared_span_ids() {
         rs
     };
     // gamma's client span 1 starts the trace; delta serves it as span 1 too, works in
-    // span 2 and calls epsilon with span 3, which epsilon serves as span 4.
+    // span 2 and calls epsilon with span 3, which epsilon serves as span 4; and calls
+    // zeta with span 5, which zeta serves as span 5 too, with the client's parent.
     let spans = vec![
         span("gamma", 3, 1, None),
         span("delta", 2, 1, None),
         span("delta", 1, 2, Some(1)),
         span("delta", 3, 3, Some(1)),
         span("epsilon", 2, 4, Some(3)),
+        span("delta", 3, 5, Some(1)),
+        span("zeta", 2, 5, Some(1)),
     ];
     store.write_spans(spans).await.unwrap();
     let link = |parent: &str, child: &str| DependencyLink {
@@ -144,7 +147,11 @@ async fn dependencies_of_shared_span_ids() {
         links.sort_by(|a, b| (&a.parent, &a.child).cmp(&(&b.parent, &b.child)));
         assert_eq!(
             links,
-            vec![link("delta", "epsilon"), link("gamma", "delta")],
+            vec![
+                link("delta", "epsilon"),
+                link("delta", "zeta"),
+                link("gamma", "delta")
+            ],
             "{phase}"
         );
         store.flush().await.unwrap();
