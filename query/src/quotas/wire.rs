@@ -178,6 +178,8 @@ pub fn etag(version: u64) -> HeaderValue {
 pub(crate) enum BodyFormat {
     Json,
     Yaml,
+    /// `application/x-www-form-urlencoded` (`curl -d`), read as YAML.
+    Form,
 }
 
 /// The body format from `Content-Type`; none given reads YAML (which accepts JSON), and
@@ -201,7 +203,7 @@ pub(crate) fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
             Ok(BodyFormat::Yaml)
         }
-        "application/x-www-form-urlencoded" => Ok(BodyFormat::Yaml),
+        "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
         _ => Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type {text:?} is not supported: send the policy as application/json or \
              application/yaml (a body without Content-Type, or with curl -d's \
@@ -226,10 +228,18 @@ pub(crate) fn parse_policy_body(
     // are refused like validation errors: with their field path.
     let mut value: serde_json::Value = match format {
         BodyFormat::Json => strict_json_value(body).map_err(body_error)?,
-        BodyFormat::Yaml => {
+        BodyFormat::Yaml | BodyFormat::Form => {
             let text = std::str::from_utf8(body)
                 .map_err(|e| ApiError::BadRequest(format!("the body is not UTF-8: {e}")))?;
-            strict_yaml_value(yaml_serde::Deserializer::from_str(text)).map_err(body_error)?
+            strict_yaml_value(yaml_serde::Deserializer::from_str(text)).map_err(|mut error| {
+                if format == BodyFormat::Form && !text.contains('\n') {
+                    error.message.push_str(
+                        " (it came as application/x-www-form-urlencoded, what curl -d sends, \
+                         and curl -d strips newlines: send YAML with --data-binary)",
+                    );
+                }
+                body_error(error)
+            })?
         }
     };
     let Some(object) = value.as_object_mut() else {
@@ -408,7 +418,17 @@ mod tests {
         assert_eq!(body_format(&with(&[])).unwrap(), BodyFormat::Yaml);
         // What `curl -d` sends reads like no Content-Type.
         let form = with(&[(header::CONTENT_TYPE, "application/x-www-form-urlencoded")]);
-        assert_eq!(body_format(&form).unwrap(), BodyFormat::Yaml);
+        assert_eq!(body_format(&form).unwrap(), BodyFormat::Form);
+        // YAML flattened by curl -d: the error says why.
+        let error = parse_policy_body(
+            "q",
+            BodyFormat::Form,
+            b"name: q maxAmount: 2 validDuration: 1s",
+        )
+        .err()
+        .map(|e| e.public_message())
+        .unwrap_or_default();
+        assert!(error.contains("--data-binary"), "{error}");
         for other in ["text/plain", "text/html", "multipart/form-data; boundary=x"] {
             let headers = with(&[(header::CONTENT_TYPE, other)]);
             let refused = body_format(&headers);

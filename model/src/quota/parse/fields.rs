@@ -188,10 +188,19 @@ impl Reading {
         match given(map, key) {
             None => {}
             Some(Value::Object(entries)) => {
-                for name in entries.keys() {
-                    if let Some(text) = self.string(entries, &path, name, what) {
-                        strings.insert(name.clone(), text);
-                    }
+                for (name, value) in entries {
+                    // A value of the wrong type keeps its name (with its text), so that
+                    // what refers to the name is not reported missing; null is absent.
+                    let text = match self.string(entries, &path, name, what) {
+                        Some(text) => text,
+                        None if value.is_null() => continue,
+                        None => match value {
+                            Value::Number(n) => n.to_string(),
+                            Value::Bool(b) => b.to_string(),
+                            _ => String::new(),
+                        },
+                    };
+                    strings.insert(name.clone(), text);
                 }
             }
             Some(other) => self.problem(
@@ -240,7 +249,9 @@ pub(super) fn read_spec(value: &Value) -> (QuotaPolicySpec, Reading) {
         .list(map, "", "overrides")
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| read_override(r, item, &format!("overrides[{i}]")))
+        // An item that did not read keeps its place (a default, whose validation
+        // problems its unread path hides), so the next ones keep their indexes.
+        .map(|(i, item)| read_override(r, item, &format!("overrides[{i}]")).unwrap_or_default())
         .collect();
     spec.shadow = r.flag(map, "", "shadow").unwrap_or_default();
     let unlimited = r.flag(map, "", "unlimited");
@@ -325,19 +336,21 @@ fn read_rate_limit(r: &mut Reading, value: &Value, path: &str) -> Option<RateLim
         .list(map, path, "descriptors")
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| read_descriptor(r, item, &format!("{path}.descriptors[{i}]")))
+        .map(|(i, item)| {
+            read_descriptor(r, item, &format!("{path}.descriptors[{i}]")).unwrap_or_default()
+        })
         .collect();
     let replaces_path = child(path, "replaces");
     let replaces = r
         .list(map, path, "replaces")
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| match item {
-            Value::String(name) => Some(name.clone()),
+        .map(|(i, item)| match item {
+            Value::String(name) => name.clone(),
             other => {
                 let message = format!("must be a policy name (a string), not {}", describe(other));
                 r.problem(&format!("{replaces_path}[{i}]"), message);
-                None
+                String::new()
             }
         })
         .collect();

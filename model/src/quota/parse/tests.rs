@@ -341,3 +341,42 @@ fn null_fields_read_as_absent() {
     let spec = spec_from_value(value).unwrap();
     assert_eq!((spec.description.as_str(), spec.algorithm), ("", None));
 }
+
+/// A list item that is not an object keeps its place: the problems of the next items
+/// name their own indexes, and are not hidden by it.
+#[test]
+fn a_bad_list_item_keeps_the_indexes_of_the_next_ones() {
+    let errors = problems(
+        r#"{"name":"p","maxAmount":5,"validDuration":"1s","dimensions":{"u":"source.service"},"overrides":["x",{"dimensions":{"u":"a"},"maxAmount":1,"validDuration":"0s"}]}"#,
+    );
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["overrides[0]", "overrides[1].validDuration"],
+        "{errors:?}"
+    );
+    let errors = problems(
+        r#"{"name":"p","maxAmount":5,"validDuration":"1s","rateLimit":{"domain":"d","descriptors":[5,{"key":"k"},{"key":""}]}}"#,
+    );
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["rateLimit.descriptors[0]", "rateLimit.descriptors[2].key"],
+        "{errors:?}"
+    );
+}
+
+/// A dimension value of the wrong type is one problem: the overrides that name the
+/// dimension are not said to name an unknown one, nor to name none.
+#[test]
+fn a_wrongly_typed_dimension_is_not_reported_missing_elsewhere() {
+    let errors = problems(
+        r#"{"name":"p","maxAmount":5,"validDuration":"1s","dimensions":{"u":5},"overrides":[{"dimensions":{"u":1},"maxAmount":1}]}"#,
+    );
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["dimensions.u", "overrides[0].dimensions.u"],
+        "{errors:?}"
+    );
+}
