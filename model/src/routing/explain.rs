@@ -44,21 +44,15 @@ impl RuleSet {
             if let Some(winner) = self.virtual_service(host)
                 && !Arc::ptr_eq(winner, vs)
             {
-                let _ = match winner.export_to {
-                    ExportTo::All => writeln!(
-                        out,
-                        "  note: {host} is routed by VirtualService {}/{} ({}), read first; this rule does not apply to it",
-                        winner.namespace, winner.name, winner.source
-                    ),
-                    ExportTo::OwnNamespace => writeln!(
-                        out,
-                        "  note: for callers in namespace {ns}, {host} is routed by VirtualService {ns}/{} ({}), read first (exportTo \".\"); {}",
-                        winner.name,
-                        winner.source,
-                        applies_elsewhere(vs.export_to, &vs.namespace, &winner.namespace),
-                        ns = winner.namespace
-                    ),
-                };
+                let audience = self.audience(|rules| rules.virtual_service(host).is_some_and(|w| Arc::ptr_eq(w, vs)));
+                let _ = writeln!(
+                    out,
+                    "  note: {host} is routed by VirtualService {}/{} ({}), read first{}; {audience}",
+                    winner.namespace,
+                    winner.name,
+                    winner.source,
+                    read_first_by(winner.export_to, &winner.namespace)
+                );
             }
         }
         for (index, route) in vs.http.iter().enumerate() {
@@ -77,22 +71,16 @@ impl RuleSet {
         if let Some(winner) = self.destination_rule(&rule.host)
             && !Arc::ptr_eq(winner, rule)
         {
-            let _ = match winner.export_to {
-                ExportTo::All => writeln!(
-                    out,
-                    "  note: DestinationRule {}/{} ({}) is read first for {}; this rule is not used",
-                    winner.namespace, winner.name, winner.source, rule.host
-                ),
-                ExportTo::OwnNamespace => writeln!(
-                    out,
-                    "  note: for callers in namespace {ns}, DestinationRule {ns}/{} ({}) is read first for {} (exportTo \".\"); {}",
-                    winner.name,
-                    winner.source,
-                    rule.host,
-                    applies_elsewhere(rule.export_to, &rule.namespace, &winner.namespace),
-                    ns = winner.namespace
-                ),
-            };
+            let audience = self.audience(|rules| rules.destination_rule(&rule.host).is_some_and(|w| Arc::ptr_eq(w, rule)));
+            let _ = writeln!(
+                out,
+                "  note: DestinationRule {}/{} ({}) is read first for {}{}; {audience}",
+                winner.namespace,
+                winner.name,
+                winner.source,
+                rule.host,
+                read_first_by(winner.export_to, &winner.namespace)
+            );
         }
         let _ = writeln!(out, "  traffic policy: {}", describe_policy(&rule.traffic_policy));
         if !rule.subsets.is_empty() {
@@ -124,15 +112,46 @@ impl RuleSet {
     }
 }
 
-/// Who a rule (exported as `export_to` from `namespace`) still applies to when a rule
-/// exported only to `winner_namespace` is read before it there.
-fn applies_elsewhere(export_to: ExportTo, namespace: &str, winner_namespace: &str) -> String {
+/// Whose reading a rule read first is: everyone's, or its namespace's (`exportTo: .`).
+fn read_first_by(export_to: ExportTo, namespace: &str) -> String {
     match export_to {
-        ExportTo::All => "this rule applies to callers in other namespaces".to_owned(),
-        ExportTo::OwnNamespace if namespace == winner_namespace => {
-            format!("this rule applies to no caller (it too is visible in namespace {namespace} only)")
+        ExportTo::All => String::new(),
+        ExportTo::OwnNamespace => format!(" by callers in namespace {namespace} (exportTo \".\")"),
+    }
+}
+
+impl RuleSet {
+    /// Which callers a rule applies to, given `applies` (whether it is the one a rule
+    /// set as some namespace sees it picks): callers in each rules' namespace are asked
+    /// about, and callers in any other namespace (they all see the same rules).
+    fn audience(&self, applies: impl Fn(&RuleSet) -> bool) -> String {
+        let mut namespaces: Vec<&str> = self
+            .virtual_services
+            .iter()
+            .map(|vs| vs.namespace.as_str())
+            .chain(self.destination_rules.iter().map(|dr| dr.namespace.as_str()))
+            .collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        let sees = |namespace: &str| {
+            let view = self.visible_from(namespace);
+            applies(view.as_ref().unwrap_or(self))
+        };
+        // No rule lives in a namespace named with a NUL: it stands for every other one.
+        if sees("\0") {
+            let not: Vec<&str> = namespaces.iter().copied().filter(|ns| !sees(ns)).collect();
+            match not.as_slice() {
+                [] => "this rule applies to callers in other namespaces".to_owned(),
+                _ => format!("this rule applies to callers in every namespace but {}", not.join(", ")),
+            }
+        } else {
+            let only: Vec<&str> = namespaces.iter().copied().filter(|ns| sees(ns)).collect();
+            match only.as_slice() {
+                [] => "this rule applies to no caller".to_owned(),
+                [one] => format!("this rule applies to callers in namespace {one} only"),
+                many => format!("this rule applies to callers in namespaces {} only", many.join(", ")),
+            }
         }
-        ExportTo::OwnNamespace => format!("this rule applies to callers in namespace {namespace}"),
     }
 }
 

@@ -80,7 +80,7 @@ fn explain_subset_policies_and_shadowed_rules() {
     assert!(
         text.contains(
             "  note: reviews.default.svc.cluster.local is routed by VirtualService default/first (b.yaml#1), read \
-             first; this rule does not apply to it\n"
+             first; this rule applies to no caller\n"
         ),
         "{text}"
     );
@@ -131,10 +131,10 @@ fn a_rule_behind_one_exported_to_its_own_namespace_is_said_to_apply_elsewhere() 
     let everyone = vs("reviews-all", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n");
     let text = load(&[("rules/a.yaml", &own), ("rules/b.yaml", &everyone)]).explain();
     assert!(
-        text.contains("note: for callers in namespace default, reviews.default.svc.cluster.local is routed by VirtualService default/reviews-own (rules/a.yaml#1), read first (exportTo \".\"); this rule applies to callers in other namespaces"),
+        text.contains("note: reviews.default.svc.cluster.local is routed by VirtualService default/reviews-own (rules/a.yaml#1), read first by callers in namespace default (exportTo \".\"); this rule applies to callers in every namespace but default"),
         "{text}"
     );
-    assert!(!text.contains("this rule does not apply"), "{text}");
+    assert!(!text.contains("this rule applies to no caller"), "{text}");
 }
 
 #[test]
@@ -144,6 +144,27 @@ fn a_rule_behind_one_in_the_same_namespace_both_exported_to_it_applies_to_no_cal
     let rule_a = dr("reviews-a", "  host: reviews\n  exportTo: [\".\"]\n");
     let rule_b = dr("reviews-b", "  host: reviews\n  exportTo: [\".\"]\n");
     let text = load(&[("rules/a.yaml", &first), ("rules/b.yaml", &second), ("rules/c.yaml", &rule_a), ("rules/d.yaml", &rule_b)]).explain();
-    assert_eq!(text.matches("this rule applies to no caller (it too is visible in namespace default only)").count(), 2, "{text}");
-    assert!(!text.contains("this rule applies to callers in other namespaces"), "{text}");
+    assert_eq!(text.matches("; this rule applies to no caller\n").count(), 2, "{text}");
+    assert!(!text.contains("this rule applies to callers in"), "{text}");
+}
+
+/// With three rules for one host, who reads which is worked out per namespace: a rule
+/// for everyone behind another for everyone applies to no caller, whatever is before.
+#[test]
+fn a_rule_behind_several_says_exactly_who_reads_it() {
+    let rule = |name: &str, namespace: &str, export: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  \
+             hosts: [reviews.default.svc.cluster.local]\n  exportTo: [\"{export}\"]\n  http:\n  - route:\n    - destination: \
+             {{host: reviews.default.svc.cluster.local}}\n"
+        )
+    };
+    let text = load(&[("a.yaml", &rule("a", "foo", ".")), ("b.yaml", &rule("b", "bar", "*")), ("c.yaml", &rule("c", "default", "*"))])
+        .explain();
+    assert!(text.contains("read first by callers in namespace foo (exportTo \".\"); this rule applies to callers in every namespace but foo\n"), "{text}");
+    assert!(text.contains("; this rule applies to no caller\n"), "{text}");
+    let text = load(&[("a.yaml", &rule("a", "foo", ".")), ("b.yaml", &rule("b", "bar", ".")), ("c.yaml", &rule("c", "default", "*"))])
+        .explain();
+    assert!(text.contains("this rule applies to callers in every namespace but bar, foo\n"), "{text}");
+    assert!(text.contains("this rule applies to callers in namespace bar only\n"), "{text}");
 }
