@@ -187,6 +187,11 @@ impl Proxy {
         context.stats.inbound.requests.inc();
         let mut exchange = Exchange::start(Direction::Inbound, &request);
         exchange.report_if_abandoned(context.clone());
+        // The destination is this instance and its service, also for a request refused
+        // at the next stage.
+        exchange.destination = Some(context.identity.clone());
+        exchange.destination_cluster = Some(context.cluster.clone());
+        exchange.destination_service = Some(context.service.clone());
         // 2. the request as received: one valid `Host` (else 400 `DPE`), an
         //    absolute-form target's authority as `Host`; hop-by-hop headers (RFC 9110
         //    §7.6.1; a WebSocket upgrade's kept) removed before the proxy adds any.
@@ -195,14 +200,11 @@ impl Proxy {
             Err(error) => return respond(context, Err(error), exchange, None, None),
         };
         // 3. identity: the caller from the peer headers (stripped before the app sees
-        //    them); the destination is this instance and its service.
+        //    them).
         if let Some((caller, cluster)) = take_peer_identity(request.headers_mut()) {
             exchange.source = Some(Arc::new(caller));
             exchange.source_cluster = cluster.and_then(|value| peer_cluster(&value, &context.cluster));
         }
-        exchange.destination = Some(context.identity.clone());
-        exchange.destination_cluster = Some(context.cluster.clone());
-        exchange.destination_service = Some(context.service.clone());
         // 4. trace context: continue the caller's trace with our server span;
         //    x-request-id when absent.
         continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
@@ -238,6 +240,9 @@ impl Proxy {
         context.stats.outbound.requests.inc();
         let mut exchange = Exchange::start(Direction::Outbound, &request);
         exchange.report_if_abandoned(context.clone());
+        // The caller is this instance, also for a request refused at the next stage.
+        exchange.source = Some(context.identity.clone());
+        exchange.source_cluster = Some(context.cluster.clone());
         // 2. the request as received: one valid `Host` (else 400 `DPE`), an
         //    absolute-form target's authority as `Host`; hop-by-hop headers (a WebSocket
         //    upgrade's kept) removed before the proxy adds any, so that the app's
@@ -246,10 +251,8 @@ impl Proxy {
             Ok(upgrade) => upgrade,
             Err(error) => return respond(context, Err(error), exchange, None, None),
         };
-        // 3. identity: the caller is this instance; announce it to the callee's proxy
-        //    (replacing whatever the app may have sent).
-        exchange.source = Some(context.identity.clone());
-        exchange.source_cluster = Some(context.cluster.clone());
+        // 3. identity: announce this instance to the callee's proxy (replacing whatever
+        //    the app may have sent).
         context.peer_headers.set(request.headers_mut());
         // 4. routing: Host → mesh service / virtual service → first matching route →
         //    weighted destination → cluster (service or subset).

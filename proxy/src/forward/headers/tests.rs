@@ -193,6 +193,12 @@ async fn a_repeated_invalid_or_missing_host_is_a_bad_request_on_both_listeners()
     }
     let records = collector.wait_records(5).await;
     assert!(records.iter().all(|r| r.response_code == 400 && r.response_flags == "DPE"), "{records:?}");
+    // Refused before routing, each is still reported with this proxy's own workload.
+    let own = |r: &meshtel_model::mixer::RequestRecord| {
+        let side = if r.reporter == meshtel_model::mixer::Reporter::Source as i32 { &r.source } else { &r.destination };
+        side.as_ref().map(|w| w.name.clone()).unwrap_or_default()
+    };
+    assert!(records.iter().all(|r| !own(r).is_empty()), "{records:?}");
     assert!(upstream.heads().is_empty(), "forwarded: {:?}", upstream.heads());
     // One Host header goes through as before; HTTP/1.0 needs none.
     let (status, _) = exchange(proxy.addresses.outbound, "GET / HTTP/1.1\r\nHost: up\r\nConnection: close\r\n\r\n").await;
