@@ -103,6 +103,7 @@ export async function mount(root) {
     tokenInput.value = '';
     tokenInput.removeAttribute('aria-invalid');
     renderTokenState('Token saved for this tab.');
+    say(''); // a refused-token message above no longer holds
     if (state.authFailed) {
       loadList();
       loadAudit();
@@ -119,7 +120,6 @@ export async function mount(root) {
     if (error.status === 401) renderTokenState('This needs the admin token: paste it here.');
     else renderTokenState('The server refused this token: paste a valid one.');
   }
-
 
   /* ----- layout ----- */
   const flash = h('div', { class: 'quota-flash', role: 'status', 'aria-live': 'polite' });
