@@ -45,15 +45,23 @@ pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
     }
     let mut names = BTreeSet::new();
     let mut read = Vec::new();
+    // Problems of the file's shape are listed with the policies' own.
+    let problem = |field: &str, message: &str| {
+        Err(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    };
     for (i, mut item) in items.into_iter().enumerate() {
         let Some(object) = item.as_object_mut() else {
-            bail!("policy {} is not an object", i + 1);
+            read.push(((i + 1).to_string(), problem("", "is not an object")));
+            continue;
         };
         if object.contains_key("kind") || object.contains_key("domain") {
-            bail!(
-                "policy {} looks like Istio or envoy ratelimit configuration: use meshtel quota import",
-                i + 1
-            );
+            let message =
+                "looks like Istio or envoy ratelimit configuration: use meshtel quota import";
+            read.push(((i + 1).to_string(), problem("", message)));
+            continue;
         }
         for field in READ_ONLY_FIELDS {
             object.remove(field);
@@ -62,11 +70,11 @@ pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
             Some(Value::String(name)) => format!("{name:?}"),
             _ => (i + 1).to_string(),
         };
-        let spec = spec_from_value(item);
-        if let Ok(spec) = &spec
-            && !names.insert(spec.name.clone())
+        let mut spec = spec_from_value(item);
+        if let Ok(read_spec) = &spec
+            && !names.insert(read_spec.name.clone())
         {
-            bail!("policy {:?} appears twice", spec.name);
+            spec = problem("name", "appears twice in the file");
         }
         read.push((label, spec));
     }
@@ -410,6 +418,17 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("import")
+        );
+        // The file's shape problems are listed with the policies' own.
+        let text = "- 1\n- {name: a, maxAmount: 1, validDuration: 1s}\n- {name: a, maxAmount: 1, validDuration: 1s}\n\
+                    - {name: c, maxAmount: -1, validDuration: 1s}\n";
+        let error = parse_policies(text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid quota policies, nothing applied:\n\
+             policy 1:\n  is not an object\n\
+             policy \"a\":\n  name: appears twice in the file\n\
+             policy \"c\":\n  maxAmount: must be a whole number ≥ 0, not -1"
         );
     }
 

@@ -250,24 +250,41 @@ pub(crate) fn parse_policy_body(
     for field in READ_ONLY_FIELDS {
         object.remove(field);
     }
-    match object.get("name") {
-        None | Some(serde_json::Value::Null) => {}
-        Some(serde_json::Value::String(name)) if name.is_empty() || name == path_name => {}
-        Some(other) => {
-            return Err(ApiError::InvalidPolicy(vec![
-                meshtel_model::quota::FieldError {
-                    field: "name".into(),
-                    message: format!("{other} differs from the name in the path ({path_name:?})"),
-                },
-            ]));
-        }
+    // A name of its own is a problem listed with the others, which are read as if
+    // the body had the path's name.
+    let name_problem = match object.get("name") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) if name.is_empty() || name == path_name => None,
+        Some(serde_json::Value::String(name)) => Some(format!(
+            "{name:?} differs from the name in the path ({path_name:?})"
+        )),
+        Some(other) => Some(format!(
+            "must be a string (the name in the path, {path_name:?}), not {other}"
+        )),
     }
+    .map(|message| meshtel_model::quota::FieldError {
+        field: "name".into(),
+        message,
+    });
     object.insert(
         "name".into(),
         serde_json::Value::String(path_name.to_string()),
     );
     // Every unknown key and wrong type, with the validation problems of the rest.
-    spec_from_value(value).map_err(ApiError::InvalidPolicy)
+    match (spec_from_value(value), name_problem) {
+        (Ok(spec), None) => Ok(spec),
+        (Ok(spec), Some(problem)) => {
+            // The other fields read: their validation problems join the name's.
+            let mut problems = vec![problem];
+            problems.extend(spec.compile().err().unwrap_or_default());
+            Err(ApiError::InvalidPolicy(problems))
+        }
+        (Err(mut problems), Some(problem)) => {
+            problems.insert(0, problem);
+            Err(ApiError::InvalidPolicy(problems))
+        }
+        (Err(problems), None) => Err(ApiError::InvalidPolicy(problems)),
+    }
 }
 
 /// A problem reading the body: without a field it is not JSON or YAML at all (400 with
@@ -449,6 +466,25 @@ mod tests {
         );
         let other = parse_policy_body("q", BodyFormat::Json, br#"{"name":"r"}"#);
         assert!(matches!(other, Err(ApiError::InvalidPolicy(e)) if e[0].field == "name"));
+        // A name of its own is one problem among the others, not the only one.
+        let both = parse_policy_body(
+            "q",
+            BodyFormat::Json,
+            br#"{"name":5,"maxAmount":-1,"validDuration":"0s"}"#,
+        );
+        let Err(ApiError::InvalidPolicy(problems)) = both else {
+            panic!("{both:?}")
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["name", "maxAmount", "validDuration"],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.starts_with("must be a string"),
+            "{problems:?}"
+        );
         // Unknown fields and type errors are policy problems at a field.
         let unknown = parse_policy_body("q", BodyFormat::Yaml, b"maxAmmount: 1");
         assert!(
