@@ -107,17 +107,23 @@ impl Mixer for Collector {
 /// A boxed stream of `T` results.
 pub type ReportStreamOf<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>;
 
-/// Starts a mock collector on 127.0.0.1:0.
-pub async fn start_collector() -> Collector {
+/// Serves `mixer` as the collector's Mixer service on 127.0.0.1:0; its address.
+pub async fn serve_mixer<M: Mixer>(mixer: M) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind collector");
-    let collector = Collector { records: Arc::default(), addr: listener.local_addr().ok() };
-    let served = collector.clone();
+    let addr = listener.local_addr().expect("collector addr");
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
-            .add_service(MixerServer::new(served))
+            .add_service(MixerServer::new(mixer))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await;
     });
+    addr
+}
+
+/// Starts a mock collector on 127.0.0.1:0.
+pub async fn start_collector() -> Collector {
+    let mut collector = Collector { records: Arc::default(), addr: None };
+    collector.addr = Some(serve_mixer(collector.clone()).await);
     collector
 }
 

@@ -9,16 +9,15 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use meshtel_collector::quota::PolicyStream;
 use meshtel_collector::{QuotaConfig, QuotaEngine};
-use meshtel_model::mixer::mixer_server::{Mixer, MixerServer};
+use meshtel_model::mixer::mixer_server::Mixer;
 use meshtel_model::mixer::{CheckRequest, CheckResponse, ReportRequest, ReportResponse, WatchQuotasRequest};
 use meshtel_model::quota::QuotaPolicySpec;
-use tokio::net::TcpListener;
 use tonic::transport::Endpoint;
 
 use super::reviews;
 use crate::mesh::WorkloadIdentity;
 use crate::quota::{QuotaEnforcer, QuotaSettings, QuotaStats, RequestView};
-use crate::test_support::{ReportStreamOf, eventually};
+use crate::test_support::{ReportStreamOf, eventually, serve_mixer};
 
 /// An edit must be enforced within this long (README: "within 1 s").
 const EDIT_DEADLINE: Duration = Duration::from_secs(1);
@@ -80,17 +79,9 @@ impl Harness {
     /// Prefetch on, leases of at least `min_prefetch` tokens, a Check timeout generous
     /// enough for a loaded machine.
     async fn start(min_prefetch: u64) -> Harness {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind collector");
-        let addr = listener.local_addr().expect("addr");
         let engine = Arc::new(QuotaEngine::with_system_clock(QuotaConfig::default()).expect("engine"));
         let collector = EngineMixer { engine, answer_delay_ms: Arc::default(), decided: Arc::default() };
-        let served = collector.clone();
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(MixerServer::new(served))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await;
-        });
+        let addr = serve_mixer(collector.clone()).await;
         let (identity, service) = reviews();
         let endpoint = Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
         let settings = QuotaSettings { timeout: Duration::from_secs(2), min_prefetch, ..QuotaSettings::default() };
