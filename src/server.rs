@@ -98,6 +98,9 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         extra_query_routes,
         listening,
     } = options;
+    // Listening for SIGTERM/SIGINT starts now: one that arrives while the store opens
+    // or the listeners bind stops the server cleanly once it is up.
+    let shutdown = shutdown.unwrap_or_else(|| Box::pin(crate::signal::shutdown_signal()));
     if role == Role::Query {
         require_data_dir_of_a_collector(&config.data_dir)?;
     } else {
@@ -312,7 +315,8 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             app = app.layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {
                     let scrape = scrape.clone();
-                    let for_scraper = request.uri().path() == path && !wants_html(request.headers());
+                    let for_scraper =
+                        request.uri().path() == path && !wants_html(request.headers());
                     async move {
                         if for_scraper {
                             let mut request = request;
@@ -351,7 +355,6 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     if let Some(listening) = listening {
         let _ = listening.send(listeners.clone());
     }
-    let shutdown = shutdown.unwrap_or_else(|| Box::pin(crate::signal::shutdown_signal()));
     let result = tokio::select! {
         () = shutdown => Ok(()),
         Some(joined) = servers.join_next() => match joined {

@@ -46,6 +46,7 @@ pub mod report;
 pub mod routing;
 pub mod rules;
 pub mod server;
+pub mod signal;
 pub mod spans;
 pub mod stats;
 pub mod telemetry;

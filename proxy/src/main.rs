@@ -39,7 +39,7 @@ async fn main() -> std::process::ExitCode {
     }
     let result = async {
         let config = cli.proxy.into_config()?;
-        meshtel_proxy::run(config, shutdown_signal()).await
+        meshtel_proxy::run(config, meshtel_proxy::signal::shutdown_signal()).await
     }
     .await;
     match result {
@@ -48,29 +48,6 @@ async fn main() -> std::process::ExitCode {
             tracing::error!(error = %error_chain(&error), "proxy failed");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }
 
