@@ -284,3 +284,50 @@ async fn with_json_logs_a_failed_start_is_a_json_line_too() {
         "{log}"
     );
 }
+
+/// SIGTERM while the server is still starting (store opening, listeners binding) is a
+/// clean stop once it is up, not a kill by the signal's default action.
+#[test]
+fn sigterm_while_starting_is_a_clean_stop() {
+    for delay_ms in [50, 150] {
+        let dir = TestDir::new();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--zipkin-listen",
+                "127.0.0.1:0",
+                "--query-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut log = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "SIGTERM {delay_ms} ms after start: {status}\n{log}"
+        );
+    }
+}
