@@ -56,48 +56,31 @@ fn key(
     reporter: &str,
 ) -> EdgeKey {
     let app = |w: &str| w.rsplit_once('-').map_or(w, |(a, _)| a).to_string();
+    // A side with no workload (a caller outside the mesh, a destination no workload
+    // answered for) reports no labels of its own, the cluster included.
+    let of = |workload: &str, value: String| {
+        if workload.is_empty() {
+            String::new()
+        } else {
+            value
+        }
+    };
     EdgeKey {
         source_workload: source.into(),
-        source_namespace: if source.is_empty() {
-            String::new()
-        } else {
-            "default".into()
-        },
-        source_app: if source.is_empty() {
-            String::new()
-        } else {
-            app(source)
-        },
-        source_version: if source.is_empty() {
-            String::new()
-        } else {
-            "v1".into()
-        },
+        source_namespace: of(source, "default".into()),
+        source_app: of(source, app(source)),
+        source_version: of(source, "v1".into()),
         destination_service: format!("{destination_service}.default.svc.cluster.local"),
         destination_workload: destination.into(),
         destination_namespace: "default".into(),
-        destination_version: if destination.is_empty() {
-            String::new()
-        } else {
-            "v2".into()
-        },
+        destination_version: of(destination, "v2".into()),
         protocol: "http".into(),
         response_code: code,
         grpc_response_status: None,
         response_flags: flags.into(),
         reporter: reporter.into(),
-        // As the proxies report them: none for a caller outside the mesh or a
-        // destination no workload answered for.
-        source_cluster: if source.is_empty() {
-            String::new()
-        } else {
-            "Kubernetes".into()
-        },
-        destination_cluster: if destination.is_empty() {
-            String::new()
-        } else {
-            "Kubernetes".into()
-        },
+        source_cluster: of(source, "Kubernetes".into()),
+        destination_cluster: of(destination, "Kubernetes".into()),
     }
 }
 
