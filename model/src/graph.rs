@@ -268,6 +268,12 @@ pub fn covered_seconds(bucket: std::time::Duration, from: u64, to: u64, now: u64
     end.saturating_sub(bucket_ceil(from, bucket)) as f64 / 1e9
 }
 
+/// Seconds a window `[start, now)` read from whole `bucket`s covers (from the start of
+/// the bucket holding `start` to now), at least one: what its rates divide by.
+pub fn window_seconds(bucket: std::time::Duration, start: u64, now: u64) -> f64 {
+    covered_seconds(bucket, bucket_floor(start, bucket), now, now).max(1.0)
+}
+
 /// Where the collector hands request records for the service graph.
 pub trait EdgeSink: Send + Sync + 'static {
     /// Adds accepted records to the in-memory rollups; never blocks on I/O.

@@ -32,7 +32,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshtel_model::duration::{parse_go_duration, parse_prometheus_duration};
-use meshtel_model::graph::{EdgeRow, EdgeStats, bucket_floor, covered_seconds};
+use meshtel_model::graph::{EdgeRow, EdgeStats, window_seconds};
 use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
@@ -149,8 +149,7 @@ impl GraphService {
     /// sums whole buckets from the one holding `start`, so dividing by the window
     /// would overstate rates by up to a bucket (twice at a 10 s window).
     fn rate_seconds(&self, start: u64, now: u64) -> f64 {
-        let bucket = self.reader.bucket();
-        covered_seconds(bucket, bucket_floor(start, bucket), now, now).max(1.0)
+        window_seconds(self.reader.bucket(), start, now)
     }
 
     /// The graph of the window ending now.

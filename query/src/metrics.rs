@@ -38,7 +38,7 @@ use axum::response::Response;
 use axum::routing::get;
 use meshtel_model::GraphReader;
 use meshtel_model::duration::parse_prometheus_duration;
-use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats, bucket_floor, covered_seconds};
+use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats, covered_seconds, window_seconds};
 use serde::Serialize;
 
 use crate::Clock;
@@ -461,8 +461,7 @@ impl MetricsService {
                 entry.source.push(row);
             }
         }
-        let bucket = self.reader.bucket();
-        let seconds = covered_seconds(bucket, bucket_floor(start, bucket), end, end).max(1.0);
+        let seconds = window_seconds(self.reader.bucket(), start, end);
         let mut services = Vec::new();
         for (fqdn, rows) in by_service {
             let chosen = if rows.destination.is_empty() {
