@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "proto/meshtel/mixer/v1/mixer.proto",
                 "proto/envoy/service/ratelimit/v3/rls.proto",
+                "proto/istio/mixer/v1/mixer.proto",
             ],
             &["proto", include.as_str()],
         )?;

@@ -217,6 +217,9 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         );
         let engine = quota_engine.clone();
         // Report and WatchQuotas streams end at shutdown instead of holding it up.
+        // Istio's own Mixer API, for Mixer-era istio-proxies: the same reports and quotas.
+        let istio_mixer_service =
+            meshtel_collector::istio_mixer_grpc_service(reports.clone(), engine.clone());
         let report_service = meshtel_collector::mixer_grpc_service_until(
             reports,
             engine.clone(),
@@ -238,6 +241,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
                 .add_service(grpc_service)
                 .add_service(report_service)
+                .add_service(istio_mixer_service)
                 .add_optional_service(rls_service)
                 .add_service(health_service)
                 .serve_with_incoming_shutdown(incoming, stop)

@@ -110,6 +110,10 @@ pub enum Error {
     /// A quota request (Check or Envoy RLS) is malformed; the message names the field.
     #[error("{0}")]
     InvalidQuotaRequest(String),
+    /// Istio Mixer attributes that cannot be read (a word index that names no word, a
+    /// newer global dictionary than meshtel's); the message says which.
+    #[error("{0}")]
+    InvalidMixerAttributes(String),
     /// A Prometheus metric could not be created or registered.
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -250,7 +254,8 @@ impl Error {
             | Error::DecodeJson(_)
             | Error::DecodeJsonField { .. }
             | Error::InvalidZipkinSpan(_)
-            | Error::InvalidQuotaRequest(_) => ErrorCode::BadRequest,
+            | Error::InvalidQuotaRequest(_)
+            | Error::InvalidMixerAttributes(_) => ErrorCode::BadRequest,
             Error::Overloaded { .. } | Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::InvalidConfig(_) | Error::Metrics(_) => ErrorCode::Internal,
         }

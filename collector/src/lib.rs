@@ -40,6 +40,7 @@ pub mod error;
 pub mod grpc_decode;
 pub mod ingest;
 pub mod ingest_metrics;
+pub mod istio_mixer;
 pub mod mesh_metrics;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -54,6 +55,7 @@ pub use error::{Error, Result};
 pub use grpc_decode::InvalidArgumentOnDecodeError;
 pub use ingest::Ingest;
 pub use ingest_metrics::IngestMetrics;
+pub use istio_mixer::istio_mixer_grpc_service;
 pub use mesh_metrics::{MeshMetrics, MeshMetricsConfig};
 pub use meshtel_model::validate;
 pub use otlp_grpc::{

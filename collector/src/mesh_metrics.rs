@@ -259,6 +259,7 @@ struct Inner {
     records_rejected: IntCounter,
     batches: IntCounter,
     dropped_by_proxies: IntCounter,
+    tcp_events_skipped: IntCounter,
     lag_seconds: Histogram,
     cache: Mutex<series::SeriesCache>,
     max_series: usize,
@@ -323,6 +324,10 @@ impl MeshMetrics {
             "meshtel_report_dropped_by_proxies_total",
             "Request records the proxies dropped before sending (queue full, collector down).",
         )?;
+        let tcp_events_skipped = counter(
+            "meshtel_report_tcp_events_skipped_total",
+            "TCP connection events in Istio Mixer Reports, which make no Istio request metrics.",
+        )?;
         let series_count = register(
             &registry,
             IntGauge::new(
@@ -353,6 +358,7 @@ impl MeshMetrics {
                 records_rejected,
                 batches,
                 dropped_by_proxies,
+                tcp_events_skipped,
                 lag_seconds,
                 cache: Mutex::new(series::SeriesCache::new(config.series_expiry)),
                 max_series: config.max_series,
@@ -484,6 +490,13 @@ impl MeshMetrics {
         }
         if let Some(lag) = lag_seconds {
             inner.lag_seconds.observe(lag);
+        }
+    }
+
+    /// Counts TCP connection events of an Istio Mixer Report, left out of the metrics.
+    pub fn record_skipped_tcp_events(&self, count: u64) {
+        if count > 0 {
+            self.inner.tcp_events_skipped.inc_by(count);
         }
     }
 

@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use meshtel_model::graph::UnixClock;
 
+pub(crate) use check::proto_duration;
 pub use check::{
     MAX_DEDUPLICATION_ID_BYTES, MAX_QUOTA_NAME_BYTES, MAX_QUOTAS_PER_CHECK, PolicyStream,
     empty_policy_stream,

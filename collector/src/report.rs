@@ -184,6 +184,11 @@ impl Reports {
         &self.metrics
     }
 
+    /// The largest Report message accepted (`[report] max_message_bytes`).
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        usize::try_from(self.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX)
+    }
+
     /// Digests one batch; answers how many records were accepted. Invalid records are
     /// counted and skipped; only an oversized batch is an error.
     pub fn digest(&self, batch: &ReportRequest) -> Result<ReportResponse> {
@@ -361,8 +366,7 @@ pub fn mixer_grpc_service_until(
     quota: Option<Arc<QuotaEngine>>,
     stop: Option<watch::Receiver<bool>>,
 ) -> InvalidArgumentOnDecodeError<MixerServer<MixerService>> {
-    let max_message_bytes =
-        usize::try_from(reports.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX);
+    let max_message_bytes = reports.max_message_bytes();
     InvalidArgumentOnDecodeError::new(
         MixerServer::new(MixerService {
             reports,

@@ -35,6 +35,7 @@
 mod bookinfo;
 mod http2_grpc;
 mod istio_metrics;
+mod istio_mixer;
 mod no_collector;
 mod quota;
 mod scrape;

@@ -1,0 +1,268 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use meshtel_model::graph::UnixClock;
+use meshtel_model::istio_mixer::check_request::QuotaParams;
+use meshtel_model::quota::QuotaPolicySpec;
+use serde_json::json;
+
+use super::*;
+use crate::mesh_metrics::tests::{render, sample};
+use crate::quota::{ManualClock, QuotaConfig};
+use crate::report::ReportConfig;
+
+struct FixedClock(AtomicU64);
+
+impl UnixClock for FixedClock {
+    fn now_unix_nano(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+fn service(policies: Vec<QuotaPolicySpec>) -> IstioMixer {
+    let config = ReportConfig::default();
+    let metrics = MeshMetrics::new(&config.metrics).unwrap();
+    let clock = Arc::new(FixedClock(AtomicU64::new(1_700_000_000_000_000_000)));
+    let reports = Reports::new(metrics, None, clock, config);
+    let engine = Arc::new(
+        QuotaEngine::new(
+            QuotaConfig::default(),
+            Arc::new(ManualClock::new(1_700_000_040_000_000_000)),
+        )
+        .unwrap(),
+    );
+    let load = engine.set_policies(1, policies);
+    assert!(load.invalid.is_empty(), "{:?}", load.invalid);
+    IstioMixer::new(reports, Some(engine))
+}
+
+use crate::mesh_metrics::MeshMetrics;
+
+fn check(quotas: &[(&str, i64)], dedup: &str) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(Compressor::reviews_to_ratings().done()),
+        global_word_count: u32::try_from(GLOBAL_WORDS.len()).unwrap(),
+        deduplication_id: dedup.into(),
+        quotas: quotas
+            .iter()
+            .map(|(name, amount)| {
+                let params = QuotaParams {
+                    amount: *amount,
+                    best_effort: false,
+                };
+                (name.to_string(), params)
+            })
+            .collect::<HashMap<_, _>>(),
+    }
+}
+
+#[test]
+fn the_global_dictionary_is_istios_final_list() {
+    assert_eq!(GLOBAL_WORDS.len(), 223);
+    assert_eq!(GLOBAL_WORDS[0], "source.ip");
+    assert_eq!(GLOBAL_WORDS[15], "request.headers");
+    assert_eq!(GLOBAL_WORDS[94], "'200'");
+    assert_eq!(GLOBAL_WORDS[136], "200");
+    assert_eq!(GLOBAL_WORDS[221], "inbound");
+    assert_eq!(GLOBAL_WORDS[222], "outbound");
+}
+
+#[test]
+fn global_and_message_words_decode() {
+    let compressed = Compressor::reviews_to_ratings()
+        .int("response.code", 200)
+        .done();
+    // "reviews-v2" is no global word; "request.method", "GET" and 200 (an int) are.
+    assert!(compressed.words.contains(&"reviews-v2".to_string()));
+    assert!(!compressed.words.contains(&"GET".to_string()));
+    let bag = Bag::decode(&compressed, &compressed.words).unwrap();
+    assert_eq!(bag.str("source.workload.name"), "reviews-v2");
+    assert_eq!(bag.str("request.method"), "GET");
+    assert_eq!(bag.map_str("request.headers", "x-user"), "jason");
+    assert_eq!(bag.int("response.code"), Some(200));
+    assert_eq!(bag.bool("connection.mtls"), Some(true));
+}
+
+#[test]
+fn an_index_that_names_no_word_is_refused_by_name() {
+    let mut compressed = Compressor::reviews_to_ratings().done();
+    compressed.strings.insert(-100, 0);
+    let error = Bag::decode(&compressed, &compressed.words).unwrap_err();
+    assert!(
+        error.to_string().contains("word index -100 names no word"),
+        "{error}"
+    );
+    assert_eq!(error.grpc_status().code(), tonic::Code::InvalidArgument);
+
+    let mut compressed = Compressor::reviews_to_ratings().done();
+    compressed.strings.insert(0, 5000);
+    let error = Bag::decode(&compressed, &compressed.words).unwrap_err();
+    assert!(
+        error.to_string().contains("the global dictionary has 223"),
+        "{error}"
+    );
+
+    let error = Bag::check_word_count(224).unwrap_err();
+    assert!(
+        error.to_string().contains("knows 224 words, meshtel 223"),
+        "{error}"
+    );
+    assert!(Bag::check_word_count(200).is_ok());
+}
+
+#[test]
+fn check_charges_quotas_by_the_decoded_attributes() {
+    let policy: QuotaPolicySpec = serde_json::from_value(json!({
+        "name": "ratings-limit",
+        "match": {"source": {"service": "reviews"}, "destination": {"service": "ratings"}},
+        "dimensions": {"user": "request.headers[\"x-user\"]"},
+        "maxAmount": 1,
+        "validDuration": "1m",
+    }))
+    .unwrap();
+    let mixer = service(vec![policy]);
+
+    let first = mixer
+        .check_request(&check(&[("ratings-limit", 1)], "a"))
+        .unwrap();
+    let precondition = first.precondition.unwrap();
+    assert_eq!(precondition.status.unwrap().code, 0);
+    assert_eq!(precondition.valid_use_count, 10_000);
+    assert_eq!(precondition.valid_duration.unwrap().seconds, 60);
+    let granted = &first.quotas["ratings-limit"];
+    assert_eq!(granted.granted_amount, 1);
+    assert_eq!(granted.status.as_ref().unwrap().code, 0);
+
+    // A retry of the same call is not charged again.
+    let retry = mixer
+        .check_request(&check(&[("ratings-limit", 1)], "a"))
+        .unwrap();
+    assert_eq!(retry.quotas["ratings-limit"].granted_amount, 1);
+
+    let second = mixer
+        .check_request(&check(&[("ratings-limit", 1)], "b"))
+        .unwrap();
+    let denied = &second.quotas["ratings-limit"];
+    assert_eq!(denied.granted_amount, 0);
+    let status = denied.status.as_ref().unwrap();
+    assert_eq!(status.code, 8, "RESOURCE_EXHAUSTED");
+    assert!(
+        status.message.contains("ratings-limit"),
+        "{}",
+        status.message
+    );
+
+    // A quota no policy names is granted in full, with OK, as Mixer does.
+    let unknown = mixer
+        .check_request(&check(&[("requestcountquota", 3)], "c"))
+        .unwrap();
+    let unknown = &unknown.quotas["requestcountquota"];
+    assert_eq!(unknown.granted_amount, 3);
+    assert_eq!(unknown.status.as_ref().unwrap().code, 0);
+}
+
+#[test]
+fn delta_encoded_reports_patch_the_element_before() {
+    let mixer = service(Vec::new());
+    let first = Compressor::reviews_to_ratings()
+        .int("response.code", 200)
+        .duration("response.duration", Duration::from_millis(12))
+        .int("request.total_size", 300)
+        .done();
+    // The second request differs only in its status code and flags.
+    let second = Compressor::default()
+        .int("response.code", 503)
+        .string("context.proxy_error_code", "UF")
+        .done();
+    let tcp = Compressor::default()
+        .string("context.protocol", "tcp")
+        .string("connection.event", "close")
+        .done();
+    let request = ReportRequest {
+        attributes: vec![first, second, tcp],
+        repeated_attributes_semantics: RepeatedAttributesSemantics::DeltaEncoding as i32,
+        default_words: Vec::new(),
+        global_word_count: u32::try_from(GLOBAL_WORDS.len()).unwrap(),
+    };
+    mixer.report_request(&request).unwrap();
+    let text = render(mixer.reports.metrics());
+    let labels = [
+        ("reporter", "destination"),
+        ("source_workload", "reviews-v2"),
+        ("source_app", "reviews"),
+        ("destination_workload", "ratings-v1"),
+        ("destination_service", "ratings.default.svc.cluster.local"),
+        ("connection_security_policy", "mutual_tls"),
+    ];
+    let with = |code: &str, flags: &str| {
+        let mut all = labels.to_vec();
+        all.push(("response_code", code));
+        all.push(("response_flags", flags));
+        sample(&text, "istio_requests_total", &all)
+    };
+    assert_eq!(with("200", "-"), Some(1.0), "{text}");
+    assert_eq!(with("503", "UF"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "meshtel_report_tcp_events_skipped_total", &[]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn independent_elements_stand_alone_and_default_words_serve_them() {
+    let mixer = service(Vec::new());
+    let full = Compressor::reviews_to_ratings()
+        .int("response.code", 200)
+        .done();
+    // Both elements use the Report's default words instead of their own.
+    let default_words = full.words.clone();
+    let mut first = full.clone();
+    first.words.clear();
+    let mut second = full;
+    second.words.clear();
+    second.int64s.clear();
+    let request = ReportRequest {
+        attributes: vec![first, second],
+        repeated_attributes_semantics: RepeatedAttributesSemantics::IndependentEncoding as i32,
+        default_words,
+        global_word_count: 100,
+    };
+    mixer.report_request(&request).unwrap();
+    let text = render(mixer.reports.metrics());
+    let code = |code: &str| {
+        sample(
+            &text,
+            "istio_requests_total",
+            &[("source_workload", "reviews-v2"), ("response_code", code)],
+        )
+    };
+    assert_eq!(code("200"), Some(1.0), "{text}");
+    // The second element carried no response.code of its own.
+    assert_eq!(code("0"), Some(1.0), "{text}");
+}
+
+#[test]
+fn a_report_with_one_unreadable_element_takes_nothing() {
+    let mixer = service(Vec::new());
+    let good = Compressor::reviews_to_ratings()
+        .int("response.code", 200)
+        .done();
+    let mut bad = good.clone();
+    bad.strings.insert(-77, -1);
+    let request = ReportRequest {
+        attributes: vec![good, bad],
+        repeated_attributes_semantics: RepeatedAttributesSemantics::IndependentEncoding as i32,
+        default_words: Vec::new(),
+        global_word_count: 223,
+    };
+    let error = mixer.report_request(&request).unwrap_err();
+    assert!(error.to_string().contains("word index -77"), "{error}");
+    let text = render(mixer.reports.metrics());
+    assert_eq!(
+        sample(&text, "meshtel_report_records_total", &[]),
+        Some(0.0),
+        "{text}"
+    );
+}
