@@ -16,12 +16,15 @@
 //! Where Mixer's behaviour is copied: a client that knows more global words than
 //! meshtel is refused; a precondition without check adapters is OK for 1 minute or
 //! 10,000 uses; a quota no policy names is granted in full with status OK; the
-//! deduplication key is the id plus the quota name. Where meshtel differs: quota names
+//! deduplication key is the id plus the quota name; each quota answer lists the
+//! attributes its policy reads (`referenced_attributes`: EXACT when the request carries
+//! one, ABSENCE when not), which an istio-proxy keys its quota cache on. Where meshtel differs: quota names
 //! match policy names exactly (Mixer ignored case), and an unreadable attribute set is
 //! `INVALID_ARGUMENT` naming the index (Mixer: `INTERNAL`).
 
 mod bag;
 mod compress;
+mod referenced;
 mod words;
 
 use std::sync::Arc;
@@ -221,11 +224,16 @@ impl IstioMixer {
                         NOT_FOUND => (OK, String::new()),
                         code => (code, result.status_message),
                     };
+                    // What the answer depends on, so that a caching client never
+                    // reuses it for another caller, user or path.
+                    let referenced_attributes = engine
+                        .handle(&name)
+                        .map(|policy| referenced::referenced(policy.policy().attributes(), &bag));
                     let answer = QuotaResult {
                         valid_duration: result.valid_duration,
                         granted_amount: result.granted_amount,
                         status: status(code, message),
-                        referenced_attributes: None,
+                        referenced_attributes,
                     };
                     (name, answer)
                 })

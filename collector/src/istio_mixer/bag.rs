@@ -100,6 +100,11 @@ impl Bag {
             .map_or("", String::as_str)
     }
 
+    /// True when the request carries attribute `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
     /// Number of attributes.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use meshtel_model::istio_mixer::{CompressedAttributes, StringMap};
 
-use super::words::GLOBAL_WORDS;
+use super::words::encode;
 use crate::quota::proto_duration;
 
 /// Compresses attributes as an istio-proxy does: a word of the global dictionary is
@@ -17,18 +17,7 @@ pub struct Compressor {
 
 impl Compressor {
     fn index(&mut self, word: &str) -> i32 {
-        if let Some(i) = GLOBAL_WORDS.iter().position(|w| *w == word) {
-            return i32::try_from(i).unwrap_or(i32::MAX);
-        }
-        let words = &mut self.attributes.words;
-        let slot = match words.iter().position(|w| w == word) {
-            Some(slot) => slot,
-            None => {
-                words.push(word.to_string());
-                words.len() - 1
-            }
-        };
-        -i32::try_from(slot).unwrap_or(i32::MAX - 1) - 1
+        encode(word, &mut self.attributes.words)
     }
 
     /// A string attribute.

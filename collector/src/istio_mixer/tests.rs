@@ -134,6 +134,40 @@ fn check_charges_quotas_by_the_decoded_attributes() {
     let granted = &first.quotas["ratings-limit"];
     assert_eq!(granted.granted_amount, 1);
     assert_eq!(granted.status.as_ref().unwrap().code, 0);
+    // The answer depends on the caller's app, the destination service and the user
+    // header: an istio-proxy caches it per value of exactly those.
+    let referenced = granted.referenced_attributes.as_ref().unwrap();
+    let word = |i: i32| -> String {
+        if i >= 0 {
+            GLOBAL_WORDS[usize::try_from(i).unwrap()].to_string()
+        } else {
+            referenced.words[usize::try_from(-i - 1).unwrap()].clone()
+        }
+    };
+    let matches: Vec<(String, String, i32)> = referenced
+        .attribute_matches
+        .iter()
+        .map(|m| {
+            let key = if m.map_key == 0 {
+                String::new()
+            } else {
+                word(m.map_key)
+            };
+            (word(m.name), key, m.condition)
+        })
+        .collect();
+    let (exact, absence) = (2, 1);
+    for wanted in [
+        ("source.labels", "app", exact),
+        ("source.labels", "service.istio.io/canonical-name", absence),
+        ("destination.service.name", "", exact),
+        ("destination.labels", "app", exact),
+        ("request.headers", "x-user", exact),
+    ] {
+        let wanted = (wanted.0.to_string(), wanted.1.to_string(), wanted.2);
+        assert!(matches.contains(&wanted), "{wanted:?} not in {matches:?}");
+    }
+    assert_eq!(matches.len(), 5, "{matches:?}");
 
     // A retry of the same call is not charged again.
     let retry = mixer
@@ -160,6 +194,7 @@ fn check_charges_quotas_by_the_decoded_attributes() {
         .unwrap();
     let unknown = &unknown.quotas["requestcountquota"];
     assert_eq!(unknown.granted_amount, 3);
+    assert_eq!(unknown.referenced_attributes, None);
     assert_eq!(unknown.status.as_ref().unwrap().code, 0);
 }
 

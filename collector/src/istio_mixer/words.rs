@@ -230,3 +230,16 @@ pub const GLOBAL_WORDS: [&str; 223] = [
     "inbound",
     "outbound",
 ];
+
+/// The index a client sends for `word`: its place in [`GLOBAL_WORDS`], else
+/// `-(slot + 1)` for its slot in the message's `words`, added there when new.
+pub fn encode(word: &str, words: &mut Vec<String>) -> i32 {
+    if let Some(i) = GLOBAL_WORDS.iter().position(|w| *w == word) {
+        return i32::try_from(i).unwrap_or(i32::MAX);
+    }
+    let slot = words.iter().position(|w| w == word).unwrap_or_else(|| {
+        words.push(word.to_string());
+        words.len() - 1
+    });
+    -i32::try_from(slot).unwrap_or(i32::MAX - 1) - 1
+}

@@ -354,6 +354,16 @@ impl QuotaPolicy {
         }
     }
 
+    /// Every attribute the policy reads: its match, its path prefix and its dimensions
+    /// (what a request's answer depends on, for clients that cache answers).
+    pub fn attributes(&self) -> impl Iterator<Item = &AttributeRef> {
+        self.requirements
+            .iter()
+            .map(|(a, _)| a)
+            .chain(self.path_prefix.as_ref().map(|_| &AttributeRef::RequestPath))
+            .chain(self.dimensions.iter().flat_map(|(_, e)| e.chain.iter()))
+    }
+
     /// Header names the policy reads (match or dimensions), which proxies must forward
     /// in [`QuotaAttributes::request_headers`].
     pub fn header_names(&self) -> impl Iterator<Item = &str> {
