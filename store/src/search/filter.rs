@@ -51,14 +51,18 @@ pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
     if value == "true" || value == "false" {
         out.push(entry('b', value));
     }
-    if let Ok(i) = value.parse::<i64>() {
-        out.push(entry('i', &i.to_string()));
+    // A number or bytes value is found by the one text Jaeger shows for it, as Jaeger
+    // compares: `500`, not `0500` or `+500`; lower-case hex.
+    if value.parse::<i64>().is_ok_and(|i| i.to_string() == value) {
+        out.push(entry('i', value));
     }
-    if let Ok(d) = value.parse::<f64>() {
-        out.push(entry('d', &format_double(d)));
+    if value.parse::<f64>().is_ok_and(|d| format_double(d) == value) {
+        out.push(entry('d', value));
     }
-    if value.len().is_multiple_of(2) && value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        out.push(entry('x', &value.to_ascii_lowercase()));
+    if value.len().is_multiple_of(2)
+        && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        out.push(entry('x', value));
     }
     if let Some(stored) = stored_json_value(value) {
         out.push(entry('j', &stored));
@@ -144,6 +148,9 @@ pub(super) fn derived_tag(key: &str, value: &str) -> Option<Expr> {
             "ERROR" => Some(col(c::STATUS_CODE).eq(lit(2i8))),
             _ => None,
         },
+        // These tags exist only when their column is not empty: an empty value is
+        // looked for among the stored attributes, like any other tag.
+        _ if value.is_empty() => None,
         "otel.status_description" => Some(col(c::STATUS_MESSAGE).eq(lit(value.to_string()))),
         "otel.scope.name" => Some(col(c::SCOPE_NAME).eq(lit(value.to_string()))),
         "otel.scope.version" => Some(col(c::SCOPE_VERSION).eq(lit(value.to_string()))),
