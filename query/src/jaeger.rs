@@ -28,6 +28,7 @@ use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 
 pub use service::JaegerService;
 
+use self::convert::Adjust;
 use self::model::{DependencyLink, Envelope, Operation, StructuredError};
 use self::params::{QueryParams, TracesRequest};
 use crate::AppState;
@@ -148,10 +149,10 @@ async fn search_traces(
         state.jaeger.now_unix_nano(),
         state.jaeger.max_search_limit(),
     )?;
-    params::parse_raw_param(&params)?;
+    let adjust = Adjust::from_raw(params::parse_raw_param(&params)?);
     match request {
         TracesRequest::Search(query) => {
-            let traces = state.jaeger.find_jaeger_traces(&query).await?;
+            let traces = state.jaeger.find_jaeger_traces(&query, adjust).await?;
             tracing::debug!(traces = traces.len(), "search done");
             json_response(&Envelope::data(traces), params.pretty_print())
         }
@@ -160,7 +161,7 @@ async fn search_traces(
             params.pretty_print(),
         ),
         TracesRequest::ByIds(ids) => {
-            let (traces, missing) = state.jaeger.get_jaeger_traces(&ids).await?;
+            let (traces, missing) = state.jaeger.get_jaeger_traces(&ids, adjust).await?;
             let errors = (!missing.is_empty()).then(|| {
                 missing
                     .iter()
@@ -194,9 +195,9 @@ async fn get_trace(
     let Path(trace_id) = trace_id?;
     let params = QueryParams::parse(query.as_deref());
     let id = params::parse_trace_id(&trace_id).map_err(ApiError::BadRequest)?;
-    params::parse_raw_param(&params)?;
+    let adjust = Adjust::from_raw(params::parse_raw_param(&params)?);
     params::parse_trace_window_hints(&params)?;
-    let trace = state.jaeger.get_jaeger_trace(id).await?;
+    let trace = state.jaeger.get_jaeger_trace(id, adjust).await?;
     json_response(&Envelope::data([trace]), params.pretty_print())
 }
 

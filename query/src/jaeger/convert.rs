@@ -28,13 +28,36 @@ pub const RESOURCE_NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
 /// Converts one stored trace; `None` when it holds no span (never send such a trace:
 /// Grafana panics on it).
 pub fn trace_to_jaeger(trace: &Trace) -> Option<model::Trace> {
+    convert_trace(trace, Adjust::Yes)
+}
+
+/// Whether a trace is adjusted as Jaeger's query service adjusts it (`raw=false`):
+/// duplicate spans dropped, a server span sharing its id with its client given a new
+/// one. `raw=true` skips that, as Jaeger's `raw` skips its adjusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adjust {
+    /// Adjusted (the default).
+    Yes,
+    /// As stored.
+    Raw,
+}
+
+impl Adjust {
+    /// `Raw` when `raw` is true.
+    pub fn from_raw(raw: bool) -> Adjust {
+        if raw { Adjust::Raw } else { Adjust::Yes }
+    }
+}
+
+/// [`trace_to_jaeger`], adjusted or raw.
+pub fn convert_trace(trace: &Trace, adjust: Adjust) -> Option<model::Trace> {
     let processes: Vec<Process> = trace
         .resource_spans
         .iter()
         .map(resource_to_process)
         .collect();
     let spans = flatten(&trace.resource_spans);
-    build_trace(trace.trace_id, &processes, spans)
+    build_trace(trace.trace_id, &processes, spans, adjust)
 }
 
 /// Converts any OTLP batch (e.g. an uploaded file) into one Jaeger trace per trace id,
@@ -55,7 +78,10 @@ pub fn resource_spans_to_jaeger(resource_spans: &[ResourceSpans]) -> Vec<model::
     }
     order
         .into_iter()
-        .filter_map(|id| build_trace(id, &processes, groups.remove(&id).unwrap_or_default()))
+        .filter_map(|id| {
+            let spans = groups.remove(&id).unwrap_or_default();
+            build_trace(id, &processes, spans, Adjust::Yes)
+        })
         .collect()
 }
 
@@ -86,21 +112,27 @@ fn build_trace(
     trace_id: TraceId,
     processes: &[Process],
     mut spans: Vec<FlatSpan<'_>>,
+    adjust: Adjust,
 ) -> Option<model::Trace> {
     spans.sort_by_key(|s| s.span.start_time_unix_nano);
-    let mut seen = HashSet::new();
-    spans.retain(|s| {
-        seen.insert((
-            s.span.span_id.as_slice(),
-            s.span.kind,
-            s.span.start_time_unix_nano,
-        ))
-    });
+    if adjust == Adjust::Yes {
+        let mut seen = HashSet::new();
+        spans.retain(|s| {
+            seen.insert((
+                s.span.span_id.as_slice(),
+                s.span.kind,
+                s.span.start_time_unix_nano,
+            ))
+        });
+    }
     if spans.is_empty() {
         return None;
     }
 
-    let shared = SharedIds::find(&spans);
+    let shared = match adjust {
+        Adjust::Yes => SharedIds::find(&spans),
+        Adjust::Raw => SharedIds::default(),
+    };
     let mut table = ProcessTable::default();
     let mut by_resource: Vec<Option<String>> = vec![None; processes.len()];
     let mut out = Vec::with_capacity(spans.len());

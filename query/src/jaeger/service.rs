@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use meshtel_model::{DependencyLink, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader};
 
-use super::convert::trace_to_jaeger;
+use super::convert::{Adjust, convert_trace};
 use super::model;
 use crate::Clock;
 use crate::error::{ApiError, Result};
@@ -79,12 +79,16 @@ impl JaegerService {
     }
 
     /// [`Self::find_traces`] rendered as Jaeger JSON.
-    pub async fn find_jaeger_traces(&self, query: &TraceQuery) -> Result<Vec<model::Trace>> {
+    pub async fn find_jaeger_traces(
+        &self,
+        query: &TraceQuery,
+        adjust: Adjust,
+    ) -> Result<Vec<model::Trace>> {
         Ok(self
             .find_traces(query)
             .await?
             .iter()
-            .filter_map(trace_to_jaeger)
+            .filter_map(|t| convert_trace(t, adjust))
             .collect())
     }
 
@@ -98,11 +102,15 @@ impl JaegerService {
     }
 
     /// One trace as Jaeger JSON; [`ApiError::NotFound`] when missing.
-    pub async fn get_jaeger_trace(&self, trace_id: TraceId) -> Result<model::Trace> {
+    pub async fn get_jaeger_trace(
+        &self,
+        trace_id: TraceId,
+        adjust: Adjust,
+    ) -> Result<model::Trace> {
         self.get_trace(trace_id)
             .await?
             .as_ref()
-            .and_then(trace_to_jaeger)
+            .and_then(|t| convert_trace(t, adjust))
             .ok_or_else(ApiError::trace_not_found)
     }
 
@@ -110,11 +118,12 @@ impl JaegerService {
     pub async fn get_jaeger_traces(
         &self,
         trace_ids: &[TraceId],
+        adjust: Adjust,
     ) -> Result<(Vec<model::Trace>, Vec<TraceId>)> {
         let mut found = Vec::with_capacity(trace_ids.len());
         let mut missing = Vec::new();
         for &id in trace_ids {
-            match self.get_jaeger_trace(id).await {
+            match self.get_jaeger_trace(id, adjust).await {
                 Ok(trace) => found.push(trace),
                 Err(ApiError::NotFound(_)) => missing.push(id),
                 Err(e) => return Err(e),

@@ -179,6 +179,60 @@ async fn trace_by_id_64_bit_and_errors() {
 }
 
 #[tokio::test]
+async fn raw_skips_the_adjustment_of_shared_span_ids() {
+    // Zipkin-style B3: client and server report one RPC under one span id.
+    let client = span(
+        T1,
+        "000000000000000a",
+        "",
+        "call",
+        3,
+        NOW - 9_000,
+        NOW - 1_000,
+    );
+    let server = span(
+        T1,
+        "000000000000000a",
+        "",
+        "serve",
+        2,
+        NOW - 8_000,
+        NOW - 2_000,
+    );
+    let trace = trace_of(vec![
+        resource_spans("front", "", vec![client]),
+        resource_spans("back", "", vec![server]),
+    ]);
+    let app = app(MemoryReader {
+        traces: vec![trace],
+        ..MemoryReader::default()
+    });
+    let ids = |body: serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = body["data"][0]["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["spanID"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let adjusted = get(&app, &format!("/api/traces/{T1}")).await.json();
+    assert_eq!(ids(adjusted), ["0000000000000001", "000000000000000a"]);
+    for path in [
+        format!("/api/traces/{T1}?raw=true"),
+        format!("/api/traces?traceID={T1}&raw=true"),
+        format!(
+            "/api/traces?service=front&raw=true&start={}",
+            NOW / 1_000 - 60_000_000
+        ),
+    ] {
+        let raw = get(&app, &path).await.json();
+        assert_eq!(ids(raw), ["000000000000000a", "000000000000000a"], "{path}");
+    }
+}
+
+#[tokio::test]
 async fn services_and_operations() {
     let app = app(reader());
     let reply = get(&app, "/api/services").await;
