@@ -18,9 +18,8 @@
 //! 10,000 uses; a quota no policy names is granted in full with status OK; the
 //! deduplication key is the id plus the quota name; each quota answer lists the
 //! attributes its policy reads (`referenced_attributes`: EXACT when the request carries
-//! one, ABSENCE when not), which an istio-proxy keys its quota cache on. Where meshtel differs: quota names
-//! match policy names exactly (Mixer ignored case), and an unreadable attribute set is
-//! `INVALID_ARGUMENT` naming the index (Mixer: `INTERNAL`).
+//! one, ABSENCE when not), which an istio-proxy keys its quota cache on. Where meshtel differs: an unreadable
+//! attribute set is `INVALID_ARGUMENT` naming the index (Mixer: `INTERNAL`).
 
 mod bag;
 mod compress;
