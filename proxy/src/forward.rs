@@ -386,7 +386,7 @@ fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_perce
 async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, ForwardError> {
     let h2c_to_app = request.version() == Version::HTTP_2 && context.app_protocol == AppProtocol::Auto;
     if context.app_protocol == AppProtocol::Http1 && request.version() == Version::HTTP_2 {
-        if exchange.protocol == "grpc" {
+        if exchange.is_grpc() {
             context.app_hints.grpc_as_http1(exchange.upstream_address());
         }
         // The app only speaks HTTP/1.1: the caller's `:authority` becomes `Host`.
@@ -564,7 +564,7 @@ pub struct LocalReply<'a> {
 pub fn local_reply(context: &Arc<ProxyContext>, reply: LocalReply<'_>, headers: HeaderMap, mut exchange: Exchange) -> Response<ResponseBody> {
     exchange.add_flag(reply.flag);
     let mut response = Response::new(());
-    let body = if exchange.protocol == "grpc" {
+    let body = if exchange.is_grpc() {
         let response_headers = response.headers_mut();
         response_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         response_headers.insert(crate::telemetry::GRPC_STATUS, HeaderValue::from(reply.grpc_status));

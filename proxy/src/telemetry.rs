@@ -80,7 +80,7 @@ pub struct Exchange {
     method: Method,
     path_and_query: PathAndQuery,
     http_version: &'static str,
-    /// `grpc` or `http`.
+    /// `grpc` or `http` (gRPC-Web is `http`); see [`is_grpc_content_type`].
     pub protocol: &'static str,
     /// `Host`/`:authority` as received, or an HTTP/1 absolute-form target's authority
     /// (visible ASCII; see [`Exchange::authority`]).
@@ -145,7 +145,7 @@ impl Exchange {
                 user_agent.get_or_insert(value);
             }
         }
-        let is_grpc = content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let is_grpc = content_type.is_some_and(|v| is_grpc_content_type(v.as_bytes()));
         let target = || request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         // An HTTP/1 absolute-form target (`GET http://reviews/ HTTP/1.1`) names the host,
         // whatever `Host` says (RFC 9112 §3.2.2). Otherwise `Host` first: an h2c app that
@@ -221,11 +221,17 @@ impl Exchange {
         self.response_flags = flags.join(",");
     }
 
+    /// Whether the request is a gRPC call (its content type is gRPC's, not gRPC-Web's):
+    /// it gets gRPC-shaped local replies and a gRPC status in its record and span.
+    pub fn is_grpc(&self) -> bool {
+        self.protocol == "grpc"
+    }
+
     /// Notes the response head about to be sent downstream.
     pub fn response_head(&mut self, status: http::StatusCode, headers: &HeaderMap) {
         self.response_code = status.as_u16();
         self.response_header_bytes = 17 + header_bytes(headers);
-        if self.protocol == "grpc" {
+        if self.is_grpc() {
             self.grpc_status = grpc_status(headers).or(self.grpc_status);
         }
     }
@@ -360,7 +366,7 @@ impl Exchange {
         put_str(buf, 8, self.path_and_query.as_str());
         put_str(buf, 9, self.protocol);
         put_varint(buf, 10, u64::from(self.response_code));
-        if self.protocol == "grpc" {
+        if self.is_grpc() {
             // `optional`: written when set, zero (OK) included.
             encode_key(11, WireType::Varint, buf);
             encode_varint(u64::from(self.grpc_status.unwrap_or(2)), buf);
@@ -427,7 +433,7 @@ impl Exchange {
         if self.attempts > 1 {
             attributes.push(int_attribute("upstream.attempts", i64::from(self.attempts)));
         }
-        if let Some(grpc) = self.grpc_status.filter(|_| self.protocol == "grpc") {
+        if let Some(grpc) = self.grpc_status.filter(|_| self.is_grpc()) {
             attributes.push(int_attribute("rpc.grpc.status_code", i64::from(grpc)));
         }
         let own = match self.direction {
@@ -536,6 +542,20 @@ pub fn header_bytes(headers: &HeaderMap) -> u64 {
     headers.iter().map(|(name, value)| (name.as_str().len() + value.len() + 4) as u64).sum()
 }
 
+/// Whether a request's `content-type` makes it a gRPC call, as Envoy decides
+/// (`Grpc::Common::hasGrpcContentType`): the media type is exactly `application/grpc`
+/// or `application/grpc+<subtype>` (`+proto`, `+json`). gRPC-Web
+/// (`application/grpc-web`, `application/grpc-web-text+proto`, ...) is not gRPC: it is
+/// HTTP, with plain HTTP local replies. The media type is compared case-insensitively
+/// and parameters after `;` are ignored.
+pub fn is_grpc_content_type(value: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    let media_type = value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    media_type.len() >= GRPC.len()
+        && media_type[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+        && media_type.get(GRPC.len()).is_none_or(|&b| b == b'+')
+}
+
 /// `grpc-status` from a header or trailer block.
 pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
     headers.get(GRPC_STATUS)?.to_str().ok()?.trim().parse().ok()
@@ -566,6 +586,47 @@ mod tests {
             cluster: cluster.into(),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn only_grpc_content_types_are_grpc_and_grpc_web_is_not() {
+        let grpc = [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc+json",
+            "application/grpc+",
+            "Application/GRPC",
+            "APPLICATION/GRPC+PROTO",
+            "application/grpc; charset=utf-8",
+            "application/grpc+proto ;foo=bar",
+            " application/grpc ",
+        ];
+        let not_grpc = [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpc-web-text+proto",
+            "Application/gRPC-Web",
+            "application/grpc-web; charset=utf-8",
+            "application/grpc-web-text+proto;x=y",
+            "application/grpcx",
+            "application/grp",
+            "application/json",
+            "text/plain; x=application/grpc",
+            "",
+        ];
+        for value in grpc {
+            assert!(is_grpc_content_type(value.as_bytes()), "{value:?} is gRPC");
+        }
+        for value in not_grpc {
+            assert!(!is_grpc_content_type(value.as_bytes()), "{value:?} is not gRPC");
+        }
+        // The request's protocol follows the classifier.
+        for (content_type, protocol) in [("application/grpc-web+proto", "http"), ("application/grpc+proto; x=1", "grpc")] {
+            let request = Request::post("/pkg.Svc/Method").header(CONTENT_TYPE, content_type).body(()).expect("request");
+            let exchange = Exchange::start(Direction::Outbound, &request);
+            assert_eq!((exchange.protocol, exchange.is_grpc()), (protocol, protocol == "grpc"), "{content_type}");
+        }
     }
 
     #[test]

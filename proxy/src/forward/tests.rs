@@ -2,6 +2,8 @@ use http::HeaderMap;
 
 use super::*;
 
+mod grpc_web;
+
 #[test]
 fn hop_by_hop_headers_are_removed() {
     let mut headers = HeaderMap::new();
