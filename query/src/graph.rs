@@ -11,9 +11,13 @@
 //!
 //! `window` (aliases `duration`, Kiali's, and `time_horizon`, servicegraph's) is a Go
 //! or Prometheus duration (`30s`, `5m`, `1h`, `1d`; a bare integer is seconds), default
-//! `5m`; rates are requests per second over the time the window's rollup buckets
-//! cover: from the start of the bucket holding the window's start (whole buckets are
-//! read) to now, so that steady traffic reads steady at any window.
+//! `5m`; Kiali's `queryTime` (Unix seconds, default now) is when the window ends: the
+//! window is `[queryTime - window, queryTime]`, and the answer's `timestamp` is its
+//! end. A `queryTime` more than [`QUERY_TIME_SLACK`] ahead of the server's clock is
+//! refused; one ahead by less reads as now. Rates are requests per second over the
+//! time the window's rollup buckets cover: from the start of the bucket holding the
+//! window's start (whole buckets are read) to the end of the one holding its end (or
+//! now, for a window ending now), so that steady traffic reads steady at any window.
 //! Each edge is counted from one reporter (see [`build`]). `namespace` takes a
 //! comma-separated list.
 //!
@@ -32,7 +36,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshtel_model::duration::{parse_go_duration, parse_prometheus_duration};
-use meshtel_model::graph::{EdgeRow, EdgeStats, window_seconds};
+use meshtel_model::graph::{EdgeRow, EdgeStats, bucket_floor, covered_seconds};
 use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
@@ -50,6 +54,9 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long before the window the DOT graph looks for idle edges (without
 /// `filter_empty=true`).
 pub const IDLE_EDGE_LOOKBACK: Duration = Duration::from_secs(3600);
+/// How far ahead of the server's clock a `queryTime` may be (the client's clock
+/// running ahead) and still read as now.
+pub const QUERY_TIME_SLACK: Duration = Duration::from_secs(60);
 
 /// The graph domain: reads edges for a window and shapes them.
 pub struct GraphService {
@@ -68,11 +75,13 @@ pub struct GraphRequest {
     pub response_time: ResponseTime,
     /// servicegraph's `filter_empty=true`: the DOT graph leaves out idle edges.
     pub filter_empty: bool,
+    /// Kiali's `queryTime`: end of the window, Unix seconds; `None` for now.
+    pub query_time: Option<u64>,
 }
 
 impl GraphRequest {
-    /// Parses `window`/`duration`/`time_horizon`, `namespace`/`namespaces`, `service`,
-    /// `responseTime`, `graphType`, `filter_empty`.
+    /// Parses `window`/`duration`/`time_horizon`, `queryTime`, `namespace`/`namespaces`,
+    /// `service`, `responseTime`, `graphType`, `filter_empty`.
     pub fn parse(params: &QueryParams) -> Result<GraphRequest> {
         let text = ["window", "duration", "time_horizon"]
             .into_iter()
@@ -96,6 +105,14 @@ impl GraphRequest {
                 MAX_WINDOW.as_secs() / 3600
             )));
         }
+        let query_time = match params.get("queryTime") {
+            "" => None,
+            text => Some(text.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "unable to parse queryTime {text:?}: expected Unix seconds"
+                ))
+            })?),
+        };
         let namespaces = [params.get("namespace"), params.get("namespaces")]
             .iter()
             .flat_map(|v| v.split(','))
@@ -135,6 +152,7 @@ impl GraphRequest {
             response_time,
             // As servicegraph reads it: only `true` filters.
             filter_empty: params.get("filter_empty") == "true",
+            query_time,
         })
     }
 }
@@ -145,33 +163,55 @@ impl GraphService {
         GraphService { reader, clock }
     }
 
-    /// Seconds the rows of the window `[start, now)` cover, at least one: the reader
-    /// sums whole buckets from the one holding `start`, so dividing by the window
-    /// would overstate rates by up to a bucket (twice at a 10 s window).
-    fn rate_seconds(&self, start: u64, now: u64) -> f64 {
-        window_seconds(self.reader.bucket(), start, now)
+    /// The asked window `(start, end)`, Unix ns, and now: it ends at `queryTime`, or
+    /// now without one (or with one ahead of now by at most [`QUERY_TIME_SLACK`]).
+    fn window(&self, request: &GraphRequest) -> Result<(u64, u64, u64)> {
+        let now = self.clock.now_unix_nano();
+        let end = match request.query_time {
+            None => now,
+            Some(seconds) => {
+                let slack = u64::try_from(QUERY_TIME_SLACK.as_nanos()).unwrap_or(u64::MAX);
+                match seconds.checked_mul(1_000_000_000) {
+                    Some(end) if end <= now.saturating_add(slack) => end.min(now),
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "queryTime {seconds} is in the future (now is {})",
+                            now / 1_000_000_000
+                        )));
+                    }
+                }
+            }
+        };
+        let window = u64::try_from(request.window.as_nanos()).unwrap_or(u64::MAX);
+        Ok((end.saturating_sub(window), end, now))
     }
 
-    /// The graph of the window ending now.
+    /// Seconds the rows of the window `[start, end)` cover, at least one: the reader
+    /// sums whole buckets from the one holding `start` to the one holding `end`, the
+    /// last one only until now, so dividing by the window would overstate rates by up
+    /// to a bucket (twice at a 10 s window).
+    fn rate_seconds(&self, start: u64, end: u64, now: u64) -> f64 {
+        let bucket = self.reader.bucket();
+        covered_seconds(bucket, bucket_floor(start, bucket), end, now).max(1.0)
+    }
+
+    /// The graph of the window ending at `queryTime` (default now).
     pub async fn graph(&self, request: &GraphRequest) -> Result<WindowGraph> {
-        let end = self.clock.now_unix_nano();
-        let window = u64::try_from(request.window.as_nanos()).unwrap_or(u64::MAX);
-        let start = end.saturating_sub(window);
+        let (start, end, now) = self.window(request)?;
         let rows = self.reader.edges_in_window(start, end).await?;
         let rows = one_reporter_per_pair(rows);
         Ok(WindowGraph {
             graph: Graph::build(&rows, &request.filter),
             end_unix_nano: end,
-            rate_seconds: self.rate_seconds(start, end),
+            rate_seconds: self.rate_seconds(start, end, now),
         })
     }
 
-    /// The graph of the window ending now plus, unless `filter_empty`, the edges used
-    /// in the [`IDLE_EDGE_LOOKBACK`] before the window but not in it, with no requests.
+    /// The graph of the window ending at `queryTime` (default now) plus, unless
+    /// `filter_empty`, the edges used in the [`IDLE_EDGE_LOOKBACK`] before the window
+    /// but not in it, with no requests.
     pub async fn graph_with_idle_edges(&self, request: &GraphRequest) -> Result<WindowGraph> {
-        let end = self.clock.now_unix_nano();
-        let window = u64::try_from(request.window.as_nanos()).unwrap_or(u64::MAX);
-        let start = end.saturating_sub(window);
+        let (start, end, now) = self.window(request)?;
         let mut rows = one_reporter_per_pair(self.reader.edges_in_window(start, end).await?);
         if !request.filter_empty {
             let lookback = u64::try_from(IDLE_EDGE_LOOKBACK.as_nanos()).unwrap_or(u64::MAX);
@@ -192,7 +232,7 @@ impl GraphService {
         Ok(WindowGraph {
             graph: Graph::build(&rows, &request.filter),
             end_unix_nano: end,
-            rate_seconds: self.rate_seconds(start, end),
+            rate_seconds: self.rate_seconds(start, end, now),
         })
     }
 }
@@ -202,7 +242,7 @@ impl GraphService {
 pub struct WindowGraph {
     /// Nodes and edges.
     pub graph: Graph,
-    /// End of the window (now), Unix ns.
+    /// End of the window (`queryTime` or now), Unix ns.
     pub end_unix_nano: u64,
     /// Seconds the rows cover (see [`GraphService::graph`]): what rates divide by.
     pub rate_seconds: f64,

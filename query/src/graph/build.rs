@@ -124,6 +124,9 @@ pub struct EdgeTotals {
     pub responses: BTreeMap<String, BTreeMap<String, u64>>,
     /// Requests by class: 3xx, 4xx, 5xx, no response.
     pub by_class: [u64; 4],
+    /// gRPC requests answered with an error (see [`is_grpc_error`]); those with no
+    /// response are in `by_class[3]` only.
+    pub grpc_errors: u64,
 }
 
 /// What a node knows about itself, gathered from the rows.
@@ -182,9 +185,13 @@ impl Graph {
                 .entry((source, target, key.protocol.clone()))
                 .or_default();
             totals.stats.merge(&row.stats);
+            let code = response_key(key);
+            if key.protocol == "grpc" && is_grpc_error(&code) {
+                totals.grpc_errors += row.stats.requests;
+            }
             *totals
                 .responses
-                .entry(response_key(key))
+                .entry(code)
                 .or_default()
                 .entry(key.response_flags.clone())
                 .or_default() += row.stats.requests;
@@ -221,6 +228,19 @@ pub fn response_key(key: &EdgeKey) -> String {
         (400..=599, _) => key.response_code.to_string(),
         (_, Some(status)) if key.protocol == "grpc" => status.to_string(),
         (code, _) => code.to_string(),
+    }
+}
+
+/// Whether a gRPC request whose [`response_key`] is `code` failed, as Kiali's
+/// `addToMetadataGrpc` counts it into `grpcErr`: an HTTP status (three digits) of
+/// 4xx/5xx, else a gRPC status other than 0 (OK). No response (`-`) is not an error
+/// here: it has its own rate (`grpcNoResponse`), and a response flag does not make an
+/// OK status an error.
+pub fn is_grpc_error(code: &str) -> bool {
+    match code {
+        "-" => false,
+        http if http.len() == 3 => http.starts_with('4') || http.starts_with('5'),
+        status => status != "0",
     }
 }
 
@@ -408,6 +428,7 @@ pub fn to_json(
         for (slot, v) in inbound.by_class.iter_mut().zip(totals.by_class) {
             *slot += v;
         }
+        inbound.grpc_errors += totals.grpc_errors;
         has_incoming.insert(target);
     }
     let mut nodes = Vec::new();
@@ -433,7 +454,7 @@ pub fn to_json(
             match protocol {
                 "grpc" => {
                     put("grpcIn", rate(i.stats.requests as f64 / window));
-                    put("grpcInErr", rate(i.stats.errors as f64 / window));
+                    put("grpcInErr", rate(i.grpc_errors as f64 / window));
                     put("grpcInNoResponse", rate(i.by_class[3] as f64 / window));
                     put("grpcOut", rate(o.stats.requests as f64 / window));
                 }
@@ -533,11 +554,13 @@ pub fn to_json(
         let [c3, c4, c5, none] = totals.by_class.map(|v| v as f64);
         match protocol.as_str() {
             "grpc" => {
-                let errors = totals.stats.errors as f64;
+                // Kiali's error rates: `grpcErr` and `grpcNoResponse` apart, adding up
+                // to `grpcPercentErr`.
+                let errors = totals.grpc_errors as f64;
                 put("grpc", rate(total / window));
                 put("grpcErr", rate(errors / window));
                 put("grpcNoResponse", rate(none / window));
-                put("grpcPercentErr", percent(errors, total));
+                put("grpcPercentErr", percent(errors + none, total));
                 put("grpcPercentReq", percent(total, source_out));
             }
             "tcp" => {
@@ -615,10 +638,18 @@ pub fn to_json(
     }
 }
 
+/// The DOT name of a destination that names no service (and no workload answered):
+/// not servicegraph's `unknown (unknown)`, which is the callers outside the mesh, so
+/// that the two stay apart. A Kubernetes name has no space, so no named node has this
+/// name.
+pub const NO_SERVICE_DOT_NAME: &str = "no service (unknown)";
+
 /// Graphviz DOT as Istio's servicegraph `/dotgraph` writes it: nodes named
-/// `"<app> (<workload>)"`, ids with `/`, `.` and spaces replaced by `_`, edges labelled
-/// `reqs/sec: %.6f` summed over protocols and codes, over the `rate_seconds` the rows
-/// cover.
+/// `"<app> (<workload>)"` (callers outside the mesh `unknown (unknown)`, a service
+/// with no workload `<service> (unknown)`, a destination naming no service
+/// [`NO_SERVICE_DOT_NAME`]), ids with `/`, `.` and spaces replaced by `_`, each
+/// declared once, edges labelled `reqs/sec: %.6f` summed over protocols and codes,
+/// over the `rate_seconds` the rows cover.
 pub fn to_dot(graph: &Graph, rate_seconds: f64) -> String {
     let window = rate_seconds.max(1.0);
     let name = |node: &NodeRef| -> String {
@@ -630,7 +661,7 @@ pub fn to_dot(graph: &Graph, rate_seconds: f64) -> String {
         match node {
             NodeRef::Unknown => "unknown (unknown)".to_string(),
             NodeRef::Workload(_, workload) => format!("{app} ({workload})"),
-            NodeRef::Service(_, service) if service.is_empty() => "unknown (unknown)".to_string(),
+            NodeRef::Service(_, service) if service.is_empty() => NO_SERVICE_DOT_NAME.to_string(),
             NodeRef::Service(_, service) => format!("{service} (unknown)"),
         }
     };
@@ -654,11 +685,18 @@ pub fn to_dot(graph: &Graph, rate_seconds: f64) -> String {
             *requests as f64 / window
         );
     }
+    // Nodes of one id (a workload of one name in two namespaces, as servicegraph
+    // merges them) are declared once.
+    let mut declared = std::collections::HashSet::new();
     for node in graph.nodes.keys() {
+        let node_id = id(node);
+        if !declared.insert(node_id.clone()) {
+            continue;
+        }
         let _ = writeln!(
             out,
             "\"{}\" [label=\"{}\"];",
-            escape(&id(node)),
+            escape(&node_id),
             escape(&name(node))
         );
     }

@@ -10,6 +10,8 @@ use super::*;
 use crate::QueryConfig;
 use crate::testing::{FixedClock, MemoryReader, NOW, get};
 
+mod grpc;
+mod query_time;
 mod rates;
 
 #[derive(Default)]
@@ -335,7 +337,7 @@ async fn graph_dot_is_like_servicegraph() {
 }
 
 /// A call to a host outside the mesh names no destination service: its node is
-/// `unknown (unknown)` as servicegraph names it, not a blank.
+/// `no service (unknown)`, not a blank (nor `unknown (unknown)`, the callers outside).
 #[tokio::test]
 async fn graph_dot_names_an_unknown_destination() {
     let rows = vec![EdgeRow {
@@ -345,13 +347,91 @@ async fn graph_dot_names_an_unknown_destination() {
     let (app, _) = graph_app(rows, Vec::new());
     let body = get(&app, "/api/graph.dot?window=10s").await.body;
     assert!(
-        body.contains("\"productpage_(productpage-v1)\" -> \"unknown_(unknown)\""),
+        body.contains("\"productpage_(productpage-v1)\" -> \"no_service_(unknown)\""),
         "{body}"
     );
     assert!(
-        body.contains("\"unknown_(unknown)\" [label=\"unknown (unknown)\"];"),
+        body.contains("\"no_service_(unknown)\" [label=\"no service (unknown)\"];"),
         "{body}"
     );
+}
+
+/// Callers outside the mesh and a host naming no service are two nodes in DOT as in
+/// the JSON (`unknown_source`, `svc__`): merged, they drew `frontend -> unknown ->
+/// backend`, a path no request took.
+#[tokio::test]
+async fn graph_dot_keeps_outside_callers_apart_from_unnamed_destinations() {
+    let mut no_host = key("frontend-v1", "", "", 503, "UH", "source");
+    no_host.destination_service = String::new();
+    no_host.destination_namespace = String::new();
+    let rows = vec![
+        EdgeRow {
+            key: no_host,
+            stats: stats(5, 1.0, 5),
+        },
+        EdgeRow {
+            key: key("", "backend", "backend-v1", 200, "-", "destination"),
+            stats: stats(5, 1.0, 0),
+        },
+    ];
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph?window=10s").await.json();
+    let mut ids: Vec<_> = body["elements"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["data"]["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "svc__",
+            "unknown_source",
+            "wl_default_backend-v1",
+            "wl_default_frontend-v1"
+        ]
+    );
+    let dot = get(&app, "/api/graph.dot?window=10s").await.body;
+    let expected = "digraph \"istio-servicegraph\" {\n\
+        \"frontend_(frontend-v1)\" -> \"no_service_(unknown)\" [label=\"reqs/sec: 0.500000\"];\n\
+        \"unknown_(unknown)\" -> \"backend_(backend-v1)\" [label=\"reqs/sec: 0.500000\"];\n\
+        \"unknown_(unknown)\" [label=\"unknown (unknown)\"];\n\
+        \"backend_(backend-v1)\" [label=\"backend (backend-v1)\"];\n\
+        \"frontend_(frontend-v1)\" [label=\"frontend (frontend-v1)\"];\n\
+        \"no_service_(unknown)\" [label=\"no service (unknown)\"];\n\
+        }\n";
+    assert_eq!(dot, expected);
+}
+
+/// Two nodes of one DOT id (a workload of one name in two namespaces, merged as
+/// servicegraph merges them) are declared once.
+#[tokio::test]
+async fn graph_dot_declares_each_node_once() {
+    let rows = ["a", "b"].map(|namespace| {
+        let mut key = key(
+            "productpage-v1",
+            "reviews",
+            "reviews-v1",
+            200,
+            "-",
+            "source",
+        );
+        key.destination_namespace = namespace.into();
+        EdgeRow {
+            key,
+            stats: stats(5, 1.0, 0),
+        }
+    });
+    let (app, _) = graph_app(rows.to_vec(), Vec::new());
+    let dot = get(&app, "/api/graph.dot?window=10s").await.body;
+    assert_eq!(
+        dot.matches("\"reviews_(reviews-v1)\" [label=\"reviews (reviews-v1)\"];")
+            .count(),
+        1,
+        "{dot}"
+    );
+    assert!(dot.contains("reqs/sec: 1.000000"), "{dot}");
 }
 
 #[tokio::test]
@@ -446,8 +526,10 @@ async fn grpc_responses_are_keyed_by_grpc_status_as_kiali_does() {
         }),
         "{edge:#}"
     );
+    // Errors: status 14 and the HTTP 503 (1.50/s); no response (0.30/s) apart.
+    assert_eq!(edge["traffic"]["rates"]["grpcErr"], "1.50", "{edge:#}");
     assert_eq!(
-        edge["traffic"]["rates"]["grpcPercentErr"], "20.0",
+        edge["traffic"]["rates"]["grpcPercentErr"], "18.0",
         "{edge:#}"
     );
     assert_eq!(

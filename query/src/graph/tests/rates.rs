@@ -8,7 +8,7 @@ use crate::QueryConfig;
 use crate::testing::{MemoryReader, NOW, get};
 
 /// A query clock at a chosen instant.
-struct At(u64);
+pub(super) struct At(pub(super) u64);
 
 impl crate::Clock for At {
     fn now_unix_nano(&self) -> u64 {
@@ -28,7 +28,7 @@ impl meshtel_model::graph::UnixClock for StoreClock {
 /// The real rollups after a steady 10 requests/s from outside the mesh to
 /// productpage-v1 over the 90 s before `now`, each request recorded as it starts and
 /// the buckets written to SQL as they close.
-async fn steady_rollups(dir: &std::path::Path, now: u64) -> meshtel_store::EdgeRollups {
+pub(super) async fn steady_rollups(dir: &std::path::Path, now: u64) -> meshtel_store::EdgeRollups {
     use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
     const SEC: u64 = 1_000_000_000;
     let clock = Arc::new(StoreClock(Default::default()));
