@@ -1,5 +1,6 @@
 //! OTLP/HTTP: `POST /v1/traces` in binary protobuf or JSON, plus `/healthz` and
-//! `/readyz`.
+//! `/readyz`; any other path (`/v1/logs`, `/v1/metrics`) is a 404 whose JSON body
+//! says what the port serves.
 //!
 //! Behaviour copies the OpenTelemetry Collector's receiver (spec §3.1, §3.3):
 //!
@@ -7,6 +8,7 @@
 //! | --- | --- |
 //! | `application/x-protobuf` or `application/json` (parameters ignored) | 200 + `ExportTraceServiceResponse` in the same content type |
 //! | another method | 405 text `405 method not allowed, supported: [POST]` |
+//! | another path | 404 + `{"error":"no route POST /v1/logs: this port serves POST /v1/traces (…)"}` |
 //! | another media type | 415 text |
 //! | undecodable body, bad encoding, too many spans | 400 + `google.rpc.Status` in the request's content type |
 //! | body over `max_request_bytes`, as sent or decompressed | 413 + `Status` |
@@ -20,10 +22,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use meshtel_model::SpanSink;
 use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
+use serde_json::json;
 use tracing::{debug, instrument};
 
 use crate::body::{media_type, read_body_limited};
@@ -64,7 +67,35 @@ fn router(ingest: Ingest) -> Router {
         )
         .route("/healthz", get(ok))
         .route("/readyz", get(ok))
+        .fallback(
+            |method: Method, uri: Uri| async move { no_route(&method, &uri, OTLP_HTTP_SERVES) },
+        )
         .with_state(ingest)
+}
+
+/// What the OTLP/HTTP port serves, for a request to another path.
+const OTLP_HTTP_SERVES: &str =
+    "this port serves POST /v1/traces (OTLP traces only; logs and metrics are not accepted)";
+
+/// Longest method or path a 404 repeats, in characters.
+const ROUTE_ECHO_MAX_CHARS: usize = 64;
+
+/// A path the port does not serve: 404 with `{"error":"no route POST /v1/logs: <serves>"}`,
+/// so that an SDK also exporting logs or metrics, or a client of another API version,
+/// is told where it went wrong rather than given an empty body.
+pub(crate) fn no_route(method: &Method, uri: &Uri, serves: &str) -> Response {
+    let cut = |text: &str| match text.char_indices().nth(ROUTE_ECHO_MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    };
+    let (method, path) = (cut(method.as_str()), cut(uri.path()));
+    debug!(%method, %path, "no route");
+    (
+        StatusCode::NOT_FOUND,
+        [(CONTENT_TYPE, JSON)],
+        json!({ "error": format!("no route {method} {path}: {serves}") }).to_string(),
+    )
+        .into_response()
 }
 
 /// The two OTLP/HTTP encodings; responses use the request's.

@@ -1,12 +1,15 @@
 //! OTLP/JSON decoding with the leniency the OpenTelemetry Collector shows: the body is
 //! parsed into a `serde_json::Value`, normalised by
 //! [`meshtel_model::otlp_json::normalize_otlp_json`] (snake_case keys, enum names,
-//! numbers as strings; see there), then deserialised.
+//! numbers as strings; see there), then deserialised. A refused body is answered
+//! with the path of the bad field and, for the fields whose deserialiser speaks of
+//! Rust types (enums, 64-bit integers, `AnyValue`s), what that field allows.
 
 use meshtel_model::otlp::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 pub use meshtel_model::otlp_json::normalize_otlp_json;
+use meshtel_model::otlp_json::{InvalidField, explain_invalid_field};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
@@ -24,15 +27,26 @@ pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceReque
 }
 
 /// The error of decoding `body`, with the path of the field it happened at (`None`
-/// when it happened at the top, or not again).
+/// when it happened at the top, or not again). For an enum, a 64-bit integer, a
+/// counter or an `AnyValue`, the message says what is wrong and what is allowed
+/// ([`explain_invalid_field`]) rather than the generated impls' Rust types.
 fn locate_json_error(body: &[u8]) -> Option<Error> {
     let mut value: Value = serde_json::from_slice(body).ok()?;
     normalize_otlp_json(&mut value);
-    let error = serde_path_to_error::deserialize::<_, ExportTraceServiceRequest>(value).err()?;
+    let error = serde_path_to_error::deserialize::<_, ExportTraceServiceRequest>(&value).err()?;
     let path = error.path().to_string();
-    (path != ".").then(|| Error::DecodeJsonField {
-        path,
-        source: error.into_inner(),
+    if path == "." {
+        return None;
+    }
+    Some(match explain_invalid_field(&value, &path) {
+        Some(InvalidField { path, message }) => Error::DecodeJsonField {
+            path,
+            source: serde::de::Error::custom(message),
+        },
+        None => Error::DecodeJsonField {
+            path,
+            source: error.into_inner(),
+        },
     })
 }
 

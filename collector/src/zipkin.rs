@@ -15,6 +15,7 @@
 //! | `Content-Type` other than JSON or protobuf | 415, text naming the accepted types |
 //! | undecodable JSON or protobuf, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span) |
 //! | body over `max_request_bytes` | 413 |
+//! | another path (the v1 API's `/api/v1/spans`) | 404, JSON `{"error":"no route …"}` naming `POST /api/v2/spans` |
 //! | store overloaded / unavailable | 503 (+ `Retry-After` seconds when overloaded) |
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use meshtel_model::SpanSink;
 use tracing::{debug, instrument};
 
@@ -34,7 +35,7 @@ use crate::config::IngestLimits;
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
 use crate::ingest_metrics::{IngestMetrics, Protocol};
-use crate::otlp_http::{method_not_allowed, retry_after_seconds};
+use crate::otlp_http::{method_not_allowed, no_route, retry_after_seconds};
 
 pub mod convert;
 
@@ -65,8 +66,14 @@ fn router(ingest: Ingest) -> Router {
             "/api/v2/spans",
             post(accept_spans).fallback(method_not_allowed),
         )
+        .fallback(|method: Method, uri: Uri| async move { no_route(&method, &uri, ZIPKIN_SERVES) })
         .with_state(ingest)
 }
+
+/// What the Zipkin port serves, for a request to another path (the v1 API's
+/// `/api/v1/spans` among them).
+const ZIPKIN_SERVES: &str = "this port serves only the Zipkin v2 API, POST /api/v2/spans \
+     (JSON or protobuf); the v1 API (/api/v1/spans) is not accepted";
 
 #[instrument(skip_all, fields(protocol = "zipkin"))]
 async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {

@@ -22,6 +22,14 @@
 //! So the body is parsed into a `serde_json::Value`, normalised by
 //! [`normalize_otlp_json`], then deserialised. Every key of an OTLP trace document is
 //! a field name (attribute keys are values of `"key"`), so the rewrite is safe.
+//!
+//! When the deserialiser still refuses the tree, its words are the generated impls'
+//! (`expected i32` for an enum name it does not know, `untagged enum StringOrInt` for
+//! an `intValue` of `1.5`) and its path stops at the outermost `AnyValue`.
+//! [`explain_invalid_field`] looks at the field it stopped at and says what is wrong
+//! there and what is allowed, naming the innermost field.
+
+use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
@@ -205,6 +213,210 @@ fn double_string_to_number(field: &mut Value) {
             Err(_) => return,
         };
     }
+}
+
+/// A field of an OTLP/JSON tree holding what its type cannot, in a client's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    /// Where, e.g. `resourceSpans[0].scopeSpans[0].spans[0].attributes[0].value.intValue`.
+    pub path: String,
+    /// What is wrong and what is allowed, e.g. `must be an integer or a decimal
+    /// string, not 1.5`.
+    pub message: String,
+}
+
+/// Why the normalised `tree` could not be deserialised at `path` (where
+/// `serde_path_to_error` says it failed: `resourceSpans[0].scopeSpans[0].spans[0].kind`),
+/// for the fields whose deserialiser speaks of Rust types: the enums (`kind`,
+/// `status.code`), the 64-bit integers (timestamps, `intValue`), the 32-bit counters
+/// and the `AnyValue`s, searched down to the innermost bad value. `None` when the
+/// field is not one of these or nothing is found wrong there.
+pub fn explain_invalid_field(tree: &Value, path: &str) -> Option<InvalidField> {
+    let node = node_at(tree, path)?;
+    let field = path.rsplit(['.', ']']).next().unwrap_or_default();
+    let message = match field {
+        "kind" => enum_problem(node, "SpanKind", SPAN_KIND_NAMES),
+        "code" => enum_problem(node, "StatusCode", STATUS_CODE_NAMES),
+        "startTimeUnixNano" | "endTimeUnixNano" | "timeUnixNano" => uint_problem(node, u64::MAX),
+        f if U32_FIELDS.contains(&f) => uint_problem(node, u64::from(u32::MAX)),
+        "value" => {
+            let mut inner = path.to_owned();
+            return any_value_problem(node, &mut inner).map(|message| InvalidField {
+                path: inner,
+                message,
+            });
+        }
+        _ => None,
+    }?;
+    Some(InvalidField {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+/// The node at a `serde_path_to_error` path (`a[0].b.c[2]`).
+fn node_at<'a>(tree: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut node = tree;
+    for part in path.split('.') {
+        let (name, indices) = part.split_once('[').unwrap_or((part, ""));
+        if !name.is_empty() {
+            node = node.get(name)?;
+        }
+        for index in indices.split('[').filter(|i| !i.is_empty()) {
+            node = node.get(index.strip_suffix(']')?.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(node)
+}
+
+/// How a value is shown in a message: JSON text for scalars, a word for the rest.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Object(_) => "an object".to_owned(),
+        Value::Array(_) => "an array".to_owned(),
+        scalar => scalar.to_string(),
+    }
+}
+
+/// Unless `node` is an `i32`, what is wrong with it as the enum `name` whose
+/// values are `names` (names were already made numbers by the normalisation).
+fn enum_problem(node: &Value, name: &str, names: &[(&str, i64)]) -> Option<String> {
+    if node.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) {
+        return None;
+    }
+    let allowed: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+    let allowed = allowed.join(", ");
+    Some(match node {
+        Value::String(_) => {
+            format!(
+                "unknown {name} {} (expected a number or one of {allowed})",
+                shown(node)
+            )
+        }
+        _ => format!("must be a number or one of {allowed}, not {}", shown(node)),
+    })
+}
+
+/// Unless `node` is an unsigned integer up to `max`, as a number or a decimal string.
+fn uint_problem(node: &Value, max: u64) -> Option<String> {
+    let fits = match node {
+        Value::Number(n) => n.as_u64().is_some_and(|n| n <= max),
+        Value::String(text) => text.parse::<u64>().is_ok_and(|n| n <= max),
+        _ => false,
+    };
+    (!fits).then(|| {
+        if max == u64::MAX {
+            format!(
+                "must be a non-negative integer or a decimal string, not {}",
+                shown(node)
+            )
+        } else {
+            format!(
+                "must be an integer from 0 to {max} or a decimal string of one, not {}",
+                shown(node)
+            )
+        }
+    })
+}
+
+/// Unless `node` is a 64-bit signed integer, as a number or a decimal string.
+fn int_problem(node: &Value) -> Option<String> {
+    let fits = match node {
+        Value::Number(n) => n.as_i64().is_some(),
+        Value::String(text) => text.parse::<i64>().is_ok(),
+        _ => false,
+    };
+    if fits {
+        return None;
+    }
+    let integral = match node {
+        Value::Number(n) => n.is_u64(),
+        Value::String(text) => text.parse::<i128>().is_ok(),
+        _ => false,
+    };
+    Some(if integral {
+        format!(
+            "must be an integer from {} to {} or a decimal string of one, not {}",
+            i64::MIN,
+            i64::MAX,
+            shown(node)
+        )
+    } else {
+        format!(
+            "must be an integer or a decimal string, not {}",
+            shown(node)
+        )
+    })
+}
+
+/// The first bad value inside the `AnyValue` `node`, with `path` (the node's) made
+/// its path.
+fn any_value_problem(node: &Value, path: &mut String) -> Option<String> {
+    let Value::Object(fields) = node else {
+        return Some(format!(
+            "must be an object such as {{\"stringValue\":\"x\"}}, not {}",
+            shown(node)
+        ));
+    };
+    for (key, value) in fields {
+        let mark = path.len();
+        path.push('.');
+        path.push_str(key);
+        let problem = match key.as_str() {
+            "stringValue" | "bytesValue" => {
+                (!value.is_string()).then(|| format!("must be a string, not {}", shown(value)))
+            }
+            "boolValue" => (!value.is_boolean())
+                .then(|| format!("must be true or false, not {}", shown(value))),
+            "intValue" => int_problem(value),
+            "doubleValue" => (!value.is_number())
+                .then(|| format!("must be a number or a decimal string, not {}", shown(value))),
+            "arrayValue" | "kvlistValue" => list_problem(value, key == "kvlistValue", path),
+            _ => None,
+        };
+        if problem.is_some() {
+            return problem;
+        }
+        path.truncate(mark);
+    }
+    None
+}
+
+/// The first bad value in an `arrayValue` (`AnyValue`s) or a `kvlistValue`
+/// (`KeyValue`s) `node`, with `path` made its path.
+fn list_problem(node: &Value, key_values: bool, path: &mut String) -> Option<String> {
+    let Some(Value::Array(values)) = node.get("values") else {
+        return Some(format!(
+            "must be an object with a \"values\" array, not {}",
+            shown(node)
+        ));
+    };
+    path.push_str(".values");
+    let mark = path.len();
+    for (i, item) in values.iter().enumerate() {
+        let _ = write!(path, "[{i}]");
+        let problem = if !key_values {
+            any_value_problem(item, path)
+        } else if !item.is_object() {
+            Some(format!(
+                "must be an object with a key and a value, not {}",
+                shown(item)
+            ))
+        } else if let Some(key) = item.get("key").filter(|k| !k.is_string()) {
+            path.push_str(".key");
+            Some(format!("must be a string, not {}", shown(key)))
+        } else if let Some(value) = item.get("value") {
+            path.push_str(".value");
+            any_value_problem(value, path)
+        } else {
+            None
+        };
+        if problem.is_some() {
+            return problem;
+        }
+        path.truncate(mark);
+    }
+    None
 }
 
 #[cfg(test)]

@@ -273,8 +273,9 @@ fn an_over_long_value_is_cut_in_the_error() {
     let error = decode_export_request_json(body.as_bytes())
         .unwrap_err()
         .to_string();
+    // The value cut to 64 characters, plus the path and the names a kind may take.
     assert!(
-        error.len() < 300,
+        error.len() < 400,
         "{} bytes: {}",
         error.len(),
         &error[..300]
@@ -285,4 +286,140 @@ fn an_over_long_value_is_cut_in_the_error() {
     );
     assert!(error.contains(&format!("\"{}…\"", &kind[..64])), "{error}");
     assert!(error.contains("(4000000 bytes)"), "{error}");
+}
+
+/// The error of decoding one span with `fields` added.
+fn span_error(fields: &str) -> String {
+    let body = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"name":"x",{fields}}}]}}]}}]}}"#
+    );
+    decode_export_request_json(body.as_bytes())
+        .unwrap_err()
+        .to_string()
+}
+
+const SPAN: &str = "cannot decode the JSON request: resourceSpans[0].scopeSpans[0].spans[0].";
+
+#[test]
+fn an_unknown_enum_name_is_named_with_the_names_allowed() {
+    assert_eq!(
+        span_error(r#""kind":"SPAN_KIND_SERVR""#),
+        format!(
+            "{SPAN}kind: unknown SpanKind \"SPAN_KIND_SERVR\" (expected a number or one of \
+             SPAN_KIND_UNSPECIFIED, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER, SPAN_KIND_CLIENT, \
+             SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER)"
+        )
+    );
+    assert_eq!(
+        span_error(r#""status":{"code":"STATUS_CODE_ERR"}"#),
+        format!(
+            "{SPAN}status.code: unknown StatusCode \"STATUS_CODE_ERR\" (expected a number or \
+             one of STATUS_CODE_UNSET, STATUS_CODE_OK, STATUS_CODE_ERROR)"
+        )
+    );
+    let error = span_error(r#""kind":1.5"#);
+    assert!(
+        error.starts_with(&format!(
+            "{SPAN}kind: must be a number or one of SPAN_KIND_"
+        )),
+        "{error}"
+    );
+    assert!(error.ends_with(", not 1.5"), "{error}");
+}
+
+#[test]
+fn a_bad_int_value_is_named_down_to_the_int_value() {
+    let attr = "attributes[0].value";
+    for (value, path, shown) in [
+        (r#"{"intValue":1.5}"#, "intValue", "1.5"),
+        (r#"{"intValue":"abc"}"#, "intValue", r#""abc""#),
+        (r#"{"intValue":"1e3"}"#, "intValue", r#""1e3""#),
+        (r#"{"intValue":true}"#, "intValue", "true"),
+        (
+            r#"{"arrayValue":{"values":[{"intValue":1},{"intValue":"x"}]}}"#,
+            "arrayValue.values[1].intValue",
+            r#""x""#,
+        ),
+        (
+            r#"{"kvlistValue":{"values":[{"key":"k","value":{"intValue":2.5}}]}}"#,
+            "kvlistValue.values[0].value.intValue",
+            "2.5",
+        ),
+    ] {
+        assert_eq!(
+            span_error(&format!(r#""attributes":[{{"key":"a","value":{value}}}]"#)),
+            format!("{SPAN}{attr}.{path}: must be an integer or a decimal string, not {shown}"),
+            "{value}"
+        );
+    }
+    assert_eq!(
+        span_error(r#""attributes":[{"key":"a","value":{"intValue":18446744073709551615}}]"#),
+        format!(
+            "{SPAN}{attr}.intValue: must be an integer from -9223372036854775808 to \
+             9223372036854775807 or a decimal string of one, not 18446744073709551615"
+        )
+    );
+    assert_eq!(
+        span_error(r#""attributes":[{"key":"a","value":{"doubleValue":"x"}}]"#),
+        format!("{SPAN}{attr}.doubleValue: must be a number or a decimal string, not \"x\"")
+    );
+}
+
+#[test]
+fn bad_timestamps_and_counters_say_what_they_allow() {
+    assert_eq!(
+        span_error(r#""startTimeUnixNano":"abc""#),
+        format!(
+            "{SPAN}startTimeUnixNano: must be a non-negative integer or a decimal string, \
+             not \"abc\""
+        )
+    );
+    assert_eq!(
+        span_error(r#""events":[{"timeUnixNano":-1}]"#),
+        format!(
+            "{SPAN}events[0].timeUnixNano: must be a non-negative integer or a decimal string, not -1"
+        )
+    );
+    assert_eq!(
+        span_error(r#""droppedAttributesCount":"x""#),
+        format!(
+            "{SPAN}droppedAttributesCount: must be an integer from 0 to 4294967295 or a \
+             decimal string of one, not \"x\""
+        )
+    );
+}
+
+#[test]
+fn the_inputs_the_explained_fields_accept_are_unchanged() {
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+        {"kind":"span_kind_client","status":{"code":"2"},"startTimeUnixNano":"7","endTimeUnixNano":8,
+         "droppedAttributesCount":"3","flags":256,
+         "attributes":[{"key":"a","value":{"intValue":"+5"}},{"key":"b","value":{"intValue":-9223372036854775808}},
+                       {"key":"c","value":{"arrayValue":{"values":[{"intValue":"-1"},{"doubleValue":"2"}]}}}]}]}]}]}"#;
+    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let span = only_span(&request);
+    assert_eq!((span.kind, span.status.as_ref().unwrap().code), (3, 2));
+    assert_eq!((span.start_time_unix_nano, span.end_time_unix_nano), (7, 8));
+    assert_eq!((span.dropped_attributes_count, span.flags), (3, 256));
+    let values: Vec<_> = span
+        .attributes
+        .iter()
+        .map(|kv| kv.value.as_ref().unwrap().value.clone())
+        .collect();
+    assert_eq!(values[0], Some(Any::IntValue(5)));
+    assert_eq!(values[1], Some(Any::IntValue(i64::MIN)));
+    let Some(Any::ArrayValue(list)) = &values[2] else {
+        panic!("an array: {:?}", values[2]);
+    };
+    assert_eq!(list.values[0].value, Some(Any::IntValue(-1)));
+    assert_eq!(list.values[1].value, Some(Any::DoubleValue(2.0)));
+}
+
+#[test]
+fn another_bad_field_keeps_the_deserializers_message() {
+    let error = span_error(r#""attributes":[{"key":"a","value":{"bytesValue":"***"}}]"#);
+    assert!(
+        error.starts_with(&format!("{SPAN}attributes[0].value: ")),
+        "{error}"
+    );
 }

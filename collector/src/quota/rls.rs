@@ -49,6 +49,19 @@
 //! `requests_per_unit` scaled to the same rate, rounded, at least 1 (0 stays 0): 10
 //! per 5 s is reported as 2 per SECOND, 100 per 10 min as 10 per MINUTE, 10 per 500 ms
 //! as 20 per SECOND. The counter itself still uses the policy's window.
+//!
+//! `limit_remaining` is what the counter has left, but never more than
+//! `requests_per_unit`: a rescaled window (3 per 10 s reported as 1 per SECOND) or a
+//! token bucket (2/s with a burst of 4 reported as 2 per SECOND) can hold more than
+//! one unit's worth, and Envoy's `x-ratelimit-remaining` above its `x-ratelimit-limit`
+//! would contradict it. Cut to the limit, the figure stays one a client can spend
+//! at once without being refused.
+//!
+//! `duration_until_reset` is in whole seconds, rounded up and at least 1 s: Envoy
+//! writes only its seconds into `x-ratelimit-reset`. For a fixed window (aligned to
+//! the Unix epoch) that is envoyproxy/ratelimit's `divider - now % divider`, from 1 to
+//! the window's length; for a rolling window, until the oldest counted bucket leaves
+//! the window (1 s when nothing is counted); for a token bucket, until it is full.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,6 +121,17 @@ pub fn rate_limit_unit(max_amount: u64, window: Duration) -> (rate_limit::Unit, 
         .round()
         .max(1.0);
     (unit, saturate(scaled as u64))
+}
+
+/// `d` in whole seconds, rounded up, at least 1 s: what Envoy's `x-ratelimit-reset`
+/// (the seconds of `duration_until_reset`) can say.
+fn whole_seconds(d: Duration) -> Duration {
+    let seconds = d.as_secs();
+    Duration::from_secs(if d.subsec_nanos() > 0 || seconds == 0 {
+        seconds.saturating_add(1)
+    } else {
+        seconds
+    })
 }
 
 /// The window of a descriptor's `limit.unit` (`envoy.type.v3.RateLimitUnit`).
@@ -429,8 +453,8 @@ impl QuotaEngine {
                 requests_per_unit: rpu,
                 unit: unit as i32,
             }),
-            limit_remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-            duration_until_reset: Some(proto_duration(decision.reset_after)),
+            limit_remaining: u32::try_from(remaining).unwrap_or(u32::MAX).min(rpu),
+            duration_until_reset: Some(proto_duration(whole_seconds(decision.reset_after))),
             quota: None,
         }
     }

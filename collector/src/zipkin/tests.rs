@@ -383,3 +383,57 @@ fn over_long_values_are_cut_in_errors() {
             .contains("\"LOCAL\" is not one of")
     );
 }
+
+struct DiscardingSink;
+
+#[async_trait::async_trait]
+impl meshtel_model::SpanSink for DiscardingSink {
+    async fn write_spans(
+        &self,
+        _spans: Vec<ResourceSpans>,
+    ) -> Result<(), meshtel_model::WriteError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_v1_api_and_other_paths_get_a_404_naming_the_v2_api() {
+    let app = super::zipkin_router(
+        std::sync::Arc::new(DiscardingSink),
+        crate::config::IngestLimits::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = reqwest::Client::new();
+    for path in ["/api/v1/spans", "/api/v2/span"] {
+        let reply = client
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 404, "{path}");
+        assert_eq!(reply.headers()["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": format!(
+                "no route POST {path}: this port serves only the Zipkin v2 API, \
+                 POST /api/v2/spans (JSON or protobuf); the v1 API (/api/v1/spans) is not accepted"
+            )}),
+        );
+    }
+    // The v2 API answers as before.
+    let spans = format!("http://{addr}/api/v2/spans");
+    let reply = client
+        .post(&spans)
+        .header("content-type", "application/json")
+        .body(SPEC_EXAMPLE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 202);
+    assert_eq!(client.get(&spans).send().await.unwrap().status(), 405);
+}

@@ -19,7 +19,11 @@ use super::super::{ManualClock, QuotaConfig, QuotaEngine};
 const T0: u64 = 1_699_920_000 * 1_000_000_000;
 
 fn engine_of(specs: Vec<QuotaPolicySpec>) -> Arc<QuotaEngine> {
-    let engine = QuotaEngine::new(QuotaConfig::default(), Arc::new(ManualClock::new(T0))).unwrap();
+    engine_on(specs, Arc::new(ManualClock::new(T0)))
+}
+
+fn engine_on(specs: Vec<QuotaPolicySpec>, clock: Arc<ManualClock>) -> Arc<QuotaEngine> {
+    let engine = QuotaEngine::new(QuotaConfig::default(), clock).unwrap();
     let load = engine.set_policies(1, specs);
     assert!(load.invalid.is_empty(), "{:?}", load.invalid);
     Arc::new(engine)
@@ -313,4 +317,129 @@ descriptors:
         limit_of(&ask(&by_hand, "h", &[("b", "1")])).1.unwrap().0,
         "per-b"
     );
+}
+
+/// `(seconds, nanos)` of a status's `duration_until_reset`.
+fn reset_of(status: &DescriptorStatus) -> (i64, i32) {
+    let d = status.duration_until_reset.unwrap();
+    (d.seconds, d.nanos)
+}
+
+#[test]
+fn duration_until_reset_is_whole_seconds_as_envoyproxy_ratelimit_counts_them() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = "
+domain: edge
+descriptors:
+  - key: per_second
+    rate_limit: {unit: second, requests_per_unit: 100}
+  - key: per_minute
+    rate_limit: {unit: minute, requests_per_unit: 100}
+  - key: per_hour
+    rate_limit: {unit: hour, requests_per_unit: 100}
+";
+    let engine = engine_on(import_envoy_ratelimit(file).unwrap(), clock.clone());
+    // envoyproxy/ratelimit: divider - now % divider, on whole Unix seconds.
+    for offset_ms in [0, 1, 400, 999, 17_000, 17_001, 59_400, 3_599_999] {
+        clock.set(T0 + offset_ms * 1_000_000);
+        let now_s = (T0 / 1_000_000_000 + offset_ms / 1_000) as i64;
+        for (key, divider) in [("per_second", 1), ("per_minute", 60), ("per_hour", 3_600)] {
+            let status = ask(&engine, "edge", &[(key, "a")]);
+            assert_eq!(
+                reset_of(&status),
+                (divider - now_s % divider, 0),
+                "{key} at +{offset_ms} ms"
+            );
+        }
+    }
+}
+
+#[test]
+fn duration_until_reset_of_rolling_windows_and_token_buckets_is_rounded_up() {
+    let clock = Arc::new(ManualClock::new(T0 + 400_000_000));
+    let engine = engine_on(
+        vec![
+            spec(json!({
+                "name": "roll", "maxAmount": 3, "validDuration": "10s",
+                "algorithm": "rolling-window", "bucketDuration": "1s",
+                "rateLimit": {"domain": "r", "descriptors": [{"key": "roll"}]},
+            })),
+            spec(json!({
+                "name": "tb", "maxAmount": 2, "validDuration": "1s",
+                "algorithm": "token-bucket", "burst": 4,
+                "rateLimit": {"domain": "r", "descriptors": [{"key": "tb"}]},
+            })),
+        ],
+        clock,
+    );
+    // The oldest bucket (the one at +0.4 s) leaves the window at +10 s: 9.6 s, said 10.
+    assert_eq!(reset_of(&ask(&engine, "r", &[("roll", "x")])), (10, 0));
+    // One token of 4 taken, refilled at 2/s: full again in 0.5 s, said 1.
+    assert_eq!(reset_of(&ask(&engine, "r", &[("tb", "x")])), (1, 0));
+    // Nothing counted (a check that asks for no hit): still at least 1 s.
+    let mut check_only = descriptor(&[("roll", "y")]);
+    check_only.hits_addend = Some(0);
+    let request = RateLimitRequest {
+        domain: "r".into(),
+        descriptors: vec![check_only],
+        hits_addend: 0,
+    };
+    let status = &engine.should_rate_limit(&request).unwrap().statuses[0];
+    assert_eq!(reset_of(status), (1, 0));
+}
+
+#[test]
+fn limit_remaining_never_exceeds_the_reported_requests_per_unit() {
+    let engine = engine_of(vec![
+        spec(json!({
+            "name": "rl-rolling", "maxAmount": 3, "validDuration": "10s",
+            "algorithm": "rolling-window", "bucketDuration": "1s",
+            "rateLimit": {"domain": "d3", "descriptors": [{"key": "roll"}]},
+        })),
+        spec(json!({
+            "name": "rl-90s", "maxAmount": 3, "validDuration": "90s",
+            "rateLimit": {"domain": "d3", "descriptors": [{"key": "odd"}]},
+        })),
+        spec(json!({
+            "name": "rl-bucket", "maxAmount": 2, "validDuration": "1s",
+            "algorithm": "token-bucket", "burst": 4,
+            "rateLimit": {"domain": "d3", "descriptors": [{"key": "tb"}]},
+        })),
+        spec(json!({
+            "name": "rl-5s", "maxAmount": 10, "validDuration": "5s",
+            "rateLimit": {"domain": "d3", "descriptors": [{"key": "five"}]},
+        })),
+    ]);
+    // (key, reported requests per unit, limit_remaining of the first hits): cut to the
+    // limit while the counter has more left, then the counter's own figure.
+    for (key, rpu, remaining) in [
+        ("roll", 1, [1, 1, 0, 0]),
+        ("odd", 2, [2, 1, 0, 0]),
+        ("tb", 2, [2, 2, 1, 0]),
+        ("five", 2, [2, 2, 2, 2]),
+    ] {
+        let seen: Vec<u32> = (0..4)
+            .map(|_| {
+                let status = ask(&engine, "d3", &[(key, "x")]);
+                assert_eq!(
+                    status.current_limit.unwrap().requests_per_unit,
+                    rpu,
+                    "{key}"
+                );
+                status.limit_remaining
+            })
+            .collect();
+        assert_eq!(seen, remaining, "{key}");
+    }
+    // A window of one unit reports the counter as it is.
+    let engine = imported(&["
+domain: u
+descriptors:
+  - key: k
+    rate_limit: {unit: minute, requests_per_unit: 3}
+"]);
+    let seen: Vec<u32> = (0..4)
+        .map(|_| ask(&engine, "u", &[("k", "x")]).limit_remaining)
+        .collect();
+    assert_eq!(seen, [2, 1, 0, 0]);
 }
