@@ -210,6 +210,31 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         "Services and operations no longer listed because retention deleted every span of theirs.",
         s.catalog_forgotten,
     );
+    counter(
+        "meshtel_store_flush_failures_total",
+        "Head flushes that failed and were retried (the log names the file or database and the error).",
+        s.flush_failures,
+    );
+    counter(
+        "meshtel_store_compaction_failures_total",
+        "Compaction or retention passes that failed.",
+        s.compaction_failures,
+    );
+    counter(
+        "meshtel_wal_append_failures_total",
+        "WAL appends that failed; their requests were refused with 503 / UNAVAILABLE.",
+        s.wal_append_failures,
+    );
+    counter(
+        "meshtel_store_writes_rejected_disk_full_total",
+        "Writes refused because the data directory's disk is below store.min_free_disk.",
+        s.rejected_disk_full,
+    );
+    gauge(
+        "meshtel_store_disk_free_bytes",
+        "Free bytes on the data directory's disk at the latest check.",
+        s.disk_free_bytes,
+    );
     gauge(
         "meshtel_store_head_spans",
         "Spans in memory, not yet in a block.",

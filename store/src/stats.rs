@@ -25,6 +25,16 @@ pub(crate) struct Stats {
     pub catalog_overflow: AtomicU64,
     /// Services and operations the catalog forgot after retention deleted their spans.
     pub catalog_forgotten: AtomicU64,
+    /// Head flushes that failed (and were retried).
+    pub flush_failures: AtomicU64,
+    /// Compaction or retention passes that failed.
+    pub compaction_failures: AtomicU64,
+    /// WAL appends that failed (their requests refused).
+    pub wal_append_failures: AtomicU64,
+    /// Writes refused because the data directory's disk is below its free-space reserve.
+    pub rejected_disk_full: AtomicU64,
+    /// Free bytes on the data directory's disk at the latest check (0 before it).
+    pub disk_free_bytes: AtomicU64,
 }
 
 impl Stats {
@@ -87,6 +97,11 @@ impl Stats {
             rejected_overload: get(&self.rejected_overload),
             catalog_overflow: get(&self.catalog_overflow),
             catalog_forgotten: get(&self.catalog_forgotten),
+            flush_failures: get(&self.flush_failures),
+            compaction_failures: get(&self.compaction_failures),
+            wal_append_failures: get(&self.wal_append_failures),
+            rejected_disk_full: get(&self.rejected_disk_full),
+            disk_free_bytes: get(&self.disk_free_bytes),
             head_spans: head_rows as u64,
             head_bytes: head_bytes as u64,
             blocks: blocks.len() as u64,
@@ -131,6 +146,16 @@ pub struct StoreStats {
     /// Services and operations no longer listed because retention deleted every span
     /// of theirs.
     pub catalog_forgotten: u64,
+    /// Head flushes that failed (and were retried).
+    pub flush_failures: u64,
+    /// Compaction or retention passes that failed.
+    pub compaction_failures: u64,
+    /// WAL appends that failed (their requests refused).
+    pub wal_append_failures: u64,
+    /// Writes refused because the data directory's disk is below its free-space reserve.
+    pub rejected_disk_full: u64,
+    /// Free bytes on the data directory's disk at the latest check.
+    pub disk_free_bytes: u64,
     /// Spans in memory (head and blocks being written).
     pub head_spans: u64,
     /// Arrow memory of those spans, bounded by `max_head_bytes`.
