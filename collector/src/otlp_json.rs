@@ -9,7 +9,7 @@ use meshtel_model::otlp::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 pub use meshtel_model::otlp_json::normalize_otlp_json;
-use meshtel_model::otlp_json::{InvalidField, explain_invalid_field};
+use meshtel_model::otlp_json::{InvalidField, locate_invalid_field};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
@@ -33,20 +33,10 @@ pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceReque
 fn locate_json_error(body: &[u8]) -> Option<Error> {
     let mut value: Value = serde_json::from_slice(body).ok()?;
     normalize_otlp_json(&mut value);
-    let error = serde_path_to_error::deserialize::<_, ExportTraceServiceRequest>(&value).err()?;
-    let path = error.path().to_string();
-    if path == "." {
-        return None;
-    }
-    Some(match explain_invalid_field(&value, &path) {
-        Some(InvalidField { path, message }) => Error::DecodeJsonField {
-            path,
-            source: serde::de::Error::custom(message),
-        },
-        None => Error::DecodeJsonField {
-            path,
-            source: error.into_inner(),
-        },
+    let InvalidField { path, message } = locate_invalid_field(&value)?;
+    Some(Error::DecodeJsonField {
+        path,
+        source: serde::de::Error::custom(message),
     })
 }
 

@@ -254,6 +254,25 @@ pub fn explain_invalid_field(tree: &Value, path: &str) -> Option<InvalidField> {
     })
 }
 
+/// Where and why a normalised OTLP/JSON `tree` does not deserialise into an
+/// `ExportTraceServiceRequest`: the path of the bad field and, where
+/// [`explain_invalid_field`] knows the field, what it allows, else the deserialiser's
+/// own words. `None` when it deserialises, or fails at the top (`.`).
+pub fn locate_invalid_field(tree: &Value) -> Option<InvalidField> {
+    use crate::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    let error = serde_path_to_error::deserialize::<_, ExportTraceServiceRequest>(tree).err()?;
+    let path = error.path().to_string();
+    if path == "." {
+        return None;
+    }
+    Some(
+        explain_invalid_field(tree, &path).unwrap_or_else(|| InvalidField {
+            path,
+            message: error.into_inner().to_string(),
+        }),
+    )
+}
+
 /// The node at a `serde_path_to_error` path (`a[0].b.c[2]`).
 fn node_at<'a>(tree: &'a Value, path: &str) -> Option<&'a Value> {
     let mut node = tree;

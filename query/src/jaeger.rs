@@ -25,6 +25,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use meshtel_model::SpanKind;
 use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use serde::Deserialize as _;
 
 pub use service::JaegerService;
 
@@ -242,7 +243,21 @@ async fn transform(
         |e: serde_json::Error| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}"));
     let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(unmarshal)?;
     meshtel_model::otlp_json::normalize_otlp_json(&mut value);
-    let request: ExportTraceServiceRequest = serde_json::from_value(value).map_err(unmarshal)?;
+    let request = match ExportTraceServiceRequest::deserialize(&value) {
+        Ok(request) => request,
+        // A refusal names the field and what it allows, as the OTLP/HTTP receiver's.
+        Err(error) => {
+            return Err(
+                match meshtel_model::otlp_json::locate_invalid_field(&value) {
+                    Some(invalid) => ApiError::BadRequest(format!(
+                        "cannot unmarshal OTLP traces: {}: {}",
+                        invalid.path, invalid.message
+                    )),
+                    None => unmarshal(error),
+                },
+            );
+        }
+    };
     let traces = convert::resource_spans_to_jaeger(&request.resource_spans);
     json_response(&Envelope::data(traces), params.pretty_print())
 }

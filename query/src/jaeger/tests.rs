@@ -590,6 +590,23 @@ async fn transform_reads_otlp_json_as_the_receiver_does() {
 }
 
 #[tokio::test]
+async fn transform_names_a_bad_field_and_what_it_allows() {
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",
+        "spanId":"eee19b7ec3c1b174","name":"n","kind":"SPAN_KIND_SERVR"}]}]}]}"#;
+    let app = app(MemoryReader::default());
+    let reply = call(&app, Method::POST, "/api/transform", body).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("resourceSpans[0].scopeSpans[0].spans[0].kind: unknown SpanKind"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("SPAN_KIND_SERVER"), "{}", reply.body);
+}
+
+#[tokio::test]
 async fn archive_is_not_configured() {
     let app = app(reader());
     assert_v1_error(
