@@ -1,8 +1,10 @@
 //! Undecodable gRPC requests answered as bad input: tonic answers a request message that
 //! is not valid protobuf with `INTERNAL` and "failed to decode Protobuf message", a code
 //! that tells clients the server is broken and invites retries. Every service of the
-//! collector's port (OTLP `Export`, Mixer `Check`/`Report`/`WatchQuotas`, Envoy
-//! `ShouldRateLimit`) answers `INVALID_ARGUMENT` instead, keeping tonic's message.
+//! collector's port (OTLP `Export`, Mixer `Check`/`Report`/`WatchQuotas`, Istio's
+//! Mixer, Envoy `ShouldRateLimit`) answers `INVALID_ARGUMENT` instead, keeping tonic's
+//! message. Likewise a message over the size bound, which tonic answers `OUT_OF_RANGE`,
+//! is `RESOURCE_EXHAUSTED`, as the README says of every too-large request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,6 +28,22 @@ pub(crate) fn decode_error_to_invalid_argument(headers: &mut http::HeaderMap) {
     if is_internal && is_decode_error {
         let invalid = (tonic::Code::InvalidArgument as i32).to_string();
         if let Ok(value) = http::HeaderValue::from_str(&invalid) {
+            headers.insert("grpc-status", value);
+        }
+    }
+}
+
+/// Tonic refuses a message over `max_decoding_message_size` before any handler runs,
+/// with a trailers-only response whose `grpc-status` header is `OUT_OF_RANGE` (11).
+/// Our handlers never answer that code, so every such header means "too large".
+pub(crate) fn out_of_range_to_resource_exhausted(headers: &mut http::HeaderMap) {
+    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|value| value.as_bytes() == out_of_range.as_bytes())
+    {
+        let exhausted = (tonic::Code::ResourceExhausted as i32).to_string();
+        if let Ok(value) = http::HeaderValue::from_str(&exhausted) {
             headers.insert("grpc-status", value);
         }
     }
@@ -71,6 +89,7 @@ where
         Box::pin(async move {
             let mut response = answer.await?;
             decode_error_to_invalid_argument(response.headers_mut());
+            out_of_range_to_resource_exhausted(response.headers_mut());
             Ok(response)
         })
     }
@@ -79,6 +98,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrites_only_out_of_range() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-status", http::HeaderValue::from_static("11"));
+        out_of_range_to_resource_exhausted(&mut headers);
+        assert_eq!(headers["grpc-status"], "8");
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+        out_of_range_to_resource_exhausted(&mut headers);
+        assert_eq!(headers["grpc-status"], "3");
+    }
 
     #[test]
     fn rewrites_decode_errors_only() {

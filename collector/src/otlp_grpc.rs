@@ -30,7 +30,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic_prost::ProstEncoder;
 use tracing::{Instrument, debug, debug_span};
 
-use crate::grpc_decode::decode_error_to_invalid_argument;
+use crate::grpc_decode::{decode_error_to_invalid_argument, out_of_range_to_resource_exhausted};
 
 use crate::config::IngestLimits;
 use crate::ingest::Ingest;
@@ -211,37 +211,5 @@ fn count_refused_before_the_handler(ingest: &Ingest, headers: &http::HeaderMap) 
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
         ingest.refused_for(RefusalReason::of_grpc_code(code), detail);
-    }
-}
-
-/// Tonic refuses a message over `max_decoding_message_size` before any handler runs,
-/// with a trailers-only response whose `grpc-status` header is `OUT_OF_RANGE` (11).
-/// Our handler never answers that code, so every such header means "too large".
-fn out_of_range_to_resource_exhausted(headers: &mut http::HeaderMap) {
-    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
-    if headers
-        .get("grpc-status")
-        .is_some_and(|value| value.as_bytes() == out_of_range.as_bytes())
-    {
-        let exhausted = (tonic::Code::ResourceExhausted as i32).to_string();
-        if let Ok(value) = http::HeaderValue::from_str(&exhausted) {
-            headers.insert("grpc-status", value);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rewrites_only_out_of_range() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert("grpc-status", http::HeaderValue::from_static("11"));
-        out_of_range_to_resource_exhausted(&mut headers);
-        assert_eq!(headers["grpc-status"], "8");
-        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
-        out_of_range_to_resource_exhausted(&mut headers);
-        assert_eq!(headers["grpc-status"], "3");
     }
 }

@@ -74,8 +74,8 @@ fn router(ingest: Ingest) -> Router {
 }
 
 /// What the OTLP/HTTP port serves, for a request to another path.
-const OTLP_HTTP_SERVES: &str =
-    "this port serves POST /v1/traces (OTLP traces only; logs and metrics are not accepted)";
+const OTLP_HTTP_SERVES: &str = "this port serves POST /v1/traces (OTLP traces only; logs and metrics are not accepted), \
+     and GET /metrics, /healthz and /readyz";
 
 /// Longest method or path a 404 repeats, in characters.
 const ROUTE_ECHO_MAX_CHARS: usize = 64;

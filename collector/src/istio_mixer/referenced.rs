@@ -85,11 +85,17 @@ pub fn referenced<'a>(
     let mut builder = Builder::default();
     for attr in attrs {
         for (name, key) in sources(attr) {
-            let present = match key {
-                None => bag.has(name),
-                Some(key) => bag.map(name).is_some_and(|m| m.contains_key(key)),
-            };
-            builder.add(name, key, present);
+            match key {
+                None => builder.add(name, None, bag.has(name)),
+                // Header names are read ignoring case: the key is named as the request
+                // spelled it, which is what the client's cache looks up.
+                Some(key) => {
+                    let sent = bag
+                        .map(name)
+                        .and_then(|m| m.keys().find(|k| k.eq_ignore_ascii_case(key)));
+                    builder.add(name, Some(sent.map_or(key, String::as_str)), sent.is_some());
+                }
+            }
         }
     }
     builder.referenced

@@ -199,6 +199,35 @@ fn check_charges_quotas_by_the_decoded_attributes() {
 }
 
 #[test]
+fn a_header_is_referenced_as_the_request_spells_it() {
+    let policy: QuotaPolicySpec = serde_json::from_value(json!({
+        "name": "per-user",
+        "dimensions": {"user": "request.headers[\"x-user\"]"},
+        "maxAmount": 5,
+        "validDuration": "1m",
+    }))
+    .unwrap();
+    let mixer = service(vec![policy]);
+    let mut request = check(&[("per-user", 1)], "");
+    request.attributes = Some(
+        Compressor::default()
+            .map("request.headers", &[("X-User", "jason")])
+            .done(),
+    );
+    let answer = mixer.check_request(&request).unwrap();
+    let referenced = answer.quotas["per-user"]
+        .referenced_attributes
+        .clone()
+        .unwrap();
+    let [only] = referenced.attribute_matches.as_slice() else {
+        panic!("{referenced:?}");
+    };
+    // The client looks the key up as it sent it, and finds it: EXACT.
+    assert_eq!(only.condition, 2);
+    assert_eq!(referenced.words, ["X-User"]);
+}
+
+#[test]
 fn delta_encoded_reports_patch_the_element_before() {
     let mixer = service(Vec::new());
     let first = Compressor::reviews_to_ratings()

@@ -111,7 +111,7 @@ async fn other_paths_get_a_404_naming_what_the_port_serves() {
             body,
             json!({"error": format!(
                 "no route POST {path}: this port serves POST /v1/traces (OTLP traces only; \
-                 logs and metrics are not accepted)"
+                 logs and metrics are not accepted), and GET /metrics, /healthz and /readyz"
             )}),
         );
     }

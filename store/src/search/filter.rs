@@ -56,11 +56,15 @@ pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
     if value.parse::<i64>().is_ok_and(|i| i.to_string() == value) {
         out.push(entry('i', value));
     }
-    if value.parse::<f64>().is_ok_and(|d| format_double(d) == value) {
-        out.push(entry('d', value));
+    if let Ok(d) = value.parse::<f64>()
+        && double_texts(d).iter().any(|t| t == value)
+    {
+        out.push(entry('d', &format_double(d)));
     }
     if value.len().is_multiple_of(2)
-        && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         out.push(entry('x', value));
     }
@@ -68,6 +72,26 @@ pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
         out.push(entry('j', &stored));
     }
     out
+}
+
+/// The texts a double is shown as: its shortest decimal (`0.1`, `1000000`), and the
+/// exponent forms JSON writers use for very large and small values (`1e+21`, `1e21`,
+/// `1e-07`, `1e-7`).
+fn double_texts(d: f64) -> Vec<String> {
+    let mut texts = vec![format_double(d)];
+    let exponent_form = format!("{d:e}");
+    if let Some((mantissa, exponent)) = exponent_form.split_once('e') {
+        let (signs, digits): (&[&str], &str) = match exponent.strip_prefix('-') {
+            Some(digits) => (&["-"], digits),
+            None => (&["", "+"], exponent),
+        };
+        for sign in signs {
+            for digits in [digits.to_string(), format!("{digits:0>2}")] {
+                texts.push(format!("{mantissa}e{sign}{digits}"));
+            }
+        }
+    }
+    texts
 }
 
 /// The stored form of an array or map attribute value that Jaeger shows as the JSON

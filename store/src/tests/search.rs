@@ -168,6 +168,40 @@ async fn tag_search_checks(store: &TraceStore, phase: &str) {
 }
 
 #[tokio::test]
+async fn doubles_are_found_by_their_decimal_and_exponent_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let mut t = trace(51, "doubles", 1, *T0, 1000);
+    let double = any_value::Value::DoubleValue;
+    t.scope_spans[0].spans[0].attributes = vec![
+        kv("big", double(1e21)),
+        kv("tiny", double(1e-7)),
+        kv("ratio", double(0.25)),
+    ];
+    store.write_spans(vec![t]).await.unwrap();
+    for phase in ["head", "block"] {
+        for (key, value, found) in [
+            ("big", "1e+21", 1),
+            ("big", "1e21", 1),
+            ("big", "1000000000000000000000", 1),
+            ("tiny", "1e-07", 1),
+            ("tiny", "1e-7", 1),
+            ("tiny", "0.0000001", 1),
+            ("ratio", "0.25", 1),
+            ("ratio", "0.250", 0),
+            ("ratio", "+0.25", 0),
+            ("ratio", "2.5e-1", 1),
+        ] {
+            let mut q = query("doubles");
+            q.tags = vec![(key.to_string(), value.to_string())];
+            assert_eq!(ids(&store, &q).await.len(), found, "{phase}: {key}={value}");
+        }
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn array_and_map_values_are_found_by_the_json_text_jaeger_shows() {
     use meshtel_model::otlp::common::v1::{ArrayValue, KeyValueList};
     let dir = tempfile::tempdir().unwrap();

@@ -40,7 +40,15 @@ fn check(dedup: &str) -> CheckRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixer_era_proxy_checks_quota_and_reports_requests() {
     let dir = TestDir::new();
-    let m = Meshtel::start(&dir, Role::Serve, &["--admin-token", TOKEN]).await;
+    // A small Report bound, to see an oversized Report refused as too large.
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(&config, "[report]\nmax_message_bytes = \"4 KiB\"\n").unwrap();
+    let m = Meshtel::start(
+        &dir,
+        Role::Serve,
+        &["--admin-token", TOKEN, "--config", config.to_str().unwrap()],
+    )
+    .await;
     let policy = serde_json::json!({
         "name": "ratings-limit",
         "match": {"source": {"service": "reviews"}, "destination": {"service": "ratings"}},
@@ -172,6 +180,25 @@ async fn a_mixer_era_proxy_checks_quota_and_reports_requests() {
         refused.message().contains("global dictionary"),
         "{}",
         refused.message()
+    );
+    // A Report over [report] max_message_bytes is RESOURCE_EXHAUSTED, as every
+    // too-large request is.
+    let big = Compressor::reviews_to_ratings()
+        .string("request.path", &"/x".repeat(4096))
+        .done();
+    let refused = mixer
+        .report(ReportRequest {
+            attributes: vec![big],
+            repeated_attributes_semantics: 1,
+            default_words: Vec::new(),
+            global_word_count: word_count(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
     );
     let metrics = get(&m.http_url("/metrics")).await.text();
     let total = count(&metrics, &[("source_workload", "reviews-v2")]);
