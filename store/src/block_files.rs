@@ -123,7 +123,7 @@ pub(crate) async fn prepare(
                     .map_err(Error::at("block", &path))?;
                 error!(
                     block = %path.display(),
-                    moved_to = %moved.display(),
+                    moved_to = %moved,
                     spans = block.rows,
                     error = %e,
                     "block cannot be read; set aside and taken out of the index, its spans \
@@ -163,7 +163,7 @@ pub(crate) async fn set_aside_unreadable(
     match move_aside(&inner.blocks_dir, &block.file_name, CORRUPT_DIR) {
         Ok(moved) => error!(
             block = %path.display(),
-            moved_to = %moved.display(),
+            moved_to = %moved,
             spans = block.rows,
             error = %cause,
             "block cannot be read; set aside and taken out of the index, its spans are no \
@@ -358,7 +358,7 @@ fn sweep(dir: &Path, indexed: &BTreeSet<String>, replaced: &BTreeSet<String>) ->
         let moved = move_aside(dir, block, ORPHANED_DIR).map_err(Error::at("block", &path))?;
         warn!(
             file = %path.display(),
-            moved_to = %moved.display(),
+            moved_to = %moved,
             why = "it is the output of a flush or compaction interrupted before it was indexed \
                    (its spans are then also in the WAL or in other blocks), or meshtel.db is \
                    older than the blocks (restored from a backup, or lost)",
@@ -407,14 +407,24 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// Deletes a block written by a flush or merge whose indexing failed (it is in no
+/// index: its rows are still in the head and the WAL, or in the blocks it merged), with
+/// its sidecar; a WARN names what could not be deleted (it is set aside at the next
+/// start).
+pub(crate) fn remove_unindexed(path: &Path) {
+    for file in [sidecar_path(path), path.to_path_buf()] {
+        if let Err(e) = fs::remove_file(&file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(file = %file.display(), error = %e, "could not delete a block that was not indexed; it is set aside at the next start");
+        }
+    }
+}
+
 /// Moves the block `file_name` (when present) and its sidecar (when present) from
 /// `blocks_dir` into its subdirectory `sub`, under a name no file there has yet;
-/// returns the block's new path.
-pub(crate) fn move_aside(
-    blocks_dir: &Path,
-    file_name: &str,
-    sub: &str,
-) -> std::io::Result<PathBuf> {
+/// returns what was moved, by its new path.
+pub(crate) fn move_aside(blocks_dir: &Path, file_name: &str, sub: &str) -> std::io::Result<Moved> {
     let target_dir = blocks_dir.join(sub);
     fs::create_dir_all(&target_dir)?;
     let mut target = target_dir.join(file_name);
@@ -425,12 +435,13 @@ pub(crate) fn move_aside(
         n += 1;
     }
     let source = blocks_dir.join(file_name);
+    let mut moved = Moved(Vec::new());
     for (from, to) in [
         (sidecar_path(&source), sidecar_path(&target)),
-        (source, target.clone()),
+        (source, target),
     ] {
         match fs::rename(&from, &to) {
-            Ok(()) => {}
+            Ok(()) => moved.0.push(to),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -438,7 +449,22 @@ pub(crate) fn move_aside(
     if let Ok(d) = File::open(blocks_dir) {
         let _ = d.sync_all();
     }
-    Ok(target)
+    Ok(moved)
+}
+
+/// The new paths of the files [`move_aside`] moved; shown as a list, or as "nothing
+/// (no file was left)".
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Moved(pub Vec<PathBuf>);
+
+impl std::fmt::Display for Moved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("nothing (no file was left)");
+        }
+        let paths: Vec<String> = self.0.iter().map(|p| p.display().to_string()).collect();
+        f.write_str(&paths.join(", "))
+    }
 }
 
 /// What startup's check found of one indexed block.

@@ -3,17 +3,21 @@
 //! Migrations are embedded from `migrations/sqlite/` and run at open.
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshtel_model::{Operation, SpanKind};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqlSafeStr, Sqlite, SqlitePool};
+use tracing::warn;
 
-use crate::Result;
 use crate::block::BlockMeta;
+use crate::{Error, Result};
 
 /// Embedded migrations, in order. Never edit one that has shipped; add the next.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -100,9 +104,19 @@ pub enum CatalogChange {
 }
 
 /// The SQL repository.
+///
+/// A write is reported done only once its transaction is committed: a connection
+/// whose transaction failed half-way (SQLite may roll a transaction back by itself on
+/// an I/O error or a full disk, and sqlx then still counts it open) is closed when it
+/// goes back to the pool instead of being reused, since sqlx would begin its next
+/// "transaction" as a savepoint inside the old one and "commit" it by releasing the
+/// savepoint; and after each `COMMIT` a `ROLLBACK` on the same connection must find
+/// no transaction open ([`confirm_committed`]).
 #[derive(Clone)]
 pub struct Catalog {
     pool: SqlitePool,
+    /// `meshtel.db`, named by write errors.
+    path: PathBuf,
 }
 
 impl Catalog {
@@ -119,6 +133,7 @@ impl Catalog {
     }
 
     async fn open_file(path: &Path) -> Result<Catalog> {
+        let database = path.to_path_buf();
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -127,6 +142,10 @@ impl Catalog {
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_release(move |conn, _| {
+                let database = database.clone();
+                Box::pin(async move { Ok(out_of_transaction(conn, &database).await) })
+            })
             .connect_with(options)
             .await?;
         migrator().run(&pool).await.map_err(|error| match error {
@@ -137,7 +156,23 @@ impl Catalog {
             },
             other => other.into(),
         })?;
-        Ok(Catalog { pool })
+        Ok(Catalog {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `e`, naming the database file.
+    fn named(&self, e: impl Into<Error>) -> Error {
+        Error::Database {
+            path: self.path.clone(),
+            source: Box::new(e.into()),
+        }
     }
 
     /// Every service known, with or without operations, and when it was last seen
@@ -177,8 +212,15 @@ impl Catalog {
     /// are ignored; an operation's service is recorded too, in case its first listing
     /// never reached SQL), later sightings of known ones, and entries forgotten.
     pub async fn apply(&self, changes: &[CatalogChange]) -> Result<()> {
+        self.apply_committed(changes)
+            .await
+            .map_err(|e| self.named(e))
+    }
+
+    async fn apply_committed(&self, changes: &[CatalogChange]) -> Result<()> {
         let now = now_unix_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
         for change in changes {
             match change {
                 CatalogChange::Add {
@@ -275,7 +317,7 @@ impl Catalog {
             }
         }
         tx.commit().await?;
-        Ok(())
+        confirm_committed(&mut conn).await
     }
 
     /// All blocks in the index.
@@ -320,8 +362,30 @@ impl Catalog {
         removed: &[u64],
         flushed_through: Option<u64>,
     ) -> Result<()> {
+        self.replace_blocks_committed(added, removed, flushed_through)
+            .await
+            .map_err(|e| self.named(e))
+    }
+
+    /// Whether the index lists the block `id` (as committed: see [`Catalog`]).
+    pub async fn lists_block(&self, id: u64) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) FROM blocks WHERE id = ?")
+            .bind(id as i64)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.named(e))?;
+        Ok(row.get::<i64, _>(0) > 0)
+    }
+
+    async fn replace_blocks_committed(
+        &self,
+        added: &[BlockMeta],
+        removed: &[u64],
+        flushed_through: Option<u64>,
+    ) -> Result<()> {
         let now = now_unix_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
         for b in added {
             sqlx::query(
                 "INSERT INTO blocks (id, path, min_start_unix_nano, max_start_unix_nano, \
@@ -362,13 +426,20 @@ impl Catalog {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        confirm_committed(&mut conn).await
     }
 
     /// Takes blocks out of the index without listing their files as replaced: blocks
     /// set aside (missing or unreadable ones), whose files are not to be deleted.
     pub async fn drop_blocks(&self, ids: &[u64]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        self.drop_blocks_committed(ids)
+            .await
+            .map_err(|e| self.named(e))
+    }
+
+    async fn drop_blocks_committed(&self, ids: &[u64]) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
         for id in ids {
             sqlx::query("DELETE FROM blocks WHERE id = ?")
                 .bind(*id as i64)
@@ -376,7 +447,7 @@ impl Catalog {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        confirm_committed(&mut conn).await
     }
 
     /// File names of blocks that compaction or retention replaced and that may still
@@ -390,7 +461,14 @@ impl Catalog {
 
     /// Forgets replaced block files once they are deleted.
     pub async fn forget_replaced(&self, file_names: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        self.forget_replaced_committed(file_names)
+            .await
+            .map_err(|e| self.named(e))
+    }
+
+    async fn forget_replaced_committed(&self, file_names: &[String]) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
         for name in file_names {
             sqlx::query("DELETE FROM replaced_blocks WHERE path = ?")
                 .bind(name)
@@ -398,7 +476,7 @@ impl Catalog {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        confirm_committed(&mut conn).await
     }
 
     /// The connection pool, shared with the edge rollups ([`crate::edges`]).
@@ -410,6 +488,51 @@ impl Catalog {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// After a `COMMIT` that returned: makes sure it ended the transaction. sqlx may have
+/// sent a `RELEASE` of a savepoint instead when it counted a transaction that SQLite
+/// had already rolled back (see [`Catalog`]); a `ROLLBACK` on the same connection
+/// then succeeds (undoing what was not committed), where after a real commit SQLite
+/// says no transaction is active. The connection is closed unless it was clean.
+async fn confirm_committed(conn: &mut PoolConnection<Sqlite>) -> Result<()> {
+    let outcome = sqlx::raw_sql("ROLLBACK").execute(&mut **conn).await;
+    match outcome {
+        Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => Ok(()),
+        Ok(_) => {
+            conn.close_on_drop();
+            Err(Error::Io(std::io::Error::other(
+                "the commit did not end its transaction (a connection left inside an \
+                 earlier failed one): nothing was written; the connection is closed",
+            )))
+        }
+        Err(e) => {
+            conn.close_on_drop();
+            Err(e.into())
+        }
+    }
+}
+
+/// The pool's check of a connection given back: false (the pool closes it, SQLite
+/// rolling back what it holds) when it is still inside a transaction. A transaction
+/// dropped unfinished has queued its `ROLLBACK`; the ping lets it run first.
+async fn out_of_transaction(conn: &mut SqliteConnection, database: &Path) -> bool {
+    if !conn.is_in_transaction() {
+        return true;
+    }
+    if let Err(e) = conn.ping().await {
+        warn!(database = %database.display(), error = %e, "closing a database connection that failed");
+        return false;
+    }
+    if conn.is_in_transaction() {
+        warn!(
+            database = %database.display(),
+            "closing a database connection left inside a failed transaction (SQLite rolls \
+             back what it holds); its writes were reported failed"
+        );
+        return false;
+    }
+    true
 }
 
 #[cfg(test)]

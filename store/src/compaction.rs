@@ -45,8 +45,20 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     }
 }
 
-/// One pass of retention then compaction, with `now` as the current time.
+/// One pass of retention then compaction, with `now` as the current time; a failed
+/// one is counted in `compaction_failures`.
 pub(crate) async fn run_once(inner: &Arc<Inner>, now: i64) -> Result<()> {
+    let pass = pass(inner, now).await;
+    if pass.is_err() {
+        inner
+            .stats
+            .compaction_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    pass
+}
+
+async fn pass(inner: &Arc<Inner>, now: i64) -> Result<()> {
     apply_retention(inner, now).await?;
     crate::catalog_writer::upkeep(inner, now);
     while let Some(group) = pick_compaction(inner) {
@@ -149,10 +161,17 @@ async fn compact(inner: &Arc<Inner>, group: &[BlockMeta]) -> Result<()> {
     })
     .await??;
     let removed: Vec<u64> = group.iter().map(|b| b.id).collect();
-    inner
+    if let Err(e) = inner
         .catalog
         .replace_blocks(std::slice::from_ref(&meta), &removed, None)
-        .await?;
+        .await
+    {
+        // Not indexed: the blocks it merged still are. A retry merges under a new id.
+        if matches!(inner.catalog.lists_block(meta.id).await, Ok(false)) {
+            block_files::remove_unindexed(&meta.path(&inner.blocks_dir));
+        }
+        return Err(e);
+    }
     {
         let mut state = inner.state.write();
         state.blocks.retain(|b| !removed.contains(&b.id));
@@ -200,7 +219,9 @@ fn delete_later(inner: &Arc<Inner>, blocks: Vec<BlockMeta>) {
         // Listed ones are deleted again (found missing) at the next start. A pool
         // closed by a shutdown that came first is no reason to warn.
         match catalog.forget_replaced(&deleted).await {
-            Ok(()) | Err(crate::Error::Sql(sqlx::Error::PoolClosed)) => {}
+            Ok(()) => {}
+            Err(crate::Error::Database { source, .. })
+                if matches!(*source, crate::Error::Sql(sqlx::Error::PoolClosed)) => {}
             Err(e) => warn!(error = %e, "could not forget deleted block files"),
         }
     };

@@ -10,13 +10,16 @@
 //! ```
 
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
+use meshtel_model::log_window::LogWindow;
 use meshtel_model::{Operation, WriteError};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -26,7 +29,7 @@ use crate::config::WalSync;
 use crate::schema::span_schema;
 use crate::stats::Stats;
 use crate::wal::{Wal, WalSyncer};
-use crate::{Inner, Result, Sealed};
+use crate::{Error, Inner, Result, Sealed};
 
 /// A request to the writer thread.
 pub(crate) enum Command {
@@ -81,6 +84,53 @@ pub(crate) fn decode_record(payload: &[u8]) -> Result<Vec<RecordBatch>> {
 
 const MAX_GROUP: usize = 512;
 
+/// Failed WAL appends, each counted in `wal_append_failures` and logged at most once
+/// per [`meshtel_model::log_window::LOG_INTERVAL`] with how many failed (and how many
+/// requests were refused) since the line before: on a full disk they repeat at the
+/// clients' rate, and the log may share the disk.
+#[derive(Default)]
+pub(crate) struct AppendFailures {
+    window: LogWindow,
+    requests: u64,
+    last_error: String,
+}
+
+impl AppendFailures {
+    /// Notes a failed append of a group of `requests` requests at `now`. Returns the
+    /// (failures, requests) of the line written, if one was.
+    pub(crate) fn note(
+        &mut self,
+        stats: &Stats,
+        now: Instant,
+        requests: usize,
+        error: &crate::Error,
+    ) -> Option<(u64, u64)> {
+        stats.wal_append_failures.fetch_add(1, Ordering::Relaxed);
+        self.requests += requests as u64;
+        self.last_error = error.to_string();
+        let failures = self.window.note(now)?;
+        Some(self.log(failures))
+    }
+
+    /// For the writer's tick: logs the failures of a burst that ended, once due.
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<(u64, u64)> {
+        let failures = self.window.flush(now)?;
+        Some(self.log(failures))
+    }
+
+    fn log(&mut self, failures: u64) -> (u64, u64) {
+        let requests = std::mem::take(&mut self.requests);
+        error!(
+            failures,
+            requests,
+            error = %self.last_error,
+            "wal append failed; the group's requests are refused (one line per 10 s at most: \
+             the failures and refused requests since the last line)"
+        );
+        (failures, requests)
+    }
+}
+
 /// The interval sync thread (`wal.sync = "interval"`): `fdatasync`s the WAL every
 /// `interval` when anything was written since, until `stop`'s sender is dropped (or
 /// sends), which wakes it at once however long the interval; then syncs one last time,
@@ -119,7 +169,9 @@ pub(crate) fn run_writer(
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut flush_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut shutting_down = false;
+    let mut append_failures = AppendFailures::default();
     loop {
+        append_failures.tick(Instant::now());
         match rx.recv_timeout(tick) {
             Ok(cmd) => group.push(cmd),
             Err(RecvTimeoutError::Timeout) => {}
@@ -182,7 +234,7 @@ pub(crate) fn run_writer(
                 Err(e) => {
                     // The WAL has cut the group off (or moved on to a new segment):
                     // nothing of it replays, and the next group starts on good bytes.
-                    error!(error = %e, requests = writes.len(), "wal append failed; the group's requests are refused");
+                    append_failures.note(&inner.stats, Instant::now(), writes.len(), &e);
                     for (.., ack) in writes {
                         let _ = ack.send(Err(WriteError::Unavailable(
                             "write-ahead log is not writable".into(),
@@ -266,8 +318,9 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
                         );
                         break;
                     }
-                    Err(e) => {
-                        error!(error = %e, retry_in = ?backoff, "block flush failed; rows stay in the head and the wal");
+                    Err(FlushFailed { block, error: e }) => {
+                        inner.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                        error!(block = %block.display(), error = %e, retry_in = ?backoff, "block flush failed; rows stay in the head and the wal");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
@@ -280,9 +333,25 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
     }
 }
 
-async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
-    let started = std::time::Instant::now();
+/// A flush that failed: the block file it was writing, and why.
+pub(crate) struct FlushFailed {
+    pub block: PathBuf,
+    pub error: Error,
+}
+
+/// Writes `job` as a block and indexes it; then its WAL segments go. When the index
+/// write fails (its error names the database), the block file is deleted, so that a
+/// retry, under a new id, leaves no copy behind.
+pub(crate) async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta, FlushFailed> {
     let id = inner.next_block_id();
+    let path = inner.blocks_dir.join(block::block_file_name(id));
+    flush_as(inner, job, id, &path)
+        .await
+        .map_err(|error| FlushFailed { block: path, error })
+}
+
+async fn flush_as(inner: &Arc<Inner>, job: &SealJob, id: u64, path: &Path) -> Result<BlockMeta> {
+    let started = std::time::Instant::now();
     let dir = inner.blocks_dir.clone();
     let batches = job.batches.clone();
     let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
@@ -306,10 +375,27 @@ async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
             "catalog entries not yet written; flushing the block anyway"
         );
     }
-    inner
+    // Only a commit that happened lets the WAL segments go (crate::catalog::Catalog).
+    if let Err(e) = inner
         .catalog
         .replace_blocks(std::slice::from_ref(&meta), &[], Some(seq))
-        .await?;
+        .await
+    {
+        match inner.catalog.lists_block(id).await {
+            Ok(true) => warn!(
+                block = %path.display(),
+                error = %e,
+                "the block's commit reported an error, but the index lists it: flushed"
+            ),
+            // Not indexed: its rows are still in the head and the WAL.
+            Ok(false) => {
+                crate::block_files::remove_unindexed(path);
+                return Err(e);
+            }
+            // Kept (set aside at the next start unless indexed by then).
+            Err(_) => return Err(e),
+        }
+    }
     {
         let mut state = inner.state.write();
         state.blocks.push(meta.clone());
@@ -321,4 +407,29 @@ async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta> {
         warn!(error = %e, "could not delete flushed wal segments; they are skipped on replay");
     }
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshtel_model::log_window::LOG_INTERVAL;
+
+    /// Every failed append is counted; one line per interval tells how many failed.
+    #[test]
+    fn failed_wal_appends_are_counted_and_logged_once_per_interval() {
+        let stats = Stats::default();
+        let mut failures = AppendFailures::default();
+        let error = crate::Error::Io(std::io::Error::other("No space left on device"));
+        let t0 = Instant::now();
+        let mut lines = Vec::new();
+        for i in 0..1000u64 {
+            let now = t0 + Duration::from_millis(i);
+            lines.extend(failures.note(&stats, now, 2, &error));
+            lines.extend(failures.tick(now));
+        }
+        assert_eq!(lines, vec![(1, 2)]);
+        assert_eq!(failures.tick(t0 + LOG_INTERVAL), Some((999, 1998)));
+        assert_eq!(failures.tick(t0 + LOG_INTERVAL * 3), None);
+        assert_eq!(stats.wal_append_failures.load(Ordering::Relaxed), 1000);
+    }
 }

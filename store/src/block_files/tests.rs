@@ -73,3 +73,23 @@ fn block_ids_come_from_block_file_names_only() {
     assert_eq!(block_id_of("ffffffffffffffffffff.txt"), None);
     assert_eq!(block_id_of("README.txt"), None);
 }
+
+/// What is said to be moved is what was: a block whose file is gone leaves only its
+/// sidecar to move.
+#[test]
+fn moving_aside_names_the_files_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let block = crate::block::block_file_name(5);
+    fs::write(d.join(format!("{block}.tids")), b"x").unwrap();
+    let moved = move_aside(d, &block, CORRUPT_DIR).unwrap();
+    let sidecar = d.join(CORRUPT_DIR).join(format!("{block}.tids"));
+    assert_eq!(moved, Moved(vec![sidecar.clone()]));
+    assert_eq!(moved.to_string(), sidecar.display().to_string());
+    assert!(
+        move_aside(d, &block, CORRUPT_DIR)
+            .unwrap()
+            .to_string()
+            .starts_with("nothing")
+    );
+}

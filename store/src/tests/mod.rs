@@ -14,6 +14,7 @@ mod format;
 mod lifecycle;
 mod recovery;
 mod search;
+mod sql_failures;
 
 /// One hour ago, rounded to the second: test spans must be inside retention.
 static T0: std::sync::LazyLock<u64> =

@@ -1,0 +1,272 @@
+//! SQL writes that fail: a flush or merge is done only once its index commit is, and
+//! one that fails leaves no block file behind.
+//!
+//! Failures are injected with a trigger on `blocks`: `RAISE(ROLLBACK)` is SQLite
+//! rolling a transaction back by itself, as on an I/O error or a full disk;
+//! `RAISE(ABORT)` a statement that fails inside a transaction that stays open.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use sqlx::{Connection, Row};
+
+use super::*;
+
+/// Makes inserts into `blocks` fail while `fault.mode` is 'rollback' or 'abort'.
+async fn install_fault(catalog: &Catalog) {
+    sqlx::raw_sql(
+        "CREATE TABLE fault (mode TEXT NOT NULL); INSERT INTO fault VALUES ('off'); \
+         CREATE TRIGGER injected_fault BEFORE INSERT ON blocks \
+         WHEN (SELECT mode FROM fault) != 'off' BEGIN \
+           SELECT CASE (SELECT mode FROM fault) \
+             WHEN 'rollback' THEN RAISE(ROLLBACK, 'injected rollback') \
+             ELSE RAISE(ABORT, 'injected abort') END; \
+         END;",
+    )
+    .execute(&catalog.pool())
+    .await
+    .unwrap();
+}
+
+async fn set_fault(catalog: &Catalog, mode: &str) {
+    sqlx::query("UPDATE fault SET mode = ?")
+        .bind(mode)
+        .execute(&catalog.pool())
+        .await
+        .unwrap();
+}
+
+/// A connection of its own to `meshtel.db`: it sees only what was committed.
+async fn other_connection(dir: &Path) -> sqlx::SqliteConnection {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.join("meshtel.db"))
+        .busy_timeout(Duration::from_millis(500));
+    sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap()
+}
+
+/// Whether another process could write the database now (no connection of the
+/// store's sits inside a write transaction).
+async fn writable_by_another(dir: &Path) -> bool {
+    let mut conn = other_connection(dir).await;
+    let ok = sqlx::raw_sql("BEGIN IMMEDIATE; ROLLBACK;")
+        .execute(&mut conn)
+        .await
+        .is_ok();
+    conn.close().await.unwrap();
+    ok
+}
+
+fn block(id: u64, rows: u64) -> BlockMeta {
+    BlockMeta {
+        id,
+        file_name: block::block_file_name(id),
+        min_start: 0,
+        max_start: 0,
+        rows,
+        bytes: 1,
+        level: 0,
+        wal_seq: 0,
+        trace_ids: Default::default(),
+    }
+}
+
+/// A transaction SQLite rolled back by itself, then a statement that failed: the
+/// write after them is reported done only if it is committed.
+#[tokio::test]
+async fn an_index_write_is_done_only_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(dir.path()).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON blocks \
+         WHEN NEW.row_count IN (111, 222) BEGIN \
+           SELECT CASE NEW.row_count \
+             WHEN 111 THEN RAISE(ROLLBACK, 'injected rollback') \
+             ELSE RAISE(ABORT, 'injected abort') END; \
+         END;",
+    )
+    .execute(&catalog.pool())
+    .await
+    .unwrap();
+    // All writes below go through the one connection left in the pool.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(catalog.pool().acquire().await.unwrap());
+    }
+    let failed = catalog
+        .replace_blocks(&[block(1, 111)], &[], Some(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(failed.contains("meshtel.db"), "{failed}");
+    assert!(
+        catalog
+            .replace_blocks(&[block(2, 222)], &[], Some(2))
+            .await
+            .is_err()
+    );
+    let written = catalog.replace_blocks(&[block(3, 5)], &[], Some(3)).await;
+    let mut other = other_connection(dir.path()).await;
+    let ids: Vec<i64> = sqlx::query("SELECT id FROM blocks")
+        .fetch_all(&mut other)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let flushed: i64 = sqlx::query("SELECT flushed_through_seq FROM wal_state")
+        .fetch_one(&mut other)
+        .await
+        .unwrap()
+        .get(0);
+    other.close().await.unwrap();
+    drop(held);
+    if written.is_ok() {
+        assert_eq!((ids, flushed), (vec![3], 3), "reported done, not committed");
+    }
+    assert!(writable_by_another(dir.path()).await);
+    // Whatever failed before, the next write goes through.
+    catalog
+        .replace_blocks(&[block(4, 5)], &[], Some(4))
+        .await
+        .unwrap();
+    catalog.close().await;
+}
+
+/// Waits until `stats.flush_failures` is at least `n`.
+async fn flush_failures_reach(store: &TraceStore, n: u64) {
+    for _ in 0..200 {
+        if store.inner.stats.flush_failures.load(Ordering::Relaxed) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("flush failures never reached {n}");
+}
+
+fn parquet_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet") || n.ends_with(".parquet.tids"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn trace_id(seed: u8) -> TraceId {
+    let mut id = [0u8; 16];
+    id[0] = 1;
+    id[15] = seed;
+    TraceId(id)
+}
+
+/// The flush after failed index writes deletes its WAL segments only once its commit
+/// is durable: after a restart its spans are found.
+#[tokio::test]
+async fn a_flush_after_failed_index_writes_is_durable_before_its_wal_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    install_fault(&store.inner.catalog).await;
+    store
+        .write_spans(vec![trace(1, "kept", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    set_fault(&store.inner.catalog, "rollback").await;
+    store
+        .write_spans(vec![trace(2, "kept", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    let flushing = tokio::spawn({
+        let store = store.clone();
+        async move { store.flush().await }
+    });
+    flush_failures_reach(&store, 1).await;
+    set_fault(&store.inner.catalog, "abort").await;
+    flush_failures_reach(&store, 2).await;
+    set_fault(&store.inner.catalog, "off").await;
+    tokio::time::timeout(Duration::from_secs(20), flushing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(writable_by_another(dir.path()).await);
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in [1, 2] {
+        assert!(
+            store.get_trace(trace_id(seed)).await.unwrap().is_some(),
+            "trace {seed} lost"
+        );
+    }
+    let orphaned = dir.path().join("blocks").join(block_files::ORPHANED_DIR);
+    assert!(
+        !orphaned.exists(),
+        "{:?}",
+        std::fs::read_dir(&orphaned).ok()
+    );
+    store.shutdown().await.unwrap();
+}
+
+/// A flush whose index write fails deletes the block it wrote: retries leave no
+/// copies behind; each failure is counted.
+#[tokio::test]
+async fn a_flush_whose_index_write_fails_leaves_no_block_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    install_fault(&store.inner.catalog).await;
+    store
+        .write_spans(vec![trace(1, "kept", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    let blocks_dir = dir.path().join("blocks");
+    let before = parquet_files(&blocks_dir);
+    assert_eq!(before.len(), 2, "{before:?}");
+    set_fault(&store.inner.catalog, "abort").await;
+    store
+        .write_spans(vec![trace(2, "kept", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    let flushing = tokio::spawn({
+        let store = store.clone();
+        async move { store.flush().await }
+    });
+    flush_failures_reach(&store, 3).await;
+    assert_eq!(parquet_files(&blocks_dir), before);
+    set_fault(&store.inner.catalog, "off").await;
+    tokio::time::timeout(Duration::from_secs(20), flushing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(parquet_files(&blocks_dir).len(), 4);
+    assert!(store.stats().flush_failures >= 3);
+    store.shutdown().await.unwrap();
+}
+
+/// A merge whose index write fails deletes the merged block; the pass is counted and
+/// its error names the database.
+#[tokio::test]
+async fn a_merge_whose_index_write_fails_leaves_no_block_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    install_fault(&store.inner.catalog).await;
+    flush_late_blocks(&store, 4).await;
+    let blocks_dir = dir.path().join("blocks");
+    let before = parquet_files(&blocks_dir);
+    set_fault(&store.inner.catalog, "abort").await;
+    let error = store.compact_now().await.unwrap_err().to_string();
+    assert!(error.contains("meshtel.db"), "{error}");
+    assert_eq!(parquet_files(&blocks_dir), before);
+    let stats = store.stats();
+    assert_eq!((stats.compaction_failures, stats.compactions), (1, 0));
+    set_fault(&store.inner.catalog, "off").await;
+    store.compact_now().await.unwrap();
+    assert_eq!(store.stats().compactions, 1);
+    store.shutdown().await.unwrap();
+}
