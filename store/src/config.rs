@@ -112,6 +112,15 @@ pub struct StoreConfig {
     /// ([`MAX_QUEUED_BYTES`]), and at least `[ingest] max_request_bytes`.
     #[serde(default = "default_max_queued_bytes")]
     pub max_queued_bytes: ByteSize,
+    /// Free space kept on the data directory's disk. Below it, new spans are refused
+    /// before they reach the WAL (503 `Retry-After` / `UNAVAILABLE` with a retry delay,
+    /// counted in `meshtel_store_writes_rejected_disk_full_total`), while flushes,
+    /// compaction and retention go on: the WAL never takes the room the head's flush
+    /// needs to become a block and free that WAL. Read every 500 ms
+    /// (`meshtel_store_disk_free_bytes`). Default `256MiB`; `0` turns the reserve off;
+    /// a reserve not below the disk's size is refused at start.
+    #[serde(default = "default_min_free_disk")]
+    pub min_free_disk: ByteSize,
     /// Rows per Parquet row group. Default 65536.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
@@ -187,6 +196,9 @@ fn default_compaction_target_rows() -> usize {
 fn default_compaction_interval() -> Duration {
     Duration::from_secs(30)
 }
+fn default_min_free_disk() -> ByteSize {
+    ByteSize::mib(256)
+}
 fn default_retention_max_age() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
@@ -213,6 +225,7 @@ impl Default for StoreConfig {
             max_head_rows: default_max_head_rows(),
             max_head_bytes: default_max_head_bytes(),
             max_queued_bytes: default_max_queued_bytes(),
+            min_free_disk: default_min_free_disk(),
             row_group_rows: default_row_group_rows(),
             block_order: BlockOrder::default(),
             compaction_target_rows: default_compaction_target_rows(),

@@ -16,7 +16,8 @@
 //! - [`block`]: Parquet blocks; [`search`]: DataFusion queries; [`compaction`];
 //! - [`block_files`]: the blocks directory against the index (leftovers, blocks the
 //!   index does not name, blocks that cannot be read); `lock`: one writer per data
-//!   directory;
+//!   directory; `disk`: the free-space reserve, and an index that cannot serve the
+//!   blocks beside it;
 //! - [`catalog`]: SQL state (services, operations, block index); `catalog_memory`: the
 //!   services and operations listed, in memory, and their bounds;
 //! - [`quotas`]: quota policies, their audit log and admin tokens in SQL ([`QuotaRepo`]).
@@ -29,11 +30,13 @@ mod catalog_writer;
 pub mod compaction;
 pub mod config;
 pub mod decode;
+mod disk;
 pub mod edges;
 pub mod encode;
 mod error;
 mod lock;
 pub mod quotas;
+mod replay;
 pub mod schema;
 pub mod search;
 mod stats;
@@ -125,6 +128,8 @@ pub(crate) struct Inner {
     searcher: Searcher,
     next_block_id: AtomicU64,
     stats: stats::Stats,
+    /// The free-space reserve of the data directory's disk (`store.min_free_disk`).
+    disk: disk::DiskReserve,
     /// The data directory's lock (writers only), released by [`TraceStore::shutdown`]
     /// once the writer has stopped, or when the last user of the store is gone.
     dir_lock: Mutex<Option<lock::DataDirLock>>,
@@ -226,11 +231,12 @@ fn now_unix_nano() -> i64 {
 
 impl TraceStore {
     /// Opens the store in `config.data_dir` for writing: locks the directory (a second
-    /// writer gets [`Error::Locked`]), runs SQL migrations, loads the catalog and the
-    /// block index, sorts out the blocks directory ([`block_files`]: leftovers of
-    /// interrupted writes deleted, unindexed and unreadable blocks set aside), replays
-    /// the WAL into the head, and starts the writer, flusher, WAL syncer and
-    /// compaction. Must be called within a Tokio runtime.
+    /// writer gets [`Error::Locked`]), reads the disk's free space (`disk`), runs SQL
+    /// migrations (refusing a new index beside blocks, and one it cannot write), loads
+    /// the catalog and the block index, sorts out the blocks directory ([`block_files`]:
+    /// leftovers of interrupted writes deleted, unindexed and unreadable blocks set
+    /// aside), replays the WAL into the head, and starts the writer, flusher, WAL
+    /// syncer, disk monitor and compaction. Must be called within a Tokio runtime.
     pub async fn open(config: StoreConfig) -> Result<TraceStore> {
         config.validate()?;
         let data_dir = lock::absolute_data_dir(&config.data_dir)?;
@@ -240,8 +246,14 @@ impl TraceStore {
         let wal_dir = data_dir.join("wal");
         lock::create_dir("blocks directory", &blocks_dir)?;
         lock::create_dir("WAL directory", &wal_dir)?;
-        let catalog = Catalog::open(&data_dir).await?;
         let stats = stats::Stats::default();
+        let disk = disk::DiskReserve::new(&data_dir, config.min_free_disk);
+        disk.check_at_open(&stats)?;
+        disk::check_index_beside_blocks(&data_dir, &blocks_dir)?;
+        let catalog = Catalog::open(&data_dir)
+            .await
+            .map_err(disk::explain_open_error)?;
+        disk::check_index_writable(&catalog, &data_dir).await?;
         let block_files::Prepared { blocks, next_id } =
             block_files::prepare(&catalog, &blocks_dir, &stats).await?;
 
@@ -253,43 +265,16 @@ impl TraceStore {
 
         let flushed_through = catalog.flushed_through().await?;
         let (wal, replayed) = wal::Wal::open(&wal_dir, flushed_through)?;
-        let mut active = Vec::new();
-        let mut replayed_rows = 0;
-        let mut replayed_bytes = 0;
-        let mut replayed_ops = Vec::new();
-        for segment in &replayed {
-            for record in &segment.records {
-                match writer::decode_record(record) {
-                    Ok(batches) => {
-                        for batch in batches {
-                            replayed_rows += batch.num_rows();
-                            replayed_bytes += batch.get_array_memory_size();
-                            replayed_ops.extend(operations_in(&batch));
-                            active.push(batch);
-                        }
-                    }
-                    Err(e) => {
-                        warn!(segment = segment.seq, error = %e, "skipping undecodable wal record")
-                    }
-                }
-            }
-        }
-        if replayed_rows > 0 {
-            info!(
-                spans = replayed_rows,
-                segments = replayed.len(),
-                "replayed wal into head"
-            );
-        }
+        let head = replay::into_head(&replayed);
 
         let (catalog_queue, catalog_inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,
             wal_dir,
             state: RwLock::new(State {
-                active,
-                active_rows: replayed_rows,
-                active_bytes: replayed_bytes,
+                active: head.batches,
+                active_rows: head.rows,
+                active_bytes: head.bytes,
                 sealed: Vec::new(),
                 blocks,
             }),
@@ -299,12 +284,13 @@ impl TraceStore {
             searcher: Searcher::new(),
             next_block_id: AtomicU64::new(next_id),
             stats,
+            disk,
             config: config.clone(),
             dir_lock: Mutex::new(Some(dir_lock)),
             read_only: false,
             unreadable: Mutex::default(),
         });
-        inner.register_operations(replayed_ops);
+        inner.register_operations(head.operations);
 
         let (tx, rx) = sync_channel(4096);
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
@@ -334,6 +320,7 @@ impl TraceStore {
             tokio::spawn(writer::run_flusher(inner.clone(), flush_rx)),
             tokio::spawn(catalog_writer::run(catalog, catalog_inbox)),
             tokio::spawn(compaction::run(inner.clone())),
+            tokio::spawn(disk::run_monitor(inner.clone())),
             tokio::spawn(async move {
                 // Holds the sync thread's stop sender until the store shuts down, and
                 // logs catalog refusals no line has told yet.
@@ -370,7 +357,11 @@ impl TraceStore {
         let data_dir = lock::absolute_data_dir(&config.data_dir)?;
         let blocks_dir = data_dir.join("blocks");
         lock::create_dir("blocks directory", &blocks_dir)?;
-        let catalog = Catalog::open(&data_dir).await?;
+        // A reader would create the new index a writer then starts with.
+        disk::check_index_beside_blocks(&data_dir, &blocks_dir)?;
+        let catalog = Catalog::open(&data_dir)
+            .await
+            .map_err(disk::explain_open_error)?;
         let (catalog_queue, _inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,
@@ -382,6 +373,7 @@ impl TraceStore {
             searcher: Searcher::new(),
             next_block_id: AtomicU64::new(0),
             stats: stats::Stats::default(),
+            disk: disk::DiskReserve::disabled(&data_dir),
             config,
             dir_lock: Mutex::new(None),
             read_only: true,
@@ -424,7 +416,15 @@ impl TraceStore {
     }
 
     /// Stops accepting writes, flushes the head to a block, and stops background work.
+    /// A head that cannot be flushed within a minute (a full disk, an index that cannot
+    /// be written) stays in the WAL, which the next start replays: a WARN says how many
+    /// spans.
     pub async fn shutdown(&self) -> Result<()> {
+        self.shutdown_within(Duration::from_secs(60)).await
+    }
+
+    /// [`TraceStore::shutdown`], waiting at most `wait` for the head's flush.
+    pub(crate) async fn shutdown_within(&self, wait: Duration) -> Result<()> {
         let Some(tx) = self.tx.lock().take() else {
             // Read-only: only the refresher to stop.
             for task in self.tasks.lock().drain(..) {
@@ -439,7 +439,12 @@ impl TraceStore {
             let _ = tx.send(Command::Shutdown);
         })
         .await;
-        let _ = tokio::time::timeout(Duration::from_secs(60), done).await;
+        if tokio::time::timeout(wait, done).await.is_err() {
+            warn!(
+                waited = ?wait,
+                "the head could not be flushed to a block in time; stopping without it"
+            );
+        }
         // Catalog changes made since the last flush (sightings, entries forgotten)
         // reach SQL before the writer stops.
         catalog_writer::written(&self.inner, Duration::from_secs(10)).await;
@@ -459,7 +464,16 @@ impl TraceStore {
         .await;
         self.inner.catalog.close().await;
         self.inner.dir_lock.lock().take();
-        info!("store shut down");
+        // Spans still in memory, whether never sealed or sealed and not flushed, are
+        // all in WAL segments that no flush has deleted.
+        match self.inner.state.read().held_rows() {
+            0 => info!("store shut down"),
+            spans => warn!(
+                spans_in_wal = spans,
+                "store shut down without flushing {spans} spans to blocks: they are safe \
+                 in the WAL and are replayed at the next start"
+            ),
+        }
         Ok(())
     }
 
@@ -470,36 +484,6 @@ impl TraceStore {
             .stats
             .snapshot(state.held_rows(), state.held_bytes(), &state.blocks)
     }
-}
-
-fn operations_in(batch: &RecordBatch) -> Vec<(String, Operation)> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::Int8Type;
-    let (Some(svc), Some(name), Some(kind)) = (
-        batch.column_by_name(schema::col::SERVICE),
-        batch.column_by_name(schema::col::NAME),
-        batch.column_by_name(schema::col::KIND),
-    ) else {
-        return Vec::new();
-    };
-    let (Some(svc), Some(name), Some(kind)) = (
-        svc.as_string_opt::<i32>(),
-        name.as_string_opt::<i32>(),
-        kind.as_primitive_opt::<Int8Type>(),
-    ) else {
-        return Vec::new();
-    };
-    let mut set = BTreeSet::new();
-    for row in 0..batch.num_rows() {
-        set.insert((
-            svc.value(row).to_string(),
-            Operation {
-                name: name.value(row).to_string(),
-                span_kind: SpanKind::from_otlp(i32::from(kind.value(row))),
-            },
-        ));
-    }
-    set.into_iter().collect()
 }
 
 /// Replaces the in-memory block list and catalog with what SQL holds now.
@@ -521,13 +505,21 @@ async fn reload_index(inner: &Arc<Inner>, warned: &Arc<Mutex<BTreeSet<u64>>>) ->
 }
 
 impl TraceStore {
-    /// The write channel, or why there is none; refuses early when the head is full.
+    /// The write channel, or why there is none; refuses early when the disk is below
+    /// its free-space reserve ([`disk`]) or the head is full.
     fn admit_write(&self) -> Result<SyncSender<Command>, WriteError> {
         let tx =
             self.tx.lock().clone().ok_or_else(|| {
                 WriteError::Unavailable("store is read-only or shutting down".into())
             })?;
         let config = &self.inner.config;
+        // Request bytes waiting for the WAL: the queue's permits in use.
+        let queued = config
+            .max_queued_bytes
+            .as_u64()
+            .min(Semaphore::MAX_PERMITS as u64)
+            .saturating_sub(self.queued_bytes.available_permits() as u64);
+        self.inner.disk.admit(&self.inner.stats, queued)?;
         {
             let state = self.inner.state.read();
             if state.held_rows() >= config.max_head_rows

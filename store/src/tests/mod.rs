@@ -10,6 +10,7 @@ use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use super::*;
 use crate::schema::span_schema;
 
+mod data_dir;
 mod format;
 mod lifecycle;
 mod recovery;

@@ -1,0 +1,396 @@
+//! The data directory's disk and files as startup and shutdown find them: an index lost
+//! beside its blocks, an index that cannot be written, a head that cannot be flushed,
+//! the head's size after a replay.
+
+use std::path::Path;
+
+use super::*;
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Writes one two-span trace of `service` (seed `seed`) and flushes it to a block.
+async fn flush_trace(store: &TraceStore, seed: u8, service: &str) {
+    store
+        .write_spans(vec![trace(seed, service, 2, *T0, 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+}
+
+fn remove_database(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("meshtel.db")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The memory of replayed spans is counted as that of spans written live, not once per
+/// column of the WAL record they share.
+#[tokio::test]
+async fn replayed_spans_count_their_memory_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 0..50u8 {
+        store
+            .write_spans(vec![trace(seed, "svc", 20, *T0, 1000)])
+            .await
+            .unwrap();
+    }
+    let live = store.stats();
+    assert_eq!(live.head_spans, 1000);
+    // Copy the data directory while the store runs, as a crash would leave it.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    store.shutdown().await.unwrap();
+    let reopened = TraceStore::open(config(copy.path())).await.unwrap();
+    let replayed = reopened.stats();
+    assert_eq!(replayed.head_spans, 1000);
+    assert!(
+        replayed.head_bytes <= live.head_bytes * 3 / 2 && replayed.head_bytes > 0,
+        "replayed {} bytes against {} live",
+        replayed.head_bytes,
+        live.head_bytes
+    );
+    reopened.shutdown().await.unwrap();
+}
+
+/// A `meshtel.db` moved away or emptied beside blocks it indexed: startup stops with
+/// what to do, and moves no block.
+#[tokio::test]
+async fn a_lost_or_empty_index_beside_blocks_stops_startup_and_moves_nothing() {
+    for emptied in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let backup = tempfile::tempdir().unwrap();
+        let store = TraceStore::open(config(dir.path())).await.unwrap();
+        flush_trace(&store, 1, "kept").await;
+        flush_trace(&store, 2, "kept").await;
+        store.shutdown().await.unwrap();
+        let blocks_dir = dir.path().join("blocks");
+        let blocks_before = names_in(&blocks_dir);
+        copy_dir(dir.path(), backup.path());
+        remove_database(dir.path());
+        if emptied {
+            std::fs::write(dir.path().join("meshtel.db"), b"").unwrap();
+        }
+
+        let message = TraceStore::open(config(dir.path()))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        // Nor does a reader create the new index.
+        let read_only = TraceStore::open_read_only(config(dir.path()), Duration::from_secs(1))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(read_only, message);
+        let data_dir = std::fs::canonicalize(dir.path()).unwrap();
+        for needle in [
+            data_dir.join("meshtel.db").display().to_string(),
+            data_dir.join("blocks").display().to_string(),
+            "2 block files".to_string(),
+            "restore meshtel.db from a backup".to_string(),
+            "move".to_string(),
+        ] {
+            assert!(message.contains(&needle), "{needle:?} in {message}");
+        }
+        assert_eq!(names_in(&blocks_dir), blocks_before, "nothing set aside");
+        assert_eq!(
+            dir.path().join("meshtel.db").exists(),
+            emptied,
+            "no database created"
+        );
+
+        // The backup restored, everything is there again.
+        remove_database(dir.path());
+        for name in names_in(backup.path()) {
+            if name.starts_with("meshtel.db") {
+                std::fs::copy(backup.path().join(&name), dir.path().join(&name)).unwrap();
+            }
+        }
+        let store = TraceStore::open(config(dir.path())).await.unwrap();
+        assert_eq!(ids(&store, &query("kept")).await.len(), 2);
+        assert_eq!(store.stats().blocks, 2);
+        store.shutdown().await.unwrap();
+    }
+}
+
+/// A new data directory whose `blocks/` holds no block file starts as before.
+#[tokio::test]
+async fn a_new_index_beside_a_blocks_directory_without_blocks_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = dir.path().join("blocks");
+    std::fs::create_dir_all(blocks.join("orphaned")).unwrap();
+    std::fs::write(blocks.join("README.txt"), b"ours").unwrap();
+    std::fs::write(blocks.join("orphaned/0000000000000001.parquet"), b"x").unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "new").await;
+    store.shutdown().await.unwrap();
+}
+
+/// A `meshtel.db` whose header is garbled says what to do, naming the file.
+#[tokio::test]
+async fn a_garbled_index_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "kept").await;
+    store.shutdown().await.unwrap();
+    let db = dir.path().join("meshtel.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..16].copy_from_slice(b"garbage garbage!");
+    std::fs::write(&db, bytes).unwrap();
+    let message = TraceStore::open(config(dir.path()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    for needle in [
+        "meshtel.db",
+        "file is not a database",
+        "restore meshtel.db from a backup",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+}
+
+/// Makes `path` unwritable for this process: read-only permissions, or (as root, whom
+/// permissions do not stop) the immutable attribute. `false` when neither works here.
+fn make_unwritable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    if std::fs::OpenOptions::new().write(true).open(path).is_err() {
+        return true;
+    }
+    let chattr = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(path)
+        .status();
+    matches!(chattr, Ok(s) if s.success())
+        && std::fs::OpenOptions::new().write(true).open(path).is_err()
+}
+
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(path)
+        .status();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// A `meshtel.db` meshtel cannot write is refused at start, naming it, rather than
+/// failing every flush.
+#[tokio::test]
+async fn an_index_that_cannot_be_written_stops_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "kept").await;
+    store.shutdown().await.unwrap();
+    let db = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join("meshtel.db");
+    if !make_unwritable(&db) {
+        make_writable(&db);
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot make a file unwritable here (needs chattr as root)"
+        );
+        eprintln!(
+            "SKIPPED an_index_that_cannot_be_written_stops_startup: no way to make a file unwritable here"
+        );
+        return;
+    }
+    let opened = TraceStore::open(config(dir.path())).await;
+    make_writable(&db);
+    let message = match opened {
+        Ok(store) => {
+            store.shutdown().await.unwrap();
+            panic!("started with an unwritable index");
+        }
+        Err(e) => e.to_string(),
+    };
+    let db_name = db.display().to_string();
+    for needle in [db_name.as_str(), "readonly", "permissions"] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    // Writable again, it starts.
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(ids(&store, &query("kept")).await.len(), 1);
+    store.shutdown().await.unwrap();
+}
+
+/// Below `store.min_free_disk` the store starts, refuses new spans as an overload
+/// counted on its own, and still flushes the head it replayed and answers from it.
+#[tokio::test]
+async fn below_the_free_space_reserve_new_spans_are_refused_and_the_head_still_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    store
+        .write_spans(vec![trace(1, "before", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    assert_eq!(store.stats().rejected_disk_full, 0);
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    store.shutdown().await.unwrap();
+
+    let disk = crate::disk::usage(copy.path()).unwrap();
+    let mut cfg = config(copy.path());
+    // As large as the disk: no span could ever be written.
+    cfg.min_free_disk = bytesize::ByteSize::b(disk.total);
+    let message = TraceStore::open(cfg.clone())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("[store] min_free_disk"), "{message}");
+    // Just below it: more than is free.
+    cfg.min_free_disk = bytesize::ByteSize::b(disk.total - 1);
+    let store = TraceStore::open(cfg).await.unwrap();
+    assert!(store.stats().disk_free_bytes > 0);
+    for _ in 0..2 {
+        match store
+            .write_spans(vec![trace(2, "refused", 2, *T0, 1000)])
+            .await
+        {
+            Err(WriteError::Overloaded { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(5))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let stats = store.stats();
+    assert_eq!((stats.rejected_disk_full, stats.rejected_overload), (2, 0));
+    assert_eq!(stats.head_spans, 2);
+    store.flush().await.unwrap();
+    let stats = store.stats();
+    assert_eq!((stats.blocks, stats.head_spans), (1, 0));
+    assert_eq!(ids(&store, &query("before")).await.len(), 1);
+    assert!(ids(&store, &query("refused")).await.is_empty());
+    store.shutdown().await.unwrap();
+    // The reserve off: accepted.
+    let mut cfg = config(copy.path());
+    cfg.min_free_disk = bytesize::ByteSize::b(0);
+    let store = TraceStore::open(cfg).await.unwrap();
+    store
+        .write_spans(vec![trace(3, "accepted", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    store.shutdown().await.unwrap();
+}
+
+/// Log lines at INFO and above, as text, while it lives.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// Callsites another test's thread registered while no subscriber was set may have
+    /// cached that none wants them: asks again, before the lines a test looks for.
+    fn refresh(&self) {
+        tracing::callsite::rebuild_interest_cache();
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// A shutdown whose head cannot be flushed says how many spans the WAL keeps for the
+/// next start, and does not claim a clean stop; the next start replays them.
+#[tokio::test]
+async fn a_shutdown_that_cannot_flush_says_what_stays_in_the_wal() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 1..=2 {
+        store
+            .write_spans(vec![trace(seed, "kept", 2, *T0, 1000)])
+            .await
+            .unwrap();
+    }
+    // The blocks directory becomes a file: no block can be written.
+    let blocks = dir.path().join("blocks");
+    std::fs::remove_dir_all(&blocks).unwrap();
+    std::fs::write(&blocks, b"not a directory").unwrap();
+    logs.refresh();
+    store
+        .shutdown_within(Duration::from_millis(500))
+        .await
+        .unwrap();
+    let text = logs.text();
+    assert!(text.contains("spans_in_wal=4"), "{text}");
+    assert!(text.contains("replayed at the next start"), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.trim_end().ends_with("store shut down")),
+        "{text}"
+    );
+
+    std::fs::remove_file(&blocks).unwrap();
+    std::fs::create_dir(&blocks).unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.stats().head_spans, 4);
+    assert_eq!(ids(&store, &query("kept")).await.len(), 2);
+    logs.refresh();
+    store.shutdown().await.unwrap();
+    let text = logs.text();
+    assert!(text.trim_end().ends_with("store shut down"), "{text}");
+}
