@@ -96,6 +96,15 @@ pub enum Error {
          encoded; send smaller batches or raise store.max_queued_bytes"
     )]
     LargerThanWriteQueue,
+    /// The data directory's disk is below `store.min_free_disk`; retry after the delay.
+    /// The message names the directory, its free bytes and the setting.
+    #[error("{message}")]
+    DiskFull {
+        /// The store's message.
+        message: String,
+        /// Suggested delay before a retry.
+        retry_after: Duration,
+    },
     /// The span store cannot accept writes (shutting down, log not writable).
     #[error("span store unavailable")]
     Unavailable(#[source] WriteError),
@@ -232,6 +241,13 @@ impl From<WriteError> for Error {
             // No wait makes room for it: permanent.
             WriteError::LargerThanQueue { .. } => Error::LargerThanWriteQueue,
             WriteError::Overloaded { retry_after } => Error::Overloaded { retry_after },
+            WriteError::DiskFull {
+                message,
+                retry_after,
+            } => Error::DiskFull {
+                message,
+                retry_after,
+            },
             other @ WriteError::Unavailable(_) => Error::Unavailable(other),
         }
     }
@@ -256,7 +272,9 @@ impl Error {
             | Error::InvalidZipkinSpan(_)
             | Error::InvalidQuotaRequest(_)
             | Error::InvalidMixerAttributes(_) => ErrorCode::BadRequest,
-            Error::Overloaded { .. } | Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::Overloaded { .. } | Error::DiskFull { .. } | Error::Unavailable(_) => {
+                ErrorCode::Unavailable
+            }
             Error::InvalidConfig(_) | Error::Metrics(_) => ErrorCode::Internal,
         }
     }
@@ -279,7 +297,9 @@ impl Error {
     /// The delay a client should wait before retrying, when the error says so.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Overloaded { retry_after } => Some(*retry_after),
+            Error::Overloaded { retry_after } | Error::DiskFull { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }
@@ -346,6 +366,26 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("1500 ms"), "{}", status.message());
         assert!(!status.details().is_empty());
+    }
+
+    #[test]
+    fn a_disk_below_its_reserve_is_unavailable_with_the_stores_message() {
+        let error = Error::from(WriteError::DiskFull {
+            message: "data directory /d has 1 MiB free, below store.min_free_disk".into(),
+            retry_after: Duration::from_secs(5),
+        });
+        assert_eq!(error.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(5)));
+        let status = error.grpc_status();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status.message().contains("store.min_free_disk"),
+            "{status:?}"
+        );
+        assert_eq!(
+            rpc::retry_delay_from_status(status.details()),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]

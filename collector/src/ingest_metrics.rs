@@ -57,6 +57,8 @@ impl Protocol {
 pub enum RefusalReason {
     /// 503 / `UNAVAILABLE`: the pipeline is full, or the store cannot write.
     Overloaded,
+    /// 503 / `UNAVAILABLE`: the data directory's disk is below `store.min_free_disk`.
+    DiskFull,
     /// 413 / `RESOURCE_EXHAUSTED`.
     TooLarge,
     /// 400 / `INVALID_ARGUMENT` (and 408, a body that did not arrive in time).
@@ -66,8 +68,9 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
-    const ALL: [RefusalReason; 4] = [
+    const ALL: [RefusalReason; 5] = [
         RefusalReason::Overloaded,
+        RefusalReason::DiskFull,
         RefusalReason::TooLarge,
         RefusalReason::BadRequest,
         RefusalReason::UnsupportedMediaType,
@@ -77,6 +80,7 @@ impl RefusalReason {
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalReason::Overloaded => "overloaded",
+            RefusalReason::DiskFull => "disk_full",
             RefusalReason::TooLarge => "too_large",
             RefusalReason::BadRequest => "bad_request",
             RefusalReason::UnsupportedMediaType => "unsupported_media_type",
@@ -86,8 +90,10 @@ impl RefusalReason {
     /// The reason of an ingest error; `None` for errors that are ours, not the
     /// request's (an internal error is logged where it happens).
     pub fn of(error: &Error) -> Option<RefusalReason> {
-        if matches!(error, Error::UnsupportedMediaType { .. }) {
-            return Some(RefusalReason::UnsupportedMediaType);
+        match error {
+            Error::UnsupportedMediaType { .. } => return Some(RefusalReason::UnsupportedMediaType),
+            Error::DiskFull { .. } => return Some(RefusalReason::DiskFull),
+            _ => {}
         }
         match error.code() {
             ErrorCode::TooLarge => Some(RefusalReason::TooLarge),
@@ -121,7 +127,7 @@ impl RefusalReason {
 pub struct IngestMetrics {
     refused: IntCounterVec,
     spans_rejected: IntCounterVec,
-    windows: Arc<Mutex<[[RefusalLog; 4]; 3]>>,
+    windows: Arc<Mutex<[[RefusalLog; 5]; 3]>>,
 }
 
 /// The log window of one (protocol, reason) and what its last refusal said.
@@ -138,7 +144,8 @@ impl IngestMetrics {
             Opts::new(
                 "meshtel_ingest_refused_total",
                 "Ingest requests refused as a whole (nothing stored), by protocol and \
-                 reason: overloaded (503/UNAVAILABLE), too_large (413/RESOURCE_EXHAUSTED), \
+                 reason: overloaded (503/UNAVAILABLE), disk_full (503/UNAVAILABLE, below \
+                 store.min_free_disk), too_large (413/RESOURCE_EXHAUSTED), \
                  bad_request (400/INVALID_ARGUMENT), unsupported_media_type (415).",
             ),
             &["protocol", "reason"],
@@ -232,7 +239,7 @@ impl IngestMetrics {
 
 /// Logs the refusals of every (protocol, reason) that no line has told yet, where a
 /// line is due at `now`; false once the metrics are gone.
-fn log_untold_refusals(windows: &Weak<Mutex<[[RefusalLog; 4]; 3]>>, now: Instant) -> bool {
+fn log_untold_refusals(windows: &Weak<Mutex<[[RefusalLog; 5]; 3]>>, now: Instant) -> bool {
     let Some(windows) = windows.upgrade() else {
         return false;
     };
@@ -280,7 +287,7 @@ mod tests {
             .flat_map(|c| c.collect())
             .collect();
         let series: usize = families.iter().map(|f| f.get_metric().len()).sum();
-        assert_eq!(series, 3 * 4 + 3);
+        assert_eq!(series, 3 * 5 + 3);
         let overloaded = Error::Overloaded {
             retry_after: std::time::Duration::from_millis(500),
         };
@@ -292,6 +299,11 @@ mod tests {
             RefusalReason::of(&Error::LargerThanWriteQueue),
             Some(RefusalReason::TooLarge)
         );
+        let disk_full = Error::DiskFull {
+            message: "below store.min_free_disk".into(),
+            retry_after: std::time::Duration::from_secs(5),
+        };
+        assert_eq!(RefusalReason::of(&disk_full), Some(RefusalReason::DiskFull));
         assert_eq!(
             RefusalReason::of(&Error::TooManySpans { count: 2, limit: 1 }),
             Some(RefusalReason::BadRequest)

@@ -18,6 +18,16 @@ pub enum WriteError {
         /// Suggested delay before a retry.
         retry_after: Duration,
     },
+    /// The data directory's disk is below its free-space reserve
+    /// (`store.min_free_disk`); the message names the directory, the free bytes and the
+    /// setting. The client should retry after the given delay.
+    #[error("{message}")]
+    DiskFull {
+        /// What is wrong, for the client and the log.
+        message: String,
+        /// Suggested delay before a retry.
+        retry_after: Duration,
+    },
     /// The store is shutting down or its log cannot be written.
     #[error("unavailable: {0}")]
     Unavailable(String),

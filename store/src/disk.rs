@@ -223,23 +223,21 @@ impl DiskReserve {
         if self.min_free == 0 {
             return Ok(());
         }
+        let checked = self.free_at_check.load(Ordering::Relaxed);
+        let since = stats
+            .wal_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.wal_at_check.load(Ordering::Relaxed));
+        let free = checked.saturating_sub(since).saturating_sub(queued);
         if !self.below.load(Ordering::Relaxed) {
-            let checked = self.free_at_check.load(Ordering::Relaxed);
-            if checked == UNKNOWN {
-                return Ok(());
-            }
-            let since = stats
-                .wal_bytes
-                .load(Ordering::Relaxed)
-                .saturating_sub(self.wal_at_check.load(Ordering::Relaxed));
-            let free = checked.saturating_sub(since).saturating_sub(queued);
-            if free >= self.min_free {
+            if checked == UNKNOWN || free >= self.min_free {
                 return Ok(());
             }
             self.mark_below(free);
         }
         stats.rejected_disk_full.fetch_add(1, Ordering::Relaxed);
-        Err(WriteError::Overloaded {
+        Err(WriteError::DiskFull {
+            message: self.refusal(free),
             retry_after: DISK_FULL_RETRY_AFTER,
         })
     }
@@ -395,7 +393,7 @@ mod tests {
         reserve.refresh(&stats);
         assert!(matches!(
             reserve.admit(&stats, 0),
-            Err(WriteError::Overloaded { retry_after }) if retry_after == DISK_FULL_RETRY_AFTER
+            Err(WriteError::DiskFull { retry_after, .. }) if retry_after == DISK_FULL_RETRY_AFTER
         ));
         assert!(reserve.admit(&stats, 0).is_err());
         assert_eq!(stats.rejected_disk_full.load(Ordering::Relaxed), 2);

@@ -281,8 +281,12 @@ async fn below_the_free_space_reserve_new_spans_are_refused_and_the_head_still_f
             .write_spans(vec![trace(2, "refused", 2, *T0, 1000)])
             .await
         {
-            Err(WriteError::Overloaded { retry_after }) => {
-                assert_eq!(retry_after, Duration::from_secs(5))
+            Err(WriteError::DiskFull {
+                message,
+                retry_after,
+            }) => {
+                assert_eq!(retry_after, Duration::from_secs(5));
+                assert!(message.contains("store.min_free_disk"), "{message}");
             }
             other => panic!("{other:?}"),
         }
