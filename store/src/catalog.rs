@@ -495,7 +495,7 @@ impl Catalog {
 /// had already rolled back (see [`Catalog`]); a `ROLLBACK` on the same connection
 /// then succeeds (undoing what was not committed), where after a real commit SQLite
 /// says no transaction is active. The connection is closed unless it was clean.
-async fn confirm_committed(conn: &mut PoolConnection<Sqlite>) -> Result<()> {
+pub(crate) async fn confirm_committed(conn: &mut PoolConnection<Sqlite>) -> Result<()> {
     let outcome = sqlx::raw_sql("ROLLBACK").execute(&mut **conn).await;
     match outcome {
         Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => Ok(()),

@@ -406,7 +406,8 @@ impl EdgeRollups {
     async fn insert_buckets(&self, buckets: &[(u64, Bucket)]) -> Result<usize> {
         let bucket_seconds = to_i64(self.inner.config.bucket.as_secs());
         let mut rows = 0;
-        let mut tx = self.inner.pool.begin().await?;
+        let mut conn = self.inner.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         for (start, bucket) in buckets {
             let start_ms = to_i64(start / 1_000_000);
             for (key, stats) in bucket.rows() {
@@ -449,6 +450,8 @@ impl EdgeRollups {
             }
         }
         tx.commit().await?;
+        // Rollups are answered written only once committed (see `Catalog`).
+        crate::catalog::confirm_committed(&mut conn).await?;
         Ok(rows)
     }
 

@@ -26,7 +26,7 @@ use meshtel_model::quota::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tracing::info;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, confirm_committed};
 use crate::{Error, Result};
 
 /// A write refused by its precondition: the message for the client.
@@ -79,7 +79,8 @@ impl QuotaRepo {
     ) -> Result<Result<(StoredPolicy, bool), Refused>> {
         let after = spec_to_json(&spec)?;
         let now = self.now_unix_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         bump_revision(&mut tx).await?;
         let current = fetch_policy(&mut tx, &spec.name).await?;
         if let Err(refused) = check_precondition(precondition, &spec.name, current.as_ref()) {
@@ -130,6 +131,8 @@ impl QuotaRepo {
         )
         .await?;
         tx.commit().await?;
+        // A write is answered done only once it is committed (see `Catalog`).
+        confirm_committed(&mut conn).await?;
         info!(quota = %stored.spec.name, version = stored.version, actor, action, "quota policy written");
         Ok(Ok((stored, created)))
     }
@@ -141,7 +144,8 @@ impl QuotaRepo {
         actor: &str,
     ) -> Result<Result<bool, Refused>> {
         let now = self.now_unix_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         bump_revision(&mut tx).await?;
         let current = fetch_policy(&mut tx, name).await?;
         if let Err(refused) = check_precondition(precondition, name, current.as_ref()) {
@@ -157,6 +161,7 @@ impl QuotaRepo {
         let before = spec_to_json(&current.spec)?;
         append_audit(&mut tx, now, actor, "delete", name, Some(before), None).await?;
         tx.commit().await?;
+        confirm_committed(&mut conn).await?;
         info!(quota = %name, actor, "quota policy deleted");
         Ok(Ok(true))
     }

@@ -347,3 +347,64 @@ async fn quotas_admin_token_digests() {
         .unwrap_err();
     assert!(matches!(e, meshtel_model::Error::BadRequest(_)), "{e}");
 }
+
+/// A policy write after SQLite rolled a transaction back by itself (an I/O error, a full
+/// disk) and after a statement failed inside one is answered done only if another
+/// connection sees it: an admin's edit is never acknowledged and lost.
+#[tokio::test]
+async fn a_policy_write_is_done_only_once_committed() {
+    use sqlx::{Connection, Row};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir).await;
+    sqlx::raw_sql(
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON quota_policies \
+         WHEN NEW.name IN ('rolled-back', 'aborted') BEGIN \
+           SELECT CASE NEW.name \
+             WHEN 'rolled-back' THEN RAISE(ROLLBACK, 'injected rollback') \
+             ELSE RAISE(ABORT, 'injected abort') END; \
+         END;",
+    )
+    .execute(&repo.pool)
+    .await
+    .unwrap();
+    // Every write below goes through the one connection left in the pool.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(repo.pool.acquire().await.unwrap());
+    }
+    for name in ["rolled-back", "aborted"] {
+        let refused = repo
+            .put_policy(spec(name, 1), Precondition::None, "alice")
+            .await;
+        assert!(refused.is_err(), "{name}: {refused:?}");
+    }
+    let written = repo
+        .put_policy(spec("kept", 1), Precondition::None, "alice")
+        .await;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("meshtel.db"))
+        .busy_timeout(std::time::Duration::from_millis(500));
+    let mut other = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let names: Vec<String> = sqlx::query("SELECT name FROM quota_policies")
+        .fetch_all(&mut other)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    other.close().await.unwrap();
+    drop(held);
+    if written.is_ok() {
+        assert_eq!(names, ["kept"], "answered done, not committed");
+    }
+    // Whatever failed before, the next write goes through.
+    repo.put_policy(spec("next", 1), Precondition::None, "alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.list_policies().await.unwrap().len(),
+        1 + usize::from(written.is_ok())
+    );
+}
