@@ -212,14 +212,18 @@ impl Catalog {
     /// are ignored; an operation's service is recorded too, in case its first listing
     /// never reached SQL), later sightings of known ones, and entries forgotten.
     pub async fn apply(&self, changes: &[CatalogChange]) -> Result<()> {
-        self.apply_committed(changes)
-            .await
-            .map_err(|e| self.named(e))
+        let mut conn = self.pool.acquire().await.map_err(|e| self.named(e))?;
+        let written = self.apply_committed(&mut conn, changes).await;
+        close_if_read_only(&mut conn, &written);
+        written.map_err(|e| self.named(e))
     }
 
-    async fn apply_committed(&self, changes: &[CatalogChange]) -> Result<()> {
+    async fn apply_committed(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        changes: &[CatalogChange],
+    ) -> Result<()> {
         let now = now_unix_ms();
-        let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         for change in changes {
             match change {
@@ -317,7 +321,7 @@ impl Catalog {
             }
         }
         tx.commit().await?;
-        confirm_committed(&mut conn).await
+        confirm_committed(conn).await
     }
 
     /// All blocks in the index.
@@ -362,9 +366,12 @@ impl Catalog {
         removed: &[u64],
         flushed_through: Option<u64>,
     ) -> Result<()> {
-        self.replace_blocks_committed(added, removed, flushed_through)
-            .await
-            .map_err(|e| self.named(e))
+        let mut conn = self.pool.acquire().await.map_err(|e| self.named(e))?;
+        let written = self
+            .replace_blocks_committed(&mut conn, added, removed, flushed_through)
+            .await;
+        close_if_read_only(&mut conn, &written);
+        written.map_err(|e| self.named(e))
     }
 
     /// Whether the index lists the block `id` (as committed: see [`Catalog`]).
@@ -379,12 +386,12 @@ impl Catalog {
 
     async fn replace_blocks_committed(
         &self,
+        conn: &mut PoolConnection<Sqlite>,
         added: &[BlockMeta],
         removed: &[u64],
         flushed_through: Option<u64>,
     ) -> Result<()> {
         let now = now_unix_ms();
-        let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         for b in added {
             sqlx::query(
@@ -426,19 +433,23 @@ impl Catalog {
                 .await?;
         }
         tx.commit().await?;
-        confirm_committed(&mut conn).await
+        confirm_committed(conn).await
     }
 
     /// Takes blocks out of the index without listing their files as replaced: blocks
     /// set aside (missing or unreadable ones), whose files are not to be deleted.
     pub async fn drop_blocks(&self, ids: &[u64]) -> Result<()> {
-        self.drop_blocks_committed(ids)
-            .await
-            .map_err(|e| self.named(e))
+        let mut conn = self.pool.acquire().await.map_err(|e| self.named(e))?;
+        let written = self.drop_blocks_committed(&mut conn, ids).await;
+        close_if_read_only(&mut conn, &written);
+        written.map_err(|e| self.named(e))
     }
 
-    async fn drop_blocks_committed(&self, ids: &[u64]) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
+    async fn drop_blocks_committed(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        ids: &[u64],
+    ) -> Result<()> {
         let mut tx = conn.begin().await?;
         for id in ids {
             sqlx::query("DELETE FROM blocks WHERE id = ?")
@@ -447,7 +458,7 @@ impl Catalog {
                 .await?;
         }
         tx.commit().await?;
-        confirm_committed(&mut conn).await
+        confirm_committed(conn).await
     }
 
     /// File names of blocks that compaction or retention replaced and that may still
@@ -461,13 +472,17 @@ impl Catalog {
 
     /// Forgets replaced block files once they are deleted.
     pub async fn forget_replaced(&self, file_names: &[String]) -> Result<()> {
-        self.forget_replaced_committed(file_names)
-            .await
-            .map_err(|e| self.named(e))
+        let mut conn = self.pool.acquire().await.map_err(|e| self.named(e))?;
+        let written = self.forget_replaced_committed(&mut conn, file_names).await;
+        close_if_read_only(&mut conn, &written);
+        written.map_err(|e| self.named(e))
     }
 
-    async fn forget_replaced_committed(&self, file_names: &[String]) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
+    async fn forget_replaced_committed(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        file_names: &[String],
+    ) -> Result<()> {
         let mut tx = conn.begin().await?;
         for name in file_names {
             sqlx::query("DELETE FROM replaced_blocks WHERE path = ?")
@@ -476,7 +491,7 @@ impl Catalog {
                 .await?;
         }
         tx.commit().await?;
-        confirm_committed(&mut conn).await
+        confirm_committed(conn).await
     }
 
     /// The connection pool, shared with the edge rollups ([`crate::edges`]).
@@ -510,6 +525,20 @@ pub(crate) async fn confirm_committed(conn: &mut PoolConnection<Sqlite>) -> Resu
             conn.close_on_drop();
             Err(e.into())
         }
+    }
+}
+
+/// Closes `conn` when `written` failed because it is read-only ("attempt to write a
+/// readonly database"). SQLite opens a database file it cannot write read-only, without
+/// an error, and the connection stays so: one the pool opened while `meshtel.db` could
+/// not be written (an immutable or read-only file for a while) would fail every write
+/// after the file is writable again. Closed, the next write opens a new one.
+pub(crate) fn close_if_read_only<T>(conn: &mut PoolConnection<Sqlite>, written: &Result<T>) {
+    if let Err(e) = written
+        && e.to_string().contains("readonly database")
+    {
+        warn!("closing a database connection opened read-only; the next write opens a new one");
+        conn.close_on_drop();
     }
 }
 

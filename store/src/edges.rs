@@ -404,10 +404,20 @@ impl EdgeRollups {
     }
 
     async fn insert_buckets(&self, buckets: &[(u64, Bucket)]) -> Result<usize> {
+        let mut conn = self.inner.pool.acquire().await?;
+        let written = self.insert_buckets_on(&mut conn, buckets).await;
+        crate::catalog::close_if_read_only(&mut conn, &written);
+        written
+    }
+
+    async fn insert_buckets_on(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        buckets: &[(u64, Bucket)],
+    ) -> Result<usize> {
         let bucket_seconds = to_i64(self.inner.config.bucket.as_secs());
         let mut rows = 0;
-        let mut conn = self.inner.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
         for (start, bucket) in buckets {
             let start_ms = to_i64(start / 1_000_000);
             for (key, stats) in bucket.rows() {
@@ -451,7 +461,7 @@ impl EdgeRollups {
         }
         tx.commit().await?;
         // Rollups are answered written only once committed (see `Catalog`).
-        crate::catalog::confirm_committed(&mut conn).await?;
+        crate::catalog::confirm_committed(conn).await?;
         Ok(rows)
     }
 

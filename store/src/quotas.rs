@@ -23,10 +23,11 @@ use meshtel_model::graph::{SystemUnixClock, UnixClock};
 use meshtel_model::quota::{
     AdminTokenStore, AuditEntry, Precondition, QuotaPolicySpec, QuotaPolicyStore, StoredPolicy,
 };
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 use tracing::info;
 
-use crate::catalog::{Catalog, confirm_committed};
+use crate::catalog::{Catalog, close_if_read_only, confirm_committed};
 use crate::{Error, Result};
 
 /// A write refused by its precondition: the message for the client.
@@ -77,10 +78,22 @@ impl QuotaRepo {
         precondition: Precondition,
         actor: &str,
     ) -> Result<Result<(StoredPolicy, bool), Refused>> {
+        let mut conn = self.pool.acquire().await?;
+        let written = self.put_on(&mut conn, spec, precondition, actor).await;
+        close_if_read_only(&mut conn, &written);
+        written
+    }
+
+    async fn put_on(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        spec: QuotaPolicySpec,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Result<(StoredPolicy, bool), Refused>> {
         let after = spec_to_json(&spec)?;
         let now = self.now_unix_ms();
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
         bump_revision(&mut tx).await?;
         let current = fetch_policy(&mut tx, &spec.name).await?;
         if let Err(refused) = check_precondition(precondition, &spec.name, current.as_ref()) {
@@ -132,7 +145,7 @@ impl QuotaRepo {
         .await?;
         tx.commit().await?;
         // A write is answered done only once it is committed (see `Catalog`).
-        confirm_committed(&mut conn).await?;
+        confirm_committed(conn).await?;
         info!(quota = %stored.spec.name, version = stored.version, actor, action, "quota policy written");
         Ok(Ok((stored, created)))
     }
@@ -143,9 +156,21 @@ impl QuotaRepo {
         precondition: Precondition,
         actor: &str,
     ) -> Result<Result<bool, Refused>> {
-        let now = self.now_unix_ms();
         let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let written = self.delete_on(&mut conn, name, precondition, actor).await;
+        close_if_read_only(&mut conn, &written);
+        written
+    }
+
+    async fn delete_on(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        name: &str,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Result<bool, Refused>> {
+        let now = self.now_unix_ms();
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
         bump_revision(&mut tx).await?;
         let current = fetch_policy(&mut tx, name).await?;
         if let Err(refused) = check_precondition(precondition, name, current.as_ref()) {
@@ -161,7 +186,7 @@ impl QuotaRepo {
         let before = spec_to_json(&current.spec)?;
         append_audit(&mut tx, now, actor, "delete", name, Some(before), None).await?;
         tx.commit().await?;
-        confirm_committed(&mut conn).await?;
+        confirm_committed(conn).await?;
         info!(quota = %name, actor, "quota policy deleted");
         Ok(Ok(true))
     }

@@ -270,3 +270,63 @@ async fn a_merge_whose_index_write_fails_leaves_no_block_file() {
     assert_eq!(store.stats().compactions, 1);
     store.shutdown().await.unwrap();
 }
+
+/// `chattr +i` / `-i` on `path`; false when it cannot be done here (not root, or a
+/// filesystem without the attribute).
+fn set_immutable(path: &Path, on: bool) -> bool {
+    std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Connections opened while `meshtel.db` could not be written are read-only, and SQLite
+/// keeps them so: once the file is writable again, each fails one write and is closed,
+/// and writes go on, where before every write kept failing until a restart.
+#[tokio::test]
+async fn connections_opened_read_only_are_replaced_once_the_index_is_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(dir.path()).await.unwrap();
+    catalog
+        .replace_blocks(&[block(1, 5)], &[], Some(1))
+        .await
+        .unwrap();
+    let files: Vec<_> = ["meshtel.db", "meshtel.db-wal"]
+        .iter()
+        .map(|f| dir.path().join(f))
+        .collect();
+    if !files.iter().all(|f| set_immutable(f, true)) {
+        files.iter().for_each(|f| {
+            set_immutable(f, false);
+        });
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot make meshtel.db immutable here (needs chattr as root)"
+        );
+        eprintln!("SKIPPED connections_opened_read_only_are_replaced: needs chattr as root");
+        return;
+    }
+    // The pool opens its other connections now, while the file cannot be written.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        match catalog.pool().acquire().await {
+            Ok(conn) => held.push(conn),
+            Err(e) => eprintln!("a connection could not be opened: {e}"),
+        }
+    }
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    files.iter().for_each(|f| {
+        set_immutable(f, false);
+    });
+    let mut outcomes = Vec::new();
+    for id in 2..14 {
+        let written = catalog.replace_blocks(&[block(id, 5)], &[], Some(id)).await;
+        outcomes.push(written.is_ok());
+    }
+    let failures = outcomes.iter().filter(|ok| !**ok).count();
+    assert!(failures <= 3, "{outcomes:?}");
+    assert!(outcomes[4..].iter().all(|ok| *ok), "{outcomes:?}");
+    catalog.close().await;
+}
