@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::config::Config;
 use crate::http_server::{HttpTimeoutMetrics, serve_http};
@@ -389,14 +389,18 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     {
         tracing::warn!("requests still in flight after 10s; closing them");
     }
-    if role.ingests() {
-        edges
-            .shutdown()
-            .await
-            .context("flushing the edge rollups")?;
-    }
+    // The store is stopped (and says what stays in its WAL) even when the last edge
+    // rollups cannot be written; that error is then the exit's.
+    let edges_written = if role.ingests() {
+        edges.shutdown().await.inspect_err(|e| {
+            error!(error = %e, "could not write the last edge rollups at shutdown; they are lost");
+        })
+    } else {
+        Ok(())
+    };
     store.shutdown().await.context("flushing the store")?;
     let _ = std::fs::remove_file(&listeners_path);
+    edges_written.context("flushing the edge rollups")?;
     info!("stopped");
     result
 }

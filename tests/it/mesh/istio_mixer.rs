@@ -205,3 +205,63 @@ async fn a_mixer_era_proxy_checks_quota_and_reports_requests() {
     assert_eq!(total, 2.0, "{metrics}");
     m.stop().await;
 }
+
+/// A stop while `meshtel.db` cannot be written (an immutable file, as on a failing
+/// disk): the last edge rollups are lost and the exit says so, but the store is still
+/// stopped (its head flushed or left in the WAL with a line saying so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_whose_rollups_cannot_be_written_still_stops_the_store() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let channel = Channel::from_shared(format!("http://{}", m.grpc.expect("gRPC listener")))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // One request record: an open edge bucket, written at the stop.
+    let record = Compressor::reviews_to_ratings()
+        .int("response.code", 200)
+        .done();
+    MixerClient::new(channel)
+        .report(ReportRequest {
+            attributes: vec![record],
+            repeated_attributes_semantics: 1,
+            default_words: Vec::new(),
+            global_word_count: word_count(),
+        })
+        .await
+        .unwrap();
+    let files: Vec<_> = ["meshtel.db", "meshtel.db-wal"]
+        .iter()
+        .map(|f| dir.data_dir().join(f))
+        .collect();
+    let chattr = |flag: &str, file: &std::path::Path| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(file)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !files.iter().all(|f| chattr("+i", f)) {
+        files.iter().for_each(|f| {
+            chattr("-i", f);
+        });
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot make meshtel.db immutable here (needs chattr as root)"
+        );
+        eprintln!("SKIPPED a_stop_whose_rollups_cannot_be_written: needs chattr as root");
+        m.stop().await;
+        return;
+    }
+    let (exit, log) = m.stop_with_status().await;
+    files.iter().for_each(|f| {
+        chattr("-i", f);
+    });
+    assert!(!exit.success(), "{log}");
+    assert!(
+        log.contains("could not write the last edge rollups"),
+        "{log}"
+    );
+    assert!(log.contains("store shut down"), "{log}");
+}

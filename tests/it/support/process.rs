@@ -264,6 +264,12 @@ impl Meshtel {
         assert_plain_log(&self.log_text());
     }
 
+    /// Sends SIGTERM; the exit status, however the process ended, and its whole log.
+    pub async fn stop_with_status(mut self) -> (ExitStatus, String) {
+        let status = self.terminate().await;
+        (status, self.log_text())
+    }
+
     async fn terminate(&mut self) -> ExitStatus {
         send_signal(self.pid(), "TERM");
         let deadline = Instant::now() + STOP_TIMEOUT;
