@@ -62,6 +62,18 @@ async fn pass(inner: &Arc<Inner>, now: i64) -> Result<()> {
     apply_retention(inner, now).await?;
     crate::catalog_writer::upkeep(inner, now);
     while let Some(group) = pick_compaction(inner) {
+        // A merge writes its output beside its inputs: on a disk near its reserve it
+        // waits, so that the space stays for flushing what is acknowledged.
+        let bytes: u64 = group.iter().map(|b| b.bytes).sum();
+        if !inner.disk.has_room_for(&inner.stats, bytes) {
+            warn!(
+                blocks = group.len(),
+                bytes,
+                min_free_disk = inner.config.min_free_disk.as_u64(),
+                "compaction waits: merging these blocks would take the disk below store.min_free_disk"
+            );
+            break;
+        }
         if let Err(e) = compact(inner, &group).await {
             let unreadable = e
                 .block_path()

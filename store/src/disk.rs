@@ -216,6 +216,21 @@ impl DiskReserve {
         )
     }
 
+    /// Whether `bytes` more (a merge's output, at most its inputs' size) fit above the
+    /// reserve, as the latest check found the disk less the WAL written since. Always
+    /// true with the reserve off or before the first check.
+    pub(crate) fn has_room_for(&self, stats: &Stats, bytes: u64) -> bool {
+        let checked = self.free_at_check.load(Ordering::Relaxed);
+        if self.min_free == 0 || checked == UNKNOWN {
+            return true;
+        }
+        let since = stats
+            .wal_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.wal_at_check.load(Ordering::Relaxed));
+        checked.saturating_sub(since) >= self.min_free.saturating_add(bytes)
+    }
+
     /// Admits a write, or refuses it as an overload (counted in `rejected_disk_full`)
     /// when the free space, as the latest check found it less the WAL bytes written
     /// since and the `queued` bytes waiting for the WAL, is below the reserve.
@@ -228,12 +243,18 @@ impl DiskReserve {
             .wal_bytes
             .load(Ordering::Relaxed)
             .saturating_sub(self.wal_at_check.load(Ordering::Relaxed));
-        let free = checked.saturating_sub(since).saturating_sub(queued);
+        let on_disk = checked.saturating_sub(since);
+        let free = on_disk.saturating_sub(queued);
         if !self.below.load(Ordering::Relaxed) {
             if checked == UNKNOWN || free >= self.min_free {
                 return Ok(());
             }
-            self.mark_below(free);
+            // Only the disk itself being below the reserve is a state to tell of (and
+            // to hold until the next read): a request that would take it there is
+            // refused alone.
+            if on_disk < self.min_free {
+                self.mark_below(on_disk);
+            }
         }
         stats.rejected_disk_full.fetch_add(1, Ordering::Relaxed);
         Err(WriteError::DiskFull {
@@ -430,13 +451,22 @@ mod tests {
             "queued bytes count"
         );
         assert_eq!(stats.rejected_disk_full.load(Ordering::Relaxed), 1);
-        // Refused from now on, until a check finds room.
-        assert!(reserve.admit(&stats, 0).is_err());
+        // A request that would take the disk below is refused alone: it is not below.
+        assert!(reserve.admit(&stats, 0).is_ok());
         free.store(70 << 20, Ordering::Relaxed);
         reserve.refresh(&stats);
         assert!(reserve.admit(&stats, 0).is_ok());
         stats.record_written(1000, 7 << 20);
         assert!(reserve.admit(&stats, 0).is_err());
+        // The disk itself below: refused from now on, until a check finds room.
+        assert!(reserve.admit(&stats, 0).is_err());
+        assert!(!reserve.has_room_for(&stats, 0));
+        free.store(80 << 20, Ordering::Relaxed);
+        reserve.refresh(&stats);
+        assert!(reserve.admit(&stats, 0).is_ok());
+        // A merge of 10 MiB fits above the reserve, one of 20 MiB does not.
+        assert!(reserve.has_room_for(&stats, 10 << 20));
+        assert!(!reserve.has_room_for(&stats, 20 << 20));
     }
 
     #[test]

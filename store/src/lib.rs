@@ -249,6 +249,20 @@ impl TraceStore {
         let stats = stats::Stats::default();
         let disk = disk::DiskReserve::new(&data_dir, config.min_free_disk);
         disk.check_at_open(&stats)?;
+        let flush_room = config
+            .max_head_bytes
+            .as_u64()
+            .saturating_add(config.max_queued_bytes.as_u64());
+        let min_free = config.min_free_disk.as_u64();
+        if min_free > 0 && min_free < flush_room {
+            warn!(
+                min_free_disk = min_free,
+                max_head_bytes = config.max_head_bytes.as_u64(),
+                max_queued_bytes = config.max_queued_bytes.as_u64(),
+                "store.min_free_disk is below max_head_bytes + max_queued_bytes: on a nearly \
+                 full disk a burst can leave too little room to flush the head and merge blocks"
+            );
+        }
         disk::check_index_beside_blocks(&data_dir, &blocks_dir)?;
         let catalog = Catalog::open(&data_dir)
             .await
@@ -513,13 +527,7 @@ impl TraceStore {
                 WriteError::Unavailable("store is read-only or shutting down".into())
             })?;
         let config = &self.inner.config;
-        // Request bytes waiting for the WAL: the queue's permits in use.
-        let queued = config
-            .max_queued_bytes
-            .as_u64()
-            .min(Semaphore::MAX_PERMITS as u64)
-            .saturating_sub(self.queued_bytes.available_permits() as u64);
-        self.inner.disk.admit(&self.inner.stats, queued)?;
+        self.admit_disk()?;
         {
             let state = self.inner.state.read();
             if state.held_rows() >= config.max_head_rows
@@ -535,6 +543,24 @@ impl TraceStore {
             }
         }
         Ok(tx)
+    }
+
+    /// The free-space reserve's check ([`disk`]): the space still needed is the
+    /// requests waiting for the WAL (the queue's permits in use, this one's included
+    /// once it holds them) and the blocks the head's spans will become (bounded by their
+    /// Arrow memory), so that what is acknowledged can always be flushed.
+    fn admit_disk(&self) -> Result<(), WriteError> {
+        let queued = self
+            .inner
+            .config
+            .max_queued_bytes
+            .as_u64()
+            .min(Semaphore::MAX_PERMITS as u64)
+            .saturating_sub(self.queued_bytes.available_permits() as u64);
+        let head = self.inner.state.read().held_bytes() as u64;
+        self.inner
+            .disk
+            .admit(&self.inner.stats, queued.saturating_add(head))
     }
 
     /// Sends encoded rows to the writer and waits until they are in the WAL.
@@ -569,6 +595,9 @@ impl TraceStore {
                 });
             }
         };
+        // Checked again with this request's bytes in the queue: requests admitted
+        // together must not overshoot the reserve between two reads of the disk.
+        self.admit_disk()?;
         let (ack, done) = oneshot::channel();
         let cmd = Command::Write {
             payload,
