@@ -6,19 +6,6 @@ use std::path::Path;
 
 use super::*;
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Writes one two-span trace of `service` (seed `seed`) and flushes it to a block.
 async fn flush_trace(store: &TraceStore, seed: u8, service: &str) {
     store

@@ -253,19 +253,6 @@ async fn overload_is_refused_not_queued() {
     store.shutdown().await.unwrap();
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_read_only_store_sees_blocks_flushed_by_the_writer() {
     let dir = tempfile::tempdir().unwrap();

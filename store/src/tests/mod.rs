@@ -181,3 +181,17 @@ async fn all_query_results(store: &TraceStore) -> Vec<Vec<String>> {
     out.push(ids(store, &q).await);
     out
 }
+
+/// Copies a directory tree (a data directory, to open it twice).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
