@@ -104,6 +104,13 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     if role == Role::Query {
         require_data_dir_of_a_collector(&config.data_dir)?;
     } else {
+        if config.data_dir.exists() && !config.data_dir.is_dir() {
+            anyhow::bail!(
+                "data directory {} exists and is not a directory: point --data-dir at a \
+                 directory (it is created when missing)",
+                config.data_dir.display()
+            );
+        }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     }

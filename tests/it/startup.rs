@@ -331,3 +331,15 @@ fn sigterm_while_starting_is_a_clean_stop() {
         );
     }
 }
+
+/// A `--data-dir` that is a file is refused with that said, not "File exists".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_that_is_a_file_is_refused_by_name() {
+    let dir = TestDir::new();
+    let data = dir.path().join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::write(&data, "not a directory").unwrap();
+    let (status, log) = Meshtel::run_expecting_exit(&dir, Role::Serve, &[]).await;
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("exists and is not a directory"), "{log}");
+}
