@@ -224,14 +224,19 @@ async fn a_client_that_reads_nothing_of_a_large_answer_is_let_go() {
         let mut stream = TcpStream::connect(query).unwrap();
         let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         stream.write_all(request.as_bytes()).unwrap();
-        // Read nothing for 4 s, then all there is: the end comes only if the server
-        // closed the connection.
+        // Wait for the answer to start (building a large trace's JSON can take seconds
+        // on a loaded machine), then read nothing more for 4 s, then all there is: the
+        // end comes only if the server closed the connection.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut answer = vec![0u8; 16];
+        stream.read_exact(&mut answer).unwrap();
         std::thread::sleep(Duration::from_secs(4));
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let started = Instant::now();
-        let mut answer = Vec::new();
         let ended = stream.read_to_end(&mut answer).is_ok();
         assert!(
             ended,
