@@ -216,19 +216,27 @@ impl DiskReserve {
         )
     }
 
+    /// The free space as the latest check found it, less the WAL written since;
+    /// `None` before the first check.
+    fn free_now(&self, stats: &Stats) -> Option<u64> {
+        let checked = self.free_at_check.load(Ordering::Relaxed);
+        (checked != UNKNOWN).then(|| {
+            let since = stats
+                .wal_bytes
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.wal_at_check.load(Ordering::Relaxed));
+            checked.saturating_sub(since)
+        })
+    }
+
     /// Whether `bytes` more (a merge's output, at most its inputs' size) fit above the
     /// reserve, as the latest check found the disk less the WAL written since. Always
     /// true with the reserve off or before the first check.
     pub(crate) fn has_room_for(&self, stats: &Stats, bytes: u64) -> bool {
-        let checked = self.free_at_check.load(Ordering::Relaxed);
-        if self.min_free == 0 || checked == UNKNOWN {
-            return true;
+        match self.free_now(stats) {
+            Some(free) if self.min_free > 0 => free >= self.min_free.saturating_add(bytes),
+            _ => true,
         }
-        let since = stats
-            .wal_bytes
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.wal_at_check.load(Ordering::Relaxed));
-        checked.saturating_sub(since) >= self.min_free.saturating_add(bytes)
     }
 
     /// Admits a write, or refuses it as an overload (counted in `rejected_disk_full`)
@@ -238,15 +246,11 @@ impl DiskReserve {
         if self.min_free == 0 {
             return Ok(());
         }
-        let checked = self.free_at_check.load(Ordering::Relaxed);
-        let since = stats
-            .wal_bytes
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.wal_at_check.load(Ordering::Relaxed));
-        let on_disk = checked.saturating_sub(since);
+        let checked = self.free_now(stats);
+        let on_disk = checked.unwrap_or(u64::MAX);
         let free = on_disk.saturating_sub(queued);
         if !self.below.load(Ordering::Relaxed) {
-            if checked == UNKNOWN || free >= self.min_free {
+            if checked.is_none() || free >= self.min_free {
                 return Ok(());
             }
             // Only the disk itself being below the reserve is a state to tell of (and
