@@ -381,12 +381,7 @@ async fn a_policy_write_is_done_only_once_committed() {
     let written = repo
         .put_policy(spec("kept", 1), Precondition::None, "alice")
         .await;
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.path().join("meshtel.db"))
-        .busy_timeout(std::time::Duration::from_millis(500));
-    let mut other = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap();
+    let mut other = crate::tests::other_connection(dir.path()).await;
     let names: Vec<String> = sqlx::query("SELECT name FROM quota_policies")
         .fetch_all(&mut other)
         .await

@@ -195,3 +195,13 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A connection of its own to `meshtel.db`: it sees only what was committed.
+pub(crate) async fn other_connection(dir: &Path) -> sqlx::SqliteConnection {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.join("meshtel.db"))
+        .busy_timeout(Duration::from_millis(500));
+    <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .unwrap()
+}

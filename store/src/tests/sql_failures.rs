@@ -36,16 +36,6 @@ async fn set_fault(catalog: &Catalog, mode: &str) {
         .unwrap();
 }
 
-/// A connection of its own to `meshtel.db`: it sees only what was committed.
-async fn other_connection(dir: &Path) -> sqlx::SqliteConnection {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.join("meshtel.db"))
-        .busy_timeout(Duration::from_millis(500));
-    sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap()
-}
-
 /// Whether another process could write the database now (no connection of the
 /// store's sits inside a write transaction).
 async fn writable_by_another(dir: &Path) -> bool {
