@@ -145,6 +145,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               require_token_for_reads = false
   [edges]     bucket = "10s"  flush_grace = "5s"  retention = "7d"
               prune_interval = "10m"  max_edges_per_bucket = 50000
+              max_edges_in_memory = 200000     # while SQL refuses them; beyond: oldest dropped, counted
   [http]      header_read_timeout = "10s"      # OTLP HTTP, Zipkin, query: headers late -> closed
               body_read_timeout = "30s"        # body late -> 408, closed
               write_timeout = "30s"            # answer not read -> closed

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod demo;
+mod error_report;
 mod host_check;
 mod http_server;
 mod metrics;
@@ -65,9 +66,9 @@ async fn main() -> std::process::ExitCode {
         Err(error) => {
             if json_logs {
                 // Every line stays JSON: the failure is the last event, its causes joined.
-                tracing::error!(error = format!("{error:#}"), "meshtel failed");
+                tracing::error!(error = error_report::one_line(&error), "meshtel failed");
             } else {
-                eprintln!("Error: {error:?}");
+                eprintln!("Error: {}", error_report::multi_line(&error));
             }
             std::process::ExitCode::FAILURE
         }

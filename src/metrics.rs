@@ -272,6 +272,16 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
             "Edge rollup buckets in memory, not yet written to SQL.",
             edges.open_buckets as u64,
         );
+        gauge(
+            "meshtel_edges_in_memory",
+            "Service-graph edges in memory, not yet written to SQL (at most edges.max_edges_in_memory).",
+            edges.edges_in_memory as u64,
+        );
+        counter(
+            "meshtel_edges_dropped_total",
+            "Request records dropped from the service graph: SQL refused their buckets and edges.max_edges_in_memory was reached.",
+            edges.dropped,
+        );
     }
     let mut buffer = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);

@@ -132,7 +132,9 @@ impl ApiError {
             ApiError::ArchiveNotConfigured
             | ApiError::Unavailable(_)
             | ApiError::NotImplemented(_) => self.to_string(),
-            ApiError::Storage(meshtel_model::Error::BadRequest(msg)) => shorten(msg),
+            ApiError::Storage(
+                meshtel_model::Error::BadRequest(msg) | meshtel_model::Error::Unavailable(msg),
+            ) => shorten(msg),
             _ if self.status().is_server_error() => {
                 tracing::warn!(error = %self, status = self.status().as_u16(), "query failed");
                 match self.code() {

@@ -7,7 +7,8 @@
 //!        │                   fields; at most max_edges_per_bucket, overflow counted)
 //!        ▼
 //!  open buckets (memory) ──every second: buckets ended more than flush_grace ago──►
-//!        INSERT edge_rollups (one transaction per flush; kept in memory on failure)
+//!        INSERT edge_rollups (one transaction per flush; on failure kept in
+//!        memory up to max_edges_in_memory edges, then the oldest dropped and counted)
 //!  every prune_interval: DELETE rows older than retention;  shutdown: flush all
 //!
 //!  GraphReader::edges_in_window        ─► SQL rows ∪ open buckets, summed per edge
@@ -29,6 +30,7 @@ use futures::TryStreamExt;
 use meshtel_model::graph::{
     EdgeKey, EdgeRow, EdgeStats, LATENCY_SLOTS, UnixClock, grpc_response_status, reporter_label,
 };
+use meshtel_model::log_window::LogWindow;
 use meshtel_model::mixer::RequestRecord;
 use meshtel_model::{EdgeSink, GraphReader};
 use parking_lot::Mutex;
@@ -60,6 +62,10 @@ pub struct EdgeConfig {
     /// Most distinct edges in one bucket; records of further edges are counted as
     /// overflow and left out.
     pub max_edges_per_bucket: usize,
+    /// Most edges held in memory while SQL refuses them: past it, the oldest buckets
+    /// that could not be written are dropped, and their requests counted as dropped.
+    /// Never less than one full bucket (`max_edges_per_bucket`).
+    pub max_edges_in_memory: usize,
 }
 
 /// Default of [`EdgeConfig::bucket`]: 10 s.
@@ -82,6 +88,11 @@ pub fn default_edge_prune_interval() -> Duration {
 pub fn default_max_edges_per_bucket() -> usize {
     50_000
 }
+/// Default of [`EdgeConfig::max_edges_in_memory`]: about 150 MB of edges, or hours of
+/// buckets of a mesh of a few hundred edges.
+pub fn default_max_edges_in_memory() -> usize {
+    200_000
+}
 
 impl Default for EdgeConfig {
     fn default() -> Self {
@@ -91,6 +102,7 @@ impl Default for EdgeConfig {
             retention: default_edge_retention(),
             prune_interval: default_edge_prune_interval(),
             max_edges_per_bucket: default_max_edges_per_bucket(),
+            max_edges_in_memory: default_max_edges_in_memory(),
         }
     }
 }
@@ -252,6 +264,10 @@ impl Bucket {
     fn rows(&self) -> impl Iterator<Item = &(EdgeKey, EdgeStats)> {
         self.by_hash.values().flatten()
     }
+
+    fn requests(&self) -> u64 {
+        self.rows().map(|(_, stats)| stats.requests).sum()
+    }
 }
 
 struct Inner {
@@ -264,6 +280,8 @@ struct Inner {
     /// never counts a bucket twice or misses it.
     flush_gate: tokio::sync::RwLock<()>,
     overflow: AtomicU64,
+    /// Requests of buckets dropped because SQL refused them and memory was full.
+    dropped: AtomicU64,
     background: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -280,6 +298,11 @@ pub struct EdgeStatsSnapshot {
     pub overflow: u64,
     /// Buckets in memory, not yet in SQL.
     pub open_buckets: usize,
+    /// Requests of buckets dropped unwritten: SQL refused them and
+    /// `max_edges_in_memory` was reached.
+    pub dropped: u64,
+    /// Edges in memory, not yet in SQL.
+    pub edges_in_memory: usize,
 }
 
 impl EdgeRollups {
@@ -308,6 +331,7 @@ impl EdgeRollups {
                 open: Mutex::new(BTreeMap::new()),
                 flush_gate: tokio::sync::RwLock::new(()),
                 overflow: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
                 background: Mutex::new(None),
             }),
         })
@@ -393,13 +417,46 @@ impl EdgeRollups {
                 Ok(taken.len())
             }
             Err(error) => {
-                // Keep them for the next attempt rather than lose them.
+                // Keep them for the next attempt rather than lose them, as far as
+                // max_edges_in_memory allows.
                 let mut open = self.inner.open.lock();
                 for (start, bucket) in taken {
                     open.entry(start).or_default().merge(bucket);
                 }
+                self.shed_unwritten(&mut open, &starts);
                 Err(error)
             }
+        }
+    }
+
+    /// Drops the oldest of the buckets SQL refused (`refused`, in time order) while
+    /// memory holds more than `max_edges_in_memory` edges; counts their requests.
+    fn shed_unwritten(&self, open: &mut BTreeMap<u64, Bucket>, refused: &[u64]) {
+        let config = &self.inner.config;
+        let max = config.max_edges_in_memory.max(config.max_edges_per_bucket);
+        let mut edges: usize = open.values().map(|b| b.edges).sum();
+        let mut dropped_requests = 0;
+        let mut dropped_buckets = 0;
+        for start in refused {
+            if edges <= max {
+                break;
+            }
+            if let Some(bucket) = open.remove(start) {
+                edges -= bucket.edges;
+                dropped_requests += bucket.requests();
+                dropped_buckets += 1;
+            }
+        }
+        if dropped_buckets > 0 {
+            self.inner
+                .dropped
+                .fetch_add(dropped_requests, Ordering::Relaxed);
+            warn!(
+                buckets = dropped_buckets,
+                requests = dropped_requests,
+                max_edges_in_memory = max,
+                "SQL still refuses edge rollups and memory is full: dropped the oldest buckets"
+            );
         }
     }
 
@@ -601,9 +658,12 @@ impl EdgeRollups {
 
     /// Counters for `/metrics`.
     pub fn snapshot(&self) -> EdgeStatsSnapshot {
+        let open = self.inner.open.lock();
         EdgeStatsSnapshot {
             overflow: self.inner.overflow.load(Ordering::Relaxed),
-            open_buckets: self.inner.open.lock().len(),
+            open_buckets: open.len(),
+            dropped: self.inner.dropped.load(Ordering::Relaxed),
+            edges_in_memory: open.values().map(|b| b.edges).sum(),
         }
     }
 
@@ -616,10 +676,30 @@ impl EdgeRollups {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let prune_every = rollups.inner.config.prune_interval;
             let mut last_prune: Option<tokio::time::Instant> = None;
+            let mut failures = LogWindow::default();
+            let mut failing = false;
             loop {
                 tick.tick().await;
-                if let Err(error) = rollups.flush_closed().await {
-                    warn!(error = %error, "could not write edge rollups; kept in memory");
+                match rollups.flush_closed().await {
+                    Ok(_) if failing => {
+                        failing = false;
+                        info!("edge rollups are written to SQL again");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        failing = true;
+                        if let Some(failures) = failures.note(std::time::Instant::now()) {
+                            let held = rollups.snapshot();
+                            warn!(
+                                error = %error,
+                                failures,
+                                buckets = held.open_buckets,
+                                edges = held.edges_in_memory,
+                                max_edges_in_memory = rollups.inner.config.max_edges_in_memory,
+                                "could not write edge rollups; kept in memory, retried every second"
+                            );
+                        }
+                    }
                 }
                 if last_prune.is_none_or(|at| at.elapsed() >= prune_every) {
                     last_prune = Some(tokio::time::Instant::now());

@@ -160,8 +160,38 @@ fn list_paths(paths: &[PathBuf]) -> String {
 /// Result with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// SQLite's primary result code for a full disk (or database size limit).
+const SQLITE_FULL: i64 = 13;
+
+impl Error {
+    /// Whether this is the disk (or SQLite's size limit) being full: an operator's
+    /// problem to fix, and a write to retry once they have.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Sql(sqlx::Error::Database(db)) => db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| code & 0xff == SQLITE_FULL),
+            Error::Io(e) | Error::DataDir { source: e, .. } => {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A full disk is `Unavailable` with a message an operator can act on (the query API
+/// shows it: 503); any other store failure is `Storage`, logged and not shown.
 impl From<Error> for meshtel_model::Error {
     fn from(e: Error) -> Self {
+        if e.is_disk_full() {
+            return meshtel_model::Error::Unavailable(format!(
+                "the data directory's disk is full, nothing was written; free space and retry ({e})"
+            ));
+        }
         meshtel_model::Error::Storage(e.to_string())
     }
 }

@@ -235,10 +235,24 @@ pub(crate) fn run_writer(
                     // The WAL has cut the group off (or moved on to a new segment):
                     // nothing of it replays, and the next group starts on good bytes.
                     append_failures.note(&inner.stats, Instant::now(), writes.len(), &e);
+                    let disk_full = e.is_disk_full();
+                    if disk_full {
+                        inner
+                            .stats
+                            .rejected_disk_full
+                            .fetch_add(writes.len() as u64, Ordering::Relaxed);
+                    }
                     for (.., ack) in writes {
-                        let _ = ack.send(Err(WriteError::Unavailable(
-                            "write-ahead log is not writable".into(),
-                        )));
+                        let _ = ack.send(Err(if disk_full {
+                            WriteError::DiskFull {
+                                message: format!(
+                                    "the write-ahead log's disk is full, nothing of this request was kept ({e})"
+                                ),
+                                retry_after: crate::disk::DISK_FULL_RETRY_AFTER,
+                            }
+                        } else {
+                            WriteError::Unavailable("write-ahead log is not writable".into())
+                        }));
                     }
                 }
             }

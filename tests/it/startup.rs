@@ -343,3 +343,17 @@ async fn a_data_dir_that_is_a_file_is_refused_by_name() {
     assert!(!status.success(), "{log}");
     assert!(log.contains("exists and is not a directory"), "{log}");
 }
+
+/// A refused start names its cause once: the store's message already holds the I/O
+/// error it also returns as its source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_start_names_its_cause_once() {
+    let dir = TestDir::new();
+    let wal = dir.data_dir().join("wal");
+    let _ = std::fs::remove_dir_all(&wal);
+    std::fs::write(&wal, "in the way").unwrap();
+    let (status, log) = Meshtel::run_expecting_exit(&dir, Role::Serve, &[]).await;
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("Caused by:"), "{log}");
+    assert_eq!(log.matches("a file is in the way").count(), 1, "{log}");
+}

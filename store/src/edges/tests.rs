@@ -378,6 +378,60 @@ async fn edges_per_bucket_are_capped() {
     assert_eq!(rollups.snapshot().overflow, 2);
 }
 
+/// While SQL refuses the rollups, buckets stay in memory up to `max_edges_in_memory`
+/// edges; past it the oldest go, their requests counted, and the rest are written once
+/// SQL takes them again.
+#[tokio::test]
+async fn buckets_sql_refuses_are_held_up_to_the_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(AtomicU64::new(T0)));
+    let config = EdgeConfig {
+        max_edges_per_bucket: 2,
+        max_edges_in_memory: 4,
+        ..EdgeConfig::default()
+    };
+    let rollups = EdgeRollups::open(dir.path(), config, clock.clone())
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON edge_rollups \
+         BEGIN SELECT RAISE(ABORT, 'injected abort'); END;",
+    )
+    .execute(&rollups.inner.pool)
+    .await
+    .unwrap();
+    // Three buckets of two edges each; the first holds three requests.
+    for (start, codes) in [
+        (T0, &[200, 200, 500][..]),
+        (T0 + 10 * SEC, &[200, 500][..]),
+        (T0 + 20 * SEC, &[200, 500][..]),
+    ] {
+        clock.set(start);
+        let records: Vec<RequestRecord> = codes.iter().map(|&c| record(start, c, 1)).collect();
+        assert_eq!(rollups.record(&records.iter().collect::<Vec<_>>()), 0);
+    }
+    clock.set(T0 + 40 * SEC);
+    assert!(rollups.flush_closed().await.is_err());
+    let held = rollups.snapshot();
+    assert_eq!(held.dropped, 3, "{held:?}");
+    assert_eq!(
+        (held.open_buckets, held.edges_in_memory),
+        (2, 4),
+        "{held:?}"
+    );
+    // Within the bound nothing more goes.
+    assert!(rollups.flush_closed().await.is_err());
+    assert_eq!(rollups.snapshot().dropped, 3);
+
+    sqlx::raw_sql("DROP TRIGGER injected_fault")
+        .execute(&rollups.inner.pool)
+        .await
+        .unwrap();
+    assert_eq!(rollups.flush_closed().await.unwrap(), 2);
+    assert_eq!(sql_rows(&rollups).await, 4);
+    assert_eq!(rollups.snapshot().edges_in_memory, 0);
+}
+
 #[test]
 fn latency_bucket_text_round_trips() {
     let mut counts = [0u64; LATENCY_SLOTS];

@@ -320,3 +320,41 @@ async fn connections_opened_read_only_are_replaced_once_the_index_is_writable() 
     assert!(outcomes[4..].iter().all(|ok| *ok), "{outcomes:?}");
     catalog.close().await;
 }
+
+/// SQLite's "database or disk is full" is a full disk to the API (503 with a message
+/// that says so), not an internal error.
+#[tokio::test]
+async fn a_full_database_is_unavailable_not_internal() {
+    let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE t (v BLOB); PRAGMA max_page_count = 2;")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let full = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    let error = Error::Sql(full);
+    assert!(error.is_disk_full(), "{error}");
+    match meshtel_model::Error::from(error) {
+        meshtel_model::Error::Unavailable(message) => {
+            assert!(message.contains("disk is full"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // ENOSPC and EDQUOT on a file, as the WAL meets them.
+    for errno in [28, 122] {
+        let wal = Error::at("WAL segment", Path::new("/d/wal/1"))(
+            std::io::Error::from_raw_os_error(errno),
+        );
+        assert!(wal.is_disk_full(), "{wal}");
+    }
+    let other = Error::Sql(sqlx::Error::RowNotFound);
+    assert!(!other.is_disk_full());
+    assert!(matches!(
+        meshtel_model::Error::from(other),
+        meshtel_model::Error::Storage(_)
+    ));
+}
