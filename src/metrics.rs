@@ -181,6 +181,16 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         s.flush_seconds,
     );
     counter(
+        "meshtel_query_traces_cut_total",
+        "Traces cut to their earliest spans because an answer would have held more than [query] max_spans_per_response spans.",
+        s.traces_cut,
+    );
+    counter(
+        "meshtel_query_spans_omitted_total",
+        "Spans those cuts left out of answers.",
+        s.spans_omitted,
+    );
+    counter(
         "meshtel_store_compactions_total",
         "Block compactions.",
         s.compactions,

@@ -14,11 +14,15 @@ pub trait TraceReader: Send + Sync + 'static {
     async fn operations(&self, service: &str, kind: Option<SpanKind>) -> Result<Vec<Operation>>;
 
     /// Traces with at least one span matching `query`, newest first, at most
-    /// `query.limit`; each trace complete and never empty.
+    /// `query.limit`; each trace complete and never empty, unless `query.max_spans`
+    /// cut it (as [`Self::get_traces`] does).
     async fn find_traces(&self, query: &TraceQuery) -> Result<Vec<Trace>>;
 
-    /// One whole trace, or `None` when no span of it is stored.
-    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>>;
+    /// The stored traces among `trace_ids`, in that order, the ones not found left
+    /// out. Together they hold at most `max_spans` spans: when the traces hold more,
+    /// the largest are cut, as evenly as the bound allows, each keeping its earliest
+    /// spans and counting the rest in [`Trace::omitted_spans`].
+    async fn get_traces(&self, trace_ids: &[TraceId], max_spans: usize) -> Result<Vec<Trace>>;
 
     /// Caller → callee edges of spans started in `[end - lookback, end]` (Unix ns).
     async fn dependencies(

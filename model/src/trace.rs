@@ -102,6 +102,9 @@ pub struct TraceQuery {
     pub duration_max_nano: Option<u64>,
     /// At most this many traces; the newest ones win.
     pub limit: usize,
+    /// At most this many spans across the traces returned (`None`: no bound); see
+    /// [`TraceReader::get_traces`](crate::TraceReader::get_traces).
+    pub max_spans: Option<usize>,
 }
 
 /// A whole trace: every stored span of one trace id, grouped by resource.
@@ -111,6 +114,9 @@ pub struct Trace {
     pub trace_id: TraceId,
     /// Spans grouped by resource and scope, as OTLP does.
     pub resource_spans: Vec<ResourceSpans>,
+    /// Spans of this trace that are stored but were left out of this answer: the
+    /// read's span bound cut the trace, keeping its earliest spans.
+    pub omitted_spans: u64,
 }
 
 impl Trace {

@@ -266,6 +266,7 @@ fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
         duration_min_nano,
         duration_max_nano,
         limit,
+        max_spans: None,
     })
 }
 

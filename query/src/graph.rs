@@ -379,8 +379,12 @@ impl TraceReader for EdgeDependencies {
         self.traces.find_traces(query).await
     }
 
-    async fn get_trace(&self, trace_id: TraceId) -> meshtel_model::Result<Option<Trace>> {
-        self.traces.get_trace(trace_id).await
+    async fn get_traces(
+        &self,
+        trace_ids: &[TraceId],
+        max_spans: usize,
+    ) -> meshtel_model::Result<Vec<Trace>> {
+        self.traces.get_traces(trace_ids, max_spans).await
     }
 
     async fn dependencies(

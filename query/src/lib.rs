@@ -65,8 +65,13 @@ pub struct QueryConfig {
     /// the root. Leading and trailing slashes are normalised.
     pub base_path: String,
     /// Upper bound on the number of traces one search returns, whatever `limit` asks
-    /// for. Searches without `limit` return Jaeger's default of 100.
+    /// for. Searches without `limit` return Jaeger's default of 100. Also the most
+    /// `traceID` parameters one `/api/traces` fetch takes.
     pub max_search_limit: usize,
+    /// Upper bound on the spans one answer holds (a trace, a fetch of several, a
+    /// search): past it the largest traces are cut, as evenly as the bound allows, to
+    /// their earliest spans, and carry a warning that says so.
+    pub max_spans_per_response: usize,
 }
 
 /// Default of [`QueryConfig::base_path`]: serve at the root.
@@ -79,11 +84,18 @@ pub fn default_max_search_limit() -> usize {
     1500
 }
 
+/// Default of [`QueryConfig::max_spans_per_response`]: about 130 MB of memory at the
+/// peak of one answer.
+pub fn default_max_spans_per_response() -> usize {
+    50_000
+}
+
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             base_path: default_base_path(),
             max_search_limit: default_max_search_limit(),
+            max_spans_per_response: default_max_spans_per_response(),
         }
     }
 }
@@ -97,6 +109,9 @@ pub enum ConfigError {
     /// The search limit bound is zero.
     #[error("query.max_search_limit must be at least 1")]
     MaxSearchLimit,
+    /// The span bound is zero.
+    #[error("query.max_spans_per_response must be at least 1")]
+    MaxSpans,
 }
 
 impl QueryConfig {
@@ -107,6 +122,9 @@ impl QueryConfig {
         }
         if self.max_search_limit == 0 {
             return Err(ConfigError::MaxSearchLimit);
+        }
+        if self.max_spans_per_response == 0 {
+            return Err(ConfigError::MaxSpans);
         }
         Ok(())
     }
@@ -194,6 +212,7 @@ pub fn router_with_graph_and_clock(
             reader,
             clock.clone(),
             config.max_search_limit,
+            config.max_spans_per_response,
         )),
     };
     let mut api: Router = jaeger::router().merge(api_v3::router()).with_state(state);

@@ -138,9 +138,14 @@ impl TraceReader for MemoryReader {
             .collect())
     }
 
-    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>> {
+    /// The fixture's traces as they are: a fixture that wants a cut trace sets its
+    /// `omitted_spans` (the store's own tests cover the cutting).
+    async fn get_traces(&self, trace_ids: &[TraceId], _max_spans: usize) -> Result<Vec<Trace>> {
         self.check()?;
-        Ok(self.traces.iter().find(|t| t.trace_id == trace_id).cloned())
+        Ok(trace_ids
+            .iter()
+            .filter_map(|id| self.traces.iter().find(|t| t.trace_id == *id).cloned())
+            .collect())
     }
 
     async fn dependencies(&self, end: u64, lookback: u64) -> Result<Vec<DependencyLink>> {
@@ -207,6 +212,7 @@ pub fn trace_of(resource_spans: Vec<ResourceSpans>) -> Trace {
     Trace {
         trace_id: TraceId::from_slice(first).unwrap(),
         resource_spans,
+        omitted_spans: 0,
     }
 }
 

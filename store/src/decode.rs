@@ -230,6 +230,7 @@ pub fn batches_to_traces(batches: &[RecordBatch]) -> Result<Vec<Trace>> {
         .into_iter()
         .map(|(trace_id, builder)| Trace {
             trace_id: TraceId(trace_id),
+            omitted_spans: 0,
             resource_spans: builder
                 .resources
                 .into_iter()

@@ -14,6 +14,8 @@
 //! - [`wal`]: the write-ahead log; [`writer`]: the thread that owns it and the flusher;
 //! - [`schema`], [`encode`], [`decode`]: the span table and OTLP ↔ Arrow;
 //! - [`block`]: Parquet blocks; [`search`]: DataFusion queries; [`compaction`];
+//! - `read`: the [`TraceReader`](meshtel_model::TraceReader) over all of it, each
+//!   answer bounded in spans by `span_budget`;
 //! - [`block_files`]: the blocks directory against the index (leftovers, blocks the
 //!   index does not name, blocks that cannot be read); `lock`: one writer per data
 //!   directory; `disk`: the free-space reserve, and an index that cannot serve the
@@ -36,9 +38,11 @@ pub mod encode;
 mod error;
 mod lock;
 pub mod quotas;
+mod read;
 mod replay;
 pub mod schema;
 pub mod search;
+mod span_budget;
 mod stats;
 pub mod trace_index;
 pub mod wal;
@@ -58,11 +62,8 @@ use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::otlp::trace::v1::ResourceSpans;
 use meshtel_model::validate::SpanLimits;
 use meshtel_model::write::write_resource_spans;
-use meshtel_model::{
-    DependencyLink, Operation, SpanKind, SpanSink, Trace, TraceId, TraceQuery, TraceReader,
-    WriteError,
-};
 use meshtel_model::{ExportError, ExportSummary};
+use meshtel_model::{Operation, SpanSink, TraceId, WriteError};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -657,110 +658,6 @@ impl SpanSink for TraceStore {
         }
     }
 }
-
-#[async_trait::async_trait]
-impl TraceReader for TraceStore {
-    async fn services(&self) -> meshtel_model::Result<Vec<String>> {
-        Ok(self.inner.known.services())
-    }
-
-    async fn operations(
-        &self,
-        service: &str,
-        kind: Option<SpanKind>,
-    ) -> meshtel_model::Result<Vec<Operation>> {
-        Ok(self.inner.known.operations(service, kind))
-    }
-
-    async fn find_traces(&self, query: &TraceQuery) -> meshtel_model::Result<Vec<Trace>> {
-        Ok(
-            block_files::without_unreadable_blocks(&self.inner, || self.find_traces_once(query))
-                .await?,
-        )
-    }
-
-    async fn get_trace(&self, trace_id: TraceId) -> meshtel_model::Result<Option<Trace>> {
-        Ok(
-            block_files::without_unreadable_blocks(&self.inner, || self.get_trace_once(trace_id))
-                .await?,
-        )
-    }
-
-    async fn dependencies(
-        &self,
-        end_unix_nano: u64,
-        lookback_nano: u64,
-    ) -> meshtel_model::Result<Vec<DependencyLink>> {
-        Ok(block_files::without_unreadable_blocks(&self.inner, || {
-            self.dependencies_once(end_unix_nano, lookback_nano)
-        })
-        .await?)
-    }
-}
-
-impl TraceStore {
-    async fn find_traces_once(&self, query: &TraceQuery) -> Result<Vec<Trace>> {
-        let sources = self.inner.sources(
-            to_i64(query.start_min_unix_nano),
-            to_i64(query.start_max_unix_nano),
-        );
-        let started = std::time::Instant::now();
-        let ids = self.inner.searcher.find_trace_ids(query, &sources).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let searched = started.elapsed();
-        let fetch_sources = self.inner.fetch_sources(&ids);
-        let rows = self.inner.searcher.fetch_rows(&ids, &fetch_sources).await?;
-        let fetched = started.elapsed();
-        let mut traces = decode::batches_to_traces(&rows)?;
-        tracing::debug!(
-            traces = ids.len(),
-            fetch_blocks = fetch_sources.iter().map(Source::block_count).sum::<usize>(),
-            search_ms = searched.as_secs_f64() * 1e3,
-            fetch_ms = (fetched - searched).as_secs_f64() * 1e3,
-            decode_ms = (started.elapsed() - fetched).as_secs_f64() * 1e3,
-            "found traces"
-        );
-        let rank: std::collections::HashMap<TraceId, usize> =
-            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        traces.retain(|t| t.span_count() > 0);
-        traces.sort_by_key(|t| rank.get(&t.trace_id).copied().unwrap_or(usize::MAX));
-        Ok(traces)
-    }
-
-    async fn get_trace_once(&self, trace_id: TraceId) -> Result<Option<Trace>> {
-        let rows = self
-            .inner
-            .searcher
-            .fetch_rows(&[trace_id], &self.inner.fetch_sources(&[trace_id]))
-            .await?;
-        let traces = decode::batches_to_traces(&rows)?;
-        Ok(traces.into_iter().find(|t| t.span_count() > 0))
-    }
-
-    async fn dependencies_once(
-        &self,
-        end_unix_nano: u64,
-        lookback_nano: u64,
-    ) -> Result<Vec<DependencyLink>> {
-        let end = i64::try_from(end_unix_nano).unwrap_or(i64::MAX);
-        let lookback = i64::try_from(lookback_nano).unwrap_or(i64::MAX);
-        let start = end.saturating_sub(lookback);
-        // A child in the window may have a parent that started before it: parents are
-        // looked for one window further back, at most PARENT_LOOKBACK_NANO (so a short
-        // window costs at most twice its own scan).
-        let parent_start = start.saturating_sub(lookback.min(PARENT_LOOKBACK_NANO));
-        let sources = self.inner.window_sources(parent_start, end);
-        self.inner
-            .searcher
-            .dependencies(parent_start, start, end, &sources)
-            .await
-    }
-}
-
-/// How far before a dependencies window its parents are looked for, at most: an hour.
-const PARENT_LOOKBACK_NANO: i64 = 3_600_000_000_000;
 
 /// One source over `blocks`, with the time range their spans started in (0..0 when
 /// there are none).

@@ -35,6 +35,9 @@ pub(crate) struct Stats {
     pub rejected_disk_full: AtomicU64,
     /// Free bytes on the data directory's disk at the latest check (0 before it).
     pub disk_free_bytes: AtomicU64,
+    /// Traces a read cut to its span bound, and the spans it left out of them.
+    pub traces_cut: AtomicU64,
+    pub spans_omitted: AtomicU64,
 }
 
 impl Stats {
@@ -102,6 +105,8 @@ impl Stats {
             wal_append_failures: get(&self.wal_append_failures),
             rejected_disk_full: get(&self.rejected_disk_full),
             disk_free_bytes: get(&self.disk_free_bytes),
+            traces_cut: get(&self.traces_cut),
+            spans_omitted: get(&self.spans_omitted),
             head_spans: head_rows as u64,
             head_bytes: head_bytes as u64,
             blocks: blocks.len() as u64,
@@ -156,6 +161,10 @@ pub struct StoreStats {
     pub rejected_disk_full: u64,
     /// Free bytes on the data directory's disk at the latest check.
     pub disk_free_bytes: u64,
+    /// Traces that reads cut to their span bound (`[query] max_spans_per_response`).
+    pub traces_cut: u64,
+    /// Spans those cuts left out of the answers.
+    pub spans_omitted: u64,
     /// Spans in memory (head and blocks being written).
     pub head_spans: u64,
     /// Arrow memory of those spans, bounded by `max_head_bytes`.

@@ -14,6 +14,7 @@ mod demo;
 mod durability;
 mod host_check;
 mod ingest_refusals;
+mod large_traces;
 mod malformed;
 mod mesh;
 mod query_errors;

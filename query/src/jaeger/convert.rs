@@ -57,7 +57,24 @@ pub fn convert_trace(trace: &Trace, adjust: Adjust) -> Option<model::Trace> {
         .map(resource_to_process)
         .collect();
     let spans = flatten(&trace.resource_spans);
-    build_trace(trace.trace_id, &processes, spans, adjust)
+    let mut out = build_trace(trace.trace_id, &processes, spans, adjust)?;
+    if trace.omitted_spans > 0 {
+        // On the trace, and on its first span, which Jaeger UI and Grafana show.
+        let warning = vec![omitted_warning(trace.span_count(), trace.omitted_spans)];
+        if let Some(first) = out.spans.first_mut() {
+            first.warnings = Some(warning.clone());
+        }
+        out.warnings = Some(warning);
+    }
+    Some(out)
+}
+
+/// The warning of a trace cut by the query's span bound.
+pub fn omitted_warning(shown: usize, omitted: u64) -> String {
+    format!(
+        "trace cut to its earliest {shown} spans: {omitted} more are stored; an answer holds \
+         at most [query] max_spans_per_response spans"
+    )
 }
 
 /// Converts any OTLP batch (e.g. an uploaded file) into one Jaeger trace per trace id,

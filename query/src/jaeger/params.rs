@@ -93,7 +93,15 @@ pub fn parse_traces_params(
     for text in params.all("traceID") {
         let id = parse_trace_id(text)
             .map_err(|msg| ApiError::BadRequest(format!("cannot parse traceID param: {msg}")))?;
-        trace_ids.push(id);
+        if !trace_ids.contains(&id) {
+            trace_ids.push(id);
+        }
+        if trace_ids.len() > max_limit {
+            return Err(ApiError::BadRequest(format!(
+                "too many traceID params: at most {max_limit} traces are fetched at once \
+                 ([query] max_search_limit)"
+            )));
+        }
     }
     if !trace_ids.is_empty() {
         return Ok(TracesRequest::ByIds(trace_ids));
@@ -135,6 +143,7 @@ pub fn parse_traces_params(
         duration_min_nano: bound(min_duration),
         duration_max_nano: bound(max_duration),
         limit: limit.min(max_limit.max(1)),
+        max_spans: None,
     }))
 }
 

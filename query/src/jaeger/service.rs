@@ -16,19 +16,23 @@ pub struct JaegerService {
     reader: Arc<dyn TraceReader>,
     clock: Arc<dyn Clock>,
     max_search_limit: usize,
+    max_spans: usize,
 }
 
 impl JaegerService {
-    /// A service over `reader`; searches return at most `max_search_limit` traces.
+    /// A service over `reader`; searches return at most `max_search_limit` traces,
+    /// and an answer at most `max_spans` spans (see [`TraceReader::get_traces`]).
     pub fn new(
         reader: Arc<dyn TraceReader>,
         clock: Arc<dyn Clock>,
         max_search_limit: usize,
+        max_spans: usize,
     ) -> Self {
         JaegerService {
             reader,
             clock,
             max_search_limit: max_search_limit.max(1),
+            max_spans: max_spans.max(1),
         }
     }
 
@@ -72,6 +76,7 @@ impl JaegerService {
     pub async fn find_traces(&self, query: &TraceQuery) -> Result<Vec<Trace>> {
         let mut bounded = query.clone();
         bounded.limit = bounded.limit.clamp(1, self.max_search_limit);
+        bounded.max_spans = Some(self.max_spans);
         let mut traces = self.reader.find_traces(&bounded).await?;
         traces.retain(|t| t.span_count() > 0);
         traces.truncate(bounded.limit);
@@ -94,11 +99,14 @@ impl JaegerService {
 
     /// One trace, `None` when not found or empty.
     pub async fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>> {
-        Ok(self
-            .reader
-            .get_trace(trace_id)
-            .await?
-            .filter(|t| t.span_count() > 0))
+        Ok(self.get_traces(&[trace_id]).await?.pop())
+    }
+
+    /// The traces among `trace_ids` that are stored and not empty, in that order.
+    pub async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<Trace>> {
+        let mut traces = self.reader.get_traces(trace_ids, self.max_spans).await?;
+        traces.retain(|t| t.span_count() > 0);
+        Ok(traces)
     }
 
     /// One trace as Jaeger JSON; [`ApiError::NotFound`] when missing.
@@ -120,15 +128,16 @@ impl JaegerService {
         trace_ids: &[TraceId],
         adjust: Adjust,
     ) -> Result<(Vec<model::Trace>, Vec<TraceId>)> {
-        let mut found = Vec::with_capacity(trace_ids.len());
-        let mut missing = Vec::new();
-        for &id in trace_ids {
-            match self.get_jaeger_trace(id, adjust).await {
-                Ok(trace) => found.push(trace),
-                Err(ApiError::NotFound(_)) => missing.push(id),
-                Err(e) => return Err(e),
-            }
-        }
+        let traces = self.get_traces(trace_ids).await?;
+        let missing = trace_ids
+            .iter()
+            .filter(|id| !traces.iter().any(|t| t.trace_id == **id))
+            .copied()
+            .collect();
+        let found = traces
+            .iter()
+            .filter_map(|t| convert_trace(t, adjust))
+            .collect();
         Ok((found, missing))
     }
 

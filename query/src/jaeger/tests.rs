@@ -336,6 +336,7 @@ async fn search_passes_parameters_and_renders_traces() {
         duration_min_nano: Some(1_000_000),
         duration_max_nano: Some(2_000_000_000),
         limit: 20,
+        max_spans: Some(crate::default_max_spans_per_response()),
     };
     assert_eq!(reader.last_query.lock().unwrap().clone(), Some(expected));
 
@@ -453,6 +454,59 @@ async fn search_by_trace_ids_reports_missing_ones() {
             .body
             .ends_with(r#""errors":[{"msg":"trace not found","traceID":"0000000000000abc"}]}"#)
     );
+}
+
+#[tokio::test]
+async fn a_fetch_by_ids_takes_each_id_once_and_at_most_the_search_limit() {
+    let app = app(reader());
+    let twice = format!("/api/traces?traceID={T1}&traceID={T2}&traceID={T1}&traceID={T1}");
+    let v = get(&app, &twice).await.json();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [T1, "00f067aa0ba902b7"]);
+
+    let limit = crate::default_max_search_limit();
+    let many: Vec<String> = (1..=limit + 1).map(|i| format!("traceID={i:x}")).collect();
+    let reply = get(&app, &format!("/api/traces?{}", many.join("&"))).await;
+    assert_v1_error(
+        &reply,
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "too many traceID params: at most {limit} traces are fetched at once \
+             ([query] max_search_limit)"
+        ),
+    );
+    let fits = get(&app, &format!("/api/traces?{}", many[..limit].join("&"))).await;
+    assert_eq!(fits.status, StatusCode::OK);
+}
+
+/// A trace the store cut to the answer's span bound says so, on the trace and on its
+/// first span (where Jaeger UI and Grafana show warnings).
+#[tokio::test]
+async fn a_cut_trace_carries_a_warning() {
+    let mut cut = second_trace();
+    cut.omitted_spans = 30;
+    let cut_app = app(MemoryReader {
+        traces: vec![cut],
+        ..Default::default()
+    });
+    let v = get(&cut_app, &format!("/api/traces/{T2}")).await.json();
+    let warning = crate::jaeger::convert::omitted_warning(2, 30);
+    assert!(warning.contains("earliest 2 spans: 30 more"), "{warning}");
+    assert_eq!(v["data"][0]["warnings"], json!([warning]));
+    assert_eq!(v["data"][0]["spans"][0]["warnings"], json!([warning]));
+    assert_eq!(
+        v["data"][0]["spans"][1]["warnings"],
+        serde_json::Value::Null
+    );
+    let whole = get(&app(reader()), &format!("/api/traces/{T2}"))
+        .await
+        .json();
+    assert_eq!(whole["data"][0]["warnings"], serde_json::Value::Null);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
 use super::*;
 use crate::schema::span_schema;
+use meshtel_model::{DependencyLink, SpanKind, TraceQuery, TraceReader};
 
 mod data_dir;
 mod format;

@@ -582,3 +582,61 @@ async fn tag_searches_over_blocks_read_only_the_rows_whose_entries_match() {
     }
     store.shutdown().await.unwrap();
 }
+
+/// A read over its span bound cuts the largest trace, keeping its earliest spans (the
+/// root first), counts what it left out, and leaves a small trace whole; head and
+/// blocks alike, and a search the same as a fetch.
+#[tokio::test]
+async fn reads_over_their_span_bound_cut_the_largest_trace_to_its_earliest_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let big = trace(1, "frontend", 40, *T0, 1_000_000);
+    let small = trace(2, "frontend", 3, *T0 + 10_000_000, 1_000_000);
+    store.write_spans(vec![big.clone(), small]).await.unwrap();
+    let ids = [
+        TraceId::from_slice(&big.scope_spans[0].spans[0].trace_id).unwrap(),
+        TraceId([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
+    ];
+    let names = |t: &meshtel_model::Trace| -> Vec<String> {
+        let mut spans: Vec<&Span> = t.resource_spans[0].scope_spans[0].spans.iter().collect();
+        spans.sort_by_key(|s| s.start_time_unix_nano);
+        spans.iter().map(|s| s.name.clone()).collect()
+    };
+    for phase in ["head", "block"] {
+        let got = store.get_traces(&ids, 13).await.unwrap();
+        assert_eq!(got.len(), 2, "{phase}");
+        assert_eq!(got[0].trace_id, ids[0], "{phase}: asked order");
+        assert_eq!(got[0].span_count(), 10, "{phase}");
+        assert_eq!(got[0].omitted_spans, 30, "{phase}");
+        let want: Vec<String> = ["GET /".to_string()]
+            .into_iter()
+            .chain((1..10).map(|i| format!("call-{i}")))
+            .collect();
+        assert_eq!(names(&got[0]), want, "{phase}: the earliest spans");
+        assert_eq!(
+            (got[1].span_count(), got[1].omitted_spans),
+            (3, 0),
+            "{phase}"
+        );
+
+        let found = store
+            .find_traces(&TraceQuery {
+                max_spans: Some(13),
+                ..query("frontend")
+            })
+            .await
+            .unwrap();
+        let counts: Vec<(usize, u64)> = found
+            .iter()
+            .map(|t| (t.span_count(), t.omitted_spans))
+            .collect();
+        assert_eq!(counts, vec![(3, 0), (10, 30)], "{phase}: newest first");
+
+        let whole = store.get_traces(&ids, 43).await.unwrap();
+        assert_eq!((whole[0].span_count(), whole[0].omitted_spans), (40, 0));
+        store.flush().await.unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!((stats.traces_cut, stats.spans_omitted), (4, 120));
+    store.shutdown().await.unwrap();
+}

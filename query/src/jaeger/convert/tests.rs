@@ -512,7 +512,7 @@ proptest! {
             }],
             ..Default::default()
         };
-        let trace = Trace { trace_id: TraceId::default(), resource_spans: vec![rs.clone()] };
+        let trace = Trace { trace_id: TraceId::default(), resource_spans: vec![rs.clone()], omitted_spans: 0 };
         match trace_to_jaeger(&trace) {
             None => prop_assert!(spans.is_empty()),
             Some(t) => {

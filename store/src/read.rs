@@ -1,0 +1,159 @@
+//! [`TraceReader`] over the store: searches and fetches run over the head and the
+//! blocks, each retried once without a block that turned out unreadable
+//! ([`block_files::without_unreadable_blocks`]), and bounded in spans
+//! ([`span_budget`]).
+
+use std::sync::atomic::Ordering;
+
+use arrow::record_batch::RecordBatch;
+use meshtel_model::{DependencyLink, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader};
+
+use crate::search::Source;
+use crate::stats::Stats;
+use crate::{Result, TraceStore, block_files, decode, span_budget, to_i64};
+
+#[async_trait::async_trait]
+impl TraceReader for TraceStore {
+    async fn services(&self) -> meshtel_model::Result<Vec<String>> {
+        Ok(self.inner.known.services())
+    }
+
+    async fn operations(
+        &self,
+        service: &str,
+        kind: Option<SpanKind>,
+    ) -> meshtel_model::Result<Vec<Operation>> {
+        Ok(self.inner.known.operations(service, kind))
+    }
+
+    async fn find_traces(&self, query: &TraceQuery) -> meshtel_model::Result<Vec<Trace>> {
+        Ok(
+            block_files::without_unreadable_blocks(&self.inner, || self.find_traces_once(query))
+                .await?,
+        )
+    }
+
+    async fn get_traces(
+        &self,
+        trace_ids: &[TraceId],
+        max_spans: usize,
+    ) -> meshtel_model::Result<Vec<Trace>> {
+        Ok(block_files::without_unreadable_blocks(&self.inner, || {
+            self.get_traces_once(trace_ids, max_spans)
+        })
+        .await?)
+    }
+
+    async fn dependencies(
+        &self,
+        end_unix_nano: u64,
+        lookback_nano: u64,
+    ) -> meshtel_model::Result<Vec<DependencyLink>> {
+        Ok(block_files::without_unreadable_blocks(&self.inner, || {
+            self.dependencies_once(end_unix_nano, lookback_nano)
+        })
+        .await?)
+    }
+}
+
+impl TraceStore {
+    async fn find_traces_once(&self, query: &TraceQuery) -> Result<Vec<Trace>> {
+        let sources = self.inner.sources(
+            to_i64(query.start_min_unix_nano),
+            to_i64(query.start_max_unix_nano),
+        );
+        let started = std::time::Instant::now();
+        let ids = self.inner.searcher.find_trace_ids(query, &sources).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let searched = started.elapsed();
+        let fetch_sources = self.inner.fetch_sources(&ids);
+        let rows = self.inner.searcher.fetch_rows(&ids, &fetch_sources).await?;
+        let fetched = started.elapsed();
+        let mut traces = decode_within(
+            rows,
+            query.max_spans.unwrap_or(usize::MAX),
+            &self.inner.stats,
+        )?;
+        tracing::debug!(
+            traces = ids.len(),
+            fetch_blocks = fetch_sources.iter().map(Source::block_count).sum::<usize>(),
+            search_ms = searched.as_secs_f64() * 1e3,
+            fetch_ms = (fetched - searched).as_secs_f64() * 1e3,
+            decode_ms = (started.elapsed() - fetched).as_secs_f64() * 1e3,
+            "found traces"
+        );
+        let rank: std::collections::HashMap<TraceId, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        traces.retain(|t| t.span_count() > 0);
+        traces.sort_by_key(|t| rank.get(&t.trace_id).copied().unwrap_or(usize::MAX));
+        Ok(traces)
+    }
+
+    /// One whole trace, or `None` when no span of it is stored.
+    pub async fn get_trace(&self, trace_id: TraceId) -> meshtel_model::Result<Option<Trace>> {
+        Ok(self.get_traces(&[trace_id], usize::MAX).await?.pop())
+    }
+
+    async fn get_traces_once(&self, trace_ids: &[TraceId], max_spans: usize) -> Result<Vec<Trace>> {
+        let rows = self
+            .inner
+            .searcher
+            .fetch_rows(trace_ids, &self.inner.fetch_sources(trace_ids))
+            .await?;
+        let mut found: std::collections::HashMap<TraceId, Trace> =
+            decode_within(rows, max_spans, &self.inner.stats)?
+                .into_iter()
+                .filter(|t| t.span_count() > 0)
+                .map(|t| (t.trace_id, t))
+                .collect();
+        Ok(trace_ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    async fn dependencies_once(
+        &self,
+        end_unix_nano: u64,
+        lookback_nano: u64,
+    ) -> Result<Vec<DependencyLink>> {
+        let end = i64::try_from(end_unix_nano).unwrap_or(i64::MAX);
+        let lookback = i64::try_from(lookback_nano).unwrap_or(i64::MAX);
+        let start = end.saturating_sub(lookback);
+        // A child in the window may have a parent that started before it: parents are
+        // looked for one window further back, at most PARENT_LOOKBACK_NANO (so a short
+        // window costs at most twice its own scan).
+        let parent_start = start.saturating_sub(lookback.min(PARENT_LOOKBACK_NANO));
+        let sources = self.inner.window_sources(parent_start, end);
+        self.inner
+            .searcher
+            .dependencies(parent_start, start, end, &sources)
+            .await
+    }
+}
+
+/// `rows` as traces, at most `max_spans` spans in all ([`span_budget`]); the cuts
+/// are counted in `stats`.
+fn decode_within(rows: Vec<RecordBatch>, max_spans: usize, stats: &Stats) -> Result<Vec<Trace>> {
+    let kept = span_budget::within(rows, max_spans)?;
+    let mut traces = decode::batches_to_traces(&kept.batches)?;
+    for trace in &mut traces {
+        trace.omitted_spans = kept.omitted.get(&trace.trace_id.0).copied().unwrap_or(0);
+    }
+    if !kept.omitted.is_empty() {
+        let omitted: u64 = kept.omitted.values().sum();
+        stats
+            .traces_cut
+            .fetch_add(kept.omitted.len() as u64, Ordering::Relaxed);
+        stats.spans_omitted.fetch_add(omitted, Ordering::Relaxed);
+        tracing::debug!(
+            traces = kept.omitted.len(),
+            spans = omitted,
+            max_spans,
+            "read cut to its span bound"
+        );
+    }
+    Ok(traces)
+}
+
+/// How far before a dependencies window its parents are looked for, at most: an hour.
+const PARENT_LOOKBACK_NANO: i64 = 3_600_000_000_000;

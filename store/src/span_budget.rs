@@ -1,0 +1,186 @@
+//! The span bound of one read. When the traces a read returns hold more spans than
+//! it may return, the largest traces are cut, as evenly as the bound allows (a small
+//! trace is never cut to make room for a large one), and each cut trace keeps its
+//! earliest spans: a parent starts before its children, so what is kept is the top of
+//! the tree, from the root down. Applied to the Arrow rows, before they are decoded.
+
+use std::collections::HashMap;
+
+use arrow::array::{AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::Int64Type;
+use arrow::record_batch::RecordBatch;
+
+use crate::schema::col;
+use crate::{Error, Result};
+
+/// The rows a read may return, and how many rows of each cut trace were left out.
+pub struct Kept {
+    /// The rows kept.
+    pub batches: Vec<RecordBatch>,
+    /// Trace id → rows of it left out; only cut traces are named.
+    pub omitted: HashMap<[u8; 16], u64>,
+}
+
+/// Where one row of a trace is: its start, its batch, its row in the batch.
+type Row = (i64, u32, u32);
+
+/// At most `max_spans` rows of `batches`, shared between their traces.
+pub fn within(batches: Vec<RecordBatch>, max_spans: usize) -> Result<Kept> {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if total <= max_spans {
+        return Ok(Kept {
+            batches,
+            omitted: HashMap::new(),
+        });
+    }
+    let mut rows: HashMap<[u8; 16], Vec<Row>> = HashMap::new();
+    for (b, batch) in batches.iter().enumerate() {
+        let ids = batch
+            .column_by_name(col::TRACE_ID)
+            .and_then(|c| c.as_fixed_size_binary_opt())
+            .ok_or_else(|| Error::Corrupt(format!("column {} missing", col::TRACE_ID)))?;
+        let starts = batch
+            .column_by_name(col::START)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| Error::Corrupt(format!("column {} missing", col::START)))?;
+        for row in 0..batch.num_rows() {
+            let id: [u8; 16] = ids.value(row).try_into().unwrap_or([0; 16]);
+            rows.entry(id)
+                .or_default()
+                .push((starts.value(row), index(b)?, index(row)?));
+        }
+    }
+    let mut traces: Vec<([u8; 16], Vec<Row>)> = rows.into_iter().collect();
+    traces.sort_by_key(|(id, rows)| (rows.len(), *id));
+    let sizes: Vec<usize> = traces.iter().map(|(_, rows)| rows.len()).collect();
+    let mut keep: Vec<Vec<bool>> = batches
+        .iter()
+        .map(|batch| vec![false; batch.num_rows()])
+        .collect();
+    let mut omitted = HashMap::new();
+    for ((id, mut rows), share) in traces.into_iter().zip(shares(&sizes, max_spans)) {
+        if share < rows.len() {
+            omitted.insert(id, (rows.len() - share) as u64);
+            rows.select_nth_unstable(share);
+            rows.truncate(share);
+        }
+        for (_, b, row) in rows {
+            if let Some(k) = keep
+                .get_mut(b as usize)
+                .and_then(|k| k.get_mut(row as usize))
+            {
+                *k = true;
+            }
+        }
+    }
+    let mut kept = Vec::with_capacity(batches.len());
+    for (batch, keep) in batches.iter().zip(keep) {
+        let filtered = filter_record_batch(batch, &BooleanArray::from(keep))?;
+        if filtered.num_rows() > 0 {
+            kept.push(filtered);
+        }
+    }
+    Ok(Kept {
+        batches: kept,
+        omitted,
+    })
+}
+
+fn index(i: usize) -> Result<u32> {
+    u32::try_from(i).map_err(|_| Error::Corrupt(format!("a read of more than {} rows", u32::MAX)))
+}
+
+/// How many of each trace's `sizes` (ascending) rows fit in `budget`: every trace
+/// gets an equal share of what is left, a trace smaller than its share all of itself,
+/// and what it leaves goes to the larger ones.
+pub fn shares(sizes: &[usize], budget: usize) -> Vec<usize> {
+    let mut left = budget;
+    let mut out = Vec::with_capacity(sizes.len());
+    for (i, &size) in sizes.iter().enumerate() {
+        let share = (left / (sizes.len() - i)).min(size);
+        left -= share;
+        out.push(share);
+    }
+    // What integer division left over goes to the cut traces, one row each.
+    for (share, &size) in out.iter_mut().zip(sizes).rev() {
+        if left == 0 {
+            break;
+        }
+        if *share < size {
+            *share += 1;
+            left -= 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{FixedSizeBinaryArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn shares_cut_only_what_does_not_fit_and_as_evenly_as_they_can() {
+        assert_eq!(shares(&[1, 2, 3], 10), vec![1, 2, 3]);
+        assert_eq!(shares(&[1, 2, 100], 10), vec![1, 2, 7]);
+        assert_eq!(shares(&[50, 60, 100], 90), vec![30, 30, 30]);
+        assert_eq!(shares(&[5, 60, 100], 90), vec![5, 42, 43]);
+        assert_eq!(shares(&[100, 100, 100], 100), vec![33, 33, 34]);
+        assert_eq!(shares(&[3, 3], 0), vec![0, 0]);
+        assert_eq!(shares(&[], 5), Vec::<usize>::new());
+        for (sizes, budget) in [(vec![7, 9, 13, 40], 50), (vec![1, 1, 1, 1000], 7)] {
+            let got = shares(&sizes, budget);
+            let want = budget.min(sizes.iter().sum());
+            assert_eq!(got.iter().sum::<usize>(), want, "{sizes:?} {budget}");
+            assert!(got.iter().zip(&sizes).all(|(g, s)| g <= s));
+        }
+    }
+
+    fn batch(rows: &[(u8, i64)]) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
+            Field::new(col::START, DataType::Int64, false),
+        ]);
+        let ids =
+            FixedSizeBinaryArray::try_from_iter(rows.iter().map(|(id, _)| [*id; 16])).unwrap();
+        let starts = Int64Array::from_iter_values(rows.iter().map(|(_, s)| *s));
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), Arc::new(starts)]).unwrap()
+    }
+
+    fn rows(kept: &Kept) -> Vec<(u8, i64)> {
+        let mut out = Vec::new();
+        for b in &kept.batches {
+            let ids = b.column(0).as_fixed_size_binary();
+            let starts = b.column(1).as_primitive::<Int64Type>();
+            for r in 0..b.num_rows() {
+                out.push((ids.value(r)[0], starts.value(r)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_read_over_the_bound_keeps_the_earliest_spans_of_the_largest_trace() {
+        // Trace 1: 2 spans; trace 2: 6 spans over two batches, out of order.
+        let batches = vec![
+            batch(&[(2, 50), (1, 10), (2, 20), (2, 60)]),
+            batch(&[(2, 5), (1, 11), (2, 40), (2, 30)]),
+        ];
+        let kept = within(batches.clone(), 5).unwrap();
+        assert_eq!(
+            rows(&kept),
+            vec![(1, 10), (1, 11), (2, 5), (2, 20), (2, 30)]
+        );
+        assert_eq!(kept.omitted, HashMap::from([([2; 16], 3)]));
+
+        let all = within(batches, 8).unwrap();
+        assert_eq!(rows(&all).len(), 8);
+        assert!(all.omitted.is_empty());
+    }
+}

@@ -1,0 +1,128 @@
+//! An answer over `[query] max_spans_per_response`: the largest trace is cut to its
+//! earliest spans and says so in a warning, a small one stays whole, on every read
+//! path (one trace, several by id, search, v3), and the cuts are counted in
+//! `/metrics`.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use serde_json::Value;
+
+use crate::roundtrip::jaeger_trace_id;
+use crate::support::*;
+
+const MS: u64 = 1_000_000;
+
+/// `(span count, warnings)` of a Jaeger trace.
+fn shape(trace: &Value) -> (usize, Value) {
+    (
+        trace["spans"].as_array().expect("spans").len(),
+        trace["warnings"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_over_the_span_bound_cut_the_largest_trace_with_a_warning() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(&config, "[query]\nmax_spans_per_response = 1000\n").unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+
+    let start = now_nanos() - 60_000 * MS;
+    let (big, small) = (random_trace_id(), random_trace_id());
+    let root = random_span_id();
+    let mut spans = vec![simple_span(&big, &root, None, "GET /big", start, 900 * MS)];
+    for i in 1..3_000u64 {
+        let name = format!("step-{i}");
+        spans.push(simple_span(
+            &big,
+            &random_span_id(),
+            Some(&root),
+            &name,
+            start + i * 1_000,
+            500,
+        ));
+    }
+    let small_spans = (0..5u64)
+        .map(|i| {
+            simple_span(
+                &small,
+                &random_span_id(),
+                None,
+                "GET /small",
+                start + MS + i,
+                10,
+            )
+        })
+        .collect();
+    export_grpc(
+        m.grpc.unwrap(),
+        ExportTraceServiceRequest {
+            resource_spans: vec![
+                resource_spans("front", spans),
+                resource_spans("front", small_spans),
+            ],
+        },
+    )
+    .await;
+    let (big_hex, small_hex) = (jaeger_trace_id(&big), jaeger_trace_id(&small));
+    let warning = |shown: usize| {
+        Value::from(vec![format!(
+            "trace cut to its earliest {shown} spans: {} more are stored; an answer holds at \
+             most [query] max_spans_per_response spans",
+            3_000 - shown
+        )])
+    };
+
+    // One trace: the bound, its root first, the warning on the trace and the root.
+    let one = wait_for_trace(&m, &big_hex, 1000).await;
+    assert_eq!(shape(&one), (1000, warning(1000)));
+    assert_eq!(one["spans"][0]["operationName"], "GET /big");
+    assert_eq!(one["spans"][0]["warnings"], warning(1000));
+    assert_eq!(one["spans"][999]["operationName"], "step-999");
+
+    // Several by id, and a search: the small trace whole, the big one gets the rest.
+    let both = get_json(&m.query_url(&format!(
+        "/api/traces?traceID={big_hex}&traceID={small_hex}&traceID={big_hex}"
+    )))
+    .await;
+    assert_eq!(
+        shape(&both["data"][0]),
+        (995, warning(995)),
+        "{}",
+        both["errors"]
+    );
+    assert_eq!(shape(&both["data"][1]), (5, Value::Null));
+    assert_eq!(both["data"].as_array().unwrap().len(), 2);
+    let found = get_json(&m.query_url("/api/traces?service=front&limit=10&lookback=2h")).await;
+    let mut shapes: Vec<(usize, Value)> = found["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(shape)
+        .collect();
+    shapes.sort_by_key(|s| s.0);
+    assert_eq!(shapes, vec![(5, Value::Null), (995, warning(995))]);
+
+    // v3: the same cut spans, in OTLP.
+    let v3 = get_json(&m.query_url(&format!("/api/v3/traces/{}", hex::encode(&big)))).await;
+    let v3_spans: usize = v3["result"]["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+        .map(|s| s["spans"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(v3_spans, 1000);
+
+    let metrics = get(&m.http_url("/metrics")).await.text();
+    let value = |name: &str| {
+        parse_prometheus_text(&metrics)
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .value
+    };
+    // wait_for_trace may have read it more than once; every other read cut once.
+    assert!(value("meshtel_query_traces_cut_total") >= 4.0);
+    assert!(value("meshtel_query_spans_omitted_total") >= (2000 + 2005 * 2 + 2000) as f64);
+    m.stop().await;
+}
