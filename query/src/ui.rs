@@ -46,9 +46,7 @@ struct UiState {
 
 /// The UI routes; `base` is the base path the router is nested under ("" for none).
 pub fn router(base: &str) -> Router {
-    let state = UiState {
-        base: base.trim_end_matches('/').to_owned(),
-    };
+    let state = UiState { base: base.trim_end_matches('/').to_owned() };
     Router::new()
         .route("/", get(index))
         .route("/search", get(index))
@@ -63,40 +61,22 @@ pub fn router(base: &str) -> Router {
 /// The UI's start page alone, for `<base>/` (a nested router serves `<base>` but not
 /// `<base>/`).
 pub fn index_route(base: &str) -> axum::routing::MethodRouter {
-    get(index).with_state(UiState {
-        base: base.trim_end_matches('/').to_owned(),
-    })
+    get(index).with_state(UiState { base: base.trim_end_matches('/').to_owned() })
 }
 
 async fn index(State(state): State<UiState>) -> Response {
     let Some(file) = Assets::get("index.html") else {
-        return (
-            StatusCode::NOT_FOUND,
-            "the UI is not built into this binary",
-        )
-            .into_response();
+        return (StatusCode::NOT_FOUND, "the UI is not built into this binary").into_response();
     };
     let html = String::from_utf8_lossy(&file.data).replace("__MESHTEL_BASE__", &state.base);
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-            ),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
             (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         ],
         html,
     )
@@ -111,11 +91,7 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
         return (StatusCode::NOT_FOUND, format!("no UI file {path}")).into_response();
     };
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
-    {
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     let content_type = file.metadata.mimetype().to_owned();
