@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::ArrayRef;
@@ -313,7 +314,22 @@ pub fn merge_blocks(
     order: BlockOrder,
     level: u32,
 ) -> Result<BlockMeta> {
-    let (mut source, rows) = MergeColumns::open(inputs, order)?;
+    let never = Arc::new(AtomicBool::new(false));
+    merge_blocks_unless(blocks_dir, id, inputs, row_group_rows, order, level, never)
+}
+
+/// [`merge_blocks`], given up as soon as `stop` is set (checked before each column of
+/// each row group): [`crate::Error::Closed`], and no output left behind.
+pub fn merge_blocks_unless(
+    blocks_dir: &Path,
+    id: u64,
+    inputs: &[PathBuf],
+    row_group_rows: usize,
+    order: BlockOrder,
+    level: u32,
+    stop: Arc<AtomicBool>,
+) -> Result<BlockMeta> {
+    let (mut source, rows) = MergeColumns::open(inputs, order, stop)?;
     // Larger row groups in compacted blocks: each row group carries its own dictionary
     // of attribute entries, so fewer, larger groups store it fewer times. The page index
     // still narrows a trace lookup to a few pages.
@@ -385,6 +401,8 @@ struct MergeColumns {
     source: Vec<u16>,
     /// The runs of the row group being written, shared by its columns.
     runs: Runs,
+    /// Set when the merge is to be given up (the store is shutting down).
+    stop: Arc<AtomicBool>,
 }
 
 /// For the output rows `rows`: how many rows of each input come before them (`skip`)
@@ -424,7 +442,11 @@ impl Runs {
 
 impl MergeColumns {
     /// Reads the sort keys of every input and merges them.
-    fn open(paths: &[PathBuf], order: BlockOrder) -> Result<(Self, RowsInOrder)> {
+    fn open(
+        paths: &[PathBuf],
+        order: BlockOrder,
+        stop: Arc<AtomicBool>,
+    ) -> Result<(Self, RowsInOrder)> {
         if paths.len() > usize::from(u16::MAX) {
             return Err(crate::Error::Corrupt(format!(
                 "a merge of {} blocks is more than one can hold",
@@ -531,6 +553,7 @@ impl MergeColumns {
                 paths: paths.to_vec(),
                 source,
                 runs: Runs::default(),
+                stop,
             },
             RowsInOrder {
                 trace_keys,
@@ -561,6 +584,9 @@ impl ColumnSource for MergeColumns {
         rows: Range<usize>,
         out: &mut dyn FnMut(ArrayRef) -> Result<()>,
     ) -> Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(crate::Error::Closed);
+        }
         // Each input's rows in `rows` are a run of its stored rows: skip the ones
         // taken before, read the ones taken here.
         let Runs { skip, take, .. } = self.runs.of(&self.source, self.inputs.len(), rows.clone());

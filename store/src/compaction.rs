@@ -34,12 +34,22 @@ pub const MAX_MERGE_INPUTS: usize = 16;
 /// How long replaced block files stay on disk for searches already running.
 const DELETE_GRACE: Duration = Duration::from_secs(30);
 
+/// Passes every `compaction_interval` until shutdown begins ([`Inner::stopping`]).
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut ticker = tokio::time::interval(inner.config.compaction_interval);
     ticker.tick().await;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = inner.stop_compaction.notified() => {}
+        }
+        if inner.stopping.load(Ordering::Relaxed) {
+            return;
+        }
         if let Err(e) = run_once(&inner, now_unix_nano()).await {
+            if inner.stopping.load(Ordering::Relaxed) {
+                return;
+            }
             error!(error = %e, "compaction pass failed; will retry");
         }
     }
@@ -49,7 +59,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// one is counted in `compaction_failures`.
 pub(crate) async fn run_once(inner: &Arc<Inner>, now: i64) -> Result<()> {
     let pass = pass(inner, now).await;
-    if pass.is_err() {
+    if pass.is_err() && !inner.stopping.load(Ordering::Relaxed) {
         inner
             .stats
             .compaction_failures
@@ -61,7 +71,9 @@ pub(crate) async fn run_once(inner: &Arc<Inner>, now: i64) -> Result<()> {
 async fn pass(inner: &Arc<Inner>, now: i64) -> Result<()> {
     apply_retention(inner, now).await?;
     crate::catalog_writer::upkeep(inner, now);
-    while let Some(group) = pick_compaction(inner) {
+    while !inner.stopping.load(Ordering::Relaxed)
+        && let Some(group) = pick_compaction(inner)
+    {
         // A merge writes its output beside its inputs: on a disk near its reserve it
         // waits, so that the space stays for flushing what is acknowledged.
         let bytes: u64 = group.iter().map(|b| b.bytes).sum();
@@ -168,8 +180,9 @@ async fn compact(inner: &Arc<Inner>, group: &[BlockMeta]) -> Result<()> {
     let order = inner.config.block_order;
     let level = group.iter().map(|b| b.level).max().unwrap_or(0) + 1;
     let paths: Vec<_> = group.iter().map(|b| b.path(&dir)).collect();
+    let stop = inner.stopping.clone();
     let meta = tokio::task::spawn_blocking(move || {
-        block::merge_blocks(&dir, id, &paths, row_group_rows, order, level)
+        block::merge_blocks_unless(&dir, id, &paths, row_group_rows, order, level, stop)
     })
     .await??;
     let removed: Vec<u64> = group.iter().map(|b| b.id).collect();

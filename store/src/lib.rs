@@ -52,7 +52,7 @@ mod writer;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -140,6 +140,11 @@ pub(crate) struct Inner {
     /// Blocks a read-only store found unreadable and no longer searches, by id (a
     /// writer sets them aside instead).
     unreadable: Mutex<BTreeSet<u64>>,
+    /// Set when shutdown begins: compaction starts nothing new and gives up a merge
+    /// in progress.
+    stopping: Arc<AtomicBool>,
+    /// Wakes compaction when shutdown begins.
+    stop_compaction: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -220,8 +225,13 @@ pub struct TraceStore {
     tx: Arc<Mutex<Option<SyncSender<Command>>>>,
     queued_bytes: Arc<Semaphore>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// The compaction task, which shutdown lets finish (or give up) its merge.
+    compaction: Arc<Mutex<Option<JoinHandle<()>>>>,
     threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
+
+/// How long shutdown waits for compaction to give up or index a merge.
+const COMPACTION_STOP_WAIT: Duration = Duration::from_secs(30);
 
 fn now_unix_nano() -> i64 {
     SystemTime::now()
@@ -303,6 +313,8 @@ impl TraceStore {
             config: config.clone(),
             dir_lock: Mutex::new(Some(dir_lock)),
             read_only: false,
+            stopping: Arc::default(),
+            stop_compaction: tokio::sync::Notify::new(),
             unreadable: Mutex::default(),
         });
         inner.register_operations(head.operations);
@@ -334,7 +346,6 @@ impl TraceStore {
         let tasks = vec![
             tokio::spawn(writer::run_flusher(inner.clone(), flush_rx)),
             tokio::spawn(catalog_writer::run(catalog, catalog_inbox)),
-            tokio::spawn(compaction::run(inner.clone())),
             tokio::spawn(disk::run_monitor(inner.clone())),
             tokio::spawn(async move {
                 // Holds the sync thread's stop sender until the store shuts down, and
@@ -348,6 +359,7 @@ impl TraceStore {
                 }
             }),
         ];
+        let compaction = tokio::spawn(compaction::run(inner.clone()));
         Ok(TraceStore {
             inner,
             tx: Arc::new(Mutex::new(Some(tx))),
@@ -359,6 +371,7 @@ impl TraceStore {
                     .min(Semaphore::MAX_PERMITS),
             )),
             tasks: Arc::new(Mutex::new(tasks)),
+            compaction: Arc::new(Mutex::new(Some(compaction))),
             threads: Arc::new(Mutex::new(threads)),
         })
     }
@@ -393,6 +406,8 @@ impl TraceStore {
             dir_lock: Mutex::new(None),
             read_only: true,
             unreadable: Mutex::default(),
+            stopping: Arc::default(),
+            stop_compaction: tokio::sync::Notify::new(),
         });
         let warned = Arc::default();
         reload_index(&inner, &warned).await?;
@@ -411,6 +426,7 @@ impl TraceStore {
             tx: Arc::new(Mutex::new(None)),
             queued_bytes: Arc::new(Semaphore::new(0)),
             tasks: Arc::new(Mutex::new(vec![task])),
+            compaction: Arc::default(),
             threads: Arc::new(Mutex::new(Vec::new())),
         })
     }
@@ -448,6 +464,10 @@ impl TraceStore {
             self.inner.catalog.close().await;
             return Ok(());
         };
+        // A merge in progress is given up (its output deleted) or, if it is indexing
+        // already, finishes: never left on disk unindexed once the store is gone.
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.inner.stop_compaction.notify_one();
         let (ack, done) = oneshot::channel();
         let _ = tokio::task::spawn_blocking(move || {
             let _ = tx.send(Command::Flush { ack });
@@ -463,6 +483,18 @@ impl TraceStore {
         // Catalog changes made since the last flush (sightings, entries forgotten)
         // reach SQL before the writer stops.
         catalog_writer::written(&self.inner, Duration::from_secs(10)).await;
+        let compaction = self.compaction.lock().take();
+        if let Some(mut compaction) = compaction
+            && tokio::time::timeout(COMPACTION_STOP_WAIT, &mut compaction)
+                .await
+                .is_err()
+        {
+            compaction.abort();
+            warn!(
+                waited = ?COMPACTION_STOP_WAIT,
+                "compaction did not stop in time; a merged block it leaves is set aside at the next start"
+            );
+        }
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
         let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
         for task in &tasks {

@@ -510,3 +510,58 @@ async fn a_service_dated_ahead_of_the_clock_stays_listed_while_it_sends() {
     assert_eq!(store.stats().catalog_forgotten, 0);
     store.shutdown().await.unwrap();
 }
+
+/// Shutdown during a merge: the merge is given up (its output deleted) or finishes and
+/// is indexed, never left on disk unindexed to be set aside at the next start; and
+/// every span is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_merge_leaves_no_unindexed_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    // Eight blocks, large enough for a merge to take a while.
+    for block in 0..8u8 {
+        let traces = (0..40u8)
+            .map(|t| trace(t, "svc", 250, *T0 + u64::from(block) * 1_000_000_000, 1_000))
+            .collect();
+        store.write_spans(traces).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    let spans = store.stats().block_spans;
+    assert_eq!((store.stats().blocks, spans), (8, 8 * 40 * 250));
+    store.shutdown().await.unwrap();
+
+    let merging = TraceStore::open(StoreConfig {
+        compaction_interval: Duration::from_millis(50),
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let blocks_dir = dir.path().join("blocks");
+    let in_progress = || {
+        std::fs::read_dir(&blocks_dir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+    };
+    let started = std::time::Instant::now();
+    while !in_progress() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no merge started"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    merging.shutdown().await.unwrap();
+    // Without the fix, a merge's blocking thread went on after shutdown and renamed
+    // its output into place; give it the time it would take.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!in_progress(), "a merge wrote on after shutdown");
+
+    let reopened = TraceStore::open(config(dir.path())).await.unwrap();
+    let orphaned = blocks_dir.join(crate::block_files::ORPHANED_DIR);
+    let set_aside = std::fs::read_dir(&orphaned).map_or(0, |d| d.count());
+    assert_eq!(set_aside, 0, "blocks set aside in {}", orphaned.display());
+    assert_eq!(reopened.stats().block_spans, spans);
+    assert_eq!(reopened.stats().blocks_unreadable, 0);
+    reopened.shutdown().await.unwrap();
+}
