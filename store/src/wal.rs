@@ -128,7 +128,10 @@ impl Wal {
         for seq in list_segments(dir)? {
             let path = segment_path(dir, seq);
             last_seq = last_seq.max(seq);
-            if seq <= flushed_through {
+            // Flushed, or empty (a start that was stopped before any span came): each
+            // start begins a segment, and empty ones would pile up until a flush.
+            let empty = fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+            if seq <= flushed_through || empty {
                 fs::remove_file(&path).map_err(Error::at("WAL segment", &path))?;
                 continue;
             }

@@ -273,3 +273,26 @@ fn copies_of_damaged_segments_are_bounded() {
     let copies = fs::read_dir(dir.path().join(CORRUPT_DIR)).unwrap().count();
     assert_eq!(copies, MAX_CORRUPT_COPIES);
 }
+
+#[test]
+fn starts_without_writes_leave_one_empty_segment_not_one_each() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        wal.append(b"kept").unwrap();
+        wal.commit(true).unwrap();
+    }
+    for _ in 0..5 {
+        let (wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+        let records: Vec<Vec<u8>> = replayed.into_iter().flat_map(|s| s.records).collect();
+        assert_eq!(records, vec![b"kept".to_vec()]);
+        drop(wal);
+    }
+    // The segment with the record, and the newest start's empty one.
+    let segments = list_segments(dir.path()).unwrap();
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    assert!(
+        segments[1] > segments[0] + 4,
+        "sequence numbers still only grow"
+    );
+}
