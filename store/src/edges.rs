@@ -396,6 +396,14 @@ impl EdgeRollups {
     }
 
     async fn flush_where(&self, closed: impl Fn(&Self, u64) -> bool) -> Result<usize> {
+        // Most seconds nothing has closed: no need to wait for the gate, and so to hold
+        // up the reads queued behind this writer.
+        if !self.inner.open.lock().keys().any(|&s| closed(self, s)) {
+            return Ok(0);
+        }
+        // The connection first: waiting for one (every one busy with long reads) while
+        // holding the gate would hold up every read.
+        let mut conn = self.inner.pool.acquire().await?;
         let _gate = self.inner.flush_gate.write().await;
         let starts: Vec<u64> = {
             let open = self.inner.open.lock();
@@ -411,7 +419,9 @@ impl EdgeRollups {
                 .filter_map(|s| open.remove(s).map(|b| (*s, b)))
                 .collect()
         };
-        match self.insert_buckets(&taken).await {
+        let written = self.insert_buckets_on(&mut conn, &taken).await;
+        crate::catalog::close_if_read_only(&mut conn, &written);
+        match written {
             Ok(rows) => {
                 debug!(buckets = taken.len(), rows, "edge buckets flushed");
                 Ok(taken.len())
@@ -458,13 +468,6 @@ impl EdgeRollups {
                 "SQL still refuses edge rollups and memory is full: dropped the oldest buckets"
             );
         }
-    }
-
-    async fn insert_buckets(&self, buckets: &[(u64, Bucket)]) -> Result<usize> {
-        let mut conn = self.inner.pool.acquire().await?;
-        let written = self.insert_buckets_on(&mut conn, buckets).await;
-        crate::catalog::close_if_read_only(&mut conn, &written);
-        written
     }
 
     async fn insert_buckets_on(
@@ -578,15 +581,18 @@ impl EdgeRollups {
 
     /// Every SQL row and open-bucket edge of buckets starting in `[start, end)`,
     /// summed per `group(bucket start in Unix ms, key)`: memory grows with the groups,
-    /// not the rows (SQL rows are streamed). One place reads both sources, under the
-    /// flush gate, so that no bucket is counted twice or missed.
+    /// not the rows (SQL rows are streamed). No bucket is counted twice or missed: the
+    /// SQL statement's first step (which fixes the snapshot it reads) and the copy of
+    /// the buckets in memory happen under the flush gate, with no flush between them;
+    /// the rest of the SQL rows stream from that snapshot without holding the gate, so
+    /// a long read holds up neither flushes nor, queued behind them, other reads.
     async fn sum_between<G: Hash + Eq>(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
         group: impl Fn(u64, EdgeKey) -> G,
     ) -> Result<HashMap<G, EdgeStats>> {
-        let _gate = self.inner.flush_gate.read().await;
+        let gate = self.inner.flush_gate.read().await;
         // The bucket holding `start` is read whole, so a window holds up to one bucket
         // more than asked: readers divide by the time really covered
         // (`meshtel_model::graph::covered_seconds`), which is never shorter than the
@@ -606,7 +612,22 @@ impl EdgeRollups {
         .bind(to_i64(end_unix_nano.div_ceil(1_000_000)))
         .fetch(&self.inner.pool);
         let mut summed: HashMap<G, EdgeStats> = HashMap::new();
-        while let Some(row) = rows.try_next().await? {
+        let first = rows.try_next().await?;
+        {
+            let open = self.inner.open.lock();
+            for (start, bucket) in open.range(from..end_unix_nano) {
+                let bucket_ms = start / 1_000_000;
+                for (key, stats) in bucket.rows() {
+                    summed
+                        .entry(group(bucket_ms, key.clone()))
+                        .or_default()
+                        .merge(stats);
+                }
+            }
+        }
+        drop(gate);
+        let mut next = first;
+        while let Some(row) = next {
             let key = EdgeKey {
                 source_workload: row.get(0),
                 source_namespace: row.get(1),
@@ -639,19 +660,7 @@ impl EdgeRollups {
                 .entry(group(bucket_ms, key))
                 .or_default()
                 .merge(&stats);
-        }
-        drop(rows);
-        {
-            let open = self.inner.open.lock();
-            for (start, bucket) in open.range(from..end_unix_nano) {
-                let bucket_ms = start / 1_000_000;
-                for (key, stats) in bucket.rows() {
-                    summed
-                        .entry(group(bucket_ms, key.clone()))
-                        .or_default()
-                        .merge(stats);
-                }
-            }
+            next = rows.try_next().await?;
         }
         Ok(summed)
     }
@@ -728,39 +737,6 @@ impl EdgeRollups {
     }
 }
 
-/// Non-cumulative bucket counts as `"3,0,12"`, trailing zeros left out.
-pub fn encode_latency_buckets(counts: &[u64; LATENCY_SLOTS]) -> String {
-    let used = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
-    let mut out = String::new();
-    for (i, count) in counts.iter().take(used).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&count.to_string());
-    }
-    out
-}
-
-/// The inverse of [`encode_latency_buckets`].
-pub fn decode_latency_buckets(text: &str) -> Result<[u64; LATENCY_SLOTS]> {
-    let mut counts = [0u64; LATENCY_SLOTS];
-    if text.is_empty() {
-        return Ok(counts);
-    }
-    let mut parts = text.split(',');
-    for (slot, part) in counts.iter_mut().zip(parts.by_ref()) {
-        *slot = part
-            .parse()
-            .map_err(|_| Error::Corrupt(format!("latency bucket count {part:?}")))?;
-    }
-    if parts.next().is_some() {
-        return Err(Error::Corrupt(format!(
-            "too many latency buckets in {text:?}"
-        )));
-    }
-    Ok(counts)
-}
-
 impl EdgeSink for EdgeRollups {
     fn record_edges(&self, records: &[&RequestRecord]) {
         self.record(records);
@@ -792,6 +768,9 @@ impl GraphReader for EdgeRollups {
             .await?)
     }
 }
+
+mod latency;
+pub use latency::{decode_latency_buckets, encode_latency_buckets};
 
 #[cfg(test)]
 mod tests;

@@ -471,3 +471,47 @@ fn default_config_round_trips() {
 fn toml_like(config: &EdgeConfig) -> String {
     serde_json::to_string(config).unwrap()
 }
+
+/// A long read (many SQL rows) holds up neither a flush nor the reads behind it, and
+/// still counts the bucket flushed during it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_read_does_not_hold_up_flushes_and_counts_each_bucket_once() {
+    const ROWS: i64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    rollups.record(&[&record(T0 + SEC, 200, 3)]);
+    clock.set(T0 + 60 * SEC);
+    rollups.flush_closed().await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < $1) \
+         INSERT INTO edge_rollups SELECT e.* FROM edge_rollups e, n",
+    )
+    .bind(ROWS - 1)
+    .execute(&rollups.inner.pool)
+    .await
+    .unwrap();
+    assert_eq!(sql_rows(&rollups).await, ROWS);
+    // One more request in a bucket that is closed but still in memory.
+    clock.set(T0 + 22 * SEC);
+    rollups.record(&[&record(T0 + 21 * SEC, 200, 3)]);
+    clock.set(T0 + 60 * SEC);
+    let total = |edges: &[EdgeRow]| edges.iter().map(|e| e.stats.requests).sum::<u64>();
+
+    let started = std::time::Instant::now();
+    let reader = rollups.clone();
+    let long_read = tokio::spawn(async move {
+        let edges = reader.edges_between(T0, T0 + 60 * SEC).await.unwrap();
+        (edges, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rollups.flush_closed().await.unwrap(), 1);
+    let flushed_after = started.elapsed();
+    let (edges, read_took) = long_read.await.unwrap();
+    assert!(
+        flushed_after < read_took,
+        "the flush waited for the read: flushed after {flushed_after:?}, read took {read_took:?}"
+    );
+    assert_eq!(total(&edges), ROWS as u64 + 1);
+    let after = rollups.edges_between(T0, T0 + 60 * SEC).await.unwrap();
+    assert_eq!(total(&after), ROWS as u64 + 1);
+}
