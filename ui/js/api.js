@@ -22,6 +22,13 @@ function messageOf(body, fallback) {
   return fallback;
 }
 
+/** The size of an answer, for messages: its text's length, else Content-Length. */
+function sizeOf(response, text) {
+  const bytes = text !== undefined ? text.length : Number(response.headers.get('content-length'));
+  if (!Number.isFinite(bytes) || bytes <= 0) return 'size unknown';
+  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : `${bytes} bytes`;
+}
+
 /** Builds `path?params` under the base path; array values repeat the key. */
 export function url(path, params = {}) {
   const query = new URLSearchParams();
@@ -54,12 +61,21 @@ export async function request(method, path, { params, body, token, headers = {},
     if (error.name === 'AbortError') throw error;
     throw new ApiError(0, `cannot reach meshtel at ${location.host}: ${error.message}`, null);
   }
-  const text = await response.text();
+  let text;
+  try {
+    text = await response.text();
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    throw new ApiError(response.status, `meshtel's answer could not be read (${sizeOf(response)}): ${error.message}`, null);
+  }
   let parsed = null;
   if (text) {
     try {
       parsed = JSON.parse(text);
-    } catch {
+    } catch (error) {
+      // A 2xx that is not JSON is never "nothing found": a truncated or oversized
+      // answer must show as an error, not as an empty page.
+      if (response.ok) throw new ApiError(response.status, `meshtel's answer (${sizeOf(response, text)}) is not valid JSON: ${error.message}`, text.slice(0, 200));
       parsed = text;
     }
   }

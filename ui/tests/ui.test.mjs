@@ -22,6 +22,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 
+import { installMarks, reportCspViolations } from './init-scripts.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 const log = (...args) => console.log('[ui]', ...args);
@@ -213,32 +215,6 @@ async function setField(page, selector, value) {
 }
 
 /**
- * Marks in the page (an init script): the moment, on performance.now()'s clock (0 =
- * navigation start), when the search results first show and when #trace-view first
- * turns data-ready="true", per trace id. A MutationObserver sees it in the same task.
- */
-function installMarks() {
-  window.__meshtelMarks = {};
-  const check = () => {
-    const marks = window.__meshtelMarks;
-    if (!('search' in marks) && document.querySelector('.search-result') && document.querySelector('#search-count')) {
-      marks.search = performance.now();
-    }
-    const view = document.querySelector('#trace-view[data-ready="true"]');
-    if (view) {
-      const key = `trace:${view.getAttribute('data-trace-id')}`;
-      if (!(key in marks)) marks[key] = performance.now();
-    }
-  };
-  new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-ready', 'class', 'data-trace-id'] });
-}
-
-/** An init script: a Content-Security-Policy violation is a console error, so a step fails on it. */
-function reportCspViolations() {
-  document.addEventListener('securitypolicyviolation', (e) => console.error(`Content Security Policy violation: ${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`));
-}
-
-/**
  * Navigates to `url` and returns ms from navigation start to `mark` (the page must show
  * `first` within HOOK_MS, so that a missing page fails fast).
  */
@@ -375,6 +351,14 @@ async function searchStep(page, ctx) {
 }
 
 /** The slow trace: order, depths, services, critical path, errors, collapse, detail, find. */
+/** An answer cut off mid-JSON (as a browser gives up on one too large) shows an error. */
+async function cutOffStep(page, ctx) {
+  await page.route(`**/api/traces/${slow.traceId}*`, (route) => route.fulfill({ status: 200, contentType: 'application/json', body: '{"data":[{"traceID":"' }));
+  await page.goto(`${base}/trace/${slow.traceId}`);
+  const message = await (await hook(page, ctx.pageName, '.state-error .error-message')).first().innerText();
+  expect(/not valid JSON/.test(message), `the error says ${JSON.stringify(message)}, want "not valid JSON"`);
+}
+
 async function traceStep(page, ctx) {
   const P = ctx.pageName;
   await page.goto(`${base}/trace/${slow.traceId}`);
@@ -788,6 +772,7 @@ try {
   await step('search: service, sort, minDuration finds the slow trace; URL reload and back', 'search', context, searchStep, { budget: 40_000 });
   await step('trace: the slow trace in tree order, critical path, errors, collapse, detail, find, download', 'trace', context, traceStep);
   await step(`trace: ${big.spanCount}-span trace becomes interactive`, 'trace', context, bigTraceStep, { budget: 40_000, shot: 'trace-1000' });
+  await step('trace: a cut-off answer is an error, not "Trace not found"', 'trace', context, cutOffStep, { shot: 'trace-cut-off' });
   await step('graph: the mesh edges and their error rates', 'graph', context, graphStep);
   await step('metrics: rate, errors and duration per service', 'metrics', context, metricsStep);
   await step('quotas: token, invalid then valid policy, enforced (429), usage, audit, delete', 'quotas', context, quotasStep, { budget: 45_000 });
