@@ -37,6 +37,8 @@ pub struct Sources {
     pub quota: Option<Arc<QuotaEngine>>,
     /// Slow-client timeouts of the HTTP listeners.
     pub http_timeouts: HttpTimeoutMetrics,
+    /// The bound on trace reads in flight, where this process answers queries.
+    pub query_reads: Option<meshtel_query::ReadLimit>,
 }
 
 /// The `/metrics` route over `sources`.
@@ -180,6 +182,18 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         "Time spent flushing the head to blocks (sort, encode, write, index).",
         s.flush_seconds,
     );
+    if let Some(reads) = &sources.query_reads {
+        gauge(
+            "meshtel_query_reads_in_flight",
+            "Trace reads (searches, fetches, dependencies) running now, at most [query] max_concurrent_reads.",
+            reads.in_flight() as u64,
+        );
+        counter(
+            "meshtel_query_reads_refused_total",
+            "Trace reads answered 503 because they waited 30 s without a turn under [query] max_concurrent_reads.",
+            reads.refused(),
+        );
+    }
     counter(
         "meshtel_query_traces_cut_total",
         "Traces cut to their earliest spans because an answer would have held more than [query] max_spans_per_response spans.",

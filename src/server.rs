@@ -204,6 +204,10 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
     let http_timeouts = HttpTimeoutMetrics::new()?;
+    let query_reads = meshtel_query::ReadLimit::new(
+        config.query.max_concurrent_reads,
+        meshtel_query::read_limit::READ_WAIT,
+    );
     if let Some((grpc, http, zipkin)) = ingest_listeners {
         edges.start();
         let mesh_metrics = MeshMetrics::new(&report_config.metrics)?;
@@ -267,6 +271,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             edges: Some(edges.clone()),
             quota: quota_engine.clone(),
             http_timeouts: http_timeouts.clone(),
+            query_reads: Some(query_reads.clone()),
         }));
         servers.spawn(serve(
             http,
@@ -306,8 +311,13 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             Some(routes) => quotas.merge(routes),
             None => quotas,
         };
-        let mut app =
-            meshtel_query::router_with_graph(reader, Some(graph), Some(extra), &config.query);
+        let mut app = meshtel_query::router_with_graph(
+            reader,
+            Some(graph),
+            Some(extra),
+            &config.query,
+            query_reads.clone(),
+        );
         if !role.ingests() {
             // The query role alone has no collector port: its own `/metrics` answers a
             // scraper here, while a browser still gets the UI's metrics page.
@@ -322,6 +332,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 edges: None,
                 quota: None,
                 http_timeouts: http_timeouts.clone(),
+                query_reads: Some(query_reads.clone()),
             });
             app = app.layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {

@@ -25,8 +25,11 @@ pub mod graph;
 pub mod jaeger;
 pub mod metrics;
 pub mod quotas;
+pub mod read_limit;
 pub mod response;
 pub mod ui;
+
+pub use read_limit::ReadLimit;
 
 #[cfg(test)]
 mod testing;
@@ -72,6 +75,10 @@ pub struct QueryConfig {
     /// search): past it the largest traces are cut, as evenly as the bound allows, to
     /// their earliest spans, and carry a warning that says so.
     pub max_spans_per_response: usize,
+    /// Trace reads (searches, fetches, dependencies, v1 and v3) running at once; one
+    /// more waits its turn up to 30 s, then is answered 503. With
+    /// `max_spans_per_response` it bounds the memory reads take.
+    pub max_concurrent_reads: usize,
 }
 
 /// Default of [`QueryConfig::base_path`]: serve at the root.
@@ -82,6 +89,11 @@ pub fn default_base_path() -> String {
 /// Default of [`QueryConfig::max_search_limit`].
 pub fn default_max_search_limit() -> usize {
     1500
+}
+
+/// Default of [`QueryConfig::max_concurrent_reads`].
+pub fn default_max_concurrent_reads() -> usize {
+    4
 }
 
 /// Default of [`QueryConfig::max_spans_per_response`]: about 130 MB of memory at the
@@ -96,6 +108,7 @@ impl Default for QueryConfig {
             base_path: default_base_path(),
             max_search_limit: default_max_search_limit(),
             max_spans_per_response: default_max_spans_per_response(),
+            max_concurrent_reads: default_max_concurrent_reads(),
         }
     }
 }
@@ -112,6 +125,9 @@ pub enum ConfigError {
     /// The span bound is zero.
     #[error("query.max_spans_per_response must be at least 1")]
     MaxSpans,
+    /// No read may run.
+    #[error("query.max_concurrent_reads must be at least 1")]
+    MaxReads,
 }
 
 impl QueryConfig {
@@ -125,6 +141,9 @@ impl QueryConfig {
         }
         if self.max_spans_per_response == 0 {
             return Err(ConfigError::MaxSpans);
+        }
+        if self.max_concurrent_reads == 0 {
+            return Err(ConfigError::MaxReads);
         }
         Ok(())
     }
@@ -185,14 +204,15 @@ pub fn router_with_clock(
 /// [`router`] plus the service graph API ([`graph`]) and the metrics API ([`metrics`])
 /// over `edges`, which also answers `/api/dependencies` whenever the window has edges,
 /// and `extra` routes (the quota administration API, [`quota_router`]) under the same
-/// base path and tracing.
+/// base path and tracing; trace reads bounded by `reads`.
 pub fn router_with_graph(
     reader: Arc<dyn TraceReader>,
     edges: Option<Arc<dyn GraphReader>>,
     extra: Option<Router>,
     config: &QueryConfig,
+    reads: ReadLimit,
 ) -> Router {
-    router_with_graph_and_clock(reader, edges, extra, Arc::new(SystemClock), config)
+    build_router(reader, edges, extra, Arc::new(SystemClock), config, reads)
 }
 
 /// [`router_with_graph`] with an explicit clock.
@@ -202,6 +222,18 @@ pub fn router_with_graph_and_clock(
     extra: Option<Router>,
     clock: Arc<dyn Clock>,
     config: &QueryConfig,
+) -> Router {
+    let reads = ReadLimit::new(config.max_concurrent_reads, read_limit::READ_WAIT);
+    build_router(reader, edges, extra, clock, config, reads)
+}
+
+fn build_router(
+    reader: Arc<dyn TraceReader>,
+    edges: Option<Arc<dyn GraphReader>>,
+    extra: Option<Router>,
+    clock: Arc<dyn Clock>,
+    config: &QueryConfig,
+    reads: ReadLimit,
 ) -> Router {
     let reader: Arc<dyn TraceReader> = match &edges {
         Some(edges) => Arc::new(graph::EdgeDependencies::new(reader, edges.clone())),
@@ -231,6 +263,10 @@ pub fn router_with_graph_and_clock(
     // What no route above serves under /api answers in the API's JSON error shape, not
     // with axum's empty 404: Jaeger's SPM endpoints 501 as Jaeger answers with its
     // metrics store disabled, any other path 404.
+    api = api.route_layer(axum::middleware::from_fn_with_state(
+        reads,
+        read_limit::limit_reads,
+    ));
     api = api
         .route("/api/metrics/{kind}", any(metrics_disabled))
         .route("/api/v3/{*rest}", any(v3_not_found))

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use meshtel_model::graph::{
-    EdgeKey, EdgeRow, EdgeStats, LATENCY_SLOTS, UnixClock, grpc_response_status, reporter_label,
+    EdgeKey, EdgeRow, EdgeStats, UnixClock, grpc_response_status, reporter_label,
 };
 use meshtel_model::log_window::LogWindow;
 use meshtel_model::mixer::RequestRecord;

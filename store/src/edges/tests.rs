@@ -3,6 +3,7 @@
 use meshtel_model::mixer::{Reporter, Workload};
 
 use super::*;
+use meshtel_model::graph::LATENCY_SLOTS;
 
 const SEC: u64 = 1_000_000_000;
 /// A bucket boundary.

@@ -1,0 +1,105 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use meshtel_model::{
+    DependencyLink, Operation, Result, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
+};
+use tokio::sync::Semaphore;
+
+use super::*;
+use crate::testing::{FixedClock, get};
+use crate::{QueryConfig, build_router};
+
+/// A store whose trace fetches wait until the test lets them through.
+struct GatedReader {
+    gate: Semaphore,
+}
+
+#[async_trait::async_trait]
+impl TraceReader for GatedReader {
+    async fn services(&self) -> Result<Vec<String>> {
+        Ok(vec!["front".into()])
+    }
+    async fn operations(&self, _: &str, _: Option<SpanKind>) -> Result<Vec<Operation>> {
+        Ok(Vec::new())
+    }
+    async fn find_traces(&self, _: &TraceQuery) -> Result<Vec<Trace>> {
+        Ok(Vec::new())
+    }
+    async fn get_traces(&self, _: &[TraceId], _: usize) -> Result<Vec<Trace>> {
+        let _open = self.gate.acquire().await.unwrap();
+        Ok(Vec::new())
+    }
+    async fn dependencies(&self, _: u64, _: u64) -> Result<Vec<DependencyLink>> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_read_beyond_the_bound_waits_then_is_refused_and_others_pass() {
+    let reader = Arc::new(GatedReader {
+        gate: Semaphore::new(0),
+    });
+    let reads = ReadLimit::new(1, Duration::from_millis(300));
+    let config = QueryConfig {
+        base_path: "/jaeger".into(),
+        ..QueryConfig::default()
+    };
+    let app = build_router(
+        reader.clone(),
+        None,
+        None,
+        Arc::new(FixedClock),
+        &config,
+        reads.clone(),
+    );
+    const ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, &format!("/jaeger/api/traces/{ID}")).await }
+    });
+    while reads.in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Not a trace read: not held up.
+    let services = get(&app, "/jaeger/api/services").await;
+    assert_eq!(services.status, StatusCode::OK);
+
+    let started = Instant::now();
+    let refused = get(&app, &format!("/jaeger/api/v3/traces/{ID}")).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("[query] max_concurrent_reads"),
+        "{message}"
+    );
+    let v1 = get(&app, &format!("/jaeger/api/traces?traceID={ID}")).await;
+    assert_eq!(v1.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        v1.json()["errors"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("max_concurrent_reads")
+    );
+    assert_eq!(reads.refused(), 2);
+
+    // The first read ends; the next one gets its turn.
+    reader.gate.add_permits(10);
+    assert_eq!(first.await.unwrap().status, StatusCode::NOT_FOUND);
+    assert_eq!(reads.in_flight(), 0);
+    let next = get(&app, &format!("/jaeger/api/traces/{ID}")).await;
+    assert_eq!(next.status, StatusCode::NOT_FOUND);
+    assert_eq!(reads.refused(), 2);
+}
