@@ -260,7 +260,7 @@ const big = facts.big;
 
 const SEARCH_HOOKS = ['#search-form', '#search-service', '#search-operation', '#search-tags', '#search-min-duration', '#search-max-duration', '#search-lookback', '#search-limit', '#search-submit', '#search-sort', '#search-scatter', '#search-scatter [data-trace-id]', '.search-result', '#search-count'];
 const TRACE_HOOKS = ['#trace-view', '.span-row', '.span-toggle', '#span-detail', '#trace-search', '#trace-search-count', '#trace-minimap', '#trace-download', '.span-row.on-critical-path', '.span-row.error'];
-const GRAPH_HOOKS = ['#graph-view', '.graph-edge', '.graph-node', '#graph-window', '#graph-type', '#graph-refresh', '#graph-detail'];
+const GRAPH_HOOKS = ['#graph-view', '#graph-draw-anyway', '.graph-edge', '.graph-node', '#graph-window', '#graph-type', '#graph-refresh', '#graph-detail'];
 const METRICS_HOOKS = ['#metrics-view', '.metrics-service', '.metrics-chart'];
 const QUOTA_HOOKS = ['#quotas-view', '#quota-token', '#quota-token-save', '#quota-new', '#quota-editor', '#quota-save', '.quota-field-error', '.quota-row', '.quota-usage', '.quota-delete', '#quota-confirm', '#quota-confirm-yes', '.quota-audit-entry'];
 declareHooks('search', SEARCH_HOOKS);
@@ -472,6 +472,13 @@ async function bigTraceStep(page, ctx) {
 /** Graph: the expected edges with their error rates; a node's detail. */
 async function graphStep(page, ctx) {
   const P = ctx.pageName;
+  // Over the drawing limit (?maxNodes=, 500 by default): listed, not drawn, until asked.
+  await page.goto(`${base}/graph?maxNodes=1`);
+  await waitAttr(page, '#graph-view', 'data-state', 'too-large');
+  expect(await page.locator('.graph-edge').count() > 0 && !(await page.locator('.graph-canvas canvas').count()), 'over maxNodes: want the tables and no canvas');
+  await (await hook(page, P, '#graph-draw-anyway')).click();
+  await waitAttr(page, '#graph-view', 'data-state', 'graph');
+  expect(await page.locator('.graph-canvas canvas').count() > 0, '"Draw anyway" drew no canvas');
   await page.goto(`${base}/graph`);
   await hook(page, P, '#graph-view');
   await waitAttr(page, '#graph-view', 'data-ready', 'true');

@@ -2,7 +2,8 @@
 // meshtel's edge rollups (GET /api/graph), drawn with cytoscape + dagre (left → right).
 //
 // URL: ?window=1m|5m|15m|1h|6h|24h &graphType=workload|app|versionedApp|service
-//      &refresh=off|10s|30s|1m [&node={id} | &edge={id}] (the open detail panel; opening
+//      &refresh=off|10s|30s|1m [&maxNodes=N: draw up to N nodes, 500 by default]
+//      [&node={id} | &edge={id}] (the open detail panel; opening
 //      or closing it is a history entry, so Back closes it and a shared URL reopens it)
 //
 // The API answers a workload graph; the app, versioned-app and service graphs are
@@ -14,7 +15,8 @@
 // and flags, latency over time (GET /api/metrics/timeseries) and links to the traces.
 //
 // Test hooks: #graph-view[data-ready="true"] once the first answer is shown (data-state
-// = graph | empty | error), rows .graph-edge[data-source][data-target][data-rate (req/s,
+// = graph | empty | error | too-large: more than MAX_DRAWN_NODES nodes, listed in the
+// tables and #graph-too-large instead of drawn), rows .graph-edge[data-source][data-target][data-rate (req/s,
 // bytes/s for tcp)][data-error-rate (fraction 0–1)], items .graph-node[data-id],
 // controls #graph-window #graph-type #graph-refresh, side panel #graph-detail.
 
@@ -77,6 +79,8 @@ const REFRESH = [
   ['30s', 'Every 30s'],
   ['1m', 'Every 1m'],
 ];
+/** More nodes than this are listed, not drawn: laying out thousands freezes the tab. */
+export const MAX_DRAWN_NODES = 500;
 const KIND_NAMES = { workload: 'workload', app: 'app', versionedApp: 'app version', service: 'service', unknown: 'outside the mesh' };
 
 function pick(value, options, fallback) {
@@ -94,6 +98,7 @@ export async function mount(root, ctx) {
   const type = pick(ctx.params.get('graphType'), TYPES, 'workload');
   const refresh = pick(ctx.params.get('refresh'), REFRESH, 'off');
   const windowSeconds = parseWindow(windowParam);
+  const maxNodes = Number(ctx.params.get('maxNodes')) || MAX_DRAWN_NODES;
   const state = { model: null, cy: null, selected: null, panel: null, timer: null, loadSeq: 0, destroyed: false, lastError: null };
   // The selection the URL asks for, opened once the graph it belongs to is shown.
   let wanted = ctx.params.get('edge') ? { kind: 'edge', id: ctx.params.get('edge') } : ctx.params.get('node') ? { kind: 'node', id: ctx.params.get('node') } : null;
@@ -222,12 +227,16 @@ export async function mount(root, ctx) {
       return;
     }
     status.textContent = `${model.nodes.size} nodes · ${model.edges.length} edges · last ${windowParam} · updated ${new Date().toLocaleTimeString()}`;
-    if (!canvasWrap.isConnected) {
+    const drawn = model.nodes.size <= maxNodes;
+    if (!drawn) {
+      destroyCy();
+      replace(body, renderTooMany(model, type, maxNodes, setAll));
+    } else if (!canvasWrap.isConnected) {
       canvasWrap.hidden = false;
       replace(body, canvasWrap);
     }
     try {
-      await draw(model);
+      if (drawn) await draw(model);
     } catch (error) {
       if (state.destroyed) return;
       console.error(error);
@@ -243,7 +252,7 @@ export async function mount(root, ctx) {
       wanted = null;
       openDetail(kind, id, { history: false, focus: false });
     }
-    view.dataset.state = 'graph';
+    view.dataset.state = drawn ? 'graph' : 'too-large';
     view.dataset.ready = 'true';
   }
 
@@ -466,6 +475,20 @@ function renderLegend(type) {
       shape('shape-service', 'Service'),
       shape('shape-unknown', 'Outside the mesh'),
     ),
+  );
+}
+
+/** Instead of the drawing when there are more than MAX_DRAWN_NODES nodes. */
+function renderTooMany(model, type, maxNodes, setAll) {
+  const coarser = TYPES.filter(([t]) => t !== type && (t === 'app' || t === 'service'));
+  const n = model.nodes.size;
+  return h(
+    'div',
+    { id: 'graph-too-large', class: 'panel state', role: 'note' },
+    h('h2', {}, `${n} nodes are too many to draw`),
+    h('p', {}, `The graph is drawn up to ${maxNodes} nodes (?maxNodes= in the URL): laying out thousands holds the page up for minutes. Every node and edge of the window is in the tables below (click a row for its details).`),
+    coarser.length ? h('p', {}, 'A coarser graph folds nodes together: ', ...coarser.map(([t, text], i) => [i ? ', ' : '', h('button', { type: 'button', class: 'btn-link', onclick: () => setAll({ graphType: t }) }, text.toLowerCase())])) : null,
+    h('p', {}, h('button', { id: 'graph-draw-anyway', type: 'button', class: 'btn', onclick: () => setAll({ maxNodes: String(n) }) }, `Draw all ${n} nodes anyway`)),
   );
 }
 
