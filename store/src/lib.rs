@@ -42,7 +42,7 @@ mod read;
 mod replay;
 pub mod schema;
 pub mod search;
-mod span_budget;
+pub mod span_budget;
 mod stats;
 pub mod trace_index;
 pub mod wal;

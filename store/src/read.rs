@@ -1,16 +1,16 @@
 //! [`TraceReader`] over the store: searches and fetches run over the head and the
 //! blocks, each retried once without a block that turned out unreadable
 //! ([`block_files::without_unreadable_blocks`]), and bounded in spans
-//! ([`span_budget`]).
+//! ([`span_budget`](crate::span_budget)).
 
 use std::sync::atomic::Ordering;
 
-use arrow::record_batch::RecordBatch;
 use meshtel_model::{DependencyLink, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader};
 
 use crate::search::Source;
+use crate::span_budget::Kept;
 use crate::stats::Stats;
-use crate::{Result, TraceStore, block_files, decode, span_budget, to_i64};
+use crate::{Result, TraceStore, block_files, decode, to_i64};
 
 #[async_trait::async_trait]
 impl TraceReader for TraceStore {
@@ -69,13 +69,13 @@ impl TraceStore {
         }
         let searched = started.elapsed();
         let fetch_sources = self.inner.fetch_sources(&ids);
-        let rows = self.inner.searcher.fetch_rows(&ids, &fetch_sources).await?;
+        let rows = self
+            .inner
+            .searcher
+            .fetch_rows(&ids, &fetch_sources, query.max_spans.unwrap_or(usize::MAX))
+            .await?;
         let fetched = started.elapsed();
-        let mut traces = decode_within(
-            rows,
-            query.max_spans.unwrap_or(usize::MAX),
-            &self.inner.stats,
-        )?;
+        let mut traces = decode_kept(rows, &self.inner.stats)?;
         tracing::debug!(
             traces = ids.len(),
             fetch_blocks = fetch_sources.iter().map(Source::block_count).sum::<usize>(),
@@ -100,10 +100,10 @@ impl TraceStore {
         let rows = self
             .inner
             .searcher
-            .fetch_rows(trace_ids, &self.inner.fetch_sources(trace_ids))
+            .fetch_rows(trace_ids, &self.inner.fetch_sources(trace_ids), max_spans)
             .await?;
         let mut found: std::collections::HashMap<TraceId, Trace> =
-            decode_within(rows, max_spans, &self.inner.stats)?
+            decode_kept(rows, &self.inner.stats)?
                 .into_iter()
                 .filter(|t| t.span_count() > 0)
                 .map(|t| (t.trace_id, t))
@@ -131,10 +131,9 @@ impl TraceStore {
     }
 }
 
-/// `rows` as traces, at most `max_spans` spans in all ([`span_budget`]); the cuts
-/// are counted in `stats`.
-fn decode_within(rows: Vec<RecordBatch>, max_spans: usize, stats: &Stats) -> Result<Vec<Trace>> {
-    let kept = span_budget::within(rows, max_spans)?;
+/// The rows a read kept as traces, each with the spans the span bound left out of
+/// it ([`span_budget`](crate::span_budget)); the cuts are counted in `stats`.
+fn decode_kept(kept: Kept, stats: &Stats) -> Result<Vec<Trace>> {
     let mut traces = decode::batches_to_traces(&kept.batches)?;
     for trace in &mut traces {
         trace.omitted_spans = kept.omitted.get(&trace.trace_id.0).copied().unwrap_or(0);
@@ -148,7 +147,6 @@ fn decode_within(rows: Vec<RecordBatch>, max_spans: usize, stats: &Stats) -> Res
         tracing::debug!(
             traces = kept.omitted.len(),
             spans = omitted,
-            max_spans,
             "read cut to its span bound"
         );
     }

@@ -46,6 +46,7 @@ pub(crate) use fetch::candidate_rows as fetch_candidate_rows;
 pub use filter::{candidate_entries, search_filter};
 use filter::{derived_tag, span_filter};
 use selected::{SelectedBlocks, SelectedFile};
+use crate::span_budget::{Gathered, Kept};
 use steps::{FIRST_STEP_ROWS, next_step, step_blocks, within};
 
 /// Where rows come from for one query.
@@ -455,34 +456,41 @@ impl Searcher {
         Ok(None)
     }
 
-    /// Every row of the given traces, from every source.
+    /// The rows of the given traces, from every source, at most `max_spans` of them
+    /// ([`span_budget`](crate::span_budget): the largest traces cut to their earliest
+    /// spans, also while the rows are read).
     ///
     /// Not a DataFusion query: the head's batches are filtered in place, and each block
     /// is read through its page index (see [`fetch`]), on the fast lane. Blocks hand
     /// out their attribute lists as string views into each row group's dictionary
     /// page, which the reader decodes once without copying its bytes, instead of every
     /// entry of every page the selected rows sit in being copied as a string; only the
-    /// rows that match are turned into strings, at the end.
+    /// rows kept are turned into strings, at the end.
     pub async fn fetch_rows(
         &self,
         trace_ids: &[TraceId],
         sources: &[Source],
-    ) -> Result<Vec<RecordBatch>> {
+        max_spans: usize,
+    ) -> Result<Kept> {
+        let mut gathered = Gathered::new(max_spans);
         if trace_ids.is_empty() {
-            return Ok(Vec::new());
+            return gathered.finish();
         }
         let ids: Arc<[[u8; 16]]> = trace_ids.iter().map(|id| id.0).collect();
-        let mut rows = Vec::new();
         let mut reads = Vec::new();
         for source in sources {
             match source {
-                Source::Head(batches) => rows.extend(fetch::head_rows(batches, &ids)?),
+                Source::Head(batches) => {
+                    for batch in fetch::head_rows(batches, &ids)? {
+                        gathered.push(batch)?;
+                    }
+                }
                 Source::Blocks { paths, .. } => {
                     for path in paths {
                         let (blocks, ids, path) = (self.blocks.clone(), ids.clone(), path.clone());
                         reads.push(self.spawn_read(Lane::Fast, move || {
                             blocks
-                                .block_rows(&path, &ids)
+                                .block_rows(&path, &ids, max_spans)
                                 .map_err(Error::in_block(&path))
                         }));
                     }
@@ -490,11 +498,9 @@ impl Searcher {
             }
         }
         for read in reads {
-            for batch in read.await?? {
-                rows.push(as_span_schema(&batch)?);
-            }
+            gathered.merge(read.await??, as_span_schema)?;
         }
-        Ok(rows)
+        gathered.finish()
     }
 
     /// Caller → callee service pairs from child spans started in the window and their

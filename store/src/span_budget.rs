@@ -2,11 +2,13 @@
 //! it may return, the largest traces are cut, as evenly as the bound allows (a small
 //! trace is never cut to make room for a large one), and each cut trace keeps its
 //! earliest spans: a parent starts before its children, so what is kept is the top of
-//! the tree, from the root down. Applied to the Arrow rows, before they are decoded.
+//! the tree, from the root down. Applied to the Arrow rows, before they are decoded,
+//! and while they are read ([`Gathered`]), so that a read holds a few times its bound,
+//! not the whole of a large trace.
 
 use std::collections::HashMap;
 
-use arrow::array::{AsArray, BooleanArray};
+use arrow::array::{AsArray, BooleanArray, FixedSizeBinaryArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
@@ -27,6 +29,16 @@ type Row = (i64, u32, u32);
 
 /// At most `max_spans` rows of `batches`, shared between their traces.
 pub fn within(batches: Vec<RecordBatch>, max_spans: usize) -> Result<Kept> {
+    within_sized(batches, max_spans, &HashMap::new())
+}
+
+/// [`within`], sharing the bound by the traces' sizes in `sizes` where it names them
+/// (rows a read saw, some of which it no longer holds) rather than by the rows held.
+fn within_sized(
+    batches: Vec<RecordBatch>,
+    max_spans: usize,
+    sizes: &HashMap<[u8; 16], u64>,
+) -> Result<Kept> {
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if total <= max_spans {
         return Ok(Kept {
@@ -36,30 +48,36 @@ pub fn within(batches: Vec<RecordBatch>, max_spans: usize) -> Result<Kept> {
     }
     let mut rows: HashMap<[u8; 16], Vec<Row>> = HashMap::new();
     for (b, batch) in batches.iter().enumerate() {
-        let ids = batch
-            .column_by_name(col::TRACE_ID)
-            .and_then(|c| c.as_fixed_size_binary_opt())
-            .ok_or_else(|| Error::Corrupt(format!("column {} missing", col::TRACE_ID)))?;
+        let ids = trace_ids(batch)?;
         let starts = batch
             .column_by_name(col::START)
             .and_then(|c| c.as_primitive_opt::<Int64Type>())
             .ok_or_else(|| Error::Corrupt(format!("column {} missing", col::START)))?;
         for row in 0..batch.num_rows() {
-            let id: [u8; 16] = ids.value(row).try_into().unwrap_or([0; 16]);
-            rows.entry(id)
-                .or_default()
-                .push((starts.value(row), index(b)?, index(row)?));
+            rows.entry(id_at(ids, row)).or_default().push((
+                starts.value(row),
+                index(b)?,
+                index(row)?,
+            ));
         }
     }
+    let size = |id: &[u8; 16], rows: &[Row]| {
+        sizes
+            .get(id)
+            .map_or(rows.len(), |&n| usize::try_from(n).unwrap_or(usize::MAX))
+    };
     let mut traces: Vec<([u8; 16], Vec<Row>)> = rows.into_iter().collect();
-    traces.sort_by_key(|(id, rows)| (rows.len(), *id));
-    let sizes: Vec<usize> = traces.iter().map(|(_, rows)| rows.len()).collect();
+    traces.sort_by_key(|(id, rows)| (size(id, rows), *id));
+    let sizes: Vec<usize> = traces.iter().map(|(id, rows)| size(id, rows)).collect();
     let mut keep: Vec<Vec<bool>> = batches
         .iter()
         .map(|batch| vec![false; batch.num_rows()])
         .collect();
     let mut omitted = HashMap::new();
     for ((id, mut rows), share) in traces.into_iter().zip(shares(&sizes, max_spans)) {
+        // Held rows are never fewer than the share (see `Gathered`), but never more
+        // is kept than is held.
+        let share = share.min(rows.len());
         if share < rows.len() {
             omitted.insert(id, (rows.len() - share) as u64);
             rows.select_nth_unstable(share);
@@ -85,6 +103,109 @@ pub fn within(batches: Vec<RecordBatch>, max_spans: usize) -> Result<Kept> {
         batches: kept,
         omitted,
     })
+}
+
+/// Rows of a read, gathered batch by batch under its span bound. Once they hold more
+/// than four times the bound they are cut to twice it: a trace's share of the bound
+/// only shrinks as more rows come, and the rows cut start after at least that share
+/// of its rows, so [`Gathered::finish`], which shares the bound by the rows each trace
+/// had (not those still held), keeps the rows a cut of all of them at once would
+/// have kept.
+pub struct Gathered {
+    max_spans: usize,
+    batches: Vec<RecordBatch>,
+    held: usize,
+    /// Rows seen per trace, kept or not.
+    seen: HashMap<[u8; 16], u64>,
+}
+
+impl Gathered {
+    /// Nothing gathered yet, under a bound of `max_spans`.
+    pub fn new(max_spans: usize) -> Self {
+        Gathered {
+            max_spans,
+            batches: Vec::new(),
+            held: 0,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Adds `batch`'s rows.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        let ids = trace_ids(&batch)?;
+        for row in 0..batch.num_rows() {
+            *self.seen.entry(id_at(ids, row)).or_default() += 1;
+        }
+        self.hold(batch)
+    }
+
+    /// Adds what `other` gathered (a block read apart), each batch as `convert`
+    /// makes it.
+    pub fn merge(
+        &mut self,
+        other: Gathered,
+        convert: impl Fn(&RecordBatch) -> Result<RecordBatch>,
+    ) -> Result<()> {
+        for (id, n) in other.seen {
+            *self.seen.entry(id).or_default() += n;
+        }
+        for batch in other.batches {
+            self.hold(convert(&batch)?)?;
+        }
+        Ok(())
+    }
+
+    fn hold(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.held += batch.num_rows();
+        self.batches.push(batch);
+        if self.held > self.max_spans.saturating_mul(4) {
+            let kept = within(
+                std::mem::take(&mut self.batches),
+                self.max_spans.saturating_mul(2),
+            )?;
+            self.batches = kept.batches;
+            self.held = self.batches.iter().map(RecordBatch::num_rows).sum();
+        }
+        Ok(())
+    }
+
+    /// At most `max_spans` of the rows, and how many of each cut trace were left out.
+    pub fn finish(self) -> Result<Kept> {
+        let kept = within_sized(self.batches, self.max_spans, &self.seen)?;
+        let mut returned: HashMap<[u8; 16], u64> = HashMap::new();
+        for batch in &kept.batches {
+            let ids = trace_ids(batch)?;
+            for row in 0..batch.num_rows() {
+                *returned.entry(id_at(ids, row)).or_default() += 1;
+            }
+        }
+        let omitted = self
+            .seen
+            .into_iter()
+            .filter_map(|(id, seen)| {
+                let left_out = seen.saturating_sub(returned.get(&id).copied().unwrap_or(0));
+                (left_out > 0).then_some((id, left_out))
+            })
+            .collect();
+        Ok(Kept {
+            batches: kept.batches,
+            omitted,
+        })
+    }
+}
+
+fn trace_ids(batch: &RecordBatch) -> Result<&FixedSizeBinaryArray> {
+    batch
+        .column_by_name(col::TRACE_ID)
+        .and_then(|c| c.as_fixed_size_binary_opt())
+        .ok_or_else(|| Error::Corrupt(format!("column {} missing", col::TRACE_ID)))
+}
+
+fn id_at(ids: &FixedSizeBinaryArray, row: usize) -> [u8; 16] {
+    ids.value(row).try_into().unwrap_or([0; 16])
 }
 
 fn index(i: usize) -> Result<u32> {
@@ -182,5 +303,59 @@ mod tests {
         let all = within(batches, 8).unwrap();
         assert_eq!(rows(&all).len(), 8);
         assert!(all.omitted.is_empty());
+    }
+
+    /// A cut while gathering can leave a small and a large trace the same size held:
+    /// the final cut still shares by what each had, as one cut of every row does.
+    #[test]
+    fn the_final_cut_shares_by_the_rows_each_trace_had() {
+        let mut rows_in: Vec<(u8, i64)> = (0..40).map(|i| (1u8, i)).collect();
+        rows_in.extend((0..3).map(|i| (2u8, 100 + i)));
+        let mut gathered = Gathered::new(3);
+        gathered.push(batch(&rows_in)).unwrap();
+        let got = gathered.finish().unwrap();
+        // Held 3 and 3 after the cut to 6; had 40 and 3: the large one gets 2.
+        assert_eq!(rows(&got), vec![(1, 0), (1, 1), (2, 100)]);
+        assert_eq!(got.omitted, HashMap::from([([1; 16], 38), ([2; 16], 2)]));
+        assert_eq!(rows(&within(vec![batch(&rows_in)], 3).unwrap()), rows(&got));
+    }
+
+    /// Gathered batch by batch (cut to twice the bound whenever it holds four times
+    /// it), a read returns what one cut of all its rows returns.
+    #[test]
+    fn gathering_under_the_bound_keeps_what_one_cut_keeps() {
+        // Trace 1: 300 rows, latest first; trace 2: 40 rows; trace 3: 5; interleaved.
+        let mut all = Vec::new();
+        for i in 0..300i64 {
+            all.push((1u8, 10_000 - i));
+            if i % 7 == 0 {
+                all.push((2, i));
+            }
+            if i % 60 == 0 {
+                all.push((3, 5_000 + i));
+            }
+        }
+        for max in [1, 3, 10, 25, 60, 400] {
+            let mut gathered = Gathered::new(max);
+            let mut apart = Gathered::new(max);
+            for (n, chunk) in all.chunks(9).enumerate() {
+                if n % 3 == 0 {
+                    apart.push(batch(chunk)).unwrap();
+                } else {
+                    gathered.push(batch(chunk)).unwrap();
+                }
+            }
+            gathered.merge(apart, |b| Ok(b.clone())).unwrap();
+            let once = within(all.chunks(9).map(batch).collect(), max).unwrap();
+            let got = gathered.finish().unwrap();
+            assert_eq!(rows(&got), rows(&once), "max {max}");
+            assert_eq!(got.omitted, once.omitted, "max {max}");
+            let seen = |id: u8| all.iter().filter(|r| r.0 == id).count() as u64;
+            for id in [1u8, 2, 3] {
+                let kept = rows(&got).iter().filter(|r| r.0 == id).count() as u64;
+                let omitted = got.omitted.get(&[id; 16]).copied().unwrap_or(0);
+                assert_eq!(kept + omitted, seen(id), "max {max}, trace {id}");
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, RowGroupMetaData
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
 use crate::schema::{col, fetch_schema, stored_schema};
+use crate::span_budget::Gathered;
 use crate::{Error, Result};
 
 /// Bytes of block metadata (footers and page indexes) kept between fetches, at most;
@@ -102,13 +103,20 @@ impl BlockMetadata {
         Ok((file, metadata))
     }
 
-    /// Every row of the traces `ids` in the block at `path`, as the block's schema
-    /// reads them (see [`fetch_schema`]).
-    pub(super) fn block_rows(&self, path: &Path, ids: &[[u8; 16]]) -> Result<Vec<RecordBatch>> {
+    /// The rows of the traces `ids` in the block at `path`, as the block's schema
+    /// reads them (see [`fetch_schema`]), gathered under `max_spans`
+    /// ([`Gathered`]).
+    pub(super) fn block_rows(
+        &self,
+        path: &Path,
+        ids: &[[u8; 16]],
+        max_spans: usize,
+    ) -> Result<Gathered> {
+        let mut gathered = Gathered::new(max_spans);
         let (file, metadata) = self.open(path)?;
         let parquet = metadata.metadata().clone();
         let Some((row_groups, selection)) = candidate_rows(&parquet, ids) else {
-            return Ok(Vec::new());
+            return Ok(gathered);
         };
         let trace_id = stored_schema().index_of(col::TRACE_ID)?;
         let wanted = WantedIds::new(ids);
@@ -125,14 +133,10 @@ impl BlockMetadata {
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
             .with_batch_size(FETCH_BATCH_ROWS)
             .build()?;
-        let mut batches = Vec::new();
         for batch in reader {
-            let batch = batch?;
-            if batch.num_rows() > 0 {
-                batches.push(batch);
-            }
+            gathered.push(batch?)?;
         }
-        Ok(batches)
+        Ok(gathered)
     }
 }
 

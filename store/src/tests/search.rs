@@ -632,11 +632,16 @@ async fn reads_over_their_span_bound_cut_the_largest_trace_to_its_earliest_spans
             .collect();
         assert_eq!(counts, vec![(3, 0), (10, 30)], "{phase}: newest first");
 
+        // Far over the bound: cut while read too (to twice the bound once a read
+        // holds four times it), with the same outcome.
+        let tight = store.get_traces(&ids, 3).await.unwrap();
+        assert_eq!(names(&tight[0]), ["GET /", "call-1"], "{phase}");
+        assert_eq!((tight[0].omitted_spans, tight[1].omitted_spans), (38, 2));
         let whole = store.get_traces(&ids, 43).await.unwrap();
         assert_eq!((whole[0].span_count(), whole[0].omitted_spans), (40, 0));
         store.flush().await.unwrap();
     }
     let stats = store.stats();
-    assert_eq!((stats.traces_cut, stats.spans_omitted), (4, 120));
+    assert_eq!((stats.traces_cut, stats.spans_omitted), (8, 200));
     store.shutdown().await.unwrap();
 }
