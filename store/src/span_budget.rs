@@ -106,7 +106,7 @@ fn within_sized(
 }
 
 /// Rows of a read, gathered batch by batch under its span bound. Once they hold more
-/// than four times the bound they are cut to twice it: a trace's share of the bound
+/// than twice the bound they are cut to the bound (and a row per trace): a trace's share of the bound
 /// only shrinks as more rows come, and the rows cut start after at least that share
 /// of its rows, so [`Gathered::finish`], which shares the bound by the rows each trace
 /// had (not those still held), keeps the rows a cut of all of them at once would
@@ -161,10 +161,12 @@ impl Gathered {
         }
         self.held += batch.num_rows();
         self.batches.push(batch);
-        if self.held > self.max_spans.saturating_mul(4) {
+        if self.held > self.max_spans.saturating_mul(2) {
+            // A row more per trace than the bound shares out: what integer shares
+            // round off never cuts a row the final cut keeps.
             let kept = within(
                 std::mem::take(&mut self.batches),
-                self.max_spans.saturating_mul(2),
+                self.max_spans.saturating_add(self.seen.len()),
             )?;
             self.batches = kept.batches;
             self.held = self.batches.iter().map(RecordBatch::num_rows).sum();
@@ -314,14 +316,14 @@ mod tests {
         let mut gathered = Gathered::new(3);
         gathered.push(batch(&rows_in)).unwrap();
         let got = gathered.finish().unwrap();
-        // Held 3 and 3 after the cut to 6; had 40 and 3: the large one gets 2.
+        // Held 3 and 2 after the cut to 5; had 40 and 3: the large one gets 2.
         assert_eq!(rows(&got), vec![(1, 0), (1, 1), (2, 100)]);
         assert_eq!(got.omitted, HashMap::from([([1; 16], 38), ([2; 16], 2)]));
         assert_eq!(rows(&within(vec![batch(&rows_in)], 3).unwrap()), rows(&got));
     }
 
-    /// Gathered batch by batch (cut to twice the bound whenever it holds four times
-    /// it), a read returns what one cut of all its rows returns.
+    /// Gathered batch by batch (cut to the bound whenever it holds twice it), a read
+    /// returns what one cut of all its rows returns.
     #[test]
     fn gathering_under_the_bound_keeps_what_one_cut_keeps() {
         // Trace 1: 300 rows, latest first; trace 2: 40 rows; trace 3: 5; interleaved.

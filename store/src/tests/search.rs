@@ -632,8 +632,8 @@ async fn reads_over_their_span_bound_cut_the_largest_trace_to_its_earliest_spans
             .collect();
         assert_eq!(counts, vec![(3, 0), (10, 30)], "{phase}: newest first");
 
-        // Far over the bound: cut while read too (to twice the bound once a read
-        // holds four times it), with the same outcome.
+        // Far over the bound: cut while read too (to the bound once a read holds
+        // twice it), with the same outcome.
         let tight = store.get_traces(&ids, 3).await.unwrap();
         assert_eq!(names(&tight[0]), ["GET /", "call-1"], "{phase}");
         assert_eq!((tight[0].omitted_spans, tight[1].omitted_spans), (38, 2));
