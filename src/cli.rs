@@ -125,6 +125,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               compaction_interval = "30s"
               retention_max_age = "7d"
               retention_max_bytes = "50 GiB"
+              max_query_memory = "1 GiB"       # searches and dependencies together; over: 503
               max_catalog_services = 10000     # services listed
               max_catalog_operations_per_service = 1000
               max_catalog_operations = 100000  # bound on (service, operation, kind) entries

@@ -61,7 +61,7 @@ async fn fetch(block: PathBuf, traces: usize) -> Result<(), Box<dyn Error>> {
             }
         }
     }
-    let searcher = Searcher::new();
+    let searcher = Searcher::default();
     let sources = [Source::Blocks {
         paths: vec![block.clone()],
         min_start: 0,

@@ -208,6 +208,9 @@ where
 /// longer read by a read-only store. Returns whether any block was, so that the read
 /// is worth running again.
 async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
+    if e.is_out_of_memory() {
+        return false;
+    }
     let paths: &[PathBuf] = match e {
         Error::Block { path, .. } => std::slice::from_ref(path),
         Error::Blocks { paths, .. } => paths,

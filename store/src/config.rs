@@ -147,6 +147,12 @@ pub struct StoreConfig {
     /// Oldest blocks are deleted while all blocks together exceed this. Default `50GiB`.
     #[serde(default = "default_retention_max_bytes")]
     pub retention_max_bytes: ByteSize,
+    /// Memory the DataFusion queries running at once (search steps, dependencies) may
+    /// take together for their joins, aggregations and sorts. One that needs more is
+    /// refused (503 naming this setting: ask for a shorter window) instead of growing
+    /// the process; nothing is spilled to disk. Default `1GiB`.
+    #[serde(default = "default_max_query_memory")]
+    pub max_query_memory: ByteSize,
     /// Most services the catalog lists (`/api/services`, the UI's service list). A
     /// service seen for the first time is listed while fewer than this many are, however
     /// many operations the others have; beyond it, new services are not listed (their
@@ -180,6 +186,9 @@ fn default_flush_rows() -> usize {
 }
 fn default_max_head_rows() -> usize {
     524_288
+}
+fn default_max_query_memory() -> ByteSize {
+    ByteSize::gib(1)
 }
 fn default_max_head_bytes() -> ByteSize {
     ByteSize::mib(96)
@@ -232,6 +241,7 @@ impl Default for StoreConfig {
             compaction_interval: default_compaction_interval(),
             retention_max_age: default_retention_max_age(),
             retention_max_bytes: default_retention_max_bytes(),
+            max_query_memory: default_max_query_memory(),
             max_catalog_services: default_max_catalog_services(),
             max_catalog_operations_per_service: default_max_catalog_operations_per_service(),
             max_catalog_operations: default_max_catalog_operations(),
@@ -252,6 +262,9 @@ impl StoreConfig {
         }
         if self.max_head_rows < self.flush_rows {
             return err("max_head_rows must be at least flush_rows");
+        }
+        if self.max_query_memory.as_u64() == 0 {
+            return err("max_query_memory must be more than 0");
         }
         let queued = self.max_queued_bytes.as_u64();
         // 0 would refuse every write: no request fits in an empty queue.

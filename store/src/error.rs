@@ -135,6 +135,18 @@ impl Error {
     }
 
     /// The block file this error names, when it names exactly one.
+    /// A query that needed more than `store.max_query_memory`, wherever it failed.
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            Error::DataFusion(e) => matches!(
+                e.find_root(),
+                datafusion::error::DataFusionError::ResourcesExhausted(_)
+            ),
+            Error::Block { source, .. } | Error::Blocks { source, .. } => source.is_out_of_memory(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn block_path(&self) -> Option<&Path> {
         match self {
             Error::Block { path, .. } => Some(path),
@@ -187,6 +199,12 @@ impl Error {
 /// shows it: 503); any other store failure is `Storage`, logged and not shown.
 impl From<Error> for meshtel_model::Error {
     fn from(e: Error) -> Self {
+        if e.is_out_of_memory() {
+            return meshtel_model::Error::Unavailable(format!(
+                "this query needs more memory than store.max_query_memory leaves it beside \
+                 the queries running with it: ask for a shorter time window, or retry ({e})"
+            ));
+        }
         if e.is_disk_full() {
             return meshtel_model::Error::Unavailable(format!(
                 "the data directory's disk is full, nothing was written; free space and retry ({e})"

@@ -230,6 +230,11 @@ pub struct TraceStore {
     threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
+/// `store.max_query_memory` in bytes.
+fn query_memory(config: &StoreConfig) -> usize {
+    usize::try_from(config.max_query_memory.as_u64()).unwrap_or(usize::MAX)
+}
+
 /// How long shutdown waits for compaction to give up or index a merge.
 const COMPACTION_STOP_WAIT: Duration = Duration::from_secs(30);
 
@@ -306,7 +311,7 @@ impl TraceStore {
             known,
             catalog: catalog.clone(),
             catalog_queue,
-            searcher: Searcher::new(),
+            searcher: Searcher::new(query_memory(&config)),
             next_block_id: AtomicU64::new(next_id),
             stats,
             disk,
@@ -398,7 +403,7 @@ impl TraceStore {
             known: MemoryCatalog::new(&config),
             catalog,
             catalog_queue,
-            searcher: Searcher::new(),
+            searcher: Searcher::new(query_memory(&config)),
             next_block_id: AtomicU64::new(0),
             stats: stats::Stats::default(),
             disk: disk::DiskReserve::disabled(&data_dir),

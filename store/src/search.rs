@@ -28,7 +28,7 @@ use datafusion::datasource::MemTable;
 use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Expr, JoinType, col, lit};
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
 
 use crate::schema::{ENTRY_COLUMNS, col as c, search_schema, span_schema};
@@ -38,6 +38,7 @@ mod entries;
 pub(crate) mod entry_scan;
 mod fetch;
 mod filter;
+mod runtime;
 mod selected;
 mod steps;
 use entry_scan::RowGroupRows;
@@ -113,68 +114,22 @@ impl Drop for Searcher {
     }
 }
 
-/// A query runtime, or `None` (queries then share the caller's runtime) when the
-/// threads cannot be had.
-fn query_runtime(threads: usize, name: &str, nice: i32) -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name(name)
-        .on_thread_start(move || lower_priority(nice))
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            tracing::warn!(error = %e, runtime = name, "no query runtime; queries share the main one");
-        })
-        .ok()
-}
-
-/// Nice value of the scan lane's threads: when a tag scan and a fetch both want a core,
-/// the kernel's scheduler gives the fetch most of it (nice 10 weighs about a tenth of
-/// nice 0), and a scan alone still has the whole machine.
-const SCAN_LANE_NICE: i32 = 10;
-
-/// Lowers the calling thread's scheduling priority to `nice` (Linux: per thread).
-fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
-            tracing::debug!(error = %e, nice, "could not lower a query thread's priority");
-        }
-    }
-}
-
 impl Default for Searcher {
     fn default() -> Self {
-        Self::new()
+        Self::new(1 << 30)
     }
 }
 
 impl Searcher {
-    /// A session tuned for this table: filters pushed into the Parquet scan and
-    /// reordered by cost, page index and bloom filters read.
-    pub fn new() -> Self {
-        let mut config = SessionConfig::new()
-            .with_target_partitions(2)
-            .with_batch_size(8192);
-        let parquet = &mut config.options_mut().execution.parquet;
-        parquet.pushdown_filters = true;
-        parquet.reorder_filters = true;
-        parquet.enable_page_index = true;
-        parquet.bloom_filter_on_read = true;
-        // No cutting a step's files into byte ranges for more partitions: a block is
-        // one row group (up to 262,144 spans), which a single partition reads whole,
-        // so the extra ranges only open the file again. Without it, searches by
-        // service took p50 12.6 against 13.1 ms, 12.7 against 13.4 ms of CPU each
-        // (two alternating rounds on a 10M load).
-        config.options_mut().optimizer.repartition_file_scans = false;
+    /// A session tuned for this table ([`runtime::session`]), whose queries together
+    /// take at most `max_memory` bytes (see
+    /// [`StoreConfig::max_query_memory`](crate::StoreConfig::max_query_memory)).
+    pub fn new(max_memory: usize) -> Self {
+        let ctx = runtime::session(max_memory);
         Searcher {
-            ctx: SessionContext::new_with_config(config),
-            scan: query_runtime(2, "meshtel-query", SCAN_LANE_NICE),
-            fast: query_runtime(2, "meshtel-fetch", 0),
+            ctx,
+            scan: runtime::query_runtime(2, "meshtel-query", runtime::SCAN_LANE_NICE),
+            fast: runtime::query_runtime(2, "meshtel-fetch", 0),
             blocks: Arc::default(),
         }
     }

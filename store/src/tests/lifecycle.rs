@@ -565,3 +565,48 @@ async fn shutdown_during_a_merge_leaves_no_unindexed_block() {
     assert_eq!(reopened.stats().blocks_unreadable, 0);
     reopened.shutdown().await.unwrap();
 }
+
+/// A dependencies query that needs more than `max_query_memory` is refused as
+/// unavailable, naming the setting; the data is fine, so no block is set aside, and
+/// with the default bound the same query answers.
+#[tokio::test]
+async fn a_query_over_the_memory_bound_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 0..40u8 {
+        let root = trace(seed, "frontend", 1, *T0 + u64::from(seed), 1000);
+        let mut child = trace(seed, "backend", 200, *T0 + u64::from(seed) + 10, 1000);
+        for span in &mut child.scope_spans[0].spans {
+            span.span_id[0] = 99;
+            span.parent_span_id = root.scope_spans[0].spans[0].span_id.clone();
+        }
+        store.write_spans(vec![root, child]).await.unwrap();
+    }
+    store.flush().await.unwrap();
+    store.shutdown().await.unwrap();
+
+    let tight = TraceStore::open(StoreConfig {
+        max_query_memory: bytesize::ByteSize::kib(16),
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let refused = tight.dependencies(*T0 + 1_000_000_000, 2_000_000_000).await;
+    match refused {
+        Err(meshtel_model::Error::Unavailable(message)) => {
+            assert!(message.contains("store.max_query_memory"), "{message}");
+        }
+        other => panic!("want Unavailable, got {other:?}"),
+    }
+    assert_eq!(tight.stats().blocks_unreadable, 0);
+    tight.shutdown().await.unwrap();
+
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let links = store
+        .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].call_count, 40 * 200);
+    store.shutdown().await.unwrap();
+}
