@@ -136,7 +136,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_name_bytes = "1 KiB"         # span/event names, attribute keys; longer ones cut
   [query]     base_path = ""                   # e.g. "/jaeger"
               max_search_limit = 1500          # cap on a search's limit and on traceIDs per fetch
-              max_spans_per_response = 50000   # past it the largest traces are cut, with a warning
+              max_spans_per_response = 50000   # past it the largest traces are cut, with a warning; >= max_search_limit
               max_concurrent_reads = 4         # trace reads at once; others wait up to 30 s, then 503
   [report]    max_records_per_batch = 10000    max_message_bytes = "8 MiB"
               max_label_bytes = 256

@@ -122,9 +122,13 @@ pub enum ConfigError {
     /// The search limit bound is zero.
     #[error("query.max_search_limit must be at least 1")]
     MaxSearchLimit,
-    /// The span bound is zero.
-    #[error("query.max_spans_per_response must be at least 1")]
-    MaxSpans,
+    /// The span bound is below the search limit: some traces of an answer would get
+    /// no span at all.
+    #[error(
+        "query.max_spans_per_response ({0}) must be at least query.max_search_limit ({1}): \
+         every trace of an answer gets at least one span"
+    )]
+    MaxSpans(usize, usize),
     /// No read may run.
     #[error("query.max_concurrent_reads must be at least 1")]
     MaxReads,
@@ -139,8 +143,11 @@ impl QueryConfig {
         if self.max_search_limit == 0 {
             return Err(ConfigError::MaxSearchLimit);
         }
-        if self.max_spans_per_response == 0 {
-            return Err(ConfigError::MaxSpans);
+        if self.max_spans_per_response < self.max_search_limit {
+            return Err(ConfigError::MaxSpans(
+                self.max_spans_per_response,
+                self.max_search_limit,
+            ));
         }
         if self.max_concurrent_reads == 0 {
             return Err(ConfigError::MaxReads);
@@ -364,5 +371,13 @@ mod tests {
             .validate()
             .is_err()
         );
+        // Every trace of an answer gets at least one span.
+        let spans = |max_spans_per_response| QueryConfig {
+            max_spans_per_response,
+            max_search_limit: 20,
+            ..QueryConfig::default()
+        };
+        assert_eq!(spans(19).validate(), Err(ConfigError::MaxSpans(19, 20)));
+        assert_eq!(spans(20).validate(), Ok(()));
     }
 }

@@ -1,15 +1,19 @@
 //! [`ReadLimit`]: how many trace reads (searches, fetches, dependencies) run at once.
 //! Each holds up to `[query] max_spans_per_response` spans and their JSON at its peak,
 //! so this bounds the query service's memory; a read beyond it waits its turn, up to
-//! [`READ_WAIT`], then is answered 503 naming the setting.
+//! [`READ_WAIT`], then is answered 503 naming the setting. A read holds its slot until
+//! its answer is sent (or its connection closed, at the latest after
+//! `http.write_timeout`), since until then the answer is in memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 
 use crate::error::{ApiError, V3Error};
@@ -79,7 +83,15 @@ pub(crate) async fn limit_reads(
         return next.run(request).await;
     }
     match tokio::time::timeout(limit.wait, limit.permits.clone().acquire_owned()).await {
-        Ok(Ok(_permit)) => next.run(request).await,
+        // The slot goes with the answer's body, freed once the body is sent or
+        // dropped: an answer built but not yet read by its client still holds its
+        // memory, and so its slot.
+        Ok(Ok(permit)) => next.run(request).await.map(|body| {
+            Body::new(body.map_frame(move |frame| {
+                let _slot = &permit;
+                frame
+            }))
+        }),
         _ => {
             let refused = limit.refused.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(

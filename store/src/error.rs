@@ -134,7 +134,6 @@ impl Error {
         }
     }
 
-    /// The block file this error names, when it names exactly one.
     /// A query that needed more than `store.max_query_memory`, wherever it failed.
     pub fn is_out_of_memory(&self) -> bool {
         match self {
@@ -147,6 +146,7 @@ impl Error {
         }
     }
 
+    /// The block file this error names, when it names exactly one.
     pub(crate) fn block_path(&self) -> Option<&Path> {
         match self {
             Error::Block { path, .. } => Some(path),

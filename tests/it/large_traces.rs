@@ -23,7 +23,11 @@ fn shape(trace: &Value) -> (usize, Value) {
 async fn answers_over_the_span_bound_cut_the_largest_trace_with_a_warning() {
     let dir = TestDir::new();
     let config = dir.path().join("meshtel.toml");
-    std::fs::write(&config, "[query]\nmax_spans_per_response = 1000\n").unwrap();
+    std::fs::write(
+        &config,
+        "[query]\nmax_spans_per_response = 1000\nmax_search_limit = 1000\n",
+    )
+    .unwrap();
     let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
 
     let start = now_nanos() - 60_000 * MS;

@@ -103,3 +103,38 @@ async fn a_read_beyond_the_bound_waits_then_is_refused_and_others_pass() {
     assert_eq!(next.status, StatusCode::NOT_FOUND);
     assert_eq!(reads.refused(), 2);
 }
+
+/// The slot is held until the answer's body is sent or dropped, not only while the
+/// answer is built: an answer a client does not read still holds its memory.
+#[tokio::test]
+async fn an_answer_not_yet_read_holds_its_slot() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let reader = Arc::new(GatedReader {
+        gate: Semaphore::new(10),
+    });
+    let reads = ReadLimit::new(1, Duration::from_millis(200));
+    let config = QueryConfig::default();
+    let app = build_router(
+        reader,
+        None,
+        None,
+        Arc::new(FixedClock),
+        &config,
+        reads.clone(),
+    );
+    let request = Request::get("/api/traces/4bf92f3577b34da6a3ce929d0e0e4736")
+        .body(Body::empty())
+        .unwrap();
+    let unread = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(unread.status(), StatusCode::NOT_FOUND);
+    assert_eq!(reads.in_flight(), 1, "the body is not sent yet");
+    let refused = get(&app, "/api/traces/4bf92f3577b34da6a3ce929d0e0e4736").await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    drop(unread);
+    assert_eq!(reads.in_flight(), 0);
+    let next = get(&app, "/api/traces/4bf92f3577b34da6a3ce929d0e0e4736").await;
+    assert_eq!(next.status, StatusCode::NOT_FOUND);
+}
