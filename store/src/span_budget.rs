@@ -8,9 +8,10 @@
 
 use std::collections::HashMap;
 
+use arrow::array::Array;
 use arrow::array::{AsArray, BooleanArray, FixedSizeBinaryArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::Int64Type;
+use arrow::datatypes::{Int8Type, Int64Type};
 use arrow::record_batch::RecordBatch;
 
 use crate::schema::col;
@@ -24,8 +25,16 @@ pub struct Kept {
     pub omitted: HashMap<[u8; 16], u64>,
 }
 
-/// Where one row of a trace is: its start, its batch, its row in the batch.
-type Row = (i64, u32, u32);
+/// One row of a trace, in the order a cut keeps rows: by start, a span without a
+/// parent before one with (a child may start with its parent), then span id and
+/// kind (so that exact duplicates, which a read keeps once, sit together); then
+/// where it is: its batch, its row in the batch.
+type Row = (i64, bool, [u8; 8], i8, u32, u32);
+
+/// Whether two rows are one span stored twice (as at-least-once delivery can make).
+fn same_span(a: &Row, b: &Row) -> bool {
+    (a.0, a.2, a.3) == (b.0, b.2, b.3)
+}
 
 /// At most `max_spans` rows of `batches`, shared between their traces.
 pub fn within(batches: Vec<RecordBatch>, max_spans: usize) -> Result<Kept> {
@@ -49,17 +58,37 @@ fn within_sized(
     let mut rows: HashMap<[u8; 16], Vec<Row>> = HashMap::new();
     for (b, batch) in batches.iter().enumerate() {
         let ids = trace_ids(batch)?;
+        let missing = |name: &str| Error::Corrupt(format!("column {name} missing"));
         let starts = batch
             .column_by_name(col::START)
             .and_then(|c| c.as_primitive_opt::<Int64Type>())
-            .ok_or_else(|| Error::Corrupt(format!("column {} missing", col::START)))?;
+            .ok_or_else(|| missing(col::START))?;
+        let span_ids = batch
+            .column_by_name(col::SPAN_ID)
+            .and_then(|c| c.as_fixed_size_binary_opt())
+            .ok_or_else(|| missing(col::SPAN_ID))?;
+        let parents = batch
+            .column_by_name(col::PARENT_SPAN_ID)
+            .ok_or_else(|| missing(col::PARENT_SPAN_ID))?;
+        let kinds = batch
+            .column_by_name(col::KIND)
+            .and_then(|c| c.as_primitive_opt::<Int8Type>())
+            .ok_or_else(|| missing(col::KIND))?;
         for row in 0..batch.num_rows() {
             rows.entry(id_at(ids, row)).or_default().push((
                 starts.value(row),
+                parents.is_valid(row),
+                span_ids.value(row).try_into().unwrap_or([0; 8]),
+                kinds.value(row),
                 index(b)?,
                 index(row)?,
             ));
         }
+    }
+    // Each trace's spans in keeping order, a span stored twice once.
+    for rows in rows.values_mut() {
+        rows.sort_unstable();
+        rows.dedup_by(|a, b| same_span(a, b));
     }
     let size = |id: &[u8; 16], rows: &[Row]| {
         sizes
@@ -74,16 +103,18 @@ fn within_sized(
         .map(|batch| vec![false; batch.num_rows()])
         .collect();
     let mut omitted = HashMap::new();
-    for ((id, mut rows), share) in traces.into_iter().zip(shares(&sizes, max_spans)) {
+    for (((id, mut rows), share), size) in traces
+        .into_iter()
+        .zip(shares(&sizes, max_spans))
+        .zip(sizes.iter().copied())
+    {
+        if share < size {
+            omitted.insert(id, (size - share) as u64);
+        }
         // Held rows are never fewer than the share (see `Gathered`), but never more
         // is kept than is held.
-        let share = share.min(rows.len());
-        if share < rows.len() {
-            omitted.insert(id, (rows.len() - share) as u64);
-            rows.select_nth_unstable(share);
-            rows.truncate(share);
-        }
-        for (_, b, row) in rows {
+        rows.truncate(share);
+        for (_, _, _, _, b, row) in rows {
             if let Some(k) = keep
                 .get_mut(b as usize)
                 .and_then(|k| k.get_mut(row as usize))
@@ -117,6 +148,9 @@ pub struct Gathered {
     held: usize,
     /// Rows seen per trace, kept or not.
     seen: HashMap<[u8; 16], u64>,
+    /// Whether rows were cut while gathering: then `seen` sizes the final cut (a
+    /// span stored twice counting twice), else the rows held (each span once).
+    cut: bool,
 }
 
 impl Gathered {
@@ -127,6 +161,7 @@ impl Gathered {
             batches: Vec::new(),
             held: 0,
             seen: HashMap::new(),
+            cut: false,
         }
     }
 
@@ -149,6 +184,7 @@ impl Gathered {
         for (id, n) in other.seen {
             *self.seen.entry(id).or_default() += n;
         }
+        self.cut |= other.cut;
         for batch in other.batches {
             self.hold(convert(&batch)?)?;
         }
@@ -170,12 +206,16 @@ impl Gathered {
             )?;
             self.batches = kept.batches;
             self.held = self.batches.iter().map(RecordBatch::num_rows).sum();
+            self.cut = true;
         }
         Ok(())
     }
 
     /// At most `max_spans` of the rows, and how many of each cut trace were left out.
     pub fn finish(self) -> Result<Kept> {
+        if !self.cut {
+            return within(self.batches, self.max_spans);
+        }
         let kept = within_sized(self.batches, self.max_spans, &self.seen)?;
         let mut returned: HashMap<[u8; 16], u64> = HashMap::new();
         for batch in &kept.batches {
@@ -242,7 +282,7 @@ pub fn shares(sizes: &[usize], budget: usize) -> Vec<usize> {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{FixedSizeBinaryArray, Int64Array};
+    use arrow::array::{FixedSizeBinaryArray, Int8Array, Int64Array};
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
@@ -264,15 +304,66 @@ mod tests {
         }
     }
 
+    /// Rows of (trace, start): span id from the start, every span a child.
     fn batch(rows: &[(u8, i64)]) -> RecordBatch {
+        spans(
+            &rows
+                .iter()
+                .map(|&(t, s)| (t, s, s, true))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Rows of (trace, start, span id, has a parent).
+    fn spans(rows: &[(u8, i64, i64, bool)]) -> RecordBatch {
         let schema = Schema::new(vec![
             Field::new(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
             Field::new(col::START, DataType::Int64, false),
+            Field::new(col::SPAN_ID, DataType::FixedSizeBinary(8), false),
+            Field::new(col::PARENT_SPAN_ID, DataType::FixedSizeBinary(8), true),
+            Field::new(col::KIND, DataType::Int8, false),
         ]);
-        let ids =
-            FixedSizeBinaryArray::try_from_iter(rows.iter().map(|(id, _)| [*id; 16])).unwrap();
-        let starts = Int64Array::from_iter_values(rows.iter().map(|(_, s)| *s));
-        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), Arc::new(starts)]).unwrap()
+        let ids = FixedSizeBinaryArray::try_from_iter(rows.iter().map(|r| [r.0; 16])).unwrap();
+        let starts = Int64Array::from_iter_values(rows.iter().map(|r| r.1));
+        let span_ids =
+            FixedSizeBinaryArray::try_from_iter(rows.iter().map(|r| r.2.to_be_bytes())).unwrap();
+        let parents = FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            rows.iter().map(|r| r.3.then_some([7u8; 8])),
+            8,
+        )
+        .unwrap();
+        let kinds = Int8Array::from_iter_values(rows.iter().map(|_| 2));
+        let columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(ids),
+            Arc::new(starts),
+            Arc::new(span_ids),
+            Arc::new(parents),
+            Arc::new(kinds),
+        ];
+        RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+    }
+
+    /// A span stored twice counts once: a trace whose distinct spans fit is not cut,
+    /// and one that is cut says how many distinct spans were left out.
+    #[test]
+    fn a_span_stored_twice_counts_once() {
+        let four: Vec<(u8, i64)> = (0..4).map(|i| (1u8, i)).collect();
+        let twice = vec![batch(&four), batch(&four)];
+        let kept = within(twice.clone(), 5).unwrap();
+        assert_eq!(rows(&kept), four);
+        assert!(kept.omitted.is_empty());
+        let cut = within(twice, 3).unwrap();
+        assert_eq!(rows(&cut), four[..3]);
+        assert_eq!(cut.omitted, HashMap::from([([1; 16], 1)]));
+    }
+
+    /// A root and its child that start together: the root is kept.
+    #[test]
+    fn a_root_is_kept_before_a_child_that_starts_with_it() {
+        let tied = spans(&[(1, 10, 1, true), (1, 10, 2, false), (1, 11, 3, true)]);
+        let kept = within(vec![tied], 1).unwrap();
+        let span_ids = kept.batches[0].column(2).as_fixed_size_binary();
+        assert_eq!(span_ids.value(0), 2i64.to_be_bytes());
     }
 
     fn rows(kept: &Kept) -> Vec<(u8, i64)> {
