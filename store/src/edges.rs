@@ -35,7 +35,7 @@ use meshtel_model::mixer::RequestRecord;
 use meshtel_model::{EdgeSink, GraphReader};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, SqlitePool};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -545,7 +545,7 @@ impl EdgeRollups {
         end_unix_nano: u64,
     ) -> Result<Vec<EdgeRow>> {
         let summed = self
-            .sum_between(start_unix_nano, end_unix_nano, |_, key| key)
+            .sum_between(start_unix_nano, end_unix_nano, u64::MAX, |_, key| key)
             .await?;
         let mut edges: Vec<EdgeRow> = summed
             .into_iter()
@@ -567,7 +567,7 @@ impl EdgeRollups {
     ) -> Result<Vec<(u64, EdgeRow)>> {
         let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX).max(1);
         let summed = self
-            .sum_between(start_unix_nano, end_unix_nano, |bucket_ms, key| {
+            .sum_between(start_unix_nano, end_unix_nano, step_ms, |bucket_ms, key| {
                 (bucket_ms - bucket_ms % step_ms, key)
             })
             .await?;
@@ -580,39 +580,36 @@ impl EdgeRollups {
     }
 
     /// Every SQL row and open-bucket edge of buckets starting in `[start, end)`,
-    /// summed per `group(bucket start in Unix ms, key)`: memory grows with the groups,
-    /// not the rows (SQL rows are streamed). No bucket is counted twice or missed: the
-    /// SQL statement's first step (which fixes the snapshot it reads) and the copy of
-    /// the buckets in memory happen under the flush gate, with no flush between them;
-    /// the rest of the SQL rows stream from that snapshot without holding the gate, so
-    /// a long read holds up neither flushes nor, queued behind them, other reads.
+    /// summed per `group(period start in Unix ms, key)`, where SQL sums its rows per
+    /// `step_ms`-long period and key first (`u64::MAX`: one period, starting at 0), so
+    /// that an hour of a large mesh is thousands of rows to read, not millions.
+    ///
+    /// No bucket is counted twice or missed: the SQL read transaction's snapshot is
+    /// fixed (by its first read) and the buckets in memory are copied under the flush
+    /// gate, with no flush between them; the sums then run on that snapshot without
+    /// holding the gate, so a long read holds up neither flushes nor, queued behind
+    /// them, other reads. The connection is taken before the gate, as a flush takes
+    /// its own, so that a reader never waits for one while holding the gate.
     async fn sum_between<G: Hash + Eq>(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
+        step_ms: u64,
         group: impl Fn(u64, EdgeKey) -> G,
     ) -> Result<HashMap<G, EdgeStats>> {
+        let mut conn = self.inner.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
         let gate = self.inner.flush_gate.read().await;
+        sqlx::query("SELECT 1 FROM edge_rollups LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
         // The bucket holding `start` is read whole, so a window holds up to one bucket
         // more than asked: readers divide by the time really covered
         // (`meshtel_model::graph::covered_seconds`), which is never shorter than the
         // window, rather than leave that bucket out, which would leave as little as a
         // fraction of a second of a short window while its first bucket is young.
         let from = self.bucket_start(start_unix_nano);
-        let mut rows = sqlx::query(
-            "SELECT source_workload, source_namespace, source_app, source_version, \
-             destination_service, destination_workload, destination_namespace, \
-             destination_version, protocol, response_code, response_flags, reporter, \
-             request_count, error_count, duration_sum_ms, latency_buckets, request_bytes, \
-             response_bytes, bucket_start_unix_ms, grpc_response_status, source_cluster, \
-             destination_cluster FROM edge_rollups \
-             WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2",
-        )
-        .bind(to_i64(from / 1_000_000))
-        .bind(to_i64(end_unix_nano.div_ceil(1_000_000)))
-        .fetch(&self.inner.pool);
         let mut summed: HashMap<G, EdgeStats> = HashMap::new();
-        let first = rows.try_next().await?;
         {
             let open = self.inner.open.lock();
             for (start, bucket) in open.range(from..end_unix_nano) {
@@ -626,8 +623,12 @@ impl EdgeRollups {
             }
         }
         drop(gate);
-        let mut next = first;
-        while let Some(row) = next {
+        let mut rows = sqlx::query(SUMS_PER_PERIOD)
+            .bind(to_i64(from / 1_000_000))
+            .bind(to_i64(end_unix_nano.div_ceil(1_000_000)))
+            .bind(to_i64(step_ms))
+            .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
             let key = EdgeKey {
                 source_workload: row.get(0),
                 source_namespace: row.get(1),
@@ -651,17 +652,19 @@ impl EdgeRollups {
                 requests: u64::try_from(row.get::<i64, _>(12)).unwrap_or(0),
                 errors: u64::try_from(row.get::<i64, _>(13)).unwrap_or(0),
                 duration_sum_ms: row.get(14),
-                latency_buckets: decode_latency_buckets(row.get::<&str, _>(15))?,
+                latency_buckets: sum_latency_buckets(row.get::<&str, _>(15))?,
                 request_bytes: u64::try_from(row.get::<i64, _>(16)).unwrap_or(0),
                 response_bytes: u64::try_from(row.get::<i64, _>(17)).unwrap_or(0),
             };
-            let bucket_ms = u64::try_from(row.get::<i64, _>(18)).unwrap_or(0);
+            let period_ms = u64::try_from(row.get::<i64, _>(18)).unwrap_or(0);
             summed
-                .entry(group(bucket_ms, key))
+                .entry(group(period_ms, key))
                 .or_default()
                 .merge(&stats);
-            next = rows.try_next().await?;
         }
+        drop(rows);
+        // Read only: nothing to keep.
+        tx.rollback().await?;
         Ok(summed)
     }
 
@@ -737,6 +740,20 @@ impl EdgeRollups {
     }
 }
 
+/// The rows of buckets in `[$1, $2)` ms summed per `$3`-ms period and edge.
+const SUMS_PER_PERIOD: &str = "SELECT source_workload, source_namespace, source_app, \
+     source_version, destination_service, destination_workload, destination_namespace, \
+     destination_version, protocol, response_code, response_flags, reporter, \
+     SUM(request_count), SUM(error_count), SUM(duration_sum_ms), \
+     group_concat(latency_buckets, ';'), SUM(request_bytes), SUM(response_bytes), \
+     bucket_start_unix_ms - bucket_start_unix_ms % $3 AS period, grpc_response_status, \
+     source_cluster, destination_cluster FROM edge_rollups \
+     WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2 \
+     GROUP BY period, source_workload, source_namespace, source_app, source_version, \
+     destination_service, destination_workload, destination_namespace, \
+     destination_version, protocol, response_code, response_flags, reporter, \
+     grpc_response_status, source_cluster, destination_cluster";
+
 impl EdgeSink for EdgeRollups {
     fn record_edges(&self, records: &[&RequestRecord]) {
         self.record(records);
@@ -770,6 +787,7 @@ impl GraphReader for EdgeRollups {
 }
 
 mod latency;
+use latency::sum_latency_buckets;
 pub use latency::{decode_latency_buckets, encode_latency_buckets};
 
 #[cfg(test)]

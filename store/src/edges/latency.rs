@@ -36,3 +36,14 @@ pub fn decode_latency_buckets(text: &str) -> Result<[u64; LATENCY_SLOTS]> {
     }
     Ok(counts)
 }
+
+/// The sum of `;`-separated [`encode_latency_buckets`] texts (SQL's `group_concat`).
+pub(super) fn sum_latency_buckets(texts: &str) -> Result<[u64; LATENCY_SLOTS]> {
+    let mut sum = [0u64; LATENCY_SLOTS];
+    for text in texts.split(';') {
+        for (total, count) in sum.iter_mut().zip(decode_latency_buckets(text)?) {
+            *total = total.saturating_add(count);
+        }
+    }
+    Ok(sum)
+}

@@ -477,7 +477,7 @@ fn toml_like(config: &EdgeConfig) -> String {
 /// still counts the bucket flushed during it exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_read_does_not_hold_up_flushes_and_counts_each_bucket_once() {
-    const ROWS: i64 = 100_000;
+    const ROWS: i64 = 300_000;
     let dir = tempfile::tempdir().unwrap();
     let (rollups, clock) = rollups(dir.path()).await;
     rollups.record(&[&record(T0 + SEC, 200, 3)]);
@@ -513,6 +513,12 @@ async fn a_long_read_does_not_hold_up_flushes_and_counts_each_bucket_once() {
         "the flush waited for the read: flushed after {flushed_after:?}, read took {read_took:?}"
     );
     assert_eq!(total(&edges), ROWS as u64 + 1);
+    // Summed in SQL, latency histograms included: one latency count per request.
+    let latencies: u64 = edges
+        .iter()
+        .map(|e| e.stats.latency_buckets.iter().sum::<u64>())
+        .sum();
+    assert_eq!(latencies, ROWS as u64 + 1);
     let after = rollups.edges_between(T0, T0 + 60 * SEC).await.unwrap();
     assert_eq!(total(&after), ROWS as u64 + 1);
 }
