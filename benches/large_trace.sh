@@ -10,7 +10,8 @@
 # JSON, waits until it is stored, then fetches it three times from /api/traces/{id}:
 # spans returned, answer bytes, time, and the server's resident memory before and at
 # its peak during the fetches (sampled every 5 ms from /proc).
-# Knobs: CARGO_TARGET_DIR, BENCH_BIN (skip the build), BENCH_KEEP=1 (keep the temp dir).
+# Knobs: CARGO_TARGET_DIR, BENCH_BIN (skip the build), BENCH_KEEP=1 (keep the temp dir),
+# LARGE_TRACE_WHOLE=0 (skip the whole-trace server).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -127,4 +128,4 @@ PY
 }
 
 run bounded 50000
-run whole $((SPANS + 1))
+[[ ${LARGE_TRACE_WHOLE:-1} == 0 ]] || run whole $((SPANS + 1))
