@@ -356,7 +356,7 @@ async function cutOffStep(page, ctx) {
   await page.route(`**/api/traces/${slow.traceId}*`, (route) => route.fulfill({ status: 200, contentType: 'application/json', body: '{"data":[{"traceID":"' }));
   await page.goto(`${base}/trace/${slow.traceId}`);
   const message = await (await hook(page, ctx.pageName, '.state-error .error-message')).first().innerText();
-  expect(/not valid JSON/.test(message), `the error says ${JSON.stringify(message)}, want "not valid JSON"`);
+  expect(/^meshtel's answer \(21 bytes\) is not valid JSON/.test(message), `the error says ${JSON.stringify(message)}, want "meshtel's answer (21 bytes) is not valid JSON…"`);
 }
 
 async function traceStep(page, ctx) {

@@ -109,7 +109,8 @@ export function empty(title, ...help) {
 
 /** An error state showing what the API said. */
 export function errorState(error, retry) {
-  const status = error && error.status ? `HTTP ${error.status}: ` : '';
+  // A 2xx the page could not read is no HTTP failure: its message says what was wrong.
+  const status = error && error.status >= 300 ? `HTTP ${error.status}: ` : '';
   return h(
     'div',
     { class: 'state state-error', role: 'alert' },
