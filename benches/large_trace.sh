@@ -11,13 +11,16 @@
 # spans returned, answer bytes, time, and the server's resident memory before and at
 # its peak during the fetches (sampled every 5 ms from /proc).
 # Knobs: CARGO_TARGET_DIR, BENCH_BIN (skip the build), BENCH_KEEP=1 (keep the temp dir),
-# LARGE_TRACE_WHOLE=0 (skip the whole-trace server).
+# LARGE_TRACE_WHOLE=0 (skip the whole-trace server), LARGE_TRACE_BATCH=N (spans per
+# request, default 20000; when set, each request becomes its own block and blocks are
+# not merged, so the trace spans SPANS/N blocks).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meshtel-target}
 BIN=${BENCH_BIN:-$CARGO_TARGET_DIR/release/meshtel}
 SPANS=${LARGE_TRACE_SPANS:-500000}
+BATCH=${LARGE_TRACE_BATCH:-20000}
 
 if [[ -z ${BENCH_BIN:-} ]]; then
     (cd "$ROOT" && cargo build --release --bin meshtel >&2)
@@ -34,6 +37,10 @@ run() {
     local name=$1 bound=$2 dir=$WORK/$1
     mkdir -p "$dir"
     printf '[query]\nmax_spans_per_response = %s\n' "$bound" >"$dir.toml"
+    if [[ -n ${LARGE_TRACE_BATCH:-} ]]; then
+        # One block per request, never merged: the trace spread over many blocks.
+        printf '[store]\nflush_rows = %s\ncompaction_interval = "1h"\n' "$BATCH" >>"$dir.toml"
+    fi
     RUST_LOG=warn "$BIN" serve --config "$dir.toml" --data-dir "$dir" \
         --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
         --zipkin-listen 127.0.0.1:0 --query-listen 127.0.0.1:0 >"$dir.log" 2>&1 &
@@ -44,10 +51,10 @@ run() {
         sleep 0.1
     done
     sleep 0.2
-    python3 - "$name" "$bound" "$SPANS" "$SERVER_PID" "$dir/listeners.json" <<'PY'
+    python3 - "$name" "$bound" "$SPANS" "$SERVER_PID" "$dir/listeners.json" "$BATCH" <<'PY'
 import json, os, sys, threading, time, urllib.request
 
-name, bound, spans, pid, listeners = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+name, bound, spans, pid, listeners, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 addr = json.load(open(listeners))
 http, query = "http://" + addr["http"], "http://" + addr["query"]
 trace_id = os.urandom(16).hex()
@@ -69,7 +76,7 @@ def rss_kib():
             return int(line.split()[1])
     return 0
 
-sent, batch = 0, 20_000
+sent = 0
 while sent < spans:
     n = min(batch, spans - sent)
     body = json.dumps({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "batch"}}]},

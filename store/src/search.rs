@@ -29,6 +29,7 @@ use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroup
 use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Expr, JoinType, col, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
+use futures::StreamExt;
 use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
 
 use crate::schema::{ENTRY_COLUMNS, col as c, search_schema, span_schema};
@@ -41,13 +42,13 @@ mod filter;
 mod runtime;
 mod selected;
 mod steps;
+use crate::span_budget::{Gathered, Kept};
 use entry_scan::RowGroupRows;
 #[cfg(test)]
 pub(crate) use fetch::candidate_rows as fetch_candidate_rows;
 pub use filter::{candidate_entries, search_filter};
 use filter::{derived_tag, span_filter};
 use selected::{SelectedBlocks, SelectedFile};
-use crate::span_budget::{Gathered, Kept};
 use steps::{FIRST_STEP_ROWS, next_step, step_blocks, within};
 
 /// Where rows come from for one query.
@@ -432,7 +433,7 @@ impl Searcher {
             return gathered.finish();
         }
         let ids: Arc<[[u8; 16]]> = trace_ids.iter().map(|id| id.0).collect();
-        let mut reads = Vec::new();
+        let mut paths = Vec::new();
         for source in sources {
             match source {
                 Source::Head(batches) => {
@@ -440,20 +441,22 @@ impl Searcher {
                         gathered.push(batch)?;
                     }
                 }
-                Source::Blocks { paths, .. } => {
-                    for path in paths {
-                        let (blocks, ids, path) = (self.blocks.clone(), ids.clone(), path.clone());
-                        reads.push(self.spawn_read(Lane::Fast, move || {
-                            blocks
-                                .block_rows(&path, &ids, max_spans)
-                                .map_err(Error::in_block(&path))
-                        }));
-                    }
-                }
+                Source::Blocks { paths: more, .. } => paths.extend(more.iter().cloned()),
             }
         }
-        for read in reads {
-            gathered.merge(read.await??, as_span_schema)?;
+        // A few blocks read at once, each merged in as it ends: however many blocks a
+        // trace spans, at most that many reads' rows wait to be cut.
+        let mut reads = futures::stream::iter(paths.into_iter().map(|path| {
+            let (blocks, ids) = (self.blocks.clone(), ids.clone());
+            self.spawn_read(Lane::Fast, move || {
+                blocks
+                    .block_rows(&path, &ids, max_spans)
+                    .map_err(Error::in_block(&path))
+            })
+        }))
+        .buffered(BLOCK_READS_AT_ONCE);
+        while let Some(read) = reads.next().await {
+            gathered.merge(read??, as_span_schema)?;
         }
         gathered.finish()
     }
@@ -717,6 +720,10 @@ fn filtered(df: DataFrame, filter: Option<&Expr>) -> Result<DataFrame> {
 /// has more matching spans than this, and a top-k of a few hundred rows costs no more
 /// to keep than one of twenty.
 const NEWEST_ROWS_PER_TRACE: usize = 32;
+
+/// Blocks one fetch reads at once: as many as the fast lane has threads, and a few
+/// more ready to go, so that no thread waits.
+const BLOCK_READS_AT_ONCE: usize = 4;
 
 /// Most rows the newest-rows search asks for before it groups by trace instead.
 const MAX_NEWEST_ROWS: usize = 1 << 16;
