@@ -117,7 +117,7 @@ impl Drop for Searcher {
 
 impl Default for Searcher {
     fn default() -> Self {
-        Self::new(1 << 30)
+        Self::new(crate::query_memory(&crate::StoreConfig::default()))
     }
 }
 
