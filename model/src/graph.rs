@@ -257,21 +257,78 @@ pub fn bucket_ceil(unix_nano: u64, bucket: std::time::Duration) -> u64 {
     floor.saturating_add(u64::try_from(bucket.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Seconds of requests that the `bucket`-long buckets starting in `[from, to)` hold:
-/// from `from` to `to`, both rounded up to a bucket boundary, the end no later than
-/// `now` (a bucket still running has counted requests only until now); 0 when that
-/// is empty. A per-second figure divides by this, not by the asked length: a window
-/// `[start, end)` reads from the bucket holding `start` (see
-/// [`GraphReader::edges_in_window`]), so pass `from = bucket_floor(start, bucket)`.
-pub fn covered_seconds(bucket: std::time::Duration, from: u64, to: u64, now: u64) -> f64 {
-    let end = bucket_ceil(to, bucket).min(now);
-    end.saturating_sub(bucket_ceil(from, bucket)) as f64 / 1e9
+/// The lengths of the buckets a [`GraphReader`]'s rows hold at each time: `fine`
+/// buckets, and before `coarse_before` `coarse` ones (old fine buckets summed into
+/// fewer, longer ones). A window or step that reaches before `coarse_before` is read
+/// in whole coarse buckets there. All zero (the default): rows are exact to the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Buckets {
+    /// Length of the recent buckets.
+    pub fine: std::time::Duration,
+    /// Length of the buckets before `coarse_before`: a multiple of `fine`.
+    pub coarse: std::time::Duration,
+    /// Unix ns, a multiple of `coarse`: times before it are in coarse buckets.
+    pub coarse_before: u64,
 }
 
-/// Seconds a window `[start, now)` read from whole `bucket`s covers (from the start of
-/// the bucket holding `start` to now), at least one: what its rates divide by.
-pub fn window_seconds(bucket: std::time::Duration, start: u64, now: u64) -> f64 {
-    covered_seconds(bucket, bucket_floor(start, bucket), now, now).max(1.0)
+impl Buckets {
+    /// Buckets of one length at every time.
+    pub fn uniform(bucket: std::time::Duration) -> Buckets {
+        Buckets {
+            fine: bucket,
+            coarse: bucket,
+            coarse_before: 0,
+        }
+    }
+
+    /// Length of the bucket holding `unix_nano`.
+    pub fn at(&self, unix_nano: u64) -> std::time::Duration {
+        if unix_nano < self.coarse_before {
+            self.coarse
+        } else {
+            self.fine
+        }
+    }
+
+    /// Start of the bucket holding `unix_nano`.
+    pub fn floor(&self, unix_nano: u64) -> u64 {
+        bucket_floor(unix_nano, self.at(unix_nano))
+    }
+
+    /// `unix_nano` rounded up to the end of the bucket holding it (unchanged at a
+    /// boundary).
+    pub fn ceil(&self, unix_nano: u64) -> u64 {
+        bucket_ceil(unix_nano, self.at(unix_nano))
+    }
+
+    /// Seconds of requests that the buckets starting in `[from, to)` hold: from `from`
+    /// to `to`, both rounded up to a bucket boundary, the end no later than `now` (a
+    /// bucket still running has counted requests only until now); 0 when that is
+    /// empty. A per-second figure divides by this, not by the asked length: a window
+    /// `[start, end)` reads from the bucket holding `start` (see
+    /// [`GraphReader::edges_in_window`]), so pass `from = self.floor(start)`.
+    pub fn covered_seconds(&self, from: u64, to: u64, now: u64) -> f64 {
+        let end = self.ceil(to).min(now);
+        end.saturating_sub(self.ceil(from)) as f64 / 1e9
+    }
+
+    /// Seconds a window `[start, now)` read from whole buckets covers (from the start
+    /// of the bucket holding `start` to now), at least one: what its rates divide by.
+    pub fn window_seconds(&self, start: u64, now: u64) -> f64 {
+        self.covered_seconds(self.floor(start), now, now).max(1.0)
+    }
+
+    /// The step a series starting at `start` is read in: `step`, or when the series
+    /// reaches into coarse buckets, the nearest multiple of the coarse length at or
+    /// above it, so that no step holds part of a bucket.
+    pub fn step_from(&self, start: u64, step: std::time::Duration) -> std::time::Duration {
+        if start >= self.coarse_before || self.coarse.is_zero() {
+            return step;
+        }
+        let coarse = self.coarse.as_nanos();
+        let multiple = step.as_nanos().div_ceil(coarse).max(1);
+        u64::try_from(multiple * coarse).map_or(step, std::time::Duration::from_nanos)
+    }
 }
 
 /// Where the collector hands request records for the service graph.
@@ -283,17 +340,19 @@ pub trait EdgeSink: Send + Sync + 'static {
 /// What the graph API needs from storage.
 #[async_trait::async_trait]
 pub trait GraphReader: Send + Sync + 'static {
-    /// Length of the buckets the rows are summed in: a window's rows hold whole
-    /// buckets, from the one holding the window's start. Per-second figures divide by
-    /// [`covered_seconds`] of it. Zero (the default): rows are exact to the window.
-    fn bucket(&self) -> std::time::Duration {
-        std::time::Duration::ZERO
+    /// The buckets the rows are summed in, as of `now_unix_nano`: a window's rows
+    /// hold whole buckets, from the one holding the window's start. Per-second figures
+    /// divide by [`Buckets::covered_seconds`]. The default: rows exact to the window.
+    fn buckets(&self, now_unix_nano: u64) -> Buckets {
+        let _ = now_unix_nano;
+        Buckets::default()
     }
 
     /// Edges of requests started in `[start, end)` (Unix ns, at bucket granularity:
-    /// the buckets starting from the one holding `start` up to `end`, so up to one
-    /// bucket more than the window), one row per key with its aggregates summed over
-    /// the window.
+    /// the buckets from the one holding `start` to the one holding `end`, so up to a
+    /// bucket more than the window at each end, a coarse one where
+    /// [`GraphReader::buckets`] has them), one row per key with its aggregates summed
+    /// over the window.
     async fn edges_in_window(
         &self,
         start_unix_nano: u64,
@@ -403,21 +462,53 @@ mod tests {
         // A 10 s window ending at 1234 s reads the buckets 1220 and 1230: 14 s so far.
         let now = 1234 * SEC;
         let from = bucket_floor(now - 10 * SEC, bucket);
-        assert!((covered_seconds(bucket, from, now, now) - 14.0).abs() < 1e-9);
+        assert!((Buckets::uniform(bucket).covered_seconds(from, now, now) - 14.0).abs() < 1e-9);
         // 15 s steps: the one at 1200 s holds the buckets 1200 and 1210 (20 s; 14 s of
         // them at 1214 s), the one at 1215 s only 1220 (10 s).
         let step = 15 * SEC;
-        let covered = |from: u64, now: u64| covered_seconds(bucket, from, from + step, now);
+        let covered =
+            |from: u64, now: u64| Buckets::uniform(bucket).covered_seconds(from, from + step, now);
         assert!((covered(1200 * SEC, u64::MAX) - 20.0).abs() < 1e-9);
         assert!((covered(1200 * SEC, 1214 * SEC) - 14.0).abs() < 1e-9);
         assert!((covered(1215 * SEC, u64::MAX) - 10.0).abs() < 1e-9);
         // A step whose first bucket has not started yet covers nothing.
         assert_eq!(
-            covered_seconds(bucket, 1245 * SEC, 1260 * SEC, 1241 * SEC),
+            Buckets::uniform(bucket).covered_seconds(1245 * SEC, 1260 * SEC, 1241 * SEC),
             0.0
         );
         // Without buckets, the window itself.
-        assert!((covered_seconds(Duration::ZERO, 5 * SEC, 65 * SEC, 70 * SEC) - 60.0).abs() < 1e-9);
+        assert!((Buckets::default().covered_seconds(5 * SEC, 65 * SEC, 70 * SEC) - 60.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn coarse_buckets_before_their_time_widen_windows_and_steps() {
+        use std::time::Duration;
+        const SEC: u64 = 1_000_000_000;
+        // 10 s buckets, 300 s ones before 3,000 s.
+        let buckets = Buckets {
+            fine: Duration::from_secs(10),
+            coarse: Duration::from_secs(300),
+            coarse_before: 3000 * SEC,
+        };
+        assert_eq!(buckets.floor(2950 * SEC), 2700 * SEC);
+        assert_eq!(buckets.ceil(2950 * SEC), 3000 * SEC);
+        assert_eq!(buckets.floor(3005 * SEC), 3000 * SEC);
+        assert_eq!(buckets.ceil(3005 * SEC), 3010 * SEC);
+        // A window from 2,950 s to now (3,125 s) reads the coarse bucket at 2,700 s
+        // whole, then ten-second ones: 425 s.
+        let now = 3125 * SEC;
+        assert!((buckets.window_seconds(2950 * SEC, now) - 425.0).abs() < 1e-9);
+        // Only fine buckets: as before.
+        assert!((buckets.window_seconds(3050 * SEC, now) - 75.0).abs() < 1e-9);
+        // Steps that reach into coarse buckets are whole multiples of them.
+        let minute = Duration::from_secs(60);
+        assert_eq!(buckets.step_from(3000 * SEC, minute), minute);
+        assert_eq!(buckets.step_from(2999 * SEC, minute), Duration::from_secs(300));
+        assert_eq!(
+            buckets.step_from(0, Duration::from_secs(301)),
+            Duration::from_secs(600)
+        );
+        assert_eq!(Buckets::default().step_from(0, minute), minute);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshtel_model::duration::{parse_go_duration, parse_prometheus_duration};
-use meshtel_model::graph::{EdgeRow, EdgeStats, bucket_floor, covered_seconds};
+use meshtel_model::graph::{EdgeRow, EdgeStats};
 use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
@@ -189,10 +189,13 @@ impl GraphService {
     /// Seconds the rows of the window `[start, end)` cover, at least one: the reader
     /// sums whole buckets from the one holding `start` to the one holding `end`, the
     /// last one only until now, so dividing by the window would overstate rates by up
-    /// to a bucket (twice at a 10 s window).
+    /// to a bucket (twice at a 10 s window; up to a coarse bucket for a window that
+    /// reaches back past `[edges] coarse_after`).
     fn rate_seconds(&self, start: u64, end: u64, now: u64) -> f64 {
-        let bucket = self.reader.bucket();
-        covered_seconds(bucket, bucket_floor(start, bucket), end, now).max(1.0)
+        let buckets = self.reader.buckets(now);
+        buckets
+            .covered_seconds(buckets.floor(start), end, now)
+            .max(1.0)
     }
 
     /// The graph of the window ending at `queryTime` (default now).

@@ -23,10 +23,11 @@
 //! Prometheus durations (`30s`, `5m`, `1h`, `1d`; a bare number is seconds).
 //!
 //! Rates divide by the time the summed rollup buckets really cover
-//! ([`covered_seconds`]), not by the nominal window or step: a window reads whole
-//! buckets from the one holding its start, a step the buckets starting in it (a 15 s
-//! step holds one or two 10 s buckets), and the running bucket has counted only until
-//! now.
+//! ([`meshtel_model::graph::Buckets::covered_seconds`]), not by the nominal window or
+//! step: a window reads whole buckets from the one holding its start, a step the
+//! buckets starting in it (a 15 s step holds one or two 10 s buckets), and the running
+//! bucket has counted only until now. A series that reaches back past `[edges]
+//! coarse_after` is read in steps of whole coarse buckets (5 min by default).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use axum::response::Response;
 use axum::routing::get;
 use meshtel_model::GraphReader;
 use meshtel_model::duration::parse_prometheus_duration;
-use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats, covered_seconds, window_seconds};
+use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats};
 use serde::Serialize;
 
 use crate::Clock;
@@ -461,7 +462,7 @@ impl MetricsService {
                 entry.source.push(row);
             }
         }
-        let seconds = window_seconds(self.reader.bucket(), start, end);
+        let seconds = self.reader.buckets(end).window_seconds(start, end);
         let mut services = Vec::new();
         for (fqdn, rows) in by_service {
             let chosen = if rows.destination.is_empty() {
@@ -502,19 +503,35 @@ impl MetricsService {
     /// queries ([`EdgeFilter::is_edge_query`]) source-reported ones, each falling back
     /// to the other reporter when the window has no matching row of its own.
     pub async fn timeseries(&self, request: &TimeseriesRequest) -> Result<TimeseriesJson> {
-        let step_ms = request.step.as_secs().max(1) * 1000;
-        let points = points_in(request.window, request.step);
         let now = self.clock.now_unix_nano();
-        let now_ms = now / 1_000_000;
-        let last = now_ms - now_ms % step_ms;
-        let start = last.saturating_sub((points - 1) * step_ms);
+        let buckets = self.reader.buckets(now);
+        let steps = |step: Duration| {
+            let step_ms = step.as_secs().max(1) * 1000;
+            let points = points_in(request.window, step);
+            let now_ms = now / 1_000_000;
+            let last = now_ms - now_ms % step_ms;
+            (
+                step_ms,
+                points,
+                last.saturating_sub((points - 1) * step_ms),
+                last,
+            )
+        };
+        let (mut step, (mut step_ms, mut points, mut start, mut last)) =
+            (request.step, steps(request.step));
+        // Steps that reach back past `[edges] coarse_after` hold whole coarse buckets.
+        let coarse_step = buckets.step_from(start.saturating_mul(1_000_000), step);
+        if coarse_step != step {
+            step = coarse_step;
+            (step_ms, points, start, last) = steps(step);
+        }
         let end = last + step_ms;
         let rows = self
             .reader
             .edge_buckets_in_window(
                 start.saturating_mul(1_000_000),
                 end.saturating_mul(1_000_000),
-                request.step,
+                step,
             )
             .await?;
         let rows: Vec<(u64, EdgeRow)> = rows
@@ -567,13 +584,12 @@ impl MetricsService {
             }
         }
 
-        let step_seconds = request.step.as_secs().max(1);
+        let step_seconds = step.as_secs().max(1);
         // What each step's requests were counted over: its buckets, up to now.
-        let bucket = self.reader.bucket();
         let covered: Vec<f64> = (0..points)
             .map(|i| {
                 let from = (start + i * step_ms).saturating_mul(1_000_000);
-                covered_seconds(bucket, from, from + step_ms * 1_000_000, now)
+                buckets.covered_seconds(from, from + step_ms * 1_000_000, now)
             })
             .collect();
         let series = groups

@@ -56,6 +56,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "edge_clusters",
         include_str!("../../migrations/sqlite/0007_edge_clusters.sql"),
     ),
+    (
+        8,
+        "edge_rollup_lengths",
+        include_str!("../../migrations/sqlite/0008_edge_rollup_lengths.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -9,7 +9,8 @@
 //!  open buckets (memory) ──every second: buckets ended more than flush_grace ago──►
 //!        INSERT edge_rollups (one transaction per flush; on failure kept in
 //!        memory up to max_edges_in_memory edges, then the oldest dropped and counted)
-//!  every prune_interval: DELETE rows older than retention;  shutdown: flush all
+//!  every prune_interval: DELETE rows older than retention; then rows older than
+//!        coarse_after summed per coarse_bucket (`coarse`);  shutdown: flush all
 //!
 //!  GraphReader::edges_in_window        ─► SQL rows ∪ open buckets, summed per edge
 //!  GraphReader::edge_buckets_in_window ─► the same, summed per (step, edge)
@@ -28,106 +29,18 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use meshtel_model::graph::{
-    EdgeKey, EdgeRow, EdgeStats, UnixClock, grpc_response_status, reporter_label,
+    Buckets, EdgeKey, EdgeRow, EdgeStats, UnixClock, grpc_response_status, reporter_label,
 };
 use meshtel_model::log_window::LogWindow;
 use meshtel_model::mixer::RequestRecord;
 use meshtel_model::{EdgeSink, GraphReader};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use sqlx::{Connection, Row, SqlitePool};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::catalog::Catalog;
-use crate::config::humantime_serde_compat;
-use crate::{Error, Result, to_i64};
-
-/// Edge rollup settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EdgeConfig {
-    /// Length of one rollup bucket; graph windows are counted in whole buckets.
-    #[serde(with = "humantime_serde_compat")]
-    pub bucket: Duration,
-    /// How long a bucket stays open after it ends, for records that arrive late.
-    #[serde(with = "humantime_serde_compat")]
-    pub flush_grace: Duration,
-    /// How long rollups are kept in SQL.
-    #[serde(with = "humantime_serde_compat")]
-    pub retention: Duration,
-    /// How often rows older than `retention` are deleted.
-    #[serde(with = "humantime_serde_compat")]
-    pub prune_interval: Duration,
-    /// Most distinct edges in one bucket; records of further edges are counted as
-    /// overflow and left out.
-    pub max_edges_per_bucket: usize,
-    /// Most edges held in memory while SQL refuses them: past it, the oldest buckets
-    /// that could not be written are dropped, and their requests counted as dropped.
-    /// Never less than one full bucket (`max_edges_per_bucket`).
-    pub max_edges_in_memory: usize,
-}
-
-/// Default of [`EdgeConfig::bucket`]: 10 s.
-pub fn default_edge_bucket() -> Duration {
-    Duration::from_secs(10)
-}
-/// Default of [`EdgeConfig::flush_grace`]: 5 s.
-pub fn default_edge_flush_grace() -> Duration {
-    Duration::from_secs(5)
-}
-/// Default of [`EdgeConfig::retention`]: 7 days.
-pub fn default_edge_retention() -> Duration {
-    Duration::from_secs(7 * 24 * 3600)
-}
-/// Default of [`EdgeConfig::prune_interval`]: 10 minutes.
-pub fn default_edge_prune_interval() -> Duration {
-    Duration::from_secs(600)
-}
-/// Default of [`EdgeConfig::max_edges_per_bucket`].
-pub fn default_max_edges_per_bucket() -> usize {
-    50_000
-}
-/// Default of [`EdgeConfig::max_edges_in_memory`]: about 150 MB of edges, or hours of
-/// buckets of a mesh of a few hundred edges.
-pub fn default_max_edges_in_memory() -> usize {
-    200_000
-}
-
-impl Default for EdgeConfig {
-    fn default() -> Self {
-        EdgeConfig {
-            bucket: default_edge_bucket(),
-            flush_grace: default_edge_flush_grace(),
-            retention: default_edge_retention(),
-            prune_interval: default_edge_prune_interval(),
-            max_edges_per_bucket: default_max_edges_per_bucket(),
-            max_edges_in_memory: default_max_edges_in_memory(),
-        }
-    }
-}
-
-impl EdgeConfig {
-    /// Checks the settings.
-    pub fn validate(&self) -> Result<()> {
-        if self.bucket < Duration::from_secs(1) || self.bucket.subsec_nanos() != 0 {
-            return Err(Error::Config(
-                "[edges] bucket must be whole seconds, at least 1s".into(),
-            ));
-        }
-        if self.retention < self.bucket {
-            return Err(Error::Config(
-                "[edges] retention must be at least one bucket".into(),
-            ));
-        }
-        if self.prune_interval.is_zero() || self.max_edges_per_bucket == 0 {
-            return Err(Error::Config(
-                "[edges] prune_interval and max_edges_per_bucket must be positive".into(),
-            ));
-        }
-        Ok(())
-    }
-}
+use crate::{Result, to_i64};
 
 /// A record's edge fields, borrowed: looked up without allocating.
 struct KeyRef<'a> {
@@ -481,41 +394,7 @@ impl EdgeRollups {
         for (start, bucket) in buckets {
             let start_ms = to_i64(start / 1_000_000);
             for (key, stats) in bucket.rows() {
-                sqlx::query(
-                    "INSERT INTO edge_rollups (bucket_start_unix_ms, bucket_seconds, \
-                     source_workload, source_namespace, source_app, source_version, \
-                     destination_service, destination_workload, destination_namespace, \
-                     destination_version, protocol, response_code, response_flags, reporter, \
-                     request_count, error_count, duration_sum_ms, latency_buckets, \
-                     request_bytes, response_bytes, grpc_response_status, source_cluster, \
-                     destination_cluster) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
-                )
-                .bind(start_ms)
-                .bind(bucket_seconds)
-                .bind(&key.source_workload)
-                .bind(&key.source_namespace)
-                .bind(&key.source_app)
-                .bind(&key.source_version)
-                .bind(&key.destination_service)
-                .bind(&key.destination_workload)
-                .bind(&key.destination_namespace)
-                .bind(&key.destination_version)
-                .bind(&key.protocol)
-                .bind(i64::from(key.response_code))
-                .bind(&key.response_flags)
-                .bind(&key.reporter)
-                .bind(to_i64(stats.requests))
-                .bind(to_i64(stats.errors))
-                .bind(stats.duration_sum_ms)
-                .bind(encode_latency_buckets(&stats.latency_buckets))
-                .bind(to_i64(stats.request_bytes))
-                .bind(to_i64(stats.response_bytes))
-                .bind(key.grpc_response_status.map(i64::from))
-                .bind(&key.source_cluster)
-                .bind(&key.destination_cluster)
-                .execute(&mut *tx)
-                .await?;
+                insert_row(&mut tx, start_ms, bucket_seconds, key, stats).await?;
                 rows += 1;
             }
         }
@@ -605,14 +484,18 @@ impl EdgeRollups {
             .await?;
         // The bucket holding `start` is read whole, so a window holds up to one bucket
         // more than asked: readers divide by the time really covered
-        // (`meshtel_model::graph::covered_seconds`), which is never shorter than the
-        // window, rather than leave that bucket out, which would leave as little as a
-        // fraction of a second of a short window while its first bucket is young.
-        let from = self.bucket_start(start_unix_nano);
+        // (`Buckets::covered_seconds`), which is never shorter than the window, rather
+        // than leave that bucket out, which would leave as little as a fraction of a
+        // second of a short window while its first bucket is young. Before
+        // `coarse_after`, buckets are coarse ones, summed or not yet: read whole at
+        // both ends, so that summing them changes no answer.
+        let buckets = self.buckets_at(self.inner.clock.now_unix_nano());
+        let from = buckets.floor(start_unix_nano);
+        let to = buckets.ceil(end_unix_nano);
         let mut summed: HashMap<G, EdgeStats> = HashMap::new();
         {
             let open = self.inner.open.lock();
-            for (start, bucket) in open.range(from..end_unix_nano) {
+            for (start, bucket) in open.range(from..to) {
                 let bucket_ms = start / 1_000_000;
                 for (key, stats) in bucket.rows() {
                     summed
@@ -625,38 +508,12 @@ impl EdgeRollups {
         drop(gate);
         let mut rows = sqlx::query(SUMS_PER_PERIOD)
             .bind(to_i64(from / 1_000_000))
-            .bind(to_i64(end_unix_nano.div_ceil(1_000_000)))
+            .bind(to_i64(to.div_ceil(1_000_000)))
             .bind(to_i64(step_ms))
+            .bind(i64::MAX)
             .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
-            let key = EdgeKey {
-                source_workload: row.get(0),
-                source_namespace: row.get(1),
-                source_app: row.get(2),
-                source_version: row.get(3),
-                destination_service: row.get(4),
-                destination_workload: row.get(5),
-                destination_namespace: row.get(6),
-                destination_version: row.get(7),
-                protocol: row.get(8),
-                response_code: u32::try_from(row.get::<i64, _>(9)).unwrap_or(0),
-                grpc_response_status: row
-                    .get::<Option<i64>, _>(19)
-                    .and_then(|status| u32::try_from(status).ok()),
-                response_flags: row.get(10),
-                reporter: row.get(11),
-                source_cluster: row.get(20),
-                destination_cluster: row.get(21),
-            };
-            let stats = EdgeStats {
-                requests: u64::try_from(row.get::<i64, _>(12)).unwrap_or(0),
-                errors: u64::try_from(row.get::<i64, _>(13)).unwrap_or(0),
-                duration_sum_ms: row.get(14),
-                latency_buckets: sum_latency_buckets(row.get::<&str, _>(15))?,
-                request_bytes: u64::try_from(row.get::<i64, _>(16)).unwrap_or(0),
-                response_bytes: u64::try_from(row.get::<i64, _>(17)).unwrap_or(0),
-            };
-            let period_ms = u64::try_from(row.get::<i64, _>(18)).unwrap_or(0);
+            let (period_ms, key, stats) = sum_row(&row)?;
             summed
                 .entry(group(period_ms, key))
                 .or_default()
@@ -679,8 +536,9 @@ impl EdgeRollups {
         }
     }
 
-    /// Starts the background flusher (every second) and pruner (every
-    /// `prune_interval`). Must be called within a Tokio runtime.
+    /// Starts the background flusher (every second), pruner (every `prune_interval`)
+    /// and summing of old rollups into coarse buckets (after each prune, then a slice
+    /// a second until done). Must be called within a Tokio runtime.
     pub fn start(&self) {
         let rollups = self.clone();
         let task = tokio::spawn(async move {
@@ -688,6 +546,8 @@ impl EdgeRollups {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let prune_every = rollups.inner.config.prune_interval;
             let mut last_prune: Option<tokio::time::Instant> = None;
+            let mut coarsening = false;
+            let mut coarsened = coarse::CoarsenRun::default();
             let mut failures = LogWindow::default();
             let mut failing = false;
             loop {
@@ -720,6 +580,16 @@ impl EdgeRollups {
                         Ok(rows) => info!(rows, "pruned edge rollups past retention"),
                         Err(error) => warn!(error = %error, "could not prune edge rollups"),
                     }
+                    coarsening = rollups.inner.config.is_coarsened();
+                }
+                if coarsening {
+                    match rollups.coarsen_slice(&mut coarsened).await {
+                        Ok(more) => coarsening = more,
+                        Err(error) => {
+                            coarsening = false;
+                            warn!(error = %error, "could not sum old edge rollups into coarse buckets; retried at the next prune");
+                        }
+                    }
                 }
             }
         });
@@ -740,19 +610,99 @@ impl EdgeRollups {
     }
 }
 
-/// The rows of buckets in `[$1, $2)` ms summed per `$3`-ms period and edge.
+/// The rows of buckets in `[$1, $2)` ms shorter than `$4` s, summed per `$3`-ms period
+/// and edge.
 const SUMS_PER_PERIOD: &str = "SELECT source_workload, source_namespace, source_app, \
      source_version, destination_service, destination_workload, destination_namespace, \
      destination_version, protocol, response_code, response_flags, reporter, \
      SUM(request_count), SUM(error_count), SUM(duration_sum_ms), \
      group_concat(latency_buckets, ';'), SUM(request_bytes), SUM(response_bytes), \
      bucket_start_unix_ms - bucket_start_unix_ms % $3 AS period, grpc_response_status, \
-     source_cluster, destination_cluster FROM edge_rollups \
-     WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2 \
+     source_cluster, destination_cluster, COUNT(*) FROM edge_rollups \
+     WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2 AND bucket_seconds < $4 \
      GROUP BY period, source_workload, source_namespace, source_app, source_version, \
      destination_service, destination_workload, destination_namespace, \
      destination_version, protocol, response_code, response_flags, reporter, \
      grpc_response_status, source_cluster, destination_cluster";
+
+/// One row of [`SUMS_PER_PERIOD`]: `(period start in Unix ms, edge, sums)`.
+fn sum_row(row: &sqlx::sqlite::SqliteRow) -> Result<(u64, EdgeKey, EdgeStats)> {
+    let key = EdgeKey {
+        source_workload: row.get(0),
+        source_namespace: row.get(1),
+        source_app: row.get(2),
+        source_version: row.get(3),
+        destination_service: row.get(4),
+        destination_workload: row.get(5),
+        destination_namespace: row.get(6),
+        destination_version: row.get(7),
+        protocol: row.get(8),
+        response_code: u32::try_from(row.get::<i64, _>(9)).unwrap_or(0),
+        grpc_response_status: row
+            .get::<Option<i64>, _>(19)
+            .and_then(|status| u32::try_from(status).ok()),
+        response_flags: row.get(10),
+        reporter: row.get(11),
+        source_cluster: row.get(20),
+        destination_cluster: row.get(21),
+    };
+    let stats = EdgeStats {
+        requests: u64::try_from(row.get::<i64, _>(12)).unwrap_or(0),
+        errors: u64::try_from(row.get::<i64, _>(13)).unwrap_or(0),
+        duration_sum_ms: row.get(14),
+        latency_buckets: sum_latency_buckets(row.get::<&str, _>(15))?,
+        request_bytes: u64::try_from(row.get::<i64, _>(16)).unwrap_or(0),
+        response_bytes: u64::try_from(row.get::<i64, _>(17)).unwrap_or(0),
+    };
+    let period_ms = u64::try_from(row.get::<i64, _>(18)).unwrap_or(0);
+    Ok((period_ms, key, stats))
+}
+
+/// Inserts one rollup row: `key`'s `stats` in the `seconds`-long bucket at `start_ms`.
+async fn insert_row(
+    conn: &mut sqlx::SqliteConnection,
+    start_ms: i64,
+    seconds: i64,
+    key: &EdgeKey,
+    stats: &EdgeStats,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO edge_rollups (bucket_start_unix_ms, bucket_seconds, \
+         source_workload, source_namespace, source_app, source_version, \
+         destination_service, destination_workload, destination_namespace, \
+         destination_version, protocol, response_code, response_flags, reporter, \
+         request_count, error_count, duration_sum_ms, latency_buckets, \
+         request_bytes, response_bytes, grpc_response_status, source_cluster, \
+         destination_cluster) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+    )
+    .bind(start_ms)
+    .bind(seconds)
+    .bind(&key.source_workload)
+    .bind(&key.source_namespace)
+    .bind(&key.source_app)
+    .bind(&key.source_version)
+    .bind(&key.destination_service)
+    .bind(&key.destination_workload)
+    .bind(&key.destination_namespace)
+    .bind(&key.destination_version)
+    .bind(&key.protocol)
+    .bind(i64::from(key.response_code))
+    .bind(&key.response_flags)
+    .bind(&key.reporter)
+    .bind(to_i64(stats.requests))
+    .bind(to_i64(stats.errors))
+    .bind(stats.duration_sum_ms)
+    .bind(encode_latency_buckets(&stats.latency_buckets))
+    .bind(to_i64(stats.request_bytes))
+    .bind(to_i64(stats.response_bytes))
+    .bind(key.grpc_response_status.map(i64::from))
+    .bind(&key.source_cluster)
+    .bind(&key.destination_cluster)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 impl EdgeSink for EdgeRollups {
     fn record_edges(&self, records: &[&RequestRecord]) {
@@ -762,8 +712,8 @@ impl EdgeSink for EdgeRollups {
 
 #[async_trait::async_trait]
 impl GraphReader for EdgeRollups {
-    fn bucket(&self) -> Duration {
-        self.inner.config.bucket
+    fn buckets(&self, now_unix_nano: u64) -> Buckets {
+        self.buckets_at(now_unix_nano)
     }
 
     async fn edges_in_window(
@@ -786,7 +736,11 @@ impl GraphReader for EdgeRollups {
     }
 }
 
+mod coarse;
+mod config;
 mod latency;
+pub use coarse::Coarsened;
+pub use config::EdgeConfig;
 use latency::sum_latency_buckets;
 pub use latency::{decode_latency_buckets, encode_latency_buckets};
 

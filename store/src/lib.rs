@@ -71,7 +71,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::{BlockOrder, StoreConfig, WalConfig, WalSync};
-pub use edges::{EdgeConfig, EdgeRollups};
+pub use edges::{Coarsened, EdgeConfig, EdgeRollups};
 pub use error::{Error, Result};
 pub use lock::LOCK_FILE;
 pub use quotas::QuotaRepo;

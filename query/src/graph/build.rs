@@ -403,7 +403,7 @@ fn latency(stats: &EdgeStats, which: ResponseTime) -> Option<f64> {
 
 /// The Kiali-style JSON of `graph` over a `window_seconds` window (its `duration`),
 /// whose rows cover `rate_seconds` (whole rollup buckets: see
-/// [`meshtel_model::graph::covered_seconds`]), what the rates divide by.
+/// [`meshtel_model::graph::Buckets::covered_seconds`]), what the rates divide by.
 pub fn to_json(
     graph: &Graph,
     end_unix_seconds: u64,

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use axum::http::StatusCode;
-use meshtel_model::graph::ISTIO_BUCKETS;
+use meshtel_model::graph::{Buckets, ISTIO_BUCKETS};
 
 use super::*;
 use crate::QueryConfig;
@@ -62,8 +62,8 @@ impl FakeBuckets {
 
 #[async_trait::async_trait]
 impl GraphReader for FakeBuckets {
-    fn bucket(&self) -> Duration {
-        Duration::from_secs(10)
+    fn buckets(&self, _now: u64) -> Buckets {
+        Buckets::uniform(Duration::from_secs(10))
     }
 
     async fn edges_in_window(&self, start: u64, end: u64) -> meshtel_model::Result<Vec<EdgeRow>> {

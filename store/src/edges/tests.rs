@@ -522,3 +522,5 @@ async fn a_long_read_does_not_hold_up_flushes_and_counts_each_bucket_once() {
     let after = rollups.edges_between(T0, T0 + 60 * SEC).await.unwrap();
     assert_eq!(total(&after), ROWS as u64 + 1);
 }
+
+mod coarse;

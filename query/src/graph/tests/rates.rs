@@ -29,15 +29,24 @@ impl meshtel_model::graph::UnixClock for StoreClock {
 /// productpage-v1 over the 90 s before `now`, each request recorded as it starts and
 /// the buckets written to SQL as they close.
 pub(super) async fn steady_rollups(dir: &std::path::Path, now: u64) -> meshtel_store::EdgeRollups {
+    steady_rollups_with(dir, now, 90, meshtel_store::EdgeConfig::default()).await
+}
+
+/// [`steady_rollups`] over the `seconds` before `now`, with `config`.
+async fn steady_rollups_with(
+    dir: &std::path::Path,
+    now: u64,
+    seconds: u64,
+    config: meshtel_store::EdgeConfig,
+) -> meshtel_store::EdgeRollups {
     use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
     const SEC: u64 = 1_000_000_000;
     let clock = Arc::new(StoreClock(Default::default()));
-    let rollups =
-        meshtel_store::EdgeRollups::open(dir, meshtel_store::EdgeConfig::default(), clock.clone())
-            .await
-            .unwrap();
+    let rollups = meshtel_store::EdgeRollups::open(dir, config, clock.clone())
+        .await
+        .unwrap();
     let set = |at: u64| clock.0.store(at, std::sync::atomic::Ordering::Relaxed);
-    let mut at = now - 90 * SEC;
+    let mut at = now - seconds * SEC;
     while at < now {
         set(at);
         let record = RequestRecord {
@@ -141,6 +150,78 @@ async fn steady_traffic_reads_steady_rates_at_any_window_and_instant() {
                 &format!("step {}, {offset_ms} ms", point["t"]),
                 point["rate"].as_f64().unwrap(),
             );
+        }
+    }
+    let wrong = wrong.into_inner().unwrap();
+    assert!(wrong.is_empty(), "not 10 req/s:\n{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn steady_traffic_reads_steady_across_coarse_buckets() {
+    const SEC: u64 = 1_000_000_000;
+    // Rollups older than 2 minutes summed per minute; 8 minutes of 10 requests/s.
+    let config = meshtel_store::EdgeConfig {
+        coarse_bucket: std::time::Duration::from_secs(60),
+        coarse_after: std::time::Duration::from_secs(120),
+        ..Default::default()
+    };
+    let wrong = Mutex::new(Vec::new());
+    let close = |what: &str, value: f64| {
+        if (value - 10.0).abs() > 0.15 {
+            wrong.lock().unwrap().push(format!("{what}: {value} req/s"));
+        }
+    };
+    for offset_ms in [2_500, 37_700] {
+        let now = NOW + 600 * SEC + offset_ms * 1_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let rollups = steady_rollups_with(dir.path(), now, 480, config.clone()).await;
+        let app = |rollups: &meshtel_store::EdgeRollups| {
+            crate::router_with_graph_and_clock(
+                Arc::new(MemoryReader::default()),
+                Some(Arc::new(rollups.clone())),
+                None,
+                Arc::new(At(now)),
+                &QueryConfig::default(),
+            )
+        };
+        let answers = |app: axum::Router| async move {
+            let mut answers = Vec::new();
+            for window in ["1m", "3m", "5m", "7m"] {
+                let body = get(&app, &format!("/api/metrics/services?window={window}"))
+                    .await
+                    .json();
+                answers.push((
+                    format!("services, window={window}"),
+                    body["services"][0]["rate"].as_f64().unwrap(),
+                ));
+            }
+            let uri = "/api/metrics/timeseries?window=7m&step=15s\
+                       &service=productpage.default.svc.cluster.local";
+            let body = get(&app, uri).await.json();
+            assert_eq!(
+                body["stepSeconds"], 60,
+                "steps reaching coarse buckets hold them whole"
+            );
+            let points = body["series"][0]["points"].as_array().unwrap();
+            // The first step may predate the traffic, the last is running.
+            for point in &points[1..points.len() - 1] {
+                answers.push((
+                    format!("step {}", point["t"]),
+                    point["rate"].as_f64().unwrap(),
+                ));
+            }
+            answers
+        };
+        let before = answers(app(&rollups)).await;
+        let mut periods = 0;
+        while rollups.coarsen_oldest().await.unwrap().is_some() {
+            periods += 1;
+        }
+        assert!(periods >= 5, "{periods} coarse periods summed");
+        let after = answers(app(&rollups)).await;
+        assert_eq!(before, after, "summing old buckets changes no answer");
+        for (what, rate) in after {
+            close(&format!("{what}, {offset_ms} ms"), rate);
         }
     }
     let wrong = wrong.into_inner().unwrap();

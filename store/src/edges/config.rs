@@ -1,0 +1,102 @@
+//! The `[edges]` settings.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::humantime_serde_compat;
+use crate::{Error, Result};
+
+/// Edge rollup settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Length of one rollup bucket; graph windows are counted in whole buckets.
+    #[serde(with = "humantime_serde_compat")]
+    pub bucket: Duration,
+    /// How long a bucket stays open after it ends, for records that arrive late.
+    #[serde(with = "humantime_serde_compat")]
+    pub flush_grace: Duration,
+    /// Length of the buckets that older rollups are summed into: a multiple of
+    /// `bucket`; equal to it, rollups are never summed.
+    #[serde(with = "humantime_serde_compat")]
+    pub coarse_bucket: Duration,
+    /// Age past which `bucket`-long rollups are summed into `coarse_bucket`-long ones.
+    #[serde(with = "humantime_serde_compat")]
+    pub coarse_after: Duration,
+    /// How long rollups are kept in SQL.
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    /// How often rows older than `retention` are deleted, and rows older than
+    /// `coarse_after` summed.
+    #[serde(with = "humantime_serde_compat")]
+    pub prune_interval: Duration,
+    /// Most distinct edges in one bucket; records of further edges are counted as
+    /// overflow and left out.
+    pub max_edges_per_bucket: usize,
+    /// Most edges held in memory while SQL refuses them: past it, the oldest buckets
+    /// that could not be written are dropped, and their requests counted as dropped.
+    /// Never less than one full bucket (`max_edges_per_bucket`).
+    pub max_edges_in_memory: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            bucket: Duration::from_secs(10),
+            flush_grace: Duration::from_secs(5),
+            coarse_bucket: Duration::from_secs(300),
+            coarse_after: Duration::from_secs(6 * 3600),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(600),
+            max_edges_per_bucket: 50_000,
+            // About 150 MB of edges, or hours of buckets of a mesh of a few hundred edges.
+            max_edges_in_memory: 200_000,
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.bucket < Duration::from_secs(1) || self.bucket.subsec_nanos() != 0 {
+            return Err(Error::Config(
+                "[edges] bucket must be whole seconds, at least 1s".into(),
+            ));
+        }
+        if self.coarse_bucket < self.bucket
+            || !self
+                .coarse_bucket
+                .as_nanos()
+                .is_multiple_of(self.bucket.as_nanos())
+        {
+            return Err(Error::Config(format!(
+                "[edges] coarse_bucket ({}) must be a whole multiple of bucket ({})",
+                humantime::format_duration(self.coarse_bucket),
+                humantime::format_duration(self.bucket)
+            )));
+        }
+        // A bucket is summed only once no record can reach it any more.
+        if self.is_coarsened() && self.coarse_after < self.coarse_bucket + self.flush_grace {
+            return Err(Error::Config(
+                "[edges] coarse_after must be at least coarse_bucket + flush_grace".into(),
+            ));
+        }
+        if self.retention < self.bucket {
+            return Err(Error::Config(
+                "[edges] retention must be at least one bucket".into(),
+            ));
+        }
+        if self.prune_interval.is_zero() || self.max_edges_per_bucket == 0 {
+            return Err(Error::Config(
+                "[edges] prune_interval and max_edges_per_bucket must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether old rollups are summed into coarser buckets.
+    pub fn is_coarsened(&self) -> bool {
+        self.coarse_bucket > self.bucket
+    }
+}
