@@ -1,6 +1,6 @@
 //! Old rollups summed into coarser buckets, so that long windows read few rows and
 //! the table stays small: once a `coarse_bucket`-long period (5 min by default) has
-//! ended `coarse_after` ago (6 h), its `bucket`-long rows (10 s) are replaced by one
+//! ended `coarse_after` ago (1 h), its `bucket`-long rows (10 s) are replaced by one
 //! row per edge, in one transaction.
 //!
 //! ```text

@@ -46,7 +46,7 @@ impl Default for EdgeConfig {
             bucket: Duration::from_secs(10),
             flush_grace: Duration::from_secs(5),
             coarse_bucket: Duration::from_secs(300),
-            coarse_after: Duration::from_secs(6 * 3600),
+            coarse_after: Duration::from_secs(3600),
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(600),
             max_edges_per_bucket: 50_000,

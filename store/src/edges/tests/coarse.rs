@@ -3,6 +3,8 @@
 use super::*;
 
 const HOUR: u64 = 3600 * SEC;
+/// When every period of [`traffic`] is older than the default `coarse_after` (1 h).
+const LATER: u64 = 2 * HOUR;
 /// A coarse (5 min) bucket boundary.
 const P0: u64 = (T0 / (300 * SEC) + 1) * 300 * SEC;
 
@@ -46,10 +48,10 @@ async fn late_row(rollups: &EdgeRollups, at: u64) {
     .unwrap();
 }
 
-/// Requests of every stored rollup, read seven hours on.
+/// Requests of every stored rollup, read two hours on.
 async fn requests_stored(rollups: &EdgeRollups) -> u64 {
     rollups
-        .edges_between(P0, P0 + 7 * HOUR)
+        .edges_between(P0, P0 + LATER)
         .await
         .unwrap()
         .iter()
@@ -72,17 +74,17 @@ async fn old_rollups_are_summed_per_coarse_bucket_and_read_the_same() {
     let sent = traffic(&rollups, &clock).await;
     let fine_rows = sql_rows(&rollups).await;
 
-    // Younger than coarse_after (6 h): left alone.
-    clock.set(P0 + 6 * HOUR);
+    // Younger than coarse_after (1 h): left alone.
+    clock.set(P0 + HOUR);
     assert_eq!(rollups.coarsen_oldest().await.unwrap(), None);
 
-    // Seven hours on, every period of the traffic is past it. Windows that start
+    // Two hours on, every period of the traffic is past it. Windows that start
     // inside a coarse period read it whole, before the sums as after.
-    clock.set(P0 + 7 * HOUR);
+    clock.set(P0 + LATER);
     let reads = || async {
         (
             rollups
-                .edges_between(P0 + 150 * SEC, P0 + 7 * HOUR)
+                .edges_between(P0 + 150 * SEC, P0 + LATER)
                 .await
                 .unwrap(),
             rollups
@@ -90,7 +92,7 @@ async fn old_rollups_are_summed_per_coarse_bucket_and_read_the_same() {
                 .await
                 .unwrap(),
             rollups
-                .edge_buckets_between(P0, P0 + 7 * HOUR, Duration::from_secs(600))
+                .edge_buckets_between(P0, P0 + LATER, Duration::from_secs(600))
                 .await
                 .unwrap(),
         )
@@ -112,7 +114,7 @@ async fn old_rollups_are_summed_per_coarse_bucket_and_read_the_same() {
     let total: u64 = after.0.iter().map(|e| e.stats.requests).sum();
     assert_eq!(total, sent);
     // 400 s .. 700 s reads the coarse periods at 300 and 600 s whole.
-    let buckets = rollups.buckets_at(P0 + 7 * HOUR);
+    let buckets = rollups.buckets_at(P0 + LATER);
     assert_eq!(buckets.floor(P0 + 400 * SEC), P0 + 300 * SEC);
     assert_eq!(buckets.coarse_before, P0 + HOUR);
     let middle: u64 = after.1.iter().map(|e| e.stats.requests).sum();
@@ -130,7 +132,7 @@ async fn a_late_fine_row_in_a_summed_period_is_summed_again() {
     let dir = tempfile::tempdir().unwrap();
     let (rollups, clock) = rollups(dir.path()).await;
     let sent = traffic(&rollups, &clock).await;
-    clock.set(P0 + 7 * HOUR);
+    clock.set(P0 + LATER);
     coarsen_all(&rollups).await;
     // A second collector, hours behind, writes a bucket of the first period.
     late_row(&rollups, P0 + 130 * SEC).await;
@@ -150,7 +152,7 @@ async fn two_processes_summing_at_once_count_every_request_once() {
     let dir = tempfile::tempdir().unwrap();
     let (rollups, clock) = rollups(dir.path()).await;
     let sent = traffic(&rollups, &clock).await;
-    clock.set(P0 + 7 * HOUR);
+    clock.set(P0 + LATER);
     let other = EdgeRollups::open(dir.path(), EdgeConfig::default(), clock.clone())
         .await
         .unwrap();
@@ -171,7 +173,7 @@ async fn a_row_landing_in_a_period_while_it_is_summed_stops_the_write() {
     let dir = tempfile::tempdir().unwrap();
     let (rollups, clock) = rollups(dir.path()).await;
     let sent = traffic(&rollups, &clock).await;
-    clock.set(P0 + 7 * HOUR);
+    clock.set(P0 + LATER);
     let mut conn = rollups.inner.pool.acquire().await.unwrap();
     let sums = rollups.sum_oldest(&mut conn).await.unwrap().unwrap();
     // Another collector writes a bucket of that period.
@@ -191,7 +193,7 @@ async fn the_background_task_sums_old_rollups() {
     let dir = tempfile::tempdir().unwrap();
     let (rollups, clock) = rollups(dir.path()).await;
     traffic(&rollups, &clock).await;
-    clock.set(P0 + 7 * HOUR);
+    clock.set(P0 + LATER);
     rollups.start();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while sql_rows(&rollups).await != 8 {
@@ -238,11 +240,11 @@ async fn coarse_buckets_are_checked_and_can_be_turned_off() {
         .unwrap();
     traffic(&rollups, &clock).await;
     let rows = sql_rows(&rollups).await;
-    clock.set(P0 + 7 * HOUR);
+    clock.set(P0 + LATER);
     assert_eq!(rollups.coarsen_oldest().await.unwrap(), None);
     assert_eq!(sql_rows(&rollups).await, rows);
     assert_eq!(
-        rollups.buckets_at(P0 + 7 * HOUR),
+        rollups.buckets_at(P0 + LATER),
         meshtel_model::graph::Buckets::uniform(Duration::from_secs(10))
     );
 }
