@@ -151,7 +151,8 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     remove_stale_listeners_file(&listeners_path)?;
 
     // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
-    // SQLite file as the catalog). Only an ingesting process flushes and prunes.
+    // SQLite file as the catalog). Only an ingesting process flushes, prunes and sums
+    // old rollups into coarse buckets.
     let edges = EdgeRollups::open(
         &config.data_dir,
         config.edges.clone(),
