@@ -353,10 +353,13 @@ pub trait GraphReader: Send + Sync + 'static {
     /// bucket more than the window at each end, a coarse one where
     /// [`GraphReader::buckets`] has them), one row per key with its aggregates summed
     /// over the window.
+    /// `now_unix_nano` is the instant the caller's [`GraphReader::buckets`] were taken
+    /// at, so that both agree on where coarse buckets begin.
     async fn edges_in_window(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
+        now_unix_nano: u64,
     ) -> Result<Vec<EdgeRow>>;
 
     /// Edges of requests started in `[start, end)` (Unix ns, at bucket granularity),
@@ -371,6 +374,7 @@ pub trait GraphReader: Send + Sync + 'static {
         start_unix_nano: u64,
         end_unix_nano: u64,
         step: std::time::Duration,
+        now_unix_nano: u64,
     ) -> Result<Vec<(u64, EdgeRow)>>;
 }
 

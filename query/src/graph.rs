@@ -201,7 +201,7 @@ impl GraphService {
     /// The graph of the window ending at `queryTime` (default now).
     pub async fn graph(&self, request: &GraphRequest) -> Result<WindowGraph> {
         let (start, end, now) = self.window(request)?;
-        let rows = self.reader.edges_in_window(start, end).await?;
+        let rows = self.reader.edges_in_window(start, end, now).await?;
         let rows = one_reporter_per_pair(rows);
         Ok(WindowGraph {
             graph: Graph::build(&rows, &request.filter),
@@ -215,12 +215,12 @@ impl GraphService {
     /// but not in it, with no requests.
     pub async fn graph_with_idle_edges(&self, request: &GraphRequest) -> Result<WindowGraph> {
         let (start, end, now) = self.window(request)?;
-        let mut rows = one_reporter_per_pair(self.reader.edges_in_window(start, end).await?);
+        let mut rows = one_reporter_per_pair(self.reader.edges_in_window(start, end, now).await?);
         if !request.filter_empty {
             let lookback = u64::try_from(IDLE_EDGE_LOOKBACK.as_nanos()).unwrap_or(u64::MAX);
             let earlier = self
                 .reader
-                .edges_in_window(start.saturating_sub(lookback), start)
+                .edges_in_window(start.saturating_sub(lookback), start, now)
                 .await?;
             // Their nodes and pairs only: the rates are the window's.
             rows.extend(
@@ -397,7 +397,13 @@ impl TraceReader for EdgeDependencies {
     ) -> meshtel_model::Result<Vec<DependencyLink>> {
         let rows = self
             .edges
-            .edges_in_window(end_unix_nano.saturating_sub(lookback_nano), end_unix_nano)
+            .edges_in_window(
+                end_unix_nano.saturating_sub(lookback_nano),
+                end_unix_nano,
+                meshtel_model::graph::UnixClock::now_unix_nano(
+                    &meshtel_model::graph::SystemUnixClock,
+                ),
+            )
             .await?;
         let spans = self
             .traces

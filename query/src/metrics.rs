@@ -447,7 +447,7 @@ impl MetricsService {
         let end = self.clock.now_unix_nano();
         let window_nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         let start = end.saturating_sub(window_nanos);
-        let rows = self.reader.edges_in_window(start, end).await?;
+        let rows = self.reader.edges_in_window(start, end, end).await?;
         let mut by_service: BTreeMap<&str, ServiceRows<'_>> = BTreeMap::new();
         for row in &rows {
             if row.key.destination_service.is_empty() {
@@ -532,6 +532,7 @@ impl MetricsService {
                 start.saturating_mul(1_000_000),
                 end.saturating_mul(1_000_000),
                 step,
+                now,
             )
             .await?;
         let rows: Vec<(u64, EdgeRow)> = rows

@@ -417,14 +417,33 @@ impl EdgeRollups {
     }
 
     /// Edges of buckets starting in `[start, end)`, summed per edge: SQL rows and
-    /// buckets still in memory.
+    /// buckets still in memory, read with the buckets of now ([`Self::buckets_at`]).
     pub async fn edges_between(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
     ) -> Result<Vec<EdgeRow>> {
+        let now = self.inner.clock.now_unix_nano();
+        self.edges_between_at(start_unix_nano, end_unix_nano, now)
+            .await
+    }
+
+    /// [`Self::edges_between`] with the buckets of `now_unix_nano`.
+    pub async fn edges_between_at(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        now_unix_nano: u64,
+    ) -> Result<Vec<EdgeRow>> {
+        let buckets = self.buckets_at(now_unix_nano);
         let summed = self
-            .sum_between(start_unix_nano, end_unix_nano, u64::MAX, |_, key| key)
+            .sum_between(
+                start_unix_nano,
+                end_unix_nano,
+                buckets,
+                u64::MAX,
+                |_, key| key,
+            )
             .await?;
         let mut edges: Vec<EdgeRow> = summed
             .into_iter()
@@ -437,18 +456,37 @@ impl EdgeRollups {
     /// Edges of buckets starting in `[start, end)`, per `step`-long period aligned to
     /// multiples of `step` since the epoch: `(period start in Unix ms, row)`, every SQL
     /// row and open bucket of one period and edge summed, sorted by period then edge.
-    /// A step of one bucket (or zero) reads bucket by bucket.
+    /// A step of one bucket (or zero) reads bucket by bucket. Read with the buckets of
+    /// now ([`Self::buckets_at`]).
     pub async fn edge_buckets_between(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
         step: Duration,
     ) -> Result<Vec<(u64, EdgeRow)>> {
+        let now = self.inner.clock.now_unix_nano();
+        self.edge_buckets_between_at(start_unix_nano, end_unix_nano, step, now)
+            .await
+    }
+
+    /// [`Self::edge_buckets_between`] with the buckets of `now_unix_nano`.
+    pub async fn edge_buckets_between_at(
+        &self,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        step: Duration,
+        now_unix_nano: u64,
+    ) -> Result<Vec<(u64, EdgeRow)>> {
         let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX).max(1);
+        let buckets = self.buckets_at(now_unix_nano);
         let summed = self
-            .sum_between(start_unix_nano, end_unix_nano, step_ms, |bucket_ms, key| {
-                (bucket_ms - bucket_ms % step_ms, key)
-            })
+            .sum_between(
+                start_unix_nano,
+                end_unix_nano,
+                buckets,
+                step_ms,
+                |bucket_ms, key| (bucket_ms - bucket_ms % step_ms, key),
+            )
             .await?;
         let mut periods: Vec<(u64, EdgeRow)> = summed
             .into_iter()
@@ -473,6 +511,7 @@ impl EdgeRollups {
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
+        buckets: Buckets,
         step_ms: u64,
         group: impl Fn(u64, EdgeKey) -> G,
     ) -> Result<HashMap<G, EdgeStats>> {
@@ -489,7 +528,6 @@ impl EdgeRollups {
         // second of a short window while its first bucket is young. Before
         // `coarse_after`, buckets are coarse ones, summed or not yet: read whole at
         // both ends, so that summing them changes no answer.
-        let buckets = self.buckets_at(self.inner.clock.now_unix_nano());
         let from = buckets.floor(start_unix_nano);
         let to = buckets.ceil(end_unix_nano);
         let mut summed: HashMap<G, EdgeStats> = HashMap::new();
@@ -720,8 +758,11 @@ impl GraphReader for EdgeRollups {
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
+        now_unix_nano: u64,
     ) -> meshtel_model::Result<Vec<EdgeRow>> {
-        Ok(self.edges_between(start_unix_nano, end_unix_nano).await?)
+        Ok(self
+            .edges_between_at(start_unix_nano, end_unix_nano, now_unix_nano)
+            .await?)
     }
 
     async fn edge_buckets_in_window(
@@ -729,9 +770,10 @@ impl GraphReader for EdgeRollups {
         start_unix_nano: u64,
         end_unix_nano: u64,
         step: Duration,
+        now_unix_nano: u64,
     ) -> meshtel_model::Result<Vec<(u64, EdgeRow)>> {
         Ok(self
-            .edge_buckets_between(start_unix_nano, end_unix_nano, step)
+            .edge_buckets_between_at(start_unix_nano, end_unix_nano, step, now_unix_nano)
             .await?)
     }
 }

@@ -26,7 +26,12 @@ struct FakeEdges {
 
 #[async_trait::async_trait]
 impl GraphReader for FakeEdges {
-    async fn edges_in_window(&self, start: u64, end: u64) -> meshtel_model::Result<Vec<EdgeRow>> {
+    async fn edges_in_window(
+        &self,
+        start: u64,
+        end: u64,
+        _now: u64,
+    ) -> meshtel_model::Result<Vec<EdgeRow>> {
         *self.last_window.lock().unwrap() = Some((start, end));
         self.windows.lock().unwrap().push((start, end));
         Ok(if end < NOW {
@@ -42,6 +47,7 @@ impl GraphReader for FakeEdges {
         start: u64,
         end: u64,
         _step: std::time::Duration,
+        _now: u64,
     ) -> meshtel_model::Result<Vec<(u64, EdgeRow)>> {
         *self.last_window.lock().unwrap() = Some((start, end));
         let bucket_ms = start / 1_000_000 / 10_000 * 10_000;

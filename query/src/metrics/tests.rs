@@ -66,7 +66,12 @@ impl GraphReader for FakeBuckets {
         Buckets::uniform(Duration::from_secs(10))
     }
 
-    async fn edges_in_window(&self, start: u64, end: u64) -> meshtel_model::Result<Vec<EdgeRow>> {
+    async fn edges_in_window(
+        &self,
+        start: u64,
+        end: u64,
+        _now: u64,
+    ) -> meshtel_model::Result<Vec<EdgeRow>> {
         let mut summed: BTreeMap<EdgeKey, EdgeStats> = BTreeMap::new();
         for (_, row) in self.in_window(start, end, Duration::ZERO) {
             summed.entry(row.key).or_default().merge(&row.stats);
@@ -82,6 +87,7 @@ impl GraphReader for FakeBuckets {
         start: u64,
         end: u64,
         step: Duration,
+        _now: u64,
     ) -> meshtel_model::Result<Vec<(u64, EdgeRow)>> {
         Ok(self.in_window(start, end, step))
     }

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::humantime_serde_compat;
 use crate::{Error, Result};
 
+/// Coarse bucket length when `coarse_bucket` is not set.
+const DEFAULT_COARSE_BUCKET: Duration = Duration::from_secs(300);
+
 /// Edge rollup settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,10 +21,11 @@ pub struct EdgeConfig {
     #[serde(with = "humantime_serde_compat")]
     pub flush_grace: Duration,
     /// Length of the buckets that older rollups are summed into: a multiple of
-    /// `bucket`; equal to it, rollups are never summed.
+    /// `bucket`; equal to it, rollups are never summed. Zero (the default): 5 minutes,
+    /// rounded up to a whole number of buckets ([`EdgeConfig::coarse_len`]).
     #[serde(with = "humantime_serde_compat")]
     pub coarse_bucket: Duration,
-    /// Age past which `bucket`-long rollups are summed into `coarse_bucket`-long ones.
+    /// Age past which `bucket`-long rollups are summed into coarse ones.
     #[serde(with = "humantime_serde_compat")]
     pub coarse_after: Duration,
     /// How long rollups are kept in SQL.
@@ -45,7 +49,7 @@ impl Default for EdgeConfig {
         EdgeConfig {
             bucket: Duration::from_secs(10),
             flush_grace: Duration::from_secs(5),
-            coarse_bucket: Duration::from_secs(300),
+            coarse_bucket: Duration::ZERO,
             coarse_after: Duration::from_secs(3600),
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(600),
@@ -64,11 +68,12 @@ impl EdgeConfig {
                 "[edges] bucket must be whole seconds, at least 1s".into(),
             ));
         }
-        if self.coarse_bucket < self.bucket
-            || !self
-                .coarse_bucket
-                .as_nanos()
-                .is_multiple_of(self.bucket.as_nanos())
+        if !self.coarse_bucket.is_zero()
+            && (self.coarse_bucket < self.bucket
+                || !self
+                    .coarse_bucket
+                    .as_nanos()
+                    .is_multiple_of(self.bucket.as_nanos()))
         {
             return Err(Error::Config(format!(
                 "[edges] coarse_bucket ({}) must be a whole multiple of bucket ({})",
@@ -77,7 +82,7 @@ impl EdgeConfig {
             )));
         }
         // A bucket is summed only once no record can reach it any more.
-        if self.is_coarsened() && self.coarse_after < self.coarse_bucket + self.flush_grace {
+        if self.is_coarsened() && self.coarse_after < self.coarse_len() + self.flush_grace {
             return Err(Error::Config(
                 "[edges] coarse_after must be at least coarse_bucket + flush_grace".into(),
             ));
@@ -97,6 +102,17 @@ impl EdgeConfig {
 
     /// Whether old rollups are summed into coarser buckets.
     pub fn is_coarsened(&self) -> bool {
-        self.coarse_bucket > self.bucket
+        self.coarse_len() > self.bucket
+    }
+
+    /// Length of the coarse buckets: `coarse_bucket`, or when zero 5 minutes rounded
+    /// up to a whole number of buckets (so that any `bucket` keeps a valid default).
+    pub fn coarse_len(&self) -> Duration {
+        if !self.coarse_bucket.is_zero() {
+            return self.coarse_bucket;
+        }
+        let bucket = self.bucket.as_nanos().max(1);
+        let len = DEFAULT_COARSE_BUCKET.as_nanos().div_ceil(bucket) * bucket;
+        u64::try_from(len).map_or(self.bucket, Duration::from_nanos)
     }
 }

@@ -228,6 +228,20 @@ async fn coarse_buckets_are_checked_and_can_be_turned_off() {
             .contains("coarse_after")
     );
 
+    // A bucket that does not divide the default 5 minutes still starts.
+    let odd = EdgeConfig {
+        bucket: Duration::from_secs(120),
+        ..Default::default()
+    };
+    odd.validate().unwrap();
+    assert_eq!(odd.coarse_len(), Duration::from_secs(360));
+    let long = EdgeConfig {
+        bucket: Duration::from_secs(600),
+        ..Default::default()
+    };
+    long.validate().unwrap();
+    assert!(!long.is_coarsened());
+
     let off = EdgeConfig {
         coarse_bucket: Duration::from_secs(10),
         ..Default::default()
