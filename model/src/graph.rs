@@ -342,10 +342,11 @@ pub trait EdgeSink: Send + Sync + 'static {
 pub trait GraphReader: Send + Sync + 'static {
     /// The buckets the rows are summed in, as of `now_unix_nano`: a window's rows
     /// hold whole buckets, from the one holding the window's start. Per-second figures
-    /// divide by [`Buckets::covered_seconds`]. The default: rows exact to the window.
-    fn buckets(&self, now_unix_nano: u64) -> Buckets {
+    /// divide by [`Buckets::covered_seconds`] of the buckets a read was given. The
+    /// default: rows exact to the window.
+    async fn buckets(&self, now_unix_nano: u64) -> Result<Buckets> {
         let _ = now_unix_nano;
-        Buckets::default()
+        Ok(Buckets::default())
     }
 
     /// Edges of requests started in `[start, end)` (Unix ns, at bucket granularity:
@@ -353,13 +354,13 @@ pub trait GraphReader: Send + Sync + 'static {
     /// bucket more than the window at each end, a coarse one where
     /// [`GraphReader::buckets`] has them), one row per key with its aggregates summed
     /// over the window.
-    /// `now_unix_nano` is the instant the caller's [`GraphReader::buckets`] were taken
-    /// at, so that both agree on where coarse buckets begin.
+    /// Read in `buckets` (from [`GraphReader::buckets`]), so that the rows and what
+    /// the caller divides by agree on where coarse buckets begin.
     async fn edges_in_window(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
-        now_unix_nano: u64,
+        buckets: Buckets,
     ) -> Result<Vec<EdgeRow>>;
 
     /// Edges of requests started in `[start, end)` (Unix ns, at bucket granularity),
@@ -374,7 +375,7 @@ pub trait GraphReader: Send + Sync + 'static {
         start_unix_nano: u64,
         end_unix_nano: u64,
         step: std::time::Duration,
-        now_unix_nano: u64,
+        buckets: Buckets,
     ) -> Result<Vec<(u64, EdgeRow)>>;
 }
 

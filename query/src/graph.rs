@@ -36,7 +36,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshtel_model::duration::{parse_go_duration, parse_prometheus_duration};
-use meshtel_model::graph::{EdgeRow, EdgeStats};
+use meshtel_model::graph::{Buckets, EdgeRow, EdgeStats, SystemUnixClock, UnixClock};
 use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
@@ -191,8 +191,7 @@ impl GraphService {
     /// last one only until now, so dividing by the window would overstate rates by up
     /// to a bucket (twice at a 10 s window; up to a coarse bucket for a window that
     /// reaches back past `[edges] coarse_after`).
-    fn rate_seconds(&self, start: u64, end: u64, now: u64) -> f64 {
-        let buckets = self.reader.buckets(now);
+    fn rate_seconds(buckets: &Buckets, start: u64, end: u64, now: u64) -> f64 {
         buckets
             .covered_seconds(buckets.floor(start), end, now)
             .max(1.0)
@@ -201,12 +200,13 @@ impl GraphService {
     /// The graph of the window ending at `queryTime` (default now).
     pub async fn graph(&self, request: &GraphRequest) -> Result<WindowGraph> {
         let (start, end, now) = self.window(request)?;
-        let rows = self.reader.edges_in_window(start, end, now).await?;
+        let buckets = self.reader.buckets(now).await?;
+        let rows = self.reader.edges_in_window(start, end, buckets).await?;
         let rows = one_reporter_per_pair(rows);
         Ok(WindowGraph {
             graph: Graph::build(&rows, &request.filter),
             end_unix_nano: end,
-            rate_seconds: self.rate_seconds(start, end, now),
+            rate_seconds: Self::rate_seconds(&buckets, start, end, now),
         })
     }
 
@@ -215,12 +215,14 @@ impl GraphService {
     /// but not in it, with no requests.
     pub async fn graph_with_idle_edges(&self, request: &GraphRequest) -> Result<WindowGraph> {
         let (start, end, now) = self.window(request)?;
-        let mut rows = one_reporter_per_pair(self.reader.edges_in_window(start, end, now).await?);
+        let buckets = self.reader.buckets(now).await?;
+        let mut rows =
+            one_reporter_per_pair(self.reader.edges_in_window(start, end, buckets).await?);
         if !request.filter_empty {
             let lookback = u64::try_from(IDLE_EDGE_LOOKBACK.as_nanos()).unwrap_or(u64::MAX);
             let earlier = self
                 .reader
-                .edges_in_window(start.saturating_sub(lookback), start, now)
+                .edges_in_window(start.saturating_sub(lookback), start, buckets)
                 .await?;
             // Their nodes and pairs only: the rates are the window's.
             rows.extend(
@@ -235,7 +237,7 @@ impl GraphService {
         Ok(WindowGraph {
             graph: Graph::build(&rows, &request.filter),
             end_unix_nano: end,
-            rate_seconds: self.rate_seconds(start, end, now),
+            rate_seconds: Self::rate_seconds(&buckets, start, end, now),
         })
     }
 }
@@ -395,14 +397,14 @@ impl TraceReader for EdgeDependencies {
         end_unix_nano: u64,
         lookback_nano: u64,
     ) -> meshtel_model::Result<Vec<DependencyLink>> {
+        let now = UnixClock::now_unix_nano(&SystemUnixClock);
+        let buckets = self.edges.buckets(now).await?;
         let rows = self
             .edges
             .edges_in_window(
                 end_unix_nano.saturating_sub(lookback_nano),
                 end_unix_nano,
-                meshtel_model::graph::UnixClock::now_unix_nano(
-                    &meshtel_model::graph::SystemUnixClock,
-                ),
+                buckets,
             )
             .await?;
         let spans = self

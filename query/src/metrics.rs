@@ -447,7 +447,8 @@ impl MetricsService {
         let end = self.clock.now_unix_nano();
         let window_nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         let start = end.saturating_sub(window_nanos);
-        let rows = self.reader.edges_in_window(start, end, end).await?;
+        let buckets = self.reader.buckets(end).await?;
+        let rows = self.reader.edges_in_window(start, end, buckets).await?;
         let mut by_service: BTreeMap<&str, ServiceRows<'_>> = BTreeMap::new();
         for row in &rows {
             if row.key.destination_service.is_empty() {
@@ -462,7 +463,7 @@ impl MetricsService {
                 entry.source.push(row);
             }
         }
-        let seconds = self.reader.buckets(end).window_seconds(start, end);
+        let seconds = buckets.window_seconds(start, end);
         let mut services = Vec::new();
         for (fqdn, rows) in by_service {
             let chosen = if rows.destination.is_empty() {
@@ -504,7 +505,7 @@ impl MetricsService {
     /// to the other reporter when the window has no matching row of its own.
     pub async fn timeseries(&self, request: &TimeseriesRequest) -> Result<TimeseriesJson> {
         let now = self.clock.now_unix_nano();
-        let buckets = self.reader.buckets(now);
+        let buckets = self.reader.buckets(now).await?;
         let steps = |step: Duration| {
             let step_ms = step.as_secs().max(1) * 1000;
             let points = points_in(request.window, step);
@@ -532,7 +533,7 @@ impl MetricsService {
                 start.saturating_mul(1_000_000),
                 end.saturating_mul(1_000_000),
                 step,
-                now,
+                buckets,
             )
             .await?;
         let rows: Vec<(u64, EdgeRow)> = rows

@@ -417,25 +417,24 @@ impl EdgeRollups {
     }
 
     /// Edges of buckets starting in `[start, end)`, summed per edge: SQL rows and
-    /// buckets still in memory, read with the buckets of now ([`Self::buckets_at`]).
+    /// buckets still in memory, read in the buckets of now ([`Self::read_buckets`]).
     pub async fn edges_between(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
     ) -> Result<Vec<EdgeRow>> {
-        let now = self.inner.clock.now_unix_nano();
-        self.edges_between_at(start_unix_nano, end_unix_nano, now)
+        let buckets = self.read_buckets(self.inner.clock.now_unix_nano()).await?;
+        self.edges_between_in(start_unix_nano, end_unix_nano, buckets)
             .await
     }
 
-    /// [`Self::edges_between`] with the buckets of `now_unix_nano`.
-    pub async fn edges_between_at(
+    /// [`Self::edges_between`] read in `buckets`.
+    pub async fn edges_between_in(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
-        now_unix_nano: u64,
+        buckets: Buckets,
     ) -> Result<Vec<EdgeRow>> {
-        let buckets = self.buckets_at(now_unix_nano);
         let summed = self
             .sum_between(
                 start_unix_nano,
@@ -456,29 +455,28 @@ impl EdgeRollups {
     /// Edges of buckets starting in `[start, end)`, per `step`-long period aligned to
     /// multiples of `step` since the epoch: `(period start in Unix ms, row)`, every SQL
     /// row and open bucket of one period and edge summed, sorted by period then edge.
-    /// A step of one bucket (or zero) reads bucket by bucket. Read with the buckets of
-    /// now ([`Self::buckets_at`]).
+    /// A step of one bucket (or zero) reads bucket by bucket. Read in the buckets of
+    /// now ([`Self::read_buckets`]).
     pub async fn edge_buckets_between(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
         step: Duration,
     ) -> Result<Vec<(u64, EdgeRow)>> {
-        let now = self.inner.clock.now_unix_nano();
-        self.edge_buckets_between_at(start_unix_nano, end_unix_nano, step, now)
+        let buckets = self.read_buckets(self.inner.clock.now_unix_nano()).await?;
+        self.edge_buckets_between_in(start_unix_nano, end_unix_nano, step, buckets)
             .await
     }
 
-    /// [`Self::edge_buckets_between`] with the buckets of `now_unix_nano`.
-    pub async fn edge_buckets_between_at(
+    /// [`Self::edge_buckets_between`] read in `buckets`.
+    pub async fn edge_buckets_between_in(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
         step: Duration,
-        now_unix_nano: u64,
+        buckets: Buckets,
     ) -> Result<Vec<(u64, EdgeRow)>> {
         let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX).max(1);
-        let buckets = self.buckets_at(now_unix_nano);
         let summed = self
             .sum_between(
                 start_unix_nano,
@@ -750,18 +748,18 @@ impl EdgeSink for EdgeRollups {
 
 #[async_trait::async_trait]
 impl GraphReader for EdgeRollups {
-    fn buckets(&self, now_unix_nano: u64) -> Buckets {
-        self.buckets_at(now_unix_nano)
+    async fn buckets(&self, now_unix_nano: u64) -> meshtel_model::Result<Buckets> {
+        Ok(self.read_buckets(now_unix_nano).await?)
     }
 
     async fn edges_in_window(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
-        now_unix_nano: u64,
+        buckets: Buckets,
     ) -> meshtel_model::Result<Vec<EdgeRow>> {
         Ok(self
-            .edges_between_at(start_unix_nano, end_unix_nano, now_unix_nano)
+            .edges_between_in(start_unix_nano, end_unix_nano, buckets)
             .await?)
     }
 
@@ -770,10 +768,10 @@ impl GraphReader for EdgeRollups {
         start_unix_nano: u64,
         end_unix_nano: u64,
         step: Duration,
-        now_unix_nano: u64,
+        buckets: Buckets,
     ) -> meshtel_model::Result<Vec<(u64, EdgeRow)>> {
         Ok(self
-            .edge_buckets_between_at(start_unix_nano, end_unix_nano, step, now_unix_nano)
+            .edge_buckets_between_in(start_unix_nano, end_unix_nano, step, buckets)
             .await?)
     }
 }

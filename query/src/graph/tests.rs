@@ -30,7 +30,7 @@ impl GraphReader for FakeEdges {
         &self,
         start: u64,
         end: u64,
-        _now: u64,
+        _buckets: Buckets,
     ) -> meshtel_model::Result<Vec<EdgeRow>> {
         *self.last_window.lock().unwrap() = Some((start, end));
         self.windows.lock().unwrap().push((start, end));
@@ -47,7 +47,7 @@ impl GraphReader for FakeEdges {
         start: u64,
         end: u64,
         _step: std::time::Duration,
-        _now: u64,
+        _buckets: Buckets,
     ) -> meshtel_model::Result<Vec<(u64, EdgeRow)>> {
         *self.last_window.lock().unwrap() = Some((start, end));
         let bucket_ms = start / 1_000_000 / 10_000 * 10_000;

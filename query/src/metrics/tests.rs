@@ -62,15 +62,15 @@ impl FakeBuckets {
 
 #[async_trait::async_trait]
 impl GraphReader for FakeBuckets {
-    fn buckets(&self, _now: u64) -> Buckets {
-        Buckets::uniform(Duration::from_secs(10))
+    async fn buckets(&self, _now: u64) -> meshtel_model::Result<Buckets> {
+        Ok(Buckets::uniform(Duration::from_secs(10)))
     }
 
     async fn edges_in_window(
         &self,
         start: u64,
         end: u64,
-        _now: u64,
+        _buckets: Buckets,
     ) -> meshtel_model::Result<Vec<EdgeRow>> {
         let mut summed: BTreeMap<EdgeKey, EdgeStats> = BTreeMap::new();
         for (_, row) in self.in_window(start, end, Duration::ZERO) {
@@ -87,7 +87,7 @@ impl GraphReader for FakeBuckets {
         start: u64,
         end: u64,
         step: Duration,
-        _now: u64,
+        _buckets: Buckets,
     ) -> meshtel_model::Result<Vec<(u64, EdgeRow)>> {
         Ok(self.in_window(start, end, step))
     }

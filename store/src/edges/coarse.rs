@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Readers need no gate: a read transaction sees the period either before or after.
-//! They read a window that reaches before the cutoff ([`EdgeRollups::buckets_at`]) in
+//! They read a window that reaches before the cutoff ([`EdgeRollups::read_buckets`]) in
 //! whole coarse periods, whether a period is summed yet or not, so the answer does not
 //! change when it is. A fine row that still reaches a summed period (a second collector
 //! with a slow clock) is summed into another coarse row at the next pass; readers add
@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use meshtel_model::graph::{Buckets, bucket_floor};
+use meshtel_model::graph::{Buckets, bucket_ceil, bucket_floor};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row, SqliteConnection};
 use tracing::{debug, info};
@@ -79,6 +79,39 @@ impl EdgeRollups {
             coarse: config.coarse_len(),
             coarse_before: bucket_floor(now_unix_nano.saturating_sub(after), config.coarse_len()),
         }
+    }
+
+    /// The buckets to read in at `now`: [`Self::buckets_at`], and where rows summed
+    /// under earlier settings say coarse buckets reach further (a longer
+    /// `coarse_after` then, another collector, coarse buckets since turned off: read in
+    /// their length), up to the end of the newest such bucket still kept.
+    pub async fn read_buckets(&self, now_unix_nano: u64) -> Result<Buckets> {
+        let config = &self.inner.config;
+        let mut buckets = self.buckets_at(now_unix_nano);
+        let retention = u64::try_from(config.retention.as_nanos()).unwrap_or(u64::MAX);
+        let kept_ms = to_i64(now_unix_nano.saturating_sub(retention) / 1_000_000);
+        let written: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT bucket_seconds, until_unix_ms FROM edge_rollup_coarse \
+             WHERE bucket_seconds > $1 AND until_unix_ms > $2",
+        )
+        .bind(to_i64(config.bucket.as_secs()))
+        .bind(kept_ms)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        if !config.is_coarsened() {
+            for &(seconds, _) in &written {
+                let seconds = Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+                buckets.coarse = buckets.coarse.max(seconds);
+            }
+        }
+        for &(_, until_ms) in &written {
+            let until = u64::try_from(until_ms)
+                .unwrap_or(0)
+                .saturating_mul(1_000_000);
+            let until = bucket_ceil(until, buckets.coarse);
+            buckets.coarse_before = buckets.coarse_before.max(until);
+        }
+        Ok(buckets)
     }
 
     /// Sums the fine rows of the oldest coarse period past `coarse_after` into one row
@@ -188,6 +221,16 @@ impl EdgeRollups {
             insert_row(&mut tx, to_i64(period_ms), sums.seconds, &key, &stats).await?;
             coarse_rows += 1;
         }
+        sqlx::query(
+            "INSERT INTO edge_rollup_coarse (bucket_seconds, until_unix_ms) VALUES ($1, $2) \
+             ON CONFLICT (bucket_seconds) DO UPDATE SET until_unix_ms = CASE \
+             WHEN excluded.until_unix_ms > edge_rollup_coarse.until_unix_ms \
+             THEN excluded.until_unix_ms ELSE edge_rollup_coarse.until_unix_ms END",
+        )
+        .bind(sums.seconds)
+        .bind(sums.to)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Coarsened {
             period_start_ms: sums.from,

@@ -189,6 +189,55 @@ async fn a_row_landing_in_a_period_while_it_is_summed_stops_the_write() {
 }
 
 #[tokio::test]
+async fn rows_summed_under_earlier_settings_are_still_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    let sent = traffic(&rollups, &clock).await;
+    clock.set(P0 + LATER);
+    coarsen_all(&rollups).await;
+    let reads = |rollups: EdgeRollups| async move {
+        (
+            rollups
+                .edges_between(P0 + 400 * SEC, P0 + 700 * SEC)
+                .await
+                .unwrap(),
+            rollups
+                .edge_buckets_between(P0, P0 + LATER, Duration::from_secs(300))
+                .await
+                .unwrap(),
+        )
+    };
+    let expected = reads(rollups.clone()).await;
+    assert_eq!(
+        expected
+            .1
+            .iter()
+            .map(|(_, e)| e.stats.requests)
+            .sum::<u64>(),
+        sent
+    );
+    // Coarse buckets turned off, or a longer coarse_after: the summed rows still read
+    // in whole 5-minute buckets, up to the end of the newest one (20 minutes in).
+    let off = EdgeConfig {
+        coarse_bucket: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let later = EdgeConfig {
+        coarse_after: Duration::from_secs(6 * 3600),
+        ..Default::default()
+    };
+    for config in [off, later] {
+        let reopened = EdgeRollups::open(dir.path(), config.clone(), clock.clone())
+            .await
+            .unwrap();
+        let buckets = reopened.read_buckets(P0 + LATER).await.unwrap();
+        assert_eq!(buckets.coarse, Duration::from_secs(300), "{config:?}");
+        assert_eq!(buckets.coarse_before, P0 + 1200 * SEC, "{config:?}");
+        assert_eq!(reads(reopened).await, expected, "{config:?}");
+    }
+}
+
+#[tokio::test]
 async fn the_background_task_sums_old_rollups() {
     let dir = tempfile::tempdir().unwrap();
     let (rollups, clock) = rollups(dir.path()).await;
