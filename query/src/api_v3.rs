@@ -13,6 +13,7 @@ use axum::response::Response;
 use axum::routing::get;
 use meshtel_model::TraceQuery;
 use meshtel_model::duration::parse_go_duration;
+use meshtel_model::otlp::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
 use meshtel_model::otlp::trace::v1::TracesData;
 use serde::Serialize;
 
@@ -274,13 +275,50 @@ fn traces_response(traces: Vec<meshtel_model::Trace>) -> Result<Response> {
     if traces.is_empty() {
         return Err(ApiError::NotFound(NO_TRACES_FOUND.to_string()).into());
     }
-    let resource_spans = traces.into_iter().flat_map(|t| t.resource_spans).collect();
+    let resource_spans = traces
+        .into_iter()
+        .flat_map(|mut trace| {
+            warn_if_cut(&mut trace);
+            trace.resource_spans
+        })
+        .collect();
     Ok(json_response(
         &TracesResponse {
             result: TracesData { resource_spans },
         },
         false,
     )?)
+}
+
+/// Where Jaeger puts the warnings of a span in OTLP (a list of strings).
+const WARNINGS_ATTRIBUTE: &str = "@jaeger@warnings";
+
+/// A trace cut by `[query] max_spans_per_response` says so on its earliest span, in the
+/// attribute Jaeger's v3 API uses for warnings (v1 has a `warnings` field instead).
+fn warn_if_cut(trace: &mut meshtel_model::Trace) {
+    if trace.omitted_spans == 0 {
+        return;
+    }
+    let warning = crate::jaeger::convert::omitted_warning(trace.span_count(), trace.omitted_spans);
+    let first = trace
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| r.scope_spans.iter_mut())
+        .flat_map(|s| s.spans.iter_mut())
+        .min_by_key(|span| span.start_time_unix_nano);
+    if let Some(span) = first {
+        span.attributes.push(KeyValue {
+            key: WARNINGS_ATTRIBUTE.to_string(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(any_value::Value::StringValue(warning)),
+                    }],
+                })),
+            }),
+            ..Default::default()
+        });
+    }
 }
 
 fn parse_bool_param(params: &QueryParams, name: &str) -> Result<bool> {

@@ -106,16 +106,37 @@ async fn answers_over_the_span_bound_cut_the_largest_trace_with_a_warning() {
     shapes.sort_by_key(|s| s.0);
     assert_eq!(shapes, vec![(5, Value::Null), (995, warning(995))]);
 
-    // v3: the same cut spans, in OTLP.
+    // v3: the same cut spans, in OTLP, the warning on the root in Jaeger's attribute.
     let v3 = get_json(&m.query_url(&format!("/api/v3/traces/{}", hex::encode(&big)))).await;
-    let v3_spans: usize = v3["result"]["resourceSpans"]
+    let v3_spans: Vec<&Value> = v3["result"]["resourceSpans"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|r| r["scopeSpans"].as_array().unwrap())
-        .map(|s| s["spans"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(v3_spans, 1000);
+        .flat_map(|s| s["spans"].as_array().unwrap())
+        .collect();
+    assert_eq!(v3_spans.len(), 1000);
+    let warned: Vec<(&Value, &Value)> = v3_spans
+        .iter()
+        .flat_map(|span| {
+            span["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["key"] == "@jaeger@warnings")
+                .map(move |a| {
+                    (
+                        &span["name"],
+                        &a["value"]["arrayValue"]["values"][0]["stringValue"],
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(
+        warned,
+        vec![(&Value::from("GET /big"), &warning(1000)[0])],
+        "one warning, on the root"
+    );
 
     let metrics = get(&m.http_url("/metrics")).await.text();
     let value = |name: &str| {
