@@ -306,18 +306,33 @@ fn warn_if_cut(trace: &mut meshtel_model::Trace) {
         .flat_map(|r| r.scope_spans.iter_mut())
         .flat_map(|s| s.spans.iter_mut())
         .min_by_key(|span| span.start_time_unix_nano);
-    if let Some(span) = first {
-        span.attributes.push(KeyValue {
+    let Some(span) = first else {
+        return;
+    };
+    let warning = AnyValue {
+        value: Some(any_value::Value::StringValue(warning)),
+    };
+    // Keys are unique in OTLP: join a list the span already has.
+    let existing = span
+        .attributes
+        .iter_mut()
+        .find(|a| a.key == WARNINGS_ATTRIBUTE)
+        .and_then(|a| a.value.as_mut())
+        .and_then(|v| match &mut v.value {
+            Some(any_value::Value::ArrayValue(list)) => Some(list),
+            _ => None,
+        });
+    match existing {
+        Some(list) => list.values.push(warning),
+        None => span.attributes.push(KeyValue {
             key: WARNINGS_ATTRIBUTE.to_string(),
             value: Some(AnyValue {
                 value: Some(any_value::Value::ArrayValue(ArrayValue {
-                    values: vec![AnyValue {
-                        value: Some(any_value::Value::StringValue(warning)),
-                    }],
+                    values: vec![warning],
                 })),
             }),
             ..Default::default()
-        });
+        }),
     }
 }
 

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqlSafeStr, Sqlite, SqlitePool};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::block::BlockMeta;
 use crate::{Error, Result};
@@ -153,6 +153,18 @@ impl Catalog {
             })
             .connect_with(options)
             .await?;
+        // A migration over a large table (an index of every edge rollup) can take a
+        // while on an upgrade: say so, rather than start silently late.
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
+        let latest = SQLITE_MIGRATIONS.last().map_or(0, |m| m.0);
+        let started = std::time::Instant::now();
+        let upgrading = applied.is_some_and(|applied| applied < latest);
+        if upgrading {
+            info!(database = %path.display(), from = applied, to = latest, "migrating the database");
+        }
         migrator().run(&pool).await.map_err(|error| match error {
             // A version this build does not know: a newer meshtel wrote the directory.
             sqlx::migrate::MigrateError::VersionMissing(found) => crate::Error::NewerSchema {
@@ -161,6 +173,12 @@ impl Catalog {
             },
             other => other.into(),
         })?;
+        if upgrading {
+            info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "database migrated"
+            );
+        }
         Ok(Catalog {
             pool,
             path: path.to_path_buf(),

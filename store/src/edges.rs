@@ -409,10 +409,14 @@ impl EdgeRollups {
         let now = self.inner.clock.now_unix_nano();
         let retention = u64::try_from(self.inner.config.retention.as_nanos()).unwrap_or(u64::MAX);
         let cutoff_ms = to_i64(now.saturating_sub(retention) / 1_000_000);
-        let done = sqlx::query("DELETE FROM edge_rollups WHERE bucket_start_unix_ms < $1")
-            .bind(cutoff_ms)
-            .execute(&self.inner.pool)
-            .await?;
+        // By their end: a coarse bucket stays while part of it is within retention.
+        let done = sqlx::query(
+            "DELETE FROM edge_rollups WHERE bucket_start_unix_ms < $1 \
+             AND bucket_start_unix_ms + bucket_seconds * 1000 <= $1",
+        )
+        .bind(cutoff_ms)
+        .execute(&self.inner.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -623,6 +627,7 @@ impl EdgeRollups {
                         Ok(more) => coarsening = more,
                         Err(error) => {
                             coarsening = false;
+                            coarsened = coarse::CoarsenRun::default();
                             warn!(error = %error, "could not sum old edge rollups into coarse buckets; retried at the next prune");
                         }
                     }

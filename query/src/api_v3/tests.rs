@@ -408,3 +408,44 @@ fn a_resource_without_attributes_is_named_as_the_other_answers_name_it() {
         crate::jaeger::convert::RESOURCE_NO_SERVICE_NAME
     );
 }
+
+#[test]
+fn a_cut_traces_warning_joins_warnings_its_earliest_span_has() {
+    use meshtel_model::otlp::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+    let text = |s: &str| AnyValue {
+        value: Some(any_value::Value::StringValue(s.into())),
+    };
+    let mut root = span(T, "0000000000000001", "", "root", 0, 1, 5);
+    root.attributes.push(KeyValue {
+        key: "@jaeger@warnings".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![text("clock skew adjusted")],
+            })),
+        }),
+        ..Default::default()
+    });
+    let child = span(T, "0000000000000002", "0000000000000001", "child", 0, 2, 3);
+    let mut trace = trace_of(vec![resource_spans("svc", "", vec![child, root])]);
+    trace.omitted_spans = 7;
+    super::warn_if_cut(&mut trace);
+    let spans = &trace.resource_spans[0].scope_spans[0].spans;
+    let warnings: Vec<_> = spans
+        .iter()
+        .flat_map(|s| s.attributes.iter().map(move |a| (s.name.as_str(), a)))
+        .filter(|(_, a)| a.key == "@jaeger@warnings")
+        .collect();
+    assert_eq!(warnings.len(), 1, "one key, on the root: {warnings:?}");
+    assert_eq!(warnings[0].0, "root");
+    let Some(any_value::Value::ArrayValue(list)) =
+        warnings[0].1.value.as_ref().and_then(|v| v.value.as_ref())
+    else {
+        panic!("not a list: {:?}", warnings[0].1);
+    };
+    assert_eq!(list.values.len(), 2);
+    assert_eq!(list.values[0], text("clock skew adjusted"));
+    assert!(
+        matches!(&list.values[1].value, Some(any_value::Value::StringValue(s)) if s.contains("7 more are stored")),
+        "{list:?}"
+    );
+}

@@ -105,9 +105,12 @@ impl EdgeRollups {
             }
         }
         for &(_, until_ms) in &written {
+            // Never past now: rows summed while the clock ran ahead would otherwise make
+            // every window read coarse buckets until they aged out.
             let until = u64::try_from(until_ms)
                 .unwrap_or(0)
-                .saturating_mul(1_000_000);
+                .saturating_mul(1_000_000)
+                .min(now_unix_nano);
             let until = bucket_ceil(until, buckets.coarse);
             buckets.coarse_before = buckets.coarse_before.max(until);
         }
@@ -144,7 +147,12 @@ impl EdgeRollups {
             return Ok(None);
         }
         let now = self.inner.clock.now_unix_nano();
-        let cutoff_ms = to_i64(self.buckets_at(now).coarse_before / 1_000_000);
+        // One coarse period behind where readers begin coarse buckets: a reader that
+        // took its buckets a moment before the boundary moved (its `read_buckets`
+        // and its read are apart) still reads every summed period as coarse.
+        let buckets = self.buckets_at(now);
+        let coarse_nanos = u64::try_from(buckets.coarse.as_nanos()).unwrap_or(u64::MAX);
+        let cutoff_ms = to_i64(buckets.coarse_before.saturating_sub(coarse_nanos) / 1_000_000);
         let seconds = to_i64(config.coarse_len().as_secs());
         let coarse_ms = seconds.saturating_mul(1000).max(1);
         // Rows of the current `bucket` length, found through `edge_rollups_by_length`

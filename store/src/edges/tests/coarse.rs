@@ -1,6 +1,7 @@
 //! Old rollups summed into coarse buckets.
 
 use super::*;
+use meshtel_model::graph::bucket_ceil;
 
 const HOUR: u64 = 3600 * SEC;
 /// When every period of [`traffic`] is older than the default `coarse_after` (1 h).
@@ -235,6 +236,38 @@ async fn rows_summed_under_earlier_settings_are_still_read_whole() {
         assert_eq!(buckets.coarse_before, P0 + 1200 * SEC, "{config:?}");
         assert_eq!(reads(reopened).await, expected, "{config:?}");
     }
+}
+
+#[tokio::test]
+async fn coarse_buckets_are_pruned_by_their_end_and_never_begin_after_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    traffic(&rollups, &clock).await;
+    clock.set(P0 + LATER);
+    coarsen_all(&rollups).await;
+    // Retention (7 days) ends two minutes into the first coarse bucket: it stays.
+    let week = 7 * 24 * HOUR;
+    clock.set(P0 + week + 120 * SEC);
+    assert_eq!(rollups.prune().await.unwrap(), 0);
+    clock.set(P0 + week + 300 * SEC);
+    assert_eq!(
+        rollups.prune().await.unwrap(),
+        2,
+        "the first bucket's two edges"
+    );
+
+    // A bucket summed while the clock ran a day ahead begins coarse buckets no later
+    // than now.
+    sqlx::query("UPDATE edge_rollup_coarse SET until_unix_ms = until_unix_ms + 86400000")
+        .execute(&rollups.inner.pool)
+        .await
+        .unwrap();
+    let now = P0 + LATER + 7 * SEC;
+    let buckets = rollups.read_buckets(now).await.unwrap();
+    assert_eq!(
+        buckets.coarse_before,
+        bucket_ceil(now, Duration::from_secs(300))
+    );
 }
 
 #[tokio::test]
