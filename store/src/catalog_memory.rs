@@ -256,7 +256,13 @@ impl MemoryCatalog {
             for (svc, op) in fresh {
                 if !known.services.contains_key(&svc) {
                     if known.services.len() >= self.max_services {
-                        refused.push((CatalogBound::Services, svc));
+                        // One refusal per service, not one per operation it names.
+                        let counted = refused
+                            .iter()
+                            .any(|(b, s)| *b == CatalogBound::Services && *s == svc);
+                        if !counted {
+                            refused.push((CatalogBound::Services, svc));
+                        }
                         continue;
                     }
                     known

@@ -95,6 +95,10 @@ fn services_are_bounded_by_their_own_setting() {
     }
     assert_eq!(catalog.services(), vec!["a", "b"]);
     assert_eq!(overflow.load(Ordering::Relaxed), 2);
+    // A service left out counts once per write, however many operations it names.
+    let refused = catalog.register(seen("e", &["x", "y", "z"]), &overflow, now, 0);
+    assert!(refused.added.services.is_empty());
+    assert_eq!(overflow.load(Ordering::Relaxed), 3);
     // A listed service still gets new operations.
     let more = catalog.register(seen("a", &["op2"]), &overflow, now, 0);
     assert_eq!(more.added.operations, seen("a", &["op2"]));
