@@ -226,7 +226,7 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
     );
     counter(
         "meshtel_store_catalog_overflow_total",
-        "Services and operations not listed in the catalog because of max_catalog_services, max_catalog_operations_per_service or max_catalog_operations (their spans are stored).",
+        "Refusals by the catalog's bounds (max_catalog_services, max_catalog_operations_per_service, max_catalog_operations), counted per write: a service not listed once, an operation not listed once (their spans are stored).",
         s.catalog_overflow,
     );
     counter(

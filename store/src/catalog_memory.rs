@@ -19,7 +19,7 @@
 //! entries last seen before the oldest span still stored, which frees their room under
 //! the bounds, and hands SQL the sightings it has not heard of for a while.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -250,17 +250,17 @@ impl MemoryCatalog {
         }
         let added = &mut registered.added;
         let mut refused: Vec<(CatalogBound, String)> = Vec::new();
+        // Services refused in this write: each counts once, however many operations
+        // it names.
+        let mut refused_services: HashSet<String> = HashSet::new();
         {
             let mut known = self.known.write();
             let known = &mut *known;
             for (svc, op) in fresh {
                 if !known.services.contains_key(&svc) {
                     if known.services.len() >= self.max_services {
-                        // One refusal per service, not one per operation it names.
-                        let counted = refused
-                            .iter()
-                            .any(|(b, s)| *b == CatalogBound::Services && *s == svc);
-                        if !counted {
+                        if !refused_services.contains(&svc) {
+                            refused_services.insert(svc.clone());
                             refused.push((CatalogBound::Services, svc));
                         }
                         continue;
