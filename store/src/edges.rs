@@ -35,7 +35,7 @@ use meshtel_model::log_window::LogWindow;
 use meshtel_model::mixer::RequestRecord;
 use meshtel_model::{EdgeSink, GraphReader};
 use parking_lot::Mutex;
-use sqlx::{Connection, Row, SqlitePool};
+use sqlx::{Connection, SqlitePool};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -517,8 +517,35 @@ impl EdgeRollups {
         step_ms: u64,
         group: impl Fn(u64, EdgeKey) -> G,
     ) -> Result<HashMap<G, EdgeStats>> {
-        let mut conn = self.inner.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut timed =
+            read_time::TimedConn::acquire(&self.inner.pool, self.inner.config.max_read_time)
+                .await?;
+        let summed = self
+            .sum_on(
+                &mut timed,
+                start_unix_nano,
+                end_unix_nano,
+                buckets,
+                step_ms,
+                group,
+            )
+            .await
+            .map_err(|e| timed.classify(e))?;
+        timed.finish().await?;
+        Ok(summed)
+    }
+
+    /// [`Self::sum_between`] on `timed`'s connection.
+    async fn sum_on<G: Hash + Eq>(
+        &self,
+        timed: &mut read_time::TimedConn,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        buckets: Buckets,
+        step_ms: u64,
+        group: impl Fn(u64, EdgeKey) -> G,
+    ) -> Result<HashMap<G, EdgeStats>> {
+        let mut tx = timed.conn.begin().await?;
         let gate = self.inner.flush_gate.read().await;
         sqlx::query("SELECT 1 FROM edge_rollups LIMIT 1")
             .fetch_optional(&mut *tx)
@@ -651,100 +678,6 @@ impl EdgeRollups {
     }
 }
 
-/// The rows of buckets in `[$1, $2)` ms shorter than `$4` s, summed per `$3`-ms period
-/// and edge.
-const SUMS_PER_PERIOD: &str = "SELECT source_workload, source_namespace, source_app, \
-     source_version, destination_service, destination_workload, destination_namespace, \
-     destination_version, protocol, response_code, response_flags, reporter, \
-     SUM(request_count), SUM(error_count), SUM(duration_sum_ms), \
-     group_concat(latency_buckets, ';'), SUM(request_bytes), SUM(response_bytes), \
-     bucket_start_unix_ms - bucket_start_unix_ms % $3 AS period, grpc_response_status, \
-     source_cluster, destination_cluster, COUNT(*) FROM edge_rollups \
-     WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2 AND bucket_seconds < $4 \
-     GROUP BY period, source_workload, source_namespace, source_app, source_version, \
-     destination_service, destination_workload, destination_namespace, \
-     destination_version, protocol, response_code, response_flags, reporter, \
-     grpc_response_status, source_cluster, destination_cluster";
-
-/// One row of [`SUMS_PER_PERIOD`]: `(period start in Unix ms, edge, sums)`.
-fn sum_row(row: &sqlx::sqlite::SqliteRow) -> Result<(u64, EdgeKey, EdgeStats)> {
-    let key = EdgeKey {
-        source_workload: row.get(0),
-        source_namespace: row.get(1),
-        source_app: row.get(2),
-        source_version: row.get(3),
-        destination_service: row.get(4),
-        destination_workload: row.get(5),
-        destination_namespace: row.get(6),
-        destination_version: row.get(7),
-        protocol: row.get(8),
-        response_code: u32::try_from(row.get::<i64, _>(9)).unwrap_or(0),
-        grpc_response_status: row
-            .get::<Option<i64>, _>(19)
-            .and_then(|status| u32::try_from(status).ok()),
-        response_flags: row.get(10),
-        reporter: row.get(11),
-        source_cluster: row.get(20),
-        destination_cluster: row.get(21),
-    };
-    let stats = EdgeStats {
-        requests: u64::try_from(row.get::<i64, _>(12)).unwrap_or(0),
-        errors: u64::try_from(row.get::<i64, _>(13)).unwrap_or(0),
-        duration_sum_ms: row.get(14),
-        latency_buckets: sum_latency_buckets(row.get::<&str, _>(15))?,
-        request_bytes: u64::try_from(row.get::<i64, _>(16)).unwrap_or(0),
-        response_bytes: u64::try_from(row.get::<i64, _>(17)).unwrap_or(0),
-    };
-    let period_ms = u64::try_from(row.get::<i64, _>(18)).unwrap_or(0);
-    Ok((period_ms, key, stats))
-}
-
-/// Inserts one rollup row: `key`'s `stats` in the `seconds`-long bucket at `start_ms`.
-async fn insert_row(
-    conn: &mut sqlx::SqliteConnection,
-    start_ms: i64,
-    seconds: i64,
-    key: &EdgeKey,
-    stats: &EdgeStats,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO edge_rollups (bucket_start_unix_ms, bucket_seconds, \
-         source_workload, source_namespace, source_app, source_version, \
-         destination_service, destination_workload, destination_namespace, \
-         destination_version, protocol, response_code, response_flags, reporter, \
-         request_count, error_count, duration_sum_ms, latency_buckets, \
-         request_bytes, response_bytes, grpc_response_status, source_cluster, \
-         destination_cluster) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
-    )
-    .bind(start_ms)
-    .bind(seconds)
-    .bind(&key.source_workload)
-    .bind(&key.source_namespace)
-    .bind(&key.source_app)
-    .bind(&key.source_version)
-    .bind(&key.destination_service)
-    .bind(&key.destination_workload)
-    .bind(&key.destination_namespace)
-    .bind(&key.destination_version)
-    .bind(&key.protocol)
-    .bind(i64::from(key.response_code))
-    .bind(&key.response_flags)
-    .bind(&key.reporter)
-    .bind(to_i64(stats.requests))
-    .bind(to_i64(stats.errors))
-    .bind(stats.duration_sum_ms)
-    .bind(encode_latency_buckets(&stats.latency_buckets))
-    .bind(to_i64(stats.request_bytes))
-    .bind(to_i64(stats.response_bytes))
-    .bind(key.grpc_response_status.map(i64::from))
-    .bind(&key.source_cluster)
-    .bind(&key.destination_cluster)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 impl EdgeSink for EdgeRollups {
     fn record_edges(&self, records: &[&RequestRecord]) {
         self.record(records);
@@ -784,10 +717,13 @@ impl GraphReader for EdgeRollups {
 mod coarse;
 mod config;
 mod latency;
+mod read_time;
+mod sql;
 pub use coarse::Coarsened;
 pub use config::EdgeConfig;
 use latency::sum_latency_buckets;
 pub use latency::{decode_latency_buckets, encode_latency_buckets};
+use sql::{SUMS_PER_PERIOD, insert_row, sum_row};
 
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,16 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A service-graph read ran past `[edges] max_read_time` and was stopped.
+    #[error(
+        "this graph read took longer than [edges] max_read_time ({}) and was stopped: ask \
+         for a shorter window, or raise the setting",
+        humantime::format_duration(*limit)
+    )]
+    ReadTimeLimit {
+        /// The setting's value.
+        limit: std::time::Duration,
+    },
     /// A block file that cannot be read: missing, truncated or corrupt.
     #[error("block {}: {source}", path.display())]
     Block {
@@ -204,6 +214,9 @@ impl From<Error> for meshtel_model::Error {
                 "this query needs more memory than store.max_query_memory leaves it beside \
                  the queries running with it: ask for a shorter time window, or retry ({e})"
             ));
+        }
+        if matches!(e, Error::ReadTimeLimit { .. }) {
+            return meshtel_model::Error::Unavailable(e.to_string());
         }
         if e.is_disk_full() {
             return meshtel_model::Error::Unavailable(format!(

@@ -35,6 +35,10 @@ pub struct EdgeConfig {
     /// `coarse_after` summed.
     #[serde(with = "humantime_serde_compat")]
     pub prune_interval: Duration,
+    /// Longest a graph read may take: past it, its SQL is stopped and the read fails
+    /// naming this setting (the query API answers 503).
+    #[serde(with = "humantime_serde_compat")]
+    pub max_read_time: Duration,
     /// Most distinct edges in one bucket; records of further edges are counted as
     /// overflow and left out.
     pub max_edges_per_bucket: usize,
@@ -53,6 +57,7 @@ impl Default for EdgeConfig {
             coarse_after: Duration::from_secs(3600),
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(600),
+            max_read_time: Duration::from_secs(30),
             max_edges_per_bucket: 50_000,
             // About 150 MB of edges, or hours of buckets of a mesh of a few hundred edges.
             max_edges_in_memory: 200_000,
@@ -92,9 +97,13 @@ impl EdgeConfig {
                 "[edges] retention must be at least one bucket".into(),
             ));
         }
-        if self.prune_interval.is_zero() || self.max_edges_per_bucket == 0 {
+        if self.prune_interval.is_zero()
+            || self.max_edges_per_bucket == 0
+            || self.max_read_time.is_zero()
+        {
             return Err(Error::Config(
-                "[edges] prune_interval and max_edges_per_bucket must be positive".into(),
+                "[edges] prune_interval, max_read_time and max_edges_per_bucket must be positive"
+                    .into(),
             ));
         }
         Ok(())

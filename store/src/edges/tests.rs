@@ -3,6 +3,7 @@
 use meshtel_model::mixer::{Reporter, Workload};
 
 use super::*;
+use sqlx::Row;
 use meshtel_model::graph::LATENCY_SLOTS;
 
 const SEC: u64 = 1_000_000_000;
@@ -524,3 +525,5 @@ async fn a_long_read_does_not_hold_up_flushes_and_counts_each_bucket_once() {
 }
 
 mod coarse;
+
+mod read_time;

@@ -227,3 +227,55 @@ async fn steady_traffic_reads_steady_across_coarse_buckets() {
     let wrong = wrong.into_inner().unwrap();
     assert!(wrong.is_empty(), "not 10 req/s:\n{}", wrong.join("\n"));
 }
+
+#[tokio::test]
+async fn a_graph_read_past_max_read_time_is_a_503_naming_it() {
+    use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
+    const SEC: u64 = 1_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(StoreClock(Default::default()));
+    let config = meshtel_store::EdgeConfig {
+        max_read_time: std::time::Duration::from_millis(1),
+        ..Default::default()
+    };
+    let rollups = meshtel_store::EdgeRollups::open(dir.path(), config, clock.clone())
+        .await
+        .unwrap();
+    // 500 callers over 60 buckets: 30,000 rows, far more than a millisecond of work.
+    let start = NOW - 600 * SEC;
+    for bucket in 0..60 {
+        let at = start + bucket * 10 * SEC;
+        clock.0.store(at, std::sync::atomic::Ordering::Relaxed);
+        let records: Vec<RequestRecord> = (0..500)
+            .map(|caller| RequestRecord {
+                reporter: Reporter::Source as i32,
+                source: Some(Workload {
+                    name: format!("caller-{caller}"),
+                    namespace: "default".into(),
+                    ..Default::default()
+                }),
+                destination_service: "productpage.default.svc.cluster.local".into(),
+                request_protocol: "http".into(),
+                response_code: 200,
+                start_unix_nano: at,
+                ..Default::default()
+            })
+            .collect();
+        rollups.record(&records.iter().collect::<Vec<_>>());
+    }
+    rollups.flush_all().await.unwrap();
+    let app = crate::router_with_graph_and_clock(
+        Arc::new(MemoryReader::default()),
+        Some(Arc::new(rollups)),
+        None,
+        Arc::new(At(NOW)),
+        &QueryConfig::default(),
+    );
+    let answer = get(&app, "/api/graph?window=10m").await;
+    assert_eq!(answer.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        answer.body.contains("[edges] max_read_time (1ms)"),
+        "{}",
+        answer.body
+    );
+}
