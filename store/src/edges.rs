@@ -520,75 +520,56 @@ impl EdgeRollups {
         let mut timed =
             read_time::TimedConn::acquire(&self.inner.pool, self.inner.config.max_read_time)
                 .await?;
-        let summed = self
-            .sum_on(
-                &mut timed,
-                start_unix_nano,
-                end_unix_nano,
-                buckets,
-                step_ms,
-                group,
-            )
-            .await
-            .map_err(|e| timed.classify(e))?;
-        timed.finish().await?;
-        Ok(summed)
-    }
-
-    /// [`Self::sum_between`] on `timed`'s connection.
-    async fn sum_on<G: Hash + Eq>(
-        &self,
-        timed: &mut read_time::TimedConn,
-        start_unix_nano: u64,
-        end_unix_nano: u64,
-        buckets: Buckets,
-        step_ms: u64,
-        group: impl Fn(u64, EdgeKey) -> G,
-    ) -> Result<HashMap<G, EdgeStats>> {
-        let mut tx = timed.conn.begin().await?;
-        let gate = self.inner.flush_gate.read().await;
-        sqlx::query("SELECT 1 FROM edge_rollups LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        // The bucket holding `start` is read whole, so a window holds up to one bucket
-        // more than asked: readers divide by the time really covered
-        // (`Buckets::covered_seconds`), which is never shorter than the window, rather
-        // than leave that bucket out, which would leave as little as a fraction of a
-        // second of a short window while its first bucket is young. Before
-        // `coarse_after`, buckets are coarse ones, summed or not yet: read whole at
-        // both ends, so that summing them changes no answer.
-        let from = buckets.floor(start_unix_nano);
-        let to = buckets.ceil(end_unix_nano);
-        let mut summed: HashMap<G, EdgeStats> = HashMap::new();
-        {
-            let open = self.inner.open.lock();
-            for (start, bucket) in open.range(from..to) {
-                let bucket_ms = start / 1_000_000;
-                for (key, stats) in bucket.rows() {
-                    summed
-                        .entry(group(bucket_ms, key.clone()))
-                        .or_default()
-                        .merge(stats);
+        let read: Result<HashMap<G, EdgeStats>> = async {
+            let mut tx = timed.conn.begin().await?;
+            let gate = self.inner.flush_gate.read().await;
+            sqlx::query("SELECT 1 FROM edge_rollups LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+            // The bucket holding `start` is read whole, so a window holds up to one bucket
+            // more than asked: readers divide by the time really covered
+            // (`Buckets::covered_seconds`), which is never shorter than the window, rather
+            // than leave that bucket out, which would leave as little as a fraction of a
+            // second of a short window while its first bucket is young. Before
+            // `coarse_after`, buckets are coarse ones, summed or not yet: read whole at
+            // both ends, so that summing them changes no answer.
+            let from = buckets.floor(start_unix_nano);
+            let to = buckets.ceil(end_unix_nano);
+            let mut summed: HashMap<G, EdgeStats> = HashMap::new();
+            {
+                let open = self.inner.open.lock();
+                for (start, bucket) in open.range(from..to) {
+                    let bucket_ms = start / 1_000_000;
+                    for (key, stats) in bucket.rows() {
+                        summed
+                            .entry(group(bucket_ms, key.clone()))
+                            .or_default()
+                            .merge(stats);
+                    }
                 }
             }
+            drop(gate);
+            let mut rows = sqlx::query(SUMS_PER_PERIOD)
+                .bind(to_i64(from / 1_000_000))
+                .bind(to_i64(to.div_ceil(1_000_000)))
+                .bind(to_i64(step_ms))
+                .bind(i64::MAX)
+                .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let (period_ms, key, stats) = sum_row(&row)?;
+                summed
+                    .entry(group(period_ms, key))
+                    .or_default()
+                    .merge(&stats);
+            }
+            drop(rows);
+            // Read only: nothing to keep.
+            tx.rollback().await?;
+            Ok(summed)
         }
-        drop(gate);
-        let mut rows = sqlx::query(SUMS_PER_PERIOD)
-            .bind(to_i64(from / 1_000_000))
-            .bind(to_i64(to.div_ceil(1_000_000)))
-            .bind(to_i64(step_ms))
-            .bind(i64::MAX)
-            .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            let (period_ms, key, stats) = sum_row(&row)?;
-            summed
-                .entry(group(period_ms, key))
-                .or_default()
-                .merge(&stats);
-        }
-        drop(rows);
-        // Read only: nothing to keep.
-        tx.rollback().await?;
+        .await;
+        let summed = read.map_err(|e| timed.classify(e))?;
+        timed.finish().await?;
         Ok(summed)
     }
 
