@@ -3,8 +3,8 @@
 use meshtel_model::mixer::{Reporter, Workload};
 
 use super::*;
-use sqlx::Row;
 use meshtel_model::graph::LATENCY_SLOTS;
+use sqlx::Row;
 
 const SEC: u64 = 1_000_000_000;
 /// A bucket boundary.
