@@ -27,6 +27,10 @@
 //! - [`scrape::metrics_are_gzipped_for_prometheus_and_edge_overflow_is_counted`]
 //!   checks `/metrics` gzipped as Prometheus asks for it, and the graph's edge cap
 //!   overflow counted.
+//! - [`prometheus_server::istio_dashboards_promql_against_a_prometheus_server`] has a
+//!   real Prometheus server scrape the collector and answers the stock Istio
+//!   dashboards' PromQL (rates, success rates, latency and size quantiles,
+//!   `label_join`, template variables) to the value.
 //!
 //! This file holds the shared scenario (the mesh file, the Bookinfo apps productpage
 //! and reviews), also used by the browser test [`crate::ui`]; [`istio_metrics`] the
@@ -37,6 +41,7 @@ mod http2_grpc;
 mod istio_metrics;
 mod istio_mixer;
 mod no_collector;
+mod prometheus_server;
 mod quota;
 mod scrape;
 mod traffic_routing;
@@ -51,6 +56,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
+use meshtel_model::mixer::mixer_client::MixerClient;
+use meshtel_model::mixer::{ReportRequest, RequestRecord};
 
 use crate::support::*;
 
@@ -128,7 +135,11 @@ pub(crate) struct Productpage {
 
 /// `/productpage` calls `reviews /reviews/0`, `/productpage/fail` calls `reviews
 /// /fail`, both through the sidecar's outbound listener, copying the trace headers.
-pub(crate) async fn productpage(State(app): State<Productpage>, uri: Uri, headers: HeaderMap) -> Response {
+pub(crate) async fn productpage(
+    State(app): State<Productpage>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let reviews_path = if uri.path().ends_with("/fail") {
         "/fail"
     } else {
@@ -206,4 +217,25 @@ pub(crate) fn reviews_app() -> Router {
                 }
             }),
         )
+}
+
+/// Sends `records` as one batch on a Report stream of `m` and checks every one was
+/// accepted.
+pub(crate) async fn report(m: &Meshtel, records: Vec<RequestRecord>) {
+    let count = records.len() as u64;
+    let mut client = MixerClient::connect(format!("http://{}", m.grpc.unwrap()))
+        .await
+        .unwrap();
+    let batch = ReportRequest {
+        proxy_id: "test".into(),
+        records,
+        sent_unix_nano: now_nanos(),
+        ..Default::default()
+    };
+    let mut acks = client
+        .report(futures::stream::iter([batch]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acks.message().await.unwrap().unwrap().accepted, count);
 }

@@ -3,10 +3,11 @@
 
 use std::io::Read;
 
-use meshtel_model::mixer::mixer_client::MixerClient;
-use meshtel_model::mixer::{ReportRequest, Reporter, RequestRecord, Workload};
+use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
 
 use crate::support::*;
+
+use super::report;
 
 /// A record of productpage → reviews answered `code`: one graph edge per code.
 fn record(code: u32) -> RequestRecord {
@@ -61,21 +62,7 @@ async fn metrics_are_gzipped_for_prometheus_and_edge_overflow_is_counted() {
     let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
 
     // 10 response codes: 10 edges in one bucket, 3 kept, 7 left out of the graph.
-    let mut client = MixerClient::connect(format!("http://{}", m.grpc.unwrap()))
-        .await
-        .unwrap();
-    let batch = ReportRequest {
-        proxy_id: "test".into(),
-        records: (0..10).map(|i| record(200 + i)).collect(),
-        sent_unix_nano: now_nanos(),
-        ..Default::default()
-    };
-    let mut acks = client
-        .report(futures::stream::iter([batch]))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(acks.message().await.unwrap().unwrap().accepted, 10);
+    report(&m, (0..10).map(|i| record(200 + i)).collect()).await;
 
     let url = m.http_url("/metrics");
     let plain = eventually(
