@@ -11,8 +11,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/meshtel-target}"
 
-# Versions of the OpenTelemetry Python SDK the sdk test sends traces with.
+# Versions of the OpenTelemetry Python SDK the sdk test sends traces with, and of its
+# Zipkin JSON exporter (released on its own, one patch behind).
 OTEL_PY_VERSION="1.45.2"
+OTEL_PY_ZIPKIN_VERSION="1.45.1"
 VENV="target/py-venv"
 PY="$VENV/bin/python"
 
@@ -21,22 +23,25 @@ if [[ ! -x "$PY" ]]; then
     python3 -m venv "$VENV"
 fi
 # Installed only when missing or at another version, so a second run is fast.
-if ! "$PY" - "$OTEL_PY_VERSION" <<'PYEOF' >/dev/null 2>&1
+if ! "$PY" - "$OTEL_PY_VERSION" "$OTEL_PY_ZIPKIN_VERSION" <<'PYEOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
-want = sys.argv[1]
+want, zipkin = sys.argv[1], sys.argv[2]
 for name in ("opentelemetry-sdk",
              "opentelemetry-exporter-otlp-proto-grpc",
              "opentelemetry-exporter-otlp-proto-http"):
     if version(name) != want:
         sys.exit(1)
+if version("opentelemetry-exporter-zipkin-json") != zipkin:
+    sys.exit(1)
 PYEOF
 then
     echo "== installing the OpenTelemetry Python SDK $OTEL_PY_VERSION into $VENV"
     "$PY" -m pip install --quiet --disable-pip-version-check \
         "opentelemetry-sdk==$OTEL_PY_VERSION" \
         "opentelemetry-exporter-otlp-proto-grpc==$OTEL_PY_VERSION" \
-        "opentelemetry-exporter-otlp-proto-http==$OTEL_PY_VERSION"
+        "opentelemetry-exporter-otlp-proto-http==$OTEL_PY_VERSION" \
+        "opentelemetry-exporter-zipkin-json==$OTEL_PY_ZIPKIN_VERSION"
 fi
 MESHTEL_TEST_PYTHON="$(pwd)/$PY"
 export MESHTEL_TEST_PYTHON

@@ -1,7 +1,9 @@
 """Sends one small trace through the real OpenTelemetry Python SDK over each OTLP
-transport, for the `sdk` end-to-end test (tests/it/sdk.rs).
+transport and the Zipkin v2 JSON exporter, for the `sdk` end-to-end test
+(tests/it/sdk.rs).
 
-    python send_traces.py --grpc 127.0.0.1:4317 --http http://127.0.0.1:4318/v1/traces --service NAME
+    python send_traces.py --grpc 127.0.0.1:4317 --http http://127.0.0.1:4318/v1/traces \
+        --zipkin http://127.0.0.1:9411/api/v2/spans --service NAME
 
 Each trace is a SERVER parent with a CLIENT child that has attributes, an event and an
 ERROR status. Prints one JSON object on stdout: for each transport, the trace id and
@@ -20,6 +22,7 @@ from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompressio
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as HttpSpanExporter,
 )
+from opentelemetry.exporter.zipkin.json import ZipkinExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -81,6 +84,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--grpc", required=True, help="host:port of OTLP gRPC")
     parser.add_argument("--http", required=True, help="URL of OTLP HTTP /v1/traces")
+    parser.add_argument("--zipkin", required=True, help="URL of Zipkin /api/v2/spans")
     parser.add_argument("--service", required=True, help="service.name")
     args = parser.parse_args()
     out = {
@@ -100,6 +104,9 @@ def main():
             ),
             args.service,
             "http",
+        ),
+        "zipkin": send_one_trace(
+            ZipkinExporter(endpoint=args.zipkin, timeout=10), args.service, "zipkin"
         ),
     }
     print(json.dumps(out))
