@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README): builds and runs every test of the workspace,
 # including the end-to-end suite (tests/it) that starts the real `meshtel` binary, the
-# OpenTelemetry Python SDK test, whose interpreter lives in a venv under target/, and
-# the browser test of the web UI, whose playwright-core lives under target/ui-node/.
+# OpenTelemetry SDK tests, whose Python lives in a venv under target/ and whose JS SDK
+# under target/sdk-node/, and the browser test of the web UI, whose playwright-core
+# lives under target/ui-node/.
 #
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh -- --nocapture  # extra arguments go to `cargo test`
@@ -59,8 +60,17 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
         PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$UI_NODE" \
             --ignore-scripts --no-audit --no-fund --loglevel=error
     fi
+    # The OpenTelemetry JS SDK for tests/it/sdk.rs, the same way.
+    SDK_NODE="target/sdk-node"
+    if ! cmp -s tests/sdk/js/package-lock.json "$SDK_NODE/package-lock.json" \
+        || [[ ! -f "$SDK_NODE/node_modules/@opentelemetry/sdk-trace/package.json" ]]; then
+        echo "== installing the OpenTelemetry JS SDK into $SDK_NODE"
+        mkdir -p "$SDK_NODE"
+        cp tests/sdk/js/package.json tests/sdk/js/package-lock.json "$SDK_NODE/"
+        npm ci --prefix "$SDK_NODE" --ignore-scripts --no-audit --no-fund --loglevel=error
+    fi
 else
-    echo "== no node/npm: the browser test will be skipped (it fails under CI=true)"
+    echo "== no node/npm: the browser and JS SDK tests will be skipped (they fail under CI=true)"
 fi
 
 CARGO_INCREMENTAL=0 cargo test --workspace "$@"

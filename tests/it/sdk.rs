@@ -1,9 +1,12 @@
-//! Traces from the real OpenTelemetry Python SDK (OTLP gRPC and HTTP exporters, gzip,
-//! and its Zipkin v2 JSON exporter), read back through the Jaeger API.
+//! Traces from real OpenTelemetry SDKs, read back through the Jaeger API: Python's
+//! OTLP gRPC and HTTP exporters (gzip) and its Zipkin v2 JSON exporter; JavaScript's
+//! OTLP/HTTP exporters, JSON (as browsers send) and protobuf.
 //!
-//! The interpreter is `$MESHTEL_TEST_PYTHON` (set by `scripts/test.sh` to its venv), or
-//! `target/py-venv/bin/python` in the repository. Without one the test fails under CI
-//! (`CI=true`) and is skipped loudly elsewhere.
+//! The Python interpreter is `$MESHTEL_TEST_PYTHON` (set by `scripts/test.sh` to its
+//! venv), or `target/py-venv/bin/python` in the repository; the JavaScript SDK is in
+//! `$MESHTEL_SDK_NODE_MODULES` or `target/sdk-node/node_modules` (`scripts/test.sh`
+//! installs `tests/sdk/js/package-lock.json` there), run by `node` on `PATH`. Without
+//! them a test fails under CI (`CI=true`) and is skipped loudly elsewhere.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -18,11 +21,15 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn python() -> Option<PathBuf> {
     if let Some(path) = env("MESHTEL_TEST_PYTHON") {
         return Some(PathBuf::from(path));
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-venv/bin/python");
+    let venv = repo().join("target/py-venv/bin/python");
     venv.exists().then_some(venv)
 }
 
@@ -34,71 +41,137 @@ fn tag<'a>(tags: &'a Value, key: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no tag {key} in {tags}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opentelemetry_python_sdk_traces_are_served() {
-    let Some(python) = python() else {
-        if env("CI").as_deref() == Some("true") {
-            panic!(
-                "no Python for the OpenTelemetry SDK test: set MESHTEL_TEST_PYTHON or run \
-                 `bash scripts/test.sh`, which creates target/py-venv"
-            );
-        }
-        eprintln!(
-            "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-             !!! SKIPPED opentelemetry_python_sdk_traces_are_served: no Python venv.    !!!\n\
-             !!! Run `bash scripts/test.sh` (creates target/py-venv) or set            !!!\n\
-             !!! MESHTEL_TEST_PYTHON to a python with the OpenTelemetry SDK installed. !!!\n\
-             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-        );
-        return;
-    };
-    let dir = TestDir::new();
-    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/send_traces.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .arg("--grpc")
-        .arg(m.grpc.unwrap().to_string())
-        .arg("--http")
-        .arg(m.http_url("/v1/traces"))
-        .arg("--zipkin")
-        .arg(m.zipkin_url())
-        .args(["--service", "py-shop"])
+/// Fails under CI, else prints a loud notice: `test` is skipped because `why`.
+fn skip(test: &str, why: &str, how: &str) {
+    assert!(
+        env("CI").as_deref() != Some("true"),
+        "{test} cannot run (CI=true): {why}. {how}"
+    );
+    let bar = "!".repeat(78);
+    eprintln!("\n\n{bar}\n!!! SKIPPED {test}: {why}.\n!!! {how}\n{bar}\n");
+}
+
+/// Runs a sender script (`command`, its output piped) within 60 s and returns the JSON
+/// object it printed: the ids it sent, by transport.
+async fn run_sender(mut command: Command, name: &str) -> Value {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+        .unwrap_or_else(|e| panic!("running {name}: {e}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("send_traces.py did not finish within 60 s");
+            panic!("{name} did not finish within 60 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "send_traces.py failed ({}):\n{}",
+        "{name} failed ({}):\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let sent: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
-            "send_traces.py printed no JSON ({e}): {}",
+            "{name} printed no JSON ({e}): {}",
             String::from_utf8_lossy(&output.stdout)
         )
-    });
+    })
+}
 
-    for transport in ["grpc", "http", "zipkin"] {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_python_sdk_traces_are_served() {
+    let Some(python) = python() else {
+        skip(
+            "opentelemetry_python_sdk_traces_are_served",
+            "no Python venv",
+            "Run `bash scripts/test.sh` (creates target/py-venv) or set MESHTEL_TEST_PYTHON \
+             to a python with the OpenTelemetry SDK installed.",
+        );
+        return;
+    };
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let mut command = Command::new(&python);
+    command
+        .arg(repo().join("tests/sdk/send_traces.py"))
+        .arg("--grpc")
+        .arg(m.grpc.unwrap().to_string())
+        .arg("--http")
+        .arg(m.http_url("/v1/traces"))
+        .arg("--zipkin")
+        .arg(m.zipkin_url())
+        .args(["--service", "py-shop"]);
+    let sent = run_sender(command, "send_traces.py").await;
+    check_traces(&m, &sent, &["grpc", "http", "zipkin"], "py-shop", "python").await;
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_js_sdk_traces_are_served() {
+    let test = "opentelemetry_js_sdk_traces_are_served";
+    let node_modules = env("MESHTEL_SDK_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/sdk-node/node_modules"));
+    if Command::new("node").arg("--version").output().is_err() {
+        skip(test, "no node on PATH", "Install Node.js 20 or later.");
+        return;
+    }
+    if !node_modules
+        .join("@opentelemetry/sdk-trace/package.json")
+        .is_file()
+    {
+        skip(
+            test,
+            &format!("no OpenTelemetry JS SDK in {}", node_modules.display()),
+            "Run `bash scripts/test.sh` (installs tests/sdk/js/package-lock.json into \
+             target/sdk-node) or set MESHTEL_SDK_NODE_MODULES.",
+        );
+        return;
+    }
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let mut command = Command::new("node");
+    command
+        .arg(repo().join("tests/sdk/js/send_traces.mjs"))
+        .arg("--http")
+        .arg(m.http_url("/v1/traces"))
+        .args(["--service", "js-shop"])
+        .env("MESHTEL_SDK_NODE_MODULES", &node_modules);
+    let sent = run_sender(command, "send_traces.mjs").await;
+    check_traces(
+        &m,
+        &sent,
+        &["http-json", "http-protobuf"],
+        "js-shop",
+        "nodejs",
+    )
+    .await;
+    m.stop().await;
+}
+
+/// Reads back through the Jaeger API the trace each of `transports` sent (ids in
+/// `sent`): a SERVER `checkout` parent and a CLIENT `charge-card` child with typed
+/// attributes, an event and an ERROR status, from `service` of SDK `language`.
+async fn check_traces(
+    m: &Meshtel,
+    sent: &Value,
+    transports: &[&str],
+    service: &str,
+    language: &str,
+) {
+    for &transport in transports {
         // Zipkin tags are strings; OTLP attributes keep their types.
         let zipkin = transport == "zipkin";
         let ids = &sent[transport];
         let trace_id = ids["trace_id"].as_str().unwrap();
         let parent_id = ids["parent"].as_str().unwrap();
         let child_id = ids["child"].as_str().unwrap();
-        let trace = wait_for_trace(&m, trace_id, 2).await;
+        let trace = wait_for_trace(m, trace_id, 2).await;
         assert_eq!(trace["traceID"], trace_id);
         let spans = trace["spans"].as_array().unwrap();
         let parent = spans
@@ -194,10 +267,10 @@ async fn opentelemetry_python_sdk_traces_are_served() {
         );
 
         let process = &trace["processes"][parent["processID"].as_str().unwrap()];
-        assert_eq!(process["serviceName"], "py-shop");
+        assert_eq!(process["serviceName"], service);
         assert_eq!(
             tag(&process["tags"], "telemetry.sdk.language")["value"],
-            "python"
+            language
         );
         assert_eq!(
             tag(&process["tags"], "deployment.environment")["value"],
@@ -212,7 +285,7 @@ async fn opentelemetry_python_sdk_traces_are_served() {
             "service.name is not repeated in process tags"
         );
     }
-    let ops = get_json(&m.query_url("/api/services/py-shop/operations")).await;
+    let ops = get_json(&m.query_url(&format!("/api/services/{service}/operations"))).await;
     let mut names: Vec<&str> = ops["data"]
         .as_array()
         .unwrap()
@@ -221,5 +294,4 @@ async fn opentelemetry_python_sdk_traces_are_served() {
         .collect();
     names.sort_unstable();
     assert_eq!(names, ["charge-card", "checkout"]);
-    m.stop().await;
 }
