@@ -111,28 +111,39 @@ async fn opentelemetry_python_sdk_traces_are_served() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opentelemetry_js_sdk_traces_are_served() {
-    let test = "opentelemetry_js_sdk_traces_are_served";
+/// The `node_modules` holding `tests/sdk/js/package-lock.json`'s libraries, or `None`
+/// after [`skip`] when they or node are missing.
+fn js_libraries(test: &str) -> Option<PathBuf> {
     let node_modules = env("MESHTEL_SDK_NODE_MODULES")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target/sdk-node/node_modules"));
     if Command::new("node").arg("--version").output().is_err() {
         skip(test, "no node on PATH", "Install Node.js 20 or later.");
-        return;
+        return None;
     }
-    if !node_modules
-        .join("@opentelemetry/sdk-trace/package.json")
-        .is_file()
-    {
+    let installed = ["@opentelemetry/sdk-trace", "zipkin-transport-http"]
+        .iter()
+        .all(|package| node_modules.join(package).join("package.json").is_file());
+    if !installed {
         skip(
             test,
-            &format!("no OpenTelemetry JS SDK in {}", node_modules.display()),
+            &format!(
+                "tests/sdk/js's libraries are not in {}",
+                node_modules.display()
+            ),
             "Run `bash scripts/test.sh` (installs tests/sdk/js/package-lock.json into \
              target/sdk-node) or set MESHTEL_SDK_NODE_MODULES.",
         );
-        return;
+        return None;
     }
+    Some(node_modules)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_js_sdk_traces_are_served() {
+    let Some(node_modules) = js_libraries("opentelemetry_js_sdk_traces_are_served") else {
+        return;
+    };
     let dir = TestDir::new();
     let m = Meshtel::start(&dir, Role::Serve, &[]).await;
     let mut command = Command::new("node");
@@ -151,6 +162,83 @@ async fn opentelemetry_js_sdk_traces_are_served() {
         "nodejs",
     )
     .await;
+    m.stop().await;
+}
+
+/// zipkin-js as two services use it with B3: the server joins its caller's span id.
+/// The trace API tells the two apart as Jaeger does (the server span gets a new id,
+/// the client span as its parent, and the server's own child follows it); `raw=true`
+/// shows what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipkin_js_shared_span_ids_are_told_apart() {
+    let Some(node_modules) = js_libraries("zipkin_js_shared_span_ids_are_told_apart") else {
+        return;
+    };
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let mut command = Command::new("node");
+    command
+        .arg(repo().join("tests/sdk/js/send_zipkin.mjs"))
+        .arg("--zipkin")
+        .arg(m.zipkin_url())
+        .env("MESHTEL_SDK_NODE_MODULES", &node_modules);
+    let sent = run_sender(command, "send_zipkin.mjs").await;
+    let trace_id = sent["trace_id"].as_str().unwrap();
+    let shared = sent["shared"].as_str().unwrap();
+    let child_id = sent["child"].as_str().unwrap();
+
+    let trace = wait_for_trace(&m, trace_id, 3).await;
+    let service = |span: &Value| {
+        trace["processes"][span["processID"].as_str().unwrap()]["serviceName"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let spans = trace["spans"].as_array().unwrap();
+    let find = |what: &str, test: &dyn Fn(&Value) -> bool| {
+        spans
+            .iter()
+            .find(|s| test(s))
+            .unwrap_or_else(|| panic!("no {what} in {trace}"))
+    };
+    let client = find("frontend span", &|s| service(s) == "frontend");
+    let server = find("backend get /api", &|s| {
+        service(s) == "backend" && s["operationName"] == "get /api"
+    });
+    let select = find("select", &|s| s["spanID"] == child_id);
+    let child_of =
+        |parent: &Value| json!([{"refType": "CHILD_OF", "traceID": trace_id, "spanID": parent}]);
+
+    assert_eq!(client["spanID"], shared);
+    assert_eq!(client["references"], json!([]));
+    assert_eq!(tag(&client["tags"], "span.kind")["value"], "client");
+    assert_eq!(tag(&client["tags"], "http.path")["value"], "/api");
+    assert_ne!(server["spanID"], shared, "{trace}");
+    assert_eq!(server["references"], child_of(&json!(shared)));
+    assert_eq!(tag(&server["tags"], "span.kind")["value"], "server");
+    assert_eq!(tag(&server["tags"], "http.status_code")["value"], "500");
+    assert!(
+        server["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"key": "error", "type": "bool", "value": true})),
+        "{server}"
+    );
+    assert_eq!(select["operationName"], "select");
+    assert_eq!(service(select), "backend");
+    assert_eq!(select["references"], child_of(&server["spanID"]));
+
+    let raw = get_json(&m.query_url(&format!("/api/traces/{trace_id}?raw=true"))).await;
+    let mut ids: Vec<&str> = raw["data"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["spanID"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![shared, shared, child_id];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{raw}");
     m.stop().await;
 }
 
