@@ -63,10 +63,17 @@ where
     addr
 }
 
-/// An address nothing listens on.
+/// An address nothing listens on, for the rest of the test process: its port stays
+/// bound (not listening, and without `SO_REUSEADDR`), so connecting is refused and no
+/// server another test starts on port 0 is given it. A port freed at once came back to
+/// such a server now and then, and the "dead" upstream answered.
 pub fn dead_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    static HELD: Mutex<Vec<socket2::Socket>> = Mutex::new(Vec::new());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind");
+    let addr = socket.local_addr().expect("addr").as_socket().expect("an IPv4 address");
+    HELD.lock().push(socket);
+    addr
 }
 
 /// A mock collector: acknowledges every Report batch and keeps its records.

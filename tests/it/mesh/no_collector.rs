@@ -121,8 +121,8 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_wait_for_a_collector_that_comes_back() {
     let dir = TestDir::new();
-    let address = closed_address();
-    let collector = format!("http://{address}");
+    let port = ClosedPort::new();
+    let collector = format!("http://{}", port.addr);
     let (app, proxy) = reviews_behind_a_proxy(&dir, &collector, &["--sampling", "100"]).await;
     let client = http();
     for _ in 0..20 {
@@ -136,9 +136,7 @@ async fn spans_wait_for_a_collector_that_comes_back() {
     // The exports fail while nobody listens (the batch waits 1 s, then is refused).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let received = SpanCounter::default();
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .expect("the collector's address is free again");
+    let listener = port.listen();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(

@@ -164,9 +164,39 @@ impl Drop for MeshProxy {
     }
 }
 
-/// A 127.0.0.1 address nothing listens on (bound to port 0, then released): a
-/// collector that is down.
+/// A 127.0.0.1 port bound but not listening, and without `SO_REUSEADDR`: connecting
+/// is refused, and no server another test starts on port 0 is given it, as a port
+/// released at once could be.
+pub struct ClosedPort {
+    socket: socket2::Socket,
+    pub addr: SocketAddr,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        ClosedPort { socket, addr }
+    }
+
+    /// Starts listening on the port: a collector that comes back.
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.socket.listen(128).unwrap();
+        self.socket.set_nonblocking(true).unwrap();
+        tokio::net::TcpListener::from_std(self.socket.into()).unwrap()
+    }
+}
+
+/// A 127.0.0.1 address nothing listens on for the rest of the test process (a
+/// [`ClosedPort`] kept): a collector that is down.
 pub fn closed_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    static HELD: std::sync::Mutex<Vec<ClosedPort>> = std::sync::Mutex::new(Vec::new());
+    let port = ClosedPort::new();
+    let addr = port.addr;
+    HELD.lock().unwrap().push(port);
+    addr
 }
