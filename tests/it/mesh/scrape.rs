@@ -172,7 +172,10 @@ async fn every_own_metric_is_in_the_readme() {
     )
     .await;
     let collector_families = own_families(&get(&m.http_url("/metrics")).await.text());
-    let proxy_families = own_families(&get(&proxy.admin_url("/stats/prometheus")).await.text());
+    let proxy_text = get(&proxy.admin_url("/stats/prometheus")).await.text();
+    // The proxy's own exposition, as Prometheus would read it.
+    super::istio_metrics::promtool_check_metrics(&proxy_text);
+    let proxy_families = own_families(&proxy_text);
     assert!(collector_families.len() > 20, "{collector_families:?}");
     assert!(proxy_families.len() > 10, "{proxy_families:?}");
     let missing: Vec<&String> = collector_families
