@@ -23,7 +23,8 @@ use crate::support::*;
 
 use super::{env, report};
 
-/// What Grafana would put for `$__rate_interval` (4 scrape intervals, plus one).
+/// `$__rate_interval` as Grafana substitutes it: at least four scrape intervals (1 s
+/// here); every window ending at a scrape then also holds samples from before it.
 const RATE: &str = "5s";
 /// Requests of each label set in the first batch: far above the second's increases.
 const FIRST: usize = 100;
@@ -68,8 +69,8 @@ fn record(
 /// The second batch, the one the rates see. productpage → reviews, 40 requests each
 /// side: 24 × 200, 4 × 404, 12 × 503; as the caller saw them 10 at 3 ms and 30 at
 /// 40 ms, 10 of 100 bytes and 30 of 700; as reviews saw them 10 at 0.8 ms (recorded
-/// as 0: Istio truncates to whole milliseconds) and 30 at 8.6 ms (recorded as 8). productpage → details:
-/// 10 × 200 at 3 ms, from the caller's side only.
+/// as 0: Istio truncates to whole milliseconds) and 30 at 8.6 ms (recorded as 8).
+/// productpage → details: 10 × 200 at 3 ms, from the caller's side only.
 fn second_batch() -> Vec<RequestRecord> {
     let code = |i: usize| match i % 10 {
         0..6 => 200,
@@ -335,7 +336,7 @@ async fn istio_dashboards_promql_against_a_prometheus_server() {
         || async {
             let samples = prometheus.samples(probe, "1m", now_seconds()).await;
             let i = samples.iter().position(|(_, v)| *v > FIRST as f64)?;
-            Some((samples[i - 1], samples[i]))
+            Some((*samples.get(i.checked_sub(1)?)?, samples[i]))
         },
     )
     .await;
