@@ -1,12 +1,14 @@
-//! Traces from real OpenTelemetry SDKs, read back through the Jaeger API: Python's
-//! OTLP gRPC and HTTP exporters (gzip) and its Zipkin v2 JSON exporter; JavaScript's
-//! OTLP/HTTP exporters, JSON (as browsers send) and protobuf.
+//! Traces from real client libraries, read back through the Jaeger API: OpenTelemetry
+//! Python's OTLP gRPC and HTTP exporters (gzip) and its Zipkin v2 JSON exporter;
+//! OpenTelemetry JavaScript's OTLP/HTTP exporters, JSON (as browsers send) and
+//! protobuf; zipkin-js, with a server that joins its caller's span id (B3).
 //!
 //! The Python interpreter is `$MESHTEL_TEST_PYTHON` (set by `scripts/test.sh` to its
 //! venv), or `target/py-venv/bin/python` in the repository; the JavaScript SDK is in
 //! `$MESHTEL_SDK_NODE_MODULES` or `target/sdk-node/node_modules` (`scripts/test.sh`
-//! installs `tests/sdk/js/package-lock.json` there), run by `node` on `PATH`. Without
-//! them a test fails under CI (`CI=true`) and is skipped loudly elsewhere.
+//! installs `tests/sdk/js/package-lock.json` there, zipkin-js with it), run by `node`
+//! on `PATH`. Without them a test fails under CI (`CI=true`) and is skipped loudly
+//! elsewhere.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
