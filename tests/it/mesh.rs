@@ -30,7 +30,7 @@
 //! - [`prometheus_server::istio_dashboards_promql_against_a_prometheus_server`] has a
 //!   real Prometheus server scrape the collector and answers the stock Istio
 //!   dashboards' PromQL (rates, success rates, latency and size quantiles,
-//!   `label_join`, template variables) to the value.
+//!   `label_join`, template variables) and Kiali's graph queries to the value.
 //!
 //! This file holds the shared scenario (the mesh file, the Bookinfo apps productpage
 //! and reviews), also used by the browser test [`crate::ui`]; [`istio_metrics`] the

@@ -1,6 +1,7 @@
 //! A real Prometheus server scraping `meshtel serve`, asked the PromQL the stock Istio
-//! Grafana dashboards (Mesh, Service, Workload) send: the README says they work with
-//! no edits, and this is where that is checked, to the value.
+//! Grafana dashboards (Mesh, Service, Workload) send, and Kiali's graph queries: the
+//! README says they work with no edits, and this is where that is checked, to the
+//! value.
 //!
 //! Request records go in through the Report stream in two batches: the first creates
 //! every series before Prometheus starts; the second, sent once Prometheus holds a few
@@ -580,6 +581,56 @@ async fn istio_dashboards_promql_against_a_prometheus_server() {
         )
         .await;
     assert_eq!(variable.keys().collect::<Vec<_>>(), [DETAILS, REVIEWS]);
+
+    // Kiali's graph query, as reviews reports it: every label it groups by is filled
+    // in (Prometheus drops the empty `grpc_response_status` of HTTP requests), and the
+    // rates per code keep their ratios; then its response time, p95.
+    let kiali = prometheus
+        .vector(
+            &format!(
+                r#"sum(rate(istio_requests_total{{reporter="destination",destination_workload_namespace="default"}}[{RATE}])) by (source_cluster,source_workload_namespace,source_workload,source_canonical_service,source_canonical_revision,destination_cluster,destination_service_namespace,destination_service,destination_service_name,destination_workload_namespace,destination_workload,destination_canonical_service,destination_canonical_revision,request_protocol,response_code,grpc_response_status,response_flags)"#
+            ),
+            t,
+        )
+        .await;
+    let edge: BTreeMap<String, String> = [
+        ("source_cluster", "Kubernetes"),
+        ("source_workload_namespace", "default"),
+        ("source_workload", "productpage-v1"),
+        ("source_canonical_service", "productpage"),
+        ("source_canonical_revision", "v1"),
+        ("destination_cluster", "Kubernetes"),
+        ("destination_service_namespace", "default"),
+        ("destination_service", REVIEWS),
+        ("destination_service_name", "reviews"),
+        ("destination_workload_namespace", "default"),
+        ("destination_workload", "reviews-v1"),
+        ("destination_canonical_service", "reviews"),
+        ("destination_canonical_revision", "v1"),
+        ("request_protocol", "http"),
+        ("response_flags", "-"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut by_code = BTreeMap::new();
+    for (mut labels, value) in kiali {
+        let code = labels.remove("response_code").unwrap_or_default();
+        assert_eq!(labels, edge, "Kiali's labels for code {code}");
+        by_code.insert(code, value);
+    }
+    assert_eq!(by_code.keys().collect::<Vec<_>>(), ["200", "404", "503"]);
+    assert_close(by_code["200"] / by_code["503"], 2.0, "200 : 503 (Kiali)");
+    let response_time = prometheus
+        .one(
+            &format!(
+                r#"histogram_quantile(0.95, sum(rate(istio_request_duration_milliseconds_bucket{{reporter="destination",destination_workload_namespace="default"}}[{RATE}])) by (le,source_workload_namespace,source_workload,destination_service_namespace,destination_service_name,destination_workload_namespace,destination_workload)) > 0"#
+            ),
+            t,
+        )
+        .await;
+    // 10 in (0, 0.5] ms, 30 in (5, 10].
+    assert_close(response_time, 5.0 + 5.0 * 28.0 / 30.0, "Kiali's p95 (ms)");
 
     // Workload dashboard's `workload` variable, as Grafana asks for label values.
     let values = http()
