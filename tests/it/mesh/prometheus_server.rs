@@ -631,6 +631,20 @@ async fn istio_dashboards_promql_against_a_prometheus_server() {
         .await;
     // 10 in (0, 0.5] ms, 30 in (5, 10].
     assert_close(response_time, 5.0 + 5.0 * 28.0 / 30.0, "Kiali's p95 (ms)");
+    // Its average, from the histogram's sum and count: 10 recorded as 0 ms, 30 as 8.
+    let average = prometheus
+        .one(
+            &format!(
+                r#"sum(rate(istio_request_duration_milliseconds_sum{{reporter="destination",destination_workload="reviews-v1"}}[{RATE}])) / sum(rate(istio_request_duration_milliseconds_count{{reporter="destination",destination_workload="reviews-v1"}}[{RATE}]))"#
+            ),
+            t,
+        )
+        .await;
+    assert_close(
+        average,
+        30.0 * 8.0 / 40.0,
+        "Kiali's average response time (ms)",
+    );
 
     // Workload dashboard's `workload` variable, as Grafana asks for label values.
     let values = http()
