@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -53,24 +53,21 @@ fn skip(test: &str, why: &str, how: &str) {
     eprintln!("\n\n{bar}\n!!! SKIPPED {test}: {why}.\n!!! {how}\n{bar}\n");
 }
 
-/// Runs a sender script (`command`, its output piped) within 60 s and returns the JSON
-/// object it printed: the ids it sent, by transport.
-async fn run_sender(mut command: Command, name: &str) -> Value {
-    let mut child = command
+/// Runs a sender script (`command`) within 60 s, its output read as it comes, and
+/// returns the JSON object it printed: the ids it sent, by transport. A script still
+/// running then is killed.
+async fn run_sender(mut command: tokio::process::Command, name: &str) -> Value {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("running {name}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{name} did not finish within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not finish within 60 s"))
+        .unwrap();
     assert!(
         output.status.success(),
         "{name} failed ({}):\n{}",
@@ -98,7 +95,7 @@ async fn opentelemetry_python_sdk_traces_are_served() {
     };
     let dir = TestDir::new();
     let m = Meshtel::start(&dir, Role::Serve, &[]).await;
-    let mut command = Command::new(&python);
+    let mut command = tokio::process::Command::new(&python);
     command
         .arg(repo().join("tests/sdk/send_traces.py"))
         .arg("--grpc")
@@ -148,7 +145,7 @@ async fn opentelemetry_js_sdk_traces_are_served() {
     };
     let dir = TestDir::new();
     let m = Meshtel::start(&dir, Role::Serve, &[]).await;
-    let mut command = Command::new("node");
+    let mut command = tokio::process::Command::new("node");
     command
         .arg(repo().join("tests/sdk/js/send_traces.mjs"))
         .arg("--http")
@@ -178,7 +175,7 @@ async fn zipkin_js_shared_span_ids_are_told_apart() {
     };
     let dir = TestDir::new();
     let m = Meshtel::start(&dir, Role::Serve, &[]).await;
-    let mut command = Command::new("node");
+    let mut command = tokio::process::Command::new("node");
     command
         .arg(repo().join("tests/sdk/js/send_zipkin.mjs"))
         .arg("--zipkin")
