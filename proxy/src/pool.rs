@@ -628,9 +628,7 @@ mod tests {
 
     #[tokio::test]
     async fn connection_failures_are_told_apart() {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = closed.local_addr().expect("addr").to_string();
-        drop(closed);
+        let addr = crate::test_support::dead_address().to_string();
         let pool = pool(POOL_IDLE_TIMEOUT);
         match pool.send(&addr, get("/")).await {
             Err(Failure::Connect(error)) => assert!(error.to_string().contains("refused"), "{error}"),

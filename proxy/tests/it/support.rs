@@ -243,10 +243,17 @@ impl Collector {
     }
 }
 
-/// An address nothing listens on.
+/// An address nothing listens on, for the rest of the test process: its port stays
+/// bound (not listening, and without `SO_REUSEADDR`), so connecting is refused and no
+/// server another test starts on port 0 is given it, as a port released at once could
+/// be.
 pub async fn dead_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
+    static HELD: parking_lot::Mutex<Vec<socket2::Socket>> = parking_lot::Mutex::new(Vec::new());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind");
+    let addr = socket.local_addr().expect("addr").as_socket().expect("an IPv4 address");
+    HELD.lock().push(socket);
+    addr
 }
 
 // ---------------------------------------------------------------- proxies

@@ -6,10 +6,11 @@
 //! Request records go in through the Report stream in two batches: the first creates
 //! every series before Prometheus starts; the second, sent once Prometheus holds a few
 //! scrapes of the first, is what the rates see. Every series then has its samples at
-//! the same scrape times and the first batch far above zero, so Prometheus scales every
-//! series' increase by the same factor: ratios, success rates and histogram quantiles
-//! come out exact, whatever the timing. `$__rate_interval`, which Grafana substitutes
-//! before sending, is [`RATE`] here.
+//! the same scrape times, and every one the second batch adds to starts far above zero
+//! (`rate()` extrapolates a series that starts at zero less far back), so Prometheus
+//! scales every increase by the same factor: ratios, success rates and histogram
+//! quantiles come out exact, whatever the timing. `$__rate_interval`, which Grafana
+//! substitutes before sending, is [`RATE`] here.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use super::{env, report};
 /// here); every window ending at a scrape then also holds samples from before it.
 const RATE: &str = "5s";
 /// Requests of each label set in the first batch: far above the second's increases.
-const FIRST: usize = 100;
+const FIRST: usize = 1000;
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
 const DETAILS: &str = "details.default.svc.cluster.local";
 
@@ -101,13 +102,17 @@ fn second_batch() -> Vec<RequestRecord> {
     records
 }
 
-/// The first batch: every label set of the second, [`FIRST`] times.
+/// The first batch: every label set of the second, [`FIRST`] times, and every
+/// histogram bucket the second adds to above zero (reviews' side: half of them at
+/// 0.8 ms, recorded as 0, half at 3 ms).
 fn first_batch() -> Vec<RequestRecord> {
     let mut records = Vec::new();
     for code in [200, 404, 503] {
-        for reporter in [Reporter::Source, Reporter::Destination] {
-            records.extend((0..FIRST).map(|_| record(reporter, "reviews", code, 3_000, 100)));
-        }
+        records.extend((0..FIRST).map(|_| record(Reporter::Source, "reviews", code, 3_000, 100)));
+        records.extend((0..FIRST).map(|i| {
+            let micros = if i % 2 == 0 { 800 } else { 3_000 };
+            record(Reporter::Destination, "reviews", code, micros, 100)
+        }));
     }
     records.extend((0..FIRST).map(|_| record(Reporter::Source, "details", 200, 3_000, 100)));
     records
@@ -394,16 +399,18 @@ async fn istio_dashboards_promql_against_a_prometheus_server() {
             t,
         )
         .await;
-    assert!(volume > 0.0, "global request volume {volume}");
+    // `irate` divides the last two samples' difference by their distance: the 50
+    // requests of the second batch over the scrape interval.
     let irate_volume = prometheus
         .one(
             &format!("round(sum(irate(istio_requests_total{{{src}}}[1m])), 0.001)"),
             t,
         )
         .await;
+    let expected = 50.0 / (at.0 - before.0);
     assert!(
-        irate_volume > 0.0,
-        "global request volume (irate) {irate_volume}"
+        (irate_volume - expected).abs() <= 0.0005 + 1e-9,
+        "global request volume (irate) {irate_volume}, expected {expected}"
     );
     let success = prometheus
         .one(
@@ -424,6 +431,16 @@ async fn istio_dashboards_promql_against_a_prometheus_server() {
         )
         .await;
     assert_close(four / all, 4.0 / 50.0, "4xx share");
+    assert!(
+        (volume - all).abs() <= 0.0005 + 1e-9,
+        "{volume} is {all} rounded"
+    );
+    let probe_rate = prometheus.one(&format!("rate({probe}[{RATE}])"), t).await;
+    assert_close(
+        all / probe_rate,
+        50.0 / 24.0,
+        "global volume : reviews 200s",
+    );
     let none = prometheus
         .one(
             &format!(
