@@ -47,28 +47,32 @@ fi
 MESHTEL_TEST_PYTHON="$(pwd)/$PY"
 export MESHTEL_TEST_PYTHON
 
-# The browser test (tests/it/ui.rs) drives Debian's Chromium with playwright-core,
-# installed from ui/tests/package-lock.json into target/ui-node/ when node and npm are
-# there (again only when the lock file changed). No browser is ever downloaded.
-UI_NODE="target/ui-node"
+# npm packages for the tests, from a lock file into a folder under target/, installed
+# only when that lock file changed since the last install that finished (the stamp
+# `installed.lock` is written after `npm ci` succeeds). A failed install is reported and
+# the tests that need it skip, or fail under CI=true.
+npm_install() {
+    local from=$1 into=$2 what=$3
+    if cmp -s "$from/package-lock.json" "$into/installed.lock"; then
+        return
+    fi
+    echo "== installing $what into $into"
+    mkdir -p "$into"
+    cp "$from/package.json" "$from/package-lock.json" "$into/"
+    if PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$into" \
+        --ignore-scripts --no-audit --no-fund --loglevel=error; then
+        cp "$from/package-lock.json" "$into/installed.lock"
+    else
+        echo "== installing $what failed: the tests that need it will skip (and fail under CI=true)"
+    fi
+}
+
+# The browser test (tests/it/ui.rs) drives Debian's Chromium with playwright-core
+# (target/ui-node/; no browser is ever downloaded); tests/it/sdk.rs sends through the
+# OpenTelemetry JS SDK and zipkin-js (target/sdk-node/).
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
-    if ! cmp -s ui/tests/package-lock.json "$UI_NODE/package-lock.json" \
-        || [[ ! -f "$UI_NODE/node_modules/playwright-core/package.json" ]]; then
-        echo "== installing playwright-core into $UI_NODE"
-        mkdir -p "$UI_NODE"
-        cp ui/tests/package.json ui/tests/package-lock.json "$UI_NODE/"
-        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$UI_NODE" \
-            --ignore-scripts --no-audit --no-fund --loglevel=error
-    fi
-    # The OpenTelemetry JS SDK for tests/it/sdk.rs, the same way.
-    SDK_NODE="target/sdk-node"
-    if ! cmp -s tests/sdk/js/package-lock.json "$SDK_NODE/package-lock.json" \
-        || [[ ! -f "$SDK_NODE/node_modules/@opentelemetry/sdk-trace/package.json" ]]; then
-        echo "== installing the OpenTelemetry JS SDK into $SDK_NODE"
-        mkdir -p "$SDK_NODE"
-        cp tests/sdk/js/package.json tests/sdk/js/package-lock.json "$SDK_NODE/"
-        npm ci --prefix "$SDK_NODE" --ignore-scripts --no-audit --no-fund --loglevel=error
-    fi
+    npm_install ui/tests target/ui-node "playwright-core"
+    npm_install tests/sdk/js target/sdk-node "the OpenTelemetry JS SDK and zipkin-js"
 else
     echo "== no node/npm: the browser and JS SDK tests will be skipped (they fail under CI=true)"
 fi
