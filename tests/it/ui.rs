@@ -401,22 +401,16 @@ async fn web_ui_in_headless_chromium() {
     let reviews_app = AppServer::start(Routes::from(reviews_app())).await;
     let sidecar = async |name: &str, service: &str, app: &AppServer, extra: &[&str]| {
         let inbound = format!("127.0.0.1:0={}", app.authority());
-        let mut args = vec![
-            "--mesh",
-            &mesh_arg,
-            "--service",
+        MeshProxy::sidecar(
+            &dir,
+            name,
             service,
-            "--version",
-            "v1",
-            "--inbound",
-            &inbound,
-            "--collector",
+            &mesh_arg,
             &collector,
-            "--sampling",
-            "100",
-        ];
-        args.extend_from_slice(extra);
-        MeshProxy::start(&dir, name, &args).await
+            Some(&inbound),
+            extra,
+        )
+        .await
     };
     let productpage_proxy = sidecar("productpage-v1", "productpage", &productpage_app, &[]).await;
     let reviews_proxy = sidecar(

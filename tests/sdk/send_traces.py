@@ -7,7 +7,8 @@ transport and the Zipkin v2 JSON exporter, for the `sdk` end-to-end test
 
 Each trace is a SERVER parent with a CLIENT child that has attributes, an event and an
 ERROR status. Prints one JSON object on stdout: for each transport, the trace id and
-span ids (lower-case hex) the SDK generated. Exits non-zero when an export fails.
+span ids (lower-case hex) the SDK generated, and the times it recorded (Unix ns: each
+span's start and end, the event's). Exits non-zero when an export fails.
 """
 
 import argparse
@@ -77,6 +78,11 @@ def send_one_trace(exporter, service, transport):
         "trace_id": format(parent.get_span_context().trace_id, "032x"),
         "parent": format(parent.get_span_context().span_id, "016x"),
         "child": format(child.get_span_context().span_id, "016x"),
+        "times": {
+            "parent": [parent.start_time, parent.end_time],
+            "child": [child.start_time, child.end_time],
+            "event": child.events[0].timestamp,
+        },
     }
 
 

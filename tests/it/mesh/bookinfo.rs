@@ -115,21 +115,16 @@ async fn bookinfo_metrics_graph_and_traces_then_collector_down() {
     let reviews_app = AppServer::start(Routes::from(reviews_app())).await;
     let sidecar = async |name: &str, service: &str, app: &AppServer| {
         let inbound = format!("127.0.0.1:0={}", app.authority());
-        let args = [
-            "--mesh",
-            &mesh_arg,
-            "--service",
+        MeshProxy::sidecar(
+            &dir,
+            name,
             service,
-            "--version",
-            "v1",
-            "--inbound",
-            &inbound,
-            "--collector",
+            &mesh_arg,
             &collector,
-            "--sampling",
-            "100",
-        ];
-        MeshProxy::start(&dir, name, &args).await
+            Some(&inbound),
+            &[],
+        )
+        .await
     };
     let productpage_proxy = sidecar("productpage-v1", "productpage", &productpage_app).await;
     let reviews_proxy = sidecar("reviews-v1", "reviews", &reviews_app).await;

@@ -23,6 +23,37 @@ pub struct MeshProxy {
 }
 
 impl MeshProxy {
+    /// A sidecar of `service` version v1 (as [`MeshProxy::start`]): routes by the mesh
+    /// file `mesh`, reports to `collector`, samples every trace, fronts an app when
+    /// `inbound` (`LISTEN=APP`) is given, plus `extra` flags.
+    pub async fn sidecar(
+        dir: &TestDir,
+        name: &str,
+        service: &str,
+        mesh: &str,
+        collector: &str,
+        inbound: Option<&str>,
+        extra: &[&str],
+    ) -> MeshProxy {
+        let mut args = vec![
+            "--mesh",
+            mesh,
+            "--service",
+            service,
+            "--version",
+            "v1",
+            "--collector",
+            collector,
+            "--sampling",
+            "100",
+        ];
+        if let Some(inbound) = inbound {
+            args.extend(["--inbound", inbound]);
+        }
+        args.extend_from_slice(extra);
+        MeshProxy::start(dir, name, &args).await
+    }
+
     /// Starts `meshtel proxy --outbound 127.0.0.1:0 --admin 127.0.0.1:0
     /// --listeners-file <dir>/<name>-listeners.json <args>` and waits for the listeners
     /// file. `args` carries `--mesh`, `--service`, `--version`, `--inbound`,

@@ -6,7 +6,8 @@
 //
 // Each trace is a SERVER parent with a CLIENT child that has attributes, an event and
 // an ERROR status. Prints one JSON object on stdout: for each encoding, the trace id and
-// span ids (lower-case hex) the SDK generated. Exits non-zero when an export fails.
+// span ids (lower-case hex) the SDK generated, and the times it recorded (Unix ns, as
+// strings: each span's start and end, the event's). Exits non-zero when an export fails.
 
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -70,10 +71,18 @@ async function sendOneTrace(inner, service, transport) {
   if (state.failed !== null) {
     throw new Error(`${transport} export failed: ${state.failed}`);
   }
+  // The SDK's own clock: a span started from a parent's context is not held to end
+  // before its parent does.
+  const ns = ([seconds, nanos]) => (BigInt(seconds) * 1000000000n + BigInt(nanos)).toString();
   return {
     trace_id: parent.spanContext().traceId,
     parent: parent.spanContext().spanId,
     child: child.spanContext().spanId,
+    times: {
+      parent: [ns(parent.startTime), ns(parent.endTime)],
+      child: [ns(child.startTime), ns(child.endTime)],
+      event: ns(child.events[0].time),
+    },
   };
 }
 
