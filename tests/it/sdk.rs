@@ -2,7 +2,8 @@
 //! Python's OTLP gRPC and HTTP exporters (gzip) and its Zipkin v2 JSON exporter;
 //! OpenTelemetry JavaScript's OTLP/HTTP exporters, JSON (as browsers send) and
 //! protobuf, and both ends of a call through two sidecars (W3C trace context);
-//! zipkin-js, with a server that joins its caller's span id (B3).
+//! zipkin-js, with a server that joins its caller's span id, and both ends of a call
+//! through two sidecars (B3).
 //!
 //! The Python interpreter is `$MESHTEL_TEST_PYTHON` (set by `scripts/test.sh` to its
 //! venv), or `target/py-venv/bin/python` in the repository; the JavaScript SDK is in
@@ -253,38 +254,77 @@ async fn zipkin_js_shared_span_ids_are_told_apart() {
 }
 
 /// The OpenTelemetry JS SDK on both ends of a call through two sidecars, with W3C
-/// trace context: the caller's CLIENT span, the caller's sidecar, the callee's sidecar
-/// and the callee's SERVER span are one trace, each the child of the one before, and
-/// the app is handed the context of its sidecar's span.
+/// trace context: see [`call_through_two_sidecars`]. The app is handed its sidecar's
+/// span as `traceparent`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opentelemetry_js_traces_a_call_through_two_sidecars() {
-    let Some(node_modules) = js_libraries("opentelemetry_js_traces_a_call_through_two_sidecars")
-    else {
+    call_through_two_sidecars(
+        "opentelemetry_js_traces_a_call_through_two_sidecars",
+        Propagation::W3c,
+    )
+    .await;
+}
+
+/// zipkin-js on both ends of a call through two sidecars, with B3 headers (the app's
+/// tracer makes a child of its caller's span, as B3 servers do that do not join): see
+/// [`call_through_two_sidecars`]. The app is handed its sidecar's span as
+/// `X-B3-SpanId`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipkin_js_traces_a_call_through_two_sidecars() {
+    call_through_two_sidecars(
+        "zipkin_js_traces_a_call_through_two_sidecars",
+        Propagation::B3,
+    )
+    .await;
+}
+
+/// How the apps of [`call_through_two_sidecars`] trace and propagate.
+#[derive(Clone, Copy)]
+enum Propagation {
+    /// `tests/sdk/js/mesh_app.mjs`: the OpenTelemetry JS SDK, `traceparent`, OTLP.
+    W3c,
+    /// `tests/sdk/js/mesh_app_b3.mjs`: zipkin-js, `X-B3-*`, Zipkin v2 JSON.
+    B3,
+}
+
+/// A traced app (reviews) behind its sidecar, and a traced caller (productpage) that
+/// calls it through its own sidecar: the caller's CLIENT span, the caller's sidecar,
+/// the callee's sidecar and the callee's SERVER span must be one trace, each the
+/// child of the one before, and the app must be handed its sidecar's span.
+async fn call_through_two_sidecars(test: &str, propagation: Propagation) {
+    let Some(node_modules) = js_libraries(test) else {
         return;
     };
     let dir = TestDir::new();
     let m = Meshtel::serve(&dir).await;
-    let otlp = m.http_url("/v1/traces");
     let collector = format!("http://{}", m.grpc.unwrap());
-    let script = repo().join("tests/sdk/js/mesh_app.mjs");
+    let (script, export) = match propagation {
+        Propagation::W3c => (
+            "mesh_app.mjs",
+            ["--otlp".to_string(), m.http_url("/v1/traces")],
+        ),
+        Propagation::B3 => ("mesh_app_b3.mjs", ["--zipkin".to_string(), m.zipkin_url()]),
+    };
+    let script_path = repo().join("tests/sdk/js").join(script);
 
     // reviews: the app, then its sidecar in front of it.
     let mut app = tokio::process::Command::new("node")
-        .arg(&script)
-        .args(["serve", "--service", "reviews", "--otlp", &otlp])
+        .arg(&script_path)
+        .args(["serve", "--service", "reviews"])
+        .args(&export)
         .env("MESHTEL_SDK_NODE_MODULES", &node_modules)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .expect("running mesh_app.mjs serve");
+        .unwrap_or_else(|e| panic!("running {script} serve: {e}"));
     let mut lines = tokio::io::BufReader::new(app.stdout.take().unwrap()).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
-        .expect("mesh_app.mjs serve prints its port within 30 s")
+        .unwrap_or_else(|_| panic!("{script} serve prints its port within 30 s"))
         .unwrap()
-        .expect("mesh_app.mjs serve printed its port");
+        .unwrap_or_else(|| panic!("{script} serve printed its port"));
     let port = serde_json::from_str::<Value>(&first).unwrap()["port"]
         .as_u64()
         .unwrap();
@@ -308,20 +348,13 @@ async fn opentelemetry_js_traces_a_call_through_two_sidecars() {
 
     // productpage: one call through its sidecar's outbound listener.
     let mut call = tokio::process::Command::new("node");
-    call.arg(&script)
-        .args([
-            "call",
-            "--service",
-            "productpage",
-            "--otlp",
-            &otlp,
-            "--host",
-            "reviews:9080",
-        ])
+    call.arg(&script_path)
+        .args(["call", "--service", "productpage", "--host", "reviews:9080"])
+        .args(&export)
         .arg("--to")
         .arg(format!("http://{}/reviews/1", productpage.outbound))
         .env("MESHTEL_SDK_NODE_MODULES", &node_modules);
-    let sent = run_sender(call, "mesh_app.mjs call").await;
+    let sent = run_sender(call, script).await;
     assert_eq!(sent["status"], 200, "{sent}");
     let trace_id = sent["trace_id"].as_str().unwrap();
     let caller_span = sent["span_id"].as_str().unwrap();
@@ -351,6 +384,7 @@ async fn opentelemetry_js_traces_a_call_through_two_sidecars() {
         assert_eq!(references[0]["refType"], "CHILD_OF");
         references[0]["spanID"].as_str().unwrap().to_string()
     };
+    let sidecar_span = callee_sidecar["spanID"].as_str().unwrap();
     assert_eq!(caller["spanID"], caller_span);
     assert_eq!(caller["references"], json!([]));
     assert_eq!(parent(caller_sidecar), caller_span);
@@ -358,14 +392,15 @@ async fn opentelemetry_js_traces_a_call_through_two_sidecars() {
         parent(callee_sidecar),
         caller_sidecar["spanID"].as_str().unwrap()
     );
-    assert_eq!(parent(callee), callee_sidecar["spanID"].as_str().unwrap());
-    assert_eq!(
-        tag(&callee["tags"], "received.traceparent")["value"],
-        format!(
-            "00-{trace_id}-{}-01",
-            callee_sidecar["spanID"].as_str().unwrap()
-        )
-    );
+    assert_eq!(parent(callee), sidecar_span);
+    let (header, expected) = match propagation {
+        Propagation::W3c => (
+            "received.traceparent",
+            format!("00-{trace_id}-{sidecar_span}-01"),
+        ),
+        Propagation::B3 => ("received.b3.spanid", sidecar_span.to_string()),
+    };
+    assert_eq!(tag(&callee["tags"], header)["value"], expected);
     drop(app);
     m.stop().await;
 }
