@@ -57,7 +57,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
 use meshtel_model::mixer::mixer_client::MixerClient;
-use meshtel_model::mixer::{ReportRequest, RequestRecord};
+use meshtel_model::mixer::{ReportRequest, RequestRecord, Workload};
 
 use crate::support::*;
 
@@ -238,4 +238,17 @@ pub(crate) async fn report(m: &Meshtel, records: Vec<RequestRecord>) {
         .unwrap()
         .into_inner();
     assert_eq!(acks.message().await.unwrap().unwrap().accepted, count);
+}
+
+/// Workload `<app>-v1` of `app` version v1 in namespace `default`, cluster
+/// `Kubernetes`, as a Report record names it.
+pub(crate) fn workload(app: &str) -> Workload {
+    Workload {
+        name: format!("{app}-v1"),
+        namespace: "default".into(),
+        app: app.into(),
+        version: "v1".into(),
+        cluster: "Kubernetes".into(),
+        ..Default::default()
+    }
 }

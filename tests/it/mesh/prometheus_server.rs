@@ -18,12 +18,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
+use meshtel_model::mixer::{Reporter, RequestRecord};
 use serde_json::Value;
 
 use crate::support::*;
 
-use super::{env, report};
+use super::{env, report, workload};
 
 /// `$__rate_interval` as Grafana substitutes it: at least four scrape intervals (1 s
 /// here); every window ending at a scrape then also holds samples from before it.
@@ -41,14 +41,6 @@ fn record(
     micros: u64,
     bytes: u64,
 ) -> RequestRecord {
-    let workload = |app: &str| Workload {
-        name: format!("{app}-v1"),
-        namespace: "default".into(),
-        app: app.into(),
-        version: "v1".into(),
-        cluster: "Kubernetes".into(),
-        ..Default::default()
-    };
     RequestRecord {
         reporter: reporter as i32,
         source: Some(workload("productpage")),

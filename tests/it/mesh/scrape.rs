@@ -3,26 +3,18 @@
 
 use std::io::Read;
 
-use meshtel_model::mixer::{Reporter, RequestRecord, Workload};
+use meshtel_model::mixer::{Reporter, RequestRecord};
 
 use crate::support::*;
 
-use super::report;
+use super::{report, workload};
 
 /// A record of productpage → reviews answered `code`: one graph edge per code.
 fn record(code: u32) -> RequestRecord {
-    let workload = |name: &str, app: &str| Workload {
-        name: name.into(),
-        namespace: "default".into(),
-        app: app.into(),
-        version: "v1".into(),
-        cluster: "Kubernetes".into(),
-        ..Default::default()
-    };
     RequestRecord {
         reporter: Reporter::Source as i32,
-        source: Some(workload("productpage-v1", "productpage")),
-        destination: Some(workload("reviews-v1", "reviews")),
+        source: Some(workload("productpage")),
+        destination: Some(workload("reviews")),
         destination_service: "reviews.default.svc.cluster.local".into(),
         destination_service_name: "reviews".into(),
         destination_service_namespace: "default".into(),
