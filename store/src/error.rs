@@ -92,7 +92,7 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     /// DataFusion failure while planning or running a search.
     #[error("query error: {0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(#[from] datafusion_common::DataFusionError),
     /// SQL failure (catalog, block index).
     #[error("sql error: {0}")]
     Sql(#[from] sqlx::Error),
@@ -149,7 +149,7 @@ impl Error {
         match self {
             Error::DataFusion(e) => matches!(
                 e.find_root(),
-                datafusion::error::DataFusionError::ResourcesExhausted(_)
+                datafusion_common::DataFusionError::ResourcesExhausted(_)
             ),
             Error::Block { source, .. } | Error::Blocks { source, .. } => source.is_out_of_memory(),
             _ => false,

@@ -1,11 +1,12 @@
 //! Trace search and dependency links as DataFusion queries over the head (in-memory
-//! Arrow batches) and the Parquet blocks; trace fetch by id straight from both.
+//! Arrow batches) and the Parquet blocks ([`plan`]); trace fetch by id straight from
+//! both.
 //!
 //! ```text
 //!   TraceQuery ─► filter Expr ─► per source, newest first:            ─► trace ids
-//!                                 head (MemTable) │ block │ block ...     (newest `limit`)
+//!                                 head (memory) │ block │ block ...     (newest `limit`)
 //!                                 (a block inside the window skips the start test)
-//!                                 GROUP BY trace_id, max(start) TOP limit
+//!                                 newest rows (top-k), or newest start per trace
 //!                                 stop once older sources cannot beat the limit-th
 //!   trace ids ─► head rows filtered in place ∪ the blocks whose id sets hold them,
 //!                read through the page index (not a query: [`fetch`]) ─► traces
@@ -14,23 +15,20 @@
 //! Search predicates go into the Parquet scan (`pushdown_filters`), where row-group and
 //! page statistics skip what cannot match. A search with tags first scans each block's
 //! attribute-list pages for the tags' entries ([`entry_scan`]), and its query then reads
-//! only the rows that hold them ([`selected`]): the step that decoded every attribute
+//! only the rows that hold them (a [`ParquetAccessPlan`] per block): the step that decoded every attribute
 //! list of every block it searched now decodes those of a few rows.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, SchemaRef};
-use datafusion::datasource::MemTable;
-use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
-use datafusion::functions_aggregate::expr_fn::{count, max};
-use datafusion::logical_expr::{Expr, JoinType, col, lit};
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
+use arrow::array::RecordBatch;
+use datafusion_datasource_parquet::{ParquetAccessPlan, RowGroupAccess};
+use datafusion_expr::{col, lit};
+use datafusion_physical_plan::ExecutionPlan;
 use futures::StreamExt;
-use meshtel_model::{DependencyLink, SpanKind, TraceId, TraceQuery};
+use meshtel_model::{DependencyLink, TraceId, TraceQuery};
 
 use crate::schema::{ENTRY_COLUMNS, col as c, search_schema, span_schema};
 use crate::{Error, Result};
@@ -39,8 +37,10 @@ mod entries;
 pub(crate) mod entry_scan;
 mod fetch;
 mod filter;
+mod links;
+mod newest;
+mod plan;
 mod runtime;
-mod selected;
 mod steps;
 use crate::span_budget::{Gathered, Kept};
 use entry_scan::RowGroupRows;
@@ -48,7 +48,7 @@ use entry_scan::RowGroupRows;
 pub(crate) use fetch::candidate_rows as fetch_candidate_rows;
 pub use filter::{candidate_entries, search_filter};
 use filter::{derived_tag, span_filter};
-use selected::{SelectedBlocks, SelectedFile};
+use plan::{BlockFile, Input, Planner};
 use steps::{FIRST_STEP_ROWS, next_step, step_blocks, within};
 
 /// Where rows come from for one query.
@@ -79,8 +79,8 @@ impl Source {
     }
 }
 
-/// Runs queries; holds the DataFusion session (and so its Parquet metadata cache) and
-/// the runtimes query plans execute on. Scans are CPU-bound: on threads of their own
+/// Runs queries; holds the DataFusion task context (and so its Parquet metadata cache
+/// and the queries' memory bound) and the runtimes query plans execute on. Scans are CPU-bound: on threads of their own
 /// they cannot hold up ingest or cheap API calls (`/api/services`) on the main runtime.
 ///
 /// Two lanes of two threads each: tag searches and dependency joins, which may scan the
@@ -92,7 +92,7 @@ impl Source {
 /// search p99 from 631 to 154 ms, and tag searches from 1.0–1.4 to 1.6 s (README,
 /// Performance).
 pub struct Searcher {
-    ctx: SessionContext,
+    planner: Planner,
     scan: Option<tokio::runtime::Runtime>,
     fast: Option<tokio::runtime::Runtime>,
     /// Metadata of the blocks fetched from (fetches read Parquet directly).
@@ -122,13 +122,12 @@ impl Default for Searcher {
 }
 
 impl Searcher {
-    /// A session tuned for this table ([`runtime::session`]), whose queries together
+    /// A context tuned for this table ([`runtime::session`]), whose queries together
     /// take at most `max_memory` bytes (see
     /// [`StoreConfig::max_query_memory`](crate::StoreConfig::max_query_memory)).
     pub fn new(max_memory: usize) -> Self {
-        let ctx = runtime::session(max_memory);
         Searcher {
-            ctx,
+            planner: Planner::new(runtime::session(max_memory)),
             scan: runtime::query_runtime(2, "meshtel-query", runtime::SCAN_LANE_NICE),
             fast: runtime::query_runtime(2, "meshtel-fetch", 0),
             blocks: Arc::default(),
@@ -143,12 +142,45 @@ impl Searcher {
         }
     }
 
-    /// Executes a plan on a lane's runtime.
-    async fn collect(&self, df: DataFrame, lane: Lane) -> Result<Vec<RecordBatch>> {
-        match self.runtime(lane) {
-            Some(runtime) => Ok(runtime.spawn(async move { df.collect().await }).await??),
-            None => Ok(df.collect().await?),
+    /// Executes `plan` on a lane's runtime, each partition on a task of its own (the
+    /// lane's threads read them in parallel), its batches folded into an accumulator
+    /// that `start` makes; the partitions' accumulators.
+    async fn fold<A, S, F>(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        lane: Lane,
+        start: S,
+        fold: F,
+    ) -> Result<Vec<A>>
+    where
+        A: Send + 'static,
+        S: Fn() -> A + Send + Sync + 'static,
+        F: Fn(&mut A, &RecordBatch) -> Result<()> + Send + Sync + 'static,
+    {
+        let (start, fold) = (Arc::new(start), Arc::new(fold));
+        let partitions = plan.properties().partitioning.partition_count();
+        let mut tasks = Vec::with_capacity(partitions);
+        for partition in 0..partitions {
+            let (plan, task) = (plan.clone(), self.planner.task());
+            let (start, fold) = (start.clone(), fold.clone());
+            let run = async move {
+                let mut batches = plan.execute(partition, task)?;
+                let mut acc = start();
+                while let Some(batch) = batches.next().await {
+                    fold(&mut acc, &batch?)?;
+                }
+                Ok::<_, Error>(acc)
+            };
+            tasks.push(match self.runtime(lane) {
+                Some(runtime) => runtime.spawn(run),
+                None => tokio::spawn(run),
+            });
         }
+        let mut out = Vec::with_capacity(partitions);
+        for task in tasks {
+            out.push(task.await??);
+        }
+        Ok(out)
     }
 
     /// Runs a CPU-bound read of Parquet pages on a lane's runtime (on the blocking
@@ -164,44 +196,19 @@ impl Searcher {
         }
     }
 
-    /// A frame over one source. Blocks are read as `block_schema`: [`span_schema`]
-    /// gives plain strings, [`search_schema`] the attribute lists as dictionary keys
-    /// (what tag search compares fastest) and `service` and `name` as string views.
-    async fn frame(&self, source: &Source, block_schema: SchemaRef) -> Result<Option<DataFrame>> {
-        match source {
-            Source::Head(batches) => {
-                if batches.iter().all(|b| b.num_rows() == 0) {
-                    return Ok(None);
-                }
-                let table = MemTable::try_new(span_schema(), vec![batches.clone()])?;
-                Ok(Some(self.ctx.read_table(Arc::new(table))?))
-            }
-            Source::Blocks { paths, .. } => {
-                if paths.is_empty() {
-                    return Ok(None);
-                }
-                let options = ParquetReadOptions::default().schema(&block_schema);
-                let paths: Vec<String> = paths
+    /// What a plan over `source` reads: the head's batches, or its blocks whole, in
+    /// [`QUERY_PARTITIONS`] partitions.
+    fn input(source: &Source) -> Result<Input<'_>> {
+        Ok(match source {
+            Source::Head(batches) => Input::Head(batches),
+            Source::Blocks { paths, .. } => Input::Blocks {
+                files: paths
                     .iter()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .collect();
-                Ok(Some(self.ctx.read_parquet(paths, options).await?))
-            }
-        }
-    }
-
-    /// One frame over every source (head ∪ blocks).
-    async fn union(&self, sources: &[Source]) -> Result<Option<DataFrame>> {
-        let mut out: Option<DataFrame> = None;
-        for source in sources {
-            if let Some(df) = self.frame(source, span_schema()).await? {
-                out = Some(match out {
-                    None => df,
-                    Some(acc) => acc.union(df)?,
-                });
-            }
-        }
-        Ok(out)
+                    .map(|path| block_file(path))
+                    .collect::<Result<_>>()?,
+                partitions: QUERY_PARTITIONS,
+            },
+        })
     }
 
     /// Trace ids with a span matching `query`, newest first, at most `query.limit`.
@@ -288,52 +295,43 @@ impl Searcher {
                 _ => Some(&filter),
             };
             let searched = async {
-                let frame = match step.as_ref() {
+                let input = match step.as_ref() {
                     Source::Blocks { paths, .. } if !scanned_tags.is_empty() => {
-                        self.selected_frame(paths, &scanned_tags).await?
+                        let files = self.selected_files(paths, &scanned_tags).await?;
+                        let partitions = files.len();
+                        Input::Blocks { files, partitions }
                     }
-                    _ => self.frame(&step, search_schema()).await?,
+                    source => Self::input(source)?,
                 };
-                let Some(df) = frame else {
-                    return Ok(None);
+                let (output, schema) = ([c::TRACE_ID, c::START], search_schema());
+                // A plan runs once (its partitions share one queue of files): each ask
+                // builds its own.
+                let plan = || {
+                    self.planner
+                        .plan(input.clone(), &schema, step_filter, &output)
                 };
-                let newest = if query.tags.is_empty() {
-                    self.newest_rows(df.clone(), step_filter, limit).await?
-                } else {
-                    None
-                };
-                Ok::<_, Error>(Some(match newest {
-                    Some(batches) => batches,
-                    None => {
-                        let plan = filtered(df, step_filter)?
-                            .aggregate(vec![col(c::TRACE_ID)], vec![max(col(c::START)).alias("t")])?
-                            .sort(vec![col("t").sort(false, false)])?
-                            .limit(0, Some(limit))?;
-                        self.collect(plan, lane).await?
-                    }
-                }))
+                if query.tags.is_empty()
+                    && let Some(rows) = self.newest_rows(&plan, limit).await?
+                {
+                    return Ok(Some(rows));
+                }
+                Ok::<_, Error>(match plan()? {
+                    Some(plan) => Some(self.newest_traces(&plan, lane, limit).await?),
+                    None => None,
+                })
             };
-            let Some(batches) = searched.await.map_err(|e| in_blocks(&step, e))? else {
+            let Some(newest) = searched.await.map_err(|e| in_blocks(&step, e))? else {
                 continue;
             };
             tracing::debug!(
                 blocks = step.block_count(),
-                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                rows = newest.len(),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                 "searched a source"
             );
-            for batch in &batches {
-                let ids = batch.column(0).as_fixed_size_binary();
-                let times = batch.column(1).as_primitive::<Int64Type>();
-                for row in 0..batch.num_rows() {
-                    let id: [u8; 16] = ids
-                        .value(row)
-                        .try_into()
-                        .map_err(|_| Error::Corrupt("trace id of wrong width".into()))?;
-                    let t = times.value(row);
-                    let entry = found.entry(id).or_insert(t);
-                    *entry = (*entry).max(t);
-                }
+            for (id, t) in newest {
+                let entry = found.entry(id).or_insert(t);
+                *entry = (*entry).max(t);
             }
         }
         let mut ranked: Vec<([u8; 16], i64)> = found.into_iter().collect();
@@ -342,15 +340,15 @@ impl Searcher {
         Ok(ranked.into_iter().map(|(id, _)| TraceId(id)).collect())
     }
 
-    /// A frame over the rows of `paths` that hold an entry of every tag in `tags`
+    /// The blocks of `paths` with the rows that hold an entry of every tag in `tags`
     /// (each tag's candidate entries), found by scanning the attribute lists' pages on
-    /// the scan lane, one task per block; `None` when no block has such a row. Row
+    /// the scan lane, one task per block; blocks without such a row are left out. Row
     /// groups the scan cannot read are read whole.
-    async fn selected_frame(
+    async fn selected_files(
         &self,
         paths: &[PathBuf],
         tags: &[Vec<String>],
-    ) -> Result<Option<DataFrame>> {
+    ) -> Result<Vec<BlockFile>> {
         let tags: Arc<[Vec<String>]> = tags.into();
         let mut scans = Vec::with_capacity(paths.len());
         for path in paths {
@@ -363,53 +361,67 @@ impl Searcher {
         for scan in scans {
             files.extend(scan.await??);
         }
-        if files.is_empty() {
-            return Ok(None);
-        }
-        let table = SelectedBlocks::new(search_schema(), files);
-        Ok(Some(self.ctx.read_table(Arc::new(table))?))
+        Ok(files)
     }
 
-    /// (trace id, start) of the newest rows matching `filter`, newest first, enough of
-    /// them to hold `limit` distinct traces (or every matching row). The first time a
-    /// trace appears is its newest matching span, so these rank traces exactly as
-    /// grouping by trace would, while the scan keeps a small top-k instead of a hash
-    /// table of every matching trace.
+    /// (trace id, start) of the newest rows `plan` hands out, newest first, enough of
+    /// them to hold `limit` distinct traces (or every row). The first time a trace
+    /// appears is its newest matching span, so these rank traces exactly as keeping the
+    /// newest start per trace would, while each partition keeps a small top-k instead
+    /// of a hash table of every matching trace.
     ///
-    /// Each ask scans the source again, so there are at most two: `limit` ×
+    /// Each ask runs a plan of its own, so there are at most two: `limit` ×
     /// [`NEWEST_ROWS_PER_TRACE`] rows, then, when those held too few traces, twice the
     /// rows per trace they showed. `None` when that is still too few, or when an ask
-    /// would exceed [`MAX_NEWEST_ROWS`] (a large `limit` too): grouping by trace is then
-    /// the cheaper way.
+    /// would exceed [`MAX_NEWEST_ROWS`] (a large `limit` too): keeping the newest start
+    /// per trace ([`Self::newest_traces`]) is then the cheaper way.
     async fn newest_rows(
         &self,
-        df: DataFrame,
-        filter: Option<&Expr>,
+        plan: &impl Fn() -> Result<Option<Arc<dyn ExecutionPlan>>>,
         limit: usize,
-    ) -> Result<Option<Vec<RecordBatch>>> {
+    ) -> Result<Option<Vec<([u8; 16], i64)>>> {
         let mut rows = limit.saturating_mul(NEWEST_ROWS_PER_TRACE);
         for _ask in 0..2 {
             if rows > MAX_NEWEST_ROWS {
                 break;
             }
-            let plan = filtered(df.clone(), filter)?
-                .select(vec![col(c::TRACE_ID), col(c::START)])?
-                .sort(vec![col(c::START).sort(false, false)])?
-                .limit(0, Some(rows))?;
-            let batches = self.collect(plan, Lane::Fast).await?;
-            let returned: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            let mut distinct = std::collections::HashSet::new();
-            for batch in &batches {
-                let ids = batch.column(0).as_fixed_size_binary();
-                distinct.extend(ids.iter().flatten());
+            let Some(plan) = plan()? else {
+                return Ok(Some(Vec::new()));
+            };
+            let start = move || newest::TopRows::new(rows);
+            let parts = self
+                .fold(&plan, Lane::Fast, start, newest::TopRows::push)
+                .await?;
+            let newest = newest::TopRows::merge(parts, rows);
+            let distinct: HashSet<[u8; 16]> = newest.iter().map(|(id, _)| *id).collect();
+            if newest.len() < rows || distinct.len() >= limit {
+                return Ok(Some(newest));
             }
-            if returned < rows || distinct.len() >= limit {
-                return Ok(Some(batches));
-            }
-            let per_trace = returned.div_ceil(distinct.len().max(1));
+            let per_trace = newest.len().div_ceil(distinct.len().max(1));
             rows = limit.saturating_mul(per_trace).saturating_mul(2);
         }
         Ok(None)
+    }
+
+    /// The `limit` traces with the newest rows `plan` hands out: (trace id, newest
+    /// start), newest first. Each partition keeps the newest start of every trace it
+    /// reads, within the queries' memory bound.
+    async fn newest_traces(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        lane: Lane,
+        limit: usize,
+    ) -> Result<Vec<([u8; 16], i64)>> {
+        let pool = self.planner.memory_pool();
+        let parts = self
+            .fold(
+                plan,
+                lane,
+                move || newest::PerTrace::new(&pool),
+                newest::PerTrace::push,
+            )
+            .await?;
+        Ok(newest::PerTrace::merge(parts, limit))
     }
 
     /// The rows of the given traces, from every source, at most `max_spans` of them
@@ -504,128 +516,30 @@ impl Searcher {
         start_max: i64,
         sources: &[Source],
     ) -> Result<Vec<DependencyLink>> {
-        let Some(df) = self.union(sources).await? else {
-            return Ok(Vec::new());
-        };
-        let started = |from: i64| {
-            col(c::START)
-                .gt_eq(lit(from))
-                .and(col(c::START).lt_eq(lit(start_max)))
-        };
-        let base = df.filter(started(parent_start_min))?;
-        // A span stored twice (an exporter's retry: ingest is at-least-once) is one
-        // call: each side is made distinct first, or n copies of a parent and its child
-        // would count n² calls.
-        let children = base
-            .clone()
-            .filter(col(c::START).gt_eq(lit(start_min)))?
-            .select(vec![
-                col(c::TRACE_ID).alias("c_trace"),
-                col(c::SPAN_ID).alias("c_span"),
-                col(c::PARENT_SPAN_ID).alias("c_parent"),
-                col(c::SERVICE).alias("c_service"),
-                col(c::KIND).alias("c_kind"),
-            ])?
-            .distinct()?;
-        let parents = base
-            .select(vec![
-                col(c::TRACE_ID).alias("p_trace"),
-                col(c::SPAN_ID).alias("p_span"),
-                col(c::SERVICE).alias("p_service"),
-                col(c::KIND).alias("p_kind"),
-            ])?
-            .distinct()?;
-        let link = [
-            col("c_trace"),
-            col("c_span"),
-            col("c_service"),
-            col("p_service"),
-        ];
-        // The `kind` column holds OTLP's numbers.
-        let kind = |k: SpanKind| lit(i8::try_from(k.to_otlp()).unwrap_or_default());
-        // Zipkin-style RPCs report the client and the server side of a call under one
-        // span id (`shared`): the server side is called by the client side, whatever
-        // their parent ids say (a client span that starts a trace has none).
-        let shared = children
-            .clone()
-            .filter(col("c_kind").eq(kind(SpanKind::Server)))?
-            .join(
-                parents
-                    .clone()
-                    .filter(col("p_kind").eq(kind(SpanKind::Client)))?,
-                JoinType::Inner,
-                &["c_trace", "c_span"],
-                &["p_trace", "p_span"],
-                Some(col("c_service").not_eq(col("p_service"))),
-            )?
-            .select(vec![
-                col("c_trace").alias("s_trace"),
-                col("c_span").alias("s_span"),
-                col("c_service").alias("s_service"),
-                col("p_service").alias("s_client"),
-            ])?;
-        // A child is called from its parent's service. The children of a shared id's
-        // server side name both sides as parent; theirs is the one in their own
-        // service, so their pairs with the client side are taken out. A shared id's
-        // server side is called by its client side only (above), whatever its parent
-        // id, which is its client's parent and can itself be a shared id. Few rows
-        // reach these two steps: only cross-service pairs.
-        let called = children
-            .join(
-                parents,
-                JoinType::Inner,
-                &["c_trace", "c_parent"],
-                &["p_trace", "p_span"],
-                Some(col("c_service").not_eq(col("p_service"))),
-            )?
-            .join(
-                shared.clone(),
-                JoinType::LeftAnti,
-                &["c_trace", "c_parent", "c_service", "p_service"],
-                &["s_trace", "s_span", "s_service", "s_client"],
-                None,
-            )?
-            .join(
-                shared.clone().select(vec![
-                    col("s_trace").alias("x_trace"),
-                    col("s_span").alias("x_span"),
-                    col("s_service").alias("x_service"),
-                ])?,
-                JoinType::LeftAnti,
-                &["c_trace", "c_span", "c_service"],
-                &["x_trace", "x_span", "x_service"],
-                None,
-            )?
-            .select(link.to_vec())?;
-        let shared = shared.select(vec![
-            col("s_trace").alias("c_trace"),
-            col("s_span").alias("c_span"),
-            col("s_service").alias("c_service"),
-            col("s_client").alias("p_service"),
-        ])?;
-        let plan = called.union(shared)?.distinct()?.aggregate(
-            vec![col("p_service"), col("c_service")],
-            vec![count(lit(1)).alias("n")],
-        )?;
-        let batches = self.collect(plan, Lane::Scan).await?;
-        let mut links = Vec::new();
-        for batch in &batches {
-            let parent = batch.column(0).as_string::<i32>();
-            let child = batch.column(1).as_string::<i32>();
-            let n = batch.column(2).as_primitive::<Int64Type>();
-            for row in 0..batch.num_rows() {
-                if parent.is_null(row) || child.is_null(row) {
-                    continue;
-                }
-                links.push(DependencyLink {
-                    parent: parent.value(row).to_string(),
-                    child: child.value(row).to_string(),
-                    call_count: n.value(row).max(0) as u64,
-                });
-            }
+        let filter = col(c::START)
+            .gt_eq(lit(parent_start_min))
+            .and(col(c::START).lt_eq(lit(start_max)));
+        let output = links::COLUMNS;
+        let mut parts = Vec::new();
+        for source in sources {
+            let input = Self::input(source)?;
+            let Some(plan) = self
+                .planner
+                .plan(input, &span_schema(), Some(&filter), &output)?
+            else {
+                continue;
+            };
+            let pool = self.planner.memory_pool();
+            let start = move || links::Spans::new(start_min, &pool);
+            parts.extend(
+                self.fold(&plan, Lane::Scan, start, links::Spans::push)
+                    .await?,
+            );
         }
-        links.sort();
-        Ok(links)
+        match links::Spans::merge(parts)? {
+            Some(spans) => spans.links(),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
@@ -633,9 +547,9 @@ impl Searcher {
 /// it has none.
 fn selected_file(
     blocks: &fetch::BlockMetadata,
-    path: &std::path::Path,
+    path: &Path,
     tags: &[Vec<String>],
-) -> Result<Option<SelectedFile>> {
+) -> Result<Option<BlockFile>> {
     let (file, metadata) = blocks.open(path)?;
     let size = file.metadata()?.len();
     let parquet = metadata.metadata();
@@ -685,11 +599,23 @@ fn selected_file(
     if plan.row_group_index_iter().next().is_none() {
         return Ok(None);
     }
-    Ok(Some(SelectedFile {
+    Ok(Some(BlockFile {
         path: path.to_string_lossy().into_owned(),
         size,
-        plan,
+        access: Some(plan),
     }))
+}
+
+/// The block at `path`, to be read whole.
+fn block_file(path: &Path) -> Result<BlockFile> {
+    let size = std::fs::metadata(path)
+        .map_err(Error::in_block(path))?
+        .len();
+    Ok(BlockFile {
+        path: path.to_string_lossy().into_owned(),
+        size,
+        access: None,
+    })
 }
 
 /// `e`, from reading `source`, naming its block file(s); errors that already name
@@ -708,13 +634,8 @@ fn in_blocks(source: &Source, e: Error) -> Error {
     }
 }
 
-/// `df` keeping the rows that pass `filter`; all of them without one.
-fn filtered(df: DataFrame, filter: Option<&Expr>) -> Result<DataFrame> {
-    Ok(match filter {
-        Some(filter) => df.filter(filter.clone())?,
-        None => df,
-    })
-}
+/// Partitions a plan reads blocks in: as many as each lane has threads.
+const QUERY_PARTITIONS: usize = 2;
 
 /// Rows a search without tags asks for per trace it wants, at first: a trace rarely
 /// has more matching spans than this, and a top-k of a few hundred rows costs no more

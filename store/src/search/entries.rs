@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, GenericListArray, OffsetSizeTrait};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type};
-use datafusion::common::{ScalarValue, exec_err};
-use datafusion::logical_expr::{
+use datafusion_common::{ScalarValue, exec_err};
+use datafusion_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
 
@@ -86,14 +86,14 @@ impl ScalarUDFImpl for EntriesHasAny {
         &self.signature
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion_common::Result<DataType> {
         Ok(DataType::Boolean)
     }
 
     fn invoke_with_args(
         &self,
         args: ScalarFunctionArgs,
-    ) -> datafusion::common::Result<ColumnarValue> {
+    ) -> datafusion_common::Result<ColumnarValue> {
         let mut values = args.args.into_iter();
         let Some(list) = values.next() else {
             return exec_err!("entries_has_any needs a list argument");
@@ -130,7 +130,7 @@ impl EntriesHasAny {
         &self,
         list: &GenericListArray<O>,
         candidates: &[String],
-    ) -> datafusion::common::Result<BooleanArray> {
+    ) -> datafusion_common::Result<BooleanArray> {
         // One pass over the stored entries, then a look over each row's range.
         let hits = self.entry_hits(list.values(), candidates)?;
         let offsets = list.value_offsets();
@@ -153,7 +153,7 @@ impl EntriesHasAny {
         &self,
         values: &ArrayRef,
         candidates: &[String],
-    ) -> datafusion::common::Result<Option<Vec<bool>>> {
+    ) -> datafusion_common::Result<Option<Vec<bool>>> {
         let DataType::Dictionary(key_type, _) = values.data_type() else {
             let hits = string_hits(values, candidates)?;
             return Ok(hits.contains(&true).then_some(hits));
@@ -188,7 +188,7 @@ impl EntriesHasAny {
         &self,
         dictionary: &ArrayRef,
         candidates: &[String],
-    ) -> datafusion::common::Result<Arc<DictionaryHits>> {
+    ) -> datafusion_common::Result<Arc<DictionaryHits>> {
         let mut remembered = self
             .dictionaries
             .lock()
@@ -217,7 +217,7 @@ impl EntriesHasAny {
 }
 
 /// Per string: is it a candidate?
-fn string_hits(values: &ArrayRef, candidates: &[String]) -> datafusion::common::Result<Vec<bool>> {
+fn string_hits(values: &ArrayRef, candidates: &[String]) -> datafusion_common::Result<Vec<bool>> {
     let is_candidate = |v: Option<&str>| v.is_some_and(|v| candidates.iter().any(|c| c == v));
     Ok(match values.data_type() {
         DataType::Utf8 => values.as_string::<i32>().iter().map(is_candidate).collect(),
@@ -243,7 +243,7 @@ mod tests {
     fn has_any(
         list: &GenericListArray<i32>,
         candidates: &[String],
-    ) -> datafusion::common::Result<BooleanArray> {
+    ) -> datafusion_common::Result<BooleanArray> {
         function().has_any(list, candidates)
     }
 
@@ -332,20 +332,29 @@ mod tests {
             vec![Arc::new(rows)],
         )
         .unwrap();
+        let schema = batch.schema();
+        let filter = entries_has_any(
+            datafusion_expr::col("attributes"),
+            &["k\u{1f}sw".to_string()],
+        );
+        let predicate = super::super::plan::physical(&filter, &schema).unwrap();
+        let scan = datafusion_datasource::memory::MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            schema,
+            None,
+        )
+        .unwrap();
+        let plan = Arc::new(
+            datafusion_physical_plan::filter::FilterExec::try_new(predicate, scan).unwrap(),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let n = runtime.block_on(async {
-            let ctx = datafusion::prelude::SessionContext::new();
-            let df = ctx.read_batch(batch).unwrap();
-            let df = df
-                .filter(entries_has_any(
-                    datafusion::logical_expr::col("attributes"),
-                    &["k\u{1f}sw".to_string()],
-                ))
-                .unwrap();
-            df.count().await.unwrap()
-        });
+        let task = Arc::new(datafusion_execution::TaskContext::default());
+        let batches = runtime
+            .block_on(datafusion_physical_plan::collect(plan, task))
+            .unwrap();
+        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(n, 1);
     }
 }

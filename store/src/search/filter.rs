@@ -1,7 +1,7 @@
 //! A search query as a DataFusion filter over the span table: its window, service,
 //! operation, durations and tags.
 
-use datafusion::logical_expr::{Expr, col, lit};
+use datafusion_expr::{Expr, col, lit};
 use meshtel_model::otlp::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
 use meshtel_model::{SpanKind, TraceQuery};
 

@@ -1,14 +1,17 @@
-//! Where the queries run: the DataFusion session (its tuning and memory bound) and the
+//! Where the queries run: the DataFusion task context (its tuning and memory bound) and the
 //! two query runtimes, the scan lane's threads at a lower priority.
 
-use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use std::sync::Arc;
 
-/// A session tuned for the span table: filters pushed into the Parquet scan and
-/// reordered by cost, page index and bloom filters read; its queries together take at
-/// most `max_memory` bytes.
-pub(super) fn session(max_memory: usize) -> SessionContext {
+use datafusion_execution::TaskContext;
+use datafusion_execution::config::SessionConfig;
+use datafusion_execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion_execution::runtime_env::RuntimeEnvBuilder;
+
+/// The context every query runs in, tuned for the span table: filters pushed into the
+/// Parquet scan and reordered by cost, page index and bloom filters read; its queries
+/// together take at most `max_memory` bytes.
+pub(super) fn session(max_memory: usize) -> Arc<TaskContext> {
     let mut config = SessionConfig::new()
         .with_target_partitions(2)
         .with_batch_size(8192);
@@ -17,12 +20,7 @@ pub(super) fn session(max_memory: usize) -> SessionContext {
     parquet.reorder_filters = true;
     parquet.enable_page_index = true;
     parquet.bloom_filter_on_read = true;
-    // No cutting a step's files into byte ranges for more partitions: a block is
-    // one row group (up to 262,144 spans), which a single partition reads whole,
-    // so the extra ranges only open the file again. Without it, searches by
-    // service took p50 12.6 against 13.1 ms, 12.7 against 13.4 ms of CPU each
-    // (two alternating rounds on a 10M load).
-    config.options_mut().optimizer.repartition_file_scans = false;
+    let task = TaskContext::default().with_session_config(config);
     // Nothing spills: a query over the bound fails ([`crate::Error::is_out_of_memory`])
     // rather than writing to a temporary directory of unknown size.
     let runtime = RuntimeEnvBuilder::new()
@@ -31,13 +29,13 @@ pub(super) fn session(max_memory: usize) -> SessionContext {
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
         )
         .build_arc();
-    match runtime {
-        Ok(runtime) => SessionContext::new_with_config_rt(config, runtime),
+    Arc::new(match runtime {
+        Ok(runtime) => task.with_runtime(runtime),
         Err(error) => {
             tracing::warn!(%error, "no memory bound for queries: their runtime could not be built");
-            SessionContext::new_with_config(config)
+            task
         }
-    }
+    })
 }
 
 /// A query runtime, or `None` (queries then share the caller's runtime) when the

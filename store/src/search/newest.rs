@@ -1,0 +1,191 @@
+//! What trace search keeps of the rows its plan hands out, per partition: the newest
+//! rows ([`TopRows`]), or the newest start of every trace ([`PerTrace`]).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, FixedSizeBinaryArray, PrimitiveArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use datafusion_execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
+use foldhash::{HashMap, HashMapExt};
+
+use super::plan::table_bytes;
+use crate::schema::col as c;
+use crate::{Error, Result};
+
+/// A trace id and a span start, Unix ns.
+pub(super) type Row = ([u8; 16], i64);
+
+/// The `k` newest rows seen.
+pub(super) struct TopRows {
+    k: usize,
+    heap: BinaryHeap<Reverse<(i64, [u8; 16])>>,
+}
+
+impl TopRows {
+    pub(super) fn new(k: usize) -> Self {
+        TopRows {
+            k,
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
+        }
+    }
+
+    pub(super) fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (ids, starts) = columns(batch)?;
+        for (row, start) in starts.values().iter().enumerate() {
+            if self.heap.len() == self.k
+                && self
+                    .heap
+                    .peek()
+                    .is_none_or(|Reverse((least, _))| start <= least)
+            {
+                continue;
+            }
+            self.heap.push(Reverse((*start, trace_id(ids, row)?)));
+            if self.heap.len() > self.k {
+                self.heap.pop();
+            }
+        }
+        Ok(())
+    }
+
+    /// The `k` newest rows of all the partitions', newest first.
+    pub(super) fn merge(parts: Vec<TopRows>, k: usize) -> Vec<Row> {
+        let mut rows: Vec<Row> = parts
+            .into_iter()
+            .flat_map(|part| part.heap.into_iter().map(|Reverse((t, id))| (id, t)))
+            .collect();
+        rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        rows.truncate(k);
+        rows
+    }
+}
+
+/// The newest start of every trace seen, its memory taken from the queries' bound.
+pub(super) struct PerTrace {
+    newest: HashMap<[u8; 16], i64>,
+    reservation: MemoryReservation,
+}
+
+impl PerTrace {
+    pub(super) fn new(pool: &Arc<dyn MemoryPool>) -> Self {
+        PerTrace {
+            newest: HashMap::new(),
+            reservation: MemoryConsumer::new("trace search").register(pool),
+        }
+    }
+
+    pub(super) fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (ids, starts) = columns(batch)?;
+        // Taken from the bound before the table grows.
+        let bytes = table_bytes(self.newest.len() + batch.num_rows(), 16 + 8);
+        if bytes > self.reservation.size() {
+            self.reservation.try_resize(bytes)?;
+        }
+        self.newest.reserve(batch.num_rows());
+        for (row, start) in starts.values().iter().enumerate() {
+            let newest = self.newest.entry(trace_id(ids, row)?).or_insert(*start);
+            *newest = (*newest).max(*start);
+        }
+        Ok(())
+    }
+
+    /// The `limit` traces with the newest starts of all the partitions', newest first.
+    pub(super) fn merge(parts: Vec<PerTrace>, limit: usize) -> Vec<Row> {
+        let mut parts = parts.into_iter();
+        let mut all = parts.next().map(|part| part.newest).unwrap_or_default();
+        for part in parts {
+            for (id, t) in part.newest {
+                let newest = all.entry(id).or_insert(t);
+                *newest = (*newest).max(t);
+            }
+        }
+        let mut ranked: Vec<Row> = all.into_iter().collect();
+        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(limit);
+        ranked
+    }
+}
+
+/// A batch's trace ids and starts.
+fn columns(batch: &RecordBatch) -> Result<(&FixedSizeBinaryArray, &PrimitiveArray<Int64Type>)> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Corrupt(format!("a search's rows lack column {name}")))
+    };
+    let ids = column(c::TRACE_ID)?
+        .as_fixed_size_binary_opt()
+        .ok_or_else(|| Error::Corrupt("trace ids of the wrong type".into()))?;
+    let starts = column(c::START)?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| Error::Corrupt("span starts of the wrong type".into()))?;
+    if ids.null_count() > 0 || starts.null_count() > 0 {
+        return Err(Error::Corrupt(
+            "a search's row without a trace id or start".into(),
+        ));
+    }
+    Ok((ids, starts))
+}
+
+fn trace_id(ids: &FixedSizeBinaryArray, row: usize) -> Result<[u8; 16]> {
+    ids.value(row)
+        .try_into()
+        .map_err(|_| Error::Corrupt("trace id of wrong width".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{FixedSizeBinaryArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion_execution::memory_pool::GreedyMemoryPool;
+
+    fn batch(rows: &[(u8, i64)]) -> RecordBatch {
+        let ids =
+            FixedSizeBinaryArray::try_from_iter(rows.iter().map(|(id, _)| [*id; 16])).unwrap();
+        let starts = Int64Array::from_iter_values(rows.iter().map(|(_, t)| *t));
+        let schema = Schema::new(vec![
+            Field::new(c::TRACE_ID, DataType::FixedSizeBinary(16), false),
+            Field::new(c::START, DataType::Int64, false),
+        ]);
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), Arc::new(starts)]).unwrap()
+    }
+
+    #[test]
+    fn top_rows_keep_the_newest_across_partitions() {
+        let mut first = TopRows::new(3);
+        first
+            .push(&batch(&[(1, 10), (2, 50), (3, 30), (4, 40)]))
+            .unwrap();
+        first.push(&batch(&[(5, 5), (6, 45)])).unwrap();
+        let mut second = TopRows::new(3);
+        second.push(&batch(&[(7, 60), (8, 1)])).unwrap();
+        let ids: Vec<u8> = TopRows::merge(vec![first, second], 3)
+            .iter()
+            .map(|(id, _)| id[0])
+            .collect();
+        assert_eq!(ids, [7, 2, 6]);
+    }
+
+    #[test]
+    fn per_trace_ranks_by_the_newest_start() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
+        let mut first = PerTrace::new(&pool);
+        first.push(&batch(&[(1, 10), (2, 20), (1, 70)])).unwrap();
+        let mut second = PerTrace::new(&pool);
+        second.push(&batch(&[(2, 80), (3, 30)])).unwrap();
+        let ranked = PerTrace::merge(vec![first, second], 2);
+        assert_eq!(ranked, [([2; 16], 80), ([1; 16], 70)]);
+    }
+
+    #[test]
+    fn per_trace_fails_over_the_memory_bound() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(64));
+        let mut traces = PerTrace::new(&pool);
+        let rows: Vec<(u8, i64)> = (0..20).map(|i| (i, i64::from(i))).collect();
+        let err = traces.push(&batch(&rows)).unwrap_err();
+        assert!(err.is_out_of_memory(), "{err}");
+    }
+}
