@@ -179,7 +179,6 @@ impl Spans {
     pub(super) fn links(mut self) -> Result<Vec<DependencyLink>> {
         let kind = |k: SpanKind| i8::try_from(k.to_otlp()).unwrap_or_default();
         let (server, client) = (kind(SpanKind::Server), kind(SpanKind::Client));
-        // The sides of each span id, sorted by it: looked up by binary search.
         // The sides of each span id, sorted by it, each once, and where each id's
         // begin.
         let index_entry = std::mem::size_of::<((u128, u64), usize)>();
