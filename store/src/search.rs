@@ -144,7 +144,7 @@ impl Searcher {
 
     /// Executes `plan` on a lane's runtime, each partition on a task of its own (the
     /// lane's threads read them in parallel), its batches folded into an accumulator
-    /// that `start` makes; the partitions' accumulators.
+    /// that `start` makes; the partitions' accumulators, in no particular order.
     async fn fold<A, S, F>(
         &self,
         plan: &Arc<dyn ExecutionPlan>,
@@ -159,7 +159,9 @@ impl Searcher {
     {
         let (start, fold) = (Arc::new(start), Arc::new(fold));
         let partitions = plan.properties().partitioning.partition_count();
-        let mut tasks = Vec::with_capacity(partitions);
+        // Dropped (the first partition failed, or the caller went away), the set
+        // stops the other partitions at their next batch.
+        let mut tasks = tokio::task::JoinSet::new();
         for partition in 0..partitions {
             let (plan, task) = (plan.clone(), self.planner.task());
             let (start, fold) = (start.clone(), fold.clone());
@@ -171,14 +173,14 @@ impl Searcher {
                 }
                 Ok::<_, Error>(acc)
             };
-            tasks.push(match self.runtime(lane) {
-                Some(runtime) => runtime.spawn(run),
-                None => tokio::spawn(run),
-            });
+            match self.runtime(lane) {
+                Some(runtime) => tasks.spawn_on(run, runtime.handle()),
+                None => tasks.spawn(run),
+            };
         }
         let mut out = Vec::with_capacity(partitions);
-        for task in tasks {
-            out.push(task.await??);
+        while let Some(done) = tasks.join_next().await {
+            out.push(done??);
         }
         Ok(out)
     }
