@@ -15,8 +15,9 @@
 //! Search predicates go into the Parquet scan (`pushdown_filters`), where row-group and
 //! page statistics skip what cannot match. A search with tags first scans each block's
 //! attribute-list pages for the tags' entries ([`entry_scan`]), and its query then reads
-//! only the rows that hold them (a [`ParquetAccessPlan`] per block): the step that decoded every attribute
-//! list of every block it searched now decodes those of a few rows.
+//! only the rows that hold them (a [`ParquetAccessPlan`] per block): the step that
+//! decoded every attribute list of every block it searched now decodes those of a few
+//! rows.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -80,10 +81,11 @@ impl Source {
 }
 
 /// Runs queries; holds the DataFusion task context (and so its Parquet metadata cache
-/// and the queries' memory bound) and the runtimes query plans execute on. Scans are CPU-bound: on threads of their own
-/// they cannot hold up ingest or cheap API calls (`/api/services`) on the main runtime.
+/// and the queries' memory bound) and the runtimes query plans execute on. Scans are
+/// CPU-bound: on threads of their own they cannot hold up ingest or cheap API calls
+/// (`/api/services`) on the main runtime.
 ///
-/// Two lanes of two threads each: tag searches and dependency joins, which may scan the
+/// Two lanes of two threads each: tag searches and dependency links, which may scan the
 /// attribute lists of many blocks for a second or more, run on the scan lane; trace
 /// fetches by id and searches without tags, which read a few columns or a few row
 /// groups, run on the fast lane. A fetch then never waits in a queue behind a tag
@@ -200,16 +202,19 @@ impl Searcher {
 
     /// What a plan over `source` reads: the head's batches, or its blocks whole, in
     /// [`QUERY_PARTITIONS`] partitions.
-    fn input(source: &Source) -> Result<Input<'_>> {
+    async fn input(source: &Source) -> Result<Input<'_>> {
         Ok(match source {
             Source::Head(batches) => Input::Head(batches),
-            Source::Blocks { paths, .. } => Input::Blocks {
-                files: paths
-                    .iter()
-                    .map(|path| block_file(path))
-                    .collect::<Result<_>>()?,
-                partitions: QUERY_PARTITIONS,
-            },
+            Source::Blocks { paths, .. } => {
+                let mut files = Vec::with_capacity(paths.len());
+                for path in paths {
+                    files.push(block_file(path).await?);
+                }
+                Input::Blocks {
+                    files,
+                    partitions: QUERY_PARTITIONS,
+                }
+            }
         })
     }
 
@@ -303,7 +308,7 @@ impl Searcher {
                         let partitions = files.len();
                         Input::Blocks { files, partitions }
                     }
-                    source => Self::input(source)?,
+                    source => Self::input(source).await?,
                 };
                 let (output, schema) = ([c::TRACE_ID, c::START], search_schema());
                 // A plan runs once (its partitions share one queue of files): each ask
@@ -423,7 +428,9 @@ impl Searcher {
                 newest::PerTrace::push,
             )
             .await?;
-        Ok(newest::PerTrace::merge(parts, limit))
+        // Merging the partitions' tables is CPU work too: on the lane, not the caller's.
+        self.spawn_read(lane, move || newest::PerTrace::merge(parts, limit))
+            .await?
     }
 
     /// The rows of the given traces, from every source, at most `max_spans` of them
@@ -524,7 +531,7 @@ impl Searcher {
         let output = links::COLUMNS;
         let mut parts = Vec::new();
         for source in sources {
-            let input = Self::input(source)?;
+            let input = Self::input(source).await?;
             let Some(plan) = self
                 .planner
                 .plan(input, &span_schema(), Some(&filter), &output)?
@@ -538,10 +545,13 @@ impl Searcher {
                     .await?,
             );
         }
-        match links::Spans::merge(parts)? {
+        // Putting the partitions' spans together and joining them is CPU work too: on
+        // the scan lane, not the caller's runtime.
+        self.spawn_read(Lane::Scan, move || match links::Spans::merge(parts)? {
             Some(spans) => spans.links(),
             None => Ok(Vec::new()),
-        }
+        })
+        .await?
     }
 }
 
@@ -609,8 +619,9 @@ fn selected_file(
 }
 
 /// The block at `path`, to be read whole.
-fn block_file(path: &Path) -> Result<BlockFile> {
-    let size = std::fs::metadata(path)
+async fn block_file(path: &Path) -> Result<BlockFile> {
+    let size = tokio::fs::metadata(path)
+        .await
         .map_err(Error::in_block(path))?
         .len();
     Ok(BlockFile {
@@ -648,7 +659,8 @@ const NEWEST_ROWS_PER_TRACE: usize = 32;
 /// more ready to go, so that no thread waits.
 const BLOCK_READS_AT_ONCE: usize = 4;
 
-/// Most rows the newest-rows search asks for before it groups by trace instead.
+/// Most rows the newest-rows search asks for before it keeps the newest start per
+/// trace instead.
 const MAX_NEWEST_ROWS: usize = 1 << 16;
 
 /// `batch` with the columns of [`span_schema`]: entry lists of string views (or of

@@ -19,6 +19,7 @@ use datafusion_execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReserv
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use meshtel_model::{DependencyLink, SpanKind};
 
+use super::newest::wrong_type;
 use super::plan::table_bytes;
 use crate::schema::col as c;
 use crate::{Error, Result};
@@ -79,10 +80,12 @@ impl Spans {
     }
 
     /// Takes from the memory bound what the lists need to hold `children` and
-    /// `parents` more spans, before they grow to hold them.
-    fn reserve(&mut self, children: usize, parents: usize) -> Result<()> {
+    /// `parents` more spans, before they grow to hold them (to twice their size, or
+    /// just enough when `exact`).
+    fn reserve(&mut self, children: usize, parents: usize, exact: bool) -> Result<()> {
         let grown = |len: usize, capacity: usize, more: usize| match len + more <= capacity {
             true => capacity,
+            false if exact => len + more,
             false => (len + more).max(capacity * 2),
         };
         let children = grown(self.children.len(), self.children.capacity(), children);
@@ -97,50 +100,57 @@ impl Spans {
     }
 
     pub(super) fn push(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.reserve(batch.num_rows(), batch.num_rows())?;
         let column = |name: &str| {
             batch
                 .column_by_name(name)
                 .ok_or_else(|| Error::Corrupt(format!("a dependency scan lacks column {name}")))
         };
-        let wrong = |name: &str| Error::Corrupt(format!("column {name} of the wrong type"));
-        let traces = column(c::TRACE_ID)?
-            .as_fixed_size_binary_opt()
-            .ok_or_else(|| wrong(c::TRACE_ID))?;
-        let spans = column(c::SPAN_ID)?
-            .as_fixed_size_binary_opt()
-            .ok_or_else(|| wrong(c::SPAN_ID))?;
-        let parents = column(c::PARENT_SPAN_ID)?
-            .as_fixed_size_binary_opt()
-            .ok_or_else(|| wrong(c::PARENT_SPAN_ID))?;
+        let ids = |name: &str, width: i32| {
+            let ids = column(name)?;
+            match ids.as_fixed_size_binary_opt() {
+                Some(ids) if ids.value_length() == width => Ok(ids),
+                _ => Err(wrong_type(
+                    name,
+                    ids.data_type(),
+                    &format!("FixedSizeBinary({width})"),
+                )),
+            }
+        };
+        let (traces, spans, parents) = (
+            ids(c::TRACE_ID, 16)?,
+            ids(c::SPAN_ID, 8)?,
+            ids(c::PARENT_SPAN_ID, 8)?,
+        );
         let services = column(c::SERVICE)?;
         let services = services
             .as_string_opt::<i32>()
-            .ok_or_else(|| wrong(c::SERVICE))?;
-        let kinds = column(c::KIND)?
+            .ok_or_else(|| wrong_type(c::SERVICE, services.data_type(), "Utf8"))?;
+        let kinds = column(c::KIND)?;
+        let kinds = kinds
             .as_primitive_opt::<Int8Type>()
-            .ok_or_else(|| wrong(c::KIND))?;
-        let starts = column(c::START)?
+            .ok_or_else(|| wrong_type(c::KIND, kinds.data_type(), "Int8"))?;
+        let starts = column(c::START)?;
+        let starts = starts
             .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| wrong(c::START))?;
+            .ok_or_else(|| wrong_type(c::START, starts.data_type(), "Int64"))?;
+        let children = starts
+            .values()
+            .iter()
+            .filter(|s| **s >= self.start_min)
+            .count();
+        self.reserve(children, batch.num_rows(), false)?;
+        // The widths are checked above: the conversions below cannot fail.
+        let id8 = |ids: &arrow::array::FixedSizeBinaryArray, row| {
+            <[u8; 8]>::try_from(ids.value(row)).map_or(0, u64::from_be_bytes)
+        };
         for row in 0..batch.num_rows() {
             // A row without an id or a service takes part in no call.
             if traces.is_null(row) || spans.is_null(row) || services.is_null(row) {
                 continue;
             }
-            let (Ok(trace), Ok(span)) = (
-                <[u8; 16]>::try_from(traces.value(row)),
-                <[u8; 8]>::try_from(spans.value(row)),
-            ) else {
-                return Err(Error::Corrupt("span or trace id of wrong width".into()));
-            };
-            let (trace, span) = (u128::from_be_bytes(trace), u64::from_be_bytes(span));
-            let parent = match parents.is_null(row) {
-                true => None,
-                false => <[u8; 8]>::try_from(parents.value(row))
-                    .ok()
-                    .map(u64::from_be_bytes),
-            };
+            let trace = <[u8; 16]>::try_from(traces.value(row)).map_or(0, u128::from_be_bytes);
+            let span = id8(spans, row);
+            let parent = (!parents.is_null(row)).then(|| id8(parents, row));
             let service = self.service_id(services.value(row));
             let kind = kinds.value(row);
             self.parents.push((trace, span, service, kind));
@@ -157,10 +167,13 @@ impl Spans {
         let Some(mut all) = parts.next() else {
             return Ok(None);
         };
+        let parts: Vec<Spans> = parts.collect();
+        let children = parts.iter().map(|part| part.children.len()).sum();
+        let parents = parts.iter().map(|part| part.parents.len()).sum();
+        all.reserve(children, parents, true)?;
         for part in parts {
             let ids: Vec<u32> = part.services.iter().map(|s| all.service_id(s)).collect();
             let id = |service: u32| ids.get(service as usize).copied().unwrap_or(u32::MAX);
-            all.reserve(part.children.len(), part.parents.len())?;
             all.children.extend(
                 part.children
                     .into_iter()
@@ -177,6 +190,9 @@ impl Spans {
 
     /// Caller → callee service pairs and their calls, in order.
     pub(super) fn links(mut self) -> Result<Vec<DependencyLink>> {
+        if self.children.is_empty() {
+            return Ok(Vec::new());
+        }
         let kind = |k: SpanKind| i8::try_from(k.to_otlp()).unwrap_or_default();
         let (server, client) = (kind(SpanKind::Server), kind(SpanKind::Client));
         // The sides of each span id, sorted by it, each once, and where each id's
@@ -200,22 +216,28 @@ impl Spans {
         };
         // A shared id's server side, called by its client side in another service.
         let mut shared: HashSet<Call> = HashSet::new();
+        let mut counted = 0;
         for (trace, span, _, service, kind) in &self.children {
             if *kind != server {
                 continue;
             }
             for (caller, caller_kind) in sides_of(*trace, *span) {
                 if *caller_kind == client && caller != service {
-                    shared.insert((*trace, *span, *service, *caller));
+                    let call = (*trace, *span, *service, *caller);
+                    insert_counted(&mut shared, call, &self.reservation, &mut counted)?;
                 }
             }
         }
+        // The server sides, and the calls (the shared ones first): reserved before
+        // they are made.
+        self.reservation
+            .try_grow(table_bytes(shared.len(), CALL_BYTES) * 2)?;
         let servers: HashSet<(u128, u64, u32)> = shared
             .iter()
             .map(|(t, s, service, _)| (*t, *s, *service))
             .collect();
         let mut calls = shared.clone();
-        let mut calls_bytes = 0;
+        let mut counted = table_bytes(calls.len(), CALL_BYTES);
         for (trace, span, parent, service, _) in &self.children {
             let Some(parent) = parent else { continue };
             if servers.contains(&(*trace, *span, *service)) {
@@ -226,15 +248,8 @@ impl Spans {
                 if caller == service || shared.contains(&(*trace, *parent, *service, *caller)) {
                     continue;
                 }
-                if calls.len() == calls.capacity() {
-                    let more = calls.len().max(16);
-                    let bytes = table_bytes(calls.len() + more, CALL_BYTES);
-                    self.reservation
-                        .try_grow(bytes.saturating_sub(calls_bytes))?;
-                    calls_bytes = bytes.max(calls_bytes);
-                    calls.reserve(more);
-                }
-                calls.insert((*trace, *span, *service, *caller));
+                let call = (*trace, *span, *service, *caller);
+                insert_counted(&mut calls, call, &self.reservation, &mut counted)?;
             }
         }
         let mut counts: HashMap<(u32, u32), u64> = HashMap::new();
@@ -253,4 +268,23 @@ impl Spans {
         links.sort();
         Ok(links)
     }
+}
+
+/// Inserts `item`, first taking from the bound what the set needs when it has to grow;
+/// `counted` is what the set's table was counted at.
+fn insert_counted<T: std::hash::Hash + Eq>(
+    set: &mut HashSet<T>,
+    item: T,
+    reservation: &MemoryReservation,
+    counted: &mut usize,
+) -> Result<()> {
+    if set.len() == set.capacity() {
+        let more = set.len().max(16);
+        let bytes = table_bytes(set.len() + more, std::mem::size_of::<T>());
+        reservation.try_grow(bytes.saturating_sub(*counted))?;
+        *counted = bytes.max(*counted);
+        set.reserve(more);
+    }
+    set.insert(item);
+    Ok(())
 }

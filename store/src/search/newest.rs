@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, PrimitiveArray, RecordBatch};
-use arrow::datatypes::Int64Type;
+use arrow::datatypes::{DataType, Int64Type};
 use datafusion_execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use foldhash::{HashMap, HashMapExt};
 
@@ -17,10 +17,12 @@ use crate::{Error, Result};
 /// A trace id and a span start, Unix ns.
 pub(super) type Row = ([u8; 16], i64);
 
-/// The `k` newest rows seen.
+/// The `k` newest rows seen; of rows that started at the same time, those with the
+/// smaller trace ids (as [`TopRows::merge`] and [`PerTrace::merge`] rank them).
 pub(super) struct TopRows {
     k: usize,
-    heap: BinaryHeap<Reverse<(i64, [u8; 16])>>,
+    /// The least-ranked row on top: the oldest, the largest id of the oldest.
+    heap: BinaryHeap<Reverse<(i64, Reverse<[u8; 16]>)>>,
 }
 
 impl TopRows {
@@ -34,15 +36,25 @@ impl TopRows {
     pub(super) fn push(&mut self, batch: &RecordBatch) -> Result<()> {
         let (ids, starts) = columns(batch)?;
         for (row, start) in starts.values().iter().enumerate() {
-            if self.heap.len() == self.k
+            let full = self.heap.len() == self.k;
+            if full
                 && self
                     .heap
                     .peek()
-                    .is_none_or(|Reverse((least, _))| start <= least)
+                    .is_none_or(|Reverse((least, _))| start < least)
             {
                 continue;
             }
-            self.heap.push(Reverse((*start, trace_id(ids, row)?)));
+            let ranked = (*start, Reverse(trace_id(ids, row)?));
+            if full
+                && self
+                    .heap
+                    .peek()
+                    .is_none_or(|Reverse(least)| ranked <= *least)
+            {
+                continue;
+            }
+            self.heap.push(Reverse(ranked));
             if self.heap.len() > self.k {
                 self.heap.pop();
             }
@@ -54,13 +66,20 @@ impl TopRows {
     pub(super) fn merge(parts: Vec<TopRows>, k: usize) -> Vec<Row> {
         let mut rows: Vec<Row> = parts
             .into_iter()
-            .flat_map(|part| part.heap.into_iter().map(|Reverse((t, id))| (id, t)))
+            .flat_map(|part| {
+                part.heap
+                    .into_iter()
+                    .map(|Reverse((t, Reverse(id)))| (id, t))
+            })
             .collect();
         rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         rows.truncate(k);
         rows
     }
 }
+
+/// Bytes of a trace's entry in [`PerTrace`]'s table: its id and newest start.
+const ENTRY_BYTES: usize = 16 + 8;
 
 /// The newest start of every trace seen, its memory taken from the queries' bound.
 pub(super) struct PerTrace {
@@ -79,7 +98,7 @@ impl PerTrace {
     pub(super) fn push(&mut self, batch: &RecordBatch) -> Result<()> {
         let (ids, starts) = columns(batch)?;
         // Taken from the bound before the table grows.
-        let bytes = table_bytes(self.newest.len() + batch.num_rows(), 16 + 8);
+        let bytes = table_bytes(self.newest.len() + batch.num_rows(), ENTRY_BYTES);
         if bytes > self.reservation.size() {
             self.reservation.try_resize(bytes)?;
         }
@@ -91,20 +110,30 @@ impl PerTrace {
         Ok(())
     }
 
-    /// The `limit` traces with the newest starts of all the partitions', newest first.
-    pub(super) fn merge(parts: Vec<PerTrace>, limit: usize) -> Vec<Row> {
+    /// The `limit` traces with the newest starts of all the partitions', newest first;
+    /// the table it grows and the list it ranks taken from the bound first.
+    pub(super) fn merge(parts: Vec<PerTrace>, limit: usize) -> Result<Vec<Row>> {
         let mut parts = parts.into_iter();
-        let mut all = parts.next().map(|part| part.newest).unwrap_or_default();
+        let Some(mut all) = parts.next() else {
+            return Ok(Vec::new());
+        };
         for part in parts {
+            let bytes = table_bytes(all.newest.len() + part.newest.len(), ENTRY_BYTES);
+            if bytes > all.reservation.size() {
+                all.reservation.try_resize(bytes)?;
+            }
+            all.newest.reserve(part.newest.len());
             for (id, t) in part.newest {
-                let newest = all.entry(id).or_insert(t);
+                let newest = all.newest.entry(id).or_insert(t);
                 *newest = (*newest).max(t);
             }
         }
-        let mut ranked: Vec<Row> = all.into_iter().collect();
+        all.reservation
+            .try_grow(all.newest.len() * std::mem::size_of::<Row>())?;
+        let mut ranked: Vec<Row> = all.newest.drain().collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(limit);
-        ranked
+        Ok(ranked)
     }
 }
 
@@ -115,12 +144,14 @@ fn columns(batch: &RecordBatch) -> Result<(&FixedSizeBinaryArray, &PrimitiveArra
             .column_by_name(name)
             .ok_or_else(|| Error::Corrupt(format!("a search's rows lack column {name}")))
     };
-    let ids = column(c::TRACE_ID)?
+    let ids = column(c::TRACE_ID)?;
+    let ids = ids
         .as_fixed_size_binary_opt()
-        .ok_or_else(|| Error::Corrupt("trace ids of the wrong type".into()))?;
-    let starts = column(c::START)?
+        .ok_or_else(|| wrong_type(c::TRACE_ID, ids.data_type(), "FixedSizeBinary(16)"))?;
+    let starts = column(c::START)?;
+    let starts = starts
         .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| Error::Corrupt("span starts of the wrong type".into()))?;
+        .ok_or_else(|| wrong_type(c::START, starts.data_type(), "Int64"))?;
     if ids.null_count() > 0 || starts.null_count() > 0 {
         return Err(Error::Corrupt(
             "a search's row without a trace id or start".into(),
@@ -130,9 +161,17 @@ fn columns(batch: &RecordBatch) -> Result<(&FixedSizeBinaryArray, &PrimitiveArra
 }
 
 fn trace_id(ids: &FixedSizeBinaryArray, row: usize) -> Result<[u8; 16]> {
-    ids.value(row)
-        .try_into()
-        .map_err(|_| Error::Corrupt("trace id of wrong width".into()))
+    ids.value(row).try_into().map_err(|_| {
+        Error::Corrupt(format!(
+            "a trace id of {} bytes, not 16",
+            ids.value_length()
+        ))
+    })
+}
+
+/// A search's column read as another type than the store writes.
+pub(super) fn wrong_type(column: &str, found: &DataType, expected: &str) -> Error {
+    Error::Corrupt(format!("column {column} read as {found}, not {expected}"))
 }
 
 #[cfg(test)]
@@ -170,13 +209,24 @@ mod tests {
     }
 
     #[test]
+    fn ties_keep_the_smaller_ids_in_each_partition_and_the_merge() {
+        let mut top = TopRows::new(2);
+        top.push(&batch(&[(9, 5), (3, 5), (7, 5), (1, 4)])).unwrap();
+        let ids: Vec<u8> = TopRows::merge(vec![top], 2)
+            .iter()
+            .map(|(id, _)| id[0])
+            .collect();
+        assert_eq!(ids, [3, 7]);
+    }
+
+    #[test]
     fn per_trace_ranks_by_the_newest_start() {
         let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
         let mut first = PerTrace::new(&pool);
         first.push(&batch(&[(1, 10), (2, 20), (1, 70)])).unwrap();
         let mut second = PerTrace::new(&pool);
         second.push(&batch(&[(2, 80), (3, 30)])).unwrap();
-        let ranked = PerTrace::merge(vec![first, second], 2);
+        let ranked = PerTrace::merge(vec![first, second], 2).unwrap();
         assert_eq!(ranked, [([2; 16], 80), ([1; 16], 70)]);
     }
 

@@ -183,8 +183,10 @@ impl Planner {
 }
 
 /// `filter` as a physical expression over `schema`. A literal compared with a column
-/// is first cast to the column's type (a service name to a string view where blocks
-/// are read as such), as DataFusion's analyzer would.
+/// (`column op literal`, the one comparison [`super::filter`] writes) is first cast to
+/// the column's type: a service name to a string view where blocks are read as such,
+/// where DataFusion's analyzer would have coerced it. Other shapes are taken as they
+/// are, and must already agree in type.
 pub(super) fn physical(filter: &Expr, schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
     let coerced = filter
         .clone()
