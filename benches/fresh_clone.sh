@@ -3,7 +3,7 @@
 # newcomer meets it: a new clone of this repository, an empty CARGO_HOME (every crate
 # is downloaded) and no CARGO_TARGET_DIR, then the README's run command,
 # `cargo run --release -- demo`, until the query API lists the demo's services.
-# Takes the machine's cores for the whole build (12 min on 2 cores). Everything it
+# Takes the machine's cores for the whole build (8 min on 2 cores). Everything it
 # makes is under one temporary directory, removed at the end.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
