@@ -474,11 +474,12 @@ mod tests {
             } else {
                 (1u64 << width) - 1
             };
-            let values: Vec<u32> = (0..20u64)
+            let values: Vec<u32> = (0..76u64)
                 .map(|i| ((i + 1).wrapping_mul(2_654_435_761) & mask) as u32)
                 .collect();
-            // Three groups of eight (the last padded), least significant bit first.
-            let mut packed = vec![0u8; 3 * usize::from(width)];
+            // Ten groups of eight (the last padded and cut at the count), least
+            // significant bit first.
+            let mut packed = vec![0u8; 10 * usize::from(width)];
             for (i, value) in values.iter().enumerate() {
                 for b in 0..usize::from(width) {
                     if value >> b & 1 == 1 {
@@ -487,18 +488,18 @@ mod tests {
                     }
                 }
             }
-            let mut data = vec![(3 << 1) | 1];
+            let mut data = vec![(10 << 1) | 1];
             data.extend_from_slice(&packed);
             let mut out = Vec::new();
             assert_eq!(
-                rle_hybrid(&data, width, 20, &mut out),
+                rle_hybrid(&data, width, 76, &mut out),
                 Some(()),
                 "width {width}"
             );
             assert_eq!(out, values, "width {width}");
             // A run cut short is an error.
             assert_eq!(
-                rle_hybrid(&data[..data.len() - 1], width, 20, &mut Vec::new()),
+                rle_hybrid(&data[..data.len() - 1], width, 76, &mut Vec::new()),
                 None
             );
         }
