@@ -19,10 +19,10 @@ use datafusion_execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReserv
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use meshtel_model::{DependencyLink, SpanKind};
 
-use super::newest::wrong_type;
+use super::newest::{column, wrong_type};
 use super::plan::table_bytes;
+use crate::Result;
 use crate::schema::col as c;
-use crate::{Error, Result};
 
 /// The columns the scan reads.
 pub(super) const COLUMNS: [&str; 6] = [
@@ -100,11 +100,7 @@ impl Spans {
     }
 
     pub(super) fn push(&mut self, batch: &RecordBatch) -> Result<()> {
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| Error::Corrupt(format!("a dependency scan lacks column {name}")))
-        };
+        let column = |name: &str| column(batch, name);
         let ids = |name: &str, width: i32| {
             let ids = column(name)?;
             match ids.as_fixed_size_binary_opt() {

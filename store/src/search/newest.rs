@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, FixedSizeBinaryArray, PrimitiveArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, PrimitiveArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion_execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use foldhash::{HashMap, HashMapExt};
@@ -72,8 +72,7 @@ impl TopRows {
                     .map(|Reverse((t, Reverse(id)))| (id, t))
             })
             .collect();
-        rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        rows.truncate(k);
+        newest_first(&mut rows, k);
         rows
     }
 }
@@ -131,24 +130,25 @@ impl PerTrace {
         all.reservation
             .try_grow(all.newest.len() * std::mem::size_of::<Row>())?;
         let mut ranked: Vec<Row> = all.newest.drain().collect();
-        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(limit);
+        newest_first(&mut ranked, limit);
         Ok(ranked)
     }
 }
 
+/// Sorts `rows` newest first, smaller trace ids first among rows that started at the
+/// same time, and keeps the first `k`.
+fn newest_first(rows: &mut Vec<Row>, k: usize) {
+    rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.truncate(k);
+}
+
 /// A batch's trace ids and starts.
 fn columns(batch: &RecordBatch) -> Result<(&FixedSizeBinaryArray, &PrimitiveArray<Int64Type>)> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| Error::Corrupt(format!("a search's rows lack column {name}")))
-    };
-    let ids = column(c::TRACE_ID)?;
+    let ids = column(batch, c::TRACE_ID)?;
     let ids = ids
         .as_fixed_size_binary_opt()
         .ok_or_else(|| wrong_type(c::TRACE_ID, ids.data_type(), "FixedSizeBinary(16)"))?;
-    let starts = column(c::START)?;
+    let starts = column(batch, c::START)?;
     let starts = starts
         .as_primitive_opt::<Int64Type>()
         .ok_or_else(|| wrong_type(c::START, starts.data_type(), "Int64"))?;
@@ -167,6 +167,13 @@ fn trace_id(ids: &FixedSizeBinaryArray, row: usize) -> Result<[u8; 16]> {
             ids.value_length()
         ))
     })
+}
+
+/// The column `name` of a batch a search's plan handed out.
+pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Corrupt(format!("a search's rows lack column {name}")))
 }
 
 /// A search's column read as another type than the store writes.
