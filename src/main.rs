@@ -23,6 +23,18 @@ use cli::{Cli, Command, LogFormat};
 /// dropping Arrow batches, so the collector's resident memory tracks what it holds.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Returns to the OS what the calling thread freed and mimalloc still holds. mimalloc
+/// purges freed pages only when their thread allocates again; the store calls this on
+/// a blocking-pool thread after each merge (`meshtel_store::memory`), whose tens of MiB
+/// would otherwise stay resident while the thread idles.
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    // SAFETY: mi_collect takes no arguments that point anywhere; it walks the calling
+    // thread's mimalloc heap, which is the global allocator's.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 use server::Role;
 
 /// Colours only on a terminal (and not under NO_COLOR): a log file, a pipe, journald
@@ -57,6 +69,7 @@ fn init_tracing_with_default(format: LogFormat, default_filter: &str) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    meshtel_store::memory::set_release_hook(release_freed_memory);
     if !cli.command.serves() {
         cli::end_quietly_on_broken_stdout();
     }

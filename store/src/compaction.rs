@@ -182,7 +182,9 @@ async fn compact(inner: &Arc<Inner>, group: &[BlockMeta]) -> Result<()> {
     let paths: Vec<_> = group.iter().map(|b| b.path(&dir)).collect();
     let stop = inner.stopping.clone();
     let meta = tokio::task::spawn_blocking(move || {
-        block::merge_blocks_unless(&dir, id, &paths, row_group_rows, order, level, stop)
+        let meta = block::merge_blocks_unless(&dir, id, &paths, row_group_rows, order, level, stop);
+        crate::memory::release_freed();
+        meta
     })
     .await??;
     let removed: Vec<u64> = group.iter().map(|b| b.id).collect();

@@ -13,7 +13,8 @@
 //!
 //! - [`wal`]: the write-ahead log; [`writer`]: the thread that owns it and the flusher;
 //! - [`schema`], [`encode`], [`decode`]: the span table and OTLP ↔ Arrow;
-//! - [`block`]: Parquet blocks; [`search`]: DataFusion queries; [`compaction`];
+//! - [`block`]: Parquet blocks; [`search`]: DataFusion queries; [`compaction`], and
+//!   [`memory`]: handing a merge's freed memory back to the OS;
 //! - `read`: the [`TraceReader`](meshtel_model::TraceReader) over all of it, each
 //!   answer bounded in spans by `span_budget`;
 //! - [`block_files`]: the blocks directory against the index (leftovers, blocks the
@@ -37,6 +38,7 @@ pub mod edges;
 pub mod encode;
 mod error;
 mod lock;
+pub mod memory;
 pub mod quotas;
 mod read;
 mod replay;
