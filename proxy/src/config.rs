@@ -152,8 +152,8 @@ impl FromStr for InboundSpec {
         let (listen, app) = text.split_once('=').ok_or_else(|| format!("{text:?} is not LISTEN=APP"))?;
         let listen = listen.trim().parse().map_err(|e| format!("listen address {listen:?}: {e}"))?;
         let app = app.trim();
-        if app.parse::<http::uri::Authority>().is_err() || !app.contains(':') {
-            return Err(format!("app address {app:?} is not host:port"));
+        if !crate::mesh::is_host_port(app) {
+            return Err(format!("app address {app:?} is not host:port with a port from 0 to 65535"));
         }
         Ok(InboundSpec { listen, app: app.to_owned() })
     }
@@ -315,9 +315,21 @@ impl ProxyConfig {
         if self.service.is_empty() || self.service.contains('.') {
             return Err(Error::Config(format!("--service {:?} must be a non-empty name without dots", self.service)));
         }
-        // It travels to the callee's proxy in a header.
-        if self.cluster.is_empty() || !self.cluster.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::Config(format!("--cluster {:?} must be non-empty visible ASCII without spaces", self.cluster)));
+        // These travel to the callee's proxy in headers, and an empty one would read as
+        // `unknown`, the peer outside the mesh. The version may be empty (no label).
+        let identity = &self.identity;
+        for (flag, value, may_be_empty) in [
+            ("--cluster", &self.cluster, false),
+            // Before the workload name, which defaults to `<service>-<version>`.
+            ("--version", &identity.version, true),
+            ("--workload", &identity.name, false),
+            ("--namespace", &identity.namespace, false),
+            ("--app", &identity.app, false),
+        ] {
+            if (value.is_empty() && !may_be_empty) || !value.bytes().all(|b| b.is_ascii_graphic()) {
+                let what = if may_be_empty { "visible ASCII without spaces" } else { "non-empty visible ASCII without spaces" };
+                return Err(Error::Config(format!("{flag} {value:?} must be {what}")));
+            }
         }
         if !(0.0..=100.0).contains(&self.sample_percent) {
             return Err(Error::Config(format!("--sampling {} is not a percentage in 0..=100", self.sample_percent)));

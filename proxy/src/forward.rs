@@ -281,6 +281,11 @@ impl Proxy {
         };
         exchange.destination_service = Some(decision.cluster.service.clone());
         exchange.upstream_cluster.clone_from(&decision.cluster.name);
+        // A known service is in a known cluster even when no endpoint gets picked
+        // (fault abort, no endpoints, a stalled body): this proxy's, as for a mesh-file
+        // endpoint without `cluster:`, until an endpoint names its own. Kiali drops
+        // series with a known namespace and an `unknown` cluster.
+        exchange.destination_cluster = Some(context.cluster.clone());
         // 6. fault injection: delay (DI), then abort (FI).
         if let Some(fault) = decision.route.and_then(|r| r.fault.as_ref())
             && let upstream::Injected::Abort(status) = Box::pin(upstream::inject_fault(context, fault, &mut exchange)).await

@@ -42,9 +42,17 @@ pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MeshFile {
-    /// Every service of the mesh.
-    #[serde(default)]
+    /// Every service of the mesh. Required, and a list: `services:` with nothing after
+    /// it is what a half-written file looks like, not a mesh without services
+    /// (`services: []`).
+    #[serde(deserialize_with = "service_list")]
     pub services: Vec<ServiceSpec>,
+}
+
+fn service_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<ServiceSpec>, D::Error> {
+    Option::<Vec<ServiceSpec>>::deserialize(deserializer)?.ok_or_else(|| {
+        serde::de::Error::custom("`services` has no value; a mesh without services is written `services: []`")
+    })
 }
 
 /// One service of the mesh.
@@ -227,16 +235,7 @@ fn endpoint_from_spec(
     namespace: &str,
     spec: EndpointSpec,
 ) -> std::result::Result<Endpoint, String> {
-    let Ok(authority) = spec.address.parse::<http::uri::Authority>() else {
-        return Err(format!("endpoint address {:?} of {service} must be host:port", spec.address));
-    };
-    // `Authority` takes any text after the last colon as the port (`99999`, `-5`), and
-    // a missing one: the port must be a number that fits in 16 bits.
-    let port_digits = authority.port().is_some_and(|port| {
-        let digits = port.as_str();
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-    });
-    if !port_digits || authority.port_u16().is_none() {
+    if !is_host_port(&spec.address) {
         return Err(format!(
             "endpoint address {:?} of {service} must be host:port with a port from 0 to 65535",
             spec.address
@@ -265,6 +264,19 @@ fn endpoint_from_spec(
     })
 }
 
+/// Whether `address` is `host:port` with a port from 0 to 65535. `Authority` alone takes
+/// any text after the last colon as the port (`99999`, `-5`, `abc`), or none at all.
+pub(crate) fn is_host_port(address: &str) -> bool {
+    let Ok(authority) = address.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let port_digits = authority.port().is_some_and(|port| {
+        let digits = port.as_str();
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    });
+    port_digits && authority.port_u16().is_some() && !strip_port(address).is_empty()
+}
+
 /// `reviews:9080` → `reviews`; `[::1]:80` → `[::1]`.
 pub fn strip_port(authority: &str) -> &str {
     match authority.rfind(':') {
@@ -279,7 +291,8 @@ pub fn load_mesh_file(path: &Path, own_namespace: &str) -> Result<Mesh> {
         .map_err(|source| Error::MeshRead { path: path.to_owned(), source })?;
     // Most likely a file caught between an editor's truncate and its write: taking it
     // at its word would drop every service of the mesh.
-    if text.trim().is_empty() {
+    // Comments alone count as empty.
+    if text.lines().all(|line| line.trim().is_empty() || line.trim_start().starts_with('#')) {
         return Err(Error::MeshInvalid {
             path: path.to_owned(),
             reason: "the file is empty; a mesh without services is written `services: []`".to_owned(),

@@ -12,8 +12,10 @@
 //! its own: the Report stream only frames encoded records into `ReportRequest`s
 //! ([`ReportCodec`]), and the worker frees what it allocated.
 //! While the collector is down, records wait in the queue until it fills. When a
-//! stream breaks, the batches it had not acknowledged are counted as dropped (some
-//! may have arrived; the count errs on the side of reporting loss).
+//! stream breaks (a collector restarting ends it after acknowledging every batch it
+//! digested), the batches it had not acknowledged are sent again, first, on the next
+//! stream (`meshtel_proxy_reports_resent_total`), up to the queue's capacity in
+//! records; beyond that they are counted as dropped.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -100,7 +102,7 @@ impl EncodedBatch {
 struct ReportCodec;
 
 impl Codec for ReportCodec {
-    type Encode = EncodedBatch;
+    type Encode = Arc<EncodedBatch>;
     type Decode = ReportResponse;
     type Encoder = BatchEncoder;
     type Decoder = ProstDecoder<ReportResponse>;
@@ -118,10 +120,10 @@ impl Codec for ReportCodec {
 struct BatchEncoder;
 
 impl Encoder for BatchEncoder {
-    type Item = EncodedBatch;
+    type Item = Arc<EncodedBatch>;
     type Error = tonic::Status;
 
-    fn encode(&mut self, batch: EncodedBatch, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(&mut self, batch: Arc<EncodedBatch>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
         batch.encode_into(dst);
         Ok(())
     }
@@ -139,6 +141,19 @@ pub struct ReportStream {
     half_full: Arc<HalfFull>,
     dropped_since_last: Arc<AtomicU64>,
     stats: Stats,
+    /// Batches a broken stream had not acknowledged, oldest first: sent before any new
+    /// one on the next stream.
+    unsent: VecDeque<Arc<EncodedBatch>>,
+    /// Most records `unsent` holds: the queue's capacity.
+    unsent_limit: usize,
+}
+
+/// What the Report stream sends next.
+enum Next {
+    /// A batch a broken stream had not acknowledged.
+    Again(Arc<EncodedBatch>),
+    /// The first record of a new batch; `None` once the queue is closed.
+    Fresh(Option<EncodedRecord>),
 }
 
 /// A queue of `capacity` records and the task that streams them to `endpoint`.
@@ -146,7 +161,8 @@ pub fn report_channel(endpoint: Endpoint, proxy_id: String, capacity: usize, sta
     let (sender, receiver, half_full) = batch_channel(capacity);
     let dropped_since_last = Arc::new(AtomicU64::new(0));
     let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), stats: stats.clone() };
-    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, stats })
+    let unsent_limit = capacity;
+    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, stats, unsent: VecDeque::new(), unsent_limit })
 }
 
 enum StreamEnd {
@@ -161,18 +177,19 @@ impl ReportStream {
         let mut reconnect = Reconnect::new("report");
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
             match self.open_and_pump(&mut shutdown).await {
-                Ok(StreamEnd::Shutdown) => return,
+                Ok(StreamEnd::Shutdown) => break,
                 Ok(StreamEnd::Broken(reason)) => reconnect.broken(&reason),
                 Err(reason) => reconnect.unavailable(&self.endpoint, &reason),
             }
             tokio::select! {
                 () = tokio::time::sleep(reconnect.next_delay()) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             }
         }
+        self.give_up_unsent();
     }
 
     /// Opens one stream and feeds it until it breaks or shutdown. `Err` when it could
@@ -182,7 +199,7 @@ impl ReportStream {
             connected = self.endpoint.connect() => connected.map_err(|e| crate::mesh::error_chain(&e))?,
             _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
         };
-        let (batches, batch_receiver) = mpsc::channel::<EncodedBatch>(4);
+        let (batches, batch_receiver) = mpsc::channel::<Arc<EncodedBatch>>(4);
         let mut client = tonic::client::Grpc::new(channel);
         let report = async {
             client.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -197,8 +214,15 @@ impl ReportStream {
         };
         self.stats.report_stream_connects.inc();
         info!(endpoint = %self.endpoint.uri(), "report stream open");
-        let mut unacknowledged: VecDeque<u64> = VecDeque::new();
+        let mut unacknowledged: VecDeque<Arc<EncodedBatch>> = VecDeque::new();
         let end = loop {
+            // Not run unless polled: a batch taken from `unsent` is always used.
+            let next = async {
+                match self.unsent.pop_front() {
+                    Some(batch) => Next::Again(batch),
+                    None => Next::Fresh(self.receiver.recv().await),
+                }
+            };
             tokio::select! {
                 _ = shutdown.changed() => {
                     self.flush_on_shutdown(&batches, &mut responses, &mut unacknowledged).await;
@@ -212,23 +236,56 @@ impl ReportStream {
                     Ok(None) => break StreamEnd::Broken("collector closed the stream".to_owned()),
                     Err(status) => break StreamEnd::Broken(format!("{}: {}", status.code(), status.message())),
                 },
-                first = self.receiver.recv() => {
-                    let Some(first) = first else { break StreamEnd::Shutdown };
-                    let batch = self.fill_batch(first).await;
-                    let count = batch.records.len() as u64;
+                next = next => {
+                    let batch = match next {
+                        Next::Again(batch) => {
+                            self.stats.reports_resent.inc_by(batch.records.len() as u64);
+                            batch
+                        }
+                        Next::Fresh(None) => break StreamEnd::Shutdown,
+                        Next::Fresh(Some(first)) => {
+                            let batch = Arc::new(self.fill_batch(first).await);
+                            self.stats.reports_sent.inc_by(batch.records.len() as u64);
+                            batch
+                        }
+                    };
+                    // Kept until acknowledged; one the stream no longer takes is
+                    // unacknowledged too.
+                    unacknowledged.push_back(batch.clone());
                     if batches.send(batch).await.is_err() {
-                        self.count_lost(count);
                         break StreamEnd::Broken("request stream closed".to_owned());
                     }
-                    self.stats.reports_sent.inc_by(count);
-                    unacknowledged.push_back(count);
                 }
             }
         };
         if let StreamEnd::Broken(_) = end {
-            self.count_lost(unacknowledged.iter().sum());
+            self.keep_unsent(unacknowledged);
         }
         Ok(end)
+    }
+
+    /// Keeps what a broken stream had not acknowledged for the next one, ahead of
+    /// what it still holds from before, up to `unsent_limit` records; the newest
+    /// beyond it are counted as dropped.
+    fn keep_unsent(&mut self, unacknowledged: VecDeque<Arc<EncodedBatch>>) {
+        let (mut kept, mut lost) = (0, 0);
+        let before = std::mem::take(&mut self.unsent);
+        for batch in unacknowledged.into_iter().chain(before) {
+            let count = batch.records.len();
+            if kept + count <= self.unsent_limit {
+                kept += count;
+                self.unsent.push_back(batch);
+            } else {
+                lost += count;
+            }
+        }
+        self.count_lost(lost as u64);
+    }
+
+    /// Counts what is left unsent when the stream task ends.
+    fn give_up_unsent(&mut self) {
+        let lost: usize = self.unsent.drain(..).map(|batch| batch.records.len()).sum();
+        self.count_lost(lost as u64);
     }
 
     /// `first` plus whatever arrives within [`BATCH_LINGER`], up to [`MAX_BATCH_RECORDS`].
@@ -258,29 +315,34 @@ impl ReportStream {
 
     async fn flush_on_shutdown(
         &mut self,
-        batches: &mpsc::Sender<EncodedBatch>,
+        batches: &mpsc::Sender<Arc<EncodedBatch>>,
         responses: &mut tonic::Streaming<ReportResponse>,
-        unacknowledged: &mut VecDeque<u64>,
+        unacknowledged: &mut VecDeque<Arc<EncodedBatch>>,
     ) {
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         let flush = async {
-            let mut records = Vec::new();
-            while let Ok(record) = self.receiver.try_recv() {
-                records.push(record);
-                if records.len() == MAX_BATCH_RECORDS {
-                    let count = records.len() as u64;
-                    if batches.send(self.batch(std::mem::take(&mut records))).await.is_err() {
-                        return;
-                    }
-                    self.stats.reports_sent.inc_by(count);
-                    unacknowledged.push_back(count);
+            while let Some(batch) = self.unsent.pop_front() {
+                self.stats.reports_resent.inc_by(batch.records.len() as u64);
+                unacknowledged.push_back(batch.clone());
+                if batches.send(batch).await.is_err() {
+                    return;
                 }
             }
-            if !records.is_empty() {
-                let count = records.len() as u64;
-                if batches.send(self.batch(records)).await.is_ok() {
-                    self.stats.reports_sent.inc_by(count);
-                    unacknowledged.push_back(count);
+            let mut records = Vec::new();
+            loop {
+                let record = self.receiver.try_recv().ok();
+                let full = records.len() == MAX_BATCH_RECORDS;
+                if (record.is_none() || full) && !records.is_empty() {
+                    let batch = Arc::new(self.batch(std::mem::take(&mut records)));
+                    self.stats.reports_sent.inc_by(batch.records.len() as u64);
+                    unacknowledged.push_back(batch.clone());
+                    if batches.send(batch).await.is_err() {
+                        return;
+                    }
+                }
+                match record {
+                    Some(record) => records.push(record),
+                    None => break,
                 }
             }
             while !unacknowledged.is_empty() {
@@ -295,8 +357,8 @@ impl ReportStream {
         };
         let _ = tokio::time::timeout_at(deadline, flush).await;
         self.receiver.close();
-        let lost: u64 = unacknowledged.iter().sum::<u64>() + self.receiver.len() as u64;
-        self.count_lost(lost);
+        let unacknowledged: usize = unacknowledged.drain(..).map(|batch| batch.records.len()).sum();
+        self.count_lost((unacknowledged + self.receiver.len()) as u64);
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Stats {
     pub reports_sent: IntCounter,
     /// Request records the collector acknowledged.
     pub reports_accepted: IntCounter,
+    /// Request records sent again on a new stream after the one they were sent on
+    /// broke before acknowledging them.
+    pub reports_resent: IntCounter,
     /// Request records dropped (queue full, collector unreachable, stream broken).
     pub reports_dropped: IntCounter,
     /// Report stream (re)connections established.
@@ -150,6 +153,11 @@ impl Stats {
             outbound: direction(Direction::Outbound),
             reports_sent: counter(&registry, "meshtel_proxy_reports_sent_total", "Request records written to the Report stream")?,
             reports_accepted: counter(&registry, "meshtel_proxy_reports_accepted_total", "Request records the collector acknowledged")?,
+            reports_resent: counter(
+                &registry,
+                "meshtel_proxy_reports_resent_total",
+                "Request records sent again on a new Report stream because the one before broke before acknowledging them",
+            )?,
             reports_dropped: counter(
                 &registry,
                 "meshtel_proxy_reports_dropped_total",

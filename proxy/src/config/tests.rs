@@ -40,6 +40,11 @@ fn the_documented_command_line_parses_with_defaults() {
 fn bad_values_are_rejected() {
     assert!("127.0.0.1:15006".parse::<InboundSpec>().is_err());
     assert!("127.0.0.1:15006=nohost".parse::<InboundSpec>().is_err());
+    for app in ["127.0.0.1:99999", "127.0.0.1:abc", "127.0.0.1:", ":80", "127.0.0.1:80=1"] {
+        let error = format!("127.0.0.1:0={app}").parse::<InboundSpec>().expect_err(app);
+        assert!(error.contains("port from 0 to 65535"), "{app}: {error}");
+    }
+    assert!("127.0.0.1:0=localhost:9080".parse::<InboundSpec>().is_ok());
     let sampling = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--sampling", "150"]).expect("parses");
     assert!(sampling.proxy.into_config().is_err());
     let dotted = Cli::try_parse_from(["p", "--mesh", "m", "--service", "a.b"]).expect("parses");
@@ -54,6 +59,16 @@ fn bad_values_are_rejected() {
         let cluster = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--cluster", bad]).expect("parses");
         assert!(cluster.proxy.into_config().is_err(), "--cluster {bad:?}");
     }
+    for flag in ["--workload", "--namespace", "--app", "--version"] {
+        let bad: &[&str] = if flag == "--version" { &["v 2", "v\u{e9}"] } else { &["", "w\u{e9}", "a\nb"] };
+        for value in bad {
+            let cli = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", flag, value]).expect("parses");
+            let error = cli.proxy.into_config().expect_err(&format!("{flag} {value:?}")).to_string();
+            assert!(error.contains(flag), "{flag} {value:?}: {error}");
+        }
+    }
+    let unversioned = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--version", ""]).expect("parses");
+    assert_eq!(unversioned.proxy.into_config().expect("valid").identity.version, "");
 }
 
 #[test]

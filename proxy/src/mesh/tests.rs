@@ -80,13 +80,19 @@ fn a_bad_edit_keeps_the_last_good_mesh() {
     assert_eq!(watcher.poll_once(), Some(false));
     assert!(mesh.current().resolve("a").is_some(), "last good mesh kept");
     // An editor's truncate before its write: not a mesh without services.
-    for empty in ["", " \n\n"] {
+    for empty in ["", " \n\n", "# mesh\n  # services below\n", "services:\n", "services: ~\n"] {
         std::fs::write(file.path(), empty).expect("write");
         assert_eq!(watcher.poll_once(), Some(false), "{empty:?}");
         assert!(mesh.current().resolve("a").is_some(), "last good mesh kept after {empty:?}");
     }
-    let error = load_mesh_file(file.path(), "default").expect_err("an empty file is refused");
-    assert!(error_chain(&error).contains("services: []"), "{}", error_chain(&error));
+    for empty in ["", "# only a comment\n", "services:\n"] {
+        std::fs::write(file.path(), empty).expect("write");
+        let error = load_mesh_file(file.path(), "default").expect_err("an empty file is refused");
+        assert!(error_chain(&error).contains("services: []"), "{empty:?}: {}", error_chain(&error));
+    }
+    std::fs::write(file.path(), "# no services key\n{}\n").expect("write");
+    let error = load_mesh_file(file.path(), "default").expect_err("a file without `services` is refused");
+    assert!(error_chain(&error).contains("missing field `services`"), "{}", error_chain(&error));
     std::fs::write(file.path(), "services: []\n").expect("write");
     assert_eq!(watcher.poll_once(), Some(true), "an explicitly empty mesh is taken");
     assert!(mesh.current().resolve("a").is_none());

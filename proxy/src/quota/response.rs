@@ -58,7 +58,7 @@ pub struct RateLimitHeaders {
     pub limit: String,
     /// `x-ratelimit-remaining`.
     pub remaining: String,
-    /// `x-ratelimit-reset`: whole seconds until the window resets.
+    /// `x-ratelimit-reset`: whole seconds until the window resets, rounded up, at least 1.
     pub reset: String,
 }
 
@@ -79,7 +79,10 @@ pub fn rate_limit_headers(statuses: &[LimitStatus]) -> Option<RateLimitHeaders> 
             let _ = write!(limit, ";name=\"{}\"", status.name);
         }
     }
-    Some(RateLimitHeaders { limit, remaining: lead.remaining.to_string(), reset: lead.reset.as_secs().to_string() })
+    // Envoy writes `duration_until_reset`'s seconds, which the rate-limit service
+    // rounds up to at least 1 (mesh.md §4.4): never `0` while a window runs.
+    let reset = whole_seconds_up(lead.reset).max(1);
+    Some(RateLimitHeaders { limit, remaining: lead.remaining.to_string(), reset: reset.to_string() })
 }
 
 /// Seconds, rounded up (`retry-after`, windows).

@@ -196,16 +196,17 @@ fn rate_limit_headers_follow_envoy() {
     };
     let one = rate_limit_headers(&[status("per-ip", 10, 1000, 0, 400)]).expect("headers");
     assert_eq!(one.limit, r#"10, 10;w=1;name="per-ip""#);
-    assert_eq!((one.remaining.as_str(), one.reset.as_str()), ("0", "0"));
+    // Seconds until reset, rounded up: 400 ms is 1, never 0 while the window runs.
+    assert_eq!((one.remaining.as_str(), one.reset.as_str()), ("0", "1"));
     let two = rate_limit_headers(&[status("a", 1000, 3_600_000, 7, 65_500), status("b", 10, 1500, 0, 1200)]).expect("headers");
     assert_eq!(two.limit, r#"10, 1000;w=3600;name="a", 10;w=2;name="b""#, "the least remaining leads");
-    assert_eq!((two.remaining.as_str(), two.reset.as_str()), ("0", "1"));
+    assert_eq!((two.remaining.as_str(), two.reset.as_str()), ("0", "2"));
     assert_eq!(rate_limit_headers(&[]), None);
     // Of two at 0 left, the one that denied leads (the other granted its last token).
     let granted_last = LimitStatus { denied: false, ..status("last", 5, 60_000, 0, 0) };
     let tie = rate_limit_headers(&[granted_last, status("full", 1, 1000, 0, 700)]).expect("headers");
     assert_eq!(tie.limit, r#"1, 5;w=60;name="last", 1;w=1;name="full""#);
-    assert_eq!(tie.reset, "0");
+    assert_eq!(tie.reset, "1");
     assert_eq!(whole_seconds_up(ms(1)), 1);
     assert_eq!(whole_seconds_up(Duration::from_secs(2)), 2);
 }

@@ -234,6 +234,9 @@ async fn abort_fault_fails_jason_at_once_with_fi_and_leaves_others_alone() {
     assert_eq!(aborted.len(), 10);
     for record in &aborted {
         assert_eq!(flags(record), ["FI"], "{record:?}");
+        // Aborted before an endpoint is picked, yet in a known cluster (Kiali keeps it).
+        let cluster = record.destination.as_ref().map_or("", |w| w.cluster.as_str());
+        assert_eq!(cluster, "Kubernetes", "{record:?}");
         assert!(record.duration_nanos < 100_000_000, "{record:?}");
     }
     assert!(records.iter().filter(|r| r.response_code == 200).all(|r| flags(r).is_empty()));

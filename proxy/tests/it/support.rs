@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -140,6 +140,9 @@ pub struct Collector {
     pub records: Arc<Mutex<Vec<RequestRecord>>>,
     pub batches: Arc<Mutex<Vec<ReportRequest>>>,
     pub spans: Arc<Mutex<Vec<Span>>>,
+    /// When set, the next Report batch is neither kept nor acknowledged: its stream
+    /// ends with UNAVAILABLE, as when a collector goes away (then the flag clears).
+    pub break_next_batch: Arc<AtomicBool>,
     _task: JoinHandle<()>,
 }
 
@@ -147,6 +150,7 @@ pub struct Collector {
 pub struct MockMixer {
     pub records: Arc<Mutex<Vec<RequestRecord>>>,
     pub batches: Arc<Mutex<Vec<ReportRequest>>>,
+    pub break_next_batch: Arc<AtomicBool>,
 }
 
 pub type ReportStream = Pin<Box<dyn futures::Stream<Item = Result<ReportResponse, tonic::Status>> + Send>>;
@@ -157,6 +161,9 @@ impl MockMixer {
         let this = self.clone();
         let acks = request.into_inner().map(move |batch| {
             let batch = batch?;
+            if this.break_next_batch.swap(false, Ordering::SeqCst) {
+                return Err(tonic::Status::unavailable("collector going away"));
+            }
             let accepted = batch.records.len() as u64;
             this.records.lock().extend(batch.records.iter().cloned());
             this.batches.lock().push(ReportRequest { records: Vec::new(), ..batch });
@@ -208,7 +215,8 @@ pub async fn start_collector() -> Collector {
     let records = Arc::new(Mutex::new(Vec::new()));
     let batches = Arc::new(Mutex::new(Vec::new()));
     let spans = Arc::new(Mutex::new(Vec::new()));
-    let mixer = MockMixer { records: records.clone(), batches: batches.clone() };
+    let break_next_batch = Arc::new(AtomicBool::new(false));
+    let mixer = MockMixer { records: records.clone(), batches: batches.clone(), break_next_batch: break_next_batch.clone() };
     let traces = MockTraces { spans: spans.clone() };
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
@@ -217,7 +225,7 @@ pub async fn start_collector() -> Collector {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await;
     });
-    Collector { addr, records, batches, spans, _task: task }
+    Collector { addr, records, batches, spans, break_next_batch, _task: task }
 }
 
 impl Collector {

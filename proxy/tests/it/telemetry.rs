@@ -118,7 +118,8 @@ async fn records_carry_each_sides_cluster_and_unknown_only_for_an_unknown_peer()
         format!(
             "services:\n\
              - name: reviews\n  endpoints:\n  - address: {reviews_inbound}\n    cluster: east\n    labels: {{app: reviews, version: v2}}\n\
-             - name: dead\n  endpoints:\n  - address: {dead}\n"
+             - name: dead\n  endpoints:\n  - address: {dead}\n\
+             - name: empty\n  endpoints: []\n"
         ),
     )
     .expect("write mesh");
@@ -150,6 +151,14 @@ async fn records_carry_each_sides_cluster_and_unknown_only_for_an_unknown_peer()
     assert_eq!(clusters(refused), ("west", "west"));
     let unknown = records.iter().find(|r| r.response_flags == "UH").expect("the UH record");
     assert_eq!(clusters(unknown), ("west", ""));
+
+    // A known service with no endpoint to pick (503 UH) is still in a known cluster,
+    // the caller's: Kiali drops series with a known namespace and an unknown cluster.
+    let (parts, _, _) = send(&client, get(&productpage.outbound_url("/"), "empty", &[])).await;
+    assert_eq!(parts.status, 503);
+    let records = collector.wait_records(6).await;
+    let empty = records.iter().find(|r| r.destination_service.starts_with("empty.")).expect("the record of empty");
+    assert_eq!((empty.response_flags.as_str(), clusters(empty)), ("UH", ("west", "west")));
 
     productpage.stop().await;
     reviews.stop().await;
@@ -202,6 +211,41 @@ async fn b3_multi_and_single_contexts_are_continued() {
     let b3 = seen["b3"].to_str().expect("ascii");
     // The app gets the trace id as it came: 16 digits (traces.md §6.3).
     assert!(b3.starts_with(&format!("{}-", &TRACE[16..])) && b3.contains("-1-"), "{b3}");
+}
+
+#[tokio::test]
+async fn batches_a_broken_stream_did_not_acknowledge_are_sent_again() {
+    let mesh = start_mesh(0.0).await;
+    let client = http1_client();
+    let call = || async {
+        let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "reviews", &[])).await;
+        assert_eq!(parts.status, 200);
+    };
+    call().await;
+    // Both proxies' records of the first request: their streams are open.
+    mesh.collector.wait_records(2).await;
+    // The next batch ends its stream unacknowledged (a collector restarting), whichever
+    // proxy sends it: the proxy sends it again on a new stream, and nothing is lost.
+    mesh.collector.break_next_batch.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..9 {
+        call().await;
+    }
+    let records = mesh.collector.wait_records(20).await;
+    assert!(!mesh.collector.break_next_batch.load(std::sync::atomic::Ordering::SeqCst), "a stream was broken");
+    let mut dropped = 0.0;
+    let mut resent = 0.0;
+    for proxy in [&mesh.productpage, &mesh.reviews] {
+        let (_, stats) = admin_get(proxy, "/stats/prometheus").await;
+        dropped += counter(&stats, "meshtel_proxy_reports_dropped_total");
+        resent += counter(&stats, "meshtel_proxy_reports_resent_total");
+    }
+    assert_eq!(dropped, 0.0);
+    assert!(resent >= 1.0, "the unacknowledged batch was sent again");
+    // Exactly once each: 10 requests, one record per side.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(mesh.collector.records.lock().len(), 20, "{records:?}");
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
 }
 
 #[tokio::test]
