@@ -10,14 +10,22 @@
 //! is called by the client side, whatever their parent ids say (a client span that
 //! starts a trace has none), and the children of a shared id's server side, which name
 //! both sides as parent, are called from their own side only.
+//!
+//! A span without a parent id takes its parent from its links, as Jaeger's model does
+//! with the references the OTLP links become: the first link in the same trace tagged
+//! `opentracing.ref_type=child_of`, else the first link in the same trace (a
+//! `FOLLOWS_FROM`; a consumer span linked to its producer, for one).
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, BinaryArray, RecordBatch};
 use arrow::datatypes::{Int8Type, Int64Type};
 use datafusion_execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use meshtel_model::otlp::common::v1::any_value;
+use meshtel_model::otlp::trace::v1::Span as OtlpSpan;
 use meshtel_model::{DependencyLink, SpanKind};
+use prost::Message;
 
 use super::newest::{column, wrong_type};
 use super::plan::table_bytes;
@@ -25,13 +33,14 @@ use crate::Result;
 use crate::schema::col as c;
 
 /// The columns the scan reads.
-pub(super) const COLUMNS: [&str; 6] = [
+pub(super) const COLUMNS: [&str; 7] = [
     c::TRACE_ID,
     c::SPAN_ID,
     c::PARENT_SPAN_ID,
     c::SERVICE,
     c::KIND,
     c::START,
+    c::EXTRAS,
 ];
 
 /// A span as a possible child: trace, span, parent span, service, kind.
@@ -129,6 +138,10 @@ impl Spans {
         let starts = starts
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| wrong_type(c::START, starts.data_type(), "Int64"))?;
+        let extras = column(c::EXTRAS)?;
+        let extras = extras
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| wrong_type(c::EXTRAS, extras.data_type(), "Binary"))?;
         let children = starts
             .values()
             .iter()
@@ -146,7 +159,11 @@ impl Spans {
             }
             let trace = <[u8; 16]>::try_from(traces.value(row)).map_or(0, u128::from_be_bytes);
             let span = id8(spans, row);
-            let parent = (!parents.is_null(row)).then(|| id8(parents, row));
+            let parent = if parents.is_null(row) {
+                linked_parent(extras, row, trace)
+            } else {
+                Some(id8(parents, row))
+            };
             let service = self.service_id(services.value(row));
             let kind = kinds.value(row);
             self.parents.push((trace, span, service, kind));
@@ -268,6 +285,34 @@ impl Spans {
 
 /// Inserts `item`, first taking from the bound what the set needs when it has to grow;
 /// `counted` is what the set's table was counted at.
+/// The parent a span without a parent id takes from its links (the module's doc): none
+/// when it has no link in its own trace, or its links cannot be read.
+fn linked_parent(extras: &BinaryArray, row: usize, trace: u128) -> Option<u64> {
+    if extras.is_null(row) {
+        return None;
+    }
+    let extras = OtlpSpan::decode(extras.value(row)).ok()?;
+    let same_trace = |link: &&meshtel_model::otlp::trace::v1::span::Link| {
+        <[u8; 16]>::try_from(link.trace_id.as_slice())
+            .map(u128::from_be_bytes)
+            .ok()
+            == Some(trace)
+    };
+    let child_of = |link: &&meshtel_model::otlp::trace::v1::span::Link| {
+        link.attributes.iter().any(|kv| {
+            kv.key == "opentracing.ref_type"
+                && matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                    Some(any_value::Value::StringValue(s)) if s == "child_of")
+        })
+    };
+    let mut same = extras.links.iter().filter(same_trace);
+    let link = same.clone().find(child_of).or_else(|| same.next())?;
+    <[u8; 8]>::try_from(link.span_id.as_slice())
+        .ok()
+        .map(u64::from_be_bytes)
+        .filter(|id| *id != 0)
+}
+
 fn insert_counted<T: std::hash::Hash + Eq>(
     set: &mut HashSet<T>,
     item: T,

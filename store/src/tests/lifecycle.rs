@@ -159,6 +159,74 @@ async fn dependencies_of_shared_span_ids() {
     store.shutdown().await.unwrap();
 }
 
+/// A span without a parent id is called from the span its links name in its own trace:
+/// a `child_of` link first, else the first link (Jaeger's `FOLLOWS_FROM`); a link to
+/// another trace calls nothing.
+#[tokio::test]
+async fn dependencies_of_spans_parented_by_links() {
+    use meshtel_model::otlp::common::v1::{AnyValue, KeyValue, any_value};
+    use meshtel_model::otlp::trace::v1::span::Link;
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let span = |service: &str, id: u8| {
+        let mut rs = trace(6, service, 1, *T0 + u64::from(id) * 1000, 1000);
+        let span = &mut rs.scope_spans[0].spans[0];
+        span.span_id = vec![6, id, 0, 0, 0, 0, 0, 1];
+        span.parent_span_id.clear();
+        rs
+    };
+    let link = |trace_id: &[u8], id: u8, child_of: bool| Link {
+        trace_id: trace_id.to_vec(),
+        span_id: vec![6, id, 0, 0, 0, 0, 0, 1],
+        attributes: child_of
+            .then(|| KeyValue {
+                key: "opentracing.ref_type".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("child_of".into())),
+                }),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let (producer, scheduler) = (span("producer", 1), span("scheduler", 2));
+    let trace_id = producer.scope_spans[0].spans[0].trace_id.clone();
+    let other_trace = vec![9; 16];
+    // consumer: a follows-from link to producer. worker: links to producer, then a
+    // child_of link to scheduler, which wins. orphan: a link to another trace only.
+    let mut consumer = span("consumer", 3);
+    consumer.scope_spans[0].spans[0].links = vec![link(&trace_id, 1, false)];
+    let mut worker = span("worker", 4);
+    worker.scope_spans[0].spans[0].links =
+        vec![link(&trace_id, 1, false), link(&trace_id, 2, true)];
+    let mut orphan = span("orphan", 5);
+    orphan.scope_spans[0].spans[0].links = vec![link(&other_trace, 1, true)];
+    store
+        .write_spans(vec![producer, scheduler, consumer, worker, orphan])
+        .await
+        .unwrap();
+    let call = |parent: &str, child: &str| DependencyLink {
+        parent: parent.into(),
+        child: child.into(),
+        call_count: 1,
+    };
+    for phase in ["head", "block"] {
+        let mut links = store
+            .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
+            .await
+            .unwrap();
+        links.sort_by(|a, b| (&a.parent, &a.child).cmp(&(&b.parent, &b.child)));
+        assert_eq!(
+            links,
+            vec![call("producer", "consumer"), call("scheduler", "worker")],
+            "{phase}"
+        );
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn every_commit_is_an_fsync_counted_with_sync_always() {
     let dir = tempfile::tempdir().unwrap();
