@@ -1,9 +1,15 @@
 //! The Jaeger query API v3 over HTTP (`/api/v3/...`), as Jaeger's HTTP gateway serves
 //! it: services and operations for Jaeger UI ≥ 2.15 and Grafana's gRPC toggle, trace
 //! summaries for the search page of Jaeger UI ≥ 2.20, dependencies, traces as OTLP
-//! JSON `{"result":{"resourceSpans":[…]}}`, errors as
+//! JSON `{"result":{"resourceSpans":[…]}}` ([`otlp_json`]), errors as
 //! `{"error":{"httpCode":…,"message":…}}`.
+//!
+//! Parameters take Jaeger's canonical camelCase names (`query.serviceName`,
+//! `startTime`, `spanKind`, …), which current Jaeger UI sends, and the snake_case names
+//! Jaeger keeps as deprecated aliases (`query.service_name`, `start_time`, …). One
+//! parameter sent under two names with different values is a 400 naming both.
 
+mod otlp_json;
 mod summaries;
 
 use axum::Router;
@@ -14,7 +20,7 @@ use axum::routing::get;
 use meshtel_model::TraceQuery;
 use meshtel_model::duration::parse_go_duration;
 use meshtel_model::otlp::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
-use meshtel_model::otlp::trace::v1::TracesData;
+use meshtel_model::otlp::trace::v1::ResourceSpans;
 use serde::Serialize;
 
 use crate::AppState;
@@ -77,9 +83,64 @@ struct DependencyJson {
 }
 
 #[derive(Serialize)]
-struct TracesResponse {
+struct TracesResponse<'a> {
     #[serde(rename = "result")]
-    result: TracesData,
+    result: otlp_json::TracesDataJson<'a>,
+}
+
+/// The names of each parameter: Jaeger's canonical camelCase name first (jaeger PR
+/// #8625), then the names it keeps as deprecated aliases. `query.num_traces` and
+/// `query.span_name` are what Jaeger UI 2.20 sent.
+mod names {
+    pub const SERVICE: &[&str] = &["query.serviceName", "query.service_name"];
+    pub const OPERATION: &[&str] = &[
+        "query.operationName",
+        "query.operation_name",
+        "query.span_name",
+    ];
+    pub const START_TIME_MIN: &[&str] = &["query.startTimeMin", "query.start_time_min"];
+    pub const START_TIME_MAX: &[&str] = &["query.startTimeMax", "query.start_time_max"];
+    pub const DURATION_MIN: &[&str] = &["query.durationMin", "query.duration_min"];
+    pub const DURATION_MAX: &[&str] = &["query.durationMax", "query.duration_max"];
+    pub const SEARCH_DEPTH: &[&str] = &[
+        "query.searchDepth",
+        "query.search_depth",
+        "query.num_traces",
+    ];
+    pub const QUERY_RAW_TRACES: &[&str] = &["query.rawTraces", "query.raw_traces"];
+    /// One name in both spellings.
+    pub const ATTRIBUTES: &str = "query.attributes";
+    pub const START_TIME: &[&str] = &["startTime", "start_time"];
+    pub const END_TIME: &[&str] = &["endTime", "end_time"];
+    pub const RAW_TRACES: &[&str] = &["rawTraces", "raw_traces"];
+    pub const SPAN_KIND: &[&str] = &["spanKind", "span_kind"];
+}
+
+/// The value of the parameter sent under one of `names` (`""` when none was sent), with
+/// the name it came under, for error messages. Two of the names with different values
+/// are a 400 naming both: the client meant one, and we cannot tell which.
+fn aliased<'a>(params: &'a QueryParams, names: &[&'static str]) -> Result<(&'static str, &'a str)> {
+    let mut found: Option<(&'static str, &'a str)> = None;
+    for &name in names {
+        let value = params.get(name);
+        if value.is_empty() {
+            continue;
+        }
+        match found {
+            None => found = Some((name, value)),
+            Some((first, first_value)) if first_value != value => {
+                return Err(ApiError::BadRequest(format!(
+                    "conflicting parameters {first}={} and {name}={}: two spellings of one \
+                     parameter; send one",
+                    params::go_quote(first_value),
+                    params::go_quote(value)
+                ))
+                .into());
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(found.unwrap_or((names.first().copied().unwrap_or_default(), "")))
 }
 
 /// `GET /api/v3/services`: `{"services":[…]}`, never null.
@@ -89,7 +150,7 @@ async fn get_services(State(state): State<AppState>) -> Result<Response> {
     Ok(json_response(&ServicesResponse { services }, false)?)
 }
 
-/// `GET /api/v3/operations?service=&span_kind=` (`spanKind` accepted too); an
+/// `GET /api/v3/operations?service=&spanKind=` (`span_kind` accepted too); an
 /// unspecified kind is reported as `internal`, as Jaeger does.
 #[tracing::instrument(skip_all)]
 async fn get_operations(
@@ -98,10 +159,7 @@ async fn get_operations(
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
     let service = params.get("service");
-    let kind = match params.get("span_kind") {
-        "" => params.get("spanKind"),
-        k => k,
-    };
+    let (_, kind) = aliased(&params, names::SPAN_KIND)?;
     let ops = match (service, span_kind_filter(kind)) {
         ("", _) | (_, KindFilter::Unknown) => Vec::new(),
         (s, KindFilter::All) => state.jaeger.operations(s, None).await?,
@@ -120,8 +178,9 @@ async fn get_operations(
     Ok(json_response(&OperationsResponse { operations }, false)?)
 }
 
-/// `GET /api/v3/traces/{trace_id}?start_time=&end_time=&raw_traces=`; the times are
-/// validated and otherwise ignored (the store finds a trace by id alone).
+/// `GET /api/v3/traces/{trace_id}?startTime=&endTime=&rawTraces=` (or `start_time`,
+/// `end_time`, `raw_traces`); the times are validated and otherwise ignored (the store
+/// finds a trace by id alone).
 #[tracing::instrument(skip_all)]
 async fn get_trace(
     State(state): State<AppState>,
@@ -131,22 +190,22 @@ async fn get_trace(
     let Path(trace_id) = trace_id.map_err(ApiError::from)?;
     let params = QueryParams::parse(query.as_deref());
     let id = params::parse_trace_id(&trace_id).map_err(|e| malformed("trace_id", &e))?;
-    for name in ["start_time", "end_time"] {
-        let text = params.get(name);
+    for time in [names::START_TIME, names::END_TIME] {
+        let (name, text) = aliased(&params, time)?;
         if !text.is_empty() {
             parse_rfc3339_nano(text).map_err(|e| malformed(name, &e))?;
         }
     }
-    parse_bool_param(&params, "raw_traces")?;
+    parse_bool_param(&params, names::RAW_TRACES)?;
     let trace = state.jaeger.get_trace(id).await?;
     traces_response(trace.into_iter().collect())
 }
 
-/// `GET /api/v3/traces?query.service_name=&query.operation_name=&query.start_time_min=
-/// &query.start_time_max=&query.duration_min=&query.duration_max=&query.search_depth=
-/// &query.attributes=`. Both start times are required (RFC 3339); `query.attributes` is
-/// a JSON object of strings, like v1's `tags`; `query.num_traces` and `query.span_name`
-/// (Jaeger UI's names) stand for `search_depth` and `operation_name`.
+/// `GET /api/v3/traces?query.serviceName=&query.operationName=&query.startTimeMin=
+/// &query.startTimeMax=&query.durationMin=&query.durationMax=&query.searchDepth=
+/// &query.rawTraces=&query.attributes=`, or the snake_case names of [`names`]. Both
+/// start times are required (RFC 3339); `query.attributes` is a JSON object of strings,
+/// like v1's `tags`.
 #[tracing::instrument(skip_all)]
 async fn find_traces(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
@@ -173,26 +232,26 @@ async fn find_trace_summaries(
     )?)
 }
 
-/// `GET /api/v3/dependencies?start_time=&end_time=` (RFC 3339; `startTime` and
-/// `endTime` accepted too): the edges of `/api/dependencies` over that window.
+/// `GET /api/v3/dependencies?startTime=&endTime=` (RFC 3339; `start_time` and
+/// `end_time` accepted too): the edges of `/api/dependencies` over that window.
 #[tracing::instrument(skip_all)]
 async fn get_dependencies(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
-    let time = |name: &'static str, old: &'static str| -> Result<u64> {
-        let (name, text) = match (params.get(name), params.get(old)) {
-            ("", old_text) if !old_text.is_empty() => (old, old_text),
-            (text, _) => (name, text),
-        };
+    // A missing time is named as it was before camelCase became canonical.
+    let time = |names: &[&'static str], missing: &str| -> Result<u64> {
+        let (name, text) = aliased(&params, names)?;
         if text.is_empty() {
-            return Err(ApiError::BadRequest(format!("missing required parameter: {name}")).into());
+            return Err(
+                ApiError::BadRequest(format!("missing required parameter: {missing}")).into(),
+            );
         }
         Ok(parse_rfc3339_nano(text).map_err(|e| malformed(name, &e))?)
     };
-    let start = time("start_time", "startTime")?;
-    let end = time("end_time", "endTime")?;
+    let start = time(names::START_TIME, "start_time")?;
+    let end = time(names::END_TIME, "end_time")?;
     if end <= start {
         return Err(ApiError::BadRequest("end_time must be after start_time".to_string()).into());
     }
@@ -212,25 +271,18 @@ async fn get_dependencies(
 }
 
 fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
-    let (min_text, max_text) = (
-        params.get("query.start_time_min"),
-        params.get("query.start_time_max"),
-    );
+    let (min_name, min_text) = aliased(params, names::START_TIME_MIN)?;
+    let (max_name, max_text) = aliased(params, names::START_TIME_MAX)?;
     if min_text.is_empty() || max_text.is_empty() {
         return Err(ApiError::BadRequest(
             "query.start_time_min and query.start_time_max are required".to_string(),
         )
         .into());
     }
-    let start_min =
-        parse_rfc3339_nano(min_text).map_err(|e| malformed("query.start_time_min", &e))?;
-    let start_max =
-        parse_rfc3339_nano(max_text).map_err(|e| malformed("query.start_time_max", &e))?;
+    let start_min = parse_rfc3339_nano(min_text).map_err(|e| malformed(min_name, &e))?;
+    let start_max = parse_rfc3339_nano(max_text).map_err(|e| malformed(max_name, &e))?;
 
-    let (depth_name, depth_text) = match params.get("query.search_depth") {
-        "" => ("query.num_traces", params.get("query.num_traces")),
-        text => ("query.search_depth", text),
-    };
+    let (depth_name, depth_text) = aliased(params, names::SEARCH_DEPTH)?;
     let mut limit = params::DEFAULT_SEARCH_LIMIT;
     if !depth_text.is_empty() {
         let depth = parse_go_int(depth_text, 64)
@@ -240,27 +292,25 @@ fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
             limit = usize::try_from(depth).unwrap_or(usize::MAX);
         }
     }
-    let duration = |name: &str| -> Result<Option<u64>> {
-        let text = params.get(name);
+    let duration = |names: &[&'static str]| -> Result<Option<u64>> {
+        let (name, text) = aliased(params, names)?;
         if text.is_empty() {
             return Ok(None);
         }
         let d = parse_go_duration(text).map_err(|e| malformed(name, &e.to_string()))?;
         Ok(Some(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).filter(|d| *d != 0))
     };
-    let duration_min_nano = duration("query.duration_min")?;
-    let duration_max_nano = duration("query.duration_max")?;
-    parse_bool_param(params, "query.raw_traces")?;
+    let duration_min_nano = duration(names::DURATION_MIN)?;
+    let duration_max_nano = duration(names::DURATION_MAX)?;
+    parse_bool_param(params, names::QUERY_RAW_TRACES)?;
     let mut tags = Vec::new();
-    for text in params.all("query.attributes") {
-        tags.extend(parse_string_map(text).map_err(|e| malformed("query.attributes", &e))?);
+    for text in params.all(names::ATTRIBUTES) {
+        tags.extend(parse_string_map(text).map_err(|e| malformed(names::ATTRIBUTES, &e))?);
     }
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     Ok(TraceQuery {
-        service: non_empty(params.get("query.service_name")),
-        // Jaeger UI ≥ 2.20 names the operation `query.span_name`.
-        operation: non_empty(params.get("query.operation_name"))
-            .or_else(|| non_empty(params.get("query.span_name"))),
+        service: non_empty(aliased(params, names::SERVICE)?.1),
+        operation: non_empty(aliased(params, names::OPERATION)?.1),
         tags,
         start_min_unix_nano: start_min,
         start_max_unix_nano: start_max,
@@ -275,7 +325,7 @@ fn traces_response(traces: Vec<meshtel_model::Trace>) -> Result<Response> {
     if traces.is_empty() {
         return Err(ApiError::NotFound(NO_TRACES_FOUND.to_string()).into());
     }
-    let resource_spans = traces
+    let resource_spans: Vec<ResourceSpans> = traces
         .into_iter()
         .flat_map(|mut trace| {
             warn_if_cut(&mut trace);
@@ -284,7 +334,7 @@ fn traces_response(traces: Vec<meshtel_model::Trace>) -> Result<Response> {
         .collect();
     Ok(json_response(
         &TracesResponse {
-            result: TracesData { resource_spans },
+            result: otlp_json::TracesDataJson(&resource_spans),
         },
         false,
     )?)
@@ -336,8 +386,8 @@ fn warn_if_cut(trace: &mut meshtel_model::Trace) {
     }
 }
 
-fn parse_bool_param(params: &QueryParams, name: &str) -> Result<bool> {
-    let text = params.get(name);
+fn parse_bool_param(params: &QueryParams, names: &[&'static str]) -> Result<bool> {
+    let (name, text) = aliased(params, names)?;
     if text.is_empty() {
         return Ok(false);
     }

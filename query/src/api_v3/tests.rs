@@ -449,3 +449,262 @@ fn a_cut_traces_warning_joins_warnings_its_earliest_span_has() {
         "{list:?}"
     );
 }
+
+/// Jaeger's canonical camelCase parameters, as current Jaeger UI sends them
+/// (`fetchTraceSummaries` in jaeger-ui `src/api/v3/client.ts`).
+#[tokio::test]
+async fn camel_case_parameters_are_read_as_current_jaeger_ui_sends_them() {
+    let reader = Arc::new(reader());
+    let app = app_with(reader.clone(), &QueryConfig::default());
+    let window =
+        "query.startTimeMin=2018-12-13T00:00:00.000Z&query.startTimeMax=2018-12-14T00:00:00.000Z";
+    let reply = get(
+        &app,
+        &format!(
+            "/api/v3/trace-summaries?query.serviceName=my.service&query.operationName=I%27m%20a%20server%20span&{window}&query.searchDepth=7&query.durationMin=1ms&query.durationMax=1h&query.rawTraces=true&query.attributes=%7B%22error%22%3A%22true%22%7D"
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["summaries"].as_array().unwrap().len(), 1);
+    let q = reader.last_query.lock().unwrap().clone().unwrap();
+    assert_eq!(q.service.as_deref(), Some("my.service"));
+    assert_eq!(q.operation.as_deref(), Some("I'm a server span"));
+    assert_eq!(
+        (q.start_min_unix_nano, q.start_max_unix_nano),
+        (1_544_659_200_000_000_000, 1_544_745_600_000_000_000)
+    );
+    assert_eq!(
+        (q.duration_min_nano, q.duration_max_nano),
+        (Some(1_000_000), Some(3_600_000_000_000))
+    );
+    assert_eq!(q.limit, 7);
+    assert_eq!(q.tags, vec![("error".to_string(), "true".to_string())]);
+
+    // The same search on /api/v3/traces.
+    let reply = get(
+        &app,
+        &format!("/api/v3/traces?query.serviceName=my.service&{window}"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+
+    // A bad value is named as it was sent.
+    assert_v3_error(
+        &get(
+            &app,
+            &format!("/api/v3/traces?{window}&query.searchDepth=x"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "malformed parameter query.searchDepth: strconv.Atoi: parsing \"x\": invalid syntax",
+    );
+    assert_v3_error(
+        &get(
+            &app,
+            &format!("/api/v3/traces?{window}&query.durationMax=5"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "malformed parameter query.durationMax: time: missing unit in duration \"5\"",
+    );
+    assert_v3_error(
+        &get(
+            &app,
+            &format!("/api/v3/traces?{window}&query.rawTraces=maybe"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "malformed parameter query.rawTraces: strconv.ParseBool: parsing \"maybe\": invalid syntax",
+    );
+    let bad = get(
+        &app,
+        "/api/v3/trace-summaries?query.startTimeMin=yesterday&query.startTimeMax=2018-12-14T00:00:00Z",
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert!(
+        bad.body
+            .contains("malformed parameter query.startTimeMin: parsing time"),
+        "{}",
+        bad.body
+    );
+
+    // A trace by id, with its window and raw flag in camelCase.
+    let ok = get(
+        &app,
+        &format!("/api/v3/traces/{T}?startTime=2018-12-13T00:00:00Z&endTime=2018-12-14T00:00:00Z&rawTraces=true"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let bad = get(&app, &format!("/api/v3/traces/{T}?endTime=tomorrow")).await;
+    assert!(
+        bad.body
+            .contains("malformed parameter endTime: parsing time \\\"tomorrow\\\""),
+        "{}",
+        bad.body
+    );
+    assert_v3_error(
+        &get(&app, &format!("/api/v3/traces/{T}?rawTraces=maybe")).await,
+        StatusCode::BAD_REQUEST,
+        "malformed parameter rawTraces: strconv.ParseBool: parsing \"maybe\": invalid syntax",
+    );
+}
+
+#[tokio::test]
+async fn one_parameter_under_two_names_must_agree() {
+    let reader = Arc::new(reader());
+    let app = app_with(reader.clone(), &QueryConfig::default());
+    let window =
+        "query.start_time_min=2018-12-13T00:00:00Z&query.start_time_max=2018-12-14T00:00:00Z";
+    // The same value twice is one parameter.
+    let reply = get(
+        &app,
+        &format!("/api/v3/traces?{window}&query.startTimeMin=2018-12-13T00:00:00Z&query.serviceName=my.service&query.service_name=my.service"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // Two values: (path and query, then the two as the message names them).
+    let search = format!("/api/v3/traces?{window}");
+    let cases = [
+        (
+            format!("/api/v3/trace-summaries?{window}&query.serviceName=a&query.service_name=b"),
+            r#"query.serviceName="a" and query.service_name="b""#,
+        ),
+        (
+            format!("{search}&query.startTimeMin=2018-12-12T00:00:00Z"),
+            r#"query.startTimeMin="2018-12-12T00:00:00Z" and query.start_time_min="2018-12-13T00:00:00Z""#,
+        ),
+        (
+            format!("{search}&query.search_depth=5&query.num_traces=20"),
+            r#"query.search_depth="5" and query.num_traces="20""#,
+        ),
+        (
+            format!("{search}&query.operationName=a&query.span_name=b"),
+            r#"query.operationName="a" and query.span_name="b""#,
+        ),
+        (
+            format!("/api/v3/traces/{T}?rawTraces=true&raw_traces=false"),
+            r#"rawTraces="true" and raw_traces="false""#,
+        ),
+        (
+            "/api/v3/operations?service=my.service&spanKind=server&span_kind=client".to_string(),
+            r#"spanKind="server" and span_kind="client""#,
+        ),
+        (
+            "/api/v3/dependencies?startTime=2024-12-31T23:00:00Z&start_time=2024-12-31T22:00:00Z&endTime=2025-01-01T00:00:00Z".to_string(),
+            r#"startTime="2024-12-31T23:00:00Z" and start_time="2024-12-31T22:00:00Z""#,
+        ),
+    ];
+    for (uri, both) in cases {
+        assert_v3_error(
+            &get(&app, &uri).await,
+            StatusCode::BAD_REQUEST,
+            &format!("conflicting parameters {both}: two spellings of one parameter; send one"),
+        );
+    }
+}
+
+/// `/api/v3/traces/{id}` as Jaeger's gateway writes OTLP JSON: defaults left out (a
+/// root has no `parentSpanId`), nothing `null`, `status`/`scope`/`resource` `{}` when
+/// unset, and attribute values at their zero value kept.
+#[tokio::test]
+async fn otlp_json_leaves_out_defaults_as_jaeger_writes_them() {
+    use meshtel_model::otlp::common::v1::{ArrayValue, any_value::Value};
+    use meshtel_model::otlp::trace::v1::span::{Event, Link};
+    use meshtel_model::otlp::trace::v1::{ScopeSpans, Status};
+    const ID: &str = "0af7651916cd43dd8448eb211c80319e";
+    let root = span(ID, "00000000000000a1", "", "GET /", 2, 1_000, 5_000);
+    let mut child = span(
+        ID,
+        "00000000000000a2",
+        "00000000000000a1",
+        "",
+        0,
+        2_000,
+        3_000,
+    );
+    child.trace_state = "k=v".into();
+    child.flags = 257;
+    child.attributes = vec![
+        str_attr("empty", ""),
+        attr("zero", Value::IntValue(0)),
+        attr("no", Value::BoolValue(false)),
+        attr("none", Value::ArrayValue(ArrayValue::default())),
+    ];
+    child.events = vec![Event {
+        time_unix_nano: 2_500,
+        name: "retry".into(),
+        ..Default::default()
+    }];
+    child.links = vec![Link {
+        trace_id: hex::decode(ID).unwrap(),
+        span_id: hex::decode("00000000000000a1").unwrap(),
+        ..Default::default()
+    }];
+    child.dropped_attributes_count = 3;
+    child.status = Some(Status {
+        message: "boom".into(),
+        code: 2,
+    });
+    let mut unset = span(
+        ID,
+        "00000000000000a3",
+        "00000000000000a1",
+        "x",
+        1,
+        4_000,
+        4_500,
+    );
+    unset.status = Some(Status::default());
+    let mut resource = resource_spans("front", "", vec![root, child]);
+    resource.scope_spans[0].scope = None;
+    resource.scope_spans.push(ScopeSpans {
+        scope: Some(meshtel_model::otlp::common::v1::InstrumentationScope {
+            name: "lib".into(),
+            version: "1.0".into(),
+            ..Default::default()
+        }),
+        spans: vec![unset],
+        schema_url: "https://opentelemetry.io/schemas/1.21.0".into(),
+    });
+    let mut bare = resource_spans("other", "", Vec::new());
+    bare.resource = None;
+    bare.scope_spans.clear();
+    let app = app(MemoryReader {
+        traces: vec![trace_of(vec![resource, bare])],
+        ..Default::default()
+    });
+    let reply = get(&app, &format!("/api/v3/traces/{ID}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        minify(
+            r#"{"result":{"resourceSpans":[
+            {"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"front"}}]},
+             "scopeSpans":[
+              {"scope":{},"spans":[
+                {"traceId":"0af7651916cd43dd8448eb211c80319e","spanId":"00000000000000a1",
+                 "name":"GET /","kind":2,"startTimeUnixNano":"1000","endTimeUnixNano":"5000",
+                 "status":{}},
+                {"traceId":"0af7651916cd43dd8448eb211c80319e","spanId":"00000000000000a2",
+                 "traceState":"k=v","parentSpanId":"00000000000000a1","flags":257,
+                 "startTimeUnixNano":"2000","endTimeUnixNano":"3000",
+                 "attributes":[{"key":"empty","value":{"stringValue":""}},
+                               {"key":"zero","value":{"intValue":"0"}},
+                               {"key":"no","value":{"boolValue":false}},
+                               {"key":"none","value":{"arrayValue":{"values":[]}}}],
+                 "droppedAttributesCount":3,
+                 "events":[{"timeUnixNano":"2500","name":"retry"}],
+                 "links":[{"traceId":"0af7651916cd43dd8448eb211c80319e","spanId":"00000000000000a1"}],
+                 "status":{"message":"boom","code":2}}]},
+              {"scope":{"name":"lib","version":"1.0"},"spans":[
+                {"traceId":"0af7651916cd43dd8448eb211c80319e","spanId":"00000000000000a3",
+                 "parentSpanId":"00000000000000a1","name":"x","kind":1,
+                 "startTimeUnixNano":"4000","endTimeUnixNano":"4500","status":{}}],
+               "schemaUrl":"https://opentelemetry.io/schemas/1.21.0"}]},
+            {"resource":{},"scopeSpans":[]}]}}"#
+        )
+    );
+    assert!(!reply.body.contains("null"), "{}", reply.body);
+}
