@@ -66,6 +66,20 @@ pub enum Error {
     /// The body is not valid (OTLP or Zipkin) JSON.
     #[error("cannot decode the JSON request: {}", shorten_quoted(&.0.to_string()))]
     DecodeJson(#[from] serde_json::Error),
+    /// A Zipkin body sent with a `Content-Type` other than JSON or protobuf, read as
+    /// Zipkin JSON v2 as the Zipkin server reads such a body, is not JSON v2.
+    #[error(
+        "cannot decode the JSON request: {} (the body was read as Zipkin JSON v2 because \
+         its Content-Type {} is not application/x-protobuf)",
+        shorten_quoted(&.source.to_string()),
+        echo(.content_type)
+    )]
+    DecodeJsonByContentType {
+        /// The `Content-Type` as sent.
+        content_type: String,
+        /// Why the body is not JSON v2.
+        source: serde_json::Error,
+    },
     /// A field of a JSON request holds what its type cannot (an id of odd length, a
     /// string where a number belongs, ...).
     #[error(
@@ -268,6 +282,7 @@ impl Error {
             | Error::DecodeProtobuf(_)
             | Error::DecodeOtlp(_)
             | Error::DecodeJson(_)
+            | Error::DecodeJsonByContentType { .. }
             | Error::DecodeJsonField { .. }
             | Error::InvalidZipkinSpan(_)
             | Error::InvalidQuotaRequest(_)

@@ -1,19 +1,19 @@
 //! Zipkin v2 ingest: `POST /api/v2/spans` (spec §5).
 //!
 //! The body is a proto3 `ListOfSpans` when the `Content-Type` is
-//! `application/x-protobuf`, a JSON array of Zipkin v2 spans when it is
-//! `application/json` or absent (old Zipkin clients send none); parameters such as
-//! `; charset=utf-8` are ignored. Any other type is refused with 415: `text/plain`,
-//! form and multipart posts are what a web page may send cross-site without a CORS
-//! preflight, and must not plant spans. The body may be gzip- or deflate-compressed.
-//! It is converted to OTLP ([`convert`]) and goes through the same limits, validation
-//! and durable write as OTLP ([`Ingest::export`]).
+//! `application/x-protobuf`, and a JSON array of Zipkin v2 spans otherwise, as the
+//! Zipkin server reads it (spec §5.1): `application/json`, no type at all (old Zipkin
+//! clients), and any other type, such as the `text/plain;charset=UTF-8` of a browser's
+//! `fetch` or `sendBeacon` and the `application/x-www-form-urlencoded` of `curl -d`.
+//! Parameters such as `; charset=utf-8` are ignored. A body read as JSON only because
+//! of its type that is not JSON is a 400 that says so. The body may be gzip- or
+//! deflate-compressed. It is converted to OTLP ([`convert`]) and goes through the same
+//! limits, validation and durable write as OTLP ([`Ingest::export`]).
 //!
 //! | request | answer |
 //! | --- | --- |
 //! | valid span list | 202, empty body |
-//! | `Content-Type` other than JSON or protobuf | 415, text naming the accepted types |
-//! | undecodable JSON or protobuf, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span) |
+//! | undecodable JSON or protobuf, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span; for JSON sent as another type, that it was read as JSON v2 because of that type) |
 //! | body over `max_request_bytes` | 413 |
 //! | another path (the v1 API's `/api/v1/spans`) | 404, JSON `{"error":"no route …"}` naming `POST /api/v2/spans` |
 //! | store overloaded / unavailable | 503 (+ `Retry-After` seconds when overloaded) |
@@ -86,36 +86,46 @@ async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Bo
     }
 }
 
-/// The two encodings of a span list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a span list is read, from its `Content-Type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Encoding {
+    /// `application/json`, or no `Content-Type` at all.
     Json,
+    /// `application/x-protobuf`.
     Protobuf,
+    /// Any other type (as sent), read as JSON v2 as the Zipkin server reads it.
+    JsonByDefault(String),
 }
 
-/// The encoding the `Content-Type` names, or 415. No `Content-Type` at all is JSON:
-/// old Zipkin clients send none, and a browser cannot send a cross-site POST with a
-/// body and no type, so this opens nothing to web pages.
-fn encoding(headers: &HeaderMap) -> Result<Encoding> {
+/// The encoding the `Content-Type` names: protobuf for `application/x-protobuf`, JSON
+/// for anything else, as the Zipkin server's un-annotated `POST /api/v2/spans` decodes
+/// it (spec §5.1).
+fn encoding(headers: &HeaderMap) -> Encoding {
     let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Ok(Encoding::Json);
+        return Encoding::Json;
     };
     match media_type(headers).as_deref() {
-        Some(JSON) => Ok(Encoding::Json),
-        Some(PROTOBUF) => Ok(Encoding::Protobuf),
-        _ => Err(Error::UnsupportedMediaType {
-            media_type: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            supported: "application/json, application/x-protobuf",
-        }),
+        Some(JSON) => Encoding::Json,
+        Some(PROTOBUF) => Encoding::Protobuf,
+        _ => Encoding::JsonByDefault(String::from_utf8_lossy(value.as_bytes()).into_owned()),
     }
 }
 
 async fn decode_and_export(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<()> {
-    let encoding = encoding(headers)?;
+    let encoding = encoding(headers);
     let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
     let zipkin_spans = match encoding {
         Encoding::Protobuf => decode_zipkin_proto(&bytes)?,
         Encoding::Json => decode_zipkin_json(&bytes)?,
+        Encoding::JsonByDefault(content_type) => {
+            decode_zipkin_json(&bytes).map_err(|error| match error {
+                Error::DecodeJson(source) => Error::DecodeJsonByContentType {
+                    content_type,
+                    source,
+                },
+                other => other,
+            })?
+        }
     };
     let received = zipkin_spans.len();
     if received > ingest.limits().max_spans_per_request {

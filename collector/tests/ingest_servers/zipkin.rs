@@ -114,31 +114,77 @@ async fn missing_or_json_content_type_is_json_and_gzip_works() {
     assert_eq!(servers.sink.spans().len(), 2);
 }
 
-/// What a web page can send cross-site without a CORS preflight (text, forms), and any
-/// other type: 415 naming the accepted ones, nothing written.
+/// Any type other than protobuf is read as JSON v2, as the Zipkin server reads it (spec
+/// §5.1): a browser's `fetch` sends `text/plain;charset=UTF-8`, `curl -d` sends a form
+/// type.
 #[tokio::test]
-async fn other_content_types_are_415() {
+async fn other_content_types_are_read_as_json() {
     let servers = Servers::start(IngestLimits::default()).await;
-    for content_type in [
+    let types = [
         "text/plain",
         "text/plain;charset=UTF-8",
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=x",
         "application/x-thrift",
         "",
-    ] {
+    ];
+    for content_type in types {
         let response = post(&servers, Some(content_type), None, SPEC_EXAMPLE.into()).await;
         assert_eq!(
             response.status(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "{content_type}"
-        );
-        let text = response.text().await.unwrap();
-        assert!(
-            text.contains("supported: [application/json, application/x-protobuf]"),
-            "{content_type}: {text}"
+            StatusCode::ACCEPTED,
+            "{content_type}: {}",
+            response.text().await.unwrap()
         );
     }
+    assert_eq!(servers.sink.spans().len(), types.len());
+    let span = &servers.sink.written()[0].scope_spans[0].spans[0];
+    assert_eq!(hex::encode(&span.span_id), "352bff9a74ca9ad2");
+}
+
+/// A body that is not JSON, sent as another type: the 400 says it was read as JSON v2
+/// because of that type.
+#[tokio::test]
+async fn other_content_types_that_are_not_json_say_how_they_were_read() {
+    let servers = Servers::start(IngestLimits::default()).await;
+    let response = post(
+        &servers,
+        Some("application/x-www-form-urlencoded"),
+        None,
+        b"spans=%5B%5D".to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.starts_with("cannot decode the JSON request: "),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            " (the body was read as Zipkin JSON v2 because its Content-Type \
+             \"application/x-www-form-urlencoded\" is not application/x-protobuf)\n"
+        ),
+        "{text}"
+    );
+    // JSON, but not a span list: said the same way.
+    let response = post(
+        &servers,
+        Some("text/plain"),
+        None,
+        br#"{"traceId":"1"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("read as Zipkin JSON v2 because its Content-Type \"text/plain\""),
+        "{text}"
+    );
+    // Sent as JSON, the usual 400, without the note.
+    let response = post(&servers, Some("application/json"), None, b"[{".to_vec()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!response.text().await.unwrap().contains("read as"));
     assert!(servers.sink.written().is_empty());
 }
 
