@@ -92,9 +92,12 @@ fn join_field_errors(errors: &[FieldError]) -> String {
 /// `rule`, `QuotaSpec` and `QuotaSpecBinding` documents (multi-document YAML,
 /// `apiVersion: config.istio.io/v1alpha2`, new-style or the old `memquota`,
 /// `redisquota` and `quota` kinds). One policy per quota instance bound to a handler by
-/// a rule, named after the instance; other kinds are ignored. Refuses (with the
-/// document and field path) what meshtel cannot express: allocation quotas, charges
-/// other than 1, match expressions other than conjunctions of equalities.
+/// a rule, named after the instance, restricted to the destination service its
+/// QuotaSpecBinding names; one per service, `<instance>.<service>`, when it names
+/// several. Other kinds are ignored. Refuses (with the document and field path) what
+/// meshtel cannot express: allocation quotas, charges other than 1, match expressions
+/// other than conjunctions of equalities, a binding of no service, binding labels
+/// other than `app` and `version`.
 pub fn import_istio(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
     let documents = parse_documents(yaml)?;
     istio::import(&documents)

@@ -6,9 +6,10 @@
 //!  rule ──────────────────────────┤ match + actions: handler ⇄ instances
 //!  QuotaSpec / QuotaSpecBinding ──┘ charge, bound services
 //!          │
-//!          ▼ one policy per (rule action, handler, quota instance)
-//!  name = instance short name, dimensions, limits and overrides from the handler,
-//!  match = rule match ∧ QuotaSpec rule match (∧ the bound service when only one)
+//!          ▼ one policy per (rule action, handler, quota instance) and bound service
+//!  name = instance short name (`.<service>` when several services are bound),
+//!  dimensions, limits and overrides from the handler,
+//!  match = rule match ∧ QuotaSpec rule match ∧ the bound destination service
 //! ```
 //!
 //! Documents are read first (this file), handler params are translated by

@@ -162,7 +162,7 @@ fn import_any_detects_the_format() {
 
     let istio = super::istio::tests::BOOKINFO_MEMQUOTA;
     let specs = import_any(istio).unwrap();
-    assert_eq!(specs[0].name, "requestcountquota");
+    assert_eq!(specs[0].name, "requestcountquota.ratings");
 
     let err = import_any("name: x\nmaxAmount: 1\n").unwrap_err();
     assert!(matches!(err, ImportError::Invalid(_)), "{err}");

@@ -5,10 +5,17 @@
 //!   is bound more than once);
 //! - dimensions: the instance's expressions in meshtel's attribute syntax;
 //! - limits and overrides: the handler's entry for the instance (see [`super::params`]);
-//! - match: the rule's `match` ∧ the charging QuotaSpec rule's attribute match ∧, when
-//!   the bindings name exactly one service, that destination service. With several
-//!   services the description lists them: meshtel applies quotas at the destination's
-//!   inbound proxy, not per binding.
+//! - match: the rule's `match` ∧ the charging QuotaSpec rule's attribute match ∧ the
+//!   destination service a QuotaSpecBinding binds (and its `app`/`version` labels).
+//!   meshtel matches hold one value per field, so a binding of several services gives
+//!   one policy per bound service the rule can select, named `<instance>.<service>`
+//!   (`.<namespace>`, `.<version>` added when needed to tell them apart); a binding of
+//!   `*` gives one policy for every destination. Mixer kept one set of counters per
+//!   quota instance, keyed by its dimensions: when a dimension fixed by the match
+//!   tells the services apart (Bookinfo's `destination`) the split counts exactly as
+//!   Mixer did; otherwise the descriptions say each service is now counted apart.
+//!   Whatever would widen the quota is refused: a binding of no service, a QuotaSpec
+//!   no binding of the input binds, labels meshtel matches cannot test.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +23,7 @@ use super::super::cexl::{self, MatchBuilder};
 use super::{Binding, Config, Handler, Instance, IstioService, ObjectId, Rule, at};
 use crate::quota::attrs::{AttributeRef, DimensionExpr};
 use crate::quota::import::{ImportError, NameSet, check_compiles, field_error, sanitize_name};
-use crate::quota::policy::QuotaPolicySpec;
+use crate::quota::policy::{QuotaMatch, QuotaPolicy, QuotaPolicySpec};
 
 fn unsupported(
     location: String,
@@ -65,7 +72,7 @@ impl Config {
                         }
                     };
                     if seen.insert((rule.id.clone(), handler.id.clone(), instance.id.clone())) {
-                        out.push(self.policy(rule, handler, instance, &mut names)?);
+                        out.extend(self.policies(rule, handler, instance, &mut names)?);
                     }
                 }
             }
@@ -93,13 +100,14 @@ impl Config {
         text
     }
 
-    fn policy(
+    /// The policies of one (rule, handler, instance): one, or one per bound service.
+    fn policies(
         &self,
         rule: &Rule,
         handler: &Handler,
         instance: &Instance,
         names: &mut NameSet,
-    ) -> Result<QuotaPolicySpec, ImportError> {
+    ) -> Result<Vec<QuotaPolicySpec>, ImportError> {
         let Some(quota) = handler.quotas.iter().find(|q| q.instance == instance.id) else {
             return Err(field_error(
                 at(&handler.label, &format!("{}.quotas", handler.params_field)),
@@ -180,7 +188,7 @@ impl Config {
         let mut matches = MatchBuilder::default();
         cexl::translate_match(&rule.match_text, &mut matches)
             .map_err(|u| unsupported(at(&rule.label, "spec.match"), u.term, u.reason))?;
-        self.apply_quota_specs(instance, &mut matches, &mut notes)?;
+        let scope = self.apply_quota_specs(instance, &mut matches, &mut notes)?;
 
         let mut description = format!(
             "imported from Istio {} handler {} ({}), instance {}, rule {}",
@@ -190,32 +198,55 @@ impl Config {
             description.push_str("; ");
             description.push_str(note);
         }
-        let spec = QuotaPolicySpec {
-            name: names.unique(&sanitize_name(&instance.id.name)),
-            description,
-            matches: matches.into_match(),
-            dimensions,
-            max_amount,
-            valid_duration,
-            algorithm: Some(quota.algorithm.to_string()),
-            bucket_duration: quota.bucket_duration.clone(),
-            overrides,
-            ..QuotaPolicySpec::default()
+        let base_name = sanitize_name(&instance.id.name);
+        let targets = match scope {
+            Scope::Everywhere => vec![(base_name, matches.into_match(), Vec::new())],
+            Scope::Services(bound) => split_by_service(rule, &base_name, &matches, &bound)?,
         };
-        check_compiles(
-            &spec,
-            &format!("{} bound by {}", instance.label, rule.label),
-        )?;
-        Ok(spec)
+        let several = targets.len() > 1;
+        let mut specs = Vec::with_capacity(targets.len());
+        for (name, matches, service_notes) in targets {
+            let mut description = description.clone();
+            for note in &service_notes {
+                description.push_str("; ");
+                description.push_str(note);
+            }
+            let spec = QuotaPolicySpec {
+                name: names.unique(&name),
+                description,
+                matches,
+                dimensions: dimensions.clone(),
+                max_amount,
+                valid_duration: valid_duration.clone(),
+                algorithm: Some(quota.algorithm.to_string()),
+                bucket_duration: quota.bucket_duration.clone(),
+                overrides: overrides.clone(),
+                ..QuotaPolicySpec::default()
+            };
+            check_compiles(
+                &spec,
+                &format!("{} bound by {}", instance.label, rule.label),
+            )?;
+            specs.push(spec);
+        }
+        if several {
+            let note = counting_note(&specs);
+            for spec in &mut specs {
+                spec.description.push_str("; ");
+                spec.description.push_str(&note);
+            }
+        }
+        Ok(specs)
     }
 
-    /// Charges, QuotaSpec rule matches and bound services for one instance.
-    fn apply_quota_specs(
-        &self,
+    /// Charges and QuotaSpec rule matches for one instance, and where it applies: the
+    /// services bound to the QuotaSpecs that charge it.
+    fn apply_quota_specs<'a>(
+        &'a self,
         instance: &Instance,
         matches: &mut MatchBuilder,
         notes: &mut Vec<String>,
-    ) -> Result<(), ImportError> {
+    ) -> Result<Scope<'a>, ImportError> {
         let mut charging = Vec::new();
         for spec in &self.quota_specs {
             for (r, rule) in spec.rules.iter().enumerate() {
@@ -245,7 +276,7 @@ impl Config {
                     instance.id.name
                 ));
             }
-            return Ok(());
+            return Ok(Scope::Everywhere);
         }
 
         // Rules are alternatives: one without a match charges every request.
@@ -271,57 +302,291 @@ impl Config {
         }
 
         let spec_ids: BTreeSet<&ObjectId> = charging.iter().map(|(spec, _)| &spec.id).collect();
-        let mut services: Vec<(String, &Binding, usize, &IstioService)> = Vec::new();
-        for binding in self
-            .bindings
-            .iter()
-            .filter(|b| b.specs.iter().any(|s| spec_ids.contains(s)))
-        {
-            for (i, service) in binding.services.iter().enumerate() {
-                let shown = show_service(service, &binding.id.namespace);
-                if !services.iter().any(|(s, ..)| *s == shown) {
-                    services.push((shown, binding, i, service));
-                }
-            }
-        }
         let spec_list = spec_ids
             .iter()
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        match services.as_slice() {
-            [] => notes.push(format!(
-                "QuotaSpec {spec_list} is bound to no service in this input"
-            )),
-            list if list.iter().any(|(s, ..)| s == "*") => {
-                notes.push(format!("QuotaSpec {spec_list} is bound to every service"));
-            }
-            [(shown, binding, i, service)] => {
-                let location = at(&binding.label, &format!("spec.services[{i}]"));
-                restrict_to_service(service, &binding.id.namespace, matches)
-                    .map_err(|r| unsupported(location, shown, r))?;
-                notes.push(format!(
-                    "QuotaSpecBinding {} binds it to service {shown} only",
-                    binding.id
+        let mut bound: Vec<Bound<'a>> = Vec::new();
+        for binding in self
+            .bindings
+            .iter()
+            .filter(|b| b.specs.iter().any(|s| spec_ids.contains(s)))
+        {
+            if binding.services.is_empty() {
+                return Err(field_error(
+                    at(&binding.label, "spec.services"),
+                    format!(
+                        "binds QuotaSpec {spec_list} to no service: Istio charges a QuotaSpec \
+                         only on the services its bindings name, so this binding charges \
+                         nothing; name the services (or service \"*\" for every one)"
+                    ),
                 ));
-                if !service.labels.is_empty() {
-                    notes.push(format!(
-                        "the binding's labels {:?} are not applied",
-                        service.labels
-                    ));
+            }
+            for (index, service) in binding.services.iter().enumerate() {
+                let shown = show_service(service, &binding.id.namespace);
+                let duplicate = bound
+                    .iter()
+                    .any(|b| b.shown == shown && b.service.labels == service.labels);
+                if !duplicate {
+                    bound.push(Bound {
+                        shown,
+                        binding,
+                        index,
+                        service,
+                    });
                 }
             }
-            list => {
-                let shown: Vec<&str> = list.iter().map(|(s, ..)| s.as_str()).collect();
-                notes.push(format!(
-                    "QuotaSpec {spec_list} is bound to services {}; meshtel applies the quota at \
-                     every destination's inbound proxy, so it is not restricted to them",
-                    shown.join(", ")
-                ));
-            }
+        }
+        if bound.is_empty() {
+            let (spec, r) = charging[0];
+            return Err(unsupported(
+                at(&spec.label, &format!("spec.rules[{r}].quotas")),
+                instance.id.name.clone(),
+                format!(
+                    "no QuotaSpecBinding in this input binds QuotaSpec {spec_list}, so Istio \
+                     charges this quota on no request; add the QuotaSpecBinding to the input"
+                ),
+            ));
+        }
+        // An entry without labels covers the same service's labelled ones, and `*`
+        // without labels covers everything.
+        let covered = |b: &Bound| {
+            !b.service.labels.is_empty()
+                && bound
+                    .iter()
+                    .any(|o| o.service.labels.is_empty() && (o.shown == b.shown || o.shown == "*"))
+        };
+        let bound: Vec<Bound<'a>> = bound.iter().filter(|b| !covered(b)).cloned().collect();
+        if let [only] = bound.as_slice()
+            && only.shown == "*"
+            && only.service.labels.is_empty()
+        {
+            notes.push(format!(
+                "QuotaSpecBinding {} binds QuotaSpec {spec_list} to every service",
+                only.binding.id
+            ));
+            return Ok(Scope::Everywhere);
+        }
+        Ok(Scope::Services(bound))
+    }
+}
+
+/// Where the policies of one instance apply.
+enum Scope<'a> {
+    /// Every destination: no QuotaSpec in the input charges the instance, or it is
+    /// bound to `*`. One policy.
+    Everywhere,
+    /// Each of these bound services, apart.
+    Services(Vec<Bound<'a>>),
+}
+
+/// One service of a QuotaSpecBinding.
+#[derive(Clone)]
+struct Bound<'a> {
+    /// `name.namespace`, the host, or `*`.
+    shown: String,
+    binding: &'a Binding,
+    /// Its index in the binding's `spec.services`.
+    index: usize,
+    service: &'a IstioService,
+}
+
+impl Bound<'_> {
+    /// Requires this service (and its labels) as the destination.
+    fn restrict(&self, matches: &mut MatchBuilder) -> Result<(), String> {
+        if self.shown != "*" {
+            restrict_to_service(self.service, &self.binding.id.namespace, matches)?;
+        }
+        for (label, value) in &self.service.labels {
+            let attr =
+                AttributeRef::parse(&format!("destination.labels[{label:?}]")).map_err(|_| {
+                    format!(
+                        "the binding's label {label:?} cannot be matched: meshtel quota \
+                         matches test the destination's app and version labels only"
+                    )
+                })?;
+            matches.require(&attr, value)?;
         }
         Ok(())
     }
+
+    /// How descriptions name it: `ratings.default`, with its labels.
+    fn describe(&self) -> String {
+        if self.service.labels.is_empty() {
+            return self.shown.clone();
+        }
+        let labels: Vec<String> = self
+            .service
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{} (labels {})", self.shown, labels.join(", "))
+    }
+}
+
+/// One (name, match, notes) per bound service the rule's match can select; refuses
+/// a service meshtel matches cannot express, and a rule that selects none of them.
+/// One service keeps `base_name`; several are `<base>.<service>`, with the namespace
+/// and version added when the services alone do not tell them apart.
+fn split_by_service(
+    rule: &Rule,
+    base_name: &str,
+    base: &MatchBuilder,
+    bound: &[Bound],
+) -> Result<Vec<(String, QuotaMatch, Vec<String>)>, ImportError> {
+    let mut kept: Vec<(&Bound, QuotaMatch)> = Vec::new();
+    let mut skipped = Vec::new();
+    for b in bound {
+        let location = at(&b.binding.label, &format!("spec.services[{}]", b.index));
+        b.restrict(&mut MatchBuilder::default())
+            .map_err(|reason| unsupported(location, b.describe(), reason))?;
+        let mut matches = base.clone();
+        match b.restrict(&mut matches) {
+            Ok(()) => kept.push((b, matches.into_match())),
+            // The rule's match already wants another destination: Istio never
+            // charges this service for this rule.
+            Err(_) => skipped.push(b.describe()),
+        }
+    }
+    let all: Vec<String> = bound.iter().map(Bound::describe).collect();
+    if kept.is_empty() {
+        return Err(unsupported(
+            at(&rule.label, "spec.match"),
+            rule.match_text.clone(),
+            format!(
+                "the rule's match (with the QuotaSpec's) selects none of the bound services \
+                 ({}), so Istio never charges this quota",
+                all.join(", ")
+            ),
+        ));
+    }
+    let skipped_note = (!skipped.is_empty()).then(|| {
+        format!(
+            "not charged on {} (rule {} selects other destinations)",
+            skipped.join(", "),
+            rule.id
+        )
+    });
+    let level = (1..=3)
+        .find(|&level| {
+            let suffixes: BTreeSet<String> =
+                kept.iter().map(|(_, m)| service_suffix(m, level)).collect();
+            suffixes.len() == kept.len()
+        })
+        .unwrap_or(3);
+    let several = kept.len() > 1;
+    let out = kept
+        .into_iter()
+        .map(|(b, matches)| {
+            let (name, mut notes) = if several {
+                (
+                    sanitize_name(&format!("{base_name}.{}", service_suffix(&matches, level))),
+                    vec![format!(
+                        "QuotaSpecBinding {} binds it to {}: this policy is the one for {} \
+                         (a Mixer-era istio-proxy names quota {base_name} in its Check, and \
+                         no policy has that name once split)",
+                        b.binding.id,
+                        all.join(", "),
+                        b.describe()
+                    )],
+                )
+            } else {
+                (
+                    base_name.to_string(),
+                    vec![format!(
+                        "QuotaSpecBinding {} binds it to service {} only",
+                        b.binding.id,
+                        b.describe()
+                    )],
+                )
+            };
+            notes.extend(skipped_note.clone());
+            (name, matches, notes)
+        })
+        .collect();
+    Ok(out)
+}
+
+/// `ratings`, `ratings.default`, `ratings.default.v1` (`any` for no service).
+fn service_suffix(matches: &QuotaMatch, level: usize) -> String {
+    let d = &matches.destination;
+    let mut parts = vec![if d.service.is_empty() {
+        "any"
+    } else {
+        d.service.as_str()
+    }];
+    if level >= 2 && !d.namespace.is_empty() {
+        parts.push(&d.namespace);
+    }
+    if level >= 3 && !d.version.is_empty() {
+        parts.push(&d.version);
+    }
+    parts.join(".")
+}
+
+/// How the per-service policies count compared with Mixer, which kept one counter per
+/// combination of the instance's dimension values, whatever the service. Exact when
+/// every two policies have a dimension their matches fix to different values.
+fn counting_note(specs: &[QuotaPolicySpec]) -> String {
+    let compiled: Vec<QuotaPolicy> = specs.iter().filter_map(|s| s.compile().ok()).collect();
+    let fixed: Vec<BTreeMap<&str, &str>> = compiled.iter().map(fixed_dimensions).collect();
+    let mut telling = BTreeSet::new();
+    let mut exact = compiled.len() == specs.len();
+    for (i, a) in fixed.iter().enumerate() {
+        for b in &fixed[i + 1..] {
+            let apart: Vec<&str> = a
+                .iter()
+                .filter(|(name, value)| b.get(*name).is_some_and(|v| v != *value))
+                .map(|(name, _)| *name)
+                .collect();
+            exact &= !apart.is_empty();
+            telling.extend(apart);
+        }
+    }
+    if exact {
+        format!(
+            "counted as in Mixer: its counters were keyed by the instance's dimensions, and \
+             dimension {} differs between the bound services, so no two of them ever shared \
+             a counter",
+            telling.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        let dimensions: Vec<&str> = specs
+            .first()
+            .map(|s| s.dimensions.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        format!(
+            "counted per service, unlike Mixer: Mixer kept one counter per combination of the \
+             instance's dimensions ({}), shared by requests to every bound service, and these \
+             do not tell the services apart; each of these {} policies counts its own \
+             service, so together they admit up to {} times a limit. Add a dimension such as \
+             destination: destination.service to count exactly",
+            if dimensions.is_empty() {
+                "none: one counter".to_string()
+            } else {
+                dimensions.join(", ")
+            },
+            specs.len(),
+            specs.len()
+        )
+    }
+}
+
+/// Dimensions whose value a policy's match fixes: the first attribute of their
+/// expression is required to equal a value, so every request the policy counts has
+/// that value.
+fn fixed_dimensions(policy: &QuotaPolicy) -> BTreeMap<&str, &str> {
+    policy
+        .dimensions
+        .iter()
+        .filter_map(|(name, expr)| {
+            let first = expr.chain.first()?;
+            let (_, value) = policy.requirements.iter().find(|(a, _)| a == first)?;
+            Some((name.as_str(), value.as_str()))
+        })
+        .collect()
 }
 
 /// The one `match` entry of a QuotaSpec rule: all its clauses must hold.

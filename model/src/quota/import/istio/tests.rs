@@ -6,6 +6,7 @@ use crate::quota::import::tests::assert_all_compile;
 use crate::quota::import::{ImportError, import_istio};
 use crate::quota::{Algorithm, QuotaOverrideSpec, QuotaPolicySpec};
 
+mod bindings;
 mod fixtures;
 
 pub(in crate::quota::import) use fixtures::BOOKINFO_MEMQUOTA;
@@ -42,14 +43,72 @@ fn only(yaml: &str) -> QuotaPolicySpec {
     specs.into_iter().next().unwrap()
 }
 
+/// The four policies of the Bookinfo sample (one per bound service, ratings first);
+/// the one for ratings.
+fn ratings(yaml: &str) -> QuotaPolicySpec {
+    let specs = import_istio(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_all_compile(&specs);
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, BOOKINFO_NAMES, "{specs:#?}");
+    specs.into_iter().next().unwrap()
+}
+
+/// Policy names of the Bookinfo sample: its binding names four services.
+const BOOKINFO_NAMES: [&str; 4] = [
+    "requestcountquota.ratings",
+    "requestcountquota.reviews",
+    "requestcountquota.details",
+    "requestcountquota.productpage",
+];
+
+/// [`call`] to a destination in `namespace`.
+fn call_in(source: &str, version: &str, destination: &str, namespace: &str) -> QuotaAttributes {
+    let mut attrs = call(source, version, destination);
+    if let Some(d) = attrs.destination.as_mut() {
+        d.namespace = namespace.into();
+    }
+    attrs
+}
+
 fn error(yaml: &str) -> ImportError {
     import_istio(yaml).expect_err("should be refused")
 }
 
 #[test]
-fn bookinfo_memquota_sample_is_one_policy_that_limits_reviews_to_ratings() {
-    let spec = only(BOOKINFO_MEMQUOTA);
-    assert_eq!(spec.name, "requestcountquota");
+fn bookinfo_memquota_sample_is_one_policy_per_bound_service_counted_as_mixer_did() {
+    let specs = import_istio(BOOKINFO_MEMQUOTA).unwrap();
+    assert_all_compile(&specs);
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, BOOKINFO_NAMES);
+    for (spec, service) in specs
+        .iter()
+        .zip(["ratings", "reviews", "details", "productpage"])
+    {
+        // The binding is in istio-system and its services name no namespace.
+        assert_eq!(spec.matches.destination.service, service);
+        assert_eq!(spec.matches.destination.namespace, "istio-system");
+        assert_eq!(
+            (&spec.dimensions, &spec.overrides, spec.max_amount),
+            (&specs[0].dimensions, &specs[0].overrides, 5000)
+        );
+        assert!(
+            spec.description.contains(&format!(
+                "binds it to ratings.istio-system, reviews.istio-system, details.istio-system, \
+                 productpage.istio-system: this policy is the one for {service}.istio-system"
+            )),
+            "{}",
+            spec.description
+        );
+        // `destination` is fixed by each match: no two services shared a counter in
+        // Mixer either.
+        assert!(
+            spec.description
+                .contains("counted as in Mixer: its counters were keyed by the instance's dimensions, and dimension destination differs"),
+            "{}",
+            spec.description
+        );
+    }
+    let spec = &specs[0];
     assert_eq!(
         spec.dimensions,
         dims(&[
@@ -89,11 +148,6 @@ fn bookinfo_memquota_sample_is_one_policy_that_limits_reviews_to_ratings() {
         ]
     );
     assert!(
-        spec.matches.is_empty(),
-        "no rule match, several bound services: {:?}",
-        spec.matches
-    );
-    assert!(
         spec.description.starts_with(
             "imported from Istio memquota handler quotahandler.istio-system (spec.params.quotas[0]), \
              instance requestcountquota.istio-system, rule quota.istio-system"
@@ -101,30 +155,42 @@ fn bookinfo_memquota_sample_is_one_policy_that_limits_reviews_to_ratings() {
         "{}",
         spec.description
     );
-    assert!(
-        spec.description.contains(
-            "ratings.istio-system, reviews.istio-system, details.istio-system, productpage.istio-system"
-        ),
-        "{}",
-        spec.description
-    );
 
-    let policy = spec.compile().unwrap();
-    let r = policy.resolve(&call("reviews", "v2", "ratings"));
+    let policies: Vec<_> = specs.iter().map(|s| s.compile().unwrap()).collect();
+    let policy = &policies[0];
+    let r = policy.resolve(&call_in("reviews", "v2", "ratings", "istio-system"));
     assert_eq!((r.limit.max_amount, r.override_index), (1, Some(0)));
     assert_eq!(r.limit.valid_duration, Duration::from_secs(1));
     assert_eq!(
         r.key,
-        "requestcountquota;destination=ratings;destinationVersion=v1;source=reviews;sourceVersion=v2"
+        "requestcountquota.ratings;destination=ratings;destinationVersion=v1;source=reviews;sourceVersion=v2"
     );
-    let r = policy.resolve(&call("productpage", "v1", "ratings"));
+    let r = policy.resolve(&call_in("productpage", "v1", "ratings", "istio-system"));
     assert_eq!((r.limit.max_amount, r.override_index), (100, Some(1)));
-    let r = policy.resolve(&call("productpage", "v1", "details"));
+    let r = policies[2].resolve(&call_in("productpage", "v1", "details", "istio-system"));
     assert_eq!((r.limit.max_amount, r.override_index), (5000, None));
+
+    // Each bound service is charged by its own policy only; a service the binding does
+    // not name (or one of the same name in another namespace) by none.
+    let matching = |attrs: &QuotaAttributes| -> Vec<&str> {
+        policies
+            .iter()
+            .filter(|p| p.matches(attrs))
+            .map(|p| p.name())
+            .collect()
+    };
+    assert_eq!(
+        matching(&call_in("productpage", "v1", "details", "istio-system")),
+        ["requestcountquota.details"]
+    );
+    assert!(matching(&call_in("reviews", "v1", "mongodb", "istio-system")).is_empty());
+    assert!(matching(&call_in("reviews", "v1", "ratings", "default")).is_empty());
 }
 
 #[test]
 fn bookinfo_redis_rolling_window_sample_keeps_algorithm_buckets_and_rule_match() {
+    // The rule selects ratings; of the four bound services only ratings.default is
+    // charged, so one policy, for it.
     let spec = only(BOOKINFO_REDIS_ROLLING);
     assert_eq!(spec.name, "requestcountquota");
     assert_eq!(
@@ -140,7 +206,7 @@ fn bookinfo_redis_rolling_window_sample_keeps_algorithm_buckets_and_rule_match()
         .collect();
     assert_eq!(amounts, vec![(50, None), (100, None)]);
     assert_eq!(spec.matches.destination.service, "ratings");
-    assert!(spec.matches.destination.namespace.is_empty());
+    assert_eq!(spec.matches.destination.namespace, "default");
     assert!(
         spec.description
             .contains("redisquota handler redishandler.istio-system"),
@@ -148,8 +214,11 @@ fn bookinfo_redis_rolling_window_sample_keeps_algorithm_buckets_and_rule_match()
         spec.description
     );
     assert!(
-        spec.description
-            .contains("ratings.default, reviews.default"),
+        spec.description.contains(
+            "binds it to service ratings.default only; not charged on reviews.default, \
+             details.default, productpage.default (rule quota.istio-system selects other \
+             destinations)"
+        ),
         "{}",
         spec.description
     );
@@ -161,9 +230,10 @@ fn bookinfo_redis_rolling_window_sample_keeps_algorithm_buckets_and_rule_match()
             bucket: Duration::from_secs(9)
         }
     );
-    assert!(policy.matches(&call("reviews", "v2", "ratings")));
-    assert!(!policy.matches(&call("reviews", "v2", "details")));
-    let r = policy.resolve(&call("reviews", "v2", "ratings"));
+    assert!(policy.matches(&call_in("reviews", "v2", "ratings", "default")));
+    assert!(!policy.matches(&call_in("reviews", "v2", "ratings", "bookinfo")));
+    assert!(!policy.matches(&call_in("reviews", "v2", "details", "default")));
+    let r = policy.resolve(&call_in("reviews", "v2", "ratings", "default"));
     assert_eq!(
         (r.limit.max_amount, r.limit.valid_duration),
         (50, Duration::from_secs(30))
@@ -266,7 +336,7 @@ fn a_memquota_override_asking_for_an_absent_dimension_to_be_empty_always_holds()
         "          destination: ratings\n          source: reviews\n",
         "          destination: ratings\n          source: reviews\n          tenant: \"\"\n",
     );
-    let spec = only(&extra);
+    let spec = ratings(&extra);
     assert_eq!(
         spec.overrides[0].dimensions,
         dims(&[("destination", "ratings"), ("source", "reviews")])
@@ -284,7 +354,7 @@ fn a_memquota_override_asking_for_an_absent_dimension_to_be_empty_always_holds()
         "      - dimensions:\n          tenant: \"\"\n        maxAmount: 100\n",
     );
     assert_ne!(everything, BOOKINFO_MEMQUOTA, "the fixture changed");
-    let spec = only(&everything);
+    let spec = ratings(&everything);
     assert_eq!(
         (spec.max_amount, spec.overrides.len()),
         (100, 1),
@@ -349,8 +419,8 @@ spec:
   match: context.protocol == "http" || context.protocol == "grpc"
   actions: [{handler: prom, instances: [requestcount]}]
 "#;
-    let spec = only(&format!("{BOOKINFO_MEMQUOTA}{extra}"));
-    assert_eq!(spec.name, "requestcountquota");
+    let spec = ratings(&format!("{BOOKINFO_MEMQUOTA}{extra}"));
+    assert_eq!(spec.name, "requestcountquota.ratings");
 }
 
 #[test]
@@ -366,10 +436,13 @@ spec:
     let specs = import_istio(&format!("{BOOKINFO_MEMQUOTA}{second_rule}")).unwrap();
     assert_all_compile(&specs);
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["requestcountquota", "requestcountquota-2"]);
-    assert_eq!(specs[1].matches.method, "GET");
-    assert_eq!(specs[1].matches.source.service, "productpage");
-    assert!(specs[1].description.contains("rule quota-get.istio-system"));
+    let mut expected: Vec<String> = BOOKINFO_NAMES.iter().map(|n| n.to_string()).collect();
+    expected.extend(BOOKINFO_NAMES.iter().map(|n| format!("{n}-2")));
+    assert_eq!(names, expected);
+    assert_eq!(specs[4].matches.method, "GET");
+    assert_eq!(specs[4].matches.source.service, "productpage");
+    assert_eq!(specs[4].matches.destination.service, "ratings");
+    assert!(specs[4].description.contains("rule quota-get.istio-system"));
 }
 
 #[test]
@@ -378,7 +451,7 @@ fn quota_spec_attribute_matches_narrow_the_policy() {
         "  - quotas:\n    - charge: 1\n",
         "  - match:\n    - clause:\n        request.path: {prefix: /api}\n        request.method: {exact: POST}\n    quotas:\n    - charge: 1\n",
     );
-    let spec = only(&yaml);
+    let spec = ratings(&yaml);
     assert_eq!(spec.matches.path_prefix, "/api");
     assert_eq!(spec.matches.method, "POST");
 
@@ -535,8 +608,7 @@ fn kubernetes_lists_are_read_item_by_item() {
         let json = serde_json::to_string(&value).unwrap();
         items.push_str(&format!("- {json}\n"));
     }
-    let spec = only(&items);
-    assert_eq!(spec.name, "requestcountquota");
+    ratings(&items);
 }
 
 #[test]
@@ -548,7 +620,7 @@ fn memquota_windows_round_up_to_whole_seconds() {
             "        maxAmount: 1\n        validDuration: 1500ms\n",
             1,
         );
-    let spec = only(&yaml);
+    let spec = ratings(&yaml);
     assert_eq!(
         spec.valid_duration, "1m",
         "whole seconds are kept as written"
@@ -571,10 +643,17 @@ fn memquota_ticks_lengthen_for_windows_beyond_100000_of_them() {
         "        maxAmount: 1\n        validDuration: 24h\n",
         1,
     );
-    let spec = only(&yaml); // compiles
+    let spec = ratings(&yaml); // compiles
     assert_eq!(spec.bucket_duration.as_deref(), Some("864ms"));
-    assert!(spec.description.contains("buckets of 864ms"), "{}", spec.description);
-    assert_eq!(only(BOOKINFO_MEMQUOTA).bucket_duration.as_deref(), Some("100ms"));
+    assert!(
+        spec.description.contains("buckets of 864ms"),
+        "{}",
+        spec.description
+    );
+    assert_eq!(
+        ratings(BOOKINFO_MEMQUOTA).bucket_duration.as_deref(),
+        Some("100ms")
+    );
     // One bucket length cannot serve a 1 s window and a 28 h one (1,008 ms buckets).
     let apart = BOOKINFO_MEMQUOTA.replacen(
         "        maxAmount: 1\n        validDuration: 1s\n",
