@@ -5,13 +5,18 @@
 //!        └──────────── HTTP (client.rs) ──► query service /api/quotas ──► SQL
 //! ```
 //!
-//! `apply` validates every policy in the file first (nothing is written when one is
-//! invalid), then for each: GET it, and PUT it with `If-None-Match: *` (created) or
-//! `If-Match: "<version>"` (updated) unless it is unchanged, so a concurrent change is
-//! reported instead of overwritten. `import --apply` also refuses, before writing
-//! anything, to replace a stored policy of another origin: a limit of another
-//! rate-limit domain, or a policy that is not a rate-limit one
-//! ([`meshtel_model::quota::import::replace_conflict`]).
+//! `apply` validates every policy in the file first, then reads every stored policy
+//! and refuses, printing every problem and writing nothing, a file that names a policy
+//! twice or that would leave two policies on the same rate-limit descriptors (two of
+//! the file, or one of the file and a stored one it leaves in place: the rule the
+//! server applies to each write, [`QuotaPolicySpec::descriptor_conflict`]).
+//! `import --apply` also refuses to replace a stored policy of another origin: a
+//! limit of another rate-limit domain, or a policy that is not a rate-limit one
+//! ([`meshtel_model::quota::import::replace_conflict`]). Then it checks the token
+//! (`GET /api/admin/token`), also when nothing needs writing, and PUTs each policy
+//! that differs with `If-None-Match: *` (created) or `If-Match: "<version>"`
+//! (updated), so a concurrent change is reported instead of overwritten. A write that
+//! fails midway says which policies were applied and which were not.
 
 mod client;
 mod render;
@@ -22,6 +27,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use meshtel_model::quota::QuotaPolicySpec;
 use meshtel_model::quota::import::{import_any, replace_conflict};
+use meshtel_query::quotas::PolicyJson;
 
 use self::client::{AdminClient, PutCondition};
 
@@ -184,9 +190,10 @@ enum Origin {
     Import,
 }
 
-/// Validates every policy and reads what is stored under their names; an import is
-/// refused (nothing written) when it would replace a policy of another origin. Then
-/// writes each one that differs from what is stored.
+/// Validates every policy, then checks the file against itself and against every
+/// stored policy (nothing is written when a check fails, and every problem is
+/// printed), checks the token, and writes each policy that differs from what is
+/// stored, in an order the server accepts.
 async fn apply(
     client: &AdminClient,
     specs: Vec<QuotaPolicySpec>,
@@ -196,38 +203,177 @@ async fn apply(
         anyhow::bail!("no quota policies in the input");
     }
     render::validate_all(&specs)?;
-    let mut stored = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        stored.push(client.get(&spec.name).await?);
+    let stored = client.list().await?;
+    let mut problems = conflicts(&specs, &stored, origin);
+    let order = match write_order(&specs, &stored) {
+        Ok(order) => order,
+        Err(problem) => {
+            problems.push(problem);
+            Vec::new()
+        }
+    };
+    if !problems.is_empty() {
+        anyhow::bail!("nothing applied:\n  {}", problems.join("\n  "));
     }
-    if origin == Origin::Import {
-        let conflicts: Vec<String> = specs
-            .iter()
-            .zip(&stored)
-            .filter_map(|(spec, current)| replace_conflict(&current.as_ref()?.spec, spec))
-            .collect();
-        if !conflicts.is_empty() {
-            anyhow::bail!(
-                "nothing applied: the import would replace policies it did not write:\n  {}",
-                conflicts.join("\n  ")
-            );
+    // Also when nothing needs writing: "unchanged" must not vouch for a wrong token.
+    client
+        .check_write_token()
+        .await
+        .context("nothing applied")?;
+
+    let mut done: Vec<&str> = Vec::with_capacity(order.len());
+    for (position, &i) in order.iter().enumerate() {
+        let spec = &specs[i];
+        match write_one(client, spec, stored_named(&stored, &spec.name)).await {
+            Ok(outcome) => {
+                println!("{} {outcome}", spec.name);
+                done.push(&spec.name);
+            }
+            Err(error) => {
+                let left: Vec<&str> = order[position + 1..]
+                    .iter()
+                    .map(|&j| specs[j].name.as_str())
+                    .collect();
+                return Err(error.context(format!(
+                    "stopped at {:?}, which may or may not have been written (see `meshtel \
+                     quota get {}`); applied: {}; not applied: {}",
+                    spec.name,
+                    spec.name,
+                    list_or_none(&done),
+                    list_or_none(&left)
+                )));
+            }
         }
     }
-    for (spec, current) in specs.into_iter().zip(stored) {
-        let outcome = match current {
-            None => {
-                client.put(&spec, PutCondition::Create).await?;
-                "created".to_string()
-            }
-            Some(current) if current.spec == spec => "unchanged".to_string(),
-            Some(current) => {
-                let stored = client
-                    .put(&spec, PutCondition::Replace(current.version))
-                    .await?;
-                format!("updated (version {})", stored.version)
-            }
-        };
-        println!("{} {outcome}", spec.name);
-    }
     Ok(())
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn stored_named<'a>(stored: &'a [PolicyJson], name: &str) -> Option<&'a PolicyJson> {
+    stored.iter().find(|p| p.spec.name == name)
+}
+
+/// Writes one policy unless it is stored as it is; says what happened.
+async fn write_one(
+    client: &AdminClient,
+    spec: &QuotaPolicySpec,
+    current: Option<&PolicyJson>,
+) -> anyhow::Result<String> {
+    Ok(match current {
+        None => {
+            client.put(spec, PutCondition::Create).await?;
+            "created".to_string()
+        }
+        Some(current) if current.spec == *spec => "unchanged".to_string(),
+        Some(current) => {
+            let stored = client
+                .put(spec, PutCondition::Replace(current.version))
+                .await?;
+            format!("updated (version {})", stored.version)
+        }
+    })
+}
+
+/// What the server would refuse, or an import must not do, once the file is applied:
+/// a name given twice; two policies of the file for the same rate-limit descriptors;
+/// a stored policy the file leaves in place holding the descriptors of one of the
+/// file's ([`QuotaPolicySpec::descriptor_conflict`], the rule the admin API applies to
+/// each write); for an import, a stored policy of another origin it would replace
+/// ([`replace_conflict`]).
+fn conflicts(specs: &[QuotaPolicySpec], stored: &[PolicyJson], origin: Origin) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|s| s.name == spec.name) {
+            problems.push(format!(
+                "policy {:?} is given twice in the input",
+                spec.name
+            ));
+            continue;
+        }
+        if let (Some(rl), Some(first)) = (&spec.rate_limit, spec.descriptor_conflict(&specs[..i])) {
+            problems.push(format!(
+                "policies {:?} and {:?} of the input limit the same descriptors in domain {:?}: \
+                 only one of them could ever apply",
+                first.name, spec.name, rl.domain
+            ));
+        }
+    }
+    let replaced = |name: &str| specs.iter().any(|s| s.name == name);
+    let kept = stored
+        .iter()
+        .map(|p| &p.spec)
+        .filter(|p| !replaced(&p.name));
+    for spec in specs {
+        if let (Some(rl), Some(other)) = (&spec.rate_limit, spec.descriptor_conflict(kept.clone()))
+        {
+            problems.push(format!(
+                "policy {:?}: stored policy {:?} already limits these descriptors in domain \
+                 {:?}: edit it (or give it other descriptors in this input), or delete it first",
+                spec.name, other.name, rl.domain
+            ));
+        }
+        if origin == Origin::Import
+            && let Some(current) = stored_named(stored, &spec.name)
+            && let Some(conflict) = replace_conflict(&current.spec, spec)
+        {
+            problems.push(format!(
+                "the import would replace a policy it did not write: {conflict}"
+            ));
+        }
+    }
+    problems
+}
+
+/// Indices of `specs` in file order, except that a policy taking over rate-limit
+/// descriptors from a stored policy the input also rewrites comes after it: the
+/// server refuses each write that would leave two policies on the same descriptors.
+/// An error when two policies of the input swap descriptors, which no order allows.
+fn write_order(specs: &[QuotaPolicySpec], stored: &[PolicyJson]) -> Result<Vec<usize>, String> {
+    // blockers[i]: the policies whose stored version holds the descriptors specs[i] wants.
+    let blockers: Vec<Vec<usize>> = specs
+        .iter()
+        .map(|spec| {
+            specs
+                .iter()
+                .enumerate()
+                .filter(|(_, other)| {
+                    stored_named(stored, &other.name).is_some_and(|current| {
+                        current.spec != **other
+                            && spec
+                                .descriptor_conflict(std::iter::once(&current.spec))
+                                .is_some()
+                    })
+                })
+                .map(|(j, _)| j)
+                .collect()
+        })
+        .collect();
+    let mut order = Vec::with_capacity(specs.len());
+    let mut placed = vec![false; specs.len()];
+    while order.len() < specs.len() {
+        let next = (0..specs.len())
+            .find(|&i| !placed[i] && blockers[i].iter().all(|&j| placed[j] || j == i));
+        let Some(next) = next else {
+            let stuck: Vec<&str> = (0..specs.len())
+                .filter(|&i| !placed[i])
+                .map(|i| specs[i].name.as_str())
+                .collect();
+            return Err(format!(
+                "policies {} trade rate-limit descriptors with one another: the server \
+                 refuses every write that leaves two policies on the same descriptors, so \
+                 apply one of them with other descriptors first",
+                stuck.join(", ")
+            ));
+        };
+        placed[next] = true;
+        order.push(next);
+    }
+    Ok(order)
 }

@@ -10,6 +10,7 @@
 //! | `DELETE /api/quotas/{name}` | 204; 404; 412 |
 //! | `GET /api/quotas/{name}/usage?limit=100` | 200 live usage; 404 unknown quota; 503 without an engine |
 //! | `GET /api/quotas/audit?name=&limit=100` | 200 `{"data":[entry, ...]}`, newest first |
+//! | `GET /api/admin/token` | 204 when the bearer token may write; 401, 403 |
 //!
 //! A *policy* is the spec's fields (camelCase, see [`QuotaPolicySpec`]) plus `version`,
 //! `updatedAt` (RFC 3339) and `updatedBy` ([`PolicyJson`]). An audit *entry* is
@@ -68,6 +69,9 @@ pub const DEFAULT_AUDIT_ENTRIES: usize = 100;
 pub const MAX_AUDIT_ENTRIES: usize = 1_000;
 /// The path segment of the audit log, which no policy may be named.
 pub const AUDIT_SEGMENT: &str = "audit";
+/// The path that checks a write token without writing (outside `/api/quotas/`, so
+/// that it takes no policy name).
+pub const TOKEN_CHECK_PATH: &str = "/api/admin/token";
 
 /// Settings of the admin API (`[admin]` in the config file).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +160,10 @@ pub fn quota_router(
         .route(
             "/api/quotas/{name}/usage",
             get(get_usage).fallback(method_not_allowed),
+        )
+        .route(
+            TOKEN_CHECK_PATH,
+            get(check_write_token).fallback(method_not_allowed),
         )
         .with_state(state)
 }
@@ -284,16 +292,7 @@ async fn put_policy(
     spec.compile().map_err(ApiError::InvalidPolicy)?;
     if let Some(rate_limit) = &spec.rate_limit {
         let policies = admin.store.list_policies().await?;
-        if let Some(other) = policies.iter().find(|p| {
-            p.spec.name != spec.name
-                && p
-                    .spec
-                    .rate_limit
-                    .as_ref()
-                    .is_some_and(|o| o.same_descriptors(rate_limit))
-                // One the engine would skip as invalid does not count.
-                && p.spec.compile().is_ok()
-        }) {
+        if let Some(other) = spec.descriptor_conflict(policies.iter().map(|p| &p.spec)) {
             // As envoyproxy/ratelimit refuses a config with a duplicate descriptor:
             // only one of the two would ever be applied.
             return Err(AdminError(ApiError::InvalidPolicy(vec![
@@ -301,7 +300,7 @@ async fn put_policy(
                     field: "rateLimit.descriptors".to_owned(),
                     message: format!(
                         "policy {:?} already limits these descriptors in domain {:?}: edit it, or delete it first",
-                        other.spec.name, rate_limit.domain
+                        other.name, rate_limit.domain
                     ),
                 },
             ])));
@@ -315,6 +314,16 @@ async fn put_policy(
     };
     let version = stored.version;
     json(status, &PolicyJson::from(stored), Some(version))
+}
+
+/// `GET /api/admin/token`: 204 when the bearer token may write, 401 without one, 403
+/// for a wrong one. Writes nothing (no audit entry): what `meshtel quota apply` asks
+/// before writing, also when every policy of its file is already stored, so that a
+/// wrong token is not taken for a good one.
+#[tracing::instrument(skip_all)]
+async fn check_write_token(State(admin): State<QuotaAdmin>, headers: HeaderMap) -> AdminResult {
+    admin.auth.authorize(&headers, Access::Write).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /api/quotas/{name}`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use meshtel_model::quota::QuotaPolicySpec;
 use meshtel_query::error::AdminErrorBody;
-use meshtel_query::quotas::{ACTOR_HEADER, AuditJson, DataJson, PolicyJson};
+use meshtel_query::quotas::{ACTOR_HEADER, AuditJson, DataJson, PolicyJson, TOKEN_CHECK_PATH};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, header};
 use serde::de::DeserializeOwned;
 
@@ -54,12 +54,17 @@ impl AdminClient {
         })
     }
 
+    /// `<base>/api/quotas/<segments>`.
     fn url(&self, segments: &[&str]) -> anyhow::Result<Url> {
+        self.url_of(["api", "quotas"].iter().chain(segments))
+    }
+
+    /// `<base>/<segments>`, each segment escaped.
+    fn url_of<'a>(&self, segments: impl IntoIterator<Item = &'a &'a str>) -> anyhow::Result<Url> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| anyhow!("--server {} cannot take a path", self.base))?
             .pop_if_empty()
-            .extend(["api", "quotas"])
             .extend(segments);
         Ok(url)
     }
@@ -129,6 +134,29 @@ impl AdminClient {
         read_json(response, &what).await
     }
 
+    /// Checks that the token may write, writing nothing (`GET /api/admin/token`): 401
+    /// and 403 become errors that say what to do.
+    pub async fn check_write_token(&self) -> anyhow::Result<()> {
+        let what = "checking the admin token";
+        let segments: Vec<&str> = TOKEN_CHECK_PATH
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let url = self.url_of(&segments)?;
+        let response = self.send(self.request(Method::GET, url), what).await?;
+        let status = check(response, what).await?.status();
+        if status != StatusCode::NO_CONTENT {
+            // An older server answers another page (the UI) for an unknown path.
+            bail!(
+                "{what}: {} answered HTTP {} instead of 204: is it an older meshtel? Nothing \
+                 was checked",
+                self.base,
+                status.as_u16()
+            );
+        }
+        Ok(())
+    }
+
     /// Deletes a policy.
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
         let what = format!("delete {name}");
@@ -185,6 +213,13 @@ async fn check(response: Response, what: &str) -> anyhow::Result<Response> {
     match status {
         StatusCode::UNAUTHORIZED => {
             message.push_str("\n  hint: pass --token or set MESHTEL_ADMIN_TOKEN");
+        }
+        StatusCode::FORBIDDEN => {
+            message.push_str(
+                "\n  hint: the server does not accept this token: use the one meshtel printed \
+                 at first start, or the server's configured [admin] token / \
+                 MESHTEL_ADMIN_TOKEN (--token or MESHTEL_ADMIN_TOKEN here)",
+            );
         }
         StatusCode::PRECONDITION_FAILED => {
             message.push_str("\n  hint: the policy changed meanwhile; run the command again");

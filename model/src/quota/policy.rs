@@ -19,7 +19,11 @@ pub struct QuotaPolicySpec {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Which requests the quota applies to; empty matches every request.
-    #[serde(default, rename = "match", skip_serializing_if = "QuotaMatch::is_empty")]
+    #[serde(
+        default,
+        rename = "match",
+        skip_serializing_if = "QuotaMatch::is_empty"
+    )]
     pub matches: QuotaMatch,
     /// Dimension name → expression; one counter per distinct combination of values.
     /// Empty: one counter for the whole quota.
@@ -60,6 +64,30 @@ pub struct QuotaPolicySpec {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+impl QuotaPolicySpec {
+    /// The first of `others`, under another name, that limits the same rate-limit
+    /// descriptors as this policy ([`RateLimitSpec::same_descriptors`]), counting only
+    /// policies that compile (the engine skips the others). Only one of two such
+    /// policies could ever apply, so a second one is refused, as envoyproxy/ratelimit
+    /// refuses a duplicate descriptor: by the admin API against the stored policies,
+    /// and by `meshtel quota apply` against the file and the server before writing.
+    /// `None` for a policy without `rateLimit`.
+    pub fn descriptor_conflict<'a>(
+        &self,
+        others: impl IntoIterator<Item = &'a QuotaPolicySpec>,
+    ) -> Option<&'a QuotaPolicySpec> {
+        let rate_limit = self.rate_limit.as_ref()?;
+        others.into_iter().find(|other| {
+            other.name != self.name
+                && other
+                    .rate_limit
+                    .as_ref()
+                    .is_some_and(|o| o.same_descriptors(rate_limit))
+                && other.compile().is_ok()
+        })
+    }
 }
 
 /// What a request must carry for a quota to apply. Every field set must equal the
@@ -360,7 +388,11 @@ impl QuotaPolicy {
         self.requirements
             .iter()
             .map(|(a, _)| a)
-            .chain(self.path_prefix.as_ref().map(|_| &AttributeRef::RequestPath))
+            .chain(
+                self.path_prefix
+                    .as_ref()
+                    .map(|_| &AttributeRef::RequestPath),
+            )
             .chain(self.dimensions.iter().flat_map(|(_, e)| e.chain.iter()))
     }
 

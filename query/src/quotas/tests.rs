@@ -194,6 +194,46 @@ async fn quotas_writes_need_a_valid_bearer_token() {
 }
 
 #[tokio::test]
+async fn the_token_check_answers_204_for_a_write_token_and_writes_nothing() {
+    let f = fixture().await;
+    let check = |headers: &'static [(&'static str, &'static str)]| {
+        let app = f.app.clone();
+        async move { call(&app, Method::GET, TOKEN_CHECK_PATH, headers, "").await }
+    };
+    let r = check(&[AUTH]).await;
+    assert_eq!((r.status, r.body), (StatusCode::NO_CONTENT, Value::Null));
+    let r = check(&[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    let r = check(&[("authorization", "Bearer nope")]).await;
+    assert_eq!(
+        (r.status, r.body),
+        (
+            StatusCode::FORBIDDEN,
+            json!({"error": "invalid admin token"})
+        )
+    );
+    let r = call(&f.app, Method::PUT, TOKEN_CHECK_PATH, &[AUTH], "").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(f.repo.audit(None, 10).await.unwrap().is_empty());
+    // A policy may still be named `token`.
+    let r = call(
+        &f.app,
+        Method::PUT,
+        "/api/quotas/token",
+        &[JSON, AUTH],
+        &json!({"maxAmount": 1, "validDuration": "1s"}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = call(&f.app, Method::GET, "/api/quotas/token", &[], "").await;
+    assert_eq!(
+        (r.status, &r.body["name"]),
+        (StatusCode::OK, &json!("token"))
+    );
+}
+
+#[tokio::test]
 async fn quotas_reads_need_the_token_when_configured() {
     let config = AdminConfig {
         token: Some(TOKEN.into()),
