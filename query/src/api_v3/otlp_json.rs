@@ -1,8 +1,10 @@
 //! OTLP traces as JSON the way Jaeger's v3 gateway writes them: proto3 JSON (camelCase
 //! names, 64-bit times as decimal strings, ids as lower-case hex, enums as numbers) that
 //! leaves out every field at its default value, as the OpenTelemetry Collector's pdata
-//! marshaler does for Jaeger. A root span has no `parentSpanId` (never `""`), and
-//! nothing is `null`: Jaeger UI's schema for `/api/v3/traces` rejects both.
+//! marshaler does for Jaeger. A root span has no `parentSpanId` (never `""`), and no
+//! field of ours is `null`: Jaeger UI's schema for `/api/v3/traces` rejects both. (A
+//! NaN or infinite double attribute is still written `{"doubleValue":null}` by
+//! `opentelemetry-proto`, as the README says.)
 //!
 //! What Jaeger writes even when empty is written too: a span's `status` (`{}` when
 //! unset), a resource's `resource` and a scope's `scope` (`{}` when absent), and the
