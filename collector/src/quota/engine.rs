@@ -358,8 +358,10 @@ impl QuotaEngine {
     }
 
     /// Decides one quota of one request from its attributes: the policy named `quota`
-    /// (unknown → granted in full, `NOT_FOUND`), its match, its counter key and limit
-    /// ([`QuotaPolicy::resolve`]), then the counter.
+    /// (none: the first policy named `<quota>.<rest>` whose match holds, as an imported
+    /// Mixer instance bound to several services becomes; unknown → granted in full,
+    /// `NOT_FOUND`), its match, its counter key and limit ([`QuotaPolicy::resolve`]),
+    /// then the counter.
     pub fn check(
         &self,
         attrs: &QuotaAttributes,
@@ -369,7 +371,16 @@ impl QuotaEngine {
     ) -> QuotaResult {
         let started = Instant::now();
         let set = self.policies.read();
-        let result = match set.lookup(quota) {
+        let entry = set.lookup(quota).or_else(|| {
+            let split = set.splits_of(quota)?;
+            // None of them matching is not an unknown quota: the first answers
+            // "not applicable".
+            split
+                .iter()
+                .find(|entry| entry.policy.matches(attrs))
+                .or_else(|| split.first())
+        });
+        let result = match entry {
             None => {
                 self.metrics.unknown_quota.inc();
                 QuotaResult {

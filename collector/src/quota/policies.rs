@@ -95,6 +95,11 @@ pub(crate) struct PolicySet {
     pub by_name: HashMap<String, Arc<PolicyEntry>>,
     /// RLS: policies with `rateLimit`, by domain, in name order.
     pub domains: HashMap<String, Vec<Arc<PolicyEntry>>>,
+    /// Check: the policies named `<quota>.<rest>`, by `<quota>`, in name order: what
+    /// `meshtel quota import` makes of a Mixer quota instance bound to several
+    /// services (one policy per service), which a Mixer-era client still names by
+    /// the instance.
+    pub splits: HashMap<String, Vec<Arc<PolicyEntry>>>,
 }
 
 impl PolicySet {
@@ -108,6 +113,19 @@ impl PolicySet {
             }
             None => None,
         }
+    }
+
+    /// The policies a Check naming `quota` falls back to when no policy has that name
+    /// (see `splits`), compared as [`Self::lookup`] compares names.
+    pub fn splits_of(&self, quota: &str) -> Option<&[Arc<PolicyEntry>]> {
+        let split = match self.splits.get(quota) {
+            Some(split) => split,
+            None if quota.bytes().any(|b| b.is_ascii_uppercase()) => {
+                self.splits.get(&quota.to_ascii_lowercase())?
+            }
+            None => return None,
+        };
+        Some(split.as_slice())
     }
 }
 
@@ -237,10 +255,16 @@ pub(crate) fn compile_set(
                 .or_default()
                 .push(entry.clone());
         }
+        if let Some((quota, _)) = spec.name.split_once('.') {
+            set.splits
+                .entry(quota.to_owned())
+                .or_default()
+                .push(entry.clone());
+        }
         set.by_name.insert(spec.name.clone(), entry);
         valid_specs.push(spec);
     }
-    for list in set.domains.values_mut() {
+    for list in set.domains.values_mut().chain(set.splits.values_mut()) {
         list.sort_by(|a, b| a.name.cmp(&b.name));
     }
     valid_specs.sort_by(|a, b| a.name.cmp(&b.name));

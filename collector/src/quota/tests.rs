@@ -766,4 +766,5 @@ mod sync {
     }
 }
 
+mod splits;
 mod zero_limit;

@@ -485,8 +485,8 @@ fn split_by_service(
                     sanitize_name(&format!("{base_name}.{}", service_suffix(&matches, level))),
                     vec![format!(
                         "QuotaSpecBinding {} binds it to {}: this policy is the one for {} \
-                         (a Mixer-era istio-proxy names quota {base_name} in its Check, and \
-                         no policy has that name once split)",
+                         (a Mixer-era istio-proxy's Check naming quota {base_name} is \
+                         decided by the {base_name}.* policy whose match holds)",
                         b.binding.id,
                         all.join(", "),
                         b.describe()
