@@ -2,15 +2,15 @@
 //! names, 64-bit times as decimal strings, ids as lower-case hex, enums as numbers) that
 //! leaves out every field at its default value, as the OpenTelemetry Collector's pdata
 //! marshaler does for Jaeger. A root span has no `parentSpanId` (never `""`), and no
-//! field of ours is `null`: Jaeger UI's schema for `/api/v3/traces` rejects both. (A
-//! NaN or infinite double attribute is still written `{"doubleValue":null}` by
-//! `opentelemetry-proto`, as the README says.)
+//! field is `null`: Jaeger UI's schema for `/api/v3/traces` rejects both.
 //!
 //! What Jaeger writes even when empty is written too: a span's `status` (`{}` when
 //! unset), a resource's `resource` and a scope's `scope` (`{}` when absent), and the
 //! `scopeSpans` and `spans` lists, which Jaeger UI requires. Attribute values
 //! (`KeyValue`, `AnyValue`) keep the encoding of `opentelemetry-proto`'s serde, which
-//! already writes them as proto3 JSON (`{"intValue":"500"}`, `{"stringValue":""}`).
+//! already writes them as proto3 JSON (`{"intValue":"500"}`, `{"stringValue":""}`), but
+//! for a NaN or infinite double, which it writes `null` and proto3 JSON as the string
+//! `"NaN"`, `"Infinity"` or `"-Infinity"` ([`AnyValueJson`]), and a missing value, `{}`.
 //!
 //! ```text
 //! TracesData ─► resourceSpans[] ─► resource {attributes?, droppedAttributesCount?}
@@ -18,7 +18,7 @@
 //!                                                  spans[] ─► Span (defaults left out)
 //! ```
 
-use meshtel_model::otlp::common::v1::{InstrumentationScope, KeyValue};
+use meshtel_model::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use meshtel_model::otlp::resource::v1::Resource;
 use meshtel_model::otlp::trace::v1::span::{Event, Link};
 use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -99,7 +99,7 @@ impl<M: SerializeMap> Fields<M> {
     }
 
     fn attributes(&mut self, value: &[KeyValue]) -> Result<(), M::Error> {
-        self.items("attributes", value)
+        self.list("attributes", value, KeyValueJson)
     }
 
     /// A list of messages written as `opentelemetry-proto` writes them, only when it
@@ -267,5 +267,66 @@ impl Serialize for StatusJson<'_> {
             f.number("code", status.code)?;
         }
         f.end()
+    }
+}
+
+/// `{"key": …, "value": …}`, the value through [`AnyValueJson`].
+struct KeyValueJson<'a>(&'a KeyValue);
+
+impl Serialize for KeyValueJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("key", &self.0.key)?;
+        map.serialize_entry("value", &AnyValueJson(self.0.value.as_ref()))?;
+        map.end()
+    }
+}
+
+/// An attribute value as `opentelemetry-proto` writes it, but a NaN or infinite double
+/// as proto3 JSON's string (its serde writes `null`, which Jaeger UI refuses), also
+/// inside arrays and maps, and no value as `{}`.
+struct AnyValueJson<'a>(Option<&'a AnyValue>);
+
+impl Serialize for AnyValueJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use any_value::Value;
+        let (any, value) = match self.0 {
+            Some(any @ AnyValue { value: Some(value) }) => (any, value),
+            _ => return serializer.serialize_map(Some(0))?.end(),
+        };
+        let mut map = match value {
+            Value::DoubleValue(d) if !d.is_finite() => serializer.serialize_map(Some(1))?,
+            Value::ArrayValue(_) | Value::KvlistValue(_) => serializer.serialize_map(Some(1))?,
+            // `opentelemetry-proto` writes the other kinds as proto3 JSON already.
+            _ => return any.serialize(serializer),
+        };
+        match value {
+            Value::DoubleValue(d) if d.is_nan() => map.serialize_entry("doubleValue", "NaN")?,
+            Value::DoubleValue(d) if d.is_sign_positive() => {
+                map.serialize_entry("doubleValue", "Infinity")?;
+            }
+            Value::DoubleValue(_) => map.serialize_entry("doubleValue", "-Infinity")?,
+            Value::ArrayValue(array) => {
+                let values = Each(&array.values, |v| AnyValueJson(Some(v)));
+                map.serialize_entry("arrayValue", &ValuesJson(values))?;
+            }
+            Value::KvlistValue(list) => {
+                let values = Each(&list.values, KeyValueJson);
+                map.serialize_entry("kvlistValue", &ValuesJson(values))?;
+            }
+            _ => {}
+        }
+        map.end()
+    }
+}
+
+/// `{"values": […]}`: an `ArrayValue` or a `KeyValueList`.
+struct ValuesJson<V>(V);
+
+impl<V: Serialize> Serialize for ValuesJson<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("values", &self.0)?;
+        map.end()
     }
 }

@@ -610,7 +610,7 @@ async fn one_parameter_under_two_names_must_agree() {
 /// unset, and attribute values at their zero value kept.
 #[tokio::test]
 async fn otlp_json_leaves_out_defaults_as_jaeger_writes_them() {
-    use meshtel_model::otlp::common::v1::{ArrayValue, any_value::Value};
+    use meshtel_model::otlp::common::v1::{AnyValue, ArrayValue, KeyValueList, any_value::Value};
     use meshtel_model::otlp::trace::v1::span::{Event, Link};
     use meshtel_model::otlp::trace::v1::{ScopeSpans, Status};
     const ID: &str = "0af7651916cd43dd8448eb211c80319e";
@@ -631,6 +631,33 @@ async fn otlp_json_leaves_out_defaults_as_jaeger_writes_them() {
         attr("zero", Value::IntValue(0)),
         attr("no", Value::BoolValue(false)),
         attr("none", Value::ArrayValue(ArrayValue::default())),
+        // proto3 JSON's strings, where opentelemetry-proto's serde writes null; nested
+        // too, and a value that is missing is {}.
+        attr("nan", Value::DoubleValue(f64::NAN)),
+        attr(
+            "inf",
+            Value::ArrayValue(ArrayValue {
+                values: vec![
+                    AnyValue {
+                        value: Some(Value::DoubleValue(f64::INFINITY)),
+                    },
+                    AnyValue {
+                        value: Some(Value::DoubleValue(1.5)),
+                    },
+                ],
+            }),
+        ),
+        attr(
+            "map",
+            Value::KvlistValue(KeyValueList {
+                values: vec![attr("low", Value::DoubleValue(f64::NEG_INFINITY))],
+            }),
+        ),
+        meshtel_model::otlp::common::v1::KeyValue {
+            key: "unset".into(),
+            value: None,
+            ..Default::default()
+        },
     ];
     child.events = vec![Event {
         time_unix_nano: 2_500,
@@ -693,7 +720,13 @@ async fn otlp_json_leaves_out_defaults_as_jaeger_writes_them() {
                  "attributes":[{"key":"empty","value":{"stringValue":""}},
                                {"key":"zero","value":{"intValue":"0"}},
                                {"key":"no","value":{"boolValue":false}},
-                               {"key":"none","value":{"arrayValue":{"values":[]}}}],
+                               {"key":"none","value":{"arrayValue":{"values":[]}}},
+                               {"key":"nan","value":{"doubleValue":"NaN"}},
+                               {"key":"inf","value":{"arrayValue":{"values":[
+                                 {"doubleValue":"Infinity"},{"doubleValue":1.5}]}}},
+                               {"key":"map","value":{"kvlistValue":{"values":[
+                                 {"key":"low","value":{"doubleValue":"-Infinity"}}]}}},
+                               {"key":"unset","value":{}}],
                  "droppedAttributesCount":3,
                  "events":[{"timeUnixNano":"2500","name":"retry"}],
                  "links":[{"traceId":"0af7651916cd43dd8448eb211c80319e","spanId":"00000000000000a1"}],
