@@ -286,19 +286,24 @@ impl QuotaEngine {
 
     /// Replaces the policies: each spec is compiled (invalid ones are logged with their
     /// field errors and skipped), the new set applies to the next decision, counters of
-    /// removed policies are dropped, and WatchQuotas streams get the new set.
+    /// removed policies (and of policies keyed by other dimensions now) are dropped, and
+    /// WatchQuotas streams get the new set.
     pub fn set_policies(&self, revision: i64, specs: Vec<QuotaPolicySpec>) -> PolicyLoad {
         let mut guard = self.policies.write();
         let (set, valid_specs, load) = compile_set(revision, specs, &guard, &self.metrics);
         *guard = Arc::new(set);
         drop(guard);
-        if !load.removed.is_empty() {
-            let removed = self.drop_counters_of(&load.removed);
+        if !load.removed.is_empty() || !load.rekeyed.is_empty() {
+            let mut quotas: Vec<String> =
+                load.removed.iter().chain(&load.rekeyed).cloned().collect();
+            quotas.sort();
+            let dropped = self.drop_counters_of(&quotas);
             info!(
                 revision,
-                quotas = load.removed.len(),
-                counters = removed,
-                "quota counters of removed policies dropped"
+                removed = load.removed.len(),
+                rekeyed = load.rekeyed.len(),
+                counters = dropped,
+                "quota counters of removed or rekeyed policies dropped"
             );
         }
         let policies_json = match serde_json::to_string(&valid_specs) {

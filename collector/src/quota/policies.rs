@@ -147,6 +147,9 @@ pub struct PolicyLoad {
     pub invalid: Vec<InvalidPolicy>,
     /// Policies that were in force and are not any more (their counters are dropped).
     pub removed: Vec<String>,
+    /// Policies still in force whose counter keys changed (other dimensions): their
+    /// counters could never be charged again, and are dropped too.
+    pub rekeyed: Vec<String>,
 }
 
 /// Names of the key parts after the policy name.
@@ -237,13 +240,15 @@ pub(crate) fn compile_set(
             });
             continue;
         }
-        let stats = previous
-            .by_name
-            .get(&spec.name)
-            .map_or_else(Arc::default, |e| e.stats.clone());
+        let before = previous.by_name.get(&spec.name);
+        let stats = before.map_or_else(Arc::default, |e| e.stats.clone());
+        let key_dimensions = key_dimensions(&policy);
+        if before.is_some_and(|e| e.key_dimensions != key_dimensions) {
+            load.rekeyed.push(spec.name.clone());
+        }
         let entry = Arc::new(PolicyEntry {
             name: Arc::from(spec.name.as_str()),
-            key_dimensions: key_dimensions(&policy),
+            key_dimensions,
             results: metrics.results_for(&spec.name),
             stats,
             removed: AtomicBool::new(false),
@@ -277,5 +282,6 @@ pub(crate) fn compile_set(
         }
     }
     load.removed.sort();
+    load.rekeyed.sort();
     (set, valid_specs, load)
 }

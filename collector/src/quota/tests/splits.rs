@@ -1,5 +1,7 @@
-//! A Mixer quota instance bound to several services is imported as one policy per
-//! service (`<instance>.<service>`); a Mixer-era client still names the instance.
+//! Policies edited or imported in more than one piece: a Mixer quota instance bound to
+//! several services is imported as one policy per service (`<instance>.<service>`),
+//! which a Mixer-era client still names by the instance; a policy keyed by other
+//! dimensions after an edit.
 
 use super::*;
 
@@ -70,4 +72,32 @@ fn engine_with_exact() -> (Arc<QuotaEngine>, Arc<ManualClock>) {
         per_second("requestcountquota", 7),
         split("requestcountquota.ratings", "ratings", 1),
     ])
+}
+
+#[test]
+fn counters_of_a_policy_keyed_by_other_dimensions_now_are_dropped() {
+    let (engine, _) = engine(vec![per_second("ratings-limit", 10)]);
+    let attrs = call("reviews", "v1", "ratings");
+    engine.check(&attrs, "ratings-limit", 1, false);
+    assert_eq!(engine.key_count(), 1);
+    // The same dimensions: the counter stays, under the new limit.
+    let load = engine.set_policies(2, vec![per_second("ratings-limit", 5)]);
+    assert!(load.rekeyed.is_empty(), "{load:?}");
+    assert_eq!(engine.key_count(), 1);
+    // Keyed by the caller now: the old counter can never be charged again.
+    let by_source = spec(json!({
+        "name": "ratings-limit",
+        "dimensions": {"source": "source.labels[\"app\"] | \"unknown\""},
+        "maxAmount": 2,
+        "validDuration": "1s",
+    }));
+    let load = engine.set_policies(3, vec![by_source]);
+    assert_eq!(load.rekeyed, ["ratings-limit"]);
+    assert_eq!(engine.key_count(), 0);
+    engine.check(&attrs, "ratings-limit", 1, false);
+    let usage = engine.usage("ratings-limit", 10).expect("usage");
+    let keys: Vec<&str> = usage.keys.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(keys, ["ratings-limit;source=reviews"]);
+    // Totals survive the edit.
+    assert_eq!(usage.granted, 2);
 }
