@@ -55,7 +55,19 @@ pub fn router(base: &str) -> Router {
         .route("/metrics", get(index))
         .route("/quotas", get(index))
         .route("/static/{*path}", get(asset))
+        // Any other page: the UI with a 404 status, which shows its own "Page not
+        // found" with the menu and a way back, rather than the browser's blank page.
+        .fallback(not_found)
         .with_state(state)
+}
+
+async fn not_found(State(state): State<UiState>, method: axum::http::Method) -> Response {
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut response = index(State(state)).await;
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
 }
 
 /// The UI's start page alone, for `<base>/` (a nested router serves `<base>` but not

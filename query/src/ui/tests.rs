@@ -61,6 +61,43 @@ async fn ui_pages_carry_a_content_security_policy_and_frame_protection() {
     }
 }
 
+/// A page the UI does not have is the UI with a 404 (it shows "Page not found" with
+/// the menu), not an empty body; the API and assets keep their own 404s.
+#[tokio::test]
+async fn unknown_pages_are_the_ui_with_a_404() {
+    let app = app(MemoryReader::default());
+    for page in ["/nosuchpage", "/trace/", "/search/extra"] {
+        let request = Request::builder().uri(page).body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{page}");
+        let headers = response.headers().clone();
+        assert!(
+            header_text(&headers, "content-type").starts_with("text/html"),
+            "{page}"
+        );
+        assert!(header_text(&headers, "content-security-policy").contains("script-src 'self'"));
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&body).contains("<nav"),
+            "{page}: the UI's menu"
+        );
+    }
+    let request = Request::builder()
+        .method("POST")
+        .uri("/nosuchpage")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, api) = headers(&app, "/api/nosuch").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!header_text(&api, "content-type").starts_with("text/html"));
+    let (status, _) = headers(&app, "/static/nosuch.js").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 /// Every answer, JSON, assets and errors alike, says `nosniff` (once).
 #[tokio::test]
 async fn every_answer_says_nosniff() {
