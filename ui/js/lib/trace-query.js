@@ -15,6 +15,8 @@ export const LOOKBACKS = [
 
 export const DEFAULT_LOOKBACK = '1h';
 export const DEFAULT_LIMIT = 20;
+/** The most traces one search returns (the query service's default `max_search_limit`). */
+export const MAX_LIMIT = 1500;
 
 /** {start, end} in µs for a lookback key (unknown keys fall back to 1h). */
 export function lookbackRange(lookback, nowUs = Date.now() * 1000) {

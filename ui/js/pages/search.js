@@ -8,7 +8,7 @@ import { h, replace, formatDuration, formatTime, formatAgo, loading, empty, erro
 import { renderScatter } from '../lib/scatter.js';
 import { summarizeTrace } from '../lib/trace-model.js';
 import {
-  LOOKBACKS, DEFAULT_LOOKBACK, DEFAULT_LIMIT, lookbackRange, lookbackLabel, durationError, durationToUs,
+  LOOKBACKS, DEFAULT_LOOKBACK, DEFAULT_LIMIT, MAX_LIMIT, lookbackRange, lookbackLabel, durationError, durationToUs,
   parseTags, tagsParamToText, toLocalInput, fromLocalInput,
 } from '../lib/trace-query.js';
 
@@ -55,7 +55,9 @@ function readState(params) {
     lookback: custom ? 'custom' : LOOKBACKS.some(([key]) => key === lookbackParam) ? lookbackParam : DEFAULT_LOOKBACK,
     start: custom && Number.isFinite(start) && start > 0 ? start : NaN,
     end: custom && Number.isFinite(end) && end > 0 ? end : NaN,
-    limit: Number.isFinite(limit) && limit > 0 ? limit : DEFAULT_LIMIT,
+    // A limit in the URL above what one search returns is that most, said so in the
+    // results' header, rather than asked for and silently cut by the server.
+    limit: Number.isFinite(limit) && limit > 0 ? Math.min(limit, MAX_LIMIT) : DEFAULT_LIMIT,
     sort: SORTS.some(([key]) => key === sort) ? sort : 'recent',
   };
 }
@@ -157,7 +159,7 @@ export function mount(root, ctx) {
     h('label', { class: 'field' }, 'To', endInput),
     rangeError,
   );
-  const limitInput = h('input', { id: 'search-limit', name: 'limit', type: 'number', min: 1, max: 1500, step: 1, value: state.limit, 'aria-describedby': 'search-limit-error' });
+  const limitInput = h('input', { id: 'search-limit', name: 'limit', type: 'number', min: 1, max: MAX_LIMIT, step: 1, value: state.limit, 'aria-describedby': 'search-limit-error' });
   const limitError = fieldError('search-limit-error');
   const submit = h('button', { id: 'search-submit', class: 'btn btn-primary', type: 'submit' }, 'Find traces');
 
@@ -262,8 +264,8 @@ export function mount(root, ctx) {
       setError(startInput, rangeError, msg);
       if (msg) invalid.push(startInput);
     }
-    if (!Number.isFinite(next.limit) || next.limit < 1 || next.limit > 1500) {
-      setError(limitInput, limitError, 'Enter a limit between 1 and 1500');
+    if (!Number.isFinite(next.limit) || next.limit < 1 || next.limit > MAX_LIMIT) {
+      setError(limitInput, limitError, `Enter a limit between 1 and ${MAX_LIMIT}`);
       invalid.push(limitInput);
     } else {
       setError(limitInput, limitError, '');
@@ -441,7 +443,7 @@ export function mount(root, ctx) {
       'div',
       { class: 'search-results-head' },
       h('h2', { id: 'search-count', 'data-count': String(count), 'aria-live': 'polite' }, plural(count, 'trace')),
-      h('span', { class: 'muted small' }, `${search.service}${search.operation ? ` · ${search.operation}` : ''} · ${range}${count >= search.limit ? ` · newest ${search.limit} shown, raise the limit for more` : ''}`),
+      h('span', { class: 'muted small' }, `${search.service}${search.operation ? ` · ${search.operation}` : ''} · ${range}${count >= search.limit ? ` · newest ${search.limit} shown, ${search.limit >= MAX_LIMIT ? 'the most one search returns: narrow the time range for more' : 'raise the limit for more'}` : ''}`),
       h('span', { class: 'grow' }),
       count ? h('label', { class: 'search-sort-label' }, 'Sort', sortSel) : null,
     );
