@@ -49,6 +49,7 @@ export async function mount(root) {
     expanded: new Set(),
     usageUnavailable: null,
     editing: null, // {mode: 'new'|'edit', name, etag, version}
+    editorAuthError: false, // the editor shows a refused token, which a new one clears
     pendingDelete: null,
     auditName: '',
     timers: [],
@@ -104,6 +105,11 @@ export async function mount(root) {
     tokenInput.removeAttribute('aria-invalid');
     renderTokenState('Token saved for this tab.');
     say(''); // a refused-token message above no longer holds
+    if (state.editorAuthError) {
+      // Nor does the editor's: the next save uses the new token.
+      clearErrors();
+      state.editorAuthError = false;
+    }
     if (state.authFailed) {
       loadList();
       loadAudit();
@@ -524,6 +530,7 @@ export async function mount(root) {
   }
 
   function clearErrors() {
+    state.editorAuthError = false;
     if (!editorRefs) return;
     replace(editorRefs.errors);
     editorRefs.textarea.removeAttribute('aria-invalid');
@@ -608,6 +615,7 @@ export async function mount(root) {
     if (error.status === 401 || error.status === 403) {
       needToken(error);
       showErrors(h('span', {}, authMessage(error, 'Saving')), [], null, false);
+      state.editorAuthError = true;
       tokenInput.focus();
       return;
     }
