@@ -124,7 +124,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               compaction_target_rows = 262144  # blocks below this are merged
               compaction_interval = "30s"
               retention_max_age = "7d"
-              retention_max_bytes = "50 GiB"
+              retention_max_bytes = "50 GiB"   # 0: no bound on size
               max_query_memory = "1 GiB"       # searches and dependencies together; over: 503
               max_catalog_services = 10000     # services listed
               max_catalog_operations_per_service = 1000
@@ -214,7 +214,8 @@ pub struct ServerArgs {
     /// Delete blocks whose newest span is older than this, e.g. 7d [default: 7d]
     #[arg(long, env = "MESHTEL_RETENTION_MAX_AGE", value_parser = humantime::parse_duration)]
     pub retention_max_age: Option<Duration>,
-    /// Delete the oldest blocks while all blocks exceed this size, e.g. 50GiB [default: 50GiB]
+    /// Delete the oldest blocks while all blocks exceed this size, e.g. 50GiB; 0 for no
+    /// size bound [default: 50GiB]
     #[arg(long, env = "MESHTEL_RETENTION_MAX_BYTES")]
     pub retention_max_bytes: Option<ByteSize>,
     /// Largest ingest request body, before and after decompression [default: 16MiB]

@@ -56,7 +56,14 @@ fn init_tracing_with_default(format: LogFormat, default_filter: &str) {
         Some(Err(error)) => (EnvFilter::new(default_filter), Some(error)),
         None => (EnvFilter::new(default_filter), None),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour_logs());
+    // A log line that cannot be written (stderr's reader gone: `serve 2>&1 | head`) is
+    // dropped: by default the subscriber reports it with `eprintln!`, which panics on
+    // the broken pipe inside whatever task logged, a flush or the WAL writer among them.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
+        .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

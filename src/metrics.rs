@@ -254,11 +254,15 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         "Writes refused because the data directory's disk is below store.min_free_disk.",
         s.rejected_disk_full,
     );
-    gauge(
-        "meshtel_store_disk_free_bytes",
-        "Free bytes on the data directory's disk at the latest check.",
-        s.disk_free_bytes,
-    );
+    // Measured by a process that writes; a query process would show a false 0, which
+    // a low-disk alert takes for a full disk.
+    if sources.ingest.is_some() {
+        gauge(
+            "meshtel_store_disk_free_bytes",
+            "Free bytes on the data directory's disk at the latest check.",
+            s.disk_free_bytes,
+        );
+    }
     gauge(
         "meshtel_store_head_spans",
         "Spans in memory, not yet in a block.",

@@ -147,8 +147,11 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     // A file left by a process that was killed names its dead ports. Removed only now
     // that the store holds the data directory's lock: a second server refused by that
-    // lock must not delete the running one's file.
-    remove_stale_listeners_file(&listeners_path)?;
+    // lock must not delete the running one's file. A query process takes no lock and
+    // another may be running (a rolling restart): it only writes its own file over it.
+    if role.ingests() {
+        remove_stale_listeners_file(&listeners_path)?;
+    }
 
     // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
     // SQLite file as the catalog). Only an ingesting process flushes, prunes and sums
@@ -418,7 +421,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         Ok(())
     };
     store.shutdown().await.context("flushing the store")?;
-    let _ = std::fs::remove_file(&listeners_path);
+    remove_own_listeners_file(&listeners_path, &listeners);
     edges_written.context("flushing the edge rollups")?;
     info!("stopped");
     result
@@ -480,6 +483,16 @@ fn remove_stale_listeners_file(path: &Path) -> anyhow::Result<()> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing the stale {}", path.display())),
+    }
+}
+
+/// Removes the listeners file at exit if it is still this process's: a query process
+/// started beside this one since (a rolling restart) wrote its own over it, which
+/// stays.
+fn remove_own_listeners_file(path: &Path, listeners: &Listeners) {
+    let ours = serde_json::to_vec_pretty(listeners).ok();
+    if ours.is_some() && std::fs::read(path).ok() == ours {
+        let _ = std::fs::remove_file(path);
     }
 }
 

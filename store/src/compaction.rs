@@ -101,7 +101,11 @@ async fn pass(inner: &Arc<Inner>, now: i64) -> Result<()> {
 
 async fn apply_retention(inner: &Arc<Inner>, now: i64) -> Result<()> {
     let max_age = i64::try_from(inner.config.retention_max_age.as_nanos()).unwrap_or(i64::MAX);
-    let max_bytes = inner.config.retention_max_bytes.as_u64();
+    // 0: no bound on size (StoreConfig::retention_max_bytes).
+    let max_bytes = match inner.config.retention_max_bytes.as_u64() {
+        0 => u64::MAX,
+        bytes => bytes,
+    };
     let expired: Vec<BlockMeta> = {
         let state = inner.state.read();
         let mut expired: Vec<BlockMeta> = state

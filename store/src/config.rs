@@ -144,7 +144,9 @@ pub struct StoreConfig {
     /// Blocks whose newest span is older than this are deleted. Default `7d`.
     #[serde(default = "default_retention_max_age", with = "humantime_serde_compat")]
     pub retention_max_age: Duration,
-    /// Oldest blocks are deleted while all blocks together exceed this. Default `50GiB`.
+    /// Oldest blocks are deleted while all blocks together exceed this. Default `50GiB`;
+    /// `0` sets no bound on size (as Prometheus reads its retention size), never "keep
+    /// nothing".
     #[serde(default = "default_retention_max_bytes")]
     pub retention_max_bytes: ByteSize,
     /// Memory the DataFusion queries running at once (search steps, dependencies) may

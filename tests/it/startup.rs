@@ -1,13 +1,15 @@
 //! Starting and refusing to start: every setting is checked before anything is written
 //! (the admin token among them), `meshtel query` does not invent a data directory, the
 //! listeners file never names a dead process's ports, logs stay in their format, flags
-//! a role ignores are named, and printing subcommands end quietly on a closed pipe.
+//! a role ignores are named, printing subcommands end quietly on a closed pipe, and a
+//! server whose log pipe closes goes on.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::Value;
 
 use crate::support::*;
@@ -285,28 +287,29 @@ async fn with_json_logs_a_failed_start_is_a_json_line_too() {
     );
 }
 
+/// `meshtel serve` on `data_dir` with every listener on 127.0.0.1:0, for a test that
+/// holds the process itself (its pipes, its signals).
+fn serve_command(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meshtel"));
+    command.arg("serve").arg("--data-dir").arg(data_dir);
+    for listener in [
+        "--grpc-listen",
+        "--http-listen",
+        "--zipkin-listen",
+        "--query-listen",
+    ] {
+        command.args([listener, "127.0.0.1:0"]);
+    }
+    command
+}
+
 /// SIGTERM while the server is still starting (store opening, listeners binding) is a
 /// clean stop once it is up, not a kill by the signal's default action.
 #[test]
 fn sigterm_while_starting_is_a_clean_stop() {
     for delay_ms in [50, 150] {
         let dir = TestDir::new();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_meshtel"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--zipkin-listen",
-                "127.0.0.1:0",
-                "--query-listen",
-                "127.0.0.1:0",
-            ])
+        let mut child = serve_command(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -356,4 +359,78 @@ async fn a_refused_start_names_its_cause_once() {
     assert!(!status.success(), "{log}");
     assert!(log.contains("Caused by:"), "{log}");
     assert_eq!(log.matches("a file is in the way").count(), 1, "{log}");
+}
+
+/// A rolling restart of `meshtel query` (no lock: the new one starts beside the old,
+/// then the old stops): the new one's listeners file stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_process_stopping_leaves_a_newer_ones_listeners_file() {
+    let dir = TestDir::new();
+    let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
+    let old = Meshtel::start(&dir, Role::Query, &[]).await;
+    let new = Meshtel::start(&dir, Role::Query, &[]).await;
+    let (status, log) = old.stop_with_status().await;
+    assert!(status.success(), "{log}");
+    let file = dir.data_dir().join("listeners-query.json");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(json["query"], new.query.unwrap().to_string());
+    new.stop().await;
+    assert!(!file.exists(), "the last one out removes its own file");
+    collector.stop().await;
+}
+
+/// Logs that cannot be written (stderr's reader gone, as with `serve 2>&1 | head -1`)
+/// are dropped: flushes go on, and SIGTERM is still a clean stop (exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_stops_neither_flushes_nor_a_clean_exit() {
+    let dir = TestDir::new();
+    let mut child = serve_command(&dir.data_dir())
+        .args(["--flush-interval", "200ms"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the first line, then close the pipe.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut first = [0u8; 1];
+    stderr.read_exact(&mut first).unwrap();
+    drop(stderr);
+    let listeners = dir.data_dir().join("listeners.json");
+    let json: Value = eventually(Duration::from_secs(30), "listeners.json", || async {
+        serde_json::from_str(&std::fs::read_to_string(&listeners).ok()?).ok()
+    })
+    .await;
+    let grpc: std::net::SocketAddr = json["grpc"].as_str().unwrap().parse().unwrap();
+    let http = json["http"].as_str().unwrap().to_string();
+    let head_spans = || async {
+        let text = get(&format!("http://{http}/metrics")).await.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix("meshtel_store_head_spans "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    for round in 0..3 {
+        let id = random_trace_id();
+        let span = simple_span(&id, &random_span_id(), None, "op", now_nanos(), 1_000);
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![resource_spans("piped", vec![span])],
+        };
+        export_grpc(grpc, request).await;
+        eventually(
+            Duration::from_secs(10),
+            &format!("flush {round}"),
+            || async { (head_spans().await? == 0).then_some(()) },
+        )
+        .await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM after the log pipe closed: {status}"
+    );
 }

@@ -292,6 +292,39 @@ async fn retention_drops_old_blocks_only() {
     store.shutdown().await.unwrap();
 }
 
+/// Size retention deletes the oldest blocks past the bound; a bound of 0 is none, not
+/// "keep nothing".
+#[tokio::test]
+async fn retention_by_size_deletes_the_oldest_and_zero_is_no_bound() {
+    for (max_bytes, kept) in [(0u64, 2usize), (1, 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.retention_max_bytes = bytesize::ByteSize::b(max_bytes);
+        let store = TraceStore::open(cfg).await.unwrap();
+        for (n, service) in [(1, "older"), (2, "newer")] {
+            store
+                .write_spans(vec![trace(n, service, 2, *T0 + u64::from(n), 1000)])
+                .await
+                .unwrap();
+            store.flush().await.unwrap();
+        }
+        compaction::run_once(&store.inner, (*T0 + 1_000_000_000) as i64)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.stats().blocks as usize,
+            kept,
+            "retention_max_bytes {max_bytes}"
+        );
+        assert_eq!(
+            ids(&store, &query("newer")).await.len(),
+            kept / 2,
+            "{max_bytes}"
+        );
+        store.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn overload_is_refused_not_queued() {
     let dir = tempfile::tempdir().unwrap();
