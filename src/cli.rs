@@ -149,7 +149,11 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
   [edges]     bucket = "10s"  flush_grace = "5s"  retention = "7d"
               prune_interval = "10m"  max_edges_per_bucket = 50000
               max_edges_in_memory = 200000     # while SQL refuses them; beyond: oldest dropped, counted
-  [http]      header_read_timeout = "10s"      # OTLP HTTP, Zipkin, query: headers late -> closed
+              coarse_after = "1h"              # older rollups summed into coarse buckets
+              coarse_bucket = "5m"             # unset: 5m rounded up to whole buckets; = bucket: never summed
+              max_read_time = "30s"            # a graph read past it: 503 naming this setting
+  [http]      allowed_hosts = []               # Host names answered besides localhost on loopback
+              header_read_timeout = "10s"      # OTLP HTTP, Zipkin, query: headers late -> closed
               body_read_timeout = "30s"        # body late -> 408, closed
               write_timeout = "30s"            # answer not read -> closed
 Log level: RUST_LOG (default "info")."#;

@@ -267,7 +267,9 @@ fn log_untold_refusals(windows: &Weak<Mutex<[[RefusalLog; 5]; 3]>>, now: Instant
 fn log_refusals(protocol: Protocol, reason: RefusalReason, refused: u64, detail: &str) {
     let (protocol, reason_label) = (protocol.as_str(), reason.as_str());
     let every = humantime::format_duration(REFUSAL_LOG_INTERVAL).to_string();
-    if reason == RefusalReason::Overloaded {
+    // Spans lost to overload or a full disk (503s) are WARN; a client's bad request
+    // (400, 413, 415) is the client's to fix.
+    if matches!(reason, RefusalReason::Overloaded | RefusalReason::DiskFull) {
         warn!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
     } else {
         info!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
