@@ -618,7 +618,7 @@ const PAGE: &str = include_str!("page.html");
 /// against `page.html`), fetches to the same origin, and no framing, so another site
 /// cannot trick a click on "Apply".
 const PAGE_POLICY: &str = "default-src 'self'; \
-    script-src 'sha256-/r+tCh73184i3R6muKIB0VIgSgTbaPABvsf14qb//Lo='; \
+    script-src 'sha256-mLf926KSqUYT+eJ60kJFMPnFiqxest4fpr7/bx8YCOY='; \
     style-src 'sha256-R+BvI3qhDZRFZvSrIIR4+LwEBUhFr/7bSlXPx/J7Djs='; \
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
