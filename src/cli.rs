@@ -71,7 +71,9 @@ impl Command {
     /// The log format the subcommand was given, for those that take one.
     pub fn log_format(&self) -> Option<LogFormat> {
         match self {
-            Command::Serve(args) | Command::Collector(args) | Command::Query(args) => Some(args.log_format),
+            Command::Serve(args) | Command::Collector(args) | Command::Query(args) => {
+                Some(args.log_format)
+            }
             Command::Proxy(proxy) => Some(proxy.log_format),
             Command::Demo(demo) => Some(demo.run.server.log_format),
             Command::Bench(_) | Command::Quota(_) | Command::Rules(_) => None,
@@ -317,9 +319,58 @@ impl ServerArgs {
         }
     }
 
-    /// The config file with every flag and variable applied on top.
+    /// The config file with every flag and variable applied on top. A setting refused
+    /// that a flag or variable gave is named with it, not only as the file spells it
+    /// (`[store] retention_max_age … set by --retention-max-age (MESHTEL_…)`).
     pub fn resolve(&self) -> anyhow::Result<Config> {
         let mut c = Config::load(self.config.as_deref())?;
+        // (the key as errors spell it, the flag and variable that set it)
+        let mut given: Vec<(&str, &str)> = Vec::new();
+        let mut set = |key: &'static str, flag: &'static str, is_set: bool| {
+            if is_set {
+                given.push((key, flag));
+            }
+        };
+        set(
+            "[store] wal.sync_interval",
+            "--wal-sync-interval (MESHTEL_WAL_SYNC_INTERVAL)",
+            self.wal_sync_interval.is_some(),
+        );
+        set(
+            "[store] wal.sync",
+            "--wal-sync (MESHTEL_WAL_SYNC)",
+            self.wal_sync.is_some(),
+        );
+        set(
+            "[store] flush_interval",
+            "--flush-interval (MESHTEL_FLUSH_INTERVAL)",
+            self.flush_interval.is_some(),
+        );
+        set(
+            "[store] retention_max_age",
+            "--retention-max-age (MESHTEL_RETENTION_MAX_AGE)",
+            self.retention_max_age.is_some(),
+        );
+        set(
+            "[store] retention_max_bytes",
+            "--retention-max-bytes (MESHTEL_RETENTION_MAX_BYTES)",
+            self.retention_max_bytes.is_some(),
+        );
+        set(
+            "[ingest] max_request_bytes",
+            "--max-request-bytes (MESHTEL_MAX_REQUEST_BYTES)",
+            self.max_request_bytes.is_some(),
+        );
+        set(
+            "[ingest] max_spans_per_request",
+            "--max-spans-per-request (MESHTEL_MAX_SPANS_PER_REQUEST)",
+            self.max_spans_per_request.is_some(),
+        );
+        set(
+            "query.base_path",
+            "--query-base-path (MESHTEL_QUERY_BASE_PATH)",
+            self.query_base_path.is_some(),
+        );
         if let Some(v) = &self.data_dir {
             c.data_dir = v.clone();
         }
@@ -362,6 +413,23 @@ impl ServerArgs {
         if let Some(v) = &self.query_base_path {
             c.query.base_path = v.clone();
         }
-        c.finish()
+        c.finish().map_err(|error| {
+            let message = format!("{error:#}");
+            match given.iter().find(|(key, _)| names_key(&message, key)) {
+                Some((key, flag)) => anyhow::anyhow!("{message} ({key} is set by {flag})"),
+                None => error,
+            }
+        })
     }
+}
+
+/// Whether `message` names `key` as a whole (`[store] wal.sync` is not named by a
+/// message about `[store] wal.sync_interval`).
+fn names_key(message: &str, key: &str) -> bool {
+    message.match_indices(key).any(|(at, _)| {
+        !message[at + key.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
 }

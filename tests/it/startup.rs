@@ -434,3 +434,43 @@ async fn a_closed_log_pipe_stops_neither_flushes_nor_a_clean_exit() {
         "SIGTERM after the log pipe closed: {status}"
     );
 }
+
+/// A setting refused that a flag or variable gave is named with that flag and
+/// variable too, not only as the config file (there may be none) spells it.
+#[test]
+fn a_refused_setting_given_by_flag_or_variable_names_it() {
+    let dir = TestDir::new();
+    let data = dir.data_dir();
+    let data = data.to_str().unwrap();
+    let output = meshtel(
+        &["serve", "--data-dir", data],
+        &[("MESHTEL_RETENTION_MAX_AGE", "0s")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[store] retention_max_age")
+            && stderr.contains("--retention-max-age (MESHTEL_RETENTION_MAX_AGE)"),
+        "{stderr}"
+    );
+    // The longer key is not taken for the shorter one.
+    let output = meshtel(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--wal-sync",
+            "interval",
+            "--wal-sync-interval",
+            "0s",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--wal-sync-interval (MESHTEL_WAL_SYNC_INTERVAL)")
+            && !stderr.contains("--wal-sync (MESHTEL_WAL_SYNC)"),
+        "{stderr}"
+    );
+}
