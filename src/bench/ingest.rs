@@ -10,7 +10,9 @@
 //! Each worker sends one request at a time; `--connections` HTTP/2 connections carry
 //! `--streams-per-connection` workers each. `UNAVAILABLE` (and `RESOURCE_EXHAUSTED`
 //! with a retry hint) is retried after the server's hint, or a doubling backoff, and
-//! counted; other errors are counted and the request dropped.
+//! counted, for at most [`MAX_RETRY_ELAPSED`] per request (as the OpenTelemetry
+//! exporters' `max_elapsed_time`); other errors, and a request still refused then,
+//! are counted and the request dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +28,11 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::otlp_client::{ExportClient, code_name, retry_advice};
+
+/// How long one request is retried before it counts as an error: the OpenTelemetry
+/// exporters' default `max_elapsed_time`. A server that keeps refusing then ends a
+/// `--total-spans` run instead of holding it forever.
+const MAX_RETRY_ELAPSED: Duration = Duration::from_secs(300);
 use super::report::{Latencies, Out, counts_text, merge_counts, round3};
 use super::shape::{Shape, ShapeGenerator};
 use super::template::RequestTemplate;
@@ -397,6 +404,7 @@ async fn run_worker(
         report.sent_spans += spans;
 
         let mut backoff = Duration::from_millis(50);
+        let first_try = Instant::now();
         loop {
             let sent_at = Instant::now();
             match client.export(body.clone(), timeout).await {
@@ -414,7 +422,7 @@ async fn run_worker(
                 Err(status) => {
                     let (retry, hint) = retry_advice(&status);
                     let code = code_name(status.code());
-                    if retry && !*stop.borrow() {
+                    if retry && !*stop.borrow() && first_try.elapsed() < MAX_RETRY_ELAPSED {
                         *report.retries.entry(code).or_default() += 1;
                         shared.progress.retries.fetch_add(1, Ordering::Relaxed);
                         let wait = hint.unwrap_or(backoff);
