@@ -432,6 +432,12 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
 /// every search with nothing. Refuses to start instead, naming the path.
 fn require_data_dir_of_a_collector(data_dir: &Path) -> anyhow::Result<()> {
     let database = data_dir.join("meshtel.db");
+    if data_dir.exists() && !data_dir.is_dir() {
+        anyhow::bail!(
+            "data directory {} is a file, not a directory: check --data-dir",
+            data_dir.display()
+        );
+    }
     if !data_dir.is_dir() {
         anyhow::bail!(
             "data directory {} does not exist; `meshtel query` only reads a data directory \

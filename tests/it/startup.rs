@@ -93,6 +93,11 @@ async fn query_refuses_a_data_directory_no_collector_made() {
         "{log}"
     );
     assert!(!dir.data_dir().exists(), "query created the data directory");
+    // A file where the directory should be: said so.
+    std::fs::write(dir.data_dir(), "not a directory").unwrap();
+    let (status, log) = Meshtel::run_expecting_exit(&dir, Role::Query, &[]).await;
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("is a file, not a directory"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
