@@ -224,10 +224,14 @@ impl IstioMixer {
                         code => (code, result.status_message),
                     };
                     // What the answer depends on, so that a caching client never
-                    // reuses it for another caller, user or path.
-                    let referenced_attributes = engine
-                        .handle(&name)
-                        .map(|policy| referenced::referenced(policy.policy().attributes(), &bag));
+                    // reuses it for another caller, user or path: for an instance
+                    // split per service, what every one of its policies reads (which
+                    // of them decides depends on their matches).
+                    let handles = engine.handles_for(&name);
+                    let referenced_attributes = (!handles.is_empty()).then(|| {
+                        let attributes = handles.iter().flat_map(|h| h.policy().attributes());
+                        referenced::referenced(attributes, &bag)
+                    });
                     let answer = QuotaResult {
                         valid_duration: result.valid_duration,
                         granted_amount: result.granted_amount,

@@ -330,3 +330,54 @@ fn a_report_with_one_unreadable_element_takes_nothing() {
         "{text}"
     );
 }
+
+/// An instance imported as one policy per bound service: a Check naming the instance is
+/// decided by the policy of its destination, and its answer references what every one
+/// of them reads (which one decides depends on those), so that a caching istio-proxy
+/// never spends one caller's grant on another.
+#[test]
+fn check_naming_a_split_instance_references_what_its_policies_read() {
+    let split = |name: &str, service: &str, max: u64| -> QuotaPolicySpec {
+        serde_json::from_value(json!({
+            "name": name,
+            "match": {"destination": {"service": service}},
+            "dimensions": {"source": "source.labels[\"app\"] | \"unknown\""},
+            "maxAmount": max,
+            "validDuration": "1m",
+        }))
+        .unwrap()
+    };
+    let mixer = service(vec![
+        split("requestcountquota.ratings", "ratings", 1),
+        split("requestcountquota.reviews", "reviews", 5),
+    ]);
+    let first = mixer
+        .check_request(&check(&[("requestcountquota", 1)], "a"))
+        .unwrap();
+    let granted = &first.quotas["requestcountquota"];
+    assert_eq!(granted.granted_amount, 1);
+    let referenced = granted.referenced_attributes.as_ref().expect("referenced");
+    let names: Vec<String> = referenced
+        .attribute_matches
+        .iter()
+        .map(|m| {
+            let i = m.name;
+            if i >= 0 {
+                GLOBAL_WORDS[usize::try_from(i).unwrap()].to_string()
+            } else {
+                referenced.words[usize::try_from(-i - 1).unwrap()].clone()
+            }
+        })
+        .collect();
+    for wanted in ["destination.service.name", "source.labels"] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} not in {names:?}"
+        );
+    }
+    // The ratings policy (limit 1) decided: the next call is over it.
+    let second = mixer
+        .check_request(&check(&[("requestcountquota", 1)], "b"))
+        .unwrap();
+    assert_eq!(second.quotas["requestcountquota"].granted_amount, 0);
+}

@@ -362,6 +362,22 @@ impl QuotaEngine {
             .map(|e| QuotaHandle(e.clone()))
     }
 
+    /// The policies a Check naming `quota` may be decided by: the one of that name, else
+    /// every `<quota>.*` one ([`Self::check`]; which of them decides depends on their
+    /// matches). Empty for an unknown quota.
+    pub fn handles_for(&self, quota: &str) -> Vec<QuotaHandle> {
+        let set = self.policies.read();
+        match set.lookup(quota) {
+            Some(entry) => vec![QuotaHandle(entry.clone())],
+            None => set
+                .splits_of(quota)
+                .unwrap_or_default()
+                .iter()
+                .map(|entry| QuotaHandle(entry.clone()))
+                .collect(),
+        }
+    }
+
     /// Decides one quota of one request from its attributes: the policy named `quota`
     /// (none: the first policy named `<quota>.<rest>` whose match holds, as an imported
     /// Mixer instance bound to several services becomes; unknown → granted in full,
