@@ -350,7 +350,9 @@ impl QuotaEngine {
                     .map_or(Matched::Nothing, Matched::Policy),
             })
             .collect();
-        // `replaces`: a matched limit naming another matched one drops it.
+        // `replaces`: a matched limit naming another matched one drops it. A limit is
+        // named as envoyproxy/ratelimit names it, by `rateLimit.name` (what
+        // `current_limit.name` reports), or by its policy's name.
         let replaced: Vec<&str> = matched
             .iter()
             .filter_map(|m| match m {
@@ -362,7 +364,15 @@ impl QuotaEngine {
         if !replaced.is_empty() {
             for m in &mut matched {
                 if let Matched::Policy(p) = m
-                    && replaced.contains(&&*p.name)
+                    && replaced.iter().any(|r| {
+                        *r == &*p.name
+                            || p.policy
+                                .spec
+                                .rate_limit
+                                .as_ref()
+                                .and_then(|rl| rl.name.as_deref())
+                                == Some(*r)
+                    })
                 {
                     *m = Matched::Nothing;
                 }

@@ -107,6 +107,16 @@ fn check_name(errors: &mut Errors, field: &str, name: &str) {
     }
 }
 
+/// Checks a rate limit's name (`rateLimit.name`, or one in `replaces`): any text up to
+/// [`MAX_NAME`] bytes that a header can carry.
+fn check_limit_name(errors: &mut Errors, field: &str, name: &str) {
+    if name.len() > MAX_NAME {
+        errors.push(field, format!("is longer than {MAX_NAME} bytes"));
+    } else if name.chars().any(|c| c.is_control() || c == '"') {
+        errors.push(field, "must not hold control characters or '\"' (it is sent in headers)");
+    }
+}
+
 impl QuotaPolicySpec {
     /// Validates the spec and builds the evaluable policy, or returns every problem.
     pub fn compile(&self) -> Result<QuotaPolicy, Vec<FieldError>> {
@@ -341,17 +351,16 @@ impl QuotaPolicySpec {
                 }
             }
             if let Some(name) = &rl.name {
-                if name.len() > MAX_NAME {
-                    errors.push("rateLimit.name", format!("is longer than {MAX_NAME} bytes"));
-                } else if name.chars().any(|c| c.is_control() || c == '"') {
-                    errors.push(
-                        "rateLimit.name",
-                        "must not hold control characters or '\"' (it is sent in headers)",
-                    );
-                }
+                check_limit_name(&mut errors, "rateLimit.name", name);
             }
+            // A limit's name (`rateLimit.name`) or a policy's: the former may hold spaces.
             for (i, r) in rl.replaces.iter().enumerate() {
-                check_name(&mut errors, &format!("rateLimit.replaces[{i}]"), r);
+                let field = format!("rateLimit.replaces[{i}]");
+                if r.is_empty() {
+                    errors.push(field, "must not be empty");
+                } else {
+                    check_limit_name(&mut errors, &field, r);
+                }
             }
             // Entries without a value key the counter, in order.
             for e in rl.descriptors.iter().filter(|e| e.value.is_none()) {

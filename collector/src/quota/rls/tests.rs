@@ -443,3 +443,47 @@ descriptors:
         .collect();
     assert_eq!(seen, [2, 1, 0, 0]);
 }
+
+/// `replaces` names a limit as envoyproxy/ratelimit does, by its `rateLimit.name` (what
+/// `current_limit.name` reports, which may hold spaces), or by its policy's name.
+#[test]
+fn replaces_names_the_limit_by_its_rate_limit_name() {
+    let limit = |name: &str, value: &str, limit_name: &str, replaces: &[&str], max: u64| {
+        spec(json!({
+            "name": name,
+            "maxAmount": max,
+            "validDuration": "1m",
+            "rateLimit": {
+                "domain": "d4",
+                "descriptors": [{"key": "r", "value": value}],
+                "name": limit_name,
+                "replaces": replaces,
+            },
+        }))
+    };
+    let engine = engine_of(vec![
+        limit("rp-a", "a", "lim a", &["Global Limit"], 10),
+        limit("rp-b", "b", "Global Limit", &[], 1),
+    ]);
+    let both = || RateLimitRequest {
+        domain: "d4".into(),
+        descriptors: vec![descriptor(&[("r", "a")]), descriptor(&[("r", "b")])],
+        hits_addend: 0,
+    };
+    for _ in 0..3 {
+        let response = engine.should_rate_limit(&both()).unwrap();
+        assert_eq!(response.overall_code, OK, "{response:?}");
+        assert_eq!(
+            limit_of(&response.statuses[1]),
+            (OK, None),
+            "replaced: no limit"
+        );
+    }
+    // Named by its policy's name, too.
+    let engine = engine_of(vec![
+        limit("rp-a", "a", "lim a", &["rp-b"], 10),
+        limit("rp-b", "b", "Global Limit", &[], 1),
+    ]);
+    let response = engine.should_rate_limit(&both()).unwrap();
+    assert_eq!(limit_of(&response.statuses[1]), (OK, None));
+}
