@@ -522,6 +522,30 @@ impl QuotaEngine {
     }
 
     /// Charges one counter: one critical section on the key's shard.
+    /// [`Self::charge_key`] with amount 0: the decision a charge would report (what is
+    /// left, when it resets), charging nothing and counting nothing.
+    pub(crate) fn peek_key(&self, key: &str, limit: &Limit) -> QuotaDecision {
+        let now = self.now();
+        let check_only = Mode::Enforce { best_effort: false };
+        let shard = &self.shards[self.shard_of(key)];
+        let mut map = shard.map.lock();
+        let step = match map.get_mut(key) {
+            Some(slot) => slot.counter.charge(limit, 0, check_only, now),
+            None => Counter::new(limit, now).charge(limit, 0, check_only, now),
+        };
+        drop(map);
+        QuotaDecision {
+            outcome: QuotaOutcome::Granted,
+            granted: 0,
+            valid_duration: Duration::from_nanos(step.valid_ns),
+            retry_after: None,
+            limit: limit.max_amount,
+            remaining: step.remaining,
+            reset_after: Duration::from_nanos(step.reset_ns),
+            window: limit.valid_duration,
+        }
+    }
+
     pub(crate) fn charge_key(
         &self,
         who: &Chargee<'_>,

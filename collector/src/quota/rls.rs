@@ -380,16 +380,49 @@ impl QuotaEngine {
         }
         let request_hits = u64::from(request.hits_addend.max(1));
         let override_quota: Arc<str> = Arc::from(LIMIT_OVERRIDE_LABEL);
+        let hits_of = |d: &RateLimitDescriptor| d.hits_addend.unwrap_or(request_hits);
+        // As envoyproxy/ratelimit with STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: when a
+        // descriptor of the request would go over its limit, the others are not
+        // charged (a shared limit refusing must not spend a caller's own quota).
+        // Looked at first only when two or more descriptors can be charged.
+        let chargeable = matched
+            .iter()
+            .filter(|m| {
+                matches!(m, Matched::Override { .. })
+                    || matches!(m, Matched::Policy(p) if !p.unlimited() && !p.shadow())
+            })
+            .count();
+        let would_exceed: Vec<bool> = if chargeable >= 2 {
+            request
+                .descriptors
+                .iter()
+                .zip(&matched)
+                .map(|(d, m)| {
+                    self.peek_descriptor(&request.domain, d, m)
+                        .is_some_and(|remaining| hits_of(d) > remaining)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let any_exceeds = would_exceed.contains(&true);
         let mut over = false;
         let statuses = request
             .descriptors
             .iter()
             .zip(&matched)
-            .map(|(descriptor, m)| {
+            .enumerate()
+            .map(|(i, (descriptor, m))| {
                 let started = Instant::now();
-                let hits = descriptor.hits_addend.unwrap_or(request_hits);
-                let status =
-                    self.descriptor_status(&request.domain, descriptor, m, hits, &override_quota);
+                let hits = hits_of(descriptor);
+                let charge = !any_exceeds || would_exceed.get(i).copied().unwrap_or(true);
+                let status = self.descriptor_status(
+                    &request.domain,
+                    descriptor,
+                    m,
+                    if charge { Some(hits) } else { None },
+                    &override_quota,
+                );
                 over |= status.code == Code::OverLimit as i32;
                 self.metrics
                     .decision_seconds
@@ -407,12 +440,36 @@ impl QuotaEngine {
         })
     }
 
+    /// What is left for `descriptor` now, charging nothing: `None` when nothing limits
+    /// it, it is unlimited, or its policy is in shadow mode (it never refuses).
+    fn peek_descriptor(
+        &self,
+        domain: &str,
+        descriptor: &RateLimitDescriptor,
+        matched: &Matched<'_>,
+    ) -> Option<u64> {
+        match matched {
+            Matched::Nothing => None,
+            Matched::Policy(p) if p.unlimited() || p.shadow() => None,
+            Matched::Policy(p) => {
+                let (key, limit) = policy_key(p, &descriptor.entries);
+                Some(self.peek_key(&key, &limit).remaining)
+            }
+            Matched::Override { limit, .. } => {
+                let key = override_key(domain, descriptor, limit);
+                Some(self.peek_key(&key, limit).remaining)
+            }
+        }
+    }
+
+    /// The status of one descriptor, charged `hits` (`None`: charged nothing, its
+    /// status as it stands).
     fn descriptor_status(
         &self,
         domain: &str,
         descriptor: &RateLimitDescriptor,
         matched: &Matched<'_>,
-        hits: u64,
+        hits: Option<u64>,
         override_quota: &Arc<str>,
     ) -> DescriptorStatus {
         let (decision, name, unit, rpu) = match matched {
@@ -427,7 +484,10 @@ impl QuotaEngine {
             }
             Matched::Policy(p) => {
                 let (key, limit) = policy_key(p, &descriptor.entries);
-                let decision = self.charge_key(&Chargee::of(p), &key, &limit, hits, false);
+                let decision = match hits {
+                    Some(hits) => self.charge_key(&Chargee::of(p), &key, &limit, hits, false),
+                    None => self.peek_key(&key, &limit),
+                };
                 let (unit, rpu) = rate_limit_unit(limit.max_amount, limit.valid_duration);
                 let name = p
                     .policy
@@ -445,7 +505,10 @@ impl QuotaEngine {
                     stats: None,
                     shadow: false,
                 };
-                let decision = self.charge_key(&who, &key, limit, hits, false);
+                let decision = match hits {
+                    Some(hits) => self.charge_key(&who, &key, limit, hits, false),
+                    None => self.peek_key(&key, limit),
+                };
                 let rpu = u32::try_from(limit.max_amount).unwrap_or(u32::MAX);
                 (decision, String::new(), *unit, rpu)
             }

@@ -487,3 +487,42 @@ fn replaces_names_the_limit_by_its_rate_limit_name() {
     let response = engine.should_rate_limit(&both()).unwrap();
     assert_eq!(limit_of(&response.statuses[1]), (OK, None));
 }
+
+/// As envoyproxy/ratelimit with `STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT`: when one
+/// descriptor of a request would go over its limit, the others are not charged.
+#[test]
+fn a_request_over_one_limit_charges_its_other_descriptors_nothing() {
+    let limit = |name: &str, value: &str, max: u64| {
+        spec(json!({
+            "name": name,
+            "maxAmount": max,
+            "validDuration": "1h",
+            "rateLimit": {"domain": "d6", "descriptors": [{"key": "m", "value": value}]},
+        }))
+    };
+    let engine = engine_of(vec![limit("m1", "one", 2), limit("m2", "two", 5)]);
+    let both = RateLimitRequest {
+        domain: "d6".into(),
+        descriptors: vec![descriptor(&[("m", "one")]), descriptor(&[("m", "two")])],
+        hits_addend: 0,
+    };
+    let remaining = |r: &meshtel_model::rls::RateLimitResponse| {
+        (
+            r.overall_code,
+            r.statuses[0].limit_remaining,
+            r.statuses[1].limit_remaining,
+        )
+    };
+    let first = engine.should_rate_limit(&both).unwrap();
+    assert_eq!(remaining(&first), (OK, 1, 4));
+    let second = engine.should_rate_limit(&both).unwrap();
+    assert_eq!(remaining(&second), (OK, 0, 3));
+    // m1 would go over: refused, and m2 keeps its 3.
+    let third = engine.should_rate_limit(&both).unwrap();
+    assert_eq!(remaining(&third), (OVER, 0, 3));
+    assert_eq!(third.statuses[0].code, OVER);
+    assert_eq!(third.statuses[1].code, OK);
+    // m2 alone is charged as before.
+    let alone = ask(&engine, "d6", &[("m", "two")]);
+    assert_eq!((alone.code, alone.limit_remaining), (OK, 2));
+}
