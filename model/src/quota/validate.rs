@@ -256,6 +256,20 @@ impl QuotaPolicySpec {
             errors.push("burst", "applies to algorithm token-bucket only");
         }
 
+        // Entries of `rateLimit` without a value key the counter, in order: dimensions,
+        // which overrides can match (`tier: gold` for entries `{key: tier}`).
+        if let Some(rl) = &self.rate_limit {
+            for e in rl.descriptors.iter().filter(|e| e.value.is_none()) {
+                dimensions.push((
+                    e.key.clone(),
+                    DimensionExpr {
+                        chain: vec![AttributeRef::RequestHeader(e.key.clone())],
+                        default: None,
+                    },
+                ));
+            }
+        }
+
         // overrides
         if self.overrides.len() > MAX_OVERRIDES {
             errors.push("overrides", format!("at most {MAX_OVERRIDES} overrides"));
@@ -361,16 +375,6 @@ impl QuotaPolicySpec {
                 } else {
                     check_limit_name(&mut errors, &field, r);
                 }
-            }
-            // Entries without a value key the counter, in order.
-            for e in rl.descriptors.iter().filter(|e| e.value.is_none()) {
-                dimensions.push((
-                    e.key.clone(),
-                    DimensionExpr {
-                        chain: vec![AttributeRef::RequestHeader(e.key.clone())],
-                        default: None,
-                    },
-                ));
             }
         }
 

@@ -526,3 +526,23 @@ fn a_request_over_one_limit_charges_its_other_descriptors_nothing() {
     let alone = ask(&engine, "d6", &[("m", "two")]);
     assert_eq!((alone.code, alone.limit_remaining), (OK, 2));
 }
+
+/// An RLS policy's entries without a value are its dimensions, which its overrides
+/// match: a gold tier gets more than the policy's own limit.
+#[test]
+fn overrides_of_an_rls_policy_match_its_descriptor_values() {
+    let engine = engine_of(vec![spec(json!({
+        "name": "tier-1",
+        "maxAmount": 1,
+        "validDuration": "1h",
+        "overrides": [{"dimensions": {"tier": "gold"}, "maxAmount": 3}],
+        "rateLimit": {"domain": "d5", "descriptors": [{"key": "tier"}]},
+    }))]);
+    let codes = |tier: &str| -> Vec<i32> {
+        (0..4)
+            .map(|_| ask(&engine, "d5", &[("tier", tier)]).code)
+            .collect()
+    };
+    assert_eq!(codes("gold"), [OK, OK, OK, OVER]);
+    assert_eq!(codes("silver"), [OK, OVER, OVER, OVER]);
+}
