@@ -454,6 +454,19 @@ fn require_data_dir_of_a_collector(data_dir: &Path) -> anyhow::Result<()> {
             database.display()
         );
     }
+    // It reads the spans, but writes beside them: its listeners file, and SQLite's
+    // shared-memory file of the database. A read-only mount fails there, later and
+    // less clearly ("unable to open database file").
+    let probe = data_dir.join(format!(".meshtel-query-write-check.{}", std::process::id()));
+    if let Err(error) = std::fs::write(&probe, b"") {
+        anyhow::bail!(
+            "data directory {} cannot be written ({error}): `meshtel query` writes its \
+             listeners file and SQLite's shared-memory file there, so a read-only mount \
+             is not supported; mount it read-write",
+            data_dir.display()
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
