@@ -134,29 +134,34 @@ async fn dependencies_of_shared_span_ids() {
         span("zeta", 2, 5, Some(1)),
     ];
     store.write_spans(spans).await.unwrap();
-    let link = |parent: &str, child: &str| DependencyLink {
-        parent: parent.into(),
-        child: child.into(),
-        call_count: 1,
-    };
+    assert_calls_in_head_and_block(
+        &store,
+        &[("delta", "epsilon"), ("delta", "zeta"), ("gamma", "delta")],
+    )
+    .await;
+    store.shutdown().await.unwrap();
+}
+
+/// The dependencies of the second after `T0` are one call for each (parent, child) of
+/// `calls`, sorted, first from the head, then from a block.
+async fn assert_calls_in_head_and_block(store: &TraceStore, calls: &[(&str, &str)]) {
+    let expected: Vec<DependencyLink> = calls
+        .iter()
+        .map(|(parent, child)| DependencyLink {
+            parent: (*parent).into(),
+            child: (*child).into(),
+            call_count: 1,
+        })
+        .collect();
     for phase in ["head", "block"] {
         let mut links = store
             .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
             .await
             .unwrap();
         links.sort_by(|a, b| (&a.parent, &a.child).cmp(&(&b.parent, &b.child)));
-        assert_eq!(
-            links,
-            vec![
-                link("delta", "epsilon"),
-                link("delta", "zeta"),
-                link("gamma", "delta")
-            ],
-            "{phase}"
-        );
+        assert_eq!(links, expected, "{phase}");
         store.flush().await.unwrap();
     }
-    store.shutdown().await.unwrap();
 }
 
 /// A span without a parent id is called from the span its links name in its own trace:
@@ -206,24 +211,8 @@ async fn dependencies_of_spans_parented_by_links() {
         .write_spans(vec![producer, scheduler, consumer, worker, orphan])
         .await
         .unwrap();
-    let call = |parent: &str, child: &str| DependencyLink {
-        parent: parent.into(),
-        child: child.into(),
-        call_count: 1,
-    };
-    for phase in ["head", "block"] {
-        let mut links = store
-            .dependencies(*T0 + 1_000_000_000, 2_000_000_000)
-            .await
-            .unwrap();
-        links.sort_by(|a, b| (&a.parent, &a.child).cmp(&(&b.parent, &b.child)));
-        assert_eq!(
-            links,
-            vec![call("producer", "consumer"), call("scheduler", "worker")],
-            "{phase}"
-        );
-        store.flush().await.unwrap();
-    }
+    assert_calls_in_head_and_block(&store, &[("producer", "consumer"), ("scheduler", "worker")])
+        .await;
     store.shutdown().await.unwrap();
 }
 
