@@ -248,59 +248,95 @@ fn parse_wal_sync(text: &str) -> Result<WalSync, String> {
     }
 }
 
+/// A setting given by flag or variable: how it is named, the config key its errors name
+/// (as the file spells it), and the role that has no use for it.
+struct Given {
+    flag: &'static str,
+    key: &'static str,
+    unused_by: Role,
+}
+
 impl ServerArgs {
+    /// The settings given by flag or variable that a role may ignore or a config check
+    /// may refuse, in the order a refusal is looked up (`wal.sync_interval` before
+    /// `wal.sync`, which it starts with). Listen addresses are left out: one set of
+    /// flags for every role is how the roles are started side by side.
+    fn given(&self) -> Vec<Given> {
+        let query = |flag, key, set: bool| {
+            set.then_some(Given {
+                flag,
+                key,
+                unused_by: Role::Query,
+            })
+        };
+        let collector = |flag, key, set: bool| {
+            set.then_some(Given {
+                flag,
+                key,
+                unused_by: Role::Collector,
+            })
+        };
+        [
+            query(
+                "--wal-sync-interval (MESHTEL_WAL_SYNC_INTERVAL)",
+                "[store] wal.sync_interval",
+                self.wal_sync_interval.is_some(),
+            ),
+            query(
+                "--wal-sync (MESHTEL_WAL_SYNC)",
+                "[store] wal.sync",
+                self.wal_sync.is_some(),
+            ),
+            query(
+                "--flush-interval (MESHTEL_FLUSH_INTERVAL)",
+                "[store] flush_interval",
+                self.flush_interval.is_some(),
+            ),
+            query(
+                "--retention-max-age (MESHTEL_RETENTION_MAX_AGE)",
+                "[store] retention_max_age",
+                self.retention_max_age.is_some(),
+            ),
+            query(
+                "--retention-max-bytes (MESHTEL_RETENTION_MAX_BYTES)",
+                "[store] retention_max_bytes",
+                self.retention_max_bytes.is_some(),
+            ),
+            query(
+                "--max-request-bytes (MESHTEL_MAX_REQUEST_BYTES)",
+                "[ingest] max_request_bytes",
+                self.max_request_bytes.is_some(),
+            ),
+            query(
+                "--max-spans-per-request (MESHTEL_MAX_SPANS_PER_REQUEST)",
+                "[ingest] max_spans_per_request",
+                self.max_spans_per_request.is_some(),
+            ),
+            collector(
+                "--query-base-path (MESHTEL_QUERY_BASE_PATH)",
+                "query.base_path",
+                self.query_base_path.is_some(),
+            ),
+            collector(
+                "--admin-token (MESHTEL_ADMIN_TOKEN)",
+                "[admin] token",
+                self.admin_token.as_ref().is_some_and(|t| !t.is_empty()),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// The flags (or their variables) given that `role` has no use for, as
     /// `--flag (MESHTEL_FLAG)`: a query process does not ingest or write, a collector
-    /// serves neither the query API nor the admin API. Listen addresses are left out:
-    /// one set of flags for every role is how the roles are started side by side.
+    /// serves neither the query API nor the admin API.
     pub fn ignored_flags(&self, role: Role) -> Vec<&'static str> {
-        let mut ignored = Vec::new();
-        let mut check = |given: bool, flag: &'static str| {
-            if given {
-                ignored.push(flag);
-            }
-        };
-        match role {
-            Role::All => {}
-            Role::Query => {
-                check(self.wal_sync.is_some(), "--wal-sync (MESHTEL_WAL_SYNC)");
-                check(
-                    self.wal_sync_interval.is_some(),
-                    "--wal-sync-interval (MESHTEL_WAL_SYNC_INTERVAL)",
-                );
-                check(
-                    self.flush_interval.is_some(),
-                    "--flush-interval (MESHTEL_FLUSH_INTERVAL)",
-                );
-                check(
-                    self.retention_max_age.is_some(),
-                    "--retention-max-age (MESHTEL_RETENTION_MAX_AGE)",
-                );
-                check(
-                    self.retention_max_bytes.is_some(),
-                    "--retention-max-bytes (MESHTEL_RETENTION_MAX_BYTES)",
-                );
-                check(
-                    self.max_request_bytes.is_some(),
-                    "--max-request-bytes (MESHTEL_MAX_REQUEST_BYTES)",
-                );
-                check(
-                    self.max_spans_per_request.is_some(),
-                    "--max-spans-per-request (MESHTEL_MAX_SPANS_PER_REQUEST)",
-                );
-            }
-            Role::Collector => {
-                check(
-                    self.query_base_path.is_some(),
-                    "--query-base-path (MESHTEL_QUERY_BASE_PATH)",
-                );
-                check(
-                    self.admin_token.as_ref().is_some_and(|t| !t.is_empty()),
-                    "--admin-token (MESHTEL_ADMIN_TOKEN)",
-                );
-            }
-        }
-        ignored
+        self.given()
+            .into_iter()
+            .filter(|g| g.unused_by == role)
+            .map(|g| g.flag)
+            .collect()
     }
 
     /// Logs one WARN for each flag `role` ignores ([`Self::ignored_flags`]).
@@ -324,53 +360,6 @@ impl ServerArgs {
     /// (`[store] retention_max_age … set by --retention-max-age (MESHTEL_…)`).
     pub fn resolve(&self) -> anyhow::Result<Config> {
         let mut c = Config::load(self.config.as_deref())?;
-        // (the key as errors spell it, the flag and variable that set it)
-        let mut given: Vec<(&str, &str)> = Vec::new();
-        let mut set = |key: &'static str, flag: &'static str, is_set: bool| {
-            if is_set {
-                given.push((key, flag));
-            }
-        };
-        set(
-            "[store] wal.sync_interval",
-            "--wal-sync-interval (MESHTEL_WAL_SYNC_INTERVAL)",
-            self.wal_sync_interval.is_some(),
-        );
-        set(
-            "[store] wal.sync",
-            "--wal-sync (MESHTEL_WAL_SYNC)",
-            self.wal_sync.is_some(),
-        );
-        set(
-            "[store] flush_interval",
-            "--flush-interval (MESHTEL_FLUSH_INTERVAL)",
-            self.flush_interval.is_some(),
-        );
-        set(
-            "[store] retention_max_age",
-            "--retention-max-age (MESHTEL_RETENTION_MAX_AGE)",
-            self.retention_max_age.is_some(),
-        );
-        set(
-            "[store] retention_max_bytes",
-            "--retention-max-bytes (MESHTEL_RETENTION_MAX_BYTES)",
-            self.retention_max_bytes.is_some(),
-        );
-        set(
-            "[ingest] max_request_bytes",
-            "--max-request-bytes (MESHTEL_MAX_REQUEST_BYTES)",
-            self.max_request_bytes.is_some(),
-        );
-        set(
-            "[ingest] max_spans_per_request",
-            "--max-spans-per-request (MESHTEL_MAX_SPANS_PER_REQUEST)",
-            self.max_spans_per_request.is_some(),
-        );
-        set(
-            "query.base_path",
-            "--query-base-path (MESHTEL_QUERY_BASE_PATH)",
-            self.query_base_path.is_some(),
-        );
         if let Some(v) = &self.data_dir {
             c.data_dir = v.clone();
         }
@@ -415,8 +404,8 @@ impl ServerArgs {
         }
         c.finish().map_err(|error| {
             let message = format!("{error:#}");
-            match given.iter().find(|(key, _)| names_key(&message, key)) {
-                Some((key, flag)) => anyhow::anyhow!("{message} ({key} is set by {flag})"),
+            match self.given().iter().find(|g| names_key(&message, g.key)) {
+                Some(g) => anyhow::anyhow!("{message} ({} is set by {})", g.key, g.flag),
                 None => error,
             }
         })
