@@ -1,8 +1,10 @@
 //! The service graph API, over edge rollups ([`GraphReader`]):
 //!
-//! - `GET /api/graph?window=5m&namespace=&service=&responseTime=95` → Kiali-style
-//!   cytoscape JSON (workload graph): nodes (workloads, services without a workload,
-//!   `unknown` for traffic from outside the mesh) and edges with request rates, error
+//! - `GET /api/graph?window=5m&namespace=&service=&responseTime=95&graphType=workload`
+//!   → Kiali-style cytoscape JSON: nodes (workloads, services without a workload,
+//!   `unknown` for traffic from outside the mesh; apps, versioned apps or services for
+//!   Kiali's other `graphType`s, with `injectServiceNodes=true` a service node between
+//!   each caller and the workloads answering) and edges with request rates, error
 //!   percentages, response-code breakdown and latency;
 //! - `GET /api/graph.dot?window=5m` → Graphviz DOT like Istio servicegraph's `/dotgraph`:
 //!   also edges idle in the window but used in the hour before it, at 0 requests/s
@@ -25,6 +27,8 @@
 //! for the service pairs no proxy reported, from spans.
 
 pub mod build;
+pub mod dot;
+pub mod json;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,7 +45,8 @@ use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
 
-use self::build::{Graph, GraphFilter, ResponseTime, one_reporter_per_pair};
+use self::build::{Graph, GraphFilter, GraphShape, GraphType, one_reporter_per_pair};
+use self::json::ResponseTime;
 use crate::Clock;
 use crate::error::{ApiError, Result};
 use crate::jaeger::params::QueryParams;
@@ -71,6 +76,8 @@ pub struct GraphRequest {
     pub window: Duration,
     /// Namespace and service filter.
     pub filter: GraphFilter,
+    /// Kiali's `graphType` and `injectServiceNodes`.
+    pub shape: GraphShape,
     /// Which latency `responseTime` carries.
     pub response_time: ResponseTime,
     /// servicegraph's `filter_empty=true`: the DOT graph leaves out idle edges.
@@ -81,7 +88,7 @@ pub struct GraphRequest {
 
 impl GraphRequest {
     /// Parses `window`/`duration`/`time_horizon`, `queryTime`, `namespace`/`namespaces`,
-    /// `service`, `responseTime`, `graphType`, `filter_empty`.
+    /// `service`, `responseTime`, `graphType`, `injectServiceNodes`, `filter_empty`.
     pub fn parse(params: &QueryParams) -> Result<GraphRequest> {
         let text = ["window", "duration", "time_horizon"]
             .into_iter()
@@ -132,22 +139,32 @@ impl GraphRequest {
                 )));
             }
         };
-        // Kiali's graph types. The graph is always built per workload (its
-        // `graphType` says so) and a client groups it by app, version or service
-        // itself, as the UI does; anything else is a mistake worth telling.
-        match params.get("graphType") {
-            "" | "workload" | "app" | "versionedApp" | "service" => {}
+        let graph_type = match params.get("graphType") {
+            "" => GraphType::Workload,
+            text => GraphType::parse(text).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "graphType must be workload, app, versionedApp or service, not {text:?}"
+                ))
+            })?,
+        };
+        let inject_service_nodes = match params.get("injectServiceNodes") {
+            "" | "false" => false,
+            "true" => true,
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "graphType must be workload, app, versionedApp or service, not {other:?}"
+                    "injectServiceNodes must be true or false, not {other:?}"
                 )));
             }
-        }
+        };
         Ok(GraphRequest {
             window,
             filter: GraphFilter {
                 namespaces,
                 service: (!service.is_empty()).then(|| service.to_string()),
+            },
+            shape: GraphShape {
+                graph_type,
+                inject_service_nodes,
             },
             response_time,
             // As servicegraph reads it: only `true` filters.
@@ -204,7 +221,7 @@ impl GraphService {
         let rows = self.reader.edges_in_window(start, end, buckets).await?;
         let rows = one_reporter_per_pair(rows);
         Ok(WindowGraph {
-            graph: Graph::build(&rows, &request.filter),
+            graph: Graph::build(&rows, &request.filter, request.shape),
             end_unix_nano: end,
             rate_seconds: Self::rate_seconds(&buckets, start, end, now),
         })
@@ -235,7 +252,7 @@ impl GraphService {
             );
         }
         Ok(WindowGraph {
-            graph: Graph::build(&rows, &request.filter),
+            graph: Graph::build(&rows, &request.filter, request.shape),
             end_unix_nano: end,
             rate_seconds: Self::rate_seconds(&buckets, start, end, now),
         })
@@ -270,7 +287,7 @@ async fn get_graph(
     let params = QueryParams::parse(query.as_deref());
     let request = GraphRequest::parse(&params)?;
     let window = service.graph(&request).await?;
-    let json = build::to_json(
+    let json = json::to_json(
         &window.graph,
         window.end_unix_nano / 1_000_000_000,
         request.window.as_secs(),
@@ -294,7 +311,7 @@ async fn get_graph_dot(
     let params = QueryParams::parse(query.as_deref());
     let request = GraphRequest::parse(&params)?;
     let window = service.graph_with_idle_edges(&request).await?;
-    let mut response = build::to_dot(&window.graph, window.rate_seconds).into_response();
+    let mut response = dot::to_dot(&window.graph, window.rate_seconds).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/vnd.graphviz; charset=utf-8"),

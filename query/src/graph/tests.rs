@@ -13,6 +13,7 @@ use crate::testing::{FixedClock, MemoryReader, NOW, get};
 mod grpc;
 mod query_time;
 mod rates;
+mod types;
 
 #[derive(Default)]
 struct FakeEdges {
@@ -302,10 +303,7 @@ async fn graph_filters_and_params() {
         let body = get(&app, &format!("/api/graph?graphType={kiali}"))
             .await
             .json();
-        assert_eq!(
-            body["graphType"], "workload",
-            "{kiali}: built per workload, grouped by the client"
-        );
+        assert_eq!(body["graphType"], kiali);
     }
     for bad in [
         "window=5x",
@@ -546,7 +544,7 @@ async fn grpc_responses_are_keyed_by_grpc_status_as_kiali_does() {
 
 #[test]
 fn rates_show_one_significant_digit_as_kiali_does() {
-    use super::build::rate;
+    use super::json::rate;
     assert_eq!(rate(0.0), None);
     assert_eq!(rate(12.5).as_deref(), Some("12.50"));
     assert_eq!(rate(0.5).as_deref(), Some("0.50"));

@@ -1,5 +1,6 @@
-// The service graph's model: the API's workload graph (GET /api/graph) folded into
-// the chosen graph type (workload, app, versioned app, service), with the rates, error
+// The service graph's model: the API's graph of the chosen type (GET /api/graph with
+// graphType workload, app, versionedApp or service; an answer of another type, a
+// workload graph from an older server, is folded into it here), with the rates, error
 // rates and levels the page (pages/graph.js) draws. Pure functions of the answer.
 
 import { errorLevel, formatRate } from './mesh.js';
@@ -21,7 +22,8 @@ function groupOf(d, type, multiNamespace) {
     return { ...common, id: 'unknown_source', kind: 'unknown', label: 'unknown' };
   }
   if (d.nodeType === 'service' || type === 'workload' || (d.nodeType && d.nodeType !== 'workload')) {
-    const kind = d.nodeType === 'service' ? 'service' : d.nodeType || 'workload';
+    // Kiali types a versioned app's node `app`; its version tells it apart.
+    const kind = d.nodeType === 'service' ? 'service' : d.nodeType === 'app' && known(d.version) ? 'versionedApp' : d.nodeType || 'workload';
     const name = kind === 'service' ? d.service || d.app || d.id : kind === 'app' ? d.app : kind === 'versionedApp' ? `${d.app} ${d.version || ''}` : d.workload || d.id;
     return { ...common, id: d.id, kind, label: `${name}${nsSuffix}` };
   }

@@ -1,0 +1,233 @@
+//! Kiali's graph types (`graphType`) and injected service nodes, over a small mesh:
+//! callers outside the mesh → productpage; productpage → reviews v1 and v2 (and to
+//! details, which no workload answered: `UH`); reviews v2 → ratings; a load generator
+//! that nothing calls → productpage.
+
+use axum::http::StatusCode;
+use meshtel_model::graph::EdgeRow;
+use serde_json::{Value, json};
+
+use super::{find, get, graph_app, key, stats};
+
+/// `requests` calls from `source` (empty: outside the mesh) to `workload` (empty: none
+/// answered) of `service`, reported by the caller (by the callee for outside calls).
+fn calls(source: &str, service: &str, workload: &str, code: u32, requests: u64) -> EdgeRow {
+    let flags = if workload.is_empty() { "UH" } else { "-" };
+    let reporter = if source.is_empty() {
+        "destination"
+    } else {
+        "source"
+    };
+    let mut key = key(source, service, workload, code, flags, reporter);
+    // Each workload's own version: `<app>-<version>`.
+    let version = |w: &str| w.rsplit_once('-').map_or("", |(_, v)| v).to_string();
+    if !source.is_empty() {
+        key.source_version = version(source);
+    }
+    if !workload.is_empty() {
+        key.destination_version = version(workload);
+    }
+    EdgeRow {
+        key,
+        stats: stats(requests, 7.0, if code >= 500 { requests } else { 0 }),
+    }
+}
+
+fn mesh() -> Vec<EdgeRow> {
+    vec![
+        calls("", "productpage", "productpage-v1", 200, 20),
+        calls("loadgen-v1", "productpage", "productpage-v1", 200, 10),
+        calls("productpage-v1", "reviews", "reviews-v1", 200, 60),
+        calls("productpage-v1", "reviews", "reviews-v2", 200, 30),
+        calls("productpage-v1", "reviews", "reviews-v2", 503, 10),
+        calls("productpage-v1", "details", "", 503, 5),
+        calls("reviews-v2", "ratings", "ratings-v1", 200, 40),
+    ]
+}
+
+/// The graph of `query` (a 10 s window, so N requests are N/10 per second): its node
+/// ids and edge ids, sorted, and the whole answer.
+async fn graph(query: &str) -> (Vec<String>, Vec<String>, Value) {
+    let (app, _) = graph_app(mesh(), Vec::new());
+    let reply = get(&app, &format!("/api/graph?window=10s&{query}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
+    let body = reply.json();
+    let ids = |list: &Value| {
+        let mut ids: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let nodes = ids(&body["elements"]["nodes"]);
+    let edges = ids(&body["elements"]["edges"]);
+    (nodes, edges, body)
+}
+
+fn rate(body: &Value, edge: &str) -> Value {
+    find(&body["elements"]["edges"], edge)["traffic"]["rates"]["http"].clone()
+}
+
+#[tokio::test]
+async fn an_app_graph_has_a_node_per_app_whatever_its_versions() {
+    let (nodes, edges, body) = graph("graphType=app").await;
+    assert_eq!(body["graphType"], "app");
+    assert_eq!(
+        nodes,
+        [
+            "app_default_loadgen",
+            "app_default_productpage",
+            "app_default_ratings",
+            "app_default_reviews",
+            "svc_default_details",
+            "unknown_source",
+        ]
+    );
+    let reviews = find(&body["elements"]["nodes"], "app_default_reviews");
+    assert_eq!(reviews["nodeType"], "app");
+    assert_eq!(reviews["app"], "reviews");
+    assert_eq!(reviews.get("version"), None, "an app node has no version");
+    assert_eq!(reviews.get("workload"), None);
+    assert_eq!(reviews["traffic"][0]["rates"]["httpIn"], "10.00");
+    assert_eq!(reviews["traffic"][0]["rates"]["httpOut"], "4.00");
+    assert_eq!(edges.len(), 5, "{edges:?}");
+    let both = "app_default_productpage->app_default_reviews:http";
+    assert_eq!(rate(&body, both), "10.00", "v1 and v2 on one edge");
+    let edge = find(&body["elements"]["edges"], both);
+    assert_eq!(edge["traffic"]["rates"]["httpPercentErr"], "10.0");
+    assert_eq!(
+        edge["traffic"]["responses"],
+        json!({"200": {"flags": {"-": "90.0"}}, "503": {"flags": {"-": "10.0"}}})
+    );
+}
+
+#[tokio::test]
+async fn a_versioned_app_graph_has_a_node_per_version() {
+    let (nodes, _, body) = graph("graphType=versionedApp").await;
+    assert_eq!(body["graphType"], "versionedApp");
+    assert!(
+        nodes.contains(&"vapp_default_reviews-v1".to_string()),
+        "{nodes:?}"
+    );
+    assert!(
+        nodes.contains(&"vapp_default_reviews-v2".to_string()),
+        "{nodes:?}"
+    );
+    let v2 = find(&body["elements"]["nodes"], "vapp_default_reviews-v2");
+    assert_eq!(v2["nodeType"], "app");
+    assert_eq!(v2["app"], "reviews");
+    assert_eq!(v2["version"], "v2");
+    assert_eq!(v2["workload"], "reviews-v2");
+    assert_eq!(
+        rate(
+            &body,
+            "vapp_default_reviews-v2->vapp_default_ratings-v1:http"
+        ),
+        "4.00"
+    );
+    assert_eq!(
+        rate(
+            &body,
+            "vapp_default_productpage-v1->vapp_default_reviews-v1:http"
+        ),
+        "6.00"
+    );
+}
+
+#[tokio::test]
+async fn injected_service_nodes_sit_between_callers_and_workloads() {
+    let (nodes, edges, body) = graph("graphType=workload&injectServiceNodes=true").await;
+    assert_eq!(body["graphType"], "workload");
+    for service in ["productpage", "reviews", "ratings", "details"] {
+        assert!(
+            nodes.contains(&format!("svc_default_{service}")),
+            "{nodes:?}"
+        );
+    }
+    // Both edges of the hop carry the calls they replace.
+    let into = "wl_default_productpage-v1->svc_default_reviews:http";
+    assert_eq!(rate(&body, into), "10.00");
+    assert_eq!(
+        rate(&body, "svc_default_reviews->wl_default_reviews-v1:http"),
+        "6.00"
+    );
+    assert_eq!(
+        rate(&body, "svc_default_reviews->wl_default_reviews-v2:http"),
+        "4.00"
+    );
+    // No workload answered details: one edge, straight to its service node.
+    assert!(edges.contains(&"wl_default_productpage-v1->svc_default_details:http".to_string()));
+    assert_eq!(edges.len(), 9, "{edges:?}");
+    let reviews = find(&body["elements"]["nodes"], "svc_default_reviews");
+    assert_eq!(reviews["nodeType"], "service");
+    assert_eq!(reviews["traffic"][0]["rates"]["httpIn"], "10.00");
+    assert_eq!(reviews["traffic"][0]["rates"]["httpOut"], "10.00");
+    // Without the parameter, the workload graph has no service nodes but details'.
+    let (nodes, edges, _) = graph("graphType=workload").await;
+    assert_eq!(nodes.iter().filter(|n| n.starts_with("svc_")).count(), 1);
+    assert_eq!(edges.len(), 6);
+}
+
+#[tokio::test]
+async fn a_service_graph_has_services_and_the_callers_nothing_calls() {
+    let (nodes, edges, body) = graph("graphType=service").await;
+    assert_eq!(body["graphType"], "service");
+    assert_eq!(
+        nodes,
+        [
+            "svc_default_details",
+            "svc_default_productpage",
+            "svc_default_ratings",
+            "svc_default_reviews",
+            "unknown_source",
+            "wl_default_loadgen-v1",
+        ]
+    );
+    assert_eq!(
+        edges,
+        [
+            "svc_default_productpage->svc_default_details:http",
+            "svc_default_productpage->svc_default_reviews:http",
+            "svc_default_reviews->svc_default_ratings:http",
+            "unknown_source->svc_default_productpage:http",
+            "wl_default_loadgen-v1->svc_default_productpage:http",
+        ]
+    );
+    let reviews = "svc_default_productpage->svc_default_reviews:http";
+    assert_eq!(rate(&body, reviews), "10.00");
+    let edge = find(&body["elements"]["edges"], reviews);
+    assert_eq!(edge["traffic"]["rates"]["http5xx"], "1.00");
+    assert_eq!(edge["responseTimes"]["avg"], "7.0");
+    assert_eq!(
+        rate(&body, "svc_default_reviews->svc_default_ratings:http"),
+        "4.00"
+    );
+    assert_eq!(
+        rate(&body, "unknown_source->svc_default_productpage:http"),
+        "2.00"
+    );
+    let loadgen = find(&body["elements"]["nodes"], "wl_default_loadgen-v1");
+    assert_eq!(loadgen["isRoot"], true);
+    // The DOT graph takes the type too.
+    let (app, _) = graph_app(mesh(), Vec::new());
+    let dot = get(&app, "/api/graph.dot?window=10s&graphType=service")
+        .await
+        .body;
+    assert!(
+        dot.contains(
+            "\"productpage_(unknown)\" -> \"reviews_(unknown)\" [label=\"reqs/sec: 10.000000\"];"
+        ),
+        "{dot}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_inject_service_nodes_is_refused() {
+    let (app, _) = graph_app(mesh(), Vec::new());
+    let reply = get(&app, "/api/graph?injectServiceNodes=yes").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("injectServiceNodes"), "{}", reply.body);
+}
