@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -45,7 +45,7 @@ use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
 
-use self::build::{Graph, GraphFilter, GraphShape, GraphType, one_reporter_per_pair};
+use self::build::{Graph, GraphFilter, GraphShape, GraphType, NodeFocus, one_reporter_per_pair};
 use self::json::ResponseTime;
 use crate::Clock;
 use crate::error::{ApiError, Result};
@@ -161,6 +161,7 @@ impl GraphRequest {
             filter: GraphFilter {
                 namespaces,
                 service: (!service.is_empty()).then(|| service.to_string()),
+                node: None,
             },
             shape: GraphShape {
                 graph_type,
@@ -270,11 +271,30 @@ pub struct WindowGraph {
     pub rate_seconds: f64,
 }
 
-/// The graph routes, with their own state.
+/// The graph routes, with their own state: meshtel's, and Kiali's paths of the same
+/// graphs (the namespaces graph, and the node graphs of a workload, an app, an app's
+/// version and a service: the edges into and out of that node).
 pub fn router(service: Arc<GraphService>) -> Router {
     Router::new()
         .route("/api/graph", get(get_graph))
         .route("/api/graph.dot", get(get_graph_dot))
+        .route("/api/namespaces/graph", get(get_graph))
+        .route(
+            "/api/namespaces/{namespace}/workloads/{workload}/graph",
+            get(get_workload_graph),
+        )
+        .route(
+            "/api/namespaces/{namespace}/applications/{app}/graph",
+            get(get_app_graph),
+        )
+        .route(
+            "/api/namespaces/{namespace}/applications/{app}/versions/{version}/graph",
+            get(get_version_graph),
+        )
+        .route(
+            "/api/namespaces/{namespace}/services/{service}/graph",
+            get(get_service_graph),
+        )
         .with_state(service)
 }
 
@@ -284,8 +304,76 @@ async fn get_graph(
     State(service): State<Arc<GraphService>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let params = QueryParams::parse(query.as_deref());
-    let request = GraphRequest::parse(&params)?;
+    graph_json(&service, query.as_deref(), None).await
+}
+
+/// Kiali's `/api/namespaces/{namespace}/workloads/{workload}/graph`.
+async fn get_workload_graph(
+    State(service): State<Arc<GraphService>>,
+    Path((namespace, workload)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let node = NodeFocus::Workload {
+        namespace,
+        workload,
+    };
+    graph_json(&service, query.as_deref(), Some(node)).await
+}
+
+/// Kiali's `/api/namespaces/{namespace}/applications/{app}/graph`.
+async fn get_app_graph(
+    State(service): State<Arc<GraphService>>,
+    Path((namespace, app)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let node = NodeFocus::App {
+        namespace,
+        app,
+        version: None,
+    };
+    graph_json(&service, query.as_deref(), Some(node)).await
+}
+
+/// Kiali's `/api/namespaces/{namespace}/applications/{app}/versions/{version}/graph`.
+async fn get_version_graph(
+    State(service): State<Arc<GraphService>>,
+    Path((namespace, app, version)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let node = NodeFocus::App {
+        namespace,
+        app,
+        version: Some(version),
+    };
+    graph_json(&service, query.as_deref(), Some(node)).await
+}
+
+/// Kiali's `/api/namespaces/{namespace}/services/{service}/graph`.
+async fn get_service_graph(
+    State(service): State<Arc<GraphService>>,
+    Path((namespace, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let node = NodeFocus::Service {
+        namespace,
+        service: name,
+    };
+    graph_json(&service, query.as_deref(), Some(node)).await
+}
+
+/// The JSON graph of `query`'s parameters, of the edges into and out of `node` when
+/// given (a node graph: the namespace filter does not apply).
+async fn graph_json(
+    service: &GraphService,
+    query: Option<&str>,
+    node: Option<NodeFocus>,
+) -> Result<Response> {
+    let params = QueryParams::parse(query);
+    let mut request = GraphRequest::parse(&params)?;
+    if node.is_some() {
+        request.filter.namespaces.clear();
+        request.filter.node = node;
+    }
     let window = service.graph(&request).await?;
     let json = json::to_json(
         &window.graph,

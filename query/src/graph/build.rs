@@ -51,10 +51,67 @@ pub struct GraphFilter {
     /// Keep edges touching this service (destination service short name or FQDN, or
     /// source app).
     pub service: Option<String>,
+    /// Keep the edges into and out of this node (Kiali's node graphs).
+    pub node: Option<NodeFocus>,
+}
+
+/// The node of a Kiali node graph (`/api/namespaces/{namespace}/.../graph`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFocus {
+    /// A workload: its calls and the calls to it.
+    Workload {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        workload: String,
+    },
+    /// An app, or one version of it: the calls of its workloads and to them.
+    App {
+        /// Its namespace.
+        namespace: String,
+        /// The `app` label.
+        app: String,
+        /// The `version` label, for one version only.
+        version: Option<String>,
+    },
+    /// A service: the calls to it (and so to the workloads answering for it).
+    Service {
+        /// Its namespace.
+        namespace: String,
+        /// Its short name.
+        service: String,
+    },
+}
+
+/// The `app` of each workload ((namespace, name) → app): a row names the destination's
+/// version but not its app, so a workload's app is the one it reports as a caller.
+type Apps<'a> = HashMap<(&'a str, &'a str), &'a str>;
+
+fn apps_of(rows: &[EdgeRow]) -> Apps<'_> {
+    let mut apps = Apps::new();
+    for row in rows {
+        let key = &row.key;
+        if !key.source_workload.is_empty() && !key.source_app.is_empty() {
+            apps.entry((&key.source_namespace, &key.source_workload))
+                .or_insert(&key.source_app);
+        }
+    }
+    apps
+}
+
+/// The app of the destination workload of `key`: the one it reports as a caller, else
+/// the service it answers for.
+fn destination_app<'a>(key: &'a EdgeKey, apps: &Apps<'a>) -> &'a str {
+    apps.get(&(
+        key.destination_namespace.as_str(),
+        key.destination_workload.as_str(),
+    ))
+    .copied()
+    .unwrap_or_else(|| key.destination_service_name())
 }
 
 impl GraphFilter {
-    fn keeps(&self, key: &EdgeKey) -> bool {
+    fn keeps(&self, key: &EdgeKey, apps: &Apps<'_>) -> bool {
         let namespace_ok = self.namespaces.is_empty()
             || self
                 .namespaces
@@ -65,7 +122,35 @@ impl GraphFilter {
                 || s == key.destination_service_name()
                 || s == key.source_app
         });
-        namespace_ok && service_ok
+        let node_ok = self.node.as_ref().is_none_or(|node| match node {
+            NodeFocus::Workload {
+                namespace,
+                workload,
+            } => {
+                (key.source_namespace == *namespace && key.source_workload == *workload)
+                    || (key.destination_namespace == *namespace
+                        && key.destination_workload == *workload)
+            }
+            NodeFocus::App {
+                namespace,
+                app,
+                version,
+            } => {
+                let version_ok = |v: &str| version.as_deref().is_none_or(|want| want == v);
+                (key.source_namespace == *namespace
+                    && !key.source_workload.is_empty()
+                    && key.source_app == *app
+                    && version_ok(&key.source_version))
+                    || (key.destination_namespace == *namespace
+                        && !key.destination_workload.is_empty()
+                        && destination_app(key, apps) == app
+                        && version_ok(&key.destination_version))
+            }
+            NodeFocus::Service { namespace, service } => {
+                key.destination_namespace == *namespace && key.destination_service_name() == service
+            }
+        });
+        namespace_ok && service_ok && node_ok
     }
 }
 
@@ -285,17 +370,9 @@ pub struct Graph {
 impl Graph {
     /// Builds the graph of `shape` from rows already reduced to one reporter per pair.
     pub fn build(rows: &[EdgeRow], filter: &GraphFilter, shape: GraphShape) -> Graph {
-        let rows: Vec<&EdgeRow> = rows.iter().filter(|r| filter.keeps(&r.key)).collect();
-        // A row names the destination's version but not its app: a workload's app is
-        // the one it reports as a caller, else the service it answers for.
-        let mut apps: HashMap<(&str, &str), &str> = HashMap::new();
-        for row in &rows {
-            let key = &row.key;
-            if !key.source_workload.is_empty() && !key.source_app.is_empty() {
-                apps.entry((&key.source_namespace, &key.source_workload))
-                    .or_insert(&key.source_app);
-            }
-        }
+        // Apps from every row, the ones filtered out included.
+        let apps = apps_of(rows);
+        let rows = rows.iter().filter(|r| filter.keeps(&r.key, &apps));
         let inject = shape.inject_service_nodes || shape.graph_type == GraphType::Service;
         let mut graph = Graph {
             graph_type: shape.graph_type,
@@ -304,13 +381,7 @@ impl Graph {
         for row in rows {
             let key = &row.key;
             let service = key.destination_service_name();
-            let app = apps
-                .get(&(
-                    key.destination_namespace.as_str(),
-                    key.destination_workload.as_str(),
-                ))
-                .copied()
-                .unwrap_or(service);
+            let app = destination_app(key, &apps);
             let source = source_node(key, shape.graph_type);
             let target = destination_node(key, shape.graph_type, app);
             let src_info = graph.nodes.entry(source.clone()).or_default();

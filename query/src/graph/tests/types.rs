@@ -1,4 +1,5 @@
-//! Kiali's graph types (`graphType`) and injected service nodes, over a small mesh:
+//! Kiali's graph types (`graphType`), injected service nodes and Kiali's graph paths, over
+//! a small mesh:
 //! callers outside the mesh → productpage; productpage → reviews v1 and v2 (and to
 //! details, which no workload answered: `UH`); reviews v2 → ratings; a load generator
 //! that nothing calls → productpage.
@@ -230,4 +231,55 @@ async fn a_bad_inject_service_nodes_is_refused() {
     let reply = get(&app, "/api/graph?injectServiceNodes=yes").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.body.contains("injectServiceNodes"), "{}", reply.body);
+}
+
+/// The edge ids of a Kiali path's graph.
+async fn edges_at(path: &str) -> Vec<String> {
+    let (app, _) = graph_app(mesh(), Vec::new());
+    let reply = get(&app, path).await;
+    assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+    let mut ids: Vec<String> = reply.json()["elements"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn kiali_paths_answer_the_namespaces_graph_and_node_graphs() {
+    let (_, all, _) = graph("graphType=app").await;
+    assert_eq!(
+        edges_at("/api/namespaces/graph?namespaces=default&graphType=app&duration=10s").await,
+        all
+    );
+    assert_eq!(
+        edges_at("/api/namespaces/default/workloads/reviews-v2/graph").await,
+        [
+            "wl_default_productpage-v1->wl_default_reviews-v2:http",
+            "wl_default_reviews-v2->wl_default_ratings-v1:http",
+        ]
+    );
+    assert_eq!(
+        edges_at("/api/namespaces/default/applications/reviews/graph?graphType=app").await,
+        [
+            "app_default_productpage->app_default_reviews:http",
+            "app_default_reviews->app_default_ratings:http",
+        ]
+    );
+    assert_eq!(
+        edges_at("/api/namespaces/default/applications/reviews/versions/v1/graph").await,
+        ["wl_default_productpage-v1->wl_default_reviews-v1:http"]
+    );
+    assert_eq!(
+        edges_at("/api/namespaces/default/services/details/graph").await,
+        ["wl_default_productpage-v1->svc_default_details:http"]
+    );
+    assert!(
+        edges_at("/api/namespaces/other/workloads/reviews-v2/graph")
+            .await
+            .is_empty()
+    );
 }
