@@ -314,7 +314,7 @@ impl ServerArgs {
             ),
             collector(
                 "--query-base-path (MESHTEL_QUERY_BASE_PATH)",
-                "query.base_path",
+                "[query] base_path",
                 self.query_base_path.is_some(),
             ),
             collector(

@@ -117,20 +117,20 @@ impl Default for QueryConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The base path holds characters a route cannot contain.
-    #[error("query.base_path {0:?} may not contain '{{', '}}', '*', '?' or '#'")]
+    #[error("[query] base_path {0:?} may not contain '{{', '}}', '*', '?' or '#'")]
     BasePath(String),
     /// The search limit bound is zero.
-    #[error("query.max_search_limit must be at least 1")]
+    #[error("[query] max_search_limit must be at least 1")]
     MaxSearchLimit,
     /// The span bound is below the search limit: some traces of an answer would get
     /// no span at all.
     #[error(
-        "query.max_spans_per_response ({0}) must be at least query.max_search_limit ({1}): \
+        "[query] max_spans_per_response ({0}) must be at least [query] max_search_limit ({1}): \
          every trace of an answer gets at least one span"
     )]
     MaxSpans(usize, usize),
     /// No read may run.
-    #[error("query.max_concurrent_reads must be at least 1")]
+    #[error("[query] max_concurrent_reads must be at least 1")]
     MaxReads,
 }
 
