@@ -80,10 +80,16 @@ pub struct RunOptions {
     pub listening: Option<tokio::sync::oneshot::Sender<Listeners>>,
 }
 
-async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the {what} listener to {addr}"))
+/// Binds the `what` listener to `addr`, the `[listen] <key>` setting: an error names
+/// the setting and its flag and variable, where another address is chosen.
+async fn bind(what: &str, key: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "binding the {what} listener to {addr} ([listen] {key}, --{key}-listen, \
+             MESHTEL_{}_LISTEN)",
+            key.to_uppercase()
+        )
+    })
 }
 
 /// Runs `role` until a shutdown signal.
@@ -124,9 +130,9 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     let mut listeners = Listeners::default();
     let mut ingest_listeners = None;
     if role.ingests() {
-        let grpc = bind("OTLP gRPC", &config.listen.grpc).await?;
-        let http = bind("OTLP HTTP", &config.listen.http).await?;
-        let zipkin = bind("Zipkin", &config.listen.zipkin).await?;
+        let grpc = bind("OTLP gRPC", "grpc", &config.listen.grpc).await?;
+        let http = bind("OTLP HTTP", "http", &config.listen.http).await?;
+        let zipkin = bind("Zipkin", "zipkin", &config.listen.zipkin).await?;
         listeners.grpc = Some(grpc.local_addr()?);
         listeners.http = Some(http.local_addr()?);
         listeners.zipkin = Some(zipkin.local_addr()?);
@@ -134,7 +140,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     }
     let mut query_listener = None;
     if role.queries() {
-        let query = bind("query", &config.listen.query).await?;
+        let query = bind("query", "query", &config.listen.query).await?;
         listeners.query = Some(query.local_addr()?);
         query_listener = Some(query);
     }
