@@ -92,10 +92,50 @@ fn dir_stamp(dir: &Path) -> DirStamp {
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = entry.metadata().ok()?;
+            // Through symlinks, as the rules are read: a Kubernetes ConfigMap mount is
+            // made of them, and an update swaps the directory they lead to.
+            let meta = std::fs::metadata(entry.path()).ok()?;
             meta.is_file().then(|| (name, meta.len(), meta.modified().ok()))
         })
         .collect();
     stamp.sort();
     stamp
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn virtual_service(host: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {host}\nspec:\n  hosts: [{host}]\n  http:\n  - route:\n    - destination: {{host: {host}}}\n"
+        )
+    }
+
+    /// A Kubernetes ConfigMap volume: `<name>` → `..data/<name>` → `..<version>/<name>`,
+    /// updated by writing a new version directory and swapping `..data` to it.
+    #[test]
+    fn a_configmap_update_through_symlinks_is_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let version = |name: &str, host: &str| {
+            std::fs::create_dir(root.join(name)).unwrap();
+            std::fs::write(root.join(name).join("rules.yaml"), virtual_service(host)).unwrap();
+        };
+        version("..v1", "ratings");
+        std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/rules.yaml", root.join("rules.yaml")).unwrap();
+        let (mut watcher, rules) = RulesWatcher::start(root.to_path_buf()).unwrap();
+        assert_eq!(rules.virtual_services[0].name, "ratings");
+        assert!(watcher.poll_once().is_none(), "nothing changed yet");
+
+        version("..v2", "reviews");
+        std::os::unix::fs::symlink("..v2", root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        std::fs::remove_dir_all(root.join("..v1")).unwrap();
+        let reloaded = watcher.poll_once().expect("the swap is a change").unwrap();
+        assert_eq!(reloaded.virtual_services[0].name, "reviews");
+    }
 }
