@@ -2,18 +2,23 @@
 //! Kiali's cytoscape JSON and servicegraph's DOT.
 //!
 //! Every request is reported twice in a mesh (by the caller's and the callee's proxy),
-//! so each (source → destination, protocol) pair is counted from one reporter only:
-//! `source` when the window has any source-reported record for the pair (the caller's
-//! view includes failures before the callee, such as `UH`), else `destination` (callers
-//! outside the mesh have no proxy of their own).
+//! so each (caller → destination service, protocol) pair is counted from one reporter
+//! only: `source` when the window has any source-reported record for the pair (the
+//! caller's view includes failures before the callee, such as `UH`, and a retry that
+//! moved to another workload counts once, at the workload that answered), else
+//! `destination` (callers outside the mesh have no proxy of their own).
 
 use std::collections::{BTreeMap, HashMap};
 
 use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats};
 
-/// Rows of one reporter per pair, as explained in the module docs.
+/// Rows of one reporter per pair, as explained in the module docs. A pair is a caller
+/// and the service it called, whichever workload answered: a caller's proxy reports the
+/// workload its request ended at, and the callee's proxies report each attempt,
+/// retried ones included, so that with a caller's report, no callee's report of the
+/// same calls counts.
 pub fn one_reporter_per_pair(rows: Vec<EdgeRow>) -> Vec<EdgeRow> {
-    type Pair<'a> = [&'a str; 9];
+    type Pair<'a> = [&'a str; 6];
     fn pair(key: &EdgeKey) -> Pair<'_> {
         [
             &key.source_workload,
@@ -21,9 +26,6 @@ pub fn one_reporter_per_pair(rows: Vec<EdgeRow>) -> Vec<EdgeRow> {
             &key.source_app,
             &key.source_version,
             &key.destination_service,
-            &key.destination_workload,
-            &key.destination_namespace,
-            &key.destination_version,
             &key.protocol,
         ]
     }

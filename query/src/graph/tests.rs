@@ -13,6 +13,7 @@ use crate::testing::{FixedClock, MemoryReader, NOW, get};
 mod grpc;
 mod query_time;
 mod rates;
+mod reporters;
 mod types;
 
 #[derive(Default)]
