@@ -21,11 +21,13 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytesize::ByteSize;
 use futures::{Stream, StreamExt};
 use meshtel_model::EdgeSink;
 use meshtel_model::graph::{SystemUnixClock, UnixClock};
+use meshtel_model::log_window::{LOG_INTERVAL, LogWindow};
 use meshtel_model::mixer::mixer_server::{Mixer, MixerServer};
 use meshtel_model::mixer::{
     CheckRequest, CheckResponse, ReportRequest, ReportResponse, Reporter, RequestRecord,
@@ -34,7 +36,7 @@ use meshtel_model::mixer::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 use crate::error::{Error, Result};
 use crate::grpc_decode::InvalidArgumentOnDecodeError;
@@ -161,6 +163,8 @@ pub struct Reports {
     edges: Option<Arc<dyn EdgeSink>>,
     clock: Arc<dyn UnixClock>,
     config: ReportConfig,
+    /// Batches with refused records, told at most once per interval.
+    refusals_log: Arc<parking_lot::Mutex<LogWindow>>,
 }
 
 impl Reports {
@@ -176,6 +180,7 @@ impl Reports {
             edges,
             clock,
             config,
+            refusals_log: Arc::default(),
         }
     }
 
@@ -215,7 +220,20 @@ impl Reports {
             })
             .collect();
         if let Some(reason) = first_reason {
-            debug!(proxy = %batch.proxy_id, rejected, reason, "invalid request records");
+            // Requests missing from the metrics and the graph: worth a line, but not
+            // one per batch from a proxy that sends nothing else.
+            match self.refusals_log.lock().note(Instant::now()) {
+                Some(batches) => warn!(
+                    proxy = %batch.proxy_id,
+                    rejected,
+                    reason,
+                    batches_with_refusals = batches,
+                    max_label_bytes,
+                    at_most_every = %humantime::format_duration(LOG_INTERVAL),
+                    "request records refused as invalid: their requests are left out of the istio metrics and the graph (meshtel_report_records_rejected_total)"
+                ),
+                None => debug!(proxy = %batch.proxy_id, rejected, reason, "invalid request records"),
+            }
         }
         self.metrics.record_requests(valid.iter().copied());
         if let Some(edges) = &self.edges {

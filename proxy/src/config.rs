@@ -207,6 +207,11 @@ pub struct ProxyConfig {
 /// `--body-idle-timeout`'s default: the downstream header read timeout's 30 s.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest workload name, namespace, app, version or cluster a proxy stands for, or
+/// takes from a caller's identity headers: a Kubernetes name's limit, below the
+/// collector's default `[report] max_label_bytes` (256), past which it refuses records.
+pub const MAX_IDENTITY_BYTES: usize = 253;
+
 /// Most worker threads `--concurrency` accepts.
 pub const MAX_CONCURRENCY: usize = 256;
 
@@ -329,6 +334,12 @@ impl ProxyConfig {
             if (value.is_empty() && !may_be_empty) || !value.bytes().all(|b| b.is_ascii_graphic()) {
                 let what = if may_be_empty { "visible ASCII without spaces" } else { "non-empty visible ASCII without spaces" };
                 return Err(Error::Config(format!("{flag} {value:?} must be {what}")));
+            }
+            if value.len() > MAX_IDENTITY_BYTES {
+                return Err(Error::Config(format!(
+                    "{flag} is {} bytes long; at most {MAX_IDENTITY_BYTES} (a Kubernetes name's limit; the collector refuses records with labels past its [report] max_label_bytes, 256 by default)",
+                    value.len()
+                )));
             }
         }
         if !(0.0..=100.0).contains(&self.sample_percent) {

@@ -35,7 +35,7 @@ use crate::body::{BodyFault, RequestBody, ResponseBody};
 use app_hints::AppProtocolHints;
 use headers::strip_hop_by_hop_headers;
 pub use headers::remove_hop_by_hop_headers;
-use crate::config::AppProtocol;
+use crate::config::{AppProtocol, MAX_IDENTITY_BYTES};
 use crate::drain::Upgrades;
 use crate::error::ForwardError;
 use crate::mesh::{CLUSTER_DOMAIN, ServiceNames, WorkloadIdentity};
@@ -621,20 +621,24 @@ impl PeerHeaders {
 }
 
 /// The caller's identity and cluster id header from the peer headers (removed); `None`
-/// without any.
+/// without any. A value no proxy sends (past [`MAX_IDENTITY_BYTES`], or not visible
+/// ASCII) reads as absent: the caller is `unknown` there, and its request is still
+/// counted (the collector would refuse the whole record for a label past its bound).
 fn take_peer_identity(headers: &mut HeaderMap) -> Option<(WorkloadIdentity, Option<HeaderValue>)> {
     // One pass over the names first: removing an absent header still hashes its name.
     if !headers.keys().any(|name| name.as_str().starts_with("x-meshtel-peer-")) {
         return None;
     }
+    let plausible = |value: &HeaderValue| value.len() <= MAX_IDENTITY_BYTES && value.as_bytes().iter().all(u8::is_ascii_graphic);
     let mut take = |name: HeaderName| {
         headers
             .remove(name)
+            .filter(plausible)
             .and_then(|value| value.to_str().ok().map(str::to_owned))
             .unwrap_or_default()
     };
     let identity = WorkloadIdentity { name: take(PEER_WORKLOAD), namespace: take(PEER_NAMESPACE), app: take(PEER_APP), version: take(PEER_VERSION) };
-    Some((identity, headers.remove(PEER_CLUSTER)))
+    Some((identity, headers.remove(PEER_CLUSTER).filter(plausible)))
 }
 
 /// The caller's cluster id from its header: this proxy's own when the same, the usual

@@ -122,3 +122,20 @@ fn queue_capacities_are_refused_outside_their_range_by_flag() {
         assert!(parse(flag, "1").is_ok(), "{flag} 1");
     }
 }
+
+#[test]
+fn identity_flags_past_a_kubernetes_names_length_are_refused() {
+    // With a workload name of its own: it defaults to `<service>-<version>`.
+    let parse = |flag: &str, value: &str| {
+        let mut args = vec!["meshtel-proxy", "--mesh", "m", "--service", "s", flag, value];
+        if flag != "--workload" {
+            args.extend(["--workload", "w"]);
+        }
+        Cli::try_parse_from(args).expect("parses").proxy.into_config()
+    };
+    for flag in ["--workload", "--namespace", "--app", "--version", "--cluster"] {
+        let error = parse(flag, &"x".repeat(MAX_IDENTITY_BYTES + 1)).expect_err("too long").to_string();
+        assert!(error.contains(&format!("{flag} is {} bytes long; at most {MAX_IDENTITY_BYTES}", MAX_IDENTITY_BYTES + 1)), "{error}");
+        assert!(parse(flag, &"x".repeat(MAX_IDENTITY_BYTES)).is_ok(), "{flag}");
+    }
+}

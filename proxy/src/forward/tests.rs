@@ -99,6 +99,18 @@ fn peer_identity_round_trips_and_is_stripped() {
     let mut headers = HeaderMap::new();
     headers.insert("x-meshtel-peer-workload", "productpage-v1".parse().expect("value"));
     assert_eq!(take_peer_identity(&mut headers).map(|(_, cluster)| cluster), Some(None));
+
+    // A value no proxy sends (past a Kubernetes name's length, or with a space) reads
+    // as absent, so that the collector does not refuse the request's record.
+    let mut headers = HeaderMap::new();
+    headers.insert("x-meshtel-peer-workload", "w".repeat(MAX_IDENTITY_BYTES + 1).parse().expect("value"));
+    headers.insert("x-meshtel-peer-namespace", "default".parse().expect("value"));
+    headers.insert("x-meshtel-peer-app", "a b".parse().expect("value"));
+    headers.insert("x-meshtel-peer-cluster", "c".repeat(MAX_IDENTITY_BYTES + 1).parse().expect("value"));
+    let (caller, cluster) = take_peer_identity(&mut headers).expect("peer headers");
+    assert_eq!((caller.name.as_str(), caller.namespace.as_str(), caller.app.as_str()), ("", "default", ""));
+    assert_eq!(cluster, None);
+    assert!(headers.is_empty());
 }
 
 #[test]
