@@ -360,8 +360,13 @@ fn rewrite_request(parts: &mut http::request::Parts, rewrite: &Rewrite, matched:
             Some(query) => format!("{path}?{query}"),
             None => path,
         };
-        if let Ok(uri) = Uri::builder().path_and_query(path_and_query).build() {
-            parts.uri = uri;
+        // The scheme and authority stay (an HTTP/2 request's `:authority`).
+        if let Ok(path_and_query) = http::uri::PathAndQuery::try_from(path_and_query) {
+            let mut uri = parts.uri.clone().into_parts();
+            uri.path_and_query = Some(path_and_query);
+            if let Ok(uri) = Uri::from_parts(uri) {
+                parts.uri = uri;
+            }
         }
     }
     if let Some(authority) = &rewrite.authority

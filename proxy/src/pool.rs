@@ -205,7 +205,9 @@ impl UpstreamPool {
     /// Sends `request` to `upstream` (`host:port`): over h2c when the request is
     /// HTTP/2, else over HTTP/1.1. The request's URI is rewritten for the connection:
     /// origin-form for HTTP/1.1 (with `Host` set to `upstream` when the request has
-    /// none), absolute with `upstream` as authority for h2c.
+    /// none); for h2c absolute, with the request's `Host` (a rewrite's, a mirror's)
+    /// as `:authority` (and no `host` header beside it, which servers refuse as a
+    /// second Host), else its own `:authority`, else `upstream`.
     pub async fn send(&self, upstream: &str, mut request: Request<RequestBody>) -> Result<Upstream, Failure> {
         if request.version() == Version::HTTP_2 {
             set_absolute_uri(&mut request, upstream).map_err(|e| Failure::Reset(e.into()))?;
@@ -434,12 +436,19 @@ fn set_origin_form(request: &mut Request<RequestBody>) {
     *request.uri_mut() = Uri::from(path);
 }
 
-/// Absolute form with `upstream` as authority, for an h2c upstream.
+/// Absolute form for an h2c upstream, with the authority the caller named the service
+/// by: the request's `Host` (taken out of the headers), else its `:authority`, else
+/// `upstream`.
 fn set_absolute_uri(request: &mut Request<RequestBody>, upstream: &str) -> Result<(), http::Error> {
     let path = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let host = request.headers_mut().remove(HOST).and_then(|host| Authority::try_from(host.as_bytes()).ok());
+    let authority = match host.or_else(|| request.uri().authority().cloned()) {
+        Some(authority) => authority,
+        None => Authority::try_from(upstream)?,
+    };
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(Authority::try_from(upstream)?);
+    parts.authority = Some(authority);
     parts.path_and_query = Some(path);
     *request.uri_mut() = Uri::from_parts(parts)?;
     Ok(())

@@ -385,10 +385,12 @@ pub fn mirror(context: &Arc<ProxyContext>, table: &RoutingTable, mirror: &Mirror
         dropped();
         return;
     };
+    // As the caller named the service: `Host`, or an HTTP/2 request's `:authority`.
     let host = parts
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
         .map_or_else(|| mirror.host.clone(), str::to_owned);
     if let Ok(value) = HeaderValue::from_str(&shadow_authority(&host)) {
         request.headers_mut().insert(http::header::HOST, value);

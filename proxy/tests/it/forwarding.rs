@@ -107,6 +107,10 @@ async fn h2c_and_grpc_pass_through() {
     let seen = mesh.upstream.seen.lock().clone();
     assert_eq!(seen.version, Some(http::Version::HTTP_2), "the app got HTTP/2");
     assert_eq!(seen.headers["te"], "trailers");
+    // The service as the caller named it, once: `:authority`, no `host` beside it
+    // (which h2 servers such as nginx refuse as a second Host).
+    assert_eq!(seen.authority.as_deref(), Some("reviews.default.svc.cluster.local"));
+    assert!(!seen.headers.contains_key("host"), "{:?}", seen.headers);
 
     let records = mesh.collector.wait_records(2).await;
     for record in &records {

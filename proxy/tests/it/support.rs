@@ -49,6 +49,8 @@ pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> 
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
     pub version: Option<http::Version>,
+    /// The target's authority: an HTTP/2 request's `:authority`.
+    pub authority: Option<String>,
     pub headers: http::HeaderMap,
 }
 
@@ -93,7 +95,11 @@ pub async fn start_upstream() -> Upstream {
 type UpstreamBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
 
 fn upstream_handle(request: Request<Incoming>, seen: &Mutex<Seen>, produced: &Arc<AtomicU64>) -> Response<UpstreamBody> {
-    *seen.lock() = Seen { version: Some(request.version()), headers: request.headers().clone() };
+    *seen.lock() = Seen {
+        version: Some(request.version()),
+        authority: request.uri().authority().map(|a| a.to_string()),
+        headers: request.headers().clone(),
+    };
     let path = request.uri().path().to_owned();
     let mut response = Response::builder().header("x-app", "upstream").header("connection", "x-app-hop").header("x-app-hop", "1");
     let body: UpstreamBody = if path == "/large" {
