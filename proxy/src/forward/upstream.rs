@@ -279,6 +279,10 @@ pub async fn send(
                 debug!(cluster = %cluster.name, upstream = exchange.upstream_address(), attempt = exchange.attempts, error = ?error, "upstream attempt failed");
                 if retriable && can_retry {
                     if let Some(permit) = cluster.try_retry() {
+                        if matches!(error, AttemptError::Failed(Failure::Connect(_))) {
+                            // Each connection that failed counts, the last in `failed`.
+                            context.stats.direction(exchange.direction).upstream_connect_failures.inc();
+                        }
                         retry_permit = Some(permit);
                         tried.push(lease.index());
                         drop((admission, lease));

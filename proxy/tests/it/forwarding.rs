@@ -194,7 +194,8 @@ async fn dead_upstream_is_503_uf_and_unknown_host_is_503_uh() {
     assert_eq!(dead.destination.as_ref().map(|w| w.name.as_str()), Some("dead-v1"));
 
     let (_, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
-    assert!(stats.contains("meshtel_proxy_upstream_connect_failures_total{direction=\"outbound\"} 1"), "{stats}");
+    // Three connections refused: the first try and Istio's two retries.
+    assert!(stats.contains("meshtel_proxy_upstream_connect_failures_total{direction=\"outbound\"} 3"), "{stats}");
     assert!(stats.contains("meshtel_proxy_requests_total{direction=\"outbound\"} 3"), "{stats}");
 }
 
