@@ -26,7 +26,7 @@ use super::ProxyContext;
 use crate::body::{Replay, ReplayCopy, RequestBody};
 use crate::error::ForwardError;
 use crate::pool::{Failure, Upstream};
-use crate::routing::cluster::{Cluster, Outcome, UpstreamHold};
+use crate::routing::cluster::{Cluster, Outcome, Overflow, UpstreamHold};
 use crate::routing::RoutingTable;
 use crate::telemetry::{Exchange, grpc_status};
 
@@ -208,7 +208,10 @@ pub async fn send(
         let admission = cluster
             .admit(http2, deadline)
             .await
-            .map_err(|overflow| ForwardError::Overflow { cluster: cluster.name.clone(), limit: overflow.limit() })?;
+            .map_err(|overflow| match overflow {
+                Overflow::TimedOut => ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() },
+                overflow => ForwardError::Overflow { cluster: cluster.name.clone(), limit: overflow.limit() },
+            })?;
         let Some(request_body) = body.take(exchange, context.body_idle_timeout) else {
             // A streamed body was already sent once: nothing to retry with.
             return Err(ForwardError::DownstreamBody);

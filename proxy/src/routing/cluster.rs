@@ -100,14 +100,19 @@ pub enum Overflow {
     MaxRequests,
     /// `maxConnections` are busy and `http1MaxPendingRequests` are already waiting.
     MaxPending,
+    /// The request's timeout passed while it waited for a connection under
+    /// `maxConnections`: a timeout (504 `UT`, as Envoy answers it), not an overflow.
+    TimedOut,
 }
 
 impl Overflow {
-    /// The limit's name, for errors and metrics.
+    /// The limit's name, for errors and metrics (the route's timeout for
+    /// [`Overflow::TimedOut`]).
     pub fn limit(self) -> &'static str {
         match self {
             Overflow::MaxRequests => "http2MaxRequests",
             Overflow::MaxPending => "http1MaxPendingRequests",
+            Overflow::TimedOut => "timeout",
         }
     }
 }
@@ -273,8 +278,13 @@ impl Cluster {
                     self.pending.fetch_sub(1, Ordering::Relaxed);
                     match acquired {
                         Some(Ok(permit)) => Some(permit),
-                        // Timed out waiting, or the semaphore closed: an overflow to the caller.
-                        _ => return release(self, Overflow::MaxPending),
+                        // The request's time ran out while it waited: not an overflow.
+                        None => {
+                            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            return Err(Overflow::TimedOut);
+                        }
+                        // The semaphore closed (never, while the cluster lives).
+                        Some(Err(_)) => return release(self, Overflow::MaxPending),
                     }
                 }
             },

@@ -52,10 +52,10 @@ async fn max_connections_queue_at_most_the_pending_limit_and_overflow_the_rest()
     assert_eq!(cluster.admit(false, None).await.err(), Some(Overflow::MaxPending), "third overflows");
     drop(first);
     waiting.await.unwrap().expect("the pending request gets the connection once it is free");
-    // A pending request that waits past its deadline overflows too.
+    // A pending request whose time runs out while it waits has timed out (504 `UT`).
     let _held = cluster.admit(false, None).await.unwrap();
     let deadline = Instant::now() + Duration::from_millis(30);
-    assert_eq!(cluster.admit(false, Some(deadline)).await.err(), Some(Overflow::MaxPending));
+    assert_eq!(cluster.admit(false, Some(deadline)).await.err(), Some(Overflow::TimedOut), "a timeout, not an overflow");
 }
 
 #[tokio::test]
