@@ -406,8 +406,9 @@ impl Cluster {
             return;
         }
         let ejected = self.ejected.load(Ordering::Relaxed) as usize;
+        // The share ejected with this one counts against the bound; one always may go.
         let allowed = detection.max_ejection_percent > 0
-            && (ejected == 0 || ejected * 100 / self.endpoints.len() < detection.max_ejection_percent as usize);
+            && (ejected == 0 || (ejected + 1) * 100 <= detection.max_ejection_percent as usize * self.endpoints.len());
         if !allowed {
             return;
         }

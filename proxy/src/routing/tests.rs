@@ -138,6 +138,15 @@ async fn ejection_stops_at_max_ejection_percent_but_one_endpoint_always_may_go()
     }
     assert_eq!(all.ejected_count(), 2);
     assert!(all.pick().is_none(), "everything ejected: no healthy upstream");
+    // Half of three: a second ejection would take two thirds out.
+    let three = [endpoint("127.0.0.1:1", "v1"), endpoint("127.0.0.1:2", "v1"), endpoint("127.0.0.1:3", "v1")];
+    let half = make_cluster(ejecting(1, 50, Duration::from_secs(30)), &three);
+    for _ in 0..6 {
+        if let Some(lease) = half.pick() {
+            lease.record(Outcome::Status(500));
+        }
+    }
+    assert_eq!(half.ejected_count(), 1, "at most 50 % of three endpoints: one");
 }
 
 #[tokio::test]
