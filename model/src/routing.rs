@@ -299,12 +299,12 @@ impl RequestMatch {
         }
         for (name, matcher) in &self.headers {
             match header_str(request.headers, name) {
-                Some(value) if matcher.matches(value) => {}
+                Some(value) if matcher.matches(&value) => {}
                 _ => return false,
             }
         }
         for (name, matcher) in &self.without_headers {
-            if header_str(request.headers, name).is_some_and(|value| matcher.matches(value)) {
+            if header_str(request.headers, name).is_some_and(|value| matcher.matches(&value)) {
                 return false;
             }
         }
@@ -318,8 +318,21 @@ impl RequestMatch {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// The value of header `name`: a repeated header's values joined by `,`, as Envoy
+/// matches them (`None` when absent or not text).
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?.to_str().ok()?;
+    let mut rest = values.peekable();
+    if rest.peek().is_none() {
+        return Some(std::borrow::Cow::Borrowed(first));
+    }
+    let mut joined = first.to_owned();
+    for value in rest {
+        joined.push(',');
+        joined.push_str(value.to_str().ok()?);
+    }
+    Some(std::borrow::Cow::Owned(joined))
 }
 
 /// The first value of `name` in a query string (raw, not percent-decoded).
@@ -344,36 +357,21 @@ pub enum StringMatch {
     Present,
 }
 
-/// A regex compiled anchored (`^(?:…)$`), keeping the source for display. The
-/// case-insensitive twin (for `ignoreUriCase`) is compiled on first use only, so rules
-/// that never ask for it do not pay its memory.
+/// A regex compiled anchored (`^(?:…)$`), keeping the source for display.
 #[derive(Debug, Clone)]
 pub struct AnchoredRegex {
     /// As written.
     pub source: String,
     /// Anchored, case-sensitive.
     pub regex: regex::Regex,
-    ignore_case: std::sync::OnceLock<Option<regex::Regex>>,
 }
 
 impl AnchoredRegex {
     /// Compiles `source` anchored at both ends.
     pub fn new(source: &str) -> Result<AnchoredRegex, regex::Error> {
-        Ok(AnchoredRegex {
-            source: source.to_owned(),
-            regex: anchored(source, false)?,
-            ignore_case: std::sync::OnceLock::new(),
-        })
+        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$")).size_limit(1 << 20).build()?;
+        Ok(AnchoredRegex { source: source.to_owned(), regex })
     }
-
-    /// The case-insensitive twin (`None` only if it exceeds the size limit).
-    pub fn ignore_case(&self) -> Option<&regex::Regex> {
-        self.ignore_case.get_or_init(|| anchored(&self.source, true).ok()).as_ref()
-    }
-}
-
-fn anchored(source: &str, ignore_case: bool) -> Result<regex::Regex, regex::Error> {
-    regex::RegexBuilder::new(&format!("^(?:{source})$")).case_insensitive(ignore_case).size_limit(1 << 20).build()
 }
 
 fn serialize_regex<S: serde::Serializer>(regex: &AnchoredRegex, serializer: S) -> Result<S::Ok, S::Error> {
@@ -391,14 +389,16 @@ impl StringMatch {
         }
     }
 
-    /// Whether `value` matches, ignoring ASCII case.
+    /// Whether `value` matches, ignoring ASCII case in an exact or prefix match: a
+    /// regex keeps its case, as Istio's `ignoreUriCase` says (Envoy ignores
+    /// `case_sensitive` for `safe_regex`).
     pub fn matches_ignore_case(&self, value: &str) -> bool {
         match self {
             StringMatch::Exact(want) => value.eq_ignore_ascii_case(want),
             StringMatch::Prefix(prefix) => {
                 value.len() >= prefix.len() && value.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
             }
-            StringMatch::Regex(regex) => regex.ignore_case().is_some_and(|r| r.is_match(value)),
+            StringMatch::Regex(regex) => regex.regex.is_match(value),
             StringMatch::Present => true,
         }
     }

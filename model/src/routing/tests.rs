@@ -304,6 +304,8 @@ fn matching_conditions() {
     - uri: {exact: /Login}
       ignoreUriCase: true
     - uri: {regex: "/v[0-9]+/.*"}
+    - uri: {regex: "/Docs/.*"}
+      ignoreUriCase: true
     route:
     - destination: {host: api}
 "#;
@@ -333,6 +335,11 @@ fn matching_conditions() {
 
     assert_eq!(Request::get("/LOGIN").route(&rules, host).map(|r| r.name.as_str()), Some("case"));
     assert_eq!(Request::get("/v2/items").route(&rules, host).map(|r| r.name.as_str()), Some("case"));
+    // `ignoreUriCase` holds for exact and prefix matches only, not a regex (Istio).
+    assert_eq!(Request::get("/Docs/a").route(&rules, host).map(|r| r.name.as_str()), Some("case"));
+    assert!(Request::get("/docs/a").route(&rules, host).is_none());
+    // A repeated header's values are matched joined by `,`, as Envoy does.
+    assert!(admin().header("x-role", "guest").route(&rules, host).is_none());
     // Regexes match the whole path.
     assert!(Request::get("/api/v2/items").route(&rules, host).is_none());
     assert!(Request::get("/other").route(&rules, host).is_none());
