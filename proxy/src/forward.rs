@@ -522,7 +522,16 @@ fn respond(
         Err(error) => {
             context.stats.direction(exchange.direction).local_errors.inc();
             debug!(direction = exchange.direction.as_str(), error = %crate::mesh::error_chain(&error), "local reply");
-            error_response(context, &error, exchange)
+            // The route's response header operations hold for the proxy's own answer
+            // when its upstream failed (`UT`, `UF`, `UO`), as Envoy's router applies them.
+            let mut headers = HeaderMap::new();
+            if let Some((route_ops, destination_ops)) = response_ops {
+                route_ops.apply(&mut headers);
+                if let Some(ops) = destination_ops {
+                    ops.apply(&mut headers);
+                }
+            }
+            error_response_with(context, &error, exchange, headers)
         }
     }
 }
@@ -532,6 +541,11 @@ fn respond(
 /// response with `grpc-status` (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED) as Envoy does.
 /// Bodies name the failure class only, nothing internal.
 pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange) -> Response<ResponseBody> {
+    error_response_with(context, error, exchange, HeaderMap::new())
+}
+
+/// [`error_response`] with `headers` added.
+fn error_response_with(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange, headers: HeaderMap) -> Response<ResponseBody> {
     let status = error.status();
     let message = match error {
         ForwardError::UnknownService { .. } | ForwardError::NoHealthyUpstream { .. } => "no healthy upstream",
@@ -551,7 +565,7 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
     };
     let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { upstream::grpc_status_for_http(status.as_u16()) };
     let reply = LocalReply { flag: error.response_flag(), status, grpc_status, message, body: Bytes::from_static(message.as_bytes()) };
-    local_reply(context, reply, HeaderMap::new(), exchange)
+    local_reply(context, reply, headers, exchange)
 }
 
 /// A response the proxy sends itself instead of forwarding.

@@ -546,6 +546,9 @@ async fn route_timeout_answers_504_ut() {
     - destination:
         host: ratings
     timeout: 0.3s
+    headers:
+      response:
+        set: {x-route: ratings}
 ";
     let mesh = start_routing(vec![app("ratings", "v1", Behaviour::slow(Duration::from_secs(2)))], &virtual_service("v1", "ratings", http), 0.0).await;
     let client = http1_client();
@@ -556,6 +559,9 @@ async fn route_timeout_answers_504_ut() {
         "timed out after {:?}",
         outcome.latency
     );
+    // The route's response headers hold for the proxy's own answer, as Envoy's router
+    // applies them.
+    assert_eq!(outcome.headers.get("x-route").map(|v| v.as_bytes()), Some(&b"ratings"[..]));
     let records = mesh.records(1).await;
     assert!(flags(&records[0]).contains(&"UT"), "{:?}", records[0]);
     mesh.stop().await;

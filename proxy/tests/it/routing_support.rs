@@ -245,6 +245,7 @@ pub struct Outcome {
     pub status: u16,
     /// The body: the answering app's workload for forwarded requests.
     pub body: String,
+    pub headers: http::HeaderMap,
     pub latency: Duration,
 }
 
@@ -362,7 +363,13 @@ pub async fn call(client: &HttpClient, url: &str, host: &str, headers: &[(&str, 
     let host = format!("{host}:9080");
     let started = Instant::now();
     let (parts, body, _) = send(client, get(url, &host, headers)).await;
-    Outcome { started, status: parts.status.as_u16(), body: String::from_utf8_lossy(&body).into_owned(), latency: started.elapsed() }
+    Outcome {
+        started,
+        status: parts.status.as_u16(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        headers: parts.headers,
+        latency: started.elapsed(),
+    }
 }
 
 /// Runs `clients` concurrent callers, each sending `per_client` requests made by
