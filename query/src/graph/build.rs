@@ -290,6 +290,9 @@ pub struct EdgeTotals {
     /// Requests by response code (see [`response_key`]: `"-"` for none, the gRPC status
     /// for gRPC) and flags.
     pub responses: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Requests by response code (as `responses`) and destination service host (the
+    /// `destination_service` label), Kiali's `hosts`.
+    pub hosts: BTreeMap<String, BTreeMap<String, u64>>,
     /// Requests by class: 3xx, 4xx, 5xx, no response.
     pub by_class: [u64; 4],
     /// gRPC requests answered with an error (see [`is_grpc_error`]); those with no
@@ -325,6 +328,11 @@ impl EdgeTotals {
             totals.grpc_errors = row.stats.requests;
         }
         totals
+            .hosts
+            .entry(code.clone())
+            .or_default()
+            .insert(key.destination_service.clone(), row.stats.requests);
+        totals
             .responses
             .entry(code)
             .or_default()
@@ -345,10 +353,15 @@ impl EdgeTotals {
     /// Adds `other` to these totals.
     fn merge(&mut self, other: &EdgeTotals) {
         self.stats.merge(&other.stats);
-        for (code, flags) in &other.responses {
-            let into = self.responses.entry(code.clone()).or_default();
-            for (flag, requests) in flags {
-                *into.entry(flag.clone()).or_default() += requests;
+        for (mine, theirs) in [
+            (&mut self.responses, &other.responses),
+            (&mut self.hosts, &other.hosts),
+        ] {
+            for (code, counts) in theirs {
+                let into = mine.entry(code.clone()).or_default();
+                for (name, requests) in counts {
+                    *into.entry(name.clone()).or_default() += requests;
+                }
             }
         }
         for (slot, requests) in self.by_class.iter_mut().zip(other.by_class) {

@@ -82,11 +82,14 @@ pub struct Traffic {
     pub responses: Option<BTreeMap<String, Flags>>,
 }
 
-/// `{"flags": {"-": "100.0"}}`.
+/// `{"flags": {"-": "100.0"}, "hosts": {"reviews.default.svc.cluster.local": "100.0"}}`.
 #[derive(Debug, Serialize)]
 pub struct Flags {
     /// Flags → percentage.
     pub flags: BTreeMap<String, String>,
+    /// Destination service hosts → percentage.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, String>,
 }
 
 /// A node's data.
@@ -365,21 +368,24 @@ pub fn to_json(
             .responses
             .iter()
             .map(|(code, flags)| {
-                let code = if protocol == "tcp" {
+                let code_key = if protocol == "tcp" {
                     "-".to_string()
                 } else {
                     code.clone()
                 };
-                let flags = flags
-                    .iter()
-                    .map(|(flag, n)| {
-                        (
-                            flag.clone(),
-                            format!("{:.1}", *n as f64 / total.max(1.0) * 100.0),
-                        )
-                    })
-                    .collect();
-                (code, Flags { flags })
+                let shares = |counts: &BTreeMap<String, u64>| -> BTreeMap<String, String> {
+                    counts
+                        .iter()
+                        .filter(|(name, _)| !name.is_empty())
+                        .map(|(name, n)| {
+                            let share = *n as f64 / total.max(1.0) * 100.0;
+                            (name.clone(), format!("{share:.1}"))
+                        })
+                        .collect()
+                };
+                let hosts = totals.hosts.get(code).map(shares).unwrap_or_default();
+                let flags = shares(flags);
+                (code_key, Flags { flags, hosts })
             })
             .collect();
         let mut response_times = BTreeMap::new();

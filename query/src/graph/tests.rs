@@ -254,7 +254,7 @@ async fn graph_json_has_kiali_shape_rates_errors_and_latency() {
     );
     assert_eq!(
         traffic["responses"],
-        json!({"200": {"flags": {"-": "90.0"}}, "503": {"flags": {"-": "10.0"}}})
+        json!({"200": {"flags": {"-": "90.0"}, "hosts": {"reviews.default.svc.cluster.local": "90.0"}}, "503": {"flags": {"-": "10.0"}, "hosts": {"reviews.default.svc.cluster.local": "10.0"}}})
     );
     // 100 requests in (5, 10] ms: p95 interpolates to 9.75.
     assert_eq!(edge["responseTime"], "10");
@@ -267,7 +267,7 @@ async fn graph_json_has_kiali_shape_rates_errors_and_latency() {
     );
     assert_eq!(
         uh["traffic"]["responses"],
-        json!({"503": {"flags": {"UH": "100.0"}}})
+        json!({"503": {"flags": {"UH": "100.0"}, "hosts": {"details.default.svc.cluster.local": "100.0"}}})
     );
     assert_eq!(uh["traffic"]["rates"]["httpPercentErr"], "100.0");
     let outside = find(all_edges, "unknown_source->wl_default_productpage-v1:http");
@@ -523,11 +523,11 @@ async fn grpc_responses_are_keyed_by_grpc_status_as_kiali_does() {
     assert_eq!(
         edge["traffic"]["responses"],
         json!({
-            "0": {"flags": {"-": "80.0"}},
-            "14": {"flags": {"-": "10.0"}},
-            "503": {"flags": {"-": "5.0"}},
-            "-": {"flags": {"-": "3.0"}},
-            "200": {"flags": {"-": "2.0"}},
+            "0": {"flags": {"-": "80.0"}, "hosts": {"reviews.default.svc.cluster.local": "80.0"}},
+            "14": {"flags": {"-": "10.0"}, "hosts": {"reviews.default.svc.cluster.local": "10.0"}},
+            "503": {"flags": {"-": "5.0"}, "hosts": {"reviews.default.svc.cluster.local": "5.0"}},
+            "-": {"flags": {"-": "3.0"}, "hosts": {"reviews.default.svc.cluster.local": "3.0"}},
+            "200": {"flags": {"-": "2.0"}, "hosts": {"reviews.default.svc.cluster.local": "2.0"}},
         }),
         "{edge:#}"
     );

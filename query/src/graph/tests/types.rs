@@ -101,7 +101,7 @@ async fn an_app_graph_has_a_node_per_app_whatever_its_versions() {
     assert_eq!(edge["traffic"]["rates"]["httpPercentErr"], "10.0");
     assert_eq!(
         edge["traffic"]["responses"],
-        json!({"200": {"flags": {"-": "90.0"}}, "503": {"flags": {"-": "10.0"}}})
+        json!({"200": {"flags": {"-": "90.0"}, "hosts": {"reviews.default.svc.cluster.local": "90.0"}}, "503": {"flags": {"-": "10.0"}, "hosts": {"reviews.default.svc.cluster.local": "10.0"}}})
     );
 }
 
