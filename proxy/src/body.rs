@@ -37,6 +37,10 @@ use crate::telemetry::{Exchange, grpc_status};
 pub struct BodyProgress {
     bytes: AtomicU64,
     state: AtomicU8,
+    /// When it ended, broke or stalled: where the request timeout starts.
+    finished_at: std::sync::OnceLock<std::time::Instant>,
+    /// Wakes [`BodyProgress::finished`].
+    finished: tokio::sync::Notify,
 }
 
 /// The last read gave a frame (or none was tried yet).
@@ -84,6 +88,30 @@ impl BodyProgress {
 
     fn set(&self, state: u8) {
         self.state.store(state, Ordering::Relaxed);
+        if state >= ENDED && self.finished_at.set(std::time::Instant::now()).is_ok() {
+            self.finished.notify_waiters();
+        }
+    }
+
+    /// When the body was all received (or broke or stalled), if it was.
+    pub fn finished_at(&self) -> Option<std::time::Instant> {
+        self.finished_at.get().copied()
+    }
+
+    /// When the body was all received (or broke or stalled), waiting for it: the
+    /// request timeout starts there, as Envoy's route timeout does, so that an upload
+    /// or a client stream is not cut for taking long (a body that stops arriving is
+    /// bounded by the body idle timeout).
+    pub async fn finished(&self) -> std::time::Instant {
+        loop {
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(at) = self.finished_at.get() {
+                return *at;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -269,7 +297,8 @@ impl Streaming {
                     if let Some(data) = frame.data_ref() {
                         progress.add_bytes(data.len() as u64);
                     }
-                    progress.set(READING);
+                    // A body of known length is not read past its last bytes.
+                    progress.set(if self.body.is_end_stream() { ENDED } else { READING });
                 }
                 if let Some(copy) = &self.copy {
                     copy.note_frame(&frame, self.body.is_end_stream());

@@ -85,7 +85,7 @@ pub struct ProxyArgs {
     /// Spans held for export; beyond, dropped. 1 to 100000 (a span is about a KiB).
     #[arg(long, env = "MESHTEL_PROXY_SPAN_QUEUE", default_value_t = 2_048)]
     pub span_queue: usize,
-    /// Longest wait for an upstream's response headers (`0s` = no limit).
+    /// Longest wait for an upstream's response headers once the request body is in (`0s` = no limit).
     #[arg(long, env = "MESHTEL_PROXY_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
     /// Longest pause in the arrival of a request or response body (Envoy's stream idle

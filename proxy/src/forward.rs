@@ -411,20 +411,20 @@ async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchang
         let progress = exchange.body_progress(&body);
         RequestBody::new(body, progress, context.body_idle_timeout)
     });
+    let started = std::time::Instant::now();
     let sent = context.upstream.send(exchange.upstream_address(), request);
-    let result = match context.request_timeout {
-        Some(timeout) => match tokio::time::timeout(timeout, sent).await {
-            Ok(result) => result,
-            Err(_) => return Err(timed_out(exchange)),
-        },
-        None => sent.await,
-    };
-    result.map_err(|failure| {
-        if h2c_to_app && matches!(failure, Failure::Reset(_)) {
-            context.app_hints.h2c_dropped(exchange.upstream_address());
+    // The request timeout runs from the end of the request body, as Envoy's does.
+    let progress = exchange.request_body_progress();
+    match upstream::response_within(sent, progress, started, context.request_timeout, None).await {
+        Ok(upstream) => Ok(upstream),
+        Err(upstream::AttemptError::Failed(failure)) => {
+            if h2c_to_app && matches!(failure, Failure::Reset(_)) {
+                context.app_hints.h2c_dropped(exchange.upstream_address());
+            }
+            Err(failed(context, exchange, failure))
         }
-        failed(context, exchange, failure)
-    })
+        Err(upstream::AttemptError::Timeout | upstream::AttemptError::PerTryTimeout) => Err(timed_out(exchange)),
+    }
 }
 
 /// The error for a failed upstream exchange that the downstream's request body caused,

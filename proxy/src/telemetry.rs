@@ -269,6 +269,11 @@ impl Exchange {
         Some(self.request_body.get_or_insert_with(Arc::default).clone())
     }
 
+    /// The request body's progress, when it has a body being read.
+    pub fn request_body_progress(&self) -> Option<Arc<BodyProgress>> {
+        self.request_body.clone()
+    }
+
     /// Counts request body bytes sent upstream in one piece.
     pub fn add_request_body_bytes(&mut self, bytes: u64) {
         self.request_body.get_or_insert_with(Arc::default).add_bytes(bytes);

@@ -23,7 +23,7 @@ use rand::Rng;
 use tracing::debug;
 
 use super::ProxyContext;
-use crate::body::{Replay, ReplayCopy, RequestBody};
+use crate::body::{BodyProgress, Replay, ReplayCopy, RequestBody};
 use crate::error::ForwardError;
 use crate::pool::{Failure, Upstream};
 use crate::routing::cluster::{Cluster, Outcome, Overflow, UpstreamHold};
@@ -164,9 +164,12 @@ pub fn grpc_status_for_http(status: u16) -> u32 {
 
 /// How one attempt failed.
 #[derive(Debug)]
-enum AttemptError {
+pub(super) enum AttemptError {
+    /// The exchange failed.
     Failed(Failure),
+    /// The per-try timeout passed.
     PerTryTimeout,
+    /// The route timeout passed.
     Timeout,
 }
 
@@ -177,6 +180,59 @@ pub struct Plan {
     pub retries: RetryPolicy,
     /// Overall timeout (until the response head); `None` = none.
     pub timeout: Option<Duration>,
+}
+
+/// Waits for `sent` (an upstream's response head) under the request's clocks, which
+/// start once the request body was all received (`started`, for a request without
+/// one being read), as Envoy's route timeout does: the route `timeout` (`Timeout`)
+/// and, from the attempt's start or the body's end, whichever is later, the per-try
+/// timeout (`PerTryTimeout`). While the body keeps arriving the clocks wait, so an
+/// upload or a client stream may take as long as it keeps coming; a body that moves
+/// no byte for a whole clock's length (the upstream reads none of it) starts them
+/// from where it stopped.
+pub(super) async fn response_within<T>(
+    sent: impl Future<Output = Result<T, Failure>>,
+    body: Option<Arc<BodyProgress>>,
+    started: Instant,
+    timeout: Option<Duration>,
+    per_try: Option<Duration>,
+) -> Result<T, AttemptError> {
+    let Some(shortest) = [timeout, per_try].into_iter().flatten().min() else {
+        return sent.await.map_err(AttemptError::Failed);
+    };
+    let attempt_started = Instant::now();
+    let received = async {
+        let Some(body) = &body else { return started };
+        loop {
+            let before = body.bytes();
+            match tokio::time::timeout(shortest, body.finished()).await {
+                Ok(at) => return at.max(started),
+                Err(_) if body.bytes() == before => {
+                    return Instant::now().checked_sub(shortest).unwrap_or(started).max(started);
+                }
+                Err(_) => {}
+            }
+        }
+    };
+    let clocks = async {
+        let received = received.await;
+        let route = timeout.map(|limit| received + limit);
+        let attempt = per_try.map(|limit| received.max(attempt_started) + limit);
+        // The earlier one; the route's when both are due together.
+        let (at, error) = match (route, attempt) {
+            (Some(route), Some(attempt)) if attempt < route => (attempt, AttemptError::PerTryTimeout),
+            (Some(route), _) => (route, AttemptError::Timeout),
+            (None, Some(attempt)) => (attempt, AttemptError::PerTryTimeout),
+            (None, None) => return std::future::pending().await,
+        };
+        tokio::time::sleep_until(at.into()).await;
+        error
+    };
+    tokio::select! {
+        biased;
+        result = sent => result.map_err(AttemptError::Failed),
+        error = clocks => Err(error),
+    }
 }
 
 /// Sends the request to `cluster` with retries, returning the response head and what
@@ -190,7 +246,12 @@ pub async fn send(
     exchange: &mut Exchange,
 ) -> Result<Upstream, ForwardError> {
     let started = Instant::now();
-    let deadline = plan.timeout.map(|t| started + t);
+    // The route timeout runs from the end of the request body (see `response_within`);
+    // while it is still arriving, the time left is counted from now.
+    let deadline = |exchange: &Exchange| {
+        let received = exchange.request_body_progress().map_or(Some(started), |body| body.finished_at());
+        plan.timeout.map(|t| received.unwrap_or_else(Instant::now).max(started) + t)
+    };
     let http2 = parts.version == Version::HTTP_2;
     let retry_on = &plan.retries.retry_on;
     let mut retry_permit = None;
@@ -206,7 +267,7 @@ pub async fn send(
         exchange.destination = Some(lease.endpoint().workload.clone());
         exchange.destination_cluster = Some(lease.endpoint().cluster.clone().unwrap_or_else(|| context.cluster.clone()));
         let admission = cluster
-            .admit(http2, deadline)
+            .admit(http2, deadline(exchange))
             .await
             .map_err(|overflow| match overflow {
                 Overflow::TimedOut => ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() },
@@ -218,22 +279,12 @@ pub async fn send(
         };
         let request = upstream_request(parts, request_body, cluster.close_connection_after() && !http2)?;
         exchange.attempts += 1;
-        let per_try_deadline = match (plan.retries.per_try_timeout, deadline) {
-            (Some(per_try), Some(deadline)) => Some((Instant::now() + per_try).min(deadline)),
-            (Some(per_try), None) => Some(Instant::now() + per_try),
-            (None, deadline) => deadline,
-        };
         let pool = cluster.pool.as_ref().unwrap_or(&context.upstream);
         let sent = pool.send(exchange.upstream_address(), request);
-        let result = match per_try_deadline {
-            Some(at) => match tokio::time::timeout_at(at.into(), sent).await {
-                Ok(result) => result.map_err(AttemptError::Failed),
-                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => Err(AttemptError::Timeout),
-                Err(_) => Err(AttemptError::PerTryTimeout),
-            },
-            None => sent.await.map_err(AttemptError::Failed),
-        };
+        let progress = exchange.request_body_progress();
+        let result = response_within(sent, progress, started, plan.timeout, plan.retries.per_try_timeout).await;
         let retries_left = exchange.attempts <= plan.retries.attempts;
+        let deadline = deadline(exchange);
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
         let wants_retry = retries_left && time_left;
         let can_retry = wants_retry && body.replayable();

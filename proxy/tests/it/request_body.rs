@@ -96,3 +96,47 @@ async fn a_request_body_that_stops_arriving_is_408_si_and_the_upstream_stays_hea
     }
     mesh.stop().await;
 }
+
+/// Writes a chunked POST to `host` in `chunks` pieces `every` apart (the connection
+/// closed after the answer), then reads the answer.
+async fn slow_upload(addr: std::net::SocketAddr, host: &str, chunks: usize, every: Duration) -> RawOutcome {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the proxy");
+    let head = format!("POST /{host}/0 HTTP/1.1\r\nHost: {host}:9080\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    for _ in 0..chunks {
+        tokio::time::sleep(every).await;
+        stream.write_all(b"5\r\nhello\r\n").await.expect("chunk");
+    }
+    stream.write_all(b"0\r\n\r\n").await.expect("end");
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await.is_ok();
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    RawOutcome { status_line: head.lines().next().unwrap_or("").to_owned(), body: body.to_owned(), closed, latency: started.elapsed() }
+}
+
+/// The request timeout runs from the end of the request body, as Envoy's route timeout
+/// does: an upload that keeps arriving for longer than it is forwarded whole, with the
+/// route's timeout (details) and the proxy's own (ratings, no route).
+#[tokio::test]
+async fn an_upload_that_keeps_arriving_outlasts_the_request_timeout() {
+    let details_timeout = "  - route:
+    - destination:
+        host: details
+    timeout: 0.2s
+";
+    let rules = documents(&[&virtual_service("v1beta1", "details", details_timeout)]);
+    let apps = vec![app("ratings", "v1", Behaviour::OK), app("details", "v1", Behaviour::OK)];
+    let mesh = start_routing_with(apps, &rules, 0.0, |config| config.request_timeout = Some(Duration::from_millis(200))).await;
+    let outbound = mesh.proxy.addresses.outbound;
+    for host in ["details", "ratings"] {
+        // Eight chunks 100 ms apart: four times the timeout.
+        let outcome = slow_upload(outbound, host, 8, Duration::from_millis(100)).await;
+        assert!(outcome.status_line.starts_with("HTTP/1.1 200 "), "{host}: {outcome:?}");
+        assert!(outcome.body.contains(&format!("{host}-v1")), "{host}: {outcome:?}");
+        assert!(outcome.latency >= Duration::from_millis(800), "{host}: {outcome:?}");
+    }
+    mesh.stop().await;
+}
