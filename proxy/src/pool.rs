@@ -194,6 +194,11 @@ impl Drop for Parked {
     }
 }
 
+/// The largest HTTP/2 header block the proxy takes, downstream and upstream: Envoy's
+/// default (`max_request_headers_kb`, 60 KiB), not h2's 16 KiB, so that callers with
+/// large tokens or cookies pass over HTTP/2 as over HTTP/1.1.
+pub const H2_MAX_HEADER_LIST_BYTES: u32 = 60 << 10;
+
 impl UpstreamPool {
     /// An empty pool.
     pub fn new(settings: PoolSettings) -> UpstreamPool {
@@ -308,6 +313,7 @@ impl UpstreamPool {
                 let io = self.connect(upstream).await?;
                 let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
+                    .max_header_list_size(H2_MAX_HEADER_LIST_BYTES)
                     .handshake(io)
                     .await
                     .map_err(|e| Failure::Connect(e.into()))?;

@@ -108,7 +108,8 @@ pub async fn serve_listener<S, B>(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
-        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_header_list_size(crate::pool::H2_MAX_HEADER_LIST_BYTES);
     // Each connection task holds a receiver; `closed()` is when every one has ended.
     let (drained, connection_token) = watch::channel(());
     let mut accept_errors = LogWindow::default();

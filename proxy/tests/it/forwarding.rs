@@ -112,7 +112,20 @@ async fn h2c_and_grpc_pass_through() {
     assert_eq!(seen.authority.as_deref(), Some("reviews.default.svc.cluster.local"));
     assert!(!seen.headers.contains_key("host"), "{:?}", seen.headers);
 
-    let records = mesh.collector.wait_records(2).await;
+    // A header block past h2's default 16 KiB (a large token), up to Envoy's 60 KiB.
+    let request = http::Request::post(mesh.productpage.outbound_url("/grpc.Reviews/Get"))
+        .header("host", "reviews.default.svc.cluster.local")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {}", "t".repeat(30_000)))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"\0\0\0\0\x01a")).map_err(|never| match never {}).boxed())
+        .expect("request");
+    let (parts, _, trailers) = send(&client, request).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    assert_eq!(mesh.upstream.seen.lock().headers["authorization"].len(), 30_007, "the header reached the app");
+
+    let records = mesh.collector.wait_records(4).await;
     for record in &records {
         assert_eq!(record.request_protocol, "grpc");
         assert_eq!(record.grpc_response_status, Some(0));

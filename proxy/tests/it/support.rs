@@ -83,9 +83,10 @@ pub async fn start_upstream() -> Upstream {
                 async move { Ok::<_, Infallible>(upstream_handle(request, &seen, &produced)) }
             });
             tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // Header blocks as large as the proxy passes.
+                builder.http2().max_header_list_size(64 << 10);
+                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
