@@ -198,6 +198,14 @@ pub enum ForwardError {
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
+    /// A `CONNECT` request: the proxy makes no tunnels (Envoy without a CONNECT route
+    /// answers it 404).
+    #[error("CONNECT is not proxied")]
+    Connect,
+    /// The request body has a transfer coding other than `chunked` (RFC 9112 §6.1: a
+    /// server answers 501), which the proxy would otherwise pass on undeclared.
+    #[error("unsupported transfer coding {0:?}")]
+    TransferCoding(String),
 }
 
 /// Why the proxy ended a response body with an error, after its head had gone
@@ -226,7 +234,8 @@ impl ForwardError {
             | ForwardError::UpstreamReset { .. }
             | ForwardError::ClusterNotFound { .. }
             | ForwardError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ForwardError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ForwardError::NoRoute { .. } | ForwardError::Connect => StatusCode::NOT_FOUND,
+            ForwardError::TransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
             ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost | ForwardError::MissingHost => StatusCode::BAD_REQUEST,
             ForwardError::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -243,9 +252,13 @@ impl ForwardError {
             ForwardError::UpstreamConnect { .. } => "UF",
             ForwardError::UpstreamTimeout { .. } => "UT",
             ForwardError::UpstreamReset { .. } => "UC",
-            ForwardError::NoRoute { .. } => "NR",
+            ForwardError::NoRoute { .. } | ForwardError::Connect => "NR",
             // Envoy's downstream protocol error: a malformed request.
-            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost | ForwardError::MissingHost => "DPE",
+            ForwardError::DownstreamBody
+            | ForwardError::RepeatedHost
+            | ForwardError::InvalidHost
+            | ForwardError::MissingHost
+            | ForwardError::TransferCoding(_) => "DPE",
             // Envoy's stream idle timeout, 408 while the request is incomplete.
             ForwardError::DownstreamTimeout => "SI",
             ForwardError::ClusterNotFound { .. } => "NC",

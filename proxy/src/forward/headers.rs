@@ -13,7 +13,7 @@
 //! name `x-meshtel-peer-workload` and pass as unknown). Responses are stripped in
 //! `respond` before the route's response header operations, for the same reason.
 
-use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, EXPECT, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Request, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -39,12 +39,35 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
         Some(HostFault::Missing) => return Err(ForwardError::MissingHost),
         None => {}
     }
+    if request.method() == http::Method::CONNECT {
+        return Err(ForwardError::Connect);
+    }
+    if let Some(coding) = unsupported_transfer_coding(request.headers()) {
+        return Err(ForwardError::TransferCoding(coding));
+    }
+    // The proxy answers `Expect: 100-continue` itself (hyper sends the 100 once the
+    // body is read), as Envoy does: the upstream is not asked again.
+    if request.headers().get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+        request.headers_mut().remove(EXPECT);
+    }
     let version = request.version();
     if version != Version::HTTP_2 && request.uri().authority().is_some() {
         request.headers_mut().insert(HOST, exchange.authority_header().clone());
     }
     let websocket = strip_hop_by_hop_headers(request.headers_mut(), version == Version::HTTP_11);
     Ok(if websocket { request.extensions_mut().remove::<OnUpgrade>() } else { None })
+}
+
+/// A transfer coding of the request other than `chunked` (`gzip, chunked`), which
+/// the proxy cannot pass on: it forwards the body de-chunked, under its own framing.
+fn unsupported_transfer_coding(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .find(|coding| !coding.eq_ignore_ascii_case("chunked"))
+        .map(str::to_owned)
 }
 
 /// Notes the request's `x-request-id`, adding one when absent (or not text).

@@ -331,3 +331,33 @@ async fn retried_503s_reuse_their_upstream_connection() {
     mesh.productpage.stop().await;
     mesh.reviews.stop().await;
 }
+
+/// What the proxy does not forward as asked: `CONNECT` (no tunnels: 404 `NR`, as Envoy
+/// without a CONNECT route), a transfer coding other than `chunked` (501, RFC 9112
+/// §6.1); and `Expect: 100-continue`, which it answers itself, is not sent on.
+#[tokio::test]
+async fn connect_and_unknown_transfer_codings_are_refused_and_expect_is_answered_here() {
+    use crate::routing_support::raw_exchange;
+    let mesh = start_mesh(1.0).await;
+    let outbound = mesh.productpage.addresses.outbound;
+    let wait = Duration::from_secs(2);
+    let connect = "CONNECT reviews:9080 HTTP/1.1\r\nHost: reviews:9080\r\n\r\n";
+    let outcome = raw_exchange(outbound, connect.as_bytes(), wait).await;
+    assert!(outcome.status_line.starts_with("HTTP/1.1 404 "), "{outcome:?}");
+    let gzip = "POST /echo HTTP/1.1\r\nHost: reviews\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let outcome = raw_exchange(outbound, gzip.as_bytes(), wait).await;
+    assert!(outcome.status_line.starts_with("HTTP/1.1 501 "), "{outcome:?}");
+    assert_eq!(mesh.upstream.requests.load(Ordering::SeqCst), 0, "neither reached the app");
+    let expect = "POST /echo HTTP/1.1\r\nHost: reviews\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nhello";
+    let outcome = raw_exchange(outbound, expect.as_bytes(), wait).await;
+    assert!(outcome.body.contains("hello"), "{outcome:?}");
+    let seen = mesh.upstream.seen.lock().clone();
+    assert!(!seen.headers.contains_key("expect"), "{:?}", seen.headers);
+    let records = mesh.collector.wait_records(4).await;
+    let mut outcomes: Vec<(u32, &str)> =
+        records.iter().filter(|r| r.response_code != 200).map(|r| (r.response_code, r.response_flags.as_str())).collect();
+    outcomes.sort_unstable();
+    assert_eq!(outcomes, [(404, "NR"), (501, "DPE")]);
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
+}
