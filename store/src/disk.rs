@@ -335,19 +335,28 @@ fn count_block_files(blocks_dir: &Path) -> Result<usize> {
     Ok(count)
 }
 
-/// What opening the index failed with, with what to do when SQLite does not recognise
-/// the file.
-pub(crate) fn explain_open_error(error: Error) -> Error {
-    let Error::Database { path, source } = error else {
-        return error;
+/// Whether SQLite found the index damaged: not a database (code 26) or a malformed
+/// one (code 11, a truncated or overwritten file).
+fn is_damaged(error: &Error) -> bool {
+    let sql = match error {
+        Error::Database { source, .. } => &**source,
+        other => other,
     };
-    let not_a_database = matches!(
-        &*source,
-        Error::Sql(sqlx::Error::Database(e)) if e.code().as_deref() == Some("26")
-    );
-    if !not_a_database {
-        return Error::Database { path, source };
+    matches!(
+        sql,
+        Error::Sql(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("11" | "26"))
+    )
+}
+
+/// `error`, with what to do when it says the index at `path` is damaged.
+fn explain_damage(path: PathBuf, error: Error) -> Error {
+    if !is_damaged(&error) {
+        return error;
     }
+    let source = match error {
+        Error::Database { source, .. } => *source,
+        other => other,
+    };
     let blocks = path.with_file_name("blocks");
     Error::DataDir {
         what: "database",
@@ -359,6 +368,21 @@ pub(crate) fn explain_open_error(error: Error) -> Error {
         )),
         path,
     }
+}
+
+/// What opening the index failed with, with what to do when SQLite does not recognise
+/// the file.
+pub(crate) fn explain_open_error(error: Error) -> Error {
+    match &error {
+        Error::Database { path, .. } => explain_damage(path.clone(), error),
+        _ => error,
+    }
+}
+
+/// What reading the index of `data_dir` at start failed with, with what to do when
+/// SQLite finds it damaged (a file that opened but whose pages do not read).
+pub(crate) fn explain_read_error(data_dir: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |error| explain_damage(data_dir.join(DATABASE_FILE), error)
 }
 
 /// After the index is opened: a write it cannot make (a read-only file, one owned by
@@ -373,15 +397,21 @@ pub(crate) async fn check_index_writable(catalog: &Catalog, data_dir: &Path) -> 
             .await?;
         tx.rollback().await
     };
-    attempt.await.map_err(|e| Error::DataDir {
-        what: "database",
-        path: data_dir.join(DATABASE_FILE),
-        source: io::Error::other(format!(
-            "cannot be written ({e}): meshtel writes its index there at every flush; \
+    attempt.await.map_err(|e| {
+        let e = Error::from(e);
+        if is_damaged(&e) {
+            return explain_damage(data_dir.join(DATABASE_FILE), e);
+        }
+        Error::DataDir {
+            what: "database",
+            path: data_dir.join(DATABASE_FILE),
+            source: io::Error::other(format!(
+                "cannot be written ({e}): meshtel writes its index there at every flush; \
              check the owner and permissions of the file, of meshtel.db-wal and \
              meshtel.db-shm beside it and of the data directory (meshtel must be able to \
              write them all), then start again"
-        )),
+            )),
+        }
     })
 }
 

@@ -264,6 +264,7 @@ impl TraceStore {
         let wal_dir = data_dir.join("wal");
         lock::create_dir("blocks directory", &blocks_dir)?;
         lock::create_dir("WAL directory", &wal_dir)?;
+        lock::check_dir_writable("blocks directory", &blocks_dir, "a block at every flush")?;
         let stats = stats::Stats::default();
         let disk = disk::DiskReserve::new(&data_dir, config.min_free_disk);
         disk.check_at_open(&stats)?;
@@ -286,16 +287,20 @@ impl TraceStore {
             .await
             .map_err(disk::explain_open_error)?;
         disk::check_index_writable(&catalog, &data_dir).await?;
+        // A file that opened may still be damaged further in: the first reads say so.
+        let damaged = disk::explain_read_error(&data_dir);
         let block_files::Prepared { blocks, next_id } =
-            block_files::prepare(&catalog, &blocks_dir, &stats).await?;
+            block_files::prepare(&catalog, &blocks_dir, &stats)
+                .await
+                .map_err(&damaged)?;
 
         let known = MemoryCatalog::new(&config);
         known.replace(
-            catalog.load_services().await?,
-            catalog.load_operations().await?,
+            catalog.load_services().await.map_err(&damaged)?,
+            catalog.load_operations().await.map_err(&damaged)?,
         );
 
-        let flushed_through = catalog.flushed_through().await?;
+        let flushed_through = catalog.flushed_through().await.map_err(&damaged)?;
         let (wal, replayed) = wal::Wal::open(&wal_dir, flushed_through)?;
         let head = replay::into_head(&replayed);
 

@@ -100,9 +100,49 @@ pub(crate) fn create_dir(what: &'static str, path: &Path) -> Result<()> {
     }
 }
 
+/// The file [`check_dir_writable`] writes and removes.
+const WRITE_CHECK: &str = ".meshtel-write-check";
+
+/// Proves the directory `path` writable by creating and removing a file in it, so that
+/// a directory meshtel cannot write (its owner or permissions) is refused at start, by
+/// name, instead of failing at every flush.
+pub(crate) fn check_dir_writable(what: &'static str, path: &Path, writes: &str) -> Result<()> {
+    let probe = path.join(WRITE_CHECK);
+    let written = std::fs::File::create(&probe).and_then(|_| std::fs::remove_file(&probe));
+    written.map_err(|e| {
+        Error::at(what, path)(std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot be written ({e}): meshtel writes {writes} there; check the owner and \
+                 permissions of the directory (meshtel must be able to create files in it), \
+                 then start again"
+            ),
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_that_cannot_be_written_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        check_dir_writable("blocks directory", dir.path(), "blocks").unwrap();
+        assert!(
+            !dir.path().join(WRITE_CHECK).exists(),
+            "the probe is removed"
+        );
+        // A probe that cannot be created (here a directory in its place; in production
+        // a directory owned by another user).
+        std::fs::create_dir(dir.path().join(WRITE_CHECK)).unwrap();
+        let message = check_dir_writable("blocks directory", dir.path(), "a block at every flush")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("blocks directory"), "{message}");
+        assert!(message.contains("cannot be written"), "{message}");
+        assert!(message.contains("a block at every flush"), "{message}");
+    }
 
     #[test]
     fn a_second_lock_on_one_directory_is_refused_until_the_first_is_dropped() {

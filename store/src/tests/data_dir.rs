@@ -168,6 +168,96 @@ async fn a_garbled_index_says_what_to_do() {
     }
 }
 
+/// A `meshtel.db` that opens but whose pages do not read (a truncated file) says what to
+/// do too, naming the file, rather than a bare SQL error.
+#[tokio::test]
+async fn a_truncated_index_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "kept").await;
+    store.shutdown().await.unwrap();
+    let db = dir.path().join("meshtel.db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    assert!(len > 8192, "an index of {len} bytes");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let message = TraceStore::open(config(dir.path()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    for needle in [
+        "meshtel.db",
+        "malformed",
+        "restore meshtel.db from a backup",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+}
+
+/// A `blocks/` directory meshtel cannot create files in is refused at start, naming
+/// it, rather than failing every flush.
+#[tokio::test]
+async fn a_blocks_directory_that_cannot_be_written_stops_startup() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    store.shutdown().await.unwrap();
+    let blocks = std::fs::canonicalize(dir.path()).unwrap().join("blocks");
+    let can_create = || {
+        let probe = blocks.join("probe");
+        let created = std::fs::File::create(&probe).is_ok();
+        let _ = std::fs::remove_file(&probe);
+        created
+    };
+    std::fs::set_permissions(&blocks, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if can_create() {
+        // Root: permissions do not stop it; the immutable attribute does.
+        let _ = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&blocks)
+            .status();
+    }
+    let unwritable = !can_create();
+    let opened = if unwritable {
+        Some(TraceStore::open(config(dir.path())).await)
+    } else {
+        None
+    };
+    let _ = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(&blocks)
+        .status();
+    std::fs::set_permissions(&blocks, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(opened) = opened else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot make a directory unwritable here (needs chattr as root)"
+        );
+        eprintln!(
+            "SKIPPED a_blocks_directory_that_cannot_be_written_stops_startup: no way to make a directory unwritable here"
+        );
+        return;
+    };
+    let message = match opened {
+        Ok(store) => {
+            store.shutdown().await.unwrap();
+            panic!("started with an unwritable blocks directory");
+        }
+        Err(e) => e.to_string(),
+    };
+    let name = blocks.display().to_string();
+    for needle in [name.as_str(), "cannot be written", "permissions"] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    store.shutdown().await.unwrap();
+}
+
 /// Makes `path` unwritable for this process: read-only permissions, or (as root, whom
 /// permissions do not stop) the immutable attribute. `false` when neither works here.
 fn make_unwritable(path: &Path) -> bool {
