@@ -106,6 +106,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     } = options;
     // Listening for SIGTERM/SIGINT starts now: one that arrives while the store opens
     // or the listeners bind stops the server cleanly once it is up.
+    let on_signal = shutdown.is_none();
     let shutdown = shutdown.unwrap_or_else(|| Box::pin(crate::signal::shutdown_signal()));
     if role == Role::Query {
         require_data_dir_of_a_collector(&config.data_dir)?;
@@ -395,6 +396,9 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             Err(e) => Err(e.into()),
         },
     };
+    if on_signal {
+        stop_at_a_second_signal(role);
+    }
     info!("shutting down: no new connections, finishing requests in flight");
     if let Some(engine) = &quota_engine {
         // WatchQuotas streams never end on their own; close them so the server drains.
@@ -431,6 +435,28 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     edges_written.context("flushing the edge rollups")?;
     info!("stopped");
     result
+}
+
+/// After the signal that began the shutdown, a second SIGINT/SIGTERM (Ctrl-C again)
+/// stops the process at once (exit status 130), without waiting for the store's
+/// flush (up to 60 s on a failing disk): what was acknowledged is in the WAL already
+/// and is replayed at the next start.
+fn stop_at_a_second_signal(role: Role) {
+    let second = crate::signal::shutdown_signal();
+    if role.ingests() {
+        info!(
+            "stopping: flushing the spans in memory to blocks (up to 60 s); \
+             Ctrl-C again stops at once, and they are replayed from the WAL at the next start"
+        );
+    }
+    tokio::spawn(async move {
+        second.await;
+        tracing::warn!(
+            "second signal: stopping now without flushing; acknowledged spans stay in the \
+             WAL and are replayed at the next start"
+        );
+        std::process::exit(130);
+    });
 }
 
 /// `meshtel query` only reads what a collector writes: on a data directory that does

@@ -289,6 +289,32 @@ impl Meshtel {
         }
     }
 
+    /// Ctrl-C twice: SIGINT, then once the log says the store is stopping, SIGINT
+    /// again. The exit status and the whole log.
+    pub async fn interrupt_twice(mut self) -> (ExitStatus, String) {
+        send_signal(self.pid(), "INT");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while !self.log_text().contains("Ctrl-C again stops at once") {
+            assert!(Instant::now() < deadline, "no stopping line after SIGINT\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        send_signal(self.pid(), "INT");
+        loop {
+            if let Some(status) = self.child_mut().try_wait().unwrap() {
+                self.child = None;
+                return (status, self.log_text());
+            }
+            if Instant::now() >= deadline {
+                let log = self.log_text();
+                let _ = self.child_mut().kill();
+                let _ = self.child_mut().wait();
+                self.child = None;
+                panic!("meshtel did not stop at a second SIGINT\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: no flush, no cleanup; only the WAL survives.
     pub fn kill9(mut self) {
         let mut child = self.child.take().expect("the process is running");
