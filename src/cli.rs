@@ -104,6 +104,55 @@ pub fn end_quietly_on_broken_stdout() {
 }
 
 /// The message of `println!`'s panic when stdout's reader has gone.
+/// Parses the command line; a refused value that came from a `MESHTEL_*` variable
+/// rather than its flag is named as such after clap's error, which names only the
+/// flag (one the operator never typed).
+pub fn parse() -> Cli {
+    let error = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(error) => error,
+    };
+    let _ = error.print();
+    if let Some(variable) = variable_behind(&error, std::env::args()) {
+        eprintln!("note: the value comes from the environment variable {variable}");
+    }
+    std::process::exit(error.exit_code());
+}
+
+/// The `MESHTEL_*` variable whose value `error` refused: its flag is not among `args`
+/// and the variable is set.
+fn variable_behind(error: &clap::Error, args: impl Iterator<Item = String>) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(error.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // `--flush-interval <FLUSH_INTERVAL>`
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?.to_string();
+    let flag = format!("--{long}");
+    let given = args.skip(1).any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if given {
+        return None;
+    }
+    let command = Cli::command();
+    let mut commands = vec![&command];
+    while let Some(command) = commands.pop() {
+        commands.extend(command.get_subcommands());
+        let variable = command
+            .get_arguments()
+            .filter(|a| a.get_long() == Some(long.as_str()))
+            .find_map(|a| a.get_env())
+            .map(|env| env.to_string_lossy().into_owned());
+        if let Some(variable) = variable.filter(|v| std::env::var_os(v).is_some()) {
+            return Some(variable);
+        }
+    }
+    None
+}
+
 fn is_broken_stdout_panic(message: &str) -> bool {
     message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
 }

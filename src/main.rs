@@ -14,7 +14,6 @@ mod rules_cli;
 mod server;
 mod signal;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, LogFormat};
@@ -75,7 +74,7 @@ fn init_tracing_with_default(format: LogFormat, default_filter: &str) {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     meshtel_store::memory::set_release_hook(release_freed_memory);
     if !cli.command.serves() {
         cli::end_quietly_on_broken_stdout();

@@ -439,22 +439,37 @@ async fn a_second_ctrl_c_stops_at_once_and_loses_nothing_acknowledged() {
         .is_ok_and(|s| s.success())
         && std::fs::File::create(blocks.join("probe")).is_err();
     if !immutable {
-        let _ = std::process::Command::new("chattr").arg("-i").arg(&blocks).status();
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&blocks)
+            .status();
         m.stop().await;
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "cannot make blocks/ unwritable here (needs chattr as root)"
         );
-        eprintln!("SKIPPED a_second_ctrl_c_stops_at_once_and_loses_nothing_acknowledged: no chattr as root here");
+        eprintln!(
+            "SKIPPED a_second_ctrl_c_stops_at_once_and_loses_nothing_acknowledged: no chattr as root here"
+        );
         return;
     }
     let started = std::time::Instant::now();
     let (status, log) = m.interrupt_twice().await;
-    let _ = std::process::Command::new("chattr").arg("-i").arg(&blocks).status();
+    let _ = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(&blocks)
+        .status();
     assert_eq!(status.code(), Some(130), "{log}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(log.contains("second signal"), "{log}");
     let m = Meshtel::start(&dir, Role::Serve, &flags).await;
-    assert_eq!(stored_spans(&m).await, (traces.len() * SPANS_PER_REQUEST) as u64);
+    assert_eq!(
+        stored_spans(&m).await,
+        (traces.len() * SPANS_PER_REQUEST) as u64
+    );
     m.stop().await;
 }

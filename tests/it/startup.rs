@@ -458,6 +458,26 @@ fn a_refused_setting_given_by_flag_or_variable_names_it() {
             && stderr.contains("--retention-max-age (MESHTEL_RETENTION_MAX_AGE)"),
         "{stderr}"
     );
+    // A value the parser refuses, from a variable: clap names the flag, and a note the
+    // variable the operator set; from the flag itself, no note.
+    let output = meshtel(
+        &["serve", "--data-dir", data],
+        &[("MESHTEL_FLUSH_INTERVAL", "abc")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'abc' for '--flush-interval")
+            && stderr.contains("the environment variable MESHTEL_FLUSH_INTERVAL"),
+        "{stderr}"
+    );
+    let output = meshtel(
+        &["serve", "--data-dir", data, "--flush-interval", "abc"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("environment variable"), "{stderr}");
     // The longer key is not taken for the shorter one.
     let output = meshtel(
         &[

@@ -295,7 +295,11 @@ impl Meshtel {
         send_signal(self.pid(), "INT");
         let deadline = Instant::now() + STOP_TIMEOUT;
         while !self.log_text().contains("Ctrl-C again stops at once") {
-            assert!(Instant::now() < deadline, "no stopping line after SIGINT\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "no stopping line after SIGINT\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         send_signal(self.pid(), "INT");
