@@ -169,9 +169,11 @@ pub struct EdgeStats {
 }
 
 impl EdgeStats {
-    /// Adds one record.
+    /// Adds one record, its duration in whole milliseconds (truncated), as Istio
+    /// records `istio_request_duration_milliseconds`: graph latencies then agree with
+    /// `histogram_quantile` over the collector's own `/metrics`, as Kiali's do.
     pub fn add_record(&mut self, record: &RequestRecord) {
-        let ms = record.duration_nanos as f64 / 1e6;
+        let ms = (record.duration_nanos / 1_000_000) as f64;
         self.requests += 1;
         if is_error_record(record) {
             self.errors += 1;
@@ -411,6 +413,15 @@ mod tests {
         let p95 = stats.latency_quantile_ms(0.95).unwrap();
         assert!((250.0..=500.0).contains(&p95), "{p95}");
         assert_eq!(stats_with(&[1e9]).latency_quantile_ms(0.5), Some(3600000.0));
+    }
+
+    #[test]
+    fn durations_count_in_whole_milliseconds_as_istio_records_them() {
+        // 0.8 ms is 0 ms, in the first bucket (le 0.5), as in istio_request_duration_milliseconds.
+        let stats = stats_with(&[0.8, 0.8, 1.9]);
+        assert_eq!(stats.latency_buckets[0], 2);
+        assert_eq!(stats.latency_buckets[1], 1, "1.9 ms is 1 ms: (0.5, 1]");
+        assert_eq!(stats.duration_sum_ms, 1.0);
     }
 
     #[test]
