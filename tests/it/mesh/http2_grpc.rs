@@ -57,10 +57,12 @@ fn backend_routes() -> Routes {
         .route(
             "/version",
             routing::get(|request: Request| async move {
+                // HTTP/2 names it in `:authority`, with no `host` header beside it.
                 let host = request
                     .headers()
                     .get("host")
                     .and_then(|h| h.to_str().ok())
+                    .or_else(|| request.uri().authority().map(|a| a.as_str()))
                     .unwrap_or("")
                     .to_string();
                 format!("{:?} host={host}", request.version())
@@ -391,7 +393,10 @@ async fn http2_grpc_and_streamed_bodies_pass_through_a_proxy_pair() {
     .await;
     assert_eq!(
         edge["traffic"]["responses"],
-        serde_json::json!({"0": {"flags": {"-": "50.0"}}, "7": {"flags": {"-": "50.0"}}}),
+        serde_json::json!({
+            "0": {"flags": {"-": "50.0"}, "hosts": {"backend.default.svc.cluster.local": "50.0"}},
+            "7": {"flags": {"-": "50.0"}, "hosts": {"backend.default.svc.cluster.local": "50.0"}},
+        }),
         "{edge:#}"
     );
     assert_eq!(
