@@ -62,6 +62,9 @@ pub struct EdgeKey {
     pub destination_namespace: String,
     /// Destination `version` label.
     pub destination_version: String,
+    /// Destination `app` label; empty when no workload answered, and in rows written
+    /// before it was kept.
+    pub destination_app: String,
     /// `http`, `grpc` or `tcp`.
     pub protocol: String,
     /// HTTP status, 0 when no response was sent.
@@ -102,6 +105,7 @@ impl EdgeKey {
             destination_workload: field(destination, |w| &w.name),
             destination_namespace,
             destination_version: field(destination, |w| &w.version),
+            destination_app: field(destination, |w| &w.app),
             protocol: record.request_protocol.clone(),
             response_code: record.response_code,
             grpc_response_status: grpc_response_status(record),

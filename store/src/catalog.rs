@@ -61,6 +61,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "edge_rollup_lengths",
         include_str!("../../migrations/sqlite/0008_edge_rollup_lengths.sql"),
     ),
+    (
+        9,
+        "edge_destination_app",
+        include_str!("../../migrations/sqlite/0009_edge_destination_app.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -44,7 +44,7 @@ use crate::{Result, to_i64};
 
 /// A record's edge fields, borrowed: looked up without allocating.
 struct KeyRef<'a> {
-    strings: [&'a str; 13],
+    strings: [&'a str; 14],
     response_code: u32,
     grpc_response_status: Option<u32>,
 }
@@ -79,6 +79,7 @@ impl<'a> KeyRef<'a> {
                 reporter_label(record.reporter),
                 src(|w| &w.cluster),
                 dst(|w| &w.cluster),
+                dst(|w| &w.app),
             ],
             response_code: record.response_code,
             grpc_response_status: grpc_response_status(record),
@@ -94,7 +95,7 @@ impl<'a> KeyRef<'a> {
     }
 
     fn matches(&self, key: &EdgeKey) -> bool {
-        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r, sc, dc] = self.strings;
+        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r, sc, dc, da] = self.strings;
         self.response_code == key.response_code
             && self.grpc_response_status == key.grpc_response_status
             && sw == key.source_workload
@@ -110,10 +111,11 @@ impl<'a> KeyRef<'a> {
             && r == key.reporter
             && sc == key.source_cluster
             && dc == key.destination_cluster
+            && da == key.destination_app
     }
 
     fn to_key(&self) -> EdgeKey {
-        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r, sc, dc] = self.strings.map(str::to_string);
+        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r, sc, dc, da] = self.strings.map(str::to_string);
         EdgeKey {
             source_workload: sw,
             source_namespace: sn,
@@ -123,6 +125,7 @@ impl<'a> KeyRef<'a> {
             destination_workload: dw,
             destination_namespace: dn,
             destination_version: dv,
+            destination_app: da,
             protocol: p,
             response_code: self.response_code,
             grpc_response_status: self.grpc_response_status,

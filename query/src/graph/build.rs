@@ -101,9 +101,13 @@ fn apps_of(rows: &[EdgeRow]) -> Apps<'_> {
     apps
 }
 
-/// The app of the destination workload of `key`: the one it reports as a caller, else
-/// the service it answers for.
+/// The app of the destination workload of `key`: the `app` label its proxy reported,
+/// else (rows written before rollups kept it) the one it reports as a caller, else the
+/// service it answers for.
 fn destination_app<'a>(key: &'a EdgeKey, apps: &Apps<'a>) -> &'a str {
+    if !key.destination_app.is_empty() {
+        return &key.destination_app;
+    }
     apps.get(&(
         key.destination_namespace.as_str(),
         key.destination_workload.as_str(),

@@ -119,6 +119,7 @@ fn key(
         destination_workload: destination.into(),
         destination_namespace: "default".into(),
         destination_version: version.into(),
+        destination_app: destination.split('-').next().unwrap_or_default().into(),
         protocol: "http".into(),
         response_code: code,
         grpc_response_status: None,

@@ -15,12 +15,12 @@ pub(super) const SUMS_PER_PERIOD: &str = "SELECT source_workload, source_namespa
      SUM(request_count), SUM(error_count), SUM(duration_sum_ms), \
      group_concat(latency_buckets, ';'), SUM(request_bytes), SUM(response_bytes), \
      bucket_start_unix_ms - bucket_start_unix_ms % $3 AS period, grpc_response_status, \
-     source_cluster, destination_cluster, COUNT(*) FROM edge_rollups \
+     source_cluster, destination_cluster, COUNT(*), destination_app FROM edge_rollups \
      WHERE bucket_start_unix_ms >= $1 AND bucket_start_unix_ms < $2 AND bucket_seconds < $4 \
      GROUP BY period, source_workload, source_namespace, source_app, source_version, \
      destination_service, destination_workload, destination_namespace, \
      destination_version, protocol, response_code, response_flags, reporter, \
-     grpc_response_status, source_cluster, destination_cluster";
+     grpc_response_status, source_cluster, destination_cluster, destination_app";
 
 /// One row of [`SUMS_PER_PERIOD`]: `(period start in Unix ms, edge, sums)`.
 pub(super) fn sum_row(row: &sqlx::sqlite::SqliteRow) -> Result<(u64, EdgeKey, EdgeStats)> {
@@ -33,6 +33,7 @@ pub(super) fn sum_row(row: &sqlx::sqlite::SqliteRow) -> Result<(u64, EdgeKey, Ed
         destination_workload: row.get(5),
         destination_namespace: row.get(6),
         destination_version: row.get(7),
+        destination_app: row.get(23),
         protocol: row.get(8),
         response_code: u32::try_from(row.get::<i64, _>(9)).unwrap_or(0),
         grpc_response_status: row
@@ -70,8 +71,8 @@ pub(super) async fn insert_row(
          destination_version, protocol, response_code, response_flags, reporter, \
          request_count, error_count, duration_sum_ms, latency_buckets, \
          request_bytes, response_bytes, grpc_response_status, source_cluster, \
-         destination_cluster) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+         destination_cluster, destination_app) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+         $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
     )
     .bind(start_ms)
     .bind(seconds)
@@ -96,6 +97,7 @@ pub(super) async fn insert_row(
     .bind(key.grpc_response_status.map(i64::from))
     .bind(&key.source_cluster)
     .bind(&key.destination_cluster)
+    .bind(&key.destination_app)
     .execute(conn)
     .await?;
     Ok(())

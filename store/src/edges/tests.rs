@@ -139,6 +139,7 @@ async fn sql_round_trip_keeps_every_field() {
     assert_eq!(edge.key.grpc_response_status, Some(14));
     assert_eq!(edge.key.response_flags, "URX");
     assert_eq!(edge.key.reporter, "destination");
+    assert_eq!(edge.key.destination_app, "reviews");
     assert_eq!(
         (
             edge.key.source_cluster.as_str(),

@@ -283,3 +283,35 @@ async fn kiali_paths_answer_the_namespaces_graph_and_node_graphs() {
             .is_empty()
     );
 }
+
+/// A workload's app is the `app` label its proxy reports, whatever its services are
+/// called and whether it calls anything: one app node for a workload answering for two
+/// services under an app of another name.
+#[tokio::test]
+async fn an_app_node_is_keyed_by_the_app_label_the_callee_reported() {
+    let row = |service: &str, requests| {
+        let mut row = calls("frontend-v1", service, "be-v1", 200, requests);
+        row.key.destination_app = "be".into();
+        row
+    };
+    let (app, _) = graph_app(vec![row("backend", 20), row("backend-alt", 10)], Vec::new());
+    let body = get(&app, "/api/graph?window=10s&graphType=app")
+        .await
+        .json();
+    let edges = body["elements"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 1, "{edges:?}");
+    assert_eq!(
+        rate(&body, "app_default_frontend->app_default_be:http"),
+        "3.00"
+    );
+    let workloads = get(&app, "/api/graph?window=10s").await.json();
+    let be = find(&workloads["elements"]["nodes"], "wl_default_be-v1");
+    assert_eq!(be["app"], "be");
+    let node = get(
+        &app,
+        "/api/namespaces/default/applications/be/graph?graphType=app&duration=10s",
+    )
+    .await
+    .json();
+    assert_eq!(node["elements"]["edges"].as_array().unwrap().len(), 1);
+}
