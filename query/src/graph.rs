@@ -54,6 +54,8 @@ use crate::response::json_response;
 
 /// Default graph window.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+/// Default window on Kiali's paths (`/api/namespaces/...`), Kiali's `duration` default.
+pub const KIALI_DEFAULT_WINDOW: Duration = Duration::from_secs(600);
 /// Longest graph window (the default edge retention).
 pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long before the window the DOT graph looks for idle edges (without
@@ -90,13 +92,21 @@ impl GraphRequest {
     /// Parses `window`/`duration`/`time_horizon`, `queryTime`, `namespace`/`namespaces`,
     /// `service`, `responseTime`, `graphType`, `injectServiceNodes`, `filter_empty`.
     pub fn parse(params: &QueryParams) -> Result<GraphRequest> {
+        Self::parse_with_default(params, DEFAULT_WINDOW)
+    }
+
+    /// [`GraphRequest::parse`], with `default_window` when none is given.
+    pub fn parse_with_default(
+        params: &QueryParams,
+        default_window: Duration,
+    ) -> Result<GraphRequest> {
         let text = ["window", "duration", "time_horizon"]
             .into_iter()
             .map(|name| params.get(name))
             .find(|value| !value.is_empty())
             .unwrap_or_default();
         let window = if text.is_empty() {
-            DEFAULT_WINDOW
+            default_window
         } else if let Ok(seconds) = text.parse::<u64>() {
             Duration::from_secs(seconds)
         } else {
@@ -147,9 +157,10 @@ impl GraphRequest {
                 ))
             })?,
         };
+        // As Go's `strconv.ParseBool` reads it, Kiali's.
         let inject_service_nodes = match params.get("injectServiceNodes") {
-            "" | "false" => false,
-            "true" => true,
+            "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "injectServiceNodes must be true or false, not {other:?}"
@@ -278,7 +289,7 @@ pub fn router(service: Arc<GraphService>) -> Router {
     Router::new()
         .route("/api/graph", get(get_graph))
         .route("/api/graph.dot", get(get_graph_dot))
-        .route("/api/namespaces/graph", get(get_graph))
+        .route("/api/namespaces/graph", get(get_namespaces_graph))
         .route(
             "/api/namespaces/{namespace}/workloads/{workload}/graph",
             get(get_workload_graph),
@@ -304,7 +315,15 @@ async fn get_graph(
     State(service): State<Arc<GraphService>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    graph_json(&service, query.as_deref(), None).await
+    graph_json(&service, query.as_deref(), None, DEFAULT_WINDOW).await
+}
+
+/// Kiali's `/api/namespaces/graph`: `/api/graph` with Kiali's default window.
+async fn get_namespaces_graph(
+    State(service): State<Arc<GraphService>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    graph_json(&service, query.as_deref(), None, KIALI_DEFAULT_WINDOW).await
 }
 
 /// Kiali's `/api/namespaces/{namespace}/workloads/{workload}/graph`.
@@ -317,7 +336,7 @@ async fn get_workload_graph(
         namespace,
         workload,
     };
-    graph_json(&service, query.as_deref(), Some(node)).await
+    graph_json(&service, query.as_deref(), Some(node), KIALI_DEFAULT_WINDOW).await
 }
 
 /// Kiali's `/api/namespaces/{namespace}/applications/{app}/graph`.
@@ -331,7 +350,7 @@ async fn get_app_graph(
         app,
         version: None,
     };
-    graph_json(&service, query.as_deref(), Some(node)).await
+    graph_json(&service, query.as_deref(), Some(node), KIALI_DEFAULT_WINDOW).await
 }
 
 /// Kiali's `/api/namespaces/{namespace}/applications/{app}/versions/{version}/graph`.
@@ -345,7 +364,7 @@ async fn get_version_graph(
         app,
         version: Some(version),
     };
-    graph_json(&service, query.as_deref(), Some(node)).await
+    graph_json(&service, query.as_deref(), Some(node), KIALI_DEFAULT_WINDOW).await
 }
 
 /// Kiali's `/api/namespaces/{namespace}/services/{service}/graph`.
@@ -358,7 +377,7 @@ async fn get_service_graph(
         namespace,
         service: name,
     };
-    graph_json(&service, query.as_deref(), Some(node)).await
+    graph_json(&service, query.as_deref(), Some(node), KIALI_DEFAULT_WINDOW).await
 }
 
 /// The JSON graph of `query`'s parameters, of the edges into and out of `node` when
@@ -367,9 +386,10 @@ async fn graph_json(
     service: &GraphService,
     query: Option<&str>,
     node: Option<NodeFocus>,
+    default_window: Duration,
 ) -> Result<Response> {
     let params = QueryParams::parse(query);
-    let mut request = GraphRequest::parse(&params)?;
+    let mut request = GraphRequest::parse_with_default(&params, default_window)?;
     if node.is_some() {
         request.filter.namespaces.clear();
         request.filter.node = node;

@@ -236,7 +236,18 @@ impl NodeRef {
         match self {
             NodeRef::Unknown => "unknown_source".to_string(),
             NodeRef::Workload(ns, name) => format!("wl_{ns}_{name}"),
-            NodeRef::Service(ns, name) => format!("svc_{ns}_{name}"),
+            // A destination that names no service (`UH` to an unknown host) is
+            // `unknown`, as Kiali names it.
+            NodeRef::Service(ns, name) => {
+                let known = |s: &str| {
+                    if s.is_empty() {
+                        "unknown".to_owned()
+                    } else {
+                        s.to_owned()
+                    }
+                };
+                format!("svc_{}_{}", known(ns), known(name))
+            }
             NodeRef::App(ns, app) => format!("app_{ns}_{app}"),
             NodeRef::VersionedApp(ns, workload) => format!("vapp_{ns}_{workload}"),
         }
@@ -380,6 +391,8 @@ impl EdgeTotals {
 pub struct Graph {
     /// What its nodes stand for.
     pub graph_type: GraphType,
+    /// The namespaces asked for (none: all); nodes in others are `isOutside`.
+    pub namespaces: Vec<String>,
     /// Nodes with their labels.
     pub nodes: BTreeMap<NodeRef, NodeInfo>,
     /// Edges.
@@ -450,9 +463,12 @@ impl Graph {
                 info.app.clone_from(service);
             }
         }
-        if shape.graph_type == GraphType::Service {
+        // A node graph keeps its node and the workloads around it, services injected,
+        // as Kiali's does ("to provide more detail").
+        if shape.graph_type == GraphType::Service && filter.node.is_none() {
             graph.reduce_to_services();
         }
+        graph.namespaces = filter.namespaces.clone();
         graph
     }
 

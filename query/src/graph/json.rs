@@ -126,6 +126,9 @@ pub struct NodeData {
     /// True for nodes with outgoing traffic only.
     #[serde(rename = "isRoot", skip_serializing_if = "std::ops::Not::not")]
     pub is_root: bool,
+    /// True for nodes outside the namespaces asked for (Kiali's `isOutside`).
+    #[serde(rename = "isOutside", skip_serializing_if = "std::ops::Not::not")]
+    pub is_outside: bool,
 }
 
 /// An edge's data.
@@ -264,7 +267,7 @@ pub fn to_json(
                 })
                 .collect()
         };
-        let data = match node {
+        let mut data = match node {
             NodeRef::Unknown => NodeData {
                 id: node.id(),
                 node_type: "unknown",
@@ -277,6 +280,7 @@ pub fn to_json(
                 dest_services: Vec::new(),
                 traffic,
                 is_root: true,
+                is_outside: false,
             },
             NodeRef::Workload(ns, workload)
             | NodeRef::App(ns, workload)
@@ -307,22 +311,35 @@ pub fn to_json(
                     dest_services: dest_services(&cluster, ns),
                     traffic,
                     is_root: !has_incoming.contains(node),
+                    is_outside: false,
                 }
             }
             NodeRef::Service(ns, name) => NodeData {
                 id: node.id(),
                 node_type: "service",
-                cluster,
+                cluster: cluster.clone(),
                 namespace: some(ns).unwrap_or_default(),
                 workload: None,
                 app: some(name),
                 version: None,
                 service: some(name),
-                dest_services: Vec::new(),
+                dest_services: if name.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![DestService {
+                        cluster,
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                    }]
+                },
                 traffic,
                 is_root: false,
+                is_outside: false,
             },
         };
+        data.is_outside = !graph.namespaces.is_empty()
+            && node != &NodeRef::Unknown
+            && !graph.namespaces.contains(&data.namespace);
         nodes.push(Wrapped { data });
     }
 
@@ -376,10 +393,11 @@ pub fn to_json(
                 let shares = |counts: &BTreeMap<String, u64>| -> BTreeMap<String, String> {
                     counts
                         .iter()
-                        .filter(|(name, _)| !name.is_empty())
                         .map(|(name, n)| {
                             let share = *n as f64 / total.max(1.0) * 100.0;
-                            (name.clone(), format!("{share:.1}"))
+                            // A destination that names no host is Kiali's `unknown`.
+                            let name = if name.is_empty() { "unknown" } else { name };
+                            (name.to_owned(), format!("{share:.1}"))
                         })
                         .collect()
                 };
@@ -406,9 +424,11 @@ pub fn to_json(
                 id: format!("{}->{}:{protocol}", source.id(), target.id()),
                 source: source.id(),
                 target: target.id(),
+                // As Kiali's query (`> 0`): none when the quantile is 0.
                 response_time: (protocol != "tcp")
                     .then(|| latency(&totals.stats, response_time))
                     .flatten()
+                    .filter(|ms| *ms > 0.0)
                     .map(|ms| format!("{ms:.0}")),
                 response_times,
                 throughput: rate(totals.stats.response_bytes as f64 / window),

@@ -393,7 +393,7 @@ async fn graph_dot_keeps_outside_callers_apart_from_unnamed_destinations() {
     assert_eq!(
         ids,
         [
-            "svc__",
+            "svc_unknown_unknown",
             "unknown_source",
             "wl_default_backend-v1",
             "wl_default_frontend-v1"

@@ -315,3 +315,88 @@ async fn an_app_node_is_keyed_by_the_app_label_the_callee_reported() {
     .json();
     assert_eq!(node["elements"]["edges"].as_array().unwrap().len(), 1);
 }
+
+/// Kiali's paths read as Kiali does: a 10-minute default window, Go's booleans, nodes
+/// outside the namespaces asked for marked, node graphs of the service type not reduced
+/// (the node stays, with the services around it), and a service node carries its
+/// service.
+#[tokio::test]
+async fn kiali_paths_follow_kialis_conventions() {
+    let (app, _) = graph_app(mesh(), Vec::new());
+    let body = get(&app, "/api/namespaces/graph?namespaces=default")
+        .await
+        .json();
+    assert_eq!(body["duration"], 600, "Kiali's default window");
+    assert_eq!(get(&app, "/api/graph").await.json()["duration"], 300);
+    for yes in ["1", "t", "True", "TRUE"] {
+        let (nodes, _, _) = graph(&format!("injectServiceNodes={yes}")).await;
+        assert!(nodes.contains(&"svc_default_reviews".to_string()), "{yes}");
+    }
+    let (nodes, _, _) = graph("injectServiceNodes=0").await;
+    assert!(!nodes.contains(&"svc_default_reviews".to_string()));
+
+    // A node graph of the service type keeps its workload, with services injected.
+    let node = get(
+        &app,
+        "/api/namespaces/default/workloads/reviews-v2/graph?graphType=service&duration=10s",
+    )
+    .await
+    .json();
+    let ids: Vec<&str> = node["elements"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"svc_default_reviews->wl_default_reviews-v2:http")
+            && ids.contains(&"wl_default_reviews-v2->svc_default_ratings:http"),
+        "{ids:?}"
+    );
+
+    // The UH call to details has no workload: a service node, with its own service,
+    // and no latency to show.
+    let (_, _, body) = graph("").await;
+    let details = find(&body["elements"]["nodes"], "svc_default_details");
+    assert_eq!(details["destServices"][0]["name"], "details");
+    let mut outside = body;
+    let uh = find(
+        &outside["elements"]["edges"],
+        "wl_default_productpage-v1->svc_default_details:http",
+    );
+    assert!(uh.get("responseTime").is_some(), "7 ms calls: {uh}");
+    outside = get(&app, "/api/graph?window=10s&namespaces=other")
+        .await
+        .json();
+    assert_eq!(outside["elements"]["nodes"], json!([]));
+}
+
+#[tokio::test]
+async fn nodes_outside_the_namespaces_asked_for_are_marked() {
+    let mut rows = mesh();
+    let mut remote = calls("productpage-v1", "reviews", "reviews-v1", 200, 10);
+    remote.key.destination_namespace = "other".into();
+    rows.push(remote);
+    // A local reply to a host no service is known by.
+    let mut nowhere = calls("productpage-v1", "", "", 503, 4);
+    nowhere.key.destination_service = String::new();
+    nowhere.key.destination_namespace = String::new();
+    nowhere.stats = super::stats(4, 0.2, 4);
+    rows.push(nowhere);
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph?window=10s&namespaces=default")
+        .await
+        .json();
+    let nodes = &body["elements"]["nodes"];
+    assert_eq!(find(nodes, "wl_other_reviews-v1")["isOutside"], true);
+    assert_eq!(find(nodes, "wl_default_reviews-v1").get("isOutside"), None);
+    assert_eq!(find(nodes, "unknown_source").get("isOutside"), None);
+    let edge = find(
+        &body["elements"]["edges"],
+        "wl_default_productpage-v1->svc_unknown_unknown:http",
+    );
+    assert_eq!(
+        edge["traffic"]["responses"]["503"]["hosts"],
+        json!({"unknown": "100.0"})
+    );
+}
