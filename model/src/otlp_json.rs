@@ -113,6 +113,11 @@ pub fn normalize_otlp_json(value: &mut Value) {
                             items.iter_mut().for_each(default_key);
                         }
                     }
+                    "entityRefs" => {
+                        if let Value::Array(items) = &mut field {
+                            items.iter_mut().for_each(default_entity_ref);
+                        }
+                    }
                     k if U32_FIELDS.contains(&k) => integer_string_to_number(&mut field),
                     _ => {}
                 }
@@ -133,6 +138,21 @@ fn default_values(field: &mut Value) {
     if let Value::Object(map) = field {
         map.entry("values")
             .or_insert_with(|| Value::Array(Vec::new()));
+    }
+}
+
+/// A resource's `EntityRef` with the fields proto3 JSON leaves out at their defaults
+/// (an empty `schemaUrl`, no `descriptionKeys`), which its generated serde requires.
+fn default_entity_ref(item: &mut Value) {
+    if let Value::Object(map) = item {
+        for (key, default) in [
+            ("schemaUrl", Value::String(String::new())),
+            ("type", Value::String(String::new())),
+            ("idKeys", Value::Array(Vec::new())),
+            ("descriptionKeys", Value::Array(Vec::new())),
+        ] {
+            map.entry(key).or_insert(default);
+        }
     }
 }
 

@@ -423,3 +423,20 @@ fn another_bad_field_keeps_the_deserializers_message() {
         "{error}"
     );
 }
+
+/// A resource's `entityRefs` as proto3 JSON writes them, defaults left out, decode.
+#[test]
+fn entity_refs_with_defaults_left_out_decode() {
+    let body = SPEC_EXAMPLE.replacen(
+        r#""resource":{"attributes""#,
+        r#""resource":{"entityRefs":[{"type":"k8s.pod","idKeys":["k8s.pod.name"]},{}],"attributes""#,
+        1,
+    );
+    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let resource = request.resource_spans[0].resource.as_ref().unwrap();
+    assert_eq!(resource.entity_refs.len(), 2);
+    assert_eq!(resource.entity_refs[0].r#type, "k8s.pod");
+    assert_eq!(resource.entity_refs[0].id_keys, ["k8s.pod.name"]);
+    assert!(resource.entity_refs[1].description_keys.is_empty());
+    assert_eq!(only_span(&request).name, "I'm a server span");
+}
