@@ -147,9 +147,10 @@ struct TraceBuilder {
     seen: HashSet<([u8; 8], i8, i64)>,
 }
 
-/// Groups rows into whole traces. Exact duplicates (same span id, kind and start,
-/// as at-least-once delivery can produce) are kept once. Spans within a trace are
-/// sorted by start time.
+/// Groups rows into whole traces. Exact duplicates (the same span, resource and scope,
+/// as at-least-once delivery can produce) are kept once; two reports of one span id
+/// that differ (a Zipkin span reported in parts) are both kept, as Jaeger keeps them.
+/// Spans within a trace are sorted by start time.
 pub fn batches_to_traces(batches: &[RecordBatch]) -> Result<Vec<Trace>> {
     let mut traces: HashMap<[u8; 16], TraceBuilder> = HashMap::new();
     for batch in batches {
@@ -170,9 +171,8 @@ pub fn batches_to_traces(batches: &[RecordBatch]) -> Result<Vec<Trace>> {
                 .map_err(|_| Error::Corrupt("span id of wrong width".into()))?;
             let builder = traces.entry(trace_id).or_default();
             let start = c.start.value(row);
-            if !builder.seen.insert((span_id, c.kind.value(row), start)) {
-                continue;
-            }
+            // A span id, kind and start seen before: compared whole below.
+            let seen_before = !builder.seen.insert((span_id, c.kind.value(row), start));
             let parent_span_id = if c.parent_span_id.is_null(row) {
                 Vec::new()
             } else {
@@ -217,13 +217,16 @@ pub fn batches_to_traces(batches: &[RecordBatch]) -> Result<Vec<Trace>> {
                 c.scope_name.value(row).to_string(),
                 c.scope_version.value(row).to_string(),
             );
-            builder
+            let spans = builder
                 .resources
                 .entry(resource)
                 .or_default()
                 .entry(scope)
-                .or_default()
-                .push(span);
+                .or_default();
+            if seen_before && spans.contains(&span) {
+                continue;
+            }
+            spans.push(span);
         }
     }
     let mut out: Vec<Trace> = traces

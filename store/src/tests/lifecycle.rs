@@ -700,3 +700,44 @@ async fn a_query_over_the_memory_bound_is_refused_by_name() {
     assert_eq!(links[0].call_count, 40 * 200);
     store.shutdown().await.unwrap();
 }
+
+/// A span stored again as it was (an exporter's retry, in the head or across a flush)
+/// comes back once; a second report of its id that differs (a Zipkin span reported in
+/// parts) comes back too, as Jaeger keeps both.
+#[tokio::test]
+async fn an_identical_span_comes_back_once_and_a_different_report_of_its_id_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let first = trace(9, "parts", 1, *T0, 1_000);
+    let id = TraceId(
+        first.scope_spans[0].spans[0]
+            .trace_id
+            .clone()
+            .try_into()
+            .unwrap(),
+    );
+    let spans = |trace: &meshtel_model::Trace| -> Vec<String> {
+        trace
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    store.write_spans(vec![first.clone()]).await.unwrap();
+    store.write_spans(vec![first.clone()]).await.unwrap();
+    store.flush().await.unwrap();
+    store.write_spans(vec![first.clone()]).await.unwrap();
+    let trace = store.get_trace(id).await.unwrap().unwrap();
+    assert_eq!(spans(&trace).len(), 1, "{:?}", spans(&trace));
+    let mut second = first.clone();
+    second.scope_spans[0].spans[0].name = "second part".into();
+    store.write_spans(vec![second]).await.unwrap();
+    let trace = store.get_trace(id).await.unwrap().unwrap();
+    let mut names = spans(&trace);
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"second part".to_string()), "{names:?}");
+    store.shutdown().await.unwrap();
+}
