@@ -37,7 +37,7 @@ pub fn decode_attribute(entry: &str) -> KeyValue {
         'x' => hex::decode(text)
             .map(Value::BytesValue)
             .unwrap_or_else(|_| Value::StringValue(text.to_string())),
-        'j' => match serde_json::from_str::<AnyValue>(text) {
+        'j' => match nested_value(text) {
             Ok(AnyValue { value: Some(v) }) => v,
             _ => Value::StringValue(text.to_string()),
         },
@@ -48,6 +48,16 @@ pub fn decode_attribute(entry: &str) -> KeyValue {
         value: Some(AnyValue { value: Some(value) }),
         ..Default::default()
     }
+}
+
+/// An array or map attribute value from its stored JSON. Without serde_json's
+/// recursion limit (128 levels, three per nesting of arrays): the value came in through
+/// prost, whose own limit (100 messages, two per nesting) bounds how deep it can be.
+fn nested_value(text: &str) -> serde_json::Result<AnyValue> {
+    use serde::Deserialize;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    deserializer.disable_recursion_limit();
+    AnyValue::deserialize(&mut deserializer)
 }
 
 struct Columns<'a> {
@@ -316,5 +326,24 @@ mod tests {
             encode_attribute(&key, Some(&any), &mut entry);
             prop_assert!(candidate_entries(&key, &rendered).contains(&entry));
         }
+    }
+
+    /// Arrays nested as deep as prost decodes them (it refuses past 100 messages, two
+    /// per nesting) come back whole, past serde_json's default recursion limit.
+    #[test]
+    fn deeply_nested_values_round_trip() {
+        use meshtel_model::otlp::common::v1::ArrayValue;
+        let mut value = Value::StringValue("leaf".into());
+        for _ in 0..48 {
+            value = Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue { value: Some(value) }],
+            });
+        }
+        let any = AnyValue { value: Some(value) };
+        let bytes = prost::Message::encode_to_vec(&any);
+        let decoded = <AnyValue as prost::Message>::decode(bytes.as_slice()).unwrap();
+        let mut entry = String::new();
+        encode_attribute("deep", Some(&decoded), &mut entry);
+        assert_eq!(decode_attribute(&entry).value, Some(any));
     }
 }
