@@ -346,4 +346,19 @@ mod tests {
         encode_attribute("deep", Some(&decoded), &mut entry);
         assert_eq!(decode_attribute(&entry).value, Some(any));
     }
+
+    /// A NUL in a key (the stored separator) does not split the entry in the wrong
+    /// place: it comes back as U+FFFD, the value whole.
+    #[test]
+    fn a_nul_in_a_key_does_not_split_its_value() {
+        let any = AnyValue {
+            value: Some(Value::StringValue("x".into())),
+        };
+        let mut entry = String::new();
+        encode_attribute("a\0sb", Some(&any), &mut entry);
+        let kv = decode_attribute(&entry);
+        assert_eq!(kv.key, "a\u{fffd}sb");
+        assert_eq!(kv.value, Some(any));
+        assert!(candidate_entries("a\0sb", "x").contains(&entry));
+    }
 }

@@ -20,6 +20,16 @@ use crate::schema::{NO_SERVICE_NAME, span_schema};
 /// Separates key from typed value in an encoded attribute entry.
 pub const KEY_SEPARATOR: char = '\0';
 
+/// An attribute key as stored: a NUL in it (which would read as the separator) becomes
+/// U+FFFD, the replacement character, as invalid text does.
+pub fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.contains(KEY_SEPARATOR) {
+        std::borrow::Cow::Owned(key.replace(KEY_SEPARATOR, "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    }
+}
+
 /// Arrow rows built from one request, with what the catalog needs to know.
 pub struct EncodedBatch {
     /// The rows.
@@ -48,7 +58,7 @@ pub enum Scalar<'a> {
 /// Writes `key \0 <type><value>` for one scalar attribute to `out` (cleared first).
 pub fn encode_scalar(key: &str, value: Scalar<'_>, out: &mut String) {
     out.clear();
-    out.push_str(key);
+    out.push_str(&stored_key(key));
     out.push(KEY_SEPARATOR);
     match value {
         Scalar::None => out.push('s'),
@@ -88,7 +98,7 @@ pub fn encode_attribute(key: &str, value: Option<&AnyValue>, out: &mut String) {
         Some(Value::BytesValue(b)) => Scalar::Bytes(b),
         Some(other @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => {
             out.clear();
-            out.push_str(key);
+            out.push_str(&stored_key(key));
             out.push(KEY_SEPARATOR);
             out.push('j');
             let any = AnyValue {

@@ -46,6 +46,7 @@ pub(super) fn span_filter(query: &TraceQuery) -> Option<Expr> {
 /// The stored entries that a tag `key=value` can match: one per value type whose
 /// Jaeger string form could be `value`.
 pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
+    let key = crate::encode::stored_key(key);
     let entry = |t: char, v: &str| format!("{key}{KEY_SEPARATOR}{t}{v}");
     let mut out = vec![entry('s', value)];
     if value == "true" || value == "false" {
