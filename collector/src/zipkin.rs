@@ -78,7 +78,15 @@ const ZIPKIN_SERVES: &str = "this port serves only the Zipkin v2 API, POST /api/
 #[instrument(skip_all, fields(protocol = "zipkin"))]
 async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     match decode_and_export(&ingest, &headers, body).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Ok(None) => StatusCode::ACCEPTED.into_response(),
+        // Some spans stored, some refused: still 202 (the others are kept), with what
+        // was refused in the body, as text.
+        Ok(Some(refused)) => (
+            StatusCode::ACCEPTED,
+            [(CONTENT_TYPE, TEXT)],
+            format!("{refused}\n"),
+        )
+            .into_response(),
         Err(error) => {
             ingest.refused(&error);
             ZipkinError(error).into_response()
@@ -111,7 +119,13 @@ fn encoding(headers: &HeaderMap) -> Encoding {
     }
 }
 
-async fn decode_and_export(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<()> {
+/// Decodes and stores the spans; `Some` says which were refused (Zipkin has no partial
+/// success: OTLP's would say it), an error when none was stored.
+async fn decode_and_export(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Option<String>> {
     let encoding = encoding(headers);
     let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
     let zipkin_spans = match encoding {
@@ -135,8 +149,23 @@ async fn decode_and_export(ingest: &Ingest, headers: &HeaderMap, body: Body) -> 
         });
     }
     let resource_spans = zipkin_spans_to_otlp(zipkin_spans)?;
-    ingest.export(resource_spans).await?;
-    Ok(())
+    let response = ingest.export(resource_spans).await?;
+    Ok(match response.partial_success {
+        Some(partial) if partial.rejected_spans > 0 => {
+            let rejected = usize::try_from(partial.rejected_spans).unwrap_or(usize::MAX);
+            if rejected >= received {
+                return Err(Error::InvalidZipkinSpan(format!(
+                    "no span stored: {}",
+                    partial.error_message
+                )));
+            }
+            Some(format!(
+                "{rejected} of {received} spans refused: {}",
+                partial.error_message
+            ))
+        }
+        _ => None,
+    })
 }
 
 /// A Zipkin error: the status of [`Error::http_status`] and the message as text, as

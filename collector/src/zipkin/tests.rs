@@ -437,3 +437,47 @@ async fn the_v1_api_and_other_paths_get_a_404_naming_the_v2_api() {
     assert_eq!(reply.status(), 202);
     assert_eq!(client.get(&spans).send().await.unwrap().status(), 405);
 }
+
+/// Zipkin has no partial success: spans refused as invalid (here one starting three
+/// days ahead) are named in the 202's body when others were stored, and a request of
+/// which none was stored is a 400 saying why.
+#[tokio::test]
+async fn refused_spans_are_named_to_the_sender() {
+    let app = super::zipkin_router(
+        std::sync::Arc::new(DiscardingSink),
+        crate::config::IngestLimits::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let span = |id: &str, timestamp: u64| {
+        serde_json::json!({"traceId": "463ac35c9f6413ad", "id": id, "name": "get",
+            "timestamp": timestamp, "duration": 10, "localEndpoint": {"serviceName": "web"}})
+    };
+    let ahead = now_us + 3 * 86_400_000_000;
+    let post = |body: serde_json::Value| {
+        let client = reqwest::Client::new();
+        async move {
+            let reply = client
+                .post(format!("http://{addr}/api/v2/spans"))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (reply.status().as_u16(), reply.text().await.unwrap())
+        }
+    };
+    let (status, text) = post(serde_json::json!([span("a", now_us), span("b", ahead)])).await;
+    assert_eq!(status, 202, "{text}");
+    assert!(text.starts_with("1 of 2 spans refused: "), "{text}");
+    let (status, text) = post(serde_json::json!([span("b", ahead)])).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.starts_with("no span stored: "), "{text}");
+    let (status, text) = post(serde_json::json!([span("a", now_us)])).await;
+    assert_eq!((status, text.as_str()), (202, ""));
+}
