@@ -366,7 +366,11 @@ pub(crate) fn append_span(
         }
         b.event_attributes.append(true);
     }
-    if span.events.is_empty() && span.links.is_empty() {
+    if span.events.is_empty()
+        && span.links.is_empty()
+        && span.dropped_events_count == 0
+        && span.dropped_links_count == 0
+    {
         b.extras.append_null();
     } else {
         let extras = Span {

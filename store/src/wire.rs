@@ -11,7 +11,8 @@
 //! [`crate::encode::encode_resource_spans`] produce together (a property test holds
 //! it to that), and it only reads the common shape itself:
 //!
-//! - a span with events, links, or an array or map attribute value is decoded with
+//! - a span with events, links, dropped event or link counts, or an array or map
+//!   attribute value is decoded with
 //!   prost and goes through the struct path, one span at a time;
 //! - anything unusual in the encoding (a wire type that does not fit the field, a
 //!   resource or scope given twice, groups, a truncated field, invalid UTF-8 in a
@@ -300,9 +301,17 @@ fn parse_span<'a>(
                 expect(wire, LEN)?;
                 raw.push(r.bytes()?);
             }
-            10 | 12 | 14 => {
+            10 => {
                 expect(wire, VARINT)?;
                 r.varint()?;
+            }
+            // Dropped event and link counts are kept beside events and links, which
+            // the struct path stores.
+            12 | 14 => {
+                expect(wire, VARINT)?;
+                if r.varint()? != 0 {
+                    return Ok(Parsed::NeedsStructs);
+                }
             }
             11 | 13 => return Ok(Parsed::NeedsStructs),
             15 => {

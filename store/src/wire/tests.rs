@@ -308,3 +308,36 @@ fn refuses_too_many_spans_before_reading_them() {
         ),
     }
 }
+
+/// Dropped event and link counts of a span with no events or links left are kept
+/// (the struct path stores them with events and links) and read back.
+#[test]
+fn dropped_event_and_link_counts_are_kept_without_events() {
+    let span = Span {
+        trace_id: id(16, 1),
+        span_id: id(8, 2),
+        name: "dropping".into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_000_001_000,
+        dropped_events_count: 3,
+        dropped_links_count: 4,
+        ..Span::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec();
+    let wire = by_wire(&request, &SpanLimits::default()).unwrap();
+    let structs = by_structs(&request, &SpanLimits::default()).unwrap();
+    assert_same(&wire, &structs);
+    let (encoded, _) = wire.unwrap();
+    let traces = crate::decode::batches_to_traces(&[encoded.batch]).unwrap();
+    let read = &traces[0].resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!((read.dropped_events_count, read.dropped_links_count), (3, 4));
+}
