@@ -12,8 +12,8 @@
 //! it to that), and it only reads the common shape itself:
 //!
 //! - a span with events, links, dropped event or link counts, or an array or map
-//!   attribute value is decoded with
-//!   prost and goes through the struct path, one span at a time;
+//!   attribute value is decoded with prost and goes through the struct path, one span
+//!   at a time;
 //! - anything unusual in the encoding (a wire type that does not fit the field, a
 //!   resource or scope given twice, groups, a truncated field, invalid UTF-8 in a
 //!   string) hands the whole request back (`Ok(None)`) so that prost decides, with its

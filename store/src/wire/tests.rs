@@ -339,5 +339,8 @@ fn dropped_event_and_link_counts_are_kept_without_events() {
     let (encoded, _) = wire.unwrap();
     let traces = crate::decode::batches_to_traces(&[encoded.batch]).unwrap();
     let read = &traces[0].resource_spans[0].scope_spans[0].spans[0];
-    assert_eq!((read.dropped_events_count, read.dropped_links_count), (3, 4));
+    assert_eq!(
+        (read.dropped_events_count, read.dropped_links_count),
+        (3, 4)
+    );
 }
