@@ -197,7 +197,11 @@ impl Proxy {
         //    §7.6.1; a WebSocket upgrade's kept) removed before the proxy adds any.
         let upgrade = match headers::receive_request(&mut request, &exchange) {
             Ok(upgrade) => upgrade,
-            Err(error) => return respond(context, Err(error), exchange, None, None),
+            Err(error) => {
+                // Refused as received, still traced when the caller's trace is sampled.
+                continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
+                return respond(context, Err(error), exchange, None, None);
+            }
         };
         // 3. identity: the caller from the peer headers (stripped before the app sees
         //    them).
@@ -249,7 +253,11 @@ impl Proxy {
         //    `Connection` cannot remove the identity or trace headers.
         let upgrade = match headers::receive_request(&mut request, &exchange) {
             Ok(upgrade) => upgrade,
-            Err(error) => return respond(context, Err(error), exchange, None, None),
+            Err(error) => {
+                // Refused as received, still traced when the caller's trace is sampled.
+                continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
+                return respond(context, Err(error), exchange, None, None);
+            }
         };
         // 3. identity: announce this instance to the callee's proxy (replacing whatever
         //    the app may have sent).

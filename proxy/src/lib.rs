@@ -151,7 +151,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     let (reports, report_stream) =
         report::report_channel(collector.clone(), config.proxy_id.clone(), config.report_queue, stats.clone());
     let (spans, span_exporter) =
-        spans::span_channel(collector.clone(), &config.identity, &config.service, config.span_queue, stats.clone());
+        spans::span_channel(collector.clone(), &config.identity, &config.service, &config.proxy_id, config.span_queue, stats.clone());
     let service = forward::service_names(&config.service, &config.identity.namespace);
     let quota = QuotaEnforcer::new(config.quota, &config.identity, &service, &collector, &config.proxy_id, stats.quota.clone());
     // Each worker gets its own context: the shared routing, queues, counters and quota

@@ -63,7 +63,16 @@ pub struct SpanExporter {
 }
 
 /// A queue of `capacity` spans and the exporter that sends them to `endpoint`.
-pub fn span_channel(endpoint: Endpoint, identity: &WorkloadIdentity, service: &str, capacity: usize, stats: Stats) -> (SpanQueue, SpanExporter) {
+/// `instance` (the proxy's `--proxy-id`) tells replicas of one workload apart, as
+/// `service.instance.id` must.
+pub fn span_channel(
+    endpoint: Endpoint,
+    identity: &WorkloadIdentity,
+    service: &str,
+    instance: &str,
+    capacity: usize,
+    stats: Stats,
+) -> (SpanQueue, SpanExporter) {
     let (sender, receiver, half_full) = batch_channel(capacity);
     let resource = Resource {
         attributes: vec![
@@ -71,7 +80,8 @@ pub fn span_channel(endpoint: Endpoint, identity: &WorkloadIdentity, service: &s
             string_attribute("service.name", format!("{service}.{}", identity.namespace)),
             string_attribute("service.namespace", identity.namespace.clone()),
             string_attribute("service.version", identity.version.clone()),
-            string_attribute("service.instance.id", identity.name.clone()),
+            string_attribute("service.instance.id", instance.to_owned()),
+            string_attribute("k8s.workload.name", identity.name.clone()),
             string_attribute("k8s.namespace.name", identity.namespace.clone()),
             string_attribute("telemetry.sdk.name", "meshtel-proxy".to_owned()),
         ],

@@ -404,21 +404,38 @@ impl Exchange {
             Some((host, port)) if !port.contains(']') => (host, port.parse::<i64>().ok()),
             _ => (authority, None),
         };
+        // A method the conventions do not know is `_OTHER`, its own text kept beside:
+        // callers cannot coin operation names.
+        let method = self.method.as_str();
+        let known_method = matches!(method, "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" | "QUERY");
         let mut attributes = vec![
-            string_attribute("http.request.method", self.method.as_str().to_owned()),
+            string_attribute("http.request.method", if known_method { method } else { "_OTHER" }.to_owned()),
             string_attribute("url.path", path.to_owned()),
             string_attribute("url.scheme", "http".to_owned()),
             string_attribute("server.address", host.to_owned()),
             string_attribute("network.protocol.name", "http".to_owned()),
             string_attribute("network.protocol.version", self.http_version.to_owned()),
-            int_attribute("http.response.status_code", i64::from(self.response_code)),
             string_attribute("guid:x-request-id", header_text(self.request_id.as_ref())),
         ];
+        if !known_method {
+            attributes.push(string_attribute("http.request.method_original", method.to_owned()));
+        }
+        // Left out when no response was sent (the conventions' "if one was received").
+        if self.response_code != 0 {
+            attributes.push(int_attribute("http.response.status_code", i64::from(self.response_code)));
+        }
         if let Some(query) = query {
             attributes.push(string_attribute("url.query", query.to_owned()));
         }
-        if let Some(port) = port {
-            attributes.push(int_attribute("server.port", port));
+        match (port, kind) {
+            (Some(port), _) => attributes.push(int_attribute("server.port", port)),
+            // Required on client spans: the scheme's default when the Host names none.
+            (None, span::SpanKind::Client) => attributes.push(int_attribute("server.port", 80)),
+            (None, _) => {}
+        }
+        if kind == span::SpanKind::Client {
+            let target = self.path_and_query.as_str();
+            attributes.push(string_attribute("url.full", format!("http://{authority}{target}")));
         }
         if !peer_service.is_empty() {
             attributes.push(string_attribute("peer.service", peer_service.to_owned()));
@@ -446,22 +463,43 @@ impl Exchange {
             Direction::Outbound => self.source(),
         };
         attributes.push(string_attribute("istio.namespace", own.namespace.clone()));
-        // Server spans fail on 5xx only (the caller's fault otherwise); client spans
-        // on any 4xx/5xx, as the HTTP semantic conventions say.
-        let failed = !self.response_flags.is_empty()
-            || self.response_code == 0
+        // Server spans fail on 5xx only (the caller's fault otherwise), client spans on
+        // any 4xx/5xx, both when no response was sent, as the HTTP semantic conventions
+        // say (and Envoy: a flag on an answered request, `DI` or `RL` at the callee, is
+        // no error of its own). A gRPC call fails on a status other than OK at the
+        // client; at the server, on the statuses that are the server's fault (the RPC
+        // conventions: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
+        // UNAVAILABLE, DATA_LOSS).
+        let grpc = self.grpc_status.filter(|_| self.is_grpc() && self.response_code != 0);
+        let grpc_failed = grpc.is_some_and(|status| match kind {
+            span::SpanKind::Server => matches!(status, 2 | 4 | 12 | 13 | 14 | 15),
+            _ => status != 0,
+        });
+        let http_failed = self.response_code == 0
             || match kind {
                 span::SpanKind::Server => self.response_code >= 500,
                 _ => self.response_code >= 400,
             };
+        let failed = http_failed || grpc_failed;
+        if failed {
+            // The conventions' `error.type`: the status code, else what went wrong.
+            let error_type = match (self.response_code, grpc) {
+                (0, _) if !self.response_flags.is_empty() => self.response_flags.clone(),
+                (0, _) => "_OTHER".to_owned(),
+                (_, Some(status)) if grpc_failed && !http_failed => status.to_string(),
+                (code, _) => code.to_string(),
+            };
+            attributes.push(string_attribute("error.type", error_type));
+        }
         let service_label = if service_name.is_empty() { host } else { service_name };
+        let method_label = if known_method { method } else { "HTTP" };
         Span {
             trace_id: context.trace_id.to_vec(),
             span_id: context.span_id.to_vec(),
             trace_state: self.trace_state.clone(),
             parent_span_id: context.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
             flags: 0x01,
-            name: format!("{} {service_label}", self.method),
+            name: format!("{method_label} {service_label}"),
             kind: kind as i32,
             start_time_unix_nano: self.start_unix_nano,
             end_time_unix_nano: end_unix_nano,

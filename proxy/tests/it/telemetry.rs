@@ -83,6 +83,10 @@ async fn records_carry_istio_labels_from_both_reporters() {
     assert_eq!(attribute(client, "network.protocol.version").as_deref(), Some("1.1"));
     assert_eq!(attribute(client, "peer.service").as_deref(), Some("reviews"));
     assert_eq!(attribute(server, "peer.service").as_deref(), Some("productpage"));
+    assert_eq!(attribute(client, "url.full").as_deref(), Some("http://reviews:9080/reviews/7"));
+    assert_eq!(attribute(server, "url.full"), None, "server spans carry url.path and url.query");
+    assert_eq!(attribute(client, "error.type"), None);
+    assert_eq!(client.name, "GET reviews");
     // The app sees the server span as its parent.
     let app_traceparent = mesh.upstream.seen.lock().headers["traceparent"].to_str().expect("ascii").to_owned();
     assert_eq!(app_traceparent, format!("00-{}-{}-03", hex(&server.trace_id), hex(&server.span_id)));
@@ -278,4 +282,35 @@ async fn collector_down_changes_nothing_and_drops_are_counted() {
     assert_eq!(counter(&stats, "meshtel_proxy_ready"), 1.0, "{stats}");
     productpage.stop().await;
     reviews.stop().await;
+}
+
+/// Span status and `error.type` as the HTTP semantic conventions set them: a client
+/// span fails on an error status (and says which in `error.type`); a method the
+/// conventions do not know is `_OTHER`, its text kept beside, and names no operation.
+#[tokio::test]
+async fn failed_calls_and_unknown_methods_are_spanned_as_the_conventions_say() {
+    let mesh = start_mesh(100.0).await;
+    let client = http1_client();
+    let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "dead", &[])).await;
+    assert_eq!(parts.status, 503);
+    let spans = mesh.collector.wait_spans(1).await;
+    let failed = spans.iter().find(|s| s.kind == 3).expect("client span");
+    assert_eq!(failed.status.as_ref().map(|s| s.code), Some(2), "ERROR: {failed:?}");
+    assert_eq!(attribute(failed, "error.type").as_deref(), Some("503"));
+    assert_eq!(attribute(failed, "server.port").as_deref(), Some("80"), "the scheme's default");
+
+    let request = http::Request::builder()
+        .method("FOO")
+        .uri(mesh.productpage.outbound_url("/echo"))
+        .header("host", "reviews")
+        .body(empty())
+        .expect("request");
+    let (parts, _, _) = send(&client, request).await;
+    assert_eq!(parts.status, 200);
+    let spans = mesh.collector.wait_spans(3).await;
+    let foo = spans.iter().find(|s| s.kind == 3 && s.name != failed.name).expect("client span of FOO");
+    assert_eq!(foo.name, "HTTP reviews");
+    assert_eq!(attribute(foo, "http.request.method").as_deref(), Some("_OTHER"));
+    assert_eq!(attribute(foo, "http.request.method_original").as_deref(), Some("FOO"));
+    assert_eq!(foo.status.as_ref().map(|s| s.code), Some(0), "answered 200: {foo:?}");
 }
