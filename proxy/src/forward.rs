@@ -419,11 +419,20 @@ async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchang
         let progress = exchange.body_progress(&body);
         RequestBody::new(body, progress, context.body_idle_timeout)
     });
-    let started = std::time::Instant::now();
     let sent = context.upstream.send(exchange.upstream_address(), request);
     // The request timeout runs from the end of the request body, as Envoy's does.
-    let progress = exchange.request_body_progress();
-    match upstream::response_within(sent, progress, started, context.request_timeout, None).await {
+    let result = match (exchange.request_body_progress(), context.request_timeout) {
+        // No body being read (most requests): from now.
+        (None, Some(timeout)) => match tokio::time::timeout(timeout, sent).await {
+            Ok(result) => result.map_err(upstream::AttemptError::Failed),
+            Err(_) => Err(upstream::AttemptError::Timeout),
+        },
+        (progress, timeout) => {
+            let started = std::time::Instant::now();
+            upstream::response_within!(sent, progress, started, timeout, None)
+        }
+    };
+    match result {
         Ok(upstream) => Ok(upstream),
         Err(upstream::AttemptError::Failed(failure)) => {
             if h2c_to_app && matches!(failure, Failure::Reset(_)) {

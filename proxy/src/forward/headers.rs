@@ -42,12 +42,18 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
     if request.method() == http::Method::CONNECT {
         return Err(ForwardError::Connect);
     }
-    if let Some(coding) = unsupported_transfer_coding(request.headers()) {
+    // One pass over the names (most requests have neither) rather than two lookups.
+    let (mut transfer_encoding, mut expect) = (false, false);
+    for name in request.headers().keys() {
+        transfer_encoding |= name == TRANSFER_ENCODING;
+        expect |= name == EXPECT;
+    }
+    if transfer_encoding && let Some(coding) = unsupported_transfer_coding(request.headers()) {
         return Err(ForwardError::TransferCoding(coding));
     }
     // The proxy answers `Expect: 100-continue` itself (hyper sends the 100 once the
     // body is read), as Envoy does: the upstream is not asked again.
-    if request.headers().get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+    if expect && request.headers().get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
         request.headers_mut().remove(EXPECT);
     }
     let version = request.version();

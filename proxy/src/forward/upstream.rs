@@ -182,27 +182,109 @@ pub struct Plan {
     pub timeout: Option<Duration>,
 }
 
-/// Waits for `sent` (an upstream's response head) under the request's clocks, which
-/// start once the request body was all received (`started`, for a request without
-/// one being read), as Envoy's route timeout does: the route `timeout` (`Timeout`)
-/// and, from the attempt's start or the body's end, whichever is later, the per-try
-/// timeout (`PerTryTimeout`). While the body keeps arriving the clocks wait, so an
-/// upload or a client stream may take as long as it keeps coming; a body that moves
-/// no byte for a whole clock's length (the upstream reads none of it) starts them
-/// from where it stopped.
-pub(super) async fn response_within<T>(
-    sent: impl Future<Output = Result<T, Failure>>,
-    body: Option<Arc<BodyProgress>>,
+/// When the wait for an upstream's response head gives up: the request's clocks start
+/// once the request body was all received (`started`, for a request without one being
+/// read), as Envoy's route timeout does: the route `timeout` (`Timeout`) and, from the
+/// attempt's start or the body's end, whichever is later, the per-try timeout
+/// (`PerTryTimeout`). While the body keeps arriving the clocks wait, so an upload or a
+/// client stream may take as long as it keeps coming ([`response_after_the_body`]); a
+/// body that moves no byte for a whole clock's length (the upstream reads none of it)
+/// starts them from where it stopped.
+///
+/// A decision rather than a future taking the send future: each await stays where
+/// the send future lives, and the request's future (moved by value by hyper) no bigger.
+pub(super) enum ResponseClock {
+    /// No timeout.
+    Unbounded,
+    /// Give up at this instant with this error.
+    Until(Instant, AttemptError),
+    /// The body is still arriving: [`response_after_the_body`], with the shortest clock.
+    AfterTheBody(Duration),
+}
+
+/// The [`ResponseClock`] of an attempt.
+pub(super) fn response_clock(
+    body: Option<&BodyProgress>,
     started: Instant,
     timeout: Option<Duration>,
     per_try: Option<Duration>,
-) -> Result<T, AttemptError> {
+) -> ResponseClock {
     let Some(shortest) = [timeout, per_try].into_iter().flatten().min() else {
-        return sent.await.map_err(AttemptError::Failed);
+        return ResponseClock::Unbounded;
     };
+    // Most requests: no body, or one read whole already (kept for retries).
+    let received = match body {
+        None => Some(started),
+        Some(body) => body.finished_at().map(|at| at.max(started)),
+    };
+    match received {
+        Some(received) => {
+            let attempt_started = if per_try.is_some() { Instant::now() } else { received };
+            let (at, error) = due(received, attempt_started, timeout, per_try);
+            ResponseClock::Until(at, error)
+        }
+        None => ResponseClock::AfterTheBody(shortest),
+    }
+}
+
+/// The earlier clock of the two, from when the body was all received; the route's
+/// when both are due together.
+fn due(
+    received: Instant,
+    attempt_started: Instant,
+    timeout: Option<Duration>,
+    per_try: Option<Duration>,
+) -> (Instant, AttemptError) {
+    let route = timeout.map(|limit| received + limit);
+    let attempt = per_try.map(|limit| received.max(attempt_started) + limit);
+    match (route, attempt) {
+        (Some(route), Some(attempt)) if attempt < route => (attempt, AttemptError::PerTryTimeout),
+        (Some(route), _) => (route, AttemptError::Timeout),
+        (None, Some(attempt)) => (attempt, AttemptError::PerTryTimeout),
+        (None, None) => (received, AttemptError::Timeout),
+    }
+}
+
+/// Awaits `$sent` (a send future) under the clocks of [`response_clock`], as a
+/// `Result<_, AttemptError>`: expanded where the send future lives, so that the
+/// request's future holds it once.
+macro_rules! response_within {
+    // `$sent` names the send future: moved once, into the wait that takes it (a
+    // binding of its own would copy it once more).
+    ($sent:ident, $progress:expr, $started:expr, $timeout:expr, $per_try:expr) => {{
+        use $crate::forward::upstream::{AttemptError, ResponseClock};
+        let (progress, started, timeout, per_try) = ($progress, $started, $timeout, $per_try);
+        match $crate::forward::upstream::response_clock(progress.as_deref(), started, timeout, per_try) {
+            ResponseClock::Unbounded => $sent.await.map_err(AttemptError::Failed),
+            ResponseClock::Until(at, error) => match tokio::time::timeout_at(at.into(), $sent).await {
+                Ok(result) => result.map_err(AttemptError::Failed),
+                Err(_) => Err(error),
+            },
+            ResponseClock::AfterTheBody(shortest) => match progress {
+                Some(body) => {
+                    let waiting = $crate::forward::upstream::response_after_the_body($sent, body, started, timeout, per_try, shortest);
+                    Box::pin(waiting).await
+                }
+                None => $sent.await.map_err(AttemptError::Failed),
+            },
+        }
+    }};
+}
+pub(super) use response_within;
+
+/// Waits for `sent` under `timeout` and `per_try`, each started when `body` ends (see
+/// [`ResponseClock`]); `shortest` is the shorter of them. Call it boxed, as every rare
+/// wait of the pipeline.
+pub(super) async fn response_after_the_body<T>(
+    sent: impl Future<Output = Result<T, Failure>>,
+    body: Arc<BodyProgress>,
+    started: Instant,
+    timeout: Option<Duration>,
+    per_try: Option<Duration>,
+    shortest: Duration,
+) -> Result<T, AttemptError> {
     let attempt_started = Instant::now();
     let received = async {
-        let Some(body) = &body else { return started };
         loop {
             let before = body.bytes();
             match tokio::time::timeout(shortest, body.finished()).await {
@@ -215,16 +297,7 @@ pub(super) async fn response_within<T>(
         }
     };
     let clocks = async {
-        let received = received.await;
-        let route = timeout.map(|limit| received + limit);
-        let attempt = per_try.map(|limit| received.max(attempt_started) + limit);
-        // The earlier one; the route's when both are due together.
-        let (at, error) = match (route, attempt) {
-            (Some(route), Some(attempt)) if attempt < route => (attempt, AttemptError::PerTryTimeout),
-            (Some(route), _) => (route, AttemptError::Timeout),
-            (None, Some(attempt)) => (attempt, AttemptError::PerTryTimeout),
-            (None, None) => return std::future::pending().await,
-        };
+        let (at, error) = due(received.await, attempt_started, timeout, per_try);
         tokio::time::sleep_until(at.into()).await;
         error
     };
@@ -282,7 +355,7 @@ pub async fn send(
         let pool = cluster.pool.as_ref().unwrap_or(&context.upstream);
         let sent = pool.send(exchange.upstream_address(), request);
         let progress = exchange.request_body_progress();
-        let result = response_within(sent, progress, started, plan.timeout, plan.retries.per_try_timeout).await;
+        let result = response_within!(sent, progress, started, plan.timeout, plan.retries.per_try_timeout);
         let retries_left = exchange.attempts <= plan.retries.attempts;
         let deadline = deadline(exchange);
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
