@@ -562,7 +562,12 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
 }
 
 /// [`error_response`] with `headers` added.
-fn error_response_with(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange, headers: HeaderMap) -> Response<ResponseBody> {
+fn error_response_with(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange, mut headers: HeaderMap) -> Response<ResponseBody> {
+    // A request body the proxy gave up on (broken, stalled) leaves the HTTP/1.1
+    // connection unusable: it is closed after this answer, which says so.
+    if matches!(error, ForwardError::DownstreamBody | ForwardError::DownstreamTimeout) && exchange.is_http1() {
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = error.status();
     let message = match error {
         ForwardError::UnknownService { .. } | ForwardError::NoHealthyUpstream { .. } => "no healthy upstream",

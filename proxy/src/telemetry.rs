@@ -221,6 +221,12 @@ impl Exchange {
         self.response_flags = flags.join(",");
     }
 
+    /// Whether the request came over HTTP/1 (where a connection is closed by a
+    /// `Connection: close` answer, a header HTTP/2 forbids).
+    pub fn is_http1(&self) -> bool {
+        matches!(self.http_version, "1.1" | "1.0")
+    }
+
     /// Whether the request is a gRPC call (its content type is gRPC's, not gRPC-Web's):
     /// it gets gRPC-shaped local replies and a gRPC status in its record and span.
     pub fn is_grpc(&self) -> bool {

@@ -81,6 +81,7 @@ async fn a_request_body_that_stops_arriving_is_408_si_and_the_upstream_stays_hea
         assert!(outcome.status_line.starts_with("HTTP/1.1 408 "), "{request:?}: {outcome:?}");
         assert_eq!(outcome.body, "stream timeout", "{request:?}");
         assert!(outcome.closed, "the connection is closed: {request:?}");
+        assert!(outcome.head.to_ascii_lowercase().contains("\r\nconnection: close"), "and says so: {outcome:?}");
         assert!(outcome.latency >= *after && outcome.latency < *after + Duration::from_secs(2), "{request:?}: answered after {:?}", outcome.latency);
     }
     let client = http1_client();
@@ -114,7 +115,7 @@ async fn slow_upload(addr: std::net::SocketAddr, host: &str, chunks: usize, ever
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await.is_ok();
     let text = String::from_utf8_lossy(&received).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-    RawOutcome { status_line: head.lines().next().unwrap_or("").to_owned(), body: body.to_owned(), closed, latency: started.elapsed() }
+    RawOutcome { status_line: head.lines().next().unwrap_or("").to_owned(), head: head.to_owned(), body: body.to_owned(), closed, latency: started.elapsed() }
 }
 
 /// The request timeout runs from the end of the request body, as Envoy's route timeout

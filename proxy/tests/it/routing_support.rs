@@ -321,6 +321,8 @@ pub type HttpClient = Client<HttpConnector, BoxBody>;
 pub struct RawOutcome {
     /// The status line (`HTTP/1.1 400 Bad Request`); empty when nothing came.
     pub status_line: String,
+    /// The response head (status line and headers).
+    pub head: String,
     /// The response body (everything after the head).
     pub body: String,
     /// Whether the proxy closed the connection (EOF) within the wait.
@@ -352,6 +354,7 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> R
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
     RawOutcome {
         status_line: head.lines().next().unwrap_or("").to_owned(),
+        head: head.to_owned(),
         body: body.to_owned(),
         closed,
         latency: started.elapsed(),
