@@ -156,7 +156,8 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
     let present = Present::of(headers);
     let mut extracted = Extracted { present, ..Extracted::default() };
     let w3c = present.get(headers, Present::TRACEPARENT, TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes()));
-    let single = present.get(headers, Present::B3, B3).map(|v| parse_b3_single(v.as_bytes()));
+    let single_value = present.get(headers, Present::B3, B3);
+    let single = single_value.map(|v| parse_b3_single(v.as_bytes()));
     let multi = parse_b3_multi(headers, present);
     extracted.formats.w3c = w3c.is_some();
     if let Some(single) = single {
@@ -166,7 +167,13 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
                 extracted.parent = Some(parent);
                 (extracted.formats.b3_trace_id_64, extracted.formats.b3_debug) = (kept.trace_id_64, kept.debug);
             }
-            B3Single::SamplingOnly(sampled) => extracted.sampling_only = Some(sampled),
+            // A decision alone (`b3: 0`, `1`, `d`) is sent on as a single header too,
+            // with the new trace's ids: B3 goes on in the form it came in.
+            B3Single::SamplingOnly(sampled) => {
+                extracted.sampling_only = Some(sampled);
+                extracted.formats.b3_single = true;
+                extracted.formats.b3_debug = single_value.is_some_and(|v| trim_ascii(v.as_bytes()) == b"d");
+            }
             B3Single::Invalid => {}
         }
     }

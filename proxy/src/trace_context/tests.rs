@@ -60,6 +60,18 @@ fn b3_multi_flags_and_sampling_only() {
     assert!(deny.parent.is_none());
     assert_eq!(deny.sampling_only, Some(false));
     assert!(!start_span(&deny, 100.0).sampled, "a deny without ids is respected");
+    // ... and goes on as a single b3 header, with the new trace's ids, not as B3 multi.
+    let mut map = headers(&[("b3", "0")]);
+    let span = start_span(&deny, 100.0);
+    inject(&mut map, &deny, &span);
+    assert_eq!(map["b3"], format!("{}-{}-0", hex(&span.trace_id), hex(&span.span_id)).as_str());
+    assert!(!map.contains_key("x-b3-traceid") && !map.contains_key("x-b3-sampled"), "{map:?}");
+    let mut map = headers(&[("b3", "d")]);
+    let debug = extract(&map);
+    let span = start_span(&debug, 0.0);
+    assert!(span.sampled);
+    inject(&mut map, &debug, &span);
+    assert!(map["b3"].to_str().expect("ascii").ends_with("-d"), "{map:?}");
     let malformed = extract(&headers(&[("x-b3-traceid", TRACE), ("x-b3-spanid", SPAN), ("x-b3-parentspanid", "-")]));
     assert!(malformed.parent.is_none());
 }
