@@ -111,6 +111,11 @@ pub struct EdgeFilter {
     pub source_workload: Option<String>,
     /// Source namespace; `unknown` also matches an empty one.
     pub source_namespace: Option<String>,
+    /// Source `app` label (the graph's app nodes).
+    pub source_app: Option<String>,
+    /// Destination `app` label (the graph's app nodes); rows written before rollups
+    /// kept it match by their service's short name.
+    pub destination_app: Option<String>,
     /// Destination workload; `unknown` also matches calls no workload answered.
     pub destination_workload: Option<String>,
     /// Destination namespace; `unknown` also matches an empty one.
@@ -130,6 +135,13 @@ impl EdgeFilter {
             .is_none_or(|s| s == key.destination_service || s == key.destination_service_name())
             && matches_node(self.source_workload.as_deref(), &key.source_workload)
             && matches_node(self.source_namespace.as_deref(), &key.source_namespace)
+            && matches_node(self.source_app.as_deref(), &key.source_app)
+            && self.destination_app.as_deref().is_none_or(|app| {
+                match key.destination_app.as_str() {
+                    "" => app == key.destination_service_name(),
+                    own => app == own,
+                }
+            })
             && matches_node(
                 self.destination_workload.as_deref(),
                 &key.destination_workload,
@@ -143,7 +155,9 @@ impl EdgeFilter {
     /// An edge query (from the graph) names its source; others are about a service
     /// or a workload's inbound traffic.
     pub fn is_edge_query(&self) -> bool {
-        self.source_workload.is_some() || self.source_namespace.is_some()
+        self.source_workload.is_some()
+            || self.source_namespace.is_some()
+            || self.source_app.is_some()
     }
 }
 
@@ -187,7 +201,8 @@ fn optional(params: &QueryParams, name: &str) -> Option<String> {
 
 impl TimeseriesRequest {
     /// Parses `window`, `step`, `service`, `sourceWorkload`, `sourceNamespace`,
-    /// `destinationWorkload`, `destinationNamespace`, `groupBy` and `reporter`.
+    /// `sourceApp`, `destinationWorkload`, `destinationNamespace`, `destinationApp`,
+    /// `groupBy` and `reporter`.
     pub fn parse(params: &QueryParams) -> Result<TimeseriesRequest> {
         let window = parse_window(params)?;
         if window < MIN_STEP {
@@ -234,6 +249,8 @@ impl TimeseriesRequest {
             service: optional(params, "service"),
             source_workload: optional(params, "sourceWorkload"),
             source_namespace: optional(params, "sourceNamespace"),
+            source_app: optional(params, "sourceApp"),
+            destination_app: optional(params, "destinationApp"),
             destination_workload: optional(params, "destinationWorkload"),
             destination_namespace: optional(params, "destinationNamespace"),
         };

@@ -417,6 +417,24 @@ async fn reporter_defaults_and_fallback() {
         requests_of(&app, &series(&format!("{edge}&reporter=destination"))).await,
         vec![vec![4, 0, 0]]
     );
+    // An edge between app nodes (the app graph) is an edge query too: the caller's
+    // reports, of every version on both sides.
+    let apps = format!(
+        "service={REVIEWS}&sourceApp=productpage&sourceNamespace=default\
+         &destinationApp=reviews&destinationNamespace=default"
+    );
+    assert_eq!(
+        requests_of(&app, &series(&apps)).await,
+        requests_of(&app, &series(&format!("service={REVIEWS}&reporter=source"))).await
+    );
+    assert_eq!(
+        requests_of(
+            &app,
+            &series(&format!("service={REVIEWS}&sourceApp=ratings"))
+        )
+        .await,
+        vec![vec![0, 0, 0]]
+    );
     // From outside the mesh (the graph's `unknown` node) only the callee reports: the
     // default falls back to it; an explicit reporter does not.
     let outside = "sourceWorkload=unknown&sourceNamespace=unknown&destinationWorkload=reviews-v1";

@@ -147,7 +147,7 @@ export async function mount(root, ctx) {
       h('button', { class: 'btn', type: 'button', onclick: () => fit(), title: 'Fit the whole graph in view' }, 'Fit'),
       h('button', { class: 'btn', type: 'button', onclick: () => relayout(), title: 'Lay the graph out again' }, 'Re-layout'),
       h('button', { class: 'btn', type: 'button', onclick: () => load(), title: 'Fetch the graph now' }, 'Refresh now'),
-      h('a', { class: 'btn graph-dot-link', href: url('/api/graph.dot', { window: windowParam }), download: `mesh-${windowParam}.dot`, title: 'The same graph in Graphviz DOT (Istio servicegraph format)' }, 'DOT'),
+      h('a', { class: 'btn graph-dot-link', href: url('/api/graph.dot', { window: windowParam, graphType: type }), download: `mesh-${windowParam}.dot`, title: 'The same graph in Graphviz DOT (Istio servicegraph format)' }, 'DOT'),
     ),
     body,
     lists,
@@ -582,9 +582,20 @@ function seriesQuery(kind, id, model) {
     if (source.kind !== 'unknown' && only(source.workloads)) {
       params.sourceWorkload = only(source.workloads);
       params.sourceNamespace = source.namespace;
+    } else if (source.kind === 'app' && source.app) {
+      // An app node (the server's app graph) stands for all its workloads.
+      params.sourceApp = source.app;
+      params.sourceNamespace = source.namespace;
+    } else if (source.kind !== 'unknown') {
+      // A caller behind a service (the service graph): the callers' own view, which
+      // holds the failures before the callee (UO, FI, UH) the callee never reports.
+      params.reporter = 'source';
     }
     if (only(target.workloads)) {
       params.destinationWorkload = only(target.workloads);
+      params.destinationNamespace = target.namespace;
+    } else if (target.kind === 'app' && target.app) {
+      params.destinationApp = target.app;
       params.destinationNamespace = target.namespace;
     }
     return params;
@@ -595,6 +606,9 @@ function seriesQuery(kind, id, model) {
   const params = { service: serviceFqdn(service, node.namespace) };
   if (only(node.workloads)) {
     params.destinationWorkload = only(node.workloads);
+    params.destinationNamespace = node.namespace;
+  } else if (node.kind === 'app' && node.app) {
+    params.destinationApp = node.app;
     params.destinationNamespace = node.namespace;
   }
   return params;
