@@ -480,7 +480,9 @@ function renderLegend(type) {
 
 /** Instead of the drawing when there are more than MAX_DRAWN_NODES nodes. */
 function renderTooMany(model, type, maxNodes, setAll) {
-  const coarser = TYPES.filter(([t]) => t !== type && (t === 'app' || t === 'service'));
+  // Graph types from finest to coarsest: only the coarser ones are offered.
+  const rank = { workload: 0, versionedApp: 1, app: 2, service: 3 };
+  const coarser = TYPES.filter(([t]) => (t === 'app' || t === 'service') && rank[t] > rank[type]);
   const n = model.nodes.size;
   return h(
     'div',
