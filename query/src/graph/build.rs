@@ -328,6 +328,8 @@ pub struct NodeInfo {
     /// `destination_cluster` of its incoming ones, the first non-empty one); empty
     /// when none did.
     pub cluster: String,
+    /// An app node's workloads and their versions (the app graph's members).
+    pub members: std::collections::BTreeSet<(String, String)>,
 }
 
 impl EdgeTotals {
@@ -424,6 +426,11 @@ impl Graph {
             if src_info.cluster.is_empty() {
                 src_info.cluster.clone_from(&key.source_cluster);
             }
+            if matches!(source, NodeRef::App(..)) {
+                src_info
+                    .members
+                    .insert((key.source_workload.clone(), key.source_version.clone()));
+            }
             let dst_info = graph.nodes.entry(target.clone()).or_default();
             if dst_info.app.is_empty() && !key.destination_workload.is_empty() {
                 dst_info.app = app.to_string();
@@ -433,6 +440,12 @@ impl Graph {
             }
             if dst_info.cluster.is_empty() {
                 dst_info.cluster.clone_from(&key.destination_cluster);
+            }
+            if matches!(target, NodeRef::App(..)) {
+                dst_info.members.insert((
+                    key.destination_workload.clone(),
+                    key.destination_version.clone(),
+                ));
             }
             if !dst_info.services.iter().any(|s| s == service) {
                 dst_info.services.push(service.to_string());

@@ -117,6 +117,12 @@ pub struct NodeData {
     /// Service name (service nodes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// meshtel extension, app nodes: the workloads the node stands for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<String>,
+    /// meshtel extension, app nodes: their versions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
     /// Services this workload answered for.
     #[serde(rename = "destServices", skip_serializing_if = "Vec::is_empty")]
     pub dest_services: Vec<DestService>,
@@ -278,6 +284,8 @@ pub fn to_json(
                 version: some(""),
                 service: None,
                 dest_services: Vec::new(),
+                workloads: Vec::new(),
+                versions: Vec::new(),
                 traffic,
                 is_root: true,
                 is_outside: false,
@@ -309,6 +317,8 @@ pub fn to_json(
                     version,
                     service: None,
                     dest_services: dest_services(&cluster, ns),
+                    workloads: Vec::new(),
+                    versions: Vec::new(),
                     traffic,
                     is_root: !has_incoming.contains(node),
                     is_outside: false,
@@ -332,11 +342,30 @@ pub fn to_json(
                         name: name.clone(),
                     }]
                 },
+                workloads: Vec::new(),
+                versions: Vec::new(),
                 traffic,
                 is_root: false,
                 is_outside: false,
             },
         };
+        if matches!(node, NodeRef::App(..)) {
+            let known = |s: &String| !s.is_empty();
+            let workloads: std::collections::BTreeSet<&String> = info
+                .members
+                .iter()
+                .map(|(w, _)| w)
+                .filter(|w| known(w))
+                .collect();
+            let versions: std::collections::BTreeSet<&String> = info
+                .members
+                .iter()
+                .map(|(_, v)| v)
+                .filter(|v| known(v))
+                .collect();
+            data.workloads = workloads.into_iter().cloned().collect();
+            data.versions = versions.into_iter().cloned().collect();
+        }
         data.is_outside = !graph.namespaces.is_empty()
             && node != &NodeRef::Unknown
             && !graph.namespaces.contains(&data.namespace);

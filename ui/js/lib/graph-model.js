@@ -83,11 +83,14 @@ export function buildModel(json, type) {
     const g = groupOf(d, native ? 'workload' : type, multi);
     groupOfId.set(d.id, g.id);
     const node = nodes.get(g.id);
+    // An app node of the server's app graph lists its workloads and versions.
+    const workloads = [g.workload, ...(d.workloads || [])].filter(Boolean);
+    const versions = [g.version, ...(d.versions || [])].filter(Boolean);
     if (!node) {
-      nodes.set(g.id, { ...g, workloads: new Set(g.workload ? [g.workload] : []), versions: new Set(g.version ? [g.version] : []), services: new Set(g.services), members: [d] });
+      nodes.set(g.id, { ...g, workloads: new Set(workloads), versions: new Set(versions), services: new Set(g.services), members: [d] });
     } else {
-      if (g.workload) node.workloads.add(g.workload);
-      if (g.version) node.versions.add(g.version);
+      workloads.forEach((w) => node.workloads.add(w));
+      versions.forEach((v) => node.versions.add(v));
       g.services.forEach((s) => node.services.add(s));
       node.members.push(d);
     }

@@ -92,6 +92,9 @@ async fn an_app_graph_has_a_node_per_app_whatever_its_versions() {
     assert_eq!(reviews["app"], "reviews");
     assert_eq!(reviews.get("version"), None, "an app node has no version");
     assert_eq!(reviews.get("workload"), None);
+    // meshtel's extension: the workloads and versions the node stands for.
+    assert_eq!(reviews["workloads"], json!(["reviews-v1", "reviews-v2"]));
+    assert_eq!(reviews["versions"], json!(["v1", "v2"]));
     assert_eq!(reviews["traffic"][0]["rates"]["httpIn"], "10.00");
     assert_eq!(reviews["traffic"][0]["rates"]["httpOut"], "4.00");
     assert_eq!(edges.len(), 5, "{edges:?}");
