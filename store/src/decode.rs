@@ -361,4 +361,33 @@ mod tests {
         assert_eq!(kv.value, Some(any));
         assert!(candidate_entries("a\0sb", "x").contains(&entry));
     }
+
+    /// NaN and infinities inside an array come back as their text, not as `null`.
+    #[test]
+    fn non_finite_doubles_in_an_array_are_kept_as_text() {
+        use meshtel_model::otlp::common::v1::ArrayValue;
+        let double = |d: f64| AnyValue {
+            value: Some(Value::DoubleValue(d)),
+        };
+        let any = AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue {
+                values: vec![double(f64::NAN), double(1.5), double(f64::NEG_INFINITY)],
+            })),
+        };
+        let mut entry = String::new();
+        encode_attribute("a", Some(&any), &mut entry);
+        let Some(AnyValue {
+            value: Some(Value::ArrayValue(array)),
+        }) = decode_attribute(&entry).value
+        else {
+            panic!("not an array: {entry}");
+        };
+        let text = |v: &AnyValue| match &v.value {
+            Some(Value::StringValue(s)) => s.clone(),
+            Some(Value::DoubleValue(d)) => d.to_string(),
+            other => format!("{other:?}"),
+        };
+        let values: Vec<String> = array.values.iter().map(text).collect();
+        assert_eq!(values, ["NaN", "1.5", "-Infinity"]);
+    }
 }

@@ -101,14 +101,40 @@ pub fn encode_attribute(key: &str, value: Option<&AnyValue>, out: &mut String) {
             out.push_str(&stored_key(key));
             out.push(KEY_SEPARATOR);
             out.push('j');
-            let any = AnyValue {
+            let mut any = AnyValue {
                 value: Some(other.clone()),
             };
+            non_finite_as_text(&mut any);
             out.push_str(&serde_json::to_string(&any).unwrap_or_default());
             return;
         }
     };
     encode_scalar(key, scalar, out);
+}
+
+/// JSON has no NaN or infinity (serde writes `null`): inside an array or map they are
+/// kept as their text, `"NaN"`, `"Infinity"`, `"-Infinity"`, as OTLP/JSON ingest keeps
+/// them.
+fn non_finite_as_text(value: &mut AnyValue) {
+    match &mut value.value {
+        Some(Value::DoubleValue(d)) if !d.is_finite() => {
+            let text = if d.is_nan() {
+                "NaN"
+            } else if d.is_sign_positive() {
+                "Infinity"
+            } else {
+                "-Infinity"
+            };
+            value.value = Some(Value::StringValue(text.to_owned()));
+        }
+        Some(Value::ArrayValue(array)) => array.values.iter_mut().for_each(non_finite_as_text),
+        Some(Value::KvlistValue(list)) => list
+            .values
+            .iter_mut()
+            .filter_map(|kv| kv.value.as_mut())
+            .for_each(non_finite_as_text),
+        _ => {}
+    }
 }
 
 /// The canonical text of a double in stored entries (shortest round-trip form); must
