@@ -124,16 +124,25 @@ pub fn parse() -> Cli {
 fn variable_behind(error: &clap::Error, args: impl Iterator<Item = String>) -> Option<String> {
     use clap::CommandFactory;
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(error.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+    if !matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
         return None;
     }
     let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
         return None;
     };
     // `--flush-interval <FLUSH_INTERVAL>`
-    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?.to_string();
+    let long = arg
+        .strip_prefix("--")?
+        .split([' ', '='])
+        .next()?
+        .to_string();
     let flag = format!("--{long}");
-    let given = args.skip(1).any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let given = args
+        .skip(1)
+        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
     if given {
         return None;
     }

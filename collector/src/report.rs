@@ -232,7 +232,9 @@ impl Reports {
                     at_most_every = %humantime::format_duration(LOG_INTERVAL),
                     "request records refused as invalid: their requests are left out of the istio metrics and the graph (meshtel_report_records_rejected_total)"
                 ),
-                None => debug!(proxy = %batch.proxy_id, rejected, reason, "invalid request records"),
+                None => {
+                    debug!(proxy = %batch.proxy_id, rejected, reason, "invalid request records")
+                }
             }
         }
         self.metrics.record_requests(valid.iter().copied());

@@ -115,7 +115,8 @@ impl<'a> KeyRef<'a> {
     }
 
     fn to_key(&self) -> EdgeKey {
-        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r, sc, dc, da] = self.strings.map(str::to_string);
+        let [sw, sn, sa, sv, ds, dw, dn, dv, p, f, r, sc, dc, da] =
+            self.strings.map(str::to_string);
         EdgeKey {
             source_workload: sw,
             source_namespace: sn,
