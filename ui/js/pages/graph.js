@@ -250,7 +250,10 @@ export async function mount(root, ctx) {
       // From the URL (a shared link, a reload, Back/Forward): no new history entry.
       const { kind, id } = wanted;
       wanted = null;
-      openDetail(kind, id, { history: false, focus: false });
+      const exists = kind === 'edge' ? model.edges.some((e) => e.id === id) : model.nodes.has(id);
+      if (exists) openDetail(kind, id, { history: false, focus: false });
+      // A link to a node or edge without traffic in this window (or from another graph type).
+      else status.textContent += ` · the ${kind} ${id} of the link is not in this graph`;
     }
     view.dataset.state = drawn ? 'graph' : 'too-large';
     view.dataset.ready = 'true';
