@@ -203,6 +203,12 @@ impl Proxy {
                 return respond(context, Err(error), exchange, None, None);
             }
         };
+        // An instance of several services: the one the caller named (its `Host`).
+        if context.routing.serves_several()
+            && let Some(service) = context.routing.current().own_service_for(exchange.authority())
+        {
+            exchange.destination_service = Some(service.clone());
+        }
         // 3. identity: the caller from the peer headers (stripped before the app sees
         //    them).
         if let Some((caller, cluster)) = take_peer_identity(request.headers_mut()) {

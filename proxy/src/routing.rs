@@ -52,7 +52,19 @@ pub struct RoutingTable {
     pub source_namespace: String,
     /// Increments with every rebuild.
     pub revision: u64,
+    /// The services this instance is an endpoint of (FQDN, short name, namespace).
+    pub own_services: Vec<Arc<crate::mesh::ServiceNames>>,
     clusters: HashMap<String, ServiceClusters>,
+}
+
+impl RoutingTable {
+    /// Which of this instance's services a request addressed to `authority` is for,
+    /// when the instance answers for several (a call to the second name of a workload
+    /// is reported under that name, not under `--service`).
+    pub fn own_service_for(&self, authority: &str) -> Option<&Arc<crate::mesh::ServiceNames>> {
+        let service = self.mesh.resolve(authority)?;
+        self.own_services.iter().find(|own| own.0 == service.fqdn)
+    }
 }
 
 /// Where one request goes.
@@ -86,11 +98,13 @@ impl RoutingTable {
         };
         let mut clusters = HashMap::new();
         let mut source_labels = BTreeMap::new();
+        let mut own_services = Vec::new();
         for service in mesh.services() {
+            let service_names = (service.fqdn.clone(), service.name.clone(), service.namespace.clone());
             if let Some(own) = service.endpoints.iter().find(|e| *e.workload == *identity) {
                 source_labels.extend(own.labels.clone());
+                own_services.push(Arc::new(service_names.clone()));
             }
-            let service_names = (service.fqdn.clone(), service.name.clone(), service.namespace.clone());
             let old = previous.and_then(|p| p.clusters.get(&service.fqdn));
             let make = |name: String, subset: Option<&str>, labels: Option<&BTreeMap<String, String>>, policy: TrafficPolicy| {
                 let endpoints: Vec<_> = service
@@ -144,6 +158,7 @@ impl RoutingTable {
             source_labels,
             source_namespace: identity.namespace.clone(),
             revision: previous.map_or(1, |p| p.revision + 1),
+            own_services,
             clusters,
         }
     }
@@ -226,12 +241,22 @@ pub struct RoutingStatus {
 pub struct SharedRouting {
     table: Arc<RwLock<Arc<RoutingTable>>>,
     status: Arc<Mutex<RoutingStatus>>,
+    /// Whether this instance answers for more than one service in the table in force:
+    /// read by every inbound request without taking the table (most answer for one).
+    several_services: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SharedRouting {
     /// Shares `table`.
     pub fn new(table: RoutingTable, status: RoutingStatus) -> SharedRouting {
-        SharedRouting { table: Arc::new(RwLock::new(Arc::new(table))), status: Arc::new(Mutex::new(status)) }
+        let several_services = Arc::new(std::sync::atomic::AtomicBool::new(table.own_services.len() > 1));
+        SharedRouting { table: Arc::new(RwLock::new(Arc::new(table))), status: Arc::new(Mutex::new(status)), several_services }
+    }
+
+    /// Whether this instance answers for more than one service (see
+    /// [`RoutingTable::own_service_for`]).
+    pub fn serves_several(&self) -> bool {
+        self.several_services.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The table in force now (one `Arc` clone under a read lock).
@@ -245,6 +270,7 @@ impl SharedRouting {
     }
 
     fn replace(&self, table: RoutingTable) {
+        self.several_services.store(table.own_services.len() > 1, std::sync::atomic::Ordering::Relaxed);
         *self.table.write() = Arc::new(table);
     }
 }

@@ -319,3 +319,31 @@ fn a_retry_picks_an_endpoint_it_has_not_tried_when_there_is_one() {
     let one = make_cluster(TrafficPolicy::default(), &two_endpoints()[..1]);
     assert_eq!(one.pick_avoiding(&[0]).unwrap().index(), 0);
 }
+
+/// An instance that answers for two services reports a call under the one its caller
+/// named; one that answers for one never looks.
+#[test]
+fn an_instance_of_two_services_knows_which_one_a_call_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &path,
+        "services:\n\
+         - name: backend\n  endpoints:\n  - address: 127.0.0.1:1\n    workload: be-v1\n    labels: {app: be, version: v1}\n\
+         - name: backend-alt\n  endpoints:\n  - address: 127.0.0.1:1\n    workload: be-v1\n    labels: {app: be, version: v1}\n\
+         - name: other\n  endpoints:\n  - address: 127.0.0.1:2\n    labels: {app: other, version: v1}\n",
+    )
+    .unwrap();
+    let mesh = crate::mesh::load_mesh_file(&path, "default").unwrap();
+    let identity = WorkloadIdentity { name: "be-v1".into(), namespace: "default".into(), app: "be".into(), version: "v1".into() };
+    let table = super::RoutingTable::build(Arc::new(mesh), Arc::default(), &identity, None, &Stats::new().unwrap().routing);
+    assert_eq!(table.own_services.len(), 2);
+    let named = |authority: &str| table.own_service_for(authority).map(|s| s.1.clone());
+    assert_eq!(named("backend-alt").as_deref(), Some("backend-alt"));
+    assert_eq!(named("backend-alt.default.svc.cluster.local:9080").as_deref(), Some("backend-alt"));
+    assert_eq!(named("backend").as_deref(), Some("backend"));
+    assert_eq!(named("other"), None, "not one of this instance's services");
+    assert_eq!(named("nowhere"), None);
+    let shared = super::SharedRouting::new(table, super::RoutingStatus::default());
+    assert!(shared.serves_several());
+}
