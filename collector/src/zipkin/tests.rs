@@ -396,8 +396,8 @@ impl meshtel_model::SpanSink for DiscardingSink {
     }
 }
 
-#[tokio::test]
-async fn the_v1_api_and_other_paths_get_a_404_naming_the_v2_api() {
+/// A Zipkin server on 127.0.0.1 storing into [`DiscardingSink`]; its address.
+async fn discarding_server() -> std::net::SocketAddr {
     let app = super::zipkin_router(
         std::sync::Arc::new(DiscardingSink),
         crate::config::IngestLimits::default(),
@@ -405,6 +405,12 @@ async fn the_v1_api_and_other_paths_get_a_404_naming_the_v2_api() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn the_v1_api_and_other_paths_get_a_404_naming_the_v2_api() {
+    let addr = discarding_server().await;
     let client = reqwest::Client::new();
     for path in ["/api/v1/spans", "/api/v2/span"] {
         let reply = client
@@ -443,13 +449,7 @@ async fn the_v1_api_and_other_paths_get_a_404_naming_the_v2_api() {
 /// which none was stored is a 400 saying why.
 #[tokio::test]
 async fn refused_spans_are_named_to_the_sender() {
-    let app = super::zipkin_router(
-        std::sync::Arc::new(DiscardingSink),
-        crate::config::IngestLimits::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = discarding_server().await;
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -143,59 +143,45 @@ async fn a_new_index_beside_a_blocks_directory_without_blocks_starts() {
     store.shutdown().await.unwrap();
 }
 
-/// A `meshtel.db` whose header is garbled says what to do, naming the file.
-#[tokio::test]
-async fn a_garbled_index_says_what_to_do() {
+/// The error opening a store whose `meshtel.db` (one flushed trace in it) `damage`
+/// changed.
+async fn opening_a_damaged_index(damage: impl FnOnce(&Path)) -> String {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     flush_trace(&store, 1, "kept").await;
     store.shutdown().await.unwrap();
-    let db = dir.path().join("meshtel.db");
-    let mut bytes = std::fs::read(&db).unwrap();
-    bytes[..16].copy_from_slice(b"garbage garbage!");
-    std::fs::write(&db, bytes).unwrap();
-    let message = TraceStore::open(config(dir.path()))
+    damage(&dir.path().join("meshtel.db"));
+    TraceStore::open(config(dir.path()))
         .await
         .err()
         .unwrap()
-        .to_string();
-    for needle in [
-        "meshtel.db",
-        "file is not a database",
-        "restore meshtel.db from a backup",
-    ] {
-        assert!(message.contains(needle), "{needle:?} in {message}");
-    }
+        .to_string()
 }
 
-/// A `meshtel.db` that opens but whose pages do not read (a truncated file) says what to
-/// do too, naming the file, rather than a bare SQL error.
+/// A `meshtel.db` whose header is garbled, or that opens but whose pages do not read
+/// (a truncated file), says what to do, naming the file, rather than a bare SQL error.
 #[tokio::test]
-async fn a_truncated_index_says_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = TraceStore::open(config(dir.path())).await.unwrap();
-    flush_trace(&store, 1, "kept").await;
-    store.shutdown().await.unwrap();
-    let db = dir.path().join("meshtel.db");
-    let len = std::fs::metadata(&db).unwrap().len();
-    assert!(len > 8192, "an index of {len} bytes");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&db)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
-    let message = TraceStore::open(config(dir.path()))
-        .await
-        .err()
-        .unwrap()
-        .to_string();
-    for needle in [
-        "meshtel.db",
-        "malformed",
-        "restore meshtel.db from a backup",
+async fn a_garbled_or_truncated_index_says_what_to_do() {
+    let garbled = opening_a_damaged_index(|db| {
+        let mut bytes = std::fs::read(db).unwrap();
+        bytes[..16].copy_from_slice(b"garbage garbage!");
+        std::fs::write(db, bytes).unwrap();
+    })
+    .await;
+    let truncated = opening_a_damaged_index(|db| {
+        let len = std::fs::metadata(db).unwrap().len();
+        assert!(len > 8192, "an index of {len} bytes");
+        let file = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+        file.set_len(len / 2).unwrap();
+    })
+    .await;
+    for (message, cause) in [
+        (garbled, "file is not a database"),
+        (truncated, "malformed"),
     ] {
-        assert!(message.contains(needle), "{needle:?} in {message}");
+        for needle in ["meshtel.db", cause, "restore meshtel.db from a backup"] {
+            assert!(message.contains(needle), "{needle:?} in {message}");
+        }
     }
 }
 
