@@ -53,16 +53,6 @@ async fn graph(query: &str) -> (Vec<String>, Vec<String>, Value) {
     let reply = get(&app, &format!("/api/graph?window=10s&{query}")).await;
     assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
     let body = reply.json();
-    let ids = |list: &Value| {
-        let mut ids: Vec<String> = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["data"]["id"].as_str().unwrap().to_string())
-            .collect();
-        ids.sort();
-        ids
-    };
     let nodes = ids(&body["elements"]["nodes"]);
     let edges = ids(&body["elements"]["edges"]);
     (nodes, edges, body)
@@ -241,7 +231,12 @@ async fn edges_at(path: &str) -> Vec<String> {
     let (app, _) = graph_app(mesh(), Vec::new());
     let reply = get(&app, path).await;
     assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
-    let mut ids: Vec<String> = reply.json()["elements"]["edges"]
+    ids(&reply.json()["elements"]["edges"])
+}
+
+/// The ids of a list of cytoscape elements, sorted.
+fn ids(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
         .as_array()
         .unwrap()
         .iter()
