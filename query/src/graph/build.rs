@@ -467,15 +467,6 @@ impl Graph {
                 graph.add(source, target, protocol, &totals);
             }
         }
-        // A workload that never called anything has no app label in the rows: use the
-        // service it answers for.
-        for info in graph.nodes.values_mut() {
-            if info.app.is_empty()
-                && let Some(service) = info.services.first()
-            {
-                info.app.clone_from(service);
-            }
-        }
         // A node graph keeps its node and the workloads around it, services injected,
         // as Kiali's does ("to provide more detail").
         if shape.graph_type == GraphType::Service && filter.node.is_none() {
