@@ -324,7 +324,7 @@ impl Exchange {
         let duration = self.started.elapsed();
         let sampled_span = self.span.filter(|s| s.sampled);
         if let Some(context) = sampled_span {
-            spans.submit(self.span_of(context, self.start_unix_nano + duration.as_nanos() as u64));
+            spans.submit(self.span_of(context, self.start_unix_nano + duration.as_nanos() as u64, response_body_bytes));
         }
         let trace_id = sampled_span.map(|s| s.trace_id);
         reports.submit(|| self.encode_record(duration, response_body_bytes, trace_id.as_ref()));
@@ -398,7 +398,7 @@ impl Exchange {
         out
     }
 
-    fn span_of(&self, context: SpanContext, end_unix_nano: u64) -> Span {
+    fn span_of(&self, context: SpanContext, end_unix_nano: u64, response_body_bytes: u64) -> Span {
         let (_, service_name, _) = self.service();
         let (kind, peer_service) = match self.direction {
             Direction::Inbound => (span::SpanKind::Server, self.source().app.as_str()),
@@ -442,6 +442,15 @@ impl Exchange {
         if kind == span::SpanKind::Client {
             let target = self.path_and_query.as_str();
             attributes.push(string_attribute("url.full", format!("http://{authority}{target}")));
+        }
+        // Body bytes as they crossed the proxy (it never re-encodes a body); the
+        // request's only when it had one, the response's when one was sent.
+        let size = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+        if let Some(progress) = &self.request_body {
+            attributes.push(int_attribute("http.request.body.size", size(progress.bytes())));
+        }
+        if self.response_code != 0 {
+            attributes.push(int_attribute("http.response.body.size", size(response_body_bytes)));
         }
         if !peer_service.is_empty() {
             attributes.push(string_attribute("peer.service", peer_service.to_owned()));

@@ -3,6 +3,7 @@
 
 use meshtel_model::mixer::{Reporter, RequestRecord};
 use meshtel_model::otlp::common::v1::any_value::Value;
+use http_body_util::BodyExt;
 use meshtel_model::otlp::trace::v1::Span;
 
 use crate::support::*;
@@ -303,14 +304,23 @@ async fn failed_calls_and_unknown_methods_are_spanned_as_the_conventions_say() {
         .method("FOO")
         .uri(mesh.productpage.outbound_url("/echo"))
         .header("host", "reviews")
-        .body(empty())
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 1234])).map_err(|never| match never {}).boxed())
         .expect("request");
-    let (parts, _, _) = send(&client, request).await;
-    assert_eq!(parts.status, 200);
+    let (parts, echoed, _) = send(&client, request).await;
+    assert_eq!((parts.status.as_u16(), echoed.len()), (200, 1234));
     let spans = mesh.collector.wait_spans(3).await;
     let foo = spans.iter().find(|s| s.kind == 3 && s.name != failed.name).expect("client span of FOO");
     assert_eq!(foo.name, "HTTP reviews");
     assert_eq!(attribute(foo, "http.request.method").as_deref(), Some("_OTHER"));
     assert_eq!(attribute(foo, "http.request.method_original").as_deref(), Some("FOO"));
     assert_eq!(foo.status.as_ref().map(|s| s.code), Some(0), "answered 200: {foo:?}");
+    // The upstream echoes the body: both sizes, on both sides' spans.
+    let foo_server = spans.iter().find(|s| s.kind == 2 && s.trace_id == foo.trace_id).expect("server span of FOO");
+    for span in [foo, foo_server] {
+        assert_eq!(attribute(span, "http.request.body.size").as_deref(), Some("1234"), "{span:?}");
+        assert_eq!(attribute(span, "http.response.body.size").as_deref(), Some("1234"), "{span:?}");
+    }
+    // No body, no request size; the 503 the proxy answered itself has its own.
+    assert_eq!(attribute(failed, "http.request.body.size"), None);
+    assert!(attribute(failed, "http.response.body.size").is_some_and(|n| n != "0"), "{failed:?}");
 }
