@@ -133,14 +133,7 @@ fn build_trace(
 ) -> Option<model::Trace> {
     spans.sort_by_key(|s| s.span.start_time_unix_nano);
     if adjust == Adjust::Yes {
-        let mut seen = HashSet::new();
-        spans.retain(|s| {
-            seen.insert((
-                s.span.span_id.as_slice(),
-                s.span.kind,
-                s.span.start_time_unix_nano,
-            ))
-        });
+        drop_identical_copies(processes, &mut spans);
     }
     if spans.is_empty() {
         return None;
@@ -181,6 +174,35 @@ fn build_trace(
         processes: table.into_map(),
         warnings: None,
     })
+}
+
+/// Jaeger's span-hash adjuster: of copies identical in every field, process included,
+/// one is kept; two reports of one span that differ (a Zipkin span reported in parts,
+/// a retry with a later end) both are.
+fn drop_identical_copies(processes: &[Process], spans: &mut Vec<FlatSpan<'_>>) {
+    let same = |a: &FlatSpan<'_>, b: &FlatSpan<'_>| {
+        a.span == b.span
+            && a.scope == b.scope
+            && (a.resource_index == b.resource_index
+                || processes.get(a.resource_index) == processes.get(b.resource_index))
+    };
+    let mut by_key: HashMap<(&[u8], i32, u64), Vec<usize>> = HashMap::new();
+    let mut keep = Vec::with_capacity(spans.len());
+    for (index, flat) in spans.iter().enumerate() {
+        let key = (
+            flat.span.span_id.as_slice(),
+            flat.span.kind,
+            flat.span.start_time_unix_nano,
+        );
+        let earlier = by_key.entry(key).or_default();
+        let copy = earlier.iter().any(|&e| same(&spans[e], flat));
+        if !copy {
+            earlier.push(index);
+        }
+        keep.push(!copy);
+    }
+    let mut keep = keep.into_iter();
+    spans.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// Zipkin-style RPCs (B3 without a new span id per hop) report the client and the

@@ -99,13 +99,33 @@ fn spans_sorted_deduplicated_and_clamped() {
     let dup = s1.clone();
     let mut other_kind = s1.clone();
     other_kind.kind = 3;
-    let trace = convert(vec![resource_spans("a", "", vec![s1, s2, dup, other_kind])]);
+    // A second report of the same span (id, kind, start) that differs: Jaeger keeps both.
+    let mut other_part = s1.clone();
+    other_part.end_time_unix_nano += 500_000;
+    other_part.attributes.push(str_attr("b", "2"));
+    let trace = convert(vec![
+        resource_spans("a", "", vec![s1.clone(), s2, dup, other_kind]),
+        resource_spans("a", "", vec![s1, other_part]),
+    ]);
     let names: Vec<&str> = trace
         .spans
         .iter()
         .map(|s| s.operation_name.as_str())
         .collect();
-    assert_eq!(names, ["early", "late", "late"]);
+    assert_eq!(
+        names,
+        ["early", "late", "late", "late"],
+        "identical copies once, in any resource"
+    );
+    assert_eq!(
+        trace
+            .spans
+            .iter()
+            .filter(|s| s.tags.iter().any(|t| t.key == "b"))
+            .count(),
+        1,
+        "the differing report kept"
+    );
     assert_eq!(trace.spans[0].duration, 0, "end before start clamps to 0");
     assert_eq!(trace.spans[1].start_time, 5, "µs truncation");
     assert_eq!(trace.spans[1].duration, 4);
