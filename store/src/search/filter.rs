@@ -75,11 +75,21 @@ pub fn candidate_entries(key: &str, value: &str) -> Vec<String> {
     out
 }
 
-/// The texts a double is shown as: its shortest decimal (`0.1`, `1000000`), and the
+/// The texts a double is shown as: its shortest decimal (`0.1`, `1000000`), the
 /// exponent forms JSON writers use for very large and small values (`1e+21`, `1e21`,
-/// `1e-07`, `1e-7`).
+/// `1e-07`, `1e-7`), and for infinities `+Inf`/`Infinity` (and negated).
 fn double_texts(d: f64) -> Vec<String> {
     let mut texts = vec![format_double(d)];
+    if d.is_infinite() {
+        // As the Jaeger API shows it (Go's `+Inf`), and as OTLP/JSON writes it.
+        let (go, json) = if d > 0.0 {
+            ("+Inf", "Infinity")
+        } else {
+            ("-Inf", "-Infinity")
+        };
+        texts.extend([go.to_owned(), json.to_owned()]);
+        return texts;
+    }
     let exponent_form = format!("{d:e}");
     if let Some((mantissa, exponent)) = exponent_form.split_once('e') {
         let (signs, digits): (&[&str], &str) = match exponent.strip_prefix('-') {

@@ -168,7 +168,7 @@ async fn tag_search_checks(store: &TraceStore, phase: &str) {
 }
 
 #[tokio::test]
-async fn doubles_are_found_by_their_decimal_and_exponent_texts() {
+async fn doubles_are_found_by_their_decimal_exponent_and_infinity_texts() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     let mut t = trace(51, "doubles", 1, *T0, 1000);
@@ -177,6 +177,8 @@ async fn doubles_are_found_by_their_decimal_and_exponent_texts() {
         kv("big", double(1e21)),
         kv("tiny", double(1e-7)),
         kv("ratio", double(0.25)),
+        kv("pinf", double(f64::INFINITY)),
+        kv("ninf", double(f64::NEG_INFINITY)),
     ];
     store.write_spans(vec![t]).await.unwrap();
     for phase in ["head", "block"] {
@@ -191,6 +193,14 @@ async fn doubles_are_found_by_their_decimal_and_exponent_texts() {
             ("ratio", "0.250", 0),
             ("ratio", "+0.25", 0),
             ("ratio", "2.5e-1", 1),
+            // As the Jaeger API shows infinities, as OTLP/JSON writes them, and as Rust.
+            ("pinf", "+Inf", 1),
+            ("pinf", "Infinity", 1),
+            ("pinf", "inf", 1),
+            ("pinf", "-Inf", 0),
+            ("ninf", "-Inf", 1),
+            ("ninf", "-Infinity", 1),
+            ("ninf", "+Inf", 0),
         ] {
             let mut q = query("doubles");
             q.tags = vec![(key.to_string(), value.to_string())];
