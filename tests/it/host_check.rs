@@ -11,6 +11,12 @@ use crate::support::*;
 
 /// Status and body of a GET of `path` naming `host`, over a raw connection.
 async fn get_as(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let (status, _, body) = exchange_as(addr, path, host).await;
+    (status, body)
+}
+
+/// Status, head (lower-cased) and body of a GET of `path` naming `host`.
+async fn exchange_as(addr: SocketAddr, path: &str, host: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -22,12 +28,8 @@ async fn get_as(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {answer:?}"));
-    let body = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,13 +54,14 @@ async fn loopback_listeners_answer_loopback_names_and_allowed_hosts_only() {
         let (status, body) = get_as(query, "/api/services", &host).await;
         assert_eq!(status, 200, "{host}: {body}");
     }
-    let (status, body) = get_as(
+    let (status, head, body) = exchange_as(
         query,
         "/api/services",
         &format!("rebind.attacker.test:{port}"),
     )
     .await;
     assert_eq!(status, 403, "{body}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
     assert!(
         body.contains("rebind.attacker.test") && body.contains("[http] allowed_hosts"),
         "{body}"
