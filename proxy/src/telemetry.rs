@@ -14,6 +14,7 @@
 //! forwarded request used to allocate about 26 times in the proxy, a dozen of them
 //! strings copied into the record and freed again once it was encoded.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -430,8 +431,9 @@ impl Exchange {
         if self.response_code != 0 {
             attributes.push(int_attribute("http.response.status_code", i64::from(self.response_code)));
         }
-        if let Some(query) = query {
-            attributes.push(string_attribute("url.query", query.to_owned()));
+        let query = query.map(redact_query);
+        if let Some(query) = &query {
+            attributes.push(string_attribute("url.query", query.clone().into_owned()));
         }
         match (port, kind) {
             (Some(port), _) => attributes.push(int_attribute("server.port", port)),
@@ -440,8 +442,11 @@ impl Exchange {
             (None, _) => {}
         }
         if kind == span::SpanKind::Client {
-            let target = self.path_and_query.as_str();
-            attributes.push(string_attribute("url.full", format!("http://{authority}{target}")));
+            let full = match &query {
+                Some(query) => format!("http://{authority}{path}?{query}"),
+                None => format!("http://{authority}{path}"),
+            };
+            attributes.push(string_attribute("url.full", full));
         }
         // Body bytes as they crossed the proxy (it never re-encodes a body); the
         // request's only when it had one, the response's when one was sent.
@@ -536,6 +541,27 @@ impl Drop for Exchange {
             self.report(0, &context.reports, &context.spans);
         }
     }
+}
+
+/// Query parameters whose values the HTTP semantic conventions redact by default in
+/// `url.query` and `url.full`: signed-URL credentials (AWS, Azure SAS, Google Cloud).
+const REDACTED_QUERY_KEYS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+
+/// `query` with the value of each parameter named in [`REDACTED_QUERY_KEYS`] replaced
+/// by `REDACTED`, as the conventions say; borrowed when there is none.
+fn redact_query(query: &str) -> Cow<'_, str> {
+    let secret = |pair: &str| pair.split_once('=').is_some_and(|(key, _)| REDACTED_QUERY_KEYS.contains(&key));
+    if !query.split('&').any(secret) {
+        return Cow::Borrowed(query);
+    }
+    let pairs: Vec<Cow<'_, str>> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if secret(pair) => Cow::Owned(format!("{key}=REDACTED")),
+            _ => Cow::Borrowed(pair),
+        })
+        .collect();
+    Cow::Owned(pairs.join("&"))
 }
 
 /// A header value as span attribute text (lossy: header values may hold any byte).
