@@ -193,7 +193,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
         }
         std::fs::remove_dir_all(dir).with_context(|| format!("wiping {}", dir.display()))?;
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    meshtel_store::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(
         dir.join(MARKER_FILE),
         "meshtel demo data: wiped at every `meshtel demo` start\n",

@@ -118,7 +118,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 config.data_dir.display()
             );
         }
-        std::fs::create_dir_all(&config.data_dir)
+        meshtel_store::create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     }
     // `serve` writes listeners.json; split roles sharing one data directory each write

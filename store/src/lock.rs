@@ -85,10 +85,21 @@ pub(crate) fn absolute_data_dir(data_dir: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(data_dir).map_err(Error::at("data directory", data_dir))
 }
 
-/// Creates the directory `path` (and its parents) if needed; an error names it, and
-/// says so when a file is in its way.
+/// Creates `path` and any missing parents readable by meshtel's user only (0700):
+/// traces, the audit log and the admin token's digest are nobody else's to read. A
+/// directory that exists keeps its permissions.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Creates the directory `path` (and its parents) if needed, private to meshtel's user
+/// ([`create_private_dir`]); an error names it, and says so when a file is in its way.
 pub(crate) fn create_dir(what: &'static str, path: &Path) -> Result<()> {
-    match std::fs::create_dir_all(path) {
+    match create_private_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if path.exists() && !path.is_dir() => {
             Err(Error::at(what, path)(std::io::Error::new(
@@ -161,6 +172,22 @@ mod tests {
         assert!(message.contains("another meshtel process"), "{message}");
         drop(first);
         DataDirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn directories_meshtel_creates_are_its_users_only_and_existing_ones_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let data = dir.path().join("new/meshtel-data");
+        create_dir("data directory", &data).unwrap();
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o750)).unwrap();
+        create_dir("data directory", &shared).unwrap();
+        assert_eq!(mode(&shared), 0o750);
     }
 
     #[test]
