@@ -148,10 +148,18 @@ async fn apply_retention(inner: &Arc<Inner>, now: i64) -> Result<()> {
 }
 
 fn pick_compaction(inner: &Arc<Inner>) -> Option<Vec<BlockMeta>> {
-    let target = inner.config.compaction_target_rows as u64;
     let state = inner.state.read();
+    pick_group(&state.blocks, inner.config.compaction_target_rows as u64)
+}
+
+/// The blocks to merge next, if any: in the lowest level holding at least
+/// [`MERGE_FAN_IN`] blocks under `target` rows, the first run of neighbours in time
+/// order (at least two, at most [`MAX_MERGE_INPUTS`]) that together stay within
+/// `target`. A block that fits with neither neighbour is passed over, so that it
+/// cannot hold back the blocks after it.
+fn pick_group(blocks: &[BlockMeta], target: u64) -> Option<Vec<BlockMeta>> {
     let mut by_level: BTreeMap<u32, Vec<&BlockMeta>> = BTreeMap::new();
-    for b in state.blocks.iter().filter(|b| b.rows < target) {
+    for b in blocks.iter().filter(|b| b.rows < target) {
         by_level.entry(b.level).or_default().push(b);
     }
     for (_, mut blocks) in by_level {
@@ -159,17 +167,22 @@ fn pick_compaction(inner: &Arc<Inner>) -> Option<Vec<BlockMeta>> {
             continue;
         }
         blocks.sort_by_key(|b| (b.min_start, b.id));
-        let mut group = Vec::new();
+        let mut group: Vec<&BlockMeta> = Vec::new();
         let mut rows = 0;
         for b in blocks {
             if !group.is_empty() && (rows + b.rows > target || group.len() >= MAX_MERGE_INPUTS) {
-                break;
+                if group.len() >= 2 {
+                    break;
+                }
+                // A run of one: start again from this block.
+                group.clear();
+                rows = 0;
             }
             rows += b.rows;
-            group.push(b.clone());
+            group.push(b);
         }
         if group.len() >= 2 {
-            return Some(group);
+            return Some(group.into_iter().cloned().collect());
         }
     }
     None
@@ -263,5 +276,60 @@ fn delete_later(inner: &Arc<Inner>, blocks: Vec<BlockMeta>) {
             tokio::time::sleep(DELETE_GRACE).await;
             forget(remove()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(id: u64, level: u32, rows: u64) -> BlockMeta {
+        BlockMeta {
+            id,
+            file_name: crate::block::block_file_name(id),
+            min_start: id as i64 * 1_000,
+            max_start: id as i64 * 1_000 + 999,
+            rows,
+            bytes: rows * 50,
+            level,
+            wal_seq: 0,
+            trace_ids: Arc::new(crate::trace_index::TraceIdSet::from_keys(Vec::new())),
+        }
+    }
+
+    fn ids(group: Option<Vec<BlockMeta>>) -> Vec<u64> {
+        group.unwrap_or_default().iter().map(|b| b.id).collect()
+    }
+
+    #[test]
+    fn the_first_run_within_the_target_is_merged() {
+        let blocks: Vec<_> = (1..=6).map(|id| block(id, 0, 3_000)).collect();
+        assert_eq!(ids(pick_group(&blocks, 10_000)), [1, 2, 3]);
+        // Fewer than MERGE_FAN_IN small blocks in a level: nothing yet.
+        assert_eq!(ids(pick_group(&blocks[..3], 10_000)), Vec::<u64>::new());
+        // Blocks at the target are done.
+        let done: Vec<_> = (1..=6).map(|id| block(id, 1, 10_000)).collect();
+        assert_eq!(ids(pick_group(&done, 10_000)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_block_that_pairs_with_no_neighbour_does_not_hold_back_the_rest() {
+        // 6,000 + 5,000 > 10,000: the oldest block fits with nothing, and once stood
+        // in front of the level at every pass while flushes piled up behind it.
+        let mut blocks = vec![block(1, 0, 6_000), block(2, 0, 5_000)];
+        blocks.extend((3..=12).map(|id| block(id, 0, 1_000)));
+        assert_eq!(ids(pick_group(&blocks, 10_000)), [2, 3, 4, 5, 6, 7]);
+        // Alone between two that it fits with neither.
+        let blocks = vec![
+            block(1, 0, 6_000),
+            block(2, 0, 5_000),
+            block(3, 0, 6_000),
+            block(4, 0, 4_000),
+            block(5, 0, 100),
+        ];
+        assert_eq!(ids(pick_group(&blocks, 10_000)), [3, 4]);
+        // No two neighbours fit together: nothing to merge.
+        let blocks: Vec<_> = (1..=5).map(|id| block(id, 0, 6_000)).collect();
+        assert_eq!(ids(pick_group(&blocks, 10_000)), Vec::<u64>::new());
     }
 }
