@@ -101,8 +101,9 @@ pub struct HttpServerConfig {
     pub header_read_timeout: Duration,
     /// Longest time a request's body may take to arrive, counted from the end of its
     /// headers. When it passes, the request is answered 408 and its connection closed,
-    /// counted in `meshtel_http_connections_timed_out_total{phase="body"}`. Default
-    /// `30s`.
+    /// counted in `meshtel_http_connections_timed_out_total{phase="body"}`. Also the
+    /// longest a gRPC call on the gRPC port may go unanswered (its message included)
+    /// before it is cancelled. Default `30s`.
     #[serde(
         default = "default_body_read_timeout",
         with = "meshtel_store::config::humantime_serde_compat"

@@ -253,11 +253,17 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let stop = stop_signal(stop_rx.clone());
         let first_byte_timeout = config.http.header_read_timeout;
+        let call_timeout = config.http.body_read_timeout;
         servers.spawn(async move {
             let _health_reporter = health_reporter;
             // Connections that send nothing are closed; see `grpc_incoming`.
             let incoming = crate::http_server::grpc_incoming(grpc, first_byte_timeout);
             tonic::transport::Server::builder()
+                // A call whose handler has not answered by then is cancelled: a unary
+                // message that stops arriving (its bytes held per stream, up to 16 MiB)
+                // is let go. Streams (Report, WatchQuotas) answer at once and then
+                // stream on, unbounded.
+                .timeout(call_timeout)
                 .http2_keepalive_interval(Some(GRPC_KEEP_ALIVE_INTERVAL))
                 .http2_keepalive_timeout(Some(GRPC_KEEP_ALIVE_TIMEOUT))
                 .max_concurrent_streams(Some(GRPC_MAX_STREAMS))

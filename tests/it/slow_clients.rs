@@ -280,3 +280,74 @@ async fn a_silent_connection_does_not_hold_up_shutdown() {
         "stopping took {took:?} with silent connections open"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_message_that_stops_arriving_is_let_go_and_report_streams_live_on() {
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(&config, "[http]\nbody_read_timeout = \"1s\"\n").unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    // A Report stream opened first must outlive the timeout: it answers at once.
+    let mut mixer = meshtel_model::mixer::mixer_client::MixerClient::connect(format!(
+        "http://{}",
+        m.grpc.unwrap()
+    ))
+    .await
+    .unwrap();
+    let (batches, rx) = futures::channel::mpsc::unbounded();
+    let batch = || meshtel_model::mixer::ReportRequest {
+        proxy_id: "test".into(),
+        ..Default::default()
+    };
+    batches.unbounded_send(batch()).unwrap();
+    let mut acks = mixer.report(rx).await.unwrap().into_inner();
+    acks.message().await.unwrap().expect("first ack");
+
+    // An Export declaring 1,000 bytes that sends 10 and then nothing, never ending.
+    let (frames, body) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    let mut first = vec![0u8];
+    first.extend_from_slice(&1000u32.to_be_bytes());
+    first.extend_from_slice(&[0u8; 10]);
+    frames.unbounded_send(Ok(first)).unwrap();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        client
+            .post(format!(
+                "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                m.grpc.unwrap()
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    )
+    .await
+    .expect("an answer to a stalled message, not a wait")
+    .expect("an HTTP answer");
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert!(
+        status.as_deref().is_some_and(|s| s != "0"),
+        "{status:?} {response:?}"
+    );
+    assert!(seconds < 5.0, "answered only after {seconds:.1}s");
+    drop(frames);
+
+    // Past the timeout, the Report stream still takes batches.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    batches.unbounded_send(batch()).unwrap();
+    acks.message()
+        .await
+        .unwrap()
+        .expect("second ack, after the timeout");
+    m.stop().await;
+}
