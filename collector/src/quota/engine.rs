@@ -199,6 +199,10 @@ pub(crate) struct Chargee<'a> {
     pub results: &'a ResultCounters,
     pub stats: Option<&'a QuotaStats>,
     pub shadow: bool,
+    /// Most counters the table may hold when this charge would add one: `max_keys`
+    /// for policies, less for counters a client names itself (Envoy's limit
+    /// overrides), so that they cannot take the table from the policies.
+    pub max_keys: Option<usize>,
 }
 
 impl<'a> Chargee<'a> {
@@ -208,6 +212,7 @@ impl<'a> Chargee<'a> {
             results: &entry.results,
             stats: Some(&entry.stats),
             shadow: entry.shadow(),
+            max_keys: None,
         }
     }
 }
@@ -565,7 +570,10 @@ impl QuotaEngine {
         let step = match map.get_mut(key) {
             Some(slot) => slot.counter.charge(limit, amount, mode, now),
             None => {
-                if !self.reserve_key(shard, &mut map, now) {
+                let max_keys = who
+                    .max_keys
+                    .map_or(self.config.max_keys, |m| m.min(self.config.max_keys));
+                if !self.reserve_key(shard, &mut map, now, max_keys) {
                     drop(map);
                     who.results.overflow.inc();
                     self.log_overflow(who.quota, now);
@@ -625,8 +633,8 @@ impl QuotaEngine {
     /// Takes one place in the table for a new counter. When the table is full, looks
     /// for idle counters (at most every 10 ms): this shard's first, then the other
     /// shards' that are not locked, until some are evicted.
-    fn reserve_key(&self, own: &Shard, map: &mut CounterMap, now: u64) -> bool {
-        if self.take_place() {
+    fn reserve_key(&self, own: &Shard, map: &mut CounterMap, now: u64, max_keys: usize) -> bool {
+        if self.take_place(max_keys) {
             return true;
         }
         let last = self.last_full_scan_ns.load(Ordering::Relaxed);
@@ -647,11 +655,11 @@ impl QuotaEngine {
                 evicted += self.evict_idle(&mut other, now);
             }
         }
-        evicted > 0 && self.take_place()
+        evicted > 0 && self.take_place(max_keys)
     }
 
-    fn take_place(&self) -> bool {
-        if self.keys.fetch_add(1, Ordering::Relaxed) < self.config.max_keys {
+    fn take_place(&self, max_keys: usize) -> bool {
+        if self.keys.fetch_add(1, Ordering::Relaxed) < max_keys {
             return true;
         }
         self.keys.fetch_sub(1, Ordering::Relaxed);
@@ -714,6 +722,11 @@ impl QuotaEngine {
         self.keys.fetch_sub(dropped, Ordering::Relaxed);
         self.update_key_gauge();
         dropped
+    }
+
+    /// Most counters the table holds (`[quota] max_keys`).
+    pub fn max_keys(&self) -> usize {
+        self.config.max_keys
     }
 
     /// Live counters.

@@ -95,6 +95,11 @@ const UNITS: [(rate_limit::Unit, u64); 7] = [
 pub const MAX_DESCRIPTORS: usize = 64;
 /// Most entries per descriptor.
 pub const MAX_ENTRIES: usize = 16;
+/// Longest descriptor entry key, in bytes.
+pub const MAX_ENTRY_KEY_BYTES: usize = 256;
+/// Longest descriptor entry value, in bytes: a counter's key holds its values, and a
+/// client names them.
+pub const MAX_ENTRY_VALUE_BYTES: usize = 4096;
 
 /// The unit and requests per unit reporting `max_amount` per `window`.
 pub fn rate_limit_unit(max_amount: u64, window: Duration) -> (rate_limit::Unit, u32) {
@@ -244,6 +249,20 @@ fn validate(request: &RateLimitRequest) -> Result<()> {
             return Err(invalid(format!(
                 "descriptors[{i}].entries[{j}].key: is required"
             )));
+        }
+        for (j, e) in d.entries.iter().enumerate() {
+            if e.key.len() > MAX_ENTRY_KEY_BYTES {
+                return Err(invalid(format!(
+                    "descriptors[{i}].entries[{j}].key: {} bytes, at most {MAX_ENTRY_KEY_BYTES}",
+                    e.key.len()
+                )));
+            }
+            if e.value.len() > MAX_ENTRY_VALUE_BYTES {
+                return Err(invalid(format!(
+                    "descriptors[{i}].entries[{j}].value: {} bytes, at most {MAX_ENTRY_VALUE_BYTES}",
+                    e.value.len()
+                )));
+            }
         }
         if let Some(limit) = &d.limit
             && override_window(limit.unit).is_none()
@@ -504,6 +523,9 @@ impl QuotaEngine {
                     results: &self.metrics.limit_override,
                     stats: None,
                     shadow: false,
+                    // A client names these counters and their windows (a year at
+                    // most): they may fill half the table, never the policies' half.
+                    max_keys: Some(self.max_keys() / 2),
                 };
                 let decision = match hits {
                     Some(hits) => self.charge_key(&who, &key, limit, hits, false),

@@ -546,3 +546,75 @@ fn overrides_of_an_rls_policy_match_its_descriptor_values() {
     assert_eq!(codes("gold"), [OK, OK, OK, OVER]);
     assert_eq!(codes("silver"), [OK, OVER, OVER, OVER]);
 }
+
+/// Counters a client names with its own limits (Envoy's `limit` in a descriptor) take
+/// half the table at most: once they have it, new ones are granted uncounted, and the
+/// policies' counters still find room.
+#[test]
+fn limit_overrides_cannot_take_the_table_from_the_policies() {
+    use meshtel_model::rls::rate_limit_descriptor::RateLimitOverride;
+    let config = QuotaConfig {
+        max_keys: 10,
+        ..QuotaConfig::default()
+    };
+    let engine = QuotaEngine::new(config, Arc::new(ManualClock::new(T0))).unwrap();
+    let specs = import_envoy_ratelimit(
+        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
+    )
+    .unwrap();
+    assert!(engine.set_policies(1, specs).invalid.is_empty());
+    let overridden = |value: &str| {
+        let mut d = descriptor(&[("remote_address", value)]);
+        d.limit = Some(RateLimitOverride {
+            requests_per_unit: 1,
+            unit: 6, // YEAR
+        });
+        d
+    };
+    let code = |d: RateLimitDescriptor| {
+        let request = RateLimitRequest {
+            domain: "edge".into(),
+            descriptors: vec![d],
+            hits_addend: 0,
+        };
+        engine.should_rate_limit(&request).unwrap().statuses[0].code
+    };
+    let counted = (0..8)
+        .filter(|i| {
+            let value = format!("10.0.0.{i}");
+            code(overridden(&value));
+            code(overridden(&value)) == OVER
+        })
+        .count();
+    assert_eq!(counted, 5, "half of max_keys");
+    assert_eq!(engine.key_count(), 5);
+    // The policy's own counter is kept and enforced.
+    assert_eq!(code(descriptor(&[("remote_address", "192.0.2.1")])), OK);
+    assert_eq!(code(descriptor(&[("remote_address", "192.0.2.1")])), OVER);
+}
+
+#[test]
+fn descriptor_entries_longer_than_their_bounds_are_refused_by_name() {
+    let engine = imported(&[GREEDY]);
+    let long = "v".repeat(super::MAX_ENTRY_VALUE_BYTES + 1);
+    let request = RateLimitRequest {
+        domain: "greedy".into(),
+        descriptors: vec![descriptor(&[("a", "x")]), descriptor(&[("a", &long)])],
+        hits_addend: 0,
+    };
+    let message = engine.should_rate_limit(&request).unwrap_err().to_string();
+    assert!(
+        message.contains("descriptors[1].entries[0].value: 4097 bytes, at most 4096"),
+        "{message}"
+    );
+    let request = RateLimitRequest {
+        domain: "greedy".into(),
+        descriptors: vec![descriptor(&[(&"k".repeat(257), "x")])],
+        hits_addend: 0,
+    };
+    let message = engine.should_rate_limit(&request).unwrap_err().to_string();
+    assert!(
+        message.contains("descriptors[0].entries[0].key: 257 bytes"),
+        "{message}"
+    );
+}
