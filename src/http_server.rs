@@ -196,10 +196,11 @@ pub async fn serve_http(
     Ok(())
 }
 
-/// The connections of a gRPC listener, for tonic: each once it has sent its first
-/// byte within `idle` (one that sends nothing is closed, as on the HTTP listeners;
-/// tonic's own reading of the HTTP/2 preface has no timeout), with Nagle off (Check
-/// answers are small and latency-bound). The accept task ends with the server.
+/// The connections of a gRPC listener, for tonic: each once it has sent the HTTP/2
+/// preface and the header of its first SETTINGS frame within `idle` (one that sends
+/// nothing, or stops partway, is closed, as on the HTTP listeners; tonic's own reading
+/// of the preface has no timeout), with Nagle off (Check answers are small and
+/// latency-bound). The accept task ends with the server.
 pub fn grpc_incoming(
     listener: TcpListener,
     idle: Duration,
@@ -215,10 +216,10 @@ pub fn grpc_incoming(
                     }
                     let ready = ready.clone();
                     tokio::spawn(async move {
-                        if conn_life::first_byte(&stream, idle).await {
+                        if conn_life::first_bytes(&stream, H2_PREFACE_AND_SETTINGS_HEADER, idle).await {
                             let _ = ready.send(Ok(stream)).await;
                         } else {
-                            debug!(listener = "otlp_grpc", %peer, "nothing sent, connection closed");
+                            debug!(listener = "otlp_grpc", %peer, "no HTTP/2 preface in time, connection closed");
                         }
                     });
                 }
@@ -228,6 +229,10 @@ pub fn grpc_incoming(
     });
     tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
+
+/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n` (24 bytes) and the 9-byte header of the SETTINGS
+/// frame that must follow it (RFC 9113 §3.4).
+const H2_PREFACE_AND_SETTINGS_HEADER: usize = 24 + 9;
 
 /// Connections that have spoken, waiting for tonic to take them.
 const GRPC_ACCEPT_QUEUE: usize = 64;

@@ -80,6 +80,29 @@ pub async fn first_byte(stream: &TcpStream, idle: Duration) -> bool {
     )
 }
 
+/// Whether `stream` has at least `wanted` bytes to read (or has ended) within `idle`:
+/// a listener whose protocol opens with a fixed preface (HTTP/2's 24 bytes and its
+/// SETTINGS frame) hands its server only connections that sent it, since the server's
+/// own reading of it has no timeout. Nothing is consumed.
+pub async fn first_bytes(stream: &TcpStream, wanted: usize, idle: Duration) -> bool {
+    let mut buffer = vec![0u8; wanted];
+    let arrived = async {
+        loop {
+            match stream.peek(&mut buffer).await {
+                Ok(n) if n >= wanted => return true,
+                Ok(0) | Err(_) => return false,
+                // Readiness stays set while bytes wait unread: look again shortly
+                // instead of spinning (a preface split over packets is rare).
+                Ok(_) => tokio::time::sleep(PARTIAL_PREFACE_PAUSE).await,
+            }
+        }
+    };
+    tokio::time::timeout(idle, arrived).await.unwrap_or(false)
+}
+
+/// How long [`first_bytes`] waits before looking again at a partial preface.
+const PARTIAL_PREFACE_PAUSE: Duration = Duration::from_millis(5);
+
 /// How many requests a connection has started; its service bumps it.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter(Arc<AtomicU64>);

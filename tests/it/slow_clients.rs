@@ -167,6 +167,16 @@ async fn connections_that_send_nothing_are_closed_on_every_listener() {
             assert!(seconds < 4.0, "{name}: closed only after {seconds:.1}s");
         }));
     }
+    // A gRPC client that stops partway through the HTTP/2 preface is let go too.
+    let grpc = m.grpc.unwrap();
+    tasks.push(tokio::task::spawn_blocking(move || {
+        let (seconds, answer) = send_and_wait(grpc, b"PRI * HTTP/2", wait);
+        assert!(
+            answer.is_some(),
+            "a half-sent preface still open after {seconds:.1}s"
+        );
+        assert!(seconds < 4.0, "closed only after {seconds:.1}s");
+    }));
     for task in tasks {
         task.await.unwrap();
     }
