@@ -215,6 +215,22 @@ impl Catalog {
             .collect())
     }
 
+    /// A fingerprint of the entries listed: per table, how many and the newest first
+    /// sighting. It changes when an entry is added, or removed and added again; the
+    /// last-seen times, which only the writer's upkeep reads, are left out. A
+    /// read-only store reads the whole catalog again only when it changes.
+    pub async fn entries_fingerprint(&self) -> Result<[i64; 4]> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM services), \
+                    (SELECT coalesce(max(first_seen_unix_ms), 0) FROM services), \
+                    (SELECT count(*) FROM operations), \
+                    (SELECT coalesce(max(first_seen_unix_ms), 0) FROM operations)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok([row.get(0), row.get(1), row.get(2), row.get(3)])
+    }
+
     /// Every (service, operation) known, and when it was last seen (Unix ms).
     pub async fn load_operations(&self) -> Result<Vec<(String, Operation, i64)>> {
         let rows =

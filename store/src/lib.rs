@@ -422,13 +422,14 @@ impl TraceStore {
             stop_compaction: tokio::sync::Notify::new(),
         });
         let warned = Arc::default();
-        reload_index(&inner, &warned).await?;
+        let mut loaded = LoadedCatalog::default();
+        reload_index(&inner, &warned, &mut loaded).await?;
         let refresher = inner.clone();
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(refresh);
             loop {
                 ticker.tick().await;
-                if let Err(e) = reload_index(&refresher, &warned).await {
+                if let Err(e) = reload_index(&refresher, &warned, &mut loaded).await {
                     warn!(error = %e, "could not reload the block index");
                 }
             }
@@ -545,8 +546,25 @@ impl TraceStore {
     }
 }
 
-/// Replaces the in-memory block list and catalog with what SQL holds now.
-async fn reload_index(inner: &Arc<Inner>, warned: &Arc<Mutex<BTreeSet<u64>>>) -> Result<()> {
+/// What a read-only store last read of the catalog: the fingerprint of its entries
+/// ([`Catalog::entries_fingerprint`]) and when.
+#[derive(Default)]
+struct LoadedCatalog {
+    fingerprint: Option<[i64; 4]>,
+    at: Option<std::time::Instant>,
+}
+
+/// A read-only store reads the whole catalog at least this often, changed or not.
+const CATALOG_FULL_RELOAD: Duration = Duration::from_secs(60);
+
+/// Replaces the in-memory block list with what SQL holds now, and the catalog when its
+/// entries changed: reading 100,000 operations every second kept an idle query process
+/// at a fifth of a core.
+async fn reload_index(
+    inner: &Arc<Inner>,
+    warned: &Arc<Mutex<BTreeSet<u64>>>,
+    loaded: &mut LoadedCatalog,
+) -> Result<()> {
     let mut blocks = inner.catalog.load_blocks().await?;
     blocks.sort_by_key(|b| (b.max_start, b.id));
     {
@@ -556,10 +574,19 @@ async fn reload_index(inner: &Arc<Inner>, warned: &Arc<Mutex<BTreeSet<u64>>>) ->
     let known = inner.state.read().blocks.clone();
     let blocks =
         block_files::load_trace_id_sets(&inner.blocks_dir, blocks, &known, warned.clone()).await?;
+    inner.state.write().blocks = blocks;
+    let fingerprint = inner.catalog.entries_fingerprint().await?;
+    let fresh = loaded.at.is_some_and(|at| at.elapsed() < CATALOG_FULL_RELOAD);
+    if fresh && loaded.fingerprint == Some(fingerprint) {
+        return Ok(());
+    }
     let services = inner.catalog.load_services().await?;
     let operations = inner.catalog.load_operations().await?;
-    inner.state.write().blocks = blocks;
     inner.known.replace(services, operations);
+    *loaded = LoadedCatalog {
+        fingerprint: Some(fingerprint),
+        at: Some(std::time::Instant::now()),
+    };
     Ok(())
 }
 
