@@ -576,7 +576,9 @@ async fn reload_index(
         block_files::load_trace_id_sets(&inner.blocks_dir, blocks, &known, warned.clone()).await?;
     inner.state.write().blocks = blocks;
     let fingerprint = inner.catalog.entries_fingerprint().await?;
-    let fresh = loaded.at.is_some_and(|at| at.elapsed() < CATALOG_FULL_RELOAD);
+    let fresh = loaded
+        .at
+        .is_some_and(|at| at.elapsed() < CATALOG_FULL_RELOAD);
     if fresh && loaded.fingerprint == Some(fingerprint) {
         return Ok(());
     }
