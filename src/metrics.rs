@@ -193,6 +193,11 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
             "Trace reads answered 503 because they waited 30 s without a turn under [query] max_concurrent_reads.",
             reads.refused(),
         );
+        counter(
+            "meshtel_query_reads_dropped_unread_total",
+            "Trace read answers dropped, with their slot, because their client read nothing of them for http.write_timeout.",
+            reads.dropped_unread(),
+        );
     }
     counter(
         "meshtel_query_traces_cut_total",

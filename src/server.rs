@@ -218,7 +218,8 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     let query_reads = meshtel_query::ReadLimit::new(
         config.query.max_concurrent_reads,
         meshtel_query::read_limit::READ_WAIT,
-    );
+    )
+    .with_unread_timeout(config.http.write_timeout);
     if let Some((grpc, http, zipkin)) = ingest_listeners {
         edges.start();
         let mesh_metrics = MeshMetrics::new(&report_config.metrics)?;

@@ -2,19 +2,26 @@
 //! Each holds up to `[query] max_spans_per_response` spans and their JSON at its peak,
 //! so this bounds the query service's memory; a read beyond it waits its turn, up to
 //! [`READ_WAIT`], then is answered 503 naming the setting. A read holds its slot until
-//! its answer is sent (or its connection closed, at the latest after
-//! `http.write_timeout`), since until then the answer is in memory.
+//! its answer is sent (or its connection closed), since until then the answer is in
+//! memory; an answer its client leaves unread for the unread timeout (the binary's
+//! `http.write_timeout`) is dropped with its slot, and its stream ends in an error.
+//! That covers an HTTP/2 client that grants no flow-control window, which never
+//! blocks a socket write.
 
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
-use tokio::sync::Semaphore;
+use http_body::{Frame, SizeHint};
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ApiError, V3Error};
 
@@ -39,7 +46,9 @@ pub struct ReadLimit {
     permits: Arc<Semaphore>,
     max: usize,
     wait: Duration,
+    unread_timeout: Option<Duration>,
     refused: Arc<AtomicU64>,
+    dropped_unread: Arc<AtomicU64>,
 }
 
 impl ReadLimit {
@@ -50,8 +59,23 @@ impl ReadLimit {
             permits: Arc::new(Semaphore::new(max)),
             max,
             wait,
+            unread_timeout: None,
             refused: Arc::default(),
+            dropped_unread: Arc::default(),
         }
+    }
+
+    /// Drops an answer, and frees its slot, when its client has read nothing of it
+    /// for `timeout` while it was ready to send.
+    #[must_use]
+    pub fn with_unread_timeout(mut self, timeout: Duration) -> Self {
+        self.unread_timeout = Some(timeout);
+        self
+    }
+
+    /// Answers dropped because their client read nothing of them in time.
+    pub fn dropped_unread(&self) -> u64 {
+        self.dropped_unread.load(Ordering::Relaxed)
     }
 
     /// Reads refused because they waited [`READ_WAIT`] without a turn.
@@ -86,12 +110,10 @@ pub(crate) async fn limit_reads(
         // The slot goes with the answer's body, freed once the body is sent or
         // dropped: an answer built but not yet read by its client still holds its
         // memory, and so its slot.
-        Ok(Ok(permit)) => next.run(request).await.map(|body| {
-            Body::new(body.map_frame(move |frame| {
-                let _slot = &permit;
-                frame
-            }))
-        }),
+        Ok(Ok(permit)) => next
+            .run(request)
+            .await
+            .map(|body| SlotBody::wrap(body, permit, &limit)),
         _ => {
             let refused = limit.refused.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
@@ -113,6 +135,108 @@ pub(crate) async fn limit_reads(
                 error.into_response()
             }
         }
+    }
+}
+
+/// An answer and its slot, shared between [`SlotBody`] and the watchdog that drops
+/// both when the answer goes unread.
+struct Held {
+    body: Option<Body>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// When the server last asked for a frame.
+    asked: Instant,
+    /// The answer itself was not ready at the last ask: waiting on it is no stall.
+    producing: bool,
+    expired: bool,
+}
+
+/// The answer's body, holding the read's slot until it ends or is dropped.
+struct SlotBody(Arc<Mutex<Held>>);
+
+impl SlotBody {
+    fn wrap(body: Body, permit: OwnedSemaphorePermit, limit: &ReadLimit) -> Body {
+        let held = Arc::new(Mutex::new(Held {
+            body: Some(body),
+            permit: Some(permit),
+            asked: Instant::now(),
+            producing: false,
+            expired: false,
+        }));
+        if let Some(timeout) = limit.unread_timeout {
+            tokio::spawn(drop_when_unread(
+                Arc::downgrade(&held),
+                timeout,
+                limit.dropped_unread.clone(),
+            ));
+        }
+        Body::new(SlotBody(held))
+    }
+}
+
+impl http_body::Body for SlotBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let mut held = self.0.lock();
+        held.asked = Instant::now();
+        let Some(body) = held.body.as_mut() else {
+            return Poll::Ready(
+                held.expired
+                    .then(|| Err(axum::Error::new("the answer went unread and was dropped"))),
+            );
+        };
+        let frame = Pin::new(body).poll_frame(cx);
+        held.producing = frame.is_pending();
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+            held.body = None;
+            held.permit = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let held = self.0.lock();
+        !held.expired && held.body.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .lock()
+            .body
+            .as_ref()
+            .map_or_else(SizeHint::default, |b| b.size_hint())
+    }
+}
+
+/// Drops the answer and its slot once the server has not asked for a frame for
+/// `timeout` while the answer had one ready; ends with the answer.
+async fn drop_when_unread(held: Weak<Mutex<Held>>, timeout: Duration, dropped: Arc<AtomicU64>) {
+    let mut deadline = Instant::now() + timeout;
+    loop {
+        tokio::time::sleep_until(deadline.into()).await;
+        let Some(held) = held.upgrade() else { return };
+        let mut held = held.lock();
+        if held.body.is_none() {
+            return;
+        }
+        let due = held.asked + timeout;
+        if held.producing || due > Instant::now() {
+            deadline = due.max(Instant::now() + Duration::from_millis(10));
+            continue;
+        }
+        held.body = None;
+        held.permit = None;
+        held.expired = true;
+        dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            ?timeout,
+            "a trace read's answer went unread; dropped with its slot"
+        );
+        return;
     }
 }
 

@@ -138,3 +138,60 @@ async fn an_answer_not_yet_read_holds_its_slot() {
     let next = get(&app, "/api/traces/4bf92f3577b34da6a3ce929d0e0e4736").await;
     assert_eq!(next.status, StatusCode::NOT_FOUND);
 }
+
+/// An answer its client leaves unread past the unread timeout (an HTTP/2 client that
+/// grants no window never blocks a socket write) is dropped with its slot, and its
+/// stream then ends in an error.
+#[tokio::test]
+async fn an_answer_left_unread_past_the_timeout_gives_its_slot_back() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let reader = Arc::new(GatedReader {
+        gate: Semaphore::new(10),
+    });
+    let reads = ReadLimit::new(1, Duration::from_millis(100))
+        .with_unread_timeout(Duration::from_millis(200));
+    let app = build_router(
+        reader,
+        None,
+        None,
+        Arc::new(FixedClock),
+        &QueryConfig::default(),
+        reads.clone(),
+    );
+    let request = || {
+        Request::get("/api/traces/4bf92f3577b34da6a3ce929d0e0e4736")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let unread = app.clone().oneshot(request()).await.unwrap();
+    assert_eq!(reads.in_flight(), 1);
+    let started = Instant::now();
+    while reads.in_flight() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the slot is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(reads.dropped_unread(), 1);
+    let next = get(&app, "/api/traces/4bf92f3577b34da6a3ce929d0e0e4736").await;
+    assert_eq!(next.status, StatusCode::NOT_FOUND);
+    assert!(
+        http_body_util::BodyExt::collect(unread.into_body())
+            .await
+            .is_err(),
+        "the dropped answer ends in an error"
+    );
+    // An answer read in time is whole, and counts nothing.
+    let read = app.clone().oneshot(request()).await.unwrap();
+    let body = http_body_util::BodyExt::collect(read.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(!body.is_empty());
+    assert_eq!(reads.dropped_unread(), 1);
+}
