@@ -13,7 +13,7 @@
 //! name `x-meshtel-peer-workload` and pass as unknown). Responses are stripped in
 //! `respond` before the route's response header operations, for the same reason.
 
-use http::header::{CONNECTION, EXPECT, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Request, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -145,7 +145,12 @@ pub(super) fn strip_hop_by_hop_headers(headers: &mut HeaderMap, websocket: bool)
     if others {
         headers.remove(KEEP_ALIVE);
         headers.remove(PROXY_CONNECTION);
-        headers.remove(TRANSFER_ENCODING);
+        if headers.remove(TRANSFER_ENCODING).is_some() {
+            // The message was framed by its transfer coding, not by a Content-Length
+            // sent beside it, which a proxy must remove (RFC 9112 §6.3): sent on, it
+            // would cut the body at its length.
+            headers.remove(CONTENT_LENGTH);
+        }
         headers.remove(UPGRADE);
     }
     if te && let Some(value) = headers.get(TE) {

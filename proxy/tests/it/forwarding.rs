@@ -249,6 +249,48 @@ async fn mesh_edits_are_picked_up_and_bad_edits_ignored() {
 }
 
 #[tokio::test]
+async fn a_response_framed_by_chunks_loses_the_content_length_sent_beside_them() {
+    // An app that sends both framings: the chunked body is the message (RFC 9112
+    // §6.3), and a Content-Length passed on would cut it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let app = listener.local_addr().expect("app addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let mut head = Vec::new();
+                loop {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    head.clear();
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mesh_file = dir.path().join("mesh.yaml");
+    let dead = dead_address().await;
+    write_mesh(&mesh_file, dead, dead);
+    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0).await.start();
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    // Over HTTP/1.1, which the proxy also speaks to this app (an HTTP/2 caller's
+    // request would go on over HTTP/2).
+    let (parts, body, _) = send(&http1_client(), get(&format!("http://{inbound}/both"), "reviews", &[])).await;
+    assert_eq!(parts.status, 200, "{parts:?} {body:?}");
+    assert_eq!(&body[..], b"0123456789", "{parts:?}");
+    assert_ne!(parts.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"5"[..]));
+}
+
+#[tokio::test]
 async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
     // The app answers each request as soon as it has the head, as one that rejects an
     // upload would, then reads and discards the rest without closing (a plain TCP
