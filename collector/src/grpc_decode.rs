@@ -1,5 +1,7 @@
 //! Undecodable gRPC requests answered as bad input: tonic answers a request message that
-//! is not valid protobuf with `INTERNAL` and "failed to decode Protobuf message", a code
+//! is not valid protobuf with `INTERNAL` and "failed to decode Protobuf message" (and a
+//! message cut short by the end of its stream, or flagged compressed without an
+//! encoding, likewise), a code
 //! that tells clients the server is broken and invites retries. Every service of the
 //! collector's port (OTLP `Export`, Mixer `Check`/`Report`/`WatchQuotas`, Istio's
 //! Mixer, Envoy `ShouldRateLimit`) answers `INVALID_ARGUMENT` instead, keeping tonic's
@@ -13,6 +15,14 @@ use std::task::{Context, Poll};
 
 use tonic::server::NamedService;
 
+/// How tonic's messages for a request it could not read begin: not protobuf, a
+/// message cut short by the end of its stream, a compressed flag without an encoding.
+const DECODE_ERRORS: [&str; 3] = [
+    "failed to decode",
+    "Unexpected EOF decoding stream",
+    "protocol error: received message with compressed-flag",
+];
+
 /// Rewrites a trailers-only `INTERNAL` "failed to decode ..." answer (the `grpc-status`
 /// and `grpc-message` headers tonic writes when it cannot decode the request) to
 /// `INVALID_ARGUMENT`; any other answer is left alone.
@@ -22,8 +32,9 @@ pub(crate) fn decode_error_to_invalid_argument(headers: &mut http::HeaderMap) {
         .get("grpc-status")
         .is_some_and(|value| value.as_bytes() == internal.as_bytes());
     let is_decode_error = headers.get("grpc-message").is_some_and(|m| {
-        let m = m.as_bytes();
-        m.starts_with(b"failed to decode") || m.starts_with(b"failed%20to%20decode")
+        // grpc-message is percent-encoded: a space may come as `%20`.
+        let m = String::from_utf8_lossy(m.as_bytes()).replace("%20", " ");
+        DECODE_ERRORS.iter().any(|prefix| m.starts_with(prefix))
     });
     if is_internal && is_decode_error {
         let invalid = (tonic::Code::InvalidArgument as i32).to_string();

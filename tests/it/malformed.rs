@@ -39,13 +39,18 @@ fn span(trace_id: &[u8], name: &str) -> Span {
 
 /// A raw gRPC call (length-prefixed frame) over HTTP/2, to send bytes tonic would not.
 async fn raw_grpc(m: &Meshtel, payload: &[u8]) -> (u16, Option<String>, Option<String>) {
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(payload);
+    raw_grpc_body(m, body).await
+}
+
+/// A raw gRPC call whose body is `body` as it is, frame header included.
+async fn raw_grpc_body(m: &Meshtel, body: Vec<u8>) -> (u16, Option<String>, Option<String>) {
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let mut body = vec![0u8];
-    body.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(payload);
     let response = client
         .post(format!("http://{}{OTLP_EXPORT_PATH}", m.grpc.unwrap()))
         .header("content-type", "application/grpc")
@@ -161,6 +166,21 @@ async fn check_grpc(m: &Meshtel) {
         (tonic::Code::InvalidArgument as i32).to_string(),
         "garbage → INVALID_ARGUMENT, got {code} {message:?}"
     );
+
+    // A message cut short by the end of its stream, and one flagged compressed with no
+    // grpc-encoding: bad input too, not a server fault.
+    let mut cut = vec![0u8, 0, 0, 3, 232];
+    cut.extend_from_slice(&[0u8; 10]);
+    let mut flagged = vec![1u8, 0, 0, 0, 2];
+    flagged.extend_from_slice(&[0u8; 2]);
+    for (what, body) in [("cut short", cut), ("compressed flag", flagged)] {
+        let (_, grpc_status, message) = raw_grpc_body(m, body).await;
+        assert_eq!(
+            grpc_status.as_deref(),
+            Some("3"),
+            "{what} → INVALID_ARGUMENT, got {grpc_status:?} {message:?}"
+        );
+    }
 
     // Over max_request_bytes: RESOURCE_EXHAUSTED (not retryable), as sent and gzipped.
     let mut big = span(&random_trace_id(), "big");
