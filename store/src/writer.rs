@@ -324,7 +324,9 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
             loop {
                 match flush_one(&inner, &job).await {
                     Ok(meta) => {
-                        info!(
+                        // Every flush interval: routine, counted in
+                        // meshtel_store_flushes_total; INFO would log one a second.
+                        debug!(
                             block = meta.id,
                             rows = meta.rows,
                             bytes = meta.bytes,
