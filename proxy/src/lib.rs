@@ -222,7 +222,8 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
             Some(app) => proxy_service(Proxy::inbound(context.clone(), app)),
             None => proxy_service(Proxy::outbound(context.clone())),
         };
-        workers.push(server::Worker::spawn(index, listeners, stats.connections.clone(), servers_stopped.clone(), upgrades, service)?);
+        let connections = server::ConnectionStats { connections: stats.connections.clone(), write_stalls: stats.write_stalls.clone() };
+        workers.push(server::Worker::spawn(index, listeners, connections, servers_stopped.clone(), upgrades, service)?);
     }
     let mut running = Vec::with_capacity(workers.len());
     for worker in workers {
@@ -235,8 +236,11 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         let response = admin::handle_admin(&admin_stats, &routing, &admin_quota, loopback_only, &request);
         async move { Ok::<_, Infallible>(response) }
     });
-    let admin_connections = stats.connections.with_label_values(&["admin", "main"]);
-    let admin_server = tokio::spawn(server::serve_listener("admin", listeners.admin, admin, admin_connections, server::IDLE_TIMEOUT, servers_stopped));
+    let admin_connections = server::ListenerCounters {
+        accepted: stats.connections.with_label_values(&["admin", "main"]),
+        write_stalls: stats.write_stalls.with_label_values(&["admin"]),
+    };
+    let admin_server = tokio::spawn(server::serve_listener("admin", listeners.admin, admin, admin_connections, server::LIMITS, servers_stopped));
     stats.ready.set(1);
 
     shutdown.await;

@@ -27,7 +27,7 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use meshtel_model::conn_life::{self, RequestCounter};
+use meshtel_model::conn_life::{self, RequestCounter, WriteStall};
 use meshtel_model::log_window::LogWindow;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
@@ -45,6 +45,43 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A downstream connection that sends nothing, or starts no request, for this long is
 /// closed (see [`conn_life`]); also hyper's HTTP/1.1 header read timeout.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a downstream client may read nothing of a response the proxy has ready
+/// to send before its connection is closed (Envoy's stream idle timeout): a client
+/// that stops reading would otherwise hold its connection, and the upstream one
+/// behind it, for ever.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `serve_listener`'s limits on every listener of the proxy.
+pub const LIMITS: (Duration, Duration) = (IDLE_TIMEOUT, WRITE_STALL_TIMEOUT);
+
+/// The counters of one listener's connections.
+#[derive(Clone)]
+pub struct ListenerCounters {
+    /// Connections accepted.
+    pub accepted: IntCounter,
+    /// Connections closed after [`WRITE_STALL_TIMEOUT`].
+    pub write_stalls: IntCounter,
+}
+
+impl ListenerCounters {
+    /// The counters of `listener` on `worker`, from the proxy's stats.
+    pub fn of(stats: &ConnectionStats, listener: &str, worker: &str) -> ListenerCounters {
+        ListenerCounters {
+            accepted: stats.connections.with_label_values(&[listener, worker]),
+            write_stalls: stats.write_stalls.with_label_values(&[listener]),
+        }
+    }
+}
+
+/// The connection counters every listener takes its own from.
+#[derive(Clone)]
+pub struct ConnectionStats {
+    /// Accepted, by listener and worker.
+    pub connections: IntCounterVec,
+    /// Closed after [`WRITE_STALL_TIMEOUT`], by listener.
+    pub write_stalls: IntCounterVec,
+}
 /// How often an h2c connection is pinged to tell a live client from a vanished one
 /// that still holds open streams.
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -86,14 +123,15 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// Serves `service` on every connection of `listener` until `shutdown` flips to
 /// true, then lets open connections finish (bounded by [`DRAIN_TIMEOUT`]). Counts
-/// accepted connections in `connections`. A connection that sends nothing, or starts
-/// no request, for `idle` ([`IDLE_TIMEOUT`]) is closed.
+/// accepted connections in `counters`. A connection that sends nothing, or starts
+/// no request, for `idle` ([`IDLE_TIMEOUT`]) is closed, and so is one whose client
+/// reads nothing of a response for `write_stall` ([`WRITE_STALL_TIMEOUT`]).
 pub async fn serve_listener<S, B>(
     name: &'static str,
     listener: TcpListener,
     service: S,
-    connections: IntCounter,
-    idle: Duration,
+    counters: ListenerCounters,
+    (idle, write_stall): (Duration, Duration),
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
@@ -116,7 +154,7 @@ pub async fn serve_listener<S, B>(
     loop {
         tokio::select! {
             (stream, peer) = conn_life::accept(&listener, name, &mut accept_errors) => {
-                connections.inc();
+                counters.accepted.inc();
                 if let Err(error) = stream.set_nodelay(true) {
                     debug!(listener = name, %error, "set_nodelay failed");
                 }
@@ -124,6 +162,7 @@ pub async fn serve_listener<S, B>(
                 let service = service.clone();
                 let mut stop = shutdown.clone();
                 let token = connection_token.clone();
+                let write_stalls = counters.write_stalls.clone();
                 tokio::spawn(async move {
                     let _token = token;
                     if !conn_life::first_byte_unless_stopped(&stream, idle, &mut stop).await {
@@ -134,6 +173,10 @@ pub async fn serve_listener<S, B>(
                     let service = Counted { inner: service, requests: requests.clone() };
                     // With upgrades: a WebSocket's `101` hands the connection to the
                     // proxy (forward::upgrade), as Envoy and Istio allow by default.
+                    let stream = WriteStall::new(stream, write_stall, move || {
+                        write_stalls.inc();
+                        debug!(listener = name, %peer, "the client read nothing of a response in time, connection closed");
+                    });
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let connection = std::pin::pin!(connection);
                     let graceful: fn(std::pin::Pin<&mut _>) = |connection| auto::UpgradeableConnection::graceful_shutdown(connection);
@@ -227,7 +270,7 @@ impl Worker {
     pub fn spawn<F, S, B>(
         index: usize,
         listeners: WorkerListeners,
-        connections: IntCounterVec,
+        connections: ConnectionStats,
         shutdown: watch::Receiver<bool>,
         upgrades: Upgrades,
         service: F,
@@ -255,12 +298,12 @@ impl Worker {
                     let registered = (|| {
                         if let Some((listener, app)) = listeners.inbound {
                             let listener = TcpListener::from_std(listener)?;
-                            let counter = connections.with_label_values(&["inbound", &worker]);
-                            servers.spawn(serve_listener("inbound", listener, service(Some(app)), counter, IDLE_TIMEOUT, shutdown.clone()));
+                            let counters = ListenerCounters::of(&connections, "inbound", &worker);
+                            servers.spawn(serve_listener("inbound", listener, service(Some(app)), counters, LIMITS, shutdown.clone()));
                         }
                         let listener = TcpListener::from_std(listeners.outbound)?;
-                        let counter = connections.with_label_values(&["outbound", &worker]);
-                        servers.spawn(serve_listener("outbound", listener, service(None), counter, IDLE_TIMEOUT, shutdown));
+                        let counters = ListenerCounters::of(&connections, "outbound", &worker);
+                        servers.spawn(serve_listener("outbound", listener, service(None), counters, LIMITS, shutdown));
                         Ok(())
                     })();
                     let serving = registered.is_ok();
@@ -316,6 +359,45 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], 0))
     }
 
+    fn test_counters() -> ListenerCounters {
+        ListenerCounters { accepted: IntCounter::new("a", "a").expect("counter"), write_stalls: IntCounter::new("w", "w").expect("counter") }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_reads_nothing_of_its_answer_is_let_go() {
+        let listener = TcpListener::bind(any_port()).await.expect("bind");
+        let addr = listener.local_addr().expect("bound");
+        // An answer far larger than the sockets' buffers.
+        let service = hyper::service::service_fn(|_request: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 64 << 20]))))
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let counters = test_counters();
+        let server = tokio::spawn(serve_listener("test", listener, service, counters.clone(), (Duration::from_secs(60), Duration::from_millis(300)), shutdown));
+        // Sends its request, then reads nothing until the server gives up on it.
+        let closed = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+            std::thread::sleep(Duration::from_secs(2));
+            stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+            let mut read = 0usize;
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => return read,
+                    Ok(n) => read += n,
+                }
+            }
+        })
+        .await
+        .expect("client");
+        assert!(closed < 64 << 20, "the whole answer came through: {closed} bytes");
+        assert_eq!(counters.write_stalls.get(), 1);
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), server).await.expect("stopped").expect("server task");
+    }
+
     #[test]
     fn workers_share_an_address_that_a_second_proxy_cannot_take() {
         let first = bind_first(any_port()).expect("first socket");
@@ -363,8 +445,7 @@ mod tests {
             Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok"))))
         });
         let (stop, shutdown) = watch::channel(false);
-        let counter = IntCounter::new("c", "c").expect("counter");
-        let server = tokio::spawn(serve_listener("test", listener, service, counter, Duration::from_millis(500), shutdown));
+        let server = tokio::spawn(serve_listener("test", listener, service, test_counters(), (Duration::from_millis(500), WRITE_STALL_TIMEOUT), shutdown));
         let wait = Duration::from_secs(8);
         let cases: [(&str, &[u8]); 2] = [("silent", b""), ("HTTP/1.1 after a response", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")];
         for (what, data) in cases {
@@ -394,8 +475,7 @@ mod tests {
             Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
         });
         let (stop, shutdown) = watch::channel(false);
-        let counter = IntCounter::new("c", "c").expect("counter");
-        let server = tokio::spawn(serve_listener("test", listener, service, counter, Duration::from_secs(60), shutdown));
+        let server = tokio::spawn(serve_listener("test", listener, service, test_counters(), (Duration::from_secs(60), WRITE_STALL_TIMEOUT), shutdown));
         let _silent = std::net::TcpStream::connect(addr).expect("connect");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let stopping = std::time::Instant::now();

@@ -67,6 +67,9 @@ pub struct Stats {
     pub ready: IntGauge,
     /// Downstream connections accepted, by listener and worker (`admin` on `main`).
     pub connections: IntCounterVec,
+    /// Downstream connections closed because their client read nothing of a response
+    /// for [`crate::server::WRITE_STALL_TIMEOUT`], by listener.
+    pub write_stalls: IntCounterVec,
     /// Quota decisions, Check calls, policies and leases.
     pub quota: QuotaStats,
     /// Traffic rules: reloads, faults, retries, circuit breaking, ejections, mirrors.
@@ -176,6 +179,12 @@ impl Stats {
                 "meshtel_proxy_downstream_connections_total",
                 "Downstream connections accepted, by listener and worker thread",
                 &["listener", "worker"],
+            )?,
+            write_stalls: counter_vec(
+                &registry,
+                "meshtel_proxy_downstream_write_timeouts_total",
+                "Downstream connections closed because the client read nothing of a response for 5 minutes",
+                &["listener"],
             )?,
             quota: QuotaStats::register(&registry)?,
             routing: RoutingStats::register(&registry)?,
