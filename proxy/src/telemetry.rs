@@ -156,12 +156,13 @@ impl Exchange {
         let host_valid = host.is_none_or(|h| is_valid_host(h.as_bytes()));
         let authority = if absolute || !host_valid { target() } else { host.cloned().or_else(target) };
         let authority = authority.unwrap_or_else(|| HeaderValue::from_static(""));
-        // RFC 9112 §3.2: one `Host` line, a valid `host[:port]` (a target naming
-        // userinfo is no better, RFC 9110 §4.2.4), and an HTTP/1.1 request without one
+        // RFC 9112 §3.2: one `Host` line, a valid `host[:port]` (a target or an HTTP/2
+        // `:authority` naming userinfo is no better, RFC 9110 §4.2.4, RFC 9113
+        // §8.3.1), and an HTTP/1.1 request without one
         // is a bad request (HTTP/1.0 predates `Host`; an absolute-form target names it).
         let host_fault = if hosts > 1 {
             Some(HostFault::Repeated)
-        } else if !host_valid || (absolute && !is_valid_host(authority.as_bytes())) {
+        } else if !host_valid || ((absolute || host.is_none()) && !is_valid_host(authority.as_bytes())) {
             Some(HostFault::Invalid)
         } else if hosts == 0 && !absolute && request.version() == Version::HTTP_11 {
             Some(HostFault::Missing)

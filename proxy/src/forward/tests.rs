@@ -177,6 +177,8 @@ async fn an_h2c_caller_reaches_an_http1_app_with_app_protocol_http1() {
     let http1 = start_proxy(mesh, "reviews", Some(app), |config| config.app_protocol = AppProtocol::Http1).await;
     let inbound = http1.addresses.inbound.expect("inbound listener");
     assert_eq!(h2c_get(inbound, "reviews:9080").await, (200, "HTTP/1.1 reviews:9080".to_owned()));
+    // An `:authority` naming userinfo is refused, as such a Host is over HTTP/1.1.
+    assert_eq!(h2c_get(inbound, "evil@reviews:9080").await.0, 400);
 }
 
 #[tokio::test]
