@@ -124,8 +124,8 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     // `serve` writes listeners.json; split roles sharing one data directory each write
     // their own file so that neither overwrites (or deletes) the other's.
     let listeners_path = config.data_dir.join(match role {
-        Role::All => "listeners.json",
-        Role::Collector => "listeners-collector.json",
+        Role::All => SERVE_LISTENERS_FILE,
+        Role::Collector => COLLECTOR_LISTENERS_FILE,
         Role::Query => "listeners-query.json",
     });
     let mut listeners = Listeners::default();
@@ -154,10 +154,15 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     // A file left by a process that was killed names its dead ports. Removed only now
     // that the store holds the data directory's lock: a second server refused by that
-    // lock must not delete the running one's file. A query process takes no lock and
-    // another may be running (a rolling restart): it only writes its own file over it.
+    // lock must not delete the running one's file. Both roles that take the lock
+    // (`serve`, `collector`) remove both their files: a `serve` killed and followed by
+    // a `collector` must not leave its dead ports for scripts to find. A query process
+    // takes no lock and another may be running (a rolling restart): it only writes its
+    // own file over it.
     if role.ingests() {
-        remove_stale_listeners_file(&listeners_path)?;
+        for file in [SERVE_LISTENERS_FILE, COLLECTOR_LISTENERS_FILE] {
+            remove_stale_listeners_file(&config.data_dir.join(file))?;
+        }
     }
 
     // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
@@ -533,6 +538,11 @@ fn show_generated_admin_token(token: &str, database: &Path) {
 }
 
 /// Removes a listeners file left behind by an earlier process.
+/// The listeners file of `serve`, in the data directory.
+const SERVE_LISTENERS_FILE: &str = "listeners.json";
+/// The listeners file of `collector`.
+const COLLECTOR_LISTENERS_FILE: &str = "listeners-collector.json";
+
 fn remove_stale_listeners_file(path: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => {

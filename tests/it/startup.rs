@@ -124,6 +124,13 @@ async fn a_start_refused_by_the_lock_leaves_the_running_servers_listeners_file()
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     m.stop().await;
+    // A `serve` killed, then a `collector` on the same directory: the dead server's
+    // ports are not left for scripts to find.
+    std::fs::write(&file, r#"{"grpc": "127.0.0.1:1"}"#).unwrap();
+    let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
+    assert!(!file.exists(), "the killed serve's listeners.json is still there");
+    assert!(dir.data_dir().join("listeners-collector.json").exists());
+    collector.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
