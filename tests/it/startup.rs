@@ -128,7 +128,10 @@ async fn a_start_refused_by_the_lock_leaves_the_running_servers_listeners_file()
     // ports are not left for scripts to find.
     std::fs::write(&file, r#"{"grpc": "127.0.0.1:1"}"#).unwrap();
     let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
-    assert!(!file.exists(), "the killed serve's listeners.json is still there");
+    assert!(
+        !file.exists(),
+        "the killed serve's listeners.json is still there"
+    );
     assert!(dir.data_dir().join("listeners-collector.json").exists());
     collector.stop().await;
 }
