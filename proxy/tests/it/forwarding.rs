@@ -248,54 +248,10 @@ async fn mesh_edits_are_picked_up_and_bad_edits_ignored() {
     assert_eq!(parts.status, 200, "the last good mesh stays in force");
 }
 
-#[tokio::test]
-async fn a_response_framed_by_chunks_loses_the_content_length_sent_beside_them() {
-    // An app that sends both framings: the chunked body is the message (RFC 9112
-    // §6.3), and a Content-Length passed on would cut it.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
-    let app = listener.local_addr().expect("app addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; 8192];
-                let mut head = Vec::new();
-                loop {
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buffer[..n]),
-                        }
-                    }
-                    head.clear();
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n";
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mesh_file = dir.path().join("mesh.yaml");
-    let dead = dead_address().await;
-    write_mesh(&mesh_file, dead, dead);
-    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0).await.start();
-    let inbound = proxy.addresses.inbound.expect("inbound listener");
-    // Over HTTP/1.1, which the proxy also speaks to this app (an HTTP/2 caller's
-    // request would go on over HTTP/2).
-    let (parts, body, _) = send(&http1_client(), get(&format!("http://{inbound}/both"), "reviews", &[])).await;
-    assert_eq!(parts.status, 200, "{parts:?} {body:?}");
-    assert_eq!(&body[..], b"0123456789", "{parts:?}");
-    assert_ne!(parts.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"5"[..]));
-}
-
-#[tokio::test]
-async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
-    // The app answers each request as soon as it has the head, as one that rejects an
-    // upload would, then reads and discards the rest without closing (a plain TCP
-    // server: closing with unread data would reset the connection). The upload never
-    // ends here, so the upstream connection that carries it stays busy sending it.
+/// An app on a plain TCP server that writes `answer` for each request head it reads
+/// and reads and discards everything else, never closing first (closing with unread
+/// data would reset the connection).
+async fn raw_app(answer: &'static [u8]) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
     let app = listener.local_addr().expect("app addr");
@@ -310,11 +266,10 @@ async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
                         return;
                     }
                     head.extend_from_slice(&buffer[..n]);
-                    // One answer per request head seen (the uploads' bytes hold no
-                    // blank line).
+                    // One answer per request head seen (bodies here hold no blank line).
                     while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
                         head.drain(..end + 4);
-                        if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly").await.is_err() {
+                        if stream.write_all(answer).await.is_err() {
                             return;
                         }
                     }
@@ -325,11 +280,42 @@ async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
             });
         }
     });
+    app
+}
+
+/// A `reviews` proxy whose inbound listener forwards to `app`, with no peers and no
+/// collector; the directory holds its mesh file.
+async fn proxy_in_front_of(app: std::net::SocketAddr) -> (RunningProxy, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mesh_file = dir.path().join("mesh.yaml");
     let dead = dead_address().await;
     write_mesh(&mesh_file, dead, dead);
     let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0).await.start();
+    (proxy, dir)
+}
+
+#[tokio::test]
+async fn a_response_framed_by_chunks_loses_the_content_length_sent_beside_them() {
+    // Both framings: the chunked body is the message (RFC 9112 §6.3), and a
+    // Content-Length passed on would cut it.
+    let app = raw_app(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n").await;
+    let (proxy, _dir) = proxy_in_front_of(app).await;
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    // Over HTTP/1.1, which the proxy also speaks to this app (an HTTP/2 caller's
+    // request would go on over HTTP/2).
+    let (parts, body, _) = send(&http1_client(), get(&format!("http://{inbound}/both"), "reviews", &[])).await;
+    assert_eq!(parts.status, 200, "{parts:?} {body:?}");
+    assert_eq!(&body[..], b"0123456789", "{parts:?}");
+    assert_ne!(parts.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"5"[..]));
+}
+
+#[tokio::test]
+async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
+    // The app answers each request as soon as it has the head, as one that rejects an
+    // upload would, then reads and discards the rest. The upload never ends here, so
+    // the upstream connection that carries it stays busy sending it.
+    let app = raw_app(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly").await;
+    let (proxy, _dir) = proxy_in_front_of(app).await;
     let inbound = proxy.addresses.inbound.expect("inbound listener");
 
     let (mut upload, chunks) = futures::channel::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>(4);
