@@ -6,7 +6,9 @@
 //! memory; an answer its client leaves unread for the unread timeout (the binary's
 //! `http.write_timeout`) is dropped with its slot, and its stream ends in an error.
 //! That covers an HTTP/2 client that grants no flow-control window, which never
-//! blocks a socket write.
+//! blocks a socket write. The server is handed the answer in pieces of its own
+//! ([`HANDOUT_BYTES`]), so that dropping the answer frees it, bar the piece the server
+//! holds.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,10 +140,18 @@ pub(crate) async fn limit_reads(
     }
 }
 
+/// Most bytes of an answer handed to the server at once, each piece a copy of its
+/// own: the server keeps a piece it cannot send yet (hyper's HTTP/2 takes a frame
+/// before it waits for the client's window), and a slice of the whole answer would
+/// keep the whole answer alive.
+const HANDOUT_BYTES: usize = 64 * 1024;
+
 /// An answer and its slot, shared between [`SlotBody`] and the watchdog that drops
 /// both when the answer goes unread.
 struct Held {
     body: Option<Body>,
+    /// What is left of the answer's current data frame, not handed out yet.
+    rest: Bytes,
     permit: Option<OwnedSemaphorePermit>,
     /// When the server last asked for a frame.
     asked: Instant,
@@ -157,6 +167,7 @@ impl SlotBody {
     fn wrap(body: Body, permit: OwnedSemaphorePermit, limit: &ReadLimit) -> Body {
         let held = Arc::new(Mutex::new(Held {
             body: Some(body),
+            rest: Bytes::new(),
             permit: Some(permit),
             asked: Instant::now(),
             producing: false,
@@ -183,6 +194,9 @@ impl http_body::Body for SlotBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let mut held = self.0.lock();
         held.asked = Instant::now();
+        if !held.rest.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(hand_out(&mut held.rest)))));
+        }
         let Some(body) = held.body.as_mut() else {
             return Poll::Ready(
                 held.expired
@@ -191,25 +205,51 @@ impl http_body::Body for SlotBody {
         };
         let frame = Pin::new(body).poll_frame(cx);
         held.producing = frame.is_pending();
-        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
-            held.body = None;
-            held.permit = None;
+        match frame {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if data.len() > HANDOUT_BYTES => {
+                    held.rest = data;
+                    Poll::Ready(Some(Ok(Frame::data(hand_out(&mut held.rest)))))
+                }
+                Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Err(trailers) => Poll::Ready(Some(Ok(trailers))),
+            },
+            Poll::Pending => Poll::Pending,
+            done => {
+                held.body = None;
+                held.permit = None;
+                done
+            }
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
         let held = self.0.lock();
-        !held.expired && held.body.as_ref().is_none_or(|b| b.is_end_stream())
+        !held.expired
+            && held.rest.is_empty()
+            && held.body.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.0
-            .lock()
+        let held = self.0.lock();
+        let rest = held.rest.len() as u64;
+        let inner = held
             .body
             .as_ref()
-            .map_or_else(SizeHint::default, |b| b.size_hint())
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint());
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
+}
+
+/// The next piece of `rest`, at most [`HANDOUT_BYTES`], as a copy of its own.
+fn hand_out(rest: &mut Bytes) -> Bytes {
+    let piece = rest.split_to(rest.len().min(HANDOUT_BYTES));
+    Bytes::copy_from_slice(&piece)
 }
 
 /// Drops the answer and its slot once the server has not asked for a frame for
@@ -220,7 +260,7 @@ async fn drop_when_unread(held: Weak<Mutex<Held>>, timeout: Duration, dropped: A
         tokio::time::sleep_until(deadline.into()).await;
         let Some(held) = held.upgrade() else { return };
         let mut held = held.lock();
-        if held.body.is_none() {
+        if held.body.is_none() && held.rest.is_empty() {
             return;
         }
         let due = held.asked + timeout;
@@ -229,6 +269,7 @@ async fn drop_when_unread(held: Weak<Mutex<Held>>, timeout: Duration, dropped: A
             continue;
         }
         held.body = None;
+        held.rest = Bytes::new();
         held.permit = None;
         held.expired = true;
         dropped.fetch_add(1, Ordering::Relaxed);

@@ -195,3 +195,46 @@ async fn an_answer_left_unread_past_the_timeout_gives_its_slot_back() {
     assert!(!body.is_empty());
     assert_eq!(reads.dropped_unread(), 1);
 }
+
+/// The server gets a large answer in pieces of their own, so that when it holds one
+/// it cannot send (hyper's HTTP/2 takes a frame before it waits for the client's
+/// window) and the answer goes unread, dropping the answer frees all of it but that
+/// piece: the stream then ends in an error, not with the rest of the answer.
+#[tokio::test]
+async fn a_large_answer_is_handed_out_in_pieces_and_dropped_past_its_first() {
+    let reads = ReadLimit::new(1, Duration::from_millis(100))
+        .with_unread_timeout(Duration::from_millis(200));
+    let answer = vec![b'x'; 10 * HANDOUT_BYTES + 7];
+    let permit = reads.permits.clone().acquire_owned().await.unwrap();
+    let mut body = SlotBody::wrap(Body::from(answer.clone()), permit, &reads);
+    assert_eq!(
+        http_body::Body::size_hint(&body).exact(),
+        Some(answer.len() as u64),
+        "Content-Length stays known"
+    );
+    // Read whole, it comes back whole, in pieces.
+    let mut pieces = 0;
+    let mut whole = Vec::new();
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let data = frame.unwrap().into_data().unwrap();
+        assert!(data.len() <= HANDOUT_BYTES);
+        whole.extend_from_slice(&data);
+        pieces += 1;
+    }
+    assert_eq!((whole.len(), pieces), (answer.len(), 11));
+    assert_eq!(reads.in_flight(), 0);
+
+    // One piece taken, then nothing: past the timeout the rest is gone with the slot.
+    let permit = reads.permits.clone().acquire_owned().await.unwrap();
+    let mut body = SlotBody::wrap(Body::from(answer), permit, &reads);
+    let first = http_body_util::BodyExt::frame(&mut body)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap().len(), HANDOUT_BYTES);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(reads.in_flight(), 0);
+    assert_eq!(reads.dropped_unread(), 1);
+    let next = http_body_util::BodyExt::frame(&mut body).await;
+    assert!(matches!(next, Some(Err(_))), "the stream ends in an error");
+}
