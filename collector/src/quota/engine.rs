@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::config::QuotaConfig;
 use super::counter::{Counter, Mode, nanos};
 use super::dedup::Dedup;
-use super::metrics::{QuotaMetrics, ResultCounters};
+use super::metrics::{LIMIT_OVERRIDE_LABEL, QuotaMetrics, ResultCounters};
 use super::policies::{PolicyEntry, PolicyLoad, PolicySet, QuotaStats, compile_set};
 use crate::error::Result;
 
@@ -199,10 +199,10 @@ pub(crate) struct Chargee<'a> {
     pub results: &'a ResultCounters,
     pub stats: Option<&'a QuotaStats>,
     pub shadow: bool,
-    /// Most counters the table may hold when this charge would add one: `max_keys`
-    /// for policies, less for counters a client names itself (Envoy's limit
-    /// overrides), so that they cannot take the table from the policies.
-    pub max_keys: Option<usize>,
+    /// A counter a client names itself (Envoy's limit overrides): these may take half
+    /// of the table at most ([`QuotaEngine::override_keys`]), so that they cannot
+    /// crowd out the policies' counters.
+    pub client_named: bool,
 }
 
 impl<'a> Chargee<'a> {
@@ -212,7 +212,7 @@ impl<'a> Chargee<'a> {
             results: &entry.results,
             stats: Some(&entry.stats),
             shadow: entry.shadow(),
-            max_keys: None,
+            client_named: false,
         }
     }
 }
@@ -233,6 +233,9 @@ pub struct QuotaEngine {
     shards: Box<[Shard]>,
     shard_hasher: foldhash::fast::FixedState,
     keys: AtomicUsize,
+    /// Live counters that clients named ([`Chargee::client_named`]), at most half of
+    /// `max_keys`.
+    override_keys: AtomicUsize,
     dedup: Dedup,
     pub(crate) metrics: QuotaMetrics,
     watch: watch::Sender<QuotaPolicies>,
@@ -260,6 +263,7 @@ impl QuotaEngine {
             policies: RwLock::new(Arc::new(PolicySet::default())),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             shard_hasher: foldhash::fast::FixedState::with_seed(0x71_756f_7461),
+            override_keys: AtomicUsize::new(0),
             keys: AtomicUsize::new(0),
             metrics,
             watch,
@@ -570,10 +574,7 @@ impl QuotaEngine {
         let step = match map.get_mut(key) {
             Some(slot) => slot.counter.charge(limit, amount, mode, now),
             None => {
-                let max_keys = who
-                    .max_keys
-                    .map_or(self.config.max_keys, |m| m.min(self.config.max_keys));
-                if !self.reserve_key(shard, &mut map, now, max_keys) {
+                if !self.place_counter(who, shard, &mut map, now) {
                     drop(map);
                     who.results.overflow.inc();
                     self.log_overflow(who.quota, now);
@@ -633,8 +634,8 @@ impl QuotaEngine {
     /// Takes one place in the table for a new counter. When the table is full, looks
     /// for idle counters (at most every 10 ms): this shard's first, then the other
     /// shards' that are not locked, until some are evicted.
-    fn reserve_key(&self, own: &Shard, map: &mut CounterMap, now: u64, max_keys: usize) -> bool {
-        if self.take_place(max_keys) {
+    fn reserve_key(&self, own: &Shard, map: &mut CounterMap, now: u64) -> bool {
+        if self.take_place() {
             return true;
         }
         let last = self.last_full_scan_ns.load(Ordering::Relaxed);
@@ -655,21 +656,67 @@ impl QuotaEngine {
                 evicted += self.evict_idle(&mut other, now);
             }
         }
-        evicted > 0 && self.take_place(max_keys)
+        evicted > 0 && self.take_place()
     }
 
-    fn take_place(&self, max_keys: usize) -> bool {
-        if self.keys.fetch_add(1, Ordering::Relaxed) < max_keys {
+    fn take_place(&self) -> bool {
+        if self.keys.fetch_add(1, Ordering::Relaxed) < self.config.max_keys {
             return true;
         }
         self.keys.fetch_sub(1, Ordering::Relaxed);
         false
     }
 
-    fn evict_idle(&self, map: &mut CounterMap, now: u64) -> usize {
+    /// A place in the table for a new counter of `who`, and among the client-named
+    /// ones when it is one of those.
+    fn place_counter(
+        &self,
+        who: &Chargee<'_>,
+        shard: &Shard,
+        map: &mut CounterMap,
+        now: u64,
+    ) -> bool {
+        if !who.client_named {
+            return self.reserve_key(shard, map, now);
+        }
+        if !self.take_override_place() {
+            return false;
+        }
+        if self.reserve_key(shard, map, now) {
+            return true;
+        }
+        self.override_keys.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    /// One place among the client-named counters, if fewer than half of `max_keys`
+    /// (at least one) are live.
+    fn take_override_place(&self) -> bool {
+        let most = (self.config.max_keys / 2).max(1);
+        if self.override_keys.fetch_add(1, Ordering::Relaxed) < most {
+            return true;
+        }
+        self.override_keys.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Keeps the counters `keep` says to, and counts the client-named ones it drops.
+    fn retain_counters(&self, map: &mut CounterMap, mut keep: impl FnMut(&Slot) -> bool) -> usize {
         let before = map.len();
-        map.retain(|_, slot| !slot.counter.is_idle(now));
-        let evicted = before - map.len();
+        let mut overrides = 0;
+        map.retain(|_, slot| {
+            let kept = keep(slot);
+            if !kept && &*slot.quota == LIMIT_OVERRIDE_LABEL {
+                overrides += 1;
+            }
+            kept
+        });
+        self.override_keys.fetch_sub(overrides, Ordering::Relaxed);
+        before - map.len()
+    }
+
+    fn evict_idle(&self, map: &mut CounterMap, now: u64) -> usize {
+        let evicted = self.retain_counters(map, |slot| !slot.counter.is_idle(now));
         if evicted > 0 {
             self.keys.fetch_sub(evicted, Ordering::Relaxed);
             self.metrics.evicted.inc_by(evicted as u64);
@@ -711,13 +758,11 @@ impl QuotaEngine {
         let mut dropped = 0;
         for shard in self.shards.iter() {
             let mut map = shard.map.lock();
-            let before = map.len();
-            map.retain(|_, slot| {
+            dropped += self.retain_counters(&mut map, |slot| {
                 quotas
                     .binary_search_by(|q| q.as_str().cmp(&*slot.quota))
                     .is_err()
             });
-            dropped += before - map.len();
         }
         self.keys.fetch_sub(dropped, Ordering::Relaxed);
         self.update_key_gauge();

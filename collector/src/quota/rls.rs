@@ -97,8 +97,8 @@ pub const MAX_DESCRIPTORS: usize = 64;
 pub const MAX_ENTRIES: usize = 16;
 /// Longest descriptor entry key, in bytes.
 pub const MAX_ENTRY_KEY_BYTES: usize = 256;
-/// Longest descriptor entry value, in bytes: a counter's key holds its values, and a
-/// client names them.
+/// Longest descriptor entry value kept, in bytes: longer ones are cut to it (see
+/// [`values_cut`]).
 pub const MAX_ENTRY_VALUE_BYTES: usize = 4096;
 
 /// The unit and requests per unit reporting `max_amount` per `window`.
@@ -219,6 +219,37 @@ fn invalid(message: String) -> Error {
     Error::InvalidQuotaRequest(message)
 }
 
+/// `request` with every descriptor value longer than [`MAX_ENTRY_VALUE_BYTES`] cut to
+/// it (at a character boundary): a counter's key holds the values, and a client names
+/// them. Cut, not refused: Envoy lets a request through when its rate limit call
+/// fails, so a refusal would let a caller past its limit by lengthening a header.
+/// Values that share their first 4 KiB share a counter, which limits more, not less.
+fn values_cut(request: &RateLimitRequest) -> std::borrow::Cow<'_, RateLimitRequest> {
+    let long = |e: &Entry| e.value.len() > MAX_ENTRY_VALUE_BYTES;
+    if !request
+        .descriptors
+        .iter()
+        .any(|d| d.entries.iter().any(long))
+    {
+        return std::borrow::Cow::Borrowed(request);
+    }
+    let mut cut = request.clone();
+    for e in cut
+        .descriptors
+        .iter_mut()
+        .flat_map(|d| d.entries.iter_mut())
+    {
+        if long(e) {
+            let mut end = MAX_ENTRY_VALUE_BYTES;
+            while !e.value.is_char_boundary(end) {
+                end -= 1;
+            }
+            e.value.truncate(end);
+        }
+    }
+    std::borrow::Cow::Owned(cut)
+}
+
 /// Checks the request's shape; the message names the field.
 fn validate(request: &RateLimitRequest) -> Result<()> {
     if request.domain.is_empty() {
@@ -255,12 +286,6 @@ fn validate(request: &RateLimitRequest) -> Result<()> {
                 return Err(invalid(format!(
                     "descriptors[{i}].entries[{j}].key: {} bytes, at most {MAX_ENTRY_KEY_BYTES}",
                     e.key.len()
-                )));
-            }
-            if e.value.len() > MAX_ENTRY_VALUE_BYTES {
-                return Err(invalid(format!(
-                    "descriptors[{i}].entries[{j}].value: {} bytes, at most {MAX_ENTRY_VALUE_BYTES}",
-                    e.value.len()
                 )));
             }
         }
@@ -331,6 +356,7 @@ fn status_ok() -> DescriptorStatus {
 impl QuotaEngine {
     /// Answers `ShouldRateLimit` (see the module documentation).
     pub fn should_rate_limit(&self, request: &RateLimitRequest) -> Result<RateLimitResponse> {
+        let request = &*values_cut(request);
         if let Err(error) = validate(request) {
             let set = self.policy_set();
             let domain = if set.domains.contains_key(&request.domain) {
@@ -525,7 +551,7 @@ impl QuotaEngine {
                     shadow: false,
                     // A client names these counters and their windows (a year at
                     // most): they may fill half the table, never the policies' half.
-                    max_keys: Some(self.max_keys() / 2),
+                    client_named: true,
                 };
                 let decision = match hits {
                     Some(hits) => self.charge_key(&who, &key, limit, hits, false),

@@ -591,21 +591,56 @@ fn limit_overrides_cannot_take_the_table_from_the_policies() {
     // The policy's own counter is kept and enforced.
     assert_eq!(code(descriptor(&[("remote_address", "192.0.2.1")])), OK);
     assert_eq!(code(descriptor(&[("remote_address", "192.0.2.1")])), OVER);
+
+    // The other way round: policies holding more than half leave overrides the rest.
+    let engine = QuotaEngine::new(
+        QuotaConfig {
+            max_keys: 10,
+            ..QuotaConfig::default()
+        },
+        Arc::new(ManualClock::new(T0)),
+    )
+    .unwrap();
+    let specs = import_envoy_ratelimit(
+        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
+    )
+    .unwrap();
+    assert!(engine.set_policies(1, specs).invalid.is_empty());
+    let code = |d: RateLimitDescriptor| {
+        let request = RateLimitRequest {
+            domain: "edge".into(),
+            descriptors: vec![d],
+            hits_addend: 0,
+        };
+        engine.should_rate_limit(&request).unwrap().statuses[0].code
+    };
+    for i in 0..7 {
+        code(descriptor(&[("remote_address", &format!("192.0.2.{i}"))]));
+    }
+    assert_eq!(engine.key_count(), 7);
+    assert_eq!(code(overridden("10.0.0.1")), OK);
+    assert_eq!(
+        code(overridden("10.0.0.1")),
+        OVER,
+        "an override still counted"
+    );
+    assert_eq!(engine.key_count(), 8);
 }
 
 #[test]
-fn descriptor_entries_longer_than_their_bounds_are_refused_by_name() {
+fn long_descriptor_values_are_cut_and_still_limited_and_long_keys_refused() {
+    // A value past the bound is cut to it, not refused: a refused call lets the
+    // request through Envoy, so lengthening a header would escape the limit.
     let engine = imported(&[GREEDY]);
-    let long = "v".repeat(super::MAX_ENTRY_VALUE_BYTES + 1);
-    let request = RateLimitRequest {
-        domain: "greedy".into(),
-        descriptors: vec![descriptor(&[("a", "x")]), descriptor(&[("a", &long)])],
-        hits_addend: 0,
-    };
-    let message = engine.should_rate_limit(&request).unwrap_err().to_string();
-    assert!(
-        message.contains("descriptors[1].entries[0].value: 4097 bytes, at most 4096"),
-        "{message}"
+    let long = |tail: &str| format!("{}{tail}", "v".repeat(super::MAX_ENTRY_VALUE_BYTES));
+    assert_eq!(
+        ask(&engine, "greedy", &[("a", &long("1")), ("b", "y")]).code,
+        OK
+    );
+    // Another value with the same first 4 KiB shares its counter (1 a minute).
+    assert_eq!(
+        ask(&engine, "greedy", &[("a", &long("2")), ("b", "y")]).code,
+        OVER
     );
     let request = RateLimitRequest {
         domain: "greedy".into(),
