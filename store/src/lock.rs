@@ -81,7 +81,7 @@ fn holder_pid(file: &mut File) -> Option<u32> {
 /// paths to DataFusion's object store, which reads a relative path (the default
 /// `./meshtel-data`) from the root.
 pub(crate) fn absolute_data_dir(data_dir: &Path) -> Result<PathBuf> {
-    create_dir("data directory", data_dir)?;
+    create_dir_with("data directory", data_dir, create_private_dir)?;
     std::fs::canonicalize(data_dir).map_err(Error::at("data directory", data_dir))
 }
 
@@ -96,10 +96,19 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
-/// Creates the directory `path` (and its parents) if needed, private to meshtel's user
-/// ([`create_private_dir`]); an error names it, and says so when a file is in its way.
+/// Creates the directory `path` (and its parents) if needed, as the umask says (the
+/// data directory around it is private when meshtel made it, and keeps the mode it
+/// was given otherwise); an error names it, and says so when a file is in its way.
 pub(crate) fn create_dir(what: &'static str, path: &Path) -> Result<()> {
-    match create_private_dir(path) {
+    create_dir_with(what, path, |p| std::fs::create_dir_all(p))
+}
+
+fn create_dir_with(
+    what: &'static str,
+    path: &Path,
+    create: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<()> {
+    match create(path) {
         Ok(()) => Ok(()),
         Err(e) if path.exists() && !path.is_dir() => {
             Err(Error::at(what, path)(std::io::Error::new(
@@ -175,19 +184,29 @@ mod tests {
     }
 
     #[test]
-    fn directories_meshtel_creates_are_its_users_only_and_existing_ones_kept() {
+    fn a_data_directory_meshtel_creates_is_its_users_only_and_a_given_one_kept() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         let data = dir.path().join("new/meshtel-data");
-        create_dir("data directory", &data).unwrap();
+        absolute_data_dir(&data).unwrap();
         assert_eq!(mode(&data), 0o700);
         assert_eq!(mode(&dir.path().join("new")), 0o700);
+        // A directory given keeps its mode, and what meshtel makes inside follows the
+        // umask, so that a group-shared setup stays shared.
         let shared = dir.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o750)).unwrap();
-        create_dir("data directory", &shared).unwrap();
-        assert_eq!(mode(&shared), 0o750);
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o770)).unwrap();
+        absolute_data_dir(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o770);
+        let blocks = shared.join("blocks");
+        create_dir("blocks directory", &blocks).unwrap();
+        let umask_allows = {
+            let probe = dir.path().join("probe");
+            std::fs::create_dir(&probe).unwrap();
+            mode(&probe)
+        };
+        assert_eq!(mode(&blocks), umask_allows);
     }
 
     #[test]
