@@ -8,25 +8,28 @@
 //! format escapes them already.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
-use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 
-/// The field formatter of the text format: `message` first as it is, then
-/// `name=value` pairs separated by spaces, as tracing-subscriber's default writes them,
-/// with control characters escaped in all of them.
-pub fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
-    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+/// The field formatter of the text format: tracing-subscriber's default (`message`
+/// first, then `name=value` pairs; the `log.*` fields of records from the `log` crate
+/// left out), written with control characters escaped. Field names are not
+/// italicised on a terminal, since escaping would show the codes that do it.
+#[derive(Debug, Default)]
+pub struct EscapedFields(DefaultFields);
+
+pub fn escaped_fields() -> EscapedFields {
+    EscapedFields::default()
+}
+
+impl<'w> FormatFields<'w> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> std::fmt::Result {
         let mut text = String::new();
-        write!(text, "{value:?}")?;
-        let text = escape_controls(&text);
-        match field.name() {
-            "message" => write!(writer, "{text}"),
-            name => write!(writer, "{}={text}", name.strip_prefix("r#").unwrap_or(name)),
-        }
-    })
-    .delimited(" ")
+        self.0.format_fields(Writer::new(&mut text), fields)?;
+        writer.write_str(&escape_controls(&text))
+    }
 }
 
 /// `text` with each control character (C0, DEL, C1) written as its Rust escape.
@@ -78,13 +81,19 @@ mod tests {
         let forged = "evil\n2026-12-05T00:00:00Z ERROR meshtel: FORGED \x1b[31mRED\x1b[0m";
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(service = %forged, count = 3, r#type = "x", "catalog full\tfor {}", forged);
+            // What tracing-log adds to a `log` record is left out, as by default.
+            tracing::info!(log.target = "sqlx::query", log.line = 85, "from log");
         });
         let written = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("utf-8");
-        assert_eq!(written.lines().count(), 1, "{written}");
+        assert_eq!(written.lines().count(), 2, "{written}");
         assert!(!written.contains('\x1b'), "{written}");
+        assert!(written.ends_with("from log\n"), "{written}");
+        let written = written.lines().next().unwrap_or_default().to_owned() + "\n";
+        // tracing-subscriber writes an escape in the message as `\x1b` itself; the
+        // rest is escaped here.
         assert!(
             written.ends_with(
-                "catalog full\\tfor evil\\n2026-12-05T00:00:00Z ERROR meshtel: FORGED \\u{1b}[31mRED\\u{1b}[0m \
+                "catalog full\\tfor evil\\n2026-12-05T00:00:00Z ERROR meshtel: FORGED \\x1b[31mRED\\x1b[0m \
                  service=evil\\n2026-12-05T00:00:00Z ERROR meshtel: FORGED \\u{1b}[31mRED\\u{1b}[0m count=3 type=\"x\"\n"
             ),
             "{written}"
