@@ -214,8 +214,8 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_read_time = "30s"            # a graph read past it: 503 naming this setting
   [http]      allowed_hosts = []               # Host names answered besides localhost on loopback
               header_read_timeout = "10s"      # OTLP HTTP, Zipkin, query: headers late -> closed
-              body_read_timeout = "30s"        # body late -> 408, closed
-              write_timeout = "30s"            # answer not read -> closed
+              body_read_timeout = "30s"        # body late -> 408, closed; gRPC call unanswered -> CANCELLED
+              write_timeout = "30s"            # answer not read -> closed (a trace read's answer: dropped)
 Log level: RUST_LOG (default "info")."#;
 
 /// `meshtel proxy` flags.

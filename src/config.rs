@@ -23,8 +23,9 @@
 //! [http]
 //! header_read_timeout = "10s"  # OTLP HTTP, Zipkin, query: headers not complete by then → closed
 //!                              # (and every port's connections that send nothing by then)
-//! body_read_timeout = "30s"    # body not complete by then → 408
-//! write_timeout = "30s"        # client reads nothing of its answer this long → closed
+//! body_read_timeout = "30s"    # body not complete by then → 408; a gRPC call unanswered → CANCELLED
+//! write_timeout = "30s"        # client reads nothing of its answer this long → closed (a trace
+//!                              # read's answer dropped with its turn)
 //! allowed_hosts = []           # names answered besides localhost while bound to loopback
 //! ```
 
@@ -111,8 +112,9 @@ pub struct HttpServerConfig {
     pub body_read_timeout: Duration,
     /// Longest time a client may read nothing of its response while the server has
     /// more to send. When it passes, the connection is closed, freeing the answer it
-    /// held, and counted in `meshtel_http_connections_timed_out_total{phase="write"}`.
-    /// Default `30s`.
+    /// held, and counted in `meshtel_http_connections_timed_out_total{phase="write"}`;
+    /// a trace read's answer left unread this long is dropped with its turn, whatever
+    /// the protocol (`meshtel_query_reads_dropped_unread_total`). Default `30s`.
     #[serde(
         default = "default_write_timeout",
         with = "meshtel_store::config::humantime_serde_compat"

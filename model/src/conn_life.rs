@@ -80,7 +80,8 @@ pub async fn first_byte(stream: &TcpStream, idle: Duration) -> bool {
     )
 }
 
-/// Whether `stream` has at least `wanted` bytes to read (or has ended) within `idle`:
+/// Whether `stream` has at least `wanted` bytes to read within `idle` (false when it
+/// ends first):
 /// a listener whose protocol opens with a fixed preface (HTTP/2's 24 bytes and its
 /// SETTINGS frame) hands its server only connections that sent it, since the server's
 /// own reading of it has no timeout. Nothing is consumed.
