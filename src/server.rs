@@ -537,12 +537,12 @@ fn show_generated_admin_token(token: &str, database: &Path) {
     }
 }
 
-/// Removes a listeners file left behind by an earlier process.
 /// The listeners file of `serve`, in the data directory.
 const SERVE_LISTENERS_FILE: &str = "listeners.json";
 /// The listeners file of `collector`.
 const COLLECTOR_LISTENERS_FILE: &str = "listeners-collector.json";
 
+/// Removes a listeners file left behind by an earlier process.
 fn remove_stale_listeners_file(path: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => {

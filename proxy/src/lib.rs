@@ -214,6 +214,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         let another = worker_listeners[0].another()?;
         worker_listeners.push(another);
     }
+    let connections = server::ConnectionStats { connections: stats.connections.clone(), write_stalls: stats.write_stalls.clone() };
     let mut workers = Vec::with_capacity(config.concurrency);
     for (index, listeners) in worker_listeners.into_iter().enumerate() {
         let context = worker_context();
@@ -222,8 +223,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
             Some(app) => proxy_service(Proxy::inbound(context.clone(), app)),
             None => proxy_service(Proxy::outbound(context.clone())),
         };
-        let connections = server::ConnectionStats { connections: stats.connections.clone(), write_stalls: stats.write_stalls.clone() };
-        workers.push(server::Worker::spawn(index, listeners, connections, servers_stopped.clone(), upgrades, service)?);
+        workers.push(server::Worker::spawn(index, listeners, connections.clone(), servers_stopped.clone(), upgrades, service)?);
     }
     let mut running = Vec::with_capacity(workers.len());
     for worker in workers {
@@ -236,10 +236,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         let response = admin::handle_admin(&admin_stats, &routing, &admin_quota, loopback_only, &request);
         async move { Ok::<_, Infallible>(response) }
     });
-    let admin_connections = server::ListenerCounters {
-        accepted: stats.connections.with_label_values(&["admin", "main"]),
-        write_stalls: stats.write_stalls.with_label_values(&["admin"]),
-    };
+    let admin_connections = server::ListenerCounters::of(&connections, "admin", "main");
     let admin_server = tokio::spawn(server::serve_listener("admin", listeners.admin, admin, admin_connections, server::LIMITS, servers_stopped));
     stats.ready.set(1);
 

@@ -769,11 +769,6 @@ impl QuotaEngine {
         dropped
     }
 
-    /// Most counters the table holds (`[quota] max_keys`).
-    pub fn max_keys(&self) -> usize {
-        self.config.max_keys
-    }
-
     /// Live counters.
     pub fn key_count(&self) -> usize {
         self.keys.load(Ordering::Relaxed)
