@@ -101,7 +101,16 @@ where
             let mut response = answer.await?;
             decode_error_to_invalid_argument(response.headers_mut());
             out_of_range_to_resource_exhausted(response.headers_mut());
-            Ok(response)
+            // A streaming call (Report) meets an undecodable message after its
+            // headers went out: the status is in the trailers.
+            Ok(response.map(|body| {
+                tonic::body::Body::new(http_body_util::BodyExt::map_frame(body, |mut frame| {
+                    if let Some(trailers) = frame.trailers_mut() {
+                        decode_error_to_invalid_argument(trailers);
+                    }
+                    frame
+                }))
+            }))
         })
     }
 }

@@ -47,29 +47,44 @@ async fn raw_grpc(m: &Meshtel, payload: &[u8]) -> (u16, Option<String>, Option<S
 
 /// A raw gRPC call whose body is `body` as it is, frame header included.
 async fn raw_grpc_body(m: &Meshtel, body: Vec<u8>) -> (u16, Option<String>, Option<String>) {
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
+    raw_grpc_call(m, OTLP_EXPORT_PATH, body).await
+}
+
+/// A raw gRPC call of `path`: status, and grpc-status and grpc-message from the
+/// headers or, after a body, the trailers.
+async fn raw_grpc_call(
+    m: &Meshtel,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, Option<String>, Option<String>) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(m.grpc.unwrap())
+        .await
         .unwrap();
-    let response = client
-        .post(format!("http://{}{OTLP_EXPORT_PATH}", m.grpc.unwrap()))
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{}{path}", m.grpc.unwrap()))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
-        .body(body)
-        .send()
-        .await
-        .expect("raw gRPC call");
-    let header = |name: &str| {
-        response
-            .headers()
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.expect("raw gRPC call");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let collected = response.into_body().collect().await.expect("answer");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let field = |name: &str| {
+        headers
             .get(name)
+            .or_else(|| trailers.get(name))
             .map(|v| v.to_str().unwrap().to_string())
     };
-    (
-        response.status().as_u16(),
-        header("grpc-status"),
-        header("grpc-message"),
-    )
+    (status, field("grpc-status"), field("grpc-message"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,11 +189,19 @@ async fn check_grpc(m: &Meshtel) {
     let mut flagged = vec![1u8, 0, 0, 0, 2];
     flagged.extend_from_slice(&[0u8; 2]);
     for (what, body) in [("cut short", cut), ("compressed flag", flagged)] {
-        let (_, grpc_status, message) = raw_grpc_body(m, body).await;
+        let (_, grpc_status, message) = raw_grpc_body(m, body.clone()).await;
         assert_eq!(
             grpc_status.as_deref(),
             Some("3"),
             "{what} → INVALID_ARGUMENT, got {grpc_status:?} {message:?}"
+        );
+        // On the proxies' Report stream too, where the status comes in trailers.
+        let (_, grpc_status, message) =
+            raw_grpc_call(m, "/meshtel.mixer.v1.Mixer/Report", body).await;
+        assert_eq!(
+            grpc_status.as_deref(),
+            Some("3"),
+            "Report, {what} → INVALID_ARGUMENT, got {grpc_status:?} {message:?}"
         );
     }
 
