@@ -107,6 +107,7 @@ where
                 tonic::body::Body::new(http_body_util::BodyExt::map_frame(body, |mut frame| {
                     if let Some(trailers) = frame.trailers_mut() {
                         decode_error_to_invalid_argument(trailers);
+                        out_of_range_to_resource_exhausted(trailers);
                     }
                     frame
                 }))

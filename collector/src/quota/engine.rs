@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::config::QuotaConfig;
 use super::counter::{Counter, Mode, nanos};
 use super::dedup::Dedup;
-use super::metrics::{LIMIT_OVERRIDE_LABEL, QuotaMetrics, ResultCounters};
+use super::metrics::{QuotaMetrics, ResultCounters};
 use super::policies::{PolicyEntry, PolicyLoad, PolicySet, QuotaStats, compile_set};
 use crate::error::Result;
 
@@ -182,6 +182,8 @@ fn resolve_without_allocating_values(policy: &QuotaPolicy, attrs: &QuotaAttribut
 pub(crate) struct Slot {
     pub quota: Arc<str>,
     pub counter: Counter,
+    /// Named by a client ([`Chargee::client_named`]): counted in `override_keys`.
+    pub client_named: bool,
 }
 
 type CounterMap = HashMap<Box<str>, Slot, foldhash::fast::RandomState>;
@@ -595,6 +597,7 @@ impl QuotaEngine {
                     Slot {
                         quota: who.quota.clone(),
                         counter,
+                        client_named: who.client_named,
                     },
                 );
                 step
@@ -638,9 +641,15 @@ impl QuotaEngine {
         if self.take_place() {
             return true;
         }
+        self.evict_idle_anywhere(own, map, now) > 0 && self.take_place()
+    }
+
+    /// Evicts idle counters, this shard's first, then the other shards' that are not
+    /// locked, until some are (at most every [`FULL_SCAN_INTERVAL_NS`]); how many.
+    fn evict_idle_anywhere(&self, own: &Shard, map: &mut CounterMap, now: u64) -> usize {
         let last = self.last_full_scan_ns.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) < FULL_SCAN_INTERVAL_NS {
-            return false;
+            return 0;
         }
         self.last_full_scan_ns.store(now.max(1), Ordering::Relaxed);
         let mut evicted = self.evict_idle(map, now);
@@ -656,7 +665,7 @@ impl QuotaEngine {
                 evicted += self.evict_idle(&mut other, now);
             }
         }
-        evicted > 0 && self.take_place()
+        evicted
     }
 
     fn take_place(&self) -> bool {
@@ -679,7 +688,10 @@ impl QuotaEngine {
         if !who.client_named {
             return self.reserve_key(shard, map, now);
         }
-        if !self.take_override_place() {
+        // A share held by idle counters is freed as the table is when full.
+        if !self.take_override_place()
+            && (self.evict_idle_anywhere(shard, map, now) == 0 || !self.take_override_place())
+        {
             return false;
         }
         if self.reserve_key(shard, map, now) {
@@ -706,7 +718,7 @@ impl QuotaEngine {
         let mut overrides = 0;
         map.retain(|_, slot| {
             let kept = keep(slot);
-            if !kept && &*slot.quota == LIMIT_OVERRIDE_LABEL {
+            if !kept && slot.client_named {
                 overrides += 1;
             }
             kept

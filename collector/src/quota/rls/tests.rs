@@ -653,3 +653,78 @@ fn long_descriptor_values_are_cut_and_still_limited_and_long_keys_refused() {
         "{message}"
     );
 }
+
+/// An engine with `max_keys` 10 and one policy, `remote_address` on domain `edge` at
+/// 1 a minute, named `name`; its clock; and a one-descriptor ask.
+fn small_edge_engine(name: &str) -> (Arc<QuotaEngine>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = QuotaConfig {
+        max_keys: 10,
+        ..QuotaConfig::default()
+    };
+    let engine = Arc::new(QuotaEngine::new(config, clock.clone()).unwrap());
+    let mut specs = import_envoy_ratelimit(
+        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
+    )
+    .unwrap();
+    specs[0].name = name.into();
+    assert!(engine.set_policies(1, specs).invalid.is_empty());
+    (engine, clock)
+}
+
+fn edge_code(engine: &QuotaEngine, d: RateLimitDescriptor) -> i32 {
+    let request = RateLimitRequest {
+        domain: "edge".into(),
+        descriptors: vec![d],
+        hits_addend: 0,
+    };
+    engine.should_rate_limit(&request).unwrap().statuses[0].code
+}
+
+fn override_of(value: &str, unit: i32) -> RateLimitDescriptor {
+    let mut d = descriptor(&[("remote_address", value)]);
+    d.limit = Some(
+        meshtel_model::rls::rate_limit_descriptor::RateLimitOverride {
+            requests_per_unit: 1,
+            unit,
+        },
+    );
+    d
+}
+
+/// A policy may be named like the overrides' metric label: its counters, swept, do
+/// not count as overrides given back.
+#[test]
+fn a_policy_named_limit_override_leaves_the_override_share_alone() {
+    let (engine, clock) = small_edge_engine("limit_override");
+    for i in 0..6 {
+        edge_code(
+            &engine,
+            descriptor(&[("remote_address", &format!("192.0.2.{i}"))]),
+        );
+    }
+    clock.advance(std::time::Duration::from_secs(120));
+    assert_eq!(engine.sweep_idle(), 6);
+    let yearly = override_of("10.0.0.1", 6);
+    assert_eq!(edge_code(&engine, yearly.clone()), OK);
+    assert_eq!(edge_code(&engine, yearly), OVER, "the override is counted");
+}
+
+/// Override counters whose windows ended are evicted when the share is full, as
+/// counters are when the table is, not only at the next sweep.
+#[test]
+fn idle_overrides_give_their_share_back_on_demand() {
+    let (engine, clock) = small_edge_engine("edge-limit");
+    for i in 0..5 {
+        edge_code(&engine, override_of(&format!("10.0.0.{i}"), 1)); // SECOND
+    }
+    assert_eq!(engine.key_count(), 5);
+    clock.advance(std::time::Duration::from_millis(1_500));
+    let yearly = override_of("10.0.1.1", 6);
+    assert_eq!(edge_code(&engine, yearly.clone()), OK);
+    assert_eq!(
+        edge_code(&engine, yearly),
+        OVER,
+        "counted without waiting for a sweep"
+    );
+}
