@@ -113,8 +113,8 @@ pub struct HttpServerConfig {
     /// Longest time a client may read nothing of its response while the server has
     /// more to send. When it passes, the connection is closed, freeing the answer it
     /// held, and counted in `meshtel_http_connections_timed_out_total{phase="write"}`;
-    /// a trace read's answer left unread this long is dropped with its turn, whatever
-    /// the protocol (`meshtel_query_reads_dropped_unread_total`). Default `30s`.
+    /// over HTTP/2, a trace read's answer left unread this long is dropped with its
+    /// turn (`meshtel_query_reads_dropped_unread_total`). Default `30s`.
     #[serde(
         default = "default_write_timeout",
         with = "meshtel_store::config::humantime_serde_compat"

@@ -3,10 +3,10 @@
 //! so this bounds the query service's memory; a read beyond it waits its turn, up to
 //! [`READ_WAIT`], then is answered 503 naming the setting. A read holds its slot until
 //! its answer is sent (or its connection closed), since until then the answer is in
-//! memory; an answer its client leaves unread for the unread timeout (the binary's
-//! `http.write_timeout`) is dropped with its slot, and its stream ends in an error.
-//! That covers an HTTP/2 client that grants no flow-control window, which never
-//! blocks a socket write. The server is handed the answer in pieces of its own
+//! memory; over HTTP/2, an answer its client leaves unread for the unread timeout
+//! (the binary's `http.write_timeout`) is dropped with its slot, and its stream ends
+//! in an error: a client that grants no flow-control window never blocks a socket
+//! write (over HTTP/1 it does, and the listener's stalled-write bound applies). The server is handed the answer in pieces of its own
 //! ([`HANDOUT_BYTES`]), so that dropping the answer frees it, bar the piece the server
 //! holds.
 
@@ -108,6 +108,10 @@ pub(crate) async fn limit_reads(
     if !READ_ROUTES.iter().any(|r| route.ends_with(r)) {
         return next.run(request).await;
     }
+    // Over HTTP/1 a client that reads nothing blocks the socket, and the listener's
+    // stalled-write bound lets it go; the server asks for pieces only as the socket
+    // drains, so a slow but steady reader would look stalled here.
+    let watch = request.version() == http::Version::HTTP_2;
     match tokio::time::timeout(limit.wait, limit.permits.clone().acquire_owned()).await {
         // The slot goes with the answer's body, freed once the body is sent or
         // dropped: an answer built but not yet read by its client still holds its
@@ -115,7 +119,7 @@ pub(crate) async fn limit_reads(
         Ok(Ok(permit)) => next
             .run(request)
             .await
-            .map(|body| SlotBody::wrap(body, permit, &limit)),
+            .map(|body| SlotBody::wrap(body, permit, &limit, watch)),
         _ => {
             let refused = limit.refused.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
@@ -164,7 +168,7 @@ struct Held {
 struct SlotBody(Arc<Mutex<Held>>);
 
 impl SlotBody {
-    fn wrap(body: Body, permit: OwnedSemaphorePermit, limit: &ReadLimit) -> Body {
+    fn wrap(body: Body, permit: OwnedSemaphorePermit, limit: &ReadLimit, watch: bool) -> Body {
         let held = Arc::new(Mutex::new(Held {
             body: Some(body),
             rest: Bytes::new(),
@@ -173,7 +177,7 @@ impl SlotBody {
             producing: false,
             expired: false,
         }));
-        if let Some(timeout) = limit.unread_timeout {
+        if let Some(timeout) = limit.unread_timeout.filter(|_| watch) {
             tokio::spawn(drop_when_unread(
                 Arc::downgrade(&held),
                 timeout,

@@ -163,6 +163,7 @@ async fn an_answer_left_unread_past_the_timeout_gives_its_slot_back() {
     );
     let request = || {
         Request::get("/api/traces/4bf92f3577b34da6a3ce929d0e0e4736")
+            .version(axum::http::Version::HTTP_2)
             .body(Body::empty())
             .unwrap()
     };
@@ -186,6 +187,19 @@ async fn an_answer_left_unread_past_the_timeout_gives_its_slot_back() {
             .is_err(),
         "the dropped answer ends in an error"
     );
+    // Over HTTP/1 the listener's stalled-write bound applies instead: not dropped.
+    let http1 = app
+        .clone()
+        .oneshot(
+            Request::get("/api/traces/4bf92f3577b34da6a3ce929d0e0e4736")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!((reads.in_flight(), reads.dropped_unread()), (1, 1));
+    drop(http1);
     // An answer read in time is whole, and counts nothing.
     let read = app.clone().oneshot(request()).await.unwrap();
     let body = http_body_util::BodyExt::collect(read.into_body())
@@ -206,7 +220,7 @@ async fn a_large_answer_is_handed_out_in_pieces_and_dropped_past_its_first() {
         .with_unread_timeout(Duration::from_millis(200));
     let answer = vec![b'x'; 10 * HANDOUT_BYTES + 7];
     let permit = reads.permits.clone().acquire_owned().await.unwrap();
-    let mut body = SlotBody::wrap(Body::from(answer.clone()), permit, &reads);
+    let mut body = SlotBody::wrap(Body::from(answer.clone()), permit, &reads, true);
     assert_eq!(
         http_body::Body::size_hint(&body).exact(),
         Some(answer.len() as u64),
@@ -226,7 +240,7 @@ async fn a_large_answer_is_handed_out_in_pieces_and_dropped_past_its_first() {
 
     // One piece taken, then nothing: past the timeout the rest is gone with the slot.
     let permit = reads.permits.clone().acquire_owned().await.unwrap();
-    let mut body = SlotBody::wrap(Body::from(answer), permit, &reads);
+    let mut body = SlotBody::wrap(Body::from(answer), permit, &reads, true);
     let first = http_body_util::BodyExt::frame(&mut body)
         .await
         .unwrap()
