@@ -552,75 +552,34 @@ fn overrides_of_an_rls_policy_match_its_descriptor_values() {
 /// policies' counters still find room.
 #[test]
 fn limit_overrides_cannot_take_the_table_from_the_policies() {
-    use meshtel_model::rls::rate_limit_descriptor::RateLimitOverride;
-    let config = QuotaConfig {
-        max_keys: 10,
-        ..QuotaConfig::default()
-    };
-    let engine = QuotaEngine::new(config, Arc::new(ManualClock::new(T0))).unwrap();
-    let specs = import_envoy_ratelimit(
-        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
-    )
-    .unwrap();
-    assert!(engine.set_policies(1, specs).invalid.is_empty());
-    let overridden = |value: &str| {
-        let mut d = descriptor(&[("remote_address", value)]);
-        d.limit = Some(RateLimitOverride {
-            requests_per_unit: 1,
-            unit: 6, // YEAR
-        });
-        d
-    };
-    let code = |d: RateLimitDescriptor| {
-        let request = RateLimitRequest {
-            domain: "edge".into(),
-            descriptors: vec![d],
-            hits_addend: 0,
-        };
-        engine.should_rate_limit(&request).unwrap().statuses[0].code
-    };
+    let (engine, _) = small_edge_engine("edge-limit");
+    let yearly = |value: &str| override_of(value, 6);
     let counted = (0..8)
         .filter(|i| {
             let value = format!("10.0.0.{i}");
-            code(overridden(&value));
-            code(overridden(&value)) == OVER
+            edge_code(&engine, yearly(&value));
+            edge_code(&engine, yearly(&value)) == OVER
         })
         .count();
     assert_eq!(counted, 5, "half of max_keys");
     assert_eq!(engine.key_count(), 5);
     // The policy's own counter is kept and enforced.
-    assert_eq!(code(descriptor(&[("remote_address", "192.0.2.1")])), OK);
-    assert_eq!(code(descriptor(&[("remote_address", "192.0.2.1")])), OVER);
+    let policy = || descriptor(&[("remote_address", "192.0.2.1")]);
+    assert_eq!(edge_code(&engine, policy()), OK);
+    assert_eq!(edge_code(&engine, policy()), OVER);
 
     // The other way round: policies holding more than half leave overrides the rest.
-    let engine = QuotaEngine::new(
-        QuotaConfig {
-            max_keys: 10,
-            ..QuotaConfig::default()
-        },
-        Arc::new(ManualClock::new(T0)),
-    )
-    .unwrap();
-    let specs = import_envoy_ratelimit(
-        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
-    )
-    .unwrap();
-    assert!(engine.set_policies(1, specs).invalid.is_empty());
-    let code = |d: RateLimitDescriptor| {
-        let request = RateLimitRequest {
-            domain: "edge".into(),
-            descriptors: vec![d],
-            hits_addend: 0,
-        };
-        engine.should_rate_limit(&request).unwrap().statuses[0].code
-    };
+    let (engine, _) = small_edge_engine("edge-limit");
     for i in 0..7 {
-        code(descriptor(&[("remote_address", &format!("192.0.2.{i}"))]));
+        edge_code(
+            &engine,
+            descriptor(&[("remote_address", &format!("192.0.2.{i}"))]),
+        );
     }
     assert_eq!(engine.key_count(), 7);
-    assert_eq!(code(overridden("10.0.0.1")), OK);
+    assert_eq!(edge_code(&engine, yearly("10.0.0.1")), OK);
     assert_eq!(
-        code(overridden("10.0.0.1")),
+        edge_code(&engine, yearly("10.0.0.1")),
         OVER,
         "an override still counted"
     );
