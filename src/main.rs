@@ -8,7 +8,6 @@ mod demo;
 mod error_report;
 mod host_check;
 mod http_server;
-mod log_format;
 mod metrics;
 mod quota_cli;
 mod rules_cli;
@@ -66,7 +65,7 @@ fn init_tracing_with_default(format: LogFormat, default_filter: &str) {
         .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.fmt_fields(log_format::escaped_fields()).init(),
+        LogFormat::Text => builder.fmt_fields(meshtel_proxy::log_format::escaped_fields()).init(),
     }
     if let (Some(error), Some(value)) = (refused, rust_log) {
         tracing::warn!(rust_log = %value, %error, fallback = default_filter, "RUST_LOG is not a valid filter; using the default");

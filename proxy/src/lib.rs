@@ -39,6 +39,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod forward;
+pub mod log_format;
 pub mod mesh;
 pub mod pool;
 pub mod quota;

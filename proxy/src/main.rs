@@ -35,7 +35,7 @@ async fn main() -> std::process::ExitCode {
     if cli.log_format == "json" {
         logs.json().init();
     } else {
-        logs.init();
+        logs.fmt_fields(meshtel_proxy::log_format::escaped_fields()).init();
     }
     let result = async {
         let config = cli.proxy.into_config()?;

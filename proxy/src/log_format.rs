@@ -5,7 +5,8 @@
 //! log line of its own (`... ERROR meshtel::server: ...`), and an escape sequence
 //! recolours or rewrites the operator's terminal. The text format writes every field
 //! value with its control characters escaped as Rust does (`\n`, `\u{1b}`); the JSON
-//! format escapes them already.
+//! format escapes them already. Both binaries, `meshtel` and `meshtel-proxy`, log
+//! through it.
 
 use std::borrow::Cow;
 
@@ -20,6 +21,7 @@ use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 #[derive(Debug, Default)]
 pub struct EscapedFields(DefaultFields);
 
+/// The text format's field formatter, for `fmt().fmt_fields(..)`.
 pub fn escaped_fields() -> EscapedFields {
     EscapedFields::default()
 }
