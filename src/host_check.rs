@@ -80,18 +80,10 @@ fn refusal(host: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
     (
         StatusCode::FORBIDDEN,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            // The query port's other answers get it from its router, outside of which
-            // this guard answers.
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-        ],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

@@ -594,6 +594,15 @@ async fn stop_signal(mut rx: watch::Receiver<bool>) {
 }
 
 /// One HTTP listener, bounded against slow clients ([`serve_http`]).
+/// `X-Content-Type-Options: nosniff`, unless the answer set it already.
+async fn no_sniffing(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(axum::http::HeaderValue::from_static("nosniff"));
+    response
+}
+
 fn serve(
     listener: TcpListener,
     app: axum::Router,
@@ -612,6 +621,9 @@ fn serve(
         ),
         Err(_) => app,
     };
+    // Every answer of every HTTP port, the collector's text errors (Zipkin, OTLP's 405
+    // and 415) among them: a browser takes each body as the type it is sent with.
+    let app = app.layer(axum::middleware::map_response(no_sniffing));
     let served = serve_http(
         listener,
         app,

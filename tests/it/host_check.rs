@@ -77,6 +77,18 @@ async fn loopback_listeners_answer_loopback_names_and_allowed_hosts_only() {
             .0,
         403
     );
+    // The collector's text answers are not sniffed either (405 here, as for any method
+    // but POST).
+    for port in [m.http.unwrap(), m.zipkin.unwrap()] {
+        for path in ["/v1/traces", "/api/v2/spans"] {
+            let (status, head, body) = exchange_as(port, path, "127.0.0.1").await;
+            assert!(matches!(status, 404 | 405), "{port}{path}: {status} {body}");
+            assert!(
+                head.contains("x-content-type-options: nosniff"),
+                "{port}{path}: {head}"
+            );
+        }
+    }
     let metrics = get(&m.http_url("/metrics")).await.text();
     assert!(
         metrics
