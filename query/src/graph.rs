@@ -21,7 +21,8 @@
 //! window's start (whole buckets are read) to the end of the one holding its end (or
 //! now, for a window ending now), so that steady traffic reads steady at any window.
 //! Each edge is counted from one reporter (see [`build`]). `namespace` takes a
-//! comma-separated list.
+//! comma-separated list. A bad parameter is a 400 with Kiali's `application/json`
+//! `{"error":"…"}` naming it.
 //!
 //! [`EdgeDependencies`] makes the Jaeger `/api/dependencies` answer from edges and,
 //! for the service pairs no proxy reported, from spans.
@@ -48,7 +49,7 @@ use meshtel_model::{
 use self::build::{Graph, GraphFilter, GraphShape, GraphType, NodeFocus, one_reporter_per_pair};
 use self::json::ResponseTime;
 use crate::Clock;
-use crate::error::{ApiError, Result};
+use crate::error::{AdminError, ApiError, Result};
 use crate::jaeger::params::QueryParams;
 use crate::response::json_response;
 
@@ -100,11 +101,11 @@ impl GraphRequest {
         params: &QueryParams,
         default_window: Duration,
     ) -> Result<GraphRequest> {
-        let text = ["window", "duration", "time_horizon"]
+        let (name, text) = ["window", "duration", "time_horizon"]
             .into_iter()
-            .map(|name| params.get(name))
-            .find(|value| !value.is_empty())
-            .unwrap_or_default();
+            .map(|name| (name, params.get(name)))
+            .find(|(_, value)| !value.is_empty())
+            .unwrap_or(("window", ""));
         let window = if text.is_empty() {
             default_window
         } else if let Ok(seconds) = text.parse::<u64>() {
@@ -114,11 +115,11 @@ impl GraphRequest {
             // as the metrics API takes it.
             parse_go_duration(text)
                 .or_else(|go| parse_prometheus_duration(text).map_err(|_| go))
-                .map_err(|e| ApiError::BadRequest(format!("unable to parse window: {e}")))?
+                .map_err(|e| ApiError::BadRequest(format!("unable to parse {name}: {e}")))?
         };
         if window < Duration::from_secs(1) || window > MAX_WINDOW {
             return Err(ApiError::BadRequest(format!(
-                "window must be between 1s and {}h",
+                "{name} must be between 1s and {}h",
                 MAX_WINDOW.as_secs() / 3600
             )));
         }
@@ -309,12 +310,16 @@ pub fn router(service: Arc<GraphService>) -> Router {
         .with_state(service)
 }
 
+/// What the graph routes answer: an error is Kiali's `application/json`
+/// `{"error":"…"}`, which Kiali's clients read (the Jaeger routes keep Jaeger's).
+type GraphResult = std::result::Result<Response, AdminError>;
+
 /// `GET /api/graph`: Kiali-style JSON.
 #[tracing::instrument(skip_all)]
 async fn get_graph(
     State(service): State<Arc<GraphService>>,
     RawQuery(query): RawQuery,
-) -> Result<Response> {
+) -> GraphResult {
     graph_json(&service, query.as_deref(), None, DEFAULT_WINDOW).await
 }
 
@@ -322,7 +327,7 @@ async fn get_graph(
 async fn get_namespaces_graph(
     State(service): State<Arc<GraphService>>,
     RawQuery(query): RawQuery,
-) -> Result<Response> {
+) -> GraphResult {
     graph_json(&service, query.as_deref(), None, KIALI_DEFAULT_WINDOW).await
 }
 
@@ -331,7 +336,7 @@ async fn get_workload_graph(
     State(service): State<Arc<GraphService>>,
     Path((namespace, workload)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Response> {
+) -> GraphResult {
     let node = NodeFocus::Workload {
         namespace,
         workload,
@@ -344,7 +349,7 @@ async fn get_app_graph(
     State(service): State<Arc<GraphService>>,
     Path((namespace, app)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Response> {
+) -> GraphResult {
     let node = NodeFocus::App {
         namespace,
         app,
@@ -358,7 +363,7 @@ async fn get_version_graph(
     State(service): State<Arc<GraphService>>,
     Path((namespace, app, version)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Response> {
+) -> GraphResult {
     let node = NodeFocus::App {
         namespace,
         app,
@@ -372,7 +377,7 @@ async fn get_service_graph(
     State(service): State<Arc<GraphService>>,
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Response> {
+) -> GraphResult {
     let node = NodeFocus::Service {
         namespace,
         service: name,
@@ -387,7 +392,7 @@ async fn graph_json(
     query: Option<&str>,
     node: Option<NodeFocus>,
     default_window: Duration,
-) -> Result<Response> {
+) -> GraphResult {
     let params = QueryParams::parse(query);
     let mut request = GraphRequest::parse_with_default(&params, default_window)?;
     if node.is_some() {
@@ -407,7 +412,7 @@ async fn graph_json(
         edges = json.elements.edges.len(),
         "graph"
     );
-    json_response(&json, params.pretty_print())
+    Ok(json_response(&json, params.pretty_print())?)
 }
 
 /// `GET /api/graph.dot`: Graphviz DOT.
@@ -415,7 +420,7 @@ async fn graph_json(
 async fn get_graph_dot(
     State(service): State<Arc<GraphService>>,
     RawQuery(query): RawQuery,
-) -> Result<Response> {
+) -> GraphResult {
     let params = QueryParams::parse(query.as_deref());
     let request = GraphRequest::parse(&params)?;
     let window = service.graph_with_idle_edges(&request).await?;

@@ -50,8 +50,9 @@ pub fn one_reporter_per_pair(rows: Vec<EdgeRow>) -> Vec<EdgeRow> {
 pub struct GraphFilter {
     /// Keep edges with a source or destination in one of these namespaces.
     pub namespaces: Vec<String>,
-    /// Keep edges touching this service (destination service short name or FQDN, or
-    /// source app).
+    /// Keep edges touching this service, named short (`reviews`), with its namespace
+    /// (`reviews.default`) or by FQDN: into it (destination service) and out of its
+    /// workloads (source app).
     pub service: Option<String>,
     /// Keep the edges into and out of this node (Kiali's node graphs).
     pub node: Option<NodeFocus>,
@@ -124,9 +125,18 @@ impl GraphFilter {
                 .iter()
                 .any(|n| *n == key.source_namespace || *n == key.destination_namespace);
         let service_ok = self.service.as_deref().is_none_or(|s| {
-            s == key.destination_service
-                || s == key.destination_service_name()
-                || s == key.source_app
+            // `reviews`, `reviews.default` or the FQDN alike: the calls to the service,
+            // and its workloads' calls out (their `app` is the service's name).
+            let mut labels = s.split('.');
+            let name = labels.next().unwrap_or(s);
+            let namespace = labels.next();
+            let service_namespace = key.destination_service.split('.').nth(1);
+            let into = s == key.destination_service
+                || (name == key.destination_service_name()
+                    && namespace.is_none_or(|n| Some(n) == service_namespace));
+            let out_of =
+                name == key.source_app && namespace.is_none_or(|n| n == key.source_namespace);
+            into || out_of
         });
         let node_ok = self.node.as_ref().is_none_or(|node| match node {
             NodeFocus::Workload {

@@ -288,6 +288,33 @@ async fn graph_filters_and_params() {
         *edges.last_window.lock().unwrap(),
         Some((NOW - 3_600_000_000_000, NOW))
     );
+    // A service named short, with its namespace or by FQDN: the calls into it and
+    // its workloads' calls out, the same edges each way.
+    let edge_ids = |body: &serde_json::Value| {
+        let mut ids: Vec<String> = body["elements"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let short = edge_ids(&get(&app, "/api/graph?service=productpage").await.json());
+    assert_eq!(short.len(), 3, "{short:?}");
+    for name in [
+        "productpage.default",
+        "productpage.default.svc.cluster.local",
+    ] {
+        let body = get(&app, &format!("/api/graph?service={name}"))
+            .await
+            .json();
+        assert_eq!(edge_ids(&body), short, "{name}");
+    }
+    let body = get(&app, "/api/graph?service=productpage.other")
+        .await
+        .json();
+    assert_eq!(edge_ids(&body), Vec::<String>::new());
     let body = get(&app, "/api/graph?namespace=other").await.json();
     assert_eq!(body["duration"], 300, "default window is 5m");
     assert_eq!(body["elements"]["nodes"], json!([]));
@@ -308,12 +335,15 @@ async fn graph_filters_and_params() {
             .json();
         assert_eq!(body["graphType"], kiali);
     }
-    for bad in [
-        "window=5x",
-        "window=0s",
-        "window=30d",
-        "responseTime=90",
-        "graphType=bogus",
+    // Kiali's error body, naming the parameter as sent.
+    for (bad, named) in [
+        ("window=5x", "window"),
+        ("window=0s", "window"),
+        ("window=30d", "window"),
+        ("duration=abc", "duration"),
+        ("time_horizon=0s", "time_horizon"),
+        ("responseTime=90", "responseTime"),
+        ("graphType=bogus", "graphType"),
     ] {
         let reply = get(&app, &format!("/api/graph?{bad}")).await;
         assert_eq!(
@@ -322,6 +352,12 @@ async fn graph_filters_and_params() {
             "{bad}: {}",
             reply.body
         );
+        assert_eq!(reply.content_type, "application/json", "{bad}");
+        let message = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.contains(named), "{bad}: {}", reply.body);
     }
 }
 

@@ -58,7 +58,8 @@ async fn query_time_ends_the_window_of_both_graphs() {
         for path in ["/api/graph", "/api/graph.dot"] {
             let reply = get(&app, &format!("{path}?queryTime={bad}")).await;
             assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path} {bad}");
-            let msg = reply.json()["errors"][0]["msg"].clone();
+            assert_eq!(reply.content_type, "application/json", "{path} {bad}");
+            let msg = reply.json()["error"].clone();
             assert!(msg.as_str().unwrap().contains("queryTime"), "{msg}");
         }
     }
