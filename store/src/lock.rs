@@ -2,8 +2,8 @@
 //!
 //! Two processes that write (`serve`, `collector`) on one data directory would each
 //! number blocks from the same index and overwrite each other's files. The writer
-//! takes an exclusive lock on `<data_dir>/LOCK` ([`File::try_lock`]: `flock` on Linux)
-//! for as long as it runs; a second writer is refused with [`Error::Locked`]. The lock
+//! takes an exclusive lock on the data directory and on `<data_dir>/LOCK`
+//! ([`File::try_lock`]: `flock` on Linux) for as long as it runs; a second writer is refused with [`Error::Locked`]. The lock
 //! goes with the process: a `kill -9` leaves the file behind but not the lock. The
 //! read-only `query` role takes no lock and runs beside a writer.
 
@@ -18,9 +18,10 @@ use crate::{Error, Result};
 /// The lock file's name in the data directory.
 pub const LOCK_FILE: &str = "LOCK";
 
-/// The held lock; released when dropped.
+/// The held locks; released when dropped.
 #[derive(Debug)]
 pub(crate) struct DataDirLock {
+    _dir: Option<File>,
     _file: Option<File>,
 }
 
@@ -28,6 +29,10 @@ impl DataDirLock {
     /// Locks `data_dir` for this process, or says who holds it. The holder's process id
     /// is written into the file for operators (and for the message a second process
     /// prints).
+    ///
+    /// The directory itself is locked as well as `LOCK`: a `LOCK` deleted by hand (taken
+    /// for a stale one left by a crash) would otherwise let a second writer in beside
+    /// the first, and each would overwrite the other's blocks.
     pub(crate) fn acquire(data_dir: &Path) -> Result<DataDirLock> {
         let path = data_dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
@@ -37,31 +42,49 @@ impl DataDirLock {
             .truncate(false)
             .open(&path)
             .map_err(Error::at("lock file", &path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: data_dir.to_path_buf(),
-                    holder: holder_pid(&mut file),
-                });
-            }
-            Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
-                // Some network file systems have no `flock`: refusing to start there
-                // would take meshtel away from data directories it ran on before.
-                warn!(
-                    lock = %path.display(),
-                    error = %e,
-                    "this file system cannot lock the data directory; make sure only one \
-                     meshtel serve or collector uses it"
-                );
-                return Ok(DataDirLock { _file: None });
-            }
-            Err(TryLockError::Error(e)) => return Err(Error::at("lock file", &path)(e)),
+        let dir = File::open(data_dir).map_err(Error::at("data directory", data_dir))?;
+        if !lock(&dir, data_dir, &mut file)? {
+            return Ok(DataDirLock {
+                _dir: None,
+                _file: None,
+            });
         }
+        lock(
+            &file,
+            data_dir,
+            &mut file.try_clone().map_err(Error::at("lock file", &path))?,
+        )?;
         if let Err(e) = write_pid(&mut file) {
             warn!(lock = %path.display(), error = %e, "could not write the process id into the lock file");
         }
-        Ok(DataDirLock { _file: Some(file) })
+        Ok(DataDirLock {
+            _dir: Some(dir),
+            _file: Some(file),
+        })
+    }
+}
+
+/// Takes an exclusive lock on `target` (the data directory or its `LOCK` file): `true`
+/// once held, `false` on a file system without locks (warned of).
+fn lock(target: &File, data_dir: &Path, lock_file: &mut File) -> Result<bool> {
+    match target.try_lock() {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked {
+            path: data_dir.to_path_buf(),
+            holder: holder_pid(lock_file),
+        }),
+        Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            // Some network file systems have no `flock`: refusing to start there
+            // would take meshtel away from data directories it ran on before.
+            warn!(
+                data_dir = %data_dir.display(),
+                error = %e,
+                "this file system cannot lock the data directory; make sure only one \
+                 meshtel serve or collector uses it"
+            );
+            Ok(false)
+        }
+        Err(TryLockError::Error(e)) => Err(Error::at("lock file", &data_dir.join(LOCK_FILE))(e)),
     }
 }
 
@@ -179,6 +202,17 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("another meshtel process"), "{message}");
+        drop(first);
+        DataDirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_deleted_by_hand_lets_no_second_writer_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDirLock::acquire(dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+        let err = DataDirLock::acquire(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
         drop(first);
         DataDirLock::acquire(dir.path()).unwrap();
     }
