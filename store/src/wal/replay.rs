@@ -5,8 +5,9 @@
 //! fails. What is left from there decides what happened:
 //!
 //! - a torn tail, what a crash in the middle of the last write leaves: less than one
-//!   buffered write (64 KiB), a prefix of one large record, or zeros (pages a power
-//!   failure never wrote, or a file system that zero-fills). Nothing acknowledged is in
+//!   buffered write (64 KiB), a prefix of one large record (with no whole record
+//!   after it: a damaged length can make a record seem to run past the end), or zeros
+//!   (pages a power failure never wrote, or a file system that zero-fills). Nothing acknowledged is in
 //!   it (with `wal.sync = "interval"`, a power failure loses up to the interval
 //!   anyway). It is cut off with a WARN.
 //! - damage: more than a torn write could leave. The records after it were
@@ -103,12 +104,12 @@ fn classify_tail(rest: &[u8]) -> Tail {
     let one_write = rest.len() < BUFFER_BYTES;
     if record > rest.len() {
         // A record cut short: the prefix of a large record's own write, or of a
-        // buffered write (which never holds more than BUFFER_BYTES).
-        return if record >= BUFFER_BYTES || one_write {
-            Tail::Torn
-        } else {
-            Tail::Damaged
-        };
+        // buffered write (which never holds more than BUFFER_BYTES). Unless a whole
+        // record follows: then its length was damaged (a flipped bit makes it run past
+        // the end), and acknowledged records come after it.
+        let torn = (record >= BUFFER_BYTES || one_write)
+            && later_record(rest, LOOKAHEAD_BUDGET_BYTES) == Some(false);
+        return if torn { Tail::Torn } else { Tail::Damaged };
     }
     // The record is whole but its checksum fails: a power failure can leave a page of
     // it unwritten, with nothing but unwritten pages after it.
@@ -117,6 +118,32 @@ fn classify_tail(rest: &[u8]) -> Tail {
     } else {
         Tail::Damaged
     }
+}
+
+/// Most payload bytes [`later_record`] checksums before it gives up: a few
+/// milliseconds' work, enough for tails a few hundred KiB long.
+const LOOKAHEAD_BUDGET_BYTES: usize = 64 << 20;
+
+/// Whether a whole record, its header and checksum right, starts anywhere in `rest`
+/// after its first byte; `None` when telling would take more than `budget` bytes of
+/// checksums (a long tail of many plausible lengths), which the caller takes for yes.
+fn later_record(rest: &[u8], budget: usize) -> Option<bool> {
+    let mut spent = 0usize;
+    for pos in 1..rest.len().saturating_sub(HEADER_BYTES) {
+        let start = pos + HEADER_BYTES;
+        let size = u32_at(rest, pos) as usize;
+        if size == 0 || size > rest.len() - start {
+            continue;
+        }
+        spent += size;
+        if spent > budget {
+            return None;
+        }
+        if crc32fast::hash(&rest[start..start + size]) == u32_at(rest, pos + 4) {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 /// Reads one segment's records for replay and repairs its end (see the module's doc).

@@ -296,3 +296,33 @@ fn starts_without_writes_leave_one_empty_segment_not_one_each() {
         "sequence numbers still only grow"
     );
 }
+
+#[test]
+fn a_damaged_length_that_runs_past_the_end_is_damage_not_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq;
+    let record = 100_000usize;
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        seq = wal.current_seq();
+        for i in 0..12u32 {
+            // Large records, each its own write, with bytes that vary.
+            let payload: Vec<u8> = (0..record as u32)
+                .map(|j| (j.wrapping_mul(2_654_435_761) ^ i) as u8)
+                .collect();
+            wal.append(&payload).unwrap();
+            wal.commit(false).unwrap();
+        }
+    }
+    let path = segment_path(dir.path(), seq);
+    let mut bytes = fs::read(&path).unwrap();
+    // Bit 23 of record 5's length: it now claims 8 MiB more than the segment holds.
+    let at = 5 * (HEADER_BYTES + record);
+    bytes[at + 2] ^= 0x80;
+    fs::write(&path, &bytes).unwrap();
+
+    let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+    assert_eq!(replayed[0].records.len(), 5);
+    let copy = dir.path().join(CORRUPT_DIR).join(path.file_name().unwrap());
+    assert_eq!(fs::read(copy).unwrap(), bytes, "a copy of the segment as found");
+}
