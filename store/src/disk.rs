@@ -289,7 +289,12 @@ pub(crate) fn check_index_beside_blocks(data_dir: &Path, blocks_dir: &Path) -> R
     let db = data_dir.join(DATABASE_FILE);
     let state = match std::fs::metadata(&db) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => "missing",
-        Ok(meta) if meta.len() == 0 && !has_content(&data_dir.join("meshtel.db-wal")) => "empty",
+        Ok(meta)
+            if (meta.len() == 0 || holds_no_tables(&db))
+                && !has_content(&data_dir.join("meshtel.db-wal")) =>
+        {
+            "empty"
+        }
         // Unreadable or present: opening it says what is wrong.
         _ => return Ok(()),
     };
@@ -310,6 +315,20 @@ pub(crate) fn check_index_beside_blocks(data_dir: &Path, blocks_dir: &Path) -> R
             blocks_dir.display()
         )),
     })
+}
+
+/// Whether `db` is an SQLite database without a single table: its first page, which
+/// holds the schema, is a table leaf with no cells. What is left of meshtel.db when
+/// its `-wal` file, which held everything written since the last checkpoint, is
+/// deleted (taken for a stale leftover) after a crash.
+fn holds_no_tables(db: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 108];
+    let read = std::fs::File::open(db).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok()
+        && head.starts_with(b"SQLite format 3\0")
+        && head[100] == 0x0D
+        && u16::from_be_bytes([head[103], head[104]]) == 0
 }
 
 fn has_content(path: &Path) -> bool {

@@ -72,7 +72,7 @@ async fn replayed_spans_count_their_memory_once() {
 /// what to do, and moves no block.
 #[tokio::test]
 async fn a_lost_or_empty_index_beside_blocks_stops_startup_and_moves_nothing() {
-    for emptied in [false, true] {
+    for (emptied, with_header) in [(false, false), (true, false), (true, true)] {
         let dir = tempfile::tempdir().unwrap();
         let backup = tempfile::tempdir().unwrap();
         let store = TraceStore::open(config(dir.path())).await.unwrap();
@@ -85,6 +85,20 @@ async fn a_lost_or_empty_index_beside_blocks_stops_startup_and_moves_nothing() {
         remove_database(dir.path());
         if emptied {
             std::fs::write(dir.path().join("meshtel.db"), b"").unwrap();
+        }
+        if with_header {
+            // What is left when the -wal file of a database that was never
+            // checkpointed is deleted: a header, and no table.
+            let path = dir.path().join("meshtel.db");
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            let conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+            sqlx::Connection::close(conn).await.unwrap();
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(dir.path().join(format!("meshtel.db{suffix}")));
+            }
+            assert!(std::fs::metadata(&path).unwrap().len() > 0);
         }
 
         let message = TraceStore::open(config(dir.path()))
