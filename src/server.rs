@@ -385,7 +385,18 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         ));
     }
 
-    write_listeners_file(&listeners_path, &listeners)?;
+    match write_listeners_file(&listeners_path, &listeners) {
+        Ok(()) => {}
+        // A full disk does not stop meshtel, which starts below its free-space reserve
+        // to flush and answer queries: the addresses are in the log line below.
+        Err(e) if disk_full(&e) => error!(
+            path = %listeners_path.display(),
+            error = %format!("{e:#}"),
+            "the listeners file could not be written: the disk is full; the bound \
+             addresses are logged here instead"
+        ),
+        Err(e) => return Err(e),
+    }
     // "-" for a listener this role does not run.
     let shown = |addr: Option<SocketAddr>| addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
     info!(
@@ -570,14 +581,28 @@ fn write_listeners_file(path: &Path, listeners: &Listeners) -> anyhow::Result<()
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = std::path::PathBuf::from(temporary);
-    std::fs::write(&temporary, serde_json::to_vec_pretty(listeners)?)
-        .with_context(|| format!("writing {}", temporary.display()))?;
+    if let Err(e) = std::fs::write(&temporary, serde_json::to_vec_pretty(listeners)?) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e).with_context(|| format!("writing {}", temporary.display()));
+    }
     if let Err(e) = std::fs::rename(&temporary, path) {
         let _ = std::fs::remove_file(&temporary);
         return Err(e)
             .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()));
     }
     Ok(())
+}
+
+/// Whether `error` comes from a full disk (or quota).
+fn disk_full(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        })
+    })
 }
 
 /// Whether a request's `Accept` asks for HTML (a browser), not metrics (a scraper).
@@ -633,4 +658,21 @@ fn serve(
         stop.clone(),
     );
     async move { served.await.with_context(|| format!("{what} server")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::disk_full;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_write_errors() {
+        // /dev/full answers every write with ENOSPC.
+        let full = std::fs::write("/dev/full", b"{}").context("writing listeners.json.1.tmp");
+        assert!(disk_full(&full.unwrap_err()));
+        let missing = std::fs::write("/nonexistent-meshtel-dir/listeners.json", b"{}")
+            .context("writing listeners.json.1.tmp");
+        assert!(!disk_full(&missing.unwrap_err()));
+    }
 }
