@@ -241,7 +241,7 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
     );
     counter(
         "meshtel_store_flush_failures_total",
-        "Head flushes that failed and were retried (the log names the file or database and the error).",
+        "Head flushes that failed and were retried, a WAL segment that could not be started included (the log names the file or database and the error).",
         s.flush_failures,
     );
     counter(

@@ -305,7 +305,11 @@ pub(crate) fn run_writer(
                             waiters: std::mem::take(&mut flush_waiters),
                         });
                     }
-                    Err(e) => error!(error = %e, "wal rotation failed; head stays in memory"),
+                    Err(e) => {
+                        // Retried at the next seal; counted with the flushes that fail.
+                        inner.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                        error!(error = %e, "wal rotation failed; head stays in memory");
+                    }
                 }
             }
         }

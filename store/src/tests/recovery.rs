@@ -340,3 +340,36 @@ async fn the_index_lists_replaced_blocks_until_they_are_forgotten() {
     assert_eq!(catalog.load_blocks().await.unwrap().len(), 1);
     catalog.close().await;
 }
+
+/// A WAL directory in which no new segment can be started (here a file in its way):
+/// the head stays in memory, each try is counted as a failed flush, and the flush
+/// goes through once the directory is back.
+#[tokio::test]
+async fn a_wal_that_cannot_start_a_segment_counts_failed_flushes_until_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    store
+        .write_spans(vec![trace(1, "held", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    let wal = dir.path().join("wal");
+    let away = dir.path().join("wal-away");
+    std::fs::rename(&wal, &away).unwrap();
+    std::fs::write(&wal, b"in the way").unwrap();
+    let flushing = tokio::spawn({
+        let store = store.clone();
+        async move { store.flush().await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.stats().flush_failures == 0 {
+        assert!(std::time::Instant::now() < deadline, "no failed flush counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.stats().blocks, 0);
+    std::fs::remove_file(&wal).unwrap();
+    std::fs::rename(&away, &wal).unwrap();
+    flushing.await.unwrap().unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    assert_eq!(ids(&store, &query("held")).await.len(), 1);
+    store.shutdown().await.unwrap();
+}
