@@ -362,7 +362,10 @@ async fn a_wal_that_cannot_start_a_segment_counts_failed_flushes_until_it_can() 
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while store.stats().flush_failures == 0 {
-        assert!(std::time::Instant::now() < deadline, "no failed flush counted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed flush counted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(store.stats().blocks, 0);
