@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{Error, Result};
 
@@ -355,8 +355,11 @@ impl Wal {
         self.buffer.clear();
         match self.cut_to_committed() {
             Ok(()) => {
+                // The failed append itself is logged by the writer, at most once per
+                // interval (`AppendFailures`): this line would repeat at the clients'
+                // rate on a full disk.
                 if self.written_len != self.committed_len {
-                    warn!(
+                    debug!(
                         segment = %segment_path(&self.dir, self.seq).display(),
                         cut_bytes = self.written_len - self.committed_len,
                         "cut a failed write off the wal segment"
