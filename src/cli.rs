@@ -107,6 +107,44 @@ pub fn end_quietly_on_broken_stdout() {
 /// Parses the command line; a refused value that came from a `MESHTEL_*` variable
 /// rather than its flag is named as such after clap's error, which names only the
 /// flag (one the operator never typed).
+/// Variables named `MESHTEL_*` that no flag of any command reads, in name order:
+/// misspelt settings (`MESHTEL_FLUSH_INTERVALL`), which would otherwise be ignored
+/// without a word while the same typo in the config file stops the start.
+/// `MESHTEL_BIN` and `MESHTEL_TEST_*`, which the test suite and scripts read, are not
+/// counted.
+pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut known = std::collections::HashSet::new();
+    let mut commands = vec![<Cli as clap::CommandFactory>::command()];
+    while let Some(command) = commands.pop() {
+        for arg in command.get_arguments() {
+            if let Some(env) = arg.get_env().and_then(|e| e.to_str()) {
+                known.insert(env.to_owned());
+            }
+        }
+        commands.extend(command.get_subcommands().cloned());
+    }
+    let mut unknown: Vec<String> = vars
+        .into_iter()
+        .filter(|name| name.starts_with("MESHTEL_"))
+        .filter(|name| name != "MESHTEL_BIN" && !name.starts_with("MESHTEL_TEST_"))
+        .filter(|name| !known.contains(name))
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// Warns of each variable [`unknown_env_vars`] finds in the environment.
+pub fn warn_unknown_env_vars() {
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for variable in unknown_env_vars(names) {
+        tracing::warn!(
+            variable,
+            "environment variable ignored: no setting has this name (see --help for each \
+             flag's variable)"
+        );
+    }
+}
+
 pub fn parse() -> Cli {
     let error = match Cli::try_parse() {
         Ok(cli) => return cli,
@@ -479,4 +517,28 @@ fn names_key(message: &str, key: &str) -> bool {
             .next()
             .is_some_and(|c| c.is_alphanumeric() || c == '_')
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unknown_env_vars;
+
+    #[test]
+    fn misspelt_meshtel_variables_are_found_and_known_ones_are_not() {
+        let names = [
+            "MESHTEL_FLUSH_INTERVALL",
+            "MESHTEL_FLUSH_INTERVAL",
+            "MESHTEL_STORE_MAX_HEAD_BYTES",
+            "MESHTEL_PROXY_SERVICE",
+            "MESHTEL_DEMO_RATE",
+            "MESHTEL_ADMIN_TOKEN",
+            "MESHTEL_TEST_PYTHON",
+            "MESHTEL_BIN",
+            "PATH",
+        ];
+        assert_eq!(
+            unknown_env_vars(names.map(String::from)),
+            ["MESHTEL_FLUSH_INTERVALL", "MESHTEL_STORE_MAX_HEAD_BYTES"]
+        );
+    }
 }

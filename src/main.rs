@@ -98,20 +98,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format);
+            cli::warn_unknown_env_vars();
             server::run(args.resolve()?, Role::All).await
         }
         Command::Collector(args) => {
             init_tracing(args.log_format);
+            cli::warn_unknown_env_vars();
             args.warn_ignored_flags(Role::Collector);
             server::run(args.resolve()?, Role::Collector).await
         }
         Command::Query(args) => {
             init_tracing(args.log_format);
+            cli::warn_unknown_env_vars();
             args.warn_ignored_flags(Role::Query);
             server::run(args.resolve()?, Role::Query).await
         }
         Command::Proxy(args) => {
             init_tracing(args.log_format);
+            cli::warn_unknown_env_vars();
             let config = args.proxy.into_config()?;
             Ok(meshtel_proxy::run(config, signal::shutdown_signal()).await?)
         }
@@ -127,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(command) => {
             // The demo's guide and traffic lines are the output; logs only for trouble.
             init_tracing_with_default(command.run.server.log_format, "warn,meshtel::demo=info");
+            cli::warn_unknown_env_vars();
             demo::run(command).await
         }
     }
