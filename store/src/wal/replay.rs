@@ -11,11 +11,15 @@
 //!   it (with `wal.sync = "interval"`, a power failure loses up to the interval
 //!   anyway). It is cut off with a WARN.
 //! - damage: more than a torn write could leave. The records after it were
-//!   acknowledged, and they are lost (replay does not look for records past the
-//!   damage). A copy of the whole segment goes to `wal/corrupt/` first, for whoever
-//!   wants to recover them by hand, and an ERROR says how many bytes were cut and where
-//!   the copy is. At most [`MAX_CORRUPT_COPIES`] copies are kept, the oldest deleted
-//!   first; when no copy can be made, the segment is left as it is.
+//!   acknowledged. Replay looks past the damage for the next whole record (header and
+//!   checksum right) and reads on from there, so only the records in the damaged bytes
+//!   are lost; the segment is then left as it is (the next start reads it the same
+//!   way) and deleted once flushed, as usual. When no whole record follows, it is cut
+//!   at the damage. Either way a copy of the whole segment goes to `wal/corrupt/`
+//!   first, for whoever wants to look, and an ERROR says how many bytes were passed
+//!   over or cut and where the copy is. At most [`MAX_CORRUPT_COPIES`] copies are
+//!   kept, the oldest deleted first; when no copy can be made, the segment is left as
+//!   it is.
 //!
 //! Either way replay goes on with the next segment, and new records go to a new
 //! segment: nothing is ever appended after bytes that do not read.
@@ -37,9 +41,20 @@ pub const MAX_CORRUPT_COPIES: usize = 4;
 /// A segment's readable records and how it ends.
 pub(super) struct Scan {
     pub records: Vec<Vec<u8>>,
-    /// Bytes up to the end of the last readable record.
+    /// Bytes up to the end of the last record read before any damage.
     pub valid_len: usize,
     pub tail: Tail,
+    /// Damaged stretches passed over, each followed by a whole record that was read.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Bytes between two readable records that do not read themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Skipped {
+    pub offset: usize,
+    pub bytes: usize,
+    /// Records read before it.
+    pub records_before: usize,
 }
 
 /// What follows the last readable record.
@@ -57,10 +72,47 @@ fn u32_at(data: &[u8], pos: usize) -> u32 {
     u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]])
 }
 
-/// Reads the records of a segment's bytes up to the first that does not read.
+/// Reads the records of a segment's bytes. At the first one that does not read, what
+/// is left decides: a torn tail ends the segment; damage is passed over when a whole
+/// record (header and checksum right) follows it, and reading goes on from there.
 pub(super) fn scan(data: &[u8]) -> Scan {
     let mut records = Vec::new();
+    let mut skipped = Vec::new();
+    let mut valid_len = None;
     let mut pos = 0usize;
+    let tail = loop {
+        pos = read_records(data, pos, &mut records);
+        if pos == data.len() {
+            break Tail::Clean;
+        }
+        valid_len.get_or_insert(pos);
+        let rest = &data[pos..];
+        match classify_tail(rest) {
+            Tail::Torn => break Tail::Torn,
+            _ => match next_record(rest, LOOKAHEAD_BUDGET_BYTES) {
+                Lookahead::At(offset) => {
+                    skipped.push(Skipped {
+                        offset: pos,
+                        bytes: offset,
+                        records_before: records.len(),
+                    });
+                    pos += offset;
+                }
+                Lookahead::None | Lookahead::GaveUp => break Tail::Damaged,
+            },
+        }
+    };
+    Scan {
+        records,
+        valid_len: valid_len.unwrap_or(pos),
+        tail,
+        skipped,
+    }
+}
+
+/// Reads whole records from `pos` on into `records`; returns where the first one
+/// that does not read starts (or the end).
+fn read_records(data: &[u8], mut pos: usize, records: &mut Vec<Vec<u8>>) -> usize {
     while pos + HEADER_BYTES <= data.len() {
         let size = u32_at(data, pos);
         let crc = u32_at(data, pos + 4);
@@ -78,16 +130,7 @@ pub(super) fn scan(data: &[u8]) -> Scan {
         records.push(payload.to_vec());
         pos = end;
     }
-    let tail = if pos == data.len() {
-        Tail::Clean
-    } else {
-        classify_tail(&data[pos..])
-    };
-    Scan {
-        records,
-        valid_len: pos,
-        tail,
-    }
+    pos
 }
 
 /// Whether `rest`, from the first record that does not read to the end of the
@@ -108,7 +151,7 @@ fn classify_tail(rest: &[u8]) -> Tail {
         // record follows: then its length was damaged (a flipped bit makes it run past
         // the end), and acknowledged records come after it.
         let torn = (record >= BUFFER_BYTES || one_write)
-            && later_record(rest, LOOKAHEAD_BUDGET_BYTES) == Some(false);
+            && next_record(rest, LOOKAHEAD_BUDGET_BYTES) == Lookahead::None;
         return if torn { Tail::Torn } else { Tail::Damaged };
     }
     // The record is whole but its checksum fails: a power failure can leave a page of
@@ -120,14 +163,22 @@ fn classify_tail(rest: &[u8]) -> Tail {
     }
 }
 
-/// Most payload bytes [`later_record`] checksums before it gives up: a few
+/// Most payload bytes [`next_record`] checksums before it gives up: a few
 /// milliseconds' work, enough for tails a few hundred KiB long.
 const LOOKAHEAD_BUDGET_BYTES: usize = 64 << 20;
 
-/// Whether a whole record, its header and checksum right, starts anywhere in `rest`
-/// after its first byte; `None` when telling would take more than `budget` bytes of
-/// checksums (a long tail of many plausible lengths), which the caller takes for yes.
-fn later_record(rest: &[u8], budget: usize) -> Option<bool> {
+/// Where the first whole record (its header and checksum right) after `rest`'s first
+/// byte starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookahead {
+    At(usize),
+    None,
+    /// Telling would take more than the budget of checksummed bytes (a long tail of
+    /// many plausible lengths).
+    GaveUp,
+}
+
+fn next_record(rest: &[u8], budget: usize) -> Lookahead {
     let mut spent = 0usize;
     for pos in 1..rest.len().saturating_sub(HEADER_BYTES) {
         let start = pos + HEADER_BYTES;
@@ -137,13 +188,13 @@ fn later_record(rest: &[u8], budget: usize) -> Option<bool> {
         }
         spent += size;
         if spent > budget {
-            return None;
+            return Lookahead::GaveUp;
         }
         if crc32fast::hash(&rest[start..start + size]) == u32_at(rest, pos + 4) {
-            return Some(true);
+            return Lookahead::At(pos);
         }
     }
-    Some(false)
+    Lookahead::None
 }
 
 /// Reads one segment's records for replay and repairs its end (see the module's doc).
@@ -153,7 +204,28 @@ pub(super) fn replay_segment(path: &Path) -> Result<Vec<Vec<u8>>> {
         records,
         valid_len,
         tail,
+        skipped,
     } = scan(&data);
+    if let Some(first) = skipped.first() {
+        // Whole records were read after the damage: the segment stays as it is, since
+        // cutting it would lose them again at a start before they are flushed (a
+        // flushed segment is deleted as usual); the next start reads it the same way.
+        let copy =
+            keep_copy(path).map_or_else(|e| format!("none ({e})"), |c| c.display().to_string());
+        error!(
+            segment = %path.display(),
+            offset = first.offset,
+            damaged_stretches = skipped.len(),
+            skipped_bytes = skipped.iter().map(|s| s.bytes).sum::<usize>(),
+            records_kept = records.len(),
+            records_before_damage = first.records_before,
+            damaged_end = tail == Tail::Damaged,
+            copy,
+            "wal segment is damaged; the records in the damaged bytes are lost, every \
+             whole record after them is replayed, and the segment is left as it is"
+        );
+        return Ok(records);
+    }
     let cut_bytes = data.len() - valid_len;
     match tail {
         Tail::Clean => {}

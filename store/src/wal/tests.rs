@@ -212,17 +212,55 @@ fn damage_before_the_end_keeps_a_copy_of_the_segment() {
     bytes[5 * 4008 + HEADER_BYTES + 100] ^= 0xff;
     fs::write(&path, &bytes).unwrap();
 
-    let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
-    assert_eq!(replayed[0].records.len(), 5);
-    assert_eq!(fs::metadata(&path).unwrap().len(), 5 * 4008);
-    let copy = dir.path().join(CORRUPT_DIR).join(path.file_name().unwrap());
+    let (wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+    // Only the damaged record is lost: replay reads on from the next whole one.
+    let records = &replayed[0].records;
+    assert_eq!(records.len(), 39);
+    assert_eq!(records[4], vec![5u8; 4000]);
+    assert_eq!(records[5], vec![7u8; 4000]);
     let mut damaged = original;
     damaged[5 * 4008 + HEADER_BYTES + 100] ^= 0xff;
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        damaged,
+        "the segment is left as it is"
+    );
+    let copy = dir.path().join(CORRUPT_DIR).join(path.file_name().unwrap());
     assert_eq!(
         fs::read(copy).unwrap(),
         damaged,
         "the copy is the segment as found"
     );
+    // The next start reads it the same way.
+    drop(wal);
+    let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+    assert_eq!(replayed[0].records.len(), 39);
+}
+
+#[test]
+fn damage_with_no_whole_record_after_it_is_cut_off_with_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq;
+    {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        seq = wal.current_seq();
+        for i in 0..40u8 {
+            wal.append(&vec![i + 1; 4000]).unwrap();
+            wal.commit(false).unwrap();
+        }
+    }
+    let path = segment_path(dir.path(), seq);
+    let mut bytes = fs::read(&path).unwrap();
+    // Every record from the sixth on damaged: nothing whole follows the first damage.
+    for r in 5..40 {
+        bytes[r * 4008 + HEADER_BYTES + 100] ^= 0xff;
+    }
+    fs::write(&path, &bytes).unwrap();
+    let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+    assert_eq!(replayed[0].records.len(), 5);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 5 * 4008);
+    let copy = dir.path().join(CORRUPT_DIR).join(path.file_name().unwrap());
+    assert_eq!(fs::read(copy).unwrap(), bytes);
 }
 
 #[test]
@@ -322,7 +360,12 @@ fn a_damaged_length_that_runs_past_the_end_is_damage_not_a_torn_write() {
     fs::write(&path, &bytes).unwrap();
 
     let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
-    assert_eq!(replayed[0].records.len(), 5);
+    // The record whose length was damaged is lost; the six after it are read.
+    assert_eq!(replayed[0].records.len(), 11);
     let copy = dir.path().join(CORRUPT_DIR).join(path.file_name().unwrap());
-    assert_eq!(fs::read(copy).unwrap(), bytes, "a copy of the segment as found");
+    assert_eq!(
+        fs::read(copy).unwrap(),
+        bytes,
+        "a copy of the segment as found"
+    );
 }
