@@ -50,6 +50,10 @@ pub enum Command {
     /// show what each one does.
     #[command(subcommand)]
     Rules(crate::rules_cli::RulesCommand),
+    /// Maintenance of a stopped store's blocks: `adopt` puts the blocks set aside in
+    /// blocks/orphaned/ back into the index.
+    #[command(subcommand)]
+    Blocks(crate::blocks_cli::BlocksCommand),
     /// Bookinfo with a meshtel proxy beside every instance, traffic and the Istio lab
     /// scenarios, all in this process; or `list` / `apply` a scenario in a running demo.
     Demo(crate::demo::DemoCommand),
@@ -64,7 +68,7 @@ impl Command {
                 true
             }
             Command::Demo(demo) => demo.action.is_none(),
-            Command::Bench(_) | Command::Quota(_) | Command::Rules(_) => false,
+            Command::Bench(_) | Command::Quota(_) | Command::Rules(_) | Command::Blocks(_) => false,
         }
     }
 
@@ -76,7 +80,7 @@ impl Command {
             }
             Command::Proxy(proxy) => Some(proxy.log_format),
             Command::Demo(demo) => Some(demo.run.server.log_format),
-            Command::Bench(_) | Command::Quota(_) | Command::Rules(_) => None,
+            Command::Bench(_) | Command::Quota(_) | Command::Rules(_) | Command::Blocks(_) => None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! hands over to the role.
 
 mod bench;
+mod blocks_cli;
 mod cli;
 mod config;
 mod demo;
@@ -128,6 +129,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             quota_cli::run(command).await
         }
         Command::Rules(command) => rules_cli::run(command),
+        Command::Blocks(command) => {
+            init_tracing(LogFormat::Text);
+            blocks_cli::run(command).await
+        }
         Command::Demo(command) => {
             // The demo's guide and traffic lines are the output; logs only for trouble.
             init_tracing_with_default(command.run.server.log_format, "warn,meshtel::demo=info");

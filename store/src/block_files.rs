@@ -271,7 +271,7 @@ async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
 /// decode or the file is gone; `Err` for what the operator fixes, not the block
 /// (permissions, too many open files): the file is read into memory first, so every
 /// error after that is the bytes'.
-fn verify_pages(path: &Path) -> std::io::Result<Option<Error>> {
+pub(crate) fn verify_pages(path: &Path) -> std::io::Result<Option<Error>> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes::Bytes::from(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(e.into())),
@@ -365,8 +365,9 @@ fn sweep(dir: &Path, indexed: &BTreeSet<String>, replaced: &BTreeSet<String>) ->
             why = "it is the output of a flush or compaction interrupted before it was indexed \
                    (its spans are then also in the WAL or in other blocks), or meshtel.db is \
                    older than the blocks (restored from a backup, or lost)",
-            what_to_do = "its spans are not searchable; keep the file if meshtel.db was \
-                          restored or lost (any Parquet reader opens it), else delete it",
+            what_to_do = "its spans are not searchable; if meshtel.db was restored or \
+                          lost, stop meshtel and run `meshtel blocks adopt` to index it again, \
+                          else delete it",
             "block file not in the index set aside"
         );
     }
@@ -390,7 +391,7 @@ fn sweep(dir: &Path, indexed: &BTreeSet<String>, replaced: &BTreeSet<String>) ->
     })
 }
 
-fn highest_id_in(dir: &Path) -> u64 {
+pub(crate) fn highest_id_in(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .map(|entries| {
             entries

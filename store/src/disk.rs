@@ -309,9 +309,13 @@ pub(crate) fn check_index_beside_blocks(data_dir: &Path, blocks_dir: &Path) -> R
             "is {state} but {} holds {blocks} block file{} that only it indexes; meshtel \
              does not start with a new index, which would set them all aside: restore \
              meshtel.db from a backup (blocks written after the backup are then set aside \
-             in blocks/orphaned/), or move {} away to start with an empty store",
+             in blocks/orphaned/: `meshtel blocks adopt` indexes them again), or, without \
+             a backup, move the block files into {}/orphaned/ and run `meshtel blocks \
+             adopt` to index them in a new meshtel.db, or move {} away to start with an \
+             empty store",
             blocks_dir.display(),
             if blocks == 1 { "" } else { "s" },
+            blocks_dir.display(),
             blocks_dir.display()
         )),
     })

@@ -25,6 +25,7 @@
 //!   services and operations listed, in memory, and their bounds;
 //! - [`quotas`]: quota policies, their audit log and admin tokens in SQL ([`QuotaRepo`]).
 
+pub mod adopt;
 pub mod block;
 pub mod block_files;
 pub mod catalog;

@@ -11,6 +11,7 @@ use super::*;
 use crate::schema::span_schema;
 use meshtel_model::{DependencyLink, SpanKind, TraceQuery, TraceReader};
 
+mod adopt;
 mod data_dir;
 mod format;
 mod lifecycle;

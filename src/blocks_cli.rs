@@ -1,0 +1,44 @@
+//! `meshtel blocks`: maintenance of a stopped store's blocks.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+/// `meshtel blocks ...`.
+#[derive(Debug, Subcommand)]
+pub enum BlocksCommand {
+    /// Put the blocks startup set aside in blocks/orphaned/ (not named by the index:
+    /// after meshtel.db was restored from a backup or lost, or after a blocks volume
+    /// came back late) back into the index, searchable again. Run it with meshtel
+    /// stopped; a file that does not read stays where it is.
+    Adopt {
+        /// The data directory [default: ./meshtel-data]
+        #[arg(long, env = "MESHTEL_DATA_DIR", default_value = "./meshtel-data")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Runs a `blocks` subcommand.
+pub async fn run(command: BlocksCommand) -> anyhow::Result<()> {
+    match command {
+        BlocksCommand::Adopt { data_dir } => {
+            let adopted = meshtel_store::adopt::adopt_orphaned_blocks(&data_dir)
+                .await
+                .with_context(|| {
+                    format!("adopting the orphaned blocks of {}", data_dir.display())
+                })?;
+            println!(
+                "adopted {} block{} ({} spans) from {}",
+                adopted.blocks.len(),
+                if adopted.blocks.len() == 1 { "" } else { "s" },
+                adopted.spans,
+                data_dir.join("blocks/orphaned").display()
+            );
+            for (path, why) in &adopted.unreadable {
+                println!("left in place, does not read: {} ({why})", path.display());
+            }
+            Ok(())
+        }
+    }
+}
