@@ -424,7 +424,9 @@ impl TraceStore {
         });
         let warned = Arc::default();
         let mut loaded = LoadedCatalog::default();
-        reload_index(&inner, &warned, &mut loaded).await?;
+        reload_index(&inner, &warned, &mut loaded)
+            .await
+            .map_err(disk::explain_read_error(&data_dir))?;
         let refresher = inner.clone();
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(refresh);

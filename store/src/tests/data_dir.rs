@@ -159,17 +159,24 @@ async fn a_new_index_beside_a_blocks_directory_without_blocks_starts() {
 
 /// The error opening a store whose `meshtel.db` (one flushed trace in it) `damage`
 /// changed.
-async fn opening_a_damaged_index(damage: impl FnOnce(&Path)) -> String {
+async fn opening_a_damaged_index(damage: impl FnOnce(&Path)) -> [String; 2] {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     flush_trace(&store, 1, "kept").await;
     store.shutdown().await.unwrap();
     damage(&dir.path().join("meshtel.db"));
-    TraceStore::open(config(dir.path()))
+    // A reader (`meshtel query`) says the same as a writer.
+    let read_only = TraceStore::open_read_only(config(dir.path()), Duration::from_secs(1))
         .await
         .err()
         .unwrap()
-        .to_string()
+        .to_string();
+    let writer = TraceStore::open(config(dir.path()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    [writer, read_only]
 }
 
 /// A `meshtel.db` whose header is garbled, or that opens but whose pages do not read
@@ -189,12 +196,14 @@ async fn a_garbled_or_truncated_index_says_what_to_do() {
         file.set_len(len / 2).unwrap();
     })
     .await;
-    for (message, cause) in [
+    for (messages, cause) in [
         (garbled, "file is not a database"),
         (truncated, "malformed"),
     ] {
-        for needle in ["meshtel.db", cause, "restore meshtel.db from a backup"] {
-            assert!(message.contains(needle), "{needle:?} in {message}");
+        for message in messages {
+            for needle in ["meshtel.db", cause, "restore meshtel.db from a backup"] {
+                assert!(message.contains(needle), "{needle:?} in {message}");
+            }
         }
     }
 }
