@@ -83,10 +83,18 @@ pub struct RunOptions {
 /// Binds the `what` listener to `addr`, the `[listen] <key>` setting: an error names
 /// the setting and its flag and variable, where another address is chosen.
 async fn bind(what: &str, key: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+    let bound = TcpListener::bind(addr).await;
+    // An address without a port, or a port past 65535.
+    let hint = match &bound {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            ": expected host:port, e.g. 127.0.0.1:4317 (port 0 picks a free one)"
+        }
+        _ => "",
+    };
+    bound.with_context(|| {
         format!(
             "binding the {what} listener to {addr} ([listen] {key}, --{key}-listen, \
-             MESHTEL_{}_LISTEN)",
+             MESHTEL_{}_LISTEN){hint}",
             key.to_uppercase()
         )
     })

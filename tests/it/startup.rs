@@ -101,6 +101,38 @@ async fn query_refuses_a_data_directory_no_collector_made() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_address_without_a_port_says_what_is_expected() {
+    for address in ["127.0.0.1", "127.0.0.1:99999"] {
+        let dir = TestDir::new();
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtel"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.data_dir())
+            .args(["--grpc-listen", address])
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--zipkin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--query-listen", "127.0.0.1:0"])
+            .env_remove("MESHTEL_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+            .await
+            .expect("meshtel kept running")
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!output.status.success(), "{log}");
+        for needle in ["--grpc-listen", "MESHTEL_GRPC_LISTEN", "expected host:port"] {
+            assert!(log.contains(needle), "{address}: {needle:?} in {log}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_refused_by_the_lock_leaves_the_running_servers_listeners_file() {
     let dir = TestDir::new();
     let file = dir.data_dir().join("listeners.json");
