@@ -182,6 +182,18 @@ fn graph_app(rows: Vec<EdgeRow>, links: Vec<DependencyLink>) -> (Router, Arc<Fak
     (app, edges)
 }
 
+/// The ids of a list of cytoscape elements, sorted.
+fn ids(list: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn find<'a>(list: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     list.as_array()
         .unwrap()
@@ -290,17 +302,7 @@ async fn graph_filters_and_params() {
     );
     // A service named short, with its namespace or by FQDN: the calls into it and
     // its workloads' calls out, the same edges each way.
-    let edge_ids = |body: &serde_json::Value| {
-        let mut ids: Vec<String> = body["elements"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["data"]["id"].as_str().unwrap().to_string())
-            .collect();
-        ids.sort();
-        ids
-    };
-    let short = edge_ids(&get(&app, "/api/graph?service=productpage").await.json());
+    let short = ids(&get(&app, "/api/graph?service=productpage").await.json()["elements"]["edges"]);
     assert_eq!(short.len(), 3, "{short:?}");
     for name in [
         "productpage.default",
@@ -309,12 +311,12 @@ async fn graph_filters_and_params() {
         let body = get(&app, &format!("/api/graph?service={name}"))
             .await
             .json();
-        assert_eq!(edge_ids(&body), short, "{name}");
+        assert_eq!(ids(&body["elements"]["edges"]), short, "{name}");
     }
     let body = get(&app, "/api/graph?service=productpage.other")
         .await
         .json();
-    assert_eq!(edge_ids(&body), Vec::<String>::new());
+    assert_eq!(ids(&body["elements"]["edges"]), Vec::<String>::new());
     let body = get(&app, "/api/graph?namespace=other").await.json();
     assert_eq!(body["duration"], 300, "default window is 5m");
     assert_eq!(body["elements"]["nodes"], json!([]));

@@ -6,39 +6,6 @@ use super::*;
 use crate::adopt::adopt_orphaned_blocks;
 use crate::block_files::ORPHANED_DIR;
 
-fn trace_id(seed: u8) -> TraceId {
-    let mut id = [0u8; 16];
-    id[0] = 1;
-    id[15] = seed;
-    TraceId(id)
-}
-
-async fn flush_trace(store: &TraceStore, seed: u8, service: &str) {
-    store
-        .write_spans(vec![trace(seed, service, 2, *T0, 1000)])
-        .await
-        .unwrap();
-    store.flush().await.unwrap();
-}
-
-/// Copies the `meshtel.db*` files of `from` into `to`, after removing `to`'s.
-fn copy_database(from: &Path, to: &Path) {
-    for dir in [to, from] {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if !name.starts_with("meshtel.db") {
-                continue;
-            }
-            if dir == to {
-                std::fs::remove_file(&path).unwrap();
-            } else {
-                std::fs::copy(&path, to.join(&name)).unwrap();
-            }
-        }
-    }
-}
-
 fn orphaned_blocks(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("blocks").join(ORPHANED_DIR))
         .map(|entries| {
@@ -119,17 +86,7 @@ async fn blocks_of_a_lost_index_are_adopted_into_a_new_one() {
     flush_trace(&store, 1, "a").await;
     flush_trace(&store, 2, "b").await;
     store.shutdown().await.unwrap();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("meshtel.db")
-        {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
+    remove_database(dir.path());
     let message = TraceStore::open(config(dir.path()))
         .await
         .err()

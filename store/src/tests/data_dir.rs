@@ -6,29 +6,6 @@ use std::path::Path;
 
 use super::*;
 
-/// Writes one two-span trace of `service` (seed `seed`) and flushes it to a block.
-async fn flush_trace(store: &TraceStore, seed: u8, service: &str) {
-    store
-        .write_spans(vec![trace(seed, service, 2, *T0, 1000)])
-        .await
-        .unwrap();
-    store.flush().await.unwrap();
-}
-
-fn remove_database(dir: &Path) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("meshtel.db")
-        {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
-}
-
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()

@@ -185,6 +185,51 @@ async fn all_query_results(store: &TraceStore) -> Vec<Vec<String>> {
 }
 
 /// Copies a directory tree (a data directory, to open it twice).
+/// A trace id from `seed` (the id of [`trace`]'s spans with that seed).
+fn trace_id(seed: u8) -> TraceId {
+    let mut id = [0u8; 16];
+    id[0] = 1;
+    id[15] = seed;
+    TraceId(id)
+}
+
+/// Writes one two-span trace of `service` (seed `seed`) and flushes it to a block of
+/// its own.
+async fn flush_trace(store: &TraceStore, seed: u8, service: &str) {
+    store
+        .write_spans(vec![trace(seed, service, 2, *T0, 1000)])
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+}
+
+/// Deletes `meshtel.db` and its `-wal` and `-shm` files in `dir`.
+fn remove_database(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("meshtel.db")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+/// Replaces the `meshtel.db*` files of `to` with copies of `from`'s.
+fn copy_database(from: &std::path::Path, to: &std::path::Path) {
+    remove_database(to);
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("meshtel.db") {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

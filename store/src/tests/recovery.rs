@@ -6,22 +6,6 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::block_files::{CORRUPT_DIR, ORPHANED_DIR};
 
-fn trace_id(seed: u8) -> TraceId {
-    let mut id = [0u8; 16];
-    id[0] = 1;
-    id[15] = seed;
-    TraceId(id)
-}
-
-/// Writes one trace of `service` (seed `seed`) and flushes it to a block of its own.
-async fn flush_trace(store: &TraceStore, seed: u8, service: &str) {
-    store
-        .write_spans(vec![trace(seed, service, 2, *T0, 1000)])
-        .await
-        .unwrap();
-    store.flush().await.unwrap();
-}
-
 /// The indexed blocks' files, oldest id first.
 fn block_paths(store: &TraceStore) -> Vec<PathBuf> {
     let state = store.inner.state.read();
@@ -50,16 +34,6 @@ fn truncate_to_half(path: &Path) {
         .unwrap()
         .set_len(len / 2)
         .unwrap();
-}
-
-/// The SQLite files of a stopped store.
-fn copy_database(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let name = entry.unwrap().file_name();
-        if name.to_string_lossy().starts_with("meshtel.db") {
-            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
-        }
-    }
 }
 
 #[tokio::test]
@@ -94,17 +68,6 @@ async fn an_older_index_sets_newer_blocks_aside_and_leaves_other_files_alone() {
     let newer = block_paths(&store)[1].clone();
     store.shutdown().await.unwrap();
     // The backup is restored; the blocks directory holds things meshtel did not write.
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("meshtel.db")
-        {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
     copy_database(backup.path(), dir.path());
     let blocks_dir = dir.path().join("blocks");
     std::fs::write(blocks_dir.join("README.txt"), b"ours").unwrap();

@@ -193,19 +193,22 @@ fn an_empty_record_is_refused() {
     assert!(wal.append(b"").is_err());
 }
 
+/// A segment of 40 records of 4,000 bytes (record `i` all `i + 1`), each its own
+/// commit; its path.
+fn forty_committed_records(dir: &std::path::Path) -> std::path::PathBuf {
+    let (mut wal, _) = Wal::open(dir, 0).unwrap();
+    let seq = wal.current_seq();
+    for i in 0..40u8 {
+        wal.append(&vec![i + 1; 4000]).unwrap();
+        wal.commit(false).unwrap();
+    }
+    segment_path(dir, seq)
+}
+
 #[test]
 fn damage_before_the_end_keeps_a_copy_of_the_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let seq;
-    {
-        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
-        seq = wal.current_seq();
-        for i in 0..40u8 {
-            wal.append(&vec![i + 1; 4000]).unwrap();
-            wal.commit(false).unwrap();
-        }
-    }
-    let path = segment_path(dir.path(), seq);
+    let path = forty_committed_records(dir.path());
     let mut bytes = fs::read(&path).unwrap();
     let original = bytes.clone();
     // A flipped byte in the payload of record 5 of 40.
@@ -240,16 +243,7 @@ fn damage_before_the_end_keeps_a_copy_of_the_segment() {
 #[test]
 fn damage_with_no_whole_record_after_it_is_cut_off_with_a_copy() {
     let dir = tempfile::tempdir().unwrap();
-    let seq;
-    {
-        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
-        seq = wal.current_seq();
-        for i in 0..40u8 {
-            wal.append(&vec![i + 1; 4000]).unwrap();
-            wal.commit(false).unwrap();
-        }
-    }
-    let path = segment_path(dir.path(), seq);
+    let path = forty_committed_records(dir.path());
     let mut bytes = fs::read(&path).unwrap();
     // Every record from the sixth on damaged: nothing whole follows the first damage.
     for r in 5..40 {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use meshtel_model::graph::EdgeRow;
 use serde_json::{Value, json};
 
-use super::{find, get, graph_app, key, stats};
+use super::{find, get, graph_app, ids, key, stats};
 
 /// `requests` calls from `source` (empty: outside the mesh) to `workload` (empty: none
 /// answered) of `service`, reported by the caller (by the callee for outside calls).
@@ -232,18 +232,6 @@ async fn edges_at(path: &str) -> Vec<String> {
     let reply = get(&app, path).await;
     assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
     ids(&reply.json()["elements"]["edges"])
-}
-
-/// The ids of a list of cytoscape elements, sorted.
-fn ids(list: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["data"]["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
 }
 
 #[tokio::test]
