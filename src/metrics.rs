@@ -225,6 +225,16 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         s.blocks_unreadable,
     );
     counter(
+        "meshtel_store_blocks_orphaned_total",
+        "Block files the index does not name, set aside in blocks/orphaned/ at start (meshtel blocks adopt indexes them again).",
+        s.blocks_orphaned,
+    );
+    counter(
+        "meshtel_wal_segments_damaged_total",
+        "WAL segments found damaged at start, not merely torn: records in the damaged bytes lost, a copy kept in wal/corrupt/.",
+        s.wal_segments_damaged,
+    );
+    counter(
         "meshtel_store_writes_rejected_overload_total",
         "Writes refused because the pipeline was full.",
         s.rejected_overload,

@@ -73,6 +73,9 @@ pub(crate) async fn prepare(
     let dir = blocks_dir.to_path_buf();
     let swept = tokio::task::spawn_blocking(move || sweep(&dir, &indexed, &replaced)).await??;
     catalog.forget_replaced(&swept.forgotten).await?;
+    stats
+        .blocks_orphaned
+        .fetch_add(swept.orphaned, Ordering::Relaxed);
 
     let dir = blocks_dir.to_path_buf();
     let listed = blocks.len();
@@ -294,6 +297,8 @@ struct Swept {
     forgotten: Vec<String>,
     /// The highest block id in any file name under the blocks directory.
     highest_id: u64,
+    /// Blocks moved to `orphaned/`.
+    orphaned: u64,
 }
 
 /// The block id in a block's file name (`<16 hex digits>.parquet…`, see
@@ -318,7 +323,7 @@ fn sweep(dir: &Path, indexed: &BTreeSet<String>, replaced: &BTreeSet<String>) ->
     }
     let names: BTreeSet<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
     let mut highest_id = 0;
-    let (mut leftovers, mut superseded) = (0, 0);
+    let (mut leftovers, mut superseded, mut orphaned) = (0, 0, 0);
     for (name, is_dir) in &entries {
         if *is_dir {
             if name == ORPHANED_DIR || name == CORRUPT_DIR {
@@ -359,6 +364,9 @@ fn sweep(dir: &Path, indexed: &BTreeSet<String>, replaced: &BTreeSet<String>) ->
             }
         }
         let moved = move_aside(dir, block, ORPHANED_DIR).map_err(Error::at("block", &path))?;
+        if !is_sidecar {
+            orphaned += 1;
+        }
         warn!(
             file = %path.display(),
             moved_to = %moved,
@@ -388,6 +396,7 @@ fn sweep(dir: &Path, indexed: &BTreeSet<String>, replaced: &BTreeSet<String>) ->
     Ok(Swept {
         forgotten,
         highest_id,
+        orphaned,
     })
 }
 

@@ -303,6 +303,10 @@ impl TraceStore {
 
         let flushed_through = catalog.flushed_through().await.map_err(&damaged)?;
         let (wal, replayed) = wal::Wal::open(&wal_dir, flushed_through)?;
+        let damaged_segments = replayed.iter().filter(|s| s.damaged).count() as u64;
+        stats
+            .wal_segments_damaged
+            .fetch_add(damaged_segments, Ordering::Relaxed);
         let head = replay::into_head(&replayed);
 
         let (catalog_queue, catalog_inbox) = CatalogQueue::new();

@@ -21,6 +21,10 @@ pub(crate) struct Stats {
     pub blocks_deleted_by_retention: AtomicU64,
     /// Blocks taken out of the index because they could not be read.
     pub blocks_unreadable: AtomicU64,
+    /// Block files the index does not name, set aside in `blocks/orphaned/` at start.
+    pub blocks_orphaned: AtomicU64,
+    /// WAL segments found damaged (not merely torn) at start.
+    pub wal_segments_damaged: AtomicU64,
     pub rejected_overload: AtomicU64,
     pub catalog_overflow: AtomicU64,
     /// Services and operations the catalog forgot after retention deleted their spans.
@@ -97,6 +101,8 @@ impl Stats {
             compactions: get(&self.compactions),
             blocks_deleted_by_retention: get(&self.blocks_deleted_by_retention),
             blocks_unreadable: get(&self.blocks_unreadable),
+            blocks_orphaned: get(&self.blocks_orphaned),
+            wal_segments_damaged: get(&self.wal_segments_damaged),
             rejected_overload: get(&self.rejected_overload),
             catalog_overflow: get(&self.catalog_overflow),
             catalog_forgotten: get(&self.catalog_forgotten),
@@ -142,6 +148,12 @@ pub struct StoreStats {
     /// Blocks taken out of the index because they could not be read (missing, or moved
     /// to `blocks/corrupt/`), at startup or by compaction.
     pub blocks_unreadable: u64,
+    /// Block files the index does not name, set aside in `blocks/orphaned/` at start
+    /// (`meshtel blocks adopt` indexes them again).
+    pub blocks_orphaned: u64,
+    /// WAL segments found damaged at start (records lost; a copy kept in
+    /// `wal/corrupt/`), not counting torn tails a crash leaves.
+    pub wal_segments_damaged: u64,
     /// Writes refused because the pipeline was full.
     pub rejected_overload: u64,
     /// Catalog entries (services or operations) not listed because of

@@ -50,6 +50,8 @@ pub struct ReplayedSegment {
     pub seq: u64,
     /// Record payloads.
     pub records: Vec<Vec<u8>>,
+    /// Whether it was damaged before its end (records lost; see [`replay`]).
+    pub damaged: bool,
 }
 
 /// The open log: appends go to the newest segment.
@@ -135,13 +137,17 @@ impl Wal {
                 fs::remove_file(&path).map_err(Error::at("WAL segment", &path))?;
                 continue;
             }
-            let records = replay::replay_segment(&path)?;
+            let (records, damaged) = replay::replay_segment(&path)?;
             info!(
                 segment = seq,
                 records = records.len(),
                 "replaying wal segment"
             );
-            replayed.push(ReplayedSegment { seq, records });
+            replayed.push(ReplayedSegment {
+                seq,
+                records,
+                damaged,
+            });
         }
         let seq = last_seq + 1;
         let file = Self::create_segment(dir, seq)?;

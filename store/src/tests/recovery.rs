@@ -83,6 +83,7 @@ async fn an_older_index_sets_newer_blocks_aside_and_leaves_other_files_alone() {
         vec![newer_name.clone(), format!("{newer_name}.tids")],
         "the unindexed block is kept, with its trace id set"
     );
+    assert_eq!(store.stats().blocks_orphaned, 1, "counted once, the block");
     let left = file_names(&blocks_dir);
     assert!(left.contains(&"README.txt".to_string()), "{left:?}");
     assert!(left.contains(&"lost+found".to_string()), "{left:?}");

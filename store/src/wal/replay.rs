@@ -197,8 +197,9 @@ fn next_record(rest: &[u8], budget: usize) -> Lookahead {
     Lookahead::None
 }
 
-/// Reads one segment's records for replay and repairs its end (see the module's doc).
-pub(super) fn replay_segment(path: &Path) -> Result<Vec<Vec<u8>>> {
+/// Reads one segment's records for replay and repairs its end (see the module's doc);
+/// with whether it was damaged (more than a torn tail).
+pub(super) fn replay_segment(path: &Path) -> Result<(Vec<Vec<u8>>, bool)> {
     let data = fs::read(path).map_err(Error::at("WAL segment", path))?;
     let Scan {
         records,
@@ -224,7 +225,7 @@ pub(super) fn replay_segment(path: &Path) -> Result<Vec<Vec<u8>>> {
             "wal segment is damaged; the records in the damaged bytes are lost, every \
              whole record after them is replayed, and the segment is left as it is"
         );
-        return Ok(records);
+        return Ok((records, true));
     }
     let cut_bytes = data.len() - valid_len;
     match tail {
@@ -262,7 +263,7 @@ pub(super) fn replay_segment(path: &Path) -> Result<Vec<Vec<u8>>> {
             ),
         },
     }
-    Ok(records)
+    Ok((records, tail == Tail::Damaged))
 }
 
 /// Cuts the segment at `len`. New records go to a new segment either way, so a failure

@@ -216,6 +216,7 @@ fn damage_before_the_end_keeps_a_copy_of_the_segment() {
     fs::write(&path, &bytes).unwrap();
 
     let (wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+    assert!(replayed[0].damaged);
     // Only the damaged record is lost: replay reads on from the next whole one.
     let records = &replayed[0].records;
     assert_eq!(records.len(), 39);
@@ -280,6 +281,7 @@ fn a_record_cut_short_is_a_torn_tail_without_a_copy() {
         .unwrap();
     let (_wal, replayed) = Wal::open(dir.path(), 0).unwrap();
     assert_eq!(replayed[0].records.len(), 40);
+    assert!(!replayed[0].damaged, "a torn tail is not damage");
     assert!(!dir.path().join(CORRUPT_DIR).exists());
 }
 
