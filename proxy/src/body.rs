@@ -544,7 +544,7 @@ impl Body for ResponseBody {
                 Poll::Pending => {
                     if let Some(pending) = &mut this.pending {
                         pending.answered = true;
-                        if let Some(idle) = pending.context.body_idle_timeout
+                        if let Some(idle) = pending.context.body_idle_timeout_for(&pending.exchange)
                             && pending.idle.stalled(idle, cx)
                         {
                             return Poll::Ready(Some(Err(this.cut_idle(idle))));

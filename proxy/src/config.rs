@@ -86,14 +86,15 @@ pub struct ProxyArgs {
     #[arg(long, env = "MESHTEL_PROXY_SPAN_QUEUE", default_value_t = 2_048)]
     pub span_queue: usize,
     /// Longest wait for an upstream's response headers once the request body is in (`0s` = no limit).
+    /// A gRPC call waits as its `grpc-timeout` says instead (no limit without one).
     #[arg(long, env = "MESHTEL_PROXY_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
     /// Longest pause in the arrival of a request or response body (Envoy's stream idle
     /// timeout, flag `SI`; `0s` = no limit). A stalled request body is answered 408 and
     /// its connection closed; a response body the upstream stops sending is cut short
     /// downstream (its status is already sent) and its upstream connection closed.
-    /// Long streams (gRPC server streaming, long polls) that may stay silent longer
-    /// need `0s` or a longer limit.
+    /// Long polls that may stay silent longer need `0s` or a longer limit; gRPC
+    /// streams get at least 5 minutes (Envoy's stream idle timeout).
     #[arg(long, env = "MESHTEL_PROXY_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_idle_timeout: Duration,
     /// Upstream TCP connect timeout.

@@ -334,15 +334,12 @@ impl Proxy {
         // 8. resilience plan: retries (the route's, or Istio's default) and timeouts.
         let plan = upstream::Plan {
             retries: decision.route.and_then(|r| r.retries.clone()).unwrap_or_else(RetryPolicy::istio_default),
-            timeout: match decision.route.and_then(|r| r.timeout) {
-                Some(timeout) if timeout.is_zero() => None,
-                Some(timeout) => Some(timeout),
-                None => context.request_timeout,
-            },
+            timeout: grpc::request_timeout(decision.route.and_then(|r| r.timeout), context.request_timeout, exchange.is_grpc(), &parts.headers),
         };
         let mirror = decision.route.and_then(|r| r.mirror.as_ref());
         let replay = plan.retries.attempts > 0 || mirror.is_some();
-        let mut body = match upstream::OutboundBody::prepare(body, replay, context.body_idle_timeout, &mut exchange).await {
+        let idle = context.body_idle_timeout_for(&exchange);
+        let mut body = match upstream::OutboundBody::prepare(body, replay, idle, &mut exchange).await {
             Ok(body) => body,
             Err(error) => return respond(context, Err(error), exchange, None, None),
         };
@@ -421,13 +418,15 @@ async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchang
         }
         *request.version_mut() = Version::HTTP_11;
     }
+    let timeout = grpc::request_timeout(None, context.request_timeout, exchange.is_grpc(), request.headers());
+    let idle = context.body_idle_timeout_for(exchange);
     let request = request.map(|body| {
         let progress = exchange.body_progress(&body);
-        RequestBody::new(body, progress, context.body_idle_timeout)
+        RequestBody::new(body, progress, idle)
     });
     let sent = context.upstream.send(exchange.upstream_address(), request);
     // The request timeout runs from the end of the request body, as Envoy's does.
-    let result = match (exchange.request_body_progress(), context.request_timeout) {
+    let result = match (exchange.request_body_progress(), timeout) {
         // No body being read (most requests): from now.
         (None, Some(timeout)) => match tokio::time::timeout(timeout, sent).await {
             Ok(result) => result.map_err(upstream::AttemptError::Failed),
@@ -711,6 +710,7 @@ fn new_request_id() -> [u8; 36] {
 }
 
 mod app_hints;
+mod grpc;
 mod headers;
 mod upgrade;
 mod upstream;

@@ -199,6 +199,20 @@ impl Drop for Parked {
 /// large tokens or cookies pass over HTTP/2 as over HTTP/1.1.
 pub const H2_MAX_HEADER_LIST_BYTES: u32 = 60 << 10;
 
+/// Most streams a client may hold open at once on one HTTP/2 connection to a listener.
+/// The outbound proxy carries all its app's calls to one endpoint on one connection, so
+/// hyper's default of 200 made long-lived gRPC streams (watches, subscriptions) beyond
+/// it wait, and the calls behind them time out. Envoy sets no limit; this bounds the
+/// per-stream state a connection can hold (a few KiB each; buffered bytes are bounded by
+/// the connection's flow-control window whatever the count).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 4096;
+
+/// How often an h2c connection with open streams is pinged, downstream and upstream, to
+/// tell a live peer from a vanished one (a silent gRPC stream may wait minutes).
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl UpstreamPool {
     /// An empty pool.
     pub fn new(settings: PoolSettings) -> UpstreamPool {
@@ -313,6 +327,8 @@ impl UpstreamPool {
                 let io = self.connect(upstream).await?;
                 let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
+                    .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+                    .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
                     .max_header_list_size(H2_MAX_HEADER_LIST_BYTES)
                     .handshake(io)
                     .await

@@ -82,11 +82,6 @@ pub struct ConnectionStats {
     /// Closed after [`WRITE_STALL_TIMEOUT`], by listener.
     pub write_stalls: IntCounterVec,
 }
-/// How often an h2c connection is pinged to tell a live client from a vanished one
-/// that still holds open streams.
-const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long a ping may go unanswered before the connection is closed.
-const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pending connections a listening socket queues, as tokio's `TcpListener::bind`.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -145,8 +140,9 @@ pub async fn serve_listener<S, B>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
-        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .keep_alive_interval(Some(crate::pool::H2_KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(crate::pool::H2_KEEP_ALIVE_TIMEOUT)
+        .max_concurrent_streams(crate::pool::H2_MAX_CONCURRENT_STREAMS)
         .max_header_list_size(crate::pool::H2_MAX_HEADER_LIST_BYTES);
     // Each connection task holds a receiver; `closed()` is when every one has ended.
     let (drained, connection_token) = watch::channel(());

@@ -346,7 +346,7 @@ pub async fn send(
                 Overflow::TimedOut => ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() },
                 overflow => ForwardError::Overflow { cluster: cluster.name.clone(), limit: overflow.limit() },
             })?;
-        let Some(request_body) = body.take(exchange, context.body_idle_timeout) else {
+        let Some(request_body) = body.take(exchange, context.body_idle_timeout_for(exchange)) else {
             // A streamed body was already sent once: nothing to retry with.
             return Err(ForwardError::DownstreamBody);
         };

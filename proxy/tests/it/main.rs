@@ -7,6 +7,7 @@
 
 mod binary;
 mod forwarding;
+mod grpc;
 mod quota;
 mod quota_support;
 mod request_body;

@@ -66,6 +66,9 @@ pub struct Upstream {
     _task: JoinHandle<()>,
 }
 
+/// How long the upstream waits before answering `/grpc/slow...`.
+pub const UPSTREAM_SLOW: Duration = Duration::from_millis(1500);
+
 pub async fn start_upstream() -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
     let addr = listener.local_addr().expect("addr");
@@ -80,12 +83,19 @@ pub async fn start_upstream() -> Upstream {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 requests.fetch_add(1, Ordering::SeqCst);
                 let (seen, produced) = (seen.clone(), produced.clone());
-                async move { Ok::<_, Infallible>(upstream_handle(request, &seen, &produced)) }
+                async move {
+                    // A server that takes its time before its response head.
+                    if request.uri().path().starts_with("/grpc/slow") {
+                        tokio::time::sleep(UPSTREAM_SLOW).await;
+                    }
+                    Ok::<_, Infallible>(upstream_handle(request, &seen, &produced))
+                }
             });
             tokio::spawn(async move {
                 let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                // Header blocks as large as the proxy passes.
-                builder.http2().max_header_list_size(64 << 10);
+                // Header blocks as large as the proxy passes; as many streams at once
+                // as gRPC servers take (no limit by default).
+                builder.http2().max_header_list_size(64 << 10).max_concurrent_streams(u32::MAX);
                 let _ = builder.serve_connection(TokioIo::new(stream), service).await;
             });
         }
@@ -348,12 +358,20 @@ pub struct Mesh {
 }
 
 pub async fn start_mesh(sampling: f64) -> Mesh {
+    start_mesh_with(sampling, |_| {}).await
+}
+
+/// [`start_mesh`] with `configure` applied to both proxies.
+pub async fn start_mesh_with(sampling: f64, configure: impl Fn(&mut ProxyConfig)) -> Mesh {
     let dir = tempfile::tempdir().expect("temp dir");
     let mesh_path = dir.path().join("mesh.yaml");
     let upstream = start_upstream().await;
     let collector = start_collector().await;
     // Two workers each, so every forwarding test also crosses worker threads.
-    let two_workers = |config: &mut ProxyConfig| config.concurrency = 2;
+    let two_workers = |config: &mut ProxyConfig| {
+        config.concurrency = 2;
+        configure(config);
+    };
     let reviews = bind_proxy(&mesh_path, "reviews", "v2", Some(upstream.addr), &collector.url(), sampling).await.configure(two_workers);
     let productpage = bind_proxy(&mesh_path, "productpage", "v1", None, &collector.url(), sampling).await.configure(two_workers);
     write_mesh(&mesh_path, reviews.addresses.inbound.expect("inbound"), dead_address().await);

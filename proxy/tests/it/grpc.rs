@@ -1,0 +1,119 @@
+//! gRPC through the proxy pair as Istio's sidecars let it through: many streams on one
+//! connection, the client's `grpc-timeout` as the call's timeout, quiet streams.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::support::*;
+
+/// A gRPC request through productpage's outbound listener to reviews, with `body`.
+fn grpc_request(mesh: &Mesh, path: &str, grpc_timeout: Option<&str>, body: BoxBody) -> http::Request<BoxBody> {
+    let mut request = http::Request::post(mesh.productpage.outbound_url(path))
+        .header("host", "reviews.default.svc.cluster.local")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(timeout) = grpc_timeout {
+        request = request.header("grpc-timeout", timeout);
+    }
+    request.body(body).expect("request")
+}
+
+/// A body fed by the returned sender, open until it is dropped.
+fn open_body() -> (mpsc::Sender<Result<Frame<Bytes>, Infallible>>, BoxBody) {
+    let (tx, rx) = mpsc::channel(4);
+    (tx, BodyExt::boxed(StreamBody::new(ReceiverStream::new(rx))))
+}
+
+fn message(text: &'static [u8]) -> Result<Frame<Bytes>, Infallible> {
+    Ok(Frame::data(Bytes::from_static(text)))
+}
+
+#[tokio::test]
+async fn more_streams_than_hypers_default_are_open_at_once_on_one_connection() {
+    let mesh = start_mesh(0.0).await;
+    let client = h2c_client();
+    // Each stream's response head comes while its request body is still open (the app
+    // echoes it), so every stream holds its slot until the end.
+    let streams = 250;
+    let mut senders = Vec::with_capacity(streams);
+    let mut heads = FuturesUnordered::new();
+    for i in 0..streams {
+        let (tx, body) = open_body();
+        senders.push(tx);
+        let head = client.request(grpc_request(&mesh, "/echo.Echo/Chat", None, body));
+        heads.push(async move { (i, head.await) });
+    }
+    let mut open = Vec::with_capacity(streams);
+    let all = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some((i, response)) = heads.next().await {
+            let response = response.expect("response head");
+            assert_eq!(response.status(), 200);
+            open.push((i, response));
+        }
+    })
+    .await;
+    assert!(all.is_ok(), "{} of {streams} streams got their response head", open.len());
+    open.sort_by_key(|(i, _)| *i);
+    // Every stream still works: one message each way, then the end.
+    for (tx, (_, response)) in senders.into_iter().zip(open) {
+        tx.send(message(b"\0\0\0\0\x01a")).await.expect("send");
+        drop(tx);
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"\0\0\0\0\x01a");
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_call_waits_as_long_as_its_deadline_says_not_the_proxys_timeout() {
+    // A 500 ms request timeout for plain HTTP; the app takes 1.5 s to answer.
+    let mesh = start_mesh_with(0.0, |config| config.request_timeout = Some(Duration::from_millis(500))).await;
+    let client = h2c_client();
+    let call = |deadline| {
+        let body = http_body_util::Full::new(Bytes::from_static(b"\0\0\0\0\x01a")).map_err(|never| match never {}).boxed();
+        client.request(grpc_request(&mesh, "/grpc/slow.Reviews/Get", deadline, body))
+    };
+    // With a deadline past the answer, and with none: answered.
+    for deadline in [Some("5S"), None] {
+        let response = call(deadline).await.expect("response");
+        assert_eq!(response.status(), 200, "{deadline:?}");
+        let trailers = response.into_body().collect().await.expect("body").trailers().cloned();
+        assert_eq!(trailers.expect("trailers")["grpc-status"], "0", "{deadline:?}");
+    }
+    // A deadline before the answer: cut there, as the upstream request timeout.
+    let started = std::time::Instant::now();
+    let response = call(Some("300m")).await.expect("response");
+    let waited = started.elapsed();
+    assert!(waited < UPSTREAM_SLOW, "cut after {waited:?}");
+    assert_eq!(response.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
+    // Plain HTTP keeps the proxy's timeout.
+    let plain = http::Request::get(mesh.productpage.outbound_url("/grpc/slow-but-http"))
+        .header("host", "reviews.default.svc.cluster.local")
+        .body(empty())
+        .expect("request");
+    let (parts, _, _) = send(&client, plain).await;
+    assert_eq!(parts.status, 504);
+}
+
+#[tokio::test]
+async fn a_grpc_stream_may_stay_silent_longer_than_the_http_body_idle_timeout() {
+    let mesh = start_mesh_with(0.0, |config| config.body_idle_timeout = Some(Duration::from_millis(300))).await;
+    let client = h2c_client();
+    let (tx, body) = open_body();
+    let response = client.request(grpc_request(&mesh, "/echo.Echo/Chat", None, body)).await.expect("response");
+    assert_eq!(response.status(), 200);
+    tx.send(message(b"\0\0\0\0\x01a")).await.expect("send");
+    // Silent for three times the idle timeout, then one more message and the end.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    tx.send(message(b"\0\0\0\0\x01b")).await.expect("send");
+    drop(tx);
+    let body = response.into_body().collect().await.expect("the stream was not cut").to_bytes();
+    assert_eq!(&body[..], b"\0\0\0\0\x01a\0\0\0\0\x01b");
+}
