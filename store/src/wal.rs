@@ -36,7 +36,7 @@ use crate::{Error, Result};
 
 mod replay;
 
-pub use replay::{CORRUPT_DIR, MAX_CORRUPT_COPIES};
+pub use replay::{CORRUPT_DIR, MAX_CORRUPT_COPIES, RECORD_PREFIX};
 
 const HEADER_BYTES: usize = 8;
 /// Small records are gathered in a buffer of this size and written once per group.

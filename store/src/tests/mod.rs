@@ -20,7 +20,7 @@ mod search;
 mod sql_failures;
 
 /// One hour ago, rounded to the second: test spans must be inside retention.
-static T0: std::sync::LazyLock<u64> =
+pub(crate) static T0: std::sync::LazyLock<u64> =
     std::sync::LazyLock::new(|| (now_unix_nano() as u64 / 1_000_000_000 - 3600) * 1_000_000_000);
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -36,7 +36,7 @@ fn s(v: &str) -> any_value::Value {
 }
 
 /// A trace of `n` spans for `service`: a server root and client children.
-fn trace(seed: u8, service: &str, n: usize, start: u64, root_duration: u64) -> ResourceSpans {
+pub(crate) fn trace(seed: u8, service: &str, n: usize, start: u64, root_duration: u64) -> ResourceSpans {
     let mut trace_id = [0u8; 16];
     trace_id[0] = 1;
     trace_id[15] = seed;

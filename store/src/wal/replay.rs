@@ -12,7 +12,8 @@
 //!   anyway). It is cut off with a WARN.
 //! - damage: more than a torn write could leave. The records after it were
 //!   acknowledged. Replay looks past the damage for the next whole record (header and
-//!   checksum right) and reads on from there, so only the records in the damaged bytes
+//!   checksum right, its payload starting as every record does: [`RECORD_PREFIX`]) and
+//!   reads on from there, so only the records in the damaged bytes
 //!   are lost; the segment is then left as it is (the next start reads it the same
 //!   way) and deleted once flushed, as usual. When no whole record follows, it is cut
 //!   at the damage. Either way a copy of the whole segment goes to `wal/corrupt/`
@@ -178,12 +179,22 @@ enum Lookahead {
     GaveUp,
 }
 
+/// How every record's payload begins: the store appends Arrow IPC streams, whose first
+/// message starts with the continuation marker `0xFFFFFFFF`. Past damage, only places
+/// where a record would begin so are checked, which leaves a handful of candidates in
+/// a segment of any size (a length field alone is plausible every few bytes of Arrow
+/// data, and each would cost a checksum over up to the rest of the segment).
+pub const RECORD_PREFIX: [u8; 4] = [0xFF; 4];
+
 fn next_record(rest: &[u8], budget: usize) -> Lookahead {
     let mut spent = 0usize;
     for pos in 1..rest.len().saturating_sub(HEADER_BYTES) {
         let start = pos + HEADER_BYTES;
         let size = u32_at(rest, pos) as usize;
-        if size == 0 || size > rest.len() - start {
+        if size < RECORD_PREFIX.len()
+            || size > rest.len() - start
+            || rest[start..start + RECORD_PREFIX.len()] != RECORD_PREFIX
+        {
             continue;
         }
         spent += size;

@@ -199,10 +199,17 @@ fn forty_committed_records(dir: &std::path::Path) -> std::path::PathBuf {
     let (mut wal, _) = Wal::open(dir, 0).unwrap();
     let seq = wal.current_seq();
     for i in 0..40u8 {
-        wal.append(&vec![i + 1; 4000]).unwrap();
+        wal.append(&record(i + 1, 4000)).unwrap();
         wal.commit(false).unwrap();
     }
     segment_path(dir, seq)
+}
+
+/// A record payload of `len` bytes: the prefix every record starts with, then `fill`.
+fn record(fill: u8, len: usize) -> Vec<u8> {
+    let mut payload = vec![fill; len];
+    payload[..RECORD_PREFIX.len()].copy_from_slice(&RECORD_PREFIX);
+    payload
 }
 
 #[test]
@@ -220,8 +227,8 @@ fn damage_before_the_end_keeps_a_copy_of_the_segment() {
     // Only the damaged record is lost: replay reads on from the next whole one.
     let records = &replayed[0].records;
     assert_eq!(records.len(), 39);
-    assert_eq!(records[4], vec![5u8; 4000]);
-    assert_eq!(records[5], vec![7u8; 4000]);
+    assert_eq!(records[4], record(5, 4000));
+    assert_eq!(records[5], record(7, 4000));
     let mut damaged = original;
     damaged[5 * 4008 + HEADER_BYTES + 100] ^= 0xff;
     assert_eq!(
@@ -341,9 +348,10 @@ fn a_damaged_length_that_runs_past_the_end_is_damage_not_a_torn_write() {
         seq = wal.current_seq();
         for i in 0..12u32 {
             // Large records, each its own write, with bytes that vary.
-            let payload: Vec<u8> = (0..record as u32)
+            let mut payload: Vec<u8> = (0..record as u32)
                 .map(|j| (j.wrapping_mul(2_654_435_761) ^ i) as u8)
                 .collect();
+            payload[..RECORD_PREFIX.len()].copy_from_slice(&RECORD_PREFIX);
             wal.append(&payload).unwrap();
             wal.commit(false).unwrap();
         }
@@ -364,4 +372,84 @@ fn a_damaged_length_that_runs_past_the_end_is_damage_not_a_torn_write() {
         bytes,
         "a copy of the segment as found"
     );
+}
+
+/// Records as the store writes them (Arrow IPC streams of real spans, whose bytes hold
+/// a plausible record length every few bytes): a damaged record in the middle of a
+/// long segment loses that record alone, and the lookahead past it stays cheap.
+#[test]
+fn damage_among_real_records_loses_only_the_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<Vec<u8>> = (0..60u8)
+        .map(|seed| {
+            let spans = [crate::tests::trace(
+                seed,
+                "svc",
+                200,
+                *crate::tests::T0,
+                1000,
+            )];
+            let (encoded, _) = crate::encode::encode_resource_spans(&spans).unwrap();
+            let bytes = encoded.batch.get_array_memory_size();
+            crate::writer::encode_record(&encoded.batch, bytes).unwrap()
+        })
+        .collect();
+    assert!(records.iter().all(|r| r.starts_with(&RECORD_PREFIX)));
+    let path = {
+        let (mut wal, _) = Wal::open(dir.path(), 0).unwrap();
+        for payload in &records {
+            wal.append(payload).unwrap();
+            wal.commit(false).unwrap();
+        }
+        segment_path(dir.path(), wal.current_seq())
+    };
+    let mut bytes = fs::read(&path).unwrap();
+    // Sixteen bytes in the middle of record 10's payload, and (another start) a
+    // flipped bit in its length.
+    let at: usize = records[..10].iter().map(|r| HEADER_BYTES + r.len()).sum();
+    for (damage, name) in [
+        (at + HEADER_BYTES + records[10].len() / 2, "payload"),
+        (at + 2, "length"),
+    ] {
+        let mut damaged = bytes.clone();
+        for b in &mut damaged[damage..damage + if name == "payload" { 16 } else { 1 }] {
+            *b ^= if name == "payload" { 0xff } else { 0x80 };
+        }
+        fs::write(&path, &damaged).unwrap();
+        let started = std::time::Instant::now();
+        let (wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+        let took = started.elapsed();
+        let mut expected = records.clone();
+        expected.remove(10);
+        let replayed_records = &replayed[0].records;
+        assert!(
+            *replayed_records == expected,
+            "{name}: {} records replayed, {} expected",
+            replayed_records.len(),
+            expected.len()
+        );
+        assert!(replayed[0].damaged, "{name}");
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{name}: replay took {took:?}"
+        );
+        drop(wal);
+        for extra in list_segments(dir.path()).unwrap() {
+            if segment_path(dir.path(), extra) != path {
+                fs::remove_file(segment_path(dir.path(), extra)).unwrap();
+            }
+        }
+        bytes = fs::read(&path).unwrap();
+        assert!(bytes == damaged, "{name}: the segment is left as it is");
+        // Undo for the next case.
+        bytes = {
+            let mut clean = Vec::new();
+            for payload in &records {
+                clean.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                clean.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+                clean.extend_from_slice(payload);
+            }
+            clean
+        };
+    }
 }
