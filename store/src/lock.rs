@@ -32,7 +32,10 @@ impl DataDirLock {
     ///
     /// The directory itself is locked as well as `LOCK`: a `LOCK` deleted by hand (taken
     /// for a stale one left by a crash) would otherwise let a second writer in beside
-    /// the first, and each would overwrite the other's blocks.
+    /// the first, and each would overwrite the other's blocks. `LOCK` comes first and
+    /// decides; the directory's lock is a second guard, taken where the file system
+    /// allows it (NFS, for one, locks no directory) and otherwise left out without a
+    /// word, as before it existed.
     pub(crate) fn acquire(data_dir: &Path) -> Result<DataDirLock> {
         let path = data_dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
@@ -42,49 +45,44 @@ impl DataDirLock {
             .truncate(false)
             .open(&path)
             .map_err(Error::at("lock file", &path))?;
-        let dir = File::open(data_dir).map_err(Error::at("data directory", data_dir))?;
-        if !lock(&dir, data_dir, &mut file)? {
-            return Ok(DataDirLock {
-                _dir: None,
-                _file: None,
+        let held = match file.try_lock() {
+            Ok(()) => true,
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: data_dir.to_path_buf(),
+                    holder: holder_pid(&mut file),
+                });
+            }
+            Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                // Some network file systems have no `flock`: refusing to start there
+                // would take meshtel away from data directories it ran on before.
+                warn!(
+                    lock = %path.display(),
+                    error = %e,
+                    "this file system cannot lock the data directory; make sure only one \
+                     meshtel serve or collector uses it"
+                );
+                false
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::at("lock file", &path)(e)),
+        };
+        let dir = File::open(data_dir).ok();
+        if let Some(dir) = &dir
+            && let Err(TryLockError::WouldBlock) = dir.try_lock()
+        {
+            // Its `LOCK` was deleted: the holder's pid went with it.
+            return Err(Error::Locked {
+                path: data_dir.to_path_buf(),
+                holder: None,
             });
         }
-        lock(
-            &file,
-            data_dir,
-            &mut file.try_clone().map_err(Error::at("lock file", &path))?,
-        )?;
-        if let Err(e) = write_pid(&mut file) {
+        if held && let Err(e) = write_pid(&mut file) {
             warn!(lock = %path.display(), error = %e, "could not write the process id into the lock file");
         }
         Ok(DataDirLock {
-            _dir: Some(dir),
-            _file: Some(file),
+            _dir: dir,
+            _file: held.then_some(file),
         })
-    }
-}
-
-/// Takes an exclusive lock on `target` (the data directory or its `LOCK` file): `true`
-/// once held, `false` on a file system without locks (warned of).
-fn lock(target: &File, data_dir: &Path, lock_file: &mut File) -> Result<bool> {
-    match target.try_lock() {
-        Ok(()) => Ok(true),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked {
-            path: data_dir.to_path_buf(),
-            holder: holder_pid(lock_file),
-        }),
-        Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
-            // Some network file systems have no `flock`: refusing to start there
-            // would take meshtel away from data directories it ran on before.
-            warn!(
-                data_dir = %data_dir.display(),
-                error = %e,
-                "this file system cannot lock the data directory; make sure only one \
-                 meshtel serve or collector uses it"
-            );
-            Ok(false)
-        }
-        Err(TryLockError::Error(e)) => Err(Error::at("lock file", &data_dir.join(LOCK_FILE))(e)),
     }
 }
 
