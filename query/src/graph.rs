@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -334,9 +335,10 @@ async fn get_namespaces_graph(
 /// Kiali's `/api/namespaces/{namespace}/workloads/{workload}/graph`.
 async fn get_workload_graph(
     State(service): State<Arc<GraphService>>,
-    Path((namespace, workload)): Path<(String, String)>,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> GraphResult {
+    let Path((namespace, workload)) = path?;
     let node = NodeFocus::Workload {
         namespace,
         workload,
@@ -347,9 +349,10 @@ async fn get_workload_graph(
 /// Kiali's `/api/namespaces/{namespace}/applications/{app}/graph`.
 async fn get_app_graph(
     State(service): State<Arc<GraphService>>,
-    Path((namespace, app)): Path<(String, String)>,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> GraphResult {
+    let Path((namespace, app)) = path?;
     let node = NodeFocus::App {
         namespace,
         app,
@@ -361,9 +364,10 @@ async fn get_app_graph(
 /// Kiali's `/api/namespaces/{namespace}/applications/{app}/versions/{version}/graph`.
 async fn get_version_graph(
     State(service): State<Arc<GraphService>>,
-    Path((namespace, app, version)): Path<(String, String, String)>,
+    path: std::result::Result<Path<(String, String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> GraphResult {
+    let Path((namespace, app, version)) = path?;
     let node = NodeFocus::App {
         namespace,
         app,
@@ -375,9 +379,10 @@ async fn get_version_graph(
 /// Kiali's `/api/namespaces/{namespace}/services/{service}/graph`.
 async fn get_service_graph(
     State(service): State<Arc<GraphService>>,
-    Path((namespace, name)): Path<(String, String)>,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> GraphResult {
+    let Path((namespace, name)) = path?;
     let node = NodeFocus::Service {
         namespace,
         service: name,

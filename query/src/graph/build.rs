@@ -134,8 +134,9 @@ impl GraphFilter {
             let into = s == key.destination_service
                 || (name == key.destination_service_name()
                     && namespace.is_none_or(|n| Some(n) == service_namespace));
-            let out_of =
-                name == key.source_app && namespace.is_none_or(|n| n == key.source_namespace);
+            // An app label may hold dots itself (`my.app`).
+            let out_of = s == key.source_app
+                || (name == key.source_app && namespace.is_none_or(|n| n == key.source_namespace));
             into || out_of
         });
         let node_ok = self.node.as_ref().is_none_or(|node| match node {

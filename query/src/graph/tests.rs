@@ -313,6 +313,14 @@ async fn graph_filters_and_params() {
             .json();
         assert_eq!(ids(&body["elements"]["edges"]), short, "{name}");
     }
+    // An app label with dots in it is matched whole.
+    let dotted = vec![EdgeRow {
+        key: key("my.app-v1", "reviews", "reviews-v2", 200, "-", "source"),
+        stats: stats(1, 1.0, 0),
+    }];
+    let (dotted_app, _) = graph_app(dotted, Vec::new());
+    let body = get(&dotted_app, "/api/graph?service=my.app").await.json();
+    assert_eq!(body["elements"]["edges"].as_array().unwrap().len(), 1);
     let body = get(&app, "/api/graph?service=productpage.other")
         .await
         .json();

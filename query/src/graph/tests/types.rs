@@ -268,6 +268,12 @@ async fn kiali_paths_answer_the_namespaces_graph_and_node_graphs() {
             .await
             .is_empty()
     );
+    // A path that does not decode gets Kiali's JSON error too.
+    let (app, _) = graph_app(mesh(), Vec::new());
+    let reply = get(&app, "/api/namespaces/default/workloads/%ff/graph").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(reply.content_type, "application/json");
+    assert!(reply.json()["error"].is_string(), "{}", reply.body);
 }
 
 /// A workload's app is the `app` label its proxy reports, whatever its services are
