@@ -11,7 +11,7 @@ pub enum BlocksCommand {
     /// Put the blocks startup set aside in blocks/orphaned/ (not named by the index:
     /// after meshtel.db was restored from a backup or lost, or after a blocks volume
     /// came back late) back into the index, searchable again. Run it with meshtel
-    /// stopped; a file that does not read stays where it is.
+    /// stopped; a file that does not read stays where it is, and the exit status is 1.
     Adopt {
         /// The data directory [default: ./meshtel-data]
         #[arg(long, env = "MESHTEL_DATA_DIR", default_value = "./meshtel-data")]
@@ -38,7 +38,13 @@ pub async fn run(command: BlocksCommand) -> anyhow::Result<()> {
             for (path, why) in &adopted.unreadable {
                 println!("left in place, does not read: {} ({why})", path.display());
             }
-            Ok(())
+            match adopted.unreadable.len() {
+                0 => Ok(()),
+                n => anyhow::bail!(
+                    "{n} file{} in blocks/orphaned/ could not be adopted (listed above)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            }
         }
     }
 }

@@ -108,9 +108,6 @@ pub fn end_quietly_on_broken_stdout() {
 }
 
 /// The message of `println!`'s panic when stdout's reader has gone.
-/// Parses the command line; a refused value that came from a `MESHTEL_*` variable
-/// rather than its flag is named as such after clap's error, which names only the
-/// flag (one the operator never typed).
 /// Variables named `MESHTEL_*` that no flag of any command reads, in name order:
 /// misspelt settings (`MESHTEL_FLUSH_INTERVALL`), which would otherwise be ignored
 /// without a word while the same typo in the config file stops the start.
@@ -149,6 +146,9 @@ pub fn warn_unknown_env_vars() {
     }
 }
 
+/// Parses the command line; a refused value that came from a `MESHTEL_*` variable
+/// rather than its flag is named as such after clap's error, which names only the
+/// flag (one the operator never typed).
 pub fn parse() -> Cli {
     let error = match Cli::try_parse() {
         Ok(cli) => return cli,

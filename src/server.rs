@@ -397,12 +397,16 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         Ok(()) => {}
         // A full disk does not stop meshtel, which starts below its free-space reserve
         // to flush and answer queries: the addresses are in the log line below.
-        Err(e) if disk_full(&e) => error!(
+        Err(e) if disk_full(&e) => {
+            // A file an earlier run left names addresses no longer served.
+            let _ = std::fs::remove_file(&listeners_path);
+            error!(
             path = %listeners_path.display(),
             error = %format!("{e:#}"),
             "the listeners file could not be written: the disk is full; the bound \
              addresses are logged here instead"
-        ),
+            );
+        }
         Err(e) => return Err(e),
     }
     // "-" for a listener this role does not run.
@@ -626,7 +630,6 @@ async fn stop_signal(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// One HTTP listener, bounded against slow clients ([`serve_http`]).
 /// `X-Content-Type-Options: nosniff`, unless the answer set it already.
 async fn no_sniffing(mut response: axum::response::Response) -> axum::response::Response {
     response
@@ -636,6 +639,7 @@ async fn no_sniffing(mut response: axum::response::Response) -> axum::response::
     response
 }
 
+/// One HTTP listener, bounded against slow clients ([`serve_http`]).
 fn serve(
     listener: TcpListener,
     app: axum::Router,

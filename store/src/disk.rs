@@ -289,11 +289,9 @@ pub(crate) fn check_index_beside_blocks(data_dir: &Path, blocks_dir: &Path) -> R
     let db = data_dir.join(DATABASE_FILE);
     let state = match std::fs::metadata(&db) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => "missing",
-        Ok(meta)
-            if (meta.len() == 0 || holds_no_tables(&db))
-                && !has_content(&data_dir.join("meshtel.db-wal")) =>
-        {
-            "empty"
+        Ok(meta) if meta.len() == 0 && !has_content(&data_dir.join("meshtel.db-wal")) => "empty",
+        Ok(_) if holds_no_tables(&db) && !has_content(&data_dir.join("meshtel.db-wal")) => {
+            "without a table (its meshtel.db-wal deleted?)"
         }
         // Unreadable or present: opening it says what is wrong.
         _ => return Ok(()),
