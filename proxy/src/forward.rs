@@ -438,7 +438,12 @@ async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchang
         }
     };
     match result {
-        Ok(upstream) => Ok(upstream),
+        Ok(upstream) => {
+            if h2c_to_app {
+                context.app_hints.h2c_answered();
+            }
+            Ok(upstream)
+        }
         Err(upstream::AttemptError::Failed(failure)) => {
             if h2c_to_app && matches!(failure, Failure::Reset(_)) {
                 context.app_hints.h2c_dropped(exchange.upstream_address());
