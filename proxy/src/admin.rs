@@ -59,6 +59,8 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
     let mut response = Response::new(ResponseBody::plain(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    // A browser takes each body as the type it is sent with, as on meshtel's own ports.
+    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     response
 }
 
@@ -73,12 +75,17 @@ mod tests {
 
     /// The status line of `GET path` naming `host` on the admin port.
     async fn status(proxy: &TestProxy, path: &str, host: &str) -> String {
+        answer(proxy, path, host).await.lines().next().unwrap_or_default().to_owned()
+    }
+
+    /// The whole answer to `GET path` naming `host` on the admin port.
+    async fn answer(proxy: &TestProxy, path: &str, host: &str) -> String {
         let mut stream = TcpStream::connect(proxy.addresses.admin).await.expect("admin");
         let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("request");
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.expect("answer");
-        String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+        String::from_utf8_lossy(&answer).into_owned()
     }
 
     #[tokio::test]
@@ -90,6 +97,10 @@ mod tests {
         }
         for path in ["/config_dump", "/stats/prometheus", "/healthz"] {
             assert_eq!(status(&proxy, path, "rebind.attacker.test").await, "HTTP/1.1 403 Forbidden", "{path}");
+        }
+        for path in ["/config_dump", "/stats/prometheus", "/nowhere"] {
+            let head = answer(&proxy, path, "127.0.0.1").await.to_ascii_lowercase();
+            assert!(head.contains("x-content-type-options: nosniff"), "{path}: {head}");
         }
     }
 }
