@@ -476,7 +476,10 @@ impl Exchange {
         if self.attempts > 1 {
             attributes.push(int_attribute("upstream.attempts", i64::from(self.attempts)));
         }
-        if let Some(grpc) = self.grpc_status.filter(|_| self.is_grpc()) {
+        // A gRPC call that ended without a status (its stream broken, cut idle or given
+        // up on after its head) has Istio's default, 2 (UNKNOWN), as its record has.
+        let grpc_status = self.is_grpc().then(|| self.grpc_status.unwrap_or(2));
+        if let Some(grpc) = grpc_status.filter(|_| self.response_code != 0 || self.grpc_status.is_some()) {
             attributes.push(int_attribute("rpc.grpc.status_code", i64::from(grpc)));
         }
         let own = match self.direction {
@@ -491,7 +494,7 @@ impl Exchange {
         // client; at the server, on the statuses that are the server's fault (the RPC
         // conventions: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
         // UNAVAILABLE, DATA_LOSS).
-        let grpc = self.grpc_status.filter(|_| self.is_grpc() && self.response_code != 0);
+        let grpc = grpc_status.filter(|_| self.response_code != 0);
         let grpc_failed = grpc.is_some_and(|status| match kind {
             span::SpanKind::Server => matches!(status, 2 | 4 | 12 | 13 | 14 | 15),
             _ => status != 0,
@@ -647,137 +650,4 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use meshtel_model::mixer::{RequestRecord, Workload};
-    use prost::Message;
-
-    use super::*;
-
-    fn identity(app: &str, version: &str) -> Arc<WorkloadIdentity> {
-        Arc::new(WorkloadIdentity {
-            name: format!("{app}-{version}"),
-            namespace: "default".into(),
-            app: app.into(),
-            version: version.into(),
-        })
-    }
-
-    fn workload(app: &str, version: &str, cluster: &str) -> Option<Workload> {
-        Some(Workload {
-            name: format!("{app}-{version}"),
-            namespace: "default".into(),
-            app: app.into(),
-            version: version.into(),
-            cluster: cluster.into(),
-            ..Default::default()
-        })
-    }
-
-    #[test]
-    fn only_grpc_content_types_are_grpc_and_grpc_web_is_not() {
-        let grpc = [
-            "application/grpc",
-            "application/grpc+proto",
-            "application/grpc+json",
-            "application/grpc+",
-            "Application/GRPC",
-            "APPLICATION/GRPC+PROTO",
-            "application/grpc; charset=utf-8",
-            "application/grpc+proto ;foo=bar",
-            " application/grpc ",
-        ];
-        let not_grpc = [
-            "application/grpc-web",
-            "application/grpc-web+proto",
-            "application/grpc-web-text",
-            "application/grpc-web-text+proto",
-            "Application/gRPC-Web",
-            "application/grpc-web; charset=utf-8",
-            "application/grpc-web-text+proto;x=y",
-            "application/grpcx",
-            "application/grp",
-            "application/json",
-            "text/plain; x=application/grpc",
-            "",
-        ];
-        for value in grpc {
-            assert!(is_grpc_content_type(value.as_bytes()), "{value:?} is gRPC");
-        }
-        for value in not_grpc {
-            assert!(!is_grpc_content_type(value.as_bytes()), "{value:?} is not gRPC");
-        }
-        // The request's protocol follows the classifier.
-        for (content_type, protocol) in [("application/grpc-web+proto", "http"), ("application/grpc+proto; x=1", "grpc")] {
-            let request = Request::post("/pkg.Svc/Method").header(CONTENT_TYPE, content_type).body(()).expect("request");
-            let exchange = Exchange::start(Direction::Outbound, &request);
-            assert_eq!((exchange.protocol, exchange.is_grpc()), (protocol, protocol == "grpc"), "{content_type}");
-        }
-    }
-
-    #[test]
-    fn records_are_encoded_byte_for_byte_as_prost_encodes_them() {
-        // Inbound gRPC with every field known, status OK (0, still written), sampled.
-        let request = Request::builder()
-            .method("POST")
-            .uri("/reviews.Reviews/Get?x=1")
-            .header(HOST, "reviews:9080")
-            .header(CONTENT_TYPE, "application/grpc")
-            .body(())
-            .expect("request");
-        let mut exchange = Exchange::start(Direction::Inbound, &request);
-        exchange.source = Some(identity("productpage", "v1"));
-        exchange.destination = Some(identity("reviews", "v2"));
-        exchange.source_cluster = Some("east".into());
-        exchange.destination_cluster = Some("Kubernetes".into());
-        exchange.destination_service =
-            Some(Arc::new(("reviews.default.svc.cluster.local".into(), "reviews".into(), "default".into())));
-        exchange.response_code = 200;
-        exchange.grpc_status = Some(0);
-        exchange.add_flag("URX");
-        exchange.add_request_body_bytes(10);
-        exchange.response_header_bytes = 40;
-        let trace_id = [7u8; 16];
-        let encoded = exchange.encode_record(Duration::from_micros(1500), 7, Some(&trace_id));
-        let expected = RequestRecord {
-            reporter: Reporter::Destination as i32,
-            source: workload("productpage", "v1", "east"),
-            destination: workload("reviews", "v2", "Kubernetes"),
-            destination_service: "reviews.default.svc.cluster.local".into(),
-            destination_service_name: "reviews".into(),
-            destination_service_namespace: "default".into(),
-            request_method: "POST".into(),
-            request_path: "/reviews.Reviews/Get?x=1".into(),
-            request_protocol: "grpc".into(),
-            response_code: 200,
-            grpc_response_status: Some(0),
-            response_flags: "URX".into(),
-            start_unix_nano: exchange.start_unix_nano,
-            duration_nanos: 1_500_000,
-            request_bytes: exchange.request_header_bytes + 10,
-            response_bytes: 47,
-            trace_id: trace_id.to_vec(),
-            connection_security_policy: "none".into(),
-        };
-        assert_eq!(RequestRecord::decode(&encoded[..]).expect("decodes"), expected);
-        assert_eq!(encoded, expected.encode_to_vec());
-
-        // Outbound HTTP with nothing known and no response: the workloads are still
-        // there (empty), no gRPC status, no trace id, no security policy.
-        let request = Request::builder().uri("/").body(()).expect("request");
-        let exchange = Exchange::start(Direction::Outbound, &request);
-        let encoded = exchange.encode_record(Duration::ZERO, 0, None);
-        let expected = RequestRecord {
-            reporter: Reporter::Source as i32,
-            source: Some(Workload::default()),
-            destination: Some(Workload::default()),
-            request_method: "GET".into(),
-            request_path: "/".into(),
-            request_protocol: "http".into(),
-            start_unix_nano: exchange.start_unix_nano,
-            request_bytes: exchange.request_header_bytes,
-            ..Default::default()
-        };
-        assert_eq!(RequestRecord::decode(&encoded[..]).expect("decodes"), expected);
-        assert_eq!(encoded, expected.encode_to_vec());
-    }
-}
+mod tests;
