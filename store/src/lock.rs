@@ -2,9 +2,10 @@
 //!
 //! Two processes that write (`serve`, `collector`) on one data directory would each
 //! number blocks from the same index and overwrite each other's files. The writer
-//! takes an exclusive lock on the data directory and on `<data_dir>/LOCK`
-//! ([`File::try_lock`]: `flock` on Linux) for as long as it runs; a second writer is refused with [`Error::Locked`]. The lock
-//! goes with the process: a `kill -9` leaves the file behind but not the lock. The
+//! takes an exclusive lock on `<data_dir>/LOCK` and, where the file system allows it,
+//! on the data directory itself ([`File::try_lock`]: `flock` on Linux) for as long as
+//! it runs; a second writer is refused with [`Error::Locked`]. The lock goes with the
+//! process: a `kill -9` leaves the file behind but not the lock. The
 //! read-only `query` role takes no lock and runs beside a writer.
 
 use std::fs::{File, OpenOptions, TryLockError};

@@ -6,16 +6,16 @@
 //!
 //! - a torn tail, what a crash in the middle of the last write leaves: less than one
 //!   buffered write (64 KiB), a prefix of one large record (with no whole record
-//!   after it: a damaged length can make a record seem to run past the end), or zeros
-//!   (pages a power failure never wrote, or a file system that zero-fills). Nothing acknowledged is in
-//!   it (with `wal.sync = "interval"`, a power failure loses up to the interval
+//!   after it: a damaged length can make a record seem to run past the end), or
+//!   zeros (pages a power failure never wrote, or a file system that zero-fills).
+//!   Nothing acknowledged is in it (with `wal.sync = "interval"`, a power failure loses up to the interval
 //!   anyway). It is cut off with a WARN.
 //! - damage: more than a torn write could leave. The records after it were
 //!   acknowledged. Replay looks past the damage for the next whole record (header and
 //!   checksum right, its payload starting as every record does: [`RECORD_PREFIX`]) and
-//!   reads on from there, so only the records in the damaged bytes
-//!   are lost; the segment is then left as it is (the next start reads it the same
-//!   way) and deleted once flushed, as usual. When no whole record follows, it is cut
+//!   reads on from there, so only the records in the damaged bytes are lost; the
+//!   segment is then left as it is (the next start reads it the same way) and
+//!   deleted once flushed, as usual. When no whole record follows, it is cut
 //!   at the damage. Either way a copy of the whole segment goes to `wal/corrupt/`
 //!   first, for whoever wants to look, and an ERROR says how many bytes were passed
 //!   over or cut and where the copy is. At most [`MAX_CORRUPT_COPIES`] copies are
