@@ -28,7 +28,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tracing::{info, warn};
 
 use crate::block::{BlockMeta, block_file_name};
-use crate::block_files::{ORPHANED_DIR, highest_id_in, verify_pages};
+use crate::block_files::{CORRUPT_DIR, ORPHANED_DIR, highest_id_in, verify_pages};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::lock::DataDirLock;
 use crate::schema::{col, span_schema};
@@ -78,15 +78,15 @@ pub async fn adopt_orphaned_blocks(data_dir: &Path) -> Result<Adopted> {
     }
     let catalog = Catalog::open(&data_dir).await?;
     let listed = catalog.load_blocks().await?;
+    // Above every id in the index and in any file name, set aside or not.
     let mut next_id = listed
         .iter()
         .map(|b| b.id)
-        .chain([highest_id_in(&blocks_dir), highest_id_in(&orphaned_dir)])
-        .chain(
-            [crate::block_files::CORRUPT_DIR]
-                .iter()
-                .map(|sub| highest_id_in(&blocks_dir.join(sub))),
-        )
+        .chain([
+            highest_id_in(&blocks_dir),
+            highest_id_in(&orphaned_dir),
+            highest_id_in(&blocks_dir.join(CORRUPT_DIR)),
+        ])
         .max()
         .unwrap_or(0)
         + 1;
