@@ -334,7 +334,7 @@ impl Proxy {
         // 8. resilience plan: retries (the route's, or Istio's default) and timeouts.
         let plan = upstream::Plan {
             retries: decision.route.and_then(|r| r.retries.clone()).unwrap_or_else(RetryPolicy::istio_default),
-            timeout: grpc::request_timeout(decision.route.and_then(|r| r.timeout), context.request_timeout, exchange.is_grpc(), &parts.headers),
+            timeout: grpc::request_timeout(decision.route.and_then(|r| r.timeout), context.request_timeout, exchange.is_h2_grpc(), &parts.headers),
         };
         let mirror = decision.route.and_then(|r| r.mirror.as_ref());
         let replay = plan.retries.attempts > 0 || mirror.is_some();
@@ -418,7 +418,7 @@ async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchang
         }
         *request.version_mut() = Version::HTTP_11;
     }
-    let timeout = grpc::request_timeout(None, context.request_timeout, exchange.is_grpc(), request.headers());
+    let timeout = grpc::request_timeout(None, context.request_timeout, exchange.is_h2_grpc(), request.headers());
     let idle = context.body_idle_timeout_for(exchange);
     let request = request.map(|body| {
         let progress = exchange.body_progress(&body);

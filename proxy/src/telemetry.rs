@@ -235,6 +235,13 @@ impl Exchange {
         self.protocol == "grpc"
     }
 
+    /// Whether the request is a gRPC call over HTTP/2, the only way gRPC travels: such
+    /// a call gets gRPC's timeouts ([`crate::forward`]). A gRPC content type over
+    /// HTTP/1 keeps plain HTTP's, so the header alone cannot lift them.
+    pub fn is_h2_grpc(&self) -> bool {
+        self.is_grpc() && self.http_version == "2"
+    }
+
     /// Notes the response head about to be sent downstream.
     pub fn response_head(&mut self, status: http::StatusCode, headers: &HeaderMap) {
         self.response_code = status.as_u16();

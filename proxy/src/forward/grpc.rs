@@ -19,7 +19,7 @@ use crate::telemetry::Exchange;
 pub const GRPC_MIN_BODY_IDLE: Duration = Duration::from_secs(300);
 
 /// The timeout a client asks for in `grpc-timeout` (1 to 8 digits and a unit: `H`,
-/// `M`, `S`, `m`, `u`, `n`), if it sends a valid one.
+/// `M`, `S`, `m`, `u`, `n`), if it sends a valid one other than zero.
 pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.as_bytes();
     let (&unit, digits) = value.split_last()?;
@@ -27,6 +27,10 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
         return None;
     }
     let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    // Zero is no deadline, as Envoy reads it when a route caps gRPC timeouts.
+    if amount == 0 {
+        return None;
+    }
     Some(match unit {
         b'H' => Duration::from_secs(amount * 3600),
         b'M' => Duration::from_secs(amount * 60),
@@ -57,7 +61,7 @@ impl ProxyContext {
     /// The body idle timeout of `exchange`: `--body-idle-timeout`, and at least
     /// [`GRPC_MIN_BODY_IDLE`] for a gRPC stream (`None`, none, stays none).
     pub fn body_idle_timeout_for(&self, exchange: &Exchange) -> Option<Duration> {
-        body_idle_timeout(self.body_idle_timeout, exchange.is_grpc())
+        body_idle_timeout(self.body_idle_timeout, exchange.is_h2_grpc())
     }
 }
 
@@ -89,6 +93,8 @@ mod tests {
             ("99999999m", Some(Duration::from_millis(99_999_999))),
             ("250u", Some(Duration::from_micros(250))),
             ("7n", Some(Duration::from_nanos(7))),
+            ("0S", None),
+            ("00000000m", None),
             ("123456789S", None),
             ("S", None),
             ("10s", None),

@@ -117,3 +117,25 @@ async fn a_grpc_stream_may_stay_silent_longer_than_the_http_body_idle_timeout() 
     let body = response.into_body().collect().await.expect("the stream was not cut").to_bytes();
     assert_eq!(&body[..], b"\0\0\0\0\x01a\0\0\0\0\x01b");
 }
+
+/// gRPC travels over HTTP/2 only: its content type on an HTTP/1.1 request lifts none of
+/// plain HTTP's limits.
+#[tokio::test]
+async fn a_grpc_content_type_over_http1_keeps_the_http_timeout() {
+    let mesh = start_mesh_with(0.0, |config| {
+        config.request_timeout = Some(Duration::from_millis(500));
+        config.app_protocol = meshtel_proxy::AppProtocol::Http1;
+    })
+    .await;
+    let inbound = mesh.reviews.addresses.inbound.expect("inbound listener");
+    let posing = http::Request::post(format!("http://{inbound}/grpc/slow.Reviews/Get"))
+        .header("host", "reviews")
+        .header("content-type", "application/grpc")
+        .body(empty())
+        .expect("request");
+    let started = std::time::Instant::now();
+    let (parts, _, _) = send(&http1_client(), posing).await;
+    assert!(started.elapsed() < UPSTREAM_SLOW, "cut after {:?}", started.elapsed());
+    // Cut at the request timeout, answered the gRPC way (DEADLINE_EXCEEDED).
+    assert_eq!(parts.headers["grpc-status"], "4", "{:?}", parts.headers);
+}
