@@ -336,6 +336,9 @@ impl Proxy {
             retries: decision.route.and_then(|r| r.retries.clone()).unwrap_or_else(RetryPolicy::istio_default),
             timeout: grpc::request_timeout(decision.route.and_then(|r| r.timeout), context.request_timeout, exchange.is_h2_grpc(), &parts.headers),
         };
+        if exchange.is_h2_grpc() {
+            grpc::cap_grpc_timeout(&mut parts.headers, plan.timeout);
+        }
         let mirror = decision.route.and_then(|r| r.mirror.as_ref());
         let replay = plan.retries.attempts > 0 || mirror.is_some();
         let idle = context.body_idle_timeout_for(&exchange);

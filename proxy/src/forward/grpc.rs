@@ -57,6 +57,23 @@ pub fn request_timeout(route: Option<Duration>, default: Option<Duration>, grpc:
     }
 }
 
+/// Writes `timeout` into a gRPC call's `grpc-timeout` when it is shorter than what the
+/// client asked (a route timeout capped it), as Envoy does, so that the app works to
+/// the deadline the call really has. In milliseconds, or seconds past 8 digits of them.
+pub fn cap_grpc_timeout(headers: &mut HeaderMap, timeout: Option<Duration>) {
+    let (Some(timeout), Some(asked)) = (timeout, grpc_timeout(headers)) else {
+        return;
+    };
+    if timeout >= asked {
+        return;
+    }
+    let millis = timeout.as_millis().max(1);
+    let value = if millis <= 99_999_999 { format!("{millis}m") } else { format!("{}S", timeout.as_secs().min(99_999_999)) };
+    if let Ok(value) = http::HeaderValue::from_str(&value) {
+        headers.insert("grpc-timeout", value);
+    }
+}
+
 impl ProxyContext {
     /// The body idle timeout of `exchange`: `--body-idle-timeout`, and at least
     /// [`GRPC_MIN_BODY_IDLE`] for a gRPC stream (`None`, none, stays none).
@@ -123,6 +140,22 @@ mod tests {
         assert_eq!(request_timeout(Some(Duration::from_secs(60)), fifteen, true, &asked), Some(Duration::from_secs(30)));
         assert_eq!(request_timeout(Some(Duration::from_secs(5)), fifteen, true, &none), Some(Duration::from_secs(5)));
         assert_eq!(request_timeout(Some(Duration::ZERO), fifteen, true, &asked), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_capped_deadline_is_written_into_the_header_the_app_reads() {
+        let capped = |asked: &str, timeout: Option<Duration>| {
+            let mut headers = with_timeout(asked);
+            cap_grpc_timeout(&mut headers, timeout);
+            headers["grpc-timeout"].to_str().expect("ascii").to_owned()
+        };
+        assert_eq!(capped("10S", Some(Duration::from_secs(3))), "3000m");
+        assert_eq!(capped("1S", Some(Duration::from_secs(3))), "1S", "shorter than the cap: as sent");
+        assert_eq!(capped("10S", None), "10S");
+        assert_eq!(capped("99999999H", Some(Duration::from_secs(200_000))), "200000S");
+        let mut none = HeaderMap::new();
+        cap_grpc_timeout(&mut none, Some(Duration::from_secs(3)));
+        assert!(none.get("grpc-timeout").is_none(), "no header is added");
     }
 
     #[test]
