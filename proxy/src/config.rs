@@ -325,6 +325,8 @@ impl ProxyConfig {
         // `unknown`, the peer outside the mesh. The version may be empty (no label).
         let identity = &self.identity;
         for (flag, value, may_be_empty) in [
+            // First: the workload and app names default to it.
+            ("--service", &self.service, false),
             ("--cluster", &self.cluster, false),
             // Before the workload name, which defaults to `<service>-<version>`.
             ("--version", &identity.version, true),

@@ -59,6 +59,12 @@ fn bad_values_are_rejected() {
         let cluster = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--cluster", bad]).expect("parses");
         assert!(cluster.proxy.into_config().is_err(), "--cluster {bad:?}");
     }
+    // A bad service is named as such, not as the workload or app that default to it.
+    for bad in ["a b", "caf\u{e9}"] {
+        let cli = Cli::try_parse_from(["p", "--mesh", "m", "--service", bad]).expect("parses");
+        let error = cli.proxy.into_config().expect_err(bad).to_string();
+        assert!(error.contains("--service") && !error.contains("--workload"), "{bad:?}: {error}");
+    }
     for flag in ["--workload", "--namespace", "--app", "--version"] {
         let bad: &[&str] = if flag == "--version" { &["v 2", "v\u{e9}"] } else { &["", "w\u{e9}", "a\nb"] };
         for value in bad {
@@ -133,6 +139,9 @@ fn identity_flags_past_a_kubernetes_names_length_are_refused() {
         }
         Cli::try_parse_from(args).expect("parses").proxy.into_config()
     };
+    let service = Cli::try_parse_from(["p", "--mesh", "m", "--service", &"s".repeat(MAX_IDENTITY_BYTES + 1)]).expect("parses");
+    let error = service.proxy.into_config().expect_err("too long").to_string();
+    assert!(error.contains("--service is") && !error.contains("--workload"), "{error}");
     for flag in ["--workload", "--namespace", "--app", "--version", "--cluster"] {
         let error = parse(flag, &"x".repeat(MAX_IDENTITY_BYTES + 1)).expect_err("too long").to_string();
         assert!(error.contains(&format!("{flag} is {} bytes long; at most {MAX_IDENTITY_BYTES}", MAX_IDENTITY_BYTES + 1)), "{error}");
