@@ -240,20 +240,22 @@ async fn get_dependencies(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
-    // A missing time is named as it was before camelCase became canonical.
-    let time = |names: &[&'static str], missing: &str| -> Result<u64> {
+    // A missing time is named by its canonical camelCase name.
+    let time = |names: &[&'static str]| -> Result<u64> {
         let (name, text) = aliased(&params, names)?;
         if text.is_empty() {
-            return Err(
-                ApiError::BadRequest(format!("missing required parameter: {missing}")).into(),
-            );
+            return Err(ApiError::BadRequest(format!(
+                "missing required parameter: {}",
+                names.join(" (or ") + ")"
+            ))
+            .into());
         }
         Ok(parse_rfc3339_nano(text).map_err(|e| malformed(name, &e))?)
     };
-    let start = time(names::START_TIME, "start_time")?;
-    let end = time(names::END_TIME, "end_time")?;
+    let start = time(names::START_TIME)?;
+    let end = time(names::END_TIME)?;
     if end <= start {
-        return Err(ApiError::BadRequest("end_time must be after start_time".to_string()).into());
+        return Err(ApiError::BadRequest("endTime must be after startTime".to_string()).into());
     }
     let links = state.jaeger.dependencies(end, end - start, None).await?;
     let dependencies = links
@@ -275,7 +277,9 @@ fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
     let (max_name, max_text) = aliased(params, names::START_TIME_MAX)?;
     if min_text.is_empty() || max_text.is_empty() {
         return Err(ApiError::BadRequest(
-            "query.start_time_min and query.start_time_max are required".to_string(),
+            "query.startTimeMin and query.startTimeMax are required (or query.start_time_min \
+             and query.start_time_max)"
+                .to_string(),
         )
         .into());
     }

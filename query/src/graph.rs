@@ -159,16 +159,16 @@ impl GraphRequest {
                 ))
             })?,
         };
-        // As Go's `strconv.ParseBool` reads it, Kiali's.
-        let inject_service_nodes = match params.get("injectServiceNodes") {
-            "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "injectServiceNodes must be true or false, not {other:?}"
-                )));
-            }
+        // As Go's `strconv.ParseBool` reads them (absent is false); anything else is
+        // refused rather than read as false.
+        let flag = |name: &str| match params.get(name) {
+            "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+            other => Err(ApiError::BadRequest(format!(
+                "{name} must be true or false, not {other:?}"
+            ))),
         };
+        let inject_service_nodes = flag("injectServiceNodes")?;
         Ok(GraphRequest {
             window,
             filter: GraphFilter {
@@ -181,8 +181,7 @@ impl GraphRequest {
                 inject_service_nodes,
             },
             response_time,
-            // As servicegraph reads it: only `true` filters.
-            filter_empty: params.get("filter_empty") == "true",
+            filter_empty: flag("filter_empty")?,
             query_time,
         })
     }

@@ -160,7 +160,7 @@ async fn search() {
     assert_v3_error(
         &get(&app, "/api/v3/traces?query.service_name=a").await,
         StatusCode::BAD_REQUEST,
-        "query.start_time_min and query.start_time_max are required",
+        "query.startTimeMin and query.startTimeMax are required (or query.start_time_min and query.start_time_max)",
     );
     let base = "/api/v3/traces?query.start_time_min=2018-12-13T00:00:00Z&query.start_time_max=2018-12-14T00:00:00Z";
     assert_v3_error(
@@ -290,7 +290,7 @@ async fn trace_summaries_as_jaeger_ui_searches() {
     assert_v3_error(
         &get(&app, "/api/v3/trace-summaries?query.service_name=front").await,
         StatusCode::BAD_REQUEST,
-        "query.start_time_min and query.start_time_max are required",
+        "query.startTimeMin and query.startTimeMax are required (or query.start_time_min and query.start_time_max)",
     );
 }
 
@@ -376,7 +376,7 @@ async fn dependencies_over_a_window() {
     assert_v3_error(
         &get(&app, "/api/v3/dependencies?end_time=2025-01-01T00:00:00Z").await,
         StatusCode::BAD_REQUEST,
-        "missing required parameter: start_time",
+        "missing required parameter: startTime (or start_time)",
     );
     assert_v3_error(
         &get(
@@ -385,7 +385,7 @@ async fn dependencies_over_a_window() {
         )
         .await,
         StatusCode::BAD_REQUEST,
-        "end_time must be after start_time",
+        "endTime must be after startTime",
     );
 }
 

@@ -604,6 +604,16 @@ async fn graph_dot_takes_servicegraphs_time_horizon_and_filter_empty() {
         filtered.body
     );
     assert!(filtered.body.contains("[label=\"reqs/sec: 10.000000\"]"));
+    // Read as Go reads a boolean: `1` filters too, and a word that is not one is refused.
+    let one = get(&app, "/api/graph.dot?time_horizon=10s&filter_empty=1").await;
+    assert_eq!(one.body, filtered.body);
+    let reply = get(&app, "/api/graph.dot?time_horizon=10s&filter_empty=maybe").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(
+        reply.body.contains("filter_empty must be true or false"),
+        "{}",
+        reply.body
+    );
     let reply = get(&app, "/api/graph.dot?time_horizon=5x").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
 }

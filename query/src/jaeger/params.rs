@@ -84,7 +84,10 @@ pub fn parse_traces_params(
     let mut limit = DEFAULT_SEARCH_LIMIT as i64;
     let limit_text = params.get("limit");
     if !limit_text.is_empty() {
-        limit = parse_go_int(limit_text, 32).map_err(ApiError::BadRequest)?;
+        // Jaeger answers with the bare `strconv` error; the parameter's name is added,
+        // in the wording of the others.
+        limit = parse_go_int(limit_text, 32)
+            .map_err(|e| ApiError::BadRequest(format!("unable to parse param 'limit': {e}")))?;
     }
     let min_duration = parse_duration_param(params, "minDuration")?;
     let max_duration = parse_duration_param(params, "maxDuration")?;

@@ -381,7 +381,7 @@ async fn search_errors() {
         ),
         (
             "service=a&limit=x",
-            "strconv.ParseInt: parsing \"x\": invalid syntax",
+            "unable to parse param 'limit': strconv.ParseInt: parsing \"x\": invalid syntax",
         ),
         (
             "service=a&minDuration=5",

@@ -105,11 +105,11 @@ fn error_messages_match_jaeger() {
     );
     assert_eq!(
         error("service=s&limit=abc"),
-        "strconv.ParseInt: parsing \"abc\": invalid syntax"
+        "unable to parse param 'limit': strconv.ParseInt: parsing \"abc\": invalid syntax"
     );
     assert_eq!(
         error("service=s&limit=3000000000"),
-        "strconv.ParseInt: parsing \"3000000000\": value out of range"
+        "unable to parse param 'limit': strconv.ParseInt: parsing \"3000000000\": value out of range"
     );
     assert_eq!(
         error("service=s&minDuration=1"),
