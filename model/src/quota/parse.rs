@@ -68,13 +68,13 @@ fn strict_value<'de, D: Deserializer<'de>>(
 where
     D::Error: fmt::Display,
 {
-    let duplicate = RefCell::new(None);
+    let problem = RefCell::new(None);
     let seed = StrictSeed {
         path: String::new(),
-        duplicate: &duplicate,
+        problem: &problem,
     };
     seed.deserialize(deserializer).map_err(|error| {
-        duplicate.into_inner().unwrap_or_else(|| FieldError {
+        problem.into_inner().unwrap_or_else(|| FieldError {
             field: String::new(),
             message: format!("{syntax}: {error}"),
         })
@@ -82,10 +82,11 @@ where
 }
 
 /// Reads any value into a `Value`, remembering the path it is at so that a repeated
-/// key can be reported with its own path (in `duplicate`).
+/// key (or a number too large for any field) can be reported with its own path (in
+/// `problem`).
 struct StrictSeed<'a> {
     path: String,
-    duplicate: &'a RefCell<Option<FieldError>>,
+    problem: &'a RefCell<Option<FieldError>>,
 }
 
 impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
@@ -93,6 +94,19 @@ impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
         deserializer.deserialize_any(self)
+    }
+}
+
+impl StrictSeed<'_> {
+    /// The error for an integer no field can hold, kept with its path.
+    fn too_large<E: serde::de::Error>(&self, digits: &str) -> E {
+        let message = format!("{digits} is too large: at most {}", i64::MAX);
+        let error = E::custom(format!("{}: {message}", self.path));
+        *self.problem.borrow_mut() = Some(FieldError {
+            field: self.path.clone(),
+            message,
+        });
+        error
     }
 }
 
@@ -113,6 +127,15 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
 
     fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
         Ok(Value::Number(v.into()))
+    }
+
+    // Integers past 64 bits (YAML reads them so): refused at their path.
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+        Err(self.too_large(&v.to_string()))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+        Err(self.too_large(&v.to_string()))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
@@ -144,7 +167,7 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
         loop {
             let seed = StrictSeed {
                 path: format!("{}[{}]", self.path, items.len()),
-                duplicate: self.duplicate,
+                problem: self.problem,
             };
             match seq.next_element_seed(seed)? {
                 Some(item) => items.push(item),
@@ -164,7 +187,7 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
             if object.contains_key(&key) {
                 let message = format!("duplicate key `{key}`: give each key once");
                 let error = A::Error::custom(format!("{path}: {message}"));
-                *self.duplicate.borrow_mut() = Some(FieldError {
+                *self.problem.borrow_mut() = Some(FieldError {
                     field: path,
                     message,
                 });
@@ -172,7 +195,7 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
             }
             let seed = StrictSeed {
                 path,
-                duplicate: self.duplicate,
+                problem: self.problem,
             };
             let value = map.next_value_seed(seed)?;
             object.insert(key, value);

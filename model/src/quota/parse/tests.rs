@@ -42,6 +42,23 @@ fn repeated_keys_are_refused_with_their_path() {
 }
 
 #[test]
+fn an_integer_past_64_bits_is_refused_with_its_path() {
+    let yaml = "name: a\noverrides:\n  - maxAmount: 99999999999999999999\n";
+    let error = strict_yaml_value(yaml_serde::Deserializer::from_str(yaml)).unwrap_err();
+    assert_eq!(error.field, "overrides[0].maxAmount", "{error}");
+    assert_eq!(
+        error.message,
+        "99999999999999999999 is too large: at most 9223372036854775807"
+    );
+    // JSON reads it as a float, which the field refuses as not a whole number.
+    let errors = problems(r#"{"name":"a","maxAmount":99999999999999999999,"validDuration":"1s"}"#);
+    assert!(
+        message_of(&errors, "maxAmount").contains("not 1e+20"),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn values_read_as_serde_json_reads_them() {
     let text = r#"{"a":[1,-2,2.5,"x",true,null],"b":{"c":{}}}"#;
     let strict = strict_json_value(text.as_bytes()).unwrap();

@@ -316,3 +316,11 @@ fn a_rolling_window_has_a_bounded_number_of_buckets() {
     let errors = spec(&overridden).compile().unwrap_err();
     assert_eq!(fields(&errors), ["overrides[0].validDuration"]);
 }
+
+#[test]
+fn a_duration_in_days_is_refused_saying_how_to_write_it() {
+    let errors = spec("name: week\nmaxAmount: 10\nvalidDuration: 7d\n").compile().unwrap_err();
+    let message = &errors.iter().find(|e| e.field == "validDuration").expect("validDuration").message;
+    assert!(message.contains("write 168h for 7 days"), "{message}");
+    assert!(spec("name: week\nmaxAmount: 10\nvalidDuration: 168h\n").compile().is_ok());
+}
