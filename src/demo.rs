@@ -108,9 +108,11 @@ pub enum DemoAction {
 /// Where the running demo's query service is.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The demo's query service (UI and API).
+    /// The demo's query service (UI and API); the same flag as `meshtel quota`'s
+    /// (`--url` is read too).
     #[arg(
-        long,
+        long = "server",
+        alias = "url",
         env = "MESHTEL_QUERY_URL",
         default_value = "http://127.0.0.1:16686"
     )]
@@ -547,7 +549,7 @@ impl Guide<'_> {
         let query_flag = if q == "http://127.0.0.1:16686" {
             String::new()
         } else {
-            format!(" --url {q}")
+            format!(" --server {q}")
         };
         let scenario = match self.scenario {
             Some(s) => format!("{}: {}\n  look at: {}", s.name, s.title(), s.look_at()),

@@ -652,6 +652,13 @@ pub mod client {
 
     async fn json_of(response: reqwest::Response, what: &str) -> anyhow::Result<Value> {
         let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            bail!(
+                "{what}: HTTP 404 from {}: that query service runs no demo (a `meshtel serve`?); \
+                 point --server at the one `meshtel demo` started",
+                response.url().origin().ascii_serialization()
+            );
+        }
         let body = response
             .bytes()
             .await

@@ -147,7 +147,7 @@ impl Demo {
         format!("http://{}{path}", self.address(&["query"]))
     }
 
-    /// The query service's base URL, as `meshtel demo --url` takes it.
+    /// The query service's base URL, as `meshtel demo --server` takes it.
     pub fn query_base(&self) -> String {
         self.query_url("")
     }
@@ -333,12 +333,12 @@ pub async fn wait_for_requests<T>(
     }
 }
 
-/// Runs `meshtel demo <args> --url <demo>` and returns (success, stdout + stderr).
+/// Runs `meshtel demo <args> --server <demo>` and returns (success, stdout + stderr).
 fn demo_cli(demo: &Demo, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_meshtel"))
         .arg("demo")
         .args(args)
-        .args(["--url", &demo.query_base()])
+        .args(["--server", &demo.query_base()])
         .env_remove("MESHTEL_QUERY_URL")
         .output()
         .expect("running meshtel demo");
@@ -454,4 +454,25 @@ async fn demo_without_a_scenario_rotates_reviews_and_switches_live() {
     assert!(ok && text.contains("* route-all-v1"), "{text}");
 
     demo.stop().await;
+}
+
+/// `meshtel demo list` pointed at a query service that runs no demo says so, and
+/// names the flag to point elsewhere; `--url`, its earlier name, is still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_list_against_a_plain_server_says_it_runs_no_demo() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    for flag in ["--server", "--url"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+            .args(["demo", "list", flag, &m.query_url("")])
+            .env_remove("MESHTEL_QUERY_URL")
+            .output()
+            .expect("running meshtel demo list");
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag}: {text}");
+        assert!(
+            text.contains("runs no demo") && text.contains("point --server at"),
+            "{flag}: {text}"
+        );
+    }
 }
