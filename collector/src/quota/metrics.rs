@@ -29,6 +29,12 @@ pub(crate) const LIMIT_OVERRIDE_LABEL: &str = "limit_override";
 /// Results a policy's checks can have.
 const POLICY_RESULTS: [&str; 4] = ["granted", "denied", "shadow_denied", "overflow"];
 
+/// The `code` of `meshtel_quota_rls_requests_total` for a domain policies limit.
+const RLS_CODES: [&str; 3] = ["ok", "over_limit", "invalid_argument"];
+
+/// The `domain` of RLS requests to a domain no policy limits.
+pub(crate) const UNKNOWN_DOMAIN: &str = "unknown";
+
 /// `meshtel_quota_checks_total` series of one `quota` label.
 #[derive(Clone)]
 pub(crate) struct ResultCounters {
@@ -88,6 +94,10 @@ impl QuotaMetrics {
             &["domain", "code"],
         )?;
         registry.register(Box::new(rls_requests.clone()))?;
+        // A domain no policy limits: always answered OK (or refused as malformed).
+        for code in ["ok", "invalid_argument"] {
+            rls_requests.with_label_values(&[UNKNOWN_DOMAIN, code]);
+        }
         let unknown_quota = checks.with_label_values(&[UNKNOWN_QUOTA_LABEL, "unknown_quota"]);
         let limit_override = Self::results_of(&checks, LIMIT_OVERRIDE_LABEL);
         Ok(QuotaMetrics {
@@ -120,6 +130,21 @@ impl QuotaMetrics {
     pub fn forget(&self, quota: &str) {
         for result in POLICY_RESULTS {
             let _ = self.checks.remove_label_values(&[quota, result]);
+        }
+    }
+
+    /// Creates (at zero) the RLS series of `domain`, one a policy limits.
+    pub fn rls_domain(&self, domain: &str) {
+        for code in RLS_CODES {
+            self.rls_requests.with_label_values(&[domain, code]);
+        }
+    }
+
+    /// Drops the RLS series of a domain no policy limits any more (its requests are
+    /// counted under `unknown` from then on).
+    pub fn forget_rls_domain(&self, domain: &str) {
+        for code in RLS_CODES {
+            let _ = self.rls_requests.remove_label_values(&[domain, code]);
         }
     }
 

@@ -281,6 +281,14 @@ pub(crate) fn compile_set(
             entry.removed.store(true, Ordering::Relaxed);
         }
     }
+    for domain in set.domains.keys() {
+        metrics.rls_domain(domain);
+    }
+    for domain in previous.domains.keys() {
+        if !set.domains.contains_key(domain) {
+            metrics.forget_rls_domain(domain);
+        }
+    }
     load.removed.sort();
     load.rekeyed.sort();
     (set, valid_specs, load)

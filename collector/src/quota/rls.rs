@@ -75,7 +75,7 @@ use tracing::{debug, instrument};
 
 use super::check::proto_duration;
 use super::engine::{Chargee, QuotaEngine, QuotaOutcome};
-use super::metrics::LIMIT_OVERRIDE_LABEL;
+use super::metrics::{LIMIT_OVERRIDE_LABEL, UNKNOWN_DOMAIN};
 use super::policies::PolicyEntry;
 use crate::error::{Error, Result};
 use crate::grpc_decode::InvalidArgumentOnDecodeError;
@@ -362,14 +362,14 @@ impl QuotaEngine {
             let domain = if set.domains.contains_key(&request.domain) {
                 request.domain.as_str()
             } else {
-                "unknown"
+                UNKNOWN_DOMAIN
             };
             self.metrics.rls_request(domain, "invalid_argument");
             return Err(error);
         }
         let set = self.policy_set();
         let Some(candidates) = set.domains.get(&request.domain) else {
-            self.metrics.rls_request("unknown", "ok");
+            self.metrics.rls_request(UNKNOWN_DOMAIN, "ok");
             return Ok(RateLimitResponse {
                 overall_code: Code::Ok as i32,
                 statuses: request.descriptors.iter().map(|_| status_ok()).collect(),

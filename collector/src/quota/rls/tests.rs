@@ -687,3 +687,68 @@ fn idle_overrides_give_their_share_back_on_demand() {
         "counted without waiting for a sweep"
     );
 }
+
+/// The `meshtel_quota_rls_requests_total` series: `domain="..."` values only.
+fn rls_series(engine: &QuotaEngine) -> Vec<(String, String, u64)> {
+    let mut series = Vec::new();
+    for family in engine.registry().gather() {
+        if family.name() != "meshtel_quota_rls_requests_total" {
+            continue;
+        }
+        for metric in family.get_metric() {
+            let label = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            let value = metric.get_counter().get_value() as u64;
+            series.push((label("domain"), label("code"), value));
+        }
+    }
+    series.sort();
+    series
+}
+
+#[test]
+fn rls_series_of_each_limited_domain_start_at_zero_and_go_with_it() {
+    let engine = imported(&["
+domain: edge
+descriptors:
+  - key: remote_address
+    rate_limit: {unit: second, requests_per_unit: 1}
+"]);
+    let zero = |domain: &str, code: &str| (domain.to_owned(), code.to_owned(), 0);
+    assert_eq!(
+        rls_series(&engine),
+        vec![
+            zero("edge", "invalid_argument"),
+            zero("edge", "ok"),
+            zero("edge", "over_limit"),
+            zero("unknown", "invalid_argument"),
+            zero("unknown", "ok"),
+        ]
+    );
+    ask(&engine, "edge", &[("remote_address", "10.0.0.1")]);
+    ask(&engine, "nobody", &[("remote_address", "10.0.0.1")]);
+    let counted = rls_series(&engine);
+    assert!(
+        counted.contains(&("edge".into(), "ok".into(), 1)),
+        "{counted:?}"
+    );
+    assert!(
+        counted.contains(&("unknown".into(), "ok".into(), 1)),
+        "{counted:?}"
+    );
+    // Its policy gone, the domain's series go too.
+    engine.set_policies(2, Vec::new());
+    assert!(
+        rls_series(&engine)
+            .iter()
+            .all(|(domain, _, _)| domain == "unknown"),
+        "{:?}",
+        rls_series(&engine)
+    );
+}
