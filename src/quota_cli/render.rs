@@ -308,7 +308,9 @@ pub fn usage_table(usage: &Value) -> String {
     out.push_str(
         "  (Check decisions, not requests: proxies lease tokens ahead and answer 429 themselves \
          after a denied Check;\n   requests answered 429: \
-         istio_requests_total{response_code=\"429\",response_flags=\"RL\"} on the collector's /metrics)\n",
+         istio_requests_total{response_code=\"429\",response_flags=\"RL\"} on the collector's /metrics;\n   \
+         a key counts since its counter was created: an idle key's is dropped once its window \
+         passed, so keys need not add up to the totals)\n",
     );
     let rows: Vec<Vec<String>> = keys
         .iter()
