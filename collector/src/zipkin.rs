@@ -39,7 +39,7 @@ use crate::otlp_http::{method_not_allowed, no_route, retry_after_seconds};
 
 pub mod convert;
 
-use convert::{decode_zipkin_json, decode_zipkin_proto, zipkin_spans_to_otlp};
+use convert::{decode_zipkin_json, decode_zipkin_proto, zipkin_paths, zipkin_spans_to_otlp_placed};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
@@ -148,20 +148,20 @@ async fn decode_and_export(
             limit: ingest.limits().max_spans_per_request,
         });
     }
-    let resource_spans = zipkin_spans_to_otlp(zipkin_spans)?;
+    let (resource_spans, positions) = zipkin_spans_to_otlp_placed(zipkin_spans)?;
     let response = ingest.export(resource_spans).await?;
     Ok(match response.partial_success {
         Some(partial) if partial.rejected_spans > 0 => {
             let rejected = usize::try_from(partial.rejected_spans).unwrap_or(usize::MAX);
+            // Spans are named by their place in the list the client sent.
+            let problems = zipkin_paths(&partial.error_message, &positions);
             if rejected >= received {
                 return Err(Error::InvalidZipkinSpan(format!(
-                    "no span stored: {}",
-                    partial.error_message
+                    "no span stored: {problems}"
                 )));
             }
             Some(format!(
-                "{rejected} of {received} spans refused: {}",
-                partial.error_message
+                "{rejected} of {received} spans refused: {problems}"
             ))
         }
         _ => None,

@@ -82,9 +82,22 @@ pub fn decode_zipkin_json(body: &[u8]) -> Result<Vec<ZipkinSpan>> {
 
 /// Converts Zipkin spans to OTLP, grouped by service and scope; see the module docs.
 pub fn zipkin_spans_to_otlp(spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans>> {
+    Ok(zipkin_spans_to_otlp_placed(spans)?.0)
+}
+
+/// Where each converted span came from: `[resource][scope][span]` → its index in the
+/// Zipkin list.
+pub type ZipkinPositions = Vec<Vec<Vec<usize>>>;
+
+/// [`zipkin_spans_to_otlp`], with the Zipkin index of every converted span, so that a
+/// problem found in the OTLP form can be told by the span's place in the list sent.
+pub fn zipkin_spans_to_otlp_placed(
+    spans: Vec<ZipkinSpan>,
+) -> Result<(Vec<ResourceSpans>, ZipkinPositions)> {
     // Spans of one service with other resource tags (two pods of it) are two resources.
     type ResourceKey = (String, BTreeMap<String, String>);
     let mut groups: Vec<(ResourceKey, ResourceSpans)> = Vec::new();
+    let mut positions: ZipkinPositions = Vec::new();
     for (index, zipkin_span) in spans.into_iter().enumerate() {
         let converted = convert_span(index, zipkin_span)?;
         let position = match groups.iter().position(|((service, tags), _)| {
@@ -97,26 +110,80 @@ pub fn zipkin_spans_to_otlp(spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans>
                     converted.resource_tags.clone(),
                 );
                 groups.push((key, new_resource_group(&converted)));
+                positions.push(Vec::new());
                 groups.len() - 1
             }
         };
         let resource_group = &mut groups[position].1;
+        let placed = &mut positions[position];
         let scope_position = resource_group
             .scope_spans
             .iter()
             .position(|scope_spans| scope_spans.scope.as_ref() == converted.scope.as_ref());
         match scope_position {
-            Some(scope_position) => resource_group.scope_spans[scope_position]
-                .spans
-                .push(converted.span),
-            None => resource_group.scope_spans.push(ScopeSpans {
-                scope: converted.scope,
-                spans: vec![converted.span],
-                schema_url: String::new(),
-            }),
+            Some(scope_position) => {
+                resource_group.scope_spans[scope_position]
+                    .spans
+                    .push(converted.span);
+                placed[scope_position].push(index);
+            }
+            None => {
+                resource_group.scope_spans.push(ScopeSpans {
+                    scope: converted.scope,
+                    spans: vec![converted.span],
+                    schema_url: String::new(),
+                });
+                placed.push(vec![index]);
+            }
         }
     }
-    Ok(groups.into_iter().map(|(_, group)| group).collect())
+    let resource_spans = groups.into_iter().map(|(_, group)| group).collect();
+    Ok((resource_spans, positions))
+}
+
+/// `message` with each OTLP path of a span
+/// (`resource_spans[R].scope_spans[S].spans[N]`) written as the Zipkin list's
+/// `spans[I]`; a path `positions` does not know is left as it is.
+pub fn zipkin_paths(message: &str, positions: &ZipkinPositions) -> String {
+    const START: &str = "resource_spans[";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(START) {
+        out.push_str(&rest[..at]);
+        let path = &rest[at..];
+        match otlp_path(path).and_then(|(r, s, n, len)| {
+            let index = *positions.get(r)?.get(s)?.get(n)?;
+            Some((index, len))
+        }) {
+            Some((index, len)) => {
+                out.push_str(&format!("spans[{index}]"));
+                rest = &path[len..];
+            }
+            None => {
+                out.push_str(START);
+                rest = &path[START.len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Reads `resource_spans[R].scope_spans[S].spans[N]` at the start of `text`: the three
+/// indexes and the path's length.
+fn otlp_path(text: &str) -> Option<(usize, usize, usize, usize)> {
+    let mut rest = text;
+    let mut index = |prefix: &str| -> Option<usize> {
+        let after = rest.strip_prefix(prefix)?;
+        let end = after.find(']')?;
+        let value = after[..end].parse().ok()?;
+        rest = &after[end + 1..];
+        Some(value)
+    };
+    let r = index("resource_spans[")?;
+    let s = index(".scope_spans[")?;
+    let n = index(".spans[")?;
+    Some((r, s, n, text.len() - rest.len()))
 }
 
 fn new_resource_group(first: &ConvertedSpan) -> ResourceSpans {

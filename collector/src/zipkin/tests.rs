@@ -454,10 +454,11 @@ async fn refused_spans_are_named_to_the_sender() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64;
-    let span = |id: &str, timestamp: u64| {
+    let span_of = |service: &str, id: &str, timestamp: u64| {
         serde_json::json!({"traceId": "463ac35c9f6413ad", "id": id, "name": "get",
-            "timestamp": timestamp, "duration": 10, "localEndpoint": {"serviceName": "web"}})
+            "timestamp": timestamp, "duration": 10, "localEndpoint": {"serviceName": service}})
     };
+    let span = |id: &str, timestamp: u64| span_of("web", id, timestamp);
     let ahead = now_us + 3 * 86_400_000_000;
     let post = |body: serde_json::Value| {
         let client = reqwest::Client::new();
@@ -475,6 +476,16 @@ async fn refused_spans_are_named_to_the_sender() {
     let (status, text) = post(serde_json::json!([span("a", now_us), span("b", ahead)])).await;
     assert_eq!(status, 202, "{text}");
     assert!(text.starts_with("1 of 2 spans refused: "), "{text}");
+    // Named by its place in the list sent, though spans are grouped by service inside.
+    let (status, text) = post(serde_json::json!([
+        span("a", now_us),
+        span_of("api", "c", now_us),
+        span("b", ahead)
+    ]))
+    .await;
+    assert_eq!(status, 202, "{text}");
+    assert!(text.contains(" spans[2]: "), "{text}");
+    assert!(!text.contains("resource_spans"), "{text}");
     let (status, text) = post(serde_json::json!([span("b", ahead)])).await;
     assert_eq!(status, 400, "{text}");
     assert!(text.starts_with("no span stored: "), "{text}");
