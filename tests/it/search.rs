@@ -627,7 +627,7 @@ async fn jaeger_api_errors_have_exact_status_and_body() {
         e(
             "/api/traces?service=s&limit=abc",
             400,
-            r#"strconv.ParseInt: parsing "abc": invalid syntax"#,
+            r#"unable to parse param 'limit': strconv.ParseInt: parsing "abc": invalid syntax"#,
         ),
         e(
             "/api/traces?service=s&limit=99999999999",
