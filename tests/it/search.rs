@@ -632,7 +632,7 @@ async fn jaeger_api_errors_have_exact_status_and_body() {
         e(
             "/api/traces?service=s&limit=99999999999",
             400,
-            r#"strconv.ParseInt: parsing "99999999999": value out of range"#,
+            r#"unable to parse param 'limit': strconv.ParseInt: parsing "99999999999": value out of range"#,
         ),
         e(
             "/api/traces?service=s&raw=maybe",
