@@ -195,6 +195,10 @@ pub enum ForwardError {
     /// 9112 §3.2: a server must answer 400).
     #[error("missing Host header")]
     MissingHost,
+    /// An HTTP/1 request target in authority form (`GET svc:80`), which only
+    /// `CONNECT` may use (RFC 9112 §3.2.3).
+    #[error("authority-form request target without CONNECT")]
+    AuthorityForm,
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
@@ -236,7 +240,7 @@ impl ForwardError {
             | ForwardError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::NoRoute { .. } | ForwardError::Connect => StatusCode::NOT_FOUND,
             ForwardError::TransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
-            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost | ForwardError::MissingHost => StatusCode::BAD_REQUEST,
+            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost | ForwardError::MissingHost | ForwardError::AuthorityForm => StatusCode::BAD_REQUEST,
             ForwardError::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::BadUpstreamRequest(_) | ForwardError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -258,6 +262,7 @@ impl ForwardError {
             | ForwardError::RepeatedHost
             | ForwardError::InvalidHost
             | ForwardError::MissingHost
+            | ForwardError::AuthorityForm
             | ForwardError::TransferCoding(_) => "DPE",
             // Envoy's stream idle timeout, 408 while the request is incomplete.
             ForwardError::DownstreamTimeout => "SI",

@@ -528,6 +528,12 @@ fn respond(
             }
             let switching = upgrade.is_some() && parts.status == StatusCode::SWITCHING_PROTOCOLS;
             strip_hop_by_hop_headers(&mut parts.headers, switching);
+            // A 1xx or 204 has no body and may carry no Content-Length (RFC 9110 §8.6):
+            // an HTTP/1.1 app's would otherwise reach an HTTP/2 caller, whose client
+            // refuses the whole response.
+            if parts.status.is_informational() || parts.status == StatusCode::NO_CONTENT {
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+            }
             if let Some((route_ops, destination_ops)) = response_ops {
                 route_ops.apply(&mut parts.headers);
                 if let Some(ops) = destination_ops {
@@ -595,6 +601,7 @@ fn error_response_with(context: &Arc<ProxyContext>, error: &ForwardError, exchan
         ForwardError::RepeatedHost => "bad request: more than one Host header",
         ForwardError::InvalidHost => "bad request: invalid Host header",
         ForwardError::MissingHost => "bad request: missing Host header",
+        ForwardError::AuthorityForm => "bad request: authority-form target is for CONNECT only",
         ForwardError::DownstreamTimeout => "stream timeout",
         ForwardError::ClusterNotFound { .. } => "cluster not found",
         ForwardError::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
@@ -720,6 +727,7 @@ fn new_request_id() -> [u8; 36] {
 mod app_hints;
 mod grpc;
 mod headers;
+mod path;
 mod upgrade;
 mod upstream;
 

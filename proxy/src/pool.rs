@@ -199,6 +199,13 @@ impl Drop for Parked {
 /// large tokens or cookies pass over HTTP/2 as over HTTP/1.1.
 pub const H2_MAX_HEADER_LIST_BYTES: u32 = 60 << 10;
 
+/// The most an HTTP/1.1 connection buffers, downstream and upstream, and so the
+/// largest request or response head it takes (request line and headers): the same 60
+/// KiB of headers as [`H2_MAX_HEADER_LIST_BYTES`], with room for the first line. A
+/// larger request head is answered 431; a larger response head is the upstream's
+/// protocol error (502 `UPE`). Bodies stream through it in pieces of this size.
+pub const H1_MAX_BUF_BYTES: usize = 64 << 10;
+
 /// Most streams a client may hold open at once on one HTTP/2 connection to a listener.
 /// The outbound proxy carries all its app's calls to one endpoint on one connection, so
 /// hyper's default of 200 made long-lived gRPC streams (watches, subscriptions) beyond
@@ -280,7 +287,8 @@ impl UpstreamPool {
         };
         drop(parked);
         let io = self.connect(upstream).await?;
-        let (sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
+        let (sender, connection) =
+            http1::Builder::new().max_buf_size(H1_MAX_BUF_BYTES).handshake(io).await.map_err(|e| Failure::Connect(e.into()))?;
         // With upgrades: a `101` to a WebSocket request hands the connection over
         // (forward::upgrade); such a connection never returns to the pool.
         let mut conn = Http1Conn { sender, task: drive(connection.with_upgrades(), "http/1.1") };

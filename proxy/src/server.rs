@@ -136,7 +136,7 @@ pub async fn serve_listener<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true).header_read_timeout(idle);
+    builder.http1().timer(TokioTimer::new()).keep_alive(true).header_read_timeout(idle).max_buf_size(crate::pool::H1_MAX_BUF_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -18,7 +18,7 @@ use http::{HeaderMap, Request, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use super::{X_REQUEST_ID, new_request_id, upgrade};
+use super::{X_REQUEST_ID, new_request_id, path, upgrade};
 use crate::error::ForwardError;
 use crate::telemetry::{Exchange, HostFault};
 
@@ -26,6 +26,8 @@ use crate::telemetry::{Exchange, HostFault};
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// See [`KEEP_ALIVE`].
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// The scheme the caller's request came in with.
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The first stage of both pipelines, on the request as received: a repeated, invalid
 /// or (HTTP/1.1) missing `Host` is refused (400 `DPE`, RFC 9112 §3.2); an HTTP/1 absolute-form
@@ -58,7 +60,25 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
     }
     let version = request.version();
     if version != Version::HTTP_2 && request.uri().authority().is_some() {
+        if request.uri().scheme().is_none() {
+            return Err(ForwardError::AuthorityForm);
+        }
         request.headers_mut().insert(HOST, exchange.authority_header().clone());
+    }
+    // Routing, quota matching and the upstream see the normalized path.
+    if let Some(path) = path::normalize(request.uri().path()) {
+        let mut parts = request.uri().clone().into_parts();
+        let target = match request.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        parts.path_and_query = Some(target.parse().map_err(|e: http::uri::InvalidUri| ForwardError::BadUpstreamRequest(e.into()))?);
+        *request.uri_mut() = http::Uri::from_parts(parts).map_err(|e| ForwardError::BadUpstreamRequest(e.into()))?;
+    }
+    // As Envoy's connection manager: the scheme the request came in with, when the
+    // caller did not say (plain text here; TLS is not terminated by the proxy).
+    if !request.headers().contains_key(X_FORWARDED_PROTO) {
+        request.headers_mut().insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     let websocket = strip_hop_by_hop_headers(request.headers_mut(), version == Version::HTTP_11);
     Ok(if websocket { request.extensions_mut().remove::<OnUpgrade>() } else { None })

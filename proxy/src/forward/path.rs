@@ -1,0 +1,126 @@
+//! The request path as routing, quota matching and the upstream see it, normalized as
+//! Istio's default `pathNormalization` (`BASE`: Envoy's `normalize_path`) does it, so
+//! that `/public/../admin`, `/./admin` or `/%61dmin` cannot pass a rule written for
+//! `/admin`:
+//!
+//! - a percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`, RFC 3986 §2.3) is
+//!   decoded; other escapes keep their meaning, hex digits in upper case (`%2f` →
+//!   `%2F`, which stays an escaped byte, not a separator);
+//! - `.` and `..` segments are removed (RFC 3986 §5.2.4); `..` never climbs above `/`.
+//!
+//! Slashes are not merged and backslashes are left alone, as under `BASE`. The query
+//! is not touched. A target that is not a path (`*` of `OPTIONS *`) is left as it is.
+
+/// `path` (without its query) normalized, or `None` when it already is.
+pub(super) fn normalize(path: &str) -> Option<String> {
+    if !path.starts_with('/') || !path.bytes().any(|b| b == b'%' || b == b'.') {
+        return None;
+    }
+    let decoded = decode_unreserved(path);
+    let normal = remove_dot_segments(&decoded);
+    (normal != path).then_some(normal)
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes the escapes of unreserved characters; upper-cases the others' hex digits.
+/// A `%` not followed by two hex digits is kept as it is.
+fn decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match (bytes.get(i + 1).copied().and_then(hex_value), bytes.get(i + 2).copied().and_then(hex_value)) {
+            (Some(high), Some(low)) if bytes[i] == b'%' => Some(high << 4 | low),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) if is_unreserved(byte) => out.push(char::from(byte)),
+            Some(byte) => out.push_str(&format!("%{byte:02X}")),
+            None => {
+                // Not an escape: copy up to the next `%` (the path is ASCII as received,
+                // but a slice of whole characters either way).
+                let next = path[i + 1..].find('%').map_or(path.len(), |at| i + 1 + at);
+                out.push_str(&path[i..next]);
+                i = next;
+                continue;
+            }
+        }
+        i += 3;
+    }
+    out
+}
+
+/// RFC 3986 §5.2.4 on an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    // Every segment after the leading `/`; the last one may be empty (a trailing `/`).
+    let parts: Vec<&str> = path[1..].split('/').collect();
+    let last = parts.len() - 1;
+    let mut trailing_slash = false;
+    for (index, segment) in parts.into_iter().enumerate() {
+        match segment {
+            "." => trailing_slash = index == last,
+            ".." => {
+                segments.pop();
+                trailing_slash = index == last;
+            }
+            other => {
+                segments.push(other);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &segments {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn dot_segments_and_escaped_unreserved_characters_are_normalized() {
+        for (path, normal) in [
+            ("/public/../admin/x", "/admin/x"),
+            ("/./admin/x", "/admin/x"),
+            ("/%61dmin/x", "/admin/x"),
+            ("/%2e%2e/admin", "/admin"),
+            ("/a/%2E/b", "/a/b"),
+            ("/../../admin", "/admin"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/..", "/"),
+            ("/a/%2f/b", "/a/%2F/b"),
+            ("/a%zz/../b", "/b"),
+            ("/caf%C3%A9/..", "/"),
+        ] {
+            assert_eq!(normalize(path).as_deref(), Some(normal), "{path}");
+        }
+    }
+
+    #[test]
+    fn normal_paths_and_non_paths_are_left_alone() {
+        for path in ["/", "/admin/x", "/a//b", "/a/b/", "/v1.2/file.txt", "/a/..b/c.", "*", "/%2F", "/x%zz", "/a\\..\\b"] {
+            assert_eq!(normalize(path), None, "{path}");
+        }
+    }
+}
