@@ -38,12 +38,14 @@ async fn http1_request_crosses_both_proxies_with_clean_headers() {
     }
     assert!(app.keys().all(|k| !k.starts_with("x-meshtel-peer")), "peer headers stripped: {app:?}");
     assert_eq!(app.get("x-request-id").map(String::len), Some(36), "x-request-id added");
+    assert_eq!(app.get("x-forwarded-proto").map(String::as_str), Some("http"), "added as Envoy does");
     assert!(app.contains_key("traceparent"));
     assert_eq!(seen.version, Some(http::Version::HTTP_11));
 
-    // A caller's x-request-id is kept.
-    let (_, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "reviews", &[("x-request-id", "abc")])).await;
+    // A caller's x-request-id and x-forwarded-proto are kept.
+    let (_, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "reviews", &[("x-request-id", "abc"), ("x-forwarded-proto", "https")])).await;
     assert_eq!(mesh.upstream.seen.lock().headers["x-request-id"], "abc");
+    assert_eq!(mesh.upstream.seen.lock().headers["x-forwarded-proto"], "https");
     mesh.productpage.stop().await;
     mesh.reviews.stop().await;
 }
@@ -292,6 +294,28 @@ async fn proxy_in_front_of(app: std::net::SocketAddr) -> (RunningProxy, tempfile
     write_mesh(&mesh_file, dead, dead);
     let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0).await.start();
     (proxy, dir)
+}
+
+/// RFC 9110 §8.6: a 204 carries no Content-Length. An HTTP/1.1 app's that does must not
+/// reach an HTTP/2 caller, whose client would refuse the whole response.
+#[tokio::test]
+async fn a_204_reaches_an_http2_caller_without_the_apps_content_length() {
+    let app = raw_app(b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mesh_file = dir.path().join("mesh.yaml");
+    let dead = dead_address().await;
+    write_mesh(&mesh_file, dead, dead);
+    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0)
+        .await
+        .configure(|config| config.app_protocol = meshtel_proxy::config::AppProtocol::Http1)
+        .start();
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    for client in [h2c_client(), http1_client()] {
+        let (parts, body, _) = send(&client, get(&format!("http://{inbound}/empty"), "reviews", &[])).await;
+        assert_eq!(parts.status, 204, "{parts:?}");
+        assert!(body.is_empty());
+        assert!(!parts.headers.contains_key("content-length"), "{parts:?}");
+    }
 }
 
 #[tokio::test]
