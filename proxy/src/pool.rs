@@ -1,5 +1,6 @@
-//! Upstream connection pools: HTTP/1.1 connections kept alive per upstream address,
-//! one multiplexed h2c connection per address.
+//! Upstream connection pools: HTTP/1.1 connections kept alive per upstream address;
+//! multiplexed h2c connections per address, another opened once each carries
+//! [`H2_STREAMS_PER_CONNECTION`] streams.
 //!
 //! ```text
 //!   send(addr, request) ─► idle HTTP/1.1 connection for addr?  ──► send on it
@@ -21,7 +22,7 @@
 //! [`SWEEP_INTERVAL`]; at most [`MAX_IDLE_PER_UPSTREAM`] stay idle per address.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,7 @@ struct PoolInner {
 #[derive(Debug, Default)]
 struct PoolState {
     http1: HashMap<Arc<str>, IdleList, foldhash::fast::RandomState>,
-    http2: HashMap<Box<str>, Shared, foldhash::fast::RandomState>,
+    http2: HashMap<Box<str>, Vec<Shared>, foldhash::fast::RandomState>,
 }
 
 /// One upstream address's idle connections, with the key lent connections carry.
@@ -146,33 +147,67 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// One h2c connection to an upstream, shared by the requests sent on it.
 #[derive(Debug)]
 struct Shared {
     sender: http2::SendRequest<RequestBody>,
     last_used: Instant,
+    /// Streams open on it: taken when a request is sent, given back when its response
+    /// body ends or is dropped ([`StreamSlot`]).
+    streams: Arc<AtomicUsize>,
 }
 
-/// An HTTP/1.1 connection lent to one exchange. [`Reusable::release`] returns it to
-/// its pool; dropped otherwise, it closes.
+/// One stream's place on a shared h2c connection, given back when dropped.
 #[derive(Debug)]
-pub struct Reusable {
-    conn: Http1Conn,
-    pool: Weak<PoolInner>,
-    upstream: Arc<str>,
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    fn take(streams: &Arc<AtomicUsize>) -> StreamSlot {
+        streams.fetch_add(1, Ordering::Relaxed);
+        StreamSlot(streams.clone())
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What an exchange holds of its upstream connection until its response body ends:
+/// an HTTP/1.1 connection lent to it alone, which [`Reusable::release`] returns to its
+/// pool (dropped otherwise, it closes), or its stream's place on a shared h2c one.
+#[derive(Debug)]
+pub struct Reusable(Lent);
+
+#[derive(Debug)]
+enum Lent {
+    Http1 { conn: Http1Conn, pool: Weak<PoolInner>, upstream: Arc<str> },
+    Http2(#[allow(dead_code)] StreamSlot),
 }
 
 impl Reusable {
     /// Returns the connection to its pool: its response was read to the end.
     pub fn release(self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.put_back(self.upstream, Idle { conn: self.conn, since: Instant::now() }, false);
+        if let Lent::Http1 { conn, pool, upstream } = self.0
+            && let Some(pool) = pool.upgrade()
+        {
+            pool.put_back(upstream, Idle { conn, since: Instant::now() }, false);
         }
     }
 
     /// Leaves the connection to its task for good: after a `101`, the task hands the
     /// connection over to the upgrade ([`hyper::upgrade`]) and must finish doing so.
     pub fn detach(self) {
-        self.conn.task.detach();
+        if let Lent::Http1 { conn, .. } = self.0 {
+            conn.task.detach();
+        }
+    }
+
+    /// Whether this is a stream of a shared h2c connection, which nothing needs to
+    /// drain before another request uses the connection.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Lent::Http2(_))
     }
 }
 
@@ -214,6 +249,17 @@ pub const H1_MAX_BUF_BYTES: usize = 64 << 10;
 /// the connection's flow-control window whatever the count).
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 4096;
 
+/// Streams the proxy opens at once on one h2c connection to an upstream before it opens
+/// another: RFC 9113 §6.5.2's least recommended `SETTINGS_MAX_CONCURRENT_STREAMS`, under
+/// every common server's (nginx 128, hyper 200, Go 250). On one connection, streams past
+/// the app's limit wait for one to end, and behind long-lived ones (watches, gRPC
+/// streams) they waited until their timeout; Envoy opens a new connection then too.
+pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// Most h2c connections to one upstream address per pool; past them, a stream goes to
+/// the least busy one.
+pub const MAX_H2_CONNECTIONS_PER_UPSTREAM: usize = 32;
+
 /// How often an h2c connection with open streams is pinged, downstream and upstream, to
 /// tell a live peer from a vanished one (a silent gRPC stream may wait minutes).
 pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -237,8 +283,8 @@ impl UpstreamPool {
     pub async fn send(&self, upstream: &str, mut request: Request<RequestBody>) -> Result<Upstream, Failure> {
         if request.version() == Version::HTTP_2 {
             set_absolute_uri(&mut request, upstream).map_err(|e| Failure::Reset(e.into()))?;
-            let response = self.send_http2(upstream, request).await?;
-            return Ok(Upstream { response, connection: None });
+            let (response, slot) = self.send_http2(upstream, request).await?;
+            return Ok(Upstream { response, connection: Some(Reusable(Lent::Http2(slot))) });
         }
         *request.version_mut() = Version::HTTP_11;
         set_origin_form(&mut request);
@@ -298,39 +344,52 @@ impl UpstreamPool {
         Ok(Upstream { response, connection: Some(self.lend(conn, key)) })
     }
 
-    async fn send_http2(&self, upstream: &str, request: Request<RequestBody>) -> Result<Response<Incoming>, Failure> {
-        let mut sender = self.shared_http2(upstream).await?;
+    async fn send_http2(&self, upstream: &str, request: Request<RequestBody>) -> Result<(Response<Incoming>, StreamSlot), Failure> {
+        let (mut sender, slot) = self.shared_http2(upstream).await?;
         let request = match sender.try_send_request(request).await {
-            Ok(response) => return Ok(response),
+            Ok(response) => return Ok((response, slot)),
             Err(mut error) => match error.take_message() {
                 // The shared connection was closing (GOAWAY, max age) before the
                 // request left: once more on a new one.
                 Some(unsent) => {
                     debug!(upstream, error = %error.error(), "h2c connection closed, reconnecting");
-                    self.inner.state.lock().http2.retain(|_, shared| !shared.sender.is_closed());
+                    for shared in self.inner.state.lock().http2.values_mut() {
+                        shared.retain(|shared| !shared.sender.is_closed());
+                    }
                     unsent
                 }
                 None => return Err(Failure::Reset(error.into_error().into())),
             },
         };
-        let mut sender = self.shared_http2(upstream).await?;
-        sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))
+        drop(slot);
+        let (mut sender, slot) = self.shared_http2(upstream).await?;
+        let response = sender.send_request(request).await.map_err(|e| Failure::Reset(e.into()))?;
+        Ok((response, slot))
     }
 
-    /// The shared h2c connection to `upstream`, opened when there is none (or it closed).
-    async fn shared_http2(&self, upstream: &str) -> Result<http2::SendRequest<RequestBody>, Failure> {
+    /// A shared h2c connection to `upstream` with a stream free (one carrying fewer
+    /// than [`H2_STREAMS_PER_CONNECTION`]), opened when there is none, and the new
+    /// stream's place on it.
+    async fn shared_http2(&self, upstream: &str) -> Result<(http2::SendRequest<RequestBody>, StreamSlot), Failure> {
         let shared = {
             let mut state = self.inner.state.lock();
-            match state.http2.get_mut(upstream) {
-                Some(shared) if !shared.sender.is_closed() => {
-                    shared.last_used = Instant::now();
-                    Some(shared.sender.clone())
-                }
-                _ => None,
-            }
+            state.http2.get_mut(upstream).and_then(|connections| {
+                connections.retain(|shared| !shared.sender.is_closed());
+                let busy = |shared: &Shared| shared.streams.load(Ordering::Relaxed);
+                let index = match connections.iter().position(|shared| busy(shared) < H2_STREAMS_PER_CONNECTION) {
+                    Some(free) => Some(free),
+                    None if connections.len() >= MAX_H2_CONNECTIONS_PER_UPSTREAM => {
+                        (0..connections.len()).min_by_key(|&i| busy(&connections[i]))
+                    }
+                    None => None,
+                }?;
+                let picked = &mut connections[index];
+                picked.last_used = Instant::now();
+                Some((picked.sender.clone(), StreamSlot::take(&picked.streams)))
+            })
         };
-        let mut sender = match shared {
-            Some(sender) => sender,
+        let (mut sender, slot) = match shared {
+            Some(shared) => shared,
             None => {
                 let io = self.connect(upstream).await?;
                 let (sender, connection) = http2::Builder::new(TokioExecutor::new())
@@ -341,15 +400,22 @@ impl UpstreamPool {
                     .handshake(io)
                     .await
                     .map_err(|e| Failure::Connect(e.into()))?;
-                // One shared connection, ending by itself once every sender is gone.
+                // A shared connection, ending by itself once every sender is gone.
                 drive(connection, "h2c").detach();
-                let shared = Shared { sender: sender.clone(), last_used: Instant::now() };
-                self.inner.state.lock().http2.insert(upstream.into(), shared);
-                sender
+                let streams = Arc::new(AtomicUsize::new(0));
+                let slot = StreamSlot::take(&streams);
+                let shared = Shared { sender: sender.clone(), last_used: Instant::now(), streams };
+                self.inner.state.lock().http2.entry(upstream.into()).or_default().push(shared);
+                (sender, slot)
             }
         };
         sender.ready().await.map_err(|e| Failure::Reset(e.into()))?;
-        Ok(sender)
+        Ok((sender, slot))
+    }
+
+    /// Open h2c connections to `upstream` (for tests and stats).
+    pub fn h2c_connections(&self, upstream: &str) -> usize {
+        self.inner.state.lock().http2.get(upstream).map_or(0, |connections| connections.iter().filter(|s| !s.sender.is_closed()).count())
     }
 
     /// The most recently released open connection to `upstream`, if any, and the
@@ -366,7 +432,7 @@ impl UpstreamPool {
     }
 
     fn lend(&self, conn: Http1Conn, upstream: Arc<str>) -> Reusable {
-        Reusable { conn, pool: Arc::downgrade(&self.inner), upstream }
+        Reusable(Lent::Http1 { conn, pool: Arc::downgrade(&self.inner), upstream })
     }
 
     /// A new TCP connection to `upstream` (no Nagle), within the connect timeout.
@@ -440,7 +506,13 @@ impl PoolInner {
             closed.extend(expired);
         }
         state.http1.retain(|_, list| !list.idle.is_empty());
-        state.http2.retain(|_, shared| !shared.sender.is_closed() && shared.last_used.elapsed() < timeout);
+        // An h2c connection with streams open stays, however long ago its last one began.
+        for connections in state.http2.values_mut() {
+            connections.retain(|shared| {
+                !shared.sender.is_closed() && (shared.streams.load(Ordering::Relaxed) > 0 || shared.last_used.elapsed() < timeout)
+            });
+        }
+        state.http2.retain(|_, connections| !connections.is_empty());
         drop(state);
         drop(closed);
     }

@@ -445,7 +445,8 @@ pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
 /// struggling, the worst time to open new connections to it.
 async fn drain_for_reuse(upstream: Upstream) {
     let Upstream { response, connection } = upstream;
-    let Some(connection) = connection else { return };
+    // A shared h2c connection carries the next request whatever this stream does.
+    let Some(connection) = connection.filter(|c| !c.is_shared()) else { return };
     let body = response.into_body();
     if body.size_hint().upper().is_none_or(|bytes| bytes > MAX_DRAIN) {
         return;

@@ -139,3 +139,76 @@ async fn a_grpc_content_type_over_http1_keeps_the_http_timeout() {
     // Cut at the request timeout, answered the gRPC way (DEADLINE_EXCEEDED).
     assert_eq!(parts.headers["grpc-status"], "4", "{:?}", parts.headers);
 }
+
+/// An h2c app that takes at most `limit` streams per connection and answers every
+/// request with a response head at once and a body that ends when its request body
+/// does (an echo), counting the connections it accepted.
+async fn limited_h2c_app(limit: u32) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                    Ok::<_, Infallible>(http::Response::new(request.into_body()))
+                });
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .max_concurrent_streams(limit)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// An app that takes 100 streams per connection, all held by long calls: the next call
+/// goes on a second connection the proxy opens, as Envoy does, instead of waiting for
+/// one of them to end.
+#[tokio::test]
+async fn calls_past_the_apps_stream_limit_go_on_another_connection() {
+    let (app, accepted) = limited_h2c_app(100).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mesh_file = dir.path().join("mesh.yaml");
+    let dead = dead_address().await;
+    write_mesh(&mesh_file, dead, dead);
+    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0)
+        .await
+        .configure(|config| config.concurrency = 1)
+        .start();
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    let client = h2c_client();
+    let call = |body: BoxBody| {
+        let request = http::Request::post(format!("http://{inbound}/echo.Echo/Chat"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(body)
+            .expect("request");
+        client.request(request)
+    };
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let (tx, body) = open_body();
+        let response = tokio::time::timeout(Duration::from_secs(5), call(body)).await.expect("a held call's head").expect("response");
+        assert_eq!(response.status(), 200);
+        held.push((tx, response));
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "the first 100 share one connection");
+    let body = http_body_util::Full::new(Bytes::from_static(b"\0\0\0\0\x01a")).map_err(|never| match never {}).boxed();
+    let response = tokio::time::timeout(Duration::from_secs(3), call(body)).await.expect("the 101st call is not held up").expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(&response.into_body().collect().await.expect("body").to_bytes()[..], b"\0\0\0\0\x01a");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "one more connection");
+    // The held calls still work.
+    let (tx, response) = held.pop().expect("a held call");
+    tx.send(message(b"\0\0\0\0\x01b")).await.expect("send");
+    drop(tx);
+    assert_eq!(&response.into_body().collect().await.expect("body").to_bytes()[..], b"\0\0\0\0\x01b");
+    drop(held);
+    proxy.stop().await;
+}
