@@ -13,7 +13,9 @@
 
 /// `path` (without its query) normalized, or `None` when it already is.
 pub(super) fn normalize(path: &str) -> Option<String> {
-    if !path.starts_with('/') || !path.bytes().any(|b| b == b'%' || b == b'.') {
+    // Most paths have no escape and no dot segment: one pass, no allocation.
+    let dot_segment = || path.split('/').any(|segment| segment == "." || segment == "..");
+    if !path.starts_with('/') || (!path.contains('%') && !dot_segment()) {
         return None;
     }
     let decoded = decode_unreserved(path);
