@@ -319,18 +319,19 @@ impl RequestMatch {
 }
 
 /// The value of header `name`: a repeated header's values joined by `,`, as Envoy
-/// matches them (`None` when absent or not text).
+/// matches them (`None` when absent). A value is its bytes read as UTF-8, a byte that
+/// is not becoming U+FFFD: a header with non-ASCII bytes is present all the same.
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<std::borrow::Cow<'a, str>> {
     let mut values = headers.get_all(name).iter();
-    let first = values.next()?.to_str().ok()?;
+    let first = String::from_utf8_lossy(values.next()?.as_bytes());
     let mut rest = values.peekable();
     if rest.peek().is_none() {
-        return Some(std::borrow::Cow::Borrowed(first));
+        return Some(first);
     }
-    let mut joined = first.to_owned();
+    let mut joined = first.into_owned();
     for value in rest {
         joined.push(',');
-        joined.push_str(value.to_str().ok()?);
+        joined.push_str(&String::from_utf8_lossy(value.as_bytes()));
     }
     Some(std::borrow::Cow::Owned(joined))
 }
@@ -617,9 +618,10 @@ impl RetryOn {
         self.connect_failure || self.five_xx || self.gateway_error || self.reset
     }
 
-    /// Whether a reset before the response head is retried.
+    /// Whether a reset before the response head is retried: under `gateway-error`
+    /// too, as Envoy counts a reset as the 5xx it becomes.
     pub fn retries_reset(&self) -> bool {
-        self.five_xx || self.reset
+        self.five_xx || self.gateway_error || self.reset
     }
 
     /// Whether a per-try timeout is retried.
@@ -644,8 +646,9 @@ pub struct Mirror {
 /// `rewrite`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rewrite {
-    /// `rewrite.uri`: replaces the matched prefix (a `prefix` uri match), else the whole
-    /// path; the query is kept.
+    /// `rewrite.uri`: replaces the matched prefix (a `prefix` uri match, and `/` when the
+    /// route matched no uri, as Istio's route then matches the prefix `/`), else the
+    /// whole path (an `exact` or `regex` match); the query is kept.
     pub uri: Option<String>,
     /// `rewrite.authority`: the `Host`/`:authority` sent upstream.
     pub authority: Option<String>,
@@ -655,10 +658,11 @@ impl Rewrite {
     /// The rewritten path for `path` when the route matched with `matched`.
     pub fn rewrite_path(&self, path: &str, matched: Option<&RequestMatch>) -> Option<String> {
         let uri = self.uri.as_ref()?;
-        let prefix = matched.and_then(|m| match &m.uri {
+        let prefix = match matched.and_then(|m| m.uri.as_ref()) {
             Some(StringMatch::Prefix(prefix)) => Some(prefix.as_str()),
-            _ => None,
-        });
+            Some(_) => None,
+            None => Some("/"),
+        };
         let rewritten = match prefix {
             Some(prefix) if path.len() >= prefix.len() => format!("{uri}{}", &path[prefix.len()..]),
             _ => uri.clone(),

@@ -359,11 +359,13 @@ impl Proxy {
     }
 }
 
-/// The port named by an authority, if any.
+/// The port named by an authority, 80 when it names none.
 fn authority_port(authority: &str) -> Option<u16> {
     match authority.rsplit_once(':') {
         Some((_, port)) if !port.contains(']') => port.parse().ok(),
-        _ => None,
+        // No port: HTTP's, 80, the one the app's client dialled (Istio matches the
+        // listener's port, which a call to `http://web` reaches).
+        _ => Some(80),
     }
 }
 

@@ -521,3 +521,39 @@ proptest! {
         prop_assert_eq!(counts, weights);
     }
 }
+
+/// Where Istio's defaults differ from a first reading of its fields: a fault without a
+/// percentage injects nothing, a retry policy without attempts has no per-try timeout,
+/// `gateway-error` retries resets, a rewrite on a route with no uri match replaces the
+/// `/` it then matches, and a header with non-ASCII bytes is present.
+#[test]
+fn istio_defaults_for_faults_retries_rewrites_and_headers() {
+    let spec = r#"  hosts: [api]
+  http:
+  - match:
+    - headers: {x-p: {prefix: caf}}
+    route:
+    - destination: {host: api}
+    fault:
+      abort: {httpStatus: 418}
+      delay: {fixedDelay: 2s}
+    retries: {perTryTimeout: 500ms, retryOn: gateway-error}
+  - rewrite: {uri: /v2}
+    route:
+    - destination: {host: api}
+"#;
+    let rules = load(&[("vs.yaml", &vs("api", spec))]);
+    let host = "api.default.svc.cluster.local";
+    let mut request = Request::get("/foo/bar");
+    request.headers.insert("x-p", HeaderValue::from_bytes("café".as_bytes()).unwrap());
+    let first = request.route(&rules, host).unwrap();
+    let fault = first.fault.as_ref().unwrap();
+    assert_eq!(fault.abort.as_ref().unwrap().percent, 0.0, "no percentage: no request aborted");
+    assert_eq!(fault.delay.as_ref().unwrap().percent, 0.0, "no percentage: no request delayed");
+    let retries = first.retries.as_ref().unwrap();
+    assert_eq!((retries.attempts, retries.per_try_timeout), (0, None));
+    assert!(retries.retry_on.retries_reset());
+    let other = Request::get("/foo/bar").route(&rules, host).unwrap();
+    let rewrite = other.rewrite.as_ref().unwrap();
+    assert_eq!(rewrite.rewrite_path("/foo/bar", other.matches.first()).as_deref(), Some("/v2foo/bar"));
+}

@@ -250,3 +250,13 @@ async fn a_malformed_answer_is_a_protocol_error_and_a_closed_connection_is_not()
         assert!(body.ends_with(&format!("reset reason: {reason}")), "{path}: {body}");
     }
 }
+
+#[test]
+fn a_host_without_a_port_is_matched_as_port_80() {
+    // A call to `http://web` reaches Istio's port-80 listener, and its `port: 80` match.
+    assert_eq!(super::authority_port("web"), Some(80));
+    assert_eq!(super::authority_port("web.default.svc.cluster.local"), Some(80));
+    assert_eq!(super::authority_port("[::1]"), Some(80));
+    assert_eq!(super::authority_port("web:8080"), Some(8080));
+    assert_eq!(super::authority_port("[::1]:9080"), Some(9080));
+}

@@ -62,7 +62,7 @@ pub(super) fn compile_fault(cx: &mut Cx<'_>, value: &Value, path: &str) -> Optio
                 None
             }
         };
-        let percent = compile_percent(cx, &delay, "percentage", "percent");
+        let percent = compile_percent(cx, &delay, "percentage", "percent", 0.0);
         Some(FaultDelay { fixed_delay: fixed_delay?, percent: percent? })
     });
     let abort = object.get("abort").and_then(|(value, path)| {
@@ -83,7 +83,7 @@ pub(super) fn compile_fault(cx: &mut Cx<'_>, value: &Value, path: &str) -> Optio
                 None
             }
         };
-        let percent = compile_percent(cx, &abort, "percentage", "percent");
+        let percent = compile_percent(cx, &abort, "percentage", "percent", 0.0);
         Some(FaultAbort { status: status?, percent: percent? })
     });
     Some(Fault { delay, abort })
@@ -133,7 +133,10 @@ pub(super) fn compile_retries(cx: &mut Cx<'_>, value: &Value, path: &str) -> Opt
         // Locality-aware retries: meshtel has no localities, so there is nothing to do.
         let _ = cx.boolean(value, &path);
     }
-    Some(RetryPolicy { attempts: attempts?, per_try_timeout: per_try_timeout?, retry_on: retry_on? })
+    // Istio drops the whole policy when there is no attempt: its per-try timeout too.
+    let attempts = attempts?;
+    let per_try_timeout = per_try_timeout?.filter(|_| attempts > 0);
+    Some(RetryPolicy { attempts, per_try_timeout, retry_on: retry_on? })
 }
 
 /// `retryOn`: a comma-separated list of Envoy conditions and status codes.

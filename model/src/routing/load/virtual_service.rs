@@ -443,13 +443,14 @@ fn compile_route_destination(
     })
 }
 
-/// `percentage.value` (0–100, fractional) or the legacy whole `percent`; 100 when
-/// neither is given.
+/// `percentage.value` (0–100, fractional) or the legacy whole `percent`; `absent` when
+/// neither is given (Istio: 100 for a mirror, 0 for a fault, as its unset `percent`).
 pub(super) fn compile_percent(
     cx: &mut Cx<'_>,
     object: &Object<'_>,
     percentage_key: &str,
     legacy_key: &str,
+    absent: f64,
 ) -> Option<f64> {
     let percentage = object.get(percentage_key);
     let legacy = object.get(legacy_key);
@@ -468,7 +469,7 @@ pub(super) fn compile_percent(
     if let Some((value, path)) = legacy {
         return cx.integer(value, &path, 0..=100).map(|p| p as f64);
     }
-    Some(100.0)
+    Some(absent)
 }
 
 fn compile_mirror(cx: &mut Cx<'_>, route: &Object<'_>, namespace: &str, refs: &mut Vec<SubsetRef>) -> Option<Mirror> {
@@ -481,7 +482,7 @@ fn compile_mirror(cx: &mut Cx<'_>, route: &Object<'_>, namespace: &str, refs: &m
         return None;
     };
     let destination = compile_destination(cx, value, &path, namespace, refs);
-    let percent = compile_percent(cx, route, "mirrorPercentage", "mirrorPercent");
+    let percent = compile_percent(cx, route, "mirrorPercentage", "mirrorPercent", 100.0);
     let destination = destination?;
     Some(Mirror { host: destination.host, subset: destination.subset, port: destination.port, percent: percent? })
 }

@@ -34,7 +34,7 @@ VirtualService default/ratings (rules/vs.yaml#2), hosts ratings.default.svc.clus
   http[0] \"slow\": when uri starts with \"/ratings\" and method ~ /GET|HEAD/
     → ratings.default.svc.cluster.local subset v1 (80%)
     → ratings.default.svc.cluster.local subset v2 (20%)
-    fault: delay 7s on 100% of requests; abort 500 on 10%
+    fault: delay 7s on 0% of requests; abort 500 on 10%
     timeout 3s; retries: 1 × per try 3s on gateway-error
     mirror 5% of requests to ratings.default.svc.cluster.local subset v2
   other requests: 404 no route
