@@ -6,16 +6,17 @@
 //! - a percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`, RFC 3986 §2.3) is
 //!   decoded; other escapes keep their meaning, hex digits in upper case (`%2f` →
 //!   `%2F`, which stays an escaped byte, not a separator);
+//! - a backslash becomes `/` (as `BASE` does: `/x\..\admin` is `/admin`);
 //! - `.` and `..` segments are removed (RFC 3986 §5.2.4); `..` never climbs above `/`.
 //!
-//! Slashes are not merged and backslashes are left alone, as under `BASE`. The query
-//! is not touched. A target that is not a path (`*` of `OPTIONS *`) is left as it is.
+//! Slashes are not merged, as under `BASE`. The query is not touched. A target that is
+//! not a path (`*` of `OPTIONS *`) is left as it is.
 
 /// `path` (without its query) normalized, or `None` when it already is.
 pub(super) fn normalize(path: &str) -> Option<String> {
     // Most paths have no escape and no dot segment: one pass, no allocation.
     let dot_segment = || path.split('/').any(|segment| segment == "." || segment == "..");
-    if !path.starts_with('/') || (!path.contains('%') && !dot_segment()) {
+    if !path.starts_with('/') || (!path.contains(['%', '\\']) && !dot_segment()) {
         return None;
     }
     let decoded = decode_unreserved(path);
@@ -36,11 +37,13 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Decodes the escapes of unreserved characters; upper-cases the others' hex digits.
-/// A `%` not followed by two hex digits is kept as it is.
+/// Decodes the escapes of unreserved characters, upper-cases the others' hex digits
+/// and turns `\` into `/`. A `%` not followed by two hex digits is kept as it is, and
+/// so is every other byte (a non-ASCII one too), so the result is text as the input is.
 fn decode_unreserved(path: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+    let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
         let escaped = match (bytes.get(i + 1).copied().and_then(hex_value), bytes.get(i + 2).copied().and_then(hex_value)) {
@@ -48,20 +51,18 @@ fn decode_unreserved(path: &str) -> String {
             _ => None,
         };
         match escaped {
-            Some(byte) if is_unreserved(byte) => out.push(char::from(byte)),
-            Some(byte) => out.push_str(&format!("%{byte:02X}")),
+            Some(byte) if is_unreserved(byte) => out.push(byte),
+            Some(byte) => out.extend_from_slice(&[b'%', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xF)]]),
             None => {
-                // Not an escape: copy up to the next `%` (the path is ASCII as received,
-                // but a slice of whole characters either way).
-                let next = path[i + 1..].find('%').map_or(path.len(), |at| i + 1 + at);
-                out.push_str(&path[i..next]);
-                i = next;
+                out.push(if bytes[i] == b'\\' { b'/' } else { bytes[i] });
+                i += 1;
                 continue;
             }
         }
         i += 3;
     }
-    out
+    // Whole characters were copied byte for byte and only ASCII was added.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// RFC 3986 §5.2.4 on an absolute path.
@@ -114,6 +115,11 @@ mod tests {
             ("/a/%2f/b", "/a/%2F/b"),
             ("/a%zz/../b", "/b"),
             ("/caf%C3%A9/..", "/"),
+            // Non-ASCII bytes after an escape are copied whole.
+            ("/%41\u{e9}", "/A\u{e9}"),
+            ("/%41\u{e9}/../x", "/x"),
+            ("/x\\..\\admin", "/admin"),
+            ("/some\\data", "/some/data"),
         ] {
             assert_eq!(normalize(path).as_deref(), Some(normal), "{path}");
         }
@@ -121,7 +127,7 @@ mod tests {
 
     #[test]
     fn normal_paths_and_non_paths_are_left_alone() {
-        for path in ["/", "/admin/x", "/a//b", "/a/b/", "/v1.2/file.txt", "/a/..b/c.", "*", "/%2F", "/x%zz", "/a\\..\\b"] {
+        for path in ["/", "/admin/x", "/a//b", "/a/b/", "/v1.2/file.txt", "/a/..b/c.", "*", "/%2F", "/x%zz", "/caf\u{e9}/x"] {
             assert_eq!(normalize(path), None, "{path}");
         }
     }
