@@ -100,7 +100,23 @@ struct PoolInner {
 #[derive(Debug, Default)]
 struct PoolState {
     http1: HashMap<Arc<str>, IdleList, foldhash::fast::RandomState>,
-    http2: HashMap<Box<str>, Vec<Shared>, foldhash::fast::RandomState>,
+    http2: HashMap<Box<str>, H2Upstream, foldhash::fast::RandomState>,
+}
+
+/// The h2c connections to one upstream address.
+#[derive(Debug, Default)]
+struct H2Upstream {
+    connections: Vec<Shared>,
+    /// Held while a connection to it is being opened: requests that find no stream
+    /// free wait for that one instead of each opening their own.
+    dialing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What [`UpstreamPool::pick_http2`] found: a stream on an open connection, or the
+/// lock to hold while opening another.
+enum Picked {
+    Stream(http2::SendRequest<RequestBody>, StreamSlot),
+    Dial(Arc<tokio::sync::Mutex<()>>),
 }
 
 /// One upstream address's idle connections, with the key lent connections carry.
@@ -353,8 +369,8 @@ impl UpstreamPool {
                 // request left: once more on a new one.
                 Some(unsent) => {
                     debug!(upstream, error = %error.error(), "h2c connection closed, reconnecting");
-                    for shared in self.inner.state.lock().http2.values_mut() {
-                        shared.retain(|shared| !shared.sender.is_closed());
+                    for h2 in self.inner.state.lock().http2.values_mut() {
+                        h2.connections.retain(|shared| !shared.sender.is_closed());
                     }
                     unsent
                 }
@@ -371,26 +387,16 @@ impl UpstreamPool {
     /// than [`H2_STREAMS_PER_CONNECTION`]), opened when there is none, and the new
     /// stream's place on it.
     async fn shared_http2(&self, upstream: &str) -> Result<(http2::SendRequest<RequestBody>, StreamSlot), Failure> {
-        let shared = {
-            let mut state = self.inner.state.lock();
-            state.http2.get_mut(upstream).and_then(|connections| {
-                connections.retain(|shared| !shared.sender.is_closed());
-                let busy = |shared: &Shared| shared.streams.load(Ordering::Relaxed);
-                let index = match connections.iter().position(|shared| busy(shared) < H2_STREAMS_PER_CONNECTION) {
-                    Some(free) => Some(free),
-                    None if connections.len() >= MAX_H2_CONNECTIONS_PER_UPSTREAM => {
-                        (0..connections.len()).min_by_key(|&i| busy(&connections[i]))
-                    }
-                    None => None,
-                }?;
-                let picked = &mut connections[index];
-                picked.last_used = Instant::now();
-                Some((picked.sender.clone(), StreamSlot::take(&picked.streams)))
-            })
-        };
-        let (mut sender, slot) = match shared {
-            Some(shared) => shared,
-            None => {
+        // One request at a time opens a connection to an address; the others wait and
+        // then take a stream on it.
+        let (mut sender, slot) = match self.pick_http2(upstream) {
+            Picked::Stream(sender, slot) => (sender, slot),
+            Picked::Dial(dialing) => {
+                let _dialing = dialing.lock().await;
+                if let Picked::Stream(mut sender, slot) = self.pick_http2(upstream) {
+                    sender.ready().await.map_err(|e| Failure::Reset(e.into()))?;
+                    return Ok((sender, slot));
+                }
                 let io = self.connect(upstream).await?;
                 let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
@@ -405,7 +411,7 @@ impl UpstreamPool {
                 let streams = Arc::new(AtomicUsize::new(0));
                 let slot = StreamSlot::take(&streams);
                 let shared = Shared { sender: sender.clone(), last_used: Instant::now(), streams };
-                self.inner.state.lock().http2.entry(upstream.into()).or_default().push(shared);
+                self.inner.state.lock().http2.entry(upstream.into()).or_default().connections.push(shared);
                 (sender, slot)
             }
         };
@@ -413,9 +419,36 @@ impl UpstreamPool {
         Ok((sender, slot))
     }
 
+    /// A stream on an open h2c connection to `upstream` with one free (or on the least
+    /// busy once there are [`MAX_H2_CONNECTIONS_PER_UPSTREAM`]), else the lock to open
+    /// another under.
+    fn pick_http2(&self, upstream: &str) -> Picked {
+        let mut state = self.inner.state.lock();
+        if !state.http2.contains_key(upstream) {
+            state.http2.insert(upstream.into(), H2Upstream::default());
+        }
+        let Some(h2) = state.http2.get_mut(upstream) else { return Picked::Dial(Arc::default()) };
+        let connections = &mut h2.connections;
+        connections.retain(|shared| !shared.sender.is_closed());
+        let busy = |shared: &Shared| shared.streams.load(Ordering::Relaxed);
+        let index = match connections.iter().position(|shared| busy(shared) < H2_STREAMS_PER_CONNECTION) {
+            Some(free) => Some(free),
+            None if connections.len() >= MAX_H2_CONNECTIONS_PER_UPSTREAM => (0..connections.len()).min_by_key(|&i| busy(&connections[i])),
+            None => None,
+        };
+        match index {
+            Some(index) => {
+                let picked = &mut connections[index];
+                picked.last_used = Instant::now();
+                Picked::Stream(picked.sender.clone(), StreamSlot::take(&picked.streams))
+            }
+            None => Picked::Dial(h2.dialing.clone()),
+        }
+    }
+
     /// Open h2c connections to `upstream` (for tests and stats).
     pub fn h2c_connections(&self, upstream: &str) -> usize {
-        self.inner.state.lock().http2.get(upstream).map_or(0, |connections| connections.iter().filter(|s| !s.sender.is_closed()).count())
+        self.inner.state.lock().http2.get(upstream).map_or(0, |h2| h2.connections.iter().filter(|s| !s.sender.is_closed()).count())
     }
 
     /// The most recently released open connection to `upstream`, if any, and the
@@ -507,12 +540,12 @@ impl PoolInner {
         }
         state.http1.retain(|_, list| !list.idle.is_empty());
         // An h2c connection with streams open stays, however long ago its last one began.
-        for connections in state.http2.values_mut() {
-            connections.retain(|shared| {
+        for h2 in state.http2.values_mut() {
+            h2.connections.retain(|shared| {
                 !shared.sender.is_closed() && (shared.streams.load(Ordering::Relaxed) > 0 || shared.last_used.elapsed() < timeout)
             });
         }
-        state.http2.retain(|_, connections| !connections.is_empty());
+        state.http2.retain(|_, h2| !h2.connections.is_empty());
         drop(state);
         drop(closed);
     }

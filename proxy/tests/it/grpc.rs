@@ -167,9 +167,9 @@ async fn limited_h2c_app(limit: u32) -> (std::net::SocketAddr, std::sync::Arc<st
     (addr, accepted)
 }
 
-/// An app that takes 100 streams per connection, all held by long calls: the next call
-/// goes on a second connection the proxy opens, as Envoy does, instead of waiting for
-/// one of them to end.
+/// An app that takes 100 streams per connection, all held by long calls: the next calls
+/// go on a second connection the proxy opens (one for a burst of them), as Envoy does,
+/// instead of waiting for one of them to end.
 #[tokio::test]
 async fn calls_past_the_apps_stream_limit_go_on_another_connection() {
     let (app, accepted) = limited_h2c_app(100).await;
@@ -199,11 +199,28 @@ async fn calls_past_the_apps_stream_limit_go_on_another_connection() {
         held.push((tx, response));
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "the first 100 share one connection");
+    // 60 more at once: one more connection between them, not one each.
+    let mut burst = FuturesUnordered::new();
+    for _ in 0..60 {
+        let (tx, body) = open_body();
+        let head = call(body);
+        burst.push(async move { (tx, head.await) });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some((tx, response)) = burst.next().await {
+            let response = response.expect("response");
+            assert_eq!(response.status(), 200);
+            held.push((tx, response));
+        }
+    })
+    .await;
+    assert!(all.is_ok(), "{} of 160 held calls got their head", held.len());
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "one more connection for the burst");
     let body = http_body_util::Full::new(Bytes::from_static(b"\0\0\0\0\x01a")).map_err(|never| match never {}).boxed();
-    let response = tokio::time::timeout(Duration::from_secs(3), call(body)).await.expect("the 101st call is not held up").expect("response");
+    let response = tokio::time::timeout(Duration::from_secs(3), call(body)).await.expect("the next call is not held up").expect("response");
     assert_eq!(response.status(), 200);
     assert_eq!(&response.into_body().collect().await.expect("body").to_bytes()[..], b"\0\0\0\0\x01a");
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "one more connection");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "room on the second connection");
     // The held calls still work.
     let (tx, response) = held.pop().expect("a held call");
     tx.send(message(b"\0\0\0\0\x01b")).await.expect("send");
