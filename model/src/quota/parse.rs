@@ -98,9 +98,14 @@ impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
 }
 
 impl StrictSeed<'_> {
-    /// The error for an integer no field can hold, kept with its path.
+    /// The error for an integer no field can hold (past 64 bits either way), kept with
+    /// its path.
     fn too_large<E: serde::de::Error>(&self, digits: &str) -> E {
-        let message = format!("{digits} is too large: at most {}", i64::MAX);
+        let message = if digits.starts_with('-') {
+            format!("{digits} is too small: at least {}", i64::MIN)
+        } else {
+            format!("{digits} is too large: at most {}", i64::MAX)
+        };
         let error = E::custom(format!("{}: {message}", self.path));
         *self.problem.borrow_mut() = Some(FieldError {
             field: self.path.clone(),

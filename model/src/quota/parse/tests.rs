@@ -50,6 +50,12 @@ fn an_integer_past_64_bits_is_refused_with_its_path() {
         error.message,
         "99999999999999999999 is too large: at most 9223372036854775807"
     );
+    let yaml = "name: a\nmaxAmount: -99999999999999999999\n";
+    let error = strict_yaml_value(yaml_serde::Deserializer::from_str(yaml)).unwrap_err();
+    assert_eq!(
+        error.message,
+        "-99999999999999999999 is too small: at least -9223372036854775808"
+    );
     // JSON reads it as a float, which the field refuses as not a whole number.
     let errors = problems(r#"{"name":"a","maxAmount":99999999999999999999,"validDuration":"1s"}"#);
     assert!(
