@@ -109,14 +109,22 @@ struct H2Upstream {
     connections: Vec<Shared>,
     /// Held while a connection to it is being opened: requests that find no stream
     /// free wait for that one instead of each opening their own.
-    dialing: Arc<tokio::sync::Mutex<()>>,
+    dialing: Arc<tokio::sync::Mutex<LastDial>>,
+}
+
+/// How the latest attempt to open an h2c connection to an address failed, if it did:
+/// the requests that waited for that attempt fail with it together, in one connect
+/// timeout, rather than each trying again in turn.
+#[derive(Debug, Default)]
+struct LastDial {
+    failed: Option<(Instant, String)>,
 }
 
 /// What [`UpstreamPool::pick_http2`] found: a stream on an open connection, or the
 /// lock to hold while opening another.
 enum Picked {
     Stream(http2::SendRequest<RequestBody>, StreamSlot),
-    Dial(Arc<tokio::sync::Mutex<()>>),
+    Dial(Arc<tokio::sync::Mutex<LastDial>>),
 }
 
 /// One upstream address's idle connections, with the key lent connections carry.
@@ -392,20 +400,30 @@ impl UpstreamPool {
         let (mut sender, slot) = match self.pick_http2(upstream) {
             Picked::Stream(sender, slot) => (sender, slot),
             Picked::Dial(dialing) => {
-                let _dialing = dialing.lock().await;
+                let asked = Instant::now();
+                let mut last = dialing.lock().await;
+                if let Some((at, error)) = &last.failed
+                    && *at >= asked
+                {
+                    // The attempt this request waited for failed: so does it.
+                    return Err(Failure::Connect(error.clone().into()));
+                }
                 if let Picked::Stream(mut sender, slot) = self.pick_http2(upstream) {
+                    drop(last);
                     sender.ready().await.map_err(|e| Failure::Reset(e.into()))?;
                     return Ok((sender, slot));
                 }
-                let io = self.connect(upstream).await?;
-                let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
-                    .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
-                    .max_header_list_size(H2_MAX_HEADER_LIST_BYTES)
-                    .handshake(io)
-                    .await
-                    .map_err(|e| Failure::Connect(e.into()))?;
+                let (sender, connection) = match self.dial_http2(upstream).await {
+                    Ok(opened) => opened,
+                    Err(failure) => {
+                        let error = match &failure {
+                            Failure::Connect(e) | Failure::Reset(e) => e.to_string(),
+                        };
+                        last.failed = Some((Instant::now(), error));
+                        return Err(failure);
+                    }
+                };
+                last.failed = None;
                 // A shared connection, ending by itself once every sender is gone.
                 drive(connection, "h2c").detach();
                 let streams = Arc::new(AtomicUsize::new(0));
@@ -417,6 +435,19 @@ impl UpstreamPool {
         };
         sender.ready().await.map_err(|e| Failure::Reset(e.into()))?;
         Ok((sender, slot))
+    }
+
+    /// A new h2c connection to `upstream`, handshake done.
+    async fn dial_http2(&self, upstream: &str) -> Result<(http2::SendRequest<RequestBody>, http2::Connection<TokioIo<TcpStream>, RequestBody, TokioExecutor>), Failure> {
+        let io = self.connect(upstream).await?;
+        http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+            .max_header_list_size(H2_MAX_HEADER_LIST_BYTES)
+            .handshake(io)
+            .await
+            .map_err(|e| Failure::Connect(e.into()))
     }
 
     /// A stream on an open h2c connection to `upstream` with one free (or on the least
@@ -590,202 +621,4 @@ fn set_absolute_uri(request: &mut Request<RequestBody>, upstream: &str) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
-    use std::convert::Infallible;
-    use std::net::SocketAddr;
-    use std::sync::atomic::AtomicUsize;
-
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
-    use hyper::service::service_fn;
-    use tokio::net::TcpListener;
-
-    use super::*;
-
-    /// A real HTTP/1.1 server on 127.0.0.1 answering `hello` (or a 64 KiB body for
-    /// `/large`), counting the connections it accepted; with `close_idle`, it closes
-    /// each connection after its first response without saying so.
-    struct App {
-        addr: String,
-        accepted: Arc<AtomicUsize>,
-    }
-
-    async fn start_app(close_idle: bool) -> App {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let service = service_fn(|request: Request<Incoming>| async move {
-                        let body = if request.uri().path() == "/large" { Bytes::from(vec![b'x'; 64 * 1024]) } else { Bytes::from_static(b"hello") };
-                        let host = request.headers().get(HOST).cloned();
-                        let mut response = Response::new(Full::new(body));
-                        if let Some(host) = host {
-                            response.headers_mut().insert("x-host", host);
-                        }
-                        response.headers_mut().insert("x-uri", HeaderValue::from_str(&request.uri().to_string()).expect("uri"));
-                        Ok::<_, Infallible>(response)
-                    });
-                    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                    if close_idle {
-                        // Answer one request, then drop the connection while idle.
-                        let mut connection = std::pin::pin!(connection);
-                        let _ = tokio::time::timeout(Duration::from_millis(50), connection.as_mut()).await;
-                    } else {
-                        let _ = connection.await;
-                    }
-                });
-            }
-        });
-        App { addr, accepted }
-    }
-
-    fn pool(idle_timeout: Duration) -> UpstreamPool {
-        UpstreamPool::new(PoolSettings { connect_timeout: Duration::from_secs(1), idle_timeout })
-    }
-
-    fn get(path: &str) -> Request<RequestBody> {
-        let mut request = Request::new(RequestBody::buffered(Bytes::new()));
-        *request.uri_mut() = Uri::try_from(path).expect("uri");
-        request
-    }
-
-    /// Sends, reads the body to the end, releases the connection; returns the body.
-    async fn exchange(pool: &UpstreamPool, app: &App, request: Request<RequestBody>) -> (Response<()>, Bytes) {
-        let Upstream { response, connection } = pool.send(&app.addr, request).await.expect("response");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        connection.expect("HTTP/1.1 connection").release();
-        (Response::from_parts(parts, ()), body)
-    }
-
-    #[tokio::test]
-    async fn a_request_given_up_before_its_answer_closes_its_connection() {
-        use tokio::io::AsyncReadExt;
-        // An upstream that never reads the request: the body cannot be sent whole.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("bound").to_string();
-        let pool = pool(POOL_IDLE_TIMEOUT);
-        let mut request = Request::new(RequestBody::buffered(Bytes::from(vec![7u8; 32 << 20])));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = Uri::from_static("/upload");
-        let send = tokio::time::timeout(Duration::from_millis(500), pool.send(&addr, request));
-        let (accepted, given_up) = tokio::join!(listener.accept(), send);
-        assert!(given_up.is_err(), "no answer was expected");
-        let (mut upstream, _) = accepted.expect("accept");
-        // Given up on: the connection closes, so reading what was sent reaches its end.
-        let read_to_end = async {
-            let mut buffer = vec![0u8; 1 << 16];
-            let mut total = 0usize;
-            loop {
-                match upstream.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return total,
-                    Ok(n) => total += n,
-                }
-            }
-        };
-        let total = tokio::time::timeout(Duration::from_secs(5), read_to_end).await.expect("the connection stayed open");
-        assert!(total < 32 << 20, "the whole body was sent ({total} bytes)");
-    }
-
-    #[tokio::test]
-    async fn a_released_connection_carries_the_next_requests() {
-        let app = start_app(false).await;
-        let pool = pool(POOL_IDLE_TIMEOUT);
-        for _ in 0..20 {
-            let (response, body) = exchange(&pool, &app, get("http://ignored:1/a?b=c")).await;
-            assert_eq!(&body[..], b"hello");
-            // Origin-form on the wire, and the upstream as Host when the request had none.
-            assert_eq!(response.headers()["x-uri"], "/a?b=c");
-            assert_eq!(response.headers()["x-host"], app.addr.as_str());
-        }
-        assert_eq!(app.accepted.load(Ordering::SeqCst), 1, "one connection for sequential requests");
-        assert_eq!(pool.idle_connections(&app.addr), 1);
-        // A Host the request carries is kept.
-        let mut request = get("/");
-        request.headers_mut().insert(HOST, HeaderValue::from_static("reviews:9080"));
-        let (response, _) = exchange(&pool, &app, request).await;
-        assert_eq!(response.headers()["x-host"], "reviews:9080");
-    }
-
-    #[tokio::test]
-    async fn concurrent_requests_open_connections_and_all_return_to_the_pool() {
-        let app = start_app(false).await;
-        let pool = pool(POOL_IDLE_TIMEOUT);
-        // Response heads held at once: each needs its own connection.
-        let mut held = Vec::new();
-        for _ in 0..5 {
-            held.push(pool.send(&app.addr, get("/large")).await.expect("response"));
-        }
-        assert_eq!(app.accepted.load(Ordering::SeqCst), 5);
-        for Upstream { response, connection } in held {
-            assert_eq!(response.into_body().collect().await.expect("body").to_bytes().len(), 64 * 1024);
-            connection.expect("connection").release();
-        }
-        assert_eq!(pool.idle_connections(&app.addr), 5);
-        for _ in 0..10 {
-            exchange(&pool, &app, get("/")).await;
-        }
-        assert_eq!(app.accepted.load(Ordering::SeqCst), 5, "pooled connections reused");
-    }
-
-    #[tokio::test]
-    async fn a_connection_whose_body_was_not_read_is_not_reused() {
-        let app = start_app(false).await;
-        let pool = pool(POOL_IDLE_TIMEOUT);
-        let Upstream { response, connection } = pool.send(&app.addr, get("/large")).await.expect("response");
-        drop((response, connection));
-        assert_eq!(pool.idle_connections(&app.addr), 0);
-        exchange(&pool, &app, get("/")).await;
-        assert_eq!(app.accepted.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn a_pooled_connection_the_upstream_closed_is_skipped() {
-        let app = start_app(true).await;
-        let pool = pool(POOL_IDLE_TIMEOUT);
-        exchange(&pool, &app, get("/")).await;
-        assert_eq!(pool.idle_connections(&app.addr), 1);
-        // The app drops the idle connection; the next request still gets an answer.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let (_, body) = exchange(&pool, &app, get("/")).await;
-        assert_eq!(&body[..], b"hello");
-        assert_eq!(app.accepted.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn idle_connections_past_the_idle_timeout_are_closed() {
-        let app = start_app(false).await;
-        let pool = pool(Duration::from_millis(100));
-        exchange(&pool, &app, get("/")).await;
-        pool.sweep();
-        assert_eq!(pool.idle_connections(&app.addr), 1, "not idle long enough yet");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        pool.sweep();
-        assert_eq!(pool.idle_connections(&app.addr), 0);
-        exchange(&pool, &app, get("/")).await;
-        assert_eq!(app.accepted.load(Ordering::SeqCst), 2, "a new connection after the timeout");
-    }
-
-    #[tokio::test]
-    async fn connection_failures_are_told_apart() {
-        let addr = crate::test_support::dead_address().to_string();
-        let pool = pool(POOL_IDLE_TIMEOUT);
-        match pool.send(&addr, get("/")).await {
-            Err(Failure::Connect(error)) => assert!(error.to_string().contains("refused"), "{error}"),
-            other => panic!("expected a connect failure, got {other:?}"),
-        }
-        // A server that accepts and closes without answering: a reset, not a connect failure.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                drop(stream);
-            }
-        });
-        assert!(matches!(pool.send(&addr, get("/")).await, Err(Failure::Reset(_))));
-    }
-}
+mod tests;
