@@ -288,12 +288,7 @@ async fn raw_app(answer: &'static [u8]) -> std::net::SocketAddr {
 /// A `reviews` proxy whose inbound listener forwards to `app`, with no peers and no
 /// collector; the directory holds its mesh file.
 async fn proxy_in_front_of(app: std::net::SocketAddr) -> (RunningProxy, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mesh_file = dir.path().join("mesh.yaml");
-    let dead = dead_address().await;
-    write_mesh(&mesh_file, dead, dead);
-    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0).await.start();
-    (proxy, dir)
+    proxy_in_front_of_with(app, |_| {}).await
 }
 
 /// RFC 9110 §8.6: a 204 carries no Content-Length. An HTTP/1.1 app's that does must not
@@ -301,14 +296,7 @@ async fn proxy_in_front_of(app: std::net::SocketAddr) -> (RunningProxy, tempfile
 #[tokio::test]
 async fn a_204_reaches_an_http2_caller_without_the_apps_content_length() {
     let app = raw_app(b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mesh_file = dir.path().join("mesh.yaml");
-    let dead = dead_address().await;
-    write_mesh(&mesh_file, dead, dead);
-    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0)
-        .await
-        .configure(|config| config.app_protocol = meshtel_proxy::config::AppProtocol::Http1)
-        .start();
+    let (proxy, _dir) = proxy_in_front_of_with(app, |config| config.app_protocol = meshtel_proxy::config::AppProtocol::Http1).await;
     let inbound = proxy.addresses.inbound.expect("inbound listener");
     for client in [h2c_client(), http1_client()] {
         let (parts, body, _) = send(&client, get(&format!("http://{inbound}/empty"), "reviews", &[])).await;

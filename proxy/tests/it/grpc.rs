@@ -173,14 +173,7 @@ async fn limited_h2c_app(limit: u32) -> (std::net::SocketAddr, std::sync::Arc<st
 #[tokio::test]
 async fn calls_past_the_apps_stream_limit_go_on_another_connection() {
     let (app, accepted) = limited_h2c_app(100).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mesh_file = dir.path().join("mesh.yaml");
-    let dead = dead_address().await;
-    write_mesh(&mesh_file, dead, dead);
-    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0)
-        .await
-        .configure(|config| config.concurrency = 1)
-        .start();
+    let (proxy, _dir) = proxy_in_front_of_with(app, |config| config.concurrency = 1).await;
     let inbound = proxy.addresses.inbound.expect("inbound listener");
     let client = h2c_client();
     let call = |body: BoxBody| {

@@ -321,6 +321,17 @@ pub async fn bind_proxy(mesh: &Path, service: &str, version: &str, app: Option<S
     BoundProxy { config, listeners, addresses }
 }
 
+/// A `reviews` proxy whose inbound listener forwards to `app`, with no peers and no
+/// collector, `change` applied to its configuration; the directory holds its mesh file.
+pub async fn proxy_in_front_of_with(app: SocketAddr, change: impl FnOnce(&mut ProxyConfig)) -> (RunningProxy, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mesh_file = dir.path().join("mesh.yaml");
+    let dead = dead_address().await;
+    write_mesh(&mesh_file, dead, dead);
+    let proxy = bind_proxy(&mesh_file, "reviews", "v1", Some(app), &format!("http://{dead}"), 0.0).await.configure(change).start();
+    (proxy, dir)
+}
+
 impl BoundProxy {
     pub fn configure(mut self, change: impl FnOnce(&mut ProxyConfig)) -> BoundProxy {
         change(&mut self.config);
