@@ -576,7 +576,9 @@ impl PoolInner {
                 !shared.sender.is_closed() && (shared.streams.load(Ordering::Relaxed) > 0 || shared.last_used.elapsed() < timeout)
             });
         }
-        state.http2.retain(|_, h2| !h2.connections.is_empty());
+        // An address with a dial under way (or waited for) keeps its entry, and so its
+        // one-dial-at-a-time lock.
+        state.http2.retain(|_, h2| !h2.connections.is_empty() || Arc::strong_count(&h2.dialing) > 1);
         drop(state);
         drop(closed);
     }
