@@ -207,6 +207,7 @@ pub struct Reusable(Lent);
 #[derive(Debug)]
 enum Lent {
     Http1 { conn: Http1Conn, pool: Weak<PoolInner>, upstream: Arc<str> },
+    // Never read: held for its `Drop`, which gives the stream back.
     Http2(#[allow(dead_code)] StreamSlot),
 }
 
