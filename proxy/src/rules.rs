@@ -39,6 +39,7 @@ impl RulesWatcher {
             destination_rules = rules.destination_rules.len(),
             "traffic rules loaded"
         );
+        warn_shadowed(&rules);
         Ok((RulesWatcher { dir, seen, last_error: None }, rules))
     }
 
@@ -64,6 +65,7 @@ impl RulesWatcher {
                     destination_rules = rules.destination_rules.len(),
                     "traffic rules reloaded"
                 );
+                warn_shadowed(&rules);
                 self.last_error = None;
                 Some(Ok(Arc::new(rules)))
             }
@@ -81,6 +83,13 @@ impl RulesWatcher {
                 Some(Err(()))
             }
         }
+    }
+}
+
+/// A WARN for each rule an earlier one keeps from applying ([`RuleSet::shadowed`]).
+fn warn_shadowed(rules: &RuleSet) {
+    for shadowed in rules.shadowed() {
+        warn!(rule = %shadowed, "traffic rule not applied");
     }
 }
 

@@ -22,6 +22,38 @@ use super::{
 };
 
 impl RuleSet {
+    /// The rules a host's earlier rule keeps from applying, in words: a later virtual
+    /// service for one of its hosts, or a later destination rule for its host (meshtel
+    /// takes the first and merges none; Istio merges destination rules' subsets). The
+    /// proxy logs each at load, as `meshtel rules check` notes it.
+    pub fn shadowed(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for vs in &self.virtual_services {
+            for host in &vs.hosts {
+                if let Some(winner) = self.virtual_service(host)
+                    && !Arc::ptr_eq(winner, vs)
+                {
+                    out.push(format!(
+                        "VirtualService {}/{} ({}) does not route {host}: VirtualService {}/{} ({}) is read first",
+                        vs.namespace, vs.name, vs.source, winner.namespace, winner.name, winner.source
+                    ));
+                }
+            }
+        }
+        for rule in &self.destination_rules {
+            if let Some(winner) = self.destination_rule(&rule.host)
+                && !Arc::ptr_eq(winner, rule)
+            {
+                out.push(format!(
+                    "DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{} ({}) is read first, and \
+                     meshtel does not merge destination rules of one host (put the subsets and policy in one)",
+                    rule.namespace, rule.name, rule.source, rule.host, winner.namespace, winner.name, winner.source
+                ));
+            }
+        }
+        out
+    }
+
     /// A human-readable account of every rule, one block per object (virtual services,
     /// then destination rules, each in load order), blocks separated by a blank line.
     pub fn explain(&self) -> String {

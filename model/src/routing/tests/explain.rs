@@ -84,6 +84,21 @@ fn explain_subset_policies_and_shadowed_rules() {
         ),
         "{text}"
     );
+    // What the proxy logs at load: the second virtual service, and a second destination
+    // rule for the same host, which is not merged.
+    let rules = load(&[
+        ("a.yaml", &dr("reviews", spec)),
+        ("b.yaml", &vs("first", other)),
+        ("c.yaml", &vs("second", other)),
+        ("d.yaml", &dr("reviews-pool", "  host: reviews\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}}\n")),
+    ]);
+    let shadowed = rules.shadowed();
+    assert_eq!(shadowed.len(), 2, "{shadowed:?}");
+    assert!(shadowed[0].starts_with("VirtualService default/second (c.yaml#1) does not route reviews"), "{shadowed:?}");
+    assert!(
+        shadowed[1].starts_with("DestinationRule default/reviews-pool (d.yaml#1) is not applied to reviews.default.svc.cluster.local"),
+        "{shadowed:?}"
+    );
 }
 
 #[test]
