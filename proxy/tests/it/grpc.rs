@@ -32,6 +32,24 @@ fn open_body() -> (mpsc::Sender<Result<Frame<Bytes>, Infallible>>, BoxBody) {
     (tx, BodyExt::boxed(StreamBody::new(ReceiverStream::new(rx))))
 }
 
+/// Collects each call's response head (a 200) into `into`, with what it came with;
+/// whether all came within `within`.
+async fn heads_within<K, E: std::fmt::Debug>(
+    mut heads: FuturesUnordered<impl std::future::Future<Output = (K, Result<http::Response<hyper::body::Incoming>, E>)>>,
+    within: Duration,
+    into: &mut Vec<(K, http::Response<hyper::body::Incoming>)>,
+) -> bool {
+    tokio::time::timeout(within, async {
+        while let Some((key, response)) = heads.next().await {
+            let response = response.expect("response head");
+            assert_eq!(response.status(), 200);
+            into.push((key, response));
+        }
+    })
+    .await
+    .is_ok()
+}
+
 fn message(text: &'static [u8]) -> Result<Frame<Bytes>, Infallible> {
     Ok(Frame::data(Bytes::from_static(text)))
 }
@@ -44,7 +62,7 @@ async fn more_streams_than_hypers_default_are_open_at_once_on_one_connection() {
     // echoes it), so every stream holds its slot until the end.
     let streams = 250;
     let mut senders = Vec::with_capacity(streams);
-    let mut heads = FuturesUnordered::new();
+    let heads = FuturesUnordered::new();
     for i in 0..streams {
         let (tx, body) = open_body();
         senders.push(tx);
@@ -52,15 +70,8 @@ async fn more_streams_than_hypers_default_are_open_at_once_on_one_connection() {
         heads.push(async move { (i, head.await) });
     }
     let mut open = Vec::with_capacity(streams);
-    let all = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some((i, response)) = heads.next().await {
-            let response = response.expect("response head");
-            assert_eq!(response.status(), 200);
-            open.push((i, response));
-        }
-    })
-    .await;
-    assert!(all.is_ok(), "{} of {streams} streams got their response head", open.len());
+    let all = heads_within(heads, Duration::from_secs(20), &mut open).await;
+    assert!(all, "{} of {streams} streams got their response head", open.len());
     open.sort_by_key(|(i, _)| *i);
     // Every stream still works: one message each way, then the end.
     for (tx, (_, response)) in senders.into_iter().zip(open) {
@@ -193,21 +204,14 @@ async fn calls_past_the_apps_stream_limit_go_on_another_connection() {
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "the first 100 share one connection");
     // 60 more at once: one more connection between them, not one each.
-    let mut burst = FuturesUnordered::new();
+    let burst = FuturesUnordered::new();
     for _ in 0..60 {
         let (tx, body) = open_body();
         let head = call(body);
         burst.push(async move { (tx, head.await) });
     }
-    let all = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some((tx, response)) = burst.next().await {
-            let response = response.expect("response");
-            assert_eq!(response.status(), 200);
-            held.push((tx, response));
-        }
-    })
-    .await;
-    assert!(all.is_ok(), "{} of 160 held calls got their head", held.len());
+    let all = heads_within(burst, Duration::from_secs(5), &mut held).await;
+    assert!(all, "{} of 160 held calls got their head", held.len());
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "one more connection for the burst");
     let body = http_body_util::Full::new(Bytes::from_static(b"\0\0\0\0\x01a")).map_err(|never| match never {}).boxed();
     let response = tokio::time::timeout(Duration::from_secs(3), call(body)).await.expect("the next call is not held up").expect("response");
