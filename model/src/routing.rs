@@ -48,6 +48,10 @@ pub struct RuleSet {
     vs_exact: HashMap<String, usize>,
     #[serde(skip)]
     vs_wildcard: Vec<(String, usize)>,
+    /// The destination rules in force, one per namespace, `exportTo` and host: the first
+    /// of each, with the later ones merged into it ([`RuleSet::new`]).
+    #[serde(skip)]
+    dr_merged: Vec<Arc<DestinationRule>>,
     #[serde(skip)]
     dr_exact: HashMap<String, usize>,
     #[serde(skip)]
@@ -55,10 +59,12 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Builds the host indexes. The first rule (in load order) naming a host wins for
-    /// that host, as Istio merges nothing across objects for the same sidecar host;
-    /// wildcards (`*.example.com`, `*`) are tried longest suffix first after exact
-    /// names.
+    /// Builds the host indexes. The first virtual service (in load order) naming a host
+    /// wins for that host, as Istio merges none for a sidecar. Destination rules of one
+    /// host, namespace and `exportTo` are merged as Istio merges them: a later rule's
+    /// subsets are added unless the name is taken, and its traffic policy applies when
+    /// the merged rule has none; then the first merged rule for a host wins. Wildcards
+    /// (`*.example.com`, `*`) are tried longest suffix first after exact names.
     pub fn new(
         virtual_services: Vec<Arc<VirtualService>>,
         destination_rules: Vec<Arc<DestinationRule>>,
@@ -70,7 +76,17 @@ impl RuleSet {
                 index_host(&mut set.vs_exact, &mut set.vs_wildcard, host, index);
             }
         }
-        for (index, dr) in set.destination_rules.iter().enumerate() {
+        let mut by_key: HashMap<(&str, ExportTo, &str), usize> = HashMap::new();
+        for dr in &set.destination_rules {
+            match by_key.get(&(dr.namespace.as_str(), dr.export_to, dr.host.as_str())) {
+                Some(&index) => load::merge_destination_rule(Arc::make_mut(&mut set.dr_merged[index]), dr),
+                None => {
+                    by_key.insert((&dr.namespace, dr.export_to, &dr.host), set.dr_merged.len());
+                    set.dr_merged.push(Arc::clone(dr));
+                }
+            }
+        }
+        for (index, dr) in set.dr_merged.iter().enumerate() {
             index_host(&mut set.dr_exact, &mut set.dr_wildcard, &dr.host, index);
         }
         set.vs_wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
@@ -88,9 +104,15 @@ impl RuleSet {
         lookup(&self.vs_exact, &self.vs_wildcard, host).and_then(|i| self.virtual_services.get(i))
     }
 
-    /// The destination rule for the service `fqdn`.
+    /// The destination rule for the service `fqdn`, merged with the later rules of its
+    /// host, namespace and `exportTo`.
     pub fn destination_rule(&self, fqdn: &str) -> Option<&Arc<DestinationRule>> {
-        lookup(&self.dr_exact, &self.dr_wildcard, fqdn).and_then(|i| self.destination_rules.get(i))
+        lookup(&self.dr_exact, &self.dr_wildcard, fqdn).and_then(|i| self.dr_merged.get(i))
+    }
+
+    /// The merged destination rule `rule` (one object as loaded) is part of.
+    pub fn merged_group(&self, rule: &DestinationRule) -> Option<&Arc<DestinationRule>> {
+        self.dr_merged.iter().find(|merged| merged.includes(rule))
     }
 
     /// The traffic policy for `fqdn` and `subset`: the subset's (already merged with the
@@ -690,6 +712,13 @@ pub struct DestinationRule {
     pub subsets: Vec<Subset>,
     /// `spec.exportTo`: the namespaces whose proxies apply it.
     pub export_to: ExportTo,
+    /// Later rules of the same host, namespace and `exportTo` merged into this one (only
+    /// in the rules [`RuleSet::destination_rule`] answers with).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<MergedRule>,
+    /// The policies as written, before defaults and merging: what a merge needs.
+    #[serde(skip)]
+    pub(crate) written: load::WrittenPolicies,
 }
 
 impl DestinationRule {
@@ -697,6 +726,24 @@ impl DestinationRule {
     pub fn subset(&self, name: &str) -> Option<&Subset> {
         self.subsets.iter().find(|s| s.name == name)
     }
+
+    /// Whether `rule` (one object as loaded) is this rule or was merged into it.
+    pub fn includes(&self, rule: &DestinationRule) -> bool {
+        self.source == rule.source || self.merged.iter().any(|m| m.source == rule.source)
+    }
+}
+
+/// A destination rule merged into an earlier one of its host, namespace and `exportTo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergedRule {
+    /// `metadata.name`.
+    pub name: String,
+    /// `file#document` it came from.
+    pub source: String,
+    /// Its subsets the merged rule took (the others' names were taken).
+    pub subsets: Vec<String>,
+    /// Whether its traffic policy is the merged rule's (the earlier ones had none).
+    pub traffic_policy: bool,
 }
 
 /// One `subsets[]` entry.

@@ -17,15 +17,18 @@ use std::time::Duration;
 
 use super::load::GRPC_CODES;
 use super::{
-    AbortStatus, DestinationRule, ExportTo, HeaderOperations, HeaderOps, HttpRoute, Mirror, RequestMatch, RetryOn, RetryPolicy,
+    AbortStatus, DestinationRule, ExportTo, HeaderOperations, HeaderOps, HttpRoute, MergedRule, Mirror, RequestMatch, RetryOn,
+    RetryPolicy,
     RouteDestination, RuleSet, TrafficPolicy, VirtualService,
 };
 
 impl RuleSet {
-    /// The rules a host's earlier rule keeps from applying, in words: a later virtual
-    /// service for one of its hosts, or a later destination rule for its host (meshtel
-    /// takes the first and merges none; Istio merges destination rules' subsets). The
-    /// proxy logs each at load, as `meshtel rules check` notes it.
+    /// The rules (or parts of rules) an earlier one keeps from applying, in words: a
+    /// later virtual service for one of its hosts; a destination rule for a host whose
+    /// rule is read first from another namespace or `exportTo`; and, of a destination
+    /// rule merged into an earlier one, a subset whose name was taken or a traffic policy
+    /// when the earlier one has its own. The proxy logs each at load, as `meshtel rules
+    /// check` notes it.
     pub fn shadowed(&self) -> Vec<String> {
         let mut out = Vec::new();
         for vs in &self.virtual_services {
@@ -41,12 +44,18 @@ impl RuleSet {
             }
         }
         for rule in &self.destination_rules {
-            if let Some(winner) = self.destination_rule(&rule.host)
-                && !Arc::ptr_eq(winner, rule)
+            let Some(winner) = self.destination_rule(&rule.host) else {
+                continue;
+            };
+            if let Some(group) = self.merged_group(rule)
+                && let Some(merged) = group.merged.iter().find(|m| m.source == rule.source)
             {
+                out.extend(merge_losses(group, rule, merged));
+            }
+            if !winner.includes(rule) {
                 out.push(format!(
                     "DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{} ({}) is read first, and \
-                     meshtel does not merge destination rules of one host (put the subsets and policy in one)",
+                     rules of one host are merged only within one namespace and exportTo",
                     rule.namespace, rule.name, rule.source, rule.host, winner.namespace, winner.name, winner.source
                 ));
             }
@@ -100,10 +109,46 @@ impl RuleSet {
         let mut out = String::new();
         let _ = writeln!(out, "DestinationRule {}/{} ({}), host {}", rule.namespace, rule.name, rule.source, rule.host);
         explain_export_to(&mut out, rule.export_to, &rule.namespace);
-        if let Some(winner) = self.destination_rule(&rule.host)
-            && !Arc::ptr_eq(winner, rule)
+        // The rule as merged with the later ones of its host, namespace and exportTo.
+        let group = self.merged_group(rule);
+        let shown: &DestinationRule = match group {
+            Some(group) if group.source == rule.source => {
+                for merged in &group.merged {
+                    let _ = writeln!(
+                        out,
+                        "  merged with DestinationRule {}/{} ({}): {}",
+                        rule.namespace,
+                        merged.name,
+                        merged.source,
+                        describe_merge(merged)
+                    );
+                }
+                group
+            }
+            Some(group) => {
+                if let Some(merged) = group.merged.iter().find(|m| m.source == rule.source) {
+                    let _ = writeln!(
+                        out,
+                        "  note: merged into DestinationRule {}/{} ({}), read first: {}",
+                        group.namespace,
+                        group.name,
+                        group.source,
+                        describe_merge(merged)
+                    );
+                    for loss in merge_losses(group, rule, merged) {
+                        let _ = writeln!(out, "  note: {loss}");
+                    }
+                }
+                rule
+            }
+            None => rule,
+        };
+        let winner = self.destination_rule(&rule.host);
+        if let Some(winner) = winner
+            && !winner.includes(rule)
         {
-            let audience = self.audience(|rules| rules.destination_rule(&rule.host).is_some_and(|w| Arc::ptr_eq(w, rule)));
+            let audience =
+                self.audience(|rules| rules.destination_rule(&rule.host).is_some_and(|w| w.includes(rule)));
             let _ = writeln!(
                 out,
                 "  note: DestinationRule {}/{} ({}) is read first for {}{}; {audience}",
@@ -114,9 +159,9 @@ impl RuleSet {
                 read_first_by(winner.export_to, &winner.namespace)
             );
         }
-        let _ = writeln!(out, "  traffic policy: {}", describe_policy(&rule.traffic_policy));
-        if !rule.subsets.is_empty() {
-            let subsets: Vec<String> = rule
+        let _ = writeln!(out, "  traffic policy: {}", describe_policy(&shown.traffic_policy));
+        if !shown.subsets.is_empty() {
+            let subsets: Vec<String> = shown
                 .subsets
                 .iter()
                 .map(|subset| {
@@ -130,8 +175,8 @@ impl RuleSet {
                 .collect();
             let _ = writeln!(out, "  subsets: {}", subsets.join(", "));
         }
-        for subset in &rule.subsets {
-            if subset.traffic_policy != rule.traffic_policy {
+        for subset in &shown.subsets {
+            if subset.traffic_policy != shown.traffic_policy {
                 let _ = writeln!(
                     out,
                     "  subset {} traffic policy: {}",
@@ -142,6 +187,47 @@ impl RuleSet {
         }
         out
     }
+}
+
+/// What a merged rule brought: its subsets taken, its traffic policy.
+fn describe_merge(merged: &MergedRule) -> String {
+    let subsets = match merged.subsets.as_slice() {
+        [] => "no subsets".to_owned(),
+        [one] => format!("subset {one}"),
+        many => format!("subsets {}", many.join(", ")),
+    };
+    if merged.traffic_policy { format!("{subsets} and the traffic policy added") } else { format!("{subsets} added") }
+}
+
+/// What of `rule`, merged into `winner`, does not apply: subsets whose names `winner`
+/// already had, and a traffic policy when `winner` has its own.
+fn merge_losses(winner: &DestinationRule, rule: &DestinationRule, merged: &MergedRule) -> Vec<String> {
+    let mut out = Vec::new();
+    for subset in &rule.subsets {
+        if !merged.subsets.contains(&subset.name) {
+            out.push(format!(
+                "subset {} of DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{} ({}), read \
+                 first, defines {}",
+                subset.name,
+                rule.namespace,
+                rule.name,
+                rule.source,
+                rule.host,
+                winner.namespace,
+                winner.name,
+                winner.source,
+                subset.name
+            ));
+        }
+    }
+    if rule.written.has_traffic_policy() && !merged.traffic_policy {
+        out.push(format!(
+            "the traffic policy of DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{} ({}), \
+             read first, has its own",
+            rule.namespace, rule.name, rule.source, rule.host, winner.namespace, winner.name, winner.source
+        ));
+    }
+    out
 }
 
 /// Whose reading a rule read first is: everyone's, or its namespace's (`exportTo: .`).

@@ -33,6 +33,7 @@ use yaml_serde::Value;
 use self::walk::{Cx, Fields, child_path, index_path};
 use super::{DestinationRule, RuleSet, VirtualService};
 
+pub(crate) use self::destination_rule::{WrittenPolicies, merge as merge_destination_rule};
 pub(crate) use self::fault_retry::GRPC_CODES;
 
 /// One problem in the rule documents.
@@ -465,10 +466,11 @@ fn undefined_subset(rules: &RuleSet, host: &str, subset: &str) -> Option<String>
     let shadowed = rules
         .destination_rules
         .iter()
-        .find(|other| !Arc::ptr_eq(other, rule) && other.host == host && other.subset(subset).is_some())
+        .find(|other| !rule.includes(other) && other.host == host && other.subset(subset).is_some())
         .map(|other| {
             format!(
-                "; DestinationRule {}/{} ({}) defines it but is not used: the first rule for a host applies",
+                "; DestinationRule {}/{} ({}) defines it but is not used: the first rule for a host applies, and \
+                 rules of one host are merged only within one namespace and exportTo",
                 other.namespace, other.name, other.source
             )
         })
@@ -551,7 +553,7 @@ fn check_host(host: &str, wildcard: bool) -> Result<(), String> {
 }
 
 /// `spec.exportTo` of a rule: which namespaces' proxies apply it (Istio's visibility).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 pub enum ExportTo {
     /// `*`, or no `exportTo` (Istio's default): proxies in every namespace.
     #[default]

@@ -557,3 +557,50 @@ fn istio_defaults_for_faults_retries_rewrites_and_headers() {
     let rewrite = other.rewrite.as_ref().unwrap();
     assert_eq!(rewrite.rewrite_path("/foo/bar", other.matches.first()).as_deref(), Some("/v2foo/bar"));
 }
+
+#[test]
+fn destination_rules_of_one_host_and_namespace_merge_as_in_istio() {
+    // The first has no traffic policy: the second's applies, to every subset. The
+    // second's v1 is not taken (the first defines v1); a third's policy is not (the
+    // second's came first). A rule exported only to its namespace is not merged.
+    let first = "  host: reviews\n  subsets:\n  - name: v1\n    labels: {version: v1}\n";
+    let second = "  host: reviews\n  trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST}\n    \
+                  connectionPool: {tcp: {maxConnections: 7}}\n  subsets:\n  - name: v1\n    labels: {version: old}\n  \
+                  - name: v2\n    labels: {version: v2}\n    trafficPolicy:\n      loadBalancer: {simple: RANDOM}\n";
+    let third = "  host: reviews\n  trafficPolicy:\n    loadBalancer: {simple: RANDOM}\n";
+    let local = "  host: reviews\n  exportTo: [\".\"]\n  subsets:\n  - name: v9\n    labels: {version: v9}\n";
+    let rules = load(&[
+        ("a.yaml", &dr("first", first)),
+        ("b.yaml", &dr("second", second)),
+        ("c.yaml", &dr("third", third)),
+        ("d.yaml", &dr("local", local)),
+    ]);
+    let Some(rule) = rules.destination_rule(REVIEWS_HOST) else { panic!("a rule for reviews") };
+    assert_eq!((rule.name.as_str(), rule.source.as_str()), ("first", "a.yaml#1"));
+    assert_eq!(rule.traffic_policy.load_balancer, LoadBalancer::LeastRequest);
+    assert_eq!(rule.traffic_policy.connection_pool.max_connections, Some(7));
+    let names: Vec<&str> = rule.subsets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["v1", "v2"]);
+    assert_eq!(rule.subset("v1").map(|s| s.labels["version"].as_str()), Some("v1"));
+    let v1 = rules.traffic_policy(REVIEWS_HOST, Some("v1")).unwrap_or_default();
+    assert_eq!((v1.load_balancer, v1.connection_pool.max_connections), (LoadBalancer::LeastRequest, Some(7)));
+    let v2 = rules.traffic_policy(REVIEWS_HOST, Some("v2")).unwrap_or_default();
+    assert_eq!((v2.load_balancer, v2.connection_pool.max_connections), (LoadBalancer::Random, Some(7)));
+    assert_eq!(rules.traffic_policy(REVIEWS_HOST, Some("v9")), None);
+    assert_eq!(
+        rule.merged,
+        [
+            MergedRule { name: "second".into(), source: "b.yaml#1".into(), subsets: vec!["v2".into()], traffic_policy: true },
+            MergedRule { name: "third".into(), source: "c.yaml#1".into(), subsets: vec![], traffic_policy: false },
+        ]
+    );
+    // The loaded objects are kept as written.
+    assert_eq!(rules.destination_rules.len(), 4);
+    assert_eq!(rules.destination_rules[0].subsets.len(), 1);
+    assert_eq!(rules.destination_rules[0].traffic_policy, TrafficPolicy::default());
+    let shadowed = rules.shadowed();
+    assert_eq!(shadowed.len(), 3, "{shadowed:?}");
+    assert!(shadowed[0].starts_with("subset v1 of DestinationRule default/second (b.yaml#1) is not applied"), "{shadowed:?}");
+    assert!(shadowed[1].starts_with("the traffic policy of DestinationRule default/third (c.yaml#1)"), "{shadowed:?}");
+    assert!(shadowed[2].starts_with("DestinationRule default/local (d.yaml#1) is not applied"), "{shadowed:?}");
+}

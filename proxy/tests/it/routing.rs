@@ -95,6 +95,32 @@ async fn header_match_sends_jason_to_v2_and_everyone_else_to_v1() {
     mesh.stop().await;
 }
 
+/// Subsets split over two destination rules of one host, as Istio merges them: v2 comes
+/// from the second, whose connection limit applies since the first has no policy.
+#[tokio::test]
+async fn destination_rules_of_one_host_are_merged() {
+    let canary = subsets_rule("reviews", &["v2"], "  trafficPolicy:\n    connectionPool:\n      tcp:\n        maxConnections: 3\n")
+        .replace("name: reviews\n", "name: reviews-canary\n");
+    let rules = documents(&[&virtual_service("v1", "reviews", JASON_TO_V2), &subsets_rule("reviews", &["v1"], ""), &canary]);
+    let apps = vec![app("reviews", "v1", Behaviour::OK), app("reviews", "v2", Behaviour::OK)];
+    let mesh = start_routing(apps, &rules, 0.0).await;
+    let client = http1_client();
+    for i in 0..20 {
+        let (headers, want): (&[(&str, &str)], _) = if i % 2 == 0 { (&[("end-user", "jason")], "reviews-v2") } else { (&[], "reviews-v1") };
+        let outcome = mesh.call(&client, "reviews", "/reviews/1", headers).await;
+        assert_eq!((outcome.status, outcome.body.as_str()), (200, want), "request {i}");
+    }
+    assert_eq!((mesh.app("reviews-v1").requests(), mesh.app("reviews-v2").requests()), (10, 10));
+    let dump = mesh.config_dump().await;
+    let clusters = dump["clusters"].as_array().cloned().unwrap_or_default();
+    for name in ["reviews.default.svc.cluster.local|v1", "reviews.default.svc.cluster.local|v2"] {
+        let cluster = clusters.iter().find(|c| c["name"] == name);
+        let limit = cluster.map(|c| c["policy"]["connection_pool"]["max_connections"].clone());
+        assert_eq!(limit, Some(serde_json::json!(3)), "{name} in {dump:#}");
+    }
+    mesh.stop().await;
+}
+
 #[tokio::test]
 async fn uri_method_query_and_source_label_matches_in_order_and_no_route_is_404_nr() {
     let http = format!(

@@ -7,7 +7,7 @@ use yaml_serde::Value;
 use super::{ExportTo, check_export_to};
 use super::walk::{Cx, Fields, index_path};
 use crate::routing::{
-    ConnectionPool, DestinationRule, LoadBalancer, OutlierDetection, Subset, TrafficPolicy, qualify_host,
+    ConnectionPool, DestinationRule, LoadBalancer, MergedRule, OutlierDetection, Subset, TrafficPolicy, qualify_host,
 };
 
 const SPEC: Fields = Fields {
@@ -73,8 +73,8 @@ const OUTLIER_DETECTION: Fields = Fields {
 
 /// The parts of a `trafficPolicy` that were given: at a subset, each given part replaces
 /// the rule's.
-#[derive(Default, Clone)]
-struct PolicyParts {
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PolicyParts {
     load_balancer: Option<LoadBalancer>,
     connection_pool: Option<ConnectionPool>,
     outlier_detection: Option<OutlierDetection>,
@@ -99,6 +99,51 @@ impl PolicyParts {
     }
 }
 
+/// A destination rule's policies as written: `trafficPolicy` (`None` when absent) and
+/// each subset's own, in the order of [`DestinationRule::subsets`].
+#[derive(Debug, Default, Clone)]
+pub(crate) struct WrittenPolicies {
+    rule: Option<PolicyParts>,
+    subsets: Vec<PolicyParts>,
+}
+
+impl WrittenPolicies {
+    /// Whether the rule has a `trafficPolicy`.
+    pub(crate) fn has_traffic_policy(&self) -> bool {
+        self.rule.is_some()
+    }
+}
+
+/// Merges `later` into `rule`, as Istio merges destination rules of one host in one
+/// namespace (and `exportTo`): `later`'s subsets are added unless `rule` has one of that
+/// name, and `later`'s `trafficPolicy` becomes `rule`'s when `rule` has none. Every
+/// subset's policy is then its own over the merged rule's.
+pub(crate) fn merge(rule: &mut DestinationRule, later: &DestinationRule) {
+    let mut subsets = Vec::new();
+    for (subset, own) in later.subsets.iter().zip(&later.written.subsets) {
+        if rule.subset(&subset.name).is_none() {
+            subsets.push(subset.name.clone());
+            rule.subsets.push(subset.clone());
+            rule.written.subsets.push(own.clone());
+        }
+    }
+    let take_policy = rule.written.rule.is_none() && later.written.rule.is_some();
+    if take_policy {
+        rule.written.rule = later.written.rule.clone();
+    }
+    let base = rule.written.rule.clone().unwrap_or_default();
+    for (subset, own) in rule.subsets.iter_mut().zip(&rule.written.subsets) {
+        subset.traffic_policy = own.over(&base).into_policy();
+    }
+    rule.traffic_policy = base.into_policy();
+    rule.merged.push(MergedRule {
+        name: later.name.clone(),
+        source: later.source.clone(),
+        subsets,
+        traffic_policy: take_policy,
+    });
+}
+
 /// Compiles `spec` of the destination rule `name` in `namespace`.
 pub(super) fn compile(cx: &mut Cx<'_>, spec: &Value, spec_path: &str, name: &str, namespace: &str) -> DestinationRule {
     let mut rule = DestinationRule {
@@ -109,6 +154,8 @@ pub(super) fn compile(cx: &mut Cx<'_>, spec: &Value, spec_path: &str, name: &str
         traffic_policy: TrafficPolicy::default(),
         subsets: Vec::new(),
         export_to: ExportTo::All,
+        merged: Vec::new(),
+        written: WrittenPolicies::default(),
     };
     let Some(spec) = cx.object(spec, spec_path, &SPEC) else {
         return rule;
@@ -127,10 +174,8 @@ pub(super) fn compile(cx: &mut Cx<'_>, spec: &Value, spec_path: &str, name: &str
     if let Some((value, path)) = spec.get("exportTo") {
         rule.export_to = check_export_to(cx, value, &path);
     }
-    let parts = match spec.get("trafficPolicy") {
-        Some((value, path)) => compile_traffic_policy(cx, value, &path),
-        None => PolicyParts::default(),
-    };
+    let written = spec.get("trafficPolicy").map(|(value, path)| compile_traffic_policy(cx, value, &path));
+    let parts = written.clone().unwrap_or_default();
     if let Some((value, path)) = spec.get("subsets")
         && let Some(items) = cx.list(value, &path)
     {
@@ -166,10 +211,12 @@ pub(super) fn compile(cx: &mut Cx<'_>, spec: &Value, spec_path: &str, name: &str
             };
             if let Some(name) = name {
                 rule.subsets.push(Subset { name, labels, traffic_policy: own.over(&parts).into_policy() });
+                rule.written.subsets.push(own);
             }
         }
     }
     rule.traffic_policy = parts.into_policy();
+    rule.written.rule = written;
     rule
 }
 

@@ -84,20 +84,48 @@ fn explain_subset_policies_and_shadowed_rules() {
         ),
         "{text}"
     );
-    // What the proxy logs at load: the second virtual service, and a second destination
-    // rule for the same host, which is not merged.
+    // What the proxy logs at load: the second virtual service, and of a second
+    // destination rule for the same host, merged into the first, its traffic policy (the
+    // first has one) and its subset v1 (the first defines v1).
+    let pool = "  host: reviews\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}}\n  subsets:\n  \
+                - name: v1\n    labels: {version: v1}\n  - name: v3\n    labels: {version: v3}\n";
+    let with_policy = spec.replace("  subsets:", "  trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST}\n  subsets:");
     let rules = load(&[
-        ("a.yaml", &dr("reviews", spec)),
+        ("a.yaml", &dr("reviews", &with_policy)),
         ("b.yaml", &vs("first", other)),
         ("c.yaml", &vs("second", other)),
-        ("d.yaml", &dr("reviews-pool", "  host: reviews\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}}\n")),
+        ("d.yaml", &dr("reviews-pool", pool)),
     ]);
     let shadowed = rules.shadowed();
-    assert_eq!(shadowed.len(), 2, "{shadowed:?}");
-    assert!(shadowed[0].starts_with("VirtualService default/second (c.yaml#1) does not route reviews"), "{shadowed:?}");
+    assert_eq!(
+        shadowed,
+        [
+            "VirtualService default/second (c.yaml#1) does not route reviews.default.svc.cluster.local: VirtualService \
+             default/first (b.yaml#1) is read first",
+            "subset v1 of DestinationRule default/reviews-pool (d.yaml#1) is not applied to \
+             reviews.default.svc.cluster.local: DestinationRule default/reviews (a.yaml#1), read first, defines v1",
+            "the traffic policy of DestinationRule default/reviews-pool (d.yaml#1) is not applied to \
+             reviews.default.svc.cluster.local: DestinationRule default/reviews (a.yaml#1), read first, has its own",
+        ]
+    );
+    let text = rules.explain();
     assert!(
-        shadowed[1].starts_with("DestinationRule default/reviews-pool (d.yaml#1) is not applied to reviews.default.svc.cluster.local"),
-        "{shadowed:?}"
+        text.contains(
+            "DestinationRule default/reviews (a.yaml#1), host reviews.default.svc.cluster.local
+  merged with DestinationRule default/reviews-pool (d.yaml#1): subset v3 added
+  traffic policy: LEAST_REQUEST; no connection limits; no ejection
+  subsets: v1 (every endpoint), v2 {version=v2}, v3 {version=v3}
+"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "DestinationRule default/reviews-pool (d.yaml#1), host reviews.default.svc.cluster.local
+  note: merged into DestinationRule default/reviews (a.yaml#1), read first: subset v3 added
+  note: subset v1 of DestinationRule default/reviews-pool (d.yaml#1) is not applied"
+        ),
+        "{text}"
     );
 }
 
@@ -159,7 +187,9 @@ fn a_rule_behind_one_in_the_same_namespace_both_exported_to_it_applies_to_no_cal
     let rule_a = dr("reviews-a", "  host: reviews\n  exportTo: [\".\"]\n");
     let rule_b = dr("reviews-b", "  host: reviews\n  exportTo: [\".\"]\n");
     let text = load(&[("rules/a.yaml", &first), ("rules/b.yaml", &second), ("rules/c.yaml", &rule_a), ("rules/d.yaml", &rule_b)]).explain();
-    assert_eq!(text.matches("; this rule applies to no caller\n").count(), 2, "{text}");
+    // The second virtual service; the second destination rule is merged into the first.
+    assert_eq!(text.matches("; this rule applies to no caller\n").count(), 1, "{text}");
+    assert!(text.contains("  note: merged into DestinationRule default/reviews-a (rules/c.yaml#1), read first: no subsets added\n"), "{text}");
     assert!(!text.contains("this rule applies to callers in"), "{text}");
 }
 

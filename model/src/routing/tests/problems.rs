@@ -341,22 +341,21 @@ fn undefined_subsets_are_reported_where_they_are_named() {
              ratings.default.svc.cluster.local is not defined by any DestinationRule",
         ]
     );
-    // The first rule for a host applies; a later one defining the subset does not help.
+    // A later rule of the host in the same namespace is merged, as Istio merges them: its
+    // subset can be routed to. One from another namespace is not merged.
     let later = "  host: reviews\n  subsets:\n  - name: v3\n    labels: {version: v3}\n";
-    let found = problems(&[
-        ("a.yaml", &dr("reviews", reviews_dr)),
-        ("b.yaml", &dr("reviews-v3", later)),
-        (
-            "c.yaml",
-            &vs("reviews", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v3}\n"),
-        ),
-    ]);
+    let route_v3 = vs("reviews", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v3}\n");
+    let rules = load(&[("a.yaml", &dr("reviews", reviews_dr)), ("b.yaml", &dr("reviews-v3", later)), ("c.yaml", &route_v3)]);
+    assert!(rules.destination_rule(REVIEWS_HOST).is_some_and(|rule| rule.subset("v3").is_some()));
+    let elsewhere = dr("reviews-v3", "  host: reviews.default.svc.cluster.local\n  subsets:\n  - name: v3\n    labels: {version: v3}\n")
+        .replace("name: reviews-v3", "name: reviews-v3\n  namespace: other");
+    let found = problems(&[("a.yaml", &dr("reviews", reviews_dr)), ("b.yaml", &elsewhere), ("c.yaml", &route_v3)]);
     assert_eq!(found.len(), 1);
     assert_eq!(
         found[0].message,
         "subset v3 of reviews.default.svc.cluster.local is not defined by DestinationRule default/reviews \
-         (a.yaml#1), which defines v1, v2; DestinationRule default/reviews-v3 (b.yaml#1) defines it but is not used: \
-         the first rule for a host applies"
+         (a.yaml#1), which defines v1, v2; DestinationRule other/reviews-v3 (b.yaml#1) defines it but is not used: \
+         the first rule for a host applies, and rules of one host are merged only within one namespace and exportTo"
     );
 }
 
