@@ -199,6 +199,10 @@ pub enum ForwardError {
     /// `CONNECT` may use (RFC 9112 §3.2.3).
     #[error("authority-form request target without CONNECT")]
     AuthorityForm,
+    /// The request path has an escaped NUL (`%00`), which Envoy's path normalization
+    /// refuses.
+    #[error("escaped NUL (%00) in the request path")]
+    EscapedNul,
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
@@ -240,7 +244,12 @@ impl ForwardError {
             | ForwardError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::NoRoute { .. } | ForwardError::Connect => StatusCode::NOT_FOUND,
             ForwardError::TransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
-            ForwardError::DownstreamBody | ForwardError::RepeatedHost | ForwardError::InvalidHost | ForwardError::MissingHost | ForwardError::AuthorityForm => StatusCode::BAD_REQUEST,
+            ForwardError::DownstreamBody
+            | ForwardError::RepeatedHost
+            | ForwardError::InvalidHost
+            | ForwardError::MissingHost
+            | ForwardError::AuthorityForm
+            | ForwardError::EscapedNul => StatusCode::BAD_REQUEST,
             ForwardError::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::BadUpstreamRequest(_) | ForwardError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -263,6 +272,7 @@ impl ForwardError {
             | ForwardError::InvalidHost
             | ForwardError::MissingHost
             | ForwardError::AuthorityForm
+            | ForwardError::EscapedNul
             | ForwardError::TransferCoding(_) => "DPE",
             // Envoy's stream idle timeout, 408 while the request is incomplete.
             ForwardError::DownstreamTimeout => "SI",

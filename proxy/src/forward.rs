@@ -604,6 +604,7 @@ fn error_response_with(context: &Arc<ProxyContext>, error: &ForwardError, exchan
         ForwardError::InvalidHost => "bad request: invalid Host header",
         ForwardError::MissingHost => "bad request: missing Host header",
         ForwardError::AuthorityForm => "bad request: authority-form target is for CONNECT only",
+        ForwardError::EscapedNul => "bad request: escaped NUL (%00) in the path",
         ForwardError::DownstreamTimeout => "stream timeout",
         ForwardError::ClusterNotFound { .. } => "cluster not found",
         ForwardError::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",

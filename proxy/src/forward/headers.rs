@@ -66,7 +66,7 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
         request.headers_mut().insert(HOST, exchange.authority_header().clone());
     }
     // Routing, quota matching and the upstream see the normalized path.
-    if let Some(path) = path::normalize(request.uri().path()) {
+    if let Some(path) = path::normalize(request.uri().path()).map_err(|_| ForwardError::EscapedNul)? {
         let mut parts = request.uri().clone().into_parts();
         let target = match request.uri().query() {
             Some(query) => format!("{path}?{query}"),

@@ -10,18 +10,24 @@
 //! - `.` and `..` segments are removed (RFC 3986 §5.2.4); `..` never climbs above `/`.
 //!
 //! Slashes are not merged, as under `BASE`. The query is not touched. A target that is
-//! not a path (`*` of `OPTIONS *`) is left as it is.
+//! not a path (`*` of `OPTIONS *`) is left as it is. A path with an escaped NUL (`%00`)
+//! is refused, as Envoy's normalization refuses it (400): the upstream could read the
+//! path as ending there.
+
+/// The path has an escaped NUL byte (`%00`).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct EscapedNul;
 
 /// `path` (without its query) normalized, or `None` when it already is.
-pub(super) fn normalize(path: &str) -> Option<String> {
+pub(super) fn normalize(path: &str) -> Result<Option<String>, EscapedNul> {
     // Most paths have no escape and no dot segment: one pass, no allocation.
     let dot_segment = || path.split('/').any(|segment| segment == "." || segment == "..");
     if !path.starts_with('/') || (!path.contains(['%', '\\']) && !dot_segment()) {
-        return None;
+        return Ok(None);
     }
-    let decoded = decode_unreserved(path);
+    let decoded = decode_unreserved(path)?;
     let normal = remove_dot_segments(&decoded);
-    (normal != path).then_some(normal)
+    Ok((normal != path).then_some(normal))
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -40,7 +46,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// Decodes the escapes of unreserved characters, upper-cases the others' hex digits
 /// and turns `\` into `/`. A `%` not followed by two hex digits is kept as it is, and
 /// so is every other byte (a non-ASCII one too), so the result is text as the input is.
-fn decode_unreserved(path: &str) -> String {
+fn decode_unreserved(path: &str) -> Result<String, EscapedNul> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(path.len());
@@ -51,6 +57,7 @@ fn decode_unreserved(path: &str) -> String {
             _ => None,
         };
         match escaped {
+            Some(0) => return Err(EscapedNul),
             Some(byte) if is_unreserved(byte) => out.push(byte),
             Some(byte) => out.extend_from_slice(&[b'%', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xF)]]),
             None => {
@@ -62,7 +69,7 @@ fn decode_unreserved(path: &str) -> String {
         i += 3;
     }
     // Whole characters were copied byte for byte and only ASCII was added.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// RFC 3986 §5.2.4 on an absolute path.
@@ -98,7 +105,7 @@ fn remove_dot_segments(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{EscapedNul, normalize};
 
     #[test]
     fn dot_segments_and_escaped_unreserved_characters_are_normalized() {
@@ -121,14 +128,23 @@ mod tests {
             ("/x\\..\\admin", "/admin"),
             ("/some\\data", "/some/data"),
         ] {
-            assert_eq!(normalize(path).as_deref(), Some(normal), "{path}");
+            assert_eq!(normalize(path).map(|p| p.unwrap_or_default()), Ok(normal.to_owned()), "{path}");
         }
     }
 
     #[test]
     fn normal_paths_and_non_paths_are_left_alone() {
         for path in ["/", "/admin/x", "/a//b", "/a/b/", "/v1.2/file.txt", "/a/..b/c.", "*", "/%2F", "/x%zz", "/caf\u{e9}/x"] {
-            assert_eq!(normalize(path), None, "{path}");
+            assert_eq!(normalize(path), Ok(None), "{path}");
         }
+    }
+
+    #[test]
+    fn an_escaped_nul_is_refused() {
+        for path in ["/a%00b", "/%00", "/x/../%00", "/ok%2F%00"] {
+            assert_eq!(normalize(path), Err(EscapedNul), "{path}");
+        }
+        // `%0` followed by a non-hex digit is no escape.
+        assert_eq!(normalize("/a%0g"), Ok(None));
     }
 }

@@ -759,7 +759,8 @@ async fn rules_reload_under_traffic_drops_no_request_and_a_bad_edit_keeps_the_la
 
 /// A rule for `/admin` holds for every spelling of that path (dot segments, escaped
 /// letters), as under Istio's default path normalization, and the app receives the
-/// normalized path; an authority-form target is refused; `x-forwarded-proto` is set.
+/// normalized path; an authority-form target and an escaped NUL are refused;
+/// `x-forwarded-proto` is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_rule_holds_for_every_spelling_of_its_path() {
     let http = "  - match:
@@ -795,6 +796,9 @@ async fn a_prefix_rule_holds_for_every_spelling_of_its_path() {
     assert_eq!(hits.iter().map(|h| h.path.as_str()).collect::<Vec<_>>(), ["/public/page"], "the query is kept as sent");
     // Authority form is for CONNECT only (RFC 9112 §3.2.3).
     let outcome = raw_exchange(outbound, b"GET ratings:9080 HTTP/1.1\r\nHost: ratings\r\nConnection: close\r\n\r\n", Duration::from_secs(5)).await;
+    assert_eq!(outcome.status_line, "HTTP/1.1 400 Bad Request", "{}", outcome.head);
+    // So is an escaped NUL, as Envoy's path normalization refuses it.
+    let outcome = raw_exchange(outbound, get("/page%00.html").as_bytes(), Duration::from_secs(5)).await;
     assert_eq!(outcome.status_line, "HTTP/1.1 400 Bad Request", "{}", outcome.head);
     assert_eq!(mesh.app("ratings-v1").requests(), 1);
     // Request heads are bounded at 64 KiB, as HTTP/2's header lists at 60 KiB.
