@@ -50,7 +50,7 @@ pub struct RuleSet {
     vs_wildcard: Vec<(String, usize)>,
     /// The destination rules in force, one per namespace, `exportTo` and host: the first
     /// of each, with the later ones merged into it ([`RuleSet::new`]).
-    #[serde(skip)]
+    #[serde(rename = "destination_rules_in_force")]
     dr_merged: Vec<Arc<DestinationRule>>,
     #[serde(skip)]
     dr_exact: HashMap<String, usize>,

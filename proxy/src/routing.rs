@@ -296,7 +296,7 @@ impl RoutingWatcher {
         let mesh = MeshWatcher::start(mesh_file, identity.namespace.clone())?;
         let (rules, rule_set) = match rules_dir {
             Some(dir) => {
-                let (watcher, rules) = RulesWatcher::start(dir)?;
+                let (watcher, rules) = RulesWatcher::start(dir, identity.namespace.clone())?;
                 (Some(watcher), rules)
             }
             None => (None, RuleSet::default()),

@@ -23,14 +23,17 @@ type DirStamp = Vec<(String, u64, Option<SystemTime>)>;
 #[derive(Debug)]
 pub struct RulesWatcher {
     dir: PathBuf,
+    /// The proxy's namespace: the rules it sees, and so warns about.
+    namespace: String,
     seen: DirStamp,
     /// Problems of the last rejected reload, cleared by a good one.
     pub last_error: Option<String>,
 }
 
 impl RulesWatcher {
-    /// Loads `dir` once; a proxy must start from good rules, so problems fail startup.
-    pub fn start(dir: PathBuf) -> Result<(RulesWatcher, RuleSet)> {
+    /// Loads `dir` once for a proxy in `namespace`; a proxy must start from good rules,
+    /// so problems fail startup.
+    pub fn start(dir: PathBuf, namespace: String) -> Result<(RulesWatcher, RuleSet)> {
         let seen = dir_stamp(&dir);
         let rules = RuleSet::load_dir(&dir).map_err(|source| Error::Rules { dir: dir.clone(), source })?;
         info!(
@@ -39,8 +42,8 @@ impl RulesWatcher {
             destination_rules = rules.destination_rules.len(),
             "traffic rules loaded"
         );
-        warn_shadowed(&rules);
-        Ok((RulesWatcher { dir, seen, last_error: None }, rules))
+        warn_shadowed(&rules, &namespace);
+        Ok((RulesWatcher { dir, namespace, seen, last_error: None }, rules))
     }
 
     /// The directory watched.
@@ -65,7 +68,7 @@ impl RulesWatcher {
                     destination_rules = rules.destination_rules.len(),
                     "traffic rules reloaded"
                 );
-                warn_shadowed(&rules);
+                warn_shadowed(&rules, &self.namespace);
                 self.last_error = None;
                 Some(Ok(Arc::new(rules)))
             }
@@ -86,9 +89,11 @@ impl RulesWatcher {
     }
 }
 
-/// A WARN for each rule an earlier one keeps from applying ([`RuleSet::shadowed`]).
-fn warn_shadowed(rules: &RuleSet) {
-    for shadowed in rules.shadowed() {
+/// A WARN for each rule an earlier one keeps from applying ([`RuleSet::shadowed`]), as
+/// a proxy in `namespace` sees the rules.
+fn warn_shadowed(rules: &RuleSet, namespace: &str) {
+    let visible = rules.visible_from(namespace);
+    for shadowed in visible.as_ref().unwrap_or(rules).shadowed() {
         warn!(rule = %shadowed, "traffic rule not applied");
     }
 }
@@ -136,7 +141,7 @@ mod tests {
         version("..v1", "ratings");
         std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/rules.yaml", root.join("rules.yaml")).unwrap();
-        let (mut watcher, rules) = RulesWatcher::start(root.to_path_buf()).unwrap();
+        let (mut watcher, rules) = RulesWatcher::start(root.to_path_buf(), "default".into()).unwrap();
         assert_eq!(rules.virtual_services[0].name, "ratings");
         assert!(watcher.poll_once().is_none(), "nothing changed yet");
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::load::GRPC_CODES;
 use super::{
     AbortStatus, DestinationRule, ExportTo, HeaderOperations, HeaderOps, HttpRoute, MergedRule, Mirror, RequestMatch, RetryOn,
-    RetryPolicy,
+    RetryPolicy, Subset,
     RouteDestination, RuleSet, TrafficPolicy, VirtualService,
 };
 
@@ -139,10 +139,14 @@ impl RuleSet {
                         let _ = writeln!(out, "  note: {loss}");
                     }
                 }
-                rule
+                // What applies is the merged rule's: its policy, and its subsets' (this
+                // rule's own, or an earlier rule's of the same name).
+                group
             }
             None => rule,
         };
+        // The part of the merged rule this rule gave, when it was merged into another.
+        let gave = group.filter(|group| group.source != rule.source).and_then(|group| group.merged.iter().find(|m| m.source == rule.source));
         let winner = self.destination_rule(&rule.host);
         if let Some(winner) = winner
             && !winner.includes(rule)
@@ -159,10 +163,15 @@ impl RuleSet {
                 read_first_by(winner.export_to, &winner.namespace)
             );
         }
-        let _ = writeln!(out, "  traffic policy: {}", describe_policy(&shown.traffic_policy));
-        if !shown.subsets.is_empty() {
-            let subsets: Vec<String> = shown
-                .subsets
+        let in_force = if gave.is_some() { " (in force, merged)" } else { "" };
+        let _ = writeln!(out, "  traffic policy{in_force}: {}", describe_policy(&shown.traffic_policy));
+        // A merged-in rule lists the subsets it gave, as in force; the others, all.
+        let listed: Vec<&Subset> = match gave {
+            Some(gave) => gave.subsets.iter().filter_map(|name| shown.subset(name)).collect(),
+            None => shown.subsets.iter().collect(),
+        };
+        if !listed.is_empty() {
+            let subsets: Vec<String> = listed
                 .iter()
                 .map(|subset| {
                     let labels: Vec<String> = subset.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -175,7 +184,7 @@ impl RuleSet {
                 .collect();
             let _ = writeln!(out, "  subsets: {}", subsets.join(", "));
         }
-        for subset in &shown.subsets {
+        for subset in listed {
             if subset.traffic_policy != shown.traffic_policy {
                 let _ = writeln!(
                     out,
@@ -192,39 +201,47 @@ impl RuleSet {
 /// What a merged rule brought: its subsets taken, its traffic policy.
 fn describe_merge(merged: &MergedRule) -> String {
     let subsets = match merged.subsets.as_slice() {
-        [] => "no subsets".to_owned(),
-        [one] => format!("subset {one}"),
-        many => format!("subsets {}", many.join(", ")),
+        [] => None,
+        [one] => Some(format!("subset {one}")),
+        many => Some(format!("subsets {}", many.join(", "))),
     };
-    if merged.traffic_policy { format!("{subsets} and the traffic policy added") } else { format!("{subsets} added") }
+    match (subsets, merged.traffic_policy) {
+        (Some(subsets), true) => format!("{subsets} and the traffic policy added"),
+        (Some(subsets), false) => format!("{subsets} added"),
+        (None, true) => "the traffic policy added".to_owned(),
+        (None, false) => "nothing added".to_owned(),
+    }
 }
 
-/// What of `rule`, merged into `winner`, does not apply: subsets whose names `winner`
-/// already had, and a traffic policy when `winner` has its own.
-fn merge_losses(winner: &DestinationRule, rule: &DestinationRule, merged: &MergedRule) -> Vec<String> {
+/// What of `rule`, merged into `group`, does not apply: subsets whose names an earlier
+/// rule of the group defines, and its traffic policy when an earlier one has one; each
+/// names that earlier rule.
+fn merge_losses(group: &DestinationRule, rule: &DestinationRule, merged: &MergedRule) -> Vec<String> {
+    // (name, source) of the group's rule that gave what `took` picks.
+    let taker = |took: &dyn Fn(&MergedRule) -> bool| {
+        group
+            .merged
+            .iter()
+            .find(|m| m.source != rule.source && took(m))
+            .map_or((group.name.as_str(), group.source.as_str()), |m| (m.name.as_str(), m.source.as_str()))
+    };
     let mut out = Vec::new();
     for subset in &rule.subsets {
         if !merged.subsets.contains(&subset.name) {
+            let (name, source) = taker(&|m: &MergedRule| m.subsets.contains(&subset.name));
             out.push(format!(
-                "subset {} of DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{} ({}), read \
-                 first, defines {}",
-                subset.name,
-                rule.namespace,
-                rule.name,
-                rule.source,
-                rule.host,
-                winner.namespace,
-                winner.name,
-                winner.source,
-                subset.name
+                "subset {} of DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{name} ({source}), \
+                 read first, defines {}",
+                subset.name, rule.namespace, rule.name, rule.source, rule.host, group.namespace, subset.name
             ));
         }
     }
     if rule.written.has_traffic_policy() && !merged.traffic_policy {
+        let (name, source) = taker(&|m: &MergedRule| m.traffic_policy);
         out.push(format!(
-            "the traffic policy of DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{} ({}), \
-             read first, has its own",
-            rule.namespace, rule.name, rule.source, rule.host, winner.namespace, winner.name, winner.source
+            "the traffic policy of DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{name} \
+             ({source}), read first, has one",
+            rule.namespace, rule.name, rule.source, rule.host, group.namespace
         ));
     }
     out

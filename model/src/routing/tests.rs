@@ -603,4 +603,49 @@ fn destination_rules_of_one_host_and_namespace_merge_as_in_istio() {
     assert!(shadowed[0].starts_with("subset v1 of DestinationRule default/second (b.yaml#1) is not applied"), "{shadowed:?}");
     assert!(shadowed[1].starts_with("the traffic policy of DestinationRule default/third (c.yaml#1)"), "{shadowed:?}");
     assert!(shadowed[2].starts_with("DestinationRule default/local (d.yaml#1) is not applied"), "{shadowed:?}");
+    // A proxy in another namespace does not see the rule exported to default only.
+    let elsewhere = rules.visible_from("shop").unwrap_or_default().shadowed();
+    assert_eq!(elsewhere.len(), 2, "{elsewhere:?}");
+    // `rules` also shows the merged rules in force, with what was merged.
+    let json = serde_json::to_value(&rules).unwrap_or_default();
+    let in_force = json["destination_rules_in_force"].as_array().cloned().unwrap_or_default();
+    assert_eq!(in_force.len(), 2, "{json:#}");
+    assert_eq!(in_force[0]["merged"][0]["subsets"], serde_json::json!(["v2"]), "{json:#}");
+    assert_eq!(in_force[0]["subsets"].as_array().map(Vec::len), Some(2), "{json:#}");
+}
+
+/// What a rule merged into another loses is blamed on the rule that took it, not on
+/// the first of the host.
+#[test]
+fn merge_losses_name_the_rule_that_took_the_subset_or_policy() {
+    let first = "  host: reviews\n  subsets:\n  - name: v1\n    labels: {version: v1}\n";
+    let second = "  host: reviews\n  trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST}\n  subsets:\n  - name: v2\n    \
+                  labels: {version: v2}\n  - name: v3\n    labels: {version: v3}\n";
+    let third = "  host: reviews\n  trafficPolicy:\n    loadBalancer: {simple: RANDOM}\n  subsets:\n  - name: v2\n    \
+                 labels: {version: other}\n";
+    let rules = load(&[("a.yaml", &dr("first", first)), ("b.yaml", &dr("second", second)), ("c.yaml", &dr("third", third))]);
+    assert_eq!(
+        rules.shadowed(),
+        [
+            "subset v2 of DestinationRule default/third (c.yaml#1) is not applied to reviews.default.svc.cluster.local: \
+             DestinationRule default/second (b.yaml#1), read first, defines v2",
+            "the traffic policy of DestinationRule default/third (c.yaml#1) is not applied to \
+             reviews.default.svc.cluster.local: DestinationRule default/second (b.yaml#1), read first, has one",
+        ]
+    );
+    let text = rules.explain();
+    // The second rule's block: what it gave, as in force.
+    assert!(
+        text.contains(
+            "DestinationRule default/second (b.yaml#1), host reviews.default.svc.cluster.local
+  note: merged into DestinationRule default/first (a.yaml#1), read first: subsets v2, v3 and the traffic policy added
+  traffic policy (in force, merged): LEAST_REQUEST; no connection limits; no ejection
+  subsets: v2 {version=v2}, v3 {version=v3}
+"
+        ),
+        "{text}"
+    );
+    // The third gave nothing; it lists no subset.
+    assert!(text.contains("read first: nothing added\n"), "{text}");
+    assert!(!text.contains("{version=other}"), "{text}");
 }

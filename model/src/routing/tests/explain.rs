@@ -105,7 +105,7 @@ fn explain_subset_policies_and_shadowed_rules() {
             "subset v1 of DestinationRule default/reviews-pool (d.yaml#1) is not applied to \
              reviews.default.svc.cluster.local: DestinationRule default/reviews (a.yaml#1), read first, defines v1",
             "the traffic policy of DestinationRule default/reviews-pool (d.yaml#1) is not applied to \
-             reviews.default.svc.cluster.local: DestinationRule default/reviews (a.yaml#1), read first, has its own",
+             reviews.default.svc.cluster.local: DestinationRule default/reviews (a.yaml#1), read first, has one",
         ]
     );
     let text = rules.explain();
@@ -189,7 +189,7 @@ fn a_rule_behind_one_in_the_same_namespace_both_exported_to_it_applies_to_no_cal
     let text = load(&[("rules/a.yaml", &first), ("rules/b.yaml", &second), ("rules/c.yaml", &rule_a), ("rules/d.yaml", &rule_b)]).explain();
     // The second virtual service; the second destination rule is merged into the first.
     assert_eq!(text.matches("; this rule applies to no caller\n").count(), 1, "{text}");
-    assert!(text.contains("  note: merged into DestinationRule default/reviews-a (rules/c.yaml#1), read first: no subsets added\n"), "{text}");
+    assert!(text.contains("  note: merged into DestinationRule default/reviews-a (rules/c.yaml#1), read first: nothing added\n"), "{text}");
     assert!(!text.contains("this rule applies to callers in"), "{text}");
 }
 
