@@ -235,3 +235,60 @@ async fn h2c_requests_waiting_on_one_failed_dial_fail_with_it_together() {
     // One dial's timeout for all ten, not ten in turn.
     assert!(took < Duration::from_millis(1_000), "took {took:?}");
 }
+
+/// A sweep while the first h2c connection to an address is still being dialed keeps
+/// the address's one-dial-at-a-time lock: a request arriving after the sweep waits for
+/// that dial and shares its connection instead of opening a second one.
+#[tokio::test]
+async fn a_sweep_during_an_h2c_dial_keeps_one_dial_per_address() {
+    // A listener whose accept queue is full at first: the pool's SYN is dropped and
+    // retried about a second later, by when the queue has been drained.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let listener = socket.listen(1).expect("listen");
+    let mut filled = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
+            filled.push(stream);
+        }
+    }
+    let h2c_connections = Arc::new(AtomicUsize::new(0));
+    let counter = h2c_connections.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // The fillers never speak; an h2c client opens with its preface.
+                let mut preface = [0u8; 3];
+                if stream.peek(&mut preface).await.is_ok() && &preface == b"PRI" {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                let service = service_fn(|_request: Request<Incoming>| async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello")))) });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    let pool = UpstreamPool::new(PoolSettings { connect_timeout: Duration::from_secs(5), idle_timeout: Duration::ZERO });
+    let h2 = || {
+        let mut request = get("http://upstream/");
+        *request.version_mut() = Version::HTTP_2;
+        request
+    };
+    let addr = addr.to_string();
+    let first = pool.send(&addr, h2());
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Everything idle would go: the dial under way must not.
+        pool.sweep();
+        pool.send(&addr, h2()).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    for result in [first, second] {
+        let Upstream { response, .. } = result.expect("response");
+        assert_eq!(response.status(), http::StatusCode::OK);
+    }
+    assert_eq!(h2c_connections.load(Ordering::SeqCst), 1, "one h2c connection for both requests");
+    drop(filled);
+}
