@@ -27,7 +27,7 @@ use axum::body::{Body, HttpBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use meshtel_model::conn_life::{self, RequestCounter, WriteStall};
+use meshtel_model::conn_life::{self, Lingering, RequestCounter, WriteStall};
 use meshtel_model::log_window::LogWindow;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::net::TcpListener;
@@ -166,7 +166,7 @@ pub async fn serve_http(
                         app.clone().oneshot(request)
                     });
                     // A client that reads nothing of its answer is let go (`write_timeout`).
-                    let stream = WriteStall::new(stream, write_timeout, move || {
+                    let stream = WriteStall::new(Lingering::new(stream), write_timeout, move || {
                         write_timeouts.inc();
                         debug!(listener = listener_name, %peer, "the client read nothing of its answer in time, connection closed");
                     });

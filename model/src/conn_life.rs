@@ -273,6 +273,135 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
     }
 }
 
+/// How long a server connection closed before its client finished sending is read on
+/// (and what arrives thrown away) after the close is sent, at most: the client's
+/// writes keep succeeding until it reads the answer and sees the end, instead of
+/// failing on a reset that can take the answer with it (nginx's `lingering_close`,
+/// whose `lingering_timeout` this is).
+pub const LINGER: Duration = Duration::from_secs(5);
+
+/// A server's client connection that closes gently: dropped before the client closed
+/// its side (an answer such as 413 given before the request body was read, a
+/// `Connection: close`, an idle timeout), it sends its end of stream and reads and
+/// discards what the client still sends, for at most [`LINGER`], before closing, on a
+/// task of its own. Closing a socket with unread data at once makes the kernel reset
+/// the connection, and a client still sending its body then loses the answer waiting
+/// in its receive buffer: a proxy in front of it would turn the app's 413 into a 503.
+pub struct Lingering {
+    stream: Option<TcpStream>,
+    /// The client ended its side (a read gave end of stream): nothing to wait for.
+    client_done: bool,
+}
+
+impl Lingering {
+    /// Wraps `stream`.
+    pub fn new(stream: TcpStream) -> Lingering {
+        Lingering {
+            stream: Some(stream),
+            client_done: false,
+        }
+    }
+
+    fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        if self.client_done {
+            return;
+        }
+        let (Some(stream), Ok(runtime)) =
+            (self.stream.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(linger(stream));
+    }
+}
+
+/// Sends the end of stream, then reads until the client ends its side, fails, or
+/// [`LINGER`] passes.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + LINGER;
+    loop {
+        match tokio::time::timeout_at(until, stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        // Not held across an await: a lingering connection keeps no buffer.
+        let mut discard = [0u8; 8192];
+        match stream.try_read(&mut discard) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(this.stream()?).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(())))
+            && buf.filled().len() == before
+            && buf.remaining() > 0
+        {
+            this.client_done = true;
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(self.stream()?).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(self.stream()?).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(self.stream()?).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(self.stream()?).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +585,48 @@ mod tests {
         let (accepted, _) = listener.accept().await.unwrap();
         talker.write_all(b"G").await.unwrap();
         assert!(first_byte(&accepted, Duration::from_secs(5)).await);
+    }
+
+    /// A server that answers before reading the request body and closes: the client,
+    /// which sends its whole body before reading, still gets the answer.
+    #[tokio::test]
+    async fn an_answer_given_before_the_body_was_read_reaches_the_client() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (accepted, _) = listener.accept().await.unwrap();
+            let mut conn = Lingering::new(accepted);
+            let mut head = [0u8; 512];
+            let _ = conn.read(&mut head).await.unwrap();
+            conn.write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let body = vec![b'x'; 8 << 20];
+        client
+            .write_all(
+                format!(
+                    "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        server.await.unwrap();
+        let sent = client.write_all(&body).await;
+        assert!(sent.is_ok(), "the body could not be sent: {sent:?}");
+        let mut answer = Vec::new();
+        let read = client.read_to_end(&mut answer).await;
+        assert!(read.is_ok(), "{read:?}");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 413 "),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
     }
 }

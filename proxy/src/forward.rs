@@ -542,6 +542,9 @@ fn respond(
                     ops.apply(&mut parts.headers);
                 }
             }
+            if !switching && request_body_unfinished(&exchange) {
+                parts.headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             exchange.response_head(parts.status, &parts.headers);
             if switching
                 && let (Some(downstream), Some(upstream)) = (upgrade, parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
@@ -574,6 +577,16 @@ fn respond(
     }
 }
 
+/// Whether the answer goes to an HTTP/1.1 caller whose request body has not all been
+/// read (an app refusing an upload at once, a local reply before the body): as Envoy
+/// does, the connection is closed after the answer, which says so (`Connection:
+/// close`), so the caller does not send its next request on it. The listener reads on
+/// and drops what the caller still sends before closing (`conn_life::Lingering`), so
+/// the answer is not lost to a reset.
+fn request_body_unfinished(exchange: &Exchange) -> bool {
+    exchange.is_http1() && exchange.request_body_progress().is_some_and(|progress| progress.finished_at().is_none())
+}
+
 /// THE place where forwarding errors become responses: the status and Envoy
 /// response flag come from [`ForwardError`]; gRPC callers get a trailers-only
 /// response with `grpc-status` (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED) as Envoy does.
@@ -586,7 +599,9 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
 fn error_response_with(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange, mut headers: HeaderMap) -> Response<ResponseBody> {
     // A request body the proxy gave up on (broken, stalled) leaves the HTTP/1.1
     // connection unusable: it is closed after this answer, which says so.
-    if matches!(error, ForwardError::DownstreamBody | ForwardError::DownstreamTimeout) && exchange.is_http1() {
+    if (matches!(error, ForwardError::DownstreamBody | ForwardError::DownstreamTimeout) && exchange.is_http1())
+        || request_body_unfinished(&exchange)
+    {
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = error.status();

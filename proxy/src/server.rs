@@ -27,7 +27,7 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use meshtel_model::conn_life::{self, RequestCounter, WriteStall};
+use meshtel_model::conn_life::{self, Lingering, RequestCounter, WriteStall};
 use meshtel_model::log_window::LogWindow;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
@@ -169,7 +169,7 @@ pub async fn serve_listener<S, B>(
                     let service = Counted { inner: service, requests: requests.clone() };
                     // With upgrades: a WebSocket's `101` hands the connection to the
                     // proxy (forward::upgrade), as Envoy and Istio allow by default.
-                    let stream = WriteStall::new(stream, write_stall, move || {
+                    let stream = WriteStall::new(Lingering::new(stream), write_stall, move || {
                         write_stalls.inc();
                         debug!(listener = name, %peer, "the client read nothing of a response in time, connection closed");
                     });

@@ -326,6 +326,11 @@ async fn check_otlp_http(m: &Meshtel) {
     // Too large as sent, and a gzip bomb too large once inflated.
     let reply = post(&url, &proto, vec![0u8; 65 * 1024]).await;
     assert_eq!(reply.status, 413, "{}", reply.text());
+    // Far too large, from a client that sends its whole body before it reads: the 413
+    // comes before the body is read, and the server reads on before it closes, so the
+    // client's writes succeed and the answer is not lost to a reset.
+    let answer = send_whole_then_read(&url, "application/x-protobuf", 8 << 20).await;
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
     let bomb = gzip(&vec![b' '; 4 << 20]);
     assert!(bomb.len() < 64 * 1024, "the bomb itself is under the limit");
     let reply = post(&url, &[json_ct[0], ("content-encoding", "gzip")], bomb).await;
@@ -484,4 +489,30 @@ async fn check_zipkin(m: &Meshtel) {
     assert_eq!(reply.status, 202, "{}", reply.text());
     let trace = wait_for_trace(m, &ok_trace, 1).await;
     assert_eq!(trace["spans"][0]["spanID"], "0102030405060708");
+}
+
+/// POSTs `len` bytes to `url` over a raw connection, writing the whole request before
+/// reading anything, and returns the answer as text.
+async fn send_whole_then_read(url: &str, content_type: &str, len: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: {content_type}\r\ncontent-length: {len}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let sent = stream.write_all(&vec![0u8; len]).await;
+    assert!(sent.is_ok(), "the body could not be sent: {sent:?}");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered in time");
+    assert!(read.is_ok(), "{read:?}");
+    String::from_utf8_lossy(&answer).into_owned()
 }

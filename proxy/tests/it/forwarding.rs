@@ -351,6 +351,69 @@ async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
     proxy.stop().await;
 }
 
+/// An app that refuses every upload as soon as it has the request head, as one with a
+/// body limit does: it answers 413, ends its side, reads on for 100 ms, and closes.
+async fn refusing_app() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let app = listener.local_addr().expect("app addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buffer[..n]),
+                        _ => return,
+                    }
+                }
+                let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large";
+                if stream.write_all(answer).await.is_err() || stream.shutdown().await.is_err() {
+                    return;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(100), async {
+                    while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+                })
+                .await;
+            });
+        }
+    });
+    app
+}
+
+/// An upload the app refuses before reading it gets the app's 413 through both
+/// proxies, every time: a proxy that closes a connection whose request it did not read
+/// to the end lingers, so the proxy in front is not reset before it reads the answer
+/// (which it then turned into 503 `UC`, about every other time).
+#[tokio::test]
+async fn an_upload_refused_before_it_was_read_gets_the_apps_answer_through_two_proxies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh_path = dir.path().join("mesh.yaml");
+    let dead = dead_address().await;
+    let collector = format!("http://{dead}");
+    let reviews = bind_proxy(&mesh_path, "reviews", "v1", Some(refusing_app().await), &collector, 0.0).await;
+    let productpage = bind_proxy(&mesh_path, "productpage", "v1", None, &collector, 0.0).await;
+    write_mesh(&mesh_path, reviews.addresses.inbound.expect("inbound"), dead);
+    let (reviews, productpage) = (reviews.start(), productpage.start());
+    let client = http1_client();
+    for attempt in 0..8 {
+        // 8 MiB, more than the sockets between here and the app hold.
+        let chunks = (0..128).map(|_| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'u'; 64 * 1024]))));
+        let request = http::Request::post(productpage.outbound_url("/upload"))
+            .header("host", "reviews")
+            .body(http_body_util::StreamBody::new(futures::stream::iter(chunks)).boxed())
+            .expect("request");
+        let response = tokio::time::timeout(Duration::from_secs(10), client.request(request)).await.expect("answered in time");
+        let response = response.unwrap_or_else(|error| panic!("attempt {attempt}: {error:?}"));
+        assert_eq!(response.status(), 413, "attempt {attempt}: {:?}", response.headers());
+        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        assert_eq!(body.ok().as_deref(), Some(&b"too large"[..]), "attempt {attempt}");
+    }
+    productpage.stop().await;
+    reviews.stop().await;
+}
+
 #[tokio::test]
 async fn retried_503s_reuse_their_upstream_connection() {
     // Istio's default policy retries a 503 twice: three attempts per call, each on the
