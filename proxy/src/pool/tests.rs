@@ -196,20 +196,27 @@ async fn connection_failures_are_told_apart() {
     assert!(matches!(pool.send(&addr, get("/")).await, Err(Failure::Reset(_))));
 }
 
-/// A listener whose accept queue is full and never drained: connecting to it hangs
-/// until the connect timeout (the kernel drops the SYNs), as to a vanished host.
-async fn unanswering_address() -> (String, Vec<tokio::net::TcpStream>) {
+/// A listener whose accept queue is full (the kernel drops further SYNs until it is
+/// drained), with the connections that fill it.
+async fn full_listener() -> (SocketAddr, tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
     let addr = socket.local_addr().expect("addr");
     let listener = socket.listen(1).expect("listen");
-    // Fill the queue; the listener is kept (leaked into a task) and never accepts.
     let mut filled = Vec::new();
     for _ in 0..4 {
-        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
             filled.push(stream);
         }
     }
+    (addr, listener, filled)
+}
+
+/// A listener whose accept queue is full and never drained: connecting to it hangs
+/// until the connect timeout, as to a vanished host.
+async fn unanswering_address() -> (String, Vec<tokio::net::TcpStream>) {
+    let (addr, listener, filled) = full_listener().await;
+    // The listener is kept (leaked into a task) and never accepts.
     tokio::spawn(async move {
         let _listener = listener;
         std::future::pending::<()>().await;
@@ -243,16 +250,7 @@ async fn h2c_requests_waiting_on_one_failed_dial_fail_with_it_together() {
 async fn a_sweep_during_an_h2c_dial_keeps_one_dial_per_address() {
     // A listener whose accept queue is full at first: the pool's SYN is dropped and
     // retried about a second later, by when the queue has been drained.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
-    let addr = socket.local_addr().expect("addr");
-    let listener = socket.listen(1).expect("listen");
-    let mut filled = Vec::new();
-    for _ in 0..4 {
-        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
-            filled.push(stream);
-        }
-    }
+    let (addr, listener, filled) = full_listener().await;
     let h2c_connections = Arc::new(AtomicUsize::new(0));
     let counter = h2c_connections.clone();
     tokio::spawn(async move {

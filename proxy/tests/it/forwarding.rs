@@ -250,39 +250,47 @@ async fn mesh_edits_are_picked_up_and_bad_edits_ignored() {
     assert_eq!(parts.status, 200, "the last good mesh stays in force");
 }
 
+/// An app on a plain TCP server on 127.0.0.1: `serve` runs on each connection.
+async fn tcp_app<F: std::future::Future<Output = ()> + Send + 'static>(
+    serve: impl Fn(tokio::net::TcpStream) -> F + Send + 'static,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let app = listener.local_addr().expect("app addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
+        }
+    });
+    app
+}
+
 /// An app on a plain TCP server that writes `answer` for each request head it reads
 /// and reads and discards everything else, never closing first (closing with unread
 /// data would reset the connection).
 async fn raw_app(answer: &'static [u8]) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
-    let app = listener.local_addr().expect("app addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; 64 * 1024];
-                let mut head = Vec::new();
-                loop {
-                    let Ok(n) = stream.read(&mut buffer).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    head.extend_from_slice(&buffer[..n]);
-                    // One answer per request head seen (bodies here hold no blank line).
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        head.drain(..end + 4);
-                        if stream.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    if head.len() > 8192 {
-                        head.clear();
-                    }
+    tcp_app(move |mut stream| async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut head = Vec::new();
+        loop {
+            let Ok(n) = stream.read(&mut buffer).await else { return };
+            if n == 0 {
+                return;
+            }
+            head.extend_from_slice(&buffer[..n]);
+            // One answer per request head seen (bodies here hold no blank line).
+            while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                head.drain(..end + 4);
+                if stream.write_all(answer).await.is_err() {
+                    return;
                 }
-            });
+            }
+            if head.len() > 8192 {
+                head.clear();
+            }
         }
-    });
-    app
+    })
+    .await
 }
 
 /// A `reviews` proxy whose inbound listener forwards to `app`, with no peers and no
@@ -355,31 +363,25 @@ async fn a_request_does_not_wait_behind_an_upload_the_app_answered_early() {
 /// body limit does: it answers 413, ends its side, reads on for 100 ms, and closes.
 async fn refusing_app() -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
-    let app = listener.local_addr().expect("app addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; 64 * 1024];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&buffer[..n]),
-                        _ => return,
-                    }
-                }
-                let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large";
-                if stream.write_all(answer).await.is_err() || stream.shutdown().await.is_err() {
-                    return;
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(100), async {
-                    while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
-                })
-                .await;
-            });
+    tcp_app(move |mut stream| async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buffer).await {
+                Ok(n) if n > 0 => head.extend_from_slice(&buffer[..n]),
+                _ => return,
+            }
         }
-    });
-    app
+        let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large";
+        if stream.write_all(answer).await.is_err() || stream.shutdown().await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), async {
+            while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    })
+    .await
 }
 
 /// An upload the app refuses before reading it gets the app's 413 through both
