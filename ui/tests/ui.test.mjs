@@ -759,6 +759,36 @@ function report() {
   return 0;
 }
 
+/**
+ * The critical path of a retried call, from the page's own module: the first attempt,
+ * still running when the retry began, is on it up to that point, and the parent, which
+ * only waited on both, has no critical time of its own.
+ */
+async function criticalPathOfARetry() {
+  const { criticalPath } = await import('../js/lib/trace-model.js');
+  const span = (id, start, end, parent) => ({ id, start, end, duration: end - start, children: [], parent, refType: 'CHILD_OF' });
+  const root = span('root', 0, 6_000, null);
+  const first = span('first attempt', 0, 3_004, root);
+  const retry = span('retry', 3_003, 6_000, root);
+  const inner = span('inside the first', 100, 3_000, first);
+  const beside = span('beside the retry', 3_500, 4_000, root);
+  root.children = [first, retry, beside];
+  first.children = [inner];
+  const path = criticalPath({ root, order: [root, first, inner, retry, beside] });
+  const segments = (node) => JSON.stringify(path.get(node) ?? null);
+  expect(segments(root) === '[]', `the root has critical time of its own: ${segments(root)}`);
+  expect(segments(retry) === '[[3003,6000]]', `the retry: ${segments(retry)}`);
+  expect(segments(first) === '[[3000,3003],[0,100]]', `the first attempt: ${segments(first)}`);
+  expect(segments(inner) === '[[100,3000]]', `inside the first attempt: ${segments(inner)}`);
+  expect(!path.has(beside), 'a span running beside the retry is not on the path');
+}
+try {
+  await criticalPathOfARetry();
+  log('critical path of a retried call: ok');
+} catch (error) {
+  failures.push(`critical path of a retried call: ${error.message}`);
+}
+
 const executablePath = process.env.MESHTEL_CHROMIUM || '/usr/bin/chromium';
 const overall = setTimeout(() => {
   failures.push(`the browser test did not finish within ${facts.timeoutMs} ms`);

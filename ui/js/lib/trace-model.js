@@ -278,12 +278,14 @@ export function buildTraceModel(trace) {
 }
 
 /**
- * The critical path from `model.root` (Jaeger's algorithm): starting at the root's
- * end, repeatedly descend into the child that finished last before the current
- * point; the parent's own time between children is critical too. FOLLOWS_FROM
- * children are skipped and children are clipped to their parent's time range.
- * Returns Map(node → [[startµs, endµs], …]) holding every span on the path (its list
- * may be empty when a child covers all of its time).
+ * The critical path from `model.root` (Jaeger's algorithm, with one difference):
+ * starting at the root's end, repeatedly descend into the child that finished last
+ * before the current point; the parent's own time between children is critical too.
+ * A child still running at that point (a retry's first attempt, ending just after the
+ * second began) counts up to it, where Jaeger skips it and credits its time to the
+ * parent. FOLLOWS_FROM children are skipped and children are clipped to their
+ * parent's time range. Returns Map(node → [[startµs, endµs], …]) holding every span on
+ * the path (its list may be empty when a child covers all of its time).
  */
 export function criticalPath(model) {
   const result = new Map();
@@ -313,7 +315,8 @@ export function criticalPath(model) {
     if (c.kids.length > 1) c.kids.sort((a, b) => clip.get(b).e - clip.get(a).e);
   }
   let current = root;
-  let returning; // start time of the child we just came back from
+  // The point the walk has reached inside `current`, going back in time.
+  let sectionEnd = clip.get(root).e;
   let guard = model.order.length * 4 + 16;
   while (current && guard > 0) {
     guard -= 1;
@@ -321,20 +324,21 @@ export function criticalPath(model) {
     // entirely covered by a child (it then has no segment of its own).
     if (!result.has(current)) result.set(current, []);
     const c = clip.get(current);
-    // `returning` only decreases for a given node, so a cursor over its kids suffices.
+    // Kids are sorted by end, latest first: the first that started before the section's
+    // end is the one that finished last before it, or was still running at it. The
+    // section's end only moves back for a given node, so a cursor over its kids suffices.
     if (c.ptr === undefined) c.ptr = 0;
-    if (returning !== undefined) while (c.ptr < c.kids.length && clip.get(c.kids[c.ptr]).e >= returning) c.ptr += 1;
+    while (c.ptr < c.kids.length && clip.get(c.kids[c.ptr]).s >= sectionEnd) c.ptr += 1;
     const next = c.kids[c.ptr] || null;
-    const sectionEnd = returning === undefined ? c.e : returning;
     if (next) {
-      const nextEnd = clip.get(next).e;
-      if (nextEnd !== sectionEnd) add(current, nextEnd, sectionEnd);
+      const nextEnd = Math.min(clip.get(next).e, sectionEnd);
+      if (nextEnd < sectionEnd) add(current, nextEnd, sectionEnd);
       current = next;
-      returning = undefined;
+      sectionEnd = nextEnd;
     } else {
       add(current, c.s, sectionEnd);
       if (current === root) break;
-      returning = c.s;
+      sectionEnd = c.s;
       current = current.parent;
     }
   }
