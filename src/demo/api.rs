@@ -596,10 +596,12 @@ async fn apply_scenario(State(controller): State<Arc<Controller>>, body: Bytes) 
     }
 }
 
+/// A scenario's YAML, as text/plain so that a browser following the demo page's link
+/// shows it instead of downloading it.
 async fn scenario_yaml(Path(name): Path<String>) -> Response {
     match scenarios::find(&name) {
         Some(s) => (
-            [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             s.yaml,
         )
             .into_response(),

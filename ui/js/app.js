@@ -2,7 +2,9 @@
 //   title: string
 //   mount(root, ctx) → optional cleanup function (called when leaving the page)
 // with ctx = { params: URLSearchParams, path: string[] (segments after the page
-// name), navigate(href, {replace}), setParams(object, {replace}) }.
+// name), navigate(href, {replace}), setParams(object, {replace}), guardLeave(check) }:
+// `check()` returns a question when leaving the page would lose work (an unsaved
+// edit), asked before any navigation away, Back included.
 // State lives in the URL, so searches are shareable and the back button works.
 
 import { base } from './api.js';
@@ -19,6 +21,15 @@ const routes = {
 const main = document.getElementById('main');
 let cleanup = null;
 let generation = 0;
+/** The current page's leave check, and the address it was rendered at. */
+let leaveGuard = null;
+let currentHref = location.pathname + location.search;
+
+/** Whether the user lets the current page go (asked only when it would lose work). */
+function mayLeave() {
+  const question = leaveGuard ? leaveGuard() : null;
+  return !question || window.confirm(question);
+}
 
 /** The page name and the rest of the path, relative to the base path. */
 function parseLocation() {
@@ -30,6 +41,7 @@ function parseLocation() {
 }
 
 export function navigate(href, { replace: replaceState = false } = {}) {
+  if (!mayLeave()) return;
   const target = href.startsWith('/') && base && !href.startsWith(`${base}/`) ? base + href : href;
   if (replaceState) history.replaceState(null, '', target);
   else history.pushState(null, '', target);
@@ -55,6 +67,8 @@ export function setParams(params, { replace: replaceState = false } = {}) {
 async function render() {
   const mine = ++generation;
   const { page, rest, params } = parseLocation();
+  currentHref = location.pathname + location.search;
+  leaveGuard = null;
   if (cleanup) {
     try {
       cleanup();
@@ -78,7 +92,10 @@ async function render() {
     if (mine !== generation) return;
     document.title = `${module.title} · meshtel`;
     main.replaceChildren();
-    const result = await module.mount(main, { params, path: rest, navigate, setParams });
+    const guardLeave = (check) => {
+      if (mine === generation) leaveGuard = check;
+    };
+    const result = await module.mount(main, { params, path: rest, navigate, setParams, guardLeave });
     if (mine !== generation) {
       if (typeof result === 'function') result();
       return;
@@ -103,7 +120,27 @@ document.addEventListener('click', (event) => {
   navigate(href);
 });
 
-window.addEventListener('popstate', render);
+window.addEventListener('popstate', () => {
+  // Back or Forward has moved the address already: put it back if the user stays.
+  if (!mayLeave()) {
+    history.pushState(null, '', currentHref);
+    return;
+  }
+  render();
+});
+
+// Open a trace by its id (from a log line, an x-request-id's trace): the top bar's box.
+const lookup = document.getElementById('trace-lookup');
+if (lookup) {
+  lookup.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const input = lookup.querySelector('input');
+    const id = input ? input.value.trim() : '';
+    if (!id) return;
+    input.value = '';
+    navigate(`/trace/${encodeURIComponent(id)}`);
+  });
+}
 if (location.pathname === `${base}/` || location.pathname === base || location.pathname === '/') {
   history.replaceState(null, '', `${base}/search${location.search}`);
 }

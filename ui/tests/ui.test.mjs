@@ -258,7 +258,7 @@ const base = facts.baseUrl.replace(/\/$/, '');
 const slow = facts.slow;
 const big = facts.big;
 
-const SEARCH_HOOKS = ['#search-form', '#search-service', '#search-operation', '#search-tags', '#search-min-duration', '#search-max-duration', '#search-lookback', '#search-limit', '#search-submit', '#search-sort', '#search-scatter', '#search-scatter [data-trace-id]', '.search-result', '#search-count'];
+const SEARCH_HOOKS = ['#search-form', '#search-service', '#search-operation', '#search-tags', '#search-min-duration', '#search-max-duration', '#search-lookback', '#search-limit', '#search-submit', '#search-sort', '#search-scatter', '#search-scatter [data-trace-id]', '.search-result', '#search-count', '#search-url-problems'];
 const TRACE_HOOKS = ['#trace-view', '.span-row', '.span-toggle', '#span-detail', '#trace-search', '#trace-search-count', '#trace-minimap', '#trace-download', '.span-row.on-critical-path', '.span-row.error'];
 const GRAPH_HOOKS = ['#graph-view', '#graph-draw-anyway', '.graph-edge', '.graph-node', '#graph-window', '#graph-type', '#graph-refresh', '#graph-detail'];
 const METRICS_HOOKS = ['#metrics-view', '.metrics-service', '.metrics-chart'];
@@ -348,6 +348,19 @@ async function searchStep(page, ctx) {
   await page.waitForFunction((id) => document.querySelector(`.search-result[data-trace-id="${id}"]`), slow.traceId, { timeout: READY_MS })
     .catch(() => { throw new Check(`back from the trace does not show the search results again (at ${page.url()})`); });
   expect(page.url() === searchUrl, `back lands on ${page.url()}, want ${searchUrl}`);
+
+  // A link with bad values is not searched with guesses: each bad parameter is named.
+  await page.goto(`${base}/search?service=${encodeURIComponent(slow.service)}&minDuration=abc&limit=abc&tags=${encodeURIComponent('{"error":')}`);
+  const problems = await (await hook(page, P, '#search-url-problems')).first().innerText();
+  for (const named of ['minDuration "abc"', 'limit "abc"', 'tags']) expect(problems.includes(named), `#search-url-problems does not name ${named}: ${JSON.stringify(problems)}`);
+  expect(!(await page.locator('.search-result').count()), 'a link with bad values was searched');
+
+  // The top bar opens a trace by its id.
+  await page.locator('#trace-lookup input').first().fill(slow.traceId);
+  await page.locator('#trace-lookup input').first().press('Enter');
+  await page.waitForURL((u) => u.pathname.endsWith(`/trace/${slow.traceId}`), { timeout: HOOK_MS })
+    .catch(() => { throw new Check(`the trace id box did not open /trace/${slow.traceId} (at ${page.url()})`); });
+  await hook(page, 'trace', `#trace-view[data-trace-id="${slow.traceId}"]`);
 }
 
 /** The slow trace: order, depths, services, critical path, errors, collapse, detail, find. */

@@ -9,10 +9,18 @@
 // empty message when nothing has a value. Charts created with the same `sync` key share
 // their cursor, so hovering one shows the same instant in all.
 
-import { h, replace } from './dom.js';
+import { h, replace, formatClock } from './dom.js';
 import { loadUPlot } from './vendor.js';
 
 const AXIS = { stroke: '#5d6675', grid: { stroke: '#eef0f3', width: 1 }, ticks: { stroke: '#dde1e7', width: 1, size: 4 }, font: '11px system-ui, sans-serif' };
+
+/** Unix seconds → "14:05", with the date ("12-05 14:05") over ranges of more than two days. */
+function axisTime(t, rangeS) {
+  const d = new Date(t * 1000);
+  const pad = (n) => String(n).padStart(2, '0');
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return rangeS > 2 * 86400 ? `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}` : hm;
+}
 
 function summarise(title, series, format) {
   const parts = series.map((s) => {
@@ -77,11 +85,13 @@ export function createChart(container, { title = '', format = (v) => String(v), 
         },
       },
       axes: [
-        { ...AXIS },
+        // Local 24-hour times as everywhere else on these pages (uPlot's own are 12-hour,
+        // with dates on a second line), spaced so that labels never touch.
+        { ...AXIS, space: 64, values: (u, splits) => splits.map((t) => axisTime(t, u.scales.x.max - u.scales.x.min)) },
         { ...AXIS, size: 64, values: (u, ticks) => ticks.map((t) => format(t)) },
       ],
       series: [
-        { value: (u, v) => (v === null || v === undefined ? '–' : new Date(v * 1000).toLocaleTimeString()) },
+        { value: (u, v) => (v === null || v === undefined ? '–' : formatClock(v * 1000)) },
         ...series.map((s, i) => ({
           label: s.label,
           stroke: s.color,

@@ -78,6 +78,33 @@ export function formatTime(us, withMs = true) {
   return withMs ? `${base}.${pad(d.getMilliseconds(), 3)}` : base;
 }
 
+/**
+ * The browser's time zone, short ("UTC", "EST", "GMT+1"): every time on these pages is
+ * the browser's local time, and says so where it is shown.
+ */
+export function zoneName(date = new Date()) {
+  try {
+    const part = new Intl.DateTimeFormat(undefined, { timeZoneName: 'short' }).formatToParts(date).find((p) => p.type === 'timeZoneName');
+    return part ? part.value : '';
+  } catch {
+    return '';
+  }
+}
+
+/** Microseconds since the epoch → "2026-12-01 14:03:07.123 UTC" (local time, its zone). */
+export function formatTimeZoned(us, withMs = true) {
+  const zone = zoneName(new Date(us / 1000));
+  return zone ? `${formatTime(us, withMs)} ${zone}` : formatTime(us, withMs);
+}
+
+/** Milliseconds since the epoch (default now) → "14:03:07 UTC": local 24-hour clock time. */
+export function formatClock(ms = Date.now()) {
+  const d = new Date(ms);
+  const pad = (n) => String(n).padStart(2, '0');
+  const zone = zoneName(d);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}${zone ? ` ${zone}` : ''}`;
+}
+
 /** "3 minutes ago". */
 export function formatAgo(us) {
   const s = Math.max(0, (Date.now() * 1000 - us) / 1_000_000);

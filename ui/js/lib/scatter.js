@@ -4,7 +4,7 @@
 // a pointer convenience: the result list below it is the keyboard path, so the
 // SVG is one labelled image to assistive technology.
 
-import { svg, h, formatDuration, formatNumber } from './dom.js';
+import { svg, h, formatDuration, formatNumber, formatTimeZoned } from './dom.js';
 
 const MARGIN = { top: 12, right: 16, bottom: 26, left: 60 };
 const TIME_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800];
@@ -141,7 +141,7 @@ export function renderScatter(container, points, { height = 170, onOpen } = {}) 
     tip.replaceChildren(
       h('strong', {}, p.label),
       h('div', {}, `${formatDuration(p.duration)} · ${formatNumber(p.spans, 1)} span${p.spans === 1 ? '' : 's'}`, p.errors ? h('span', { class: 'scatter-tip-err' }, ` · ${p.errors} error${p.errors === 1 ? '' : 's'}`) : null),
-      h('div', { class: 'muted' }, new Date(p.time / 1000).toLocaleString()),
+      h('div', { class: 'muted' }, formatTimeZoned(p.time, false)),
     );
     tip.hidden = false;
     const cx = Number(entry.dot.getAttribute('cx'));

@@ -2,8 +2,24 @@
 // process, events and references, built from the trace model (lib/trace-model.js).
 
 import { base } from '../api.js';
-import { h, formatDuration, formatTime, serviceColor } from './dom.js';
+import { h, formatDuration, formatTimeZoned, serviceColor } from './dom.js';
 import { selfTime, tagText, tagValue } from './trace-model.js';
+
+/** Characters of a value shown before "show all": a stack trace or a request body in a
+ * tag would otherwise push the tags after it (error, status) out of sight. */
+const LONG_VALUE = 300;
+
+/** A value cell's content: the value, or its start and a button that shows the rest. */
+function valueContent(value) {
+  if (value.length <= LONG_VALUE) return value;
+  const shown = h('span', {}, `${value.slice(0, LONG_VALUE)}…`);
+  const more = h('button', { type: 'button', class: 'btn-link small sd-more' }, ` show all ${value.length.toLocaleString()} characters`);
+  more.addEventListener('click', () => {
+    shown.textContent = value;
+    more.remove();
+  });
+  return [shown, more];
+}
 
 function kvTable(items, caption, query) {
   if (!items || !items.length) return h('p', { class: 'muted small' }, 'None');
@@ -17,7 +33,7 @@ function kvTable(items, caption, query) {
       items.map((kv) => {
         const value = tagText(kv.value);
         const hit = query && `${kv.key}=${value}`.toLowerCase().includes(query);
-        return h('tr', { class: hit ? 'match' : null }, h('th', { scope: 'row' }, kv.key), h('td', { class: kv.type && kv.type !== 'string' ? `kv-${kv.type}` : null }, value));
+        return h('tr', { class: hit ? 'match' : null }, h('th', { scope: 'row' }, kv.key), h('td', { class: kv.type && kv.type !== 'string' ? `kv-${kv.type}` : null }, valueContent(value)));
       }),
     ),
   );
@@ -61,7 +77,7 @@ export function spanDetail(node, { model, cp, query, open, close }) {
       { class: 'sd-facts' },
       h('dt', {}, 'Duration'), h('dd', {}, formatDuration(node.duration)),
       h('dt', {}, 'Self time'), h('dd', {}, formatDuration(selfTime(node))),
-      h('dt', {}, 'Start'), h('dd', {}, `+${formatDuration(node.start - model.start)}`, h('span', { class: 'muted small' }, ` · ${formatTime(node.start)}`)),
+      h('dt', {}, 'Start'), h('dd', {}, `+${formatDuration(node.start - model.start)}`, h('span', { class: 'muted small' }, ` · ${formatTimeZoned(node.start)}`)),
       segs ? [h('dt', {}, 'Critical path'), h('dd', {}, formatDuration(cpTime))] : null,
       h('dt', {}, 'Span ID'), h('dd', {}, h('code', {}, node.id)),
       node.parent ? [h('dt', {}, 'Parent'), h('dd', {}, spanLink(node.parent, `${node.parent.service}: ${node.parent.operation}`))] : null,

@@ -21,7 +21,7 @@
 // controls #graph-window #graph-type #graph-refresh, side panel #graph-detail.
 
 import { base, get, url } from '../api.js';
-import { h, replace, loading, empty, errorState } from '../lib/dom.js';
+import { h, replace, loading, empty, errorState, formatClock } from '../lib/dom.js';
 import { loadCytoscape } from '../lib/vendor.js';
 import { createChart } from '../lib/chart.js';
 import {
@@ -205,7 +205,7 @@ export async function mount(root, ctx) {
         view.dataset.state = 'error';
         view.dataset.ready = 'true';
       } else {
-        status.textContent = `Refresh failed: ${error.status ? `HTTP ${error.status}: ` : ''}${error.message} — showing the graph of ${new Date(state.updatedAt).toLocaleTimeString()}`;
+        status.textContent = `Refresh failed: ${error.status ? `HTTP ${error.status}: ` : ''}${error.message} — showing the graph of ${formatClock(state.updatedAt)}`;
         status.classList.add('graph-status-error');
       }
       return;
@@ -221,12 +221,12 @@ export async function mount(root, ctx) {
       closePanel();
       replace(body, renderEmpty(windowParam, setAll));
       replace(lists);
-      status.textContent = `No traffic in the last ${windowParam} · checked ${new Date().toLocaleTimeString()}`;
+      status.textContent = `No traffic in the last ${windowParam} · checked ${formatClock()}`;
       view.dataset.state = 'empty';
       view.dataset.ready = 'true';
       return;
     }
-    status.textContent = `${model.nodes.size} nodes · ${model.edges.length} edges · last ${windowParam} · updated ${new Date().toLocaleTimeString()}`;
+    status.textContent = `${model.nodes.size} nodes · ${model.edges.length} edges · last ${windowParam} · updated ${formatClock()}`;
     const drawn = model.nodes.size <= maxNodes;
     if (!drawn) {
       destroyCy();
@@ -458,13 +458,23 @@ export async function mount(root, ctx) {
   };
 }
 
+/** localStorage key: whether the graph legend was left open. */
+const LEGEND_KEY = 'meshtel.graph.legend';
+
 function renderLegend(type) {
   const t = thresholdText();
   const item = (cls, text) => h('li', {}, h('span', { class: `legend-line ${cls}`, 'aria-hidden': 'true' }), text);
   const shape = (cls, text) => h('li', {}, h('span', { class: `legend-shape ${cls}`, 'aria-hidden': 'true' }), text);
-  return h(
+  // Closed unless the user opened it last time: open, it covers the nodes in its corner.
+  let open = false;
+  try {
+    open = localStorage.getItem(LEGEND_KEY) === 'open';
+  } catch {
+    // storage unavailable: closed
+  }
+  const legend = h(
     'details',
-    { class: 'graph-legend', id: 'graph-legend', open: true },
+    { class: 'graph-legend', id: 'graph-legend', open },
     h('summary', {}, 'Legend'),
     h('div', { class: 'small' }, 'Edge colour: error rate, as Kiali counts it: responses 4xx and 5xx (429 rate limited too) and requests without a response; gRPC: non-OK status'),
     h('ul', {}, item('level-ok', `Healthy: ${t.ok}`), item('level-warn', `Degraded: ${t.warn}`), item('level-error', `Failing: ${t.error}`), item('level-tcp', 'TCP (bytes/s)')),
@@ -479,6 +489,14 @@ function renderLegend(type) {
       shape('shape-unknown', 'Outside the mesh'),
     ),
   );
+  legend.addEventListener('toggle', () => {
+    try {
+      localStorage.setItem(LEGEND_KEY, legend.open ? 'open' : 'closed');
+    } catch {
+      // storage unavailable: not remembered
+    }
+  });
+  return legend;
 }
 
 /** Instead of the drawing when there are more than MAX_DRAWN_NODES nodes. */

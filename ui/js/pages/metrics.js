@@ -9,7 +9,7 @@
 // [data-service=<fqdn>], chart containers .metrics-chart[data-metric=rate|errors|duration].
 
 import { base } from '../api.js';
-import { h, replace, loading, empty, formatNumber } from '../lib/dom.js';
+import { h, replace, loading, empty, formatNumber, formatClock } from '../lib/dom.js';
 import { createChart } from '../lib/chart.js';
 import {
   PALETTE,
@@ -146,7 +146,7 @@ export async function mount(root, ctx) {
       const services = Array.isArray(body?.services) ? body.services : [];
       servicesCache = { window: windowParam, services };
       state.services = services;
-      status.textContent = `${services.length} service${services.length === 1 ? '' : 's'} · last ${windowParam} · updated ${new Date().toLocaleTimeString()}`;
+      status.textContent = `${services.length} service${services.length === 1 ? '' : 's'} · last ${windowParam} · updated ${formatClock()}`;
       renderList(services);
       state.listDone = true;
       markReady(services.length ? 'list' : 'empty');

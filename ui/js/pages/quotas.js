@@ -40,7 +40,7 @@ const checksDenied = (u) => u.checksDenied ?? u.denied ?? 0;
 
 /* ---------- the page ---------- */
 
-export async function mount(root) {
+export async function mount(root, ctx) {
   const state = {
     destroyed: false,
     policies: null,
@@ -306,9 +306,9 @@ export async function mount(root) {
       h(
         'div',
         { class: 'quota-usage-line' },
-        h('span', { title: 'tokens granted since the collector started; a proxy leases tokens ahead, so this counts leased tokens, used or not' }, `${formatNumber(tokensGranted(u), 1)} tokens granted`),
+        h('span', { title: 'tokens granted since the collector started; a proxy leases tokens ahead, so this counts leased tokens, used or not' }, `${formatNumber(tokensGranted(u), 1)} ${tokensGranted(u) === 1 ? 'token' : 'tokens'} granted`),
         ' · ',
-        h('span', { class: checksDenied(u) ? 'quota-denied' : 'muted', title: `Check decisions that denied since the collector started. ${USAGE_HINT}` }, `${formatNumber(checksDenied(u), 1)} checks denied`),
+        h('span', { class: checksDenied(u) ? 'quota-denied' : 'muted', title: `Check decisions that denied since the collector started. ${USAGE_HINT}` }, `${formatNumber(checksDenied(u), 1)} ${checksDenied(u) === 1 ? 'check' : 'checks'} denied`),
         denying ? h('span', { class: 'badge badge-error quota-denying' }, `denying ${deniedRate >= 10 ? Math.round(deniedRate) : deniedRate.toFixed(1)} checks/s`) : null,
       ),
       busiest && !policy.unlimited
@@ -793,6 +793,8 @@ export async function mount(root) {
     if (state.editing?.dirty) e.preventDefault();
   };
   window.addEventListener('beforeunload', onBeforeUnload);
+  // Leaving within the UI (the top bar, Back) asks too.
+  ctx?.guardLeave?.(() => (state.editing?.dirty ? 'Leave the quotas page? The policy being edited has unsaved changes.' : null));
 
   renderAuditFilter();
   await Promise.all([loadList(), loadAudit()]);

@@ -4,7 +4,7 @@
 // items are real links to /trace/{id}.
 
 import { get, base } from '../api.js';
-import { h, replace, formatDuration, formatTime, formatAgo, loading, empty, errorState, serviceColor } from '../lib/dom.js';
+import { h, replace, formatDuration, formatTime, formatTimeZoned, formatAgo, loading, empty, errorState, serviceColor, zoneName } from '../lib/dom.js';
 import { renderScatter } from '../lib/scatter.js';
 import { summarizeTrace } from '../lib/trace-model.js';
 import {
@@ -35,6 +35,50 @@ function storage(kind) {
   } catch {
     return null;
   }
+}
+
+/**
+ * What is wrong with the search a URL describes (a link cut short, a value typed by
+ * hand), each naming its parameter: such a link is not searched with guesses put in
+ * place of what it says.
+ */
+function urlProblems(params) {
+  const problems = [];
+  const limit = params.get('limit');
+  if (limit !== null && limit !== '' && !/^\d+$/.test(limit.trim())) problems.push(['limit', `limit "${limit}": not a whole number (1 to ${MAX_LIMIT})`]);
+  else if (limit !== null && limit.trim() !== '' && parseInt(limit, 10) < 1) problems.push(['limit', `limit "${limit}": at least 1`]);
+  const lookback = params.get('lookback');
+  if (lookback && lookback !== 'custom' && !LOOKBACKS.some(([key]) => key === lookback)) {
+    problems.push(['lookback', `lookback "${lookback}": not one of ${LOOKBACKS.map(([key]) => key).join(', ')} (or custom with start and end)`]);
+  }
+  if (lookback === 'custom') {
+    const start = Number(params.get('start'));
+    const end = Number(params.get('end'));
+    if (!(Number.isFinite(start) && start > 0 && Number.isFinite(end) && end > start)) {
+      problems.push(['lookback', 'lookback "custom": needs start and end, in microseconds since the epoch, the end after the start']);
+    }
+  }
+  const tags = params.get('tags');
+  if (tags && tags.trim().startsWith('{')) {
+    try {
+      const parsed = JSON.parse(tags);
+      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) problems.push(['tags', 'tags: not a JSON object of key: value']);
+    } catch {
+      problems.push(['tags', `tags ${JSON.stringify(tags)}: not valid JSON (was the link cut short?)`]);
+    }
+  } else if (tags) {
+    const { error } = parseTags(tags);
+    if (error) problems.push(['tags', `tags: ${error}`]);
+  }
+  for (const name of ['minDuration', 'maxDuration']) {
+    const value = params.get(name);
+    const error = durationError(value);
+    if (error) problems.push([name, `${name} "${value}": ${error}`]);
+  }
+  const min = durationToUs(params.get('minDuration'));
+  const max = durationToUs(params.get('maxDuration'));
+  if (Number.isFinite(min) && Number.isFinite(max) && max < min) problems.push(['maxDuration', 'maxDuration: less than minDuration']);
+  return problems;
 }
 
 /** The search described by the URL. */
@@ -438,12 +482,13 @@ export function mount(root, ctx) {
       storage('session')?.setItem(LAST_SEARCH_KEY, location.search);
       renderList(list, search.sort);
     });
-    const range = search.lookback === 'custom' ? `${formatTime(search.start, false)} – ${formatTime(search.end, false)}` : lookbackLabel(search.lookback).toLowerCase();
+    const range = search.lookback === 'custom' ? `${formatTime(search.start, false)} – ${formatTimeZoned(search.end, false)}` : lookbackLabel(search.lookback).toLowerCase();
+    const zone = zoneName();
     const head = h(
       'div',
       { class: 'search-results-head' },
       h('h2', { id: 'search-count', 'data-count': String(count), 'aria-live': 'polite' }, plural(count, 'trace')),
-      h('span', { class: 'muted small' }, `${search.service}${search.operation ? ` · ${search.operation}` : ''} · ${range}${count >= search.limit ? ` · newest ${search.limit} shown, ${search.limit >= MAX_LIMIT ? 'the most one search returns: narrow the time range for more' : 'raise the limit for more'}` : ''}`),
+      h('span', { class: 'muted small' }, `${search.service}${search.operation ? ` · ${search.operation}` : ''} · ${range}${count >= search.limit ? ` · newest ${search.limit} shown, ${search.limit >= MAX_LIMIT ? 'the most one search returns: narrow the time range for more' : 'raise the limit for more'}` : ''}${zone ? ` · times in ${zone}` : ''}`),
       h('span', { class: 'grow' }),
       count ? h('label', { class: 'search-sort-label' }, 'Sort', sortSel) : null,
     );
@@ -538,7 +583,29 @@ export function mount(root, ctx) {
   loadServices();
   if (state.service) {
     loadOperations(state.service, state.operation);
-    runSearch(state);
+    const problems = urlProblems(ctx.params);
+    if (problems.length) {
+      // Show what the link said, mark the fields, and search nothing.
+      const fields = { limit: [limitInput, limitError], lookback: [lookbackSel, rangeError], tags: [tagsInput, tagsError], minDuration: [minInput, durationErr], maxDuration: [maxInput, durationErr] };
+      if (ctx.params.get('tags')) tagsInput.value = ctx.params.get('tags');
+      for (const name of ['minDuration', 'maxDuration']) {
+        const input = name === 'minDuration' ? minInput : maxInput;
+        if (ctx.params.get(name)) input.value = ctx.params.get(name);
+      }
+      for (const [name, message] of problems) setError(fields[name][0], fields[name][1], message);
+      replace(
+        resultsEl,
+        h(
+          'div',
+          { class: 'state state-error', role: 'alert', id: 'search-url-problems' },
+          h('h2', {}, 'This link’s search cannot run'),
+          h('ul', {}, problems.map(([, message]) => h('li', { class: 'error-message' }, message))),
+          h('p', { class: 'muted' }, 'Correct the marked fields and press Find traces.'),
+        ),
+      );
+    } else {
+      runSearch(state);
+    }
   }
 
   return () => {

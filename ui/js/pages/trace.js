@@ -4,7 +4,7 @@
 // collapsible span tree, the critical path, and a span detail panel.
 
 import { get, base, url } from '../api.js';
-import { h, replace, formatDuration, formatTime, loading, empty, errorState, serviceColor, debounce } from '../lib/dom.js';
+import { h, replace, formatDuration, formatTimeZoned, loading, empty, errorState, serviceColor, debounce } from '../lib/dom.js';
 import { buildTraceModel, criticalPath, isRootSpan, searchText } from '../lib/trace-model.js';
 import { createMinimap } from '../lib/trace-minimap.js';
 import { spanDetail } from '../lib/span-detail.js';
@@ -141,7 +141,7 @@ function renderTrace(view, trace, ctx) {
       'dl',
       { class: 'trace-stats' },
       stat('Trace ID', h('code', { class: 'trace-id' }, model.traceID)),
-      stat('Started', h('time', { datetime: new Date(model.start / 1000).toISOString() }, formatTime(model.start))),
+      stat('Started', h('time', { datetime: new Date(model.start / 1000).toISOString() }, formatTimeZoned(model.start))),
       stat('Duration', formatDuration(model.duration)),
       stat('Services', String(model.services.length)),
       stat('Depth', String(model.maxDepth + 1)),
@@ -278,6 +278,8 @@ function renderTrace(view, trace, ctx) {
 
     const name = document.createElement('div');
     name.className = 'span-name';
+    // The whole name, for when the column cuts it short.
+    name.title = `${node.service}: ${node.operation}`;
     // Indentation is capped in CSS at a share of the column so deep trees stay readable.
     name.style.setProperty('--indent', `${Math.min(node.depth, MAX_INDENT_DEPTH) * INDENT}px`);
     if (hasKids) {
@@ -309,6 +311,14 @@ function renderTrace(view, trace, ctx) {
     op.className = 'span-op';
     op.textContent = node.operation;
     name.append(svc, op);
+    if (!node.parent && !isRootSpan(node.span, model.traceID)) {
+      // Top level only because its parent did not arrive: not a second root.
+      const orphan = document.createElement('span');
+      orphan.className = 'span-orphan';
+      orphan.title = 'Its parent span is not in this trace (not received, or not yet)';
+      orphan.textContent = 'parent missing';
+      name.append(orphan);
+    }
     if (isCollapsed) {
       const hidden = document.createElement('span');
       hidden.className = 'span-hidden-count';
