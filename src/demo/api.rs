@@ -621,7 +621,7 @@ const PAGE: &str = include_str!("page.html");
 /// cannot trick a click on "Apply".
 const PAGE_POLICY: &str = "default-src 'self'; \
     script-src 'sha256-mLf926KSqUYT+eJ60kJFMPnFiqxest4fpr7/bx8YCOY='; \
-    style-src 'sha256-R+BvI3qhDZRFZvSrIIR4+LwEBUhFr/7bSlXPx/J7Djs='; \
+    style-src 'sha256-TtBK21vCcGVhXVd7JcVaqbukNHqN4I1h+eEF8c1Z1cc='; \
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 

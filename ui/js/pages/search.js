@@ -599,7 +599,7 @@ export function mount(root, ctx) {
           'div',
           { class: 'state state-error', role: 'alert', id: 'search-url-problems' },
           h('h2', {}, 'This link’s search cannot run'),
-          h('ul', {}, problems.map(([, message]) => h('li', { class: 'error-message' }, message))),
+          h('ul', { class: 'url-problems' }, problems.map(([, message]) => h('li', { class: 'error-message' }, message))),
           h('p', { class: 'muted' }, 'Correct the marked fields and press Find traces.'),
         ),
       );
