@@ -132,6 +132,8 @@ export async function mount(root, ctx) {
   const listError = h('div', { class: 'quota-list-error', role: 'alert' });
   const listBody = h('div', { class: 'quota-list-body' }, loading('Loading quota policies…'));
   const editorSlot = h('div', { class: 'quota-editor-slot' });
+  const liveParts = () => [h('span', { class: 'quota-live-dot' }), `usage live, every ${USAGE_EVERY_MS / 1000}s`];
+  const liveLabel = h('span', { class: 'muted small quota-live', 'aria-hidden': 'true' }, liveParts());
   const auditBody = h('div', { class: 'quota-audit-body' }, loading('Loading history…'));
   const auditFilter = h('select', { id: 'quota-audit-name', 'aria-label': 'Show the history of', onchange: (e) => {
     state.auditName = e.target.value;
@@ -167,7 +169,7 @@ export async function mount(root, ctx) {
         'div',
         { class: 'row quota-list-head' },
         h('h2', { id: 'quota-list-title', class: 'grow' }, 'Policies'),
-        h('span', { class: 'muted small quota-live', 'aria-hidden': 'true' }, h('span', { class: 'quota-live-dot' }), `usage live, every ${USAGE_EVERY_MS / 1000}s`),
+        liveLabel,
         h('button', { id: 'quota-new', type: 'button', class: 'btn btn-primary', onclick: () => openEditor({ mode: 'new' }) }, 'New policy'),
       ),
       listError,
@@ -380,6 +382,7 @@ export async function mount(root, ctx) {
   async function pollUsageOnce() {
     const names = state.policies.slice(0, MAX_POLLED).map((p) => p.name);
     const token = readToken();
+    let reached = !names.length;
     await Promise.all(
       names.map(async (name) => {
         const limit = state.expanded.has(name) ? 20 : 1;
@@ -390,13 +393,18 @@ export async function mount(root, ctx) {
           const deniedRate = prev && now > prev.at ? Math.max(0, (checksDenied(body) - prev.denied) / ((now - prev.at) / 1000)) : 0;
           state.previous.set(name, { denied: checksDenied(body), granted: tokensGranted(body), at: now });
           state.usage.set(name, { body, deniedRate });
+          reached = true;
         } catch (error) {
+          if (error.status) reached = true;
           if (error.status === 503) state.usageUnavailable = error.message;
           else state.usage.set(name, { error });
         }
       }),
     );
     if (state.destroyed) return;
+    // "live" only while the server answers.
+    replace(liveLabel, ...(reached ? liveParts() : [`usage: cannot reach meshtel at ${location.host}, retrying every ${USAGE_EVERY_MS / 1000}s`]));
+    liveLabel.classList.toggle('quota-live-down', !reached);
     const focusedCell = document.activeElement?.closest?.('.quota-usage');
     for (const p of state.policies) {
       const cell = view.querySelector(`.quota-usage[data-name="${CSS.escape(p.name)}"]`);
