@@ -277,13 +277,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
 /// (and what arrives thrown away) after the close is sent, at most: the client's
 /// writes keep succeeding until it reads the answer and sees the end, instead of
 /// failing on a reset that can take the answer with it (nginx's `lingering_close`,
-/// whose `lingering_timeout` this is).
-pub const LINGER: Duration = Duration::from_secs(5);
+/// whose `lingering_time` this is).
+pub const LINGER: Duration = Duration::from_secs(30);
+
+/// Longest pause in what a lingering client sends before its connection is closed
+/// anyway (nginx's `lingering_timeout`).
+pub const LINGER_IDLE: Duration = Duration::from_secs(5);
 
 /// A server's client connection that closes gently: dropped before the client closed
 /// its side (an answer such as 413 given before the request body was read, a
 /// `Connection: close`, an idle timeout), it sends its end of stream and reads and
-/// discards what the client still sends, for at most [`LINGER`], before closing, on a
+/// discards what the client still sends, for at most [`LINGER`] (and [`LINGER_IDLE`]
+/// without a byte), before closing, on a
 /// task of its own. Closing a socket with unread data at once makes the kernel reset
 /// the connection, and a client still sending its body then loses the answer waiting
 /// in its receive buffer: a proxy in front of it would turn the app's 413 into a 503.
@@ -323,8 +328,8 @@ impl Drop for Lingering {
     }
 }
 
-/// Sends the end of stream, then reads until the client ends its side, fails, or
-/// [`LINGER`] passes.
+/// Sends the end of stream, then reads until the client ends its side, fails, pauses
+/// for [`LINGER_IDLE`], or [`LINGER`] passes.
 async fn linger(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
     if stream.shutdown().await.is_err() {
@@ -332,7 +337,8 @@ async fn linger(mut stream: TcpStream) {
     }
     let until = tokio::time::Instant::now() + LINGER;
     loop {
-        match tokio::time::timeout_at(until, stream.readable()).await {
+        let idle_until = (tokio::time::Instant::now() + LINGER_IDLE).min(until);
+        match tokio::time::timeout_at(idle_until, stream.readable()).await {
             Ok(Ok(())) => {}
             _ => return,
         }

@@ -186,6 +186,7 @@ impl Proxy {
         // 1. telemetry: start the clock, count the request (reporter="destination").
         context.stats.inbound.requests.inc();
         let mut exchange = Exchange::start(Direction::Inbound, &request);
+        exchange.note_request_body(request.body());
         exchange.report_if_abandoned(context.clone());
         // The destination is this instance and its service, also for a request refused
         // at the next stage.
@@ -249,6 +250,7 @@ impl Proxy {
         //    request abandoned by the app is still reported (flag DC).
         context.stats.outbound.requests.inc();
         let mut exchange = Exchange::start(Direction::Outbound, &request);
+        exchange.note_request_body(request.body());
         exchange.report_if_abandoned(context.clone());
         // The caller is this instance, also for a request refused at the next stage.
         exchange.source = Some(context.identity.clone());
@@ -525,6 +527,11 @@ fn respond(
             // The proxy answers in its own HTTP version (RFC 9110 §2.5), so an app's
             // HTTP/1.0 answer does not close an HTTP/1.1 caller's keep-alive connection
             // (hyper answers an HTTP/1.0 caller as such).
+            // An app that answers before it read the request body and closes its
+            // connection (a 413 for an upload) will not read the rest: this caller's
+            // connection closes after the answer too, and says so. One that keeps its
+            // connection reads the body on (nginx, most servers), and so does the proxy.
+            let app_closes = exchange.request_body_unread() && says_close(&parts);
             if parts.version < Version::HTTP_11 {
                 parts.version = Version::HTTP_11;
             }
@@ -542,7 +549,7 @@ fn respond(
                     ops.apply(&mut parts.headers);
                 }
             }
-            if !switching && request_body_unfinished(&exchange) {
+            if app_closes && !switching && exchange.is_http1() {
                 parts.headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             exchange.response_head(parts.status, &parts.headers);
@@ -577,14 +584,16 @@ fn respond(
     }
 }
 
-/// Whether the answer goes to an HTTP/1.1 caller whose request body has not all been
-/// read (an app refusing an upload at once, a local reply before the body): as Envoy
-/// does, the connection is closed after the answer, which says so (`Connection:
-/// close`), so the caller does not send its next request on it. The listener reads on
-/// and drops what the caller still sends before closing (`conn_life::Lingering`), so
-/// the answer is not lost to a reset.
-fn request_body_unfinished(exchange: &Exchange) -> bool {
-    exchange.is_http1() && exchange.request_body_progress().is_some_and(|progress| progress.finished_at().is_none())
+/// Whether an upstream HTTP/1 response says its connection closes after it
+/// (`Connection: close`, or HTTP/1.0 without `keep-alive`). Used, with a request body
+/// not all read, to close the caller's connection after the answer as well (with
+/// `Connection: close`, as Envoy does), rather than leave the caller to find it closed:
+/// the listener then reads on and drops what the caller still sends before it closes
+/// (`conn_life::Lingering`), so the answer is not lost to a reset.
+fn says_close(parts: &http::response::Parts) -> bool {
+    let tokens = || parts.headers.get_all(http::header::CONNECTION).into_iter().flat_map(|v| v.as_bytes().split(|b| *b == b','));
+    let has = |token: &[u8]| tokens().any(|t| t.trim_ascii().eq_ignore_ascii_case(token));
+    has(b"close") || (parts.version == Version::HTTP_10 && !has(b"keep-alive"))
 }
 
 /// THE place where forwarding errors become responses: the status and Envoy
@@ -599,9 +608,7 @@ pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchang
 fn error_response_with(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange, mut headers: HeaderMap) -> Response<ResponseBody> {
     // A request body the proxy gave up on (broken, stalled) leaves the HTTP/1.1
     // connection unusable: it is closed after this answer, which says so.
-    if (matches!(error, ForwardError::DownstreamBody | ForwardError::DownstreamTimeout) && exchange.is_http1())
-        || request_body_unfinished(&exchange)
-    {
+    if exchange.is_http1() && (matches!(error, ForwardError::DownstreamBody | ForwardError::DownstreamTimeout) || exchange.request_body_unread()) {
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = error.status();

@@ -93,6 +93,8 @@ pub struct Exchange {
     /// Request body bytes and state, noted by the request body as it is read; `None`
     /// until a body is read (most requests have none).
     request_body: Option<Arc<BodyProgress>>,
+    /// The request came with a body (not known to be empty when it arrived).
+    body_pending: bool,
     /// The calling workload; `None` when unknown.
     pub source: Option<Arc<WorkloadIdentity>>,
     /// The called workload; `None` when unknown.
@@ -188,6 +190,7 @@ impl Exchange {
             host_fault,
             user_agent: user_agent.cloned(),
             request_body: None,
+            body_pending: false,
             source: None,
             destination: None,
             source_cluster: None,
@@ -282,6 +285,20 @@ impl Exchange {
             return None;
         }
         Some(self.request_body.get_or_insert_with(Arc::default).clone())
+    }
+
+    /// Notes whether the request arrived with a body to read (`body` not known empty).
+    pub fn note_request_body(&mut self, body: &impl hyper::body::Body) {
+        self.body_pending = !body.is_end_stream();
+    }
+
+    /// Whether the request had a body that has not all been read (nor broke): an
+    /// HTTP/1.1 connection cannot take the next request until it is.
+    pub fn request_body_unread(&self) -> bool {
+        match &self.request_body {
+            Some(progress) => progress.finished_at().is_none(),
+            None => self.body_pending,
+        }
     }
 
     /// The request body's progress, when it has a body being read.
