@@ -40,12 +40,14 @@ function parseLocation() {
   return { page, rest: segments.slice(1), params: new URLSearchParams(location.search) };
 }
 
+/** Goes to `href`; false when the user chose to stay (unsaved work). */
 export function navigate(href, { replace: replaceState = false } = {}) {
-  if (!mayLeave()) return;
+  if (!mayLeave()) return false;
   const target = href.startsWith('/') && base && !href.startsWith(`${base}/`) ? base + href : href;
   if (replaceState) history.replaceState(null, '', target);
   else history.pushState(null, '', target);
   render();
+  return true;
 }
 
 /** Replaces the query string with `params` (empty values dropped). */
@@ -132,13 +134,21 @@ window.addEventListener('popstate', () => {
 // Open a trace by its id (from a log line, an x-request-id's trace): the top bar's box.
 const lookup = document.getElementById('trace-lookup');
 if (lookup) {
+  lookup.addEventListener('input', (event) => event.target.removeAttribute('aria-invalid'));
   lookup.addEventListener('submit', (event) => {
     event.preventDefault();
     const input = lookup.querySelector('input');
     const id = input ? input.value.trim() : '';
     if (!id) return;
-    input.value = '';
-    navigate(`/trace/${encodeURIComponent(id)}`);
+    // A trace id is 1 to 32 hex digits (64-bit ids too).
+    if (!/^[0-9a-fA-F]{1,32}$/.test(id)) {
+      input.setAttribute('aria-invalid', 'true');
+      input.title = 'A trace id is up to 32 hex digits';
+      return;
+    }
+    input.removeAttribute('aria-invalid');
+    input.removeAttribute('title');
+    if (navigate(`/trace/${encodeURIComponent(id)}`)) input.value = '';
   });
 }
 if (location.pathname === `${base}/` || location.pathname === base || location.pathname === '/') {

@@ -355,8 +355,14 @@ async function searchStep(page, ctx) {
   for (const named of ['minDuration "abc"', 'limit "abc"', 'tags']) expect(problems.includes(named), `#search-url-problems does not name ${named}: ${JSON.stringify(problems)}`);
   expect(!(await page.locator('.search-result').count()), 'a link with bad values was searched');
 
-  // The top bar opens a trace by its id.
-  await page.locator('#trace-lookup input').first().fill(slow.traceId);
+  // The top bar opens a trace by its id; what is not one is marked, not opened.
+  const before = page.url();
+  await page.locator('#trace-lookup input').first().fill('not-a-trace!');
+  await page.locator('#trace-lookup input').first().press('Enter');
+  await sleep(200);
+  expect(page.url() === before, `an invalid id was opened: ${page.url()}`);
+  expect((await page.locator('#trace-lookup input').first().getAttribute('aria-invalid')) === 'true', 'an invalid id is not marked');
+  await page.locator('#trace-lookup input').first().fill(` ${slow.traceId} `);
   await page.locator('#trace-lookup input').first().press('Enter');
   await page.waitForURL((u) => u.pathname.endsWith(`/trace/${slow.traceId}`), { timeout: HOOK_MS })
     .catch(() => { throw new Check(`the trace id box did not open /trace/${slow.traceId} (at ${page.url()})`); });

@@ -382,7 +382,16 @@ export async function mount(root, ctx) {
   async function pollUsageOnce() {
     const names = state.policies.slice(0, MAX_POLLED).map((p) => p.name);
     const token = readToken();
-    let reached = !names.length;
+    // With no policy to ask about, the list itself says whether meshtel answers.
+    let reached = false;
+    if (!names.length) {
+      try {
+        await request('GET', '/api/quotas', { token });
+        reached = true;
+      } catch (error) {
+        reached = Boolean(error.status);
+      }
+    }
     await Promise.all(
       names.map(async (name) => {
         const limit = state.expanded.has(name) ? 20 : 1;

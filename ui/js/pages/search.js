@@ -51,15 +51,16 @@ function urlProblems(params) {
   if (lookback && lookback !== 'custom' && !LOOKBACKS.some(([key]) => key === lookback)) {
     problems.push(['lookback', `lookback "${lookback}": not one of ${LOOKBACKS.map(([key]) => key).join(', ')} (or custom with start and end)`]);
   }
-  if (lookback === 'custom') {
+  // A custom range: lookback=custom, or start/end without a lookback.
+  if (lookback === 'custom' || (!lookback && (params.get('start') || params.get('end')))) {
     const start = Number(params.get('start'));
     const end = Number(params.get('end'));
     if (!(Number.isFinite(start) && start > 0 && Number.isFinite(end) && end > start)) {
-      problems.push(['lookback', 'lookback "custom": needs start and end, in microseconds since the epoch, the end after the start']);
+      problems.push(['lookback', `start "${params.get('start') ?? ''}", end "${params.get('end') ?? ''}": a custom range needs both, in microseconds since the epoch, the end after the start`]);
     }
   }
   const tags = params.get('tags');
-  if (tags && tags.trim().startsWith('{')) {
+  if (tags && /^[[{]/.test(tags.trim())) {
     try {
       const parsed = JSON.parse(tags);
       if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) problems.push(['tags', 'tags: not a JSON object of key: value']);
@@ -72,7 +73,7 @@ function urlProblems(params) {
   }
   for (const name of ['minDuration', 'maxDuration']) {
     const value = params.get(name);
-    const error = durationError(value);
+    const error = durationError(value) || (durationToUs(value) < 0 ? 'must not be negative' : null);
     if (error) problems.push([name, `${name} "${value}": ${error}`]);
   }
   const min = durationToUs(params.get('minDuration'));
