@@ -478,3 +478,39 @@ async fn connect_and_unknown_transfer_codings_are_refused_and_expect_is_answered
     mesh.productpage.stop().await;
     mesh.reviews.stop().await;
 }
+
+/// An HTTP/2 caller whose upload an HTTP/1.1 app answers before reading it (and then
+/// reads on) gets the answer, and its upload ends instead of waiting for ever.
+#[tokio::test]
+async fn an_h2_upload_answered_early_by_an_http1_app_ends() {
+    let app = raw_app(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly").await;
+    let (proxy, _dir) = proxy_in_front_of_with(app, |config| config.app_protocol = meshtel_proxy::config::AppProtocol::Http1).await;
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    // 10 MiB, far over the stream's flow-control window.
+    let chunks = futures::StreamExt::map(futures::stream::iter(0..160), move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'u'; 64 * 1024])))
+    });
+    let request = http::Request::post(format!("http://{inbound}/upload"))
+        .header("host", "reviews")
+        .body(http_body_util::StreamBody::new(chunks).boxed())
+        .expect("request");
+    let exchange = async {
+        let response = h2c_client().request(request).await.expect("answer");
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.map(|b| b.to_bytes())
+    };
+    let body = tokio::time::timeout(Duration::from_secs(10), exchange).await.expect("answered in time");
+    assert_eq!(body.ok().as_deref(), Some(&b"early"[..]));
+    // The upload is not left waiting: wait for it to be taken or cut.
+    let taken = tokio::time::timeout(Duration::from_secs(10), async {
+        while sent.load(Ordering::SeqCst) < 160 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(taken.is_ok(), "the upload stopped after {} of 160 chunks", sent.load(Ordering::SeqCst));
+    proxy.stop().await;
+}
