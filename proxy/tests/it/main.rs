@@ -8,6 +8,7 @@
 mod binary;
 mod forwarding;
 mod grpc;
+mod paths;
 mod quota;
 mod quota_support;
 mod request_body;

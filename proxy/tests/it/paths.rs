@@ -1,0 +1,59 @@
+//! The request path under route rules: a rule for a prefix holds for every spelling
+//! of the path (Istio's default path normalization), and malformed targets are refused.
+
+use std::time::Duration;
+
+use crate::routing::{documents, virtual_service};
+use crate::routing_support::*;
+
+/// A rule for `/admin` holds for every spelling of that path (dot segments, escaped
+/// letters), as under Istio's default path normalization, and the app receives the
+/// normalized path; an authority-form target and an escaped NUL are refused;
+/// `x-forwarded-proto` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_rule_holds_for_every_spelling_of_its_path() {
+    let http = "  - match:
+    - uri:
+        prefix: /admin
+    fault:
+      abort:
+        httpStatus: 403
+        percentage:
+          value: 100.0
+    route:
+    - destination:
+        host: ratings
+        subset: v1
+  - route:
+    - destination:
+        host: ratings
+        subset: v1
+"
+    .to_owned();
+    let rules = documents(&[&virtual_service("v1beta1", "ratings", &http), &subsets_rule("ratings", &["v1"], "")]);
+    let mesh = start_routing(vec![app("ratings", "v1", Behaviour::OK)], &rules, 0.0).await;
+    let outbound = mesh.proxy.addresses.outbound;
+    let get = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: ratings:9080\r\nConnection: close\r\n\r\n");
+    for path in ["/admin/x", "/public/../admin/x", "/./admin/x", "/%61dmin/x", "/a/%2e%2e/admin?q=1", "/x\\..\\admin", "/%41\u{e9}/../admin"] {
+        let outcome = raw_exchange(outbound, get(path).as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(outcome.status_line, "HTTP/1.1 403 Forbidden", "{path}: {}", outcome.head);
+    }
+    assert_eq!(mesh.app("ratings-v1").requests(), 0, "no spelling of /admin reached the app");
+    let outcome = raw_exchange(outbound, get("/public/./x/../page?a=%2e").as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(outcome.status_line, "HTTP/1.1 200 OK", "{}", outcome.head);
+    let hits = mesh.app("ratings-v1").hits.lock().clone();
+    assert_eq!(hits.iter().map(|h| h.path.as_str()).collect::<Vec<_>>(), ["/public/page"], "the query is kept as sent");
+    // Authority form is for CONNECT only (RFC 9112 §3.2.3).
+    let outcome = raw_exchange(outbound, b"GET ratings:9080 HTTP/1.1\r\nHost: ratings\r\nConnection: close\r\n\r\n", Duration::from_secs(5)).await;
+    assert_eq!(outcome.status_line, "HTTP/1.1 400 Bad Request", "{}", outcome.head);
+    // So is an escaped NUL, as Envoy's path normalization refuses it.
+    let outcome = raw_exchange(outbound, get("/page%00.html").as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(outcome.status_line, "HTTP/1.1 400 Bad Request", "{}", outcome.head);
+    assert_eq!(mesh.app("ratings-v1").requests(), 1);
+    // Request heads are bounded at 64 KiB, as HTTP/2's header lists at 60 KiB.
+    for (bytes, status) in [(50_000, "HTTP/1.1 200 OK"), (70_000, "HTTP/1.1 431 Request Header Fields Too Large")] {
+        let request = format!("GET /page HTTP/1.1\r\nHost: ratings:9080\r\nx-big: {}\r\nConnection: close\r\n\r\n", "a".repeat(bytes));
+        let outcome = raw_exchange(outbound, request.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(outcome.status_line, status, "a {bytes}-byte header");
+    }
+}
