@@ -524,14 +524,14 @@ fn respond(
     match forwarded {
         Ok(Upstream { response, connection }) => {
             let (mut parts, body) = response.into_parts();
-            // The proxy answers in its own HTTP version (RFC 9110 §2.5), so an app's
-            // HTTP/1.0 answer does not close an HTTP/1.1 caller's keep-alive connection
-            // (hyper answers an HTTP/1.0 caller as such).
             // An app that answers before it read the request body and closes its
             // connection (a 413 for an upload) will not read the rest: this caller's
             // connection closes after the answer too, and says so. One that keeps its
             // connection reads the body on (nginx, most servers), and so does the proxy.
             let app_closes = exchange.request_body_unread() && says_close(&parts);
+            // The proxy answers in its own HTTP version (RFC 9110 §2.5), so an app's
+            // HTTP/1.0 answer does not close an HTTP/1.1 caller's keep-alive connection
+            // (hyper answers an HTTP/1.0 caller as such).
             if parts.version < Version::HTTP_11 {
                 parts.version = Version::HTTP_11;
             }
