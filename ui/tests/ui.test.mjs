@@ -611,6 +611,14 @@ async function metricsStep(page, ctx) {
     throw new Check(`selecting ${chosen}: want .metrics-chart rate, errors and duration in a ready #metrics-view; charts: ${charts.join(', ') || 'none'} (at ${page.url()})`);
   });
   markHook(P, '.metrics-chart');
+  // The list's filter is in the URL: a reload keeps it.
+  const filterText = chosen.split('.')[0];
+  await page.locator('#metrics-filter').first().fill(filterText);
+  await page.waitForFunction((text) => new URL(location.href).searchParams.get('filter') === text, filterText, { timeout: HOOK_MS })
+    .catch(() => { throw new Check(`the metrics filter is not in the URL (at ${page.url()})`); });
+  await page.reload();
+  await page.waitForFunction((text) => document.querySelector('#metrics-filter')?.value === text, filterText, { timeout: READY_MS })
+    .catch(() => { throw new Check('a reload lost the metrics filter'); });
 }
 
 /** Fills #quota-editor: a text editor (JSON is YAML too) or a form of named fields. */

@@ -89,7 +89,31 @@ export async function mount(root, ctx) {
   if (windowSeconds / stepSeconds > 1500) stepSeconds = autoStep(windowSeconds);
   const state = { destroyed: false, charts: [], abort: null, services: null, listDone: false, detailDone: !selected };
 
-  const setAll = (change) => ctx.setParams({ service: selected, window: windowParam, step: stepParam === 'auto' ? undefined : stepParam, ...change });
+  // The list's sort and filter are in the URL too (`sort`, `order`, `filter`), so a
+  // reload or a shared link keeps them.
+  const sortParam = ctx.params.get('sort');
+  if (sortParam && SORTS[sortParam]) listState.sort = sortParam;
+  const orderParam = ctx.params.get('order');
+  if (orderParam === 'asc' || orderParam === 'desc') listState.desc = orderParam === 'desc';
+  if (ctx.params.has('filter')) listState.filter = ctx.params.get('filter') || '';
+  const listParams = () => {
+    const byDefault = listState.sort === 'rate' && listState.desc;
+    return {
+      sort: byDefault ? undefined : listState.sort,
+      order: byDefault ? undefined : listState.desc ? 'desc' : 'asc',
+      filter: listState.filter || undefined,
+    };
+  };
+  const replaceListParams = () => {
+    const query = new URLSearchParams(location.search);
+    for (const [key, value] of Object.entries(listParams())) {
+      if (value) query.set(key, value);
+      else query.delete(key);
+    }
+    const qs = query.toString();
+    history.replaceState(null, '', location.pathname + (qs ? `?${qs}` : ''));
+  };
+  const setAll = (change) => ctx.setParams({ service: selected, window: windowParam, step: stepParam === 'auto' ? undefined : stepParam, ...listParams(), ...change });
   const select = (id, label, value, options, onchange) =>
     h('label', { class: 'field' }, label, h('select', { id, onchange: (e) => onchange(e.target.value) }, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text))));
 
@@ -103,6 +127,7 @@ export async function mount(root, ctx) {
     value: listState.filter,
     oninput: (e) => {
       listState.filter = e.target.value;
+      replaceListParams();
       if (state.services) renderList(state.services);
     },
   });
@@ -196,6 +221,7 @@ export async function mount(root, ctx) {
               listState.sort = key;
               listState.desc = key !== 'name';
             }
+            replaceListParams();
             renderList(state.services || []);
           },
         },
