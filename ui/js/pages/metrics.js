@@ -358,6 +358,8 @@ export async function mount(root, ctx) {
       if (error.name === 'AbortError' || state.destroyed) return;
       replace(shell.summary, metricsErrorNote(error, `Metrics of ${shortName(selected)}`));
       for (const box of shell.boxes) box.hidden = true;
+      // The response codes and flags shown were the last good refresh's: not beside an error.
+      replace(shell.codes);
       state.detailDone = true;
       markReady();
       return;
