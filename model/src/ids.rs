@@ -153,7 +153,8 @@ impl fmt::Debug for SpanId {
     }
 }
 
-fn hex_value(d: u8) -> Option<u8> {
+/// The value of one hex digit (either case), or `None`.
+pub fn hex_value(d: u8) -> Option<u8> {
     match d {
         b'0'..=b'9' => Some(d - b'0'),
         b'a'..=b'f' => Some(d - b'a' + 10),

@@ -14,6 +14,8 @@
 //! is refused, as Envoy's normalization refuses it (400): the upstream could read the
 //! path as ending there.
 
+use meshtel_model::ids::hex_value;
+
 /// The path has an escaped NUL byte (`%00`).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct EscapedNul;
@@ -32,15 +34,6 @@ pub(super) fn normalize(path: &str) -> Result<Option<String>, EscapedNul> {
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Decodes the escapes of unreserved characters, upper-cases the others' hex digits
