@@ -60,6 +60,14 @@ impl Ingest {
         }
     }
 
+    /// Counts `spans` rejected as invalid before they reached [`Self::export`] (a
+    /// Zipkin span that could not be converted), as the spans `export` rejects are.
+    pub fn spans_rejected(&self, spans: usize) {
+        if let Some(metrics) = &self.metrics {
+            metrics.spans_rejected(self.protocol, spans);
+        }
+    }
+
     /// The limits this ingest step enforces.
     pub fn limits(&self) -> &IngestLimits {
         &self.limits

@@ -148,24 +148,32 @@ async fn decode_and_export(
             limit: ingest.limits().max_spans_per_request,
         });
     }
-    let (resource_spans, positions) = zipkin_spans_to_otlp_placed(zipkin_spans)?;
-    let response = ingest.export(resource_spans).await?;
-    Ok(match response.partial_success {
-        Some(partial) if partial.rejected_spans > 0 => {
-            let rejected = usize::try_from(partial.rejected_spans).unwrap_or(usize::MAX);
+    let placed = zipkin_spans_to_otlp_placed(zipkin_spans);
+    // Spans that could not be converted are left out, named by their place in the
+    // list; the rest are stored.
+    let mut problems: Vec<String> = placed.refused.iter().map(Error::to_string).collect();
+    let mut rejected = placed.refused.len();
+    ingest.spans_rejected(rejected);
+    if rejected < received {
+        let response = ingest.export(placed.resource_spans).await?;
+        if let Some(partial) = response.partial_success.filter(|p| p.rejected_spans > 0) {
+            rejected += usize::try_from(partial.rejected_spans).unwrap_or(usize::MAX);
             // Spans are named by their place in the list the client sent.
-            let problems = zipkin_paths(&partial.error_message, &positions);
-            if rejected >= received {
-                return Err(Error::InvalidZipkinSpan(format!(
-                    "no span stored: {problems}"
-                )));
-            }
-            Some(format!(
-                "{rejected} of {received} spans refused: {problems}"
-            ))
+            problems.push(zipkin_paths(&partial.error_message, &placed.positions));
         }
-        _ => None,
-    })
+    }
+    if rejected == 0 {
+        return Ok(None);
+    }
+    let problems = problems.join("; ");
+    if rejected >= received {
+        return Err(Error::InvalidZipkinSpan(format!(
+            "no span stored: {problems}"
+        )));
+    }
+    Ok(Some(format!(
+        "{rejected} of {received} spans refused: {problems}"
+    )))
 }
 
 /// A Zipkin error: the status of [`Error::http_status`] and the message as text, as

@@ -193,7 +193,9 @@ async fn an_over_long_value_is_cut_in_the_answer_and_the_log() {
     assert_eq!(reply.status, 400);
     assert!(reply.body.len() < 300, "{} bytes", reply.body.len());
     assert!(
-        reply.text().starts_with("spans[0].traceId: \"kkkk"),
+        reply
+            .text()
+            .starts_with("no span stored: spans[0].traceId: \"kkkk"),
         "{}",
         reply.text()
     );

@@ -81,25 +81,48 @@ pub fn decode_zipkin_json(body: &[u8]) -> Result<Vec<ZipkinSpan>> {
 }
 
 /// Converts Zipkin spans to OTLP, grouped by service and scope; see the module docs.
+/// The first invalid span fails the whole list.
 pub fn zipkin_spans_to_otlp(spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans>> {
-    Ok(zipkin_spans_to_otlp_placed(spans)?.0)
+    let placed = zipkin_spans_to_otlp_placed(spans);
+    match placed.refused.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(placed.resource_spans),
+    }
 }
 
 /// Where each converted span came from: `[resource][scope][span]` → its index in the
 /// Zipkin list.
 pub type ZipkinPositions = Vec<Vec<Vec<usize>>>;
 
-/// [`zipkin_spans_to_otlp`], with the Zipkin index of every converted span, so that a
-/// problem found in the OTLP form can be told by the span's place in the list sent.
-pub fn zipkin_spans_to_otlp_placed(
-    spans: Vec<ZipkinSpan>,
-) -> Result<(Vec<ResourceSpans>, ZipkinPositions)> {
+/// Zipkin spans converted to OTLP, with what could not be.
+pub struct PlacedSpans {
+    /// The spans converted, grouped by service and scope.
+    pub resource_spans: Vec<ResourceSpans>,
+    /// The Zipkin index of every converted span, so that a problem found in the OTLP
+    /// form can be told by the span's place in the list sent.
+    pub positions: ZipkinPositions,
+    /// Spans left out as invalid (an all-zero or missing id, a tag that is not a
+    /// string, ...), each error naming the span by its place in the list.
+    pub refused: Vec<Error>,
+}
+
+/// [`zipkin_spans_to_otlp`], keeping the valid spans of a list that holds invalid
+/// ones: a reporter batches spans of many traces, and one bad span must not cost the
+/// others.
+pub fn zipkin_spans_to_otlp_placed(spans: Vec<ZipkinSpan>) -> PlacedSpans {
     // Spans of one service with other resource tags (two pods of it) are two resources.
     type ResourceKey = (String, BTreeMap<String, String>);
     let mut groups: Vec<(ResourceKey, ResourceSpans)> = Vec::new();
     let mut positions: ZipkinPositions = Vec::new();
+    let mut refused = Vec::new();
     for (index, zipkin_span) in spans.into_iter().enumerate() {
-        let converted = convert_span(index, zipkin_span)?;
+        let converted = match convert_span(index, zipkin_span) {
+            Ok(converted) => converted,
+            Err(error) => {
+                refused.push(error);
+                continue;
+            }
+        };
         let position = match groups.iter().position(|((service, tags), _)| {
             *service == converted.service_name && *tags == converted.resource_tags
         }) {
@@ -137,8 +160,11 @@ pub fn zipkin_spans_to_otlp_placed(
             }
         }
     }
-    let resource_spans = groups.into_iter().map(|(_, group)| group).collect();
-    Ok((resource_spans, positions))
+    PlacedSpans {
+        resource_spans: groups.into_iter().map(|(_, group)| group).collect(),
+        positions,
+        refused,
+    }
 }
 
 /// `message` with each OTLP path of a span

@@ -491,4 +491,31 @@ async fn refused_spans_are_named_to_the_sender() {
     assert!(text.starts_with("no span stored: "), "{text}");
     let (status, text) = post(serde_json::json!([span("a", now_us)])).await;
     assert_eq!((status, text.as_str()), (202, ""));
+
+    // A span that cannot be converted at all (an all-zero trace id, no id) costs only
+    // itself, and is named with its field.
+    let mut zero_trace = span("d", now_us);
+    zero_trace["traceId"] = "0000000000000000".into();
+    let no_id = serde_json::json!({"traceId": "463ac35c9f6413ad", "name": "get"});
+    let (status, text) = post(serde_json::json!([span("a", now_us), zero_trace])).await;
+    assert_eq!(status, 202, "{text}");
+    assert_eq!(
+        text.trim_end(),
+        "1 of 2 spans refused: spans[1].traceId: must not be all zeros"
+    );
+    let (status, text) = post(serde_json::json!([
+        no_id.clone(),
+        span("a", now_us),
+        span("b", ahead)
+    ]))
+    .await;
+    assert_eq!(status, 202, "{text}");
+    assert!(
+        text.starts_with("2 of 3 spans refused: spans[0].id: is required; "),
+        "{text}"
+    );
+    assert!(text.contains(" spans[2]: "), "{text}");
+    let (status, text) = post(serde_json::json!([no_id])).await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(text.trim_end(), "no span stored: spans[0].id: is required");
 }

@@ -196,7 +196,10 @@ async fn an_over_long_value_is_cut_in_the_400() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let text = response.text().await.unwrap();
     assert!(text.len() < 300, "{} bytes", text.len());
-    assert!(text.starts_with("spans[0].traceId: \"aaaa"), "{text}");
+    assert!(
+        text.starts_with("no span stored: spans[0].traceId: \"aaaa"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -222,19 +225,31 @@ async fn bad_json_is_400() {
     assert!(servers.sink.written().is_empty());
 }
 
+/// A span with a bad id is refused alone and named by index and field: a 202 naming
+/// it when others were stored, a 400 when none was.
 #[tokio::test]
-async fn bad_ids_are_400_naming_index_and_field() {
+async fn bad_ids_are_named_by_index_and_field() {
     let servers = Servers::start(IngestLimits::default()).await;
     let body = r#"[{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2"},{"traceId":"5af7183fb1d4cf5f","id":"xyz"}]"#;
     let response = post(&servers, Some("application/json"), None, body.into()).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
     let text = response.text().await.unwrap();
-    assert!(text.starts_with("spans[1].id:"), "{text}");
+    assert!(
+        text.starts_with("1 of 2 spans refused: spans[1].id:"),
+        "{text}"
+    );
+    let stored: Vec<_> = servers
+        .sink
+        .spans()
+        .iter()
+        .map(|s| hex::encode(&s.span_id))
+        .collect();
+    assert_eq!(stored, ["352bff9a74ca9ad2"]);
     let body = r#"[{"traceId":"0000000000000000","id":"352bff9a74ca9ad2"}]"#;
     let response = post(&servers, Some("application/json"), None, body.into()).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.text().await.unwrap().contains("spans[0].traceId"));
-    assert!(servers.sink.written().is_empty());
+    assert_eq!(servers.sink.spans().len(), 1);
 }
 
 /// The spec example as proto3 `ListOfSpans`, the way Brave's PROTO3 encoding sends it.
