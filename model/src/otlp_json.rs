@@ -15,6 +15,8 @@
 //!   `"Infinity"`, `"-Infinity"`) cannot be held in a JSON tree and is kept as a
 //!   `stringValue` of that text, where protobuf keeps a double;
 //! - profiling-only fields (`keyStrindex`, `stringValueStrindex`): removed;
+//! - `bytesValue` in the URL-safe alphabet or without its `=` padding, both of which
+//!   proto3 JSON parsers accept: rewritten as standard padded base64;
 //! - fields at their default left out, as proto3 JSON encoders do, where the impls
 //!   require them: an empty `arrayValue`/`kvlistValue` (`{}`) and an empty
 //!   attribute key: filled in.
@@ -101,6 +103,7 @@ pub fn normalize_otlp_json(value: &mut Value) {
                         }
                         double_string_to_number(&mut field);
                     }
+                    "bytesValue" => standard_base64(&mut field),
                     "arrayValue" => default_values(&mut field),
                     "kvlistValue" => {
                         default_values(&mut field);
@@ -130,6 +133,31 @@ pub fn normalize_otlp_json(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(normalize_otlp_json),
         _ => {}
     }
+}
+
+/// A `bytesValue` string in the URL-safe alphabet (`-`, `_`) or without its padding,
+/// as proto3 JSON parsers accept it, in the standard padded form the generated impls
+/// decode. Anything else is left for them to refuse.
+fn standard_base64(field: &mut Value) {
+    let Value::String(text) = field else {
+        return;
+    };
+    if !text.contains(['-', '_']) && text.len() % 4 == 0 {
+        return;
+    }
+    let mut standard: String = text
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while standard.len() % 4 != 0 {
+        standard.push('=');
+    }
+    *text = standard;
 }
 
 /// An empty `arrayValue` or `kvlistValue` as proto3 JSON writes it (`{}`, its repeated
@@ -388,6 +416,24 @@ fn int_problem(node: &Value) -> Option<String> {
     })
 }
 
+/// What is wrong with a `bytesValue` (already made standard padded base64 where it
+/// was URL-safe or unpadded), if anything.
+fn bytes_problem(node: &Value) -> Option<String> {
+    use base64::Engine as _;
+    let Value::String(text) = node else {
+        return Some(format!("must be a base64 string, not {}", shown(node)));
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .err()
+        .map(|error| {
+            format!(
+                "must be base64 (standard or URL-safe alphabet, padding optional): {error}, in {}",
+                shown(node)
+            )
+        })
+}
+
 /// The first bad value inside the `AnyValue` `node`, with `path` (the node's) made
 /// its path.
 fn any_value_problem(node: &Value, path: &mut String) -> Option<String> {
@@ -402,9 +448,10 @@ fn any_value_problem(node: &Value, path: &mut String) -> Option<String> {
         path.push('.');
         path.push_str(key);
         let problem = match key.as_str() {
-            "stringValue" | "bytesValue" => {
+            "stringValue" => {
                 (!value.is_string()).then(|| format!("must be a string, not {}", shown(value)))
             }
+            "bytesValue" => bytes_problem(value),
             "boolValue" => (!value.is_boolean())
                 .then(|| format!("must be true or false, not {}", shown(value))),
             "intValue" => int_problem(value),

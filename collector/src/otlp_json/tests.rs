@@ -415,11 +415,34 @@ fn the_inputs_the_explained_fields_accept_are_unchanged() {
     assert_eq!(list.values[1].value, Some(Any::DoubleValue(2.0)));
 }
 
+/// `bytesValue` takes base64 in either alphabet, padded or not, as proto3 JSON
+/// parsers do; what is not base64 is named down to the field.
 #[test]
-fn another_bad_field_keeps_the_deserializers_message() {
+fn bytes_values_take_either_base64_alphabet_with_or_without_padding() {
+    for (sent, bytes) in [
+        ("+/8=", vec![0xfb, 0xff]),
+        ("-_8=", vec![0xfb, 0xff]),
+        ("-_8", vec![0xfb, 0xff]),
+        ("AQI", vec![1, 2]),
+        ("AQI=", vec![1, 2]),
+        ("AQID", vec![1, 2, 3]),
+        ("", vec![]),
+    ] {
+        let body = SPEC_EXAMPLE.replacen(
+            r#""attributes":["#,
+            &format!(r#""attributes":[{{"key":"b","value":{{"bytesValue":"{sent}"}}}},"#),
+            1,
+        );
+        let request = decode_export_request_json(body.as_bytes()).unwrap();
+        let resource = request.resource_spans[0].resource.as_ref().unwrap();
+        let value = resource.attributes[0].value.as_ref().unwrap().value.clone();
+        assert_eq!(value, Some(Any::BytesValue(bytes)), "{sent}");
+    }
     let error = span_error(r#""attributes":[{"key":"a","value":{"bytesValue":"***"}}]"#);
     assert!(
-        error.starts_with(&format!("{SPAN}attributes[0].value: ")),
+        error.starts_with(&format!(
+            "{SPAN}attributes[0].value.bytesValue: must be base64 (standard or URL-safe alphabet, padding optional): "
+        )),
         "{error}"
     );
 }
