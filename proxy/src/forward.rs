@@ -399,11 +399,7 @@ fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_perce
     let extracted = trace_context::extract(headers);
     let span = trace_context::start_span(&extracted, sample_percent);
     if extracted.formats.w3c && span.sampled && extracted.present.tracestate() {
-        exchange.trace_state = headers
-            .get(trace_context::TRACESTATE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        exchange.trace_state = trace_context::trace_state(headers);
     }
     trace_context::inject(headers, &extracted, &span);
     exchange.span = Some(span);

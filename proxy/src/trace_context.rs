@@ -36,6 +36,20 @@ pub const X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 /// B3 multi headers.
 pub const X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
 
+/// `tracestate` as received, its field lines joined with commas as RFC 9110 joins a
+/// list header split over several lines (a line that is not text is left out).
+pub fn trace_state(headers: &HeaderMap) -> String {
+    let mut joined = String::new();
+    for value in headers.get_all(TRACESTATE) {
+        let Ok(text) = value.to_str() else { continue };
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(text);
+    }
+    joined
+}
+
 /// The context a request arrived with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Parent {

@@ -173,7 +173,8 @@ async fn records_carry_each_sides_cluster_and_unknown_only_for_an_unknown_peer()
 async fn w3c_context_is_continued_and_its_sampling_decision_wins() {
     let mesh = start_mesh(0.0).await;
     let traceparent = format!("00-{TRACE}-{PARENT}-01");
-    let request = get(&mesh.productpage.outbound_url("/"), "reviews", &[("traceparent", &traceparent), ("tracestate", "vendor=opaque")]);
+    // `tracestate` split over two lines: the span holds them joined, the app gets both.
+    let request = get(&mesh.productpage.outbound_url("/"), "reviews", &[("traceparent", &traceparent), ("tracestate", "vendor=opaque"), ("tracestate", "other=2")]);
     let (parts, _, _) = send(&http1_client(), request).await;
     assert_eq!(parts.status, 200);
     let spans = mesh.collector.wait_spans(2).await;
@@ -181,10 +182,12 @@ async fn w3c_context_is_continued_and_its_sampling_decision_wins() {
     assert_eq!(hex(&client.trace_id), TRACE);
     assert_eq!(hex(&client.parent_span_id), PARENT);
     assert_eq!(server.parent_span_id, client.span_id);
-    assert_eq!(client.trace_state, "vendor=opaque");
+    assert_eq!(client.trace_state, "vendor=opaque,other=2");
+    assert_eq!(server.trace_state, "vendor=opaque,other=2");
     let seen = mesh.upstream.seen.lock().headers.clone();
     assert_eq!(seen["traceparent"], format!("00-{TRACE}-{}-01", hex(&server.span_id)).as_str());
-    assert_eq!(seen["tracestate"], "vendor=opaque");
+    let lines: Vec<_> = seen.get_all("tracestate").iter().collect();
+    assert_eq!(lines, ["vendor=opaque", "other=2"]);
 }
 
 #[tokio::test]
