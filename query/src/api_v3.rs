@@ -196,9 +196,9 @@ async fn get_trace(
             parse_rfc3339_nano(text).map_err(|e| malformed(name, &e))?;
         }
     }
-    parse_bool_param(&params, names::RAW_TRACES)?;
+    let raw = parse_bool_param(&params, names::RAW_TRACES)?;
     let trace = state.jaeger.get_trace(id).await?;
-    traces_response(trace.into_iter().collect())
+    traces_response(trace.into_iter().collect(), raw)
 }
 
 /// `GET /api/v3/traces?query.serviceName=&query.operationName=&query.startTimeMin=
@@ -209,9 +209,9 @@ async fn get_trace(
 #[tracing::instrument(skip_all)]
 async fn find_traces(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
-    let query = parse_find_traces_query(&params)?;
+    let (query, raw) = parse_find_traces_query(&params)?;
     let traces = state.jaeger.find_traces(&query).await?;
-    traces_response(traces)
+    traces_response(traces, raw)
 }
 
 /// `GET /api/v3/trace-summaries?query.…`: the same search as `/api/v3/traces`, answered
@@ -223,7 +223,7 @@ async fn find_trace_summaries(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
-    let query = parse_find_traces_query(&params)?;
+    let (query, _) = parse_find_traces_query(&params)?;
     let traces = state.jaeger.find_traces(&query).await?;
     let summaries = traces.iter().map(summaries::summarize).collect();
     Ok(json_response(
@@ -272,7 +272,8 @@ async fn get_dependencies(
     )?)
 }
 
-fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
+/// The search, and whether `query.rawTraces` asked for the traces as stored.
+fn parse_find_traces_query(params: &QueryParams) -> Result<(TraceQuery, bool)> {
     let (min_name, min_text) = aliased(params, names::START_TIME_MIN)?;
     let (max_name, max_text) = aliased(params, names::START_TIME_MAX)?;
     if min_text.is_empty() || max_text.is_empty() {
@@ -306,13 +307,13 @@ fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
     };
     let duration_min_nano = duration(names::DURATION_MIN)?;
     let duration_max_nano = duration(names::DURATION_MAX)?;
-    parse_bool_param(params, names::QUERY_RAW_TRACES)?;
+    let raw = parse_bool_param(params, names::QUERY_RAW_TRACES)?;
     let mut tags = Vec::new();
     for text in params.all(names::ATTRIBUTES) {
         tags.extend(parse_string_map(text).map_err(|e| malformed(names::ATTRIBUTES, &e))?);
     }
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    Ok(TraceQuery {
+    let query = TraceQuery {
         service: non_empty(aliased(params, names::SERVICE)?.1),
         operation: non_empty(aliased(params, names::OPERATION)?.1),
         tags,
@@ -322,16 +323,22 @@ fn parse_find_traces_query(params: &QueryParams) -> Result<TraceQuery> {
         duration_max_nano,
         limit,
         max_spans: None,
-    })
+    };
+    Ok((query, raw))
 }
 
-fn traces_response(traces: Vec<meshtel_model::Trace>) -> Result<Response> {
+/// The traces as Jaeger's v3 API answers them: adjusted as v1's are (duplicates
+/// dropped, a server span sharing its client's id given its own) unless `raw`.
+fn traces_response(traces: Vec<meshtel_model::Trace>, raw: bool) -> Result<Response> {
     if traces.is_empty() {
         return Err(ApiError::NotFound(NO_TRACES_FOUND.to_string()).into());
     }
     let resource_spans: Vec<ResourceSpans> = traces
         .into_iter()
         .flat_map(|mut trace| {
+            if !raw {
+                crate::jaeger::convert::adjust_otlp(&mut trace);
+            }
             warn_if_cut(&mut trace);
             trace.resource_spans
         })

@@ -107,22 +107,83 @@ struct FlatSpan<'a> {
     resource_index: usize,
     scope: Option<&'a InstrumentationScope>,
     span: &'a OtlpSpan,
+    /// Where it is: (resource, scope, span) indexes.
+    position: (usize, usize, usize),
 }
 
 fn flatten(resource_spans: &[ResourceSpans]) -> Vec<FlatSpan<'_>> {
     let mut out = Vec::new();
     for (resource_index, rs) in resource_spans.iter().enumerate() {
-        for ss in &rs.scope_spans {
-            for span in &ss.spans {
+        for (scope_index, ss) in rs.scope_spans.iter().enumerate() {
+            for (span_index, span) in ss.spans.iter().enumerate() {
                 out.push(FlatSpan {
                     resource_index,
                     scope: ss.scope.as_ref(),
                     span,
+                    position: (resource_index, scope_index, span_index),
                 });
             }
         }
     }
     out
+}
+
+/// Adjusts a stored trace in its OTLP form as [`convert_trace`] adjusts the Jaeger
+/// one (Jaeger v2's v3 API runs the same adjusters unless `raw_traces=true`): copies
+/// identical in every field are dropped, and a server span that shares its id with a
+/// client span gets the id the v1 answer gives it, the shared id as its parent, and
+/// its children follow it.
+pub fn adjust_otlp(trace: &mut Trace) {
+    let processes: Vec<Process> = trace
+        .resource_spans
+        .iter()
+        .map(resource_to_process)
+        .collect();
+    let mut spans = flatten(&trace.resource_spans);
+    spans.sort_by_key(|s| s.span.start_time_unix_nano);
+    let before = spans.len();
+    drop_identical_copies(&processes, &mut spans);
+    let shared = SharedIds::find(&spans);
+    if spans.len() == before && shared.moved.is_empty() {
+        return;
+    }
+    let kept: HashSet<(usize, usize, usize)> = spans.iter().map(|s| s.position).collect();
+    let changes: Vec<((usize, usize, usize), Option<SpanId>, SpanId)> = spans
+        .iter()
+        .enumerate()
+        .filter_map(|(index, flat)| {
+            let (new_id, parent) = shared.change(index, flat.span)?;
+            Some((flat.position, new_id, parent))
+        })
+        .collect();
+    drop(spans);
+    for ((r, s, i), new_id, parent) in changes {
+        let Some(span) = trace
+            .resource_spans
+            .get_mut(r)
+            .and_then(|rs| rs.scope_spans.get_mut(s))
+            .and_then(|ss| ss.spans.get_mut(i))
+        else {
+            continue;
+        };
+        if let Some(new_id) = new_id {
+            span.span_id = new_id.0.to_vec();
+        }
+        span.parent_span_id = parent.0.to_vec();
+    }
+    if kept.len() < before {
+        for (r, rs) in trace.resource_spans.iter_mut().enumerate() {
+            for (s, ss) in rs.scope_spans.iter_mut().enumerate() {
+                let mut i = 0;
+                ss.spans.retain(|_| {
+                    i += 1;
+                    kept.contains(&(r, s, i - 1))
+                });
+            }
+            rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+        }
+        trace.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+    }
 }
 
 fn build_trace(
@@ -253,27 +314,35 @@ impl SharedIds {
         out
     }
 
-    /// Rewrites the id and parent of the converted `span` (at `index`, from `otlp`). The
-    /// parent is the first reference into the same trace, as Jaeger reads it.
-    fn apply(&self, index: usize, otlp: &OtlpSpan, span: &mut model::Span) {
+    /// What changes for the span at `index` (`otlp`): its new id, if it gets one, and
+    /// its new parent; `None` when nothing does.
+    fn change(&self, index: usize, otlp: &OtlpSpan) -> Option<(Option<SpanId>, SpanId)> {
         if self.moved.is_empty() {
-            return;
+            return None;
         }
         let own_id = span_id_lenient(&otlp.span_id);
-        let parent = match self.new_ids.get(&index) {
-            Some(new_id) => {
-                span.span_id = new_id.to_string();
-                own_id
-            }
-            None if otlp.parent_span_id.is_empty() => return,
+        match self.new_ids.get(&index) {
+            Some(new_id) => Some((Some(*new_id), own_id)),
+            None if otlp.parent_span_id.is_empty() => None,
             None => {
                 let old_parent = span_id_lenient(&otlp.parent_span_id);
                 match self.moved.get(&old_parent) {
-                    Some(new_parent) if *new_parent != own_id => *new_parent,
-                    _ => return,
+                    Some(new_parent) if *new_parent != own_id => Some((None, *new_parent)),
+                    _ => None,
                 }
             }
+        }
+    }
+
+    /// Rewrites the id and parent of the converted `span` (at `index`, from `otlp`). The
+    /// parent is the first reference into the same trace, as Jaeger reads it.
+    fn apply(&self, index: usize, otlp: &OtlpSpan, span: &mut model::Span) {
+        let Some((new_id, parent)) = self.change(index, otlp) else {
+            return;
         };
+        if let Some(new_id) = new_id {
+            span.span_id = new_id.to_string();
+        }
         let parent = parent.to_string();
         match span
             .references
