@@ -142,7 +142,7 @@ fn standard_base64(field: &mut Value) {
     let Value::String(text) = field else {
         return;
     };
-    if !text.contains(['-', '_']) && text.len() % 4 == 0 {
+    if !text.contains(['-', '_']) && text.len().is_multiple_of(4) {
         return;
     }
     let mut standard: String = text
@@ -154,7 +154,7 @@ fn standard_base64(field: &mut Value) {
             c => c,
         })
         .collect();
-    while standard.len() % 4 != 0 {
+    while !standard.len().is_multiple_of(4) {
         standard.push('=');
     }
     *text = standard;

@@ -102,13 +102,15 @@ pub fn resource_spans_to_jaeger(resource_spans: &[ResourceSpans]) -> Vec<model::
         .collect()
 }
 
+/// Where a span is in its OTLP batch: (resource, scope, span) indexes.
+type Position = (usize, usize, usize);
+
 /// One span with the context it was found in.
 struct FlatSpan<'a> {
     resource_index: usize,
     scope: Option<&'a InstrumentationScope>,
     span: &'a OtlpSpan,
-    /// Where it is: (resource, scope, span) indexes.
-    position: (usize, usize, usize),
+    position: Position,
 }
 
 fn flatten(resource_spans: &[ResourceSpans]) -> Vec<FlatSpan<'_>> {
@@ -147,8 +149,8 @@ pub fn adjust_otlp(trace: &mut Trace) {
     if spans.len() == before && shared.moved.is_empty() {
         return;
     }
-    let kept: HashSet<(usize, usize, usize)> = spans.iter().map(|s| s.position).collect();
-    let changes: Vec<((usize, usize, usize), Option<SpanId>, SpanId)> = spans
+    let kept: HashSet<Position> = spans.iter().map(|s| s.position).collect();
+    let changes: Vec<(Position, Option<SpanId>, SpanId)> = spans
         .iter()
         .enumerate()
         .filter_map(|(index, flat)| {
