@@ -523,17 +523,17 @@ impl MetricsService {
     pub async fn timeseries(&self, request: &TimeseriesRequest) -> Result<TimeseriesJson> {
         let now = self.clock.now_unix_nano();
         let buckets = self.reader.buckets(now).await?;
+        // Every step the window touches: from the one holding its start to the one
+        // holding now, so a window as long as its step is two steps unless aligned,
+        // and no request in the window is left out.
+        let window_ms = u64::try_from(request.window.as_millis()).unwrap_or(u64::MAX);
         let steps = |step: Duration| {
             let step_ms = step.as_secs().max(1) * 1000;
-            let points = points_in(request.window, step);
             let now_ms = now / 1_000_000;
             let last = now_ms - now_ms % step_ms;
-            (
-                step_ms,
-                points,
-                last.saturating_sub((points - 1) * step_ms),
-                last,
-            )
+            let from = now_ms.saturating_sub(window_ms);
+            let first = from - from % step_ms;
+            (step_ms, (last - first) / step_ms + 1, first, last)
         };
         let (mut step, (mut step_ms, mut points, mut start, mut last)) =
             (request.step, steps(request.step));

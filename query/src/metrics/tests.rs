@@ -12,11 +12,14 @@ use crate::testing::{MemoryReader, NOW, get, minify};
 const SEC: u64 = 1_000_000_000;
 /// [`NOW`] in ms: a minute boundary.
 const NOW_MS: u64 = NOW / 1_000_000;
-/// The three 60 s steps of a 3m window ending 25 s into the minute after [`NOW`].
+/// The three 60 s steps a window touches from [`S0`] to 25 s into the minute after
+/// [`NOW`]: [`WINDOW`] long (a `3m` window touches a fourth, the minute before `S0`).
 const S0: u64 = NOW_MS - 120_000;
 const S1: u64 = NOW_MS - 60_000;
 const S2: u64 = NOW_MS;
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
+/// From `S0` to 25 s past [`NOW`].
+const WINDOW: &str = "145s";
 
 /// A clock 25 s past [`NOW`].
 struct At(u64);
@@ -312,7 +315,7 @@ async fn timeseries_by_version_has_every_step_zeros_and_nulls_included() {
     let (app, edges) = metrics_app(mesh());
     let body = body_of(
         &app,
-        &format!("/api/metrics/timeseries?window=3m&step=60s&service={REVIEWS}&groupBy=version"),
+        &format!("/api/metrics/timeseries?window={WINDOW}&step=60s&service={REVIEWS}&groupBy=version"),
     )
     .await;
     // Steps start on minute boundaries; the last one holds now (NOW + 25 s).
@@ -360,7 +363,7 @@ async fn timeseries_by_code_from_the_source_with_codes_and_flags() {
     let body = body_of(
         &app,
         &format!(
-            "/api/metrics/timeseries?window=3m&step=60s&service={REVIEWS}&groupBy=code&reporter=source"
+            "/api/metrics/timeseries?window={WINDOW}&step=60s&service={REVIEWS}&groupBy=code&reporter=source"
         ),
     )
     .await;
@@ -391,7 +394,7 @@ async fn timeseries_by_code_from_the_source_with_codes_and_flags() {
 #[tokio::test]
 async fn reporter_defaults_and_fallback() {
     let (app, _) = metrics_app(mesh());
-    let series = |q: &str| format!("/api/metrics/timeseries?window=3m&step=60s&{q}");
+    let series = |q: &str| format!("/api/metrics/timeseries?window={WINDOW}&step=60s&{q}");
     // A service query counts the destination's reports (S2: D + M, not H + I + J).
     assert_eq!(
         requests_of(&app, &series(&format!("service={REVIEWS}"))).await,
@@ -476,14 +479,18 @@ async fn reporter_defaults_and_fallback() {
 async fn steps_are_aligned_counted_and_bounded() {
     let (app, _) = metrics_app(Vec::new());
     let now_ms = NOW_MS + 25_000;
-    for (query, step_seconds, expected_points) in [
-        ("window=1d&step=1h", 3600, 24),
-        ("window=90s&step=60s", 60, 2),
-        ("window=1h", 60, 60),
-        ("window=5m", 10, 30),
-        ("window=7d", 10_080, 60),
-        ("window=3600&step=600", 600, 6),
-        ("window=10m&step=7m", 420, 2),
+    // Every step the window touches, from the one holding its start (now is 25 s
+    // past a minute, so no window here starts on a step boundary) to the one holding
+    // now: a window of 60 steps touches 61.
+    for (query, window_seconds, step_seconds, expected_points) in [
+        ("window=1d&step=1h", 86_400, 3600, 25),
+        ("window=90s&step=60s", 90, 60, 3),
+        ("window=60s&step=60s", 60, 60, 2),
+        ("window=1h", 3600, 60, 61),
+        ("window=5m", 300, 10, 31),
+        ("window=7d", 604_800, 10_080, 61),
+        ("window=3600&step=600", 3600, 600, 7),
+        ("window=10m&step=7m", 600, 420, 3),
     ] {
         let uri = format!("/api/metrics/timeseries?service={REVIEWS}&{query}");
         let body: serde_json::Value = serde_json::from_str(&body_of(&app, &uri).await).unwrap();
@@ -504,6 +511,11 @@ async fn steps_are_aligned_counted_and_bounded() {
         assert!(
             last <= now_ms && now_ms < last + step_ms,
             "{query}: last holds now"
+        );
+        let from = now_ms - window_seconds * 1000;
+        assert!(
+            ts[0] <= from && from < ts[0] + step_ms,
+            "{query}: first holds the window's start"
         );
         assert_eq!(body["start"], ts[0]);
         assert_eq!(body["end"], last + step_ms);
@@ -695,11 +707,12 @@ async fn timeseries_over_the_real_rollups_line_up_with_the_steps() {
         Arc::new(At(NOW + 25 * SEC)),
         &QueryConfig::default(),
     );
-    let uri = format!("/api/metrics/timeseries?window=3m&step=60s&service={REVIEWS}");
+    let uri = format!("/api/metrics/timeseries?window={WINDOW}&step=60s&service={REVIEWS}");
     assert_eq!(requests_of(&app, &uri).await, vec![vec![2, 0, 2]]);
     let body: serde_json::Value = serde_json::from_str(&body_of(&app, &uri).await).unwrap();
     assert_eq!(body["codes"], serde_json::json!({"200": 3, "503": 1}));
     assert_eq!(body["series"][0]["points"][2]["errors"], 1);
+    // From S2 - 5 s: four 10 s steps, the first the one before S2.
     let uri = format!("/api/metrics/timeseries?window=30s&step=10s&service={REVIEWS}");
-    assert_eq!(requests_of(&app, &uri).await, vec![vec![1, 0, 1]]);
+    assert_eq!(requests_of(&app, &uri).await, vec![vec![0, 1, 0, 1]]);
 }
