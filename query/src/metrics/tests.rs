@@ -315,7 +315,9 @@ async fn timeseries_by_version_has_every_step_zeros_and_nulls_included() {
     let (app, edges) = metrics_app(mesh());
     let body = body_of(
         &app,
-        &format!("/api/metrics/timeseries?window={WINDOW}&step=60s&service={REVIEWS}&groupBy=version"),
+        &format!(
+            "/api/metrics/timeseries?window={WINDOW}&step=60s&service={REVIEWS}&groupBy=version"
+        ),
     )
     .await;
     // Steps start on minute boundaries; the last one holds now (NOW + 25 s).
