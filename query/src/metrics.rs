@@ -29,7 +29,7 @@
 //! bucket has counted only until now. A series that reaches back past `[edges]
 //! coarse_after` is read in steps of whole coarse buckets (5 min by default).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -416,6 +416,10 @@ impl GroupKey {
     fn of(group_by: GroupBy, key: &EdgeKey) -> GroupKey {
         match group_by {
             GroupBy::None => GroupKey::All,
+            // Requests that reached no workload (`UH`, `UO`) have no version.
+            GroupBy::Version if key.destination_version.is_empty() => {
+                GroupKey::Version("unknown".to_owned())
+            }
             GroupBy::Version => GroupKey::Version(key.destination_version.clone()),
             GroupBy::Code => GroupKey::Code(key.response_code),
         }
@@ -438,11 +442,37 @@ fn namespace_of_fqdn(fqdn: &str) -> Option<&str> {
     (labels.next() == Some("svc") && !namespace.is_empty()).then_some(namespace)
 }
 
-/// One service's rows of each reporter.
-#[derive(Default)]
-struct ServiceRows<'a> {
-    source: Vec<&'a EdgeRow>,
-    destination: Vec<&'a EdgeRow>,
+/// The rows that count a service's requests once each: a destination workload's own
+/// reports when it sent any in the window, else its callers' (a workload without a
+/// proxy, or traffic that never reached one, such as `UH`).
+struct CountedOnce<'a> {
+    /// (service, workload, namespace) of every destination that reported.
+    reporting: HashSet<(&'a str, &'a str, &'a str)>,
+}
+
+impl<'a> CountedOnce<'a> {
+    fn new(keys: impl IntoIterator<Item = &'a EdgeKey>) -> Self {
+        let reporting = keys
+            .into_iter()
+            .filter(|key| Reporter::Destination.reported(key))
+            .map(Self::destination)
+            .collect();
+        CountedOnce { reporting }
+    }
+
+    fn destination(key: &EdgeKey) -> (&str, &str, &str) {
+        (
+            key.destination_service.as_str(),
+            key.destination_workload.as_str(),
+            key.destination_namespace.as_str(),
+        )
+    }
+
+    /// Whether the row of `key` counts.
+    fn counts(&self, key: &EdgeKey) -> bool {
+        Reporter::Destination.reported(key)
+            || (Reporter::Source.reported(key) && !self.reporting.contains(&Self::destination(key)))
+    }
 }
 
 /// The metrics domain: reads edges for a window and shapes them.
@@ -457,37 +487,28 @@ impl MetricsService {
         MetricsService { reader, clock }
     }
 
-    /// Every destination service of the window ending now, each counted from its
-    /// destination-reported rows when it has any, else its source-reported ones.
-    /// Rows without a destination service are left out.
+    /// Every destination service of the window ending now, each request counted once
+    /// ([`CountedOnce`]). Rows without a destination service are left out.
     pub async fn services(&self, window: Duration) -> Result<ServicesJson> {
         let end = self.clock.now_unix_nano();
         let window_nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         let start = end.saturating_sub(window_nanos);
         let buckets = self.reader.buckets(end).await?;
         let rows = self.reader.edges_in_window(start, end, buckets).await?;
-        let mut by_service: BTreeMap<&str, ServiceRows<'_>> = BTreeMap::new();
+        let counted = CountedOnce::new(rows.iter().map(|row| &row.key));
+        let mut by_service: BTreeMap<&str, Vec<&EdgeRow>> = BTreeMap::new();
         for row in &rows {
-            if row.key.destination_service.is_empty() {
+            if row.key.destination_service.is_empty() || !counted.counts(&row.key) {
                 continue;
             }
-            let entry = by_service
+            by_service
                 .entry(row.key.destination_service.as_str())
-                .or_default();
-            if Reporter::Destination.reported(&row.key) {
-                entry.destination.push(row);
-            } else if Reporter::Source.reported(&row.key) {
-                entry.source.push(row);
-            }
+                .or_default()
+                .push(row);
         }
         let seconds = buckets.window_seconds(start, end);
         let mut services = Vec::new();
-        for (fqdn, rows) in by_service {
-            let chosen = if rows.destination.is_empty() {
-                rows.source
-            } else {
-                rows.destination
-            };
+        for (fqdn, chosen) in by_service {
             let Some(first) = chosen.first() else {
                 continue;
             };
@@ -517,9 +538,9 @@ impl MetricsService {
     }
 
     /// The time series of `request` over the steps ending with the one holding now.
-    /// Without `reporter`, service queries count destination-reported rows and edge
-    /// queries ([`EdgeFilter::is_edge_query`]) source-reported ones, each falling back
-    /// to the other reporter when the window has no matching row of its own.
+    /// Without `reporter`, service queries count each request once ([`CountedOnce`])
+    /// and edge queries ([`EdgeFilter::is_edge_query`]) source-reported rows, falling
+    /// back to destination-reported ones when the window has none.
     pub async fn timeseries(&self, request: &TimeseriesRequest) -> Result<TimeseriesJson> {
         let now = self.clock.now_unix_nano();
         let buckets = self.reader.buckets(now).await?;
@@ -557,18 +578,27 @@ impl MetricsService {
             .into_iter()
             .filter(|(_, row)| request.filter.keeps(&row.key))
             .collect();
-        let reporter = request.reporter.unwrap_or_else(|| {
-            let preferred = if request.filter.is_edge_query() {
-                Reporter::Source
-            } else {
-                Reporter::Destination
-            };
-            if rows.iter().any(|(_, row)| preferred.reported(&row.key)) {
-                preferred
-            } else {
-                preferred.other()
+        // A named reporter's rows; for a service, each request once ([`CountedOnce`]);
+        // for an edge, the caller's rows, or the callee's when there are none.
+        let counted = CountedOnce::new(rows.iter().map(|(_, row)| &row.key));
+        let reporter = match request.reporter {
+            Some(reporter) => Some(reporter),
+            None if request.filter.is_edge_query() => {
+                let preferred = Reporter::Source;
+                Some(
+                    if rows.iter().any(|(_, row)| preferred.reported(&row.key)) {
+                        preferred
+                    } else {
+                        preferred.other()
+                    },
+                )
             }
-        });
+            None => None,
+        };
+        let counts = |key: &EdgeKey| match reporter {
+            Some(reporter) => reporter.reported(key),
+            None => counted.counts(key),
+        };
 
         let slots = usize::try_from(points).unwrap_or(usize::MAX);
         let mut groups: BTreeMap<GroupKey, Vec<EdgeStats>> = BTreeMap::new();
@@ -578,7 +608,7 @@ impl MetricsService {
         let mut codes: BTreeMap<String, u64> = BTreeMap::new();
         let mut flags: HashMap<&str, u64> = HashMap::new();
         for (bucket_ms, row) in &rows {
-            if !reporter.reported(&row.key) {
+            if !counts(&row.key) {
                 continue;
             }
             // Rows come per step, aligned as `start` is.

@@ -286,10 +286,11 @@ async fn services_count_each_request_once_from_the_destination_if_it_reported() 
         *edges.windows.lock().unwrap(),
         vec![(NOW + 25 * SEC - 180 * SEC, NOW + 25 * SEC, Duration::ZERO)]
     );
-    // reviews: destination rows A, B, C, D, M (14 requests, 2 errors); ratings: source
-    // rows only; details: destination. Rates are over the 185 s the buckets cover:
-    // from NOW - 160 s (the bucket holding the window's start) to now. Quantiles are
-    // rounded to the µs (reviews p50 = 5 + 5/6).
+    // reviews: destination rows A, B, C, D, M, and I, which reached no workload (16
+    // requests, 4 errors; not E, F, G, H, which the callees reported, nor J, sent to
+    // reviews-v2, which reported); ratings: source rows only; details: destination.
+    // Rates are over the 185 s the buckets cover: from NOW - 160 s (the bucket holding
+    // the window's start) to now. Quantiles are rounded to the µs.
     let expected = r#"{"services":[
         {"service":"details.default.svc.cluster.local","name":"details","namespace":"default",
          "versions":["v1"],"rate":0.05405405405405406,"errorRate":0.0,
@@ -298,8 +299,8 @@ async fn services_count_each_request_once_from_the_destination_if_it_reported() 
          "versions":[],"rate":0.016216216216216217,"errorRate":1.0,
          "p50Ms":0.25,"p95Ms":0.475,"p99Ms":0.495},
         {"service":"reviews.default.svc.cluster.local","name":"reviews","namespace":"default",
-         "versions":["v1","v2"],"rate":0.07567567567567568,"errorRate":0.14285714285714285,
-         "p50Ms":5.833,"p95Ms":41.25,"p99Ms":48.25}
+         "versions":["v1","v2"],"rate":0.08648648648648649,"errorRate":0.25,
+         "p50Ms":5.0,"p95Ms":40.0,"p99Ms":48.0}
     ]}"#;
     assert_eq!(body, minify(expected));
 
@@ -336,10 +337,16 @@ async fn timeseries_by_version_has_every_step_zeros_and_nulls_included() {
         )
     };
     // v1: A (4 × 7 ms) in S0; D (4 × 3 ms) and M (2 × 7 ms) in S2.
-    // v2: B (2 × 30 ms) and C (2 × 0.2 ms, 503) in S0. Source rows are left out. S2's
-    // rate is over the 25 s it has run.
+    // v2: B (2 × 30 ms) and C (2 × 0.2 ms, 503) in S0. unknown: I (2 × 0.2 ms, 503
+    // UO), which reached no workload, in S2. The other source rows are left out (their
+    // callees reported). S2's rate is over the 25 s it has run.
     let expected = format!(
         r#"{{"start":{S0},"end":{end},"stepSeconds":60,"series":[
+            {{"key":{{"version":"unknown"}},"points":[
+                {z0},
+                {z1},
+                {{"t":{S2},"requests":2,"errors":2,"rate":0.08,"errorRate":1.0,
+                  "p50Ms":0.25,"p95Ms":0.475,"p99Ms":0.495}}]}},
             {{"key":{{"version":"v1"}},"points":[
                 {{"t":{S0},"requests":4,"errors":0,"rate":0.06666666666666667,"errorRate":0.0,
                   "p50Ms":7.5,"p95Ms":9.75,"p99Ms":9.95}},
@@ -351,8 +358,9 @@ async fn timeseries_by_version_has_every_step_zeros_and_nulls_included() {
                   "p50Ms":0.5,"p95Ms":47.5,"p99Ms":49.5}},
                 {z1},
                 {z2}]}}],
-            "codes":{{"200":12,"503":2}},"flags":{{}}}}"#,
+            "codes":{{"200":12,"503":4}},"flags":{{"UO":2}}}}"#,
         end = NOW_MS + 60_000,
+        z0 = zero(S0),
         z1 = zero(S1),
         z2 = zero(S2),
     );
@@ -397,10 +405,11 @@ async fn timeseries_by_code_from_the_source_with_codes_and_flags() {
 async fn reporter_defaults_and_fallback() {
     let (app, _) = metrics_app(mesh());
     let series = |q: &str| format!("/api/metrics/timeseries?window={WINDOW}&step=60s&{q}");
-    // A service query counts the destination's reports (S2: D + M, not H + I + J).
+    // A service query counts each request once: the destination's reports, and the
+    // caller's of requests that reached no workload (S2: D + M + I, not H or J).
     assert_eq!(
         requests_of(&app, &series(&format!("service={REVIEWS}"))).await,
-        vec![vec![8, 0, 6]]
+        vec![vec![8, 0, 8]]
     );
     assert_eq!(
         requests_of(
@@ -717,4 +726,37 @@ async fn timeseries_over_the_real_rollups_line_up_with_the_steps() {
     // From S2 - 5 s: four 10 s steps, the first the one before S2.
     let uri = format!("/api/metrics/timeseries?window=30s&step=10s&service={REVIEWS}");
     assert_eq!(requests_of(&app, &uri).await, vec![vec![0, 1, 0, 1]]);
+}
+
+/// A version without a proxy (reviews-v3, in the mesh file, nothing listening) is
+/// counted from its callers' reports beside the versions that report their own.
+#[tokio::test]
+async fn a_version_without_a_proxy_is_counted_from_its_callers() {
+    let pp = "productpage-v1";
+    let row = |ms: u64, key: EdgeKey, stats: EdgeStats| (ms, EdgeRow { key, stats });
+    let (app, _) = metrics_app(vec![
+        row(
+            S2,
+            key("reviews", pp, "reviews-v1", "v1", 200, "-", "destination"),
+            stats(4, 0, 3.0),
+        ),
+        row(
+            S2,
+            key("reviews", pp, "reviews-v1", "v1", 200, "-", "source"),
+            stats(4, 0, 4.0),
+        ),
+        row(
+            S2,
+            key("reviews", pp, "reviews-v3", "v3", 503, "UF,URX", "source"),
+            stats(5, 5, 1.0),
+        ),
+    ]);
+    let body: serde_json::Value =
+        serde_json::from_str(&body_of(&app, "/api/metrics/services?window=1m").await).unwrap();
+    let reviews = &body["services"][0];
+    assert_eq!(reviews["versions"], serde_json::json!(["v1", "v3"]));
+    assert_eq!(reviews["errorRate"], 5.0 / 9.0);
+    let uri =
+        format!("/api/metrics/timeseries?window=1m&step=60s&service={REVIEWS}&groupBy=version");
+    assert_eq!(requests_of(&app, &uri).await, vec![vec![0, 4], vec![0, 5]]);
 }
