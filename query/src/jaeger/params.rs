@@ -172,7 +172,15 @@ pub fn parse_dependencies_params(
         DEFAULT_DEPENDENCY_LOOKBACK_NANO
     } else {
         let ms = parse_go_int(lookback_text, 64).map_err(|e| param_error("lookback", &e))?;
-        u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
+        // Jaeger takes any integer; a window of zero or less answers nothing useful
+        // (or, read as the current bucket, something plausible and wrong).
+        let ms = u64::try_from(ms).ok().filter(|&ms| ms > 0).ok_or_else(|| {
+            param_error(
+                "lookback",
+                &format!("{lookback_text} is not a positive number of milliseconds"),
+            )
+        })?;
+        ms.saturating_mul(1_000_000)
     };
     let service = params.get("service");
     Ok(DependenciesParams {

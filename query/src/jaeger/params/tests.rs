@@ -226,6 +226,17 @@ fn dependencies_params() {
         (NOW, 24 * 3600 * 1_000_000_000)
     );
     assert_eq!(d.service.as_deref(), Some("a"));
+    for bad in ["0", "-1", "-3600000"] {
+        let e =
+            parse_dependencies_params(&QueryParams::parse(Some(&format!("lookback={bad}"))), NOW)
+                .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "unable to parse param 'lookback': {bad} is not a positive number of milliseconds"
+            )
+        );
+    }
     let e = parse_dependencies_params(&QueryParams::parse(Some("lookback=1h")), NOW).unwrap_err();
     assert_eq!(
         e.to_string(),
