@@ -23,6 +23,15 @@
 //! and the counter key is the policy name followed by every dimension in name order,
 //! `name;dim=value;...`, whichever override applies.
 
+/// Most bytes the policies together may take as the JSON every proxy's policy watch
+/// (`WatchQuotas`) receives in one message: the admin API refuses a write past it, and
+/// proxies read messages up to it plus [`POLICY_WATCH_MESSAGE_MARGIN`]. A bigger set
+/// would break every proxy's watch, and no edit would reach them.
+pub const MAX_POLICY_SET_JSON_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a `WatchQuotas` message adds to its policies' JSON (revision, framing).
+pub const POLICY_WATCH_MESSAGE_MARGIN: usize = 64 * 1024;
+
 mod attrs;
 pub mod import;
 pub mod parse;

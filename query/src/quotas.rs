@@ -46,7 +46,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshtel_model::quota::{
-    AdminTokenStore, Precondition, QuotaPolicySpec, QuotaPolicyStore, QuotaUsage, QuotaUsageReader,
+    AdminTokenStore, MAX_POLICY_SET_JSON_BYTES, Precondition, QuotaPolicySpec, QuotaPolicyStore,
+    QuotaUsage, QuotaUsageReader, StoredPolicy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +116,10 @@ struct QuotaAdmin {
     store: Arc<dyn QuotaPolicyStore>,
     auth: Arc<Authenticator>,
     usage: Option<Arc<dyn QuotaUsageReader>>,
+    /// Held from a write's checks against the other policies (descriptor conflicts,
+    /// the set's size) to its commit, so that two concurrent writes cannot both pass
+    /// them.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 type AdminResult<T = Response> = Result<T, AdminError>;
@@ -137,6 +142,7 @@ pub fn quota_router(
         store,
         auth: Arc::new(auth),
         usage,
+        writes: Arc::default(),
     };
     Router::new()
         .route(
@@ -290,21 +296,23 @@ async fn put_policy(
     let (actor, name, precondition) = begin_write(&admin, path, &headers).await?;
     let spec: QuotaPolicySpec = parse_policy_body(&name, body_format(&headers)?, &body?)?;
     spec.compile().map_err(ApiError::InvalidPolicy)?;
-    if let Some(rate_limit) = &spec.rate_limit {
-        let policies = admin.store.list_policies().await?;
-        if let Some(other) = spec.descriptor_conflict(policies.iter().map(|p| &p.spec)) {
-            // As envoyproxy/ratelimit refuses a config with a duplicate descriptor:
-            // only one of the two would ever be applied.
-            return Err(AdminError(ApiError::InvalidPolicy(vec![
-                meshtel_model::quota::FieldError {
-                    field: "rateLimit.descriptors".to_owned(),
-                    message: format!(
-                        "policy {:?} already limits these descriptors in domain {:?}: edit it, or delete it first",
-                        other.name, rate_limit.domain
-                    ),
-                },
-            ])));
-        }
+    let _write = admin.writes.lock().await;
+    let policies = admin.store.list_policies().await?;
+    check_set_size(&spec, &policies)?;
+    if let Some(rate_limit) = &spec.rate_limit
+        && let Some(other) = spec.descriptor_conflict(policies.iter().map(|p| &p.spec))
+    {
+        // As envoyproxy/ratelimit refuses a config with a duplicate descriptor: only
+        // one of the two would ever be applied.
+        return Err(AdminError(ApiError::InvalidPolicy(vec![
+            meshtel_model::quota::FieldError {
+                field: "rateLimit.descriptors".to_owned(),
+                message: format!(
+                    "policy {:?} already limits these descriptors in domain {:?}: edit it, or delete it first",
+                    other.name, rate_limit.domain
+                ),
+            },
+        ])));
     }
     let (stored, created) = admin.store.put_policy(spec, precondition, &actor).await?;
     let status = if created {
@@ -314,6 +322,32 @@ async fn put_policy(
     };
     let version = stored.version;
     json(status, &PolicyJson::from(stored), Some(version))
+}
+
+/// Refuses `spec` when the policies with it, as the JSON every proxy's policy watch
+/// receives, would pass [`MAX_POLICY_SET_JSON_BYTES`].
+fn check_set_size(spec: &QuotaPolicySpec, stored: &[StoredPolicy]) -> AdminResult<()> {
+    let set: Vec<&QuotaPolicySpec> = stored
+        .iter()
+        .map(|p| &p.spec)
+        .filter(|other| other.name != spec.name)
+        .chain(std::iter::once(spec))
+        .collect();
+    let bytes = serde_json::to_vec(&set).map_err(ApiError::Encode)?.len();
+    if bytes <= MAX_POLICY_SET_JSON_BYTES {
+        return Ok(());
+    }
+    Err(AdminError(ApiError::InvalidPolicy(vec![
+        meshtel_model::quota::FieldError {
+            field: String::new(),
+            message: format!(
+                "with this policy the {} policies would take {bytes} bytes as the JSON sent to every \
+                 proxy, more than the {MAX_POLICY_SET_JSON_BYTES} bytes a proxy's policy watch reads: \
+                 shorten descriptions, or fold overrides into fewer dimensions",
+                set.len()
+            ),
+        },
+    ])))
 }
 
 /// `GET /api/admin/token`: 204 when the bearer token may write, 401 without one, 403

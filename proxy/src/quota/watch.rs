@@ -66,7 +66,11 @@ impl PolicyWatcher {
             connected = self.endpoint.connect() => connected.map_err(|e| crate::mesh::error_chain(&e))?,
             _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
         };
-        let mut client = MixerClient::new(channel);
+        // The collector's 4 MiB default would refuse a large policy set and break the
+        // watch for good; the admin API keeps the set within this bound.
+        let mut client = MixerClient::new(channel).max_decoding_message_size(
+            meshtel_model::quota::MAX_POLICY_SET_JSON_BYTES + meshtel_model::quota::POLICY_WATCH_MESSAGE_MARGIN,
+        );
         let request = WatchQuotasRequest { proxy_id: self.proxy_id.clone() };
         let mut stream = tokio::select! {
             response = client.watch_quotas(request) => {

@@ -621,3 +621,73 @@ async fn rate_limit_fields_and_a_zero_limit_round_trip() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert_eq!(r.body["details"][0]["field"], "maxAmount");
 }
+
+/// Concurrent writes of two policies for the same descriptors: one is created, the
+/// others are refused naming it, as one after the other would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_policies_for_the_same_descriptors_are_refused_but_one() {
+    let f = fixture().await;
+    let body = json!({
+        "maxAmount": 1,
+        "validDuration": "1s",
+        "rateLimit": {"domain": "race", "descriptors": [{"key": "k"}]},
+    })
+    .to_string();
+    let puts: Vec<_> = (0..12)
+        .map(|i| {
+            let (app, body) = (f.app.clone(), body.clone());
+            tokio::spawn(async move {
+                let uri = format!("/api/quotas/race{i}");
+                call(&app, Method::PUT, &uri, &[JSON, AUTH], &body)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for put in puts {
+        statuses.push(put.await.unwrap());
+    }
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_REQUEST)
+        .count();
+    assert_eq!((created, refused), (1, 11), "{statuses:?}");
+    assert_eq!(f.repo.list_policies().await.unwrap().len(), 1);
+}
+
+/// The policies together must fit the message every proxy's policy watch reads: a
+/// write past it is refused saying so; replacing a policy counts it once.
+#[tokio::test]
+async fn a_policy_set_too_big_for_the_proxies_is_refused() {
+    let f = fixture().await;
+    let description = "a".repeat(1_600_000);
+    let put = |name: String| {
+        let app = f.app.clone();
+        let body =
+            json!({"maxAmount": 1, "validDuration": "1s", "description": description}).to_string();
+        async move {
+            let uri = format!("/api/quotas/{name}");
+            call(&app, Method::PUT, &uri, &[JSON, AUTH], &body).await
+        }
+    };
+    for i in 0..10 {
+        let r = put(format!("big{i}")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "big{i}: {}", r.body);
+    }
+    let r = put("big10".into()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let message = r.body["details"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("11 policies would take") && message.contains("16777216 bytes"),
+        "{message}"
+    );
+    assert_eq!(put("big3".into()).await.status, StatusCode::OK);
+    let delete = call(&f.app, Method::DELETE, "/api/quotas/big3", &[AUTH], "").await;
+    assert_eq!(delete.status, StatusCode::NO_CONTENT);
+    assert_eq!(put("big10".into()).await.status, StatusCode::CREATED);
+}
