@@ -63,7 +63,10 @@
 //!
 //! A Check that fails or exceeds `--quota-timeout` (20 ms, Envoy's rate limit filter
 //! default) lets the request through (`fail_open`), or with `--quota-fail-closed`
-//! answers 500 with flag `RLSE` (`fail_closed`), as Envoy's `failure_mode_deny`. After
+//! answers 500 with flag `RLSE` (`fail_closed`), as Envoy's `failure_mode_deny`; a
+//! fail-closed proxy that has not received its first policy set (the collector
+//! unreachable since it started) refuses every request so, not knowing which policies
+//! apply. After
 //! a failed lease request a key decides by the failure mode for 250 ms without asking.
 //! Leased tokens still valid are used while the collector is down.
 //!
@@ -175,6 +178,9 @@ struct Shared {
     /// This proxy's destination attributes (constant).
     destination: QuotaAttributes,
     policies: PolicyCell,
+    /// Set by the first policy set published: before it, this proxy does not know
+    /// which policies apply, and `--quota-fail-closed` refuses every request.
+    synced: std::sync::atomic::AtomicBool,
     leases: Mutex<HashMap<String, LeaseEntry>>,
     client: CheckClient,
     stats: QuotaStats,
@@ -184,7 +190,15 @@ impl Shared {
     fn publish(&self, set: PolicySet) {
         self.stats.policies.set(set.policies.len() as i64);
         let set = self.policies.store(set);
+        self.synced.store(true, std::sync::atomic::Ordering::Release);
         self.follow_policies(&set);
+    }
+
+    /// With `--quota-fail-closed`, before the first policy set arrived (the collector
+    /// unreachable since start): which policies apply is unknown, so every request is
+    /// refused as a failed Check would be.
+    fn refuses_unsynced(&self) -> bool {
+        self.settings.fail_closed && !self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn evict_idle_leases(&self) {
@@ -224,6 +238,7 @@ impl QuotaEnforcer {
             settings,
             destination: destination_attributes(identity, service),
             policies: PolicyCell::default(),
+            synced: std::sync::atomic::AtomicBool::new(false),
             leases: Mutex::new(HashMap::new()),
             client,
             stats,
@@ -247,8 +262,9 @@ impl QuotaEnforcer {
     }
 
     /// True when no policy can match at this proxy: the request path skips the stage.
+    /// Never before the first policy set with `--quota-fail-closed`.
     pub fn is_idle(&self) -> bool {
-        self.shared.policies.is_empty()
+        self.shared.policies.is_empty() && !self.shared.refuses_unsynced()
     }
 
     /// The policies in force.

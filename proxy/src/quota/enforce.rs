@@ -50,6 +50,10 @@ impl QuotaEnforcer {
     pub async fn check_inbound(&self, request: RequestView<'_>) -> Option<Denial> {
         let shared = &*self.shared;
         if shared.policies.is_empty() {
+            if shared.refuses_unsynced() {
+                shared.stats.decided(DecisionResult::FailClosed);
+                return Some(Denial::CheckFailed);
+            }
             return None;
         }
         let started = Instant::now();

@@ -312,3 +312,32 @@ fn a_policy_keeps_its_generation_until_its_spec_changes() {
     assert!(fourth.generations[0] > second.generations[1], "removed then added again: a new generation");
     assert_eq!(cell.load().generations, fourth.generations);
 }
+
+/// A fail-closed proxy that never received its policies (its collector unreachable
+/// since it started) refuses every request; a fail-open one lets them through; both
+/// decide by the policies once a set arrives.
+#[tokio::test]
+async fn fail_closed_refuses_until_the_first_policy_set() {
+    let (identity, service) = reviews();
+    // Nothing listens there: a port bound and let go.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{dead}")).expect("endpoint");
+    let caller = WorkloadIdentity { name: "productpage-v1".into(), namespace: "default".into(), app: "productpage".into(), version: "v1".into() };
+    let headers = HeaderMap::new();
+    let view = || RequestView { source: &caller, method: "GET", path: "/", headers: &headers };
+    for fail_closed in [true, false] {
+        let settings = QuotaSettings { fail_closed, ..QuotaSettings::default() };
+        let registry = prometheus::Registry::new();
+        let stats = QuotaStats::register(&registry).expect("stats");
+        let enforcer = QuotaEnforcer::new(settings, &identity, &service, &endpoint, "reviews-test", stats);
+        assert_eq!(enforcer.is_idle(), !fail_closed);
+        let denial = enforcer.check_inbound(view()).await;
+        assert_eq!(matches!(denial, Some(Denial::CheckFailed)), fail_closed, "fail_closed={fail_closed}");
+        // An empty set says no policy applies here: nothing is refused any more.
+        enforcer.publish_json(1, "[]");
+        assert!(enforcer.is_idle());
+        assert!(enforcer.check_inbound(view()).await.is_none());
+        let decided = enforcer.stats().decisions(DecisionResult::FailClosed);
+        assert_eq!(decided, u64::from(fail_closed));
+    }
+}
