@@ -378,7 +378,11 @@ base_path = "/jaeger"
             ),
             (
                 "[store]\nwal.sync_interval = \"30s\"\n",
-                "[store] wal.sync_interval must be positive and at most 10s, got 30s",
+                "[store] wal.sync_interval must be between 1ms and 10s, got 30s",
+            ),
+            (
+                "[store]\nwal.sync_interval = \"10us\"\n",
+                "[store] wal.sync_interval must be between 1ms and 10s, got 10us",
             ),
             (
                 "[store]\nmax_catalog_services = 0\n",

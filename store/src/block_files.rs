@@ -93,7 +93,9 @@ pub(crate) async fn prepare(
         .iter()
         .filter(|(_, v)| matches!(v, Verdict::Missing))
         .count();
-    if listed >= 2 && missing == listed {
+    // Every listed block gone, one as much as a hundred: most likely the volume that
+    // holds them is not mounted, and going on would take them out of the index for good.
+    if listed >= 1 && missing == listed {
         return Err(Error::BlocksMissing {
             path: blocks_dir.to_path_buf(),
             count: listed,

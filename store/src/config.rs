@@ -62,6 +62,11 @@ fn default_sync_interval() -> Duration {
 /// while the window keeps growing.
 pub const MAX_WAL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Shortest `wal.sync_interval` accepted: 1 ms. The WAL writer wakes every interval;
+/// below a millisecond it spins a core while idle and syncs no more often (`wal.sync =
+/// always` is the setting that syncs every write).
+pub const MIN_WAL_SYNC_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Largest `max_queued_bytes` accepted: 16 GiB. The queue holds request bytes in
 /// memory until the WAL writer takes them; this is 256 times the default and four
 /// requests of the largest size `[ingest] max_request_bytes` allows (4 GiB). A larger
@@ -286,10 +291,14 @@ impl StoreConfig {
         if self.flush_interval.is_zero() || self.compaction_interval.is_zero() {
             return err("flush_interval and compaction_interval must be positive");
         }
-        if self.wal.sync_interval.is_zero() || self.wal.sync_interval > MAX_WAL_SYNC_INTERVAL {
+        if self.wal.sync_interval < MIN_WAL_SYNC_INTERVAL
+            || self.wal.sync_interval > MAX_WAL_SYNC_INTERVAL
+        {
             return err(&format!(
-                "wal.sync_interval must be positive and at most {}, got {}: it is the \
-                 window of acknowledged spans a power failure can lose",
+                "wal.sync_interval must be between {} and {}, got {}: it is the window of \
+                 acknowledged spans a power failure can lose (wal.sync = \"always\" syncs \
+                 every write)",
+                humantime::format_duration(MIN_WAL_SYNC_INTERVAL),
                 humantime::format_duration(MAX_WAL_SYNC_INTERVAL),
                 humantime::format_duration(self.wal.sync_interval)
             ));
@@ -418,7 +427,7 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "[store] wal.sync_interval must be positive and at most 10s, got 30s",
+                "[store] wal.sync_interval must be between 1ms and 10s, got 30s",
             ),
             (
                 StoreConfig {

@@ -52,7 +52,7 @@ async fn a_bad_setting_is_refused_by_name_before_an_admin_token_is_made() {
         ),
         (
             "[store]\nwal.sync_interval = \"30s\"\n",
-            "[store] wal.sync_interval must be positive and at most 10s",
+            "[store] wal.sync_interval must be between 1ms and 10s",
         ),
     ] {
         let dir = TestDir::new();

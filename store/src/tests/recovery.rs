@@ -170,6 +170,31 @@ async fn a_store_whose_blocks_are_all_missing_does_not_start() {
     assert!(message.contains("blocks"), "{message}");
 }
 
+/// One indexed block, its file gone (a small store whose blocks were compacted into
+/// one, on a volume not mounted): no start either, and the index keeps it.
+#[tokio::test]
+async fn a_store_whose_only_block_is_missing_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "a").await;
+    let paths = block_paths(&store);
+    store.shutdown().await.unwrap();
+    assert_eq!(paths.len(), 1);
+    let aside = dir.path().join("aside");
+    std::fs::rename(&paths[0], &aside).unwrap();
+    let message = TraceStore::open(config(dir.path()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("none of the 1 blocks"), "{message}");
+    // Mounted again, the block is there and searchable.
+    std::fs::rename(&aside, &paths[0]).unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(block_paths(&store).len(), 1);
+    store.shutdown().await.unwrap();
+}
+
 /// Zeroes the second quarter of what lies before a block's footer (its pages): its
 /// magic bytes and footer stay intact, so startup's check passes, and reading its
 /// pages fails.
