@@ -354,9 +354,17 @@ impl Counter {
                 }
             }
             None => {
-                let need = u128::from(amount).saturating_mul(v);
+                // Best effort takes any token, so its next chance is the next token, not
+                // the whole amount: a proxy's lease ask (best effort, for several)
+                // otherwise held its denial for as many refill periods as it asked
+                // tokens, and traffic passed in clumps with seconds of 429s between.
+                let need = if mode == (Mode::Enforce { best_effort: true }) {
+                    v
+                } else {
+                    u128::from(amount).saturating_mul(v)
+                };
                 let retry = if need <= cap {
-                    ceil_div(need - *scaled, rate)
+                    ceil_div(need.saturating_sub(*scaled), rate)
                 } else {
                     ceil_div(cap - *scaled, rate)
                 };

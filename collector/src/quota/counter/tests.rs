@@ -162,6 +162,12 @@ fn token_bucket_refills_at_the_rate_up_to_the_burst() {
     // Best effort takes the whole tokens there are.
     let partial = c.charge(&limit, 3, BEST_EFFORT, T0 + 300 * MS);
     assert_eq!(partial.granted, 2);
+    // With none, it is told to come back for the next token (a proxy's lease ask for
+    // 6 at +350 ms, 0.5 token left: 50 ms), not for all it asked (550 ms).
+    let lease = c.charge(&limit, 6, BEST_EFFORT, T0 + 350 * MS);
+    assert!(lease.denied);
+    assert_eq!(lease.retry_ns, 50 * MS);
+    assert_eq!(c.charge(&limit, 6, BEST_EFFORT, T0 + 400 * MS).granted, 1);
     // Long idle: back to the burst, not beyond.
     assert!(c.is_idle(T0 + 10 * S));
     assert_eq!(c.usage(T0 + 10 * S).used, 0);
