@@ -60,6 +60,38 @@ pub(crate) fn out_of_range_to_resource_exhausted(headers: &mut http::HeaderMap) 
     }
 }
 
+/// Rewrites tonic's `grpc-message` of a request over the decoding limit ("Error,
+/// decoded message length too large: found N bytes, the limit is: L bytes", sent
+/// percent-encoded) to one naming `setting`, the option that sets the limit, as the
+/// HTTP ports' 413 does; any other answer is left alone.
+pub(crate) fn name_the_size_limit(headers: &mut http::HeaderMap, setting: &str) {
+    let Some(message) = headers.get("grpc-message") else {
+        return;
+    };
+    let message = String::from_utf8_lossy(message.as_bytes())
+        .replace("%20", " ")
+        .replace("%2C", ",");
+    let number_after = |marker: &str| -> Option<u64> {
+        let rest = &message[message.find(marker)? + marker.len()..];
+        rest.trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    if !message.contains("decoded message length too large") {
+        return;
+    }
+    let (Some(found), Some(limit)) = (number_after("found"), number_after("limit is:")) else {
+        return;
+    };
+    // Printable ASCII without `%` needs no percent-encoding in `grpc-message`.
+    let named = format!("request of {found} bytes is larger than {setting} ({limit} bytes)");
+    if let Ok(value) = http::HeaderValue::from_str(&named) {
+        headers.insert("grpc-message", value);
+    }
+}
+
 /// A tonic service whose undecodable requests get `INVALID_ARGUMENT` (see the module
 /// documentation); add it to a `tonic::transport::Server` as the service itself.
 #[derive(Debug, Clone)]
@@ -119,6 +151,26 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_too_large_message_names_the_setting() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static(
+                "Error,%20decoded%20message%20length%20too%20large:%20found%20244783%20bytes,%20the%20limit%20is:%2065536%20bytes",
+            ),
+        );
+        name_the_size_limit(&mut headers, "max_request_bytes");
+        assert_eq!(
+            headers["grpc-message"],
+            "request of 244783 bytes is larger than max_request_bytes (65536 bytes)"
+        );
+        let mut other = http::HeaderMap::new();
+        other.insert("grpc-message", http::HeaderValue::from_static("boom"));
+        name_the_size_limit(&mut other, "max_request_bytes");
+        assert_eq!(other["grpc-message"], "boom");
+    }
 
     #[test]
     fn rewrites_only_out_of_range() {

@@ -30,7 +30,9 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic_prost::ProstEncoder;
 use tracing::{Instrument, debug, debug_span};
 
-use crate::grpc_decode::{decode_error_to_invalid_argument, out_of_range_to_resource_exhausted};
+use crate::grpc_decode::{
+    decode_error_to_invalid_argument, name_the_size_limit, out_of_range_to_resource_exhausted,
+};
 
 use crate::config::IngestLimits;
 use crate::ingest::Ingest;
@@ -189,6 +191,7 @@ where
         Box::pin(async move {
             let mut response = grpc.unary(service, request).await;
             out_of_range_to_resource_exhausted(response.headers_mut());
+            name_the_size_limit(response.headers_mut(), "max_request_bytes");
             decode_error_to_invalid_argument(response.headers_mut());
             if !handled.load(Ordering::Relaxed) {
                 count_refused_before_the_handler(&ingest, response.headers());

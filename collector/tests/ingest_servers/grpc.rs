@@ -109,6 +109,14 @@ async fn oversize_is_resource_exhausted() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // The message names the setting, as the HTTP port's 413 does.
+    assert!(
+        status.message().starts_with("request of ")
+            && status
+                .message()
+                .contains(" bytes is larger than max_request_bytes ("),
+        "{status:?}"
+    );
     assert!(servers.sink.spans().is_empty());
 }
 
