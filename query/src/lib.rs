@@ -287,6 +287,11 @@ fn build_router(
             .route(&format!("{prefix}/"), ui::index_route(&prefix)),
         None => api,
     };
+    // Probes at the root whatever the base path: a `meshtel query` deployment has no
+    // OTLP port to probe.
+    let app = app
+        .route("/healthz", axum::routing::get(ok))
+        .route("/readyz", axum::routing::get(ok));
     app.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(axum::middleware::map_response(no_sniffing))
         .layer(
@@ -329,6 +334,12 @@ async fn v3_not_found(request: Request<axum::body::Body>) -> V3Error {
         request.method(),
         request.uri().path()
     )))
+}
+
+/// `GET /healthz`, `GET /readyz` on the query port: the port answers once the query
+/// service is up (its index open).
+async fn ok() -> &'static str {
+    "ok"
 }
 
 #[cfg(test)]

@@ -254,7 +254,20 @@ async fn precondition(
 ) -> AdminResult<Precondition> {
     Ok(match condition {
         Condition::None => Precondition::None,
-        Condition::IfMatch(version) => Precondition::IfMatch(version),
+        Condition::IfMatch(versions) if versions.len() == 1 => Precondition::IfMatch(versions[0]),
+        // A list: the one the policy is at, if listed (the store checks it again as it
+        // writes); none (weak tags only, which never match): 412.
+        Condition::IfMatch(versions) => {
+            let current = admin.store.get_policy(name).await?.map(|p| p.version);
+            match current.filter(|v| versions.contains(v)) {
+                Some(version) => Precondition::IfMatch(version),
+                None => {
+                    return Err(AdminError(ApiError::PreconditionFailed(format!(
+                        "quota policy {name:?} is not at a version If-Match names"
+                    ))));
+                }
+            }
+        }
         Condition::IfNoneExists => Precondition::IfNoneExists,
         Condition::IfExists => match admin.store.get_policy(name).await? {
             Some(current) => Precondition::IfMatch(current.version),

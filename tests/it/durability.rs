@@ -327,6 +327,8 @@ async fn collector_and_query_processes_share_a_data_dir() {
         query.grpc.is_none() && query.http.is_none(),
         "a query process does not ingest"
     );
+    // Its own probes, as it has no OTLP port to probe.
+    assert_eq!(get(&query.query_url("/readyz")).await.status, 200);
 
     let id = random_trace_id();
     let started = Instant::now();

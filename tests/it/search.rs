@@ -742,5 +742,14 @@ async fn query_base_path_prefixes_every_route() {
         404,
         "no route outside the base path"
     );
+    // But the probes, at the root.
+    for probe in ["/healthz", "/readyz"] {
+        let reply = get(&m.query_url(probe)).await;
+        assert_eq!(
+            (reply.status, reply.text()),
+            (200, "ok".to_owned()),
+            "{probe}"
+        );
+    }
     m.stop().await;
 }

@@ -490,7 +490,10 @@ async fn quotas_conditional_requests() {
         (Method::PUT, Some(("if-match", "\"1\"")), 3, StatusCode::PRECONDITION_FAILED, "version 2, not 1"),
         // Unchanged: same version.
         (Method::PUT, Some(("if-match", "*")), 2, StatusCode::OK, "\"2\""),
-        (Method::PUT, Some(("if-match", "one")), 2, StatusCode::BAD_REQUEST, "If-Match must be"),
+        (Method::PUT, Some(("if-match", "one")), 2, StatusCode::BAD_REQUEST, "If-Match takes"),
+        (Method::PUT, Some(("if-match", "W/\"2\"")), 2, StatusCode::PRECONDITION_FAILED, "not at a version"),
+        (Method::PUT, Some(("if-match", "\"7\", \"2\"")), 2, StatusCode::OK, "\"2\""),
+        (Method::PUT, Some(("if-match", "\"7\", \"3\"")), 3, StatusCode::PRECONDITION_FAILED, "not at a version"),
         (Method::DELETE, Some(("if-match", "\"1\"")), 0, StatusCode::PRECONDITION_FAILED, "version 2, not 1"),
         (Method::DELETE, Some(("if-match", "\"2\"")), 0, StatusCode::NO_CONTENT, ""),
         (Method::DELETE, None, 0, StatusCode::NOT_FOUND, "quota policy \"q\" not found"),

@@ -298,12 +298,14 @@ fn body_error(error: meshtel_model::quota::FieldError) -> ApiError {
 }
 
 /// A write's condition from `If-Match` / `If-None-Match`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Condition {
     /// No conditional header.
     None,
-    /// `If-Match: "<version>"`.
-    IfMatch(u64),
+    /// `If-Match: "<version>"`, or a list of them: the policy's version must be one.
+    /// Empty when every tag was weak, which never matches (RFC 9110 §13.1.1 compares
+    /// strongly).
+    IfMatch(Vec<u64>),
     /// `If-Match: *`: the policy must exist.
     IfExists,
     /// `If-None-Match: *`: the policy must not exist.
@@ -335,11 +337,26 @@ pub(crate) fn write_condition(headers: &HeaderMap) -> Result<Condition, ApiError
             "If-None-Match on a write takes only * (create only if absent)".into(),
         )),
         (Some("*"), None) => Ok(Condition::IfExists),
-        (Some(tag), None) => parse_etag(tag).map(Condition::IfMatch).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "If-Match must be one ETag such as \"3\" (the policy's version) or *, not {tag:?}"
-            ))
-        }),
+        (Some(tags), None) => {
+            let mut versions = Vec::new();
+            if tags.trim().is_empty() {
+                return Err(ApiError::BadRequest(
+                    "If-Match takes ETags such as \"3\" (the policy's version) or *, not an empty value"
+                        .into(),
+                ));
+            }
+            for tag in tags.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if tag.starts_with("W/") {
+                    continue;
+                }
+                versions.push(parse_etag(tag).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "If-Match takes ETags such as \"3\" (the policy's version) or *, not {tag:?}"
+                    ))
+                })?);
+            }
+            Ok(Condition::IfMatch(versions))
+        }
     }
 }
 
@@ -394,7 +411,20 @@ mod tests {
         assert_eq!(write_condition(&with(&[])).unwrap(), Condition::None);
         assert_eq!(
             write_condition(&with(&[(header::IF_MATCH, "\"7\"")])).unwrap(),
-            Condition::IfMatch(7)
+            Condition::IfMatch(vec![7])
+        );
+        // A list names every version that may match; a weak tag never matches.
+        assert_eq!(
+            write_condition(&with(&[(header::IF_MATCH, "\"1\", \"2\"")])).unwrap(),
+            Condition::IfMatch(vec![1, 2])
+        );
+        assert_eq!(
+            write_condition(&with(&[(header::IF_MATCH, "W/\"1\", \"2\"")])).unwrap(),
+            Condition::IfMatch(vec![2])
+        );
+        assert_eq!(
+            write_condition(&with(&[(header::IF_MATCH, "W/\"1\"")])).unwrap(),
+            Condition::IfMatch(vec![])
         );
         assert_eq!(
             write_condition(&with(&[(header::IF_MATCH, "*")])).unwrap(),
@@ -404,7 +434,7 @@ mod tests {
             write_condition(&with(&[(header::IF_NONE_MATCH, "*")])).unwrap(),
             Condition::IfNoneExists
         );
-        for bad in ["\"1\", \"2\"", "W/\"1\"", "abc", ""] {
+        for bad in ["abc", "\"1\", abc", ""] {
             assert!(
                 write_condition(&with(&[(header::IF_MATCH, bad)])).is_err(),
                 "{bad}"
