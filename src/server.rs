@@ -126,6 +126,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 config.data_dir.display()
             );
         }
+        refuse_a_foreign_data_dir(&config.data_dir)?;
         meshtel_store::create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     }
@@ -492,6 +493,51 @@ fn stop_at_a_second_signal(role: Role) {
         );
         std::process::exit(130);
     });
+}
+
+/// What meshtel keeps in a data directory, and what the root of a volume holds anyway.
+const DATA_DIR_ENTRIES: &[&str] = &[
+    "meshtel.db", "meshtel.db-wal", "meshtel.db-shm", "wal", "blocks", "LOCK",
+    SERVE_LISTENERS_FILE, COLLECTOR_LISTENERS_FILE, "listeners-query.json", "lost+found",
+];
+
+/// A directory that holds files and none of meshtel's (`--data-dir /var/lib`, or `$HOME`
+/// for `$HOME/meshtel`) would get meshtel's files strewn among them: refused, naming a
+/// few of them. Hidden entries and `lost+found` do not count; the demo's directory is
+/// its own.
+fn refuse_a_foreign_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    // The demo's, which writes its mesh file and rules there before starting.
+    if data_dir.join(crate::demo::MARKER_FILE).exists() {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Ok(()); // missing: created next; unreadable: the store says so
+    };
+    let mut foreign = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "lost+found" || name.starts_with('.') {
+            continue;
+        }
+        if DATA_DIR_ENTRIES.contains(&name.as_str()) {
+            return Ok(());
+        }
+        foreign.push(name);
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    let more = foreign.len().saturating_sub(3);
+    let mut shown = foreign.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if more > 0 {
+        shown.push_str(&format!(" and {more} more"));
+    }
+    anyhow::bail!(
+        "data directory {} holds other files ({shown}) and no meshtel data: point --data-dir \
+         at a new or empty directory, such as a subdirectory of it (meshtel creates it)",
+        data_dir.display()
+    )
 }
 
 /// `meshtel query` only reads what a collector writes: on a data directory that does

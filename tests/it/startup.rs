@@ -482,6 +482,35 @@ async fn a_closed_log_pipe_stops_neither_flushes_nor_a_clean_exit() {
     );
 }
 
+/// A data directory holding other files and no meshtel data (`--data-dir /var/lib` by
+/// mistake) is refused, naming some of them; one holding only a volume's `lost+found`
+/// and hidden files is taken.
+#[tokio::test]
+async fn a_data_directory_of_other_files_is_refused() {
+    let dir = TestDir::new();
+    let data = dir.data_dir();
+    std::fs::create_dir_all(data.join("photos")).unwrap();
+    std::fs::write(data.join("notes.txt"), "mine").unwrap();
+    let output = meshtel(&["serve", "--data-dir", data.to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("holds other files (notes.txt, photos) and no meshtel data"),
+        "{stderr}"
+    );
+    assert!(!data.join("LOCK").exists(), "nothing written there");
+
+    let dir = TestDir::new();
+    std::fs::create_dir_all(dir.data_dir().join("lost+found")).unwrap();
+    std::fs::write(dir.data_dir().join(".keep"), "").unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    m.stop().await;
+    // Once it holds meshtel's files, other files beside them do not stop it.
+    std::fs::write(dir.data_dir().join("notes.txt"), "mine").unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    m.stop().await;
+}
+
 /// A setting refused that a flag or variable gave is named with that flag and
 /// variable too, not only as the config file (there may be none) spells it.
 #[test]
