@@ -100,6 +100,7 @@ impl Ingest {
     fn response(&self, summary: ExportSummary) -> ExportTraceServiceResponse {
         if let Some(metrics) = &self.metrics {
             metrics.spans_rejected(self.protocol, summary.rejected_spans);
+            metrics.limited(self.protocol, summary.limited);
         }
         response(summary)
     }

@@ -6,7 +6,10 @@
 //!   cannot write), `too_large` (413 / `RESOURCE_EXHAUSTED`), `bad_request` (400 /
 //!   `INVALID_ARGUMENT`) or `unsupported_media_type` (415);
 //! - `meshtel_ingest_spans_rejected_total{protocol}`: spans dropped from requests that
-//!   were accepted, as reported to the client in OTLP `partial_success`.
+//!   were accepted, as reported to the client in OTLP `partial_success`;
+//! - `meshtel_ingest_attributes_limited_total{protocol, limit}`: attributes dropped
+//!   (`max_attributes_per_span`), values cut (`max_attribute_value_bytes`) and names
+//!   or keys cut (`max_name_bytes`) in accepted requests, also told to the client.
 //!
 //! Every series exists from the start (at 0), so a rate or an alert works before the
 //! first refusal. Refusals are also logged, at most one line per 10 s for each protocol
@@ -24,6 +27,7 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use meshtel_model::ErrorCode;
 use meshtel_model::log_window::LogWindow;
+use meshtel_model::validate::LimitsApplied;
 
 /// How often, at most, one (protocol, reason) pair writes a log line.
 pub use meshtel_model::log_window::LOG_INTERVAL as REFUSAL_LOG_INTERVAL;
@@ -127,8 +131,17 @@ impl RefusalReason {
 pub struct IngestMetrics {
     refused: IntCounterVec,
     spans_rejected: IntCounterVec,
+    limited: IntCounterVec,
     windows: Arc<Mutex<[[RefusalLog; 5]; 3]>>,
 }
+
+/// The `limit` label values of `meshtel_ingest_attributes_limited_total`, in the
+/// order of [`LimitsApplied`]'s counts.
+const LIMITS: [&str; 3] = [
+    "max_attributes_per_span",
+    "max_attribute_value_bytes",
+    "max_name_bytes",
+];
 
 /// The log window of one (protocol, reason) and what its last refusal said.
 #[derive(Default)]
@@ -158,10 +171,24 @@ impl IngestMetrics {
             ),
             &["protocol"],
         )?;
+        let limited = IntCounterVec::new(
+            Opts::new(
+                "meshtel_ingest_attributes_limited_total",
+                "Attributes dropped over max_attributes_per_span, values cut to \
+                 max_attribute_value_bytes, and span names or attribute keys cut to \
+                 max_name_bytes, in accepted ingest requests, by protocol and limit.",
+            ),
+            &["protocol", "limit"],
+        )?;
         for protocol in Protocol::ALL {
             spans_rejected
                 .with_label_values(&[protocol.as_str()])
                 .inc_by(0);
+            for limit in LIMITS {
+                limited
+                    .with_label_values(&[protocol.as_str(), limit])
+                    .inc_by(0);
+            }
             for reason in RefusalReason::ALL {
                 refused
                     .with_label_values(&[protocol.as_str(), reason.as_str()])
@@ -171,6 +198,7 @@ impl IngestMetrics {
         Ok(IngestMetrics {
             refused,
             spans_rejected,
+            limited,
             windows: Arc::default(),
         })
     }
@@ -180,6 +208,7 @@ impl IngestMetrics {
         vec![
             Box::new(self.refused.clone()),
             Box::new(self.spans_rejected.clone()),
+            Box::new(self.limited.clone()),
         ]
     }
 
@@ -225,6 +254,22 @@ impl IngestMetrics {
                 }
             }
         });
+    }
+
+    /// Counts what the attribute limits dropped or cut in an accepted request.
+    pub fn limited(&self, protocol: Protocol, applied: LimitsApplied) {
+        let counts = [
+            applied.dropped_attributes,
+            applied.truncated_values,
+            applied.truncated_names,
+        ];
+        for (limit, count) in LIMITS.into_iter().zip(counts) {
+            if count > 0 {
+                self.limited
+                    .with_label_values(&[protocol.as_str(), limit])
+                    .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+            }
+        }
     }
 
     /// Counts spans dropped from an accepted request.

@@ -84,6 +84,21 @@ pub struct ValidatedSpans {
     pub error_message: String,
     /// Spans kept whose end is before their start (kept as sent, worth a debug line).
     pub ends_before_start: usize,
+    /// Attributes dropped and values and names cut by the limits.
+    pub limited: LimitsApplied,
+}
+
+/// What the attribute limits did to a request: attributes dropped over
+/// `max_attributes_per_span`, values cut to `max_attribute_value_bytes`, names and
+/// keys cut to `max_name_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LimitsApplied {
+    /// Attributes dropped.
+    pub dropped_attributes: usize,
+    /// Attribute values cut.
+    pub truncated_values: usize,
+    /// Span names and attribute keys cut.
+    pub truncated_names: usize,
 }
 
 /// Spans in a request, before any validation.
@@ -153,6 +168,7 @@ pub fn validate_resource_spans(
         rejected_spans: report.rejected,
         error_message: report.message(&limiter),
         ends_before_start: report.ends_before_start,
+        limited: limiter.applied(),
     }
 }
 
@@ -323,6 +339,15 @@ impl AttributeLimiter {
             dropped_attributes: 0,
             truncated_values: 0,
             truncated_names: 0,
+        }
+    }
+
+    /// What it dropped and cut so far.
+    pub fn applied(&self) -> LimitsApplied {
+        LimitsApplied {
+            dropped_attributes: self.dropped_attributes,
+            truncated_values: self.truncated_values,
+            truncated_names: self.truncated_names,
         }
     }
 

@@ -62,6 +62,9 @@ pub enum ExportError {
 /// What became of the spans of an accepted request, for OTLP `partial_success`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExportSummary {
+    /// Attributes dropped and values and names cut by the limits, also told in
+    /// `error_message`.
+    pub limited: crate::validate::LimitsApplied,
     /// Spans stored.
     pub accepted_spans: usize,
     /// Spans dropped as invalid.
@@ -119,5 +122,6 @@ pub async fn write_resource_spans<S: SpanSink + ?Sized>(
         rejected_spans: validated.rejected_spans,
         error_message: validated.error_message,
         ends_before_start: validated.ends_before_start,
+        limited: validated.limited,
     })
 }

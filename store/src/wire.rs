@@ -627,6 +627,7 @@ impl<'l> Encoder<'l> {
             rejected_spans: self.report.rejected,
             error_message: self.report.message(&self.limiter),
             ends_before_start: self.report.ends_before_start,
+            limited: self.limiter.applied(),
         };
         Ok(self
             .builders

@@ -140,6 +140,22 @@ async fn refused_requests_and_rejected_spans_are_counted_and_logged_sparingly() 
         .unwrap()
         .into_inner();
     assert_eq!(response.partial_success.unwrap().rejected_spans, 1);
+    // A span name over max_name_bytes (1 KiB) is cut, told to the client and counted.
+    let mut long_name = many_small_spans(1);
+    long_name.resource_spans[0].scope_spans[0].spans[0].name = "n".repeat(1_500);
+    let response = m
+        .grpc_client()
+        .await
+        .export(long_name)
+        .await
+        .unwrap()
+        .into_inner();
+    let partial = response.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 0);
+    assert!(
+        partial.error_message.contains("max_name_bytes"),
+        "{partial:?}"
+    );
 
     assert_eq!(
         refused_count(&m, "otlp_http", "unsupported_media_type").await,
@@ -157,6 +173,18 @@ async fn refused_requests_and_rejected_spans_are_counted_and_logged_sparingly() 
         })
         .unwrap_or_else(|| panic!("no rejected spans series in\n{text}"));
     assert_eq!(rejected.value, 1.0);
+    let limited = |limit: &str| {
+        parse_prometheus_text(&text)
+            .into_iter()
+            .find(|s| {
+                s.name == "meshtel_ingest_attributes_limited_total"
+                    && s.has(&[("protocol", "otlp_grpc"), ("limit", limit)])
+            })
+            .unwrap_or_else(|| panic!("no {limit} series in\n{text}"))
+            .value
+    };
+    assert_eq!(limited("max_name_bytes"), 1.0);
+    assert_eq!(limited("max_attributes_per_span"), 0.0);
 
     // Five refusals of each kind within 10 s: one line each.
     let log = m.log_text();

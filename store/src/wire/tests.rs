@@ -32,6 +32,7 @@ fn by_structs(
             rejected_spans: validated.rejected_spans,
             error_message: validated.error_message,
             ends_before_start: validated.ends_before_start,
+            limited: validated.limited,
         },
     )))
 }
