@@ -52,6 +52,9 @@ pub fn default_max_spans_per_request() -> usize {
     100_000
 }
 
+/// Smallest `max_attribute_value_bytes` and `max_name_bytes` accepted.
+pub const MIN_NAME_AND_VALUE_BYTES: u64 = 64;
+
 /// 128 attributes, the OpenTelemetry SDK's default span limit.
 pub fn default_max_attributes_per_span() -> usize {
     128
@@ -103,15 +106,18 @@ impl IngestLimits {
                 "[ingest] max_attributes_per_span must be at least 1".to_string(),
             ));
         }
-        if self.max_attribute_value_bytes.as_u64() == 0 {
-            return Err(Error::InvalidConfig(
-                "[ingest] max_attribute_value_bytes must be at least 1 byte".to_string(),
-            ));
-        }
-        if self.max_name_bytes.as_u64() == 0 {
-            return Err(Error::InvalidConfig(
-                "[ingest] max_name_bytes must be at least 1 byte".to_string(),
-            ));
+        // Both apply to resource attributes too: below this, `service.name` itself (or
+        // a service's name) would be cut and the spans filed under another service.
+        for (name, value) in [
+            ("max_attribute_value_bytes", self.max_attribute_value_bytes),
+            ("max_name_bytes", self.max_name_bytes),
+        ] {
+            if value.as_u64() < MIN_NAME_AND_VALUE_BYTES {
+                return Err(Error::InvalidConfig(format!(
+                    "[ingest] {name} must be at least {MIN_NAME_AND_VALUE_BYTES} bytes, got {value}: \
+                     it applies to resource attributes too, service.name among them"
+                )));
+            }
         }
         Ok(())
     }
@@ -188,5 +194,26 @@ mod tests {
             ..IngestLimits::default()
         };
         assert!(huge.validate().is_err());
+        // Names and values shorter than service.name's key or a service's name.
+        let tiny_names = IngestLimits {
+            max_name_bytes: ByteSize(8),
+            ..IngestLimits::default()
+        };
+        let error = tiny_names.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("max_name_bytes must be at least 64 bytes"),
+            "{error}"
+        );
+        let tiny_values = IngestLimits {
+            max_attribute_value_bytes: ByteSize(63),
+            ..IngestLimits::default()
+        };
+        assert!(tiny_values.validate().is_err());
+        let smallest = IngestLimits {
+            max_attribute_value_bytes: ByteSize(64),
+            max_name_bytes: ByteSize(64),
+            ..IngestLimits::default()
+        };
+        smallest.validate().unwrap();
     }
 }
