@@ -98,6 +98,8 @@ impl GraphRequest {
     }
 
     /// [`GraphRequest::parse`], with `default_window` when none is given.
+    /// (Windows and steps of this API and the metrics API read with
+    /// [`parse_whole_seconds`].)
     pub fn parse_with_default(
         params: &QueryParams,
         default_window: Duration,
@@ -109,13 +111,8 @@ impl GraphRequest {
             .unwrap_or(("window", ""));
         let window = if text.is_empty() {
             default_window
-        } else if let Ok(seconds) = text.parse::<u64>() {
-            Duration::from_secs(seconds)
         } else {
-            // Go's form (`1h30m`, `1.5h`) as Kiali sends it, or Prometheus' (`1d`, `1w`)
-            // as the metrics API takes it.
-            parse_go_duration(text)
-                .or_else(|go| parse_prometheus_duration(text).map_err(|_| go))
+            parse_whole_seconds(text)
                 .map_err(|e| ApiError::BadRequest(format!("unable to parse {name}: {e}")))?
         };
         if window < Duration::from_secs(1) || window > MAX_WINDOW {
@@ -566,6 +563,22 @@ pub fn merge_dependencies(
             .or_insert(link.call_count);
     }
     as_links(links)
+}
+
+/// A window or step of the graph and metrics APIs: a bare number of seconds, Go's form
+/// (`1h30m`, `1.5h`) as Kiali sends it, or Prometheus' (`1d`, `1w`); a fraction of a
+/// second is refused rather than dropped.
+pub(crate) fn parse_whole_seconds(text: &str) -> std::result::Result<Duration, String> {
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => parse_go_duration(text)
+            .or_else(|_| parse_prometheus_duration(text))
+            .map_err(|e| e.to_string())?,
+    };
+    if duration.subsec_nanos() != 0 {
+        return Err(format!("{text:?} is not a whole number of seconds"));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
 use meshtel_model::GraphReader;
-use meshtel_model::duration::parse_prometheus_duration;
+use crate::graph::parse_whole_seconds;
 use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats};
 use serde::Serialize;
 
@@ -180,7 +180,7 @@ pub struct TimeseriesRequest {
 fn parse_window(params: &QueryParams) -> Result<Duration> {
     let window = match params.get("window") {
         "" => DEFAULT_WINDOW,
-        text => parse_prometheus_duration(text)
+        text => parse_whole_seconds(text)
             .map_err(|e| ApiError::BadRequest(format!("unable to parse param 'window': {e}")))?,
     };
     if window < Duration::from_secs(1) || window > MAX_WINDOW {
@@ -218,7 +218,7 @@ impl TimeseriesRequest {
                 let seconds = window.as_secs().div_ceil(DEFAULT_POINTS).div_ceil(min) * min;
                 Duration::from_secs(seconds)
             }
-            text => parse_prometheus_duration(text)
+            text => parse_whole_seconds(text)
                 .map_err(|e| ApiError::BadRequest(format!("unable to parse param 'step': {e}")))?,
         };
         if step < MIN_STEP {
@@ -226,11 +226,6 @@ impl TimeseriesRequest {
                 "param 'step' must be at least {}s",
                 MIN_STEP.as_secs()
             )));
-        }
-        if step.subsec_nanos() != 0 {
-            return Err(ApiError::BadRequest(
-                "param 'step' must be a whole number of seconds".to_string(),
-            ));
         }
         if step > window {
             return Err(ApiError::BadRequest(

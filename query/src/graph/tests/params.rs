@@ -68,6 +68,9 @@ async fn graph_filters_and_params() {
     // Kiali's error body, naming the parameter as sent.
     for (bad, named) in [
         ("window=5x", "window"),
+        // A fraction of a second is refused, not dropped.
+        ("window=1.5", "window"),
+        ("window=90.5s", "window"),
         ("window=0s", "window"),
         ("window=30d", "window"),
         ("duration=abc", "duration"),
