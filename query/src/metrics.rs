@@ -38,12 +38,12 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
 use meshtel_model::GraphReader;
-use crate::graph::parse_whole_seconds;
 use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats};
 use serde::Serialize;
 
 use crate::Clock;
 use crate::error::{ApiError, Result};
+use crate::graph::parse_whole_seconds;
 use crate::jaeger::params::QueryParams;
 use crate::response::json_response;
 
