@@ -62,8 +62,9 @@ pub(crate) fn out_of_range_to_resource_exhausted(headers: &mut http::HeaderMap) 
 
 /// Rewrites tonic's `grpc-message` of a request over the decoding limit ("Error,
 /// decoded message length too large: found N bytes, the limit is: L bytes", sent
-/// percent-encoded) to one naming `setting`, the option that sets the limit, as the
-/// HTTP ports' 413 does; any other answer is left alone.
+/// percent-encoded), or over it once decompressed ("Error decompressing: size limit, of
+/// L bytes, exceeded"), to one naming `setting`, the option that sets the limit, as
+/// the HTTP ports' 413 does; any other answer is left alone.
 pub(crate) fn name_the_size_limit(headers: &mut http::HeaderMap, setting: &str) {
     let Some(message) = headers.get("grpc-message") else {
         return;
@@ -79,14 +80,21 @@ pub(crate) fn name_the_size_limit(headers: &mut http::HeaderMap, setting: &str) 
             .parse()
             .ok()
     };
-    if !message.contains("decoded message length too large") {
-        return;
-    }
-    let (Some(found), Some(limit)) = (number_after("found"), number_after("limit is:")) else {
+    let named = if message.contains("decoded message length too large") {
+        let (Some(found), Some(limit)) = (number_after("found"), number_after("limit is:")) else {
+            return;
+        };
+        format!("request of {found} bytes is larger than {setting} ({limit} bytes)")
+    } else if message.contains("Error decompressing") {
+        // "Error decompressing: size limit, of 65536 bytes, exceeded"
+        let Some(limit) = number_after("size limit, of") else {
+            return;
+        };
+        format!("request is larger than {setting} ({limit} bytes) once decompressed")
+    } else {
         return;
     };
     // Printable ASCII without `%` needs no percent-encoding in `grpc-message`.
-    let named = format!("request of {found} bytes is larger than {setting} ({limit} bytes)");
     if let Ok(value) = http::HeaderValue::from_str(&named) {
         headers.insert("grpc-message", value);
     }
@@ -165,6 +173,18 @@ mod tests {
         assert_eq!(
             headers["grpc-message"],
             "request of 244783 bytes is larger than max_request_bytes (65536 bytes)"
+        );
+        let mut gzip = http::HeaderMap::new();
+        gzip.insert(
+            "grpc-message",
+            http::HeaderValue::from_static(
+                "Error%20decompressing:%20size%20limit,%20of%2065536%20bytes,%20exceeded",
+            ),
+        );
+        name_the_size_limit(&mut gzip, "max_request_bytes");
+        assert_eq!(
+            gzip["grpc-message"],
+            "request is larger than max_request_bytes (65536 bytes) once decompressed"
         );
         let mut other = http::HeaderMap::new();
         other.insert("grpc-message", http::HeaderValue::from_static("boom"));

@@ -137,8 +137,9 @@ pub fn normalize_otlp_json(value: &mut Value) {
 
 /// A `bytesValue` string in the URL-safe alphabet (`-`, `_`) or without its padding,
 /// as proto3 JSON parsers accept it, in the standard padded form the generated impls
-/// decode. Anything else is left for them to refuse.
+/// decode. Anything else is left as sent, for them to refuse (and the error to quote).
 fn standard_base64(field: &mut Value) {
+    use base64::Engine as _;
     let Value::String(text) = field else {
         return;
     };
@@ -157,7 +158,12 @@ fn standard_base64(field: &mut Value) {
     while !standard.len().is_multiple_of(4) {
         standard.push('=');
     }
-    *text = standard;
+    if base64::engine::general_purpose::STANDARD
+        .decode(&standard)
+        .is_ok()
+    {
+        *text = standard;
+    }
 }
 
 /// An empty `arrayValue` or `kvlistValue` as proto3 JSON writes it (`{}`, its repeated
@@ -416,8 +422,8 @@ fn int_problem(node: &Value) -> Option<String> {
     })
 }
 
-/// What is wrong with a `bytesValue` (already made standard padded base64 where it
-/// was URL-safe or unpadded), if anything.
+/// What is wrong with a `bytesValue` (made standard padded base64 where it was
+/// URL-safe or unpadded and then decoded), if anything.
 fn bytes_problem(node: &Value) -> Option<String> {
     use base64::Engine as _;
     let Value::String(text) = node else {

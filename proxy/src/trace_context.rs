@@ -37,11 +37,14 @@ pub const X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 pub const X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
 
 /// `tracestate` as received, its field lines joined with commas as RFC 9110 joins a
-/// list header split over several lines (a line that is not text is left out).
+/// list header split over several lines (a line that is empty or not text is left out).
 pub fn trace_state(headers: &HeaderMap) -> String {
     let mut joined = String::new();
     for value in headers.get_all(TRACESTATE) {
         let Ok(text) = value.to_str() else { continue };
+        if text.trim().is_empty() {
+            continue;
+        }
         if !joined.is_empty() {
             joined.push(',');
         }

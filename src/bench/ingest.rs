@@ -334,6 +334,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         "retries": total.retries,
         "latency_ms": total.latencies.json(),
     }));
+    // A run in which nothing was acknowledged measured nothing: a script must see it.
+    if requests == 0 && error_total > 0 {
+        anyhow::bail!(
+            "no request was acknowledged ({error_total} failed: {})",
+            counts_text(&total.errors)
+        );
+    }
     Ok(())
 }
 

@@ -445,6 +445,8 @@ fn bytes_values_take_either_base64_alphabet_with_or_without_padding() {
         )),
         "{error}"
     );
+    // The value quoted as sent, not as it would have been padded.
+    assert!(error.ends_with(r#"in "***""#), "{error}");
 }
 
 /// A resource's `entityRefs` as proto3 JSON writes them, defaults left out, decode.

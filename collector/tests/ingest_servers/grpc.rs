@@ -128,6 +128,7 @@ async fn oversize_after_decompression_is_resource_exhausted() {
         .send_compressed(CompressionEncoding::Gzip);
     let status = client.export(oversized_request()).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("max_request_bytes"), "{status:?}");
 }
 
 #[tokio::test]

@@ -183,6 +183,8 @@ fn inject_keeps_a_64_bit_b3_trace_id_and_the_debug_flag() {
 fn tracestate_split_over_lines_is_joined() {
     let split = headers(&[("tracestate", "a=1"), ("tracestate", "b=2,c=3")]);
     assert_eq!(trace_state(&split), "a=1,b=2,c=3");
+    let empty_line = headers(&[("tracestate", "a=1"), ("tracestate", ""), ("tracestate", "c=3")]);
+    assert_eq!(trace_state(&empty_line), "a=1,c=3");
     assert_eq!(trace_state(&headers(&[("tracestate", "a=1")])), "a=1");
     assert_eq!(trace_state(&HeaderMap::new()), "");
 }
