@@ -42,7 +42,7 @@ pub enum Command {
     /// Load generators to point at any deployment.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Quota policies: list, get, apply, delete, import, usage (through the query
+    /// Quota policies: list, get, apply, delete, import, usage, audit (through the query
     /// service's /api/quotas).
     #[command(subcommand)]
     Quota(crate::quota_cli::QuotaCommand),

@@ -307,8 +307,9 @@ pub fn usage_table(usage: &Value) -> String {
     );
     out.push_str(
         "  (Check decisions, not requests: proxies lease tokens ahead and answer 429 themselves \
-         after a denied Check;\n   requests answered 429: \
-         istio_requests_total{response_code=\"429\",response_flags=\"RL\"} on the collector's /metrics;\n   \
+         after a denied Check;\n   requests refused: \
+         istio_requests_total{reporter=\"destination\",response_flags=\"RL\"} on the collector's /metrics \
+         (429s, and gRPC calls answered grpc_response_status=\"8\");\n   \
          a key counts since its counter was created: an idle key's is dropped once its window \
          passed, so keys need not add up to the totals)\n",
     );
@@ -350,16 +351,86 @@ pub fn audit_table(entries: &[AuditJson]) -> String {
                 e.actor.clone(),
                 e.action.clone(),
                 e.name.clone(),
+                changes(e.before.as_ref(), e.after.as_ref()),
             ]
         })
         .collect();
-    table(&["ID", "AT", "ACTOR", "ACTION", "NAME"], &rows)
+    table(&["ID", "AT", "ACTOR", "ACTION", "NAME", "CHANGES"], &rows)
 }
+
+/// The fields an audit entry changed, `field: before → after` in compact JSON (each
+/// side cut to [`CHANGE_CHARS`]), `-` when there is nothing to compare.
+fn changes(before: Option<&QuotaPolicySpec>, after: Option<&QuotaPolicySpec>) -> String {
+    let fields = |spec: Option<&QuotaPolicySpec>| match spec.map(serde_json::to_value) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (before, after) = (fields(before), fields(after));
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let shown = |value: Option<&Value>| {
+        let text = value.map_or_else(|| "(none)".to_owned(), Value::to_string);
+        match text.char_indices().nth(CHANGE_CHARS) {
+            Some((at, _)) => format!("{}…", &text[..at]),
+            None => text,
+        }
+    };
+    let changed: Vec<String> = keys
+        .into_iter()
+        .filter(|key| *key != "name" && before.get(*key) != after.get(*key))
+        .map(|key| {
+            format!(
+                "{key}: {} → {}",
+                shown(before.get(key)),
+                shown(after.get(key))
+            )
+        })
+        .collect();
+    if changed.is_empty() {
+        "-".to_owned()
+    } else {
+        changed.join("; ")
+    }
+}
+
+/// Longest side of a change shown in the audit table, in characters.
+const CHANGE_CHARS: usize = 40;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // test code
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_rows_say_what_changed() {
+        let spec = |max: u64, description: &str| {
+            serde_json::from_value::<QuotaPolicySpec>(serde_json::json!({
+                "name": "q", "maxAmount": max, "validDuration": "1s", "description": description,
+            }))
+            .unwrap()
+        };
+        let entry = |id, action: &str, before, after| AuditJson {
+            id,
+            at: "2026-12-05T12:00:00.000Z".into(),
+            actor: "ops".into(),
+            action: action.into(),
+            name: "q".into(),
+            before,
+            after,
+        };
+        let text = audit_table(&[
+            entry(3, "delete", Some(spec(5, "x")), None),
+            entry(2, "update", Some(spec(1, "x")), Some(spec(5, "x"))),
+            entry(1, "create", None, Some(spec(1, &"d".repeat(60)))),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("CHANGES"), "{text}");
+        assert!(lines[2].ends_with("maxAmount: 1 → 5"), "{text}");
+        assert!(lines[1].contains("maxAmount: 5 → (none)"), "{text}");
+        assert!(lines[3].contains("description: (none) → \"dddd"), "{text}");
+        assert!(lines[3].contains("…"), "{text}");
+    }
 
     #[test]
     fn usage_says_it_counts_checks_and_tokens_not_requests() {
