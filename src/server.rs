@@ -627,10 +627,17 @@ fn remove_stale_listeners_file(path: &Path) -> anyhow::Result<()> {
 /// started beside this one since (a rolling restart) wrote its own over it, which
 /// stays.
 fn remove_own_listeners_file(path: &Path, listeners: &Listeners) {
-    let ours = serde_json::to_vec_pretty(listeners).ok();
+    let ours = listeners_text(listeners).ok();
     if ours.is_some() && std::fs::read(path).ok() == ours {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// The listeners file's text: pretty JSON and a final newline, so `cat` ends its line.
+fn listeners_text(listeners: &Listeners) -> serde_json::Result<Vec<u8>> {
+    let mut text = serde_json::to_vec_pretty(listeners)?;
+    text.push(b'\n');
+    Ok(text)
 }
 
 /// Writes the listeners file atomically: a temporary file in the same directory,
@@ -639,7 +646,7 @@ fn write_listeners_file(path: &Path, listeners: &Listeners) -> anyhow::Result<()
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = std::path::PathBuf::from(temporary);
-    if let Err(e) = std::fs::write(&temporary, serde_json::to_vec_pretty(listeners)?) {
+    if let Err(e) = std::fs::write(&temporary, listeners_text(listeners)?) {
         let _ = std::fs::remove_file(&temporary);
         return Err(e).with_context(|| format!("writing {}", temporary.display()));
     }

@@ -368,7 +368,7 @@ impl TrafficSummary {
         };
         let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
         format!(
-            "{} pages in {:.0}s ({:.1}/s): {} ok, {} 4xx, {} 5xx, {} failed{}; p50 {}, p99 {} | reviews: {} | jason's: {} | \
+            "{} pages in {:.0}s ({:.1}/s): {} ok, {} 4xx, {} 5xx, {} failed{}; p50 {}, p99 {} | reviews for anonymous: {} | for jason: {} | \
              details unavailable {}, reviews unavailable {}, ratings unavailable {}",
             c.pages,
             self.seconds,

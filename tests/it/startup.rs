@@ -356,7 +356,7 @@ fn serve_command(data_dir: &Path) -> Command {
 fn sigterm_while_starting_is_a_clean_stop() {
     for delay_ms in [50, 150] {
         let dir = TestDir::new();
-        let mut child = serve_command(dir.path())
+        let mut child = serve_command(&dir.data_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
