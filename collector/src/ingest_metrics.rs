@@ -334,7 +334,8 @@ mod tests {
             .flat_map(|c| c.collect())
             .collect();
         let series: usize = families.iter().map(|f| f.get_metric().len()).sum();
-        assert_eq!(series, 3 * 5 + 3);
+        // Per protocol: 5 refusal reasons, rejected spans, 3 attribute limits.
+        assert_eq!(series, 3 * (5 + 1 + 3));
         let overloaded = Error::Overloaded {
             retry_after: std::time::Duration::from_millis(500),
         };
