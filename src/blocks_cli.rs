@@ -13,7 +13,16 @@ pub enum BlocksCommand {
     /// came back late) back into the index, searchable again. Run it with meshtel
     /// stopped; a file that does not read stays where it is, and the exit status is 1.
     Adopt {
-        /// The data directory [default: ./meshtel-data]
+        /// The data directory
+        #[arg(long, env = "MESHTEL_DATA_DIR", default_value = "./meshtel-data")]
+        data_dir: PathBuf,
+    },
+    /// Take the blocks the index lists but whose files are gone out of the index (a
+    /// lost blocks volume, files deleted by hand), so that meshtel starts without
+    /// them: it refuses to when none of the listed blocks is there, taking the volume
+    /// for unmounted. Their spans are lost. Run it with meshtel stopped.
+    ForgetMissing {
+        /// The data directory
         #[arg(long, env = "MESHTEL_DATA_DIR", default_value = "./meshtel-data")]
         data_dir: PathBuf,
     },
@@ -22,6 +31,23 @@ pub enum BlocksCommand {
 /// Runs a `blocks` subcommand.
 pub async fn run(command: BlocksCommand) -> anyhow::Result<()> {
     match command {
+        BlocksCommand::ForgetMissing { data_dir } => {
+            let forgotten = meshtel_store::adopt::forget_missing_blocks(&data_dir)
+                .await
+                .with_context(|| {
+                    format!("forgetting the missing blocks of {}", data_dir.display())
+                })?;
+            println!(
+                "took {} missing block{} out of the index of {}",
+                forgotten.len(),
+                if forgotten.len() == 1 { "" } else { "s" },
+                data_dir.display()
+            );
+            for name in &forgotten {
+                println!("  {name}");
+            }
+            Ok(())
+        }
         BlocksCommand::Adopt { data_dir } => {
             let adopted = meshtel_store::adopt::adopt_orphaned_blocks(&data_dir)
                 .await

@@ -51,7 +51,8 @@ pub enum Command {
     #[command(subcommand)]
     Rules(crate::rules_cli::RulesCommand),
     /// Maintenance of a stopped store's blocks: `adopt` puts the blocks set aside in
-    /// blocks/orphaned/ back into the index.
+    /// blocks/orphaned/ back into the index; `forget-missing` takes blocks whose files
+    /// are gone out of it.
     #[command(subcommand)]
     Blocks(crate::blocks_cli::BlocksCommand),
     /// Bookinfo with a meshtel proxy beside every instance, traffic and the Istio lab

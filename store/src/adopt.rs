@@ -46,6 +46,35 @@ pub struct Adopted {
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
+/// Takes out of the index every block whose file is not in `<data_dir>/blocks/` and
+/// returns their file names: for blocks gone for good (a lost volume, files deleted by
+/// hand), when startup refuses to begin without any of them (`meshtel blocks
+/// forget-missing`). Their spans are lost; a file that comes back later is set aside
+/// in `orphaned/` at the next start, from where `adopt` takes it back. Runs with the
+/// store closed, as [`adopt_orphaned_blocks`] does.
+pub async fn forget_missing_blocks(data_dir: &Path) -> Result<Vec<String>> {
+    let data_dir =
+        std::fs::canonicalize(data_dir).map_err(Error::at("data directory", data_dir))?;
+    let _lock = DataDirLock::acquire(&data_dir)?;
+    let blocks_dir = data_dir.join("blocks");
+    let catalog = Catalog::open(&data_dir).await?;
+    let missing: Vec<BlockMeta> = catalog
+        .load_blocks()
+        .await?
+        .into_iter()
+        .filter(|b| !b.path(&blocks_dir).exists())
+        .collect();
+    if !missing.is_empty() {
+        let ids: Vec<u64> = missing.iter().map(|b| b.id).collect();
+        catalog.drop_blocks(&ids).await?;
+        for block in &missing {
+            warn!(block = %block.file_name, spans = block.rows, "missing block taken out of the index");
+        }
+    }
+    catalog.close().await;
+    Ok(missing.into_iter().map(|b| b.file_name).collect())
+}
+
 /// What one orphaned block holds, read before it is moved.
 struct Contents {
     rows: u64,

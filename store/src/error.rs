@@ -75,7 +75,8 @@ pub enum Error {
     /// a volume that is not mounted.
     #[error(
         "none of the {count} blocks the index lists is in {}; if the blocks live on \
-         another volume, mount it and start again",
+         another volume, mount it and start again; if they are gone for good, `meshtel \
+         blocks forget-missing` takes them out of the index (their spans are lost)",
         path.display()
     )]
     BlocksMissing {

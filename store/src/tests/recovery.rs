@@ -193,6 +193,25 @@ async fn a_store_whose_only_block_is_missing_does_not_start() {
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     assert_eq!(block_paths(&store).len(), 1);
     store.shutdown().await.unwrap();
+    // Gone for good: `meshtel blocks forget-missing` takes it out of the index, and the
+    // store starts without it.
+    std::fs::remove_file(&paths[0]).unwrap();
+    assert!(TraceStore::open(config(dir.path())).await.is_err());
+    let forgotten = crate::adopt::forget_missing_blocks(dir.path())
+        .await
+        .unwrap();
+    assert_eq!(forgotten.len(), 1);
+    assert!(paths[0].ends_with(&forgotten[0]), "{forgotten:?}");
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert!(block_paths(&store).is_empty());
+    // Nothing else to forget.
+    store.shutdown().await.unwrap();
+    assert!(
+        crate::adopt::forget_missing_blocks(dir.path())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Zeroes the second quarter of what lies before a block's footer (its pages): its
