@@ -463,11 +463,24 @@ impl<'a> CountedOnce<'a> {
         )
     }
 
-    /// Whether the row of `key` counts.
+    /// Whether the row of `key` counts: the callee's report, or the caller's of a
+    /// request its callee never saw (a workload that reported nothing, or flags that
+    /// say the request never reached it).
     fn counts(&self, key: &EdgeKey) -> bool {
         Reporter::Destination.reported(key)
-            || (Reporter::Source.reported(key) && !self.reporting.contains(&Self::destination(key)))
+            || (Reporter::Source.reported(key)
+                && (never_reached_the_callee(&key.response_flags)
+                    || !self.reporting.contains(&Self::destination(key))))
     }
+}
+
+/// Envoy flags of a request the caller's proxy answered itself, which no callee's proxy
+/// saw: no healthy upstream, circuit breaking, connection failure (with or without its
+/// retries), no route, an injected abort.
+fn never_reached_the_callee(flags: &str) -> bool {
+    flags
+        .split(',')
+        .any(|flag| matches!(flag.trim(), "UH" | "UO" | "UF" | "NR" | "FI"))
 }
 
 /// The metrics domain: reads edges for a window and shapes them.

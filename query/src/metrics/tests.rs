@@ -286,9 +286,9 @@ async fn services_count_each_request_once_from_the_destination_if_it_reported() 
         *edges.windows.lock().unwrap(),
         vec![(NOW + 25 * SEC - 180 * SEC, NOW + 25 * SEC, Duration::ZERO)]
     );
-    // reviews: destination rows A, B, C, D, M, and I, which reached no workload (16
-    // requests, 4 errors; not E, F, G, H, which the callees reported, nor J, sent to
-    // reviews-v2, which reported); ratings: source rows only; details: destination.
+    // reviews: destination rows A, B, C, D, M, and the caller's rows of requests no
+    // callee saw, I (UO) and J (UF,URX) (17 requests, 5 errors; not E, F, G, H, which
+    // the callees reported); ratings: source rows only; details: destination.
     // Rates are over the 185 s the buckets cover: from NOW - 160 s (the bucket holding
     // the window's start) to now. Quantiles are rounded to the µs.
     let expected = r#"{"services":[
@@ -299,8 +299,8 @@ async fn services_count_each_request_once_from_the_destination_if_it_reported() 
          "versions":[],"rate":0.016216216216216217,"errorRate":1.0,
          "p50Ms":0.25,"p95Ms":0.475,"p99Ms":0.495},
         {"service":"reviews.default.svc.cluster.local","name":"reviews","namespace":"default",
-         "versions":["v1","v2"],"rate":0.08648648648648649,"errorRate":0.25,
-         "p50Ms":5.0,"p95Ms":40.0,"p99Ms":48.0}
+         "versions":["v1","v2"],"rate":0.0918918918918919,"errorRate":0.29411764705882354,
+         "p50Ms":4.5,"p95Ms":39.375,"p99Ms":47.875}
     ]}"#;
     assert_eq!(body, minify(expected));
 
@@ -337,9 +337,10 @@ async fn timeseries_by_version_has_every_step_zeros_and_nulls_included() {
         )
     };
     // v1: A (4 × 7 ms) in S0; D (4 × 3 ms) and M (2 × 7 ms) in S2.
-    // v2: B (2 × 30 ms) and C (2 × 0.2 ms, 503) in S0. unknown: I (2 × 0.2 ms, 503
-    // UO), which reached no workload, in S2. The other source rows are left out (their
-    // callees reported). S2's rate is over the 25 s it has run.
+    // v2: B (2 × 30 ms) and C (2 × 0.2 ms, 503) in S0; J (UF,URX), which v2's proxy
+    // never saw, in S2. unknown: I (2 × 0.2 ms, 503 UO), which reached no workload, in
+    // S2. The other source rows are left out (their callees reported). S2's rate is
+    // over the 25 s it has run.
     let expected = format!(
         r#"{{"start":{S0},"end":{end},"stepSeconds":60,"series":[
             {{"key":{{"version":"unknown"}},"points":[
@@ -357,12 +358,12 @@ async fn timeseries_by_version_has_every_step_zeros_and_nulls_included() {
                 {{"t":{S0},"requests":4,"errors":2,"rate":0.06666666666666667,"errorRate":0.5,
                   "p50Ms":0.5,"p95Ms":47.5,"p99Ms":49.5}},
                 {z1},
-                {z2}]}}],
-            "codes":{{"200":12,"503":4}},"flags":{{"UO":2}}}}"#,
+                {{"t":{S2},"requests":1,"errors":1,"rate":0.04,"errorRate":1.0,
+                  "p50Ms":0.25,"p95Ms":0.475,"p99Ms":0.495}}]}}],
+            "codes":{{"200":12,"503":5}},"flags":{{"UF":1,"UO":2,"URX":1}}}}"#,
         end = NOW_MS + 60_000,
         z0 = zero(S0),
         z1 = zero(S1),
-        z2 = zero(S2),
     );
     assert_eq!(body, minify(&expected));
 }
@@ -406,10 +407,10 @@ async fn reporter_defaults_and_fallback() {
     let (app, _) = metrics_app(mesh());
     let series = |q: &str| format!("/api/metrics/timeseries?window={WINDOW}&step=60s&{q}");
     // A service query counts each request once: the destination's reports, and the
-    // caller's of requests that reached no workload (S2: D + M + I, not H or J).
+    // caller's of requests no callee saw (S2: D + M + I + J, not H).
     assert_eq!(
         requests_of(&app, &series(&format!("service={REVIEWS}"))).await,
-        vec![vec![8, 0, 8]]
+        vec![vec![8, 0, 9]]
     );
     assert_eq!(
         requests_of(
@@ -751,13 +752,29 @@ async fn a_version_without_a_proxy_is_counted_from_its_callers() {
             key("reviews", pp, "reviews-v3", "v3", 503, "UF,URX", "source"),
             stats(5, 5, 1.0),
         ),
+        // Circuit breaking at the caller, aimed at reviews-v1, which reports: its proxy
+        // never saw these, so the caller's count.
+        row(
+            S2,
+            key("reviews", pp, "reviews-v1", "v1", 503, "UO", "source"),
+            stats(2, 2, 0.1),
+        ),
+        // A 503 reviews-v1's app answered: its proxy reported it (not in this window's
+        // rows); the caller's row of it is not counted instead.
+        row(
+            S2,
+            key("reviews", pp, "reviews-v1", "v1", 503, "-", "source"),
+            stats(1, 1, 5.0),
+        ),
     ]);
     let body: serde_json::Value =
         serde_json::from_str(&body_of(&app, "/api/metrics/services?window=1m").await).unwrap();
     let reviews = &body["services"][0];
     assert_eq!(reviews["versions"], serde_json::json!(["v1", "v3"]));
-    assert_eq!(reviews["errorRate"], 5.0 / 9.0);
+    assert_eq!(reviews["errorRate"], 7.0 / 11.0);
     let uri =
         format!("/api/metrics/timeseries?window=1m&step=60s&service={REVIEWS}&groupBy=version");
-    assert_eq!(requests_of(&app, &uri).await, vec![vec![0, 4], vec![0, 5]]);
+    assert_eq!(requests_of(&app, &uri).await, vec![vec![0, 6], vec![0, 5]]);
+    let body: serde_json::Value = serde_json::from_str(&body_of(&app, &uri).await).unwrap();
+    assert_eq!(body["flags"], serde_json::json!({"UF": 5, "URX": 5, "UO": 2}));
 }
