@@ -302,8 +302,13 @@ impl Counter {
                 }
             }
             None => {
-                // Until enough old buckets leave the window to fit the amount.
-                let need = amount.saturating_sub(avail);
+                // Until enough old buckets leave the window to fit the amount; best
+                // effort takes any, so until the first one leaves (see charge_token).
+                let need = if mode == (Mode::Enforce { best_effort: true }) {
+                    1
+                } else {
+                    amount.saturating_sub(avail)
+                };
                 let mut freed = 0u64;
                 let mut retry = leaves_at(current);
                 if amount <= max {

@@ -105,6 +105,11 @@ fn rolling_window_slides_bucket_by_bucket() {
     assert!(c.charge(&limit, 1, ENFORCE, T0 + 1_499 * MS).denied);
     assert_eq!(c.charge(&limit, 4, ENFORCE, T0 + 1_500 * MS).granted, 4);
     assert_eq!(c.usage(T0 + 1_500 * MS).used, 10);
+    // A best-effort ask (a proxy's lease) for 6, none left: back when the first
+    // bucket leaves (the 6 of T0 + 1 s, at T0 + 2 s), not when 6 would fit.
+    let lease = c.charge(&limit, 6, BEST_EFFORT, T0 + 1_600 * MS);
+    assert!(lease.denied);
+    assert_eq!(lease.retry_ns, 400 * MS);
     // The newest bucket (T0 + 1.5 s) leaves the window at T0 + 2.5 s.
     assert!(!c.is_idle(T0 + 2_499 * MS));
     assert!(c.is_idle(T0 + 2_500 * MS));
