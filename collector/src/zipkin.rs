@@ -28,6 +28,7 @@ use axum::routing::post;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use meshtel_model::SpanSink;
+use meshtel_model::validate::MAX_REASONS_QUOTED;
 use tracing::{debug, instrument};
 
 use crate::body::{media_type, read_body_limited};
@@ -151,7 +152,20 @@ async fn decode_and_export(
     let placed = zipkin_spans_to_otlp_placed(zipkin_spans);
     // Spans that could not be converted are left out, named by their place in the
     // list; the rest are stored.
-    let mut problems: Vec<String> = placed.refused.iter().map(Error::to_string).collect();
+    // The first few quoted, as OTLP's partial success quotes them: a list of 100,000
+    // bad spans must not make a 4 MB answer and log line.
+    let mut problems: Vec<String> = placed
+        .refused
+        .iter()
+        .take(MAX_REASONS_QUOTED)
+        .map(Error::to_string)
+        .collect();
+    if placed.refused.len() > MAX_REASONS_QUOTED {
+        problems.push(format!(
+            "and {} more",
+            placed.refused.len() - MAX_REASONS_QUOTED
+        ));
+    }
     let mut rejected = placed.refused.len();
     ingest.spans_rejected(rejected);
     if rejected < received {

@@ -68,7 +68,7 @@ pub fn latest_start_now() -> u64 {
 }
 
 /// Most rejection reasons quoted in the response message; the rest are counted.
-const MAX_REASONS_QUOTED: usize = 5;
+pub const MAX_REASONS_QUOTED: usize = 5;
 
 /// What is left of a request once invalid spans are dropped and limits applied.
 #[derive(Debug, Clone, PartialEq, Default)]

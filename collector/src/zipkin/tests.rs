@@ -515,7 +515,15 @@ async fn refused_spans_are_named_to_the_sender() {
         "{text}"
     );
     assert!(text.contains(" spans[2]: "), "{text}");
-    let (status, text) = post(serde_json::json!([no_id])).await;
+    let (status, text) = post(serde_json::json!([no_id.clone()])).await;
     assert_eq!(status, 400, "{text}");
     assert_eq!(text.trim_end(), "no span stored: spans[0].id: is required");
+    // Many bad spans: the first five named, the rest counted.
+    let mut many = vec![span("a", now_us)];
+    many.extend(std::iter::repeat_n(no_id, 1_000));
+    let (status, text) = post(serde_json::Value::Array(many)).await;
+    assert_eq!(status, 202, "{text}");
+    assert!(text.starts_with("1000 of 1001 spans refused: "), "{text}");
+    assert!(text.trim_end().ends_with("; and 995 more"), "{text}");
+    assert!(text.len() < 400, "{} bytes", text.len());
 }
