@@ -312,22 +312,30 @@ pub(crate) enum Condition {
     IfNoneExists,
 }
 
-fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&str>, ApiError> {
-    headers
-        .get(&name)
-        .map(|v| {
-            v.to_str()
-                .map(str::trim)
-                .map_err(|_| ApiError::BadRequest(format!("{name} must be ASCII")))
-        })
-        .transpose()
+/// The header's lines joined with `, `, as RFC 9110 reads a list split over several.
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<String>, ApiError> {
+    let mut joined: Option<String> = None;
+    for value in headers.get_all(&name) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::BadRequest(format!("{name} must be ASCII")))?
+            .trim();
+        match &mut joined {
+            Some(joined) => {
+                joined.push_str(", ");
+                joined.push_str(text);
+            }
+            None => joined = Some(text.to_owned()),
+        }
+    }
+    Ok(joined)
 }
 
 /// Parses the conditional headers of a PUT or DELETE.
 pub(crate) fn write_condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
     let if_match = header_text(headers, header::IF_MATCH)?;
     let if_none_match = header_text(headers, header::IF_NONE_MATCH)?;
-    match (if_match, if_none_match) {
+    match (if_match.as_deref(), if_none_match.as_deref()) {
         (None, None) => Ok(Condition::None),
         (Some(_), Some(_)) => Err(ApiError::BadRequest(
             "send either If-Match or If-None-Match, not both".into(),
@@ -338,22 +346,30 @@ pub(crate) fn write_condition(headers: &HeaderMap) -> Result<Condition, ApiError
         )),
         (Some("*"), None) => Ok(Condition::IfExists),
         (Some(tags), None) => {
-            let mut versions = Vec::new();
-            if tags.trim().is_empty() {
-                return Err(ApiError::BadRequest(
-                    "If-Match takes ETags such as \"3\" (the policy's version) or *, not an empty value"
-                        .into(),
-                ));
+            let refused = |what: &str| {
+                ApiError::BadRequest(format!(
+                    "If-Match takes ETags such as \"3\" (the policy's version) or *, not {what}"
+                ))
+            };
+            let listed: Vec<&str> = tags
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect();
+            if listed.is_empty() {
+                return Err(refused("an empty list"));
             }
-            for tag in tags.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                if tag.starts_with("W/") {
-                    continue;
+            let mut versions = Vec::new();
+            for tag in listed {
+                match tag.strip_prefix("W/") {
+                    // A weak tag never matches (strong comparison), but must be one.
+                    Some(weak)
+                        if weak.len() >= 2 && weak.starts_with('"') && weak.ends_with('"') => {}
+                    Some(_) => return Err(refused(&format!("{tag:?}"))),
+                    None => {
+                        versions.push(parse_etag(tag).ok_or_else(|| refused(&format!("{tag:?}")))?)
+                    }
                 }
-                versions.push(parse_etag(tag).ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "If-Match takes ETags such as \"3\" (the policy's version) or *, not {tag:?}"
-                    ))
-                })?);
             }
             Ok(Condition::IfMatch(versions))
         }
@@ -434,7 +450,15 @@ mod tests {
             write_condition(&with(&[(header::IF_NONE_MATCH, "*")])).unwrap(),
             Condition::IfNoneExists
         );
-        for bad in ["abc", "\"1\", abc", ""] {
+        // Over two lines, as one list.
+        let mut two_lines = HeaderMap::new();
+        two_lines.append(header::IF_MATCH, HeaderValue::from_static("\"7\""));
+        two_lines.append(header::IF_MATCH, HeaderValue::from_static("\"1\""));
+        assert_eq!(
+            write_condition(&two_lines).unwrap(),
+            Condition::IfMatch(vec![7, 1])
+        );
+        for bad in ["abc", "\"1\", abc", "", ",", "W/abc", "W/"] {
             assert!(
                 write_condition(&with(&[(header::IF_MATCH, bad)])).is_err(),
                 "{bad}"
