@@ -288,9 +288,10 @@ impl TimeseriesRequest {
     }
 }
 
-/// Steps in `window`: the window rounded up to whole steps.
+/// The most steps a window can touch: the window in whole steps, rounded up, and the
+/// one its start falls in when it does not start on a step boundary.
 fn points_in(window: Duration, step: Duration) -> u64 {
-    window.as_secs().max(1).div_ceil(step.as_secs().max(1))
+    window.as_secs().max(1).div_ceil(step.as_secs().max(1)) + 1
 }
 
 /// `/api/metrics/services` JSON.

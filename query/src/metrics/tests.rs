@@ -577,7 +577,13 @@ async fn bad_params_are_400_naming_the_param() {
         (
             "timeseries",
             format!("{service}&window=7d&step=10s"),
-            "param 'step' too small: window 604800s / step 10s is 60480 points, more than 1000",
+            "param 'step' too small: window 604800s / step 10s is 60481 points, more than 1000",
+        ),
+        (
+            // 1,000 whole steps, and the one the window's start falls in.
+            "timeseries",
+            format!("{service}&window=10000s&step=10s"),
+            "param 'step' too small: window 10000s / step 10s is 1001 points, more than 1000",
         ),
         (
             "timeseries",
@@ -776,5 +782,8 @@ async fn a_version_without_a_proxy_is_counted_from_its_callers() {
         format!("/api/metrics/timeseries?window=1m&step=60s&service={REVIEWS}&groupBy=version");
     assert_eq!(requests_of(&app, &uri).await, vec![vec![0, 6], vec![0, 5]]);
     let body: serde_json::Value = serde_json::from_str(&body_of(&app, &uri).await).unwrap();
-    assert_eq!(body["flags"], serde_json::json!({"UF": 5, "URX": 5, "UO": 2}));
+    assert_eq!(
+        body["flags"],
+        serde_json::json!({"UF": 5, "URX": 5, "UO": 2})
+    );
 }
