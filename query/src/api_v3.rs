@@ -223,8 +223,14 @@ async fn find_trace_summaries(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
-    let (query, _) = parse_find_traces_query(&params)?;
-    let traces = state.jaeger.find_traces(&query).await?;
+    let (query, raw) = parse_find_traces_query(&params)?;
+    let mut traces = state.jaeger.find_traces(&query).await?;
+    if !raw {
+        // Counted and rooted as the traces `/api/v3/traces` gives.
+        traces
+            .iter_mut()
+            .for_each(crate::jaeger::convert::adjust_otlp);
+    }
     let summaries = traces.iter().map(summaries::summarize).collect();
     Ok(json_response(
         &summaries::SummariesResponse { summaries },

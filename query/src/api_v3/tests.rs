@@ -823,6 +823,21 @@ async fn traces_are_adjusted_unless_raw() {
         let reply = get(&app, &path).await;
         assert_eq!(ids(&reply.body), raw, "{path}");
     }
+    // Summaries count the trace as /api/v3/traces gives it: one copy of db.
+    let summaries = |extra: &str| {
+        let app = app.clone();
+        let uri = format!(
+            "/api/v3/trace-summaries?query.serviceName=be&query.startTimeMin=1970-01-01T00:00:00Z\
+             &query.startTimeMax=2100-01-01T00:00:00Z{extra}"
+        );
+        async move {
+            let body: serde_json::Value =
+                serde_json::from_str(&get(&app, &uri).await.body).unwrap();
+            body["summaries"][0]["spanCount"].clone()
+        }
+    };
+    assert_eq!(summaries("").await, 3);
+    assert_eq!(summaries("&query.rawTraces=true").await, 4);
     // The v1 answer gives the server span the same id.
     let reply = get(&app, &format!("/api/traces/{B}")).await;
     assert!(
