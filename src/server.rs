@@ -495,16 +495,20 @@ fn stop_at_a_second_signal(role: Role) {
     });
 }
 
+/// Files of other kinds a new data directory may hold (a config file beside the data).
+const FOREIGN_FILES_TOLERATED: usize = 2;
+
 /// What meshtel keeps in a data directory, and what the root of a volume holds anyway.
 const DATA_DIR_ENTRIES: &[&str] = &[
     "meshtel.db", "meshtel.db-wal", "meshtel.db-shm", "wal", "blocks", "LOCK",
     SERVE_LISTENERS_FILE, COLLECTOR_LISTENERS_FILE, "listeners-query.json", "lost+found",
 ];
 
-/// A directory that holds files and none of meshtel's (`--data-dir /var/lib`, or `$HOME`
-/// for `$HOME/meshtel`) would get meshtel's files strewn among them: refused, naming a
-/// few of them. Hidden entries and `lost+found` do not count; the demo's directory is
-/// its own.
+/// A directory that holds other directories or several files, and none of meshtel's
+/// (`--data-dir /var/lib`, or `$HOME` for `$HOME/meshtel`), would get meshtel's files
+/// strewn among them: refused, naming a few of them. A file or two (a config file kept
+/// beside the data), hidden entries and `lost+found` do not count; the demo's
+/// directory is its own.
 fn refuse_a_foreign_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     // The demo's, which writes its mesh file and rules there before starting.
     if data_dir.join(crate::demo::MARKER_FILE).exists() {
@@ -514,6 +518,7 @@ fn refuse_a_foreign_data_dir(data_dir: &Path) -> anyhow::Result<()> {
         return Ok(()); // missing: created next; unreadable: the store says so
     };
     let mut foreign = Vec::new();
+    let mut directories = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == "lost+found" || name.starts_with('.') {
@@ -522,9 +527,12 @@ fn refuse_a_foreign_data_dir(data_dir: &Path) -> anyhow::Result<()> {
         if DATA_DIR_ENTRIES.contains(&name.as_str()) {
             return Ok(());
         }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            directories += 1;
+        }
         foreign.push(name);
     }
-    if foreign.is_empty() {
+    if directories == 0 && foreign.len() <= FOREIGN_FILES_TOLERATED {
         return Ok(());
     }
     foreign.sort();

@@ -509,6 +509,12 @@ async fn a_data_directory_of_other_files_is_refused() {
     std::fs::write(dir.data_dir().join("notes.txt"), "mine").unwrap();
     let m = Meshtel::start(&dir, Role::Serve, &[]).await;
     m.stop().await;
+    // A new one holding only a config file kept beside the data starts too.
+    let dir = TestDir::new();
+    std::fs::create_dir_all(dir.data_dir()).unwrap();
+    std::fs::write(dir.data_dir().join("meshtel.toml"), "").unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    m.stop().await;
 }
 
 /// A setting refused that a flag or variable gave is named with that flag and
