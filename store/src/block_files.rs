@@ -89,9 +89,16 @@ pub(crate) async fn prepare(
             .collect::<Result<Vec<_>>>()
     })
     .await??;
+    // A block found set aside (a start that crashed between moving a damaged block to
+    // `corrupt/` and taking it out of the index) is not missing in that sense.
+    let set_aside = |b: &BlockMeta| {
+        [CORRUPT_DIR, ORPHANED_DIR]
+            .iter()
+            .any(|aside| blocks_dir.join(aside).join(&b.file_name).exists())
+    };
     let missing = checked
         .iter()
-        .filter(|(_, v)| matches!(v, Verdict::Missing))
+        .filter(|(b, v)| matches!(v, Verdict::Missing) && !set_aside(b))
         .count();
     // Every listed block gone, one as much as a hundred: most likely the volume that
     // holds them is not mounted, and going on would take them out of the index for good.

@@ -214,6 +214,27 @@ async fn a_store_whose_only_block_is_missing_does_not_start() {
     );
 }
 
+/// The only indexed block found in `corrupt/`: a start that moved it there crashed
+/// before taking it out of the index. Not a volume missing: the start goes on, taking
+/// it out.
+#[tokio::test]
+async fn a_block_left_in_corrupt_by_a_crashed_start_does_not_stop_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "a").await;
+    let paths = block_paths(&store);
+    store.shutdown().await.unwrap();
+    let corrupt = paths[0]
+        .parent()
+        .unwrap()
+        .join(crate::block_files::CORRUPT_DIR);
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::rename(&paths[0], corrupt.join(paths[0].file_name().unwrap())).unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert!(block_paths(&store).is_empty());
+    store.shutdown().await.unwrap();
+}
+
 /// Zeroes the second quarter of what lies before a block's footer (its pages): its
 /// magic bytes and footer stay intact, so startup's check passes, and reading its
 /// pages fails.
