@@ -498,10 +498,10 @@ fn stop_at_a_second_signal(role: Role) {
 /// Files of other kinds a new data directory may hold (a config file beside the data).
 const FOREIGN_FILES_TOLERATED: usize = 2;
 
-/// What meshtel keeps in a data directory, and what the root of a volume holds anyway.
+/// What meshtel keeps in a data directory.
 const DATA_DIR_ENTRIES: &[&str] = &[
     "meshtel.db", "meshtel.db-wal", "meshtel.db-shm", "wal", "blocks", "LOCK",
-    SERVE_LISTENERS_FILE, COLLECTOR_LISTENERS_FILE, "listeners-query.json", "lost+found",
+    SERVE_LISTENERS_FILE, COLLECTOR_LISTENERS_FILE, "listeners-query.json",
 ];
 
 /// A directory that holds other directories or several files, and none of meshtel's
