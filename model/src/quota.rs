@@ -46,7 +46,7 @@ pub use policy::{
 };
 pub use store::{
     AdminTokenStore, AuditEntry, KeyUsage, Precondition, QuotaPolicyStore, QuotaUsage,
-    QuotaUsageReader, StoredPolicy,
+    QuotaUsageReader, SetCheck, StoredPolicy,
 };
 pub use validate::FieldError;
 pub(crate) use validate::MAX_BUCKETS_PER_WINDOW;

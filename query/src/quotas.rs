@@ -116,10 +116,6 @@ struct QuotaAdmin {
     store: Arc<dyn QuotaPolicyStore>,
     auth: Arc<Authenticator>,
     usage: Option<Arc<dyn QuotaUsageReader>>,
-    /// Held from a write's checks against the other policies (descriptor conflicts,
-    /// the set's size) to its commit, so that two concurrent writes cannot both pass
-    /// them.
-    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 type AdminResult<T = Response> = Result<T, AdminError>;
@@ -142,7 +138,6 @@ pub fn quota_router(
         store,
         auth: Arc::new(auth),
         usage,
-        writes: Arc::default(),
     };
     Router::new()
         .route(
@@ -309,25 +304,15 @@ async fn put_policy(
     let (actor, name, precondition) = begin_write(&admin, path, &headers).await?;
     let spec: QuotaPolicySpec = parse_policy_body(&name, body_format(&headers)?, &body?)?;
     spec.compile().map_err(ApiError::InvalidPolicy)?;
-    let _write = admin.writes.lock().await;
-    let policies = admin.store.list_policies().await?;
-    check_set_size(&spec, &policies)?;
-    if let Some(rate_limit) = &spec.rate_limit
-        && let Some(other) = spec.descriptor_conflict(policies.iter().map(|p| &p.spec))
-    {
-        // As envoyproxy/ratelimit refuses a config with a duplicate descriptor: only
-        // one of the two would ever be applied.
-        return Err(AdminError(ApiError::InvalidPolicy(vec![
-            meshtel_model::quota::FieldError {
-                field: "rateLimit.descriptors".to_owned(),
-                message: format!(
-                    "policy {:?} already limits these descriptors in domain {:?}: edit it, or delete it first",
-                    other.name, rate_limit.domain
-                ),
-            },
-        ])));
-    }
-    let (stored, created) = admin.store.put_policy(spec, precondition, &actor).await?;
+    // Checked against the other policies in the write's own transaction: two writers
+    // at once, in this process or another on the same database, cannot both pass.
+    let checked = spec.clone();
+    let check = move |stored: &[StoredPolicy]| against_the_set(&checked, stored);
+    let (stored, created) = admin
+        .store
+        .put_policy_checked(spec, precondition, &actor, &check)
+        .await?
+        .map_err(ApiError::InvalidPolicy)?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -337,30 +322,47 @@ async fn put_policy(
     json(status, &PolicyJson::from(stored), Some(version))
 }
 
-/// Refuses `spec` when the policies with it, as the JSON every proxy's policy watch
-/// receives, would pass [`MAX_POLICY_SET_JSON_BYTES`].
-fn check_set_size(spec: &QuotaPolicySpec, stored: &[StoredPolicy]) -> AdminResult<()> {
+/// What refuses `spec` beside the `stored` policies: a policy already limiting the
+/// same rate-limit descriptors, or a set past [`MAX_POLICY_SET_JSON_BYTES`] as the
+/// JSON every proxy's policy watch receives.
+fn against_the_set(
+    spec: &QuotaPolicySpec,
+    stored: &[StoredPolicy],
+) -> Result<(), Vec<meshtel_model::quota::FieldError>> {
+    if let Some(rate_limit) = &spec.rate_limit
+        && let Some(other) = spec.descriptor_conflict(stored.iter().map(|p| &p.spec))
+    {
+        // As envoyproxy/ratelimit refuses a config with a duplicate descriptor: only
+        // one of the two would ever be applied.
+        return Err(vec![meshtel_model::quota::FieldError {
+            field: "rateLimit.descriptors".to_owned(),
+            message: format!(
+                "policy {:?} already limits these descriptors in domain {:?}: edit it, or delete it first",
+                other.name, rate_limit.domain
+            ),
+        }]);
+    }
     let set: Vec<&QuotaPolicySpec> = stored
         .iter()
         .map(|p| &p.spec)
         .filter(|other| other.name != spec.name)
         .chain(std::iter::once(spec))
         .collect();
-    let bytes = serde_json::to_vec(&set).map_err(ApiError::Encode)?.len();
+    // Policies that read back from SQL always serialize; one that did not would be
+    // counted as nothing here and refused by the engine's own encoding.
+    let bytes = serde_json::to_vec(&set).map_or(0, |json| json.len());
     if bytes <= MAX_POLICY_SET_JSON_BYTES {
         return Ok(());
     }
-    Err(AdminError(ApiError::InvalidPolicy(vec![
-        meshtel_model::quota::FieldError {
-            field: String::new(),
-            message: format!(
-                "with this policy the {} policies would take {bytes} bytes as the JSON sent to every \
-                 proxy, more than the {MAX_POLICY_SET_JSON_BYTES} bytes a proxy's policy watch reads: \
-                 shorten descriptions, or fold overrides into fewer dimensions",
-                set.len()
-            ),
-        },
-    ])))
+    Err(vec![meshtel_model::quota::FieldError {
+        field: String::new(),
+        message: format!(
+            "with this policy the {} policies would take {bytes} bytes as the JSON sent to every \
+             proxy, more than the {MAX_POLICY_SET_JSON_BYTES} bytes a proxy's policy watch reads: \
+             shorten descriptions, or fold overrides into fewer dimensions",
+            set.len()
+        ),
+    }])
 }
 
 /// `GET /api/admin/token`: 204 when the bearer token may write, 401 without one, 403

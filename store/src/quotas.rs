@@ -21,7 +21,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use meshtel_model::graph::{SystemUnixClock, UnixClock};
 use meshtel_model::quota::{
-    AdminTokenStore, AuditEntry, Precondition, QuotaPolicySpec, QuotaPolicyStore, StoredPolicy,
+    AdminTokenStore, AuditEntry, FieldError, Precondition, QuotaPolicySpec, QuotaPolicyStore,
+    SetCheck, StoredPolicy,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
@@ -32,6 +33,14 @@ use crate::{Error, Result};
 
 /// A write refused by its precondition: the message for the client.
 type Refused = String;
+
+/// Why a write was not made.
+enum PutRefused {
+    /// Its precondition did not hold.
+    Precondition(Refused),
+    /// The check against the stored policies refused it.
+    Check(Vec<FieldError>),
+}
 
 /// The SQL repository of quota policies and admin tokens. Cheap to clone.
 #[derive(Clone)]
@@ -77,9 +86,12 @@ impl QuotaRepo {
         spec: QuotaPolicySpec,
         precondition: Precondition,
         actor: &str,
-    ) -> Result<Result<(StoredPolicy, bool), Refused>> {
+        check: Option<SetCheck<'_>>,
+    ) -> Result<Result<(StoredPolicy, bool), PutRefused>> {
         let mut conn = self.pool.acquire().await?;
-        let written = self.put_on(&mut conn, spec, precondition, actor).await;
+        let written = self
+            .put_on(&mut conn, spec, precondition, actor, check)
+            .await;
         close_if_read_only(&mut conn, &written);
         written
     }
@@ -90,14 +102,33 @@ impl QuotaRepo {
         spec: QuotaPolicySpec,
         precondition: Precondition,
         actor: &str,
-    ) -> Result<Result<(StoredPolicy, bool), Refused>> {
+        check: Option<SetCheck<'_>>,
+    ) -> Result<Result<(StoredPolicy, bool), PutRefused>> {
         let after = spec_to_json(&spec)?;
         let now = self.now_unix_ms();
         let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+        // A write first: the transaction holds SQLite's write lock from here, so the
+        // policies the check reads stay as they are until it commits, whichever
+        // process writes beside it.
         bump_revision(&mut tx).await?;
+        if let Some(check) = check {
+            let rows = sqlx::query(
+                "SELECT name, spec, version, updated_unix_ms, updated_by FROM quota_policies \
+                 ORDER BY name",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let stored = rows
+                .iter()
+                .map(policy_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            if let Err(problems) = check(&stored) {
+                return Ok(Err(PutRefused::Check(problems)));
+            }
+        }
         let current = fetch_policy(&mut tx, &spec.name).await?;
         if let Err(refused) = check_precondition(precondition, &spec.name, current.as_ref()) {
-            return Ok(Err(refused));
+            return Ok(Err(PutRefused::Precondition(refused)));
         }
         let (stored, created, before) = match current {
             // Dropping the transaction rolls the revision bump back.
@@ -417,7 +448,34 @@ impl QuotaPolicyStore for QuotaRepo {
         precondition: Precondition,
         actor: &str,
     ) -> meshtel_model::Result<(StoredPolicy, bool)> {
-        into_model(self.put(spec, precondition, actor).await)
+        match self.put(spec, precondition, actor, None).await {
+            Ok(Ok(written)) => Ok(written),
+            Ok(Err(PutRefused::Precondition(refused))) => {
+                Err(meshtel_model::Error::PreconditionFailed(refused))
+            }
+            // No check was given.
+            Ok(Err(PutRefused::Check(_))) => Err(meshtel_model::Error::BadRequest(
+                "quota policy refused".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put_policy_checked(
+        &self,
+        spec: QuotaPolicySpec,
+        precondition: Precondition,
+        actor: &str,
+        check: SetCheck<'_>,
+    ) -> meshtel_model::Result<std::result::Result<(StoredPolicy, bool), Vec<FieldError>>> {
+        match self.put(spec, precondition, actor, Some(check)).await {
+            Ok(Ok(written)) => Ok(Ok(written)),
+            Ok(Err(PutRefused::Check(problems))) => Ok(Err(problems)),
+            Ok(Err(PutRefused::Precondition(refused))) => {
+                Err(meshtel_model::Error::PreconditionFailed(refused))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn delete_policy(

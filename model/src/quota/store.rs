@@ -9,6 +9,12 @@ use serde::Serialize;
 
 use super::policy::QuotaPolicySpec;
 use crate::Result;
+use crate::quota::FieldError;
+
+/// A check of a policy about to be written against every stored policy: `Err` with the
+/// problems refuses the write ([`QuotaPolicyStore::put_policy_checked`]).
+pub type SetCheck<'a> =
+    &'a (dyn Fn(&[StoredPolicy]) -> std::result::Result<(), Vec<FieldError>> + Send + Sync);
 
 /// A policy as stored, with its version for optimistic concurrency.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -71,9 +77,29 @@ pub trait QuotaPolicyStore: Send + Sync + 'static {
         precondition: Precondition,
         actor: &str,
     ) -> Result<(StoredPolicy, bool)>;
+    /// As [`Self::put_policy`], with `check` run against the stored policies in the
+    /// write's own transaction, so that no other writer (in this process or another on
+    /// the same database) changes them in between; `Ok(Err(problems))` when the check
+    /// refused it, nothing written. This default checks, then writes, apart.
+    async fn put_policy_checked(
+        &self,
+        spec: QuotaPolicySpec,
+        precondition: Precondition,
+        actor: &str,
+        check: SetCheck<'_>,
+    ) -> Result<std::result::Result<(StoredPolicy, bool), Vec<FieldError>>> {
+        if let Err(problems) = check(&self.list_policies().await?) {
+            return Ok(Err(problems));
+        }
+        self.put_policy(spec, precondition, actor).await.map(Ok)
+    }
     /// Deletes a policy; `Ok(false)` when there was none.
-    async fn delete_policy(&self, name: &str, precondition: Precondition, actor: &str)
-    -> Result<bool>;
+    async fn delete_policy(
+        &self,
+        name: &str,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<bool>;
     /// Audit entries, newest first, optionally for one policy.
     async fn audit(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
     /// A number that changes whenever any policy changes (the collector polls it).

@@ -403,3 +403,44 @@ async fn a_policy_write_is_done_only_once_committed() {
         1 + usize::from(written.is_ok())
     );
 }
+
+/// Two repositories on one database (two `meshtel query` processes in a rolling
+/// restart) writing at once: the check runs in each write's transaction, so a check
+/// that allows one policy only lets exactly one through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_checked_write_sees_every_other_writer_on_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = [Arc::new(repo(&dir).await), Arc::new(repo(&dir).await)];
+    let writes: Vec<_> = (0..8)
+        .map(|i| {
+            let repo = repos[i % 2].clone();
+            tokio::spawn(async move {
+                let only_one = |stored: &[meshtel_model::quota::StoredPolicy]| {
+                    if stored.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(vec![meshtel_model::quota::FieldError {
+                            field: String::new(),
+                            message: "one policy only".into(),
+                        }])
+                    }
+                };
+                repo.put_policy_checked(
+                    spec(&format!("p{i}"), 1),
+                    Precondition::None,
+                    "test",
+                    &only_one,
+                )
+                .await
+                .unwrap()
+                .is_ok()
+            })
+        })
+        .collect();
+    let mut written = 0;
+    for write in writes {
+        written += usize::from(write.await.unwrap());
+    }
+    assert_eq!(written, 1);
+    assert_eq!(repos[0].list_policies().await.unwrap().len(), 1);
+}
