@@ -146,14 +146,27 @@ pub fn specs_to_yaml(specs: &[QuotaPolicySpec]) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// One stored policy as YAML that `apply -f` takes back, headed by a comment.
+/// One stored policy as YAML that `apply -f` takes back, headed by a comment. An
+/// `unlimited` policy's limit fields, which it ignores, are left out when they hold
+/// nothing (`maxAmount: 0`, `validDuration: ''`): turned into a limited policy as
+/// printed, they would deny every request.
 pub fn policy_to_yaml(policy: &PolicyJson) -> anyhow::Result<String> {
+    let mut yaml = yaml_serde::to_string(&policy.spec)?;
+    if policy.spec.unlimited {
+        yaml = yaml
+            .lines()
+            .filter(|line| {
+                !matches!(
+                    *line,
+                    "maxAmount: 0" | "validDuration: ''" | "validDuration: \"\""
+                )
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+    }
     Ok(format!(
-        "# version {}, updated {} by {}\n{}",
-        policy.version,
-        policy.updated_at,
-        policy.updated_by,
-        yaml_serde::to_string(&policy.spec)?
+        "# version {}, updated {} by {}\n{yaml}",
+        policy.version, policy.updated_at, policy.updated_by,
     ))
 }
 
@@ -401,6 +414,29 @@ const CHANGE_CHARS: usize = 40;
 #[allow(clippy::unwrap_used)] // test code
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unlimited_policy_prints_without_the_limit_it_ignores() {
+        let spec: QuotaPolicySpec = serde_json::from_value(serde_json::json!({
+            "name": "free", "unlimited": true, "match": {"destination": {"service": "ratings"}},
+        }))
+        .unwrap();
+        let policy = PolicyJson {
+            spec,
+            version: 1,
+            updated_at: "2026-12-05T12:00:00.000Z".into(),
+            updated_by: "ops".into(),
+        };
+        let yaml = policy_to_yaml(&policy).unwrap();
+        assert!(
+            !yaml.contains("maxAmount") && !yaml.contains("validDuration"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("unlimited: true"), "{yaml}");
+        // And it reads back as the same policy.
+        let read = parse_policies(&yaml).unwrap();
+        assert_eq!(read[0], policy.spec);
+    }
 
     #[test]
     fn audit_rows_say_what_changed() {
