@@ -535,7 +535,8 @@ pub struct Fault {
 pub struct FaultDelay {
     /// `fixedDelay`.
     pub fixed_delay: Duration,
-    /// `percentage.value` (or legacy `percent`); 100 when neither is given.
+    /// `percentage.value` (or legacy `percent`); 0 when neither is given, as in Istio:
+    /// a fault without a percentage never applies.
     pub percent: f64,
 }
 
@@ -544,7 +545,8 @@ pub struct FaultDelay {
 pub struct FaultAbort {
     /// `httpStatus` or `grpcStatus`.
     pub status: AbortStatus,
-    /// `percentage.value` (or legacy `percent`); 100 when neither is given.
+    /// `percentage.value` (or legacy `percent`); 0 when neither is given, as in Istio:
+    /// a fault without a percentage never applies.
     pub percent: f64,
 }
 

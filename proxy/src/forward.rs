@@ -293,7 +293,15 @@ impl Proxy {
         headers::ensure_request_id(request.headers_mut(), &mut exchange);
         let decision = match decided {
             Ok(decision) => decision,
-            Err(error) => return respond(context, Err(error), exchange, None, None),
+            Err(error) => {
+                if matches!(error, ForwardError::NoRoute { .. })
+                    && let Some(service) = table.service_names(exchange.authority())
+                {
+                    exchange.destination_service = Some(service);
+                    exchange.destination_cluster = Some(context.cluster.clone());
+                }
+                return respond(context, Err(error), exchange, None, None);
+            }
         };
         exchange.destination_service = Some(decision.cluster.service.clone());
         exchange.upstream_cluster.clone_from(&decision.cluster.name);

@@ -172,6 +172,14 @@ impl RoutingTable {
         }
     }
 
+    /// The names of the mesh service `authority` resolves to. A request refused before a
+    /// cluster was picked (no route matched) is reported against that service, as Istio
+    /// reports the host a request named, not as `unknown`.
+    pub fn service_names(&self, authority: &str) -> Option<Arc<crate::mesh::ServiceNames>> {
+        let service = self.mesh.resolve(authority)?;
+        self.cluster(&service.fqdn, None).map(|cluster| cluster.service.clone())
+    }
+
     /// Decides where a request goes. `roll` is a random number (the weighted pick uses
     /// it modulo the route's total weight).
     pub fn decide<'t>(&'t self, request: &RequestAttrs<'_>, roll: u32) -> Result<Decision<'t>, ForwardError> {

@@ -26,7 +26,7 @@ use super::ProxyContext;
 use crate::body::{BodyProgress, Replay, ReplayCopy, RequestBody};
 use crate::error::ForwardError;
 use crate::pool::{Failure, Upstream};
-use crate::routing::cluster::{Cluster, Outcome, Overflow, UpstreamHold};
+use crate::routing::cluster::{Cluster, Outcome, Overflow, RetryPermit, UpstreamHold};
 use crate::routing::RoutingTable;
 use crate::telemetry::{Exchange, grpc_status};
 
@@ -368,7 +368,7 @@ pub async fn send(
                 lease.record(Outcome::Status(status));
                 if retry_on.retries_status(status, grpc_status(upstream.response.headers())) {
                     if can_retry {
-                        if let Some(permit) = cluster.try_retry() {
+                        if let Some(permit) = retry_slot(cluster, &mut retry_permit) {
                             retry_permit = Some(permit);
                             tried.push(lease.index());
                             Box::pin(drain_for_reuse(upstream)).await;
@@ -405,7 +405,7 @@ pub async fn send(
                 };
                 debug!(cluster = %cluster.name, upstream = exchange.upstream_address(), attempt = exchange.attempts, error = ?error, "upstream attempt failed");
                 if retriable && can_retry {
-                    if let Some(permit) = cluster.try_retry() {
+                    if let Some(permit) = retry_slot(cluster, &mut retry_permit) {
                         if matches!(error, AttemptError::Failed(Failure::Connect(_))) {
                             // Each connection that failed counts, the last in `failed`.
                             context.stats.direction(exchange.direction).upstream_connect_failures.inc();
@@ -454,6 +454,13 @@ async fn drain_for_reuse(upstream: Upstream) {
     if let Ok(Ok(_)) = tokio::time::timeout(DRAIN_WAIT, body.collect()).await {
         connection.release();
     }
+}
+
+/// The `maxRetries` slot of a request's next retry: the one its previous retry holds,
+/// or a new one. A request retrying in turn has one retry outstanding at a time, as
+/// Envoy counts them, so its own earlier retry never uses up the budget of the next.
+fn retry_slot(cluster: &Arc<Cluster>, held: &mut Option<RetryPermit>) -> Option<RetryPermit> {
+    held.take().or_else(|| cluster.try_retry())
 }
 
 async fn retry_backoff(context: &ProxyContext, attempt: u32, deadline: Option<Instant>) {

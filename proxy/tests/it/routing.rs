@@ -185,6 +185,8 @@ async fn uri_method_query_and_source_label_matches_in_order_and_no_route_is_404_
     assert_eq!(unrouted.len(), 4);
     for record in unrouted {
         assert_eq!(flags(record), ["NR"], "{record:?}");
+        // Reported against the service the host names, as Istio does, not `unknown`.
+        assert_eq!(record.destination_service_name, "reviews", "{record:?}");
     }
     mesh.stop().await;
 }
@@ -516,6 +518,33 @@ async fn route_retries_hide_a_flaky_upstream() {
     assert_eq!(requests, REQUESTS + failures, "each failure retried once, no success retried");
     let records = mesh.records(REQUESTS).await;
     assert!(records.iter().all(|r| r.response_code == 200 && flags(r).is_empty()));
+    mesh.stop().await;
+}
+
+#[tokio::test]
+async fn max_retries_of_one_lets_a_lone_request_make_all_its_retries() {
+    // `maxRetries` bounds the retries outstanding at once across the cluster: one
+    // request retrying in turn holds one, so with a budget of 1 it gets all 3.
+    let http = "  - route:
+    - destination:
+        host: reviews
+    retries:
+      attempts: 3
+      retryOn: 5xx
+";
+    let budget = "  trafficPolicy:\n    connectionPool:\n      http:\n        maxRetries: 1\n";
+    let rules = documents(&[&virtual_service("v1beta1", "reviews", http), &subsets_rule("reviews", &["v1"], budget)]);
+    let mesh = start_routing(vec![app("reviews", "v1", Behaviour::always_failing(500))], &rules, 0.0).await;
+    let client = http1_client();
+    for _ in 0..3 {
+        let reviews = mesh.call(&client, "reviews", "/reviews/0", &[]).await;
+        assert_eq!(reviews.status, 500);
+    }
+    assert_eq!(mesh.app("reviews-v1").requests(), 12, "1 try + 3 retries each");
+    let records = mesh.records(3).await;
+    for record in &records {
+        assert_eq!(flags(record), vec!["URX"], "retries exhausted, no overflow: {record:?}");
+    }
     mesh.stop().await;
 }
 
