@@ -35,7 +35,15 @@ function mayLeave() {
 function parseLocation() {
   let path = location.pathname;
   if (base && path.startsWith(base)) path = path.slice(base.length);
-  const segments = path.split('/').filter(Boolean).map(decodeURIComponent);
+  // A segment that is not valid %-encoding stays as typed: the page it names says what
+  // is wrong with it (a trace id that is not one) instead of the whole page failing.
+  const segments = path.split('/').filter(Boolean).map((segment) => {
+    try {
+      return decodeURIComponent(segment);
+    } catch {
+      return segment;
+    }
+  });
   const page = segments[0] || 'search';
   return { page, rest: segments.slice(1), params: new URLSearchParams(location.search) };
 }

@@ -378,6 +378,14 @@ async function cutOffStep(page, ctx) {
   expect(/^meshtel's answer \(21 bytes\) is not valid JSON/.test(message), `the error says ${JSON.stringify(message)}, want "meshtel's answer (21 bytes) is not valid JSON…"`);
 }
 
+/** A trace link whose %-encoding is broken says what is wrong, not a blank page. */
+async function malformedLinkStep(page, ctx) {
+  ctx.allow(/status of 400|HTTP 400|Bad Request/);
+  await page.goto(`${base}/trace/%zz`);
+  const message = await (await hook(page, ctx.pageName, '.state-empty')).first().innerText();
+  expect(/Not a valid trace id/.test(message) && /%zz/.test(message), `the page names the id as typed: ${JSON.stringify(message)}`);
+}
+
 async function traceStep(page, ctx) {
   const P = ctx.pageName;
   await page.goto(`${base}/trace/${slow.traceId}`);
@@ -619,6 +627,12 @@ async function metricsStep(page, ctx) {
   await page.reload();
   await page.waitForFunction((text) => document.querySelector('#metrics-filter')?.value === text, filterText, { timeout: READY_MS })
     .catch(() => { throw new Check('a reload lost the metrics filter'); });
+  // A short name, as the API takes it, opens the listed service it names.
+  if (chosen.includes('.')) {
+    await page.goto(`${base}/metrics?${new URLSearchParams({ service: filterText })}`);
+    await page.waitForFunction((service) => new URL(location.href).searchParams.get('service') === service, chosen, { timeout: READY_MS })
+      .catch(() => { throw new Check(`/metrics?service=${filterText} did not open ${chosen} (at ${page.url()})`); });
+  }
 }
 
 /** Fills #quota-editor: a text editor (JSON is YAML too) or a form of named fields. */
@@ -809,6 +823,27 @@ async function criticalPathOfARetry() {
   expect(segments(inner) === '[[100,3000]]', `inside the first attempt: ${segments(inner)}`);
   expect(!path.has(beside), 'a span running beside the retry is not on the path');
 }
+/** Durations and offsets as the pages print them: signed for a skewed clock, hours past 60 min. */
+async function durationFormats() {
+  const { formatDuration, formatOffset } = await import('../js/lib/dom.js');
+  const { durationError } = await import('../js/lib/trace-query.js');
+  const cases = [
+    [formatDuration(850), '850µs'],
+    [formatDuration(7_199_000_000), '1h 59m 59s'],
+    [formatDuration(61_000_000), '1m 1s'],
+    [formatOffset(-2_011_000), '-2.01s'],
+    [formatOffset(1_200), '+1.20ms'],
+    [durationError('-1s'), 'Must not be negative'],
+    [durationError('1.5s'), null],
+  ];
+  for (const [saw, want] of cases) expect(saw === want, `saw ${JSON.stringify(saw)}, want ${JSON.stringify(want)}`);
+}
+try {
+  await durationFormats();
+  log('duration formats: ok');
+} catch (error) {
+  failures.push(`duration formats: ${error.message}`);
+}
 try {
   await criticalPathOfARetry();
   log('critical path of a retried call: ok');
@@ -837,6 +872,7 @@ try {
   await step('trace: the slow trace in tree order, critical path, errors, collapse, detail, find, download', 'trace', context, traceStep);
   await step(`trace: ${big.spanCount}-span trace becomes interactive`, 'trace', context, bigTraceStep, { budget: 40_000, shot: 'trace-1000' });
   await step('trace: a cut-off answer is an error, not "Trace not found"', 'trace', context, cutOffStep, { shot: 'trace-cut-off' });
+  await step('trace: a link with broken %-encoding names the id, not a blank page', 'trace', context, malformedLinkStep, { shot: 'trace-malformed' });
   await step('graph: the mesh edges and their error rates', 'graph', context, graphStep);
   await step('metrics: rate, errors and duration per service', 'metrics', context, metricsStep);
   await step('quotas: token, invalid then valid policy, enforced (429), usage, audit, delete', 'quotas', context, quotasStep, { budget: 45_000 });

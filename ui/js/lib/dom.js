@@ -63,11 +63,18 @@ export function replace(el, ...children) {
 /** Microseconds → "850µs", "12.3ms", "4.56s", "2m 3s". */
 export function formatDuration(us) {
   if (us === null || us === undefined || Number.isNaN(us)) return '–';
+  if (us < 0) return `-${formatDuration(-us)}`;
   if (us < 1000) return `${Math.round(us)}µs`;
   if (us < 1_000_000) return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)}ms`;
   if (us < 60_000_000) return `${(us / 1_000_000).toFixed(2)}s`;
   const s = Math.round(us / 1_000_000);
-  return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ${s % 60}s`;
+}
+
+/** An offset from a trace's start: "+1.20ms", or "-2.01s" for a skewed clock. */
+export function formatOffset(us) {
+  return us < 0 ? formatDuration(us) : `+${formatDuration(us)}`;
 }
 
 /** Microseconds since the epoch → "2026-12-01 14:03:07.123" (local time). */

@@ -2,7 +2,7 @@
 // process, events and references, built from the trace model (lib/trace-model.js).
 
 import { base } from '../api.js';
-import { h, formatDuration, formatTimeZoned, serviceColor } from './dom.js';
+import { h, formatDuration, formatOffset, formatTimeZoned, serviceColor } from './dom.js';
 import { selfTime, tagText, tagValue } from './trace-model.js';
 
 /** Characters of a value shown before "show all": a stack trace or a request body in a
@@ -77,7 +77,7 @@ export function spanDetail(node, { model, cp, query, open, close }) {
       { class: 'sd-facts' },
       h('dt', {}, 'Duration'), h('dd', {}, formatDuration(node.duration)),
       h('dt', {}, 'Self time'), h('dd', {}, formatDuration(selfTime(node))),
-      h('dt', {}, 'Start'), h('dd', {}, `+${formatDuration(node.start - model.start)}`, h('span', { class: 'muted small' }, ` · ${formatTimeZoned(node.start)}`)),
+      h('dt', {}, 'Start'), h('dd', {}, formatOffset(node.start - model.start), h('span', { class: 'muted small' }, ` · ${formatTimeZoned(node.start)}`)),
       segs ? [h('dt', {}, 'Critical path'), h('dd', {}, formatDuration(cpTime))] : null,
       h('dt', {}, 'Span ID'), h('dd', {}, h('code', {}, node.id)),
       node.parent ? [h('dt', {}, 'Parent'), h('dd', {}, spanLink(node.parent, `${node.parent.service}: ${node.parent.operation}`))] : null,
@@ -97,7 +97,7 @@ export function spanDetail(node, { model, cp, query, open, close }) {
             return h(
               'li',
               {},
-              h('div', { class: 'sd-log-head' }, h('span', { class: 'mono' }, `+${formatDuration((log.timestamp || 0) - model.start)}`), event ? h('strong', {}, ` ${tagText(event.value)}`) : null),
+              h('div', { class: 'sd-log-head' }, h('span', { class: 'mono' }, formatOffset((log.timestamp || 0) - model.start)), event ? h('strong', {}, ` ${tagText(event.value)}`) : null),
               kvTable(log.fields, 'Event fields', query),
             );
           }),

@@ -36,6 +36,7 @@ const DURATION_RE = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/;
 /** null when `text` is empty or a valid duration, else a message. */
 export function durationError(text) {
   const t = (text || '').trim();
+  if (t.startsWith('-')) return 'Must not be negative';
   if (!t || t === '0' || DURATION_RE.test(t)) return null;
   if (/^\d+(\.\d+)?$/.test(t)) return 'Add a unit, e.g. 100ms, 1.2s or 500us';
   if (/\d\s*d$/.test(t)) return 'Days are not supported; use hours, e.g. 48h';

@@ -113,7 +113,20 @@ export async function mount(root, ctx) {
     const qs = query.toString();
     history.replaceState(null, '', location.pathname + (qs ? `?${qs}` : ''));
   };
-  const setAll = (change) => ctx.setParams({ service: selected, window: windowParam, step: stepParam === 'auto' ? undefined : stepParam, ...listParams(), ...change });
+  const setAll = (change, options) =>
+    ctx.setParams({ service: selected, window: windowParam, step: stepParam === 'auto' ? undefined : stepParam, ...listParams(), ...change }, options);
+  // `?service=reviews` or `reviews.default`, as the API takes them: once the list is in,
+  // the one listed service they name replaces them, so the page, its note and its links
+  // to traces all speak of that service.
+  const resolveSelected = (services) => {
+    if (!selected || services.some((s) => s.service === selected)) return false;
+    const [name, ns, ...more] = selected.split('.');
+    if (more.length) return false;
+    const named = services.filter((s) => shortName(s.service) === name && (!ns || namespaceOf(s.service) === ns));
+    if (named.length !== 1) return false;
+    setAll({ service: named[0].service }, { replace: true });
+    return true;
+  };
   const select = (id, label, value, options, onchange) =>
     h('label', { class: 'field' }, label, h('select', { id, onchange: (e) => onchange(e.target.value) }, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text))));
 
@@ -162,6 +175,7 @@ export async function mount(root, ctx) {
 
   async function loadServices() {
     if (servicesCache && servicesCache.window === windowParam) {
+      if (resolveSelected(servicesCache.services)) return;
       state.services = servicesCache.services;
       renderList(state.services);
     }
@@ -170,6 +184,7 @@ export async function mount(root, ctx) {
       if (state.destroyed) return;
       const services = Array.isArray(body?.services) ? body.services : [];
       servicesCache = { window: windowParam, services };
+      if (resolveSelected(services)) return;
       state.services = services;
       status.textContent = `${services.length} service${services.length === 1 ? '' : 's'} · last ${windowParam} · updated ${formatClock()}`;
       renderList(services);

@@ -273,11 +273,16 @@ export async function mount(root, ctx) {
     const refocus = activeRow ? `${activeRow.classList.contains('quota-row') ? '.quota-row' : '.quota-keys-row'}[data-name="${CSS.escape(activeRow.dataset.name)}"] .${[...active.classList].find((c) => c.startsWith('quota-')) || 'btn'}` : null;
     replace(
       listBody,
+      // On a narrow screen the table scrolls in its own box, so the page does not.
       h(
-        'table',
-        { class: 'data quota-table' },
-        h('thead', {}, h('tr', {}, ['Policy', 'Match', 'Limit', 'Live usage', 'Changed', ''].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, rows),
+        'div',
+        { class: 'quota-table-wrap' },
+        h(
+          'table',
+          { class: 'data quota-table' },
+          h('thead', {}, h('tr', {}, ['Policy', 'Match', 'Limit', 'Live usage', 'Changed', ''].map((t) => h('th', { scope: 'col' }, t)))),
+          h('tbody', {}, rows),
+        ),
       ),
       h('p', { class: 'muted small quota-usage-hint' }, USAGE_HINT),
     );

@@ -73,7 +73,7 @@ function urlProblems(params) {
   }
   for (const name of ['minDuration', 'maxDuration']) {
     const value = params.get(name);
-    const error = durationError(value) || (durationToUs(value) < 0 ? 'must not be negative' : null);
+    const error = durationError(value);
     if (error) problems.push([name, `${name} "${value}": ${error}`]);
   }
   const min = durationToUs(params.get('minDuration'));
