@@ -784,6 +784,36 @@ async function quotasStep(page, ctx) {
     .catch(() => { throw new Check(`no .quota-audit-entry for the deletion of ${q.name}`); });
 }
 
+/** A policy deleted while it is edited: saving offers to create it again from the edit. */
+async function quotaDeletedWhileEditedStep(page, ctx) {
+  const P = ctx.pageName;
+  const q = facts.quota;
+  const name = `${q.name}-gone`;
+  const url = `${base}/api/quotas/${name}`;
+  const auth = { authorization: `Bearer ${facts.adminToken}` };
+  const policy = (maxAmount) => ({ name, match: { source: { service: q.sourceService }, destination: { service: q.destinationService } }, maxAmount, validDuration: q.validDuration });
+  const put = await fetch(url, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json', 'if-none-match': '*' }, body: JSON.stringify(policy(1000)) });
+  expect(put.status === 201, `PUT ${url}: HTTP ${put.status} ${await put.text()}`);
+  ctx.allow(/status of 412|HTTP 412|Precondition Failed|status of 404|HTTP 404|Not Found/);
+  await page.goto(`${base}/quotas`);
+  await (await hook(page, P, '#quota-token')).first().fill(facts.adminToken);
+  await (await hook(page, P, '#quota-token-save')).first().click();
+  await (await hook(page, P, `.quota-row[data-name="${name}"] .quota-edit`, { timeout: READY_MS })).first().click();
+  await hook(page, P, '#quota-editor', { state: 'visible' });
+  await fillQuotaEditor(page, policy(2000));
+  const gone = await fetch(url, { method: 'DELETE', headers: auth });
+  expect(gone.status === 204, `DELETE ${url}: HTTP ${gone.status}`);
+  await page.locator('#quota-save').first().click();
+  const again = page.getByRole('button', { name: 'Create it again with my edits' });
+  await again.waitFor({ state: 'visible', timeout: HOOK_MS }).catch(async () => { throw new Check(`saving ${name} after its deletion offers no "Create it again with my edits": ${await mainText(page)}`); });
+  await again.click();
+  await hook(page, P, `.quota-row[data-name="${name}"]`, { timeout: READY_MS });
+  const now = await fetch(url, { headers: auth });
+  const body = await now.json();
+  expect(now.status === 200 && body.maxAmount === 2000, `after "Create it again": HTTP ${now.status} ${JSON.stringify(body)}, want maxAmount 2000`);
+  await fetch(url, { method: 'DELETE', headers: auth });
+}
+
 // ---------------------------------------------------------------------------------------
 
 /** Prints the timings, the hooks never found and the failures; the exit code. */
@@ -876,6 +906,7 @@ try {
   await step('graph: the mesh edges and their error rates', 'graph', context, graphStep);
   await step('metrics: rate, errors and duration per service', 'metrics', context, metricsStep);
   await step('quotas: token, invalid then valid policy, enforced (429), usage, audit, delete', 'quotas', context, quotasStep, { budget: 45_000 });
+  await step('quotas: a policy deleted while edited is created again from the edit', 'quotas', context, quotaDeletedWhileEditedStep, { shot: 'quotas-recreated' });
 } finally {
   await browser.close().catch(() => {});
   clearTimeout(overall);

@@ -613,7 +613,8 @@ export async function mount(root, ctx) {
       showErrors('The policy name is not valid.', [{ field: 'name', message: '“audit” is reserved' }]);
       return;
     }
-    const headers = editing.mode === 'new' ? { 'if-none-match': '*' } : { 'if-match': editing.etag };
+    // A policy deleted while it was being edited is created again only if still absent.
+    const headers = editing.mode === 'new' || editing.recreate ? { 'if-none-match': '*' } : { 'if-match': editing.etag };
     saveButton.disabled = true;
     saveButton.textContent = 'Saving…';
     try {
@@ -661,23 +662,34 @@ export async function mount(root, ctx) {
         // deleted meanwhile, or unreadable: say so below
       }
       const who = now ? ` It is now version ${now.version}, changed by ${now.updatedBy || 'someone'} ${whenText(now.updatedAt)}.` : ' It may have been deleted.';
+      // The list shows what is there now, not the policy as it was.
+      loadList();
       showErrors(
         `Someone else changed “${name}” since you opened it.${who}`,
         [],
         h(
           'div',
           { class: 'row quota-conflict-actions' },
-          h('button', { type: 'button', class: 'btn', onclick: () => {
-            state.editing.dirty = false;
-            openEditor({ mode: 'edit', name });
-          } }, 'Load their version (drop my edits)'),
+          now
+            ? h('button', { type: 'button', class: 'btn', onclick: () => {
+                state.editing.dirty = false;
+                openEditor({ mode: 'edit', name });
+              } }, 'Load their version (drop my edits)')
+            : h('button', { type: 'button', class: 'btn', onclick: () => {
+                editing.recreate = true;
+                save();
+              } }, 'Create it again with my edits'),
           now
             ? h('button', { type: 'button', class: 'btn btn-danger', onclick: () => {
                 editing.etag = `"${now.version}"`;
                 editing.version = now.version;
+                editing.recreate = false;
                 save();
               } }, 'Save mine over theirs')
-            : null,
+            : h('button', { type: 'button', class: 'btn', onclick: () => {
+                state.editing.dirty = false;
+                closeEditor();
+              } }, 'Discard my edits'),
         ),
         false,
       );
