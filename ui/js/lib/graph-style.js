@@ -49,6 +49,9 @@ export const STYLE = [
       'text-margin-y': 6,
       'text-wrap': 'wrap',
       'text-max-width': 160,
+      // A long workload name without spaces breaks anywhere instead of running over its
+      // neighbours' labels.
+      'text-overflow-wrap': 'anywhere',
       'text-background-color': '#ffffff',
       'text-background-opacity': 0.85,
       'text-background-padding': 2,
