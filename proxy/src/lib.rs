@@ -238,7 +238,11 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         async move { Ok::<_, Infallible>(response) }
     });
     let admin_connections = server::ListenerCounters::of(&connections, "admin", "main");
-    let admin_server = tokio::spawn(server::serve_listener("admin", listeners.admin, admin, admin_connections, server::LIMITS, servers_stopped));
+    // The admin port outlives the drain: `/ready` answers 503 and stats can be scraped
+    // while requests finish, as a load balancer or an operator watching expects.
+    let (stop_admin, admin_stopped) = watch::channel(false);
+    let admin_server = tokio::spawn(server::serve_listener("admin", listeners.admin, admin, admin_connections, server::LIMITS, admin_stopped));
+    drop(servers_stopped);
     stats.ready.set(1);
 
     shutdown.await;
@@ -248,6 +252,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     for worker in running {
         worker.stopped().await;
     }
+    let _ = stop_admin.send(true);
     let _ = admin_server.await;
     let _ = stop_telemetry.send(true);
     let flushed = tokio::time::timeout(TELEMETRY_FLUSH_TIMEOUT, async { while telemetry.join_next().await.is_some() {} }).await;

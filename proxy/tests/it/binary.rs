@@ -1,20 +1,21 @@
 //! Smoke test of the `meshtel-proxy` binary: boots on port 0, publishes its
-//! listeners, answers the admin port, stops cleanly on SIGTERM.
+//! listeners, answers the admin port, stops cleanly on SIGTERM, and keeps its admin
+//! port up while it drains.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-#[tokio::test]
-async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// The binary as `reviews` v2, its inbound forwarding to `app`; its listeners once
+/// published. The directory holds its files and must outlive it.
+async fn start_binary(dir: &tempfile::TempDir, app: &str) -> (Child, meshtel_proxy::ListenerAddresses) {
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, include_str!("../../examples/mesh.yaml")).expect("write mesh");
     let listeners_file = dir.path().join("listeners.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshtel-proxy"))
         .args(["--mesh", mesh.to_str().expect("utf-8 path"), "--service", "reviews", "--version", "v2"])
-        .args(["--inbound", "127.0.0.1:0=127.0.0.1:9", "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--inbound", &format!("127.0.0.1:0={app}"), "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .args(["--collector", &format!("http://{}", dead_address().await), "--sampling", "100"])
         .arg("--listeners-file")
         .arg(&listeners_file)
@@ -23,7 +24,7 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
         .spawn()
         .expect("start meshtel-proxy");
     let deadline = Instant::now() + Duration::from_secs(20);
-    let addresses: meshtel_proxy::ListenerAddresses = loop {
+    let addresses = loop {
         if let Some(parsed) = std::fs::read(&listeners_file).ok().and_then(|json| serde_json::from_slice(&json).ok()) {
             break parsed;
         }
@@ -31,14 +32,38 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
         assert!(child.try_wait().expect("wait").is_none(), "proxy exited early");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    (child, addresses)
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+async fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            return exit;
+        }
+        assert!(Instant::now() < deadline, "proxy did not stop on SIGTERM within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn admin(addresses: &meshtel_proxy::ListenerAddresses, path: &str) -> http::Request<BoxBody> {
+    http::Request::get(format!("http://{}{path}", addresses.admin)).body(empty()).expect("request")
+}
+
+#[tokio::test]
+async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, addresses) = start_binary(&dir, "127.0.0.1:9").await;
     assert!(addresses.inbound.is_some());
     let client = http1_client();
-    let admin = |path: &str| {
-        http::Request::get(format!("http://{}{path}", addresses.admin)).body(empty()).expect("request")
-    };
-    let (parts, body, _) = send(&client, admin("/ready")).await;
+    let (parts, body, _) = send(&client, admin(&addresses, "/ready")).await;
     assert_eq!((parts.status.as_u16(), &body[..]), (200, &b"ready\n"[..]));
-    let (parts, body, _) = send(&client, admin("/stats/prometheus")).await;
+    let (parts, body, _) = send(&client, admin(&addresses, "/stats/prometheus")).await;
     assert_eq!(parts.status, 200);
     assert!(String::from_utf8_lossy(&body).contains("meshtel_proxy_reports_dropped_total 0"));
     // The inbound's app (port 9, discard) is not listening: 503 UF, not a hang.
@@ -46,15 +71,41 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
     let (parts, _, _) = send(&client, get(&inbound, "reviews", &[])).await;
     assert_eq!(parts.status, 503);
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "proxy did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    sigterm(&child);
+    let exit = exit_within(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn while_sigterm_drains_the_admin_port_answers_not_ready_and_serves_stats() {
+    // An app that accepts and never answers: the request stays in flight, the drain on.
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let app_address = app.local_addr().expect("app address");
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = app.accept().await {
+            open.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, addresses) = start_binary(&dir, &app_address.to_string()).await;
+    let inbound = format!("http://{}/", addresses.inbound.expect("inbound"));
+    let in_flight = tokio::spawn(async move { send(&http1_client(), get(&inbound, "reviews", &[])).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    sigterm(&child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = http1_client();
+    let (parts, body, _) = send(&client, admin(&addresses, "/ready")).await;
+    assert_eq!(parts.status, 503, "draining: {}", String::from_utf8_lossy(&body));
+    let (parts, body, _) = send(&client, admin(&addresses, "/stats/prometheus")).await;
+    assert_eq!(parts.status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("meshtel_proxy_ready 0"), "the ready gauge reads 0 while draining");
+    let (parts, _, _) = send(&client, admin(&addresses, "/healthz")).await;
+    assert_eq!(parts.status, 200, "alive while draining");
+
+    let exit = exit_within(&mut child, Duration::from_secs(15)).await;
+    assert!(exit.success(), "{exit:?}");
+    let _ = in_flight.await;
+    held.abort();
 }
