@@ -20,7 +20,12 @@ impl LogWindow {
     /// for (this one included), or `None` when a line was written less than
     /// [`LOG_INTERVAL`] ago.
     pub fn note(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
+        self.note_many(1, now)
+    }
+
+    /// Notes `events` events at once at `now`, as [`LogWindow::note`] notes one.
+    pub fn note_many(&mut self, events: u64, now: Instant) -> Option<u64> {
+        self.unlogged = self.unlogged.saturating_add(events);
         self.flush(now)
     }
 

@@ -215,7 +215,11 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         let another = worker_listeners[0].another()?;
         worker_listeners.push(another);
     }
-    let connections = server::ConnectionStats { connections: stats.connections.clone(), write_stalls: stats.write_stalls.clone() };
+    let connections = server::ConnectionStats {
+        connections: stats.connections.clone(),
+        write_stalls: stats.write_stalls.clone(),
+        protocol_errors: stats.protocol_errors.clone(),
+    };
     let mut workers = Vec::with_capacity(config.concurrency);
     for (index, listeners) in worker_listeners.into_iter().enumerate() {
         let context = worker_context();

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BufMut;
+use meshtel_model::log_window::LogWindow;
 use meshtel_model::mixer::{ReportRequest, ReportResponse};
 use prost::Message;
 use tokio::sync::{Notify, mpsc, watch};
@@ -59,6 +60,7 @@ type EncodedRecord = Vec<u8>;
 pub struct ReportQueue {
     sender: BatchSender<EncodedRecord>,
     dropped_since_last: Arc<AtomicU64>,
+    drops: Arc<DropLog>,
     stats: Stats,
 }
 
@@ -71,6 +73,7 @@ impl ReportQueue {
         if !queued {
             self.stats.reports_dropped.inc();
             self.dropped_since_last.fetch_add(1, Ordering::Relaxed);
+            self.drops.dropped(1, std::time::Instant::now());
         }
     }
 }
@@ -140,6 +143,7 @@ pub struct ReportStream {
     receiver: mpsc::Receiver<EncodedRecord>,
     half_full: Arc<HalfFull>,
     dropped_since_last: Arc<AtomicU64>,
+    drops: Arc<DropLog>,
     stats: Stats,
     /// Batches a broken stream had not acknowledged, oldest first: sent before any new
     /// one on the next stream.
@@ -160,9 +164,10 @@ enum Next {
 pub fn report_channel(endpoint: Endpoint, proxy_id: String, capacity: usize, stats: Stats) -> (ReportQueue, ReportStream) {
     let (sender, receiver, half_full) = batch_channel(capacity);
     let dropped_since_last = Arc::new(AtomicU64::new(0));
-    let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), stats: stats.clone() };
+    let drops = Arc::new(DropLog::new("report", "meshtel_proxy_reports_dropped_total"));
+    let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), drops: drops.clone(), stats: stats.clone() };
     let unsent_limit = capacity;
-    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, stats, unsent: VecDeque::new(), unsent_limit })
+    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, drops, stats, unsent: VecDeque::new(), unsent_limit })
 }
 
 enum StreamEnd {
@@ -310,6 +315,7 @@ impl ReportStream {
         if count > 0 {
             self.stats.reports_dropped.inc_by(count);
             self.dropped_since_last.fetch_add(count, Ordering::Relaxed);
+            self.drops.dropped(count, std::time::Instant::now());
         }
     }
 
@@ -359,6 +365,33 @@ impl ReportStream {
         self.receiver.close();
         let unacknowledged: usize = unacknowledged.drain(..).map(|batch| batch.records.len()).sum();
         self.count_lost((unacknowledged + self.receiver.len()) as u64);
+    }
+}
+
+/// The log of a telemetry queue's drops: telemetry lost while the collector is slow or
+/// away is said in the log, not only in a counter nobody may be watching, in one line
+/// per [`LogWindow`] interval with the count since the line before.
+#[derive(Debug)]
+pub(crate) struct DropLog {
+    queue: &'static str,
+    metric: &'static str,
+    window: parking_lot::Mutex<LogWindow>,
+}
+
+impl DropLog {
+    pub(crate) fn new(queue: &'static str, metric: &'static str) -> DropLog {
+        DropLog { queue, metric, window: parking_lot::Mutex::new(LogWindow::default()) }
+    }
+
+    /// Notes `count` drops; when a line is due, writes it and returns the count it
+    /// stands for. Called only when something is dropped, never on the way of a record
+    /// that is queued.
+    pub(crate) fn dropped(&self, count: u64, now: std::time::Instant) -> Option<u64> {
+        let due = self.window.lock().note_many(count, now);
+        if let Some(dropped) = due {
+            warn!(queue = self.queue, dropped, metric = self.metric, "telemetry queue full: dropped since the last warning (the collector is slow or unreachable)");
+        }
+        due
     }
 }
 
@@ -501,6 +534,18 @@ pub fn unix_nanos(time: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshtel_model::log_window::LOG_INTERVAL;
+
+    #[test]
+    fn drops_are_logged_at_the_first_then_once_per_interval_with_their_count() {
+        let log = DropLog::new("report", "meshtel_proxy_reports_dropped_total");
+        let t0 = std::time::Instant::now();
+        assert_eq!(log.dropped(1, t0), Some(1), "the first drop is logged at once");
+        assert_eq!(log.dropped(1, t0 + Duration::from_millis(1)), None);
+        assert_eq!(log.dropped(5, t0 + Duration::from_secs(1)), None, "quiet within the interval");
+        assert_eq!(log.dropped(2, t0 + LOG_INTERVAL), Some(8), "the next line counts every drop since the last");
+        assert_eq!(log.dropped(1, t0 + LOG_INTERVAL), None);
+    }
 
     /// Takes batches as the Report stream does until the producer is done; how many items.
     async fn take_in_batches(receiver: &mut mpsc::Receiver<u32>, half_full: &HalfFull) -> usize {

@@ -19,6 +19,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -33,7 +34,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::drain::Upgrades;
 use crate::error::{Error, Result};
@@ -62,6 +63,8 @@ pub struct ListenerCounters {
     pub accepted: IntCounter,
     /// Connections closed after [`WRITE_STALL_TIMEOUT`].
     pub write_stalls: IntCounter,
+    /// Requests hyper's parser refused ([`ProtocolErrors`]).
+    pub protocol_errors: ProtocolErrors,
 }
 
 impl ListenerCounters {
@@ -70,7 +73,32 @@ impl ListenerCounters {
         ListenerCounters {
             accepted: stats.connections.with_label_values(&[listener, worker]),
             write_stalls: stats.write_stalls.with_label_values(&[listener]),
+            protocol_errors: ProtocolErrors { count: stats.protocol_errors.with_label_values(&[listener]), log: Arc::default() },
         }
+    }
+}
+
+/// Requests refused by hyper's HTTP/1.1 parser (a malformed request line or header, a
+/// head over the size limit), which never reach the proxy's service and so leave no
+/// request record: counted, and logged once per [`LogWindow`] interval with the count,
+/// so that a broken client or a scanner shows.
+#[derive(Clone)]
+pub struct ProtocolErrors {
+    count: IntCounter,
+    log: Arc<parking_lot::Mutex<LogWindow>>,
+}
+
+impl ProtocolErrors {
+    /// Counts `error` when it is a parse error; whether it was.
+    fn note(&self, listener: &'static str, peer: SocketAddr, error: &(dyn std::error::Error + 'static)) -> bool {
+        let Some(parse) = error.downcast_ref::<hyper::Error>().filter(|e| e.is_parse()) else {
+            return false;
+        };
+        self.count.inc();
+        if let Some(count) = self.log.lock().note(std::time::Instant::now()) {
+            warn!(listener, %peer, error = %parse, count, "requests refused as invalid HTTP since the last warning (meshtel_proxy_downstream_protocol_errors_total)");
+        }
+        true
     }
 }
 
@@ -81,6 +109,8 @@ pub struct ConnectionStats {
     pub connections: IntCounterVec,
     /// Closed after [`WRITE_STALL_TIMEOUT`], by listener.
     pub write_stalls: IntCounterVec,
+    /// Requests refused by the HTTP parser, by listener.
+    pub protocol_errors: IntCounterVec,
 }
 
 /// Pending connections a listening socket queues, as tokio's `TcpListener::bind`.
@@ -159,6 +189,7 @@ pub async fn serve_listener<S, B>(
                 let mut stop = shutdown.clone();
                 let token = connection_token.clone();
                 let write_stalls = counters.write_stalls.clone();
+                let protocol_errors = counters.protocol_errors.clone();
                 tokio::spawn(async move {
                     let _token = token;
                     if !conn_life::first_byte_unless_stopped(&stream, idle, &mut stop).await {
@@ -176,7 +207,9 @@ pub async fn serve_listener<S, B>(
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let connection = std::pin::pin!(connection);
                     let graceful: fn(std::pin::Pin<&mut _>) = |connection| auto::UpgradeableConnection::graceful_shutdown(connection);
-                    if let Err(error) = conn_life::drive(connection, graceful, &requests, idle, stop).await {
+                    if let Err(error) = conn_life::drive(connection, graceful, &requests, idle, stop).await
+                        && !protocol_errors.note(name, peer, &*error)
+                    {
                         debug!(listener = name, %peer, error = %error, "connection ended with an error");
                     }
                 });
@@ -356,7 +389,11 @@ mod tests {
     }
 
     fn test_counters() -> ListenerCounters {
-        ListenerCounters { accepted: IntCounter::new("a", "a").expect("counter"), write_stalls: IntCounter::new("w", "w").expect("counter") }
+        ListenerCounters {
+            accepted: IntCounter::new("a", "a").expect("counter"),
+            write_stalls: IntCounter::new("w", "w").expect("counter"),
+            protocol_errors: ProtocolErrors { count: IntCounter::new("p", "p").expect("counter"), log: Arc::default() },
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
 use crate::mesh::WorkloadIdentity;
-use crate::report::{BatchSender, HalfFull, batch_channel, gather};
+use crate::report::{BatchSender, DropLog, HalfFull, batch_channel, gather};
 use crate::stats::Stats;
 
 /// Most spans in one export.
@@ -40,6 +40,7 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SpanQueue {
     sender: BatchSender<Span>,
+    drops: Arc<DropLog>,
     stats: Stats,
 }
 
@@ -48,6 +49,7 @@ impl SpanQueue {
     pub fn submit(&self, span: Span) {
         if !self.sender.try_send(span) {
             self.stats.spans_dropped.inc();
+            self.drops.dropped(1, std::time::Instant::now());
         }
     }
 }
@@ -87,7 +89,8 @@ pub fn span_channel(
         ],
         ..Default::default()
     };
-    (SpanQueue { sender, stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, half_full, stats })
+    let drops = Arc::new(DropLog::new("span", "meshtel_proxy_spans_dropped_total"));
+    (SpanQueue { sender, drops, stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, half_full, stats })
 }
 
 impl SpanExporter {

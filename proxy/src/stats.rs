@@ -70,6 +70,8 @@ pub struct Stats {
     /// Downstream connections closed because their client read nothing of a response
     /// for [`crate::server::WRITE_STALL_TIMEOUT`], by listener.
     pub write_stalls: IntCounterVec,
+    /// Downstream connections ended by a request hyper's parser refused, by listener.
+    pub protocol_errors: IntCounterVec,
     /// Quota decisions, Check calls, policies and leases.
     pub quota: QuotaStats,
     /// Traffic rules: reloads, faults, retries, circuit breaking, ejections, mirrors.
@@ -184,6 +186,12 @@ impl Stats {
                 &registry,
                 "meshtel_proxy_downstream_write_timeouts_total",
                 "Downstream connections closed because the client read nothing of a response for 5 minutes",
+                &["listener"],
+            )?,
+            protocol_errors: counter_vec(
+                &registry,
+                "meshtel_proxy_downstream_protocol_errors_total",
+                "Downstream requests refused before routing because they were not valid HTTP/1.1 (a malformed request line or header, headers or a URI over the size limit): answered 400 or 431 and the connection closed",
                 &["listener"],
             )?,
             quota: QuotaStats::register(&registry)?,

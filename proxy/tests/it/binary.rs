@@ -70,6 +70,23 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
     let inbound = format!("http://{}/", addresses.inbound.expect("inbound"));
     let (parts, _, _) = send(&client, get(&inbound, "reviews", &[])).await;
     assert_eq!(parts.status, 503);
+    // Not HTTP at all: hyper answers 400 before the proxy sees a request; counted.
+    let mut raw = tokio::net::TcpStream::connect(addresses.inbound.expect("inbound")).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut raw, b"GARBAGE\r\n\r\n").await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut answer)).await;
+    assert!(answer.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&answer));
+    // Counted as the connection ends, which may be a moment after the answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body, _) = send(&client, admin(&addresses, "/stats/prometheus")).await;
+        let stats = String::from_utf8_lossy(&body).into_owned();
+        if stats.contains("meshtel_proxy_downstream_protocol_errors_total{listener=\"inbound\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the refused request is not counted: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     sigterm(&child);
     let exit = exit_within(&mut child, Duration::from_secs(15)).await;
