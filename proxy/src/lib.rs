@@ -68,7 +68,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::Endpoint;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::{AppProtocol, InboundSpec, ProxyArgs, ProxyConfig};
 pub use error::{Error, ForwardError, Result};
@@ -262,6 +262,11 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     let flushed = tokio::time::timeout(TELEMETRY_FLUSH_TIMEOUT, async { while telemetry.join_next().await.is_some() {} }).await;
     if flushed.is_err() {
         telemetry.abort_all();
+    }
+    // The whole count, drops after the last rate-limited warning included.
+    let (reports_dropped, spans_dropped) = (stats.reports_dropped.get(), stats.spans_dropped.get());
+    if reports_dropped > 0 || spans_dropped > 0 {
+        warn!(reports_dropped, spans_dropped, "telemetry dropped since start");
     }
     info!("proxy stopped");
     Ok(())
