@@ -193,6 +193,9 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
                 dir.display()
             );
         }
+        // A demo still running there keeps its data: a second demo on the same
+        // directory is refused before anything is removed.
+        meshtel_store::ensure_not_in_use(dir)?;
         std::fs::remove_dir_all(dir).with_context(|| format!("wiping {}", dir.display()))?;
     }
     meshtel_store::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;

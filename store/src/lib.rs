@@ -76,7 +76,7 @@ use tracing::{info, warn};
 pub use config::{BlockOrder, StoreConfig, WalConfig, WalSync};
 pub use edges::{Coarsened, EdgeConfig, EdgeRollups};
 pub use error::{Error, Result};
-pub use lock::{LOCK_FILE, create_private_dir};
+pub use lock::{LOCK_FILE, create_private_dir, ensure_not_in_use};
 pub use quotas::QuotaRepo;
 pub use stats::StoreStats;
 

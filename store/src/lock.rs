@@ -87,6 +87,13 @@ impl DataDirLock {
     }
 }
 
+/// Fails with [`Error::Locked`] while a running meshtel holds `data_dir`: for a caller
+/// about to remove the directory (the demo wipes its own at start), which would pull
+/// the data from under the running process.
+pub fn ensure_not_in_use(data_dir: &Path) -> Result<()> {
+    DataDirLock::acquire(data_dir).map(drop)
+}
+
 fn write_pid(file: &mut File) -> std::io::Result<()> {
     file.set_len(0)?;
     file.rewind()?;

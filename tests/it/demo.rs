@@ -125,6 +125,11 @@ impl Demo {
         }
     }
 
+    /// Its data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.data_dir()
+    }
+
     /// What the demo printed and logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -365,6 +370,22 @@ async fn demo_without_a_scenario_rotates_reviews_and_switches_live() {
     ] {
         assert!(log.contains(wanted), "the guide shows {wanted:?}:\n{log}");
     }
+
+    // A second demo on the same directory is refused before it wipes anything.
+    let second = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+        .arg("demo")
+        .arg("--data-dir")
+        .arg(demo.data_dir())
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--zipkin-listen", "127.0.0.1:0"])
+        .args(["--query-listen", "127.0.0.1:0", "--ingress-listen", "127.0.0.1:0", "--duration", "5s"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running a second meshtel demo");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second demo on the same directory started:\n{said}");
+    assert!(said.contains("is in use by another meshtel process"), "{said}");
+    assert!(demo.data_dir().join("meshtel.db").exists(), "the running demo's data is still there");
 
     // Bookinfo without routing rules: reviews rotates, details v2 stays dark.
     wait_for_requests(&demo, "traffic to every reviews version", |r| {
