@@ -177,6 +177,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     };
 
     let addresses = listeners.addresses()?;
+    let listeners_file = config.listeners_file.clone();
     if let Some(path) = &config.listeners_file {
         let json = serde_json::to_vec_pretty(&addresses).map_err(std::io::Error::other)?;
         std::fs::write(path, json).map_err(|source| Error::ListenersFile { path: path.clone(), source })?;
@@ -267,6 +268,10 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     let (reports_dropped, spans_dropped) = (stats.reports_dropped.get(), stats.spans_dropped.get());
     if reports_dropped > 0 || spans_dropped > 0 {
         warn!(reports_dropped, spans_dropped, "telemetry dropped since start");
+    }
+    // A script that waits for the file to appear must not read a stopped proxy's ports.
+    if let Some(path) = listeners_file {
+        let _ = std::fs::remove_file(path);
     }
     info!("proxy stopped");
     Ok(())

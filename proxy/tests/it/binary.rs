@@ -35,6 +35,20 @@ async fn start_binary(dir: &tempfile::TempDir, app: &str) -> (Child, meshtel_pro
     (child, addresses)
 }
 
+/// An app that accepts and never answers: a request to it stays in flight, and a
+/// drain with it. Abort the task to close it.
+async fn hanging_app() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let address = app.local_addr().expect("app address");
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = app.accept().await {
+            open.push(socket);
+        }
+    });
+    (address, held)
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
@@ -91,19 +105,12 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
     sigterm(&child);
     let exit = exit_within(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
+    assert!(!dir.path().join("listeners.json").exists(), "a clean stop removes the listeners file");
 }
 
 #[tokio::test]
 async fn while_sigterm_drains_the_admin_port_answers_not_ready_and_serves_stats() {
-    // An app that accepts and never answers: the request stays in flight, the drain on.
-    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
-    let app_address = app.local_addr().expect("app address");
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = app.accept().await {
-            open.push(socket);
-        }
-    });
+    let (app_address, held) = hanging_app().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut child, addresses) = start_binary(&dir, &app_address.to_string()).await;
     let inbound = format!("http://{}/", addresses.inbound.expect("inbound"));
@@ -124,5 +131,24 @@ async fn while_sigterm_drains_the_admin_port_answers_not_ready_and_serves_stats(
     let exit = exit_within(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
     let _ = in_flight.await;
+    held.abort();
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_at_once_without_waiting_out_the_drain() {
+    let (app_address, held) = hanging_app().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, addresses) = start_binary(&dir, &app_address.to_string()).await;
+    let inbound = format!("http://{}/", addresses.inbound.expect("inbound"));
+    let in_flight = tokio::spawn(async move { send(&http1_client(), get(&inbound, "reviews", &[])).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(&child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = Instant::now();
+    sigterm(&child);
+    let exit = exit_within(&mut child, Duration::from_secs(15)).await;
+    assert!(second.elapsed() < Duration::from_secs(2), "stopped {:?} after the second signal, not at once", second.elapsed());
+    assert_eq!(exit.code(), Some(130), "{exit:?}");
+    in_flight.abort();
     held.abort();
 }
