@@ -206,6 +206,13 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     .with_context(|| format!("marking {}", dir.display()))
 }
 
+/// A status line of the demo, on stdout with its guide: stderr holds the logs alone,
+/// JSON lines with `--log-format json`. A closed stdout (`| head`) is not an error.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// A random admin token for this run.
 fn generate_token() -> String {
     use rand::Rng;
@@ -294,7 +301,7 @@ async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         // A second Ctrl-C while stopping: the user does not want to wait.
         crate::signal::shutdown_signal().await;
-        eprintln!("demo: stopping at once");
+        say(format_args!("demo: stopping at once"));
         std::process::exit(130);
     });
     let stopping = |rx: &watch::Receiver<bool>| {
@@ -446,7 +453,7 @@ async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
                             let interval = traffic.take_interval();
                             if args.rate > 0.0 || args.burst > 0 || interval.counts.pages > 0 {
                                 let scenario = controller.current().map_or(scenarios::NONE, |s| s.name);
-                                eprintln!("demo [{scenario}] {}", interval.line());
+                                say(format_args!("demo [{scenario}] {}", interval.line()));
                             }
                         }
                         () = stopping(&stop_rx) => break Ok(()),
@@ -490,7 +497,7 @@ async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
     }
     if result.is_ok() {
         let total = traffic.total(started);
-        eprintln!("demo stopped after {}", total.line());
+        say(format_args!("demo stopped after {}", total.line()));
     }
     result
 }
