@@ -73,8 +73,9 @@ pub enum QuotaCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Live usage of a quota, busiest keys first (from a process running the quota
-    /// engine: meshtel serve or collector).
+    /// Live usage of a quota, busiest keys first (from `meshtel serve`, which runs the
+    /// quota engine behind its query port; a split `meshtel collector` counts its
+    /// decisions in meshtel_quota_checks_total on its /metrics instead).
     Usage {
         /// The policy's name.
         name: String,

@@ -408,8 +408,9 @@ async fn get_usage(
     let limit = parse_limit(params.get("limit"), DEFAULT_USAGE_KEYS, MAX_USAGE_KEYS)?;
     let Some(reader) = &admin.usage else {
         return Err(AdminError(ApiError::Unavailable(
-            "quota usage is not available here: this process runs no quota engine \
-             (ask a process running meshtel serve or meshtel collector)"
+            "quota usage is not available here: this process runs no quota engine; \
+             `meshtel serve` answers it, and a `meshtel collector` counts its decisions in \
+             meshtel_quota_checks_total on its /metrics"
                 .into(),
         )));
     };

@@ -32,8 +32,9 @@ pub enum PutCondition {
 impl AdminClient {
     /// A client for `--server`, sending `--token` and `--actor`.
     pub fn new(args: &ApiArgs) -> anyhow::Result<AdminClient> {
-        let mut base = Url::parse(&args.server)
-            .with_context(|| format!("--server {:?} is not a URL", args.server))?;
+        let mut base = Url::parse(&args.server).with_context(|| {
+            format!("--server {:?} is not a URL (write it as http://HOST:PORT)", args.server)
+        })?;
         if base.cannot_be_a_base() {
             bail!(
                 "--server {:?} is not an http:// or https:// URL",
@@ -43,7 +44,7 @@ impl AdminClient {
         // A base path (`http://host/jaeger`) is kept; `Url::join` semantics are not wanted.
         base.set_query(None);
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(ANSWER_TIMEOUT)
             .build()
             .context("building the HTTP client")?;
         Ok(AdminClient {
@@ -81,12 +82,21 @@ impl AdminClient {
     }
 
     async fn send(&self, request: RequestBuilder, what: &str) -> anyhow::Result<Response> {
-        let response = request.send().await.with_context(|| {
-            format!(
-                "{what}: cannot reach {} (is meshtel serve or meshtel query running? \
-                 set --server or MESHTEL_QUERY_URL)",
-                self.base
-            )
+        let response = request.send().await.map_err(|error| {
+            if error.is_timeout() {
+                anyhow!(
+                    "{what}: {} did not answer within {} s (it accepted the connection: \
+                     is it a meshtel query port, and is that process responsive?)",
+                    self.base,
+                    ANSWER_TIMEOUT.as_secs()
+                )
+            } else {
+                anyhow!(error).context(format!(
+                    "{what}: cannot reach {} (is meshtel serve or meshtel query running? \
+                     set --server or MESHTEL_QUERY_URL)",
+                    self.base
+                ))
+            }
         })?;
         Ok(response)
     }
@@ -190,6 +200,23 @@ impl AdminClient {
     }
 }
 
+/// How long a command waits for the server's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most characters of a non-JSON error answer quoted (a web page's HTML, from a
+/// `--server` that is not a meshtel query port).
+const EXCERPT_CHARS: usize = 300;
+
+/// An error answer that is not meshtel's JSON, trimmed to its first [`EXCERPT_CHARS`].
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], bytes.len()),
+        None => text.to_owned(),
+    }
+}
+
 /// The response when it is a success, else its error as a readable message.
 async fn check(response: Response, what: &str) -> anyhow::Result<Response> {
     let status = response.status();
@@ -205,10 +232,7 @@ async fn check(response: Response, what: &str) -> anyhow::Result<Response> {
             }
             text
         }
-        Err(_) => format!(
-            "{what}: HTTP {status}: {}",
-            String::from_utf8_lossy(&bytes).trim()
-        ),
+        Err(_) => format!("{what}: HTTP {status}: {}", excerpt(&bytes)),
     };
     match status {
         StatusCode::UNAUTHORIZED => {
@@ -239,4 +263,19 @@ async fn read_json<T: DeserializeOwned>(response: Response, what: &str) -> anyho
         .await
         .with_context(|| format!("{what}: reading the answer"))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{what}: unexpected answer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_web_page_for_an_error_is_quoted_only_in_part() {
+        let page = format!("<!doctype html><html>{}</html>", "<p>meshtel</p>".repeat(100));
+        let quoted = excerpt(page.as_bytes());
+        assert!(quoted.starts_with("<!doctype html>"), "{quoted}");
+        assert!(quoted.ends_with(&format!("… ({} bytes)", page.len())), "{quoted}");
+        assert!(quoted.chars().count() < EXCERPT_CHARS + 20, "{quoted}");
+        assert_eq!(excerpt(b" no route GET /x \n"), "no route GET /x");
+    }
 }
