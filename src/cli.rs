@@ -337,6 +337,11 @@ pub struct ServerArgs {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "MESHTEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Check the configuration (the --config file, then MESHTEL_* variables and flags),
+    /// print the settings it gives as TOML and exit: 0 when they hold, 1 naming what
+    /// does not. Binds no port and touches no data directory.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 fn parse_wal_sync(text: &str) -> Result<WalSync, String> {

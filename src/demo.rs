@@ -75,6 +75,7 @@ pub const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(15);
     "Bearer token for quota administration writes [default: generated for each run, shown in the guide]")))]
 #[command(mut_arg("retention_max_age", |a| a.help(
     "Delete blocks whose newest span is older than this, e.g. 2h [default: 1h in the demo]")))]
+#[command(mut_arg("check_config", |a| a.hide(true)))]
 #[command(mut_arg("log_format", |a| a.help(
     "Log format: \"text\" or \"json\"; the level comes from RUST_LOG (default \"warn,meshtel::demo=info\")")))]
 pub struct DemoCommand {
@@ -163,6 +164,9 @@ pub async fn run(command: DemoCommand) -> anyhow::Result<()> {
     match command.action {
         Some(DemoAction::List(client)) => api::client::list(&client.url).await,
         Some(DemoAction::Apply { name, client }) => api::client::apply(&client.url, &name).await,
+        None if command.run.server.check_config => {
+            anyhow::bail!("--check-config is for serve, collector and query; the demo sets up its own settings")
+        }
         None => run_demo(command.run).await,
     }
 }

@@ -95,24 +95,51 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs `role` with the settings `args` resolve to; with `--check-config`, prints them
+/// instead, checked, and starts nothing.
+async fn run_role(args: &cli::ServerArgs, role: Role) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    if args.check_config {
+        return print_checked_config(config, args.config.as_deref());
+    }
+    server::run(config, role).await
+}
+
+/// The settings as they would run, as TOML; a configured admin token is not shown.
+fn print_checked_config(mut config: config::Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    if config.admin.token.is_some() {
+        config.admin.token = Some("(set, not shown)".to_owned());
+    }
+    let text = toml::to_string_pretty(&config).context("writing the settings as TOML")?;
+    let source = file.map_or_else(|| "no config file".to_owned(), |path| path.display().to_string());
+    let _ = write!(
+        std::io::stdout().lock(),
+        "# meshtel {}: configuration OK ({source}, then MESHTEL_* variables and flags)\n{text}",
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format);
             cli::warn_unknown_env_vars();
-            server::run(args.resolve()?, Role::All).await
+            run_role(&args, Role::All).await
         }
         Command::Collector(args) => {
             init_tracing(args.log_format);
             cli::warn_unknown_env_vars();
             args.warn_ignored_flags(Role::Collector);
-            server::run(args.resolve()?, Role::Collector).await
+            run_role(&args, Role::Collector).await
         }
         Command::Query(args) => {
             init_tracing(args.log_format);
             cli::warn_unknown_env_vars();
             args.warn_ignored_flags(Role::Query);
-            server::run(args.resolve()?, Role::Query).await
+            run_role(&args, Role::Query).await
         }
         Command::Proxy(args) => {
             init_tracing(args.log_format);

@@ -418,6 +418,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         zipkin = %shown(listeners.zipkin),
         query = %shown(listeners.query),
         data_dir = %config.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
         "meshtel is listening"
     );
 

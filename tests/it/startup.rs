@@ -576,3 +576,31 @@ fn a_refused_setting_given_by_flag_or_variable_names_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_prints_the_settings_that_would_run_and_starts_nothing() {
+    let dir = TestDir::new();
+    let data_dir = dir.path().join("never-made");
+    let file = config_file(&dir, "[store]\nflush_interval = \"5s\"\n[admin]\ntoken = \"a-secret-token\"\n");
+    let data = data_dir.to_str().unwrap();
+    let checked = meshtel(
+        &["serve", "--check-config", "--config", &file, "--data-dir", data],
+        &[("MESHTEL_RETENTION_MAX_AGE", "6h")],
+    );
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{out}{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(out.starts_with("# meshtel ") && out.contains("configuration OK"), "{out}");
+    let settings: toml::Value = toml::from_str(&out).expect("the settings are TOML");
+    assert_eq!(settings["data_dir"].as_str(), Some(data), "the flag over the file: {out}");
+    assert_eq!(settings["store"]["flush_interval"].as_str(), Some("5s"), "{out}");
+    assert_eq!(settings["store"]["retention_max_age"].as_str(), Some("6h"), "the variable: {out}");
+    assert!(!out.contains("a-secret-token"), "the admin token is not printed: {out}");
+    assert!(!data_dir.exists(), "--check-config touches no data directory");
+
+    let bad = config_file(&dir, "[store]\nflush_interval = \"0s\"\n");
+    let refused = meshtel(&["collector", "--check-config", "--config", &bad, "--data-dir", data], &[]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("flush_interval"), "{said}");
+    assert!(refused.stdout.is_empty(), "nothing printed as if it held");
+}
