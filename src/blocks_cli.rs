@@ -3,7 +3,28 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+
+/// Where the store is: as `serve` finds it, so that a data directory set only in the
+/// config file is the one these commands work on.
+#[derive(Debug, Args)]
+pub struct StoreDirArgs {
+    /// TOML config file whose data_dir to use (a --data-dir or MESHTEL_DATA_DIR wins)
+    #[arg(long, env = "MESHTEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory [default: the config file's data_dir, else ./meshtel-data]
+    #[arg(long, env = "MESHTEL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreDirArgs {
+    fn resolve(self) -> anyhow::Result<PathBuf> {
+        match self.data_dir {
+            Some(dir) => Ok(dir),
+            None => Ok(crate::config::Config::load(self.config.as_deref())?.data_dir),
+        }
+    }
+}
 
 /// `meshtel blocks ...`.
 #[derive(Debug, Subcommand)]
@@ -13,25 +34,24 @@ pub enum BlocksCommand {
     /// came back late) back into the index, searchable again. Run it with meshtel
     /// stopped; a file that does not read stays where it is, and the exit status is 1.
     Adopt {
-        /// The data directory
-        #[arg(long, env = "MESHTEL_DATA_DIR", default_value = "./meshtel-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreDirArgs,
     },
     /// Take the blocks the index lists but whose files are gone out of the index (a
     /// lost blocks volume, files deleted by hand), so that meshtel starts without
     /// them: it refuses to when none of the listed blocks is there, taking the volume
     /// for unmounted. Their spans are lost. Run it with meshtel stopped.
     ForgetMissing {
-        /// The data directory
-        #[arg(long, env = "MESHTEL_DATA_DIR", default_value = "./meshtel-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreDirArgs,
     },
 }
 
 /// Runs a `blocks` subcommand.
 pub async fn run(command: BlocksCommand) -> anyhow::Result<()> {
     match command {
-        BlocksCommand::ForgetMissing { data_dir } => {
+        BlocksCommand::ForgetMissing { store } => {
+            let data_dir = store.resolve()?;
             let forgotten = meshtel_store::adopt::forget_missing_blocks(&data_dir)
                 .await
                 .with_context(|| {
@@ -48,7 +68,8 @@ pub async fn run(command: BlocksCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BlocksCommand::Adopt { data_dir } => {
+        BlocksCommand::Adopt { store } => {
+            let data_dir = store.resolve()?;
             let adopted = meshtel_store::adopt::adopt_orphaned_blocks(&data_dir)
                 .await
                 .with_context(|| {

@@ -14,11 +14,15 @@ use tracing_subscriber::EnvFilter;
 /// meshtel's sidecar proxy: forwards a service instance's traffic and reports every
 /// request to the collector.
 #[derive(Debug, Parser)]
-// `--version` is the instance's version label, so clap's own version flag is off.
-#[command(name = "meshtel-proxy", disable_version_flag = true)]
+// `--version` is the instance's version label, so clap's own version flag is off;
+// the build's version is `-V` / `--build-version`.
+#[command(name = "meshtel-proxy", version, disable_version_flag = true)]
 struct Cli {
     #[command(flatten)]
     proxy: meshtel_proxy::ProxyArgs,
+    /// Print meshtel-proxy's own version and exit (--version is this instance's version label)
+    #[arg(short = 'V', long = "build-version", action = clap::ArgAction::Version)]
+    build_version: Option<bool>,
     /// Log format: text, or json (one JSON object per line).
     #[arg(long, env = "MESHTEL_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -115,6 +119,8 @@ mod tests {
     fn the_log_format_is_text_or_json_and_nothing_else() {
         let parse = |format: &str| Cli::try_parse_from(["meshtel-proxy", "--mesh", "mesh.yaml", "--service", "reviews", "--log-format", format]);
         assert_eq!(parse("json").map(|cli| cli.log_format).ok(), Some(LogFormat::Json));
+        let version = Cli::try_parse_from(["meshtel-proxy", "--build-version"]).err().map(|e| e.kind());
+        assert_eq!(version, Some(clap::error::ErrorKind::DisplayVersion), "--build-version prints the build's version");
         for refused in ["yaml", "JSON"] {
             let error = parse(refused).err().map(|e| e.kind());
             assert_eq!(error, Some(clap::error::ErrorKind::InvalidValue), "--log-format {refused}");

@@ -604,3 +604,15 @@ fn check_config_prints_the_settings_that_would_run_and_starts_nothing() {
     assert!(said.contains("flush_interval"), "{said}");
     assert!(refused.stdout.is_empty(), "nothing printed as if it held");
 }
+
+#[test]
+fn blocks_commands_find_the_data_directory_the_config_file_names() {
+    let dir = TestDir::new();
+    let named = dir.path().join("from-the-config-file");
+    let file = config_file(&dir, &format!("data_dir = {:?}\n", named.to_str().unwrap()));
+    for command in ["adopt", "forget-missing"] {
+        let run = meshtel(&["blocks", command, "--config", &file], &[]);
+        let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        assert!(said.contains("from-the-config-file"), "blocks {command} works on the config file's data_dir: {said}");
+    }
+}
