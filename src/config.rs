@@ -240,6 +240,15 @@ impl Default for Config {
     }
 }
 
+/// The 1-based number of the line `error` points at, when that line sets a token.
+fn secret_line(text: &str, error: &toml::de::Error) -> Option<usize> {
+    let start = error.span()?.start;
+    let line = text.get(..start)?.matches('\n').count();
+    let content = text.lines().nth(line)?.trim_start();
+    let key = content.split(['=', ' ', '\t']).next()?.trim_matches(['"', '\'']);
+    (key == "token" || key.ends_with(".token")).then_some(line + 1)
+}
+
 impl Config {
     /// Reads a TOML file, or the defaults when no file is given.
     pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
@@ -248,7 +257,17 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        toml::from_str(&text).map_err(|error| {
+            let context = format!("parsing config file {}", path.display());
+            match secret_line(&text, &error) {
+                // TOML's message quotes the line it stopped at: not one holding a secret.
+                Some(line) => anyhow::anyhow!(
+                    "{context}: line {line}, the [admin] token (its value is not shown): {}",
+                    error.message()
+                ),
+                None => anyhow::Error::new(error).context(context),
+            }
+        })
     }
 
     /// Checks every section, and the settings that bound each other, before anything
@@ -290,6 +309,20 @@ mod tests {
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(config, back);
         back.finish().unwrap();
+    }
+
+    #[test]
+    fn a_malformed_token_line_is_refused_without_quoting_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meshtel.toml");
+        std::fs::write(&path, "data_dir = \"x\"\n[admin]\ntoken = S3cr3t-token-value\n").unwrap();
+        let error = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(!error.contains("S3cr3t"), "{error}");
+        assert!(error.contains("line 3") && error.contains("[admin] token"), "{error}");
+        // Other lines are quoted as TOML quotes them.
+        std::fs::write(&path, "[admin]\nrequire_token_for_reads = 1\n").unwrap();
+        let error = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(error.contains("require_token_for_reads"), "{error}");
     }
 
     #[test]

@@ -571,14 +571,27 @@ impl Drop for Exchange {
     }
 }
 
-/// Query parameters whose values the HTTP semantic conventions redact by default in
-/// `url.query` and `url.full`: signed-URL credentials (AWS, Azure SAS, Google Cloud).
-const REDACTED_QUERY_KEYS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+/// Query parameters whose values are redacted in `url.query` and `url.full`: those the
+/// HTTP semantic conventions redact by default (signed-URL credentials of AWS's older
+/// scheme, Azure SAS and Google Cloud), and the credentials of AWS's SigV4 presigned
+/// URLs, which S3 hands out today (their signature, access key and STS session token).
+/// Compared without regard to case.
+const REDACTED_QUERY_KEYS: [&str; 7] = [
+    "AWSAccessKeyId",
+    "Signature",
+    "sig",
+    "X-Goog-Signature",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+];
 
 /// `query` with the value of each parameter named in [`REDACTED_QUERY_KEYS`] replaced
 /// by `REDACTED`, as the conventions say; borrowed when there is none.
 fn redact_query(query: &str) -> Cow<'_, str> {
-    let secret = |pair: &str| pair.split_once('=').is_some_and(|(key, _)| REDACTED_QUERY_KEYS.contains(&key));
+    let secret = |pair: &str| {
+        pair.split_once('=').is_some_and(|(key, _)| REDACTED_QUERY_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)))
+    };
     if !query.split('&').any(secret) {
         return Cow::Borrowed(query);
     }

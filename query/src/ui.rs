@@ -96,7 +96,9 @@ async fn index(State(state): State<UiState>) -> Response {
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    if path.split('/').any(|part| part == ".." || part.is_empty()) {
+    // The page itself is served at the UI's routes, with its security headers and base
+    // path filled in; not again, without them, as a static file.
+    if path.split('/').any(|part| part == ".." || part.is_empty()) || path.ends_with(".html") {
         return StatusCode::NOT_FOUND.into_response();
     }
     let Some(file) = Assets::get(&path) else {

@@ -287,13 +287,27 @@ impl Controller {
         }
         for spec in quotas {
             let body = serde_json::to_vec(spec).context("encoding a quota policy")?;
-            let response = self
+            let mut request = self
                 .admin_request(wiring, reqwest::Method::PUT, &spec.name)
-                .header(header::CONTENT_TYPE.as_str(), "application/json")
+                .header(header::CONTENT_TYPE.as_str(), "application/json");
+            // A policy of that name the demo did not write is the user's: created only
+            // if absent, never replaced (and so never deleted by a later switch).
+            if !applied.contains(&spec.name) {
+                request = request.header(header::IF_NONE_MATCH.as_str(), "*");
+            }
+            let response = request
                 .body(body)
                 .send()
                 .await
                 .with_context(|| format!("putting quota {}", spec.name))?;
+            if response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
+                bail!(
+                    "a quota policy named {} exists and is not the demo's: this scenario \
+                     would replace it, so it is left as it is; rename or delete it to use \
+                     the scenario",
+                    spec.name
+                );
+            }
             if !response.status().is_success() {
                 bail!(
                     "putting quota {}: {}",

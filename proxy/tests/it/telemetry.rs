@@ -305,7 +305,7 @@ async fn failed_calls_and_unknown_methods_are_spanned_as_the_conventions_say() {
 
     let request = http::Request::builder()
         .method("FOO")
-        .uri(mesh.productpage.outbound_url("/echo?sig=s3cret&page=2&Signature=abc"))
+        .uri(mesh.productpage.outbound_url("/echo?sig=s3cret&page=2&Signature=abc&X-Amz-Security-Token=sts&x-amz-signature=f00"))
         .header("host", "reviews")
         .body(http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 1234])).map_err(|never| match never {}).boxed())
         .expect("request");
@@ -324,8 +324,8 @@ async fn failed_calls_and_unknown_methods_are_spanned_as_the_conventions_say() {
         assert_eq!(attribute(span, "http.response.body.size").as_deref(), Some("1234"), "{span:?}");
     }
     // Signed-URL credentials are redacted, as the conventions say; other parameters kept.
-    assert_eq!(attribute(foo_server, "url.query").as_deref(), Some("sig=REDACTED&page=2&Signature=REDACTED"));
-    assert_eq!(attribute(foo, "url.full").as_deref(), Some("http://reviews/echo?sig=REDACTED&page=2&Signature=REDACTED"));
+    assert_eq!(attribute(foo_server, "url.query").as_deref(), Some("sig=REDACTED&page=2&Signature=REDACTED&X-Amz-Security-Token=REDACTED&x-amz-signature=REDACTED"));
+    assert_eq!(attribute(foo, "url.full").as_deref(), Some("http://reviews/echo?sig=REDACTED&page=2&Signature=REDACTED&X-Amz-Security-Token=REDACTED&x-amz-signature=REDACTED"));
     // No body, no request size; the 503 the proxy answered itself has its own.
     assert_eq!(attribute(failed, "http.request.body.size"), None);
     assert!(attribute(failed, "http.response.body.size").is_some_and(|n| n != "0"), "{failed:?}");

@@ -96,6 +96,9 @@ async fn unknown_pages_are_the_ui_with_a_404() {
     assert!(!header_text(&api, "content-type").starts_with("text/html"));
     let (status, _) = headers(&app, "/static/nosuch.js").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The page only where it gets its security headers.
+    let (status, _) = headers(&app, "/static/index.html").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// Every answer, JSON, assets and errors alike, says `nosniff` (once).

@@ -103,5 +103,33 @@ async fn demo_switches_around_a_quota_policy_of_the_users_own() {
         "{}",
         demo.log_text()
     );
+
+    // A policy of the user's own under the demo's name is not the demo's to replace.
+    let mine = json!({
+        "name": "requestcountquota",
+        "description": "mine",
+        "match": {"destination": {"service": "details"}},
+        "maxAmount": 1000,
+        "validDuration": "1s",
+    });
+    let reply = http()
+        .put(demo.query_url("/api/quotas/requestcountquota"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(mine.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    let (status, answer, _) = switch(&demo, Some("rate-limit-ratings")).await;
+    assert_ne!(status, 200, "{answer}");
+    let log = demo.log_text();
+    assert!(log.contains("a quota policy named requestcountquota exists and is not the demo's"), "{answer}\n{log}");
+    let kept = get_json(&demo.query_url("/api/quotas/requestcountquota")).await;
+    assert_eq!(kept["description"], "mine", "{kept}");
+    let (status, _, _) = switch(&demo, None).await;
+    assert_eq!(status, 200);
+    let kept = get_json(&demo.query_url("/api/quotas/requestcountquota")).await;
+    assert_eq!(kept["description"], "mine", "switching away leaves it too: {kept}");
     demo.stop().await;
 }
