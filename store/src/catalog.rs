@@ -148,7 +148,11 @@ impl Catalog {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // Every commit synced before it returns: a flush deletes its WAL segments
+            // once the block is committed, and a merge its inputs, so a commit that a
+            // power failure could roll back (`Normal` in WAL mode) would lose spans
+            // that were acknowledged. One fsync per commit, a few per second.
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

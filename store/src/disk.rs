@@ -289,7 +289,9 @@ pub(crate) fn check_index_beside_blocks(data_dir: &Path, blocks_dir: &Path) -> R
     let db = data_dir.join(DATABASE_FILE);
     let state = match std::fs::metadata(&db) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => "missing",
-        Ok(meta) if meta.len() == 0 && !has_content(&data_dir.join("meshtel.db-wal")) => "empty",
+        Ok(meta) if meta.len() == 0 && !wal_holds_the_schema(&data_dir.join("meshtel.db-wal")) => {
+            "empty"
+        }
         Ok(_) if holds_no_tables(&db) && !has_content(&data_dir.join("meshtel.db-wal")) => {
             "without a table (its meshtel.db-wal deleted?)"
         }
@@ -331,6 +333,46 @@ fn holds_no_tables(db: &Path) -> bool {
         && head.starts_with(b"SQLite format 3\0")
         && head[100] == 0x0D
         && u16::from_be_bytes([head[103], head[104]]) == 0
+}
+
+/// Whether the `-wal` file beside an emptied `meshtel.db` holds the database's first
+/// page, its schema, and so the database itself. The `-wal` of a database that was
+/// checkpointed does not: with the main file emptied, SQLite reads it as a new, empty
+/// database (and overwrites that `-wal`), whatever frames the `-wal` holds.
+fn wal_holds_the_schema(wal: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(wal) else {
+        return false;
+    };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    // A 32-byte header (the page size at bytes 8..12, 1 standing for 65,536), then
+    // frames of a 24-byte header (the page number first) and a page.
+    let mut header = [0u8; 32];
+    if file.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let page_size = match u32::from_be_bytes([header[8], header[9], header[10], header[11]]) {
+        1 => 65_536,
+        size => u64::from(size),
+    };
+    if page_size < 512 {
+        return false;
+    }
+    let mut offset = 32u64;
+    let mut page_number = [0u8; 4];
+    while offset + 24 + page_size <= len {
+        if file.seek(SeekFrom::Start(offset)).is_err() || file.read_exact(&mut page_number).is_err()
+        {
+            return false;
+        }
+        if u32::from_be_bytes(page_number) == 1 {
+            return true;
+        }
+        offset += 24 + page_size;
+    }
+    false
 }
 
 fn has_content(path: &Path) -> bool {

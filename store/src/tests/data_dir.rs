@@ -49,7 +49,12 @@ async fn replayed_spans_count_their_memory_once() {
 /// what to do, and moves no block.
 #[tokio::test]
 async fn a_lost_or_empty_index_beside_blocks_stops_startup_and_moves_nothing() {
-    for (emptied, with_header) in [(false, false), (true, false), (true, true)] {
+    for (emptied, with_header, stray_wal) in [
+        (false, false, false),
+        (true, false, false),
+        (true, true, false),
+        (true, false, true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let backup = tempfile::tempdir().unwrap();
         let store = TraceStore::open(config(dir.path())).await.unwrap();
@@ -62,6 +67,18 @@ async fn a_lost_or_empty_index_beside_blocks_stops_startup_and_moves_nothing() {
         remove_database(dir.path());
         if emptied {
             std::fs::write(dir.path().join("meshtel.db"), b"").unwrap();
+        }
+        if stray_wal {
+            // The -wal of a checkpointed database beside its emptied main file: frames,
+            // none of them the schema page, which SQLite would ignore.
+            let mut wal = vec![0u8; 32];
+            wal[..4].copy_from_slice(&0x377f_0682_u32.to_be_bytes());
+            wal[8..12].copy_from_slice(&4096_u32.to_be_bytes());
+            for page in [2_u32, 3] {
+                wal.extend_from_slice(&page.to_be_bytes());
+                wal.extend_from_slice(&[0u8; 20 + 4096]);
+            }
+            std::fs::write(dir.path().join("meshtel.db-wal"), wal).unwrap();
         }
         if with_header {
             // What is left when the -wal file of a database that was never
