@@ -49,6 +49,30 @@ async fn hanging_app() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     (address, held)
 }
 
+/// The binary draining after a SIGTERM, a request to an app that never answers still
+/// in flight.
+struct Draining {
+    dir: tempfile::TempDir,
+    child: Child,
+    addresses: meshtel_proxy::ListenerAddresses,
+    in_flight: tokio::task::JoinHandle<(http::response::Parts, bytes::Bytes, Option<http::HeaderMap>)>,
+    held: tokio::task::JoinHandle<()>,
+}
+
+impl Draining {
+    async fn start() -> Draining {
+        let (app_address, held) = hanging_app().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (child, addresses) = start_binary(&dir, &app_address.to_string()).await;
+        let inbound = format!("http://{}/", addresses.inbound.expect("inbound"));
+        let in_flight = tokio::spawn(async move { send(&http1_client(), get(&inbound, "reviews", &[])).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sigterm(&child);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Draining { dir, child, addresses, in_flight, held }
+    }
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
@@ -110,15 +134,7 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn while_sigterm_drains_the_admin_port_answers_not_ready_and_serves_stats() {
-    let (app_address, held) = hanging_app().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (mut child, addresses) = start_binary(&dir, &app_address.to_string()).await;
-    let inbound = format!("http://{}/", addresses.inbound.expect("inbound"));
-    let in_flight = tokio::spawn(async move { send(&http1_client(), get(&inbound, "reviews", &[])).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    sigterm(&child);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Draining { dir: _dir, mut child, addresses, in_flight, held } = Draining::start().await;
     let client = http1_client();
     let (parts, body, _) = send(&client, admin(&addresses, "/ready")).await;
     assert_eq!(parts.status, 503, "draining: {}", String::from_utf8_lossy(&body));
@@ -136,14 +152,7 @@ async fn while_sigterm_drains_the_admin_port_answers_not_ready_and_serves_stats(
 
 #[tokio::test]
 async fn a_second_signal_stops_at_once_without_waiting_out_the_drain() {
-    let (app_address, held) = hanging_app().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (mut child, addresses) = start_binary(&dir, &app_address.to_string()).await;
-    let inbound = format!("http://{}/", addresses.inbound.expect("inbound"));
-    let in_flight = tokio::spawn(async move { send(&http1_client(), get(&inbound, "reviews", &[])).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    sigterm(&child);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Draining { dir: _dir, mut child, in_flight, held, .. } = Draining::start().await;
     let second = Instant::now();
     sigterm(&child);
     let exit = exit_within(&mut child, Duration::from_secs(15)).await;
