@@ -29,6 +29,20 @@ function sizeOf(response, text) {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : `${bytes} bytes`;
 }
 
+/**
+ * The message of an error answer that is not JSON. An HTML page (a reverse proxy's or
+ * load balancer's 502, 503 or 504) is named by its title instead of being
+ * shown as markup; other text is shown as sent, cut at 300 characters.
+ */
+export function textMessage(response, text) {
+  const trimmed = text.trim();
+  if (/^<(!doctype|html|head|body|title|center|h1)\b/i.test(trimmed)) {
+    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(trimmed)?.[1]?.replace(/\s+/g, ' ').trim();
+    return `${response.statusText ? `${response.statusText}: ` : ''}an HTML page${title ? ` ("${title.slice(0, 120)}")` : ''} came back instead of meshtel's JSON, so something between this browser and meshtel (a proxy or load balancer) answered; is meshtel's query service running and reachable from it?`;
+  }
+  return trimmed.length > 300 ? `${trimmed.slice(0, 300)}…` : trimmed;
+}
+
 /** Builds `path?params` under the base path; array values repeat the key. */
 export function url(path, params = {}) {
   const query = new URLSearchParams();
@@ -80,7 +94,8 @@ export async function request(method, path, { params, body, token, headers = {},
     }
   }
   if (!response.ok) {
-    throw new ApiError(response.status, messageOf(parsed, typeof parsed === 'string' && parsed ? parsed : response.statusText), parsed);
+    const fallback = typeof parsed === 'string' && parsed ? textMessage(response, parsed) : response.statusText || 'an empty answer';
+    throw new ApiError(response.status, messageOf(parsed, fallback), parsed);
   }
   return { status: response.status, headers: response.headers, body: parsed };
 }

@@ -378,6 +378,16 @@ async function cutOffStep(page, ctx) {
   expect(/^meshtel's answer \(21 bytes\) is not valid JSON/.test(message), `the error says ${JSON.stringify(message)}, want "meshtel's answer (21 bytes) is not valid JSON…"`);
 }
 
+/** A proxy's HTML error page in front of the query service is named, not shown as markup. */
+async function gatewayPageStep(page, ctx) {
+  ctx.allow(/status of 502|HTTP 502|Bad Gateway/);
+  const html = '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
+  await page.route(/\/api\/traces\?/, (route) => route.fulfill({ status: 502, contentType: 'text/html', body: html }));
+  await page.goto(`${base}/search?service=${encodeURIComponent(slow.service)}`);
+  const message = await (await hook(page, ctx.pageName, '.state-error .error-message')).first().innerText();
+  expect(/^HTTP 502: .*an HTML page \("502 Bad Gateway"\) came back instead of meshtel's JSON/.test(message) && !message.includes('<'), `the error says ${JSON.stringify(message)}, want "HTTP 502: … an HTML page ("502 Bad Gateway") came back instead of meshtel's JSON…"`);
+}
+
 /** A trace link whose %-encoding is broken says what is wrong, not a blank page. */
 async function malformedLinkStep(page, ctx) {
   ctx.allow(/status of 400|HTTP 400|Bad Request/);
@@ -902,6 +912,7 @@ try {
   await step('trace: the slow trace in tree order, critical path, errors, collapse, detail, find, download', 'trace', context, traceStep);
   await step(`trace: ${big.spanCount}-span trace becomes interactive`, 'trace', context, bigTraceStep, { budget: 40_000, shot: 'trace-1000' });
   await step('trace: a cut-off answer is an error, not "Trace not found"', 'trace', context, cutOffStep, { shot: 'trace-cut-off' });
+  await step('search: a proxy\'s HTML error page is named, not shown as markup', 'search', context, gatewayPageStep, { shot: 'search-502' });
   await step('trace: a link with broken %-encoding names the id, not a blank page', 'trace', context, malformedLinkStep, { shot: 'trace-malformed' });
   await step('graph: the mesh edges and their error rates', 'graph', context, graphStep);
   await step('metrics: rate, errors and duration per service', 'metrics', context, metricsStep);

@@ -2,7 +2,7 @@
 // for editing, where a field sits in the editor's text, the YAML/JSON PUT, and the
 // one-line summaries of matches, limits and audit changes.
 
-import { url, ApiError } from '../api.js';
+import { url, ApiError, textMessage } from '../api.js';
 import { formatNumber, formatAgo } from './dom.js';
 
 const READ_ONLY = ['version', 'updatedAt', 'updatedBy'];
@@ -147,7 +147,7 @@ export async function putText(path, text, { token, headers }) {
     body = raw;
   }
   if (!response.ok) {
-    const message = body && typeof body === 'object' && typeof body.error === 'string' ? body.error : typeof body === 'string' && body ? body : response.statusText;
+    const message = body && typeof body === 'object' && typeof body.error === 'string' ? body.error : typeof body === 'string' && body ? textMessage(response, body) : response.statusText || 'an empty answer';
     throw new ApiError(response.status, message, body);
   }
   return { status: response.status, headers: response.headers, body };
