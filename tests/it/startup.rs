@@ -382,6 +382,22 @@ fn sigterm_while_starting_is_a_clean_stop() {
     }
 }
 
+/// SIGHUP (a closed terminal, a `kill -HUP` meant as a reload) is a clean stop that
+/// says why, not a kill by its default action without a line in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_is_a_clean_stop_that_says_nothing_is_reloaded() {
+    let dir = TestDir::new();
+    let meshtel = Meshtel::serve(&dir).await;
+    let (status, log) = meshtel.stop_by_signal("HUP").await;
+    assert!(status.success(), "SIGHUP: {status}\n{log}");
+    assert!(
+        log.contains("configuration is not reloaded on a signal") && log.contains("SIGHUP"),
+        "{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("listeners file left behind"), "{log}");
+}
+
 /// A `--data-dir` that is a file is refused with that said, not "File exists".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_dir_that_is_a_file_is_refused_by_name() {

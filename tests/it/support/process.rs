@@ -265,13 +265,27 @@ impl Meshtel {
     }
 
     /// Sends SIGTERM; the exit status, however the process ended, and its whole log.
-    pub async fn stop_with_status(mut self) -> (ExitStatus, String) {
-        let status = self.terminate().await;
-        (status, self.log_text())
+    pub async fn stop_with_status(self) -> (ExitStatus, String) {
+        self.stop_by_signal("TERM").await
+    }
+
+    /// Sends `signal` (a name `kill` knows: `HUP`); the exit status, however the
+    /// process ended, its whole log, and whether `listeners.json` is left behind.
+    pub async fn stop_by_signal(mut self, signal: &str) -> (ExitStatus, String) {
+        let status = self.signal_and_wait(signal).await;
+        let mut log = self.log_text();
+        if self.listeners_path.exists() {
+            log.push_str("\n[test] listeners file left behind");
+        }
+        (status, log)
     }
 
     async fn terminate(&mut self) -> ExitStatus {
-        send_signal(self.pid(), "TERM");
+        self.signal_and_wait("TERM").await
+    }
+
+    async fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        send_signal(self.pid(), signal);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = self.child_mut().try_wait().unwrap() {
@@ -283,7 +297,7 @@ impl Meshtel {
                 let _ = self.child_mut().kill();
                 let _ = self.child_mut().wait();
                 self.child = None;
-                panic!("meshtel did not stop within {STOP_TIMEOUT:?} of SIGTERM\n{log}");
+                panic!("meshtel did not stop within {STOP_TIMEOUT:?} of SIG{signal}\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
