@@ -49,13 +49,20 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
     }
     let mut total_nanos: f64 = 0.0;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number = &rest[..num_len];
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        // As Go reads it: digits, then at most one '.' and digits; what follows up to
+        // the next digit or '.' is the unit (so `1.5.5s` is "missing unit").
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        let whole = digits(rest);
+        let mut num_len = whole;
+        let mut fraction = 0;
+        if rest[num_len..].starts_with('.') {
+            fraction = digits(&rest[num_len + 1..]);
+            num_len += 1 + fraction;
+        }
+        if whole == 0 && fraction == 0 {
             return Err(invalid());
         }
+        let number = &rest[..num_len];
         let value: f64 = number.parse().map_err(|_| invalid())?;
         rest = &rest[num_len..];
         let unit_len = rest
@@ -193,7 +200,16 @@ mod tests {
         assert!(matches!(parse_go_duration("1d"), Err(DurationError::UnknownUnit { .. })));
         assert!(matches!(parse_go_duration(""), Err(DurationError::Invalid(_))));
         assert!(matches!(parse_go_duration("x"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_go_duration("1..2s"), Err(DurationError::Invalid(_))));
+        assert!(matches!(parse_go_duration(".s"), Err(DurationError::Invalid(_))));
+        // Go reads `1.` then a unit that stops at the next '.': none.
+        for missing in ["1..2s", "1.5.5s"] {
+            assert_eq!(
+                parse_go_duration(missing).unwrap_err().to_string(),
+                format!("time: missing unit in duration \"{missing}\"")
+            );
+        }
+        assert_eq!(parse_go_duration("1.s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_go_duration(".5s").unwrap(), Duration::from_millis(500));
         assert!(matches!(parse_go_duration("-1s"), Err(DurationError::Negative(_))));
         assert_eq!(
             parse_go_duration("1d").unwrap_err().to_string(),
