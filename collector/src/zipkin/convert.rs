@@ -23,8 +23,9 @@
 //! - annotations (sorted, deduplicated) → events; the OpenTelemetry round-trip
 //!   encoding `name|{json attributes}|dropped count` is decoded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use foldhash::fast::RandomState;
 use meshtel_model::otlp::common::v1::any_value::Value as AnyValueKind;
 use meshtel_model::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use meshtel_model::otlp::resource::v1::Resource;
@@ -111,8 +112,13 @@ pub struct PlacedSpans {
 /// others.
 pub fn zipkin_spans_to_otlp_placed(spans: Vec<ZipkinSpan>) -> PlacedSpans {
     // Spans of one service with other resource tags (two pods of it) are two resources.
+    // Groups and their scopes are found through maps: a list of 100,000 spans each of
+    // another service must not cost a comparison with every group before it.
     type ResourceKey = (String, BTreeMap<String, String>);
-    let mut groups: Vec<(ResourceKey, ResourceSpans)> = Vec::new();
+    type ScopeKey = Option<(String, String)>;
+    let mut groups: Vec<ResourceSpans> = Vec::new();
+    let mut group_of: HashMap<ResourceKey, usize, RandomState> = HashMap::default();
+    let mut scopes_of: Vec<HashMap<ScopeKey, usize, RandomState>> = Vec::new();
     let mut positions: ZipkinPositions = Vec::new();
     let mut refused = Vec::new();
     for (index, zipkin_span) in spans.into_iter().enumerate() {
@@ -123,34 +129,31 @@ pub fn zipkin_spans_to_otlp_placed(spans: Vec<ZipkinSpan>) -> PlacedSpans {
                 continue;
             }
         };
-        let position = match groups.iter().position(|((service, tags), _)| {
-            *service == converted.service_name && *tags == converted.resource_tags
-        }) {
-            Some(position) => position,
-            None => {
-                let key = (
-                    converted.service_name.clone(),
-                    converted.resource_tags.clone(),
-                );
-                groups.push((key, new_resource_group(&converted)));
-                positions.push(Vec::new());
-                groups.len() - 1
-            }
-        };
-        let resource_group = &mut groups[position].1;
+        let key = (
+            converted.service_name.clone(),
+            converted.resource_tags.clone(),
+        );
+        let position = *group_of.entry(key).or_insert_with(|| {
+            groups.push(new_resource_group(&converted));
+            positions.push(Vec::new());
+            scopes_of.push(HashMap::default());
+            groups.len() - 1
+        });
+        let resource_group = &mut groups[position];
         let placed = &mut positions[position];
-        let scope_position = resource_group
-            .scope_spans
-            .iter()
-            .position(|scope_spans| scope_spans.scope.as_ref() == converted.scope.as_ref());
-        match scope_position {
-            Some(scope_position) => {
+        let scope_key = converted
+            .scope
+            .as_ref()
+            .map(|scope| (scope.name.clone(), scope.version.clone()));
+        match scopes_of[position].get(&scope_key) {
+            Some(&scope_position) => {
                 resource_group.scope_spans[scope_position]
                     .spans
                     .push(converted.span);
                 placed[scope_position].push(index);
             }
             None => {
+                scopes_of[position].insert(scope_key, resource_group.scope_spans.len());
                 resource_group.scope_spans.push(ScopeSpans {
                     scope: converted.scope,
                     spans: vec![converted.span],
@@ -161,7 +164,7 @@ pub fn zipkin_spans_to_otlp_placed(spans: Vec<ZipkinSpan>) -> PlacedSpans {
         }
     }
     PlacedSpans {
-        resource_spans: groups.into_iter().map(|(_, group)| group).collect(),
+        resource_spans: groups,
         positions,
         refused,
     }
