@@ -365,18 +365,32 @@ impl SharedIds {
 }
 
 /// Assigns `p1`, `p2`, … to distinct processes in order of first appearance; two
-/// processes are the same when service name and tags are equal.
+/// processes are the same when service name and tags are equal. Processes are found by
+/// a hash of both, so a trace of many distinct processes is not compared pairwise.
 #[derive(Default)]
 struct ProcessTable {
     entries: Vec<(String, Process)>,
+    by_hash: HashMap<u64, Vec<usize>>,
 }
 
 impl ProcessTable {
     fn add(&mut self, process: Process) -> String {
-        if let Some((id, _)) = self.entries.iter().find(|(_, p)| *p == process) {
+        let hash = process_hash(&process);
+        let same = self.by_hash.get(&hash).and_then(|places| {
+            places
+                .iter()
+                .find(|&&place| self.entries.get(place).is_some_and(|(_, p)| *p == process))
+        });
+        if let Some(&place) = same
+            && let Some((id, _)) = self.entries.get(place)
+        {
             return id.clone();
         }
         let id = format!("p{}", self.entries.len() + 1);
+        self.by_hash
+            .entry(hash)
+            .or_default()
+            .push(self.entries.len());
         self.entries.push((id.clone(), process));
         id
     }
@@ -384,6 +398,25 @@ impl ProcessTable {
     fn into_map(self) -> BTreeMap<String, Process> {
         self.entries.into_iter().collect()
     }
+}
+
+/// A hash of what makes two processes the same (floats by their bits: equal floats
+/// that differ in bits, `0.0` and `-0.0`, only cost a second entry in one list).
+fn process_hash(process: &Process) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    process.service_name.hash(&mut hasher);
+    for tag in &process.tags {
+        tag.key.hash(&mut hasher);
+        match &tag.value {
+            TagValue::String(s) => (0u8, s).hash(&mut hasher),
+            TagValue::Bool(b) => (1u8, b).hash(&mut hasher),
+            TagValue::Int64(i) => (2u8, i).hash(&mut hasher),
+            TagValue::Float64(f) => (3u8, f.to_bits()).hash(&mut hasher),
+            TagValue::Binary(b) => (4u8, b).hash(&mut hasher),
+        }
+    }
+    hasher.finish()
 }
 
 fn no_service_process() -> Process {

@@ -92,6 +92,42 @@ fn equal_processes_share_an_id_in_first_appearance_order() {
     );
 }
 
+/// A trace whose spans each come from another process is converted without comparing
+/// every process with every other (20,000 of them took seconds that way).
+#[test]
+fn many_distinct_processes_are_found_by_hash() {
+    let count = 20_000;
+    let groups: Vec<ResourceSpans> = (0..count)
+        .map(|i| {
+            let mut group = resource_spans(
+                "svc",
+                "s",
+                vec![span(T, &format!("{:016x}", i + 1), "", "op", 1, i, i + 1)],
+            );
+            group
+                .resource
+                .as_mut()
+                .unwrap()
+                .attributes
+                .push(str_attr("pod", &format!("pod-{}", i % (count / 2))));
+            group
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let trace = convert(groups);
+    let took = started.elapsed();
+    // Two spans per pod: each pair shares its process.
+    assert_eq!(trace.processes.len(), (count / 2) as usize);
+    assert_eq!(
+        trace.spans[0].process_id,
+        trace.spans[(count / 2) as usize].process_id
+    );
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "converting took {took:?}"
+    );
+}
+
 #[test]
 fn spans_sorted_deduplicated_and_clamped() {
     let s1 = span(T, "0000000000000001", "", "late", 2, 5_000, 9_999);
