@@ -39,6 +39,8 @@ pub struct Sources {
     pub http_timeouts: HttpTimeoutMetrics,
     /// The bound on trace reads in flight, where this process answers queries.
     pub query_reads: Option<meshtel_query::ReadLimit>,
+    /// The bound on ingest request bytes held at once, on a collector.
+    pub ingest_inflight: Option<meshtel_collector::InflightBudget>,
 }
 
 /// The `/metrics` route over `sources`.
@@ -182,6 +184,19 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         "Time spent flushing the head to blocks (sort, encode, write, index).",
         s.flush_seconds,
     );
+    if let Some(budget) = &sources.ingest_inflight {
+        let limit = budget.limit().as_u64();
+        gauge(
+            "meshtel_ingest_inflight_bytes",
+            "Request bytes held now by ingest requests being received and processed, at most [ingest] max_inflight_bytes; past it requests are refused (meshtel_ingest_refused_total{reason=\"overloaded\"}).",
+            limit.saturating_sub(budget.available() as u64),
+        );
+        gauge(
+            "meshtel_ingest_inflight_bytes_limit",
+            "[ingest] max_inflight_bytes.",
+            limit,
+        );
+    }
     if let Some(reads) = &sources.query_reads {
         gauge(
             "meshtel_query_reads_in_flight",

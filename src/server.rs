@@ -246,11 +246,14 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         let sink: Arc<dyn SpanSink> = Arc::new(store.clone());
         // One set of refusal counters for the three ingest servers.
         let ingest_metrics = meshtel_collector::IngestMetrics::new()?;
+        // One bound on the request bytes the three ingest servers hold at once.
+        let inflight = meshtel_collector::InflightBudget::new(config.ingest.max_inflight_bytes);
         ingest_metrics.spawn_log_timer();
         let grpc_service = meshtel_collector::otlp_grpc_service_with_metrics(
             sink.clone(),
             config.ingest.clone(),
             ingest_metrics.clone(),
+            inflight.clone(),
         );
         let engine = quota_engine.clone();
         // Report and WatchQuotas streams end at shutdown instead of holding it up.
@@ -295,6 +298,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             sink.clone(),
             config.ingest.clone(),
             ingest_metrics.clone(),
+            inflight.clone(),
         )
         .merge(metrics::router(metrics::Sources {
             store: store.clone(),
@@ -304,6 +308,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             quota: quota_engine.clone(),
             http_timeouts: http_timeouts.clone(),
             query_reads: Some(query_reads.clone()),
+            ingest_inflight: Some(inflight.clone()),
         }));
         servers.spawn(serve(
             http,
@@ -317,6 +322,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             sink,
             config.ingest.clone(),
             ingest_metrics,
+            inflight,
         );
         servers.spawn(serve(
             zipkin,
@@ -365,6 +371,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 quota: None,
                 http_timeouts: http_timeouts.clone(),
                 query_reads: Some(query_reads.clone()),
+                ingest_inflight: None,
             });
             app = app.layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {

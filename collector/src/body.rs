@@ -12,6 +12,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::error::{Error, Result};
+use crate::inflight::{Hold, http_refusal};
 
 /// The media type of a request without its parameters, lowercased
 /// (`application/json; charset=utf-8` → `application/json`), as Go's
@@ -50,8 +51,15 @@ fn content_encoding(headers: &HeaderMap) -> Result<ContentEncoding> {
 }
 
 /// Reads the whole body, decompressing it, refusing anything larger than `limit`
-/// bytes either on the wire or once decompressed.
-pub async fn read_body_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
+/// bytes either on the wire or once decompressed. Under a `hold`, the bytes received
+/// and those decompressed are taken from the in-flight budget, and a request that does
+/// not fit is refused with [`Error::InflightBytesExhausted`].
+pub async fn read_body_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    hold: Option<&Hold>,
+) -> Result<Bytes> {
     let encoding = content_encoding(headers)?;
     let declared_length = headers
         .get(CONTENT_LENGTH)
@@ -60,11 +68,16 @@ pub async fn read_body_limited(headers: &HeaderMap, body: Body, limit: usize) ->
     if declared_length.is_some_and(|length| length > limit as u64) {
         return Err(Error::RequestTooLarge { limit });
     }
+    let body = match hold {
+        Some(hold) => Body::new(hold.body(body, http_refusal)),
+        None => body,
+    };
     let raw = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(Error::RequestTooLarge { limit });
         }
+        Err(error) if let Some(refused) = budget_refusal(error.as_ref()) => return Err(refused),
         Err(error) => {
             return Err(match timed_out(error.as_ref()) {
                 Some(timeout) => Error::BodyTimeout(timeout),
@@ -72,11 +85,35 @@ pub async fn read_body_limited(headers: &HeaderMap, body: Body, limit: usize) ->
             });
         }
     };
-    match encoding {
-        ContentEncoding::Identity => Ok(raw),
-        ContentEncoding::Gzip => decompress_limited(MultiGzDecoder::new(raw.as_ref()), limit),
-        ContentEncoding::Deflate => decompress_limited(ZlibDecoder::new(raw.as_ref()), limit),
+    let plain = match encoding {
+        ContentEncoding::Identity => return Ok(raw),
+        ContentEncoding::Gzip => decompress_limited(MultiGzDecoder::new(raw.as_ref()), limit)?,
+        ContentEncoding::Deflate => decompress_limited(ZlibDecoder::new(raw.as_ref()), limit)?,
+    };
+    if let Some(hold) = hold
+        && !hold.take(plain.len())
+    {
+        return Err(hold.budget().exhausted());
     }
+    Ok(plain)
+}
+
+/// The in-flight budget's refusal somewhere in `error`'s chain (axum wraps the body's
+/// errors), made again.
+fn budget_refusal(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(Error::InflightBytesExhausted { limit, retry_after }) =
+            error.downcast_ref::<Error>()
+        {
+            return Some(Error::InflightBytesExhausted {
+                limit: *limit,
+                retry_after: *retry_after,
+            });
+        }
+        source = error.source();
+    }
+    None
 }
 
 /// The `TimedOut` I/O error somewhere in `error`'s chain (the server's body read
@@ -141,12 +178,12 @@ mod tests {
 
     #[tokio::test]
     async fn reads_plain_and_gzip_bodies() {
-        let plain = read_body_limited(&HeaderMap::new(), Body::from("hello"), 10)
+        let plain = read_body_limited(&HeaderMap::new(), Body::from("hello"), 10, None)
             .await
             .unwrap();
         assert_eq!(plain.as_ref(), b"hello");
         let h = headers(&[(CONTENT_ENCODING, "gzip")]);
-        let unzipped = read_body_limited(&h, Body::from(gzip(b"hello")), 100)
+        let unzipped = read_body_limited(&h, Body::from(gzip(b"hello")), 100, None)
             .await
             .unwrap();
         assert_eq!(unzipped.as_ref(), b"hello");
@@ -154,7 +191,8 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_bodies_over_the_limit_before_and_after_decompression() {
-        let too_long = read_body_limited(&HeaderMap::new(), Body::from("x".repeat(11)), 10).await;
+        let too_long =
+            read_body_limited(&HeaderMap::new(), Body::from("x".repeat(11)), 10, None).await;
         assert!(matches!(
             too_long,
             Err(Error::RequestTooLarge { limit: 10 })
@@ -162,17 +200,17 @@ mod tests {
         let h = headers(&[(CONTENT_ENCODING, "gzip")]);
         let bomb = gzip(&vec![0u8; 1 << 20]);
         assert!(bomb.len() < 10_000);
-        let result = read_body_limited(&h, Body::from(bomb), 10_000).await;
+        let result = read_body_limited(&h, Body::from(bomb), 10_000, None).await;
         assert!(matches!(result, Err(Error::RequestTooLarge { .. })));
     }
 
     #[tokio::test]
     async fn rejects_unknown_encodings_and_corrupt_gzip() {
         let h = headers(&[(CONTENT_ENCODING, "br")]);
-        let result = read_body_limited(&h, Body::from("x"), 10).await;
+        let result = read_body_limited(&h, Body::from("x"), 10, None).await;
         assert!(matches!(result, Err(Error::UnsupportedEncoding(_))));
         let h = headers(&[(CONTENT_ENCODING, "gzip")]);
-        let result = read_body_limited(&h, Body::from("not gzip"), 100).await;
+        let result = read_body_limited(&h, Body::from("not gzip"), 100, None).await;
         assert!(matches!(result, Err(Error::Decompress(_))));
     }
 }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Bounds on one ingest request (OTLP gRPC, OTLP HTTP and Zipkin alike).
+/// Bounds on one ingest request (OTLP gRPC, OTLP HTTP and Zipkin alike), and on the
+/// bytes of all of them held at once.
 ///
 /// Too large a body is refused as a whole (gRPC `RESOURCE_EXHAUSTED`, HTTP 413), as is a
 /// request with too many spans (gRPC `INVALID_ARGUMENT`, HTTP 400). The attribute limits
@@ -40,6 +41,19 @@ pub struct IngestLimits {
     /// the response's warning: names are listed as operations and keys as tags.
     #[serde(default = "default_max_name_bytes")]
     pub max_name_bytes: ByteSize,
+    /// Most request bytes held at once by all ingest requests being received and
+    /// processed (OTLP gRPC, OTLP HTTP and Zipkin together), as received and, for HTTP,
+    /// once decompressed; at least `max_request_bytes`. A request that would go past it
+    /// is refused with HTTP 503 / gRPC `UNAVAILABLE` and a retry delay of 1 s, counted in
+    /// `meshtel_ingest_refused_total{reason="overloaded"}`. Default `128MiB`.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: ByteSize,
+}
+
+/// 128 MiB: eight requests of the largest default size at once, or hundreds of
+/// typical SDK batches.
+pub fn default_max_inflight_bytes() -> ByteSize {
+    ByteSize::mib(128)
 }
 
 /// 16 MiB: large enough for a busy SDK's batch, small enough to bound memory per request.
@@ -78,6 +92,7 @@ impl Default for IngestLimits {
             max_attributes_per_span: default_max_attributes_per_span(),
             max_attribute_value_bytes: default_max_attribute_value_bytes(),
             max_name_bytes: default_max_name_bytes(),
+            max_inflight_bytes: default_max_inflight_bytes(),
         }
     }
 }
@@ -94,6 +109,13 @@ impl IngestLimits {
             return Err(Error::InvalidConfig(format!(
                 "[ingest] max_request_bytes must be between 1 byte and 4 GiB, got {}",
                 self.max_request_bytes
+            )));
+        }
+        if self.max_inflight_bytes < self.max_request_bytes {
+            return Err(Error::InvalidConfig(format!(
+                "[ingest] max_inflight_bytes ({}) must be at least max_request_bytes ({}): \
+                 a request of the largest size allowed could never be received",
+                self.max_inflight_bytes, self.max_request_bytes
             )));
         }
         if self.max_spans_per_request == 0 {
@@ -215,5 +237,15 @@ mod tests {
             ..IngestLimits::default()
         };
         smallest.validate().unwrap();
+        // The in-flight bound below the largest request: that request could never fit.
+        let starved = IngestLimits {
+            max_inflight_bytes: ByteSize::mib(8),
+            ..IngestLimits::default()
+        };
+        let error = starved.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("max_inflight_bytes (8.0 MiB) must be at least max_request_bytes"),
+            "{error}"
+        );
     }
 }

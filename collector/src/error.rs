@@ -102,6 +102,19 @@ pub enum Error {
         /// Suggested delay before a retry.
         retry_after: Duration,
     },
+    /// The request bytes held by ingest requests being received and processed reached
+    /// `[ingest] max_inflight_bytes`; retry after the delay.
+    #[error(
+        "too many request bytes in flight: [ingest] max_inflight_bytes ({limit}) are held \
+         by requests being received and processed; retry after {} ms",
+        .retry_after.as_millis()
+    )]
+    InflightBytesExhausted {
+        /// The bound.
+        limit: bytesize::ByteSize,
+        /// Suggested delay before a retry.
+        retry_after: Duration,
+    },
     /// The request, encoded for the WAL, is larger than the whole WAL write queue
     /// (`store.max_queued_bytes`): it can never be accepted, however long the client
     /// waits, so no retry is advised. HTTP 413 / gRPC `RESOURCE_EXHAUSTED`.
@@ -287,9 +300,10 @@ impl Error {
             | Error::InvalidZipkinSpan(_)
             | Error::InvalidQuotaRequest(_)
             | Error::InvalidMixerAttributes(_) => ErrorCode::BadRequest,
-            Error::Overloaded { .. } | Error::DiskFull { .. } | Error::Unavailable(_) => {
-                ErrorCode::Unavailable
-            }
+            Error::Overloaded { .. }
+            | Error::InflightBytesExhausted { .. }
+            | Error::DiskFull { .. }
+            | Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::InvalidConfig(_) | Error::Metrics(_) => ErrorCode::Internal,
         }
     }
@@ -312,9 +326,9 @@ impl Error {
     /// The delay a client should wait before retrying, when the error says so.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Overloaded { retry_after } | Error::DiskFull { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            Error::Overloaded { retry_after }
+            | Error::InflightBytesExhausted { retry_after, .. }
+            | Error::DiskFull { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@ use tracing::debug;
 
 use crate::config::IngestLimits;
 use crate::error::{Error, Result};
+use crate::inflight::{Hold, InflightBudget};
 use crate::ingest_metrics::{IngestMetrics, Protocol, RefusalReason};
 
 /// What every ingest server shares: where spans go, the limits they must respect, and
@@ -26,6 +27,7 @@ pub struct Ingest {
     span_limits: Arc<SpanLimits>,
     protocol: Protocol,
     metrics: Option<IngestMetrics>,
+    budget: InflightBudget,
 }
 
 impl Ingest {
@@ -37,13 +39,27 @@ impl Ingest {
         protocol: Protocol,
         metrics: Option<IngestMetrics>,
     ) -> Self {
+        let limits_budget = limits.max_inflight_bytes;
         Ingest {
             sink,
             span_limits: Arc::new(limits.span_limits()),
             limits: Arc::new(limits),
             protocol,
             metrics,
+            budget: InflightBudget::new(limits_budget),
         }
+    }
+
+    /// The same step taking its requests' bytes from `budget`, shared with the other
+    /// ingest servers of the process (see [`crate::inflight`]).
+    pub fn with_budget(mut self, budget: InflightBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// A hold on the in-flight budget for one request.
+    pub fn hold(&self) -> Hold {
+        self.budget.hold()
     }
 
     /// Counts (and, within the rate limit, logs) a request refused with `error`.

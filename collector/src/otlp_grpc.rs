@@ -35,6 +35,7 @@ use crate::grpc_decode::{
 };
 
 use crate::config::IngestLimits;
+use crate::inflight::{InflightBudget, grpc_refusal};
 use crate::ingest::Ingest;
 use crate::ingest_metrics::{IngestMetrics, Protocol, RefusalReason};
 
@@ -146,14 +147,16 @@ pub fn otlp_grpc_service(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> OtlpG
 }
 
 /// As [`otlp_grpc_service`], counting refused requests (those tonic refuses before the
-/// handler included) and rejected spans in `metrics`.
+/// handler included) and rejected spans in `metrics`, its requests' bytes held in
+/// `budget` (shared with the other ingest servers).
 pub fn otlp_grpc_service_with_metrics(
     sink: Arc<dyn SpanSink>,
     limits: IngestLimits,
     metrics: IngestMetrics,
+    budget: InflightBudget,
 ) -> OtlpGrpcServer {
     let max_message_bytes = limits.max_request_bytes_usize();
-    let ingest = Ingest::new(sink, limits, Protocol::OtlpGrpc, Some(metrics));
+    let ingest = Ingest::new(sink, limits, Protocol::OtlpGrpc, Some(metrics)).with_budget(budget);
     OtlpGrpcServer {
         service: OtlpTraceService::with_ingest(ingest),
         max_message_bytes,
@@ -184,12 +187,17 @@ where
         let service = self.service.for_one_call();
         let handled = service.handled.clone();
         let ingest = service.ingest.clone();
+        // The message's bytes are taken from the in-flight budget as they arrive, and
+        // held until the call is answered (see `crate::inflight`).
+        let hold = ingest.hold();
+        let request = request.map(|body| hold.body(body, grpc_refusal));
         let mut grpc = Grpc::new(ExportCodec)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(self.max_message_bytes);
         Box::pin(async move {
             let mut response = grpc.unary(service, request).await;
+            drop(hold);
             out_of_range_to_resource_exhausted(response.headers_mut());
             name_the_size_limit(response.headers_mut(), "max_request_bytes");
             decode_error_to_invalid_argument(response.headers_mut());

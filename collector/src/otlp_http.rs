@@ -32,6 +32,7 @@ use tracing::{debug, instrument};
 use crate::body::{media_type, read_body_limited};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result, echo};
+use crate::inflight::InflightBudget;
 use crate::ingest::Ingest;
 use crate::ingest_metrics::{IngestMetrics, Protocol, RefusalReason};
 use crate::otlp_json::{
@@ -50,13 +51,15 @@ pub fn otlp_http_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router
     router(Ingest::new(sink, limits, Protocol::OtlpHttp, None))
 }
 
-/// As [`otlp_http_router`], counting refused requests and rejected spans in `metrics`.
+/// As [`otlp_http_router`], counting refused requests and rejected spans in `metrics`,
+/// its requests' bytes held in `budget` (shared with the other ingest servers).
 pub fn otlp_http_router_with_metrics(
     sink: Arc<dyn SpanSink>,
     limits: IngestLimits,
     metrics: IngestMetrics,
+    budget: InflightBudget,
 ) -> Router {
-    router(Ingest::new(sink, limits, Protocol::OtlpHttp, Some(metrics)))
+    router(Ingest::new(sink, limits, Protocol::OtlpHttp, Some(metrics)).with_budget(budget))
 }
 
 fn router(ingest: Ingest) -> Router {
@@ -169,7 +172,10 @@ async fn decode_and_export(
     body: Body,
     encoding: Encoding,
 ) -> Result<ExportTraceServiceResponse> {
-    let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
+    // Held until the spans are stored or refused (see `crate::inflight`).
+    let hold = ingest.hold();
+    let limit = ingest.limits().max_request_bytes_usize();
+    let bytes = read_body_limited(headers, body, limit, Some(&hold)).await?;
     match encoding {
         Encoding::Protobuf => ingest.export_protobuf(bytes).await,
         Encoding::Json => {

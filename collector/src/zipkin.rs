@@ -34,6 +34,7 @@ use tracing::{debug, instrument};
 use crate::body::{media_type, read_body_limited};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result};
+use crate::inflight::InflightBudget;
 use crate::ingest::Ingest;
 use crate::ingest_metrics::{IngestMetrics, Protocol};
 use crate::otlp_http::{method_not_allowed, no_route, retry_after_seconds};
@@ -52,13 +53,15 @@ pub fn zipkin_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router {
     router(Ingest::new(sink, limits, Protocol::Zipkin, None))
 }
 
-/// As [`zipkin_router`], counting refused requests and rejected spans in `metrics`.
+/// As [`zipkin_router`], counting refused requests and rejected spans in `metrics`,
+/// its requests' bytes held in `budget` (shared with the other ingest servers).
 pub fn zipkin_router_with_metrics(
     sink: Arc<dyn SpanSink>,
     limits: IngestLimits,
     metrics: IngestMetrics,
+    budget: InflightBudget,
 ) -> Router {
-    router(Ingest::new(sink, limits, Protocol::Zipkin, Some(metrics)))
+    router(Ingest::new(sink, limits, Protocol::Zipkin, Some(metrics)).with_budget(budget))
 }
 
 fn router(ingest: Ingest) -> Router {
@@ -128,7 +131,10 @@ async fn decode_and_export(
     body: Body,
 ) -> Result<Option<String>> {
     let encoding = encoding(headers);
-    let bytes = read_body_limited(headers, body, ingest.limits().max_request_bytes_usize()).await?;
+    // Held until the spans are stored or refused (see `crate::inflight`).
+    let hold = ingest.hold();
+    let limit = ingest.limits().max_request_bytes_usize();
+    let bytes = read_body_limited(headers, body, limit, Some(&hold)).await?;
     let zipkin_spans = match encoding {
         Encoding::Protobuf => decode_zipkin_proto(&bytes)?,
         Encoding::Json => decode_zipkin_json(&bytes)?,

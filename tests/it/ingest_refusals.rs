@@ -22,6 +22,15 @@ fn many_small_spans(count: usize) -> ExportTraceServiceRequest {
     }
 }
 
+async fn gauge_value(m: &Meshtel, name: &str) -> f64 {
+    let text = get(&m.http_url("/metrics")).await.text();
+    parse_prometheus_text(&text)
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .value
+}
+
 async fn refused_count(m: &Meshtel, protocol: &str, reason: &str) -> f64 {
     let text = get(&m.http_url("/metrics")).await.text();
     parse_prometheus_text(&text)
@@ -241,5 +250,130 @@ async fn an_over_long_value_is_cut_in_the_answer_and_the_log() {
     .await;
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 2_000, "a log line of {longest} bytes");
+    m.stop().await;
+}
+
+/// A Zipkin JSON list of `count` spans.
+fn zipkin_spans(count: usize) -> Vec<u8> {
+    let start_us = now_nanos() / 1_000 - 60_000_000;
+    let spans: Vec<String> = (0..count)
+        .map(|i| {
+            format!(
+                r#"{{"traceId":"5af7183fb1d4cf{:02x}","id":"{:016x}","name":"s","timestamp":{start_us},"duration":1,"localEndpoint":{{"serviceName":"z"}}}}"#,
+                i % 200,
+                i + 1
+            )
+        })
+        .collect();
+    format!("[{}]", spans.join(",")).into_bytes()
+}
+
+/// `[ingest] max_inflight_bytes` bounds the request bytes held at once across the three
+/// ingest servers: while a slow upload holds most of it, a larger request on any of them
+/// is refused with 503 / `UNAVAILABLE` and a retry delay (counted as overloaded), a
+/// small one is still taken, and once the upload ends the larger one is taken too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bytes_in_flight_are_bounded_across_the_ingest_servers() {
+    use std::io::Write as _;
+
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nmax_request_bytes = \"1MiB\"\nmax_inflight_bytes = \"1MiB\"\n",
+    )
+    .unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+
+    // A client that declares 1,000,000 bytes, sends 900,000 and then stalls.
+    let mut slow = std::net::TcpStream::connect(m.http.unwrap()).unwrap();
+    slow.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n\
+          Content-Length: 1000000\r\n\r\n",
+    )
+    .unwrap();
+    slow.write_all(&vec![0u8; 900_000]).unwrap();
+    slow.flush().unwrap();
+
+    let larger = many_small_spans(3_500);
+    let larger_body = larger.encode_to_vec();
+    assert!(larger_body.len() > 150_000, "{}", larger_body.len());
+    // Refused on OTLP/HTTP once the slow upload's bytes are in (give the server a moment).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reply = loop {
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", "application/x-protobuf")],
+            larger_body.clone(),
+        )
+        .await;
+        if reply.status == 503 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(
+        reply
+            .headers
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let refusal = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(refusal.contains("max_inflight_bytes"), "{refusal}");
+    // On OTLP/gRPC and Zipkin too: one budget.
+    let status = m
+        .grpc_client()
+        .await
+        .export(larger.clone())
+        .await
+        .expect_err("over the in-flight bound");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("max_inflight_bytes"),
+        "{status:?}"
+    );
+    let reply = post(
+        &m.zipkin_url(),
+        &[("content-type", "application/json")],
+        zipkin_spans(1_500),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    // A small request fits beside the upload.
+    export_grpc(m.grpc.unwrap(), many_small_spans(10)).await;
+    assert!(refused_count(&m, "otlp_http", "overloaded").await >= 1.0);
+    assert_eq!(refused_count(&m, "otlp_grpc", "overloaded").await, 1.0);
+    assert_eq!(refused_count(&m, "zipkin", "overloaded").await, 1.0);
+    let held = gauge_value(&m, "meshtel_ingest_inflight_bytes").await;
+    assert!((900_000.0..=1_048_576.0).contains(&held), "{held}");
+    assert_eq!(
+        gauge_value(&m, "meshtel_ingest_inflight_bytes_limit").await,
+        1_048_576.0
+    );
+
+    // The upload ends (its client goes away): its bytes are given back.
+    drop(slow);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", "application/x-protobuf")],
+            larger_body.clone(),
+        )
+        .await;
+        if reply.status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after the upload ended: {} {}",
+            reply.status,
+            reply.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(gauge_value(&m, "meshtel_ingest_inflight_bytes").await, 0.0);
     m.stop().await;
 }
