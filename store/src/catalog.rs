@@ -11,7 +11,8 @@ use meshtel_model::{Operation, SpanKind};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqlSafeStr, Sqlite, SqlitePool};
 use tracing::{info, warn};
@@ -129,6 +130,24 @@ pub struct Catalog {
     path: PathBuf,
 }
 
+/// Column `index` of `row` as a count or id that cannot be negative, refused by name
+/// when the database holds anything else there (a damaged or hand-edited meshtel.db)
+/// instead of being cast into a huge number, or panicking on a value of another type.
+fn count_column(row: &SqliteRow, index: usize, what: &str) -> Result<u64> {
+    let value: i64 = column(row, index, what)?;
+    u64::try_from(value).map_err(|_| Error::Corrupt(format!("{what} is {value}, below 0")))
+}
+
+/// Column `index` of `row`, an error naming it (`what`, as `table.column`) when its
+/// value is of another type.
+fn column<'r, T>(row: &'r SqliteRow, index: usize, what: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(index)
+        .map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
 impl Catalog {
     /// Opens (creating if needed) `meshtel.db` in `data_dir` and runs migrations; an
     /// error names the file.
@@ -213,10 +232,9 @@ impl Catalog {
         let rows = sqlx::query("SELECT name, last_seen_unix_ms FROM services")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
-            .collect())
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect()
     }
 
     /// A fingerprint of the entries listed: per table, how many and the newest first
@@ -232,7 +250,12 @@ impl Catalog {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok([row.get(0), row.get(1), row.get(2), row.get(3)])
+        Ok([
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        ])
     }
 
     /// Every (service, operation) known, and when it was last seen (Unix ms).
@@ -241,19 +264,19 @@ impl Catalog {
             sqlx::query("SELECT service, name, span_kind, last_seen_unix_ms FROM operations")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
-                (
-                    r.get::<String, _>(0),
+                let kind = r.try_get::<i64, _>(2)?;
+                Ok((
+                    r.try_get::<String, _>(0)?,
                     Operation {
-                        name: r.get::<String, _>(1),
-                        span_kind: SpanKind::from_otlp(r.get::<i64, _>(2) as i32),
+                        name: r.try_get::<String, _>(1)?,
+                        span_kind: SpanKind::from_otlp(i32::try_from(kind).unwrap_or(0)),
                     },
-                    r.get::<i64, _>(3),
-                )
+                    r.try_get::<i64, _>(3)?,
+                ))
             })
-            .collect())
+            .collect()
     }
 
     /// Applies catalog changes in order, in one transaction: new entries (known ones
@@ -380,21 +403,23 @@ impl Catalog {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| BlockMeta {
-                id: r.get::<i64, _>(0) as u64,
-                file_name: r.get::<String, _>(1),
-                min_start: r.get(2),
-                max_start: r.get(3),
-                rows: r.get::<i64, _>(4) as u64,
-                bytes: r.get::<i64, _>(5) as u64,
-                level: r.get::<i64, _>(6) as u32,
-                wal_seq: r.get::<i64, _>(7) as u64,
-                // Filled from the block's sidecar by the store.
-                trace_ids: Default::default(),
+        rows.iter()
+            .map(|r| {
+                Ok(BlockMeta {
+                    id: count_column(r, 0, "blocks.id")?,
+                    file_name: column(r, 1, "blocks.path")?,
+                    min_start: column(r, 2, "blocks.min_start_unix_nano")?,
+                    max_start: column(r, 3, "blocks.max_start_unix_nano")?,
+                    rows: count_column(r, 4, "blocks.row_count")?,
+                    bytes: count_column(r, 5, "blocks.byte_size")?,
+                    level: u32::try_from(count_column(r, 6, "blocks.level")?).unwrap_or(u32::MAX),
+                    wal_seq: count_column(r, 7, "blocks.wal_seq")?,
+                    // Filled from the block's sidecar by the store.
+                    trace_ids: Default::default(),
+                })
             })
-            .collect())
+            .collect::<Result<Vec<BlockMeta>>>()
+            .map_err(|e| self.named(e))
     }
 
     /// Highest WAL segment whose rows are all in blocks.
@@ -402,7 +427,7 @@ impl Catalog {
         let row = sqlx::query("SELECT flushed_through_seq FROM wal_state WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.get::<i64, _>(0) as u64)
+        count_column(&row, 0, "wal_state.flushed_through_seq")
     }
 
     /// Atomically adds `added` blocks, removes `removed` ones (their files are to be
@@ -429,7 +454,7 @@ impl Catalog {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.named(e))?;
-        Ok(row.get::<i64, _>(0) > 0)
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     async fn replace_blocks_committed(
@@ -515,7 +540,9 @@ impl Catalog {
         let rows = sqlx::query("SELECT path FROM replaced_blocks")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     /// Forgets replaced block files once they are deleted.

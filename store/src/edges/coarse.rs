@@ -179,7 +179,10 @@ impl EdgeRollups {
             .bind(seconds)
             .fetch_all(&mut *conn)
             .await?;
-        let summed = rows.iter().map(|row| row.get::<i64, _>(22)).sum();
+        let summed = rows
+            .iter()
+            .map(|row| row.try_get::<i64, _>(22))
+            .sum::<std::result::Result<i64, _>>()?;
         Ok(Some(PeriodSums {
             from,
             to,

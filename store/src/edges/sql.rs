@@ -25,34 +25,34 @@ pub(super) const SUMS_PER_PERIOD: &str = "SELECT source_workload, source_namespa
 /// One row of [`SUMS_PER_PERIOD`]: `(period start in Unix ms, edge, sums)`.
 pub(super) fn sum_row(row: &sqlx::sqlite::SqliteRow) -> Result<(u64, EdgeKey, EdgeStats)> {
     let key = EdgeKey {
-        source_workload: row.get(0),
-        source_namespace: row.get(1),
-        source_app: row.get(2),
-        source_version: row.get(3),
-        destination_service: row.get(4),
-        destination_workload: row.get(5),
-        destination_namespace: row.get(6),
-        destination_version: row.get(7),
-        destination_app: row.get(23),
-        protocol: row.get(8),
-        response_code: u32::try_from(row.get::<i64, _>(9)).unwrap_or(0),
+        source_workload: row.try_get(0)?,
+        source_namespace: row.try_get(1)?,
+        source_app: row.try_get(2)?,
+        source_version: row.try_get(3)?,
+        destination_service: row.try_get(4)?,
+        destination_workload: row.try_get(5)?,
+        destination_namespace: row.try_get(6)?,
+        destination_version: row.try_get(7)?,
+        destination_app: row.try_get(23)?,
+        protocol: row.try_get(8)?,
+        response_code: u32::try_from(row.try_get::<i64, _>(9)?).unwrap_or(0),
         grpc_response_status: row
-            .get::<Option<i64>, _>(19)
+            .try_get::<Option<i64>, _>(19)?
             .and_then(|status| u32::try_from(status).ok()),
-        response_flags: row.get(10),
-        reporter: row.get(11),
-        source_cluster: row.get(20),
-        destination_cluster: row.get(21),
+        response_flags: row.try_get(10)?,
+        reporter: row.try_get(11)?,
+        source_cluster: row.try_get(20)?,
+        destination_cluster: row.try_get(21)?,
     };
     let stats = EdgeStats {
-        requests: u64::try_from(row.get::<i64, _>(12)).unwrap_or(0),
-        errors: u64::try_from(row.get::<i64, _>(13)).unwrap_or(0),
-        duration_sum_ms: row.get(14),
-        latency_buckets: sum_latency_buckets(row.get::<&str, _>(15))?,
-        request_bytes: u64::try_from(row.get::<i64, _>(16)).unwrap_or(0),
-        response_bytes: u64::try_from(row.get::<i64, _>(17)).unwrap_or(0),
+        requests: u64::try_from(row.try_get::<i64, _>(12)?).unwrap_or(0),
+        errors: u64::try_from(row.try_get::<i64, _>(13)?).unwrap_or(0),
+        duration_sum_ms: row.try_get(14)?,
+        latency_buckets: sum_latency_buckets(row.try_get::<&str, _>(15)?)?,
+        request_bytes: u64::try_from(row.try_get::<i64, _>(16)?).unwrap_or(0),
+        response_bytes: u64::try_from(row.try_get::<i64, _>(17)?).unwrap_or(0),
     };
-    let period_ms = u64::try_from(row.get::<i64, _>(18)).unwrap_or(0);
+    let period_ms = u64::try_from(row.try_get::<i64, _>(18)?).unwrap_or(0);
     Ok((period_ms, key, stats))
 }
 

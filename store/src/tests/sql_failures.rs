@@ -358,3 +358,36 @@ async fn a_full_database_is_unavailable_not_internal() {
         meshtel_model::Error::Storage(_)
     ));
 }
+
+/// A damaged or hand-edited index (SQLite keeps any value in any column: a text where a
+/// count belongs, a negative id) is refused by name when read, not a panic of the task
+/// reading it or an id cast into a huge number.
+#[tokio::test]
+async fn values_of_the_wrong_type_or_sign_in_the_index_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(dir.path()).await.unwrap();
+    catalog
+        .replace_blocks(&[block(1, 10)], &[], Some(1))
+        .await
+        .unwrap();
+    assert_eq!(catalog.load_blocks().await.unwrap().len(), 1);
+    for (damage, named) in [
+        ("UPDATE blocks SET row_count = 'many'", "blocks.row_count: "),
+        (
+            "UPDATE blocks SET row_count = 10, id = -5",
+            "blocks.id is -5",
+        ),
+    ] {
+        sqlx::query(damage).execute(&catalog.pool()).await.unwrap();
+        let error = catalog.load_blocks().await.unwrap_err().to_string();
+        assert!(
+            error.contains("meshtel.db") && error.contains(named),
+            "{damage}: {error}"
+        );
+    }
+    sqlx::query("INSERT INTO services (name, first_seen_unix_ms, last_seen_unix_ms) VALUES ('s', 1, 'yesterday')")
+        .execute(&catalog.pool())
+        .await
+        .unwrap();
+    assert!(catalog.load_services().await.is_err());
+}
