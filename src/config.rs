@@ -72,6 +72,38 @@ fn default_query() -> String {
     "127.0.0.1:16686".into()
 }
 
+impl ListenConfig {
+    /// Checks that each address is `host:port` (an IP address, `[IPv6]` or a name,
+    /// and a port from 0 to 65535) before anything is created; binding says the rest.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (key, addr) in [
+            ("grpc", &self.grpc),
+            ("http", &self.http),
+            ("zipkin", &self.zipkin),
+            ("query", &self.query),
+        ] {
+            if addr.parse::<std::net::SocketAddr>().is_ok() {
+                continue;
+            }
+            let named_host = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && !host.contains([':', '/', '[', ']'])
+                    && !host.contains(|c: char| c.is_whitespace() || c.is_control())
+                    && port.parse::<u16>().is_ok()
+            });
+            if !named_host {
+                anyhow::bail!(
+                    "invalid configuration: [listen] {key} = {addr:?} (--{key}-listen, \
+                     MESHTEL_{}_LISTEN): expected host:port, e.g. 127.0.0.1:4317 or \
+                     [::1]:4317 (port 0 picks a free one)",
+                    key.to_uppercase()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
@@ -245,7 +277,10 @@ fn secret_line(text: &str, error: &toml::de::Error) -> Option<usize> {
     let start = error.span()?.start;
     let line = text.get(..start)?.matches('\n').count();
     let content = text.lines().nth(line)?.trim_start();
-    let key = content.split(['=', ' ', '\t']).next()?.trim_matches(['"', '\'']);
+    let key = content
+        .split(['=', ' ', '\t'])
+        .next()?
+        .trim_matches(['"', '\'']);
     (key == "token" || key.ends_with(".token")).then_some(line + 1)
 }
 
@@ -275,6 +310,7 @@ impl Config {
     /// top-level data directory.
     pub fn finish(mut self) -> anyhow::Result<Config> {
         self.store.data_dir = self.data_dir.clone();
+        self.listen.validate()?;
         self.store.validate()?;
         self.ingest.validate()?;
         self.query.validate()?;
@@ -315,10 +351,17 @@ mod tests {
     fn a_malformed_token_line_is_refused_without_quoting_the_token() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meshtel.toml");
-        std::fs::write(&path, "data_dir = \"x\"\n[admin]\ntoken = S3cr3t-token-value\n").unwrap();
+        std::fs::write(
+            &path,
+            "data_dir = \"x\"\n[admin]\ntoken = S3cr3t-token-value\n",
+        )
+        .unwrap();
         let error = format!("{:#}", Config::load(Some(&path)).unwrap_err());
         assert!(!error.contains("S3cr3t"), "{error}");
-        assert!(error.contains("line 3") && error.contains("[admin] token"), "{error}");
+        assert!(
+            error.contains("line 3") && error.contains("[admin] token"),
+            "{error}"
+        );
         // Other lines are quoted as TOML quotes them.
         std::fs::write(&path, "[admin]\nrequire_token_for_reads = 1\n").unwrap();
         let error = format!("{:#}", Config::load(Some(&path)).unwrap_err());

@@ -601,24 +601,69 @@ fn a_refused_setting_given_by_flag_or_variable_names_it() {
 fn check_config_prints_the_settings_that_would_run_and_starts_nothing() {
     let dir = TestDir::new();
     let data_dir = dir.path().join("never-made");
-    let file = config_file(&dir, "[store]\nflush_interval = \"5s\"\n[admin]\ntoken = \"a-secret-token\"\n");
+    let file = config_file(
+        &dir,
+        "[store]\nflush_interval = \"5s\"\n[admin]\ntoken = \"a-secret-token\"\n",
+    );
     let data = data_dir.to_str().unwrap();
     let checked = meshtel(
-        &["serve", "--check-config", "--config", &file, "--data-dir", data],
+        &[
+            "serve",
+            "--check-config",
+            "--config",
+            &file,
+            "--data-dir",
+            data,
+        ],
         &[("MESHTEL_RETENTION_MAX_AGE", "6h")],
     );
     let out = String::from_utf8_lossy(&checked.stdout);
-    assert!(checked.status.success(), "{out}{}", String::from_utf8_lossy(&checked.stderr));
-    assert!(out.starts_with("# meshtel ") && out.contains("configuration OK"), "{out}");
+    assert!(
+        checked.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        out.starts_with("# meshtel ") && out.contains("configuration OK"),
+        "{out}"
+    );
     let settings: toml::Value = toml::from_str(&out).expect("the settings are TOML");
-    assert_eq!(settings["data_dir"].as_str(), Some(data), "the flag over the file: {out}");
-    assert_eq!(settings["store"]["flush_interval"].as_str(), Some("5s"), "{out}");
-    assert_eq!(settings["store"]["retention_max_age"].as_str(), Some("6h"), "the variable: {out}");
-    assert!(!out.contains("a-secret-token"), "the admin token is not printed: {out}");
-    assert!(!data_dir.exists(), "--check-config touches no data directory");
+    assert_eq!(
+        settings["data_dir"].as_str(),
+        Some(data),
+        "the flag over the file: {out}"
+    );
+    assert_eq!(
+        settings["store"]["flush_interval"].as_str(),
+        Some("5s"),
+        "{out}"
+    );
+    assert_eq!(
+        settings["store"]["retention_max_age"].as_str(),
+        Some("6h"),
+        "the variable: {out}"
+    );
+    assert!(
+        !out.contains("a-secret-token"),
+        "the admin token is not printed: {out}"
+    );
+    assert!(
+        !data_dir.exists(),
+        "--check-config touches no data directory"
+    );
 
     let bad = config_file(&dir, "[store]\nflush_interval = \"0s\"\n");
-    let refused = meshtel(&["collector", "--check-config", "--config", &bad, "--data-dir", data], &[]);
+    let refused = meshtel(
+        &[
+            "collector",
+            "--check-config",
+            "--config",
+            &bad,
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     let said = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{said}");
     assert!(said.contains("flush_interval"), "{said}");
@@ -632,7 +677,81 @@ fn blocks_commands_find_the_data_directory_the_config_file_names() {
     let file = config_file(&dir, &format!("data_dir = {:?}\n", named.to_str().unwrap()));
     for command in ["adopt", "forget-missing"] {
         let run = meshtel(&["blocks", command, "--config", &file], &[]);
-        let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-        assert!(said.contains("from-the-config-file"), "blocks {command} works on the config file's data_dir: {said}");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            said.contains("from-the-config-file"),
+            "blocks {command} works on the config file's data_dir: {said}"
+        );
     }
+}
+
+/// A listen address that is not `host:port` is refused by name when the settings are
+/// checked, by `--check-config` and before a start creates the data directory, not
+/// when binding after it.
+#[test]
+fn a_listen_address_without_host_and_port_is_refused_before_anything_is_made() {
+    let dir = TestDir::new();
+    let data_dir = dir.path().join("never-made");
+    let data = data_dir.to_str().unwrap();
+    for (args, env, named) in [
+        (
+            vec!["--grpc-listen", "4317"],
+            vec![],
+            "[listen] grpc = \"4317\"",
+        ),
+        (
+            vec!["--zipkin-listen", "banana"],
+            vec![],
+            "[listen] zipkin = \"banana\"",
+        ),
+        (
+            vec!["--http-listen", "::1:4318"],
+            vec![],
+            "[listen] http = \"::1:4318\"",
+        ),
+        (
+            vec![],
+            vec![("MESHTEL_QUERY_LISTEN", "127.0.0.1:16686x")],
+            "[listen] query = \"127.0.0.1:16686x\" (--query-listen, MESHTEL_QUERY_LISTEN)",
+        ),
+    ] {
+        for check in [true, false] {
+            let mut full = vec!["serve", "--data-dir", data];
+            if check {
+                full.push("--check-config");
+            }
+            full.extend(&args);
+            let run = meshtel(&full, &env);
+            let said = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(1), "{full:?}: {said}");
+            assert!(
+                said.contains(named) && said.contains("expected host:port"),
+                "{full:?}: {said}"
+            );
+            assert!(!data_dir.exists(), "{full:?} made the data directory");
+        }
+    }
+    // Names, IPv6 in brackets and port 0 pass.
+    let run = meshtel(
+        &[
+            "serve",
+            "--check-config",
+            "--data-dir",
+            data,
+            "--grpc-listen",
+            "localhost:0",
+            "--http-listen",
+            "[::1]:4318",
+        ],
+        &[],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
