@@ -287,10 +287,23 @@ impl ReportStream {
         self.count_lost(lost as u64);
     }
 
-    /// Counts what is left unsent when the stream task ends.
+    /// Counts what is left unsent when the stream task ends: batches a broken stream
+    /// kept, and records still queued (all of them when the collector was never
+    /// reached).
     fn give_up_unsent(&mut self) {
         let lost: usize = self.unsent.drain(..).map(|batch| batch.records.len()).sum();
-        self.count_lost(lost as u64);
+        let queued = self.drain_queue();
+        self.count_lost((lost + queued) as u64);
+    }
+
+    /// Closes the queue and empties it; how many records it held.
+    fn drain_queue(&mut self) -> usize {
+        self.receiver.close();
+        let mut queued = 0;
+        while self.receiver.try_recv().is_ok() {
+            queued += 1;
+        }
+        queued
     }
 
     /// `first` plus whatever arrives within [`BATCH_LINGER`], up to [`MAX_BATCH_RECORDS`].
@@ -362,9 +375,9 @@ impl ReportStream {
             }
         };
         let _ = tokio::time::timeout_at(deadline, flush).await;
-        self.receiver.close();
+        let queued = self.drain_queue();
         let unacknowledged: usize = unacknowledged.drain(..).map(|batch| batch.records.len()).sum();
-        self.count_lost((unacknowledged + self.receiver.len()) as u64);
+        self.count_lost((unacknowledged + queued) as u64);
     }
 }
 

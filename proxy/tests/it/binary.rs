@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// The binary as `reviews` v2, its inbound forwarding to `app`; its listeners once
-/// published. The directory holds its files and must outlive it.
+/// published. The directory holds its files (its log in `proxy.log`) and must outlive it.
 async fn start_binary(dir: &tempfile::TempDir, app: &str) -> (Child, meshtel_proxy::ListenerAddresses) {
+    let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, include_str!("../../examples/mesh.yaml")).expect("write mesh");
     let listeners_file = dir.path().join("listeners.json");
@@ -19,8 +20,9 @@ async fn start_binary(dir: &tempfile::TempDir, app: &str) -> (Child, meshtel_pro
         .args(["--collector", &format!("http://{}", dead_address().await), "--sampling", "100"])
         .arg("--listeners-file")
         .arg(&listeners_file)
+        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("start meshtel-proxy");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -130,6 +132,10 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
     let exit = exit_within(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
     assert!(!dir.path().join("listeners.json").exists(), "a clean stop removes the listeners file");
+    // The collector was never reached: the request's record and span, queued, are lost
+    // at the stop and said so.
+    let log = std::fs::read_to_string(dir.path().join("proxy.log")).expect("log");
+    assert!(log.contains("telemetry dropped since start reports_dropped=1 spans_dropped=1"), "{log}");
 }
 
 #[tokio::test]
