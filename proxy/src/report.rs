@@ -416,26 +416,49 @@ pub struct Reconnect {
     stream: &'static str,
     backoff: Duration,
     failures: u32,
+    /// When the latest attempt began (after its delay).
+    attempt: Instant,
 }
+
+/// A stream that broke sooner than this after its attempt began is retried with
+/// backoff, as one that could not be opened: what answered at the address may not be
+/// the collector's gRPC port at all (an OTLP/HTTP or query port answers HTTP 404).
+pub const STABLE_STREAM: Duration = Duration::from_secs(10);
 
 impl Reconnect {
     /// Backoff state of the stream named `stream` (a log field).
     pub fn new(stream: &'static str) -> Reconnect {
-        Reconnect { stream, backoff: INITIAL_BACKOFF, failures: 0 }
+        Reconnect { stream, backoff: INITIAL_BACKOFF, failures: 0, attempt: Instant::now() }
     }
 
-    /// An open stream broke: reconnect at once-ish.
+    /// An open stream broke: reconnect at once-ish if it had been up a while, else
+    /// with backoff, warning once of a run of such breaks.
     pub fn broken(&mut self, reason: &str) {
-        warn!(stream = self.stream, reason = %reason, "collector stream broken, reconnecting");
-        self.backoff = INITIAL_BACKOFF;
-        self.failures = 0;
+        if self.attempt.elapsed() >= STABLE_STREAM {
+            warn!(stream = self.stream, reason = %reason, "collector stream broken, reconnecting");
+            self.backoff = INITIAL_BACKOFF;
+            self.failures = 0;
+            return;
+        }
+        self.failures += 1;
+        if self.failures == 1 {
+            warn!(
+                stream = self.stream,
+                reason = %reason,
+                hint = not_the_grpc_port(reason).unwrap_or(""),
+                "collector stream broke as soon as it opened, retrying with backoff"
+            );
+        } else {
+            debug!(stream = self.stream, reason = %reason, backoff_ms = self.backoff.as_millis() as u64, "collector stream broke again as soon as it opened");
+        }
     }
 
     /// The stream could not be opened.
     pub fn unavailable(&mut self, endpoint: &Endpoint, reason: &str) {
         self.failures += 1;
         if self.failures == 1 {
-            warn!(stream = self.stream, endpoint = %endpoint.uri(), reason = %reason, "collector stream unavailable, retrying with backoff");
+            let hint = not_the_grpc_port(reason).unwrap_or("");
+            warn!(stream = self.stream, endpoint = %endpoint.uri(), reason = %reason, hint, "collector stream unavailable, retrying with backoff");
         } else {
             debug!(stream = self.stream, reason = %reason, backoff_ms = self.backoff.as_millis() as u64, "collector stream still unavailable");
         }
@@ -445,8 +468,21 @@ impl Reconnect {
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.attempt = Instant::now() + delay;
         delay
     }
+}
+
+/// What to tell of a stream that an HTTP server which is not the collector's gRPC port
+/// answered (tonic reads its 404 page as a message, or finds no `grpc-status`).
+fn not_the_grpc_port(reason: &str) -> Option<&'static str> {
+    let http_not_grpc = reason.contains("404")
+        || reason.contains("invalid compression flag")
+        || reason.contains("grpc-status header missing");
+    http_not_grpc.then_some(
+        "the address answers HTTP but not the collector's gRPC services: --collector must name \
+         meshtel's OTLP gRPC port (4317 by default), not OTLP/HTTP (4318) or the query port (16686)",
+    )
 }
 
 /// Wakes a batch that [`gather`] lingers over once its queue is half full, so that a

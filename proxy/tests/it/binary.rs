@@ -10,6 +10,11 @@ use crate::support::*;
 /// The binary as `reviews` v2, its inbound forwarding to `app`; its listeners once
 /// published. The directory holds its files (its log in `proxy.log`) and must outlive it.
 async fn start_binary(dir: &tempfile::TempDir, app: &str) -> (Child, meshtel_proxy::ListenerAddresses) {
+    start_binary_with(dir, app, &format!("http://{}", dead_address().await)).await
+}
+
+/// [`start_binary`] sending its telemetry to `collector`.
+async fn start_binary_with(dir: &tempfile::TempDir, app: &str, collector: &str) -> (Child, meshtel_proxy::ListenerAddresses) {
     let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, include_str!("../../examples/mesh.yaml")).expect("write mesh");
@@ -17,7 +22,7 @@ async fn start_binary(dir: &tempfile::TempDir, app: &str) -> (Child, meshtel_pro
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshtel-proxy"))
         .args(["--mesh", mesh.to_str().expect("utf-8 path"), "--service", "reviews", "--version", "v2"])
         .args(["--inbound", &format!("127.0.0.1:0={app}"), "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args(["--collector", &format!("http://{}", dead_address().await), "--sampling", "100"])
+        .args(["--collector", collector, "--sampling", "100"])
         .arg("--listeners-file")
         .arg(&listeners_file)
         .env_remove("RUST_LOG")
@@ -166,4 +171,54 @@ async fn a_second_signal_stops_at_once_without_waiting_out_the_drain() {
     assert_eq!(exit.code(), Some(130), "{exit:?}");
     in_flight.abort();
     held.abort();
+}
+
+/// An HTTP/2 server that answers 404 to everything (as meshtel's OTLP/HTTP or query
+/// port does), counting the requests.
+async fn not_found_h2c() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request: http::Request<hyper::body::Incoming>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{\"error\":\"no route\"}")));
+                        *response.status_mut() = http::StatusCode::NOT_FOUND;
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, requests)
+}
+
+/// `--collector` naming a port that answers HTTP 404 (OTLP/HTTP's 4318 for gRPC's
+/// 4317): the streams that break as soon as they open are retried with backoff, not
+/// ten times a second, and the log says once per stream what is wrong.
+#[tokio::test]
+async fn a_collector_address_that_is_not_grpc_is_retried_with_backoff_and_named() {
+    let (addr, requests) = not_found_h2c().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, _) = start_binary_with(&dir, "127.0.0.1:9", &format!("http://{addr}")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = requests.load(std::sync::atomic::Ordering::SeqCst);
+    sigterm(&child);
+    let exit = exit_within(&mut child, Duration::from_secs(15)).await;
+    assert!(exit.success(), "{exit:?}");
+    let log = std::fs::read_to_string(dir.path().join("proxy.log")).expect("log");
+    // Two streams (Report, the quota policy watch), each at 0, 0.1, 0.3, 0.7, 1.5 s...
+    assert!((2..=16).contains(&seen), "{seen} stream attempts in 3 s\n{log}");
+    let warned = log.matches("must name meshtel's OTLP gRPC port").count();
+    assert!((1..=2).contains(&warned), "{warned} hints\n{log}");
 }
