@@ -196,8 +196,18 @@ impl Controller {
         let plan = scenarios::plan(scenario).map_err(ApplyError::Failed)?;
         // One switch at a time: the rules file and the quotas change together.
         let mut applied = self.applied_quotas.lock().await;
-        let before = self.proxy_stats(wiring).await.map_err(ApplyError::Failed)?;
         let previous = self.current();
+        // A policy of the user's own under a name the scenario puts would stop it
+        // halfway: refused before anything changes.
+        self.check_quota_names_free(wiring, &applied, &plan.quotas)
+            .await
+            .map_err(|e| {
+                ApplyError::Failed(e.context(format!(
+                    "nothing changed: {} stays in force",
+                    previous.map_or(NONE, |s| s.name)
+                )))
+            })?;
+        let before = self.proxy_stats(wiring).await.map_err(ApplyError::Failed)?;
         self.write_rules(&plan.rules).map_err(ApplyError::Failed)?;
         let loaded = self
             .wait_for_proxies(wiring, "load the new rules", |i, stats| {
@@ -243,6 +253,27 @@ impl Controller {
             "scenario applied"
         );
         Ok(done)
+    }
+
+    /// Fails naming the first policy of `quotas` that is stored but not the demo's
+    /// (not in `applied`): the scenario could not put it.
+    async fn check_quota_names_free(
+        &self,
+        wiring: &Wiring,
+        applied: &[String],
+        quotas: &[meshtel_model::quota::QuotaPolicySpec],
+    ) -> anyhow::Result<()> {
+        for spec in quotas.iter().filter(|q| !applied.contains(&q.name)) {
+            let response = self
+                .admin_request(wiring, reqwest::Method::GET, &spec.name)
+                .send()
+                .await
+                .with_context(|| format!("reading quota {}", spec.name))?;
+            if response.status().is_success() {
+                bail!(users_policy_in_the_way(&spec.name));
+            }
+        }
+        Ok(())
     }
 
     fn write_rules(&self, rules: &str) -> anyhow::Result<()> {
@@ -301,12 +332,7 @@ impl Controller {
                 .await
                 .with_context(|| format!("putting quota {}", spec.name))?;
             if response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
-                bail!(
-                    "a quota policy named {} exists and is not the demo's: this scenario \
-                     would replace it, so it is left as it is; rename or delete it to use \
-                     the scenario",
-                    spec.name
-                );
+                bail!(users_policy_in_the_way(&spec.name));
             }
             if !response.status().is_success() {
                 bail!(
@@ -546,6 +572,14 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .with_state(controller)
 }
 
+/// Why a scenario is not applied over a policy of the user's own.
+fn users_policy_in_the_way(name: &str) -> String {
+    format!(
+        "a quota policy named {name} exists and is not the demo's: this scenario would \
+         replace it, so it is left as it is; rename or delete it to use the scenario"
+    )
+}
+
 fn error(status: StatusCode, message: impl Into<String>, extra: Option<(&str, Value)>) -> Response {
     let mut body = json!({"error": message.into()});
     if let Some((key, value)) = extra {
@@ -601,7 +635,7 @@ async fn apply_scenario(State(controller): State<Arc<Controller>>, body: Bytes) 
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
-                    "applying the scenario failed; the demo's log says why. In force: {}",
+                    "applying the scenario failed: {e:#}. In force: {}",
                     current.unwrap_or(NONE)
                 ),
                 Some(("current", json!(current))),

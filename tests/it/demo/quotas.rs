@@ -121,15 +121,33 @@ async fn demo_switches_around_a_quota_policy_of_the_users_own() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 201);
+    let rules_before =
+        std::fs::read_to_string(demo.overview().await["rulesFile"].as_str().unwrap()).unwrap();
     let (status, answer, _) = switch(&demo, Some("rate-limit-ratings")).await;
-    assert_ne!(status, 200, "{answer}");
-    let log = demo.log_text();
-    assert!(log.contains("a quota policy named requestcountquota exists and is not the demo's"), "{answer}\n{log}");
+    assert_eq!(status, 500, "{answer}");
+    // The reason is in the answer, and nothing changed: the rules, what is current.
+    let said = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("a quota policy named requestcountquota exists and is not the demo's")
+            && said.contains("nothing changed: none stays in force"),
+        "{answer}"
+    );
+    assert_eq!(answer["current"], Value::Null, "{answer}");
+    assert_eq!(demo.overview().await["current"], Value::Null);
+    let rules_after =
+        std::fs::read_to_string(demo.overview().await["rulesFile"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        rules_after, rules_before,
+        "the rules file is left as it was"
+    );
     let kept = get_json(&demo.query_url("/api/quotas/requestcountquota")).await;
     assert_eq!(kept["description"], "mine", "{kept}");
     let (status, _, _) = switch(&demo, None).await;
     assert_eq!(status, 200);
     let kept = get_json(&demo.query_url("/api/quotas/requestcountquota")).await;
-    assert_eq!(kept["description"], "mine", "switching away leaves it too: {kept}");
+    assert_eq!(
+        kept["description"], "mine",
+        "switching away leaves it too: {kept}"
+    );
     demo.stop().await;
 }
