@@ -542,10 +542,17 @@ pub fn mirror(context: &Arc<ProxyContext>, table: &RoutingTable, mirror: &Mirror
         let result = tokio::time::timeout(timeout, async {
             let Upstream { response, connection } = pool.send(&lease.endpoint().address, request).await?;
             lease.record(Outcome::Status(response.status().as_u16()));
-            // Read and discard the body so the connection goes back to the pool.
-            if response.into_body().collect().await.is_ok()
-                && let Some(connection) = connection
-            {
+            // Read and discard the body, a frame at a time (a large answer is never
+            // held whole), so the connection goes back to the pool.
+            let mut body = response.into_body();
+            let mut complete = true;
+            while let Some(frame) = body.frame().await {
+                if frame.is_err() {
+                    complete = false;
+                    break;
+                }
+            }
+            if complete && let Some(connection) = connection {
                 connection.release();
             }
             Ok::<_, Failure>(())
