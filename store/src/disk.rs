@@ -197,10 +197,10 @@ impl DiskReserve {
             *warned = (Some(Instant::now()), true);
             warn!(
                 data_dir = %self.dir.display(),
-                free_bytes = free,
-                min_free_disk = self.min_free,
-                "{}",
-                self.refusal(free)
+                free = %ByteSize::b(free),
+                min_free_disk = %ByteSize::b(self.min_free),
+                "data directory's disk below store.min_free_disk: new spans are refused \
+                 until space is freed; the head is still flushed"
             );
         }
     }

@@ -47,17 +47,25 @@ pub(crate) struct Dedup {
     window_ns: u64,
     max_per_shard: usize,
     hasher: foldhash::fast::FixedState,
+    /// Counts results not remembered because their shard was full.
+    not_remembered: prometheus::IntCounter,
 }
 
 impl Dedup {
     /// Remembers results for `window_ns` (one to two windows), at most `max_entries`
-    /// per window (beyond it, results are not remembered).
-    pub fn new(window_ns: u64, max_entries: usize) -> Dedup {
+    /// per window (beyond it, results are not remembered and counted in
+    /// `not_remembered`: a retry of such a Check is charged again).
+    pub fn new(
+        window_ns: u64,
+        max_entries: usize,
+        not_remembered: prometheus::IntCounter,
+    ) -> Dedup {
         Dedup {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             window_ns: window_ns.max(1),
             max_per_shard: max_entries.div_ceil(SHARDS).max(1),
             hasher: foldhash::fast::FixedState::with_seed(0x6d65_7368_7465_6c64),
+            not_remembered,
         }
     }
 
@@ -91,6 +99,8 @@ impl Dedup {
                     at_ns: now,
                 },
             );
+        } else {
+            self.not_remembered.inc();
         }
         result
     }

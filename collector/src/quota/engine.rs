@@ -261,7 +261,11 @@ impl QuotaEngine {
         });
         let (closing, _) = watch::channel(false);
         Ok(QuotaEngine {
-            dedup: Dedup::new(nanos(config.dedup_window), config.max_keys),
+            dedup: Dedup::new(
+                nanos(config.dedup_window),
+                config.max_keys,
+                metrics.dedup_full.clone(),
+            ),
             config,
             clock,
             policies: RwLock::new(Arc::new(PolicySet::default())),

@@ -8,6 +8,8 @@
 //!   fast path);
 //! - `meshtel_quota_keys`: live counters;
 //! - `meshtel_quota_keys_evicted_total`: idle counters dropped;
+//! - `meshtel_quota_dedup_full_total`: Check results not remembered for their
+//!   `deduplication_id` because the table was full (a retry is charged again);
 //! - `meshtel_quota_rls_requests_total{domain,code}`: Envoy RLS requests, `domain` a
 //!   configured domain or `unknown`, `code` `ok`, `over_limit` or `invalid_argument`.
 //!
@@ -51,6 +53,8 @@ pub(crate) struct QuotaMetrics {
     pub decision_seconds: Histogram,
     pub keys: IntGauge,
     pub evicted: IntCounter,
+    /// Check results not remembered for deduplication: the table was full.
+    pub dedup_full: IntCounter,
     rls_requests: IntCounterVec,
     /// Checks of quota names no policy has.
     pub unknown_quota: IntCounter,
@@ -86,6 +90,11 @@ impl QuotaMetrics {
             "Idle quota counters dropped (window expired) to bound memory.",
         )?;
         registry.register(Box::new(evicted.clone()))?;
+        let dedup_full = IntCounter::new(
+            "meshtel_quota_dedup_full_total",
+            "Check results not remembered for their deduplication_id because the table was full ([quota] max_keys per window): a retry of such a Check is charged again.",
+        )?;
+        registry.register(Box::new(dedup_full.clone()))?;
         let rls_requests = IntCounterVec::new(
             Opts::new(
                 "meshtel_quota_rls_requests_total",
@@ -106,6 +115,7 @@ impl QuotaMetrics {
             decision_seconds,
             keys,
             evicted,
+            dedup_full,
             rls_requests,
             unknown_quota,
             limit_override,

@@ -304,6 +304,35 @@ fn a_retried_check_is_charged_once() {
     assert_eq!(engine.usage("q", 1).unwrap().keys[0].used, 1);
 }
 
+/// With the deduplication table full, a Check's result is not remembered (its retry
+/// would be charged again), and that is counted.
+#[test]
+fn checks_the_full_dedup_table_cannot_remember_are_counted() {
+    let config = QuotaConfig {
+        dedup_window: Duration::from_secs(1),
+        max_keys: 1,
+        ..QuotaConfig::default()
+    };
+    let (engine, _) = engine_with(config, vec![per_second("q", 1000)]);
+    let attrs = QuotaAttributes::default();
+    for id in 0..200 {
+        engine.check_deduplicated(&format!("call-{id}"), &attrs, "q", 1, false);
+    }
+    let mut text = String::new();
+    engine.render_metrics(&mut text);
+    let full = text
+        .lines()
+        .find_map(|l| l.strip_prefix("meshtel_quota_dedup_full_total "))
+        .unwrap_or_else(|| panic!("no meshtel_quota_dedup_full_total in\n{text}"));
+    let full: f64 = full.parse().unwrap();
+    let remembered = engine.dedup_len() as f64;
+    assert!(
+        remembered < 200.0 && full > 0.0,
+        "{remembered} remembered, {full} counted"
+    );
+    assert_eq!(full + remembered, 200.0);
+}
+
 #[test]
 fn check_request_validates_and_answers_every_quota() {
     let (engine, _) = engine(vec![per_second("a", 1)]);
