@@ -102,6 +102,9 @@ use crate::mesh::WorkloadIdentity;
 
 /// Default `--quota-min-prefetch` (Mixer's `min_prefetch_amount`).
 pub const DEFAULT_MIN_PREFETCH: u64 = 10;
+/// Longest `--quota-timeout` and `--quota-predict-window` accepted.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default `--quota-timeout` (Envoy's rate limit filter).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(20);
 /// Default `--quota-predict-window` (Mixer's).
@@ -141,11 +144,13 @@ impl Default for QuotaSettings {
 impl QuotaSettings {
     /// Checks values clap cannot.
     pub fn validate(&self) -> Result<()> {
-        if self.timeout.is_zero() {
-            return Err(Error::Config("--quota-timeout must be greater than zero".to_owned()));
+        // A request waits up to the timeout for its quota: past a minute it is no
+        // bound at all (and a deadline that far out cannot be computed).
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(Error::Config(format!("--quota-timeout {:?} must be greater than zero and at most 60s", self.timeout)));
         }
-        if self.predict_window.is_zero() {
-            return Err(Error::Config("--quota-predict-window must be greater than zero".to_owned()));
+        if self.predict_window.is_zero() || self.predict_window > MAX_TIMEOUT {
+            return Err(Error::Config(format!("--quota-predict-window {:?} must be greater than zero and at most 60s", self.predict_window)));
         }
         if self.min_prefetch == 0 {
             return Err(Error::Config("--quota-min-prefetch must be at least 1".to_owned()));

@@ -130,6 +130,22 @@ fn queue_capacities_are_refused_outside_their_range_by_flag() {
 }
 
 #[test]
+fn quota_durations_are_refused_outside_their_range_by_flag() {
+    let parse = |flag: &str, value: &str| {
+        Cli::try_parse_from(["meshtel-proxy", "--mesh", "m", "--service", "s", flag, value]).expect("parses").proxy.into_config()
+    };
+    for flag in ["--quota-timeout", "--quota-predict-window"] {
+        // A deadline that far out could not be computed: it panicked at the first request.
+        for bad in ["0s", "61s", "100000000years"] {
+            let error = parse(flag, bad).expect_err("out of range").to_string();
+            assert!(error.contains(flag) && error.contains("at most 60s"), "{flag} {bad}: {error}");
+        }
+        assert!(parse(flag, "60s").is_ok(), "{flag} 60s");
+        assert!(parse(flag, "1ms").is_ok(), "{flag} 1ms");
+    }
+}
+
+#[test]
 fn identity_flags_past_a_kubernetes_names_length_are_refused() {
     // With a workload name of its own: it defaults to `<service>-<version>`.
     let parse = |flag: &str, value: &str| {
