@@ -47,7 +47,9 @@ use meshtel_model::{
     DependencyLink, GraphReader, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader,
 };
 
-use self::build::{Graph, GraphFilter, GraphShape, GraphType, NodeFocus, one_reporter_per_pair};
+use self::build::{
+    Graph, GraphFilter, GraphShape, GraphType, NodeFocus, one_reporter_per_pair, timed_rows,
+};
 use self::json::ResponseTime;
 use crate::Clock;
 use crate::error::{AdminError, ApiError, Result};
@@ -229,9 +231,10 @@ impl GraphService {
         let (start, end, now) = self.window(request)?;
         let buckets = self.reader.buckets(now).await?;
         let rows = self.reader.edges_in_window(start, end, buckets).await?;
+        let timed = timed_rows(&rows);
         let rows = one_reporter_per_pair(rows);
         Ok(WindowGraph {
-            graph: Graph::build(&rows, &request.filter, request.shape),
+            graph: Graph::build(&rows, &timed, &request.filter, request.shape),
             end_unix_nano: end,
             rate_seconds: Self::rate_seconds(&buckets, start, end, now),
         })
@@ -261,8 +264,9 @@ impl GraphService {
                     }),
             );
         }
+        // DOT shows no response times.
         Ok(WindowGraph {
-            graph: Graph::build(&rows, &request.filter, request.shape),
+            graph: Graph::build(&rows, &[], &request.filter, request.shape),
             end_unix_nano: end,
             rate_seconds: Self::rate_seconds(&buckets, start, end, now),
         })

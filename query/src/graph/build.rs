@@ -324,6 +324,9 @@ pub struct EdgeTotals {
     /// gRPC requests answered with an error (see [`is_grpc_error`]); those with no
     /// response are in `by_class[3]` only.
     pub grpc_errors: u64,
+    /// Merged stats of the callee-reported rows answered 2xx, whatever reporter the
+    /// counts come from: Kiali's `responseTime` (see [`Graph::time_edges`]).
+    pub timed: EdgeStats,
 }
 
 /// What a node knows about itself, gathered from the rows.
@@ -396,7 +399,18 @@ impl EdgeTotals {
             *slot += requests;
         }
         self.grpc_errors += other.grpc_errors;
+        self.timed.merge(&other.timed);
     }
+}
+
+/// The rows an edge's response time is read from, as Kiali's query reads it: those the
+/// callee's proxy reported (`reporter="destination"`), answered 2xx, so that neither the
+/// caller's hop nor failed and cut-off requests count.
+pub fn timed_rows(rows: &[EdgeRow]) -> Vec<EdgeRow> {
+    rows.iter()
+        .filter(|r| r.key.reporter == "destination" && (200..300).contains(&r.key.response_code))
+        .cloned()
+        .collect()
 }
 
 /// The graph: nodes and (source, target, protocol) edges.
@@ -413,8 +427,9 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Builds the graph of `shape` from rows already reduced to one reporter per pair.
-    pub fn build(rows: &[EdgeRow], filter: &GraphFilter, shape: GraphShape) -> Graph {
+    /// Builds the graph of `shape` from rows already reduced to one reporter per pair,
+    /// its edges' response times from `timed` ([`timed_rows`] of the rows before).
+    pub fn build(rows: &[EdgeRow], timed: &[EdgeRow], filter: &GraphFilter, shape: GraphShape) -> Graph {
         // Apps from every row, the ones filtered out included.
         let apps = apps_of(rows);
         let rows = rows.iter().filter(|r| filter.keeps(&r.key, &apps));
@@ -478,6 +493,7 @@ impl Graph {
                 graph.add(source, target, protocol, &totals);
             }
         }
+        graph.time_edges(timed, filter, shape, &apps);
         // A node graph keeps its node and the workloads around it, services injected,
         // as Kiali's does ("to provide more detail").
         if shape.graph_type == GraphType::Service && filter.node.is_none() {
@@ -485,6 +501,32 @@ impl Graph {
         }
         graph.namespaces = filter.namespaces.clone();
         graph
+    }
+
+    /// Adds the stats of `timed` rows ([`timed_rows`]) to the `timed` totals of the edges
+    /// they fall on, as [`Self::build`] placed them. With service nodes injected, on the
+    /// service → workload hop only (Kiali gives the edge into a service node none),
+    /// except in a service graph, where the caller → service edge takes them: reducing
+    /// to services makes it the service → service edge. Call before a service graph is
+    /// reduced: [`Self::build`] does.
+    fn time_edges(&mut self, timed: &[EdgeRow], filter: &GraphFilter, shape: GraphShape, apps: &Apps) {
+        let inject = shape.inject_service_nodes || shape.graph_type == GraphType::Service;
+        let reduced = shape.graph_type == GraphType::Service && filter.node.is_none();
+        for row in timed.iter().filter(|r| filter.keeps(&r.key, apps)) {
+            let key = &row.key;
+            let service = key.destination_service_name();
+            let source = source_node(key, shape.graph_type);
+            let target = destination_node(key, shape.graph_type, destination_app(key, apps));
+            let edge = if inject && !service.is_empty() && !matches!(target, NodeRef::Service(..)) {
+                let hop = NodeRef::Service(key.destination_namespace.clone(), service.to_string());
+                if reduced { (source, hop) } else { (hop, target) }
+            } else {
+                (source, target)
+            };
+            if let Some(totals) = self.edges.get_mut(&(edge.0, edge.1, key.protocol.clone())) {
+                totals.timed.merge(&row.stats);
+            }
+        }
     }
 
     fn add(&mut self, source: NodeRef, target: NodeRef, protocol: &str, totals: &EdgeTotals) {

@@ -443,7 +443,7 @@ pub fn to_json(
                 ("p95", ResponseTime::Quantile(0.95)),
                 ("p99", ResponseTime::Quantile(0.99)),
             ] {
-                if let Some(ms) = latency(&totals.stats, which) {
+                if let Some(ms) = latency(&totals.timed, which) {
                     response_times.insert(name, format!("{ms:.1}"));
                 }
             }
@@ -455,7 +455,7 @@ pub fn to_json(
                 target: target.id(),
                 // As Kiali's query (`> 0`): none when the quantile is 0.
                 response_time: (protocol != "tcp")
-                    .then(|| latency(&totals.stats, response_time))
+                    .then(|| latency(&totals.timed, response_time))
                     .flatten()
                     .filter(|ms| *ms > 0.0)
                     .map(|ms| format!("{ms:.0}")),

@@ -271,10 +271,11 @@ async fn graph_json_has_kiali_shape_rates_errors_and_latency() {
         traffic["responses"],
         json!({"200": {"flags": {"-": "90.0"}, "hosts": {"reviews.default.svc.cluster.local": "90.0"}}, "503": {"flags": {"-": "10.0"}, "hosts": {"reviews.default.svc.cluster.local": "10.0"}}})
     );
-    // 100 requests in (5, 10] ms: p95 interpolates to 9.75.
-    assert_eq!(edge["responseTime"], "10");
-    assert_eq!(edge["responseTimes"]["p50"], "7.5");
-    assert_eq!(edge["responseTimes"]["avg"], "7.0");
+    // Response times are the callee's view of the calls it answered 2xx, as Kiali's
+    // (`reporter="destination"`, `response_code=~"2.."`): its 88 requests at 5 ms, not
+    // the caller's 100 at 7 ms, 503s included.
+    assert_eq!(edge["responseTime"], "5", "{edge}");
+    assert_eq!(edge["responseTimes"]["avg"], "5.0", "{edge}");
     assert_eq!(edge["throughput"], "10000.00");
     let uh = find(
         all_edges,

@@ -34,8 +34,19 @@ fn calls(source: &str, service: &str, workload: &str, code: u32, requests: u64) 
     }
 }
 
+/// The callee's report of `requests` of those calls answered 200 in `ms`: not counted
+/// where the caller reported them, but the source of response times.
+fn answered(source: &str, service: &str, workload: &str, requests: u64, ms: f64) -> EdgeRow {
+    let mut row = calls(source, service, workload, 200, requests);
+    row.key.reporter = "destination".into();
+    row.stats = stats(requests, ms, 0);
+    row
+}
+
 fn mesh() -> Vec<EdgeRow> {
     vec![
+        answered("productpage-v1", "reviews", "reviews-v1", 60, 4.0),
+        answered("productpage-v1", "reviews", "reviews-v2", 30, 4.0),
         calls("", "productpage", "productpage-v1", 200, 20),
         calls("loadgen-v1", "productpage", "productpage-v1", 200, 10),
         calls("productpage-v1", "reviews", "reviews-v1", 200, 60),
@@ -152,6 +163,12 @@ async fn injected_service_nodes_sit_between_callers_and_workloads() {
         rate(&body, "svc_default_reviews->wl_default_reviews-v2:http"),
         "4.00"
     );
+    // Response times sit on the hop into the workload, as Kiali's: none into the
+    // service node.
+    let edges_json = &body["elements"]["edges"];
+    assert!(find(edges_json, into).get("responseTime").is_none(), "{body}");
+    let hop = find(edges_json, "svc_default_reviews->wl_default_reviews-v2:http");
+    assert_eq!(hop["responseTimes"]["avg"], "4.0", "{hop}");
     // No workload answered details: one edge, straight to its service node.
     assert!(edges.contains(&"wl_default_productpage-v1->svc_default_details:http".to_string()));
     assert_eq!(edges.len(), 9, "{edges:?}");
@@ -194,7 +211,8 @@ async fn a_service_graph_has_services_and_the_callers_nothing_calls() {
     assert_eq!(rate(&body, reviews), "10.00");
     let edge = find(&body["elements"]["edges"], reviews);
     assert_eq!(edge["traffic"]["rates"]["http5xx"], "1.00");
-    assert_eq!(edge["responseTimes"]["avg"], "7.0");
+    // The callees' 2xx answers, not the caller's 7 ms with its 503s.
+    assert_eq!(edge["responseTimes"]["avg"], "4.0", "{edge}");
     assert_eq!(
         rate(&body, "svc_default_reviews->svc_default_ratings:http"),
         "4.00"
@@ -356,7 +374,8 @@ async fn kiali_paths_follow_kialis_conventions() {
         &outside["elements"]["edges"],
         "wl_default_productpage-v1->svc_default_details:http",
     );
-    assert!(uh.get("responseTime").is_some(), "7 ms calls: {uh}");
+    // No callee answered them: no callee-reported 2xx time, as in Kiali.
+    assert!(uh.get("responseTime").is_none(), "{uh}");
     outside = get(&app, "/api/graph?window=10s&namespaces=other")
         .await
         .json();
