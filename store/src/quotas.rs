@@ -150,17 +150,22 @@ impl QuotaRepo {
                 (stored(spec, version, now, actor), false, Some(before))
             }
             None => {
+                // The revision this write makes, not 1: every version a name had before a
+                // delete is at most the revision then, so an `If-Match` of the deleted
+                // policy's version can never match the new one (a lost update).
+                let version = revision_now(&mut tx).await?.max(1);
                 sqlx::query(
                     "INSERT INTO quota_policies (name, spec, version, updated_unix_ms, updated_by) \
-                     VALUES (?, ?, 1, ?, ?)",
+                     VALUES (?, ?, ?, ?, ?)",
                 )
                 .bind(&spec.name)
                 .bind(&after)
+                .bind(version_to_sql(version))
                 .bind(now)
                 .bind(actor)
                 .execute(&mut *tx)
                 .await?;
-                (stored(spec, 1, now, actor), true, None)
+                (stored(spec, version, now, actor), true, None)
             }
         };
         let action = if created { "create" } else { "update" };
@@ -340,6 +345,15 @@ async fn bump_revision(conn: &mut SqliteConnection) -> Result<()> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The policies' revision, as this transaction sees it.
+async fn revision_now(conn: &mut SqliteConnection) -> Result<u64> {
+    let row = sqlx::query("SELECT revision FROM quota_state WHERE id = 1")
+        .fetch_one(conn)
+        .await?;
+    let revision: i64 = row.try_get(0)?;
+    Ok(u64::try_from(revision).unwrap_or(0))
 }
 
 async fn fetch_policy(conn: &mut SqliteConnection, name: &str) -> Result<Option<StoredPolicy>> {

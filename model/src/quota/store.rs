@@ -22,7 +22,9 @@ pub type SetCheck<'a> =
 pub struct StoredPolicy {
     /// The policy.
     pub spec: QuotaPolicySpec,
-    /// Incremented on every change of this policy; the HTTP ETag is `"<version>"`.
+    /// Incremented on every change of this policy, and at creation the policies'
+    /// revision then, so that a policy deleted and created again never takes a version
+    /// its name had; the HTTP ETag is `"<version>"`.
     pub version: u64,
     /// Last change, Unix milliseconds.
     pub updated_at_unix_ms: i64,

@@ -37,6 +37,50 @@ fn is_precondition_failed(e: &meshtel_model::Error) -> bool {
     matches!(e, meshtel_model::Error::PreconditionFailed(_))
 }
 
+/// A policy deleted and created again never takes a version its name had: a client's
+/// `If-Match` of the deleted one is refused, not applied over another writer's policy.
+#[tokio::test]
+async fn a_policy_created_again_never_reuses_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir).await;
+    let (first, _) = repo
+        .put_policy(spec("aba", 100), Precondition::None, "alice")
+        .await
+        .unwrap();
+    repo.delete_policy("aba", Precondition::None, "alice")
+        .await
+        .unwrap();
+    let (again, created) = repo
+        .put_policy(spec("aba", 1), Precondition::IfNoneExists, "bob")
+        .await
+        .unwrap();
+    assert!(created);
+    assert!(
+        again.version > first.version,
+        "{} after {}",
+        again.version,
+        first.version
+    );
+    // Alice's edit of what she read before the delete.
+    let stale = repo
+        .put_policy(
+            spec("aba", 200),
+            Precondition::IfMatch(first.version),
+            "alice",
+        )
+        .await
+        .unwrap_err();
+    assert!(is_precondition_failed(&stale), "{stale}");
+    let kept = repo.get_policy("aba").await.unwrap().unwrap();
+    assert_eq!(kept.spec.max_amount, 1, "bob's policy stays");
+    // Updates still count up by one from there.
+    let (updated, _) = repo
+        .put_policy(spec("aba", 3), Precondition::IfMatch(again.version), "bob")
+        .await
+        .unwrap();
+    assert_eq!(updated.version, again.version + 1);
+}
+
 #[tokio::test]
 async fn quotas_put_get_list_with_versions() {
     let dir = tempfile::tempdir().unwrap();
