@@ -193,6 +193,7 @@ impl IstioMixer {
     /// Answers a Check.
     pub fn check_request(&self, request: &CheckRequest) -> Result<CheckResponse> {
         Bag::check_word_count(request.global_word_count)?;
+        let known_words = usize::try_from(request.global_word_count).unwrap_or(usize::MAX);
         let bag = match &request.attributes {
             Some(attributes) => Bag::decode(attributes, &attributes.words)?,
             None => Bag::default(),
@@ -230,7 +231,7 @@ impl IstioMixer {
                     let handles = engine.handles_for(&name);
                     let referenced_attributes = (!handles.is_empty()).then(|| {
                         let attributes = handles.iter().flat_map(|h| h.policy().attributes());
-                        referenced::referenced(attributes, &bag)
+                        referenced::referenced(attributes, &bag, known_words)
                     });
                     let answer = QuotaResult {
                         valid_duration: result.valid_duration,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use meshtel_model::istio_mixer::{CompressedAttributes, StringMap};
 
-use super::words::encode;
+use super::words::{GLOBAL_WORDS, encode};
 use crate::quota::proto_duration;
 
 /// Compresses attributes as an istio-proxy does: a word of the global dictionary is
@@ -17,7 +17,7 @@ pub struct Compressor {
 
 impl Compressor {
     fn index(&mut self, word: &str) -> i32 {
-        encode(word, &mut self.attributes.words)
+        encode(word, &mut self.attributes.words, GLOBAL_WORDS.len())
     }
 
     /// A string attribute.

@@ -46,14 +46,15 @@ fn sources(attr: &AttributeRef) -> Vec<(&'static str, Option<&str>)> {
 }
 
 /// Builds a `ReferencedAttributes`, its words as a Mixer client reads them.
-#[derive(Default)]
 struct Builder {
     referenced: ReferencedAttributes,
+    /// The global words the client knows (its `global_word_count`).
+    known: usize,
 }
 
 impl Builder {
     fn index(&mut self, word: &str) -> i32 {
-        encode(word, &mut self.referenced.words)
+        encode(word, &mut self.referenced.words, self.known)
     }
 
     fn add(&mut self, name: &str, map_key: Option<&str>, present: bool) {
@@ -77,12 +78,17 @@ impl Builder {
 }
 
 /// What an answer for `attrs` depends on, for a request whose attributes are `bag`:
-/// each attribute EXACT when the request carries it, ABSENCE when not.
+/// each attribute EXACT when the request carries it, ABSENCE when not; its words as a
+/// client that knows the first `known` global words reads them.
 pub fn referenced<'a>(
     attrs: impl IntoIterator<Item = &'a AttributeRef>,
     bag: &Bag,
+    known: usize,
 ) -> ReferencedAttributes {
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        referenced: ReferencedAttributes::default(),
+        known,
+    };
     for attr in attrs {
         for (name, key) in sources(attr) {
             match key {

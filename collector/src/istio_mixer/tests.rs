@@ -169,6 +169,36 @@ fn check_charges_quotas_by_the_decoded_attributes() {
     }
     assert_eq!(matches.len(), 5, "{matches:?}");
 
+    // A client with an older, shorter list (100 words) gets the words past it spelled
+    // out in the answer's own words, as Mixer answers, not as indices it cannot read.
+    let mut older = check(&[("ratings-limit", 1)], "older");
+    older.global_word_count = 100;
+    let answer = mixer.check_request(&older).unwrap();
+    let referenced = answer.quotas["ratings-limit"]
+        .referenced_attributes
+        .as_ref()
+        .unwrap();
+    let older_word = |i: i32| -> String {
+        assert!(
+            i < 100,
+            "index {i} past the client's 100 words: {referenced:?}"
+        );
+        if i >= 0 {
+            GLOBAL_WORDS[usize::try_from(i).unwrap()].to_string()
+        } else {
+            referenced.words[usize::try_from(-i - 1).unwrap()].clone()
+        }
+    };
+    let names: Vec<String> = referenced
+        .attribute_matches
+        .iter()
+        .map(|m| older_word(m.name))
+        .collect();
+    assert!(
+        names.contains(&"destination.service.name".to_string()),
+        "{names:?}"
+    );
+
     // A retry of the same call is not charged again.
     let retry = mixer
         .check_request(&check(&[("ratings-limit", 1)], "a"))

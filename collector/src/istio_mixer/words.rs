@@ -231,10 +231,12 @@ pub const GLOBAL_WORDS: [&str; 223] = [
     "outbound",
 ];
 
-/// The index a client sends for `word`: its place in [`GLOBAL_WORDS`], else
-/// `-(slot + 1)` for its slot in the message's `words`, added there when new.
-pub fn encode(word: &str, words: &mut Vec<String>) -> i32 {
-    if let Some(i) = GLOBAL_WORDS.iter().position(|w| *w == word) {
+/// The index a client sends for `word`: its place in [`GLOBAL_WORDS`] when among the
+/// first `known` of them (the `global_word_count` the other side said it knows), else
+/// `-(slot + 1)` for its slot in the message's `words`, added there when new. So an
+/// answer to a client with an older, shorter list uses only words it can read.
+pub fn encode(word: &str, words: &mut Vec<String>, known: usize) -> i32 {
+    if let Some(i) = GLOBAL_WORDS.iter().take(known).position(|w| *w == word) {
         return i32::try_from(i).unwrap_or(i32::MAX);
     }
     let slot = words.iter().position(|w| w == word).unwrap_or_else(|| {
