@@ -56,6 +56,7 @@ pub const PRECONDITION_VALID_USE_COUNT: i32 = 10_000;
 /// gRPC codes the answers use.
 const OK: i32 = 0;
 const NOT_FOUND: i32 = 5;
+const RESOURCE_EXHAUSTED: i32 = 8;
 
 /// The `istio.mixer.v1.Mixer` service over meshtel's reports and quota engine.
 #[derive(Clone)]
@@ -219,9 +220,11 @@ impl IstioMixer {
                 .quotas
                 .into_iter()
                 .map(|(name, result)| {
-                    // Mixer answers a quota it has no handler for with OK.
+                    // Mixer answers a quota it has no handler for with OK, and an
+                    // exhausted one with OK too and nothing granted, as its memquota
+                    // adapter does: the istio-proxy reads `granted_amount` 0 as exhausted.
                     let (code, message) = match result.status_code {
-                        NOT_FOUND => (OK, String::new()),
+                        NOT_FOUND | RESOURCE_EXHAUSTED => (OK, String::new()),
                         code => (code, result.status_message),
                     };
                     // What the answer depends on, so that a caching client never

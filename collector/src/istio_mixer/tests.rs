@@ -210,13 +210,9 @@ fn check_charges_quotas_by_the_decoded_attributes() {
         .unwrap();
     let denied = &second.quotas["ratings-limit"];
     assert_eq!(denied.granted_amount, 0);
+    // As Mixer's memquota: status OK, nothing granted.
     let status = denied.status.as_ref().unwrap();
-    assert_eq!(status.code, 8, "RESOURCE_EXHAUSTED");
-    assert!(
-        status.message.contains("ratings-limit"),
-        "{}",
-        status.message
-    );
+    assert_eq!(status.code, 0, "{status:?}");
 
     // A quota no policy names is granted in full, with OK, as Mixer does.
     let unknown = mixer
