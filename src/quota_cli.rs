@@ -79,9 +79,9 @@ pub enum QuotaCommand {
     Usage {
         /// The policy's name.
         name: String,
-        /// Most keys to show.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// Most keys to show, 1 to 10,000.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        limit: u16,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -90,9 +90,9 @@ pub enum QuotaCommand {
         /// Only this policy's changes.
         #[arg(long)]
         name: Option<String>,
-        /// Most entries to show.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// Most entries to show, 1 to 10,000.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        limit: u16,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -156,12 +156,12 @@ pub async fn run(command: QuotaCommand) -> anyhow::Result<()> {
             }
         }
         QuotaCommand::Usage { name, limit, api } => {
-            let usage = AdminClient::new(&api)?.usage(&name, limit.max(1)).await?;
+            let usage = AdminClient::new(&api)?.usage(&name, usize::from(limit)).await?;
             print!("{}", render::usage_table(&usage));
         }
         QuotaCommand::Audit { name, limit, api } => {
             let entries = AdminClient::new(&api)?
-                .audit(name.as_deref(), limit.max(1))
+                .audit(name.as_deref(), usize::from(limit))
                 .await?;
             if entries.is_empty() {
                 println!("no changes recorded");

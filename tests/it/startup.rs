@@ -755,3 +755,18 @@ fn a_listen_address_without_host_and_port_is_refused_before_anything_is_made() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+/// `meshtel quota usage/audit --limit` outside what the API takes is refused by the
+/// CLI, not sent as something else (0 showed one row).
+#[test]
+fn quota_cli_limits_outside_the_apis_range_are_refused() {
+    for args in [
+        &["quota", "usage", "per-user", "--limit", "0"][..],
+        &["quota", "audit", "--name", "x", "--limit", "10001"][..],
+    ] {
+        let run = meshtel(args, &[]);
+        let said = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains("is not in 1..=10000"), "{args:?}: {said}");
+    }
+}
