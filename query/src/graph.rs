@@ -27,6 +27,7 @@
 //! [`EdgeDependencies`] makes the Jaeger `/api/dependencies` answer from edges and,
 //! for the service pairs no proxy reported, from spans.
 
+pub mod boxes;
 pub mod build;
 pub mod dot;
 pub mod json;
@@ -90,11 +91,14 @@ pub struct GraphRequest {
     pub filter_empty: bool,
     /// Kiali's `queryTime`: end of the window, Unix seconds; `None` for now.
     pub query_time: Option<u64>,
+    /// Kiali's `boxBy`: the box nodes to add.
+    pub box_by: boxes::BoxBy,
 }
 
 impl GraphRequest {
     /// Parses `window`/`duration`/`time_horizon`, `queryTime`, `namespace`/`namespaces`,
-    /// `service`, `responseTime`, `graphType`, `injectServiceNodes`, `filter_empty`.
+    /// `service`, `responseTime`, `graphType`, `injectServiceNodes`, `filter_empty`,
+    /// `boxBy`.
     pub fn parse(params: &QueryParams) -> Result<GraphRequest> {
         Self::parse_with_default(params, DEFAULT_WINDOW)
     }
@@ -182,6 +186,7 @@ impl GraphRequest {
             response_time,
             filter_empty: flag("filter_empty")?,
             query_time,
+            box_by: boxes::BoxBy::parse(params.get("boxBy")).map_err(ApiError::BadRequest)?,
         })
     }
 }
@@ -405,13 +410,14 @@ async fn graph_json(
         request.filter.node = node;
     }
     let window = service.graph(&request).await?;
-    let json = json::to_json(
+    let mut json = json::to_json(
         &window.graph,
         window.end_unix_nano / 1_000_000_000,
         request.window.as_secs(),
         window.rate_seconds,
         request.response_time,
     );
+    boxes::add_boxes(&mut json.elements.nodes, request.box_by);
     tracing::debug!(
         nodes = json.elements.nodes.len(),
         edges = json.elements.edges.len(),

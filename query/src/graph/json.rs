@@ -135,6 +135,12 @@ pub struct NodeData {
     /// True for nodes outside the namespaces asked for (Kiali's `isOutside`).
     #[serde(rename = "isOutside", skip_serializing_if = "std::ops::Not::not")]
     pub is_outside: bool,
+    /// The box node this node sits in (Kiali's `boxBy`, see [`super::boxes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Box nodes: what they box, `app`, `namespace` or `cluster`.
+    #[serde(rename = "isBox", skip_serializing_if = "Option::is_none")]
+    pub is_box: Option<&'static str>,
 }
 
 /// An edge's data.
@@ -289,6 +295,8 @@ pub fn to_json(
                 traffic,
                 is_root: true,
                 is_outside: false,
+                parent: None,
+                is_box: None,
             },
             NodeRef::Workload(ns, workload)
             | NodeRef::App(ns, workload)
@@ -322,6 +330,8 @@ pub fn to_json(
                     traffic,
                     is_root: !has_incoming.contains(node),
                     is_outside: false,
+                    parent: None,
+                    is_box: None,
                 }
             }
             NodeRef::Service(ns, name) => NodeData {
@@ -347,6 +357,8 @@ pub fn to_json(
                 traffic,
                 is_root: false,
                 is_outside: false,
+                parent: None,
+                is_box: None,
             },
         };
         if matches!(node, NodeRef::App(..)) {

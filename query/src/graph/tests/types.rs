@@ -411,3 +411,31 @@ async fn nodes_outside_the_namespaces_asked_for_are_marked() {
         json!({"unknown": "100.0"})
     );
 }
+
+/// Kiali's `boxBy`: reviews' two versions in an app box, inside the namespace's box;
+/// an unknown list item is a 400 naming it.
+#[tokio::test]
+async fn box_by_adds_kialis_box_nodes() {
+    let (nodes, _, body) = graph("graphType=versionedApp&boxBy=app,namespace").await;
+    assert!(nodes.contains(&"box_Kubernetes_default_reviews".to_string()), "{nodes:?}");
+    let all = &body["elements"]["nodes"];
+    let reviews_box = find(all, "box_Kubernetes_default_reviews");
+    assert_eq!(reviews_box["nodeType"], "box");
+    assert_eq!(reviews_box["isBox"], "app");
+    assert_eq!(reviews_box["app"], "reviews");
+    assert_eq!(reviews_box["parent"], "box_Kubernetes_default");
+    for member in all.as_array().unwrap().iter().map(|n| &n["data"]) {
+        if member["app"] == "reviews" && member["nodeType"] != "box" {
+            assert_eq!(member["parent"], "box_Kubernetes_default_reviews", "{member}");
+        }
+    }
+    assert_eq!(find(all, "box_Kubernetes_default")["isBox"], "namespace");
+    assert!(find(all, "unknown_source").get("parent").is_none());
+    // Without boxBy, no boxes.
+    let (plain, _, _) = graph("graphType=versionedApp").await;
+    assert!(plain.iter().all(|n| !n.starts_with("box_")), "{plain:?}");
+    let (app, _) = super::graph_app(mesh(), Vec::new());
+    let reply = get(&app, "/api/graph?window=10s&boxBy=apps").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("boxBy"), "{}", reply.body);
+}
