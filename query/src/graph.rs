@@ -172,12 +172,14 @@ impl GraphRequest {
             ))),
         };
         let inject_service_nodes = flag("injectServiceNodes")?;
+        let protocols_off = protocols_off(params)?;
         Ok(GraphRequest {
             window,
             filter: GraphFilter {
                 namespaces,
                 service: (!service.is_empty()).then(|| service.to_string()),
                 node: None,
+                protocols_off,
             },
             shape: GraphShape {
                 graph_type,
@@ -189,6 +191,39 @@ impl GraphRequest {
             box_by: boxes::BoxBy::parse(params.get("boxBy")).map_err(ApiError::BadRequest)?,
         })
     }
+}
+
+/// Kiali's `rateHttp`, `rateGrpc` and `rateTcp`: which traffic of each protocol the
+/// graph shows. `none` leaves the protocol out; requests (HTTP and gRPC) and bytes (TCP)
+/// are what meshtel records, so gRPC's message rates (`sent`, `received`, `total`:
+/// `istio_request_messages_total`) are refused by name rather than shown as requests.
+fn protocols_off(params: &QueryParams) -> Result<Vec<&'static str>> {
+    let mut off = Vec::new();
+    for (name, protocol, kept) in [
+        ("rateHttp", "http", &["requests"][..]),
+        ("rateGrpc", "grpc", &["requests"][..]),
+        ("rateTcp", "tcp", &["sent", "received", "total"][..]),
+    ] {
+        match params.get(name) {
+            "" => {}
+            "none" => off.push(protocol),
+            value if kept.contains(&value) => {}
+            "sent" | "received" | "total" if protocol == "grpc" => {
+                return Err(ApiError::BadRequest(format!(
+                    "rateGrpc={} needs gRPC message counts, which meshtel does not record: \
+                     use requests (the default) or none",
+                    params.get(name)
+                )));
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} must be {} or none, not {other:?}",
+                    kept.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(off)
 }
 
 impl GraphService {

@@ -56,6 +56,8 @@ pub struct GraphFilter {
     pub service: Option<String>,
     /// Keep the edges into and out of this node (Kiali's node graphs).
     pub node: Option<NodeFocus>,
+    /// Leave out the traffic of these protocols (Kiali's `rateHttp=none`, ...).
+    pub protocols_off: Vec<&'static str>,
 }
 
 /// The node of a Kiali node graph (`/api/namespaces/{namespace}/.../graph`).
@@ -167,7 +169,8 @@ impl GraphFilter {
                 key.destination_namespace == *namespace && key.destination_service_name() == service
             }
         });
-        namespace_ok && service_ok && node_ok
+        let protocol_ok = !self.protocols_off.iter().any(|p| *p == key.protocol);
+        namespace_ok && service_ok && node_ok && protocol_ok
     }
 }
 

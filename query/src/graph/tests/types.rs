@@ -439,3 +439,23 @@ async fn box_by_adds_kialis_box_nodes() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.body.contains("boxBy"), "{}", reply.body);
 }
+
+/// Kiali's `rateHttp`/`rateGrpc`/`rateTcp`: `none` leaves a protocol out; what meshtel
+/// cannot show (gRPC message rates) and unknown values are 400s naming the parameter.
+#[tokio::test]
+async fn rate_parameters_leave_protocols_out_or_are_refused_by_name() {
+    let (_, edges, _) = graph("rateHttp=requests&rateGrpc=none&rateTcp=sent").await;
+    assert_eq!(edges.len(), 6, "{edges:?}");
+    let (nodes, edges, _) = graph("rateHttp=none").await;
+    assert!(edges.is_empty() && nodes.is_empty(), "{nodes:?} {edges:?}");
+    let (app, _) = super::graph_app(mesh(), Vec::new());
+    for (query, named) in [
+        ("rateGrpc=sent", "rateGrpc=sent needs gRPC message counts"),
+        ("rateHttp=xyz", "rateHttp must be requests or none"),
+        ("rateTcp=bogus", "rateTcp must be sent, received, total or none"),
+    ] {
+        let reply = get(&app, &format!("/api/graph?window=10s&{query}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(reply.body.contains(named), "{query}: {}", reply.body);
+    }
+}
