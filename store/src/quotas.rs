@@ -31,6 +31,18 @@ use tracing::info;
 use crate::catalog::{Catalog, close_if_read_only, confirm_committed};
 use crate::{Error, Result};
 
+/// The columns [`policy_from_row`] reads, from `quota_policies`: the row, and its
+/// incarnation (the audit id of the policy's creation: a policy deleted and created
+/// again is another incarnation, see [`StoredPolicy::incarnation`]).
+macro_rules! policy_select {
+    () => {
+        "SELECT name, spec, version, updated_unix_ms, updated_by, \
+         (SELECT coalesce(max(a.id), 0) FROM quota_audit a \
+          WHERE a.name = quota_policies.name AND a.action = 'create') \
+         FROM quota_policies"
+    };
+}
+
 /// A write refused by its precondition: the message for the client.
 type Refused = String;
 
@@ -112,12 +124,9 @@ impl QuotaRepo {
         // process writes beside it.
         bump_revision(&mut tx).await?;
         if let Some(check) = check {
-            let rows = sqlx::query(
-                "SELECT name, spec, version, updated_unix_ms, updated_by FROM quota_policies \
-                 ORDER BY name",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows = sqlx::query(concat!(policy_select!(), " ORDER BY name"))
+                .fetch_all(&mut *tx)
+                .await?;
             let stored = rows
                 .iter()
                 .map(policy_from_row)
@@ -147,7 +156,12 @@ impl QuotaRepo {
                 .execute(&mut *tx)
                 .await?;
                 let before = spec_to_json(&current.spec)?;
-                (stored(spec, version, now, actor), false, Some(before))
+                let incarnation = current.incarnation;
+                (
+                    stored(spec, version, now, actor, incarnation),
+                    false,
+                    Some(before),
+                )
             }
             None => {
                 // The revision this write makes, not 1: every version a name had before a
@@ -165,11 +179,12 @@ impl QuotaRepo {
                 .bind(actor)
                 .execute(&mut *tx)
                 .await?;
-                (stored(spec, version, now, actor), true, None)
+                (stored(spec, version, now, actor, 0), true, None)
             }
         };
         let action = if created { "create" } else { "update" };
-        append_audit(
+        let mut stored = stored;
+        let audit_id = append_audit(
             &mut tx,
             now,
             actor,
@@ -179,6 +194,9 @@ impl QuotaRepo {
             Some(after),
         )
         .await?;
+        if created {
+            stored.incarnation = audit_id;
+        }
         tx.commit().await?;
         // A write is answered done only once it is committed (see `Catalog`).
         confirm_committed(conn).await?;
@@ -228,12 +246,9 @@ impl QuotaRepo {
     }
 
     async fn list(&self) -> Result<Vec<StoredPolicy>> {
-        let rows = sqlx::query(
-            "SELECT name, spec, version, updated_unix_ms, updated_by FROM quota_policies \
-             ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(concat!(policy_select!(), " ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(policy_from_row).collect()
     }
 
@@ -308,8 +323,15 @@ impl QuotaRepo {
     }
 }
 
-fn stored(spec: QuotaPolicySpec, version: u64, now: i64, actor: &str) -> StoredPolicy {
+fn stored(
+    spec: QuotaPolicySpec,
+    version: u64,
+    now: i64,
+    actor: &str,
+    incarnation: u64,
+) -> StoredPolicy {
     StoredPolicy {
+        incarnation,
         spec,
         version,
         updated_at_unix_ms: now,
@@ -357,13 +379,10 @@ async fn revision_now(conn: &mut SqliteConnection) -> Result<u64> {
 }
 
 async fn fetch_policy(conn: &mut SqliteConnection, name: &str) -> Result<Option<StoredPolicy>> {
-    let row = sqlx::query(
-        "SELECT name, spec, version, updated_unix_ms, updated_by FROM quota_policies \
-         WHERE name = ?",
-    )
-    .bind(name)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(concat!(policy_select!(), " WHERE name = ?"))
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(policy_from_row).transpose()
 }
 
@@ -375,8 +394,8 @@ async fn append_audit(
     name: &str,
     before: Option<String>,
     after: Option<String>,
-) -> Result<()> {
-    sqlx::query(
+) -> Result<u64> {
+    let done = sqlx::query(
         "INSERT INTO quota_audit (at_unix_ms, actor, action, name, before_spec, after_spec) \
          VALUES (?, ?, ?, ?, ?, ?)",
     )
@@ -388,7 +407,7 @@ async fn append_audit(
     .bind(after)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(u64::try_from(done.last_insert_rowid()).unwrap_or(0))
 }
 
 fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPolicy> {
@@ -408,6 +427,7 @@ fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPolicy> {
             .map_err(|e| Error::Corrupt(format!("quota policy {name:?} version {version}: {e}")))?,
         updated_at_unix_ms: row.try_get(3)?,
         updated_by: row.try_get(4)?,
+        incarnation: u64::try_from(row.try_get::<i64, _>(5)?).unwrap_or(0),
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use meshtel_model::graph::{SystemUnixClock, UnixClock};
 use meshtel_model::mixer::{QuotaAttributes, QuotaPolicies};
-use meshtel_model::quota::{Limit, QuotaPolicy, QuotaPolicySpec, Resolved};
+use meshtel_model::quota::{Limit, QuotaPolicy, QuotaPolicySpec, Resolved, StoredPolicy};
 use parking_lot::{Mutex, RwLock};
 use prometheus::Registry;
 use tokio::sync::watch;
@@ -306,21 +306,44 @@ impl QuotaEngine {
     /// removed policies (and of policies keyed by other dimensions now) are dropped, and
     /// WatchQuotas streams get the new set.
     pub fn set_policies(&self, revision: i64, specs: Vec<QuotaPolicySpec>) -> PolicyLoad {
+        self.load_policies(revision, specs.into_iter().map(|spec| (spec, 0)).collect())
+    }
+
+    /// [`Self::set_policies`] with the store's policies: one deleted and created again
+    /// since the last load (another [`StoredPolicy::incarnation`]) starts its counters
+    /// and usage totals again, as a deleted policy's are dropped.
+    pub fn set_stored_policies(&self, revision: i64, policies: Vec<StoredPolicy>) -> PolicyLoad {
+        self.load_policies(
+            revision,
+            policies
+                .into_iter()
+                .map(|p| (p.spec, p.incarnation))
+                .collect(),
+        )
+    }
+
+    fn load_policies(&self, revision: i64, specs: Vec<(QuotaPolicySpec, u64)>) -> PolicyLoad {
         let mut guard = self.policies.write();
         let (set, valid_specs, load) = compile_set(revision, specs, &guard, &self.metrics);
         *guard = Arc::new(set);
         drop(guard);
-        if !load.removed.is_empty() || !load.rekeyed.is_empty() {
-            let mut quotas: Vec<String> =
-                load.removed.iter().chain(&load.rekeyed).cloned().collect();
+        if !load.removed.is_empty() || !load.rekeyed.is_empty() || !load.recreated.is_empty() {
+            let mut quotas: Vec<String> = load
+                .removed
+                .iter()
+                .chain(&load.rekeyed)
+                .chain(&load.recreated)
+                .cloned()
+                .collect();
             quotas.sort();
             let dropped = self.drop_counters_of(&quotas);
             info!(
                 revision,
                 removed = load.removed.len(),
                 rekeyed = load.rekeyed.len(),
+                recreated = load.recreated.len(),
                 counters = dropped,
-                "quota counters of removed or rekeyed policies dropped"
+                "quota counters of removed, rekeyed or recreated policies dropped"
             );
         }
         let policies_json = match serde_json::to_string(&valid_specs) {

@@ -47,6 +47,8 @@ pub(crate) struct PolicyEntry {
     pub removed: AtomicBool,
     /// Names of the `;name=value` parts of this policy's counter keys, in order.
     pub key_dimensions: Vec<String>,
+    /// Which creation of its name this is (see `StoredPolicy::incarnation`).
+    pub incarnation: u64,
 }
 
 impl PolicyEntry {
@@ -150,6 +152,9 @@ pub struct PolicyLoad {
     /// Policies still in force whose counter keys changed (other dimensions): their
     /// counters could never be charged again, and are dropped too.
     pub rekeyed: Vec<String>,
+    /// Policies deleted and created again since the last load (another incarnation):
+    /// their counters and usage totals start again, as for a policy removed and added.
+    pub recreated: Vec<String>,
 }
 
 /// Names of the key parts after the policy name.
@@ -170,7 +175,7 @@ fn key_dimensions(policy: &QuotaPolicy) -> Vec<String> {
 /// carry over from `previous` by name. Also returns the valid specs in name order.
 pub(crate) fn compile_set(
     revision: i64,
-    specs: Vec<QuotaPolicySpec>,
+    specs: Vec<(QuotaPolicySpec, u64)>,
     previous: &PolicySet,
     metrics: &QuotaMetrics,
 ) -> (PolicySet, Vec<QuotaPolicySpec>, PolicyLoad) {
@@ -184,8 +189,8 @@ pub(crate) fn compile_set(
     // first), so that of two policies for the same rate-limit descriptors the first by
     // name is the one loaded.
     let mut specs = specs;
-    specs.sort_by(|a, b| a.name.cmp(&b.name));
-    for spec in specs {
+    specs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    for (spec, incarnation) in specs {
         let policy = match spec.compile() {
             Ok(policy) => policy,
             Err(errors) => {
@@ -240,7 +245,11 @@ pub(crate) fn compile_set(
             });
             continue;
         }
-        let before = previous.by_name.get(&spec.name);
+        let mut before = previous.by_name.get(&spec.name);
+        if before.is_some_and(|e| e.incarnation != incarnation) {
+            load.recreated.push(spec.name.clone());
+            before = None;
+        }
         let stats = before.map_or_else(Arc::default, |e| e.stats.clone());
         let key_dimensions = key_dimensions(&policy);
         if before.is_some_and(|e| e.key_dimensions != key_dimensions) {
@@ -253,6 +262,7 @@ pub(crate) fn compile_set(
             stats,
             removed: AtomicBool::new(false),
             policy,
+            incarnation,
         });
         if let Some(rl) = &spec.rate_limit {
             set.domains

@@ -21,8 +21,7 @@ pub async fn sync_policies_once(
 ) -> meshtel_model::Result<(i64, PolicyLoad)> {
     let revision = store.policies_revision().await?;
     let policies = store.list_policies().await?;
-    let specs = policies.into_iter().map(|p| p.spec).collect();
-    Ok((revision, engine.set_policies(revision, specs)))
+    Ok((revision, engine.set_stored_policies(revision, policies)))
 }
 
 /// Polls `store.policies_revision()` every `interval` (see
@@ -58,8 +57,7 @@ pub fn spawn_policy_sync(
             }
             match store.list_policies().await {
                 Ok(policies) => {
-                    let specs = policies.into_iter().map(|p| p.spec).collect();
-                    engine.set_policies(revision, specs);
+                    engine.set_stored_policies(revision, policies);
                 }
                 Err(error) => warn!(revision, error = %error, "quota policies unavailable"),
             }

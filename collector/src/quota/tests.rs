@@ -510,6 +510,35 @@ fn policy_changes_apply_at_once_and_removed_counters_go() {
     assert!(!text.contains(r#"quota="b""#), "{text}");
 }
 
+/// A policy deleted and created again between two loads (another incarnation in the
+/// store) starts again: its counters and totals are dropped, as a deleted policy's
+/// are, while an edit of the same incarnation keeps them.
+#[test]
+fn a_policy_created_again_starts_its_counters_again() {
+    use meshtel_model::quota::StoredPolicy;
+    let stored = |incarnation: u64| StoredPolicy {
+        spec: per_second("a", 1),
+        version: 1,
+        updated_at_unix_ms: 0,
+        updated_by: "test".into(),
+        incarnation,
+    };
+    let (engine, _) = engine(Vec::new());
+    let attrs = QuotaAttributes::default();
+    engine.set_stored_policies(1, vec![stored(7)]);
+    assert_eq!(engine.check(&attrs, "a", 1, false).decision.granted, 1);
+    assert!(engine.check(&attrs, "a", 1, false).decision.is_denied());
+    // The same incarnation again (an edit elsewhere): still spent.
+    let load = engine.set_stored_policies(2, vec![stored(7)]);
+    assert!(load.recreated.is_empty());
+    assert!(engine.check(&attrs, "a", 1, false).decision.is_denied());
+    // Deleted and created again within one sync interval.
+    let load = engine.set_stored_policies(3, vec![stored(9)]);
+    assert_eq!(load.recreated, ["a"]);
+    assert_eq!(engine.usage("a", 10).unwrap().granted, 0);
+    assert_eq!(engine.check(&attrs, "a", 1, false).decision.granted, 1);
+}
+
 #[test]
 fn invalid_policies_are_skipped_and_reported() {
     let clock = Arc::new(ManualClock::new(T0));
@@ -727,6 +756,7 @@ mod sync {
                 version: 1,
                 updated_at_unix_ms: 0,
                 updated_by: "test".into(),
+                incarnation: 0,
             });
             self.revision.fetch_add(1, Ordering::SeqCst);
         }

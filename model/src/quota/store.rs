@@ -30,6 +30,11 @@ pub struct StoredPolicy {
     pub updated_at_unix_ms: i64,
     /// Who made the last change.
     pub updated_by: String,
+    /// Which creation of its name this policy is (the store's record of it, 0 where
+    /// unknown): a policy deleted and created again is another incarnation, whose
+    /// counters start again, even when both are read in one sync.
+    #[serde(skip)]
+    pub incarnation: u64,
 }
 
 /// A write's condition on the current version (HTTP `If-Match` / `If-None-Match: *`).

@@ -79,6 +79,13 @@ async fn a_policy_created_again_never_reuses_a_version() {
         .await
         .unwrap();
     assert_eq!(updated.version, again.version + 1);
+    // Another incarnation than the deleted one, the same through its edits, as read
+    // back and as the writes answer.
+    assert_ne!(again.incarnation, first.incarnation);
+    assert_eq!(updated.incarnation, again.incarnation);
+    let listed = repo.list_policies().await.unwrap();
+    assert_eq!(listed[0].incarnation, again.incarnation);
+    assert_ne!(first.incarnation, 0);
 }
 
 #[tokio::test]
