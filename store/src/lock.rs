@@ -46,7 +46,7 @@ impl DataDirLock {
             .truncate(false)
             .open(&path)
             .map_err(Error::at("lock file", &path))?;
-        let held = match file.try_lock() {
+        let held = match try_lock_file(&mut file) {
             Ok(()) => true,
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::Locked {
@@ -87,6 +87,29 @@ impl DataDirLock {
     }
 }
 
+/// How long a lock this very process released may stay held by a child it is
+/// starting: the child shares the lock file's description from `fork` until `exec`
+/// closes it (close-on-exec). Only then is `WouldBlock` retried, every 10 ms.
+const OWN_LOCK_RELEASE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `file.try_lock()`, retried for up to [`OWN_LOCK_RELEASE`] while the holder the file
+/// names is this process: a lock it dropped a moment ago, still shared with a child
+/// between `fork` and `exec`, is not another writer.
+fn try_lock_file(file: &mut File) -> std::result::Result<(), TryLockError> {
+    let deadline = std::time::Instant::now() + OWN_LOCK_RELEASE;
+    loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock)
+                if holder_pid(file) == Some(std::process::id())
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Fails with [`Error::Locked`] while a running meshtel holds `data_dir`: for a caller
 /// about to remove the directory (the demo wipes its own at start), which would pull
 /// the data from under the running process.
@@ -101,6 +124,7 @@ fn write_pid(file: &mut File) -> std::io::Result<()> {
 }
 
 fn holder_pid(file: &mut File) -> Option<u32> {
+    file.rewind().ok()?;
     let mut text = String::new();
     file.read_to_string(&mut text).ok()?;
     text.trim().parse().ok()
@@ -173,6 +197,34 @@ pub(crate) fn check_dir_writable(what: &'static str, path: &Path, writes: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lock this process dropped, still shared for a moment with a child it is
+    /// starting (between `fork` and `exec`; here a duplicate of the file), is taken
+    /// once the child lets go, not refused as another writer's; another holder is
+    /// still refused.
+    #[test]
+    fn a_lock_released_by_this_process_is_waited_for_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DataDirLock::acquire(dir.path()).unwrap();
+        let shared = lock._file.as_ref().unwrap().try_clone().unwrap();
+        drop(lock);
+        let child = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(shared);
+        });
+        let again = DataDirLock::acquire(dir.path());
+        child.join().unwrap();
+        assert!(again.is_ok(), "{:?}", again.err());
+        // Held by this process for good (a second store): refused after the wait.
+        let started = std::time::Instant::now();
+        let refused = DataDirLock::acquire(dir.path()).unwrap_err();
+        assert!(matches!(refused, Error::Locked { .. }), "{refused}");
+        assert!(
+            started.elapsed() >= OWN_LOCK_RELEASE,
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn a_directory_that_cannot_be_written_is_named() {
