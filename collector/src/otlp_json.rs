@@ -9,7 +9,7 @@ use meshtel_model::otlp::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 pub use meshtel_model::otlp_json::normalize_otlp_json;
-use meshtel_model::otlp_json::{InvalidField, locate_invalid_field};
+use meshtel_model::otlp_json::{InvalidField, locate_invalid_field, restore_non_finite_doubles};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
@@ -19,7 +19,10 @@ pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceReque
     let mut value: Value = serde_json::from_slice(body)?;
     normalize_otlp_json(&mut value);
     match serde_json::from_value(value) {
-        Ok(request) => Ok(request),
+        Ok(mut request) => {
+            restore_non_finite_doubles(&mut request);
+            Ok(request)
+        }
         // Decoded again to find where it went wrong: tracking the path of every field
         // would cost each good request, and bad ones are rare.
         Err(error) => Err(locate_json_error(body).unwrap_or(Error::DecodeJson(error))),

@@ -12,8 +12,9 @@
 //! - 32-bit counters (`flags`, `dropped*Count`) written as strings: made numbers;
 //! - `null` for a field, which proto3 JSON reads as the default: removed;
 //! - `doubleValue` as a string (`"1.5"`): parsed; a non-finite one (`"NaN"`,
-//!   `"Infinity"`, `"-Infinity"`) cannot be held in a JSON tree and is kept as a
-//!   `stringValue` of that text, where protobuf keeps a double;
+//!   `"Infinity"`, `"-Infinity"`) cannot be held in a JSON tree: it is carried as a
+//!   marked `stringValue` and made a double again once the request is deserialised
+//!   ([`restore_non_finite_doubles`]);
 //! - profiling-only fields (`keyStrindex`, `stringValueStrindex`): removed;
 //! - `bytesValue` in the URL-safe alphabet or without its `=` padding, both of which
 //!   proto3 JSON parsers accept: rewritten as standard padded base64;
@@ -34,6 +35,9 @@
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
+
+use crate::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use crate::otlp::common::v1::{AnyValue, KeyValue, any_value};
 
 /// `Span.kind` names, as `SpanKind` numbers them.
 const SPAN_KIND_NAMES: &[(&str, i64)] = &[
@@ -97,8 +101,12 @@ pub fn normalize_otlp_json(value: &mut Value) {
                     "code" => enum_name_to_number(&mut field, STATUS_CODE_NAMES),
                     "doubleValue" => {
                         if let Some(text) = non_finite_double(&field) {
-                            // Kept as its text rather than lost (see the module doc).
-                            normalized.insert("stringValue".to_owned(), Value::String(text));
+                            // A JSON tree cannot hold it: carried as a marked string,
+                            // made a double again by `restore_non_finite_doubles`.
+                            normalized.insert(
+                                "stringValue".to_owned(),
+                                Value::String(format!("{NON_FINITE_MARK}{text}")),
+                            );
                             continue;
                         }
                         double_string_to_number(&mut field);
@@ -236,6 +244,57 @@ fn integer_string_to_number(field: &mut Value) {
         && let Ok(number) = text.trim().parse::<u64>()
     {
         *field = Value::from(number);
+    }
+}
+
+/// What a non-finite `doubleValue` is carried as through the JSON tree, before its
+/// text (`NaN`, `Infinity`, `-Infinity`): a NUL no client string starts with this way.
+const NON_FINITE_MARK: &str = "\u{0}meshtel-non-finite-double:";
+
+/// Makes the non-finite doubles [`normalize_otlp_json`] carried as marked strings
+/// doubles again, everywhere attributes are (resources, scopes, spans, events, links,
+/// and inside arrays and maps): call on the request deserialised from its tree.
+pub fn restore_non_finite_doubles(request: &mut ExportTraceServiceRequest) {
+    fn value(v: &mut AnyValue) {
+        match &mut v.value {
+            Some(any_value::Value::StringValue(text)) => {
+                if let Some(number) = text.strip_prefix(NON_FINITE_MARK) {
+                    let double = match number {
+                        "NaN" => f64::NAN,
+                        "Infinity" => f64::INFINITY,
+                        _ => f64::NEG_INFINITY,
+                    };
+                    v.value = Some(any_value::Value::DoubleValue(double));
+                }
+            }
+            Some(any_value::Value::ArrayValue(array)) => array.values.iter_mut().for_each(value),
+            Some(any_value::Value::KvlistValue(list)) => attributes(&mut list.values),
+            _ => {}
+        }
+    }
+    fn attributes(list: &mut [KeyValue]) {
+        list.iter_mut()
+            .filter_map(|kv| kv.value.as_mut())
+            .for_each(value);
+    }
+    for resource_spans in &mut request.resource_spans {
+        if let Some(resource) = &mut resource_spans.resource {
+            attributes(&mut resource.attributes);
+        }
+        for scope_spans in &mut resource_spans.scope_spans {
+            if let Some(scope) = &mut scope_spans.scope {
+                attributes(&mut scope.attributes);
+            }
+            for span in &mut scope_spans.spans {
+                attributes(&mut span.attributes);
+                span.events
+                    .iter_mut()
+                    .for_each(|e| attributes(&mut e.attributes));
+                span.links
+                    .iter_mut()
+                    .for_each(|l| attributes(&mut l.attributes));
+            }
+        }
     }
 }
 
@@ -516,6 +575,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn non_finite_doubles_are_doubles_once_deserialised() {
+        let double = |v: &str| serde_json::json!({"key": "d", "value": {"doubleValue": v}});
+        let mut tree = serde_json::json!({"resourceSpans": [{
+            "resource": {"attributes": [double("Infinity")]},
+            "scopeSpans": [{"spans": [{
+                "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+                "attributes": [double("NaN"), {"key": "a", "value": {"arrayValue": {"values": [{"doubleValue": "-Infinity"}]}}}],
+                "events": [{"name": "e", "timeUnixNano": "1", "attributes": [double("NaN")]}]
+            }]}]
+        }]});
+        normalize_otlp_json(&mut tree);
+        let mut request: ExportTraceServiceRequest = serde_json::from_value(tree).unwrap();
+        restore_non_finite_doubles(&mut request);
+        let of = |kv: &KeyValue| kv.value.clone().and_then(|v| v.value);
+        let resource = &request.resource_spans[0];
+        let span = &resource.scope_spans[0].spans[0];
+        match of(&resource.resource.as_ref().unwrap().attributes[0]) {
+            Some(any_value::Value::DoubleValue(d)) => assert_eq!(d, f64::INFINITY),
+            other => panic!("{other:?}"),
+        }
+        match of(&span.attributes[0]) {
+            Some(any_value::Value::DoubleValue(d)) => assert!(d.is_nan()),
+            other => panic!("{other:?}"),
+        }
+        match of(&span.attributes[1]) {
+            Some(any_value::Value::ArrayValue(array)) => assert_eq!(
+                array.values[0].value,
+                Some(any_value::Value::DoubleValue(f64::NEG_INFINITY))
+            ),
+            other => panic!("{other:?}"),
+        }
+        match of(&span.events[0].attributes[0]) {
+            Some(any_value::Value::DoubleValue(d)) => assert!(d.is_nan()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn non_finite_doubles_are_kept_as_their_text() {
         let mut tree = serde_json::json!({"attributes": [
             {"key": "a", "value": {"doubleValue": "NaN"}},
@@ -530,8 +628,14 @@ mod tests {
             .iter()
             .map(|kv| &kv["value"])
             .collect();
-        assert_eq!(values[0], &serde_json::json!({"stringValue": "NaN"}));
-        assert_eq!(values[1], &serde_json::json!({"stringValue": "-Infinity"}));
+        assert_eq!(
+            values[0],
+            &serde_json::json!({"stringValue": format!("{NON_FINITE_MARK}NaN")})
+        );
+        assert_eq!(
+            values[1],
+            &serde_json::json!({"stringValue": format!("{NON_FINITE_MARK}-Infinity")})
+        );
         assert_eq!(values[2], &serde_json::json!({"doubleValue": 1.5}));
         assert_eq!(values[3], &serde_json::json!({"doubleValue": 2.5}));
     }

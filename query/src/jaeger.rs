@@ -244,7 +244,10 @@ async fn transform(
     let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(unmarshal)?;
     meshtel_model::otlp_json::normalize_otlp_json(&mut value);
     let request = match ExportTraceServiceRequest::deserialize(&value) {
-        Ok(request) => request,
+        Ok(mut request) => {
+            meshtel_model::otlp_json::restore_non_finite_doubles(&mut request);
+            request
+        }
         // A refusal names the field and what it allows, as the OTLP/HTTP receiver's.
         Err(error) => {
             return Err(
