@@ -43,9 +43,10 @@ pub struct IngestLimits {
     pub max_name_bytes: ByteSize,
     /// Most request bytes held at once by all ingest requests being received and
     /// processed (OTLP gRPC, OTLP HTTP and Zipkin together), as received and, for HTTP,
-    /// once decompressed; at least `max_request_bytes`. A request that would go past it
+    /// once decompressed. A request that would go past it
     /// is refused with HTTP 503 / gRPC `UNAVAILABLE` and a retry delay of 1 s, counted in
-    /// `meshtel_ingest_refused_total{reason="overloaded"}`. Default `128MiB`.
+    /// `meshtel_ingest_refused_total{reason="overloaded"}`. Default `128MiB`; at least
+    /// twice `max_request_bytes` and 64 KiB.
     #[serde(default = "default_max_inflight_bytes")]
     pub max_inflight_bytes: ByteSize,
 }
@@ -111,10 +112,13 @@ impl IngestLimits {
                 self.max_request_bytes
             )));
         }
-        if self.max_inflight_bytes < self.max_request_bytes {
+        let least = self.least_inflight_bytes();
+        if self.max_inflight_bytes < least {
             return Err(Error::InvalidConfig(format!(
-                "[ingest] max_inflight_bytes ({}) must be at least max_request_bytes ({}): \
-                 a request of the largest size allowed could never be received",
+                "[ingest] max_inflight_bytes ({}) must be at least twice max_request_bytes \
+                 ({}) and 64 KiB, {least}: a compressed request of the largest size allowed \
+                 holds its bytes as received and once decompressed, and could otherwise never \
+                 be received",
                 self.max_inflight_bytes, self.max_request_bytes
             )));
         }
@@ -142,6 +146,18 @@ impl IngestLimits {
             }
         }
         Ok(())
+    }
+
+    /// The smallest `max_inflight_bytes` that a request of the largest size allowed
+    /// always fits in when alone: its bytes as received and once decompressed, and room
+    /// for framing (gRPC's 5-byte message header, HTTP/2 frames).
+    pub fn least_inflight_bytes(&self) -> ByteSize {
+        ByteSize::b(
+            self.max_request_bytes
+                .as_u64()
+                .saturating_mul(2)
+                .saturating_add(ByteSize::kib(64).as_u64()),
+        )
     }
 
     /// [`Self::max_request_bytes`] as a `usize`, saturating on 32-bit targets.
@@ -237,15 +253,23 @@ mod tests {
             ..IngestLimits::default()
         };
         smallest.validate().unwrap();
-        // The in-flight bound below the largest request: that request could never fit.
+        // The in-flight bound below two of the largest requests: a compressed one holds
+        // its bytes twice, and could never fit.
         let starved = IngestLimits {
-            max_inflight_bytes: ByteSize::mib(8),
+            max_inflight_bytes: ByteSize::mib(32),
             ..IngestLimits::default()
         };
         let error = starved.validate().unwrap_err().to_string();
         assert!(
-            error.contains("max_inflight_bytes (8.0 MiB) must be at least max_request_bytes"),
+            error
+                .contains("max_inflight_bytes (32.0 MiB) must be at least twice max_request_bytes"),
             "{error}"
         );
+        IngestLimits {
+            max_inflight_bytes: ByteSize::kib(32 * 1024 + 64),
+            ..IngestLimits::default()
+        }
+        .validate()
+        .unwrap();
     }
 }

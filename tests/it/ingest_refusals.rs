@@ -269,9 +269,9 @@ fn zipkin_spans(count: usize) -> Vec<u8> {
 }
 
 /// `[ingest] max_inflight_bytes` bounds the request bytes held at once across the three
-/// ingest servers: while a slow upload holds most of it, a larger request on any of them
+/// ingest servers: while slow uploads hold most of it, a larger request on any of them
 /// is refused with 503 / `UNAVAILABLE` and a retry delay (counted as overloaded), a
-/// small one is still taken, and once the upload ends the larger one is taken too.
+/// small one is still taken, and once the uploads end the larger one is taken too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bytes_in_flight_are_bounded_across_the_ingest_servers() {
     use std::io::Write as _;
@@ -280,25 +280,29 @@ async fn request_bytes_in_flight_are_bounded_across_the_ingest_servers() {
     let config = dir.path().join("meshtel.toml");
     std::fs::write(
         &config,
-        "[ingest]\nmax_request_bytes = \"1MiB\"\nmax_inflight_bytes = \"1MiB\"\n",
+        "[ingest]\nmax_request_bytes = \"1MiB\"\nmax_inflight_bytes = \"2112KiB\"\n",
     )
     .unwrap();
     let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
 
-    // A client that declares 1,000,000 bytes, sends 900,000 and then stalls.
-    let mut slow = std::net::TcpStream::connect(m.http.unwrap()).unwrap();
-    slow.write_all(
-        b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n\
-          Content-Length: 1000000\r\n\r\n",
-    )
-    .unwrap();
-    slow.write_all(&vec![0u8; 900_000]).unwrap();
-    slow.flush().unwrap();
+    // Two clients that each declare 1,000,000 bytes, send 950,000 and then stall.
+    let stalled = || {
+        let mut slow = std::net::TcpStream::connect(m.http.unwrap()).unwrap();
+        slow.write_all(
+            b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n\
+              Content-Length: 1000000\r\n\r\n",
+        )
+        .unwrap();
+        slow.write_all(&vec![0u8; 950_000]).unwrap();
+        slow.flush().unwrap();
+        slow
+    };
+    let slow = [stalled(), stalled()];
 
-    let larger = many_small_spans(3_500);
+    let larger = many_small_spans(6_000);
     let larger_body = larger.encode_to_vec();
-    assert!(larger_body.len() > 150_000, "{}", larger_body.len());
-    // Refused on OTLP/HTTP once the slow upload's bytes are in (give the server a moment).
+    assert!(larger_body.len() > 300_000, "{}", larger_body.len());
+    // Refused on OTLP/HTTP once the slow uploads' bytes are in (give the server a moment).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let reply = loop {
         let reply = post(
@@ -337,23 +341,23 @@ async fn request_bytes_in_flight_are_bounded_across_the_ingest_servers() {
     let reply = post(
         &m.zipkin_url(),
         &[("content-type", "application/json")],
-        zipkin_spans(1_500),
+        zipkin_spans(3_000),
     )
     .await;
     assert_eq!(reply.status, 503, "{}", reply.text());
-    // A small request fits beside the upload.
+    // A small request fits beside the uploads.
     export_grpc(m.grpc.unwrap(), many_small_spans(10)).await;
     assert!(refused_count(&m, "otlp_http", "overloaded").await >= 1.0);
     assert_eq!(refused_count(&m, "otlp_grpc", "overloaded").await, 1.0);
     assert_eq!(refused_count(&m, "zipkin", "overloaded").await, 1.0);
     let held = gauge_value(&m, "meshtel_ingest_inflight_bytes").await;
-    assert!((900_000.0..=1_048_576.0).contains(&held), "{held}");
+    assert!((1_900_000.0..=2_162_688.0).contains(&held), "{held}");
     assert_eq!(
         gauge_value(&m, "meshtel_ingest_inflight_bytes_limit").await,
-        1_048_576.0
+        2_162_688.0
     );
 
-    // The upload ends (its client goes away): its bytes are given back.
+    // The uploads end (their clients go away): their bytes are given back.
     drop(slow);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -375,5 +379,43 @@ async fn request_bytes_in_flight_are_bounded_across_the_ingest_servers() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(gauge_value(&m, "meshtel_ingest_inflight_bytes").await, 0.0);
+    m.stop().await;
+}
+
+/// At the smallest `max_inflight_bytes` allowed (twice `max_request_bytes` and 64 KiB),
+/// a compressed request of nearly the largest size, alone, is taken: its bytes as
+/// received and once decompressed both fit, so it is never refused for good with a
+/// retryable 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_compressed_request_fits_the_smallest_inflight_bound() {
+    use std::io::Write as _;
+
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nmax_request_bytes = \"256KiB\"\nmax_inflight_bytes = \"576KiB\"\n",
+    )
+    .unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let mut request = many_small_spans(5_000);
+    while request.encoded_len() > 262_144 {
+        request.resource_spans[0].scope_spans[0].spans.pop();
+    }
+    let body = request.encode_to_vec();
+    assert!(body.len() > 240_000, "{}", body.len());
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&body).unwrap();
+    let gzipped = encoder.finish().unwrap();
+    let reply = post(
+        &m.http_url("/v1/traces"),
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("content-encoding", "gzip"),
+        ],
+        gzipped,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
     m.stop().await;
 }

@@ -31,7 +31,7 @@ async fn a_bad_setting_is_refused_by_name_before_an_admin_token_is_made() {
         ("[edges]\nbucket = \"0s\"\n", "[edges] bucket"),
         (
             "[ingest]\nmax_inflight_bytes = \"1 MiB\"\n",
-            "[ingest] max_inflight_bytes (1.0 MiB) must be at least max_request_bytes (16.0 MiB)",
+            "[ingest] max_inflight_bytes (1.0 MiB) must be at least twice max_request_bytes (16.0 MiB)",
         ),
         (
             "[store]\nretention_max_age = \"0s\"\n",

@@ -36,7 +36,8 @@ function sizeOf(response, text) {
  */
 export function textMessage(response, text) {
   const trimmed = text.trim();
-  if (/^<(!doctype|html|head|body|title|center|h1)\b/i.test(trimmed)) {
+  // An HTML page, whatever comes before its first tag (a comment, an XML prolog).
+  if (trimmed.startsWith('<') && /<(html|head|body|title)\b/i.test(trimmed.slice(0, 4096))) {
     const title = /<title[^>]*>([^<]*)<\/title>/i.exec(trimmed)?.[1]?.replace(/\s+/g, ' ').trim();
     return `${response.statusText ? `${response.statusText}: ` : ''}an HTML page${title ? ` ("${title.slice(0, 120)}")` : ''} came back instead of meshtel's JSON, so something between this browser and meshtel (a proxy or load balancer) answered; is meshtel's query service running and reachable from it?`;
   }

@@ -380,12 +380,19 @@ async function cutOffStep(page, ctx) {
 
 /** A proxy's HTML error page in front of the query service is named, not shown as markup. */
 async function gatewayPageStep(page, ctx) {
-  ctx.allow(/status of 502|HTTP 502|Bad Gateway/);
+  ctx.allow(/status of 50[23]|HTTP 50[23]|Bad Gateway|Service Unavailable/);
   const html = '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
   await page.route(/\/api\/traces\?/, (route) => route.fulfill({ status: 502, contentType: 'text/html', body: html }));
   await page.goto(`${base}/search?service=${encodeURIComponent(slow.service)}`);
   const message = await (await hook(page, ctx.pageName, '.state-error .error-message')).first().innerText();
   expect(/^HTTP 502: .*an HTML page \("502 Bad Gateway"\) came back instead of meshtel's JSON/.test(message) && !message.includes('<'), `the error says ${JSON.stringify(message)}, want "HTTP 502: … an HTML page ("502 Bad Gateway") came back instead of meshtel's JSON…"`);
+  // One that opens with an XML prolog and a comment (lighttpd's, some load balancers').
+  const xhtml = '<?xml version="1.0" encoding="iso-8859-1"?>\n<!-- generated -->\n<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\n<html xmlns="http://www.w3.org/1999/xhtml"><head><title>503 Service Unavailable</title></head><body><h1>503 Service Unavailable</h1></body></html>';
+  await page.unroute(/\/api\/traces\?/);
+  await page.route(/\/api\/traces\?/, (route) => route.fulfill({ status: 503, contentType: 'text/html', body: xhtml }));
+  await page.goto(`${base}/search?service=${encodeURIComponent(slow.service)}&limit=21`);
+  const second = await (await hook(page, ctx.pageName, '.state-error .error-message')).first().innerText();
+  expect(/an HTML page \("503 Service Unavailable"\)/.test(second) && !second.includes('<'), `the error says ${JSON.stringify(second)}`);
 }
 
 /** A trace link whose %-encoding is broken says what is wrong, not a blank page. */
