@@ -86,9 +86,15 @@ impl ListenConfig {
                 continue;
             }
             let named_host = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                // A name: not something that reads as a broken IPv4 address
+                // (`999.1.1.1`, `1.2.3`), which a resolver would only fail on later.
+                let looks_numeric = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
                 !host.is_empty()
+                    && !looks_numeric
                     && !host.contains([':', '/', '[', ']'])
                     && !host.contains(|c: char| c.is_whitespace() || c.is_control())
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit())
                     && port.parse::<u16>().is_ok()
             });
             if !named_host {

@@ -293,7 +293,7 @@ impl ReportStream {
     fn give_up_unsent(&mut self) {
         let lost: usize = self.unsent.drain(..).map(|batch| batch.records.len()).sum();
         let queued = self.drain_queue();
-        self.count_lost((lost + queued) as u64);
+        self.count_lost_at_stop((lost + queued) as u64);
     }
 
     /// Closes the queue and empties it; how many records it held.
@@ -329,6 +329,15 @@ impl ReportStream {
             self.stats.reports_dropped.inc_by(count);
             self.dropped_since_last.fetch_add(count, Ordering::Relaxed);
             self.drops.dropped(count, std::time::Instant::now());
+        }
+    }
+
+    /// Counts what is lost because the proxy stops: not a full queue, so no "queue
+    /// full" warning; the stop's summary line says it.
+    fn count_lost_at_stop(&self, count: u64) {
+        if count > 0 {
+            self.stats.reports_dropped.inc_by(count);
+            debug!(records = count, "request records not sent before the stop, dropped");
         }
     }
 
@@ -377,7 +386,7 @@ impl ReportStream {
         let _ = tokio::time::timeout_at(deadline, flush).await;
         let queued = self.drain_queue();
         let unacknowledged: usize = unacknowledged.drain(..).map(|batch| batch.records.len()).sum();
-        self.count_lost((unacknowledged + queued) as u64);
+        self.count_lost_at_stop((unacknowledged + queued) as u64);
     }
 }
 
@@ -442,12 +451,10 @@ impl Reconnect {
         }
         self.failures += 1;
         if self.failures == 1 {
-            warn!(
-                stream = self.stream,
-                reason = %reason,
-                hint = not_the_grpc_port(reason).unwrap_or(""),
-                "collector stream broke as soon as it opened, retrying with backoff"
-            );
+            match not_the_grpc_port(reason) {
+                Some(hint) => warn!(stream = self.stream, reason = %reason, hint, "collector stream broke as soon as it opened, retrying with backoff"),
+                None => warn!(stream = self.stream, reason = %reason, "collector stream broke as soon as it opened, retrying with backoff"),
+            }
         } else {
             debug!(stream = self.stream, reason = %reason, backoff_ms = self.backoff.as_millis() as u64, "collector stream broke again as soon as it opened");
         }
@@ -457,8 +464,10 @@ impl Reconnect {
     pub fn unavailable(&mut self, endpoint: &Endpoint, reason: &str) {
         self.failures += 1;
         if self.failures == 1 {
-            let hint = not_the_grpc_port(reason).unwrap_or("");
-            warn!(stream = self.stream, endpoint = %endpoint.uri(), reason = %reason, hint, "collector stream unavailable, retrying with backoff");
+            match not_the_grpc_port(reason) {
+                Some(hint) => warn!(stream = self.stream, endpoint = %endpoint.uri(), reason = %reason, hint, "collector stream unavailable, retrying with backoff"),
+                None => warn!(stream = self.stream, endpoint = %endpoint.uri(), reason = %reason, "collector stream unavailable, retrying with backoff"),
+            }
         } else {
             debug!(stream = self.stream, reason = %reason, backoff_ms = self.backoff.as_millis() as u64, "collector stream still unavailable");
         }

@@ -34,8 +34,8 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
                     tracing::warn!(
                         signal = "SIGHUP",
                         "stopping as on SIGTERM: configuration is not reloaded on a signal \
-                         (quota policies and traffic rules files are re-read when they change; \
-                         restart to apply anything else)"
+                         (quota policies, and the proxy's traffic rules and mesh files, are \
+                         re-read when they change; restart to apply anything else)"
                     );
                 }
             }

@@ -714,6 +714,16 @@ fn a_listen_address_without_host_and_port_is_refused_before_anything_is_made() {
             "[listen] http = \"::1:4318\"",
         ),
         (
+            vec!["--grpc-listen", "999.1.1.1:0"],
+            vec![],
+            "[listen] grpc = \"999.1.1.1:0\"",
+        ),
+        (
+            vec!["--grpc-listen", "127.0.0.1:+80"],
+            vec![],
+            "[listen] grpc = \"127.0.0.1:+80\"",
+        ),
+        (
             vec![],
             vec![("MESHTEL_QUERY_LISTEN", "127.0.0.1:16686x")],
             "[listen] query = \"127.0.0.1:16686x\" (--query-listen, MESHTEL_QUERY_LISTEN)",

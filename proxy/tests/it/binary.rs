@@ -141,6 +141,8 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
     // at the stop and said so.
     let log = std::fs::read_to_string(dir.path().join("proxy.log")).expect("log");
     assert!(log.contains("telemetry dropped since start reports_dropped=1 spans_dropped=1"), "{log}");
+    assert!(!log.contains("telemetry queue full"), "nothing was dropped for a full queue: {log}");
+    assert!(!log.contains("hint=\"\""), "no empty hint: {log}");
 }
 
 #[tokio::test]
