@@ -85,17 +85,11 @@ pub async fn read_body_limited(
             });
         }
     };
-    let plain = match encoding {
-        ContentEncoding::Identity => return Ok(raw),
-        ContentEncoding::Gzip => decompress_limited(MultiGzDecoder::new(raw.as_ref()), limit)?,
-        ContentEncoding::Deflate => decompress_limited(ZlibDecoder::new(raw.as_ref()), limit)?,
-    };
-    if let Some(hold) = hold
-        && !hold.take(plain.len())
-    {
-        return Err(hold.budget().exhausted());
+    match encoding {
+        ContentEncoding::Identity => Ok(raw),
+        ContentEncoding::Gzip => decompress_limited(MultiGzDecoder::new(raw.as_ref()), limit, hold),
+        ContentEncoding::Deflate => decompress_limited(ZlibDecoder::new(raw.as_ref()), limit, hold),
     }
-    Ok(plain)
 }
 
 /// The in-flight budget's refusal somewhere in `error`'s chain (axum wraps the body's
@@ -133,12 +127,28 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> Option<std::io::Error
 
 /// Reads at most `limit + 1` bytes out of `decoder`: one byte more than allowed is
 /// enough to know the body is too large, without inflating the rest.
-fn decompress_limited(decoder: impl Read, limit: usize) -> Result<Bytes> {
+/// Under a `hold`, each piece is taken from the in-flight budget as it is inflated, so
+/// that many small compressed requests cannot each inflate to `limit` before one is
+/// refused.
+fn decompress_limited(decoder: impl Read, limit: usize, hold: Option<&Hold>) -> Result<Bytes> {
+    const PIECE: usize = 64 * 1024;
+    let mut decoder = decoder.take(limit as u64 + 1);
     let mut out = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(Error::Decompress)?;
+    let mut piece = vec![0u8; PIECE];
+    loop {
+        let n = match decoder.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::Decompress(e)),
+        };
+        if let Some(hold) = hold
+            && !hold.take(n)
+        {
+            return Err(hold.budget().exhausted());
+        }
+        out.extend_from_slice(&piece[..n]);
+    }
     if out.len() > limit {
         return Err(Error::RequestTooLarge { limit });
     }
@@ -187,6 +197,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(unzipped.as_ref(), b"hello");
+    }
+
+    /// A small compressed body that inflates past what the in-flight budget has left is
+    /// refused as it inflates (taking no more than the budget), and everything it took
+    /// is given back with its hold.
+    #[tokio::test]
+    async fn a_body_inflating_past_the_budget_is_refused_as_it_inflates() {
+        let budget = crate::inflight::InflightBudget::new(bytesize::ByteSize::kib(256));
+        let hold = budget.hold();
+        let h = headers(&[(CONTENT_ENCODING, "gzip")]);
+        let bomb = gzip(&vec![0u8; 1 << 20]);
+        let result = read_body_limited(&h, Body::from(bomb), 4 << 20, Some(&hold)).await;
+        assert!(
+            matches!(result, Err(Error::InflightBytesExhausted { .. })),
+            "{result:?}"
+        );
+        // It took pieces until the budget ran out, not the whole inflated body at once.
+        assert!(
+            (192 * 1024..=256 * 1024).contains(&hold.bytes()),
+            "{}",
+            hold.bytes()
+        );
+        drop(hold);
+        assert_eq!(budget.available(), 256 * 1024);
+        // Within the budget, the same kind of body is read whole.
+        let hold = budget.hold();
+        let small = gzip(&vec![1u8; 100 * 1024]);
+        let read = read_body_limited(&h, Body::from(small), 4 << 20, Some(&hold))
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 100 * 1024);
     }
 
     #[tokio::test]
