@@ -484,7 +484,7 @@ impl Reconnect {
 
 /// What to tell of a stream that an HTTP server which is not the collector's gRPC port
 /// answered (tonic reads its 404 page as a message, or finds no `grpc-status`).
-fn not_the_grpc_port(reason: &str) -> Option<&'static str> {
+pub(crate) fn not_the_grpc_port(reason: &str) -> Option<&'static str> {
     let http_not_grpc = reason.contains("404")
         || reason.contains("invalid compression flag")
         || reason.contains("grpc-status header missing");

@@ -62,6 +62,8 @@ pub struct SpanExporter {
     receiver: mpsc::Receiver<Span>,
     half_full: Arc<HalfFull>,
     stats: Stats,
+    /// Exports refused for good: warned of at the first, then at most every 10 s.
+    failures: parking_lot::Mutex<meshtel_model::log_window::LogWindow>,
 }
 
 /// A queue of `capacity` spans and the exporter that sends them to `endpoint`.
@@ -90,7 +92,7 @@ pub fn span_channel(
         ..Default::default()
     };
     let drops = Arc::new(DropLog::new("span", "meshtel_proxy_spans_dropped_total"));
-    (SpanQueue { sender, drops, stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, half_full, stats })
+    (SpanQueue { sender, drops, stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, half_full, stats, failures: Default::default() })
 }
 
 impl SpanExporter {
@@ -175,7 +177,15 @@ impl SpanExporter {
             }
             Ok(Err(status)) => {
                 self.stats.spans_dropped.inc_by(count);
-                warn!(spans = count, code = ?status.code(), message = status.message(), "span export failed, dropped");
+                // Every batch fails alike when the collector address is wrong: one line
+                // at the first, then at most one per 10 s with how many failed since.
+                if let Some(failed) = self.failures.lock().note(std::time::Instant::now()) {
+                    let message = status.message();
+                    match crate::report::not_the_grpc_port(message) {
+                        Some(hint) => warn!(exports = failed, spans = count, code = ?status.code(), message, hint, "span exports failed, their spans dropped"),
+                        None => warn!(exports = failed, spans = count, code = ?status.code(), message, "span exports failed, their spans dropped"),
+                    }
+                }
                 Exported::Dropped
             }
             Err(_) => {

@@ -212,15 +212,27 @@ async fn not_found_h2c() -> (std::net::SocketAddr, std::sync::Arc<std::sync::ato
 async fn a_collector_address_that_is_not_grpc_is_retried_with_backoff_and_named() {
     let (addr, requests) = not_found_h2c().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut child, _) = start_binary_with(&dir, "127.0.0.1:9", &format!("http://{addr}")).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (mut child, addresses) = start_binary_with(&dir, "127.0.0.1:9", &format!("http://{addr}")).await;
+    // Sampled requests a few batches apart: each export of their spans fails alike.
+    let inbound = format!("http://{}/", addresses.inbound.expect("inbound"));
+    let client = http1_client();
+    for _ in 0..4 {
+        send(&client, get(&inbound, "reviews", &[])).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let seen = requests.load(std::sync::atomic::Ordering::SeqCst);
     sigterm(&child);
     let exit = exit_within(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
     let log = std::fs::read_to_string(dir.path().join("proxy.log")).expect("log");
-    // Two streams (Report, the quota policy watch), each at 0, 0.1, 0.3, 0.7, 1.5 s...
-    assert!((2..=16).contains(&seen), "{seen} stream attempts in 3 s\n{log}");
+    // Two streams (Report, the quota policy watch), each at 0, 0.1, 0.3, 0.7, 1.5 s...,
+    // and up to four span exports.
+    assert!((2..=20).contains(&seen), "{seen} requests in 3 s\n{log}");
     let warned = log.matches("must name meshtel's OTLP gRPC port").count();
-    assert!((1..=2).contains(&warned), "{warned} hints\n{log}");
+    assert!((2..=3).contains(&warned), "{warned} hints\n{log}");
+    // The span exports that failed are told once, with the hint.
+    let exports: Vec<&str> = log.lines().filter(|l| l.contains("span export")).collect();
+    assert_eq!(exports.len(), 1, "{log}");
+    assert!(exports[0].contains("must name meshtel's OTLP gRPC port"), "{log}");
 }
