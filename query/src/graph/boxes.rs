@@ -97,26 +97,32 @@ fn add(
         for i in indices {
             nodes[i].data.parent = Some(id.clone());
         }
-        nodes.push(Wrapped {
-            data: NodeData {
-                id,
-                node_type: "box",
-                cluster,
-                namespace,
-                workload: None,
-                app,
-                version: None,
-                service: None,
-                workloads: Vec::new(),
-                versions: Vec::new(),
-                dest_services: Vec::new(),
-                traffic: Vec::new(),
-                is_root: false,
-                is_outside: false,
-                parent: None,
-                is_box: Some(kind),
-            },
-        });
+        let mut data = bare_node(id, "box", cluster, namespace);
+        data.app = app;
+        data.is_box = Some(kind);
+        nodes.push(Wrapped { data });
+    }
+}
+
+/// A node of `node_type` with nothing but its id and place set.
+fn bare_node(id: String, node_type: &'static str, cluster: String, namespace: String) -> NodeData {
+    NodeData {
+        id,
+        node_type,
+        cluster,
+        namespace,
+        workload: None,
+        app: None,
+        version: None,
+        service: None,
+        workloads: Vec::new(),
+        versions: Vec::new(),
+        dest_services: Vec::new(),
+        traffic: Vec::new(),
+        is_root: false,
+        is_outside: false,
+        parent: None,
+        is_box: None,
     }
 }
 
@@ -125,26 +131,10 @@ mod tests {
     use super::*;
 
     fn node(id: &str, cluster: &str, namespace: &str, app: &str) -> Wrapped<NodeData> {
-        Wrapped {
-            data: NodeData {
-                id: id.into(),
-                node_type: "workload",
-                cluster: cluster.into(),
-                namespace: namespace.into(),
-                workload: Some(id.into()),
-                app: Some(app.into()),
-                version: None,
-                service: None,
-                workloads: Vec::new(),
-                versions: Vec::new(),
-                dest_services: Vec::new(),
-                traffic: Vec::new(),
-                is_root: false,
-                is_outside: false,
-                parent: None,
-                is_box: None,
-            },
-        }
+        let mut data = bare_node(id.into(), "workload", cluster.into(), namespace.into());
+        data.workload = Some(id.into());
+        data.app = Some(app.into());
+        Wrapped { data }
     }
 
     #[test]
