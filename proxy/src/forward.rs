@@ -201,6 +201,7 @@ impl Proxy {
             Err(error) => {
                 // Refused as received, still traced when the caller's trace is sampled.
                 continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
+                headers::ensure_request_id(request.headers_mut(), &mut exchange);
                 return respond(context, Err(error), exchange, None, None);
             }
         };
@@ -264,6 +265,7 @@ impl Proxy {
             Err(error) => {
                 // Refused as received, still traced when the caller's trace is sampled.
                 continue_trace(request.headers_mut(), &mut exchange, context.sample_percent);
+                headers::ensure_request_id(request.headers_mut(), &mut exchange);
                 return respond(context, Err(error), exchange, None, None);
             }
         };

@@ -496,6 +496,11 @@ impl Exchange {
         }
         if !self.upstream_cluster.is_empty() {
             attributes.push(string_attribute("upstream_cluster", self.upstream_cluster.clone()));
+        } else if self.direction == Direction::Inbound
+            && let Some((_, port)) = self.upstream_address().rsplit_once(':')
+        {
+            // Istio's name of the cluster of the local app: `inbound|<port>||`.
+            attributes.push(string_attribute("upstream_cluster", format!("inbound|{port}||")));
         }
         if self.attempts > 1 {
             attributes.push(int_attribute("upstream.attempts", i64::from(self.attempts)));

@@ -140,6 +140,11 @@ impl Present {
         self.has(Self::TRACESTATE)
     }
 
+    /// Whether any of the B3 multi headers came, valid or not.
+    fn b3_multi(self) -> bool {
+        self.0 & (Self::X_B3_TRACEID | Self::X_B3_SPANID | Self::X_B3_PARENTSPANID | Self::X_B3_SAMPLED | Self::X_B3_FLAGS) != 0
+    }
+
     /// `headers.get(name)` when `bit` says the header is there.
     fn get(self, headers: &HeaderMap, bit: u8, name: HeaderName) -> Option<&HeaderValue> {
         if self.has(bit) { headers.get(name) } else { None }
@@ -195,12 +200,17 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
         }
     }
     match multi {
-        B3Multi::Context(parent, kept) => {
+        B3Multi::Context(mut parent, kept) => {
             extracted.formats.b3_multi = true;
-            // The single header wins over the multi headers (§6.1).
+            // The single header wins over the multi headers (§6.1): its context, or
+            // its decision alone (`b3: 0`, `1`, `d`) over theirs.
             if extracted.parent.is_none() {
+                extracted.formats.b3_trace_id_64 = kept.trace_id_64;
+                match extracted.sampling_only {
+                    Some(sampled) => parent.sampled = Some(sampled),
+                    None => extracted.formats.b3_debug = kept.debug,
+                }
                 extracted.parent = Some(parent);
-                (extracted.formats.b3_trace_id_64, extracted.formats.b3_debug) = (kept.trace_id_64, kept.debug);
             }
         }
         B3Multi::SamplingOnly(sampled) if extracted.sampling_only.is_none() => {
@@ -252,7 +262,10 @@ pub fn inject(headers: &mut HeaderMap, extracted: &Extracted, span: &SpanContext
     let formats = extracted.formats;
     let present = extracted.present;
     let none = !formats.w3c && !formats.b3_single && !formats.b3_multi;
-    let b3_multi = formats.b3_multi || none;
+    // Multi headers that came without a full context (a decision alone, or invalid)
+    // are written again too: left as they came, they would tell a B3 app another
+    // decision, or another trace, than the one the proxy's span is in.
+    let b3_multi = formats.b3_multi || none || present.b3_multi();
     if !formats.w3c {
         // A tracestate without a valid traceparent must be discarded (§6.2).
         present.remove(headers, Present::TRACESTATE, TRACESTATE);

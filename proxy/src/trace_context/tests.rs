@@ -188,3 +188,57 @@ fn tracestate_split_over_lines_is_joined() {
     assert_eq!(trace_state(&headers(&[("tracestate", "a=1")])), "a=1");
     assert_eq!(trace_state(&HeaderMap::new()), "");
 }
+
+#[test]
+fn a_b3_single_decision_wins_over_the_multi_headers_decision() {
+    let multi = |sampled: &str| -> HeaderMap {
+        let mut map = headers(&[("x-b3-traceid", TRACE), ("x-b3-spanid", SPAN)]);
+        if !sampled.is_empty() {
+            map.insert("x-b3-sampled", sampled.parse().expect("header value"));
+        }
+        map
+    };
+    for (single, multi_sampled, sampled, debug) in [("0", "1", false, false), ("1", "0", true, false), ("d", "", true, true)] {
+        let mut map = multi(multi_sampled);
+        map.insert("b3", single.parse().expect("header value"));
+        let extracted = extract(&map);
+        let parent = extracted.parent.expect("the multi headers' context");
+        assert_eq!(hex(&parent.trace_id), TRACE, "b3: {single}");
+        assert_eq!(parent.sampled, Some(sampled), "b3: {single}");
+        let span = start_span(&extracted, if sampled { 0.0 } else { 100.0 });
+        assert_eq!(span.sampled, sampled, "b3: {single}");
+        inject(&mut map, &extracted, &span);
+        let state = if debug { "d" } else if sampled { "1" } else { "0" };
+        assert_eq!(map["b3"], format!("{TRACE}-{}-{state}-{SPAN}", hex(&span.span_id)).as_str());
+        if debug {
+            assert_eq!(map["x-b3-flags"], "1", "b3: {single}");
+            assert!(!map.contains_key("x-b3-sampled"), "b3: {single}");
+        } else {
+            assert_eq!(map["x-b3-sampled"], state, "b3: {single}");
+        }
+    }
+}
+
+#[test]
+fn multi_headers_without_a_context_follow_the_traceparent() {
+    // A decision alone, or an id alone, beside a traceparent that says otherwise.
+    let cases: [(&[(&'static str, &str)], bool); 3] = [
+        (&[("x-b3-sampled", "0")], true),
+        (&[("x-b3-flags", "1")], false),
+        (&[("x-b3-traceid", "1111111111111111"), ("x-b3-sampled", "1")], false),
+    ];
+    for (multi, sampled) in cases {
+        let flags = if sampled { "01" } else { "00" };
+        let mut map = headers(multi);
+        map.insert("traceparent", format!("00-{TRACE}-{SPAN}-{flags}").parse().expect("header value"));
+        let extracted = extract(&map);
+        let span = start_span(&extracted, 50.0);
+        assert_eq!(span.sampled, sampled, "{multi:?}");
+        inject(&mut map, &extracted, &span);
+        assert_eq!(map["x-b3-traceid"], TRACE, "{multi:?}");
+        assert_eq!(map["x-b3-spanid"], hex(&span.span_id).as_str(), "{multi:?}");
+        assert_eq!(map["x-b3-parentspanid"], SPAN, "{multi:?}");
+        assert_eq!(map["x-b3-sampled"], if sampled { "1" } else { "0" }, "{multi:?}");
+        assert!(!map.contains_key("x-b3-flags"), "{multi:?}: {map:?}");
+    }
+}

@@ -88,6 +88,9 @@ async fn records_carry_istio_labels_from_both_reporters() {
     assert_eq!(attribute(server, "url.full"), None, "server spans carry url.path and url.query");
     assert_eq!(attribute(client, "error.type"), None);
     assert_eq!(client.name, "GET reviews");
+    // Envoy's cluster names: the service's (and subset's) outbound, the app's inbound.
+    assert!(attribute(client, "upstream_cluster").is_some_and(|c| c.starts_with("reviews.default.svc.cluster.local")), "{client:?}");
+    assert_eq!(attribute(server, "upstream_cluster"), Some(format!("inbound|{}||", mesh.upstream.addr.port())));
     // The app sees the server span as its parent.
     let app_traceparent = mesh.upstream.seen.lock().headers["traceparent"].to_str().expect("ascii").to_owned();
     assert_eq!(app_traceparent, format!("00-{}-{}-03", hex(&server.trace_id), hex(&server.span_id)));
@@ -329,4 +332,24 @@ async fn failed_calls_and_unknown_methods_are_spanned_as_the_conventions_say() {
     // No body, no request size; the 503 the proxy answered itself has its own.
     assert_eq!(attribute(failed, "http.request.body.size"), None);
     assert!(attribute(failed, "http.response.body.size").is_some_and(|n| n != "0"), "{failed:?}");
+}
+
+/// A request refused as received (two `Host` headers: 400 `DPE`) is spanned when its
+/// caller's trace is sampled, with its `x-request-id` as Envoy's `guid:x-request-id`.
+#[tokio::test]
+async fn a_request_refused_as_received_keeps_its_request_id_on_its_span() {
+    use crate::routing_support::raw_exchange;
+    let mesh = start_mesh(0.0).await;
+    let request = format!(
+        "GET /dpe HTTP/1.1\r\nHost: reviews\r\nHost: other\r\ntraceparent: 00-{TRACE}-{PARENT}-01\r\n\
+         x-request-id: my-request-1\r\nConnection: close\r\n\r\n"
+    );
+    let outcome = raw_exchange(mesh.productpage.addresses.outbound, request.as_bytes(), std::time::Duration::from_secs(2)).await;
+    assert!(outcome.status_line.starts_with("HTTP/1.1 400 "), "{outcome:?}");
+    let spans = mesh.collector.wait_spans(1).await;
+    assert_eq!(hex(&spans[0].trace_id), TRACE);
+    assert_eq!(attribute(&spans[0], "response_flags").as_deref(), Some("DPE"));
+    assert_eq!(attribute(&spans[0], "guid:x-request-id").as_deref(), Some("my-request-1"));
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
 }
