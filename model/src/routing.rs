@@ -60,6 +60,21 @@ pub struct RuleSet {
     dr_exact: HashMap<String, usize>,
     #[serde(skip)]
     dr_wildcard: Vec<(String, usize)>,
+    /// The namespace of the proxy this set is the view of ([`RuleSet::visible_from`]);
+    /// `None` for the rules as loaded.
+    #[serde(skip)]
+    caller_namespace: Option<String>,
+}
+
+/// Istio's root namespace: its destination rules apply to callers in every namespace,
+/// after the caller's own namespace's and the service's.
+pub const ROOT_NAMESPACE: &str = "istio-system";
+
+/// The namespace of a service FQDN (`reviews.default.svc.cluster.local` → `default`; a
+/// wildcard's, `*.default.svc.cluster.local`, too).
+pub fn fqdn_namespace(fqdn: &str) -> Option<&str> {
+    let rest = fqdn.strip_suffix(CLUSTER_DOMAIN)?.strip_suffix('.')?;
+    rest.rsplit_once('.').map(|(_, namespace)| namespace)
 }
 
 impl RuleSet {
@@ -109,9 +124,44 @@ impl RuleSet {
     }
 
     /// The destination rule for the service `fqdn`, merged with the later rules of its
-    /// host, namespace and `exportTo`.
+    /// host, namespace and `exportTo`, as the caller this set is the view of applies it
+    /// ([`RuleSet::destination_rule_for`]; for the rules as loaded, as a caller in none
+    /// of the rules' namespaces does, then the first rule read for the host).
     pub fn destination_rule(&self, fqdn: &str) -> Option<&Arc<DestinationRule>> {
-        lookup(&self.dr_exact, &self.dr_wildcard, fqdn).and_then(|i| self.dr_merged.get(i))
+        match &self.caller_namespace {
+            Some(caller) => self.destination_rule_for(fqdn, Some(caller)),
+            None => self
+                .destination_rule_for(fqdn, None)
+                .or_else(|| lookup(&self.dr_exact, &self.dr_wildcard, fqdn).and_then(|i| self.dr_merged.get(i))),
+        }
+    }
+
+    /// The destination rule a proxy in namespace `caller` applies to the service `fqdn`,
+    /// looked up as Istio does: the rules of the caller's namespace, then those of the
+    /// service's namespace, then those of [`ROOT_NAMESPACE`]; in the first of those
+    /// with a rule for the host, an exact host before wildcards (the longest first),
+    /// then the first read. A rule in another namespace applies only to callers there.
+    pub fn destination_rule_for(&self, fqdn: &str, caller: Option<&str>) -> Option<&Arc<DestinationRule>> {
+        let rank = |namespace: &str| namespace_rank(namespace, fqdn, caller);
+        self.dr_merged
+            .iter()
+            .enumerate()
+            .filter_map(|(index, rule)| {
+                let specificity = if rule.host == fqdn {
+                    usize::MAX
+                } else {
+                    rule.host.strip_prefix('*').filter(|suffix| fqdn.ends_with(suffix))?.len()
+                };
+                Some(((rank(&rule.namespace)?, std::cmp::Reverse(specificity), index), rule))
+            })
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, rule)| rule)
+    }
+
+    /// Whether a rule of `namespace` is one the caller this set is the view of may apply
+    /// to `fqdn` (always, for the rules as loaded).
+    pub fn may_apply(&self, namespace: &str, fqdn: &str) -> bool {
+        self.caller_namespace.as_deref().is_none_or(|caller| namespace_rank(namespace, fqdn, Some(caller)).is_some())
     }
 
     /// The merged destination rule `rule` (one object as loaded) is part of.
@@ -130,6 +180,21 @@ impl RuleSet {
             (Some(rule), None) => Some(rule.traffic_policy.clone()),
             (Some(rule), Some(name)) => rule.subset(name).map(|s| s.traffic_policy.clone()),
         }
+    }
+}
+
+/// Where the rules of `namespace` come in Istio's order for a caller in `caller` and
+/// the service `fqdn`: the caller's namespace, the service's, the root namespace; `None`
+/// for any other.
+fn namespace_rank(namespace: &str, fqdn: &str, caller: Option<&str>) -> Option<u8> {
+    if Some(namespace) == caller {
+        Some(0)
+    } else if Some(namespace) == fqdn_namespace(fqdn) {
+        Some(1)
+    } else if namespace == ROOT_NAMESPACE {
+        Some(2)
+    } else {
+        None
     }
 }
 

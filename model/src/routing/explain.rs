@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::load::GRPC_CODES;
 use super::{
     AbortStatus, DestinationRule, ExportTo, HeaderOperations, HeaderOps, HttpRoute, MergedRule, Mirror, RequestMatch, RetryOn,
-    RetryPolicy, Subset,
+    RetryPolicy, Subset, ROOT_NAMESPACE,
     RouteDestination, RuleSet, TrafficPolicy, VirtualService,
 };
 
@@ -44,6 +44,11 @@ impl RuleSet {
             }
         }
         for rule in &self.destination_rules {
+            // A wildcard rule of another namespace, for its services only, is not this
+            // caller's to warn of.
+            if !self.may_apply(&rule.namespace, &rule.host) {
+                continue;
+            }
             let Some(winner) = self.destination_rule(&rule.host) else {
                 continue;
             };
@@ -54,8 +59,9 @@ impl RuleSet {
             }
             if !winner.includes(rule) {
                 out.push(format!(
-                    "DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{} ({}) is read first, and \
-                     rules of one host are merged only within one namespace and exportTo",
+                    "DestinationRule {}/{} ({}) is not applied to {}: DestinationRule {}/{} ({}) comes first (the \
+                     caller's namespace, then the service's, then {ROOT_NAMESPACE}, then the first read), and rules of \
+                     one host are merged only within one namespace and exportTo",
                     rule.namespace, rule.name, rule.source, rule.host, winner.namespace, winner.name, winner.source
                 ));
             }
@@ -155,7 +161,7 @@ impl RuleSet {
                 self.audience(|rules| rules.destination_rule(&rule.host).is_some_and(|w| w.includes(rule)));
             let _ = writeln!(
                 out,
-                "  note: DestinationRule {}/{} ({}) is read first for {}{}; {audience}",
+                "  note: DestinationRule {}/{} ({}) comes first for {}{}; {audience}",
                 winner.namespace,
                 winner.name,
                 winner.source,

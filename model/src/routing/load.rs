@@ -260,6 +260,8 @@ struct SubsetRef {
     field: String,
     host: String,
     subset: String,
+    /// The namespace of the rule that names it.
+    namespace: String,
 }
 
 #[derive(Default)]
@@ -425,7 +427,7 @@ impl Loader {
     fn finish(mut self, sources: Vec<String>) -> Result<RuleSet, LoadError> {
         let rules = RuleSet::new(self.virtual_services, self.destination_rules, sources);
         for reference in &self.subset_refs {
-            if let Some(message) = undefined_subset(&rules, &reference.host, &reference.subset) {
+            if let Some(message) = undefined_subset(&rules, reference) {
                 self.problems.push(RuleProblem {
                     source: reference.source.clone(),
                     object: reference.object.clone(),
@@ -449,8 +451,14 @@ impl Loader {
     }
 }
 
-/// Why `subset` of `host` cannot be routed to, if it cannot.
-fn undefined_subset(rules: &RuleSet, host: &str, subset: &str) -> Option<String> {
+/// Why the subset `reference` names cannot be routed to, if it cannot: neither as
+/// callers in the referring rule's namespace apply the destination rules, nor as
+/// callers elsewhere do.
+fn undefined_subset(rules: &RuleSet, reference: &SubsetRef) -> Option<String> {
+    let (host, subset) = (reference.host.as_str(), reference.subset.as_str());
+    if rules.destination_rule_for(host, Some(&reference.namespace)).is_some_and(|rule| rule.subset(subset).is_some()) {
+        return None;
+    }
     let Some(rule) = rules.destination_rule(host) else {
         return Some(format!("subset {subset} of {host} is not defined by any DestinationRule"));
     };
@@ -594,16 +602,45 @@ fn check_export_to(cx: &mut Cx<'_>, value: &Value, path: &str) -> ExportTo {
 impl RuleSet {
     /// The rules a proxy in `namespace` applies, when `exportTo: ["."]` hides some of
     /// them from it; `None` when every rule is visible (the usual case: no copy).
+    ///
+    /// As Istio picks them for a sidecar: the virtual services exported only to this
+    /// namespace come first (then the rest, in load order), so that a namespace's own
+    /// override wins over a rule for everyone; a destination rule applies to callers in
+    /// its own namespace, to callers of services in its namespace, and from
+    /// [`super::ROOT_NAMESPACE`] to all ([`RuleSet::destination_rule_for`]).
     pub fn visible_from(&self, namespace: &str) -> Option<RuleSet> {
-        let hidden = self.virtual_services.iter().any(|vs| !vs.export_to.visible_from(&vs.namespace, namespace))
-            || self.destination_rules.iter().any(|dr| !dr.export_to.visible_from(&dr.namespace, namespace));
-        if !hidden {
+        let own_private = |vs: &VirtualService| vs.export_to == ExportTo::OwnNamespace && vs.namespace == namespace;
+        // No copy when every rule is of this namespace, its private ones already first.
+        let same_view = self.virtual_services.iter().all(|vs| vs.namespace == namespace)
+            && !self.virtual_services.iter().skip_while(|vs| own_private(vs)).any(|vs| own_private(vs))
+            && self.destination_rules.iter().all(|dr| dr.namespace == namespace);
+        if same_view {
             return None;
         }
-        let virtual_services =
-            self.virtual_services.iter().filter(|vs| vs.export_to.visible_from(&vs.namespace, namespace)).cloned().collect();
-        let destination_rules =
-            self.destination_rules.iter().filter(|dr| dr.export_to.visible_from(&dr.namespace, namespace)).cloned().collect();
-        Some(RuleSet::new(virtual_services, destination_rules, self.sources.clone()))
+        let visible = |vs: &&Arc<VirtualService>| vs.export_to.visible_from(&vs.namespace, namespace);
+        let virtual_services = self
+            .virtual_services
+            .iter()
+            .filter(|vs| own_private(vs))
+            .chain(self.virtual_services.iter().filter(|vs| !own_private(vs)).filter(visible))
+            .cloned()
+            .collect();
+        // A rule that can apply to this namespace's callers: one of its own, one of the
+        // root namespace, or one whose host can be a service of the rule's namespace.
+        let applicable = |dr: &DestinationRule| {
+            dr.namespace == namespace
+                || dr.namespace == super::ROOT_NAMESPACE
+                || dr.host.starts_with('*')
+                || super::fqdn_namespace(&dr.host) == Some(dr.namespace.as_str())
+        };
+        let destination_rules = self
+            .destination_rules
+            .iter()
+            .filter(|dr| dr.export_to.visible_from(&dr.namespace, namespace) && applicable(dr))
+            .cloned()
+            .collect();
+        let mut view = RuleSet::new(virtual_services, destination_rules, self.sources.clone());
+        view.caller_namespace = Some(namespace.to_owned());
+        Some(view)
     }
 }

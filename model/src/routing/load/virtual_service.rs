@@ -390,6 +390,7 @@ fn compile_destination(
             field: field.clone(),
             host: host.clone(),
             subset: subset.clone(),
+            namespace: namespace.to_owned(),
         });
     }
     Some(Destination { host, subset: subset.map(|(s, _)| s), port })

@@ -213,3 +213,67 @@ fn a_rule_behind_several_says_exactly_who_reads_it() {
     assert!(text.contains("this rule applies to callers in every namespace but bar, foo\n"), "{text}");
     assert!(text.contains("this rule applies to callers in namespace bar only\n"), "{text}");
 }
+
+/// A rule in `namespace` (`kind`, `name`) with `spec`.
+fn in_namespace(kind: &str, name: &str, namespace: &str, spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{spec}")
+}
+
+/// The labels of `subset` in the destination rule a caller in `caller` applies to `host`.
+fn subset_labels(rules: &RuleSet, caller: &str, host: &str, subset: &str) -> Option<String> {
+    let view = rules.visible_from(caller);
+    let rule = view.as_ref().unwrap_or(rules).destination_rule(host)?;
+    Some(format!("{}/{}: {:?}", rule.namespace, rule.name, rule.subset(subset)?.labels))
+}
+
+/// Istio's order for a sidecar: the destination rules of the caller's namespace, then
+/// of the service's, then of the root namespace; a rule elsewhere only for callers there.
+#[test]
+fn destination_rules_apply_by_the_callers_namespace_then_the_services_then_the_root() {
+    let subsets = |first: &str| format!("  subsets:\n  - name: v1\n    labels: {{version: {first}}}\n");
+    let prod = in_namespace("DestinationRule", "reviews-for-prod", "prod", &format!("  host: {REVIEWS_HOST}\n{}", subsets("v3")));
+    let own = dr("reviews", &format!("  host: reviews\n{}", subsets("v1")));
+    let root = in_namespace("DestinationRule", "everything", "istio-system", &format!("  host: \"*.cluster.local\"\n{}", subsets("root")));
+    let shop_wide = in_namespace("DestinationRule", "shop-wide", "shop", &format!("  host: \"*.svc.cluster.local\"\n{}", subsets("shop")));
+    // Read in this order: prod's first, then the service's own, the root's, shop's.
+    let rules = load(&[("rules/a-prod.yaml", &prod), ("rules/dr.yaml", &own), ("rules/root.yaml", &root), ("rules/shop.yaml", &shop_wide)]);
+    let labels = |caller: &str, host: &str| subset_labels(&rules, caller, host, "v1");
+    assert_eq!(labels("default", REVIEWS_HOST).as_deref(), Some(r#"default/reviews: {"version": "v1"}"#));
+    assert_eq!(labels("prod", REVIEWS_HOST).as_deref(), Some(r#"prod/reviews-for-prod: {"version": "v3"}"#));
+    // Another namespace without a rule of its own: the service's namespace's.
+    assert_eq!(labels("bar", REVIEWS_HOST).as_deref(), Some(r#"default/reviews: {"version": "v1"}"#));
+    // The caller's namespace first, even a wildcard over an exact host elsewhere.
+    assert_eq!(labels("shop", REVIEWS_HOST).as_deref(), Some(r#"shop/shop-wide: {"version": "shop"}"#));
+    // A service without a rule in its namespace: the root namespace's.
+    assert_eq!(labels("bar", RATINGS_HOST).as_deref(), Some(r#"istio-system/everything: {"version": "root"}"#));
+    // Each proxy warns only of what its own namespace does not apply.
+    let shadowed = |caller: &str| rules.visible_from(caller).map(|view| view.shadowed()).unwrap_or_default();
+    assert!(shadowed("default").is_empty(), "{:?}", shadowed("default"));
+    let text = rules.explain();
+    assert!(
+        text.contains("note: DestinationRule default/reviews (rules/dr.yaml#1) comes first for reviews.default.svc.cluster.local; \
+                       this rule applies to callers in namespace prod only\n"),
+        "{text}"
+    );
+    assert!(!text.contains("applies to no caller"), "{text}");
+}
+
+/// A virtual service exported only to its own namespace is that namespace's override:
+/// it wins there over one for everyone read before it.
+#[test]
+fn a_namespaces_own_virtual_service_wins_there_over_one_for_everyone() {
+    let everyone = vs("ratings", "  hosts: [ratings]\n  http:\n  - route:\n    - destination: {host: ratings}\n");
+    let local = in_namespace(
+        "VirtualService",
+        "ratings-local",
+        "default",
+        "  hosts: [ratings]\n  exportTo: [\".\"]\n  http:\n  - route:\n    - destination: {host: reviews}\n",
+    );
+    let rules = load(&[("rules/ratings.yaml", &everyone), ("rules/zz-local.yaml", &local)]);
+    let winner = |caller: &str| {
+        let view = rules.visible_from(caller);
+        view.as_ref().unwrap_or(&rules).virtual_service(RATINGS_HOST).map(|vs| vs.name.clone())
+    };
+    assert_eq!(winner("default").as_deref(), Some("ratings-local"));
+    assert_eq!(winner("shop").as_deref(), Some("ratings"));
+}
