@@ -48,6 +48,8 @@ use std::ops::Range;
 
 use crate::Result;
 use crate::config::BlockOrder;
+
+pub(crate) mod checksum;
 use crate::schema::{ENTRY_COLUMNS, col, span_schema, stored_schema};
 use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 
@@ -471,6 +473,8 @@ impl MergeColumns {
             let read_keys = || -> Result<_> {
                 let file = File::open(path)?;
                 let metadata = ArrowReaderMetadata::load(&file, options.clone())?;
+                // Damage that still decodes would be merged as data: the checksum first.
+                checksum::verify_file(path, metadata.metadata())?;
                 let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
                     file.try_clone()?,
                     metadata.clone(),
@@ -711,7 +715,7 @@ fn write_columns_once(
     let total = rows.trace_keys.len();
     let file_name = block_file_name(id);
     let tmp = blocks_dir.join(format!("{file_name}.tmp"));
-    let file = File::create(&tmp)?;
+    let file = checksum::Summing::new(File::create(&tmp)?);
     let mut props = writer_properties(total, row_group_rows, zstd_level);
     // The rows are written as plain strings; the schema readers see by default is the
     // stored one, with the attribute lists as dictionary keys (see `stored_schema`).
@@ -745,7 +749,11 @@ fn write_columns_once(
         }
         row_group.close()?;
     }
-    let file = writer.into_inner()?;
+    // Everything before the footer has reached the file: its checksum goes in the footer.
+    writer.flush()?;
+    let checksum = writer.inner().key_value();
+    writer.append_key_value_metadata(checksum);
+    let file = writer.into_inner()?.into_inner();
     file.sync_all()?;
     let bytes = file.metadata()?.len();
     drop(file);

@@ -280,7 +280,7 @@ async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
 }
 
 /// Reads every page of the block at `path`. `Ok(Some(cause))` when its bytes do not
-/// decode or the file is gone; `Err` for what the operator fixes, not the block
+/// decode, do not match the checksum in its footer, or the file is gone; `Err` for what the operator fixes, not the block
 /// (permissions, too many open files): the file is read into memory first, so every
 /// error after that is the bytes'.
 pub(crate) fn verify_pages(path: &Path) -> std::io::Result<Option<Error>> {
@@ -290,8 +290,10 @@ pub(crate) fn verify_pages(path: &Path) -> std::io::Result<Option<Error>> {
         Err(e) => return Err(e),
     };
     let decode = || -> Result<()> {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
-            .build()?;
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+        crate::block::checksum::verify_bytes(&bytes, builder.metadata())?;
+        let reader = builder.build()?;
         for batch in reader {
             batch?;
         }

@@ -127,9 +127,18 @@ async fn blocks_hand_out_attribute_entries_as_dictionary_keys_and_older_blocks_s
         std::fs::File::open(&block).unwrap(),
     )
     .unwrap();
+    // The same fields; the footer's metadata (the data checksum) comes along.
     assert_eq!(
-        builder.schema().as_ref(),
-        crate::schema::stored_schema().as_ref()
+        builder.schema().fields(),
+        crate::schema::stored_schema().fields()
+    );
+    assert!(
+        builder
+            .schema()
+            .metadata()
+            .contains_key("meshtel.data_crc32"),
+        "{:?}",
+        builder.schema().metadata()
     );
     assert_ne!(crate::schema::stored_schema(), span_schema());
     let id = TraceId([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4]);

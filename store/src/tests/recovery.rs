@@ -322,6 +322,51 @@ async fn compaction_sets_aside_a_block_it_cannot_read_and_goes_on() {
     store.shutdown().await.unwrap();
 }
 
+/// Flips a byte of the trace id column's bloom filter, which a merge does not read:
+/// damage that decodes, as damaged ids or plain values can.
+fn damage_unread_bytes(path: &Path) {
+    use parquet::file::reader::FileReader;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap();
+    let offset = reader
+        .metadata()
+        .row_group(0)
+        .column(0)
+        .bloom_filter_offset()
+        .expect("a bloom filter on trace_id");
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize + 40] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A block whose bytes no longer match the checksum its writer left in its footer is
+/// set aside by the merge that would read it, even when it still decodes: merged, its
+/// damage would be written into the new block and the damaged one deleted.
+#[tokio::test]
+async fn compaction_sets_aside_a_block_whose_bytes_do_not_match_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 1..=5 {
+        flush_trace(&store, seed, "compacted").await;
+    }
+    let bad = block_paths(&store)[0].clone();
+    damage_unread_bytes(&bad);
+    // It still reads.
+    assert!(store.get_trace(trace_id(1)).await.unwrap().is_some());
+    store.compact_now().await.unwrap();
+    let stats = store.stats();
+    assert_eq!(
+        (stats.compactions, stats.blocks, stats.blocks_unreadable),
+        (1, 1, 1)
+    );
+    assert_eq!(ids(&store, &query("compacted")).await.len(), 4);
+    let corrupt = dir.path().join("blocks").join(CORRUPT_DIR);
+    assert!(corrupt.join(bad.file_name().unwrap()).exists());
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn startup_errors_name_the_path() {
     let dir = tempfile::tempdir().unwrap();
