@@ -315,6 +315,12 @@ impl Config {
     /// is created or written (the admin token, the data directory); the store gets the
     /// top-level data directory.
     pub fn finish(mut self) -> anyhow::Result<Config> {
+        if self.data_dir.as_os_str().is_empty() {
+            anyhow::bail!(
+                "invalid configuration: data_dir is empty; name the directory for the WAL, \
+                 blocks and index (the default is ./meshtel-data)"
+            );
+        }
         self.store.data_dir = self.data_dir.clone();
         self.listen.validate()?;
         self.store.validate()?;
@@ -351,6 +357,13 @@ mod tests {
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(config, back);
         back.finish().unwrap();
+    }
+
+    #[test]
+    fn an_empty_data_dir_is_refused_by_name() {
+        let config: Config = toml::from_str("data_dir = \"\"\n").unwrap();
+        let error = format!("{:#}", config.finish().unwrap_err());
+        assert!(error.contains("data_dir is empty"), "{error}");
     }
 
     #[test]

@@ -172,8 +172,8 @@ async fn decode_and_export(
             placed.refused.len() - MAX_REASONS_QUOTED
         ));
     }
-    let mut rejected = placed.refused.len();
-    ingest.spans_rejected(rejected);
+    let unconverted = placed.refused.len();
+    let mut rejected = unconverted;
     if rejected < received {
         let response = ingest.export(placed.resource_spans).await?;
         if let Some(partial) = response.partial_success.filter(|p| p.rejected_spans > 0) {
@@ -187,10 +187,13 @@ async fn decode_and_export(
     }
     let problems = problems.join("; ");
     if rejected >= received {
+        // Refused as a whole: counted as a refused request, not as spans rejected
+        // from an accepted one.
         return Err(Error::InvalidZipkinSpan(format!(
             "no span stored: {problems}"
         )));
     }
+    ingest.spans_rejected(unconverted);
     Ok(Some(format!(
         "{rejected} of {received} spans refused: {problems}"
     )))

@@ -398,37 +398,65 @@ fn count_block_files(blocks_dir: &Path) -> Result<usize> {
     Ok(count)
 }
 
-/// Whether SQLite found the index damaged: not a database (code 26) or a malformed
-/// one (code 11, a truncated or overwritten file).
-fn is_damaged(error: &Error) -> bool {
+/// SQLite's result code of `error` (extended codes as SQLite gives them), also when it
+/// came while running the migrations.
+fn sqlite_code(error: &Error) -> Option<i64> {
     let sql = match error {
         Error::Database { source, .. } => &**source,
         other => other,
     };
-    matches!(
-        sql,
-        Error::Sql(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("11" | "26"))
-    )
+    let database = match sql {
+        Error::Sql(sqlx::Error::Database(e)) => e,
+        Error::Migrate(
+            sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(e))
+            | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(e), _),
+        ) => e,
+        _ => return None,
+    };
+    database.code()?.parse().ok()
 }
 
-/// `error`, with what to do when it says the index at `path` is damaged.
+/// Whether SQLite found the index damaged: not a database (code 26) or a malformed
+/// one (code 11, a truncated or overwritten file).
+fn is_damaged(error: &Error) -> bool {
+    matches!(sqlite_code(error), Some(11 | 26))
+}
+
+/// Whether SQLite could not write for want of space: `SQLITE_FULL` (13), or an I/O
+/// error (10 and its extended codes, such as sizing the shared-memory file) on a file
+/// system with under a MiB free.
+fn is_out_of_space(error: &Error, path: &Path) -> Option<u64> {
+    let code = sqlite_code(error)?;
+    let free = usage(path.parent().unwrap_or(path)).ok()?.free;
+    (code == 13 || (code & 0xff == 10 && free < 1 << 20)).then_some(free)
+}
+
+/// `error`, with what to do when it says the index at `path` is damaged, or that the
+/// disk holding it is full.
 fn explain_damage(path: PathBuf, error: Error) -> Error {
-    if !is_damaged(&error) {
+    let advice = if is_damaged(&error) {
+        let blocks = path.with_file_name("blocks");
+        format!(
+            "it is damaged; with meshtel stopped, restore meshtel.db from a backup \
+             (removing meshtel.db-wal and meshtel.db-shm beside it), or move it and {} away \
+             to start with an empty store",
+            blocks.display()
+        )
+    } else if let Some(free) = is_out_of_space(&error, &path) {
+        format!(
+            "the file system holding it is full ({free} bytes free): SQLite cannot grow its \
+             files; free some space there and start again"
+        )
+    } else {
         return error;
-    }
+    };
     let source = match error {
         Error::Database { source, .. } => *source,
         other => other,
     };
-    let blocks = path.with_file_name("blocks");
     Error::DataDir {
         what: "database",
-        source: io::Error::other(format!(
-            "{source}: it is damaged; with meshtel stopped, restore meshtel.db from a \
-             backup (removing meshtel.db-wal and meshtel.db-shm beside it), or move it and \
-             {} away to start with an empty store",
-            blocks.display()
-        )),
+        source: io::Error::other(format!("{source}: {advice}")),
         path,
     }
 }
@@ -462,8 +490,9 @@ pub(crate) async fn check_index_writable(catalog: &Catalog, data_dir: &Path) -> 
     };
     attempt.await.map_err(|e| {
         let e = Error::from(e);
-        if is_damaged(&e) {
-            return explain_damage(data_dir.join(DATABASE_FILE), e);
+        let path = data_dir.join(DATABASE_FILE);
+        if is_damaged(&e) || is_out_of_space(&e, &path).is_some() {
+            return explain_damage(path, e);
         }
         Error::DataDir {
             what: "database",

@@ -170,6 +170,8 @@ pub(crate) fn run_writer(
     let mut flush_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut shutting_down = false;
     let mut append_failures = AppendFailures::default();
+    // Rotation fails at every seal while the WAL directory cannot take a new segment.
+    let mut rotation_failures = LogWindow::default();
     loop {
         append_failures.tick(Instant::now());
         match rx.recv_timeout(tick) {
@@ -306,9 +308,17 @@ pub(crate) fn run_writer(
                         });
                     }
                     Err(e) => {
-                        // Retried at the next seal; counted with the flushes that fail.
+                        // Retried at the next seal; counted with the flushes that fail,
+                        // and logged at most once per LOG_INTERVAL.
                         inner.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
-                        error!(error = %e, "wal rotation failed; head stays in memory");
+                        if let Some(failures) = rotation_failures.note(Instant::now()) {
+                            error!(
+                                error = %e,
+                                failures,
+                                "wal rotation failed; head stays in memory (one line per 10 s at \
+                                 most: the failures since the last line)"
+                            );
+                        }
                     }
                 }
             }

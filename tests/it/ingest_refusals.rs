@@ -182,6 +182,14 @@ async fn refused_requests_and_rejected_spans_are_counted_and_logged_sparingly() 
         })
         .unwrap_or_else(|| panic!("no rejected spans series in\n{text}"));
     assert_eq!(rejected.value, 1.0);
+    // Spans of a request refused as a whole are not also spans rejected.
+    let zipkin_rejected = parse_prometheus_text(&text)
+        .into_iter()
+        .find(|s| {
+            s.name == "meshtel_ingest_spans_rejected_total" && s.has(&[("protocol", "zipkin")])
+        })
+        .unwrap_or_else(|| panic!("no zipkin rejected spans series in\n{text}"));
+    assert_eq!(zipkin_rejected.value, 0.0);
     let limited = |limit: &str| {
         parse_prometheus_text(&text)
             .into_iter()

@@ -190,9 +190,23 @@ async fn a_garbled_or_truncated_index_says_what_to_do() {
         file.set_len(len / 2).unwrap();
     })
     .await;
+    // Pages overwritten past the header: found damaged while the migrations run.
+    let overwritten = opening_a_damaged_index(|db| {
+        let mut bytes = std::fs::read(db).unwrap();
+        let mut state = 0x2545_f491_u32;
+        for byte in &mut bytes[4096..8192] {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            *byte = state as u8;
+        }
+        std::fs::write(db, bytes).unwrap();
+    })
+    .await;
     for (messages, cause) in [
         (garbled, "file is not a database"),
         (truncated, "malformed"),
+        (overwritten, "malformed"),
     ] {
         for message in messages {
             for needle in ["meshtel.db", cause, "restore meshtel.db from a backup"] {
