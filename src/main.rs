@@ -11,6 +11,7 @@ mod host_check;
 mod http_server;
 mod metrics;
 mod quota_cli;
+mod readiness;
 mod rules_cli;
 mod server;
 mod signal;

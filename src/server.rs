@@ -269,6 +269,13 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         // grpc.health.v1 for load balancers and Kubernetes gRPC probes: the server ("")
         // is SERVING while this listener runs.
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // While the store refuses every write, the server and its trace service answer
+        // NOT_SERVING, as /readyz answers 503.
+        tokio::spawn(crate::readiness::report_grpc_readiness(
+            health_reporter.clone(),
+            sink.clone(),
+            stop_rx.clone(),
+        ));
         let stop = stop_signal(stop_rx.clone());
         let first_byte_timeout = config.http.header_read_timeout;
         let call_timeout = config.http.body_read_timeout;
@@ -757,3 +764,4 @@ mod tests {
         assert!(!disk_full(&missing.unwrap_err()));
     }
 }
+

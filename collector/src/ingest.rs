@@ -31,6 +31,11 @@ pub struct Ingest {
 }
 
 impl Ingest {
+    /// Why every write would be refused now, if it would ([`SpanSink::refuses_writes`]).
+    pub fn refuses_writes(&self) -> Option<String> {
+        self.sink.refuses_writes()
+    }
+
     /// An ingest step of `protocol` writing to `sink` under `limits`, counting what it
     /// refuses in `metrics` when given.
     pub fn new(

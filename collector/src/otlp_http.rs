@@ -69,7 +69,7 @@ fn router(ingest: Ingest) -> Router {
             post(export_traces).fallback(method_not_allowed),
         )
         .route("/healthz", get(ok))
-        .route("/readyz", get(ok))
+        .route("/readyz", get(ready))
         .fallback(
             |method: Method, uri: Uri| async move { no_route(&method, &uri, OTLP_HTTP_SERVES) },
         )
@@ -240,6 +240,20 @@ pub(crate) async fn method_not_allowed() -> Response {
         "405 method not allowed, supported: [POST]",
     )
         .into_response()
+}
+
+/// Ready while the store accepts writes: 503 with the reason while it refuses all of
+/// them (a full disk, an unwritable WAL), so that a load balancer sends spans to
+/// another collector meanwhile.
+async fn ready(State(ingest): State<Ingest>) -> Response {
+    match ingest.refuses_writes() {
+        None => "ok".into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "not ready", "reason": reason })),
+        )
+            .into_response(),
+    }
 }
 
 async fn ok() -> &'static str {

@@ -79,6 +79,12 @@ pub struct ExportSummary {
 /// the write-ahead log: after `Ok`, a process crash loses nothing.
 #[async_trait::async_trait]
 pub trait SpanSink: Send + Sync + 'static {
+    /// Why every write would be refused now, if it would (a full disk, an unwritable
+    /// log): what a readiness probe reports. Passing by default.
+    fn refuses_writes(&self) -> Option<String> {
+        None
+    }
+
     /// Durably appends the spans. Every span must carry a 16-byte trace id and an
     /// 8-byte span id (ingest validates this before the call).
     async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError>;

@@ -206,6 +206,11 @@ impl DiskReserve {
     }
 
     /// Why writes are refused while the free space is `free`.
+    /// Whether writes are refused now: the free space was found below the reserve.
+    pub(crate) fn is_below(&self) -> bool {
+        self.below.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn refusal(&self, free: u64) -> String {
         format!(
             "data directory {} has {} free, below store.min_free_disk ({}): new spans \

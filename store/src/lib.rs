@@ -148,6 +148,9 @@ pub(crate) struct Inner {
     stopping: Arc<AtomicBool>,
     /// Wakes compaction when shutdown begins.
     stop_compaction: tokio::sync::Notify,
+    /// Why the last WAL append failed, while no append has succeeded since: every
+    /// write is refused until one does ([`TraceStore::refuses_writes`]).
+    wal_failing: Mutex<Option<String>>,
 }
 
 impl Inner {
@@ -332,6 +335,7 @@ impl TraceStore {
             read_only: false,
             stopping: Arc::default(),
             stop_compaction: tokio::sync::Notify::new(),
+            wal_failing: Mutex::new(None),
             unreadable: Mutex::default(),
         });
         inner.register_operations(head.operations);
@@ -425,6 +429,7 @@ impl TraceStore {
             unreadable: Mutex::default(),
             stopping: Arc::default(),
             stop_compaction: tokio::sync::Notify::new(),
+            wal_failing: Mutex::new(None),
         });
         let warned = Arc::default();
         let mut loaded = LoadedCatalog::default();
@@ -708,8 +713,31 @@ impl TraceStore {
     }
 }
 
+impl TraceStore {
+    /// Why every write is refused now, if it is: the data directory's disk is below
+    /// `store.min_free_disk`, or the WAL cannot be written. What readiness probes
+    /// report; a full head (overload) passes, as it clears within a flush.
+    pub fn refuses_writes(&self) -> Option<String> {
+        if self.inner.disk.is_below() {
+            return Some(format!(
+                "the data directory's disk is below store.min_free_disk ({}): new spans are refused",
+                self.inner.config.min_free_disk
+            ));
+        }
+        self.inner
+            .wal_failing
+            .lock()
+            .as_ref()
+            .map(|error| format!("the write-ahead log cannot be written: {error}"))
+    }
+}
+
 #[async_trait::async_trait]
 impl SpanSink for TraceStore {
+    fn refuses_writes(&self) -> Option<String> {
+        TraceStore::refuses_writes(self)
+    }
+
     async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
         let tx = self.admit_write()?;
         let (encoded, _skipped) = encode::encode_resource_spans(&spans)

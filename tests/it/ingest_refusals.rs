@@ -427,3 +427,81 @@ async fn the_largest_compressed_request_fits_the_smallest_inflight_bound() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     m.stop().await;
 }
+
+/// Bytes of the file system holding `path`, as `df` reads them.
+fn disk_size(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=size"])
+        .arg(path)
+        .output()
+        .expect("df runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df said {text:?}"))
+}
+
+/// While the store refuses every span (here: the disk below `store.min_free_disk`),
+/// `/readyz` answers 503 with the reason, and gRPC health NOT_SERVING, so that a load
+/// balancer sends spans elsewhere; liveness stays 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_every_write_is_refused() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let dir = TestDir::new();
+    let config = dir.path().join("meshtel.toml");
+    // Just below the whole disk: more than is free, so every span is refused.
+    let reserve = disk_size(dir.path()) - 1;
+    std::fs::write(
+        &config,
+        format!("[store]\nmin_free_disk = \"{reserve} B\"\n"),
+    )
+    .unwrap();
+    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let reply = post(
+        &m.http_url("/v1/traces"),
+        &[("content-type", "application/x-protobuf")],
+        many_small_spans(1).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let ready = get(&m.http_url("/readyz")).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let body: serde_json::Value = serde_json::from_str(&ready.text()).expect("a JSON body");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("store.min_free_disk")),
+        "{body}"
+    );
+    assert_eq!(get(&m.http_url("/healthz")).await.status, 200);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", m.grpc.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting for the health check");
+    let mut health = HealthClient::new(channel);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for service in ["", "opentelemetry.proto.collector.trace.v1.TraceService"] {
+        loop {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("grpc.health.v1.Health/Check")
+                .into_inner()
+                .status;
+            if status == ServingStatus::NotServing as i32 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service:?} still {status}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    m.stop().await;
+}

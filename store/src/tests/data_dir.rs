@@ -387,6 +387,14 @@ async fn below_the_free_space_reserve_new_spans_are_refused_and_the_head_still_f
     }
     let stats = store.stats();
     assert_eq!((stats.rejected_disk_full, stats.rejected_overload), (2, 0));
+    // What readiness probes report meanwhile.
+    let refusal = store.refuses_writes();
+    assert!(
+        refusal
+            .as_deref()
+            .is_some_and(|r| r.contains("store.min_free_disk")),
+        "{refusal:?}"
+    );
     assert_eq!(stats.head_spans, 2);
     store.flush().await.unwrap();
     let stats = store.stats();
@@ -402,6 +410,7 @@ async fn below_the_free_space_reserve_new_spans_are_refused_and_the_head_still_f
         .write_spans(vec![trace(3, "accepted", 2, *T0, 1000)])
         .await
         .unwrap();
+    assert_eq!(store.refuses_writes(), None);
     store.shutdown().await.unwrap();
 }
 

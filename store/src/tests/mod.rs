@@ -36,7 +36,13 @@ fn s(v: &str) -> any_value::Value {
 }
 
 /// A trace of `n` spans for `service`: a server root and client children.
-pub(crate) fn trace(seed: u8, service: &str, n: usize, start: u64, root_duration: u64) -> ResourceSpans {
+pub(crate) fn trace(
+    seed: u8,
+    service: &str,
+    n: usize,
+    start: u64,
+    root_duration: u64,
+) -> ResourceSpans {
     let mut trace_id = [0u8; 16];
     trace_id[0] = 1;
     trace_id[15] = seed;
