@@ -448,7 +448,6 @@ fn disk_size(path: &std::path::Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_while_every_write_is_refused() {
     use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let dir = TestDir::new();
     let config = dir.path().join("meshtel.toml");
     // Just below the whole disk: more than is free, so every span is refused.
@@ -476,32 +475,18 @@ async fn readiness_fails_while_every_write_is_refused() {
         "{body}"
     );
     assert_eq!(get(&m.http_url("/healthz")).await.status, 200);
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", m.grpc.unwrap()))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connecting for the health check");
-    let mut health = HealthClient::new(channel);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for service in ["", "opentelemetry.proto.collector.trace.v1.TraceService"] {
-        loop {
-            let status = health
-                .check(HealthCheckRequest {
-                    service: service.into(),
-                })
-                .await
-                .expect("grpc.health.v1.Health/Check")
-                .into_inner()
-                .status;
-            if status == ServingStatus::NotServing as i32 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{service:?} still {status}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        eventually(
+            std::time::Duration::from_secs(10),
+            "gRPC health NOT_SERVING",
+            || async {
+                let status = grpc_health(m.grpc.unwrap(), service)
+                    .await
+                    .expect("grpc.health.v1.Health/Check");
+                (status == ServingStatus::NotServing as i32).then_some(())
+            },
+        )
+        .await;
     }
     m.stop().await;
 }

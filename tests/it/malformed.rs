@@ -151,23 +151,12 @@ async fn check_grpc(m: &Meshtel) {
 
     // grpc.health.v1 on the same port: the server is SERVING, an unknown service NOT_FOUND.
     use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", m.grpc.unwrap()))
-        .unwrap()
-        .connect()
+    let addr = m.grpc.unwrap();
+    let serving = grpc_health(addr, "")
         .await
-        .expect("connecting for the health check");
-    let mut health = HealthClient::new(channel);
-    let serving = health
-        .check(HealthCheckRequest::default())
-        .await
-        .expect("grpc.health.v1.Health/Check")
-        .into_inner();
-    assert_eq!(serving.status, ServingStatus::Serving as i32);
-    let unknown = health
-        .check(HealthCheckRequest {
-            service: "no.such.Service".into(),
-        })
+        .expect("grpc.health.v1.Health/Check");
+    assert_eq!(serving, ServingStatus::Serving as i32);
+    let unknown = grpc_health(addr, "no.such.Service")
         .await
         .expect_err("an unknown service");
     assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");

@@ -296,15 +296,23 @@ async fn a_read_only_store_skips_a_block_it_cannot_read() {
     store.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn compaction_sets_aside_a_block_it_cannot_read_and_goes_on() {
+/// Five flushed blocks, the first damaged by `damage` (which leaves it readable when
+/// `still_reads`), then a merge: it sets the damaged block aside, into `corrupt/`, and
+/// merges the other four. Returns the data directory, the store stopped.
+async fn compaction_with_one_damaged_block(
+    damage: fn(&Path),
+    still_reads: bool,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     for seed in 1..=5 {
         flush_trace(&store, seed, "compacted").await;
     }
     let bad = block_paths(&store)[0].clone();
-    truncate_to_half(&bad);
+    damage(&bad);
+    if still_reads {
+        assert!(store.get_trace(trace_id(1)).await.unwrap().is_some());
+    }
     store.compact_now().await.unwrap();
     let stats = store.stats();
     assert_eq!(
@@ -315,6 +323,12 @@ async fn compaction_sets_aside_a_block_it_cannot_read_and_goes_on() {
     let corrupt = dir.path().join("blocks").join(CORRUPT_DIR);
     assert!(corrupt.join(bad.file_name().unwrap()).exists());
     store.shutdown().await.unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn compaction_sets_aside_a_block_it_cannot_read_and_goes_on() {
+    let dir = compaction_with_one_damaged_block(truncate_to_half, false).await;
     // The index agrees after a restart.
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     assert_eq!(store.stats().blocks, 1);
@@ -346,25 +360,7 @@ fn damage_unread_bytes(path: &Path) {
 /// damage would be written into the new block and the damaged one deleted.
 #[tokio::test]
 async fn compaction_sets_aside_a_block_whose_bytes_do_not_match_its_checksum() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = TraceStore::open(config(dir.path())).await.unwrap();
-    for seed in 1..=5 {
-        flush_trace(&store, seed, "compacted").await;
-    }
-    let bad = block_paths(&store)[0].clone();
-    damage_unread_bytes(&bad);
-    // It still reads.
-    assert!(store.get_trace(trace_id(1)).await.unwrap().is_some());
-    store.compact_now().await.unwrap();
-    let stats = store.stats();
-    assert_eq!(
-        (stats.compactions, stats.blocks, stats.blocks_unreadable),
-        (1, 1, 1)
-    );
-    assert_eq!(ids(&store, &query("compacted")).await.len(), 4);
-    let corrupt = dir.path().join("blocks").join(CORRUPT_DIR);
-    assert!(corrupt.join(bad.file_name().unwrap()).exists());
-    store.shutdown().await.unwrap();
+    compaction_with_one_damaged_block(damage_unread_bytes, true).await;
 }
 
 #[tokio::test]

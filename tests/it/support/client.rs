@@ -24,6 +24,22 @@ pub async fn grpc_client(addr: SocketAddr) -> TraceServiceClient<Channel> {
     TraceServiceClient::new(channel).max_decoding_message_size(64 << 20)
 }
 
+/// The gRPC health (`grpc.health.v1`) status of `service` ("" for the server) on the
+/// listener at `addr`.
+pub async fn grpc_health(addr: SocketAddr, service: &str) -> Result<i32, tonic::Status> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting for the health check");
+    let request = HealthCheckRequest {
+        service: service.into(),
+    };
+    let response = HealthClient::new(channel).check(request).await?;
+    Ok(response.into_inner().status)
+}
+
 /// Exports `request` over gRPC and expects full success.
 pub async fn export_grpc(addr: SocketAddr, request: ExportTraceServiceRequest) {
     let response: ExportTraceServiceResponse = grpc_client(addr)
