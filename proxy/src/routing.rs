@@ -361,14 +361,28 @@ impl RoutingWatcher {
         changed
     }
 
-    /// Polls every [`ROUTING_POLL_INTERVAL`] until `shutdown` flips to true.
+    /// Polls every [`ROUTING_POLL_INTERVAL`] until `shutdown` flips to true. Each poll
+    /// (file system calls, and on a change parsing and a table rebuild) runs on a
+    /// blocking thread: a slow mount or a large rule set never holds up the requests
+    /// of the runtime that runs this.
     pub async fn run(mut self, stats: Stats, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(ROUTING_POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
-                    self.poll_once(&stats);
+                    let stats = stats.clone();
+                    let polled = tokio::task::spawn_blocking(move || {
+                        self.poll_once(&stats);
+                        self
+                    });
+                    self = match polled.await {
+                        Ok(watcher) => watcher,
+                        Err(error) => {
+                            tracing::error!(%error, "routing reload failed; the rules in force stay");
+                            return;
+                        }
+                    };
                 }
                 _ = shutdown.changed() => return,
             }
