@@ -291,47 +291,54 @@ pub struct ServerArgs {
     /// Directory for the WAL, Parquet blocks and SQLite database [default: ./meshtel-data]
     #[arg(long, env = "MESHTEL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Bearer token for quota administration writes [default: generated at first start,
-    /// printed once, stored hashed]
+    /// Bearer token for quota administration writes (serve, query) [default: generated at
+    /// first start, printed once, stored hashed]
     #[arg(long, env = "MESHTEL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// OTLP gRPC listen address, host:port (0 = any free port) [default: 127.0.0.1:4317]
+    /// OTLP gRPC listen address, host:port (0 = any free port) (serve, collector)
+    /// [default: 127.0.0.1:4317]
     #[arg(long, env = "MESHTEL_GRPC_LISTEN")]
     pub grpc_listen: Option<String>,
-    /// OTLP HTTP, /metrics and health listen address [default: 127.0.0.1:4318]
+    /// OTLP HTTP, /metrics and health listen address (serve, collector) [default:
+    /// 127.0.0.1:4318]
     #[arg(long, env = "MESHTEL_HTTP_LISTEN")]
     pub http_listen: Option<String>,
-    /// Zipkin v2 listen address [default: 127.0.0.1:9411]
+    /// Zipkin v2 listen address (serve, collector) [default: 127.0.0.1:9411]
     #[arg(long, env = "MESHTEL_ZIPKIN_LISTEN")]
     pub zipkin_listen: Option<String>,
-    /// Jaeger query API listen address [default: 127.0.0.1:16686]
+    /// Jaeger query API, web UI and quota API listen address (serve, query) [default:
+    /// 127.0.0.1:16686]
     #[arg(long, env = "MESHTEL_QUERY_LISTEN")]
     pub query_listen: Option<String>,
     /// When the WAL reaches the disk: "interval" (fsync every --wal-sync-interval; a
     /// power failure can lose that window, a process crash loses nothing) or "always"
-    /// (fsync before every acknowledgement) [default: interval]
+    /// (fsync before every acknowledgement) (serve, collector) [default: interval]
     #[arg(long, env = "MESHTEL_WAL_SYNC", value_parser = parse_wal_sync)]
     pub wal_sync: Option<WalSync>,
-    /// WAL fsync interval with --wal-sync=interval, e.g. 100ms [default: 100ms]
+    /// WAL fsync interval with --wal-sync=interval, e.g. 100ms (serve, collector) [default:
+    /// 100ms]
     #[arg(long, env = "MESHTEL_WAL_SYNC_INTERVAL", value_parser = humantime::parse_duration)]
     pub wal_sync_interval: Option<Duration>,
-    /// How often the in-memory head is written to a Parquet block, e.g. 5s [default: 2s]
+    /// How often the in-memory head is written to a Parquet block, e.g. 5s (serve,
+    /// collector) [default: 2s]
     #[arg(long, env = "MESHTEL_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
     pub flush_interval: Option<Duration>,
-    /// Delete blocks whose newest span is older than this, e.g. 7d [default: 7d]
+    /// Delete blocks whose newest span is older than this, e.g. 7d (serve, collector)
+    /// [default: 7d]
     #[arg(long, env = "MESHTEL_RETENTION_MAX_AGE", value_parser = humantime::parse_duration)]
     pub retention_max_age: Option<Duration>,
     /// Delete the oldest blocks while all blocks exceed this size, e.g. 50GiB; 0 for no
-    /// size bound [default: 50GiB]
+    /// size bound (serve, collector) [default: 50GiB]
     #[arg(long, env = "MESHTEL_RETENTION_MAX_BYTES")]
     pub retention_max_bytes: Option<ByteSize>,
-    /// Largest ingest request body, before and after decompression [default: 16MiB]
+    /// Largest ingest request body, before and after decompression (serve, collector)
+    /// [default: 16MiB]
     #[arg(long, env = "MESHTEL_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<ByteSize>,
-    /// Most spans in one ingest request [default: 100000]
+    /// Most spans in one ingest request (serve, collector) [default: 100000]
     #[arg(long, env = "MESHTEL_MAX_SPANS_PER_REQUEST")]
     pub max_spans_per_request: Option<usize>,
-    /// URL prefix of the query API, e.g. /jaeger [default: none]
+    /// URL prefix of the query API, e.g. /jaeger (serve, query) [default: none]
     #[arg(long, env = "MESHTEL_QUERY_BASE_PATH")]
     pub query_base_path: Option<String>,
     /// Log format; the level comes from RUST_LOG (default info).
