@@ -17,6 +17,13 @@ use crate::error::{Error, Result};
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
 pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceRequest> {
     let mut value: Value = serde_json::from_slice(body)?;
+    // The generated impls would also read a message written as an array of its fields.
+    if !value.is_object() {
+        return Err(Error::DecodeJson(serde::de::Error::custom(format!(
+            "an OTLP/JSON request is a JSON object ({{\"resourceSpans\": [...]}}), not {}",
+            json_kind(&value)
+        ))));
+    }
     normalize_otlp_json(&mut value);
     match serde_json::from_value(value) {
         Ok(mut request) => {
@@ -26,6 +33,18 @@ pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceReque
         // Decoded again to find where it went wrong: tracking the path of every field
         // would cost each good request, and bad ones are rare.
         Err(error) => Err(locate_json_error(body).unwrap_or(Error::DecodeJson(error))),
+    }
+}
+
+/// What a JSON value is, for an error message.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -111,6 +111,15 @@ pub fn normalize_otlp_json(value: &mut Value) {
                         }
                         double_string_to_number(&mut field);
                     }
+                    "stringValue" => {
+                        // A client's string that starts like the marks below is marked
+                        // as a literal, so that no string a client sends reads as one.
+                        if let Value::String(text) = &mut field
+                            && text.starts_with(MARK_PREFIX)
+                        {
+                            text.insert_str(0, LITERAL_MARK);
+                        }
+                    }
                     "bytesValue" => standard_base64(&mut field),
                     "arrayValue" => default_values(&mut field),
                     "kvlistValue" => {
@@ -247,18 +256,28 @@ fn integer_string_to_number(field: &mut Value) {
     }
 }
 
+/// How the marks of strings carried through the JSON tree start.
+const MARK_PREFIX: &str = "\u{0}meshtel-";
+
 /// What a non-finite `doubleValue` is carried as through the JSON tree, before its
-/// text (`NaN`, `Infinity`, `-Infinity`): a NUL no client string starts with this way.
+/// text (`NaN`, `Infinity`, `-Infinity`).
 const NON_FINITE_MARK: &str = "\u{0}meshtel-non-finite-double:";
 
+/// What a client's `stringValue` starting with [`MARK_PREFIX`] is carried behind:
+/// [`restore_non_finite_doubles`] takes it off again.
+const LITERAL_MARK: &str = "\u{0}meshtel-literal:";
+
 /// Makes the non-finite doubles [`normalize_otlp_json`] carried as marked strings
-/// doubles again, everywhere attributes are (resources, scopes, spans, events, links,
+/// doubles again, and the client strings it marked as literals their own text again,
+/// everywhere attributes are (resources, scopes, spans, events, links,
 /// and inside arrays and maps): call on the request deserialised from its tree.
 pub fn restore_non_finite_doubles(request: &mut ExportTraceServiceRequest) {
     fn value(v: &mut AnyValue) {
         match &mut v.value {
             Some(any_value::Value::StringValue(text)) => {
-                if let Some(number) = text.strip_prefix(NON_FINITE_MARK) {
+                if let Some(literal) = text.strip_prefix(LITERAL_MARK) {
+                    *text = literal.to_owned();
+                } else if let Some(number) = text.strip_prefix(NON_FINITE_MARK) {
                     let double = match number {
                         "NaN" => f64::NAN,
                         "Infinity" => f64::INFINITY,
@@ -610,6 +629,36 @@ mod tests {
         match of(&span.events[0].attributes[0]) {
             Some(any_value::Value::DoubleValue(d)) => assert!(d.is_nan()),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A client's string that looks like a marked double stays the string it sent.
+    #[test]
+    fn strings_that_look_like_the_marks_stay_strings() {
+        let sent = [
+            format!("{NON_FINITE_MARK}NaN"),
+            format!("{NON_FINITE_MARK}whatever"),
+            format!("{LITERAL_MARK}x"),
+            "\u{0}meshtel-".to_owned(),
+        ];
+        let attributes: Vec<Value> = sent
+            .iter()
+            .map(|text| serde_json::json!({"key": "s", "value": {"stringValue": text}}))
+            .collect();
+        let mut tree = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+            "attributes": attributes
+        }]}]}]});
+        normalize_otlp_json(&mut tree);
+        let mut request: ExportTraceServiceRequest = serde_json::from_value(tree).unwrap();
+        restore_non_finite_doubles(&mut request);
+        let span = &request.resource_spans[0].scope_spans[0].spans[0];
+        for (kv, text) in span.attributes.iter().zip(&sent) {
+            assert_eq!(
+                kv.value.clone().and_then(|v| v.value),
+                Some(any_value::Value::StringValue(text.clone()))
+            );
         }
     }
 

@@ -230,7 +230,7 @@ fn a_bad_field_is_named_in_the_error() {
 fn a_body_wrong_at_the_top_has_no_empty_path() {
     let error = decode_export_request_json(b"5").unwrap_err().to_string();
     assert!(
-        error.starts_with("cannot decode the JSON request: invalid type"),
+        error.starts_with("cannot decode the JSON request: an OTLP/JSON request is a JSON object"),
         "{error}"
     );
 }
@@ -464,4 +464,23 @@ fn entity_refs_with_defaults_left_out_decode() {
     assert_eq!(resource.entity_refs[0].id_keys, ["k8s.pod.name"]);
     assert!(resource.entity_refs[1].description_keys.is_empty());
     assert_eq!(only_span(&request).name, "I'm a server span");
+}
+
+#[test]
+fn a_request_that_is_not_a_json_object_is_refused_by_what_it_is() {
+    for (body, kind) in [
+        (r#"[[{"scopeSpans":[]}]]"#, "an array"),
+        ("[1]", "an array"),
+        ("7", "a number"),
+        ("null", "null"),
+    ] {
+        let error = decode_export_request_json(body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("is a JSON object") && error.contains(kind),
+            "{body}: {error}"
+        );
+    }
+    assert!(decode_export_request_json(b"{}").is_ok());
 }

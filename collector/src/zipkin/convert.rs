@@ -293,9 +293,10 @@ fn convert_span(index: usize, zipkin: ZipkinSpan) -> Result<ConvertedSpan> {
     );
 
     let duration_nanos = micros_to_nanos(zipkin.duration.as_ref());
-    let start_time_unix_nano = match zipkin.timestamp.as_ref() {
-        Some(timestamp) => micros_to_nanos(Some(timestamp)),
-        None => {
+    // Zero or negative is no timestamp, as Zipkin reads it (and as the proto form,
+    // where 0 is unset, says).
+    let start_time_unix_nano = match micros_to_nanos(zipkin.timestamp.as_ref()) {
+        0 => {
             attributes.push(KeyValue {
                 key: START_TIME_ABSENT_ATTRIBUTE.to_string(),
                 value: Some(AnyValue {
@@ -305,6 +306,7 @@ fn convert_span(index: usize, zipkin: ZipkinSpan) -> Result<ConvertedSpan> {
             });
             0
         }
+        start => start,
     };
 
     let span = Span {
@@ -533,11 +535,17 @@ fn endpoint_attributes(
 
 /// IPv4 when present, else IPv6.
 fn endpoint_ip(endpoint: &Endpoint) -> Option<&str> {
+    // An address that does not parse is dropped, as Zipkin's endpoint builder does.
     endpoint
         .ipv4
         .as_deref()
-        .filter(|ip| !ip.is_empty())
-        .or_else(|| endpoint.ipv6.as_deref().filter(|ip| !ip.is_empty()))
+        .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        .or_else(|| {
+            endpoint
+                .ipv6
+                .as_deref()
+                .filter(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+        })
 }
 
 /// A known port; Zipkin leaves it out (or sends 0) when unknown.

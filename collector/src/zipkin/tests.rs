@@ -286,6 +286,18 @@ fn endpoints_map_to_net_attributes() {
     );
     assert_eq!(attr(&span.attributes, "net.peer.port"), None);
     assert_eq!(attr(&span.attributes, "net.host.port"), None);
+    // An address that does not parse is dropped, as Zipkin drops it.
+    let groups = convert(
+        r#"[{"traceId":"1","id":"1","localEndpoint":{"serviceName":"svc","ipv4":"999.1.1.1","ipv6":"2001:db8::1"},
+             "remoteEndpoint":{"serviceName":"db","ipv4":"not-an-ip"}}]"#,
+    )
+    .unwrap();
+    let span = first_span(&groups);
+    assert_eq!(
+        attr(&span.attributes, "net.host.ip"),
+        Some(Any::StringValue("2001:db8::1".into()))
+    );
+    assert_eq!(attr(&span.attributes, "net.peer.ip"), None);
 }
 
 #[test]
@@ -318,9 +330,15 @@ fn timestamps_and_annotations() {
         (spans[1].start_time_unix_nano, spans[1].end_time_unix_nano),
         (0, 0)
     );
+    // Negative or zero is no timestamp, as Zipkin reads it.
     assert_eq!(
         attr(&spans[1].attributes, START_TIME_ABSENT_ATTRIBUTE),
-        None
+        Some(Any::BoolValue(true))
+    );
+    let zero = convert(r#"[{"traceId":"1","id":"3","timestamp":0,"duration":5}]"#).unwrap();
+    assert_eq!(
+        attr(&first_span(&zero).attributes, START_TIME_ABSENT_ATTRIBUTE),
+        Some(Any::BoolValue(true))
     );
 }
 

@@ -20,7 +20,7 @@ use meshtel_model::otlp::resource::v1::Resource;
 use meshtel_model::otlp::trace::v1::{ResourceSpans, Span as OtlpSpan, span};
 use meshtel_model::{SpanId, SpanKind, Trace, TraceId};
 
-use super::model::{self, GoFloat, KeyValue, Log, Process, RefType, Reference, TagValue};
+use super::model::{self, KeyValue, Log, Process, RefType, Reference, TagValue};
 
 /// Service name of a resource without any attribute.
 pub const RESOURCE_NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
@@ -605,54 +605,99 @@ fn any_value_to_tag_value(value: Option<&AnyValue>) -> TagValue {
         Some(any_value::Value::DoubleValue(d)) => TagValue::Float64(*d),
         Some(any_value::Value::BytesValue(b)) => TagValue::Binary(b.clone()),
         Some(v @ (any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_))) => {
-            let json = serde_json::to_string(&any_value_to_json(Some(v))).unwrap_or_default();
+            let mut json = String::new();
+            write_any_value_json(Some(v), &mut json);
             TagValue::String(go_html_escape(&json))
         }
         Some(any_value::Value::StringValueStrindex(_)) | None => TagValue::String(String::new()),
     }
 }
 
-/// The raw JSON form pdata's `AsRaw` gives, with map keys sorted as Go's
-/// `encoding/json` writes them (last duplicate wins).
-fn any_value_to_json(value: Option<&any_value::Value>) -> serde_json::Value {
-    use serde_json::Value as J;
+/// The JSON text of pdata's `AsRaw` form as Go's `encoding/json` writes it: map keys
+/// sorted (the last duplicate wins), numbers as Go writes them ([`go_json_float`]);
+/// non-finite doubles, which Go cannot write, as the strings `NaN`, `+Inf`, `-Inf`.
+fn write_any_value_json(value: Option<&any_value::Value>, out: &mut String) {
+    use std::fmt::Write as _;
     match value {
-        Some(any_value::Value::StringValue(s)) => J::String(s.clone()),
-        Some(any_value::Value::BoolValue(b)) => J::Bool(*b),
-        Some(any_value::Value::IntValue(i)) => J::from(*i),
-        Some(any_value::Value::DoubleValue(d)) => {
-            serde_json::to_value(GoFloat(*d)).unwrap_or(J::Null)
+        Some(any_value::Value::StringValue(s)) => {
+            out.push_str(&serde_json::to_string(s).unwrap_or_default());
         }
+        Some(any_value::Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
+        Some(any_value::Value::IntValue(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        Some(any_value::Value::DoubleValue(d)) => match go_json_float(*d) {
+            Some(text) => out.push_str(&text),
+            None => out.push_str(if d.is_nan() {
+                "\"NaN\""
+            } else if *d > 0.0 {
+                "\"+Inf\""
+            } else {
+                "\"-Inf\""
+            }),
+        },
         Some(any_value::Value::BytesValue(b)) => {
             use base64::Engine as _;
-            J::String(base64::engine::general_purpose::STANDARD.encode(b))
+            let _ = write!(
+                out,
+                "\"{}\"",
+                base64::engine::general_purpose::STANDARD.encode(b)
+            );
         }
-        Some(any_value::Value::ArrayValue(a)) => J::Array(
-            a.values
-                .iter()
-                .map(|v| any_value_to_json(v.value.as_ref()))
-                .collect(),
-        ),
+        Some(any_value::Value::ArrayValue(a)) => {
+            out.push('[');
+            for (i, v) in a.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_any_value_json(v.value.as_ref(), out);
+            }
+            out.push(']');
+        }
         Some(any_value::Value::KvlistValue(kvs)) => {
-            let sorted: BTreeMap<&str, J> = kvs
+            let sorted: BTreeMap<&str, Option<&any_value::Value>> = kvs
                 .values
                 .iter()
                 .map(|kv| {
                     (
                         kv.key.as_str(),
-                        any_value_to_json(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                        kv.value.as_ref().and_then(|v| v.value.as_ref()),
                     )
                 })
                 .collect();
-            J::Object(
-                sorted
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-            )
+            out.push('{');
+            for (i, (key, v)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                out.push(':');
+                write_any_value_json(v, out);
+            }
+            out.push('}');
         }
-        Some(any_value::Value::StringValueStrindex(_)) | None => J::Null,
+        Some(any_value::Value::StringValueStrindex(_)) | None => out.push_str("null"),
     }
+}
+
+/// A finite float as Go's `encoding/json` writes it: the shortest text that reads back
+/// as the same number, without an exponent from 1e-6 up to 1e21 (`1000000000000000`,
+/// `-0`), with one outside (`1e+21`, `1.5e-7`). `None` for NaN and infinities.
+pub(crate) fn go_json_float(d: f64) -> Option<String> {
+    if !d.is_finite() {
+        return None;
+    }
+    let abs = d.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let text = format!("{d:e}");
+        return Some(match text.split_once('e') {
+            Some((mantissa, exponent)) if !exponent.starts_with('-') => {
+                format!("{mantissa}e+{exponent}")
+            }
+            _ => text,
+        });
+    }
+    Some(format!("{d}"))
 }
 
 /// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings. In

@@ -278,8 +278,9 @@ impl Serialize for GoFloat {
             serializer.serialize_str("NaN")
         } else if v.is_infinite() {
             serializer.serialize_str(if v > 0.0 { "+Inf" } else { "-Inf" })
-        } else if v.fract() == 0.0 && v.abs() < 1e15 {
-            // Exact: |v| < 1e15 < 2^53, so the cast loses nothing.
+        } else if v.fract() == 0.0 && v.abs() < 9_223_372_036_854_775_808.0 {
+            // Integral and within i64 (below 2^63): the cast is exact, and Go writes it
+            // in full as well (`1000000000000000`, not `1e15`).
             serializer.serialize_i64(v as i64)
         } else {
             serializer.serialize_f64(v)

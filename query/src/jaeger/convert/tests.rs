@@ -393,6 +393,35 @@ fn attribute_values_are_typed_like_jaeger() {
         values: vec![str_attr("z", "<1>"), str_attr("a", "b")],
     });
     assert_eq!(kv(map)["value"], r#"{"a":"b","z":"\u003c1\u003e"}"#);
+    // Numbers inside as Go's encoding/json writes them.
+    let doubles = |values: &[f64]| {
+        V::ArrayValue(ArrayValue {
+            values: values
+                .iter()
+                .map(|d| AnyValue {
+                    value: Some(V::DoubleValue(*d)),
+                })
+                .collect(),
+        })
+    };
+    assert_eq!(
+        kv(doubles(&[
+            1e15,
+            1e20,
+            -0.0,
+            0.5,
+            1e21,
+            1.5e-7,
+            -2.5e-9,
+            f64::NAN,
+            f64::NEG_INFINITY
+        ]))["value"],
+        r#"[1000000000000000,100000000000000000000,-0,0.5,1e+21,1.5e-7,-2.5e-9,"NaN","-Inf"]"#
+    );
+    assert_eq!(
+        kv(V::DoubleValue(1e15)).to_string(),
+        r#"{"key":"k","type":"float64","value":1000000000000000}"#
+    );
     let empty = serde_json::to_value(attribute_to_tag(&OtlpKeyValue {
         key: "e".into(),
         ..Default::default()
