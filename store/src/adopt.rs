@@ -55,8 +55,16 @@ pub struct Adopted {
 pub async fn forget_missing_blocks(data_dir: &Path) -> Result<Vec<String>> {
     let data_dir =
         std::fs::canonicalize(data_dir).map_err(Error::at("data directory", data_dir))?;
+    let blocks_dir = check_data_dir(&data_dir)?;
+    let db = data_dir.join(crate::disk::DATABASE_FILE);
+    if !db.exists() {
+        return Err(Error::DataDir {
+            what: "database",
+            path: db,
+            source: std::io::Error::other("is missing: there is no index to take blocks out of"),
+        });
+    }
     let _lock = DataDirLock::acquire(&data_dir)?;
-    let blocks_dir = data_dir.join("blocks");
     let catalog = Catalog::open(&data_dir).await?;
     let missing: Vec<BlockMeta> = catalog
         .load_blocks()
@@ -75,6 +83,25 @@ pub async fn forget_missing_blocks(data_dir: &Path) -> Result<Vec<String>> {
     Ok(missing.into_iter().map(|b| b.file_name).collect())
 }
 
+/// Refuses, before anything is created in it, a directory that is not a store's data
+/// directory (no `blocks/`: `--data-dir` pointing elsewhere), and one whose index is
+/// missing while `blocks/` holds blocks, as startup refuses it. Returns `blocks/`.
+fn check_data_dir(data_dir: &Path) -> Result<PathBuf> {
+    let blocks_dir = data_dir.join("blocks");
+    if !blocks_dir.is_dir() {
+        return Err(Error::DataDir {
+            what: "data directory",
+            path: data_dir.to_path_buf(),
+            source: std::io::Error::other(
+                "holds no blocks/ directory: it is not the data directory of a meshtel store \
+                 (check --data-dir, or the config file's data_dir)",
+            ),
+        });
+    }
+    crate::disk::check_index_beside_blocks(data_dir, &blocks_dir)?;
+    Ok(blocks_dir)
+}
+
 /// What one orphaned block holds, read before it is moved.
 struct Contents {
     rows: u64,
@@ -88,8 +115,8 @@ struct Contents {
 pub async fn adopt_orphaned_blocks(data_dir: &Path) -> Result<Adopted> {
     let data_dir =
         std::fs::canonicalize(data_dir).map_err(Error::at("data directory", data_dir))?;
+    let blocks_dir = check_data_dir(&data_dir)?;
     let _lock = DataDirLock::acquire(&data_dir)?;
-    let blocks_dir = data_dir.join("blocks");
     let orphaned_dir = blocks_dir.join(ORPHANED_DIR);
     let mut adopted = Adopted::default();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&orphaned_dir) {

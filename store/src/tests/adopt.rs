@@ -111,3 +111,58 @@ async fn blocks_of_a_lost_index_are_adopted_into_a_new_one() {
     assert!(store.get_trace(trace_id(1)).await.unwrap().is_some());
     store.shutdown().await.unwrap();
 }
+
+/// The maintenance commands refuse a directory that is not a store's, and one whose
+/// index is gone while its blocks are there, creating nothing in it: a new index
+/// would set every block aside at the next start.
+#[tokio::test]
+async fn maintenance_refuses_other_directories_and_a_lost_index_beside_blocks() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("notes.txt"), "not meshtel").unwrap();
+    for message in [
+        adopt_orphaned_blocks(elsewhere.path())
+            .await
+            .err()
+            .unwrap()
+            .to_string(),
+        crate::adopt::forget_missing_blocks(elsewhere.path())
+            .await
+            .err()
+            .unwrap()
+            .to_string(),
+    ] {
+        assert!(
+            message.contains("not the data directory of a meshtel store"),
+            "{message}"
+        );
+    }
+    let names: Vec<_> = std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["notes.txt"], "nothing created");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    flush_trace(&store, 1, "a").await;
+    store.shutdown().await.unwrap();
+    remove_database(dir.path());
+    for message in [
+        adopt_orphaned_blocks(dir.path())
+            .await
+            .err()
+            .unwrap()
+            .to_string(),
+        crate::adopt::forget_missing_blocks(dir.path())
+            .await
+            .err()
+            .unwrap()
+            .to_string(),
+    ] {
+        assert!(
+            message.contains("meshtel.db") && message.contains("is missing"),
+            "{message}"
+        );
+    }
+    assert!(!dir.path().join("meshtel.db").exists(), "no new index");
+}
