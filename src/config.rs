@@ -106,6 +106,23 @@ impl ListenConfig {
                 );
             }
         }
+        // The three ingest listeners are bound together (serve, collector): one address
+        // twice could never start. Port 0 is a new free port each time.
+        let ingest = [
+            ("grpc", &self.grpc),
+            ("http", &self.http),
+            ("zipkin", &self.zipkin),
+        ];
+        for (i, (key, addr)) in ingest.iter().enumerate() {
+            if let Some((other, _)) = ingest[i + 1..].iter().find(|(_, other)| other == addr)
+                && !addr.ends_with(":0")
+            {
+                anyhow::bail!(
+                    "invalid configuration: [listen] {key} and {other} are both {addr:?} \
+                     (--{key}-listen, --{other}-listen): each listener needs its own address"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -357,6 +374,21 @@ mod tests {
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(config, back);
         back.finish().unwrap();
+    }
+
+    #[test]
+    fn two_ingest_listeners_on_one_address_are_refused() {
+        let config: Config =
+            toml::from_str("[listen]\ngrpc = \"127.0.0.1:4317\"\nhttp = \"127.0.0.1:4317\"\n")
+                .unwrap();
+        let error = format!("{:#}", config.finish().unwrap_err());
+        assert!(
+            error.contains("grpc and http are both \"127.0.0.1:4317\""),
+            "{error}"
+        );
+        let zero: Config =
+            toml::from_str("[listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n").unwrap();
+        zero.finish().unwrap();
     }
 
     #[test]

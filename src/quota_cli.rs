@@ -90,8 +90,8 @@ pub enum QuotaCommand {
         /// Only this policy's changes.
         #[arg(long)]
         name: Option<String>,
-        /// Most entries to show, 1 to 10,000.
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        /// Most entries to show, 1 to 1,000.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1_000))]
         limit: u16,
         #[command(flatten)]
         api: ApiArgs,

@@ -115,8 +115,8 @@ impl IngestLimits {
         let least = self.least_inflight_bytes();
         if self.max_inflight_bytes < least {
             return Err(Error::InvalidConfig(format!(
-                "[ingest] max_inflight_bytes ({}) must be at least twice max_request_bytes \
-                 ({}) and 64 KiB, {least}: a compressed request of the largest size allowed \
+                "[ingest] max_inflight_bytes ({}) must be at least twice [ingest] \
+                 max_request_bytes ({}) and 64 KiB, {least}: a compressed request of the largest size allowed \
                  holds its bytes as received and once decompressed, and could otherwise never \
                  be received",
                 self.max_inflight_bytes, self.max_request_bytes
@@ -261,8 +261,9 @@ mod tests {
         };
         let error = starved.validate().unwrap_err().to_string();
         assert!(
-            error
-                .contains("max_inflight_bytes (32.0 MiB) must be at least twice max_request_bytes"),
+            error.contains(
+                "max_inflight_bytes (32.0 MiB) must be at least twice [ingest] max_request_bytes"
+            ),
             "{error}"
         );
         IngestLimits {

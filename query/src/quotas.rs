@@ -198,9 +198,13 @@ fn json<T: Serialize>(status: StatusCode, value: &T, version: Option<u64>) -> Ad
 }
 
 fn not_found(name: &str) -> AdminError {
-    AdminError(ApiError::NotFound(format!(
-        "quota policy {name:?} not found"
-    )))
+    AdminError(ApiError::NotFound(policy_not_found(name)))
+}
+
+/// The error of a 404 for a policy `name` there is none of: the CLI tells it from
+/// another server's 404 by it.
+pub fn policy_not_found(name: &str) -> String {
+    format!("quota policy {name:?} not found")
 }
 
 /// `GET /api/quotas`.

@@ -129,6 +129,8 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         let url = format!("{base}/api/traces/{}", hex(&trace_id));
         let mut ticker = tokio::time::interval(args.poll_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // What the last poll that was not an answer of the query API got.
+        let mut problem: Option<String> = None;
         let found = loop {
             ticker.tick().await;
             if acked.elapsed() > args.timeout {
@@ -136,18 +138,24 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
             }
             match http.get(&url).send().await {
                 Ok(response) if response.status().is_success() => break Some(acked.elapsed()),
-                Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => {}
-                Ok(response) => {
-                    tracing::debug!(status = %response.status(), "unexpected status while polling")
+                Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => problem = None,
+                Ok(response) => problem = Some(format!("HTTP {}", response.status())),
+                // Nothing listens there: no sample can be found, so the run stops now.
+                Err(e) if e.is_connect() => {
+                    return Err(anyhow::anyhow!(
+                        "cannot reach the query API at {base} ({e:#}): is --query the address of \
+                         meshtel serve or meshtel query?"
+                    ));
                 }
-                Err(e) => tracing::debug!(error = %e, "poll failed"),
+                Err(e) => problem = Some(format!("{e:#}")),
             }
         };
         match found {
             Some(latency) => latencies.record(latency),
             None => {
                 timeouts += 1;
-                eprintln!("sample {sample}: trace {} not found after {:?}", hex(&trace_id), args.timeout);
+                let last = problem.map(|p| format!(" (last poll: {p})")).unwrap_or_default();
+                eprintln!("sample {sample}: trace {} not found after {:?}{last}", hex(&trace_id), args.timeout);
             }
         }
         // A little pause so samples do not land in the same flush.
@@ -172,5 +180,9 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         "export_ms": export_latencies.json(),
         "poll_interval_ms": round3(args.poll_interval.as_secs_f64() * 1000.0),
     }));
+    // A run that found nothing measured nothing: a script must see it.
+    if latencies.count() == 0 && args.samples > 0 {
+        anyhow::bail!("no sample became searchable within {:?}: nothing was measured", args.timeout);
+    }
     Ok(())
 }

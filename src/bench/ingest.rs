@@ -32,6 +32,9 @@ use super::otlp_client::{ExportClient, code_name, retry_advice};
 /// How long one request is retried before it counts as an error: the OpenTelemetry
 /// exporters' default `max_elapsed_time`. A server that keeps refusing then ends a
 /// `--total-spans` run instead of holding it forever.
+/// How long an export still unanswered when the run ends may take before it is given up.
+const END_GRACE: Duration = Duration::from_secs(2);
+
 const MAX_RETRY_ELAPSED: Duration = Duration::from_secs(300);
 use super::report::{Latencies, Out, counts_text, merge_counts, round3};
 use super::shape::{Shape, ShapeGenerator};
@@ -414,7 +417,19 @@ async fn run_worker(
         let first_try = Instant::now();
         loop {
             let sent_at = Instant::now();
-            match client.export(body.clone(), timeout).await {
+            // At the end of the run an export still waiting gets END_GRACE more, not
+            // all of --timeout: a stalled collector does not stretch the run.
+            let ended = async {
+                if !*stop.borrow() {
+                    let _ = stop.changed().await;
+                }
+                tokio::time::sleep(END_GRACE).await;
+            };
+            let exported = tokio::select! {
+                exported = client.export(body.clone(), timeout) => exported,
+                () = ended => Err(tonic::Status::cancelled("still unanswered when the run ended")),
+            };
+            match exported {
                 Ok(response) => {
                     report.latencies.record(sent_at.elapsed());
                     let rejected = response

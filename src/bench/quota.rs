@@ -592,10 +592,30 @@ fn engine_rate(engine: &QuotaEngine, quota: &str, keys: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The highest `--rate`: far above what one machine checks.
+const MAX_RATE: f64 = 1_000_000.0;
+
+/// Most checks the paced phase schedules (a task handle each, held until it ends).
+const MAX_PACED_CHECKS: f64 = 10_000_000.0;
+
 /// Runs the quota benchmark.
 pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
-    if args.rate <= 0.0 {
-        bail!("--rate must be positive");
+    // Paced over the run in one schedule: bounded, so that it fits in memory.
+    if !(args.rate > 0.0 && args.rate <= MAX_RATE) {
+        bail!(
+            "--rate must be a number of checks per second from above 0 to {MAX_RATE}, not {}",
+            args.rate
+        );
+    }
+    let scheduled = args.rate * args.duration.as_secs_f64();
+    if scheduled > MAX_PACED_CHECKS {
+        bail!(
+            "--rate × --duration is {scheduled:.0} checks, more than the {MAX_PACED_CHECKS} one paced phase schedules: \
+             lower one of them"
+        );
+    }
+    if args.connections == 0 || args.concurrency == 0 || args.keys == 0 {
+        bail!("--connections, --concurrency and --keys must be at least 1");
     }
     let out = Out::new(args.json);
     let _idle_poll = if args.idle_poll {

@@ -365,11 +365,13 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
 
     let out = Out::new(args.json);
-    let all: u64 = totals.values().map(|r| r.ok + r.errors.values().sum::<u64>()).sum();
+    let ok: u64 = totals.values().map(|r| r.ok).sum();
+    let failed: u64 = totals.values().map(|r| r.errors.values().sum::<u64>()).sum();
+    let all = ok + failed;
     out.line(format!(
-        "search summary: {seconds:.1} s, concurrency {}, {all} requests ({:.1} req/s)",
+        "search summary: {seconds:.1} s, concurrency {}, {ok} searches answered ({:.1}/s), {failed} failed",
         args.concurrency,
-        all as f64 / seconds
+        ok as f64 / seconds
     ));
     out.line(format!(
         "  {:<28} {:>8} {:>7} {:>7}  latency ms",
@@ -403,9 +405,14 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
         "concurrency": args.concurrency,
         "elapsed_s": round3(seconds),
         "requests": all,
-        "requests_per_s": round3(all as f64 / seconds),
+        "failed": failed,
+        "requests_per_s": round3(ok as f64 / seconds),
         "kinds": kinds_json,
     }));
+    // A run whose searches mostly failed measured the failures: a script must see it.
+    if failed > ok {
+        anyhow::bail!("{failed} of {all} searches failed: the figures above do not measure the query service");
+    }
     Ok(())
 }
 
@@ -449,11 +456,18 @@ async fn run_worker(
                 report.ok += 1;
                 report.empty += u64::from(empty);
             }
-            Err(name) => *report.errors.entry(name).or_default() += 1,
+            Err(name) => {
+                *report.errors.entry(name).or_default() += 1;
+                // A failing server is not asked again at once: the run would spin.
+                tokio::time::sleep(FAILED_SEARCH_PAUSE).await;
+            }
         }
     }
     reports
 }
+
+/// How long a search worker waits after a failed search before the next.
+const FAILED_SEARCH_PAUSE: Duration = Duration::from_millis(50);
 
 fn reqwest_error_name(e: &reqwest::Error) -> String {
     if e.is_timeout() {

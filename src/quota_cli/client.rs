@@ -83,7 +83,12 @@ impl AdminClient {
 
     async fn send(&self, request: RequestBuilder, what: &str) -> anyhow::Result<Response> {
         let response = request.send().await.map_err(|error| {
-            if error.is_timeout() {
+            if error.is_builder() {
+                anyhow!(error).context(format!(
+                    "{what}: the request cannot be made (an --actor or token that is not a valid \
+                     header value?)"
+                ))
+            } else if error.is_timeout() {
                 anyhow!(
                     "{what}: {} did not answer within {} s (it accepted the connection: \
                      is it a meshtel query port, and is that process responsive?)",
@@ -113,11 +118,32 @@ impl AdminClient {
     /// One policy, `None` when there is none.
     pub async fn get(&self, name: &str) -> anyhow::Result<Option<PolicyJson>> {
         let what = format!("get {name}");
+        if name == meshtel_query::quotas::AUDIT_SEGMENT {
+            // `/api/quotas/audit` is the audit log, not a policy.
+            return Err(anyhow!(
+                "{what}: name {name:?} is reserved (the audit log's path): no policy has it; \
+                 `meshtel quota audit` shows the log"
+            ));
+        }
         let response = self
             .send(self.request(Method::GET, self.url(&[name])?), &what)
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
+            let bytes = response
+                .bytes()
+                .await
+                .with_context(|| format!("{what}: reading the answer"))?;
+            // meshtel's own 404 names the policy; another server's is not "no policy".
+            if serde_json::from_slice::<AdminErrorBody>(&bytes)
+                .is_ok_and(|body| body.error == meshtel_query::quotas::policy_not_found(name))
+            {
+                return Ok(None);
+            }
+            return Err(anyhow!(
+                "{what}: HTTP 404 {}\n  hint: does --server point at a meshtel query service \
+                 (with its --query-base-path, if it has one)?",
+                excerpt(&bytes)
+            ));
         }
         read_json(response, &what).await.map(Some)
     }

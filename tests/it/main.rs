@@ -10,6 +10,7 @@
 // crate are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bench_cli;
 mod browser_clients;
 mod demo;
 mod durability;

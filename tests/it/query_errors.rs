@@ -197,6 +197,28 @@ async fn quota_policy_type_errors_and_repeated_keys_name_the_field() {
     assert!(!ok && text.contains("maxAmount"), "{text}");
     let (ok, text) = cli("good.yaml", "name: c4\nmaxAmount: 1\nvalidDuration: 1s\n");
     assert!(ok, "{text}");
+
+    // `quota get`: a policy meshtel does not have, another server's 404, the audit
+    // log's reserved name.
+    let get = |name: &str, server: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+            .args(["quota", "get", name, "--server", server])
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, text) = get("c9", &m.query_url(""));
+    assert!(!ok && text.contains("\"c9\" not found"), "{text}");
+    let (ok, text) = get("c4", &m.http_url(""));
+    assert!(
+        !ok && text.contains("does --server point at a meshtel query service"),
+        "{text}"
+    );
+    let (ok, text) = get("audit", &m.query_url(""));
+    assert!(!ok && text.contains("is reserved"), "{text}");
     m.stop().await;
 }
 
