@@ -141,29 +141,30 @@ pub fn specs_to_yaml(specs: &[QuotaPolicySpec]) -> anyhow::Result<String> {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&yaml_serde::to_string(spec)?);
+        out.push_str(&spec_to_yaml(spec)?);
     }
     Ok(out)
 }
 
-/// One stored policy as YAML that `apply -f` takes back, headed by a comment. An
-/// `unlimited` policy's limit fields, which it ignores, are left out when they hold
-/// nothing (`maxAmount: 0`, `validDuration: ''`): turned into a limited policy as
-/// printed, they would deny every request.
-pub fn policy_to_yaml(policy: &PolicyJson) -> anyhow::Result<String> {
-    let mut yaml = yaml_serde::to_string(&policy.spec)?;
-    if policy.spec.unlimited {
-        yaml = yaml
-            .lines()
-            .filter(|line| {
-                !matches!(
-                    *line,
-                    "maxAmount: 0" | "validDuration: ''" | "validDuration: \"\""
-                )
-            })
-            .map(|line| format!("{line}\n"))
-            .collect();
+/// One spec as YAML; an `unlimited` policy's limit fields, which it ignores, are left
+/// out when they hold nothing (`maxAmount: 0`, `validDuration: ''`): turned into a
+/// limited policy as printed, they would deny every request.
+fn spec_to_yaml(spec: &QuotaPolicySpec) -> anyhow::Result<String> {
+    let yaml = yaml_serde::to_string(spec)?;
+    if !spec.unlimited {
+        return Ok(yaml);
     }
+    Ok(yaml
+        .lines()
+        .filter(|line| !matches!(*line, "maxAmount: 0" | "validDuration: ''" | "validDuration: \"\""))
+        .map(|line| format!("{line}\n"))
+        .collect())
+}
+
+/// One stored policy as YAML that `apply -f` takes back, headed by a comment (see
+/// [`spec_to_yaml`]).
+pub fn policy_to_yaml(policy: &PolicyJson) -> anyhow::Result<String> {
+    let yaml = spec_to_yaml(&policy.spec)?;
     Ok(format!(
         "# version {}, updated {} by {}\n{yaml}",
         policy.version, policy.updated_at, policy.updated_by,
@@ -436,6 +437,13 @@ mod tests {
         // And it reads back as the same policy.
         let read = parse_policies(&yaml).unwrap();
         assert_eq!(read[0], policy.spec);
+        // `quota import` prints specs the same way.
+        let imported = specs_to_yaml(std::slice::from_ref(&policy.spec)).unwrap();
+        assert!(
+            !imported.contains("maxAmount") && !imported.contains("validDuration"),
+            "{imported}"
+        );
+        assert_eq!(parse_policies(&imported).unwrap()[0], policy.spec);
     }
 
     #[test]
