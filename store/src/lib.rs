@@ -148,9 +148,9 @@ pub(crate) struct Inner {
     stopping: Arc<AtomicBool>,
     /// Wakes compaction when shutdown begins.
     stop_compaction: tokio::sync::Notify,
-    /// Why the last WAL append failed, while no append has succeeded since: every
-    /// write is refused until one does ([`TraceStore::refuses_writes`]).
-    wal_failing: Mutex<Option<String>>,
+    /// Why the last WAL append failed and when, while no append has succeeded since
+    /// ([`TraceStore::refuses_writes`]).
+    wal_failing: Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl Inner {
@@ -713,10 +713,15 @@ impl TraceStore {
     }
 }
 
+/// How long a failed WAL append makes the store report that it refuses writes: then
+/// it reports ready again, and the next write finds out whether the log is writable.
+pub const WAL_FAILURE_UNREADY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl TraceStore {
     /// Why every write is refused now, if it is: the data directory's disk is below
-    /// `store.min_free_disk`, or the WAL cannot be written. What readiness probes
-    /// report; a full head (overload) passes, as it clears within a flush.
+    /// `store.min_free_disk`, or a WAL append failed within [`WAL_FAILURE_UNREADY`].
+    /// What readiness probes report; a full head (overload) passes, as it clears
+    /// within a flush.
     pub fn refuses_writes(&self) -> Option<String> {
         if self.inner.disk.is_below() {
             return Some(format!(
@@ -724,11 +729,14 @@ impl TraceStore {
                 self.inner.config.min_free_disk
             ));
         }
+        // Only for a while after the failure: nothing else would tell that the log can
+        // be written again once traffic, which readiness turns away, stops coming.
         self.inner
             .wal_failing
             .lock()
             .as_ref()
-            .map(|error| format!("the write-ahead log cannot be written: {error}"))
+            .filter(|(_, at)| at.elapsed() < WAL_FAILURE_UNREADY)
+            .map(|(error, _)| format!("the write-ahead log cannot be written: {error}"))
     }
 }
 

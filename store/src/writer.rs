@@ -238,7 +238,7 @@ pub(crate) fn run_writer(
                     // The WAL has cut the group off (or moved on to a new segment):
                     // nothing of it replays, and the next group starts on good bytes.
                     append_failures.note(&inner.stats, Instant::now(), writes.len(), &e);
-                    *inner.wal_failing.lock() = Some(e.to_string());
+                    *inner.wal_failing.lock() = Some((e.to_string(), Instant::now()));
                     let disk_full = e.is_disk_full();
                     if disk_full {
                         inner

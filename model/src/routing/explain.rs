@@ -43,6 +43,17 @@ impl RuleSet {
                 }
             }
         }
+        for vs in &self.virtual_services {
+            for (host, subset) in subset_references(vs) {
+                if !self.defines_subset(host, subset) {
+                    out.push(format!(
+                        "VirtualService {}/{} ({}) routes to subset {subset} of {host}, which no \
+                         DestinationRule this proxy applies defines: its requests there get 503",
+                        vs.namespace, vs.name, vs.source
+                    ));
+                }
+            }
+        }
         for rule in &self.destination_rules {
             // A wildcard rule of another namespace, for its services only, is not this
             // caller's to warn of.
@@ -99,6 +110,18 @@ impl RuleSet {
                     winner.name,
                     winner.source,
                     read_first_by(winner.export_to, &winner.namespace)
+                );
+            }
+        }
+        // A subset only some callers' destination rules define: the others get 503.
+        for (host, subset) in subset_references(vs) {
+            let audience = self.audience(|rules| rules.defines_subset(host, subset));
+            if !audience.ends_with("callers in other namespaces") {
+                let _ = writeln!(
+                    out,
+                    "  note: subset {subset} of {host} is defined by the DestinationRule that {}; \
+                     other callers of this route get 503",
+                    audience.trim_start_matches("this rule ")
                 );
             }
         }
@@ -293,6 +316,30 @@ impl RuleSet {
                 many => format!("this rule applies to callers in namespaces {} only", many.join(", ")),
             }
         }
+    }
+}
+
+/// Every (host, subset) the routes and mirrors of `vs` send to, each once.
+fn subset_references(vs: &VirtualService) -> Vec<(&str, &str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for route in &vs.http {
+        let mirror = route.mirror.iter().map(|m| (m.host.as_str(), m.subset.as_deref()));
+        let routed = route.route.iter().map(|d| (d.host.as_str(), d.subset.as_deref()));
+        for (host, subset) in routed.chain(mirror) {
+            if let Some(subset) = subset
+                && !out.contains(&(host, subset))
+            {
+                out.push((host, subset));
+            }
+        }
+    }
+    out
+}
+
+impl RuleSet {
+    /// Whether the destination rule this set applies to `host` defines `subset`.
+    fn defines_subset(&self, host: &str, subset: &str) -> bool {
+        self.destination_rule(host).is_some_and(|rule| rule.subset(subset).is_some())
     }
 }
 

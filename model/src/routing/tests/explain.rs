@@ -277,3 +277,29 @@ fn a_namespaces_own_virtual_service_wins_there_over_one_for_everyone() {
     assert_eq!(winner("default").as_deref(), Some("ratings-local"));
     assert_eq!(winner("shop").as_deref(), Some("ratings"));
 }
+
+/// A route to a subset that only another namespace's destination rule defines loads
+/// (callers there are served), and says who gets 503: `rules check` in its account,
+/// each proxy in a WARN for its own callers.
+#[test]
+fn a_subset_only_another_namespaces_rule_defines_is_said_to_fail_elsewhere() {
+    let route = vs("reviews", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: pick}\n");
+    let team = in_namespace(
+        "DestinationRule",
+        "reviews-pick",
+        "team-a",
+        &format!("  host: {REVIEWS_HOST}\n  subsets:\n  - name: pick\n    labels: {{version: v2}}\n"),
+    );
+    let rules = load(&[("rules/dr.yaml", &team), ("rules/vs.yaml", &route)]);
+    let text = rules.explain();
+    assert!(
+        text.contains(&format!(
+            "  note: subset pick of {REVIEWS_HOST} is defined by the DestinationRule that applies to callers in \
+             namespace team-a only; other callers of this route get 503\n"
+        )),
+        "{text}"
+    );
+    let warned = |caller: &str| rules.visible_from(caller).map(|view| view.shadowed()).unwrap_or_default();
+    assert!(warned("default").iter().any(|w| w.contains("routes to subset pick")), "{:?}", warned("default"));
+    assert!(!warned("team-a").iter().any(|w| w.contains("routes to subset pick")), "{:?}", warned("team-a"));
+}
