@@ -29,12 +29,12 @@ use tokio::time::MissedTickBehavior;
 
 use super::otlp_client::{ExportClient, code_name, retry_advice};
 
-/// How long one request is retried before it counts as an error: the OpenTelemetry
-/// exporters' default `max_elapsed_time`. A server that keeps refusing then ends a
-/// `--total-spans` run instead of holding it forever.
 /// How long an export still unanswered when the run ends may take before it is given up.
 const END_GRACE: Duration = Duration::from_secs(2);
 
+/// How long one request is retried before it counts as an error: the OpenTelemetry
+/// exporters' default `max_elapsed_time`. A server that keeps refusing then ends a
+/// `--total-spans` run instead of holding it forever.
 const MAX_RETRY_ELAPSED: Duration = Duration::from_secs(300);
 use super::report::{Latencies, Out, counts_text, merge_counts, round3};
 use super::shape::{Shape, ShapeGenerator};

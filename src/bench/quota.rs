@@ -58,7 +58,8 @@ pub struct QuotaArgs {
     /// With --addr: the server's process id, to report its CPU per check.
     #[arg(long)]
     pub pid: Option<u32>,
-    /// Checks per second of the paced (open loop) phase.
+    /// Checks per second of the paced (open loop) phase, at most 1,000,000 (and at most
+    /// 10,000,000 checks over --duration).
     #[arg(long, default_value_t = 10_000.0)]
     pub rate: f64,
     /// Length of the paced and of the saturated phase.
