@@ -19,10 +19,14 @@ pub struct StoreDirArgs {
 
 impl StoreDirArgs {
     fn resolve(self) -> anyhow::Result<PathBuf> {
-        match self.data_dir {
-            Some(dir) => Ok(dir),
-            None => Ok(crate::config::Config::load(self.config.as_deref())?.data_dir),
+        let dir = match self.data_dir {
+            Some(dir) => dir,
+            None => crate::config::Config::load(self.config.as_deref())?.data_dir,
+        };
+        if dir.as_os_str().is_empty() {
+            anyhow::bail!("the data directory is empty: name it with --data-dir, or data_dir in the config file");
         }
+        Ok(dir)
     }
 }
 
