@@ -492,7 +492,7 @@ async fn demo_list_against_a_plain_server_says_it_runs_no_demo() {
         let text = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{flag}: {text}");
         assert!(
-            text.contains("runs no demo") && text.contains("point --server at"),
+            text.contains("runs no demo") && text.contains("/api/demo"),
             "{flag}: {text}"
         );
     }

@@ -17,9 +17,10 @@ async fn json_of(response: reqwest::Response, what: &str) -> anyhow::Result<Valu
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         bail!(
-            "{what}: HTTP 404 from {}: that query service runs no demo (a `meshtel serve`?); \
-             point --server at the one `meshtel demo` started",
-            response.url().origin().ascii_serialization()
+            "{what}: HTTP 404 from {}: either that query service runs no demo (a `meshtel \
+             serve`?), or --server has a path it does not serve; give the address `meshtel \
+             demo` printed (with its --query-base-path, if it has one), without a page's path",
+            response.url()
         );
     }
     let body = response
