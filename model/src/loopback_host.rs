@@ -10,7 +10,19 @@ use std::net::IpAddr;
 pub fn host_of(value: &str) -> &str {
     let value = value.trim();
     if let Some(rest) = value.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default();
+        // `[address]` or `[address]:port`; anything else after the bracket is not a
+        // host this way, and stays whole (it then names no loopback host).
+        return match rest.split_once(']') {
+            Some((address, "")) => address,
+            Some((address, port))
+                if port
+                    .strip_prefix(':')
+                    .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                address
+            }
+            _ => value,
+        };
     }
     match value.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
@@ -77,6 +89,9 @@ mod tests {
         assert_eq!(host_of("localhost:16686"), "localhost");
         assert_eq!(host_of("[::1]:16686"), "::1");
         assert_eq!(host_of("[::1]"), "::1");
+        // Not a bracketed address and a port: kept whole, so not loopback.
+        assert_eq!(host_of("[::1]x.attacker.test"), "[::1]x.attacker.test");
+        assert!(!is_loopback(host_of("[::1]x.attacker.test")));
         assert_eq!(host_of("rebind.attacker.test"), "rebind.attacker.test");
     }
 }
