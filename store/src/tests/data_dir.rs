@@ -501,3 +501,34 @@ async fn a_shutdown_that_cannot_flush_says_what_stays_in_the_wal() {
     let text = logs.text();
     assert!(text.trim_end().ends_with("store shut down"), "{text}");
 }
+
+/// A failed WAL append makes the store report that it refuses writes for a while, then
+/// not (so that traffic finds out whether the log is writable again); an append that
+/// succeeds ends it at once.
+#[tokio::test]
+async fn a_failed_wal_append_is_reported_for_a_while_and_until_one_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.refuses_writes(), None);
+    let failed = |ago: Duration| {
+        let at = std::time::Instant::now().checked_sub(ago).unwrap();
+        *store.inner.wal_failing.lock() = Some(("No space left on device".into(), at));
+    };
+    failed(Duration::ZERO);
+    let refusal = store.refuses_writes();
+    assert!(
+        refusal
+            .as_deref()
+            .is_some_and(|r| r.contains("write-ahead log") && r.contains("No space left")),
+        "{refusal:?}"
+    );
+    failed(Duration::from_secs(6));
+    assert_eq!(store.refuses_writes(), None, "ready again after 5 s");
+    failed(Duration::ZERO);
+    store
+        .write_spans(vec![trace(1, "after", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    assert_eq!(store.refuses_writes(), None, "a good append ends it");
+    store.shutdown().await.unwrap();
+}
