@@ -35,7 +35,9 @@ pub fn host_of(value: &str) -> &str {
 /// always do); `Some(Err(()))` when the `Host` header is not text.
 pub fn requested_host<B>(request: &http::Request<B>) -> Option<Result<&str, ()>> {
     if let Some(authority) = request.uri().authority() {
-        return Some(Ok(authority.host()));
+        // Read as a `Host` value is: `Authority::host` would take `[::1]x.evil.test`
+        // for `[::1]`.
+        return Some(Ok(host_of(authority.as_str())));
     }
     let value = request.headers().get(http::header::HOST)?;
     Some(value.to_str().map(host_of).map_err(|_| ()))
@@ -89,6 +91,16 @@ mod tests {
         assert_eq!(host_of("localhost:16686"), "localhost");
         assert_eq!(host_of("[::1]:16686"), "::1");
         assert_eq!(host_of("[::1]"), "::1");
+        // An authority (HTTP/2, an absolute-form target) is read the same way.
+        for (target, loopback) in [
+            ("http://[::1]x.attacker.test/x", false),
+            ("http://[::1]:1234/x", true),
+            ("http://localhost/x", true),
+        ] {
+            let request = http::Request::get(target).body(()).unwrap();
+            let host = requested_host(&request).unwrap().unwrap();
+            assert_eq!(is_loopback(host), loopback, "{target}: {host}");
+        }
         // Not a bracketed address and a port: kept whole, so not loopback.
         assert_eq!(host_of("[::1]x.attacker.test"), "[::1]x.attacker.test");
         assert!(!is_loopback(host_of("[::1]x.attacker.test")));
