@@ -35,13 +35,9 @@ async fn exchange_as(addr: SocketAddr, path: &str, host: &str) -> (u16, String, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_listeners_answer_loopback_names_and_allowed_hosts_only() {
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(
-        &config,
-        "[http]\nallowed_hosts = [\"Tracing.Example.com.\"]\n",
-    )
-    .unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let m =
+        Meshtel::serve_with_config(&dir, "[http]\nallowed_hosts = [\"Tracing.Example.com.\"]\n")
+            .await;
     let query = m.query.unwrap();
     let port = query.port();
     for host in [

@@ -46,13 +46,11 @@ async fn refused_count(m: &Meshtel, protocol: &str, reason: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_larger_than_the_whole_write_queue_is_refused_for_good() {
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(
-        &config,
+    let m = Meshtel::serve_with_config(
+        &dir,
         "[store]\nmax_queued_bytes = \"256 KiB\"\n[ingest]\nmax_request_bytes = \"256 KiB\"\n",
     )
-    .unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    .await;
     let request = many_small_spans(4_000);
     let body = request.encode_to_vec();
     assert!(body.len() < 256 << 10, "the request fits max_request_bytes");
@@ -285,13 +283,11 @@ async fn request_bytes_in_flight_are_bounded_across_the_ingest_servers() {
     use std::io::Write as _;
 
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(
-        &config,
+    let m = Meshtel::serve_with_config(
+        &dir,
         "[ingest]\nmax_request_bytes = \"1MiB\"\nmax_inflight_bytes = \"2112KiB\"\n",
     )
-    .unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    .await;
 
     // Two clients that each declare 1,000,000 bytes, send 950,000 and then stall.
     let stalled = || {
@@ -399,13 +395,11 @@ async fn the_largest_compressed_request_fits_the_smallest_inflight_bound() {
     use std::io::Write as _;
 
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(
-        &config,
+    let m = Meshtel::serve_with_config(
+        &dir,
         "[ingest]\nmax_request_bytes = \"256KiB\"\nmax_inflight_bytes = \"576KiB\"\n",
     )
-    .unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    .await;
     let mut request = many_small_spans(5_000);
     while request.encoded_len() > 262_144 {
         request.resource_spans[0].scope_spans[0].spans.pop();
@@ -449,15 +443,17 @@ fn disk_size(path: &std::path::Path) -> u64 {
 async fn readiness_fails_while_every_write_is_refused() {
     use tonic_health::pb::health_check_response::ServingStatus;
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
     // Just below the whole disk: more than is free, so every span is refused.
     let reserve = disk_size(dir.path()) - 1;
-    std::fs::write(
-        &config,
-        format!("[store]\nmin_free_disk = \"{reserve} B\"\n"),
+    let m = Meshtel::serve_with_config(
+        &dir,
+        &format!(
+            "[store]
+min_free_disk = \"{reserve} B\"
+"
+        ),
     )
-    .unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    .await;
     let reply = post(
         &m.http_url("/v1/traces"),
         &[("content-type", "application/x-protobuf")],

@@ -22,13 +22,11 @@ fn shape(trace: &Value) -> (usize, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_over_the_span_bound_cut_the_largest_trace_with_a_warning() {
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(
-        &config,
+    let m = Meshtel::serve_with_config(
+        &dir,
         "[query]\nmax_spans_per_response = 1000\nmax_search_limit = 1000\n",
     )
-    .unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    .await;
 
     let start = now_nanos() - 60_000 * MS;
     let (big, small) = (random_trace_id(), random_trace_id());

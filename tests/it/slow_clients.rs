@@ -47,13 +47,11 @@ fn send_and_wait(addr: SocketAddr, data: &[u8], wait: Duration) -> (f64, Option<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_headers_and_bodies_are_cut_off_and_counted() {
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(
-        &config,
+    let m = Meshtel::serve_with_config(
+        &dir,
         "[http]\nheader_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"\n",
     )
-    .unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    .await;
     let wait = Duration::from_secs(8);
     let partial_headers = b"POST /v1/traces HTTP/1.1\r\nHost: localhost\r\n".as_slice();
 
@@ -150,9 +148,7 @@ fn silent_closed_after(addr: SocketAddr, wait: Duration) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_send_nothing_are_closed_on_every_listener() {
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(&config, "[http]\nheader_read_timeout = \"1s\"\n").unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let m = Meshtel::serve_with_config(&dir, "[http]\nheader_read_timeout = \"1s\"\n").await;
     let wait = Duration::from_secs(8);
     let mut tasks = Vec::new();
     for (name, addr) in [
@@ -199,9 +195,7 @@ async fn connections_that_send_nothing_are_closed_on_every_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_nothing_of_a_large_answer_is_let_go() {
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(&config, "[http]\nwrite_timeout = \"1s\"\n").unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let m = Meshtel::serve_with_config(&dir, "[http]\nwrite_timeout = \"1s\"\n").await;
     // One trace whose JSON is about 16 MiB: far more than the socket buffers hold.
     let trace_id = random_trace_id();
     let padding = "x".repeat(8 * 1024);
@@ -296,9 +290,7 @@ async fn a_silent_connection_does_not_hold_up_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_message_that_stops_arriving_is_let_go_and_report_streams_live_on() {
     let dir = TestDir::new();
-    let config = dir.path().join("meshtel.toml");
-    std::fs::write(&config, "[http]\nbody_read_timeout = \"1s\"\n").unwrap();
-    let m = Meshtel::start(&dir, Role::Serve, &["--config", config.to_str().unwrap()]).await;
+    let m = Meshtel::serve_with_config(&dir, "[http]\nbody_read_timeout = \"1s\"\n").await;
     // A Report stream opened first must outlive the timeout: it answers at once.
     let mut mixer = meshtel_model::mixer::mixer_client::MixerClient::connect(format!(
         "http://{}",

@@ -115,6 +115,15 @@ impl Meshtel {
         Meshtel::start(dir, Role::Serve, &[]).await
     }
 
+    /// Starts `meshtel serve` as [`Meshtel::start`] does, with `toml` as its config
+    /// file (`meshtel.toml` in `dir`).
+    pub async fn serve_with_config(dir: &TestDir, toml: &str) -> Meshtel {
+        let config = dir.path().join("meshtel.toml");
+        std::fs::write(&config, toml).expect("writing the config file");
+        let path = config.to_str().expect("a UTF-8 path");
+        Meshtel::start(dir, Role::Serve, &["--config", path]).await
+    }
+
     /// Starts `meshtel <role>` on `dir`'s data directory with every listener on
     /// 127.0.0.1:0 plus `extra` flags, and waits for `listeners.json`.
     pub async fn start(dir: &TestDir, role: Role, extra: &[&str]) -> Meshtel {
