@@ -445,20 +445,29 @@ async fn graph_json(
         request.filter.node = node;
     }
     let window = service.graph(&request).await?;
-    let mut json = json::to_json(
-        &window.graph,
-        window.end_unix_nano / 1_000_000_000,
-        request.window.as_secs(),
-        window.rate_seconds,
-        request.response_time,
-    );
-    boxes::add_boxes(&mut json.elements.nodes, request.box_by);
-    tracing::debug!(
-        nodes = json.elements.nodes.len(),
-        edges = json.elements.edges.len(),
-        "graph"
-    );
-    Ok(json_response(&json, params.pretty_print())?)
+    let pretty = params.pretty_print();
+    // Tens of milliseconds for a graph of thousands of nodes: on a blocking thread, so
+    // that the query port's other requests go on meanwhile.
+    let encode = move || {
+        let mut json = json::to_json(
+            &window.graph,
+            window.end_unix_nano / 1_000_000_000,
+            request.window.as_secs(),
+            window.rate_seconds,
+            request.response_time,
+        );
+        boxes::add_boxes(&mut json.elements.nodes, request.box_by);
+        tracing::debug!(
+            nodes = json.elements.nodes.len(),
+            edges = json.elements.edges.len(),
+            "graph"
+        );
+        json_response(&json, pretty)
+    };
+    let response = tokio::task::spawn_blocking(encode)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("building the graph failed: {e}")))??;
+    Ok(response)
 }
 
 /// `GET /api/graph.dot`: Graphviz DOT.
@@ -488,19 +497,34 @@ fn qualified(name: &str, namespace: &str) -> String {
 
 /// Dependency links from edge rows, naming services as the proxies name their spans'
 /// `service.name` (Istio's `<service>.<namespace>`), so that Jaeger UI and Grafana match
-/// the links to traced services: parent = source app (else workload) in the source
-/// namespace, child = destination service short name (else workload) in the
-/// destination namespace; call count = requests. Traffic from outside the mesh has no
-/// parent and is left out.
+/// the links to traced services: parent = the service the source workload answered for
+/// in the rows (the one named as its app when several, else the first), else its app,
+/// else the workload, in the source namespace; child = destination service short name
+/// (else workload) in the destination namespace; call count = requests. Traffic from
+/// outside the mesh has no parent and is left out.
 pub fn dependencies_from_edges(rows: Vec<EdgeRow>) -> Vec<DependencyLink> {
+    let rows = one_reporter_per_pair(rows);
+    let known = build::Workloads::of(&rows);
     let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for row in one_reporter_per_pair(rows) {
+    for row in &rows {
         let key = &row.key;
-        let parent = if key.source_app.is_empty() {
-            &key.source_workload
-        } else {
-            &key.source_app
-        };
+        let mut answered: Vec<&str> = known
+            .services(&key.source_namespace, &key.source_workload)
+            .iter()
+            .map(|fqdn| fqdn.split('.').next().unwrap_or(fqdn))
+            .collect();
+        answered.sort_unstable();
+        let parent = answered
+            .iter()
+            .find(|s| **s == key.source_app)
+            .or(answered.first())
+            .copied()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(if key.source_app.is_empty() {
+                &key.source_workload
+            } else {
+                &key.source_app
+            });
         let child = match key.destination_service_name() {
             "" => key.destination_workload.as_str(),
             name => name,

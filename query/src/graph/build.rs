@@ -52,7 +52,8 @@ pub struct GraphFilter {
     pub namespaces: Vec<String>,
     /// Keep edges touching this service, named short (`reviews`), with its namespace
     /// (`reviews.default`) or by FQDN: into it (destination service) and out of its
-    /// workloads (source app).
+    /// workloads (those that answered for it in the window, else those whose `app` is
+    /// its name).
     pub service: Option<String>,
     /// Keep the edges into and out of this node (Kiali's node graphs).
     pub node: Option<NodeFocus>,
@@ -88,57 +89,97 @@ pub enum NodeFocus {
     },
 }
 
-/// The `app` of each workload ((namespace, name) → app): a row names the destination's
-/// version but not its app, so a workload's app is the one it reports as a caller.
-type Apps<'a> = HashMap<(&'a str, &'a str), &'a str>;
+/// What the rows say of each workload ((namespace, name)): the `app` it reports as a
+/// caller (a row names the destination's version but, before rollups kept it, not its
+/// app), and the services it answered for (destination service FQDNs).
+#[derive(Default)]
+pub(crate) struct Workloads<'a> {
+    apps: HashMap<(&'a str, &'a str), &'a str>,
+    services: HashMap<(&'a str, &'a str), Vec<&'a str>>,
+}
 
-fn apps_of(rows: &[EdgeRow]) -> Apps<'_> {
-    let mut apps = Apps::new();
-    for row in rows {
-        let key = &row.key;
-        if !key.source_workload.is_empty() && !key.source_app.is_empty() {
-            apps.entry((&key.source_namespace, &key.source_workload))
-                .or_insert(&key.source_app);
+impl<'a> Workloads<'a> {
+    pub(crate) fn of(rows: &'a [EdgeRow]) -> Workloads<'a> {
+        let mut known = Workloads::default();
+        for row in rows {
+            let key = &row.key;
+            if !key.source_workload.is_empty() && !key.source_app.is_empty() {
+                known
+                    .apps
+                    .entry((&key.source_namespace, &key.source_workload))
+                    .or_insert(&key.source_app);
+            }
+            if !key.destination_workload.is_empty() && !key.destination_service.is_empty() {
+                let services = known
+                    .services
+                    .entry((&key.destination_namespace, &key.destination_workload))
+                    .or_default();
+                if !services.contains(&key.destination_service.as_str()) {
+                    services.push(&key.destination_service);
+                }
+            }
         }
+        known
     }
-    apps
+
+    /// The services (FQDNs) workload `name` of `namespace` answered for in the rows.
+    pub(crate) fn services<'s>(&'s self, namespace: &'s str, name: &'s str) -> &'s [&'s str] {
+        self.services
+            .get(&(namespace, name))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The app of the destination workload of `key`: the `app` label its proxy reported,
-/// else (rows written before rollups kept it) the one it reports as a caller, else the
-/// service it answers for.
-fn destination_app<'a>(key: &'a EdgeKey, apps: &Apps<'a>) -> &'a str {
+/// else (rows written before rollups kept it) the one it reports as a caller; none
+/// (a workload node, as Kiali draws a workload without one) when neither says.
+fn destination_app<'a>(key: &'a EdgeKey, known: &Workloads<'a>) -> &'a str {
     if !key.destination_app.is_empty() {
         return &key.destination_app;
     }
-    apps.get(&(
-        key.destination_namespace.as_str(),
-        key.destination_workload.as_str(),
-    ))
-    .copied()
-    .unwrap_or_else(|| key.destination_service_name())
+    known
+        .apps
+        .get(&(
+            key.destination_namespace.as_str(),
+            key.destination_workload.as_str(),
+        ))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Whether `wanted` (`reviews`, `reviews.default` or an FQDN) names the service `fqdn`.
+fn names_service(wanted: &str, fqdn: &str) -> bool {
+    let mut labels = wanted.split('.');
+    let name = labels.next().unwrap_or(wanted);
+    let namespace = labels.next();
+    let mut service = fqdn.split('.');
+    wanted == fqdn
+        || (service.next() == Some(name) && namespace.is_none_or(|n| service.next() == Some(n)))
 }
 
 impl GraphFilter {
-    fn keeps(&self, key: &EdgeKey, apps: &Apps<'_>) -> bool {
+    fn keeps(&self, key: &EdgeKey, known: &Workloads<'_>) -> bool {
         let namespace_ok = self.namespaces.is_empty()
             || self
                 .namespaces
                 .iter()
                 .any(|n| *n == key.source_namespace || *n == key.destination_namespace);
         let service_ok = self.service.as_deref().is_none_or(|s| {
-            // `reviews`, `reviews.default` or the FQDN alike: the calls to the service,
-            // and its workloads' calls out (their `app` is the service's name).
-            let mut labels = s.split('.');
-            let name = labels.next().unwrap_or(s);
-            let namespace = labels.next();
-            let service_namespace = key.destination_service.split('.').nth(1);
-            let into = s == key.destination_service
-                || (name == key.destination_service_name()
-                    && namespace.is_none_or(|n| Some(n) == service_namespace));
-            // An app label may hold dots itself (`my.app`).
-            let out_of = s == key.source_app
-                || (name == key.source_app && namespace.is_none_or(|n| n == key.source_namespace));
+            // The calls to the service, and its workloads' calls out: those of the
+            // workloads that answered for it, or (a caller that answered for nothing in
+            // the window) whose `app` is the service's name.
+            let into = names_service(s, &key.destination_service);
+            let answered = known.services(&key.source_namespace, &key.source_workload);
+            let out_of = if answered.is_empty() {
+                // An app label may hold dots itself (`my.app`).
+                let name = s.split('.').next().unwrap_or(s);
+                let namespace = s.split('.').nth(1);
+                s == key.source_app
+                    || (name == key.source_app
+                        && namespace.is_none_or(|n| n == key.source_namespace))
+            } else {
+                answered.iter().any(|fqdn| names_service(s, fqdn))
+            };
             into || out_of
         });
         let node_ok = self.node.as_ref().is_none_or(|node| match node {
@@ -162,7 +203,7 @@ impl GraphFilter {
                     && version_ok(&key.source_version))
                     || (key.destination_namespace == *namespace
                         && !key.destination_workload.is_empty()
-                        && destination_app(key, apps) == app
+                        && destination_app(key, known) == app
                         && version_ok(&key.destination_version))
             }
             NodeFocus::Service { namespace, service } => {
@@ -433,9 +474,9 @@ impl Graph {
     /// Builds the graph of `shape` from rows already reduced to one reporter per pair,
     /// its edges' response times from `timed` ([`timed_rows`] of the rows before).
     pub fn build(rows: &[EdgeRow], timed: &[EdgeRow], filter: &GraphFilter, shape: GraphShape) -> Graph {
-        // Apps from every row, the ones filtered out included.
-        let apps = apps_of(rows);
-        let rows = rows.iter().filter(|r| filter.keeps(&r.key, &apps));
+        // What every row says of workloads, the ones filtered out included.
+        let known = Workloads::of(rows);
+        let rows = rows.iter().filter(|r| filter.keeps(&r.key, &known));
         let inject = shape.inject_service_nodes || shape.graph_type == GraphType::Service;
         let mut graph = Graph {
             graph_type: shape.graph_type,
@@ -444,7 +485,7 @@ impl Graph {
         for row in rows {
             let key = &row.key;
             let service = key.destination_service_name();
-            let app = destination_app(key, &apps);
+            let app = destination_app(key, &known);
             let source = source_node(key, shape.graph_type);
             let target = destination_node(key, shape.graph_type, app);
             let src_info = graph.nodes.entry(source.clone()).or_default();
@@ -496,7 +537,7 @@ impl Graph {
                 graph.add(source, target, protocol, &totals);
             }
         }
-        graph.time_edges(timed, filter, shape, &apps);
+        graph.time_edges(timed, filter, shape, &known);
         // A node graph keeps its node and the workloads around it, services injected,
         // as Kiali's does ("to provide more detail").
         if shape.graph_type == GraphType::Service && filter.node.is_none() {
@@ -512,14 +553,20 @@ impl Graph {
     /// except in a service graph, where the caller → service edge takes them: reducing
     /// to services makes it the service → service edge. Call before a service graph is
     /// reduced: [`Self::build`] does.
-    fn time_edges(&mut self, timed: &[EdgeRow], filter: &GraphFilter, shape: GraphShape, apps: &Apps) {
+    fn time_edges(
+        &mut self,
+        timed: &[EdgeRow],
+        filter: &GraphFilter,
+        shape: GraphShape,
+        known: &Workloads,
+    ) {
         let inject = shape.inject_service_nodes || shape.graph_type == GraphType::Service;
         let reduced = shape.graph_type == GraphType::Service && filter.node.is_none();
-        for row in timed.iter().filter(|r| filter.keeps(&r.key, apps)) {
+        for row in timed.iter().filter(|r| filter.keeps(&r.key, known)) {
             let key = &row.key;
             let service = key.destination_service_name();
             let source = source_node(key, shape.graph_type);
-            let target = destination_node(key, shape.graph_type, destination_app(key, apps));
+            let target = destination_node(key, shape.graph_type, destination_app(key, known));
             let edge = if inject && !service.is_empty() && !matches!(target, NodeRef::Service(..)) {
                 let hop = NodeRef::Service(key.destination_namespace.clone(), service.to_string());
                 if reduced { (source, hop) } else { (hop, target) }

@@ -15,8 +15,9 @@ pub const NO_SERVICE_DOT_NAME: &str = "no service (unknown)";
 /// `"<app> (<workload>)"` (callers outside the mesh `unknown (unknown)`, a service
 /// with no workload `<service> (unknown)`, a destination naming no service
 /// [`NO_SERVICE_DOT_NAME`]), ids with `/`, `.` and spaces replaced by `_`, each
-/// declared once, edges labelled `reqs/sec: %.6f` summed over protocols and codes,
-/// over the `rate_seconds` the rows cover.
+/// declared once, edges labelled `reqs/sec: %.6f` summed over protocols and codes (TCP
+/// edges apart, `bytes/sec: %.6f` of the bytes the destination received), over the
+/// `rate_seconds` the rows cover.
 pub fn to_dot(graph: &Graph, rate_seconds: f64) -> String {
     let window = rate_seconds.max(1.0);
     let name = |node: &NodeRef| -> String {
@@ -41,18 +42,25 @@ pub fn to_dot(graph: &Graph, rate_seconds: f64) -> String {
             .map(|c| if matches!(c, '/' | '.' | ' ') { '_' } else { c })
             .collect()
     };
-    let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for ((source, target, _), totals) in &graph.edges {
-        *pairs.entry((id(source), id(target))).or_default() += totals.stats.requests;
+    // Requests per pair, and apart from them (as servicegraph queries
+    // `istio_tcp_received_bytes_total`) the bytes TCP connections sent the destination.
+    let mut pairs: BTreeMap<(String, String, &str), u64> = BTreeMap::new();
+    for ((source, target, protocol), totals) in &graph.edges {
+        let (unit, amount) = if protocol == "tcp" {
+            ("bytes/sec", totals.stats.request_bytes)
+        } else {
+            ("reqs/sec", totals.stats.requests)
+        };
+        *pairs.entry((id(source), id(target), unit)).or_default() += amount;
     }
     let mut out = String::from("digraph \"istio-servicegraph\" {\n");
-    for ((source, target), requests) in &pairs {
+    for ((source, target, unit), amount) in &pairs {
         let _ = writeln!(
             out,
-            "\"{}\" -> \"{}\" [label=\"reqs/sec: {:.6}\"];",
+            "\"{}\" -> \"{}\" [label=\"{unit}: {:.6}\"];",
             escape(source),
             escape(target),
-            *requests as f64 / window
+            *amount as f64 / window
         );
     }
     // Nodes of one id (a workload of one name in two namespaces, as servicegraph

@@ -11,6 +11,7 @@ use crate::QueryConfig;
 use crate::testing::{FixedClock, MemoryReader, NOW, get};
 
 mod grpc;
+mod labels;
 mod params;
 mod query_time;
 mod rates;
@@ -85,8 +86,7 @@ fn key(
         destination_workload: destination.into(),
         destination_namespace: "default".into(),
         destination_version: of(destination, "v2".into()),
-        // Left out, as rows written before rollups kept it: the graph finds the app.
-        destination_app: String::new(),
+        destination_app: of(destination, app(destination)),
         protocol: "http".into(),
         response_code: code,
         grpc_response_status: None,
