@@ -280,11 +280,13 @@ fn build_router(
         .route("/api/{*rest}", any(api_not_found));
     api = api.merge(ui::router(
         config.normalized_base_path().as_deref().unwrap_or(""),
+        config.max_search_limit,
     ));
     let app = match config.normalized_base_path() {
-        Some(prefix) => Router::new()
-            .nest(&prefix, api)
-            .route(&format!("{prefix}/"), ui::index_route(&prefix)),
+        Some(prefix) => Router::new().nest(&prefix, api).route(
+            &format!("{prefix}/"),
+            ui::index_route(&prefix, config.max_search_limit),
+        ),
         None => api,
     };
     // Probes at the root whatever the base path: a `meshtel query` deployment has no

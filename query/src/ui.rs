@@ -42,11 +42,24 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 #[derive(Clone)]
 struct UiState {
     base: String,
+    /// `[query] max_search_limit`: the most results the search form offers.
+    max_search_limit: usize,
 }
 
-/// The UI routes; `base` is the base path the router is nested under ("" for none).
-pub fn router(base: &str) -> Router {
-    let state = UiState { base: base.trim_end_matches('/').to_owned() };
+impl UiState {
+    fn new(base: &str, max_search_limit: usize) -> Self {
+        UiState {
+            base: base.trim_end_matches('/').to_owned(),
+            max_search_limit,
+        }
+    }
+}
+
+/// The UI routes; `base` is the base path the router is nested under ("" for none),
+/// `max_search_limit` the server's (`[query] max_search_limit`), which the search form
+/// offers as its highest limit.
+pub fn router(base: &str, max_search_limit: usize) -> Router {
+    let state = UiState::new(base, max_search_limit);
     Router::new()
         .route("/", get(index))
         .route("/search", get(index))
@@ -72,15 +85,20 @@ async fn not_found(State(state): State<UiState>, method: axum::http::Method) -> 
 
 /// The UI's start page alone, for `<base>/` (a nested router serves `<base>` but not
 /// `<base>/`).
-pub fn index_route(base: &str) -> axum::routing::MethodRouter {
-    get(index).with_state(UiState { base: base.trim_end_matches('/').to_owned() })
+pub fn index_route(base: &str, max_search_limit: usize) -> axum::routing::MethodRouter {
+    get(index).with_state(UiState::new(base, max_search_limit))
 }
 
 async fn index(State(state): State<UiState>) -> Response {
     let Some(file) = Assets::get("index.html") else {
         return (StatusCode::NOT_FOUND, "the UI is not built into this binary").into_response();
     };
-    let html = String::from_utf8_lossy(&file.data).replace("__MESHTEL_BASE__", &state.base);
+    let html = String::from_utf8_lossy(&file.data)
+        .replace("__MESHTEL_BASE__", &state.base)
+        .replace(
+            "__MESHTEL_MAX_SEARCH_LIMIT__",
+            &state.max_search_limit.to_string(),
+        );
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),

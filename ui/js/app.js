@@ -9,6 +9,7 @@
 
 import { base } from './api.js';
 import { h, replace, errorState } from './lib/dom.js';
+import { traceIdOf } from './lib/trace-query.js';
 
 const routes = {
   search: () => import('./pages/search.js'),
@@ -97,8 +98,20 @@ async function render() {
     replace(main, h('div', { class: 'state state-empty' }, h('h2', {}, 'Page not found'), h('p', {}, h('a', { href: `${base}/search`, 'data-nav': true }, 'Search traces'))));
     return;
   }
+  let module;
   try {
-    const module = await load();
+    module = await load();
+  } catch (error) {
+    // The page's code did not arrive: meshtel is down or unreachable. Say so, and let
+    // the user try again once it is back.
+    console.error(error);
+    if (mine === generation) {
+      const unreachable = new Error(`cannot reach meshtel at ${location.host}: this page's code did not load (${error.message})`);
+      replace(main, errorState(unreachable, () => render()));
+    }
+    return;
+  }
+  try {
     if (mine !== generation) return;
     document.title = `${module.title} · meshtel`;
     main.replaceChildren();
@@ -113,7 +126,7 @@ async function render() {
     cleanup = typeof result === 'function' ? result : null;
   } catch (error) {
     console.error(error);
-    if (mine === generation) replace(main, errorState(error));
+    if (mine === generation) replace(main, errorState(error, () => render()));
   }
 }
 
@@ -142,20 +155,27 @@ window.addEventListener('popstate', () => {
 // Open a trace by its id (from a log line, an x-request-id's trace): the top bar's box.
 const lookup = document.getElementById('trace-lookup');
 if (lookup) {
-  lookup.addEventListener('input', (event) => event.target.removeAttribute('aria-invalid'));
+  const input = lookup.querySelector('input');
+  const problem = h('div', { id: 'trace-lookup-error', class: 'trace-lookup-error', role: 'alert', hidden: true });
+  lookup.append(problem);
+  input?.setAttribute('aria-describedby', 'trace-lookup-error');
+  const setProblem = (message) => {
+    problem.textContent = message;
+    problem.hidden = !message;
+    if (message) input?.setAttribute('aria-invalid', 'true');
+    else input?.removeAttribute('aria-invalid');
+  };
+  lookup.addEventListener('input', () => setProblem(''));
   lookup.addEventListener('submit', (event) => {
     event.preventDefault();
-    const input = lookup.querySelector('input');
-    const id = input ? input.value.trim() : '';
-    if (!id) return;
-    // A trace id is 1 to 32 hex digits (64-bit ids too).
-    if (!/^[0-9a-fA-F]{1,32}$/.test(id)) {
-      input.setAttribute('aria-invalid', 'true');
-      input.title = 'A trace id is up to 32 hex digits';
+    const text = input ? input.value.trim() : '';
+    if (!text) return;
+    const id = traceIdOf(text);
+    if (!id) {
+      setProblem('Not a trace ID: give up to 32 hex digits, or a traceparent or b3 header value. To find a request by its x-request-id, search a service with the tag guid:x-request-id=<id>.');
       return;
     }
-    input.removeAttribute('aria-invalid');
-    input.removeAttribute('title');
+    setProblem('');
     if (navigate(`/trace/${encodeURIComponent(id)}`)) input.value = '';
   });
 }

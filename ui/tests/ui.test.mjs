@@ -369,6 +369,78 @@ async function searchStep(page, ctx) {
   await hook(page, 'trace', `#trace-view[data-trace-id="${slow.traceId}"]`);
 }
 
+/**
+ * "Custom time range" starts from the lookback chosen before it, up to now, to the
+ * second; a link's exact range is searched as it is; the top bar's box takes a
+ * traceparent and says what is wrong with what it cannot open.
+ */
+async function customRangeStep(page, ctx) {
+  const P = ctx.pageName;
+  await page.goto(`${base}/search?${new URLSearchParams({ service: slow.service, lookback: '2d' })}`);
+  await hook(page, P, '#search-lookback');
+  await page.locator('#search-lookback').first().selectOption('custom');
+  const [start, end] = await Promise.all(['#search-start', '#search-end'].map((s) => page.locator(s).first().inputValue()));
+  const nowS = Date.now() / 1000;
+  const seconds = (value) => new Date(value).getTime() / 1000;
+  expect(/T\d\d:\d\d:\d\d$/.test(start) && /T\d\d:\d\d:\d\d$/.test(end), `custom range fields without seconds: ${start} … ${end}`);
+  expect(Math.abs(seconds(end) - nowS) <= 5, `"To" is ${end}, not now`);
+  expect(Math.abs(nowS - seconds(start) - 2 * 86400) <= 5, `"From" is ${start}, not two days ago (the lookback chosen before)`);
+  await page.locator('#search-submit').first().click();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('lookback') === 'custom', null, { timeout: HOOK_MS });
+  const url = new URL(page.url());
+  const endUs = Number(url.searchParams.get('end'));
+  expect(endUs >= nowS * 1e6 - 5e6, `searched up to ${endUs} µs, more than 5 s before now`);
+  // A link's exact range, to the microsecond, is searched as given.
+  const exact = { start: String(Number(url.searchParams.get('start')) + 123_456), end: String(endUs - 654_321) };
+  await page.goto(`${base}/search?${new URLSearchParams({ service: slow.service, lookback: 'custom', ...exact })}`);
+  await hook(page, P, '.search-result');
+  await page.locator('#search-limit').first().fill('19');
+  await page.locator('#search-submit').first().click();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('limit') === '19', null, { timeout: HOOK_MS });
+  const again = new URL(page.url()).searchParams;
+  expect(again.get('start') === exact.start && again.get('end') === exact.end, `the link's range ${exact.start}…${exact.end} was searched as ${again.get('start')}…${again.get('end')}`);
+
+  const box = page.locator('#trace-lookup input').first();
+  await box.fill('d28902ec-418e-4420-9dae-e06031b6a5c1');
+  await box.press('Enter');
+  const problem = page.locator('#trace-lookup-error').first();
+  await problem.waitFor({ state: 'visible', timeout: HOOK_MS }).catch(() => { throw new Check('an id the box cannot open says nothing visible'); });
+  expect(/x-request-id/.test(await problem.innerText()), `#trace-lookup-error: ${await problem.innerText()}`);
+  await box.fill(`00-${slow.traceId.padStart(32, '0')}-00f067aa0ba902b7-01`);
+  expect(await problem.isHidden(), 'the message stays while a new id is typed');
+  await box.press('Enter');
+  await page.waitForURL((u) => u.pathname.endsWith(`/trace/${slow.traceId.padStart(32, '0')}`), { timeout: HOOK_MS })
+    .catch(() => { throw new Check(`a traceparent did not open its trace (at ${page.url()})`); });
+}
+
+/**
+ * A page whose code does not load (meshtel down) says meshtel cannot be reached and
+ * offers to try again, which works once it is back; a graph link's unknown window is
+ * named and the address shows what is drawn.
+ */
+async function unreachableStep(page, ctx) {
+  await page.goto(`${base}/search`);
+  await hook(page, 'search', '#search-form');
+  const graphCode = '**/static/js/pages/graph.js';
+  ctx.allow(/static\/js\/pages\/graph\.js/);
+  await page.route(graphCode, (route) => route.abort('connectionrefused'));
+  await page.locator('nav a[data-page="graph"]').first().click();
+  const retry = page.getByRole('button', { name: 'Try again' }).first();
+  await retry.waitFor({ timeout: HOOK_MS }).catch(async () => { throw new Check(`no "Try again" when the graph page's code does not load: ${await mainText(page)}`); });
+  const said = await mainText(page);
+  expect(said.includes('cannot reach meshtel'), `the page says ${JSON.stringify(said)}, not that meshtel cannot be reached`);
+  await page.unroute(graphCode);
+  await retry.click();
+  await hook(page, 'graph', '#graph-view');
+
+  await page.goto(`${base}/graph?window=2h&graphType=workload`);
+  const notice = await hook(page, 'graph', '#graph-url-problems');
+  const text = await notice.first().innerText();
+  expect(text.includes('window "2h"') && text.includes('showing 5m'), `#graph-url-problems: ${JSON.stringify(text)}`);
+  const shown = new URL(page.url()).searchParams.get('window');
+  expect(shown === '5m', `the address says window=${shown} while the 5m graph is drawn`);
+}
+
 /** The slow trace: order, depths, services, critical path, errors, collapse, detail, find. */
 /** An answer cut off mid-JSON (as a browser gives up on one too large) shows an error. */
 async function cutOffStep(page, ctx) {
@@ -644,6 +716,10 @@ async function metricsStep(page, ctx) {
   await page.reload();
   await page.waitForFunction((text) => document.querySelector('#metrics-filter')?.value === text, filterText, { timeout: READY_MS })
     .catch(() => { throw new Check('a reload lost the metrics filter'); });
+  // The menu's link (a URL with no filter) shows the whole list again.
+  await page.locator('nav a[data-page="metrics"]').first().click();
+  await page.waitForFunction(() => location.search === '' && document.querySelector('#metrics-filter')?.value === '', null, { timeout: READY_MS })
+    .catch(async () => { throw new Check(`the menu's /metrics kept the filter ${JSON.stringify(await page.locator('#metrics-filter').first().inputValue())} (at ${page.url()})`); });
   // A short name, as the API takes it, opens the listed service it names.
   if (chosen.includes('.')) {
     await page.goto(`${base}/metrics?${new URLSearchParams({ service: filterText })}`);
@@ -873,7 +949,7 @@ async function criticalPathOfARetry() {
 /** Durations and offsets as the pages print them: signed for a skewed clock, hours past 60 min. */
 async function durationFormats() {
   const { formatDuration, formatOffset } = await import('../js/lib/dom.js');
-  const { durationError } = await import('../js/lib/trace-query.js');
+  const { durationError, traceIdOf } = await import('../js/lib/trace-query.js');
   const cases = [
     [formatDuration(850), '850µs'],
     [formatDuration(7_199_000_000), '1h 59m 59s'],
@@ -882,6 +958,17 @@ async function durationFormats() {
     [formatOffset(1_200), '+1.20ms'],
     [durationError('-1s'), 'Must not be negative'],
     [durationError('1.5s'), null],
+    // Rounding never reaches the next unit's boundary in the unit below it.
+    [formatDuration(59_999_000), '1m 0s'],
+    [formatDuration(999_960), '1.00s'],
+    [formatDuration(999.6), '1.00ms'],
+    [formatDuration(9_999), '10.0ms'],
+    // What the top bar's box opens.
+    [traceIdOf(' 4bf92f3577b34da6a3ce929d0e0e4736 '), '4bf92f3577b34da6a3ce929d0e0e4736'],
+    [traceIdOf('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), '4bf92f3577b34da6a3ce929d0e0e4736'],
+    [traceIdOf('80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1'), '80f198ee56343ba864fe8b2a57d3eff7'],
+    [traceIdOf('trace_id=a3ce929d0e0e4736'), 'a3ce929d0e0e4736'],
+    [traceIdOf('d28902ec-418e-4420-9dae-e06031b6a5c1'), null],
   ];
   for (const [saw, want] of cases) expect(saw === want, `saw ${JSON.stringify(saw)}, want ${JSON.stringify(want)}`);
 }
@@ -916,6 +1003,7 @@ try {
   await context.addInitScript(installMarks);
   await context.addInitScript(reportCspViolations);
   await step('search: service, sort, minDuration finds the slow trace; URL reload and back', 'search', context, searchStep, { budget: 40_000 });
+  await step('search: a custom range from the lookback, to the second; an exact link range kept; the trace id box', 'search', context, customRangeStep, { shot: 'search-custom' });
   await step('trace: the slow trace in tree order, critical path, errors, collapse, detail, find, download', 'trace', context, traceStep);
   await step(`trace: ${big.spanCount}-span trace becomes interactive`, 'trace', context, bigTraceStep, { budget: 40_000, shot: 'trace-1000' });
   await step('trace: a cut-off answer is an error, not "Trace not found"', 'trace', context, cutOffStep, { shot: 'trace-cut-off' });
@@ -923,6 +1011,7 @@ try {
   await step('trace: a link with broken %-encoding names the id, not a blank page', 'trace', context, malformedLinkStep, { shot: 'trace-malformed' });
   await step('graph: the mesh edges and their error rates', 'graph', context, graphStep);
   await step('metrics: rate, errors and duration per service', 'metrics', context, metricsStep);
+  await step('graph: a page whose code does not load says meshtel is unreachable, and tries again; a bad window is named', 'graph', context, unreachableStep, { shot: 'graph-unreachable' });
   await step('quotas: token, invalid then valid policy, enforced (429), usage, audit, delete', 'quotas', context, quotasStep, { budget: 45_000 });
   await step('quotas: a policy deleted while edited is created again from the edit', 'quotas', context, quotaDeletedWhileEditedStep, { shot: 'quotas-recreated' });
 } finally {

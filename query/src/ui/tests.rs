@@ -158,3 +158,34 @@ fn the_style_hash_matches_the_vendored_cytoscape() {
         "{CONTENT_SECURITY_POLICY}"
     );
 }
+
+/// The page carries the base path and the server's search limit, which the search form
+/// offers as its highest (not a number of its own).
+#[tokio::test]
+async fn the_page_carries_the_base_path_and_the_search_limit() {
+    let nested = app_with(
+        std::sync::Arc::new(MemoryReader::default()),
+        &QueryConfig {
+            base_path: "/jaeger".into(),
+            max_search_limit: 3,
+            ..QueryConfig::default()
+        },
+    );
+    for uri in ["/jaeger/", "/jaeger/search"] {
+        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let response = nested.clone().oneshot(request).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            html.contains(r#"<meta name="meshtel-max-search-limit" content="3">"#),
+            "{uri}: {html}"
+        );
+        assert!(
+            html.contains(r#"<meta name="meshtel-base" content="/jaeger">"#),
+            "{uri}"
+        );
+        assert!(!html.contains("__MESHTEL_"), "{uri}: {html}");
+    }
+}

@@ -14,12 +14,17 @@ import { loadUPlot } from './vendor.js';
 
 const AXIS = { stroke: '#5d6675', grid: { stroke: '#eef0f3', width: 1 }, ticks: { stroke: '#dde1e7', width: 1, size: 4 }, font: '11px system-ui, sans-serif' };
 
-/** Unix seconds → "14:05", with the date ("12-05 14:05") over ranges of more than two days. */
+/**
+ * Unix seconds → "14:05", with the date ("12-05 14:05") over ranges of more than two
+ * days and the seconds ("14:05:30") over ranges under ten minutes, where ticks fall
+ * within a minute (as the search's scatter plot labels its axis).
+ */
 function axisTime(t, rangeS) {
   const d = new Date(t * 1000);
   const pad = (n) => String(n).padStart(2, '0');
   const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  return rangeS > 2 * 86400 ? `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}` : hm;
+  if (rangeS > 2 * 86400) return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}`;
+  return rangeS < 600 ? `${hm}:${pad(d.getSeconds())}` : hm;
 }
 
 function summarise(title, series, format) {

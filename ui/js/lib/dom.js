@@ -64,9 +64,12 @@ export function replace(el, ...children) {
 export function formatDuration(us) {
   if (us === null || us === undefined || Number.isNaN(us)) return '–';
   if (us < 0) return `-${formatDuration(-us)}`;
-  if (us < 1000) return `${Math.round(us)}µs`;
-  if (us < 1_000_000) return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)}ms`;
-  if (us < 60_000_000) return `${(us / 1_000_000).toFixed(2)}s`;
+  // Each unit up to where its rounding would reach the next (999.96ms is "1.00s",
+  // not "1000.0ms").
+  if (us < 999.5) return `${Math.round(us)}µs`;
+  if (us < 9_995) return `${(us / 1000).toFixed(2)}ms`;
+  if (us < 999_950) return `${(us / 1000).toFixed(1)}ms`;
+  if (us < 59_995_000) return `${(us / 1_000_000).toFixed(2)}s`;
   const s = Math.round(us / 1_000_000);
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ${s % 60}s`;

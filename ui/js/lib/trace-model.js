@@ -12,7 +12,12 @@ export function tagText(value) {
   return String(value);
 }
 
-/** True for a span with `error=true`, `otel.status_code=ERROR` or an HTTP status ≥ 500. */
+/**
+ * True for a span with `error=true` or `otel.status_code=ERROR` (which the OTLP mapping
+ * pairs with `error=true`): the spans a search with the tag `error=true` finds, as
+ * Jaeger UI counts them. An HTTP 5xx alone is no error here, as in Jaeger: the
+ * instrumentation decides (a client span's 5xx is an error, a server's may not be).
+ */
 export function isErrorSpan(span) {
   const tags = span.tags;
   if (!tags) return false;
@@ -22,8 +27,6 @@ export function isErrorSpan(span) {
       if (value === true || value === 'true') return true;
     } else if (key === 'otel.status_code') {
       if (String(value).toUpperCase() === 'ERROR') return true;
-    } else if (key === 'http.status_code' || key === 'http.response.status_code') {
-      if (Number(value) >= 500) return true;
     }
   }
   return false;

@@ -15,8 +15,15 @@ export const LOOKBACKS = [
 
 export const DEFAULT_LOOKBACK = '1h';
 export const DEFAULT_LIMIT = 20;
-/** The most traces one search returns (the query service's default `max_search_limit`). */
-export const MAX_LIMIT = 1500;
+/**
+ * The most traces one search returns: the query service's `[query] max_search_limit`,
+ * which the page carries, else its default.
+ */
+export const MAX_LIMIT = (() => {
+  const meta = typeof document === 'undefined' ? null : document.querySelector('meta[name="meshtel-max-search-limit"]');
+  const limit = Number(meta?.content);
+  return Number.isInteger(limit) && limit > 0 ? limit : 1500;
+})();
 
 /** {start, end} in µs for a lookback key (unknown keys fall back to 1h). */
 export function lookbackRange(lookback, nowUs = Date.now() * 1000) {
@@ -139,11 +146,15 @@ export function tagsParamToText(param) {
   return param;
 }
 
-/** µs since the epoch → a datetime-local value in local time ("2026-12-01T14:03"). */
-export function toLocalInput(us) {
-  const d = new Date(us / 1000);
+/**
+ * µs since the epoch → a datetime-local value in local time, to the second
+ * ("2026-12-01T14:03:07"), rounded by `round` (Math.floor for a start, Math.ceil for an
+ * end, so that the range shown still holds the one given).
+ */
+export function toLocalInput(us, round = Math.floor) {
+  const d = new Date(round(us / 1e6) * 1000);
   const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 /** A datetime-local value → µs since the epoch (NaN when empty or invalid). */
@@ -151,4 +162,20 @@ export function fromLocalInput(value) {
   if (!value) return NaN;
   const ms = new Date(value).getTime();
   return Number.isNaN(ms) ? NaN : ms * 1000;
+}
+
+/**
+ * The trace id in what was pasted into the top bar's box: a bare id (1 to 32 hex
+ * digits, 64-bit ids too), or the id in a `traceparent` or `b3` header value or a
+ * `trace_id=…` pair as copied from a log line; null when there is none.
+ */
+export function traceIdOf(text) {
+  let id = text.trim().replace(/^["']|["']$/g, '');
+  const pair = id.match(/^[\w.-]+[=:]\s*(.+)$/);
+  if (pair) id = pair[1].trim();
+  const traceparent = id.match(/^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/i);
+  if (traceparent) return traceparent[1];
+  const b3 = id.match(/^([0-9a-f]{16}|[0-9a-f]{32})-[0-9a-f]{16}(?:-[01d](?:-[0-9a-f]{16})?)?$/i);
+  if (b3) return b3[1];
+  return /^[0-9a-f]{1,32}$/i.test(id) ? id : null;
 }

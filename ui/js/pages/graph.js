@@ -122,6 +122,21 @@ export async function mount(root, ctx) {
   const select = (id, label, value, options, onchange) =>
     h('label', { class: 'field' }, label, h('select', { id, onchange: (e) => onchange(e.target.value) }, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text))));
 
+  // A link's value this page does not offer is named, and the address shows what is
+  // drawn instead, so that a shared link never shows other than it says.
+  const replaced = [['window', WINDOWS, windowParam], ['graphType', TYPES, type], ['refresh', REFRESH, refresh]]
+    .filter(([name, , shown]) => ctx.params.has(name) && ctx.params.get(name) !== shown)
+    .map(([name, options, shown]) => `${name} "${ctx.params.get(name)}" is not one of ${options.map(([v]) => v).join(', ')}: showing ${shown}`);
+  if (replaced.length) {
+    const fixed = new URLSearchParams(location.search);
+    fixed.set('window', windowParam);
+    fixed.set('graphType', type);
+    fixed.set('refresh', refresh);
+    history.replaceState(null, '', `${location.pathname}?${fixed}`);
+  }
+  const linkNotice = replaced.length
+    ? h('p', { id: 'graph-url-problems', class: 'panel graph-url-problems', role: 'status' }, `This link's ${replaced.join('; ')}.`)
+    : null;
   const status = h('span', { class: 'graph-status muted small', role: 'status', 'aria-live': 'polite' });
   const canvas = h('div', { class: 'graph-canvas', role: 'img', 'aria-label': 'Service graph (loading)', 'aria-describedby': 'graph-legend' });
   const legend = renderLegend(type);
@@ -137,6 +152,7 @@ export async function mount(root, ctx) {
       h('h1', { id: 'graph-title' }, 'Service graph'),
       status,
     ),
+    linkNotice,
     h(
       'div',
       { class: 'panel graph-toolbar row', role: 'group', 'aria-label': 'Graph settings' },

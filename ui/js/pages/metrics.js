@@ -65,7 +65,8 @@ const SORTS = {
 // The last list per window: shown at once when the page mounts again (selecting a
 // service changes the URL), then refreshed.
 let servicesCache = null;
-// Sort and filter survive selecting a service.
+// Sort and filter: read from the URL at every mount (selecting a service keeps them
+// there), so that the same URL always shows the same list.
 const listState = { sort: 'rate', desc: true, filter: '' };
 
 function pick(value, options, fallback) {
@@ -92,10 +93,10 @@ export async function mount(root, ctx) {
   // The list's sort and filter are in the URL too (`sort`, `order`, `filter`), so a
   // reload or a shared link keeps them.
   const sortParam = ctx.params.get('sort');
-  if (sortParam && SORTS[sortParam]) listState.sort = sortParam;
+  listState.sort = sortParam && SORTS[sortParam] ? sortParam : 'rate';
   const orderParam = ctx.params.get('order');
-  if (orderParam === 'asc' || orderParam === 'desc') listState.desc = orderParam === 'desc';
-  if (ctx.params.has('filter')) listState.filter = ctx.params.get('filter') || '';
+  listState.desc = orderParam !== 'asc';
+  listState.filter = ctx.params.get('filter') || '';
   const listParams = () => {
     const byDefault = listState.sort === 'rate' && listState.desc;
     return {

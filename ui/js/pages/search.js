@@ -102,7 +102,7 @@ function readState(params) {
     end: custom && Number.isFinite(end) && end > 0 ? end : NaN,
     // A limit in the URL above what one search returns is that most, said so in the
     // results' header, rather than asked for and silently cut by the server.
-    limit: Number.isFinite(limit) && limit > 0 ? Math.min(limit, MAX_LIMIT) : DEFAULT_LIMIT,
+    limit: Math.min(Number.isFinite(limit) && limit > 0 ? limit : DEFAULT_LIMIT, MAX_LIMIT),
     sort: SORTS.some(([key]) => key === sort) ? sort : 'recent',
   };
 }
@@ -193,9 +193,15 @@ export function mount(root, ctx) {
     h('option', { value: 'custom' }, 'Custom time range'),
   );
   lookbackSel.value = state.lookback;
-  const initialRange = state.lookback === 'custom' && Number.isFinite(state.start) ? state : lookbackRange(DEFAULT_LOOKBACK);
-  const startInput = h('input', { id: 'search-start', name: 'start', type: 'datetime-local', value: toLocalInput(initialRange.start), 'aria-describedby': 'search-range-error' });
-  const endInput = h('input', { id: 'search-end', name: 'end', type: 'datetime-local', value: toLocalInput(Number.isFinite(initialRange.end) ? initialRange.end : Date.now() * 1000), 'aria-describedby': 'search-range-error' });
+  // The range shown: a link's own (to the microsecond, kept as long as the fields are
+  // not edited), else filled from the lookback at the moment "Custom" is chosen.
+  let exactRange = state.lookback === 'custom' && Number.isFinite(state.start) && Number.isFinite(state.end)
+    ? { start: state.start, end: state.end } : null;
+  const rangeInput = (id, name, us, round) => h('input', {
+    id, name, type: 'datetime-local', step: 1, value: us === undefined ? '' : toLocalInput(us, round), 'aria-describedby': 'search-range-error',
+  });
+  const startInput = rangeInput('search-start', 'start', exactRange?.start, Math.floor);
+  const endInput = rangeInput('search-end', 'end', exactRange?.end, Math.ceil);
   const rangeError = fieldError('search-range-error');
   const customFields = h(
     'div',
@@ -244,15 +250,22 @@ export function mount(root, ctx) {
   }
 
   // ---- form behaviour ---------------------------------------------------------
+  // Choosing "Custom" fills the fields with the lookback chosen before it, up to now.
+  let previousLookback = lookbackSel.value;
   lookbackSel.addEventListener('change', () => {
     const custom = lookbackSel.value === 'custom';
     customFields.hidden = !custom;
     if (custom) {
-      const range = lookbackRange(lastSearch.lookback !== 'custom' ? lastSearch.lookback : DEFAULT_LOOKBACK);
-      if (!startInput.value) startInput.value = toLocalInput(range.start);
-      endInput.value = endInput.value || toLocalInput(range.end);
+      const range = lookbackRange(previousLookback !== 'custom' ? previousLookback : DEFAULT_LOOKBACK);
+      exactRange = range;
+      startInput.value = toLocalInput(range.start, Math.floor);
+      endInput.value = toLocalInput(range.end, Math.ceil);
     }
+    previousLookback = lookbackSel.value;
   });
+  for (const input of [startInput, endInput]) {
+    input.addEventListener('input', () => { exactRange = null; });
+  }
   tagsInput.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
@@ -301,8 +314,8 @@ export function mount(root, ctx) {
     else if (maxErr || orderMsg) invalid.push(maxInput);
 
     if (next.lookback === 'custom') {
-      next.start = fromLocalInput(startInput.value);
-      next.end = fromLocalInput(endInput.value);
+      next.start = exactRange ? exactRange.start : fromLocalInput(startInput.value);
+      next.end = exactRange ? exactRange.end : fromLocalInput(endInput.value);
       let msg = '';
       if (Number.isNaN(next.start) || Number.isNaN(next.end)) msg = 'Enter both a start and an end time';
       else if (next.end <= next.start) msg = 'The end must be after the start';
