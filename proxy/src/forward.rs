@@ -527,6 +527,16 @@ fn respond(
     response_ops: Option<(&HeaderOps, Option<&HeaderOps>)>,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResponseBody> {
+    // A 101 to a request that offered no upgrade switches to a protocol the caller never
+    // asked for (RFC 9110 §15.2.2): the upstream's protocol error (502 `UPE`), as
+    // Envoy answers it, not a response the caller cannot use.
+    let forwarded = match forwarded {
+        Ok(upstream) if upstream.response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_none() => Err(ForwardError::UpstreamProtocol {
+            upstream: exchange.upstream_address().to_owned(),
+            source: "101 Switching Protocols to a request that offered no upgrade".into(),
+        }),
+        other => other,
+    };
     match forwarded {
         Ok(Upstream { response, connection }) => {
             let (mut parts, body) = response.into_parts();

@@ -266,6 +266,18 @@ pub const H2_MAX_HEADER_LIST_BYTES: u32 = 60 << 10;
 /// protocol error (502 `UPE`). Bodies stream through it in pieces of this size.
 pub const H1_MAX_BUF_BYTES: usize = 64 << 10;
 
+/// Most header fields an HTTP/1.1 request head may have at a listener (hyper's default;
+/// more are answered 431), before [`INBOUND_HEAD_HEADROOM`].
+pub const H1_MAX_HEADERS: usize = 100;
+
+/// What the inbound listener takes of a request head beyond the outbound's: bytes (on
+/// [`H1_MAX_BUF_BYTES`] and [`H2_MAX_HEADER_LIST_BYTES`]) and header fields (on
+/// [`H1_MAX_HEADERS`]). The caller's proxy adds its own headers to what its app sent
+/// (peer identity, forwarded protocol, request id, trace context: about 600 bytes in
+/// 11 fields), so a request the caller's outbound took at its limits must not be
+/// refused by the callee's inbound for headers the mesh added.
+pub const INBOUND_HEAD_HEADROOM: (usize, usize) = (8 << 10, 32);
+
 /// Most streams a client may hold open at once on one HTTP/2 connection to a listener.
 /// The outbound proxy carries all its app's calls to one endpoint on one connection, so
 /// hyper's default of 200 made long-lived gRPC streams (watches, subscriptions) beyond

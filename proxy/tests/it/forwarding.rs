@@ -314,6 +314,22 @@ async fn a_204_reaches_an_http2_caller_without_the_apps_content_length() {
     }
 }
 
+/// RFC 9110 §15.2.2: a 101 switches only to a protocol the request offered. An app's
+/// 101 to a plain request is its protocol error, 502 `UPE`, and the caller's next
+/// request on the connection is still answered.
+#[tokio::test]
+async fn a_101_to_a_request_that_offered_no_upgrade_is_502() {
+    let app = raw_app(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: none\r\nconnection: upgrade\r\n\r\n").await;
+    let (proxy, _dir) = proxy_in_front_of_with(app, |config| config.app_protocol = meshtel_proxy::config::AppProtocol::Http1).await;
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    let client = http1_client();
+    for _ in 0..2 {
+        let (parts, body, _) = send(&client, get(&format!("http://{inbound}/101"), "reviews", &[])).await;
+        assert_eq!(parts.status, 502, "{parts:?} {body:?}");
+        assert!(String::from_utf8_lossy(&body).ends_with("protocol error"), "{parts:?} {body:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_response_framed_by_chunks_loses_the_content_length_sent_beside_them() {
     // Both framings: the chunked body is the message (RFC 9112 §6.3), and a
@@ -513,4 +529,28 @@ async fn an_h2_upload_answered_early_by_an_http1_app_ends() {
     .await;
     assert!(taken.is_ok(), "the upload stopped after {} of 160 chunks", sent.load(Ordering::SeqCst));
     proxy.stop().await;
+}
+
+/// A request the caller's outbound takes at its head limits (header fields and bytes,
+/// over HTTP/1.1 and HTTP/2) reaches the app: the callee's inbound has room for the
+/// headers the caller's proxy added (about 600 bytes in 11 fields). Past them, the
+/// outbound refuses it with 431 itself.
+#[tokio::test]
+async fn a_request_at_the_outbounds_head_limits_crosses_the_pair() {
+    let mesh = start_mesh(100.0).await;
+    let many: Vec<(String, String)> = (0..94).map(|i| (format!("x-h{i}"), "v".to_owned())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let big = "a".repeat(58_000);
+    for (client, name) in [(http1_client(), "HTTP/1.1"), (h2c_client(), "HTTP/2")] {
+        for headers in [many.as_slice(), &[("x-big", big.as_str())]] {
+            let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "reviews:9080", headers)).await;
+            assert_eq!(parts.status, 200, "{name}: {} headers, {} bytes", headers.len(), headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>());
+        }
+    }
+    let too_many: Vec<(String, String)> = (0..101).map(|i| (format!("x-h{i}"), "v".to_owned())).collect();
+    let too_many: Vec<(&str, &str)> = too_many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (parts, _, _) = send(&http1_client(), get(&mesh.productpage.outbound_url("/"), "reviews:9080", &too_many)).await;
+    assert_eq!(parts.status, 431);
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
 }

@@ -93,9 +93,10 @@ pub async fn start_upstream() -> Upstream {
             });
             tokio::spawn(async move {
                 let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                // Header blocks as large as the proxy passes; as many streams at once
-                // as gRPC servers take (no limit by default).
-                builder.http2().max_header_list_size(64 << 10).max_concurrent_streams(u32::MAX);
+                // Request heads as large as the proxy passes (with the headers it adds);
+                // as many streams at once as gRPC servers take (no limit by default).
+                builder.http1().max_buf_size(128 << 10).max_headers(200);
+                builder.http2().max_header_list_size(128 << 10).max_concurrent_streams(u32::MAX);
                 let _ = builder.serve_connection(TokioIo::new(stream), service).await;
             });
         }
