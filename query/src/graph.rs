@@ -110,17 +110,18 @@ impl GraphRequest {
         params: &QueryParams,
         default_window: Duration,
     ) -> Result<GraphRequest> {
-        let (name, text) = ["window", "duration", "time_horizon"]
-            .into_iter()
-            .map(|name| (name, params.get(name)))
-            .find(|(_, value)| !value.is_empty())
-            .unwrap_or(("window", ""));
-        let window = if text.is_empty() {
-            default_window
-        } else {
-            parse_whole_seconds(text)
-                .map_err(|e| ApiError::BadRequest(format!("unable to parse {name}: {e}")))?
-        };
+        // The first alias given is the window; every one given must read (a bad
+        // `duration` beside a good `window` is not passed over in silence).
+        let mut given = Vec::new();
+        for name in ["window", "duration", "time_horizon"] {
+            let text = params.get(name);
+            if !text.is_empty() {
+                let window = parse_whole_seconds(text)
+                    .map_err(|e| ApiError::BadRequest(format!("unable to parse {name}: {e}")))?;
+                given.push((name, window));
+            }
+        }
+        let (name, window) = given.first().copied().unwrap_or(("window", default_window));
         if window < Duration::from_secs(1) || window > MAX_WINDOW {
             return Err(ApiError::BadRequest(format!(
                 "{name} must be between 1s and {}h",

@@ -74,6 +74,9 @@ async fn graph_filters_and_params() {
         ("window=0s", "window"),
         ("window=30d", "window"),
         ("duration=abc", "duration"),
+        // Beside a good alias too.
+        ("window=5m&duration=abc", "duration"),
+        ("duration=10m&time_horizon=1x", "time_horizon"),
         ("time_horizon=0s", "time_horizon"),
         ("responseTime=90", "responseTime"),
         ("graphType=bogus", "graphType"),
