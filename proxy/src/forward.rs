@@ -102,6 +102,29 @@ pub struct ProxyContext {
 }
 
 impl ProxyContext {
+    /// Reports a request of `direction` that hyper's HTTP/1.1 parser refused with
+    /// `status` before the proxy saw it ([`Exchange::refused_head`]): this instance is
+    /// its destination (inbound) or source (outbound), the other side unknown.
+    pub fn report_refused_head(&self, direction: Direction, status: u16) {
+        let mut exchange = Exchange::refused_head(direction, status);
+        let stats = match direction {
+            Direction::Inbound => {
+                exchange.destination = Some(self.identity.clone());
+                exchange.destination_cluster = Some(self.cluster.clone());
+                exchange.destination_service = Some(self.service.clone());
+                &self.stats.inbound
+            }
+            Direction::Outbound => {
+                exchange.source = Some(self.identity.clone());
+                exchange.source_cluster = Some(self.cluster.clone());
+                &self.stats.outbound
+            }
+        };
+        stats.requests.inc();
+        stats.local_errors.inc();
+        exchange.finish(0, &self.reports, &self.spans);
+    }
+
     /// Builds the shared context and its upstream connection pool.
     #[allow(clippy::too_many_arguments)]
     pub fn new(

@@ -216,10 +216,14 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         let another = worker_listeners[0].another()?;
         worker_listeners.push(another);
     }
+    // Requests hyper's parser refused are reported from a context of their own (its
+    // queues and identity are every worker's).
+    let refused_context = worker_context();
     let connections = server::ConnectionStats {
         connections: stats.connections.clone(),
         write_stalls: stats.write_stalls.clone(),
         protocol_errors: stats.protocol_errors.clone(),
+        refused_heads: Some(Arc::new(move |direction, status| refused_context.report_refused_head(direction, status))),
     };
     let mut workers = Vec::with_capacity(config.concurrency);
     for (index, listeners) in worker_listeners.into_iter().enumerate() {

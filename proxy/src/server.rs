@@ -38,6 +38,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::drain::Upgrades;
 use crate::error::{Error, Result};
+use crate::stats::Direction;
 
 /// How long open connections, WebSockets included, may take to finish once shutdown
 /// starts; those still open then are closed.
@@ -70,22 +71,34 @@ pub struct ListenerCounters {
 impl ListenerCounters {
     /// The counters of `listener` on `worker`, from the proxy's stats.
     pub fn of(stats: &ConnectionStats, listener: &str, worker: &str) -> ListenerCounters {
+        let direction = match listener {
+            "inbound" => Some(Direction::Inbound),
+            "outbound" => Some(Direction::Outbound),
+            _ => None,
+        };
+        let report = direction.zip(stats.refused_heads.clone());
         ListenerCounters {
             accepted: stats.connections.with_label_values(&[listener, worker]),
             write_stalls: stats.write_stalls.with_label_values(&[listener]),
-            protocol_errors: ProtocolErrors { count: stats.protocol_errors.with_label_values(&[listener]), log: Arc::default() },
+            protocol_errors: ProtocolErrors { count: stats.protocol_errors.with_label_values(&[listener]), log: Arc::default(), report },
         }
     }
 }
 
+/// Reports a request of a direction that hyper's HTTP/1.1 parser refused with a status
+/// (`ProxyContext::report_refused_head`).
+pub type RefusedHeads = Arc<dyn Fn(Direction, u16) + Send + Sync>;
+
 /// Requests refused by hyper's HTTP/1.1 parser (a malformed request line or header, a
-/// head over the size limit), which never reach the proxy's service and so leave no
-/// request record: counted, and logged once per [`LogWindow`] interval with the count,
-/// so that a broken client or a scanner shows.
+/// head over the size limit), which never reach the proxy's service: counted, logged
+/// once per [`LogWindow`] interval with the count, so that a broken client or a scanner
+/// shows, and on the inbound and outbound listeners reported as request records
+/// (`DPE`, as Envoy logs them).
 #[derive(Clone)]
 pub struct ProtocolErrors {
     count: IntCounter,
     log: Arc<parking_lot::Mutex<LogWindow>>,
+    report: Option<(Direction, RefusedHeads)>,
 }
 
 impl ProtocolErrors {
@@ -95,6 +108,19 @@ impl ProtocolErrors {
             return false;
         };
         self.count.inc();
+        // The status hyper answered with (its `on_error`): 414 and 431 for a target or
+        // head over its limits, 400 for the rest. An HTTP/2 preface on an HTTP/1.1
+        // connection is no request.
+        if let Some((direction, report)) = &self.report
+            && !parse.is_parse_version_h2()
+        {
+            let status = match parse.is_parse_too_large() {
+                true if parse.to_string().contains("URI") => 414,
+                true => 431,
+                false => 400,
+            };
+            report(*direction, status);
+        }
         if let Some(count) = self.log.lock().note(std::time::Instant::now()) {
             warn!(listener, %peer, error = %parse, count, "requests refused as invalid HTTP since the last warning (meshtel_proxy_downstream_protocol_errors_total)");
         }
@@ -111,6 +137,8 @@ pub struct ConnectionStats {
     pub write_stalls: IntCounterVec,
     /// Requests refused by the HTTP parser, by listener.
     pub protocol_errors: IntCounterVec,
+    /// Reports those of the inbound and outbound listeners as request records.
+    pub refused_heads: Option<RefusedHeads>,
 }
 
 /// Pending connections a listening socket queues, as tokio's `TcpListener::bind`.
@@ -401,7 +429,7 @@ mod tests {
         ListenerCounters {
             accepted: IntCounter::new("a", "a").expect("counter"),
             write_stalls: IntCounter::new("w", "w").expect("counter"),
-            protocol_errors: ProtocolErrors { count: IntCounter::new("p", "p").expect("counter"), log: Arc::default() },
+            protocol_errors: ProtocolErrors { count: IntCounter::new("p", "p").expect("counter"), log: Arc::default(), report: None },
         }
     }
 

@@ -90,6 +90,9 @@ pub struct Exchange {
     host_fault: Option<HostFault>,
     user_agent: Option<HeaderValue>,
     request_header_bytes: u64,
+    /// The request was refused before its head could be read: its method and path are
+    /// unknown, and recorded empty.
+    head_unread: bool,
     /// Request body bytes and state, noted by the request body as it is read; `None`
     /// until a body is read (most requests have none).
     request_body: Option<Arc<BodyProgress>>,
@@ -189,6 +192,7 @@ impl Exchange {
             authority,
             host_fault,
             user_agent: user_agent.cloned(),
+            head_unread: false,
             request_body: None,
             body_pending: false,
             source: None,
@@ -209,6 +213,18 @@ impl Exchange {
             upstream_hold: None,
             abandoned_to: None,
         }
+    }
+
+    /// A request hyper's HTTP/1.1 parser refused, answering `status` itself (a malformed
+    /// line or header: 400; a head over the limits: 431; a target over hyper's: 414):
+    /// flag `DPE`, method and path unknown (recorded empty, as Envoy logs `-`), no span.
+    pub fn refused_head(direction: Direction, status: u16) -> Exchange {
+        let mut exchange = Exchange::start(direction, &Request::new(()));
+        exchange.head_unread = true;
+        exchange.request_header_bytes = 0;
+        exchange.response_code = status;
+        exchange.add_flag("DPE");
+        exchange
     }
 
     /// Adds an Envoy response flag, keeping Envoy's order (`UF,URX`, `UT,DI`) and no
@@ -374,12 +390,13 @@ impl Exchange {
             Direction::Inbound => "none",
             Direction::Outbound => "",
         };
+        let (method, path) = if self.head_unread { ("", "") } else { (self.method.as_str(), self.path_and_query.as_str()) };
         let strings = [
             service_fqdn,
             service_name,
             service_namespace,
-            self.method.as_str(),
-            self.path_and_query.as_str(),
+            method,
+            path,
             self.protocol,
             &self.response_flags,
             security_policy,
@@ -399,8 +416,8 @@ impl Exchange {
         put_str(buf, 4, service_fqdn);
         put_str(buf, 5, service_name);
         put_str(buf, 6, service_namespace);
-        put_str(buf, 7, self.method.as_str());
-        put_str(buf, 8, self.path_and_query.as_str());
+        put_str(buf, 7, method);
+        put_str(buf, 8, path);
         put_str(buf, 9, self.protocol);
         put_varint(buf, 10, u64::from(self.response_code));
         if self.is_grpc() {

@@ -137,10 +137,10 @@ async fn the_binary_boots_reports_ready_and_stops_on_sigterm() {
     let exit = exit_within(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
     assert!(!dir.path().join("listeners.json").exists(), "a clean stop removes the listeners file");
-    // The collector was never reached: the request's record and span, queued, are lost
-    // at the stop and said so.
+    // The collector was never reached: the request's record and span, and the refused
+    // request's record, queued, are lost at the stop and said so.
     let log = std::fs::read_to_string(dir.path().join("proxy.log")).expect("log");
-    assert!(log.contains("telemetry dropped since start reports_dropped=1 spans_dropped=1"), "{log}");
+    assert!(log.contains("telemetry dropped since start reports_dropped=2 spans_dropped=1"), "{log}");
     assert!(!log.contains("telemetry queue full"), "nothing was dropped for a full queue: {log}");
     assert!(!log.contains("hint=\"\""), "no empty hint: {log}");
 }

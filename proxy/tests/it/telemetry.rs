@@ -353,3 +353,35 @@ async fn a_request_refused_as_received_keeps_its_request_id_on_its_span() {
     mesh.productpage.stop().await;
     mesh.reviews.stop().await;
 }
+
+/// Requests hyper's parser refuses before the proxy sees them (a malformed header, a
+/// head over the limits) still become request records, as Envoy logs them: the
+/// status sent, flag `DPE`, method and path unknown, this instance on its side.
+#[tokio::test]
+async fn requests_refused_by_the_parser_are_reported_with_dpe() {
+    use crate::routing_support::raw_exchange;
+    let mesh = start_mesh(0.0).await;
+    let wait = std::time::Duration::from_secs(5);
+    let outbound = mesh.productpage.addresses.outbound;
+    let inbound = mesh.reviews.addresses.inbound.expect("inbound");
+    let malformed = b"GET / HTTP/1.1\r\nHost: reviews\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\n";
+    let outcome = raw_exchange(outbound, malformed, wait).await;
+    assert_eq!(outcome.status_line, "HTTP/1.1 400 Bad Request");
+    let fields: String = (0..140).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let too_many = format!("GET / HTTP/1.1\r\nHost: reviews\r\n{fields}\r\n");
+    let outcome = raw_exchange(inbound, too_many.as_bytes(), wait).await;
+    assert_eq!(outcome.status_line, "HTTP/1.1 431 Request Header Fields Too Large");
+    let records = mesh.collector.wait_records(2).await;
+    let source = by_reporter(&records, Reporter::Source);
+    assert_eq!((source.response_code, source.response_flags.as_str()), (400, "DPE"));
+    assert_eq!((source.request_method.as_str(), source.request_path.as_str()), ("", ""));
+    assert_eq!(source.source.as_ref().map(|w| w.name.as_str()), Some("productpage-v1"));
+    assert_eq!(source.destination_service, "");
+    let destination = by_reporter(&records, Reporter::Destination);
+    assert_eq!((destination.response_code, destination.response_flags.as_str()), (431, "DPE"));
+    assert_eq!(destination.destination.as_ref().map(|w| w.name.as_str()), Some("reviews-v2"));
+    assert_eq!(destination.destination_service, "reviews.default.svc.cluster.local");
+    assert_eq!(destination.source.as_ref().map(|w| w.name.as_str()), Some(""));
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
+}
