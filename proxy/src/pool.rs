@@ -270,13 +270,20 @@ pub const H1_MAX_BUF_BYTES: usize = 64 << 10;
 /// more are answered 431), before [`INBOUND_HEAD_HEADROOM`].
 pub const H1_MAX_HEADERS: usize = 100;
 
-/// What the inbound listener takes of a request head beyond the outbound's: bytes (on
-/// [`H1_MAX_BUF_BYTES`] and [`H2_MAX_HEADER_LIST_BYTES`]) and header fields (on
+/// What the inbound listener takes of a request head beyond the outbound's: HTTP/2
+/// header-list bytes (on [`H2_MAX_HEADER_LIST_BYTES`]) and HTTP/1.1 header fields (on
 /// [`H1_MAX_HEADERS`]). The caller's proxy adds its own headers to what its app sent
 /// (peer identity, forwarded protocol, request id, trace context: about 600 bytes in
 /// 11 fields), so a request the caller's outbound took at its limits must not be
-/// refused by the callee's inbound for headers the mesh added.
-pub const INBOUND_HEAD_HEADROOM: (usize, usize) = (8 << 10, 32);
+/// refused by the callee's inbound for headers the mesh added. HTTP/1.1 head bytes:
+/// [`INBOUND_H1_MAX_BUF_BYTES`].
+pub const INBOUND_HEAD_HEADROOM: (u32, usize) = (8 << 10, 32);
+
+/// The inbound listener's HTTP/1.1 buffer, and so its largest request head: twice the
+/// outbound's [`H1_MAX_BUF_BYTES`]. hyper's read buffer grows by doubling, so its limit
+/// holds exactly only at a power of two (a head read in one piece passes a limit in
+/// between up to the next one); the next one up is the inbound's.
+pub const INBOUND_H1_MAX_BUF_BYTES: usize = 2 * H1_MAX_BUF_BYTES;
 
 /// Most streams a client may hold open at once on one HTTP/2 connection to a listener.
 /// The outbound proxy carries all its app's calls to one endpoint on one connection, so

@@ -195,14 +195,16 @@ pub async fn serve_listener<S, B>(
 {
     // The inbound takes larger request heads than the outbound: room for the headers the
     // caller's proxy added (pool::INBOUND_HEAD_HEADROOM).
-    let (extra_bytes, extra_fields) = if name == "inbound" { crate::pool::INBOUND_HEAD_HEADROOM } else { (0, 0) };
+    let inbound = name == "inbound";
+    let (extra_h2_bytes, extra_fields) = if inbound { crate::pool::INBOUND_HEAD_HEADROOM } else { (0, 0) };
+    let h1_buf = if inbound { crate::pool::INBOUND_H1_MAX_BUF_BYTES } else { crate::pool::H1_MAX_BUF_BYTES };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(idle)
-        .max_buf_size(crate::pool::H1_MAX_BUF_BYTES + extra_bytes)
+        .max_buf_size(h1_buf)
         .max_headers(crate::pool::H1_MAX_HEADERS + extra_fields);
     builder
         .http2()
@@ -210,7 +212,7 @@ pub async fn serve_listener<S, B>(
         .keep_alive_interval(Some(crate::pool::H2_KEEP_ALIVE_INTERVAL))
         .keep_alive_timeout(crate::pool::H2_KEEP_ALIVE_TIMEOUT)
         .max_concurrent_streams(crate::pool::H2_MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(crate::pool::H2_MAX_HEADER_LIST_BYTES + extra_bytes as u32);
+        .max_header_list_size(crate::pool::H2_MAX_HEADER_LIST_BYTES + extra_h2_bytes);
     // Each connection task holds a receiver; `closed()` is when every one has ended.
     let (drained, connection_token) = watch::channel(());
     let mut accept_errors = LogWindow::default();

@@ -968,6 +968,9 @@ async function durationFormats() {
     [traceIdOf('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), '4bf92f3577b34da6a3ce929d0e0e4736'],
     [traceIdOf('80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1'), '80f198ee56343ba864fe8b2a57d3eff7'],
     [traceIdOf('trace_id=a3ce929d0e0e4736'), 'a3ce929d0e0e4736'],
+    [traceIdOf('trace_id="4bf92f3577b34da6a3ce929d0e0e4736"'), '4bf92f3577b34da6a3ce929d0e0e4736'],
+    [traceIdOf('"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",'), '4bf92f3577b34da6a3ce929d0e0e4736'],
+    [traceIdOf('traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), '4bf92f3577b34da6a3ce929d0e0e4736'],
     [traceIdOf('d28902ec-418e-4420-9dae-e06031b6a5c1'), null],
   ];
   for (const [saw, want] of cases) expect(saw === want, `saw ${JSON.stringify(saw)}, want ${JSON.stringify(want)}`);

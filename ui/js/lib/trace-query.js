@@ -170,9 +170,11 @@ export function fromLocalInput(value) {
  * `trace_id=…` pair as copied from a log line; null when there is none.
  */
 export function traceIdOf(text) {
-  let id = text.trim().replace(/^["']|["']$/g, '');
-  const pair = id.match(/^[\w.-]+[=:]\s*(.+)$/);
-  if (pair) id = pair[1].trim();
+  const unquote = (value) => value.trim().replace(/[,;]$/, '').replace(/^["']|["']$/g, '');
+  let id = unquote(text);
+  // `trace_id=…`, `trace_id="…"` (logfmt), `"trace_id":"…"` (JSON), `traceparent: …`.
+  const pair = text.trim().match(/^["']?[\w.-]+["']?\s*[=:]\s*(.+)$/);
+  if (pair) id = unquote(pair[1]);
   const traceparent = id.match(/^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/i);
   if (traceparent) return traceparent[1];
   const b3 = id.match(/^([0-9a-f]{16}|[0-9a-f]{32})-[0-9a-f]{16}(?:-[01d](?:-[0-9a-f]{16})?)?$/i);
