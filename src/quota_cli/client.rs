@@ -268,7 +268,9 @@ async fn check(response: Response, what: &str) -> anyhow::Result<Response> {
             message.push_str(
                 "\n  hint: the server does not accept this token: use the one meshtel printed \
                  at first start, or the server's configured [admin] token / \
-                 MESHTEL_ADMIN_TOKEN (--token or MESHTEL_ADMIN_TOKEN here)",
+                 MESHTEL_ADMIN_TOKEN (--token or MESHTEL_ADMIN_TOKEN here); lost it? \
+                 configure a new one on the server (MESHTEL_ADMIN_TOKEN=$(openssl rand -hex 32)) \
+                 and restart it",
             );
         }
         StatusCode::PRECONDITION_FAILED => {

@@ -309,6 +309,13 @@ impl QuotaRepo {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
+    async fn remove_digests(&self) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM admin_tokens")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn add_digest(&self, digest: &str, label: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO admin_tokens (digest, label, created_unix_ms) VALUES (?, ?, ?) \
@@ -547,6 +554,10 @@ impl AdminTokenStore for QuotaRepo {
             ));
         }
         Ok(self.add_digest(digest, label).await?)
+    }
+
+    async fn remove_token_digests(&self) -> meshtel_model::Result<u64> {
+        Ok(self.remove_digests().await?)
     }
 }
 

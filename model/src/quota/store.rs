@@ -120,6 +120,8 @@ pub trait AdminTokenStore: Send + Sync + 'static {
     async fn token_digests(&self) -> Result<Vec<String>>;
     /// Adds a digest with a label (e.g. `generated at first start`).
     async fn add_token_digest(&self, digest: &str, label: &str) -> Result<()>;
+    /// Deletes every stored digest; how many there were.
+    async fn remove_token_digests(&self) -> Result<u64>;
 }
 
 /// Live usage of one counter.

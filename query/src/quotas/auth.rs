@@ -4,9 +4,10 @@
 //! A token is valid when the SHA-256 of what the client presents equals the digest of
 //! the configured token, or, when none is configured, one of the digests in the
 //! [`AdminTokenStore`] (the token generated at first start). A configured token
-//! replaces the generated one: while it is set, stored digests are not accepted, so an
-//! operator retires a generated (or leaked) token by configuring a new one. Only
-//! digests are compared, every one of them, in constant time.
+//! replaces the generated one, whose digest is deleted at start: an operator retires a
+//! generated (or leaked) token by configuring a new one, and a later start without a
+//! configured token generates another. Only digests are compared, every one of them, in
+//! constant time.
 
 use std::sync::Arc;
 
@@ -31,21 +32,25 @@ pub fn token_digest(token: &str) -> String {
 
 /// Makes sure the admin API can be used: when no token is configured and the store
 /// holds none, generates a random one (32 bytes, hex), stores only its digest and
-/// returns it, for the binary to print once. Returns `None` otherwise.
+/// returns it, for the binary to print once. Returns `None` otherwise. A configured
+/// token retires the generated one for good: its digest is deleted, so that a later
+/// start without a configured token generates (and prints) a new token instead of
+/// accepting a leaked one again.
 pub async fn ensure_admin_token(
     tokens: &dyn AdminTokenStore,
     configured: Option<&str>,
 ) -> meshtel_model::Result<Option<String>> {
-    let stored = tokens.token_digests().await?.len();
     if configured.is_some_and(|t| !t.trim().is_empty()) {
-        if stored > 0 {
-            tracing::info!(
-                stored,
-                "an admin token is configured: the token generated at first start is not accepted"
+        let removed = tokens.remove_token_digests().await?;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                "an admin token is configured: the token generated earlier is deleted and no longer accepted; a start without a configured token generates a new one"
             );
         }
         return Ok(None);
     }
+    let stored = tokens.token_digests().await?.len();
     if stored > 0 {
         return Ok(None);
     }

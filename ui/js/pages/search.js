@@ -473,7 +473,7 @@ export function mount(root, ctx) {
         h('li', {}, h('strong', {}, 'Zipkin v2: '), h('code', {}, 'http://127.0.0.1:9411/api/v2/spans')),
       ),
       h('pre', {}, 'OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \\\nOTEL_SERVICE_NAME=my-service ./my-app'),
-      h('p', {}, 'Or run your services behind the meshtel sidecar proxies (', h('code', {}, 'meshtel proxy'), '), which report a span for every request they route. Traces show up here a moment after they arrive.'),
+      h('p', {}, 'Or run your services behind the meshtel sidecar proxies (', h('code', {}, 'meshtel proxy'), '), which report a span for each request they sample (1 % of new traces unless started with --sampling). Traces show up here a moment after they arrive.'),
       h('p', {}, h('button', { class: 'btn', type: 'button', onclick: () => loadServices() }, 'Check again')),
     );
   }

@@ -210,6 +210,31 @@ async fn quotas_ensure_admin_token_generates_once() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED);
+
+    // A configured token retires the generated one for good: a later start without
+    // one generates a new token, and the old one is refused.
+    assert_eq!(
+        ensure_admin_token(repo.as_ref(), Some("configured"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(repo.token_digests().await.unwrap().is_empty());
+    let renewed = ensure_admin_token(repo.as_ref(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(renewed, token);
+    let app = quota_router(repo.clone(), repo.clone(), None, AdminConfig::default());
+    let r = call(
+        &app,
+        Method::PUT,
+        "/api/quotas/q",
+        &[JSON, ("authorization", &auth)],
+        &policy_json(2),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 }
 
 #[test]
