@@ -419,8 +419,10 @@ async fn an_upload_refused_before_it_was_read_gets_the_apps_answer_through_two_p
     let (reviews, productpage) = (reviews.start(), productpage.start());
     let client = http1_client();
     for attempt in 0..8 {
-        // 8 MiB, more than the sockets between here and the app hold.
-        let chunks = (0..128).map(|_| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'u'; 64 * 1024]))));
+        // 64 MiB, more than the sockets between here and the app hold (loopback buffers
+        // grow to several MiB each: with 8 MiB, about one attempt in seven had all of it
+        // read by the proxies before the app's answer, and rightly kept the connection).
+        let chunks = (0..1024).map(|_| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'u'; 64 * 1024]))));
         let request = http::Request::post(productpage.outbound_url("/upload"))
             .header("host", "reviews")
             .body(http_body_util::StreamBody::new(futures::stream::iter(chunks)).boxed())
