@@ -31,6 +31,7 @@ fn sources(attr: &AttributeRef) -> Vec<(&'static str, Option<&str>)> {
             ("destination.service.name", None),
             ("destination.labels", Some("app")),
         ],
+        AttributeRef::DestinationApp => vec![("destination.labels", Some("app"))],
         AttributeRef::DestinationHost => vec![("destination.service.host", None)],
         AttributeRef::DestinationWorkload => vec![("destination.workload.name", None)],
         AttributeRef::DestinationVersion => vec![("destination.labels", Some("version"))],
@@ -40,7 +41,11 @@ fn sources(attr: &AttributeRef) -> Vec<(&'static str, Option<&str>)> {
             ("destination.namespace", None),
         ],
         AttributeRef::RequestMethod => vec![("request.method", None)],
-        AttributeRef::RequestPath => vec![("request.path", None), ("request.url_path", None)],
+        // Both read from the path the request came with (`request.url_path` is it less
+        // its query string).
+        AttributeRef::RequestPath | AttributeRef::RequestUrlPath => {
+            vec![("request.path", None), ("request.url_path", None)]
+        }
         AttributeRef::RequestHeader(name) => vec![("request.headers", Some(name.as_str()))],
     }
 }

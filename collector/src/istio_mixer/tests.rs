@@ -407,3 +407,46 @@ fn check_naming_a_split_instance_references_what_its_policies_read() {
         .unwrap();
     assert_eq!(second.quotas["requestcountquota"].granted_amount, 0);
 }
+
+/// Dimensions read Mixer's attributes as Mixer did: `request.url_path` is the path
+/// without its query string, and `destination.labels["app"]` the destination's app
+/// label, not the service the caller named. An override keyed on them applies.
+#[test]
+fn url_path_and_app_label_dimensions_key_counters_as_mixer_did() {
+    let policy: QuotaPolicySpec = serde_json::from_value(json!({
+        "name": "pathq",
+        "dimensions": {
+            "path": "request.url_path | \"unknown\"",
+            "destination": "destination.labels[\"app\"] | \"unknown\"",
+        },
+        "maxAmount": 100,
+        "validDuration": "10s",
+        "overrides": [{"dimensions": {"path": "/api", "destination": "ratings"}, "maxAmount": 1}],
+    }))
+    .unwrap();
+    let mixer = service(vec![policy]);
+    let request = |page: &str, dedup: &str| {
+        let attributes = Compressor::default()
+            .string("source.workload.name", "reviews-v2")
+            .string("source.workload.namespace", "default")
+            .map(
+                "destination.labels",
+                &[("app", "ratings"), ("version", "v1")],
+            )
+            .string("destination.service.name", "ratings-svc")
+            .string("destination.service.namespace", "default")
+            .string("request.path", &format!("/api?page={page}"))
+            .string("request.url_path", "/api")
+            .done();
+        let mut request = check(&[("pathq", 1)], dedup);
+        request.attributes = Some(attributes);
+        request
+    };
+    let granted = |page: &str, dedup: &str| {
+        mixer.check_request(&request(page, dedup)).unwrap().quotas["pathq"].granted_amount
+    };
+    // One counter for /api whatever the query, at the override's limit of 1.
+    assert_eq!(granted("1", "a"), 1);
+    assert_eq!(granted("2", "b"), 0);
+    assert_eq!(granted("3", "c"), 0);
+}

@@ -20,9 +20,14 @@ pub enum AttributeRef {
     SourceNamespace,
     /// `source.principal`.
     SourcePrincipal,
-    /// `destination.service` (also `destination.service.name`, `destination.labels["app"]`,
-    /// `destination.app`): the service short name, else the workload's app label.
+    /// `destination.service` (also `destination.service.name`): the service short name,
+    /// else the workload's app label.
     DestinationService,
+    /// `destination.labels["app"]` (also `destination.app`): the destination workload's
+    /// `app` label, as Mixer reads it (a quota keyed on it counts per app, whatever
+    /// service name the caller used). A match on it tests the service, as
+    /// [`AttributeRef::DestinationService`].
+    DestinationApp,
     /// `destination.service.host`: the service FQDN.
     DestinationHost,
     /// `destination.workload` (also `destination.workload.name`, `destination.name`).
@@ -34,8 +39,11 @@ pub enum AttributeRef {
     DestinationNamespace,
     /// `request.method`.
     RequestMethod,
-    /// `request.path`.
+    /// `request.path`: the path with its query string.
     RequestPath,
+    /// `request.url_path`: the path without its query string (a match on it tests
+    /// prefixes, as on `request.path`).
+    RequestUrlPath,
     /// `request.headers["name"]`; the name is kept lower-case.
     RequestHeader(String),
 }
@@ -61,8 +69,8 @@ impl AttributeRef {
             "source.version" | "source.labels[\"version\"]" => Self::SourceVersion,
             "source.namespace" | "source.workload.namespace" => Self::SourceNamespace,
             "source.principal" | "source.user" => Self::SourcePrincipal,
-            "destination.service" | "destination.service.name" | "destination.app"
-            | "destination.labels[\"app\"]" => Self::DestinationService,
+            "destination.service" | "destination.service.name" => Self::DestinationService,
+            "destination.app" | "destination.labels[\"app\"]" => Self::DestinationApp,
             "destination.service.host" => Self::DestinationHost,
             "destination.workload" | "destination.workload.name" | "destination.name" => {
                 Self::DestinationWorkload
@@ -72,7 +80,8 @@ impl AttributeRef {
             | "destination.service.namespace"
             | "destination.workload.namespace" => Self::DestinationNamespace,
             "request.method" => Self::RequestMethod,
-            "request.path" | "request.url_path" => Self::RequestPath,
+            "request.path" => Self::RequestPath,
+            "request.url_path" => Self::RequestUrlPath,
             other => return Err(format!("unknown attribute {other:?}")),
         };
         Ok(attr)
@@ -104,6 +113,7 @@ impl AttributeRef {
                     &attrs.destination_service_name
                 }
             }
+            Self::DestinationApp => dst.map_or("", |w| &w.app),
             Self::DestinationHost => &attrs.destination_service_host,
             Self::DestinationWorkload => dst.map_or("", |w| &w.name),
             Self::DestinationVersion => dst.map_or("", |w| &w.version),
@@ -116,8 +126,29 @@ impl AttributeRef {
             }
             Self::RequestMethod => &attrs.request_method,
             Self::RequestPath => &attrs.request_path,
+            Self::RequestUrlPath => attrs
+                .request_path
+                .split_once('?')
+                .map_or(attrs.request_path.as_str(), |(path, _)| path),
             Self::RequestHeader(name) => attrs.request_headers.get(name).map_or("", |v| v),
         }
+    }
+
+    /// The attribute a match on this one tests: meshtel matches test the destination's
+    /// service for its app label (with Istio's conventions, one name) and the path with
+    /// its query for the path without (prefixes of both are the same).
+    pub fn as_matched(&self) -> &AttributeRef {
+        match self {
+            Self::DestinationApp => &Self::DestinationService,
+            Self::RequestUrlPath => &Self::RequestPath,
+            other => other,
+        }
+    }
+
+    /// Whether this is the request path, with or without its query string (a match
+    /// tests its prefix).
+    pub fn is_path(&self) -> bool {
+        matches!(self, Self::RequestPath | Self::RequestUrlPath)
     }
 
     /// The header this attribute reads, if it reads one.
@@ -138,12 +169,14 @@ impl fmt::Display for AttributeRef {
             Self::SourceNamespace => "source.namespace",
             Self::SourcePrincipal => "source.principal",
             Self::DestinationService => "destination.service",
+            Self::DestinationApp => "destination.labels[\"app\"]",
             Self::DestinationHost => "destination.service.host",
             Self::DestinationWorkload => "destination.workload",
             Self::DestinationVersion => "destination.version",
             Self::DestinationNamespace => "destination.namespace",
             Self::RequestMethod => "request.method",
             Self::RequestPath => "request.path",
+            Self::RequestUrlPath => "request.url_path",
             Self::RequestHeader(name) => return write!(f, "request.headers[\"{name}\"]"),
         };
         f.write_str(name)
@@ -280,9 +313,23 @@ mod tests {
         assert_eq!(e.eval(&attrs()), "reviews");
         let e = DimensionExpr::parse(r#"destination.version | "unknown""#).unwrap();
         assert_eq!(e.eval(&attrs()), "unknown");
+        // The label itself, as Mixer reads it, not the service the caller named.
         let e = DimensionExpr::parse(r#"destination.labels["app"] | destination.service.name"#)
             .unwrap();
+        assert_eq!(e.eval(&attrs()), "ratings-app");
+        assert_eq!(e.to_string(), r#"destination.labels["app"] | destination.service"#);
+        let e = DimensionExpr::parse(r#"destination.service.name | "unknown""#).unwrap();
         assert_eq!(e.eval(&attrs()), "ratings");
+        // request.url_path is the path without its query string.
+        let with_query = QuotaAttributes {
+            request_path: "/api?page=1".into(),
+            ..attrs()
+        };
+        let e = DimensionExpr::parse("request.url_path").unwrap();
+        assert_eq!(e.eval(&with_query), "/api");
+        assert_eq!(e.to_string(), "request.url_path");
+        let e = DimensionExpr::parse("request.path").unwrap();
+        assert_eq!(e.eval(&with_query), "/api?page=1");
         let e = DimensionExpr::parse(r#"request.headers["X-User"]"#).unwrap();
         assert_eq!(e.eval(&attrs()), "alice");
         assert_eq!(e.to_string(), r#"request.headers["x-user"]"#);

@@ -53,22 +53,24 @@ impl MatchBuilder {
             AttributeRef::SourceNamespace => {
                 set(&mut m.source.namespace, "source.namespace", value)
             }
-            AttributeRef::DestinationService | AttributeRef::DestinationHost => {
-                match split_service_host(value) {
-                    Some((name, namespace)) => {
-                        set(&mut m.destination.service, "destination.service", name)?;
-                        set(
-                            &mut m.destination.namespace,
-                            "destination.namespace",
-                            namespace,
-                        )
-                    }
-                    None if *attr == AttributeRef::DestinationHost => Err(format!(
-                        "{value:?} is not a Kubernetes service host <service>.<namespace>.svc.<domain>"
-                    )),
-                    None => set(&mut m.destination.service, "destination.service", value),
+            // An app label is matched as the service it names (meshtel matches test the
+            // service; with Istio's conventions the two are one name).
+            AttributeRef::DestinationService
+            | AttributeRef::DestinationApp
+            | AttributeRef::DestinationHost => match split_service_host(value) {
+                Some((name, namespace)) => {
+                    set(&mut m.destination.service, "destination.service", name)?;
+                    set(
+                        &mut m.destination.namespace,
+                        "destination.namespace",
+                        namespace,
+                    )
                 }
-            }
+                None if *attr == AttributeRef::DestinationHost => Err(format!(
+                    "{value:?} is not a Kubernetes service host <service>.<namespace>.svc.<domain>"
+                )),
+                None => set(&mut m.destination.service, "destination.service", value),
+            },
             AttributeRef::DestinationWorkload => {
                 set(&mut m.destination.workload, "destination.workload", value)
             }
@@ -86,7 +88,7 @@ impl MatchBuilder {
             AttributeRef::SourcePrincipal => {
                 Err("meshtel quota matches cannot test source.principal".into())
             }
-            AttributeRef::RequestPath => Err(
+            AttributeRef::RequestPath | AttributeRef::RequestUrlPath => Err(
                 "meshtel quota matches test request paths by prefix only; write \
                  match(request.path, \"/prefix*\")"
                     .into(),
@@ -159,7 +161,7 @@ pub(super) fn translate_clause(
     let attr = AttributeRef::parse(attribute).map_err(|e| unexpressible(&term, e))?;
     let result = match kind {
         "exact" => into.require(&attr, value),
-        "prefix" if attr == AttributeRef::RequestPath => into.require_path_prefix(value),
+        "prefix" if attr.is_path() => into.require_path_prefix(value),
         "prefix" => Err("meshtel quota matches test prefixes of request.path only".into()),
         _ => Err(format!(
             "meshtel quota matches do not support {kind} string matches"
@@ -210,7 +212,7 @@ fn translate_term(term: &str, into: &mut MatchBuilder) -> Result<(), Unexpressib
         let attr = AttributeRef::parse(receiver).map_err(|e| unexpressible(t, e))?;
         let prefix = string_literal(prefix)
             .ok_or_else(|| unexpressible(t, "startsWith needs a quoted string argument"))?;
-        if attr != AttributeRef::RequestPath {
+        if !attr.is_path() {
             return Err(unexpressible(
                 t,
                 "meshtel quota matches test prefixes of request.path only",
@@ -246,7 +248,7 @@ fn translate_equality(
     };
     let expr = DimensionExpr::parse(attr_text).map_err(|e| unexpressible(term, e))?;
     let mut chain: Vec<&AttributeRef> = Vec::new();
-    for attr in &expr.chain {
+    for attr in expr.chain.iter().map(AttributeRef::as_matched) {
         if !chain.contains(&attr) {
             chain.push(attr);
         }
@@ -281,7 +283,7 @@ fn translate_glob(term: &str, args: &[&str], into: &mut MatchBuilder) -> Result<
         .ok_or_else(|| unexpressible(term, "the glob must be a quoted string"))?;
     let result = match pattern.find('*') {
         None => into.require(&attr, &pattern),
-        Some(i) if i + 1 == pattern.len() && attr == AttributeRef::RequestPath => {
+        Some(i) if i + 1 == pattern.len() && attr.is_path() => {
             into.require_path_prefix(&pattern[..i])
         }
         Some(_) => Err(

@@ -582,7 +582,7 @@ fn fixed_dimensions(policy: &QuotaPolicy) -> BTreeMap<&str, &str> {
         .dimensions
         .iter()
         .filter_map(|(name, expr)| {
-            let first = expr.chain.first()?;
+            let first = expr.chain.first()?.as_matched();
             let (_, value) = policy.requirements.iter().find(|(a, _)| a == first)?;
             Some((name.as_str(), value.as_str()))
         })

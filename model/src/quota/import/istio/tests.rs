@@ -112,7 +112,11 @@ fn bookinfo_memquota_sample_is_one_policy_per_bound_service_counted_as_mixer_did
     assert_eq!(
         spec.dimensions,
         dims(&[
-            ("destination", r#"destination.service | "unknown""#),
+            // The app label first, as Mixer read it, then the service's name.
+            (
+                "destination",
+                r#"destination.labels["app"] | destination.service | "unknown""#,
+            ),
             ("destinationVersion", r#"destination.version | "unknown""#),
             ("source", r#"source.service | "unknown""#),
             ("sourceVersion", r#"source.version | "unknown""#),
