@@ -55,6 +55,7 @@ pub const PRECONDITION_VALID_USE_COUNT: i32 = 10_000;
 
 /// gRPC codes the answers use.
 const OK: i32 = 0;
+const INVALID_ARGUMENT: i32 = 3;
 const NOT_FOUND: i32 = 5;
 const RESOURCE_EXHAUSTED: i32 = 8;
 
@@ -156,10 +157,11 @@ pub fn request_record(bag: &Bag) -> Option<RequestRecord> {
             protocol
         }
         .to_string(),
-        // Out of range stays out of range, for the record check to refuse.
+        // Out of range stays out of range, for the record check to refuse. None given is
+        // 200, as Mixer 1.4's metric reads it (`response.code | 200`).
         response_code: bag
             .int("response.code")
-            .map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)),
+            .map_or(200, |c| u32::try_from(c).unwrap_or(u32::MAX)),
         grpc_response_status: bag.str("response.grpc_status").parse().ok(),
         response_flags: if flags == "-" { "" } else { flags }.to_string(),
         start_unix_nano: bag
@@ -202,9 +204,11 @@ impl IstioMixer {
         let own_request = own::CheckRequest {
             attributes: Some(quota_attributes(&bag)),
             deduplication_id: request.deduplication_id.clone(),
+            // Amounts of 0 and below are answered here (below), not charged.
             quotas: request
                 .quotas
                 .iter()
+                .filter(|(_, params)| params.amount > 0)
                 .map(|(name, params)| {
                     let params = own::check_request::QuotaParams {
                         amount: params.amount,
@@ -214,7 +218,7 @@ impl IstioMixer {
                 })
                 .collect(),
         };
-        let quotas = match &self.quota {
+        let mut quotas: std::collections::HashMap<String, QuotaResult> = match &self.quota {
             Some(engine) => engine
                 .check_request(&own_request)?
                 .quotas
@@ -259,6 +263,27 @@ impl IstioMixer {
                 })
                 .collect(),
         };
+        // Mixer's memquota grants an amount of 0 as nothing at all (OK, 0), and takes a
+        // negative one as a release, which meshtel's counters do not do: refused for
+        // that quota alone, the others of the call answered as usual.
+        for (name, params) in request.quotas.iter().filter(|(_, p)| p.amount <= 0) {
+            let (code, message) = if params.amount == 0 {
+                (OK, String::new())
+            } else {
+                let message = format!(
+                    "quota {name:?}: amount {} is a release of quota, which meshtel does not do",
+                    params.amount
+                );
+                (INVALID_ARGUMENT, message)
+            };
+            let answer = QuotaResult {
+                valid_duration: Some(proto_duration(PRECONDITION_VALID_DURATION)),
+                granted_amount: 0,
+                status: status(code, message),
+                referenced_attributes: None,
+            };
+            quotas.insert(name.clone(), answer);
+        }
         Ok(CheckResponse {
             precondition: Some(PreconditionResult {
                 status: status(OK, String::new()),

@@ -304,7 +304,7 @@ fn delta_encoded_reports_patch_the_element_before() {
 fn independent_elements_stand_alone_and_default_words_serve_them() {
     let mixer = service(Vec::new());
     let full = Compressor::reviews_to_ratings()
-        .int("response.code", 200)
+        .int("response.code", 503)
         .done();
     // Both elements use the Report's default words instead of their own.
     let default_words = full.words.clone();
@@ -328,9 +328,10 @@ fn independent_elements_stand_alone_and_default_words_serve_them() {
             &[("source_workload", "reviews-v2"), ("response_code", code)],
         )
     };
+    assert_eq!(code("503"), Some(1.0), "{text}");
+    // The second element carried no response.code of its own: not the first's, but
+    // 200, as Mixer's metric defaults it (`response.code | 200`).
     assert_eq!(code("200"), Some(1.0), "{text}");
-    // The second element carried no response.code of its own.
-    assert_eq!(code("0"), Some(1.0), "{text}");
 }
 
 #[test]
@@ -449,4 +450,45 @@ fn url_path_and_app_label_dimensions_key_counters_as_mixer_did() {
     assert_eq!(granted("1", "a"), 1);
     assert_eq!(granted("2", "b"), 0);
     assert_eq!(granted("3", "c"), 0);
+}
+
+/// An amount of 0 is granted as nothing (Mixer's memquota: OK, 0) and a negative one
+/// (a release, which meshtel does not do) is refused for its quota alone: the call and
+/// its other quotas are answered as usual.
+#[test]
+fn amounts_of_zero_and_below_are_answered_per_quota() {
+    let policy: QuotaPolicySpec = serde_json::from_value(json!({
+        "name": "ratings-limit",
+        "maxAmount": 1,
+        "validDuration": "1m",
+    }))
+    .unwrap();
+    let mixer = service(vec![policy]);
+    let answer = mixer
+        .check_request(&check(
+            &[("ratings-limit", 1), ("zero", 0), ("release", -2)],
+            "a",
+        ))
+        .unwrap();
+    assert_eq!(answer.precondition.unwrap().status.unwrap().code, 0);
+    assert_eq!(answer.quotas["ratings-limit"].granted_amount, 1);
+    let zero = &answer.quotas["zero"];
+    assert_eq!(
+        (zero.granted_amount, zero.status.as_ref().unwrap().code),
+        (0, 0)
+    );
+    let release = &answer.quotas["release"];
+    assert_eq!(release.granted_amount, 0);
+    let status = release.status.as_ref().unwrap();
+    assert_eq!(status.code, 3, "{status:?}");
+    assert!(status.message.contains("release"), "{status:?}");
+    // A zero-amount check charged nothing: the limit of 1 is still there to take.
+    let zero_first = service(vec![
+        serde_json::from_value(json!({"name": "q", "maxAmount": 1, "validDuration": "1m"}))
+            .unwrap(),
+    ]);
+    let answer = zero_first.check_request(&check(&[("q", 0)], "z")).unwrap();
+    assert_eq!(answer.quotas["q"].granted_amount, 0);
+    let answer = zero_first.check_request(&check(&[("q", 1)], "y")).unwrap();
+    assert_eq!(answer.quotas["q"].granted_amount, 1);
 }
