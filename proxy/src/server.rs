@@ -71,17 +71,22 @@ pub struct ListenerCounters {
 impl ListenerCounters {
     /// The counters of `listener` on `worker`, from the proxy's stats.
     pub fn of(stats: &ConnectionStats, listener: &str, worker: &str) -> ListenerCounters {
-        let direction = match listener {
-            "inbound" => Some(Direction::Inbound),
-            "outbound" => Some(Direction::Outbound),
-            _ => None,
-        };
-        let report = direction.zip(stats.refused_heads.clone());
+        let report = direction_of(listener).zip(stats.refused_heads.clone());
         ListenerCounters {
             accepted: stats.connections.with_label_values(&[listener, worker]),
             write_stalls: stats.write_stalls.with_label_values(&[listener]),
             protocol_errors: ProtocolErrors { count: stats.protocol_errors.with_label_values(&[listener]), log: Arc::default(), report },
         }
+    }
+}
+
+/// The direction of the proxy listener named `listener` (`inbound`, `outbound`); `None`
+/// for the admin port.
+fn direction_of(listener: &str) -> Option<Direction> {
+    match listener {
+        "inbound" => Some(Direction::Inbound),
+        "outbound" => Some(Direction::Outbound),
+        _ => None,
     }
 }
 
@@ -195,7 +200,7 @@ pub async fn serve_listener<S, B>(
 {
     // The inbound takes larger request heads than the outbound: room for the headers the
     // caller's proxy added (pool::INBOUND_HEAD_HEADROOM).
-    let inbound = name == "inbound";
+    let inbound = direction_of(name) == Some(Direction::Inbound);
     let (extra_h2_bytes, extra_fields) = if inbound { crate::pool::INBOUND_HEAD_HEADROOM } else { (0, 0) };
     let h1_buf = if inbound { crate::pool::INBOUND_H1_MAX_BUF_BYTES } else { crate::pool::H1_MAX_BUF_BYTES };
     let mut builder = auto::Builder::new(TokioExecutor::new());
