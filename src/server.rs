@@ -10,6 +10,7 @@ use anyhow::Context;
 use meshtel_collector::MeshMetrics;
 use meshtel_model::graph::SystemUnixClock;
 use meshtel_model::{EdgeSink, GraphReader, SpanSink, TraceReader};
+use meshtel_store::catalog::Catalog;
 use meshtel_store::{EdgeRollups, TraceStore};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -177,22 +178,21 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
     // SQLite file as the catalog). Only an ingesting process flushes, prunes and sums
     // old rollups into coarse buckets.
-    let edges = EdgeRollups::open(
-        &config.data_dir,
+    let edges = EdgeRollups::on_catalog(
+        &open_database(role, &config.data_dir).await?,
         config.edges.clone(),
         Arc::new(SystemUnixClock),
     )
-    .await
     .context("opening the edge rollups")?;
     let report_config = config.report.clone();
 
     // Quota policies and admin tokens live in the same SQLite file; every role opens
     // them (the admin API is served by the query role, the engine by the collector).
-    let quota_repo = Arc::new(
-        meshtel_store::QuotaRepo::open(&config.data_dir)
+    let quota_repo = Arc::new(meshtel_store::QuotaRepo::from_catalog(
+        &open_database(role, &config.data_dir)
             .await
             .context("opening the quota policy repository")?,
-    );
+    ));
     // Every setting was checked by `Config::finish` before this point: a token
     // generated here is never followed by a configuration error that hides it.
     if role.queries()
@@ -383,8 +383,10 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             app = app.layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {
                     let scrape = scrape.clone();
-                    let for_scraper =
-                        request.uri().path() == path && !wants_html(request.headers());
+                    // At the root too, as the probes are, whatever the base path.
+                    let for_scraper = (request.uri().path() == path
+                        || request.uri().path() == "/metrics")
+                        && !wants_html(request.headers());
                     async move {
                         if for_scraper {
                             let mut request = request;
@@ -441,6 +443,10 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     }
     let result = tokio::select! {
         () = shutdown => Ok(()),
+        what = store.data_dir_lost() => Err(anyhow::anyhow!(
+            "{what}: meshtel stops; start it again once the data directory is as it should be{}",
+            if role.ingests() { "" } else { " (this query process then reads what is there)" }
+        )),
         Some(joined) = servers.join_next() => match joined {
             Ok(Ok(())) => Err(anyhow::anyhow!("a server stopped unexpectedly")),
             Ok(Err(e)) => Err(e),
@@ -486,6 +492,17 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     edges_written.context("flushing the edge rollups")?;
     info!("stopped");
     result
+}
+
+/// The database of the data directory, for the edge rollups and quota policies: a
+/// role that ingests owns it (creates and upgrades it); a query process only opens it.
+async fn open_database(role: Role, data_dir: &Path) -> anyhow::Result<Catalog> {
+    let opened = if role.ingests() {
+        Catalog::open(data_dir).await
+    } else {
+        Catalog::open_existing(data_dir, std::time::Duration::from_secs(30)).await
+    };
+    Ok(opened?)
 }
 
 /// After the signal that began the shutdown, a second SIGINT/SIGTERM (Ctrl-C again)

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshtel_model::{Operation, SpanKind};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -161,11 +161,78 @@ impl Catalog {
             })
     }
 
-    async fn open_file(path: &Path) -> Result<Catalog> {
+    /// Opens `meshtel.db` in `data_dir` as a process that does not own the data
+    /// directory (`meshtel query`): it never creates the file nor changes its schema,
+    /// which only the collector holding the directory's lock does. A schema older than
+    /// this build's is waited for, up to `wait` (a collector may be creating or
+    /// upgrading it right now), then refused by name, as is a newer one.
+    pub async fn open_existing(data_dir: &Path, wait: Duration) -> Result<Catalog> {
+        let path = data_dir.join("meshtel.db");
+        Self::open_existing_file(&path, wait)
+            .await
+            .map_err(|e| crate::Error::Database {
+                path,
+                source: Box::new(e),
+            })
+    }
+
+    async fn open_existing_file(path: &Path, wait: Duration) -> Result<Catalog> {
+        let pool = Self::connect(path, false).await?;
+        let latest = SQLITE_MIGRATIONS.last().map_or(0, |m| m.0);
+        let deadline = std::time::Instant::now() + wait;
+        let mut told = false;
+        loop {
+            // No table yet (a collector is creating the database) reads as version 0,
+            // and a migration still running (recorded, not yet successful) as pending.
+            let versions = sqlx::query_as(
+                "SELECT coalesce(MAX(version), 0), count(*) FILTER (WHERE NOT success) \
+                 FROM _sqlx_migrations",
+            )
+            .fetch_one(&pool)
+            .await;
+            let (applied, pending): (i64, i64) = match versions {
+                Ok(versions) => versions,
+                Err(e) if e.to_string().contains("no such table") => (0, 0),
+                Err(e) => return Err(e.into()),
+            };
+            if applied > latest {
+                return Err(Error::NewerSchema {
+                    found: applied,
+                    known: latest,
+                });
+            }
+            if applied == latest && pending == 0 {
+                return Ok(Catalog {
+                    pool,
+                    path: path.to_path_buf(),
+                });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::OlderSchema {
+                    found: applied,
+                    expected: latest,
+                    waited: wait,
+                });
+            }
+            if !told {
+                told = true;
+                info!(
+                    database = %path.display(),
+                    found = applied,
+                    expected = latest,
+                    "waiting for the collector to create or upgrade the database"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A pool of connections to `path`; the file is created when `create` is set.
+    async fn connect(path: &Path, create: bool) -> Result<SqlitePool> {
         let database = path.to_path_buf();
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             // Every commit synced before it returns: a flush deletes its WAL segments
             // once the block is committed, and a merge its inputs, so a commit that a
@@ -173,14 +240,18 @@ impl Catalog {
             // that were acknowledged. One fsync per commit, a few per second.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+        Ok(SqlitePoolOptions::new()
             .max_connections(4)
             .after_release(move |conn, _| {
                 let database = database.clone();
                 Box::pin(async move { Ok(out_of_transaction(conn, &database).await) })
             })
             .connect_with(options)
-            .await?;
+            .await?)
+    }
+
+    async fn open_file(path: &Path) -> Result<Catalog> {
+        let pool = Self::connect(path, true).await?;
         // A migration over a large table (an index of every edge rollup) can take a
         // while on an upgrade: say so, rather than start silently late.
         let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
@@ -640,82 +711,4 @@ async fn out_of_transaction(conn: &mut SqliteConnection, database: &Path) -> boo
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A database a newer meshtel migrated says so, rather than naming a migration.
-    #[tokio::test]
-    async fn a_newer_schema_is_named_as_such() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path()).await.unwrap();
-        sqlx::query(
-            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-             VALUES (999, 'from the future', TRUE, x'00', 0)",
-        )
-        .execute(&catalog.pool)
-        .await
-        .unwrap();
-        catalog.pool.close().await;
-        let error = Catalog::open(dir.path()).await.err().unwrap().to_string();
-        assert!(error.contains("newer meshtel"), "{error}");
-        assert!(error.contains("999"), "{error}");
-    }
-
-    fn op(name: &str) -> Operation {
-        Operation {
-            name: name.into(),
-            span_kind: SpanKind::Server,
-        }
-    }
-
-    /// Adds, later sightings (never moving back) and forgetting, as SQL keeps them.
-    #[tokio::test]
-    async fn catalog_changes_apply_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path()).await.unwrap();
-        catalog
-            .apply(&[CatalogChange::Add {
-                services: vec!["quiet".into()],
-                operations: vec![("svc".into(), op("a")), ("svc".into(), op("b"))],
-            }])
-            .await
-            .unwrap();
-        let added = now_unix_ms();
-        let later = added + 60_000;
-        catalog
-            .apply(&[
-                CatalogChange::Seen {
-                    services: vec![("svc".into(), later), ("quiet".into(), 1)],
-                    operations: vec![("svc".into(), op("a"), later)],
-                },
-                CatalogChange::Forget {
-                    services: vec![],
-                    operations: vec![("svc".into(), op("b"))],
-                },
-            ])
-            .await
-            .unwrap();
-        let mut services = catalog.load_services().await.unwrap();
-        services.sort();
-        assert_eq!(services[0].0, "quiet");
-        assert!(
-            services[0].1 >= added - 1_000,
-            "an older sighting moves nothing"
-        );
-        assert_eq!(services[1], ("svc".into(), later));
-        assert_eq!(
-            catalog.load_operations().await.unwrap(),
-            vec![("svc".into(), op("a"), later)]
-        );
-        catalog
-            .apply(&[CatalogChange::Forget {
-                services: vec!["svc".into()],
-                operations: vec![],
-            }])
-            .await
-            .unwrap();
-        assert_eq!(catalog.load_services().await.unwrap().len(), 1);
-        assert!(catalog.load_operations().await.unwrap().is_empty());
-        catalog.close().await;
-    }
-}
+mod tests;

@@ -233,6 +233,16 @@ impl EdgeRollups {
         EdgeRollups::with_pool(catalog.pool(), config, clock)
     }
 
+    /// Rollups on the database `catalog` opened (a query process opens it without
+    /// migrating: [`Catalog::open_existing`]).
+    pub fn on_catalog(
+        catalog: &Catalog,
+        config: EdgeConfig,
+        clock: Arc<dyn UnixClock>,
+    ) -> Result<EdgeRollups> {
+        EdgeRollups::with_pool(catalog.pool(), config, clock)
+    }
+
     /// Rollups over an already-migrated pool.
     pub fn with_pool(
         pool: SqlitePool,

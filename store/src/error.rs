@@ -111,6 +111,22 @@ pub enum Error {
         /// The highest this build knows.
         known: i64,
     },
+    /// The database's schema is older than this build's, in a process that does not
+    /// upgrade it (`meshtel query`), after waiting for a collector to do so.
+    #[error(
+        "its schema is older than this meshtel's (version {found}; this one needs {expected}) \
+         and no collector upgraded it within {waited:?}: start `meshtel collector` (or \
+         `meshtel serve`) of this version on the data directory first, which upgrades it, \
+         then this query process"
+    )]
+    OlderSchema {
+        /// The highest schema version recorded in the database (0: none yet).
+        found: i64,
+        /// The version this build needs.
+        expected: i64,
+        /// How long the process waited for an upgrade.
+        waited: std::time::Duration,
+    },
     /// Stored bytes that do not decode.
     #[error("corrupt data: {0}")]
     Corrupt(String),

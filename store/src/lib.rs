@@ -33,6 +33,7 @@ mod catalog_memory;
 mod catalog_writer;
 pub mod compaction;
 pub mod config;
+mod data_dir_watch;
 pub mod decode;
 mod disk;
 pub mod edges;
@@ -152,6 +153,9 @@ pub(crate) struct Inner {
     /// Why the last WAL append failed and when, while no append has succeeded since
     /// ([`TraceStore::refuses_writes`]).
     wal_failing: Mutex<Option<(String, std::time::Instant)>>,
+    /// What happened to the database or blocks directory, once it was removed or
+    /// replaced under this process ([`data_dir_watch`]).
+    data_dir_lost: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Inner {
@@ -292,6 +296,7 @@ impl TraceStore {
             .await
             .map_err(disk::explain_open_error)?;
         disk::check_index_writable(&catalog, &data_dir).await?;
+        let watched = data_dir_watch::Watched::new(catalog.path(), &blocks_dir)?;
         // A file that opened may still be damaged further in: the first reads say so.
         let damaged = disk::explain_read_error(&data_dir);
         let block_files::Prepared { blocks, next_id } =
@@ -338,6 +343,7 @@ impl TraceStore {
             stop_compaction: tokio::sync::Notify::new(),
             wal_failing: Mutex::new(None),
             unreadable: Mutex::default(),
+            data_dir_lost: tokio::sync::watch::Sender::new(None),
         });
         inner.register_operations(head.operations);
 
@@ -369,6 +375,7 @@ impl TraceStore {
             tokio::spawn(writer::run_flusher(inner.clone(), flush_rx)),
             tokio::spawn(catalog_writer::run(catalog, catalog_inbox)),
             tokio::spawn(disk::run_monitor(inner.clone())),
+            tokio::spawn(data_dir_watch::run(inner.clone(), watched)),
             tokio::spawn(async move {
                 // Holds the sync thread's stop sender until the store shuts down, and
                 // logs catalog refusals no line has told yet.
@@ -409,9 +416,10 @@ impl TraceStore {
         lock::create_dir("blocks directory", &blocks_dir)?;
         // A reader would create the new index a writer then starts with.
         disk::check_index_beside_blocks(&data_dir, &blocks_dir)?;
-        let catalog = Catalog::open(&data_dir)
+        let catalog = Catalog::open_existing(&data_dir, READER_SCHEMA_WAIT)
             .await
             .map_err(disk::explain_open_error)?;
+        let watched = data_dir_watch::Watched::new(catalog.path(), &blocks_dir)?;
         let (catalog_queue, _inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,
@@ -431,7 +439,9 @@ impl TraceStore {
             stopping: Arc::default(),
             stop_compaction: tokio::sync::Notify::new(),
             wal_failing: Mutex::new(None),
+            data_dir_lost: tokio::sync::watch::Sender::new(None),
         });
+        let watch = tokio::spawn(data_dir_watch::run(inner.clone(), watched));
         let warned = Arc::default();
         let mut loaded = LoadedCatalog::default();
         reload_index(&inner, &warned, &mut loaded)
@@ -451,7 +461,7 @@ impl TraceStore {
             inner,
             tx: Arc::new(Mutex::new(None)),
             queued_bytes: Arc::new(Semaphore::new(0)),
-            tasks: Arc::new(Mutex::new(vec![task])),
+            tasks: Arc::new(Mutex::new(vec![task, watch])),
             compaction: Arc::default(),
             threads: Arc::new(Mutex::new(Vec::new())),
         })
@@ -535,6 +545,7 @@ impl TraceStore {
             }
         })
         .await;
+        data_dir_watch::restore_database(&self.inner).await;
         self.inner.catalog.close().await;
         self.inner.dir_lock.lock().take();
         // Spans still in memory, whether never sealed or sealed and not flushed, are
@@ -566,6 +577,9 @@ struct LoadedCatalog {
     fingerprint: Option<[i64; 4]>,
     at: Option<std::time::Instant>,
 }
+
+/// How long a read-only store waits for a collector to create or upgrade the database.
+const READER_SCHEMA_WAIT: Duration = Duration::from_secs(30);
 
 /// A read-only store reads the whole catalog at least this often, changed or not.
 const CATALOG_FULL_RELOAD: Duration = Duration::from_secs(60);

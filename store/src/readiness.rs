@@ -7,11 +7,15 @@ use crate::TraceStore;
 const WAL_FAILURE_UNREADY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl TraceStore {
-    /// Why every write is refused now, if it is: the data directory's disk is below
+    /// Why every write is refused now, if it is: the database or blocks directory was
+    /// removed or replaced (the process stops), the data directory's disk is below
     /// `store.min_free_disk`, or a WAL append failed within [`WAL_FAILURE_UNREADY`].
     /// What readiness probes report; a full head (overload) passes, as it clears
     /// within a flush.
     pub fn refuses_writes(&self) -> Option<String> {
+        if let Some(what) = self.inner.data_dir_lost.borrow().clone() {
+            return Some(what);
+        }
         if self.inner.disk.is_below() {
             return Some(format!(
                 "the data directory's disk is below store.min_free_disk ({}): new spans are refused",

@@ -12,6 +12,7 @@
 
 mod bench_cli;
 mod browser_clients;
+mod data_dir_lost;
 mod demo;
 mod durability;
 mod host_check;

@@ -295,7 +295,22 @@ impl Meshtel {
 
     async fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
         send_signal(self.pid(), signal);
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let what = format!("stop within {STOP_TIMEOUT:?} of SIG{signal}");
+        self.exit_within(Instant::now() + STOP_TIMEOUT, &what).await
+    }
+
+    /// Waits up to `within` for the process to exit by itself; its status and whole
+    /// log. Panics (killing it) if it is still running then.
+    pub async fn wait_for_exit(mut self, within: Duration) -> (ExitStatus, String) {
+        let status = self
+            .exit_within(Instant::now() + within, "exit by itself")
+            .await;
+        (status, self.log_text())
+    }
+
+    /// The exit status once the process has exited; panics, killing it, when that is
+    /// not before `deadline` ("meshtel did not {what}").
+    async fn exit_within(&mut self, deadline: Instant, what: &str) -> ExitStatus {
         loop {
             if let Some(status) = self.child_mut().try_wait().unwrap() {
                 self.child = None;
@@ -306,7 +321,7 @@ impl Meshtel {
                 let _ = self.child_mut().kill();
                 let _ = self.child_mut().wait();
                 self.child = None;
-                panic!("meshtel did not stop within {STOP_TIMEOUT:?} of SIG{signal}\n{log}");
+                panic!("meshtel did not {what}\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -326,20 +341,8 @@ impl Meshtel {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         send_signal(self.pid(), "INT");
-        loop {
-            if let Some(status) = self.child_mut().try_wait().unwrap() {
-                self.child = None;
-                return (status, self.log_text());
-            }
-            if Instant::now() >= deadline {
-                let log = self.log_text();
-                let _ = self.child_mut().kill();
-                let _ = self.child_mut().wait();
-                self.child = None;
-                panic!("meshtel did not stop at a second SIGINT\n{log}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let status = self.exit_within(deadline, "stop at a second SIGINT").await;
+        (status, self.log_text())
     }
 
     /// SIGKILL: no flush, no cleanup; only the WAL survives.

@@ -1,0 +1,148 @@
+//! Notices when the data directory's database (`meshtel.db`) or its `blocks`
+//! directory is removed or replaced while a process has them open.
+//!
+//! An open SQLite file that is deleted stays usable through its descriptor: a
+//! collector would go on committing blocks into an index nobody can open again (the
+//! next start finds the blocks without it), and a query process would go on serving
+//! the data of a directory an operator wiped or moved away, with nothing in its logs.
+//! Every second the watch compares the two paths with the files opened at start
+//! (device and inode); on a difference it logs an ERROR and says so to
+//! [`TraceStore::data_dir_lost`], which `meshtel` waits on to stop. A collector that
+//! stops so writes the database it still holds back to its path, when that path is
+//! free ([`restore_database`]): nothing it indexed is lost.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, info};
+
+use crate::{Inner, TraceStore};
+
+/// How often the paths are compared with the files opened.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Device and inode: what a path names.
+type Identity = (u64, u64);
+
+fn identity(path: &Path) -> std::io::Result<Identity> {
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
+/// The files a store opened, and what their paths named then.
+pub(crate) struct Watched {
+    files: Vec<(&'static str, PathBuf, Identity)>,
+}
+
+impl Watched {
+    /// What `database` and `blocks_dir` name now.
+    pub(crate) fn new(database: &Path, blocks_dir: &Path) -> crate::Result<Watched> {
+        let mut files = Vec::new();
+        for (what, path) in [("database", database), ("blocks directory", blocks_dir)] {
+            let id = identity(path).map_err(|source| crate::Error::DataDir {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })?;
+            files.push((what, path.to_path_buf(), id));
+        }
+        Ok(Watched { files })
+    }
+
+    /// What happened to the first file whose path no longer names it, if one does not.
+    /// A path that cannot be read for another reason (permissions) is not taken as
+    /// replaced.
+    fn changed(&self) -> Option<String> {
+        self.files
+            .iter()
+            .find_map(|(what, path, id)| match identity(path) {
+                Ok(now) if now != *id => Some(format!(
+                    "the {what} {} was replaced by another while meshtel had it open",
+                    path.display()
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                    "the {what} {} was removed while meshtel had it open",
+                    path.display()
+                )),
+                _ => None,
+            })
+    }
+}
+
+/// Compares the watched paths every second until one changed, then logs it and tells
+/// [`TraceStore::data_dir_lost`].
+pub(crate) async fn run(inner: Arc<Inner>, watched: Watched) {
+    let watched = Arc::new(watched);
+    let mut ticks = tokio::time::interval(CHECK_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let watched = watched.clone();
+        let Ok(changed) = tokio::task::spawn_blocking(move || watched.changed()).await else {
+            return;
+        };
+        if let Some(what) = changed {
+            error!(
+                problem = %what,
+                read_only = inner.read_only,
+                "the data directory changed under this process"
+            );
+            inner.data_dir_lost.send_replace(Some(what));
+            return;
+        }
+    }
+}
+
+impl TraceStore {
+    /// Waits until the data directory's database or blocks directory was removed or
+    /// replaced under this process, and says which. The process cannot go on with
+    /// them (see the module's documentation): `meshtel` stops.
+    pub async fn data_dir_lost(&self) -> String {
+        let mut lost = self.inner.data_dir_lost.subscribe();
+        loop {
+            if let Some(what) = lost.borrow_and_update().clone() {
+                return what;
+            }
+            if lost.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// At a writer's shutdown, after its last commit: when its database was removed (its
+/// path names nothing now), writes the database it still has open back to that path,
+/// so that the next start finds every block it indexed.
+pub(crate) async fn restore_database(inner: &Inner) {
+    if inner.data_dir_lost.borrow().is_none() {
+        return;
+    }
+    let path = inner.catalog.path().to_path_buf();
+    if std::fs::symlink_metadata(&path).is_ok() {
+        // Replaced by another file: that one stays.
+        return;
+    }
+    let copied = match path.to_str() {
+        Some(to) => sqlx::query("VACUUM INTO ?")
+            .bind(to)
+            .execute(&inner.catalog.pool())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => Err("the path is not UTF-8".to_owned()),
+    };
+    match copied {
+        Ok(()) => info!(
+            database = %path.display(),
+            "wrote the removed database back from the copy this process had open"
+        ),
+        Err(e) => error!(
+            database = %path.display(),
+            error = %e,
+            "could not write the removed database back: the next start finds the blocks \
+             without it (see `meshtel blocks adopt`)"
+        ),
+    }
+}

@@ -1,0 +1,87 @@
+//! The database removed or replaced under a running process: the process says what
+//! happened and stops, instead of going on with a file nobody can open again; a
+//! collector first writes the database it still holds back to its path.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use crate::roundtrip::jaeger_trace_id;
+use crate::support::*;
+
+/// One single-span trace of `service`, and its Jaeger id.
+fn one_trace(service: &str) -> (ExportTraceServiceRequest, String) {
+    let trace_id = random_trace_id();
+    let span = simple_span(
+        &trace_id,
+        &random_span_id(),
+        None,
+        "work",
+        now_nanos() - 1_000_000_000,
+        1_000_000,
+    );
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans(service, vec![span])],
+    };
+    (request, jaeger_trace_id(&trace_id))
+}
+
+fn remove_database(data_dir: &std::path::Path) {
+    for file in ["meshtel.db", "meshtel.db-wal", "meshtel.db-shm"] {
+        let _ = std::fs::remove_file(data_dir.join(file));
+    }
+}
+
+/// `meshtel.db` deleted while `serve` runs (spans in blocks and in the head): it stops
+/// with an error naming the file, having written its open copy back, and the next start
+/// has every span, none set aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_whose_database_is_removed_writes_it_back_and_stops() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve_with_config(&dir, "[store]\nflush_interval = \"200ms\"\n").await;
+    let (first, first_id) = one_trace("before");
+    export_grpc(m.grpc.unwrap(), first).await;
+    wait_for_trace(&m, &first_id, 1).await;
+    // In a block by now (flushes every 200 ms); the next stays in the head.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (second, second_id) = one_trace("after");
+    export_grpc(m.grpc.unwrap(), second).await;
+
+    remove_database(&dir.data_dir());
+    let (status, log) = m.wait_for_exit(Duration::from_secs(20)).await;
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("meshtel.db was removed while meshtel had it open"),
+        "{log}"
+    );
+    assert!(log.contains("wrote the removed database back"), "{log}");
+    assert!(dir.data_dir().join("meshtel.db").exists());
+
+    let again = Meshtel::serve(&dir).await;
+    wait_for_trace(&again, &first_id, 1).await;
+    wait_for_trace(&again, &second_id, 1).await;
+    let log = again.log_text();
+    assert!(!log.contains("orphaned"), "{log}");
+    again.stop().await;
+}
+
+/// The data directory wiped and made again by a new collector while a query process
+/// reads it: the query process stops naming the database, rather than serve the
+/// old one's data from the file it still has open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_process_stops_when_its_data_directory_is_replaced() {
+    let dir = TestDir::new();
+    let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
+    let query = Meshtel::start(&dir, Role::Query, &[]).await;
+    collector.stop().await;
+    std::fs::remove_dir_all(dir.data_dir()).unwrap();
+    let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
+    let (status, log) = query.wait_for_exit(Duration::from_secs(20)).await;
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("meshtel.db was re"), "{log}");
+    assert!(
+        log.contains("this query process then reads what is there"),
+        "{log}"
+    );
+    collector.stop().await;
+}
