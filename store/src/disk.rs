@@ -221,6 +221,13 @@ impl DiskReserve {
         )
     }
 
+    /// The free space the latest check found (`None` before the first or when it could
+    /// not be read).
+    pub(crate) fn free_at_check(&self) -> Option<u64> {
+        let checked = self.free_at_check.load(Ordering::Relaxed);
+        (checked != UNKNOWN).then_some(checked)
+    }
+
     /// The free space as the latest check found it, less the WAL written since;
     /// `None` before the first check.
     fn free_now(&self, stats: &Stats) -> Option<u64> {
@@ -266,8 +273,22 @@ impl DiskReserve {
             }
         }
         stats.rejected_disk_full.fetch_add(1, Ordering::Relaxed);
+        let message = if on_disk < self.min_free {
+            self.refusal(on_disk)
+        } else {
+            // Not below yet: readiness and the free-space metric still read healthy, so
+            // the message says what the figure is.
+            format!(
+                "data directory {} has about {} free (the latest check less the WAL written                  since), and the {} of requests waiting for the WAL would leave {}, below                  store.min_free_disk ({}): this request is refused; retry once flushes and                  merges have made room or space is freed",
+                self.dir.display(),
+                ByteSize::b(on_disk),
+                ByteSize::b(queued),
+                ByteSize::b(free),
+                ByteSize::b(self.min_free)
+            )
+        };
         Err(WriteError::DiskFull {
-            message: self.refusal(free),
+            message,
             retry_after: DISK_FULL_RETRY_AFTER,
         })
     }
@@ -577,9 +598,15 @@ mod tests {
         reserve.check_at_open(&stats).unwrap();
         stats.record_written(1000, 30 << 20);
         assert!(reserve.admit(&stats, 0).is_ok());
+        let Err(WriteError::DiskFull { message, .. }) = reserve.admit(&stats, 7 << 20) else {
+            panic!("queued bytes count");
+        };
+        // The disk is not below: the message says what its figure is.
         assert!(
-            reserve.admit(&stats, 7 << 20).is_err(),
-            "queued bytes count"
+            message.contains("about 70.0 MiB free (the latest check less the WAL")
+                && message
+                    .contains("the 7.0 MiB of requests waiting for the WAL would leave 63.0 MiB"),
+            "{message}"
         );
         assert_eq!(stats.rejected_disk_full.load(Ordering::Relaxed), 1);
         // A request that would take the disk below is refused alone: it is not below.

@@ -337,6 +337,7 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
     while let Some(job) = rx.recv().await {
         if !job.batches.is_empty() {
             let mut backoff = Duration::from_millis(200);
+            let mut failed = 0u64;
             loop {
                 match flush_one(&inner, &job).await {
                     Ok(meta) => {
@@ -348,12 +349,16 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
                             bytes = meta.bytes,
                             "flushed head to block"
                         );
+                        if failed > 0 {
+                            info!(block = meta.id, failed, "block flush succeeded again");
+                        }
                         break;
                     }
                     Err(FlushFailed { block, error: e }) => {
+                        failed += 1;
                         inner.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
                         error!(block = %block.display(), error = %e, retry_in = ?backoff, "block flush failed; rows stay in the head and the wal");
-                        tokio::time::sleep(backoff).await;
+                        wait_to_retry(&inner, backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
                 }
@@ -361,6 +366,25 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
         }
         for waiter in job.waiters {
             let _ = waiter.send(());
+        }
+    }
+}
+
+/// Waits `backoff` before a failed flush is tried again, or less once the data
+/// directory's disk has gained room since (space freed after a full disk): a flush costs
+/// the head's encoding, so retries back off to 30 s, but a disk made free again is
+/// written to within a second.
+async fn wait_to_retry(inner: &Inner, backoff: Duration) {
+    const ROOM: u64 = 16 << 20;
+    let until = tokio::time::Instant::now() + backoff;
+    let free_then = inner.disk.free_at_check();
+    while tokio::time::Instant::now() < until {
+        let step = (until - tokio::time::Instant::now()).min(Duration::from_millis(500));
+        tokio::time::sleep(step).await;
+        if let (Some(then), Some(now)) = (free_then, inner.disk.free_at_check())
+            && now > then.saturating_add(ROOM)
+        {
+            return;
         }
     }
 }
