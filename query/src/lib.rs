@@ -297,14 +297,22 @@ fn build_router(
     app.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(axum::middleware::map_response(no_sniffing))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                // Route templates, never raw paths: trace ids must not become span fields.
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
-                tracing::info_span!("query_request", method = %request.method(), route)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    // Route templates, never raw paths: trace ids must not become span
+                    // fields.
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", MatchedPath::as_str);
+                    tracing::info_span!("query_request", method = %request.method(), route)
+                })
+                // A 5xx that is an answer (quota usage on a query process, a read
+                // refused under load) is no error to log; one that is a failure is
+                // logged with its cause where it happens (`ApiError::public_message`).
+                .on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ),
         )
 }
 
