@@ -117,6 +117,11 @@ fn render(sources: &Sources, gzip: bool) -> std::io::Result<axum::response::Resp
 fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> {
     let s = sources.store.stats();
     let registry = Registry::new();
+    // process_resident_memory_bytes, process_open_fds, process_threads,
+    // process_start_time_seconds, ...: what an alert on growth or restarts reads.
+    let _ = registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ));
     for collector in sources.http_timeouts.collectors() {
         let _ = registry.register(collector);
     }

@@ -135,6 +135,8 @@ impl Stats {
     /// Registers every counter in a fresh registry.
     pub fn new() -> Result<Stats> {
         let registry = Registry::new();
+        // process_resident_memory_bytes, process_open_fds, process_threads, ...
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         let requests = counter_vec(&registry, "meshtel_proxy_requests_total", "Requests received, by direction (inbound, outbound)", &["direction"])?;
         let local_errors = counter_vec(
             &registry,

@@ -125,12 +125,12 @@ async fn metrics_are_gzipped_for_prometheus_and_edge_overflow_is_counted() {
     m.stop().await;
 }
 
-/// The metric families of `# HELP` lines named `meshtel_*`.
+/// The metric families of `# HELP` lines named `meshtel_*` or `process_*`.
 fn own_families(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| line.strip_prefix("# HELP "))
         .filter_map(|rest| rest.split_whitespace().next())
-        .filter(|name| name.starts_with("meshtel_"))
+        .filter(|name| name.starts_with("meshtel_") || name.starts_with("process_"))
         .map(str::to_string)
         .collect()
 }
@@ -170,6 +170,16 @@ async fn every_own_metric_is_in_the_readme() {
     let proxy_families = own_families(&proxy_text);
     assert!(collector_families.len() > 20, "{collector_families:?}");
     assert!(proxy_families.len() > 10, "{proxy_families:?}");
+    // The process's own resources, for alerts on growth and restarts.
+    for families in [&collector_families, &proxy_families] {
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(families.iter().any(|f| f == name), "{name} in {families:?}");
+        }
+    }
     let missing: Vec<&String> = collector_families
         .iter()
         .chain(&proxy_families)
