@@ -45,7 +45,7 @@ impl DataDirLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(Error::at("lock file", &path))?;
+            .map_err(|e| lock_file_error(&path, e))?;
         let held = match try_lock_file(&mut file) {
             Ok(()) => true,
             Err(TryLockError::WouldBlock) => {
@@ -85,6 +85,21 @@ impl DataDirLock {
             _file: held.then_some(file),
         })
     }
+}
+
+/// The lock file at `path` could not be opened: a permission denied says what to check,
+/// as the other files of the data directory do (a directory left owned by another user).
+fn lock_file_error(path: &Path, e: std::io::Error) -> Error {
+    let advice = if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "{e}: check the owner and permissions of the data directory and everything in \
+             it (meshtel must own them, e.g. `chown -R` them to the user it runs as), then \
+             start again"
+        )
+    } else {
+        e.to_string()
+    };
+    Error::at("lock file", path)(std::io::Error::new(e.kind(), advice))
 }
 
 /// How long a lock this very process released may stay held by a child it is
@@ -299,6 +314,22 @@ mod tests {
             mode(&probe)
         };
         assert_eq!(mode(&blocks), umask_allows);
+    }
+
+    /// A lock file meshtel may not open (a data directory left owned by another user)
+    /// says what to check, as the other files of the data directory do.
+    #[test]
+    fn a_lock_file_that_cannot_be_opened_says_what_to_check() {
+        let path = Path::new("/var/lib/meshtel/LOCK");
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let message = lock_file_error(path, denied).to_string();
+        assert!(
+            message.starts_with("lock file /var/lib/meshtel/LOCK: "),
+            "{message}"
+        );
+        assert!(message.contains("chown -R"), "{message}");
+        let other = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(!lock_file_error(path, other).to_string().contains("chown"));
     }
 
     #[test]
