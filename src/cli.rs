@@ -331,6 +331,11 @@ pub struct ServerArgs {
     /// size bound (serve, collector) [default: 50GiB]
     #[arg(long, env = "MESHTEL_RETENTION_MAX_BYTES")]
     pub retention_max_bytes: Option<ByteSize>,
+    /// Free space kept on the data directory's disk: below it new spans are refused
+    /// (503 / UNAVAILABLE) while flushes go on, e.g. 1GiB; 0 turns it off (serve,
+    /// collector) [default: 256MiB]
+    #[arg(long, env = "MESHTEL_MIN_FREE_DISK")]
+    pub min_free_disk: Option<ByteSize>,
     /// Largest ingest request body, before and after decompression (serve, collector)
     /// [default: 16MiB]
     #[arg(long, env = "MESHTEL_MAX_REQUEST_BYTES")]
@@ -414,6 +419,11 @@ impl ServerArgs {
                 "--retention-max-bytes (MESHTEL_RETENTION_MAX_BYTES)",
                 "[store] retention_max_bytes",
                 self.retention_max_bytes.is_some(),
+            ),
+            query(
+                "--min-free-disk (MESHTEL_MIN_FREE_DISK)",
+                "[store] min_free_disk",
+                self.min_free_disk.is_some(),
             ),
             query(
                 "--max-request-bytes (MESHTEL_MAX_REQUEST_BYTES)",
@@ -505,6 +515,9 @@ impl ServerArgs {
         }
         if let Some(v) = self.retention_max_bytes {
             c.store.retention_max_bytes = v;
+        }
+        if let Some(v) = self.min_free_disk {
+            c.store.min_free_disk = v;
         }
         if let Some(v) = self.max_request_bytes {
             c.ingest.max_request_bytes = v;
