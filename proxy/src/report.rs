@@ -164,7 +164,7 @@ enum Next {
 pub fn report_channel(endpoint: Endpoint, proxy_id: String, capacity: usize, stats: Stats) -> (ReportQueue, ReportStream) {
     let (sender, receiver, half_full) = batch_channel(capacity);
     let dropped_since_last = Arc::new(AtomicU64::new(0));
-    let drops = Arc::new(DropLog::new("report", "meshtel_proxy_reports_dropped_total"));
+    let drops = DropLog::shared("report", "meshtel_proxy_reports_dropped_total");
     let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), drops: drops.clone(), stats: stats.clone() };
     let unsent_limit = capacity;
     (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, drops, stats, unsent: VecDeque::new(), unsent_limit })
@@ -405,15 +405,43 @@ impl DropLog {
         DropLog { queue, metric, window: parking_lot::Mutex::new(LogWindow::default()) }
     }
 
-    /// Notes `count` drops; when a line is due, writes it and returns the count it
-    /// stands for. Called only when something is dropped, never on the way of a record
-    /// that is queued.
-    pub(crate) fn dropped(&self, count: u64, now: std::time::Instant) -> Option<u64> {
-        let due = self.window.lock().note_many(count, now);
+    /// A shared log with a timer, when a runtime runs: every second it writes the line
+    /// for the drops a burst left untold (those after its last line), so that the log
+    /// adds up to the counter without waiting for the next drop. The timer ends with
+    /// the log.
+    pub(crate) fn shared(queue: &'static str, metric: &'static str) -> Arc<DropLog> {
+        let log = Arc::new(DropLog::new(queue, metric));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&log);
+            runtime.spawn(async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(1));
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let Some(log) = weak.upgrade() else { return };
+                    log.tick(std::time::Instant::now());
+                }
+            });
+        }
+        log
+    }
+
+    /// Writes the line for drops not yet told, when one is due at `now`.
+    fn tick(&self, now: std::time::Instant) -> Option<u64> {
+        let due = self.window.lock().flush(now);
         if let Some(dropped) = due {
             warn!(queue = self.queue, dropped, metric = self.metric, "telemetry queue full: dropped since the last warning (the collector is slow or unreachable)");
         }
         due
+    }
+
+    /// Notes `count` drops; when a line is due, writes it and returns the count it
+    /// stands for. Called only when something is dropped, never on the way of a record
+    /// that is queued.
+    pub(crate) fn dropped(&self, count: u64, now: std::time::Instant) -> Option<u64> {
+        self.window.lock().note_many(count, now).inspect(|&dropped| {
+            warn!(queue = self.queue, dropped, metric = self.metric, "telemetry queue full: dropped since the last warning (the collector is slow or unreachable)");
+        })
     }
 }
 
@@ -603,6 +631,9 @@ mod tests {
         assert_eq!(log.dropped(5, t0 + Duration::from_secs(1)), None, "quiet within the interval");
         assert_eq!(log.dropped(2, t0 + LOG_INTERVAL), Some(8), "the next line counts every drop since the last");
         assert_eq!(log.dropped(1, t0 + LOG_INTERVAL), None);
+        assert_eq!(log.tick(t0 + LOG_INTERVAL + Duration::from_secs(1)), None, "not due yet");
+        assert_eq!(log.tick(t0 + LOG_INTERVAL * 2), Some(1), "the timer tells a burst's last drops");
+        assert_eq!(log.tick(t0 + LOG_INTERVAL * 3), None, "nothing untold");
     }
 
     /// Takes batches as the Report stream does until the producer is done; how many items.

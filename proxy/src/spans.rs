@@ -91,7 +91,7 @@ pub fn span_channel(
         ],
         ..Default::default()
     };
-    let drops = Arc::new(DropLog::new("span", "meshtel_proxy_spans_dropped_total"));
+    let drops = DropLog::shared("span", "meshtel_proxy_spans_dropped_total");
     (SpanQueue { sender, drops, stats: stats.clone() }, SpanExporter { endpoint, resource, receiver, half_full, stats, failures: Default::default() })
 }
 
