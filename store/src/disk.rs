@@ -279,7 +279,10 @@ impl DiskReserve {
             // Not below yet: readiness and the free-space metric still read healthy, so
             // the message says what the figure is.
             format!(
-                "data directory {} has about {} free (the latest check less the WAL written                  since), and the {} of requests waiting for the WAL would leave {}, below                  store.min_free_disk ({}): this request is refused; retry once flushes and                  merges have made room or space is freed",
+                "data directory {} has about {} free (the latest check less the WAL written \
+                 since), and the {} of requests waiting for the WAL, this one's included, would \
+                 leave {}, below store.min_free_disk ({}): this request is refused; retry once \
+                 flushes and merges have made room or space is freed",
                 self.dir.display(),
                 ByteSize::b(on_disk),
                 ByteSize::b(queued),
@@ -603,7 +606,7 @@ mod tests {
         };
         // The disk is not below: the message says what its figure is.
         assert!(
-            message.contains("about 70.0 MiB free (the latest check less the WAL")
+            message.contains("about 70.0 MiB free (the latest check less the WAL written since)")
                 && message
                     .contains("the 7.0 MiB of requests waiting for the WAL would leave 63.0 MiB"),
             "{message}"
