@@ -443,11 +443,24 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     }
     let result = tokio::select! {
         () = shutdown => Ok(()),
-        what = store.data_dir_lost() => Err(anyhow::anyhow!(
-            "{what}: meshtel stops; start it again once the data directory is as it should be{}",
-            if role.ingests() { "" } else { " (this query process then reads what is there)" }
-        )),
-        Some(joined) = servers.join_next() => match joined {
+        lost = store.data_dir_lost() => {
+            if lost.write_nothing && role.ingests() {
+                // What is at the data directory's paths now is not what this process
+                // wrote: stop as a crash would, writing nothing more there.
+                error!(
+                    problem = %lost.what,
+                    "stopping at once, writing nothing more to the data directory: what \
+                     was acknowledged since the last flush is in the WAL of the directory \
+                     this process opened, wherever it is now"
+                );
+                std::process::exit(1);
+            }
+            Err(anyhow::anyhow!(
+                "{}: meshtel stops; start it again once the data directory is as it should be{}",
+                lost.what,
+                if role.ingests() { "" } else { " (this query process then reads what is there)" }
+            ))
+        }        Some(joined) = servers.join_next() => match joined {
             Ok(Ok(())) => Err(anyhow::anyhow!("a server stopped unexpectedly")),
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e.into()),

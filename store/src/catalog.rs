@@ -182,15 +182,16 @@ impl Catalog {
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         loop {
-            // No table yet (a collector is creating the database) reads as version 0,
-            // and a migration still running (recorded, not yet successful) as pending.
+            // No table yet (a collector is creating the database) reads as version 0;
+            // a migration recorded as not successful is still running, or failed.
             let versions = sqlx::query_as(
-                "SELECT coalesce(MAX(version), 0), count(*) FILTER (WHERE NOT success) \
+                "SELECT coalesce(MAX(version), 0), \
+                        coalesce(MIN(version) FILTER (WHERE NOT success), 0) \
                  FROM _sqlx_migrations",
             )
             .fetch_one(&pool)
             .await;
-            let (applied, pending): (i64, i64) = match versions {
+            let (applied, failed): (i64, i64) = match versions {
                 Ok(versions) => versions,
                 Err(e) if e.to_string().contains("no such table") => (0, 0),
                 Err(e) => return Err(e.into()),
@@ -201,13 +202,16 @@ impl Catalog {
                     known: latest,
                 });
             }
-            if applied == latest && pending == 0 {
+            if applied == latest && failed == 0 {
                 return Ok(Catalog {
                     pool,
                     path: path.to_path_buf(),
                 });
             }
             if std::time::Instant::now() >= deadline {
+                if failed > 0 {
+                    return Err(Error::MigrationFailed { version: failed });
+                }
                 return Err(Error::OlderSchema {
                     found: applied,
                     expected: latest,

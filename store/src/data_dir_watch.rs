@@ -1,4 +1,4 @@
-//! Notices when the data directory's database (`meshtel.db`) or its `blocks`
+//! Notices when the data directory, its database (`meshtel.db`) or its `blocks`
 //! directory is removed or replaced while a process has them open.
 //!
 //! An open SQLite file that is deleted stays usable through its descriptor: a
@@ -7,9 +7,13 @@
 //! the data of a directory an operator wiped or moved away, with nothing in its logs.
 //! Every second the watch compares the two paths with the files opened at start
 //! (device and inode); on a difference it logs an ERROR and says so to
-//! [`TraceStore::data_dir_lost`], which `meshtel` waits on to stop. A collector that
-//! stops so writes the database it still holds back to its path, when that path is
-//! free ([`restore_database`]): nothing it indexed is lost.
+//! [`TraceStore::data_dir_lost`], which `meshtel` waits on to stop. When only the
+//! database was deleted, a collector stops as usual and then writes the database it
+//! still holds back to its path ([`restore_database`]): nothing it indexed is lost.
+//! In every other case (the directory moved, wiped or restored from a copy, `blocks/`
+//! gone) what is at those paths now is not what it wrote: it must write nothing more
+//! there (a flush would delete the WAL segments of a restored copy that share its
+//! names), so it stops at once, as a crash would, and compaction stops at the change.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -31,16 +35,34 @@ fn identity(path: &Path) -> std::io::Result<Identity> {
     Ok((metadata.dev(), metadata.ino()))
 }
 
+/// What changed under the process, for [`TraceStore::data_dir_lost`].
+#[derive(Clone, Debug)]
+pub struct DataDirLost {
+    /// What happened, naming the path.
+    pub what: String,
+    /// Whether a writer must write nothing more to the data directory and stop at once:
+    /// anything but the database alone removed (see the module's documentation).
+    pub write_nothing: bool,
+}
+
 /// The files a store opened, and what their paths named then.
 pub(crate) struct Watched {
     files: Vec<(&'static str, PathBuf, Identity)>,
 }
 
 impl Watched {
-    /// What `database` and `blocks_dir` name now.
-    pub(crate) fn new(database: &Path, blocks_dir: &Path) -> crate::Result<Watched> {
+    /// What `data_dir`, `database` and `blocks_dir` name now.
+    pub(crate) fn new(
+        data_dir: &Path,
+        database: &Path,
+        blocks_dir: &Path,
+    ) -> crate::Result<Watched> {
         let mut files = Vec::new();
-        for (what, path) in [("database", database), ("blocks directory", blocks_dir)] {
+        for (what, path) in [
+            ("data directory", data_dir),
+            ("database", database),
+            ("blocks directory", blocks_dir),
+        ] {
             let id = identity(path).map_err(|source| crate::Error::DataDir {
                 what,
                 path: path.to_path_buf(),
@@ -54,18 +76,24 @@ impl Watched {
     /// What happened to the first file whose path no longer names it, if one does not.
     /// A path that cannot be read for another reason (permissions) is not taken as
     /// replaced.
-    fn changed(&self) -> Option<String> {
+    fn changed(&self) -> Option<DataDirLost> {
         self.files
             .iter()
             .find_map(|(what, path, id)| match identity(path) {
-                Ok(now) if now != *id => Some(format!(
-                    "the {what} {} was replaced by another while meshtel had it open",
-                    path.display()
-                )),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
-                    "the {what} {} was removed while meshtel had it open",
-                    path.display()
-                )),
+                Ok(now) if now != *id => Some(DataDirLost {
+                    what: format!(
+                        "the {what} {} was replaced by another while meshtel had it open",
+                        path.display()
+                    ),
+                    write_nothing: true,
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(DataDirLost {
+                    what: format!(
+                        "the {what} {} was removed while meshtel had it open",
+                        path.display()
+                    ),
+                    write_nothing: *what != "database",
+                }),
                 _ => None,
             })
     }
@@ -83,13 +111,19 @@ pub(crate) async fn run(inner: Arc<Inner>, watched: Watched) {
         let Ok(changed) = tokio::task::spawn_blocking(move || watched.changed()).await else {
             return;
         };
-        if let Some(what) = changed {
+        if let Some(lost) = changed {
             error!(
-                problem = %what,
+                problem = %lost.what,
                 read_only = inner.read_only,
                 "the data directory changed under this process"
             );
-            inner.data_dir_lost.send_replace(Some(what));
+            if lost.write_nothing {
+                inner
+                    .stopping
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                inner.stop_compaction.notify_one();
+            }
+            inner.data_dir_lost.send_replace(Some(lost));
             return;
         }
     }
@@ -99,7 +133,7 @@ impl TraceStore {
     /// Waits until the data directory's database or blocks directory was removed or
     /// replaced under this process, and says which. The process cannot go on with
     /// them (see the module's documentation): `meshtel` stops.
-    pub async fn data_dir_lost(&self) -> String {
+    pub async fn data_dir_lost(&self) -> DataDirLost {
         let mut lost = self.inner.data_dir_lost.subscribe();
         loop {
             if let Some(what) = lost.borrow_and_update().clone() {
@@ -112,11 +146,16 @@ impl TraceStore {
     }
 }
 
-/// At a writer's shutdown, after its last commit: when its database was removed (its
-/// path names nothing now), writes the database it still has open back to that path,
-/// so that the next start finds every block it indexed.
+/// At a writer's shutdown, after its last commit: when its database alone was removed
+/// (its path names nothing now), writes the database it still has open back to that
+/// path, so that the next start finds every block it indexed.
 pub(crate) async fn restore_database(inner: &Inner) {
-    if inner.data_dir_lost.borrow().is_none() {
+    let removed = inner
+        .data_dir_lost
+        .borrow()
+        .as_ref()
+        .is_some_and(|lost| !lost.write_nothing);
+    if !removed {
         return;
     }
     let path = inner.catalog.path().to_path_buf();

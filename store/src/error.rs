@@ -127,6 +127,15 @@ pub enum Error {
         /// How long the process waited for an upgrade.
         waited: std::time::Duration,
     },
+    /// A migration is recorded as not successful: it failed part-way.
+    #[error(
+        "migration {version} is recorded as failed part-way (the collector that ran it \
+         logged why): restore meshtel.db from a copy made before the upgrade"
+    )]
+    MigrationFailed {
+        /// The migration's version.
+        version: i64,
+    },
     /// Stored bytes that do not decode.
     #[error("corrupt data: {0}")]
     Corrupt(String),

@@ -76,6 +76,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::{BlockOrder, StoreConfig, WalConfig, WalSync};
+pub use data_dir_watch::DataDirLost;
 pub use edges::{Coarsened, EdgeConfig, EdgeRollups};
 pub use error::{Error, Result};
 pub use lock::{LOCK_FILE, create_private_dir, ensure_not_in_use};
@@ -155,7 +156,7 @@ pub(crate) struct Inner {
     wal_failing: Mutex<Option<(String, std::time::Instant)>>,
     /// What happened to the database or blocks directory, once it was removed or
     /// replaced under this process ([`data_dir_watch`]).
-    data_dir_lost: tokio::sync::watch::Sender<Option<String>>,
+    data_dir_lost: tokio::sync::watch::Sender<Option<data_dir_watch::DataDirLost>>,
 }
 
 impl Inner {
@@ -296,7 +297,7 @@ impl TraceStore {
             .await
             .map_err(disk::explain_open_error)?;
         disk::check_index_writable(&catalog, &data_dir).await?;
-        let watched = data_dir_watch::Watched::new(catalog.path(), &blocks_dir)?;
+        let watched = data_dir_watch::Watched::new(&data_dir, catalog.path(), &blocks_dir)?;
         // A file that opened may still be damaged further in: the first reads say so.
         let damaged = disk::explain_read_error(&data_dir);
         let block_files::Prepared { blocks, next_id } =
@@ -419,7 +420,7 @@ impl TraceStore {
         let catalog = Catalog::open_existing(&data_dir, READER_SCHEMA_WAIT)
             .await
             .map_err(disk::explain_open_error)?;
-        let watched = data_dir_watch::Watched::new(catalog.path(), &blocks_dir)?;
+        let watched = data_dir_watch::Watched::new(&data_dir, catalog.path(), &blocks_dir)?;
         let (catalog_queue, _inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,

@@ -13,8 +13,8 @@ impl TraceStore {
     /// What readiness probes report; a full head (overload) passes, as it clears
     /// within a flush.
     pub fn refuses_writes(&self) -> Option<String> {
-        if let Some(what) = self.inner.data_dir_lost.borrow().clone() {
-            return Some(what);
+        if let Some(lost) = self.inner.data_dir_lost.borrow().as_ref() {
+            return Some(lost.what.clone());
         }
         if self.inner.disk.is_below() {
             return Some(format!(

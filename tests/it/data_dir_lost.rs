@@ -1,6 +1,8 @@
-//! The database removed or replaced under a running process: the process says what
-//! happened and stops, instead of going on with a file nobody can open again; a
-//! collector first writes the database it still holds back to its path.
+//! The data directory or its database removed or replaced under a running process: the
+//! process says what happened and stops, instead of going on with a file nobody can
+//! open again. A collector whose database alone was deleted first writes it back; one
+//! whose directory was replaced (restored from a copy) stops at once, writing nothing
+//! more there.
 
 use std::time::Duration;
 
@@ -66,8 +68,8 @@ async fn a_collector_whose_database_is_removed_writes_it_back_and_stops() {
 }
 
 /// The data directory wiped and made again by a new collector while a query process
-/// reads it: the query process stops naming the database, rather than serve the
-/// old one's data from the file it still has open.
+/// reads it: the query process stops naming what changed, rather than serve the old
+/// one's data from the files it still has open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_process_stops_when_its_data_directory_is_replaced() {
     let dir = TestDir::new();
@@ -78,10 +80,76 @@ async fn a_query_process_stops_when_its_data_directory_is_replaced() {
     let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
     let (status, log) = query.wait_for_exit(Duration::from_secs(20)).await;
     assert!(!status.success(), "{log}");
-    assert!(log.contains("meshtel.db was re"), "{log}");
+    assert!(
+        log.contains("was removed while meshtel had it open")
+            || log.contains("was replaced by another while meshtel had it open"),
+        "{log}"
+    );
     assert!(
         log.contains("this query process then reads what is there"),
         "{log}"
     );
     collector.stop().await;
+}
+
+/// The data directory restored from a copy (its WAL holding acknowledged spans) under a
+/// running collector: it stops at once and leaves the copy as restored, so that the
+/// next start replays the copy's WAL. (It used to flush into the copy and delete the
+/// copy's WAL segments, whose names its own shared.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_whose_data_directory_is_restored_from_a_copy_leaves_the_copy_alone() {
+    let dir = TestDir::new();
+    let config = "[store]\nflush_interval = \"1h\"\n";
+    let m = Meshtel::serve_with_config(&dir, config).await;
+    let (kept, kept_id) = one_trace("kept");
+    export_grpc(m.grpc.unwrap(), kept).await;
+    m.kill9();
+    let copy = dir.path().join("copy");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.data_dir())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let wal_of = |data_dir: &std::path::Path| {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(data_dir.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let wal_of_copy = wal_of(&copy);
+
+    let m = Meshtel::serve_with_config(&dir, config).await;
+    let (gone, gone_id) = one_trace("gone");
+    export_grpc(m.grpc.unwrap(), gone).await;
+    std::fs::remove_dir_all(dir.data_dir()).unwrap();
+    let restored = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&copy)
+        .arg(dir.data_dir())
+        .status()
+        .unwrap();
+    assert!(restored.success());
+    let (status, log) = m.wait_for_exit(Duration::from_secs(10)).await;
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("writing nothing more to the data directory"),
+        "{log}"
+    );
+    assert_eq!(wal_of(&dir.data_dir()), wal_of_copy, "{log}");
+
+    let again = Meshtel::serve(&dir).await;
+    wait_for_trace(&again, &kept_id, 1).await;
+    let missing = get(&again.query_url(&format!("/api/traces/{gone_id}"))).await;
+    assert_eq!(missing.status, 404);
+    again.stop().await;
 }

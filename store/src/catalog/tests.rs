@@ -70,6 +70,33 @@ async fn a_reader_never_creates_nor_upgrades_the_database() {
         .unwrap();
     assert_eq!(versions, latest - 1, "a reader ran a migration");
 
+    // A migration recorded as failed part-way is named as such once the wait is over.
+    sqlx::query("INSERT INTO _sqlx_migrations SELECT * FROM kept")
+        .execute(&catalog.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET success = FALSE WHERE version = ?")
+        .bind(latest)
+        .execute(&catalog.pool)
+        .await
+        .unwrap();
+    let error = Catalog::open_existing(dir.path(), wait)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains(&format!(
+            "migration {latest} is recorded as failed part-way"
+        )),
+        "{error}"
+    );
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?")
+        .bind(latest)
+        .execute(&catalog.pool)
+        .await
+        .unwrap();
+
     // The upgrade done while a reader waits: the reader then opens it.
     let reader = tokio::spawn({
         let dir = dir.path().to_path_buf();
