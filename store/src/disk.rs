@@ -608,7 +608,7 @@ mod tests {
         assert!(
             message.contains("about 70.0 MiB free (the latest check less the WAL written since)")
                 && message
-                    .contains("the 7.0 MiB of requests waiting for the WAL would leave 63.0 MiB"),
+                    .contains("the 7.0 MiB of requests waiting for the WAL, this one's included, would leave 63.0 MiB"),
             "{message}"
         );
         assert_eq!(stats.rejected_disk_full.load(Ordering::Relaxed), 1);
