@@ -69,6 +69,10 @@ pub(crate) async fn run_once(inner: &Arc<Inner>, now: i64) -> Result<()> {
 }
 
 async fn pass(inner: &Arc<Inner>, now: i64) -> Result<()> {
+    // Nothing written or deleted in a directory put in the place of the one opened.
+    if !crate::data_dir_watch::writable(inner) {
+        return Ok(());
+    }
     apply_retention(inner, now).await?;
     crate::catalog_writer::upkeep(inner, now);
     while !inner.stopping.load(Ordering::Relaxed)
@@ -239,8 +243,12 @@ async fn compact(inner: &Arc<Inner>, group: &[BlockMeta]) -> Result<()> {
 /// once in tests), then forgets them in SQL.
 fn delete_later(inner: &Arc<Inner>, blocks: Vec<BlockMeta>) {
     let dir = inner.blocks_dir.clone();
+    let checked = inner.clone();
     let remove = move || {
         let mut deleted = Vec::new();
+        if !crate::data_dir_watch::writable(&checked) {
+            return deleted;
+        }
         for b in blocks {
             let path = b.path(&dir);
             let mut gone = true;

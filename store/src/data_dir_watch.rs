@@ -101,32 +101,64 @@ impl Watched {
 
 /// Compares the watched paths every second until one changed, then logs it and tells
 /// [`TraceStore::data_dir_lost`].
-pub(crate) async fn run(inner: Arc<Inner>, watched: Watched) {
-    let watched = Arc::new(watched);
+pub(crate) async fn run(inner: Arc<Inner>) {
     let mut ticks = tokio::time::interval(CHECK_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let watched = watched.clone();
-        let Ok(changed) = tokio::task::spawn_blocking(move || watched.changed()).await else {
+        let checked = inner.clone();
+        let Ok(lost) = tokio::task::spawn_blocking(move || note_change(&checked)).await else {
             return;
         };
-        if let Some(lost) = changed {
-            error!(
-                problem = %lost.what,
-                read_only = inner.read_only,
-                "the data directory changed under this process"
-            );
-            if lost.write_nothing {
-                inner
-                    .stopping
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                inner.stop_compaction.notify_one();
-            }
-            inner.data_dir_lost.send_replace(Some(lost));
+        if lost {
             return;
         }
     }
+}
+
+/// Compares the paths now; a change is logged and told once. Whether one happened.
+fn note_change(inner: &Inner) -> bool {
+    if inner.data_dir_lost.borrow().is_some() {
+        return true;
+    }
+    let Some(lost) = inner.watched.changed() else {
+        return false;
+    };
+    inner.data_dir_lost.send_if_modified(|known| {
+        if known.is_some() {
+            return false;
+        }
+        error!(
+            problem = %lost.what,
+            read_only = inner.read_only,
+            "the data directory changed under this process"
+        );
+        if lost.write_nothing {
+            inner
+                .stopping
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            inner.stop_compaction.notify_one();
+        }
+        *known = Some(lost);
+        true
+    });
+    true
+}
+
+/// Whether a writer may write to the data directory's paths: checked right before a
+/// flush writes a block and deletes WAL segments, and before compaction writes or
+/// deletes block files, so that none of them lands in a directory put in the place of
+/// the one opened in the second before the watch's next look (a restored copy's WAL
+/// segments share the names of the running process's). False once the change is
+/// known, unless only the database was deleted (the writer then goes on until it
+/// stops, and writes the database back).
+pub(crate) fn writable(inner: &Inner) -> bool {
+    note_change(inner);
+    inner
+        .data_dir_lost
+        .borrow()
+        .as_ref()
+        .is_none_or(|lost| !lost.write_nothing)
 }
 
 impl TraceStore {

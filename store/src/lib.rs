@@ -157,6 +157,8 @@ pub(crate) struct Inner {
     /// What happened to the database or blocks directory, once it was removed or
     /// replaced under this process ([`data_dir_watch`]).
     data_dir_lost: tokio::sync::watch::Sender<Option<data_dir_watch::DataDirLost>>,
+    /// The paths of the data directory and what they named at open.
+    watched: data_dir_watch::Watched,
 }
 
 impl Inner {
@@ -345,6 +347,7 @@ impl TraceStore {
             wal_failing: Mutex::new(None),
             unreadable: Mutex::default(),
             data_dir_lost: tokio::sync::watch::Sender::new(None),
+            watched,
         });
         inner.register_operations(head.operations);
 
@@ -376,7 +379,7 @@ impl TraceStore {
             tokio::spawn(writer::run_flusher(inner.clone(), flush_rx)),
             tokio::spawn(catalog_writer::run(catalog, catalog_inbox)),
             tokio::spawn(disk::run_monitor(inner.clone())),
-            tokio::spawn(data_dir_watch::run(inner.clone(), watched)),
+            tokio::spawn(data_dir_watch::run(inner.clone())),
             tokio::spawn(async move {
                 // Holds the sync thread's stop sender until the store shuts down, and
                 // logs catalog refusals no line has told yet.
@@ -441,8 +444,9 @@ impl TraceStore {
             stop_compaction: tokio::sync::Notify::new(),
             wal_failing: Mutex::new(None),
             data_dir_lost: tokio::sync::watch::Sender::new(None),
+            watched,
         });
-        let watch = tokio::spawn(data_dir_watch::run(inner.clone(), watched));
+        let watch = tokio::spawn(data_dir_watch::run(inner.clone()));
         let warned = Arc::default();
         let mut loaded = LoadedCatalog::default();
         reload_index(&inner, &warned, &mut loaded)

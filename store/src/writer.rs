@@ -286,6 +286,9 @@ pub(crate) fn run_writer(
                     batches: Vec::new(),
                     waiters: std::mem::take(&mut flush_waiters),
                 });
+            } else if !crate::data_dir_watch::writable(&inner) {
+                // The data directory was replaced: a new WAL segment would land in the
+                // one now in its place. Nothing is sealed; the process stops.
             } else {
                 match wal.rotate() {
                     Ok(seq_through) => {
@@ -407,6 +410,10 @@ pub(crate) async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<Block
 }
 
 async fn flush_as(inner: &Arc<Inner>, job: &SealJob, id: u64, path: &Path) -> Result<BlockMeta> {
+    // Not into a directory put in the place of the one opened: the process stops.
+    if !crate::data_dir_watch::writable(inner) {
+        return Err(Error::Closed);
+    }
     let started = std::time::Instant::now();
     let dir = inner.blocks_dir.clone();
     let batches = job.batches.clone();
@@ -459,6 +466,10 @@ async fn flush_as(inner: &Arc<Inner>, job: &SealJob, id: u64, path: &Path) -> Re
         state.sealed.retain(|s| s.seq_through != seq);
     }
     inner.stats.record_flush(started.elapsed());
+    // A restored copy's WAL segments, named as this process's, are not deleted.
+    if !crate::data_dir_watch::writable(inner) {
+        return Ok(meta);
+    }
     if let Err(e) = Wal::remove_through(&inner.wal_dir, seq) {
         warn!(error = %e, "could not delete flushed wal segments; they are skipped on replay");
     }

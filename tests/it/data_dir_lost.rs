@@ -112,8 +112,8 @@ async fn a_collector_whose_data_directory_is_restored_from_a_copy_leaves_the_cop
         .status()
         .unwrap();
     assert!(copied.success());
-    let wal_of = |data_dir: &std::path::Path| {
-        let mut files: Vec<(String, u64)> = std::fs::read_dir(data_dir.join("wal"))
+    let files_of = |dir: std::path::PathBuf| {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap())
             .map(|e| {
@@ -126,11 +126,25 @@ async fn a_collector_whose_data_directory_is_restored_from_a_copy_leaves_the_cop
         files.sort();
         files
     };
-    let wal_of_copy = wal_of(&copy);
+    let wal_of_copy = files_of(copy.join("wal"));
+    let blocks_of_copy = files_of(copy.join("blocks"));
 
-    let m = Meshtel::serve_with_config(&dir, config).await;
+    // Flushing every 100 ms while spans keep coming: a flush in the second before the
+    // watch's next look must not write into the copy either.
+    let m = Meshtel::serve_with_config(&dir, "[store]\nflush_interval = \"100ms\"\n").await;
     let (gone, gone_id) = one_trace("gone");
     export_grpc(m.grpc.unwrap(), gone).await;
+    let grpc = m.grpc.unwrap();
+    let sending = tokio::spawn(async move {
+        let mut client = grpc_client(grpc).await;
+        for _ in 0..1_000 {
+            if client.export(one_trace("during").0).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_dir_all(dir.data_dir()).unwrap();
     let restored = std::process::Command::new("cp")
         .arg("-a")
@@ -145,7 +159,13 @@ async fn a_collector_whose_data_directory_is_restored_from_a_copy_leaves_the_cop
         log.contains("writing nothing more to the data directory"),
         "{log}"
     );
-    assert_eq!(wal_of(&dir.data_dir()), wal_of_copy, "{log}");
+    sending.abort();
+    assert_eq!(files_of(dir.data_dir().join("wal")), wal_of_copy, "{log}");
+    assert_eq!(
+        files_of(dir.data_dir().join("blocks")),
+        blocks_of_copy,
+        "{log}"
+    );
 
     let again = Meshtel::serve(&dir).await;
     wait_for_trace(&again, &kept_id, 1).await;
