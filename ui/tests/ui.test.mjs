@@ -382,7 +382,11 @@ async function customRangeStep(page, ctx) {
   const [start, end] = await Promise.all(['#search-start', '#search-end'].map((s) => page.locator(s).first().inputValue()));
   const nowS = Date.now() / 1000;
   const seconds = (value) => new Date(value).getTime() / 1000;
-  expect(/T\d\d:\d\d:\d\d$/.test(start) && /T\d\d:\d\d:\d\d$/.test(end), `custom range fields without seconds: ${start} … ${end}`);
+  // To the second: fields that step by seconds, holding them (the browser leaves ":00"
+  // out of a value, so a time on a whole minute shows as HH:MM).
+  const steps = await Promise.all(['#search-start', '#search-end'].map((s) => page.locator(s).first().getAttribute('step')));
+  expect(steps.every((step) => step === '1'), `custom range fields step by ${steps}, not by seconds`);
+  expect(/T\d\d:\d\d(:\d\d)?$/.test(start) && /T\d\d:\d\d(:\d\d)?$/.test(end), `custom range fields are not times: ${start} … ${end}`);
   expect(Math.abs(seconds(end) - nowS) <= 5, `"To" is ${end}, not now`);
   expect(Math.abs(nowS - seconds(start) - 2 * 86400) <= 5, `"From" is ${start}, not two days ago (the lookback chosen before)`);
   await page.locator('#search-submit').first().click();
