@@ -225,15 +225,16 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               row_group_rows = 65536           # Parquet row group size
               block_order = "trace"            # or "service" (searches faster, fetches slower)
               compaction_target_rows = 262144  # blocks below this are merged
-              compaction_interval = "30s"
+              compaction_interval = "30s"      # compaction and retention passes
               retention_max_age = "7d"
-              retention_max_bytes = "50 GiB"   # 0: no bound on size
+              retention_max_bytes = "50 GiB"   # a unit is required; 0: no bound on size
               max_query_memory = "1 GiB"       # searches and dependencies together; over: 503
               max_catalog_services = 10000     # services listed
               max_catalog_operations_per_service = 1000
               max_catalog_operations = 100000  # bound on (service, operation, kind) entries
   [ingest]    max_request_bytes = "16 MiB"     # before and after gzip; over: 413
               max_spans_per_request = 100000   # over: 400 / INVALID_ARGUMENT
+              max_inflight_bytes = "128 MiB"   # held by all requests at once; over: 503 (>= 2 x max_request_bytes + 64 KiB)
               max_attributes_per_span = 128    # extra ones dropped and counted
               max_attribute_value_bytes = "64 KiB"  # longer values truncated
               max_name_bytes = "1 KiB"         # span/event names, attribute keys; longer ones cut
@@ -327,9 +328,9 @@ pub struct ServerArgs {
     /// [default: 7d]
     #[arg(long, env = "MESHTEL_RETENTION_MAX_AGE", value_parser = humantime::parse_duration)]
     pub retention_max_age: Option<Duration>,
-    /// Delete the oldest blocks while all blocks exceed this size, e.g. 50GiB; 0 for no
-    /// size bound (serve, collector) [default: 50GiB]
-    #[arg(long, env = "MESHTEL_RETENTION_MAX_BYTES")]
+    /// Delete the oldest blocks while all blocks exceed this size, e.g. 50GiB (a unit is
+    /// required); 0 for no size bound (serve, collector) [default: 50GiB]
+    #[arg(long, env = "MESHTEL_RETENTION_MAX_BYTES", value_parser = meshtel_store::config::parse_retention_bytes)]
     pub retention_max_bytes: Option<ByteSize>,
     /// Free space kept on the data directory's disk: below it new spans are refused
     /// (503 / UNAVAILABLE) while flushes go on, e.g. 1GiB; 0 turns it off (serve,
@@ -528,13 +529,24 @@ impl ServerArgs {
         if let Some(v) = &self.query_base_path {
             c.query.base_path = v.clone();
         }
-        c.finish().map_err(|error| {
-            let message = format!("{error:#}");
-            match self.given().iter().find(|g| names_key(&message, g.key)) {
-                Some(g) => anyhow::anyhow!("{message} ({} is set by {})", g.key, g.flag),
-                None => error,
-            }
-        })
+        c.finish().map_err(|error| self.naming_the_flag(error))
+    }
+
+    /// Refuses a `[store] min_free_disk` the data directory's disk cannot hold, before
+    /// anything is created there (and with `--check-config`), naming the flag or
+    /// variable that set it. Only for the roles that write.
+    pub fn check_disk(&self, config: &Config) -> anyhow::Result<()> {
+        meshtel_store::check_min_free_disk(&config.data_dir, config.store.min_free_disk)
+            .map_err(|error| self.naming_the_flag(error.into()))
+    }
+
+    /// `error`, with the flag or variable that set the key it names, if one did.
+    fn naming_the_flag(&self, error: anyhow::Error) -> anyhow::Error {
+        let message = format!("{error:#}");
+        match self.given().iter().find(|g| names_key(&message, g.key)) {
+            Some(g) => anyhow::anyhow!("{message} ({} is set by {})", g.key, g.flag),
+            None => error,
+        }
     }
 }
 

@@ -347,6 +347,19 @@ impl Config {
         self.edges.validate()?;
         self.quota.validate()?;
         self.http.validate()?;
+        // A templated secret that came out empty would otherwise leave writes guarded by
+        // a token generated at start, which nobody asked for and the check called set.
+        if self
+            .admin
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            anyhow::bail!(
+                "invalid configuration: [admin] token is empty; set a token, or remove the \
+                 key to have one generated at the first start (or set MESHTEL_ADMIN_TOKEN)"
+            );
+        }
         // A request of the largest size allowed must fit in the WAL write queue, or it
         // would be refused on an idle server every time it is retried.
         if self.store.max_queued_bytes.as_u64() < self.ingest.max_request_bytes.as_u64() {
@@ -374,6 +387,16 @@ mod tests {
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(config, back);
         back.finish().unwrap();
+    }
+
+    #[test]
+    fn an_empty_admin_token_is_refused() {
+        for token in ["", "   "] {
+            let mut config = Config::default();
+            config.admin.token = Some(token.into());
+            let error = format!("{:#}", config.finish().unwrap_err());
+            assert!(error.contains("[admin] token is empty"), "{error}");
+        }
     }
 
     #[test]

@@ -100,6 +100,9 @@ async fn main() -> std::process::ExitCode {
 /// instead, checked, and starts nothing.
 async fn run_role(args: &cli::ServerArgs, role: Role) -> anyhow::Result<()> {
     let config = args.resolve()?;
+    if role.ingests() {
+        args.check_disk(&config)?;
+    }
     if args.check_config {
         return print_checked_config(config, args.config.as_deref());
     }

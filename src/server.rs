@@ -45,7 +45,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn ingests(self) -> bool {
+    pub(crate) fn ingests(self) -> bool {
         matches!(self, Role::All | Role::Collector)
     }
     fn queries(self) -> bool {

@@ -97,10 +97,12 @@ pub enum Error {
     #[error("{0}")]
     InvalidZipkinSpan(String),
     /// The span store is full; retry after the delay.
-    #[error("overloaded, retry after {} ms", .retry_after.as_millis())]
+    #[error("overloaded: {bound}; retry after {} ms", .retry_after.as_millis())]
     Overloaded {
         /// Suggested delay before a retry.
         retry_after: Duration,
+        /// Which bound is reached, naming its setting.
+        bound: &'static str,
     },
     /// The request bytes held by ingest requests being received and processed reached
     /// `[ingest] max_inflight_bytes`; retry after the delay.
@@ -135,14 +137,6 @@ pub enum Error {
     /// The span store cannot accept writes (shutting down, log not writable).
     #[error("span store unavailable")]
     Unavailable(#[source] WriteError),
-    /// More request records in one Report batch than allowed.
-    #[error("report batch has {count} records, more than max_records_per_batch ({limit})")]
-    TooManyRecords {
-        /// Records in the batch.
-        count: usize,
-        /// The configured limit.
-        limit: usize,
-    },
     /// A quota request (Check or Envoy RLS) is malformed; the message names the field.
     #[error("{0}")]
     InvalidQuotaRequest(String),
@@ -267,7 +261,9 @@ impl From<WriteError> for Error {
         match error {
             // No wait makes room for it: permanent.
             WriteError::LargerThanQueue { .. } => Error::LargerThanWriteQueue,
-            WriteError::Overloaded { retry_after } => Error::Overloaded { retry_after },
+            WriteError::Overloaded { retry_after, bound } => {
+                Error::Overloaded { retry_after, bound }
+            }
             WriteError::DiskFull {
                 message,
                 retry_after,
@@ -286,7 +282,6 @@ impl Error {
         match self {
             Error::RequestTooLarge { .. } | Error::LargerThanWriteQueue => ErrorCode::TooLarge,
             Error::TooManySpans { .. }
-            | Error::TooManyRecords { .. }
             | Error::UnsupportedMediaType { .. }
             | Error::UnsupportedEncoding(_)
             | Error::ReadBody(_)
@@ -326,7 +321,7 @@ impl Error {
     /// The delay a client should wait before retrying, when the error says so.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Overloaded { retry_after }
+            Error::Overloaded { retry_after, .. }
             | Error::InflightBytesExhausted { retry_after, .. }
             | Error::DiskFull { retry_after, .. } => Some(*retry_after),
             _ => None,
@@ -389,8 +384,13 @@ mod tests {
     fn overload_is_retryable_with_a_delay() {
         let error = Error::from(WriteError::Overloaded {
             retry_after: Duration::from_millis(1500),
+            bound: "the head holds [store] max_head_rows spans",
         });
         assert_eq!(error.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            error.to_string(),
+            "overloaded: the head holds [store] max_head_rows spans; retry after 1500 ms"
+        );
         let status = error.grpc_status();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("1500 ms"), "{}", status.message());

@@ -338,6 +338,7 @@ mod tests {
         assert_eq!(series, 3 * (5 + 1 + 3));
         let overloaded = Error::Overloaded {
             retry_after: std::time::Duration::from_millis(500),
+            bound: "test",
         };
         assert_eq!(
             RefusalReason::of(&overloaded),

@@ -15,9 +15,11 @@
 //! ```
 //!
 //! The handler is a thin adapter over [`Reports`]; digestion is synchronous, in-memory
-//! and fast (no I/O), so it runs inline on the stream. A batch over
-//! `max_records_per_batch` ends the stream with `INVALID_ARGUMENT` naming the limit; a
-//! message over `max_message_bytes` is refused by tonic (`RESOURCE_EXHAUSTED`).
+//! and fast (no I/O), so it runs inline on the stream. Records of a batch past
+//! `max_records_per_batch` are counted as rejected and skipped; a message over
+//! `max_message_bytes` is refused by tonic (`RESOURCE_EXHAUSTED`), which ends the
+//! stream: the proxy splits that batch in two and sends the halves again, and drops
+//! (and counts) a single record that is still too large.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -194,21 +196,15 @@ impl Reports {
         usize::try_from(self.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX)
     }
 
-    /// Digests one batch; answers how many records were accepted. Invalid records are
-    /// counted and skipped; only an oversized batch is an error.
+    /// Digests one batch; answers how many records were accepted. Invalid records, and
+    /// those past `max_records_per_batch`, are counted and skipped: a refused batch
+    /// would be sent again by its proxy at every reconnect, and counted nowhere.
     pub fn digest(&self, batch: &ReportRequest) -> Result<ReportResponse> {
-        let count = batch.records.len();
-        if count > self.config.max_records_per_batch {
-            return Err(Error::TooManyRecords {
-                count,
-                limit: self.config.max_records_per_batch,
-            });
-        }
         let max_label_bytes = self.config.max_label_bytes;
-        let mut rejected = 0u64;
-        let mut first_reason = None;
-        let valid: Vec<&RequestRecord> = batch
-            .records
+        let taken = batch.records.len().min(self.config.max_records_per_batch);
+        let mut rejected = (batch.records.len() - taken) as u64;
+        let mut first_reason = (rejected > 0).then_some("beyond [report] max_records_per_batch");
+        let valid: Vec<&RequestRecord> = batch.records[..taken]
             .iter()
             .filter(|r| match invalid_record(r, max_label_bytes) {
                 Some(reason) => {

@@ -32,6 +32,16 @@ pub const MAX_POLICY_SET_JSON_BYTES: usize = 16 * 1024 * 1024;
 /// What a `WatchQuotas` message adds to its policies' JSON (revision, framing).
 pub const POLICY_WATCH_MESSAGE_MARGIN: usize = 64 * 1024;
 
+/// The `quota` label of `meshtel_quota_checks_total` for checks of a quota no policy
+/// has; no policy may take this name.
+pub const UNKNOWN_QUOTA_LABEL: &str = "unknown";
+/// The `quota` label of RLS descriptors that carry their own limit; no policy may take
+/// this name.
+pub const LIMIT_OVERRIDE_LABEL: &str = "limit_override";
+/// The `domain` label of `meshtel_quota_rls_requests_total` for RLS requests to a domain
+/// no policy limits; no policy may bind this domain.
+pub const UNKNOWN_DOMAIN_LABEL: &str = "unknown";
+
 mod attrs;
 pub mod import;
 pub mod parse;

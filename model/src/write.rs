@@ -13,10 +13,12 @@ use crate::validate::{SpanLimits, count_spans, validate_resource_spans};
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The pipeline is full; the client should retry after the given delay.
-    #[error("overloaded, retry after {retry_after:?}")]
+    #[error("overloaded: {bound}; retry after {retry_after:?}")]
     Overloaded {
         /// Suggested delay before a retry.
         retry_after: Duration,
+        /// Which bound is reached, naming its setting.
+        bound: &'static str,
     },
     /// The data directory's disk is below its free-space reserve
     /// (`store.min_free_disk`); the message names the directory, the free bytes and the

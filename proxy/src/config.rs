@@ -82,7 +82,8 @@ pub struct ProxyArgs {
     /// 1 to 1000000 (a record is a few hundred bytes).
     #[arg(long, env = "MESHTEL_PROXY_REPORT_QUEUE", default_value_t = 10_000)]
     pub report_queue: usize,
-    /// Spans held for export; beyond, dropped. 1 to 100000 (a span is about a KiB).
+    /// Spans queued for export; beyond, dropped. 1 to 100000 (a span is about a KiB). The
+    /// batch being sent holds up to 512 more.
     #[arg(long, env = "MESHTEL_PROXY_SPAN_QUEUE", default_value_t = 2_048)]
     pub span_queue: usize,
     /// Longest wait for an upstream's response headers once the request body is in (`0s` = no limit).

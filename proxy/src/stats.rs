@@ -193,7 +193,7 @@ impl Stats {
             protocol_errors: counter_vec(
                 &registry,
                 "meshtel_proxy_downstream_protocol_errors_total",
-                "Downstream requests refused before routing because they were not valid HTTP/1.1 (a malformed request line or header, headers or a URI over the size limit): answered 400 or 431 and the connection closed",
+                "Downstream requests refused before routing because they were not valid HTTP/1.1 (a malformed request line or header, headers or a URI over the size limit): answered 400, 414 or 431 and the connection closed",
                 &["listener"],
             )?,
             quota: QuotaStats::register(&registry)?,

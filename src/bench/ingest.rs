@@ -451,7 +451,9 @@ async fn run_worker(
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => continue,
-                            _ = stop.changed() => {}
+                            // The run ended during the wait: this refusal is counted
+                            // as a retry already, not as an error too.
+                            _ = stop.changed() => break,
                         }
                     }
                     if report.errors.is_empty() {

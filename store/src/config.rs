@@ -151,8 +151,11 @@ pub struct StoreConfig {
     pub retention_max_age: Duration,
     /// Oldest blocks are deleted while all blocks together exceed this. Default `50GiB`;
     /// `0` sets no bound on size (as Prometheus reads its retention size), never "keep
-    /// nothing".
-    #[serde(default = "default_retention_max_bytes")]
+    /// nothing". Any other value needs its unit (see [`parse_retention_bytes`]).
+    #[serde(
+        default = "default_retention_max_bytes",
+        deserialize_with = "deserialize_retention_bytes"
+    )]
     pub retention_max_bytes: ByteSize,
     /// Memory the DataFusion queries running at once (search steps, dependencies) may
     /// take together for their joins, aggregations and sorts. One that needs more is
@@ -322,6 +325,43 @@ impl StoreConfig {
     }
 }
 
+/// Reads a `retention_max_bytes` value: `0` (no bound) or a size with its unit
+/// (`50GiB`, `500 MB`, `1073741824B`). A bare number is refused: the bound deletes
+/// data, and `50` read as bytes, where the default's `50GiB` was meant, would delete
+/// every block at the next compaction pass.
+pub fn parse_retention_bytes(text: &str) -> Result<ByteSize, String> {
+    let trimmed = text.trim();
+    if trimmed == "0" {
+        return Ok(ByteSize::b(0));
+    }
+    if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "{trimmed:?} has no unit: write it with one, e.g. \"{trimmed}GiB\" or \"{trimmed}MiB\" \
+             (\"{trimmed}B\" for bytes), or 0 for no bound on size"
+        ));
+    }
+    trimmed
+        .parse::<ByteSize>()
+        .map_err(|e| format!("{trimmed:?} is not a size (e.g. 50GiB, 500MiB; 0 for no bound): {e}"))
+}
+
+/// [`parse_retention_bytes`] for a TOML string or integer.
+fn deserialize_retention_bytes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<ByteSize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Number(u64),
+        Text(String),
+    }
+    let text = match Text::deserialize(d)? {
+        Text::Number(n) => n.to_string(),
+        Text::Text(t) => t,
+    };
+    parse_retention_bytes(&text).map_err(serde::de::Error::custom)
+}
+
 /// `Duration` as humantime text (`"100ms"`, `"7d"`) in TOML.
 pub mod humantime_serde_compat {
     use std::time::Duration;
@@ -351,6 +391,36 @@ mod tests {
         let text = serde_json::to_string(&config).unwrap();
         let back: StoreConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(config, back);
+    }
+
+    #[test]
+    fn a_retention_size_needs_its_unit() {
+        assert_eq!(parse_retention_bytes("0"), Ok(ByteSize::b(0)));
+        assert_eq!(parse_retention_bytes("50GiB"), Ok(ByteSize::gib(50)));
+        assert_eq!(parse_retention_bytes("1048576B"), Ok(ByteSize::mib(1)));
+        for bare in ["50", " 50 ", "1.5"] {
+            let error = parse_retention_bytes(bare).unwrap_err();
+            assert!(
+                error.contains("has no unit") && error.contains("GiB"),
+                "{error}"
+            );
+        }
+        let error = parse_retention_bytes("lots").unwrap_err();
+        assert!(error.contains("is not a size"), "{error}");
+        let from_toml =
+            |text: &str| toml::from_str::<StoreConfig>(text).map(|c| c.retention_max_bytes);
+        assert_eq!(
+            from_toml("retention_max_bytes = \"50 GiB\"").unwrap(),
+            ByteSize::gib(50)
+        );
+        assert_eq!(
+            from_toml("retention_max_bytes = 0").unwrap(),
+            ByteSize::b(0)
+        );
+        for bare in ["retention_max_bytes = 50", "retention_max_bytes = \"50\""] {
+            let error = from_toml(bare).unwrap_err().to_string();
+            assert!(error.contains("has no unit"), "{bare}: {error}");
+        }
     }
 
     #[test]

@@ -93,6 +93,42 @@ pub(crate) struct DiskReserve {
     probe: Probe,
 }
 
+/// Refuses a `min_free_disk` not below the size of the disk `data_dir` is on (or will
+/// be on: its nearest existing ancestor is measured), before anything is created
+/// there: `--check-config` and a start that would be refused create nothing.
+pub fn check_min_free_disk(data_dir: &Path, min_free: ByteSize) -> Result<()> {
+    let mut dir = data_dir;
+    while !dir.exists() {
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    match usage(dir) {
+        Ok(usage) => reserve_fits(min_free.as_u64(), data_dir, usage.total),
+        // Measured again at open; unreadable there, the reserve is not enforced (a WARN).
+        Err(_) => Ok(()),
+    }
+}
+
+/// A reserve of `min_free` bytes (0: none) on a disk of `total` bytes.
+fn reserve_fits(min_free: u64, data_dir: &Path, total: u64) -> Result<()> {
+    if min_free > 0 && min_free >= total {
+        return Err(Error::Config(format!(
+            "[store] min_free_disk ({}) is not below the size of the disk of data \
+             directory {} ({}): no span could ever be written; set it lower (a tenth \
+             of the disk, say), or to 0 to turn the reserve off",
+            ByteSize::b(min_free),
+            data_dir.display(),
+            ByteSize::b(total)
+        )));
+    }
+    Ok(())
+}
+
 impl DiskReserve {
     /// The reserve of `min_free` bytes on the disk of `dir`.
     pub(crate) fn new(dir: &Path, min_free: ByteSize) -> DiskReserve {
@@ -125,18 +161,8 @@ impl DiskReserve {
     /// written), then reads the free space ([`DiskReserve::refresh`]; below the reserve
     /// the store starts anyway, with the WARN, so that queries and flushes work).
     pub(crate) fn check_at_open(&self, stats: &Stats) -> Result<()> {
-        if self.min_free > 0
-            && let Ok(usage) = (self.probe)(&self.dir)
-            && self.min_free >= usage.total
-        {
-            return Err(Error::Config(format!(
-                "[store] min_free_disk ({}) is not below the size of the disk of data \
-                 directory {} ({}): no span could ever be written; set it lower (a tenth \
-                 of the disk, say), or to 0 to turn the reserve off",
-                ByteSize::b(self.min_free),
-                self.dir.display(),
-                ByteSize::b(usage.total)
-            )));
+        if let Ok(usage) = (self.probe)(&self.dir) {
+            reserve_fits(self.min_free, &self.dir, usage.total)?;
         }
         self.refresh(stats);
         Ok(())

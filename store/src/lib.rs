@@ -76,6 +76,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::{BlockOrder, StoreConfig, WalConfig, WalSync};
+pub use disk::check_min_free_disk;
 pub use data_dir_watch::DataDirLost;
 pub use edges::{Coarsened, EdgeConfig, EdgeRollups};
 pub use error::{Error, Result};
@@ -109,18 +110,6 @@ pub(crate) struct State {
     sealed: Vec<Sealed>,
     /// Sorted by (max_start, id).
     blocks: Vec<BlockMeta>,
-}
-
-impl State {
-    /// Spans in memory: the head and the generations being flushed.
-    fn held_rows(&self) -> usize {
-        self.active_rows + self.sealed.iter().map(|s| s.rows).sum::<usize>()
-    }
-
-    /// Arrow memory of those spans.
-    fn held_bytes(&self) -> usize {
-        self.active_bytes + self.sealed.iter().map(|s| s.bytes).sum::<usize>()
-    }
 }
 
 pub(crate) struct Inner {
@@ -636,15 +625,14 @@ impl TraceStore {
         self.admit_disk()?;
         {
             let state = self.inner.state.read();
-            if state.held_rows() >= config.max_head_rows
-                || state.held_bytes() as u64 >= config.max_head_bytes.as_u64()
-            {
+            if let Some(bound) = state.full(config) {
                 self.inner
                     .stats
                     .rejected_overload
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Overloaded {
                     retry_after: self.inner.stats.head_full_retry_after(),
+                    bound,
                 });
             }
         }
@@ -698,6 +686,7 @@ impl TraceStore {
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Overloaded {
                     retry_after: Duration::from_millis(500),
+                    bound: "requests waiting for the WAL fill [store] max_queued_bytes",
                 });
             }
         };
@@ -722,6 +711,7 @@ impl TraceStore {
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Overloaded {
                     retry_after: Duration::from_millis(500),
+                    bound: "the WAL writer's queue of requests is full",
                 });
             }
             Err(TrySendError::Disconnected(_)) => {

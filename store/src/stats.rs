@@ -4,6 +4,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::block::BlockMeta;
+use crate::{State, StoreConfig};
+
+impl State {
+    /// Spans in memory: the head and the generations being flushed.
+    pub(crate) fn held_rows(&self) -> usize {
+        self.active_rows + self.sealed.iter().map(|s| s.rows).sum::<usize>()
+    }
+
+    /// Arrow memory of those spans.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.active_bytes + self.sealed.iter().map(|s| s.bytes).sum::<usize>()
+    }
+
+    /// The bound of spans in memory that is reached, naming its setting, if one is: new
+    /// writes wait for a flush to free room.
+    pub(crate) fn full(&self, config: &StoreConfig) -> Option<&'static str> {
+        if self.held_rows() >= config.max_head_rows {
+            Some("spans in memory reached [store] max_head_rows until a flush frees room")
+        } else if self.held_bytes() as u64 >= config.max_head_bytes.as_u64() {
+            Some("spans in memory reached [store] max_head_bytes until a flush frees room")
+        } else {
+            None
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Stats {

@@ -43,6 +43,7 @@ mod istio_mixer;
 mod no_collector;
 mod prometheus_server;
 mod quota;
+mod report_bounds;
 mod scrape;
 mod traffic_routing;
 

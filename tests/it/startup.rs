@@ -540,6 +540,78 @@ async fn a_data_directory_of_other_files_is_refused() {
 /// A setting refused that a flag or variable gave is named with that flag and
 /// variable too, not only as the config file (there may be none) spells it.
 #[test]
+fn a_disk_reserve_larger_than_the_disk_is_refused_before_anything_is_made() {
+    let dir = TestDir::new();
+    let data = dir.path().join("not-yet").join("data");
+    let data = data.to_str().unwrap();
+    for check in [true, false] {
+        let mut args = vec!["serve", "--data-dir", data, "--min-free-disk", "16EiB"];
+        if check {
+            args.push("--check-config");
+        }
+        let output = meshtel(&args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("[store] min_free_disk (16.0 EiB) is not below the size of the disk")
+                && stderr.contains("--min-free-disk (MESHTEL_MIN_FREE_DISK)"),
+            "{stderr}"
+        );
+        assert!(
+            !dir.path().join("not-yet").exists(),
+            "check_config {check}: a directory was made"
+        );
+    }
+    // The query role does not write: not its setting to check.
+    let output = meshtel(
+        &[
+            "query",
+            "--data-dir",
+            data,
+            "--min-free-disk",
+            "16EiB",
+            "--check-config",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_retention_size_without_a_unit_and_an_empty_admin_token_are_refused() {
+    let dir = TestDir::new();
+    let data = dir.data_dir();
+    let data = data.to_str().unwrap();
+    let output = meshtel(
+        &["serve", "--data-dir", data, "--check-config"],
+        &[("MESHTEL_RETENTION_MAX_BYTES", "50")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"50\" has no unit") && stderr.contains("50GiB"),
+        "{stderr}"
+    );
+    for text in [
+        "[store]\nretention_max_bytes = 50\n",
+        "[admin]\ntoken = \"\"\n",
+    ] {
+        let config = config_file(&dir, text);
+        let output = meshtel(&["serve", "--config", &config, "--check-config"], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{text}: {stderr}");
+        assert!(
+            stderr.contains("has no unit") || stderr.contains("[admin] token is empty"),
+            "{text}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_refused_setting_given_by_flag_or_variable_names_it() {
     let dir = TestDir::new();
     let data = dir.data_dir();

@@ -23,10 +23,7 @@ use prometheus::{
 
 use crate::error::Result;
 
-/// The `quota` label of checks for quota names no policy has.
-pub(crate) const UNKNOWN_QUOTA_LABEL: &str = "unknown";
-/// The `quota` label of RLS descriptors that carry their own limit.
-pub(crate) const LIMIT_OVERRIDE_LABEL: &str = "limit_override";
+pub(crate) use meshtel_model::quota::{LIMIT_OVERRIDE_LABEL, UNKNOWN_QUOTA_LABEL};
 
 /// Results a policy's checks can have.
 const POLICY_RESULTS: [&str; 4] = ["granted", "denied", "shadow_denied", "overflow"];
@@ -35,7 +32,7 @@ const POLICY_RESULTS: [&str; 4] = ["granted", "denied", "shadow_denied", "overfl
 const RLS_CODES: [&str; 3] = ["ok", "over_limit", "invalid_argument"];
 
 /// The `domain` of RLS requests to a domain no policy limits.
-pub(crate) const UNKNOWN_DOMAIN: &str = "unknown";
+pub(crate) const UNKNOWN_DOMAIN: &str = meshtel_model::quota::UNKNOWN_DOMAIN_LABEL;
 
 /// `meshtel_quota_checks_total` series of one `quota` label.
 #[derive(Clone)]

@@ -93,14 +93,21 @@ fn bad_records_are_counted_not_fatal() {
 }
 
 #[test]
-fn oversized_batches_are_refused_naming_the_limit() {
-    let (reports, _) = reports(ReportConfig {
+fn records_past_the_batch_bound_are_counted_as_rejected_and_the_rest_taken() {
+    let (reports, edges) = reports(ReportConfig {
         max_records_per_batch: 2,
         ..ReportConfig::default()
     });
-    let error = reports.digest(&batch(vec![record(200, 1); 3])).unwrap_err();
-    assert_eq!(error.grpc_status().code(), tonic::Code::InvalidArgument);
-    assert!(error.to_string().contains("max_records_per_batch"));
+    // Answered, not refused: a refused batch came back at every reconnect.
+    let response = reports.digest(&batch(vec![record(200, 1); 3])).unwrap();
+    assert_eq!(response.accepted, 2);
+    assert_eq!(edges.0.lock().len(), 2);
+    let text = render(reports.metrics());
+    assert_eq!(
+        sample(&text, "meshtel_report_records_rejected_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "istio_requests_total", &[]), Some(2.0));
 }
 
 #[test]
@@ -159,14 +166,15 @@ async fn report_stream_acknowledges_each_batch_in_order() {
     let text = render(&metrics);
     assert_eq!(sample(&text, "istio_build", &[]), Some(1.0));
 
-    // A batch over the limit ends the stream with INVALID_ARGUMENT.
-    tx.send(batch(vec![record(200, 2); 101])).await.unwrap();
-    let status = responses.message().await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    // A batch over the limit is answered, its records past it counted as rejected:
+    // the stream goes on.
+    tx.send(batch(vec![record(404, 2); 101])).await.unwrap();
+    let ack = responses.message().await.unwrap().unwrap();
+    assert_eq!(ack.accepted, 100);
     drop(tx);
 
     let text = render(&metrics);
-    for (code, n) in [("200", 5.0), ("404", 1.0), ("503", 40.0)] {
+    for (code, n) in [("200", 5.0), ("404", 101.0), ("503", 40.0)] {
         assert_eq!(
             sample(
                 &text,
@@ -179,9 +187,13 @@ async fn report_stream_acknowledges_each_batch_in_order() {
     }
     assert_eq!(
         sample(&text, "meshtel_report_batches_total", &[]),
-        Some(3.0)
+        Some(4.0)
     );
-    assert_eq!(edges.0.lock().len(), 46);
+    assert_eq!(
+        sample(&text, "meshtel_report_records_rejected_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(edges.0.lock().len(), 146);
 
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {

@@ -49,7 +49,10 @@ impl RecordingSink {
 impl SpanSink for RecordingSink {
     async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
         if let Some(retry_after) = *self.overloaded.lock().unwrap() {
-            return Err(WriteError::Overloaded { retry_after });
+            return Err(WriteError::Overloaded {
+                retry_after,
+                bound: "the test's sink refuses writes",
+            });
         }
         self.written.lock().unwrap().extend(spans);
         Ok(())

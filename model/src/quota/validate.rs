@@ -125,6 +125,15 @@ impl QuotaPolicySpec {
     pub fn compile(&self) -> Result<QuotaPolicy, Vec<FieldError>> {
         let mut errors = Errors(Vec::new());
         check_name(&mut errors, "name", &self.name);
+        if [super::UNKNOWN_QUOTA_LABEL, super::LIMIT_OVERRIDE_LABEL].contains(&self.name.as_str()) {
+            errors.push(
+                "name",
+                format!(
+                    "{:?} is reserved: meshtel_quota_checks_total counts checks no policy answers under it; pick another name",
+                    self.name
+                ),
+            );
+        }
 
         // match
         let mut requirements = Vec::new();
@@ -335,6 +344,11 @@ impl QuotaPolicySpec {
         if let Some(rl) = &self.rate_limit {
             if rl.domain.is_empty() {
                 errors.push("rateLimit.domain", "is required");
+            } else if rl.domain == super::UNKNOWN_DOMAIN_LABEL {
+                errors.push(
+                    "rateLimit.domain",
+                    "\"unknown\" is reserved: meshtel_quota_rls_requests_total counts requests to domains no policy limits under it; pick another domain",
+                );
             }
             if rl.descriptors.is_empty() {
                 errors.push("rateLimit.descriptors", "must hold at least one entry");

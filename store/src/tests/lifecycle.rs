@@ -333,7 +333,14 @@ async fn overload_is_refused_not_queued() {
     for i in 0..50u8 {
         match store.write_spans(vec![trace(10 + i, "a", 4, *T0, 1)]).await {
             Ok(()) => {}
-            Err(WriteError::Overloaded { .. }) => refused += 1,
+            Err(WriteError::Overloaded { bound, .. }) => {
+                // Names the bound reached (the WAL writer's queue can fill first).
+                assert!(
+                    bound.contains("max_head_rows") || bound.contains("WAL"),
+                    "{bound}"
+                );
+                refused += 1;
+            }
             Err(e) => panic!("unexpected {e}"),
         }
     }
@@ -393,8 +400,9 @@ async fn the_memory_bound_refuses_writes_until_a_flush_frees_room() {
     for i in 0..12u8 {
         match store.write_spans(vec![big(i)]).await {
             Ok(()) => accepted += 1,
-            Err(WriteError::Overloaded { retry_after }) => {
+            Err(WriteError::Overloaded { retry_after, bound }) => {
                 assert!(retry_after > Duration::ZERO);
+                assert!(bound.contains("[store] max_head_bytes"), "{bound}");
                 refused += 1;
             }
             Err(e) => panic!("unexpected {e}"),

@@ -10,7 +10,7 @@ use super::{reviews_app, write_mesh};
 
 /// The reviews app behind an inbound proxy reporting to `collector`, with `extra`
 /// flags.
-async fn reviews_behind_a_proxy(
+pub(super) async fn reviews_behind_a_proxy(
     dir: &TestDir,
     collector: &str,
     extra: &[&str],

@@ -651,22 +651,23 @@ fn override_of(value: &str, unit: i32) -> RateLimitDescriptor {
     d
 }
 
-/// A policy may be named like the overrides' metric label: its counters, swept, do
-/// not count as overrides given back.
+/// No policy may be named like the overrides' metric label: its series would merge
+/// with theirs, and deleting it would take theirs away.
 #[test]
-fn a_policy_named_limit_override_leaves_the_override_share_alone() {
-    let (engine, clock) = small_edge_engine("limit_override");
-    for i in 0..6 {
-        edge_code(
-            &engine,
-            descriptor(&[("remote_address", &format!("192.0.2.{i}"))]),
-        );
-    }
-    clock.advance(std::time::Duration::from_secs(120));
-    assert_eq!(engine.sweep_idle(), 6);
-    let yearly = override_of("10.0.0.1", 6);
-    assert_eq!(edge_code(&engine, yearly.clone()), OK);
-    assert_eq!(edge_code(&engine, yearly), OVER, "the override is counted");
+fn a_policy_named_limit_override_is_refused_and_overrides_still_count() {
+    let engine = QuotaEngine::new(QuotaConfig::default(), Arc::new(ManualClock::new(T0))).unwrap();
+    let mut specs = import_envoy_ratelimit(
+        "domain: edge\ndescriptors:\n  - key: remote_address\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
+    )
+    .unwrap();
+    specs[0].name = "limit_override".into();
+    let load = engine.set_policies(1, specs);
+    assert_eq!(load.invalid.len(), 1);
+    assert!(
+        load.invalid[0].errors[0].message.contains("is reserved"),
+        "{:?}",
+        load.invalid[0].errors
+    );
 }
 
 /// Override counters whose windows ended are evicted when the share is full, as

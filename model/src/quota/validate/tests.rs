@@ -324,3 +324,23 @@ fn a_duration_in_days_is_refused_saying_how_to_write_it() {
     assert!(message.contains("write 168h for 7 days"), "{message}");
     assert!(spec("name: week\nmaxAmount: 10\nvalidDuration: 168h\n").compile().is_ok());
 }
+
+#[test]
+fn names_the_quota_metrics_use_for_their_own_series_are_reserved() {
+    for name in ["unknown", "limit_override"] {
+        let errors = spec(&format!("name: {name}\nmaxAmount: 1\nvalidDuration: 1s\n"))
+            .compile()
+            .unwrap_err();
+        assert_eq!(fields(&errors), ["name"]);
+        assert!(errors[0].message.contains("is reserved"), "{}", errors[0].message);
+    }
+    let errors = spec(
+        "name: q\nmaxAmount: 1\nvalidDuration: 1s\n\
+         rateLimit: {domain: unknown, descriptors: [{key: path}]}\n",
+    )
+    .compile()
+    .unwrap_err();
+    assert_eq!(fields(&errors), ["rateLimit.domain"]);
+    // Other names alike are fine.
+    spec("name: unknown-quota\nmaxAmount: 1\nvalidDuration: 1s\n").compile().unwrap();
+}

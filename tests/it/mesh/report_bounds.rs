@@ -1,0 +1,106 @@
+//! A collector whose `[report]` bounds are smaller than a proxy's batches: nothing is
+//! sent again forever, and what is left out is counted.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+use super::no_collector::reviews_behind_a_proxy;
+
+const REQUESTS: usize = 30;
+
+/// `REQUESTS` calls at once through `proxy`'s inbound port, so that its records
+/// leave in a few large batches.
+async fn burst(proxy: &MeshProxy) {
+    let client = http();
+    let calls = (0..REQUESTS).map(|_| {
+        let client = client.clone();
+        let url = format!("http://{}/reviews/1", proxy.inbound());
+        tokio::spawn(async move { client.get(url).send().await.expect("GET").status() })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        assert_eq!(call.await.expect("call task"), 200);
+    }
+}
+
+/// The sum of every sample of `name` on the collector's /metrics.
+async fn collector_total(meshtel: &Meshtel, name: &str) -> f64 {
+    let text = get(&meshtel.http_url("/metrics")).await.text();
+    parse_prometheus_text(&text)
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| s.value)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_collector_takes_is_sent_again_in_halves() {
+    let dir = TestDir::new();
+    let meshtel =
+        Meshtel::serve_with_config(&dir, "[report]\nmax_message_bytes = \"2 KiB\"\n").await;
+    let collector = format!("http://{}", meshtel.grpc.expect("grpc listener"));
+    let (app, proxy) =
+        reviews_behind_a_proxy(&dir, &collector, &["--version", "v1", "--sampling", "0"]).await;
+    burst(&proxy).await;
+    eventually(
+        Duration::from_secs(20),
+        "every request in istio_requests_total",
+        || async {
+            let total = collector_total(&meshtel, "istio_requests_total").await;
+            (total == REQUESTS as f64).then_some(())
+        },
+    )
+    .await;
+    assert!(proxy.stat("meshtel_proxy_reports_resent_total", &[]).await >= 1.0);
+    assert_eq!(
+        proxy.stat("meshtel_proxy_reports_dropped_total", &[]).await,
+        0.0
+    );
+    assert!(
+        proxy.log_text().contains("sent again in two halves"),
+        "{}",
+        proxy.log_text()
+    );
+    proxy.stop(Duration::from_secs(10)).await;
+    app.stop().await;
+    meshtel.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_past_the_batch_bound_are_counted_and_the_batch_is_not_sent_again() {
+    let dir = TestDir::new();
+    let meshtel = Meshtel::serve_with_config(&dir, "[report]\nmax_records_per_batch = 2\n").await;
+    let collector = format!("http://{}", meshtel.grpc.expect("grpc listener"));
+    let (app, proxy) =
+        reviews_behind_a_proxy(&dir, &collector, &["--version", "v1", "--sampling", "0"]).await;
+    burst(&proxy).await;
+    let (taken, rejected) = eventually(
+        Duration::from_secs(20),
+        "every record taken or counted as rejected",
+        || async {
+            let taken = collector_total(&meshtel, "istio_requests_total").await;
+            let rejected = collector_total(&meshtel, "meshtel_report_records_rejected_total").await;
+            (taken + rejected == REQUESTS as f64).then_some((taken, rejected))
+        },
+    )
+    .await;
+    assert!(
+        taken >= 2.0 && rejected >= 1.0,
+        "{taken} taken, {rejected} rejected"
+    );
+    assert_eq!(
+        proxy
+            .stat("meshtel_proxy_reports_accepted_total", &[])
+            .await,
+        taken
+    );
+    // Answered, so never sent again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        proxy.stat("meshtel_proxy_reports_resent_total", &[]).await,
+        0.0
+    );
+    proxy.stop(Duration::from_secs(10)).await;
+    app.stop().await;
+    meshtel.stop().await;
+}
