@@ -98,7 +98,7 @@ pub struct ProxyArgs {
     /// streams get at least 5 minutes (Envoy's stream idle timeout).
     #[arg(long, env = "MESHTEL_PROXY_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_idle_timeout: Duration,
-    /// Upstream TCP connect timeout.
+    /// Upstream TCP connect timeout; more than 0s.
     #[arg(long, env = "MESHTEL_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
     /// Id of this proxy in the Report stream [default: `<workload>.<namespace>-<pid>`].
@@ -357,6 +357,11 @@ impl ProxyConfig {
         }
         if !(1..=MAX_SPAN_QUEUE).contains(&self.span_queue) {
             return Err(Error::Config(format!("--span-queue {} must be between 1 and {MAX_SPAN_QUEUE} spans", self.span_queue)));
+        }
+        // Unlike the other timeouts, 0s cannot mean "no limit": a connect that is never
+        // answered would hold its request until the kernel gives up, minutes later.
+        if self.connect_timeout.is_zero() {
+            return Err(Error::Config("--connect-timeout must be more than 0s".into()));
         }
         if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
             return Err(Error::Config(format!("--collector {:?} must be an http:// or https:// URI", self.collector)));
