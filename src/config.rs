@@ -356,8 +356,8 @@ impl Config {
             .is_some_and(|t| t.trim().is_empty())
         {
             anyhow::bail!(
-                "invalid configuration: [admin] token is empty; set a token, or remove the \
-                 key to have one generated at the first start (or set MESHTEL_ADMIN_TOKEN)"
+                "invalid configuration: [admin] token is empty; set a token, or leave it \
+                 unset to have one generated at the first start"
             );
         }
         // A request of the largest size allowed must fit in the WAL write queue, or it

@@ -17,9 +17,9 @@
 //! The handler is a thin adapter over [`Reports`]; digestion is synchronous, in-memory
 //! and fast (no I/O), so it runs inline on the stream. Records of a batch past
 //! `max_records_per_batch` are counted as rejected and skipped; a message over
-//! `max_message_bytes` is refused by tonic (`RESOURCE_EXHAUSTED`), which ends the
-//! stream: the proxy splits that batch in two and sends the halves again, and drops
-//! (and counts) a single record that is still too large.
+//! `max_message_bytes` is refused by tonic (`OUT_OF_RANGE`), which ends the stream:
+//! the proxy splits that batch in two, sends the halves again and keeps its later
+//! batches as small, and drops (and counts) a single record that is still too large.
 
 use std::pin::Pin;
 use std::sync::Arc;

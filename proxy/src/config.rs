@@ -361,7 +361,7 @@ impl ProxyConfig {
         // Unlike the other timeouts, 0s cannot mean "no limit": a connect that is never
         // answered would hold its request until the kernel gives up, minutes later.
         if self.connect_timeout.is_zero() {
-            return Err(Error::Config("--connect-timeout must be more than 0s".into()));
+            return Err(Error::Config("--connect-timeout (MESHTEL_PROXY_CONNECT_TIMEOUT) must be more than 0s".into()));
         }
         if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
             return Err(Error::Config(format!("--collector {:?} must be an http:// or https:// URI", self.collector)));

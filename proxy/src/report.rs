@@ -150,6 +150,9 @@ pub struct ReportStream {
     unsent: VecDeque<Arc<EncodedBatch>>,
     /// Most records `unsent` holds: the queue's capacity.
     unsent_limit: usize,
+    /// Most records in one batch: [`MAX_BATCH_RECORDS`], or fewer once the collector
+    /// refused a batch as larger than its `[report] max_message_bytes`.
+    batch_limit: usize,
 }
 
 /// What the Report stream sends next.
@@ -167,13 +170,20 @@ pub fn report_channel(endpoint: Endpoint, proxy_id: String, capacity: usize, sta
     let drops = DropLog::shared("report", "meshtel_proxy_reports_dropped_total");
     let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), drops: drops.clone(), stats: stats.clone() };
     let unsent_limit = capacity;
-    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, drops, stats, unsent: VecDeque::new(), unsent_limit })
+    let batch_limit = MAX_BATCH_RECORDS;
+    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, drops, stats, unsent: VecDeque::new(), unsent_limit, batch_limit })
 }
 
 enum StreamEnd {
     Shutdown,
     Broken(String),
+    /// The collector refused a batch as too large; it was split (or dropped), and the
+    /// next stream opens after the shortest delay.
+    Refused,
 }
+
+/// How long a stream whose call ended waits for the acknowledgements still on their way.
+const DRAIN_ACKS: Duration = Duration::from_secs(1);
 
 impl ReportStream {
     /// Streams until `shutdown` flips to true, then flushes what is queued (bounded by
@@ -187,6 +197,7 @@ impl ReportStream {
             match self.open_and_pump(&mut shutdown).await {
                 Ok(StreamEnd::Shutdown) => break,
                 Ok(StreamEnd::Broken(reason)) => reconnect.broken(&reason),
+                Ok(StreamEnd::Refused) => reconnect = Reconnect::new("report"),
                 Err(reason) => reconnect.unavailable(&self.endpoint, &reason),
             }
             tokio::select! {
@@ -234,17 +245,9 @@ impl ReportStream {
                     break StreamEnd::Shutdown;
                 }
                 message = responses.message() => match message {
-                    Ok(Some(ack)) => {
-                        unacknowledged.pop_front();
-                        self.stats.reports_accepted.inc_by(ack.accepted);
-                    }
+                    Ok(Some(ack)) => self.acknowledged(&mut unacknowledged, &ack),
                     Ok(None) => break StreamEnd::Broken("collector closed the stream".to_owned()),
-                    Err(status) => {
-                        if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) {
-                            self.split_too_large(&mut unacknowledged, status.message());
-                        }
-                        break StreamEnd::Broken(format!("{}: {}", status.code(), status.message()));
-                    }
+                    Err(status) => break self.failed(&status, &mut unacknowledged),
                 },
                 next = next => {
                     let batch = match next {
@@ -263,12 +266,15 @@ impl ReportStream {
                     // unacknowledged too.
                     unacknowledged.push_back(batch.clone());
                     if batches.send(batch).await.is_err() {
-                        break StreamEnd::Broken("request stream closed".to_owned());
+                        // The call ended: its answers may still hold acknowledgements,
+                        // and its status why. Unread, acknowledged batches were sent
+                        // again (counted twice) and a refusal went unseen.
+                        break self.drain_ended_call(&mut responses, &mut unacknowledged).await;
                     }
                 }
             }
         };
-        if let StreamEnd::Broken(_) = end {
+        if matches!(end, StreamEnd::Broken(_) | StreamEnd::Refused) {
             self.keep_unsent(unacknowledged);
         }
         Ok(end)
@@ -277,10 +283,29 @@ impl ReportStream {
     /// Keeps what a broken stream had not acknowledged for the next one, ahead of
     /// what it still holds from before, up to `unsent_limit` records; the newest
     /// beyond it are counted as dropped.
+    /// Batches larger than `batch_limit` (made before the collector refused one) are
+    /// cut to it, so that each is not refused in turn.
     fn keep_unsent(&mut self, unacknowledged: VecDeque<Arc<EncodedBatch>>) {
         let (mut kept, mut lost) = (0, 0);
         let before = std::mem::take(&mut self.unsent);
-        for batch in unacknowledged.into_iter().chain(before) {
+        let limit = self.batch_limit;
+        let cut = unacknowledged.into_iter().chain(before).flat_map(|batch| {
+            if batch.records.len() <= limit {
+                return vec![batch];
+            }
+            batch
+                .records
+                .chunks(limit)
+                .enumerate()
+                .map(|(i, records)| {
+                    // What was dropped before is told once, with the first part.
+                    let dropped_since_last = if i == 0 { batch.head.dropped_since_last } else { 0 };
+                    let head = ReportRequest { dropped_since_last, ..batch.head.clone() };
+                    Arc::new(EncodedBatch { head, records: records.to_vec() })
+                })
+                .collect()
+        });
+        for batch in cut.collect::<Vec<_>>() {
             let count = batch.records.len();
             if kept + count <= self.unsent_limit {
                 kept += count;
@@ -292,21 +317,58 @@ impl ReportStream {
         self.count_lost(lost as u64);
     }
 
+    fn acknowledged(&self, unacknowledged: &mut VecDeque<Arc<EncodedBatch>>, ack: &ReportResponse) {
+        unacknowledged.pop_front();
+        self.stats.reports_accepted.inc_by(ack.accepted);
+    }
+
+    /// How a stream the collector ended with `status` ends: a batch refused as too
+    /// large is split first.
+    fn failed(&mut self, status: &tonic::Status, unacknowledged: &mut VecDeque<Arc<EncodedBatch>>) -> StreamEnd {
+        if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) {
+            self.split_too_large(unacknowledged, status.message());
+            return StreamEnd::Refused;
+        }
+        StreamEnd::Broken(format!("{}: {}", status.code(), status.message()))
+    }
+
+    /// Reads what is left of a call whose request stream closed: acknowledgements still
+    /// on their way, then its status, for at most [`DRAIN_ACKS`].
+    async fn drain_ended_call(
+        &mut self,
+        responses: &mut tonic::Streaming<ReportResponse>,
+        unacknowledged: &mut VecDeque<Arc<EncodedBatch>>,
+    ) -> StreamEnd {
+        let deadline = Instant::now() + DRAIN_ACKS;
+        loop {
+            match tokio::time::timeout_at(deadline, responses.message()).await {
+                Ok(Ok(Some(ack))) => self.acknowledged(unacknowledged, &ack),
+                Ok(Ok(None)) => return StreamEnd::Broken("collector closed the stream".to_owned()),
+                Ok(Err(status)) => return self.failed(&status, unacknowledged),
+                Err(_) => return StreamEnd::Broken("request stream closed".to_owned()),
+            }
+        }
+    }
+
     /// The collector refused the oldest batch it had not answered as larger than its
     /// `[report] max_message_bytes`: that batch goes again as two halves, or, a single
     /// record, is dropped and counted, instead of coming back whole at every reconnect.
-    fn split_too_large(&self, unacknowledged: &mut VecDeque<Arc<EncodedBatch>>, reason: &str) {
+    /// Later batches hold at most half of the refused one's records.
+    fn split_too_large(&mut self, unacknowledged: &mut VecDeque<Arc<EncodedBatch>>, reason: &str) {
         let Some(batch) = unacknowledged.pop_front() else {
             return;
         };
         if batch.records.len() < 2 {
             warn!(reason, "a request record is larger than the collector takes ([report] max_message_bytes): dropped (meshtel_proxy_reports_dropped_total)");
-            self.count_lost(batch.records.len() as u64);
+            let lost = batch.records.len() as u64;
+            self.stats.reports_dropped.inc_by(lost);
+            self.dropped_since_last.fetch_add(lost, Ordering::Relaxed);
             return;
         }
         let mut first = batch.records.clone();
         let second = first.split_off(first.len() / 2);
-        warn!(records = batch.records.len(), reason, "a report batch is larger than the collector takes ([report] max_message_bytes): sent again in two halves");
+        self.batch_limit = self.batch_limit.min(first.len()).max(1);
+        warn!(records = batch.records.len(), reason, batch_limit = self.batch_limit, "a report batch is larger than the collector takes ([report] max_message_bytes): sent again in two halves, and later batches hold at most batch_limit records");
         let second_head = ReportRequest { dropped_since_last: 0, ..batch.head.clone() };
         unacknowledged.push_front(Arc::new(EncodedBatch { head: second_head, records: second }));
         unacknowledged.push_front(Arc::new(EncodedBatch { head: batch.head.clone(), records: first }));
@@ -335,7 +397,7 @@ impl ReportStream {
     async fn fill_batch(&mut self, first: EncodedRecord) -> EncodedBatch {
         let mut records = Vec::with_capacity(64);
         records.push(first);
-        gather(&mut self.receiver, &self.half_full, &mut records, MAX_BATCH_RECORDS, BATCH_LINGER).await;
+        gather(&mut self.receiver, &self.half_full, &mut records, self.batch_limit, BATCH_LINGER).await;
         self.batch(records)
     }
 

@@ -337,11 +337,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         "retries": total.retries,
         "latency_ms": total.latencies.json(),
     }));
-    // A run in which nothing was acknowledged measured nothing: a script must see it.
-    if requests == 0 && error_total > 0 {
+    // A run in which nothing was acknowledged measured nothing: a script must see it,
+    // whether its refusals ended as errors or as retries the run's end cut short.
+    if requests == 0 && error_total + retry_total > 0 {
         anyhow::bail!(
-            "no request was acknowledged ({error_total} failed: {})",
-            counts_text(&total.errors)
+            "no request was acknowledged ({error_total} failed: {}; {retry_total} refused and retried: {})",
+            counts_text(&total.errors),
+            counts_text(&total.retries)
         );
     }
     Ok(())

@@ -53,6 +53,52 @@ async fn freshness_stops_when_the_query_api_cannot_be_reached() {
     m.stop().await;
 }
 
+/// Bytes of the disk `path` is on, and bytes free there.
+fn disk_of(path: &std::path::Path) -> (u64, u64) {
+    let output = Command::new("df")
+        .args(["-B1", "--output=size,avail"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let numbers: Vec<u64> = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// Ingest against a collector that refuses every span (its disk below the free-space
+/// reserve, a refusal clients retry) ends with an error a script sees, although the
+/// run's end cut its refusals short as retries rather than errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_with_nothing_acknowledged_fails() {
+    let dir = TestDir::new();
+    let (total, free) = disk_of(dir.path());
+    // Above what is free, below the disk's size: refused writes, not a refused start.
+    let reserve = format!("{}B", free / 2 + total / 2);
+    let m = Meshtel::start(&dir, Role::Serve, &["--min-free-disk", &reserve]).await;
+    let endpoint = format!("http://{}", m.grpc.unwrap());
+    let (ok, said) = bench(&[
+        "ingest",
+        "--endpoint",
+        &endpoint,
+        "--duration",
+        "2s",
+        "--connections",
+        "1",
+    ]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("no request was acknowledged") && said.contains("refused and retried"),
+        "{said}"
+    );
+    m.stop().await;
+}
+
 #[test]
 fn quota_bench_flags_that_cannot_run_are_refused() {
     for (args, says) in [

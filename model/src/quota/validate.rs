@@ -125,11 +125,16 @@ impl QuotaPolicySpec {
     pub fn compile(&self) -> Result<QuotaPolicy, Vec<FieldError>> {
         let mut errors = Errors(Vec::new());
         check_name(&mut errors, "name", &self.name);
-        if [super::UNKNOWN_QUOTA_LABEL, super::LIMIT_OVERRIDE_LABEL].contains(&self.name.as_str()) {
+        let reserved_for = match self.name.as_str() {
+            super::UNKNOWN_QUOTA_LABEL => Some("checks of quota names no policy has"),
+            super::LIMIT_OVERRIDE_LABEL => Some("RLS descriptors that carry their own limit"),
+            _ => None,
+        };
+        if let Some(what) = reserved_for {
             errors.push(
                 "name",
                 format!(
-                    "{:?} is reserved: meshtel_quota_checks_total counts checks no policy answers under it; pick another name",
+                    "{:?} is reserved: meshtel_quota_checks_total counts {what} under it; pick another name",
                     self.name
                 ),
             );

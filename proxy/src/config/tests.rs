@@ -128,7 +128,7 @@ fn queue_capacities_are_refused_outside_their_range_by_flag() {
         assert!(parse(flag, "1").is_ok(), "{flag} 1");
     }
     let error = parse("--connect-timeout", "0s").expect_err("zero").to_string();
-    assert!(error.contains("--connect-timeout must be more than 0s"), "{error}");
+    assert!(error.contains("--connect-timeout (MESHTEL_PROXY_CONNECT_TIMEOUT) must be more than 0s"), "{error}");
     assert!(parse("--connect-timeout", "1ms").is_ok());
 }
 
