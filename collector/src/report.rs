@@ -19,7 +19,8 @@
 //! `max_records_per_batch` are counted as rejected and skipped; a message over
 //! `max_message_bytes` is refused by tonic (`OUT_OF_RANGE`), which ends the stream:
 //! the proxy splits that batch in two, sends the halves again and keeps its later
-//! batches as small, and drops (and counts) a single record that is still too large.
+//! batches as small, and drops (and counts) a single record that is still too large,
+//! and from then on records that cannot fit the limit the refusal stated.
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -153,6 +153,11 @@ pub struct ReportStream {
     /// Most records in one batch: [`MAX_BATCH_RECORDS`], or fewer once the collector
     /// refused a batch as larger than its `[report] max_message_bytes`.
     batch_limit: usize,
+    /// The collector's `[report] max_message_bytes`, once a refusal has said it: a
+    /// record that cannot fit is dropped before it is sent, not sent to end a stream.
+    message_limit: Option<usize>,
+    /// Rate limit of the WARN about records too large for the collector.
+    too_large_log: LogWindow,
 }
 
 /// What the Report stream sends next.
@@ -171,7 +176,8 @@ pub fn report_channel(endpoint: Endpoint, proxy_id: String, capacity: usize, sta
     let queue = ReportQueue { sender, dropped_since_last: dropped_since_last.clone(), drops: drops.clone(), stats: stats.clone() };
     let unsent_limit = capacity;
     let batch_limit = MAX_BATCH_RECORDS;
-    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, drops, stats, unsent: VecDeque::new(), unsent_limit, batch_limit })
+    let (message_limit, too_large_log) = (None, LogWindow::default());
+    (queue, ReportStream { endpoint, proxy_id, receiver, half_full, dropped_since_last, drops, stats, unsent: VecDeque::new(), unsent_limit, batch_limit, message_limit, too_large_log })
 }
 
 enum StreamEnd {
@@ -180,6 +186,18 @@ enum StreamEnd {
     /// The collector refused a batch as too large; it was split (or dropped), and the
     /// next stream opens after the shortest delay.
     Refused,
+}
+
+/// Whether `record`, with its framing (a key and a length prefix), fits in `room`.
+fn fits(room: Option<usize>, record: &EncodedRecord) -> bool {
+    room.is_none_or(|room| record.len() + 6 <= room)
+}
+
+/// The limit a refusal states (tonic: "... found 2322 bytes, the limit is: 1024 bytes").
+fn stated_limit(message: &str) -> Option<usize> {
+    const MARKER: &str = "the limit is: ";
+    let rest = &message[message.find(MARKER)? + MARKER.len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// How long a stream whose call ended waits for the acknowledgements still on their way.
@@ -283,29 +301,32 @@ impl ReportStream {
     /// Keeps what a broken stream had not acknowledged for the next one, ahead of
     /// what it still holds from before, up to `unsent_limit` records; the newest
     /// beyond it are counted as dropped.
+    ///
     /// Batches larger than `batch_limit` (made before the collector refused one) are
-    /// cut to it, so that each is not refused in turn.
+    /// cut to it, and records that cannot fit the collector's stated limit dropped, so
+    /// that each is not refused in turn, ending a stream and resending the rest.
     fn keep_unsent(&mut self, unacknowledged: VecDeque<Arc<EncodedBatch>>) {
         let (mut kept, mut lost) = (0, 0);
         let before = std::mem::take(&mut self.unsent);
-        let limit = self.batch_limit;
-        let cut = unacknowledged.into_iter().chain(before).flat_map(|batch| {
-            if batch.records.len() <= limit {
-                return vec![batch];
+        let (limit, room) = (self.batch_limit, self.room());
+        let mut unsendable = 0;
+        let mut cut = Vec::new();
+        for batch in unacknowledged.into_iter().chain(before) {
+            if batch.records.len() <= limit && batch.records.iter().all(|r| fits(room, r)) {
+                cut.push(batch);
+                continue;
             }
-            batch
-                .records
-                .chunks(limit)
-                .enumerate()
-                .map(|(i, records)| {
-                    // What was dropped before is told once, with the first part.
-                    let dropped_since_last = if i == 0 { batch.head.dropped_since_last } else { 0 };
-                    let head = ReportRequest { dropped_since_last, ..batch.head.clone() };
-                    Arc::new(EncodedBatch { head, records: records.to_vec() })
-                })
-                .collect()
-        });
-        for batch in cut.collect::<Vec<_>>() {
+            let records: Vec<EncodedRecord> = batch.records.iter().filter(|r| fits(room, r)).cloned().collect();
+            unsendable += (batch.records.len() - records.len()) as u64;
+            for (i, part) in records.chunks(limit).enumerate() {
+                // What was dropped before is told once, with the first part.
+                let dropped_since_last = if i == 0 { batch.head.dropped_since_last } else { 0 };
+                let head = ReportRequest { dropped_since_last, ..batch.head.clone() };
+                cut.push(Arc::new(EncodedBatch { head, records: part.to_vec() }));
+            }
+        }
+        self.drop_too_large(unsendable, "larger than the limit the collector stated");
+        for batch in cut {
             let count = batch.records.len();
             if kept + count <= self.unsent_limit {
                 kept += count;
@@ -326,6 +347,7 @@ impl ReportStream {
     /// large is split first.
     fn failed(&mut self, status: &tonic::Status, unacknowledged: &mut VecDeque<Arc<EncodedBatch>>) -> StreamEnd {
         if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) {
+            self.message_limit = self.message_limit.or_else(|| stated_limit(status.message()));
             self.split_too_large(unacknowledged, status.message());
             return StreamEnd::Refused;
         }
@@ -359,19 +381,44 @@ impl ReportStream {
             return;
         };
         if batch.records.len() < 2 {
-            warn!(reason, "a request record is larger than the collector takes ([report] max_message_bytes): dropped (meshtel_proxy_reports_dropped_total)");
-            let lost = batch.records.len() as u64;
-            self.stats.reports_dropped.inc_by(lost);
-            self.dropped_since_last.fetch_add(lost, Ordering::Relaxed);
+            self.drop_too_large(batch.records.len() as u64, reason);
             return;
         }
         let mut first = batch.records.clone();
         let second = first.split_off(first.len() / 2);
         self.batch_limit = self.batch_limit.min(first.len()).max(1);
-        warn!(records = batch.records.len(), reason, batch_limit = self.batch_limit, "a report batch is larger than the collector takes ([report] max_message_bytes): sent again in two halves, and later batches hold at most batch_limit records");
+        warn!(records = batch.records.len(), reason, batch_limit = self.batch_limit, "a report batch is larger than the collector takes ([report] max_message_bytes): sent again in two halves; later batches hold at most as many records as a half (batch_limit)");
         let second_head = ReportRequest { dropped_since_last: 0, ..batch.head.clone() };
         unacknowledged.push_front(Arc::new(EncodedBatch { head: second_head, records: second }));
         unacknowledged.push_front(Arc::new(EncodedBatch { head: batch.head.clone(), records: first }));
+    }
+
+    /// Drops and counts `count` records too large for the collector, with a WARN at
+    /// most every [`meshtel_model::log_window::LOG_INTERVAL`].
+    fn drop_too_large(&mut self, count: u64, reason: &str) {
+        if count == 0 {
+            return;
+        }
+        self.stats.reports_dropped.inc_by(count);
+        self.dropped_since_last.fetch_add(count, Ordering::Relaxed);
+        if let Some(dropped) = self.too_large_log.note_many(count, std::time::Instant::now()) {
+            warn!(dropped, reason, limit = self.message_limit, "request records larger than the collector takes ([report] max_message_bytes): dropped since the last warning (meshtel_proxy_reports_dropped_total)");
+        }
+    }
+
+    /// Drops, before they are sent, the records of `records` that cannot fit in a
+    /// message the collector takes (once a refusal has said its limit).
+    fn drop_unsendable(&mut self, records: &mut Vec<EncodedRecord>) {
+        let room = self.room();
+        let before = records.len();
+        records.retain(|record| fits(room, record));
+        self.drop_too_large((before - records.len()) as u64, "larger than the limit the collector stated");
+    }
+
+    /// Bytes a record may take in a message the collector takes, once it stated its
+    /// limit: the limit less the request's own fields (proxy id, counts, time).
+    fn room(&self) -> Option<usize> {
+        self.message_limit.map(|limit| limit.saturating_sub(self.proxy_id.len() + 32))
     }
 
     /// Counts what is left unsent when the stream task ends: batches a broken stream
@@ -398,6 +445,7 @@ impl ReportStream {
         let mut records = Vec::with_capacity(64);
         records.push(first);
         gather(&mut self.receiver, &self.half_full, &mut records, self.batch_limit, BATCH_LINGER).await;
+        self.drop_unsendable(&mut records);
         self.batch(records)
     }
 

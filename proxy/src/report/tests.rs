@@ -228,3 +228,13 @@ async fn a_small_queue_is_taken_from_before_it_fills() {
     let seen = take_in_batches(&mut receiver, &half_full).await;
     assert_eq!(seen, 400);
 }
+
+#[test]
+fn the_limit_a_refusal_states_is_read() {
+    assert_eq!(
+        stated_limit("Error, decoded message length too large: found 2322 bytes, the limit is: 1024 bytes"),
+        Some(1024)
+    );
+    assert_eq!(stated_limit("Error decompressing: size limit, of 1024 bytes, exceeded"), None);
+    assert_eq!(stated_limit("the limit is: "), None);
+}

@@ -119,3 +119,60 @@ async fn records_past_the_batch_bound_are_counted_and_the_batch_is_not_sent_agai
     app.stop().await;
     meshtel.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_too_large_for_the_collector_are_dropped_before_they_are_sent() {
+    let dir = TestDir::new();
+    let meshtel =
+        Meshtel::serve_with_config(&dir, "[report]\nmax_message_bytes = \"1 KiB\"\n").await;
+    let collector = format!("http://{}", meshtel.grpc.expect("grpc listener"));
+    // Five labels of 240 bytes: each record is over 2 KiB.
+    let long = |prefix: &str| format!("{prefix}-{}", "w".repeat(240));
+    let (version, workload, namespace, app_name) = (long("v"), long("wl"), long("ns"), long("app"));
+    let (app, proxy) = reviews_behind_a_proxy(
+        &dir,
+        &collector,
+        &[
+            "--sampling",
+            "0",
+            "--version",
+            &version,
+            "--workload",
+            &workload,
+            "--namespace",
+            &namespace,
+            "--app",
+            &app_name,
+        ],
+    )
+    .await;
+    let client = http();
+    for _ in 0..40 {
+        let url = format!("http://{}/reviews/1", proxy.inbound());
+        assert_eq!(client.get(url).send().await.expect("GET").status(), 200);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    eventually(Duration::from_secs(15), "every record dropped", || async {
+        let dropped = proxy.stat("meshtel_proxy_reports_dropped_total", &[]).await;
+        (dropped == 40.0).then_some(())
+    })
+    .await;
+    // Once the collector stated its limit, records that cannot fit are dropped before
+    // they are sent: not each sent to end a stream and have the backlog sent again
+    // (before: a stream and a WARN per record, and the resends grew with the square).
+    let connects = proxy
+        .stat("meshtel_proxy_report_stream_connects_total", &[])
+        .await;
+    assert!(connects <= 3.0, "{connects} streams");
+    let resent = proxy.stat("meshtel_proxy_reports_resent_total", &[]).await;
+    assert!(resent <= 40.0, "{resent} resent");
+    let warnings = proxy
+        .log_text()
+        .matches("larger than the collector takes")
+        .count();
+    assert!(warnings <= 3, "{warnings} warnings:\n{}", proxy.log_text());
+    assert_eq!(collector_total(&meshtel, "istio_requests_total").await, 0.0);
+    proxy.stop(Duration::from_secs(10)).await;
+    app.stop().await;
+    meshtel.stop().await;
+}
