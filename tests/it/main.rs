@@ -12,6 +12,7 @@
 
 mod bench_cli;
 mod browser_clients;
+mod config_refusals;
 mod data_dir_lost;
 mod demo;
 mod durability;

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn config_file(dir: &TestDir, text: &str) -> String {
+pub(crate) fn config_file(dir: &TestDir, text: &str) -> String {
     let path = dir.path().join("meshtel.toml");
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
@@ -196,7 +196,7 @@ async fn json_logs_stay_json_and_carry_the_token_and_policies_load_once() {
     m.stop().await;
 }
 
-fn meshtel(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+pub(crate) fn meshtel(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_meshtel"));
     command
         .args(args)
@@ -539,136 +539,6 @@ async fn a_data_directory_of_other_files_is_refused() {
 
 /// A setting refused that a flag or variable gave is named with that flag and
 /// variable too, not only as the config file (there may be none) spells it.
-#[test]
-fn a_disk_reserve_larger_than_the_disk_is_refused_before_anything_is_made() {
-    let dir = TestDir::new();
-    let data = dir.path().join("not-yet").join("data");
-    let data = data.to_str().unwrap();
-    for check in [true, false] {
-        let mut args = vec!["serve", "--data-dir", data, "--min-free-disk", "16EiB"];
-        if check {
-            args.push("--check-config");
-        }
-        let output = meshtel(&args, &[]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{stderr}");
-        assert!(
-            stderr.contains("[store] min_free_disk (16.0 EiB) is not below the size of the disk")
-                && stderr.contains("--min-free-disk (MESHTEL_MIN_FREE_DISK)"),
-            "{stderr}"
-        );
-        assert!(
-            !dir.path().join("not-yet").exists(),
-            "check_config {check}: a directory was made"
-        );
-    }
-    // The query role does not write: not its setting to check.
-    let output = meshtel(
-        &[
-            "query",
-            "--data-dir",
-            data,
-            "--min-free-disk",
-            "16EiB",
-            "--check-config",
-        ],
-        &[],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-#[test]
-fn a_retention_size_without_a_unit_and_an_empty_admin_token_are_refused() {
-    let dir = TestDir::new();
-    let data = dir.data_dir();
-    let data = data.to_str().unwrap();
-    let output = meshtel(
-        &["serve", "--data-dir", data, "--check-config"],
-        &[("MESHTEL_RETENTION_MAX_BYTES", "50")],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("\"50\" has no unit") && stderr.contains("50GiB"),
-        "{stderr}"
-    );
-    for text in [
-        "[store]\nretention_max_bytes = 50\n",
-        "[admin]\ntoken = \"\"\n",
-    ] {
-        let config = config_file(&dir, text);
-        let output = meshtel(&["serve", "--config", &config, "--check-config"], &[]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{text}: {stderr}");
-        assert!(
-            stderr.contains("has no unit") || stderr.contains("[admin] token is empty"),
-            "{text}: {stderr}"
-        );
-    }
-}
-
-#[test]
-fn a_refused_setting_given_by_flag_or_variable_names_it() {
-    let dir = TestDir::new();
-    let data = dir.data_dir();
-    let data = data.to_str().unwrap();
-    let output = meshtel(
-        &["serve", "--data-dir", data],
-        &[("MESHTEL_RETENTION_MAX_AGE", "0s")],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("[store] retention_max_age")
-            && stderr.contains("--retention-max-age (MESHTEL_RETENTION_MAX_AGE)"),
-        "{stderr}"
-    );
-    // A value the parser refuses, from a variable: clap names the flag, and a note the
-    // variable the operator set; from the flag itself, no note.
-    let output = meshtel(
-        &["serve", "--data-dir", data],
-        &[("MESHTEL_FLUSH_INTERVAL", "abc")],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("'abc' for '--flush-interval")
-            && stderr.contains("the environment variable MESHTEL_FLUSH_INTERVAL"),
-        "{stderr}"
-    );
-    let output = meshtel(
-        &["serve", "--data-dir", data, "--flush-interval", "abc"],
-        &[],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(!stderr.contains("environment variable"), "{stderr}");
-    // The longer key is not taken for the shorter one.
-    let output = meshtel(
-        &[
-            "serve",
-            "--data-dir",
-            data,
-            "--wal-sync",
-            "interval",
-            "--wal-sync-interval",
-            "0s",
-        ],
-        &[],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("--wal-sync-interval (MESHTEL_WAL_SYNC_INTERVAL)")
-            && !stderr.contains("--wal-sync (MESHTEL_WAL_SYNC)"),
-        "{stderr}"
-    );
-}
-
 #[test]
 fn check_config_prints_the_settings_that_would_run_and_starts_nothing() {
     let dir = TestDir::new();
