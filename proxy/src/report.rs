@@ -377,20 +377,18 @@ impl ReportStream {
     /// record, is dropped and counted, instead of coming back whole at every reconnect.
     /// Later batches hold at most half of the refused one's records.
     fn split_too_large(&mut self, unacknowledged: &mut VecDeque<Arc<EncodedBatch>>, reason: &str) {
-        let Some(batch) = unacknowledged.pop_front() else {
+        let Some(records) = unacknowledged.front().map(|batch| batch.records.len()) else {
             return;
         };
-        if batch.records.len() < 2 {
-            self.drop_too_large(batch.records.len() as u64, reason);
+        if records < 2 {
+            unacknowledged.pop_front();
+            self.drop_too_large(records as u64, reason);
             return;
         }
-        let mut first = batch.records.clone();
-        let second = first.split_off(first.len() / 2);
-        self.batch_limit = self.batch_limit.min(first.len()).max(1);
-        warn!(records = batch.records.len(), reason, batch_limit = self.batch_limit, "a report batch is larger than the collector takes ([report] max_message_bytes): sent again in two halves; later batches hold at most as many records as a half (batch_limit)");
-        let second_head = ReportRequest { dropped_since_last: 0, ..batch.head.clone() };
-        unacknowledged.push_front(Arc::new(EncodedBatch { head: second_head, records: second }));
-        unacknowledged.push_front(Arc::new(EncodedBatch { head: batch.head.clone(), records: first }));
+        // The batch stays first: `keep_unsent` cuts it, and any other batch made before,
+        // to the new limit.
+        self.batch_limit = self.batch_limit.min(records / 2).max(1);
+        warn!(records, reason, batch_limit = self.batch_limit, "a report batch is larger than the collector takes ([report] max_message_bytes): sent again in two halves; later batches hold at most as many records as a half (batch_limit)");
     }
 
     /// Drops and counts `count` records too large for the collector, with a WARN at
