@@ -468,7 +468,12 @@ pub fn parse_rfc3339_nano(text: &str) -> std::result::Result<u64, String> {
         Some(b'Z') if i + 1 == b.len() => 0,
         Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() => {
             sep(i + 3, b':')?;
-            let off = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            let (off_hours, off_minutes) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            // As Go's parser: an offset's hours 00–23, its minutes 00–59.
+            if off_hours > 23 || off_minutes > 59 {
+                return Err(fail());
+            }
+            let off = off_hours * 3600 + off_minutes * 60;
             if sign == b'+' { off } else { -off }
         }
         _ => return Err(fail()),

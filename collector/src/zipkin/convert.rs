@@ -18,8 +18,9 @@
 //!   the error text). `w3c.tracestate` becomes the trace state;
 //! - endpoints add `net.host.ip`, `net.host.port`, `peer.service`, `net.peer.ip`,
 //!   `net.peer.port` (a tag of the same name wins for the strings; ports are ints);
-//! - `timestamp`/`duration` µs → ns, negative → 0; no `timestamp` → start at Unix 0
-//!   and attribute `otel.zipkin.absentField.startTime=true`;
+//! - `timestamp`/`duration` µs → ns, negative → 0, past year 2262 (nanoseconds sent
+//!   as microseconds, most often) refused naming the value; no `timestamp` → start at
+//!   Unix 0 and attribute `otel.zipkin.absentField.startTime=true`;
 //! - annotations (sorted, deduplicated) → events; the OpenTelemetry round-trip
 //!   encoding `name|{json attributes}|dropped count` is decoded.
 
@@ -292,10 +293,13 @@ fn convert_span(index: usize, zipkin: ZipkinSpan) -> Result<ConvertedSpan> {
         zipkin.remote_endpoint.as_ref(),
     );
 
-    let duration_nanos = micros_to_nanos(zipkin.duration.as_ref());
+    let duration_nanos = micros_to_nanos(zipkin.duration.as_ref())
+        .map_err(|problem| invalid(index, "duration", &problem))?;
     // Zero or negative is no timestamp, as Zipkin reads it (and as the proto form,
     // where 0 is unset, says).
-    let start_time_unix_nano = match micros_to_nanos(zipkin.timestamp.as_ref()) {
+    let start_time_unix_nano = match micros_to_nanos(zipkin.timestamp.as_ref())
+        .map_err(|problem| invalid(index, "timestamp", &problem))?
+    {
         0 => {
             attributes.push(KeyValue {
                 key: START_TIME_ABSENT_ATTRIBUTE.to_string(),
@@ -319,7 +323,7 @@ fn convert_span(index: usize, zipkin: ZipkinSpan) -> Result<ConvertedSpan> {
         start_time_unix_nano,
         end_time_unix_nano: start_time_unix_nano.saturating_add(duration_nanos),
         attributes,
-        events: annotations_to_events(zipkin.annotations.unwrap_or_default()),
+        events: annotations_to_events(index, zipkin.annotations.unwrap_or_default())?,
         status,
         ..Span::default()
     };
@@ -553,36 +557,50 @@ fn endpoint_port(endpoint: &Endpoint) -> Option<i64> {
     endpoint.port.filter(|port| (1..=65535).contains(port))
 }
 
+/// Most microseconds a time or duration may hold: its nanoseconds fit in the signed
+/// 64 bits spans are stored in (year 2262). A larger value is most often nanoseconds
+/// sent where Zipkin wants microseconds.
+const MAX_MICROS: u64 = i64::MAX as u64 / 1000;
+
 /// Microseconds (integer, or a float some clients send) to nanoseconds; negative
-/// and absent values are 0.
-fn micros_to_nanos(value: Option<&Number>) -> u64 {
+/// and absent values are 0. A value past [`MAX_MICROS`] is an error naming it.
+fn micros_to_nanos(value: Option<&Number>) -> std::result::Result<u64, String> {
     let Some(value) = value else {
-        return 0;
+        return Ok(0);
     };
-    let micros = value
-        .as_u64()
-        .or_else(|| value.as_i64().map(|_| 0))
-        .or_else(|| value.as_f64().map(|f| if f > 0.0 { f as u64 } else { 0 }))
-        .unwrap_or(0);
-    micros.saturating_mul(1000)
+    let too_large = || {
+        format!(
+            "{value} µs is past year 2262 (at most {MAX_MICROS}): Zipkin times and durations \
+             are in microseconds, not nanoseconds"
+        )
+    };
+    let micros = match (value.as_u64(), value.as_i64(), value.as_f64()) {
+        (Some(micros), _, _) => micros,
+        (None, Some(_), _) => 0,
+        (None, None, Some(f)) if f <= 0.0 => 0,
+        (None, None, Some(f)) if f > MAX_MICROS as f64 => return Err(too_large()),
+        (None, None, Some(f)) => f as u64,
+        (None, None, None) => 0,
+    };
+    if micros > MAX_MICROS {
+        return Err(too_large());
+    }
+    Ok(micros * 1000)
 }
 
-fn annotations_to_events(mut annotations: Vec<Annotation>) -> Vec<Event> {
-    let mut pairs: Vec<(u64, String)> = annotations
-        .drain(..)
-        .map(|annotation| {
-            (
-                micros_to_nanos(annotation.timestamp.as_ref()),
-                annotation.value.unwrap_or_default(),
-            )
-        })
-        .collect();
+fn annotations_to_events(index: usize, mut annotations: Vec<Annotation>) -> Result<Vec<Event>> {
+    let mut pairs: Vec<(u64, String)> = Vec::with_capacity(annotations.len());
+    for (at, annotation) in annotations.drain(..).enumerate() {
+        let time = micros_to_nanos(annotation.timestamp.as_ref())
+            .map_err(|problem| invalid(index, &format!("annotations[{at}].timestamp"), &problem))?;
+        pairs.push((time, annotation.value.unwrap_or_default()));
+    }
     pairs.sort();
     pairs.dedup();
-    pairs
+    Ok(pairs
         .into_iter()
         .map(|(time_unix_nano, value)| annotation_to_event(time_unix_nano, value))
-        .collect()
+        .collect())
 }
 
 /// Decodes `name|{json attributes}|dropped count` (OpenTelemetry's encoding of an

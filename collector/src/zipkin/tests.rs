@@ -343,6 +343,42 @@ fn timestamps_and_annotations() {
 }
 
 #[test]
+fn times_past_year_2262_are_refused_naming_the_value() {
+    // Nanoseconds sent as microseconds: refused with the value sent, not a clamped one.
+    let text =
+        error_text(r#"[{"traceId":"1","id":"1","timestamp":1796534210976270000,"duration":5}]"#);
+    assert!(
+        text.contains("spans[0].timestamp: 1796534210976270000 µs is past year 2262"),
+        "{text}"
+    );
+    let text =
+        error_text(r#"[{"traceId":"1","id":"1","timestamp":10,"duration":9223372036854775807}]"#);
+    assert!(
+        text.contains("spans[0].duration: 9223372036854775807 µs"),
+        "{text}"
+    );
+    // Past what a u64 holds: read as a float by the JSON reader, refused all the same.
+    let text =
+        error_text(r#"[{"traceId":"1","id":"1","timestamp":10,"duration":18446744073709551616}]"#);
+    assert!(text.contains("spans[0].duration: "), "{text}");
+    let text = error_text(
+        r#"[{"traceId":"1","id":"1","timestamp":10,"duration":5,
+             "annotations":[{"timestamp":10,"value":"cs"},{"timestamp":9223372036854775807,"value":"x"}]}]"#,
+    );
+    assert!(
+        text.contains("spans[0].annotations[1].timestamp: "),
+        "{text}"
+    );
+    // The largest time that fits is stored to the nanosecond.
+    let groups =
+        convert(r#"[{"traceId":"1","id":"1","timestamp":9223372036854775,"duration":1}]"#).unwrap();
+    assert_eq!(
+        first_span(&groups).start_time_unix_nano,
+        9_223_372_036_854_775_000
+    );
+}
+
+#[test]
 fn spans_of_one_service_with_other_resource_tags_get_their_own_resource() {
     let groups = convert(
         r#"[{"traceId":"1","id":"1","localEndpoint":{"serviceName":"svc"},"tags":{"host.name":"pod-1"}},

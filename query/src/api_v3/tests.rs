@@ -199,6 +199,7 @@ fn rfc3339_parsing() {
         Ok(NOW + 250_000_000)
     );
     assert_eq!(parse_rfc3339_nano("2024-12-31T23:00:00-01:00"), Ok(NOW));
+    assert_eq!(parse_rfc3339_nano("2025-01-01T23:59:00+23:59"), Ok(NOW));
     assert_eq!(
         parse_rfc3339_nano("2024-02-29T00:00:00Z"),
         Ok(1_709_164_800_000_000_000)
@@ -212,6 +213,11 @@ fn rfc3339_parsing() {
         "2025-01-01T24:00:00Z",
         "2025-01-01T00:00:00.Z",
         "2025-01-01T00:00:00.1234567891Z",
+        // Offsets past ±23:59 (Go refuses them; read as hours they moved the window).
+        "2025-01-01T00:00:00+99:00",
+        "2025-01-01T00:00:00+24:00",
+        "2025-01-01T00:00:00+05:60",
+        "2025-01-01T00:00:00-99:59",
     ] {
         assert!(parse_rfc3339_nano(bad).is_err(), "{bad}");
     }

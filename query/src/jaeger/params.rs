@@ -78,7 +78,13 @@ pub fn parse_traces_params(
     let end_default = now_unix_nano;
     let start_default = now_unix_nano.saturating_sub(DEFAULT_SEARCH_LOOKBACK_NANO);
     let start = parse_epoch_param(params, "start", 1_000, start_default)?;
-    let end = parse_epoch_param(params, "end", 1_000, end_default)?;
+    // `end` names a microsecond, as Jaeger shows start times: a span starting within
+    // it (at …001–…999 ns) is in the window, so a span is found by its own start.
+    let end = if params.get("end").is_empty() {
+        end_default
+    } else {
+        parse_epoch_param(params, "end", 1_000, end_default)?.saturating_add(999)
+    };
     let tags = parse_tags(params.all("tag"), params.all("tags"))?;
 
     let mut limit = DEFAULT_SEARCH_LIMIT as i64;

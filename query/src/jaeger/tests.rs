@@ -332,7 +332,7 @@ async fn search_passes_parameters_and_renders_traces() {
         operation: Some("SELECT".into()),
         tags: vec![("db.system".into(), "postgres".into())],
         start_min_unix_nano: 1_735_680_000_000_000_000,
-        start_max_unix_nano: 1_735_689_600_000_000_000,
+        start_max_unix_nano: 1_735_689_600_000_000_999,
         duration_min_nano: Some(1_000_000),
         duration_max_nano: Some(2_000_000_000),
         limit: 20,

@@ -61,7 +61,9 @@ fn jaeger_ui_request() {
         "end=1735689600000000&limit=20&lookback=1h&maxDuration&minDuration&service=frontend&start=1735686000000000",
     );
     assert_eq!(q.start_min_unix_nano, 1_735_686_000_000_000_000);
-    assert_eq!(q.start_max_unix_nano, 1_735_689_600_000_000_000);
+    // `end` takes in its whole microsecond: a span starting at …600_000_000_001 ns,
+    // shown as starting at 1735689600000000 µs, is found with that `end`.
+    assert_eq!(q.start_max_unix_nano, 1_735_689_600_000_000_999);
     assert_eq!(q.limit, 20);
     assert_eq!((q.duration_min_nano, q.duration_max_nano), (None, None));
 }
