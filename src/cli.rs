@@ -335,11 +335,11 @@ pub struct ServerArgs {
     /// Free space kept on the data directory's disk: below it new spans are refused
     /// (503 / UNAVAILABLE) while flushes go on, e.g. 1GiB; 0 turns it off (serve,
     /// collector) [default: 256MiB]
-    #[arg(long, env = "MESHTEL_MIN_FREE_DISK")]
+    #[arg(long, env = "MESHTEL_MIN_FREE_DISK", value_parser = meshtel_model::size::parse_size)]
     pub min_free_disk: Option<ByteSize>,
     /// Largest ingest request body, before and after decompression (serve, collector)
     /// [default: 16MiB]
-    #[arg(long, env = "MESHTEL_MAX_REQUEST_BYTES")]
+    #[arg(long, env = "MESHTEL_MAX_REQUEST_BYTES", value_parser = meshtel_model::size::parse_size)]
     pub max_request_bytes: Option<ByteSize>,
     /// Most spans in one ingest request (serve, collector) [default: 100000]
     #[arg(long, env = "MESHTEL_MAX_SPANS_PER_REQUEST")]

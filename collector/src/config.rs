@@ -20,7 +20,10 @@ pub struct IngestLimits {
     /// Largest request body accepted, counted both as received and after
     /// decompression (gzip), e.g. `"16 MiB"`. Larger requests are refused with gRPC
     /// `RESOURCE_EXHAUSTED` or HTTP 413 and must not be retried as they are.
-    #[serde(default = "default_max_request_bytes")]
+    #[serde(
+        default = "default_max_request_bytes",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
     pub max_request_bytes: ByteSize,
     /// Most spans accepted in one request. A request with more is refused as a whole
     /// (gRPC `INVALID_ARGUMENT`, HTTP 400); clients should send smaller batches.
@@ -34,12 +37,18 @@ pub struct IngestLimits {
     /// Longest string (or bytes) attribute value kept, in bytes, e.g. `"64 KiB"`.
     /// Longer values are truncated (at a UTF-8 character boundary) and counted in the
     /// response's warning.
-    #[serde(default = "default_max_attribute_value_bytes")]
+    #[serde(
+        default = "default_max_attribute_value_bytes",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
     pub max_attribute_value_bytes: ByteSize,
     /// Longest span name, span event name or attribute key kept, in bytes, e.g.
     /// `"1 KiB"`. Longer ones are truncated (at a UTF-8 character boundary) and counted in
     /// the response's warning: names are listed as operations and keys as tags.
-    #[serde(default = "default_max_name_bytes")]
+    #[serde(
+        default = "default_max_name_bytes",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
     pub max_name_bytes: ByteSize,
     /// Most request bytes held at once by all ingest requests being received and
     /// processed (OTLP gRPC, OTLP HTTP and Zipkin together), as received and, for HTTP,
@@ -47,7 +56,10 @@ pub struct IngestLimits {
     /// is refused with HTTP 503 / gRPC `UNAVAILABLE` and a retry delay of 1 s, counted in
     /// `meshtel_ingest_refused_total{reason="overloaded"}`. Default `128MiB`; at least
     /// twice `max_request_bytes` and 64 KiB.
-    #[serde(default = "default_max_inflight_bytes")]
+    #[serde(
+        default = "default_max_inflight_bytes",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
     pub max_inflight_bytes: ByteSize,
 }
 

@@ -54,6 +54,7 @@ pub struct ReportConfig {
     /// `INVALID_ARGUMENT`.
     pub max_records_per_batch: usize,
     /// Largest Report message, as received or once decompressed.
+    #[serde(deserialize_with = "meshtel_model::size::deserialize_size")]
     pub max_message_bytes: ByteSize,
     /// Longest label value (workload, service, path-free fields); records with a
     /// longer one are refused as invalid.

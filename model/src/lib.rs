@@ -37,6 +37,7 @@ pub mod quota;
 pub mod read;
 pub mod rls;
 pub mod routing;
+pub mod size;
 mod suggest;
 pub mod trace;
 pub mod validate;

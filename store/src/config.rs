@@ -110,12 +110,18 @@ pub struct StoreConfig {
     /// is also flushed once it holds a quarter of this. Default `96MiB`: at full ingest
     /// speed the allocator keeps about as much again as the head holds, and this keeps
     /// the collector under 512 MiB without slowing ingest (see the README).
-    #[serde(default = "default_max_head_bytes")]
+    #[serde(
+        default = "default_max_head_bytes",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
     pub max_head_bytes: ByteSize,
     /// Bound on request bytes queued for the WAL writer; beyond it writes are refused
     /// with a retry hint. Default `64MiB`; between 1 byte and `16GiB`
     /// ([`MAX_QUEUED_BYTES`]), and at least `[ingest] max_request_bytes`.
-    #[serde(default = "default_max_queued_bytes")]
+    #[serde(
+        default = "default_max_queued_bytes",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
     pub max_queued_bytes: ByteSize,
     /// Free space kept on the data directory's disk. Below it, new spans are refused
     /// before they reach the WAL (503 `Retry-After` / `UNAVAILABLE` with a retry delay,
@@ -124,7 +130,10 @@ pub struct StoreConfig {
     /// needs to become a block and free that WAL. Read every 500 ms
     /// (`meshtel_store_disk_free_bytes`). Default `256MiB`; `0` turns the reserve off;
     /// a reserve not below the disk's size is refused at start.
-    #[serde(default = "default_min_free_disk")]
+    #[serde(
+        default = "default_min_free_disk",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
     pub min_free_disk: ByteSize,
     /// Rows per Parquet row group. Default 65536.
     #[serde(default = "default_row_group_rows")]
@@ -161,7 +170,10 @@ pub struct StoreConfig {
     /// take together for their joins, aggregations and sorts. One that needs more is
     /// refused (503 naming this setting: ask for a shorter window) instead of growing
     /// the process; nothing is spilled to disk. Default `1GiB`.
-    #[serde(default = "default_max_query_memory")]
+    #[serde(
+        default = "default_max_query_memory",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
     pub max_query_memory: ByteSize,
     /// Most services the catalog lists (`/api/services`, the UI's service list). A
     /// service seen for the first time is listed while fewer than this many are, however

@@ -48,6 +48,65 @@ fn a_disk_reserve_larger_than_the_disk_is_refused_before_anything_is_made() {
 }
 
 #[test]
+fn a_size_that_does_not_parse_is_refused_naming_the_forms_sizes_take() {
+    let dir = TestDir::new();
+    let data = dir.data_dir();
+    let data = data.to_str().unwrap();
+    let output = meshtel(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--max-request-bytes",
+            "5XB",
+            "--check-config",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-request-bytes")
+            && stderr.contains("\"5XB\" is not a size: write a number with a unit"),
+        "{stderr}"
+    );
+    for (text, value) in [
+        ("[store]\nmin_free_disk = \"5 ZB\"\n", "\"5 ZB\""),
+        ("[ingest]\nmax_request_bytes = \"lots\"\n", "\"lots\""),
+        ("[report]\nmax_message_bytes = \"4 MiBs\"\n", "\"4 MiBs\""),
+    ] {
+        let config = config_file(&dir, text);
+        let output = meshtel(&["serve", "--config", &config, "--check-config"], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{text}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{value} is not a size: write a number with a unit"
+            )),
+            "{text}: {stderr}"
+        );
+    }
+    // A TOML integer is bytes, as before.
+    let config = config_file(&dir, "[store]\nmin_free_disk = 1048576\n");
+    let output = meshtel(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--config",
+            &config,
+            "--check-config",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
 fn a_retention_size_without_a_unit_and_an_empty_admin_token_are_refused() {
     let dir = TestDir::new();
     let data = dir.data_dir();
