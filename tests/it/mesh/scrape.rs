@@ -190,3 +190,78 @@ async fn every_own_metric_is_in_the_readme() {
         "not in README's \"Metrics about meshtel\": {missing:?}"
     );
 }
+
+/// Resident memory of process `pid`, from `/proc`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncompressed_scrape_is_streamed_not_held_whole() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    // 1,200 label sets (300 response codes from 4 callers), each about 50 KB of text
+    // over the four Istio metrics' histogram lines: ~60 MB in all.
+    let records: Vec<RequestRecord> = (0..1_200u32)
+        .map(|i| {
+            let mut r = record(200 + i % 300);
+            r.source = Some(workload(&format!("caller-{}", i / 300)));
+            r
+        })
+        .collect();
+    for batch in records.chunks(400) {
+        report(&m, batch.to_vec()).await;
+    }
+    let url = m.http_url("/metrics");
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the records counted",
+        || async {
+            let text = get(&m.http_url("/metrics")).await;
+            let samples = parse_prometheus_text(&text.text());
+            let records = samples
+                .iter()
+                .find(|s| s.name == "meshtel_report_records_total")?;
+            (records.value == 1_200.0).then_some(())
+        },
+    )
+    .await;
+    let before = rss_bytes(m.pid());
+    // Read slowly, chunk by chunk, while sampling the server's memory.
+    let mut reply = http()
+        .get(&url)
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.headers().get("content-length"), None, "not streamed");
+    let mut text = Vec::new();
+    let mut peak = before;
+    while let Some(chunk) = reply.chunk().await.unwrap() {
+        text.extend_from_slice(&chunk);
+        peak = peak.max(rss_bytes(m.pid()));
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.len() > 40_000_000, "{} bytes", text.len());
+    let series = parse_prometheus_text(&text)
+        .iter()
+        .filter(|s| s.name == "istio_requests_total")
+        .count();
+    assert_eq!(series, 1_200);
+    assert!(text.contains("# HELP meshtel_store_spans_written_total"));
+    // Held whole, the text alone would have raised it by its size.
+    assert!(
+        peak - before < text.len() as u64 / 3,
+        "resident memory rose by {} MB during a scrape of {} MB",
+        (peak - before) >> 20,
+        text.len() >> 20
+    );
+    m.stop().await;
+}
