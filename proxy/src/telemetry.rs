@@ -561,7 +561,9 @@ impl Exchange {
             };
             attributes.push(string_attribute("error.type", error_type));
         }
-        let service_label = if service_name.is_empty() { host } else { service_name };
+        // A host the mesh file does not name is `unknown`, as in the metrics (the host is
+        // `server.address`): callers cannot coin operation names with it either.
+        let service_label = if service_name.is_empty() { "unknown" } else { service_name };
         let method_label = if known_method { method } else { "HTTP" };
         Span {
             trace_id: context.trace_id.to_vec(),

@@ -93,6 +93,33 @@ fn a_grpc_call_broken_after_its_head_has_status_unknown_on_its_span_as_in_its_re
 }
 
 #[test]
+fn a_span_to_a_host_that_names_no_service_is_named_unknown_with_the_host_beside() {
+    let context = crate::trace_context::SpanContext { trace_id: [1; 16], span_id: [2; 8], parent_span_id: None, sampled: true, random_flag: false };
+    let attribute = |span: &Span, key: &str| {
+        span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            meshtel_model::otlp::common::v1::any_value::Value::StringValue(text) => Some(text.clone()),
+            _ => None,
+        })
+    };
+    for host in ["h1.example.com", "h2.example.com:8080"] {
+        let request = Request::get("/users/12345").header(HOST, host).body(()).expect("request");
+        let mut exchange = Exchange::start(Direction::Outbound, &request);
+        exchange.add_flag("UH");
+        exchange.response_code = 503;
+        let span = exchange.span_of(context, exchange.start_unix_nano + 1, 0);
+        assert_eq!(span.name, "GET unknown", "{host}");
+        assert_eq!(attribute(&span, "server.address").as_deref(), host.split(':').next(), "{host}");
+    }
+    // A host the mesh names keeps its service's name.
+    let request = Request::get("/").header(HOST, "reviews:9080").body(()).expect("request");
+    let mut exchange = Exchange::start(Direction::Outbound, &request);
+    exchange.destination_service =
+        Some(Arc::new(("reviews.default.svc.cluster.local".into(), "reviews".into(), "default".into())));
+    exchange.response_code = 200;
+    assert_eq!(exchange.span_of(context, exchange.start_unix_nano + 1, 0).name, "GET reviews");
+}
+
+#[test]
 fn records_are_encoded_byte_for_byte_as_prost_encodes_them() {
     // Inbound gRPC with every field known, status OK (0, still written), sampled.
     let request = Request::builder()
