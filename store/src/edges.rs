@@ -197,6 +197,8 @@ struct Inner {
     /// never counts a bucket twice or misses it.
     flush_gate: tokio::sync::RwLock<()>,
     overflow: AtomicU64,
+    /// The WARN of records left out at `max_edges_per_bucket`, at most one per interval.
+    overflow_log: Mutex<LogWindow>,
     /// Requests of buckets dropped because SQL refused them and memory was full.
     dropped: AtomicU64,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -258,6 +260,7 @@ impl EdgeRollups {
                 open: Mutex::new(BTreeMap::new()),
                 flush_gate: tokio::sync::RwLock::new(()),
                 overflow: AtomicU64::new(0),
+                overflow_log: Mutex::new(LogWindow::default()),
                 dropped: AtomicU64::new(0),
                 background: Mutex::new(None),
             }),
@@ -305,9 +308,28 @@ impl EdgeRollups {
         drop(open);
         if overflow > 0 {
             self.inner.overflow.fetch_add(overflow, Ordering::Relaxed);
-            debug!(overflow, "edge rollup bucket full");
+            let told = self
+                .inner
+                .overflow_log
+                .lock()
+                .note_many(overflow, std::time::Instant::now());
+            self.log_overflow(told);
         }
         overflow
+    }
+
+    /// WARNs of `told` records left out of the graph, when a line is due.
+    fn log_overflow(&self, told: Option<u64>) {
+        if let Some(left_out) = told {
+            warn!(
+                setting = "[edges] max_edges_per_bucket",
+                max_edges_per_bucket = self.inner.config.max_edges_per_bucket,
+                left_out,
+                at_most_every = %humantime::format_duration(meshtel_model::log_window::LOG_INTERVAL),
+                "service graph bucket full: records of new edges left out of the graph \
+                 (counted in meshtel_edges_overflow_total)"
+            );
+        }
     }
 
     /// Writes buckets closed by now to SQL; returns how many buckets were written.
@@ -614,6 +636,13 @@ impl EdgeRollups {
             let mut failing = false;
             loop {
                 tick.tick().await;
+                // A burst's last refusals are told without waiting for another.
+                let untold = rollups
+                    .inner
+                    .overflow_log
+                    .lock()
+                    .flush(std::time::Instant::now());
+                rollups.log_overflow(untold);
                 match rollups.flush_closed().await {
                     Ok(_) if failing => {
                         failing = false;

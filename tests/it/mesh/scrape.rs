@@ -80,6 +80,15 @@ async fn metrics_are_gzipped_for_prometheus_and_edge_overflow_is_counted() {
     };
     assert_eq!(value("meshtel_edges_overflow_total"), 7.0);
     assert_eq!(value("meshtel_edges_open_buckets"), 1.0);
+    // Said in the log, naming the setting, as the other caps are.
+    let log = m.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("service graph bucket full")
+            && l.contains("left_out=7")
+            && l.contains("max_edges_per_bucket")),
+        "{log}"
+    );
     assert_eq!(value("meshtel_mesh_series_overflow_total"), 0.0);
 
     // Prometheus asks for gzip: the same exposition, compressed.
