@@ -256,6 +256,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               coarse_after = "1h"              # older rollups summed into coarse buckets
               coarse_bucket = "5m"             # unset: 5m rounded up to whole buckets; = bucket: never summed
               max_read_time = "30s"            # a graph read past it: 503 naming this setting
+              max_read_edges = 10000           # distinct edges one graph read sums; beyond: 503 naming it
   [http]      allowed_hosts = []               # Host names answered besides localhost on loopback
               header_read_timeout = "10s"      # OTLP HTTP, Zipkin, query: headers late -> closed
               body_read_timeout = "30s"        # body late -> 408, closed; gRPC call unanswered -> CANCELLED

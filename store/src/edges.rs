@@ -481,6 +481,7 @@ impl EdgeRollups {
                 end_unix_nano,
                 buckets,
                 u64::MAX,
+                self.inner.config.max_read_edges,
                 |_, key| key,
             )
             .await?;
@@ -517,12 +518,21 @@ impl EdgeRollups {
         buckets: Buckets,
     ) -> Result<Vec<(u64, EdgeRow)>> {
         let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX).max(1);
+        // `max_read_edges` per period (the window's periods, and one more for a window
+        // not aligned to them).
+        let periods = (end_unix_nano.saturating_sub(start_unix_nano) / 1_000_000)
+            .div_ceil(step_ms)
+            .saturating_add(1);
+        let max_groups = usize::try_from(periods)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.inner.config.max_read_edges);
         let summed = self
             .sum_between(
                 start_unix_nano,
                 end_unix_nano,
                 buckets,
                 step_ms,
+                max_groups,
                 |bucket_ms, key| (bucket_ms - bucket_ms % step_ms, key),
             )
             .await?;
@@ -545,14 +555,18 @@ impl EdgeRollups {
     /// holding the gate, so a long read holds up neither flushes nor, queued behind
     /// them, other reads. The connection is taken before the gate, as a flush takes
     /// its own, so that a reader never waits for one while holding the gate.
+    ///
+    /// More than `max_groups` sums stop the read: [`crate::Error::ReadEdgeLimit`].
     async fn sum_between<G: Hash + Eq>(
         &self,
         start_unix_nano: u64,
         end_unix_nano: u64,
         buckets: Buckets,
         step_ms: u64,
+        max_groups: usize,
         group: impl Fn(u64, EdgeKey) -> G,
     ) -> Result<HashMap<G, EdgeStats>> {
+        let too_many = || crate::Error::ReadEdgeLimit { limit: max_groups };
         let mut timed =
             read_time::TimedConn::acquire(&self.inner.pool, self.inner.config.max_read_time)
                 .await?;
@@ -582,6 +596,9 @@ impl EdgeRollups {
                             .or_default()
                             .merge(stats);
                     }
+                    if summed.len() > max_groups {
+                        return Err(too_many());
+                    }
                 }
             }
             drop(gate);
@@ -597,6 +614,9 @@ impl EdgeRollups {
                     .entry(group(period_ms, key))
                     .or_default()
                     .merge(&stats);
+                if summed.len() > max_groups {
+                    return Err(too_many());
+                }
             }
             drop(rows);
             // Read only: nothing to keep.

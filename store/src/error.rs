@@ -53,6 +53,16 @@ pub enum Error {
         /// The setting's value.
         limit: std::time::Duration,
     },
+    /// A service-graph read summed more distinct edges than `[edges] max_read_edges`.
+    #[error(
+        "this graph read holds more than [edges] max_read_edges ({limit}) distinct edges \
+         and was stopped: ask for a shorter window, or raise the setting (meshtel_edges_overflow_total \
+         and the collector's log say whether callers are making up workload names)"
+    )]
+    ReadEdgeLimit {
+        /// The setting's value (times the periods of a read in periods).
+        limit: usize,
+    },
     /// A block file that cannot be read: missing, truncated or corrupt.
     #[error("block {}: {source}", path.display())]
     Block {
@@ -241,7 +251,7 @@ impl From<Error> for meshtel_model::Error {
                  the queries running with it: ask for a shorter time window, or retry ({e})"
             ));
         }
-        if matches!(e, Error::ReadTimeLimit { .. }) {
+        if matches!(e, Error::ReadTimeLimit { .. } | Error::ReadEdgeLimit { .. }) {
             return meshtel_model::Error::Unavailable(e.to_string());
         }
         if e.is_disk_full() {

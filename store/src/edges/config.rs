@@ -42,6 +42,11 @@ pub struct EdgeConfig {
     /// Most distinct edges in one bucket; records of further edges are counted as
     /// overflow and left out.
     pub max_edges_per_bucket: usize,
+    /// Most distinct edges one graph read sums (per period, for reads in periods):
+    /// past it the read is stopped naming this setting (the query API answers 503),
+    /// instead of holding every edge a long window collected (the graph's JSON costs
+    /// about 12 KB of memory per edge while it is built).
+    pub max_read_edges: usize,
     /// Most edges held in memory while SQL refuses them: past it, the oldest buckets
     /// that could not be written are dropped, and their requests counted as dropped.
     /// Never less than one full bucket (`max_edges_per_bucket`).
@@ -59,6 +64,7 @@ impl Default for EdgeConfig {
             prune_interval: Duration::from_secs(600),
             max_read_time: Duration::from_secs(30),
             max_edges_per_bucket: 50_000,
+            max_read_edges: 10_000,
             // About 150 MB of edges, or hours of buckets of a mesh of a few hundred edges.
             max_edges_in_memory: 200_000,
         }
@@ -100,9 +106,11 @@ impl EdgeConfig {
         if self.prune_interval.is_zero()
             || self.max_edges_per_bucket == 0
             || self.max_read_time.is_zero()
+            || self.max_read_edges == 0
         {
             return Err(Error::Config(
-                "[edges] prune_interval, max_read_time and max_edges_per_bucket must be positive"
+                "[edges] prune_interval, max_read_time, max_edges_per_bucket and \
+                 max_read_edges must be positive"
                     .into(),
             ));
         }

@@ -92,3 +92,63 @@ async fn a_read_dropped_by_its_caller_frees_its_connection() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_read_of_more_edges_than_max_read_edges_is_stopped_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(AtomicU64::new(T0)));
+    let config = EdgeConfig {
+        max_read_edges: 100,
+        ..Default::default()
+    };
+    let rollups = EdgeRollups::open(dir.path(), config, clock.clone())
+        .await
+        .unwrap();
+    // 150 edges in SQL over a minute, and 10 more of the open bucket in memory.
+    many_rows(&rollups, 150, 6).await;
+    let error = rollups.edges_between(T0 - 60 * SEC, T0).await.unwrap_err();
+    assert!(
+        matches!(error, Error::ReadEdgeLimit { limit: 100 }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("[edges] max_read_edges (100)"),
+        "{error}"
+    );
+    let api: meshtel_model::Error = error.into();
+    assert_eq!(api.code(), meshtel_model::ErrorCode::Unavailable);
+    // The open bucket's edges count too.
+    let records: Vec<RequestRecord> = (0..150)
+        .map(|i| {
+            let mut r = record(T0 + SEC, 200, 5);
+            r.source = Some(meshtel_model::mixer::Workload {
+                name: format!("live-{i}"),
+                ..r.source.clone().unwrap_or_default()
+            });
+            r
+        })
+        .collect();
+    rollups.record(&records.iter().collect::<Vec<_>>());
+    let error = rollups.edges_between(T0, T0 + 10 * SEC).await.unwrap_err();
+    assert!(matches!(error, Error::ReadEdgeLimit { .. }), "{error}");
+    // In periods, the bound is per period: 150 edges in each of six 10 s periods is
+    // past 100 per period.
+    let periods = rollups
+        .edge_buckets_between(T0 - 60 * SEC, T0, Duration::from_secs(10))
+        .await;
+    assert!(
+        matches!(periods, Err(Error::ReadEdgeLimit { .. })),
+        "{periods:?}"
+    );
+    // Under the default bound, the same rows are read whole.
+    let patient = EdgeRollups::open(dir.path(), EdgeConfig::default(), clock)
+        .await
+        .unwrap();
+    let all = patient.edges_between(T0 - 60 * SEC, T0).await.unwrap();
+    assert_eq!(all.len(), 150);
+    let periods = patient
+        .edge_buckets_between(T0 - 60 * SEC, T0, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(periods.len(), 150 * 6);
+}
