@@ -223,6 +223,28 @@ impl MemoryCatalog {
         now: Instant,
         now_unix_ms: i64,
     ) -> Registered {
+        self.register_telling(seen, Some(overflow), now, now_unix_ms)
+    }
+
+    /// [`Self::register`] for writes replayed from the WAL at start: what the bounds
+    /// refuse was counted and logged by the process that took the write, so it is
+    /// neither counted nor logged again.
+    pub(crate) fn register_replayed(
+        &self,
+        seen: Vec<(String, Operation)>,
+        now: Instant,
+        now_unix_ms: i64,
+    ) -> Registered {
+        self.register_telling(seen, None, now, now_unix_ms)
+    }
+
+    fn register_telling(
+        &self,
+        seen: Vec<(String, Operation)>,
+        overflow: Option<&AtomicU64>,
+        now: Instant,
+        now_unix_ms: i64,
+    ) -> Registered {
         let mut registered = Registered::default();
         if seen.is_empty() {
             return registered;
@@ -288,7 +310,7 @@ impl MemoryCatalog {
                 }
             }
         }
-        if !refused.is_empty() {
+        if let Some(overflow) = overflow.filter(|_| !refused.is_empty()) {
             overflow.fetch_add(refused.len() as u64, Ordering::Relaxed);
             let mut due = Vec::new();
             {

@@ -156,14 +156,16 @@ impl Inner {
     }
 
     /// Lists services and operations not seen before, within the catalog's bounds
-    /// ([`catalog_memory`]), and queues them for SQL.
-    fn register_operations(&self, operations: Vec<(String, Operation)>) {
-        let registered = self.known.register(
-            operations,
-            &self.stats.catalog_overflow,
-            std::time::Instant::now(),
-            now_unix_nano() / 1_000_000,
-        );
+    /// ([`catalog_memory`]), and queues them for SQL. What the bounds refuse of writes
+    /// `replayed` from the WAL at start was counted by the process that took them.
+    fn register_operations(&self, operations: Vec<(String, Operation)>, replayed: bool) {
+        let (now, now_unix_ms) = (std::time::Instant::now(), now_unix_nano() / 1_000_000);
+        let registered = if replayed {
+            self.known.register_replayed(operations, now, now_unix_ms)
+        } else {
+            let overflow = &self.stats.catalog_overflow;
+            self.known.register(operations, overflow, now, now_unix_ms)
+        };
         if !registered.added.is_empty() {
             self.catalog_queue
                 .send(vec![registered.added.into_change()]);
@@ -338,7 +340,7 @@ impl TraceStore {
             data_dir_lost: tokio::sync::watch::Sender::new(None),
             watched,
         });
-        inner.register_operations(head.operations);
+        inner.register_operations(head.operations, true);
 
         let (tx, rx) = sync_channel(4096);
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();

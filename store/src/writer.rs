@@ -230,7 +230,7 @@ pub(crate) fn run_writer(
                     let wal_bytes = writes.iter().map(|w| w.0.len() + 8).sum();
                     inner.stats.record_written(spans, wal_bytes);
                     for (_, _, operations, ack) in writes {
-                        inner.register_operations(operations);
+                        inner.register_operations(operations, false);
                         let _ = ack.send(Ok(()));
                     }
                 }

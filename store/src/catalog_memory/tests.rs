@@ -106,6 +106,28 @@ fn services_are_bounded_by_their_own_setting() {
 }
 
 #[test]
+fn writes_replayed_from_the_wal_are_listed_but_their_refusals_not_told_again() {
+    let overflow = AtomicU64::new(0);
+    let catalog = catalog(2, 1, 100);
+    let t0 = Instant::now();
+    catalog.register(seen("a", &["op"]), &overflow, t0, 0);
+    // Replayed at start: what fits is listed, what the bounds refuse was counted and
+    // logged by the process that took the write.
+    let replayed = catalog.register_replayed(seen("a", &["x"]), t0, 0);
+    assert!(replayed.logged.is_empty());
+    let replayed = catalog.register_replayed(seen("b", &["op"]), t0, 0);
+    assert_eq!(replayed.added.services, vec!["b".to_string()]);
+    let replayed = catalog.register_replayed(seen("c", &["op"]), t0, 0);
+    assert!(replayed.added.services.is_empty() && replayed.logged.is_empty());
+    assert_eq!(overflow.load(Ordering::Relaxed), 0);
+    assert!(catalog.log_untold(t0 + LOG_INTERVAL).is_empty());
+    // New writes are counted and told as ever.
+    let refused = catalog.register(seen("c", &["op"]), &overflow, t0, 0);
+    assert_eq!(refused.logged.len(), 1);
+    assert_eq!(overflow.load(Ordering::Relaxed), 1);
+}
+
+#[test]
 fn refusals_are_logged_once_per_interval_per_bound_with_a_count() {
     let overflow = AtomicU64::new(0);
     let catalog = catalog(1, 1, 100);
