@@ -42,7 +42,7 @@ pub use bag::{Bag, Value};
 pub use compress::Compressor;
 pub use words::GLOBAL_WORDS;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::grpc_decode::InvalidArgumentOnDecodeError;
 use crate::quota::{QuotaEngine, proto_duration};
 use crate::report::Reports;
@@ -306,6 +306,11 @@ impl IstioMixer {
         let mut records = Vec::with_capacity(request.attributes.len());
         let mut tcp_events = 0u64;
         let mut proxy_id = String::new();
+        // What the records copy out of the bags: each element's record copies its bag's
+        // strings, so a few large words repeated by delta-encoded elements would be
+        // copied once per element. Bounded as the proxies' own Reports are.
+        let max_built = self.reports.max_message_bytes().saturating_mul(4);
+        let mut built = 0usize;
         for element in &request.attributes {
             let words = if element.words.is_empty() {
                 &request.default_words
@@ -316,6 +321,15 @@ impl IstioMixer {
                 bag = Bag::default();
             }
             bag.update(element, words)?;
+            built = built.saturating_add(bag.bytes());
+            if built > max_built {
+                return Err(Error::InvalidMixerAttributes(format!(
+                    "the {} elements of this Report expand to more than {} MiB of request \
+                     records (four times [report] max_message_bytes): send fewer per Report",
+                    request.attributes.len(),
+                    max_built >> 20
+                )));
+            }
             if proxy_id.is_empty() {
                 proxy_id = bag.str("context.reporter.uid").to_string();
             }

@@ -32,8 +32,25 @@ pub enum Value {
 }
 
 /// The attributes of one request, by name.
+/// Most bytes of names and values one bag holds. Mixer's bags hold a few kilobytes (a
+/// request's headers at most Envoy's 60 KiB); a message whose words would make more
+/// (one large word named by many attributes, or by a map's many entries) is refused
+/// before it is copied out, instead of being copied once per name.
+pub const MAX_BAG_BYTES: usize = 1 << 20;
+
+/// Attributes by name, and the bytes of names and values held (see [`MAX_BAG_BYTES`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Bag(HashMap<String, Value>);
+pub struct Bag(HashMap<String, Value>, usize);
+
+/// Bytes of `value` counted against [`MAX_BAG_BYTES`].
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(text) => text.len(),
+        Value::Bytes(bytes) => bytes.len(),
+        Value::Map(map) => map.iter().map(|(k, v)| k.len() + v.len()).sum(),
+        _ => 8,
+    }
+}
 
 impl Bag {
     /// The string attribute `name`, or `""` when it is absent or not a string.
@@ -117,7 +134,28 @@ impl Bag {
 
     /// Sets `name` (tests and decoding).
     pub fn set(&mut self, name: impl Into<String>, value: Value) {
-        self.0.insert(name.into(), value);
+        let name = name.into();
+        let name_bytes = name.len();
+        self.1 += value_bytes(&value);
+        match self.0.insert(name, value) {
+            Some(old) => self.1 = self.1.saturating_sub(value_bytes(&old)),
+            None => self.1 += name_bytes,
+        }
+    }
+
+    /// Bytes of the names and values held.
+    pub fn bytes(&self) -> usize {
+        self.1
+    }
+
+    /// [`Self::set`], refused when the bag would hold more than [`MAX_BAG_BYTES`].
+    fn set_bounded(&mut self, name: &str, value: Value) -> Result<()> {
+        let replaced = self.0.get(name).map_or(name.len(), value_bytes);
+        if (self.1 + value_bytes(&value)).saturating_sub(replaced) > MAX_BAG_BYTES {
+            return Err(too_large(name));
+        }
+        self.set(name, value);
+        Ok(())
     }
 
     /// Checks a client's `global_word_count` against the dictionary meshtel knows, as
@@ -141,7 +179,11 @@ impl Bag {
     pub fn update(&mut self, compressed: &CompressedAttributes, words: &[String]) -> Result<()> {
         let word = |index: i32| lookup(index, words);
         for (&name, &value) in &compressed.strings {
-            self.set(word(name)?, Value::String(word(value)?.to_string()));
+            let (name, value) = (word(name)?, word(value)?);
+            if value.len() > MAX_BAG_BYTES {
+                return Err(too_large(name));
+            }
+            self.set_bounded(name, Value::String(value.to_string()))?;
         }
         for (&name, &value) in &compressed.int64s {
             self.set(word(name)?, Value::Int(value));
@@ -176,15 +218,21 @@ impl Bag {
             self.set(name, Value::Duration(Duration::new(seconds, nanos)));
         }
         for (&name, value) in &compressed.bytes {
-            self.set(word(name)?, Value::Bytes(value.clone()));
+            self.set_bounded(word(name)?, Value::Bytes(value.clone()))?;
         }
         for (&name, map) in &compressed.string_maps {
             let name = word(name)?;
             let mut entries = BTreeMap::new();
+            let mut bytes = 0usize;
             for (&key, &value) in &map.entries {
-                entries.insert(word(key)?.to_string(), word(value)?.to_string());
+                let (key, value) = (word(key)?, word(value)?);
+                bytes = bytes.saturating_add(key.len() + value.len());
+                if bytes > MAX_BAG_BYTES {
+                    return Err(too_large(name));
+                }
+                entries.insert(key.to_string(), value.to_string());
             }
-            self.set(name, Value::Map(entries));
+            self.set_bounded(name, Value::Map(entries))?;
         }
         Ok(())
     }
@@ -195,6 +243,15 @@ impl Bag {
         bag.update(compressed, words)?;
         Ok(bag)
     }
+}
+
+/// A bag past [`MAX_BAG_BYTES`], naming the attribute that took it there.
+fn too_large(name: &str) -> Error {
+    Error::InvalidMixerAttributes(format!(
+        "attribute {}: the attributes of one request would hold more than {} KiB",
+        echo(name),
+        MAX_BAG_BYTES >> 10
+    ))
 }
 
 /// The word an index names: `i >= 0` the global dictionary's word `i`, `i < 0` the

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use meshtel_model::graph::UnixClock;
+use meshtel_model::istio_mixer::CompressedAttributes;
 use meshtel_model::istio_mixer::check_request::QuotaParams;
 use meshtel_model::quota::QuotaPolicySpec;
 use serde_json::json;
@@ -298,6 +299,78 @@ fn delta_encoded_reports_patch_the_element_before() {
         sample(&text, "meshtel_report_tcp_events_skipped_total", &[]),
         Some(1.0)
     );
+}
+
+/// A Report whose elements use the Report's default words, delta-encoded.
+fn report_of(attributes: Vec<CompressedAttributes>, default_words: Vec<String>) -> ReportRequest {
+    ReportRequest {
+        attributes,
+        repeated_attributes_semantics: RepeatedAttributesSemantics::DeltaEncoding as i32,
+        default_words,
+        global_word_count: u32::try_from(GLOBAL_WORDS.len()).unwrap(),
+    }
+}
+
+#[test]
+fn one_large_word_cannot_be_copied_out_once_per_name_or_element() {
+    let mixer = service(Vec::new());
+    // A word past the bag's bound, named once.
+    let big = "x".repeat(bag::MAX_BAG_BYTES + 1);
+    let mut element = Compressor::default()
+        .string("destination.service.host", &big)
+        .done();
+    let words = std::mem::take(&mut element.words);
+    let error = mixer
+        .report_request(&report_of(vec![element], words))
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("destination.service.host")
+            && error.to_string().contains("more than 1024 KiB"),
+        "{error}"
+    );
+    // A smaller word named by a map's many entries.
+    let word = "y".repeat(64 << 10);
+    let entries: Vec<(String, &str)> = (0..32).map(|i| (format!("h{i}"), word.as_str())).collect();
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let mut element = Compressor::default()
+        .map("request.headers", &entries)
+        .done();
+    let words = std::mem::take(&mut element.words);
+    let error = mixer
+        .report_request(&report_of(vec![element], words))
+        .unwrap_err();
+    assert!(error.to_string().contains("request.headers"), "{error}");
+    // A word within the bound, repeated by a hundred delta-encoded elements that
+    // change nothing: each record would copy it again.
+    let word = "z".repeat(512 << 10);
+    let mut first = Compressor::default()
+        .string("request.url_path", &word)
+        .done();
+    let words = std::mem::take(&mut first.words);
+    let mut elements = vec![first];
+    elements.extend((0..100).map(|_| CompressedAttributes::default()));
+    let error = mixer
+        .report_request(&report_of(elements, words.clone()))
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("the 101 elements of this Report expand to more than 32 MiB"),
+        "{error}"
+    );
+    // Nothing of a refused Report was taken; a few such elements are.
+    let text = render(mixer.reports.metrics());
+    assert_eq!(
+        sample(&text, "meshtel_report_records_total", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    let mut first = Compressor::reviews_to_ratings()
+        .string("request.url_path", &word)
+        .done();
+    let words = std::mem::take(&mut first.words);
+    let elements = vec![first, CompressedAttributes::default()];
+    mixer.report_request(&report_of(elements, words)).unwrap();
 }
 
 #[test]
