@@ -39,6 +39,8 @@ use crate::encode::{
     operations_of, service_name_of,
 };
 
+mod shape;
+
 /// The encoding holds something this reader leaves to prost.
 struct Unusual;
 
@@ -487,6 +489,8 @@ pub fn encode_export_request(
     request: &[u8],
     limits: &SpanLimits,
 ) -> Result<Option<(EncodedBatch, ExportSummary)>, ExportError> {
+    // Before either decoder holds anything of it (the caller's prost fallback too).
+    shape::check(request, limits)?;
     let Ok(index) = Index::of(request) else {
         return Ok(None);
     };

@@ -486,3 +486,60 @@ min_free_disk = \"{reserve} B\"
     }
     m.stop().await;
 }
+
+/// Process `pid`'s peak resident memory (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    // Four million empty resource groups: 8 MB on the wire, over 400 MB as prost's
+    // structs, and each an entry of the wire reader's index.
+    let mut body = Vec::with_capacity(8 << 20);
+    for _ in 0..4_000_000 {
+        body.extend_from_slice(&[0x0a, 0x00]);
+    }
+    let before = peak_rss(m.pid());
+    for (content_type, grpc) in [("application/x-protobuf", false), ("", true)] {
+        let status = if grpc {
+            let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+            let status = m.grpc_client().await.export(request).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+            status.message().to_string()
+        } else {
+            let reply = post(
+                &m.http_url("/v1/traces"),
+                &[("content-type", content_type)],
+                body.clone(),
+            )
+            .await;
+            assert_eq!(reply.status, 400, "{}", reply.text());
+            reply.text()
+        };
+        assert!(status.contains("empty or near-empty messages"), "{status}");
+    }
+    let rose = peak_rss(m.pid()).saturating_sub(before);
+    assert!(
+        rose < 200 << 20,
+        "peak resident memory rose by {} MiB",
+        rose >> 20
+    );
+    // The server goes on taking ordinary requests.
+    let reply = post(
+        &m.http_url("/v1/traces"),
+        &[("content-type", "application/x-protobuf")],
+        many_small_spans(10).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    m.stop().await;
+}

@@ -1,0 +1,317 @@
+//! What a request would take once decoded, counted before anything is decoded.
+//!
+//! Prost turns every message of a request into a struct: an empty `ResourceSpans` is
+//! two bytes on the wire and over a hundred in memory, so a 16 MiB request of them
+//! would take about a gigabyte to decode, and the wire reader's index of it a few
+//! hundred megabytes. This pass walks the request's messages without allocating,
+//! adds up the size of the struct each becomes, and counts the spans, so that
+//! [`check`] refuses such a request, and one of too many spans, before either
+//! decoder holds anything of it.
+
+use meshtel_model::ExportError;
+use meshtel_model::otlp::common::v1::{AnyValue, KeyValue};
+use meshtel_model::otlp::trace::v1::span::{Event, Link};
+use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use meshtel_model::validate::SpanLimits;
+
+use super::{LEN, Read, Reader, Unusual};
+
+/// Most bytes the decoded structs of a request may take per byte of its encoding
+/// (their strings and byte fields, which take what they take on the wire, aside).
+/// Ordinary spans take two to four; attributes of one-letter keys and integer values
+/// about seven (a 64-byte `KeyValue` from nine bytes); only requests mostly made of
+/// empty messages come past this (an empty `ResourceSpans`: 104 bytes from two).
+pub(crate) const MAX_DECODED_PER_BYTE: usize = 16;
+
+/// Structs below this total are never refused, whatever the request's size.
+const ALWAYS_ALLOWED: usize = 64 << 10;
+
+/// Deepest nesting of array and map attribute values walked (prost stops at 100);
+/// deeper requests are left to the decoders, whose limit refuses them.
+const MAX_VALUE_DEPTH: u32 = 64;
+
+/// The spans of a request and the bytes of the structs its messages decode into.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) spans: usize,
+    pub(crate) decoded_bytes: usize,
+}
+
+/// Refuses a request of more spans than `limits` allow, or whose messages would take
+/// more than [`MAX_DECODED_PER_BYTE`] times its size once decoded. A request this pass
+/// cannot read is left to the decoders, which say what is wrong with it.
+pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<(), ExportError> {
+    let Ok(shape) = of(request) else {
+        return Ok(());
+    };
+    if shape.spans > limits.max_spans_per_request {
+        return Err(ExportError::TooManySpans {
+            count: shape.spans,
+            limit: limits.max_spans_per_request,
+        });
+    }
+    let allowed = request
+        .len()
+        .saturating_mul(MAX_DECODED_PER_BYTE)
+        .max(ALWAYS_ALLOWED);
+    if shape.decoded_bytes > allowed {
+        return Err(ExportError::Decode(format!(
+            "the request's {} bytes hold messages that would take {} bytes once decoded, \
+             more than {MAX_DECODED_PER_BYTE} times its size: empty or near-empty \
+             messages (resource spans, scope spans, spans, attributes, events, links) \
+             are refused",
+            request.len(),
+            shape.decoded_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Walks `request` (an `ExportTraceServiceRequest`): field 1 its `ResourceSpans`.
+pub(crate) fn of(request: &[u8]) -> Read<Shape> {
+    let mut shape = Shape::default();
+    each(request, |field, bytes| match field {
+        1 => {
+            shape.add::<ResourceSpans>();
+            resource_spans(bytes, &mut shape)
+        }
+        _ => Ok(()),
+    })?;
+    Ok(shape)
+}
+
+impl Shape {
+    fn add<T>(&mut self) {
+        self.decoded_bytes = self.decoded_bytes.saturating_add(std::mem::size_of::<T>());
+    }
+}
+
+/// Calls `found` with each length-delimited field of a message, skipping the others;
+/// a field number that holds a message always comes length-delimited, or the walk
+/// gives up.
+fn each<'a>(bytes: &'a [u8], mut found: impl FnMut(u32, &'a [u8]) -> Read<()>) -> Read<()> {
+    let mut r = Reader::new(bytes);
+    while r.has_more() {
+        let (field, wire) = r.key()?;
+        if wire == LEN {
+            found(field, r.bytes()?)?;
+        } else {
+            r.skip(wire)?;
+        }
+    }
+    Ok(())
+}
+
+/// `ResourceSpans`: 1 resource (1 attributes), 2 scope spans.
+fn resource_spans(bytes: &[u8], shape: &mut Shape) -> Read<()> {
+    each(bytes, |field, bytes| match field {
+        1 => attributes_at(bytes, 1, shape),
+        2 => {
+            shape.add::<ScopeSpans>();
+            each(bytes, |field, bytes| match field {
+                1 => attributes_at(bytes, 3, shape),
+                2 => {
+                    shape.spans += 1;
+                    shape.add::<Span>();
+                    span(bytes, shape)
+                }
+                _ => Ok(()),
+            })
+        }
+        _ => Ok(()),
+    })
+}
+
+/// `Span`: 9 attributes, 11 events (3 attributes), 13 links (5 attributes).
+fn span(bytes: &[u8], shape: &mut Shape) -> Read<()> {
+    each(bytes, |field, bytes| match field {
+        9 => key_value(bytes, shape, 0),
+        11 => {
+            shape.add::<Event>();
+            attributes_at(bytes, 3, shape)
+        }
+        13 => {
+            shape.add::<Link>();
+            attributes_at(bytes, 5, shape)
+        }
+        _ => Ok(()),
+    })
+}
+
+/// The `KeyValue`s of field `attributes` of a message.
+fn attributes_at(bytes: &[u8], attributes: u32, shape: &mut Shape) -> Read<()> {
+    each(bytes, |field, bytes| {
+        if field == attributes {
+            key_value(bytes, shape, 0)
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// `KeyValue`: 2 value.
+fn key_value(bytes: &[u8], shape: &mut Shape, depth: u32) -> Read<()> {
+    shape.add::<KeyValue>();
+    each(bytes, |field, bytes| match field {
+        2 => any_value(bytes, shape, depth),
+        _ => Ok(()),
+    })
+}
+
+/// `AnyValue`: 5 array (1 values), 6 map (1 key-values).
+fn any_value(bytes: &[u8], shape: &mut Shape, depth: u32) -> Read<()> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(Unusual);
+    }
+    each(bytes, |field, bytes| match field {
+        5 => each(bytes, |field, bytes| match field {
+            1 => {
+                shape.add::<AnyValue>();
+                any_value(bytes, shape, depth + 1)
+            }
+            _ => Ok(()),
+        }),
+        6 => each(bytes, |field, bytes| match field {
+            1 => key_value(bytes, shape, depth + 1),
+            _ => Ok(()),
+        }),
+        _ => Ok(()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use meshtel_model::otlp::common::v1::any_value::Value;
+    use prost::Message;
+
+    fn attribute(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn request(groups: Vec<ResourceSpans>) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: groups,
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn spans_and_structs_are_counted_as_prost_would_make_them() {
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "GET /".into(),
+            attributes: vec![
+                attribute("http.method", Value::StringValue("GET".into())),
+                attribute(
+                    "list",
+                    Value::ArrayValue(meshtel_model::otlp::common::v1::ArrayValue {
+                        values: vec![AnyValue::default(); 3],
+                    }),
+                ),
+            ],
+            events: vec![Event::default(); 2],
+            ..Default::default()
+        };
+        let group = ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span.clone(), span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let shape = of(&request(vec![group])).map_err(|_| "unreadable").unwrap();
+        assert_eq!(shape.spans, 2);
+        let one_span = std::mem::size_of::<Span>()
+            + 2 * std::mem::size_of::<KeyValue>()
+            + 3 * std::mem::size_of::<AnyValue>()
+            + 2 * std::mem::size_of::<Event>();
+        assert_eq!(
+            shape.decoded_bytes,
+            std::mem::size_of::<ResourceSpans>() + std::mem::size_of::<ScopeSpans>() + 2 * one_span
+        );
+    }
+
+    #[test]
+    fn requests_of_empty_messages_and_too_many_spans_are_refused_before_decoding() {
+        let limits = SpanLimits::default();
+        // A million empty resource groups: 2 MB on the wire, over 100 MB decoded.
+        let empty = request(vec![ResourceSpans::default(); 1_000_000]);
+        let error = check(&empty, &limits).unwrap_err();
+        assert!(
+            error.to_string().contains("empty or near-empty messages"),
+            "{error}"
+        );
+        // Empty spans: refused by their count first.
+        let spans = request(vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span::default(); 100_001],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        assert!(matches!(
+            check(&spans, &limits),
+            Err(ExportError::TooManySpans { count: 100_001, .. })
+        ));
+        // Small requests pass whatever their shape; unreadable ones go to the decoders.
+        assert!(check(&request(vec![ResourceSpans::default(); 10]), &limits).is_ok());
+        assert!(check(&[0x0a, 0xff], &limits).is_ok());
+    }
+
+    #[test]
+    fn ordinary_spans_take_a_few_times_their_encoding() {
+        let span = |i: u8| Span {
+            trace_id: vec![i; 16],
+            span_id: vec![i; 8],
+            parent_span_id: vec![i; 8],
+            name: format!("GET /api/items/{{id}} {i}"),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_002_000_000,
+            attributes: (0..12)
+                .map(|a| attribute(&format!("attribute.key.{a}"), Value::IntValue(a)))
+                .collect(),
+            ..Default::default()
+        };
+        let encoded = request(vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: (0..200).map(span).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let shape = of(&encoded).map_err(|_| "unreadable").unwrap();
+        let ratio = shape.decoded_bytes as f64 / encoded.len() as f64;
+        assert!(ratio < 4.0, "{ratio}");
+        assert!(check(&encoded, &SpanLimits::default()).is_ok());
+        // The tersest attributes there are: one-letter keys, small integers.
+        let terse = Span {
+            attributes: (0..100)
+                .map(|a| {
+                    attribute(
+                        &((b'a' + (a % 26) as u8) as char).to_string(),
+                        Value::IntValue(a),
+                    )
+                })
+                .collect(),
+            ..span(1)
+        };
+        let encoded = request(vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![terse; 500],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let shape = of(&encoded).map_err(|_| "unreadable").unwrap();
+        let ratio = shape.decoded_bytes as f64 / encoded.len() as f64;
+        assert!(ratio < 8.0, "{ratio}");
+        assert!(check(&encoded, &SpanLimits::default()).is_ok());
+    }
+}
