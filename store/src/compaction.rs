@@ -277,12 +277,19 @@ fn delete_later(inner: &Arc<Inner>, blocks: Vec<BlockMeta>) {
             Err(e) => warn!(error = %e, "could not forget deleted block files"),
         }
     };
+    // Unlinking large files (and the data directory's checks) block: not on the
+    // runtime's threads.
+    let remove = || async move {
+        tokio::task::spawn_blocking(remove)
+            .await
+            .unwrap_or_default()
+    };
     if cfg!(test) {
-        tokio::spawn(forget(remove()));
+        tokio::spawn(async move { forget(remove().await).await });
     } else {
         tokio::spawn(async move {
             tokio::time::sleep(DELETE_GRACE).await;
-            forget(remove()).await;
+            forget(remove().await).await;
         });
     }
 }

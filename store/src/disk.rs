@@ -201,12 +201,10 @@ impl DiskReserve {
                 info!(
                     data_dir = %self.dir.display(),
                     free_bytes = free,
-                    min_free_disk = self.min_free,
-                    "data directory {} has {} free again, not below store.min_free_disk \
-                     ({}): new spans are accepted",
-                    self.dir.display(),
-                    ByteSize::b(free),
-                    ByteSize::b(self.min_free)
+                    free = %ByteSize::b(free),
+                    min_free_disk = %ByteSize::b(self.min_free),
+                    "the data directory's disk is no longer below store.min_free_disk: \
+                     new spans are accepted"
                 );
             }
         }

@@ -550,7 +550,7 @@ impl TraceStore {
             0 => info!("store shut down"),
             spans => warn!(
                 spans_in_wal = spans,
-                "store shut down without flushing {spans} spans to blocks: they are safe \
+                "store shut down without flushing every span to blocks: the rest are safe \
                  in the WAL and are replayed at the next start"
             ),
         }

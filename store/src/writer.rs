@@ -466,12 +466,22 @@ async fn flush_as(inner: &Arc<Inner>, job: &SealJob, id: u64, path: &Path) -> Re
         state.sealed.retain(|s| s.seq_through != seq);
     }
     inner.stats.record_flush(started.elapsed());
-    // A restored copy's WAL segments, named as this process's, are not deleted.
-    if !crate::data_dir_watch::writable(inner) {
-        return Ok(meta);
-    }
-    if let Err(e) = Wal::remove_through(&inner.wal_dir, seq) {
-        warn!(error = %e, "could not delete flushed wal segments; they are skipped on replay");
+    // A restored copy's WAL segments, named as this process's, are not deleted. Off
+    // the runtime's threads: directory checks and unlinks block.
+    let checked = inner.clone();
+    let removed = tokio::task::spawn_blocking(move || {
+        if !crate::data_dir_watch::writable(&checked) {
+            return Ok(());
+        }
+        Wal::remove_through(&checked.wal_dir, seq)
+    })
+    .await;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            warn!(error = %e, "could not delete flushed wal segments; they are skipped on replay");
+        }
+        Err(e) => warn!(error = %e, "the task deleting flushed wal segments failed"),
     }
     Ok(meta)
 }
