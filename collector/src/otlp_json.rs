@@ -14,8 +14,50 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 
+/// Fewest body bytes per JSON object a request may average. The smallest object of
+/// either format that means anything (an attribute `{"key":"a","value":{"intValue":1}}`,
+/// a Zipkin endpoint `{"serviceName":"a"}`) takes well over twice this; a body of
+/// empty objects (`[{},{},…]`: three bytes each) would take thirty to a hundred times
+/// its size once parsed.
+pub const MIN_BYTES_PER_OBJECT: usize = 8;
+
+/// Objects allowed in any body, however short.
+const ALWAYS_ALLOWED_OBJECTS: usize = 4096;
+
+/// Counts the objects of a JSON body (`{` outside strings) before it is parsed, and
+/// refuses one of more than one per [`MIN_BYTES_PER_OBJECT`] bytes: parsing it would
+/// take many times its size in memory. Malformed JSON is left to the parser.
+pub fn check_json_objects(body: &[u8]) -> Result<()> {
+    let (mut objects, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if byte == b'{' {
+            objects += 1;
+        }
+    }
+    let allowed = (body.len() / MIN_BYTES_PER_OBJECT).max(ALWAYS_ALLOWED_OBJECTS);
+    if objects > allowed {
+        return Err(Error::DecodeJson(serde::de::Error::custom(format!(
+            "the body's {} bytes hold {objects} JSON objects, more than one per \
+             {MIN_BYTES_PER_OBJECT} bytes: empty or near-empty objects are refused",
+            body.len()
+        ))));
+    }
+    Ok(())
+}
+
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
 pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceRequest> {
+    check_json_objects(body)?;
     let mut value: Value = serde_json::from_slice(body)?;
     // The generated impls would also read a message written as an array of its fields.
     if !value.is_object() {

@@ -484,3 +484,32 @@ fn a_request_that_is_not_a_json_object_is_refused_by_what_it_is() {
     }
     assert!(decode_export_request_json(b"{}").is_ok());
 }
+
+#[test]
+fn bodies_of_empty_objects_are_refused_before_they_are_parsed() {
+    // 300,000 empty resource groups: 900 KB of text, over 30 MB once parsed.
+    let mut body = String::from("{\"resourceSpans\":[");
+    body.push_str(&vec!["{}"; 300_000].join(","));
+    body.push_str("]}");
+    let error = decode_export_request_json(body.as_bytes()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("empty or near-empty objects are refused"),
+        "{error}"
+    );
+    let error = crate::zipkin::convert::decode_zipkin_json(
+        format!("[{}]", vec!["{}"; 300_000].join(",")).as_bytes(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("JSON objects"), "{error}");
+    // Braces inside strings are text, not objects.
+    let quoted = format!(
+        "{{\"resourceSpans\":[{{\"resource\":{{\"attributes\":[{{\"key\":\"k\",\"value\":{{\"stringValue\":\"{}\\\"{}\"}}}}]}}}}]}}",
+        "{".repeat(100_000),
+        "{".repeat(100_000)
+    );
+    assert!(check_json_objects(quoted.as_bytes()).is_ok());
+    // Small bodies pass whatever their shape.
+    assert!(check_json_objects(b"[{},{},{}]").is_ok());
+}

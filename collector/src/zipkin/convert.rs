@@ -79,6 +79,7 @@ struct Annotation {
 
 /// Parses a Zipkin v2 JSON span list.
 pub fn decode_zipkin_json(body: &[u8]) -> Result<Vec<ZipkinSpan>> {
+    crate::otlp_json::check_json_objects(body)?;
     Ok(serde_json::from_slice(body)?)
 }
 
