@@ -24,9 +24,10 @@ pub const MIN_BYTES_PER_OBJECT: usize = 8;
 /// Objects allowed in any body, however short.
 const ALWAYS_ALLOWED_OBJECTS: usize = 4096;
 
-/// Counts the objects of a JSON body (`{` outside strings) before it is parsed, and
-/// refuses one of more than one per [`MIN_BYTES_PER_OBJECT`] bytes: parsing it would
-/// take many times its size in memory. Malformed JSON is left to the parser.
+/// Counts the objects and arrays of a JSON body (`{` and `[` outside strings) before it
+/// is parsed, and refuses one of more than one per [`MIN_BYTES_PER_OBJECT`] bytes:
+/// parsing it would take many times its size in memory. Malformed JSON is left to the
+/// parser.
 pub fn check_json_objects(body: &[u8]) -> Result<()> {
     let (mut objects, mut in_string, mut escaped) = (0usize, false, false);
     for &byte in body {
@@ -40,15 +41,17 @@ pub fn check_json_objects(body: &[u8]) -> Result<()> {
             }
         } else if byte == b'"' {
             in_string = true;
-        } else if byte == b'{' {
+        } else if byte == b'{' || byte == b'[' {
+            // An array parses as a message too (serde reads a struct from a sequence
+            // of its fields).
             objects += 1;
         }
     }
     let allowed = (body.len() / MIN_BYTES_PER_OBJECT).max(ALWAYS_ALLOWED_OBJECTS);
     if objects > allowed {
         return Err(Error::DecodeJson(serde::de::Error::custom(format!(
-            "the body's {} bytes hold {objects} JSON objects, more than one per \
-             {MIN_BYTES_PER_OBJECT} bytes: empty or near-empty objects are refused",
+            "the body's {} bytes hold {objects} JSON objects and arrays, more than one \
+             per {MIN_BYTES_PER_OBJECT} bytes: empty or near-empty objects are refused",
             body.len()
         ))));
     }

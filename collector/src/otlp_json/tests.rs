@@ -503,6 +503,15 @@ fn bodies_of_empty_objects_are_refused_before_they_are_parsed() {
     )
     .unwrap_err();
     assert!(error.to_string().contains("JSON objects"), "{error}");
+    // Arrays parse as messages as well.
+    let mut body = String::from("{\"resourceSpans\":[");
+    body.push_str(&vec!["[]"; 300_000].join(","));
+    body.push_str("]}");
+    let error = decode_export_request_json(body.as_bytes()).unwrap_err();
+    assert!(
+        error.to_string().contains("JSON objects and arrays"),
+        "{error}"
+    );
     // Braces inside strings are text, not objects.
     let quoted = format!(
         "{{\"resourceSpans\":[{{\"resource\":{{\"attributes\":[{{\"key\":\"k\",\"value\":{{\"stringValue\":\"{}\\\"{}\"}}}}]}}}}]}}",
