@@ -746,7 +746,16 @@ impl SpanSink for TraceStore {
         limits: &SpanLimits,
     ) -> Result<ExportSummary, ExportError> {
         let tx = self.admit_write()?;
-        match wire::encode_export_request(&request, limits)? {
+        // A large request is read off the runtime's threads, not to hold up the others.
+        let read = if request.len() >= wire::READ_ON_BLOCKING_THREAD_BYTES {
+            let (bytes, limits) = (request.clone(), limits.clone());
+            tokio::task::spawn_blocking(move || wire::encode_export_request(&bytes, &limits))
+                .await
+                .map_err(|e| WriteError::Unavailable(format!("reading the request failed: {e}")))?
+        } else {
+            wire::encode_export_request(&request, limits)
+        };
+        match read? {
             Some((encoded, summary)) => {
                 self.write_encoded(tx, encoded).await?;
                 Ok(summary)

@@ -41,6 +41,10 @@ use crate::encode::{
 
 mod shape;
 
+/// Requests at least this large are read on a blocking thread (by the store's
+/// `write_export_request`): tens of milliseconds of work, off the runtime's threads.
+pub(crate) const READ_ON_BLOCKING_THREAD_BYTES: usize = 1 << 20;
+
 /// The encoding holds something this reader leaves to prost.
 struct Unusual;
 

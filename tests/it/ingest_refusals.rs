@@ -533,13 +533,33 @@ async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
         "peak resident memory rose by {} MiB",
         rose >> 20
     );
-    // The server goes on taking ordinary requests.
-    let reply = post(
-        &m.http_url("/v1/traces"),
-        &[("content-type", "application/x-protobuf")],
-        many_small_spans(10).encode_to_vec(),
+    // The server goes on taking ordinary requests, small ones and ones large enough
+    // to be read on a blocking thread.
+    for spans in [10, 30_000] {
+        let body = many_small_spans(spans).encode_to_vec();
+        assert!(spans == 10 || body.len() > 1 << 20, "{}", body.len());
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", "application/x-protobuf")],
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let written = eventually(
+        std::time::Duration::from_secs(10),
+        "spans counted",
+        || async {
+            let text = get(&m.http_url("/metrics")).await.text();
+            let samples = parse_prometheus_text(&text);
+            let written = samples
+                .iter()
+                .find(|s| s.name == "meshtel_store_spans_written_total")?
+                .value;
+            (written >= 30_010.0).then_some(written)
+        },
     )
     .await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(written, 30_010.0);
     m.stop().await;
 }
