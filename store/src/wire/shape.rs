@@ -42,11 +42,12 @@ pub(crate) struct Shape {
 
 /// Refuses a request of more spans than `limits` allow, or whose messages would take
 /// more than [`MAX_DECODED_PER_BYTE`] times its size once decoded. A request this pass
-/// cannot read is left to the decoders, which say what is wrong with it.
+/// cannot read to its end is judged by what it read before it stopped (a decoder
+/// allocates as much before it fails there), then left to the decoders, which say
+/// what is wrong with it.
 pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<(), ExportError> {
-    let Ok(shape) = of(request) else {
-        return Ok(());
-    };
+    let mut shape = Shape::default();
+    let _ = walk(request, &mut shape);
     if shape.spans > limits.max_spans_per_request {
         return Err(ExportError::TooManySpans {
             count: shape.spans,
@@ -71,16 +72,22 @@ pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<(), ExportErr
 }
 
 /// Walks `request` (an `ExportTraceServiceRequest`): field 1 its `ResourceSpans`.
+#[cfg(test)]
 pub(crate) fn of(request: &[u8]) -> Read<Shape> {
     let mut shape = Shape::default();
+    walk(request, &mut shape)?;
+    Ok(shape)
+}
+
+/// [`of`], counting into `shape` as it goes: on failure it holds what came before.
+fn walk(request: &[u8], shape: &mut Shape) -> Read<()> {
     each(request, |field, bytes| match field {
         1 => {
             shape.add::<ResourceSpans>();
-            resource_spans(bytes, &mut shape)
+            resource_spans(bytes, shape)
         }
         _ => Ok(()),
-    })?;
-    Ok(shape)
+    })
 }
 
 impl Shape {
@@ -96,10 +103,35 @@ fn each<'a>(bytes: &'a [u8], mut found: impl FnMut(u32, &'a [u8]) -> Read<()>) -
     let mut r = Reader::new(bytes);
     while r.has_more() {
         let (field, wire) = r.key()?;
-        if wire == LEN {
-            found(field, r.bytes()?)?;
-        } else {
-            r.skip(wire)?;
+        match wire {
+            LEN => found(field, r.bytes()?)?,
+            START_GROUP => skip_group(&mut r, field)?,
+            _ => r.skip(wire)?,
+        }
+    }
+    Ok(())
+}
+
+/// Wire type of the start of a group (deprecated; prost skips an unknown one).
+const START_GROUP: u8 = 3;
+/// Wire type of the end of a group.
+const END_GROUP: u8 = 4;
+
+/// Skips a group of field `field` whose start was just read, as prost skips an
+/// unknown one: a request cannot stop this walk, and so pass unmeasured, by holding
+/// one where the decoders would not stop.
+fn skip_group(r: &mut Reader<'_>, field: u32) -> Read<()> {
+    let mut open = vec![field];
+    while let Some(&innermost) = open.last() {
+        let (field, wire) = r.key()?;
+        match wire {
+            START_GROUP if open.len() < MAX_VALUE_DEPTH as usize => open.push(field),
+            START_GROUP => return Err(Unusual),
+            END_GROUP if field == innermost => {
+                open.pop();
+            }
+            END_GROUP => return Err(Unusual),
+            _ => r.skip(wire)?,
         }
     }
     Ok(())
@@ -292,6 +324,15 @@ mod tests {
         }]);
         let error = check(&array, &limits).unwrap_err();
         assert!(error.to_string().contains("empty or near-empty"), "{error}");
+        // A group the decoders would skip does not stop the walk, wherever it is; and
+        // what comes before anything that stops it is measured all the same.
+        let group = [0x1b_u8, 0x08, 0x01, 0x1c]; // field 3: start group, a varint, end
+        let mut grouped = group.to_vec();
+        grouped.extend_from_slice(&empty);
+        assert!(check(&grouped, &limits).is_err());
+        let mut cut = empty.clone();
+        cut.extend_from_slice(&[0x0a, 0x05, 0x00]);
+        assert!(check(&cut, &limits).is_err());
         // Small requests pass whatever their shape; unreadable ones go to the decoders.
         assert!(check(&request(vec![ResourceSpans::default(); 10]), &limits).is_ok());
         assert!(check(&[0x0a, 0xff], &limits).is_ok());
