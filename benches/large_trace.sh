@@ -9,7 +9,8 @@
 # before the bound existed), it sends one trace of LARGE_TRACE_SPANS spans over OTLP/HTTP
 # JSON, waits until it is stored, then fetches it three times from /api/traces/{id}:
 # spans returned, answer bytes, time, and the server's resident memory before and at
-# its peak during the fetches (sampled every 5 ms from /proc).
+# its peak during the fetches (sampled every 5 ms from /proc); then three fetches with
+# `Accept-Encoding: gzip`, as Grafana and browsers send: answer bytes and time.
 # Knobs: CARGO_TARGET_DIR, BENCH_BIN (skip the build), BENCH_KEEP=1 (keep the temp dir),
 # LARGE_TRACE_WHOLE=0 (skip the whole-trace server), LARGE_TRACE_BATCH=N (spans per
 # request, default 20000; when set, each request becomes its own block and blocks are
@@ -128,6 +129,19 @@ times.sort()
 print("%-8s bound %7d: %d of %d spans returned, answer %.1f MB, fetch %.2f s (median of 3), RSS %.0f MiB before, peak %.0f MiB (+%.0f MiB)%s"
       % (name, bound, shown, spans, size / 1e6, times[1], before / 1024, peak[0] / 1024, (peak[0] - before) / 1024,
          "; warning: " + warn[0] if warn else ""))
+# As Grafana and browsers ask: gzip (the server compresses at gzip's fastest level).
+gz_times, gz_size = [], 0
+for _ in range(3):
+    req = urllib.request.Request(query + "/api/traces/" + trace_id, headers={"accept-encoding": "gzip"})
+    started = time.time()
+    with urllib.request.urlopen(req, timeout=600) as reply:
+        raw = reply.read()
+        encoding = reply.headers.get("content-encoding")
+    gz_times.append(time.time() - started)
+    gz_size = len(raw)
+gz_times.sort()
+print("%-8s bound %7d, gzip: answer %.1f MB (%s, %.1fx smaller), fetch %.2f s (median of 3)"
+      % (name, bound, gz_size / 1e6, encoding, size / max(gz_size, 1), gz_times[1]))
 PY
     kill "$SERVER_PID"
     wait "$SERVER_PID" 2>/dev/null || true

@@ -44,6 +44,8 @@ use axum::response::Response;
 use axum::routing::any;
 use meshtel_model::{GraphReader, TraceReader};
 use serde::{Deserialize, Serialize};
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::trace::TraceLayer;
 
 pub use error::{AdminError, ApiError, V3Error};
@@ -296,6 +298,7 @@ fn build_router(
         .route("/readyz", axum::routing::get(ok));
     app.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(axum::middleware::map_response(no_sniffing))
+        .layer(compression())
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<_>| {
@@ -314,6 +317,24 @@ fn build_router(
                     tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
                 ),
         )
+}
+
+/// Smallest answer sent gzip-compressed: below it the gzip header and the work cost
+/// more than they save.
+pub const COMPRESS_MIN_BYTES: u16 = 1024;
+
+/// Answers of [`COMPRESS_MIN_BYTES`] and more go gzip-compressed to a client that sends
+/// `Accept-Encoding: gzip` (Grafana, Jaeger UI and browsers do; jaeger-query
+/// compresses the same way), at gzip's fastest level: a trace's JSON shrinks about
+/// twentyfold, and a large answer arrives no later than uncompressed even on loopback.
+fn compression() -> CompressionLayer<impl Predicate> {
+    let predicate = SizeAbove::new(COMPRESS_MIN_BYTES)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::SSE);
+    CompressionLayer::new()
+        .quality(CompressionLevel::Fastest)
+        .compress_when(predicate)
 }
 
 /// `X-Content-Type-Options: nosniff` on every answer, JSON and UI alike: a browser

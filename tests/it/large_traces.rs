@@ -1,7 +1,7 @@
 //! An answer over `[query] max_spans_per_response`: the largest trace is cut to its
 //! earliest spans and says so in a warning, a small one stays whole, on every read
 //! path (one trace, several by id, search, v3), and the cuts are counted in
-//! `/metrics`.
+//! `/metrics`. Large answers go gzipped to a client that asks.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::Value;
@@ -148,4 +148,98 @@ async fn answers_over_the_span_bound_cut_the_largest_trace_with_a_warning() {
     assert!(value("meshtel_query_traces_cut_total") >= 4.0);
     assert!(value("meshtel_query_spans_omitted_total") >= (2000 + 2005 * 2 + 2000) as f64);
     m.stop().await;
+}
+
+/// `GET url` with `Accept-Encoding: gzip`: `(status, Content-Encoding, Vary, body as sent)`.
+async fn get_gzip(url: &str) -> (u16, Option<String>, Option<String>, Vec<u8>) {
+    let reply = http()
+        .get(url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("GET");
+    let header = |name: &str| {
+        reply
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let (encoding, vary) = (header("content-encoding"), header("vary"));
+    let status = reply.status().as_u16();
+    (
+        status,
+        encoding,
+        vary,
+        reply.bytes().await.unwrap().to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_go_gzip_compressed_to_clients_that_ask() {
+    use std::io::Read;
+
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    let start = now_nanos() - 60_000 * MS;
+    let trace = random_trace_id();
+    let root = random_span_id();
+    let mut spans = vec![simple_span(
+        &trace,
+        &root,
+        None,
+        "GET /big",
+        start,
+        900 * MS,
+    )];
+    for i in 1..500u64 {
+        let name = format!("step-{i}");
+        let id = random_span_id();
+        spans.push(simple_span(
+            &trace,
+            &id,
+            Some(&root),
+            &name,
+            start + i * 1_000,
+            500,
+        ));
+    }
+    export_grpc(
+        m.grpc.unwrap(),
+        ExportTraceServiceRequest {
+            resource_spans: vec![resource_spans("front", spans)],
+        },
+    )
+    .await;
+    let hex = jaeger_trace_id(&trace);
+    wait_for_trace(&m, &hex, 500).await;
+
+    // A client that does not ask gets the JSON as it is.
+    let url = m.query_url(&format!("/api/traces/{hex}"));
+    let plain = get(&url).await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.headers.get("content-encoding"), None);
+
+    // One that asks gets the same JSON in gzip, a fraction of the size.
+    let (status, encoding, vary, body) = get_gzip(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    assert!(vary.is_some_and(|v| v.to_ascii_lowercase().contains("accept-encoding")));
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_end(&mut text)
+        .unwrap();
+    let json = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).unwrap();
+    assert_eq!(json(&text), json(&plain.body));
+    assert!(
+        body.len() * 4 < plain.body.len(),
+        "{} bytes compressed of {}",
+        body.len(),
+        plain.body.len()
+    );
+
+    // Small answers go as they are.
+    let (status, encoding, _, body) = get_gzip(&m.query_url("/api/services")).await;
+    assert_eq!(status, 200);
+    assert_eq!(encoding, None);
+    assert_eq!(json(&body)["data"], Value::from(vec!["front"]));
 }
