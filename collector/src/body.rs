@@ -14,6 +14,32 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::error::{Error, Result};
 use crate::inflight::{Hold, http_refusal};
 
+/// Bodies at least this large (as they will be decoded) are decoded on a blocking
+/// thread: tens of milliseconds of work that would otherwise hold up the runtime
+/// thread serving other requests (quota checks among them). The store reads OTLP
+/// protobuf requests of this size on a blocking thread too.
+pub(crate) const DECODE_ON_BLOCKING_THREAD_BYTES: usize = 1 << 20;
+
+/// Compressed bodies at least this large are inflated on a blocking thread: at the
+/// usual ratios they inflate past [`DECODE_ON_BLOCKING_THREAD_BYTES`].
+const INFLATE_ON_BLOCKING_THREAD_BYTES: usize = 64 * 1024;
+
+/// `work()` on a blocking thread when `large`, else here. A blocking task that cannot
+/// finish (the runtime shutting down) is the store being unavailable.
+pub(crate) async fn off_runtime_if<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if !large {
+        return work();
+    }
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        Error::Unavailable(meshtel_model::WriteError::Unavailable(format!(
+            "decoding the request failed: {e}"
+        )))
+    })?
+}
+
 /// The media type of a request without its parameters, lowercased
 /// (`application/json; charset=utf-8` → `application/json`), as Go's
 /// `mime.ParseMediaType` gives it. `None` when the header is absent or not text.
@@ -85,11 +111,22 @@ pub async fn read_body_limited(
             });
         }
     };
-    match encoding {
-        ContentEncoding::Identity => Ok(raw),
-        ContentEncoding::Gzip => decompress_limited(MultiGzDecoder::new(raw.as_ref()), limit, hold),
-        ContentEncoding::Deflate => decompress_limited(ZlibDecoder::new(raw.as_ref()), limit, hold),
-    }
+    let large =
+        encoding != ContentEncoding::Identity && raw.len() >= INFLATE_ON_BLOCKING_THREAD_BYTES;
+    let hold = hold.cloned();
+    off_runtime_if(large, move || {
+        let hold = hold.as_ref();
+        match encoding {
+            ContentEncoding::Identity => Ok(raw),
+            ContentEncoding::Gzip => {
+                decompress_limited(MultiGzDecoder::new(raw.as_ref()), limit, hold)
+            }
+            ContentEncoding::Deflate => {
+                decompress_limited(ZlibDecoder::new(raw.as_ref()), limit, hold)
+            }
+        }
+    })
+    .await
 }
 
 /// The in-flight budget's refusal somewhere in `error`'s chain (axum wraps the body's
@@ -197,6 +234,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(unzipped.as_ref(), b"hello");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_work_runs_on_another_thread_than_the_runtime() {
+        let here = std::thread::current().id();
+        let small = off_runtime_if(false, || Ok(std::thread::current().id())).await;
+        let large = off_runtime_if(true, || Ok(std::thread::current().id())).await;
+        assert_eq!(small.unwrap(), here);
+        assert_ne!(large.unwrap(), here);
+        let failed = off_runtime_if(true, || Err::<(), _>(Error::InvalidConfig("x".into()))).await;
+        assert!(matches!(failed, Err(Error::InvalidConfig(_))), "{failed:?}");
+    }
+
+    /// A compressed body large enough to be inflated on a blocking thread reads the same
+    /// and takes what it inflates from the in-flight budget there too.
+    #[tokio::test]
+    async fn a_large_compressed_body_inflates_off_the_runtime_within_the_budget() {
+        // Bytes that barely compress: well over the threshold once gzipped.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let data: Vec<u8> = (0..400_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let zipped = gzip(&data);
+        assert!(
+            zipped.len() >= INFLATE_ON_BLOCKING_THREAD_BYTES,
+            "{}",
+            zipped.len()
+        );
+        let h = headers(&[(CONTENT_ENCODING, "gzip")]);
+        let budget = crate::inflight::InflightBudget::new(bytesize::ByteSize::mib(4));
+        let hold = budget.hold();
+        let read = read_body_limited(&h, Body::from(zipped.clone()), 1 << 20, Some(&hold))
+            .await
+            .unwrap();
+        assert_eq!(read.as_ref(), &data[..]);
+        assert!(hold.bytes() >= data.len(), "{}", hold.bytes());
+        // Over the limit once inflated: refused there as well.
+        let over = read_body_limited(&h, Body::from(zipped), 300_000, None).await;
+        assert!(
+            matches!(over, Err(Error::RequestTooLarge { limit: 300_000 })),
+            "{over:?}"
+        );
     }
 
     /// A small compressed body that inflates past what the in-flight budget has left is

@@ -29,7 +29,7 @@ use prost::Message;
 use serde_json::json;
 use tracing::{debug, instrument};
 
-use crate::body::{media_type, read_body_limited};
+use crate::body::{DECODE_ON_BLOCKING_THREAD_BYTES, media_type, off_runtime_if, read_body_limited};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result, echo};
 use crate::inflight::InflightBudget;
@@ -179,7 +179,8 @@ async fn decode_and_export(
     match encoding {
         Encoding::Protobuf => ingest.export_protobuf(bytes).await,
         Encoding::Json => {
-            let request = decode_export_request_json(&bytes)?;
+            let large = bytes.len() >= DECODE_ON_BLOCKING_THREAD_BYTES;
+            let request = off_runtime_if(large, move || decode_export_request_json(&bytes)).await?;
             ingest.export(request.resource_spans).await
         }
     }

@@ -31,7 +31,7 @@ use meshtel_model::SpanSink;
 use meshtel_model::validate::MAX_REASONS_QUOTED;
 use tracing::{debug, instrument};
 
-use crate::body::{media_type, read_body_limited};
+use crate::body::{DECODE_ON_BLOCKING_THREAD_BYTES, media_type, off_runtime_if, read_body_limited};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result};
 use crate::inflight::InflightBudget;
@@ -135,27 +135,32 @@ async fn decode_and_export(
     let hold = ingest.hold();
     let limit = ingest.limits().max_request_bytes_usize();
     let bytes = read_body_limited(headers, body, limit, Some(&hold)).await?;
-    let zipkin_spans = match encoding {
-        Encoding::Protobuf => decode_zipkin_proto(&bytes)?,
-        Encoding::Json => decode_zipkin_json(&bytes)?,
-        Encoding::JsonByDefault(content_type) => {
-            decode_zipkin_json(&bytes).map_err(|error| match error {
-                Error::DecodeJson(source) => Error::DecodeJsonByContentType {
-                    content_type,
-                    source,
-                },
-                other => other,
-            })?
+    let large = bytes.len() >= DECODE_ON_BLOCKING_THREAD_BYTES;
+    let max_spans = ingest.limits().max_spans_per_request;
+    let (received, placed) = off_runtime_if(large, move || {
+        let zipkin_spans = match encoding {
+            Encoding::Protobuf => decode_zipkin_proto(&bytes)?,
+            Encoding::Json => decode_zipkin_json(&bytes)?,
+            Encoding::JsonByDefault(content_type) => {
+                decode_zipkin_json(&bytes).map_err(|error| match error {
+                    Error::DecodeJson(source) => Error::DecodeJsonByContentType {
+                        content_type,
+                        source,
+                    },
+                    other => other,
+                })?
+            }
+        };
+        let received = zipkin_spans.len();
+        if received > max_spans {
+            return Err(Error::TooManySpans {
+                count: received,
+                limit: max_spans,
+            });
         }
-    };
-    let received = zipkin_spans.len();
-    if received > ingest.limits().max_spans_per_request {
-        return Err(Error::TooManySpans {
-            count: received,
-            limit: ingest.limits().max_spans_per_request,
-        });
-    }
-    let placed = zipkin_spans_to_otlp_placed(zipkin_spans);
+        Ok((received, zipkin_spans_to_otlp_placed(zipkin_spans)))
+    })
+    .await?;
     // Spans that could not be converted are left out, named by their place in the
     // list; the rest are stored.
     // The first few quoted, as OTLP's partial success quotes them: a list of 100,000

@@ -307,6 +307,26 @@ pub(crate) fn operations_of<'a>(
         .collect()
 }
 
+/// Requests of at least this many spans are encoded on a blocking thread.
+const ENCODE_ON_BLOCKING_THREAD_SPANS: usize = 2048;
+
+/// [`encode_resource_spans`], on a blocking thread for a request of
+/// [`ENCODE_ON_BLOCKING_THREAD_SPANS`] spans or more: milliseconds of work that would
+/// otherwise hold up the runtime thread serving other requests.
+pub(crate) async fn encode_resource_spans_off_runtime(
+    resource_spans: Vec<ResourceSpans>,
+) -> Result<(EncodedBatch, usize)> {
+    let rows: usize = resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    if rows < ENCODE_ON_BLOCKING_THREAD_SPANS {
+        return encode_resource_spans(&resource_spans);
+    }
+    tokio::task::spawn_blocking(move || encode_resource_spans(&resource_spans)).await?
+}
+
 /// Converts spans to one Arrow batch. Spans whose ids have the wrong length are
 /// skipped (ingest rejects them before this point); the count of skipped spans is
 /// returned alongside.

@@ -733,8 +733,8 @@ impl SpanSink for TraceStore {
 
     async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
         let tx = self.admit_write()?;
-        let (encoded, _skipped) = encode::encode_resource_spans(&spans)
-            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        let encoded = encode::encode_resource_spans_off_runtime(spans).await;
+        let (encoded, _skipped) = encoded.map_err(|e| WriteError::Unavailable(e.to_string()))?;
         self.write_encoded(tx, encoded).await
     }
 
