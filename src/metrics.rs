@@ -183,9 +183,9 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
     let registry = Registry::new();
     // process_resident_memory_bytes, process_open_fds, process_threads,
     // process_start_time_seconds, ...: what an alert on growth or restarts reads.
-    let _ = registry.register(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ));
+    if let Ok(process) = meshtel_proxy::stats::ProcessMetrics::for_self() {
+        let _ = registry.register(Box::new(process));
+    }
     for collector in sources.http_timeouts.collectors() {
         let _ = registry.register(collector);
     }
