@@ -93,6 +93,10 @@ pub enum QuotaCommand {
         /// Most entries to show, 1 to 1,000.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1_000))]
         limit: u16,
+        /// Only entries older than the one with this ID: the next page after a listing
+        /// whose last row had it.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        before: Option<u64>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -159,9 +163,14 @@ pub async fn run(command: QuotaCommand) -> anyhow::Result<()> {
             let usage = AdminClient::new(&api)?.usage(&name, usize::from(limit)).await?;
             print!("{}", render::usage_table(&usage));
         }
-        QuotaCommand::Audit { name, limit, api } => {
+        QuotaCommand::Audit {
+            name,
+            limit,
+            before,
+            api,
+        } => {
             let entries = AdminClient::new(&api)?
-                .audit(name.as_deref(), usize::from(limit))
+                .audit(name.as_deref(), before, usize::from(limit))
                 .await?;
             if entries.is_empty() {
                 println!("no changes recorded");

@@ -9,7 +9,7 @@
 //! | `PUT /api/quotas/{name}` | 201 created / 200 updated (or unchanged), the policy, `ETag`; 400, 412 |
 //! | `DELETE /api/quotas/{name}` | 204; 404; 412 |
 //! | `GET /api/quotas/{name}/usage?limit=100` | 200 live usage; 404 unknown quota; 503 without an engine |
-//! | `GET /api/quotas/audit?name=&limit=100` | 200 `{"data":[entry, ...]}`, newest first |
+//! | `GET /api/quotas/audit?name=&limit=100&before=` | 200 `{"data":[entry, ...]}`, newest first; `before` an entry's id: the page after it |
 //! | `GET /api/admin/token` | 204 when the bearer token may write; 401, 403 |
 //!
 //! A *policy* is the spec's fields (camelCase, see [`QuotaPolicySpec`]) plus `version`,
@@ -433,7 +433,7 @@ async fn get_usage(
     json(StatusCode::OK, &wire::UsageJson::from(usage), None)
 }
 
-/// `GET /api/quotas/audit?name=&limit=`.
+/// `GET /api/quotas/audit?name=&limit=&before=`.
 #[tracing::instrument(skip_all)]
 async fn audit_log(
     State(admin): State<QuotaAdmin>,
@@ -448,9 +448,22 @@ async fn audit_log(
         MAX_AUDIT_ENTRIES,
     )?;
     let name = Some(params.get("name")).filter(|n| !n.is_empty());
+    let before = match params.get("before") {
+        "" => None,
+        text => Some(
+            text.parse::<i64>()
+                .ok()
+                .filter(|id| *id >= 1)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "before must be an audit entry's id (a whole number from 1), not {text:?}"
+                    ))
+                })?,
+        ),
+    };
     let entries: Vec<AuditJson> = admin
         .store
-        .audit(name, limit)
+        .audit_before(name, before, limit)
         .await?
         .into_iter()
         .map(AuditJson::from)

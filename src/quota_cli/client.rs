@@ -213,12 +213,21 @@ impl AdminClient {
     }
 
     /// Audit entries, newest first.
-    pub async fn audit(&self, name: Option<&str>, limit: usize) -> anyhow::Result<Vec<AuditJson>> {
+    pub async fn audit(
+        &self,
+        name: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AuditJson>> {
         let mut url = self.url(&["audit"])?;
         url.query_pairs_mut()
             .append_pair("limit", &limit.to_string());
         if let Some(name) = name {
             url.query_pairs_mut().append_pair("name", name);
+        }
+        if let Some(before) = before {
+            url.query_pairs_mut()
+                .append_pair("before", &before.to_string());
         }
         let response = self.send(self.request(Method::GET, url), "audit").await?;
         let list: DataJson<Vec<AuditJson>> = read_json(response, "audit").await?;

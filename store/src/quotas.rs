@@ -117,12 +117,13 @@ impl QuotaRepo {
         check: Option<SetCheck<'_>>,
     ) -> Result<Result<(StoredPolicy, bool), PutRefused>> {
         let after = spec_to_json(&spec)?;
-        let now = self.now_unix_ms();
         let mut tx = sqlx::Connection::begin(&mut **conn).await?;
         // A write first: the transaction holds SQLite's write lock from here, so the
         // policies the check reads stay as they are until it commits, whichever
         // process writes beside it.
         bump_revision(&mut tx).await?;
+        // Read under the lock, so that changes' times follow the order they are made in.
+        let now = self.now_unix_ms();
         if let Some(check) = check {
             let rows = sqlx::query(concat!(policy_select!(), " ORDER BY name"))
                 .fetch_all(&mut *tx)
@@ -223,9 +224,9 @@ impl QuotaRepo {
         precondition: Precondition,
         actor: &str,
     ) -> Result<Result<bool, Refused>> {
-        let now = self.now_unix_ms();
         let mut tx = sqlx::Connection::begin(&mut **conn).await?;
         bump_revision(&mut tx).await?;
+        let now = self.now_unix_ms();
         let current = fetch_policy(&mut tx, name).await?;
         if let Err(refused) = check_precondition(precondition, name, current.as_ref()) {
             return Ok(Err(refused));
@@ -257,29 +258,24 @@ impl QuotaRepo {
         fetch_policy(&mut conn, name).await
     }
 
-    async fn audit_entries(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+    async fn audit_entries(
+        &self,
+        name: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match name {
-            Some(name) => {
-                sqlx::query(
-                    "SELECT id, at_unix_ms, actor, action, name, before_spec, after_spec \
-                     FROM quota_audit WHERE name = ? ORDER BY id DESC LIMIT ?",
-                )
-                .bind(name)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "SELECT id, at_unix_ms, actor, action, name, before_spec, after_spec \
-                     FROM quota_audit ORDER BY id DESC LIMIT ?",
-                )
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
+        let rows = sqlx::query(
+            "SELECT id, at_unix_ms, actor, action, name, before_spec, after_spec \
+             FROM quota_audit WHERE (? IS NULL OR name = ?) AND id < ? \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(name)
+        .bind(name)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(AuditEntry {
@@ -528,12 +524,13 @@ impl QuotaPolicyStore for QuotaRepo {
         into_model(self.delete(name, precondition, actor).await)
     }
 
-    async fn audit(
+    async fn audit_before(
         &self,
         name: Option<&str>,
+        before: Option<i64>,
         limit: usize,
     ) -> meshtel_model::Result<Vec<AuditEntry>> {
-        Ok(self.audit_entries(name, limit).await?)
+        Ok(self.audit_entries(name, before, limit).await?)
     }
 
     async fn policies_revision(&self) -> meshtel_model::Result<i64> {

@@ -219,6 +219,28 @@ async fn quota_policy_type_errors_and_repeated_keys_name_the_field() {
     );
     let (ok, text) = get("audit", &m.query_url(""));
     assert!(!ok && text.contains("is reserved"), "{text}");
+
+    // `quota audit --before`: the page after a listing's last row.
+    let audit = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+            .args(["quota", "audit", "--server", &m.query_url("")])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        // The ID column of each row, under the header.
+        let ids: Vec<u64> = (text.lines().skip(1))
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        ids
+    };
+    let all = audit(&[]);
+    assert!(all.len() >= 2, "{all:?}");
+    let newest = audit(&["--limit", "1"]);
+    assert_eq!(newest, all[..1]);
+    let rest = audit(&["--before", &newest[0].to_string()]);
+    assert_eq!(rest, all[1..]);
     m.stop().await;
 }
 

@@ -680,7 +680,12 @@ mod sync {
         ) -> meshtel_model::Result<bool> {
             Ok(false)
         }
-        async fn audit(&self, _: Option<&str>, _: usize) -> meshtel_model::Result<Vec<AuditEntry>> {
+        async fn audit_before(
+            &self,
+            _: Option<&str>,
+            _: Option<i64>,
+            _: usize,
+        ) -> meshtel_model::Result<Vec<AuditEntry>> {
             Ok(Vec::new())
         }
         async fn policies_revision(&self) -> meshtel_model::Result<i64> {

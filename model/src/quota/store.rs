@@ -108,7 +108,17 @@ pub trait QuotaPolicyStore: Send + Sync + 'static {
         actor: &str,
     ) -> Result<bool>;
     /// Audit entries, newest first, optionally for one policy.
-    async fn audit(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+    async fn audit(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.audit_before(name, None, limit).await
+    }
+    /// As [`Self::audit`], only entries with an id below `before`: the page after one
+    /// whose last entry had that id.
+    async fn audit_before(
+        &self,
+        name: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>>;
     /// A number that changes whenever any policy changes (the collector polls it).
     async fn policies_revision(&self) -> Result<i64>;
 }

@@ -258,6 +258,23 @@ async fn quotas_audit_rows_hold_before_and_after_newest_first() {
     );
     assert_eq!(repo.audit(Some("a"), 1).await.unwrap()[0].action, "delete");
     assert!(repo.audit(Some("zzz"), 10).await.unwrap().is_empty());
+    // Pages: entries below an id, for one policy or all.
+    let older = repo
+        .audit_before(Some("a"), Some(a[0].id), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        older.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [a[1].id, a[2].id]
+    );
+    let older = repo.audit_before(None, Some(all[1].id), 1).await.unwrap();
+    assert_eq!(older.iter().map(|e| e.id).collect::<Vec<_>>(), [all[2].id]);
+    assert!(
+        repo.audit_before(None, Some(all[3].id), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -374,6 +391,53 @@ async fn quotas_concurrent_writers_with_one_if_match_have_one_winner() {
     }
     assert_eq!(created, 1);
     assert_eq!(repos[0].audit(Some("a"), 100).await.unwrap().len(), 6);
+}
+
+/// Concurrent writers, in one process or several: the time of each change is read once
+/// it holds the write lock, so audit entries and versions read in time order.
+#[tokio::test]
+async fn change_times_follow_the_order_changes_are_made_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TickingClock(AtomicU64::new(0)));
+    let mut repos = Vec::new();
+    for _ in 0..4 {
+        repos.push(
+            QuotaRepo::open(dir.path())
+                .await
+                .unwrap()
+                .with_clock(clock.clone()),
+        );
+    }
+    for round in 0..5u64 {
+        let mut tasks = Vec::new();
+        for (i, repo) in repos.iter().cycle().take(8).enumerate() {
+            let repo = repo.clone();
+            tasks.push(tokio::spawn(async move {
+                let amount = 100 * (round + 2) + i as u64;
+                repo.put_policy(spec("a", amount), Precondition::None, &format!("w{i}"))
+                    .await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+    }
+    let audit = repos[0].audit(Some("a"), 100).await.unwrap();
+    assert_eq!(audit.len(), 40);
+    // Newest first: ids and times both fall.
+    for pair in audit.windows(2) {
+        assert!(pair[0].id > pair[1].id);
+        assert!(
+            pair[0].at_unix_ms > pair[1].at_unix_ms,
+            "entry {} at {} ms, after entry {} at {} ms",
+            pair[0].id,
+            pair[0].at_unix_ms,
+            pair[1].id,
+            pair[1].at_unix_ms
+        );
+    }
+    let stored = repos[0].get_policy("a").await.unwrap().unwrap();
+    assert_eq!(stored.updated_at_unix_ms, audit[0].at_unix_ms);
 }
 
 #[tokio::test]

@@ -72,8 +72,35 @@ async fn quotas_audit_log_newest_first_with_actors() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["delete", "update"]);
-    let r = call(&f.app, Method::GET, "/api/quotas/audit?limit=0", &[], "").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // The next page: entries older than the last one shown.
+    let last = r.body["data"][1]["id"].as_i64().unwrap();
+    let page = format!("/api/quotas/audit?name=q&limit=2&before={last}");
+    let r = call(&f.app, Method::GET, &page, &[], "").await;
+    let rest: Vec<(&str, i64)> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["id"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0].0, "create");
+    assert!(rest[0].1 < last);
+    for bad in ["limit=0", "before=0", "before=-3", "before=abc"] {
+        let r = call(
+            &f.app,
+            Method::GET,
+            &format!("/api/quotas/audit?{bad}"),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let r = call(&f.app, Method::GET, "/api/quotas/audit?before=abc", &[], "").await;
+    assert_eq!(
+        r.body["error"],
+        "before must be an audit entry's id (a whole number from 1), not \"abc\""
+    );
     let r = call(
         &f.app,
         Method::PUT,
