@@ -296,6 +296,11 @@ impl QuotaPolicySpec {
             let base = format!("overrides[{i}]");
             if o.dimensions.is_empty() {
                 errors.push(format!("{base}.dimensions"), "must name at least one dimension");
+            } else if let Some(first) = self.overrides[..i].iter().position(|p| p.dimensions == o.dimensions) {
+                errors.push(
+                    format!("{base}.dimensions"),
+                    format!("the same as overrides[{first}]'s, which matches first: this one never would"),
+                );
             }
             let mut dims = Vec::new();
             for (name, value) in &o.dimensions {

@@ -136,12 +136,16 @@ impl Reading {
     /// An amount (`u64`) field; `None` when absent (or null) or not one (a problem).
     fn amount(&mut self, map: &Map<String, Value>, path: &str, key: &str) -> Option<u64> {
         let value = given(map, key)?;
-        let amount = value.as_u64();
+        let amount = value.as_u64().or_else(|| whole_float(value));
         if amount.is_none() {
-            self.problem(
-                &child(path, key),
-                format!("must be {AN_AMOUNT}, not {}", describe(value)),
-            );
+            // JSON reads a whole number past 64 bits as a double: said in digits.
+            let message = match value.as_f64() {
+                Some(v) if v >= u64::MAX as f64 && v.fract() == 0.0 => {
+                    format!("must be {AN_AMOUNT} up to {}, not {v:.0}", u64::MAX)
+                }
+                _ => format!("must be {AN_AMOUNT}, not {}", describe(value)),
+            };
+            self.problem(&child(path, key), message);
         }
         amount
     }
@@ -393,6 +397,15 @@ fn is_at_or_under(field: &str, path: &str) -> bool {
 }
 
 /// A value as an error message shows it: `-3`, `the string "5"`, `a list`.
+/// A number written with a fraction or an exponent that is a whole number ≥ 0 all the
+/// same (`1e3`, `5.0`, as YAML and JSON writers may put it), up to 2^53, where every
+/// whole number still has its own double.
+fn whole_float(value: &Value) -> Option<u64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let v = value.as_f64()?;
+    (v.fract() == 0.0 && (0.0..=EXACT).contains(&v)).then_some(v as u64)
+}
+
 fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".into(),

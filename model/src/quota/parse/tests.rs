@@ -59,9 +59,28 @@ fn an_integer_past_64_bits_is_refused_with_its_path() {
     // JSON reads it as a float, which the field refuses as not a whole number.
     let errors = problems(r#"{"name":"a","maxAmount":99999999999999999999,"validDuration":"1s"}"#);
     assert!(
-        message_of(&errors, "maxAmount").contains("not 1e+20"),
+        message_of(&errors, "maxAmount").ends_with("not 100000000000000000000"),
         "{errors:?}"
     );
+}
+
+/// `1e3` and `5.0` are whole numbers, as YAML and JSON writers may put them; a
+/// fraction, a negative or past 2^53 (where a double skips whole numbers) is not.
+#[test]
+fn whole_numbers_written_as_floats_are_amounts() {
+    let read = |amount: &str| {
+        let json = format!(r#"{{"name":"p","maxAmount":{amount},"validDuration":"1s"}}"#);
+        spec_from_value(strict_json_value(json.as_bytes()).unwrap()).map(|s| s.max_amount)
+    };
+    assert_eq!(read("1e3").unwrap(), 1000);
+    assert_eq!(read("5.0").unwrap(), 5);
+    assert_eq!(read("9007199254740992.0").unwrap(), 1 << 53);
+    for refused in ["2.5", "-1.0", "1e16", "-0.5"] {
+        assert!(read(refused).is_err(), "{refused}");
+    }
+    let yaml = "name: p\nmaxAmount: 1.0e3\nvalidDuration: 1s\n";
+    let value = strict_yaml_value(yaml_serde::Deserializer::from_str(yaml)).unwrap();
+    assert_eq!(spec_from_value(value).unwrap().max_amount, 1000);
 }
 
 #[test]
@@ -123,6 +142,11 @@ fn each_wrong_type_names_the_field_and_what_it_must_be() {
             r#"{"burst":-1}"#,
             "burst",
             "must be a whole number ≥ 0, not -1",
+        ),
+        (
+            r#"{"maxAmount":18446744073709551616}"#,
+            "maxAmount",
+            "must be a whole number ≥ 0 up to 18446744073709551615, not 18446744073709551616",
         ),
         (
             r#"{"validDuration":1}"#,

@@ -344,3 +344,25 @@ fn names_the_quota_metrics_use_for_their_own_series_are_reserved() {
     // Other names alike are fine.
     spec("name: unknown-quota\nmaxAmount: 1\nvalidDuration: 1s\n").compile().unwrap();
 }
+
+/// An override with the dimensions of one before it can never match: refused, naming
+/// both, instead of a limit that silently never applies.
+#[test]
+fn an_override_repeating_an_earlier_ones_dimensions_is_refused() {
+    let mut s = bookinfo();
+    let mut again = s.overrides[1].clone();
+    again.max_amount = 7;
+    s.overrides.push(again);
+    let errors = s.compile().unwrap_err();
+    assert_eq!(fields(&errors), ["overrides[2].dimensions"]);
+    assert_eq!(
+        errors[0].message,
+        "the same as overrides[1]'s, which matches first: this one never would"
+    );
+    // A subset or superset of another's dimensions is a different override.
+    let mut s = bookinfo();
+    let mut wider = s.overrides[0].clone();
+    wider.dimensions.insert("sourceVersion".into(), "v1".into());
+    s.overrides.push(wider);
+    assert!(s.compile().is_ok());
+}
