@@ -14,48 +14,11 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 
-/// Fewest body bytes per JSON object a request may average. The smallest object of
-/// either format that means anything (an attribute `{"key":"a","value":{"intValue":1}}`,
-/// a Zipkin endpoint `{"serviceName":"a"}`) takes well over twice this; a body of
-/// empty objects (`[{},{},…]`: three bytes each) would take thirty to a hundred times
-/// its size once parsed.
-pub const MIN_BYTES_PER_OBJECT: usize = 8;
-
-/// Objects allowed in any body, however short.
-const ALWAYS_ALLOWED_OBJECTS: usize = 4096;
-
-/// Counts the objects and arrays of a JSON body (`{` and `[` outside strings) before it
-/// is parsed, and refuses one of more than one per [`MIN_BYTES_PER_OBJECT`] bytes:
-/// parsing it would take many times its size in memory. Malformed JSON is left to the
-/// parser.
+/// Counts the objects and arrays of a JSON body before it is parsed, and refuses one
+/// of too many: [`meshtel_model::otlp_json::check_json_objects`].
 pub fn check_json_objects(body: &[u8]) -> Result<()> {
-    let (mut objects, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-        } else if byte == b'"' {
-            in_string = true;
-        } else if byte == b'{' || byte == b'[' {
-            // An array parses as a message too (serde reads a struct from a sequence
-            // of its fields).
-            objects += 1;
-        }
-    }
-    let allowed = (body.len() / MIN_BYTES_PER_OBJECT).max(ALWAYS_ALLOWED_OBJECTS);
-    if objects > allowed {
-        return Err(Error::DecodeJson(serde::de::Error::custom(format!(
-            "the body's {} bytes hold {objects} JSON objects and arrays, more than one \
-             per {MIN_BYTES_PER_OBJECT} bytes: empty or near-empty objects are refused",
-            body.len()
-        ))));
-    }
-    Ok(())
+    meshtel_model::otlp_json::check_json_objects(body)
+        .map_err(|refused| Error::DecodeJson(serde::de::Error::custom(refused)))
 }
 
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.

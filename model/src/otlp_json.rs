@@ -67,6 +67,50 @@ const U32_FIELDS: &[&str] = &[
 /// Fields used only by the profiling signal; ignored for traces.
 const PROFILING_ONLY_FIELDS: &[&str] = &["keyStrindex", "stringValueStrindex"];
 
+/// Fewest body bytes per JSON object a request may average. The smallest object of
+/// either format that means anything (an attribute `{"key":"a","value":{"intValue":1}}`,
+/// a Zipkin endpoint `{"serviceName":"a"}`) takes well over twice this; a body of
+/// empty objects (`[{},{},…]`: three bytes each) would take thirty to a hundred times
+/// its size once parsed.
+pub const MIN_BYTES_PER_OBJECT: usize = 8;
+
+/// Objects allowed in any body, however short.
+const ALWAYS_ALLOWED_OBJECTS: usize = 4096;
+
+/// Counts the objects and arrays of a JSON body (`{` and `[` outside strings) before it
+/// is parsed, and refuses one of more than one per [`MIN_BYTES_PER_OBJECT`] bytes:
+/// parsing it would take many times its size in memory. Malformed JSON is left to the
+/// parser.
+pub fn check_json_objects(body: &[u8]) -> crate::Result<()> {
+    let (mut objects, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if byte == b'{' || byte == b'[' {
+            // An array parses as a message too (serde reads a struct from a sequence
+            // of its fields).
+            objects += 1;
+        }
+    }
+    let allowed = (body.len() / MIN_BYTES_PER_OBJECT).max(ALWAYS_ALLOWED_OBJECTS);
+    if objects > allowed {
+        return Err(crate::Error::BadRequest(format!(
+            "the body's {} bytes hold {objects} JSON objects and arrays, more than one \
+             per {MIN_BYTES_PER_OBJECT} bytes: empty or near-empty objects are refused",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Rewrites an OTLP/JSON tree into the form the generated serde impls accept; see
 /// the module docs.
 pub fn normalize_otlp_json(value: &mut Value) {

@@ -241,6 +241,8 @@ async fn transform(
     // Read as the OTLP/HTTP receiver reads it: snake_case keys and enum names too.
     let unmarshal =
         |e: serde_json::Error| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}"));
+    meshtel_model::otlp_json::check_json_objects(&body)
+        .map_err(|e| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}")))?;
     let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(unmarshal)?;
     meshtel_model::otlp_json::normalize_otlp_json(&mut value);
     let request = match ExportTraceServiceRequest::deserialize(&value) {

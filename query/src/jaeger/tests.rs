@@ -621,6 +621,18 @@ async fn transform_renders_uploaded_otlp() {
     let bad = call(&app, Method::POST, "/api/transform", "{nope").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("cannot unmarshal OTLP traces"));
+    // A body of empty groups, which would take tens of times its size parsed, is
+    // refused before it is, as OTLP/HTTP ingest refuses it.
+    let empties = format!("{{\"resourceSpans\":[{}]}}", vec!["{}"; 300_000].join(","));
+    let bad = call(&app, Method::POST, "/api/transform", &empties).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains(
+            "cannot unmarshal OTLP traces: the body's 900019 bytes hold 300002 JSON objects"
+        ),
+        "{}",
+        bad.body
+    );
 }
 
 #[tokio::test]
