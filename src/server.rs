@@ -117,6 +117,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
     // or the listeners bind stops the server cleanly once it is up.
     let on_signal = shutdown.is_none();
     let shutdown = shutdown.unwrap_or_else(|| Box::pin(crate::signal::shutdown_signal()));
+    meshtel_model::conn_life::raise_open_files_limit();
     if role == Role::Query {
         require_data_dir_of_a_collector(&config.data_dir)?;
     } else {

@@ -28,6 +28,43 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+/// Below this open-files limit a server warns at start.
+pub const LOW_OPEN_FILES: u64 = 4096;
+
+/// Raises this process's open-files limit from its soft value to its hard one, as Go
+/// servers do at start: every connection, WAL segment and block being read takes a
+/// file descriptor, and systemd's default soft limit is 1,024 (hard 524,288). Logs the
+/// raise, and a WARN when the limit stays below [`LOW_OPEN_FILES`]; returns the limit.
+pub fn raise_open_files_limit() -> Option<u64> {
+    let raised = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .and_then(|(before, _)| Ok((before, rlimit::increase_nofile_limit(u64::MAX)?)));
+    match raised {
+        Ok((before, now)) => {
+            if now > before {
+                tracing::info!(
+                    open_files_limit = now,
+                    raised_from = before,
+                    "open-files limit raised to its hard limit"
+                );
+            }
+            if now < LOW_OPEN_FILES {
+                tracing::warn!(
+                    open_files_limit = now,
+                    low = LOW_OPEN_FILES,
+                    "open-files limit is low: each connection takes a file descriptor, and \
+                     past the limit new connections wait and WAL segments cannot be started; \
+                     raise the hard limit (systemd LimitNOFILE=, ulimit -Hn)"
+                );
+            }
+            Some(now)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not read or raise the open-files limit");
+            None
+        }
+    }
+}
+
 /// The next connection of `listener`. A failed accept (out of file descriptors and the
 /// like) is retried after a short pause, and logged at most once per
 /// [`LOG_INTERVAL`](crate::log_window::LOG_INTERVAL) with how many failed, however long
@@ -70,14 +107,15 @@ pub async fn first_byte_unless_stopped(
 /// How long [`accept`] waits after a failed accept.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
-/// Whether `stream` has something to read (bytes or its end) within `idle`.
+/// Whether `stream` has something to read within `idle`: bytes, its end, or an error
+/// (a reset), which the server reading it then meets; `false` only when the client
+/// stayed silent that long.
 pub async fn first_byte(stream: &TcpStream, idle: Duration) -> bool {
     // `peek`, not `readable`: a socket's readiness can be reported before any byte.
     let mut byte = [0u8; 1];
-    matches!(
-        tokio::time::timeout(idle, stream.peek(&mut byte)).await,
-        Ok(Ok(_))
-    )
+    tokio::time::timeout(idle, stream.peek(&mut byte))
+        .await
+        .is_ok()
 }
 
 /// Whether `stream` has at least `wanted` bytes to read within `idle` (false when it
@@ -591,6 +629,15 @@ mod tests {
         let (accepted, _) = listener.accept().await.unwrap();
         talker.write_all(b"G").await.unwrap();
         assert!(first_byte(&accepted, Duration::from_secs(5)).await);
+        // A client that resets the connection (a TCP health check, a port scan) is no
+        // silent one: the server meets the reset when it reads.
+        let resetter = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        resetter.set_zero_linger().unwrap();
+        drop(resetter);
+        let started = std::time::Instant::now();
+        assert!(first_byte(&accepted, Duration::from_secs(5)).await);
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     /// A server that answers before reading the request body and closes: the client,

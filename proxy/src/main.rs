@@ -82,6 +82,7 @@ async fn main() -> std::process::ExitCode {
                 std::process::exit(130);
             });
         };
+        meshtel_model::conn_life::raise_open_files_limit();
         meshtel_proxy::run(config, shutdown).await
     }
     .await;

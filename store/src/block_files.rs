@@ -240,16 +240,8 @@ async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
     let mut any = false;
     for block in named {
         let path = block.path(&inner.blocks_dir);
-        let checked = path.clone();
-        let cause = match tokio::task::spawn_blocking(move || verify_pages(&checked)).await {
-            Ok(Ok(Some(cause))) => Error::in_block(&path)(cause),
-            // It decodes: what failed was not the block.
-            Ok(Ok(None)) => continue,
-            Ok(Err(io)) => {
-                warn!(block = %path.display(), error = %io, "could not read a block a search failed on, to check it");
-                continue;
-            }
-            Err(_) => continue,
+        let Some(cause) = damage(&path).await else {
+            continue;
         };
         if inner.read_only {
             inner.unreadable.lock().insert(block.id);
@@ -277,6 +269,27 @@ async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
         }
     }
     any
+}
+
+/// Why the block at `path` cannot be read, when a read of it failed: `Some` when its
+/// pages do not decode (or the file is gone, [`verify_pages`]); `None` when it reads
+/// well, or cannot be read to check (too many open files, permissions: logged), as
+/// then what failed was not the block, which stays where it is.
+pub(crate) async fn damage(path: &Path) -> Option<Error> {
+    let checked = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || verify_pages(&checked)).await {
+        Ok(Ok(Some(cause))) => Some(Error::in_block(path)(cause)),
+        Ok(Ok(None)) => None,
+        Ok(Err(io)) => {
+            warn!(
+                block = %path.display(),
+                error = %io,
+                "could not read a block a read failed on, to check it; it is left in place"
+            );
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// Reads every page of the block at `path`. `Ok(Some(cause))` when its bytes do not
@@ -498,11 +511,19 @@ enum Verdict {
     Damaged(Error),
 }
 
+/// Whether an I/O error is the process's or the operator's rather than a block's
+/// bytes': permissions, no file descriptor or memory left (Linux `ENOMEM`, `ENFILE`,
+/// `EMFILE`).
+fn not_the_blocks(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied || matches!(e.raw_os_error(), Some(12 | 23 | 24))
+}
+
 /// Checks one indexed block without reading its pages, and loads its trace id set.
-/// Errors only for what an operator fixes rather than the block: permissions.
+/// Errors only for what an operator fixes rather than the block: permissions, too
+/// many open files.
 fn check_block(dir: &Path, block: &BlockMeta) -> Result<Verdict> {
     let path = block.path(dir);
-    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    let denied = not_the_blocks;
     let metadata = match fs::metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verdict::Missing),
@@ -526,6 +547,7 @@ fn check_block(dir: &Path, block: &BlockMeta) -> Result<Verdict> {
     }
     Ok(match trace_index::load_or_rebuild(&path) {
         Ok(set) => Verdict::Good(Arc::new(set)),
+        Err(Error::Io(e)) if denied(&e) => return Err(Error::at("block", &path)(e)),
         Err(e) => Verdict::Damaged(e),
     })
 }

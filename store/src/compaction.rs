@@ -9,10 +9,12 @@
 //! already planned over them finish; until then SQL lists them as replaced, so that a
 //! restart in between deletes them instead of setting them aside as unindexed.
 //!
-//! A block that fails to read in a merge is set aside ([`block_files::set_aside_unreadable`]:
+//! A block that fails to read in a merge, and whose pages then do not decode when read
+//! whole ([`block_files::damage`]), is set aside ([`block_files::set_aside_unreadable`]:
 //! out of the index, into `blocks/corrupt/`, an ERROR, counted in
 //! `meshtel_store_blocks_unreadable_total`) and compaction goes on without it, instead
-//! of failing the same merge at every pass.
+//! of failing the same merge at every pass. One that reads well, or cannot be read to
+//! check (too many open files), stays: the pass fails and the next one merges it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,11 +93,22 @@ async fn pass(inner: &Arc<Inner>, now: i64) -> Result<()> {
             break;
         }
         if let Err(e) = compact(inner, &group).await {
-            let unreadable = e
+            let named = e
                 .block_path()
-                .and_then(|path| group.iter().find(|b| b.path(&inner.blocks_dir) == path));
-            match unreadable {
-                Some(block) => block_files::set_aside_unreadable(inner, block, &e).await?,
+                .and_then(|path| group.iter().find(|b| b.path(&inner.blocks_dir) == path))
+                .filter(|_| !e.is_out_of_memory());
+            // Set aside only a block whose bytes are damaged: one that failed for want
+            // of file descriptors or memory is merged at a later pass.
+            let damaged = match named {
+                Some(block) => block_files::damage(&block.path(&inner.blocks_dir))
+                    .await
+                    .map(|cause| (block, cause)),
+                None => None,
+            };
+            match damaged {
+                Some((block, cause)) => {
+                    block_files::set_aside_unreadable(inner, block, &cause).await?
+                }
                 None => return Err(e),
             }
         }

@@ -172,6 +172,8 @@ pub(crate) fn run_writer(
     let mut append_failures = AppendFailures::default();
     // Rotation fails at every seal while the WAL directory cannot take a new segment.
     let mut rotation_failures = LogWindow::default();
+    // Rotations failed in a row, for the line that says they work again.
+    let mut rotations_failed = 0u64;
     loop {
         append_failures.tick(Instant::now());
         match rx.recv_timeout(tick) {
@@ -292,6 +294,13 @@ pub(crate) fn run_writer(
             } else {
                 match wal.rotate() {
                     Ok(seq_through) => {
+                        if rotations_failed > 0 {
+                            info!(
+                                failed = rotations_failed,
+                                "wal rotation succeeded again; the head is flushed to a block"
+                            );
+                            rotations_failed = 0;
+                        }
                         let batches = {
                             let mut state = inner.state.write();
                             let batches = std::mem::take(&mut state.active);
@@ -316,6 +325,7 @@ pub(crate) fn run_writer(
                         // Retried at the next seal; counted with the flushes that fail,
                         // and logged at most once per LOG_INTERVAL.
                         inner.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                        rotations_failed += 1;
                         if let Some(failures) = rotation_failures.note(Instant::now()) {
                             error!(
                                 error = %e,

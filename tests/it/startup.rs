@@ -354,31 +354,92 @@ fn serve_command(data_dir: &Path) -> Command {
     command
 }
 
+/// Sends SIGTERM to `child` (its stderr piped) and waits: its exit status and log.
+fn terminate(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    (child.wait().unwrap(), log)
+}
+
+/// A soft open-files limit below the hard one is raised to it at start, as Go servers
+/// do (systemd's default soft limit is 1,024); a low hard limit is named in a WARN.
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_one_and_a_low_one_is_named() {
+    for (ulimit, raised) in [("-Sn 300", true), ("-n 300", false)] {
+        let dir = TestDir::new();
+        let serve = serve_command(&dir.data_dir());
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
+            .arg(serve.get_program())
+            .args(serve.get_args())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let listeners = dir.data_dir().join("listeners.json");
+        let started = std::time::Instant::now();
+        while !listeners.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no listeners.json"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        let open_files: Vec<String> = (limits.lines())
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(str::to_string)
+            .collect();
+        let (status, log) = terminate(child);
+        assert!(status.success(), "{log}");
+        if raised {
+            assert_eq!(open_files[0], open_files[1], "{limits}");
+            assert_ne!(open_files[0], "300", "{limits}");
+            assert!(
+                log.contains("open-files limit raised to its hard limit")
+                    && log.contains("raised_from=300"),
+                "{log}"
+            );
+        } else {
+            assert_eq!(open_files, ["300", "300"], "{limits}");
+            assert!(
+                log.contains("WARN")
+                    && log.contains("open-files limit is low")
+                    && log.contains("open_files_limit=300"),
+                "{log}"
+            );
+        }
+    }
+}
+
 /// SIGTERM while the server is still starting (store opening, listeners binding) is a
 /// clean stop once it is up, not a kill by the signal's default action.
 #[test]
 fn sigterm_while_starting_is_a_clean_stop() {
     for delay_ms in [50, 150] {
         let dir = TestDir::new();
-        let mut child = serve_command(&dir.data_dir())
+        let child = serve_command(&dir.data_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut log = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
-        let status = child.wait().unwrap();
+        let (status, log) = terminate(child);
         assert!(
             status.success(),
             "SIGTERM {delay_ms} ms after start: {status}\n{log}"

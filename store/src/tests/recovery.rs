@@ -326,6 +326,39 @@ async fn compaction_with_one_damaged_block(
     dir
 }
 
+/// A block a merge cannot read for a cause that is not its bytes (the process out of
+/// file descriptors; here the file cannot be read at all, as its path is a directory
+/// for a while): the pass fails, the block stays indexed, and a later pass merges it.
+#[tokio::test]
+async fn compaction_leaves_a_block_it_could_not_read_for_want_of_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 1..=5 {
+        flush_trace(&store, seed, "compacted").await;
+    }
+    let blocked = block_paths(&store)[0].clone();
+    let kept = dir.path().join("kept.parquet");
+    std::fs::rename(&blocked, &kept).unwrap();
+    std::fs::create_dir(&blocked).unwrap();
+    assert!(store.compact_now().await.is_err());
+    let stats = store.stats();
+    assert_eq!(
+        (stats.compactions, stats.blocks, stats.blocks_unreadable),
+        (0, 5, 0)
+    );
+    assert!(!dir.path().join("blocks").join(CORRUPT_DIR).exists());
+    std::fs::remove_dir(&blocked).unwrap();
+    std::fs::rename(&kept, &blocked).unwrap();
+    store.compact_now().await.unwrap();
+    let stats = store.stats();
+    assert_eq!(
+        (stats.compactions, stats.blocks, stats.blocks_unreadable),
+        (1, 1, 0)
+    );
+    assert_eq!(ids(&store, &query("compacted")).await.len(), 5);
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn compaction_sets_aside_a_block_it_cannot_read_and_goes_on() {
     let dir = compaction_with_one_damaged_block(truncate_to_half, false).await;
