@@ -98,6 +98,42 @@ async fn a_request_body_that_stops_arriving_is_408_si_and_the_upstream_stays_hea
     mesh.stop().await;
 }
 
+/// A body that stops after moving for a while is cut the request timeout after its
+/// last byte (408 `SI`: the caller stopped), not as late as twice that.
+#[tokio::test]
+async fn a_body_that_stops_is_cut_a_request_timeout_after_its_last_byte() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = Duration::from_millis(1000);
+    let apps = vec![app("ratings", "v1", Behaviour::OK)];
+    let rules = documents(&[&ejected_after_two_failures("ratings")]);
+    let mesh = start_routing_with(apps, &rules, 0.0, |config| {
+        config.request_timeout = Some(timeout);
+        config.body_idle_timeout = Some(Duration::from_secs(30));
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(mesh.proxy.addresses.outbound).await.unwrap();
+    let head = "POST /ratings/0 HTTP/1.1\r\nHost: ratings:9080\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Bytes keep coming for 600 ms, then stop with the body unfinished.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.write_all(b"5\r\nhello\r\n").await.unwrap();
+    }
+    let last_byte = started.elapsed();
+    let mut received = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut received)).await.unwrap().unwrap();
+    let answered = started.elapsed();
+    let text = String::from_utf8_lossy(&received[..n]);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    let after_last_byte = answered - last_byte;
+    assert!(
+        after_last_byte >= timeout && after_last_byte < timeout + Duration::from_millis(400),
+        "answered {after_last_byte:?} after the last byte"
+    );
+    mesh.stop().await;
+}
+
 /// Writes a chunked POST to `host` in `chunks` pieces `every` apart (the connection
 /// closed after the answer), then reads the answer.
 async fn slow_upload(addr: std::net::SocketAddr, host: &str, chunks: usize, every: Duration) -> RawOutcome {
