@@ -509,6 +509,26 @@ impl ResponseBody {
     }
 }
 
+impl ResponseBody {
+    /// Trailers over [`crate::pool::H2_MAX_HEADER_LIST_BYTES`]: the stream is reset both
+    /// ways, as Envoy resets it, and the exchange reported with `UPE`; the downstream
+    /// gets an error, never a clean end without them.
+    fn cut_trailers(&mut self, bytes: usize) -> BoxError {
+        self.connection = None;
+        self.source = Source::Cut;
+        let mut upstream = String::new();
+        if let Some(pending) = &mut self.pending {
+            let exchange = &mut pending.exchange;
+            debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), bytes, "response trailers too large, reset");
+            upstream.push_str(exchange.upstream_address());
+            exchange.add_flag("UPE");
+            pending.ended = true;
+        }
+        self.finish(true);
+        Box::new(BodyError::ResponseTrailersTooLarge { upstream, bytes, limit: crate::pool::H2_MAX_HEADER_LIST_BYTES })
+    }
+}
+
 impl Pending {
     fn finish(mut self) {
         if !self.ended {
@@ -553,6 +573,12 @@ impl Body for ResponseBody {
                     Poll::Pending
                 }
                 Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(trailers) = frame.trailers_ref()
+                        && let bytes = crate::pool::h2_header_list_size(trailers)
+                        && bytes > crate::pool::H2_MAX_HEADER_LIST_BYTES as usize
+                    {
+                        return Poll::Ready(Some(Err(this.cut_trailers(bytes))));
+                    }
                     if let Some(pending) = &mut this.pending {
                         pending.answered = true;
                         pending.idle.since = None;

@@ -221,6 +221,17 @@ pub enum ForwardError {
 /// an h2 stream reset), never a clean end.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    /// The upstream's trailers are larger than the proxy takes (flag `UPE`): the stream
+    /// is reset rather than ended without them, which would lose a gRPC status.
+    #[error("upstream {upstream} sent trailers of {bytes} bytes, over the {limit}-byte limit")]
+    ResponseTrailersTooLarge {
+        /// The endpoint address.
+        upstream: String,
+        /// Their HTTP/2 header-list size.
+        bytes: usize,
+        /// The limit.
+        limit: u32,
+    },
     /// The upstream sent nothing of its response body for the body idle timeout
     /// (Envoy's stream idle timeout; flag `SI`).
     #[error("upstream {upstream} sent no response body bytes for {idle:?}")]

@@ -558,6 +558,17 @@ fn respond(
             upstream: exchange.upstream_address().to_owned(),
             source: "101 Switching Protocols to a request that offered no upgrade".into(),
         }),
+        // An HTTP/2 head over the limit (decoded whole up to a larger one, so that
+        // trailers are judged too): the upstream's protocol error, as over HTTP/1.1.
+        Ok(upstream)
+            if upstream.response.version() == Version::HTTP_2
+                && crate::pool::h2_header_list_size(upstream.response.headers()) > crate::pool::H2_MAX_HEADER_LIST_BYTES as usize =>
+        {
+            Err(ForwardError::UpstreamProtocol {
+                upstream: exchange.upstream_address().to_owned(),
+                source: format!("response head over the {}-byte HTTP/2 header list limit", crate::pool::H2_MAX_HEADER_LIST_BYTES).into(),
+            })
+        }
         other => other,
     };
     match forwarded {

@@ -259,6 +259,18 @@ impl Drop for Parked {
 /// large tokens or cookies pass over HTTP/2 as over HTTP/1.1.
 pub const H2_MAX_HEADER_LIST_BYTES: u32 = 60 << 10;
 
+/// What the upstream HTTP/2 client decodes of a response head or trailers before the
+/// proxy judges them against [`H2_MAX_HEADER_LIST_BYTES`]: the h2 crate drops the
+/// fields of trailers past its own limit without a word, so that a gRPC status after a
+/// large field would vanish; decoding more lets the proxy see them and refuse them.
+pub const H2_UPSTREAM_DECODE_BYTES: u32 = 1 << 20;
+
+/// A header block's size as HTTP/2 counts it for `SETTINGS_MAX_HEADER_LIST_SIZE`
+/// (RFC 9113 §6.5.2): each field's name and value, and 32 bytes.
+pub fn h2_header_list_size(headers: &http::HeaderMap) -> usize {
+    headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 32).sum()
+}
+
 /// The most an HTTP/1.1 connection buffers, downstream and upstream, and so the
 /// largest request or response head it takes (request line and headers): the same 60
 /// KiB of headers as [`H2_MAX_HEADER_LIST_BYTES`], with room for the first line. A
@@ -464,7 +476,7 @@ impl UpstreamPool {
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
-            .max_header_list_size(H2_MAX_HEADER_LIST_BYTES)
+            .max_header_list_size(H2_UPSTREAM_DECODE_BYTES)
             .handshake(io)
             .await
             .map_err(|e| Failure::Connect(e.into()))

@@ -226,3 +226,71 @@ async fn calls_past_the_apps_stream_limit_go_on_another_connection() {
     drop(held);
     proxy.stop().await;
 }
+
+/// An h2c app that answers every call with a message, then trailers holding an
+/// `x-big` field of the request's `x-size` bytes before `grpc-status: 13`; a request
+/// with `x-head` puts that many bytes in the response head instead.
+async fn large_trailers_app() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                    let size = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("x-big", "b".repeat(size("x-size").unwrap_or(0)).parse().expect("value"));
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
+                    let frames = vec![Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"\0\0\0\0\x01a"))), Ok(Frame::trailers(trailers))];
+                    let mut response = http::Response::new(StreamBody::new(futures::stream::iter(frames)));
+                    if let Some(head) = size("x-head") {
+                        response.headers_mut().insert("x-head", "h".repeat(head).parse().expect("value"));
+                    }
+                    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/grpc"));
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Trailers within the 60 KiB HTTP/2 limit come through whole; larger ones reset the
+/// stream (flag `UPE`), as Envoy resets it, never a clean end without them, which
+/// would lose the call's gRPC status. A response head over the limit is a 502 `UPE`.
+#[tokio::test]
+async fn trailers_over_the_header_list_limit_reset_the_stream_instead_of_vanishing() {
+    let app = large_trailers_app().await;
+    let (proxy, _dir) = proxy_in_front_of_with(app, |_| {}).await;
+    let inbound = proxy.addresses.inbound.expect("inbound listener");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .http2_max_header_list_size(1 << 20)
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let call = |header: &'static str, size: usize| {
+        let request = http::Request::post(format!("http://{inbound}/echo.Echo/Say"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header(header, size.to_string())
+            .body(empty())
+            .expect("request");
+        client.request(request)
+    };
+    let response = call("x-size", 20 << 10).await.expect("response");
+    let collected = response.into_body().collect().await.expect("whole body");
+    let trailers = collected.trailers().expect("trailers");
+    assert_eq!((trailers["grpc-status"].to_str().unwrap(), trailers["x-big"].len()), ("13", 20 << 10));
+    let response = call("x-size", 62 << 10).await.expect("response head");
+    let read = response.into_body().collect().await;
+    assert!(read.is_err(), "the stream is reset: {:?}", read.map(|c| c.trailers().cloned()));
+    // A gRPC caller's local reply: trailers-only, UNAVAILABLE, the upstream's protocol
+    // error (not a connection termination).
+    let response = call("x-head", 70 << 10).await.expect("response");
+    let (status, message) = (&response.headers()["grpc-status"], response.headers()["grpc-message"].to_str().unwrap());
+    assert_eq!(status, "14");
+    assert!(message.ends_with("reset reason: protocol error"), "{message}");
+    proxy.stop().await;
+}
