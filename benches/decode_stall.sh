@@ -8,7 +8,9 @@
 # attributes each), two clients each send three such requests at once while a third
 # asks `GET /healthz` on the OTLP HTTP port every 2 ms: the probe's latency p50, p99
 # and max while the requests are decoded. Binaries are run in the order given, so
-# alternate them to compare builds on a machine whose speed drifts.
+# alternate them to compare builds on a machine whose speed drifts. The servers run
+# with `[ingest] max_inflight_bytes = "1 GiB"`: parsing such a body takes about 170 MiB,
+# more than the default budget lets one request take.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -99,7 +101,8 @@ PY
 for bin in "$@"; do
     for kind in json zipkin gzip-json; do
         dir=$(mktemp -d "$WORK/run.XXXX")
-        RUST_LOG=warn "$bin" serve --data-dir "$dir/data" --grpc-listen 127.0.0.1:0 \
+        printf '[ingest]\nmax_inflight_bytes = "1 GiB"\n' >"$dir/meshtel.toml"
+        RUST_LOG=warn "$bin" serve --config "$dir/meshtel.toml" --data-dir "$dir/data" --grpc-listen 127.0.0.1:0 \
             --http-listen 127.0.0.1:0 --zipkin-listen 127.0.0.1:0 \
             --query-listen 127.0.0.1:0 >"$dir/log" 2>&1 &
         SERVER_PID=$!

@@ -24,6 +24,25 @@ pub(crate) const DECODE_ON_BLOCKING_THREAD_BYTES: usize = 1 << 20;
 /// usual ratios they inflate past [`DECODE_ON_BLOCKING_THREAD_BYTES`].
 const INFLATE_ON_BLOCKING_THREAD_BYTES: usize = 64 * 1024;
 
+/// Takes from the in-flight budget what parsing `body` as JSON will take beyond its
+/// bytes ([`meshtel_model::otlp_json::json_parse_bytes`]: about twenty times an
+/// OTLP/JSON body, a hundred times one of tiny objects), so that the budget bounds the
+/// parse too. More than the whole budget is refused (413); more than it has left, 503
+/// with a retry delay, as for the bytes themselves.
+pub(crate) fn hold_json_parse(hold: &Hold, body: &[u8]) -> Result<()> {
+    let needed = meshtel_model::otlp_json::json_parse_bytes(body);
+    let limit = hold.budget().limit();
+    // With what this request holds already (its bytes): one that could never fit is
+    // refused for good, not told to retry.
+    if needed.saturating_add(hold.bytes()) as u64 > limit.as_u64() {
+        return Err(Error::JsonTooLargeToParse { needed, limit });
+    }
+    if !hold.take(needed) {
+        return Err(hold.budget().exhausted());
+    }
+    Ok(())
+}
+
 /// `work()` on a blocking thread when `large`, else here. A blocking task that cannot
 /// finish (the runtime shutting down) is the store being unavailable.
 pub(crate) async fn off_runtime_if<T: Send + 'static>(

@@ -29,6 +29,19 @@ pub enum Error {
         /// The configured limit in bytes.
         limit: usize,
     },
+    /// Parsing a JSON body would take more memory than the whole in-flight budget.
+    #[error(
+        "reading this JSON body would take about {} in memory, more than [ingest] \
+         max_inflight_bytes ({limit}) allows all requests at once: send it as protobuf, \
+         which takes a fraction of that, or in smaller batches",
+        bytesize::ByteSize::b(*.needed as u64)
+    )]
+    JsonTooLargeToParse {
+        /// What parsing it would take, bytes.
+        needed: usize,
+        /// The in-flight budget.
+        limit: bytesize::ByteSize,
+    },
     /// More spans in one request than allowed.
     #[error("request has {count} spans, more than max_spans_per_request ({limit})")]
     TooManySpans {
@@ -280,7 +293,9 @@ impl Error {
     /// The protocol-neutral code of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::RequestTooLarge { .. } | Error::LargerThanWriteQueue => ErrorCode::TooLarge,
+            Error::RequestTooLarge { .. }
+            | Error::LargerThanWriteQueue
+            | Error::JsonTooLargeToParse { .. } => ErrorCode::TooLarge,
             Error::TooManySpans { .. }
             | Error::UnsupportedMediaType { .. }
             | Error::UnsupportedEncoding(_)

@@ -29,7 +29,7 @@ use prost::Message;
 use serde_json::json;
 use tracing::{debug, instrument};
 
-use crate::body::{DECODE_ON_BLOCKING_THREAD_BYTES, media_type, off_runtime_if, read_body_limited};
+use crate::body::{DECODE_ON_BLOCKING_THREAD_BYTES, hold_json_parse, media_type, off_runtime_if, read_body_limited};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result, echo};
 use crate::inflight::InflightBudget;
@@ -180,7 +180,12 @@ async fn decode_and_export(
         Encoding::Protobuf => ingest.export_protobuf(bytes).await,
         Encoding::Json => {
             let large = bytes.len() >= DECODE_ON_BLOCKING_THREAD_BYTES;
-            let request = off_runtime_if(large, move || decode_export_request_json(&bytes)).await?;
+            let held = hold.clone();
+            let request = off_runtime_if(large, move || {
+                hold_json_parse(&held, &bytes)?;
+                decode_export_request_json(&bytes)
+            })
+            .await?;
             ingest.export(request.resource_spans).await
         }
     }

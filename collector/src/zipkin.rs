@@ -31,7 +31,7 @@ use meshtel_model::SpanSink;
 use meshtel_model::validate::MAX_REASONS_QUOTED;
 use tracing::{debug, instrument};
 
-use crate::body::{DECODE_ON_BLOCKING_THREAD_BYTES, media_type, off_runtime_if, read_body_limited};
+use crate::body::{DECODE_ON_BLOCKING_THREAD_BYTES, hold_json_parse, media_type, off_runtime_if, read_body_limited};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result};
 use crate::inflight::InflightBudget;
@@ -137,7 +137,11 @@ async fn decode_and_export(
     let bytes = read_body_limited(headers, body, limit, Some(&hold)).await?;
     let large = bytes.len() >= DECODE_ON_BLOCKING_THREAD_BYTES;
     let max_spans = ingest.limits().max_spans_per_request;
+    let held = hold.clone();
     let (received, placed) = off_runtime_if(large, move || {
+        if encoding != Encoding::Protobuf {
+            hold_json_parse(&held, &bytes)?;
+        }
         let zipkin_spans = match encoding {
             Encoding::Protobuf => decode_zipkin_proto(&bytes)?,
             Encoding::Json => decode_zipkin_json(&bytes)?,

@@ -229,6 +229,11 @@ async fn get_dependencies(
     json_response(&Envelope::data(data), params.pretty_print())
 }
 
+/// Most memory parsing one `/api/transform` upload may take
+/// ([`meshtel_model::otlp_json::json_parse_bytes`]): an ordinary 2 MiB OTLP/JSON file
+/// takes about 45 MiB, one of tiny objects four times that.
+const MAX_TRANSFORM_PARSE_BYTES: usize = 64 << 20;
+
 /// `POST /api/transform`: an OTLP/JSON `ExportTraceServiceRequest` (as Jaeger UI
 /// uploads it) rendered as Jaeger traces.
 #[tracing::instrument(skip_all)]
@@ -243,6 +248,15 @@ async fn transform(
         |e: serde_json::Error| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}"));
     meshtel_model::otlp_json::check_json_objects(&body)
         .map_err(|e| ApiError::BadRequest(format!("cannot unmarshal OTLP traces: {e}")))?;
+    let parse_bytes = meshtel_model::otlp_json::json_parse_bytes(&body);
+    if parse_bytes > MAX_TRANSFORM_PARSE_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "cannot unmarshal OTLP traces: reading this body would take about {} in memory, \
+             more than the {} an upload may: upload fewer spans",
+            bytesize::ByteSize::b(parse_bytes as u64),
+            bytesize::ByteSize::b(MAX_TRANSFORM_PARSE_BYTES as u64)
+        )));
+    }
     let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(unmarshal)?;
     meshtel_model::otlp_json::normalize_otlp_json(&mut value);
     let request = match ExportTraceServiceRequest::deserialize(&value) {

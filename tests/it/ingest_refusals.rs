@@ -386,6 +386,64 @@ async fn request_bytes_in_flight_are_bounded_across_the_ingest_servers() {
     m.stop().await;
 }
 
+/// Parsing a JSON body takes from the in-flight budget too, about 770 bytes per object
+/// or array: a body of tiny objects that would take more than the whole budget is 413
+/// naming it (it took 100 times its size: 16 MB, 1.6 GB), an ordinary one is taken,
+/// and what they held is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parsing_json_is_bounded_by_the_inflight_budget() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve_with_config(&dir, "[ingest]\nmax_inflight_bytes = \"64MiB\"\n").await;
+    let tiny = format!(
+        "{{\"resourceSpans\":[{}]}}",
+        vec!["{\"a\":1}"; 375_000].join(",")
+    );
+    for (url, content_type) in [
+        (m.http_url("/v1/traces"), "application/json"),
+        (m.zipkin_url(), "application/json"),
+    ] {
+        let body = if url.contains("v2") {
+            tiny[17..tiny.len() - 1].to_string()
+        } else {
+            tiny.clone()
+        };
+        let reply = post(&url, &[("content-type", content_type)], body.into_bytes()).await;
+        assert_eq!(reply.status, 413, "{url}: {}", reply.text());
+        assert!(
+            reply.text().contains("max_inflight_bytes (64.0 MiB)"),
+            "{}",
+            reply.text()
+        );
+    }
+    let start = now_nanos() - 60_000_000_000;
+    let trace = random_trace_id();
+    let spans: Vec<_> = (0..2_000u64)
+        .map(|i| {
+            simple_span(
+                &trace,
+                &random_span_id(),
+                None,
+                &format!("op-{i}"),
+                start + i,
+                10,
+            )
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans("front", spans)],
+    };
+    let json = serde_json::to_vec(&request).unwrap();
+    let reply = post(
+        &m.http_url("/v1/traces"),
+        &[("content-type", "application/json")],
+        json,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(gauge_value(&m, "meshtel_ingest_inflight_bytes").await, 0.0);
+    m.stop().await;
+}
+
 /// At the smallest `max_inflight_bytes` allowed (twice `max_request_bytes` and 64 KiB),
 /// a compressed request of nearly the largest size, alone, is taken: its bytes as
 /// received and once decompressed both fit, so it is never refused for good with a

@@ -633,6 +633,21 @@ async fn transform_renders_uploaded_otlp() {
         "{}",
         bad.body
     );
+    // Tiny objects, as dense as the count allows, would take a hundred times their
+    // size parsed: refused over 64 MiB.
+    let tiny = format!(
+        "{{\"resourceSpans\":[{}]}}",
+        vec!["{\"a\":1}"; 200_000].join(",")
+    );
+    let bad = call(&app, Method::POST, "/api/transform", &tiny).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains(
+            "reading this body would take about 146.5 MiB in memory, more than the 64.0 MiB"
+        ),
+        "{}",
+        bad.body
+    );
 }
 
 #[tokio::test]
