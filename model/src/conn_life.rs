@@ -51,9 +51,10 @@ pub fn raise_open_files_limit() -> Option<u64> {
                 tracing::warn!(
                     open_files_limit = now,
                     low = LOW_OPEN_FILES,
-                    "open-files limit is low: each connection takes a file descriptor, and \
-                     past the limit new connections wait and WAL segments cannot be started; \
-                     raise the hard limit (systemd LimitNOFILE=, ulimit -Hn)"
+                    "open-files limit is low: each connection takes a file descriptor (and in \
+                     the collector each WAL segment and block being read), and past the \
+                     limit new connections wait; raise the hard limit (systemd \
+                     LimitNOFILE=, ulimit -Hn)"
                 );
             }
             Some(now)

@@ -133,6 +133,7 @@ impl Listeners {
 
 /// Binds the listeners of `config` and serves until `shutdown` resolves.
 pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    meshtel_model::conn_life::raise_open_files_limit();
     let listeners = Listeners::bind(&config).await?;
     serve(config, listeners, shutdown).await
 }

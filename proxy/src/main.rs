@@ -82,7 +82,6 @@ async fn main() -> std::process::ExitCode {
                 std::process::exit(130);
             });
         };
-        meshtel_model::conn_life::raise_open_files_limit();
         meshtel_proxy::run(config, shutdown).await
     }
     .await;

@@ -307,7 +307,7 @@ async fn put_policy(
 ) -> AdminResult {
     let (actor, name, precondition) = begin_write(&admin, path, &headers).await?;
     let spec: QuotaPolicySpec = parse_policy_body(&name, body_format(&headers)?, &body?)?;
-    spec.compile().map_err(ApiError::InvalidPolicy)?;
+    spec.compile_new().map_err(ApiError::InvalidPolicy)?;
     // Checked against the other policies in the write's own transaction: two writers
     // at once, in this process or another on the same database, cannot both pass.
     let checked = spec.clone();

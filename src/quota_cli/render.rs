@@ -87,7 +87,7 @@ pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
     for (label, spec) in &read {
         let errors = match spec {
             Err(errors) => errors.clone(),
-            Ok(spec) => spec.compile().err().unwrap_or_default(),
+            Ok(spec) => spec.compile_new().err().unwrap_or_default(),
         };
         write_problems(&mut problems, label, &errors);
     }
@@ -121,7 +121,7 @@ fn field_problem(error: &FieldError) -> String {
 pub fn validate_all(specs: &[QuotaPolicySpec]) -> anyhow::Result<()> {
     let mut problems = String::new();
     for spec in specs {
-        if let Err(errors) = spec.compile() {
+        if let Err(errors) = spec.compile_new() {
             write_problems(&mut problems, &format!("{:?}", spec.name), &errors);
         }
     }

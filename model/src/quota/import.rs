@@ -298,7 +298,7 @@ fn type_name(value: &Value) -> &'static str {
 
 /// Checks an imported policy.
 fn check_compiles(spec: &QuotaPolicySpec, location: &str) -> Result<(), ImportError> {
-    spec.compile()
+    spec.compile_new()
         .map(|_| ())
         .map_err(|errors| ImportError::Policy {
             location: location.to_string(),

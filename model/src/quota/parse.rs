@@ -55,7 +55,7 @@ pub fn spec_from_value(value: Value) -> Result<QuotaPolicySpec, Vec<FieldError>>
         return Ok(spec);
     }
     let mut errors = std::mem::take(&mut reading.errors);
-    if let Err(problems) = spec.compile() {
+    if let Err(problems) = spec.compile_new() {
         errors.extend(problems.into_iter().filter(|p| !reading.hides(&p.field)));
     }
     Err(errors)

@@ -121,6 +121,31 @@ fn check_limit_name(errors: &mut Errors, field: &str, name: &str) {
 }
 
 impl QuotaPolicySpec {
+    /// As [`Self::compile`], for a policy about to be written: it also refuses what a
+    /// stored policy may hold but a new one should not, an override with the same
+    /// dimensions as one before it (first match wins, so it never matches). A policy
+    /// stored before that rule is enforced as it is, its dead override kept.
+    pub fn compile_new(&self) -> Result<QuotaPolicy, Vec<FieldError>> {
+        let mut repeated = Vec::new();
+        for (i, o) in self.overrides.iter().enumerate() {
+            let first = self.overrides[..i].iter().position(|p| p.dimensions == o.dimensions);
+            if let Some(first) = first.filter(|_| !o.dimensions.is_empty()) {
+                repeated.push(FieldError {
+                    field: format!("overrides[{i}].dimensions"),
+                    message: format!("the same as overrides[{first}]'s, which matches first: this one never would"),
+                });
+            }
+        }
+        match self.compile() {
+            Ok(policy) if repeated.is_empty() => Ok(policy),
+            Ok(_) => Err(repeated),
+            Err(mut errors) => {
+                errors.extend(repeated);
+                Err(errors)
+            }
+        }
+    }
+
     /// Validates the spec and builds the evaluable policy, or returns every problem.
     pub fn compile(&self) -> Result<QuotaPolicy, Vec<FieldError>> {
         let mut errors = Errors(Vec::new());
@@ -296,11 +321,6 @@ impl QuotaPolicySpec {
             let base = format!("overrides[{i}]");
             if o.dimensions.is_empty() {
                 errors.push(format!("{base}.dimensions"), "must name at least one dimension");
-            } else if let Some(first) = self.overrides[..i].iter().position(|p| p.dimensions == o.dimensions) {
-                errors.push(
-                    format!("{base}.dimensions"),
-                    format!("the same as overrides[{first}]'s, which matches first: this one never would"),
-                );
             }
             let mut dims = Vec::new();
             for (name, value) in &o.dimensions {

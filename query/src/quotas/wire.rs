@@ -276,7 +276,7 @@ pub(crate) fn parse_policy_body(
         (Ok(spec), Some(problem)) => {
             // The other fields read: their validation problems join the name's.
             let mut problems = vec![problem];
-            problems.extend(spec.compile().err().unwrap_or_default());
+            problems.extend(spec.compile_new().err().unwrap_or_default());
             Err(ApiError::InvalidPolicy(problems))
         }
         (Err(mut problems), Some(problem)) => {

@@ -138,10 +138,14 @@ impl Reading {
         let value = given(map, key)?;
         let amount = value.as_u64().or_else(|| whole_float(value));
         if amount.is_none() {
-            // JSON reads a whole number past 64 bits as a double: said in digits.
+            // JSON reads a whole number past 64 bits as a double: said in digits (up to
+            // twenty of them).
             let message = match value.as_f64() {
-                Some(v) if v >= u64::MAX as f64 && v.fract() == 0.0 => {
-                    format!("must be {AN_AMOUNT} up to {}, not {v:.0}", u64::MAX)
+                Some(v) if (LARGEST_FLOAT_AMOUNT..1e21).contains(&v) => {
+                    format!("must be {AN_AMOUNT} up to {}, not {v:.0}", i64::MAX)
+                }
+                Some(v) if v >= LARGEST_FLOAT_AMOUNT => {
+                    format!("must be {AN_AMOUNT} up to {}, not {v:e}", i64::MAX)
                 }
                 _ => format!("must be {AN_AMOUNT}, not {}", describe(value)),
             };
@@ -396,16 +400,20 @@ fn is_at_or_under(field: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }
 
-/// A value as an error message shows it: `-3`, `the string "5"`, `a list`.
+/// Past this, a double written for an amount is refused: 2^63, above the largest amount
+/// (Check reports amounts as int64).
+const LARGEST_FLOAT_AMOUNT: f64 = 9_223_372_036_854_775_808.0;
+
 /// A number written with a fraction or an exponent that is a whole number ≥ 0 all the
-/// same (`1e3`, `5.0`, as YAML and JSON writers may put it), up to 2^53, where every
-/// whole number still has its own double.
+/// same (`1e3`, `5.0`, `1e16`, as YAML and JSON writers may put it), below 2^63. Past
+/// 2^53 it is read as its double (`1e16` exactly; sixteen and more significant digits
+/// as the nearest double), as JSON parsers read such numbers.
 fn whole_float(value: &Value) -> Option<u64> {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
     let v = value.as_f64()?;
-    (v.fract() == 0.0 && (0.0..=EXACT).contains(&v)).then_some(v as u64)
+    (v.fract() == 0.0 && (0.0..LARGEST_FLOAT_AMOUNT).contains(&v)).then_some(v as u64)
 }
 
+/// A value as an error message shows it: `-3`, `the string "5"`, `a list`.
 fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".into(),

@@ -75,7 +75,12 @@ fn whole_numbers_written_as_floats_are_amounts() {
     assert_eq!(read("1e3").unwrap(), 1000);
     assert_eq!(read("5.0").unwrap(), 5);
     assert_eq!(read("9007199254740992.0").unwrap(), 1 << 53);
-    for refused in ["2.5", "-1.0", "1e16", "-0.5"] {
+    assert_eq!(read("1e16").unwrap(), 10_000_000_000_000_000);
+    assert_eq!(read("1e18").unwrap(), 1_000_000_000_000_000_000);
+    let too_large = |amount: &str| message_of(&read(amount).unwrap_err(), "maxAmount").to_string();
+    assert!(too_large("1e19").ends_with("up to 9223372036854775807, not 10000000000000000000"));
+    assert!(too_large("1e300").ends_with("up to 9223372036854775807, not 1e300"));
+    for refused in ["2.5", "-1.0", "-0.5"] {
         assert!(read(refused).is_err(), "{refused}");
     }
     let yaml = "name: p\nmaxAmount: 1.0e3\nvalidDuration: 1s\n";
@@ -146,7 +151,7 @@ fn each_wrong_type_names_the_field_and_what_it_must_be() {
         (
             r#"{"maxAmount":18446744073709551616}"#,
             "maxAmount",
-            "must be a whole number ≥ 0 up to 18446744073709551615, not 18446744073709551616",
+            "must be a whole number ≥ 0 up to 9223372036854775807, not 18446744073709551616",
         ),
         (
             r#"{"validDuration":1}"#,
