@@ -11,6 +11,7 @@
 # alternate them to compare builds on a machine whose speed drifts. The servers run
 # with `[ingest] max_inflight_bytes = "1 GiB"`: parsing such a body takes about 170 MiB,
 # more than the default budget lets one request take.
+# Knobs: DECODE_STALL_SPANS (spans a request, 12000), DECODE_STALL_CLIENTS (2).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +35,8 @@ listeners, kind = json.load(open(sys.argv[1])), sys.argv[2]
 host, port = listeners["http"].split(":")
 zhost, zport = listeners["zipkin"].split(":")
 now = time.time_ns() - 10_000_000_000
-SPANS, SENDERS, REQUESTS = 12000, 2, 3
+SPANS = int(os.environ.get("DECODE_STALL_SPANS", "12000"))
+SENDERS, REQUESTS = int(os.environ.get("DECODE_STALL_CLIENTS", "2")), 3
 
 def otlp_body():
     tid = os.urandom(16).hex()
