@@ -52,7 +52,9 @@ pub struct IngestLimits {
     pub max_name_bytes: ByteSize,
     /// Most request bytes held at once by all ingest requests being received and
     /// processed (OTLP gRPC, OTLP HTTP and Zipkin together), as received and, for HTTP,
-    /// once decompressed. A request that would go past it
+    /// once decompressed, and what parsing a JSON body takes (about 770 bytes per JSON
+    /// object: some twenty times an OTLP/JSON body; a body whose parse cannot fit in the
+    /// whole budget is 413). A request that would go past it
     /// is refused with HTTP 503 / gRPC `UNAVAILABLE` and a retry delay of 1 s, counted in
     /// `meshtel_ingest_refused_total{reason="overloaded"}`. Default `128MiB`; at least
     /// twice `max_request_bytes` and 64 KiB.
