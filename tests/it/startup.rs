@@ -375,19 +375,47 @@ fn terminate(mut child: std::process::Child) -> (std::process::ExitStatus, Strin
 /// do (systemd's default soft limit is 1,024); a low hard limit is named in a WARN.
 #[test]
 fn the_open_files_limit_is_raised_to_the_hard_one_and_a_low_one_is_named() {
-    for (ulimit, raised) in [("-Sn 300", true), ("-n 300", false)] {
+    let cases = [
+        ("-Sn 300", true, false),
+        ("-n 300", false, false),
+        ("-Sn 300", true, true),
+    ];
+    for (ulimit, raised, proxy) in cases {
         let dir = TestDir::new();
-        let serve = serve_command(&dir.data_dir());
+        let listeners = dir.data_dir().join("listeners.json");
+        // `meshtel serve`, or the sidecar as `meshtel proxy`.
+        let command = if proxy {
+            std::fs::create_dir_all(dir.data_dir()).unwrap();
+            let mesh = dir.path().join("mesh.yaml");
+            std::fs::write(&mesh, "services: []\n").unwrap();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_meshtel"));
+            command
+                .arg("proxy")
+                .arg("--mesh")
+                .arg(&mesh)
+                .args(["--service", "reviews"]);
+            command.args([
+                "--collector",
+                "http://127.0.0.1:1",
+                "--outbound",
+                "127.0.0.1:0",
+            ]);
+            command
+                .args(["--admin", "127.0.0.1:0", "--listeners-file"])
+                .arg(&listeners);
+            command
+        } else {
+            serve_command(&dir.data_dir())
+        };
         let child = Command::new("sh")
             .arg("-c")
             .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
-            .arg(serve.get_program())
-            .args(serve.get_args())
+            .arg(command.get_program())
+            .args(command.get_args())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let listeners = dir.data_dir().join("listeners.json");
         let started = std::time::Instant::now();
         while !listeners.exists() {
             assert!(
