@@ -10,7 +10,7 @@
 # and max while the requests are decoded. Binaries are run in the order given, so
 # alternate them to compare builds on a machine whose speed drifts. The servers run
 # with `[ingest] max_inflight_bytes = "1 GiB"`: parsing such a body takes about 170 MiB,
-# more than the default budget lets one request take.
+# and the clients' requests would otherwise wait for each other's (a 503 to retry).
 # Knobs: DECODE_STALL_SPANS (spans a request, 12000), DECODE_STALL_CLIENTS (2).
 set -euo pipefail
 

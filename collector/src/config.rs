@@ -56,7 +56,7 @@ pub struct IngestLimits {
     /// object: some twenty times an OTLP/JSON body; a body whose parse cannot fit in the
     /// whole budget is 413). A request that would go past it
     /// is refused with HTTP 503 / gRPC `UNAVAILABLE` and a retry delay of 1 s, counted in
-    /// `meshtel_ingest_refused_total{reason="overloaded"}`. Default `128MiB`; at least
+    /// `meshtel_ingest_refused_total{reason="overloaded"}`. Default `384MiB`; at least
     /// twice `max_request_bytes` and 64 KiB.
     #[serde(
         default = "default_max_inflight_bytes",
@@ -65,10 +65,11 @@ pub struct IngestLimits {
     pub max_inflight_bytes: ByteSize,
 }
 
-/// 128 MiB: eight requests of the largest default size at once, or hundreds of
-/// typical SDK batches.
+/// 384 MiB: an ordinary OTLP/JSON request of the largest default size while it is
+/// parsed (about twenty times its 16 MiB), or two dozen protobuf requests of that size
+/// at once, or hundreds of typical SDK batches.
 pub fn default_max_inflight_bytes() -> ByteSize {
-    ByteSize::mib(128)
+    ByteSize::mib(384)
 }
 
 /// 16 MiB: large enough for a busy SDK's batch, small enough to bound memory per request.
