@@ -35,7 +35,9 @@ use crate::body::{BodyFault, RequestBody, ResponseBody};
 use app_hints::AppProtocolHints;
 use headers::strip_hop_by_hop_headers;
 pub use headers::remove_hop_by_hop_headers;
-use crate::config::{AppProtocol, MAX_IDENTITY_BYTES};
+use peer::{PeerHeaders, peer_cluster, take_peer_identity};
+pub use peer::{PEER_APP, PEER_CLUSTER, PEER_NAMESPACE, PEER_VERSION, PEER_WORKLOAD};
+use crate::config::AppProtocol;
 use crate::drain::Upgrades;
 use crate::error::ForwardError;
 use crate::mesh::{CLUSTER_DOMAIN, ServiceNames, WorkloadIdentity};
@@ -48,17 +50,6 @@ use crate::stats::{Direction, Stats};
 use crate::telemetry::Exchange;
 use crate::trace_context;
 
-/// Peer identity headers: the outbound proxy adds them, the inbound proxy reads and
-/// strips them (Istio's peer metadata exchange, in plain headers).
-pub const PEER_WORKLOAD: HeaderName = HeaderName::from_static("x-meshtel-peer-workload");
-/// See [`PEER_WORKLOAD`].
-pub const PEER_NAMESPACE: HeaderName = HeaderName::from_static("x-meshtel-peer-namespace");
-/// See [`PEER_WORKLOAD`].
-pub const PEER_APP: HeaderName = HeaderName::from_static("x-meshtel-peer-app");
-/// See [`PEER_WORKLOAD`].
-pub const PEER_VERSION: HeaderName = HeaderName::from_static("x-meshtel-peer-version");
-/// See [`PEER_WORKLOAD`]: the caller's cluster id.
-pub const PEER_CLUSTER: HeaderName = HeaderName::from_static("x-meshtel-peer-cluster");
 /// Request id header, added when absent.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -725,68 +716,6 @@ pub fn local_reply(context: &Arc<ProxyContext>, reply: LocalReply<'_>, headers: 
     Response::from_parts(parts, ResponseBody::local(body, exchange, context.clone()))
 }
 
-/// The peer identity headers the outbound proxy sends: values built once, since the
-/// identity never changes; empty ones are not sent.
-#[derive(Debug)]
-struct PeerHeaders([(HeaderName, Option<HeaderValue>); 5]);
-
-impl PeerHeaders {
-    fn of(identity: &WorkloadIdentity, cluster: &str) -> PeerHeaders {
-        let value = |text: &str| HeaderValue::from_str(text).ok().filter(|value| !value.is_empty());
-        PeerHeaders([
-            (PEER_WORKLOAD, value(&identity.name)),
-            (PEER_NAMESPACE, value(&identity.namespace)),
-            (PEER_APP, value(&identity.app)),
-            (PEER_VERSION, value(&identity.version)),
-            (PEER_CLUSTER, value(cluster)),
-        ])
-    }
-
-    /// Announces this instance, replacing whatever the app may have sent.
-    fn set(&self, headers: &mut HeaderMap) {
-        for (name, value) in &self.0 {
-            match value {
-                Some(value) => {
-                    headers.insert(name, value.clone());
-                }
-                None => {
-                    headers.remove(name);
-                }
-            }
-        }
-    }
-}
-
-/// The caller's identity and cluster id header from the peer headers (removed); `None`
-/// without any. A value no proxy sends (past [`MAX_IDENTITY_BYTES`], or not visible
-/// ASCII) reads as absent: the caller is `unknown` there, and its request is still
-/// counted (the collector would refuse the whole record for a label past its bound).
-fn take_peer_identity(headers: &mut HeaderMap) -> Option<(WorkloadIdentity, Option<HeaderValue>)> {
-    // One pass over the names first: removing an absent header still hashes its name.
-    if !headers.keys().any(|name| name.as_str().starts_with("x-meshtel-peer-")) {
-        return None;
-    }
-    let plausible = |value: &HeaderValue| value.len() <= MAX_IDENTITY_BYTES && value.as_bytes().iter().all(u8::is_ascii_graphic);
-    let mut take = |name: HeaderName| {
-        headers
-            .remove(name)
-            .filter(plausible)
-            .and_then(|value| value.to_str().ok().map(str::to_owned))
-            .unwrap_or_default()
-    };
-    let identity = WorkloadIdentity { name: take(PEER_WORKLOAD), namespace: take(PEER_NAMESPACE), app: take(PEER_APP), version: take(PEER_VERSION) };
-    Some((identity, headers.remove(PEER_CLUSTER).filter(plausible)))
-}
-
-/// The caller's cluster id from its header: this proxy's own when the same, the usual
-/// case (shared, not copied); `None` when empty or not text.
-fn peer_cluster(value: &HeaderValue, own: &Arc<str>) -> Option<Arc<str>> {
-    if value.as_bytes() == own.as_bytes() {
-        return Some(own.clone());
-    }
-    value.to_str().ok().filter(|text| !text.is_empty()).map(Arc::from)
-}
-
 /// A random UUID v4, as Envoy generates for `x-request-id` (lower-case hex).
 fn new_request_id() -> [u8; 36] {
     let mut bytes: [u8; 16] = rand::rng().random();
@@ -803,6 +732,7 @@ mod app_hints;
 mod grpc;
 mod headers;
 mod path;
+mod peer;
 mod upgrade;
 mod upstream;
 

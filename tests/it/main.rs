@@ -21,6 +21,7 @@ mod ingest_refusals;
 mod large_traces;
 mod malformed;
 mod mesh;
+mod process_life;
 mod query_errors;
 mod quota_import;
 mod roundtrip;

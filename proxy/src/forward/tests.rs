@@ -1,6 +1,7 @@
 use http::HeaderMap;
 
 use super::*;
+use crate::config::MAX_IDENTITY_BYTES;
 
 mod grpc_web;
 
