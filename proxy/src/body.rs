@@ -494,38 +494,35 @@ impl ResponseBody {
     /// closed (an h2 stream reset), the downstream gets an error instead of the rest of
     /// the body, and the exchange is reported with the status already sent and `SI`.
     fn cut_idle(&mut self, idle: Duration) -> BoxError {
-        self.connection = None;
-        self.source = Source::Cut;
-        let mut upstream = String::new();
-        if let Some(pending) = &mut self.pending {
-            let exchange = &mut pending.exchange;
-            debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), ?idle, "response body idle, reset");
-            upstream.push_str(exchange.upstream_address());
-            exchange.add_flag("SI");
-            pending.ended = true;
-        }
-        self.finish(true);
+        let (upstream, direction) = self.cut("SI");
+        debug!(direction, %upstream, ?idle, "response body idle, reset");
         Box::new(BodyError::ResponseIdle { upstream, idle })
     }
-}
 
-impl ResponseBody {
     /// Trailers over [`crate::pool::H2_MAX_HEADER_LIST_BYTES`]: the stream is reset both
     /// ways, as Envoy resets it, and the exchange reported with `UPE`; the downstream
     /// gets an error, never a clean end without them.
     fn cut_trailers(&mut self, bytes: usize) -> BoxError {
+        let (upstream, direction) = self.cut("UPE");
+        debug!(direction, %upstream, bytes, "response trailers too large, reset");
+        Box::new(BodyError::ResponseTrailersTooLarge { upstream, bytes, limit: crate::pool::H2_MAX_HEADER_LIST_BYTES })
+    }
+
+    /// Ends the body here: the upstream connection dropped (the stream reset), the
+    /// exchange reported with `flag` and the status already sent. The upstream's
+    /// address and the direction, for the error and the log.
+    fn cut(&mut self, flag: &'static str) -> (String, &'static str) {
         self.connection = None;
         self.source = Source::Cut;
-        let mut upstream = String::new();
+        let (mut upstream, mut direction) = (String::new(), "");
         if let Some(pending) = &mut self.pending {
-            let exchange = &mut pending.exchange;
-            debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), bytes, "response trailers too large, reset");
-            upstream.push_str(exchange.upstream_address());
-            exchange.add_flag("UPE");
+            upstream.push_str(pending.exchange.upstream_address());
+            direction = pending.exchange.direction.as_str();
+            pending.exchange.add_flag(flag);
             pending.ended = true;
         }
         self.finish(true);
-        Box::new(BodyError::ResponseTrailersTooLarge { upstream, bytes, limit: crate::pool::H2_MAX_HEADER_LIST_BYTES })
+        (upstream, direction)
     }
 }
 
