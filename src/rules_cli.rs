@@ -40,10 +40,10 @@ fn check(paths: &[PathBuf]) -> anyhow::Result<()> {
             Ok(())
         }
         Err(error) => {
-            for problem in &error.problems {
+            for problem in error.rule_problems() {
                 eprintln!("{problem}");
             }
-            let count = error.problems.len();
+            let count = error.rule_problems().len();
             eprintln!(
                 "{count} {}; the rules were not loaded",
                 plural(count, "problem", "problems")

@@ -53,7 +53,7 @@ pub(crate) async fn off_runtime_if<T: Send + 'static>(
         return work();
     }
     tokio::task::spawn_blocking(work).await.map_err(|e| {
-        Error::Unavailable(meshtel_model::WriteError::Unavailable(format!(
+        Error::Unavailable(meshtel_model::Error::Unavailable(format!(
             "decoding the request failed: {e}"
         )))
     })?

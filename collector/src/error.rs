@@ -12,7 +12,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use meshtel_model::{ErrorCode, ExportError, WriteError};
+use meshtel_model::ErrorCode;
 
 use crate::rpc;
 
@@ -149,7 +149,7 @@ pub enum Error {
     },
     /// The span store cannot accept writes (shutting down, log not writable).
     #[error("span store unavailable")]
-    Unavailable(#[source] WriteError),
+    Unavailable(#[source] meshtel_model::Error),
     /// A quota request (Check or Envoy RLS) is malformed; the message names the field.
     #[error("{0}")]
     InvalidQuotaRequest(String),
@@ -259,32 +259,23 @@ fn closing_quote(text: &str, quote: &str) -> Option<usize> {
 /// Result with the collector's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<ExportError> for Error {
-    fn from(error: ExportError) -> Self {
+impl From<meshtel_model::Error> for Error {
+    fn from(error: meshtel_model::Error) -> Self {
+        use meshtel_model::Error as Store;
         match error {
-            ExportError::Decode(message) => Error::DecodeOtlp(message),
-            ExportError::TooManySpans { count, limit } => Error::TooManySpans { count, limit },
-            ExportError::Write(error) => error.into(),
-        }
-    }
-}
-
-impl From<WriteError> for Error {
-    fn from(error: WriteError) -> Self {
-        match error {
+            Store::DecodeRequest(message) => Error::DecodeOtlp(message),
+            Store::TooManySpans { count, limit } => Error::TooManySpans { count, limit },
             // No wait makes room for it: permanent.
-            WriteError::LargerThanQueue { .. } => Error::LargerThanWriteQueue,
-            WriteError::Overloaded { retry_after, bound } => {
-                Error::Overloaded { retry_after, bound }
-            }
-            WriteError::DiskFull {
+            Store::LargerThanQueue { .. } => Error::LargerThanWriteQueue,
+            Store::Overloaded { retry_after, bound } => Error::Overloaded { retry_after, bound },
+            Store::DiskFull {
                 message,
                 retry_after,
             } => Error::DiskFull {
                 message,
                 retry_after,
             },
-            other @ WriteError::Unavailable(_) => Error::Unavailable(other),
+            other => Error::Unavailable(other),
         }
     }
 }
@@ -397,7 +388,7 @@ mod tests {
 
     #[test]
     fn overload_is_retryable_with_a_delay() {
-        let error = Error::from(WriteError::Overloaded {
+        let error = Error::from(meshtel_model::Error::Overloaded {
             retry_after: Duration::from_millis(1500),
             bound: "the head holds [store] max_head_rows spans",
         });
@@ -414,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_disk_below_its_reserve_is_unavailable_with_the_stores_message() {
-        let error = Error::from(WriteError::DiskFull {
+        let error = Error::from(meshtel_model::Error::DiskFull {
             message: "data directory /d has 1 MiB free, below store.min_free_disk".into(),
             retry_after: Duration::from_secs(5),
         });
@@ -434,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_write_larger_than_the_queue_is_permanent_and_names_the_setting() {
-        let error = Error::from(WriteError::LargerThanQueue {
+        let error = Error::from(meshtel_model::Error::LargerThanQueue {
             queue_bytes: 1 << 20,
         });
         assert_eq!(error.http_status(), http::StatusCode::PAYLOAD_TOO_LARGE);
@@ -495,7 +486,9 @@ mod tests {
 
     #[test]
     fn store_failures_do_not_leak_details() {
-        let error = Error::from(WriteError::Unavailable("disk /var/x is full".into()));
+        let error = Error::from(meshtel_model::Error::Unavailable(
+            "disk /var/x is full".into(),
+        ));
         assert_eq!(error.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
         assert!(!error.client_message().contains("/var/x"));
     }

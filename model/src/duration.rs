@@ -8,31 +8,11 @@
 
 use std::time::Duration;
 
-/// Why a duration string was rejected; the text matches Go's `time` package.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DurationError {
-    /// Not a duration at all.
-    #[error("time: invalid duration \"{0}\"")]
-    Invalid(String),
-    /// A number without a unit.
-    #[error("time: missing unit in duration \"{0}\"")]
-    MissingUnit(String),
-    /// A unit Go does not know (`d`, `w`, ...).
-    #[error("time: unknown unit \"{unit}\" in duration \"{text}\"")]
-    UnknownUnit {
-        /// The unit as written.
-        unit: String,
-        /// The whole input.
-        text: String,
-    },
-    /// Negative durations cannot bound a span duration.
-    #[error("time: negative duration \"{0}\" is not allowed here")]
-    Negative(String),
-}
+use crate::Error;
 
 /// Parses a Go duration string into a [`Duration`]; negative values are rejected.
-pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
-    let invalid = || DurationError::Invalid(text.to_string());
+pub fn parse_go_duration(text: &str) -> Result<Duration, Error> {
+    let invalid = || Error::InvalidDuration(text.to_string());
     let mut rest = text;
     let mut negative = false;
     if let Some(r) = rest.strip_prefix('-') {
@@ -71,7 +51,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let scale = match unit {
-            "" => return Err(DurationError::MissingUnit(text.to_string())),
+            "" => return Err(Error::DurationWithoutUnit(text.to_string())),
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
             "ms" => 1e6,
@@ -79,7 +59,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
             "m" => 60e9,
             "h" => 3600e9,
             other => {
-                return Err(DurationError::UnknownUnit {
+                return Err(Error::UnknownDurationUnit {
                     unit: other.to_string(),
                     text: text.to_string(),
                 });
@@ -91,7 +71,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(invalid());
     }
     if negative && total_nanos > 0.0 {
-        return Err(DurationError::Negative(text.to_string()));
+        return Err(Error::NegativeDuration(text.to_string()));
     }
     Ok(Duration::from_nanos(total_nanos.round() as u64))
 }
@@ -110,14 +90,14 @@ const PROMETHEUS_UNITS: [(&str, u64); 7] = [
 /// Parses a Prometheus duration: integers each with a unit, largest unit first and each
 /// at most once (`1d12h`, `90m`, `30s`, `500ms`; units `y` = 365 d, `w`, `d`, `h`, `m`,
 /// `s`, `ms`), or a bare non-negative number of seconds (`60`, `1.5`), as Prometheus'
-/// HTTP API also accepts for `step`. Errors use [`DurationError`]'s wording; negative
+/// HTTP API also accepts for `step`. Errors use [`Error`]'s wording; negative
 /// values are rejected.
-pub fn parse_prometheus_duration(text: &str) -> Result<Duration, DurationError> {
-    let invalid = || DurationError::Invalid(text.to_string());
+pub fn parse_prometheus_duration(text: &str) -> Result<Duration, Error> {
+    let invalid = || Error::InvalidDuration(text.to_string());
     if let Some(rest) = text.strip_prefix('-') {
         return match parse_prometheus_duration(rest) {
             Ok(d) if d.is_zero() => Ok(d),
-            Ok(_) => Err(DurationError::Negative(text.to_string())),
+            Ok(_) => Err(Error::NegativeDuration(text.to_string())),
             Err(_) => Err(invalid()),
         };
     }
@@ -150,7 +130,7 @@ pub fn parse_prometheus_duration(text: &str) -> Result<Duration, DurationError> 
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         if unit.is_empty() {
-            return Err(DurationError::MissingUnit(text.to_string()));
+            return Err(Error::DurationWithoutUnit(text.to_string()));
         }
         if unit.starts_with('.') {
             return Err(invalid());
@@ -160,7 +140,7 @@ pub fn parse_prometheus_duration(text: &str) -> Result<Duration, DurationError> 
             .enumerate()
             .find(|(_, (name, _))| *name == unit)
         else {
-            return Err(DurationError::UnknownUnit {
+            return Err(Error::UnknownDurationUnit {
                 unit: unit.to_string(),
                 text: text.to_string(),
             });
@@ -196,11 +176,11 @@ mod tests {
 
     #[test]
     fn rejects_what_go_rejects() {
-        assert!(matches!(parse_go_duration("1"), Err(DurationError::MissingUnit(_))));
-        assert!(matches!(parse_go_duration("1d"), Err(DurationError::UnknownUnit { .. })));
-        assert!(matches!(parse_go_duration(""), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_go_duration("x"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_go_duration(".s"), Err(DurationError::Invalid(_))));
+        assert!(matches!(parse_go_duration("1"), Err(Error::DurationWithoutUnit(_))));
+        assert!(matches!(parse_go_duration("1d"), Err(Error::UnknownDurationUnit { .. })));
+        assert!(matches!(parse_go_duration(""), Err(Error::InvalidDuration(_))));
+        assert!(matches!(parse_go_duration("x"), Err(Error::InvalidDuration(_))));
+        assert!(matches!(parse_go_duration(".s"), Err(Error::InvalidDuration(_))));
         // Go reads `1.` then a unit that stops at the next '.': none.
         for missing in ["1..2s", "1.5.5s"] {
             assert_eq!(
@@ -210,7 +190,7 @@ mod tests {
         }
         assert_eq!(parse_go_duration("1.s").unwrap(), Duration::from_secs(1));
         assert_eq!(parse_go_duration(".5s").unwrap(), Duration::from_millis(500));
-        assert!(matches!(parse_go_duration("-1s"), Err(DurationError::Negative(_))));
+        assert!(matches!(parse_go_duration("-1s"), Err(Error::NegativeDuration(_))));
         assert_eq!(
             parse_go_duration("1d").unwrap_err().to_string(),
             "time: unknown unit \"d\" in duration \"1d\""
@@ -219,25 +199,25 @@ mod tests {
 
     #[test]
     fn prometheus_durations() {
-        let secs = |s: u64| Ok(Duration::from_secs(s));
-        assert_eq!(parse_prometheus_duration("30s"), secs(30));
-        assert_eq!(parse_prometheus_duration("5m"), secs(300));
-        assert_eq!(parse_prometheus_duration("1h"), secs(3600));
-        assert_eq!(parse_prometheus_duration("1d"), secs(86_400));
-        assert_eq!(parse_prometheus_duration("1w"), secs(7 * 86_400));
-        assert_eq!(parse_prometheus_duration("1y"), secs(365 * 86_400));
-        assert_eq!(parse_prometheus_duration("1d12h30m"), secs(131_400));
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        assert_eq!(parse_prometheus_duration("30s").ok(), secs(30));
+        assert_eq!(parse_prometheus_duration("5m").ok(), secs(300));
+        assert_eq!(parse_prometheus_duration("1h").ok(), secs(3600));
+        assert_eq!(parse_prometheus_duration("1d").ok(), secs(86_400));
+        assert_eq!(parse_prometheus_duration("1w").ok(), secs(7 * 86_400));
+        assert_eq!(parse_prometheus_duration("1y").ok(), secs(365 * 86_400));
+        assert_eq!(parse_prometheus_duration("1d12h30m").ok(), secs(131_400));
         assert_eq!(
-            parse_prometheus_duration("1s500ms"),
-            Ok(Duration::from_millis(1500))
+            parse_prometheus_duration("1s500ms").ok(),
+            Some(Duration::from_millis(1500))
         );
-        assert_eq!(parse_prometheus_duration("60"), secs(60));
+        assert_eq!(parse_prometheus_duration("60").ok(), secs(60));
         assert_eq!(
-            parse_prometheus_duration("1.5"),
-            Ok(Duration::from_millis(1500))
+            parse_prometheus_duration("1.5").ok(),
+            Some(Duration::from_millis(1500))
         );
-        assert_eq!(parse_prometheus_duration("0"), secs(0));
-        assert_eq!(parse_prometheus_duration("-0s"), secs(0));
+        assert_eq!(parse_prometheus_duration("0").ok(), secs(0));
+        assert_eq!(parse_prometheus_duration("-0s").ok(), secs(0));
         for bad in [
             "",
             ".",
@@ -254,11 +234,11 @@ mod tests {
         }
         assert!(matches!(
             parse_prometheus_duration("-5m"),
-            Err(DurationError::Negative(_))
+            Err(Error::NegativeDuration(_))
         ));
         assert!(matches!(
             parse_prometheus_duration("1h5"),
-            Err(DurationError::MissingUnit(_))
+            Err(Error::DurationWithoutUnit(_))
         ));
         assert_eq!(
             parse_prometheus_duration("5x").unwrap_err().to_string(),

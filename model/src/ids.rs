@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::Error;
+
 /// A 128-bit trace id, stored big-endian as OTLP carries it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct TraceId(pub [u8; 16]);
@@ -15,42 +17,20 @@ pub struct TraceId(pub [u8; 16]);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct SpanId(pub [u8; 8]);
 
-/// Why an id could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdError {
-    /// More than 32 hex digits.
-    #[error("TraceID cannot be longer than 32 hex characters: {0}")]
-    TooLong(String),
-    /// Empty input.
-    #[error("TraceID cannot be empty")]
-    Empty,
-    /// Something other than hex digits.
-    #[error("TraceID is not a valid hex string: {0}")]
-    NotHex(String),
-    /// Byte form of the wrong length.
-    #[error("id must be {expected} bytes, got {got}")]
-    WrongLength {
-        /// Bytes required.
-        expected: usize,
-        /// Bytes given.
-        got: usize,
-    },
-}
-
 impl TraceId {
     /// Parses a Jaeger-style hex trace id (1..=32 hex digits, any case).
-    pub fn parse_hex(text: &str) -> Result<Self, IdError> {
+    pub fn parse_hex(text: &str) -> Result<Self, Error> {
         if text.is_empty() {
-            return Err(IdError::Empty);
+            return Err(Error::EmptyId);
         }
         if text.len() > 32 {
-            return Err(IdError::TooLong(text.to_string()));
+            return Err(Error::IdTooLong(text.to_string()));
         }
         let mut bytes = [0u8; 16];
         let digits = text.as_bytes();
         let offset = 32 - digits.len();
         for (i, d) in digits.iter().enumerate() {
-            let v = hex_value(*d).ok_or_else(|| IdError::NotHex(text.to_string()))?;
+            let v = hex_value(*d).ok_or_else(|| Error::IdNotHex(text.to_string()))?;
             let pos = offset + i;
             if pos.is_multiple_of(2) {
                 bytes[pos / 2] |= v << 4;
@@ -62,8 +42,8 @@ impl TraceId {
     }
 
     /// Takes an OTLP trace id (exactly 16 bytes).
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, IdError> {
-        let arr: [u8; 16] = bytes.try_into().map_err(|_| IdError::WrongLength {
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        let arr: [u8; 16] = bytes.try_into().map_err(|_| Error::IdWrongLength {
             expected: 16,
             got: bytes.len(),
         })?;
@@ -114,8 +94,8 @@ impl fmt::Debug for TraceId {
 
 impl SpanId {
     /// Takes an OTLP span id (exactly 8 bytes).
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, IdError> {
-        let arr: [u8; 8] = bytes.try_into().map_err(|_| IdError::WrongLength {
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        let arr: [u8; 8] = bytes.try_into().map_err(|_| Error::IdWrongLength {
             expected: 8,
             got: bytes.len(),
         })?;
@@ -123,14 +103,14 @@ impl SpanId {
     }
 
     /// Parses 1..=16 hex digits (shorter means leading zeros).
-    pub fn parse_hex(text: &str) -> Result<Self, IdError> {
+    pub fn parse_hex(text: &str) -> Result<Self, Error> {
         if text.is_empty() {
-            return Err(IdError::Empty);
+            return Err(Error::EmptyId);
         }
         if text.len() > 16 {
-            return Err(IdError::TooLong(text.to_string()));
+            return Err(Error::IdTooLong(text.to_string()));
         }
-        let v = u64::from_str_radix(text, 16).map_err(|_| IdError::NotHex(text.to_string()))?;
+        let v = u64::from_str_radix(text, 16).map_err(|_| Error::IdNotHex(text.to_string()))?;
         Ok(SpanId(v.to_be_bytes()))
     }
 

@@ -52,4 +52,4 @@ pub use graph::{EdgeSink, GraphReader};
 pub use ids::{SpanId, TraceId};
 pub use read::TraceReader;
 pub use trace::{DependencyLink, Operation, SpanKind, Trace, TraceQuery};
-pub use write::{ExportError, ExportSummary, SpanSink, WriteError};
+pub use write::{ExportSummary, SpanSink};

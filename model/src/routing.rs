@@ -34,7 +34,7 @@ use serde::Serialize;
 pub use destination::{
     ConnectionPool, DestinationRule, LoadBalancer, MergedRule, OutlierDetection, Subset, TrafficPolicy,
 };
-pub use load::{ExportTo, LoadError, RuleProblem};
+pub use load::{ExportTo, RuleProblem};
 
 /// Cluster domain suffix of service FQDNs.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";

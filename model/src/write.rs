@@ -1,65 +1,12 @@
 //! The write side of the trace store, as the ingest servers see it.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use prost::Message;
 
+use crate::Error;
 use crate::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use crate::otlp::trace::v1::ResourceSpans;
 use crate::validate::{SpanLimits, count_spans, validate_resource_spans};
-
-/// Why a write was not accepted. Nothing of a failed write is stored.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The pipeline is full; the client should retry after the given delay.
-    #[error("overloaded: {bound}; retry after {retry_after:?}")]
-    Overloaded {
-        /// Suggested delay before a retry.
-        retry_after: Duration,
-        /// Which bound is reached, naming its setting.
-        bound: &'static str,
-    },
-    /// The data directory's disk is below its free-space reserve
-    /// (`store.min_free_disk`); the message names the directory, the free bytes and the
-    /// setting. The client should retry after the given delay.
-    #[error("{message}")]
-    DiskFull {
-        /// What is wrong, for the client and the log.
-        message: String,
-        /// Suggested delay before a retry.
-        retry_after: Duration,
-    },
-    /// The store is shutting down or its log cannot be written.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// The write, encoded for the log, is larger than the whole write queue
-    /// (`store.max_queued_bytes`): no wait makes room for it.
-    #[error("larger than the whole write queue ({queue_bytes} bytes)")]
-    LargerThanQueue {
-        /// The queue's size in bytes.
-        queue_bytes: u64,
-    },
-}
-
-/// Why an export request was not accepted as a whole. Nothing of it is stored.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// The body is not a valid protobuf `ExportTraceServiceRequest`.
-    #[error("cannot decode the protobuf request: {0}")]
-    Decode(String),
-    /// More spans than `max_spans_per_request`.
-    #[error("request has {count} spans, more than max_spans_per_request ({limit})")]
-    TooManySpans {
-        /// Spans in the request (at least this many when the count stopped early).
-        count: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// The store refused the write.
-    #[error(transparent)]
-    Write(#[from] WriteError),
-}
 
 /// What became of the spans of an accepted request, for OTLP `partial_success`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -89,7 +36,7 @@ pub trait SpanSink: Send + Sync + 'static {
 
     /// Durably appends the spans. Every span must carry a 16-byte trace id and an
     /// 8-byte span id (ingest validates this before the call).
-    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError>;
+    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), Error>;
 
     /// Decodes a protobuf `ExportTraceServiceRequest`, validates it under `limits`
     /// ([`crate::validate`]) and durably appends the valid spans. A sink may read the
@@ -100,9 +47,9 @@ pub trait SpanSink: Send + Sync + 'static {
         &self,
         request: Bytes,
         limits: &SpanLimits,
-    ) -> Result<ExportSummary, ExportError> {
+    ) -> Result<ExportSummary, Error> {
         let request = ExportTraceServiceRequest::decode(request)
-            .map_err(|error| ExportError::Decode(error.to_string()))?;
+            .map_err(|error| Error::DecodeRequest(error.to_string()))?;
         write_resource_spans(self, request.resource_spans, limits).await
     }
 }
@@ -113,10 +60,10 @@ pub async fn write_resource_spans<S: SpanSink + ?Sized>(
     sink: &S,
     resource_spans: Vec<ResourceSpans>,
     limits: &SpanLimits,
-) -> Result<ExportSummary, ExportError> {
+) -> Result<ExportSummary, Error> {
     let count = count_spans(&resource_spans);
     if count > limits.max_spans_per_request {
-        return Err(ExportError::TooManySpans {
+        return Err(Error::TooManySpans {
             count,
             limit: limits.max_spans_per_request,
         });

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
-use crate::error::BodyError;
+use crate::error::Error;
 use crate::forward::ProxyContext;
 use crate::pool::{BoxError, Reusable};
 use crate::telemetry::{Exchange, grpc_status};
@@ -496,7 +496,7 @@ impl ResponseBody {
     fn cut_idle(&mut self, idle: Duration) -> BoxError {
         let (upstream, direction) = self.cut("SI");
         debug!(direction, %upstream, ?idle, "response body idle, reset");
-        Box::new(BodyError::ResponseIdle { upstream, idle })
+        Box::new(Error::ResponseIdle { upstream, idle })
     }
 
     /// Trailers over [`crate::pool::H2_MAX_HEADER_LIST_BYTES`]: the stream is reset both
@@ -505,7 +505,7 @@ impl ResponseBody {
     fn cut_trailers(&mut self, bytes: usize) -> BoxError {
         let (upstream, direction) = self.cut("UPE");
         debug!(direction, %upstream, bytes, "response trailers too large, reset");
-        Box::new(BodyError::ResponseTrailersTooLarge { upstream, bytes, limit: crate::pool::H2_MAX_HEADER_LIST_BYTES })
+        Box::new(Error::ResponseTrailersTooLarge { upstream, bytes, limit: crate::pool::H2_MAX_HEADER_LIST_BYTES })
     }
 
     /// Ends the body here: the upstream connection dropped (the stream reset), the

@@ -1,11 +1,12 @@
 //! The proxy's error vocabulary.
 //!
-//! [`Error`] is what setting the proxy up can fail with (configuration, mesh file,
-//! binding). [`ForwardError`] is why one request could not be forwarded; it is turned
-//! into a `502`/`503`/`504` response with an Envoy response flag in exactly one place,
-//! [`ForwardError::status`] and [`ForwardError::response_flag`], used by
-//! `forward::error_response`. [`BodyError`] is why the proxy cut a response body
-//! short after its head had gone downstream, when no status can be sent any more.
+//! [`Error`], the crate's one error type, says three kinds of things: what setting the
+//! proxy up can fail with (configuration, mesh file, binding); why one request could
+//! not be forwarded, turned into a `4xx`/`5xx` local reply with an Envoy response flag
+//! in exactly one place, [`Error::status`], [`Error::response_flag`] and
+//! [`Error::local_reply_message`], used by `forward::error_response`; and why the proxy
+//! cut a response body short after its head had gone downstream, when no status can
+//! be sent any more.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ use http::StatusCode;
 /// Result of setting up or running the proxy.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What setting up or running the proxy can fail with.
+/// What setting up or running the proxy, forwarding a request or relaying a response
+/// body can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The mesh file could not be read.
@@ -52,7 +54,7 @@ pub enum Error {
         dir: PathBuf,
         /// Every problem found.
         #[source]
-        source: meshtel_model::routing::LoadError,
+        source: meshtel_model::Error,
     },
     /// A command-line or configuration value is invalid.
     #[error("invalid configuration: {0}")]
@@ -103,11 +105,10 @@ pub enum Error {
     /// Some other I/O failure.
     #[error("i/o")]
     Io(#[from] std::io::Error),
-}
 
-/// Why one request could not be forwarded.
-#[derive(Debug, thiserror::Error)]
-pub enum ForwardError {
+    // Why one request could not be forwarded: turned into the local reply's status,
+    // response flag and body in one place (`status`, `response_flag`,
+    // `local_reply_message`).
     /// The `Host`/`:authority` names no service of the mesh (or none at all).
     #[error("no service in the mesh for host {host:?}")]
     UnknownService {
@@ -214,13 +215,10 @@ pub enum ForwardError {
     /// server answers 501), which the proxy would otherwise pass on undeclared.
     #[error("unsupported transfer coding {0:?}")]
     TransferCoding(String),
-}
 
-/// Why the proxy ended a response body with an error, after its head had gone
-/// downstream: the downstream sees the body cut short (an HTTP/1.1 connection closed,
-/// an h2 stream reset), never a clean end.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+    // Why the proxy ended a response body with an error, after its head had gone
+    // downstream: the downstream sees the body cut short (an HTTP/1.1 connection
+    // closed, an h2 stream reset), never a clean end.
     /// The upstream's trailers are larger than the proxy takes (flag `UPE`): the stream
     /// is reset rather than ended without them, which would lose a gRPC status.
     #[error("upstream {upstream} sent trailers of {bytes} bytes, over the {limit}-byte limit")]
@@ -243,27 +241,49 @@ pub enum BodyError {
     },
 }
 
-impl ForwardError {
+/// The variants of setting up or running the proxy, which are never a request's
+/// outcome: one list for the matches of [`Error`]'s methods.
+macro_rules! setup_errors {
+    () => {
+        Error::MeshRead { .. }
+            | Error::MeshParse { .. }
+            | Error::MeshInvalid { .. }
+            | Error::Rules { .. }
+            | Error::Config(_)
+            | Error::Bind { .. }
+            | Error::ListenersFile { .. }
+            | Error::CollectorEndpoint { .. }
+            | Error::Metrics(_)
+            | Error::Worker { .. }
+            | Error::Io(_)
+    };
+}
+
+impl Error {
     /// The HTTP status the downstream gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            ForwardError::UnknownService { .. }
-            | ForwardError::NoHealthyUpstream { .. }
-            | ForwardError::UpstreamConnect { .. }
-            | ForwardError::UpstreamReset { .. }
-            | ForwardError::ClusterNotFound { .. }
-            | ForwardError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ForwardError::NoRoute { .. } | ForwardError::Connect => StatusCode::NOT_FOUND,
-            ForwardError::TransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
-            ForwardError::DownstreamBody
-            | ForwardError::RepeatedHost
-            | ForwardError::InvalidHost
-            | ForwardError::MissingHost
-            | ForwardError::AuthorityForm
-            | ForwardError::EscapedNul => StatusCode::BAD_REQUEST,
-            ForwardError::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
-            ForwardError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ForwardError::BadUpstreamRequest(_) | ForwardError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
+            Error::UnknownService { .. }
+            | Error::NoHealthyUpstream { .. }
+            | Error::UpstreamConnect { .. }
+            | Error::UpstreamReset { .. }
+            | Error::ClusterNotFound { .. }
+            | Error::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::NoRoute { .. } | Error::Connect => StatusCode::NOT_FOUND,
+            Error::TransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
+            Error::DownstreamBody
+            | Error::RepeatedHost
+            | Error::InvalidHost
+            | Error::MissingHost
+            | Error::AuthorityForm
+            | Error::EscapedNul => StatusCode::BAD_REQUEST,
+            Error::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::UpstreamTimeout { .. } | Error::ResponseIdle { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::BadUpstreamRequest(_)
+            | Error::UpstreamProtocol { .. }
+            | Error::ResponseTrailersTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            // Setting up or running the proxy: never a request's outcome.
+            setup_errors!() => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -272,24 +292,54 @@ impl ForwardError {
         match self {
             // No route / no healthy upstream: Envoy answers unknown hosts on a
             // sidecar's outbound with `UH` too once no cluster matches.
-            ForwardError::UnknownService { .. } | ForwardError::NoHealthyUpstream { .. } => "UH",
-            ForwardError::UpstreamConnect { .. } => "UF",
-            ForwardError::UpstreamTimeout { .. } => "UT",
-            ForwardError::UpstreamReset { .. } => "UC",
-            ForwardError::NoRoute { .. } | ForwardError::Connect => "NR",
+            Error::UnknownService { .. } | Error::NoHealthyUpstream { .. } => "UH",
+            Error::UpstreamConnect { .. } => "UF",
+            Error::UpstreamTimeout { .. } => "UT",
+            Error::UpstreamReset { .. } => "UC",
+            Error::NoRoute { .. } | Error::Connect => "NR",
             // Envoy's downstream protocol error: a malformed request.
-            ForwardError::DownstreamBody
-            | ForwardError::RepeatedHost
-            | ForwardError::InvalidHost
-            | ForwardError::MissingHost
-            | ForwardError::AuthorityForm
-            | ForwardError::EscapedNul
-            | ForwardError::TransferCoding(_) => "DPE",
+            Error::DownstreamBody
+            | Error::RepeatedHost
+            | Error::InvalidHost
+            | Error::MissingHost
+            | Error::AuthorityForm
+            | Error::EscapedNul
+            | Error::TransferCoding(_) => "DPE",
             // Envoy's stream idle timeout, 408 while the request is incomplete.
-            ForwardError::DownstreamTimeout => "SI",
-            ForwardError::ClusterNotFound { .. } => "NC",
-            ForwardError::Overflow { .. } => "UO",
-            ForwardError::BadUpstreamRequest(_) | ForwardError::UpstreamProtocol { .. } => "UPE",
+            Error::DownstreamTimeout | Error::ResponseIdle { .. } => "SI",
+            Error::ClusterNotFound { .. } => "NC",
+            Error::Overflow { .. } => "UO",
+            Error::BadUpstreamRequest(_)
+            | Error::UpstreamProtocol { .. }
+            | Error::ResponseTrailersTooLarge { .. } => "UPE",
+            // Setting up or running the proxy: Envoy's "no flag".
+            setup_errors!() => "-",
+        }
+    }
+
+    /// The body of the proxy's own reply for this failure, in Envoy's words.
+    pub fn local_reply_message(&self) -> &'static str {
+        match self {
+            Error::UnknownService { .. } | Error::NoHealthyUpstream { .. } => "no healthy upstream",
+            Error::UpstreamConnect { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            Error::UpstreamReset { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            Error::UpstreamProtocol { .. } | Error::ResponseTrailersTooLarge { .. } => {
+                "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+            }
+            Error::UpstreamTimeout { .. } => "upstream request timeout",
+            Error::BadUpstreamRequest(_) => "bad upstream request",
+            Error::NoRoute { .. } | Error::Connect => "route not found",
+            Error::TransferCoding(_) => "not implemented: transfer coding",
+            Error::DownstreamBody => "bad request body",
+            Error::RepeatedHost => "bad request: more than one Host header",
+            Error::InvalidHost => "bad request: invalid Host header",
+            Error::MissingHost => "bad request: missing Host header",
+            Error::AuthorityForm => "bad request: authority-form target is for CONNECT only",
+            Error::EscapedNul => "bad request: escaped NUL (%00) in the path",
+            Error::DownstreamTimeout | Error::ResponseIdle { .. } => "stream timeout",
+            Error::ClusterNotFound { .. } => "cluster not found",
+            Error::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            setup_errors!() => "internal error",
         }
     }
 }

@@ -39,7 +39,7 @@ use peer::{PeerHeaders, peer_cluster, take_peer_identity};
 pub use peer::{PEER_APP, PEER_CLUSTER, PEER_NAMESPACE, PEER_VERSION, PEER_WORKLOAD};
 use crate::config::AppProtocol;
 use crate::drain::Upgrades;
-use crate::error::ForwardError;
+use crate::error::Error;
 use crate::mesh::{CLUSTER_DOMAIN, ServiceNames, WorkloadIdentity};
 use crate::pool::{Failure, PoolSettings, Upstream, UpstreamPool};
 use crate::routing::SharedRouting;
@@ -310,7 +310,7 @@ impl Proxy {
         let decision = match decided {
             Ok(decision) => decision,
             Err(error) => {
-                if matches!(error, ForwardError::NoRoute { .. })
+                if matches!(error, Error::NoRoute { .. })
                     && let Some(service) = table.service_names(exchange.authority())
                 {
                     exchange.destination_service = Some(service);
@@ -431,7 +431,7 @@ fn continue_trace(headers: &mut HeaderMap, exchange: &mut Exchange, sample_perce
 
 /// Sends the request to `exchange.upstream_address`, HTTP/2 if it came as HTTP/2 (and
 /// the app protocol is `auto`), else HTTP/1.1.
-async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, ForwardError> {
+async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchange: &mut Exchange) -> Result<Upstream, Error> {
     let h2c_to_app = request.version() == Version::HTTP_2 && context.app_protocol == AppProtocol::Auto;
     if context.app_protocol == AppProtocol::Http1 && request.version() == Version::HTTP_2 {
         if exchange.is_grpc() {
@@ -486,23 +486,23 @@ async fn forward(context: &ProxyContext, mut request: Request<Incoming>, exchang
 /// timeout ended the exchange), a body the proxy was still waiting for counts as
 /// stalled. Such a failure says nothing about the upstream: it feeds no outlier
 /// detection and is not retried.
-fn downstream_error(exchange: &Exchange, timed_out: bool) -> Option<ForwardError> {
+fn downstream_error(exchange: &Exchange, timed_out: bool) -> Option<Error> {
     exchange.request_body_fault(timed_out).map(|fault| match fault {
-        BodyFault::Broken => ForwardError::DownstreamBody,
-        BodyFault::Stalled => ForwardError::DownstreamTimeout,
+        BodyFault::Broken => Error::DownstreamBody,
+        BodyFault::Stalled => Error::DownstreamTimeout,
     })
 }
 
 /// The request timeout ended the exchange: the upstream's fault unless the proxy was
 /// still waiting for the request body.
-fn timed_out(exchange: &Exchange) -> ForwardError {
-    downstream_error(exchange, true).unwrap_or_else(|| ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() })
+fn timed_out(exchange: &Exchange) -> Error {
+    downstream_error(exchange, true).unwrap_or_else(|| Error::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() })
 }
 
 /// A request that got no response from `exchange.upstream_address`, as the error its
 /// caller answers with (the downstream's when its request body broke or stalled);
 /// connect failures are counted.
-fn failed(context: &ProxyContext, exchange: &Exchange, failure: Failure) -> ForwardError {
+fn failed(context: &ProxyContext, exchange: &Exchange, failure: Failure) -> Error {
     if let Some(error) = downstream_error(exchange, false) {
         debug!(direction = exchange.direction.as_str(), upstream = exchange.upstream_address(), failure = ?failure, "request body failed");
         return error;
@@ -511,10 +511,10 @@ fn failed(context: &ProxyContext, exchange: &Exchange, failure: Failure) -> Forw
     match failure {
         Failure::Connect(source) => {
             context.stats.direction(exchange.direction).upstream_connect_failures.inc();
-            ForwardError::UpstreamConnect { upstream, source }
+            Error::UpstreamConnect { upstream, source }
         }
-        Failure::Reset(source) if is_protocol_error(&*source) => ForwardError::UpstreamProtocol { upstream, source },
-        Failure::Reset(source) => ForwardError::UpstreamReset { upstream, source },
+        Failure::Reset(source) if is_protocol_error(&*source) => Error::UpstreamProtocol { upstream, source },
+        Failure::Reset(source) => Error::UpstreamReset { upstream, source },
     }
 }
 
@@ -536,7 +536,7 @@ fn is_protocol_error(error: &(dyn std::error::Error + 'static)) -> bool {
 /// downstream connection's) splices the two connections.
 fn respond(
     context: &Arc<ProxyContext>,
-    forwarded: Result<Upstream, ForwardError>,
+    forwarded: Result<Upstream, Error>,
     mut exchange: Exchange,
     response_ops: Option<(&HeaderOps, Option<&HeaderOps>)>,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -545,7 +545,7 @@ fn respond(
     // asked for (RFC 9110 §15.2.2): the upstream's protocol error (502 `UPE`), as
     // Envoy answers it, not a response the caller cannot use.
     let forwarded = match forwarded {
-        Ok(upstream) if upstream.response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_none() => Err(ForwardError::UpstreamProtocol {
+        Ok(upstream) if upstream.response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_none() => Err(Error::UpstreamProtocol {
             upstream: exchange.upstream_address().to_owned(),
             source: "101 Switching Protocols to a request that offered no upgrade".into(),
         }),
@@ -555,7 +555,7 @@ fn respond(
             if upstream.response.version() == Version::HTTP_2
                 && crate::pool::h2_header_list_size(upstream.response.headers()) > crate::pool::H2_MAX_HEADER_LIST_BYTES as usize =>
         {
-            Err(ForwardError::UpstreamProtocol {
+            Err(Error::UpstreamProtocol {
                 upstream: exchange.upstream_address().to_owned(),
                 source: format!("response head over the {}-byte HTTP/2 header list limit", crate::pool::H2_MAX_HEADER_LIST_BYTES).into(),
             })
@@ -638,40 +638,22 @@ fn says_close(parts: &http::response::Parts) -> bool {
 }
 
 /// THE place where forwarding errors become responses: the status and Envoy
-/// response flag come from [`ForwardError`]; gRPC callers get a trailers-only
+/// response flag come from [`Error`]; gRPC callers get a trailers-only
 /// response with `grpc-status` (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED) as Envoy does.
 /// Bodies name the failure class only, nothing internal.
-pub fn error_response(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange) -> Response<ResponseBody> {
+pub fn error_response(context: &Arc<ProxyContext>, error: &Error, exchange: Exchange) -> Response<ResponseBody> {
     error_response_with(context, error, exchange, HeaderMap::new())
 }
 
 /// [`error_response`] with `headers` added.
-fn error_response_with(context: &Arc<ProxyContext>, error: &ForwardError, exchange: Exchange, mut headers: HeaderMap) -> Response<ResponseBody> {
+fn error_response_with(context: &Arc<ProxyContext>, error: &Error, exchange: Exchange, mut headers: HeaderMap) -> Response<ResponseBody> {
     // A request body the proxy gave up on (broken, stalled) leaves the HTTP/1.1
     // connection unusable: it is closed after this answer, which says so.
-    if exchange.is_http1() && (matches!(error, ForwardError::DownstreamBody | ForwardError::DownstreamTimeout) || exchange.request_body_unread()) {
+    if exchange.is_http1() && (matches!(error, Error::DownstreamBody | Error::DownstreamTimeout) || exchange.request_body_unread()) {
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = error.status();
-    let message = match error {
-        ForwardError::UnknownService { .. } | ForwardError::NoHealthyUpstream { .. } => "no healthy upstream",
-        ForwardError::UpstreamConnect { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-        ForwardError::UpstreamReset { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-        ForwardError::UpstreamProtocol { .. } => "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
-        ForwardError::UpstreamTimeout { .. } => "upstream request timeout",
-        ForwardError::BadUpstreamRequest(_) => "bad upstream request",
-        ForwardError::NoRoute { .. } | ForwardError::Connect => "route not found",
-        ForwardError::TransferCoding(_) => "not implemented: transfer coding",
-        ForwardError::DownstreamBody => "bad request body",
-        ForwardError::RepeatedHost => "bad request: more than one Host header",
-        ForwardError::InvalidHost => "bad request: invalid Host header",
-        ForwardError::MissingHost => "bad request: missing Host header",
-        ForwardError::AuthorityForm => "bad request: authority-form target is for CONNECT only",
-        ForwardError::EscapedNul => "bad request: escaped NUL (%00) in the path",
-        ForwardError::DownstreamTimeout => "stream timeout",
-        ForwardError::ClusterNotFound { .. } => "cluster not found",
-        ForwardError::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-    };
+    let message = error.local_reply_message();
     let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { upstream::grpc_status_for_http(status.as_u16()) };
     let reply = LocalReply { flag: error.response_flag(), status, grpc_status, message, body: Bytes::from_static(message.as_bytes()) };
     local_reply(context, reply, headers, exchange)

@@ -71,7 +71,7 @@ use tonic::transport::Endpoint;
 use tracing::{info, warn};
 
 pub use config::{AppProtocol, InboundSpec, ProxyArgs, ProxyConfig};
-pub use error::{Error, ForwardError, Result};
+pub use error::{Error, Result};
 
 use forward::{Proxy, ProxyContext};
 use pool::{POOL_IDLE_TIMEOUT, PoolSettings};

@@ -23,7 +23,7 @@ use meshtel_model::routing::{HttpRoute, RequestAttrs, RequestMatch, RouteDestina
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
-use crate::error::ForwardError;
+use crate::error::Error;
 use crate::mesh::{Mesh, MeshWatcher, WorkloadIdentity, strip_port};
 use crate::rules::RulesWatcher;
 use crate::stats::{RoutingStats, Stats};
@@ -182,7 +182,7 @@ impl RoutingTable {
 
     /// Decides where a request goes. `roll` is a random number (the weighted pick uses
     /// it modulo the route's total weight).
-    pub fn decide<'t>(&'t self, request: &RequestAttrs<'_>, roll: u32) -> Result<Decision<'t>, ForwardError> {
+    pub fn decide<'t>(&'t self, request: &RequestAttrs<'_>, roll: u32) -> Result<Decision<'t>, Error> {
         let service = self.mesh.resolve(request.authority);
         let virtual_service = if self.rules.virtual_services.is_empty() {
             None
@@ -201,23 +201,23 @@ impl RoutingTable {
         };
         let Some(virtual_service) = virtual_service else {
             let Some(service) = service else {
-                return Err(ForwardError::UnknownService { host: request.authority.to_owned() });
+                return Err(Error::UnknownService { host: request.authority.to_owned() });
             };
             let cluster = self
                 .cluster(&service.fqdn, None)
-                .ok_or_else(|| ForwardError::ClusterNotFound { cluster: service.fqdn.clone() })?;
+                .ok_or_else(|| Error::ClusterNotFound { cluster: service.fqdn.clone() })?;
             return Ok(Decision { route: None, matched: None, destination: None, cluster });
         };
         let source = SourceAttrs { labels: &self.source_labels, namespace: &self.source_namespace };
         let Some(route) = virtual_service.route(request, &source) else {
-            return Err(ForwardError::NoRoute { host: request.authority.to_owned() });
+            return Err(Error::NoRoute { host: request.authority.to_owned() });
         };
         let matched = if route.rewrite.is_some() { route.matching_block(request, &source) } else { None };
         let destination = route
             .pick(roll % route.total_weight.max(1))
-            .ok_or_else(|| ForwardError::NoRoute { host: request.authority.to_owned() })?;
+            .ok_or_else(|| Error::NoRoute { host: request.authority.to_owned() })?;
         let cluster = self.cluster(&destination.host, destination.subset.as_deref()).ok_or_else(|| {
-            ForwardError::ClusterNotFound {
+            Error::ClusterNotFound {
                 cluster: match &destination.subset {
                     Some(subset) => format!("{}|{subset}", destination.host),
                     None => destination.host.clone(),

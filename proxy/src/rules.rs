@@ -73,7 +73,7 @@ impl RulesWatcher {
                 Some(Ok(Arc::new(rules)))
             }
             Err(error) => {
-                for problem in &error.problems {
+                for problem in error.rule_problems() {
                     warn!(
                         source = %problem.source,
                         object = %problem.object,

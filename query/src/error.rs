@@ -1,4 +1,5 @@
-//! The one error type of the query service and how it becomes an HTTP response.
+//! The one error type of the query service (its answers and its configuration) and how
+//! it becomes an HTTP response.
 //!
 //! Status codes come from the shared [`ErrorCode`] vocabulary. Bodies follow Jaeger,
 //! which writes errors through Go's `http.Error`: `text/plain; charset=utf-8`,
@@ -77,6 +78,10 @@ pub enum ApiError {
     /// Jaeger's SPM metrics; the message is Jaeger's.
     #[error("{0}")]
     NotImplemented(String),
+    /// A `[query]` setting is unusable (at startup, never in an answer); the message
+    /// names the setting as the config file spells it.
+    #[error("{0}")]
+    InvalidConfig(String),
 }
 
 /// Result with [`ApiError`].
@@ -104,9 +109,10 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
-            ApiError::ArchiveNotConfigured | ApiError::Encode(_) | ApiError::NotImplemented(_) => {
-                ErrorCode::Internal
-            }
+            ApiError::ArchiveNotConfigured
+            | ApiError::Encode(_)
+            | ApiError::NotImplemented(_)
+            | ApiError::InvalidConfig(_) => ErrorCode::Internal,
             ApiError::Storage(e) => e.code(),
         }
     }

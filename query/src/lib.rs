@@ -115,44 +115,31 @@ impl Default for QueryConfig {
     }
 }
 
-/// Why a [`QueryConfig`] is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// The base path holds characters a route cannot contain.
-    #[error("[query] base_path {0:?} may not contain '{{', '}}', '*', '?' or '#'")]
-    BasePath(String),
-    /// The search limit bound is zero.
-    #[error("[query] max_search_limit must be at least 1")]
-    MaxSearchLimit,
-    /// The span bound is below the search limit: some traces of an answer would get
-    /// no span at all.
-    #[error(
-        "[query] max_spans_per_response ({0}) must be at least [query] max_search_limit ({1}): \
-         every trace of an answer gets at least one span"
-    )]
-    MaxSpans(usize, usize),
-    /// No read may run.
-    #[error("[query] max_concurrent_reads must be at least 1")]
-    MaxReads,
-}
-
 impl QueryConfig {
     /// Checks the settings; call it at startup, before [`router`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ApiError> {
         if self.base_path.contains(['{', '}', '*', '?', '#']) {
-            return Err(ConfigError::BasePath(self.base_path.clone()));
+            return Err(ApiError::InvalidConfig(format!(
+                "[query] base_path {:?} may not contain '{{', '}}', '*', '?' or '#'",
+                self.base_path
+            )));
         }
         if self.max_search_limit == 0 {
-            return Err(ConfigError::MaxSearchLimit);
-        }
-        if self.max_spans_per_response < self.max_search_limit {
-            return Err(ConfigError::MaxSpans(
-                self.max_spans_per_response,
-                self.max_search_limit,
+            return Err(ApiError::InvalidConfig(
+                "[query] max_search_limit must be at least 1".into(),
             ));
         }
+        if self.max_spans_per_response < self.max_search_limit {
+            return Err(ApiError::InvalidConfig(format!(
+                "[query] max_spans_per_response ({}) must be at least [query] \
+                 max_search_limit ({}): every trace of an answer gets at least one span",
+                self.max_spans_per_response, self.max_search_limit
+            )));
+        }
         if self.max_concurrent_reads == 0 {
-            return Err(ConfigError::MaxReads);
+            return Err(ApiError::InvalidConfig(
+                "[query] max_concurrent_reads must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -419,7 +406,12 @@ mod tests {
             max_search_limit: 20,
             ..QueryConfig::default()
         };
-        assert_eq!(spans(19).validate(), Err(ConfigError::MaxSpans(19, 20)));
-        assert_eq!(spans(20).validate(), Ok(()));
+        assert_eq!(
+            spans(19).validate().map_err(|e| e.to_string()),
+            Err("[query] max_spans_per_response (19) must be at least [query] \
+                 max_search_limit (20): every trace of an answer gets at least one span"
+                .to_string())
+        );
+        assert!(spans(20).validate().is_ok());
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytesize::ByteSize;
-use meshtel_model::WriteError;
+use meshtel_model::Error as ModelError;
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
@@ -278,7 +278,7 @@ impl DiskReserve {
     /// Admits a write, or refuses it as an overload (counted in `rejected_disk_full`)
     /// when the free space, as the latest check found it less the WAL bytes written
     /// since and the `queued` bytes waiting for the WAL, is below the reserve.
-    pub(crate) fn admit(&self, stats: &Stats, queued: u64) -> Result<(), WriteError> {
+    pub(crate) fn admit(&self, stats: &Stats, queued: u64) -> Result<(), ModelError> {
         if self.min_free == 0 {
             return Ok(());
         }
@@ -314,7 +314,7 @@ impl DiskReserve {
                 ByteSize::b(self.min_free)
             )
         };
-        Err(WriteError::DiskFull {
+        Err(ModelError::DiskFull {
             message,
             retry_after: DISK_FULL_RETRY_AFTER,
         })
@@ -593,7 +593,7 @@ mod tests {
         reserve.refresh(&stats);
         assert!(matches!(
             reserve.admit(&stats, 0),
-            Err(WriteError::DiskFull { retry_after, .. }) if retry_after == DISK_FULL_RETRY_AFTER
+            Err(ModelError::DiskFull { retry_after, .. }) if retry_after == DISK_FULL_RETRY_AFTER
         ));
         assert!(reserve.admit(&stats, 0).is_err());
         assert_eq!(stats.rejected_disk_full.load(Ordering::Relaxed), 2);
@@ -625,7 +625,7 @@ mod tests {
         reserve.check_at_open(&stats).unwrap();
         stats.record_written(1000, 30 << 20);
         assert!(reserve.admit(&stats, 0).is_ok());
-        let Err(WriteError::DiskFull { message, .. }) = reserve.admit(&stats, 7 << 20) else {
+        let Err(ModelError::DiskFull { message, .. }) = reserve.admit(&stats, 7 << 20) else {
             panic!("queued bytes count");
         };
         // The disk is not below: the message says what its figure is.

@@ -67,8 +67,8 @@ use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::otlp::trace::v1::ResourceSpans;
 use meshtel_model::validate::SpanLimits;
 use meshtel_model::write::write_resource_spans;
-use meshtel_model::{ExportError, ExportSummary};
-use meshtel_model::{Operation, SpanSink, TraceId, WriteError};
+use meshtel_model::{Error as ModelError, ExportSummary};
+use meshtel_model::{Operation, SpanSink, TraceId};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -618,10 +618,10 @@ async fn reload_index(
 impl TraceStore {
     /// The write channel, or why there is none; refuses early when the disk is below
     /// its free-space reserve ([`disk`]) or the head is full.
-    fn admit_write(&self) -> Result<SyncSender<Command>, WriteError> {
+    fn admit_write(&self) -> Result<SyncSender<Command>, ModelError> {
         let tx =
             self.tx.lock().clone().ok_or_else(|| {
-                WriteError::Unavailable("store is read-only or shutting down".into())
+                ModelError::Unavailable("store is read-only or shutting down".into())
             })?;
         let config = &self.inner.config;
         self.admit_disk()?;
@@ -632,7 +632,7 @@ impl TraceStore {
                     .stats
                     .rejected_overload
                     .fetch_add(1, Ordering::Relaxed);
-                return Err(WriteError::Overloaded {
+                return Err(ModelError::Overloaded {
                     retry_after: self.inner.stats.head_full_retry_after(),
                     bound,
                 });
@@ -645,7 +645,7 @@ impl TraceStore {
     /// requests waiting for the WAL (the queue's permits in use, this one's included
     /// once it holds them) and the blocks the head's spans will become (bounded by their
     /// Arrow memory), so that what is acknowledged can always be flushed.
-    fn admit_disk(&self) -> Result<(), WriteError> {
+    fn admit_disk(&self) -> Result<(), ModelError> {
         let queued = self
             .inner
             .config
@@ -664,17 +664,17 @@ impl TraceStore {
         &self,
         tx: SyncSender<Command>,
         encoded: encode::EncodedBatch,
-    ) -> Result<(), WriteError> {
+    ) -> Result<(), ModelError> {
         if encoded.batch.num_rows() == 0 {
             return Ok(());
         }
         let arrow_bytes = encoded.batch.get_array_memory_size();
         let payload = writer::encode_record(&encoded.batch, arrow_bytes)
-            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+            .map_err(|e| ModelError::Unavailable(e.to_string()))?;
         if payload.len() as u64 > self.inner.config.max_queued_bytes.as_u64() {
             // Larger than the whole queue: no retry can ever fit, even on an idle
             // server, so this is a permanent refusal and not an overload.
-            return Err(WriteError::LargerThanQueue {
+            return Err(ModelError::LargerThanQueue {
                 queue_bytes: self.inner.config.max_queued_bytes.as_u64(),
             });
         }
@@ -686,7 +686,7 @@ impl TraceStore {
                     .stats
                     .rejected_overload
                     .fetch_add(1, Ordering::Relaxed);
-                return Err(WriteError::Overloaded {
+                return Err(ModelError::Overloaded {
                     retry_after: Duration::from_millis(500),
                     bound: "requests waiting for the WAL fill [store] max_queued_bytes",
                 });
@@ -711,17 +711,17 @@ impl TraceStore {
                     .stats
                     .rejected_overload
                     .fetch_add(1, Ordering::Relaxed);
-                return Err(WriteError::Overloaded {
+                return Err(ModelError::Overloaded {
                     retry_after: Duration::from_millis(500),
                     bound: "the WAL writer's queue of requests is full",
                 });
             }
             Err(TrySendError::Disconnected(_)) => {
-                return Err(WriteError::Unavailable("store is shutting down".into()));
+                return Err(ModelError::Unavailable("store is shutting down".into()));
             }
         }
         done.await
-            .map_err(|_| WriteError::Unavailable("store is shutting down".into()))?
+            .map_err(|_| ModelError::Unavailable("store is shutting down".into()))?
     }
 }
 
@@ -731,10 +731,10 @@ impl SpanSink for TraceStore {
         TraceStore::refuses_writes(self)
     }
 
-    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
+    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), ModelError> {
         let tx = self.admit_write()?;
         let encoded = encode::encode_resource_spans_off_runtime(spans).await;
-        let (encoded, _skipped) = encoded.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        let (encoded, _skipped) = encoded.map_err(|e| ModelError::Unavailable(e.to_string()))?;
         self.write_encoded(tx, encoded).await
     }
 
@@ -744,14 +744,14 @@ impl SpanSink for TraceStore {
         &self,
         request: Bytes,
         limits: &SpanLimits,
-    ) -> Result<ExportSummary, ExportError> {
+    ) -> Result<ExportSummary, ModelError> {
         let tx = self.admit_write()?;
         // A large request is read off the runtime's threads, not to hold up the others.
         let read = if request.len() >= wire::READ_ON_BLOCKING_THREAD_BYTES {
             let (bytes, limits) = (request.clone(), limits.clone());
             tokio::task::spawn_blocking(move || wire::encode_export_request(&bytes, &limits))
                 .await
-                .map_err(|e| WriteError::Unavailable(format!("reading the request failed: {e}")))?
+                .map_err(|e| ModelError::Unavailable(format!("reading the request failed: {e}")))?
         } else {
             wire::encode_export_request(&request, limits)
         };
@@ -762,7 +762,7 @@ impl SpanSink for TraceStore {
             }
             None => {
                 let request = ExportTraceServiceRequest::decode(request)
-                    .map_err(|error| ExportError::Decode(error.to_string()))?;
+                    .map_err(|error| ModelError::DecodeRequest(error.to_string()))?;
                 write_resource_spans(self, request.resource_spans, limits).await
             }
         }

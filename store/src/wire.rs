@@ -31,7 +31,7 @@ use meshtel_model::otlp::trace::v1::Span;
 use meshtel_model::validate::{
     AttributeLimiter, Report, SpanLimits, clean_span, latest_start_now, span_problem,
 };
-use meshtel_model::{ExportError, ExportSummary};
+use meshtel_model::{Error as ModelError, ExportSummary};
 use prost::Message;
 
 use crate::encode::{
@@ -492,23 +492,21 @@ fn parse_any_value<'a>(bytes: &'a [u8], value: &mut Scalar<'a>, run: &Utf8Run<'a
 pub fn encode_export_request(
     request: &[u8],
     limits: &SpanLimits,
-) -> Result<Option<(EncodedBatch, ExportSummary)>, ExportError> {
+) -> Result<Option<(EncodedBatch, ExportSummary)>, ModelError> {
     // Before either decoder holds anything of it (the caller's prost fallback too).
     shape::check(request, limits)?;
     let Ok(index) = Index::of(request) else {
         return Ok(None);
     };
     if index.spans.len() > limits.max_spans_per_request {
-        return Err(ExportError::TooManySpans {
+        return Err(ModelError::TooManySpans {
             count: index.spans.len(),
             limit: limits.max_spans_per_request,
         });
     }
     match Encoder::new(index.spans.len(), limits).encode(&index) {
         Ok(Ok(done)) => Ok(Some(done)),
-        Ok(Err(error)) => Err(ExportError::Write(meshtel_model::WriteError::Unavailable(
-            error.to_string(),
-        ))),
+        Ok(Err(error)) => Err(ModelError::Unavailable(error.to_string())),
         Err(Unusual) => Ok(None),
     }
 }

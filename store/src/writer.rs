@@ -20,7 +20,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use meshtel_model::log_window::LogWindow;
-use meshtel_model::{Operation, WriteError};
+use meshtel_model::{Error as ModelError, Operation};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -40,7 +40,7 @@ pub(crate) enum Command {
         /// Arrow memory of `batch`, counted against `max_head_bytes`.
         arrow_bytes: usize,
         operations: Vec<(String, Operation)>,
-        ack: oneshot::Sender<Result<(), WriteError>>,
+        ack: oneshot::Sender<Result<(), ModelError>>,
         _permit: OwnedSemaphorePermit,
     },
     /// Seal the head now; ack once it is in a block.
@@ -250,14 +250,14 @@ pub(crate) fn run_writer(
                     }
                     for (.., ack) in writes {
                         let _ = ack.send(Err(if disk_full {
-                            WriteError::DiskFull {
+                            ModelError::DiskFull {
                                 message: format!(
                                     "the write-ahead log's disk is full, nothing of this request was kept ({e})"
                                 ),
                                 retry_after: crate::disk::DISK_FULL_RETRY_AFTER,
                             }
                         } else {
-                            WriteError::Unavailable("write-ahead log is not writable".into())
+                            ModelError::Unavailable("write-ahead log is not writable".into())
                         }));
                     }
                 }

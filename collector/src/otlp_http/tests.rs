@@ -1,6 +1,6 @@
 use axum::body::to_bytes;
 use http::Request;
-use meshtel_model::WriteError;
+use meshtel_model::Error as ModelError;
 use meshtel_model::otlp::trace::v1::ResourceSpans;
 use tower::ServiceExt;
 
@@ -10,7 +10,7 @@ struct DiscardingSink;
 
 #[async_trait::async_trait]
 impl SpanSink for DiscardingSink {
-    async fn write_spans(&self, _spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
+    async fn write_spans(&self, _spans: Vec<ResourceSpans>) -> Result<(), ModelError> {
         Ok(())
     }
 }

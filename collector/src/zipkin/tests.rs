@@ -485,10 +485,7 @@ struct DiscardingSink;
 
 #[async_trait::async_trait]
 impl meshtel_model::SpanSink for DiscardingSink {
-    async fn write_spans(
-        &self,
-        _spans: Vec<ResourceSpans>,
-    ) -> Result<(), meshtel_model::WriteError> {
+    async fn write_spans(&self, _spans: Vec<ResourceSpans>) -> Result<(), meshtel_model::Error> {
         Ok(())
     }
 }

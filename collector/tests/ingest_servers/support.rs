@@ -12,7 +12,7 @@ use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use meshtel_model::otlp::resource::v1::Resource;
 use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use meshtel_model::{SpanSink, WriteError};
+use meshtel_model::{Error as ModelError, SpanSink};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -47,9 +47,9 @@ impl RecordingSink {
 
 #[async_trait::async_trait]
 impl SpanSink for RecordingSink {
-    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), WriteError> {
+    async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), ModelError> {
         if let Some(retry_after) = *self.overloaded.lock().unwrap() {
-            return Err(WriteError::Overloaded {
+            return Err(ModelError::Overloaded {
                 retry_after,
                 bound: "the test's sink refuses writes",
             });

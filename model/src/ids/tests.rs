@@ -19,9 +19,9 @@ fn renders_32_digits_when_high_bits_set() {
 
 #[test]
 fn rejects_bad_ids() {
-    assert!(matches!(TraceId::parse_hex(""), Err(IdError::Empty)));
-    assert!(matches!(TraceId::parse_hex(&"a".repeat(33)), Err(IdError::TooLong(_))));
-    assert!(matches!(TraceId::parse_hex("xyz"), Err(IdError::NotHex(_))));
+    assert!(matches!(TraceId::parse_hex(""), Err(Error::EmptyId)));
+    assert!(matches!(TraceId::parse_hex(&"a".repeat(33)), Err(Error::IdTooLong(_))));
+    assert!(matches!(TraceId::parse_hex("xyz"), Err(Error::IdNotHex(_))));
     assert!(TraceId::from_slice(&[1; 15]).is_err());
     assert!(SpanId::from_slice(&[1; 9]).is_err());
 }

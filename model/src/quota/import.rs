@@ -18,75 +18,12 @@ mod envoy;
 mod istio;
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use serde::Deserialize;
 use yaml_serde::Value;
 
 use super::policy::QuotaPolicySpec;
-use super::validate::FieldError;
-
-/// Why a configuration could not be imported. Every variant says where: the document
-/// (Istio, counted from 1) or the descriptor path (envoy), and the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// The input is not what the importer understands; the message says where.
-    #[error("{0}")]
-    Invalid(String),
-    /// A document is not valid YAML.
-    #[error("{location}: not valid YAML: {source}")]
-    Yaml {
-        /// Which document (`document 2`) or `file`.
-        location: String,
-        /// The parser's error, with line and column.
-        #[source]
-        source: yaml_serde::Error,
-    },
-    /// A field is missing, has the wrong type or a value the source format rejects.
-    #[error("{location}: {message}")]
-    Field {
-        /// Document or descriptor, then the field path, e.g.
-        /// `document 1 (handler quotahandler.istio-system), spec.params.quotas[0].maxAmount`.
-        location: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A valid source construct that meshtel policies cannot express.
-    #[error("{location}: cannot import `{expression}`: {reason}")]
-    Unsupported {
-        /// Document or descriptor, then the field path.
-        location: String,
-        /// The expression, value or construct as written.
-        expression: String,
-        /// Why it cannot be expressed, and what to write instead when there is a way.
-        reason: String,
-    },
-    /// The input holds no quota at all; the message says what was found.
-    #[error("nothing to import: {0}")]
-    Empty(String),
-    /// An imported policy does not compile (a value the source accepts but meshtel does
-    /// not).
-    #[error("{location}: imported policy {policy:?} is invalid: {}", join_field_errors(.errors))]
-    Policy {
-        /// Where the policy came from.
-        location: String,
-        /// The policy name.
-        policy: String,
-        /// What [`QuotaPolicySpec::compile`] reported.
-        errors: Vec<FieldError>,
-    },
-}
-
-fn join_field_errors(errors: &[FieldError]) -> String {
-    let mut out = String::new();
-    for (i, e) in errors.iter().enumerate() {
-        if i > 0 {
-            out.push_str("; ");
-        }
-        let _ = write!(out, "{e}");
-    }
-    out
-}
+use crate::Error;
 
 /// Imports Istio `handler` (memquota or redisquota), `instance` (quota template),
 /// `rule`, `QuotaSpec` and `QuotaSpecBinding` documents (multi-document YAML,
@@ -98,7 +35,7 @@ fn join_field_errors(errors: &[FieldError]) -> String {
 /// meshtel cannot express: allocation quotas, charges other than 1, match expressions
 /// other than conjunctions of equalities, a binding of no service, binding labels
 /// other than `app` and `version`.
-pub fn import_istio(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+pub fn import_istio(yaml: &str) -> Result<Vec<QuotaPolicySpec>, Error> {
     let documents = parse_documents(yaml)?;
     istio::import(&documents)
 }
@@ -109,13 +46,13 @@ pub fn import_istio(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
 /// descriptor path (`rateLimit`). Validates as envoyproxy/ratelimit does (unknown keys,
 /// empty keys, duplicate composite keys, `unlimited` with a `unit`); refuses
 /// `quota_mode`.
-pub fn import_envoy_ratelimit(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+pub fn import_envoy_ratelimit(yaml: &str) -> Result<Vec<QuotaPolicySpec>, Error> {
     let mut documents = parse_documents(yaml)?.into_iter();
     let Some((_, root)) = documents.next() else {
-        return Err(ImportError::Empty("the file holds no YAML document".into()));
+        return Err(Error::NothingToImport("the file holds no YAML document".into()));
     };
     if let Some((index, _)) = documents.next() {
-        return Err(ImportError::Invalid(format!(
+        return Err(Error::ImportInvalid(format!(
             "document {index}: an envoyproxy/ratelimit configuration is one YAML document \
              (one domain per file)"
         )));
@@ -126,7 +63,7 @@ pub fn import_envoy_ratelimit(yaml: &str) -> Result<Vec<QuotaPolicySpec>, Import
 /// Detects the format and imports: documents with `apiVersion` or `kind` are Istio
 /// configuration, a single document with a top-level `domain` is an envoyproxy/ratelimit
 /// configuration.
-pub fn import_any(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+pub fn import_any(yaml: &str) -> Result<Vec<QuotaPolicySpec>, Error> {
     let documents = parse_documents(yaml)?;
     let has_key = |key: &str| {
         documents
@@ -138,7 +75,7 @@ pub fn import_any(yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
     } else if has_key("domain") {
         import_envoy_ratelimit(yaml)
     } else {
-        Err(ImportError::Invalid(
+        Err(Error::ImportInvalid(
             "unrecognised configuration: expected Istio documents (with apiVersion and kind) \
              or an envoyproxy/ratelimit file (with a top-level domain)"
                 .into(),
@@ -188,11 +125,11 @@ pub fn replace_conflict(current: &QuotaPolicySpec, imported: &QuotaPolicySpec) -
 
 /// Splits multi-document YAML; empty documents are dropped. Documents are numbered
 /// from 1.
-fn parse_documents(yaml: &str) -> Result<Vec<(usize, Value)>, ImportError> {
+fn parse_documents(yaml: &str) -> Result<Vec<(usize, Value)>, Error> {
     let mut out = Vec::new();
     for (i, document) in yaml_serde::Deserializer::from_str(yaml).enumerate() {
         let index = i + 1;
-        let value = Value::deserialize(document).map_err(|source| ImportError::Yaml {
+        let value = Value::deserialize(document).map_err(|source| Error::ImportYaml {
             location: format!("document {index}"),
             source,
         })?;
@@ -270,9 +207,9 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
-/// A [`ImportError::Field`].
-fn field_error(location: impl Into<String>, message: impl Into<String>) -> ImportError {
-    ImportError::Field {
+/// A [`Error::ImportField`].
+fn field_error(location: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::ImportField {
         location: location.into(),
         message: message.into(),
     }
@@ -297,10 +234,10 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// Checks an imported policy.
-fn check_compiles(spec: &QuotaPolicySpec, location: &str) -> Result<(), ImportError> {
+fn check_compiles(spec: &QuotaPolicySpec, location: &str) -> Result<(), Error> {
     spec.compile_new()
         .map(|_| ())
-        .map_err(|errors| ImportError::Policy {
+        .map_err(|errors| Error::ImportedPolicyInvalid {
             location: location.to_string(),
             policy: spec.name.clone(),
             errors,

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::attrs::{AttributeRef, DimensionExpr, is_header_name_byte};
 use super::policy::{Algorithm, Limit, QuotaOverride, QuotaPolicy, QuotaPolicySpec};
-use crate::duration::{DurationError, parse_go_duration};
+use crate::Error;
+use crate::duration::parse_go_duration;
 
 /// Largest `maxAmount` and `burst`: Check's limit, remaining and granted amounts are int64.
 const MAX_AMOUNT: u64 = i64::MAX as u64;
@@ -81,7 +82,7 @@ impl Errors {
             Ok(d) => Some(d),
             Err(e) => {
                 // Policies keep Mixer's Go durations, which have no day: say what to write.
-                let days = matches!(&e, DurationError::UnknownUnit { unit, .. } if unit == "d");
+                let days = matches!(&e, Error::UnknownDurationUnit { unit, .. } if unit == "d");
                 let hint = if days { " (a Go duration has no days: write 168h for 7 days)" } else { "" };
                 self.push(field, format!("{e}{hint}"));
                 None

@@ -32,6 +32,7 @@ use yaml_serde::Value;
 
 use self::walk::{Cx, Fields, child_path, index_path};
 use super::{DestinationRule, RuleSet, VirtualService};
+use crate::Error;
 
 pub(crate) use self::destination_rule::{WrittenPolicies, merge as merge_destination_rule};
 pub(crate) use self::fault_retry::GRPC_CODES;
@@ -60,14 +61,6 @@ impl fmt::Display for RuleProblem {
         }
         f.write_str(&self.message)
     }
-}
-
-/// The rules could not be loaded; nothing of them is in force.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{} problem(s) in the rules: {}", problems.len(), problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-pub struct LoadError {
-    /// Every problem found.
-    pub problems: Vec<RuleProblem>,
 }
 
 /// API versions of `networking.istio.io` that meshtel reads; the fields it implements are
@@ -108,7 +101,7 @@ impl RuleSet {
     /// Loads every `*.yaml`, `*.yml` and `*.json` file of `dir` (not recursing), in file
     /// name order; hidden files and editor leftovers (`.x`, `x~`, `x.swp`, `x.tmp`) are
     /// skipped.
-    pub fn load_dir(dir: &Path) -> Result<RuleSet, LoadError> {
+    pub fn load_dir(dir: &Path) -> Result<RuleSet, Error> {
         let mut problems = Vec::new();
         let sources = read_dir_sources(dir, &mut problems);
         finish_with_read_problems(problems, &sources)
@@ -116,7 +109,7 @@ impl RuleSet {
 
     /// Loads directories (as [`RuleSet::load_dir`]) and files (whatever their name), in
     /// the order given, as one rule set.
-    pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<RuleSet, LoadError> {
+    pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<RuleSet, Error> {
         let mut problems = Vec::new();
         let mut sources = Vec::new();
         for path in paths {
@@ -132,7 +125,7 @@ impl RuleSet {
 
     /// Loads `(name, text)` pairs, in order, as one rule set. A name ending in `.json`
     /// is read as JSON (one or more values), anything else as multi-document YAML.
-    pub fn from_sources(sources: &[(String, String)]) -> Result<RuleSet, LoadError> {
+    pub fn from_sources(sources: &[(String, String)]) -> Result<RuleSet, Error> {
         let mut loader = Loader::default();
         for (name, text) in sources {
             loader.add_source(name, text);
@@ -144,13 +137,13 @@ impl RuleSet {
 fn finish_with_read_problems(
     mut problems: Vec<RuleProblem>,
     sources: &[(String, String)],
-) -> Result<RuleSet, LoadError> {
+) -> Result<RuleSet, Error> {
     match RuleSet::from_sources(sources) {
         Ok(rules) if problems.is_empty() => Ok(rules),
-        Ok(_) => Err(LoadError { problems }),
+        Ok(_) => Err(Error::Rules { problems }),
         Err(error) => {
-            problems.extend(error.problems);
-            Err(LoadError { problems })
+            problems.extend(error.rule_problems().iter().cloned());
+            Err(Error::Rules { problems })
         }
     }
 }
@@ -424,7 +417,7 @@ impl Loader {
         }
     }
 
-    fn finish(mut self, sources: Vec<String>) -> Result<RuleSet, LoadError> {
+    fn finish(mut self, sources: Vec<String>) -> Result<RuleSet, Error> {
         let rules = RuleSet::new(self.virtual_services, self.destination_rules, sources);
         for reference in &self.subset_refs {
             if let Some(message) = undefined_subset(&rules, reference) {
@@ -447,7 +440,7 @@ impl Loader {
             (order.get(file).copied().unwrap_or(usize::MAX), document.parse::<usize>().unwrap_or(0))
         };
         self.problems.sort_by_key(key);
-        Err(LoadError { problems: self.problems })
+        Err(Error::Rules { problems: self.problems })
     }
 }
 

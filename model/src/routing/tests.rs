@@ -44,7 +44,7 @@ fn load(files: &[(&str, &str)]) -> RuleSet {
 fn problems(files: &[(&str, &str)]) -> Vec<RuleProblem> {
     match RuleSet::from_sources(&sources(files)) {
         Ok(_) => panic!("rules should not load"),
-        Err(error) => error.problems,
+        Err(error) => error.rule_problems().to_vec(),
     }
 }
 
@@ -53,8 +53,8 @@ fn field_messages(files: &[(&str, &str)]) -> Vec<String> {
     problems(files).iter().map(|p| format!("{}: {}", p.field, p.message)).collect()
 }
 
-fn lines(error: &LoadError) -> String {
-    error.problems.iter().map(|p| format!("{p}\n")).collect()
+fn lines(error: &crate::Error) -> String {
+    error.rule_problems().iter().map(|p| format!("{p}\n")).collect()
 }
 
 /// One VirtualService in `default` with `spec` (YAML, indented by two).
@@ -462,7 +462,7 @@ fn load_dir_reads_rule_files_in_name_order() {
     assert_eq!(loaded_paths.unwrap().virtual_services.len(), 4);
 
     let missing = RuleSet::load_dir(&dir).unwrap_err();
-    assert_eq!(missing.problems.len(), 1);
+    assert_eq!(missing.rule_problems().len(), 1);
 
     // An empty rule file (an editor's truncate before its write) is refused, not read
     // as no rules; a file holding only a comment is a deliberate edit.
@@ -474,17 +474,17 @@ fn load_dir_reads_rule_files_in_name_order() {
     let commented = RuleSet::load_dir(&dir);
     std::fs::remove_dir_all(&dir).unwrap();
     let empty = empty.unwrap_err();
-    assert_eq!(empty.problems.len(), 1, "{empty}");
-    assert!(empty.problems[0].source.ends_with("b-vs.yaml"), "{empty}");
-    assert!(empty.problems[0].message.starts_with("is empty"), "{empty}");
+    assert_eq!(empty.rule_problems().len(), 1, "{empty}");
+    assert!(empty.rule_problems()[0].source.ends_with("b-vs.yaml"), "{empty}");
+    assert!(empty.rule_problems()[0].message.starts_with("is empty"), "{empty}");
     let commented = commented.unwrap();
     assert_eq!((commented.virtual_services.len(), commented.destination_rules.len()), (0, 4));
 
     let missing = RuleSet::load_dir(&dir).unwrap_err();
-    assert_eq!(missing.problems.len(), 1);
-    assert_eq!(missing.problems[0].source, dir.display().to_string());
-    assert!(missing.problems[0].message.starts_with("cannot read the rules directory: "), "{}", missing.problems[0]);
-    assert!(missing.problems[0].to_string().starts_with(&format!("{}: cannot read", dir.display())));
+    assert_eq!(missing.rule_problems().len(), 1);
+    assert_eq!(missing.rule_problems()[0].source, dir.display().to_string());
+    assert!(missing.rule_problems()[0].message.starts_with("cannot read the rules directory: "), "{}", missing.rule_problems()[0]);
+    assert!(missing.rule_problems()[0].to_string().starts_with(&format!("{}: cannot read", dir.display())));
 }
 
 #[test]

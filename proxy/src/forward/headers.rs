@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::{X_REQUEST_ID, new_request_id, path, upgrade};
-use crate::error::ForwardError;
+use crate::error::Error;
 use crate::telemetry::{Exchange, HostFault};
 
 /// Hop-by-hop headers without a constant in `http`.
@@ -34,15 +34,15 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 /// target's authority becomes the one `Host` (§3.2.2), as routing reads it; hop-by-hop
 /// headers go. An HTTP/1.1 WebSocket upgrade keeps `Upgrade` and
 /// `Connection: upgrade`, and its downstream connection's upgrade is returned.
-pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchange) -> Result<Option<OnUpgrade>, ForwardError> {
+pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchange) -> Result<Option<OnUpgrade>, Error> {
     match exchange.host_fault() {
-        Some(HostFault::Repeated) => return Err(ForwardError::RepeatedHost),
-        Some(HostFault::Invalid) => return Err(ForwardError::InvalidHost),
-        Some(HostFault::Missing) => return Err(ForwardError::MissingHost),
+        Some(HostFault::Repeated) => return Err(Error::RepeatedHost),
+        Some(HostFault::Invalid) => return Err(Error::InvalidHost),
+        Some(HostFault::Missing) => return Err(Error::MissingHost),
         None => {}
     }
     if request.method() == http::Method::CONNECT {
-        return Err(ForwardError::Connect);
+        return Err(Error::Connect);
     }
     // One pass over the names (most requests have neither) rather than two lookups.
     let (mut transfer_encoding, mut expect) = (false, false);
@@ -51,7 +51,7 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
         expect |= name == EXPECT;
     }
     if transfer_encoding && let Some(coding) = unsupported_transfer_coding(request.headers()) {
-        return Err(ForwardError::TransferCoding(coding));
+        return Err(Error::TransferCoding(coding));
     }
     // The proxy answers `Expect: 100-continue` itself (hyper sends the 100 once the
     // body is read), as Envoy does: the upstream is not asked again.
@@ -61,19 +61,19 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
     let version = request.version();
     if version != Version::HTTP_2 && request.uri().authority().is_some() {
         if request.uri().scheme().is_none() {
-            return Err(ForwardError::AuthorityForm);
+            return Err(Error::AuthorityForm);
         }
         request.headers_mut().insert(HOST, exchange.authority_header().clone());
     }
     // Routing, quota matching and the upstream see the normalized path.
-    if let Some(path) = path::normalize(request.uri().path()).map_err(|_| ForwardError::EscapedNul)? {
+    if let Some(path) = path::normalize(request.uri().path()).map_err(|_| Error::EscapedNul)? {
         let mut parts = request.uri().clone().into_parts();
         let target = match request.uri().query() {
             Some(query) => format!("{path}?{query}"),
             None => path,
         };
-        parts.path_and_query = Some(target.parse().map_err(|e: http::uri::InvalidUri| ForwardError::BadUpstreamRequest(e.into()))?);
-        *request.uri_mut() = http::Uri::from_parts(parts).map_err(|e| ForwardError::BadUpstreamRequest(e.into()))?;
+        parts.path_and_query = Some(target.parse().map_err(|e: http::uri::InvalidUri| Error::BadUpstreamRequest(e.into()))?);
+        *request.uri_mut() = http::Uri::from_parts(parts).map_err(|e| Error::BadUpstreamRequest(e.into()))?;
     }
     // As Envoy's connection manager: the scheme the request came in with, when the
     // caller did not say (plain text here; TLS is not terminated by the proxy).

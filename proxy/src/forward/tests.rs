@@ -117,12 +117,12 @@ fn peer_identity_round_trips_and_is_stripped() {
 #[test]
 fn every_forward_error_maps_to_a_status_and_a_flag() {
     let cases = [
-        (ForwardError::UnknownService { host: "x".into() }, 503, "UH"),
-        (ForwardError::NoHealthyUpstream { service: "x".into() }, 503, "UH"),
-        (ForwardError::UpstreamTimeout { upstream: "x".into() }, 504, "UT"),
-        (ForwardError::UpstreamProtocol { upstream: "x".into(), source: "bad".into() }, 502, "UPE"),
-        (ForwardError::Connect, 404, "NR"),
-        (ForwardError::TransferCoding("gzip".into()), 501, "DPE"),
+        (Error::UnknownService { host: "x".into() }, 503, "UH"),
+        (Error::NoHealthyUpstream { service: "x".into() }, 503, "UH"),
+        (Error::UpstreamTimeout { upstream: "x".into() }, 504, "UT"),
+        (Error::UpstreamProtocol { upstream: "x".into(), source: "bad".into() }, 502, "UPE"),
+        (Error::Connect, 404, "NR"),
+        (Error::TransferCoding("gzip".into()), 501, "DPE"),
     ];
     for (error, status, flag) in cases {
         assert_eq!(error.status().as_u16(), status);

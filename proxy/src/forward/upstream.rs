@@ -24,7 +24,7 @@ use tracing::debug;
 
 use super::ProxyContext;
 use crate::body::{BodyProgress, Replay, ReplayCopy, RequestBody};
-use crate::error::ForwardError;
+use crate::error::Error;
 use crate::pool::{Failure, Upstream};
 use crate::routing::cluster::{Cluster, Outcome, Overflow, RetryPermit, UpstreamHold};
 use crate::routing::RoutingTable;
@@ -57,7 +57,7 @@ pub enum OutboundBody {
 impl OutboundBody {
     /// Buffers `body` when it may be replayed and `replay` is wanted; a body that
     /// breaks is 400 `DPE`, one idle for `idle` while it is read 408 `SI`.
-    pub async fn prepare(body: Incoming, replay: bool, idle: Option<Duration>, exchange: &mut Exchange) -> Result<OutboundBody, ForwardError> {
+    pub async fn prepare(body: Incoming, replay: bool, idle: Option<Duration>, exchange: &mut Exchange) -> Result<OutboundBody, Error> {
         let announced = body.size_hint().exact();
         let small = body.is_end_stream() || announced.is_some_and(|n| n <= MAX_REPLAY_BODY);
         if !replay {
@@ -79,7 +79,7 @@ impl OutboundBody {
         // request's future, which hyper moves by value.
         match Box::pin(limited.collect()).await {
             Ok(collected) => Ok(OutboundBody::Buffered(collected.to_bytes())),
-            Err(_) => Err(super::downstream_error(exchange, false).unwrap_or(ForwardError::DownstreamBody)),
+            Err(_) => Err(super::downstream_error(exchange, false).unwrap_or(Error::DownstreamBody)),
         }
     }
 
@@ -320,7 +320,7 @@ pub async fn send(
     body: &mut OutboundBody,
     plan: &Plan,
     exchange: &mut Exchange,
-) -> Result<Upstream, ForwardError> {
+) -> Result<Upstream, Error> {
     let started = Instant::now();
     // The route timeout runs from the end of the request body (see `response_within`);
     // while it is still arriving, the time left is counted from now.
@@ -337,7 +337,7 @@ pub async fn send(
     exchange.upstream_cluster.clone_from(&cluster.name);
     loop {
         let Some(lease) = cluster.pick_avoiding(&tried) else {
-            return Err(ForwardError::NoHealthyUpstream { service: cluster.name.clone() });
+            return Err(Error::NoHealthyUpstream { service: cluster.name.clone() });
         };
         exchange.upstream_address = Some(lease.endpoint().address.clone());
         exchange.destination = Some(lease.endpoint().workload.clone());
@@ -346,12 +346,12 @@ pub async fn send(
             .admit(http2, deadline(exchange))
             .await
             .map_err(|overflow| match overflow {
-                Overflow::TimedOut => ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() },
-                overflow => ForwardError::Overflow { cluster: cluster.name.clone(), limit: overflow.limit() },
+                Overflow::TimedOut => Error::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() },
+                overflow => Error::Overflow { cluster: cluster.name.clone(), limit: overflow.limit() },
             })?;
         let Some(request_body) = body.take(exchange, context.body_idle_timeout_for(exchange)) else {
             // A streamed body was already sent once: nothing to retry with.
-            return Err(ForwardError::DownstreamBody);
+            return Err(Error::DownstreamBody);
         };
         let request = upstream_request(parts, request_body, cluster.close_connection_after() && !http2)?;
         exchange.attempts += 1;
@@ -429,7 +429,7 @@ pub async fn send(
                 return Err(match error {
                     AttemptError::Failed(failure) => super::failed(context, exchange, failure),
                     AttemptError::PerTryTimeout | AttemptError::Timeout => {
-                        ForwardError::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() }
+                        Error::UpstreamTimeout { upstream: exchange.upstream_address().to_owned() }
                     }
                 });
             }
@@ -481,7 +481,7 @@ async fn retry_backoff(context: &ProxyContext, attempt: u32, deadline: Option<In
 
 /// The request for one attempt: the original head (the pool sets the URI's form for
 /// the connection and the endpoint).
-fn upstream_request(parts: &Parts, body: RequestBody, close: bool) -> Result<Request<RequestBody>, ForwardError> {
+fn upstream_request(parts: &Parts, body: RequestBody, close: bool) -> Result<Request<RequestBody>, Error> {
     let mut builder = Request::builder().method(parts.method.clone()).uri(parts.uri.clone()).version(parts.version);
     if let Some(headers) = builder.headers_mut() {
         headers.clone_from(&parts.headers);

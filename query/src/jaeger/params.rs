@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use meshtel_model::duration::{DurationError, parse_go_duration};
+use meshtel_model::Error;
+use meshtel_model::duration::parse_go_duration;
 use meshtel_model::{TraceId, TraceQuery};
 
 use crate::error::{ApiError, Result};
@@ -276,15 +277,15 @@ fn parse_duration_param(params: &QueryParams, name: &str) -> Result<Option<i128>
     if sign < 0 && magnitude.starts_with(['-', '+']) {
         return Err(param_error(
             name,
-            &DurationError::Invalid(text.into()).to_string(),
+            &Error::InvalidDuration(text.into()).to_string(),
         ));
     }
     let duration = parse_go_duration(magnitude).map_err(|e| {
         // Errors name the parameter as written.
         let e = match e {
-            DurationError::Invalid(_) => DurationError::Invalid(text.into()),
-            DurationError::MissingUnit(_) => DurationError::MissingUnit(text.into()),
-            DurationError::UnknownUnit { unit, .. } => DurationError::UnknownUnit {
+            Error::InvalidDuration(_) => Error::InvalidDuration(text.into()),
+            Error::DurationWithoutUnit(_) => Error::DurationWithoutUnit(text.into()),
+            Error::UnknownDurationUnit { unit, .. } => Error::UnknownDurationUnit {
                 unit,
                 text: text.into(),
             },

@@ -375,7 +375,7 @@ async fn below_the_free_space_reserve_new_spans_are_refused_and_the_head_still_f
             .write_spans(vec![trace(2, "refused", 2, *T0, 1000)])
             .await
         {
-            Err(WriteError::DiskFull {
+            Err(ModelError::DiskFull {
                 message,
                 retry_after,
             }) => {

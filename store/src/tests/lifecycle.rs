@@ -333,7 +333,7 @@ async fn overload_is_refused_not_queued() {
     for i in 0..50u8 {
         match store.write_spans(vec![trace(10 + i, "a", 4, *T0, 1)]).await {
             Ok(()) => {}
-            Err(WriteError::Overloaded { bound, .. }) => {
+            Err(ModelError::Overloaded { bound, .. }) => {
                 // Names the bound reached (the WAL writer's queue can fill first).
                 assert!(
                     bound.contains("max_head_rows") || bound.contains("WAL"),
@@ -373,7 +373,7 @@ async fn a_read_only_store_sees_blocks_flushed_by_the_writer() {
     assert_eq!(reader.services().await.unwrap(), vec!["svc"]);
     assert!(matches!(
         reader.write_spans(vec![trace(2, "svc", 1, *T0, 1)]).await,
-        Err(WriteError::Unavailable(_))
+        Err(ModelError::Unavailable(_))
     ));
     reader.shutdown().await.unwrap();
     writer.shutdown().await.unwrap();
@@ -400,7 +400,7 @@ async fn the_memory_bound_refuses_writes_until_a_flush_frees_room() {
     for i in 0..12u8 {
         match store.write_spans(vec![big(i)]).await {
             Ok(()) => accepted += 1,
-            Err(WriteError::Overloaded { retry_after, bound }) => {
+            Err(ModelError::Overloaded { retry_after, bound }) => {
                 assert!(retry_after > Duration::ZERO);
                 assert!(bound.contains("[store] max_head_bytes"), "{bound}");
                 refused += 1;

@@ -8,7 +8,7 @@
 //! [`check`] refuses such a request, and one of too many spans, before either
 //! decoder holds anything of it.
 
-use meshtel_model::ExportError;
+use meshtel_model::Error as ModelError;
 use meshtel_model::otlp::common::v1::{AnyValue, KeyValue};
 use meshtel_model::otlp::trace::v1::span::{Event, Link};
 use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -45,11 +45,11 @@ pub(crate) struct Shape {
 /// cannot read to its end is judged by what it read before it stopped (a decoder
 /// allocates as much before it fails there), then left to the decoders, which say
 /// what is wrong with it.
-pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<(), ExportError> {
+pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<(), ModelError> {
     let mut shape = Shape::default();
     let _ = walk(request, &mut shape);
     if shape.spans > limits.max_spans_per_request {
-        return Err(ExportError::TooManySpans {
+        return Err(ModelError::TooManySpans {
             count: shape.spans,
             limit: limits.max_spans_per_request,
         });
@@ -59,7 +59,7 @@ pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<(), ExportErr
         .saturating_mul(MAX_DECODED_PER_BYTE)
         .max(ALWAYS_ALLOWED);
     if shape.decoded_bytes > allowed {
-        return Err(ExportError::Decode(format!(
+        return Err(ModelError::DecodeRequest(format!(
             "the request's {} bytes hold messages that would take {} bytes once decoded, \
              more than {MAX_DECODED_PER_BYTE} times its size: empty or near-empty \
              messages (resource spans, scope spans, spans, attributes, events, links, \
@@ -299,7 +299,7 @@ mod tests {
         }]);
         assert!(matches!(
             check(&spans, &limits),
-            Err(ExportError::TooManySpans { count: 100_001, .. })
+            Err(ModelError::TooManySpans { count: 100_001, .. })
         ));
         // One attribute holding an array of two million `true`s: 8 MB.
         let array = request(vec![ResourceSpans {

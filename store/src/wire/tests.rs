@@ -45,7 +45,7 @@ fn by_wire(
     match encode_export_request(request, limits) {
         Ok(Some(done)) => Some(Ok(done)),
         Ok(None) => None,
-        Err(ExportError::TooManySpans { count, .. }) => Some(Err(format!("too many: {count}"))),
+        Err(ModelError::TooManySpans { count, .. }) => Some(Err(format!("too many: {count}"))),
         Err(other) => Some(Err(other.to_string())),
     }
 }
@@ -302,7 +302,7 @@ fn refuses_too_many_spans_before_reading_them() {
         ..SpanLimits::default()
     };
     match encode_export_request(&request.encode_to_vec(), &limits) {
-        Err(ExportError::TooManySpans { count: 3, limit: 2 }) => {}
+        Err(ModelError::TooManySpans { count: 3, limit: 2 }) => {}
         other => panic!(
             "expected TooManySpans, got {:?}",
             other.map(|o| o.is_some())

@@ -30,13 +30,14 @@
 
 mod raw;
 
+use crate::Error;
 use std::collections::BTreeMap;
 
 use yaml_serde::{Mapping, Value};
 
 use self::raw::{RawDescriptor, RawRoot, RawText};
 use super::{
-    ImportError, NameSet, check_compiles, describe, field_error, sanitize_name, scalar_text,
+    NameSet, check_compiles, describe, field_error, sanitize_name, scalar_text,
     type_name,
 };
 use crate::quota::policy::{DescriptorEntrySpec, QuotaPolicySpec, RateLimitSpec};
@@ -74,7 +75,7 @@ struct Limit {
 
 /// Imports the (single) document `root`; `yaml` is the file's text, read again for
 /// the scalars as written.
-pub(super) fn import(root: &Value, yaml: &str) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+pub(super) fn import(root: &Value, yaml: &str) -> Result<Vec<QuotaPolicySpec>, Error> {
     let raw = raw::read(yaml);
     let Some(map) = root.as_mapping() else {
         return Err(field_error(
@@ -104,7 +105,7 @@ pub(super) fn import(root: &Value, yaml: &str) -> Result<Vec<QuotaPolicySpec>, I
         &mut limits,
     )?;
     if limits.is_empty() {
-        return Err(ImportError::Empty(format!(
+        return Err(Error::NothingToImport(format!(
             "domain {domain:?} defines no descriptors"
         )));
     }
@@ -177,7 +178,7 @@ fn walk(
     parent_key: &str,
     entries: &mut Vec<DescriptorEntrySpec>,
     limits: &mut Vec<Limit>,
-) -> Result<(), ImportError> {
+) -> Result<(), Error> {
     let mut composite_keys: BTreeMap<String, String> = BTreeMap::new();
     // The raw list is used only when it has the same shape.
     let raw = if raw.len() == list.len() { raw } else { &[] };
@@ -226,7 +227,7 @@ fn walk(
         }
         check_keys(map, DESCRIPTOR_KEYS, &label)?;
         if value.is_empty() && key.ends_with('*') {
-            return Err(ImportError::Unsupported {
+            return Err(Error::ImportUnsupported {
                 location: format!("{label}, key"),
                 expression: key,
                 reason:
@@ -235,7 +236,7 @@ fn walk(
             });
         }
         if value.find('*').is_some_and(|p| p + 1 != value.len()) {
-            return Err(ImportError::Unsupported {
+            return Err(Error::ImportUnsupported {
                 location: format!("{label}, value"),
                 expression: value,
                 reason: "'*' is a wildcard only at the end of a value; meshtel cannot match a literal '*' before it".into(),
@@ -251,7 +252,7 @@ fn walk(
         flag("value_to_metric")?;
 
         if quota_mode {
-            return Err(ImportError::Unsupported {
+            return Err(Error::ImportUnsupported {
                 location: format!("{label}, quota_mode"),
                 expression: "quota_mode: true".into(),
                 reason: "envoyproxy/ratelimit answers OVER_LIMIT for quota-mode descriptors only \
@@ -341,7 +342,7 @@ fn rate_limit(
     raw: Option<&RawDescriptor>,
     label: &str,
     shadow_mode: bool,
-) -> Result<Limit, ImportError> {
+) -> Result<Limit, Error> {
     let at = |field: &str| format!("{label}, rate_limit.{field}");
     let raw = raw.and_then(|r| r.rate_limit.as_ref());
     check_keys(map, RATE_LIMIT_KEYS, &format!("{label}, rate_limit"))?;
@@ -452,7 +453,7 @@ fn unit_window(unit: &str) -> Option<&'static str> {
 }
 
 /// Rejects keys other than `allowed`.
-fn check_keys(map: &Mapping, allowed: &[&str], location: &str) -> Result<(), ImportError> {
+fn check_keys(map: &Mapping, allowed: &[&str], location: &str) -> Result<(), Error> {
     for key in map.keys() {
         match key.as_str() {
             Some(k) if allowed.contains(&k) => {}
@@ -480,7 +481,7 @@ fn text_field(
     key: &str,
     location: &str,
     raw: Option<&RawText>,
-) -> Result<Option<String>, ImportError> {
+) -> Result<Option<String>, Error> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => {
@@ -496,7 +497,7 @@ fn text_field(
     }
 }
 
-fn bool_field(map: &Mapping, key: &str, location: &str) -> Result<bool, ImportError> {
+fn bool_field(map: &Mapping, key: &str, location: &str) -> Result<bool, Error> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -507,7 +508,7 @@ fn bool_field(map: &Mapping, key: &str, location: &str) -> Result<bool, ImportEr
     }
 }
 
-fn list_field<'a>(map: &'a Mapping, key: &str, location: &str) -> Result<&'a [Value], ImportError> {
+fn list_field<'a>(map: &'a Mapping, key: &str, location: &str) -> Result<&'a [Value], Error> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Sequence(items)) => Ok(items),

@@ -20,6 +20,7 @@ mod build;
 mod params;
 mod schema;
 
+use crate::Error;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -31,7 +32,7 @@ use self::schema::{
     BindingSpec, HandlerSpec, InstanceSpec, IstioService, QuotaRuleSpec, QuotaSpecSpec,
     QuotaTemplateParams, RuleSpec,
 };
-use super::{ImportError, QuotaPolicySpec, field_error, type_name};
+use super::{QuotaPolicySpec, field_error, type_name};
 
 /// The API group and version of every mixer configuration object.
 const API_VERSION: &str = "config.istio.io/v1alpha2";
@@ -51,7 +52,7 @@ const KIND_WORDS: &[&str] = &[
 ];
 
 /// Imports parsed documents.
-pub(super) fn import(documents: &[(usize, Value)]) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+pub(super) fn import(documents: &[(usize, Value)]) -> Result<Vec<QuotaPolicySpec>, Error> {
     let mut config = Config::default();
     for (index, value) in documents {
         config.add_document(format!("document {index}"), value)?;
@@ -100,7 +101,7 @@ fn check_defined_once(
     label: &str,
     kind: &str,
     id: &ObjectId,
-) -> Result<(), ImportError> {
+) -> Result<(), Error> {
     match previous {
         Some(previous) => Err(field_error(
             label,
@@ -115,7 +116,7 @@ fn check_defined_once(
 fn parse<T: DeserializeOwned>(
     value: &Value,
     location: impl FnOnce() -> String,
-) -> Result<T, ImportError> {
+) -> Result<T, Error> {
     let value = if value.is_null() {
         Value::Mapping(Mapping::new())
     } else {
@@ -194,7 +195,7 @@ struct Config {
 }
 
 impl Config {
-    fn add_document(&mut self, label: String, value: &Value) -> Result<(), ImportError> {
+    fn add_document(&mut self, label: String, value: &Value) -> Result<(), Error> {
         let Some(map) = value.as_mapping() else {
             return Err(field_error(
                 label,
@@ -308,7 +309,7 @@ impl Config {
         adapter: &str,
         params: &Value,
         field: &str,
-    ) -> Result<(), ImportError> {
+    ) -> Result<(), Error> {
         let adapter = match adapter {
             "memquota" => "memquota",
             "redisquota" => "redisquota",
@@ -336,7 +337,7 @@ impl Config {
         id: ObjectId,
         params: &Value,
         field: &str,
-    ) -> Result<(), ImportError> {
+    ) -> Result<(), Error> {
         let p: QuotaTemplateParams = parse(params, || at(&label, field))?;
         let mut dimensions = BTreeMap::new();
         for (name, value) in p.dimensions {
@@ -362,7 +363,7 @@ impl Config {
         Ok(())
     }
 
-    fn add_rule(&mut self, label: String, id: ObjectId, spec: &Value) -> Result<(), ImportError> {
+    fn add_rule(&mut self, label: String, id: ObjectId, spec: &Value) -> Result<(), Error> {
         let s: RuleSpec = parse(spec, || at(&label, "spec"))?;
         let unresolved = |field: String, text: &str| {
             field_error(

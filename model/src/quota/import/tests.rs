@@ -1,5 +1,6 @@
 use super::cexl::{MatchBuilder, translate_match};
 use super::*;
+use crate::Error;
 use crate::quota::{QuotaMatch, WorkloadMatch};
 
 /// Compiles every spec (the importers' contract), failing the test with the errors.
@@ -165,16 +166,16 @@ fn import_any_detects_the_format() {
     assert_eq!(specs[0].name, "requestcountquota.ratings");
 
     let err = import_any("name: x\nmaxAmount: 1\n").unwrap_err();
-    assert!(matches!(err, ImportError::Invalid(_)), "{err}");
+    assert!(matches!(err, Error::ImportInvalid(_)), "{err}");
     assert!(err.to_string().contains("apiVersion"), "{err}");
     let err = import_any("").unwrap_err();
-    assert!(matches!(err, ImportError::Invalid(_)), "{err}");
+    assert!(matches!(err, Error::ImportInvalid(_)), "{err}");
 }
 
 #[test]
 fn yaml_errors_name_the_document() {
     let err = import_istio("kind: rule\n---\nkind: [unclosed\n").unwrap_err();
-    assert!(matches!(err, ImportError::Yaml { .. }), "{err}");
+    assert!(matches!(err, Error::ImportYaml { .. }), "{err}");
     assert!(
         err.to_string().starts_with("document 2: not valid YAML"),
         "{err}"
@@ -227,7 +228,7 @@ proptest::proptest! {
                 proptest::prop_assert_eq!(names.len(), specs.len(), "names are unique");
                 assert_all_compile(&specs);
             }
-            Err(ImportError::Unsupported { .. }) => {} // a '*' inside a value
+            Err(Error::ImportUnsupported { .. }) => {} // a '*' inside a value
             Err(e) => proptest::prop_assert!(false, "{e}\n{yaml}"),
         }
     }

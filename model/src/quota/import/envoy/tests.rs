@@ -1,7 +1,8 @@
 //! Fixtures are the examples of the envoyproxy/ratelimit README (spec §4.3).
 
+use crate::Error;
 use crate::quota::import::tests::assert_all_compile;
-use crate::quota::import::{ImportError, import_envoy_ratelimit};
+use crate::quota::import::{import_envoy_ratelimit};
 use crate::quota::{DescriptorEntrySpec, QuotaPolicySpec};
 
 fn import(yaml: &str) -> Vec<QuotaPolicySpec> {
@@ -412,7 +413,7 @@ fn quota_mode_is_refused() {
         "domain: qm\ndescriptors:\n  - key: user\n    quota_mode: true\n    rate_limit: {unit: minute, requests_per_unit: 1}\n",
     )
     .unwrap_err();
-    assert!(matches!(err, ImportError::Unsupported { .. }), "{err}");
+    assert!(matches!(err, Error::ImportUnsupported { .. }), "{err}");
     let err = err.to_string();
     assert!(
         err.starts_with("descriptors[0] (qm.user), quota_mode"),
@@ -605,7 +606,7 @@ descriptors:
     let only = import("domain: d\ndescriptors:\n  - key: internal\n");
     assert!(only[0].unlimited);
     let err = import_envoy_ratelimit("domain: d\ndescriptors: []\n").unwrap_err();
-    assert!(matches!(err, ImportError::Empty(_)), "{err}");
+    assert!(matches!(err, Error::NothingToImport(_)), "{err}");
 }
 
 mod refusals;

@@ -17,20 +17,21 @@
 //!   Whatever would widen the quota is refused: a binding of no service, a QuotaSpec
 //!   no binding of the input binds, labels meshtel matches cannot test.
 
+use crate::Error;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::cexl::{self, MatchBuilder};
 use super::{Binding, Config, Handler, Instance, IstioService, ObjectId, Rule, at};
 use crate::quota::attrs::{AttributeRef, DimensionExpr};
-use crate::quota::import::{ImportError, NameSet, check_compiles, field_error, sanitize_name};
+use crate::quota::import::{NameSet, check_compiles, field_error, sanitize_name};
 use crate::quota::policy::{QuotaMatch, QuotaPolicy, QuotaPolicySpec};
 
 fn unsupported(
     location: String,
     expression: impl Into<String>,
     reason: impl Into<String>,
-) -> ImportError {
-    ImportError::Unsupported {
+) -> Error {
+    Error::ImportUnsupported {
         location,
         expression: expression.into(),
         reason: reason.into(),
@@ -39,7 +40,7 @@ fn unsupported(
 
 impl Config {
     /// Every policy, in rule order.
-    pub(super) fn build(&self) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+    pub(super) fn build(&self) -> Result<Vec<QuotaPolicySpec>, Error> {
         let mut names = NameSet::default();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
@@ -78,7 +79,7 @@ impl Config {
             }
         }
         if out.is_empty() {
-            return Err(ImportError::Empty(self.summary()));
+            return Err(Error::NothingToImport(self.summary()));
         }
         Ok(out)
     }
@@ -107,7 +108,7 @@ impl Config {
         handler: &Handler,
         instance: &Instance,
         names: &mut NameSet,
-    ) -> Result<Vec<QuotaPolicySpec>, ImportError> {
+    ) -> Result<Vec<QuotaPolicySpec>, Error> {
         let Some(quota) = handler.quotas.iter().find(|q| q.instance == instance.id) else {
             return Err(field_error(
                 at(&handler.label, &format!("{}.quotas", handler.params_field)),
@@ -246,7 +247,7 @@ impl Config {
         instance: &Instance,
         matches: &mut MatchBuilder,
         notes: &mut Vec<String>,
-    ) -> Result<Scope<'a>, ImportError> {
+    ) -> Result<Scope<'a>, Error> {
         let mut charging = Vec::new();
         for spec in &self.quota_specs {
             for (r, rule) in spec.rules.iter().enumerate() {
@@ -435,7 +436,7 @@ fn split_by_service(
     base_name: &str,
     base: &MatchBuilder,
     bound: &[Bound],
-) -> Result<Vec<(String, QuotaMatch, Vec<String>)>, ImportError> {
+) -> Result<Vec<(String, QuotaMatch, Vec<String>)>, Error> {
     let mut kept: Vec<(&Bound, QuotaMatch)> = Vec::new();
     let mut skipped = Vec::new();
     for b in bound {
@@ -594,7 +595,7 @@ fn apply_attribute_match(
     spec: &super::QuotaSpecObject,
     r: usize,
     matches: &mut MatchBuilder,
-) -> Result<(), ImportError> {
+) -> Result<(), Error> {
     let rule = &spec.rules[r];
     let [entry] = rule.matches.as_slice() else {
         return Err(unsupported(

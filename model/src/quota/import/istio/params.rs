@@ -9,6 +9,7 @@
 //! - redisquota: `FIXED_WINDOW` (default) → `fixed-window`; `ROLLING_WINDOW` →
 //!   `rolling-window` with its `bucketDuration`. Overrides share the quota's window.
 
+use crate::Error;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use yaml_serde::Value;
 
 use super::{ObjectId, at, parse, resolve_ref};
 use crate::duration::parse_go_duration;
-use crate::quota::import::{ImportError, describe, field_error, scalar_text, type_name};
+use crate::quota::import::{describe, field_error, scalar_text, type_name};
 use crate::quota::policy::QuotaOverrideSpec;
 use crate::quota::MAX_BUCKETS_PER_WINDOW;
 
@@ -118,7 +119,7 @@ pub(super) fn handler_quotas(
     label: &str,
     field: &str,
     namespace: &str,
-) -> Result<Vec<HandlerQuota>, ImportError> {
+) -> Result<Vec<HandlerQuota>, Error> {
     let quotas = if adapter == "memquota" {
         parse::<MemquotaParams>(params, || at(label, field))?.quotas
     } else {
@@ -151,7 +152,7 @@ fn memquota_quota(
     label: &str,
     field: String,
     namespace: &str,
-) -> Result<HandlerQuota, ImportError> {
+) -> Result<HandlerQuota, Error> {
     let q: MemquotaQuota = parse(value, || at(label, &field))?;
     let (instance, max_amount) =
         instance_and_amount(&q.name, q.max_amount.as_ref(), label, &field, namespace)?;
@@ -204,7 +205,7 @@ fn redisquota_quota(
     label: &str,
     field: String,
     namespace: &str,
-) -> Result<HandlerQuota, ImportError> {
+) -> Result<HandlerQuota, Error> {
     let q: RedisquotaQuota = parse(value, || at(label, &field))?;
     let (instance, max_amount) =
         instance_and_amount(&q.name, q.max_amount.as_ref(), label, &field, namespace)?;
@@ -289,7 +290,7 @@ fn instance_and_amount(
     label: &str,
     field: &str,
     namespace: &str,
-) -> Result<(ObjectId, u64), ImportError> {
+) -> Result<(ObjectId, u64), Error> {
     let instance = resolve_ref(name, namespace).ok_or_else(|| {
         field_error(
             at(label, &format!("{field}.name")),
@@ -305,9 +306,9 @@ fn override_dimensions(
     dimensions: &BTreeMap<String, Value>,
     label: &str,
     field: &str,
-) -> Result<BTreeMap<String, String>, ImportError> {
+) -> Result<BTreeMap<String, String>, Error> {
     if dimensions.is_empty() {
-        return Err(ImportError::Unsupported {
+        return Err(Error::ImportUnsupported {
             location: at(label, &format!("{field}.dimensions")),
             expression: "{}".into(),
             reason: "an override without dimensions applies to every request; set the quota's \
@@ -329,7 +330,7 @@ fn override_dimensions(
 }
 
 /// A positive integer (number or numeric string, as proto JSON allows for int64).
-fn positive_amount(value: Option<&Value>, label: &str, field: &str) -> Result<u64, ImportError> {
+fn positive_amount(value: Option<&Value>, label: &str, field: &str) -> Result<u64, Error> {
     let amount = match value {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_i64(),
@@ -361,7 +362,7 @@ fn duration(
     value: Option<&Value>,
     label: &str,
     field: &str,
-) -> Result<Option<(String, Duration)>, ImportError> {
+) -> Result<Option<(String, Duration)>, Error> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(("0s".into(), Duration::ZERO))),
@@ -385,7 +386,7 @@ fn memquota_bucket(
     label: &str,
     field: &str,
     notes: &mut Vec<String>,
-) -> Result<String, ImportError> {
+) -> Result<String, Error> {
     let longest = windows.iter().copied().max().unwrap_or_default();
     let shortest = windows.iter().copied().min().unwrap_or_default();
     let tick_ms = longest.as_millis().div_ceil(MAX_BUCKETS_PER_WINDOW).max(100);
@@ -393,7 +394,7 @@ fn memquota_bucket(
         return Ok(MEMQUOTA_TICK.to_string());
     }
     if Duration::from_millis(u64::try_from(tick_ms).unwrap_or(u64::MAX)) > shortest {
-        return Err(ImportError::Unsupported {
+        return Err(Error::ImportUnsupported {
             location: at(label, field),
             expression: format!("windows of {shortest:?} and {longest:?}"),
             reason: format!(
@@ -418,9 +419,9 @@ fn memquota_window(
     label: &str,
     field: &str,
     notes: &mut Vec<String>,
-) -> Result<(String, Duration), ImportError> {
+) -> Result<(String, Duration), Error> {
     let Some((text, d)) = duration(value, label, field)?.filter(|(_, d)| !d.is_zero()) else {
-        return Err(ImportError::Unsupported {
+        return Err(Error::ImportUnsupported {
             location: at(label, field),
             expression: value.map_or_else(|| "(absent)".to_string(), describe),
             reason: "without a validDuration memquota keeps a counter that never resets (an \

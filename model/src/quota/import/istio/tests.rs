@@ -1,9 +1,10 @@
+use crate::Error;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::mixer::{QuotaAttributes, Workload};
 use crate::quota::import::tests::assert_all_compile;
-use crate::quota::import::{ImportError, import_istio};
+use crate::quota::import::{import_istio};
 use crate::quota::{Algorithm, QuotaOverrideSpec, QuotaPolicySpec};
 
 mod bindings;
@@ -70,7 +71,7 @@ fn call_in(source: &str, version: &str, destination: &str, namespace: &str) -> Q
     attrs
 }
 
-fn error(yaml: &str) -> ImportError {
+fn error(yaml: &str) -> Error {
     import_istio(yaml).expect_err("should be refused")
 }
 
@@ -590,7 +591,7 @@ fn refusals_name_the_document_field_and_expression() {
 #[test]
 fn input_without_a_bound_quota_is_refused() {
     let err = error("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
-    assert!(matches!(err, ImportError::Empty(_)), "{err}");
+    assert!(matches!(err, Error::NothingToImport(_)), "{err}");
     assert!(
         err.to_string().contains("1 document(s) of other kinds"),
         "{err}"
