@@ -284,6 +284,11 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         );
     }
     counter(
+        "meshtel_query_memory_refused_total",
+        "Searches and span-based dependency reads answered 503 because the queries running at once had used store.max_query_memory up.",
+        s.query_memory_refusals,
+    );
+    counter(
         "meshtel_query_traces_cut_total",
         "Traces cut to their earliest spans because an answer would have held more than [query] max_spans_per_response spans.",
         s.traces_cut,

@@ -90,7 +90,8 @@ pub struct TraceQuery {
     pub operation: Option<String>,
     /// Tags that must all be present with these string values, on the span, its
     /// resource or one of its events. Synthetic Jaeger tags (`error`, `span.kind`,
-    /// `otel.status_code`, `otel.scope.name`, ...) match as Jaeger renders them.
+    /// `otel.status_code`, `otel.scope.name`, ...) match as Jaeger renders them. At
+    /// most [`TraceQuery::MAX_TAGS`] reach a store: the query API refuses more.
     pub tags: Vec<(String, String)>,
     /// Earliest span start, Unix nanoseconds, inclusive.
     pub start_min_unix_nano: u64,
@@ -105,6 +106,12 @@ pub struct TraceQuery {
     /// At most this many spans across the traces returned (`None`: no bound); see
     /// [`TraceReader::get_traces`](crate::TraceReader::get_traces).
     pub max_spans: Option<usize>,
+}
+
+impl TraceQuery {
+    /// The most tags one search may name (`tag`, `tags`, `query.attributes` together):
+    /// far more than a person types, few enough that a search stays quick.
+    pub const MAX_TAGS: usize = 256;
 }
 
 /// A whole trace: every stored span of one trace id, grouped by resource.

@@ -25,7 +25,9 @@ use serde::Serialize;
 
 use crate::AppState;
 use crate::error::{ApiError, V3Error};
-use crate::jaeger::params::{self, QueryParams, parse_go_bool, parse_go_int, parse_string_map};
+use crate::jaeger::params::{
+    self, QueryParams, check_tag_count, parse_go_bool, parse_go_int, parse_string_map,
+};
 use crate::jaeger::{KindFilter, span_kind_filter};
 use crate::response::json_response;
 
@@ -318,6 +320,7 @@ fn parse_find_traces_query(params: &QueryParams) -> Result<(TraceQuery, bool)> {
     for text in params.all(names::ATTRIBUTES) {
         tags.extend(parse_string_map(text).map_err(|e| malformed(names::ATTRIBUTES, &e))?);
     }
+    check_tag_count(tags.len(), "'query.attributes' parameters")?;
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let query = TraceQuery {
         service: non_empty(aliased(params, names::SERVICE)?.1),

@@ -117,6 +117,13 @@ impl ApiError {
         }
     }
 
+    /// `Retry-After` for a read refused for a while (no read turn in time, the
+    /// queries' memory used up, a time bound, a full disk): a second, as ingest advises
+    /// for a full queue.
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        (self.code() == ErrorCode::Unavailable).then(|| HeaderValue::from_static("1"))
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -177,7 +184,7 @@ impl IntoResponse for ApiError {
             }]),
             ..Envelope::data(())
         };
-        go_http_error(status, &body)
+        go_http_error(status, &body, self.retry_after())
     }
 }
 
@@ -220,12 +227,16 @@ impl IntoResponse for V3Error {
                 message: self.0.public_message(),
             },
         };
-        go_http_error(status, &body)
+        go_http_error(status, &body, self.0.retry_after())
     }
 }
 
-/// What Go's `http.Error(w, json, status)` writes.
-fn go_http_error<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+/// What Go's `http.Error(w, json, status)` writes, with `Retry-After` when given.
+fn go_http_error<T: serde::Serialize>(
+    status: StatusCode,
+    body: &T,
+    retry_after: Option<HeaderValue>,
+) -> Response {
     let mut text = crate::response::go_json(body, false).unwrap_or_default();
     text.push(b'\n');
     let mut response = (status, text).into_response();
@@ -238,6 +249,9 @@ fn go_http_error<T: serde::Serialize>(status: StatusCode, body: &T) -> Response 
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if let Some(delay) = retry_after {
+        headers.insert(header::RETRY_AFTER, delay);
+    }
     response
 }
 

@@ -267,6 +267,7 @@ pub fn app_with(reader: Arc<MemoryReader>, config: &QueryConfig) -> Router {
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: axum::http::HeaderMap,
     pub body: String,
 }
 
@@ -289,10 +290,12 @@ pub async fn call(app: &Router, method: Method, uri: &str, body: &str) -> Reply 
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
+    let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     Reply {
         status,
         content_type,
+        headers,
         body: String::from_utf8(bytes.to_vec()).unwrap(),
     }
 }

@@ -27,10 +27,10 @@ impl TraceReader for TraceStore {
     }
 
     async fn find_traces(&self, query: &TraceQuery) -> meshtel_model::Result<Vec<Trace>> {
-        Ok(
+        let found =
             block_files::without_unreadable_blocks(&self.inner, || self.find_traces_once(query))
-                .await?,
-        )
+                .await;
+        Ok(self.count_memory_refusal(found)?)
     }
 
     async fn get_traces(
@@ -49,14 +49,24 @@ impl TraceReader for TraceStore {
         end_unix_nano: u64,
         lookback_nano: u64,
     ) -> meshtel_model::Result<Vec<DependencyLink>> {
-        Ok(block_files::without_unreadable_blocks(&self.inner, || {
+        let links = block_files::without_unreadable_blocks(&self.inner, || {
             self.dependencies_once(end_unix_nano, lookback_nano)
         })
-        .await?)
+        .await;
+        Ok(self.count_memory_refusal(links)?)
     }
 }
 
 impl TraceStore {
+    /// Counts a read refused for want of query memory (the API answers it 503).
+    fn count_memory_refusal<T>(&self, read: Result<T>) -> Result<T> {
+        if read.as_ref().is_err_and(crate::Error::is_out_of_memory) {
+            let stats = &self.inner.stats;
+            stats.query_memory_refusals.fetch_add(1, Ordering::Relaxed);
+        }
+        read
+    }
+
     async fn find_traces_once(&self, query: &TraceQuery) -> Result<Vec<Trace>> {
         let sources = self.inner.sources(
             to_i64(query.start_min_unix_nano),

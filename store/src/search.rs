@@ -99,6 +99,10 @@ pub struct Searcher {
     fast: Option<tokio::runtime::Runtime>,
     /// Metadata of the blocks fetched from (fetches read Parquet directly).
     blocks: Arc<fetch::BlockMetadata>,
+    /// Span-based dependency queries run one at a time, in the order they came: each
+    /// can take most of `store.max_query_memory`, and two growing side by side failed
+    /// each other (the later one to ask for more memory, not the later one to come).
+    dependency_turn: tokio::sync::Semaphore,
 }
 
 /// Which runtime a plan executes on; see [`Searcher`].
@@ -133,6 +137,7 @@ impl Searcher {
             scan: runtime::query_runtime(2, "meshtel-query", runtime::SCAN_LANE_NICE),
             fast: runtime::query_runtime(2, "meshtel-fetch", 0),
             blocks: Arc::default(),
+            dependency_turn: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -513,6 +518,8 @@ impl Searcher {
                 ),
             }
         };
+        // Never closed; were it, the query would run without waiting.
+        let _turn = self.dependency_turn.acquire().await.ok();
         self.dependency_links(parent_start_min, start_min, start_max, sources)
             .await
             .map_err(in_any_block)

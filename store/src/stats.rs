@@ -67,6 +67,8 @@ pub(crate) struct Stats {
     /// Traces a read cut to its span bound, and the spans it left out of them.
     pub traces_cut: AtomicU64,
     pub spans_omitted: AtomicU64,
+    /// Reads refused because `max_query_memory` was used up.
+    pub query_memory_refusals: AtomicU64,
 }
 
 impl Stats {
@@ -138,6 +140,7 @@ impl Stats {
             disk_free_bytes: get(&self.disk_free_bytes),
             traces_cut: get(&self.traces_cut),
             spans_omitted: get(&self.spans_omitted),
+            query_memory_refusals: get(&self.query_memory_refusals),
             head_spans: head_rows as u64,
             head_bytes: head_bytes as u64,
             blocks: blocks.len() as u64,
@@ -202,6 +205,9 @@ pub struct StoreStats {
     pub traces_cut: u64,
     /// Spans those cuts left out of the answers.
     pub spans_omitted: u64,
+    /// Reads (searches, span-based dependencies) answered 503 because the queries
+    /// running at once had used `store.max_query_memory` up.
+    pub query_memory_refusals: u64,
     /// Spans in memory (head and blocks being written).
     pub head_spans: u64,
     /// Arrow memory of those spans, bounded by `max_head_bytes`.

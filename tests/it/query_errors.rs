@@ -321,3 +321,69 @@ async fn query_port_answers_limits_unknown_paths_and_bad_hints_in_json() {
     assert_eq!(reply.status, 404, "{}", reply.text());
     m.stop().await;
 }
+
+/// A search may name at most 256 tags, in any of its forms; more is a 400 naming the
+/// bound (a few thousand once overflowed a worker's stack and took the process down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_naming_too_many_tags_is_refused_and_the_server_lives_on() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let simple = |n: usize| {
+        (0..n)
+            .map(|i| format!("tag=k{i}:v"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let object = |n: usize| {
+        let fields: Vec<String> = (0..n).map(|i| format!("\"k{i}\":\"v\"")).collect();
+        let json = format!("{{{}}}", fields.join(","));
+        json.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'0'..=b'9' => char::from(b).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let ok = get(&m.query_url(&format!(
+        "/api/traces?service=x&lookback=1h&{}",
+        simple(256)
+    )))
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    for n in [257, 2_500] {
+        let reply =
+            get(&m.query_url(&format!("/api/traces?service=x&lookback=1h&{}", simple(n)))).await;
+        assert_eq!(reply.status, 400, "{n}: {}", reply.text());
+        let (code, msg) = v1_error(&reply);
+        assert_eq!(code, 400);
+        assert_eq!(
+            msg,
+            format!(
+                "the 'tag' and 'tags' parameters name {n} tags, more than the 256 one \
+                 search may name"
+            )
+        );
+        let reply = get(&m.query_url(&format!(
+            "/api/traces?service=x&lookback=1h&tags={}",
+            object(n)
+        )))
+        .await;
+        assert_eq!(reply.status, 400, "{n}: {}", reply.text());
+        let reply = get(&m.query_url(&format!(
+            "/api/v3/traces?query.service_name=x&query.start_time_min=2026-01-01T00:00:00Z\
+             &query.start_time_max=2026-01-02T00:00:00Z&query.attributes={}",
+            object(n)
+        )))
+        .await;
+        assert_eq!(reply.status, 400, "{n}: {}", reply.text());
+        let body = reply.json();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("'query.attributes' parameters name"),
+            "{body}"
+        );
+    }
+    let services = get(&m.query_url("/api/services")).await;
+    assert_eq!(services.status, 200, "{}", services.text());
+    m.stop().await;
+}

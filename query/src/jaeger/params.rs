@@ -87,6 +87,7 @@ pub fn parse_traces_params(
         parse_epoch_param(params, "end", 1_000, end_default)?.saturating_add(999)
     };
     let tags = parse_tags(params.all("tag"), params.all("tags"))?;
+    check_tag_count(tags.len(), "'tag' and 'tags' parameters")?;
 
     let mut limit = DEFAULT_SEARCH_LIMIT as i64;
     let limit_text = params.get("limit");
@@ -296,6 +297,17 @@ fn parse_duration_param(params: &QueryParams, name: &str) -> Result<Option<i128>
     Ok(Some(
         sign * i128::try_from(duration.as_nanos()).unwrap_or(i128::MAX),
     ))
+}
+
+/// Refuses a search of more than [`TraceQuery::MAX_TAGS`] tags, naming `params`.
+pub fn check_tag_count(count: usize, params: &str) -> Result<()> {
+    if count > TraceQuery::MAX_TAGS {
+        return Err(ApiError::BadRequest(format!(
+            "the {params} name {count} tags, more than the {} one search may name",
+            TraceQuery::MAX_TAGS
+        )));
+    }
+    Ok(())
 }
 
 /// `tag=key:value` (split at the first `:`) then `tags={"k":"v"}` objects, later

@@ -77,6 +77,7 @@ async fn a_read_beyond_the_bound_waits_then_is_refused_and_others_pass() {
         started.elapsed()
     );
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers["retry-after"], "1");
     let message = refused.json()["error"]["message"]
         .as_str()
         .unwrap()
@@ -87,6 +88,7 @@ async fn a_read_beyond_the_bound_waits_then_is_refused_and_others_pass() {
     );
     let v1 = get(&app, &format!("/jaeger/api/traces?traceID={ID}")).await;
     assert_eq!(v1.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v1.headers["retry-after"], "1");
     assert!(
         v1.json()["errors"][0]["msg"]
             .as_str()

@@ -40,7 +40,25 @@ pub(super) fn span_filter(query: &TraceQuery) -> Option<Expr> {
     for (key, value) in &query.tags {
         parts.push(tag_filter(key, value));
     }
-    parts.into_iter().reduce(Expr::and)
+    all_of(parts)
+}
+
+/// `parts` ANDed as a balanced tree: its depth grows with the logarithm of their
+/// count, so that the recursive walks over it stay shallow however many tags a search
+/// names (a chain one level per tag overflowed a worker's stack at a few thousand).
+fn all_of(mut parts: Vec<Expr>) -> Option<Expr> {
+    while parts.len() > 1 {
+        let mut pairs = Vec::with_capacity(parts.len().div_ceil(2));
+        let mut rest = parts.into_iter();
+        while let Some(left) = rest.next() {
+            pairs.push(match rest.next() {
+                Some(right) => left.and(right),
+                None => left,
+            });
+        }
+        parts = pairs;
+    }
+    parts.pop()
 }
 
 /// The stored entries that a tag `key=value` can match: one per value type whose

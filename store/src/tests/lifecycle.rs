@@ -670,18 +670,7 @@ async fn shutdown_during_a_merge_leaves_no_unindexed_block() {
 #[tokio::test]
 async fn a_query_over_the_memory_bound_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TraceStore::open(config(dir.path())).await.unwrap();
-    for seed in 0..40u8 {
-        let root = trace(seed, "frontend", 1, *T0 + u64::from(seed), 1000);
-        let mut child = trace(seed, "backend", 200, *T0 + u64::from(seed) + 10, 1000);
-        for span in &mut child.scope_spans[0].spans {
-            span.span_id[0] = 99;
-            span.parent_span_id = root.scope_spans[0].spans[0].span_id.clone();
-        }
-        store.write_spans(vec![root, child]).await.unwrap();
-    }
-    store.flush().await.unwrap();
-    store.shutdown().await.unwrap();
+    write_parent_child_traces(dir.path()).await;
 
     let tight = TraceStore::open(StoreConfig {
         max_query_memory: bytesize::ByteSize::kib(16),
@@ -697,6 +686,7 @@ async fn a_query_over_the_memory_bound_is_refused_by_name() {
         other => panic!("want Unavailable, got {other:?}"),
     }
     assert_eq!(tight.stats().blocks_unreadable, 0);
+    assert_eq!(tight.stats().query_memory_refusals, 1);
     tight.shutdown().await.unwrap();
 
     let store = TraceStore::open(config(dir.path())).await.unwrap();
@@ -706,6 +696,61 @@ async fn a_query_over_the_memory_bound_is_refused_by_name() {
         .unwrap();
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].call_count, 40 * 200);
+    assert_eq!(store.stats().query_memory_refusals, 0);
+    store.shutdown().await.unwrap();
+}
+
+/// Dependency queries that each fit the memory bound but not together all answer:
+/// they take turns, first come first served, instead of failing each other.
+#[tokio::test]
+async fn dependency_queries_that_fit_one_at_a_time_all_answer_together() {
+    let dir = tempfile::tempdir().unwrap();
+    write_parent_child_traces(dir.path()).await;
+    let with_bound = |kib: u64| {
+        TraceStore::open(StoreConfig {
+            max_query_memory: bytesize::ByteSize::kib(kib),
+            ..config(dir.path())
+        })
+    };
+    let window = (*T0 + 1_000_000_000, 2_000_000_000);
+    // The least bound (to 1 KiB) one query fits in.
+    let (mut refused, mut fits) = (16u64, 1u64 << 20);
+    while fits - refused > 1 {
+        let mid = (refused + fits) / 2;
+        let store = with_bound(mid).await.unwrap();
+        match store.dependencies(window.0, window.1).await {
+            Ok(_) => fits = mid,
+            Err(_) => refused = mid,
+        }
+        store.shutdown().await.unwrap();
+    }
+    let store = std::sync::Arc::new(with_bound(fits * 3 / 2).await.unwrap());
+    let queries: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.dependencies(window.0, window.1).await })
+        })
+        .collect();
+    for query in queries {
+        let links = query.await.unwrap().unwrap();
+        assert_eq!(links[0].call_count, 40 * 200);
+    }
+    assert_eq!(store.stats().query_memory_refusals, 0);
+}
+
+/// Forty traces of a `frontend` root and 200 `backend` children, flushed to a block.
+async fn write_parent_child_traces(dir: &std::path::Path) {
+    let store = TraceStore::open(config(dir)).await.unwrap();
+    for seed in 0..40u8 {
+        let root = trace(seed, "frontend", 1, *T0 + u64::from(seed), 1000);
+        let mut child = trace(seed, "backend", 200, *T0 + u64::from(seed) + 10, 1000);
+        for span in &mut child.scope_spans[0].spans {
+            span.span_id[0] = 99;
+            span.parent_span_id = root.scope_spans[0].spans[0].span_id.clone();
+        }
+        store.write_spans(vec![root, child]).await.unwrap();
+    }
+    store.flush().await.unwrap();
     store.shutdown().await.unwrap();
 }
 

@@ -117,6 +117,32 @@ async fn tag_search_covers_types_resources_events_and_derived_tags() {
     store.shutdown().await.unwrap();
 }
 
+/// Thousands of tags (more than the query API lets through) neither overflow a stack
+/// walking the filter nor change what matches: every one must hold.
+#[tokio::test]
+async fn a_search_of_thousands_of_tags_matches_as_one_of_few() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    seed(&store).await;
+    let many = |odd_one: Option<usize>| {
+        let mut q = query("frontend");
+        q.tags = (0..5_000)
+            .map(|i| match (i % 2, odd_one == Some(i)) {
+                (_, true) => ("user".to_string(), "nobody".to_string()),
+                (0, false) => ("cached".to_string(), "true".to_string()),
+                _ => ("host.name".to_string(), "h1".to_string()),
+            })
+            .collect();
+        q
+    };
+    for phase in ["head", "block"] {
+        assert_eq!(ids(&store, &many(None)).await.len(), 10, "{phase}");
+        assert!(ids(&store, &many(Some(3_333))).await.is_empty(), "{phase}");
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}
+
 async fn tag_search_checks(store: &TraceStore, phase: &str) {
     let with = |tags: &[(&str, &str)]| {
         let mut q = query("frontend");
