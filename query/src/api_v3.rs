@@ -29,7 +29,7 @@ use crate::jaeger::params::{
     self, QueryParams, check_tag_count, parse_go_bool, parse_go_int, parse_string_map,
 };
 use crate::jaeger::{KindFilter, span_kind_filter};
-use crate::response::json_response;
+use crate::response::{build_answer, json_response, span_total};
 
 /// Jaeger's message when a v3 trace lookup or search finds nothing.
 pub const NO_TRACES_FOUND: &str = "No traces found";
@@ -200,7 +200,7 @@ async fn get_trace(
     }
     let raw = parse_bool_param(&params, names::RAW_TRACES)?;
     let trace = state.jaeger.get_trace(id).await?;
-    traces_response(trace.into_iter().collect(), raw)
+    traces_response(trace.into_iter().collect(), raw).await
 }
 
 /// `GET /api/v3/traces?query.serviceName=&query.operationName=&query.startTimeMin=
@@ -213,7 +213,7 @@ async fn find_traces(State(state): State<AppState>, RawQuery(query): RawQuery) -
     let params = QueryParams::parse(query.as_deref());
     let (query, raw) = parse_find_traces_query(&params)?;
     let traces = state.jaeger.find_traces(&query).await?;
-    traces_response(traces, raw)
+    traces_response(traces, raw).await
 }
 
 /// `GET /api/v3/trace-summaries?query.…`: the same search as `/api/v3/traces`, answered
@@ -338,26 +338,29 @@ fn parse_find_traces_query(params: &QueryParams) -> Result<(TraceQuery, bool)> {
 
 /// The traces as Jaeger's v3 API answers them: adjusted as v1's are (duplicates
 /// dropped, a server span sharing its client's id given its own) unless `raw`.
-fn traces_response(traces: Vec<meshtel_model::Trace>, raw: bool) -> Result<Response> {
+async fn traces_response(traces: Vec<meshtel_model::Trace>, raw: bool) -> Result<Response> {
     if traces.is_empty() {
         return Err(ApiError::NotFound(NO_TRACES_FOUND.to_string()).into());
     }
-    let resource_spans: Vec<ResourceSpans> = traces
-        .into_iter()
-        .flat_map(|mut trace| {
-            if !raw {
-                crate::jaeger::convert::adjust_otlp(&mut trace);
-            }
-            warn_if_cut(&mut trace);
-            trace.resource_spans
-        })
-        .collect();
-    Ok(json_response(
-        &TracesResponse {
-            result: otlp_json::TracesDataJson(&resource_spans),
-        },
-        false,
-    )?)
+    build_answer(span_total(&traces), move || {
+        let resource_spans: Vec<ResourceSpans> = traces
+            .into_iter()
+            .flat_map(|mut trace| {
+                if !raw {
+                    crate::jaeger::convert::adjust_otlp(&mut trace);
+                }
+                warn_if_cut(&mut trace);
+                trace.resource_spans
+            })
+            .collect();
+        Ok(json_response(
+            &TracesResponse {
+                result: otlp_json::TracesDataJson(&resource_spans),
+            },
+            false,
+        )?)
+    })
+    .await
 }
 
 /// Where Jaeger puts the warnings of a span in OTLP (a list of strings).

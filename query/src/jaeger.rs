@@ -23,18 +23,18 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use meshtel_model::SpanKind;
+use meshtel_model::{SpanKind, TraceId};
 use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Deserialize as _;
 
 pub use service::JaegerService;
 
-use self::convert::Adjust;
+use self::convert::{Adjust, convert_trace};
 use self::model::{DependencyLink, Envelope, Operation, StructuredError};
 use self::params::{QueryParams, TracesRequest};
 use crate::AppState;
 use crate::error::{ApiError, Result, TRACE_NOT_FOUND};
-use crate::response::json_response;
+use crate::response::{build_answer, json_response, span_total};
 
 /// The v1 routes, relative to the base path.
 pub fn router() -> Router<AppState> {
@@ -153,16 +153,25 @@ async fn search_traces(
     let adjust = Adjust::from_raw(params::parse_raw_param(&params)?);
     match request {
         TracesRequest::Search(query) => {
-            let traces = state.jaeger.find_jaeger_traces(&query, adjust).await?;
+            let traces = state.jaeger.find_traces(&query).await?;
             tracing::debug!(traces = traces.len(), "search done");
-            json_response(&Envelope::data(traces), params.pretty_print())
+            let pretty = params.pretty_print();
+            build_answer(span_total(&traces), move || {
+                json_response(&Envelope::data(convert_traces(&traces, adjust)), pretty)
+            })
+            .await
         }
         TracesRequest::Nothing => json_response(
             &Envelope::data(Vec::<model::Trace>::new()),
             params.pretty_print(),
         ),
         TracesRequest::ByIds(ids) => {
-            let (traces, missing) = state.jaeger.get_jaeger_traces(&ids, adjust).await?;
+            let traces = state.jaeger.get_traces(&ids).await?;
+            let missing: Vec<TraceId> = ids
+                .iter()
+                .filter(|id| !traces.iter().any(|t| t.trace_id == **id))
+                .copied()
+                .collect();
             let errors = (!missing.is_empty()).then(|| {
                 missing
                     .iter()
@@ -173,13 +182,17 @@ async fn search_traces(
                     })
                     .collect()
             });
-            json_response(
-                &Envelope {
-                    errors,
-                    ..Envelope::data(traces)
-                },
-                params.pretty_print(),
-            )
+            let pretty = params.pretty_print();
+            build_answer(span_total(&traces), move || {
+                json_response(
+                    &Envelope {
+                        errors,
+                        ..Envelope::data(convert_traces(&traces, adjust))
+                    },
+                    pretty,
+                )
+            })
+            .await
         }
     }
 }
@@ -198,8 +211,25 @@ async fn get_trace(
     let id = params::parse_trace_id(&trace_id).map_err(ApiError::BadRequest)?;
     let adjust = Adjust::from_raw(params::parse_raw_param(&params)?);
     params::parse_trace_window_hints(&params)?;
-    let trace = state.jaeger.get_jaeger_trace(id, adjust).await?;
-    json_response(&Envelope::data([trace]), params.pretty_print())
+    let trace = state
+        .jaeger
+        .get_trace(id)
+        .await?
+        .ok_or_else(ApiError::trace_not_found)?;
+    let pretty = params.pretty_print();
+    build_answer(trace.span_count(), move || {
+        let trace = convert_trace(&trace, adjust).ok_or_else(ApiError::trace_not_found)?;
+        json_response(&Envelope::data([trace]), pretty)
+    })
+    .await
+}
+
+/// Stored traces as Jaeger JSON, those with no span left out.
+fn convert_traces(traces: &[meshtel_model::Trace], adjust: Adjust) -> Vec<model::Trace> {
+    traces
+        .iter()
+        .filter_map(|t| convert_trace(t, adjust))
+        .collect()
 }
 
 /// `GET /api/dependencies?endTs=&lookback=&service=`: edges with summed call counts.

@@ -110,6 +110,35 @@ impl<F: Formatter> Formatter for GoEscape<F> {
     }
 }
 
+/// Spans from which an answer of traces is built (converted, written as JSON) on a
+/// blocking thread rather than on one of the runtime's few workers.
+pub const BLOCKING_ANSWER_SPANS: usize = 5_000;
+
+/// Runs `build`, which turns traces read into an answer, on a blocking thread when
+/// they hold [`BLOCKING_ANSWER_SPANS`] spans or more (a 50,000-span trace takes a
+/// worker for a good part of a second): the workers go on answering `/healthz`, the
+/// service lists and small reads meanwhile.
+pub async fn build_answer<E>(
+    spans: usize,
+    build: impl FnOnce() -> Result<Response, E> + Send + 'static,
+) -> Result<Response, E>
+where
+    E: From<ApiError> + Send + 'static,
+{
+    if spans < BLOCKING_ANSWER_SPANS {
+        return build();
+    }
+    match tokio::task::spawn_blocking(build).await {
+        Ok(built) => built,
+        Err(e) => Err(ApiError::Unavailable(format!("building the answer failed: {e}")).into()),
+    }
+}
+
+/// Spans of `traces` together.
+pub fn span_total(traces: &[meshtel_model::Trace]) -> usize {
+    traces.iter().map(meshtel_model::Trace::span_count).sum()
+}
+
 /// A `200 application/json` response of `value`.
 pub fn json_response<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Result<Response, ApiError> {
     let body = go_json(value, pretty)?;

@@ -180,38 +180,7 @@ async fn answers_go_gzip_compressed_to_clients_that_ask() {
 
     let dir = TestDir::new();
     let m = Meshtel::serve(&dir).await;
-    let start = now_nanos() - 60_000 * MS;
-    let trace = random_trace_id();
-    let root = random_span_id();
-    let mut spans = vec![simple_span(
-        &trace,
-        &root,
-        None,
-        "GET /big",
-        start,
-        900 * MS,
-    )];
-    for i in 1..500u64 {
-        let name = format!("step-{i}");
-        let id = random_span_id();
-        spans.push(simple_span(
-            &trace,
-            &id,
-            Some(&root),
-            &name,
-            start + i * 1_000,
-            500,
-        ));
-    }
-    export_grpc(
-        m.grpc.unwrap(),
-        ExportTraceServiceRequest {
-            resource_spans: vec![resource_spans("front", spans)],
-        },
-    )
-    .await;
-    let hex = jaeger_trace_id(&trace);
-    wait_for_trace(&m, &hex, 500).await;
+    let hex = store_wide_trace(&m, 500, u64::MAX).await;
 
     // A client that does not ask gets the JSON as it is.
     let url = m.query_url(&format!("/api/traces/{hex}"));
@@ -242,4 +211,81 @@ async fn answers_go_gzip_compressed_to_clients_that_ask() {
     assert_eq!(status, 200);
     assert_eq!(encoding, None);
     assert_eq!(json(&body)["data"], Value::from(vec!["front"]));
+}
+
+/// Large answers are built off the runtime's workers: while several clients fetch a
+/// 20,000-span trace at once, `/healthz` on the query port still answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_answer_while_large_traces_are_built() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    let hex = store_wide_trace(&m, 20_000, 50).await;
+
+    let url = m.query_url(&format!("/api/traces/{hex}"));
+    let fetches: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    let reply = get(&url).await;
+                    assert_eq!(reply.status, 200);
+                }
+            })
+        })
+        .collect();
+    let health = m.query_url("/healthz");
+    let mut slowest = std::time::Duration::ZERO;
+    while !fetches.iter().all(|f| f.is_finished()) {
+        let asked = std::time::Instant::now();
+        assert_eq!(get(&health).await.status, 200);
+        slowest = slowest.max(asked.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for fetch in fetches {
+        fetch.await.unwrap();
+    }
+    eprintln!("slowest /healthz while building answers: {slowest:?}");
+    assert!(
+        slowest < std::time::Duration::from_secs(1),
+        "/healthz took {slowest:?}"
+    );
+    m.stop().await;
+}
+
+/// Stores a trace of a root and `spans - 1` children named `step-{i % names}`, waits
+/// until it is searchable, and gives its Jaeger id.
+async fn store_wide_trace(m: &Meshtel, spans: u64, names: u64) -> String {
+    let start = now_nanos() - 60_000 * MS;
+    let trace = random_trace_id();
+    let root = random_span_id();
+    let mut all = vec![simple_span(
+        &trace,
+        &root,
+        None,
+        "GET /big",
+        start,
+        900 * MS,
+    )];
+    for i in 1..spans {
+        let id = random_span_id();
+        let name = format!("step-{}", i % names);
+        all.push(simple_span(
+            &trace,
+            &id,
+            Some(&root),
+            &name,
+            start + i * 1_000,
+            500,
+        ));
+    }
+    export_grpc(
+        m.grpc.unwrap(),
+        ExportTraceServiceRequest {
+            resource_spans: vec![resource_spans("front", all)],
+        },
+    )
+    .await;
+    let hex = jaeger_trace_id(&trace);
+    wait_for_trace(m, &hex, usize::try_from(spans).unwrap()).await;
+    hex
 }

@@ -6,10 +6,8 @@ use std::sync::Arc;
 
 use meshtel_model::{DependencyLink, Operation, SpanKind, Trace, TraceId, TraceQuery, TraceReader};
 
-use super::convert::{Adjust, convert_trace};
-use super::model;
 use crate::Clock;
-use crate::error::{ApiError, Result};
+use crate::error::Result;
 
 /// Answers Jaeger queries from a trace store.
 pub struct JaegerService {
@@ -83,20 +81,6 @@ impl JaegerService {
         Ok(traces)
     }
 
-    /// [`Self::find_traces`] rendered as Jaeger JSON.
-    pub async fn find_jaeger_traces(
-        &self,
-        query: &TraceQuery,
-        adjust: Adjust,
-    ) -> Result<Vec<model::Trace>> {
-        Ok(self
-            .find_traces(query)
-            .await?
-            .iter()
-            .filter_map(|t| convert_trace(t, adjust))
-            .collect())
-    }
-
     /// One trace, `None` when not found or empty.
     pub async fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>> {
         Ok(self.get_traces(&[trace_id]).await?.pop())
@@ -107,38 +91,6 @@ impl JaegerService {
         let mut traces = self.reader.get_traces(trace_ids, self.max_spans).await?;
         traces.retain(|t| t.span_count() > 0);
         Ok(traces)
-    }
-
-    /// One trace as Jaeger JSON; [`ApiError::NotFound`] when missing.
-    pub async fn get_jaeger_trace(
-        &self,
-        trace_id: TraceId,
-        adjust: Adjust,
-    ) -> Result<model::Trace> {
-        self.get_trace(trace_id)
-            .await?
-            .as_ref()
-            .and_then(|t| convert_trace(t, adjust))
-            .ok_or_else(ApiError::trace_not_found)
-    }
-
-    /// Several traces as Jaeger JSON, with the ids that were not found.
-    pub async fn get_jaeger_traces(
-        &self,
-        trace_ids: &[TraceId],
-        adjust: Adjust,
-    ) -> Result<(Vec<model::Trace>, Vec<TraceId>)> {
-        let traces = self.get_traces(trace_ids).await?;
-        let missing = trace_ids
-            .iter()
-            .filter(|id| !traces.iter().any(|t| t.trace_id == **id))
-            .copied()
-            .collect();
-        let found = traces
-            .iter()
-            .filter_map(|t| convert_trace(t, adjust))
-            .collect();
-        Ok((found, missing))
     }
 
     /// Service-graph edges in `[end − lookback, end]`, duplicates summed, optionally
