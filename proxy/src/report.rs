@@ -339,8 +339,9 @@ impl ReportStream {
     }
 
     fn acknowledged(&self, unacknowledged: &mut VecDeque<Arc<EncodedBatch>>, ack: &ReportResponse) {
-        unacknowledged.pop_front();
+        let sent = unacknowledged.pop_front().map_or(0, |batch| batch.records.len() as u64);
         self.stats.reports_accepted.inc_by(ack.accepted);
+        self.stats.reports_rejected.inc_by(sent.saturating_sub(ack.accepted));
     }
 
     /// How a stream the collector ended with `status` ends: a batch refused as too
@@ -508,10 +509,7 @@ impl ReportStream {
             }
             while !unacknowledged.is_empty() {
                 match responses.message().await {
-                    Ok(Some(ack)) => {
-                        unacknowledged.pop_front();
-                        self.stats.reports_accepted.inc_by(ack.accepted);
-                    }
+                    Ok(Some(ack)) => self.acknowledged(unacknowledged, &ack),
                     _ => return,
                 }
             }

@@ -53,6 +53,9 @@ pub struct Stats {
     pub reports_sent: IntCounter,
     /// Request records the collector acknowledged.
     pub reports_accepted: IntCounter,
+    /// Request records the collector acknowledged without taking them (invalid, or
+    /// past its `[report] max_records_per_batch`; its own counters say which).
+    pub reports_rejected: IntCounter,
     /// Request records sent again on a new stream after the one they were sent on
     /// broke before acknowledging them.
     pub reports_resent: IntCounter,
@@ -163,6 +166,11 @@ impl Stats {
             outbound: direction(Direction::Outbound),
             reports_sent: counter(&registry, "meshtel_proxy_reports_sent_total", "Request records written to the Report stream")?,
             reports_accepted: counter(&registry, "meshtel_proxy_reports_accepted_total", "Request records the collector acknowledged")?,
+            reports_rejected: counter(
+                &registry,
+                "meshtel_proxy_reports_rejected_total",
+                "Request records the collector acknowledged without taking them (invalid, or past its [report] max_records_per_batch)",
+            )?,
             reports_resent: counter(
                 &registry,
                 "meshtel_proxy_reports_resent_total",

@@ -71,6 +71,12 @@ async fn a_batch_larger_than_the_collector_takes_is_sent_again_in_halves() {
         proxy.stat("meshtel_proxy_reports_dropped_total", &[]).await,
         0.0
     );
+    assert_eq!(
+        proxy
+            .stat("meshtel_proxy_reports_rejected_total", &[])
+            .await,
+        0.0
+    );
     assert!(
         proxy.log_text().contains("sent again in two halves"),
         "{}",
@@ -108,6 +114,13 @@ async fn records_past_the_batch_bound_are_counted_and_the_batch_is_not_sent_agai
             .stat("meshtel_proxy_reports_accepted_total", &[])
             .await,
         taken
+    );
+    // The proxy counts what the collector refused too.
+    assert_eq!(
+        proxy
+            .stat("meshtel_proxy_reports_rejected_total", &[])
+            .await,
+        rejected
     );
     // Answered, so never sent again.
     tokio::time::sleep(Duration::from_millis(500)).await;
