@@ -365,11 +365,15 @@ pub fn audit_table(entries: &[AuditJson]) -> String {
                 e.actor.clone(),
                 e.action.clone(),
                 e.name.clone(),
+                e.version.map_or_else(|| "-".to_string(), |v| v.to_string()),
                 changes(e.before.as_ref(), e.after.as_ref()),
             ]
         })
         .collect();
-    table(&["ID", "AT", "ACTOR", "ACTION", "NAME", "CHANGES"], &rows)
+    table(
+        &["ID", "AT", "ACTOR", "ACTION", "NAME", "VERSION", "CHANGES"],
+        &rows,
+    )
 }
 
 /// The fields an audit entry changed, `field: before → after` in compact JSON (each
@@ -462,6 +466,7 @@ mod tests {
             name: "q".into(),
             before,
             after,
+            version: (id > 1).then_some(id as u64 * 10),
         };
         let text = audit_table(&[
             entry(3, "delete", Some(spec(5, "x")), None),
@@ -474,6 +479,10 @@ mod tests {
         assert!(lines[1].contains("maxAmount: 5 → (none)"), "{text}");
         assert!(lines[3].contains("description: (none) → \"dddd"), "{text}");
         assert!(lines[3].contains("…"), "{text}");
+        // The version each change made; none recorded on the oldest.
+        assert!(lines[0].contains(" VERSION "), "{text}");
+        assert!(lines[1].contains(" 30 "), "{text}");
+        assert!(lines[3].contains(" - "), "{text}");
     }
 
     #[test]

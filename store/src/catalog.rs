@@ -67,6 +67,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "edge_destination_app",
         include_str!("../../migrations/sqlite/0009_edge_destination_app.sql"),
     ),
+    (
+        10,
+        "audit_version",
+        include_str!("../../migrations/sqlite/0010_audit_version.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

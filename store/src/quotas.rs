@@ -191,8 +191,8 @@ impl QuotaRepo {
             actor,
             action,
             &stored.spec.name,
-            before,
-            Some(after),
+            (before, Some(after)),
+            stored.version,
         )
         .await?;
         if created {
@@ -239,7 +239,8 @@ impl QuotaRepo {
             .execute(&mut *tx)
             .await?;
         let before = spec_to_json(&current.spec)?;
-        append_audit(&mut tx, now, actor, "delete", name, Some(before), None).await?;
+        let change = (Some(before), None);
+        append_audit(&mut tx, now, actor, "delete", name, change, current.version).await?;
         tx.commit().await?;
         confirm_committed(conn).await?;
         info!(quota = %name, actor, "quota policy deleted");
@@ -266,7 +267,7 @@ impl QuotaRepo {
     ) -> Result<Vec<AuditEntry>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = sqlx::query(
-            "SELECT id, at_unix_ms, actor, action, name, before_spec, after_spec \
+            "SELECT id, at_unix_ms, actor, action, name, before_spec, after_spec, version \
              FROM quota_audit WHERE (? IS NULL OR name = ?) AND id < ? \
              ORDER BY id DESC LIMIT ?",
         )
@@ -286,6 +287,9 @@ impl QuotaRepo {
                     name: row.try_get(4)?,
                     before: optional_spec(row.try_get(5)?)?,
                     after: optional_spec(row.try_get(6)?)?,
+                    version: row
+                        .try_get::<Option<i64>, _>(7)?
+                        .and_then(|v| u64::try_from(v).ok()),
                 })
             })
             .collect()
@@ -395,12 +399,13 @@ async fn append_audit(
     actor: &str,
     action: &str,
     name: &str,
-    before: Option<String>,
-    after: Option<String>,
+    (before, after): (Option<String>, Option<String>),
+    version: u64,
 ) -> Result<u64> {
     let done = sqlx::query(
-        "INSERT INTO quota_audit (at_unix_ms, actor, action, name, before_spec, after_spec) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO quota_audit \
+         (at_unix_ms, actor, action, name, before_spec, after_spec, version) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(now)
     .bind(actor)
@@ -408,6 +413,7 @@ async fn append_audit(
     .bind(name)
     .bind(before)
     .bind(after)
+    .bind(version_to_sql(version))
     .execute(conn)
     .await?;
     Ok(u64::try_from(done.last_insert_rowid()).unwrap_or(0))

@@ -862,6 +862,7 @@ async function quotasStep(page, ctx) {
   await hook(page, P, '.quota-audit-entry', { timeout: READY_MS });
   const audit = await attrsOf(page, '.quota-audit-entry', []);
   expect(audit.some((a) => a.text.includes(q.name) && /creat/i.test(a.text)), `no .quota-audit-entry for the creation of ${q.name}: ${JSON.stringify(audit.map((a) => a.text))}`);
+  expect(audit.some((a) => a.text.includes(q.name) && /\bv\d+\b/.test(a.text)), `no policy version in the .quota-audit-entry of ${q.name}: ${JSON.stringify(audit.map((a) => a.text))}`);
   await ctx.shot('quotas');
 
   // Delete: without the token, the page asks for it in its field (not in the modal dialog).

@@ -66,6 +66,9 @@ pub struct AuditEntry {
     pub before: Option<QuotaPolicySpec>,
     /// The policy after the change (absent on delete).
     pub after: Option<QuotaPolicySpec>,
+    /// The version the change made (the HTTP ETag), for a delete the version deleted;
+    /// absent on entries written before meshtel recorded it.
+    pub version: Option<u64>,
 }
 
 /// Durable quota policies with versions and an audit log. Writes that fail their

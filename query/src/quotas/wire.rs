@@ -59,6 +59,10 @@ pub struct AuditJson {
     pub before: Option<QuotaPolicySpec>,
     /// The spec after the change; `null` on delete.
     pub after: Option<QuotaPolicySpec>,
+    /// The version the change made (the ETag of `GET /api/quotas/{name}`), for a delete
+    /// the version deleted; `null` on entries written before meshtel recorded it.
+    #[serde(default)]
+    pub version: Option<u64>,
 }
 
 impl From<AuditEntry> for AuditJson {
@@ -71,6 +75,7 @@ impl From<AuditEntry> for AuditJson {
             name: e.name,
             before: e.before,
             after: e.after,
+            version: e.version,
         }
     }
 }

@@ -210,13 +210,15 @@ async fn quotas_preconditions_refuse_and_change_nothing() {
 async fn quotas_audit_rows_hold_before_and_after_newest_first() {
     let dir = tempfile::tempdir().unwrap();
     let repo = repo(&dir).await;
-    repo.put_policy(spec("a", 1), Precondition::None, "alice")
+    let (created, _) = repo
+        .put_policy(spec("a", 1), Precondition::None, "alice")
         .await
         .unwrap();
     repo.put_policy(spec("b", 1), Precondition::None, "alice")
         .await
         .unwrap();
-    repo.put_policy(spec("a", 2), Precondition::None, "bob")
+    let (updated, _) = repo
+        .put_policy(spec("a", 2), Precondition::None, "bob")
         .await
         .unwrap();
     repo.delete_policy("a", Precondition::None, "carol")
@@ -256,6 +258,17 @@ async fn quotas_audit_rows_hold_before_and_after_newest_first() {
         (a[2].before.clone(), a[2].after.clone()),
         (None, Some(spec("a", 1)))
     );
+    // The version each change made (the ETag), the deleted one for a delete.
+    let versions: Vec<Option<u64>> = a.iter().map(|e| e.version).collect();
+    assert_eq!(
+        versions,
+        [
+            Some(updated.version),
+            Some(updated.version),
+            Some(created.version)
+        ]
+    );
+    assert!(updated.version > created.version);
     assert_eq!(repo.audit(Some("a"), 1).await.unwrap()[0].action, "delete");
     assert!(repo.audit(Some("zzz"), 10).await.unwrap().is_empty());
     // Pages: entries below an id, for one policy or all.

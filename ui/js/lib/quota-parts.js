@@ -58,6 +58,7 @@ export function auditEntry(e, open) {
       h('span', { class: badge }, e.action),
       ' ',
       h('span', { class: 'mono' }, e.name),
+      e.version != null ? h('span', { class: 'muted small', title: e.action === 'delete' ? 'the version deleted' : 'the version this change made (its ETag)' }, ` v${e.version}`) : null,
       ' by ',
       h('strong', {}, e.actor || 'unknown'),
       ' ',
