@@ -44,6 +44,8 @@ pub struct Sources {
     pub query_reads: Option<meshtel_query::ReadLimit>,
     /// The bound on ingest request bytes held at once, on a collector.
     pub ingest_inflight: Option<meshtel_collector::InflightBudget>,
+    /// The bounds on the collector's other gRPC messages (Report streams, Check, ...).
+    pub grpc_messages: Option<meshtel_collector::GrpcMessageStats>,
 }
 
 /// The `/metrics` route over `sources`.
@@ -264,6 +266,18 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
             "meshtel_ingest_inflight_bytes_limit",
             "[ingest] max_inflight_bytes.",
             limit,
+        );
+    }
+    if let Some(messages) = &sources.grpc_messages {
+        counter(
+            "meshtel_grpc_messages_refused_total",
+            "Calls on 4317 other than OTLP Export (Report streams, Check, rate limit, Mixer) ended UNAVAILABLE because a message did not fit [ingest] max_inflight_bytes.",
+            messages.refused(),
+        );
+        counter(
+            "meshtel_grpc_messages_timed_out_total",
+            "Calls on 4317 other than OTLP Export ended DEADLINE_EXCEEDED because a message began to arrive and did not end within http.body_read_timeout.",
+            messages.timed_out(),
         );
     }
     if let Some(reads) = &sources.query_reads {

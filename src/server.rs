@@ -249,6 +249,11 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         let ingest_metrics = meshtel_collector::IngestMetrics::new()?;
         // One bound on the request bytes the three ingest servers hold at once.
         let inflight = meshtel_collector::InflightBudget::new(config.ingest.max_inflight_bytes);
+        let grpc_messages = meshtel_collector::GrpcMessageBudgetLayer::new(
+            inflight.clone(),
+            config.http.body_read_timeout,
+            meshtel_collector::otlp_grpc::EXPORT_PATH,
+        );
         ingest_metrics.spawn_log_timer();
         let grpc_service = meshtel_collector::otlp_grpc_service_with_metrics(
             sink.clone(),
@@ -280,6 +285,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         let stop = stop_signal(stop_rx.clone());
         let first_byte_timeout = config.http.header_read_timeout;
         let call_timeout = config.http.body_read_timeout;
+        let message_bounds = grpc_messages.clone();
         servers.spawn(async move {
             let _health_reporter = health_reporter;
             // Connections that send nothing are closed; see `grpc_incoming`.
@@ -288,11 +294,15 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 // A call whose handler has not answered by then is cancelled: a unary
                 // message that stops arriving (its bytes held per stream, up to 16 MiB)
                 // is let go. Streams (Report, WatchQuotas) answer at once and then
-                // stream on, unbounded.
+                // stream on; their messages are bounded by the layer below.
                 .timeout(call_timeout)
                 .http2_keepalive_interval(Some(GRPC_KEEP_ALIVE_INTERVAL))
                 .http2_keepalive_timeout(Some(GRPC_KEEP_ALIVE_TIMEOUT))
                 .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+                // The messages of the other calls (a Report stream's included) take
+                // from the in-flight budget while they arrive, and must arrive whole
+                // within the same timeout; see `meshtel_collector::grpc_budget`.
+                .layer(message_bounds)
                 .add_service(grpc_service)
                 .add_service(report_service)
                 .add_service(istio_mixer_service)
@@ -317,6 +327,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             http_timeouts: http_timeouts.clone(),
             query_reads: Some(query_reads.clone()),
             ingest_inflight: Some(inflight.clone()),
+            grpc_messages: Some(grpc_messages.stats()),
         }));
         servers.spawn(serve(
             http,
@@ -380,6 +391,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 http_timeouts: http_timeouts.clone(),
                 query_reads: Some(query_reads.clone()),
                 ingest_inflight: None,
+                grpc_messages: None,
             });
             app = app.layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {

@@ -140,6 +140,17 @@ impl Hold {
         }
     }
 
+    /// Gives `bytes` this hold took back to the budget (a long-lived stream's message
+    /// that has arrived whole and gone on to its handler).
+    pub fn give_back(&self, bytes: usize) {
+        let held = &self.inner.bytes;
+        let given = bytes.min(held.load(Ordering::Relaxed));
+        if given > 0 {
+            held.fetch_sub(given, Ordering::Relaxed);
+            self.inner.budget.inner.permits.add_permits(given);
+        }
+    }
+
     /// Bytes this request holds.
     pub fn bytes(&self) -> usize {
         self.inner.bytes.load(Ordering::Relaxed)

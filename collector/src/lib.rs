@@ -37,6 +37,7 @@
 mod body;
 pub mod config;
 pub mod error;
+pub mod grpc_budget;
 pub mod grpc_decode;
 pub mod inflight;
 pub mod ingest;
@@ -53,6 +54,7 @@ pub mod zipkin;
 
 pub use config::IngestLimits;
 pub use error::{Error, Result};
+pub use grpc_budget::{GrpcMessageBudgetLayer, GrpcMessageStats};
 pub use grpc_decode::InvalidArgumentOnDecodeError;
 pub use inflight::InflightBudget;
 pub use ingest::Ingest;

@@ -40,7 +40,7 @@ use crate::ingest::Ingest;
 use crate::ingest_metrics::{IngestMetrics, Protocol, RefusalReason};
 
 /// The gRPC path of `TraceService/Export`.
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The `TraceService/Export` handler over an [`Ingest`] step.
 #[derive(Clone)]

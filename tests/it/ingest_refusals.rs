@@ -621,3 +621,74 @@ async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
     assert_eq!(written, 30_010.0);
     m.stop().await;
 }
+
+/// A Report stream's messages take from the in-flight budget while they arrive: one
+/// that stops midway ends the stream `DEADLINE_EXCEEDED` a body timeout after it began,
+/// giving its bytes back (before: held for as long as the stream lived, outside the
+/// budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_stream_that_stops_within_a_message_ends_and_gives_its_bytes_back() {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use hyper::body::Frame;
+
+    let dir = TestDir::new();
+    let m = Meshtel::serve_with_config(&dir, "[http]\nbody_read_timeout = \"2s\"\n").await;
+    let mut sender = h2c_connect(m.grpc.unwrap()).await;
+    let (frames, rx) = tokio::sync::mpsc::channel::<Result<Frame<bytes::Bytes>, std::io::Error>>(4);
+    let request = http::Request::post(format!(
+        "http://{}/meshtel.mixer.v1.Mixer/Report",
+        m.grpc.unwrap()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(http_body_util::StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ))
+    .unwrap();
+    let framed = |payload: &[u8], declared: usize| {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&u32::try_from(declared).unwrap().to_be_bytes());
+        bytes.extend_from_slice(payload);
+        Ok(Frame::data(bytes::Bytes::from(bytes)))
+    };
+    let whole = meshtel_model::mixer::ReportRequest {
+        proxy_id: "half-sent".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    frames.send(framed(&whole, whole.len())).await.unwrap();
+    let response = sender.send_request(request).await.expect("Report call");
+    assert_eq!(response.status(), 200);
+    // Then 100,000 bytes of a message declared as 300,000, and nothing more.
+    frames
+        .send(framed(&vec![0u8; 100_000], 300_000))
+        .await
+        .unwrap();
+    let began = std::time::Instant::now();
+    eventually(Duration::from_secs(5), "the half message held", || async {
+        (gauge_value(&m, "meshtel_ingest_inflight_bytes").await >= 100_000.0).then_some(())
+    })
+    .await;
+    let answer = tokio::time::timeout(Duration::from_secs(15), response.into_body().collect())
+        .await
+        .expect("the stream ends")
+        .expect("an answer");
+    let waited = began.elapsed();
+    let trailers = answer.trailers().cloned().unwrap_or_default();
+    let field = |name: &str| trailers.get(name).map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(field("grpc-status").as_deref(), Some("4"), "{trailers:?}");
+    assert!(
+        field("grpc-message").is_some_and(|m| m.contains("http.body_read_timeout")),
+        "{trailers:?}"
+    );
+    assert!(waited < Duration::from_secs(6), "ended after {waited:?}");
+    assert_eq!(gauge_value(&m, "meshtel_ingest_inflight_bytes").await, 0.0);
+    assert_eq!(
+        gauge_value(&m, "meshtel_grpc_messages_timed_out_total").await,
+        1.0
+    );
+    drop(frames);
+    m.stop().await;
+}

@@ -58,16 +58,7 @@ async fn raw_grpc_call(
     body: Vec<u8>,
 ) -> (u16, Option<String>, Option<String>) {
     use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(m.grpc.unwrap())
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .expect("h2c handshake");
-    tokio::spawn(connection);
+    let mut sender = h2c_connect(m.grpc.unwrap()).await;
     let request = http::Request::post(format!("http://{}{path}", m.grpc.unwrap()))
         .header("content-type", "application/grpc")
         .header("te", "trailers")

@@ -146,3 +146,22 @@ pub async fn wait_for_trace(m: &Meshtel, trace_id_hex: &str, spans: usize) -> Va
     )
     .await
 }
+
+/// An h2c (prior knowledge) connection to `addr`, driven on a task of its own, for
+/// raw HTTP/2 requests with bodies the test writes frame by frame.
+pub async fn h2c_connect<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(connection);
+    sender
+}
