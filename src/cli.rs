@@ -261,7 +261,8 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               header_read_timeout = "10s"      # OTLP HTTP, Zipkin, query: headers late -> closed
               body_read_timeout = "30s"        # body late -> 408, closed; gRPC call unanswered -> CANCELLED
               write_timeout = "30s"            # answer not read -> closed (a trace read's answer: dropped)
-Log level: RUST_LOG (default "info")."#;
+Log level: RUST_LOG (default "info,h2=error": the h2 crate's per-connection protocol
+warnings only with RUST_LOG=info,h2=warn)."#;
 
 /// `meshtel proxy` flags.
 #[derive(Debug, Args)]

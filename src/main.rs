@@ -44,8 +44,10 @@ fn colour_logs() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+use meshtel_proxy::log_format::DEFAULT_LOG_FILTER;
+
 fn init_tracing(format: LogFormat) {
-    init_tracing_with_default(format, "info");
+    init_tracing_with_default(format, DEFAULT_LOG_FILTER);
 }
 
 /// As [`init_tracing`], with `default_filter` when RUST_LOG is not set. A RUST_LOG that
@@ -166,7 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(command) => {
             // The demo's guide and traffic lines are the output; logs only for trouble.
-            init_tracing_with_default(command.run.server.log_format, "warn,meshtel::demo=info");
+            init_tracing_with_default(command.run.server.log_format, "warn,h2=error,meshtel::demo=info");
             cli::warn_unknown_env_vars();
             demo::run(command).await
         }

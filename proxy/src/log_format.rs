@@ -14,6 +14,11 @@ use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 
+/// The log filter without RUST_LOG: INFO, but the h2 crate's per-connection warnings
+/// (a client's resets or protocol errors: one line per connection, however many
+/// connections a misbehaving client makes) only from `RUST_LOG=info,h2=warn`.
+pub const DEFAULT_LOG_FILTER: &str = "info,h2=error";
+
 /// The field formatter of the text format: tracing-subscriber's default (`message`
 /// first, then `name=value` pairs; the `log.*` fields of records from the `log` crate
 /// left out), written with control characters escaped. Field names are not

@@ -51,8 +51,8 @@ async fn main() -> std::process::ExitCode {
     let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok().filter(|v| !v.trim().is_empty());
     let (filter, refused) = match rust_log.as_deref().map(EnvFilter::try_new) {
         Some(Ok(filter)) => (filter, None),
-        Some(Err(error)) => (EnvFilter::new("info"), Some(error)),
-        None => (EnvFilter::new("info"), None),
+        Some(Err(error)) => (EnvFilter::new(meshtel_proxy::log_format::DEFAULT_LOG_FILTER), Some(error)),
+        None => (EnvFilter::new(meshtel_proxy::log_format::DEFAULT_LOG_FILTER), None),
     };
     // Colours only on a terminal (and not under NO_COLOR): a log file, a pipe,
     // journald or `kubectl logs` get plain text that grep finds.

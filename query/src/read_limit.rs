@@ -22,6 +22,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
+use meshtel_model::log_window::LogWindow;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -51,6 +52,9 @@ pub struct ReadLimit {
     unread_timeout: Option<Duration>,
     refused: Arc<AtomicU64>,
     dropped_unread: Arc<AtomicU64>,
+    /// One WARN per interval for refusals, which a crowd of clients can make by the
+    /// hundred a second.
+    refusal_log: Arc<Mutex<LogWindow>>,
 }
 
 impl ReadLimit {
@@ -64,6 +68,7 @@ impl ReadLimit {
             unread_timeout: None,
             refused: Arc::default(),
             dropped_unread: Arc::default(),
+            refusal_log: Arc::default(),
         }
     }
 
@@ -122,13 +127,16 @@ pub(crate) async fn limit_reads(
             .map(|body| SlotBody::wrap(body, permit, &limit, watch)),
         _ => {
             let refused = limit.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(
-                route,
-                max_concurrent_reads = limit.max,
-                waited = ?limit.wait,
-                refused,
-                "trace read refused: the others in flight did not end in time"
-            );
+            if let Some(since_last) = limit.refusal_log.lock().note(Instant::now()) {
+                tracing::warn!(
+                    route,
+                    max_concurrent_reads = limit.max,
+                    waited = ?limit.wait,
+                    since_last,
+                    refused,
+                    "trace reads refused: the others in flight did not end in time"
+                );
+            }
             let error = ApiError::Unavailable(format!(
                 "{} trace reads are running ([query] max_concurrent_reads) and this one waited \
                  {} s for its turn; retry later",
