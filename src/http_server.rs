@@ -97,6 +97,13 @@ impl HttpTimeoutMetrics {
     fn counter(&self, listener: &'static str, phase: &'static str) -> IntCounter {
         self.timed_out.with_label_values(&[listener, phase])
     }
+
+    /// Connections of `listener` let go in `phase`, touched so that it reads 0 first.
+    pub fn timed_out(&self, listener: &'static str, phase: &'static str) -> IntCounter {
+        let counter = self.counter(listener, phase);
+        counter.inc_by(0);
+        counter
+    }
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then lets open connections
@@ -200,11 +207,16 @@ pub async fn serve_http(
 /// preface and the header of its first SETTINGS frame within `idle` (one that sends
 /// nothing, or stops partway, is closed, as on the HTTP listeners; tonic's own reading
 /// of the preface has no timeout), with Nagle off (Check answers are small and
-/// latency-bound). The accept task ends with the server.
+/// latency-bound), and let go once its client has read nothing for `write_timeout`
+/// while there was something to send ([`WriteStall`]: tonic's keep-alive pings cannot
+/// tell, since they wait behind the unsent bytes), counted in `write_timeouts`. The
+/// accept task ends with the server.
 pub fn grpc_incoming(
     listener: TcpListener,
     idle: Duration,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<tokio::net::TcpStream>> {
+    write_timeout: Duration,
+    write_timeouts: prometheus::IntCounter,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<WriteStall<tokio::net::TcpStream>>> {
     let (ready, incoming) = tokio::sync::mpsc::channel(GRPC_ACCEPT_QUEUE);
     tokio::spawn(async move {
         let mut accept_errors = LogWindow::default();
@@ -215,8 +227,13 @@ pub fn grpc_incoming(
                         debug!(listener = "otlp_grpc", %error, "set_nodelay failed");
                     }
                     let ready = ready.clone();
+                    let write_timeouts = write_timeouts.clone();
                     tokio::spawn(async move {
                         if conn_life::first_bytes(&stream, H2_PREFACE_AND_SETTINGS_HEADER, idle).await {
+                            let stream = WriteStall::new(stream, write_timeout, move || {
+                                write_timeouts.inc();
+                                debug!(listener = "otlp_grpc", %peer, "client read nothing in time, connection closed");
+                            });
                             let _ = ready.send(Ok(stream)).await;
                         } else {
                             debug!(listener = "otlp_grpc", %peer, "no HTTP/2 preface in time, connection closed");

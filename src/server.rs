@@ -286,10 +286,18 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         let first_byte_timeout = config.http.header_read_timeout;
         let call_timeout = config.http.body_read_timeout;
         let message_bounds = grpc_messages.clone();
+        let write_timeout = config.http.write_timeout;
+        let write_timeouts = http_timeouts.timed_out("otlp_grpc", "write");
         servers.spawn(async move {
             let _health_reporter = health_reporter;
-            // Connections that send nothing are closed; see `grpc_incoming`.
-            let incoming = crate::http_server::grpc_incoming(grpc, first_byte_timeout);
+            // Connections that send nothing, or read nothing, are closed; see
+            // `grpc_incoming`.
+            let incoming = crate::http_server::grpc_incoming(
+                grpc,
+                first_byte_timeout,
+                write_timeout,
+                write_timeouts,
+            );
             tonic::transport::Server::builder()
                 // A call whose handler has not answered by then is cancelled: a unary
                 // message that stops arriving (its bytes held per stream, up to 16 MiB)

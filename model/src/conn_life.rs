@@ -245,6 +245,15 @@ impl<T> WriteStall<T> {
     }
 }
 
+/// The peer's address for tonic, as the wrapped connection gives it.
+impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected for WriteStall<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,

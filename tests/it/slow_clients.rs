@@ -355,3 +355,64 @@ async fn a_grpc_message_that_stops_arriving_is_let_go_and_report_streams_live_on
         .expect("second ack, after the timeout");
     m.stop().await;
 }
+
+/// On 4317 too, a client that reads nothing while the server has bytes for it (here
+/// the acknowledgements of its pings) is let go after `http.write_timeout`: tonic's
+/// keep-alive pings wait behind the unsent bytes and could not tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_client_that_reads_nothing_is_let_go() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve_with_config(&dir, "[http]\nwrite_timeout = \"1s\"\n").await;
+    let grpc = m.grpc.unwrap();
+    let closed = tokio::task::spawn_blocking(move || {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&grpc.into()).unwrap();
+        let mut stream: TcpStream = socket.into();
+        // The preface and an empty SETTINGS frame, then PING frames, never reading:
+        // the server's acknowledgements fill the socket buffers.
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        stream.write_all(&hello).unwrap();
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let pings: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 4096)
+            .collect();
+        stream
+            .set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if stream.write_all(&pings).is_err() {
+                break;
+            }
+        }
+        // The server stopped reading too; wait past the write timeout, then read: the
+        // end (or a reset) comes only if the server let the connection go.
+        std::thread::sleep(Duration::from_secs(3));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut sink = vec![0u8; 1 << 16];
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(closed, "the connection is still open");
+    let metrics = get(&m.http_url("/metrics")).await.text();
+    let series =
+        "meshtel_http_connections_timed_out_total{listener=\"otlp_grpc\",phase=\"write\"} 1";
+    assert!(metrics.contains(series), "no {series} in\n{metrics}");
+    m.stop().await;
+}
