@@ -44,6 +44,7 @@ pub mod mesh;
 pub mod pool;
 pub mod quota;
 pub mod report;
+pub mod reset_flood;
 pub mod routing;
 pub mod rules;
 pub mod server;
@@ -224,6 +225,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         connections: stats.connections.clone(),
         write_stalls: stats.write_stalls.clone(),
         protocol_errors: stats.protocol_errors.clone(),
+        reset_floods: stats.reset_floods.clone(),
         refused_heads: Some(Arc::new(move |direction, status| refused_context.report_refused_head(direction, status))),
     };
     let mut workers = Vec::with_capacity(config.concurrency);

@@ -38,6 +38,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::drain::Upgrades;
 use crate::error::{Error, Result};
+use crate::reset_flood::{Guarded, Resets, Tracked};
 use crate::stats::Direction;
 
 /// How long open connections, WebSockets included, may take to finish once shutdown
@@ -66,6 +67,9 @@ pub struct ListenerCounters {
     pub write_stalls: IntCounter,
     /// Requests hyper's parser refused ([`ProtocolErrors`]).
     pub protocol_errors: ProtocolErrors,
+    /// Connections closed because their client reset most of its streams early
+    /// ([`crate::reset_flood`]).
+    pub reset_floods: IntCounter,
 }
 
 impl ListenerCounters {
@@ -76,6 +80,7 @@ impl ListenerCounters {
             accepted: stats.connections.with_label_values(&[listener, worker]),
             write_stalls: stats.write_stalls.with_label_values(&[listener]),
             protocol_errors: ProtocolErrors { count: stats.protocol_errors.with_label_values(&[listener]), log: Arc::default(), report },
+            reset_floods: stats.reset_floods.with_label_values(&[listener]),
         }
     }
 }
@@ -142,6 +147,8 @@ pub struct ConnectionStats {
     pub write_stalls: IntCounterVec,
     /// Requests refused by the HTTP parser, by listener.
     pub protocol_errors: IntCounterVec,
+    /// Closed for resetting most of their streams early, by listener.
+    pub reset_floods: IntCounterVec,
     /// Reports those of the inbound and outbound listeners as request records.
     pub refused_heads: Option<RefusedHeads>,
 }
@@ -234,6 +241,7 @@ pub async fn serve_listener<S, B>(
                 let token = connection_token.clone();
                 let write_stalls = counters.write_stalls.clone();
                 let protocol_errors = counters.protocol_errors.clone();
+                let reset_floods = counters.reset_floods.clone();
                 tokio::spawn(async move {
                     let _token = token;
                     if !conn_life::first_byte_unless_stopped(&stream, idle, &mut stop).await {
@@ -241,7 +249,8 @@ pub async fn serve_listener<S, B>(
                         return;
                     }
                     let requests = RequestCounter::default();
-                    let service = Counted { inner: service, requests: requests.clone() };
+                    let resets = Resets::default();
+                    let service = Counted { inner: service, requests: requests.clone(), resets: resets.clone() };
                     // With upgrades: a WebSocket's `101` hands the connection to the
                     // proxy (forward::upgrade), as Envoy and Istio allow by default.
                     let stream = WriteStall::new(Lingering::new(stream), write_stall, move || {
@@ -251,7 +260,17 @@ pub async fn serve_listener<S, B>(
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let connection = std::pin::pin!(connection);
                     let graceful: fn(std::pin::Pin<&mut _>) = |connection| auto::UpgradeableConnection::graceful_shutdown(connection);
-                    if let Err(error) = conn_life::drive(connection, graceful, &requests, idle, stop).await
+                    let ended = tokio::select! {
+                        ended = conn_life::drive(connection, graceful, &requests, idle, stop) => ended,
+                        // Closed at once: what it has in flight is what the flood sent.
+                        () = resets.flooded() => {
+                            reset_floods.inc();
+                            let (streams, reset) = resets.counts();
+                            debug!(listener = name, %peer, streams, reset, "the client reset most of its streams early (rapid reset), connection closed");
+                            return;
+                        }
+                    };
+                    if let Err(error) = ended
                         && !protocol_errors.note(name, peer, &*error)
                     {
                         debug!(listener = name, %peer, error = %error, "connection ended with an error");
@@ -269,24 +288,27 @@ pub async fn serve_listener<S, B>(
 }
 
 /// A listener's request handler that also counts the requests of its connection, for
-/// [`conn_life::drive`] to tell an idle connection.
+/// [`conn_life::drive`] to tell an idle connection, and the streams its client resets
+/// early ([`crate::reset_flood`]).
 #[derive(Clone)]
 struct Counted<S> {
     inner: S,
     requests: RequestCounter,
+    resets: Resets,
 }
 
-impl<S, R> Service<R> for Counted<S>
+impl<S, R, B> Service<R> for Counted<S>
 where
-    S: Service<R>,
+    S: Service<R, Response = Response<B>>,
+    B: Body,
 {
-    type Response = S::Response;
+    type Response = Response<Guarded<B>>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Tracked<S::Future>;
 
     fn call(&self, request: R) -> Self::Future {
         self.requests.started();
-        self.inner.call(request)
+        Tracked::new(self.inner.call(request), self.resets.started())
     }
 }
 
@@ -437,6 +459,7 @@ mod tests {
             accepted: IntCounter::new("a", "a").expect("counter"),
             write_stalls: IntCounter::new("w", "w").expect("counter"),
             protocol_errors: ProtocolErrors { count: IntCounter::new("p", "p").expect("counter"), log: Arc::default(), report: None },
+            reset_floods: IntCounter::new("r", "r").expect("counter"),
         }
     }
 
@@ -471,6 +494,58 @@ mod tests {
         .expect("client");
         assert!(closed < 64 << 20, "the whole answer came through: {closed} bytes");
         assert_eq!(counters.write_stalls.get(), 1);
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), server).await.expect("stopped").expect("server task");
+    }
+
+    /// An h2c client that opens streams and resets each shortly after the proxy took
+    /// it: the connection is closed once most of 100 were reset, and counted; a
+    /// client whose streams end normally is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_resets_most_of_its_streams_early_is_let_go() {
+        let listener = TcpListener::bind(any_port()).await.expect("bind");
+        let addr = listener.local_addr().expect("bound");
+        // Answers after a while, unless the request asks for at once.
+        let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+            if request.uri().path() != "/now" {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok"))))
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let counters = test_counters();
+        let server = tokio::spawn(serve_listener("test", listener, service, counters.clone(), (Duration::from_secs(60), Duration::from_secs(60)), shutdown));
+        let connect = || async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("h2c handshake");
+            let connection = tokio::spawn(connection);
+            (sender, connection)
+        };
+        let get = |path: &str| Request::get(format!("http://{addr}{path}")).body(http_body_util::Empty::<bytes::Bytes>::new()).expect("request");
+
+        // 300 requests answered at once, then a few cancelled: no flood.
+        let (mut sender, _connection) = connect().await;
+        for _ in 0..300 {
+            let response = sender.send_request(get("/now")).await.expect("answered");
+            assert_eq!(response.status(), 200);
+        }
+        for _ in 0..50 {
+            let _ = tokio::time::timeout(Duration::from_millis(5), sender.send_request(get("/slow"))).await;
+        }
+        assert_eq!(counters.reset_floods.get(), 0);
+        assert_eq!(sender.send_request(get("/now")).await.expect("still open").status(), 200);
+
+        // Every request reset 5 ms after it was sent: closed within the first hundreds.
+        let (mut sender, connection) = connect().await;
+        for _ in 0..1_000 {
+            if sender.ready().await.is_err() {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(5), sender.send_request(get("/slow"))).await;
+        }
+        // Ended, with or without an error (the proxy closed it mid-stream).
+        let _ = tokio::time::timeout(Duration::from_secs(5), connection).await.expect("the proxy closed the connection").expect("connection task");
+        assert_eq!(counters.reset_floods.get(), 1);
         stop.send_replace(true);
         tokio::time::timeout(Duration::from_secs(10), server).await.expect("stopped").expect("server task");
     }

@@ -77,6 +77,8 @@ pub struct Stats {
     /// for [`crate::server::WRITE_STALL_TIMEOUT`], by listener.
     pub write_stalls: IntCounterVec,
     /// Downstream connections ended by a request hyper's parser refused, by listener.
+    /// Downstream connections closed for resetting most of their streams early.
+    pub reset_floods: IntCounterVec,
     pub protocol_errors: IntCounterVec,
     /// Quota decisions, Check calls, policies and leases.
     pub quota: QuotaStats,
@@ -199,6 +201,12 @@ impl Stats {
                 &registry,
                 "meshtel_proxy_downstream_write_timeouts_total",
                 "Downstream connections closed because the client read nothing of a response for 5 minutes",
+                &["listener"],
+            )?,
+            reset_floods: counter_vec(
+                &registry,
+                "meshtel_proxy_downstream_reset_floods_total",
+                "Downstream connections closed because their client reset more than half of its streams (at least 100) within a second of opening them (HTTP/2 rapid reset)",
                 &["listener"],
             )?,
             protocol_errors: counter_vec(
