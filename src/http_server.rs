@@ -38,6 +38,8 @@ use tracing::debug;
 
 use crate::config::HttpServerConfig;
 
+mod unread;
+
 /// How often an h2c connection is pinged to tell a live client from a vanished one
 /// that holds open streams (an idle connection is closed sooner, see
 /// [`conn_life`]).
@@ -52,6 +54,7 @@ pub struct HttpTimeoutMetrics {
     timed_out: IntCounterVec,
     /// Requests refused before their handler, by listener and reason
     /// (`meshtel_http_requests_refused_total`; reason `host`: see `host_check`).
+    dropped_unread: IntCounterVec,
     refused: IntCounterVec,
 }
 
@@ -69,6 +72,15 @@ impl HttpTimeoutMetrics {
             &["listener", "phase"],
         )
         .context("creating meshtel_http_connections_timed_out_total")?;
+        let dropped_unread = IntCounterVec::new(
+            Opts::new(
+                "meshtel_http_answers_dropped_unread_total",
+                "HTTP/2 answers dropped because the server could not send any of them for \
+                 http.write_timeout while they were ready: their client granted no window.",
+            ),
+            &["listener"],
+        )
+        .context("creating meshtel_http_answers_dropped_unread_total")?;
         let refused = IntCounterVec::new(
             Opts::new(
                 "meshtel_http_requests_refused_total",
@@ -79,12 +91,20 @@ impl HttpTimeoutMetrics {
             &["listener", "reason"],
         )
         .context("creating meshtel_http_requests_refused_total")?;
-        Ok(HttpTimeoutMetrics { timed_out, refused })
+        Ok(HttpTimeoutMetrics {
+            timed_out,
+            dropped_unread,
+            refused,
+        })
     }
 
     /// The counter families, to register in a registry.
-    pub fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 2] {
-        [Box::new(self.timed_out.clone()), Box::new(self.refused.clone())]
+    pub fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 3] {
+        [
+            Box::new(self.timed_out.clone()),
+            Box::new(self.dropped_unread.clone()),
+            Box::new(self.refused.clone()),
+        ]
     }
 
     /// Requests of `listener` refused for `reason`, touched so that it reads 0 first.
@@ -124,6 +144,9 @@ pub async fn serve_http(
     body_timeouts.inc_by(0);
     write_timeouts.inc_by(0);
     let write_timeout = config.write_timeout;
+    let dropped_unread = metrics.dropped_unread.with_label_values(&[listener_name]);
+    dropped_unread.inc_by(0);
+    let unread = unread::UnreadAnswers::new(write_timeout, dropped_unread);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -147,6 +170,7 @@ pub async fn serve_http(
         tokio::select! {
             (stream, peer) = conn_life::accept(&listener, listener_name, &mut accept_errors) => {
                 let app = app.clone();
+                let unread = unread.clone();
                 let body_timeouts = body_timeouts.clone();
                 let header_timeouts = header_timeouts.clone();
                 let write_timeouts = write_timeouts.clone();
@@ -167,10 +191,20 @@ pub async fn serve_http(
                     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                         counter.started();
                         let body_timeouts = body_timeouts.clone();
+                        // HTTP/1.1 answers have the stalled-write bound; HTTP/2 ones,
+                        // which a client can leave unread on a live connection, this.
+                        let unread = (request.version() == hyper::Version::HTTP_2).then(|| unread.clone());
                         let request = request.map(|body| {
                             Body::new(DeadlineBody::new(body, body_read_timeout, body_timeouts))
                         });
-                        app.clone().oneshot(request)
+                        let answered = app.clone().oneshot(request);
+                        async move {
+                            let response = answered.await?;
+                            Ok::<_, std::convert::Infallible>(match unread {
+                                Some(unread) => response.map(|body| unread.watch(body)),
+                                None => response,
+                            })
+                        }
                     });
                     // A client that reads nothing of its answer is let go (`write_timeout`).
                     let stream = WriteStall::new(Lingering::new(stream), write_timeout, move || {

@@ -28,6 +28,7 @@ pub mod quotas;
 pub mod read_limit;
 pub mod response;
 pub mod ui;
+pub mod unread;
 
 pub use read_limit::ReadLimit;
 

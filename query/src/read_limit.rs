@@ -6,27 +6,23 @@
 //! memory; over HTTP/2, an answer its client leaves unread for the unread timeout
 //! (the binary's `http.write_timeout`) is dropped with its slot, and its stream ends
 //! in an error: a client that grants no flow-control window never blocks a socket
-//! write (over HTTP/1 it does, and the listener's stalled-write bound applies). The server is handed the answer in pieces of its own
-//! ([`HANDOUT_BYTES`]), so that dropping the answer frees it, bar the piece the server
-//! holds.
+//! write (over HTTP/1 it does, and the listener's stalled-write bound applies); see
+//! [`crate::unread`].
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body::{Frame, SizeHint};
 use meshtel_model::log_window::LogWindow;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ApiError, V3Error};
+use crate::unread::{self, Answer, Unread};
 
 /// How long a read waits for its turn before it is refused.
 pub const READ_WAIT: Duration = Duration::from_secs(30);
@@ -152,144 +148,48 @@ pub(crate) async fn limit_reads(
     }
 }
 
-/// Most bytes of an answer handed to the server at once, each piece a copy of its
-/// own: the server keeps a piece it cannot send yet (hyper's HTTP/2 takes a frame
-/// before it waits for the client's window), and a slice of the whole answer would
-/// keep the whole answer alive.
-const HANDOUT_BYTES: usize = 64 * 1024;
-
-/// An answer and its slot, shared between [`SlotBody`] and the watchdog that drops
-/// both when the answer goes unread.
-struct Held {
-    body: Option<Body>,
-    /// What is left of the answer's current data frame, not handed out yet.
-    rest: Bytes,
-    permit: Option<OwnedSemaphorePermit>,
-    /// When the server last asked for a frame.
-    asked: Instant,
-    /// The answer itself was not ready at the last ask: waiting on it is no stall.
-    producing: bool,
-    expired: bool,
-}
-
 /// The answer's body, holding the read's slot until it ends or is dropped.
-struct SlotBody(Arc<Mutex<Held>>);
+struct SlotBody;
 
 impl SlotBody {
     fn wrap(body: Body, permit: OwnedSemaphorePermit, limit: &ReadLimit, watch: bool) -> Body {
-        let held = Arc::new(Mutex::new(Held {
-            body: Some(body),
-            rest: Bytes::new(),
-            permit: Some(permit),
-            asked: Instant::now(),
-            producing: false,
-            expired: false,
-        }));
+        let (body, answer) = unread::watch(body, permit);
         if let Some(timeout) = limit.unread_timeout.filter(|_| watch) {
             tokio::spawn(drop_when_unread(
-                Arc::downgrade(&held),
+                answer,
                 timeout,
                 limit.dropped_unread.clone(),
             ));
         }
-        Body::new(SlotBody(held))
+        body
     }
-}
-
-impl http_body::Body for SlotBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let mut held = self.0.lock();
-        held.asked = Instant::now();
-        if !held.rest.is_empty() {
-            return Poll::Ready(Some(Ok(Frame::data(hand_out(&mut held.rest)))));
-        }
-        let Some(body) = held.body.as_mut() else {
-            return Poll::Ready(
-                held.expired
-                    .then(|| Err(axum::Error::new("the answer went unread and was dropped"))),
-            );
-        };
-        let frame = Pin::new(body).poll_frame(cx);
-        held.producing = frame.is_pending();
-        match frame {
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) if data.len() > HANDOUT_BYTES => {
-                    held.rest = data;
-                    Poll::Ready(Some(Ok(Frame::data(hand_out(&mut held.rest)))))
-                }
-                Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                Err(trailers) => Poll::Ready(Some(Ok(trailers))),
-            },
-            Poll::Pending => Poll::Pending,
-            done => {
-                held.body = None;
-                held.permit = None;
-                done
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        let held = self.0.lock();
-        !held.expired
-            && held.rest.is_empty()
-            && held.body.as_ref().is_none_or(|b| b.is_end_stream())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let held = self.0.lock();
-        let rest = held.rest.len() as u64;
-        let inner = held
-            .body
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint());
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower() + rest);
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper + rest);
-        }
-        hint
-    }
-}
-
-/// The next piece of `rest`, at most [`HANDOUT_BYTES`], as a copy of its own.
-fn hand_out(rest: &mut Bytes) -> Bytes {
-    let piece = rest.split_to(rest.len().min(HANDOUT_BYTES));
-    Bytes::copy_from_slice(&piece)
 }
 
 /// Drops the answer and its slot once the server has not asked for a frame for
 /// `timeout` while the answer had one ready; ends with the answer.
-async fn drop_when_unread(held: Weak<Mutex<Held>>, timeout: Duration, dropped: Arc<AtomicU64>) {
+async fn drop_when_unread(
+    answer: Weak<Mutex<Answer<OwnedSemaphorePermit>>>,
+    timeout: Duration,
+    dropped: Arc<AtomicU64>,
+) {
     let mut deadline = Instant::now() + timeout;
     loop {
         tokio::time::sleep_until(deadline.into()).await;
-        let Some(held) = held.upgrade() else { return };
-        let mut held = held.lock();
-        if held.body.is_none() && held.rest.is_empty() {
+        let Some(answer) = answer.upgrade() else {
             return;
+        };
+        match answer.lock().check(timeout, Instant::now()) {
+            Unread::Ended => return,
+            Unread::Live(next) => deadline = next,
+            Unread::Dropped => {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    ?timeout,
+                    "a trace read's answer went unread; dropped with its slot"
+                );
+                return;
+            }
         }
-        let due = held.asked + timeout;
-        if held.producing || due > Instant::now() {
-            deadline = due.max(Instant::now() + Duration::from_millis(10));
-            continue;
-        }
-        held.body = None;
-        held.rest = Bytes::new();
-        held.permit = None;
-        held.expired = true;
-        dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
-            ?timeout,
-            "a trace read's answer went unread; dropped with its slot"
-        );
-        return;
     }
 }
 

@@ -416,3 +416,51 @@ async fn a_grpc_client_that_reads_nothing_is_let_go() {
     assert!(metrics.contains(series), "no {series} in\n{metrics}");
     m.stop().await;
 }
+
+/// An HTTP/2 client that grants its streams no window keeps its connection alive
+/// (it reads, and answers pings), so no write stalls; its answers are dropped after
+/// `http.write_timeout` instead of being held for as long as it likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_answers_a_client_grants_no_window_are_dropped() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve_with_config(&dir, "[http]\nwrite_timeout = \"1s\"\n").await;
+    let addr = m.http.unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .adaptive_window(false)
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                stream,
+            ))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(connection);
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        let request = http::Request::get(format!("http://{addr}/metrics"))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let response = sender.send_request(request).await.expect("answer head");
+        assert_eq!(response.status(), 200);
+        held.push(response);
+    }
+    let dropped = || async {
+        let text = get(&m.http_url("/metrics")).await.text();
+        parse_prometheus_text(&text)
+            .into_iter()
+            .find(|s| {
+                s.name == "meshtel_http_answers_dropped_unread_total"
+                    && s.has(&[("listener", "otlp_http")])
+            })
+            .map_or(0.0, |s| s.value)
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the unread answers dropped",
+        || async { (dropped().await >= 10.0).then_some(()) },
+    )
+    .await;
+    drop(held);
+    m.stop().await;
+}

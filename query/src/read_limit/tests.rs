@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::*;
 use crate::testing::{FixedClock, get};
+use crate::unread::HANDOUT_BYTES;
 use crate::{QueryConfig, build_router};
 
 /// A store whose trace fetches wait until the test lets them through.
