@@ -243,7 +243,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_spans_per_response = 50000   # past it the largest traces are cut, with a warning; >= max_search_limit
               max_concurrent_reads = 4         # trace reads at once; others wait up to 30 s, then 503
   [report]    max_records_per_batch = 10000    max_message_bytes = "8 MiB"
-              max_label_bytes = 256
+              max_label_bytes = 256  max_streams = 16384  # Report/WatchQuotas streams at once
               metrics.max_series = 10000       # per Istio metric; beyond: dropped and counted
               metrics.series_expiry = "1h"     # series without a request this long removed; "0s": never
   [quota]     max_keys = 1000000               # live counters; beyond: granted and counted (overflow)

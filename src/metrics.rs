@@ -279,6 +279,16 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
             "Calls on 4317 other than OTLP Export ended DEADLINE_EXCEEDED because a message began to arrive and did not end within http.body_read_timeout.",
             messages.timed_out(),
         );
+        gauge(
+            "meshtel_grpc_streams_open",
+            "Report and WatchQuotas streams open now, at most [report] max_streams.",
+            messages.open_streams() as u64,
+        );
+        counter(
+            "meshtel_grpc_streams_refused_total",
+            "Report and WatchQuotas streams refused UNAVAILABLE because [report] max_streams were open.",
+            messages.streams_refused(),
+        );
     }
     if let Some(reads) = &sources.query_reads {
         gauge(

@@ -253,6 +253,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             inflight.clone(),
             config.http.body_read_timeout,
             meshtel_collector::otlp_grpc::EXPORT_PATH,
+            config.report.max_streams,
         );
         ingest_metrics.spawn_log_timer();
         let grpc_service = meshtel_collector::otlp_grpc_service_with_metrics(

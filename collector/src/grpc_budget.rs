@@ -8,6 +8,8 @@
 //! a frame that does not fit ends the call `UNAVAILABLE` with a retry delay. A message
 //! that has begun to arrive must end within `http.body_read_timeout`, or the call ends
 //! `DEADLINE_EXCEEDED`: a stream may stay open and idle, but not hold half a message.
+//! The long-lived streams (Report, WatchQuotas) are bounded in number, all connections
+//! together (`[report] max_streams`): one past the bound is refused `UNAVAILABLE`.
 //!
 //! ```text
 //!   frame ─► take its bytes ─► walk the 5-byte gRPC prefixes ─► a message ends? give back
@@ -23,22 +25,43 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
 use crate::inflight::{Hold, InflightBudget, grpc_refusal};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Calls ended by the bounds, since start; cheap to clone.
-#[derive(Clone, Debug, Default)]
+/// Calls ended by the bounds, since start, and the long-lived streams open; cheap to
+/// clone.
+#[derive(Clone, Debug)]
 pub struct GrpcMessageStats {
     inner: Arc<StatsInner>,
+    streams: Arc<Semaphore>,
+    max_streams: usize,
+}
+
+impl GrpcMessageStats {
+    fn new(max_streams: usize) -> Self {
+        let max_streams = max_streams.clamp(1, Semaphore::MAX_PERMITS);
+        GrpcMessageStats {
+            inner: Arc::default(),
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+        }
+    }
+
+    /// Report and WatchQuotas streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.max_streams - self.streams.available_permits()
+    }
 }
 
 #[derive(Debug, Default)]
 struct StatsInner {
     refused: AtomicU64,
     timed_out: AtomicU64,
+    streams_refused: AtomicU64,
 }
 
 impl GrpcMessageStats {
@@ -51,6 +74,11 @@ impl GrpcMessageStats {
     pub fn timed_out(&self) -> u64 {
         self.inner.timed_out.load(Ordering::Relaxed)
     }
+
+    /// Long-lived streams refused because `[report] max_streams` were open.
+    pub fn streams_refused(&self) -> u64 {
+        self.inner.streams_refused.load(Ordering::Relaxed)
+    }
 }
 
 /// The tower layer of the bounds, for `tonic::transport::Server::layer`.
@@ -62,15 +90,26 @@ pub struct GrpcMessageBudgetLayer {
     stats: GrpcMessageStats,
 }
 
+/// The long-lived calls, bounded in number.
+const STREAM_PATHS: [&str; 2] = [
+    "/meshtel.mixer.v1.Mixer/Report",
+    "/meshtel.mixer.v1.Mixer/WatchQuotas",
+];
+
 impl GrpcMessageBudgetLayer {
-    /// Bounds every call but those to `skip_path` by `budget`, and each message's
-    /// arrival by `timeout`.
-    pub fn new(budget: InflightBudget, timeout: Duration, skip_path: &'static str) -> Self {
+    /// Bounds every call but those to `skip_path` by `budget`, each message's arrival
+    /// by `timeout`, and the long-lived streams open at once by `max_streams`.
+    pub fn new(
+        budget: InflightBudget,
+        timeout: Duration,
+        skip_path: &'static str,
+        max_streams: usize,
+    ) -> Self {
         GrpcMessageBudgetLayer {
             budget,
             timeout,
             skip_path,
-            stats: GrpcMessageStats::default(),
+            stats: GrpcMessageStats::new(max_streams),
         }
     }
 
@@ -98,13 +137,15 @@ pub struct GrpcMessageBudget<S> {
     layer: GrpcMessageBudgetLayer,
 }
 
+type GrpcResponse = http::Response<tonic::body::Body>;
+
 impl<S> tower::Service<http::Request<tonic::body::Body>> for GrpcMessageBudget<S>
 where
-    S: tower::Service<http::Request<tonic::body::Body>>,
+    S: tower::Service<http::Request<tonic::body::Body>, Response = GrpcResponse>,
 {
-    type Response = S::Response;
+    type Response = GrpcResponse;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Call<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -112,9 +153,30 @@ where
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         if request.uri().path() == self.layer.skip_path {
-            return self.inner.call(request);
+            return Call::plain(self.inner.call(request), None);
         }
         let layer = &self.layer;
+        let mut stream_permit = None;
+        if STREAM_PATHS.contains(&request.uri().path()) {
+            match layer.stats.streams.clone().try_acquire_owned() {
+                Ok(permit) => stream_permit = Some(permit),
+                Err(_) => {
+                    layer
+                        .stats
+                        .inner
+                        .streams_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    let status = tonic::Status::unavailable(format!(
+                        "{} Report and WatchQuotas streams are open, as many as [report] \
+                         max_streams allows; retry later",
+                        layer.stats.max_streams
+                    ));
+                    return Call::Refused {
+                        response: Some(status.into_http()),
+                    };
+                }
+            }
+        }
         let request = request.map(|body| {
             tonic::body::Body::new(MessageBoundBody {
                 inner: body,
@@ -126,7 +188,86 @@ where
                 failed: false,
             })
         });
-        self.inner.call(request)
+        Call::plain(self.inner.call(request), stream_permit)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call through the layer: answered by the service, its long-lived stream
+    /// holding a turn until its answer ends, or refused at once.
+    #[project = CallProjection]
+    pub enum Call<F> {
+        /// Answered by the service.
+        Answered {
+            #[pin]
+            inner: F,
+            turn: Option<OwnedSemaphorePermit>,
+        },
+        /// Refused before the service.
+        Refused {
+            response: Option<GrpcResponse>,
+        },
+    }
+}
+
+impl<F> Call<F> {
+    fn plain(inner: F, turn: Option<OwnedSemaphorePermit>) -> Self {
+        Call::Answered { inner, turn }
+    }
+}
+
+impl<F, E> Future for Call<F>
+where
+    F: Future<Output = Result<GrpcResponse, E>>,
+{
+    type Output = Result<GrpcResponse, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CallProjection::Answered { inner, turn } => {
+                let answered = std::task::ready!(inner.poll(cx));
+                Poll::Ready(answered.map(|response| match turn.take() {
+                    // The stream's turn ends with its answer's body.
+                    Some(turn) => response.map(|body| {
+                        tonic::body::Body::new(TurnBody {
+                            inner: body,
+                            _turn: turn,
+                        })
+                    }),
+                    None => response,
+                }))
+            }
+            CallProjection::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// A long-lived stream's answer, holding its turn.
+struct TurnBody {
+    inner: tonic::body::Body,
+    _turn: OwnedSemaphorePermit,
+}
+
+impl Body for TurnBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

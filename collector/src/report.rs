@@ -59,6 +59,10 @@ pub struct ReportConfig {
     /// Longest label value (workload, service, path-free fields); records with a
     /// longer one are refused as invalid.
     pub max_label_bytes: usize,
+    /// Most Report and WatchQuotas streams open at once, from all proxies together
+    /// (each holds some 5 KiB while idle); past it a new one is refused `UNAVAILABLE`
+    /// and its proxy retries.
+    pub max_streams: usize,
     /// Istio metrics settings.
     pub metrics: MeshMetricsConfig,
 }
@@ -78,12 +82,19 @@ pub fn default_max_label_bytes() -> usize {
     256
 }
 
+/// Default of [`ReportConfig::max_streams`]: a Report and a WatchQuotas stream for
+/// each of 8,192 proxies, about 90 MiB when all are open.
+pub fn default_max_streams() -> usize {
+    16_384
+}
+
 impl Default for ReportConfig {
     fn default() -> Self {
         ReportConfig {
             max_records_per_batch: default_max_records_per_batch(),
             max_message_bytes: default_max_message_bytes(),
             max_label_bytes: default_max_label_bytes(),
+            max_streams: default_max_streams(),
             metrics: MeshMetricsConfig::default(),
         }
     }
@@ -105,6 +116,11 @@ impl ReportConfig {
         if self.max_label_bytes == 0 {
             return Err(Error::InvalidConfig(
                 "[report] max_label_bytes must be at least 1".into(),
+            ));
+        }
+        if self.max_streams == 0 {
+            return Err(Error::InvalidConfig(
+                "[report] max_streams must be at least 1".into(),
             ));
         }
         self.metrics.validate()

@@ -45,7 +45,7 @@ fn bounded(
     GrpcMessageStats,
 ) {
     let (tx, rx) = mpsc::channel(8);
-    let stats = GrpcMessageStats::default();
+    let stats = GrpcMessageStats::new(1);
     let body = MessageBoundBody {
         inner: tonic::body::Body::new(StreamBody::new(ReceiverStream::new(rx))),
         hold: budget.hold(),

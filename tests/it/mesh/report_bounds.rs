@@ -189,3 +189,74 @@ async fn records_too_large_for_the_collector_are_dropped_before_they_are_sent() 
     app.stop().await;
     meshtel.stop().await;
 }
+
+/// Report and WatchQuotas streams are bounded in number, all connections together:
+/// one past `[report] max_streams` is refused `UNAVAILABLE` naming the setting, and a
+/// stream that ends gives its turn back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lived_streams_past_the_bound_are_refused_until_one_ends() {
+    use meshtel_model::mixer::mixer_client::MixerClient;
+    use meshtel_model::mixer::{ReportRequest, WatchQuotasRequest};
+
+    let dir = TestDir::new();
+    let meshtel = Meshtel::serve_with_config(&dir, "[report]\nmax_streams = 2\n").await;
+    let endpoint = format!("http://{}", meshtel.grpc.expect("grpc listener"));
+    // Each on a connection of its own: the bound is the process's, not a connection's.
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(
+            MixerClient::connect(endpoint.clone())
+                .await
+                .expect("connect"),
+        );
+    }
+    let report = |client: &mut MixerClient<tonic::transport::Channel>| {
+        let mut client = client.clone();
+        async move {
+            let (batches, rx) = futures::channel::mpsc::unbounded();
+            batches
+                .unbounded_send(ReportRequest {
+                    proxy_id: "bounded".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            let acks = client.report(rx).await;
+            (batches, acks)
+        }
+    };
+    let (first_batches, first) = report(&mut clients[0]).await;
+    let mut first = first.expect("first stream").into_inner();
+    first.message().await.unwrap().expect("first ack");
+    let watch = clients[1]
+        .watch_quotas(WatchQuotasRequest::default())
+        .await
+        .expect("second stream");
+    let (_third_batches, third) = report(&mut clients[2]).await;
+    let refused = third.expect_err("a third stream is refused");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("[report] max_streams"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        collector_total(&meshtel, "meshtel_grpc_streams_open").await,
+        2.0
+    );
+    assert_eq!(
+        collector_total(&meshtel, "meshtel_grpc_streams_refused_total").await,
+        1.0
+    );
+    // The first ends: its turn is free again.
+    drop(first_batches);
+    while first.message().await.ok().flatten().is_some() {}
+    drop(first);
+    eventually(Duration::from_secs(5), "a turn given back", || async {
+        (collector_total(&meshtel, "meshtel_grpc_streams_open").await == 1.0).then_some(())
+    })
+    .await;
+    let (_again_batches, again) = report(&mut clients[2]).await;
+    let mut again = again.expect("a stream once one ended").into_inner();
+    again.message().await.unwrap().expect("ack");
+    drop(watch);
+    meshtel.stop().await;
+}
