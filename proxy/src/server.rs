@@ -258,16 +258,28 @@ pub async fn serve_listener<S, B>(
                         debug!(listener = name, %peer, "the client read nothing of a response in time, connection closed");
                     });
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let connection = std::pin::pin!(connection);
+                    let mut connection = std::pin::pin!(connection);
                     let graceful: fn(std::pin::Pin<&mut _>) = |connection| auto::UpgradeableConnection::graceful_shutdown(connection);
-                    let ended = tokio::select! {
-                        ended = conn_life::drive(connection, graceful, &requests, idle, stop) => ended,
-                        // Closed at once: what it has in flight is what the flood sent.
-                        () = resets.flooded() => {
+                    let driven = tokio::select! {
+                        ended = conn_life::drive(connection.as_mut(), graceful, &requests, idle, stop) => Some(ended),
+                        () = resets.flooded() => None,
+                    };
+                    let ended = match driven {
+                        Some(ended) => ended,
+                        // GOAWAY: the client starts no more streams here, and those in
+                        // flight finish (for a while): when the client is a proxy's
+                        // pooled connection that relayed one caller's flood, the other
+                        // callers' requests on it are not lost, and new ones go on a new
+                        // connection.
+                        None => {
                             reset_floods.inc();
                             let (streams, reset) = resets.counts();
-                            debug!(listener = name, %peer, streams, reset, "the client reset most of its streams early (rapid reset), connection closed");
-                            return;
+                            debug!(listener = name, %peer, streams, reset, "the client reset most of its streams early (rapid reset), connection going away");
+                            graceful(connection.as_mut());
+                            match tokio::time::timeout(DRAIN_TIMEOUT, connection.as_mut()).await {
+                                Ok(ended) => ended,
+                                Err(_) => return,
+                            }
                         }
                     };
                     if let Err(error) = ended
@@ -535,8 +547,11 @@ mod tests {
         assert_eq!(counters.reset_floods.get(), 0);
         assert_eq!(sender.send_request(get("/now")).await.expect("still open").status(), 200);
 
-        // Every request reset 5 ms after it was sent: closed within the first hundreds.
+        // Every request reset 5 ms after it was sent: the connection goes away within
+        // the first hundreds, and a request in flight on it (another caller's, when the
+        // client is a proxy's pooled connection) still gets its answer.
         let (mut sender, connection) = connect().await;
+        let innocent = tokio::spawn(sender.send_request(get("/slow")));
         for _ in 0..1_000 {
             if sender.ready().await.is_err() {
                 break;
@@ -546,6 +561,7 @@ mod tests {
         // Ended, with or without an error (the proxy closed it mid-stream).
         let _ = tokio::time::timeout(Duration::from_secs(5), connection).await.expect("the proxy closed the connection").expect("connection task");
         assert_eq!(counters.reset_floods.get(), 1);
+        assert_eq!(innocent.await.expect("request task").expect("answered before the connection went").status(), 200);
         stop.send_replace(true);
         tokio::time::timeout(Duration::from_secs(10), server).await.expect("stopped").expect("server task");
     }

@@ -78,7 +78,7 @@ pub struct QueryConfig {
     /// search): past it the largest traces are cut, as evenly as the bound allows, to
     /// their earliest spans, and carry a warning that says so.
     pub max_spans_per_response: usize,
-    /// Trace reads (searches, fetches, dependencies, v1 and v3) running at once; one
+    /// Trace reads (searches and fetches, v1 and v3) running at once; one
     /// more waits its turn up to 30 s, then is answered 503. With
     /// `max_spans_per_response` it bounds the memory reads take.
     pub max_concurrent_reads: usize,

@@ -1,4 +1,4 @@
-//! [`ReadLimit`]: how many trace reads (searches, fetches, dependencies) run at once.
+//! [`ReadLimit`]: how many trace reads (searches, fetches) run at once.
 //! Each holds up to `[query] max_spans_per_response` spans and their JSON at its peak,
 //! so this bounds the query service's memory; a read beyond it waits its turn, up to
 //! [`READ_WAIT`], then is answered 503 naming the setting. A read holds its slot until
@@ -27,15 +27,15 @@ use crate::unread::{self, Answer, Unread};
 /// How long a read waits for its turn before it is refused.
 pub const READ_WAIT: Duration = Duration::from_secs(30);
 
-/// The routes that read traces, relative to the base path.
-const READ_ROUTES: [&str; 7] = [
+/// The routes that read traces, relative to the base path. Span-based dependencies
+/// are not among them: they take turns of their own in the store, one at a time, and
+/// one waiting there must not hold a turn that searches and fetches need.
+const READ_ROUTES: [&str; 5] = [
     "/api/traces",
     "/api/traces/{trace_id}",
-    "/api/dependencies",
     "/api/v3/traces",
     "/api/v3/traces/{trace_id}",
     "/api/v3/trace-summaries",
-    "/api/v3/dependencies",
 ];
 
 /// The bound on trace reads in flight, and what it refused. Cheap to clone; clones

@@ -63,6 +63,14 @@ pub enum Error {
         /// The setting's value (times the periods of a read in periods).
         limit: usize,
     },
+    /// A span-based dependency query waited this long for its turn (they run one at a
+    /// time) and was refused.
+    #[error(
+        "span-based dependency queries run one at a time and this one waited {} for its \
+         turn: retry later, or ask for a shorter window",
+        humantime::format_duration(*.0)
+    )]
+    DependencyTurn(std::time::Duration),
     /// A block file that cannot be read: missing, truncated or corrupt.
     #[error("block {}: {source}", path.display())]
     Block {
@@ -251,7 +259,10 @@ impl From<Error> for meshtel_model::Error {
                  the queries running with it: ask for a shorter time window, or retry ({e})"
             ));
         }
-        if matches!(e, Error::ReadTimeLimit { .. } | Error::ReadEdgeLimit { .. }) {
+        if matches!(
+            e,
+            Error::ReadTimeLimit { .. } | Error::ReadEdgeLimit { .. } | Error::DependencyTurn(_)
+        ) {
             return meshtel_model::Error::Unavailable(e.to_string());
         }
         if e.is_disk_full() {

@@ -62,7 +62,15 @@ impl TraceStore {
     fn count_memory_refusal<T>(&self, read: Result<T>) -> Result<T> {
         if read.as_ref().is_err_and(crate::Error::is_out_of_memory) {
             let stats = &self.inner.stats;
-            stats.query_memory_refusals.fetch_add(1, Ordering::Relaxed);
+            let refused = stats.query_memory_refusals.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = std::time::Instant::now();
+            if let Some(since_last) = stats.query_memory_log.lock().note(now) {
+                tracing::warn!(
+                    since_last,
+                    refused,
+                    "reads refused: the queries running at once used store.max_query_memory up"
+                );
+            }
         }
         read
     }

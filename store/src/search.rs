@@ -80,6 +80,9 @@ impl Source {
     }
 }
 
+/// How long a span-based dependency query waits for its turn before it is refused.
+pub const DEPENDENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs queries; holds the DataFusion task context (and so its Parquet metadata cache
 /// and the queries' memory bound) and the runtimes query plans execute on. Scans are
 /// CPU-bound: on threads of their own they cannot hold up ingest or cheap API calls
@@ -99,7 +102,8 @@ pub struct Searcher {
     fast: Option<tokio::runtime::Runtime>,
     /// Metadata of the blocks fetched from (fetches read Parquet directly).
     blocks: Arc<fetch::BlockMetadata>,
-    /// Span-based dependency queries run one at a time, in the order they came: each
+    /// Span-based dependency queries run one at a time, in the order they came, each
+    /// waiting at most [`DEPENDENCY_WAIT`] for its turn: each
     /// can take most of `store.max_query_memory`, and two growing side by side failed
     /// each other (the later one to ask for more memory, not the later one to come).
     dependency_turn: tokio::sync::Semaphore,
@@ -519,7 +523,11 @@ impl Searcher {
             }
         };
         // Never closed; were it, the query would run without waiting.
-        let _turn = self.dependency_turn.acquire().await.ok();
+        let Ok(turn) = tokio::time::timeout(DEPENDENCY_WAIT, self.dependency_turn.acquire()).await
+        else {
+            return Err(Error::DependencyTurn(DEPENDENCY_WAIT));
+        };
+        let _turn = turn.ok();
         self.dependency_links(parent_start_min, start_min, start_max, sources)
             .await
             .map_err(in_any_block)

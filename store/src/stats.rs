@@ -69,6 +69,8 @@ pub(crate) struct Stats {
     pub spans_omitted: AtomicU64,
     /// Reads refused because `max_query_memory` was used up.
     pub query_memory_refusals: AtomicU64,
+    /// One WARN per interval for those refusals.
+    pub query_memory_log: parking_lot::Mutex<meshtel_model::log_window::LogWindow>,
 }
 
 impl Stats {

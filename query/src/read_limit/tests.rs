@@ -35,8 +35,49 @@ impl TraceReader for GatedReader {
         Ok(Vec::new())
     }
     async fn dependencies(&self, _: u64, _: u64) -> Result<Vec<DependencyLink>> {
+        let _open = self.gate.acquire().await.unwrap();
         Ok(Vec::new())
     }
+}
+
+/// Span-based dependencies take no read turn (the store gives them turns of their
+/// own): while many wait, a fetch still runs.
+#[tokio::test]
+async fn dependency_queries_hold_no_read_turn() {
+    let reader = Arc::new(GatedReader {
+        gate: Semaphore::new(0),
+    });
+    let reads = ReadLimit::new(1, Duration::from_millis(300));
+    let app = build_router(
+        reader.clone(),
+        None,
+        None,
+        Arc::new(FixedClock),
+        &QueryConfig::default(),
+        reads.clone(),
+    );
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(
+                async move { get(&app, "/api/dependencies?endTs=1000&lookback=1000").await },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(reads.in_flight(), 0);
+    let fetch = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/api/traces/4bf92f3577b34da6a3ce929d0e0e4736").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(reads.in_flight(), 1, "the fetch has its turn");
+    reader.gate.add_permits(4);
+    assert_eq!(fetch.await.unwrap().status, StatusCode::NOT_FOUND);
+    for dependencies in waiting {
+        assert_eq!(dependencies.await.unwrap().status, StatusCode::OK);
+    }
+    assert_eq!(reads.refused(), 0);
 }
 
 #[tokio::test]
