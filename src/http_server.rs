@@ -40,6 +40,9 @@ use crate::config::HttpServerConfig;
 
 mod unread;
 
+/// Bytes of an HTTP/2 answer the server buffers beyond its client's window, per stream.
+const H2_STREAM_SEND_BUFFER: usize = 64 * 1024;
+
 /// How often an h2c connection is pinged to tell a live client from a vanished one
 /// that holds open streams (an idle connection is closed sooner, see
 /// [`conn_life`]).
@@ -156,7 +159,11 @@ pub async fn serve_http(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
-        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        // What the server buffers of a stream's answer beyond the client's window: at
+        // hyper's default of ~400 KB, a client granting no window held that much per
+        // stream, 200 streams a connection, beyond the reach of the unread-answer bound.
+        .max_send_buf_size(H2_STREAM_SEND_BUFFER);
     // A connection that sends nothing, or starts no request, for this long is closed.
     let idle = config.header_read_timeout;
     // Each connection task holds a receiver; `closed()` is when every one has ended.
