@@ -294,3 +294,54 @@ async fn trailers_over_the_header_list_limit_reset_the_stream_instead_of_vanishi
     assert!(message.ends_with("reset reason: protocol error"), "{message}");
     proxy.stop().await;
 }
+
+/// One caller's rapid-reset flood (each call reset 5 ms after it starts) ends its own
+/// connection, and the proxy-to-proxy connection that relayed it is told to go away
+/// rather than cut: other callers' gRPC calls through the same pair all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_flood_ends_its_connection_and_spares_other_callers() {
+    let mesh = start_mesh(0.0).await;
+    let flood = {
+        let url = mesh.productpage.outbound_url("/grpc/slow.Reviews/Get");
+        tokio::spawn(async move {
+            let client = h2c_client();
+            for _ in 0..2_000 {
+                let request = http::Request::post(url.as_str())
+                    .header("host", "reviews.default.svc.cluster.local")
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .body(empty())
+                    .expect("request");
+                let _ = tokio::time::timeout(Duration::from_millis(5), client.request(request)).await;
+            }
+        })
+    };
+    // Other callers' calls, slow ones (1.5 s), twenty at a time: some are always in
+    // flight on the proxy-to-proxy connections the flood shares.
+    let innocent = h2c_client();
+    let mut failed = Vec::new();
+    for _ in 0..4 {
+        let calls = (0..20).map(|_| {
+            let innocent = innocent.clone();
+            let request = grpc_request(&mesh, "/grpc/slow.Reviews/List", None, empty());
+            tokio::spawn(async move { send(&innocent, request).await })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            let (parts, _, trailers) = call.await.expect("call task");
+            let status = trailers.as_ref().and_then(|t| t.get("grpc-status")).map(|v| v.to_str().unwrap_or("?").to_owned());
+            if parts.status != 200 || status.as_deref() != Some("0") {
+                failed.push((parts.status, status, parts.headers.get("grpc-message").cloned()));
+            }
+        }
+    }
+    flood.await.expect("flood task");
+    assert!(failed.is_empty(), "{} other calls failed: {failed:?}", failed.len());
+    let floods = |proxy| async move {
+        let (_, stats) = admin_get(proxy, "/stats/prometheus").await;
+        labelled_counters(&stats, "meshtel_proxy_downstream_reset_floods_total", "listener")
+    };
+    let outbound = floods(&mesh.productpage).await;
+    let inbound = floods(&mesh.reviews).await;
+    eprintln!("reset floods: productpage {outbound:?}, reviews {inbound:?}");
+    assert!(outbound.get("listener=\"outbound\"").copied().unwrap_or(0.0) >= 1.0, "{outbound:?}");
+}
