@@ -95,14 +95,19 @@ impl Ingest {
     }
 
     /// Validates decoded spans, writes the valid ones durably and builds the OTLP
-    /// response: `partial_success` set when spans were rejected or limits applied,
-    /// unset on full success. Fails as a whole on too many spans or a store error.
+    /// response: `partial_success` set when spans were rejected or limits applied or
+    /// there is a `warning` about the decoding, unset on full success. Fails as a whole
+    /// on too many spans or a store error.
     pub async fn export(
         &self,
         resource_spans: Vec<ResourceSpans>,
+        warning: Option<String>,
     ) -> Result<ExportTraceServiceResponse> {
-        let summary =
+        let mut summary =
             write_resource_spans(self.sink.as_ref(), resource_spans, &self.span_limits).await?;
+        if let Some(warning) = warning {
+            summary.warn(&warning);
+        }
         Ok(self.response(summary))
     }
 

@@ -24,6 +24,7 @@ use axum::routing::{get, post};
 use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use meshtel_model::SpanSink;
+use meshtel_model::json_text::repaired_text_warning;
 use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use serde_json::json;
@@ -181,12 +182,13 @@ async fn decode_and_export(
         Encoding::Json => {
             let large = bytes.len() >= DECODE_ON_BLOCKING_THREAD_BYTES;
             let held = hold.clone();
-            let request = off_runtime_if(large, move || {
+            let (request, repaired) = off_runtime_if(large, move || {
                 hold_json_parse(&held, &bytes)?;
                 decode_export_request_json(&bytes)
             })
             .await?;
-            ingest.export(request.resource_spans).await
+            let warning = (repaired > 0).then(|| repaired_text_warning(repaired));
+            ingest.export(request.resource_spans, warning).await
         }
     }
 }

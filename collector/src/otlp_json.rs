@@ -9,6 +9,7 @@ use meshtel_model::otlp::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 pub use meshtel_model::otlp_json::normalize_otlp_json;
+use meshtel_model::json_text::{parse_json_text, repair_json_text};
 use meshtel_model::otlp_json::{InvalidField, locate_invalid_field, restore_non_finite_doubles};
 use serde_json::{Map, Value, json};
 
@@ -21,10 +22,11 @@ pub fn check_json_objects(body: &[u8]) -> Result<()> {
         .map_err(|refused| Error::DecodeJson(serde::de::Error::custom(refused)))
 }
 
-/// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
-pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceRequest> {
+/// Decodes an OTLP/JSON `ExportTraceServiceRequest`, with how many places of its text
+/// were repaired ([`parse_json_text`]).
+pub fn decode_export_request_json(body: &[u8]) -> Result<(ExportTraceServiceRequest, usize)> {
     check_json_objects(body)?;
-    let mut value: Value = serde_json::from_slice(body)?;
+    let (mut value, repaired): (Value, usize) = parse_json_text(body)?;
     // The generated impls would also read a message written as an array of its fields.
     if !value.is_object() {
         return Err(Error::DecodeJson(serde::de::Error::custom(format!(
@@ -36,11 +38,15 @@ pub fn decode_export_request_json(body: &[u8]) -> Result<ExportTraceServiceReque
     match serde_json::from_value(value) {
         Ok(mut request) => {
             restore_non_finite_doubles(&mut request);
-            Ok(request)
+            Ok((request, repaired))
         }
         // Decoded again to find where it went wrong: tracking the path of every field
         // would cost each good request, and bad ones are rare.
-        Err(error) => Err(locate_json_error(body).unwrap_or(Error::DecodeJson(error))),
+        Err(error) => {
+            let repaired_body = (repaired > 0).then(|| repair_json_text(body)).flatten();
+            let body = repaired_body.as_ref().map_or(body, |(text, _)| &text[..]);
+            Err(locate_json_error(body).unwrap_or(Error::DecodeJson(error)))
+        }
     }
 }
 

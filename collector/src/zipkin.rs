@@ -184,7 +184,7 @@ async fn decode_and_export(
     let unconverted = placed.refused.len();
     let mut rejected = unconverted;
     if rejected < received {
-        let response = ingest.export(placed.resource_spans).await?;
+        let response = ingest.export(placed.resource_spans, None).await?;
         if let Some(partial) = response.partial_success.filter(|p| p.rejected_spans > 0) {
             rejected += usize::try_from(partial.rejected_spans).unwrap_or(usize::MAX);
             // Spans are named by their place in the list the client sent.

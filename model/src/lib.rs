@@ -28,6 +28,7 @@ pub mod duration;
 pub mod error;
 pub mod graph;
 pub mod ids;
+pub mod json_text;
 pub mod istio_mixer;
 pub mod log_window;
 pub mod loopback_host;

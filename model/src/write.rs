@@ -24,6 +24,16 @@ pub struct ExportSummary {
     pub ends_before_start: usize,
 }
 
+impl ExportSummary {
+    /// Adds a warning to `error_message`, after what it says already.
+    pub fn warn(&mut self, warning: &str) {
+        if !self.error_message.is_empty() {
+            self.error_message.push_str("; ");
+        }
+        self.error_message.push_str(warning);
+    }
+}
+
 /// Where ingest hands validated spans. The writes return only once the spans are in
 /// the write-ahead log: after `Ok`, a process crash loses nothing.
 #[async_trait::async_trait]

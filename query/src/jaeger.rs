@@ -287,7 +287,8 @@ async fn transform(
             bytesize::ByteSize::b(MAX_TRANSFORM_PARSE_BYTES as u64)
         )));
     }
-    let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(unmarshal)?;
+    let (mut value, _repaired): (serde_json::Value, usize) =
+        meshtel_model::json_text::parse_json_text(&body).map_err(unmarshal)?;
     meshtel_model::otlp_json::normalize_otlp_json(&mut value);
     let request = match ExportTraceServiceRequest::deserialize(&value) {
         Ok(mut request) => {

@@ -761,10 +761,29 @@ impl SpanSink for TraceStore {
                 Ok(summary)
             }
             None => {
-                let request = ExportTraceServiceRequest::decode(request)
-                    .map_err(|error| ModelError::DecodeRequest(error.to_string()))?;
-                write_resource_spans(self, request.resource_spans, limits).await
+                let (request, repaired) = decode_repairing_utf8(request)?;
+                let mut summary = write_resource_spans(self, request.resource_spans, limits).await?;
+                if repaired > 0 {
+                    summary.warn(&format!(
+                        "replaced invalid UTF-8 in {repaired} string(s) with U+FFFD"
+                    ));
+                }
+                Ok(summary)
             }
+        }
+    }
+}
+
+/// Decodes an OTLP request; one whose only fault is strings that are not UTF-8 is
+/// decoded with them repaired ([`wire::repair_utf8`]), with how many were.
+fn decode_repairing_utf8(request: Bytes) -> Result<(ExportTraceServiceRequest, usize), ModelError> {
+    match ExportTraceServiceRequest::decode(&request[..]) {
+        Ok(request) => Ok((request, 0)),
+        Err(error) => {
+            let refused = || ModelError::DecodeRequest(error.to_string());
+            let (fixed, repaired) = wire::repair_utf8(&request).ok_or_else(refused)?;
+            let request = ExportTraceServiceRequest::decode(&fixed[..]).map_err(|_| refused())?;
+            Ok((request, repaired))
         }
     }
 }

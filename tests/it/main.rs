@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bench_cli;
+mod broken_text;
 mod browser_clients;
 mod config_refusals;
 mod data_dir_lost;

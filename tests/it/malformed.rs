@@ -38,7 +38,7 @@ fn span(trace_id: &[u8], name: &str) -> Span {
 }
 
 /// A raw gRPC call (length-prefixed frame) over HTTP/2, to send bytes tonic would not.
-async fn raw_grpc(m: &Meshtel, payload: &[u8]) -> (u16, Option<String>, Option<String>) {
+pub(crate) async fn raw_grpc(m: &Meshtel, payload: &[u8]) -> (u16, Option<String>, Option<String>) {
     let mut body = vec![0u8];
     body.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
     body.extend_from_slice(payload);

@@ -17,7 +17,7 @@ fn only_span(request: &ExportTraceServiceRequest) -> &meshtel_model::otlp::trace
 
 #[test]
 fn decodes_the_spec_example() {
-    let request = decode_export_request_json(SPEC_EXAMPLE.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(SPEC_EXAMPLE.as_bytes()).unwrap();
     let resource = request.resource_spans[0].resource.as_ref().unwrap();
     assert_eq!(resource.attributes[0].key, "service.name");
     let scope = request.resource_spans[0].scope_spans[0]
@@ -50,7 +50,7 @@ fn decodes_the_spec_example() {
 #[test]
 fn accepts_upper_case_hex_ids() {
     let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B174"}]}]}]}"#;
-    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
     assert_eq!(
         hex::encode(&only_span(&request).trace_id),
         "5b8efff798038103d269b633813fc60c"
@@ -67,7 +67,7 @@ fn accepts_enum_names_and_numeric_strings() {
         {"kind":"SPAN_KIND_SERVER","status":{"code":"STATUS_CODE_ERROR"}},
         {"kind":"span_kind_client","status":{"code":"STATUS_CODE_OK"}},
         {"kind":"4","status":{"code":0}}]}]}]}"#;
-    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
     let spans = &request.resource_spans[0].scope_spans[0].spans;
     let kinds: Vec<_> = spans.iter().map(|s| s.kind).collect();
     let codes: Vec<_> = spans
@@ -93,7 +93,7 @@ fn accepts_snake_case_keys() {
         "events":[{"time_unix_nano":"5","name":"e","dropped_attributes_count":1}],
         "attributes":[{"key":"k","value":{"string_value":"v"}},
                       {"key":"n","value":{"kvlist_value":{"values":[{"key":"x","value":{"bool_value":true}}]}}}]}]}]}]}"#;
-    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
     let span = only_span(&request);
     assert_eq!(
         hex::encode(&span.trace_id),
@@ -130,7 +130,7 @@ fn accepts_64_bit_integers_as_numbers_or_strings() {
     let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":7,"endTimeUnixNano":"8",
         "attributes":[{"key":"a","value":{"intValue":-3}},{"key":"b","value":{"intValue":"9007199254740993"}},
                       {"key":"c","value":{"doubleValue":"1.5"}}]}]}]}]}"#;
-    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
     let span = only_span(&request);
     assert_eq!((span.start_time_unix_nano, span.end_time_unix_nano), (7, 8));
     let values: Vec<_> = span
@@ -153,7 +153,7 @@ fn ignores_unknown_fields_nulls_and_profiling_fields() {
     let body = r#"{"futureField":{"x":[1,2]},"resourceSpans":[{"resource":null,"somethingNew":true,
         "scopeSpans":[{"spans":[{"name":"s","newSpanField":"y","links":null,
         "attributes":[{"key":"k","keyStrindex":"3","value":{"stringValue":"v","stringValueStrindex":4}}]}]}]}]}"#;
-    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
     let span = only_span(&request);
     assert_eq!(span.name, "s");
     assert!(request.resource_spans[0].resource.is_none());
@@ -245,7 +245,7 @@ fn accepts_every_default_a_proto3_encoder_leaves_out() {
                       {"value":{"stringValue":"x"}},{"key":"e","value":{}},{"key":"n"},
                       {"key":"k","value":{"kvlistValue":{"values":[{"value":{"intValue":"1"}}]}}}],
         "status":{},"events":[{}]}]}]}]}"#;
-    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
     let span = only_span(&request);
     let value = |i: usize| {
         span.attributes[i]
@@ -396,7 +396,7 @@ fn the_inputs_the_explained_fields_accept_are_unchanged() {
          "droppedAttributesCount":"3","flags":256,
          "attributes":[{"key":"a","value":{"intValue":"+5"}},{"key":"b","value":{"intValue":-9223372036854775808}},
                        {"key":"c","value":{"arrayValue":{"values":[{"intValue":"-1"},{"doubleValue":"2"}]}}}]}]}]}]}"#;
-    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
     let span = only_span(&request);
     assert_eq!((span.kind, span.status.as_ref().unwrap().code), (3, 2));
     assert_eq!((span.start_time_unix_nano, span.end_time_unix_nano), (7, 8));
@@ -433,7 +433,7 @@ fn bytes_values_take_either_base64_alphabet_with_or_without_padding() {
             &format!(r#""attributes":[{{"key":"b","value":{{"bytesValue":"{sent}"}}}},"#),
             1,
         );
-        let request = decode_export_request_json(body.as_bytes()).unwrap();
+        let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
         let resource = request.resource_spans[0].resource.as_ref().unwrap();
         let value = resource.attributes[0].value.as_ref().unwrap().value.clone();
         assert_eq!(value, Some(Any::BytesValue(bytes)), "{sent}");
@@ -457,7 +457,7 @@ fn entity_refs_with_defaults_left_out_decode() {
         r#""resource":{"entityRefs":[{"type":"k8s.pod","idKeys":["k8s.pod.name"]},{}],"attributes""#,
         1,
     );
-    let request = decode_export_request_json(body.as_bytes()).unwrap();
+    let (request, _) = decode_export_request_json(body.as_bytes()).unwrap();
     let resource = request.resource_spans[0].resource.as_ref().unwrap();
     assert_eq!(resource.entity_refs.len(), 2);
     assert_eq!(resource.entity_refs[0].r#type, "k8s.pod");

@@ -80,7 +80,11 @@ struct Annotation {
 /// Parses a Zipkin v2 JSON span list.
 pub fn decode_zipkin_json(body: &[u8]) -> Result<Vec<ZipkinSpan>> {
     crate::otlp_json::check_json_objects(body)?;
-    Ok(serde_json::from_slice(body)?)
+    let (spans, repaired) = meshtel_model::json_text::parse_json_text(body)?;
+    if repaired > 0 {
+        tracing::debug!(repaired, "Zipkin JSON text repaired");
+    }
+    Ok(spans)
 }
 
 /// Converts Zipkin spans to OTLP, grouped by service and scope; see the module docs.

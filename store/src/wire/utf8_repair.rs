@@ -1,0 +1,257 @@
+//! Strings of an OTLP request that are not UTF-8, replaced with U+FFFD.
+//!
+//! Protobuf declares OTLP's strings UTF-8, and prost refuses a message holding one
+//! that is not, so one bad attribute value (a string cut in the middle of a
+//! character by a client's length limit, bytes read from a file) would refuse every
+//! span of its request: a 400 that an exporter does not retry, hundreds of spans lost
+//! for one value. The OpenTelemetry Collector does not check protobuf strings at all.
+//! meshtel keeps the spans and repairs the text, the way a lossy UTF-8 conversion
+//! does, and says so in the answer's partial success.
+
+use std::borrow::Cow;
+
+use super::{LEN, Read, Reader, Unusual};
+
+/// The message types of an `ExportTraceServiceRequest`, by the fields that hold
+/// strings or messages.
+#[derive(Clone, Copy)]
+enum Message {
+    Request,
+    ResourceSpans,
+    Resource,
+    EntityRef,
+    ScopeSpans,
+    Scope,
+    Span,
+    Event,
+    Link,
+    Status,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+}
+
+/// What a length-delimited field of a message holds.
+enum Field {
+    Text,
+    Nested(Message),
+    /// Bytes (ids, `bytes_value`), or a field OTLP does not define: copied as it is.
+    Opaque,
+}
+
+fn field(message: Message, number: u32) -> Field {
+    use Field::{Nested, Opaque, Text};
+    use Message::*;
+    match (message, number) {
+        (Request, 1) => Nested(ResourceSpans),
+        (ResourceSpans, 1) => Nested(Resource),
+        (ResourceSpans, 2) => Nested(ScopeSpans),
+        (Resource, 1) => Nested(KeyValue),
+        (Resource, 3) => Nested(EntityRef),
+        (ScopeSpans, 1) => Nested(Scope),
+        (ScopeSpans, 2) => Nested(Span),
+        (Scope, 3) | (Link, 4) | (Event, 3) | (Span, 9) | (KeyValueList, 1) => Nested(KeyValue),
+        (Span, 11) => Nested(Event),
+        (Span, 13) => Nested(Link),
+        (Span, 15) => Nested(Status),
+        (KeyValue, 2) | (ArrayValue, 1) => Nested(AnyValue),
+        (AnyValue, 5) => Nested(ArrayValue),
+        (AnyValue, 6) => Nested(KeyValueList),
+        (ResourceSpans | ScopeSpans, 3)
+        | (EntityRef, 1..=4)
+        | (Scope, 1 | 2)
+        | (Span, 3 | 5)
+        | (Event, 2)
+        | (Link, 3)
+        | (Status, 2)
+        | (KeyValue, 1)
+        | (AnyValue, 1) => Text,
+        _ => Opaque,
+    }
+}
+
+/// Deeper than prost reads (its recursion limit is 100): left to prost to refuse.
+const MAX_DEPTH: usize = 100;
+
+/// `request` with every string that is not UTF-8 made valid (each invalid sequence
+/// replaced with U+FFFD), and how many strings that changed; `None` when none needed
+/// it, or when the encoding is broken otherwise (prost then says how).
+pub(crate) fn repair_utf8(request: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut repaired = 0;
+    match repair(Message::Request, request, &mut repaired, 0) {
+        Ok(Cow::Owned(bytes)) if repaired > 0 => Some((bytes, repaired)),
+        _ => None,
+    }
+}
+
+/// One message's bytes, copied only from its first repaired field on.
+fn repair<'a>(
+    message: Message,
+    bytes: &'a [u8],
+    repaired: &mut usize,
+    depth: usize,
+) -> Read<Cow<'a, [u8]>> {
+    if depth > MAX_DEPTH {
+        return Err(Unusual);
+    }
+    let mut reader = Reader::new(bytes);
+    let at = |reader: &Reader<'a>| bytes.len() - reader.buf.len();
+    let mut out: Option<Vec<u8>> = None;
+    while reader.has_more() {
+        let start = at(&reader);
+        let (number, wire) = reader.key()?;
+        let key_end = at(&reader);
+        let kind = if wire == LEN {
+            field(message, number)
+        } else {
+            Field::Opaque
+        };
+        let replacement = match kind {
+            Field::Opaque => {
+                reader.skip(wire)?;
+                None
+            }
+            Field::Text => {
+                let text = reader.bytes()?;
+                match std::str::from_utf8(text) {
+                    Ok(_) => None,
+                    Err(_) => {
+                        *repaired += 1;
+                        Some(Cow::Owned(
+                            String::from_utf8_lossy(text).into_owned().into_bytes(),
+                        ))
+                    }
+                }
+            }
+            Field::Nested(inner) => match repair(inner, reader.bytes()?, repaired, depth + 1)? {
+                Cow::Borrowed(_) => None,
+                owned => Some(owned),
+            },
+        };
+        let end = at(&reader);
+        match (replacement, &mut out) {
+            (Some(value), out) => {
+                let out = out.get_or_insert_with(|| bytes[..start].to_vec());
+                out.extend_from_slice(&bytes[start..key_end]);
+                prost::encoding::encode_varint(value.len() as u64, out);
+                out.extend_from_slice(&value);
+            }
+            (None, Some(out)) => out.extend_from_slice(&bytes[start..end]),
+            (None, None) => {}
+        }
+    }
+    Ok(out.map_or(Cow::Borrowed(bytes), Cow::Owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use meshtel_model::otlp::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+    use meshtel_model::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
+    use prost::Message as _;
+
+    use super::repair_utf8;
+
+    fn text(s: &str) -> AnyValue {
+        AnyValue {
+            value: Some(any_value::Value::StringValue(s.into())),
+        }
+    }
+
+    fn attribute(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(text(value)),
+            ..Default::default()
+        }
+    }
+
+    /// A request whose strings hold markers (`@1`...) that the test turns into bytes
+    /// that are not UTF-8, the encoding's lengths unchanged.
+    fn request() -> Vec<u8> {
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "get @1".into(),
+            attributes: vec![
+                attribute("plain", "fine"),
+                KeyValue {
+                    key: "list".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::ArrayValue(ArrayValue {
+                            values: vec![text("ok"), text("caf@2")],
+                        })),
+                    }),
+                    ..Default::default()
+                },
+            ],
+            events: vec![span::Event {
+                name: "ev@3".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        span.clone(),
+                        Span {
+                            span_id: vec![3; 8],
+                            name: "good".into(),
+                            ..span
+                        },
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn broken(mut bytes: Vec<u8>) -> Vec<u8> {
+        for marker in [&b"@1"[..], b"@2", b"@3"] {
+            while let Some(at) = bytes.windows(2).position(|w| w == marker) {
+                bytes[at] = 0xe9;
+                bytes[at + 1] = b'!';
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn strings_that_are_not_utf8_are_repaired_and_everything_else_kept() {
+        let bytes = broken(request());
+        assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
+        let (fixed, repaired) = repair_utf8(&bytes).expect("repaired");
+        // The first span's name, and both spans' array element and event name.
+        assert_eq!(repaired, 5);
+        let request = ExportTraceServiceRequest::decode(&fixed[..]).expect("decodes");
+        let spans = &request.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].name, "get \u{fffd}!");
+        assert_eq!(spans[1].name, "good");
+        assert_eq!(spans[1].span_id, vec![3; 8]);
+        assert_eq!(spans[0].attributes[0], attribute("plain", "fine"));
+        let Some(any_value::Value::ArrayValue(list)) = spans[0].attributes[1]
+            .value
+            .as_ref()
+            .and_then(|v| v.value.clone())
+        else {
+            panic!("array kept")
+        };
+        assert_eq!(list.values, vec![text("ok"), text("caf\u{fffd}!")]);
+        assert_eq!(spans[0].events[0].name, "ev\u{fffd}!");
+    }
+
+    #[test]
+    fn a_valid_request_or_a_broken_encoding_is_left_alone() {
+        assert!(repair_utf8(&request()).is_none());
+        // A length running past the end: prost is left to refuse it.
+        let mut bytes = broken(request());
+        bytes.truncate(bytes.len() - 3);
+        assert!(repair_utf8(&bytes).is_none());
+    }
+}
