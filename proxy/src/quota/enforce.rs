@@ -331,6 +331,8 @@ fn spawn_ask(shared: &Arc<Shared>, key: &str, amount: u64, generation: u64) {
 }
 
 /// A denying quota's state (callers flip `denied` for the others).
+/// `reset` serves as the retry time too: the proxy's own leases know only when they may
+/// ask again.
 fn limit_status(matched: &Matched<'_>, remaining: u64, reset: Duration) -> LimitStatus {
     LimitStatus {
         name: matched.policy.name().to_owned(),
@@ -338,6 +340,7 @@ fn limit_status(matched: &Matched<'_>, remaining: u64, reset: Duration) -> Limit
         window: matched.limit.valid_duration,
         remaining,
         reset,
+        retry: reset,
         denied: true,
     }
 }
@@ -345,10 +348,10 @@ fn limit_status(matched: &Matched<'_>, remaining: u64, reset: Duration) -> Limit
 /// The limit status the collector reported, falling back to the policy's own limit;
 /// `denied` when the answer denies.
 fn remote_status(matched: &Matched<'_>, result: &QuotaResult) -> LimitStatus {
-    let reset = duration_of(result.reset_after.as_ref())
-        .or_else(|| duration_of(result.retry_after.as_ref()))
-        .unwrap_or_default();
+    let (reset_after, retry_after) = (duration_of(result.reset_after.as_ref()), duration_of(result.retry_after.as_ref()));
+    let reset = reset_after.or(retry_after).unwrap_or_default();
     let mut status = limit_status(matched, u64::try_from(result.remaining).unwrap_or(0), reset);
+    status.retry = retry_after.or(reset_after).unwrap_or_default();
     status.denied = !passes(result);
     if result.limit > 0 {
         status.limit = u64::try_from(result.limit).unwrap_or(status.limit);

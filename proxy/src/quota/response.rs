@@ -33,8 +33,13 @@ pub struct LimitStatus {
     pub window: Duration,
     /// What is left of it.
     pub remaining: u64,
-    /// Until the window resets (zero when the proxy does not know).
+    /// Until the window resets, or a token bucket is full again (zero when the proxy
+    /// does not know): `x-ratelimit-reset`.
     pub reset: Duration,
+    /// Until a request it denied may pass: `retry-after`. The same as `reset` for
+    /// windows of one unit per request; shorter for a token bucket, which has room for
+    /// a request again long before it is full.
+    pub retry: Duration,
     /// This quota denied the request (others matched it and had room, or are shadow).
     pub denied: bool,
 }
@@ -125,7 +130,7 @@ fn exhausted_headers(statuses: &[LimitStatus]) -> HeaderMap {
         }
     }
     // When every denying quota has room again.
-    let retry_after = statuses.iter().filter(|s| s.denied).map(|s| s.reset).max().unwrap_or_default();
+    let retry_after = statuses.iter().filter(|s| s.denied).map(|s| s.retry).max().unwrap_or_default();
     headers.insert(http::header::RETRY_AFTER, HeaderValue::from(whole_seconds_up(retry_after).max(1)));
     headers
 }

@@ -192,6 +192,7 @@ fn rate_limit_headers_follow_envoy() {
         window: Duration::from_millis(window),
         remaining,
         reset: Duration::from_millis(reset),
+        retry: Duration::from_millis(reset),
         denied: remaining == 0,
     };
     let one = rate_limit_headers(&[status("per-ip", 10, 1000, 0, 400)]).expect("headers");

@@ -87,6 +87,33 @@ async fn a_denial_lists_every_matched_quota_in_the_ratelimit_limit_header() {
     }
 }
 
+/// A token bucket has room for the next request after one refill, long before it is
+/// full: `retry-after` says the first, `x-ratelimit-reset` the second.
+#[tokio::test]
+async fn a_token_bucket_denial_says_to_retry_after_one_refill_not_after_the_reset() {
+    const BUCKET: &str = r#"{"name": "px-bucket", "match": {"destination": {"service": "reviews"}}, "maxAmount": 1, "validDuration": "4s", "algorithm": "token-bucket", "burst": 3}"#;
+    let collector = start_quota_collector().await;
+    collector.set_policies(1, &[BUCKET]);
+    let reviews = start_quota_proxy(&collector.url(), |c| c.quota.prefetch = false).await;
+    reviews.wait_policies(1).await;
+    let client = http1_client();
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..4 {
+        let (parts, _, _) = send(&client, reviews.request("/reviews/1")).await;
+        statuses.push(parts.status.as_u16());
+        last = Some(parts);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "a burst of 3");
+    let headers = headers_of(&last.expect("a response").headers);
+    let retry_after: u64 = headers["retry-after"].parse().expect("seconds");
+    let reset: u64 = headers["x-ratelimit-reset"].parse().expect("seconds");
+    // One token per 4 s; full again (3 tokens) after about 12 s.
+    assert!((1..=4).contains(&retry_after), "retry-after {retry_after}");
+    assert!((9..=12).contains(&reset), "reset {reset}");
+    reviews.stop().await;
+}
+
 #[tokio::test]
 async fn grpc_callers_get_resource_exhausted() {
     let collector = start_quota_collector().await;
