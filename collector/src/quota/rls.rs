@@ -63,6 +63,7 @@
 //! the window's length; for a rolling window, until the oldest counted bucket leaves
 //! the window (1 s when nothing is counted); for a token bucket, until it is full.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -429,7 +430,9 @@ impl QuotaEngine {
         // As envoyproxy/ratelimit with STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: when a
         // descriptor of the request would go over its limit, the others are not
         // charged (a shared limit refusing must not spend a caller's own quota).
-        // Looked at first only when two or more descriptors can be charged.
+        // Looked at first only when two or more descriptors can be charged. Two that
+        // land on one counter are added up: a descriptor over it is charged the hits
+        // of the request on that counter so far, which the counter refuses whole.
         let chargeable = matched
             .iter()
             .filter(|m| {
@@ -437,19 +440,23 @@ impl QuotaEngine {
                     || matches!(m, Matched::Policy(p) if !p.unlimited() && !p.shadow())
             })
             .count();
-        let would_exceed: Vec<bool> = if chargeable >= 2 {
-            request
-                .descriptors
-                .iter()
-                .zip(&matched)
-                .map(|(d, m)| {
-                    self.peek_descriptor(&request.domain, d, m)
-                        .is_some_and(|remaining| hits_of(d) > remaining)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut would_exceed = Vec::new();
+        let mut hits_so_far = Vec::new();
+        if chargeable >= 2 {
+            let mut on_counter: HashMap<String, u64> = HashMap::new();
+            for (d, m) in request.descriptors.iter().zip(&matched) {
+                let (exceeds, so_far) = match self.peek_descriptor(&request.domain, d, m) {
+                    Some((key, remaining)) => {
+                        let so_far = on_counter.entry(key).or_default();
+                        *so_far = so_far.saturating_add(hits_of(d));
+                        (*so_far > remaining, *so_far)
+                    }
+                    None => (false, hits_of(d)),
+                };
+                would_exceed.push(exceeds);
+                hits_so_far.push(so_far);
+            }
+        }
         let any_exceeds = would_exceed.contains(&true);
         let mut over = false;
         let statuses = request
@@ -459,15 +466,15 @@ impl QuotaEngine {
             .enumerate()
             .map(|(i, (descriptor, m))| {
                 let started = Instant::now();
-                let hits = hits_of(descriptor);
-                let charge = !any_exceeds || would_exceed.get(i).copied().unwrap_or(true);
-                let status = self.descriptor_status(
-                    &request.domain,
-                    descriptor,
-                    m,
-                    if charge { Some(hits) } else { None },
-                    &override_quota,
-                );
+                let charge = if !any_exceeds {
+                    Some(hits_of(descriptor))
+                } else if would_exceed.get(i).copied().unwrap_or(true) {
+                    Some(hits_so_far.get(i).copied().unwrap_or(u64::MAX))
+                } else {
+                    None
+                };
+                let status =
+                    self.descriptor_status(&request.domain, descriptor, m, charge, &override_quota);
                 over |= status.code == Code::OverLimit as i32;
                 self.metrics
                     .decision_seconds
@@ -485,24 +492,27 @@ impl QuotaEngine {
         })
     }
 
-    /// What is left for `descriptor` now, charging nothing: `None` when nothing limits
-    /// it, it is unlimited, or its policy is in shadow mode (it never refuses).
+    /// The counter that limits `descriptor` and what is left of it now, charging
+    /// nothing: `None` when nothing limits it, it is unlimited, or its policy is in
+    /// shadow mode (it never refuses).
     fn peek_descriptor(
         &self,
         domain: &str,
         descriptor: &RateLimitDescriptor,
         matched: &Matched<'_>,
-    ) -> Option<u64> {
+    ) -> Option<(String, u64)> {
         match matched {
             Matched::Nothing => None,
             Matched::Policy(p) if p.unlimited() || p.shadow() => None,
             Matched::Policy(p) => {
                 let (key, limit) = policy_key(p, &descriptor.entries);
-                Some(self.peek_key(&key, &limit).remaining)
+                let remaining = self.peek_key(&key, &limit).remaining;
+                Some((key, remaining))
             }
             Matched::Override { limit, .. } => {
                 let key = override_key(domain, descriptor, limit);
-                Some(self.peek_key(&key, limit).remaining)
+                let remaining = self.peek_key(&key, limit).remaining;
+                Some((key, remaining))
             }
         }
     }

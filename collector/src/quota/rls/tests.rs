@@ -525,6 +525,34 @@ fn a_request_over_one_limit_charges_its_other_descriptors_nothing() {
     // m2 alone is charged as before.
     let alone = ask(&engine, "d6", &[("m", "two")]);
     assert_eq!((alone.code, alone.limit_remaining), (OK, 2));
+
+    // One counter named twice: its hits add up, and over its limit together they
+    // charge it nothing (m2 has 2 left; 2 + 1 fit, 2 + 2 do not).
+    let twice = |first: u64, second: u64| RateLimitRequest {
+        domain: "d6".into(),
+        descriptors: [first, second]
+            .into_iter()
+            .map(|hits| RateLimitDescriptor {
+                hits_addend: Some(hits),
+                ..descriptor(&[("m", "two")])
+            })
+            .collect(),
+        hits_addend: 0,
+    };
+    let over = engine.should_rate_limit(&twice(2, 2)).unwrap();
+    assert_eq!(over.overall_code, OVER);
+    assert_eq!(over.statuses[1].code, OVER);
+    let left = ask(&engine, "d6", &[("m", "two")]);
+    assert_eq!(
+        (left.code, left.limit_remaining),
+        (OK, 1),
+        "charged nothing, then 1"
+    );
+    let fits = engine.should_rate_limit(&twice(0, 1)).unwrap();
+    assert_eq!(
+        (fits.overall_code, fits.statuses[1].limit_remaining),
+        (OK, 0)
+    );
 }
 
 /// An RLS policy's entries without a value are its dimensions, which its overrides
