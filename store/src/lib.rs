@@ -63,14 +63,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::otlp::trace::v1::ResourceSpans;
 use meshtel_model::validate::SpanLimits;
 use meshtel_model::write::write_resource_spans;
 use meshtel_model::{Error as ModelError, ExportSummary};
 use meshtel_model::{Operation, SpanSink, TraceId};
 use parking_lot::{Mutex, RwLock};
-use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -761,29 +759,13 @@ impl SpanSink for TraceStore {
                 Ok(summary)
             }
             None => {
-                let (request, repaired) = decode_repairing_utf8(request)?;
+                let (request, warning) = wire::decode_repairing_utf8(&request)?;
                 let mut summary = write_resource_spans(self, request.resource_spans, limits).await?;
-                if repaired > 0 {
-                    summary.warn(&format!(
-                        "replaced invalid UTF-8 in {repaired} string(s) with U+FFFD"
-                    ));
+                if let Some(warning) = warning {
+                    summary.warn(&warning);
                 }
                 Ok(summary)
             }
-        }
-    }
-}
-
-/// Decodes an OTLP request; one whose only fault is strings that are not UTF-8 is
-/// decoded with them repaired ([`wire::repair_utf8`]), with how many were.
-fn decode_repairing_utf8(request: Bytes) -> Result<(ExportTraceServiceRequest, usize), ModelError> {
-    match ExportTraceServiceRequest::decode(&request[..]) {
-        Ok(request) => Ok((request, 0)),
-        Err(error) => {
-            let refused = || ModelError::DecodeRequest(error.to_string());
-            let (fixed, repaired) = wire::repair_utf8(&request).ok_or_else(refused)?;
-            let request = ExportTraceServiceRequest::decode(&fixed[..]).map_err(|_| refused())?;
-            Ok((request, repaired))
         }
     }
 }

@@ -42,7 +42,7 @@ use crate::encode::{
 mod shape;
 mod utf8_repair;
 
-pub(crate) use utf8_repair::repair_utf8;
+pub(crate) use utf8_repair::decode_repairing_utf8;
 
 /// Requests at least this large are read on a blocking thread (by the store's
 /// `write_export_request`): tens of milliseconds of work, off the runtime's threads.

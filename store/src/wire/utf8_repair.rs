@@ -10,7 +10,28 @@
 
 use std::borrow::Cow;
 
+use meshtel_model::Error as ModelError;
+use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
+
 use super::{LEN, Read, Reader, Unusual};
+
+/// Decodes an OTLP request with prost; one whose only fault is strings that are not
+/// UTF-8 is decoded with them repaired, with a warning saying how many were.
+pub(crate) fn decode_repairing_utf8(
+    request: &[u8],
+) -> Result<(ExportTraceServiceRequest, Option<String>), ModelError> {
+    match ExportTraceServiceRequest::decode(request) {
+        Ok(request) => Ok((request, None)),
+        Err(error) => {
+            let refused = || ModelError::DecodeRequest(error.to_string());
+            let (fixed, repaired) = repair_utf8(request).ok_or_else(refused)?;
+            let request = ExportTraceServiceRequest::decode(&fixed[..]).map_err(|_| refused())?;
+            let warning = format!("replaced invalid UTF-8 in {repaired} string(s) with U+FFFD");
+            Ok((request, Some(warning)))
+        }
+    }
+}
 
 /// The message types of an `ExportTraceServiceRequest`, by the fields that hold
 /// strings or messages.
@@ -77,7 +98,7 @@ const MAX_DEPTH: usize = 100;
 /// `request` with every string that is not UTF-8 made valid (each invalid sequence
 /// replaced with U+FFFD), and how many strings that changed; `None` when none needed
 /// it, or when the encoding is broken otherwise (prost then says how).
-pub(crate) fn repair_utf8(request: &[u8]) -> Option<(Vec<u8>, usize)> {
+fn repair_utf8(request: &[u8]) -> Option<(Vec<u8>, usize)> {
     let mut repaired = 0;
     match repair(Message::Request, request, &mut repaired, 0) {
         Ok(Cow::Owned(bytes)) if repaired > 0 => Some((bytes, repaired)),
