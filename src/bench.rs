@@ -35,7 +35,7 @@ pub enum BenchCommand {
     Search(SearchArgs),
     /// Time from an OTLP acknowledgement until the trace is found by id.
     Freshness(FreshnessArgs),
-    /// Quota decisions in process, Check over gRPC, and proxy-side leases.
+    /// Quota Checks over gRPC, against a server in process or a running collector.
     Quota(quota::QuotaArgs),
 }
 

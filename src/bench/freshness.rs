@@ -93,6 +93,9 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
     if args.samples == 0 {
         bail!("--samples must be at least 1");
     }
+    if args.poll_interval < Duration::from_millis(1) {
+        bail!("--poll-interval must be at least 1ms");
+    }
     let mut exporter = ExportClient::connect(&args.otlp, false).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -138,7 +141,22 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
             }
             match http.get(&url).send().await {
                 Ok(response) if response.status().is_success() => break Some(acked.elapsed()),
-                Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => problem = None,
+                Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => {
+                    // Jaeger's "trace not found" is a JSON envelope with `errors`; any
+                    // other 404 is a wrong --query (another port, a missing base path),
+                    // which no wait mends.
+                    let body = response.bytes().await.unwrap_or_default();
+                    let jaeger = serde_json::from_slice::<serde_json::Value>(&body)
+                        .is_ok_and(|v| v.get("errors").is_some_and(serde_json::Value::is_array));
+                    if !jaeger {
+                        bail!(
+                            "{url} answered 404 without the Jaeger API's error envelope: is \
+                             --query the query API's base URL (port 16686 by default, with any \
+                             base path)?"
+                        );
+                    }
+                    problem = None;
+                }
                 Ok(response) => problem = Some(format!("HTTP {}", response.status())),
                 // Nothing listens there: no sample can be found, so the run stops now.
                 Err(e) if e.is_connect() => {

@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! templates (encoded once) ──► workers (connections × streams) ──► collector
-//!       fresh ids + times ─┘        ▲ permits                     │ ack
-//!                          pacer ───┘ (with --rate)               ▼
+//!       fresh ids + times ─┘        ▲ due times                   │ ack
+//!                       schedule ───┘ (with --rate)               ▼
 //!                                           counters ──► progress every 5 s, summary
 //! ```
 //!
 //! Each worker sends one request at a time; `--connections` HTTP/2 connections carry
-//! `--streams-per-connection` workers each. `UNAVAILABLE` (and `RESOURCE_EXHAUSTED`
+//! `--streams-per-connection` workers each. With `--rate` the run is open-loop: request
+//! k is due at start + k / rate, whoever sends it, and a request sent late because every
+//! worker was busy (a stalled collector) is still timed from when it was due, so the
+//! summary's latency from schedule shows the stall instead of omitting the requests it
+//! delayed; requests sent more than [`BEHIND`] late are counted. `UNAVAILABLE` (and `RESOURCE_EXHAUSTED`
 //! with a retry hint) is retried after the server's hint, or a doubling backoff, and
 //! counted, for at most [`MAX_RETRY_ELAPSED`] per request (as the OpenTelemetry
 //! exporters' `max_elapsed_time`); other errors, and a request still refused then,
@@ -24,7 +28,7 @@ use clap::Args;
 use rand::SeedableRng;
 use rand::rngs::{SmallRng, StdRng};
 use serde_json::json;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use super::otlp_client::{ExportClient, code_name, retry_advice};
@@ -109,6 +113,10 @@ struct Progress {
 #[derive(Default)]
 struct WorkerReport {
     latencies: Latencies,
+    /// With `--rate`: from each request's due time to its answer, retries included.
+    from_schedule: Latencies,
+    /// With `--rate`: requests sent more than [`BEHIND`] after they were due.
+    behind: u64,
     errors: BTreeMap<String, u64>,
     retries: BTreeMap<String, u64>,
     rejected_spans: u64,
@@ -146,8 +154,57 @@ impl Plan {
 struct Shared {
     templates: Vec<RequestTemplate>,
     plan: Option<Plan>,
+    schedule: Option<Schedule>,
     progress: Progress,
     args: IngestArgs,
+}
+
+/// A run stops when nothing has been acknowledged for this long while requests failed
+/// or were refused.
+const STALLED: Duration = Duration::from_secs(30);
+
+/// Returns once [`STALLED`] has passed with failures or refusals and no acknowledgement.
+async fn acks_stall(progress: &Progress) {
+    let counts = || {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (load(&progress.acked_spans), load(&progress.errors) + load(&progress.retries))
+    };
+    let (mut acked, mut failed_before) = counts();
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (now_acked, failed) = counts();
+        if now_acked != acked {
+            (acked, failed_before, since) = (now_acked, failed, Instant::now());
+        }
+        // A slow collector that fails nothing is waited for.
+        if since.elapsed() >= STALLED && failed > failed_before {
+            return;
+        }
+    }
+}
+
+/// With `--rate`: when each request of the run is due.
+struct Schedule {
+    start: tokio::time::Instant,
+    interval_s: f64,
+    next: AtomicU64,
+}
+
+/// A request sent this much after it was due counts as behind schedule.
+const BEHIND: Duration = Duration::from_millis(10);
+
+impl Schedule {
+    /// Claims the next request's slot and waits until it is due (at once when it is
+    /// past); `None` when the run ends first.
+    async fn next_due(&self, stop: &mut watch::Receiver<bool>) -> Option<tokio::time::Instant> {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let due = self.start + Duration::from_secs_f64(self.interval_s * k as f64);
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => Some(due),
+            _ = stop.changed() => None,
+        }
+    }
 }
 
 fn now_unix_nano() -> u64 {
@@ -239,37 +296,31 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         templates,
         plan,
+        schedule: args.rate.map(|rate| Schedule {
+            start: tokio::time::Instant::now(),
+            interval_s: spans_per_request as f64 / rate,
+            next: AtomicU64::new(0),
+        }),
         progress: Progress::default(),
         args: args.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers_total = args.connections * args.streams_per_connection;
-
-    let pacer = args.rate.map(|rate| {
-        let permits = Arc::new(Semaphore::new(0));
-        let requests_per_s = rate / spans_per_request as f64;
-        tokio::spawn(run_pacer(permits.clone(), requests_per_s, workers_total, stop_rx.clone()));
-        permits
-    });
 
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for (i, client) in clients.iter().enumerate() {
         for _ in 0..args.streams_per_connection {
-            workers.spawn(run_worker(
-                shared.clone(),
-                client.clone(),
-                pacer.clone(),
-                i,
-                stop_rx.clone(),
-            ));
+            workers.spawn(run_worker(shared.clone(), client.clone(), i, stop_rx.clone()));
         }
     }
     let reporter = tokio::spawn(report_progress(shared.clone(), started, total_spans, stop_rx.clone()));
 
     // Stop at the deadline or on Ctrl-C; workers also stop by themselves when the plan
     // runs out.
+    // Or when the collector has acknowledged nothing for STALLED while requests fail or
+    // are refused: a collector that is gone would keep the run retrying for minutes.
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let watched = shared.clone();
     let stopper = tokio::spawn(async move {
         let at_deadline = async {
             match deadline {
@@ -277,25 +328,41 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         };
+        let mut stalled = false;
         tokio::select! {
             _ = at_deadline => {}
             _ = tokio::signal::ctrl_c() => eprintln!("interrupted; finishing requests in flight"),
+            () = acks_stall(&watched.progress) => {
+                eprintln!(
+                    "the collector acknowledged nothing for {} s while requests failed or were \
+                     refused; stopping",
+                    STALLED.as_secs()
+                );
+                stalled = true;
+            }
         }
         let _ = stop_tx.send(true);
-        stop_tx
+        (stop_tx, stalled)
     });
 
     let mut total = WorkerReport::default();
     while let Some(joined) = workers.join_next().await {
         let report = joined.context("ingest worker failed")??;
         total.latencies.merge(&report.latencies);
+        total.from_schedule.merge(&report.from_schedule);
+        total.behind += report.behind;
         merge_counts(&mut total.errors, &report.errors);
         merge_counts(&mut total.retries, &report.retries);
         total.rejected_spans += report.rejected_spans;
         total.sent_spans += report.sent_spans;
     }
     let elapsed = started.elapsed();
-    stopper.abort();
+    let stalled = if stopper.is_finished() {
+        matches!(stopper.await, Ok((_, true)))
+    } else {
+        stopper.abort();
+        false
+    };
     reporter.abort();
 
     let acked = shared.progress.acked_spans.load(Ordering::Relaxed);
@@ -317,6 +384,26 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     out.line(format!("  errors          {error_total}: {}", counts_text(&total.errors)));
     out.line(format!("  retries         {retry_total}: {}", counts_text(&total.retries)));
     out.line(format!("  latency ms      {}", total.latencies.text()));
+    if let Some(schedule) = &shared.schedule {
+        // Each worker claimed a slot it may not have reached by the end.
+        let reached = (seconds / schedule.interval_s).floor() as u64 + 1;
+        let due = schedule.next.load(Ordering::Relaxed).min(reached);
+        if total.behind * 100 > due {
+            tracing::warn!(
+                late = total.behind,
+                due,
+                "the run fell behind its --rate: requests waited for a free worker (raise \
+                 --connections or --streams-per-connection), or the collector answered slower \
+                 than the rate needs"
+            );
+        }
+        out.line(format!(
+            "  from schedule   {} (ms from each request's due time; {} of {due} requests sent over {} ms late)",
+            total.from_schedule.text(),
+            total.behind,
+            BEHIND.as_millis()
+        ));
+    }
     out.json(&json!({
         "bench": "ingest",
         "endpoint": args.endpoint,
@@ -336,7 +423,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         "errors": total.errors,
         "retries": total.retries,
         "latency_ms": total.latencies.json(),
+        "from_schedule_ms": shared.schedule.as_ref().map(|_| total.from_schedule.json()),
+        "behind_schedule": shared.schedule.as_ref().map(|_| total.behind),
     }));
+    if stalled {
+        anyhow::bail!(
+            "stopped: the collector acknowledged nothing for {} s ({error_total} failed: {}; \
+             {retry_total} refused and retried: {})",
+            STALLED.as_secs(),
+            counts_text(&total.errors),
+            counts_text(&total.retries)
+        );
+    }
     // A run in which nothing was acknowledged measured nothing: a script must see it,
     // whether its refusals ended as errors or as retries the run's end cut short.
     if requests == 0 && error_total + retry_total > 0 {
@@ -349,37 +447,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds request permits at `requests_per_s`, ticking every 10 ms; at most `burst`
-/// permits wait unused, so a stalled collector is not flooded afterwards.
-async fn run_pacer(
-    permits: Arc<Semaphore>,
-    requests_per_s: f64,
-    burst: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(10));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last = Instant::now();
-    let mut credit = 0.0f64;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let now = Instant::now();
-        credit += requests_per_s * now.duration_since(last).as_secs_f64();
-        last = now;
-        let whole = credit.floor();
-        credit -= whole;
-        let room = burst.saturating_sub(permits.available_permits());
-        permits.add_permits((whole as usize).min(room));
-    }
-}
-
 async fn run_worker(
     shared: Arc<Shared>,
     mut client: ExportClient,
-    pacer: Option<Arc<Semaphore>>,
     index: usize,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<WorkerReport> {
@@ -391,14 +461,15 @@ async fn run_worker(
         if *stop.borrow() {
             break;
         }
-        if let Some(permits) = &pacer {
-            tokio::select! {
-                permit = permits.acquire() => match permit {
-                    Ok(permit) => permit.forget(),
-                    Err(_closed) => break,
-                },
-                _ = stop.changed() => break,
-            }
+        let due = match &shared.schedule {
+            Some(schedule) => match schedule.next_due(&mut stop).await {
+                Some(due) => Some(due),
+                None => break,
+            },
+            None => None,
+        };
+        if due.is_some_and(|due| due.elapsed() > BEHIND) {
+            report.behind += 1;
         }
         let template = match &shared.plan {
             None => {
@@ -434,6 +505,9 @@ async fn run_worker(
             match exported {
                 Ok(response) => {
                     report.latencies.record(sent_at.elapsed());
+                    if let Some(due) = due {
+                        report.from_schedule.record(due.elapsed());
+                    }
                     let rejected = response
                         .partial_success
                         .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0));

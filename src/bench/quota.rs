@@ -74,7 +74,8 @@ pub struct QuotaArgs {
     /// Distinct counter keys (users) the checks spread over.
     #[arg(long, default_value_t = 1000)]
     pub keys: usize,
-    /// Quota to charge.
+    /// Quota to charge; with --addr, a policy the server has (an unknown one ends the
+    /// run with an error).
     #[arg(long, default_value = "bench-per-user")]
     pub quota: String,
     /// Worker threads of the in-process server.
@@ -404,44 +405,90 @@ async fn connect(addr: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
 struct Counts {
     granted: AtomicU64,
     not_granted: AtomicU64,
+    /// Answered NOT_FOUND: the server has no policy of that name.
+    unknown: AtomicU64,
     errors: AtomicU64,
 }
 
 impl Counts {
+    /// Counts a Check's outcome; true when it was answered (its latency counts).
     fn record(
         &self,
         result: &Result<tonic::Response<meshtel_model::mixer::CheckResponse>, tonic::Status>,
-    ) {
-        match result {
-            Ok(r) if r.get_ref().quotas.values().all(|q| q.granted_amount > 0) => {
-                self.granted.fetch_add(1, Ordering::Relaxed)
+    ) -> bool {
+        let quotas = match result {
+            Ok(r) => &r.get_ref().quotas,
+            Err(_) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                return false;
             }
-            Ok(_) => self.not_granted.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.errors.fetch_add(1, Ordering::Relaxed),
         };
+        let counter = if quotas
+            .values()
+            .any(|q| q.status_code == tonic::Code::NotFound as i32)
+        {
+            &self.unknown
+        } else if quotas.values().all(|q| q.granted_amount > 0) {
+            &self.granted
+        } else {
+            &self.not_granted
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// The reference call: an answer counts as granted.
-    fn record_empty<T>(&self, result: &Result<T, tonic::Status>) {
-        match result {
-            Ok(_) => self.granted.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.errors.fetch_add(1, Ordering::Relaxed),
+    fn record_empty<T>(&self, result: &Result<T, tonic::Status>) -> bool {
+        let counter = if result.is_ok() {
+            &self.granted
+        } else {
+            &self.errors
         };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result.is_ok()
+    }
+
+    /// Calls answered (latencies are of these only).
+    fn answered(&self) -> u64 {
+        [&self.granted, &self.not_granted, &self.unknown]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Fails a phase in which nothing was answered, or the quota does not exist there.
+    fn check(&self, phase: &str, quota: &str) -> anyhow::Result<()> {
+        let unknown = self.unknown.load(Ordering::Relaxed);
+        if unknown > 0 {
+            bail!(
+                "{phase}: {unknown} Checks were answered NOT_FOUND: the server has no quota \
+                 policy named {quota:?} (apply one, or name one with --quota)"
+            );
+        }
+        if self.answered() == 0 {
+            bail!(
+                "{phase}: no call was answered ({} failed): nothing was measured",
+                self.errors.load(Ordering::Relaxed)
+            );
+        }
+        Ok(())
     }
 
     fn json(&self) -> serde_json::Value {
         json!({
             "granted": self.granted.load(Ordering::Relaxed),
             "not_granted": self.not_granted.load(Ordering::Relaxed),
+            "unknown_quota": self.unknown.load(Ordering::Relaxed),
             "errors": self.errors.load(Ordering::Relaxed),
         })
     }
 
     fn text(&self) -> String {
         format!(
-            "granted {}, not granted {}, errors {}",
+            "granted {}, not granted {}, unknown quota {}, errors {}",
             self.granted.load(Ordering::Relaxed),
             self.not_granted.load(Ordering::Relaxed),
+            self.unknown.load(Ordering::Relaxed),
             self.errors.load(Ordering::Relaxed)
         )
     }
@@ -502,15 +549,17 @@ async fn paced(
                     match call {
                         Call::Check => {
                             let result = MixerClient::new(channel).check(request).await;
-                            latencies.lock_ok().saturating_record(micros(sent).max(1));
-                            counts.record(&result);
+                            if counts.record(&result) {
+                                latencies.lock_ok().saturating_record(micros(sent).max(1));
+                            }
                         }
                         Call::Empty => {
                             let result = HealthClient::new(channel)
                                 .check(HealthCheckRequest::default())
                                 .await;
-                            latencies.lock_ok().saturating_record(micros(sent).max(1));
-                            counts.record_empty(&result);
+                            if counts.record_empty(&result) {
+                                latencies.lock_ok().saturating_record(micros(sent).max(1));
+                            }
                         }
                     }
                 }));
@@ -559,8 +608,9 @@ async fn saturated(
                 let sent = Instant::now();
                 let result = client.check(request).await;
                 let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                latencies.saturating_record(micros.max(1));
-                counts.record(&result);
+                if counts.record(&result) {
+                    latencies.saturating_record(micros.max(1));
+                }
             }
             latencies
         }));
@@ -689,6 +739,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
             "latency": percentiles(&latencies),
             "counts": counts.json(),
         });
+        counts.check("reference", &args.quota)?;
         Some(latencies)
     };
 
@@ -714,6 +765,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         "counts": counts.json(),
         "server_cpu_us_per_check": cpu_per_check.map(|us| (us * 10.0).round() / 10.0),
     });
+    counts.check("paced", &args.quota)?;
     if let Some(reference) = reference {
         let over =
             |q: f64| latencies.value_at_quantile(q) as i64 - reference.value_at_quantile(q) as i64;
@@ -729,7 +781,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     let (latencies, counts, elapsed) =
         saturated(&args, &channels, &requests, args.duration).await?;
     let cpu_after = cpu.seconds();
-    let done = counts.granted.load(Ordering::Relaxed) + counts.not_granted.load(Ordering::Relaxed);
+    let done = counts.answered();
     let rate = done as f64 / elapsed;
     let mut line = format!(
         "saturated ({} in flight) for {}: {rate:.0} checks/s; {}; {}",
@@ -756,6 +808,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         }
     }
     out.line(line);
+    counts.check("saturated", &args.quota)?;
     summary["saturated"] = saturated_json;
     out.json(&summary);
     if let Some(server) = server {

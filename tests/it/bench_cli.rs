@@ -7,6 +7,12 @@ use crate::support::*;
 
 /// Runs `meshtel bench ARGS`: (success, stderr).
 fn bench(args: &[&str]) -> (bool, String) {
+    let (ok, _, stderr) = bench_out(args);
+    (ok, stderr)
+}
+
+/// Runs `meshtel bench ARGS`: (success, stdout, stderr).
+fn bench_out(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_meshtel"))
         .arg("bench")
         .args(args)
@@ -15,12 +21,75 @@ fn bench(args: &[&str]) -> (bool, String) {
         .unwrap();
     (
         output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 
-/// Freshness with a query address nothing listens on stops at once, naming it, instead
-/// of waiting out every sample and ending with status 0.
+/// `--rate` is met on one connection at hundreds of requests a second (the pacer used
+/// to add one request per worker every 10 ms: 100 requests/s at most), and the summary
+/// times requests from when they were due as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_keeps_its_rate_on_one_connection() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let endpoint = format!("http://{}", m.grpc.unwrap());
+    let (ok, out, said) = bench_out(&[
+        "ingest",
+        "--endpoint",
+        &endpoint,
+        "--rate",
+        "3000",
+        "--spans-per-request",
+        "10",
+        "--connections",
+        "1",
+        "--duration",
+        "3s",
+        "--json",
+    ]);
+    assert!(ok, "{said}");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    let rate = summary["spans_per_s"].as_f64().unwrap();
+    assert!((2_400.0..=3_300.0).contains(&rate), "{summary}");
+    assert!(
+        summary["from_schedule_ms"]["p50"].as_f64().is_some(),
+        "{summary}"
+    );
+    assert!(summary["behind_schedule"].as_u64().is_some(), "{summary}");
+    m.stop().await;
+}
+
+/// Checks of a quota the server has no policy for are answered NOT_FOUND (and granted):
+/// the run ends with an error naming it, not with figures of that path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_bench_names_a_quota_the_server_does_not_have() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let addr = format!("http://{}", m.grpc.unwrap());
+    let (ok, said) = bench(&[
+        "quota",
+        "--addr",
+        &addr,
+        "--quota",
+        "no-such-quota",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--no-reference",
+    ]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains(r#"no quota policy named "no-such-quota""#),
+        "{said}"
+    );
+    m.stop().await;
+}
+
+/// Freshness with a query address nothing listens on, or one that answers a 404 that
+/// is not the Jaeger API's own (another port), stops at once, naming it, instead of
+/// waiting out every sample and ending with status 0; a zero poll interval is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn freshness_stops_when_the_query_api_cannot_be_reached() {
     let dir = TestDir::new();
@@ -31,23 +100,32 @@ async fn freshness_stops_when_the_query_api_cannot_be_reached() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let dead = format!("http://{dead}");
-    let started = std::time::Instant::now();
-    let (ok, said) = bench(&[
-        "freshness",
-        "--otlp",
-        &otlp,
-        "--query",
-        &dead,
-        "--samples",
-        "3",
-        "--timeout",
-        "20s",
-    ]);
-    assert!(!ok, "{said}");
-    assert!(said.contains("cannot reach the query API"), "{said}");
+    let not_query = format!("http://{}", m.http.unwrap());
+    for (query, says) in [
+        (format!("http://{dead}"), "cannot reach the query API"),
+        (not_query, "without the Jaeger API's error envelope"),
+    ] {
+        let started = std::time::Instant::now();
+        let (ok, said) = bench(&[
+            "freshness",
+            "--otlp",
+            &otlp,
+            "--query",
+            &query,
+            "--samples",
+            "3",
+            "--timeout",
+            "20s",
+        ]);
+        assert!(!ok && said.contains(says), "{said}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{said}"
+        );
+    }
+    let (ok, said) = bench(&["freshness", "--otlp", &otlp, "--poll-interval", "0s"]);
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(15),
+        !ok && said.contains("--poll-interval must be at least 1ms"),
         "{said}"
     );
     m.stop().await;
