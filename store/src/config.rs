@@ -347,6 +347,14 @@ pub fn parse_retention_bytes(text: &str) -> Result<ByteSize, String> {
         return Ok(ByteSize::b(0));
     }
     if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        // A count of a megabyte and more is bytes (an older build read it so).
+        if let Some(bytes) = trimmed.parse::<u64>().ok().filter(|b| *b >= 1 << 20) {
+            return Err(format!(
+                "{trimmed:?} has no unit: write \"{trimmed}B\" if it is bytes ({}), or a size \
+                 such as \"50GiB\"; 0 for no bound on size",
+                ByteSize::b(bytes).display().iec()
+            ));
+        }
         return Err(format!(
             "{trimmed:?} has no unit: write it with one, e.g. \"{trimmed}GiB\" or \"{trimmed}MiB\" \
              (\"{trimmed}B\" for bytes), or 0 for no bound on size"
@@ -417,6 +425,11 @@ mod tests {
                 "{error}"
             );
         }
+        let error = parse_retention_bytes("53687091200").unwrap_err();
+        assert!(
+            error.contains("\"53687091200B\" if it is bytes (50.0 GiB)"),
+            "{error}"
+        );
         let error = parse_retention_bytes("lots").unwrap_err();
         assert!(error.contains("is not a size"), "{error}");
         let from_toml =

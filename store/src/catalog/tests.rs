@@ -1,10 +1,11 @@
 use super::*;
 
-/// Records migration 999 as applied, as a newer meshtel would have.
+/// Records migrations 998 and 999 as applied, as a newer meshtel would have (the
+/// database is at 999).
 async fn record_a_newer_migration(catalog: &Catalog) {
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (999, 'from the future', TRUE, x'00', 0)",
+         VALUES (998, 'from the future', TRUE, x'00', 0), (999, 'further', TRUE, x'00', 0)",
     )
     .execute(&catalog.pool)
     .await
@@ -176,4 +177,99 @@ async fn catalog_changes_apply_in_order() {
     assert_eq!(catalog.load_services().await.unwrap().len(), 1);
     assert!(catalog.load_operations().await.unwrap().is_empty());
     catalog.close().await;
+}
+
+/// A database an older build left: its migrations up to `version`, and edge rollups
+/// from `productpage-v1` to `details-v1` (which never calls anything) and to `rev-v1`
+/// (which calls `ratings-v1` as app `reviews-app`), with no destination app, in a
+/// bucket `bucket_ms`.
+async fn older_database(dir: &Path, version: usize, bucket_ms: i64) {
+    let pool = Catalog::connect(&dir.join("meshtel.db"), true)
+        .await
+        .unwrap();
+    migrator_of(&SQLITE_MIGRATIONS[..version])
+        .run(&pool)
+        .await
+        .unwrap();
+    for (source, source_app, service, destination) in [
+        (
+            "productpage-v1",
+            "productpage",
+            "details.default.svc.cluster.local",
+            "details-v1",
+        ),
+        (
+            "productpage-v1",
+            "productpage",
+            "reviews.default.svc.cluster.local",
+            "rev-v1",
+        ),
+        (
+            "rev-v1",
+            "reviews-app",
+            "ratings.default.svc.cluster.local",
+            "ratings-v1",
+        ),
+        ("unknown", "", "outside.example.com", ""),
+    ] {
+        sqlx::query(
+            "INSERT INTO edge_rollups (bucket_start_unix_ms, bucket_seconds, source_workload, \
+             source_namespace, source_app, source_version, destination_service, \
+             destination_workload, destination_namespace, destination_version, protocol, \
+             response_code, response_flags, reporter, request_count, error_count, \
+             duration_sum_ms, latency_buckets, request_bytes, response_bytes) \
+             VALUES (?, 10, ?, 'default', ?, 'v1', ?, ?, 'default', 'v1', 'http', 200, '-', \
+             'source', 1, 0, 1.0, '1', 0, 0)",
+        )
+        .bind(bucket_ms)
+        .bind(source)
+        .bind(source_app)
+        .bind(service)
+        .bind(destination)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+}
+
+async fn destination_apps(catalog: &Catalog) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT destination_workload, destination_app FROM edge_rollups \
+         ORDER BY destination_workload",
+    )
+    .fetch_all(&catalog.pool)
+    .await
+    .unwrap()
+}
+
+/// Rollups written before destinations kept their app are given the app the builds of
+/// then drew (the workload's app as a caller, else its service's name), so an upgrade
+/// does not draw them as unknown; rows written since, with no app, keep none.
+#[tokio::test]
+async fn rollups_from_before_destination_apps_get_the_app_older_builds_drew() {
+    let dir = tempfile::tempdir().unwrap();
+    older_database(dir.path(), 8, now_unix_ms() - 3_600_000).await;
+    let catalog = Catalog::open(dir.path()).await.unwrap();
+    let expected = [
+        ("", ""),
+        ("details-v1", "details"),
+        ("ratings-v1", "ratings"),
+        ("rev-v1", "reviews-app"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(w, a)| (w.to_string(), a.to_string()))
+        .collect();
+    assert_eq!(destination_apps(&catalog).await, expected);
+
+    // Written after migration 9, by a build that kept destination apps: left alone.
+    let dir = tempfile::tempdir().unwrap();
+    older_database(dir.path(), 10, now_unix_ms() + 60_000).await;
+    let catalog = Catalog::open(dir.path()).await.unwrap();
+    let none: Vec<(String, String)> = ["", "details-v1", "ratings-v1", "rev-v1"]
+        .iter()
+        .map(|w| (w.to_string(), String::new()))
+        .collect();
+    assert_eq!(destination_apps(&catalog).await, none);
 }
