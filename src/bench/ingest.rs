@@ -159,6 +159,11 @@ struct Shared {
     args: IngestArgs,
 }
 
+/// Most spans in one request (the collector's default `max_spans_per_request`).
+const MAX_SPANS_PER_REQUEST: usize = 100_000;
+/// Most spans generated up front, all templates together.
+const MAX_GENERATED_SPANS: usize = 2_000_000;
+
 /// A run stops when nothing has been acknowledged for this long while requests failed
 /// or were refused.
 const STALLED: Duration = Duration::from_secs(30);
@@ -221,6 +226,26 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     }
     if args.spans_per_trace == 0 {
         bail!("--spans-per-trace must be at least 1");
+    }
+    if !(args.spans_per_trace..=MAX_SPANS_PER_REQUEST).contains(&args.spans_per_request) {
+        bail!(
+            "--spans-per-request must be from --spans-per-trace ({}) to {MAX_SPANS_PER_REQUEST}: \
+             a request holds whole traces",
+            args.spans_per_trace
+        );
+    }
+    let generated = args.templates.saturating_mul(args.spans_per_request);
+    if args.templates == 0 || generated > MAX_GENERATED_SPANS {
+        bail!(
+            "--templates × --spans-per-request ({generated}) must be from 1 to \
+             {MAX_GENERATED_SPANS}: every template is generated up front"
+        );
+    }
+    if args.traces == Some(0) || args.total_spans == Some(0) {
+        bail!("--traces and --total-spans must be at least 1");
+    }
+    if args.duration.is_some_and(|d| d.is_zero()) || args.timeout.is_zero() {
+        bail!("--duration and --timeout must be positive");
     }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of spans/s");

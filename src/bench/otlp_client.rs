@@ -72,6 +72,7 @@ pub struct ExportClient {
 impl ExportClient {
     /// Opens a new connection to `endpoint` (`http://host:port`).
     pub async fn connect(endpoint: &str, gzip: bool) -> anyhow::Result<Self> {
+        refuse_tls(endpoint)?;
         let channel = Endpoint::from_shared(endpoint.to_string())
             .with_context(|| format!("bad OTLP endpoint {endpoint:?}"))?
             .connect_timeout(Duration::from_secs(5))
@@ -98,7 +99,10 @@ impl ExportClient {
                 .await
                 .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
             let mut request = tonic::Request::new(body);
-            request.set_timeout(timeout);
+            // Told to the server a little longer than the call's own bound, so that the
+            // bound below ends the call as DEADLINE_EXCEEDED (tonic's client ends a
+            // call at its grpc-timeout as CANCELLED, the code of a run's end).
+            request.set_timeout(timeout + Duration::from_millis(100));
             self.grpc
                 .unary(request, PathAndQuery::from_static(EXPORT_PATH), EncodedExportCodec)
                 .await
@@ -109,6 +113,18 @@ impl ExportClient {
             Err(_elapsed) => Err(Status::deadline_exceeded("client timeout")),
         }
     }
+}
+
+/// The benchmarks speak cleartext HTTP/2 (h2c): an `https://` endpoint is refused
+/// rather than sent cleartext.
+pub fn refuse_tls(endpoint: &str) -> anyhow::Result<()> {
+    if endpoint.trim_start().to_ascii_lowercase().starts_with("https://") {
+        anyhow::bail!(
+            "{endpoint}: the benchmarks speak cleartext HTTP/2 only (h2c, as meshtel's 4317); \
+             use http://, or reach a TLS endpoint through a local proxy"
+        );
+    }
+    Ok(())
 }
 
 /// Whether an export that failed with `status` should be sent again (OTLP's rules:

@@ -388,6 +388,7 @@ fn percentiles_text(h: &Histogram<u64>) -> String {
 }
 
 async fn connect(addr: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
+    super::otlp_client::refuse_tls(addr)?;
     let mut channels = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
         let channel = Channel::from_shared(addr.to_string())?
@@ -667,6 +668,9 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     }
     if args.connections == 0 || args.concurrency == 0 || args.keys == 0 {
         bail!("--connections, --concurrency and --keys must be at least 1");
+    }
+    if args.duration.is_zero() {
+        bail!("--duration must be positive");
     }
     let out = Out::new(args.json);
     let _idle_poll = if args.idle_poll {

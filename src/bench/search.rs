@@ -96,6 +96,9 @@ impl Kind {
     }
 }
 
+/// Largest weight of one kind in `--mix` (the weights are summed).
+const MAX_MIX_WEIGHT: u32 = 1_000_000;
+
 fn parse_mix(text: &str) -> anyhow::Result<BTreeMap<Kind, u32>> {
     let mut mix = BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -109,7 +112,11 @@ fn parse_mix(text: &str) -> anyhow::Result<BTreeMap<Kind, u32>> {
         let weight: u32 = weight
             .trim()
             .parse()
-            .with_context(|| format!("--mix weight {weight:?} is not a whole number"))?;
+            .ok()
+            .filter(|w| *w <= MAX_MIX_WEIGHT)
+            .with_context(|| {
+                format!("--mix weight {weight:?} is not a whole number from 0 to {MAX_MIX_WEIGHT}")
+            })?;
         mix.insert(kind, weight);
     }
     Ok(mix)
@@ -297,6 +304,9 @@ impl KindReport {
 pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
+    }
+    if args.duration.is_zero() || args.timeout.is_zero() {
+        bail!("--duration and --timeout must be positive");
     }
     let mix = parse_mix(&args.mix)?;
     let client = reqwest::Client::builder()

@@ -178,7 +178,7 @@ async fn ingest_with_nothing_acknowledged_fails() {
 }
 
 #[test]
-fn quota_bench_flags_that_cannot_run_are_refused() {
+fn bench_flags_that_cannot_run_are_refused() {
     for (args, says) in [
         (&["quota", "--rate", "inf"][..], "--rate must be"),
         (&["quota", "--rate", "NaN"][..], "--rate must be"),
@@ -188,6 +188,46 @@ fn quota_bench_flags_that_cannot_run_are_refused() {
         ),
         (&["quota", "--connections", "0"][..], "must be at least 1"),
         (&["quota", "--concurrency", "0"][..], "must be at least 1"),
+        (
+            &["quota", "--duration", "0s"][..],
+            "--duration must be positive",
+        ),
+        (
+            &["quota", "--addr", "https://127.0.0.1:1"][..],
+            "cleartext HTTP/2 only",
+        ),
+        (
+            &["ingest", "--duration", "0s"][..],
+            "--duration and --timeout must be",
+        ),
+        (
+            &["ingest", "--timeout", "0s"][..],
+            "--duration and --timeout must be",
+        ),
+        (
+            &["ingest", "--traces", "0"][..],
+            "--traces and --total-spans must be",
+        ),
+        (
+            &["ingest", "--spans-per-request", "5"][..],
+            "--spans-per-request must be from",
+        ),
+        (
+            &["ingest", "--templates", "100000"][..],
+            "--templates × --spans-per-request",
+        ),
+        (
+            &["ingest", "--endpoint", "https://127.0.0.1:1"][..],
+            "cleartext HTTP/2 only",
+        ),
+        (
+            &["search", "--duration", "0s"][..],
+            "--duration and --timeout must be",
+        ),
+        (
+            &["search", "--mix", "trace=4294967295"][..],
+            "from 0 to 1000000",
+        ),
     ] {
         let (ok, said) = bench(args);
         assert!(!ok && said.contains(says), "{args:?}: {said}");
