@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::time::MissedTickBehavior;
 
 use super::otlp_client::ExportClient;
-use super::report::{Latencies, Out, round3};
+use super::report::{Interrupt, Latencies, Out, round3};
 
 /// `meshtel bench freshness` flags.
 #[derive(Debug, Clone, Args)]
@@ -113,7 +113,15 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         base,
         humantime::format_duration(args.poll_interval)
     );
+    let interrupt = Interrupt::watch("printing the samples measured");
+    // Why the run ended before its last sample, reported after the summary.
+    let mut ended: Option<anyhow::Error> = None;
+    let mut sent = 0;
     for sample in 0..args.samples {
+        if interrupt.arrived() {
+            break;
+        }
+        sent += 1;
         let mut trace_id = [0u8; 16];
         let mut span_id = [0u8; 8];
         rng.fill(&mut trace_id);
@@ -121,13 +129,15 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         trace_id[0] |= 1;
         span_id[0] |= 1;
         let body = Bytes::from(one_span_request(trace_id, span_id).encode_to_vec());
-        let sent = Instant::now();
-        exporter
-            .export(body, Duration::from_secs(30))
-            .await
-            .with_context(|| format!("exporting sample {sample}"))?;
+        let exported = Instant::now();
+        if let Err(e) = exporter.export(body, Duration::from_secs(30)).await {
+            // The samples measured so far are printed before the error.
+            ended = Some(anyhow::Error::new(e).context(format!("exporting sample {sample}")));
+            sent -= 1;
+            break;
+        }
         let acked = Instant::now();
-        export_latencies.record(acked - sent);
+        export_latencies.record(acked - exported);
 
         let url = format!("{base}/api/traces/{}", hex(&trace_id));
         let mut ticker = tokio::time::interval(args.poll_interval);
@@ -136,7 +146,7 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         let mut problem: Option<String> = None;
         let found = loop {
             ticker.tick().await;
-            if acked.elapsed() > args.timeout {
+            if acked.elapsed() > args.timeout || interrupt.arrived() {
                 break None;
             }
             match http.get(&url).send().await {
@@ -170,6 +180,7 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         };
         match found {
             Some(latency) => latencies.record(latency),
+            None if interrupt.arrived() => sent -= 1,
             None => {
                 timeouts += 1;
                 let last = problem.map(|p| format!(" (last poll: {p})")).unwrap_or_default();
@@ -182,7 +193,7 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
 
     let out = Out::new(args.json);
     out.line(format!(
-        "freshness summary: {} samples, {} found, {} timed out",
+        "freshness summary: {sent} of {} samples, {} found, {} timed out",
         args.samples,
         latencies.count(),
         timeouts
@@ -191,13 +202,16 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
     out.line(format!("  export ack ms        {}", export_latencies.text()));
     out.json(&json!({
         "bench": "freshness",
-        "samples": args.samples,
+        "samples": sent,
         "found": latencies.count(),
         "timeouts": timeouts,
         "ack_to_searchable_ms": latencies.json(),
         "export_ms": export_latencies.json(),
         "poll_interval_ms": round3(args.poll_interval.as_secs_f64() * 1000.0),
     }));
+    if let Some(error) = ended {
+        return Err(error);
+    }
     // A run that found nothing measured nothing: a script must see it.
     if latencies.count() == 0 && args.samples > 0 {
         anyhow::bail!("no sample became searchable within {:?}: nothing was measured", args.timeout);

@@ -135,3 +135,36 @@ impl Out {
         }
     }
 }
+
+/// Set once Ctrl-C (SIGINT) arrives, so that a run ends early and still prints what it
+/// measured; the task watching for it is aborted when the handle is dropped.
+pub struct Interrupt {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Interrupt {
+    /// Starts watching; `what` ends the message printed when Ctrl-C arrives.
+    pub fn watch(what: &'static str) -> Interrupt {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let set = flag.clone();
+        let watcher = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted; {what}");
+                set.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        Interrupt { flag, watcher }
+    }
+
+    /// Whether Ctrl-C has arrived.
+    pub fn arrived(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}

@@ -25,7 +25,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::report::{Latencies, Out, counts_text, round3};
+use super::report::{Interrupt, Latencies, Out, counts_text, round3};
 
 /// `meshtel bench search` flags.
 #[derive(Debug, Clone, Args)]
@@ -360,11 +360,15 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let deadline = started + args.duration;
+    let interrupt = Arc::new(Interrupt::watch("finishing searches in flight"));
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..args.concurrency {
         let (api, corpus, weighted) = (api.clone(), corpus.clone(), weighted.clone());
         let seed = args.seed.wrapping_add(i as u64);
-        workers.spawn(async move { run_worker(&api, &corpus, &weighted, deadline, seed).await });
+        let interrupt = interrupt.clone();
+        workers.spawn(async move {
+            run_worker(&api, &corpus, &weighted, (deadline, &interrupt), seed).await
+        });
     }
     let mut totals: BTreeMap<Kind, KindReport> = BTreeMap::new();
     while let Some(joined) = workers.join_next().await {
@@ -430,13 +434,13 @@ async fn run_worker(
     api: &Api,
     corpus: &Corpus,
     weighted: &[(Kind, u32)],
-    deadline: Instant,
+    (deadline, interrupt): (Instant, &Interrupt),
     seed: u64,
 ) -> BTreeMap<Kind, KindReport> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let total_weight: u32 = weighted.iter().map(|(_, w)| w).sum();
     let mut reports: BTreeMap<Kind, KindReport> = BTreeMap::new();
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !interrupt.arrived() {
         let mut pick = rng.random_range(0..total_weight.max(1));
         let mut kind = Kind::Services;
         for &(k, w) in weighted {

@@ -233,3 +233,49 @@ fn bench_flags_that_cannot_run_are_refused() {
         assert!(!ok && said.contains(says), "{args:?}: {said}");
     }
 }
+
+/// Ctrl-C (SIGINT) ends a freshness run early with the summary of the samples measured,
+/// as it does an ingest run, instead of dying with nothing printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_prints_what_it_measured_when_interrupted() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let child = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+        .args([
+            "bench",
+            "freshness",
+            "--samples",
+            "100000",
+            "--json",
+            "--otlp",
+        ])
+        .arg(format!("http://{}", m.grpc.unwrap()))
+        .arg("--query")
+        .arg(m.query_url(""))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("a JSON summary");
+    let samples = summary["samples"].as_u64().unwrap();
+    assert!(
+        samples > 0 && samples < 100_000 && summary["found"] == samples,
+        "{summary}"
+    );
+    assert!(
+        said.contains("interrupted; printing the samples measured"),
+        "{said}"
+    );
+    m.stop().await;
+}
