@@ -55,9 +55,8 @@ impl QuotaOutcome {
     /// The `result` label of `meshtel_quota_checks_total`.
     pub fn label(self) -> &'static str {
         match self {
-            QuotaOutcome::Granted | QuotaOutcome::NotApplicable | QuotaOutcome::Unlimited => {
-                "granted"
-            }
+            QuotaOutcome::Granted | QuotaOutcome::Unlimited => "granted",
+            QuotaOutcome::NotApplicable => "not_applicable",
             QuotaOutcome::Denied => "denied",
             QuotaOutcome::ShadowDenied => "shadow_denied",
             QuotaOutcome::UnknownQuota => "unknown_quota",
@@ -490,7 +489,7 @@ impl QuotaEngine {
         best_effort: bool,
     ) -> QuotaResult {
         if !entry.policy.matches(attrs) {
-            entry.results.granted.inc();
+            entry.results.not_applicable.inc();
             return QuotaResult {
                 decision: QuotaDecision::ungoverned(
                     QuotaOutcome::NotApplicable,

@@ -26,7 +26,13 @@ use crate::error::Result;
 pub(crate) use meshtel_model::quota::{LIMIT_OVERRIDE_LABEL, UNKNOWN_QUOTA_LABEL};
 
 /// Results a policy's checks can have.
-const POLICY_RESULTS: [&str; 4] = ["granted", "denied", "shadow_denied", "overflow"];
+const POLICY_RESULTS: [&str; 5] = [
+    "granted",
+    "denied",
+    "shadow_denied",
+    "overflow",
+    "not_applicable",
+];
 
 /// The `code` of `meshtel_quota_rls_requests_total` for a domain policies limit.
 const RLS_CODES: [&str; 3] = ["ok", "over_limit", "invalid_argument"];
@@ -41,6 +47,8 @@ pub(crate) struct ResultCounters {
     pub denied: IntCounter,
     pub shadow_denied: IntCounter,
     pub overflow: IntCounter,
+    /// Checks naming the policy whose match does not hold: granted, uncounted.
+    pub not_applicable: IntCounter,
 }
 
 /// Every quota metric.
@@ -65,7 +73,7 @@ impl QuotaMetrics {
         let checks = IntCounterVec::new(
             Opts::new(
                 "meshtel_quota_checks_total",
-                "Quota decisions by quota and result (granted, denied, shadow_denied, unknown_quota, overflow).",
+                "Quota decisions by quota and result (granted, denied, shadow_denied, unknown_quota, overflow, not_applicable).",
             ),
             &["quota", "result"],
         )?;
@@ -125,6 +133,7 @@ impl QuotaMetrics {
             denied: checks.with_label_values(&[quota, "denied"]),
             shadow_denied: checks.with_label_values(&[quota, "shadow_denied"]),
             overflow: checks.with_label_values(&[quota, "overflow"]),
+            not_applicable: checks.with_label_values(&[quota, "not_applicable"]),
         }
     }
 

@@ -217,6 +217,15 @@ fn match_limits_which_requests_are_counted() {
             .decision
             .is_denied()
     );
+    // The Check that the match left out is counted as such, not as a grant.
+    let mut text = String::new();
+    engine.render_metrics(&mut text);
+    for (result, count) in [("not_applicable", 1), ("granted", 1), ("denied", 1)] {
+        let series = format!(
+            r#"meshtel_quota_checks_total{{quota="ratings-get",result="{result}"}} {count}"#
+        );
+        assert!(text.contains(&series), "{series}: {text}");
+    }
 }
 
 #[test]
