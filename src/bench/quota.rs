@@ -577,7 +577,8 @@ async fn paced(
     tokio::task::spawn_blocking(move || client_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
-    let achieved = total as f64 / sending.as_secs_f64();
+    // The first call at 0 and the last at `sending`: n calls span n - 1 intervals.
+    let achieved = total.saturating_sub(1).max(1) as f64 / sending.as_secs_f64().max(1e-9);
     let latencies = latencies.lock_ok().clone();
     let counts = Arc::try_unwrap(counts).unwrap_or_default();
     Ok((latencies, counts, achieved))
