@@ -34,6 +34,7 @@ pub mod log_window;
 pub mod loopback_host;
 pub mod mixer;
 pub mod otlp_json;
+pub mod proto_text;
 pub mod quota;
 pub mod read;
 pub mod rls;

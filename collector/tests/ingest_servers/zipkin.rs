@@ -254,6 +254,11 @@ async fn bad_ids_are_named_by_index_and_field() {
 
 /// The spec example as proto3 `ListOfSpans`, the way Brave's PROTO3 encoding sends it.
 fn spec_example_proto() -> Vec<u8> {
+    example_proto_with_path("/api")
+}
+
+/// The spec example as proto3, its name `get <path>` and tag `http.path=<path>`.
+fn example_proto_with_path(path: &str) -> Vec<u8> {
     use meshtel_collector::zipkin::convert::proto::{ListOfSpans, ProtoEndpoint, ProtoSpan};
     use prost::Message;
     let span = ProtoSpan {
@@ -261,7 +266,7 @@ fn spec_example_proto() -> Vec<u8> {
         parent_id: hex::decode("6b221d5bc9e6496c").unwrap(),
         id: hex::decode("352bff9a74ca9ad2").unwrap(),
         kind: 2,
-        name: "get /api".into(),
+        name: format!("get {path}"),
         timestamp: 1_556_604_172_355_737,
         duration: 1431,
         local_endpoint: Some(ProtoEndpoint {
@@ -275,7 +280,7 @@ fn spec_example_proto() -> Vec<u8> {
             port: 58648,
             ..Default::default()
         }),
-        tags: [("http.method", "GET"), ("http.path", "/api")]
+        tags: [("http.method", "GET"), ("http.path", path)]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
@@ -307,6 +312,25 @@ async fn protobuf_list_of_spans_maps_like_the_json_one() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(!response.text().await.unwrap().is_empty());
     assert!(bad.sink.written().is_empty());
+}
+
+/// A string that is not UTF-8 costs that text (U+FFFD), not the list: the span is
+/// stored as the same list with the text repaired would be.
+#[tokio::test]
+async fn protobuf_text_that_is_not_utf8_is_repaired() {
+    let mut broken = example_proto_with_path("/a@i");
+    while let Some(at) = broken.iter().position(|b| *b == b'@') {
+        broken[at] = 0xe9;
+    }
+    let servers = Servers::start(IngestLimits::default()).await;
+    let response = post(&servers, Some("application/x-protobuf"), None, broken).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let repaired = Servers::start(IngestLimits::default()).await;
+    let body = example_proto_with_path("/a\u{fffd}i");
+    let response = post(&repaired, Some("application/x-protobuf"), None, body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert!(!servers.sink.written().is_empty());
+    assert_eq!(servers.sink.written(), repaired.sink.written());
 }
 
 #[tokio::test]

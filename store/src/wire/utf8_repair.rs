@@ -1,20 +1,10 @@
-//! Strings of an OTLP request that are not UTF-8, replaced with U+FFFD.
-//!
-//! Protobuf declares OTLP's strings UTF-8, and prost refuses a message holding one
-//! that is not, so one bad attribute value (a string cut in the middle of a
-//! character by a client's length limit, bytes read from a file) would refuse every
-//! span of its request: a 400 that an exporter does not retry, hundreds of spans lost
-//! for one value. The OpenTelemetry Collector does not check protobuf strings at all.
-//! meshtel keeps the spans and repairs the text, the way a lossy UTF-8 conversion
-//! does, and says so in the answer's partial success.
-
-use std::borrow::Cow;
+//! Strings of an OTLP request that are not UTF-8, replaced with U+FFFD
+//! ([`meshtel_model::proto_text`], by OTLP's message types).
 
 use meshtel_model::Error as ModelError;
 use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use meshtel_model::proto_text::{self, Field};
 use prost::Message as _;
-
-use super::{LEN, Read, Reader, Unusual};
 
 /// Decodes an OTLP request with prost; one whose only fault is strings that are not
 /// UTF-8 is decoded with them repaired, with a warning saying how many were.
@@ -53,15 +43,7 @@ enum Message {
     KeyValueList,
 }
 
-/// What a length-delimited field of a message holds.
-enum Field {
-    Text,
-    Nested(Message),
-    /// Bytes (ids, `bytes_value`), or a field OTLP does not define: copied as it is.
-    Opaque,
-}
-
-fn field(message: Message, number: u32) -> Field {
+fn field(message: Message, number: u32) -> Field<Message> {
     use Field::{Nested, Opaque, Text};
     use Message::*;
     match (message, number) {
@@ -92,77 +74,10 @@ fn field(message: Message, number: u32) -> Field {
     }
 }
 
-/// Deeper than prost reads (its recursion limit is 100): left to prost to refuse.
-const MAX_DEPTH: usize = 100;
-
-/// `request` with every string that is not UTF-8 made valid (each invalid sequence
-/// replaced with U+FFFD), and how many strings that changed; `None` when none needed
-/// it, or when the encoding is broken otherwise (prost then says how).
+/// `request` with every string that is not UTF-8 made valid, and how many strings
+/// that changed ([`proto_text::repair_utf8`]).
 fn repair_utf8(request: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let mut repaired = 0;
-    match repair(Message::Request, request, &mut repaired, 0) {
-        Ok(Cow::Owned(bytes)) if repaired > 0 => Some((bytes, repaired)),
-        _ => None,
-    }
-}
-
-/// One message's bytes, copied only from its first repaired field on.
-fn repair<'a>(
-    message: Message,
-    bytes: &'a [u8],
-    repaired: &mut usize,
-    depth: usize,
-) -> Read<Cow<'a, [u8]>> {
-    if depth > MAX_DEPTH {
-        return Err(Unusual);
-    }
-    let mut reader = Reader::new(bytes);
-    let at = |reader: &Reader<'a>| bytes.len() - reader.buf.len();
-    let mut out: Option<Vec<u8>> = None;
-    while reader.has_more() {
-        let start = at(&reader);
-        let (number, wire) = reader.key()?;
-        let key_end = at(&reader);
-        let kind = if wire == LEN {
-            field(message, number)
-        } else {
-            Field::Opaque
-        };
-        let replacement = match kind {
-            Field::Opaque => {
-                reader.skip(wire)?;
-                None
-            }
-            Field::Text => {
-                let text = reader.bytes()?;
-                match std::str::from_utf8(text) {
-                    Ok(_) => None,
-                    Err(_) => {
-                        *repaired += 1;
-                        Some(Cow::Owned(
-                            String::from_utf8_lossy(text).into_owned().into_bytes(),
-                        ))
-                    }
-                }
-            }
-            Field::Nested(inner) => match repair(inner, reader.bytes()?, repaired, depth + 1)? {
-                Cow::Borrowed(_) => None,
-                owned => Some(owned),
-            },
-        };
-        let end = at(&reader);
-        match (replacement, &mut out) {
-            (Some(value), out) => {
-                let out = out.get_or_insert_with(|| bytes[..start].to_vec());
-                out.extend_from_slice(&bytes[start..key_end]);
-                prost::encoding::encode_varint(value.len() as u64, out);
-                out.extend_from_slice(&value);
-            }
-            (None, Some(out)) => out.extend_from_slice(&bytes[start..end]),
-            (None, None) => {}
-        }
-    }
-    Ok(out.map_or(Cow::Borrowed(bytes), Cow::Owned))
+    proto_text::repair_utf8(request, Message::Request, field)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use meshtel_model::proto_text::{self, Field};
 use prost::Message;
 
 use super::{Annotation, Endpoint, ZipkinSpan};
@@ -77,8 +78,39 @@ pub struct ProtoAnnotation {
 
 /// Parses a proto3 `ListOfSpans`.
 pub fn decode_zipkin_proto(body: &[u8]) -> Result<Vec<ZipkinSpan>> {
-    let list = ListOfSpans::decode(body)?;
+    let list = match ListOfSpans::decode(body) {
+        Ok(list) => list,
+        // Text that is not UTF-8 costs that text, not the list ([`proto_text`]).
+        Err(error) => {
+            let (fixed, repaired) = proto_text::repair_utf8(body, Zipkin::List, zipkin_field)
+                .ok_or_else(|| error.clone())?;
+            tracing::debug!(repaired, "Zipkin protobuf text repaired");
+            ListOfSpans::decode(&fixed[..]).map_err(|_| error)?
+        }
+    };
     Ok(list.spans.into_iter().map(to_json_model).collect())
+}
+
+/// The message types of a `ListOfSpans`, for [`proto_text::repair_utf8`].
+#[derive(Clone, Copy)]
+enum Zipkin {
+    List,
+    Span,
+    Endpoint,
+    Annotation,
+    TagEntry,
+}
+
+fn zipkin_field(message: Zipkin, number: u32) -> Field<Zipkin> {
+    match (message, number) {
+        (Zipkin::List, 1) => Field::Nested(Zipkin::Span),
+        (Zipkin::Span, 8 | 9) => Field::Nested(Zipkin::Endpoint),
+        (Zipkin::Span, 10) => Field::Nested(Zipkin::Annotation),
+        (Zipkin::Span, 11) => Field::Nested(Zipkin::TagEntry),
+        (Zipkin::Span, 5) | (Zipkin::Endpoint, 1) | (Zipkin::Annotation, 2) => Field::Text,
+        (Zipkin::TagEntry, 1 | 2) => Field::Text,
+        _ => Field::Opaque,
+    }
 }
 
 fn to_json_model(span: ProtoSpan) -> ZipkinSpan {
