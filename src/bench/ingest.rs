@@ -117,6 +117,8 @@ struct WorkerReport {
     from_schedule: Latencies,
     /// With `--rate`: requests sent more than [`BEHIND`] after they were due.
     behind: u64,
+    /// With `--rate`: requests sent (late or not).
+    sent_on_schedule: u64,
     errors: BTreeMap<String, u64>,
     retries: BTreeMap<String, u64>,
     rejected_spans: u64,
@@ -137,6 +139,11 @@ enum Claim<'a> {
 }
 
 impl Plan {
+    /// Requests in the plan, its tail included.
+    fn requests(&self) -> u64 {
+        self.full_requests + u64::from(self.tail.is_some())
+    }
+
     fn claim(&self) -> Claim<'_> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         if n < self.full_requests {
@@ -204,7 +211,8 @@ impl Schedule {
     /// past); `None` when the run ends first.
     async fn next_due(&self, stop: &mut watch::Receiver<bool>) -> Option<tokio::time::Instant> {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
-        let due = self.start + Duration::from_secs_f64(self.interval_s * k as f64);
+        let after = Duration::try_from_secs_f64(self.interval_s * k as f64).ok()?;
+        let due = self.start.checked_add(after)?;
         tokio::select! {
             () = tokio::time::sleep_until(due) => Some(due),
             _ = stop.changed() => None,
@@ -249,6 +257,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of spans/s");
+    }
+    if args.rate.is_some_and(|r| args.spans_per_request as f64 / r > 3600.0) {
+        bail!("--rate must be at least one request (--spans-per-request spans) an hour");
     }
     let traces_per_request = (args.spans_per_request / args.spans_per_trace).max(1);
     let spans_per_request = (traces_per_request * args.spans_per_trace) as u64;
@@ -376,6 +387,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         total.latencies.merge(&report.latencies);
         total.from_schedule.merge(&report.from_schedule);
         total.behind += report.behind;
+        total.sent_on_schedule += report.sent_on_schedule;
         merge_counts(&mut total.errors, &report.errors);
         merge_counts(&mut total.retries, &report.retries);
         total.rejected_spans += report.rejected_spans;
@@ -409,13 +421,19 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     out.line(format!("  errors          {error_total}: {}", counts_text(&total.errors)));
     out.line(format!("  retries         {retry_total}: {}", counts_text(&total.retries)));
     out.line(format!("  latency ms      {}", total.latencies.text()));
-    if let Some(schedule) = &shared.schedule {
-        // Each worker claimed a slot it may not have reached by the end.
-        let reached = (seconds / schedule.interval_s).floor() as u64 + 1;
-        let due = schedule.next.load(Ordering::Relaxed).min(reached);
-        if total.behind * 100 > due {
+    // With --rate: the requests that came due before the run ended (its deadline, or
+    // the plan's last request), of which some may never have been sent.
+    let due = shared.schedule.as_ref().map(|schedule| {
+        let until = duration.map_or(seconds, |d| d.as_secs_f64().min(seconds));
+        let due = (until / schedule.interval_s).floor() as u64 + 1;
+        shared.plan.as_ref().map_or(due, |plan| due.min(plan.requests()))
+    });
+    let unsent = due.map_or(0, |due| due.saturating_sub(total.sent_on_schedule));
+    if let Some(due) = due {
+        if (total.behind + unsent) * 100 > due {
             tracing::warn!(
                 late = total.behind,
+                unsent,
                 due,
                 "the run fell behind its --rate: requests waited for a free worker (raise \
                  --connections or --streams-per-connection), or the collector answered slower \
@@ -423,7 +441,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             );
         }
         out.line(format!(
-            "  from schedule   {} (ms from each request's due time; {} of {due} requests sent over {} ms late)",
+            "  from schedule   {} (ms from each request's due time; of {due} requests due, {} \
+             sent over {} ms late, {unsent} not sent)",
             total.from_schedule.text(),
             total.behind,
             BEHIND.as_millis()
@@ -449,7 +468,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         "retries": total.retries,
         "latency_ms": total.latencies.json(),
         "from_schedule_ms": shared.schedule.as_ref().map(|_| total.from_schedule.json()),
-        "behind_schedule": shared.schedule.as_ref().map(|_| total.behind),
+        "behind_schedule": due.map(|_| total.behind),
+        "due": due,
+        "unsent": due.map(|_| unsent),
     }));
     if stalled {
         anyhow::bail!(
@@ -493,8 +514,9 @@ async fn run_worker(
             },
             None => None,
         };
-        if due.is_some_and(|due| due.elapsed() > BEHIND) {
-            report.behind += 1;
+        if let Some(due) = due {
+            report.sent_on_schedule += 1;
+            report.behind += u64::from(due.elapsed() > BEHIND);
         }
         let template = match &shared.plan {
             None => {

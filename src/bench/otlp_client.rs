@@ -118,7 +118,8 @@ impl ExportClient {
 /// The benchmarks speak cleartext HTTP/2 (h2c): an `https://` endpoint is refused
 /// rather than sent cleartext.
 pub fn refuse_tls(endpoint: &str) -> anyhow::Result<()> {
-    if endpoint.trim_start().to_ascii_lowercase().starts_with("https://") {
+    let scheme = endpoint.trim_start().to_ascii_lowercase();
+    if scheme.starts_with("https://") || scheme.starts_with("grpcs://") {
         anyhow::bail!(
             "{endpoint}: the benchmarks speak cleartext HTTP/2 only (h2c, as meshtel's 4317); \
              use http://, or reach a TLS endpoint through a local proxy"

@@ -387,11 +387,17 @@ fn percentiles_text(h: &Histogram<u64>) -> String {
     )
 }
 
+/// Longest a Check (or the reference call) may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn connect(addr: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
     super::otlp_client::refuse_tls(addr)?;
     let mut channels = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
+        // A server that accepts connections and answers nothing ends the run.
         let channel = Channel::from_shared(addr.to_string())?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)
             .connect()
             .await

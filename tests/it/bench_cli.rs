@@ -221,6 +221,11 @@ fn bench_flags_that_cannot_run_are_refused() {
             "cleartext HTTP/2 only",
         ),
         (
+            &["ingest", "--endpoint", "grpcs://127.0.0.1:1"][..],
+            "cleartext HTTP/2 only",
+        ),
+        (&["ingest", "--rate", "1e-17"][..], "at least one request"),
+        (
             &["search", "--duration", "0s"][..],
             "--duration and --timeout must be",
         ),
@@ -277,5 +282,58 @@ async fn freshness_prints_what_it_measured_when_interrupted() {
         said.contains("interrupted; printing the samples measured"),
         "{said}"
     );
+    m.stop().await;
+}
+
+/// A collector that stops answering until the run's end leaves requests due and never
+/// sent: they are counted as such (with the WARN), not left out of the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_counts_requests_a_stalled_collector_kept_from_being_sent() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let endpoint = format!("http://{}", m.grpc.unwrap());
+    let child = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+        .args([
+            "bench",
+            "ingest",
+            "--rate",
+            "1000",
+            "--spans-per-request",
+            "10",
+        ])
+        .args([
+            "--connections",
+            "2",
+            "--duration",
+            "3s",
+            "--json",
+            "--endpoint",
+            &endpoint,
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let signal = |name: &str| {
+        let sent = Command::new("kill")
+            .args([name, &m.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal("-STOP");
+    let output = child.wait_with_output().unwrap();
+    signal("-CONT");
+    let said = String::from_utf8_lossy(&output.stderr);
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect(&said);
+    let (due, unsent) = (
+        summary["due"].as_u64().unwrap(),
+        summary["unsent"].as_u64().unwrap(),
+    );
+    // About 300 due; half of them came due while the collector was stopped.
+    assert!((250..=320).contains(&due) && unsent >= 100, "{summary}");
+    assert!(said.contains("the run fell behind its --rate"), "{said}");
     m.stop().await;
 }
