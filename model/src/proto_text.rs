@@ -23,8 +23,9 @@ pub enum Field<M> {
     Opaque,
 }
 
-/// Deeper than prost reads (its recursion limit is 100): left to prost to refuse.
-const MAX_DEPTH: usize = 100;
+/// Deeper than prost reads, even a span decoded alone (its recursion limit, 100, below
+/// the few levels of a request above its spans): left to prost to refuse.
+const MAX_DEPTH: usize = 110;
 
 /// `message` (of type `root`) with every string that is not UTF-8 made valid (each
 /// invalid sequence replaced with U+FFFD), and how many strings that changed; `None`

@@ -747,26 +747,26 @@ impl SpanSink for TraceStore {
         // A large request is read off the runtime's threads, not to hold up the others.
         let read = if request.len() >= wire::READ_ON_BLOCKING_THREAD_BYTES {
             let (bytes, limits) = (request.clone(), limits.clone());
-            tokio::task::spawn_blocking(move || wire::encode_export_request(&bytes, &limits))
+            tokio::task::spawn_blocking(move || wire::read_export_request(&bytes, &limits))
                 .await
                 .map_err(|e| ModelError::Unavailable(format!("reading the request failed: {e}")))?
         } else {
-            wire::encode_export_request(&request, limits)
+            wire::read_export_request(&request, limits)
         };
-        match read? {
-            Some((encoded, summary)) => {
+        let (read, warning) = read?;
+        let mut summary = match read {
+            wire::ReadRequest::Rows(encoded, summary) => {
                 self.write_encoded(tx, encoded).await?;
-                Ok(summary)
+                summary
             }
-            None => {
-                let (request, warning) = wire::decode_repairing_utf8(&request)?;
-                let mut summary = write_resource_spans(self, request.resource_spans, limits).await?;
-                if let Some(warning) = warning {
-                    summary.warn(&warning);
-                }
-                Ok(summary)
+            wire::ReadRequest::Decoded(request) => {
+                write_resource_spans(self, request.resource_spans, limits).await?
             }
+        };
+        if let Some(warning) = warning {
+            summary.warn(&warning);
         }
+        Ok(summary)
     }
 }
 

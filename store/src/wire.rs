@@ -31,6 +31,7 @@ use meshtel_model::otlp::trace::v1::Span;
 use meshtel_model::validate::{
     AttributeLimiter, Report, SpanLimits, clean_span, latest_start_now, span_problem,
 };
+use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::{Error as ModelError, ExportSummary};
 use prost::Message;
 
@@ -42,7 +43,6 @@ use crate::encode::{
 mod shape;
 mod utf8_repair;
 
-pub(crate) use utf8_repair::decode_repairing_utf8;
 
 /// Requests at least this large are read on a blocking thread (by the store's
 /// `write_export_request`): tens of milliseconds of work, off the runtime's threads.
@@ -486,6 +486,37 @@ fn parse_any_value<'a>(bytes: &'a [u8], value: &mut Scalar<'a>, run: &Utf8Run<'a
         }
     }
     Ok(true)
+}
+
+/// A request read: rows, or a request decoded with prost where this reader leaves it
+/// to prost (events, links, unusual encodings).
+pub(crate) enum ReadRequest {
+    Rows(EncodedBatch, ExportSummary),
+    Decoded(ExportTraceServiceRequest),
+}
+
+/// Reads a request into rows, or decodes it with prost; one whose only fault is text
+/// that is not UTF-8 is read again with it repaired ([`utf8_repair`]), with a warning
+/// saying so.
+pub(crate) fn read_export_request(
+    request: &[u8],
+    limits: &SpanLimits,
+) -> Result<(ReadRequest, Option<String>), ModelError> {
+    if let Some((encoded, summary)) = encode_export_request(request, limits)? {
+        return Ok((ReadRequest::Rows(encoded, summary), None));
+    }
+    let error = match ExportTraceServiceRequest::decode(request) {
+        Ok(request) => return Ok((ReadRequest::Decoded(request), None)),
+        Err(error) => error,
+    };
+    let refused = || ModelError::DecodeRequest(error.to_string());
+    let (fixed, repaired) = utf8_repair::repair_utf8(request).ok_or_else(refused)?;
+    let warning = Some(format!("replaced invalid UTF-8 in {repaired} string(s) with U+FFFD"));
+    if let Some((encoded, summary)) = encode_export_request(&fixed, limits)? {
+        return Ok((ReadRequest::Rows(encoded, summary), warning));
+    }
+    let decoded = ExportTraceServiceRequest::decode(&fixed[..]).map_err(|_| refused())?;
+    Ok((ReadRequest::Decoded(decoded), warning))
 }
 
 /// Reads, validates and encodes a protobuf `ExportTraceServiceRequest` as

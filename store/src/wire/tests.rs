@@ -345,3 +345,57 @@ fn dropped_event_and_link_counts_are_kept_without_events() {
         (3, 4)
     );
 }
+
+/// A span attribute nested as deep as the reader takes it but past prost's recursion
+/// limit for a whole request: one byte that is not UTF-8 in it costs that text, as it
+/// does anywhere else, not the request (the repaired request is read again here).
+#[test]
+fn text_repaired_deep_in_a_nested_value_is_read_like_the_rest() {
+    let mut value = AnyValue {
+        value: Some(Value::StringValue("x@~@".into())),
+    };
+    for _ in 0..48 {
+        value = AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue {
+                values: vec![value],
+            })),
+        };
+    }
+    let span = Span {
+        trace_id: id(16, 1),
+        span_id: id(8, 2),
+        name: "deep".into(),
+        attributes: vec![KeyValue {
+            key: "deep".into(),
+            value: Some(value),
+            ..KeyValue::default()
+        }],
+        ..Span::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec();
+    let limits = SpanLimits::default();
+    assert!(
+        ExportTraceServiceRequest::decode(&request[..]).is_err(),
+        "past prost's limit"
+    );
+    let (read, warning) = read_export_request(&request, &limits).expect("read");
+    assert!(matches!(read, ReadRequest::Rows(..)) && warning.is_none());
+    let mut broken = request.clone();
+    let at = broken.windows(4).position(|w| w == b"x@~@").expect("the marker");
+    broken[at + 1] = 0xe9;
+    let (read, warning) = read_export_request(&broken, &limits).expect("read repaired");
+    assert!(matches!(read, ReadRequest::Rows(..)), "read as rows");
+    assert_eq!(
+        warning.as_deref(),
+        Some("replaced invalid UTF-8 in 1 string(s) with U+FFFD")
+    );
+}

@@ -1,27 +1,7 @@
 //! Strings of an OTLP request that are not UTF-8, replaced with U+FFFD
 //! ([`meshtel_model::proto_text`], by OTLP's message types).
 
-use meshtel_model::Error as ModelError;
-use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::proto_text::{self, Field};
-use prost::Message as _;
-
-/// Decodes an OTLP request with prost; one whose only fault is strings that are not
-/// UTF-8 is decoded with them repaired, with a warning saying how many were.
-pub(crate) fn decode_repairing_utf8(
-    request: &[u8],
-) -> Result<(ExportTraceServiceRequest, Option<String>), ModelError> {
-    match ExportTraceServiceRequest::decode(request) {
-        Ok(request) => Ok((request, None)),
-        Err(error) => {
-            let refused = || ModelError::DecodeRequest(error.to_string());
-            let (fixed, repaired) = repair_utf8(request).ok_or_else(refused)?;
-            let request = ExportTraceServiceRequest::decode(&fixed[..]).map_err(|_| refused())?;
-            let warning = format!("replaced invalid UTF-8 in {repaired} string(s) with U+FFFD");
-            Ok((request, Some(warning)))
-        }
-    }
-}
 
 /// The message types of an `ExportTraceServiceRequest`, by the fields that hold
 /// strings or messages.
@@ -76,7 +56,7 @@ fn field(message: Message, number: u32) -> Field<Message> {
 
 /// `request` with every string that is not UTF-8 made valid, and how many strings
 /// that changed ([`proto_text::repair_utf8`]).
-fn repair_utf8(request: &[u8]) -> Option<(Vec<u8>, usize)> {
+pub(super) fn repair_utf8(request: &[u8]) -> Option<(Vec<u8>, usize)> {
     proto_text::repair_utf8(request, Message::Request, field)
 }
 
