@@ -12,11 +12,13 @@
 //! k is due at start + k / rate, whoever sends it, and a request sent late because every
 //! worker was busy (a stalled collector) is still timed from when it was due, so the
 //! summary's latency from schedule shows the stall instead of omitting the requests it
-//! delayed; requests sent more than [`BEHIND`] late are counted. `UNAVAILABLE` (and `RESOURCE_EXHAUSTED`
-//! with a retry hint) is retried after the server's hint, or a doubling backoff, and
-//! counted, for at most [`MAX_RETRY_ELAPSED`] per request (as the OpenTelemetry
-//! exporters' `max_elapsed_time`); other errors, and a request still refused then,
-//! are counted and the request dropped.
+//! delayed; requests sent more than [`BEHIND`] late, and those due but never sent, are
+//! counted. `UNAVAILABLE` (and `RESOURCE_EXHAUSTED` with a retry hint) is retried after
+//! the server's hint, or a doubling backoff, and counted, for at most
+//! [`MAX_RETRY_ELAPSED`] per request (as the OpenTelemetry exporters'
+//! `max_elapsed_time`); other errors, and a request still refused then, are counted and
+//! the request dropped; a run with nothing acknowledged for [`STALLED`] while requests
+//! fail stops.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
