@@ -714,7 +714,7 @@ mod app_hints;
 mod grpc;
 mod headers;
 mod path;
-mod peer;
+pub(crate) mod peer;
 mod upgrade;
 mod upstream;
 

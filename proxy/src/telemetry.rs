@@ -141,7 +141,12 @@ impl Exchange {
         // here (each lookup by name would hash it).
         let (mut host, mut hosts, mut content_type, mut user_agent, mut header_bytes) = (None, 0u32, None, None, 0);
         for (name, value) in request.headers() {
-            header_bytes += (name.as_str().len() + value.len() + 4) as u64;
+            // The caller's proxy's identity headers are the mesh's, not the request's:
+            // the inbound proxy removes them before the app, as Istio's metadata
+            // exchange does, so the two reporters count the same request size.
+            if !name.as_str().starts_with(crate::forward::peer::PEER_PREFIX) {
+                header_bytes += (name.as_str().len() + value.len() + 4) as u64;
+            }
             if name == HOST {
                 hosts += 1;
                 host.get_or_insert(value);

@@ -10,6 +10,8 @@ use http::header::{HeaderName, HeaderValue};
 use crate::config::MAX_IDENTITY_BYTES;
 use crate::mesh::WorkloadIdentity;
 
+/// What the names of the peer headers begin with.
+pub(crate) const PEER_PREFIX: &str = "x-meshtel-peer-";
 /// Peer identity headers: the outbound proxy adds them, the inbound proxy reads and
 /// strips them (Istio's peer metadata exchange, in plain headers).
 pub const PEER_WORKLOAD: HeaderName = HeaderName::from_static("x-meshtel-peer-workload");
@@ -59,7 +61,7 @@ impl PeerHeaders {
 /// counted (the collector would refuse the whole record for a label past its bound).
 pub(super) fn take_peer_identity(headers: &mut HeaderMap) -> Option<(WorkloadIdentity, Option<HeaderValue>)> {
     // One pass over the names first: removing an absent header still hashes its name.
-    if !headers.keys().any(|name| name.as_str().starts_with("x-meshtel-peer-")) {
+    if !headers.keys().any(|name| name.as_str().starts_with(PEER_PREFIX)) {
         return None;
     }
     let plausible = |value: &HeaderValue| value.len() <= MAX_IDENTITY_BYTES && value.as_bytes().iter().all(u8::is_ascii_graphic);

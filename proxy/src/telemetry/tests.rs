@@ -185,3 +185,19 @@ fn records_are_encoded_byte_for_byte_as_prost_encodes_them() {
     assert_eq!(RequestRecord::decode(&encoded[..]).expect("decodes"), expected);
     assert_eq!(encoded, expected.encode_to_vec());
 }
+
+#[test]
+fn the_callers_peer_headers_are_not_counted_in_the_request_size() {
+    let request = |peer: bool| {
+        let mut builder = http::Request::get("/reviews/1").header("host", "reviews");
+        if peer {
+            builder = builder
+                .header("x-meshtel-peer-workload", "productpage-v1")
+                .header("x-meshtel-peer-namespace", "default");
+        }
+        builder.body(()).expect("request")
+    };
+    let size = |peer| Exchange::start(Direction::Inbound, &request(peer)).request_header_bytes;
+    assert_eq!(size(true), size(false));
+    assert!(size(false) > 0);
+}
