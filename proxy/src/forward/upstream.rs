@@ -374,7 +374,8 @@ pub async fn send(
                         if let Some(permit) = retry_slot(cluster, &mut retry_permit) {
                             retry_permit = Some(permit);
                             tried.push(lease.index());
-                            Box::pin(drain_for_reuse(upstream)).await;
+                            // Read while the retry backs off and goes ahead, not before it.
+                            tokio::spawn(drain_for_reuse(upstream));
                             Box::pin(retry_backoff(context, exchange.attempts, deadline)).await;
                             continue;
                         }
@@ -440,8 +441,11 @@ pub async fn send(
 /// Largest body of a response given up for a retry that is read so that its
 /// connection can be reused (a `503` page, a gRPC status); longer ones close it.
 pub const MAX_DRAIN: u64 = 16 * 1024;
-/// How long reading such a body may take.
-pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
+/// How long reading such a body may take. An app that writes a response's head and body
+/// apart (with Nagle's algorithm on, as Python's and many servers' sockets have it) can
+/// send the body a delayed ACK (40 ms on Linux) after the head: cut off before it, the
+/// upstream's proxy records its caller gone (`DC`) for a response the app gave in full.
+pub const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// Reads the short body of a response given up for a retry, so its connection goes
 /// back to the pool instead of closing: retries happen when the upstream is

@@ -467,6 +467,23 @@ async fn retried_503s_reuse_their_upstream_connection() {
     mesh.reviews.stop().await;
 }
 
+#[tokio::test]
+async fn a_response_given_up_for_a_retry_is_read_to_its_end_not_cut_off() {
+    // Cut off before its late body, each given-up attempt read to the callee's proxy as
+    // its caller gone (`DC`), for a response the app gave in full.
+    let mesh = start_mesh(0.0).await;
+    let client = http1_client();
+    let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/late-body/503"), "reviews", &[])).await;
+    assert_eq!(parts.status, 503);
+    let records = mesh.collector.wait_records(4).await;
+    let destination = meshtel_model::mixer::Reporter::Destination as i32;
+    let flags: Vec<(bool, &str)> = records.iter().map(|r| (r.reporter == destination, r.response_flags.as_str())).collect();
+    assert_eq!(flags.iter().filter(|(callee, _)| *callee).count(), 3, "{flags:?}");
+    assert!(flags.iter().all(|(_, f)| !f.contains("DC")), "{flags:?}");
+    mesh.productpage.stop().await;
+    mesh.reviews.stop().await;
+}
+
 /// What the proxy does not forward as asked: `CONNECT` (no tunnels: 404 `NR`, as Envoy
 /// without a CONNECT route), a transfer coding other than `chunked` (501, RFC 9112
 /// §6.1); and `Expect: 100-continue`, which it answers itself, is not sent on.

@@ -140,6 +140,15 @@ fn upstream_handle(request: Request<Incoming>, seen: &Mutex<Seen>, produced: &Ar
             Ok(Frame::trailers(trailers)),
         ]);
         StreamBody::new(frames).boxed_unsync()
+    } else if let Some(code) = path.strip_prefix("/late-body/") {
+        // The head at once and its 6-byte body 40 ms later, as an app writing them
+        // apart with Nagle's algorithm on sends them.
+        response = response.status(code.parse::<u16>().unwrap_or(500)).header("content-length", "6");
+        let body = futures::stream::once(async {
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            Ok::<_, hyper::Error>(Frame::data(Bytes::from_static(b"status")))
+        });
+        StreamBody::new(body).boxed_unsync()
     } else if let Some(code) = path.strip_prefix("/status/") {
         let code: u16 = code.parse().unwrap_or(500);
         response = response.status(code);
