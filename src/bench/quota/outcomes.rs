@@ -1,0 +1,129 @@
+//! What the quota benchmark counts of each phase: latency histograms of the calls
+//! answered, and the calls' outcomes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::bail;
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+/// Latencies in microseconds.
+pub(super) fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+pub(super) fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+    json!({
+        "count": h.len(),
+        "p50_us": h.value_at_quantile(0.50),
+        "p90_us": h.value_at_quantile(0.90),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+    })
+}
+
+pub(super) fn percentiles_text(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {} µs  p90 {} µs  p99 {} µs  p99.9 {} µs  max {} µs",
+        h.value_at_quantile(0.50),
+        h.value_at_quantile(0.90),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    )
+}
+
+/// Outcome counts of a phase.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub(super) granted: AtomicU64,
+    pub(super) not_granted: AtomicU64,
+    /// Answered NOT_FOUND: the server has no policy of that name.
+    pub(super) unknown: AtomicU64,
+    pub(super) errors: AtomicU64,
+}
+
+impl Counts {
+    /// Counts a Check's outcome; true when it was answered (its latency counts).
+    pub(super) fn record(
+        &self,
+        result: &Result<tonic::Response<meshtel_model::mixer::CheckResponse>, tonic::Status>,
+    ) -> bool {
+        let quotas = match result {
+            Ok(r) => &r.get_ref().quotas,
+            Err(_) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        };
+        let counter = if quotas
+            .values()
+            .any(|q| q.status_code == tonic::Code::NotFound as i32)
+        {
+            &self.unknown
+        } else if quotas.values().all(|q| q.granted_amount > 0) {
+            &self.granted
+        } else {
+            &self.not_granted
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// The reference call: an answer counts as granted.
+    pub(super) fn record_empty<T>(&self, result: &Result<T, tonic::Status>) -> bool {
+        let counter = if result.is_ok() {
+            &self.granted
+        } else {
+            &self.errors
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result.is_ok()
+    }
+
+    /// Calls answered (latencies are of these only).
+    pub(super) fn answered(&self) -> u64 {
+        [&self.granted, &self.not_granted, &self.unknown]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Fails a phase in which nothing was answered, or the quota does not exist there.
+    pub(super) fn check(&self, phase: &str, quota: &str) -> anyhow::Result<()> {
+        let unknown = self.unknown.load(Ordering::Relaxed);
+        if unknown > 0 {
+            bail!(
+                "{phase}: {unknown} Checks were answered NOT_FOUND: the server has no quota \
+                 policy named {quota:?} (apply one, or name one with --quota)"
+            );
+        }
+        if self.answered() == 0 {
+            bail!(
+                "{phase}: no call was answered ({} failed): nothing was measured",
+                self.errors.load(Ordering::Relaxed)
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn json(&self) -> serde_json::Value {
+        json!({
+            "granted": self.granted.load(Ordering::Relaxed),
+            "not_granted": self.not_granted.load(Ordering::Relaxed),
+            "unknown_quota": self.unknown.load(Ordering::Relaxed),
+            "errors": self.errors.load(Ordering::Relaxed),
+        })
+    }
+
+    pub(super) fn text(&self) -> String {
+        format!(
+            "granted {}, not granted {}, unknown quota {}, errors {}",
+            self.granted.load(Ordering::Relaxed),
+            self.not_granted.load(Ordering::Relaxed),
+            self.unknown.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed)
+        )
+    }
+}
