@@ -427,7 +427,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     // the plan's last request), of which some may never have been sent.
     let due = shared.schedule.as_ref().map(|schedule| {
         let until = duration.map_or(seconds, |d| d.as_secs_f64().min(seconds));
-        let due = (until / schedule.interval_s).floor() as u64 + 1;
+        // Request k is due at k × interval: those before the end.
+        let due = ((until / schedule.interval_s).ceil() as u64).max(1);
         shared.plan.as_ref().map_or(due, |plan| due.min(plan.requests()))
     });
     let unsent = due.map_or(0, |due| due.saturating_sub(total.sent_on_schedule));
