@@ -312,6 +312,20 @@ fn refuses_too_many_spans_before_reading_them() {
 
 /// Dropped event and link counts of a span with no events or links left are kept
 /// (the struct path stores them with events and links) and read back.
+/// A request of one span in one resource and scope group, encoded.
+fn encoded_request_of(span: Span) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
 #[test]
 fn dropped_event_and_link_counts_are_kept_without_events() {
     let span = Span {
@@ -324,16 +338,7 @@ fn dropped_event_and_link_counts_are_kept_without_events() {
         dropped_links_count: 4,
         ..Span::default()
     };
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![span],
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    }
-    .encode_to_vec();
+    let request = encoded_request_of(span);
     let wire = by_wire(&request, &SpanLimits::default()).unwrap();
     let structs = by_structs(&request, &SpanLimits::default()).unwrap();
     assert_same(&wire, &structs);
@@ -372,16 +377,7 @@ fn text_repaired_deep_in_a_nested_value_is_read_like_the_rest() {
         }],
         ..Span::default()
     };
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![span],
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    }
-    .encode_to_vec();
+    let request = encoded_request_of(span);
     let limits = SpanLimits::default();
     assert!(
         ExportTraceServiceRequest::decode(&request[..]).is_err(),
