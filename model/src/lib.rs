@@ -21,12 +21,14 @@
 //!   quota Check and the policy watch;
 //! - [`quota`]: quota policies, their validation and evaluation, and the interfaces of
 //!   the policy repository and the engine's usage;
-//! - [`rls`]: Envoy's rate limit service v3 protocol.
+//! - [`rls`]: Envoy's rate limit service v3 protocol;
+//! - [`grpc_status`]: gRPC status codes by their canonical names.
 
 pub mod conn_life;
 pub mod duration;
 pub mod error;
 pub mod graph;
+pub mod grpc_status;
 pub mod ids;
 pub mod json_text;
 pub mod istio_mixer;

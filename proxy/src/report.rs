@@ -242,7 +242,9 @@ impl ReportStream {
         };
         let mut responses = tokio::select! {
             response = report => {
-                response.map_err(|status| format!("{}: {}", status.code(), status.message()))?.into_inner()
+                let response = response.map_err(|status| format!("{}: {}", status.code(), status.message()))?;
+                grpc_answer(response.metadata())?;
+                response.into_inner()
             }
             _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
         };
@@ -641,10 +643,26 @@ impl Reconnect {
     }
 }
 
+/// What [`grpc_answer`] says of an answer that is not gRPC.
+const NOT_GRPC: &str = "the answer is not gRPC";
+
+/// Whether the answer that opened a stream is a gRPC one. An HTTP server that is not the
+/// collector's gRPC port (an app, the OTLP/HTTP or the query port) can answer with a
+/// status tonic reads only at the first message, or echo the request back; its content
+/// type tells it apart, before the stream counts as open.
+pub(crate) fn grpc_answer(metadata: &tonic::metadata::MetadataMap) -> Result<(), String> {
+    let content_type = metadata.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("none");
+    if content_type.starts_with("application/grpc") {
+        return Ok(());
+    }
+    Err(format!("{NOT_GRPC} (content-type {content_type})"))
+}
+
 /// What to tell of a stream that an HTTP server which is not the collector's gRPC port
 /// answered (tonic reads its 404 page as a message, or finds no `grpc-status`).
 pub(crate) fn not_the_grpc_port(reason: &str) -> Option<&'static str> {
     let http_not_grpc = reason.contains("404")
+        || reason.contains(NOT_GRPC)
         || reason.contains("invalid compression flag")
         || reason.contains("grpc-status header missing");
     http_not_grpc.then_some(

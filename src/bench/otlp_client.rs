@@ -141,7 +141,8 @@ pub fn retry_advice(status: &Status) -> (bool, Option<Duration>) {
     (retry, hint)
 }
 
-/// A short name for a gRPC code, for reports: `Unavailable`, `DeadlineExceeded`, …
+/// A gRPC code's canonical name, for reports: `UNAVAILABLE`, `DEADLINE_EXCEEDED`, …
 pub fn code_name(code: Code) -> String {
-    format!("{code:?}")
+    let code = i32::from(code);
+    meshtel_model::grpc_status::name(code).map_or_else(|| code.to_string(), str::to_owned)
 }

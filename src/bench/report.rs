@@ -88,7 +88,7 @@ pub fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-/// `Unavailable=3 DeadlineExceeded=1`, or `none`.
+/// `UNAVAILABLE=3 DEADLINE_EXCEEDED=1`, or `none`.
 pub fn counts_text(counts: &BTreeMap<String, u64>) -> String {
     if counts.is_empty() {
         return "none".to_string();

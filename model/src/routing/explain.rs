@@ -15,7 +15,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::load::GRPC_CODES;
 use super::{
     AbortStatus, DestinationRule, ExportTo, HeaderOperations, HeaderOps, HttpRoute, MergedRule, Mirror, RequestMatch, RetryOn,
     RetryPolicy, Subset, ROOT_NAMESPACE,
@@ -378,8 +377,8 @@ fn explain_route(out: &mut String, index: usize, route: &HttpRoute) {
         if let Some(abort) = &fault.abort {
             let status = match abort.status {
                 AbortStatus::Http(code) => code.to_string(),
-                AbortStatus::Grpc(code) => match GRPC_CODES.iter().find(|(_, c)| *c == code) {
-                    Some((name, _)) => format!("gRPC {name}"),
+                AbortStatus::Grpc(code) => match i32::try_from(code).ok().and_then(crate::grpc_status::name) {
+                    Some(name) => format!("gRPC {name}"),
                     None => format!("gRPC {code}"),
                 },
             };

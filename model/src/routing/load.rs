@@ -35,7 +35,6 @@ use super::{DestinationRule, RuleSet, VirtualService};
 use crate::Error;
 
 pub(crate) use self::destination_rule::{WrittenPolicies, merge as merge_destination_rule};
-pub(crate) use self::fault_retry::GRPC_CODES;
 
 /// One problem in the rule documents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -97,7 +97,9 @@ impl CheckClient {
     }
 
     fn count(&self, code: tonic::Code) {
-        self.stats.check_rpcs.with_label_values(&[&format!("{code:?}")]).inc();
+        let code = i32::from(code);
+        let name = meshtel_model::grpc_status::name(code).map_or_else(|| code.to_string(), str::to_owned);
+        self.stats.check_rpcs.with_label_values(&[&name]).inc();
     }
 }
 

@@ -74,7 +74,9 @@ impl PolicyWatcher {
         let request = WatchQuotasRequest { proxy_id: self.proxy_id.clone() };
         let mut stream = tokio::select! {
             response = client.watch_quotas(request) => {
-                response.map_err(|status| format!("{}: {}", status.code(), status.message()))?.into_inner()
+                let response = response.map_err(|status| format!("{}: {}", status.code(), status.message()))?;
+                crate::report::grpc_answer(response.metadata())?;
+                response.into_inner()
             }
             _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
         };

@@ -179,7 +179,7 @@ async fn without_prefetch_one_per_second_at_twenty_per_second_grants_one_per_win
     assert_eq!(granted + statuses.iter().filter(|s| **s == 429).count(), 100);
     assert_eq!(decisions(&stats, "granted_remote") as usize, granted, "one Check per request");
     assert_eq!(decisions(&stats, "denied_remote") as usize, 100 - granted);
-    assert_eq!(labelled(&stats, "meshtel_proxy_quota_check_rpcs_total", "code=\"Ok\""), 100.0);
+    assert_eq!(labelled(&stats, "meshtel_proxy_quota_check_rpcs_total", "code=\"OK\""), 100.0);
     reviews.stop().await;
 }
 
@@ -258,7 +258,7 @@ async fn a_collector_gone_keeps_the_policies_and_fails_open_or_closed_with_500_r
     assert_eq!(closed.upstream.requests.load(Ordering::SeqCst), 1, "only the request before the cut reached the app");
     let stats = closed.stats().await;
     assert_eq!(decisions(&stats, "fail_closed"), 1);
-    assert_eq!(labelled(&stats, "meshtel_proxy_quota_check_rpcs_total", "code=\"Ok\""), 1.0);
+    assert_eq!(labelled(&stats, "meshtel_proxy_quota_check_rpcs_total", "code=\"OK\""), 1.0);
     for proxy in [open, closed] {
         proxy.stop().await;
     }
@@ -278,7 +278,7 @@ async fn a_check_slower_than_the_timeout_decides_by_the_failure_mode_and_records
     assert!(started.elapsed() < Duration::from_secs(1), "answered after the quota timeout (20 ms), not the collector's 5 s");
     for proxy in [&open, &closed] {
         let stats = proxy.stats().await;
-        assert_eq!(labelled(&stats, "meshtel_proxy_quota_check_rpcs_total", "code=\"DeadlineExceeded\""), 1.0);
+        assert_eq!(labelled(&stats, "meshtel_proxy_quota_check_rpcs_total", "code=\"DEADLINE_EXCEEDED\""), 1.0);
     }
     assert_eq!(decisions(&open.stats().await, "fail_open"), 1);
     let record = eventually("the RLSE record", || reports.records.lock().iter().find(|r| r.response_flags == "RLSE").cloned()).await;

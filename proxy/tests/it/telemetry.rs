@@ -291,6 +291,30 @@ async fn collector_down_changes_nothing_and_drops_are_counted() {
     reviews.stop().await;
 }
 
+/// A collector address that answers HTTP but not gRPC (here an app that echoes what it
+/// is sent, as a wrong `--collector` could name) opens no stream: neither the Report
+/// stream nor the policy watch counts as connected, however often they try.
+#[tokio::test]
+async fn an_address_answering_http_but_not_grpc_opens_no_stream() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh_path = dir.path().join("mesh.yaml");
+    let app = start_upstream().await;
+    let not_a_collector = start_upstream().await;
+    let url = format!("http://{}", not_a_collector.addr);
+    let reviews = bind_proxy(&mesh_path, "reviews", "v2", Some(app.addr), &url, 100.0).await;
+    write_mesh(&mesh_path, reviews.addresses.inbound.expect("inbound"), dead_address().await);
+    let reviews = reviews.start();
+    // Two attempts of each stream at least (the first retry comes within a second).
+    eventually("the proxy to try the address again", || {
+        (not_a_collector.requests.load(std::sync::atomic::Ordering::SeqCst) >= 4).then_some(())
+    })
+    .await;
+    let (_, stats) = admin_get(&reviews, "/stats/prometheus").await;
+    assert_eq!(counter(&stats, "meshtel_proxy_report_stream_connects_total"), 0.0, "{stats}");
+    assert_eq!(counter(&stats, "meshtel_proxy_quota_watch_connects_total"), 0.0, "{stats}");
+    reviews.stop().await;
+}
+
 /// Span status and `error.type` as the HTTP semantic conventions set them: a client
 /// span fails on an error status (and says which in `error.type`); a method the
 /// conventions do not know is `_OTHER`, its text kept beside, and names no operation.

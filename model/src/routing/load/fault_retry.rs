@@ -19,27 +19,6 @@ const ABORT: Fields = Fields {
 const RETRIES: Fields =
     Fields { known: &["attempts", "perTryTimeout", "retryOn", "retryRemoteLocalities"], unsupported: &[] };
 
-/// gRPC status names (Istio's `grpcStatus`) and their codes.
-pub(crate) const GRPC_CODES: &[(&str, u32)] = &[
-    ("OK", 0),
-    ("CANCELLED", 1),
-    ("UNKNOWN", 2),
-    ("INVALID_ARGUMENT", 3),
-    ("DEADLINE_EXCEEDED", 4),
-    ("NOT_FOUND", 5),
-    ("ALREADY_EXISTS", 6),
-    ("PERMISSION_DENIED", 7),
-    ("RESOURCE_EXHAUSTED", 8),
-    ("FAILED_PRECONDITION", 9),
-    ("ABORTED", 10),
-    ("OUT_OF_RANGE", 11),
-    ("UNIMPLEMENTED", 12),
-    ("INTERNAL", 13),
-    ("UNAVAILABLE", 14),
-    ("DATA_LOSS", 15),
-    ("UNAUTHENTICATED", 16),
-];
-
 /// Envoy retry conditions that Istio passes through but meshtel does not implement.
 const UNSUPPORTED_RETRY_CONDITIONS: &[&str] =
     &["retriable-headers", "envoy-ratelimited", "reset-before-request", "http3-post-connect-failure"];
@@ -103,8 +82,8 @@ fn compile_grpc_status(cx: &mut Cx<'_>, value: &Value, path: &str) -> Option<u32
         return None;
     }
     let name = text.to_ascii_uppercase();
-    match GRPC_CODES.iter().find(|(n, _)| *n == name) {
-        Some((_, code)) => Some(*code),
+    match crate::grpc_status::code(&name) {
+        Some(code) => Some(code),
         None => {
             cx.push(path, format!("unknown gRPC status {text:?} (e.g. UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL)"));
             None

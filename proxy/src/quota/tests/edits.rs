@@ -120,7 +120,7 @@ impl Harness {
 
     /// Check RPCs answered.
     fn check_rpcs(&self) -> u64 {
-        self.enforcer.stats().check_rpcs.with_label_values(&["Ok"]).get()
+        self.enforcer.stats().check_rpcs.with_label_values(&["OK"]).get()
     }
 
     /// Tokens leased for counter `key`.
