@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats};
 use meshtel_query::graph::build::{
-    Graph, GraphFilter, GraphShape, one_reporter_per_pair, timed_rows,
+    CalleeRows, Graph, GraphFilter, GraphShape, one_reporter_per_pair,
 };
 use meshtel_query::graph::json::{ResponseTime, to_json};
 
@@ -57,11 +57,11 @@ fn rows(callees: usize) -> Vec<EdgeRow> {
 
 /// The graph's JSON bytes, as the handler builds them from rows read.
 fn graph_json(rows: &[EdgeRow]) -> usize {
-    let timed = timed_rows(rows);
+    let callee = CalleeRows::of(rows);
     let rows = one_reporter_per_pair(rows.to_vec());
     let graph = Graph::build(
         &rows,
-        &timed,
+        &callee,
         &GraphFilter::default(),
         GraphShape::default(),
     );

@@ -49,7 +49,7 @@ use meshtel_model::{
 };
 
 use self::build::{
-    Graph, GraphFilter, GraphShape, GraphType, NodeFocus, one_reporter_per_pair, timed_rows,
+    CalleeRows, Graph, GraphFilter, GraphShape, GraphType, NodeFocus, one_reporter_per_pair,
 };
 use self::json::ResponseTime;
 use crate::Clock;
@@ -272,10 +272,10 @@ impl GraphService {
         let (start, end, now) = self.window(request)?;
         let buckets = self.reader.buckets(now).await?;
         let rows = self.reader.edges_in_window(start, end, buckets).await?;
-        let timed = timed_rows(&rows);
+        let callee = CalleeRows::of(&rows);
         let rows = one_reporter_per_pair(rows);
         Ok(WindowGraph {
-            graph: Graph::build(&rows, &timed, &request.filter, request.shape),
+            graph: Graph::build(&rows, &callee, &request.filter, request.shape),
             end_unix_nano: end,
             rate_seconds: Self::rate_seconds(&buckets, start, end, now),
         })
@@ -307,7 +307,7 @@ impl GraphService {
         }
         // DOT shows no response times.
         Ok(WindowGraph {
-            graph: Graph::build(&rows, &[], &request.filter, request.shape),
+            graph: Graph::build(&rows, &CalleeRows::default(), &request.filter, request.shape),
             end_unix_nano: end,
             rate_seconds: Self::rate_seconds(&buckets, start, end, now),
         })

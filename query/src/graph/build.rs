@@ -18,23 +18,8 @@ use meshtel_model::graph::{EdgeKey, EdgeRow, EdgeStats};
 /// retried ones included, so that with a caller's report, no callee's report of the
 /// same calls counts.
 pub fn one_reporter_per_pair(rows: Vec<EdgeRow>) -> Vec<EdgeRow> {
-    type Pair<'a> = [&'a str; 6];
-    fn pair(key: &EdgeKey) -> Pair<'_> {
-        [
-            &key.source_workload,
-            &key.source_namespace,
-            &key.source_app,
-            &key.source_version,
-            &key.destination_service,
-            &key.protocol,
-        ]
-    }
     let keep: Vec<bool> = {
-        let with_source: std::collections::HashSet<Pair<'_>> = rows
-            .iter()
-            .filter(|r| r.key.reporter == "source")
-            .map(|r| pair(&r.key))
-            .collect();
+        let with_source = pairs_with_source(&rows);
         rows.iter()
             .map(|r| r.key.reporter == "source" || !with_source.contains(&pair(&r.key)))
             .collect()
@@ -43,6 +28,62 @@ pub fn one_reporter_per_pair(rows: Vec<EdgeRow>) -> Vec<EdgeRow> {
         .zip(keep)
         .filter_map(|(row, keep)| keep.then_some(row))
         .collect()
+}
+
+/// A caller and the service it called, over a protocol.
+type Pair<'a> = [&'a str; 6];
+
+fn pair(key: &EdgeKey) -> Pair<'_> {
+    [
+        &key.source_workload,
+        &key.source_namespace,
+        &key.source_app,
+        &key.source_version,
+        &key.destination_service,
+        &key.protocol,
+    ]
+}
+
+/// The pairs some caller's proxy reported.
+fn pairs_with_source(rows: &[EdgeRow]) -> std::collections::HashSet<Pair<'_>> {
+    rows.iter()
+        .filter(|r| r.key.reporter == "source")
+        .map(|r| pair(&r.key))
+        .collect()
+}
+
+/// What the callee's proxies reported that the graph reads beside the rows of one
+/// reporter per pair.
+#[derive(Debug, Default)]
+pub struct CalleeRows {
+    /// Rows an edge's response time is read from ([`timed_rows`]).
+    pub timed: Vec<EdgeRow>,
+    /// Callee-reported rows with response flags, of pairs counted from the caller:
+    /// answers the callee's proxy made itself, such as a quota's 429 (`RL`), which the
+    /// caller's proxy reports, as Envoy's does, with no flag (`-`). [`Graph::build`]
+    /// moves as many of the caller's unflagged requests with the same response code on
+    /// the edge to these flags, so that the graph says why.
+    pub flagged: Vec<EdgeRow>,
+}
+
+impl CalleeRows {
+    /// The callee's rows among `rows` (before [`one_reporter_per_pair`]).
+    pub fn of(rows: &[EdgeRow]) -> CalleeRows {
+        let with_source = pairs_with_source(rows);
+        let flagged = rows
+            .iter()
+            .filter(|r| {
+                r.key.reporter == "destination"
+                    && r.key.response_flags != "-"
+                    && with_source.contains(&pair(&r.key))
+            })
+            .cloned()
+            .collect();
+        CalleeRows {
+            timed: timed_rows(rows),
+            flagged,
+        }
+    }
 }
 
 /// What the graph is filtered to.
@@ -425,6 +466,24 @@ impl EdgeTotals {
         totals
     }
 
+    /// Moves up to `requests` of the unflagged (`-`) requests answered `code` to `flags`.
+    fn move_to_flags(&mut self, code: &str, flags: &str, requests: u64) {
+        let Some(counts) = self.responses.get_mut(code) else {
+            return;
+        };
+        let Some(unflagged) = counts.get_mut("-") else {
+            return;
+        };
+        let moved = requests.min(*unflagged);
+        *unflagged -= moved;
+        if *unflagged == 0 {
+            counts.remove("-");
+        }
+        if moved > 0 {
+            *counts.entry(flags.to_string()).or_default() += moved;
+        }
+    }
+
     /// Adds `other` to these totals.
     fn merge(&mut self, other: &EdgeTotals) {
         self.stats.merge(&other.stats);
@@ -472,8 +531,9 @@ pub struct Graph {
 
 impl Graph {
     /// Builds the graph of `shape` from rows already reduced to one reporter per pair,
-    /// its edges' response times from `timed` ([`timed_rows`] of the rows before).
-    pub fn build(rows: &[EdgeRow], timed: &[EdgeRow], filter: &GraphFilter, shape: GraphShape) -> Graph {
+    /// its edges' response times and the flags of the callee's own answers from
+    /// `callee` ([`CalleeRows::of`] the rows before).
+    pub fn build(rows: &[EdgeRow], callee: &CalleeRows, filter: &GraphFilter, shape: GraphShape) -> Graph {
         // What every row says of workloads, the ones filtered out included.
         let known = Workloads::of(rows);
         let rows = rows.iter().filter(|r| filter.keeps(&r.key, &known));
@@ -537,7 +597,8 @@ impl Graph {
                 graph.add(source, target, protocol, &totals);
             }
         }
-        graph.time_edges(timed, filter, shape, &known);
+        graph.time_edges(&callee.timed, filter, shape, &known);
+        graph.flag_edges(&callee.flagged, filter, shape, &known);
         // A node graph keeps its node and the workloads around it, services injected,
         // as Kiali's does ("to provide more detail").
         if shape.graph_type == GraphType::Service && filter.node.is_none() {
@@ -575,6 +636,37 @@ impl Graph {
             };
             if let Some(totals) = self.edges.get_mut(&(edge.0, edge.1, key.protocol.clone())) {
                 totals.timed.merge(&row.stats);
+            }
+        }
+    }
+
+    /// Moves the caller's unflagged requests to the flags of `flagged` rows
+    /// ([`CalleeRows::flagged`]) on every edge [`Self::build`] placed the caller's rows
+    /// of the same call on.
+    fn flag_edges(
+        &mut self,
+        flagged: &[EdgeRow],
+        filter: &GraphFilter,
+        shape: GraphShape,
+        known: &Workloads,
+    ) {
+        let inject = shape.inject_service_nodes || shape.graph_type == GraphType::Service;
+        for row in flagged.iter().filter(|r| filter.keeps(&r.key, known)) {
+            let key = &row.key;
+            let service = key.destination_service_name();
+            let source = source_node(key, shape.graph_type);
+            let target = destination_node(key, shape.graph_type, destination_app(key, known));
+            let edges = if inject && !service.is_empty() && !matches!(target, NodeRef::Service(..)) {
+                let hop = NodeRef::Service(key.destination_namespace.clone(), service.to_string());
+                vec![(source, hop.clone()), (hop, target)]
+            } else {
+                vec![(source, target)]
+            };
+            let code = response_key(key);
+            for (from, to) in edges {
+                if let Some(totals) = self.edges.get_mut(&(from, to, key.protocol.clone())) {
+                    totals.move_to_flags(&code, &key.response_flags, row.stats.requests);
+                }
             }
         }
     }

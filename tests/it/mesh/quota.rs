@@ -238,17 +238,18 @@ async fn bookinfo_ratings_limit_through_real_proxies() {
     })
     .await;
 
-    // 4. ...and the graph shows the edge's 429s.
+    // 4. ...and the graph shows the edge's 429s with flag RL: the edge is counted from
+    //    the caller's side, which sees a plain 429, and takes the flag of the answers
+    //    the ratings proxy made itself from its report.
     let graph_url = m.query_url("/api/graph?duration=5m");
-    // The edge is counted from the caller's side, which sees the 429 (the RL flag is
-    // the ratings proxy's, in its own series above).
-    eventually(Duration::from_secs(20), "the graph edge shows the 429s", || async {
+    eventually(Duration::from_secs(20), "the graph edge shows the 429s flagged RL", || async {
         let graph = get_json(&graph_url).await;
         let rl = graph["elements"]["edges"]
             .as_array()?
             .iter()
             .map(|e| &e["data"])
-            .any(|e| e["traffic"]["responses"].get("429").is_some());
+            .filter(|e| e["target"].as_str().is_some_and(|t| t.contains("ratings")))
+            .any(|e| e["traffic"]["responses"]["429"]["flags"].get("RL").is_some());
         rl.then_some(())
     })
     .await;

@@ -34,3 +34,51 @@ async fn a_retried_call_counts_once_at_the_workload_that_answered() {
     let frontend = find(&body["elements"]["nodes"], "wl_default_frontend-v1");
     assert_eq!(frontend["traffic"][0]["rates"]["httpOut"], "2.00");
 }
+
+/// A quota's 429s: the callee's proxy answered them itself (`RL`), and the caller's
+/// proxy, as Envoy's, saw a 429 with no flag of its own. The edge, counted from the
+/// caller, gives as many of its unflagged 429s the callee's flag; the app's own 429s
+/// stay unflagged, and the counts and rates stay the caller's.
+#[tokio::test]
+async fn the_callees_own_answers_carry_its_flags_on_the_callers_edge() {
+    let row = |code, flags: &str, reporter: &str, requests| EdgeRow {
+        key: key("reviews-v1", "ratings", "ratings-v1", code, flags, reporter),
+        stats: stats(requests, 1.0, 0),
+    };
+    let rows = vec![
+        row(200, "-", "source", 10),
+        row(200, "-", "destination", 10),
+        // 30 calls answered 429: 25 by the quota at the callee's proxy, 5 by the app.
+        row(429, "-", "source", 30),
+        row(429, "RL", "destination", 25),
+        row(429, "-", "destination", 5),
+    ];
+    let (app, _) = graph_app(rows, Vec::new());
+    let hosts = |percent: &str| serde_json::json!({"ratings.default.svc.cluster.local": percent});
+    let expected = serde_json::json!({
+        "200": {"flags": {"-": "25.0"}, "hosts": hosts("25.0")},
+        "429": {"flags": {"-": "12.5", "RL": "62.5"}, "hosts": hosts("75.0")},
+    });
+    let reply = get(&app, "/api/graph?window=10s").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let body = reply.json();
+    let edge = find(
+        &body["elements"]["edges"],
+        "wl_default_reviews-v1->wl_default_ratings-v1:http",
+    );
+    assert_eq!(edge["traffic"]["responses"], expected, "{edge}");
+    assert_eq!(
+        edge["traffic"]["rates"]["http"], "4.00",
+        "the caller's 40 calls"
+    );
+    // Both edges through an injected service node carry the calls, and so the flags.
+    let reply = get(&app, "/api/graph?window=10s&injectServiceNodes=true").await;
+    let body = reply.json();
+    for id in [
+        "wl_default_reviews-v1->svc_default_ratings:http",
+        "svc_default_ratings->wl_default_ratings-v1:http",
+    ] {
+        let edge = find(&body["elements"]["edges"], id);
+        assert_eq!(edge["traffic"]["responses"], expected, "{id}: {edge}");
+    }
+}
