@@ -516,6 +516,29 @@ pub fn timed_rows(rows: &[EdgeRow]) -> Vec<EdgeRow> {
         .collect()
 }
 
+/// The nodes [`Graph::build`] puts a row's calls between.
+enum Placed {
+    /// An edge from the caller to the callee.
+    Direct(NodeRef, NodeRef),
+    /// The caller, the service node injected between, the callee: two edges.
+    Through(NodeRef, NodeRef, NodeRef),
+}
+
+/// Where `key`'s calls go in a graph of `shape`; the service node is injected only
+/// before a workload (or app) that answered for a named service.
+fn placed(key: &EdgeKey, shape: GraphShape, known: &Workloads) -> Placed {
+    let inject = shape.inject_service_nodes || shape.graph_type == GraphType::Service;
+    let service = key.destination_service_name();
+    let source = source_node(key, shape.graph_type);
+    let target = destination_node(key, shape.graph_type, destination_app(key, known));
+    if inject && !service.is_empty() && !matches!(target, NodeRef::Service(..)) {
+        let hop = NodeRef::Service(key.destination_namespace.clone(), service.to_string());
+        Placed::Through(source, hop, target)
+    } else {
+        Placed::Direct(source, target)
+    }
+}
+
 /// The graph: nodes and (source, target, protocol) edges.
 #[derive(Debug, Default)]
 pub struct Graph {
@@ -621,18 +644,13 @@ impl Graph {
         shape: GraphShape,
         known: &Workloads,
     ) {
-        let inject = shape.inject_service_nodes || shape.graph_type == GraphType::Service;
         let reduced = shape.graph_type == GraphType::Service && filter.node.is_none();
         for row in timed.iter().filter(|r| filter.keeps(&r.key, known)) {
             let key = &row.key;
-            let service = key.destination_service_name();
-            let source = source_node(key, shape.graph_type);
-            let target = destination_node(key, shape.graph_type, destination_app(key, known));
-            let edge = if inject && !service.is_empty() && !matches!(target, NodeRef::Service(..)) {
-                let hop = NodeRef::Service(key.destination_namespace.clone(), service.to_string());
-                if reduced { (source, hop) } else { (hop, target) }
-            } else {
-                (source, target)
+            let edge = match placed(key, shape, known) {
+                Placed::Direct(source, target) => (source, target),
+                Placed::Through(source, hop, _) if reduced => (source, hop),
+                Placed::Through(_, hop, target) => (hop, target),
             };
             if let Some(totals) = self.edges.get_mut(&(edge.0, edge.1, key.protocol.clone())) {
                 totals.timed.merge(&row.stats);
@@ -650,17 +668,11 @@ impl Graph {
         shape: GraphShape,
         known: &Workloads,
     ) {
-        let inject = shape.inject_service_nodes || shape.graph_type == GraphType::Service;
         for row in flagged.iter().filter(|r| filter.keeps(&r.key, known)) {
             let key = &row.key;
-            let service = key.destination_service_name();
-            let source = source_node(key, shape.graph_type);
-            let target = destination_node(key, shape.graph_type, destination_app(key, known));
-            let edges = if inject && !service.is_empty() && !matches!(target, NodeRef::Service(..)) {
-                let hop = NodeRef::Service(key.destination_namespace.clone(), service.to_string());
-                vec![(source, hop.clone()), (hop, target)]
-            } else {
-                vec![(source, target)]
+            let edges = match placed(key, shape, known) {
+                Placed::Direct(source, target) => vec![(source, target)],
+                Placed::Through(source, hop, target) => vec![(source, hop.clone()), (hop, target)],
             };
             let code = response_key(key);
             for (from, to) in edges {
