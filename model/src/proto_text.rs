@@ -89,7 +89,14 @@ fn repair<'a, M: Copy>(
                     }
                 }
             }
-            // Groups and wire types that do not exist: left to prost.
+            // A group (proto2's, unknown to these schemas): skipped whole and copied, as
+            // prost skips it.
+            3 => {
+                skip_group(&mut rest, number, depth + 1)?;
+                None
+            }
+            // A group's end with no start, and wire types that do not exist: left to
+            // prost to refuse.
             _ => return None,
         };
         let end = bytes.len() - rest.len();
@@ -105,4 +112,29 @@ fn repair<'a, M: Copy>(
         }
     }
     Some(out.map_or(Cow::Borrowed(bytes), Cow::Owned))
+}
+
+/// Skips a group's fields up to its end (wire type 4 with the group's `number`), groups
+/// inside it too; `None` when it does not end, or ends as another group.
+fn skip_group(rest: &mut &[u8], number: u32, depth: usize) -> Option<()> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    loop {
+        let key = decode_varint(rest).ok()?;
+        let (inner, wire) = (u32::try_from(key >> 3).ok()?, key & 7);
+        match wire {
+            0 => {
+                decode_varint(rest).ok()?;
+            }
+            1 | 5 => *rest = rest.get(if wire == 1 { 8 } else { 4 }..)?,
+            2 => {
+                let len = usize::try_from(decode_varint(rest).ok()?).ok()?;
+                *rest = rest.get(len..)?;
+            }
+            3 => skip_group(rest, inner, depth + 1)?,
+            4 if inner == number => return Some(()),
+            _ => return None,
+        }
+    }
 }

@@ -162,6 +162,53 @@ mod tests {
         assert_eq!(spans[0].events[0].name, "ev\u{fffd}!");
     }
 
+    /// A group (wire types 3 and 4) in a field the schema does not know, as an old
+    /// proto2 client could send: prost skips it, and so does the repair, which copies it.
+    #[test]
+    fn an_unknown_group_is_copied_and_the_text_beside_it_repaired() {
+        // Field 99 as a group holding a varint (field 1) and a nested group (field 2),
+        // appended to the request's first span.
+        let group = [0x9b, 0x06, 0x08, 0x05, 0x13, 0x08, 0x01, 0x14, 0x9c, 0x06];
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "op@1".into(),
+            ..Default::default()
+        };
+        let mut span_bytes = span.encode_to_vec();
+        span_bytes.extend_from_slice(&group);
+        let wrap = |tag: u8, inner: &[u8]| {
+            let mut out = vec![tag];
+            prost::encoding::encode_varint(inner.len() as u64, &mut out);
+            out.extend_from_slice(inner);
+            out
+        };
+        let request = wrap(0x0a, &wrap(0x12, &wrap(0x12, &span_bytes)));
+        assert!(
+            ExportTraceServiceRequest::decode(&request[..]).is_ok(),
+            "prost skips the group"
+        );
+        let bytes = broken(request);
+        assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
+        let (fixed, repaired) = repair_utf8(&bytes).expect("repaired");
+        assert_eq!(repaired, 1);
+        let decoded = ExportTraceServiceRequest::decode(&fixed[..]).expect("decodes");
+        let spans = &decoded.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans[0].name, "op\u{fffd}!");
+        assert!(
+            fixed.windows(group.len()).any(|w| w == group),
+            "the group is copied"
+        );
+        // A group that does not end, or ends as another field: left to prost.
+        let mut unended = bytes.clone();
+        let at = unended
+            .windows(2)
+            .position(|w| w == [0x9c, 0x06])
+            .expect("group end");
+        unended[at] = 0xa4; // end of group 100, not 99
+        assert!(repair_utf8(&unended).is_none());
+    }
+
     #[test]
     fn a_valid_request_or_a_broken_encoding_is_left_alone() {
         assert!(repair_utf8(&request()).is_none());
