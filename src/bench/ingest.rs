@@ -201,6 +201,8 @@ async fn acks_stall(progress: &Progress) {
 /// With `--rate`: when each request of the run is due.
 struct Schedule {
     start: tokio::time::Instant,
+    /// The run's end with `--duration`: requests due at or after it are not sent.
+    end: Option<tokio::time::Instant>,
     interval_s: f64,
     next: AtomicU64,
 }
@@ -209,12 +211,34 @@ struct Schedule {
 const BEHIND: Duration = Duration::from_millis(10);
 
 impl Schedule {
+    /// When request `k` is due, after the start.
+    fn offset(&self, k: u64) -> Option<Duration> {
+        Duration::try_from_secs_f64(self.interval_s * k as f64).ok()
+    }
+
+    /// How many requests are due before `until` after the start: request k is, when
+    /// its offset is below `until`, reckoned as [`Self::next_due`] reckons it.
+    fn due_before(&self, until: Duration) -> u64 {
+        let before = |k: u64| self.offset(k).is_some_and(|at| at < until);
+        // The estimate, then corrected for the rounding of the division.
+        let mut n = (until.as_secs_f64() / self.interval_s).ceil() as u64;
+        while n > 0 && !before(n - 1) {
+            n -= 1;
+        }
+        while before(n) {
+            n += 1;
+        }
+        n
+    }
+
     /// Claims the next request's slot and waits until it is due (at once when it is
     /// past); `None` when the run ends first.
     async fn next_due(&self, stop: &mut watch::Receiver<bool>) -> Option<tokio::time::Instant> {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
-        let after = Duration::try_from_secs_f64(self.interval_s * k as f64).ok()?;
-        let due = self.start.checked_add(after)?;
+        let due = self.start.checked_add(self.offset(k)?)?;
+        if self.end.is_some_and(|end| due >= end) {
+            return None;
+        }
         tokio::select! {
             () = tokio::time::sleep_until(due) => Some(due),
             _ = stop.changed() => None,
@@ -331,11 +355,16 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         clients.push(ExportClient::connect(&args.endpoint, args.gzip).await?);
     }
 
+    // The schedule's start and the deadline are one instant: a request due exactly at
+    // the end is not sent.
+    let start = tokio::time::Instant::now();
+    let deadline = duration.map(|d| start + d);
     let shared = Arc::new(Shared {
         templates,
         plan,
         schedule: args.rate.map(|rate| Schedule {
-            start: tokio::time::Instant::now(),
+            start,
+            end: deadline,
             interval_s: spans_per_request as f64 / rate,
             next: AtomicU64::new(0),
         }),
@@ -357,7 +386,6 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     // runs out.
     // Or when the collector has acknowledged nothing for STALLED while requests fail or
     // are refused: a collector that is gone would keep the run retrying for minutes.
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let watched = shared.clone();
     let stopper = tokio::spawn(async move {
         let at_deadline = async {
@@ -426,9 +454,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     // With --rate: the requests that came due before the run ended (its deadline, or
     // the plan's last request), of which some may never have been sent.
     let due = shared.schedule.as_ref().map(|schedule| {
-        let until = duration.map_or(seconds, |d| d.as_secs_f64().min(seconds));
-        // Request k is due at k × interval: those before the end.
-        let due = ((until / schedule.interval_s).ceil() as u64).max(1);
+        let until = duration.map_or(elapsed, |d| d.min(elapsed));
+        let due = schedule.due_before(until).max(1);
         shared.plan.as_ref().map_or(due, |plan| due.min(plan.requests()))
     });
     let unsent = due.map_or(0, |due| due.saturating_sub(total.sent_on_schedule));
@@ -510,17 +537,8 @@ async fn run_worker(
         if *stop.borrow() {
             break;
         }
-        let due = match &shared.schedule {
-            Some(schedule) => match schedule.next_due(&mut stop).await {
-                Some(due) => Some(due),
-                None => break,
-            },
-            None => None,
-        };
-        if let Some(due) = due {
-            report.sent_on_schedule += 1;
-            report.behind += u64::from(due.elapsed() > BEHIND);
-        }
+        // The request first, then its time: a worker that finds the plan used up ends
+        // at once, not after waiting for a slot no request will fill.
         let template = match &shared.plan {
             None => {
                 next_template = (next_template + 1) % shared.templates.len();
@@ -532,6 +550,17 @@ async fn run_worker(
                 Claim::Done => break,
             },
         };
+        let due = match &shared.schedule {
+            Some(schedule) => match schedule.next_due(&mut stop).await {
+                Some(due) => Some(due),
+                None => break,
+            },
+            None => None,
+        };
+        if let Some(due) = due {
+            report.sent_on_schedule += 1;
+            report.behind += u64::from(due.elapsed() > BEHIND);
+        }
         let body = template.materialize(now_unix_nano(), &mut id_rng);
         let spans = template.spans();
         report.sent_spans += spans;

@@ -395,7 +395,7 @@ async fn paced(
     call: Call,
 ) -> anyhow::Result<(Histogram<u64>, Counts, f64)> {
     let client_core = pin_plan(args).map(|(_, client)| client);
-    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1.0));
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
     let total = (args.duration.as_secs_f64() * args.rate) as usize;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -534,6 +534,15 @@ fn engine_rate(engine: &QuotaEngine, quota: &str, keys: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A rate for a report line: whole from 10 a second, to two decimals below.
+fn rate_text(rate: f64) -> String {
+    if rate >= 10.0 {
+        format!("{rate:.0}")
+    } else {
+        format!("{}", (rate * 100.0).round() / 100.0)
+    }
+}
+
 /// The highest `--rate`: far above what one machine checks.
 const MAX_RATE: f64 = 1_000_000.0;
 
@@ -561,6 +570,12 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     }
     if args.duration.is_zero() {
         bail!("--duration must be positive");
+    }
+    if scheduled < 1.0 {
+        bail!(
+            "--rate × --duration is {scheduled} checks: the paced phase needs at least one \
+             (raise --rate or --duration)"
+        );
     }
     let out = Out::new(args.json);
     let _idle_poll = if args.idle_poll {
@@ -622,8 +637,9 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     } else {
         let (latencies, counts, achieved) = paced(&args, &addr, &requests, Call::Empty).await?;
         out.line(format!(
-            "reference: empty gRPC call (grpc.health.v1.Health/Check) paced {:.0}/s (achieved {achieved:.0}/s): {}; {}",
-            args.rate,
+            "reference: empty gRPC call (grpc.health.v1.Health/Check) paced {}/s (achieved {}/s): {}; {}",
+            rate_text(args.rate),
+            rate_text(achieved),
             percentiles_text(&latencies),
             counts.text()
         ));
@@ -643,9 +659,10 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         .zip(cpu.seconds())
         .map(|(before, after)| (after - before) * 1e6 / latencies.len().max(1) as f64);
     out.line(format!(
-        "paced {:.0} checks/s for {} (achieved {achieved:.0}/s): {}; {}{}",
-        args.rate,
+        "paced {} checks/s for {} (achieved {}/s): {}; {}{}",
+        rate_text(args.rate),
         humantime::format_duration(args.duration),
+        rate_text(achieved),
         percentiles_text(&latencies),
         counts.text(),
         cpu_per_check.map_or(String::new(), |us| format!(

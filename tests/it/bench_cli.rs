@@ -60,6 +60,60 @@ async fn ingest_keeps_its_rate_on_one_connection() {
     m.stop().await;
 }
 
+/// A paced run sends exactly the requests due before its end, and ends with the last of
+/// them: with a plan of 5 requests, 0.1 s apart, over 8 connections, the run is over
+/// at about 0.4 s (its workers used to wait for slots no request would fill, 0.7 s
+/// more, and report the rate over them); with `--duration 2s` at 20 requests/s, 40
+/// requests (the one due at exactly 2 s used to go out too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_at_a_rate_sends_what_is_due_and_ends_with_it() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let endpoint = format!("http://{}", m.grpc.unwrap());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["ingest", "--endpoint", &endpoint, "--json"];
+        args.extend_from_slice(extra);
+        let (ok, out, said) = bench_out(&args);
+        assert!(ok, "{said}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).expect(&out)
+    };
+    let planned = run(&[
+        "--rate",
+        "1000",
+        "--spans-per-request",
+        "100",
+        "--spans-per-trace",
+        "10",
+        "--total-spans",
+        "500",
+        "--connections",
+        "8",
+    ]);
+    assert_eq!(planned["requests"], 5, "{planned}");
+    assert_eq!(planned["due"], 5, "{planned}");
+    let elapsed = planned["elapsed_s"].as_f64().unwrap();
+    assert!(
+        elapsed < 0.65,
+        "the run ended {elapsed} s in, not with its last request at 0.4 s: {planned}"
+    );
+    let timed = run(&[
+        "--rate",
+        "20",
+        "--spans-per-request",
+        "1",
+        "--spans-per-trace",
+        "1",
+        "--duration",
+        "2s",
+        "--connections",
+        "2",
+    ]);
+    assert_eq!(timed["requests"], 40, "{timed}");
+    assert_eq!(timed["due"], 40, "{timed}");
+    assert_eq!(timed["unsent"], 0, "{timed}");
+    m.stop().await;
+}
+
 /// Checks of a quota the server has no policy for are answered NOT_FOUND (and granted):
 /// the run ends with an error naming it, not with figures of that path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,6 +236,10 @@ fn bench_flags_that_cannot_run_are_refused() {
     for (args, says) in [
         (&["quota", "--rate", "inf"][..], "--rate must be"),
         (&["quota", "--rate", "NaN"][..], "--rate must be"),
+        (
+            &["quota", "--rate", "0.05", "--duration", "10s"][..],
+            "needs at least one",
+        ),
         (
             &["quota", "--rate", "1000000", "--duration", "60s"][..],
             "lower one of them",
