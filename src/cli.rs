@@ -238,6 +238,8 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_attributes_per_span = 128    # extra ones dropped and counted
               max_attribute_value_bytes = "64 KiB"  # longer values truncated
               max_name_bytes = "1 KiB"         # span/event names, attribute keys; longer ones cut
+  [ingest.cors] allowed_origins = []         # web origins posting spans from a browser; "*": any; empty: off
+              allowed_headers = []  max_age = "0s"  # extra request headers ("*": any); preflight cache
   [query]     base_path = ""                   # e.g. "/jaeger"
               max_search_limit = 1500          # cap on a search's limit and on traceIDs per fetch
               max_spans_per_response = 50000   # past it the largest traces are cut, with a warning; >= max_search_limit

@@ -4,6 +4,7 @@ use bytesize::ByteSize;
 use meshtel_model::validate::SpanLimits;
 use serde::{Deserialize, Serialize};
 
+use crate::cors::CorsConfig;
 use crate::error::{Error, Result};
 
 /// Bounds on one ingest request (OTLP gRPC, OTLP HTTP and Zipkin alike), and on the
@@ -63,6 +64,10 @@ pub struct IngestLimits {
         deserialize_with = "meshtel_model::size::deserialize_size"
     )]
     pub max_inflight_bytes: ByteSize,
+    /// Web origins allowed to post spans from a browser (`[ingest.cors]`): off by
+    /// default. See [`CorsConfig`].
+    #[serde(default)]
+    pub cors: CorsConfig,
 }
 
 /// 384 MiB: an ordinary OTLP/JSON request of the largest default size while it is
@@ -109,6 +114,7 @@ impl Default for IngestLimits {
             max_attribute_value_bytes: default_max_attribute_value_bytes(),
             max_name_bytes: default_max_name_bytes(),
             max_inflight_bytes: default_max_inflight_bytes(),
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -142,6 +148,7 @@ impl IngestLimits {
                 "[ingest] max_spans_per_request must be at least 1".to_string(),
             ));
         }
+        self.cors.validate()?;
         if self.max_attributes_per_span == 0 {
             return Err(Error::InvalidConfig(
                 "[ingest] max_attributes_per_span must be at least 1".to_string(),

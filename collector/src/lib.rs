@@ -36,6 +36,7 @@
 
 mod body;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod grpc_budget;
 pub mod grpc_decode;

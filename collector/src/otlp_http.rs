@@ -64,11 +64,13 @@ pub fn otlp_http_router_with_metrics(
 }
 
 fn router(ingest: Ingest) -> Router {
+    let traces = post(export_traces).fallback(method_not_allowed);
+    let traces = match ingest.limits().cors.layer() {
+        Some(cors) => traces.layer(cors),
+        None => traces,
+    };
     Router::new()
-        .route(
-            "/v1/traces",
-            post(export_traces).fallback(method_not_allowed),
-        )
+        .route("/v1/traces", traces)
         .route("/healthz", get(ok))
         .route("/readyz", get(ready))
         .fallback(

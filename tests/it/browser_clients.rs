@@ -108,6 +108,115 @@ async fn a_page_reports_zipkin_spans_and_jaeger_ui_finds_and_shows_them() {
     m.stop().await;
 }
 
+/// A page's OpenTelemetry JS SDK (OTLP/HTTP JSON) and zipkin-js post spans across
+/// origins when `[ingest.cors]` allows the page's origin, as the OpenTelemetry
+/// Collector's `cors.allowed_origins` does: the preflight is answered for allowed
+/// origins only, the answer names the origin, and the query port carries no CORS
+/// header whatever the setting. Without the setting, a preflight is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_origins_may_post_spans_from_a_browser() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve_with_config(
+        &dir,
+        "[ingest.cors]\nallowed_origins = [\"http://shop.localhost:3000\", \"https://*.example.com\"]\nmax_age = \"10m\"\n",
+    )
+    .await;
+    let otlp = m.http_url("/v1/traces");
+    let allowed = "http://shop.localhost:3000";
+    let preflight = |origin: &'static str, url: String| async move {
+        options(
+            &url,
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type"),
+            ],
+        )
+        .await
+    };
+    let header = |reply: &Reply, name: &str| {
+        reply
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+    };
+    for (origin, url) in [
+        (allowed, otlp.clone()),
+        ("https://app.example.com", otlp.clone()),
+        (allowed, m.zipkin_url()),
+    ] {
+        let reply = preflight(origin, url.clone()).await;
+        assert!(
+            reply.status < 300,
+            "{url}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        assert_eq!(
+            header(&reply, "access-control-allow-origin").as_deref(),
+            Some(origin),
+            "{url}"
+        );
+        assert!(header(&reply, "access-control-allow-methods").is_some_and(|m| m.contains("post")));
+        assert!(
+            header(&reply, "access-control-allow-headers")
+                .is_some_and(|h| h.contains("content-type"))
+        );
+        assert_eq!(
+            header(&reply, "access-control-max-age").as_deref(),
+            Some("600")
+        );
+    }
+    // Another origin gets no permission; the browser then sends nothing.
+    let reply = preflight("https://evil.test", otlp.clone()).await;
+    assert_eq!(header(&reply, "access-control-allow-origin"), None);
+
+    // The request itself, as the SDK sends it after the preflight.
+    let trace = hex::encode(random_trace_id());
+    let now = now_nanos();
+    let body = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop-web"}}}}]}},
+           "scopeSpans":[{{"spans":[{{"traceId":"{trace}","spanId":"00000000000000b1","name":"checkout",
+           "kind":1,"startTimeUnixNano":"{now}","endTimeUnixNano":"{}"}}]}}]}}]}}"#,
+        now + 1_000_000
+    );
+    let reply = post(
+        &otlp,
+        &[("content-type", "application/json"), ("origin", allowed)],
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        header(&reply, "access-control-allow-origin").as_deref(),
+        Some(allowed)
+    );
+    assert!(
+        header(&reply, "access-control-expose-headers").is_some_and(|h| h.contains("retry-after"))
+    );
+    wait_for_trace(&m, &trace, 1).await;
+
+    // The query port keeps its data same-origin.
+    let reply = preflight(allowed, m.query_url("/api/services")).await;
+    assert_eq!(header(&reply, "access-control-allow-origin"), None);
+    let reply = post(
+        &m.query_url("/api/services"),
+        &[("origin", allowed)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(header(&reply, "access-control-allow-origin"), None);
+    m.stop().await;
+
+    // CORS off (the default): a preflight is refused.
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let reply = preflight(allowed, m.http_url("/v1/traces")).await;
+    assert_eq!(reply.status, 405, "{}", reply.text());
+    assert_eq!(header(&reply, "access-control-allow-origin"), None);
+    m.stop().await;
+}
+
 /// Checks `{"result":{"resourceSpans":[…]}}` as Jaeger UI's zod schema for
 /// `/api/v3/traces` does (nothing `null`; ids hex and not zero; optional fields absent,
 /// never `""` or `null`), and returns its spans.

@@ -121,6 +121,15 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
     read(request.send().await.expect("POST")).await
 }
 
+/// `OPTIONS url` with headers: a browser's CORS preflight.
+pub async fn options(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = http().request(reqwest::Method::OPTIONS, url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    read(request.send().await.expect("OPTIONS")).await
+}
+
 /// `{"data":[trace]}` of `/api/traces/{id}`: the one trace.
 pub async fn fetch_trace(m: &Meshtel, trace_id_hex: &str) -> Value {
     let body = get_json(&m.query_url(&format!("/api/traces/{trace_id_hex}"))).await;

@@ -1,0 +1,231 @@
+//! CORS for the ingest endpoints a web page exports to (`POST /v1/traces`, `POST
+//! /api/v2/spans`), so that the OpenTelemetry JS SDK or zipkin-js in a browser can send
+//! spans from the page's own origin. Off unless origins are configured, as the
+//! OpenTelemetry Collector's `cors.allowed_origins` is: with none, no answer carries a
+//! CORS header and a preflight is refused (405), so a page the engineer visits cannot
+//! post JSON there. The query port never answers CORS: its data stays same-origin.
+//!
+//! ```toml
+//! [ingest.cors]
+//! allowed_origins = ["https://shop.example.com", "https://*.example.com", "http://localhost:3000"]
+//! allowed_headers = ["x-tenant"]   # besides Accept, Accept-Language, Content-Language, Content-Type
+//! max_age = "2h"                   # how long a browser may reuse a preflight's answer
+//! ```
+
+use std::time::Duration;
+
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use serde::{Deserialize, Serialize};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use crate::error::{Error, Result};
+
+/// Which web origins may post spans from a browser.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) allowed to post spans; one `*` in an entry
+    /// stands for any characters (`https://*.example.com`), and `"*"` alone for every
+    /// origin. Empty (the default): CORS off.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Request headers a page may send besides the CORS-safelisted ones and
+    /// `Content-Type` (`Accept`, `Accept-Language`, `Content-Language`); with none,
+    /// `X-Requested-With` too; `"*"`: any.
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    /// How long a browser may cache a preflight's answer (`Access-Control-Max-Age`);
+    /// `0s` (the default): not sent, and browsers keep it a few seconds.
+    #[serde(default, with = "crate::quota::config::duration_text")]
+    pub max_age: Duration,
+}
+
+/// Headers a page may always send: the CORS-safelisted request headers and
+/// `Content-Type` of any value (OTLP's `application/json` and `application/x-protobuf`).
+const ALWAYS_ALLOWED: [HeaderName; 4] = [
+    header::ACCEPT,
+    header::ACCEPT_LANGUAGE,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_TYPE,
+];
+
+impl CorsConfig {
+    /// Every origin and header must read as one.
+    pub fn validate(&self) -> Result<()> {
+        for origin in &self.allowed_origins {
+            if let Err(why) = check_origin(origin) {
+                return Err(Error::InvalidConfig(format!(
+                    "[ingest.cors] allowed_origins: {origin:?} {why} (an origin is \
+                     scheme://host[:port], e.g. \"https://app.example.com\", with at most \
+                     one \"*\", or \"*\" alone for every origin)"
+                )));
+            }
+        }
+        for name in &self.allowed_headers {
+            if name != "*" && HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(Error::InvalidConfig(format!(
+                    "[ingest.cors] allowed_headers: {name:?} is not a header name"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The layer answering preflights and marking answers for allowed origins; `None`
+    /// when no origin is allowed.
+    pub fn layer(&self) -> Option<CorsLayer> {
+        if self.allowed_origins.is_empty() {
+            return None;
+        }
+        let patterns: Vec<Pattern> = self
+            .allowed_origins
+            .iter()
+            .map(|origin| Pattern::of(origin))
+            .collect();
+        let origin = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin
+                .to_str()
+                .is_ok_and(|origin| patterns.iter().any(|p| p.matches(origin)))
+        });
+        let headers = if self.allowed_headers.iter().any(|h| h == "*") {
+            AllowHeaders::mirror_request()
+        } else {
+            let mut names: Vec<HeaderName> = ALWAYS_ALLOWED.to_vec();
+            if self.allowed_headers.is_empty() {
+                names.push(HeaderName::from_static("x-requested-with"));
+            }
+            names.extend(
+                self.allowed_headers
+                    .iter()
+                    .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()),
+            );
+            AllowHeaders::list(names)
+        };
+        let mut layer = CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([Method::POST])
+            .allow_headers(headers)
+            // An exporter told to come back later can read when.
+            .expose_headers([header::RETRY_AFTER]);
+        if !self.max_age.is_zero() {
+            layer = layer.max_age(self.max_age);
+        }
+        Some(layer)
+    }
+}
+
+/// Why `origin` is not an origin pattern.
+fn check_origin(origin: &str) -> std::result::Result<(), &'static str> {
+    if origin == "*" {
+        return Ok(());
+    }
+    if origin.matches('*').count() > 1 {
+        return Err("has more than one \"*\"");
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err("has no scheme");
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Err("has no valid scheme");
+    }
+    if rest.is_empty() || rest.contains(['/', '?', '#']) {
+        return Err("is not scheme://host[:port] (no path, no trailing slash)");
+    }
+    if origin.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err("holds white space");
+    }
+    Ok(())
+}
+
+/// An allowed origin: matched exactly, or around its one `*`.
+enum Pattern {
+    Any,
+    Exact(String),
+    Around(String, String),
+}
+
+impl Pattern {
+    fn of(origin: &str) -> Pattern {
+        match origin.split_once('*') {
+            None => Pattern::Exact(origin.to_ascii_lowercase()),
+            Some(("", "")) => Pattern::Any,
+            Some((before, after)) => {
+                Pattern::Around(before.to_ascii_lowercase(), after.to_ascii_lowercase())
+            }
+        }
+    }
+
+    fn matches(&self, origin: &str) -> bool {
+        let origin = origin.to_ascii_lowercase();
+        match self {
+            Pattern::Any => true,
+            Pattern::Exact(exact) => origin == *exact,
+            // What the `*` stands for holds no `/`: it stays within the host.
+            Pattern::Around(before, after) => origin
+                .strip_prefix(before.as_str())
+                .and_then(|rest| rest.strip_suffix(after.as_str()))
+                .is_some_and(|middle| !middle.contains('/')),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_match_exactly_or_around_their_wildcard() {
+        let exact = Pattern::of("https://App.example.com");
+        assert!(exact.matches("https://app.example.com"));
+        assert!(!exact.matches("https://app.example.com:8443"));
+        assert!(!exact.matches("http://app.example.com"));
+        let sub = Pattern::of("https://*.example.com");
+        assert!(sub.matches("https://shop.example.com"));
+        assert!(sub.matches("https://a.b.example.com"));
+        assert!(!sub.matches("https://example.com"));
+        assert!(!sub.matches("https://evil.com/.example.com"));
+        assert!(!sub.matches("https://shop.example.com.evil.net"));
+        assert!(Pattern::of("*").matches("null"));
+    }
+
+    #[test]
+    fn origins_that_are_not_origins_are_refused_by_name() {
+        for (origin, says) in [
+            ("app.example.com", "no scheme"),
+            ("https://app.example.com/", "no path"),
+            ("https://*.*.example.com", "more than one"),
+            ("://x", "no valid scheme"),
+        ] {
+            let config = CorsConfig {
+                allowed_origins: vec![origin.into()],
+                ..CorsConfig::default()
+            };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains(origin) && error.contains(says),
+                "{origin}: {error}"
+            );
+        }
+        let config = CorsConfig {
+            allowed_origins: vec!["*".into(), "http://localhost:3000".into()],
+            allowed_headers: vec!["x-tenant".into(), "*".into()],
+            max_age: Duration::from_secs(60),
+        };
+        assert!(config.validate().is_ok());
+        let config = CorsConfig {
+            allowed_headers: vec!["bad header".into()],
+            ..CorsConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("bad header")
+        );
+    }
+}
