@@ -373,7 +373,12 @@ async fn web_ui_in_headless_chromium() {
     };
     let started = Instant::now();
     let dir = TestDir::new();
-    let m = Meshtel::serve(&dir).await;
+    // The shop's pages (served by the driver on *.localhost) may post spans.
+    let m = Meshtel::serve_with_config(
+        &dir,
+        "[ingest.cors]\nallowed_origins = [\"http://shop.localhost:*\"]\n",
+    )
+    .await;
     let token = eventually(
         Duration::from_secs(5),
         "meshtel prints the generated admin token at first start",
@@ -570,6 +575,11 @@ async fn web_ui_in_headless_chromium() {
             ],
         },
         "metrics": { "services": ["productpage", "reviews"] },
+        "cors": {
+            "otlpUrl": m.http_url("/v1/traces"),
+            "allowedName": "shop",
+            "deniedName": "evil",
+        },
         "quota": {
             "name": QUOTA,
             "sourceService": "productpage",

@@ -471,6 +471,52 @@ async function gatewayPageStep(page, ctx) {
   expect(/an HTML page \("503 Service Unavailable"\)/.test(second) && !second.includes('<'), `the error says ${JSON.stringify(second)}`);
 }
 
+/**
+ * A shop's page posts a span with fetch() as OpenTelemetry JS's OTLP/HTTP JSON exporter
+ * does, from an origin `[ingest.cors]` allows: the browser's preflight passes and the
+ * trace is stored. From another origin the browser blocks the request. The page comes
+ * from a server of this script's own on 127.0.0.1 (named *.localhost: Chromium sends a
+ * page from a non-loopback address to a loopback one only with the user's leave).
+ */
+async function corsStep(page, ctx) {
+  ctx.allow(/blocked by CORS policy|ERR_FAILED|Failed to fetch/);
+  const server = http.createServer((_, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end('<!doctype html><title>shop</title><h1>shop</h1>');
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = server.address().port;
+    const post = async (origin) => {
+      await page.goto(`http://${origin}.localhost:${port}/`);
+      const traceId = randomBytes(16).toString('hex');
+      const now = BigInt(Date.now()) * 1000000n;
+      const body = JSON.stringify({ resourceSpans: [{
+        resource: { attributes: [{ key: 'service.name', value: { stringValue: 'shop-web' } }] },
+        scopeSpans: [{ spans: [{ traceId, spanId: '00000000000000b1', name: 'checkout', kind: 1,
+          startTimeUnixNano: String(now), endTimeUnixNano: String(now + 1000000n) }] }],
+      }] });
+      const answer = await page.evaluate(async ({ url, body }) => {
+        try {
+          const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+          return `HTTP ${response.status}`;
+        } catch (error) {
+          return `refused: ${error.message}`;
+        }
+      }, { url: facts.cors.otlpUrl, body });
+      return { traceId, answer };
+    };
+    const allowed = await post(facts.cors.allowedName);
+    expect(allowed.answer === 'HTTP 200', `a page on an allowed origin posted a span: ${allowed.answer}`);
+    const stored = await fetch(`${base}/api/traces/${allowed.traceId}`);
+    expect(stored.status === 200, `the span posted across origins is stored: HTTP ${stored.status}`);
+    const denied = await post(facts.cors.deniedName);
+    expect(denied.answer.startsWith('refused'), `a page on another origin is refused by the browser: ${denied.answer}`);
+  } finally {
+    server.close();
+  }
+}
+
 /** A trace link whose %-encoding is broken says what is wrong, not a blank page. */
 async function malformedLinkStep(page, ctx) {
   ctx.allow(/status of 400|HTTP 400|Bad Request/);
@@ -1022,6 +1068,7 @@ try {
   await step('graph: a page whose code does not load says meshtel is unreachable, and tries again; a bad window is named', 'graph', context, unreachableStep, { shot: 'graph-unreachable' });
   await step('quotas: token, invalid then valid policy, enforced (429), usage, audit, delete', 'quotas', context, quotasStep, { budget: 45_000 });
   await step('quotas: a policy deleted while edited is created again from the edit', 'quotas', context, quotaDeletedWhileEditedStep, { shot: 'quotas-recreated' });
+  await step('ingest: a page on an allowed origin posts spans across origins; another origin is refused (CORS)', 'ingest', context, corsStep);
 } finally {
   await browser.close().catch(() => {});
   clearTimeout(overall);
