@@ -19,9 +19,10 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use meshtel_model::log_window::Throttled;
 use meshtel_model::loopback_host;
 use prometheus::IntCounter;
-use tracing::debug;
+use tracing::{debug, info};
 
 /// Wraps `app` with the guard when `local` is a loopback address; `allowed` are the
 /// configured extra host names, `refused` counts what it turns away.
@@ -40,15 +41,28 @@ pub fn guard(
         .iter()
         .map(|h| loopback_host::normalize(h))
         .collect();
+    // Told at most once per interval: a page that rebinds a name, or a proxy that needs
+    // its name in `allowed_hosts`, repeats without bound.
+    let refusals = Throttled::new(move |refused, last_host: &str| {
+        info!(
+            listener,
+            refused,
+            last_host,
+            at_most_every = "10s",
+            "requests refused (403) for a host this loopback listener does not answer, since the last line: add a name of yours to [http] allowed_hosts"
+        );
+    });
     app.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
         let verdict = check(&request, &allowed);
         let refused = refused.clone();
+        let refusals = refusals.clone();
         async move {
             match verdict {
                 Ok(()) => next.run(request).await,
                 Err(host) => {
                     refused.inc();
                     debug!(listener, %host, "request for a host this loopback listener does not answer");
+                    refusals.note(format_args!("{host:.64}"));
                     refusal(&host)
                 }
             }

@@ -28,13 +28,13 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use meshtel_model::conn_life::{self, Lingering, RequestCounter, WriteStall};
-use meshtel_model::log_window::LogWindow;
+use meshtel_model::log_window::{LogWindow, Throttled};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 use tower::ServiceExt;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::config::HttpServerConfig;
 
@@ -173,10 +173,16 @@ pub async fn serve_http(
         return Ok(());
     }
     let mut accept_errors = LogWindow::default();
+    // Requests that are not HTTP (a scanner, a client speaking TLS or another protocol to
+    // the port): told at most once per interval, with the last one's peer and error.
+    let protocol_errors = Throttled::new(move |connections, last: &str| {
+        info!(listener = listener_name, connections, last, at_most_every = "10s", "connections ended by requests that are not valid HTTP since the last line");
+    });
     loop {
         tokio::select! {
             (stream, peer) = conn_life::accept(&listener, listener_name, &mut accept_errors) => {
                 let app = app.clone();
+                let protocol_errors = protocol_errors.clone();
                 let unread = unread.clone();
                 let body_timeouts = body_timeouts.clone();
                 let header_timeouts = header_timeouts.clone();
@@ -225,6 +231,8 @@ pub async fn serve_http(
                         if is_header_timeout(error.as_ref()) {
                             header_timeouts.inc();
                             debug!(listener = listener_name, %peer, "request headers timed out, connection closed");
+                        } else if is_parse_error(error.as_ref()) {
+                            protocol_errors.note(format_args!("peer {peer}: {error}"));
                         } else {
                             debug!(listener = listener_name, %peer, %error, "connection ended with an error");
                         }
@@ -296,14 +304,25 @@ const H2_PREFACE_AND_SETTINGS_HEADER: usize = 24 + 9;
 const GRPC_ACCEPT_QUEUE: usize = 64;
 
 fn is_header_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    hyper_error(error).is_some_and(hyper::Error::is_timeout)
+}
+
+/// Whether `error` is hyper refusing what the client sent as HTTP (a malformed request
+/// line or header, a head over its limits, a broken HTTP/2 preface).
+fn is_parse_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    hyper_error(error).is_some_and(hyper::Error::is_parse)
+}
+
+/// The first hyper error in `error`'s chain of sources.
+fn hyper_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
     let mut source = Some(error);
     while let Some(error) = source {
         if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
-            return hyper_error.is_timeout();
+            return Some(hyper_error);
         }
         source = error.source();
     }
-    false
+    None
 }
 
 /// A request body that fails with an [`std::io::ErrorKind::TimedOut`] error once its

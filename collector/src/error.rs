@@ -62,7 +62,9 @@ pub enum Error {
     #[error("unsupported content encoding {}, supported: [gzip, deflate, identity]", echo(.0))]
     UnsupportedEncoding(String),
     /// The body could not be read from the connection.
-    #[error("cannot read the request body")]
+    #[error(
+        "cannot read the request body (the client sent less than it announced, or went away): {0}"
+    )]
     ReadBody(#[source] axum::Error),
     /// The body did not arrive in time (the server's body read timeout); HTTP 408.
     #[error("{0}")]

@@ -315,9 +315,9 @@ fn log_refusals(protocol: Protocol, reason: RefusalReason, refused: u64, detail:
     // Spans lost to overload or a full disk (503s) are WARN; a client's bad request
     // (400, 413, 415) is the client's to fix.
     if matches!(reason, RefusalReason::Overloaded | RefusalReason::DiskFull) {
-        warn!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
+        warn!(protocol, reason = reason_label, refused, last_error = ?detail, at_most_every = %every, "ingest requests refused");
     } else {
-        info!(protocol, reason = reason_label, refused, last_error = %detail, at_most_every = %every, "ingest requests refused");
+        info!(protocol, reason = reason_label, refused, last_error = ?detail, at_most_every = %every, "ingest requests refused");
     }
 }
 

@@ -610,7 +610,30 @@ fn respond(
         }
         Err(error) => {
             context.stats.direction(exchange.direction).local_errors.inc();
-            debug!(direction = exchange.direction.as_str(), error = %crate::mesh::error_chain(&error), "local reply");
+            let chain = crate::mesh::error_chain(&error);
+            debug!(direction = exchange.direction.as_str(), error = %chain, "local reply");
+            // What the operator has to act on: the upstream side failed (not a client
+            // that broke off or sent a malformed request), told at most once per 10 s.
+            let client_side = matches!(
+                error,
+                Error::DownstreamBody
+                    | Error::DownstreamTimeout
+                    | Error::RepeatedHost
+                    | Error::InvalidHost
+                    | Error::MissingHost
+                    | Error::AuthorityForm
+                    | Error::EscapedNul
+                    | Error::Connect
+                    | Error::TransferCoding(_)
+            );
+            if !client_side {
+                context.stats.local_replies_log.note(format_args!(
+                    "{} {} {}: {chain}",
+                    exchange.direction.as_str(),
+                    error.status().as_u16(),
+                    error.response_flag()
+                ));
+            }
             // The route's response header operations hold for the proxy's own answer
             // when its upstream failed (`UT`, `UF`, `UO`), as Envoy's router applies them.
             let mut headers = HeaderMap::new();

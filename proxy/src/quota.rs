@@ -238,7 +238,7 @@ impl QuotaEnforcer {
         proxy_id: &str,
         stats: QuotaStats,
     ) -> QuotaEnforcer {
-        let client = CheckClient::new(collector, settings.timeout, proxy_id, stats.clone());
+        let client = CheckClient::new(collector, settings.timeout, proxy_id, stats.clone(), settings.fail_closed);
         let shared = Shared {
             settings,
             destination: destination_attributes(identity, service),

@@ -29,7 +29,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use meshtel_model::conn_life::{self, Lingering, RequestCounter, WriteStall};
-use meshtel_model::log_window::LogWindow;
+use meshtel_model::log_window::{LogWindow, Throttled};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -79,7 +79,7 @@ impl ListenerCounters {
         ListenerCounters {
             accepted: stats.connections.with_label_values(&[listener, worker]),
             write_stalls: stats.write_stalls.with_label_values(&[listener]),
-            protocol_errors: ProtocolErrors { count: stats.protocol_errors.with_label_values(&[listener]), log: Arc::default(), report },
+            protocol_errors: ProtocolErrors { count: stats.protocol_errors.with_label_values(&[listener]), log: protocol_error_log(listener), report },
             reset_floods: stats.reset_floods.with_label_values(&[listener]),
         }
     }
@@ -107,13 +107,22 @@ pub type RefusedHeads = Arc<dyn Fn(Direction, u16) + Send + Sync>;
 #[derive(Clone)]
 pub struct ProtocolErrors {
     count: IntCounter,
-    log: Arc<parking_lot::Mutex<LogWindow>>,
+    log: Arc<Throttled>,
     report: Option<(Direction, RefusedHeads)>,
+}
+
+/// The WARN for requests refused as invalid HTTP on `listener`, at most once per
+/// interval, naming the last one's peer and error; its timer tells the end of a burst.
+fn protocol_error_log(listener: &str) -> Arc<Throttled> {
+    let listener = listener.to_owned();
+    Throttled::new(move |count, last: &str| {
+        warn!(listener = %listener, count, last, metric = "meshtel_proxy_downstream_protocol_errors_total", at_most_every = "10s", "requests refused as invalid HTTP since the last warning");
+    })
 }
 
 impl ProtocolErrors {
     /// Counts `error` when it is a parse error; whether it was.
-    fn note(&self, listener: &'static str, peer: SocketAddr, error: &(dyn std::error::Error + 'static)) -> bool {
+    fn note(&self, peer: SocketAddr, error: &(dyn std::error::Error + 'static)) -> bool {
         let Some(parse) = error.downcast_ref::<hyper::Error>().filter(|e| e.is_parse()) else {
             return false;
         };
@@ -131,9 +140,7 @@ impl ProtocolErrors {
             };
             report(*direction, status);
         }
-        if let Some(count) = self.log.lock().note(std::time::Instant::now()) {
-            warn!(listener, %peer, error = %parse, count, "requests refused as invalid HTTP since the last warning (meshtel_proxy_downstream_protocol_errors_total)");
-        }
+        self.log.note(format_args!("peer {peer}: {parse}"));
         true
     }
 }
@@ -283,7 +290,7 @@ pub async fn serve_listener<S, B>(
                         }
                     };
                     if let Err(error) = ended
-                        && !protocol_errors.note(name, peer, &*error)
+                        && !protocol_errors.note(peer, &*error)
                     {
                         debug!(listener = name, %peer, error = %error, "connection ended with an error");
                     }
@@ -470,7 +477,7 @@ mod tests {
         ListenerCounters {
             accepted: IntCounter::new("a", "a").expect("counter"),
             write_stalls: IntCounter::new("w", "w").expect("counter"),
-            protocol_errors: ProtocolErrors { count: IntCounter::new("p", "p").expect("counter"), log: Arc::default(), report: None },
+            protocol_errors: ProtocolErrors { count: IntCounter::new("p", "p").expect("counter"), log: protocol_error_log("test"), report: None },
             reset_floods: IntCounter::new("r", "r").expect("counter"),
         }
     }

@@ -3,10 +3,14 @@
 //! Counters are resolved to their label values once at start-up, so counting on the
 //! request path is one relaxed atomic add.
 
+use std::sync::Arc;
+
+use meshtel_model::log_window::Throttled;
 use prometheus::core::{Collector, Desc};
 use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::MetricFamily;
 use prometheus::{Counter, Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use tracing::warn;
 
 use crate::error::Result;
 use crate::quota::QuotaStats;
@@ -69,6 +73,9 @@ pub struct Stats {
     pub spans_dropped: IntCounter,
     /// Mesh file reloads.
     pub mesh_reloads: IntCounterVec,
+    /// The WARN for requests answered by the proxy itself because of the upstream side
+    /// (`UF`, `UH`, `UT`, `URX`, `UO`, ...), at most once per interval.
+    pub local_replies_log: Arc<Throttled>,
     /// 1 once every listener is bound and serving.
     pub ready: IntGauge,
     /// Downstream connections accepted, by listener and worker (`admin` on `main`).
@@ -186,6 +193,9 @@ impl Stats {
             report_stream_connects: counter(&registry, "meshtel_proxy_report_stream_connects_total", "Report streams opened to the collector")?,
             spans_sent: counter(&registry, "meshtel_proxy_spans_sent_total", "Spans exported to the collector")?,
             spans_dropped: counter(&registry, "meshtel_proxy_spans_dropped_total", "Spans dropped because the queue was full or the export failed")?,
+            local_replies_log: Throttled::new(|count, last: &str| {
+                warn!(count, last, metric = "meshtel_proxy_local_replies_total", at_most_every = "10s", "requests the proxy answered itself since the last warning: their upstream failed or could not be found");
+            }),
             mesh_reloads: from_zero(
                 counter_vec(&registry, "meshtel_proxy_mesh_reloads_total", "Mesh file reloads, by result", &["result"])?,
                 &["ok", "rejected"],

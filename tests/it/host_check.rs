@@ -91,6 +91,20 @@ async fn loopback_listeners_answer_loopback_names_and_allowed_hosts_only() {
             .contains("meshtel_http_requests_refused_total{listener=\"query\",reason=\"host\"} 2"),
         "{metrics}"
     );
+    // Logged too, at most once per 10 s per listener: the query port's first refusal
+    // now, its second with the next line.
+    let log = m.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("for a host this loopback listener does not answer"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines.iter().any(|l| l.contains("listener=\"query\"")
+            && l.contains("refused=1")
+            && l.contains("rebind.attacker.test")),
+        "{log}"
+    );
     m.stop().await;
 }
 

@@ -381,6 +381,28 @@ async fn unchanged_policies_are_not_reported_applied_with_a_wrong_token() {
     // Checking the token wrote nothing.
     let audit = get_json(&m.query_url("/api/quotas/audit")).await;
     assert_eq!(audit["data"].as_array().unwrap().len(), 2, "{audit}");
+
+    // A script retrying with a retired token is logged at most once per 10 s, with
+    // the count, not once per request.
+    let url = m.query_url("/api/quotas/p");
+    for _ in 0..30 {
+        let reply = http()
+            .delete(&url)
+            .bearer_auth("wrong-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 403);
+    }
+    let log = m.log_text();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("for an invalid token"))
+        .count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} lines for 32 refusals:\n{log}"
+    );
     m.stop().await;
 }
 

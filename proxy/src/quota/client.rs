@@ -11,7 +11,8 @@ use meshtel_model::mixer::check_response::QuotaResult;
 use meshtel_model::mixer::mixer_client::MixerClient;
 use meshtel_model::mixer::{CheckRequest, QuotaAttributes};
 use tonic::transport::{Channel, Endpoint};
-use tracing::debug;
+use meshtel_model::log_window::Throttled;
+use tracing::{debug, info, warn};
 
 use super::lease::Grant;
 use super::stats::QuotaStats;
@@ -33,11 +34,26 @@ pub struct CheckClient {
     /// `<proxy id>-<nonce>`, the prefix of every deduplication id.
     proxy_id: Arc<str>,
     calls: Arc<AtomicU64>,
+    /// Checks failed since the last one answered, and their WARN, at most once per
+    /// interval: requests then go unchecked (or are refused with `RLSE`).
+    failing: Arc<AtomicU64>,
+    failures_log: Arc<Throttled>,
+    /// The INFO for checks answered again after failures, throttled alike (a collector
+    /// that fails every other check must not log every recovery).
+    recoveries_log: Arc<Throttled>,
 }
 
 impl CheckClient {
     /// A client over a lazily connected channel to `endpoint`.
-    pub fn new(endpoint: &Endpoint, timeout: Duration, proxy_id: &str, stats: QuotaStats) -> CheckClient {
+    pub fn new(endpoint: &Endpoint, timeout: Duration, proxy_id: &str, stats: QuotaStats, fail_closed: bool) -> CheckClient {
+        let what = if fail_closed { "answered 500 (RLSE)" } else { "let through unchecked (fail open)" };
+        let collector = endpoint.uri().to_string();
+        let failures_log = Throttled::new(move |failed, last_code: &str| {
+            warn!(failed, last_code, collector = %collector, timeout_ms = timeout.as_millis() as u64, at_most_every = "10s", "quota checks failed since the last warning: the requests they were for were {what}");
+        });
+        let recoveries_log = Throttled::new(|recoveries, last_failed: &str| {
+            info!(recoveries, last_failed, at_most_every = "10s", "quota checks answered again after failing");
+        });
         CheckClient {
             client: MixerClient::new(endpoint.connect_lazy()),
             timeout,
@@ -46,6 +62,9 @@ impl CheckClient {
             // reusing ids the collector still remembers for deduplication.
             proxy_id: Arc::from(format!("{proxy_id}-{:016x}", rand::random::<u64>())),
             calls: Arc::new(AtomicU64::new(0)),
+            failing: Arc::new(AtomicU64::new(0)),
+            failures_log,
+            recoveries_log,
         }
     }
 
@@ -74,6 +93,10 @@ impl CheckClient {
         let code = match tokio::time::timeout(timeout, client.check(request)).await {
             Ok(Ok(response)) => {
                 self.count(tonic::Code::Ok);
+                let failed = self.failing.swap(0, Ordering::Relaxed);
+                if failed > 0 {
+                    self.recoveries_log.note(failed);
+                }
                 return Ok(response.into_inner().quotas);
             }
             Ok(Err(status)) => {
@@ -83,6 +106,8 @@ impl CheckClient {
             Err(_) => tonic::Code::DeadlineExceeded,
         };
         self.count(code);
+        self.failing.fetch_add(1, Ordering::Relaxed);
+        self.failures_log.note(meshtel_model::grpc_status::name(i32::from(code)).unwrap_or("UNKNOWN"));
         Err(code)
     }
 

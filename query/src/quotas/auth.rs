@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
+use meshtel_model::log_window::Throttled;
 use meshtel_model::quota::AdminTokenStore;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
@@ -78,6 +79,9 @@ pub(crate) struct Authenticator {
     tokens: Arc<dyn AdminTokenStore>,
     configured_digest: Option<[u8; 32]>,
     require_token_for_reads: bool,
+    /// Requests refused for an invalid token, logged at most once per interval: a
+    /// script still sending a retired token must not fill the disk.
+    invalid_tokens: Arc<Throttled>,
 }
 
 impl Authenticator {
@@ -90,10 +94,19 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(|t| Sha256::digest(t.as_bytes()).into());
+        let invalid_tokens = Throttled::new(|refused, access: &str| {
+            tracing::warn!(
+                refused,
+                last_access = access,
+                at_most_every = "10s",
+                "admin requests refused (403) for an invalid token since the last warning: a client holds a retired or mistyped token"
+            );
+        });
         Authenticator {
             tokens,
             configured_digest,
             require_token_for_reads,
+            invalid_tokens,
         }
     }
 
@@ -126,7 +139,7 @@ impl Authenticator {
             }
         };
         if !valid {
-            tracing::warn!(?access, "admin request with an invalid token");
+            self.invalid_tokens.note(format_args!("{access:?}"));
             return Err(ApiError::Forbidden("invalid admin token".into()));
         }
         let actor = sanitize_actor(headers)

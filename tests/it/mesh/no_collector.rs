@@ -91,6 +91,38 @@ async fn a_proxy_without_a_collector_serves_and_stops() {
     app.stop().await;
 }
 
+/// An app that refuses connections: its proxy answers 503 `UF` and says so in its log,
+/// once per 10 s with the count and the last failure (upstream, error), not once per
+/// request and not never (before, it logged at debug level only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_are_logged_once_per_interval() {
+    let dir = TestDir::new();
+    let collector = format!("http://{}", closed_address());
+    let (app, proxy) = reviews_behind_a_proxy(&dir, &collector, &["--version", "v1"]).await;
+    app.stop().await;
+    let client = http();
+    for _ in 0..30 {
+        let reply = client
+            .get(format!("http://{}/reviews/1", proxy.inbound()))
+            .send()
+            .await
+            .expect("GET /reviews/1");
+        assert_eq!(reply.status(), 503);
+    }
+    let log = proxy.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("requests the proxy answered itself"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("UF") && lines[0].contains("count=1"),
+        "{}",
+        lines[0]
+    );
+    proxy.stop(Duration::from_secs(10)).await;
+}
+
 /// A collector stand-in: counts the spans it is sent.
 #[derive(Clone, Default)]
 struct SpanCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
