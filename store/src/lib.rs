@@ -71,7 +71,7 @@ use meshtel_model::{Operation, SpanSink, TraceId};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::warn;
 
 pub use config::{BlockOrder, StoreConfig, WalConfig, WalSync};
 pub use disk::check_min_free_disk;
@@ -542,16 +542,7 @@ impl TraceStore {
         data_dir_watch::restore_database(&self.inner).await;
         self.inner.catalog.close().await;
         self.inner.dir_lock.lock().take();
-        // Spans still in memory, whether never sealed or sealed and not flushed, are
-        // all in WAL segments that no flush has deleted.
-        match self.inner.state.read().held_rows() {
-            0 => info!("store shut down"),
-            spans => warn!(
-                spans_in_wal = spans,
-                "store shut down without flushing every span to blocks: the rest are safe \
-                 in the WAL and are replayed at the next start"
-            ),
-        }
+        stats::log_shutdown(&self.stats(), &self.inner.state.read());
         Ok(())
     }
 

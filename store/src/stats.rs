@@ -222,6 +222,23 @@ pub struct StoreStats {
     pub block_bytes: u64,
 }
 
+/// The store's last line: what this run wrote, and the spans a shutdown could not
+/// flush, if any. Those are still in WAL segments that no flush has deleted.
+pub(crate) fn log_shutdown(run: &StoreStats, state: &crate::State) {
+    let (spans_written, flushes, blocks) = (run.spans_written, run.flushes, state.blocks.len());
+    match state.held_rows() {
+        0 => tracing::info!(spans_written, flushes, blocks, "store shut down"),
+        spans => tracing::warn!(
+            spans_in_wal = spans,
+            spans_written,
+            flushes,
+            blocks,
+            "store shut down without flushing every span to blocks: the rest are safe \
+             in the WAL and are replayed at the next start"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
