@@ -41,12 +41,12 @@ use meshtel_model::mixer::check_request::QuotaParams;
 use meshtel_model::mixer::mixer_client::MixerClient;
 use meshtel_model::mixer::{CheckRequest, QuotaAttributes, Workload};
 use meshtel_model::quota::QuotaPolicySpec;
-use serde_json::json;
+use serde_json::{Value, json};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::report::Out;
+use super::report::{Interrupt, Out};
 
 mod outcomes;
 
@@ -392,7 +392,7 @@ async fn paced(
     args: &QuotaArgs,
     addr: &str,
     requests: &Arc<Vec<CheckRequest>>,
-    call: Call,
+    (call, interrupted): (Call, Arc<AtomicBool>),
 ) -> anyhow::Result<(Histogram<u64>, Counts, f64)> {
     let client_core = pin_plan(args).map(|(_, client)| client);
     let interval = Duration::from_secs_f64(1.0 / args.rate);
@@ -424,9 +424,16 @@ async fn paced(
             let mut tasks = Vec::with_capacity(total);
             for i in 0..total {
                 let due = start + interval.mul_f64(i as f64);
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
+                // In steps, so that Ctrl-C ends a slow pace at once.
+                loop {
+                    let now = Instant::now();
+                    if due <= now || interrupted.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_millis(100)));
+                }
+                if interrupted.load(Ordering::Relaxed) {
+                    break;
                 }
                 let channel = channels[i % channels.len()].clone();
                 let request = requests[i % requests.len()].clone();
@@ -459,6 +466,7 @@ async fn paced(
     let (tasks, sending) = tokio::task::spawn_blocking(move || pacer.join())
         .await?
         .map_err(|_| anyhow::anyhow!("pacer thread panicked"))?;
+    let sent = tasks.len();
     for task in tasks {
         task.await?;
     }
@@ -467,7 +475,7 @@ async fn paced(
         .await?
         .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
     // The first call at 0 and the last at `sending`: n calls span n - 1 intervals.
-    let achieved = total.saturating_sub(1).max(1) as f64 / sending.as_secs_f64().max(1e-9);
+    let achieved = sent.saturating_sub(1).max(1) as f64 / sending.as_secs_f64().max(1e-9);
     let latencies = latencies.lock_ok().clone();
     let counts = Arc::try_unwrap(counts).unwrap_or_default();
     Ok((latencies, counts, achieved))
@@ -482,7 +490,7 @@ async fn saturated(
     args: &QuotaArgs,
     channels: &[Channel],
     requests: &Arc<Vec<CheckRequest>>,
-    duration: Duration,
+    (duration, interrupt): (Duration, &Interrupt),
 ) -> anyhow::Result<(Histogram<u64>, Counts, f64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
@@ -507,7 +515,14 @@ async fn saturated(
         }));
     }
     let started = Instant::now();
-    tokio::time::sleep(duration).await;
+    let until = tokio::time::sleep(duration);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            () = &mut until => break,
+            () = tokio::time::sleep(Duration::from_millis(50)) => if interrupt.arrived() { break },
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     let mut latencies = histogram()?;
     for worker in workers {
@@ -628,14 +643,16 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     );
 
     // Warm up connections and counters.
-    saturated(&args, &channels, &requests, Duration::from_secs(1)).await?;
+    let interrupt = Interrupt::watch("ending the phase in progress and printing what it measured");
+    saturated(&args, &channels, &requests, (Duration::from_secs(1), &interrupt)).await?;
     summary["pinned"] = json!(pin_plan(&args).is_some());
     summary["idle_poll"] = json!(args.idle_poll);
 
     let reference = if args.no_reference {
         None
     } else {
-        let (latencies, counts, achieved) = paced(&args, &addr, &requests, Call::Empty).await?;
+        let (latencies, counts, achieved) =
+            paced(&args, &addr, &requests, (Call::Empty, interrupt.flag())).await?;
         out.line(format!(
             "reference: empty gRPC call (grpc.health.v1.Health/Check) paced {}/s (achieved {}/s): {}; {}",
             rate_text(args.rate),
@@ -649,12 +666,18 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
             "latency": percentiles(&latencies),
             "counts": counts.json(),
         });
-        counts.check("reference", &args.quota)?;
+        if !interrupt.arrived() {
+            counts.check("reference", &args.quota)?;
+        }
         Some(latencies)
     };
+    if interrupt.arrived() {
+        return interrupted(&out, summary, server);
+    }
 
     let cpu_before = cpu.seconds();
-    let (latencies, counts, achieved) = paced(&args, &addr, &requests, Call::Check).await?;
+    let (latencies, counts, achieved) =
+        paced(&args, &addr, &requests, (Call::Check, interrupt.flag())).await?;
     let cpu_per_check = cpu_before
         .zip(cpu.seconds())
         .map(|(before, after)| (after - before) * 1e6 / latencies.len().max(1) as f64);
@@ -676,7 +699,9 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         "counts": counts.json(),
         "server_cpu_us_per_check": cpu_per_check.map(|us| (us * 10.0).round() / 10.0),
     });
-    counts.check("paced", &args.quota)?;
+    if !interrupt.arrived() {
+        counts.check("paced", &args.quota)?;
+    }
     if let Some(reference) = reference {
         let over =
             |q: f64| latencies.value_at_quantile(q) as i64 - reference.value_at_quantile(q) as i64;
@@ -687,10 +712,13 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         ));
         summary["paced"]["over_reference_us"] = json!({"p50": over(0.50), "p99": over(0.99)});
     }
+    if interrupt.arrived() {
+        return interrupted(&out, summary, server);
+    }
 
     let cpu_before = cpu.seconds();
     let (latencies, counts, elapsed) =
-        saturated(&args, &channels, &requests, args.duration).await?;
+        saturated(&args, &channels, &requests, (args.duration, &interrupt)).await?;
     let cpu_after = cpu.seconds();
     let done = counts.answered();
     let rate = done as f64 / elapsed;
@@ -719,8 +747,22 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         }
     }
     out.line(line);
-    counts.check("saturated", &args.quota)?;
     summary["saturated"] = saturated_json;
+    if interrupt.arrived() {
+        return interrupted(&out, summary, server);
+    }
+    counts.check("saturated", &args.quota)?;
+    out.json(&summary);
+    if let Some(server) = server {
+        server.runtime.stop();
+    }
+    Ok(())
+}
+
+/// Ends a run that Ctrl-C cut short: the phases measured were printed as they ended
+/// (the one in progress with what it measured); the JSON summary says it was cut.
+fn interrupted(out: &Out, mut summary: Value, server: Option<InProcess>) -> anyhow::Result<()> {
+    summary["interrupted"] = json!(true);
     out.json(&summary);
     if let Some(server) = server {
         server.runtime.stop();

@@ -161,6 +161,11 @@ impl Interrupt {
     pub fn arrived(&self) -> bool {
         self.flag.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The flag Ctrl-C sets, for a thread of its own to look at.
+    pub fn flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.flag.clone()
+    }
 }
 
 impl Drop for Interrupt {

@@ -114,6 +114,53 @@ async fn ingest_at_a_rate_sends_what_is_due_and_ends_with_it() {
     m.stop().await;
 }
 
+/// Ctrl-C ends `bench quota` in the phase it is in, with that phase's figures and a
+/// JSON summary saying the run was cut short, and status 0 (it used to die with
+/// nothing printed for the phase).
+#[test]
+fn quota_bench_prints_what_it_measured_when_interrupted() {
+    let child = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+        .args([
+            "bench",
+            "quota",
+            "--rate",
+            "200",
+            "--duration",
+            "60s",
+            "--json",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The engine's second and the warm-up's, then into the reference phase.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().unwrap();
+    let (out, said) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{said}"
+    );
+    assert!(said.contains("interrupted;"), "{said}");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    assert!(
+        summary["reference"]["counts"]["granted"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+}
+
 /// Checks of a quota the server has no policy for are answered NOT_FOUND (and granted):
 /// the run ends with an error naming it, not with figures of that path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
