@@ -58,26 +58,63 @@ fn pairs_with_source(rows: &[EdgeRow]) -> std::collections::HashSet<Pair<'_>> {
 pub struct CalleeRows {
     /// Rows an edge's response time is read from ([`timed_rows`]).
     pub timed: Vec<EdgeRow>,
-    /// Callee-reported rows with response flags, of pairs counted from the caller:
-    /// answers the callee's proxy made itself, such as a quota's 429 (`RL`), which the
-    /// caller's proxy reports, as Envoy's does, with no flag (`-`). [`Graph::build`]
-    /// moves as many of the caller's unflagged requests with the same response code on
-    /// the edge to these flags, so that the graph says why.
+    /// Callee-reported requests with response flags that the caller did not report
+    /// with those flags, of pairs counted from the caller: answers the callee's proxy
+    /// made itself, such as a quota's 429 (`RL`), which the caller's proxy reports, as
+    /// Envoy's does, with no flag (`-`). A flag both report (a client gone, `DC`) is
+    /// the caller's already. [`Graph::build`] moves as many of the caller's unflagged
+    /// requests with the same response code on the edge to these flags, so that the
+    /// graph says why.
     pub flagged: Vec<EdgeRow>,
+}
+
+/// A call as both proxies label it: the pair, the workload that answered, the
+/// response code, gRPC status and flags.
+type Call<'a> = (Pair<'a>, &'a str, u32, Option<u32>, &'a str);
+
+fn call(key: &EdgeKey) -> Call<'_> {
+    (
+        pair(key),
+        &key.destination_workload,
+        key.response_code,
+        key.grpc_response_status,
+        &key.response_flags,
+    )
 }
 
 impl CalleeRows {
     /// The callee's rows among `rows` (before [`one_reporter_per_pair`]).
     pub fn of(rows: &[EdgeRow]) -> CalleeRows {
         let with_source = pairs_with_source(rows);
-        let flagged = rows
-            .iter()
-            .filter(|r| {
-                r.key.reporter == "destination"
+        let flagged_calls = |reporter: &'static str| {
+            let mut by_call: HashMap<Call<'_>, (u64, &EdgeRow)> = HashMap::new();
+            for row in rows.iter().filter(|r| {
+                r.key.reporter == reporter
                     && r.key.response_flags != "-"
                     && with_source.contains(&pair(&r.key))
+            }) {
+                by_call.entry(call(&row.key)).or_insert((0, row)).0 += row.stats.requests;
+            }
+            by_call
+        };
+        let callers = flagged_calls("source");
+        let mut callees: Vec<_> = flagged_calls("destination").into_iter().collect();
+        // In one order, whatever the map's: the caller's unflagged requests go to the
+        // flags in turn.
+        callees.sort_by(|a, b| a.0.cmp(&b.0));
+        let flagged = callees
+            .into_iter()
+            .filter_map(|(call, (requests, row))| {
+                let told = callers.get(&call).map_or(0, |(requests, _)| *requests);
+                let left = requests.saturating_sub(told);
+                (left > 0).then(|| EdgeRow {
+                    key: row.key.clone(),
+                    stats: EdgeStats {
+                        requests: left,
+                        ..EdgeStats::default()
+                    },
+                })
             })
-            .cloned()
             .collect();
         CalleeRows {
             timed: timed_rows(rows),

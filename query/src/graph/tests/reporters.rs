@@ -82,3 +82,37 @@ async fn the_callees_own_answers_carry_its_flags_on_the_callers_edge() {
         assert_eq!(edge["traffic"]["responses"], expected, "{id}: {edge}");
     }
 }
+
+/// A flag both proxies report (a client that went away mid-answer, `DC`) is the
+/// caller's already: the edge keeps the caller's counts, not the callee's flags on top.
+#[tokio::test]
+async fn a_flag_both_proxies_report_is_counted_once() {
+    let row = |flags: &str, reporter: &str, requests| EdgeRow {
+        key: key(
+            "productpage-v1",
+            "ratings",
+            "ratings-v1",
+            200,
+            flags,
+            reporter,
+        ),
+        stats: stats(requests, 1.0, 0),
+    };
+    let rows = vec![
+        row("-", "source", 13),
+        row("DC", "source", 7),
+        row("-", "destination", 13),
+        row("DC", "destination", 7),
+    ];
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph?window=10s").await.json();
+    let edge = find(
+        &body["elements"]["edges"],
+        "wl_default_productpage-v1->wl_default_ratings-v1:http",
+    );
+    assert_eq!(
+        edge["traffic"]["responses"]["200"]["flags"],
+        serde_json::json!({"-": "65.0", "DC": "35.0"}),
+        "{edge}"
+    );
+}
