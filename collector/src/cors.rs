@@ -8,7 +8,7 @@
 //! ```toml
 //! [ingest.cors]
 //! allowed_origins = ["https://shop.example.com", "https://*.example.com", "http://localhost:3000"]
-//! allowed_headers = ["x-tenant"]   # besides Accept, Accept-Language, Content-Language, Content-Type
+//! allowed_headers = ["x-tenant"]   # besides Accept, Accept-Language, Content-Language, Content-Type, Content-Encoding
 //! max_age = "2h"                   # how long a browser may reuse a preflight's answer
 //! ```
 
@@ -29,9 +29,9 @@ pub struct CorsConfig {
     /// origin. Empty (the default): CORS off.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
-    /// Request headers a page may send besides the CORS-safelisted ones and
-    /// `Content-Type` (`Accept`, `Accept-Language`, `Content-Language`); with none,
-    /// `X-Requested-With` too; `"*"`: any.
+    /// Request headers a page may send besides the CORS-safelisted ones,
+    /// `Content-Type` and `Content-Encoding` (`Accept`, `Accept-Language`,
+    /// `Content-Language`); with none, `X-Requested-With` too; `"*"`: any.
     #[serde(default)]
     pub allowed_headers: Vec<String>,
     /// How long a browser may cache a preflight's answer (`Access-Control-Max-Age`);
@@ -40,18 +40,29 @@ pub struct CorsConfig {
     pub max_age: Duration,
 }
 
-/// Headers a page may always send: the CORS-safelisted request headers and
-/// `Content-Type` of any value (OTLP's `application/json` and `application/x-protobuf`).
-const ALWAYS_ALLOWED: [HeaderName; 4] = [
+/// Headers a page may always send: the CORS-safelisted request headers, `Content-Type`
+/// of any value (OTLP's `application/json` and `application/x-protobuf`) and
+/// `Content-Encoding` (an exporter's gzip).
+const ALWAYS_ALLOWED: [HeaderName; 5] = [
     header::ACCEPT,
     header::ACCEPT_LANGUAGE,
     header::CONTENT_LANGUAGE,
     header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
 ];
 
 impl CorsConfig {
-    /// Every origin and header must read as one.
+    /// Every origin and header must read as one, and the other settings need origins.
     pub fn validate(&self) -> Result<()> {
+        if self.allowed_origins.is_empty()
+            && (!self.allowed_headers.is_empty() || !self.max_age.is_zero())
+        {
+            return Err(Error::InvalidConfig(
+                "[ingest.cors] allowed_headers and max_age take effect only with \
+                 allowed_origins, which is empty (CORS off)"
+                    .into(),
+            ));
+        }
         for origin in &self.allowed_origins {
             if let Err(why) = check_origin(origin) {
                 return Err(Error::InvalidConfig(format!(
@@ -105,6 +116,11 @@ impl CorsConfig {
             .allow_origin(origin)
             .allow_methods([Method::POST])
             .allow_headers(headers)
+            // Credentialed requests too (`navigator.sendBeacon`, which OpenTelemetry
+            // JS's older browser exporters use, and `fetch` with `credentials:
+            // "include"`), as the OpenTelemetry Collector allows them: nothing here
+            // reads a cookie, and the answer names the origin, never `*`.
+            .allow_credentials(true)
             // An exporter told to come back later can read when.
             .expose_headers([header::RETRY_AFTER]);
         if !self.max_age.is_zero() {
@@ -134,6 +150,26 @@ fn check_origin(origin: &str) -> std::result::Result<(), &'static str> {
     }
     if rest.is_empty() || rest.contains(['/', '?', '#']) {
         return Err("is not scheme://host[:port] (no path, no trailing slash)");
+    }
+    // The port after the host (an IPv6 host's colons are inside its brackets).
+    let port = rest
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.ends_with('[') && (!host.starts_with('[') || host.ends_with(']')))
+        .map(|(_, port)| port);
+    if let Some(port) = port {
+        if port.is_empty() || !(port == "*" || port.bytes().all(|b| b.is_ascii_digit())) {
+            return Err("has a port that is not a number (or \"*\")");
+        }
+        let default = match scheme.to_ascii_lowercase().as_str() {
+            "http" => Some("80"),
+            "https" => Some("443"),
+            _ => None,
+        };
+        if default == Some(port) {
+            return Err(
+                "names its scheme's default port, which browsers leave out of the origin they send: write it without",
+            );
+        }
     }
     if origin.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err("holds white space");
@@ -199,6 +235,9 @@ mod tests {
             ("https://app.example.com/", "no path"),
             ("https://*.*.example.com", "more than one"),
             ("://x", "no valid scheme"),
+            ("https://shop.example.com:443", "default port"),
+            ("http://localhost:80", "default port"),
+            ("https://x:abc", "not a number"),
         ] {
             let config = CorsConfig {
                 allowed_origins: vec![origin.into()],
@@ -217,15 +256,17 @@ mod tests {
         };
         assert!(config.validate().is_ok());
         let config = CorsConfig {
+            allowed_origins: vec!["http://[::1]:3000".into(), "http://localhost:*".into()],
             allowed_headers: vec!["bad header".into()],
             ..CorsConfig::default()
         };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("bad header")
-        );
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("bad header"), "{error}");
+        let config = CorsConfig {
+            allowed_headers: vec!["x-tenant".into()],
+            ..CorsConfig::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("only with allowed_origins"), "{error}");
     }
 }

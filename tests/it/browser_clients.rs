@@ -166,6 +166,12 @@ async fn allowed_origins_may_post_spans_from_a_browser() {
             header(&reply, "access-control-max-age").as_deref(),
             Some("600")
         );
+        // Credentialed posts too (navigator.sendBeacon), as the OpenTelemetry
+        // Collector allows them.
+        assert_eq!(
+            header(&reply, "access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
     }
     // Another origin gets no permission; the browser then sends nothing.
     let reply = preflight("https://evil.test", otlp.clone()).await;

@@ -487,7 +487,7 @@ async function corsStep(page, ctx) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {
     const port = server.address().port;
-    const post = async (origin) => {
+    const post = async (origin, how = 'fetch') => {
       await page.goto(`http://${origin}.localhost:${port}/`);
       const traceId = randomBytes(16).toString('hex');
       const now = BigInt(Date.now()) * 1000000n;
@@ -496,20 +496,31 @@ async function corsStep(page, ctx) {
         scopeSpans: [{ spans: [{ traceId, spanId: '00000000000000b1', name: 'checkout', kind: 1,
           startTimeUnixNano: String(now), endTimeUnixNano: String(now + 1000000n) }] }],
       }] });
-      const answer = await page.evaluate(async ({ url, body }) => {
+      const answer = await page.evaluate(async ({ url, body, how }) => {
+        // A beacon (older OpenTelemetry JS browser exporters) is sent with credentials,
+        // and its answer is not seen: only whether it was queued.
+        if (how === 'beacon') return navigator.sendBeacon(url, new Blob([body], { type: 'application/json' })) ? 'queued' : 'not queued';
         try {
           const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
           return `HTTP ${response.status}`;
         } catch (error) {
           return `refused: ${error.message}`;
         }
-      }, { url: facts.cors.otlpUrl, body });
+      }, { url: facts.cors.otlpUrl, body, how });
       return { traceId, answer };
     };
     const allowed = await post(facts.cors.allowedName);
     expect(allowed.answer === 'HTTP 200', `a page on an allowed origin posted a span: ${allowed.answer}`);
     const stored = await fetch(`${base}/api/traces/${allowed.traceId}`);
     expect(stored.status === 200, `the span posted across origins is stored: HTTP ${stored.status}`);
+    const beacon = await post(facts.cors.allowedName, 'beacon');
+    expect(beacon.answer === 'queued', `a beacon was queued: ${beacon.answer}`);
+    let beaconStored = 0;
+    for (let i = 0; i < 50 && beaconStored !== 200; i++) {
+      await sleep(100);
+      beaconStored = (await fetch(`${base}/api/traces/${beacon.traceId}`)).status;
+    }
+    expect(beaconStored === 200, `the span a beacon posted across origins is stored: HTTP ${beaconStored}`);
     const denied = await post(facts.cors.deniedName);
     expect(denied.answer.startsWith('refused'), `a page on another origin is refused by the browser: ${denied.answer}`);
   } finally {
