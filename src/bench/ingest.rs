@@ -423,7 +423,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         total.rejected_spans += report.rejected_spans;
         total.sent_spans += report.sent_spans;
     }
-    let elapsed = started.elapsed();
+    let mut elapsed = started.elapsed();
+    // Ended by itself (its plan done, or every request due before the deadline sent),
+    // not by the deadline, Ctrl-C or a stall.
+    let ended_by_itself = !stopper.is_finished();
     let stalled = if stopper.is_finished() {
         matches!(stopper.await, Ok((_, true)))
     } else {
@@ -431,6 +434,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         false
     };
     reporter.abort();
+    // A paced run lasts its schedule: n requests take n intervals (the last one's
+    // included), a run of --duration its duration, though its last request goes out an
+    // interval before its end.
+    if let Some(schedule) = shared.schedule.as_ref().filter(|_| ended_by_itself) {
+        let planned = match duration {
+            Some(d) => d,
+            None => schedule
+                .offset(total.sent_on_schedule)
+                .unwrap_or(Duration::ZERO),
+        };
+        elapsed = elapsed.max(planned);
+    }
 
     let acked = shared.progress.acked_spans.load(Ordering::Relaxed);
     let requests = shared.progress.requests.load(Ordering::Relaxed);

@@ -396,7 +396,7 @@ async fn paced(
 ) -> anyhow::Result<(Histogram<u64>, Counts, f64)> {
     let client_core = pin_plan(args).map(|(_, client)| client);
     let interval = Duration::from_secs_f64(1.0 / args.rate);
-    let total = (args.duration.as_secs_f64() * args.rate) as usize;
+    let total = due_before(args.duration.as_secs_f64(), args.rate);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -474,8 +474,9 @@ async fn paced(
     tokio::task::spawn_blocking(move || client_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
-    // The first call at 0 and the last at `sending`: n calls span n - 1 intervals.
-    let achieved = sent.saturating_sub(1).max(1) as f64 / sending.as_secs_f64().max(1e-9);
+    // The first call at 0 and the last at `sending`: n calls take n intervals, the
+    // last one's included.
+    let achieved = sent as f64 / (sending + interval).as_secs_f64();
     let latencies = latencies.lock_ok().clone();
     let counts = Arc::try_unwrap(counts).unwrap_or_default();
     Ok((latencies, counts, achieved))
@@ -556,6 +557,15 @@ fn rate_text(rate: f64) -> String {
     } else {
         format!("{}", (rate * 100.0).round() / 100.0)
     }
+}
+
+/// Checks due before `seconds` at `rate` a second: one at 0, then one every 1/rate
+/// (a whole number of them is not rounded up by the product's last bit).
+fn due_before(seconds: f64, rate: f64) -> usize {
+    let checks = seconds * rate;
+    let whole = checks.floor();
+    let due = if checks - whole > 1e-9 { whole + 1.0 } else { whole };
+    due as usize
 }
 
 /// The highest `--rate`: far above what one machine checks.
@@ -662,7 +672,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         ));
         summary["reference"] = json!({
             "call": "grpc.health.v1.Health/Check",
-            "achieved_rate": achieved.round(),
+            "achieved_rate": (achieved * 100.0).round() / 100.0,
             "latency": percentiles(&latencies),
             "counts": counts.json(),
         });
@@ -694,7 +704,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     ));
     summary["paced"] = json!({
         "rate": args.rate,
-        "achieved_rate": achieved.round(),
+        "achieved_rate": (achieved * 100.0).round() / 100.0,
         "latency": percentiles(&latencies),
         "counts": counts.json(),
         "server_cpu_us_per_check": cpu_per_check.map(|us| (us * 10.0).round() / 10.0),
@@ -768,4 +778,15 @@ fn interrupted(out: &Out, mut summary: Value, server: Option<InProcess>) -> anyh
         server.runtime.stop();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checks_due_are_those_before_the_end() {
+        assert_eq!(super::due_before(2.0, 0.5), 1);
+        assert_eq!(super::due_before(3.0, 0.5), 2);
+        assert_eq!(super::due_before(60.0, 10_000.0), 600_000);
+        assert_eq!(super::due_before(5.0, 49.0), 245);
+    }
 }

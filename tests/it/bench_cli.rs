@@ -111,6 +111,14 @@ async fn ingest_at_a_rate_sends_what_is_due_and_ends_with_it() {
     assert_eq!(timed["requests"], 40, "{timed}");
     assert_eq!(timed["due"], 40, "{timed}");
     assert_eq!(timed["unsent"], 0, "{timed}");
+    // Both read at their target: n requests over n intervals, and the run's duration.
+    for (run, target) in [(&planned, 1000.0), (&timed, 20.0)] {
+        let rate = run["spans_per_s"].as_f64().unwrap();
+        assert!(
+            (target * 0.9..=target * 1.001).contains(&rate),
+            "{rate} spans/s for a target of {target}: {run}"
+        );
+    }
     m.stop().await;
 }
 
