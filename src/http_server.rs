@@ -267,6 +267,12 @@ pub fn grpc_incoming(
     write_timeouts: prometheus::IntCounter,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<WriteStall<tokio::net::TcpStream>>> {
     let (ready, incoming) = tokio::sync::mpsc::channel(GRPC_ACCEPT_QUEUE);
+    // Clients that speak something else to the port, told at most once per interval
+    // with what the last one spoke: a TLS exporter pointed at a plaintext port is the
+    // usual one, and otherwise sees only a broken connection.
+    let not_grpc = Throttled::new(|connections, last: &str| {
+        info!(listener = "otlp_grpc", connections, last, at_most_every = "10s", "connections closed since the last line: they did not open with HTTP/2 (gRPC)");
+    });
     tokio::spawn(async move {
         let mut accept_errors = LogWindow::default();
         loop {
@@ -277,8 +283,13 @@ pub fn grpc_incoming(
                     }
                     let ready = ready.clone();
                     let write_timeouts = write_timeouts.clone();
+                    let not_grpc = not_grpc.clone();
                     tokio::spawn(async move {
                         if conn_life::first_bytes(&stream, H2_PREFACE_AND_SETTINGS_HEADER, idle).await {
+                            if let Some(spoken) = not_h2(&stream).await {
+                                not_grpc.note(format_args!("peer {peer}: {spoken}"));
+                                return;
+                            }
                             let stream = WriteStall::new(stream, write_timeout, move || {
                                 write_timeouts.inc();
                                 debug!(listener = "otlp_grpc", %peer, "client read nothing in time, connection closed");
@@ -294,6 +305,29 @@ pub fn grpc_incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(incoming)
+}
+
+/// What a connection whose first bytes are not the HTTP/2 preface speaks instead, for
+/// the log: `None` when they are the preface.
+async fn not_h2(stream: &tokio::net::TcpStream) -> Option<&'static str> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut first = [0u8; 24];
+    let seen = stream.peek(&mut first).await.ok()?;
+    let first = first.get(..seen)?;
+    if first == PREFACE.get(..seen)? {
+        return None;
+    }
+    Some(match first {
+        // A TLS record of the handshake type (22).
+        [0x16, 0x03, ..] => {
+            "a TLS handshake: this port speaks plaintext gRPC (h2c); give the exporter an \
+             http:// endpoint or `insecure: true`"
+        }
+        _ if first.starts_with(b"POST ") || first.starts_with(b"GET ") => {
+            "HTTP/1.1: an OTLP/HTTP exporter? Its port is the http listener (4318 by default)"
+        }
+        _ => "neither HTTP/2 nor TLS",
+    })
 }
 
 /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n` (24 bytes) and the 9-byte header of the SETTINGS

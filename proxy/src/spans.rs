@@ -172,7 +172,7 @@ impl SpanExporter {
                 Exported::Sent
             }
             Ok(Err(status)) if retryable(status.code()) => {
-                debug!(spans = count, code = ?status.code(), message = status.message(), "span export failed, kept to send again");
+                debug!(spans = count, code = ?status.code(), error = status.message(), "span export failed, kept to send again");
                 Exported::Retry(kept)
             }
             Ok(Err(status)) => {
@@ -182,8 +182,8 @@ impl SpanExporter {
                 if let Some(failed) = self.failures.lock().note(std::time::Instant::now()) {
                     let message = status.message();
                     match crate::report::not_the_grpc_port(message) {
-                        Some(hint) => warn!(exports = failed, spans = count, code = ?status.code(), message, hint, "span exports failed, their spans dropped"),
-                        None => warn!(exports = failed, spans = count, code = ?status.code(), message, "span exports failed, their spans dropped"),
+                        Some(hint) => warn!(exports = failed, spans = count, code = ?status.code(), error = message, hint, "span exports failed, their spans dropped"),
+                        None => warn!(exports = failed, spans = count, code = ?status.code(), error = message, "span exports failed, their spans dropped"),
                     }
                 }
                 Exported::Dropped

@@ -627,7 +627,7 @@ async fn run_worker(
                         }
                     }
                     if report.errors.is_empty() {
-                        tracing::warn!(code = %status.code(), message = status.message(), "export failed");
+                        tracing::warn!(code = %status.code(), error = status.message(), "export failed");
                     }
                     *report.errors.entry(code_name(status.code())).or_default() += 1;
                     shared.progress.errors.fetch_add(1, Ordering::Relaxed);

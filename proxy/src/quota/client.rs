@@ -49,10 +49,10 @@ impl CheckClient {
         let what = if fail_closed { "answered 500 (RLSE)" } else { "let through unchecked (fail open)" };
         let collector = endpoint.uri().to_string();
         let failures_log = Throttled::new(move |failed, last_code: &str| {
-            warn!(failed, last_code, collector = %collector, timeout_ms = timeout.as_millis() as u64, at_most_every = "10s", "quota checks failed since the last warning: the requests they were for were {what}");
+            warn!(checks_failed = failed, last_code, collector = %collector, timeout_ms = timeout.as_millis() as u64, at_most_every = "10s", "quota Checks failed since the last warning: the requests waiting on them were {what} (meshtel_proxy_quota_decisions_total counts those requests)");
         });
         let recoveries_log = Throttled::new(|recoveries, last_failed: &str| {
-            info!(recoveries, last_failed, at_most_every = "10s", "quota checks answered again after failing");
+            info!(recoveries, checks_failed_before_the_last = last_failed, at_most_every = "10s", "quota Checks answered again after failing");
         });
         CheckClient {
             client: MixerClient::new(endpoint.connect_lazy()),
@@ -100,7 +100,7 @@ impl CheckClient {
                 return Ok(response.into_inner().quotas);
             }
             Ok(Err(status)) => {
-                debug!(code = ?status.code(), message = status.message(), "quota check failed");
+                debug!(code = ?status.code(), error = status.message(), "quota check failed");
                 status.code()
             }
             Err(_) => tonic::Code::DeadlineExceeded,
