@@ -61,8 +61,8 @@ pub struct CalleeRows {
     /// Callee-reported requests with response flags that the caller did not report
     /// with those flags, of pairs counted from the caller: answers the callee's proxy
     /// made itself, such as a quota's 429 (`RL`), which the caller's proxy reports, as
-    /// Envoy's does, with no flag (`-`). A flag both report (a client gone, `DC`) is
-    /// the caller's already. [`Graph::build`] moves as many of the caller's unflagged
+    /// Envoy's does, with no flag (`-`). A flag both report is the caller's already,
+    /// and the callee's `DC` (the caller's side hung up) never moves anything. [`Graph::build`] moves as many of the caller's unflagged
     /// requests with the same response code on the edge to these flags, so that the
     /// graph says why.
     pub flagged: Vec<EdgeRow>,
@@ -98,7 +98,12 @@ impl CalleeRows {
             by_call
         };
         let callers = flagged_calls("source");
-        let mut callees: Vec<_> = flagged_calls("destination").into_iter().collect();
+        // `DC` at the callee says the caller's side hung up (a client gone, the caller's
+        // proxy giving up with a flag of its own): never an answer the callee made.
+        let mut callees: Vec<_> = flagged_calls("destination")
+            .into_iter()
+            .filter(|(call, _)| !call.4.split(',').any(|flag| flag == "DC"))
+            .collect();
         // In one order, whatever the map's: the caller's unflagged requests go to the
         // flags in turn.
         callees.sort_by(|a, b| a.0.cmp(&b.0));

@@ -116,3 +116,37 @@ async fn a_flag_both_proxies_report_is_counted_once() {
         "{edge}"
     );
 }
+
+/// The caller's proxy gave up on a body mid-way (`SI`, its body idle timeout): the
+/// callee saw its downstream hang up (`DC`). That is the caller's flag, not an answer
+/// the callee made: the caller's unflagged 200s stay unflagged.
+#[tokio::test]
+async fn the_callees_dc_never_moves_the_callers_answers() {
+    let row = |code, flags: &str, reporter: &str, requests| EdgeRow {
+        key: key(
+            "frontend-v1",
+            "reviews",
+            "reviews-v1",
+            code,
+            flags,
+            reporter,
+        ),
+        stats: stats(requests, 1.0, 0),
+    };
+    let rows = vec![
+        row(200, "-", "source", 8),
+        row(200, "SI", "source", 3),
+        row(200, "-", "destination", 8),
+        row(200, "DC", "destination", 3),
+    ];
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph?window=10s").await.json();
+    let edge = find(
+        &body["elements"]["edges"],
+        "wl_default_frontend-v1->wl_default_reviews-v1:http",
+    );
+    let flags = &edge["traffic"]["responses"]["200"]["flags"];
+    assert_eq!(flags["-"], "72.7", "{edge}");
+    assert_eq!(flags["SI"], "27.3", "{edge}");
+    assert!(flags.get("DC").is_none(), "{edge}");
+}
