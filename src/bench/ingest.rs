@@ -434,15 +434,17 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         false
     };
     reporter.abort();
-    // A paced run lasts its schedule: n requests take n intervals (the last one's
-    // included), a run of --duration its duration, though its last request goes out an
-    // interval before its end.
-    if let Some(schedule) = shared.schedule.as_ref().filter(|_| ended_by_itself) {
+    // A paced run lasts its schedule: its spans at the rate when its plan ran out (n
+    // whole requests take n intervals, the last one's included), else its --duration,
+    // though its last request goes out an interval before the end.
+    if let (Some(rate), true) = (args.rate, ended_by_itself) {
+        let plan_done = shared
+            .plan
+            .as_ref()
+            .is_some_and(|plan| total.sent_on_schedule >= plan.requests());
         let planned = match duration {
-            Some(d) => d,
-            None => schedule
-                .offset(total.sent_on_schedule)
-                .unwrap_or(Duration::ZERO),
+            Some(d) if !plan_done => d,
+            _ => Duration::try_from_secs_f64(total.sent_spans as f64 / rate).unwrap_or_default(),
         };
         elapsed = elapsed.max(planned);
     }

@@ -50,7 +50,7 @@ use super::report::{Interrupt, Out};
 
 mod outcomes;
 
-use outcomes::{Counts, histogram, percentiles, percentiles_text};
+use outcomes::{Counts, histogram, percentiles, percentiles_text, rate_text};
 
 /// `meshtel bench quota` flags.
 #[derive(Debug, Args)]
@@ -550,15 +550,6 @@ fn engine_rate(engine: &QuotaEngine, quota: &str, keys: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// A rate for a report line: whole from 10 a second, to two decimals below.
-fn rate_text(rate: f64) -> String {
-    if rate >= 10.0 {
-        format!("{rate:.0}")
-    } else {
-        format!("{}", (rate * 100.0).round() / 100.0)
-    }
-}
-
 /// Checks due before `seconds` at `rate` a second: one at 0, then one every 1/rate
 /// (a whole number of them is not rounded up by the product's last bit).
 fn due_before(seconds: f64, rate: f64) -> usize {
@@ -603,6 +594,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         );
     }
     let out = Out::new(args.json);
+    let interrupt = Interrupt::watch("ending the phase in progress and printing what it measured");
     let _idle_poll = if args.idle_poll {
         Some(hold_idle_poll()?)
     } else {
@@ -627,6 +619,9 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
             args.keys
         ));
         summary["engine_decisions_per_second"] = json!(rate.round());
+    }
+    if interrupt.arrived() {
+        return interrupted(&out, summary, server);
     }
     let placement = match pin_plan(&args) {
         Some((server, client)) => format!(
@@ -653,7 +648,6 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     );
 
     // Warm up connections and counters.
-    let interrupt = Interrupt::watch("ending the phase in progress and printing what it measured");
     saturated(&args, &channels, &requests, (Duration::from_secs(1), &interrupt)).await?;
     summary["pinned"] = json!(pin_plan(&args).is_some());
     summary["idle_poll"] = json!(args.idle_poll);
@@ -663,6 +657,10 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     } else {
         let (latencies, counts, achieved) =
             paced(&args, &addr, &requests, (Call::Empty, interrupt.flag())).await?;
+        if interrupt.arrived() && latencies.is_empty() {
+            out.line("reference: interrupted before a call was answered".to_string());
+            return interrupted(&out, summary, server);
+        }
         out.line(format!(
             "reference: empty gRPC call (grpc.health.v1.Health/Check) paced {}/s (achieved {}/s): {}; {}",
             rate_text(args.rate),
@@ -688,6 +686,10 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     let cpu_before = cpu.seconds();
     let (latencies, counts, achieved) =
         paced(&args, &addr, &requests, (Call::Check, interrupt.flag())).await?;
+    if interrupt.arrived() && latencies.is_empty() {
+        out.line("paced: interrupted before a Check was answered".to_string());
+        return interrupted(&out, summary, server);
+    }
     let cpu_per_check = cpu_before
         .zip(cpu.seconds())
         .map(|(before, after)| (after - before) * 1e6 / latencies.len().max(1) as f64);

@@ -148,8 +148,16 @@ impl Interrupt {
     pub fn watch(what: &'static str) -> Interrupt {
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let set = flag.clone();
+        // Listening from now on, not from the task's first poll: a run whose thread is
+        // busy measuring is not killed by a Ctrl-C that comes first.
+        let mut signal =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
         let watcher = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            let arrived = match signal.as_mut() {
+                Some(signal) => signal.recv().await.is_some(),
+                None => tokio::signal::ctrl_c().await.is_ok(),
+            };
+            if arrived {
                 eprintln!("interrupted; {what}");
                 set.store(true, std::sync::atomic::Ordering::Relaxed);
             }

@@ -127,3 +127,12 @@ impl Counts {
         )
     }
 }
+
+/// A rate for a report line: whole from 10 a second, to two decimals below.
+pub(super) fn rate_text(rate: f64) -> String {
+    if rate >= 10.0 {
+        format!("{rate:.0}")
+    } else {
+        format!("{}", (rate * 100.0).round() / 100.0)
+    }
+}
