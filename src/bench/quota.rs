@@ -658,7 +658,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         let (latencies, counts, achieved) =
             paced(&args, &addr, &requests, (Call::Empty, interrupt.flag())).await?;
         if interrupt.arrived() && latencies.is_empty() {
-            out.line("reference: interrupted before a call was answered".to_string());
+            out.line("reference: interrupted before a call was answered");
             return interrupted(&out, summary, server);
         }
         out.line(format!(
@@ -687,7 +687,7 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     let (latencies, counts, achieved) =
         paced(&args, &addr, &requests, (Call::Check, interrupt.flag())).await?;
     if interrupt.arrived() && latencies.is_empty() {
-        out.line("paced: interrupted before a Check was answered".to_string());
+        out.line("paced: interrupted before a Check was answered");
         return interrupted(&out, summary, server);
     }
     let cpu_per_check = cpu_before
