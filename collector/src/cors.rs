@@ -12,9 +12,14 @@
 //! max_age = "2h"                   # how long a browser may reuse a preflight's answer
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use axum::routing::MethodRouter;
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
@@ -82,22 +87,63 @@ impl CorsConfig {
         Ok(())
     }
 
+    /// `route` with CORS when origins are allowed: preflights answered, answers marked
+    /// for allowed origins, and a post that names another origin refused (403). A page
+    /// can send a post no preflight precedes (a `text/plain` body, which the Zipkin
+    /// port reads as JSON, as Zipkin does): once origins are named, those are the only
+    /// ones whose pages may write. Requests without an `Origin` (every exporter that
+    /// is not a browser) are not concerned.
+    pub fn apply<S>(&self, route: MethodRouter<S>) -> MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let Some(cors) = self.layer() else {
+            return route;
+        };
+        let patterns = self.patterns();
+        let guard = axum::middleware::from_fn(move |request: Request, next: Next| {
+            let refused = request
+                .headers()
+                .get(header::ORIGIN)
+                .filter(|origin| !patterns.allows(origin))
+                .map(|origin| String::from_utf8_lossy(origin.as_bytes()).into_owned());
+            async move {
+                match refused {
+                    Some(origin) => (
+                        StatusCode::FORBIDDEN,
+                        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        format!(
+                            "origin {:?} is not in [ingest.cors] allowed_origins",
+                            origin.chars().take(64).collect::<String>()
+                        ),
+                    )
+                        .into_response(),
+                    None => next.run(request).await,
+                }
+            }
+        });
+        route
+            .layer::<_, std::convert::Infallible>(guard)
+            .layer::<_, std::convert::Infallible>(cors)
+    }
+
+    fn patterns(&self) -> Arc<Patterns> {
+        Arc::new(Patterns(
+            self.allowed_origins
+                .iter()
+                .map(|o| Pattern::of(o))
+                .collect(),
+        ))
+    }
+
     /// The layer answering preflights and marking answers for allowed origins; `None`
     /// when no origin is allowed.
-    pub fn layer(&self) -> Option<CorsLayer> {
+    fn layer(&self) -> Option<CorsLayer> {
         if self.allowed_origins.is_empty() {
             return None;
         }
-        let patterns: Vec<Pattern> = self
-            .allowed_origins
-            .iter()
-            .map(|origin| Pattern::of(origin))
-            .collect();
-        let origin = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin
-                .to_str()
-                .is_ok_and(|origin| patterns.iter().any(|p| p.matches(origin)))
-        });
+        let patterns = self.patterns();
+        let origin = AllowOrigin::predicate(move |origin: &HeaderValue, _| patterns.allows(origin));
         let headers = if self.allowed_headers.iter().any(|h| h == "*") {
             AllowHeaders::mirror_request()
         } else {
@@ -151,14 +197,24 @@ fn check_origin(origin: &str) -> std::result::Result<(), &'static str> {
     if rest.is_empty() || rest.contains(['/', '?', '#']) {
         return Err("is not scheme://host[:port] (no path, no trailing slash)");
     }
+    if rest.starts_with('[') && !rest.contains(']') {
+        return Err("has an IPv6 host without its closing \"]\"");
+    }
     // The port after the host (an IPv6 host's colons are inside its brackets).
     let port = rest
         .rsplit_once(':')
         .filter(|(host, _)| !host.ends_with('[') && (!host.starts_with('[') || host.ends_with(']')))
         .map(|(_, port)| port);
     if let Some(port) = port {
-        if port.is_empty() || !(port == "*" || port.bytes().all(|b| b.is_ascii_digit())) {
-            return Err("has a port that is not a number (or \"*\")");
+        // As a browser writes it: 1 to 65535, no leading zero.
+        let number = port
+            .parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0 && !port.starts_with('0'));
+        if port != "*" && number.is_none() {
+            return Err(
+                "has a port that is not a number from 1 to 65535 as browsers write it (or \"*\")",
+            );
         }
         let default = match scheme.to_ascii_lowercase().as_str() {
             "http" => Some("80"),
@@ -175,6 +231,17 @@ fn check_origin(origin: &str) -> std::result::Result<(), &'static str> {
         return Err("holds white space");
     }
     Ok(())
+}
+
+/// The allowed origins.
+struct Patterns(Vec<Pattern>);
+
+impl Patterns {
+    fn allows(&self, origin: &HeaderValue) -> bool {
+        origin
+            .to_str()
+            .is_ok_and(|origin| self.0.iter().any(|p| p.matches(origin)))
+    }
 }
 
 /// An allowed origin: matched exactly, or around its one `*`.
@@ -238,6 +305,9 @@ mod tests {
             ("https://shop.example.com:443", "default port"),
             ("http://localhost:80", "default port"),
             ("https://x:abc", "not a number"),
+            ("http://localhost:0080", "not a number"),
+            ("http://localhost:99999", "not a number"),
+            ("http://[::1", "closing"),
         ] {
             let config = CorsConfig {
                 allowed_origins: vec![origin.into()],

@@ -64,11 +64,10 @@ pub fn otlp_http_router_with_metrics(
 }
 
 fn router(ingest: Ingest) -> Router {
-    let traces = post(export_traces).fallback(method_not_allowed);
-    let traces = match ingest.limits().cors.layer() {
-        Some(cors) => traces.layer(cors),
-        None => traces,
-    };
+    let traces = ingest
+        .limits()
+        .cors
+        .apply(post(export_traces).fallback(method_not_allowed));
     Router::new()
         .route("/v1/traces", traces)
         .route("/healthz", get(ok))

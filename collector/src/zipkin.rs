@@ -65,11 +65,10 @@ pub fn zipkin_router_with_metrics(
 }
 
 fn router(ingest: Ingest) -> Router {
-    let spans = post(accept_spans).fallback(method_not_allowed);
-    let spans = match ingest.limits().cors.layer() {
-        Some(cors) => spans.layer(cors),
-        None => spans,
-    };
+    let spans = ingest
+        .limits()
+        .cors
+        .apply(post(accept_spans).fallback(method_not_allowed));
     Router::new()
         .route("/api/v2/spans", spans)
         .fallback(|method: Method, uri: Uri| async move { no_route(&method, &uri, ZIPKIN_SERVES) })

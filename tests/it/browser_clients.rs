@@ -176,6 +176,29 @@ async fn allowed_origins_may_post_spans_from_a_browser() {
     // Another origin gets no permission; the browser then sends nothing.
     let reply = preflight("https://evil.test", otlp.clone()).await;
     assert_eq!(header(&reply, "access-control-allow-origin"), None);
+    // Nor may it write with a post no preflight precedes (text/plain, which the Zipkin
+    // port reads as JSON): once origins are named, other origins' pages are refused.
+    let evil_trace = hex::encode(random_trace_id());
+    for url in [m.zipkin_url(), otlp.clone()] {
+        let reply = post(
+            &url,
+            &[
+                ("content-type", "text/plain;charset=UTF-8"),
+                ("origin", "https://evil.test"),
+            ],
+            zipkin_spans(&evil_trace, now_nanos() / 1_000),
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{url}: {}", reply.text());
+        assert!(reply.text().contains("allowed_origins"), "{}", reply.text());
+    }
+    let reply = post(
+        &m.zipkin_url(),
+        &[("content-type", "application/json"), ("origin", allowed)],
+        zipkin_spans(&evil_trace, now_nanos() / 1_000),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
 
     // The request itself, as the SDK sends it after the preflight.
     let trace = hex::encode(random_trace_id());
