@@ -296,7 +296,12 @@ pub fn grpc_incoming(
                             });
                             let _ = ready.send(Ok(stream)).await;
                         } else {
-                            debug!(listener = "otlp_grpc", %peer, "no HTTP/2 preface in time, connection closed");
+                            // A short opening of another protocol waits out the idle
+                            // time: what did arrive is named, as a long one is.
+                            match tokio::time::timeout(Duration::from_millis(1), not_h2(&stream)).await {
+                                Ok(Some(spoken)) => not_grpc.note(format_args!("peer {peer}: {spoken}")),
+                                _ => debug!(listener = "otlp_grpc", %peer, "no HTTP/2 preface in time, connection closed"),
+                            }
                         }
                     });
                 }
@@ -323,7 +328,7 @@ async fn not_h2(stream: &tokio::net::TcpStream) -> Option<&'static str> {
             "a TLS handshake: this port speaks plaintext gRPC (h2c); give the exporter an \
              http:// endpoint or `insecure: true`"
         }
-        _ if first.starts_with(b"POST ") || first.starts_with(b"GET ") => {
+        _ if first.starts_with(b"POST ") || first.starts_with(b"GET ") || first.starts_with(b"HEAD ") => {
             "HTTP/1.1: an OTLP/HTTP exporter? Its port is the http listener (4318 by default)"
         }
         _ => "neither HTTP/2 nor TLS",

@@ -225,14 +225,15 @@ pub struct StoreStats {
 /// The store's last line: what this run wrote, and the spans a shutdown could not
 /// flush, if any. Those are still in WAL segments that no flush has deleted.
 pub(crate) fn log_shutdown(run: &StoreStats, state: &crate::State) {
-    let (spans_written, flushes, blocks) = (run.spans_written, run.flushes, state.blocks.len());
+    let (spans_written, flushes, blocks_in_index) =
+        (run.spans_written, run.flushes, state.blocks.len());
     match state.held_rows() {
-        0 => tracing::info!(spans_written, flushes, blocks, "store shut down"),
+        0 => tracing::info!(spans_written, flushes, blocks_in_index, "store shut down"),
         spans => tracing::warn!(
             spans_in_wal = spans,
             spans_written,
             flushes,
-            blocks,
+            blocks_in_index,
             "store shut down without flushing every span to blocks: the rest are safe \
              in the WAL and are replayed at the next start"
         ),

@@ -502,7 +502,7 @@ async fn a_shutdown_that_cannot_flush_says_what_stays_in_the_wal() {
     // The last line says what the run kept: the 4 replayed spans flushed into a block.
     let last = text.trim_end().lines().last().unwrap_or_default();
     assert!(
-        last.contains("store shut down spans_written=0 flushes=1 blocks=1"),
+        last.contains("store shut down spans_written=0 flushes=1 blocks_in_index=1"),
         "{text}"
     );
 }
