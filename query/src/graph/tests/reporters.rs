@@ -35,15 +35,35 @@ async fn a_retried_call_counts_once_at_the_workload_that_answered() {
     assert_eq!(frontend["traffic"][0]["rates"]["httpOut"], "2.00");
 }
 
+/// `requests` calls from `source` to `service` that `workload` answered, as `reporter`
+/// saw them.
+fn calls(
+    (source, service, workload): (&str, &str, &str),
+    code: u32,
+    flags: &str,
+    reporter: &str,
+    requests: u64,
+) -> EdgeRow {
+    EdgeRow {
+        key: key(source, service, workload, code, flags, reporter),
+        stats: stats(requests, 1.0, 0),
+    }
+}
+
 /// A quota's 429s: the callee's proxy answered them itself (`RL`), and the caller's
 /// proxy, as Envoy's, saw a 429 with no flag of its own. The edge, counted from the
 /// caller, gives as many of its unflagged 429s the callee's flag; the app's own 429s
 /// stay unflagged, and the counts and rates stay the caller's.
 #[tokio::test]
 async fn the_callees_own_answers_carry_its_flags_on_the_callers_edge() {
-    let row = |code, flags: &str, reporter: &str, requests| EdgeRow {
-        key: key("reviews-v1", "ratings", "ratings-v1", code, flags, reporter),
-        stats: stats(requests, 1.0, 0),
+    let row = |code, flags: &str, reporter: &str, requests| {
+        calls(
+            ("reviews-v1", "ratings", "ratings-v1"),
+            code,
+            flags,
+            reporter,
+            requests,
+        )
     };
     let rows = vec![
         row(200, "-", "source", 10),
@@ -87,16 +107,14 @@ async fn the_callees_own_answers_carry_its_flags_on_the_callers_edge() {
 /// caller's already: the edge keeps the caller's counts, not the callee's flags on top.
 #[tokio::test]
 async fn a_flag_both_proxies_report_is_counted_once() {
-    let row = |flags: &str, reporter: &str, requests| EdgeRow {
-        key: key(
-            "productpage-v1",
-            "ratings",
-            "ratings-v1",
+    let row = |flags: &str, reporter: &str, requests| {
+        calls(
+            ("productpage-v1", "ratings", "ratings-v1"),
             200,
             flags,
             reporter,
-        ),
-        stats: stats(requests, 1.0, 0),
+            requests,
+        )
     };
     let rows = vec![
         row("-", "source", 13),
@@ -122,16 +140,14 @@ async fn a_flag_both_proxies_report_is_counted_once() {
 /// the callee made: the caller's unflagged 200s stay unflagged.
 #[tokio::test]
 async fn the_callees_dc_never_moves_the_callers_answers() {
-    let row = |code, flags: &str, reporter: &str, requests| EdgeRow {
-        key: key(
-            "frontend-v1",
-            "reviews",
-            "reviews-v1",
+    let row = |code, flags: &str, reporter: &str, requests| {
+        calls(
+            ("frontend-v1", "reviews", "reviews-v1"),
             code,
             flags,
             reporter,
-        ),
-        stats: stats(requests, 1.0, 0),
+            requests,
+        )
     };
     let rows = vec![
         row(200, "-", "source", 8),
