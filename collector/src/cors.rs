@@ -20,6 +20,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::routing::MethodRouter;
+use meshtel_model::log_window::Throttled;
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
@@ -101,12 +102,24 @@ impl CorsConfig {
             return route;
         };
         let patterns = self.patterns();
+        // Told at most once per interval: a page the list leaves out keeps posting.
+        let refusals = Throttled::new(|refused, last_origin: &str| {
+            tracing::info!(
+                refused,
+                last_origin,
+                at_most_every = "10s",
+                "posts refused (403) for an origin not in [ingest.cors] allowed_origins, since the last line"
+            );
+        });
         let guard = axum::middleware::from_fn(move |request: Request, next: Next| {
             let refused = request
                 .headers()
                 .get(header::ORIGIN)
                 .filter(|origin| !patterns.allows(origin))
                 .map(|origin| String::from_utf8_lossy(origin.as_bytes()).into_owned());
+            if let Some(origin) = &refused {
+                refusals.note(format_args!("{:.64}", origin));
+            }
             async move {
                 match refused {
                     Some(origin) => (
@@ -197,20 +210,27 @@ fn check_origin(origin: &str) -> std::result::Result<(), &'static str> {
     if rest.is_empty() || rest.contains(['/', '?', '#']) {
         return Err("is not scheme://host[:port] (no path, no trailing slash)");
     }
-    if rest.starts_with('[') && !rest.contains(']') {
-        return Err("has an IPv6 host without its closing \"]\"");
-    }
-    // The port after the host (an IPv6 host's colons are inside its brackets).
-    let port = rest
-        .rsplit_once(':')
-        .filter(|(host, _)| !host.ends_with('[') && (!host.starts_with('[') || host.ends_with(']')))
-        .map(|(_, port)| port);
+    // The host, then `:port` or nothing (an IPv6 host's colons are inside its brackets).
+    let after_host = match rest.strip_prefix('[') {
+        Some(inside) => match inside.split_once(']') {
+            Some((_, after)) => after,
+            None => return Err("has an IPv6 host without its closing \"]\""),
+        },
+        None if rest.contains([']', '[']) => return Err("has a bracket outside an IPv6 host"),
+        None => rest.find(':').map_or("", |at| &rest[at..]),
+    };
+    let port = match after_host {
+        "" => None,
+        after => match after.strip_prefix(':') {
+            Some(port) => Some(port),
+            None => return Err("has something after its host that is not :port"),
+        },
+    };
     if let Some(port) = port {
-        // As a browser writes it: 1 to 65535, no leading zero.
-        let number = port
-            .parse::<u16>()
-            .ok()
-            .filter(|n| *n > 0 && !port.starts_with('0'));
+        // As a browser writes it: digits, 1 to 65535, no leading zero.
+        let number = port.parse::<u16>().ok().filter(|n| {
+            *n > 0 && !port.starts_with('0') && port.bytes().all(|b| b.is_ascii_digit())
+        });
         if port != "*" && number.is_none() {
             return Err(
                 "has a port that is not a number from 1 to 65535 as browsers write it (or \"*\")",
@@ -267,11 +287,15 @@ impl Pattern {
         match self {
             Pattern::Any => true,
             Pattern::Exact(exact) => origin == *exact,
-            // What the `*` stands for holds no `/`: it stays within the host.
-            Pattern::Around(before, after) => origin
-                .strip_prefix(before.as_str())
-                .and_then(|rest| rest.strip_suffix(after.as_str()))
-                .is_some_and(|middle| !middle.contains('/')),
+            // What the `*` stands for holds no `/`: it stays within the host. Any port
+            // (`:*`) is the scheme's default too, which browsers leave out.
+            Pattern::Around(before, after) => {
+                origin
+                    .strip_prefix(before.as_str())
+                    .and_then(|rest| rest.strip_suffix(after.as_str()))
+                    .is_some_and(|middle| !middle.contains('/'))
+                    || (after.is_empty() && before.strip_suffix(':') == Some(origin.as_str()))
+            }
         }
     }
 }
@@ -286,6 +310,10 @@ mod tests {
         assert!(exact.matches("https://app.example.com"));
         assert!(!exact.matches("https://app.example.com:8443"));
         assert!(!exact.matches("http://app.example.com"));
+        let any_port = Pattern::of("http://localhost:*");
+        assert!(any_port.matches("http://localhost:3000"));
+        assert!(any_port.matches("http://localhost"), "the default port");
+        assert!(!any_port.matches("http://localhost.evil.test"));
         let sub = Pattern::of("https://*.example.com");
         assert!(sub.matches("https://shop.example.com"));
         assert!(sub.matches("https://a.b.example.com"));
@@ -308,6 +336,10 @@ mod tests {
             ("http://localhost:0080", "not a number"),
             ("http://localhost:99999", "not a number"),
             ("http://[::1", "closing"),
+            ("http://localhost:+80", "not a number"),
+            ("http://a:1:2", "not a number"),
+            ("http://::1]:3000", "bracket"),
+            ("http://[::1]x:3000", "not :port"),
         ] {
             let config = CorsConfig {
                 allowed_origins: vec![origin.into()],

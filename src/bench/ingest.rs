@@ -434,19 +434,12 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         false
     };
     reporter.abort();
-    // A paced run lasts its schedule: its spans at the rate when its plan ran out (n
-    // whole requests take n intervals, the last one's included), else its --duration,
-    // though its last request goes out an interval before the end.
+    // A paced run that ended by itself lasts its schedule: its spans at the rate (n
+    // whole requests take n intervals, the last one's included), whether its plan ran
+    // out or --duration came, so that the same requests read the same either way.
     if let (Some(rate), true) = (args.rate, ended_by_itself) {
-        let plan_done = shared
-            .plan
-            .as_ref()
-            .is_some_and(|plan| total.sent_on_schedule >= plan.requests());
-        let planned = match duration {
-            Some(d) if !plan_done => d,
-            _ => Duration::try_from_secs_f64(total.sent_spans as f64 / rate).unwrap_or_default(),
-        };
-        elapsed = elapsed.max(planned);
+        let planned = Duration::try_from_secs_f64(total.sent_spans as f64 / rate);
+        elapsed = elapsed.max(planned.unwrap_or_default());
     }
 
     let acked = shared.progress.acked_spans.load(Ordering::Relaxed);

@@ -649,6 +649,9 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
 
     // Warm up connections and counters.
     saturated(&args, &channels, &requests, (Duration::from_secs(1), &interrupt)).await?;
+    if interrupt.arrived() {
+        return interrupted(&out, summary, server);
+    }
     summary["pinned"] = json!(pin_plan(&args).is_some());
     summary["idle_poll"] = json!(args.idle_poll);
 

@@ -192,6 +192,13 @@ async fn allowed_origins_may_post_spans_from_a_browser() {
         assert_eq!(reply.status, 403, "{url}: {}", reply.text());
         assert!(reply.text().contains("allowed_origins"), "{}", reply.text());
     }
+    // ...and the operator sees it, not only the page's console.
+    let log = m.log_text();
+    assert!(
+        log.contains("for an origin not in [ingest.cors] allowed_origins")
+            && log.contains("https://evil.test"),
+        "{log}"
+    );
     let reply = post(
         &m.zipkin_url(),
         &[("content-type", "application/json"), ("origin", allowed)],
