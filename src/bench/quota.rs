@@ -50,7 +50,7 @@ use super::report::{Interrupt, Out};
 
 mod outcomes;
 
-use outcomes::{Counts, histogram, percentiles, percentiles_text, rate_text};
+use outcomes::{Counts, due_before, histogram, percentiles, percentiles_text, rate_text};
 
 /// `meshtel bench quota` flags.
 #[derive(Debug, Args)]
@@ -550,15 +550,6 @@ fn engine_rate(engine: &QuotaEngine, quota: &str, keys: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Checks due before `seconds` at `rate` a second: one at 0, then one every 1/rate
-/// (a whole number of them is not rounded up by the product's last bit).
-fn due_before(seconds: f64, rate: f64) -> usize {
-    let checks = seconds * rate;
-    let whole = checks.floor();
-    let due = if checks - whole > 1e-9 { whole + 1.0 } else { whole };
-    due as usize
-}
-
 /// The highest `--rate`: far above what one machine checks.
 const MAX_RATE: f64 = 1_000_000.0;
 
@@ -697,9 +688,9 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         .zip(cpu.seconds())
         .map(|(before, after)| (after - before) * 1e6 / latencies.len().max(1) as f64);
     out.line(format!(
-        "paced {} checks/s for {} (achieved {}/s): {}; {}{}",
+        "paced {} checks/s {} (achieved {}/s): {}; {}{}",
         rate_text(args.rate),
-        humantime::format_duration(args.duration),
+        phase_length(&args, &interrupt),
         rate_text(achieved),
         percentiles_text(&latencies),
         counts.text(),
@@ -738,9 +729,9 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     let done = counts.answered();
     let rate = done as f64 / elapsed;
     let mut line = format!(
-        "saturated ({} in flight) for {}: {rate:.0} checks/s; {}; {}",
+        "saturated ({} in flight) {}: {rate:.0} checks/s; {}; {}",
         args.concurrency,
-        humantime::format_duration(args.duration),
+        phase_length(&args, &interrupt),
         percentiles_text(&latencies),
         counts.text()
     );
@@ -774,6 +765,14 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a phase ran, for its line: `--duration`, or what Ctrl-C left of it.
+fn phase_length(args: &QuotaArgs, interrupt: &Interrupt) -> String {
+    match interrupt.arrived() {
+        true => "until Ctrl-C".to_string(),
+        false => format!("for {}", humantime::format_duration(args.duration)),
+    }
+}
+
 /// Ends a run that Ctrl-C cut short: the phases measured were printed as they ended
 /// (the one in progress with what it measured); the JSON summary says it was cut.
 fn interrupted(out: &Out, mut summary: Value, server: Option<InProcess>) -> anyhow::Result<()> {
@@ -783,15 +782,4 @@ fn interrupted(out: &Out, mut summary: Value, server: Option<InProcess>) -> anyh
         server.runtime.stop();
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn checks_due_are_those_before_the_end() {
-        assert_eq!(super::due_before(2.0, 0.5), 1);
-        assert_eq!(super::due_before(3.0, 0.5), 2);
-        assert_eq!(super::due_before(60.0, 10_000.0), 600_000);
-        assert_eq!(super::due_before(5.0, 49.0), 245);
-    }
 }

@@ -136,3 +136,27 @@ pub(super) fn rate_text(rate: f64) -> String {
         format!("{}", (rate * 100.0).round() / 100.0)
     }
 }
+
+/// Checks due before `seconds` at `rate` a second: one at 0, then one every 1/rate
+/// (a whole number of them is not rounded up by the product's last bit).
+pub(super) fn due_before(seconds: f64, rate: f64) -> usize {
+    let checks = seconds * rate;
+    let whole = checks.floor();
+    let due = if checks - whole > 1e-9 {
+        whole + 1.0
+    } else {
+        whole
+    };
+    due as usize
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checks_due_are_those_before_the_end() {
+        assert_eq!(super::due_before(2.0, 0.5), 1);
+        assert_eq!(super::due_before(3.0, 0.5), 2);
+        assert_eq!(super::due_before(60.0, 10_000.0), 600_000);
+        assert_eq!(super::due_before(5.0, 49.0), 245);
+    }
+}
