@@ -50,6 +50,13 @@ fn calls(
     }
 }
 
+/// The edge `id` of the workload graph of `rows` over the last 10 s.
+async fn edge_of(rows: Vec<EdgeRow>, id: &str) -> serde_json::Value {
+    let (app, _) = graph_app(rows, Vec::new());
+    let body = get(&app, "/api/graph?window=10s").await.json();
+    find(&body["elements"]["edges"], id).clone()
+}
+
 /// A quota's 429s: the callee's proxy answered them itself (`RL`), and the caller's
 /// proxy, as Envoy's, saw a 429 with no flag of its own. The edge, counted from the
 /// caller, gives as many of its unflagged 429s the callee's flag; the app's own 429s
@@ -122,12 +129,11 @@ async fn a_flag_both_proxies_report_is_counted_once() {
         row("-", "destination", 13),
         row("DC", "destination", 7),
     ];
-    let (app, _) = graph_app(rows, Vec::new());
-    let body = get(&app, "/api/graph?window=10s").await.json();
-    let edge = find(
-        &body["elements"]["edges"],
+    let edge = edge_of(
+        rows,
         "wl_default_productpage-v1->wl_default_ratings-v1:http",
-    );
+    )
+    .await;
     assert_eq!(
         edge["traffic"]["responses"]["200"]["flags"],
         serde_json::json!({"-": "65.0", "DC": "35.0"}),
@@ -155,12 +161,7 @@ async fn the_callees_dc_never_moves_the_callers_answers() {
         row(200, "-", "destination", 8),
         row(200, "DC", "destination", 3),
     ];
-    let (app, _) = graph_app(rows, Vec::new());
-    let body = get(&app, "/api/graph?window=10s").await.json();
-    let edge = find(
-        &body["elements"]["edges"],
-        "wl_default_frontend-v1->wl_default_reviews-v1:http",
-    );
+    let edge = edge_of(rows, "wl_default_frontend-v1->wl_default_reviews-v1:http").await;
     let flags = &edge["traffic"]["responses"]["200"]["flags"];
     assert_eq!(flags["-"], "72.7", "{edge}");
     assert_eq!(flags["SI"], "27.3", "{edge}");
