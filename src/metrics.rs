@@ -21,7 +21,9 @@ use meshtel_collector::{IngestMetrics, MeshMetrics, QuotaEngine};
 use meshtel_store::{EdgeRollups, TraceStore};
 
 use crate::http_server::HttpTimeoutMetrics;
-use prometheus::{Counter, Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Counter, Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// What `/metrics` reports on: the store's counters and, on a collector, the mesh
 /// metrics (Istio's request metrics and `meshtel_report_*`), the edge rollups' and the
@@ -46,6 +48,8 @@ pub struct Sources {
     pub ingest_inflight: Option<meshtel_collector::InflightBudget>,
     /// The bounds on the collector's other gRPC messages (Report streams, Check, ...).
     pub grpc_messages: Option<meshtel_collector::GrpcMessageStats>,
+    /// Calls on the collector's gRPC port refused before their handler, unread.
+    pub grpc_unreadable: Option<meshtel_collector::UnreadableCalls>,
 }
 
 /// The `/metrics` route over `sources`.
@@ -208,6 +212,14 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
             let _ = registry.register(Box::new(g));
         }
     };
+    let labelled_counter = |name: &str, help: &str, label: &str, values: [(&str, u64); 2]| {
+        if let Ok(c) = IntCounterVec::new(Opts::new(name, help), &[label]) {
+            for (value, v) in values {
+                c.with_label_values(&[value]).inc_by(v);
+            }
+            let _ = registry.register(Box::new(c));
+        }
+    };
     // Cumulative seconds are counters: promtool refuses `_total` on a gauge.
     let seconds = |name: &str, help: &str, v: f64| {
         if let Ok(c) = Counter::with_opts(Opts::new(name, help)) {
@@ -288,6 +300,18 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
             "meshtel_grpc_streams_refused_total",
             "Report and WatchQuotas streams refused UNAVAILABLE because [report] max_streams were open.",
             messages.streams_refused(),
+        );
+    }
+    if let Some(unreadable) = &sources.grpc_unreadable {
+        labelled_counter(
+            "meshtel_grpc_calls_unreadable_total",
+            "Calls on 4317 other than OTLP Export (Check, Report, rate limit, Mixer) refused before their handler: a message that is not the method's protobuf (reason undecodable, INVALID_ARGUMENT) or over its size bound (too_large, RESOURCE_EXHAUSTED).",
+            "reason",
+            [
+                meshtel_collector::Unreadable::Undecodable,
+                meshtel_collector::Unreadable::TooLarge,
+            ]
+            .map(|reason| (reason.as_str(), unreadable.count(reason))),
         );
     }
     if let Some(reads) = &sources.query_reads {

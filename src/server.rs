@@ -271,16 +271,23 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             inflight.clone(),
         );
         let engine = quota_engine.clone();
+        // Calls whose message tonic could not read never reach a handler: counted and
+        // logged here, for the three services below (OTLP's are ingest refusals).
+        let unreadable = meshtel_collector::UnreadableCalls::default();
         // Report and WatchQuotas streams end at shutdown instead of holding it up.
         // Istio's own Mixer API, for Mixer-era istio-proxies: the same reports and quotas.
         let istio_mixer_service =
-            meshtel_collector::istio_mixer_grpc_service(reports.clone(), engine.clone());
+            meshtel_collector::istio_mixer_grpc_service(reports.clone(), engine.clone())
+                .counted_in(&unreadable);
         let report_service = meshtel_collector::mixer_grpc_service_until(
             reports,
             engine.clone(),
             Some(stop_rx.clone()),
-        );
-        let rls_service = engine.clone().map(meshtel_collector::rls_grpc_service);
+        )
+        .counted_in(&unreadable);
+        let rls_service = engine
+            .clone()
+            .map(|engine| meshtel_collector::rls_grpc_service(engine).counted_in(&unreadable));
         // grpc.health.v1 for load balancers and Kubernetes gRPC probes: the server ("")
         // is SERVING while this listener runs.
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -345,6 +352,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
             query_reads: Some(query_reads.clone()),
             ingest_inflight: Some(inflight.clone()),
             grpc_messages: Some(grpc_messages.stats()),
+            grpc_unreadable: Some(unreadable),
         }));
         servers.spawn(serve(
             http,
@@ -409,6 +417,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
                 query_reads: Some(query_reads.clone()),
                 ingest_inflight: None,
                 grpc_messages: None,
+                grpc_unreadable: None,
             });
             app = app.layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {

@@ -7,13 +7,21 @@
 //! Mixer, Envoy `ShouldRateLimit`) answers `INVALID_ARGUMENT` instead, keeping tonic's
 //! message. Likewise a message over the size bound, which tonic answers `OUT_OF_RANGE`,
 //! is `RESOURCE_EXHAUSTED`, as the README says of every too-large request.
+//!
+//! Such calls never reach a handler, so nothing else counts them: the wrapper counts
+//! them in [`UnreadableCalls`] (`meshtel_grpc_calls_unreadable_total`) and logs them
+//! at most once per 10 s, naming the method and what tonic said.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use meshtel_model::log_window::Throttled;
 use tonic::server::NamedService;
+use tracing::info;
 
 /// How tonic's messages for a request it could not read begin: not protobuf, a
 /// message cut short by the end of its stream, a compressed flag without an encoding.
@@ -25,8 +33,8 @@ const DECODE_ERRORS: [&str; 3] = [
 
 /// Rewrites a trailers-only `INTERNAL` "failed to decode ..." answer (the `grpc-status`
 /// and `grpc-message` headers tonic writes when it cannot decode the request) to
-/// `INVALID_ARGUMENT`; any other answer is left alone.
-pub(crate) fn decode_error_to_invalid_argument(headers: &mut http::HeaderMap) {
+/// `INVALID_ARGUMENT`, and says whether it did; any other answer is left alone.
+pub(crate) fn decode_error_to_invalid_argument(headers: &mut http::HeaderMap) -> bool {
     let internal = (tonic::Code::Internal as i32).to_string();
     let is_internal = headers
         .get("grpc-status")
@@ -42,21 +50,121 @@ pub(crate) fn decode_error_to_invalid_argument(headers: &mut http::HeaderMap) {
             headers.insert("grpc-status", value);
         }
     }
+    is_internal && is_decode_error
 }
 
 /// Tonic refuses a message over `max_decoding_message_size` before any handler runs,
 /// with a trailers-only response whose `grpc-status` header is `OUT_OF_RANGE` (11).
-/// Our handlers never answer that code, so every such header means "too large".
-pub(crate) fn out_of_range_to_resource_exhausted(headers: &mut http::HeaderMap) {
+/// Our handlers never answer that code, so every such header means "too large". Says
+/// whether it rewrote one.
+pub(crate) fn out_of_range_to_resource_exhausted(headers: &mut http::HeaderMap) -> bool {
     let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
-    if headers
+    let too_large = headers
         .get("grpc-status")
-        .is_some_and(|value| value.as_bytes() == out_of_range.as_bytes())
-    {
+        .is_some_and(|value| value.as_bytes() == out_of_range.as_bytes());
+    if too_large {
         let exhausted = (tonic::Code::ResourceExhausted as i32).to_string();
         if let Ok(value) = http::HeaderValue::from_str(&exhausted) {
             headers.insert("grpc-status", value);
         }
+    }
+    too_large
+}
+
+/// Why a call was refused before its handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// The message is not protobuf of the method's type (or cut short): `INVALID_ARGUMENT`.
+    Undecodable,
+    /// The message is over the method's size bound: `RESOURCE_EXHAUSTED`.
+    TooLarge,
+}
+
+impl Unreadable {
+    /// The `reason` label of `meshtel_grpc_calls_unreadable_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unreadable::Undecodable => "undecodable",
+            Unreadable::TooLarge => "too_large",
+        }
+    }
+
+    /// Rewrites an answer tonic gave a message it could not read (see the module
+    /// documentation), and says why it could not, if it could not.
+    fn rewrite(headers: &mut http::HeaderMap) -> Option<Unreadable> {
+        if out_of_range_to_resource_exhausted(headers) {
+            Some(Unreadable::TooLarge)
+        } else if decode_error_to_invalid_argument(headers) {
+            Some(Unreadable::Undecodable)
+        } else {
+            None
+        }
+    }
+}
+
+/// Calls refused because their message could not be read, counted by reason and
+/// logged at most once per 10 s; cheap to clone, shared by the services of one port.
+#[derive(Clone)]
+pub struct UnreadableCalls {
+    undecodable: Arc<AtomicU64>,
+    too_large: Arc<AtomicU64>,
+    log: Arc<Throttled>,
+}
+
+impl std::fmt::Debug for UnreadableCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnreadableCalls")
+            .field("undecodable", &self.count(Unreadable::Undecodable))
+            .field("too_large", &self.count(Unreadable::TooLarge))
+            .finish()
+    }
+}
+
+impl Default for UnreadableCalls {
+    fn default() -> Self {
+        // A client sending the wrong messages repeats without bound: its line is the
+        // client's to act on, at most once per interval.
+        let log = Throttled::new(|refused, last: &str| {
+            info!(
+                refused,
+                last,
+                at_most_every = "10s",
+                "gRPC calls refused before their handler, since the last line: a message was not the method's protobuf or was over its size bound"
+            );
+        });
+        UnreadableCalls {
+            undecodable: Arc::default(),
+            too_large: Arc::default(),
+            log,
+        }
+    }
+}
+
+impl UnreadableCalls {
+    /// Calls refused for `reason` since start.
+    pub fn count(&self, reason: Unreadable) -> u64 {
+        match reason {
+            Unreadable::Undecodable => self.undecodable.load(Ordering::Relaxed),
+            Unreadable::TooLarge => self.too_large.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts and logs one refused call of `method` (a request path) whose answer has
+    /// `headers` (or trailers).
+    fn note(&self, method: &str, reason: Unreadable, headers: &http::HeaderMap) {
+        let counter = match reason {
+            Unreadable::Undecodable => &self.undecodable,
+            Unreadable::TooLarge => &self.too_large,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let message = headers
+            .get("grpc-message")
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).replace("%20", " "))
+            .unwrap_or_default();
+        self.log.note(format_args!(
+            "{method:.96} {}: {message:.160}",
+            reason.as_str()
+        ));
     }
 }
 
@@ -105,12 +213,23 @@ pub(crate) fn name_the_size_limit(headers: &mut http::HeaderMap, setting: &str) 
 #[derive(Debug, Clone)]
 pub struct InvalidArgumentOnDecodeError<S> {
     inner: S,
+    unreadable: UnreadableCalls,
 }
 
 impl<S> InvalidArgumentOnDecodeError<S> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, counting its unreadable calls on their own.
     pub fn new(inner: S) -> Self {
-        InvalidArgumentOnDecodeError { inner }
+        InvalidArgumentOnDecodeError {
+            inner,
+            unreadable: UnreadableCalls::default(),
+        }
+    }
+
+    /// Counts the calls refused unread in `unreadable` (shared with the port's other
+    /// services) instead.
+    pub fn counted_in(mut self, unreadable: &UnreadableCalls) -> Self {
+        self.unreadable = unreadable.clone();
+        self
     }
 }
 
@@ -136,21 +255,28 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method: Arc<str> = Arc::from(request.uri().path());
         let answer = self.inner.call(request);
+        let unreadable = self.unreadable.clone();
         Box::pin(async move {
             let mut response = answer.await?;
-            decode_error_to_invalid_argument(response.headers_mut());
-            out_of_range_to_resource_exhausted(response.headers_mut());
+            if let Some(reason) = Unreadable::rewrite(response.headers_mut()) {
+                unreadable.note(&method, reason, response.headers());
+            }
             // A streaming call (Report) meets an undecodable message after its
             // headers went out: the status is in the trailers.
             Ok(response.map(|body| {
-                tonic::body::Body::new(http_body_util::BodyExt::map_frame(body, |mut frame| {
-                    if let Some(trailers) = frame.trailers_mut() {
-                        decode_error_to_invalid_argument(trailers);
-                        out_of_range_to_resource_exhausted(trailers);
-                    }
-                    frame
-                }))
+                tonic::body::Body::new(http_body_util::BodyExt::map_frame(
+                    body,
+                    move |mut frame| {
+                        if let Some(trailers) = frame.trailers_mut()
+                            && let Some(reason) = Unreadable::rewrite(trailers)
+                        {
+                            unreadable.note(&method, reason, trailers);
+                        }
+                        frame
+                    },
+                ))
             }))
         })
     }

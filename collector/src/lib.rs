@@ -56,7 +56,7 @@ pub mod zipkin;
 pub use config::IngestLimits;
 pub use error::{Error, Result};
 pub use grpc_budget::{GrpcMessageBudgetLayer, GrpcMessageStats};
-pub use grpc_decode::InvalidArgumentOnDecodeError;
+pub use grpc_decode::{InvalidArgumentOnDecodeError, Unreadable, UnreadableCalls};
 pub use inflight::InflightBudget;
 pub use ingest::Ingest;
 pub use ingest_metrics::IngestMetrics;

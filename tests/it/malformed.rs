@@ -185,6 +185,46 @@ async fn check_grpc(m: &Meshtel) {
         );
     }
 
+    // Quota Checks that are not protobuf, or over [report] max_message_bytes (8 MiB),
+    // never reach a handler: counted with the Report streams above, and logged.
+    let (_, grpc_status, message) = raw_grpc_call(
+        m,
+        "/meshtel.mixer.v1.Mixer/Check",
+        [&[0u8, 0, 0, 0, 9][..], b"\xff\xff\xff\xff garbage"].concat(),
+    )
+    .await;
+    assert_eq!(grpc_status.as_deref(), Some("3"), "{message:?}");
+    let mut huge = vec![0u8];
+    huge.extend_from_slice(&(9u32 << 20).to_be_bytes());
+    huge.resize(5 + (9 << 20), 0);
+    let (_, grpc_status, message) = raw_grpc_call(m, "/meshtel.mixer.v1.Mixer/Check", huge).await;
+    assert_eq!(grpc_status.as_deref(), Some("8"), "{message:?}");
+    let text = get(&m.http_url("/metrics")).await.text();
+    let unreadable = |reason: &str| {
+        parse_prometheus_text(&text)
+            .into_iter()
+            .find(|s| {
+                s.name == "meshtel_grpc_calls_unreadable_total" && s.has(&[("reason", reason)])
+            })
+            .unwrap_or_else(|| panic!("no {reason} series in\n{text}"))
+            .value
+    };
+    assert_eq!(
+        (unreadable("undecodable"), unreadable("too_large")),
+        (3.0, 1.0)
+    );
+    let log = eventually(
+        std::time::Duration::from_secs(15),
+        "the refused calls' log line",
+        || async {
+            let log = m.log_text();
+            log.contains("gRPC calls refused before their handler")
+                .then_some(log)
+        },
+    )
+    .await;
+    assert!(log.contains("/meshtel.mixer.v1.Mixer/"), "{log}");
+
     // Over max_request_bytes: RESOURCE_EXHAUSTED (not retryable), as sent and gzipped.
     let mut big = span(&random_trace_id(), "big");
     big.attributes = vec![kv_str("pad", &"x".repeat(70 * 1024))];
