@@ -258,9 +258,10 @@ impl QuotaEnforcer {
     }
 
     /// Publishes a policy set compiled from the collector's JSON (what the watch does
-    /// with each message); returns the entries skipped.
-    pub fn publish_json(&self, revision: i64, json: &str) -> Vec<SkippedPolicy> {
-        let (set, skipped) = PolicySet::from_json(revision, json, &self.shared.destination);
+    /// with each message, `incarnations` its policies' creations); returns the entries
+    /// skipped.
+    pub fn publish_json(&self, revision: i64, json: &str, incarnations: &[u64]) -> Vec<SkippedPolicy> {
+        let (set, skipped) = PolicySet::from_json(revision, json, incarnations, &self.shared.destination);
         self.shared.stats.policies_invalid.inc_by(skipped.len() as u64);
         self.shared.publish(set);
         skipped

@@ -146,6 +146,7 @@ pub fn empty_policy_stream() -> PolicyStream {
     let empty = QuotaPolicies {
         revision: 0,
         policies_json: "[]".into(),
+        incarnations: Vec::new(),
     };
     Box::pin(futures::StreamExt::chain(
         futures::stream::once(futures::future::ready(Ok(empty))),

@@ -32,7 +32,22 @@ pub(crate) enum Mode {
         best_effort: bool,
     },
     /// Grant it in full without charging the counter, and say it would have been denied.
-    Shadow,
+    /// Best effort, what is left is charged and granted as enforcement would (a proxy's
+    /// lease then holds what enforcement would give it); only a request nothing is left
+    /// for is granted in full as a would-be denial.
+    Shadow {
+        /// Grant (and charge) the remainder when some is left.
+        best_effort: bool,
+    },
+}
+
+impl Mode {
+    /// True when a request that does not fit gets what is left.
+    fn best_effort(self) -> bool {
+        match self {
+            Mode::Enforce { best_effort } | Mode::Shadow { best_effort } => best_effort,
+        }
+    }
 }
 
 /// The answer for one request.
@@ -227,7 +242,7 @@ impl Counter {
     fn grant(amount: u64, avail: u64, mode: Mode) -> Option<u64> {
         if amount <= avail {
             Some(amount)
-        } else if mode == (Mode::Enforce { best_effort: true }) && avail > 0 {
+        } else if mode.best_effort() && avail > 0 {
             Some(avail)
         } else {
             None
@@ -304,7 +319,7 @@ impl Counter {
             None => {
                 // Until enough old buckets leave the window to fit the amount; best
                 // effort takes any, so until the first one leaves (see charge_token).
-                let need = if mode == (Mode::Enforce { best_effort: true }) {
+                let need = if mode.best_effort() {
                     1
                 } else {
                     amount.saturating_sub(avail)
@@ -363,7 +378,7 @@ impl Counter {
                 // the whole amount: a proxy's lease ask (best effort, for several)
                 // otherwise held its denial for as many refill periods as it asked
                 // tokens, and traffic passed in clumps with seconds of 429s between.
-                let need = if mode == (Mode::Enforce { best_effort: true }) {
+                let need = if mode.best_effort() {
                     v
                 } else {
                     u128::from(amount).saturating_mul(v)
@@ -453,7 +468,7 @@ impl Step {
     /// A request that does not fit: denied, or granted in full in shadow mode.
     fn refused(amount: u64, mode: Mode, avail: u64, valid: u64, retry: u64, reset: u64) -> Step {
         Step {
-            granted: if mode == Mode::Shadow { amount } else { 0 },
+            granted: if matches!(mode, Mode::Shadow { .. }) { amount } else { 0 },
             denied: true,
             remaining: avail,
             valid_ns: valid,

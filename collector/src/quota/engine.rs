@@ -257,6 +257,7 @@ impl QuotaEngine {
         let (watch, _) = watch::channel(QuotaPolicies {
             revision: 0,
             policies_json: "[]".into(),
+            incarnations: Vec::new(),
         });
         let (closing, _) = watch::channel(false);
         Ok(QuotaEngine {
@@ -345,6 +346,8 @@ impl QuotaEngine {
                 "quota counters of removed, rekeyed or recreated policies dropped"
             );
         }
+        let (valid_specs, incarnations): (Vec<QuotaPolicySpec>, Vec<u64>) =
+            valid_specs.into_iter().unzip();
         let policies_json = match serde_json::to_string(&valid_specs) {
             Ok(json) => json,
             Err(error) => {
@@ -355,6 +358,7 @@ impl QuotaEngine {
         self.watch.send_replace(QuotaPolicies {
             revision,
             policies_json,
+            incarnations,
         });
         info!(
             revision,
@@ -595,7 +599,7 @@ impl QuotaEngine {
     ) -> QuotaDecision {
         let now = self.now();
         let mode = if who.shadow {
-            Mode::Shadow
+            Mode::Shadow { best_effort }
         } else {
             Mode::Enforce { best_effort }
         };

@@ -178,7 +178,7 @@ pub(crate) fn compile_set(
     specs: Vec<(QuotaPolicySpec, u64)>,
     previous: &PolicySet,
     metrics: &QuotaMetrics,
-) -> (PolicySet, Vec<QuotaPolicySpec>, PolicyLoad) {
+) -> (PolicySet, Vec<(QuotaPolicySpec, u64)>, PolicyLoad) {
     let mut set = PolicySet {
         revision,
         ..PolicySet::default()
@@ -277,12 +277,12 @@ pub(crate) fn compile_set(
                 .push(entry.clone());
         }
         set.by_name.insert(spec.name.clone(), entry);
-        valid_specs.push(spec);
+        valid_specs.push((spec, incarnation));
     }
     for list in set.domains.values_mut().chain(set.splits.values_mut()) {
         list.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    valid_specs.sort_by(|a, b| a.name.cmp(&b.name));
+    valid_specs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     load.loaded = set.by_name.len();
     for (name, entry) in &previous.by_name {
         if !set.by_name.contains_key(name) {

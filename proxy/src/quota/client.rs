@@ -142,10 +142,17 @@ pub fn passes(result: &QuotaResult) -> bool {
     result.granted_amount > 0 || result.shadow || result.status_code == tonic::Code::NotFound as i32
 }
 
+/// True when a shadow policy's `result` would have denied: the collector grants it,
+/// but says when a denied caller could try again, as it does only for a denial.
+pub fn shadow_denies(result: &QuotaResult) -> bool {
+    result.shadow && result.retry_after.is_some()
+}
+
 /// The lease's view of the answer to an ask for `asked` tokens: validity capped at
 /// [`MAX_VALID_DURATION`] (tokens are held at most a minute, as Mixer's), absent
 /// validity read as [`DEFAULT_VALID_DURATION`]; a denial holds until its retry time,
-/// else the reset time, else the validity; an unknown quota grants what was asked.
+/// else the reset time, else the validity; an unknown quota grants what was asked, a
+/// shadow policy that would have denied nothing.
 pub fn grant_of(result: &QuotaResult, asked: u64) -> Grant {
     let valid_duration = duration_of(result.valid_duration.as_ref()).unwrap_or(DEFAULT_VALID_DURATION).min(MAX_VALID_DURATION);
     let retry_after = duration_of(result.retry_after.as_ref())
@@ -154,5 +161,8 @@ pub fn grant_of(result: &QuotaResult, asked: u64) -> Grant {
         .unwrap_or(valid_duration);
     let granted = u64::try_from(result.granted_amount).unwrap_or(0);
     let granted = if result.status_code == tonic::Code::NotFound as i32 { granted.max(asked) } else { granted };
+    // A shadow policy's lease holds the denial it would have made, as a real policy's
+    // does; the request path then lets each request through as `shadow_allowed`.
+    let granted = if shadow_denies(result) { 0 } else { granted };
     Grant { granted, valid_duration, retry_after }
 }

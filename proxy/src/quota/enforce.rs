@@ -10,7 +10,7 @@ use meshtel_model::mixer::check_response::QuotaResult;
 use meshtel_model::quota::{Limit, QuotaAttributes, QuotaPolicy};
 use tracing::debug;
 
-use super::client::{duration_of, grant_of, passes};
+use super::client::{duration_of, grant_of, passes, shadow_denies};
 use super::lease::{Lease, Take};
 use super::policies::{PolicySet, RequestView, with_attributes};
 use super::response::{Denial, LimitStatus};
@@ -175,6 +175,8 @@ impl Shared {
                 .map(|m| match results.get(m.policy.name()) {
                     // An unknown quota (the collector grants it) has no limit to show.
                     Some(result) if passes(result) && result.status_code == tonic::Code::NotFound as i32 => Outcome::Granted { remote: true, status: None },
+                    // A shadow policy's would-be denial: `combine` lets it through.
+                    Some(result) if shadow_denies(result) => Outcome::Denied { remote: true, status: remote_status(m, result) },
                     Some(result) if passes(result) => Outcome::Granted { remote: true, status: Some(remote_status(m, result)) },
                     Some(result) => Outcome::Denied { remote: true, status: remote_status(m, result) },
                     None => Outcome::Failed,

@@ -7,7 +7,9 @@
 //! and the request path pays nothing else.
 //!
 //! Each policy of a published set carries a generation number: kept from the set
-//! before when its spec is the same, a new (higher) one when it is new or changed.
+//! before when its spec and incarnation are the same, a new (higher) one when it is
+//! new, changed, or deleted and created again (another incarnation, even between two
+//! sets).
 //! Leases follow it (see [`super::Lease::follow_policy`]), so that an edit resets the
 //! leases of the edited policy's counters and no other.
 
@@ -33,6 +35,9 @@ pub struct PolicySet {
     /// The generation of each of `policies` (same index), numbered by
     /// [`PolicyCell::store`]; 0 before.
     pub generations: Vec<u64>,
+    /// Which creation of its name each of `policies` is (same index), as the
+    /// collector numbers them; 0 when it does not say.
+    pub incarnations: Vec<u64>,
     /// Lower-case names of the headers some policy reads.
     pub header_names: Vec<String>,
 }
@@ -49,8 +54,14 @@ pub struct SkippedPolicy {
 impl PolicySet {
     /// Parses the collector's JSON array of policy specs, compiles each, and keeps the
     /// ones that can match at `destination` (a destination-only attribute set). Bad
-    /// entries are skipped and returned, never fatal to the others.
-    pub fn from_json(revision: i64, json: &str, destination: &QuotaAttributes) -> (PolicySet, Vec<SkippedPolicy>) {
+    /// entries are skipped and returned, never fatal to the others. `incarnations`
+    /// numbers the entries' creations, in order (missing ones are 0).
+    pub fn from_json(
+        revision: i64,
+        json: &str,
+        incarnations: &[u64],
+        destination: &QuotaAttributes,
+    ) -> (PolicySet, Vec<SkippedPolicy>) {
         let mut skipped = Vec::new();
         let entries: Vec<serde_json::Value> = match serde_json::from_str(json) {
             Ok(entries) => entries,
@@ -60,7 +71,8 @@ impl PolicySet {
             }
         };
         let mut policies = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for (index, entry) in entries.into_iter().enumerate() {
+            let incarnation = incarnations.get(index).copied().unwrap_or(0);
             let name = entry.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_owned();
             let spec: QuotaPolicySpec = match serde_json::from_value(entry) {
                 Ok(spec) => spec,
@@ -70,19 +82,21 @@ impl PolicySet {
                 }
             };
             match spec.compile() {
-                Ok(policy) => policies.push(policy),
+                Ok(policy) => policies.push((policy, incarnation)),
                 Err(errors) => skipped.push(SkippedPolicy { name, reason: join_field_errors(&errors) }),
             }
         }
         (PolicySet::new(revision, policies, destination), skipped)
     }
 
-    /// Keeps the policies of `policies` that can match at `destination`.
-    pub fn new(revision: i64, policies: Vec<QuotaPolicy>, destination: &QuotaAttributes) -> PolicySet {
-        let policies: Vec<QuotaPolicy> = policies.into_iter().filter(|policy| can_match_at(policy, destination)).collect();
+    /// Keeps the policies of `policies` (each with its incarnation) that can match at
+    /// `destination`.
+    pub fn new(revision: i64, policies: Vec<(QuotaPolicy, u64)>, destination: &QuotaAttributes) -> PolicySet {
+        let (policies, incarnations): (Vec<QuotaPolicy>, Vec<u64>) =
+            policies.into_iter().filter(|(policy, _)| can_match_at(policy, destination)).unzip();
         let header_names: BTreeSet<String> = policies.iter().flat_map(QuotaPolicy::header_names).map(str::to_owned).collect();
         let generations = vec![0; policies.len()];
-        PolicySet { revision, policies, generations, header_names: header_names.into_iter().collect() }
+        PolicySet { revision, policies, generations, incarnations, header_names: header_names.into_iter().collect() }
     }
 
     /// The policies with their generations.
@@ -140,18 +154,22 @@ impl PolicyCell {
         self.current.read().clone()
     }
 
-    /// Publishes `set`, numbering its policies: one whose spec is the same as in the
-    /// set in force keeps its generation, a new or changed one gets the next. Returns
-    /// the set as published.
+    /// Publishes `set`, numbering its policies: one whose spec and incarnation are the
+    /// same as in the set in force keeps its generation, a new, changed or re-created
+    /// one gets the next. Returns the set as published.
     pub fn store(&self, mut set: PolicySet) -> Arc<PolicySet> {
         let mut current = self.current.write();
-        let before: HashMap<&str, (&QuotaPolicySpec, u64)> =
-            current.with_generations().map(|(policy, generation)| (policy.name(), (&policy.spec, generation))).collect();
+        let before: HashMap<&str, (&QuotaPolicySpec, u64, u64)> = current
+            .with_generations()
+            .zip(current.incarnations.iter().copied())
+            .map(|((policy, generation), incarnation)| (policy.name(), (&policy.spec, incarnation, generation)))
+            .collect();
         set.generations = set
             .policies
             .iter()
-            .map(|policy| match before.get(policy.name()) {
-                Some((spec, generation)) if **spec == policy.spec => *generation,
+            .zip(set.incarnations.iter().copied())
+            .map(|(policy, incarnation)| match before.get(policy.name()) {
+                Some((spec, was, generation)) if **spec == policy.spec && *was == incarnation => *generation,
                 _ => self.last_generation.fetch_add(1, Ordering::Relaxed) + 1,
             })
             .collect();

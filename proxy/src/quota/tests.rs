@@ -230,14 +230,14 @@ fn only_policies_that_can_match_here_are_kept() {
         {"name": "BAD NAME", "maxAmount": 5, "validDuration": "1s"},
         {"name": "typo", "maxAmont": 5}
     ]"#;
-    let (set, skipped) = PolicySet::from_json(7, json, &destination);
+    let (set, skipped) = PolicySet::from_json(7, json, &[], &destination);
     let names: Vec<&str> = set.policies.iter().map(|p| p.name()).collect();
     assert_eq!(names, ["to-reviews", "everything"]);
     assert_eq!(set.header_names, ["x-user"]);
     assert_eq!(set.revision, 7);
     let skipped: Vec<&str> = skipped.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(skipped, ["BAD NAME", "typo"]);
-    assert_eq!(PolicySet::from_json(8, "{", &destination).1.len(), 1);
+    assert_eq!(PolicySet::from_json(8, "{", &[], &destination).1.len(), 1);
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn a_newer_policy_generation_resets_the_lease_and_an_older_or_equal_one_does_not
 fn a_policy_keeps_its_generation_until_its_spec_changes() {
     let (identity, service) = reviews();
     let destination = destination_attributes(&identity, &service);
-    let set = |revision: i64, specs: &[&str]| PolicySet::from_json(revision, &format!("[{}]", specs.join(",")), &destination).0;
+    let set = |revision: i64, specs: &[&str]| PolicySet::from_json(revision, &format!("[{}]", specs.join(",")), &[], &destination).0;
     let a = r#"{"name": "a", "maxAmount": 5, "validDuration": "1s"}"#;
     let b = r#"{"name": "b", "maxAmount": 5, "validDuration": "1s"}"#;
     let b_edited = r#"{"name": "b", "maxAmount": 5, "validDuration": "1m"}"#;
@@ -312,6 +312,18 @@ fn a_policy_keeps_its_generation_until_its_spec_changes() {
     let fourth = cell.store(set(4, &[a, b_edited]));
     assert!(fourth.generations[0] > second.generations[1], "removed then added again: a new generation");
     assert_eq!(cell.load().generations, fourth.generations);
+    // Deleted and created again between two sets, the same spec: another incarnation,
+    // a new generation (its leases and held denials forgotten); the other policy keeps
+    // its own.
+    let recreated = |revision: i64, incarnations: &[u64]| {
+        PolicySet::from_json(revision, &format!("[{a},{b_edited}]"), incarnations, &destination).0
+    };
+    let fifth = cell.store(recreated(5, &[0, 0]));
+    assert_eq!(fifth.generations, fourth.generations, "no incarnations given: as before");
+    let sixth = cell.store(recreated(6, &[0, 7]));
+    assert_eq!(sixth.generations[0], fifth.generations[0]);
+    assert!(sixth.generations[1] > fifth.generations[0].max(fifth.generations[1]), "re-created");
+    assert_eq!(cell.store(recreated(7, &[0, 7])).generations, sixth.generations, "the same creation");
 }
 
 /// A fail-closed proxy that never received its policies (its collector unreachable
@@ -335,7 +347,7 @@ async fn fail_closed_refuses_until_the_first_policy_set() {
         let denial = enforcer.check_inbound(view()).await;
         assert_eq!(matches!(denial, Some(Denial::CheckFailed)), fail_closed, "fail_closed={fail_closed}");
         // An empty set says no policy applies here: nothing is refused any more.
-        enforcer.publish_json(1, "[]");
+        enforcer.publish_json(1, "[]", &[]);
         assert!(enforcer.is_idle());
         assert!(enforcer.check_inbound(view()).await.is_none());
         let decided = enforcer.stats().decisions(DecisionResult::FailClosed);

@@ -85,7 +85,9 @@ impl PolicyWatcher {
         loop {
             tokio::select! {
                 message = stream.message() => match message {
-                    Ok(Some(policies)) => self.apply(policies.revision, &policies.policies_json),
+                    Ok(Some(policies)) => {
+                        self.apply(policies.revision, &policies.policies_json, &policies.incarnations)
+                    }
                     Ok(None) => return Ok(StreamEnd::Broken("collector closed the stream".to_owned())),
                     Err(status) => return Ok(StreamEnd::Broken(format!("{}: {}", status.code(), status.message()))),
                 },
@@ -95,8 +97,8 @@ impl PolicyWatcher {
         }
     }
 
-    fn apply(&self, revision: i64, json: &str) {
-        let (set, skipped) = PolicySet::from_json(revision, json, &self.shared.destination);
+    fn apply(&self, revision: i64, json: &str, incarnations: &[u64]) {
+        let (set, skipped) = PolicySet::from_json(revision, json, incarnations, &self.shared.destination);
         for policy in &skipped {
             warn!(quota = %policy.name, revision, reason = %policy.reason, "invalid quota policy skipped");
         }

@@ -313,3 +313,32 @@ async fn a_policy_added_at_the_engine_is_enforced_by_the_proxy_within_a_second()
     assert_eq!(statuses, [200, 200, 429]);
     reviews.stop().await;
 }
+
+/// A shadow policy never denies, and the proxy says what it would have denied:
+/// `shadow_allowed` counts those requests, with prefetch (the lease holds the would-be
+/// denial as it holds a real one) and without (one Check per request).
+#[tokio::test]
+async fn a_shadow_policy_lets_everything_through_and_counts_what_it_would_deny() {
+    const SHADOW: &str = r#"{"name": "reviews-preview", "match": {"destination": {"service": "reviews"}}, "maxAmount": 3, "validDuration": "1h", "shadow": true}"#;
+    for prefetch in [false, true] {
+        let collector = start_quota_collector().await;
+        collector.set_policies(1, &[SHADOW]);
+        let reviews = start_quota_proxy(&collector.url(), |c| c.quota.prefetch = prefetch).await;
+        reviews.wait_policies(1).await;
+        let client = http1_client();
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            statuses.push(send(&client, reviews.request("/reviews/1")).await.0.status.as_u16());
+        }
+        assert_eq!(statuses, [200; 8], "prefetch {prefetch}");
+        assert_eq!(reviews.upstream.requests.load(Ordering::SeqCst), 8);
+        let stats = reviews.stats().await;
+        let granted = decisions(&stats, "granted_local") + decisions(&stats, "granted_remote");
+        assert_eq!(
+            (granted, decisions(&stats, "shadow_allowed")),
+            (3, 5),
+            "prefetch {prefetch}: enforcement would grant the limit and deny the rest\n{stats}"
+        );
+        reviews.stop().await;
+    }
+}

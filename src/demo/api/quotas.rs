@@ -91,7 +91,8 @@ pub fn compiled_policies(listing: &Value) -> anyhow::Result<Vec<QuotaPolicy>> {
 
 /// The names of `policies` that can match at `proxy`.
 pub fn names_at(proxy: &ProxyDestination, policies: &[QuotaPolicy]) -> Vec<String> {
-    PolicySet::new(0, policies.to_vec(), &proxy.destination)
+    let policies = policies.iter().map(|p| (p.clone(), 0)).collect();
+    PolicySet::new(0, policies, &proxy.destination)
         .policies
         .into_iter()
         .map(|p| p.spec.name)

@@ -9,6 +9,7 @@ const T0: u64 = 1_700_000_000 * S;
 
 const ENFORCE: Mode = Mode::Enforce { best_effort: false };
 const BEST_EFFORT: Mode = Mode::Enforce { best_effort: true };
+const SHADOW: Mode = Mode::Shadow { best_effort: false };
 
 fn fixed(max: u64, window: Duration) -> Limit {
     Limit {
@@ -80,10 +81,28 @@ fn best_effort_grants_the_remainder_then_nothing() {
 fn shadow_grants_in_full_and_charges_nothing_when_over() {
     let limit = fixed(2, Duration::from_secs(1));
     let mut c = Counter::new(&limit, T0);
-    assert!(!c.charge(&limit, 2, Mode::Shadow, T0).denied);
-    let over = c.charge(&limit, 1, Mode::Shadow, T0);
+    assert!(!c.charge(&limit, 2, SHADOW, T0).denied);
+    let over = c.charge(&limit, 1, SHADOW, T0);
     assert_eq!((over.granted, over.denied, over.remaining), (1, true, 0));
     assert_eq!(c.usage(T0).used, 2);
+}
+
+/// A proxy's lease asks best effort: in shadow mode it gets (and the counter is
+/// charged) what enforcement would give, and only an ask nothing is left for is the
+/// would-be denial granted in full.
+#[test]
+fn shadow_best_effort_grants_what_enforcement_would_then_grants_in_full_when_over() {
+    let limit = fixed(5, Duration::from_secs(1));
+    let mut c = Counter::new(&limit, T0);
+    let shadow = Mode::Shadow { best_effort: true };
+    let some = c.charge(&limit, 3, shadow, T0);
+    assert_eq!((some.granted, some.denied), (3, false));
+    let rest = c.charge(&limit, 10, shadow, T0);
+    assert_eq!((rest.granted, rest.denied, rest.remaining), (2, false, 0));
+    let over = c.charge(&limit, 10, shadow, T0);
+    assert_eq!((over.granted, over.denied), (10, true));
+    assert!(over.retry_ns > 0);
+    assert_eq!(c.usage(T0).used, 5);
 }
 
 #[test]
@@ -242,7 +261,7 @@ fn a_zero_limit_denies_every_request_under_every_algorithm() {
             assert!(step.retry_ns > 0 && step.reset_ns > 0, "{limit:?} {step:?}");
         }
         // Shadow mode lets it through and says it would have been denied.
-        let shadow = c.charge(&limit, 2, Mode::Shadow, start);
+        let shadow = c.charge(&limit, 2, SHADOW, start);
         assert_eq!((shadow.granted, shadow.denied), (2, true), "{limit:?}");
         // Asking for nothing (envoy's hits_addend 0) is not over the limit.
         assert!(!c.charge(&limit, 0, ENFORCE, start).denied, "{limit:?}");

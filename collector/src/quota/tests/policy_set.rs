@@ -59,6 +59,10 @@ fn a_policy_created_again_starts_its_counters_again() {
     assert_eq!(load.recreated, ["a"]);
     assert_eq!(engine.usage("a", 10).unwrap().granted, 0);
     assert_eq!(engine.check(&attrs, "a", 1, false).decision.granted, 1);
+    // The proxies are told too, so that they forget their leases and held denials of
+    // the policy before, whose spec was the same.
+    let sent = engine.watch_policies().borrow().clone();
+    assert_eq!((sent.revision, sent.incarnations), (3, vec![9]));
 }
 
 #[test]
