@@ -20,8 +20,10 @@
 //! `reviews.default.svc` and `reviews.default.svc.cluster.local` (any port). A bare
 //! name means the service in the proxy's own namespace, or else the only service of
 //! that name. [`MeshWatcher`] checks the file's modification time (every 250 ms, driven
-//! by `routing::RoutingWatcher`) and swaps in the new mesh; an edit that does not parse
-//! is logged and the last good mesh stays in force.
+//! by `routing::RoutingWatcher`) and swaps in the new mesh once the file has stayed the
+//! same for a whole poll ([`Settle`]: a file written line by line is not loaded half
+//! written); an edit that does not parse is logged (and shown in `/config_dump`) and
+//! the last good mesh stays in force.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -324,13 +326,50 @@ impl SharedMesh {
     }
 }
 
-/// Polls the mesh file and reloads it when its modification time or size changes.
+/// What a watched file or directory looked like at the last poll, and a change seen
+/// but not yet acted on: a change is acted on once it has stayed the same for a whole
+/// poll, so that a file written in several writes (a script writing line by line, a
+/// slow copy) is read whole. Writing to a temporary file and renaming it into place is
+/// still the way to change a file at once.
+#[derive(Debug)]
+pub(crate) struct Settle<S> {
+    seen: S,
+    changing: Option<S>,
+}
+
+impl<S: PartialEq> Settle<S> {
+    /// Starting from `seen`, what was read at start.
+    pub(crate) fn new(seen: S) -> Settle<S> {
+        Settle { seen, changing: None }
+    }
+
+    /// Whether to read again now, `stamp` being what the file looks like now: true
+    /// once a change is the same at two polls in a row.
+    pub(crate) fn settled(&mut self, stamp: S) -> bool {
+        if stamp == self.seen {
+            self.changing = None;
+            return false;
+        }
+        if self.changing.as_ref() == Some(&stamp) {
+            self.changing = None;
+            self.seen = stamp;
+            return true;
+        }
+        self.changing = Some(stamp);
+        false
+    }
+}
+
+/// Polls the mesh file and reloads it when its modification time or size changed and
+/// has stayed so for a poll.
 #[derive(Debug)]
 pub struct MeshWatcher {
     path: PathBuf,
     own_namespace: String,
     mesh: SharedMesh,
-    seen: Option<(SystemTime, u64)>,
+    stamp: Settle<Option<(SystemTime, u64)>>,
+    /// The last rejected reload's error, cleared by a good one.
+    pub last_error: Option<String>,
 }
 
 impl MeshWatcher {
@@ -339,7 +378,7 @@ impl MeshWatcher {
         let seen = file_stamp(&path);
         let mesh = load_mesh_file(&path, &own_namespace)?;
         info!(path = %path.display(), services = mesh.service_count(), "mesh loaded");
-        Ok(MeshWatcher { path, own_namespace, mesh: SharedMesh::new(mesh), seen })
+        Ok(MeshWatcher { path, own_namespace, mesh: SharedMesh::new(mesh), stamp: Settle::new(seen), last_error: None })
     }
 
     /// The handle requests read the mesh through.
@@ -347,23 +386,24 @@ impl MeshWatcher {
         self.mesh.clone()
     }
 
-    /// Reloads if the file changed; a bad edit is logged and the last good mesh kept.
-    /// Returns `None` when the file did not change, else whether the new mesh was
-    /// swapped in.
+    /// Reloads if the file changed (and stayed so since the poll before); a bad edit
+    /// is logged and the last good mesh kept. Returns `None` when there is nothing to
+    /// read yet, else whether the new mesh was swapped in.
     pub fn poll_once(&mut self) -> Option<bool> {
-        let stamp = file_stamp(&self.path);
-        if stamp == self.seen {
+        if !self.stamp.settled(file_stamp(&self.path)) {
             return None;
         }
-        self.seen = stamp;
         match load_mesh_file(&self.path, &self.own_namespace) {
             Ok(mesh) => {
                 info!(path = %self.path.display(), services = mesh.service_count(), "mesh reloaded");
                 self.mesh.replace(mesh);
+                self.last_error = None;
                 Some(true)
             }
             Err(error) => {
-                warn!(path = %self.path.display(), error = %error_chain(&error), "mesh reload failed, keeping the last good mesh");
+                let error = error_chain(&error);
+                warn!(path = %self.path.display(), error = %error, "mesh reload failed, keeping the last good mesh");
+                self.last_error = Some(error);
                 Some(false)
             }
         }

@@ -101,8 +101,19 @@ impl RoutingTable {
         let mut own_services = Vec::new();
         for service in mesh.services() {
             let service_names = (service.fqdn.clone(), service.name.clone(), service.namespace.clone());
-            if let Some(own) = service.endpoints.iter().find(|e| *e.workload == *identity) {
-                source_labels.extend(own.labels.clone());
+            // This instance, by workload name and namespace: listed under another
+            // service with other labels (`app: ratings` beside its own `app: reviews`)
+            // it still answers for that service. Its labels are those of the entries
+            // that match it whole, else the first seen.
+            let mine = |e: &&crate::mesh::Endpoint| e.workload.name == identity.name && e.workload.namespace == identity.namespace;
+            if let Some(own) = service.endpoints.iter().find(mine) {
+                if *own.workload == *identity {
+                    source_labels.extend(own.labels.clone());
+                } else {
+                    for (key, value) in &own.labels {
+                        source_labels.entry(key.clone()).or_insert_with(|| value.clone());
+                    }
+                }
                 own_services.push(Arc::new(service_names.clone()));
             }
             let old = previous.and_then(|p| p.clusters.get(&service.fqdn));
@@ -242,6 +253,12 @@ pub struct RoutingStatus {
     pub rules_loaded_at: u64,
     /// Problems of the last rejected rules edit, until a good one.
     pub last_error: Option<String>,
+    /// The mesh file.
+    pub mesh_file: PathBuf,
+    /// When the mesh in force was loaded (Unix seconds).
+    pub mesh_loaded_at: u64,
+    /// Why the last edit of the mesh file was rejected, until a good one.
+    pub mesh_last_error: Option<String>,
 }
 
 /// The routing table in force, shared by every request.
@@ -301,7 +318,7 @@ impl RoutingWatcher {
         identity: WorkloadIdentity,
         stats: RoutingStats,
     ) -> crate::Result<RoutingWatcher> {
-        let mesh = MeshWatcher::start(mesh_file, identity.namespace.clone())?;
+        let mesh = MeshWatcher::start(mesh_file.clone(), identity.namespace.clone())?;
         let (rules, rule_set) = match rules_dir {
             Some(dir) => {
                 let (watcher, rules) = RulesWatcher::start(dir, identity.namespace.clone())?;
@@ -314,6 +331,9 @@ impl RoutingWatcher {
             rules_dir: rules.as_ref().map(|r| r.dir().to_owned()),
             rules_loaded_at: unix_now(),
             last_error: None,
+            mesh_file,
+            mesh_loaded_at: unix_now(),
+            mesh_last_error: None,
         };
         Ok(RoutingWatcher { mesh, rules, identity, shared: SharedRouting::new(table, status), stats })
     }
@@ -332,9 +352,15 @@ impl RoutingWatcher {
         match self.mesh.poll_once() {
             Some(true) => {
                 stats.mesh_reloads.with_label_values(&["ok"]).inc();
+                let mut status = self.shared.status.lock();
+                status.mesh_loaded_at = unix_now();
+                status.mesh_last_error = None;
                 changed = true;
             }
-            Some(false) => stats.mesh_reloads.with_label_values(&["rejected"]).inc(),
+            Some(false) => {
+                stats.mesh_reloads.with_label_values(&["rejected"]).inc();
+                self.shared.status.lock().mesh_last_error = self.mesh.last_error.clone();
+            }
             None => {}
         }
         if let Some(watcher) = &mut self.rules {
@@ -405,6 +431,9 @@ pub fn config_dump(routing: &SharedRouting) -> serde_json::Value {
         "rules_dir": status.rules_dir,
         "rules_loaded_at": status.rules_loaded_at,
         "last_error": status.last_error,
+        "mesh_file": status.mesh_file,
+        "mesh_loaded_at": status.mesh_loaded_at,
+        "mesh_last_error": status.mesh_last_error,
         "source_labels": table.source_labels,
         "rules": &*table.rules,
         "clusters": clusters,

@@ -25,7 +25,7 @@ pub struct RulesWatcher {
     dir: PathBuf,
     /// The proxy's namespace: the rules it sees, and so warns about.
     namespace: String,
-    seen: DirStamp,
+    stamp: crate::mesh::Settle<DirStamp>,
     /// Problems of the last rejected reload, cleared by a good one.
     pub last_error: Option<String>,
 }
@@ -43,7 +43,7 @@ impl RulesWatcher {
             "traffic rules loaded"
         );
         warn_shadowed(&rules, &namespace);
-        Ok((RulesWatcher { dir, namespace, seen, last_error: None }, rules))
+        Ok((RulesWatcher { dir, namespace, stamp: crate::mesh::Settle::new(seen), last_error: None }, rules))
     }
 
     /// The directory watched.
@@ -51,15 +51,13 @@ impl RulesWatcher {
         &self.dir
     }
 
-    /// Reloads if a file changed. `None`: nothing changed; `Some(Ok(rules))`: new rules
-    /// to swap in; `Some(Err(()))`: the edit was rejected (logged, kept in
-    /// [`RulesWatcher::last_error`]).
+    /// Reloads if a file changed (and stayed so since the poll before). `None`: nothing
+    /// to read yet; `Some(Ok(rules))`: new rules to swap in; `Some(Err(()))`: the edit
+    /// was rejected (logged, kept in [`RulesWatcher::last_error`]).
     pub fn poll_once(&mut self) -> Option<std::result::Result<Arc<RuleSet>, ()>> {
-        let stamp = dir_stamp(&self.dir);
-        if stamp == self.seen {
+        if !self.stamp.settled(dir_stamp(&self.dir)) {
             return None;
         }
-        self.seen = stamp;
         match RuleSet::load_dir(&self.dir) {
             Ok(rules) => {
                 info!(
@@ -149,6 +147,7 @@ mod tests {
         std::os::unix::fs::symlink("..v2", root.join("..data_tmp")).unwrap();
         std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
         std::fs::remove_dir_all(root.join("..v1")).unwrap();
+        assert!(watcher.poll_once().is_none(), "a change is read once it stays for a poll");
         let reloaded = watcher.poll_once().expect("the swap is a change").unwrap();
         assert_eq!(reloaded.virtual_services[0].name, "reviews");
     }

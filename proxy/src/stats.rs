@@ -156,7 +156,7 @@ impl Stats {
         let local_errors = counter_vec(
             &registry,
             "meshtel_proxy_local_replies_total",
-            "Requests the proxy answered itself with an error and a response flag, by direction (inbound, outbound): 5xx (UH, UF, UO, UT, ...), 400 DPE, 404 NR, 408 SI, 500 RLSE; quota 429s are not counted here",
+            "Requests the proxy answered itself with an error and a response flag, by direction (inbound, outbound): 5xx (UH, UF, UO, UT, ...), 400 DPE, 404 NR, 408 SI, 500 RLSE; quota 429s and fault-injection aborts (FI, meshtel_proxy_faults_injected_total) are not counted here",
             &["direction"],
         )?;
         let connect_failures = counter_vec(

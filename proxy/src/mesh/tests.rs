@@ -76,13 +76,14 @@ fn a_bad_edit_keeps_the_last_good_mesh() {
     let mut watcher = MeshWatcher::start(file.path().to_owned(), "default".to_owned()).expect("loads");
     let mesh = watcher.mesh();
     assert_eq!(watcher.poll_once(), None, "unchanged");
+    assert_eq!(watcher.poll_once(), None, "still unchanged");
     std::fs::write(file.path(), "services: [ this is not yaml").expect("write");
-    assert_eq!(watcher.poll_once(), Some(false));
+    assert_eq!(settle(&mut watcher), Some(false));
     assert!(mesh.current().resolve("a").is_some(), "last good mesh kept");
     // An editor's truncate before its write: not a mesh without services.
     for empty in ["", " \n\n", "# mesh\n  # services below\n", "services:\n", "services: ~\n"] {
         std::fs::write(file.path(), empty).expect("write");
-        assert_eq!(watcher.poll_once(), Some(false), "{empty:?}");
+        assert_eq!(settle(&mut watcher), Some(false), "{empty:?}");
         assert!(mesh.current().resolve("a").is_some(), "last good mesh kept after {empty:?}");
     }
     for empty in ["", "# only a comment\n", "services:\n"] {
@@ -94,10 +95,10 @@ fn a_bad_edit_keeps_the_last_good_mesh() {
     let error = load_mesh_file(file.path(), "default").expect_err("a file without `services` is refused");
     assert!(error_chain(&error).contains("missing field `services`"), "{}", error_chain(&error));
     std::fs::write(file.path(), "services: []\n").expect("write");
-    assert_eq!(watcher.poll_once(), Some(true), "an explicitly empty mesh is taken");
+    assert_eq!(settle(&mut watcher), Some(true), "an explicitly empty mesh is taken");
     assert!(mesh.current().resolve("a").is_none());
     std::fs::write(file.path(), "services:\n  - {name: bb, endpoints: []}\n").expect("write");
-    assert_eq!(watcher.poll_once(), Some(true));
+    assert_eq!(settle(&mut watcher), Some(true));
     assert!(mesh.current().resolve("a").is_none());
     assert!(mesh.current().resolve("bb").is_some());
     file.flush().expect("flush");
@@ -119,7 +120,7 @@ fn endpoint_ports_outside_0_to_65535_are_refused_at_load_and_reload() {
         let path = file.path().display().to_string();
         assert!(error.contains(&path) && error.contains(&format!("{address:?} of b")), "{address}: {error}");
         assert!(error.contains("port from 0 to 65535"), "{address}: {error}");
-        assert_eq!(watcher.poll_once(), Some(false), "{address}: a reload refuses it too");
+        assert_eq!(settle(&mut watcher), Some(false), "{address}: a reload refuses it too");
         assert!(mesh.current().resolve("a").is_some() && mesh.current().resolve("b").is_none(), "{address}: last good mesh kept");
     }
 }
@@ -130,4 +131,35 @@ fn strip_port_handles_ipv6() {
     assert_eq!(strip_port("[::1]:80"), "[::1]");
     assert_eq!(strip_port("[::1]"), "[::1]");
     assert_eq!(strip_port("reviews"), "reviews");
+}
+
+/// Polls twice: a change is read once it has stayed the same for a poll.
+fn settle(watcher: &mut MeshWatcher) -> Option<bool> {
+    assert_eq!(watcher.poll_once(), None, "a change waits for the next poll");
+    watcher.poll_once()
+}
+
+/// A file written in several writes, a poll apart: read once it stops changing, not
+/// half-written; a rejected edit is kept for `/config_dump` until a good one.
+#[test]
+fn a_file_still_being_written_is_read_once_it_stays_the_same() {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), "services:\n  - {name: a, endpoints: []}\n").expect("write");
+    let mut watcher = MeshWatcher::start(file.path().to_owned(), "default".to_owned()).expect("loads");
+    let mesh = watcher.mesh();
+    let mut text = String::from("services:\n  - {name: a, endpoints: []}\n");
+    for name in ["b", "c", "d"] {
+        text.push_str(&format!("  - {{name: {name}, endpoints: []}}\n"));
+        std::fs::write(file.path(), &text).expect("write");
+        assert_eq!(watcher.poll_once(), None, "{name}: still changing");
+    }
+    assert!(mesh.current().resolve("b").is_none(), "nothing of the half-written file");
+    assert_eq!(watcher.poll_once(), Some(true));
+    assert!(mesh.current().resolve("d").is_some());
+    std::fs::write(file.path(), "services: [ not yaml").expect("write");
+    assert_eq!(settle(&mut watcher), Some(false));
+    assert!(watcher.last_error.as_deref().is_some_and(|e| e.contains(&file.path().display().to_string())), "{:?}", watcher.last_error);
+    std::fs::write(file.path(), "services: []\n").expect("write");
+    assert_eq!(settle(&mut watcher), Some(true));
+    assert_eq!(watcher.last_error, None);
 }

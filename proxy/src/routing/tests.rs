@@ -330,7 +330,7 @@ fn an_instance_of_two_services_knows_which_one_a_call_named() {
         &path,
         "services:\n\
          - name: backend\n  endpoints:\n  - address: 127.0.0.1:1\n    workload: be-v1\n    labels: {app: be, version: v1}\n\
-         - name: backend-alt\n  endpoints:\n  - address: 127.0.0.1:1\n    workload: be-v1\n    labels: {app: be, version: v1}\n\
+         - name: backend-alt\n  endpoints:\n  - address: 127.0.0.1:1\n    workload: be-v1\n    labels: {app: be-alt, version: v1}\n\
          - name: other\n  endpoints:\n  - address: 127.0.0.1:2\n    labels: {app: other, version: v1}\n",
     )
     .unwrap();
@@ -344,6 +344,9 @@ fn an_instance_of_two_services_knows_which_one_a_call_named() {
     assert_eq!(named("backend").as_deref(), Some("backend"));
     assert_eq!(named("other"), None, "not one of this instance's services");
     assert_eq!(named("nowhere"), None);
+    // Listed under backend-alt with another app label: still this instance, whose
+    // own labels are those of the entry that matches it whole.
+    assert_eq!(table.source_labels.get("app").map(String::as_str), Some("be"));
     let shared = super::SharedRouting::new(table, super::RoutingStatus::default());
     assert!(shared.serves_several());
 }

@@ -248,6 +248,12 @@ async fn mesh_edits_are_picked_up_and_bad_edits_ignored() {
     }
     let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "ratings", &[])).await;
     assert_eq!(parts.status, 200, "the last good mesh stays in force");
+    // The operator sees why in /config_dump.
+    let (_, dump) = admin_get(&mesh.productpage, "/config_dump").await;
+    let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump JSON");
+    let error = dump["mesh_last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("mesh.yaml"), "mesh_last_error names the file: {dump:#}");
+    assert!(dump["mesh_file"].as_str().is_some_and(|f| f.ends_with("mesh.yaml")), "{dump:#}");
 }
 
 /// An app on a plain TCP server on 127.0.0.1: `serve` runs on each connection.
