@@ -155,18 +155,35 @@ impl EdgeRollups {
         let cutoff_ms = to_i64(buckets.coarse_before.saturating_sub(coarse_nanos) / 1_000_000);
         let seconds = to_i64(config.coarse_len().as_secs());
         let coarse_ms = seconds.saturating_mul(1000).max(1);
-        // Rows of the current `bucket` length, found through `edge_rollups_by_length`
-        // without reading the coarse rows before them. Rows of another length shorter
-        // than the coarse one (written before `bucket` was changed) are summed with
-        // the fine rows of their period; readers read them right either way.
-        let oldest: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(bucket_start_unix_ms) FROM edge_rollups \
-             WHERE bucket_seconds = $1 AND bucket_start_unix_ms < $2",
+        // The oldest fine row of any length shorter than the coarse one: rows written
+        // before `bucket` was changed are summed too, the period holding them whole.
+        // Each length is found, and its oldest row, by a seek in
+        // `edge_rollups_by_length`, without reading the rows between.
+        let mut oldest: Option<i64> = None;
+        let mut length = 0i64;
+        while let Some(next) = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MIN(bucket_seconds) FROM edge_rollups \
+             WHERE bucket_seconds > $1 AND bucket_seconds < $2",
         )
-        .bind(to_i64(config.bucket.as_secs()))
-        .bind(cutoff_ms)
+        .bind(length)
+        .bind(seconds)
         .fetch_one(&mut *conn)
-        .await?;
+        .await?
+        {
+            let start: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(bucket_start_unix_ms) FROM edge_rollups \
+                 WHERE bucket_seconds = $1 AND bucket_start_unix_ms < $2",
+            )
+            .bind(next)
+            .bind(cutoff_ms)
+            .fetch_one(&mut *conn)
+            .await?;
+            oldest = match (oldest, start) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            length = next;
+        }
         let Some(oldest) = oldest else {
             return Ok(None);
         };

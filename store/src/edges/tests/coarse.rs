@@ -344,3 +344,31 @@ async fn coarse_buckets_are_checked_and_can_be_turned_off() {
         meshtel_model::graph::Buckets::uniform(Duration::from_secs(10))
     );
 }
+
+/// Rows written at a `bucket` length changed since are summed too, though no row of
+/// their periods has the length of today.
+#[tokio::test]
+async fn rows_of_an_earlier_bucket_length_are_summed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rollups, clock) = rollups(dir.path()).await;
+    let sent = traffic(&rollups, &clock).await;
+    let longer = EdgeConfig {
+        bucket: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let reopened = EdgeRollups::open(dir.path(), longer, clock.clone())
+        .await
+        .unwrap();
+    clock.set(P0 + LATER);
+    let done = coarsen_all(&reopened).await;
+    assert!(!done.is_empty(), "the 10 s rows are summed");
+    let mut conn = reopened.inner.pool.acquire().await.unwrap();
+    let fine: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM edge_rollups WHERE bucket_seconds < 300")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(fine, 0, "no fine row left");
+    drop(conn);
+    assert_eq!(requests_stored(&reopened).await, sent);
+}
