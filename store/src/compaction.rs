@@ -123,7 +123,7 @@ async fn apply_retention(inner: &Arc<Inner>, now: i64) -> Result<()> {
         0 => u64::MAX,
         bytes => bytes,
     };
-    let expired: Vec<BlockMeta> = {
+    let (expired, by_age) = {
         let state = inner.state.read();
         let mut expired: Vec<BlockMeta> = state
             .blocks
@@ -131,6 +131,7 @@ async fn apply_retention(inner: &Arc<Inner>, now: i64) -> Result<()> {
             .filter(|b| b.max_start < now.saturating_sub(max_age))
             .cloned()
             .collect();
+        let by_age = expired.len();
         let mut total: u64 = state
             .blocks
             .iter()
@@ -147,7 +148,7 @@ async fn apply_retention(inner: &Arc<Inner>, now: i64) -> Result<()> {
                 expired.push(b.clone());
             }
         }
-        expired
+        (expired, by_age)
     };
     if expired.is_empty() {
         return Ok(());
@@ -159,7 +160,20 @@ async fn apply_retention(inner: &Arc<Inner>, now: i64) -> Result<()> {
         .stats
         .blocks_deleted_by_retention
         .fetch_add(ids.len() as u64, Ordering::Relaxed);
-    info!(blocks = ids.len(), "retention deleted blocks");
+    // Which bound, and what went: an operator reading this wants to know whether the
+    // age bound or the disk bound is eating the data.
+    let spans: u64 = expired.iter().map(|b| b.rows).sum();
+    let bytes: u64 = expired.iter().map(|b| b.bytes).sum();
+    info!(
+        blocks = ids.len(),
+        older_than_max_age = by_age,
+        over_max_bytes = ids.len() - by_age,
+        spans,
+        bytes,
+        retention_max_age = %humantime::format_duration(inner.config.retention_max_age),
+        retention_max_bytes = %inner.config.retention_max_bytes,
+        "retention deleted blocks"
+    );
     delete_later(inner, expired);
     Ok(())
 }
