@@ -3,16 +3,62 @@
 //! `101`, no connection task holds it any more, so each splice registers here
 //! ([`Upgrades::open`]) and the worker drains these beside its listeners.
 //!
+//! The outbound listener is the app's way out, and the app goes on working while it
+//! finishes the requests it has: as Istio's sidecar drains its inbound side only, the
+//! outbound one serves on, new connections included, until the inbound has drained
+//! and the app has started no call for [`OUTBOUND_QUIET`] (at most [`DRAIN_TIMEOUT`]
+//! after the stop), then drains as the inbound did ([`hold_outbound`]).
+//!
 //! ```text
-//!  stop ─► listeners: no new connection; open ones finish their requests ┐ both within
+//!  stop ─► inbound: no new connection; open ones finish their requests   ┐ both within
 //!       └► WebSockets: spliced on until either side closes               ┘ DRAIN_TIMEOUT
+//!       └► outbound: serves on until the inbound drained and the app is quiet, then drains
 //!  drain over ─► WebSockets still open are closed, each reported (flag DC)
 //!             ─► the worker stops ─► the last records and spans are flushed
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use crate::server::DRAIN_TIMEOUT;
+
+/// How long the app must have started no outbound call, its inbound drained, before
+/// the outbound listener drains: a call on a kept-alive connection a moment before it
+/// closes would fail.
+pub const OUTBOUND_QUIET: Duration = Duration::from_millis(250);
+
+/// Holds the outbound listener up after `stop`: flips `release` once `inbound_drained`
+/// (none: no inbound listener) is true and `started` (the outbound's requests) has not
+/// moved for [`OUTBOUND_QUIET`], or [`DRAIN_TIMEOUT`] after the stop.
+pub async fn hold_outbound(
+    mut stop: watch::Receiver<bool>,
+    inbound_drained: Option<watch::Receiver<bool>>,
+    started: Arc<AtomicU64>,
+    release: watch::Sender<bool>,
+) {
+    // A stop sender gone without a stop: nothing more will come, release at once.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    if let Some(mut drained) = inbound_drained {
+        let _ = tokio::time::timeout_at(deadline, drained.wait_for(|done| *done)).await;
+    }
+    let mut seen = started.load(Ordering::Relaxed);
+    loop {
+        let quiet_until = tokio::time::Instant::now() + OUTBOUND_QUIET;
+        if quiet_until >= deadline {
+            tokio::time::sleep_until(deadline).await;
+            break;
+        }
+        tokio::time::sleep_until(quiet_until).await;
+        let now = started.load(Ordering::Relaxed);
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    let _ = release.send(true);
+}
 
 use tokio::sync::{Notify, watch};
 use tracing::info;

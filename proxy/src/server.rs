@@ -20,6 +20,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -70,6 +71,8 @@ pub struct ListenerCounters {
     /// Connections closed because their client reset most of its streams early
     /// ([`crate::reset_flood`]).
     pub reset_floods: IntCounter,
+    /// Requests started on the listener (all connections), for [`crate::drain`].
+    pub started: Arc<AtomicU64>,
 }
 
 impl ListenerCounters {
@@ -81,6 +84,7 @@ impl ListenerCounters {
             write_stalls: stats.write_stalls.with_label_values(&[listener]),
             protocol_errors: ProtocolErrors { count: stats.protocol_errors.with_label_values(&[listener]), log: protocol_error_log(listener), report },
             reset_floods: stats.reset_floods.with_label_values(&[listener]),
+            started: Arc::default(),
         }
     }
 }
@@ -249,6 +253,7 @@ pub async fn serve_listener<S, B>(
                 let write_stalls = counters.write_stalls.clone();
                 let protocol_errors = counters.protocol_errors.clone();
                 let reset_floods = counters.reset_floods.clone();
+                let started = counters.started.clone();
                 tokio::spawn(async move {
                     let _token = token;
                     if !conn_life::first_byte_unless_stopped(&stream, idle, &mut stop).await {
@@ -257,7 +262,7 @@ pub async fn serve_listener<S, B>(
                     }
                     let requests = RequestCounter::default();
                     let resets = Resets::default();
-                    let service = Counted { inner: service, requests: requests.clone(), resets: resets.clone() };
+                    let service = Counted { inner: service, requests: requests.clone(), resets: resets.clone(), started };
                     // With upgrades: a WebSocket's `101` hands the connection to the
                     // proxy (forward::upgrade), as Envoy and Istio allow by default.
                     let stream = WriteStall::new(Lingering::new(stream), write_stall, move || {
@@ -314,6 +319,8 @@ struct Counted<S> {
     inner: S,
     requests: RequestCounter,
     resets: Resets,
+    /// The listener's requests, all connections.
+    started: Arc<AtomicU64>,
 }
 
 impl<S, R, B> Service<R> for Counted<S>
@@ -327,6 +334,7 @@ where
 
     fn call(&self, request: R) -> Self::Future {
         self.requests.started();
+        self.started.fetch_add(1, Ordering::Relaxed);
         Tracked::new(self.inner.call(request), self.resets.started())
     }
 }
@@ -410,14 +418,25 @@ impl Worker {
                     let mut servers = JoinSet::new();
                     let mut stop = shutdown.clone();
                     let registered = (|| {
+                        // The outbound serves on after the stop until the inbound has
+                        // drained and the app is quiet (crate::drain::hold_outbound).
+                        let mut inbound_drained = None;
                         if let Some((listener, app)) = listeners.inbound {
                             let listener = TcpListener::from_std(listener)?;
                             let counters = ListenerCounters::of(&connections, "inbound", &worker);
-                            servers.spawn(serve_listener("inbound", listener, service(Some(app)), counters, LIMITS, shutdown.clone()));
+                            let (drained, drained_rx) = watch::channel(false);
+                            inbound_drained = Some(drained_rx);
+                            let inbound = serve_listener("inbound", listener, service(Some(app)), counters, LIMITS, shutdown.clone());
+                            servers.spawn(async move {
+                                inbound.await;
+                                let _ = drained.send(true);
+                            });
                         }
                         let listener = TcpListener::from_std(listeners.outbound)?;
                         let counters = ListenerCounters::of(&connections, "outbound", &worker);
-                        servers.spawn(serve_listener("outbound", listener, service(None), counters, LIMITS, shutdown));
+                        let (release, released) = watch::channel(false);
+                        servers.spawn(crate::drain::hold_outbound(shutdown, inbound_drained, counters.started.clone(), release));
+                        servers.spawn(serve_listener("outbound", listener, service(None), counters, LIMITS, released));
                         Ok(())
                     })();
                     let serving = registered.is_ok();
@@ -479,6 +498,7 @@ mod tests {
             write_stalls: IntCounter::new("w", "w").expect("counter"),
             protocol_errors: ProtocolErrors { count: IntCounter::new("p", "p").expect("counter"), log: protocol_error_log("test"), report: None },
             reset_floods: IntCounter::new("r", "r").expect("counter"),
+            started: Arc::default(),
         }
     }
 

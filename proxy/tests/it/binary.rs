@@ -163,6 +163,25 @@ async fn while_sigterm_drains_the_admin_port_answers_not_ready_and_serves_stats(
     held.abort();
 }
 
+/// The app goes on working while it finishes its requests: its calls out still go
+/// through, on new connections too, while the inbound drains (Istio drains the
+/// inbound side only); the outbound drains once the inbound has.
+#[tokio::test]
+async fn while_the_inbound_drains_the_app_can_still_call_out() {
+    let Draining { dir: _dir, mut child, addresses, in_flight, held } = Draining::start().await;
+    let outbound = format!("http://{}/", addresses.outbound);
+    // A fresh client: a new connection, made after the stop.
+    let (parts, _, _) = send(&http1_client(), get(&outbound, "ratings", &[])).await;
+    assert!(parts.status.is_server_error(), "answered by the proxy (ratings' endpoint is down), not refused: {}", parts.status);
+    assert!(child.try_wait().expect("wait").is_none(), "still draining");
+    held.abort();
+    let exit = exit_within(&mut child, Duration::from_secs(15)).await;
+    assert!(exit.success(), "{exit:?}");
+    let _ = in_flight.await;
+    // Once stopped, the outbound is closed too.
+    assert!(tokio::net::TcpStream::connect(addresses.outbound).await.is_err(), "outbound closed after the drain");
+}
+
 #[tokio::test]
 async fn a_second_signal_stops_at_once_without_waiting_out_the_drain() {
     let Draining { dir: _dir, mut child, in_flight, held, .. } = Draining::start().await;
