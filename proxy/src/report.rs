@@ -634,13 +634,21 @@ impl Reconnect {
         }
     }
 
-    /// How long to wait before the next attempt (doubling each time).
+    /// How long to wait before the next attempt (doubling each time, jittered).
     pub fn next_delay(&mut self) -> Duration {
-        let delay = self.backoff;
+        let delay = jittered(self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         self.attempt = Instant::now() + delay;
         delay
     }
+}
+
+/// `delay` ± 20 %, as gRPC's connection backoff spreads its retries: the proxies that
+/// lost the collector together (it restarted) come back spread over a fifth of each
+/// step instead of all within the same few milliseconds.
+pub(crate) fn jittered(delay: Duration) -> Duration {
+    use rand::Rng;
+    delay.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
 /// What [`grpc_answer`] says of an answer that is not gRPC.

@@ -127,7 +127,7 @@ impl SpanExporter {
                     }
                     backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(crate::report::jittered(backoff)) => {}
                         _ = shutdown.changed() => break,
                     }
                 }

@@ -238,3 +238,21 @@ fn the_limit_a_refusal_states_is_read() {
     assert_eq!(stated_limit("Error decompressing: size limit, of 1024 bytes, exceeded"), None);
     assert_eq!(stated_limit("the limit is: "), None);
 }
+
+/// Reconnect delays double from 100 ms to 10 s, each spread ± 20 %: proxies that lost
+/// the collector together do not all come back in the same instant.
+#[test]
+fn reconnect_delays_double_and_are_spread() {
+    let mut expected = INITIAL_BACKOFF;
+    let mut distinct = std::collections::BTreeSet::new();
+    let mut reconnect = Reconnect::new("test");
+    for _ in 0..12 {
+        let delay = reconnect.next_delay();
+        assert!(delay >= expected.mul_f64(0.8) && delay <= expected.mul_f64(1.2), "{delay:?} for {expected:?}");
+        expected = (expected * 2).min(MAX_BACKOFF);
+    }
+    for _ in 0..50 {
+        distinct.insert(Reconnect::new("test").next_delay());
+    }
+    assert!(distinct.len() > 10, "first delays not spread: {distinct:?}");
+}
