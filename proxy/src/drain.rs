@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
 use crate::server::DRAIN_TIMEOUT;
 
 /// How long the app must have started no outbound call, its inbound drained, before
@@ -59,9 +62,6 @@ pub async fn hold_outbound(
     }
     let _ = release.send(true);
 }
-
-use tokio::sync::{Notify, watch};
-use tracing::info;
 
 /// How long the splices closed at the end of the drain may take to report and end:
 /// they only write their record, on the worker's own thread.
