@@ -274,6 +274,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         // Calls whose message tonic could not read never reach a handler: counted and
         // logged here, for the three services below (OTLP's are ingest refusals).
         let unreadable = meshtel_collector::UnreadableCalls::default();
+        let max_message_bytes = reports.max_message_bytes();
         // Report and WatchQuotas streams end at shutdown instead of holding it up.
         // Istio's own Mixer API, for Mixer-era istio-proxies: the same reports and quotas.
         let istio_mixer_service =
@@ -287,7 +288,10 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         .counted_in(&unreadable);
         let rls_service = engine
             .clone()
-            .map(|engine| meshtel_collector::rls_grpc_service(engine).counted_in(&unreadable));
+            .map(|engine| {
+                meshtel_collector::rls_grpc_service(engine, max_message_bytes)
+                    .counted_in(&unreadable)
+            });
         // grpc.health.v1 for load balancers and Kubernetes gRPC probes: the server ("")
         // is SERVING while this listener runs.
         let (health_reporter, health_service) = tonic_health::server::health_reporter();

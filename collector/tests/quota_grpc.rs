@@ -30,6 +30,9 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Channel;
 
+/// The rate limit service's message bound in these tests.
+const RLS_MAX_MESSAGE_BYTES: usize = 64 << 10;
+
 /// A whole day, so windows of any unit start here.
 const T0: u64 = 1_699_920_000 * 1_000_000_000;
 
@@ -64,7 +67,7 @@ impl Server {
             assert!(load.invalid.is_empty(), "{:?}", load.invalid);
             let router = tonic::transport::Server::builder()
                 .add_service(mixer_grpc_service(reports, Some(engine.clone())))
-                .add_service(rls_grpc_service(engine.clone()));
+                .add_service(rls_grpc_service(engine.clone(), RLS_MAX_MESSAGE_BYTES));
             let task = tokio::spawn(async move {
                 router
                     .serve_with_incoming(TcpListenerStream::new(listener))
@@ -683,4 +686,25 @@ async fn undecodable_check_and_rate_limit_requests_are_invalid_argument() {
             "{path}: {message}"
         );
     }
+}
+
+/// A request over the port's message bound (`[report] max_message_bytes`) is refused
+/// unread, as the port's other calls are.
+#[tokio::test]
+async fn rls_requests_over_the_message_bound_are_resource_exhausted() {
+    let server = Server::start(rls_policies(), true).await;
+    let mut client = server.rls().await;
+    let big = "x".repeat(RLS_MAX_MESSAGE_BYTES + 1);
+    let status = client
+        .should_rate_limit(rls_request("edge", vec![descriptor(&[("kind", &big)])]))
+        .await
+        .expect_err("over the bound");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let small = ask(
+        &mut client,
+        "edge",
+        vec![descriptor(&[("kind", "message")])],
+    )
+    .await;
+    assert_eq!(small.overall_code, Code::Ok as i32);
 }

@@ -616,11 +616,17 @@ impl RateLimitService for RateLimitGrpc {
 }
 
 /// Builds the Envoy `RateLimitService` gRPC service over `engine`, for
-/// `tonic::transport::Server::add_service` next to the Mixer service.
+/// `tonic::transport::Server::add_service` next to the Mixer service; a request over
+/// `max_message_bytes` (`[report] max_message_bytes`, as the port's other calls) is
+/// refused `RESOURCE_EXHAUSTED`.
 pub fn rls_grpc_service(
     engine: Arc<QuotaEngine>,
+    max_message_bytes: usize,
 ) -> InvalidArgumentOnDecodeError<RateLimitServiceServer<RateLimitGrpc>> {
-    InvalidArgumentOnDecodeError::new(RateLimitServiceServer::new(RateLimitGrpc { engine }))
+    InvalidArgumentOnDecodeError::new(
+        RateLimitServiceServer::new(RateLimitGrpc { engine })
+            .max_decoding_message_size(max_message_bytes),
+    )
 }
 
 #[cfg(test)]
