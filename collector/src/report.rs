@@ -210,7 +210,7 @@ impl Reports {
     }
 
     /// The largest Report message accepted (`[report] max_message_bytes`).
-    pub(crate) fn max_message_bytes(&self) -> usize {
+    pub fn max_message_bytes(&self) -> usize {
         usize::try_from(self.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX)
     }
 
