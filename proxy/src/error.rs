@@ -204,6 +204,11 @@ pub enum Error {
     /// refuses.
     #[error("escaped NUL (%00) in the request path")]
     EscapedNul,
+    /// An HTTP/2 request field value beginning or ending with a space or a tab, which
+    /// RFC 9113 §8.2.1 makes a malformed request (HTTP/1.1's parser trims them): read
+    /// as it is, the value would miss a match that the app, trimming it, would meet.
+    #[error("the value of header {0} begins or ends with whitespace")]
+    HeaderWhitespace(http::HeaderName),
     /// The request could not be rewritten for the upstream (bad URI parts).
     #[error("building the upstream request")]
     BadUpstreamRequest(#[from] http::Error),
@@ -276,7 +281,8 @@ impl Error {
             | Error::InvalidHost
             | Error::MissingHost
             | Error::AuthorityForm
-            | Error::EscapedNul => StatusCode::BAD_REQUEST,
+            | Error::EscapedNul
+            | Error::HeaderWhitespace(_) => StatusCode::BAD_REQUEST,
             Error::DownstreamTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::UpstreamTimeout { .. } | Error::ResponseIdle { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::BadUpstreamRequest(_)
@@ -304,6 +310,7 @@ impl Error {
             | Error::MissingHost
             | Error::AuthorityForm
             | Error::EscapedNul
+            | Error::HeaderWhitespace(_)
             | Error::TransferCoding(_) => "DPE",
             // Envoy's stream idle timeout, 408 while the request is incomplete.
             Error::DownstreamTimeout | Error::ResponseIdle { .. } => "SI",
@@ -336,6 +343,7 @@ impl Error {
             Error::MissingHost => "bad request: missing Host header",
             Error::AuthorityForm => "bad request: authority-form target is for CONNECT only",
             Error::EscapedNul => "bad request: escaped NUL (%00) in the path",
+            Error::HeaderWhitespace(_) => "bad request: a header value begins or ends with whitespace",
             Error::DownstreamTimeout | Error::ResponseIdle { .. } => "stream timeout",
             Error::ClusterNotFound { .. } => "cluster not found",
             Error::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",

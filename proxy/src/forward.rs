@@ -219,6 +219,8 @@ impl Proxy {
                 return respond(context, Err(error), exchange, None, None);
             }
         };
+        // Reported as matched and forwarded: the normalized path.
+        exchange.take_path(request.uri());
         // An instance of several services: the one the caller named (its `Host`).
         if context.routing.serves_several()
             && let Some(service) = context.routing.current().own_service_for(exchange.authority())
@@ -239,7 +241,8 @@ impl Proxy {
         //    exhausted → 429 `RL`, collector failing → allowed or 500 `RLSE`. With no
         //    policy for this service this is one atomic load.
         if !context.quota.is_idle() {
-            let view = RequestView { source: exchange.source(), method: request.method().as_str(), path: request.uri().path(), headers: request.headers() };
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let view = RequestView { source: exchange.source(), method: request.method().as_str(), path, headers: request.headers() };
             // Boxed: the quota stage's state (gRPC calls) would otherwise be part of
             // every request's future, and hyper moves that future around by value.
             if let Some(denial) = Box::pin(context.quota.check_inbound(view)).await {
@@ -283,6 +286,7 @@ impl Proxy {
                 return respond(context, Err(error), exchange, None, None);
             }
         };
+        exchange.take_path(request.uri());
         // 3. identity: announce this instance to the callee's proxy (replacing whatever
         //    the app may have sent).
         context.peer_headers.set(request.headers_mut());
@@ -623,6 +627,7 @@ fn respond(
                     | Error::MissingHost
                     | Error::AuthorityForm
                     | Error::EscapedNul
+                    | Error::HeaderWhitespace(_)
                     | Error::Connect
                     | Error::TransferCoding(_)
             );

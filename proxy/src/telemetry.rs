@@ -180,6 +180,7 @@ impl Exchange {
             None
         };
         let path_and_query = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // (The path as received; `take_path` replaces it with the normalized one.)
         Exchange {
             direction,
             started: Instant::now(),
@@ -287,6 +288,17 @@ impl Exchange {
     /// outbound listener directly can only name the service there).
     pub fn authority(&self) -> &str {
         self.authority.to_str().unwrap_or_default()
+    }
+
+    /// Reports the path and query of `uri`, the request as normalized for routing,
+    /// quota matching and the upstream, instead of the one received: spans and
+    /// records then show the path the rules saw (`/admin` for `/x/../admin`).
+    pub fn take_path(&mut self, uri: &http::Uri) {
+        if let Some(path) = uri.path_and_query()
+            && *path != self.path_and_query
+        {
+            self.path_and_query = path.clone();
+        }
     }
 
     /// [`Exchange::authority`] as a header value.

@@ -59,6 +59,14 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
         request.headers_mut().remove(EXPECT);
     }
     let version = request.version();
+    // HTTP/1.1's parser trims a field value; HTTP/2's hands it over as sent, and a
+    // value that begins or ends with whitespace is malformed (RFC 9113 §8.2.1), as
+    // Envoy refuses it: matched as it is, " free" would escape a match on "free".
+    if version == Version::HTTP_2
+        && let Some(name) = request.headers().iter().find_map(|(name, value)| padded(value.as_bytes()).then(|| name.clone()))
+    {
+        return Err(Error::HeaderWhitespace(name));
+    }
     if version != Version::HTTP_2 && request.uri().authority().is_some() {
         if request.uri().scheme().is_none() {
             return Err(Error::AuthorityForm);
@@ -82,6 +90,11 @@ pub(super) fn receive_request(request: &mut Request<Incoming>, exchange: &Exchan
     }
     let websocket = strip_hop_by_hop_headers(request.headers_mut(), version == Version::HTTP_11);
     Ok(if websocket { request.extensions_mut().remove::<OnUpgrade>() } else { None })
+}
+
+/// Whether a field value begins or ends with a space or a tab.
+fn padded(value: &[u8]) -> bool {
+    matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t'))
 }
 
 /// A transfer coding of the request other than `chunked` (`gzip, chunked`), which

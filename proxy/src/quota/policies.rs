@@ -207,7 +207,8 @@ pub struct RequestView<'a> {
     pub source: &'a WorkloadIdentity,
     /// HTTP method.
     pub method: &'a str,
-    /// Path without the query.
+    /// Path and query (`request.path`; `request.url_path` is the part before `?`), as
+    /// normalized for routing.
     pub path: &'a str,
     /// Request headers.
     pub headers: &'a HeaderMap,
@@ -252,9 +253,11 @@ fn fill(attrs: &mut QuotaAttributes, destination: &QuotaAttributes, request: Req
     assign(&mut attrs.request_method, request.method);
     assign(&mut attrs.request_path, request.path);
     attrs.request_headers.clear();
+    // A repeated header's values joined by `,`, as the traffic rules (and Envoy) read
+    // them: a decoy value first cannot hide the one a policy matches or keys on.
     for name in header_names {
-        if let Some(value) = request.headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
-            attrs.request_headers.insert(name.clone(), value.to_owned());
+        if let Some(value) = meshtel_model::routing::header_str(request.headers, name) {
+            attrs.request_headers.insert(name.clone(), value.into_owned());
         }
     }
 }

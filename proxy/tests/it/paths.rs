@@ -57,3 +57,50 @@ async fn a_prefix_rule_holds_for_every_spelling_of_its_path() {
         assert_eq!(outcome.status_line, status, "a {bytes}-byte header");
     }
 }
+
+/// Spans report the path the rules saw (the normalized one, as the app receives it),
+/// and an HTTP/2 header value with surrounding whitespace, which a match would read as
+/// another value than the app does, is refused as malformed (RFC 9113 §8.2.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_report_the_normalized_path_and_padded_http2_values_are_refused() {
+    let http = "  - match:
+    - headers:
+        x-block:
+          prefix: yes
+    fault:
+      abort:
+        httpStatus: 460
+        percentage:
+          value: 100.0
+    route:
+    - destination:
+        host: ratings
+        subset: v1
+  - route:
+    - destination:
+        host: ratings
+        subset: v1
+"
+    .to_owned();
+    let rules = documents(&[&virtual_service("v1beta1", "ratings", &http), &subsets_rule("ratings", &["v1"], "")]);
+    let mesh = start_routing(vec![app("ratings", "v1", Behaviour::OK)], &rules, 100.0).await;
+    let outbound = mesh.proxy.addresses.outbound;
+    let request = "GET /public/../page/x?a=1 HTTP/1.1\r\nHost: ratings:9080\r\nConnection: close\r\n\r\n";
+    let outcome = raw_exchange(outbound, request.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(outcome.status_line, "HTTP/1.1 200 OK", "{}", outcome.head);
+    let spans = mesh.collector.wait_spans(1).await;
+    let path = spans[0].attributes.iter().find(|kv| kv.key == "url.path").and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        meshtel_model::otlp::common::v1::any_value::Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    });
+    assert_eq!(path.as_deref(), Some("/page/x"), "{:?}", spans[0].attributes);
+
+    let h2 = crate::support::h2c_client();
+    for padded in [" yes", "\tyes", "yes ", "yes\t"] {
+        let outcome = mesh.call(&h2, "ratings", "/page", &[("x-block", padded)]).await;
+        assert_eq!(outcome.status, 400, "{padded:?}: {}", outcome.body);
+    }
+    assert_eq!(mesh.call(&h2, "ratings", "/page", &[("x-block", "yes")]).await.status, 460);
+    assert_eq!(mesh.call(&h2, "ratings", "/page", &[("x-other", "no")]).await.status, 200);
+    assert_eq!(mesh.app("ratings-v1").requests(), 2, "no padded request reached the app");
+}

@@ -342,3 +342,25 @@ async fn a_shadow_policy_lets_everything_through_and_counts_what_it_would_deny()
         reviews.stop().await;
     }
 }
+
+/// `request.path` is the path with its query string (Mixer's attribute), as the
+/// policy reads it: a policy keyed on it counts each URL apart; `request.url_path`
+/// leaves the query out.
+#[tokio::test]
+async fn request_path_keys_keep_the_query_and_url_path_keys_do_not() {
+    const PER_URL: &str = r#"{"name": "reviews-url", "match": {"destination": {"service": "reviews"}}, "dimensions": {"url": "request.path"}, "maxAmount": 1, "validDuration": "1h"}"#;
+    const PER_PATH: &str = r#"{"name": "reviews-path", "match": {"destination": {"service": "reviews"}}, "dimensions": {"path": "request.url_path"}, "maxAmount": 2, "validDuration": "1h"}"#;
+    let collector = start_quota_collector().await;
+    collector.set_policies(1, &[PER_URL, PER_PATH]);
+    let reviews = start_quota_proxy(&collector.url(), |c| c.quota.prefetch = false).await;
+    reviews.wait_policies(2).await;
+    let client = http1_client();
+    let mut statuses = Vec::new();
+    for path in ["/reviews/1?id=1", "/reviews/1?id=2", "/reviews/1?id=1", "/reviews/1?id=3"] {
+        statuses.push(send(&client, reviews.request(path)).await.0.status.as_u16());
+    }
+    // id=1 and id=2 are two URLs of one path: the third call repeats a URL, the
+    // fourth is a third call of the path.
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    reviews.stop().await;
+}
