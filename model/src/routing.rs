@@ -412,7 +412,7 @@ impl RequestMatch {
 /// The value of header `name`: a repeated header's values joined by `,`, as Envoy
 /// matches them (`None` when absent). A value is its bytes read as UTF-8, a byte that
 /// is not becoming U+FFFD: a header with non-ASCII bytes is present all the same.
-pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<std::borrow::Cow<'a, str>> {
     let mut values = headers.get_all(name).iter();
     let first = String::from_utf8_lossy(values.next()?.as_bytes());
     let mut rest = values.peekable();

@@ -253,11 +253,13 @@ fn fill(attrs: &mut QuotaAttributes, destination: &QuotaAttributes, request: Req
     assign(&mut attrs.request_method, request.method);
     assign(&mut attrs.request_path, request.path);
     attrs.request_headers.clear();
-    // A repeated header's values joined by `,`, as the traffic rules (and Envoy) read
-    // them: a decoy value first cannot hide the one a policy matches or keys on.
+    // A repeated header's first value, as Envoy's rate limit actions key on it and as
+    // most frameworks hand it to the app: joined values would let a junk second value
+    // make a new counter key for each request. Bytes that are not UTF-8 read as U+FFFD
+    // (the header is present all the same, as the traffic rules read it).
     for name in header_names {
-        if let Some(value) = meshtel_model::routing::header_str(request.headers, name) {
-            attrs.request_headers.insert(name.clone(), value.into_owned());
+        if let Some(value) = request.headers.get(name.as_str()) {
+            attrs.request_headers.insert(name.clone(), String::from_utf8_lossy(value.as_bytes()).into_owned());
         }
     }
 }

@@ -140,6 +140,12 @@ fn header_value(cx: &mut Cx<'_>, value: &str, field: &str) -> Option<HeaderValue
         );
         return None;
     }
+    // An HTTP/2 hop refuses a value that begins or ends with whitespace (RFC 9113
+    // §8.2.1), as the next proxy's inbound does: every call the rule touches would fail.
+    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+        cx.push(field, format!("{value:?} begins or ends with whitespace, which HTTP/2 refuses in a header value"));
+        return None;
+    }
     match HeaderValue::from_str(value) {
         Ok(value) => Some(value),
         Err(_) => {

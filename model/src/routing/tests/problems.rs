@@ -523,7 +523,7 @@ fn rewrite_and_header_operations() {
   - rewrite: {}
     headers:
       request:
-        set: {Host: x, "x-ip": "%DOWNSTREAM_REMOTE_ADDRESS%", "bad name": v}
+        set: {Host: x, "x-ip": "%DOWNSTREAM_REMOTE_ADDRESS%", "bad name": v, "x-padded": "v "}
         remove: [":path"]
       responses: {}
     route:
@@ -539,6 +539,8 @@ fn rewrite_and_header_operations() {
             "spec.http[0].headers.request.set.x-ip: Envoy variables in header values (%DOWNSTREAM_REMOTE_ADDRESS% and \
              the like) are not supported by meshtel; a literal % cannot be told apart from one",
             "spec.http[0].headers.request.set[\"bad name\"]: \"bad name\" is not a valid header name",
+            "spec.http[0].headers.request.set.x-padded: \"v \" begins or ends with whitespace, which HTTP/2 refuses \
+             in a header value",
             "spec.http[0].headers.request.remove[0]: \":path\" is a pseudo-header; rules may not change it (use \
              rewrite for the authority)",
         ]
