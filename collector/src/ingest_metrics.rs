@@ -2,8 +2,9 @@
 //!
 //! - `meshtel_ingest_refused_total{protocol, reason}`: requests answered with an error,
 //!   nothing of them stored. `protocol` is `otlp_grpc`, `otlp_http` or `zipkin`;
-//!   `reason` is `overloaded` (503 / `UNAVAILABLE`: the pipeline is full or the store
-//!   cannot write), `too_large` (413 / `RESOURCE_EXHAUSTED`), `bad_request` (400 /
+//!   `reason` is `overloaded` (503 / `UNAVAILABLE`: the pipeline is full),
+//!   `unavailable` (503 / `UNAVAILABLE`: the store cannot write, a WAL append failed or
+//!   it is shutting down), `disk_full`, `too_large` (413 / `RESOURCE_EXHAUSTED`), `bad_request` (400 /
 //!   `INVALID_ARGUMENT`) or `unsupported_media_type` (415);
 //! - `meshtel_ingest_spans_rejected_total{protocol}`: spans dropped from requests that
 //!   were accepted, as reported to the client in OTLP `partial_success`;
@@ -59,8 +60,10 @@ impl Protocol {
 /// Why a whole request was refused, as the `reason` label spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalReason {
-    /// 503 / `UNAVAILABLE`: the pipeline is full, or the store cannot write.
+    /// 503 / `UNAVAILABLE`: the pipeline is full.
     Overloaded,
+    /// 503 / `UNAVAILABLE`: the store cannot write (a WAL append failed, shutting down).
+    Unavailable,
     /// 503 / `UNAVAILABLE`: the data directory's disk is below `store.min_free_disk`.
     DiskFull,
     /// 413 / `RESOURCE_EXHAUSTED`.
@@ -71,9 +74,13 @@ pub enum RefusalReason {
     UnsupportedMediaType,
 }
 
+/// How many refusal reasons there are.
+const REASONS: usize = 6;
+
 impl RefusalReason {
-    const ALL: [RefusalReason; 5] = [
+    const ALL: [RefusalReason; REASONS] = [
         RefusalReason::Overloaded,
+        RefusalReason::Unavailable,
         RefusalReason::DiskFull,
         RefusalReason::TooLarge,
         RefusalReason::BadRequest,
@@ -84,6 +91,7 @@ impl RefusalReason {
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalReason::Overloaded => "overloaded",
+            RefusalReason::Unavailable => "unavailable",
             RefusalReason::DiskFull => "disk_full",
             RefusalReason::TooLarge => "too_large",
             RefusalReason::BadRequest => "bad_request",
@@ -97,6 +105,7 @@ impl RefusalReason {
         match error {
             Error::UnsupportedMediaType { .. } => return Some(RefusalReason::UnsupportedMediaType),
             Error::DiskFull { .. } => return Some(RefusalReason::DiskFull),
+            Error::Unavailable(_) => return Some(RefusalReason::Unavailable),
             _ => {}
         }
         match error.code() {
@@ -132,7 +141,7 @@ pub struct IngestMetrics {
     refused: IntCounterVec,
     spans_rejected: IntCounterVec,
     limited: IntCounterVec,
-    windows: Arc<Mutex<[[RefusalLog; 5]; 3]>>,
+    windows: Arc<Mutex<[[RefusalLog; REASONS]; 3]>>,
 }
 
 /// The `limit` label values of `meshtel_ingest_attributes_limited_total`, in the
@@ -157,7 +166,9 @@ impl IngestMetrics {
             Opts::new(
                 "meshtel_ingest_refused_total",
                 "Ingest requests refused as a whole (nothing stored), by protocol and \
-                 reason: overloaded (503/UNAVAILABLE), disk_full (503/UNAVAILABLE, below \
+                 reason: overloaded (503/UNAVAILABLE, the pipeline full), unavailable \
+                 (503/UNAVAILABLE, the store cannot write: a WAL append failed, or \
+                 shutting down), disk_full (503/UNAVAILABLE, below \
                  store.min_free_disk), too_large (413/RESOURCE_EXHAUSTED), \
                  bad_request (400/INVALID_ARGUMENT), unsupported_media_type (415).",
             ),
@@ -284,7 +295,7 @@ impl IngestMetrics {
 
 /// Logs the refusals of every (protocol, reason) that no line has told yet, where a
 /// line is due at `now`; false once the metrics are gone.
-fn log_untold_refusals(windows: &Weak<Mutex<[[RefusalLog; 5]; 3]>>, now: Instant) -> bool {
+fn log_untold_refusals(windows: &Weak<Mutex<[[RefusalLog; REASONS]; 3]>>, now: Instant) -> bool {
     let Some(windows) = windows.upgrade() else {
         return false;
     };
@@ -314,7 +325,10 @@ fn log_refusals(protocol: Protocol, reason: RefusalReason, refused: u64, detail:
     let every = humantime::format_duration(REFUSAL_LOG_INTERVAL).to_string();
     // Spans lost to overload or a full disk (503s) are WARN; a client's bad request
     // (400, 413, 415) is the client's to fix.
-    if matches!(reason, RefusalReason::Overloaded | RefusalReason::DiskFull) {
+    if matches!(
+        reason,
+        RefusalReason::Overloaded | RefusalReason::Unavailable | RefusalReason::DiskFull
+    ) {
         warn!(protocol, reason = reason_label, refused, last_error = ?detail, at_most_every = %every, "ingest requests refused");
     } else {
         info!(protocol, reason = reason_label, refused, last_error = ?detail, at_most_every = %every, "ingest requests refused");
@@ -334,8 +348,8 @@ mod tests {
             .flat_map(|c| c.collect())
             .collect();
         let series: usize = families.iter().map(|f| f.get_metric().len()).sum();
-        // Per protocol: 5 refusal reasons, rejected spans, 3 attribute limits.
-        assert_eq!(series, 3 * (5 + 1 + 3));
+        // Per protocol: 6 refusal reasons, rejected spans, 3 attribute limits.
+        assert_eq!(series, 3 * (6 + 1 + 3));
         let overloaded = Error::Overloaded {
             retry_after: std::time::Duration::from_millis(500),
             bound: "test",
@@ -343,6 +357,16 @@ mod tests {
         assert_eq!(
             RefusalReason::of(&overloaded),
             Some(RefusalReason::Overloaded)
+        );
+        // A store that cannot write is not an overload: an alert on `overloaded` would
+        // send the operator to capacity while the disk fails.
+        let wal = Error::from(meshtel_model::Error::Unavailable(
+            "write-ahead log is not writable".into(),
+        ));
+        assert_eq!(RefusalReason::of(&wal), Some(RefusalReason::Unavailable));
+        assert_eq!(
+            wal.to_string(),
+            "span store unavailable: write-ahead log is not writable"
         );
         assert_eq!(
             RefusalReason::of(&Error::LargerThanWriteQueue),

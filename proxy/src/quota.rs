@@ -199,11 +199,12 @@ impl Shared {
         self.follow_policies(&set);
     }
 
-    /// With `--quota-fail-closed`, before the first policy set arrived (the collector
-    /// unreachable since start): which policies apply is unknown, so every request is
-    /// refused as a failed Check would be.
-    fn refuses_unsynced(&self) -> bool {
-        self.settings.fail_closed && !self.synced.load(std::sync::atomic::Ordering::Acquire)
+    /// Before the first policy set arrived (the collector unreachable since start):
+    /// which policies apply is unknown, so every request is decided as a failed Check
+    /// would be, refused with `--quota-fail-closed`, let through (and counted
+    /// `fail_open`) without.
+    fn unsynced(&self) -> bool {
+        !self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn evict_idle_leases(&self) {
@@ -268,9 +269,10 @@ impl QuotaEnforcer {
     }
 
     /// True when no policy can match at this proxy: the request path skips the stage.
-    /// Never before the first policy set with `--quota-fail-closed`.
+    /// Never before the first policy set: its requests are refused with
+    /// `--quota-fail-closed`, else let through and counted `fail_open`.
     pub fn is_idle(&self) -> bool {
-        self.shared.policies.is_empty() && !self.shared.refuses_unsynced()
+        self.shared.policies.is_empty() && !self.shared.unsynced()
     }
 
     /// The policies in force.

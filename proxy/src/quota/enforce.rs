@@ -50,10 +50,14 @@ impl QuotaEnforcer {
     pub async fn check_inbound(&self, request: RequestView<'_>) -> Option<Denial> {
         let shared = &*self.shared;
         if shared.policies.is_empty() {
-            if shared.refuses_unsynced() {
+            if !shared.unsynced() {
+                return None;
+            }
+            if shared.settings.fail_closed {
                 shared.stats.decided(DecisionResult::FailClosed);
                 return Some(Denial::CheckFailed);
             }
+            shared.stats.decided(DecisionResult::FailOpen);
             return None;
         }
         let started = Instant::now();

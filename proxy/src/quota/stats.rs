@@ -99,9 +99,14 @@ impl QuotaStats {
             ]),
         )?;
         registry.register(Box::new(local_decision_seconds.clone()))?;
+        let check_rpcs = counter_vec(registry, "meshtel_proxy_quota_check_rpcs_total", "Quota Check calls to the collector, by gRPC code", &["code"])?;
+        // Every code from 0, so that an alert on increase() sees the first failure.
+        for code in meshtel_model::grpc_status::NAMES {
+            check_rpcs.with_label_values(&[code]);
+        }
         Ok(QuotaStats {
             decisions: DecisionResult::ALL.map(|result| decisions.with_label_values(&[result.as_str()])),
-            check_rpcs: counter_vec(registry, "meshtel_proxy_quota_check_rpcs_total", "Quota Check calls to the collector, by gRPC code", &["code"])?,
+            check_rpcs,
             policies: gauge(registry, "meshtel_proxy_quota_policies", "Quota policies in force that can match at this proxy")?,
             policies_invalid: counter(registry, "meshtel_proxy_quota_policies_invalid_total", "Quota policies received that were invalid and skipped")?,
             watch_connects: counter(registry, "meshtel_proxy_quota_watch_connects_total", "Quota policy watch streams opened to the collector")?,

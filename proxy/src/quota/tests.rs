@@ -350,9 +350,13 @@ async fn fail_closed_refuses_until_the_first_policy_set() {
         let registry = prometheus::Registry::new();
         let stats = QuotaStats::register(&registry).expect("stats");
         let enforcer = QuotaEnforcer::new(settings, &identity, &service, &endpoint, "reviews-test", stats);
-        assert_eq!(enforcer.is_idle(), !fail_closed);
+        assert!(!enforcer.is_idle(), "no policies known yet: each request is decided");
         let denial = enforcer.check_inbound(view()).await;
         assert_eq!(matches!(denial, Some(Denial::CheckFailed)), fail_closed, "fail_closed={fail_closed}");
+        // Counted either way: an alert on fail_open sees quotas off at a proxy that
+        // never reached its collector.
+        let result = if fail_closed { DecisionResult::FailClosed } else { DecisionResult::FailOpen };
+        assert_eq!(enforcer.stats().decisions(result), 1, "fail_closed={fail_closed}");
         // An empty set says no policy applies here: nothing is refused any more.
         enforcer.publish_json(1, "[]", &[]);
         assert!(enforcer.is_idle());
