@@ -44,7 +44,8 @@ use parking_lot::Mutex;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
@@ -249,6 +250,15 @@ pub struct RecordOutcome {
     pub overflowed: u64,
 }
 
+/// The `reason` values of `meshtel_report_records_rejected_total`.
+pub const REJECT_REASONS: [&str; 5] = [
+    "reporter",
+    "response_code",
+    "grpc_response_status",
+    "label_too_long",
+    "max_records_per_batch",
+];
+
 struct Inner {
     registry: Registry,
     build: IntGauge,
@@ -256,7 +266,7 @@ struct Inner {
     series_overflow: IntCounter,
     series_expired: IntCounter,
     records: IntCounter,
-    records_rejected: IntCounter,
+    records_rejected: IntCounterVec,
     batches: IntCounter,
     dropped_by_proxies: IntCounter,
     tcp_events_skipped: IntCounter,
@@ -315,10 +325,21 @@ impl MeshMetrics {
             "meshtel_report_records_total",
             "Request records accepted from proxies.",
         )?;
-        let records_rejected = counter(
-            "meshtel_report_records_rejected_total",
-            "Request records refused as invalid (bad reporter, status code or label size).",
+        let records_rejected = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "meshtel_report_records_rejected_total",
+                    "Request records refused, by reason: reporter, response_code, \
+                     grpc_response_status (out of range), label_too_long (over [report] \
+                     max_label_bytes), max_records_per_batch (beyond it in one batch).",
+                ),
+                &["reason"],
+            )?,
         )?;
+        for reason in REJECT_REASONS {
+            records_rejected.with_label_values(&[reason]);
+        }
         let batches = counter("meshtel_report_batches_total", "Report batches received.")?;
         let dropped_by_proxies = counter(
             "meshtel_report_dropped_by_proxies_total",
@@ -470,21 +491,22 @@ impl MeshMetrics {
         );
     }
 
-    /// Counts one processed batch: accepted and rejected records, what the proxy says
-    /// it dropped, and the lag between sending and processing.
-    pub fn record_batch(
-        &self,
-        accepted: u64,
-        rejected: u64,
-        dropped_by_proxy: u64,
-        lag_seconds: Option<f64>,
-    ) {
+    /// Counts `count` records refused for `reason` (one of [`REJECT_REASONS`]).
+    pub fn records_rejected(&self, reason: &str, count: u64) {
+        if count > 0 {
+            self.inner
+                .records_rejected
+                .with_label_values(&[reason])
+                .inc_by(count);
+        }
+    }
+
+    /// Counts one processed batch: accepted records, what the proxy says it dropped,
+    /// and the lag between sending and processing.
+    pub fn record_batch(&self, accepted: u64, dropped_by_proxy: u64, lag_seconds: Option<f64>) {
         let inner = &*self.inner;
         inner.batches.inc();
         inner.records.inc_by(accepted);
-        if rejected > 0 {
-            inner.records_rejected.inc_by(rejected);
-        }
         if dropped_by_proxy > 0 {
             inner.dropped_by_proxies.inc_by(dropped_by_proxy);
         }

@@ -220,13 +220,17 @@ impl Reports {
     pub fn digest(&self, batch: &ReportRequest) -> Result<ReportResponse> {
         let max_label_bytes = self.config.max_label_bytes;
         let taken = batch.records.len().min(self.config.max_records_per_batch);
-        let mut rejected = (batch.records.len() - taken) as u64;
+        let beyond = (batch.records.len() - taken) as u64;
+        let mut rejected = beyond;
+        self.metrics
+            .records_rejected("max_records_per_batch", beyond);
         let mut first_reason = (rejected > 0).then_some("beyond [report] max_records_per_batch");
         let valid: Vec<&RequestRecord> = batch.records[..taken]
             .iter()
             .filter(|r| match invalid_record(r, max_label_bytes) {
                 Some(reason) => {
                     rejected += 1;
+                    self.metrics.records_rejected(reason, 1);
                     first_reason.get_or_insert(reason);
                     false
                 }
@@ -261,7 +265,7 @@ impl Reports {
             now.saturating_sub(batch.sent_unix_nano) as f64 / 1e9
         });
         self.metrics
-            .record_batch(accepted, rejected, batch.dropped_since_last, lag);
+            .record_batch(accepted, batch.dropped_since_last, lag);
         Ok(ReportResponse { accepted })
     }
 }

@@ -52,7 +52,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             if inner.stopping.load(Ordering::Relaxed) {
                 return;
             }
-            error!(error = %e, "compaction pass failed; will retry");
+            // An error of the file system may not name its file: the directory does.
+            error!(
+                error = %e,
+                blocks_dir = %inner.blocks_dir.display(),
+                "compaction pass failed; will retry"
+            );
         }
     }
 }

@@ -514,7 +514,8 @@ fn promtool_accepts_the_exposition() {
     use std::process::{Command, Stdio};
     let metrics = MeshMetrics::new(&MeshMetricsConfig::default()).unwrap();
     metrics.record_requests(&[record(200, 3), record(503, 30)]);
-    metrics.record_batch(2, 0, 1, Some(0.01));
+    metrics.record_batch(2, 1, Some(0.01));
+    metrics.records_rejected("label_too_long", 1);
     let text = render(&metrics);
     let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])

@@ -73,6 +73,18 @@ fn bad_records_are_counted_not_fatal() {
         sample(&text, "meshtel_report_records_rejected_total", &[]),
         Some(3.0)
     );
+    // By reason, each series present from 0.
+    for (reason, n) in [
+        ("reporter", 1.0),
+        ("response_code", 1.0),
+        ("label_too_long", 1.0),
+        ("grpc_response_status", 0.0),
+        ("max_records_per_batch", 0.0),
+    ] {
+        let labels = [("reason", reason)];
+        let counted = sample(&text, "meshtel_report_records_rejected_total", &labels);
+        assert_eq!(counted, Some(n), "{reason}");
+    }
     assert_eq!(
         sample(&text, "meshtel_report_batches_total", &[]),
         Some(1.0)
@@ -104,7 +116,11 @@ fn records_past_the_batch_bound_are_counted_as_rejected_and_the_rest_taken() {
     assert_eq!(edges.0.lock().len(), 2);
     let text = render(reports.metrics());
     assert_eq!(
-        sample(&text, "meshtel_report_records_rejected_total", &[]),
+        sample(
+            &text,
+            "meshtel_report_records_rejected_total",
+            &[("reason", "max_records_per_batch")]
+        ),
         Some(1.0)
     );
     assert_eq!(sample(&text, "istio_requests_total", &[]), Some(2.0));
