@@ -150,7 +150,7 @@ pub enum Error {
         retry_after: Duration,
     },
     /// The span store cannot accept writes (shutting down, log not writable).
-    #[error("span store {0}")]
+    #[error("span store unavailable")]
     Unavailable(#[source] meshtel_model::Error),
     /// A quota request (Check or Envoy RLS) is malformed; the message names the field.
     #[error("{0}")]

