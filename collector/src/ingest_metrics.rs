@@ -229,6 +229,9 @@ impl IngestMetrics {
             // The client is told only that the store is unavailable (its paths are
             // not the client's business); the operator's line says why.
             let detail = match error {
+                Error::Unavailable(meshtel_model::Error::Unavailable(cause)) => {
+                    format!("{error}: {cause}")
+                }
                 Error::Unavailable(cause) => format!("{error}: {cause}"),
                 _ => error.to_string(),
             };
