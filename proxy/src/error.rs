@@ -293,6 +293,13 @@ impl Error {
         }
     }
 
+    /// True when the request's own sender is at fault (a malformed request, `DPE`; a
+    /// body that stopped arriving; a `CONNECT`), not the upstream side the operator has
+    /// to act on.
+    pub fn is_downstream_fault(&self) -> bool {
+        self.response_flag() == "DPE" || matches!(self, Error::DownstreamTimeout | Error::Connect)
+    }
+
     /// The Envoy `%RESPONSE_FLAGS%` short code recorded for this failure.
     pub fn response_flag(&self) -> &'static str {
         match self {

@@ -618,20 +618,7 @@ fn respond(
             debug!(direction = exchange.direction.as_str(), error = %chain, "local reply");
             // What the operator has to act on: the upstream side failed (not a client
             // that broke off or sent a malformed request), told at most once per 10 s.
-            let client_side = matches!(
-                error,
-                Error::DownstreamBody
-                    | Error::DownstreamTimeout
-                    | Error::RepeatedHost
-                    | Error::InvalidHost
-                    | Error::MissingHost
-                    | Error::AuthorityForm
-                    | Error::EscapedNul
-                    | Error::HeaderWhitespace(_)
-                    | Error::Connect
-                    | Error::TransferCoding(_)
-            );
-            if !client_side {
+            if !error.is_downstream_fault() {
                 context.stats.local_replies_log.note(format_args!(
                     "{} {} {}: {chain}",
                     exchange.direction.as_str(),
