@@ -248,7 +248,7 @@ impl Reports {
                     batches_with_refusals = batches,
                     max_label_bytes,
                     at_most_every = %humantime::format_duration(LOG_INTERVAL),
-                    "request records refused as invalid: their requests are left out of the istio metrics and the graph (meshtel_report_records_rejected_total)"
+                    "request records refused (invalid, or past [report] max_records_per_batch): their requests are left out of the istio metrics and the graph (meshtel_report_records_rejected_total{reason})"
                 ),
                 None => {
                     debug!(proxy = %batch.proxy_id, rejected, reason, "invalid request records")
