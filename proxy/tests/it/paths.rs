@@ -6,32 +6,24 @@ use std::time::Duration;
 use crate::routing::{documents, virtual_service};
 use crate::routing_support::*;
 
+/// ratings v1 behind the calling proxy, with a rule that aborts the requests `matches`
+/// (YAML of a route's `match` entry) with `status` and sends the others to v1.
+async fn abort_then_ratings_v1(matches: &str, status: u16, sampling: f64) -> RoutingMesh {
+    let http = format!(
+        "  - match:\n{matches}    fault:\n      abort:\n        httpStatus: {status}\n        percentage:\n          value: 100.0\n    \
+         route:\n    - destination:\n        host: ratings\n        subset: v1\n  - route:\n    - destination:\n        host: ratings\n        subset: v1\n"
+    );
+    let rules = documents(&[&virtual_service("v1beta1", "ratings", &http), &subsets_rule("ratings", &["v1"], "")]);
+    start_routing(vec![app("ratings", "v1", Behaviour::OK)], &rules, sampling).await
+}
+
 /// A rule for `/admin` holds for every spelling of that path (dot segments, escaped
 /// letters), as under Istio's default path normalization, and the app receives the
 /// normalized path; an authority-form target and an escaped NUL are refused;
 /// `x-forwarded-proto` is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_rule_holds_for_every_spelling_of_its_path() {
-    let http = "  - match:
-    - uri:
-        prefix: /admin
-    fault:
-      abort:
-        httpStatus: 403
-        percentage:
-          value: 100.0
-    route:
-    - destination:
-        host: ratings
-        subset: v1
-  - route:
-    - destination:
-        host: ratings
-        subset: v1
-"
-    .to_owned();
-    let rules = documents(&[&virtual_service("v1beta1", "ratings", &http), &subsets_rule("ratings", &["v1"], "")]);
-    let mesh = start_routing(vec![app("ratings", "v1", Behaviour::OK)], &rules, 0.0).await;
+    let mesh = abort_then_ratings_v1("    - uri:\n        prefix: /admin\n", 403, 0.0).await;
     let outbound = mesh.proxy.addresses.outbound;
     let get = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: ratings:9080\r\nConnection: close\r\n\r\n");
     for path in ["/admin/x", "/public/../admin/x", "/./admin/x", "/%61dmin/x", "/a/%2e%2e/admin?q=1", "/x\\..\\admin", "/%41\u{e9}/../admin"] {
@@ -63,27 +55,7 @@ async fn a_prefix_rule_holds_for_every_spelling_of_its_path() {
 /// another value than the app does, is refused as malformed (RFC 9113 §8.2.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_report_the_normalized_path_and_padded_http2_values_are_refused() {
-    let http = "  - match:
-    - headers:
-        x-block:
-          prefix: yes
-    fault:
-      abort:
-        httpStatus: 460
-        percentage:
-          value: 100.0
-    route:
-    - destination:
-        host: ratings
-        subset: v1
-  - route:
-    - destination:
-        host: ratings
-        subset: v1
-"
-    .to_owned();
-    let rules = documents(&[&virtual_service("v1beta1", "ratings", &http), &subsets_rule("ratings", &["v1"], "")]);
-    let mesh = start_routing(vec![app("ratings", "v1", Behaviour::OK)], &rules, 100.0).await;
+    let mesh = abort_then_ratings_v1("    - headers:\n        x-block:\n          prefix: yes\n", 460, 100.0).await;
     let outbound = mesh.proxy.addresses.outbound;
     let request = "GET /public/../page/x?a=1 HTTP/1.1\r\nHost: ratings:9080\r\nConnection: close\r\n\r\n";
     let outcome = raw_exchange(outbound, request.as_bytes(), Duration::from_secs(5)).await;
