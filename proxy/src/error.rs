@@ -8,6 +8,7 @@
 //! cut a response body short after its head had gone downstream, when no status can
 //! be sent any more.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -331,9 +332,13 @@ impl Error {
         }
     }
 
-    /// The body of the proxy's own reply for this failure, in Envoy's words.
-    pub fn local_reply_message(&self) -> &'static str {
-        match self {
+    /// The body of the proxy's own reply for this failure, in Envoy's words; a
+    /// refused header is named (its name is a valid token, never the value).
+    pub fn local_reply_message(&self) -> Cow<'static, str> {
+        if let Error::HeaderWhitespace(name) = self {
+            return Cow::Owned(format!("bad request: the value of header {name} begins or ends with whitespace"));
+        }
+        Cow::Borrowed(match self {
             Error::UnknownService { .. } | Error::NoHealthyUpstream { .. } => "no healthy upstream",
             Error::UpstreamConnect { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
             Error::UpstreamReset { .. } => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
@@ -355,6 +360,6 @@ impl Error {
             Error::ClusterNotFound { .. } => "cluster not found",
             Error::Overflow { .. } => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
             setup_errors!() => "internal error",
-        }
+        })
     }
 }

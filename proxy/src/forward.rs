@@ -670,7 +670,11 @@ fn error_response_with(context: &Arc<ProxyContext>, error: &Error, exchange: Exc
     let status = error.status();
     let message = error.local_reply_message();
     let grpc_status = if status == StatusCode::GATEWAY_TIMEOUT { 4 } else { upstream::grpc_status_for_http(status.as_u16()) };
-    let reply = LocalReply { flag: error.response_flag(), status, grpc_status, message, body: Bytes::from_static(message.as_bytes()) };
+    let body = match &message {
+        std::borrow::Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+        std::borrow::Cow::Owned(text) => Bytes::copy_from_slice(text.as_bytes()),
+    };
+    let reply = LocalReply { flag: error.response_flag(), status, grpc_status, message: &message, body };
     local_reply(context, reply, headers, exchange)
 }
 

@@ -71,6 +71,7 @@ async fn spans_report_the_normalized_path_and_padded_http2_values_are_refused() 
     for padded in [" yes", "\tyes", "yes ", "yes\t"] {
         let outcome = mesh.call(&h2, "ratings", "/page", &[("x-block", padded)]).await;
         assert_eq!(outcome.status, 400, "{padded:?}: {}", outcome.body);
+        assert!(outcome.body.contains("header x-block begins or ends with whitespace"), "{padded:?}: {}", outcome.body);
     }
     assert_eq!(mesh.call(&h2, "ratings", "/page", &[("x-block", "yes")]).await.status, 460);
     assert_eq!(mesh.call(&h2, "ratings", "/page", &[("x-other", "no")]).await.status, 200);
