@@ -212,7 +212,9 @@ impl ReportStream {
             if *shutdown.borrow() {
                 break;
             }
-            match self.open_and_pump(&mut shutdown).await {
+            let end = self.open_and_pump(&mut shutdown).await;
+            self.stats.report_stream_open.set(0);
+            match end {
                 Ok(StreamEnd::Shutdown) => break,
                 Ok(StreamEnd::Broken(reason)) => reconnect.broken(&reason),
                 Ok(StreamEnd::Refused) => reconnect = Reconnect::new("report"),
@@ -249,6 +251,7 @@ impl ReportStream {
             _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
         };
         self.stats.report_stream_connects.inc();
+        self.stats.report_stream_open.set(1);
         info!(endpoint = %self.endpoint.uri(), "report stream open");
         let mut unacknowledged: VecDeque<Arc<EncodedBatch>> = VecDeque::new();
         let end = loop {

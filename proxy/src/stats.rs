@@ -67,6 +67,8 @@ pub struct Stats {
     pub reports_dropped: IntCounter,
     /// Report stream (re)connections established.
     pub report_stream_connects: IntCounter,
+    /// 1 while the Report stream to the collector is open, 0 otherwise.
+    pub report_stream_open: IntGauge,
     /// Spans the collector accepted.
     pub spans_sent: IntCounter,
     /// Spans dropped (queue full, export failed).
@@ -191,6 +193,7 @@ impl Stats {
                 "Request records dropped because the queue was full or the collector unreachable",
             )?,
             report_stream_connects: counter(&registry, "meshtel_proxy_report_stream_connects_total", "Report streams opened to the collector")?,
+            report_stream_open: gauge(&registry, "meshtel_proxy_report_stream_open", "1 while the Report stream to the collector is open, 0 while it is down")?,
             spans_sent: counter(&registry, "meshtel_proxy_spans_sent_total", "Spans exported to the collector")?,
             spans_dropped: counter(&registry, "meshtel_proxy_spans_dropped_total", "Spans dropped because the queue was full or the export failed")?,
             local_replies_log: Throttled::new(|count, last: &str| {

@@ -67,6 +67,8 @@ pub struct QuotaStats {
     pub policies_invalid: IntCounter,
     /// `WatchQuotas` streams opened.
     pub watch_connects: IntCounter,
+    /// 1 while the policy watch stream to the collector is open, 0 otherwise.
+    pub watch_open: IntGauge,
     /// Counter keys with a lease.
     pub leases: IntGauge,
     /// Leases dropped after [`super::LEASE_IDLE_EVICTION`] without use.
@@ -110,6 +112,7 @@ impl QuotaStats {
             policies: gauge(registry, "meshtel_proxy_quota_policies", "Quota policies in force that can match at this proxy")?,
             policies_invalid: counter(registry, "meshtel_proxy_quota_policies_invalid_total", "Quota policies received that were invalid and skipped")?,
             watch_connects: counter(registry, "meshtel_proxy_quota_watch_connects_total", "Quota policy watch streams opened to the collector")?,
+            watch_open: gauge(registry, "meshtel_proxy_quota_watch_open", "1 while the quota policy watch stream to the collector is open, 0 while it is down")?,
             leases: gauge(registry, "meshtel_proxy_quota_leases", "Quota counter keys with a token lease")?,
             leases_evicted: counter(registry, "meshtel_proxy_quota_leases_evicted_total", "Quota leases dropped after being idle")?,
             lease_table_full: counter(

@@ -42,7 +42,9 @@ impl PolicyWatcher {
                 return;
             }
             // The last policies stay in force while the watch is down.
-            match self.watch_once(&mut shutdown, &mut eviction).await {
+            let end = self.watch_once(&mut shutdown, &mut eviction).await;
+            self.shared.stats.watch_open.set(0);
+            match end {
                 Ok(StreamEnd::Shutdown) => return,
                 Ok(StreamEnd::Broken(reason)) => reconnect.broken(&reason),
                 Err(reason) => reconnect.unavailable(&self.endpoint, &reason),
@@ -81,6 +83,7 @@ impl PolicyWatcher {
             _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
         };
         self.shared.stats.watch_connects.inc();
+        self.shared.stats.watch_open.set(1);
         info!(endpoint = %self.endpoint.uri(), "quota policy watch open");
         loop {
             tokio::select! {

@@ -206,14 +206,19 @@ async fn proxies_streams_do_not_hold_up_the_collectors_shutdown() {
         .await
         .expect("GET /reviews/1");
     assert_eq!(reply.status(), 200);
+    let streams_open = || async {
+        let report = proxy.stat("meshtel_proxy_report_stream_open", &[]).await;
+        let watch = proxy.stat("meshtel_proxy_quota_watch_open", &[]).await;
+        (report, watch)
+    };
     eventually(
         Duration::from_secs(10),
-        "the Report stream open",
+        "the Report stream and the policy watch open",
         || async {
             let connects = proxy
                 .stat("meshtel_proxy_report_stream_connects_total", &[])
                 .await;
-            (connects >= 1.0).then_some(())
+            (connects >= 1.0 && streams_open().await == (1.0, 1.0)).then_some(())
         },
     )
     .await;
@@ -224,5 +229,12 @@ async fn proxies_streams_do_not_hold_up_the_collectors_shutdown() {
         took < Duration::from_secs(5),
         "the collector took {took:?} to stop with a proxy attached"
     );
+    // Both gauges say the streams are down once the collector has gone.
+    eventually(
+        Duration::from_secs(10),
+        "the proxy to see both streams down",
+        || async { (streams_open().await == (0.0, 0.0)).then_some(()) },
+    )
+    .await;
     app.stop().await;
 }
