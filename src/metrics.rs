@@ -414,6 +414,16 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
             "Free bytes on the data directory's disk at the latest check.",
             s.disk_free_bytes,
         );
+        gauge(
+            "meshtel_store_min_free_disk_bytes",
+            "store.min_free_disk: below it new spans are refused (0: off).",
+            sources.store.min_free_disk_bytes(),
+        );
+        gauge(
+            "meshtel_ingest_ready",
+            "1 while new spans are taken, 0 while every span is refused (/readyz answers 503 and says why).",
+            u64::from(sources.store.refuses_writes().is_none()),
+        );
     }
     gauge(
         "meshtel_store_head_spans",

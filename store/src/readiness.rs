@@ -7,6 +7,12 @@ use crate::TraceStore;
 const WAL_FAILURE_UNREADY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl TraceStore {
+    /// The free-space reserve of the data directory's disk, in bytes
+    /// (`store.min_free_disk`; 0 when off).
+    pub fn min_free_disk_bytes(&self) -> u64 {
+        self.inner.config.min_free_disk.as_u64()
+    }
+
     /// Why every write is refused now, if it is: the database or blocks directory was
     /// removed or replaced (the process stops), the data directory's disk is below
     /// `store.min_free_disk`, or a WAL append failed within [`WAL_FAILURE_UNREADY`].

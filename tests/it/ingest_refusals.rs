@@ -383,6 +383,8 @@ async fn request_bytes_in_flight_are_bounded_across_the_ingest_servers() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(gauge_value(&m, "meshtel_ingest_inflight_bytes").await, 0.0);
+    // Refused for a budget, not for the disk or the log: still ready.
+    assert_eq!(gauge_value(&m, "meshtel_ingest_ready").await, 1.0);
     m.stop().await;
 }
 
@@ -529,6 +531,12 @@ min_free_disk = \"{reserve} B\"
         "{body}"
     );
     assert_eq!(get(&m.http_url("/healthz")).await.status, 200);
+    // An alert reads the same from /metrics.
+    assert_eq!(gauge_value(&m, "meshtel_ingest_ready").await, 0.0);
+    assert_eq!(
+        gauge_value(&m, "meshtel_store_min_free_disk_bytes").await,
+        reserve as f64
+    );
     for service in ["", "opentelemetry.proto.collector.trace.v1.TraceService"] {
         eventually(
             std::time::Duration::from_secs(10),
