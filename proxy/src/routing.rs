@@ -352,6 +352,7 @@ impl RoutingWatcher {
         match self.mesh.poll_once() {
             Some(true) => {
                 stats.mesh_reloads.with_label_values(&["ok"]).inc();
+                stats.mesh_last_reload_successful.set(1);
                 let mut status = self.shared.status.lock();
                 status.mesh_loaded_at = unix_now();
                 status.mesh_last_error = None;
@@ -359,6 +360,7 @@ impl RoutingWatcher {
             }
             Some(false) => {
                 stats.mesh_reloads.with_label_values(&["rejected"]).inc();
+                stats.mesh_last_reload_successful.set(0);
                 self.shared.status.lock().mesh_last_error = self.mesh.last_error.clone();
             }
             None => {}
@@ -367,6 +369,7 @@ impl RoutingWatcher {
             match watcher.poll_once() {
                 Some(Ok(new_rules)) => {
                     self.stats.rules_reloads.with_label_values(&["ok"]).inc();
+                    self.stats.rules_last_reload_successful.set(1);
                     rules = new_rules;
                     let mut status = self.shared.status.lock();
                     status.rules_loaded_at = unix_now();
@@ -375,6 +378,7 @@ impl RoutingWatcher {
                 }
                 Some(Err(())) => {
                     self.stats.rules_reloads.with_label_values(&["rejected"]).inc();
+                    self.stats.rules_last_reload_successful.set(0);
                     self.shared.status.lock().last_error = watcher.last_error.clone();
                 }
                 None => {}

@@ -75,6 +75,8 @@ pub struct Stats {
     pub spans_dropped: IntCounter,
     /// Mesh file reloads.
     pub mesh_reloads: IntCounterVec,
+    /// 0 while the mesh in force is older than a mesh file that was refused.
+    pub mesh_last_reload_successful: IntGauge,
     /// The WARN for requests answered by the proxy itself because of the upstream side
     /// (`UF`, `UH`, `UT`, `URX`, `UO`, ...), at most once per interval.
     pub local_replies_log: Arc<Throttled>,
@@ -100,6 +102,8 @@ pub struct Stats {
 pub struct RoutingStats {
     /// Rules directory reloads, by result (`ok`, `rejected`).
     pub rules_reloads: IntCounterVec,
+    /// 0 while the rules in force are older than a rules directory that was refused.
+    pub rules_last_reload_successful: IntGauge,
     /// Faults injected, by kind (`delay`, `abort`).
     pub faults: IntCounterVec,
     /// Retries sent, and retries given up (`sent`, `exhausted`, `skipped_body`: the
@@ -122,6 +126,11 @@ impl RoutingStats {
                 counter_vec(registry, "meshtel_proxy_rules_reloads_total", "Traffic rules reloads, by result", &["result"])?,
                 &["ok", "rejected"],
             ),
+            rules_last_reload_successful: set_to_one(gauge(
+                registry,
+                "meshtel_proxy_rules_last_reload_successful",
+                "0 while the latest change of the rules directory is refused and older rules stay in force, 1 otherwise",
+            )?),
             faults: from_zero(
                 counter_vec(registry, "meshtel_proxy_faults_injected_total", "Faults injected by the traffic rules, by kind", &["kind"])?,
                 &["delay", "abort"],
@@ -203,6 +212,11 @@ impl Stats {
                 counter_vec(&registry, "meshtel_proxy_mesh_reloads_total", "Mesh file reloads, by result", &["result"])?,
                 &["ok", "rejected"],
             ),
+            mesh_last_reload_successful: set_to_one(gauge(
+                &registry,
+                "meshtel_proxy_mesh_last_reload_successful",
+                "0 while the latest change of the mesh file is refused and an older mesh stays in force, 1 otherwise",
+            )?),
             ready: gauge(&registry, "meshtel_proxy_ready", "1 once every listener is serving")?,
             connections: counter_vec(
                 &registry,
@@ -279,6 +293,12 @@ fn from_zero(counter: IntCounterVec, values: &[&str]) -> IntCounterVec {
 }
 
 /// Registers a gauge.
+/// `gauge` with the value 1.
+fn set_to_one(gauge: IntGauge) -> IntGauge {
+    gauge.set(1);
+    gauge
+}
+
 pub(crate) fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge> {
     let gauge = IntGauge::new(name, help)?;
     registry.register(Box::new(gauge.clone()))?;

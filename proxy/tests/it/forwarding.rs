@@ -237,15 +237,7 @@ async fn mesh_edits_are_picked_up_and_bad_edits_ignored() {
     }
 
     std::fs::write(&mesh_path, "services: [ {name: broken").expect("write bad mesh");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
-        if stats.contains("meshtel_proxy_mesh_reloads_total{result=\"rejected\"} 1") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "bad edit not noticed: {stats}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_stats_contain(&mesh.productpage, "meshtel_proxy_mesh_reloads_total{result=\"rejected\"} 1").await;
     let (parts, _, _) = send(&client, get(&mesh.productpage.outbound_url("/"), "ratings", &[])).await;
     assert_eq!(parts.status, 200, "the last good mesh stays in force");
     // The operator sees why in /config_dump.
@@ -254,6 +246,24 @@ async fn mesh_edits_are_picked_up_and_bad_edits_ignored() {
     let error = dump["mesh_last_error"].as_str().unwrap_or_default();
     assert!(error.contains("mesh.yaml"), "mesh_last_error names the file: {dump:#}");
     assert!(dump["mesh_file"].as_str().is_some_and(|f| f.ends_with("mesh.yaml")), "{dump:#}");
+    // And an alert, from the gauge, until a good file is in force again.
+    let (_, stats) = admin_get(&mesh.productpage, "/stats/prometheus").await;
+    assert!(stats.contains("\nmeshtel_proxy_mesh_last_reload_successful 0\n"), "{stats}");
+    std::fs::write(&mesh_path, &text).expect("write the good mesh again");
+    wait_stats_contain(&mesh.productpage, "\nmeshtel_proxy_mesh_last_reload_successful 1\n").await;
+}
+
+/// Waits up to 10 s for `proxy`'s `/stats/prometheus` to contain `needle`.
+async fn wait_stats_contain(proxy: &RunningProxy, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, stats) = admin_get(proxy, "/stats/prometheus").await;
+        if stats.contains(needle) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never saw {needle:?} in {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// An app on a plain TCP server on 127.0.0.1: `serve` runs on each connection.

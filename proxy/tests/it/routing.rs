@@ -780,6 +780,8 @@ async fn rules_reload_under_traffic_drops_no_request_and_a_bad_edit_keeps_the_la
     assert_eq!(weights_in_force(&dump), [100], "the last good rules stay in force");
     assert_eq!(revision(&dump), good_revision, "a rejected edit is no new revision");
     assert!(last_error(&dump).contains("corsPolicy"), "last_error names the field: {dump:#}");
+    let stats = mesh.stats().await;
+    assert!(stats.contains("\nmeshtel_proxy_rules_last_reload_successful 0\n"), "{stats}");
 
     let outcomes = traffic.stop().await;
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.status != 200).collect();
