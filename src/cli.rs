@@ -296,8 +296,9 @@ pub struct ServerArgs {
     /// Directory for the WAL, Parquet blocks and SQLite database [default: ./meshtel-data]
     #[arg(long, env = "MESHTEL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Bearer token for quota administration writes (serve, query) [default: generated at
-    /// first start, printed once, stored hashed]
+    /// Bearer token for quota administration writes (serve, query); replaces the stored
+    /// token for every query process of the data directory [default: the stored one;
+    /// generated at first start, printed once, stored hashed]
     #[arg(long, env = "MESHTEL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// OTLP gRPC listen address, host:port (0 = any free port) (serve, collector)

@@ -78,9 +78,10 @@ pub const TOKEN_CHECK_PATH: &str = "/api/admin/token";
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// A bearer token accepted besides those stored in the database (also
-    /// `MESHTEL_ADMIN_TOKEN`). When unset and the database holds no token, one is
-    /// generated at first start and printed once.
+    /// The admin bearer token (also `MESHTEL_ADMIN_TOKEN`): at start its digest replaces
+    /// every token stored in the database ([`ensure_admin_token`]), for every query
+    /// process of the data directory. When unset, the stored token stays in force; when
+    /// the database holds none, one is generated and printed once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// Require the token for reads (`GET /api/quotas...`) too; by default reads are open
@@ -129,11 +130,7 @@ pub fn quota_router(
     usage: Option<Arc<dyn QuotaUsageReader>>,
     config: AdminConfig,
 ) -> Router {
-    let auth = Authenticator::new(
-        tokens,
-        config.token.as_deref(),
-        config.require_token_for_reads,
-    );
+    let auth = Authenticator::new(tokens, config.require_token_for_reads);
     let state = QuotaAdmin {
         store,
         auth: Arc::new(auth),

@@ -309,14 +309,29 @@ impl QuotaRepo {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    async fn remove_digests(&self) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM admin_tokens")
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+    async fn replace_digests(&self, digest: &str, label: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM admin_tokens WHERE digest <> ?")
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        self.insert_digest(&mut *tx, digest, label).await?;
+        tx.commit().await?;
+        Ok(removed)
     }
 
     async fn add_digest(&self, digest: &str, label: &str) -> Result<()> {
+        self.insert_digest(&self.pool, digest, label).await
+    }
+
+    /// Stores `digest` unless it is already there.
+    async fn insert_digest<'e>(
+        &self,
+        executor: impl sqlx::Executor<'e, Database = Sqlite>,
+        digest: &str,
+        label: &str,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO admin_tokens (digest, label, created_unix_ms) VALUES (?, ?, ?) \
              ON CONFLICT (digest) DO NOTHING",
@@ -324,7 +339,7 @@ impl QuotaRepo {
         .bind(digest)
         .bind(label)
         .bind(self.now_unix_ms())
-        .execute(&self.pool)
+        .execute(executor)
         .await?;
         Ok(())
     }
@@ -551,16 +566,28 @@ impl AdminTokenStore for QuotaRepo {
     }
 
     async fn add_token_digest(&self, digest: &str, label: &str) -> meshtel_model::Result<()> {
-        if !is_sha256_hex(digest) {
-            return Err(meshtel_model::Error::BadRequest(
-                "a token digest is 64 lower-case hex digits (SHA-256)".into(),
-            ));
-        }
+        check_digest(digest)?;
         Ok(self.add_digest(digest, label).await?)
     }
 
-    async fn remove_token_digests(&self) -> meshtel_model::Result<u64> {
-        Ok(self.remove_digests().await?)
+    async fn replace_token_digests(
+        &self,
+        digest: &str,
+        label: &str,
+    ) -> meshtel_model::Result<u64> {
+        check_digest(digest)?;
+        Ok(self.replace_digests(digest, label).await?)
+    }
+}
+
+/// Refuses what is not a SHA-256 digest in lower-case hex.
+fn check_digest(digest: &str) -> meshtel_model::Result<()> {
+    if is_sha256_hex(digest) {
+        Ok(())
+    } else {
+        Err(meshtel_model::Error::BadRequest(
+            "a token digest is 64 lower-case hex digits (SHA-256)".into(),
+        ))
     }
 }
 

@@ -610,3 +610,52 @@ fn quota_cli_limits_outside_the_apis_range_are_refused() {
         );
     }
 }
+
+/// One admin token per data directory: a query process started with a configured token
+/// retires the generated one for every query process on the directory, one started
+/// later without a token keeps the configured one instead of generating another, and a
+/// newer configured token retires the older everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_process_of_a_data_directory_takes_the_same_admin_token() {
+    let dir = TestDir::new();
+    let collector = Meshtel::start(&dir, Role::Collector, &[]).await;
+    let unconfigured = Meshtel::start(&dir, Role::Query, &[]).await;
+    let generated = eventually(
+        Duration::from_secs(5),
+        "the first query process prints the generated admin token",
+        || async { generated_token(&unconfigured.log_text()) },
+    )
+    .await;
+    let status = |m: &Meshtel, token: &str| {
+        let (url, auth) = (m.query_url("/api/admin/token"), format!("Bearer {token}"));
+        async move {
+            let request = http().get(url).header("authorization", auth);
+            request.send().await.expect("GET /api/admin/token").status()
+        }
+    };
+    assert_eq!(status(&unconfigured, &generated).await, 204);
+
+    let configured =
+        Meshtel::start(&dir, Role::Query, &["--admin-token", "first-configured"]).await;
+    for m in [&unconfigured, &configured] {
+        assert_eq!(status(m, "first-configured").await, 204);
+        assert_eq!(status(m, &generated).await, 403);
+    }
+    let later = Meshtel::start(&dir, Role::Query, &[]).await;
+    assert_eq!(status(&later, "first-configured").await, 204);
+    assert_eq!(
+        generated_token(&later.log_text()),
+        None,
+        "{}",
+        later.log_text()
+    );
+
+    let newer = Meshtel::start(&dir, Role::Query, &["--admin-token", "second-configured"]).await;
+    for m in [&unconfigured, &configured, &later, &newer] {
+        assert_eq!(status(m, "second-configured").await, 204);
+        assert_eq!(status(m, "first-configured").await, 403);
+    }
+    for m in [newer, later, configured, unconfigured, collector] {
+        m.stop().await;
+    }
+}

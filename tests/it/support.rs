@@ -44,6 +44,19 @@ where
     }
 }
 
+/// The admin token `meshtel serve` (or `meshtel query`) prints at first start (a bare word, or a log field
+/// `token="..."`).
+pub fn generated_token(log: &str) -> Option<String> {
+    log.lines()
+        .filter(|l| l.contains("generated admin token"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .map(|w| w.trim_start_matches("token=").trim_matches('"'))
+                .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .map(str::to_string)
+}
+
 /// Number of Parquet files under `dir`, recursively.
 pub fn parquet_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {

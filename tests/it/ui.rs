@@ -302,19 +302,6 @@ fn big_trace() -> Vec<Planned> {
 
 // ---------------------------------------------------------------------------------------
 
-/// The admin token `meshtel serve` prints at first start (a bare word, or a log field
-/// `token="..."`).
-fn generated_token(log: &str) -> Option<String> {
-    log.lines()
-        .filter(|l| l.contains("generated admin token"))
-        .find_map(|l| {
-            l.split_whitespace()
-                .map(|w| w.trim_start_matches("token=").trim_matches('"'))
-                .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
-        })
-        .map(str::to_string)
-}
-
 /// The driver process; dropping it stops it (SIGTERM, so playwright closes Chromium,
 /// then SIGKILL).
 struct Driver(Option<Child>);

@@ -133,8 +133,9 @@ pub trait AdminTokenStore: Send + Sync + 'static {
     async fn token_digests(&self) -> Result<Vec<String>>;
     /// Adds a digest with a label (e.g. `generated at first start`).
     async fn add_token_digest(&self, digest: &str, label: &str) -> Result<()>;
-    /// Deletes every stored digest; how many there were.
-    async fn remove_token_digests(&self) -> Result<u64>;
+    /// Makes `digest` (with `label`) the only stored digest, in one transaction, so that
+    /// no reader sees none in between; how many others were deleted.
+    async fn replace_token_digests(&self, digest: &str, label: &str) -> Result<u64>;
 }
 
 /// Live usage of one counter.

@@ -1,13 +1,14 @@
 //! Bearer tokens of the admin API: who may write (and, when configured, read), and
 //! which actor the audit log records.
 //!
-//! A token is valid when the SHA-256 of what the client presents equals the digest of
-//! the configured token, or, when none is configured, one of the digests in the
-//! [`AdminTokenStore`] (the token generated at first start). A configured token
-//! replaces the generated one, whose digest is deleted at start: an operator retires a
-//! generated (or leaked) token by configuring a new one, and a later start without a
-//! configured token generates another. Only digests are compared, every one of them, in
-//! constant time.
+//! A token is valid when the SHA-256 of what the client presents equals one of the
+//! digests in the [`AdminTokenStore`], the data directory's `meshtel.db`, read at each
+//! request: every query process on the directory accepts the same token. A configured
+//! token's digest replaces every other at the start that configures it (a generated
+//! token, or one configured earlier or on another process): an operator retires a
+//! generated (or leaked) token by configuring a new one. A start without a configured
+//! token keeps what is stored, and generates one only when nothing is. Only digests
+//! are compared, every one of them, in constant time.
 
 use std::sync::Arc;
 
@@ -25,34 +26,40 @@ pub const ACTOR_HEADER: &str = "x-meshtel-actor";
 pub const MAX_ACTOR_CHARS: usize = 64;
 /// Label of the token generated at first start.
 pub const GENERATED_TOKEN_LABEL: &str = "generated at first start";
+/// Label of a configured token's digest.
+pub const CONFIGURED_TOKEN_LABEL: &str = "configured";
 
 /// SHA-256 of a token, lower-case hex: what the [`AdminTokenStore`] keeps.
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Makes sure the admin API can be used: when no token is configured and the store
-/// holds none, generates a random one (32 bytes, hex), stores only its digest and
-/// returns it, for the binary to print once. Returns `None` otherwise. A configured
-/// token retires the generated one for good: its digest is deleted, so that a later
-/// start without a configured token generates (and prints) a new token instead of
-/// accepting a leaked one again.
+/// Makes sure the admin API can be used. A configured token's digest becomes the only
+/// one stored, retiring every other token for every process of the data directory.
+/// Without one, what is stored stays in force; when nothing is, generates a random
+/// token (32 bytes, hex), stores only its digest and returns it, for the binary to
+/// print once. Returns `None` otherwise.
 pub async fn ensure_admin_token(
     tokens: &dyn AdminTokenStore,
     configured: Option<&str>,
 ) -> meshtel_model::Result<Option<String>> {
-    if configured.is_some_and(|t| !t.trim().is_empty()) {
-        let removed = tokens.remove_token_digests().await?;
+    if let Some(configured) = configured.map(str::trim).filter(|t| !t.is_empty()) {
+        let removed = tokens
+            .replace_token_digests(&token_digest(configured), CONFIGURED_TOKEN_LABEL)
+            .await?;
         if removed > 0 {
             tracing::warn!(
                 removed,
-                "an admin token is configured: the token generated earlier is deleted and no longer accepted; a start without a configured token generates a new one"
+                "an admin token is configured: the tokens stored before (generated, or configured earlier or on another query process of this data directory) are deleted and no process accepts them any more"
             );
         }
         return Ok(None);
     }
     let stored = tokens.token_digests().await?.len();
     if stored > 0 {
+        tracing::info!(
+            "no admin token configured: the one stored in meshtel.db stays in force (generated at an earlier start, or configured on this or another query process)"
+        );
         return Ok(None);
     }
     let mut bytes = [0u8; 32];
@@ -74,10 +81,9 @@ pub(crate) enum Access {
     Write,
 }
 
-/// Checks bearer tokens against the store and the configured token.
+/// Checks bearer tokens against the store.
 pub(crate) struct Authenticator {
     tokens: Arc<dyn AdminTokenStore>,
-    configured_digest: Option<[u8; 32]>,
     require_token_for_reads: bool,
     /// Requests refused for an invalid token, logged at most once per interval: a
     /// script still sending a retired token must not fill the disk.
@@ -85,15 +91,7 @@ pub(crate) struct Authenticator {
 }
 
 impl Authenticator {
-    pub(crate) fn new(
-        tokens: Arc<dyn AdminTokenStore>,
-        configured: Option<&str>,
-        require_token_for_reads: bool,
-    ) -> Self {
-        let configured_digest = configured
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| Sha256::digest(t.as_bytes()).into());
+    pub(crate) fn new(tokens: Arc<dyn AdminTokenStore>, require_token_for_reads: bool) -> Self {
         let invalid_tokens = Throttled::new(|refused, access: &str| {
             tracing::warn!(
                 refused,
@@ -104,7 +102,6 @@ impl Authenticator {
         });
         Authenticator {
             tokens,
-            configured_digest,
             require_token_for_reads,
             invalid_tokens,
         }
@@ -123,21 +120,14 @@ impl Authenticator {
         }
         let token = bearer_token(headers)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let valid = match &self.configured_digest {
-            // The configured token replaces the generated ones.
-            Some(configured) => constant_time_eq(configured, &digest),
-            None => {
-                let mut valid = false;
-                for text in &self.tokens.token_digests().await? {
-                    let mut known = [0u8; 32];
-                    if hex::decode_to_slice(text, &mut known).is_ok() {
-                        // `|` rather than `||`: every digest is compared.
-                        valid |= constant_time_eq(&known, &digest);
-                    }
-                }
-                valid
+        let mut valid = false;
+        for text in &self.tokens.token_digests().await? {
+            let mut known = [0u8; 32];
+            if hex::decode_to_slice(text, &mut known).is_ok() {
+                // `|` rather than `||`: every digest is compared.
+                valid |= constant_time_eq(&known, &digest);
             }
-        };
+        }
         if !valid {
             self.invalid_tokens.note(format_args!("{access:?}"));
             return Err(ApiError::Forbidden("invalid admin token".into()));

@@ -31,6 +31,10 @@ async fn fixture_with(config: AdminConfig, usage: Option<Arc<dyn QuotaUsageReade
     repo.add_token_digest(&token_digest(STORED), "test")
         .await
         .unwrap();
+    // As a server starts: a configured token replaces the stored one.
+    ensure_admin_token(repo.as_ref(), config.token.as_deref())
+        .await
+        .unwrap();
     let app = quota_router(repo.clone(), repo.clone(), usage, config);
     Fixture {
         _dir: dir,

@@ -26,18 +26,6 @@ use crate::support::*;
 use super::istio_metrics::series_counts;
 use super::write_mesh;
 
-/// The admin token `meshtel serve` prints at first start.
-fn generated_token(log: &str) -> Option<String> {
-    log.lines()
-        .filter(|l| l.contains("generated admin token"))
-        .find_map(|l| {
-            l.split_whitespace()
-                .map(|w| w.trim_start_matches("token=").trim_matches('"'))
-                .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
-        })
-        .map(str::to_string)
-}
-
 /// Runs `meshtel quota <args>` against `m`'s query service.
 fn quota_cli(m: &Meshtel, token: &str, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_meshtel"))

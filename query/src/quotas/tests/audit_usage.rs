@@ -211,13 +211,6 @@ async fn quotas_usage_from_the_engine_or_503() {
 async fn quotas_ensure_admin_token_generates_once() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Arc::new(QuotaRepo::open(dir.path()).await.unwrap());
-    assert_eq!(
-        ensure_admin_token(repo.as_ref(), Some("set"))
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(repo.token_digests().await.unwrap().is_empty());
     let token = ensure_admin_token(repo.as_ref(), None)
         .await
         .unwrap()
@@ -225,43 +218,51 @@ async fn quotas_ensure_admin_token_generates_once() {
     assert_eq!(token.len(), 64);
     assert_eq!(repo.token_digests().await.unwrap(), [token_digest(&token)]);
     assert_eq!(ensure_admin_token(repo.as_ref(), None).await.unwrap(), None);
-
+    let write = |app: &Router, token: &str, version: u64| {
+        let (app, auth) = (app.clone(), format!("Bearer {token}"));
+        async move {
+            let headers = [JSON, ("authorization", auth.as_str())];
+            call(
+                &app,
+                Method::PUT,
+                "/api/quotas/q",
+                &headers,
+                &policy_json(version),
+            )
+            .await
+            .status
+        }
+    };
     let app = quota_router(repo.clone(), repo.clone(), None, AdminConfig::default());
-    let auth = format!("Bearer {token}");
-    let r = call(
-        &app,
-        Method::PUT,
-        "/api/quotas/q",
-        &[JSON, ("authorization", &auth)],
-        &policy_json(1),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(write(&app, &token, 1).await, StatusCode::CREATED);
 
-    // A configured token retires the generated one for good: a later start without
-    // one generates a new token, and the old one is refused.
+    // A configured token retires the generated one for good, on every process of
+    // the data directory: one started before it (`app`) refuses the generated token
+    // at once and takes the configured one.
     assert_eq!(
-        ensure_admin_token(repo.as_ref(), Some("configured"))
+        ensure_admin_token(repo.as_ref(), Some(" configured "))
             .await
             .unwrap(),
         None
     );
-    assert!(repo.token_digests().await.unwrap().is_empty());
-    let renewed = ensure_admin_token(repo.as_ref(), None)
+    assert_eq!(
+        repo.token_digests().await.unwrap(),
+        [token_digest("configured")]
+    );
+    assert_eq!(write(&app, &token, 2).await, StatusCode::FORBIDDEN);
+    assert_eq!(write(&app, "configured", 2).await, StatusCode::OK);
+    // A later start without a configured token keeps it, and generates nothing.
+    assert_eq!(ensure_admin_token(repo.as_ref(), None).await.unwrap(), None);
+    let unconfigured = quota_router(repo.clone(), repo.clone(), None, AdminConfig::default());
+    assert_eq!(write(&unconfigured, "configured", 3).await, StatusCode::OK);
+    // Configuring another retires that one too, everywhere.
+    ensure_admin_token(repo.as_ref(), Some("newer"))
         .await
-        .unwrap()
         .unwrap();
-    assert_ne!(renewed, token);
-    let app = quota_router(repo.clone(), repo.clone(), None, AdminConfig::default());
-    let r = call(
-        &app,
-        Method::PUT,
-        "/api/quotas/q",
-        &[JSON, ("authorization", &auth)],
-        &policy_json(2),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    for app in [&app, &unconfigured] {
+        assert_eq!(write(app, "configured", 4).await, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(write(&unconfigured, "newer", 4).await, StatusCode::OK);
 }
 
 #[test]
