@@ -215,10 +215,13 @@ where
     }
 }
 
-/// After a read failed with `e`: each indexed block `e` names is read whole, and one
-/// whose pages do not decode (or whose file is gone) is set aside by a writer, or no
-/// longer read by a read-only store. Returns whether any block was, so that the read
-/// is worth running again.
+/// After a read failed with `e`: a block `e` names that compaction or retention took
+/// out of the index since the read began (its file deleted after the grace, by this
+/// process or by the collector beside a query process) makes the read worth running
+/// again over the index as it is now, which holds the blocks that replaced it. Each
+/// block still indexed is read whole, and one whose pages do not decode (or whose file
+/// is gone) is set aside by a writer, or no longer read by a read-only store. Returns
+/// whether the read is worth running again.
 async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
     if e.is_out_of_memory() {
         return false;
@@ -237,9 +240,28 @@ async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
             .cloned()
             .collect()
     };
-    let mut any = false;
+    // A read-only store rereads the index every second: one whose read outlasted the
+    // grace (or that was stopped) may still list the replaced block.
+    let replaced = if inner.read_only && !named.is_empty() {
+        replaced_since_loaded(inner, &named).await
+    } else {
+        BTreeSet::new()
+    };
+    let left_index = paths.len().saturating_sub(named.len()) + replaced.len();
+    if left_index > 0 {
+        info!(
+            blocks = left_index,
+            "a read outlasted blocks it used (compaction or retention replaced them and \
+             deleted their files); it runs again over the index as it is now"
+        );
+    }
+    let mut any = left_index > 0;
     for block in named {
         let path = block.path(&inner.blocks_dir);
+        if replaced.contains(&block.id) {
+            any = true;
+            continue;
+        }
         let Some(cause) = damage(&path).await else {
             continue;
         };
@@ -269,6 +291,36 @@ async fn set_aside_if_unreadable(inner: &Arc<Inner>, e: &Error) -> bool {
         }
     }
     any
+}
+
+/// Which of `blocks` the index in SQL no longer lists: after having the store reread
+/// the index, and waiting (up to 5 s) for it to take them out of its block list, so
+/// that the read runs again over the blocks that replaced them.
+async fn replaced_since_loaded(inner: &Arc<Inner>, blocks: &[BlockMeta]) -> BTreeSet<u64> {
+    let indexed: BTreeSet<u64> = match inner.catalog.load_blocks().await {
+        Ok(indexed) => indexed.iter().map(|b| b.id).collect(),
+        Err(e) => {
+            warn!(error = %e, "could not read the block index after a failed read");
+            return BTreeSet::new();
+        }
+    };
+    let replaced: BTreeSet<u64> = blocks
+        .iter()
+        .map(|b| b.id)
+        .filter(|id| !indexed.contains(id))
+        .collect();
+    if !replaced.is_empty() {
+        inner.reload_index_now.notify_one();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !replaced.is_empty() && std::time::Instant::now() < deadline {
+        let listed = inner.state.read().blocks.iter().any(|b| replaced.contains(&b.id));
+        if !listed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    replaced
 }
 
 /// Why the block at `path` cannot be read, when a read of it failed: `Some` when its

@@ -138,6 +138,8 @@ pub(crate) struct Inner {
     stopping: Arc<AtomicBool>,
     /// Wakes compaction when shutdown begins.
     stop_compaction: tokio::sync::Notify,
+    /// Wakes a read-only store's index reload at once: a read found blocks replaced.
+    reload_index_now: tokio::sync::Notify,
     /// Why the last WAL append failed and when, while no append has succeeded since
     /// ([`TraceStore::refuses_writes`]).
     wal_failing: Mutex<Option<(String, std::time::Instant)>>,
@@ -333,6 +335,7 @@ impl TraceStore {
             read_only: false,
             stopping: Arc::default(),
             stop_compaction: tokio::sync::Notify::new(),
+            reload_index_now: tokio::sync::Notify::new(),
             wal_failing: Mutex::new(None),
             unreadable: Mutex::default(),
             data_dir_lost: tokio::sync::watch::Sender::new(None),
@@ -431,6 +434,7 @@ impl TraceStore {
             unreadable: Mutex::default(),
             stopping: Arc::default(),
             stop_compaction: tokio::sync::Notify::new(),
+            reload_index_now: tokio::sync::Notify::new(),
             wal_failing: Mutex::new(None),
             data_dir_lost: tokio::sync::watch::Sender::new(None),
             watched,
@@ -445,7 +449,10 @@ impl TraceStore {
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(refresh);
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = refresher.reload_index_now.notified() => {}
+                }
                 if let Err(e) = reload_index(&refresher, &warned, &mut loaded).await {
                     warn!(error = %e, "could not reload the block index");
                 }

@@ -296,6 +296,38 @@ async fn a_read_only_store_skips_a_block_it_cannot_read() {
     store.shutdown().await.unwrap();
 }
 
+/// A read-only store whose read outlasts the blocks it used (merged by the collector,
+/// their files deleted before its next reread of the index) rereads the index and runs
+/// the read again over the merged block: the spans are found and no block is called
+/// unreadable. (A read used to fail with 500 on the missing file.)
+#[tokio::test]
+async fn a_read_only_store_reads_again_over_the_blocks_that_replaced_those_it_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 1..=5 {
+        flush_trace(&store, seed, "merged").await;
+    }
+    // It rereads the index only when a read asks.
+    let reader = TraceStore::open_read_only(config(dir.path()), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let replaced = block_paths(&reader);
+    assert_eq!(replaced.len(), 5);
+    store.compact_now().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while replaced.iter().any(|p| p.exists()) {
+        assert!(std::time::Instant::now() < deadline, "the merged blocks' files stay");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(reader.stats().blocks, 5, "the reader has not reread the index");
+    assert!(reader.get_trace(trace_id(1)).await.unwrap().is_some());
+    assert_eq!(ids(&reader, &query("merged")).await.len(), 5);
+    let stats = reader.stats();
+    assert_eq!((stats.blocks, stats.blocks_unreadable), (1, 0));
+    reader.shutdown().await.unwrap();
+    store.shutdown().await.unwrap();
+}
+
 /// Five flushed blocks, the first damaged by `damage` (which leaves it readable when
 /// `still_reads`), then a merge: it sets the damaged block aside, into `corrupt/`, and
 /// merges the other four. Returns the data directory, the store stopped.
