@@ -31,7 +31,9 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
                 () = received(terminate) => {}
                 () = received(interrupt) => {}
                 () = received(hangup) => {
+                    // Shared by both binaries: not under the proxy crate's name.
                     tracing::warn!(
+                        target: "meshtel::signal",
                         signal = "SIGHUP",
                         "stopping as on SIGTERM: configuration is not reloaded on a signal \
                          (quota policies, and the proxy's traffic rules and mesh files, are \

@@ -158,7 +158,10 @@ async fn sighup_is_a_clean_stop_that_says_nothing_is_reloaded() {
     let (status, log) = meshtel.stop_by_signal("HUP").await;
     assert!(status.success(), "SIGHUP: {status}\n{log}");
     assert!(
-        log.contains("configuration is not reloaded on a signal") && log.contains("SIGHUP"),
+        log.contains("configuration is not reloaded on a signal")
+            && log.contains("SIGHUP")
+            && log.contains("meshtel::signal")
+            && !log.contains("meshtel_proxy"),
         "{log}"
     );
     assert!(log.contains("stopped"), "{log}");
