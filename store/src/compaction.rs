@@ -63,9 +63,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 /// One pass of retention then compaction, with `now` as the current time; a failed
-/// one is counted in `compaction_failures`.
+/// one is counted in `compaction_failures`. The metadata cached of the blocks it
+/// replaced is dropped after it.
 pub(crate) async fn run_once(inner: &Arc<Inner>, now: i64) -> Result<()> {
     let pass = pass(inner, now).await;
+    let live = inner.state.read().blocks.clone();
+    inner.searcher.forget_blocks_but(&live);
     if pass.is_err() && !inner.stopping.load(Ordering::Relaxed) {
         inner
             .stats

@@ -593,6 +593,7 @@ async fn reload_index(
     let known = inner.state.read().blocks.clone();
     let blocks =
         block_files::load_trace_id_sets(&inner.blocks_dir, blocks, &known, warned.clone()).await?;
+    inner.searcher.forget_blocks_but(&blocks);
     inner.state.write().blocks = blocks;
     let fingerprint = inner.catalog.entries_fingerprint().await?;
     let fresh = loaded

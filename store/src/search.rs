@@ -145,6 +145,34 @@ impl Searcher {
         }
     }
 
+    /// Drops the cached metadata (footers, page indexes) of every block file but
+    /// `live`'s, the blocks in the index: those compaction or retention replaced would
+    /// otherwise stay cached until the caches' bounds push them out, 32 MiB here and
+    /// 50 MiB in DataFusion's. A read still using one loads it again.
+    pub(crate) fn forget_blocks_but(&self, live: &[crate::block::BlockMeta]) {
+        let names: HashSet<&str> = live.iter().map(|b| b.file_name.as_str()).collect();
+        self.blocks.retain_files(&names);
+        let cache = self
+            .planner
+            .task()
+            .runtime_env()
+            .cache_manager
+            .get_file_metadata_cache();
+        for key in cache.list_entries().into_keys() {
+            if !key.filename().is_some_and(|name| names.contains(name)) {
+                cache.remove(&key);
+            }
+        }
+    }
+
+    /// How many blocks each metadata cache holds: (fetches', DataFusion's).
+    #[cfg(test)]
+    pub(crate) fn cached_blocks(&self) -> (usize, usize) {
+        let runtime = self.planner.task().runtime_env();
+        let datafusion = runtime.cache_manager.get_file_metadata_cache().len();
+        (self.blocks.len(), datafusion)
+    }
+
     /// A lane's runtime; `None` when it could not be had.
     fn runtime(&self, lane: Lane) -> Option<&tokio::runtime::Runtime> {
         match lane {

@@ -103,6 +103,26 @@ impl BlockMetadata {
         Ok((file, metadata))
     }
 
+    /// How many blocks' metadata is cached.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.cache.lock().entries.len()
+    }
+
+    /// Drops the metadata of block files not named in `names`.
+    pub(super) fn retain_files(&self, names: &std::collections::HashSet<&str>) {
+        let mut cache = self.cache.lock();
+        let mut freed = 0;
+        cache.entries.retain(|path, cached| {
+            let live = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| names.contains(n));
+            if !live {
+                freed += cached.bytes;
+            }
+            live
+        });
+        cache.bytes -= freed;
+    }
+
     /// The rows of the traces `ids` in the block at `path`, as the block's schema
     /// reads them (see [`fetch_schema`]), gathered under `max_spans`
     /// ([`Gathered`]).

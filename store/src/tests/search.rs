@@ -681,3 +681,28 @@ async fn reads_over_their_span_bound_cut_the_largest_trace_to_its_earliest_spans
     assert_eq!((stats.traces_cut, stats.spans_omitted), (8, 200));
     store.shutdown().await.unwrap();
 }
+
+/// The metadata cached of blocks compaction replaced is dropped with them: a long-lived
+/// process that searches as blocks come and go keeps the live blocks' only (it kept
+/// every block's until the caches' bounds, 82 MiB between them).
+#[tokio::test]
+async fn cached_block_metadata_goes_with_the_blocks_compaction_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in 1..=5 {
+        flush_trace(&store, seed, "cached").await;
+    }
+    // A search reads every block through DataFusion, a fetch through its own cache.
+    assert_eq!(ids(&store, &query("cached")).await.len(), 5);
+    for seed in 1..=5 {
+        assert!(store.get_trace(trace_id(seed)).await.unwrap().is_some());
+    }
+    assert_eq!(store.inner.searcher.cached_blocks(), (5, 5));
+    store.compact_now().await.unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    assert_eq!(store.inner.searcher.cached_blocks(), (0, 0));
+    assert_eq!(ids(&store, &query("cached")).await.len(), 5);
+    assert!(store.get_trace(trace_id(3)).await.unwrap().is_some());
+    assert_eq!(store.inner.searcher.cached_blocks(), (1, 1));
+    store.shutdown().await.unwrap();
+}
