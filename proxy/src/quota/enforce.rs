@@ -113,6 +113,7 @@ impl Shared {
             let before = leases.len();
             evict_idle(&mut leases, now);
             self.stats.leases_evicted.inc_by((before - leases.len()) as u64);
+            self.stats.leases.set(leases.len() as i64);
             if leases.len() >= MAX_LEASES {
                 self.stats.lease_table_full.inc();
                 return FirstStep::Direct;
