@@ -55,7 +55,8 @@ pub struct ProxyArgs {
     #[arg(long, env = "MESHTEL_PROXY_CLUSTER", default_value = DEFAULT_CLUSTER)]
     pub cluster: String,
     /// Inbound listener and the local app it forwards to: `LISTEN=APP`, e.g.
-    /// `127.0.0.1:15006=127.0.0.1:9080`. Without it the proxy only handles outbound calls.
+    /// `127.0.0.1:15006=127.0.0.1:9080` (LISTEN an IP address and port, `[::1]:15006` for
+    /// IPv6; APP may be a host name). Without it the proxy only handles outbound calls.
     #[arg(long, env = "MESHTEL_PROXY_INBOUND")]
     pub inbound: Option<InboundSpec>,
     /// Protocol the inbound listener speaks to the local app: `auto` (the caller's:
@@ -63,13 +64,16 @@ pub struct ProxyArgs {
     /// still serves h2c callers; gRPC needs h2c end to end).
     #[arg(long, env = "MESHTEL_PROXY_APP_PROTOCOL", value_enum, default_value_t = AppProtocol::Auto)]
     pub app_protocol: AppProtocol,
-    /// Outbound listener the app sends its calls to.
+    /// Outbound listener the app sends its calls to: an IP address and port
+    /// (`127.0.0.1:15001`, `[::1]:15001`), not a host name.
     #[arg(long, env = "MESHTEL_PROXY_OUTBOUND", default_value = DEFAULT_OUTBOUND)]
     pub outbound: SocketAddr,
-    /// Admin listener: /healthz, /ready, /stats/prometheus, /config_dump.
+    /// Admin listener: /healthz, /ready, /stats/prometheus, /config_dump. An IP address
+    /// and port, not a host name.
     #[arg(long, env = "MESHTEL_PROXY_ADMIN", default_value = DEFAULT_ADMIN)]
     pub admin: SocketAddr,
-    /// Collector gRPC endpoint for the Report stream and OTLP spans.
+    /// Collector gRPC endpoint for the Report stream and OTLP spans: `http://host:port`
+    /// (cleartext HTTP/2; no TLS).
     #[arg(long, env = "MESHTEL_PROXY_COLLECTOR", default_value = DEFAULT_COLLECTOR)]
     pub collector: String,
     /// Percentage of new traces to sample (0-100); callers' sampling decisions win.
@@ -363,10 +367,26 @@ impl ProxyConfig {
         if self.connect_timeout.is_zero() {
             return Err(Error::Config("--connect-timeout (MESHTEL_PROXY_CONNECT_TIMEOUT) must be more than 0s".into()));
         }
-        if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
-            return Err(Error::Config(format!("--collector {:?} must be an http:// or https:// URI", self.collector)));
-        }
+        check_collector_url(&self.collector)?;
         self.quota.validate()
+    }
+}
+
+/// The collector is reached over cleartext HTTP/2 at `http://host:port`: `https://`
+/// would send the same plaintext to a port that expects TLS (no TLS here), and a path
+/// would be ignored by gRPC, whose paths are its methods'.
+fn check_collector_url(collector: &str) -> Result<(), Error> {
+    let refused = |why: &str| Err(Error::Config(format!("--collector (MESHTEL_PROXY_COLLECTOR) {collector:?} {why}")));
+    if collector.starts_with("https://") {
+        return refused("is https://, but the proxy speaks cleartext HTTP/2 (h2c) to the collector and has no TLS: use http://host:port (on a network that needs TLS, a local TLS-terminating tunnel)");
+    }
+    if !collector.starts_with("http://") {
+        return refused("must be an http://host:port URI");
+    }
+    match collector.parse::<http::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) && uri.query().is_none() && matches!(uri.path(), "" | "/") => Ok(()),
+        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => refused("has a path or query, which gRPC would ignore: give http://host:port only"),
+        _ => refused("is not a valid http://host:port URI"),
     }
 }
 

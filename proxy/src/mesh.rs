@@ -300,8 +300,15 @@ pub fn load_mesh_file(path: &Path, own_namespace: &str) -> Result<Mesh> {
             reason: "the file is empty; a mesh without services is written `services: []`".to_owned(),
         });
     }
-    let file: MeshFile = yaml_serde::from_str(&text)
-        .map_err(|source| Error::MeshParse { path: path.to_owned(), source })?;
+    let file: MeshFile = yaml_serde::from_str(&text).map_err(|source| {
+        // YAML reads an unquoted `[::1]:9080` as a list: say how to write it.
+        let text = source.to_string();
+        if text.contains("address: invalid type: sequence") {
+            Error::MeshInvalid { path: path.to_owned(), reason: format!("{text} (an IPv6 address is quoted in YAML: address: \"[::1]:9080\")") }
+        } else {
+            Error::MeshParse { path: path.to_owned(), source }
+        }
+    })?;
     Mesh::build(file, own_namespace)
         .map_err(|reason| Error::MeshInvalid { path: path.to_owned(), reason })
 }

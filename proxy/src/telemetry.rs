@@ -470,6 +470,8 @@ impl Exchange {
             Some((host, port)) if !port.contains(']') => (host, port.parse::<i64>().ok()),
             _ => (authority, None),
         };
+        // An IPv6 literal without its brackets, as the conventions write addresses.
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         // A method the conventions do not know is `_OTHER`, its own text kept beside:
         // callers cannot coin operation names.
         let method = self.method.as_str();

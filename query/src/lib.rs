@@ -119,9 +119,13 @@ impl Default for QueryConfig {
 impl QueryConfig {
     /// Checks the settings; call it at startup, before [`router`].
     pub fn validate(&self) -> Result<(), ApiError> {
-        if self.base_path.contains(['{', '}', '*', '?', '#']) {
+        // A URL (`http://x/jaeger`) or a space would make a prefix no request can reach.
+        let path_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/');
+        let dots = self.base_path.split('/').any(|s| s == "." || s == "..");
+        if !self.base_path.chars().all(path_char) || dots {
             return Err(ApiError::InvalidConfig(format!(
-                "[query] base_path {:?} may not contain '{{', '}}', '*', '?' or '#'",
+                "[query] base_path (--query-base-path) {:?} must be a URL path such as /jaeger: \
+                 letters, digits, '-', '.', '_', '~' and '/', without . or .. segments",
                 self.base_path
             )));
         }
@@ -393,6 +397,13 @@ mod tests {
             Some("/a/b")
         );
         assert!(with("/{x}").validate().is_err());
+        for refused in ["http://x/jaeger", "/jae ger", "/a/../b", "./x", "/a?b"] {
+            let error = with(refused).validate().unwrap_err().to_string();
+            assert!(error.contains("must be a URL path such as /jaeger"), "{refused}: {error}");
+        }
+        for accepted in ["", "/", "jaeger/", "//a//b/", "/tracing/jaeger-v1.2_x~"] {
+            with(accepted).validate().unwrap();
+        }
         assert!(
             QueryConfig {
                 max_search_limit: 0,

@@ -72,6 +72,17 @@ pub struct Mesh {
     bound: Vec<Bound>,
 }
 
+/// One endpoint of the mesh file: `instance` behind its proxy's inbound `address`.
+pub(super) fn endpoint_yaml(instance: &Instance, address: &str) -> String {
+    // Quoted: YAML reads an unquoted `[::1]:port` as a list.
+    format!(
+        "      - address: \"{address}\"\n        workload: {}\n        labels: {{app: {}, version: {}}}\n",
+        instance.workload(),
+        instance.service,
+        instance.version
+    )
+}
+
 /// The running mesh.
 pub struct RunningMesh {
     stop: watch::Sender<bool>,
@@ -168,12 +179,7 @@ impl Mesh {
                     .inbound
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                let _ = write!(
-                    yaml,
-                    "      - address: {address}\n        workload: {}\n        labels: {{app: {service}, version: {}}}\n",
-                    b.instance.workload(),
-                    b.instance.version
-                );
+                yaml.push_str(&endpoint_yaml(b.instance, &address));
             }
         }
         yaml

@@ -339,3 +339,24 @@ fn a_config_file_naming_a_data_dir_is_not_overridden_by_the_demo_default() {
         .to_string();
     assert!(missing.contains("missing.toml"), "{missing}");
 }
+
+/// The mesh file's endpoints load whatever the ingress listens on, an IPv6 address
+/// (`--ingress-listen '[::1]:0'`) included: unquoted, YAML read `[::1]:port` as a list.
+#[test]
+fn mesh_file_endpoints_load_with_ipv4_and_ipv6_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mesh.yaml");
+    for address in ["127.0.0.1:15006", "[::1]:15006"] {
+        let instance = &INSTANCES[0];
+        let yaml = format!(
+            "services:\n  - name: {}\n    port: 9080\n    endpoints:\n{}",
+            instance.service,
+            mesh::endpoint_yaml(instance, address)
+        );
+        std::fs::write(&path, &yaml).unwrap();
+        let loaded = meshtel_proxy::mesh::load_mesh_file(&path, "default")
+            .unwrap_or_else(|e| panic!("{address}: {e:?}\n{yaml}"));
+        let service = loaded.resolve(instance.service).unwrap();
+        assert_eq!(service.endpoints.len(), 1, "{address}");
+    }
+}

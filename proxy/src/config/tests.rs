@@ -73,6 +73,21 @@ fn bad_values_are_rejected() {
             assert!(error.contains(flag), "{flag} {value:?}: {error}");
         }
     }
+    for (collector, why) in [
+        ("https://127.0.0.1:4317", "has no TLS"),
+        ("127.0.0.1:4317", "must be an http://host:port URI"),
+        ("grpc://127.0.0.1:4317", "must be an http://host:port URI"),
+        ("http://127.0.0.1:4317/otlp", "has a path or query"),
+        ("http://", "is not a valid http://host:port URI"),
+    ] {
+        let cli = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--collector", collector]).expect("parses");
+        let error = cli.proxy.into_config().expect_err(collector).to_string();
+        assert!(error.contains("--collector") && error.contains(why), "{collector}: {error}");
+    }
+    for collector in ["http://127.0.0.1:4317", "http://localhost:4317/", "http://[::1]:4317"] {
+        let cli = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--collector", collector]).expect("parses");
+        assert!(cli.proxy.into_config().is_ok(), "{collector}");
+    }
     let unversioned = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--version", ""]).expect("parses");
     assert_eq!(unversioned.proxy.into_config().expect("valid").identity.version, "");
 }

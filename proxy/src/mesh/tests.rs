@@ -91,6 +91,10 @@ fn a_bad_edit_keeps_the_last_good_mesh() {
         let error = load_mesh_file(file.path(), "default").expect_err("an empty file is refused");
         assert!(error_chain(&error).contains("services: []"), "{empty:?}: {}", error_chain(&error));
     }
+    // An unquoted IPv6 address is a YAML list: the error says to quote it.
+    std::fs::write(file.path(), "services:\n  - name: a\n    endpoints:\n    - address: [::1]:9080\n").expect("write");
+    let error = error_chain(&load_mesh_file(file.path(), "default").expect_err("a list is no address"));
+    assert!(error.contains("address: \"[::1]:9080\"") && error.contains("endpoints[0].address"), "{error}");
     std::fs::write(file.path(), "# no services key\n{}\n").expect("write");
     let error = load_mesh_file(file.path(), "default").expect_err("a file without `services` is refused");
     assert!(error_chain(&error).contains("missing field `services`"), "{}", error_chain(&error));

@@ -101,14 +101,14 @@ fn a_span_to_a_host_that_names_no_service_is_named_unknown_with_the_host_beside(
             _ => None,
         })
     };
-    for host in ["h1.example.com", "h2.example.com:8080"] {
+    for (host, address) in [("h1.example.com", "h1.example.com"), ("h2.example.com:8080", "h2.example.com"), ("[::1]:8080", "::1"), ("[::1]", "::1")] {
         let request = Request::get("/users/12345").header(HOST, host).body(()).expect("request");
         let mut exchange = Exchange::start(Direction::Outbound, &request);
         exchange.add_flag("UH");
         exchange.response_code = 503;
         let span = exchange.span_of(context, exchange.start_unix_nano + 1, 0);
         assert_eq!(span.name, "GET unknown", "{host}");
-        assert_eq!(attribute(&span, "server.address").as_deref(), host.split(':').next(), "{host}");
+        assert_eq!(attribute(&span, "server.address").as_deref(), Some(address), "{host}");
     }
     // A host the mesh names keeps its service's name.
     let request = Request::get("/").header(HOST, "reviews:9080").body(()).expect("request");
