@@ -45,6 +45,7 @@ pub mod pool;
 pub mod quota;
 pub mod report;
 pub mod reset_flood;
+pub mod resolve;
 pub mod routing;
 pub mod rules;
 pub mod server;

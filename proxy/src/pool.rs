@@ -531,13 +531,23 @@ impl UpstreamPool {
         Reusable(Lent::Http1 { conn, pool: Arc::downgrade(&self.inner), upstream })
     }
 
-    /// A new TCP connection to `upstream` (no Nagle), within the connect timeout.
+    /// A new TCP connection to `upstream` (no Nagle), within the connect timeout, its
+    /// host name resolved through [`crate::resolve`].
     async fn connect(&self, upstream: &str) -> Result<TokioIo<TcpStream>, Failure> {
         self.start_sweeping();
         let timeout = self.inner.settings.connect_timeout;
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(upstream)).await {
+        let resolved = AtomicBool::new(false);
+        let connect = async {
+            let addresses = crate::resolve::resolve(upstream).await?;
+            resolved.store(true, Ordering::Relaxed);
+            TcpStream::connect(&addresses[..]).await
+        };
+        let stream = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(Failure::Connect(error.into())),
+            Err(_) if !resolved.load(Ordering::Relaxed) => {
+                return Err(Failure::Connect(format!("resolving {upstream} did not finish within the connect timeout ({timeout:?})").into()));
+            }
             Err(_) => return Err(Failure::Connect(format!("connect timed out after {timeout:?}").into())),
         };
         stream.set_nodelay(true).map_err(|e| Failure::Connect(e.into()))?;
