@@ -227,8 +227,15 @@ impl HttpServerConfig {
             anyhow::bail!("invalid configuration: [http] body_read_timeout must be positive");
         }
         for host in &self.allowed_hosts {
+            // An IPv6 address, bracketed or not, is the one name with colons.
+            let ipv6 = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok();
             if host.is_empty()
-                || host.contains([':', '/', '*'])
+                || (!ipv6 && host.contains(':'))
+                || host.contains(['/', '*'])
                 || host.contains(|c: char| c.is_whitespace() || c.is_control())
             {
                 anyhow::bail!(
@@ -412,6 +419,21 @@ mod tests {
         let zero: Config =
             toml::from_str("[listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n").unwrap();
         zero.finish().unwrap();
+    }
+
+    #[test]
+    fn allowed_hosts_take_names_and_ip_addresses_but_no_port() {
+        let with = |host: &str| HttpServerConfig {
+            allowed_hosts: vec![host.to_owned()],
+            ..HttpServerConfig::default()
+        };
+        for accepted in ["tracing.example.com", "10.0.0.7", "fd00::1", "[fd00::2]"] {
+            assert!(with(accepted).validate().is_ok(), "{accepted}");
+        }
+        for refused in ["tracing.example.com:443", "[fd00::1]:443", "*.example.com", "http://x", ""] {
+            let error = with(refused).validate().unwrap_err().to_string();
+            assert!(error.contains("is not a host name"), "{refused}: {error}");
+        }
     }
 
     #[test]

@@ -111,12 +111,17 @@ mod tests {
     /// the configured names beside them.
     #[test]
     fn allowed_hosts_are_admitted_beside_loopback_names() {
-        let allowed = vec![loopback_host::normalize("Tracing.Example.com.")];
+        let allowed = vec![
+            loopback_host::normalize("Tracing.Example.com."),
+            loopback_host::normalize("[FD00::1]"),
+        ];
         for host in [
             "localhost",
             "[::1]",
             "tracing.example.com",
             "TRACING.example.com.",
+            "fd00::1",
+            "[fd00::1]",
         ] {
             assert!(admitted(host, &allowed), "{host}");
         }

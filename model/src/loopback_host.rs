@@ -55,7 +55,8 @@ pub fn is_loopback(host: &str) -> bool {
     let host = normalize(host);
     host == "localhost"
         || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        // `::ffff:127.0.0.1` is an IPv4 loopback address too.
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 #[cfg(test)]
@@ -73,6 +74,7 @@ mod tests {
             "127.1.2.3",
             "::1",
             "[::1]",
+            "[::ffff:127.0.0.1]",
         ] {
             assert!(is_loopback(host), "{host}");
         }
@@ -81,6 +83,7 @@ mod tests {
             "10.0.0.1",
             "localhost.attacker.test",
             "0.0.0.0",
+            "::ffff:10.0.0.1",
         ] {
             assert!(!is_loopback(host), "{host}");
         }
