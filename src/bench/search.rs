@@ -180,19 +180,24 @@ impl Api {
     }
 
     async fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let url = self.url(path);
         let response = self
             .client
-            .get(self.url(path))
+            .get(&url)
             .query(query)
             .send()
             .await
-            .with_context(|| format!("GET {path}"))?;
+            .with_context(|| format!("GET {url}"))?;
         let status = response.status();
-        let body = response.bytes().await.with_context(|| format!("reading GET {path}"))?;
+        let body = response.bytes().await.with_context(|| format!("reading GET {url}"))?;
         if !status.is_success() {
-            bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
+            // An HTML error page (a wrong --endpoint path) is not worth printing whole.
+            let text = String::from_utf8_lossy(&body);
+            let shown: String = text.chars().take(300).collect();
+            let cut = if shown.len() < text.len() { " ..." } else { "" };
+            bail!("GET {url}: {status}: {shown}{cut} (is the endpoint the query service's address, with its --query-base-path if it has one?)");
         }
-        serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
+        serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
     }
 }
 

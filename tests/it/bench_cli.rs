@@ -450,3 +450,22 @@ async fn ingest_counts_requests_a_stalled_collector_kept_from_being_sent() {
     assert!(said.contains("the run fell behind its --rate"), "{said}");
     m.stop().await;
 }
+
+/// `bench search` against a wrong path (a base path the server does not have) names the
+/// URL it asked, with the path, and what to check, without printing the whole HTML page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_against_a_wrong_base_path_names_the_url_it_asked() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &[]).await;
+    let endpoint = m.query_url("/jaeger");
+    let output = Command::new(env!("CARGO_BIN_EXE_meshtel"))
+        .args(["bench", "search", "--duration", "1s", "--endpoint", &endpoint])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains(&format!("GET {endpoint}/api/services")), "{said}");
+    assert!(said.contains("--query-base-path"), "{said}");
+    assert!(said.len() < 1_500, "{} bytes: {said}", said.len());
+    m.stop().await;
+}
