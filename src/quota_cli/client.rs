@@ -95,6 +95,13 @@ impl AdminClient {
                     self.base,
                     ANSWER_TIMEOUT.as_secs()
                 )
+            } else if self.base.scheme() == "https" && error.is_connect() {
+                // A TLS handshake with a plain HTTP port fails this way.
+                anyhow!(error).context(format!(
+                    "{what}: cannot reach {} over TLS (the query port speaks plain HTTP: \
+                     use http://, or the address of a TLS proxy in front of it)",
+                    self.base
+                ))
             } else {
                 anyhow!(error).context(format!(
                     "{what}: cannot reach {} (is meshtel serve or meshtel query running? \

@@ -367,6 +367,11 @@ async fn unchanged_policies_are_not_reported_applied_with_a_wrong_token() {
     assert!(!ok, "{text}");
     assert!(text.contains("HTTP 401"), "{text}");
     assert!(text.contains("set MESHTEL_ADMIN_TOKEN"), "{text}");
+    // https:// to the plain HTTP query port says so.
+    let https = m.query_url("").replacen("http://", "https://", 1);
+    let (ok, text) = quota_cli(&m, &["list", "--server", &https]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("speaks plain HTTP: use http://"), "{text}");
 
     let envoy = write(
         &dir,
