@@ -383,11 +383,20 @@ fn check_collector_url(collector: &str) -> Result<(), Error> {
     if !collector.starts_with("http://") {
         return refused("must be an http://host:port URI");
     }
-    match collector.parse::<http::Uri>() {
-        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) && uri.query().is_none() && matches!(uri.path(), "" | "/") => Ok(()),
-        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => refused("has a path or query, which gRPC would ignore: give http://host:port only"),
-        _ => refused("is not a valid http://host:port URI"),
+    let Ok(uri) = collector.parse::<http::Uri>() else {
+        return refused("is not a valid http://host:port URI");
+    };
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    if uri.host().is_none_or(str::is_empty) || authority.contains('@') {
+        return refused("is not a valid http://host:port URI (a host, no user name or password)");
     }
+    if uri.port_u16().is_none() {
+        return refused("needs a port from 1 to 65535, as http://host:4317");
+    }
+    if uri.query().is_some() || collector.contains('#') || !matches!(uri.path(), "" | "/") {
+        return refused("has a path, query or fragment, which gRPC would ignore: give http://host:port only");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

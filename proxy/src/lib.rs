@@ -206,6 +206,8 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
     if config.inbound.is_some() {
         // Only the inbound side enforces quotas, so only it needs the policies.
         telemetry.spawn(quota.watcher(collector, config.proxy_id.clone()).run(telemetry_stopped.clone()));
+    } else {
+        stats.without_quota_watch();
     }
     telemetry.spawn(watcher.run(stats.clone(), telemetry_stopped));
 

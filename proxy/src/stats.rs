@@ -293,6 +293,15 @@ fn from_zero(counter: IntCounterVec, values: &[&str]) -> IntCounterVec {
 }
 
 /// Registers a gauge.
+impl Stats {
+    /// Leaves `meshtel_proxy_quota_watch_open` out of the metrics of a proxy that opens
+    /// no policy watch (no inbound listener, so no quota to enforce): its 0 would read as
+    /// a watch that is down.
+    pub fn without_quota_watch(&self) {
+        let _ = self.registry.unregister(Box::new(self.quota.watch_open.clone()));
+    }
+}
+
 /// `gauge` with the value 1.
 fn set_to_one(gauge: IntGauge) -> IntGauge {
     gauge.set(1);

@@ -77,8 +77,12 @@ fn bad_values_are_rejected() {
         ("https://127.0.0.1:4317", "has no TLS"),
         ("127.0.0.1:4317", "must be an http://host:port URI"),
         ("grpc://127.0.0.1:4317", "must be an http://host:port URI"),
-        ("http://127.0.0.1:4317/otlp", "has a path or query"),
+        ("http://127.0.0.1:4317/otlp", "has a path, query or fragment"),
+        ("http://127.0.0.1:4317#f", "has a path, query or fragment"),
         ("http://", "is not a valid http://host:port URI"),
+        ("http://u:p@127.0.0.1:4317", "no user name or password"),
+        ("http://127.0.0.1", "needs a port"),
+        ("http://127.0.0.1:99999", "needs a port"),
     ] {
         let cli = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--collector", collector]).expect("parses");
         let error = cli.proxy.into_config().expect_err(collector).to_string();

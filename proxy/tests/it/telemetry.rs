@@ -287,6 +287,12 @@ async fn collector_down_changes_nothing_and_drops_are_counted() {
     assert_eq!(counter(&stats, "meshtel_proxy_reports_dropped_total"), 25.0, "{stats}");
     assert_eq!(counter(&stats, "meshtel_proxy_reports_sent_total"), 0.0, "{stats}");
     assert_eq!(counter(&stats, "meshtel_proxy_ready"), 1.0, "{stats}");
+    // Both streams down; an outbound-only proxy opens no policy watch and has no gauge
+    // for one, where the inbound proxy's says it is down.
+    assert!(stats.contains("\nmeshtel_proxy_report_stream_open 0\n"), "{stats}");
+    assert!(!stats.contains("meshtel_proxy_quota_watch_open"), "{stats}");
+    let (_, inbound_stats) = admin_get(&reviews, "/stats/prometheus").await;
+    assert!(inbound_stats.contains("\nmeshtel_proxy_quota_watch_open 0\n"), "{inbound_stats}");
     productpage.stop().await;
     reviews.stop().await;
 }
