@@ -390,7 +390,7 @@ fn check_collector_url(collector: &str) -> Result<(), Error> {
     if uri.host().is_none_or(str::is_empty) || authority.contains('@') {
         return refused("is not a valid http://host:port URI (a host, no user name or password)");
     }
-    if uri.port_u16().is_none() {
+    if uri.port_u16().is_none_or(|port| port == 0) {
         return refused("needs a port from 1 to 65535, as http://host:4317");
     }
     if uri.query().is_some() || collector.contains('#') || !matches!(uri.path(), "" | "/") {

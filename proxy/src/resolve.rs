@@ -32,6 +32,12 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 const MAX_NAMES: usize = 10_000;
 /// Least time between two WARN lines about one name's failed lookups.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Refreshes running at once at most, each on a thread of its own: a name whose
+/// resolver hangs holds one of them, not the refresh of every other name.
+const MAX_REFRESHING: usize = 16;
+
+/// Refreshes running now.
+static REFRESHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A lookup's addresses, or why it failed.
 type Answer = Result<Arc<[SocketAddr]>, String>;
@@ -43,8 +49,11 @@ struct Entry {
     answer: Option<(Answer, Instant)>,
     /// Set while a lookup runs: `true` once it has ended.
     pending: Option<watch::Receiver<bool>>,
-    /// When a failed lookup was last logged at WARN: at most one per [`WARN_EVERY`].
+    /// When a failed lookup was last logged at WARN: at most one per [`WARN_EVERY`],
+    /// however often the answers flap.
     warned_at: Option<Instant>,
+    /// Whether the latest lookup failed (an INFO says when it resolves again).
+    failing: bool,
     /// When a connection last asked for the name.
     used_at: Instant,
 }
@@ -66,7 +75,7 @@ pub async fn resolve(upstream: &str) -> io::Result<Vec<SocketAddr>> {
                 if names.len() >= MAX_NAMES {
                     forget_least_used(&mut names);
                 }
-                let entry = Entry { answer: None, pending: None, warned_at: None, used_at: now };
+                let entry = Entry { answer: None, pending: None, warned_at: None, failing: false, used_at: now };
                 names.insert(upstream.to_owned(), entry);
             }
             let Some(entry) = names.get_mut(upstream) else {
@@ -114,6 +123,10 @@ fn lookup(name: &str) -> io::Result<Vec<SocketAddr>> {
     #[cfg(test)]
     {
         *tests::LOOKUPS.lock().entry(name.to_owned()).or_default() += 1;
+        let slow = tests::SLOW.lock().get(name).copied();
+        if let Some(hang) = slow {
+            std::thread::sleep(hang);
+        }
         if let Some(fake) = tests::FAKE.lock().get(name) {
             return fake.clone().map_err(io::Error::other);
         }
@@ -139,9 +152,12 @@ fn record(name: &str, looked_up: io::Result<Vec<SocketAddr>>, started: Instant) 
     if warn_now {
         entry.warned_at = Some(now);
     }
+    // The INFO that it resolves again follows a failure that was told, within the minute.
+    let warned = entry.warned_at.is_some_and(|at| now.duration_since(at) < WARN_EVERY) || warn_now;
+    entry.failing |= answer.is_err();
     match (answer, &entry.answer) {
         (Ok(addresses), _) => {
-            if entry.warned_at.take().is_some() {
+            if std::mem::take(&mut entry.failing) && warned {
                 info!(name, addresses = ?addresses, took_ms, "upstream host name resolves again");
             }
             entry.answer = Some((Ok(addresses), now + REFRESH));
@@ -170,7 +186,7 @@ fn forget_least_used(names: &mut HashMap<String, Entry>) {
     }
 }
 
-/// The thread that refreshes the answers in use, one lookup at a time.
+/// The thread that starts the refreshes of the answers in use.
 fn start_refresher() {
     let started = std::thread::Builder::new().name("meshtel-dns".into()).spawn(|| {
         loop {
@@ -183,25 +199,35 @@ fn start_refresher() {
     }
 }
 
-/// Looks up again every name whose answer is due, and forgets those no longer used.
+/// Looks up again every name whose answer is due, each on a thread of its own (at
+/// most [`MAX_REFRESHING`] at once; the rest at the next tick), and forgets those no
+/// longer used.
 fn refresh_due() {
+    use std::sync::atomic::Ordering;
     let now = Instant::now();
-    let mut due = Vec::new();
-    {
-        let mut names = NAMES.lock();
-        names.retain(|_, entry| entry.pending.is_some() || now.duration_since(entry.used_at) < FORGET_AFTER);
-        for (name, entry) in names.iter_mut() {
-            if entry.pending.is_none() && matches!(&entry.answer, Some((Ok(_), refresh_at)) if now >= *refresh_at) {
-                let (done, pending) = watch::channel(false);
-                entry.pending = Some(pending);
-                due.push((name.clone(), done));
+    let mut names = NAMES.lock();
+    names.retain(|_, entry| entry.pending.is_some() || now.duration_since(entry.used_at) < FORGET_AFTER);
+    for (name, entry) in names.iter_mut() {
+        let due = entry.pending.is_none() && matches!(&entry.answer, Some((Ok(_), refresh_at)) if now >= *refresh_at);
+        if !due || REFRESHING.load(Ordering::Relaxed) >= MAX_REFRESHING {
+            continue;
+        }
+        let (done, pending) = watch::channel(false);
+        let name = name.clone();
+        REFRESHING.fetch_add(1, Ordering::Relaxed);
+        let refresh = move || {
+            record(&name, lookup(&name), now);
+            let _ = done.send(true);
+            REFRESHING.fetch_sub(1, Ordering::Relaxed);
+        };
+        match std::thread::Builder::new().name("meshtel-dns".into()).spawn(refresh) {
+            Ok(_) => entry.pending = Some(pending),
+            Err(error) => {
+                REFRESHING.fetch_sub(1, Ordering::Relaxed);
+                warn!(%error, "no thread to refresh an upstream host name; tried again at the next tick");
+                break;
             }
         }
-    }
-    for (name, done) in due {
-        let started = Instant::now();
-        record(&name, lookup(&name), started);
-        let _ = done.send(true);
     }
 }
 
@@ -214,6 +240,8 @@ mod tests {
 
     /// Answers `lookup` gives instead of the resolver's, by name.
     pub(super) static FAKE: LazyLock<Answers> = LazyLock::new(Mutex::default);
+    /// How long lookups of a name hang, by name.
+    pub(super) static SLOW: LazyLock<Mutex<HashMap<String, Duration>>> = LazyLock::new(Mutex::default);
     /// Lookups made, by name.
     pub(super) static LOOKUPS: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Mutex::default);
 
@@ -265,6 +293,27 @@ mod tests {
         tokio::time::sleep(REFRESH * 5 / 2).await;
         assert!(lookups(name) > before, "refreshed while failing");
         assert_eq!(resolve(name).await.expect("kept"), [addr("10.0.0.2:80")]);
+    }
+
+    /// Names whose resolver hangs hold their own refreshes, not the others'.
+    #[tokio::test]
+    async fn a_hung_name_does_not_hold_up_the_refresh_of_the_others() {
+        let hung: Vec<String> = (1..=4).map(|i| format!("hung{i}.test:80")).collect();
+        for name in &hung {
+            answer(name, &["10.0.1.1:80"]);
+            resolve(name).await.expect("resolves before it hangs");
+            SLOW.lock().insert(name.clone(), REFRESH * 10);
+        }
+        let name = "healthy.test:80";
+        answer(name, &["10.0.1.2:80"]);
+        assert_eq!(resolve(name).await.expect("resolves"), [addr("10.0.1.2:80")]);
+        tokio::time::sleep(REFRESH * 3 / 2).await;
+        answer(name, &["10.0.1.3:80"]);
+        tokio::time::sleep(REFRESH * 5 / 2).await;
+        assert_eq!(resolve(name).await.expect("refreshed"), [addr("10.0.1.3:80")]);
+        for name in &hung {
+            assert_eq!(resolve(name).await.expect("kept while hanging"), [addr("10.0.1.1:80")]);
+        }
     }
 
     #[tokio::test]

@@ -83,6 +83,7 @@ fn bad_values_are_rejected() {
         ("http://u:p@127.0.0.1:4317", "no user name or password"),
         ("http://127.0.0.1", "needs a port"),
         ("http://127.0.0.1:99999", "needs a port"),
+        ("http://127.0.0.1:0", "needs a port"),
     ] {
         let cli = Cli::try_parse_from(["p", "--mesh", "m", "--service", "s", "--collector", collector]).expect("parses");
         let error = cli.proxy.into_config().expect_err(collector).to_string();
