@@ -209,6 +209,15 @@ async fn flush_trace(store: &TraceStore, seed: u8, service: &str) {
     store.flush().await.unwrap();
 }
 
+/// A store in `dir` holding five one-trace blocks of `service` (seeds 1 to 5).
+async fn store_with_five_blocks(dir: &Path, service: &str) -> TraceStore {
+    let store = TraceStore::open(config(dir)).await.unwrap();
+    for seed in 1..=5 {
+        flush_trace(&store, seed, service).await;
+    }
+    store
+}
+
 /// Deletes `meshtel.db` and its `-wal` and `-shm` files in `dir`.
 fn remove_database(dir: &std::path::Path) {
     for entry in std::fs::read_dir(dir).unwrap() {

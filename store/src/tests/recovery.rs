@@ -303,10 +303,7 @@ async fn a_read_only_store_skips_a_block_it_cannot_read() {
 #[tokio::test]
 async fn a_read_only_store_reads_again_over_the_blocks_that_replaced_those_it_used() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TraceStore::open(config(dir.path())).await.unwrap();
-    for seed in 1..=5 {
-        flush_trace(&store, seed, "merged").await;
-    }
+    let store = store_with_five_blocks(dir.path(), "merged").await;
     // It rereads the index only when a read asks.
     let reader = TraceStore::open_read_only(config(dir.path()), Duration::from_secs(3600))
         .await
@@ -336,10 +333,7 @@ async fn compaction_with_one_damaged_block(
     still_reads: bool,
 ) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let store = TraceStore::open(config(dir.path())).await.unwrap();
-    for seed in 1..=5 {
-        flush_trace(&store, seed, "compacted").await;
-    }
+    let store = store_with_five_blocks(dir.path(), "compacted").await;
     let bad = block_paths(&store)[0].clone();
     damage(&bad);
     if still_reads {
@@ -364,10 +358,7 @@ async fn compaction_with_one_damaged_block(
 #[tokio::test]
 async fn compaction_leaves_a_block_it_could_not_read_for_want_of_resources() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TraceStore::open(config(dir.path())).await.unwrap();
-    for seed in 1..=5 {
-        flush_trace(&store, seed, "compacted").await;
-    }
+    let store = store_with_five_blocks(dir.path(), "compacted").await;
     let blocked = block_paths(&store)[0].clone();
     let kept = dir.path().join("kept.parquet");
     std::fs::rename(&blocked, &kept).unwrap();

@@ -688,10 +688,7 @@ async fn reads_over_their_span_bound_cut_the_largest_trace_to_its_earliest_spans
 #[tokio::test]
 async fn cached_block_metadata_goes_with_the_blocks_compaction_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TraceStore::open(config(dir.path())).await.unwrap();
-    for seed in 1..=5 {
-        flush_trace(&store, seed, "cached").await;
-    }
+    let store = store_with_five_blocks(dir.path(), "cached").await;
     // A search reads every block through DataFusion, a fetch through its own cache.
     assert_eq!(ids(&store, &query("cached")).await.len(), 5);
     for seed in 1..=5 {
