@@ -72,7 +72,7 @@ pub fn encode_scalar(key: &str, value: Scalar<'_>, out: &mut String) {
         }
         Scalar::Int(i) => {
             out.push('i');
-            let _ = write!(out, "{i}");
+            out.push_str(itoa::Buffer::new().format(i));
         }
         Scalar::Double(d) => {
             out.push('d');
@@ -221,8 +221,35 @@ impl<'a> SpanFields<'a> {
     }
 }
 
+/// Room a batch's builders reserve up front: a request's strings are copied once into
+/// buffers of about their size, instead of into buffers that double as they fill (each
+/// doubling a copy of what is there, into memory the kernel has to zero first).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Room {
+    pub(crate) rows: usize,
+    /// Bytes of the span attribute entries, at most.
+    pub(crate) attribute_bytes: usize,
+    /// Bytes of the resource attribute entries, repeated on every row, at most.
+    pub(crate) resource_bytes: usize,
+}
+
+/// Bytes an attribute entry takes at least on average, for its list's offsets.
+const ENTRY_BYTES: usize = 16;
+
 impl Builders {
     pub(crate) fn with_capacity(rows: usize) -> Self {
+        Self::with_room(Room {
+            rows,
+            ..Room::default()
+        })
+    }
+
+    pub(crate) fn with_room(room: Room) -> Self {
+        let rows = room.rows;
+        let list = |bytes: usize| {
+            ListBuilder::with_capacity(StringBuilder::with_capacity(bytes / ENTRY_BYTES, bytes), rows)
+                .with_field(list_field())
+        };
         Builders {
             trace_id: FixedSizeBinaryBuilder::with_capacity(rows, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(rows, 8),
@@ -238,10 +265,8 @@ impl Builders {
             flags: UInt32Builder::with_capacity(rows),
             scope_name: StringBuilder::with_capacity(rows, rows * 8),
             scope_version: StringBuilder::with_capacity(rows, rows * 4),
-            attributes: ListBuilder::with_capacity(StringBuilder::new(), rows)
-                .with_field(list_field()),
-            resource_attributes: ListBuilder::with_capacity(StringBuilder::new(), rows)
-                .with_field(list_field()),
+            attributes: list(room.attribute_bytes),
+            resource_attributes: list(room.resource_bytes),
             event_attributes: ListBuilder::with_capacity(StringBuilder::new(), rows)
                 .with_field(list_field()),
             extras: BinaryBuilder::with_capacity(rows, 0),

@@ -36,7 +36,7 @@ use meshtel_model::{Error as ModelError, ExportSummary};
 use prost::Message;
 
 use crate::encode::{
-    Builders, EncodedBatch, Scalar, SpanFields, append_span, encode_attribute, encode_scalar,
+    Builders, EncodedBatch, Room, Scalar, SpanFields, append_span, encode_attribute, encode_scalar,
     operations_of, service_name_of,
 };
 
@@ -181,6 +181,32 @@ impl<'a> Index<'a> {
             }
         }
         Ok(index)
+    }
+
+    /// Room for this request's rows. A span's attribute entries take fewer bytes than
+    /// its encoding less its ids, times, kind and name (an entry's encoding has 6–9 bytes
+    /// of tags and lengths where the stored entry has 2), so that is their bound but for
+    /// integers written longer in decimal (the builder then grows). A resource's entries
+    /// are bounded by its encoding's length, once per span of the resource.
+    fn room(&self) -> Room {
+        let rows = self.spans.len();
+        let span_bytes: usize = self.spans.iter().map(|span| span.len()).sum();
+        let resource_bytes = self
+            .groups
+            .iter()
+            .map(|(resource, scopes)| {
+                let spans: usize = self.scopes[scopes.clone()]
+                    .iter()
+                    .map(|(_, spans)| spans.len())
+                    .sum();
+                resource.map_or(0, <[u8]>::len) * spans
+            })
+            .sum();
+        Room {
+            rows,
+            attribute_bytes: span_bytes.saturating_sub(rows * SPAN_FIXED_BYTES),
+            resource_bytes,
+        }
     }
 
     /// `ResourceSpans`: 1 resource, 2 scope_spans, 3 schema_url.
@@ -488,6 +514,10 @@ fn parse_any_value<'a>(bytes: &'a [u8], value: &mut Scalar<'a>, run: &Utf8Run<'a
     Ok(true)
 }
 
+/// The bytes of a span's encoding that are not its attributes, at least: trace id
+/// (18), span id (10), start and end times (9 each).
+const SPAN_FIXED_BYTES: usize = 46;
+
 /// A request read: rows, or a request decoded with prost where this reader leaves it
 /// to prost (events, links, unusual encodings).
 pub(crate) enum ReadRequest {
@@ -538,7 +568,7 @@ pub fn encode_export_request(
             limit: limits.max_spans_per_request,
         });
     }
-    match Encoder::new(index.spans.len(), limits).encode(&index) {
+    match Encoder::new(index.room(), limits).encode(&index) {
         Ok(Ok(done)) => Ok(Some(done)),
         Ok(Err(error)) => Err(ModelError::Unavailable(error.to_string())),
         Err(Unusual) => Ok(None),
@@ -557,10 +587,10 @@ struct Encoder<'l> {
 }
 
 impl<'l> Encoder<'l> {
-    fn new(rows: usize, limits: &'l SpanLimits) -> Self {
+    fn new(room: Room, limits: &'l SpanLimits) -> Self {
         Encoder {
             limits,
-            builders: Builders::with_capacity(rows),
+            builders: Builders::with_room(room),
             report: Report::default(),
             limiter: AttributeLimiter::new(limits),
             scratch: String::new(),

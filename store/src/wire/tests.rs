@@ -279,6 +279,76 @@ fn hands_a_resource_given_twice_to_prost() {
     assert!(by_structs(&request, &SpanLimits::default()).is_some());
 }
 
+/// The bytes of the entries of a list column of `batch`.
+fn entry_bytes(batch: &arrow::array::RecordBatch, column: &str) -> usize {
+    use arrow::array::{Array, AsArray};
+    let list = batch.column_by_name(column).expect("column").as_list::<i32>();
+    let values = list.values().as_string::<i32>();
+    values.value_offsets()[values.len()] as usize - values.value_offsets()[0] as usize
+}
+
+/// A request's builders reserve room for its attribute entries from its encoding:
+/// enough for all of them (no buffer doubles while they are appended) and not twice
+/// what they take.
+#[test]
+fn reserves_about_what_the_attributes_take() {
+    let text = |key: &str, value: String| KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value)),
+        }),
+        ..KeyValue::default()
+    };
+    let group = |service: &str, spans: u8| ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                text("service.name", service.to_string()),
+                text("host.name", format!("{service}-7d9f8c6b5-x2x9q")),
+                text("telemetry.sdk.language", "rust".to_string()),
+            ],
+            ..Resource::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans: (0..spans)
+                .map(|i| Span {
+                    trace_id: id(16, i / 10 + 1),
+                    span_id: id(8, i + 1),
+                    parent_span_id: if i % 10 == 0 { Vec::new() } else { id(8, i) },
+                    name: format!("GET /api/items/{{id}} {}", i % 7),
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    end_time_unix_nano: 1_700_000_000_001_000_000,
+                    attributes: (0..11)
+                        .map(|a| text(&format!("attribute.key.{a}"), format!("value-{i}-{a}")))
+                        .collect(),
+                    ..Span::default()
+                })
+                .collect(),
+            ..ScopeSpans::default()
+        }],
+        schema_url: String::new(),
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![group("frontend", 200), group("checkout", 50)],
+    }
+    .encode_to_vec();
+    let room = Index::of(&request).ok().expect("indexed").room();
+    let (encoded, summary) = encode_export_request(&request, &SpanLimits::default())
+        .expect("read")
+        .expect("read without prost");
+    assert_eq!(summary.accepted_spans, 250);
+    assert_eq!(room.rows, 250);
+    for (reserved, column) in [
+        (room.attribute_bytes, "attributes"),
+        (room.resource_bytes, "resource_attributes"),
+    ] {
+        let used = entry_bytes(&encoded.batch, column);
+        assert!(
+            used <= reserved && reserved < 2 * used,
+            "{column}: {used} bytes of entries, {reserved} reserved"
+        );
+    }
+}
+
 #[test]
 fn refuses_too_many_spans_before_reading_them() {
     let spans = (0..3)
@@ -310,8 +380,6 @@ fn refuses_too_many_spans_before_reading_them() {
     }
 }
 
-/// Dropped event and link counts of a span with no events or links left are kept
-/// (the struct path stores them with events and links) and read back.
 /// A request of one span in one resource and scope group, encoded.
 fn encoded_request_of(span: Span) -> Vec<u8> {
     ExportTraceServiceRequest {
@@ -326,6 +394,8 @@ fn encoded_request_of(span: Span) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Dropped event and link counts of a span with no events or links left are kept
+/// (the struct path stores them with events and links) and read back.
 #[test]
 fn dropped_event_and_link_counts_are_kept_without_events() {
     let span = Span {
