@@ -247,8 +247,11 @@ impl Builders {
     pub(crate) fn with_room(room: Room) -> Self {
         let rows = room.rows;
         let list = |bytes: usize| {
-            ListBuilder::with_capacity(StringBuilder::with_capacity(bytes / ENTRY_BYTES, bytes), rows)
-                .with_field(list_field())
+            ListBuilder::with_capacity(
+                StringBuilder::with_capacity(bytes / ENTRY_BYTES, bytes),
+                rows,
+            )
+            .with_field(list_field())
         };
         Builders {
             trace_id: FixedSizeBinaryBuilder::with_capacity(rows, 16),

@@ -22,27 +22,28 @@
 //! Resources and scopes, one per group, are decoded with prost.
 
 use std::collections::HashSet;
-use std::ops::Range;
 
 use foldhash::fast::RandomState;
+use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::otlp::common::v1::InstrumentationScope;
 use meshtel_model::otlp::resource::v1::Resource;
 use meshtel_model::otlp::trace::v1::Span;
 use meshtel_model::validate::{
     AttributeLimiter, Report, SpanLimits, clean_span, latest_start_now, span_problem,
 };
-use meshtel_model::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use meshtel_model::{Error as ModelError, ExportSummary};
 use prost::Message;
+
+use index::Index;
 
 use crate::encode::{
     Builders, EncodedBatch, Room, Scalar, SpanFields, append_span, encode_attribute, encode_scalar,
     operations_of, service_name_of,
 };
 
+mod index;
 mod shape;
 mod utf8_repair;
-
 
 /// Requests at least this large are read on a blocking thread (by the store's
 /// `write_export_request`): tens of milliseconds of work, off the runtime's threads.
@@ -154,118 +155,6 @@ impl<'a> Reader<'a> {
 /// Fails unless a known field came with the wire type of its declared type.
 fn expect(wire: u8, want: u8) -> Read<()> {
     if wire == want { Ok(()) } else { Err(Unusual) }
-}
-
-/// Where each resource group, scope group and span of a request is.
-#[derive(Default)]
-struct Index<'a> {
-    /// Resource bytes (when present) and the range of its scope groups in `scopes`.
-    groups: Vec<(Option<&'a [u8]>, Range<usize>)>,
-    /// Scope bytes (when present) and the range of its spans in `spans`.
-    scopes: Vec<(Option<&'a [u8]>, Range<usize>)>,
-    spans: Vec<&'a [u8]>,
-}
-
-impl<'a> Index<'a> {
-    fn of(request: &'a [u8]) -> Read<Self> {
-        let mut index = Index::default();
-        let mut r = Reader::new(request);
-        while r.has_more() {
-            match r.key()? {
-                (1, wire) => {
-                    expect(wire, LEN)?;
-                    let group = r.bytes()?;
-                    index.add_group(group)?;
-                }
-                (_, wire) => r.skip(wire)?,
-            }
-        }
-        Ok(index)
-    }
-
-    /// Room for this request's rows. A span's attribute entries take fewer bytes than
-    /// its encoding less its ids, times, kind and name (an entry's encoding has 6–9 bytes
-    /// of tags and lengths where the stored entry has 2), so that is their bound but for
-    /// integers written longer in decimal (the builder then grows). A resource's entries
-    /// are bounded by its encoding's length, once per span of the resource.
-    fn room(&self) -> Room {
-        let rows = self.spans.len();
-        let span_bytes: usize = self.spans.iter().map(|span| span.len()).sum();
-        let resource_bytes = self
-            .groups
-            .iter()
-            .map(|(resource, scopes)| {
-                let spans: usize = self.scopes[scopes.clone()]
-                    .iter()
-                    .map(|(_, spans)| spans.len())
-                    .sum();
-                resource.map_or(0, <[u8]>::len) * spans
-            })
-            .sum();
-        Room {
-            rows,
-            attribute_bytes: span_bytes.saturating_sub(rows * SPAN_FIXED_BYTES),
-            resource_bytes,
-        }
-    }
-
-    /// `ResourceSpans`: 1 resource, 2 scope_spans, 3 schema_url.
-    fn add_group(&mut self, bytes: &'a [u8]) -> Read<()> {
-        let mut resource = None;
-        let first_scope = self.scopes.len();
-        let mut r = Reader::new(bytes);
-        while r.has_more() {
-            match r.key()? {
-                (1, wire) => {
-                    expect(wire, LEN)?;
-                    if resource.replace(r.bytes()?).is_some() {
-                        return Err(Unusual);
-                    }
-                }
-                (2, wire) => {
-                    expect(wire, LEN)?;
-                    let scope = r.bytes()?;
-                    self.add_scope(scope)?;
-                }
-                (3, wire) => {
-                    expect(wire, LEN)?;
-                    r.str()?;
-                }
-                (_, wire) => r.skip(wire)?,
-            }
-        }
-        self.groups.push((resource, first_scope..self.scopes.len()));
-        Ok(())
-    }
-
-    /// `ScopeSpans`: 1 scope, 2 spans, 3 schema_url.
-    fn add_scope(&mut self, bytes: &'a [u8]) -> Read<()> {
-        let mut scope = None;
-        let first_span = self.spans.len();
-        let mut r = Reader::new(bytes);
-        while r.has_more() {
-            match r.key()? {
-                (1, wire) => {
-                    expect(wire, LEN)?;
-                    if scope.replace(r.bytes()?).is_some() {
-                        return Err(Unusual);
-                    }
-                }
-                (2, wire) => {
-                    expect(wire, LEN)?;
-                    let span = r.bytes()?;
-                    self.spans.push(span);
-                }
-                (3, wire) => {
-                    expect(wire, LEN)?;
-                    r.str()?;
-                }
-                (_, wire) => r.skip(wire)?,
-            }
-        }
-        self.scopes.push((scope, first_span..self.spans.len()));
-        Ok(())
-    }
 }
 
 /// A span read from the encoding, or a sign that it needs the struct path.
@@ -514,10 +403,6 @@ fn parse_any_value<'a>(bytes: &'a [u8], value: &mut Scalar<'a>, run: &Utf8Run<'a
     Ok(true)
 }
 
-/// The bytes of a span's encoding that are not its attributes, at least: trace id
-/// (18), span id (10), start and end times (9 each).
-const SPAN_FIXED_BYTES: usize = 46;
-
 /// A request read: rows, or a request decoded with prost where this reader leaves it
 /// to prost (events, links, unusual encodings).
 pub(crate) enum ReadRequest {
@@ -541,7 +426,9 @@ pub(crate) fn read_export_request(
     };
     let refused = || ModelError::DecodeRequest(error.to_string());
     let (fixed, repaired) = utf8_repair::repair_utf8(request).ok_or_else(refused)?;
-    let warning = Some(format!("replaced invalid UTF-8 in {repaired} string(s) with U+FFFD"));
+    let warning = Some(format!(
+        "replaced invalid UTF-8 in {repaired} string(s) with U+FFFD"
+    ));
     if let Some((encoded, summary)) = encode_export_request(&fixed, limits)? {
         return Ok((ReadRequest::Rows(encoded, summary), warning));
     }

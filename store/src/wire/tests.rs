@@ -282,7 +282,10 @@ fn hands_a_resource_given_twice_to_prost() {
 /// The bytes of the entries of a list column of `batch`.
 fn entry_bytes(batch: &arrow::array::RecordBatch, column: &str) -> usize {
     use arrow::array::{Array, AsArray};
-    let list = batch.column_by_name(column).expect("column").as_list::<i32>();
+    let list = batch
+        .column_by_name(column)
+        .expect("column")
+        .as_list::<i32>();
     let values = list.values().as_string::<i32>();
     values.value_offsets()[values.len()] as usize - values.value_offsets()[0] as usize
 }
@@ -456,7 +459,10 @@ fn text_repaired_deep_in_a_nested_value_is_read_like_the_rest() {
     let (read, warning) = read_export_request(&request, &limits).expect("read");
     assert!(matches!(read, ReadRequest::Rows(..)) && warning.is_none());
     let mut broken = request.clone();
-    let at = broken.windows(4).position(|w| w == b"x@~@").expect("the marker");
+    let at = broken
+        .windows(4)
+        .position(|w| w == b"x@~@")
+        .expect("the marker");
     broken[at + 1] = 0xe9;
     let (read, warning) = read_export_request(&broken, &limits).expect("read repaired");
     assert!(matches!(read, ReadRequest::Rows(..)), "read as rows");
