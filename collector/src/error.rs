@@ -140,6 +140,10 @@ pub enum Error {
          encoded; send smaller batches or raise store.max_queued_bytes"
     )]
     LargerThanWriteQueue,
+    /// The request's spans would repeat their resource and scope into more bytes than
+    /// the write queue holds (the store's message says how many).
+    #[error("{0}")]
+    RepeatedTooLarge(String),
     /// The data directory's disk is below `store.min_free_disk`; retry after the delay.
     /// The message names the directory, its free bytes and the setting.
     #[error("{message}")]
@@ -269,6 +273,9 @@ impl From<meshtel_model::Error> for Error {
             Store::TooManySpans { count, limit } => Error::TooManySpans { count, limit },
             // No wait makes room for it: permanent.
             Store::LargerThanQueue { .. } => Error::LargerThanWriteQueue,
+            repeated @ Store::RepeatedTooLarge { .. } => {
+                Error::RepeatedTooLarge(repeated.to_string())
+            }
             Store::Overloaded { retry_after, bound } => Error::Overloaded { retry_after, bound },
             Store::DiskFull {
                 message,
@@ -288,6 +295,7 @@ impl Error {
         match self {
             Error::RequestTooLarge { .. }
             | Error::LargerThanWriteQueue
+            | Error::RepeatedTooLarge(_)
             | Error::JsonTooLargeToParse { .. } => ErrorCode::TooLarge,
             Error::TooManySpans { .. }
             | Error::UnsupportedMediaType { .. }

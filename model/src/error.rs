@@ -97,6 +97,22 @@ pub enum Error {
         /// The queue's size in bytes.
         queue_bytes: u64,
     },
+    /// Every stored span holds its resource's attributes and its scope's name and
+    /// version: a request whose spans would repeat more bytes of them than the whole
+    /// write queue holds can never be written (a large resource over many small spans:
+    /// a few megabytes asking for gigabytes), and is refused before any is held.
+    #[error(
+        "the request's spans would hold {bytes} bytes of their resource's attributes and \
+         scope's name and version (every stored span holds its own copy), more than the \
+         whole WAL write queue ({queue_bytes} bytes, store.max_queued_bytes): send fewer \
+         spans per request with this resource, or fewer or shorter resource attributes"
+    )]
+    RepeatedTooLarge {
+        /// The bytes the spans' copies would take, at least (counted until past the bound).
+        bytes: u64,
+        /// The queue's size in bytes.
+        queue_bytes: u64,
+    },
     /// An export body is not a valid protobuf `ExportTraceServiceRequest`.
     #[error("cannot decode the protobuf request: {0}")]
     DecodeRequest(String),
@@ -237,7 +253,7 @@ impl Error {
             | Error::ImportUnsupported { .. }
             | Error::NothingToImport(_)
             | Error::ImportedPolicyInvalid { .. } => ErrorCode::BadRequest,
-            Error::LargerThanQueue { .. } => ErrorCode::TooLarge,
+            Error::LargerThanQueue { .. } | Error::RepeatedTooLarge { .. } => ErrorCode::TooLarge,
             Error::Storage(_) => ErrorCode::Internal,
             Error::Unavailable(_) | Error::Overloaded { .. } | Error::DiskFull { .. } => {
                 ErrorCode::Unavailable

@@ -58,7 +58,7 @@ fn head(layout: Layout, n: usize) -> Vec<RecordBatch> {
                 Layout::Shuffled => request(first, REQUEST_SPANS, Starts::Shuffled),
                 Layout::Interleaved => interleaved_request(first, REQUEST_SPANS, Starts::Shuffled),
             };
-            match encode_export_request(&bytes, &limits) {
+            match encode_export_request(&bytes, &limits, u64::MAX) {
                 Ok(Some((rows, _))) => rows.batch,
                 other => panic!("the benchmark's request did not read: {:?}", other.err()),
             }

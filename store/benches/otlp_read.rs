@@ -30,11 +30,11 @@ fn by_structs(bytes: &[u8], limits: &SpanLimits) -> usize {
         return 0;
     };
     let validated = validate_resource_spans(request.resource_spans, limits);
-    encode_resource_spans(&validated.resource_spans).map_or(0, |(rows, _)| rows.batch.num_rows())
+    encode_resource_spans(&validated.resource_spans, u64::MAX).map_or(0, |(rows, _)| rows.batch.num_rows())
 }
 
 fn by_wire(bytes: &[u8], limits: &SpanLimits) -> usize {
-    match encode_export_request(bytes, limits) {
+    match encode_export_request(bytes, limits, u64::MAX) {
         Ok(Some((rows, _))) => rows.batch.num_rows(),
         _ => 0,
     }

@@ -233,6 +233,47 @@ pub(crate) struct Room {
     pub(crate) resource_bytes: usize,
 }
 
+/// Counts the bytes a request's rows repeat of their groups, up to a bound (the write
+/// queue's size): every row holds its resource's attribute entries and service and its
+/// scope's name and version, so a request of a few megabytes could ask for gigabytes (a
+/// large resource over many small spans). The encoders count each scope group's rows
+/// before appending them and stop past the bound, before holding any of it.
+#[derive(Debug)]
+pub(crate) struct Repeats {
+    bytes: u64,
+    bound: u64,
+}
+
+impl Repeats {
+    pub(crate) fn new(bound: u64) -> Self {
+        Repeats { bytes: 0, bound }
+    }
+
+    /// Counts `rows` rows of a group whose repeated parts are these; an error once
+    /// past the bound.
+    pub(crate) fn add(
+        &mut self,
+        rows: usize,
+        parts: (&str, &[String], &str, &str),
+    ) -> Result<()> {
+        let (service, encoded_resource, scope_name, scope_version) = parts;
+        let per_row = service.len()
+            + encoded_resource.iter().map(String::len).sum::<usize>()
+            + scope_name.len()
+            + scope_version.len();
+        self.bytes = self
+            .bytes
+            .saturating_add((per_row as u64).saturating_mul(rows as u64));
+        if self.bytes > self.bound {
+            return Err(crate::Error::Refused(meshtel_model::Error::RepeatedTooLarge {
+                bytes: self.bytes,
+                queue_bytes: self.bound,
+            }));
+        }
+        Ok(())
+    }
+}
+
 /// Bytes an attribute entry takes at least on average, for its list's offsets.
 const ENTRY_BYTES: usize = 16;
 
@@ -343,6 +384,7 @@ const ENCODE_ON_BLOCKING_THREAD_SPANS: usize = 2048;
 /// otherwise hold up the runtime thread serving other requests.
 pub(crate) async fn encode_resource_spans_off_runtime(
     resource_spans: Vec<ResourceSpans>,
+    max_repeated_bytes: u64,
 ) -> Result<(EncodedBatch, usize)> {
     let rows: usize = resource_spans
         .iter()
@@ -350,15 +392,20 @@ pub(crate) async fn encode_resource_spans_off_runtime(
         .map(|s| s.spans.len())
         .sum();
     if rows < ENCODE_ON_BLOCKING_THREAD_SPANS {
-        return encode_resource_spans(&resource_spans);
+        return encode_resource_spans(&resource_spans, max_repeated_bytes);
     }
-    tokio::task::spawn_blocking(move || encode_resource_spans(&resource_spans)).await?
+    tokio::task::spawn_blocking(move || encode_resource_spans(&resource_spans, max_repeated_bytes))
+        .await?
 }
 
 /// Converts spans to one Arrow batch. Spans whose ids have the wrong length are
 /// skipped (ingest rejects them before this point); the count of skipped spans is
-/// returned alongside.
-pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Result<(EncodedBatch, usize)> {
+/// returned alongside. Refused ([`Repeats`]) when the rows would repeat more than
+/// `max_repeated_bytes` of their resources and scopes.
+pub fn encode_resource_spans(
+    resource_spans: &[ResourceSpans],
+    max_repeated_bytes: u64,
+) -> Result<(EncodedBatch, usize)> {
     let rows: usize = resource_spans
         .iter()
         .flat_map(|r| &r.scope_spans)
@@ -370,6 +417,7 @@ pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Result<(Encode
     let mut services = Vec::with_capacity(resource_spans.len());
     let mut skipped = 0;
     let mut scratch = String::new();
+    let mut repeats = Repeats::new(max_repeated_bytes);
     for (resource_index, rs) in resource_spans.iter().enumerate() {
         let resource_attrs: &[KeyValue] = rs
             .resource
@@ -390,6 +438,10 @@ pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Result<(Encode
                 .as_ref()
                 .map(|s| (s.name.as_str(), s.version.as_str()))
                 .unwrap_or(("", ""));
+            repeats.add(
+                ss.spans.len(),
+                (&service, &encoded_resource, scope_name, scope_version),
+            )?;
             for span in &ss.spans {
                 if span.trace_id.len() != 16
                     || span.span_id.len() != 8

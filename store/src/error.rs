@@ -167,6 +167,9 @@ pub enum Error {
     /// The store has shut down.
     #[error("store is shut down")]
     Closed,
+    /// A write refused for what it asks of the store, with the error to answer it with.
+    #[error("{0}")]
+    Refused(meshtel_model::Error),
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -197,6 +200,15 @@ impl Error {
             ),
             Error::Block { source, .. } | Error::Blocks { source, .. } => source.is_out_of_memory(),
             _ => false,
+        }
+    }
+
+    /// What a write that failed with this answers: a refusal as it is, anything else
+    /// as the store being unavailable.
+    pub(crate) fn into_write_error(self) -> meshtel_model::Error {
+        match self {
+            Error::Refused(error) => error,
+            other => meshtel_model::Error::Unavailable(other.to_string()),
         }
     }
 

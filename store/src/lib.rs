@@ -191,7 +191,7 @@ impl Inner {
                 .iter()
                 .rev()
                 .filter(|b| b.max_start >= start_min && b.min_start <= start_max)
-                .map(|b| blocks_source([b], &self.blocks_dir)),
+                .map(|b| Source::of_blocks([b], &self.blocks_dir)),
         );
         sources
     }
@@ -205,7 +205,7 @@ impl Inner {
             .filter(|b| ids.iter().any(|id| b.trace_ids.may_contain(&id.0)));
         vec![
             Source::Head(Self::head_batches(&state)),
-            blocks_source(blocks, &self.blocks_dir),
+            Source::of_blocks(blocks, &self.blocks_dir),
         ]
     }
 
@@ -218,7 +218,7 @@ impl Inner {
             .filter(|b| b.max_start >= start_min && b.min_start <= start_max);
         vec![
             Source::Head(Self::head_batches(&state)),
-            blocks_source(blocks, &self.blocks_dir),
+            Source::of_blocks(blocks, &self.blocks_dir),
         ]
     }
 }
@@ -730,8 +730,9 @@ impl SpanSink for TraceStore {
 
     async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), ModelError> {
         let tx = self.admit_write()?;
-        let encoded = encode::encode_resource_spans_off_runtime(spans).await;
-        let (encoded, _skipped) = encoded.map_err(|e| ModelError::Unavailable(e.to_string()))?;
+        let max_repeated = self.inner.config.max_queued_bytes.as_u64();
+        let encoded = encode::encode_resource_spans_off_runtime(spans, max_repeated).await;
+        let (encoded, _skipped) = encoded.map_err(Error::into_write_error)?;
         self.write_encoded(tx, encoded).await
     }
 
@@ -744,13 +745,16 @@ impl SpanSink for TraceStore {
     ) -> Result<ExportSummary, ModelError> {
         let tx = self.admit_write()?;
         // A large request is read off the runtime's threads, not to hold up the others.
+        let max_repeated = self.inner.config.max_queued_bytes.as_u64();
         let read = if request.len() >= wire::READ_ON_BLOCKING_THREAD_BYTES {
             let (bytes, limits) = (request.clone(), limits.clone());
-            tokio::task::spawn_blocking(move || wire::read_export_request(&bytes, &limits))
+            tokio::task::spawn_blocking(move || {
+                wire::read_export_request(&bytes, &limits, max_repeated)
+            })
                 .await
                 .map_err(|e| ModelError::Unavailable(format!("reading the request failed: {e}")))?
         } else {
-            wire::read_export_request(&request, limits)
+            wire::read_export_request(&request, limits, max_repeated)
         };
         let (read, warning) = read?;
         let mut summary = match read {
@@ -766,27 +770,6 @@ impl SpanSink for TraceStore {
             summary.warn(&warning);
         }
         Ok(summary)
-    }
-}
-
-/// One source over `blocks`, with the time range their spans started in (0..0 when
-/// there are none).
-fn blocks_source<'a>(blocks: impl IntoIterator<Item = &'a BlockMeta>, dir: &Path) -> Source {
-    let (mut paths, mut min_start, mut max_start, mut rows) = (Vec::new(), i64::MAX, i64::MIN, 0);
-    for block in blocks {
-        paths.push(block.path(dir));
-        min_start = min_start.min(block.min_start);
-        max_start = max_start.max(block.max_start);
-        rows += block.rows;
-    }
-    if paths.is_empty() {
-        (min_start, max_start) = (0, 0);
-    }
-    Source::Blocks {
-        paths,
-        min_start,
-        max_start,
-        rows,
     }
 }
 

@@ -71,6 +71,30 @@ pub enum Source {
 }
 
 impl Source {
+    /// One source over `blocks`, with the time range their spans started in (0..0 when
+    /// there are none).
+    pub(crate) fn of_blocks<'a>(
+        blocks: impl IntoIterator<Item = &'a crate::block::BlockMeta>,
+        dir: &Path,
+    ) -> Source {
+        let (mut paths, mut min_start, mut max_start, mut rows) = (Vec::new(), i64::MAX, i64::MIN, 0);
+        for block in blocks {
+            paths.push(block.path(dir));
+            min_start = min_start.min(block.min_start);
+            max_start = max_start.max(block.max_start);
+            rows += block.rows;
+        }
+        if paths.is_empty() {
+            (min_start, max_start) = (0, 0);
+        }
+        Source::Blocks {
+            paths,
+            min_start,
+            max_start,
+            rows,
+        }
+    }
+
     /// Block files this source reads (0 for the head).
     pub fn block_count(&self) -> usize {
         match self {

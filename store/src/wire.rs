@@ -37,7 +37,7 @@ use prost::Message;
 use index::Index;
 
 use crate::encode::{
-    Builders, EncodedBatch, Room, Scalar, SpanFields, append_span, encode_attribute, encode_scalar,
+    Builders, EncodedBatch, Repeats, Room, Scalar, SpanFields, append_span, encode_attribute, encode_scalar,
     operations_of, service_name_of,
 };
 
@@ -416,8 +416,9 @@ pub(crate) enum ReadRequest {
 pub(crate) fn read_export_request(
     request: &[u8],
     limits: &SpanLimits,
+    max_repeated_bytes: u64,
 ) -> Result<(ReadRequest, Option<String>), ModelError> {
-    if let Some((encoded, summary)) = encode_export_request(request, limits)? {
+    if let Some((encoded, summary)) = encode_export_request(request, limits, max_repeated_bytes)? {
         return Ok((ReadRequest::Rows(encoded, summary), None));
     }
     let error = match ExportTraceServiceRequest::decode(request) {
@@ -429,7 +430,7 @@ pub(crate) fn read_export_request(
     let warning = Some(format!(
         "replaced invalid UTF-8 in {repaired} string(s) with U+FFFD"
     ));
-    if let Some((encoded, summary)) = encode_export_request(&fixed, limits)? {
+    if let Some((encoded, summary)) = encode_export_request(&fixed, limits, max_repeated_bytes)? {
         return Ok((ReadRequest::Rows(encoded, summary), warning));
     }
     let decoded = ExportTraceServiceRequest::decode(&fixed[..]).map_err(|_| refused())?;
@@ -439,10 +440,13 @@ pub(crate) fn read_export_request(
 /// Reads, validates and encodes a protobuf `ExportTraceServiceRequest` as
 /// [`meshtel_model::validate`] and [`crate::encode`] would after prost decoding:
 /// the rows of the valid spans and the summary for the response. `Ok(None)` when the
-/// request should go through prost instead (see the module docs).
+/// request should go through prost instead (see the module docs). Refused when the rows
+/// would repeat more than `max_repeated_bytes` of their resources and scopes
+/// ([`crate::encode::Repeats`]).
 pub fn encode_export_request(
     request: &[u8],
     limits: &SpanLimits,
+    max_repeated_bytes: u64,
 ) -> Result<Option<(EncodedBatch, ExportSummary)>, ModelError> {
     // Before either decoder holds anything of it (the caller's prost fallback too).
     shape::check(request, limits)?;
@@ -455,9 +459,14 @@ pub fn encode_export_request(
             limit: limits.max_spans_per_request,
         });
     }
-    match Encoder::new(index.room(), limits).encode(&index) {
+    let mut room = index.room();
+    // Past the bound the request is refused before it holds that much.
+    room.resource_bytes = room
+        .resource_bytes
+        .min(usize::try_from(max_repeated_bytes).unwrap_or(usize::MAX));
+    match Encoder::new(room, limits, max_repeated_bytes).encode(&index) {
         Ok(Ok(done)) => Ok(Some(done)),
-        Ok(Err(error)) => Err(ModelError::Unavailable(error.to_string())),
+        Ok(Err(error)) => Err(error.into_write_error()),
         Err(Unusual) => Ok(None),
     }
 }
@@ -466,6 +475,7 @@ pub fn encode_export_request(
 struct Encoder<'l> {
     limits: &'l SpanLimits,
     builders: Builders,
+    repeats: Repeats,
     report: Report,
     limiter: AttributeLimiter,
     scratch: String,
@@ -474,9 +484,10 @@ struct Encoder<'l> {
 }
 
 impl<'l> Encoder<'l> {
-    fn new(room: Room, limits: &'l SpanLimits) -> Self {
+    fn new(room: Room, limits: &'l SpanLimits, max_repeated_bytes: u64) -> Self {
         Encoder {
             limits,
+            repeats: Repeats::new(max_repeated_bytes),
             builders: Builders::with_room(room),
             report: Report::default(),
             limiter: AttributeLimiter::new(limits),
@@ -524,6 +535,10 @@ impl<'l> Encoder<'l> {
                     scope_name_version = (scope.name, scope.version);
                 }
                 let (scope_name, scope_version) = &scope_name_version;
+                let parts = (service.as_str(), &encoded_resource[..], &scope_name[..], &scope_version[..]);
+                if let Err(error) = self.repeats.add(spans.len(), parts) {
+                    return Ok(Err(error));
+                }
                 let mut scope_accepted = 0;
                 for (span_index, bytes) in index.spans[spans.clone()].iter().enumerate() {
                     let at = Position {

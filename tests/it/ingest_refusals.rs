@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// Many spans with little in them: a small protobuf request whose WAL record (one
 /// Arrow row per span, every column) is several times larger.
-fn many_small_spans(count: usize) -> ExportTraceServiceRequest {
+pub(crate) fn many_small_spans(count: usize) -> ExportTraceServiceRequest {
     let trace_id = random_trace_id();
     let start = now_nanos() - 60_000_000_000;
     let spans = (0..count)
@@ -31,7 +31,7 @@ async fn gauge_value(m: &Meshtel, name: &str) -> f64 {
         .value
 }
 
-async fn refused_count(m: &Meshtel, protocol: &str, reason: &str) -> f64 {
+pub(crate) async fn refused_count(m: &Meshtel, protocol: &str, reason: &str) -> f64 {
     let text = get(&m.http_url("/metrics")).await.text();
     parse_prometheus_text(&text)
         .into_iter()
@@ -554,82 +554,6 @@ min_free_disk = \"{reserve} B\"
 }
 
 /// Process `pid`'s peak resident memory (`VmHWM`), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
-    let dir = TestDir::new();
-    let m = Meshtel::serve(&dir).await;
-    // Four million empty resource groups: 8 MB on the wire, over 400 MB as prost's
-    // structs, and each an entry of the wire reader's index.
-    let mut body = Vec::with_capacity(8 << 20);
-    for _ in 0..4_000_000 {
-        body.extend_from_slice(&[0x0a, 0x00]);
-    }
-    let before = peak_rss(m.pid());
-    for (content_type, grpc) in [("application/x-protobuf", false), ("", true)] {
-        let status = if grpc {
-            let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
-            let status = m.grpc_client().await.export(request).await.unwrap_err();
-            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-            status.message().to_string()
-        } else {
-            let reply = post(
-                &m.http_url("/v1/traces"),
-                &[("content-type", content_type)],
-                body.clone(),
-            )
-            .await;
-            assert_eq!(reply.status, 400, "{}", reply.text());
-            reply.text()
-        };
-        assert!(status.contains("empty or near-empty messages"), "{status}");
-    }
-    let rose = peak_rss(m.pid()).saturating_sub(before);
-    assert!(
-        rose < 200 << 20,
-        "peak resident memory rose by {} MiB",
-        rose >> 20
-    );
-    // The server goes on taking ordinary requests, small ones and ones large enough
-    // to be read on a blocking thread.
-    for spans in [10, 30_000] {
-        let body = many_small_spans(spans).encode_to_vec();
-        assert!(spans == 10 || body.len() > 1 << 20, "{}", body.len());
-        let reply = post(
-            &m.http_url("/v1/traces"),
-            &[("content-type", "application/x-protobuf")],
-            body,
-        )
-        .await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-    }
-    let written = eventually(
-        std::time::Duration::from_secs(10),
-        "spans counted",
-        || async {
-            let text = get(&m.http_url("/metrics")).await.text();
-            let samples = parse_prometheus_text(&text);
-            let written = samples
-                .iter()
-                .find(|s| s.name == "meshtel_store_spans_written_total")?
-                .value;
-            (written >= 30_010.0).then_some(written)
-        },
-    )
-    .await;
-    assert_eq!(written, 30_010.0);
-    m.stop().await;
-}
-
 /// A Report stream's messages take from the in-flight budget while they arrive: one
 /// that stops midway ends the stream `DEADLINE_EXCEEDED` a body timeout after it began,
 /// giving its bytes back (before: held for as long as the stream lived, outside the

@@ -18,6 +18,7 @@ mod data_dir_lost;
 mod demo;
 mod durability;
 mod host_check;
+mod ingest_decoded_size;
 mod ingest_refusals;
 mod large_traces;
 mod malformed;

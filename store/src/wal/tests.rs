@@ -389,7 +389,7 @@ fn damage_among_real_records_loses_only_the_damaged_one() {
                 *crate::tests::T0,
                 1000,
             )];
-            let (encoded, _) = crate::encode::encode_resource_spans(&spans).unwrap();
+            let (encoded, _) = crate::encode::encode_resource_spans(&spans, u64::MAX).unwrap();
             let bytes = encoded.batch.get_array_memory_size();
             crate::writer::encode_record(&encoded.batch, bytes).unwrap()
         })

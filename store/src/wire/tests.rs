@@ -23,7 +23,7 @@ fn by_structs(
         return Some(Err(format!("too many: {count}")));
     }
     let validated = validate_resource_spans(decoded.resource_spans, limits);
-    let (encoded, skipped) = encode_resource_spans(&validated.resource_spans).ok()?;
+    let (encoded, skipped) = encode_resource_spans(&validated.resource_spans, u64::MAX).ok()?;
     assert_eq!(skipped, 0);
     Some(Ok((
         encoded,
@@ -42,7 +42,7 @@ fn by_wire(
     request: &[u8],
     limits: &SpanLimits,
 ) -> Option<Result<(EncodedBatch, ExportSummary), String>> {
-    match encode_export_request(request, limits) {
+    match encode_export_request(request, limits, u64::MAX) {
         Ok(Some(done)) => Some(Ok(done)),
         Ok(None) => None,
         Err(ModelError::TooManySpans { count, .. }) => Some(Err(format!("too many: {count}"))),
@@ -335,7 +335,7 @@ fn reserves_about_what_the_attributes_take() {
     }
     .encode_to_vec();
     let room = Index::of(&request).ok().expect("indexed").room();
-    let (encoded, summary) = encode_export_request(&request, &SpanLimits::default())
+    let (encoded, summary) = encode_export_request(&request, &SpanLimits::default(), u64::MAX)
         .expect("read")
         .expect("read without prost");
     assert_eq!(summary.accepted_spans, 250);
@@ -374,7 +374,7 @@ fn refuses_too_many_spans_before_reading_them() {
         max_spans_per_request: 2,
         ..SpanLimits::default()
     };
-    match encode_export_request(&request.encode_to_vec(), &limits) {
+    match encode_export_request(&request.encode_to_vec(), &limits, u64::MAX) {
         Err(ModelError::TooManySpans { count: 3, limit: 2 }) => {}
         other => panic!(
             "expected TooManySpans, got {:?}",
@@ -456,7 +456,7 @@ fn text_repaired_deep_in_a_nested_value_is_read_like_the_rest() {
         ExportTraceServiceRequest::decode(&request[..]).is_err(),
         "past prost's limit"
     );
-    let (read, warning) = read_export_request(&request, &limits).expect("read");
+    let (read, warning) = read_export_request(&request, &limits, u64::MAX).expect("read");
     assert!(matches!(read, ReadRequest::Rows(..)) && warning.is_none());
     let mut broken = request.clone();
     let at = broken
@@ -464,7 +464,7 @@ fn text_repaired_deep_in_a_nested_value_is_read_like_the_rest() {
         .position(|w| w == b"x@~@")
         .expect("the marker");
     broken[at + 1] = 0xe9;
-    let (read, warning) = read_export_request(&broken, &limits).expect("read repaired");
+    let (read, warning) = read_export_request(&broken, &limits, u64::MAX).expect("read repaired");
     assert!(matches!(read, ReadRequest::Rows(..)), "read as rows");
     assert_eq!(
         warning.as_deref(),

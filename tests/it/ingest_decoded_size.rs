@@ -1,0 +1,183 @@
+//! Requests that would take far more memory once read than on the wire are refused
+//! before they are held: one of empty messages (each a struct of a hundred bytes from
+//! two), and one whose spans would each hold their own copy of a large resource or
+//! scope name.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use crate::ingest_refusals::{many_small_spans, refused_count};
+use crate::support::*;
+
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    // Four million empty resource groups: 8 MB on the wire, over 400 MB as prost's
+    // structs, and each an entry of the wire reader's index.
+    let mut body = Vec::with_capacity(8 << 20);
+    for _ in 0..4_000_000 {
+        body.extend_from_slice(&[0x0a, 0x00]);
+    }
+    let before = peak_rss(m.pid());
+    for (content_type, grpc) in [("application/x-protobuf", false), ("", true)] {
+        let status = if grpc {
+            let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+            let status = m.grpc_client().await.export(request).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+            status.message().to_string()
+        } else {
+            let reply = post(
+                &m.http_url("/v1/traces"),
+                &[("content-type", content_type)],
+                body.clone(),
+            )
+            .await;
+            assert_eq!(reply.status, 400, "{}", reply.text());
+            reply.text()
+        };
+        assert!(status.contains("empty or near-empty messages"), "{status}");
+    }
+    let rose = peak_rss(m.pid()).saturating_sub(before);
+    assert!(
+        rose < 200 << 20,
+        "peak resident memory rose by {} MiB",
+        rose >> 20
+    );
+    // The server goes on taking ordinary requests, small ones and ones large enough
+    // to be read on a blocking thread.
+    for spans in [10, 30_000] {
+        let body = many_small_spans(spans).encode_to_vec();
+        assert!(spans == 10 || body.len() > 1 << 20, "{}", body.len());
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", "application/x-protobuf")],
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let written = eventually(
+        std::time::Duration::from_secs(10),
+        "spans counted",
+        || async {
+            let text = get(&m.http_url("/metrics")).await.text();
+            let samples = parse_prometheus_text(&text);
+            let written = samples
+                .iter()
+                .find(|s| s.name == "meshtel_store_spans_written_total")?
+                .value;
+            (written >= 30_010.0).then_some(written)
+        },
+    )
+    .await;
+    assert_eq!(written, 30_010.0);
+    m.stop().await;
+}
+
+/// A resource of 100 attributes of 60,000 bytes (each within the attribute limits) over
+/// 1,500 spans: 6 MB on the wire, 9 GB if every stored span held its copy. Before, the
+/// collector tried, and died (or took all the machine's memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_that_would_repeat_a_large_resource_are_refused_before_they_are_held() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    let trace_id = random_trace_id();
+    let start = now_nanos() - 60_000_000_000;
+    let spans: Vec<_> = (0..1_500)
+        .map(|_| simple_span(&trace_id, &random_span_id(), None, "s", start, 1_000))
+        .collect();
+    let mut group = resource_spans("wide", spans.clone());
+    let resource = group.resource.as_mut().unwrap();
+    resource
+        .attributes
+        .extend((0..100).map(|i| kv_str(&format!("k{i}"), &"v".repeat(60_000))));
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![group],
+    };
+    let body = request.encode_to_vec();
+    assert!(body.len() < 8 << 20, "within max_request_bytes: {}", body.len());
+    // The same amplification through a scope name, on OTLP/JSON (read through structs).
+    let json_spans: Vec<_> = spans
+        .iter()
+        .map(|span| {
+            serde_json::json!({
+                "traceId": hex::encode(&span.trace_id),
+                "spanId": hex::encode(&span.span_id),
+                "name": "s",
+                "startTimeUnixNano": span.start_time_unix_nano.to_string(),
+                "endTimeUnixNano": span.end_time_unix_nano.to_string(),
+            })
+        })
+        .collect();
+    let json = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "wide"}}
+        ]},
+        "scopeSpans": [{"scope": {"name": "n".repeat(6_000_000)}, "spans": json_spans}],
+    }]})
+    .to_string();
+
+    let before = peak_rss(m.pid());
+    for (content_type, body) in [
+        ("application/x-protobuf", body),
+        ("application/json", json.into_bytes()),
+    ] {
+        let reply = post(
+            &m.http_url("/v1/traces"),
+            &[("content-type", content_type)],
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, 413, "{content_type}: {}", reply.text());
+        assert!(reply.headers.get("retry-after").is_none());
+        let text = reply.text();
+        assert!(
+            text.contains("resource's attributes") && text.contains("store.max_queued_bytes"),
+            "{content_type}: {text}"
+        );
+    }
+    let status = m
+        .grpc_client()
+        .await
+        .export(request)
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.details().is_empty(), "no RetryInfo: {status:?}");
+    let rose = peak_rss(m.pid()).saturating_sub(before);
+    assert!(
+        rose < 200 << 20,
+        "peak resident memory rose by {} MiB",
+        rose >> 20
+    );
+    assert_eq!(refused_count(&m, "otlp_http", "too_large").await, 2.0);
+    assert_eq!(refused_count(&m, "otlp_grpc", "too_large").await, 1.0);
+    // Nothing was stored, and the server goes on taking ordinary requests.
+    export_grpc(m.grpc.unwrap(), many_small_spans(10)).await;
+    let written = eventually(
+        std::time::Duration::from_secs(10),
+        "spans counted",
+        || async {
+            let text = get(&m.http_url("/metrics")).await.text();
+            parse_prometheus_text(&text)
+                .iter()
+                .find(|s| s.name == "meshtel_store_spans_written_total")
+                .map(|s| s.value)
+                .filter(|&v| v > 0.0)
+        },
+    )
+    .await;
+    assert_eq!(written, 10.0);
+    m.stop().await;
+}
