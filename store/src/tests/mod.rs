@@ -1,5 +1,6 @@
 //! Store tests over a real data directory: write, search, flush, compact, reopen.
 
+use std::path::Path;
 use std::time::Duration;
 
 use meshtel_model::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
