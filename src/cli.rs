@@ -449,7 +449,7 @@ impl ServerArgs {
             collector(
                 "--admin-token (MESHTEL_ADMIN_TOKEN)",
                 "[admin] token",
-                self.admin_token.as_ref().is_some_and(|t| !t.is_empty()),
+                self.admin_token.as_ref().is_some_and(|t| !t.trim().is_empty()),
             ),
         ]
         .into_iter()
