@@ -54,7 +54,8 @@ pub struct IngestLimits {
     /// Most request bytes held at once by all ingest requests being received and
     /// processed (OTLP gRPC, OTLP HTTP and Zipkin together), as received and, for HTTP,
     /// once decompressed, and what parsing a JSON body takes (about 770 bytes per JSON
-    /// object: some twenty times an OTLP/JSON body; a body whose parse cannot fit in the
+    /// object, 80 per scalar in an array, 192 per object entry past eleven: some twenty
+    /// times an OTLP/JSON body; a body whose parse cannot fit in the
     /// whole budget is 413). A request that would go past it
     /// is refused with HTTP 503 / gRPC `UNAVAILABLE` and a retry delay of 1 s, counted in
     /// `meshtel_ingest_refused_total{reason="overloaded"}`. Default `384MiB`; at least

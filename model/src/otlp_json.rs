@@ -39,6 +39,13 @@ use serde_json::{Map, Value};
 use crate::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use crate::otlp::common::v1::{AnyValue, KeyValue, any_value};
 
+mod cost;
+
+pub use cost::{
+    MIN_BYTES_PER_OBJECT, PARSED_BYTES_PER_ARRAY_SCALAR, PARSED_BYTES_PER_EXTRA_ENTRY,
+    PARSED_BYTES_PER_OBJECT, check_json_objects, json_parse_bytes,
+};
+
 /// `Span.kind` names, as `SpanKind` numbers them.
 const SPAN_KIND_NAMES: &[(&str, i64)] = &[
     ("SPAN_KIND_UNSPECIFIED", 0),
@@ -66,68 +73,6 @@ const U32_FIELDS: &[&str] = &[
 
 /// Fields used only by the profiling signal; ignored for traces.
 const PROFILING_ONLY_FIELDS: &[&str] = &["keyStrindex", "stringValueStrindex"];
-
-/// Fewest body bytes per JSON object a request may average. The smallest object of
-/// either format that means anything (an attribute `{"key":"a","value":{"intValue":1}}`,
-/// a Zipkin endpoint `{"serviceName":"a"}`) takes well over twice this; a body of
-/// empty objects (`[{},{},…]`: three bytes each) would take thirty to a hundred times
-/// its size once parsed.
-pub const MIN_BYTES_PER_OBJECT: usize = 8;
-
-/// Objects allowed in any body, however short.
-const ALWAYS_ALLOWED_OBJECTS: usize = 4096;
-
-/// Counts the objects and arrays of a JSON body (`{` and `[` outside strings) before it
-/// is parsed, and refuses one of more than one per [`MIN_BYTES_PER_OBJECT`] bytes:
-/// parsing it would take many times its size in memory. Malformed JSON is left to the
-/// parser.
-pub fn check_json_objects(body: &[u8]) -> crate::Result<()> {
-    let objects = count_json_objects(body);
-    let allowed = (body.len() / MIN_BYTES_PER_OBJECT).max(ALWAYS_ALLOWED_OBJECTS);
-    if objects > allowed {
-        return Err(crate::Error::BadRequest(format!(
-            "the body's {} bytes hold {objects} JSON objects and arrays, more than one \
-             per {MIN_BYTES_PER_OBJECT} bytes: empty or near-empty objects are refused",
-            body.len()
-        )));
-    }
-    Ok(())
-}
-
-/// What parsing a JSON object or array into a `serde_json::Value` tree takes in memory,
-/// whatever its size in the body: a map's node holds room for eleven entries (measured:
-/// 780–790 bytes per object for OTLP/JSON spans and for bodies of `{"a":1}` alike).
-pub const PARSED_BYTES_PER_OBJECT: usize = 768;
-
-/// About what parsing `body` will take in memory beyond its bytes
-/// ([`PARSED_BYTES_PER_OBJECT`] per object or array): about twenty times the body for
-/// ordinary OTLP/JSON, a hundred for one of tiny objects.
-pub fn json_parse_bytes(body: &[u8]) -> usize {
-    count_json_objects(body).saturating_mul(PARSED_BYTES_PER_OBJECT)
-}
-
-/// The objects and arrays of a JSON body (`{` and `[` outside strings).
-fn count_json_objects(body: &[u8]) -> usize {
-    let (mut objects, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-        } else if byte == b'"' {
-            in_string = true;
-        } else if byte == b'{' || byte == b'[' {
-            // An array parses as a message too (serde reads a struct from a sequence
-            // of its fields).
-            objects += 1;
-        }
-    }
-    objects
-}
 
 /// Rewrites an OTLP/JSON tree into the form the generated serde impls accept; see
 /// the module docs.

@@ -181,3 +181,50 @@ async fn spans_that_would_repeat_a_large_resource_are_refused_before_they_are_he
     assert_eq!(written, 10.0);
     m.stop().await;
 }
+
+/// An OTLP/JSON body of 7 million zeros in an unknown field: 14 MB, 14 KB gzipped,
+/// about 500 MB once parsed. The in-flight budget counted only its two objects, so
+/// fourteen such requests at once took the collector past 6 GB; it is now charged
+/// with what the numbers parse into, more than the whole budget, and refused for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_body_of_numbers_is_charged_for_what_it_parses_into() {
+    use std::io::Write;
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    let mut body = String::with_capacity(15 << 20);
+    body.push_str(r#"{"resourceSpans":[],"x":["#);
+    body.push_str(&vec!["0"; 7_000_000].join(","));
+    body.push_str("]}");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body.as_bytes()).unwrap();
+    let gzipped = encoder.finish().unwrap();
+    let before = peak_rss(m.pid());
+    let url = m.http_url("/v1/traces");
+    let replies = futures::future::join_all((0..4).map(|_| {
+        post(
+            &url,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            gzipped.clone(),
+        )
+    }))
+    .await;
+    for reply in replies {
+        assert_eq!(reply.status, 413, "{}", reply.text());
+        assert!(
+            reply.text().contains("max_inflight_bytes"),
+            "{}",
+            reply.text()
+        );
+    }
+    let rose = peak_rss(m.pid()).saturating_sub(before);
+    assert!(
+        rose < 200 << 20,
+        "peak resident memory rose by {} MiB",
+        rose >> 20
+    );
+    export_grpc(m.grpc.unwrap(), many_small_spans(10)).await;
+    m.stop().await;
+}
