@@ -17,7 +17,7 @@ const ALWAYS_ALLOWED_OBJECTS: usize = 4096;
 /// parsing it would take many times its size in memory. Malformed JSON is left to the
 /// parser.
 pub fn check_json_objects(body: &[u8]) -> crate::Result<()> {
-    let objects = count_json_objects(body);
+    let objects = json_shape(body).containers;
     let allowed = (body.len() / MIN_BYTES_PER_OBJECT).max(ALWAYS_ALLOWED_OBJECTS);
     if objects > allowed {
         return Err(crate::Error::BadRequest(format!(
@@ -159,28 +159,6 @@ fn element_starts(open: &mut [Open]) {
     }
 }
 
-/// The objects and arrays of a JSON body (`{` and `[` outside strings).
-fn count_json_objects(body: &[u8]) -> usize {
-    let (mut objects, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-        } else if byte == b'"' {
-            in_string = true;
-        } else if byte == b'{' || byte == b'[' {
-            // An array parses as a message too (serde reads a struct from a sequence
-            // of its fields).
-            objects += 1;
-        }
-    }
-    objects
-}
 
 #[cfg(test)]
 mod tests {
