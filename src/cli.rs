@@ -221,6 +221,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_head_rows = 524288           # spans held in memory; beyond: 503/UNAVAILABLE
               max_head_bytes = "96 MiB"        # their Arrow memory; beyond: 503/UNAVAILABLE
               max_queued_bytes = "64 MiB"      # requests waiting for the WAL; beyond: 503 (at most 16 GiB)
+              max_read_bytes = "64 MiB"        # attributes, events and links in one answer; past it traces are cut
               min_free_disk = "256 MiB"        # free space kept on the data dir's disk; below: 503; 0: off
               row_group_rows = 65536           # Parquet row group size
               block_order = "trace"            # or "service" (searches faster, fetches slower)

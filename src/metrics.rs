@@ -338,7 +338,7 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
     );
     counter(
         "meshtel_query_traces_cut_total",
-        "Traces cut to their earliest spans because an answer would have held more than [query] max_spans_per_response spans.",
+        "Traces cut to their earliest spans because an answer would have held more than [query] max_spans_per_response spans or [store] max_read_bytes of attributes, events and links.",
         s.traces_cut,
     );
     counter(

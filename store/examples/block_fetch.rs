@@ -76,7 +76,7 @@ async fn fetch(block: PathBuf, traces: usize) -> Result<(), Box<dyn Error>> {
             .map(|id| TraceId(*id))
             .collect();
         let started = Instant::now();
-        let rows = searcher.fetch_rows(&pick, &sources, usize::MAX).await?.batches;
+        let rows = searcher.fetch_rows(&pick, &sources, (usize::MAX, u64::MAX)).await?.batches;
         if rows.is_empty() {
             return Err("a fetch found nothing".into());
         }

@@ -123,6 +123,17 @@ pub struct StoreConfig {
         deserialize_with = "meshtel_model::size::deserialize_size"
     )]
     pub max_queued_bytes: ByteSize,
+    /// Bound on what one read holds of its spans' strings (attributes, events, links):
+    /// a search's or a trace fetch's answer. Past it the largest traces are cut to their
+    /// earliest spans, as past `[query] max_spans_per_response` (with the same warning
+    /// and count): a few spans of megabytes each must not make an answer of gigabytes.
+    /// Default `64MiB`, about what 50,000 spans of a kilobyte of attributes each hold (a
+    /// read takes some eight times this while its answer is built); at least `1MiB`.
+    #[serde(
+        default = "default_max_read_bytes",
+        deserialize_with = "meshtel_model::size::deserialize_size"
+    )]
+    pub max_read_bytes: ByteSize,
     /// Free space kept on the data directory's disk. Below it, new spans are refused
     /// before they reach the WAL (503 `Retry-After` / `UNAVAILABLE` with a retry delay,
     /// counted in `meshtel_store_writes_rejected_disk_full_total`), while flushes,
@@ -218,6 +229,9 @@ fn default_max_head_bytes() -> ByteSize {
 fn default_max_queued_bytes() -> ByteSize {
     ByteSize::mib(64)
 }
+fn default_max_read_bytes() -> ByteSize {
+    ByteSize::mib(64)
+}
 fn default_row_group_rows() -> usize {
     65_536
 }
@@ -256,6 +270,7 @@ impl Default for StoreConfig {
             max_head_rows: default_max_head_rows(),
             max_head_bytes: default_max_head_bytes(),
             max_queued_bytes: default_max_queued_bytes(),
+            max_read_bytes: default_max_read_bytes(),
             min_free_disk: default_min_free_disk(),
             row_group_rows: default_row_group_rows(),
             block_order: BlockOrder::default(),
@@ -281,6 +296,9 @@ impl StoreConfig {
         }
         if self.max_head_bytes.as_u64() < ByteSize::mib(1).as_u64() {
             return err("max_head_bytes must be at least 1MiB");
+        }
+        if self.max_read_bytes.as_u64() < ByteSize::mib(1).as_u64() {
+            return err("max_read_bytes must be at least 1MiB");
         }
         if self.max_head_rows < self.flush_rows {
             return err("max_head_rows must be at least flush_rows");

@@ -90,7 +90,7 @@ impl TraceStore {
         let rows = self
             .inner
             .searcher
-            .fetch_rows(&ids, &fetch_sources, query.max_spans.unwrap_or(usize::MAX))
+            .fetch_rows(&ids, &fetch_sources, self.read_bounds(query.max_spans.unwrap_or(usize::MAX)))
             .await?;
         let fetched = started.elapsed();
         let mut traces = decode_kept(rows, &self.inner.stats)?;
@@ -114,11 +114,16 @@ impl TraceStore {
         Ok(self.get_traces(&[trace_id], usize::MAX).await?.pop())
     }
 
+    /// The bounds of one read: `max_spans`, and `[store] max_read_bytes`.
+    fn read_bounds(&self, max_spans: usize) -> (usize, u64) {
+        (max_spans, self.inner.config.max_read_bytes.as_u64())
+    }
+
     async fn get_traces_once(&self, trace_ids: &[TraceId], max_spans: usize) -> Result<Vec<Trace>> {
         let rows = self
             .inner
             .searcher
-            .fetch_rows(trace_ids, &self.inner.fetch_sources(trace_ids), max_spans)
+            .fetch_rows(trace_ids, &self.inner.fetch_sources(trace_ids), self.read_bounds(max_spans))
             .await?;
         let mut found: std::collections::HashMap<TraceId, Trace> =
             decode_kept(rows, &self.inner.stats)?

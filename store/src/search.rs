@@ -508,9 +508,9 @@ impl Searcher {
         &self,
         trace_ids: &[TraceId],
         sources: &[Source],
-        max_spans: usize,
+        (max_spans, max_bytes): (usize, u64),
     ) -> Result<Kept> {
-        let mut gathered = Gathered::new(max_spans);
+        let mut gathered = Gathered::new(max_spans, max_bytes);
         if trace_ids.is_empty() {
             return gathered.finish();
         }
@@ -532,7 +532,7 @@ impl Searcher {
             let (blocks, ids) = (self.blocks.clone(), ids.clone());
             self.spawn_read(Lane::Fast, move || {
                 blocks
-                    .block_rows(&path, &ids, max_spans)
+                    .block_rows(&path, &ids, (max_spans, max_bytes))
                     .map_err(Error::in_block(&path))
             })
         }))

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use arrow::array::Array;
 use arrow::array::{AsArray, BooleanArray, FixedSizeBinaryArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Int8Type, Int64Type};
+use arrow::datatypes::{DataType, Int8Type, Int64Type};
 use arrow::record_batch::RecordBatch;
 
 use crate::schema::col;
@@ -34,6 +34,48 @@ type Row = (i64, bool, [u8; 8], i8, u32, u32);
 /// Whether two rows are one span stored twice (as at-least-once delivery can make).
 fn same_span(a: &Row, b: &Row) -> bool {
     (a.0, a.2, a.3) == (b.0, b.2, b.3)
+}
+
+/// The bytes a batch's rows hold: its strings and binaries (string views by their
+/// lengths, not the pages they point into), lists by their entries, eight bytes for
+/// any other value.
+pub(crate) fn payload_bytes(batch: &RecordBatch) -> u64 {
+    batch.columns().iter().map(|c| array_bytes(c.as_ref())).sum()
+}
+
+fn array_bytes(array: &dyn Array) -> u64 {
+    fn span<O: arrow::array::OffsetSizeTrait>(offsets: &[O]) -> u64 {
+        match (offsets.first(), offsets.last()) {
+            (Some(first), Some(last)) => (last.as_usize() - first.as_usize()) as u64,
+            _ => 0,
+        }
+    }
+    match array.data_type() {
+        DataType::Utf8 => span(array.as_string::<i32>().value_offsets()),
+        DataType::LargeUtf8 => span(array.as_string::<i64>().value_offsets()),
+        DataType::Binary => span(array.as_binary::<i32>().value_offsets()),
+        DataType::LargeBinary => span(array.as_binary::<i64>().value_offsets()),
+        DataType::Utf8View => view_bytes(array.as_string_view().views()),
+        DataType::BinaryView => view_bytes(array.as_binary_view().views()),
+        DataType::List(_) => {
+            let list = array.as_list::<i32>();
+            let offsets = list.value_offsets();
+            match (offsets.first(), offsets.last()) {
+                (Some(&first), Some(&last)) => {
+                    let (first, last) = (first.max(0) as usize, last.max(0) as usize);
+                    let last = last.max(first);
+                    array_bytes(list.values().slice(first, last - first).as_ref())
+                }
+                _ => 0,
+            }
+        }
+        _ => array.len() as u64 * 8,
+    }
+}
+
+/// The lengths of string or binary views (the low 32 bits of each).
+fn view_bytes(views: &[u128]) -> u64 {
+    views.iter().map(|&view| u64::from(view as u32)).sum()
 }
 
 /// At most `max_spans` rows of `batches`, shared between their traces.
@@ -144,8 +186,13 @@ fn within_sized(
 /// have kept.
 pub struct Gathered {
     max_spans: usize,
+    /// Bound on the bytes of what the rows hold ([`payload_bytes`]): a few spans of
+    /// megabytes each (arrays of a million strings, hundreds of thousands of events)
+    /// must not make an answer of gigabytes.
+    max_bytes: u64,
     batches: Vec<RecordBatch>,
     held: usize,
+    held_bytes: u64,
     /// Rows seen per trace, kept or not.
     seen: HashMap<[u8; 16], u64>,
     /// Whether rows were cut while gathering: then `seen` sizes the final cut (a
@@ -154,12 +201,14 @@ pub struct Gathered {
 }
 
 impl Gathered {
-    /// Nothing gathered yet, under a bound of `max_spans`.
-    pub fn new(max_spans: usize) -> Self {
+    /// Nothing gathered yet, under a bound of `max_spans` and of `max_bytes`.
+    pub fn new(max_spans: usize, max_bytes: u64) -> Self {
         Gathered {
             max_spans,
+            max_bytes,
             batches: Vec::new(),
             held: 0,
+            held_bytes: 0,
             seen: HashMap::new(),
             cut: false,
         }
@@ -196,27 +245,45 @@ impl Gathered {
             return Ok(());
         }
         self.held += batch.num_rows();
+        self.held_bytes = self.held_bytes.saturating_add(payload_bytes(&batch));
         self.batches.push(batch);
-        if self.held > self.max_spans.saturating_mul(2) {
+        let over_bytes = self.held_bytes > self.max_bytes.saturating_mul(2);
+        if self.held > self.max_spans.saturating_mul(2) || over_bytes {
             // A row more per trace than the bound shares out: what integer shares
-            // round off never cuts a row the final cut keeps.
-            let kept = within(
-                std::mem::take(&mut self.batches),
-                self.max_spans.saturating_add(self.seen.len()),
-            )?;
+            // round off never cuts a row the final cut keeps. Rows as large as the
+            // byte bound cuts to are cut at once.
+            let bound = match self.bound() {
+                bound if bound < self.max_spans => bound,
+                bound => bound.saturating_add(self.seen.len()),
+            };
+            let kept = within(std::mem::take(&mut self.batches), bound)?;
             self.batches = kept.batches;
             self.held = self.batches.iter().map(RecordBatch::num_rows).sum();
+            self.held_bytes = self.batches.iter().map(payload_bytes).sum();
             self.cut = true;
         }
         Ok(())
     }
 
+    /// The spans an answer may hold: `max_spans`, or fewer when the rows held are
+    /// larger on average than `max_bytes` shares out.
+    fn bound(&self) -> usize {
+        if self.held_bytes <= self.max_bytes || self.held == 0 {
+            return self.max_spans;
+        }
+        let by_bytes = (self.held as u128 * u128::from(self.max_bytes)) / u128::from(self.held_bytes);
+        self.max_spans
+            .min(usize::try_from(by_bytes).unwrap_or(usize::MAX))
+            .max(1)
+    }
+
     /// At most `max_spans` of the rows, and how many of each cut trace were left out.
     pub fn finish(self) -> Result<Kept> {
+        let bound = self.bound();
         if !self.cut {
-            return within(self.batches, self.max_spans);
+            return within(self.batches, bound);
         }
-        let kept = within_sized(self.batches, self.max_spans, &self.seen)?;
+        let kept = within_sized(self.batches, bound, &self.seen)?;
         let mut returned: HashMap<[u8; 16], u64> = HashMap::new();
         for batch in &kept.batches {
             let ids = trace_ids(batch)?;
@@ -398,13 +465,46 @@ mod tests {
         assert!(all.omitted.is_empty());
     }
 
+    /// `batch`'s rows, each with a string of `bytes` bytes beside.
+    fn heavy(rows: &[(u8, i64)], bytes: usize) -> RecordBatch {
+        let plain = batch(rows);
+        let mut fields: Vec<Field> = plain.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("attributes", DataType::Utf8, false));
+        let mut columns = plain.columns().to_vec();
+        let text = "x".repeat(bytes);
+        columns.push(Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|_| text.as_str()))));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    /// Rows of a megabyte each are cut by bytes, however few spans they are: the
+    /// earliest spans of each trace, about the byte bound's worth, while they are read
+    /// and at the end, with the rows left out counted.
+    #[test]
+    fn a_read_of_large_spans_is_cut_to_the_byte_bound() {
+        let mut gathered = Gathered::new(50_000, 3 << 20);
+        for start in 0..4 {
+            gathered.push(heavy(&[(1, start), (2, start)], 1 << 20)).unwrap();
+            assert!(gathered.held_bytes <= 7 << 20, "held {} bytes", gathered.held_bytes);
+        }
+        let kept = gathered.finish().unwrap();
+        let bytes: u64 = kept.batches.iter().map(payload_bytes).sum();
+        assert!((2 << 20..=4 << 20).contains(&bytes), "kept {bytes} bytes");
+        assert_eq!(rows(&kept), vec![(1, 0), (2, 0)]);
+        assert_eq!(kept.omitted, HashMap::from([([1; 16], 3), ([2; 16], 3)]));
+
+        // Under the byte bound, the span bound alone applies.
+        let mut gathered = Gathered::new(50_000, 64 << 20);
+        gathered.push(heavy(&[(1, 0), (2, 0), (2, 1)], 1 << 20)).unwrap();
+        assert_eq!(rows(&gathered.finish().unwrap()).len(), 3);
+    }
+
     /// A cut while gathering can leave a small and a large trace the same size held:
     /// the final cut still shares by what each had, as one cut of every row does.
     #[test]
     fn the_final_cut_shares_by_the_rows_each_trace_had() {
         let mut rows_in: Vec<(u8, i64)> = (0..40).map(|i| (1u8, i)).collect();
         rows_in.extend((0..3).map(|i| (2u8, 100 + i)));
-        let mut gathered = Gathered::new(3);
+        let mut gathered = Gathered::new(3, u64::MAX);
         gathered.push(batch(&rows_in)).unwrap();
         let got = gathered.finish().unwrap();
         // Held 3 and 2 after the cut to 5; had 40 and 3: the large one gets 2.
@@ -429,8 +529,8 @@ mod tests {
             }
         }
         for max in [1, 3, 10, 25, 60, 400] {
-            let mut gathered = Gathered::new(max);
-            let mut apart = Gathered::new(max);
+            let mut gathered = Gathered::new(max, u64::MAX);
+            let mut apart = Gathered::new(max, u64::MAX);
             for (n, chunk) in all.chunks(9).enumerate() {
                 if n % 3 == 0 {
                     apart.push(batch(chunk)).unwrap();

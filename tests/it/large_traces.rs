@@ -69,7 +69,8 @@ async fn answers_over_the_span_bound_cut_the_largest_trace_with_a_warning() {
     let warning = |shown: usize| {
         Value::from(vec![format!(
             "trace cut to its earliest {shown} spans: {} more are stored; an answer holds at \
-             most [query] max_spans_per_response spans",
+             most [query] max_spans_per_response spans and [store] max_read_bytes of their \
+             attributes, events and links",
             3_000 - shown
         )])
     };
@@ -288,4 +289,45 @@ async fn store_wide_trace(m: &Meshtel, spans: u64, names: u64) -> String {
     let hex = jaeger_trace_id(&trace);
     wait_for_trace(m, &hex, usize::try_from(spans).unwrap()).await;
     hex
+}
+
+/// Spans of megabytes each (an array attribute of 300,000 strings: 3.6 MB of protobuf,
+/// 30 KB gzipped) are cut by `[store] max_read_bytes` however few they are: before,
+/// forty such spans read back took the collector past 6 GB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_of_a_few_huge_spans_are_cut_by_their_bytes() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value};
+    let dir = TestDir::new();
+    let m = Meshtel::serve_with_config(&dir, "[store]\nmax_read_bytes = \"2 MiB\"\n").await;
+    let trace = random_trace_id();
+    let start = now_nanos() - 60_000 * MS;
+    let values = (0..300_000)
+        .map(|_| AnyValue {
+            value: Some(any_value::Value::StringValue("abcdefgh".into())),
+        })
+        .collect();
+    let array = any_value::Value::ArrayValue(ArrayValue { values });
+    for i in 0..3u64 {
+        let mut span = simple_span(&trace, &random_span_id(), None, "huge", start + i * MS, 10);
+        span.attributes.push(kv("many", array.clone()));
+        export_grpc(
+            m.grpc.unwrap(),
+            ExportTraceServiceRequest {
+                resource_spans: vec![resource_spans("huge", vec![span])],
+            },
+        )
+        .await;
+    }
+    let id = jaeger_trace_id(&trace);
+    let one = get_json(&m.query_url(&format!("/api/traces/{id}"))).await;
+    let (spans, warnings) = shape(&one["data"][0]);
+    assert_eq!(spans, 1, "{warnings}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(
+        warning.contains("2 more are stored") && warning.contains("[store] max_read_bytes"),
+        "{warning}"
+    );
+    let found = get_json(&m.query_url("/api/traces?service=huge&limit=20&lookback=1h")).await;
+    assert_eq!(shape(&found["data"][0]).0, 1, "{}", found["errors"]);
+    m.stop().await;
 }

@@ -73,7 +73,8 @@ pub fn convert_trace(trace: &Trace, adjust: Adjust) -> Option<model::Trace> {
 pub fn omitted_warning(shown: usize, omitted: u64) -> String {
     format!(
         "trace cut to its earliest {shown} spans: {omitted} more are stored; an answer holds \
-         at most [query] max_spans_per_response spans"
+         at most [query] max_spans_per_response spans and [store] max_read_bytes of \
+         their attributes, events and links"
     )
 }
 

@@ -130,9 +130,9 @@ impl BlockMetadata {
         &self,
         path: &Path,
         ids: &[[u8; 16]],
-        max_spans: usize,
+        (max_spans, max_bytes): (usize, u64),
     ) -> Result<Gathered> {
-        let mut gathered = Gathered::new(max_spans);
+        let mut gathered = Gathered::new(max_spans, max_bytes);
         let (file, metadata) = self.open(path)?;
         let parquet = metadata.metadata().clone();
         let Some((row_groups, selection)) = candidate_rows(&parquet, ids) else {
