@@ -37,10 +37,14 @@ trap cleanup EXIT
 run() {
     local name=$1 bound=$2 dir=$WORK/$1
     mkdir -p "$dir"
-    printf '[query]\nmax_spans_per_response = %s\n' "$bound" >"$dir.toml"
+    printf '[query]\nmax_spans_per_response = %s\n[store]\n' "$bound" >"$dir.toml"
+    if ((bound > 50000)); then
+        # The whole trace: past the default bound of bytes too.
+        printf 'max_read_bytes = "16 GiB"\n' >>"$dir.toml"
+    fi
     if [[ -n ${LARGE_TRACE_BATCH:-} ]]; then
         # One block per request, never merged: the trace spread over many blocks.
-        printf '[store]\nflush_rows = %s\ncompaction_interval = "1h"\n' "$BATCH" >>"$dir.toml"
+        printf 'flush_rows = %s\ncompaction_interval = "1h"\n' "$BATCH" >>"$dir.toml"
     fi
     RUST_LOG=warn "$BIN" serve --config "$dir.toml" --data-dir "$dir" \
         --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
