@@ -17,10 +17,13 @@
 //! - attribute lists (span, event, link, resource, scope) keep their first
 //!   `max_attributes_per_span` entries; the others are counted in
 //!   `dropped_attributes_count`. String and bytes values longer than
-//!   `max_attribute_value_bytes` are truncated, and so are span names, event names and
+//!   `max_attribute_value_bytes` are truncated (an array's or map's elements are kept
+//!   while they fit it in total), and so are span names, event names and
 //!   attribute keys longer than `max_name_bytes`. These produce a warning in the response;
 //! - profiling-only fields (`key_strindex`, `string_value_strindex`) are ignored;
 //! - resource and scope groups left without spans are dropped.
+
+use prost::Message;
 
 use crate::otlp::common::v1::any_value::Value;
 use crate::otlp::common::v1::{AnyValue, KeyValue};
@@ -434,19 +437,51 @@ impl AttributeLimiter {
                 let end = self.limit_bytes(bytes).len();
                 bytes.truncate(end);
             }
+            // An array or map is one value: its elements are kept while their encoding
+            // fits `max_attribute_value_bytes` in total (the first always), the rest
+            // dropped and the value counted as cut. Without it one attribute of a
+            // million short strings made a span of a whole request.
             Some(Value::ArrayValue(array)) => {
-                for item in &mut array.values {
-                    self.limit_value(item);
-                }
+                let kept = self.limit_elements(&mut array.values, |limiter, item| {
+                    limiter.limit_value(item);
+                    item.encoded_len()
+                });
+                array.values.truncate(kept);
             }
             Some(Value::KvlistValue(list)) => {
-                for item in &mut list.values {
-                    self.limit_key_value(item);
-                }
+                let kept = self.limit_elements(&mut list.values, |limiter, item| {
+                    limiter.limit_key_value(item);
+                    item.encoded_len()
+                });
+                list.values.truncate(kept);
             }
             Some(Value::StringValueStrindex(_)) => value.value = None,
             _ => {}
         }
+    }
+}
+
+impl AttributeLimiter {
+    /// Limits `items` one by one with `limit` (which returns an item's encoded size
+    /// once limited) until their sizes pass `max_attribute_value_bytes`: how many to
+    /// keep, at least one. Counts the value as cut when some are left out.
+    fn limit_elements<T>(
+        &mut self,
+        items: &mut [T],
+        mut limit: impl FnMut(&mut Self, &mut T) -> usize,
+    ) -> usize {
+        let mut total = 0usize;
+        for (index, item) in items.iter_mut().enumerate() {
+            // With its field's tag and length, as it sits in the value's encoding.
+            let len = limit(self, item);
+            let framed = len + 1 + prost::encoding::encoded_len_varint(len as u64);
+            total = total.saturating_add(framed);
+            if total > self.max_value_bytes && index > 0 {
+                self.truncated_values += 1;
+                return index;
+            }
+        }
+        items.len()
     }
 }
 

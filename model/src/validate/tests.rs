@@ -209,6 +209,71 @@ fn truncates_long_names_and_keys_at_a_character_boundary() {
     );
 }
 
+/// An array or map is one value: its elements past `max_attribute_value_bytes` in
+/// total are dropped (the first kept whatever its size), nested ones too.
+#[test]
+fn an_array_or_map_value_keeps_its_elements_within_the_value_limit() {
+    use crate::otlp::common::v1::KeyValueList;
+    let text = |s: &str| AnyValue {
+        value: Some(Value::StringValue(s.into())),
+    };
+    let array = |values: Vec<AnyValue>| AnyValue {
+        value: Some(Value::ArrayValue(ArrayValue { values })),
+    };
+    let mut s = good_span();
+    s.attributes = vec![
+        KeyValue {
+            key: "many".into(),
+            value: Some(array(vec![text("abcdefgh"); 100_000])),
+            ..KeyValue::default()
+        },
+        KeyValue {
+            key: "map".into(),
+            value: Some(AnyValue {
+                value: Some(Value::KvlistValue(KeyValueList {
+                    values: vec![string_attribute("k", "abcdefgh"); 100_000],
+                })),
+            }),
+            ..KeyValue::default()
+        },
+        KeyValue {
+            key: "nested".into(),
+            value: Some(array(vec![array(vec![text("abcdefgh"); 1_000]); 1_000])),
+            ..KeyValue::default()
+        },
+        KeyValue {
+            key: "one".into(),
+            value: Some(array(vec![text(&"x".repeat(2_000))])),
+            ..KeyValue::default()
+        },
+    ];
+    let limits = SpanLimits {
+        max_attribute_value_bytes: 1_000,
+        ..SpanLimits::default()
+    };
+    let out = validate_resource_spans(vec![group(vec![s])], &limits);
+    let kept = &out.resource_spans[0].scope_spans[0].spans[0];
+    for attribute in &kept.attributes[..3] {
+        let bytes = attribute.value.as_ref().map_or(0, Message::encoded_len);
+        assert!(
+            (900..=1_100).contains(&bytes),
+            "{}: {bytes} bytes kept",
+            attribute.key
+        );
+    }
+    let Some(Value::ArrayValue(one)) = kept.attributes[3].value.as_ref().and_then(|v| v.value.as_ref())
+    else {
+        panic!("an array");
+    };
+    assert_eq!(one.values.len(), 1, "the first element stays, cut");
+    assert!(
+        out.error_message
+            .contains("truncated 6 attribute value(s) longer than max_attribute_value_bytes (1000)"),
+        "{}",
+        out.error_message
+    );
+}
+
 #[test]
 fn drops_spans_that_start_more_than_a_day_ahead() {
     let now = latest_start_now() - MAX_START_AHEAD.as_nanos() as u64;
