@@ -50,6 +50,9 @@ use crate::Result;
 use crate::config::BlockOrder;
 
 pub(crate) mod checksum;
+mod step;
+
+use step::leaves_per_column;
 use crate::schema::{ENTRY_COLUMNS, col, span_schema, stored_schema};
 use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 
@@ -594,6 +597,7 @@ impl ColumnSource for MergeColumns {
         // Each input's rows in `rows` are a run of its stored rows: skip the ones
         // taken before, read the ones taken here.
         let Runs { skip, take, .. } = self.runs.of(&self.source, self.inputs.len(), rows.clone());
+        let (batch_rows, chunk_rows) = step::rows_per_step(&self.inputs, column);
         let mut readers = Vec::with_capacity(self.inputs.len());
         for (i, (file, metadata)) in self.inputs.iter().enumerate() {
             let reader = || -> Result<_> {
@@ -609,7 +613,7 @@ impl ColumnSource for MergeColumns {
                 Ok(builder
                     .with_projection(mask)
                     .with_row_selection(selection)
-                    .with_batch_size(MERGE_BATCH_ROWS)
+                    .with_batch_size(batch_rows)
                     .build()?)
             };
             readers.push(reader().map_err(crate::Error::in_block(&self.paths[i]))?);
@@ -617,7 +621,7 @@ impl ColumnSource for MergeColumns {
         // Per input: the slot in `live` of the batch being read and the row within it.
         let mut current: Vec<Option<(usize, usize)>> = vec![None; readers.len()];
         let mut live: Vec<Option<ArrayRef>> = Vec::new();
-        for chunk in self.source[rows].chunks(CHUNK_ROWS) {
+        for chunk in self.source[rows].chunks(chunk_rows) {
             let mut indices = Vec::with_capacity(chunk.len());
             for &input in chunk {
                 let input = usize::from(input);
@@ -778,20 +782,6 @@ fn write_columns_once(
     })
 }
 
-/// Parquet leaf columns of each top-level column of the span schema, in order.
-fn leaves_per_column() -> Vec<usize> {
-    let schema = span_schema();
-    schema
-        .fields()
-        .iter()
-        .map(|field| {
-            leaf_paths()
-                .iter()
-                .filter(|p| p.parts().first().map(String::as_str) == Some(field.name().as_str()))
-                .count()
-        })
-        .collect()
-}
 
 /// Rows in a batch list.
 pub fn row_count(batches: &[RecordBatch]) -> usize {
