@@ -46,6 +46,7 @@ mod suggest;
 pub mod trace;
 pub mod validate;
 pub mod write;
+pub mod yaml_nesting;
 
 /// The OTLP protobuf types (generated for tonic), re-exported so that every crate uses
 /// one version.

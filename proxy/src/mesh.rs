@@ -300,6 +300,7 @@ pub fn load_mesh_file(path: &Path, own_namespace: &str) -> Result<Mesh> {
             reason: "the file is empty; a mesh without services is written `services: []`".to_owned(),
         });
     }
+    meshtel_model::yaml_nesting::check(&text).map_err(|reason| Error::MeshInvalid { path: path.to_owned(), reason })?;
     let file: MeshFile = yaml_serde::from_str(&text).map_err(|source| {
         // YAML reads an unquoted `[::1]:9080` as a list: say how to write it.
         let text = source.to_string();

@@ -1,6 +1,7 @@
-//! [`ReadLimit`]: how many trace reads (searches, fetches) run at once.
-//! Each holds up to `[query] max_spans_per_response` spans and their JSON at its peak,
-//! so this bounds the query service's memory; a read beyond it waits its turn, up to
+//! [`ReadLimit`]: how many trace reads (searches, fetches) and reads of the quota
+//! policies and their audit run at once. Each holds up to `[query]
+//! max_spans_per_response` spans and their JSON at its peak (a policy list or audit
+//! page up to the 16 MiB of the policy set), so this bounds the query service's memory; a read beyond it waits its turn, up to
 //! [`READ_WAIT`], then is answered 503 naming the setting. A read holds its slot until
 //! its answer is sent (or its connection closed), since until then the answer is in
 //! memory; over HTTP/2, an answer its client leaves unread for the unread timeout
@@ -37,6 +38,11 @@ const READ_ROUTES: [&str; 5] = [
     "/api/v3/traces/{trace_id}",
     "/api/v3/trace-summaries",
 ];
+
+/// The quota administration's GET routes whose answers grow with the policy set (to
+/// 16 MiB): without a bound, a few hundred clients that read nothing of them held
+/// gigabytes.
+const POLICY_LIST_ROUTES: [&str; 2] = ["/api/quotas", "/api/quotas/audit"];
 
 /// The bound on trace reads in flight, and what it refused. Cheap to clone; clones
 /// share one bound.
@@ -106,7 +112,9 @@ pub(crate) async fn limit_reads(
     else {
         return next.run(request).await;
     };
-    if !READ_ROUTES.iter().any(|r| route.ends_with(r)) {
+    let lists_policies = matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+        && POLICY_LIST_ROUTES.iter().any(|r| route.ends_with(r));
+    if !lists_policies && !READ_ROUTES.iter().any(|r| route.ends_with(r)) {
         return next.run(request).await;
     }
     // Over HTTP/1 a client that reads nothing blocks the socket, and the listener's
@@ -134,8 +142,8 @@ pub(crate) async fn limit_reads(
                 );
             }
             let error = ApiError::Unavailable(format!(
-                "{} trace reads are running ([query] max_concurrent_reads) and this one waited \
-                 {} s for its turn; retry later",
+                "{} reads of traces or quota policies are running ([query] \
+                 max_concurrent_reads) and this one waited {} s for its turn; retry later",
                 limit.max,
                 limit.wait.as_secs()
             ));

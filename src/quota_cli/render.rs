@@ -21,6 +21,8 @@ pub fn parse_policies(text: &str) -> anyhow::Result<Vec<QuotaPolicySpec>> {
                 anyhow::anyhow!("the file is not valid JSON: {}", field_problem(&e))
             })?]
         } else {
+            meshtel_model::yaml_nesting::check(text)
+                .map_err(|e| anyhow::anyhow!("the file is not valid YAML: {e}"))?;
             yaml_serde::Deserializer::from_str(text)
                 .enumerate()
                 .map(|(i, doc)| {

@@ -126,6 +126,7 @@ pub fn replace_conflict(current: &QuotaPolicySpec, imported: &QuotaPolicySpec) -
 /// Splits multi-document YAML; empty documents are dropped. Documents are numbered
 /// from 1.
 fn parse_documents(yaml: &str) -> Result<Vec<(usize, Value)>, Error> {
+    crate::yaml_nesting::check(yaml).map_err(Error::ImportInvalid)?;
     let mut out = Vec::new();
     for (i, document) in yaml_serde::Deserializer::from_str(yaml).enumerate() {
         let index = i + 1;

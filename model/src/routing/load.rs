@@ -230,6 +230,10 @@ fn documents(name: &str, text: &str) -> Vec<Result<Value, String>> {
         }
         return out;
     }
+    if let Err(error) = crate::yaml_nesting::check(text) {
+        out.push(Err(format!("invalid YAML: {error}")));
+        return out;
+    }
     for document in yaml_serde::Deserializer::from_str(text) {
         let value = Value::deserialize(document).map_err(|e| format!("invalid YAML: {e}")).and_then(|mut value| {
             value.apply_merge().map_err(|e| format!("invalid YAML merge (<<): {e}"))?;

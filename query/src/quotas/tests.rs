@@ -110,6 +110,20 @@ fn policy_json(max_amount: u64) -> String {
     json!({"name": "q", "maxAmount": max_amount, "validDuration": "1s"}).to_string()
 }
 
+/// A body of deeply nested brackets is refused before the YAML parser, which takes
+/// time quadratic in the depth (a 1 MB body held a runtime thread for minutes).
+#[tokio::test]
+async fn a_deeply_nested_yaml_body_is_refused_at_once() {
+    let f = fixture().await;
+    let body = format!("name: q\nmaxAmount: 1\nvalidDuration: 1s\nmatch: {}", "[".repeat(1 << 20));
+    let started = std::time::Instant::now();
+    let r = call(&f.app, Method::PUT, "/api/quotas/q", &[AUTH, YAML], &body).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let error = r.body["error"].as_str().unwrap();
+    assert!(error.contains("nest more than 256 deep"), "{error}");
+}
+
 #[tokio::test]
 async fn quotas_writes_need_a_valid_bearer_token() {
     let f = fixture().await;

@@ -236,6 +236,8 @@ pub(crate) fn parse_policy_body(
         BodyFormat::Yaml | BodyFormat::Form => {
             let text = std::str::from_utf8(body)
                 .map_err(|e| ApiError::BadRequest(format!("the body is not UTF-8: {e}")))?;
+            meshtel_model::yaml_nesting::check(text)
+                .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))?;
             strict_yaml_value(yaml_serde::Deserializer::from_str(text)).map_err(|mut error| {
                 if format == BodyFormat::Form && !text.contains('\n') {
                     error.message.push_str(

@@ -148,6 +148,48 @@ async fn a_read_beyond_the_bound_waits_then_is_refused_and_others_pass() {
     assert_eq!(reads.refused(), 2);
 }
 
+/// Listing the quota policies and their audit takes a read turn too (their answers
+/// grow to the 16 MiB of the policy set); one policy, and writes, do not.
+#[tokio::test]
+async fn policy_lists_take_a_read_turn() {
+    let reader = Arc::new(GatedReader {
+        gate: Semaphore::new(0),
+    });
+    let reads = ReadLimit::new(1, Duration::from_millis(200));
+    let policies = axum::Router::new()
+        .route("/api/quotas", axum::routing::get(|| async { "[]" }))
+        .route(
+            "/api/quotas/audit",
+            axum::routing::get(|| async { "[]" }).put(|| async { "reserved" }),
+        )
+        .route("/api/quotas/{name}", axum::routing::get(|| async { "{}" }));
+    let app = build_router(
+        reader.clone(),
+        None,
+        Some(policies),
+        Arc::new(FixedClock),
+        &QueryConfig::default(),
+        reads.clone(),
+    );
+    let fetch = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/api/traces/4bf92f3577b34da6a3ce929d0e0e4736").await }
+    });
+    while reads.in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(get(&app, "/api/quotas/q").await.status, StatusCode::OK);
+    for list in ["/api/quotas", "/api/quotas/audit"] {
+        let refused = get(&app, list).await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{list}");
+    }
+    assert_eq!(reads.refused(), 2);
+    reader.gate.add_permits(1);
+    assert_eq!(fetch.await.unwrap().status, StatusCode::NOT_FOUND);
+    assert_eq!(get(&app, "/api/quotas").await.status, StatusCode::OK);
+    assert_eq!(reads.in_flight(), 0);
+}
+
 /// The slot is held until the answer's body is sent or dropped, not only while the
 /// answer is built: an answer a client does not read still holds its memory.
 #[tokio::test]
