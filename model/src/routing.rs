@@ -461,7 +461,12 @@ pub struct AnchoredRegex {
 impl AnchoredRegex {
     /// Compiles `source` anchored at both ends.
     pub fn new(source: &str) -> Result<AnchoredRegex, regex::Error> {
-        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$")).size_limit(1 << 20).build()?;
+        Self::with_size_limit(source, 1 << 20)
+    }
+
+    /// [`Self::new`], refused past `limit` bytes compiled.
+    pub fn with_size_limit(source: &str, limit: usize) -> Result<AnchoredRegex, regex::Error> {
+        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$")).size_limit(limit).build()?;
         Ok(AnchoredRegex { source: source.to_owned(), regex })
     }
 }

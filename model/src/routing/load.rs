@@ -268,6 +268,7 @@ struct Loader {
     /// `Kind namespace/name` → where it was first defined.
     defined: HashMap<String, String>,
     problems: Vec<RuleProblem>,
+    regex_budget: walk::RegexBudget,
 }
 
 impl Loader {
@@ -300,7 +301,8 @@ impl Loader {
     /// `kind: List` (what `kubectl get -o yaml` prints): each of `items` is an object.
     fn add_list(&mut self, source: &str, value: &Value) {
         let mut problems = Vec::new();
-        let mut cx = Cx { source, object: "List".to_owned(), problems: &mut problems };
+        let regex_budget = self.regex_budget.clone();
+        let mut cx = Cx { source, object: "List".to_owned(), problems: &mut problems, regex_budget };
         let items = cx.object(value, "", &LIST).and_then(|list| {
             if let Some((value, path)) = list.get("apiVersion")
                 && cx.string(value, &path).is_some_and(|v| v != "v1")
@@ -324,7 +326,8 @@ impl Loader {
     /// `items[3]` in a List).
     fn add_object(&mut self, source: &str, value: &Value, path: &str) {
         let mut problems = Vec::new();
-        let mut cx = Cx { source, object: "document".to_owned(), problems: &mut problems };
+        let regex_budget = self.regex_budget.clone();
+        let mut cx = Cx { source, object: "document".to_owned(), problems: &mut problems, regex_budget };
         self.read_object(&mut cx, value, path);
         self.problems.append(&mut problems);
     }

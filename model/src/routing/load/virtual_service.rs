@@ -7,10 +7,10 @@ use yaml_serde::Value;
 
 use super::fault_retry::{compile_fault, compile_retries};
 use super::headers::{compile_header_operations, compile_rewrite};
-use super::walk::{Cx, Fields, Object, index_path, regex_error_message};
+use super::walk::{Cx, Fields, Object, index_path};
 use super::{ExportTo, SubsetRef, check_export_to, check_host};
 use crate::routing::{
-    AnchoredRegex, HeaderOperations, HttpRoute, Mirror, RequestMatch, RouteDestination, StringMatch, VirtualService,
+    HeaderOperations, HttpRoute, Mirror, RequestMatch, RouteDestination, StringMatch, VirtualService,
     qualify_host,
 };
 
@@ -330,13 +330,7 @@ fn compile_string_match(cx: &mut Cx<'_>, value: &Value, path: &str) -> Option<St
     match *kind {
         "exact" => Some(StringMatch::Exact(text.to_owned())),
         "prefix" => Some(StringMatch::Prefix(text.to_owned())),
-        _ => match AnchoredRegex::new(text) {
-            Ok(regex) => Some(StringMatch::Regex(regex)),
-            Err(error) => {
-                cx.push(&field, regex_error_message(&error));
-                None
-            }
-        },
+        _ => cx.regex(text, &field).map(StringMatch::Regex),
     }
 }
 

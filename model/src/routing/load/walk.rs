@@ -6,13 +6,16 @@
 //! is not supported by meshtel"), any other unknown key is an "unknown field", with a
 //! suggestion when it looks like a misspelling of a known one.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::rc::Rc;
 use std::time::Duration;
 
 use yaml_serde::{Mapping, Sequence, Value};
 
 use super::RuleProblem;
+use crate::routing::AnchoredRegex;
 use crate::duration::parse_go_duration;
 use crate::suggest::closest;
 
@@ -24,6 +27,27 @@ pub(super) struct Cx<'a> {
     pub object: String,
     /// Every problem of the whole load.
     pub problems: &'a mut Vec<RuleProblem>,
+    /// What the load's regexes may still take compiled.
+    pub regex_budget: RegexBudget,
+}
+
+/// Bytes the compiled regexes of one load may take together: each is charged the
+/// smallest of [`REGEX_TIERS`] it compiles within. Without it, 5,000 routes of
+/// `\w{20}` (each under the 1 MiB a regex may take) made every proxy that loaded them
+/// take 5 GB and die. 128 MiB holds 4,096 short regexes, or 512 of a UUID's pattern.
+pub(super) const REGEX_BUDGET_BYTES: usize = 128 << 20;
+
+/// The size limits a regex is compiled under in turn: the first it fits is its charge.
+const REGEX_TIERS: [usize; 3] = [32 << 10, 256 << 10, 1 << 20];
+
+/// The bytes left of a load's [`REGEX_BUDGET_BYTES`], shared by its objects.
+#[derive(Clone, Debug)]
+pub(super) struct RegexBudget(Rc<Cell<usize>>);
+
+impl Default for RegexBudget {
+    fn default() -> Self {
+        RegexBudget(Rc::new(Cell::new(REGEX_BUDGET_BYTES)))
+    }
 }
 
 /// The fields an Istio message has, as meshtel reads it.
@@ -94,6 +118,39 @@ pub(super) fn describe(value: &Value) -> String {
 }
 
 impl Cx<'_> {
+    /// Compiles a rule's regex at `path`, charged to the load's budget; a problem
+    /// when it does not compile or does not fit what is left.
+    pub fn regex(&mut self, text: &str, path: &str) -> Option<AnchoredRegex> {
+        let left = self.regex_budget.0.get();
+        for tier in REGEX_TIERS {
+            if tier > left {
+                self.push(
+                    path,
+                    format!(
+                        "the regexes of these rules take more than {} MiB compiled together \
+                         and this one does not fit in the {} KiB left: match by prefix or \
+                         exact where you can, or use fewer regexes",
+                        REGEX_BUDGET_BYTES >> 20,
+                        left >> 10
+                    ),
+                );
+                return None;
+            }
+            match AnchoredRegex::with_size_limit(text, tier) {
+                Ok(regex) => {
+                    self.regex_budget.0.set(left - tier);
+                    return Some(regex);
+                }
+                Err(regex::Error::CompiledTooBig(_)) if tier < REGEX_TIERS[2] => {}
+                Err(error) => {
+                    self.push(path, regex_error_message(&error));
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
     /// Records a problem at `field`.
     pub fn push(&mut self, field: &str, message: impl Into<String>) {
         self.problems.push(RuleProblem {

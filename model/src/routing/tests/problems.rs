@@ -380,6 +380,30 @@ fn bad_regex_and_string_matches() {
     );
 }
 
+/// The regexes of one load share a budget of compiled bytes: each is charged the
+/// smallest size tier it fits (32 KiB for a short pattern), and the one past the
+/// budget is refused with its path, whatever file it is in.
+#[test]
+fn regexes_past_the_load_budget_are_refused() {
+    let routes = |from: usize, to: usize| -> String {
+        (from..to)
+            .map(|i| format!("  - match:\n    - uri: {{regex: \"/v{i}/.*\"}}\n    route:\n    - destination: {{host: api}}\n"))
+            .collect()
+    };
+    // 128 MiB of 32 KiB charges.
+    let fits = 4096;
+    let first = vs("api", &format!("  hosts: [api]\n  http:\n{}", routes(0, fits - 1)));
+    let second = vs("web", &format!("  hosts: [web]\n  http:\n{}", routes(fits - 1, fits + 1)));
+    let messages = field_messages(&[("a.yaml", &first), ("b.yaml", &second)]);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].starts_with(
+            "spec.http[1].match[0].uri.regex: the regexes of these rules take more than 128 MiB compiled together"
+        ),
+        "{messages:?}"
+    );
+}
+
 #[test]
 fn legacy_consecutive_errors() {
     let policy = |outlier: &str| {
