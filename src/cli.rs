@@ -237,6 +237,7 @@ const CONFIG_HELP: &str = r#"Config file (--config FILE, TOML); flags and MESHTE
               max_spans_per_request = 100000   # over: 400 / INVALID_ARGUMENT
               max_inflight_bytes = "384 MiB"   # held by all requests at once, JSON parses too (~20x the body); over: 503 (>= 2 x max_request_bytes + 64 KiB)
               max_attributes_per_span = 128    # extra ones dropped and counted
+              max_events_per_span = 128        # and links: max_links_per_span; the first kept
               max_attribute_value_bytes = "64 KiB"  # longer values truncated (arrays and maps: in total)
               max_name_bytes = "1 KiB"         # span/event names, attribute keys; longer ones cut
   [ingest.cors] allowed_origins = []         # web origins posting spans from a browser; "*": any; empty: off

@@ -51,6 +51,13 @@ pub struct IngestLimits {
         deserialize_with = "meshtel_model::size::deserialize_size"
     )]
     pub max_name_bytes: ByteSize,
+    /// Most events kept on one span: the first ones; the others are dropped and added to
+    /// its `dropped_events_count`, as the OpenTelemetry SDK span limits do (128).
+    #[serde(default = "default_max_events_per_span")]
+    pub max_events_per_span: usize,
+    /// Most links kept on one span, as [`Self::max_events_per_span`] (128).
+    #[serde(default = "default_max_events_per_span")]
+    pub max_links_per_span: usize,
     /// Most request bytes held at once by all ingest requests being received and
     /// processed (OTLP gRPC, OTLP HTTP and Zipkin together), as received and, for HTTP,
     /// once decompressed, and what parsing a JSON body takes (about 770 bytes per JSON
@@ -101,6 +108,11 @@ pub fn default_max_attribute_value_bytes() -> ByteSize {
     ByteSize::kib(64)
 }
 
+/// 128 events (and links) per span, the OpenTelemetry SDKs' default.
+pub fn default_max_events_per_span() -> usize {
+    128
+}
+
 /// 1 KiB per span name, event name or attribute key.
 pub fn default_max_name_bytes() -> ByteSize {
     ByteSize::kib(1)
@@ -114,6 +126,8 @@ impl Default for IngestLimits {
             max_attributes_per_span: default_max_attributes_per_span(),
             max_attribute_value_bytes: default_max_attribute_value_bytes(),
             max_name_bytes: default_max_name_bytes(),
+            max_events_per_span: default_max_events_per_span(),
+            max_links_per_span: default_max_events_per_span(),
             max_inflight_bytes: default_max_inflight_bytes(),
             cors: CorsConfig::default(),
         }
@@ -200,6 +214,8 @@ impl IngestLimits {
             max_attributes_per_span: self.max_attributes_per_span,
             max_attribute_value_bytes: self.max_attribute_value_bytes_usize(),
             max_name_bytes: usize::try_from(self.max_name_bytes.as_u64()).unwrap_or(usize::MAX),
+            max_events_per_span: self.max_events_per_span,
+            max_links_per_span: self.max_links_per_span,
         }
     }
 }

@@ -146,10 +146,12 @@ pub struct IngestMetrics {
 
 /// The `limit` label values of `meshtel_ingest_attributes_limited_total`, in the
 /// order of [`LimitsApplied`]'s counts.
-const LIMITS: [&str; 3] = [
+const LIMITS: [&str; 5] = [
     "max_attributes_per_span",
     "max_attribute_value_bytes",
     "max_name_bytes",
+    "max_events_per_span",
+    "max_links_per_span",
 ];
 
 /// The log window of one (protocol, reason) and what its last refusal said.
@@ -282,6 +284,8 @@ impl IngestMetrics {
             applied.dropped_attributes,
             applied.truncated_values,
             applied.truncated_names,
+            applied.dropped_events,
+            applied.dropped_links,
         ];
         for (limit, count) in LIMITS.into_iter().zip(counts) {
             if count > 0 {
@@ -357,8 +361,8 @@ mod tests {
             .flat_map(|c| c.collect())
             .collect();
         let series: usize = families.iter().map(|f| f.get_metric().len()).sum();
-        // Per protocol: 6 refusal reasons, rejected spans, 3 attribute limits.
-        assert_eq!(series, 3 * (6 + 1 + 3));
+        // Per protocol: 6 refusal reasons, rejected spans, 5 span limits.
+        assert_eq!(series, 3 * (6 + 1 + 5));
         let overloaded = Error::Overloaded {
             retry_after: std::time::Duration::from_millis(500),
             bound: "test",

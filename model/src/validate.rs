@@ -42,6 +42,10 @@ pub struct SpanLimits {
     /// Longest span name, event name or attribute key kept, in bytes: names are listed
     /// as operations and keys as tags, so they are held much shorter than values.
     pub max_name_bytes: usize,
+    /// Most events kept on a span (the first ones), as OpenTelemetry SDKs keep 128.
+    pub max_events_per_span: usize,
+    /// Most links kept on a span (the first valid ones), as OpenTelemetry SDKs keep 128.
+    pub max_links_per_span: usize,
 }
 
 impl Default for SpanLimits {
@@ -53,6 +57,8 @@ impl Default for SpanLimits {
             max_attributes_per_span: 128,
             max_attribute_value_bytes: 64 * 1024,
             max_name_bytes: 1024,
+            max_events_per_span: 128,
+            max_links_per_span: 128,
         }
     }
 }
@@ -102,6 +108,10 @@ pub struct LimitsApplied {
     pub truncated_values: usize,
     /// Span names and attribute keys cut.
     pub truncated_names: usize,
+    /// Span events dropped.
+    pub dropped_events: usize,
+    /// Span links dropped.
+    pub dropped_links: usize,
 }
 
 /// Spans in a request, before any validation.
@@ -229,6 +239,14 @@ pub fn link_is_valid(link: &Link) -> bool {
 pub fn clean_span(span: &mut Span, limiter: &mut AttributeLimiter) -> usize {
     limiter.limit_name_string(&mut span.name);
     limiter.limit_list(&mut span.attributes, &mut span.dropped_attributes_count);
+    let extra = span.events.len().saturating_sub(limiter.max_events);
+    if extra > 0 {
+        span.events.truncate(limiter.max_events);
+        span.dropped_events_count = span
+            .dropped_events_count
+            .saturating_add(u32::try_from(extra).unwrap_or(u32::MAX));
+        limiter.dropped_events += extra;
+    }
     for event in &mut span.events {
         limiter.limit_name_string(&mut event.name);
         limiter.limit_list(&mut event.attributes, &mut event.dropped_attributes_count);
@@ -236,9 +254,12 @@ pub fn clean_span(span: &mut Span, limiter: &mut AttributeLimiter) -> usize {
     let links_before = span.links.len();
     span.links.retain(link_is_valid);
     let invalid_links = links_before - span.links.len();
+    let extra = span.links.len().saturating_sub(limiter.max_links);
+    span.links.truncate(limiter.max_links);
+    limiter.dropped_links += extra;
     span.dropped_links_count = span
         .dropped_links_count
-        .saturating_add(u32::try_from(invalid_links).unwrap_or(u32::MAX));
+        .saturating_add(u32::try_from(invalid_links + extra).unwrap_or(u32::MAX));
     for link in &mut span.links {
         limiter.limit_list(&mut link.attributes, &mut link.dropped_attributes_count);
     }
@@ -310,6 +331,18 @@ impl Report {
                 limiter.truncated_names, limiter.max_name_bytes
             ));
         }
+        if limiter.dropped_events > 0 {
+            parts.push(format!(
+                "dropped {} span event(s) over max_events_per_span ({})",
+                limiter.dropped_events, limiter.max_events
+            ));
+        }
+        if limiter.dropped_links > 0 {
+            parts.push(format!(
+                "dropped {} span link(s) over max_links_per_span ({})",
+                limiter.dropped_links, limiter.max_links
+            ));
+        }
         if self.invalid_links > 0 {
             parts.push(format!(
                 "dropped {} span link(s) with invalid ids",
@@ -327,9 +360,13 @@ pub struct AttributeLimiter {
     max_count: usize,
     max_value_bytes: usize,
     max_name_bytes: usize,
+    max_events: usize,
+    max_links: usize,
     dropped_attributes: usize,
     truncated_values: usize,
     truncated_names: usize,
+    dropped_events: usize,
+    dropped_links: usize,
 }
 
 impl AttributeLimiter {
@@ -339,9 +376,13 @@ impl AttributeLimiter {
             max_count: limits.max_attributes_per_span,
             max_value_bytes: limits.max_attribute_value_bytes,
             max_name_bytes: limits.max_name_bytes,
+            max_events: limits.max_events_per_span,
+            max_links: limits.max_links_per_span,
             dropped_attributes: 0,
             truncated_values: 0,
             truncated_names: 0,
+            dropped_events: 0,
+            dropped_links: 0,
         }
     }
 
@@ -351,6 +392,8 @@ impl AttributeLimiter {
             dropped_attributes: self.dropped_attributes,
             truncated_values: self.truncated_values,
             truncated_names: self.truncated_names,
+            dropped_events: self.dropped_events,
+            dropped_links: self.dropped_links,
         }
     }
 
@@ -378,6 +421,8 @@ impl AttributeLimiter {
         self.dropped_attributes += other.dropped_attributes;
         self.truncated_values += other.truncated_values;
         self.truncated_names += other.truncated_names;
+        self.dropped_events += other.dropped_events;
+        self.dropped_links += other.dropped_links;
     }
 
     /// Counts `extra` attributes dropped from a list over the limit.

@@ -274,6 +274,47 @@ fn an_array_or_map_value_keeps_its_elements_within_the_value_limit() {
     );
 }
 
+/// Events and links past the span limits are dropped, the first ones kept, and the
+/// span's dropped counts and the response say so (OpenTelemetry SDKs keep 128 of each).
+#[test]
+fn keeps_the_first_events_and_links_within_the_limits() {
+    let mut s = good_span();
+    s.events = (0..10)
+        .map(|i| Event {
+            name: format!("e{i}"),
+            ..Event::default()
+        })
+        .collect();
+    s.dropped_events_count = 1;
+    s.links = (0..5u8)
+        .map(|i| crate::otlp::trace::v1::span::Link {
+            trace_id: vec![i + 1; 16],
+            span_id: vec![i + 1; 8],
+            ..Default::default()
+        })
+        .collect();
+    let limits = SpanLimits {
+        max_events_per_span: 3,
+        max_links_per_span: 2,
+        ..SpanLimits::default()
+    };
+    let out = validate_resource_spans(vec![group(vec![s])], &limits);
+    let kept = &out.resource_spans[0].scope_spans[0].spans[0];
+    let names: Vec<_> = kept.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["e0", "e1", "e2"]);
+    assert_eq!(kept.dropped_events_count, 8);
+    assert_eq!(kept.links.len(), 2);
+    assert_eq!(kept.links[1].span_id, vec![2; 8]);
+    assert_eq!(kept.dropped_links_count, 3);
+    assert_eq!((out.limited.dropped_events, out.limited.dropped_links), (7, 3));
+    assert!(
+        out.error_message
+            .contains("dropped 7 span event(s) over max_events_per_span (3); dropped 3 span link(s) over max_links_per_span (2)"),
+        "{}",
+        out.error_message
+    );
+}
+
 #[test]
 fn drops_spans_that_start_more_than_a_day_ahead() {
     let now = latest_start_now() - MAX_START_AHEAD.as_nanos() as u64;

@@ -210,12 +210,15 @@ prop_compose! {
         count in 1..6usize,
         bytes in 1..12usize,
         names in 1..12usize,
+        events in 0..4usize,
     ) -> SpanLimits {
         SpanLimits {
             max_spans_per_request: spans,
             max_attributes_per_span: count,
             max_attribute_value_bytes: bytes,
             max_name_bytes: names,
+            max_events_per_span: events,
+            max_links_per_span: events,
         }
     }
 }
