@@ -71,7 +71,10 @@ impl RulesWatcher {
                 Some(Ok(Arc::new(rules)))
             }
             Err(error) => {
-                for problem in error.rule_problems() {
+                // The first problems, each with its path; a file of thousands (a
+                // generated one gone wrong) must not fill the log.
+                let problems = error.rule_problems();
+                for problem in problems.iter().take(LOGGED_PROBLEMS) {
                     warn!(
                         source = %problem.source,
                         object = %problem.object,
@@ -80,12 +83,21 @@ impl RulesWatcher {
                         "traffic rules rejected, keeping the last good rules"
                     );
                 }
+                if problems.len() > LOGGED_PROBLEMS {
+                    warn!(
+                        more = problems.len() - LOGGED_PROBLEMS,
+                        "traffic rules rejected: more problems not logged (`meshtel rules check` lists them all)"
+                    );
+                }
                 self.last_error = Some(error.to_string());
                 Some(Err(()))
             }
         }
     }
 }
+
+/// Problems of a rejected reload logged one by one; the rest are counted in one line.
+const LOGGED_PROBLEMS: usize = 20;
 
 /// A WARN for each rule an earlier one keeps from applying ([`RuleSet::shadowed`]), as
 /// a proxy in `namespace` sees the rules.
