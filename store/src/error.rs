@@ -240,8 +240,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// SQLite's primary result code for a full disk (or database size limit).
 const SQLITE_FULL: i64 = 13;
+/// SQLite's primary result codes for a database another connection holds locked past
+/// the busy timeout.
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
 
 impl Error {
+    /// Whether SQLite gave up waiting for another writer's lock: a write to retry.
+    pub fn is_database_busy(&self) -> bool {
+        match self {
+            Error::Sql(sqlx::Error::Database(db)) => db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)),
+            _ => false,
+        }
+    }
+
     /// Whether this is the disk (or SQLite's size limit) being full: an operator's
     /// problem to fix, and a write to retry once they have.
     pub fn is_disk_full(&self) -> bool {
@@ -277,11 +292,52 @@ impl From<Error> for meshtel_model::Error {
         ) {
             return meshtel_model::Error::Unavailable(e.to_string());
         }
+        if e.is_database_busy() {
+            return meshtel_model::Error::Unavailable(format!(
+                "the database is busy with other writes and this one waited its turn in \
+                 vain; nothing was written, retry ({e})"
+            ));
+        }
         if e.is_disk_full() {
             return meshtel_model::Error::Unavailable(format!(
                 "the data directory's disk is full, nothing was written; free space and retry ({e})"
             ));
         }
         meshtel_model::Error::Storage(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use sqlx::{Connection, SqliteConnection};
+
+    use super::*;
+
+    /// A write that waited in vain for another writer's lock is a retryable 503 with
+    /// a message that says so, not an opaque internal error.
+    #[tokio::test]
+    async fn a_database_locked_by_another_writer_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut holder).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+        let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
+        let error: Error = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&pool)
+            .await
+            .unwrap_err()
+            .into();
+        assert!(error.is_database_busy(), "{error}");
+        match meshtel_model::Error::from(error) {
+            meshtel_model::Error::Unavailable(message) => {
+                assert!(message.contains("busy with other writes"), "{message}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
     }
 }
