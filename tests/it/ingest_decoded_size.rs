@@ -9,6 +9,23 @@ use prost::Message;
 use crate::ingest_refusals::{many_small_spans, refused_count};
 use crate::support::*;
 
+/// `meshtel_store_spans_written_total` once it reaches `at_least` (within 10 s).
+async fn spans_written_reaching(m: &Meshtel, at_least: f64) -> f64 {
+    eventually(
+        std::time::Duration::from_secs(10),
+        "spans counted",
+        || async {
+            let text = get(&m.http_url("/metrics")).await.text();
+            parse_prometheus_text(&text)
+                .iter()
+                .find(|s| s.name == "meshtel_store_spans_written_total")
+                .map(|s| s.value)
+                .filter(|&v| v >= at_least)
+        },
+    )
+    .await
+}
+
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -67,20 +84,7 @@ async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
         .await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
-    let written = eventually(
-        std::time::Duration::from_secs(10),
-        "spans counted",
-        || async {
-            let text = get(&m.http_url("/metrics")).await.text();
-            let samples = parse_prometheus_text(&text);
-            let written = samples
-                .iter()
-                .find(|s| s.name == "meshtel_store_spans_written_total")?
-                .value;
-            (written >= 30_010.0).then_some(written)
-        },
-    )
-    .await;
+    let written = spans_written_reaching(&m, 30_010.0).await;
     assert_eq!(written, 30_010.0);
     m.stop().await;
 }
@@ -165,19 +169,7 @@ async fn spans_that_would_repeat_a_large_resource_are_refused_before_they_are_he
     assert_eq!(refused_count(&m, "otlp_grpc", "too_large").await, 1.0);
     // Nothing was stored, and the server goes on taking ordinary requests.
     export_grpc(m.grpc.unwrap(), many_small_spans(10)).await;
-    let written = eventually(
-        std::time::Duration::from_secs(10),
-        "spans counted",
-        || async {
-            let text = get(&m.http_url("/metrics")).await.text();
-            parse_prometheus_text(&text)
-                .iter()
-                .find(|s| s.name == "meshtel_store_spans_written_total")
-                .map(|s| s.value)
-                .filter(|&v| v > 0.0)
-        },
-    )
-    .await;
+    let written = spans_written_reaching(&m, 1.0).await;
     assert_eq!(written, 10.0);
     m.stop().await;
 }
