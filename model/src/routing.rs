@@ -466,7 +466,13 @@ impl AnchoredRegex {
 
     /// [`Self::new`], refused past `limit` bytes compiled.
     pub fn with_size_limit(source: &str, limit: usize) -> Result<AnchoredRegex, regex::Error> {
-        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$")).size_limit(limit).build()?;
+        // The lazy DFA's cache (one per thread matching, 10 MiB by default) is held to
+        // the same limit, so the rules' regexes cannot grow past their budget as they
+        // match; past it the regex matches without that cache, more slowly.
+        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(limit)
+            .dfa_size_limit(limit)
+            .build()?;
         Ok(AnchoredRegex { source: source.to_owned(), regex })
     }
 }

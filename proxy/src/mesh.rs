@@ -289,8 +289,14 @@ pub fn strip_port(authority: &str) -> &str {
 
 /// Reads and validates a mesh file.
 pub fn load_mesh_file(path: &Path, own_namespace: &str) -> Result<Mesh> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| Error::MeshRead { path: path.to_owned(), source })?;
+    let bytes = meshtel_model::yaml_nesting::read_file(path).map_err(|error| match error {
+        meshtel_model::yaml_nesting::FileError::Io(source) => Error::MeshRead { path: path.to_owned(), source },
+        too_large => Error::MeshInvalid { path: path.to_owned(), reason: too_large.to_string() },
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::MeshInvalid {
+        path: path.to_owned(),
+        reason: format!("the file is not UTF-8 text: {}", e.utf8_error()),
+    })?;
     // Most likely a file caught between an editor's truncate and its write: taking it
     // at its word would drop every service of the mesh.
     // Comments alone count as empty.

@@ -233,6 +233,21 @@ pub(crate) struct Room {
     pub(crate) resource_bytes: usize,
 }
 
+/// What a row's fixed columns take in the write queue's encoding, about: ids, times,
+/// kind, status, and the offsets of its strings and lists.
+const ROW_QUEUE_BYTES: usize = 96;
+
+impl Room {
+    /// About what the rows take once encoded for the WAL: the room a request takes in
+    /// the write queue while it is read ([`crate::queue_room`]).
+    pub(crate) fn queue_bytes(&self) -> usize {
+        self.rows
+            .saturating_mul(ROW_QUEUE_BYTES)
+            .saturating_add(self.attribute_bytes)
+            .saturating_add(self.resource_bytes)
+    }
+}
+
 /// Counts the bytes a request's rows repeat of their groups, up to a bound (the write
 /// queue's size): every row holds its resource's attribute entries and service and its
 /// scope's name and version, so a request of a few megabytes could ask for gigabytes (a

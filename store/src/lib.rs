@@ -41,6 +41,7 @@ pub mod encode;
 mod error;
 mod lock;
 pub mod memory;
+mod queue_room;
 pub mod quotas;
 mod readiness;
 mod read;
@@ -87,6 +88,7 @@ use catalog::Catalog;
 use catalog_memory::MemoryCatalog;
 use catalog_writer::CatalogQueue;
 use search::{Searcher, Source};
+use queue_room::QueueRoom;
 use writer::Command;
 
 /// A head generation sealed for flushing; still searchable until its block is indexed.
@@ -638,6 +640,12 @@ impl TraceStore {
         Ok(tx)
     }
 
+    /// Room in the write queue for one request, holding nothing yet.
+    fn queue_room(&self) -> QueueRoom {
+        let total = usize::try_from(self.inner.config.max_queued_bytes.as_u64()).unwrap_or(usize::MAX);
+        QueueRoom::new(self.queued_bytes.clone(), total)
+    }
+
     /// The free-space reserve's check ([`disk`]): the space still needed is the
     /// requests waiting for the WAL (the queue's permits in use, this one's included
     /// once it holds them) and the blocks the head's spans will become (bounded by their
@@ -661,6 +669,7 @@ impl TraceStore {
         &self,
         tx: SyncSender<Command>,
         encoded: encode::EncodedBatch,
+        mut room: QueueRoom,
     ) -> Result<(), ModelError> {
         if encoded.batch.num_rows() == 0 {
             return Ok(());
@@ -675,20 +684,14 @@ impl TraceStore {
                 queue_bytes: self.inner.config.max_queued_bytes.as_u64(),
             });
         }
-        let bytes = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        let permit = match self.queued_bytes.clone().try_acquire_many_owned(bytes) {
-            Ok(p) => p,
-            Err(_) => {
-                self.inner
-                    .stats
-                    .rejected_overload
-                    .fetch_add(1, Ordering::Relaxed);
-                return Err(ModelError::Overloaded {
-                    retry_after: Duration::from_millis(500),
-                    bound: "requests waiting for the WAL fill [store] max_queued_bytes",
-                });
-            }
-        };
+        // What reading the request took of the queue becomes its place in it.
+        if let Err(refused) = room.resize(payload.len()) {
+            self.inner
+                .stats
+                .rejected_overload
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(refused);
+        }
         // Checked again with this request's bytes in the queue: requests admitted
         // together must not overshoot the reserve between two reads of the disk.
         self.admit_disk()?;
@@ -699,7 +702,7 @@ impl TraceStore {
             arrow_bytes,
             operations: encoded.operations.into_iter().collect(),
             ack,
-            _permit: permit,
+            _permit: room.into_permit(),
         };
         match tx.try_send(cmd) {
             Ok(()) => {}
@@ -733,7 +736,7 @@ impl SpanSink for TraceStore {
         let max_repeated = self.inner.config.max_queued_bytes.as_u64();
         let encoded = encode::encode_resource_spans_off_runtime(spans, max_repeated).await;
         let (encoded, _skipped) = encoded.map_err(Error::into_write_error)?;
-        self.write_encoded(tx, encoded).await
+        self.write_encoded(tx, encoded, self.queue_room()).await
     }
 
     /// Reads the request's encoding straight into rows ([`wire`]); requests that
@@ -744,25 +747,26 @@ impl SpanSink for TraceStore {
         limits: &SpanLimits,
     ) -> Result<ExportSummary, ModelError> {
         let tx = self.admit_write()?;
-        // A large request is read off the runtime's threads, not to hold up the others.
         let max_repeated = self.inner.config.max_queued_bytes.as_u64();
-        let read = if request.len() >= wire::READ_ON_BLOCKING_THREAD_BYTES {
-            let (bytes, limits) = (request.clone(), limits.clone());
-            tokio::task::spawn_blocking(move || {
-                wire::read_export_request(&bytes, &limits, max_repeated)
-            })
-                .await
-                .map_err(|e| ModelError::Unavailable(format!("reading the request failed: {e}")))?
-        } else {
-            wire::read_export_request(&request, limits, max_repeated)
-        };
-        let (read, warning) = read?;
+        // The rows' room in the write queue is taken before they are built.
+        let (read, room) =
+            queue_room::read_request(self.queue_room(), request, limits, max_repeated).await?;
+        let (read, warning) = read.inspect_err(|refused| {
+            if matches!(refused, ModelError::Overloaded { .. }) {
+                self.inner
+                    .stats
+                    .rejected_overload
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        })?;
         let mut summary = match read {
             wire::ReadRequest::Rows(encoded, summary) => {
-                self.write_encoded(tx, encoded).await?;
+                self.write_encoded(tx, encoded, room).await?;
                 summary
             }
             wire::ReadRequest::Decoded(request) => {
+                // Read through prost instead: its rows take their room as they go.
+                drop(room);
                 write_resource_spans(self, request.resource_spans, limits).await?
             }
         };

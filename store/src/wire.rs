@@ -417,8 +417,11 @@ pub(crate) fn read_export_request(
     request: &[u8],
     limits: &SpanLimits,
     max_repeated_bytes: u64,
+    reserve: Reserve<'_>,
 ) -> Result<(ReadRequest, Option<String>), ModelError> {
-    if let Some((encoded, summary)) = encode_export_request(request, limits, max_repeated_bytes)? {
+    if let Some((encoded, summary)) =
+        encode_export_request_reserving(request, limits, max_repeated_bytes, &mut *reserve)?
+    {
         return Ok((ReadRequest::Rows(encoded, summary), None));
     }
     let error = match ExportTraceServiceRequest::decode(request) {
@@ -430,7 +433,9 @@ pub(crate) fn read_export_request(
     let warning = Some(format!(
         "replaced invalid UTF-8 in {repaired} string(s) with U+FFFD"
     ));
-    if let Some((encoded, summary)) = encode_export_request(&fixed, limits, max_repeated_bytes)? {
+    if let Some((encoded, summary)) =
+        encode_export_request_reserving(&fixed, limits, max_repeated_bytes, reserve)?
+    {
         return Ok((ReadRequest::Rows(encoded, summary), warning));
     }
     let decoded = ExportTraceServiceRequest::decode(&fixed[..]).map_err(|_| refused())?;
@@ -448,6 +453,20 @@ pub fn encode_export_request(
     limits: &SpanLimits,
     max_repeated_bytes: u64,
 ) -> Result<Option<(EncodedBatch, ExportSummary)>, ModelError> {
+    encode_export_request_reserving(request, limits, max_repeated_bytes, &mut |_| Ok(()))
+}
+
+/// Called with the bytes a request's rows are expected to take once encoded, before
+/// they are built: an error refuses the request (see [`crate::queue_room`]).
+pub(crate) type Reserve<'r> = &'r mut dyn FnMut(usize) -> Result<(), ModelError>;
+
+/// [`encode_export_request`], asking `reserve` for the rows' room first.
+fn encode_export_request_reserving(
+    request: &[u8],
+    limits: &SpanLimits,
+    max_repeated_bytes: u64,
+    reserve: Reserve<'_>,
+) -> Result<Option<(EncodedBatch, ExportSummary)>, ModelError> {
     // Before either decoder holds anything of it (the caller's prost fallback too).
     shape::check(request, limits)?;
     let Ok(index) = Index::of(request) else {
@@ -464,6 +483,7 @@ pub fn encode_export_request(
     room.resource_bytes = room
         .resource_bytes
         .min(usize::try_from(max_repeated_bytes).unwrap_or(usize::MAX));
+    reserve(room.queue_bytes())?;
     match Encoder::new(room, limits, max_repeated_bytes).encode(&index) {
         Ok(Ok(done)) => Ok(Some(done)),
         Ok(Err(error)) => Err(error.into_write_error()),

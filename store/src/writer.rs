@@ -41,7 +41,7 @@ pub(crate) enum Command {
         arrow_bytes: usize,
         operations: Vec<(String, Operation)>,
         ack: oneshot::Sender<Result<(), ModelError>>,
-        _permit: OwnedSemaphorePermit,
+        _permit: Option<OwnedSemaphorePermit>,
     },
     /// Seal the head now; ack once it is in a block.
     Flush { ack: oneshot::Sender<()> },

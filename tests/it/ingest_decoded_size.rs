@@ -4,6 +4,7 @@
 //! scope name.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use prost::Message;
 
 use crate::ingest_refusals::{many_small_spans, refused_count};
@@ -24,6 +25,22 @@ async fn spans_written_reaching(m: &Meshtel, at_least: f64) -> f64 {
         },
     )
     .await
+}
+
+/// One group of `spans` small spans of one trace under a resource of `attributes`
+/// attributes of 60,000 bytes each (within the attribute limits), and its spans.
+fn wide_resource_over(service: &str, spans: usize, attributes: usize) -> (ResourceSpans, Vec<Span>) {
+    let trace_id = random_trace_id();
+    let start = now_nanos() - 60_000_000_000;
+    let spans: Vec<_> = (0..spans)
+        .map(|_| simple_span(&trace_id, &random_span_id(), None, "s", start, 1_000))
+        .collect();
+    let mut group = resource_spans(service, spans.clone());
+    let resource = group.resource.as_mut().unwrap();
+    resource
+        .attributes
+        .extend((0..attributes).map(|i| kv_str(&format!("k{i}"), &"v".repeat(60_000))));
+    (group, spans)
 }
 
 fn peak_rss(pid: u32) -> u64 {
@@ -96,16 +113,7 @@ async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
 async fn spans_that_would_repeat_a_large_resource_are_refused_before_they_are_held() {
     let dir = TestDir::new();
     let m = Meshtel::serve(&dir).await;
-    let trace_id = random_trace_id();
-    let start = now_nanos() - 60_000_000_000;
-    let spans: Vec<_> = (0..1_500)
-        .map(|_| simple_span(&trace_id, &random_span_id(), None, "s", start, 1_000))
-        .collect();
-    let mut group = resource_spans("wide", spans.clone());
-    let resource = group.resource.as_mut().unwrap();
-    resource
-        .attributes
-        .extend((0..100).map(|i| kv_str(&format!("k{i}"), &"v".repeat(60_000))));
+    let (group, spans) = wide_resource_over("wide", 1_500, 100);
     let request = ExportTraceServiceRequest {
         resource_spans: vec![group],
     };
@@ -218,5 +226,60 @@ async fn a_json_body_of_numbers_is_charged_for_what_it_parses_into() {
         rose >> 20
     );
     export_grpc(m.grpc.unwrap(), many_small_spans(10)).await;
+    m.stop().await;
+}
+
+/// Sixteen gzipped requests at once, each a resource of 1.5 MB over 40 spans: 60 MB of
+/// rows apiece once read, within the bound one request has, from a body of a few
+/// kilobytes. Read all at once they took gigabytes; each now takes its rows' room in the
+/// write queue before building them, and those that find no room are told to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_that_grow_when_read_wait_for_room_in_the_write_queue() {
+    use std::io::Write;
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
+    let (group, _) = wide_resource_over("grows", 40, 25);
+    let body = ExportTraceServiceRequest {
+        resource_spans: vec![group],
+    }
+    .encode_to_vec();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&body).unwrap();
+    let gzipped = encoder.finish().unwrap();
+    assert!(gzipped.len() < 16 << 10, "{}", gzipped.len());
+
+    let before = peak_rss(m.pid());
+    let url = m.http_url("/v1/traces");
+    let replies = futures::future::join_all((0..16).map(|_| {
+        post(
+            &url,
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("content-encoding", "gzip"),
+            ],
+            gzipped.clone(),
+        )
+    }))
+    .await;
+    let rose = peak_rss(m.pid()).saturating_sub(before);
+    let mut stored = 0;
+    for reply in &replies {
+        match reply.status {
+            200 => stored += 1,
+            503 => {
+                assert!(reply.headers.get("retry-after").is_some(), "{:?}", reply.headers);
+                assert!(reply.text().contains("max_queued_bytes"), "{}", reply.text());
+            }
+            status => panic!("{status}: {}", reply.text()),
+        }
+    }
+    assert!(stored >= 1, "none stored");
+    assert!(
+        rose < 400 << 20,
+        "peak resident memory rose by {} MiB",
+        rose >> 20
+    );
+    let written = spans_written_reaching(&m, f64::from(stored * 40)).await;
+    assert_eq!(written, f64::from(stored * 40));
     m.stop().await;
 }

@@ -188,7 +188,7 @@ fn read_dir_sources(dir: &Path, problems: &mut Vec<RuleProblem>) -> Vec<(String,
 }
 
 fn read_file(path: &Path, problems: &mut Vec<RuleProblem>) -> Option<String> {
-    match std::fs::read(path) {
+    match crate::yaml_nesting::read_file(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             // Most likely a file caught between an editor's truncate and its write:
             // taking it at its word would drop every rule it held.
@@ -205,8 +205,12 @@ fn read_file(path: &Path, problems: &mut Vec<RuleProblem>) -> Option<String> {
                 None
             }
         },
-        Err(error) => {
+        Err(crate::yaml_nesting::FileError::Io(error)) => {
             problems.push(read_problem(path, format!("cannot read the file: {error}")));
+            None
+        }
+        Err(too_large) => {
+            problems.push(read_problem(path, too_large.to_string()));
             None
         }
     }

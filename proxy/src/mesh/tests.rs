@@ -95,6 +95,15 @@ fn a_bad_edit_keeps_the_last_good_mesh() {
     std::fs::write(file.path(), "services:\n  - name: a\n    endpoints:\n    - address: [::1]:9080\n").expect("write");
     let error = error_chain(&load_mesh_file(file.path(), "default").expect_err("a list is no address"));
     assert!(error.contains("address: \"[::1]:9080\"") && error.contains("endpoints[0].address"), "{error}");
+    // Past 4 MiB (services of a few hundred bytes each, forty times that once parsed):
+    // refused with its size, the mesh in force kept.
+    let entry = "  - {name: svc, endpoints: [{address: \"127.0.0.1:9080\"}]}\n";
+    let huge = format!("services:\n{}", entry.repeat((4 << 20) / entry.len() + 1));
+    std::fs::write(file.path(), &huge).expect("write");
+    let error = error_chain(&load_mesh_file(file.path(), "default").expect_err("too large"));
+    assert!(error.contains(&format!("{} bytes, more than the 4194304", huge.len())), "{error}");
+    assert_eq!(settle(&mut watcher), Some(false));
+    assert!(mesh.current().resolve("a").is_some(), "last good mesh kept after a file too large");
     std::fs::write(file.path(), "# no services key\n{}\n").expect("write");
     let error = load_mesh_file(file.path(), "default").expect_err("a file without `services` is refused");
     assert!(error_chain(&error).contains("missing field `services`"), "{}", error_chain(&error));

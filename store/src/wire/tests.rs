@@ -459,7 +459,7 @@ fn text_repaired_deep_in_a_nested_value_is_read_like_the_rest() {
         ExportTraceServiceRequest::decode(&request[..]).is_err(),
         "past prost's limit"
     );
-    let (read, warning) = read_export_request(&request, &limits, u64::MAX).expect("read");
+    let (read, warning) = read_export_request(&request, &limits, u64::MAX, &mut |_| Ok(())).expect("read");
     assert!(matches!(read, ReadRequest::Rows(..)) && warning.is_none());
     let mut broken = request.clone();
     let at = broken
@@ -467,7 +467,7 @@ fn text_repaired_deep_in_a_nested_value_is_read_like_the_rest() {
         .position(|w| w == b"x@~@")
         .expect("the marker");
     broken[at + 1] = 0xe9;
-    let (read, warning) = read_export_request(&broken, &limits, u64::MAX).expect("read repaired");
+    let (read, warning) = read_export_request(&broken, &limits, u64::MAX, &mut |_| Ok(())).expect("read repaired");
     assert!(matches!(read, ReadRequest::Rows(..)), "read as rows");
     assert_eq!(
         warning.as_deref(),
