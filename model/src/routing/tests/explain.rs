@@ -246,6 +246,27 @@ fn destination_rules_apply_by_the_callers_namespace_then_the_services_then_the_r
     assert_eq!(labels("shop", REVIEWS_HOST).as_deref(), Some(r#"shop/shop-wide: {"version": "shop"}"#));
     // A service without a rule in its namespace: the root namespace's.
     assert_eq!(labels("bar", RATINGS_HOST).as_deref(), Some(r#"istio-system/everything: {"version": "root"}"#));
+    // The lookup by host agrees with ranking every rule in force, as Istio's order says.
+    for caller in [None, Some("default"), Some("prod"), Some("shop"), Some("bar"), Some("istio-system")] {
+        for host in [REVIEWS_HOST, RATINGS_HOST, "x.shop.svc.cluster.local", "example.com"] {
+            let scanned = rules
+                .dr_merged
+                .iter()
+                .enumerate()
+                .filter_map(|(index, rule)| {
+                    let specificity = if rule.host == host {
+                        usize::MAX
+                    } else {
+                        rule.host.strip_prefix('*').filter(|suffix| host.ends_with(suffix))?.len()
+                    };
+                    Some(((namespace_rank(&rule.namespace, host, caller)?, std::cmp::Reverse(specificity), index), rule))
+                })
+                .min_by_key(|(key, _)| *key)
+                .map(|(_, rule)| rule.name.clone());
+            let found = rules.destination_rule_for(host, caller).map(|rule| rule.name.clone());
+            assert_eq!(found, scanned, "{caller:?} {host}");
+        }
+    }
     // Each proxy warns only of what its own namespace does not apply.
     let shadowed = |caller: &str| rules.visible_from(caller).map(|view| view.shadowed()).unwrap_or_default();
     assert!(shadowed("default").is_empty(), "{:?}", shadowed("default"));
