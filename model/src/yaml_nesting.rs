@@ -21,8 +21,8 @@ pub enum FileError {
     Io(std::io::Error),
     /// The file is larger than [`MAX_FILE_BYTES`].
     TooLarge {
-        /// Its size, or what was read of it before reading stopped.
-        bytes: u64,
+        /// Its size; `None` when it grew past the bound while read (or a pipe did).
+        bytes: Option<u64>,
     },
 }
 
@@ -30,11 +30,17 @@ impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FileError::Io(error) => write!(f, "{error}"),
-            FileError::TooLarge { bytes } => write!(
-                f,
-                "the file is {bytes} bytes, more than the {MAX_FILE_BYTES} a configuration file may \
-                 hold (parsing takes about forty times its size): split it"
-            ),
+            FileError::TooLarge { bytes } => {
+                match bytes {
+                    Some(bytes) => write!(f, "the file is {bytes} bytes, ")?,
+                    None => write!(f, "the file holds ")?,
+                }
+                write!(
+                    f,
+                    "more than the {MAX_FILE_BYTES} a configuration file may hold (parsing takes \
+                     about forty times its size): split it"
+                )
+            }
         }
     }
 }
@@ -45,16 +51,14 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
     let file = std::fs::File::open(path).map_err(FileError::Io)?;
     let len = file.metadata().map_err(FileError::Io)?.len();
     if len > MAX_FILE_BYTES {
-        return Err(FileError::TooLarge { bytes: len });
+        return Err(FileError::TooLarge { bytes: Some(len) });
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(FileError::Io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(FileError::TooLarge {
-            bytes: bytes.len() as u64,
-        });
+        return Err(FileError::TooLarge { bytes: None });
     }
     Ok(bytes)
 }
@@ -113,7 +117,7 @@ mod tests {
         let large = dir.join("large.yaml");
         std::fs::write(&large, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
         let error = read_file(&large).unwrap_err();
-        assert!(matches!(error, FileError::TooLarge { bytes } if bytes == MAX_FILE_BYTES + 1));
+        assert!(matches!(error, FileError::TooLarge { bytes: Some(bytes) } if bytes == MAX_FILE_BYTES + 1));
         assert!(error.to_string().contains("4194305 bytes, more than the 4194304"), "{error}");
         let missing = read_file(&dir.join("missing.yaml")).unwrap_err();
         assert!(matches!(missing, FileError::Io(_)), "{missing:?}");

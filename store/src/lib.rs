@@ -734,9 +734,17 @@ impl SpanSink for TraceStore {
     async fn write_spans(&self, spans: Vec<ResourceSpans>) -> Result<(), ModelError> {
         let tx = self.admit_write()?;
         let max_repeated = self.inner.config.max_queued_bytes.as_u64();
+        // The rows' room in the write queue first, as for a request read from its
+        // encoding (JSON, Zipkin, and protobuf read through prost).
+        let mut room = self.queue_room();
+        let expected = queue_room::decoded_queue_bytes(&spans, usize::try_from(max_repeated).unwrap_or(usize::MAX));
+        if let Err(refused) = room.reserve(expected) {
+            self.inner.stats.rejected_overload.fetch_add(1, Ordering::Relaxed);
+            return Err(refused);
+        }
         let encoded = encode::encode_resource_spans_off_runtime(spans, max_repeated).await;
         let (encoded, _skipped) = encoded.map_err(Error::into_write_error)?;
-        self.write_encoded(tx, encoded, self.queue_room()).await
+        self.write_encoded(tx, encoded, room).await
     }
 
     /// Reads the request's encoding straight into rows ([`wire`]); requests that
@@ -765,7 +773,7 @@ impl SpanSink for TraceStore {
                 summary
             }
             wire::ReadRequest::Decoded(request) => {
-                // Read through prost instead: its rows take their room as they go.
+                // Read through prost instead: its rows take their room in `write_spans`.
                 drop(room);
                 write_resource_spans(self, request.resource_spans, limits).await?
             }

@@ -5,19 +5,24 @@
 //! its resource's attributes and its scope's name and version, so a request of a few
 //! megabytes, a few kilobytes gzipped, may ask for tens of megabytes of rows. Each
 //! request's repetition is bounded on its own ([`crate::encode::Repeats`]), but many
-//! such requests read at once were not: sixteen gzipped requests of 23 KB took two
-//! gigabytes together. The rows' expected size is now taken from the queue's permits
-//! before they are built, and the request is refused as overloaded (503 /
+//! such requests read at once were not: sixteen gzipped requests of 15 KB, 60 MB of rows
+//! each, took 1.2 GB together. The rows' expected size is now taken from the queue's
+//! permits before they are built, and the request is refused as overloaded (503 /
 //! `UNAVAILABLE`, retry advised) when the queue cannot hold it; once built, what is
 //! taken becomes the request's place in the queue, grown or shrunk to its encoding.
+//! A request expected to fill the whole queue takes nothing first: it is refused for
+//! good (413) as it is read or once encoded, never told to retry.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use meshtel_model::Error as ModelError;
+use meshtel_model::otlp::trace::v1::ResourceSpans;
 use meshtel_model::validate::SpanLimits;
+use prost::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::encode::Room;
 use crate::wire::{self, ReadRequest};
 
 /// Retry advice of a request refused for want of room in the queue: the queue drains
@@ -55,6 +60,16 @@ impl QueueRoom {
         self.held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
     }
 
+    /// Room for rows expected to take `bytes`, before they are built: none for rows
+    /// that would fill the whole queue, which are refused for good as they are read or
+    /// once encoded (a busy queue must not make that a retry).
+    pub(crate) fn reserve(&mut self, bytes: usize) -> Result<(), ModelError> {
+        if bytes >= self.total {
+            return Ok(());
+        }
+        self.resize(bytes)
+    }
+
     /// Holds `bytes` in all, taking or giving back the difference; a request larger
     /// than the whole queue holds all of it. Refused (holding what it held) when the
     /// queue has not that much free now.
@@ -68,15 +83,26 @@ impl QueueRoom {
             }
             return Ok(());
         }
-        let more = u32::try_from(want - held).unwrap_or(u32::MAX);
-        let more = self
-            .queue
-            .clone()
-            .try_acquire_many_owned(more)
-            .map_err(|_| queue_full())?;
-        match self.held.as_mut() {
-            Some(permit) => permit.merge(more),
-            None => self.held = Some(more),
+        // Taken in pieces a semaphore call can count; all given back if one fails.
+        let mut taken: Option<OwnedSemaphorePermit> = None;
+        let mut missing = want - held;
+        while missing > 0 {
+            let piece = u32::try_from(missing).unwrap_or(u32::MAX);
+            let permit = self
+                .queue
+                .clone()
+                .try_acquire_many_owned(piece)
+                .map_err(|_| queue_full())?;
+            match taken.as_mut() {
+                Some(taken) => taken.merge(permit),
+                None => taken = Some(permit),
+            }
+            missing -= piece as usize;
+        }
+        match (self.held.as_mut(), taken) {
+            (Some(permit), Some(more)) => permit.merge(more),
+            (None, more) => self.held = more,
+            (Some(_), None) => {}
         }
         Ok(())
     }
@@ -85,6 +111,26 @@ impl QueueRoom {
     pub(crate) fn into_permit(self) -> Option<OwnedSemaphorePermit> {
         self.held
     }
+}
+
+/// About what the rows of decoded `spans` take once encoded, as [`Room::queue_bytes`]
+/// says of a request read from its encoding: their spans' encoded sizes, and their
+/// resource's and scope's on every row (counted up to `max_repeated`).
+pub(crate) fn decoded_queue_bytes(spans: &[ResourceSpans], max_repeated: usize) -> usize {
+    let mut room = Room::default();
+    for group in spans {
+        let resource = group.resource.as_ref().map_or(0, Message::encoded_len);
+        for scope_spans in &group.scope_spans {
+            let scope = scope_spans.scope.as_ref().map_or(0, Message::encoded_len);
+            for span in &scope_spans.spans {
+                room.rows += 1;
+                room.attribute_bytes = room.attribute_bytes.saturating_add(span.encoded_len());
+                room.resource_bytes = room.resource_bytes.saturating_add(resource + scope);
+            }
+        }
+    }
+    room.resource_bytes = room.resource_bytes.min(max_repeated);
+    room.queue_bytes()
 }
 
 /// What reading a request gave, and the room it took.
@@ -101,13 +147,13 @@ pub(crate) async fn read_request(
 ) -> Result<Read, ModelError> {
     if request.len() < wire::READ_ON_BLOCKING_THREAD_BYTES {
         let read =
-            wire::read_export_request(&request, limits, max_repeated, &mut |n| room.resize(n));
+            wire::read_export_request(&request, limits, max_repeated, &mut |n| room.reserve(n));
         return Ok((read, room));
     }
     let limits = limits.clone();
     tokio::task::spawn_blocking(move || {
         let read =
-            wire::read_export_request(&request, &limits, max_repeated, &mut |n| room.resize(n));
+            wire::read_export_request(&request, &limits, max_repeated, &mut |n| room.reserve(n));
         (read, room)
     })
     .await
@@ -135,6 +181,12 @@ mod tests {
         // Larger than the queue: all of it, once free.
         room.resize(5000).unwrap();
         assert_eq!((room.held(), queue.available_permits()), (1000, 0));
+        // Rows expected to fill the whole queue take nothing first (refused for good
+        // later), even when the queue is busy.
+        let mut whole = QueueRoom::new(queue.clone(), 1000);
+        whole.reserve(1000).unwrap();
+        assert_eq!(whole.held(), 0);
+        assert!(whole.reserve(999).is_err());
         let permit = room.into_permit().unwrap();
         assert_eq!(permit.num_permits(), 1000);
         drop(permit);

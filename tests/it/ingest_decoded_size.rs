@@ -43,6 +43,22 @@ fn wide_resource_over(service: &str, spans: usize, attributes: usize) -> (Resour
     (group, spans)
 }
 
+/// `spans` as OTLP/JSON spans (ids, name, times).
+fn json_spans(spans: &[Span]) -> Vec<serde_json::Value> {
+    spans
+        .iter()
+        .map(|span| {
+            serde_json::json!({
+                "traceId": hex::encode(&span.trace_id),
+                "spanId": hex::encode(&span.span_id),
+                "name": "s",
+                "startTimeUnixNano": span.start_time_unix_nano.to_string(),
+                "endTimeUnixNano": span.end_time_unix_nano.to_string(),
+            })
+        })
+        .collect()
+}
+
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -120,18 +136,7 @@ async fn spans_that_would_repeat_a_large_resource_are_refused_before_they_are_he
     let body = request.encode_to_vec();
     assert!(body.len() < 8 << 20, "within max_request_bytes: {}", body.len());
     // The same amplification through a scope name, on OTLP/JSON (read through structs).
-    let json_spans: Vec<_> = spans
-        .iter()
-        .map(|span| {
-            serde_json::json!({
-                "traceId": hex::encode(&span.trace_id),
-                "spanId": hex::encode(&span.span_id),
-                "name": "s",
-                "startTimeUnixNano": span.start_time_unix_nano.to_string(),
-                "endTimeUnixNano": span.end_time_unix_nano.to_string(),
-            })
-        })
-        .collect();
+    let json_spans = json_spans(&spans);
     let json = serde_json::json!({"resourceSpans": [{
         "resource": {"attributes": [
             {"key": "service.name", "value": {"stringValue": "wide"}}
@@ -231,52 +236,76 @@ async fn a_json_body_of_numbers_is_charged_for_what_it_parses_into() {
 
 /// Sixteen gzipped requests at once, each a resource of 1.5 MB over 40 spans: 60 MB of
 /// rows apiece once read, within the bound one request has, from a body of a few
-/// kilobytes. Read all at once they took gigabytes; each now takes its rows' room in the
-/// write queue before building them, and those that find no room are told to retry.
+/// kilobytes. Read all at once they took gigabytes (protobuf: 1.2 GB); each now takes
+/// its rows' room in the write queue before building them, and those that find no room
+/// are told to retry. The same for OTLP/JSON, whose spans are read through structs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_that_grow_when_read_wait_for_room_in_the_write_queue() {
-    use std::io::Write;
-    let dir = TestDir::new();
-    let m = Meshtel::serve(&dir).await;
-    let (group, _) = wide_resource_over("grows", 40, 25);
-    let body = ExportTraceServiceRequest {
+    let (group, spans) = wide_resource_over("grows", 40, 25);
+    let protobuf = ExportTraceServiceRequest {
         resource_spans: vec![group],
     }
     .encode_to_vec();
+    let json_spans = json_spans(&spans);
+    let mut attributes = vec![serde_json::json!({"key": "service.name", "value": {"stringValue": "grows"}})];
+    attributes.extend((0..25).map(|i| {
+        serde_json::json!({"key": format!("k{i}"), "value": {"stringValue": "v".repeat(60_000)}})
+    }));
+    let json = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": attributes},
+        "scopeSpans": [{"spans": json_spans}],
+    }]})
+    .to_string();
+    // Without the room taken first: 1,198 and 760 MiB. Parsing JSON takes up to
+    // `ingest.max_inflight_bytes` (384 MiB) by itself.
+    for (content_type, body, bound_mib) in [
+        ("application/x-protobuf", protobuf, 400),
+        ("application/json", json.into_bytes(), 560),
+    ] {
+        grow_all_at_once(content_type, &body, bound_mib).await;
+    }
+}
+
+/// Sends `body` gzipped sixteen times at once to a new server: each is stored or told
+/// to retry, and the server's peak memory rises by less than `bound_mib`.
+async fn grow_all_at_once(content_type: &str, body: &[u8], bound_mib: u64) {
+    use std::io::Write;
+    let dir = TestDir::new();
+    let m = Meshtel::serve(&dir).await;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(&body).unwrap();
+    encoder.write_all(body).unwrap();
     let gzipped = encoder.finish().unwrap();
-    assert!(gzipped.len() < 16 << 10, "{}", gzipped.len());
+    assert!(gzipped.len() < 16 << 10, "{content_type}: {}", gzipped.len());
 
     let before = peak_rss(m.pid());
     let url = m.http_url("/v1/traces");
-    let replies = futures::future::join_all((0..16).map(|_| {
-        post(
-            &url,
-            &[
-                ("content-type", "application/x-protobuf"),
-                ("content-encoding", "gzip"),
-            ],
-            gzipped.clone(),
-        )
-    }))
-    .await;
+    let headers = [("content-type", content_type), ("content-encoding", "gzip")];
+    let replies =
+        futures::future::join_all((0..16).map(|_| post(&url, &headers, gzipped.clone()))).await;
     let rose = peak_rss(m.pid()).saturating_sub(before);
     let mut stored = 0;
     for reply in &replies {
         match reply.status {
             200 => stored += 1,
+            // The write queue's room, the head filled by those stored, or (JSON) the
+            // bytes in flight while parsed.
             503 => {
                 assert!(reply.headers.get("retry-after").is_some(), "{:?}", reply.headers);
-                assert!(reply.text().contains("max_queued_bytes"), "{}", reply.text());
+                let text = reply.text();
+                assert!(
+                    ["max_queued_bytes", "max_head_bytes", "max_inflight_bytes"]
+                        .iter()
+                        .any(|bound| text.contains(bound)),
+                    "{content_type}: {text}"
+                );
             }
-            status => panic!("{status}: {}", reply.text()),
+            status => panic!("{content_type}: {status}: {}", reply.text()),
         }
     }
-    assert!(stored >= 1, "none stored");
+    assert!(stored >= 1, "{content_type}: none stored");
     assert!(
-        rose < 400 << 20,
-        "peak resident memory rose by {} MiB",
+        rose < bound_mib << 20,
+        "{content_type}: peak resident memory rose by {} MiB",
         rose >> 20
     );
     let written = spans_written_reaching(&m, f64::from(stored * 40)).await;
