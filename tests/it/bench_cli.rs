@@ -26,7 +26,7 @@ fn bench_out(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// `--rate` is met on one connection at hundreds of requests a second (the pacer used
+/// `--rate` is met on one connection at over a hundred requests a second (the pacer used
 /// to add one request per worker every 10 ms: 100 requests/s at most), and the summary
 /// times requests from when they were due as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +39,7 @@ async fn ingest_keeps_its_rate_on_one_connection() {
         "--endpoint",
         &endpoint,
         "--rate",
-        "3000",
+        "1500",
         "--spans-per-request",
         "10",
         "--connections",
@@ -51,7 +51,10 @@ async fn ingest_keeps_its_rate_on_one_connection() {
     assert!(ok, "{said}");
     let summary: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
     let rate = summary["spans_per_s"].as_f64().unwrap();
-    assert!((2_400.0..=3_300.0).contains(&rate), "{summary}");
+    // 150 requests a second: past the old pacer's 100, and within what one connection
+    // to a debug build carries while the rest of the suite runs (4-5 ms a request there
+    // on a slow machine: 300 a second was not).
+    assert!((1_200.0..=1_650.0).contains(&rate), "{summary}");
     assert!(
         summary["from_schedule_ms"]["p50"].as_f64().is_some(),
         "{summary}"

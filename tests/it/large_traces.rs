@@ -246,8 +246,10 @@ async fn health_checks_answer_while_large_traces_are_built() {
         fetch.await.unwrap();
     }
     eprintln!("slowest /healthz while building answers: {slowest:?}");
+    // Blocked behind six builds of a 20,000-span answer, it would wait seconds; the
+    // suite's other servers beside it on a slow machine took it to 1.3 s.
     assert!(
-        slowest < std::time::Duration::from_secs(1),
+        slowest < std::time::Duration::from_secs(2),
         "/healthz took {slowest:?}"
     );
     m.stop().await;
