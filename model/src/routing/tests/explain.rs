@@ -246,8 +246,12 @@ fn destination_rules_apply_by_the_callers_namespace_then_the_services_then_the_r
     assert_eq!(labels("shop", REVIEWS_HOST).as_deref(), Some(r#"shop/shop-wide: {"version": "shop"}"#));
     // A service without a rule in its namespace: the root namespace's.
     assert_eq!(labels("bar", RATINGS_HOST).as_deref(), Some(r#"istio-system/everything: {"version": "root"}"#));
-    // The lookup by host agrees with ranking every rule in force, as Istio's order says.
-    for caller in [None, Some("default"), Some("prod"), Some("shop"), Some("bar"), Some("istio-system")] {
+    // The lookup by host agrees with ranking every rule in force, as Istio's order says
+    // (with a rule for every host, `*`, in one more namespace).
+    let edge = in_namespace("DestinationRule", "edge-all", "edge", &format!("  host: \"*\"\n{}", subsets("edge")));
+    let rules = load(&[("rules/a-prod.yaml", &prod), ("rules/dr.yaml", &own), ("rules/root.yaml", &root), ("rules/shop.yaml", &shop_wide), ("rules/z-edge.yaml", &edge)]);
+    assert_eq!(subset_labels(&rules, "edge", RATINGS_HOST, "v1").as_deref(), Some(r#"edge/edge-all: {"version": "edge"}"#));
+    for caller in [None, Some("default"), Some("prod"), Some("shop"), Some("bar"), Some("istio-system"), Some("edge")] {
         for host in [REVIEWS_HOST, RATINGS_HOST, "x.shop.svc.cluster.local", "example.com"] {
             let scanned = rules
                 .dr_merged
