@@ -313,35 +313,18 @@ impl Report {
             }
             parts.push(text);
         }
-        if limiter.dropped_attributes > 0 {
-            parts.push(format!(
-                "dropped {} attribute(s) over max_attributes_per_span ({})",
-                limiter.dropped_attributes, limiter.max_count
-            ));
-        }
-        if limiter.truncated_values > 0 {
-            parts.push(format!(
-                "truncated {} attribute value(s) longer than max_attribute_value_bytes ({})",
-                limiter.truncated_values, limiter.max_value_bytes
-            ));
-        }
-        if limiter.truncated_names > 0 {
-            parts.push(format!(
-                "truncated {} name(s) or attribute key(s) longer than max_name_bytes ({})",
-                limiter.truncated_names, limiter.max_name_bytes
-            ));
-        }
-        if limiter.dropped_events > 0 {
-            parts.push(format!(
-                "dropped {} span event(s) over max_events_per_span ({})",
-                limiter.dropped_events, limiter.max_events
-            ));
-        }
-        if limiter.dropped_links > 0 {
-            parts.push(format!(
-                "dropped {} span link(s) over max_links_per_span ({})",
-                limiter.dropped_links, limiter.max_links
-            ));
+        // What was cut, as "<what> <count> <things> <past> <setting> (<limit>)".
+        let cuts = [
+            (limiter.dropped_attributes, "dropped", "attribute(s) over max_attributes_per_span", limiter.max_count),
+            (limiter.truncated_values, "truncated", "attribute value(s) longer than max_attribute_value_bytes", limiter.max_value_bytes),
+            (limiter.truncated_names, "truncated", "name(s) or attribute key(s) longer than max_name_bytes", limiter.max_name_bytes),
+            (limiter.dropped_events, "dropped", "span event(s) over max_events_per_span", limiter.max_events),
+            (limiter.dropped_links, "dropped", "span link(s) over max_links_per_span", limiter.max_links),
+        ];
+        for (count, what, past, limit) in cuts {
+            if count > 0 {
+                parts.push(format!("{what} {count} {past} ({limit})"));
+            }
         }
         if self.invalid_links > 0 {
             parts.push(format!(
