@@ -15,7 +15,7 @@ use meshtel_model::{Trace, TraceId};
 use prost::Message;
 
 use crate::encode::KEY_SEPARATOR;
-use crate::schema::col;
+use crate::schema::{PackedEntries, col};
 use crate::{Error, Result};
 
 /// Decodes one encoded attribute entry (`key \0 <type><value>`).
@@ -222,7 +222,11 @@ pub fn batches_to_traces(batches: &[RecordBatch]) -> Result<Vec<Trace>> {
                 span.dropped_events_count = extras.dropped_events_count;
                 span.dropped_links_count = extras.dropped_links_count;
             }
-            let resource = list_strings(c.resource_attributes, row);
+            let resource = list_strings(c.resource_attributes, row)
+                .iter()
+                .flat_map(|value| PackedEntries::of(value))
+                .map(str::to_string)
+                .collect();
             let scope = (
                 c.scope_name.value(row).to_string(),
                 c.scope_version.value(row).to_string(),

@@ -15,7 +15,7 @@ use meshtel_model::{Operation, SpanKind};
 use prost::Message;
 
 use crate::Result;
-use crate::schema::{NO_SERVICE_NAME, span_schema};
+use crate::schema::{NO_SERVICE_NAME, pack_entries, span_schema};
 
 /// Separates key from typed value in an encoded attribute entry.
 pub const KEY_SEPARATOR: char = '\0';
@@ -28,6 +28,19 @@ pub fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(key)
     }
+}
+
+/// A resource's attributes as its rows store them: one packed string
+/// ([`pack_entries`]), or none for a resource without attributes.
+pub(crate) fn encode_resource(attributes: &[KeyValue], scratch: &mut String) -> Vec<String> {
+    let entries: Vec<String> = attributes
+        .iter()
+        .map(|kv| {
+            encode_attribute(&kv.key, kv.value.as_ref(), scratch);
+            scratch.clone()
+        })
+        .collect();
+    pack_entries(&entries).into_iter().collect()
 }
 
 /// Arrow rows built from one request, with what the catalog needs to know.
@@ -440,13 +453,7 @@ pub fn encode_resource_spans(
             .map(|r| r.attributes.as_slice())
             .unwrap_or(&[]);
         let service = service_name_of(resource_attrs);
-        let encoded_resource: Vec<String> = resource_attrs
-            .iter()
-            .map(|kv| {
-                encode_attribute(&kv.key, kv.value.as_ref(), &mut scratch);
-                scratch.clone()
-            })
-            .collect();
+        let encoded_resource = encode_resource(resource_attrs, &mut scratch);
         for ss in &rs.scope_spans {
             let (scope_name, scope_version) = ss
                 .scope

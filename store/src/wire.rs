@@ -37,7 +37,7 @@ use prost::Message;
 use index::Index;
 
 use crate::encode::{
-    Builders, EncodedBatch, Repeats, Room, Scalar, SpanFields, append_span, encode_attribute, encode_scalar,
+    Builders, EncodedBatch, Repeats, Room, Scalar, SpanFields, append_span, encode_resource, encode_scalar,
     operations_of, service_name_of,
 };
 
@@ -537,13 +537,7 @@ impl<'l> Encoder<'l> {
                 resource_attributes = resource.attributes;
             }
             let service = service_name_of(&resource_attributes);
-            let encoded_resource: Vec<String> = resource_attributes
-                .iter()
-                .map(|kv| {
-                    encode_attribute(&kv.key, kv.value.as_ref(), &mut self.scratch);
-                    self.scratch.clone()
-                })
-                .collect();
+            let encoded_resource = encode_resource(&resource_attributes, &mut self.scratch);
             let mut group_accepted = 0;
             for (scope_index, (scope, spans)) in index.scopes[scopes.clone()].iter().enumerate() {
                 let mut scope_limiter = AttributeLimiter::new(self.limits);

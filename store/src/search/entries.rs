@@ -14,6 +14,8 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, GenericListArray, Off
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type};
 use datafusion_common::{ScalarValue, exec_err};
+
+use crate::schema::{PACKED_MARK, PackedEntries};
 use datafusion_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
@@ -28,6 +30,8 @@ use datafusion_expr::{
 #[derive(Debug)]
 struct EntriesHasAny {
     signature: Signature,
+    /// The list holds packed entries ([`PackedEntries`]): the resource column.
+    packed: bool,
     dictionaries: Mutex<Vec<RememberedDictionary>>,
 }
 
@@ -53,7 +57,7 @@ const REMEMBERED_DICTIONARIES: usize = 4;
 
 impl PartialEq for EntriesHasAny {
     fn eq(&self, other: &Self) -> bool {
-        self.signature == other.signature
+        self.signature == other.signature && self.packed == other.packed
     }
 }
 
@@ -62,13 +66,16 @@ impl Eq for EntriesHasAny {}
 impl Hash for EntriesHasAny {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.signature.hash(state);
+        self.packed.hash(state);
     }
 }
 
-/// `entries_has_any(list, candidates...)` as an expression.
-pub fn entries_has_any(list: Expr, candidates: &[String]) -> Expr {
+/// `entries_has_any(list, candidates...)` as an expression; `packed` for a list of
+/// packed entries (the resource column).
+pub fn entries_has_any(list: Expr, candidates: &[String], packed: bool) -> Expr {
     let udf = ScalarUDF::new_from_impl(EntriesHasAny {
         signature: Signature::variadic_any(Volatility::Immutable),
+        packed,
         dictionaries: Mutex::new(Vec::new()),
     });
     let mut args = Vec::with_capacity(candidates.len() + 1);
@@ -155,12 +162,12 @@ impl EntriesHasAny {
         candidates: &[String],
     ) -> datafusion_common::Result<Option<Vec<bool>>> {
         let DataType::Dictionary(key_type, _) = values.data_type() else {
-            let hits = string_hits(values, candidates)?;
+            let hits = string_hits(values, candidates, self.packed)?;
             return Ok(hits.contains(&true).then_some(hits));
         };
         if **key_type != DataType::Int32 {
             let plain = cast(values, &DataType::Utf8)?;
-            let hits = string_hits(&plain, candidates)?;
+            let hits = string_hits(&plain, candidates, self.packed)?;
             return Ok(hits.contains(&true).then_some(hits));
         }
         let dictionary = values.as_dictionary::<Int32Type>();
@@ -199,7 +206,7 @@ impl EntriesHasAny {
         {
             return Ok(r.hits.clone());
         }
-        let hits = string_hits(dictionary, candidates)?;
+        let hits = string_hits(dictionary, candidates, self.packed)?;
         let known = Arc::new(DictionaryHits {
             any: hits.contains(&true),
             hits,
@@ -216,9 +223,20 @@ impl EntriesHasAny {
     }
 }
 
-/// Per string: is it a candidate?
-fn string_hits(values: &ArrayRef, candidates: &[String]) -> datafusion_common::Result<Vec<bool>> {
-    let is_candidate = |v: Option<&str>| v.is_some_and(|v| candidates.iter().any(|c| c == v));
+/// Per string: is it a candidate, or (`packed`) a packing of entries that holds one?
+fn string_hits(
+    values: &ArrayRef,
+    candidates: &[String],
+    packed: bool,
+) -> datafusion_common::Result<Vec<bool>> {
+    let is_candidate = |v: Option<&str>| {
+        v.is_some_and(|v| {
+            candidates.iter().any(|c| c == v)
+                || (packed
+                    && v.starts_with(PACKED_MARK)
+                    && PackedEntries::of(v).any(|e| candidates.iter().any(|c| c == e)))
+        })
+    };
     Ok(match values.data_type() {
         DataType::Utf8 => values.as_string::<i32>().iter().map(is_candidate).collect(),
         DataType::LargeUtf8 => values.as_string::<i64>().iter().map(is_candidate).collect(),
@@ -236,6 +254,7 @@ mod tests {
     fn function() -> EntriesHasAny {
         EntriesHasAny {
             signature: Signature::variadic_any(Volatility::Immutable),
+            packed: false,
             dictionaries: Mutex::new(Vec::new()),
         }
     }
@@ -336,6 +355,7 @@ mod tests {
         let filter = entries_has_any(
             datafusion_expr::col("attributes"),
             &["k\u{1f}sw".to_string()],
+            false,
         );
         let predicate = super::super::plan::physical(&filter, &schema).unwrap();
         let scan = datafusion_datasource::memory::MemorySourceConfig::try_new_exec(

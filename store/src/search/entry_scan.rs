@@ -24,6 +24,7 @@ use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use parquet::file::serialized_reader::SerializedPageReader;
 
 use crate::Result;
+use crate::schema::{PACKED_MARK, PackedEntries, col};
 
 /// Most tags one pass tracks (one bit each); a search's further tags are left to its
 /// query.
@@ -140,6 +141,11 @@ fn column_hits(
     }
     let max_def = u16::try_from(descr.max_def_level()).unwrap_or(u16::MAX);
     let def_width = bit_width(u32::from(max_def));
+    let packed = chunk
+        .column_path()
+        .parts()
+        .first()
+        .is_some_and(|top| top == col::RESOURCE_ATTRIBUTES);
     let pages = SerializedPageReader::new(file.clone(), chunk, num_rows, None)?;
     // The tag bits of each dictionary entry, and whether any is a candidate.
     let mut dictionary: Option<(Vec<u8>, bool)> = None;
@@ -157,7 +163,7 @@ fn column_hits(
                 if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
                     return Ok(None);
                 }
-                match plain_masks(&buf, num_values as usize, tags) {
+                match plain_masks(&buf, num_values as usize, tags, packed) {
                     Some(masks) => {
                         let any = masks.iter().any(|m| *m != 0);
                         dictionary = Some((masks, any));
@@ -196,7 +202,7 @@ fn column_hits(
                         }
                         None => None,
                     },
-                    Encoding::PLAIN => plain_masks(values, present, tags).map(|masks| {
+                    Encoding::PLAIN => plain_masks(values, present, tags, packed).map(|masks| {
                         scratch.hits.extend(
                             masks
                                 .iter()
@@ -298,28 +304,47 @@ fn hit_rows(
 }
 
 /// For `count` plain-encoded byte arrays (little-endian u32 length, then the bytes):
-/// the bits of the tags each is a candidate of.
-fn plain_masks(mut data: &[u8], count: usize, tags: &[Vec<String>]) -> Option<Vec<u8>> {
+/// the bits of the tags each is a candidate of, or one of whose entries is when they
+/// are `packed` ([`PackedEntries`]: the resource column).
+fn plain_masks(
+    mut data: &[u8],
+    count: usize,
+    tags: &[Vec<String>],
+    packed: bool,
+) -> Option<Vec<u8>> {
     let mut masks = Vec::with_capacity(count);
     for _ in 0..count {
         let (len, rest) = data.split_first_chunk::<4>()?;
         let len = u32::from_le_bytes(*len) as usize;
         let value = rest.get(..len)?;
         data = &rest[len..];
-        let mut mask = 0u8;
-        for (t, candidates) in tags.iter().enumerate() {
-            // Entries of one key share their first bytes: the last tells most apart.
-            if candidates.iter().any(|c| {
-                c.len() == value.len()
-                    && c.as_bytes().last() == value.last()
-                    && c.as_bytes() == value
-            }) {
-                mask |= 1 << t;
+        let mut mask = entry_mask(value, tags);
+        // A resource's entries, packed into one value.
+        if packed
+            && value.first() == Some(&(PACKED_MARK as u8))
+            && let Ok(packed) = std::str::from_utf8(value)
+        {
+            for entry in PackedEntries::of(packed) {
+                mask |= entry_mask(entry.as_bytes(), tags);
             }
         }
         masks.push(mask);
     }
     Some(masks)
+}
+
+/// The bits of the tags `value` is a candidate of.
+fn entry_mask(value: &[u8], tags: &[Vec<String>]) -> u8 {
+    let mut mask = 0u8;
+    for (t, candidates) in tags.iter().enumerate() {
+        // Entries of one key share their first bytes: the last tells most apart.
+        if candidates.iter().any(|c| {
+            c.len() == value.len() && c.as_bytes().last() == value.last() && c.as_bytes() == value
+        }) {
+            mask |= 1 << t;
+        }
+    }
+    mask
 }
 
 /// Bits needed to write `max`.

@@ -179,7 +179,10 @@ fn tag_filter(key: &str, value: &str) -> Expr {
     let candidates = candidate_entries(key, value);
     let mut any = ENTRY_COLUMNS
         .iter()
-        .map(|column| entries_has_any(col(*column), &candidates))
+        .map(|column| {
+            let packed = *column == c::RESOURCE_ATTRIBUTES;
+            entries_has_any(col(*column), &candidates, packed)
+        })
         .reduce(Expr::or)
         .unwrap_or_else(|| lit(false));
     if let Some(derived) = derived_tag(key, value) {

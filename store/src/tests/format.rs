@@ -347,3 +347,82 @@ async fn a_merge_across_row_groups_and_input_batches_keeps_every_row_in_order() 
     }
     store.shutdown().await.unwrap();
 }
+
+/// `batch` with each row's resource entries one by one, as blocks held them before
+/// resources were packed into one value.
+fn with_resources_unpacked(batch: &RecordBatch) -> RecordBatch {
+    use arrow::array::{Array, AsArray, ListBuilder, StringBuilder};
+    let column = batch.schema().index_of(crate::schema::col::RESOURCE_ATTRIBUTES).unwrap();
+    let packed = batch.column(column).as_list::<i32>();
+    let field = arrow::datatypes::Field::new_list_field(arrow::datatypes::DataType::Utf8, false);
+    let mut plain = ListBuilder::new(StringBuilder::new()).with_field(field);
+    for row in 0..packed.len() {
+        let values = packed.value(row);
+        for value in values.as_string::<i32>().iter().flatten() {
+            for entry in crate::schema::PackedEntries::of(value) {
+                plain.values().append_value(entry);
+            }
+        }
+        plain.append(true);
+    }
+    let mut columns = batch.columns().to_vec();
+    columns[column] = std::sync::Arc::new(plain.finish());
+    RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
+/// A block written before resources were packed (each entry a list value of its own)
+/// still answers tag searches on its resources and shows them as process tags, before
+/// and after compaction merges it with packed blocks.
+#[tokio::test]
+async fn blocks_with_unpacked_resources_read_as_before_and_merge_with_packed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    store.shutdown().await.unwrap();
+    // Three such blocks, adopted (as level-1 blocks), beside four packed flushes that
+    // compaction merges into a fourth level-1 block, then all four into one.
+    let orphaned = dir.path().join("blocks").join(crate::block_files::ORPHANED_DIR);
+    std::fs::create_dir_all(&orphaned).unwrap();
+    for seed in [1, 5, 6] {
+        let spans = [trace(seed, "old", 2, *T0, 1000)];
+        let (encoded, _) = crate::encode::encode_resource_spans(&spans, u64::MAX).unwrap();
+        let old = with_resources_unpacked(&encoded.batch);
+        let resources = old.column_by_name(crate::schema::col::RESOURCE_ATTRIBUTES).unwrap();
+        use arrow::array::AsArray;
+        assert_eq!(resources.as_list::<i32>().value(0).len(), 2);
+        let id = 0xf0 + u64::from(seed);
+        block::write_block_from_batches(&orphaned, id, &[old], 65_536, BlockOrder::Trace, 0, 0)
+            .unwrap();
+    }
+    let adopted = crate::adopt::adopt_orphaned_blocks(dir.path()).await.unwrap();
+    assert_eq!(adopted.spans, 6);
+
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    for seed in [2, 3, 4, 7] {
+        flush_trace(&store, seed, "old").await;
+    }
+    let mut tagged = query("old");
+    tagged.tags = vec![("host.name".into(), "h1".into())];
+    let mut untagged = query("old");
+    untagged.tags = vec![("host.name".into(), "h2".into())];
+    // One pass merges the packed flushes, then the four level-1 blocks.
+    for (phase, blocks) in [("as written", 7), ("merged", 1)] {
+        assert_eq!(store.stats().blocks, blocks, "{phase}");
+        assert_eq!(ids(&store, &tagged).await.len(), 7, "{phase}");
+        assert!(ids(&store, &untagged).await.is_empty(), "{phase}");
+        for seed in [1, 2] {
+            let trace = store.get_trace(trace_id(seed)).await.unwrap().unwrap();
+            let resources: Vec<_> = trace
+                .resource_spans
+                .iter()
+                .map(|rs| rs.resource.clone().unwrap_or_default().attributes)
+                .collect();
+            assert_eq!(
+                resources,
+                vec![vec![kv("service.name", s("old")), kv("host.name", s("h1"))]],
+                "{phase}: trace {seed}"
+            );
+        }
+        store.compact_now().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}

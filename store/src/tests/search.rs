@@ -703,3 +703,28 @@ async fn cached_block_metadata_goes_with_the_blocks_compaction_replaced() {
     assert_eq!(store.inner.searcher.cached_blocks(), (1, 1));
     store.shutdown().await.unwrap();
 }
+
+/// Only the resource column holds packed entries: a span attribute whose entry reads
+/// like a packing (key `\u{1}4:a`, value `x`: `\u{1}4:a\0sx`) is matched as itself,
+/// never as the entry `a=x` it would unpack to.
+#[tokio::test]
+async fn a_span_attribute_that_reads_like_a_packing_is_matched_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    let mut spans = trace(1, "frontend", 2, *T0, 1000);
+    spans.scope_spans[0].spans[0]
+        .attributes
+        .push(kv("\u{1}4:a", s("x")));
+    store.write_spans(vec![spans]).await.unwrap();
+    let with = |key: &str, value: &str| {
+        let mut q = query("frontend");
+        q.tags = vec![(key.to_string(), value.to_string())];
+        q
+    };
+    for phase in ["head", "block"] {
+        assert_eq!(ids(&store, &with("\u{1}4:a", "x")).await.len(), 1, "{phase}");
+        assert!(ids(&store, &with("a", "x")).await.is_empty(), "{phase}");
+        store.flush().await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+}
