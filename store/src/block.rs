@@ -53,7 +53,7 @@ pub(crate) mod checksum;
 mod step;
 
 use step::leaves_per_column;
-use crate::schema::{ENTRY_COLUMNS, col, span_schema, stored_schema};
+use crate::schema::{ENTRY_COLUMNS, col, fetch_schema, span_schema, stored_schema};
 use crate::trace_index::{TraceIdSet, sidecar_path, trace_key};
 
 /// What the index knows about one block.
@@ -368,6 +368,11 @@ trait ColumnSource {
         rows: Range<usize>,
         out: &mut dyn FnMut(ArrayRef) -> Result<()>,
     ) -> Result<()>;
+
+    /// The span table as [`ColumnSource::column`] hands it out (strings or views).
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        span_schema()
+    }
 }
 
 /// Head batches and the sorted order of their rows.
@@ -458,8 +463,9 @@ impl MergeColumns {
                 paths.len()
             )));
         }
-        // Plain strings: the rows are gathered across inputs, whose dictionaries differ.
-        let options = ArrowReaderOptions::new().with_schema(span_schema());
+        // The attribute lists as string views into each row group's dictionary page (the
+        // inputs' dictionaries differ): a gather copies views, not the entries' bytes.
+        let options = ArrowReaderOptions::new().with_schema(fetch_schema());
         let schema = span_schema();
         let mut key_columns = vec![
             index_of(&schema, col::TRACE_ID)?,
@@ -585,6 +591,10 @@ struct MergeKey<'a> {
 const KEY_BATCH_ROWS: usize = 8192;
 
 impl ColumnSource for MergeColumns {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        fetch_schema()
+    }
+
     fn column(
         &mut self,
         column: usize,
@@ -648,7 +658,7 @@ impl ColumnSource for MergeColumns {
                 indices.push((slot, row));
                 current[input] = Some((slot, row + 1));
             }
-            let empty = arrow::array::new_empty_array(span_schema().field(column).data_type());
+            let empty = arrow::array::new_empty_array(fetch_schema().field(column).data_type());
             let arrays: Vec<&dyn Array> = live
                 .iter()
                 .map(|a| a.as_ref().map_or(empty.as_ref(), |a| a.as_ref()))
@@ -721,13 +731,12 @@ fn write_columns_once(
     let tmp = blocks_dir.join(format!("{file_name}.tmp"));
     let file = checksum::Summing::new(File::create(&tmp)?);
     let mut props = writer_properties(total, row_group_rows, zstd_level);
-    // The rows are written as plain strings; the schema readers see by default is the
-    // stored one, with the attribute lists as dictionary keys (see `stored_schema`).
+    // Readers see the stored schema by default, the lists as dictionary keys.
     add_encoded_arrow_schema_to_metadata(&stored_schema(), &mut props);
     let options = ArrowWriterOptions::new()
         .with_properties(props)
         .with_skip_arrow_metadata(true);
-    let schema = span_schema();
+    let schema = source.schema();
     let (mut writer, factory) = ArrowWriter::try_new_with_options(file, schema.clone(), options)?
         .into_serialized_writer()?;
     let leaves = leaves_per_column();

@@ -206,8 +206,8 @@ fn retyped(schema: &Schema, columns: &[&str], data_type: &DataType) -> SchemaRef
 /// Parquet file): the attribute lists as lists of dictionary keys. A Parquet reader
 /// then hands out each row group's dictionary page once, shared by every batch, and
 /// per entry only its key, instead of copying every entry's bytes; a tag search
-/// compares each distinct entry of a row group once. Compaction, which wants plain
-/// strings, asks for [`span_schema`] instead; trace fetches for [`fetch_schema`].
+/// compares each distinct entry of a row group once. Compaction and trace fetches ask
+/// for [`fetch_schema`] instead.
 pub fn stored_schema() -> SchemaRef {
     STORED_SCHEMA.clone()
 }
@@ -232,8 +232,8 @@ static FETCH_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     retyped(&SCHEMA, &ENTRY_COLUMNS, &entries)
 });
 
-/// The span table as trace fetches read blocks: the attribute lists as lists of string
-/// views. A fetch reads a few rows of a row group but its whole dictionary page (about
+/// The span table as trace fetches and merges read blocks: the attribute lists as
+/// lists of string views. A fetch reads a few rows of a row group but its whole dictionary page (about
 /// 2 MiB for the benchmark's 97,000 distinct entries): as views, each dictionary
 /// entry is a 16-byte view into the page instead of a copy of its bytes. Fetching one
 /// trace from a 10M-span store took 3.0-3.5 ms against 3.9-4.0 (README, Performance).
