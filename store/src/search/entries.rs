@@ -229,13 +229,24 @@ fn string_hits(
     candidates: &[String],
     packed: bool,
 ) -> datafusion_common::Result<Vec<bool>> {
+    // The rows of one resource in a head batch repeat its packing: unpacked once.
+    let mut last_packing: Option<(String, bool)> = None;
     let is_candidate = |v: Option<&str>| {
-        v.is_some_and(|v| {
-            candidates.iter().any(|c| c == v)
-                || (packed
-                    && v.starts_with(PACKED_MARK)
-                    && PackedEntries::of(v).any(|e| candidates.iter().any(|c| c == e)))
-        })
+        let Some(v) = v else { return false };
+        if candidates.iter().any(|c| c == v) {
+            return true;
+        }
+        if !packed || !v.starts_with(PACKED_MARK) {
+            return false;
+        }
+        if let Some((seen, hit)) = &last_packing
+            && seen == v
+        {
+            return *hit;
+        }
+        let hit = PackedEntries::of(v).any(|e| candidates.iter().any(|c| c == e));
+        last_packing = Some((v.to_string(), hit));
+        hit
     };
     Ok(match values.data_type() {
         DataType::Utf8 => values.as_string::<i32>().iter().map(is_candidate).collect(),
@@ -299,6 +310,36 @@ mod tests {
         );
         let none = has_any(&rows, &["z".into()]).unwrap();
         assert_eq!(none.true_count(), 0);
+    }
+
+    /// Packed resources (runs of one repeated, as in a head batch) match by their
+    /// entries, each row for its own packing; other lists are never unpacked.
+    #[test]
+    fn packed_rows_match_by_their_own_entries() {
+        let pack = |entries: &[&str]| {
+            let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+            crate::schema::pack_entries(&entries).unwrap()
+        };
+        let (a, b) = (pack(&["host\0sh1", "pod\0sp1"]), pack(&["host\0sh2", "pod\0sp1"]));
+        let rows = list(&[
+            Some(&[a.as_str()]),
+            Some(&[a.as_str()]),
+            Some(&[b.as_str()]),
+            Some(&[b.as_str()]),
+            Some(&[a.as_str()]),
+            Some(&[]),
+        ]);
+        let packed = EntriesHasAny {
+            packed: true,
+            ..function()
+        };
+        let got = |f: &EntriesHasAny, candidate: &str| -> Vec<bool> {
+            let hits = f.has_any(&rows, &[candidate.to_string()]).unwrap();
+            hits.iter().map(|h| h == Some(true)).collect()
+        };
+        assert_eq!(got(&packed, "host\0sh2"), [false, false, true, true, false, false]);
+        assert_eq!(got(&packed, "pod\0sp1"), [true, true, true, true, true, false]);
+        assert_eq!(got(&function(), "host\0sh2"), [false; 6]);
     }
 
     /// Lists of keys into `dictionary`, one list per row.
