@@ -14,11 +14,11 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, GenericListArray, Off
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type};
 use datafusion_common::{ScalarValue, exec_err};
-
-use crate::schema::{PACKED_MARK, PackedEntries};
 use datafusion_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
+
+use crate::schema::{PACKED_MARK, PackedEntries};
 
 /// The function; see the module documentation.
 ///
