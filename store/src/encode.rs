@@ -15,7 +15,7 @@ use meshtel_model::{Operation, SpanKind};
 use prost::Message;
 
 use crate::Result;
-use crate::schema::{NO_SERVICE_NAME, pack_entries, span_schema};
+use crate::schema::{NO_SERVICE_NAME, push_packed, span_schema};
 
 /// Separates key from typed value in an encoded attribute entry.
 pub const KEY_SEPARATOR: char = '\0';
@@ -31,16 +31,14 @@ pub fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A resource's attributes as its rows store them: one packed string
-/// ([`pack_entries`]), or none for a resource without attributes.
+/// ([`push_packed`]), or none for a resource without attributes.
 pub(crate) fn encode_resource(attributes: &[KeyValue], scratch: &mut String) -> Vec<String> {
-    let entries: Vec<String> = attributes
-        .iter()
-        .map(|kv| {
-            encode_attribute(&kv.key, kv.value.as_ref(), scratch);
-            scratch.clone()
-        })
-        .collect();
-    pack_entries(&entries).into_iter().collect()
+    let mut packed = String::new();
+    for kv in attributes {
+        encode_attribute(&kv.key, kv.value.as_ref(), scratch);
+        push_packed(&mut packed, scratch);
+    }
+    if packed.is_empty() { Vec::new() } else { vec![packed] }
 }
 
 /// Arrow rows built from one request, with what the catalog needs to know.

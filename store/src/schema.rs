@@ -67,18 +67,21 @@ pub const PACKED_MARK: char = '\u{1}';
 
 /// `entries` as one packed string; `None` when there are none (an empty list).
 pub fn pack_entries(entries: &[String]) -> Option<String> {
-    if entries.is_empty() {
-        return None;
-    }
-    let len = 1 + entries.iter().map(|e| e.len() + 12).sum::<usize>();
-    let mut packed = String::with_capacity(len);
-    packed.push(PACKED_MARK);
+    let mut packed = String::new();
     for entry in entries {
-        packed.push_str(itoa::Buffer::new().format(entry.len()));
-        packed.push(':');
-        packed.push_str(entry);
+        push_packed(&mut packed, entry);
     }
-    Some(packed)
+    (!packed.is_empty()).then_some(packed)
+}
+
+/// Appends `entry` to the packing `packed` (empty: none yet) as [`pack_entries`] does.
+pub fn push_packed(packed: &mut String, entry: &str) {
+    if packed.is_empty() {
+        packed.push(PACKED_MARK);
+    }
+    packed.push_str(itoa::Buffer::new().format(entry.len()));
+    packed.push(':');
+    packed.push_str(entry);
 }
 
 /// The entries a stored list value stands for: the value itself, or the entries
