@@ -135,6 +135,11 @@ impl Trace {
             .map(|s| s.spans.len())
             .sum()
     }
+
+    /// Whether the trace is stored but a read's bound left all of its spans out.
+    pub fn is_left_out(&self) -> bool {
+        self.omitted_spans > 0 && self.span_count() == 0
+    }
 }
 
 /// A caller → callee edge derived from parent/child spans across services.

@@ -212,7 +212,7 @@ async fn get_trace(
 async fn find_traces(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
     let (query, raw) = parse_find_traces_query(&params)?;
-    let traces = state.jaeger.find_traces(&query).await?;
+    let traces = state.jaeger.find_traces(&query).await?.traces;
     traces_response(traces, raw).await
 }
 
@@ -226,7 +226,7 @@ async fn find_trace_summaries(
 ) -> Result<Response> {
     let params = QueryParams::parse(query.as_deref());
     let (query, raw) = parse_find_traces_query(&params)?;
-    let mut traces = state.jaeger.find_traces(&query).await?;
+    let mut traces = state.jaeger.find_traces(&query).await?.traces;
     if !raw {
         // Counted and rooted as the traces `/api/v3/traces` gives.
         traces

@@ -17,6 +17,8 @@ pub mod model;
 pub mod params;
 pub mod service;
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -29,7 +31,7 @@ use serde::Deserialize as _;
 
 pub use service::JaegerService;
 
-use self::convert::{Adjust, convert_trace};
+use self::convert::{Adjust, convert_trace, left_out_message};
 use self::model::{DependencyLink, Envelope, Operation, StructuredError};
 use self::params::{QueryParams, TracesRequest};
 use crate::AppState;
@@ -153,11 +155,23 @@ async fn search_traces(
     let adjust = Adjust::from_raw(params::parse_raw_param(&params)?);
     match request {
         TracesRequest::Search(query) => {
-            let traces = state.jaeger.find_traces(&query).await?;
-            tracing::debug!(traces = traces.len(), "search done");
+            let found = state.jaeger.find_traces(&query).await?;
+            tracing::debug!(
+                traces = found.traces.len(),
+                left_out = found.left_out.len(),
+                "search done"
+            );
+            let errors = errors(found.left_out.iter().map(|&(id, spans)| (id, left_out_message(spans))));
+            let traces = found.traces;
             let pretty = params.pretty_print();
             build_answer(span_total(&traces), move || {
-                json_response(&Envelope::data(convert_traces(&traces, adjust)), pretty)
+                json_response(
+                    &Envelope {
+                        errors,
+                        ..Envelope::data(convert_traces(&traces, adjust))
+                    },
+                    pretty,
+                )
             })
             .await
         }
@@ -166,22 +180,18 @@ async fn search_traces(
             params.pretty_print(),
         ),
         TracesRequest::ByIds(ids) => {
-            let traces = state.jaeger.get_traces(&ids).await?;
-            let missing: Vec<TraceId> = ids
-                .iter()
-                .filter(|id| !traces.iter().any(|t| t.trace_id == **id))
-                .copied()
-                .collect();
-            let errors = (!missing.is_empty()).then(|| {
-                missing
-                    .iter()
-                    .map(|id| StructuredError {
-                        code: 0,
-                        msg: TRACE_NOT_FOUND.to_string(),
-                        trace_id: id.to_string(),
-                    })
-                    .collect()
-            });
+            let found = state.jaeger.get_traces(&ids).await?;
+            let left_out: HashMap<TraceId, u64> = found.left_out.into_iter().collect();
+            // Each id not answered: left out by the answer's bounds, or not stored.
+            let errors = errors(
+                ids.iter()
+                    .filter(|id| !found.traces.iter().any(|t| t.trace_id == **id))
+                    .map(|id| match left_out.get(id) {
+                        Some(&spans) => (*id, left_out_message(spans)),
+                        None => (*id, TRACE_NOT_FOUND.to_string()),
+                    }),
+            );
+            let traces = found.traces;
             let pretty = params.pretty_print();
             build_answer(span_total(&traces), move || {
                 json_response(
@@ -222,6 +232,18 @@ async fn get_trace(
         json_response(&Envelope::data([trace]), pretty)
     })
     .await
+}
+
+/// The `errors` of an answer naming traces (Jaeger's code 0), `None` when none.
+fn errors(named: impl Iterator<Item = (TraceId, String)>) -> Option<Vec<StructuredError>> {
+    let errors: Vec<StructuredError> = named
+        .map(|(id, msg)| StructuredError {
+            code: 0,
+            msg,
+            trace_id: id.to_string(),
+        })
+        .collect();
+    (!errors.is_empty()).then_some(errors)
 }
 
 /// Stored traces as Jaeger JSON, those with no span left out.

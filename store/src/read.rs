@@ -104,7 +104,7 @@ impl TraceStore {
         );
         let rank: std::collections::HashMap<TraceId, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        traces.retain(|t| t.span_count() > 0);
+        traces.retain(|t| t.span_count() > 0 || t.is_left_out());
         traces.sort_by_key(|t| rank.get(&t.trace_id).copied().unwrap_or(usize::MAX));
         Ok(traces)
     }
@@ -128,7 +128,7 @@ impl TraceStore {
         let mut found: std::collections::HashMap<TraceId, Trace> =
             decode_kept(rows, &self.inner.stats)?
                 .into_iter()
-                .filter(|t| t.span_count() > 0)
+                .filter(|t| t.span_count() > 0 || t.is_left_out())
                 .map(|t| (t.trace_id, t))
                 .collect();
         Ok(trace_ids.iter().filter_map(|id| found.remove(id)).collect())
@@ -155,24 +155,31 @@ impl TraceStore {
 }
 
 /// The rows a read kept as traces, each with the spans the span bound left out of
-/// it ([`span_budget`](crate::span_budget)); the cuts are counted in `stats`.
+/// it ([`span_budget`](crate::span_budget)), and a trace without spans for each one
+/// the bound left out whole; the cuts are counted in `stats`.
 fn decode_kept(kept: Kept, stats: &Stats) -> Result<Vec<Trace>> {
-    let mut traces = decode::batches_to_traces(&kept.batches)?;
-    for trace in &mut traces {
-        trace.omitted_spans = kept.omitted.get(&trace.trace_id.0).copied().unwrap_or(0);
-    }
-    if !kept.omitted.is_empty() {
-        let omitted: u64 = kept.omitted.values().sum();
+    let Kept {
+        batches,
+        mut omitted,
+    } = kept;
+    if !omitted.is_empty() {
+        let spans: u64 = omitted.values().sum();
         stats
             .traces_cut
-            .fetch_add(kept.omitted.len() as u64, Ordering::Relaxed);
-        stats.spans_omitted.fetch_add(omitted, Ordering::Relaxed);
-        tracing::debug!(
-            traces = kept.omitted.len(),
-            spans = omitted,
-            "read cut to its span bound"
-        );
+            .fetch_add(omitted.len() as u64, Ordering::Relaxed);
+        stats.spans_omitted.fetch_add(spans, Ordering::Relaxed);
+        tracing::debug!(traces = omitted.len(), spans, "read cut to its span bound");
     }
+    let mut traces = decode::batches_to_traces(&batches)?;
+    for trace in &mut traces {
+        trace.omitted_spans = omitted.remove(&trace.trace_id.0).unwrap_or(0);
+    }
+    // What is left names traces of which no span was kept.
+    traces.extend(omitted.into_iter().map(|(id, omitted_spans)| Trace {
+        trace_id: TraceId(id),
+        resource_spans: Vec::new(),
+        omitted_spans,
+    }));
     Ok(traces)
 }
 

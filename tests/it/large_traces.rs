@@ -293,6 +293,22 @@ async fn store_wide_trace(m: &Meshtel, spans: u64, names: u64) -> String {
     hex
 }
 
+/// Sends one span of service `huge` to `trace`, starting at `start`: 100 attributes of
+/// 60,000 bytes each (6 MB, within the attribute limits).
+async fn export_huge_span(m: &Meshtel, trace: &[u8], start: u64) {
+    let value = "v".repeat(60_000);
+    let mut span = simple_span(trace, &random_span_id(), None, "huge", start, 10);
+    span.attributes
+        .extend((0..100).map(|a| kv_str(&format!("k{a}"), &value)));
+    export_grpc(
+        m.grpc.unwrap(),
+        ExportTraceServiceRequest {
+            resource_spans: vec![resource_spans("huge", vec![span])],
+        },
+    )
+    .await;
+}
+
 /// Spans of megabytes each (100 attributes of 60,000 bytes, within the attribute
 /// limits) are cut by `[store] max_read_bytes` however few they are: before, forty
 /// spans of 12 MB read back took the collector past 6 GB.
@@ -302,18 +318,8 @@ async fn answers_of_a_few_huge_spans_are_cut_by_their_bytes() {
     let m = Meshtel::serve_with_config(&dir, "[store]\nmax_read_bytes = \"2 MiB\"\n").await;
     let trace = random_trace_id();
     let start = now_nanos() - 60_000 * MS;
-    let value = "v".repeat(60_000);
     for i in 0..3u64 {
-        let mut span = simple_span(&trace, &random_span_id(), None, "huge", start + i * MS, 10);
-        span.attributes
-            .extend((0..100).map(|a| kv_str(&format!("k{a}"), &value)));
-        export_grpc(
-            m.grpc.unwrap(),
-            ExportTraceServiceRequest {
-                resource_spans: vec![resource_spans("huge", vec![span])],
-            },
-        )
-        .await;
+        export_huge_span(&m, &trace, start + i * MS).await;
     }
     let id = jaeger_trace_id(&trace);
     let one = get_json(&m.query_url(&format!("/api/traces/{id}"))).await;
@@ -326,5 +332,74 @@ async fn answers_of_a_few_huge_spans_are_cut_by_their_bytes() {
     );
     let found = get_json(&m.query_url("/api/traces?service=huge&limit=20&lookback=1h")).await;
     assert_eq!(shape(&found["data"][0]).0, 1, "{}", found["errors"]);
+    m.stop().await;
+}
+
+/// Traces of a few huge spans each, more of them than `[store] max_read_bytes` has room
+/// for: a search returns what fits and names each trace it left out whole in `errors`
+/// (with status 200, as Jaeger names the traces a fetch did not find), and a fetch of
+/// them by id says they were left out, not that they are not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_left_out_whole_by_the_byte_bound_are_named_in_errors() {
+    let dir = TestDir::new();
+    let m = Meshtel::serve_with_config(&dir, "[store]\nmax_read_bytes = \"2 MiB\"\n").await;
+    let start = now_nanos() - 60_000 * MS;
+    let traces: Vec<Vec<u8>> = (0..3).map(|_| random_trace_id()).collect();
+    for (i, trace) in (0u64..).zip(&traces) {
+        export_huge_span(&m, trace, start + i * MS).await;
+    }
+    let ids: Vec<String> = traces.iter().map(|t| jaeger_trace_id(t)).collect();
+    for id in &ids {
+        wait_for_trace(&m, id, 1).await;
+    }
+    // (returned ids, [(error's trace id, its message)]) of an answer.
+    let answer = |body: &Value| -> (Vec<String>, Vec<(String, String)>) {
+        let data = body["data"].as_array().expect("data");
+        let errors = body["errors"].as_array().cloned().unwrap_or_default();
+        (
+            data.iter().map(|t| t["traceID"].as_str().unwrap().to_string()).collect(),
+            errors
+                .iter()
+                .map(|e| {
+                    (
+                        e["traceID"].as_str().unwrap().to_string(),
+                        e["msg"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let left_out = |msg: &str| {
+        msg.contains("left out of this answer")
+            && msg.contains("it has 1 stored span,")
+            && msg.contains("[store] max_read_bytes")
+    };
+
+    let found = get_json(&m.query_url("/api/traces?service=huge&limit=20&lookback=1h")).await;
+    let (returned, errors) = answer(&found);
+    assert_eq!((returned.len(), errors.len()), (1, 2), "{returned:?} {errors:?}");
+    let mut named: Vec<&String> = returned.iter().chain(errors.iter().map(|e| &e.0)).collect();
+    named.sort();
+    let mut want: Vec<&String> = ids.iter().collect();
+    want.sort();
+    assert_eq!(named, want, "every match returned or named");
+    assert!(errors.iter().all(|e| left_out(&e.1)), "{errors:?}");
+
+    let unknown = jaeger_trace_id(&random_trace_id());
+    let query: String = ids
+        .iter()
+        .chain([&unknown])
+        .map(|id| format!("traceID={id}&"))
+        .collect();
+    let fetched = get_json(&m.query_url(&format!("/api/traces?{query}"))).await;
+    let (returned, errors) = answer(&fetched);
+    assert_eq!((returned.len(), errors.len()), (1, 3), "{returned:?} {errors:?}");
+    for (id, msg) in &errors {
+        if *id == unknown {
+            assert_eq!(msg, "trace not found");
+        } else {
+            assert!(ids.contains(id) && left_out(msg), "{id}: {msg}");
+        }
+    }
     m.stop().await;
 }

@@ -78,6 +78,18 @@ pub fn omitted_warning(shown: usize, omitted: u64) -> String {
     )
 }
 
+/// The error naming a trace that a search or a fetch of several ids left out whole:
+/// the answer had room for fewer spans than it had traces.
+pub fn left_out_message(stored_spans: u64) -> String {
+    let spans = if stored_spans == 1 { "span" } else { "spans" };
+    format!(
+        "trace left out of this answer: it has {stored_spans} stored {spans}, but the \
+         answer had room for fewer spans than it had traces; an answer holds at most \
+         [query] max_spans_per_response spans and [store] max_read_bytes of their \
+         attributes, events and links; fetch this trace by its id alone"
+    )
+}
+
 /// Converts any OTLP batch (e.g. an uploaded file) into one Jaeger trace per trace id,
 /// in order of first appearance.
 pub fn resource_spans_to_jaeger(resource_spans: &[ResourceSpans]) -> Vec<model::Trace> {

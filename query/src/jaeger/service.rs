@@ -9,6 +9,32 @@ use meshtel_model::{DependencyLink, Operation, SpanKind, Trace, TraceId, TraceQu
 use crate::Clock;
 use crate::error::Result;
 
+/// What a search or a fetch found: the traces it returns, and those it matched or was
+/// asked for but had to leave out whole, because the answer's bounds (`[query]
+/// max_spans_per_response`, `[store] max_read_bytes`) held fewer spans than there were
+/// traces.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The traces returned, none empty.
+    pub traces: Vec<Trace>,
+    /// Traces left out: their id and how many spans of theirs are stored.
+    pub left_out: Vec<(TraceId, u64)>,
+}
+
+impl Found {
+    fn from_read(read: Vec<Trace>) -> Self {
+        let mut found = Found::default();
+        for trace in read {
+            if trace.span_count() > 0 {
+                found.traces.push(trace);
+            } else if trace.is_left_out() {
+                found.left_out.push((trace.trace_id, trace.omitted_spans));
+            }
+        }
+        found
+    }
+}
+
 /// Answers Jaeger queries from a trace store.
 pub struct JaegerService {
     reader: Arc<dyn TraceReader>,
@@ -70,27 +96,28 @@ impl JaegerService {
         Ok(names)
     }
 
-    /// Traces matching `query` (limit bounded), never an empty one.
-    pub async fn find_traces(&self, query: &TraceQuery) -> Result<Vec<Trace>> {
+    /// Traces matching `query` (limit bounded), never an empty one, and those
+    /// matched but left out whole.
+    pub async fn find_traces(&self, query: &TraceQuery) -> Result<Found> {
         let mut bounded = query.clone();
         bounded.limit = bounded.limit.clamp(1, self.max_search_limit);
         bounded.max_spans = Some(self.max_spans);
         let mut traces = self.reader.find_traces(&bounded).await?;
-        traces.retain(|t| t.span_count() > 0);
+        traces.retain(|t| t.span_count() > 0 || t.is_left_out());
         traces.truncate(bounded.limit);
-        Ok(traces)
+        Ok(Found::from_read(traces))
     }
 
     /// One trace, `None` when not found or empty.
     pub async fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>> {
-        Ok(self.get_traces(&[trace_id]).await?.pop())
+        Ok(self.get_traces(&[trace_id]).await?.traces.pop())
     }
 
-    /// The traces among `trace_ids` that are stored and not empty, in that order.
-    pub async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<Trace>> {
-        let mut traces = self.reader.get_traces(trace_ids, self.max_spans).await?;
-        traces.retain(|t| t.span_count() > 0);
-        Ok(traces)
+    /// The traces among `trace_ids` that are stored and not empty, in that order, and
+    /// those stored but left out whole.
+    pub async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Found> {
+        let traces = self.reader.get_traces(trace_ids, self.max_spans).await?;
+        Ok(Found::from_read(traces))
     }
 
     /// Service-graph edges in `[end − lookback, end]`, duplicates summed, optionally

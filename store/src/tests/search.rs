@@ -675,10 +675,31 @@ async fn reads_over_their_span_bound_cut_the_largest_trace_to_its_earliest_spans
         assert_eq!((tight[0].omitted_spans, tight[1].omitted_spans), (38, 2));
         let whole = store.get_traces(&ids, 43).await.unwrap();
         assert_eq!((whole[0].span_count(), whole[0].omitted_spans), (40, 0));
+
+        // Fewer spans than traces: the small trace is left out whole, and said to be
+        // (not dropped as if it were not stored).
+        let one = store.get_traces(&ids, 1).await.unwrap();
+        let shape = |traces: &[meshtel_model::Trace]| -> Vec<(usize, u64, bool)> {
+            traces
+                .iter()
+                .map(|t| (t.span_count(), t.omitted_spans, t.is_left_out()))
+                .collect()
+        };
+        assert_eq!(shape(&one), [(1, 39, false), (0, 3, true)], "{phase}");
+        assert_eq!(one[1].trace_id, ids[1], "{phase}");
+        assert_eq!(names(&one[0]), ["GET /"], "{phase}");
+        let found = store
+            .find_traces(&TraceQuery {
+                max_spans: Some(1),
+                ..query("frontend")
+            })
+            .await
+            .unwrap();
+        assert_eq!(shape(&found), [(0, 3, true), (1, 39, false)], "{phase}: newest first");
         store.flush().await.unwrap();
     }
     let stats = store.stats();
-    assert_eq!((stats.traces_cut, stats.spans_omitted), (8, 200));
+    assert_eq!((stats.traces_cut, stats.spans_omitted), (16, 368));
     store.shutdown().await.unwrap();
 }
 

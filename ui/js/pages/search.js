@@ -506,7 +506,7 @@ export function mount(root, ctx) {
       h('span', { class: 'grow' }),
       count ? h('label', { class: 'search-sort-label' }, 'Sort', sortSel) : null,
     );
-    const partial = errors.length ? h('div', { class: 'inline-error', role: 'alert' }, `Some traces could not be loaded: ${errors.map((e) => e.msg || JSON.stringify(e)).join('; ')}`) : null;
+    const partial = errors.length ? h('div', { class: 'inline-error', role: 'alert' }, `Some traces could not be loaded: ${errors.map((e) => (e.traceID ? `${e.traceID}: ` : '') + (e.msg || JSON.stringify(e))).join('; ')}`) : null;
     if (!count) {
       const wider = LOOKBACKS.filter(([key, , secs]) => search.lookback === 'custom' || secs > (LOOKBACKS.find(([k]) => k === search.lookback) || [0, 0, 0])[2]).slice(-2);
       replace(
