@@ -62,7 +62,9 @@ pub(super) fn query_runtime(
 /// nice 0), and a scan alone still has the whole machine.
 pub(super) const SCAN_LANE_NICE: i32 = 10;
 
-/// Lowers the calling thread's scheduling priority to `nice` (Linux: per thread).
+/// Lowers the calling thread's scheduling priority by `nice` from its own (Linux: per
+/// thread; at most to 19): under a process started with `nice -n 15`, setting 10 would
+/// raise it, or fail without privileges.
 fn lower_priority(nice: i32) {
     if nice == 0 {
         return;
@@ -70,8 +72,35 @@ fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     {
         let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
-            tracing::debug!(error = %e, nice, "could not lower a query thread's priority");
+        let lowered = rustix::process::getpriority_process(Some(tid))
+            .and_then(|own| rustix::process::setpriority_process(Some(tid), (own + nice).min(19)));
+        if let Err(e) = lowered {
+            tracing::debug!(error = %e, nice, "could not lower a thread's priority");
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn own_nice() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    }
+
+    /// From a thread already at a lower priority than the process's, the scan lane's
+    /// nice lowers it further (setting 10 outright raised it back to 10).
+    #[test]
+    fn a_thread_is_lowered_from_its_own_priority() {
+        let (start, lowered) = std::thread::spawn(|| {
+            let tid = rustix::thread::gettid();
+            let start = (own_nice() + 5).min(19);
+            rustix::process::setpriority_process(Some(tid), start).unwrap();
+            lower_priority(SCAN_LANE_NICE);
+            (start, own_nice())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (start + SCAN_LANE_NICE).min(19));
     }
 }
