@@ -82,6 +82,8 @@ fn lower_priority(nice: i32) {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn own_nice() -> i32 {
