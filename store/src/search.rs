@@ -41,7 +41,7 @@ mod filter;
 mod links;
 mod newest;
 mod plan;
-mod runtime;
+pub(crate) mod runtime;
 mod steps;
 use crate::span_budget::{Gathered, Kept};
 use entry_scan::RowGroupRows;

@@ -65,7 +65,7 @@ pub(super) const SCAN_LANE_NICE: i32 = 10;
 /// Lowers the calling thread's scheduling priority by `nice` from its own (Linux: per
 /// thread; at most to 19): under a process started with `nice -n 15`, setting 10 would
 /// raise it, or fail without privileges.
-fn lower_priority(nice: i32) {
+pub(crate) fn lower_priority(nice: i32) {
     if nice == 0 {
         return;
     }
