@@ -5,8 +5,9 @@
 //!  write_spans ─(encode in caller)─► bounded queue ─► writer thread:
 //!      append group to WAL ─► commit (write, fsync if "always") ─► push rows to head ─► ack
 //!      every flush_interval or flush_rows: rotate WAL, seal head ─► flusher task
-//!  flusher task: sort + write Parquet block ─► index it in SQL ─► drop sealed rows,
-//!      delete WAL segments now covered by blocks
+//!  flusher task: sort + write Parquet block (two generations at once) ─► index it in
+//!      SQL ─► drop sealed rows, delete WAL segments now covered by blocks (in the
+//!      order the generations were sealed)
 //! ```
 
 use std::io::Cursor;
@@ -345,40 +346,128 @@ pub(crate) fn run_writer(
     }
 }
 
-/// Turns sealed head generations into blocks, in order, retrying on failure.
+/// Head generations encoded into blocks at once. A flush is mostly one thread's CPU,
+/// then waits on the disk (the block's fsync) and on SQL; a second generation encoded
+/// meanwhile keeps ingest from waiting on those under a burst. Blocks are still
+/// indexed, and their WAL segments deleted, in the order they were sealed.
+const ENCODES_IN_FLIGHT: usize = 2;
+
+/// A generation's block being written on a blocking thread.
+struct Encoding {
+    path: PathBuf,
+    started: Instant,
+    handle: tokio::task::JoinHandle<Result<BlockMeta>>,
+}
+
+/// Turns sealed head generations into blocks, in order, retrying on failure; up to
+/// [`ENCODES_IN_FLIGHT`] are encoded at once.
 pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<SealJob>) {
-    while let Some(job) = rx.recv().await {
-        if !job.batches.is_empty() {
-            let mut backoff = Duration::from_millis(200);
-            let mut failed = 0u64;
-            loop {
-                match flush_one(&inner, &job).await {
-                    Ok(meta) => {
-                        // Every flush interval: routine, counted in
-                        // meshtel_store_flushes_total; INFO would log one a second.
-                        debug!(
-                            block = meta.id,
-                            rows = meta.rows,
-                            bytes = meta.bytes,
-                            "flushed head to block"
-                        );
-                        if failed > 0 {
-                            info!(block = meta.id, failed, "block flush succeeded again");
-                        }
-                        break;
-                    }
-                    Err(FlushFailed { block, error: e }) => {
-                        failed += 1;
-                        inner.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
-                        error!(block = %block.display(), error = %e, retry_in = ?backoff, "block flush failed; rows stay in the head and the wal");
-                        wait_to_retry(&inner, backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
+    // Jobs received, in order, with their encodes when started.
+    let mut queue: std::collections::VecDeque<(SealJob, Option<Encoding>)> =
+        std::collections::VecDeque::new();
+    let mut open = true;
+    loop {
+        let (job, encoding) = match queue.pop_front() {
+            Some(next) => next,
+            None if open => match rx.recv().await {
+                Some(job) => {
+                    let encoding = start_encoding(&inner, &job);
+                    (job, encoding)
                 }
-            }
+                None => return,
+            },
+            None => return,
+        };
+        let mut first = None;
+        if let Some(mut encoding) = encoding {
+            // While this one is encoded, jobs that arrive start theirs.
+            let done = loop {
+                let room = open && queue.len() + 1 < ENCODES_IN_FLIGHT;
+                tokio::select! {
+                    done = &mut encoding.handle => break done,
+                    next = rx.recv(), if room => match next {
+                        Some(next) => {
+                            let started = start_encoding(&inner, &next);
+                            queue.push_back((next, started));
+                        }
+                        None => open = false,
+                    },
+                }
+            };
+            let meta = done.map_err(Error::from).and_then(|meta| meta);
+            first = Some(match meta {
+                Ok(meta) => commit_block(&inner, &job, meta, &encoding.path, encoding.started)
+                    .await
+                    .map_err(|error| FlushFailed {
+                        block: encoding.path,
+                        error,
+                    }),
+                Err(error) => Err(FlushFailed {
+                    block: encoding.path,
+                    error,
+                }),
+            });
+        }
+        if !job.batches.is_empty() {
+            flush_until_done(&inner, &job, first).await;
         }
         for waiter in job.waiters {
             let _ = waiter.send(());
+        }
+    }
+}
+
+/// Starts writing `job`'s block, or `None` when it holds no rows.
+fn start_encoding(inner: &Arc<Inner>, job: &SealJob) -> Option<Encoding> {
+    if job.batches.is_empty() {
+        return None;
+    }
+    let id = inner.next_block_id();
+    let path = inner.blocks_dir.join(block::block_file_name(id));
+    Some(Encoding {
+        path,
+        started: Instant::now(),
+        handle: encode_block(inner, job, id),
+    })
+}
+
+/// Settles `job` whose first attempt ended as `first` (`None`: not tried yet): on
+/// failure, tries again, under a new block id, with a backoff, until it is flushed.
+async fn flush_until_done(
+    inner: &Arc<Inner>,
+    job: &SealJob,
+    first: Option<Result<BlockMeta, FlushFailed>>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    let mut failed = 0u64;
+    let mut attempt = first;
+    loop {
+        let outcome = match attempt.take() {
+            Some(outcome) => outcome,
+            None => flush_one(inner, job).await,
+        };
+        match outcome {
+            Ok(meta) => {
+                // Every flush interval: routine, counted in
+                // meshtel_store_flushes_total; INFO would log one a second.
+                debug!(
+                    block = meta.id,
+                    rows = meta.rows,
+                    bytes = meta.bytes,
+                    "flushed head to block"
+                );
+                if failed > 0 {
+                    info!(block = meta.id, failed, "block flush succeeded again");
+                }
+                return;
+            }
+            Err(FlushFailed { block, error: e }) => {
+                failed += 1;
+                inner.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                error!(block = %block.display(), error = %e, retry_in = ?backoff, "block flush failed; rows stay in the head and the wal");
+                wait_to_retry(inner, backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
         }
     }
 }
@@ -420,11 +509,18 @@ pub(crate) async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<Block
 }
 
 async fn flush_as(inner: &Arc<Inner>, job: &SealJob, id: u64, path: &Path) -> Result<BlockMeta> {
-    // Not into a directory put in the place of the one opened: the process stops.
-    if !crate::data_dir_watch::writable(inner) {
-        return Err(Error::Closed);
-    }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let meta = encode_block(inner, job, id).await??;
+    commit_block(inner, job, meta, path, started).await
+}
+
+/// Writes `job`'s rows as block `id` on a blocking thread.
+fn encode_block(
+    inner: &Arc<Inner>,
+    job: &SealJob,
+    id: u64,
+) -> tokio::task::JoinHandle<Result<BlockMeta>> {
+    let checked = inner.clone();
     let dir = inner.blocks_dir.clone();
     let batches = job.batches.clone();
     let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
@@ -436,10 +532,27 @@ async fn flush_as(inner: &Arc<Inner>, job: &SealJob, id: u64, path: &Path) -> Re
     let row_group_rows = inner.config.row_group_rows;
     let order = inner.config.block_order;
     let seq = job.seq_through;
-    let meta = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
+        // Not into a directory put in the place of the one opened: the process stops.
+        if !crate::data_dir_watch::writable(&checked) {
+            return Err(Error::Closed);
+        }
         block::write_block_from_batches(&dir, id, &batches, row_group_rows, order, 0, seq)
     })
-    .await??;
+}
+
+/// Indexes the block `meta` written of `job` (at `path`, begun at `started`), takes
+/// its rows out of the head and deletes the WAL segments it covers. Called in the
+/// order the generations were sealed.
+async fn commit_block(
+    inner: &Arc<Inner>,
+    job: &SealJob,
+    meta: BlockMeta,
+    path: &Path,
+    started: Instant,
+) -> Result<BlockMeta> {
+    let id = meta.id;
+    let seq = job.seq_through;
     // The catalog entries of these spans reach SQL before their WAL segments go
     // (crate::catalog_writer).
     if !crate::catalog_writer::written(inner, Duration::from_secs(10)).await {

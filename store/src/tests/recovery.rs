@@ -502,3 +502,38 @@ async fn a_wal_that_cannot_start_a_segment_counts_failed_flushes_until_it_can() 
     assert_eq!(ids(&store, &query("held")).await.len(), 1);
     store.shutdown().await.unwrap();
 }
+
+/// Generations sealed in quick succession are encoded two at a time and indexed in the
+/// order they were sealed: every span ends in a block once, every WAL segment a block
+/// covers is deleted, and a restart replays nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generations_encoded_together_are_indexed_in_order_and_replay_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flush_rows = 64;
+    cfg.flush_interval = Duration::from_secs(3600);
+    let store = TraceStore::open(cfg.clone()).await.unwrap();
+    let writes = (0..40u8).map(|i| store.write_spans(vec![trace(i + 1, "svc", 64, *T0, 1_000)]));
+    for written in futures::future::join_all(writes).await {
+        written.unwrap();
+    }
+    store.flush().await.unwrap();
+    let stats = store.stats();
+    assert_eq!((stats.block_spans, stats.head_spans), (40 * 64, 0));
+    assert!(stats.flushes >= 2, "{} flushes", stats.flushes);
+    let seqs: Vec<u64> = {
+        let state = store.inner.state.read();
+        let mut blocks: Vec<_> = state.blocks.iter().collect();
+        blocks.sort_by_key(|b| b.id);
+        blocks.iter().map(|b| b.wal_seq).collect()
+    };
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "blocks by id cover WAL in order: {seqs:?}");
+    let wal = file_names(&store.inner.wal_dir);
+    assert!(wal.len() <= 1, "segments left behind: {wal:?}");
+    store.shutdown().await.unwrap();
+
+    let reopened = TraceStore::open(cfg).await.unwrap();
+    let stats = reopened.stats();
+    assert_eq!((stats.block_spans, stats.head_spans), (40 * 64, 0), "nothing replayed");
+    reopened.shutdown().await.unwrap();
+}
