@@ -355,7 +355,6 @@ const ENCODES_IN_FLIGHT: usize = 2;
 /// A generation's block being written on a blocking thread.
 struct Encoding {
     path: PathBuf,
-    started: Instant,
     handle: tokio::task::JoinHandle<Result<BlockMeta>>,
 }
 
@@ -378,6 +377,10 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
             },
             None => return,
         };
+        // A flush's time runs from when its generation is next in line: the one before
+        // it, and that one's retries, are not its own (the time tells refused exporters
+        // when to retry).
+        let front_at = Instant::now();
         let mut first = None;
         if let Some(mut encoding) = encoding {
             // While this one is encoded, jobs that arrive start theirs.
@@ -396,7 +399,7 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
             };
             let meta = done.map_err(Error::from).and_then(|meta| meta);
             first = Some(match meta {
-                Ok(meta) => commit_block(&inner, &job, meta, &encoding.path, encoding.started)
+                Ok(meta) => commit_block(&inner, &job, meta, &encoding.path, front_at)
                     .await
                     .map_err(|error| FlushFailed {
                         block: encoding.path,
@@ -426,7 +429,6 @@ fn start_encoding(inner: &Arc<Inner>, job: &SealJob) -> Option<Encoding> {
     let path = inner.blocks_dir.join(block::block_file_name(id));
     Some(Encoding {
         path,
-        started: Instant::now(),
         handle: encode_block(inner, job, id),
     })
 }
