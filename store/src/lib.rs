@@ -542,6 +542,8 @@ impl TraceStore {
         for task in tasks {
             let _ = task.await;
         }
+        // Encodes given up above delete what they write; the directory is theirs till then.
+        writer::wait_for_encodes(&self.inner, Duration::from_secs(30)).await;
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();

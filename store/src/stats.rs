@@ -40,8 +40,14 @@ pub(crate) struct Stats {
     pub fsync_nanos: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_nanos: AtomicU64,
-    /// How long the latest flush took, the wait advised to writers the head refuses.
+    /// How long the latest flush's rows waited to leave the head once their generation
+    /// was next in line: the wait advised to writers the head refuses.
     pub last_flush_nanos: AtomicU64,
+    /// Head generations being encoded into blocks now (at most
+    /// `writer::ENCODES_IN_FLIGHT`, plus any given up and still finishing), and the most
+    /// at once so far.
+    pub encodes_running: AtomicU64,
+    pub encodes_running_max: AtomicU64,
     pub compactions: AtomicU64,
     pub blocks_deleted_by_retention: AtomicU64,
     /// Blocks taken out of the index because they could not be read.
@@ -93,16 +99,18 @@ impl Stats {
             .fetch_add(wal_bytes as u64, Ordering::Relaxed);
     }
 
-    pub fn record_flush(&self, took: Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+    /// A flush done: it `took` that long from its encode's start to its index commit,
+    /// and its rows left the head `freed_after` it became next in line.
+    pub fn record_flush(&self, took: Duration, freed_after: Duration) {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.flushes.fetch_add(1, Ordering::Relaxed);
-        self.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.last_flush_nanos.store(nanos, Ordering::Relaxed);
+        self.flush_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+        self.last_flush_nanos.store(nanos(freed_after), Ordering::Relaxed);
     }
 
     /// When a writer the full head refused should come back: the time the latest
-    /// flush took (the head frees a generation as each flush ends), between 100 ms
-    /// and 2 s; 1 s before the first flush.
+    /// flush's rows waited to leave the head once next in line (the head frees a
+    /// generation as each flush ends), between 100 ms and 2 s; 1 s before the first.
     pub fn head_full_retry_after(&self) -> Duration {
         match self.last_flush_nanos.load(Ordering::Relaxed) {
             0 => Duration::from_secs(1),
@@ -247,13 +255,17 @@ mod tests {
     #[test]
     fn a_full_head_advises_the_time_of_the_latest_flush() {
         let stats = Stats::default();
+        let ms = Duration::from_millis;
         assert_eq!(stats.head_full_retry_after(), Duration::from_secs(1));
-        stats.record_flush(Duration::from_millis(400));
-        assert_eq!(stats.head_full_retry_after(), Duration::from_millis(400));
-        stats.record_flush(Duration::from_millis(3));
-        assert_eq!(stats.head_full_retry_after(), Duration::from_millis(100));
-        stats.record_flush(Duration::from_secs(9));
+        // Encoded alongside the one before: its rows left the head sooner than it took.
+        stats.record_flush(ms(700), ms(400));
+        assert_eq!(stats.head_full_retry_after(), ms(400));
+        stats.record_flush(ms(3), ms(3));
+        assert_eq!(stats.head_full_retry_after(), ms(100));
+        stats.record_flush(ms(500), Duration::from_secs(9));
         assert_eq!(stats.head_full_retry_after(), Duration::from_secs(2));
         assert_eq!(stats.flushes.load(Ordering::Relaxed), 3);
+        // The flushes' own time, not their waits in line.
+        assert_eq!(stats.flush_nanos.load(Ordering::Relaxed), 1_203_000_000);
     }
 }

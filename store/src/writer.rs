@@ -11,7 +11,7 @@
 //! ```
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -25,11 +25,15 @@ use meshtel_model::{Error as ModelError, Operation};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::block::{self, BlockMeta};
+use crate::block::BlockMeta;
 use crate::config::WalSync;
 use crate::schema::span_schema;
 use crate::stats::Stats;
 use crate::wal::{Wal, WalSyncer};
+
+mod encoding;
+
+use encoding::Encoding;
 use crate::{Error, Inner, Result, Sealed};
 
 /// A request to the writer thread.
@@ -352,12 +356,6 @@ pub(crate) fn run_writer(
 /// indexed, and their WAL segments deleted, in the order they were sealed.
 const ENCODES_IN_FLIGHT: usize = 2;
 
-/// A generation's block being written on a blocking thread.
-struct Encoding {
-    path: PathBuf,
-    handle: tokio::task::JoinHandle<Result<BlockMeta>>,
-}
-
 /// Turns sealed head generations into blocks, in order, retrying on failure; up to
 /// [`ENCODES_IN_FLIGHT`] are encoded at once.
 pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<SealJob>) {
@@ -377,17 +375,16 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
             },
             None => return,
         };
-        // A flush's time runs from when its generation is next in line: the one before
-        // it, and that one's retries, are not its own (the time tells refused exporters
-        // when to retry).
+        // The wait advised to refused exporters runs from when this generation is next
+        // in line: the one before it, and that one's retries, are not its own.
         let front_at = Instant::now();
         let mut first = None;
         if let Some(mut encoding) = encoding {
             // While this one is encoded, jobs that arrive start theirs.
-            let done = loop {
+            let written = loop {
                 let room = open && queue.len() + 1 < ENCODES_IN_FLIGHT;
                 tokio::select! {
-                    done = &mut encoding.handle => break done,
+                    written = encoding.wait() => break written,
                     next = rx.recv(), if room => match next {
                         Some(next) => {
                             let started = start_encoding(&inner, &next);
@@ -397,22 +394,19 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
                     },
                 }
             };
-            let meta = done.map_err(Error::from).and_then(|meta| meta);
-            first = Some(match meta {
-                Ok(meta) => commit_block(&inner, &job, meta, &encoding.path, front_at)
-                    .await
-                    .map_err(|error| FlushFailed {
-                        block: encoding.path,
-                        error,
-                    }),
-                Err(error) => Err(FlushFailed {
-                    block: encoding.path,
-                    error,
-                }),
-            });
+            let settled = settle(&inner, &job, &encoding, written, front_at).await;
+            if settled.is_err() {
+                // The blocks behind this one are indexed after it: not held on disk
+                // while it is tried again (on a full disk, its retry needs their space).
+                // They are dropped, deleting what they wrote, and written again in turn.
+                for (_, behind) in &mut queue {
+                    *behind = None;
+                }
+            }
+            first = Some(settled);
         }
         if !job.batches.is_empty() {
-            flush_until_done(&inner, &job, first).await;
+            flush_until_done(&inner, &job, first, front_at).await;
         }
         for waiter in job.waiters {
             let _ = waiter.send(());
@@ -420,25 +414,50 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiv
     }
 }
 
+/// Waits, at most `wait`, until no head generation is being encoded: after the flusher
+/// stopped, those it gave up are deleting what they wrote.
+pub(crate) async fn wait_for_encodes(inner: &Inner, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while inner.stats.encodes_running.load(Ordering::Relaxed) > 0 {
+        if Instant::now() >= deadline {
+            warn!(waited = ?wait, "a block being written when the store stopped is still being written; it is set aside at the next start");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Starts writing `job`'s block, or `None` when it holds no rows.
 fn start_encoding(inner: &Arc<Inner>, job: &SealJob) -> Option<Encoding> {
-    if job.batches.is_empty() {
-        return None;
-    }
-    let id = inner.next_block_id();
-    let path = inner.blocks_dir.join(block::block_file_name(id));
-    Some(Encoding {
-        path,
-        handle: encode_block(inner, job, id),
+    (!job.batches.is_empty()).then(|| Encoding::start(inner, job))
+}
+
+/// Indexes the block `encoding` wrote (`written`), or says why it could not be.
+async fn settle(
+    inner: &Arc<Inner>,
+    job: &SealJob,
+    encoding: &Encoding,
+    written: Result<BlockMeta>,
+    front_at: Instant,
+) -> Result<BlockMeta, FlushFailed> {
+    let committed = match written {
+        Ok(meta) => commit_block(inner, job, meta, encoding, front_at).await,
+        Err(error) => Err(error),
+    };
+    committed.map_err(|error| FlushFailed {
+        block: encoding.path.clone(),
+        error,
     })
 }
 
 /// Settles `job` whose first attempt ended as `first` (`None`: not tried yet): on
 /// failure, tries again, under a new block id, with a backoff, until it is flushed.
+/// `front_at`: when it became next in line.
 async fn flush_until_done(
     inner: &Arc<Inner>,
     job: &SealJob,
     first: Option<Result<BlockMeta, FlushFailed>>,
+    front_at: Instant,
 ) {
     let mut backoff = Duration::from_millis(200);
     let mut failed = 0u64;
@@ -446,7 +465,7 @@ async fn flush_until_done(
     loop {
         let outcome = match attempt.take() {
             Some(outcome) => outcome,
-            None => flush_one(inner, job).await,
+            None => flush_one(inner, job, front_at).await,
         };
         match outcome {
             Ok(meta) => {
@@ -502,58 +521,28 @@ pub(crate) struct FlushFailed {
 /// Writes `job` as a block and indexes it; then its WAL segments go. When the index
 /// write fails (its error names the database), the block file is deleted, so that a
 /// retry, under a new id, leaves no copy behind.
-pub(crate) async fn flush_one(inner: &Arc<Inner>, job: &SealJob) -> Result<BlockMeta, FlushFailed> {
-    let id = inner.next_block_id();
-    let path = inner.blocks_dir.join(block::block_file_name(id));
-    flush_as(inner, job, id, &path)
-        .await
-        .map_err(|error| FlushFailed { block: path, error })
-}
-
-async fn flush_as(inner: &Arc<Inner>, job: &SealJob, id: u64, path: &Path) -> Result<BlockMeta> {
-    let started = Instant::now();
-    let meta = encode_block(inner, job, id).await??;
-    commit_block(inner, job, meta, path, started).await
-}
-
-/// Writes `job`'s rows as block `id` on a blocking thread.
-fn encode_block(
+pub(crate) async fn flush_one(
     inner: &Arc<Inner>,
     job: &SealJob,
-    id: u64,
-) -> tokio::task::JoinHandle<Result<BlockMeta>> {
-    let checked = inner.clone();
-    let dir = inner.blocks_dir.clone();
-    let batches = job.batches.clone();
-    let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-    debug!(
-        arrow_bytes,
-        batches = batches.len(),
-        "flushing head generation"
-    );
-    let row_group_rows = inner.config.row_group_rows;
-    let order = inner.config.block_order;
-    let seq = job.seq_through;
-    tokio::task::spawn_blocking(move || {
-        // Not into a directory put in the place of the one opened: the process stops.
-        if !crate::data_dir_watch::writable(&checked) {
-            return Err(Error::Closed);
-        }
-        block::write_block_from_batches(&dir, id, &batches, row_group_rows, order, 0, seq)
-    })
+    front_at: Instant,
+) -> Result<BlockMeta, FlushFailed> {
+    let mut encoding = Encoding::start(inner, job);
+    let written = encoding.wait().await;
+    settle(inner, job, &encoding, written, front_at).await
 }
 
-/// Indexes the block `meta` written of `job` (at `path`, begun at `started`), takes
-/// its rows out of the head and deletes the WAL segments it covers. Called in the
-/// order the generations were sealed.
+/// Indexes the block `meta` that `encoding` wrote of `job`, takes its rows out of the
+/// head and deletes the WAL segments it covers. Called in the order the generations
+/// were sealed; `front_at` is when `job` became next in line.
 async fn commit_block(
     inner: &Arc<Inner>,
     job: &SealJob,
     meta: BlockMeta,
-    path: &Path,
-    started: Instant,
+    encoding: &Encoding,
+    front_at: Instant,
 ) -> Result<BlockMeta> {
     let id = meta.id;
+    let path = encoding.path.as_path();
     let seq = job.seq_through;
     // The catalog entries of these spans reach SQL before their WAL segments go
     // (crate::catalog_writer).
@@ -590,7 +579,9 @@ async fn commit_block(
         state.blocks.sort_by_key(|b| (b.max_start, b.id));
         state.sealed.retain(|s| s.seq_through != seq);
     }
-    inner.stats.record_flush(started.elapsed());
+    inner
+        .stats
+        .record_flush(encoding.started.elapsed(), front_at.elapsed());
     // A restored copy's WAL segments, named as this process's, are not deleted. Off
     // the runtime's threads: directory checks and unlinks block.
     let checked = inner.clone();

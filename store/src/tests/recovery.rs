@@ -2,6 +2,7 @@
 //! writer, blocks the index does not name, blocks that cannot be read.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::block_files::{CORRUPT_DIR, ORPHANED_DIR};
@@ -513,14 +514,19 @@ async fn generations_encoded_together_are_indexed_in_order_and_replay_nothing_tw
     cfg.flush_rows = 64;
     cfg.flush_interval = Duration::from_secs(3600);
     let store = TraceStore::open(cfg.clone()).await.unwrap();
-    let writes = (0..40u8).map(|i| store.write_spans(vec![trace(i + 1, "svc", 64, *T0, 1_000)]));
-    for written in futures::future::join_all(writes).await {
-        written.unwrap();
+    // One at a time, each its own generation, sealed while the one before is encoded.
+    for seed in 1..=40u8 {
+        let spans = vec![trace(seed, "svc", 64, *T0, 1_000)];
+        store.write_spans(spans).await.unwrap();
     }
     store.flush().await.unwrap();
     let stats = store.stats();
     assert_eq!((stats.block_spans, stats.head_spans), (40 * 64, 0));
     assert!(stats.flushes >= 2, "{} flushes", stats.flushes);
+    let most = store.inner.stats.encodes_running_max.load(Ordering::Relaxed);
+    assert_eq!(most, 2, "generations encoded at once, at most");
+    // Without a failure, block ids are handed out in seal order (a retry takes a new one).
+    assert_eq!(stats.flush_failures, 0);
     let seqs: Vec<u64> = {
         let state = store.inner.state.read();
         let mut blocks: Vec<_> = state.blocks.iter().collect();

@@ -202,6 +202,65 @@ async fn a_flush_after_failed_index_writes_is_durable_before_its_wal_goes() {
     store.shutdown().await.unwrap();
 }
 
+/// While a flush is tried again, the blocks already written of the generations sealed
+/// after it are not kept on disk unindexed (a retry on a full disk needs their room):
+/// they are written again in turn. A stop that cannot flush in time leaves no block
+/// behind, and the restart replays every span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_behind_a_failing_flush_are_not_held_and_a_stop_leaves_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flush_rows = 64;
+    cfg.flush_interval = Duration::from_secs(3600);
+    let store = TraceStore::open(cfg.clone()).await.unwrap();
+    install_fault(&store.inner.catalog).await;
+    set_fault(&store.inner.catalog, "abort").await;
+    // One at a time, each its own generation, sealed while the one before is encoded.
+    for seed in 1..=8u8 {
+        let spans = vec![trace(seed, "svc", 64, *T0, 1000)];
+        store.write_spans(spans).await.unwrap();
+    }
+    flush_failures_reach(&store, 2).await;
+    let stats = &store.inner.stats;
+    assert!(
+        stats.encodes_running_max.load(Ordering::Relaxed) >= 2,
+        "no generation was encoded behind the failing one"
+    );
+    // Between tries nothing is indexed, so nothing is on disk.
+    let blocks = dir.path().join("blocks");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !parquet_files(&blocks).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blocks held while the flush before them is tried again: {:?}",
+            parquet_files(&blocks)
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    store.shutdown_within(Duration::from_millis(300)).await.unwrap();
+    assert_eq!(parquet_files(&blocks), Vec::<String>::new(), "left by the stop");
+    assert_eq!(stats.encodes_running.load(Ordering::Relaxed), 0);
+    drop(store);
+
+    let mut conn = other_connection(dir.path()).await;
+    sqlx::query("UPDATE fault SET mode = 'off'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let store = TraceStore::open(cfg).await.unwrap();
+    let stats = store.stats();
+    assert_eq!(stats.block_spans + stats.head_spans, 8 * 64);
+    for seed in 1..=8 {
+        assert!(
+            store.get_trace(trace_id(seed)).await.unwrap().is_some(),
+            "trace {seed} lost"
+        );
+    }
+    assert!(!blocks.join(block_files::ORPHANED_DIR).exists());
+    store.shutdown().await.unwrap();
+}
+
 /// A flush whose index write fails deletes the block it wrote: retries leave no
 /// copies behind; each failure is counted.
 #[tokio::test]
