@@ -531,6 +531,23 @@ pub(crate) async fn flush_one(
     settle(inner, job, &encoding, written, front_at).await
 }
 
+/// Whether the index lists block `id`, whose commit reported `error`. Asked again, with
+/// a backoff, until SQL answers: a flush tried again while it is not known would index
+/// the same rows a second time, under another id, if this one's commit did happen.
+async fn listed_once_known(inner: &Inner, id: u64, error: &Error) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match inner.catalog.lists_block(id).await {
+            Ok(listed) => return listed,
+            Err(e) => {
+                error!(block = id, commit_error = %error, error = %e, retry_in = ?backoff, "cannot tell whether a block's index commit happened; asking again before the flush goes on");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Indexes the block `meta` that `encoding` wrote of `job`, takes its rows out of the
 /// head and deletes the WAL segments it covers. Called in the order the generations
 /// were sealed; `front_at` is when `job` became next in line.
@@ -558,19 +575,16 @@ async fn commit_block(
         .replace_blocks(std::slice::from_ref(&meta), &[], Some(seq))
         .await
     {
-        match inner.catalog.lists_block(id).await {
-            Ok(true) => warn!(
+        if listed_once_known(inner, id, &e).await {
+            warn!(
                 block = %path.display(),
                 error = %e,
                 "the block's commit reported an error, but the index lists it: flushed"
-            ),
+            );
+        } else {
             // Not indexed: its rows are still in the head and the WAL.
-            Ok(false) => {
-                crate::block_files::remove_unindexed(path);
-                return Err(e);
-            }
-            // Kept (set aside at the next start unless indexed by then).
-            Err(_) => return Err(e),
+            crate::block_files::remove_unindexed(path);
+            return Err(e);
         }
     }
     {

@@ -261,6 +261,51 @@ async fn blocks_behind_a_failing_flush_are_not_held_and_a_stop_leaves_none() {
     store.shutdown().await.unwrap();
 }
 
+/// A flush whose index commit failed while SQL cannot even say whether the block is
+/// listed is not tried again until it can: a retry would write a second block of the
+/// same rows, and index them twice if the first commit did happen.
+#[tokio::test]
+async fn a_flush_is_not_retried_while_its_commit_outcome_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    store
+        .write_spans(vec![trace(1, "kept", 2, *T0, 1000)])
+        .await
+        .unwrap();
+    // Neither the index write nor the question whether it happened can be answered.
+    let mut conn = other_connection(dir.path()).await;
+    sqlx::raw_sql("ALTER TABLE blocks RENAME TO blocks_away")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let flushing = tokio::spawn({
+        let store = store.clone();
+        async move { store.flush().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let blocks = dir.path().join("blocks");
+    assert_eq!(store.inner.stats.flush_failures.load(Ordering::Relaxed), 0, "tried again");
+    assert_eq!(parquet_files(&blocks).len(), 2, "{:?}", parquet_files(&blocks));
+    sqlx::raw_sql("ALTER TABLE blocks_away RENAME TO blocks")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), flushing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let state_blocks = store.inner.state.read().blocks.len();
+    assert_eq!(state_blocks, 1);
+    assert_eq!(parquet_files(&blocks).len(), 2, "one block and its trace id set");
+    store.shutdown().await.unwrap();
+    drop(store);
+    let store = TraceStore::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.stats().block_spans + store.stats().head_spans, 2);
+    store.shutdown().await.unwrap();
+}
+
 /// A flush whose index write fails deletes the block it wrote: retries leave no
 /// copies behind; each failure is counted.
 #[tokio::test]
