@@ -325,15 +325,15 @@ pub struct ServerArgs {
     pub wal_sync: Option<WalSync>,
     /// WAL fsync interval with --wal-sync=interval, e.g. 100ms (serve, collector) [default:
     /// 100ms]
-    #[arg(long, env = "MESHTEL_WAL_SYNC_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHTEL_WAL_SYNC_INTERVAL", value_parser = meshtel_model::duration::parse_config_duration)]
     pub wal_sync_interval: Option<Duration>,
     /// How often the in-memory head is written to a Parquet block, e.g. 5s (serve,
     /// collector) [default: 2s]
-    #[arg(long, env = "MESHTEL_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHTEL_FLUSH_INTERVAL", value_parser = meshtel_model::duration::parse_config_duration)]
     pub flush_interval: Option<Duration>,
     /// Delete blocks whose newest span is older than this, e.g. 7d (serve, collector)
     /// [default: 7d]
-    #[arg(long, env = "MESHTEL_RETENTION_MAX_AGE", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHTEL_RETENTION_MAX_AGE", value_parser = meshtel_model::duration::parse_config_duration)]
     pub retention_max_age: Option<Duration>,
     /// Delete the oldest blocks while all blocks exceed this size, e.g. 50GiB (a unit is
     /// required); 0 for no size bound (serve, collector) [default: 50GiB]

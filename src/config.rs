@@ -98,11 +98,18 @@ impl ListenConfig {
                     && port.parse::<u16>().is_ok()
             });
             if !named_host {
+                // Host and port in form, but a port no socket has.
+                let port_past = addr.rsplit_once(':').and_then(|(_, port)| {
+                    let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+                    (digits && port.parse::<u16>().is_err())
+                        .then(|| format!("port {port} is past 65535, the highest port; "))
+                });
                 anyhow::bail!(
                     "invalid configuration: [listen] {key} = {addr:?} (--{key}-listen, \
-                     MESHTEL_{}_LISTEN): expected host:port, e.g. 127.0.0.1:4317 or \
+                     MESHTEL_{}_LISTEN): {}expected host:port, e.g. 127.0.0.1:4317 or \
                      [::1]:4317 (port 0 picks a free one)",
-                    key.to_uppercase()
+                    key.to_uppercase(),
+                    port_past.unwrap_or_default()
                 );
             }
         }

@@ -147,7 +147,7 @@ pub struct DemoArgs {
     )]
     pub ingress_listen: SocketAddr,
     /// Stop by itself after this long, e.g. 60s [default: run until Ctrl-C].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = meshtel_model::duration::parse_config_duration)]
     pub duration: Option<Duration>,
     /// Write every bound address (server, ingress, each app and proxy) here as JSON once
     /// the demo answers; removed at a clean stop.

@@ -5,10 +5,27 @@
 //!
 //! [`parse_prometheus_duration`] reads Prometheus' syntax instead (`1d`, `1h30m`, or a
 //! bare number of seconds), which the metrics API takes for windows and steps.
+//!
+//! [`parse_config_duration`] reads durations in configuration files, flags and
+//! environment variables (humantime's syntax), with an error that says which forms
+//! they take.
 
 use std::time::Duration;
 
 use crate::Error;
+
+/// The forms a duration in configuration takes, for error messages.
+pub const DURATION_FORMS: &str = "a number with a unit: ms, s, m, h or d (units combine), \
+                                  e.g. \"100ms\", \"30s\", \"1h30m\" or \"7d\"";
+
+/// Parses a duration of configuration, a flag or an environment variable (`"100ms"`,
+/// `"7d"`, `"1h 30m"`); an error names the text, what is wrong with it and the forms a
+/// duration takes.
+pub fn parse_config_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    humantime::parse_duration(trimmed)
+        .map_err(|e| format!("{trimmed:?} is not a duration ({e}): write {DURATION_FORMS}"))
+}
 
 /// Parses a Go duration string into a [`Duration`]; negative values are rejected.
 pub fn parse_go_duration(text: &str) -> Result<Duration, Error> {
@@ -161,6 +178,18 @@ pub fn parse_prometheus_duration(text: &str) -> Result<Duration, Error> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn configuration_durations_and_their_errors() {
+        assert_eq!(parse_config_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_config_duration(" 7d "), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_config_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        for (bad, why) in [("abc", "expected number"), ("10", "time unit needed"), ("5 fortnights", "unknown time unit")] {
+            let e = parse_config_duration(bad).unwrap_err();
+            assert!(e.starts_with(&format!("{bad:?} is not a duration (")), "{e}");
+            assert!(e.contains(why) && e.contains("\"100ms\""), "{e}");
+        }
+    }
 
     #[test]
     fn accepts_go_forms() {

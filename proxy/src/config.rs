@@ -92,7 +92,7 @@ pub struct ProxyArgs {
     pub span_queue: usize,
     /// Longest wait for an upstream's response headers once the request body is in (`0s` = no limit).
     /// A gRPC call waits as its `grpc-timeout` says instead (no limit without one).
-    #[arg(long, env = "MESHTEL_PROXY_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHTEL_PROXY_REQUEST_TIMEOUT", default_value = "15s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub request_timeout: Duration,
     /// Longest pause in the arrival of a request or response body (Envoy's stream idle
     /// timeout, flag `SI`; `0s` = no limit). A stalled request body is answered 408 and
@@ -100,10 +100,10 @@ pub struct ProxyArgs {
     /// downstream (its status is already sent) and its upstream connection closed.
     /// Long polls that may stay silent longer need `0s` or a longer limit; gRPC
     /// streams get at least 5 minutes (Envoy's stream idle timeout).
-    #[arg(long, env = "MESHTEL_PROXY_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHTEL_PROXY_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub body_idle_timeout: Duration,
     /// Upstream TCP connect timeout; more than 0s.
-    #[arg(long, env = "MESHTEL_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHTEL_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub connect_timeout: Duration,
     /// Id of this proxy in the Report stream [default: `<workload>.<namespace>-<pid>`].
     #[arg(long, env = "MESHTEL_PROXY_ID")]
@@ -113,7 +113,7 @@ pub struct ProxyArgs {
     #[arg(long, env = "MESHTEL_PROXY_QUOTA_PREFETCH", default_value_t = true, action = clap::ArgAction::Set)]
     pub quota_prefetch: bool,
     /// Longest wait for the collector's quota answer; then the failure mode decides.
-    #[arg(long, env = "MESHTEL_PROXY_QUOTA_TIMEOUT", default_value = "20ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHTEL_PROXY_QUOTA_TIMEOUT", default_value = "20ms", value_parser = meshtel_model::duration::parse_config_duration)]
     pub quota_timeout: Duration,
     /// Deny (500, flag `RLSE`) instead of allowing when the collector cannot answer a
     /// quota check.
@@ -123,7 +123,7 @@ pub struct ProxyArgs {
     #[arg(long, env = "MESHTEL_PROXY_QUOTA_MIN_PREFETCH", default_value_t = quota::DEFAULT_MIN_PREFETCH)]
     pub quota_min_prefetch: u64,
     /// Demand over this window predicts the next lease's size.
-    #[arg(long, env = "MESHTEL_PROXY_QUOTA_PREDICT_WINDOW", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHTEL_PROXY_QUOTA_PREDICT_WINDOW", default_value = "1s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub quota_predict_window: Duration,
     /// Worker threads serving the inbound and outbound listeners, each with its own
     /// event loop and upstream connection pools (Istio's `concurrency`); `0` = one per

@@ -189,7 +189,7 @@ pub async fn serve(config: ProxyConfig, listeners: Listeners, shutdown: impl Fut
         service = %config.service,
         workload = %config.identity.name,
         cluster = %config.cluster,
-        inbound = ?addresses.inbound,
+        inbound = addresses.inbound.map(tracing::field::display),
         outbound = %addresses.outbound,
         admin = %addresses.admin,
         collector = %config.collector,

@@ -37,10 +37,10 @@ pub struct FreshnessArgs {
     #[arg(long, default_value_t = 50)]
     pub samples: usize,
     /// How often to ask for the trace.
-    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5ms", value_parser = meshtel_model::duration::parse_config_duration)]
     pub poll_interval: Duration,
     /// Give up on a sample after this long.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub timeout: Duration,
     /// Print a JSON summary line on stdout (the human summary goes to stderr).
     #[arg(long)]

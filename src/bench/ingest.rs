@@ -54,7 +54,7 @@ pub struct IngestArgs {
     pub endpoint: String,
     /// How long to send, e.g. 60s [default: 60s, or until --total-spans/--traces are
     /// sent when one of them is given]
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = meshtel_model::duration::parse_config_duration)]
     pub duration: Option<Duration>,
     /// HTTP/2 connections to open.
     #[arg(long, default_value_t = 4)]
@@ -89,13 +89,13 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 32)]
     pub templates: usize,
     /// Timeout of one export call.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub timeout: Duration,
     /// Compress requests with gzip.
     #[arg(long)]
     pub gzip: bool,
     /// Progress line interval.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub progress_interval: Duration,
     /// Print a JSON summary line on stdout (the human summary goes to stderr).
     #[arg(long)]

@@ -67,7 +67,7 @@ pub struct QuotaArgs {
     #[arg(long, default_value_t = 10_000.0)]
     pub rate: f64,
     /// Length of the paced and of the saturated phase.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub duration: Duration,
     /// HTTP/2 connections.
     #[arg(long, default_value_t = 4)]
@@ -622,7 +622,8 @@ pub async fn run(args: QuotaArgs) -> anyhow::Result<()> {
         None => "threads placed by the scheduler".into(),
     };
     out.line(format!(
-        "Check over gRPC to {addr}, {} connections; {}; {placement}{}",
+        "Check over gRPC to {addr}, {} connections, after 1 s of Checks at full speed to warm \
+         them up (not counted); {}; {placement}{}",
         args.connections,
         cpu.describe(),
         if args.idle_poll {

@@ -34,13 +34,13 @@ pub struct SearchArgs {
     #[arg(long, default_value = "http://127.0.0.1:16686")]
     pub endpoint: String,
     /// How long to run the mix.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub duration: Duration,
     /// Requests in flight.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Searches cover `[now - lookback, now]`; make it cover the data.
-    #[arg(long, default_value = "48h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "48h", value_parser = meshtel_model::duration::parse_config_duration)]
     pub lookback: Duration,
     /// `limit` of each search.
     #[arg(long, default_value_t = 20)]
@@ -52,7 +52,7 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 50)]
     pub max_services: usize,
     /// Timeout of one request.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = meshtel_model::duration::parse_config_duration)]
     pub timeout: Duration,
     /// Seed of the request mix.
     #[arg(long, default_value_t = 42)]

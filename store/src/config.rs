@@ -414,7 +414,7 @@ pub mod humantime_serde_compat {
     /// Parses humantime text.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+        meshtel_model::duration::parse_config_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -86,6 +86,21 @@ fn a_size_that_does_not_parse_is_refused_naming_the_forms_sizes_take() {
             "{text}: {stderr}"
         );
     }
+    // Durations say the same about themselves.
+    let (code, stderr) = check_config(&["serve", "--data-dir", data, "--flush-interval", "abc"], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--flush-interval")
+            && stderr.contains("\"abc\" is not a duration (expected number at 0): write a number with a unit"),
+        "{stderr}"
+    );
+    let config = config_file(&dir, "[store]\nflush_interval = \"2 secs please\"\n");
+    let (code, stderr) = check_config(&["serve", "--config", &config], &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("flush_interval") && stderr.contains("\"2 secs please\" is not a duration"),
+        "{stderr}"
+    );
     // A TOML integer is bytes, as before.
     let config = config_file(&dir, "[store]\nmin_free_disk = 1048576\n");
     let (code, stderr) = check_config(&["serve", "--data-dir", data, "--config", &config], &[]);

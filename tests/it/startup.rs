@@ -549,6 +549,12 @@ fn a_listen_address_without_host_and_port_is_refused_before_anything_is_made() {
             vec![("MESHTEL_QUERY_LISTEN", "127.0.0.1:16686x")],
             "[listen] query = \"127.0.0.1:16686x\" (--query-listen, MESHTEL_QUERY_LISTEN)",
         ),
+        (
+            vec!["--query-listen", "127.0.0.1:99999"],
+            vec![],
+            "[listen] query = \"127.0.0.1:99999\" (--query-listen, MESHTEL_QUERY_LISTEN): \
+             port 99999 is past 65535, the highest port; expected host:port",
+        ),
     ] {
         for check in [true, false] {
             let mut full = vec!["serve", "--data-dir", data];

@@ -38,6 +38,9 @@ pub(super) fn percentiles_text(h: &Histogram<u64>) -> String {
 #[derive(Default)]
 pub(super) struct Counts {
     pub(super) granted: AtomicU64,
+    /// Of those granted, the ones no counter was charged for: no policy of the quota
+    /// matched the request, or the one that did is unlimited.
+    pub(super) uncounted: AtomicU64,
     pub(super) not_granted: AtomicU64,
     /// Answered NOT_FOUND: the server has no policy of that name.
     pub(super) unknown: AtomicU64,
@@ -63,6 +66,9 @@ impl Counts {
         {
             &self.unknown
         } else if quotas.values().all(|q| q.granted_amount > 0) {
+            if quotas.values().all(|q| q.key.is_empty()) {
+                self.uncounted.fetch_add(1, Ordering::Relaxed);
+            }
             &self.granted
         } else {
             &self.not_granted
@@ -111,6 +117,7 @@ impl Counts {
     pub(super) fn json(&self) -> serde_json::Value {
         json!({
             "granted": self.granted.load(Ordering::Relaxed),
+            "granted_uncounted": self.uncounted.load(Ordering::Relaxed),
             "not_granted": self.not_granted.load(Ordering::Relaxed),
             "unknown_quota": self.unknown.load(Ordering::Relaxed),
             "errors": self.errors.load(Ordering::Relaxed),
@@ -118,8 +125,15 @@ impl Counts {
     }
 
     pub(super) fn text(&self) -> String {
+        let uncounted = match self.uncounted.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(
+                " ({n} uncounted: no policy of the quota matched the request, or it is \
+                 unlimited; such Checks charge no counter)"
+            ),
+        };
         format!(
-            "granted {}, not granted {}, unknown quota {}, errors {}",
+            "granted {}{uncounted}, not granted {}, unknown quota {}, errors {}",
             self.granted.load(Ordering::Relaxed),
             self.not_granted.load(Ordering::Relaxed),
             self.unknown.load(Ordering::Relaxed),
@@ -152,6 +166,35 @@ pub(super) fn due_before(seconds: f64, rate: f64) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use meshtel_model::mixer::CheckResponse;
+    use meshtel_model::mixer::check_response::QuotaResult;
+
+    use super::*;
+
+    #[test]
+    fn grants_that_charged_no_counter_are_told_apart() {
+        let answer = |granted: i64, key: &str| {
+            let result = QuotaResult {
+                granted_amount: granted,
+                key: key.into(),
+                ..Default::default()
+            };
+            let quotas = [("requestcount".to_string(), result)].into();
+            Ok(tonic::Response::new(CheckResponse { quotas }))
+        };
+        let counts = Counts::default();
+        assert!(counts.record(&answer(1, "ratings")));
+        assert!(counts.record(&answer(1, "")));
+        assert!(counts.record(&answer(0, "ratings")));
+        let text = counts.text();
+        assert!(text.starts_with("granted 2 (1 uncounted: no policy of the quota matched"), "{text}");
+        assert!(text.contains("not granted 1,"), "{text}");
+        assert_eq!(counts.json()["granted_uncounted"], 1);
+        let counted = Counts::default();
+        counted.record(&answer(1, "ratings"));
+        assert!(counted.text().starts_with("granted 1, not granted 0"), "{}", counted.text());
+    }
+
     #[test]
     fn checks_due_are_those_before_the_end() {
         assert_eq!(super::due_before(2.0, 0.5), 1);
