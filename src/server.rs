@@ -184,24 +184,21 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         }
     }
 
+    // Edge rollups and quota policies share one pool on the store's SQLite file, closed
+    // at the end so that the database's WAL is checkpointed and removed.
+    let database = open_database(role, &config.data_dir)
+        .await
+        .context("opening the database for edge rollups and quota policies")?;
     // Service-graph edge rollups: 10 s buckets in memory, flushed to SQL (the same
     // SQLite file as the catalog). Only an ingesting process flushes, prunes and sums
     // old rollups into coarse buckets.
-    let edges = EdgeRollups::on_catalog(
-        &open_database(role, &config.data_dir).await?,
-        config.edges.clone(),
-        Arc::new(SystemUnixClock),
-    )
-    .context("opening the edge rollups")?;
+    let edges = EdgeRollups::on_catalog(&database, config.edges.clone(), Arc::new(SystemUnixClock))
+        .context("opening the edge rollups")?;
     let report_config = config.report.clone();
 
     // Quota policies and admin tokens live in the same SQLite file; every role opens
     // them (the admin API is served by the query role, the engine by the collector).
-    let quota_repo = Arc::new(meshtel_store::QuotaRepo::from_catalog(
-        &open_database(role, &config.data_dir)
-            .await
-            .context("opening the quota policy repository")?,
-    ));
+    let quota_repo = Arc::new(meshtel_store::QuotaRepo::from_catalog(&database));
     // Every setting was checked by `Config::finish` before this point: a token
     // generated here is never followed by a configuration error that hides it.
     if role.queries()
@@ -544,6 +541,7 @@ pub async fn run_with(config: Config, role: Role, options: RunOptions) -> anyhow
         Ok(())
     };
     store.shutdown().await.context("flushing the store")?;
+    database.close().await;
     remove_own_listeners_file(&listeners_path, &listeners);
     edges_written.context("flushing the edge rollups")?;
     info!("stopped");

@@ -109,6 +109,11 @@ fn the_open_files_limit_is_raised_to_the_hard_one_and_a_low_one_is_named() {
             .collect();
         let (status, log) = terminate(child);
         assert!(status.success(), "{log}");
+        if !proxy {
+            // Every pool on the database closed: SQLite checkpointed and removed its WAL.
+            let wal = dir.data_dir().join("meshtel.db-wal");
+            assert!(!wal.exists(), "{} left by a clean stop", wal.display());
+        }
         if raised {
             assert_eq!(open_files[0], open_files[1], "{limits}");
             assert_ne!(open_files[0], "300", "{limits}");
