@@ -509,8 +509,7 @@ impl TraceStore {
         self.inner.stop_compaction.notify_one();
         let (ack, done) = oneshot::channel();
         let _ = tokio::task::spawn_blocking(move || {
-            let _ = tx.send(Command::Flush { ack });
-            let _ = tx.send(Command::Shutdown);
+            let _ = tx.send(Command::Shutdown { ack });
         })
         .await;
         if tokio::time::timeout(wait, done).await.is_err() {

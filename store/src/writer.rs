@@ -50,8 +50,10 @@ pub(crate) enum Command {
     },
     /// Seal the head now; ack once it is in a block.
     Flush { ack: oneshot::Sender<()> },
-    /// Seal the head, hand it to the flusher and stop.
-    Shutdown,
+    /// Seal the head, hand it to the flusher and stop; ack once it is in a block. Every
+    /// write sent before it is in that seal (a separate `Flush` first could be followed
+    /// by a write its seal would miss).
+    Shutdown { ack: oneshot::Sender<()> },
 }
 
 /// A sealed head generation on its way to becoming a block.
@@ -204,7 +206,10 @@ pub(crate) fn run_writer(
                     _permit,
                 } => writes.push((payload, (batch, arrow_bytes), operations, ack)),
                 Command::Flush { ack } => flush_waiters.push(ack),
-                Command::Shutdown => shutting_down = true,
+                Command::Shutdown { ack } => {
+                    shutting_down = true;
+                    flush_waiters.push(ack);
+                }
             }
         }
         if !writes.is_empty() {
