@@ -482,7 +482,9 @@ async function corsStep(page, ctx) {
   ctx.allow(/blocked by CORS policy|ERR_FAILED|Failed to fetch/);
   const server = http.createServer((_, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
-    res.end('<!doctype html><title>shop</title><h1>shop</h1>');
+    // An icon of its own: Chromium would otherwise ask this server for /favicon.ico
+    // whenever it gets to it, possibly after the server below is closed.
+    res.end('<!doctype html><title>shop</title><link rel="icon" href="data:,"><h1>shop</h1>');
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {
