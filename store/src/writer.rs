@@ -30,11 +30,11 @@ use crate::config::WalSync;
 use crate::schema::span_schema;
 use crate::stats::Stats;
 use crate::wal::{Wal, WalSyncer};
+use crate::{Error, Inner, Result, Sealed};
 
 mod encoding;
 
 use encoding::Encoding;
-use crate::{Error, Inner, Result, Sealed};
 
 /// A request to the writer thread.
 pub(crate) enum Command {
