@@ -575,6 +575,7 @@ async fn commit_block(
         );
     }
     // Only a commit that happened lets the WAL segments go (crate::catalog::Catalog).
+    encoding.committing();
     if let Err(e) = inner
         .catalog
         .replace_blocks(std::slice::from_ref(&meta), &[], Some(seq))

@@ -215,12 +215,15 @@ async fn blocks_behind_a_failing_flush_are_not_held_and_a_stop_leaves_none() {
     let store = TraceStore::open(cfg.clone()).await.unwrap();
     install_fault(&store.inner.catalog).await;
     set_fault(&store.inner.catalog, "abort").await;
-    // One at a time, each its own generation, sealed while the one before is encoded.
-    for seed in 1..=8u8 {
+    // A first generation of 2,000 spans, encoded long enough for the next ones, written
+    // one at a time, to be sealed and started behind it.
+    let first: Vec<_> = (100..120u8).map(|seed| trace(seed, "svc", 100, *T0, 1000)).collect();
+    store.write_spans(first).await.unwrap();
+    for seed in 1..=7u8 {
         let spans = vec![trace(seed, "svc", 64, *T0, 1000)];
         store.write_spans(spans).await.unwrap();
     }
-    flush_failures_reach(&store, 2).await;
+    flush_failures_reach(&store, 1).await;
     let stats = &store.inner.stats;
     assert!(
         stats.encodes_running_max.load(Ordering::Relaxed) >= 2,
@@ -237,7 +240,11 @@ async fn blocks_behind_a_failing_flush_are_not_held_and_a_stop_leaves_none() {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    store.shutdown_within(Duration::from_millis(300)).await.unwrap();
+    // A stop that cannot flush, begun just after a failure: the flusher is aborted
+    // while it waits to try again.
+    let failed = stats.flush_failures.load(Ordering::Relaxed);
+    flush_failures_reach(&store, failed + 1).await;
+    store.shutdown_within(Duration::from_millis(1)).await.unwrap();
     assert_eq!(parquet_files(&blocks), Vec::<String>::new(), "left by the stop");
     assert_eq!(stats.encodes_running.load(Ordering::Relaxed), 0);
     drop(store);
@@ -250,8 +257,8 @@ async fn blocks_behind_a_failing_flush_are_not_held_and_a_stop_leaves_none() {
     conn.close().await.unwrap();
     let store = TraceStore::open(cfg).await.unwrap();
     let stats = store.stats();
-    assert_eq!(stats.block_spans + stats.head_spans, 8 * 64);
-    for seed in 1..=8 {
+    assert_eq!(stats.block_spans + stats.head_spans, 2_000 + 7 * 64);
+    for seed in (1..=7).chain(100..120) {
         assert!(
             store.get_trace(trace_id(seed)).await.unwrap().is_some(),
             "trace {seed} lost"

@@ -1,10 +1,11 @@
 //! A sealed head generation's block, written on a blocking thread.
 //!
-//! Whoever takes the result indexes the block or deletes it. A result nobody takes (the
-//! flusher gave the encode up, or was aborted by a shutdown that ran out of time)
-//! deletes its block itself: once written if the encode is still running, at once if
-//! it is done. A block is never left in `blocks/` unindexed, holding disk space, to be
-//! set aside at the next start.
+//! The block is deleted when its `Encoding` is dropped (the flusher gave it up, or was
+//! aborted by a shutdown that ran out of time) before its index commit began: once
+//! written if the encode is still running, at once if it is done. From the commit on,
+//! the flusher indexes the block or deletes it; only a commit cut short leaves one for
+//! the next start to settle. Otherwise no block stays in `blocks/` unindexed, holding
+//! disk space, to be set aside at the next start.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,10 +24,10 @@ use crate::{Error, Inner, Result, block_files};
 enum Claim {
     /// Being written.
     Writing,
-    /// Written (or failed), waiting to be taken.
+    /// Written (or failed), not committed yet.
     Written,
-    /// Taken by the flusher, which indexes or deletes it.
-    Taken,
+    /// Its index commit has begun: the flusher indexes or deletes it.
+    Committing,
     /// Given up: the writing thread deletes what it writes.
     Dropped,
 }
@@ -53,15 +54,14 @@ impl Encoding {
             batches = batches.len(),
             "flushing head generation"
         );
-        let running = inner.stats.encodes_running.fetch_add(1, Ordering::Relaxed) + 1;
-        inner.stats.encodes_running_max.fetch_max(running, Ordering::Relaxed);
+        let running = Running::start(inner.clone());
         let checked = inner.clone();
         let seq = job.seq_through;
         let handle = tokio::task::spawn_blocking({
             let claim = claim.clone();
             let path = path.clone();
             move || {
-                let _running = Running(checked.clone());
+                let _running = running;
                 // Not into a directory put in the place of the one opened: the process stops.
                 let written = if crate::data_dir_watch::writable(&checked) {
                     let config = &checked.config;
@@ -94,12 +94,16 @@ impl Encoding {
         }
     }
 
-    /// Waits for the block to be written; from then on it is the caller's to index or
-    /// delete. Cancel-safe: dropped before it is done, the encode goes on.
+    /// Waits for the block to be written. Cancel-safe: dropped before it is done, the
+    /// encode goes on.
     pub(super) async fn wait(&mut self) -> Result<BlockMeta> {
         let written = (&mut self.handle).await;
-        *self.claim.lock() = Claim::Taken;
         written.map_err(Error::from).and_then(|meta| meta)
+    }
+
+    /// The block's index commit begins: from now on the caller indexes or deletes it.
+    pub(super) fn committing(&self) {
+        *self.claim.lock() = Claim::Committing;
     }
 }
 
@@ -112,13 +116,23 @@ impl Drop for Encoding {
                 *claim = Claim::Dropped;
                 block_files::remove_unindexed(&self.path);
             }
-            Claim::Taken | Claim::Dropped => {}
+            Claim::Committing | Claim::Dropped => {}
         }
     }
 }
 
-/// Counts an encode running until it ends, however it ends.
+/// Counts an encode running until it ends, however it ends (a blocking task dropped
+/// before it ran included).
 struct Running(Arc<Inner>);
+
+impl Running {
+    fn start(inner: Arc<Inner>) -> Running {
+        let stats = &inner.stats;
+        let running = stats.encodes_running.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.encodes_running_max.fetch_max(running, Ordering::Relaxed);
+        Running(inner)
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
