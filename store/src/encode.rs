@@ -1,7 +1,6 @@
 //! OTLP `ResourceSpans` → Arrow rows of the span table (see [`crate::schema`]).
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -23,11 +22,34 @@ pub const KEY_SEPARATOR: char = '\0';
 /// An attribute key as stored: a NUL in it (which would read as the separator) becomes
 /// U+FFFD, the replacement character, as invalid text does.
 pub fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
-    if key.contains(KEY_SEPARATOR) {
+    if has_zero_byte(key.as_bytes()) {
         std::borrow::Cow::Owned(key.replace(KEY_SEPARATOR, "\u{fffd}"))
     } else {
         std::borrow::Cow::Borrowed(key)
     }
+}
+
+/// Whether `bytes` hold a zero byte ([`KEY_SEPARATOR`]), eight bytes at a time: a key
+/// is a dozen bytes or two, where `str::contains` and `memchr` spend most of their
+/// instructions setting up (measured: a tenth of the OTLP wire reader's, against a
+/// thirtieth).
+#[allow(clippy::manual_contains, reason = "`contains` is the memchr call this avoids")]
+fn has_zero_byte(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Some byte of the word is zero exactly when this has a high bit set (a borrow
+    // from a zero byte can only set bits above a byte that is itself zero).
+    let has_zero = |word: &[u8]| {
+        let mut eight = [0; 8];
+        eight.copy_from_slice(word);
+        let x = u64::from_ne_bytes(eight);
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&b| b == 0);
+    }
+    // Whole words, then the last eight bytes, which overlap the words before.
+    bytes.chunks_exact(8).any(has_zero) || has_zero(&bytes[bytes.len() - 8..])
 }
 
 /// A resource's attributes as its rows store them: one packed string
@@ -69,31 +91,28 @@ pub enum Scalar<'a> {
 /// Writes `key \0 <type><value>` for one scalar attribute to `out` (cleared first).
 pub fn encode_scalar(key: &str, value: Scalar<'_>, out: &mut String) {
     out.clear();
-    out.push_str(&stored_key(key));
-    out.push(KEY_SEPARATOR);
-    match value {
-        Scalar::None => out.push('s'),
-        Scalar::Str(s) => {
-            out.push('s');
-            out.push_str(s);
-        }
-        Scalar::Bool(b) => {
-            out.push('b');
-            out.push_str(if b { "true" } else { "false" });
-        }
-        Scalar::Int(i) => {
-            out.push('i');
-            out.push_str(itoa::Buffer::new().format(i));
-        }
-        Scalar::Double(d) => {
-            out.push('d');
-            let _ = write!(out, "{d}");
-        }
-        Scalar::Bytes(b) => {
-            out.push('x');
-            out.push_str(&hex::encode(b));
-        }
-    }
+    write_scalar(key, value, out);
+}
+
+/// Appends `key \0 <type><value>` for one scalar attribute to `out`: to a string
+/// builder's value in progress, it saves copying the entry once more.
+pub(crate) fn write_scalar(key: &str, value: Scalar<'_>, out: &mut impl std::fmt::Write) {
+    // The separator is spelled out below, with each type letter.
+    const _: () = assert!(KEY_SEPARATOR == '\0');
+    // Writing to a `String` or a string builder cannot fail.
+    let _ = out.write_str(&stored_key(key));
+    let _ = match value {
+        Scalar::None => out.write_str("\0s"),
+        Scalar::Str(s) => out.write_str("\0s").and_then(|()| out.write_str(s)),
+        Scalar::Bool(b) => out.write_str(if b { "\0btrue" } else { "\0bfalse" }),
+        Scalar::Int(i) => out
+            .write_str("\0i")
+            .and_then(|()| out.write_str(itoa::Buffer::new().format(i))),
+        Scalar::Double(d) => write!(out, "\0d{d}"),
+        Scalar::Bytes(b) => out
+            .write_str("\0x")
+            .and_then(|()| out.write_str(&hex::encode(b))),
+    };
 }
 
 /// Writes `key \0 <type><value>` for one attribute to `out` (cleared first).
@@ -579,5 +598,27 @@ impl Builders {
     pub(crate) fn append_no_events(&mut self) {
         self.event_attributes.append_null();
         self.extras.append_null();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn zero_bytes_are_found_wherever_they_are(
+            bytes in proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(0x80), Just(0xff), any::<u8>()], 0..40)
+        ) {
+            prop_assert_eq!(has_zero_byte(&bytes), bytes.contains(&0));
+        }
+    }
+
+    #[test]
+    fn a_key_holding_the_separator_is_stored_with_a_replacement() {
+        assert_eq!(stored_key("http.method"), "http.method");
+        assert_eq!(stored_key("a\0b.c\0defghijkl\0"), "a\u{fffd}b.c\u{fffd}defghijkl\u{fffd}");
+        assert_eq!(stored_key("sixteen.bytes.k\0"), "sixteen.bytes.k\u{fffd}");
     }
 }

@@ -37,8 +37,8 @@ use prost::Message;
 use index::Index;
 
 use crate::encode::{
-    Builders, EncodedBatch, Repeats, Room, Scalar, SpanFields, append_span, encode_resource, encode_scalar,
-    operations_of, service_name_of,
+    Builders, EncodedBatch, Repeats, Room, Scalar, SpanFields, append_span, encode_resource,
+    operations_of, service_name_of, write_scalar,
 };
 
 mod index;
@@ -424,6 +424,7 @@ pub(crate) fn read_export_request(
     {
         return Ok((ReadRequest::Rows(encoded, summary), None));
     }
+    shape::check_whole(request, limits)?;
     let error = match ExportTraceServiceRequest::decode(request) {
         Ok(request) => return Ok((ReadRequest::Decoded(request), None)),
         Err(error) => error,
@@ -438,6 +439,7 @@ pub(crate) fn read_export_request(
     {
         return Ok((ReadRequest::Rows(encoded, summary), warning));
     }
+    shape::check_whole(&fixed, limits)?;
     let decoded = ExportTraceServiceRequest::decode(&fixed[..]).map_err(|_| refused())?;
     Ok((ReadRequest::Decoded(decoded), warning))
 }
@@ -467,8 +469,9 @@ fn encode_export_request_reserving(
     max_repeated_bytes: u64,
     reserve: Reserve<'_>,
 ) -> Result<Option<(EncodedBatch, ExportSummary)>, ModelError> {
-    // Before either decoder holds anything of it (the caller's prost fallback too).
-    shape::check(request, limits)?;
+    // Before the index or a span's structs hold anything of it; the caller's prost
+    // fallback checks the whole request again first.
+    let mut allowance = shape::check(request, limits)?;
     let Ok(index) = Index::of(request) else {
         return Ok(None);
     };
@@ -484,7 +487,7 @@ fn encode_export_request_reserving(
         .resource_bytes
         .min(usize::try_from(max_repeated_bytes).unwrap_or(usize::MAX));
     reserve(room.queue_bytes())?;
-    match Encoder::new(room, limits, max_repeated_bytes).encode(&index) {
+    match Encoder::new(room, limits, max_repeated_bytes).encode(&index, &mut allowance) {
         Ok(Ok(done)) => Ok(Some(done)),
         Ok(Err(error)) => Err(error.into_write_error()),
         Err(Unusual) => Ok(None),
@@ -516,7 +519,11 @@ impl<'l> Encoder<'l> {
         }
     }
 
-    fn encode(mut self, index: &Index<'_>) -> Read<crate::Result<(EncodedBatch, ExportSummary)>> {
+    fn encode(
+        mut self,
+        index: &Index<'_>,
+        allowance: &mut shape::Allowance,
+    ) -> Read<crate::Result<(EncodedBatch, ExportSummary)>> {
         let mut services = Vec::with_capacity(index.groups.len());
         // (resource index, span name, kind): borrowed from the request when read
         // from the encoding, owned when the span went through prost. One insert per
@@ -575,6 +582,9 @@ impl<'l> Encoder<'l> {
                             kept
                         }
                         Parsed::NeedsStructs => {
+                            if let Err(error) = allowance.span_values(bytes) {
+                                return Ok(Err(crate::Error::Refused(error)));
+                            }
                             let span = Span::decode(*bytes).map_err(|_| Unusual)?;
                             let kept = self.append_decoded(span, &row, at);
                             if let Ok(Some((name, kind))) = &kept {
@@ -650,8 +660,9 @@ impl<'l> Encoder<'l> {
                 Scalar::Bytes(bytes) => Scalar::Bytes(self.limiter.limit_bytes(bytes)),
                 other => other,
             };
-            encode_scalar(self.limiter.limit_name(key), value, &mut self.scratch);
-            b.attributes.values().append_value(self.scratch.as_str());
+            let entries = b.attributes.values();
+            write_scalar(self.limiter.limit_name(key), value, entries);
+            entries.append_value("");
         }
         b.attributes.append(true);
         b.append_no_events();

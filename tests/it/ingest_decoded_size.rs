@@ -4,6 +4,8 @@
 //! scope name.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use prost::Message;
 
@@ -75,12 +77,33 @@ async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
     let m = Meshtel::serve(&dir).await;
     // Four million empty resource groups: 8 MB on the wire, over 400 MB as prost's
     // structs, and each an entry of the wire reader's index.
-    let mut body = Vec::with_capacity(8 << 20);
+    let mut empty_groups = Vec::with_capacity(8 << 20);
     for _ in 0..4_000_000 {
-        body.extend_from_slice(&[0x0a, 0x00]);
+        empty_groups.extend_from_slice(&[0x0a, 0x00]);
     }
+    // One span whose attribute holds an array of two million `true`s: 8 MB, and
+    // prost's structs for it (the wire reader leaves such a span to prost) over 300 MB.
+    let trace_id = random_trace_id();
+    let mut span = simple_span(&trace_id, &random_span_id(), None, "s", now_nanos(), 1_000);
+    let trues = vec![
+        AnyValue {
+            value: Some(Value::BoolValue(true))
+        };
+        2_000_000
+    ];
+    span.attributes
+        .push(kv("list", Value::ArrayValue(ArrayValue { values: trues })));
+    let array = ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans("arrays", vec![span])],
+    }
+    .encode_to_vec();
     let before = peak_rss(m.pid());
-    for (content_type, grpc) in [("application/x-protobuf", false), ("", true)] {
+    let requests = [
+        (&empty_groups, "application/x-protobuf", false),
+        (&empty_groups, "", true),
+        (&array, "application/x-protobuf", false),
+    ];
+    for (body, content_type, grpc) in requests {
         let status = if grpc {
             let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
             let status = m.grpc_client().await.export(request).await.unwrap_err();

@@ -7,6 +7,13 @@
 //! adds up the size of the struct each becomes, and counts the spans, so that
 //! [`check`] refuses such a request, and one of too many spans, before either
 //! decoder holds anything of it.
+//!
+//! The wire reader holds no structs for the values of a span's attributes (a scalar
+//! value is one slice of the request), so [`check`] counts a span's attribute as its
+//! `KeyValue` without walking into its value: that walk was a fifth of the reader's
+//! instructions. A span the reader leaves to prost (an array or map value, events,
+//! links) has its values counted before prost decodes it ([`Allowance::span_values`]),
+//! and a request left to prost whole is walked entirely first ([`check_whole`]).
 
 use meshtel_model::Error as ModelError;
 use meshtel_model::otlp::common::v1::{AnyValue, KeyValue};
@@ -38,15 +45,38 @@ const MAX_VALUE_DEPTH: u32 = 64;
 pub(crate) struct Shape {
     pub(crate) spans: usize,
     pub(crate) decoded_bytes: usize,
+    /// Whether the values of spans' attributes are walked (else each attribute counts
+    /// as its `KeyValue` alone).
+    span_values: bool,
+}
+
+/// What a request's structs may still take once [`check`] counted its messages.
+#[derive(Debug)]
+pub(crate) struct Allowance {
+    request_bytes: usize,
+    decoded_bytes: usize,
 }
 
 /// Refuses a request of more spans than `limits` allow, or whose messages would take
-/// more than [`MAX_DECODED_PER_BYTE`] times its size once decoded. A request this pass
-/// cannot read to its end is judged by what it read before it stopped (a decoder
-/// allocates as much before it fails there), then left to the decoders, which say
-/// what is wrong with it.
-pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<(), ModelError> {
-    let mut shape = Shape::default();
+/// more than [`MAX_DECODED_PER_BYTE`] times its size once decoded, the values of its
+/// spans' attributes aside (see the module docs). A request this pass cannot read to
+/// its end is judged by what it read before it stopped (a decoder allocates as much
+/// before it fails there), then left to the decoders, which say what is wrong with it.
+pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<Allowance, ModelError> {
+    judge(request, limits, false)
+}
+
+/// [`check`], the values of spans' attributes counted too: before prost decodes the
+/// whole request.
+pub(crate) fn check_whole(request: &[u8], limits: &SpanLimits) -> Result<(), ModelError> {
+    judge(request, limits, true).map(drop)
+}
+
+fn judge(request: &[u8], limits: &SpanLimits, span_values: bool) -> Result<Allowance, ModelError> {
+    let mut shape = Shape {
+        span_values,
+        ..Shape::default()
+    };
     let _ = walk(request, &mut shape);
     if shape.spans > limits.max_spans_per_request {
         return Err(ModelError::TooManySpans {
@@ -54,27 +84,58 @@ pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<(), ModelErro
             limit: limits.max_spans_per_request,
         });
     }
-    let allowed = request
-        .len()
-        .saturating_mul(MAX_DECODED_PER_BYTE)
-        .max(ALWAYS_ALLOWED);
-    if shape.decoded_bytes > allowed {
-        return Err(ModelError::DecodeRequest(format!(
-            "the request's {} bytes hold messages that would take {} bytes once decoded, \
-             more than {MAX_DECODED_PER_BYTE} times its size: empty or near-empty \
-             messages (resource spans, scope spans, spans, attributes, events, links, \
-             the values of an array) are refused",
-            request.len(),
-            shape.decoded_bytes
-        )));
-    }
-    Ok(())
+    let allowance = Allowance {
+        request_bytes: request.len(),
+        decoded_bytes: shape.decoded_bytes,
+    };
+    allowance.judge()?;
+    Ok(allowance)
 }
 
-/// Walks `request` (an `ExportTraceServiceRequest`): field 1 its `ResourceSpans`.
+impl Allowance {
+    /// Counts the values of the attributes of `span` (one encoded `Span` of the
+    /// request), which [`check`] left out, before prost decodes it; refused as
+    /// [`check_whole`] would have refused the request.
+    pub(crate) fn span_values(&mut self, span_bytes: &[u8]) -> Result<(), ModelError> {
+        let measure = |span_values| {
+            let mut shape = Shape {
+                span_values,
+                ..Shape::default()
+            };
+            let _ = span(span_bytes, &mut shape);
+            shape.decoded_bytes
+        };
+        let values = measure(true).saturating_sub(measure(false));
+        self.decoded_bytes = self.decoded_bytes.saturating_add(values);
+        self.judge()
+    }
+
+    fn judge(&self) -> Result<(), ModelError> {
+        let allowed = self
+            .request_bytes
+            .saturating_mul(MAX_DECODED_PER_BYTE)
+            .max(ALWAYS_ALLOWED);
+        if self.decoded_bytes > allowed {
+            return Err(ModelError::DecodeRequest(format!(
+                "the request's {} bytes hold messages that would take {} bytes once decoded, \
+                 more than {MAX_DECODED_PER_BYTE} times its size: empty or near-empty \
+                 messages (resource spans, scope spans, spans, attributes, events, links, \
+                 the values of an array) are refused",
+                self.request_bytes, self.decoded_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Walks `request` (an `ExportTraceServiceRequest`): field 1 its `ResourceSpans`;
+/// `span_values` as in [`Shape`].
 #[cfg(test)]
-pub(crate) fn of(request: &[u8]) -> Read<Shape> {
-    let mut shape = Shape::default();
+pub(crate) fn of(request: &[u8], span_values: bool) -> Read<Shape> {
+    let mut shape = Shape {
+        span_values,
+        ..Shape::default()
+    };
     walk(request, &mut shape)?;
     Ok(shape)
 }
@@ -160,7 +221,11 @@ fn resource_spans(bytes: &[u8], shape: &mut Shape) -> Read<()> {
 /// `Span`: 9 attributes, 11 events (3 attributes), 13 links (5 attributes).
 fn span(bytes: &[u8], shape: &mut Shape) -> Read<()> {
     each(bytes, |field, bytes| match field {
-        9 => key_value(bytes, shape, 0),
+        9 if shape.span_values => key_value(bytes, shape, 0),
+        9 => {
+            shape.add::<KeyValue>();
+            Ok(())
+        }
         11 => {
             shape.add::<Event>();
             attributes_at(bytes, 3, shape)
@@ -262,21 +327,28 @@ mod tests {
         };
         let group = ResourceSpans {
             scope_spans: vec![ScopeSpans {
-                spans: vec![span.clone(), span],
+                spans: vec![span.clone(), span.clone()],
                 ..Default::default()
             }],
             ..Default::default()
         };
-        let shape = of(&request(vec![group])).map_err(|_| "unreadable").unwrap();
+        let encoded = request(vec![group]);
+        let shape = of(&encoded, true).map_err(|_| "unreadable").unwrap();
         assert_eq!(shape.spans, 2);
+        let values = 3 * ARRAY_VALUE_WEIGHT * std::mem::size_of::<AnyValue>();
         let one_span = std::mem::size_of::<Span>()
             + 2 * std::mem::size_of::<KeyValue>()
-            + 3 * ARRAY_VALUE_WEIGHT * std::mem::size_of::<AnyValue>()
+            + values
             + 2 * std::mem::size_of::<Event>();
-        assert_eq!(
-            shape.decoded_bytes,
-            std::mem::size_of::<ResourceSpans>() + std::mem::size_of::<ScopeSpans>() + 2 * one_span
-        );
+        let containers = std::mem::size_of::<ResourceSpans>() + std::mem::size_of::<ScopeSpans>();
+        assert_eq!(shape.decoded_bytes, containers + 2 * one_span);
+        // Without the spans' attribute values; each span's added back by its own walk.
+        let light = of(&encoded, false).map_err(|_| "unreadable").unwrap();
+        assert_eq!(light.decoded_bytes, containers + 2 * (one_span - values));
+        let mut allowance = check(&encoded, &SpanLimits::default()).unwrap();
+        assert_eq!(allowance.decoded_bytes, light.decoded_bytes);
+        allowance.span_values(&span.encode_to_vec()).unwrap();
+        assert_eq!(allowance.decoded_bytes, light.decoded_bytes + values);
     }
 
     #[test]
@@ -322,7 +394,17 @@ mod tests {
             }],
             ..Default::default()
         }]);
-        let error = check(&array, &limits).unwrap_err();
+        // The wire reader holds none of the values: the request passes the first
+        // check, and is refused once the span's values are counted, before prost
+        // decodes the span; and before prost decodes the request whole.
+        let mut allowance = check(&array, &limits).unwrap();
+        let span = ExportTraceServiceRequest::decode(&array[..]).unwrap().resource_spans[0]
+            .scope_spans[0]
+            .spans[0]
+            .encode_to_vec();
+        let error = allowance.span_values(&span).unwrap_err();
+        assert!(error.to_string().contains("empty or near-empty"), "{error}");
+        let error = check_whole(&array, &limits).unwrap_err();
         assert!(error.to_string().contains("empty or near-empty"), "{error}");
         // A group the decoders would skip does not stop the walk, wherever it is; and
         // what comes before anything that stops it is measured all the same.
@@ -359,7 +441,7 @@ mod tests {
             }],
             ..Default::default()
         }]);
-        let shape = of(&encoded).map_err(|_| "unreadable").unwrap();
+        let shape = of(&encoded, true).map_err(|_| "unreadable").unwrap();
         let ratio = shape.decoded_bytes as f64 / encoded.len() as f64;
         assert!(ratio < 4.0, "{ratio}");
         assert!(check(&encoded, &SpanLimits::default()).is_ok());
@@ -382,7 +464,7 @@ mod tests {
             }],
             ..Default::default()
         }]);
-        let shape = of(&encoded).map_err(|_| "unreadable").unwrap();
+        let shape = of(&encoded, true).map_err(|_| "unreadable").unwrap();
         let ratio = shape.decoded_bytes as f64 / encoded.len() as f64;
         assert!(ratio < 8.0, "{ratio}");
         assert!(check(&encoded, &SpanLimits::default()).is_ok());
