@@ -160,15 +160,21 @@ fn expect(wire: u8, want: u8) -> Read<()> {
 /// A span read from the encoding, or a sign that it needs the struct path.
 enum Parsed<'a> {
     Plain(SpanFields<'a>),
-    NeedsStructs,
+    /// `counted` of its attributes were counted in the request's allowance.
+    NeedsStructs {
+        counted: usize,
+    },
+    /// Its attributes take the request past its allowance ([`shape`]).
+    Refused(ModelError),
 }
 
 /// `Span` fields (see the OTLP trace proto); attributes go to `attributes` (`raw`
-/// holds their encodings meanwhile).
+/// holds their encodings meanwhile), once `allowance` took them.
 fn parse_span<'a>(
     bytes: &'a [u8],
     attributes: &mut Vec<(&'a str, Scalar<'a>)>,
     raw: &mut Vec<&'a [u8]>,
+    allowance: &mut shape::Allowance,
 ) -> Read<Parsed<'a>> {
     attributes.clear();
     raw.clear();
@@ -234,10 +240,10 @@ fn parse_span<'a>(
             12 | 14 => {
                 expect(wire, VARINT)?;
                 if r.varint()? != 0 {
-                    return Ok(Parsed::NeedsStructs);
+                    return Ok(Parsed::NeedsStructs { counted: 0 });
                 }
             }
-            11 | 13 => return Ok(Parsed::NeedsStructs),
+            11 | 13 => return Ok(Parsed::NeedsStructs { counted: 0 }),
             15 => {
                 expect(wire, LEN)?;
                 parse_status(r.bytes()?, &mut span)?;
@@ -249,8 +255,13 @@ fn parse_span<'a>(
             _ => r.skip(wire)?,
         }
     }
+    if let Err(error) = allowance.attributes(raw.len()) {
+        return Ok(Parsed::Refused(error));
+    }
     if !parse_attributes(bytes, raw, attributes)? {
-        return Ok(Parsed::NeedsStructs);
+        return Ok(Parsed::NeedsStructs {
+            counted: raw.len(),
+        });
     }
     Ok(Parsed::Plain(span))
 }
@@ -573,7 +584,7 @@ impl<'l> Encoder<'l> {
                         scope_name,
                         scope_version,
                     };
-                    let appended = match parse_span(bytes, &mut attributes, &mut raw)? {
+                    let appended = match parse_span(bytes, &mut attributes, &mut raw, allowance)? {
                         Parsed::Plain(mut span) => {
                             let kept = self.append_plain(&mut span, &attributes, &row, at);
                             if matches!(kept, Ok(true)) {
@@ -581,8 +592,9 @@ impl<'l> Encoder<'l> {
                             }
                             kept
                         }
-                        Parsed::NeedsStructs => {
-                            if let Err(error) = allowance.span_values(bytes) {
+                        Parsed::Refused(error) => return Ok(Err(crate::Error::Refused(error))),
+                        Parsed::NeedsStructs { counted } => {
+                            if let Err(error) = allowance.span(bytes, counted) {
                                 return Ok(Err(crate::Error::Refused(error)));
                             }
                             let span = Span::decode(*bytes).map_err(|_| Unusual)?;

@@ -5,7 +5,7 @@
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use prost::Message;
 
@@ -97,11 +97,19 @@ async fn a_request_of_empty_messages_is_refused_before_it_is_decoded() {
         resource_spans: vec![resource_spans("arrays", vec![span])],
     }
     .encode_to_vec();
+    // One span of two million empty attributes: 4 MB, and a struct of each.
+    let mut span = simple_span(&trace_id, &random_span_id(), None, "s", now_nanos(), 1_000);
+    span.attributes = vec![KeyValue::default(); 2_000_000];
+    let empty_attributes = ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans("attributes", vec![span])],
+    }
+    .encode_to_vec();
     let before = peak_rss(m.pid());
     let requests = [
         (&empty_groups, "application/x-protobuf", false),
         (&empty_groups, "", true),
         (&array, "application/x-protobuf", false),
+        (&empty_attributes, "application/x-protobuf", false),
     ];
     for (body, content_type, grpc) in requests {
         let status = if grpc {

@@ -8,12 +8,13 @@
 //! [`check`] refuses such a request, and one of too many spans, before either
 //! decoder holds anything of it.
 //!
-//! The wire reader holds no structs for the values of a span's attributes (a scalar
-//! value is one slice of the request), so [`check`] counts a span's attribute as its
-//! `KeyValue` without walking into its value: that walk was a fifth of the reader's
-//! instructions. A span the reader leaves to prost (an array or map value, events,
-//! links) has its values counted before prost decodes it ([`Allowance::span_values`]),
-//! and a request left to prost whole is walked entirely first ([`check_whole`]).
+//! The wire reader reads each span's fields anyway, and holds no struct for a scalar
+//! attribute value (it is one slice of the request), so [`check`] counts each span as
+//! its `Span` struct without walking into it (that walk was a quarter of the reader's
+//! instructions): the reader counts a span's attributes as it finds them
+//! ([`Allowance::attributes`]), and a span it leaves to prost (an array or map value,
+//! events, links) whole before prost decodes it ([`Allowance::span`]). A request left
+//! to prost whole is walked entirely first ([`check_whole`]).
 
 use meshtel_model::Error as ModelError;
 use meshtel_model::otlp::common::v1::{AnyValue, KeyValue};
@@ -45,9 +46,8 @@ const MAX_VALUE_DEPTH: u32 = 64;
 pub(crate) struct Shape {
     pub(crate) spans: usize,
     pub(crate) decoded_bytes: usize,
-    /// Whether the values of spans' attributes are walked (else each attribute counts
-    /// as its `KeyValue` alone).
-    span_values: bool,
+    /// Whether the walk goes into spans (else each counts as its struct alone).
+    span_fields: bool,
 }
 
 /// What a request's structs may still take once [`check`] counted its messages.
@@ -58,23 +58,23 @@ pub(crate) struct Allowance {
 }
 
 /// Refuses a request of more spans than `limits` allow, or whose messages would take
-/// more than [`MAX_DECODED_PER_BYTE`] times its size once decoded, the values of its
-/// spans' attributes aside (see the module docs). A request this pass cannot read to
-/// its end is judged by what it read before it stopped (a decoder allocates as much
-/// before it fails there), then left to the decoders, which say what is wrong with it.
+/// more than [`MAX_DECODED_PER_BYTE`] times its size once decoded, what is inside its
+/// spans aside (see the module docs). A request this pass cannot read to its end is
+/// judged by what it read before it stopped (a decoder allocates as much before it
+/// fails there), then left to the decoders, which say what is wrong with it.
 pub(crate) fn check(request: &[u8], limits: &SpanLimits) -> Result<Allowance, ModelError> {
     judge(request, limits, false)
 }
 
-/// [`check`], the values of spans' attributes counted too: before prost decodes the
-/// whole request.
+/// [`check`], what is inside the spans counted too: before prost decodes the whole
+/// request.
 pub(crate) fn check_whole(request: &[u8], limits: &SpanLimits) -> Result<(), ModelError> {
     judge(request, limits, true).map(drop)
 }
 
-fn judge(request: &[u8], limits: &SpanLimits, span_values: bool) -> Result<Allowance, ModelError> {
+fn judge(request: &[u8], limits: &SpanLimits, span_fields: bool) -> Result<Allowance, ModelError> {
     let mut shape = Shape {
-        span_values,
+        span_fields,
         ..Shape::default()
     };
     let _ = walk(request, &mut shape);
@@ -93,20 +93,27 @@ fn judge(request: &[u8], limits: &SpanLimits, span_values: bool) -> Result<Allow
 }
 
 impl Allowance {
-    /// Counts the values of the attributes of `span` (one encoded `Span` of the
-    /// request), which [`check`] left out, before prost decodes it; refused as
-    /// [`check_whole`] would have refused the request.
-    pub(crate) fn span_values(&mut self, span_bytes: &[u8]) -> Result<(), ModelError> {
-        let measure = |span_values| {
-            let mut shape = Shape {
-                span_values,
-                ..Shape::default()
-            };
-            let _ = span(span_bytes, &mut shape);
-            shape.decoded_bytes
+    /// Counts `count` attributes of a span the wire reader reads ([`check`] left them
+    /// out); refused as [`check_whole`] would have refused the request.
+    pub(crate) fn attributes(&mut self, count: usize) -> Result<(), ModelError> {
+        self.add(count.saturating_mul(std::mem::size_of::<KeyValue>()))
+    }
+
+    /// Counts what is inside `span_bytes` (one encoded `Span` of the request) before
+    /// prost decodes it, but for `counted` attributes [`Allowance::attributes`] already
+    /// took; refused as [`check_whole`] would have refused the request.
+    pub(crate) fn span(&mut self, span_bytes: &[u8], counted: usize) -> Result<(), ModelError> {
+        let mut shape = Shape {
+            span_fields: true,
+            ..Shape::default()
         };
-        let values = measure(true).saturating_sub(measure(false));
-        self.decoded_bytes = self.decoded_bytes.saturating_add(values);
+        let _ = span(span_bytes, &mut shape);
+        let before = counted.saturating_mul(std::mem::size_of::<KeyValue>());
+        self.add(shape.decoded_bytes.saturating_sub(before))
+    }
+
+    fn add(&mut self, bytes: usize) -> Result<(), ModelError> {
+        self.decoded_bytes = self.decoded_bytes.saturating_add(bytes);
         self.judge()
     }
 
@@ -129,11 +136,11 @@ impl Allowance {
 }
 
 /// Walks `request` (an `ExportTraceServiceRequest`): field 1 its `ResourceSpans`;
-/// `span_values` as in [`Shape`].
+/// `span_fields` as in [`Shape`].
 #[cfg(test)]
-pub(crate) fn of(request: &[u8], span_values: bool) -> Read<Shape> {
+pub(crate) fn of(request: &[u8], span_fields: bool) -> Read<Shape> {
     let mut shape = Shape {
-        span_values,
+        span_fields,
         ..Shape::default()
     };
     walk(request, &mut shape)?;
@@ -209,7 +216,11 @@ fn resource_spans(bytes: &[u8], shape: &mut Shape) -> Read<()> {
                 2 => {
                     shape.spans += 1;
                     shape.add::<Span>();
-                    span(bytes, shape)
+                    if shape.span_fields {
+                        span(bytes, shape)
+                    } else {
+                        Ok(())
+                    }
                 }
                 _ => Ok(()),
             })
@@ -221,11 +232,7 @@ fn resource_spans(bytes: &[u8], shape: &mut Shape) -> Read<()> {
 /// `Span`: 9 attributes, 11 events (3 attributes), 13 links (5 attributes).
 fn span(bytes: &[u8], shape: &mut Shape) -> Read<()> {
     each(bytes, |field, bytes| match field {
-        9 if shape.span_values => key_value(bytes, shape, 0),
-        9 => {
-            shape.add::<KeyValue>();
-            Ok(())
-        }
+        9 => key_value(bytes, shape, 0),
         11 => {
             shape.add::<Event>();
             attributes_at(bytes, 3, shape)
@@ -342,13 +349,18 @@ mod tests {
             + 2 * std::mem::size_of::<Event>();
         let containers = std::mem::size_of::<ResourceSpans>() + std::mem::size_of::<ScopeSpans>();
         assert_eq!(shape.decoded_bytes, containers + 2 * one_span);
-        // Without the spans' attribute values; each span's added back by its own walk.
+        // Without what is inside the spans, which the reader adds span by span: the
+        // same total in the end, each attribute counted once.
         let light = of(&encoded, false).map_err(|_| "unreadable").unwrap();
-        assert_eq!(light.decoded_bytes, containers + 2 * (one_span - values));
+        let span_struct = std::mem::size_of::<Span>();
+        assert_eq!(light.decoded_bytes, containers + 2 * span_struct);
         let mut allowance = check(&encoded, &SpanLimits::default()).unwrap();
         assert_eq!(allowance.decoded_bytes, light.decoded_bytes);
-        allowance.span_values(&span.encode_to_vec()).unwrap();
-        assert_eq!(allowance.decoded_bytes, light.decoded_bytes + values);
+        allowance.attributes(2).unwrap();
+        allowance.span(&span.encode_to_vec(), 2).unwrap();
+        assert_eq!(allowance.decoded_bytes, containers + span_struct + one_span);
+        allowance.span(&span.encode_to_vec(), 0).unwrap();
+        assert_eq!(allowance.decoded_bytes, shape.decoded_bytes);
     }
 
     #[test]
@@ -394,17 +406,36 @@ mod tests {
             }],
             ..Default::default()
         }]);
-        // The wire reader holds none of the values: the request passes the first
-        // check, and is refused once the span's values are counted, before prost
-        // decodes the span; and before prost decodes the request whole.
+        // The request passes the first check, which does not go into spans, and is
+        // refused once the span is counted, before prost decodes it; and before prost
+        // decodes the request whole.
         let mut allowance = check(&array, &limits).unwrap();
         let span = ExportTraceServiceRequest::decode(&array[..]).unwrap().resource_spans[0]
             .scope_spans[0]
             .spans[0]
             .encode_to_vec();
-        let error = allowance.span_values(&span).unwrap_err();
+        let error = allowance.span(&span, 0).unwrap_err();
         assert!(error.to_string().contains("empty or near-empty"), "{error}");
         let error = check_whole(&array, &limits).unwrap_err();
+        assert!(error.to_string().contains("empty or near-empty"), "{error}");
+        // A span of a million empty attributes (2 MB, a `KeyValue` each): refused as
+        // the reader counts them, before it reads their values.
+        let attributes = request(vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    attributes: vec![KeyValue::default(); 1_000_000],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let mut allowance = check(&attributes, &limits).unwrap();
+        assert!(allowance.attributes(1_000_000).is_err());
+        assert!(check_whole(&attributes, &limits).is_err());
+        let error = crate::wire::encode_export_request(&attributes, &limits, u64::MAX)
+            .err()
+            .expect("refused");
         assert!(error.to_string().contains("empty or near-empty"), "{error}");
         // A group the decoders would skip does not stop the walk, wherever it is; and
         // what comes before anything that stops it is measured all the same.
