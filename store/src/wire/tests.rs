@@ -116,7 +116,12 @@ fn attribute() -> impl Strategy<Value = KeyValue> {
         }))),
     ];
     (
-        prop_oneof![Just("service.name".to_string()), "[a-c]{1,3}"],
+        prop_oneof![
+            Just("service.name".to_string()),
+            "[a-c]{1,3}",
+            // Keys holding the entry separator, stored with it replaced.
+            "[a-c\\x00]{1,4}",
+        ],
         proptest::option::weighted(0.9, value),
     )
         .prop_map(|(key, value)| KeyValue {
