@@ -545,6 +545,9 @@ async fn listed_once_known(inner: &Inner, id: u64, error: &Error) -> bool {
         match inner.catalog.lists_block(id).await {
             Ok(listed) => return listed,
             Err(e) => {
+                // The flush stands still meanwhile: counted with the failed ones, so
+                // that an alert on them sees it.
+                inner.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
                 error!(block = id, commit_error = %error, error = %e, retry_in = ?backoff, "cannot tell whether a block's index commit happened; asking again before the flush goes on");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -291,8 +291,11 @@ async fn a_flush_is_not_retried_while_its_commit_outcome_is_unknown() {
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let blocks = dir.path().join("blocks");
-    assert_eq!(store.inner.stats.flush_failures.load(Ordering::Relaxed), 0, "tried again");
+    // Not tried again (a retry writes another block), but each unanswered question is
+    // counted with the failed flushes, for an operator's alert.
     assert_eq!(parquet_files(&blocks).len(), 2, "{:?}", parquet_files(&blocks));
+    let failures = store.inner.stats.flush_failures.load(Ordering::Relaxed);
+    assert!(failures >= 2, "{failures} counted");
     sqlx::raw_sql("ALTER TABLE blocks_away RENAME TO blocks")
         .execute(&mut conn)
         .await
