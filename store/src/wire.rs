@@ -230,6 +230,13 @@ fn parse_span<'a>(
             9 => {
                 expect(wire, LEN)?;
                 raw.push(r.bytes()?);
+                // Each time the list doubles past a few thousand (see the allowance).
+                if raw.len() >= 4096
+                    && raw.len().is_power_of_two()
+                    && let Err(error) = allowance.fits_attributes(raw.len())
+                {
+                    return Ok(Parsed::Refused(error));
+                }
             }
             10 => {
                 expect(wire, VARINT)?;

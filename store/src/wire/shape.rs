@@ -51,7 +51,7 @@ pub(crate) struct Shape {
 }
 
 /// What a request's structs may still take once [`check`] counted its messages.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Allowance {
     request_bytes: usize,
     decoded_bytes: usize,
@@ -97,6 +97,14 @@ impl Allowance {
     /// out); refused as [`check_whole`] would have refused the request.
     pub(crate) fn attributes(&mut self, count: usize) -> Result<(), ModelError> {
         self.add(count.saturating_mul(std::mem::size_of::<KeyValue>()))
+    }
+
+    /// Whether `count` attributes found so far would still fit, counting nothing: the
+    /// reader asks as its list of a span's attributes grows, so that the list stops
+    /// growing within twice what the request is allowed.
+    pub(crate) fn fits_attributes(&self, count: usize) -> Result<(), ModelError> {
+        let mut trial = *self;
+        trial.attributes(count)
     }
 
     /// Counts what is inside `span_bytes` (one encoded `Span` of the request) before
@@ -437,6 +445,37 @@ mod tests {
             .err()
             .expect("refused");
         assert!(error.to_string().contains("empty or near-empty"), "{error}");
+        // Asking counts nothing.
+        let fresh = check(&attributes, &limits).unwrap();
+        assert!(fresh.fits_attributes(1_000_000).is_err());
+        assert!(fresh.fits_attributes(10).is_ok());
+        assert_eq!(fresh.decoded_bytes, check(&attributes, &limits).unwrap().decoded_bytes);
+        // The reader stops gathering a span's attributes once their list doubles past
+        // the allowance, not at the span's end: 1.5 million empty ones are refused at
+        // a power of two below that (the message says how much it had counted).
+        let count = 3 << 19;
+        let more = request(vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    attributes: vec![KeyValue::default(); count],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let error = crate::wire::encode_export_request(&more, &limits, u64::MAX)
+            .err()
+            .expect("refused")
+            .to_string();
+        let counted: usize = error
+            .split("would take ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{error}"));
+        let all = count * std::mem::size_of::<KeyValue>();
+        assert!(counted < all, "{counted} of {all}: {error}");
         // A group the decoders would skip does not stop the walk, wherever it is; and
         // what comes before anything that stops it is measured all the same.
         let group = [0x1b_u8, 0x08, 0x01, 0x1c]; // field 3: start group, a varint, end
