@@ -241,11 +241,18 @@ impl Proxy {
         //    exhausted → 429 `RL`, collector failing → allowed or 500 `RLSE`. With no
         //    policy for this service this is one atomic load.
         if !context.quota.is_idle() {
-            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            let view = RequestView { source: exchange.source(), method: request.method().as_str(), path, headers: request.headers() };
-            // Boxed: the quota stage's state (gRPC calls) would otherwise be part of
-            // every request's future, and hyper moves that future around by value.
-            if let Some(denial) = Box::pin(context.quota.check_inbound(view)).await {
+            let denial = match context.quota.without_policies() {
+                Some(decided) => decided,
+                None => {
+                    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                    let view = RequestView { source: exchange.source(), method: request.method().as_str(), path, headers: request.headers() };
+                    // Boxed: the quota stage's state (gRPC calls) would otherwise be
+                    // part of every request's future, and hyper moves that future
+                    // around by value.
+                    Box::pin(context.quota.check_inbound(view)).await
+                }
+            };
+            if let Some(denial) = denial {
                 if denial == Denial::CheckFailed {
                     context.stats.inbound.local_errors.inc();
                 }

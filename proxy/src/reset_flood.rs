@@ -8,8 +8,8 @@
 //!
 //! A stream counts as reset when its request is dropped before its response has ended
 //! (the response future, or the response body before its last frame), which is what a
-//! client's `RST_STREAM` does; an HTTP/1.1 connection has one stream at a time and at
-//! most one such drop.
+//! client's `RST_STREAM` does. Only HTTP/2 streams are watched: an HTTP/1.1 connection
+//! has one request at a time, and a client that drops it closes the connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -103,12 +103,9 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> Tracked<F> {
-    /// `inner` under `guard`.
-    pub fn new(inner: F, guard: StreamGuard) -> Self {
-        Tracked {
-            inner,
-            guard: Some(guard),
-        }
+    /// `inner` under `guard` (none: a stream not watched).
+    pub fn new(inner: F, guard: Option<StreamGuard>) -> Self {
+        Tracked { inner, guard }
     }
 }
 

@@ -323,19 +323,22 @@ struct Counted<S> {
     started: Arc<AtomicU64>,
 }
 
-impl<S, R, B> Service<R> for Counted<S>
+impl<S, R, B> Service<Request<R>> for Counted<S>
 where
-    S: Service<R, Response = Response<B>>,
+    S: Service<Request<R>, Response = Response<B>>,
     B: Body,
 {
     type Response = Response<Guarded<B>>;
     type Error = S::Error;
     type Future = Tracked<S::Future>;
 
-    fn call(&self, request: R) -> Self::Future {
+    fn call(&self, request: Request<R>) -> Self::Future {
         self.requests.started();
         self.started.fetch_add(1, Ordering::Relaxed);
-        Tracked::new(self.inner.call(request), self.resets.started())
+        // Only HTTP/2 streams are watched: an HTTP/1.1 client that drops a request
+        // closes its connection with it, so it cannot flood one connection.
+        let guard = (request.version() == hyper::Version::HTTP_2).then(|| self.resets.started());
+        Tracked::new(self.inner.call(request), guard)
     }
 }
 

@@ -46,19 +46,32 @@ enum FirstStep {
 }
 
 impl QuotaEnforcer {
+    /// The decision for a request when this proxy knows no policy (none apply, or the
+    /// first policy set has not arrived), made on the spot; `None` when policies are to
+    /// be matched ([`QuotaEnforcer::check_inbound`]). A proxy whose collector has been
+    /// unreachable since it started decides every request here, without the future
+    /// (and its allocation) that matching takes.
+    pub fn without_policies(&self) -> Option<Option<Denial>> {
+        let shared = &*self.shared;
+        if !shared.policies.is_empty() {
+            return None;
+        }
+        if !shared.unsynced() {
+            return Some(None);
+        }
+        if shared.settings.fail_closed {
+            shared.stats.decided(DecisionResult::FailClosed);
+            return Some(Some(Denial::CheckFailed));
+        }
+        shared.stats.decided(DecisionResult::FailOpen);
+        Some(None)
+    }
+
     /// Decides an inbound request: `None` lets it through, `Some` says how to deny it.
     pub async fn check_inbound(&self, request: RequestView<'_>) -> Option<Denial> {
         let shared = &*self.shared;
-        if shared.policies.is_empty() {
-            if !shared.unsynced() {
-                return None;
-            }
-            if shared.settings.fail_closed {
-                shared.stats.decided(DecisionResult::FailClosed);
-                return Some(Denial::CheckFailed);
-            }
-            shared.stats.decided(DecisionResult::FailOpen);
-            return None;
+        if let Some(decided) = self.without_policies() {
+            return decided;
         }
         let started = Instant::now();
         let set = shared.policies.load();
