@@ -11,19 +11,8 @@
 # Needs valgrind (Debian: apt-get install valgrind). Takes about two minutes.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meshtel-target}
-for tool in valgrind callgrind_annotate; do
-    command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install valgrind)" >&2; exit 1; }
-done
-
-BENCH=$(cd "$ROOT" && cargo bench -p meshtel-store --bench otlp_read --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "otlp_read" and m.get("executable"):
-        print(m["executable"])')
-[[ -x $BENCH ]] || { echo "could not build the otlp_read bench" >&2; exit 1; }
+source "$(dirname "$0")/callgrind_bench.sh"
+BENCH=$(store_bench_executable otlp_read)
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/meshtel-otlp-read.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT

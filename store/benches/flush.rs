@@ -8,7 +8,9 @@
 //! cargo bench -p meshtel-store --bench flush
 //! ```
 //!
-//! Prints criterion's figures, then nanoseconds per span of each flush and merge.
+//! Prints criterion's figures, then nanoseconds per span of each flush and merge, timed
+//! over `BENCH_ROUNDS` (10) more of each; `BENCH_ROUNDS=0` skips them, as
+//! `benches/flush_instructions.sh` does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -109,7 +111,10 @@ fn main() {
         });
         group.finish();
 
-        let rounds = 10;
+        let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+        if rounds == 0 {
+            continue;
+        }
         let started = Instant::now();
         for _ in 0..rounds {
             id += 1;
