@@ -23,3 +23,20 @@ for line in sys.stdin:
     [[ -x $exe ]] || { echo "could not build the $name bench" >&2; return 1; }
     echo "$exe"
 }
+
+# calls_in PROFILE TREE PATTERN: the call count on the first line of
+# `callgrind_annotate --tree=TREE` that matches PATTERN (an extended regex).
+calls_in() {
+    callgrind_annotate --tree="$2" "$1" 2>/dev/null |
+        grep -E "$3" | head -1 | sed -E 's/.*\(([0-9,]+)x\).*/\1/' | tr -d ,
+}
+
+# program_total PROFILE: the instructions the profile counted in all.
+program_total() {
+    callgrind_annotate "$1" 2>/dev/null | grep 'PROGRAM TOTALS' | awk '{print $1}' | tr -d ,
+}
+
+# top_functions PROFILE: the eight functions that spent the most instructions.
+top_functions() {
+    callgrind_annotate "$1" 2>/dev/null | sed -n '/file:function/,$p' | sed -n '2,9p'
+}

@@ -36,12 +36,11 @@ count() {
         "$BENCH" --bench --warm-up-time 0.05 --measurement-time 0.2 --sample-size 10 \
         "^$filter/$LAYOUT\$" >/dev/null 2>&1
     # Both entry points hand their block to `write_columns`: its calls count the blocks.
-    calls=$(callgrind_annotate --tree=calling "$OUT/$name.out" 2>/dev/null |
-        grep -E '> .*block::write_columns \(' | head -1 | sed -E 's/.*\(([0-9,]+)x\).*/\1/' | tr -d ,)
-    total=$(callgrind_annotate "$OUT/$name.out" 2>/dev/null | grep 'PROGRAM TOTALS' | awk '{print $1}' | tr -d ,)
+    calls=$(calls_in "$OUT/$name.out" calling '> .*block::write_columns \(')
+    total=$(program_total "$OUT/$name.out")
     [[ -n $calls && -n $total ]] || { echo "no calls of $function were counted" >&2; exit 1; }
     echo "$name ($LAYOUT): $calls calls, $((total / calls / spans)) instructions per span"
-    callgrind_annotate "$OUT/$name.out" 2>/dev/null | sed -n '/file:function/,$p' | sed -n '2,9p'
+    top_functions "$OUT/$name.out"
 }
 
 for part in ${BENCH_PARTS:-flush merge}; do

@@ -25,9 +25,8 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
 # Its calls: collection starts inside it, so it shows only as the caller of what it
 # calls, and so does the function it hands each request to (whichever the compiler
 # kept as a call): the first such line counts the requests.
-calls=$(callgrind_annotate --tree=caller "$OUT/callgrind.out" 2>/dev/null |
-    grep -E '< .*wire::encode_export_request(_reserving)? \(' | head -1 | sed -E 's/.*\(([0-9,]+)x\).*/\1/' | tr -d ,)
-total=$(callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | grep 'PROGRAM TOTALS' | awk '{print $1}' | tr -d ,)
+calls=$(calls_in "$OUT/callgrind.out" caller '< .*wire::encode_export_request(_reserving)? \(')
+total=$(program_total "$OUT/callgrind.out")
 [[ -n $calls && -n $total ]] || { echo "no calls of encode_export_request were counted" >&2; exit 1; }
 echo "encode_export_request: $calls requests of 500 spans, $((total / calls / 500)) instructions per span"
-callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | sed -n '/file:function/,$p' | sed -n '2,9p'
+top_functions "$OUT/callgrind.out"
