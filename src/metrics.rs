@@ -450,6 +450,11 @@ fn write_metrics(sources: &Sources, out: &mut dyn Write) -> std::io::Result<()> 
         "Bytes of Parquet blocks on disk.",
         s.block_bytes,
     );
+    gauge(
+        "meshtel_store_trace_index_bytes",
+        "Memory of the blocks' trace id filters (about 2 bytes per stored trace; grows with what retention keeps).",
+        s.trace_index_bytes,
+    );
     if let Some(edges) = &sources.edges {
         let edges = edges.snapshot();
         counter(

@@ -156,6 +156,7 @@ impl Stats {
             blocks: blocks.len() as u64,
             block_spans: blocks.iter().map(|b| b.rows).sum(),
             block_bytes: blocks.iter().map(|b| b.bytes).sum(),
+            trace_index_bytes: blocks.iter().map(|b| b.trace_ids.heap_bytes() as u64).sum(),
         }
     }
 }
@@ -228,6 +229,8 @@ pub struct StoreStats {
     pub block_spans: u64,
     /// Bytes of blocks on disk.
     pub block_bytes: u64,
+    /// Memory of the blocks' trace id filters (see [`crate::trace_index`]).
+    pub trace_index_bytes: u64,
 }
 
 /// The store's last line: what this run wrote, and the spans a shutdown could not

@@ -373,6 +373,12 @@ async fn collector_and_query_processes_share_a_data_dir() {
             ),
         "{text}"
     );
+    // It opened the collector's block, and holds that block's trace id filter.
+    let index_bytes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("meshtel_store_trace_index_bytes "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(index_bytes.is_some_and(|b| b > 0), "{text}");
     let page = http()
         .get(query.query_url("/metrics"))
         .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
