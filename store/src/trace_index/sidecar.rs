@@ -41,7 +41,9 @@ pub(super) enum Sidecar {
     Keys(TraceKeys),
 }
 
-/// Writes `set` to `path` (temporary name, synced, renamed).
+/// Writes `set` to `path` (temporary name, synced, renamed). The temporary name holds
+/// the process id: a query process that rewrites a sidecar of keys as a filter while
+/// the collector does the same cannot write into the other's file.
 pub(super) fn write(set: &TraceIdSet, path: &Path) -> Result<()> {
     let mut body = Vec::with_capacity(64 + set.heap_bytes());
     match &set.held {
@@ -71,7 +73,7 @@ pub(super) fn write(set: &TraceIdSet, path: &Path) -> Result<()> {
             }
         }
     }
-    let tmp = path.with_extension("tids.tmp");
+    let tmp = path.with_extension(format!("tids.{}.tmp", std::process::id()));
     let mut out = BufWriter::new(File::create(&tmp)?);
     out.write_all(&body)?;
     out.write_all(MAGIC)?;
