@@ -115,7 +115,7 @@ pub(crate) struct State {
 pub(crate) struct Inner {
     config: StoreConfig,
     blocks_dir: PathBuf,
-    wal_dir: PathBuf,
+    wal_dir: wal::WalDir,
     state: RwLock<State>,
     /// The services and operations listed, bounded.
     known: MemoryCatalog,
@@ -317,7 +317,7 @@ impl TraceStore {
         let (catalog_queue, catalog_inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,
-            wal_dir,
+            wal_dir: wal.dir().clone(),
             state: RwLock::new(State {
                 active: head.batches,
                 active_rows: head.rows,
@@ -421,7 +421,7 @@ impl TraceStore {
         let (catalog_queue, _inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,
-            wal_dir: data_dir.join("wal"),
+            wal_dir: wal::WalDir::by_path(&data_dir.join("wal")),
             state: RwLock::new(State::default()),
             known: MemoryCatalog::new(&config),
             catalog,

@@ -23,7 +23,7 @@
 //! that are left, oldest first, and stops a segment at the first torn or corrupt
 //! record.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,7 +34,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::{Error, Result};
 
+mod dir;
 mod replay;
+
+pub use dir::WalDir;
 
 pub use replay::{CORRUPT_DIR, MAX_CORRUPT_COPIES, RECORD_PREFIX};
 
@@ -56,7 +59,7 @@ pub struct ReplayedSegment {
 
 /// The open log: appends go to the newest segment.
 pub struct Wal {
-    dir: PathBuf,
+    dir: WalDir,
     seq: u64,
     file: File,
     /// Records of the group being appended that are not in the file yet.
@@ -92,31 +95,12 @@ pub(crate) struct Faults {
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("{seq:020}.wal"))
+    dir.join(dir::segment_name(seq))
 }
 
 /// Sequence numbers of the segments in `dir`, ascending.
 pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
-    let failed = Error::at("WAL directory", dir);
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => return Err(failed(e)),
-    };
-    for entry in entries {
-        let name = match entry {
-            Ok(entry) => entry.file_name(),
-            Err(e) => return Err(Error::at("WAL directory", dir)(e)),
-        };
-        let name = name.to_string_lossy();
-        if let Some(stem) = name.strip_suffix(".wal")
-            && let Ok(seq) = stem.parse::<u64>()
-        {
-            out.push(seq);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
+    WalDir::by_path(dir).list_segments()
 }
 
 impl Wal {
@@ -125,16 +109,17 @@ impl Wal {
     /// in blocks). New appends go to a fresh segment.
     pub fn open(dir: &Path, flushed_through: u64) -> Result<(Wal, Vec<ReplayedSegment>)> {
         crate::lock::create_dir("WAL directory", dir)?;
+        let wal_dir = WalDir::open(dir)?;
         let mut replayed = Vec::new();
         let mut last_seq = flushed_through;
-        for seq in list_segments(dir)? {
+        for seq in wal_dir.list_segments()? {
             let path = segment_path(dir, seq);
             last_seq = last_seq.max(seq);
             // Flushed, or empty (a start that was stopped before any span came): each
             // start begins a segment, and empty ones would pile up until a flush.
             let empty = fs::metadata(&path).is_ok_and(|m| m.len() == 0);
             if seq <= flushed_through || empty {
-                fs::remove_file(&path).map_err(Error::at("WAL segment", &path))?;
+                wal_dir.remove_segment(seq)?;
                 continue;
             }
             let (records, damaged) = replay::replay_segment(&path)?;
@@ -150,14 +135,14 @@ impl Wal {
             });
         }
         let seq = last_seq + 1;
-        let file = Self::create_segment(dir, seq)?;
+        let file = wal_dir.create_segment(seq)?;
         let sync_handle = Arc::new(parking_lot::Mutex::new(Arc::new(
             file.try_clone()
                 .map_err(Error::at("WAL segment", &segment_path(dir, seq)))?,
         )));
         Ok((
             Wal {
-                dir: dir.to_path_buf(),
+                dir: wal_dir,
                 seq,
                 file,
                 buffer: Vec::with_capacity(BUFFER_BYTES),
@@ -174,32 +159,18 @@ impl Wal {
         ))
     }
 
-    fn create_segment(dir: &Path, seq: u64) -> Result<File> {
-        let path = segment_path(dir, seq);
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(Error::at("WAL segment", &path))?;
-        // Make the new name itself durable.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(file)
-    }
-
     /// Moves on to segment `seq`, empty.
     fn start_segment(&mut self, seq: u64) -> Result<()> {
         #[cfg(test)]
         if self.faults.fail_new_segment {
-            return Err(Error::at("WAL segment", &segment_path(&self.dir, seq))(
+            return Err(Error::at("WAL segment", &segment_path(self.dir.path(), seq))(
                 io::Error::new(io::ErrorKind::StorageFull, "injected: no space left"),
             ));
         }
-        let file = Self::create_segment(&self.dir, seq)?;
+        let file = self.dir.create_segment(seq)?;
         let handle = file
             .try_clone()
-            .map_err(Error::at("WAL segment", &segment_path(&self.dir, seq)))?;
+            .map_err(Error::at("WAL segment", &segment_path(self.dir.path(), seq)))?;
         *self.sync_handle.lock() = Arc::new(handle);
         self.file = file;
         self.seq = seq;
@@ -366,7 +337,7 @@ impl Wal {
                 // rate on a full disk.
                 if self.written_len != self.committed_len {
                     debug!(
-                        segment = %segment_path(&self.dir, self.seq).display(),
+                        segment = %segment_path(self.dir.path(), self.seq).display(),
                         cut_bytes = self.written_len - self.committed_len,
                         "cut a failed write off the wal segment"
                     );
@@ -375,7 +346,7 @@ impl Wal {
             }
             Err(e) => {
                 error!(
-                    segment = %segment_path(&self.dir, self.seq).display(),
+                    segment = %segment_path(self.dir.path(), self.seq).display(),
                     error = %e,
                     "could not cut a failed write off the wal segment; the next write \
                      goes to a new segment"
@@ -421,7 +392,7 @@ impl Wal {
     }
 
     fn segment_error(&self, e: io::Error) -> Error {
-        Error::at("WAL segment", &segment_path(&self.dir, self.seq))(e)
+        Error::at("WAL segment", &segment_path(self.dir.path(), self.seq))(e)
     }
 
     /// Injected failures, for tests.
@@ -431,18 +402,18 @@ impl Wal {
     }
 
     /// Deletes every segment numbered `seq` or lower.
-    pub fn remove_through(dir: &Path, seq: u64) -> Result<()> {
-        for s in list_segments(dir)? {
+    pub fn remove_through(dir: &WalDir, seq: u64) -> Result<()> {
+        for s in dir.list_segments()? {
             if s <= seq {
-                let path = segment_path(dir, s);
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::at("WAL segment", &path)(e)),
-                }
+                dir.remove_segment(s)?;
             }
         }
         Ok(())
+    }
+
+    /// The directory it writes in.
+    pub fn dir(&self) -> &WalDir {
+        &self.dir
     }
 
     /// A handle the interval sync thread uses to `fdatasync` the current segment.

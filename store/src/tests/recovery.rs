@@ -468,9 +468,9 @@ async fn the_index_lists_replaced_blocks_until_they_are_forgotten() {
     catalog.close().await;
 }
 
-/// A WAL directory in which no new segment can be started (here a file in its way):
-/// the head stays in memory, each try is counted as a failed flush, and the flush
-/// goes through once the directory is back.
+/// A WAL directory in which no new segment can be started (here a file of the next
+/// segment's name in its way): the head stays in memory, each try is counted as a
+/// failed flush, and the flush goes through once the way is clear.
 #[tokio::test]
 async fn a_wal_that_cannot_start_a_segment_counts_failed_flushes_until_it_can() {
     let dir = tempfile::tempdir().unwrap();
@@ -480,9 +480,9 @@ async fn a_wal_that_cannot_start_a_segment_counts_failed_flushes_until_it_can() 
         .await
         .unwrap();
     let wal = dir.path().join("wal");
-    let away = dir.path().join("wal-away");
-    std::fs::rename(&wal, &away).unwrap();
-    std::fs::write(&wal, b"in the way").unwrap();
+    let current = crate::wal::list_segments(&wal).unwrap().last().copied().unwrap();
+    let blocker = wal.join(format!("{:020}.wal", current + 1));
+    std::fs::write(&blocker, b"in the way").unwrap();
     let flushing = tokio::spawn({
         let store = store.clone();
         async move { store.flush().await }
@@ -496,8 +496,7 @@ async fn a_wal_that_cannot_start_a_segment_counts_failed_flushes_until_it_can() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(store.stats().blocks, 0);
-    std::fs::remove_file(&wal).unwrap();
-    std::fs::rename(&away, &wal).unwrap();
+    std::fs::remove_file(&blocker).unwrap();
     flushing.await.unwrap().unwrap();
     assert_eq!(store.stats().blocks, 1);
     assert_eq!(ids(&store, &query("held")).await.len(), 1);
@@ -534,7 +533,7 @@ async fn generations_encoded_together_are_indexed_in_order_and_replay_nothing_tw
         blocks.iter().map(|b| b.wal_seq).collect()
     };
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "blocks by id cover WAL in order: {seqs:?}");
-    let wal = file_names(&store.inner.wal_dir);
+    let wal = file_names(store.inner.wal_dir.path());
     assert!(wal.len() <= 1, "segments left behind: {wal:?}");
     store.shutdown().await.unwrap();
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::fs::OpenOptions;
 
 #[test]
 fn replays_records_in_order_and_truncates_a_torn_tail() {
