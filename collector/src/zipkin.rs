@@ -1,4 +1,5 @@
-//! Zipkin v2 ingest: `POST /api/v2/spans` (spec §5).
+//! Zipkin ingest: `POST /api/v2/spans` (spec §5), and `POST /api/v1/spans` for v1 JSON
+//! ([`convert::v1`], converted to v2 spans first).
 //!
 //! The body is a proto3 `ListOfSpans` when the `Content-Type` is
 //! `application/x-protobuf`, and a JSON array of Zipkin v2 spans otherwise, as the
@@ -15,7 +16,8 @@
 //! | valid span list | 202, empty body |
 //! | undecodable JSON or protobuf, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span; for JSON sent as another type, that it was read as JSON v2 because of that type) |
 //! | body over `max_request_bytes` | 413 |
-//! | another path (the v1 API's `/api/v1/spans`) | 404, JSON `{"error":"no route …"}` naming `POST /api/v2/spans` |
+//! | v1 API with `application/x-thrift` or `application/x-protobuf` | 415 naming v1 JSON |
+//! | another path | 404, JSON `{"error":"no route …"}` naming both span APIs |
 //! | store overloaded / unavailable | 503 (+ `Retry-After` seconds when overloaded) |
 
 use std::sync::Arc;
@@ -41,13 +43,27 @@ use crate::otlp_http::{method_not_allowed, no_route, retry_after_seconds};
 
 pub mod convert;
 
-use convert::{decode_zipkin_json, decode_zipkin_proto, zipkin_paths, zipkin_spans_to_otlp_placed};
+use convert::{
+    decode_zipkin_json, decode_zipkin_proto, decode_zipkin_v1_json, zipkin_paths,
+    zipkin_spans_to_otlp_placed_from,
+};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 const PROTOBUF: &str = "application/x-protobuf";
+const THRIFT: &str = "application/x-thrift";
 
-/// Builds the Zipkin router over `sink` with `limits`: `POST /api/v2/spans`. Refusals
+/// Which of Zipkin's span APIs a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// `POST /api/v1/spans`: JSON v1 spans ([`convert::v1`]).
+    V1,
+    /// `POST /api/v2/spans`.
+    V2,
+}
+
+/// Builds the Zipkin router over `sink` with `limits`: `POST /api/v2/spans` and
+/// `POST /api/v1/spans`. Refusals
 /// are not counted; see [`zipkin_router_with_metrics`].
 pub fn zipkin_router(sink: Arc<dyn SpanSink>, limits: IngestLimits) -> Router {
     router(Ingest::new(sink, limits, Protocol::Zipkin, None))
@@ -65,24 +81,32 @@ pub fn zipkin_router_with_metrics(
 }
 
 fn router(ingest: Ingest) -> Router {
-    let spans = ingest
-        .limits()
-        .cors
-        .apply(post(accept_spans).fallback(method_not_allowed));
+    let cors = &ingest.limits().cors;
+    let spans = cors.apply(post(accept_spans).fallback(method_not_allowed));
+    let spans_v1 = cors.apply(post(accept_spans_v1).fallback(method_not_allowed));
     Router::new()
         .route("/api/v2/spans", spans)
+        .route("/api/v1/spans", spans_v1)
         .fallback(|method: Method, uri: Uri| async move { no_route(&method, &uri, ZIPKIN_SERVES) })
         .with_state(ingest)
 }
 
-/// What the Zipkin port serves, for a request to another path (the v1 API's
-/// `/api/v1/spans` among them).
-const ZIPKIN_SERVES: &str = "this port serves only the Zipkin v2 API, POST /api/v2/spans \
-     (JSON or protobuf); the v1 API (/api/v1/spans) is not accepted";
+/// What the Zipkin port serves, for a request to another path.
+const ZIPKIN_SERVES: &str = "this port serves the Zipkin span APIs: POST /api/v2/spans \
+     (JSON or protobuf) and POST /api/v1/spans (JSON)";
 
 #[instrument(skip_all, fields(protocol = "zipkin"))]
 async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
-    match decode_and_export(&ingest, &headers, body).await {
+    answer(&ingest, decode_and_export(&ingest, Api::V2, &headers, body).await)
+}
+
+#[instrument(skip_all, fields(protocol = "zipkin", api = "v1"))]
+async fn accept_spans_v1(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    answer(&ingest, decode_and_export(&ingest, Api::V1, &headers, body).await)
+}
+
+fn answer(ingest: &Ingest, result: Result<Option<String>>) -> Response {
+    match result {
         Ok(None) => StatusCode::ACCEPTED.into_response(),
         // Some spans stored, some refused: still 202 (the others are kept), with what
         // was refused in the body, as text.
@@ -128,10 +152,21 @@ fn encoding(headers: &HeaderMap) -> Encoding {
 /// success: OTLP's would say it), an error when none was stored.
 async fn decode_and_export(
     ingest: &Ingest,
+    api: Api,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Option<String>> {
     let encoding = encoding(headers);
+    if api == Api::V1 {
+        // The v1 API's Thrift encoding is not read; nor is there a v1 protobuf.
+        if let Some(media_type) = media_type(headers).filter(|m| m == THRIFT || m == PROTOBUF) {
+            return Err(Error::UnsupportedMediaType {
+                media_type,
+                supported: "application/json (Zipkin v1 JSON; Thrift and protobuf spans go \
+                            to POST /api/v2/spans as JSON or protobuf v2)",
+            });
+        }
+    }
     // Held until the spans are stored or refused (see `crate::inflight`).
     let hold = ingest.hold();
     let limit = ingest.limits().max_request_bytes_usize();
@@ -143,18 +178,25 @@ async fn decode_and_export(
         if encoding != Encoding::Protobuf {
             hold_json_parse(&held, &bytes)?;
         }
-        let zipkin_spans = match encoding {
-            Encoding::Protobuf => decode_zipkin_proto(&bytes)?,
-            Encoding::Json => decode_zipkin_json(&bytes)?,
-            Encoding::JsonByDefault(content_type) => {
-                decode_zipkin_json(&bytes).map_err(|error| match error {
-                    Error::DecodeJson(source) => Error::DecodeJsonByContentType {
-                        content_type,
-                        source,
-                    },
-                    other => other,
-                })?
+        let by_content_type = |content_type: String| {
+            move |error| match error {
+                Error::DecodeJson(source) => Error::DecodeJsonByContentType {
+                    content_type,
+                    source,
+                },
+                other => other,
             }
+        };
+        let zipkin_spans: Vec<_> = match (api, encoding) {
+            (Api::V1, Encoding::JsonByDefault(content_type)) => {
+                decode_zipkin_v1_json(&bytes).map_err(by_content_type(content_type))?
+            }
+            (Api::V1, _) => decode_zipkin_v1_json(&bytes)?,
+            (Api::V2, Encoding::Protobuf) => numbered(decode_zipkin_proto(&bytes)?),
+            (Api::V2, Encoding::Json) => numbered(decode_zipkin_json(&bytes)?),
+            (Api::V2, Encoding::JsonByDefault(content_type)) => numbered(
+                decode_zipkin_json(&bytes).map_err(by_content_type(content_type))?,
+            ),
         };
         let received = zipkin_spans.len();
         if received > max_spans {
@@ -163,7 +205,7 @@ async fn decode_and_export(
                 limit: max_spans,
             });
         }
-        Ok((received, zipkin_spans_to_otlp_placed(zipkin_spans)))
+        Ok((received, zipkin_spans_to_otlp_placed_from(zipkin_spans)))
     })
     .await?;
     // Spans that could not be converted are left out, named by their place in the
@@ -209,6 +251,11 @@ async fn decode_and_export(
     )))
 }
 
+/// Spans each with its index in the list.
+fn numbered(spans: Vec<convert::ZipkinSpan>) -> Vec<(usize, convert::ZipkinSpan)> {
+    spans.into_iter().enumerate().collect()
+}
+
 /// A Zipkin error: the status of [`Error::http_status`] and the message as text, as
 /// Go's `http.Error` writes it in the OpenTelemetry Collector's receiver.
 struct ZipkinError(Error);
@@ -235,3 +282,5 @@ impl IntoResponse for ZipkinError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v1;

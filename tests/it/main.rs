@@ -34,3 +34,4 @@ mod slow_clients;
 mod startup;
 mod support;
 mod ui;
+mod zipkin_v1;

@@ -334,7 +334,7 @@ pub fn assert_json_eq(actual: &Value, expected: &Value, what: &str) {
 
 /// Reads the trace back every way the query API offers and compares each with
 /// `expected`.
-async fn check_everywhere(
+pub(crate) async fn check_everywhere(
     m: &Meshtel,
     trace_hex: &str,
     service: &str,

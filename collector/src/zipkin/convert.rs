@@ -38,8 +38,10 @@ use serde_json::Number;
 use crate::error::{ECHO_MAX_CHARS, Error, Result, echo};
 
 pub mod proto;
+pub mod v1;
 
 pub use proto::decode_zipkin_proto;
+pub use v1::decode_zipkin_v1_json;
 
 /// Marker attribute for a span sent without a `timestamp`.
 pub const START_TIME_ABSENT_ATTRIBUTE: &str = "otel.zipkin.absentField.startTime";
@@ -62,7 +64,7 @@ pub struct ZipkinSpan {
     tags: Option<BTreeMap<String, serde_json::Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Endpoint {
     service_name: Option<String>,
@@ -79,6 +81,11 @@ struct Annotation {
 
 /// Parses a Zipkin v2 JSON span list.
 pub fn decode_zipkin_json(body: &[u8]) -> Result<Vec<ZipkinSpan>> {
+    decode_json_list(body)
+}
+
+/// Parses a JSON list of Zipkin spans of either version.
+fn decode_json_list<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Vec<T>> {
     crate::otlp_json::check_json_objects(body)?;
     let (spans, repaired) = meshtel_model::json_text::parse_json_text(body)?;
     if repaired > 0 {
@@ -117,6 +124,14 @@ pub struct PlacedSpans {
 /// ones: a reporter batches spans of many traces, and one bad span must not cost the
 /// others.
 pub fn zipkin_spans_to_otlp_placed(spans: Vec<ZipkinSpan>) -> PlacedSpans {
+    zipkin_spans_to_otlp_placed_from(spans.into_iter().enumerate())
+}
+
+/// [`zipkin_spans_to_otlp_placed`] for spans each named by the index given with it
+/// (that of the v1 span it was converted from, for the v1 API).
+pub fn zipkin_spans_to_otlp_placed_from(
+    spans: impl IntoIterator<Item = (usize, ZipkinSpan)>,
+) -> PlacedSpans {
     // Spans of one service with other resource tags (two pods of it) are two resources.
     // Groups and their scopes are found through maps: a list of 100,000 spans each of
     // another service must not cost a comparison with every group before it.
@@ -127,7 +142,7 @@ pub fn zipkin_spans_to_otlp_placed(spans: Vec<ZipkinSpan>) -> PlacedSpans {
     let mut scopes_of: Vec<HashMap<ScopeKey, usize, RandomState>> = Vec::new();
     let mut positions: ZipkinPositions = Vec::new();
     let mut refused = Vec::new();
-    for (index, zipkin_span) in spans.into_iter().enumerate() {
+    for (index, zipkin_span) in spans {
         let converted = match convert_span(index, zipkin_span) {
             Ok(converted) => converted,
             Err(error) => {

@@ -19,7 +19,7 @@ fn first_span(groups: &[ResourceSpans]) -> &Span {
     &groups[0].scope_spans[0].spans[0]
 }
 
-fn attr(attributes: &[KeyValue], key: &str) -> Option<Any> {
+pub(super) fn attr(attributes: &[KeyValue], key: &str) -> Option<Any> {
     attributes
         .iter()
         .find(|kv| kv.key == key)
@@ -491,7 +491,7 @@ impl meshtel_model::SpanSink for DiscardingSink {
 }
 
 /// A Zipkin server on 127.0.0.1 storing into [`DiscardingSink`]; its address.
-async fn discarding_server() -> std::net::SocketAddr {
+pub(super) async fn discarding_server() -> std::net::SocketAddr {
     let app = super::zipkin_router(
         std::sync::Arc::new(DiscardingSink),
         crate::config::IngestLimits::default(),
@@ -503,10 +503,10 @@ async fn discarding_server() -> std::net::SocketAddr {
 }
 
 #[tokio::test]
-async fn the_v1_api_and_other_paths_get_a_404_naming_the_v2_api() {
+async fn other_paths_get_a_404_naming_the_span_apis() {
     let addr = discarding_server().await;
     let client = reqwest::Client::new();
-    for path in ["/api/v1/spans", "/api/v2/span"] {
+    for path in ["/api/v1/span", "/api/v2/span"] {
         let reply = client
             .post(format!("http://{addr}{path}"))
             .header("content-type", "application/json")
@@ -520,8 +520,8 @@ async fn the_v1_api_and_other_paths_get_a_404_naming_the_v2_api() {
         assert_eq!(
             body,
             serde_json::json!({"error": format!(
-                "no route POST {path}: this port serves only the Zipkin v2 API, \
-                 POST /api/v2/spans (JSON or protobuf); the v1 API (/api/v1/spans) is not accepted"
+                "no route POST {path}: this port serves the Zipkin span APIs: \
+                 POST /api/v2/spans (JSON or protobuf) and POST /api/v1/spans (JSON)"
             )}),
         );
     }

@@ -1,0 +1,91 @@
+//! Zipkin v1 JSON (`POST /api/v1/spans`) through `meshtel serve` to the Jaeger API: a
+//! shared client/server span becomes the client's span and the server's, each under
+//! its own service, with its annotations, tags and addresses.
+
+use serde_json::json;
+
+use crate::roundtrip::check_everywhere;
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipkin_v1_json_round_trip() {
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &["--flush-interval", "1h"]).await;
+    let trace = hex::encode(&random_short_trace_id()[8..]);
+    let id = hex::encode(random_span_id());
+    let parent = hex::encode(random_span_id());
+    let ts = now_nanos() / 1_000 - 30_000_000;
+    let frontend = json!({"serviceName": "zk1-frontend"});
+    let backend = json!({"serviceName": "zk1-backend", "ipv4": "192.168.99.1", "port": 3306});
+    let spans = json!([{
+        "traceId": trace, "id": id, "parentId": parent, "name": "Get /Api",
+        "timestamp": ts, "duration": 2000,
+        "annotations": [
+            {"timestamp": ts, "value": "cs", "endpoint": frontend},
+            {"timestamp": ts + 50, "value": "retry", "endpoint": frontend},
+            {"timestamp": ts + 100, "value": "sr", "endpoint": backend},
+            {"timestamp": ts + 1531, "value": "ss", "endpoint": backend},
+            {"timestamp": ts + 2000, "value": "cr", "endpoint": frontend}
+        ],
+        "binaryAnnotations": [
+            {"key": "http.path", "value": "/api", "endpoint": backend},
+            {"key": "error", "value": "true", "endpoint": backend},
+            {"key": "sa", "value": true, "endpoint": backend},
+            {"key": "lc", "value": "", "endpoint": frontend}
+        ]
+    }]);
+    let reply = post(
+        &m.zipkin_url().replace("/api/v2/spans", "/api/v1/spans"),
+        &[("content-type", "application/json")],
+        serde_json::to_vec(&spans).unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    assert!(reply.body.is_empty(), "202 has an empty body");
+
+    let child_of = json!([{"refType": "CHILD_OF", "traceID": trace, "spanID": parent}]);
+    let expected = json!({
+        "traceID": trace,
+        "spans": [
+            {
+                // The client side: the span's own timestamp and duration, its other
+                // annotation, and the server's address.
+                "traceID": trace, "spanID": id, "operationName": "get /api",
+                "references": child_of, "startTime": ts, "duration": 2000,
+                "tags": [
+                    {"key": "peer.service", "type": "string", "value": "zk1-backend"},
+                    {"key": "net.peer.ip", "type": "string", "value": "192.168.99.1"},
+                    {"key": "net.peer.port", "type": "int64", "value": 3306},
+                    {"key": "span.kind", "type": "string", "value": "client"},
+                ],
+                "logs": [{"timestamp": ts + 50, "fields": [{"key": "event", "type": "string", "value": "retry"}]}],
+                "processID": "p1", "warnings": null,
+            },
+            {
+                // The server side: sr to ss, its tags. It shares the client's span id,
+                // which the Jaeger API makes unique as Jaeger does: the first free id,
+                // the child of the client's span.
+                "traceID": trace, "spanID": "0000000000000001", "operationName": "get /api",
+                "references": [{"refType": "CHILD_OF", "traceID": trace, "spanID": id}],
+                "startTime": ts + 100, "duration": 1431,
+                "tags": [
+                    {"key": "http.path", "type": "string", "value": "/api"},
+                    {"key": "net.host.ip", "type": "string", "value": "192.168.99.1"},
+                    {"key": "net.host.port", "type": "int64", "value": 3306},
+                    {"key": "span.kind", "type": "string", "value": "server"},
+                    {"key": "otel.status_code", "type": "string", "value": "ERROR"},
+                    {"key": "error", "type": "bool", "value": true},
+                ],
+                "logs": [],
+                "processID": "p2", "warnings": null,
+            },
+        ],
+        "processes": {
+            "p1": {"serviceName": "zk1-frontend", "tags": []},
+            "p2": {"serviceName": "zk1-backend", "tags": []},
+        },
+        "warnings": null,
+    });
+    check_everywhere(&m, &trace, "zk1-backend", &expected, 2).await;
+    m.stop().await;
+}
