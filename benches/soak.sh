@@ -30,7 +30,15 @@ if [[ -z $BIN ]]; then
 fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/meshtel-soak.XXXXXX")
 PIDS=()
+SEARCHES=
 cleanup() {
+    # The search loop runs in the background of a script, where SIGINT is ignored:
+    # it and its child (a sleep or a 10 s `bench search`) get SIGTERM.
+    if [[ -n $SEARCHES ]]; then
+        pkill -TERM -P "$SEARCHES" 2>/dev/null || true
+        kill -TERM "$SEARCHES" 2>/dev/null || true
+        wait "$SEARCHES" 2>/dev/null || true
+    fi
     for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
@@ -76,9 +84,10 @@ PIDS+=("$!")
         rm -f "$WORK/searching"
     done
 ) &
-PIDS+=("$!")
+SEARCHES=$!
 
-metric() { awk -v n="$1" '$1 == n {printf "%d", $2; found = 1} END {if (!found) printf "0"}' "$WORK/metrics"; }
+# The value as written (mawk's printf "%d" stops at 2^31 - 1: block bytes pass it).
+metric() { awk -v n="$1" '$1 == n && !found {print $2; found = 1} END {if (!found) print 0}' "$WORK/metrics"; }
 status() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$DEMO/status"; }
 SAMPLES=$WORK/samples
 echo "min rss_mib anon_mib file_mib fds threads head_mib blocks block_gib index_kib searching" >"$SAMPLES"

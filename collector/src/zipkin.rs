@@ -162,8 +162,8 @@ async fn decode_and_export(
         if let Some(media_type) = media_type(headers).filter(|m| m == THRIFT || m == PROTOBUF) {
             return Err(Error::UnsupportedMediaType {
                 media_type,
-                supported: "application/json (Zipkin v1 JSON; Thrift and protobuf spans go \
-                            to POST /api/v2/spans as JSON or protobuf v2)",
+                supported: "application/json (Zipkin v1 JSON; Thrift is not read: send v1 \
+                            JSON here, or v2 JSON or protobuf to POST /api/v2/spans)",
             });
         }
     }

@@ -52,7 +52,7 @@ fn main() {
 
     let mut group = criterion.benchmark_group("a block's trace ids at start");
     group.bench_function("read its filter", |b| {
-        b.iter(|| black_box(load_or_rebuild(&block).expect("load")))
+        b.iter(|| black_box(load_or_rebuild(&block, true).expect("load")))
     });
     group.bench_function("read its keys and build the filter", |b| {
         b.iter(|| {

@@ -1,5 +1,6 @@
-//! Notices when the data directory, its database (`meshtel.db`) or its `blocks`
-//! directory is removed or replaced while a process has them open.
+//! Notices when the data directory, its database (`meshtel.db`), its `blocks`
+//! directory or (in a writer) its `wal` directory is removed or replaced while a
+//! process has them open.
 //!
 //! An open SQLite file that is deleted stays usable through its descriptor: a
 //! collector would go on committing blocks into an index nobody can open again (the
@@ -51,18 +52,23 @@ pub(crate) struct Watched {
 }
 
 impl Watched {
-    /// What `data_dir`, `database` and `blocks_dir` name now.
+    /// What `data_dir`, `database`, `blocks_dir` and (for a writer) `wal_dir` name now.
     pub(crate) fn new(
         data_dir: &Path,
         database: &Path,
         blocks_dir: &Path,
+        wal_dir: Option<&Path>,
     ) -> crate::Result<Watched> {
         let mut files = Vec::new();
-        for (what, path) in [
-            ("data directory", data_dir),
-            ("database", database),
-            ("blocks directory", blocks_dir),
-        ] {
+        let watched = [
+            ("data directory", Some(data_dir)),
+            ("database", Some(database)),
+            ("blocks directory", Some(blocks_dir)),
+            // A writer creates its segments in the WAL directory it opened at start:
+            // one removed or replaced under it would take none (or the wrong ones).
+            ("WAL directory", wal_dir),
+        ];
+        for (what, path) in watched.into_iter().filter_map(|(w, p)| Some((w, p?))) {
             let id = identity(path).map_err(|source| crate::Error::DataDir {
                 what,
                 path: path.to_path_buf(),
@@ -215,5 +221,39 @@ pub(crate) async fn restore_database(inner: &Inner) {
             "could not write the removed database back: the next start finds the blocks \
              without it (see `meshtel blocks adopt`)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writers_wal_directory_removed_or_replaced_is_noticed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (database, blocks, wal) = (
+            dir.path().join("meshtel.db"),
+            dir.path().join("blocks"),
+            dir.path().join("wal"),
+        );
+        std::fs::write(&database, b"").expect("database");
+        std::fs::create_dir(&blocks).expect("blocks");
+        std::fs::create_dir(&wal).expect("wal");
+        let writer = Watched::new(dir.path(), &database, &blocks, Some(&wal)).expect("watched");
+        let reader = Watched::new(dir.path(), &database, &blocks, None).expect("watched");
+        assert!(writer.changed().is_none());
+        // Made while the WAL directory still holds its inode, so that it gets another.
+        std::fs::create_dir(dir.path().join("other")).expect("other");
+
+        std::fs::remove_dir(&wal).expect("removed");
+        let lost = writer.changed().expect("noticed");
+        assert!(lost.what.contains("WAL directory") && lost.what.contains("removed"), "{}", lost.what);
+        assert!(lost.write_nothing);
+        assert!(reader.changed().is_none(), "a reader writes no WAL");
+
+        // A new directory by the same name (another inode) is not the one opened.
+        std::fs::rename(dir.path().join("other"), &wal).expect("replaced");
+        let lost = writer.changed().expect("noticed");
+        assert!(lost.what.contains("was replaced"), "{}", lost.what);
     }
 }

@@ -292,7 +292,8 @@ impl TraceStore {
             .await
             .map_err(disk::explain_open_error)?;
         disk::check_index_writable(&catalog, &data_dir).await?;
-        let watched = data_dir_watch::Watched::new(&data_dir, catalog.path(), &blocks_dir)?;
+        let watched =
+            data_dir_watch::Watched::new(&data_dir, catalog.path(), &blocks_dir, Some(&wal_dir))?;
         // A file that opened may still be damaged further in: the first reads say so.
         let damaged = disk::explain_read_error(&data_dir);
         let block_files::Prepared { blocks, next_id } =
@@ -417,7 +418,7 @@ impl TraceStore {
         let catalog = Catalog::open_existing(&data_dir, READER_SCHEMA_WAIT)
             .await
             .map_err(disk::explain_open_error)?;
-        let watched = data_dir_watch::Watched::new(&data_dir, catalog.path(), &blocks_dir)?;
+        let watched = data_dir_watch::Watched::new(&data_dir, catalog.path(), &blocks_dir, None)?;
         let (catalog_queue, _inbox) = CatalogQueue::new();
         let inner = Arc::new(Inner {
             blocks_dir,

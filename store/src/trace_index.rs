@@ -32,7 +32,8 @@ use crate::schema::col;
 
 mod sidecar;
 
-/// Sorted, deduplicated trace id keys of one block: what its sidecar holds.
+/// Sorted, deduplicated trace id keys of one block: what a [`TraceIdSet`] is built from
+/// (and what a sidecar of the first format held).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TraceKeys {
     keys: Vec<u64>,
@@ -212,16 +213,21 @@ pub fn sidecar_path(block: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The set of a block: from its sidecar, or rebuilt from the block (and the sidecar
-/// rewritten, an INFO naming a damaged one) when the sidecar is missing or unreadable;
-/// a sidecar that cannot be written is only warned about. A sidecar of the format
-/// before (the keys) is written again as a filter.
-pub fn load_or_rebuild(block: &Path) -> Result<TraceIdSet> {
+/// The set of a block: from its sidecar, or rebuilt from the block (and, by a
+/// `writer`, the sidecar rewritten, an INFO naming a damaged one) when the sidecar is
+/// missing or unreadable; a sidecar that cannot be written is only warned about. A
+/// writer writes a sidecar of the format before (the keys) again as a filter. A
+/// reader writes none: a block it reads may be deleted by the writer meanwhile, and
+/// its sidecar must not come back after it.
+pub fn load_or_rebuild(block: &Path, writer: bool) -> Result<TraceIdSet> {
     let sidecar = sidecar_path(block);
     match sidecar::read(&sidecar) {
         Ok(sidecar::Sidecar::Set(set)) => Ok(set),
         Ok(sidecar::Sidecar::Keys(keys)) => {
             let set = TraceIdSet::of(&keys);
+            if !writer {
+                return Ok(set);
+            }
             if let Err(e) = set.write(&sidecar) {
                 tracing::warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id filter; it is built from the keys at every start");
             }
@@ -234,6 +240,9 @@ pub fn load_or_rebuild(block: &Path) -> Result<TraceIdSet> {
                 tracing::info!(file = %sidecar.display(), "rebuilding a block's missing trace id index from the block");
             }
             let set = TraceIdSet::of(&TraceKeys::from_block(block)?);
+            if !writer {
+                return Ok(set);
+            }
             if let Err(e) = set.write(&sidecar) {
                 tracing::warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id set; it is rebuilt at every start");
             }

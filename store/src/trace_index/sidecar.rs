@@ -20,6 +20,7 @@
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use xorf::{BinaryFuse16, Descriptor};
 
@@ -73,15 +74,25 @@ pub(super) fn write(set: &TraceIdSet, path: &Path) -> Result<()> {
             }
         }
     }
-    let tmp = path.with_extension(format!("tids.{}.tmp", std::process::id()));
-    let mut out = BufWriter::new(File::create(&tmp)?);
-    out.write_all(&body)?;
-    out.write_all(MAGIC)?;
-    out.write_all(&crc32fast::hash(&body).to_le_bytes())?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    Ok(())
+    // Unique to this write: two processes (a collector and a query process, each
+    // process 1 of its own container) or two writes of one may write the same block's.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tids.{}.{n}.tmp", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        let mut out = BufWriter::new(File::create(&tmp)?);
+        out.write_all(&body)?;
+        out.write_all(MAGIC)?;
+        out.write_all(&crc32fast::hash(&body).to_le_bytes())?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        // On a full disk above all, what was written of it is in the way.
+        let _ = fs::remove_file(&tmp);
+    }
+    Ok(written?)
 }
 
 /// Reads a sidecar of either format; an error names what is wrong with it.
@@ -95,7 +106,7 @@ pub(super) fn read(path: &Path) -> Result<Sidecar> {
     let (body, trailer) = bytes.split_at(body_len);
     let (magic, crc) = trailer.split_at(4);
     if magic != MAGIC && magic != MAGIC_V1 {
-        return Err(corrupt("no trailer (written by an earlier version)"));
+        return Err(corrupt("no trailer (cut short, or written by an earlier version)"));
     }
     if crc != crc32fast::hash(body).to_le_bytes() {
         return Err(corrupt("checksum mismatch"));
@@ -278,7 +289,11 @@ mod tests {
         bytes.extend_from_slice(MAGIC_V1);
         bytes.extend_from_slice(&crc.to_le_bytes());
         fs::write(sidecar_path(&block), &bytes).unwrap();
-        let set = load_or_rebuild(&block).unwrap();
+        // A reader takes it as it is.
+        let set = load_or_rebuild(&block, false).unwrap();
+        assert_eq!(set, TraceIdSet::from_keys(keys.clone()));
+        assert_eq!(fs::read(sidecar_path(&block)).unwrap(), bytes);
+        let set = load_or_rebuild(&block, true).unwrap();
         assert!(ids.iter().all(|id| set.may_contain(id)));
         assert_eq!(set, TraceIdSet::from_keys(keys));
         let rewritten = fs::read(sidecar_path(&block)).unwrap();

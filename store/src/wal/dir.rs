@@ -109,7 +109,8 @@ impl WalDir {
                 handle,
                 name.as_str(),
                 OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC,
-                Mode::from_bits_truncate(0o644),
+                // As `OpenOptions` creates files: 0666 less the umask.
+                Mode::from_bits_truncate(0o666),
             )
             .map_err(|e| failed()(e.into()))?;
             let _ = rustix::fs::fsync(handle);
