@@ -19,7 +19,7 @@ async fn zipkin_v1_json_round_trip() {
     let backend = json!({"serviceName": "zk1-backend", "ipv4": "192.168.99.1", "port": 3306});
     let spans = json!([{
         "traceId": trace, "id": id, "parentId": parent, "name": "Get /Api",
-        "timestamp": ts, "duration": 2000,
+        "timestamp": ts, "duration": 2100,
         "annotations": [
             {"timestamp": ts, "value": "cs", "endpoint": frontend},
             {"timestamp": ts + 50, "value": "retry", "endpoint": frontend},
@@ -48,10 +48,10 @@ async fn zipkin_v1_json_round_trip() {
         "traceID": trace,
         "spans": [
             {
-                // The client side: the span's own timestamp and duration, its other
-                // annotation, and the server's address.
+                // The client side: the span's own timestamp and duration (not cs to
+                // cr), its other annotation, and the server's address.
                 "traceID": trace, "spanID": id, "operationName": "get /api",
-                "references": child_of, "startTime": ts, "duration": 2000,
+                "references": child_of, "startTime": ts, "duration": 2100,
                 "tags": [
                     {"key": "peer.service", "type": "string", "value": "zk1-backend"},
                     {"key": "net.peer.ip", "type": "string", "value": "192.168.99.1"},

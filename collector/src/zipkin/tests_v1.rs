@@ -9,7 +9,7 @@ use super::tests::{attr, discarding_server};
 
 /// Converts a v1 list the way the route does.
 fn convert_v1(list: serde_json::Value) -> Result<Vec<ResourceSpans>, crate::error::Error> {
-    let spans = decode_zipkin_v1_json(&serde_json::to_vec(&list).unwrap())?;
+    let spans = decode_zipkin_v1_json(&serde_json::to_vec(&list).unwrap(), 1000)?;
     let placed = zipkin_spans_to_otlp_placed_from(spans);
     match placed.refused.into_iter().next() {
         Some(error) => Err(error),
@@ -53,7 +53,7 @@ fn string(value: &str) -> Option<Any> {
 fn a_shared_rpc_becomes_a_client_and_a_server_span() {
     let groups = convert_v1(json!([{
         "traceId": "5af7183fb1d4cf5f", "id": "352bff9a74ca9ad2", "parentId": "6b221d5bc9e6496c",
-        "name": "get /api", "timestamp": T, "duration": 2000,
+        "name": "get /api", "timestamp": T, "duration": 2100,
         "annotations": [
             {"timestamp": T, "value": "cs", "endpoint": ep("frontend")},
             {"timestamp": T + 50, "value": "retry", "endpoint": ep("frontend")},
@@ -77,9 +77,9 @@ fn a_shared_rpc_becomes_a_client_and_a_server_span() {
     assert_eq!(client.kind, 3, "CLIENT");
     assert_eq!(hex::encode(&client.span_id), "352bff9a74ca9ad2");
     assert_eq!(hex::encode(&client.parent_span_id), "6b221d5bc9e6496c");
-    // The client owns the span's own timestamp and duration.
+    // The client owns the span's own timestamp and duration (not cs to cr).
     assert_eq!(client.start_time_unix_nano, T * 1000);
-    assert_eq!(client.end_time_unix_nano, (T + 2000) * 1000);
+    assert_eq!(client.end_time_unix_nano, (T + 2100) * 1000);
     assert_eq!(client.events.len(), 1);
     assert_eq!(client.events[0].name, "retry");
     assert_eq!(client.events[0].time_unix_nano, (T + 50) * 1000);
@@ -193,6 +193,105 @@ fn malformed_v1_spans_are_named() {
     let bad_id = text(json!([{"traceId": "1", "id": "1"}, {"traceId": "XYZ", "id": "1"}]));
     assert!(bad_id.starts_with("spans[1].traceId"), "{bad_id}");
     assert!(convert_v1(json!({"traceId": "1"})).is_err(), "not a list");
+}
+
+#[test]
+fn annotations_in_time_order_decide_the_first_side() {
+    // Sent server first; the client logged first, and takes the tag naming no endpoint.
+    let groups = convert_v1(json!([{
+        "traceId": "5af7183fb1d4cf5f", "id": "352bff9a74ca9ad2", "name": "get",
+        "annotations": [
+            {"timestamp": T + 10, "value": "sr", "endpoint": ep("Backend")},
+            {"timestamp": T + 20, "value": "ss", "endpoint": ep("backend")},
+            {"timestamp": T, "value": "cs", "endpoint": ep("frontend")},
+            {"timestamp": T + 30, "value": "cr", "endpoint": ep("frontend")}
+        ],
+        "binaryAnnotations": [{"key": "region", "value": "eu"}]
+    }]))
+    .unwrap();
+    let spans = by_service(&groups);
+    // "Backend" and "backend" are one service.
+    assert_eq!(spans.len(), 2);
+    let (service, client) = &spans[0];
+    assert_eq!((service.as_str(), client.kind), ("frontend", 3));
+    assert_eq!(attr(&client.attributes, "region"), string("eu"));
+    assert_eq!(client.end_time_unix_nano - client.start_time_unix_nano, 30_000);
+    assert_eq!(attr(&spans[1].1.attributes, "region"), None);
+}
+
+#[test]
+fn a_start_annotation_is_made_from_the_span_and_a_one_way_call_has_no_duration() {
+    let groups = convert_v1(json!([
+        // Only cr, at timestamp + duration: the span is the client's, from its timestamp.
+        {"traceId": "5af7183fb1d4cf5f", "id": "0000000000000005", "name": "bridged",
+         "timestamp": T, "duration": 100,
+         "annotations": [{"timestamp": T + 100, "value": "cr", "endpoint": ep("a")}]},
+        // cs and sr without cr: the client's side has no duration.
+        {"traceId": "5af7183fb1d4cf5f", "id": "0000000000000006", "name": "oneway",
+         "annotations": [
+            {"timestamp": T, "value": "cs", "endpoint": ep("a")},
+            {"timestamp": T + 7, "value": "sr", "endpoint": ep("b")}]}
+    ]))
+    .unwrap();
+    let spans = by_service(&groups);
+    let bridged = spans.iter().find(|(_, s)| s.name == "bridged").unwrap().1;
+    assert_eq!(bridged.kind, 3);
+    assert_eq!(bridged.start_time_unix_nano, T * 1000);
+    assert_eq!(bridged.end_time_unix_nano, (T + 100) * 1000);
+    assert!(bridged.events.is_empty(), "cr is not kept as an event");
+    let oneway: Vec<_> = spans.iter().filter(|(_, s)| s.name == "oneway").collect();
+    assert_eq!(oneway.len(), 2);
+    let client = oneway.iter().find(|(s, _)| s == "a").unwrap().1;
+    assert_eq!((client.start_time_unix_nano, client.end_time_unix_nano), (T * 1000, T * 1000));
+    let server = oneway.iter().find(|(s, _)| s == "b").unwrap().1;
+    assert_eq!(server.start_time_unix_nano, (T + 7) * 1000);
+}
+
+#[test]
+fn empty_endpoints_name_no_side() {
+    let groups = convert_v1(json!([{
+        "traceId": "5af7183fb1d4cf5f", "id": "0000000000000007", "name": "x",
+        "timestamp": T, "duration": 5,
+        "annotations": [
+            {"timestamp": T, "value": "wait", "endpoint": ep("svc")},
+            {"timestamp": T + 1, "value": "sr", "endpoint": {}}],
+        "binaryAnnotations": [
+            {"key": "k", "value": "v", "endpoint": {"serviceName": ""}},
+            {"key": "sa", "value": true, "endpoint": {}}]
+    }]))
+    .unwrap();
+    let spans = by_service(&groups);
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let span = spans[0].1;
+    // An sr without an endpoint is an ordinary annotation, not a server side.
+    assert_eq!(span.kind, 0);
+    let events: Vec<_> = span.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(events, ["wait", "sr"]);
+    assert_eq!(attr(&span.attributes, "k"), string("v"));
+    assert_eq!(attr(&span.attributes, "peer.service"), None);
+}
+
+#[test]
+fn a_span_of_many_services_or_impossible_times_is_refused() {
+    let annotations: Vec<_> = (0..5)
+        .map(|i| json!({"timestamp": T + i, "value": "log", "endpoint": ep(&format!("s{i}"))}))
+        .collect();
+    let many = convert_v1(json!([{"traceId": "1", "id": "1", "annotations": annotations}]))
+        .unwrap_err()
+        .to_string();
+    assert!(many.contains("spans[0]: logged by more than 4 services"), "{many}");
+    for (timestamp, duration) in [(i64::MAX, 1), (1, i64::MIN)] {
+        let text = convert_v1(json!([{"traceId": "1", "id": "1", "timestamp": timestamp,
+            "duration": duration,
+            "annotations": [{"timestamp": 5, "value": "cr", "endpoint": ep("a")}]}]))
+        .unwrap_err()
+        .to_string();
+        assert!(text.contains("is out of range"), "{text}");
+    }
+    let two = serde_json::to_vec(&json!([{"traceId": "1", "id": "1"}, {"traceId": "1", "id": "2"}]))
+        .unwrap();
+    let too_many = decode_zipkin_v1_json(&two, 1).unwrap_err().to_string();
+    assert!(too_many.contains('2') && too_many.contains('1'), "{too_many}");
 }
 
 #[tokio::test]

@@ -62,10 +62,23 @@ struct Logged {
     endpoint: Option<Endpoint>,
 }
 
+/// Most v2 spans one v1 span becomes: a client and a server, each of which may be
+/// forked in two by a loopback call or a messaging pair in the same span. Every side
+/// repeats the span's name and ids, so a span logged by thousands of services would
+/// multiply its name thousands of times.
+const MAX_SIDES: usize = 4;
+
 /// Parses a Zipkin v1 JSON span list and converts it to v2 spans, each with the index
-/// of the v1 span it came from.
-pub fn decode_zipkin_v1_json(body: &[u8]) -> Result<Vec<(usize, ZipkinSpan)>> {
+/// of the v1 span it came from. More than `max_spans` v1 spans are refused before
+/// any is converted.
+pub fn decode_zipkin_v1_json(body: &[u8], max_spans: usize) -> Result<Vec<(usize, ZipkinSpan)>> {
     let spans: Vec<V1Span> = super::decode_json_list(body)?;
+    if spans.len() > max_spans {
+        return Err(Error::TooManySpans {
+            count: spans.len(),
+            limit: max_spans,
+        });
+    }
     let mut out = Vec::with_capacity(spans.len());
     for (index, span) in spans.into_iter().enumerate() {
         for converted in convert(index, span)? {
@@ -75,16 +88,45 @@ pub fn decode_zipkin_v1_json(body: &[u8]) -> Result<Vec<(usize, ZipkinSpan)>> {
     Ok(out)
 }
 
+/// An endpoint as the Zipkin server reads one: the service name lower-cased, an empty
+/// one absent, and an endpoint with nothing in it none at all.
+fn normalized(endpoint: Option<Endpoint>) -> Option<Endpoint> {
+    let mut endpoint = endpoint?;
+    endpoint.service_name = endpoint
+        .service_name
+        .filter(|name| !name.is_empty())
+        .map(|name| name.to_lowercase());
+    let empty = |s: &Option<String>| s.as_deref().is_none_or(str::is_empty);
+    if endpoint.service_name.is_none()
+        && empty(&endpoint.ipv4)
+        && empty(&endpoint.ipv6)
+        && endpoint.port.is_none_or(|p| p == 0)
+    {
+        return None;
+    }
+    Some(endpoint)
+}
+
+/// Times past this many µs either way are refused (the year 2262 is 9.2e15 µs, past
+/// which no time fits OTLP's nanoseconds anyway): sums and differences of two times
+/// then never overflow.
+const MAX_MICROS: i64 = 1 << 61;
+
 fn refused(index: usize, problem: &str) -> Error {
     Error::InvalidZipkinSpan(format!("spans[{index}]: {problem} (Zipkin v1 JSON)"))
 }
 
 fn micros(index: usize, field: &str, value: Option<&Number>) -> Result<i64> {
-    match value {
-        None => Ok(0),
-        Some(number) => number
-            .as_i64()
-            .ok_or_else(|| refused(index, &format!("{field} {number} is not an integer of microseconds"))),
+    let Some(number) = value else {
+        return Ok(0);
+    };
+    match number.as_i64() {
+        Some(micros) if (-MAX_MICROS..=MAX_MICROS).contains(&micros) => Ok(micros),
+        Some(_) => Err(refused(index, &format!("{field} {number} is out of range"))),
+        None => Err(refused(
+            index,
+            &format!("{field} {number} is not an integer of microseconds"),
+        )),
     }
 }
 
@@ -101,6 +143,8 @@ struct Side {
 struct Sides<'a> {
     source: &'a V1Span,
     sides: Vec<Side>,
+    /// Set when more than [`MAX_SIDES`] were asked for: the span is refused.
+    too_many: bool,
 }
 
 fn same_service(left: &Endpoint, right: &Endpoint) -> bool {
@@ -112,12 +156,18 @@ impl<'a> Sides<'a> {
         let mut sides = Sides {
             source,
             sides: Vec::new(),
+            too_many: false,
         };
         sides.push(None);
         sides
     }
 
     fn push(&mut self, endpoint: Option<&Endpoint>) -> usize {
+        if self.sides.len() >= MAX_SIDES {
+            // Refused once converted: nothing more is copied for it.
+            self.too_many = true;
+            return self.sides.len() - 1;
+        }
         let source = self.source;
         self.sides.push(Side {
             span: ZipkinSpan {
@@ -181,7 +231,9 @@ impl<'a> Sides<'a> {
             side.duration = Some(duration);
         } else {
             side.timestamp = Some(begin.timestamp);
-            side.duration = end.map(|end| end.timestamp - begin.timestamp);
+            if let Some(end) = end {
+                side.duration = Some(end.timestamp - begin.timestamp);
+            }
         }
     }
 
@@ -227,9 +279,12 @@ struct Core {
     wr: Option<Logged>,
 }
 
-fn convert(index: usize, source: V1Span) -> Result<Vec<ZipkinSpan>> {
+fn convert(index: usize, mut source: V1Span) -> Result<Vec<ZipkinSpan>> {
     let span_timestamp = micros(index, "timestamp", source.timestamp.as_ref())?;
     let span_duration = micros(index, "duration", source.duration.as_ref())?;
+    for binary in source.binary_annotations.iter_mut().flatten() {
+        binary.endpoint = normalized(binary.endpoint.take());
+    }
     let mut logged = Vec::new();
     for (a, annotation) in source.annotations.iter().flatten().enumerate() {
         let (Some(timestamp), Some(value)) = (&annotation.timestamp, &annotation.value) else {
@@ -238,9 +293,12 @@ fn convert(index: usize, source: V1Span) -> Result<Vec<ZipkinSpan>> {
         logged.push(Logged {
             timestamp: micros(index, &format!("annotations[{a}].timestamp"), Some(timestamp))?,
             value: value.clone(),
-            endpoint: annotation.endpoint.clone(),
+            endpoint: normalized(annotation.endpoint.clone()),
         });
     }
+    // In time order, as the Zipkin server reads them: the first endpoint to log
+    // something gets what names none.
+    logged.sort_by(|a, b| (a.timestamp, &a.value).cmp(&(b.timestamp, &b.value)));
     for (b, binary) in source.binary_annotations.iter().flatten().enumerate() {
         if binary.key.is_none() {
             return Err(refused(index, &format!("binaryAnnotations[{b}] has no key")));
@@ -297,6 +355,15 @@ fn convert(index: usize, source: V1Span) -> Result<Vec<ZipkinSpan>> {
     rpc_sides(&mut sides, &core, span_timestamp, span_duration);
     messaging_sides(&mut sides, &core);
     binary_annotations(&mut sides, &source, &core);
+    if sides.too_many {
+        return Err(refused(
+            index,
+            &format!(
+                "logged by more than {MAX_SIDES} services: a v1 span is one call, seen by \
+                 its client and its server"
+            ),
+        ));
+    }
     Ok(sides.finish())
 }
 
