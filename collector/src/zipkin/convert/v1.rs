@@ -16,9 +16,12 @@
 //!   become the remote endpoint of the server, client or messaging side;
 //!   binary annotations of other types are skipped, as the Zipkin server skips them.
 //!
-//! An annotation without `timestamp` or `value`, a binary annotation without `key`, or
-//! a time that is not an integer refuses the whole list (400 naming the span), as the
-//! Zipkin server refuses it; ids and tags are then checked as for v2, span by span.
+//! Annotations are read in time order, and endpoints as the Zipkin server reads them
+//! (service names lower-cased; an empty endpoint is none). An annotation without
+//! `timestamp` or `value`, a binary annotation without `key`, a time that is not an
+//! integer or is past 2^61 µs, or a span logged by more than [`MAX_SIDES`] services
+//! refuses the whole list (400 naming the span); ids and tags are then checked as for
+//! v2, span by span.
 
 use serde::Deserialize;
 use serde_json::Number;
