@@ -211,6 +211,23 @@ impl<'a> Sides<'a> {
         self.push(Some(endpoint))
     }
 
+    /// The sides of the two ends of one call (client and server, producer and
+    /// consumer): the second is a side of its own even when both are one service (a
+    /// loopback call), each then given its kind.
+    fn pair(&mut self, first: (&Logged, &str), second: (&Logged, &str)) -> (usize, usize) {
+        let ((a, first_kind), (b, second_kind)) = (first, second);
+        let one = self.of(a.endpoint.as_ref());
+        match (&a.endpoint, &b.endpoint) {
+            (Some(x), Some(y)) if same_service(x, y) => {
+                self.sides[one].span.kind = Some(first_kind.into());
+                let two = self.push(Some(y));
+                self.sides[two].span.kind = Some(second_kind.into());
+                (one, two)
+            }
+            _ => (one, self.of(b.endpoint.as_ref())),
+        }
+    }
+
     fn side(&mut self, endpoint: Option<&Endpoint>) -> &mut Side {
         let i = self.of(endpoint);
         &mut self.sides[i]
@@ -375,16 +392,7 @@ fn rpc_sides(sides: &mut Sides<'_>, core: &Core, span_timestamp: i64, span_durat
         (Some(cs), Some(sr)) => {
             // In a shared span the client owns the span's timestamp and duration.
             sides.time_from(cs, core.cr.as_ref());
-            let client = sides.of(cs.endpoint.as_ref());
-            let server = match (&cs.endpoint, &sr.endpoint) {
-                (Some(c), Some(s)) if same_service(c, s) => {
-                    sides.sides[client].span.kind = Some("CLIENT".into());
-                    let server = sides.push(Some(s));
-                    sides.sides[server].span.kind = Some("SERVER".into());
-                    server
-                }
-                _ => sides.of(sr.endpoint.as_ref()),
-            };
+            let (client, server) = sides.pair((cs, "CLIENT"), (sr, "SERVER"));
             sides.sides[server].timestamp = Some(sr.timestamp);
             if let Some(ss) = &core.ss {
                 sides.sides[server].duration = Some(ss.timestamp - sr.timestamp);
@@ -429,16 +437,7 @@ fn incomplete(side: &mut Side, start: Option<&Logged>, end: Option<&Logged>) {
 fn messaging_sides(sides: &mut Sides<'_>, core: &Core) {
     match (&core.ms, &core.mr) {
         (Some(ms), Some(mr)) => {
-            let producer = sides.of(ms.endpoint.as_ref());
-            let consumer = match (&ms.endpoint, &mr.endpoint) {
-                (Some(p), Some(c)) if same_service(p, c) => {
-                    sides.sides[producer].span.kind = Some("PRODUCER".into());
-                    let consumer = sides.push(Some(c));
-                    sides.sides[consumer].span.kind = Some("CONSUMER".into());
-                    consumer
-                }
-                _ => sides.of(mr.endpoint.as_ref()),
-            };
+            let (producer, consumer) = sides.pair((ms, "PRODUCER"), (mr, "CONSUMER"));
             let consumer = &mut sides.sides[consumer];
             match &core.wr {
                 Some(wr) => {
