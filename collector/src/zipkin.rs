@@ -1,5 +1,5 @@
 //! Zipkin ingest: `POST /api/v2/spans` (spec §5), and `POST /api/v1/spans` for v1 JSON
-//! ([`convert::v1`], converted to v2 spans first).
+//! and Thrift ([`convert::v1`], converted to v2 spans first).
 //!
 //! The body is a proto3 `ListOfSpans` when the `Content-Type` is
 //! `application/x-protobuf`, and a JSON array of Zipkin v2 spans otherwise, as the
@@ -16,7 +16,7 @@
 //! | valid span list | 202, empty body |
 //! | undecodable JSON or protobuf, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span; for JSON sent as another type, that it was read as JSON v2 because of that type) |
 //! | body over `max_request_bytes` | 413 |
-//! | v1 API with `application/x-thrift` or `application/x-protobuf` | 415 naming v1 JSON |
+//! | v1 API with `application/x-protobuf`; v2 API with `application/x-thrift` | 415 naming what each reads |
 //! | another path | 404, JSON `{"error":"no route …"}` naming both span APIs |
 //! | store overloaded / unavailable | 503 (+ `Retry-After` seconds when overloaded) |
 
@@ -44,7 +44,7 @@ use crate::otlp_http::{method_not_allowed, no_route, retry_after_seconds};
 pub mod convert;
 
 use convert::{
-    decode_zipkin_json, decode_zipkin_proto, decode_zipkin_v1_json, zipkin_paths,
+    decode_zipkin_json, decode_zipkin_proto, decode_zipkin_v1_json, decode_zipkin_v1_thrift, zipkin_paths,
     zipkin_spans_to_otlp_placed_from,
 };
 
@@ -56,7 +56,7 @@ const THRIFT: &str = "application/x-thrift";
 /// Which of Zipkin's span APIs a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
-    /// `POST /api/v1/spans`: JSON v1 spans ([`convert::v1`]).
+    /// `POST /api/v1/spans`: v1 spans, JSON or Thrift ([`convert::v1`]).
     V1,
     /// `POST /api/v2/spans`.
     V2,
@@ -93,7 +93,7 @@ fn router(ingest: Ingest) -> Router {
 
 /// What the Zipkin port serves, for a request to another path.
 const ZIPKIN_SERVES: &str = "this port serves the Zipkin span APIs: POST /api/v2/spans \
-     (JSON or protobuf) and POST /api/v1/spans (JSON)";
+     (JSON or protobuf) and POST /api/v1/spans (JSON or Thrift)";
 
 #[instrument(skip_all, fields(protocol = "zipkin"))]
 async fn accept_spans(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
@@ -130,6 +130,8 @@ enum Encoding {
     Json,
     /// `application/x-protobuf`.
     Protobuf,
+    /// `application/x-thrift`: v1 only.
+    Thrift,
     /// Any other type (as sent), read as JSON v2 as the Zipkin server reads it.
     JsonByDefault(String),
 }
@@ -144,7 +146,36 @@ fn encoding(headers: &HeaderMap) -> Encoding {
     match media_type(headers).as_deref() {
         Some(JSON) => Encoding::Json,
         Some(PROTOBUF) => Encoding::Protobuf,
+        Some(THRIFT) => Encoding::Thrift,
         _ => Encoding::JsonByDefault(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+    }
+}
+
+/// Whether `encoding` is the other API's: there is no v1 protobuf and no v2 Thrift.
+fn wrong_api(api: Api, encoding: &Encoding) -> bool {
+    matches!(
+        (api, encoding),
+        (Api::V1, Encoding::Protobuf) | (Api::V2, Encoding::Thrift)
+    )
+}
+
+/// The 415 for the other API's encoding ([`wrong_api`]), saying where to send it.
+fn wrong_api_error(api: Api) -> Error {
+    let (media_type, supported) = match api {
+        Api::V1 => (
+            PROTOBUF,
+            "application/json or application/x-thrift (Zipkin v1); protobuf is Zipkin v2: \
+             POST it to /api/v2/spans",
+        ),
+        Api::V2 => (
+            THRIFT,
+            "application/json or application/x-protobuf (Zipkin v2); Thrift is Zipkin v1: \
+             POST it to /api/v1/spans",
+        ),
+    };
+    Error::UnsupportedMediaType {
+        media_type: media_type.into(),
+        supported,
     }
 }
 
@@ -157,15 +188,8 @@ async fn decode_and_export(
     body: Body,
 ) -> Result<Option<String>> {
     let encoding = encoding(headers);
-    if api == Api::V1 {
-        // The v1 API's Thrift encoding is not read; nor is there a v1 protobuf.
-        if let Some(media_type) = media_type(headers).filter(|m| m == THRIFT || m == PROTOBUF) {
-            return Err(Error::UnsupportedMediaType {
-                media_type,
-                supported: "application/json (Zipkin v1 JSON; Thrift is not read: send v1 \
-                            JSON here, or v2 JSON or protobuf to POST /api/v2/spans)",
-            });
-        }
+    if wrong_api(api, &encoding) {
+        return Err(wrong_api_error(api));
     }
     // Held until the spans are stored or refused (see `crate::inflight`).
     let hold = ingest.hold();
@@ -175,7 +199,7 @@ async fn decode_and_export(
     let max_spans = ingest.limits().max_spans_per_request;
     let held = hold.clone();
     let (received, placed) = off_runtime_if(large, move || {
-        if encoding != Encoding::Protobuf {
+        if matches!(encoding, Encoding::Json | Encoding::JsonByDefault(_)) {
             hold_json_parse(&held, &bytes)?;
         }
         let by_content_type = |content_type: String| {
@@ -189,6 +213,10 @@ async fn decode_and_export(
         };
         let zipkin_spans: Vec<_> = match (api, encoding) {
             // Checks the count of v1 spans itself: each may become two or more.
+            (Api::V1, Encoding::Thrift) => decode_zipkin_v1_thrift(&bytes, max_spans)?,
+            (Api::V1, Encoding::Protobuf) | (Api::V2, Encoding::Thrift) => {
+                return Err(wrong_api_error(api));
+            }
             (Api::V1, _) => decode_zipkin_v1_json(&bytes, max_spans)?,
             (Api::V2, Encoding::Protobuf) => numbered(decode_zipkin_proto(&bytes)?),
             (Api::V2, Encoding::Json) => numbered(decode_zipkin_json(&bytes)?),
@@ -284,3 +312,5 @@ impl IntoResponse for ZipkinError {
 mod tests;
 #[cfg(test)]
 mod tests_v1;
+#[cfg(test)]
+mod tests_v1_thrift;

@@ -41,7 +41,7 @@ pub mod proto;
 pub mod v1;
 
 pub use proto::decode_zipkin_proto;
-pub use v1::decode_zipkin_v1_json;
+pub use v1::{decode_zipkin_v1_json, decode_zipkin_v1_thrift};
 
 /// Marker attribute for a span sent without a `timestamp`.
 pub const START_TIME_ABSENT_ATTRIBUTE: &str = "otel.zipkin.absentField.startTime";

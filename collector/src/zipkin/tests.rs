@@ -521,7 +521,7 @@ async fn other_paths_get_a_404_naming_the_span_apis() {
             body,
             serde_json::json!({"error": format!(
                 "no route POST {path}: this port serves the Zipkin span APIs: \
-                 POST /api/v2/spans (JSON or protobuf) and POST /api/v1/spans (JSON)"
+                 POST /api/v2/spans (JSON or protobuf) and POST /api/v1/spans (JSON or Thrift)"
             )}),
         );
     }

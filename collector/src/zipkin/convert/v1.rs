@@ -29,7 +29,9 @@ use serde_json::Number;
 use super::{Annotation, Endpoint, ZipkinSpan};
 use crate::error::{Error, Result};
 
-/// One span of a Zipkin v1 JSON list.
+pub(crate) mod thrift;
+
+/// One span of a Zipkin v1 list.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct V1Span {
@@ -76,15 +78,28 @@ const MAX_SIDES: usize = 4;
 /// any is converted.
 pub fn decode_zipkin_v1_json(body: &[u8], max_spans: usize) -> Result<Vec<(usize, ZipkinSpan)>> {
     let spans: Vec<V1Span> = super::decode_json_list(body)?;
-    if spans.len() > max_spans {
-        return Err(Error::TooManySpans {
-            count: spans.len(),
-            limit: max_spans,
-        });
+    too_many(spans.len(), max_spans)?;
+    convert_list(spans, Format::Json)
+}
+
+/// Parses a Zipkin v1 Thrift span list (`TBinaryProtocol`, [`thrift`]) and converts it
+/// as [`decode_zipkin_v1_json`] does. More than `max_spans` are refused before any is
+/// read.
+pub fn decode_zipkin_v1_thrift(body: &[u8], max_spans: usize) -> Result<Vec<(usize, ZipkinSpan)>> {
+    convert_list(thrift::read_list(body, max_spans)?, Format::Thrift)
+}
+
+fn too_many(count: usize, limit: usize) -> Result<()> {
+    if count > limit {
+        return Err(Error::TooManySpans { count, limit });
     }
+    Ok(())
+}
+
+fn convert_list(spans: Vec<V1Span>, format: Format) -> Result<Vec<(usize, ZipkinSpan)>> {
     let mut out = Vec::with_capacity(spans.len());
     for (index, span) in spans.into_iter().enumerate() {
-        for converted in convert(index, span)? {
+        for converted in convert(index, format, span)? {
             out.push((index, converted));
         }
     }
@@ -115,19 +130,31 @@ fn normalized(endpoint: Option<Endpoint>) -> Option<Endpoint> {
 /// then never overflow.
 const MAX_MICROS: i64 = 1 << 61;
 
-fn refused(index: usize, problem: &str) -> Error {
-    Error::InvalidZipkinSpan(format!("spans[{index}]: {problem} (Zipkin v1 JSON)"))
+/// The encoding a v1 list came in, named by the errors about its spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Thrift,
 }
 
-fn micros(index: usize, field: &str, value: Option<&Number>) -> Result<i64> {
+fn refused(index: usize, format: Format, problem: &str) -> Error {
+    let format = match format {
+        Format::Json => "JSON",
+        Format::Thrift => "Thrift",
+    };
+    Error::InvalidZipkinSpan(format!("spans[{index}]: {problem} (Zipkin v1 {format})"))
+}
+
+fn micros(index: usize, format: Format, field: &str, value: Option<&Number>) -> Result<i64> {
     let Some(number) = value else {
         return Ok(0);
     };
     match number.as_i64() {
         Some(micros) if (-MAX_MICROS..=MAX_MICROS).contains(&micros) => Ok(micros),
-        Some(_) => Err(refused(index, &format!("{field} {number} is out of range"))),
+        Some(_) => Err(refused(index, format, &format!("{field} {number} is out of range"))),
         None => Err(refused(
             index,
+            format,
             &format!("{field} {number} is not an integer of microseconds"),
         )),
     }
@@ -299,19 +326,23 @@ struct Core {
     wr: Option<Logged>,
 }
 
-fn convert(index: usize, mut source: V1Span) -> Result<Vec<ZipkinSpan>> {
-    let span_timestamp = micros(index, "timestamp", source.timestamp.as_ref())?;
-    let span_duration = micros(index, "duration", source.duration.as_ref())?;
+fn convert(index: usize, format: Format, mut source: V1Span) -> Result<Vec<ZipkinSpan>> {
+    let span_timestamp = micros(index, format, "timestamp", source.timestamp.as_ref())?;
+    let span_duration = micros(index, format, "duration", source.duration.as_ref())?;
     for binary in source.binary_annotations.iter_mut().flatten() {
         binary.endpoint = normalized(binary.endpoint.take());
     }
     let mut logged = Vec::new();
     for (a, annotation) in source.annotations.iter().flatten().enumerate() {
         let (Some(timestamp), Some(value)) = (&annotation.timestamp, &annotation.value) else {
-            return Err(refused(index, &format!("annotations[{a}] needs a timestamp and a value")));
+            return Err(refused(
+                index,
+                format,
+                &format!("annotations[{a}] needs a timestamp and a value"),
+            ));
         };
         logged.push(Logged {
-            timestamp: micros(index, &format!("annotations[{a}].timestamp"), Some(timestamp))?,
+            timestamp: micros(index, format, &format!("annotations[{a}].timestamp"), Some(timestamp))?,
             value: value.clone(),
             endpoint: normalized(annotation.endpoint.clone()),
         });
@@ -321,7 +352,7 @@ fn convert(index: usize, mut source: V1Span) -> Result<Vec<ZipkinSpan>> {
     logged.sort_by(|a, b| (a.timestamp, &a.value).cmp(&(b.timestamp, &b.value)));
     for (b, binary) in source.binary_annotations.iter().flatten().enumerate() {
         if binary.key.is_none() {
-            return Err(refused(index, &format!("binaryAnnotations[{b}] has no key")));
+            return Err(refused(index, format, &format!("binaryAnnotations[{b}] has no key")));
         }
     }
     let mut sides = Sides::new(&source);
@@ -378,6 +409,7 @@ fn convert(index: usize, mut source: V1Span) -> Result<Vec<ZipkinSpan>> {
     if sides.too_many {
         return Err(refused(
             index,
+            format,
             &format!(
                 "logged by more than {MAX_SIDES} services: a v1 span is one call, seen by \
                  its client and its server"

@@ -1,0 +1,302 @@
+//! Zipkin v1 Thrift: spans read as the same spans in v1 JSON are, malformed lists
+//! refused by name and never read past their end, and the route.
+
+use meshtel_model::otlp::trace::v1::ResourceSpans;
+use serde_json::json;
+
+use super::convert::v1::thrift::{BOOL, I16, I32, I64, LIST, MAP, STOP, STRING, STRUCT};
+use super::convert::*;
+use super::tests::discarding_server;
+
+/// Writes Thrift's binary protocol.
+#[derive(Default, Clone)]
+struct Thrift(Vec<u8>);
+
+impl Thrift {
+    fn field(&mut self, kind: u8, id: i16) -> &mut Self {
+        self.0.push(kind);
+        self.0.extend_from_slice(&id.to_be_bytes());
+        self
+    }
+    fn i64(&mut self, id: i16, value: i64) -> &mut Self {
+        self.field(I64, id);
+        self.0.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+    fn i32(&mut self, id: i16, value: i32) -> &mut Self {
+        self.field(I32, id);
+        self.0.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+    fn i16(&mut self, id: i16, value: i16) -> &mut Self {
+        self.field(I16, id);
+        self.0.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+    fn bytes(&mut self, id: i16, value: &[u8]) -> &mut Self {
+        self.field(STRING, id);
+        self.raw_len(value.len());
+        self.0.extend_from_slice(value);
+        self
+    }
+    fn raw_len(&mut self, n: usize) -> &mut Self {
+        self.raw(&i32::try_from(n).unwrap().to_be_bytes())
+    }
+    fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+    fn structs(&mut self, id: i16, items: &[Thrift]) -> &mut Self {
+        self.field(LIST, id);
+        self.0.push(STRUCT);
+        self.raw_len(items.len());
+        for item in items {
+            self.0.extend_from_slice(&item.0);
+        }
+        self
+    }
+    fn nested(&mut self, id: i16, item: &Thrift) -> &mut Self {
+        self.field(STRUCT, id);
+        self.0.extend_from_slice(&item.0);
+        self
+    }
+    fn stop(&mut self) -> Thrift {
+        self.0.push(STOP);
+        self.clone()
+    }
+}
+
+fn list(spans: &[Thrift]) -> Vec<u8> {
+    let mut out = vec![STRUCT];
+    out.extend_from_slice(&i32::try_from(spans.len()).unwrap().to_be_bytes());
+    for span in spans {
+        out.extend_from_slice(&span.0);
+    }
+    out
+}
+
+fn endpoint(service: &str, ipv4: [u8; 4], port: i16) -> Thrift {
+    Thrift::default()
+        .i32(1, i32::from_be_bytes(ipv4))
+        .i16(2, port)
+        .bytes(3, service.as_bytes())
+        .stop()
+}
+
+fn annotation(timestamp: i64, value: &str, host: &Thrift) -> Thrift {
+    Thrift::default().i64(1, timestamp).bytes(2, value.as_bytes()).nested(3, host).stop()
+}
+
+fn binary(key: &str, value: &[u8], kind: i32, host: &Thrift) -> Thrift {
+    Thrift::default()
+        .bytes(1, key.as_bytes())
+        .bytes(2, value)
+        .i32(3, kind)
+        .nested(4, host)
+        .stop()
+}
+
+fn resource_spans(spans: Vec<(usize, ZipkinSpan)>) -> Vec<ResourceSpans> {
+    let placed = zipkin_spans_to_otlp_placed_from(spans);
+    assert!(placed.refused.is_empty(), "{:?}", placed.refused);
+    placed.resource_spans
+}
+
+const T: i64 = 1_556_604_172_355_737;
+
+#[test]
+fn a_thrift_list_reads_as_the_same_list_in_json() {
+    let frontend = endpoint("Frontend", [10, 0, 0, 1], -16_000);
+    let backend = endpoint("backend", [192, 168, 1, 2], 8080);
+    let ipv6 = Thrift::default()
+        .bytes(3, b"backend")
+        .bytes(4, &[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+        .stop();
+    let shared = Thrift::default()
+        .i64(1, 0x352b_ff9a_74ca_9ad2)
+        .i64(12, 0x5af7_183f_b1d4_cf5f)
+        .bytes(3, "get /api \u{e9}".as_bytes())
+        .i64(4, -0x1234_5678)
+        .i64(5, 0x6b22_1d5b_c9e6_496c)
+        // Fields of other ids and types are passed over, nested ones too: `debug`, a
+        // `timestamp` of the wrong type, a map of a string to a list of i16.
+        .field(BOOL, 9)
+        .raw(&[1])
+        .i32(10, 7)
+        .field(MAP, 40)
+        .raw(&[STRING, LIST])
+        .raw_len(1)
+        .raw_len(1)
+        .raw(b"k")
+        .raw(&[I16])
+        .raw_len(1)
+        .raw(&[0, 3])
+        .i64(10, T)
+        .i64(11, 2100)
+        .structs(
+            6,
+            &[
+                annotation(T, "cs", &frontend),
+                annotation(T + 50, "retry", &frontend),
+                annotation(T + 100, "sr", &ipv6),
+                annotation(T + 2000, "ss", &ipv6),
+                annotation(T + 2100, "cr", &frontend),
+                // No timestamp: dropped, as the Zipkin server drops it.
+                Thrift::default().bytes(2, b"lost").stop(),
+            ],
+        )
+        .structs(
+            8,
+            &[
+                binary("http.path", b"/api", 6, &backend),
+                binary("sa", &[1], 0, &backend),
+                binary("count", &7i64.to_be_bytes(), 4, &frontend),
+                binary("ca", &[1], 0, &Thrift::default().stop()),
+            ],
+        )
+        .stop();
+    let thrift = decode_zipkin_v1_thrift(&list(&[shared]), 10).unwrap();
+    let json_span = json!([{
+        "traceId": "5af7183fb1d4cf5f352bff9a74ca9ad2", "id": "ffffffffedcba988",
+        "parentId": "6b221d5bc9e6496c", "name": "get /api \u{e9}", "timestamp": T, "duration": 2100,
+        "annotations": [
+            {"timestamp": T, "value": "cs",
+             "endpoint": {"serviceName": "frontend", "ipv4": "10.0.0.1", "port": 49536}},
+            {"timestamp": T + 50, "value": "retry",
+             "endpoint": {"serviceName": "frontend", "ipv4": "10.0.0.1", "port": 49536}},
+            {"timestamp": T + 100, "value": "sr",
+             "endpoint": {"serviceName": "backend", "ipv6": "2001:db8::1"}},
+            {"timestamp": T + 2000, "value": "ss",
+             "endpoint": {"serviceName": "backend", "ipv6": "2001:db8::1"}},
+            {"timestamp": T + 2100, "value": "cr",
+             "endpoint": {"serviceName": "frontend", "ipv4": "10.0.0.1", "port": 49536}},
+        ],
+        "binaryAnnotations": [
+            {"key": "http.path", "value": "/api",
+             "endpoint": {"serviceName": "backend", "ipv4": "192.168.1.2", "port": 8080}},
+            {"key": "sa", "value": true,
+             "endpoint": {"serviceName": "backend", "ipv4": "192.168.1.2", "port": 8080}},
+        ],
+    }]);
+    let json = decode_zipkin_v1_json(&serde_json::to_vec(&json_span).unwrap(), 10).unwrap();
+    assert_eq!(thrift.len(), 2, "a client and a server");
+    assert_eq!(resource_spans(thrift), resource_spans(json));
+}
+
+#[test]
+fn a_local_span_and_an_empty_list_are_read() {
+    let local = Thrift::default()
+        .i64(1, 1)
+        .bytes(3, b"compute")
+        .i64(4, 2)
+        .i64(10, T)
+        .i64(11, 40)
+        .structs(8, &[binary("lc", b"worker", 6, &endpoint("jobs", [0; 4], 0))])
+        .stop();
+    let spans = resource_spans(decode_zipkin_v1_thrift(&list(&[local]), 10).unwrap());
+    let span = &spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.name, "compute");
+    assert_eq!(span.end_time_unix_nano - span.start_time_unix_nano, 40_000);
+    assert!(decode_zipkin_v1_thrift(&list(&[]), 10).unwrap().is_empty());
+    // An empty list whose element type is not a struct holds no span either.
+    assert!(decode_zipkin_v1_thrift(&[STRING, 0, 0, 0, 0], 10).unwrap().is_empty());
+}
+
+#[test]
+fn malformed_lists_are_refused_by_name_and_never_read_past_their_end() {
+    let host = endpoint("frontend", [10, 0, 0, 1], 80);
+    let span = Thrift::default()
+        .i64(1, 1)
+        .i64(4, 2)
+        .bytes(3, b"get")
+        .structs(6, &[annotation(T, "cs", &host), annotation(T + 5, "cr", &host)])
+        .structs(8, &[binary("http.path", b"/", 6, &host)])
+        .stop();
+    let whole = list(&[span.clone(), span.clone()]);
+    assert_eq!(decode_zipkin_v1_thrift(&whole, 10).unwrap().len(), 2);
+    // Every cut is an error, none a panic.
+    for cut in 0..whole.len() {
+        let error = decode_zipkin_v1_thrift(&whole[..cut], 10).unwrap_err().to_string();
+        assert!(error.contains("Zipkin v1 Thrift"), "cut at {cut}: {error}");
+    }
+    let cut = decode_zipkin_v1_thrift(&whole[..whole.len() - 20], 10).unwrap_err().to_string();
+    assert!(cut.starts_with("spans[1]: ") && cut.contains("cut short at byte"), "{cut}");
+    let mut extra = whole.clone();
+    extra.push(0);
+    let extra = decode_zipkin_v1_thrift(&extra, 10).unwrap_err().to_string();
+    assert!(extra.contains("1 bytes after the list of 2 spans"), "{extra}");
+    // Counts and lengths past the end are refused before anything is taken.
+    let claims = decode_zipkin_v1_thrift(&[STRUCT, 0x7f, 0xff, 0xff, 0xff], usize::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(claims.contains("a length of 2147483647 at byte 1, past the end"), "{claims}");
+    let negative = decode_zipkin_v1_thrift(&[STRUCT, 0xff, 0xff, 0xff, 0xfe], 10).unwrap_err().to_string();
+    assert!(negative.contains("a negative length (-2)"), "{negative}");
+    let long_name = Thrift::default().i64(1, 1).field(STRING, 3).raw_len(1 << 30).clone();
+    let long_name = decode_zipkin_v1_thrift(&list(&[long_name]), 10).unwrap_err().to_string();
+    assert!(long_name.starts_with("spans[0]: a length of 1073741824"), "{long_name}");
+    let not_spans = decode_zipkin_v1_thrift(&[I64, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], 10)
+        .unwrap_err()
+        .to_string();
+    assert!(not_spans.contains("a list of type 10, not of span structs (12)"), "{not_spans}");
+    let bad_annotations = Thrift::default().field(LIST, 6).raw(&[I64]).raw_len(1).raw(&[0; 8]).stop();
+    let text = decode_zipkin_v1_thrift(&list(&[bad_annotations]), 10)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("spans[0]: annotations at byte 8 is a list of type 10"), "{text}");
+    let bad_host = Thrift::default()
+        .structs(6, &[Thrift::default().i64(1, T).field(STRUCT, 3).field(99, 1).stop()])
+        .stop();
+    let text = decode_zipkin_v1_thrift(&list(&[bad_host]), 10).unwrap_err().to_string();
+    assert!(text.contains("spans[0]: annotations[0]: host: a value of unknown type 99"), "{text}");
+    // Nesting is bounded: a struct in a struct in ... 10,000 deep is refused.
+    let mut deep = Thrift::default().i64(1, 1).clone();
+    for _ in 0..10_000 {
+        deep.field(STRUCT, 50);
+    }
+    let text = decode_zipkin_v1_thrift(&list(&[deep]), 10).unwrap_err().to_string();
+    assert!(text.contains("nested more than 16 deep"), "{text}");
+    // More spans than allowed: refused from the count alone.
+    let too_many = decode_zipkin_v1_thrift(&[STRUCT, 0, 0, 0, 3, 0, 0, 0], 2).unwrap_err().to_string();
+    assert!(too_many.contains('3') && too_many.contains('2'), "{too_many}");
+    // A span without ids is refused by name when converted, as in JSON.
+    let no_ids = Thrift::default().bytes(3, b"nameless").stop();
+    let placed = zipkin_spans_to_otlp_placed_from(decode_zipkin_v1_thrift(&list(&[no_ids]), 10).unwrap());
+    let refused = placed.refused[0].to_string();
+    assert!(refused.contains("spans[0]") && refused.contains("traceId"), "{refused}");
+}
+
+#[tokio::test]
+async fn the_v1_route_reads_thrift_and_each_api_names_the_other_encoding() {
+    let addr = discarding_server().await;
+    let client = reqwest::Client::new();
+    let host = endpoint("backend", [10, 0, 0, 2], 80);
+    let span = Thrift::default()
+        .i64(1, 0x5af7)
+        .i64(4, 0x352b)
+        .bytes(3, b"get")
+        .structs(6, &[annotation(T, "sr", &host), annotation(T + 5, "ss", &host)])
+        .stop();
+    let post = |path: &str, content_type: &str, body: Vec<u8>| {
+        client
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let reply = post("/api/v1/spans", "application/x-thrift", list(&[span])).await.unwrap();
+    assert_eq!(reply.status(), 202, "{}", reply.text().await.unwrap());
+    let reply = post("/api/v1/spans", "application/x-thrift", vec![STRUCT, 0, 0]).await.unwrap();
+    assert_eq!(reply.status(), 400);
+    let text = reply.text().await.unwrap();
+    assert!(text.contains("cut short") && text.contains("Zipkin v1 Thrift"), "{text}");
+    for (path, content_type, other) in [
+        ("/api/v1/spans", "application/x-protobuf", "/api/v2/spans"),
+        ("/api/v2/spans", "application/x-thrift", "/api/v1/spans"),
+    ] {
+        let reply = post(path, content_type, vec![0, 1, 2]).await.unwrap();
+        assert_eq!(reply.status(), 415, "{path} {content_type}");
+        let text = reply.text().await.unwrap();
+        assert!(text.contains(content_type) && text.contains(other), "{text}");
+    }
+}
