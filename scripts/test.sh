@@ -16,6 +16,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/meshtel-target}"
 # Zipkin JSON exporter (released on its own, one patch behind).
 OTEL_PY_VERSION="1.45.2"
 OTEL_PY_ZIPKIN_VERSION="1.45.1"
+# The Thrift library the Zipkin v1 Thrift test encodes its span with (tests/it/zipkin_v1.rs).
+THRIFTPY2_VERSION="0.7.1"
 VENV="target/py-venv"
 PY="$VENV/bin/python"
 
@@ -24,10 +26,10 @@ if [[ ! -x "$PY" ]]; then
     python3 -m venv "$VENV"
 fi
 # Installed only when missing or at another version, so a second run is fast.
-if ! "$PY" - "$OTEL_PY_VERSION" "$OTEL_PY_ZIPKIN_VERSION" <<'PYEOF' >/dev/null 2>&1
+if ! "$PY" - "$OTEL_PY_VERSION" "$OTEL_PY_ZIPKIN_VERSION" "$THRIFTPY2_VERSION" <<'PYEOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
-want, zipkin = sys.argv[1], sys.argv[2]
+want, zipkin, thriftpy2 = sys.argv[1], sys.argv[2], sys.argv[3]
 for name in ("opentelemetry-sdk",
              "opentelemetry-exporter-otlp-proto-grpc",
              "opentelemetry-exporter-otlp-proto-http"):
@@ -35,14 +37,17 @@ for name in ("opentelemetry-sdk",
         sys.exit(1)
 if version("opentelemetry-exporter-zipkin-json") != zipkin:
     sys.exit(1)
+if version("thriftpy2") != thriftpy2:
+    sys.exit(1)
 PYEOF
 then
-    echo "== installing the OpenTelemetry Python SDK $OTEL_PY_VERSION into $VENV"
+    echo "== installing the OpenTelemetry Python SDK $OTEL_PY_VERSION and thriftpy2 $THRIFTPY2_VERSION into $VENV"
     "$PY" -m pip install --quiet --disable-pip-version-check \
         "opentelemetry-sdk==$OTEL_PY_VERSION" \
         "opentelemetry-exporter-otlp-proto-grpc==$OTEL_PY_VERSION" \
         "opentelemetry-exporter-otlp-proto-http==$OTEL_PY_VERSION" \
-        "opentelemetry-exporter-zipkin-json==$OTEL_PY_ZIPKIN_VERSION"
+        "opentelemetry-exporter-zipkin-json==$OTEL_PY_ZIPKIN_VERSION" \
+        "thriftpy2==$THRIFTPY2_VERSION"
 fi
 MESHTEL_TEST_PYTHON="$(pwd)/$PY"
 export MESHTEL_TEST_PYTHON

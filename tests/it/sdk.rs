@@ -26,11 +26,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     if let Some(path) = env("MESHTEL_TEST_PYTHON") {
         return Some(PathBuf::from(path));
     }
@@ -56,7 +56,7 @@ fn nanos(value: &Value) -> u64 {
 }
 
 /// Fails under CI, else prints a loud notice: `test` is skipped because `why`.
-fn skip(test: &str, why: &str, how: &str) {
+pub(crate) fn skip(test: &str, why: &str, how: &str) {
     assert!(
         env("CI").as_deref() != Some("true"),
         "{test} cannot run (CI=true): {why}. {how}"
@@ -68,7 +68,7 @@ fn skip(test: &str, why: &str, how: &str) {
 /// Runs a sender script (`command`) within 60 s, its output read as it comes, and
 /// returns the JSON object it printed: the ids it sent, by transport. A script still
 /// running then is killed.
-async fn run_sender(mut command: tokio::process::Command, name: &str) -> Value {
+pub(crate) async fn run_sender(mut command: tokio::process::Command, name: &str) -> Value {
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,20 +1,21 @@
-//! Zipkin v1 JSON (`POST /api/v1/spans`) through `meshtel serve` to the Jaeger API: a
-//! shared client/server span becomes the client's span and the server's, each under
-//! its own service, with its annotations, tags and addresses.
+//! Zipkin v1 (`POST /api/v1/spans`), JSON and Thrift, through `meshtel serve` to the
+//! Jaeger API: a shared client/server span becomes the client's span and the server's,
+//! each under its own service, with its annotations, tags and addresses. The Thrift
+//! span is encoded by thriftpy2 (`tests/sdk/send_zipkin_thrift.py`, from the venv of
+//! `scripts/test.sh`; without it the test fails under CI and is skipped loudly
+//! elsewhere).
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::roundtrip::check_everywhere;
+use crate::sdk::{python, repo, run_sender, skip};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zipkin_v1_json_round_trip() {
     let dir = TestDir::new();
     let m = Meshtel::start(&dir, Role::Serve, &["--flush-interval", "1h"]).await;
-    let trace = hex::encode(&random_short_trace_id()[8..]);
-    let id = hex::encode(random_span_id());
-    let parent = hex::encode(random_span_id());
-    let ts = now_nanos() / 1_000 - 30_000_000;
+    let Shared { trace, id, parent, ts } = Shared::new();
     let frontend = json!({"serviceName": "zk1-frontend"});
     let backend = json!({"serviceName": "zk1-backend", "ipv4": "192.168.99.1", "port": 3306});
     let spans = json!([{
@@ -43,8 +44,66 @@ async fn zipkin_v1_json_round_trip() {
     assert_eq!(reply.status, 202, "{}", reply.text());
     assert!(reply.body.is_empty(), "202 has an empty body");
 
+    let expected = shared_span_read_back(&trace, &id, &parent, ts, "zk1");
+    check_everywhere(&m, &trace, "zk1-backend", &expected, 2).await;
+    m.stop().await;
+}
+
+/// The same span as [`zipkin_v1_json_round_trip`], encoded by a Thrift library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipkin_v1_thrift_round_trip() {
+    let Some(python) = python() else {
+        skip(
+            "zipkin_v1_thrift_round_trip",
+            "no Python venv",
+            "Run `bash scripts/test.sh` (creates target/py-venv with thriftpy2) or set \
+             MESHTEL_TEST_PYTHON to a python with thriftpy2 installed.",
+        );
+        return;
+    };
+    let dir = TestDir::new();
+    let m = Meshtel::start(&dir, Role::Serve, &["--flush-interval", "1h"]).await;
+    let Shared { trace, id, parent, ts } = Shared::new();
+    let mut command = tokio::process::Command::new(&python);
+    command
+        .arg(repo().join("tests/sdk/send_zipkin_thrift.py"))
+        .arg("--url")
+        .arg(m.zipkin_url().replace("/api/v2/spans", "/api/v1/spans"))
+        .args(["--trace-id", &trace, "--id", &id, "--parent-id", &parent])
+        .args(["--timestamp", &ts.to_string()])
+        .args(["--client", "zkt-frontend", "--server", "zkt-backend"]);
+    let sent = run_sender(command, "send_zipkin_thrift.py").await;
+    assert_eq!(sent["status"], 202, "{sent}");
+    assert_eq!(sent["body"], "", "202 has an empty body");
+    let expected = shared_span_read_back(&trace, &id, &parent, ts, "zkt");
+    check_everywhere(&m, &trace, "zkt-backend", &expected, 2).await;
+    m.stop().await;
+}
+
+/// The ids and start of the shared span both tests send: a 64-bit trace id, as v1 has.
+struct Shared {
+    trace: String,
+    id: String,
+    parent: String,
+    ts: u64,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            trace: hex::encode(&random_short_trace_id()[8..]),
+            id: hex::encode(random_span_id()),
+            parent: hex::encode(random_span_id()),
+            ts: now_nanos() / 1_000 - 30_000_000,
+        }
+    }
+}
+
+/// What the Jaeger API serves for the shared span both tests send, its services named
+/// `{prefix}-frontend` and `{prefix}-backend`.
+fn shared_span_read_back(trace: &str, id: &str, parent: &str, ts: u64, prefix: &str) -> Value {
     let child_of = json!([{"refType": "CHILD_OF", "traceID": trace, "spanID": parent}]);
-    let expected = json!({
+    json!({
         "traceID": trace,
         "spans": [
             {
@@ -53,7 +112,7 @@ async fn zipkin_v1_json_round_trip() {
                 "traceID": trace, "spanID": id, "operationName": "get /api",
                 "references": child_of, "startTime": ts, "duration": 2100,
                 "tags": [
-                    {"key": "peer.service", "type": "string", "value": "zk1-backend"},
+                    {"key": "peer.service", "type": "string", "value": format!("{prefix}-backend")},
                     {"key": "net.peer.ip", "type": "string", "value": "192.168.99.1"},
                     {"key": "net.peer.port", "type": "int64", "value": 3306},
                     {"key": "span.kind", "type": "string", "value": "client"},
@@ -81,11 +140,9 @@ async fn zipkin_v1_json_round_trip() {
             },
         ],
         "processes": {
-            "p1": {"serviceName": "zk1-frontend", "tags": []},
-            "p2": {"serviceName": "zk1-backend", "tags": []},
+            "p1": {"serviceName": format!("{prefix}-frontend"), "tags": []},
+            "p2": {"serviceName": format!("{prefix}-backend"), "tags": []},
         },
         "warnings": null,
-    });
-    check_everywhere(&m, &trace, "zk1-backend", &expected, 2).await;
-    m.stop().await;
+    })
 }
