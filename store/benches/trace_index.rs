@@ -41,7 +41,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let block = dir.path().join("0000000000000001.parquet");
     TraceIdSet::from_keys(keys(TRACES_PER_BLOCK, 3))
-        .write(&sidecar_path(&block))
+        // No block beside it: the sidecar is read as it is.
+        .write(0, &sidecar_path(&block))
         .expect("sidecar");
     // The keys as the sidecars held them before: u64 LE each (the trailer left out).
     let keys_file = dir.path().join("keys");

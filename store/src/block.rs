@@ -772,7 +772,7 @@ fn write_columns_once(
     drop(file);
     // The sidecar first: a block under its real name always has its trace id set.
     let trace_ids = TraceIdSet::from_keys(rows.trace_keys);
-    trace_ids.write(&sidecar_path(&blocks_dir.join(&file_name)))?;
+    trace_ids.write(bytes, &sidecar_path(&blocks_dir.join(&file_name)))?;
     fs::rename(&tmp, blocks_dir.join(&file_name))?;
     if let Ok(dir) = File::open(blocks_dir) {
         let _ = dir.sync_all();

@@ -574,7 +574,8 @@ fn check_block(dir: &Path, block: &BlockMeta) -> Result<Verdict> {
         Err(e) => return Ok(Verdict::Damaged(e.into())),
     };
     // Not its size against the index: a block rewritten in place (by hand, by a tool)
-    // reads as well as it did.
+    // reads as well as it did; its trace id set is rebuilt when the sidecar was made
+    // from a block of another length (`trace_index::load_or_rebuild`).
     if !metadata.is_file() {
         return Ok(Verdict::Damaged(Error::Corrupt("not a file".into())));
     }

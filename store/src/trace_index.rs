@@ -124,9 +124,9 @@ impl TraceIdSet {
         self.len == 0
     }
 
-    /// Writes the set to `path` (see [`sidecar`]).
-    pub fn write(&self, path: &Path) -> Result<()> {
-        sidecar::write(self, path)
+    /// Writes the set, made from a block of `block_bytes`, to `path` (see [`sidecar`]).
+    pub fn write(&self, block_bytes: u64, path: &Path) -> Result<()> {
+        sidecar::write(self, block_bytes, path)
     }
 
     /// Bytes of memory the set holds beyond its own struct.
@@ -215,22 +215,34 @@ pub fn sidecar_path(block: &Path) -> PathBuf {
 
 /// The set of a block: from its sidecar, or rebuilt from the block (and, by a
 /// `writer`, the sidecar rewritten, an INFO naming a damaged one) when the sidecar is
-/// missing or unreadable; a sidecar that cannot be written is only warned about. A
-/// writer writes a sidecar of the format before (the keys) again as a filter. A
-/// reader writes none: a block it reads may be deleted by the writer meanwhile, and
-/// its sidecar must not come back after it.
+/// missing, unreadable or made from a block of another length; a sidecar that cannot
+/// be written is only warned about. A writer writes a sidecar of the format before
+/// (the keys) again as a filter. A reader writes none: a block it reads may be deleted
+/// by the writer meanwhile, and its sidecar must not come back after it.
 pub fn load_or_rebuild(block: &Path, writer: bool) -> Result<TraceIdSet> {
     let sidecar = sidecar_path(block);
+    // Unknown when the block cannot be looked at: the sidecar is then taken as it is
+    // (a block being deleted), and rebuilding fails on the block itself.
+    let block_bytes = std::fs::metadata(block).ok().map(|m| m.len());
+    let write = |set: &TraceIdSet, what: &str| {
+        let Some(bytes) = block_bytes.filter(|_| writer) else {
+            return;
+        };
+        if let Err(e) = set.write(bytes, &sidecar) {
+            tracing::warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id set; it is {what} at every start");
+        }
+    };
     match sidecar::read(&sidecar) {
-        Ok(sidecar::Sidecar::Set(set)) => Ok(set),
+        Ok(sidecar::Sidecar::Set(_, Some(made_from))) if block_bytes.is_some_and(|b| b != made_from) => {
+            tracing::info!(file = %sidecar.display(), made_from, block_bytes, "rebuilding a block's trace id index: it was made from a block of another length (the block was replaced)");
+            let set = TraceIdSet::of(&TraceKeys::from_block(block)?);
+            write(&set, "rebuilt");
+            Ok(set)
+        }
+        Ok(sidecar::Sidecar::Set(set, _)) => Ok(set),
         Ok(sidecar::Sidecar::Keys(keys)) => {
             let set = TraceIdSet::of(&keys);
-            if !writer {
-                return Ok(set);
-            }
-            if let Err(e) = set.write(&sidecar) {
-                tracing::warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id filter; it is built from the keys at every start");
-            }
+            write(&set, "built from the keys");
             Ok(set)
         }
         Err(error) => {
@@ -240,12 +252,7 @@ pub fn load_or_rebuild(block: &Path, writer: bool) -> Result<TraceIdSet> {
                 tracing::info!(file = %sidecar.display(), "rebuilding a block's missing trace id index from the block");
             }
             let set = TraceIdSet::of(&TraceKeys::from_block(block)?);
-            if !writer {
-                return Ok(set);
-            }
-            if let Err(e) = set.write(&sidecar) {
-                tracing::warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id set; it is rebuilt at every start");
-            }
+            write(&set, "rebuilt");
             Ok(set)
         }
     }

@@ -2,8 +2,15 @@
 //! a start reads each block's filter instead of building it again (0.1 against 1.5 ms
 //! for a compacted block; `cargo bench -p meshtel-store --bench trace_index`).
 //!
-//! Format 2, all integers little-endian: a body, then `TID2` and the CRC-32 of the
-//! body (u32). The body: the kind (u8: 0 no trace, 1 a binary fuse filter, 2 the keys
+//! Format 3, all integers little-endian: a body, then `TID3` and the CRC-32 of the
+//! body (u32). The body: the length in bytes of the block it was made from (u64), then
+//! the body of format 2. A sidecar whose block has another length is not that block's
+//! (a block replaced by hand, or restored from another copy of the store) and is
+//! rebuilt from the block ([`super::load_or_rebuild`]).
+//!
+//! Format 2, written before: a body, then `TID2` and the CRC-32 of the body (u32). It is
+//! read as format 3 without the block's length (trusted as it is, not rewritten). The
+//! body: the kind (u8: 0 no trace, 1 a binary fuse filter, 2 the keys
 //! themselves), the number of distinct keys (u64) and their digest (u64), then for a
 //! filter its descriptor (seed u64, segment length u32, its mask u32, the length of
 //! all segments u32), the number of fingerprints (u64) and the fingerprints (u16 each);
@@ -27,7 +34,8 @@ use xorf::{BinaryFuse16, Descriptor};
 use super::{Held, TraceIdSet, TraceKeys};
 use crate::Result;
 
-const MAGIC: &[u8; 4] = b"TID2";
+const MAGIC: &[u8; 4] = b"TID3";
+const MAGIC_V2: &[u8; 4] = b"TID2";
 const MAGIC_V1: &[u8; 4] = b"TIDS";
 
 const KIND_EMPTY: u8 = 0;
@@ -36,17 +44,18 @@ const KIND_KEYS: u8 = 2;
 
 /// What a sidecar held.
 pub(super) enum Sidecar {
-    /// Format 2: the set as it was in memory.
-    Set(TraceIdSet),
+    /// Formats 2 and 3: the set as it was in memory, and (format 3) the length of the
+    /// block it was made from.
+    Set(TraceIdSet, Option<u64>),
     /// Format 1: the keys.
     Keys(TraceKeys),
 }
 
-/// Writes `set` to `path` (temporary name, synced, renamed). The temporary name holds
-/// the process id: a query process that rewrites a sidecar of keys as a filter while
-/// the collector does the same cannot write into the other's file.
-pub(super) fn write(set: &TraceIdSet, path: &Path) -> Result<()> {
-    let mut body = Vec::with_capacity(64 + set.heap_bytes());
+/// Writes `set`, made from a block of `block_bytes`, to `path` (temporary name,
+/// synced, renamed).
+pub(super) fn write(set: &TraceIdSet, block_bytes: u64, path: &Path) -> Result<()> {
+    let mut body = Vec::with_capacity(72 + set.heap_bytes());
+    body.extend_from_slice(&block_bytes.to_le_bytes());
     match &set.held {
         Held::Empty => body.push(KIND_EMPTY),
         Held::Filter(_) => body.push(KIND_FILTER),
@@ -105,7 +114,7 @@ pub(super) fn read(path: &Path) -> Result<Sidecar> {
     };
     let (body, trailer) = bytes.split_at(body_len);
     let (magic, crc) = trailer.split_at(4);
-    if magic != MAGIC && magic != MAGIC_V1 {
+    if magic != MAGIC && magic != MAGIC_V2 && magic != MAGIC_V1 {
         return Err(corrupt("no trailer (cut short, or written by an earlier version)"));
     }
     if crc != crc32fast::hash(body).to_le_bytes() {
@@ -119,11 +128,16 @@ pub(super) fn read(path: &Path) -> Result<Sidecar> {
         return Ok(Sidecar::Keys(TraceKeys::from_keys(keys)));
     }
     let mut r = Reader { rest: body };
+    let block_bytes = if magic == MAGIC {
+        Some(r.u64().ok_or_else(|| corrupt("no block length"))?)
+    } else {
+        None
+    };
     let set = parse(&mut r).ok_or_else(|| corrupt("its body does not parse"))?;
     if !r.rest.is_empty() {
         return Err(corrupt("bytes after its set"));
     }
-    Ok(Sidecar::Set(set))
+    Ok(Sidecar::Set(set, block_bytes))
 }
 
 fn parse(r: &mut Reader<'_>) -> Option<TraceIdSet> {
@@ -214,9 +228,9 @@ mod tests {
     use super::*;
     use crate::trace_index::{load_or_rebuild, sidecar_path};
 
-    fn read_set(path: &Path) -> TraceIdSet {
+    fn read_set(path: &Path) -> (TraceIdSet, Option<u64>) {
         match read(path).unwrap() {
-            Sidecar::Set(set) => set,
+            Sidecar::Set(set, block_bytes) => (set, block_bytes),
             Sidecar::Keys(_) => panic!("{} read as keys", path.display()),
         }
     }
@@ -230,17 +244,18 @@ mod tests {
         let filter = TraceIdSet::from_keys(keys_of(&ids));
         assert!(matches!(filter.held, Held::Filter(_)));
         let exact = TraceIdSet::exact(&TraceKeys::from_keys(keys_of(&ids)));
-        for set in [filter, exact, TraceIdSet::from_keys(Vec::new())] {
-            set.write(&path).unwrap();
-            let back = read_set(&path);
+        for (set, block_bytes) in [(filter, 1), (exact, 7_000_000), (TraceIdSet::from_keys(Vec::new()), 0)] {
+            set.write(block_bytes, &path).unwrap();
+            let (back, made_from) = read_set(&path);
             assert_eq!(back, set);
+            assert_eq!(made_from, Some(block_bytes));
             assert_eq!(back.heap_bytes(), set.heap_bytes());
             for id in ids.iter().chain(&absent) {
                 assert_eq!(back.may_contain(id), set.may_contain(id));
             }
         }
         // A filter's file is about a quarter of the keys' 8 bytes per trace.
-        TraceIdSet::from_keys(keys_of(&ids)).write(&path).unwrap();
+        TraceIdSet::from_keys(keys_of(&ids)).write(1 << 20, &path).unwrap();
         let per_trace = fs::metadata(&path).unwrap().len() as f64 / 5_000.0;
         assert!(per_trace < 2.7, "{per_trace:.2} bytes per trace");
     }
@@ -249,7 +264,7 @@ mod tests {
     fn a_damaged_or_first_format_sidecar_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.parquet.tids");
-        TraceIdSet::from_keys((1..=500).collect()).write(&path).unwrap();
+        TraceIdSet::from_keys((1..=500).collect()).write(1 << 20, &path).unwrap();
         let good = fs::read(&path).unwrap();
         let refused = |bytes: &[u8]| {
             fs::write(&path, bytes).unwrap();
@@ -270,7 +285,7 @@ mod tests {
         assert!(refused(&keys).contains("earlier version"));
         // A descriptor that would index past the fingerprints, with a good checksum.
         let mut body = good[..good.len() - 8].to_vec();
-        body[17 + 8 + 8..17 + 8 + 8 + 4].copy_from_slice(&(1u32 << 29).to_le_bytes());
+        body[8 + 17 + 8 + 8..8 + 17 + 8 + 8 + 4].copy_from_slice(&(1u32 << 29).to_le_bytes());
         let mut bad = body.clone();
         bad.extend_from_slice(MAGIC);
         bad.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
@@ -280,8 +295,8 @@ mod tests {
     #[test]
     fn a_sidecar_of_keys_is_read_and_written_again_as_a_filter() {
         let dir = tempfile::tempdir().unwrap();
-        let block = dir.path().join("0000000000000001.parquet");
         let ids = random_ids(1_000, 31);
+        let block = block_of(dir.path(), "0000000000000001.parquet", &ids);
         let mut keys = keys_of(&ids);
         keys.sort_unstable();
         let mut bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
@@ -299,7 +314,60 @@ mod tests {
         let rewritten = fs::read(sidecar_path(&block)).unwrap();
         assert_eq!(&rewritten[rewritten.len() - 8..rewritten.len() - 4], MAGIC);
         assert!(rewritten.len() < bytes.len() / 2);
-        assert_eq!(read_set(&sidecar_path(&block)), set);
+        assert_eq!(read_set(&sidecar_path(&block)).0, set);
+    }
+
+    /// A block made from the keys in `ids`, as a flush writes it: its sidecar of format 3
+    /// with its length.
+    fn block_of(dir: &Path, name: &str, ids: &[[u8; 16]]) -> std::path::PathBuf {
+        use arrow::array::{FixedSizeBinaryArray, RecordBatch};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new(
+            crate::schema::col::TRACE_ID,
+            DataType::FixedSizeBinary(16),
+            false,
+        )]));
+        let column = FixedSizeBinaryArray::try_from_iter(ids.iter()).unwrap();
+        let batch = RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(column)]).unwrap();
+        let path = dir.join(name);
+        let mut writer = parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let bytes = fs::metadata(&path).unwrap().len();
+        TraceIdSet::from_keys(keys_of(ids)).write(bytes, &sidecar_path(&path)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_sidecar_made_from_another_block_is_rebuilt_from_the_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old_ids, new_ids) = (random_ids(300, 41), random_ids(500, 43));
+        let block = block_of(dir.path(), "0000000000000009.parquet", &old_ids);
+        let old_sidecar = fs::read(sidecar_path(&block)).unwrap();
+        // The block replaced by another (restored from elsewhere), its sidecar kept.
+        let other = block_of(dir.path(), "other.parquet", &new_ids);
+        fs::rename(&other, &block).unwrap();
+        fs::write(sidecar_path(&block), &old_sidecar).unwrap();
+        // A reader rebuilds it and writes nothing; a writer writes it again.
+        for writer in [false, true] {
+            let set = load_or_rebuild(&block, writer).unwrap();
+            assert!(new_ids.iter().all(|id| set.may_contain(id)), "writer {writer}: a trace of the block was hidden");
+            assert_eq!(set, TraceIdSet::from_keys(keys_of(&new_ids)));
+        }
+        let (rewritten, made_from) = read_set(&sidecar_path(&block));
+        assert_eq!(rewritten, TraceIdSet::from_keys(keys_of(&new_ids)));
+        assert_eq!(made_from, Some(fs::metadata(&block).unwrap().len()));
+        // A sidecar of format 2 (no length) is taken as it is, and left as it is.
+        let set = TraceIdSet::from_keys(keys_of(&old_ids));
+        set.write(1, &sidecar_path(&block)).unwrap();
+        let v3 = fs::read(sidecar_path(&block)).unwrap();
+        let body = &v3[8..v3.len() - 8];
+        let mut v2 = body.to_vec();
+        v2.extend_from_slice(MAGIC_V2);
+        v2.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        fs::write(sidecar_path(&block), &v2).unwrap();
+        assert_eq!(load_or_rebuild(&block, true).unwrap(), set);
+        assert_eq!(fs::read(sidecar_path(&block)).unwrap(), v2);
     }
 
     #[test]
