@@ -30,12 +30,27 @@ const INFLATE_ON_BLOCKING_THREAD_BYTES: usize = 64 * 1024;
 /// parse too. More than the whole budget is refused (413); more than it has left, 503
 /// with a retry delay, as for the bytes themselves.
 pub(crate) fn hold_json_parse(hold: &Hold, body: &[u8]) -> Result<()> {
-    let needed = meshtel_model::otlp_json::json_parse_bytes(body);
+    hold_parse(
+        hold,
+        meshtel_model::otlp_json::json_parse_bytes(body),
+        "JSON",
+        "as protobuf, which takes a fraction of that, or in smaller batches",
+    )
+}
+
+/// Takes `needed` bytes from the in-flight budget for parsing a body of `format`, as
+/// [`hold_json_parse`] does; `advice` says how to send it instead when it can never fit.
+pub(crate) fn hold_parse(hold: &Hold, needed: usize, format: &'static str, advice: &'static str) -> Result<()> {
     let limit = hold.budget().limit();
     // With what this request holds already (its bytes): one that could never fit is
     // refused for good, not told to retry.
     if needed.saturating_add(hold.bytes()) as u64 > limit.as_u64() {
-        return Err(Error::JsonTooLargeToParse { needed, limit });
+        return Err(Error::TooLargeToParse {
+            format,
+            needed,
+            limit,
+            advice,
+        });
     }
     if !hold.take(needed) {
         return Err(hold.budget().exhausted());

@@ -29,18 +29,22 @@ pub enum Error {
         /// The configured limit in bytes.
         limit: usize,
     },
-    /// Parsing a JSON body would take more memory than the whole in-flight budget.
+    /// Parsing a JSON (or Zipkin Thrift) body would take more memory than the whole
+    /// in-flight budget.
     #[error(
-        "reading this JSON body would take about {} in memory, more than [ingest] \
-         max_inflight_bytes ({limit}) allows all requests at once: send it as protobuf, \
-         which takes a fraction of that, or in smaller batches",
+        "reading this {format} body would take about {} in memory, more than [ingest] \
+         max_inflight_bytes ({limit}) allows all requests at once: send it {advice}",
         bytesize::ByteSize::b(*.needed as u64)
     )]
-    JsonTooLargeToParse {
+    TooLargeToParse {
+        /// The body's encoding: `JSON`, `Thrift`.
+        format: &'static str,
         /// What parsing it would take, bytes.
         needed: usize,
         /// The in-flight budget.
         limit: bytesize::ByteSize,
+        /// How to send it instead.
+        advice: &'static str,
     },
     /// More spans in one request than allowed.
     #[error("request has {count} spans, more than max_spans_per_request ({limit})")]
@@ -296,7 +300,7 @@ impl Error {
             Error::RequestTooLarge { .. }
             | Error::LargerThanWriteQueue
             | Error::RepeatedTooLarge(_)
-            | Error::JsonTooLargeToParse { .. } => ErrorCode::TooLarge,
+            | Error::TooLargeToParse { .. } => ErrorCode::TooLarge,
             Error::TooManySpans { .. }
             | Error::UnsupportedMediaType { .. }
             | Error::UnsupportedEncoding(_)

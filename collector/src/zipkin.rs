@@ -33,7 +33,9 @@ use meshtel_model::SpanSink;
 use meshtel_model::validate::MAX_REASONS_QUOTED;
 use tracing::{debug, instrument};
 
-use crate::body::{DECODE_ON_BLOCKING_THREAD_BYTES, hold_json_parse, media_type, off_runtime_if, read_body_limited};
+use crate::body::{
+    DECODE_ON_BLOCKING_THREAD_BYTES, hold_json_parse, hold_parse, media_type, off_runtime_if, read_body_limited,
+};
 use crate::config::IngestLimits;
 use crate::error::{Error, Result};
 use crate::inflight::InflightBudget;
@@ -43,6 +45,7 @@ use crate::otlp_http::{method_not_allowed, no_route, retry_after_seconds};
 
 pub mod convert;
 
+use convert::v1::thrift::parse_bytes as thrift_parse_bytes;
 use convert::{
     decode_zipkin_json, decode_zipkin_proto, decode_zipkin_v1_json, decode_zipkin_v1_thrift, zipkin_paths,
     zipkin_spans_to_otlp_placed_from,
@@ -199,8 +202,10 @@ async fn decode_and_export(
     let max_spans = ingest.limits().max_spans_per_request;
     let held = hold.clone();
     let (received, placed) = off_runtime_if(large, move || {
-        if matches!(encoding, Encoding::Json | Encoding::JsonByDefault(_)) {
-            hold_json_parse(&held, &bytes)?;
+        match encoding {
+            Encoding::Json | Encoding::JsonByDefault(_) => hold_json_parse(&held, &bytes)?,
+            Encoding::Thrift => hold_parse(&held, thrift_parse_bytes(&bytes), "Zipkin Thrift", "in smaller batches")?,
+            Encoding::Protobuf => {}
         }
         let by_content_type = |content_type: String| {
             move |error| match error {

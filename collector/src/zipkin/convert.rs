@@ -25,6 +25,7 @@
 //!   encoding `name|{json attributes}|dropped count` is decoded.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use foldhash::fast::RandomState;
 use meshtel_model::otlp::common::v1::any_value::Value as AnyValueKind;
@@ -71,6 +72,25 @@ struct Endpoint {
     ipv4: Option<String>,
     ipv6: Option<String>,
     port: Option<i64>,
+}
+
+impl Endpoint {
+    /// Sets the address of binary form `bytes` (Zipkin protobuf and Thrift), as the
+    /// Zipkin server's `Endpoint.Builder.parseIp` does: 4 bytes are IPv4; 16 bytes are
+    /// IPv6, except an IPv4-compatible address (`::a.b.c.d`, 96 zero bits first; not
+    /// `::1`), which is the IPv4 it embeds. Other lengths set nothing.
+    fn parse_ip(&mut self, bytes: &[u8]) {
+        if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+            self.ipv4 = Some(Ipv4Addr::from(v4).to_string());
+        } else if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
+            let (zeros, last) = v6.split_at(12);
+            if zeros.iter().all(|b| *b == 0) && last != [0, 0, 0, 1] {
+                self.ipv4 = Some(Ipv4Addr::new(last[0], last[1], last[2], last[3]).to_string());
+            } else {
+                self.ipv6 = Some(Ipv6Addr::from(v6).to_string());
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,10 +259,18 @@ fn otlp_path(text: &str) -> Option<(usize, usize, usize, usize)> {
 fn new_resource_group(first: &ConvertedSpan) -> ResourceSpans {
     let mut attributes = Vec::new();
     if !first.service_name.is_empty() {
-        attributes.push(string_attribute("service.name", &first.service_name));
-        for (key, value) in &first.resource_tags {
-            upsert(&mut attributes, string_attribute(key, value));
-        }
+        // A `service.name` among the resource tags takes its place; the other keys are
+        // distinct (a map's), so none is looked for: a span of 500,000 resource tags
+        // must not compare each with all before it.
+        let service = first.resource_tags.get("service.name").unwrap_or(&first.service_name);
+        attributes.push(string_attribute("service.name", service));
+        attributes.extend(
+            first
+                .resource_tags
+                .iter()
+                .filter(|(key, _)| key.as_str() != "service.name")
+                .map(|(key, value)| string_attribute(key, value)),
+        );
     }
     ResourceSpans {
         resource: Some(Resource {

@@ -379,6 +379,21 @@ fn times_past_year_2262_are_refused_naming_the_value() {
 }
 
 #[test]
+fn a_span_of_many_resource_tags_converts_in_linear_time() {
+    // 200,000 resource tags: comparing each with all before it took minutes.
+    let tags: serde_json::Map<String, serde_json::Value> =
+        (0..200_000).map(|i| (format!("os.t{i}"), serde_json::Value::from("v"))).collect();
+    let list = serde_json::json!([{"traceId": "1", "id": "1",
+        "localEndpoint": {"serviceName": "svc"}, "tags": tags}]);
+    let started = std::time::Instant::now();
+    let groups = convert(&list.to_string()).unwrap();
+    let attributes = &groups[0].resource.as_ref().unwrap().attributes;
+    assert_eq!(attributes.len(), 200_001);
+    assert_eq!(attributes[0].key, "service.name");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[test]
 fn spans_of_one_service_with_other_resource_tags_get_their_own_resource() {
     let groups = convert(
         r#"[{"traceId":"1","id":"1","localEndpoint":{"serviceName":"svc"},"tags":{"host.name":"pod-1"}},
@@ -481,7 +496,7 @@ fn over_long_values_are_cut_in_errors() {
     );
 }
 
-struct DiscardingSink;
+pub(super) struct DiscardingSink;
 
 #[async_trait::async_trait]
 impl meshtel_model::SpanSink for DiscardingSink {

@@ -224,7 +224,7 @@ fn malformed_lists_are_refused_by_name_and_never_read_past_their_end() {
     let mut extra = whole.clone();
     extra.push(0);
     let extra = decode_zipkin_v1_thrift(&extra, 10).unwrap_err().to_string();
-    assert!(extra.contains("1 bytes after the list of 2 spans"), "{extra}");
+    assert!(extra.contains(&format!("1 bytes after the list of 2 spans, from byte {}", whole.len())), "{extra}");
     // Counts and lengths past the end are refused before anything is taken.
     let claims = decode_zipkin_v1_thrift(&[STRUCT, 0x7f, 0xff, 0xff, 0xff], usize::MAX)
         .unwrap_err()
@@ -234,7 +234,7 @@ fn malformed_lists_are_refused_by_name_and_never_read_past_their_end() {
     assert!(negative.contains("a negative length (-2)"), "{negative}");
     let long_name = Thrift::default().i64(1, 1).field(STRING, 3).raw_len(1 << 30).clone();
     let long_name = decode_zipkin_v1_thrift(&list(&[long_name]), 10).unwrap_err().to_string();
-    assert!(long_name.starts_with("spans[0]: a length of 1073741824"), "{long_name}");
+    assert!(long_name.starts_with("spans[0]: name: a length of 1073741824 at byte 19"), "{long_name}");
     let not_spans = decode_zipkin_v1_thrift(&[I64, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], 10)
         .unwrap_err()
         .to_string();
@@ -243,12 +243,31 @@ fn malformed_lists_are_refused_by_name_and_never_read_past_their_end() {
     let text = decode_zipkin_v1_thrift(&list(&[bad_annotations]), 10)
         .unwrap_err()
         .to_string();
-    assert!(text.contains("spans[0]: annotations at byte 8 is a list of type 10"), "{text}");
+    assert!(text.contains("spans[0]: annotations: a list of type 10 (byte 8), not of structs"), "{text}");
     let bad_host = Thrift::default()
         .structs(6, &[Thrift::default().i64(1, T).field(STRUCT, 3).field(99, 1).stop()])
         .stop();
+    assert_eq!(&bad_host.0[22..25], &[99, 0, 1]);
     let text = decode_zipkin_v1_thrift(&list(&[bad_host]), 10).unwrap_err().to_string();
-    assert!(text.contains("spans[0]: annotations[0]: host: a value of unknown type 99"), "{text}");
+    // The type's own byte: 5 (list header) + 3 (field) + 5 (list) + 11 (timestamp) + 3
+    // (host field).
+    assert!(text.contains("spans[0]: annotations[0].host.ipv4: a value of unknown type 99 at byte 27"), "{text}");
+    let bad_service = Thrift::default()
+        .structs(
+            6,
+            &[annotation(T, "cs", &endpoint("a", [1, 2, 3, 4], 80)), {
+                Thrift::default().i64(1, T).field(STRUCT, 3).field(STRING, 3).raw_len(900).stop()
+            }],
+        )
+        .stop();
+    let text = decode_zipkin_v1_thrift(&list(&[span.clone(), bad_service]), 10).unwrap_err().to_string();
+    assert!(
+        text.starts_with("spans[1]: annotations[1].host.service_name: a length of 900 at byte"),
+        "{text}"
+    );
+    let out_of_range = Thrift::default().structs(6, &[annotation(1 << 62, "cs", &host)]).stop();
+    let text = decode_zipkin_v1_thrift(&list(&[out_of_range]), 10).unwrap_err().to_string();
+    assert!(text.starts_with("spans[0]: annotations[0].timestamp: 4611686018427387904 at byte"), "{text}");
     // Nesting is bounded: a struct in a struct in ... 10,000 deep is refused.
     let mut deep = Thrift::default().i64(1, 1).clone();
     for _ in 0..10_000 {
@@ -264,6 +283,120 @@ fn malformed_lists_are_refused_by_name_and_never_read_past_their_end() {
     let placed = zipkin_spans_to_otlp_placed_from(decode_zipkin_v1_thrift(&list(&[no_ids]), 10).unwrap());
     let refused = placed.refused[0].to_string();
     assert!(refused.contains("spans[0]") && refused.contains("traceId"), "{refused}");
+}
+
+#[test]
+fn addresses_ids_and_annotations_are_read_as_the_zipkin_server_reads_them() {
+    let v6 = |tail: [u8; 4], flag: u8| {
+        let mut bytes = [0u8; 16];
+        bytes[10] = flag;
+        bytes[11] = flag;
+        bytes[12..].copy_from_slice(&tail);
+        bytes
+    };
+    let host = |ipv6: &[u8], port: i16| Thrift::default().i16(2, port).bytes(3, b"svc").bytes(4, ipv6).stop();
+    // Each host in Thrift, and the endpoint the Zipkin server makes of it.
+    let cases = [
+        (host(&v6([10, 1, 2, 3], 0), 80), json!({"serviceName": "svc", "ipv4": "10.1.2.3", "port": 80})),
+        (host(&v6([0, 0, 0, 0], 0), 80), json!({"serviceName": "svc", "ipv4": "0.0.0.0", "port": 80})),
+        (host(&v6([0, 0, 0, 1], 0), 80), json!({"serviceName": "svc", "ipv6": "::1", "port": 80})),
+        (host(&v6([10, 1, 2, 3], 0xff), 80), json!({"serviceName": "svc", "ipv6": "::ffff:10.1.2.3", "port": 80})),
+        (host(&[192, 168, 0, 9], -1), json!({"serviceName": "svc", "ipv4": "192.168.0.9", "port": 65535})),
+        (host(&[1, 2, 3, 4, 5], 0), json!({"serviceName": "svc"})),
+        (endpoint("svc", [0; 4], 0), json!({"serviceName": "svc"})),
+    ];
+    for (thrift_host, json_host) in cases {
+        let span = |host: &Thrift| {
+            Thrift::default()
+                .i64(1, 7)
+                .i64(4, 8)
+                .structs(6, &[annotation(T, "sr", host), annotation(T + 9, "ss", host)])
+                .stop()
+        };
+        let thrift = decode_zipkin_v1_thrift(&list(&[span(&thrift_host)]), 10).unwrap();
+        let json = json!([{"traceId": "0000000000000007", "id": "0000000000000008", "annotations": [
+            {"timestamp": T, "value": "sr", "endpoint": json_host},
+            {"timestamp": T + 9, "value": "ss", "endpoint": json_host}]}]);
+        let json = decode_zipkin_v1_json(&serde_json::to_vec(&json).unwrap(), 10).unwrap();
+        assert_eq!(resource_spans(thrift), resource_spans(json), "{json_host}");
+    }
+    // Dropped as the Zipkin server drops them: an annotation at time 0, a BOOL address
+    // that is not 1 or has no host, a binary annotation without a type.
+    let host = endpoint("svc", [10, 0, 0, 1], 80);
+    let dropped = Thrift::default()
+        .i64(1, 7)
+        .i64(4, 8)
+        .i64(10, T)
+        .i64(11, 5)
+        .structs(6, &[annotation(0, "at zero", &host)])
+        .structs(
+            8,
+            &[
+                binary("sa", &[2], 0, &host),
+                Thrift::default().bytes(1, b"ca").bytes(2, &[1]).i32(3, 0).stop(),
+                Thrift::default().bytes(1, b"untyped").bytes(2, b"x").nested(4, &host).stop(),
+            ],
+        )
+        .stop();
+    let json = json!([{"traceId": "0000000000000007", "id": "0000000000000008", "timestamp": T, "duration": 5}]);
+    assert_eq!(
+        resource_spans(decode_zipkin_v1_thrift(&list(&[dropped]), 10).unwrap()),
+        resource_spans(decode_zipkin_v1_json(&serde_json::to_vec(&json).unwrap(), 10).unwrap()),
+    );
+    // A trace id whose low half is 0 is no trace id, whatever its high half.
+    let high_only = Thrift::default().i64(12, 5).i64(4, 8).stop();
+    let placed = zipkin_spans_to_otlp_placed_from(decode_zipkin_v1_thrift(&list(&[high_only]), 10).unwrap());
+    assert!(placed.refused[0].to_string().contains("traceId"), "{}", placed.refused[0]);
+}
+
+#[test]
+fn what_reading_takes_is_counted_per_struct() {
+    let host = endpoint("svc", [10, 0, 0, 1], 80);
+    let span = Thrift::default()
+        .i64(1, 7)
+        .i64(4, 8)
+        .structs(6, &[annotation(T, "sr", &host), annotation(T + 9, "ss", &host)])
+        .stop();
+    // The span list, the span, its annotation list, two annotations and their hosts.
+    let body = list(&[span]);
+    assert_eq!(super::convert::v1::thrift::parse_bytes(&body), 7 * 768);
+    // Counted up to where a malformed body stops: the list and the span begun.
+    assert_eq!(super::convert::v1::thrift::parse_bytes(&body[..6]), 2 * 768);
+}
+
+#[tokio::test]
+async fn a_thrift_list_is_refused_when_reading_it_would_not_fit_the_in_flight_budget() {
+    let sink = std::sync::Arc::new(super::tests::DiscardingSink);
+    let metrics = crate::ingest_metrics::IngestMetrics::new().unwrap();
+    let budget = crate::inflight::InflightBudget::new(bytesize::ByteSize::kib(4));
+    let app = super::zipkin_router_with_metrics(sink, crate::config::IngestLimits::default(), metrics, budget);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let host = endpoint("svc", [10, 0, 0, 1], 80);
+    let span = |n: i64| {
+        Thrift::default()
+            .i64(1, 7)
+            .i64(4, n)
+            .structs(6, &[annotation(T, "sr", &host), annotation(T + 9, "ss", &host)])
+            .stop()
+    };
+    let client = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        client
+            .post(format!("http://{addr}/api/v1/spans"))
+            .header("content-type", "application/x-thrift")
+            .body(body)
+            .send()
+    };
+    // One span: 6 structs, 4.5 KiB of parsing, more than the 4 KiB budget.
+    let reply = post(list(&[span(1)])).await.unwrap();
+    assert_eq!(reply.status(), 413);
+    let text = reply.text().await.unwrap();
+    assert!(text.contains("reading this Zipkin Thrift body would take about"), "{text}");
+    assert!(text.contains("send it in smaller batches"), "{text}");
+    // An empty list takes one: 768 bytes.
+    assert_eq!(post(list(&[])).await.unwrap().status(), 202);
 }
 
 #[tokio::test]

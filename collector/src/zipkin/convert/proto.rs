@@ -1,10 +1,10 @@
 //! Zipkin's proto3 `ListOfSpans` (`zipkin2.proto`, what Brave and zipkin-reporter send
 //! with `Encoding.PROTO3`), read into the JSON model's spans so that both go through one
-//! conversion: ids become lower-hex text, IPs their usual text forms, a zero timestamp
+//! conversion: ids become lower-hex text, IPs their usual text forms (an IPv4-compatible
+//! IPv6 address the IPv4 it embeds, as Zipkin reads it), a zero timestamp
 //! or duration (proto3's default) is an absent one.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use meshtel_model::proto_text::{self, Field};
 use prost::Message;
@@ -152,14 +152,13 @@ fn to_json_model(span: ProtoSpan) -> ZipkinSpan {
 }
 
 fn endpoint(e: ProtoEndpoint) -> Endpoint {
-    Endpoint {
+    let mut endpoint = Endpoint {
         service_name: (!e.service_name.is_empty()).then_some(e.service_name),
-        ipv4: <[u8; 4]>::try_from(e.ipv4.as_slice())
-            .ok()
-            .map(|b| Ipv4Addr::from(b).to_string()),
-        ipv6: <[u8; 16]>::try_from(e.ipv6.as_slice())
-            .ok()
-            .map(|b| Ipv6Addr::from(b).to_string()),
+        ipv4: None,
+        ipv6: None,
         port: (e.port != 0).then_some(i64::from(e.port)),
-    }
+    };
+    endpoint.parse_ip(&e.ipv4);
+    endpoint.parse_ip(&e.ipv6);
+    endpoint
 }

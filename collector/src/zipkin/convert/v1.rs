@@ -128,7 +128,7 @@ fn normalized(endpoint: Option<Endpoint>) -> Option<Endpoint> {
 /// Times past this many µs either way are refused (the year 2262 is 9.2e15 µs, past
 /// which no time fits OTLP's nanoseconds anyway): sums and differences of two times
 /// then never overflow.
-const MAX_MICROS: i64 = 1 << 61;
+pub(crate) const MAX_MICROS: i64 = 1 << 61;
 
 /// The encoding a v1 list came in, named by the errors about its spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
