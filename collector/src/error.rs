@@ -89,9 +89,14 @@ pub enum Error {
     /// Zipkin JSON v2 as the Zipkin server reads such a body, is not JSON v2.
     #[error(
         "cannot decode the JSON request: {} (the body was read as Zipkin JSON v2 because \
-         its Content-Type {} is not application/x-protobuf)",
+         its Content-Type {} is not application/x-protobuf{})",
         shorten_quoted(&.source.to_string()),
-        echo(.content_type)
+        echo(.content_type),
+        if .content_type.to_ascii_lowercase().starts_with("application/x-thrift") {
+            "; Zipkin v1 Thrift is read on POST /api/v1/spans"
+        } else {
+            ""
+        }
     )]
     DecodeJsonByContentType {
         /// The `Content-Type` as sent.

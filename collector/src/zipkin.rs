@@ -16,7 +16,7 @@
 //! | valid span list | 202, empty body |
 //! | undecodable JSON or protobuf, invalid id, non-string tag, too many spans | 400, text naming the problem (span index and field for a bad span; for JSON sent as another type, that it was read as JSON v2 because of that type) |
 //! | body over `max_request_bytes` | 413 |
-//! | v1 API with `application/x-protobuf`; v2 API with `application/x-thrift` | 415 naming what each reads |
+//! | v1 API with `application/x-protobuf` | 415 naming what it reads |
 //! | another path | 404, JSON `{"error":"no route …"}` naming both span APIs |
 //! | store overloaded / unavailable | 503 (+ `Retry-After` seconds when overloaded) |
 
@@ -139,46 +139,28 @@ enum Encoding {
     JsonByDefault(String),
 }
 
-/// The encoding the `Content-Type` names: protobuf for `application/x-protobuf`, JSON
-/// for anything else, as the Zipkin server's un-annotated `POST /api/v2/spans` decodes
-/// it (spec §5.1).
-fn encoding(headers: &HeaderMap) -> Encoding {
+/// The encoding the `Content-Type` names for `api`: protobuf for
+/// `application/x-protobuf`, Thrift for `application/x-thrift` on the v1 API, JSON for
+/// anything else, as the Zipkin server decodes it (spec §5.1; its v2 API reads even a
+/// body sent as Thrift as JSON).
+fn encoding(api: Api, headers: &HeaderMap) -> Encoding {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Encoding::Json;
     };
-    match media_type(headers).as_deref() {
-        Some(JSON) => Encoding::Json,
-        Some(PROTOBUF) => Encoding::Protobuf,
-        Some(THRIFT) => Encoding::Thrift,
+    match (api, media_type(headers).as_deref()) {
+        (_, Some(JSON)) => Encoding::Json,
+        (_, Some(PROTOBUF)) => Encoding::Protobuf,
+        (Api::V1, Some(THRIFT)) => Encoding::Thrift,
         _ => Encoding::JsonByDefault(String::from_utf8_lossy(value.as_bytes()).into_owned()),
     }
 }
 
-/// Whether `encoding` is the other API's: there is no v1 protobuf and no v2 Thrift.
-fn wrong_api(api: Api, encoding: &Encoding) -> bool {
-    matches!(
-        (api, encoding),
-        (Api::V1, Encoding::Protobuf) | (Api::V2, Encoding::Thrift)
-    )
-}
-
-/// The 415 for the other API's encoding ([`wrong_api`]), saying where to send it.
-fn wrong_api_error(api: Api) -> Error {
-    let (media_type, supported) = match api {
-        Api::V1 => (
-            PROTOBUF,
-            "application/json or application/x-thrift (Zipkin v1); protobuf is Zipkin v2: \
-             POST it to /api/v2/spans",
-        ),
-        Api::V2 => (
-            THRIFT,
-            "application/json or application/x-protobuf (Zipkin v2); Thrift is Zipkin v1: \
-             POST it to /api/v1/spans",
-        ),
-    };
+/// The 415 for protobuf on the v1 API, saying where to send it.
+fn protobuf_on_v1() -> Error {
     Error::UnsupportedMediaType {
-        media_type: media_type.into(),
-        supported,
+        media_type: PROTOBUF.into(),
+        supported: "application/json or application/x-thrift (Zipkin v1); protobuf is \
+                    Zipkin v2: POST it to /api/v2/spans",
     }
 }
 
@@ -190,9 +172,9 @@ async fn decode_and_export(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Option<String>> {
-    let encoding = encoding(headers);
-    if wrong_api(api, &encoding) {
-        return Err(wrong_api_error(api));
+    let encoding = encoding(api, headers);
+    if api == Api::V1 && encoding == Encoding::Protobuf {
+        return Err(protobuf_on_v1());
     }
     // Held until the spans are stored or refused (see `crate::inflight`).
     let hold = ingest.hold();
@@ -219,12 +201,11 @@ async fn decode_and_export(
         let zipkin_spans: Vec<_> = match (api, encoding) {
             // Checks the count of v1 spans itself: each may become two or more.
             (Api::V1, Encoding::Thrift) => decode_zipkin_v1_thrift(&bytes, max_spans)?,
-            (Api::V1, Encoding::Protobuf) | (Api::V2, Encoding::Thrift) => {
-                return Err(wrong_api_error(api));
-            }
+            (Api::V1, Encoding::Protobuf) => return Err(protobuf_on_v1()),
             (Api::V1, _) => decode_zipkin_v1_json(&bytes, max_spans)?,
             (Api::V2, Encoding::Protobuf) => numbered(decode_zipkin_proto(&bytes)?),
-            (Api::V2, Encoding::Json) => numbered(decode_zipkin_json(&bytes)?),
+            // `encoding` gives the v2 API no Thrift: JSON, as for any type but protobuf.
+            (Api::V2, Encoding::Json | Encoding::Thrift) => numbered(decode_zipkin_json(&bytes)?),
             (Api::V2, Encoding::JsonByDefault(content_type)) => numbered(
                 decode_zipkin_json(&bytes).map_err(by_content_type(content_type))?,
             ),
