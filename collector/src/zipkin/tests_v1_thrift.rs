@@ -239,6 +239,11 @@ fn malformed_lists_are_refused_by_name_and_never_read_past_their_end() {
         .unwrap_err()
         .to_string();
     assert!(not_spans.contains("a list of type 10, not of span structs (12)"), "{not_spans}");
+    // One span without its list: its first field's type where the list's element type
+    // goes, and no count.
+    let alone = Thrift::default().i64(1, 0x5af7_183f).i64(4, 2).stop();
+    let text = decode_zipkin_v1_thrift(&alone.0, 10).unwrap_err().to_string();
+    assert!(text.starts_with("a list of type 10, not of span structs (12): a span must be sent in a list"), "{text}");
     let bad_annotations = Thrift::default().field(LIST, 6).raw(&[I64]).raw_len(1).raw(&[0; 8]).stop();
     let text = decode_zipkin_v1_thrift(&list(&[bad_annotations]), 10)
         .unwrap_err()

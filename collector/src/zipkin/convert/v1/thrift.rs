@@ -303,10 +303,19 @@ pub(super) fn read_list(body: &[u8], max_spans: usize) -> Result<Vec<V1Span>> {
         ))
     };
     let mut wire = Wire::new(body);
-    let (element, _, count) = wire.list().map_err(|problem| whole(problem.text()))?;
-    if element != STRUCT && count > 0 {
-        return Err(whole(format!("a list of type {element}, not of span structs ({STRUCT})")));
-    }
+    let element = wire.byte().map_err(|problem| whole(problem.text()))?;
+    let count = match (element, wire.length()) {
+        (STRUCT, Ok(count)) => count,
+        (STRUCT, Err(problem)) => return Err(whole(problem.text())),
+        (_, Ok(0)) => 0,
+        // Said before the count, which a span sent without its list does not have.
+        (element, _) => {
+            return Err(whole(format!(
+                "a list of type {element}, not of span structs ({STRUCT}): a span must be \
+                 sent in a list, even alone"
+            )));
+        }
+    };
     super::too_many(count, max_spans)?;
     // Not sized from the count: a few bytes may claim thousands of spans.
     let mut spans = Vec::new();
