@@ -1,9 +1,10 @@
 //! Which blocks hold which traces. Each block has a [`TraceIdSet`]: a binary fuse
 //! filter of 16-bit fingerprints of 64-bit keys of its trace ids ([`TraceKeys`]), held
-//! in memory and written beside the block as `<block>.tids` with a checksum
-//! ([`sidecar`]). A sidecar that is missing, damaged or of the first format without a
-//! checksum is rebuilt from the block, so a damaged one never hides a trace; one of the
-//! format before, which held the keys, is read and written again as a filter.
+//! in memory and written beside the block as `<block>.tids` with a checksum and the
+//! length of the block it was made from ([`sidecar`]). A sidecar that is missing,
+//! damaged, of the first format without a checksum, or made from a block of another
+//! length (a block replaced by hand) is rebuilt from the block, so that it never hides
+//! a trace; one of the formats before is read and written again in the current one.
 //!
 //! A filter takes 2.0-2.4 bytes per trace in memory and on disk, instead of the keys'
 //! 8. The index lives as long as the blocks it covers, so its memory grows with what
@@ -216,30 +217,36 @@ pub fn sidecar_path(block: &Path) -> PathBuf {
 /// The set of a block: from its sidecar, or rebuilt from the block (and, by a
 /// `writer`, the sidecar rewritten, an INFO naming a damaged one) when the sidecar is
 /// missing, unreadable or made from a block of another length; a sidecar that cannot
-/// be written is only warned about. A writer writes a sidecar of the format before
-/// (the keys) again as a filter. A reader writes none: a block it reads may be deleted
-/// by the writer meanwhile, and its sidecar must not come back after it.
+/// be written is only warned about. A writer writes a sidecar of the formats before
+/// again: the keys as a filter, a filter of format 2 with the block's length (so that
+/// a block replaced later is noticed). A reader writes none: a block it reads may be
+/// deleted by the writer meanwhile, and its sidecar must not come back after it. A
+/// block that cannot be looked at is an error: its sidecar cannot be checked.
 pub fn load_or_rebuild(block: &Path, writer: bool) -> Result<TraceIdSet> {
     let sidecar = sidecar_path(block);
-    // Unknown when the block cannot be looked at: the sidecar is then taken as it is
-    // (a block being deleted), and rebuilding fails on the block itself.
-    let block_bytes = std::fs::metadata(block).ok().map(|m| m.len());
+    let block_bytes = std::fs::metadata(block)?.len();
     let write = |set: &TraceIdSet, what: &str| {
-        let Some(bytes) = block_bytes.filter(|_| writer) else {
+        if !writer {
             return;
-        };
-        if let Err(e) = set.write(bytes, &sidecar) {
+        }
+        if let Err(e) = set.write(block_bytes, &sidecar) {
             tracing::warn!(sidecar = %sidecar.display(), error = %e, "could not write a block's trace id set; it is {what} at every start");
         }
     };
     match sidecar::read(&sidecar) {
-        Ok(sidecar::Sidecar::Set(_, Some(made_from))) if block_bytes.is_some_and(|b| b != made_from) => {
+        Ok(sidecar::Sidecar::Set(_, Some(made_from))) if made_from != block_bytes => {
             tracing::info!(file = %sidecar.display(), made_from, block_bytes, "rebuilding a block's trace id index: it was made from a block of another length (the block was replaced)");
             let set = TraceIdSet::of(&TraceKeys::from_block(block)?);
             write(&set, "rebuilt");
             Ok(set)
         }
-        Ok(sidecar::Sidecar::Set(set, _)) => Ok(set),
+        Ok(sidecar::Sidecar::Set(set, Some(_))) => Ok(set),
+        Ok(sidecar::Sidecar::Set(set, None)) => {
+            // Format 2: trusted as it is (rebuilding every block's set once would read
+            // every block's trace ids), and stamped with the block's length from now on.
+            write(&set, "read as format 2");
+            Ok(set)
+        }
         Ok(sidecar::Sidecar::Keys(keys)) => {
             let set = TraceIdSet::of(&keys);
             write(&set, "built from the keys");

@@ -139,15 +139,47 @@ async fn a_damaged_trace_id_sidecar_is_rebuilt_and_hides_no_trace() {
     flush_trace(&store, 1, "svc-1").await;
     let sidecar = crate::trace_index::sidecar_path(&block_paths(&store)[0]);
     store.shutdown().await.unwrap();
-    // One flipped bit: the block's only key no longer matches its trace.
+    // One flipped bit in a fingerprint: the checksum no longer matches.
     let good = std::fs::read(&sidecar).unwrap();
     let mut damaged = good.clone();
-    damaged[0] ^= 0x01;
+    assert!(good.len() > 60 + 8);
+    damaged[60] ^= 0x01;
     std::fs::write(&sidecar, &damaged).unwrap();
 
     let store = TraceStore::open(config(dir.path())).await.unwrap();
     assert!(store.get_trace(trace_id(1)).await.unwrap().is_some());
     assert_eq!(std::fs::read(&sidecar).unwrap(), good, "rewritten");
+    store.shutdown().await.unwrap();
+}
+
+/// A block replaced by hand by another of the same name (restored from another copy),
+/// its old sidecar kept: the writer and a read-only process each rebuild its set and
+/// find the trace it holds now.
+#[tokio::test]
+async fn a_block_replaced_under_its_old_sidecar_hides_no_trace() {
+    let (here, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = TraceStore::open(config(here.path())).await.unwrap();
+    flush_trace(&store, 1, "svc-1").await;
+    let block = block_paths(&store)[0].clone();
+    store.shutdown().await.unwrap();
+    let other = TraceStore::open(config(elsewhere.path())).await.unwrap();
+    flush_trace(&other, 2, "a-service-of-another-name").await;
+    let replacement = block_paths(&other)[0].clone();
+    other.shutdown().await.unwrap();
+    assert_eq!(block.file_name(), replacement.file_name());
+    let old_sidecar = std::fs::read(crate::trace_index::sidecar_path(&block)).unwrap();
+    let old_len = std::fs::metadata(&block).unwrap().len();
+    std::fs::copy(&replacement, &block).unwrap();
+    assert_ne!(std::fs::metadata(&block).unwrap().len(), old_len, "a replacement of another length");
+    assert_eq!(std::fs::read(crate::trace_index::sidecar_path(&block)).unwrap(), old_sidecar);
+
+    let reader = TraceStore::open_read_only(config(here.path()), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(reader.get_trace(trace_id(2)).await.unwrap().is_some(), "the reader skipped the block");
+    let store = TraceStore::open(config(here.path())).await.unwrap();
+    assert!(store.get_trace(trace_id(2)).await.unwrap().is_some(), "the writer skipped the block");
+    assert_ne!(std::fs::read(crate::trace_index::sidecar_path(&block)).unwrap(), old_sidecar, "rewritten");
     store.shutdown().await.unwrap();
 }
 

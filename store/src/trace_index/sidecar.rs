@@ -9,8 +9,8 @@
 //! rebuilt from the block ([`super::load_or_rebuild`]).
 //!
 //! Format 2, written before: a body, then `TID2` and the CRC-32 of the body (u32). It is
-//! read as format 3 without the block's length (trusted as it is, not rewritten). The
-//! body: the kind (u8: 0 no trace, 1 a binary fuse filter, 2 the keys
+//! read as format 3 without the block's length: trusted as it is, and written again in
+//! format 3 by a writer. The body: the kind (u8: 0 no trace, 1 a binary fuse filter, 2 the keys
 //! themselves), the number of distinct keys (u64) and their digest (u64), then for a
 //! filter its descriptor (seed u64, segment length u32, its mask u32, the length of
 //! all segments u32), the number of fingerprints (u64) and the fingerprints (u16 each);
@@ -18,7 +18,7 @@
 //!
 //! Format 1, written before: the sorted keys (u64 each), then `TIDS` and the CRC-32 of
 //! the keys. It is read as keys ([`Sidecar::Keys`]): the caller builds their filter and
-//! writes the sidecar again in format 2.
+//! writes the sidecar again in format 3.
 //!
 //! A filter depends on how `xorf` hashes a key into it; a test pins one filter's bytes,
 //! so that a version of the crate that hashes differently cannot read the filters of
@@ -357,7 +357,8 @@ mod tests {
         let (rewritten, made_from) = read_set(&sidecar_path(&block));
         assert_eq!(rewritten, TraceIdSet::from_keys(keys_of(&new_ids)));
         assert_eq!(made_from, Some(fs::metadata(&block).unwrap().len()));
-        // A sidecar of format 2 (no length) is taken as it is, and left as it is.
+        // A sidecar of format 2 (no length) is taken as it is; a writer stamps it with
+        // the block's length, a reader leaves it.
         let set = TraceIdSet::from_keys(keys_of(&old_ids));
         set.write(1, &sidecar_path(&block)).unwrap();
         let v3 = fs::read(sidecar_path(&block)).unwrap();
@@ -366,8 +367,27 @@ mod tests {
         v2.extend_from_slice(MAGIC_V2);
         v2.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
         fs::write(sidecar_path(&block), &v2).unwrap();
-        assert_eq!(load_or_rebuild(&block, true).unwrap(), set);
+        assert_eq!(load_or_rebuild(&block, false).unwrap(), set);
         assert_eq!(fs::read(sidecar_path(&block)).unwrap(), v2);
+        assert_eq!(load_or_rebuild(&block, true).unwrap(), set);
+        let (stamped, made_from) = read_set(&sidecar_path(&block));
+        assert_eq!((stamped, made_from), (set, Some(fs::metadata(&block).unwrap().len())));
+        // A block that cannot be looked at: its sidecar cannot be checked.
+        fs::remove_file(&block).unwrap();
+        assert!(load_or_rebuild(&block, false).is_err());
+    }
+
+    #[test]
+    fn a_third_format_sidecar_without_its_length_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.parquet.tids");
+        let body = [0u8; 5];
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        fs::write(&path, bytes).unwrap();
+        let error = read(&path).err().unwrap().to_string();
+        assert!(error.contains("no block length"), "{error}");
     }
 
     #[test]
